@@ -1,0 +1,50 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Loyalty",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "points", targets: ["PointsMain"]),
+        .executable(name: "loyalty", targets: ["Loyalty"]),
+    ],
+    targets: [
+        // C libraries, from the system (no SwiftPM package dependencies).
+        .systemLibrary(
+            name: "CRdKafka", path: "Shared/CRdKafka", pkgConfig: "rdkafka",
+            providers: [.apt(["librdkafka-dev"]), .brew(["librdkafka"])]),
+        .systemLibrary(
+            name: "CSQLite", path: "Shared/CSQLite", pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"]), .brew(["sqlite"])]),
+
+        // Shared modules.
+        .target(name: "LoyaltyDomain", path: "Shared/LoyaltyDomain"),
+        .target(
+            name: "ReferenceProgram", path: "Shared/ReferenceProgram",
+            resources: [.copy("Resources/reference-program.json")]),
+        .target(name: "Messaging", dependencies: ["CRdKafka", "LoyaltyDomain"], path: "Shared/Messaging"),
+        .target(name: "Storage", dependencies: ["CSQLite"], path: "Shared/Storage"),
+        .target(
+            name: "ServiceKit",
+            dependencies: ["LoyaltyDomain", "Messaging", "Storage", "ReferenceProgram"],
+            path: "Shared/ServiceKit"),
+
+        // Services.
+        .target(
+            name: "PointsService", dependencies: ["LoyaltyDomain", "Storage", "ServiceKit"],
+            path: "Services/PointsService"),
+        .executableTarget(
+            name: "PointsMain", dependencies: ["PointsService", "ServiceKit"], path: "Services/Points"),
+        .executableTarget(
+            name: "Loyalty", dependencies: ["LoyaltyDomain", "Messaging", "ServiceKit", "ReferenceProgram"],
+            path: "Services/Loyalty"),
+
+        // Tests.
+        .testTarget(name: "LoyaltyDomainTests", dependencies: ["LoyaltyDomain", "ReferenceProgram"]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage"]),
+        .testTarget(name: "MessagingTests", dependencies: ["Messaging", "LoyaltyDomain"]),
+        .testTarget(name: "ServiceKitTests", dependencies: ["ServiceKit", "Messaging", "Storage", "LoyaltyDomain"]),
+        .testTarget(name: "PointsTests", dependencies: ["PointsService", "ServiceKit", "Storage", "LoyaltyDomain", "ReferenceProgram"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["Messaging", "LoyaltyDomain", "ReferenceProgram"]),
+    ]
+)

@@ -1,0 +1,115 @@
+import Foundation
+import LoyaltyDomain
+import Messaging
+import ServiceKit
+
+/// `loyalty demo`: the main job on the embedded broker, start to finish.
+enum Demo {
+    /// Starts from the beginning of every partition.
+    final class FromBeginning: RebalanceListener {
+        func partitionsAssigned(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] { [:] }
+        func partitionsRevoked(_ partitions: [TopicPartition]) {}
+    }
+
+    static func run() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("loyalty-demo-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let broker = try EmbeddedBroker()
+        print("embedded broker on \(broker.bootstrapServers); state in \(directory.path)")
+
+        let children = ChildProcesses()
+        defer { children.stopAll() }
+        for name in ServiceExecutables.names {
+            try children.start(
+                name,
+                environment: ["LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path],
+                log: directory.appendingPathComponent("\(name).log"))
+        }
+        print("started \(ServiceExecutables.names.joined(separator: ", "))")
+
+        let events = try SampleStream.events()
+        try Publisher.publish(events, producer: try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers)))
+        print("published \(events.count) events for \(SampleStream.members.count) members\n")
+
+        let outputs = try collectOutputs(bootstrapServers: broker.bootstrapServers, members: Set(SampleStream.members), children: children)
+        let failed = children.stopAll()
+        printSummary(outputs)
+        print("\nservice logs: \(directory.path)/*.log")
+        if !failed.isEmpty { throw CLIError("services that did not stop cleanly: \(failed.joined(separator: ", "))") }
+    }
+
+    struct Outputs {
+        var ledger: [String: [JSONObject]] = [:]
+        var refusals: [String: [JSONObject]] = [:]
+        var balances: [String: JSONObject] = [:]
+        var deadLetters: [JSONObject] = []
+    }
+
+    /// Reads the service outputs until every member has a balance and nothing new arrived for two seconds.
+    static func collectOutputs(bootstrapServers: String, members: Set<String>, children: ChildProcesses) throws -> Outputs {
+        let listener = FromBeginning()
+        let consumer = try KafkaConsumer(
+            ConsumerConfiguration(bootstrapServers: bootstrapServers, groupID: "loyalty-demo-\(UUID().uuidString)"), listener: listener)
+        try consumer.subscribe([Topics.pointsLedger.name, Topics.pointsBalances.name, Topics.deadLetters.name])
+        var outputs = Outputs()
+        var seen = Set<String>()
+        var lastArrival = Date()
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline {
+            if let exited = children.exited { throw CLIError("\(exited.name) exited with status \(exited.status)") }
+            guard case .record(let record) = consumer.poll(timeoutMilliseconds: 100) else {
+                let quiet = Date().timeIntervalSince(lastArrival) > 2
+                if quiet && members.isSubset(of: outputs.balances.keys) { break }
+                continue
+            }
+            lastArrival = Date()
+            guard let value = record.value, let event = try? CloudEvent.decode(value), seen.insert(event.id).inserted,
+                  let data = event.data.objectValue else { continue }
+            let member = event.subject ?? "-"
+            switch record.topic {
+            case Topics.pointsBalances.name: outputs.balances[member] = data
+            case Topics.deadLetters.name: outputs.deadLetters.append(data)
+            default:
+                if event.type == "points.refused" { outputs.refusals[member, default: []].append(data) } else { outputs.ledger[member, default: []].append(data) }
+            }
+        }
+        consumer.close()
+        return outputs
+    }
+
+    static func printSummary(_ outputs: Outputs) {
+        func int(_ object: JSONObject?, _ key: String) -> Int64 { object?[key]?.int64Value ?? 0 }
+        func pad(_ text: String, _ width: Int) -> String { text.count >= width ? text : text + String(repeating: " ", count: width - text.count) }
+        func lpad(_ text: String, _ width: Int) -> String { text.count >= width ? text : String(repeating: " ", count: width - text.count) + text }
+
+        print("balances")
+        print("  \(pad("member", 8)) \(lpad("available", 9)) \(lpad("pending", 8)) \(lpad("debt", 6)) \(lpad("earned", 8)) \(lpad("reversed", 9)) \(lpad("entries", 8))")
+        for member in SampleStream.members {
+            let balance = outputs.balances[member]
+            print("  \(pad(member, 8)) \(lpad(String(int(balance, "available")), 9)) \(lpad(String(int(balance, "pending")), 8)) \(lpad(String(int(balance, "debt")), 6)) \(lpad(String(int(balance, "lifetimeEarned")), 8)) \(lpad(String(int(balance, "lifetimeReversed")), 9)) \(lpad(String(int(balance, "entries")), 8))")
+        }
+        print("\nledger summary (points by kind and source; refusals with their reason)")
+        for member in SampleStream.members {
+            let entries = (outputs.ledger[member] ?? []).sorted { int($0, "sequence") < int($1, "sequence") }
+            var totals: [String: Int64] = [:]
+            var order: [String] = []
+            for entry in entries {
+                let label = "\(entry["kind"]?.stringValue ?? "?") \(entry["source"]?.stringValue ?? "?")"
+                if totals[label] == nil { order.append(label) }
+                totals[label, default: 0] += entry["kind"]?.stringValue == "released"
+                    ? int(entry["delta"]?.objectValue, "available") : int(entry, "points")
+            }
+            let parts = order.map { "\($0) \(totals[$0]!)" }
+            print("  \(pad(member, 6)) \(parts.joined(separator: ", "))")
+            for refusal in outputs.refusals[member] ?? [] {
+                print("         refused \(refusal["subject"]?.stringValue ?? "?"): \(refusal["reason"]?.stringValue ?? "?")")
+            }
+        }
+        if !outputs.deadLetters.isEmpty {
+            print("\ndead letters")
+            for letter in outputs.deadLetters {
+                print("  \(letter["reason"]?.stringValue ?? "?"): \(letter["detail"]?.stringValue ?? "")")
+            }
+        }
+    }
+}

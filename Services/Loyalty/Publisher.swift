@@ -1,0 +1,60 @@
+import Foundation
+import LoyaltyDomain
+import Messaging
+import ServiceKit
+
+/// Publishes CloudEvents to the input topic of their type, keyed by subject.
+enum Publisher {
+    /// Publishes every event and waits until the broker has acknowledged them all.
+    static func publish(_ events: [CloudEvent], producer: KafkaProducer) throws {
+        for event in events {
+            guard let topic = Topics.inputTopic(forEventType: event.type) else {
+                throw CLIError("event \(event.id): no input topic for type \(event.type)")
+            }
+            try producer.send(topic: topic.name, key: event.subject.map { Array($0.utf8) }, value: event.encoded())
+        }
+        guard producer.flush(timeoutMilliseconds: 30_000) else { throw CLIError("the broker did not acknowledge every event") }
+        if let failed = producer.takeDeliveryReports().first(where: { $0.error != nil }) {
+            throw CLIError("an event was not delivered: \(failed.error!)")
+        }
+    }
+
+    /// Publishes a file of CloudEvents, one JSON object per line; stops at the first bad line.
+    static func publishFile(_ path: String, bootstrapServers: String) throws -> Int {
+        guard let data = FileManager.default.contents(atPath: path) else { throw CLIError("cannot read \(path)") }
+        var events: [CloudEvent] = []
+        for (number, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let text = line.trimmingCharacters(in: .whitespaces)
+            if text.isEmpty { continue }
+            do {
+                events.append(try CloudEvent.decode(Array(text.utf8)))
+            } catch {
+                throw CLIError("\(path):\(number + 1): \(error)")
+            }
+        }
+        try publish(events, producer: try KafkaProducer(ProducerConfiguration(bootstrapServers: bootstrapServers)))
+        return events.count
+    }
+}
+
+/// Prints a topic's records.
+enum Tail {
+    final class StartAtBeginning: RebalanceListener {
+        func partitionsAssigned(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] { [:] }
+        func partitionsRevoked(_ partitions: [TopicPartition]) {}
+    }
+
+    static func run(topic: String, bootstrapServers: String, stop: StopSignal) throws {
+        let listener = StartAtBeginning()
+        let consumer = try KafkaConsumer(
+            ConsumerConfiguration(bootstrapServers: bootstrapServers, groupID: "loyalty-tail-\(UUID().uuidString)"), listener: listener)
+        try consumer.subscribe([topic])
+        while !stop.isRequested {
+            if case .record(let record) = consumer.poll(timeoutMilliseconds: 100) {
+                let value = record.value.map { String(decoding: $0, as: UTF8.self) } ?? "(tombstone)"
+                print("\(record.partition)/\(record.offset) \(record.keyString ?? "-") \(value)")
+            }
+        }
+        consumer.close()
+    }
+}

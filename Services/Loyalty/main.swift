@@ -1,0 +1,94 @@
+import Foundation
+import LoyaltyDomain
+import Messaging
+import ServiceKit
+
+/// `loyalty`: the operator's command line.
+let usage = """
+    usage: loyalty <command> [options]
+
+    commands:
+      demo                 start the embedded broker and every service, publish a sample stream of
+                           members, orders, refunds and check-ins, and print each member's balance
+                           and ledger summary
+      broker               run the embedded broker (librdkafka's mock cluster) until Ctrl-C, with
+                           every catalogue topic; its address goes to <data dir>/broker.address
+      dev                  run the embedded broker and every service until Ctrl-C
+      publish <file>       publish CloudEvents (one JSON object per line) to the topic of their type
+      tail <topic>         print a topic's records from the beginning until Ctrl-C
+      topics               list the topic catalogue
+
+    environment: LOYALTY_DATA_DIR (default .loyalty), LOYALTY_BOOTSTRAP_SERVERS (default: the
+    embedded broker's address file); see docs/operations.md.
+    """
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+let dataDirectory = ProcessInfo.processInfo.environment["LOYALTY_DATA_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? ".loyalty"
+
+func bootstrapServers() throws -> String {
+    if let servers = ProcessInfo.processInfo.environment["LOYALTY_BOOTSTRAP_SERVERS"], !servers.isEmpty { return servers }
+    if let address = EmbeddedBrokerAddress.read(dataDirectory: dataDirectory) { return address }
+    throw CLIError("no broker address: start `loyalty broker` or set LOYALTY_BOOTSTRAP_SERVERS")
+}
+
+/// Blocks until SIGINT or SIGTERM.
+func waitForStop(_ stop: StopSignal, whileChildrenRun children: ChildProcesses? = nil) {
+    while !stop.isRequested {
+        if let exited = children?.exited {
+            FileHandle.standardError.write(Data("loyalty: \(exited.name) exited with status \(exited.status)\n".utf8))
+            return
+        }
+        usleep(100_000)
+    }
+}
+
+do {
+    switch arguments.first {
+    case "demo":
+        try Demo.run()
+    case "broker":
+        let stop = StopSignal()
+        stop.install()
+        let broker = try EmbeddedBroker()
+        try EmbeddedBrokerAddress.write(broker.bootstrapServers, dataDirectory: dataDirectory)
+        print("embedded broker on \(broker.bootstrapServers) (written to \(EmbeddedBrokerAddress.path(dataDirectory: dataDirectory))); Ctrl-C stops it")
+        waitForStop(stop)
+        try? FileManager.default.removeItem(atPath: EmbeddedBrokerAddress.path(dataDirectory: dataDirectory))
+    case "dev":
+        let stop = StopSignal()
+        stop.install()
+        let broker = try EmbeddedBroker()
+        try EmbeddedBrokerAddress.write(broker.bootstrapServers, dataDirectory: dataDirectory)
+        print("embedded broker on \(broker.bootstrapServers)")
+        let children = ChildProcesses()
+        for name in ServiceExecutables.names {
+            try children.start(name, environment: ["LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": dataDirectory], log: nil)
+            print("started \(name)")
+        }
+        print("running; Ctrl-C stops everything")
+        waitForStop(stop, whileChildrenRun: children)
+        let failed = children.stopAll()
+        try? FileManager.default.removeItem(atPath: EmbeddedBrokerAddress.path(dataDirectory: dataDirectory))
+        if !failed.isEmpty { throw CLIError("services that did not stop cleanly: \(failed.joined(separator: ", "))") }
+    case "publish":
+        guard arguments.count == 2 else { throw CLIError("usage: loyalty publish <file>") }
+        let published = try Publisher.publishFile(arguments[1], bootstrapServers: try bootstrapServers())
+        print("published \(published) events")
+    case "tail":
+        guard arguments.count == 2 else { throw CLIError("usage: loyalty tail <topic>") }
+        let stop = StopSignal()
+        stop.install()
+        try Tail.run(topic: arguments[1], bootstrapServers: try bootstrapServers(), stop: stop)
+    case "topics":
+        for topic in Topics.all {
+            print("\(topic.name)\t\(topic.partitions) partitions\t\(topic.compacted ? "compacted" : "stream")\tkey: \(topic.key)\t\(topic.summary)")
+        }
+    case "help", "--help", "-h", nil:
+        print(usage)
+    default:
+        throw CLIError("unknown command \(arguments[0])\n\n\(usage)")
+    }
+} catch {
+    FileHandle.standardError.write(Data("loyalty: \(error)\n".utf8))
+    exit(1)
+}

@@ -1,0 +1,271 @@
+import LoyaltyDomain
+import Messaging
+import ServiceKit
+import Storage
+
+/// The points service in the exactly-once loop: decodes member, order, engagement and
+/// points-command records, applies the points rules, and writes the ledger, refusals,
+/// balances and commands through the outbox.
+public final class PointsProcessor: StreamProcessor {
+    public typealias Body = PointsRecord
+
+    public let name = "points"
+    public let inputTopics = [Topics.members.name, Topics.orders.name, Topics.engagement.name, Topics.pointsCommands.name]
+    public var migrations: [Migration] { PointsSchema.migrations }
+
+    public let rules: PointsRules
+    /// Accounts read or changed in the current batch, written back in `finish`.
+    private var accounts: [String: CachedAccount] = [:]
+    private static let source = "loyalty/points"
+
+    struct CachedAccount {
+        var account: PointsAccount?
+        var entriesWhenLoaded: Int64
+        var lastEntryTime: EventTime?
+        var changed: Bool
+    }
+
+    public init(program: Program) {
+        rules = PointsRules(program: program)
+    }
+
+    // MARK: Decoding
+
+    public func decode(_ record: ConsumedRecord) throws(Rejection) -> Decoded<PointsRecord> {
+        guard let value = record.value else {
+            throw Rejection(code: "empty-payload", detail: "the record has no value")
+        }
+        let event: CloudEvent
+        do {
+            event = try CloudEvent.decode(value)
+        } catch {
+            throw Rejection(code: error.code, detail: error.detail)
+        }
+        var decoded = try Self.decode(event, raw: value, key: record.keyString)
+        decoded.body.origin = (record.topic, record.partition, record.offset)
+        return decoded
+    }
+
+    static func decode(_ event: CloudEvent, raw: [UInt8], key: String?) throws(Rejection) -> Decoded<PointsRecord> {
+        guard let member = event.subject else {
+            throw Rejection(code: "missing-attribute", detail: "subject (the member id) is required")
+        }
+        // The key places the member on its partition; a different subject would split its state.
+        guard key == member else {
+            throw Rejection(code: "key-mismatch", detail: "record key \(key ?? "(none)") differs from subject \(member)")
+        }
+        let input: PointsInput
+        do {
+            input = try PointsInput.decode(type: event.type, data: event.data)
+        } catch {
+            throw Rejection(code: error.code, detail: error.detail)
+        }
+        return Decoded(
+            eventID: event.id, time: event.time, rank: EventType.rank(of: event.type), member: member,
+            payloadHash: payloadHash(event.encoded()),
+            body: PointsRecord(event: PointsEvent(id: event.id, time: event.time, member: member, input: input), raw: raw))
+    }
+
+    // MARK: Applying
+
+    public func apply(_ input: Decoded<PointsRecord>, in batch: Batch) throws {
+        let event = input.body.event
+        var cached = try load(event.member, batch.database)
+        let wasRegistered = cached.account != nil
+        let decision = rules.apply(event, to: &cached.account)
+        if decision.memberUnknown {
+            try park(input, batch)
+            return
+        }
+        try record(decision, into: &cached, batch)
+        accounts[event.member] = cached
+        if !wasRegistered, cached.account != nil {
+            try applyParkedEvents(of: event.member, batch)
+        }
+    }
+
+    public func fire(_ timer: DueTimer, in batch: Batch) throws {
+        switch timer.kind {
+        case TimerKind.release:
+            var cached = try load(timer.member, batch.database)
+            guard var account = cached.account else { return }
+            let decision = rules.release(lotID: timer.ref, at: timer.due, account: &account)
+            cached.account = account
+            try record(decision, into: &cached, batch)
+            accounts[timer.member] = cached
+        case TimerKind.unknownMember:
+            try deadLetterParked(eventID: timer.ref, batch)
+        default:
+            break
+        }
+    }
+
+    public func finish(_ batch: Batch) throws {
+        let save = try batch.database.prepare(
+            "INSERT INTO accounts(member, task, available, pending, debt, state) VALUES(?, ?, ?, ?, ?, ?) "
+                + "ON CONFLICT(member) DO UPDATE SET task = excluded.task, available = excluded.available, "
+                + "pending = excluded.pending, debt = excluded.debt, state = excluded.state")
+        for (member, cached) in accounts.sorted(by: { $0.key < $1.key }) where cached.changed {
+            guard let account = cached.account else { continue }
+            try save.run(
+                .text(member), .integer(Int64(batch.task)), .integer(account.balance.available),
+                .integer(account.balance.pending), .integer(account.balance.debt), .blob(account.encoded()))
+            if account.entries != cached.entriesWhenLoaded, let time = cached.lastEntryTime {
+                let value = CloudEvent.encode(
+                    id: "balance/\(member)/\(account.entries)", source: Self.source, type: "points.balance", time: time,
+                    subject: member, data: { $0.value(account.balanceJSON) })
+                try batch.emit(topic: Topics.pointsBalances.name, key: member, value: value)
+            }
+        }
+        accounts.removeAll(keepingCapacity: true)
+    }
+
+    public func abandon() {
+        accounts.removeAll()
+    }
+
+    // MARK: Pieces
+
+    private func load(_ member: String, _ database: Database) throws -> CachedAccount {
+        if let cached = accounts[member] { return cached }
+        let state = try database.prepare("SELECT state FROM accounts WHERE member = ?")
+            .queryOne(.text(member)) { $0.blob(0) }
+        let account = try state.map { try PointsAccount.decode($0) }
+        let cached = CachedAccount(account: account, entriesWhenLoaded: account?.entries ?? 0, lastEntryTime: nil, changed: false)
+        accounts[member] = cached
+        return cached
+    }
+
+    /// Writes a decision's entries, refusals, timers and commands.
+    private func record(_ decision: PointsDecision, into cached: inout CachedAccount, _ batch: Batch) throws {
+        cached.changed = true
+        let database = batch.database
+        if !decision.entries.isEmpty {
+            let insert = try database.prepare(
+                "INSERT INTO ledger(member, sequence, entry_id, time, kind, source, points, available_after, pending_after, "
+                    + "debt_after, cause_id, order_id, event) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+            for entry in decision.entries {
+                let event = CloudEvent.encode(
+                    id: entry.id, source: Self.source, type: entry.eventType, time: entry.time, subject: entry.member,
+                    data: { entry.write(to: &$0) })
+                try insert.run(
+                    .text(entry.member), .integer(entry.sequence), .text(entry.id), .integer(entry.time.millis),
+                    .text(entry.kind.rawValue), .text(entry.source), .integer(entry.points),
+                    .integer(entry.balanceAfter.available), .integer(entry.balanceAfter.pending),
+                    .integer(entry.balanceAfter.debt), .text(entry.causeID), entry.orderID.map { .text($0) } ?? .null,
+                    .blob(event))
+                try batch.emit(topic: Topics.pointsLedger.name, key: entry.member, value: event)
+                cached.lastEntryTime = entry.time
+            }
+        }
+        if !decision.refusals.isEmpty {
+            let insert = try database.prepare(
+                "INSERT OR IGNORE INTO refusals(refusal_id, member, time, reason, event) VALUES(?, ?, ?, ?, ?)")
+            for refusal in decision.refusals {
+                let event = CloudEvent.encode(
+                    id: refusal.id, source: Self.source, type: "points.refused", time: refusal.time, subject: refusal.member,
+                    data: { $0.value(refusal.json) })
+                try insert.run(.text(refusal.id), .text(refusal.member), .integer(refusal.time.millis), .text(refusal.reason), .blob(event))
+                try batch.emit(topic: Topics.pointsLedger.name, key: refusal.member, value: event)
+            }
+        }
+        for release in decision.releases {
+            guard let member = cached.account?.member else { continue }
+            try batch.schedule(TimerRequest(
+                due: release.due, rank: TimerKind.rank(TimerKind.release), member: member, kind: TimerKind.release, ref: release.lotID))
+        }
+        for command in decision.commands {
+            switch command {
+            case .referralReward(let referrer, let reward, let time):
+                let value = CloudEvent.encode(
+                    id: "referral/\(reward.registrationID)", source: Self.source, type: EventType.referralReward, time: time,
+                    subject: referrer,
+                    data: { writer in
+                        writer.beginObject()
+                        writer.key("refereeId"); writer.string(reward.refereeID)
+                        writer.key("registrationId"); writer.string(reward.registrationID)
+                        writer.endObject()
+                    })
+                try batch.emit(topic: Topics.pointsCommands.name, key: referrer, value: value)
+            }
+        }
+    }
+
+    /// Keeps an event of a member not registered yet, with a timer that dead-letters it if
+    /// the member does not register within the wait.
+    private func park(_ input: Decoded<PointsRecord>, _ batch: Batch) throws {
+        let record = input.body
+        try batch.database.prepare(
+            "INSERT OR IGNORE INTO parked(member, event_id, time, rank, topic, partition, record_offset, key, value) "
+                + "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ).run(
+            .text(input.member), .text(input.eventID), .integer(input.time.millis), .integer(Int64(input.rank)),
+            .text(record.origin?.topic ?? ""), .integer(Int64(record.origin?.partition ?? batch.task)),
+            .integer(record.origin?.offset ?? -1), .blob(Array(input.member.utf8)), .blob(record.raw))
+        let due = input.time.adding(hours: rules.program.members.unknownMemberWaitHours)
+        try batch.schedule(TimerRequest(
+            due: due, rank: TimerKind.rank(TimerKind.unknownMember), member: input.member, kind: TimerKind.unknownMember,
+            ref: input.eventID))
+    }
+
+    /// Applies the kept events of a member who just registered, in event-time order.
+    private func applyParkedEvents(of member: String, _ batch: Batch) throws {
+        let parked = try batch.database.prepare(
+            "SELECT seq, event_id, value FROM parked WHERE member = ? ORDER BY time, rank, seq"
+        ).query(.text(member)) { row in (seq: row.int64(0), eventID: row.string(1), value: row.blob(2)) }
+        guard !parked.isEmpty else { return }
+        let delete = try batch.database.prepare("DELETE FROM parked WHERE seq = ?")
+        for row in parked {
+            try delete.run(.integer(row.seq))
+            try batch.cancelTimers(member: member, kind: TimerKind.unknownMember, ref: row.eventID)
+            // It decoded when it arrived; the stored bytes are the same.
+            guard let event = try? CloudEvent.decode(row.value),
+                  let decoded = try? Self.decode(event, raw: row.value, key: member) else { continue }
+            var cached = try load(member, batch.database)
+            let decision = rules.apply(decoded.body.event, to: &cached.account)
+            try record(decision, into: &cached, batch)
+            accounts[member] = cached
+        }
+    }
+
+    private func deadLetterParked(eventID: String, _ batch: Batch) throws {
+        let select = try batch.database.prepare(
+            "SELECT seq, topic, partition, record_offset, key, value FROM parked WHERE event_id = ?")
+        guard let row = try select.queryOne(.text(eventID), row: { row in
+            (seq: row.int64(0), record: ConsumedRecord(
+                topic: row.string(1), partition: Int32(row.int64(2)), offset: row.int64(3),
+                key: row.isNull(4) ? nil : row.blob(4), value: row.blob(5)))
+        }) else { return }
+        try batch.database.prepare("DELETE FROM parked WHERE seq = ?").run(.integer(row.seq))
+        try batch.deadLetter(row.record, reason: Rejection(
+            code: "member-not-registered",
+            detail: "no member.registered within \(rules.program.members.unknownMemberWaitHours) hours of the event"))
+    }
+}
+
+/// A decoded points input with the bytes it came from (kept when the event is parked).
+public struct PointsRecord: Sendable {
+    public var event: PointsEvent
+    public var raw: [UInt8]
+    public var origin: (topic: String, partition: Int32, offset: Int64)?
+
+    public init(event: PointsEvent, raw: [UInt8], origin: (topic: String, partition: Int32, offset: Int64)? = nil) {
+        self.event = event
+        self.raw = raw
+        self.origin = origin
+    }
+}
+
+/// The points service's timers and their order at equal due times (DOMAIN.md, "Order").
+enum TimerKind {
+    static let release = "release"
+    static let unknownMember = "unknown-member"
+
+    static func rank(_ kind: String) -> Int {
+        switch kind {
+        case release: 0
+        case unknownMember: 10
+        default: 9
+        }
+    }
+}

@@ -1,0 +1,57 @@
+import Storage
+
+/// The points service's tables (runtime tables are ServiceKit's).
+enum PointsSchema {
+    static let migrations: [Migration] = [
+        Migration(version: 100, name: "points accounts and ledger", sql: """
+            -- Each member's account as the rules see it (lots, orders, counters), in one row.
+            CREATE TABLE accounts(
+                member TEXT PRIMARY KEY,
+                task INTEGER NOT NULL,
+                available INTEGER NOT NULL,
+                pending INTEGER NOT NULL,
+                debt INTEGER NOT NULL,
+                state BLOB NOT NULL
+            ) WITHOUT ROWID;
+            -- The append-only ledger: every entry with the balance after it.
+            CREATE TABLE ledger(
+                member TEXT NOT NULL,
+                sequence INTEGER NOT NULL,
+                entry_id TEXT NOT NULL UNIQUE,
+                time INTEGER NOT NULL,
+                kind TEXT NOT NULL,
+                source TEXT NOT NULL,
+                points INTEGER NOT NULL,
+                available_after INTEGER NOT NULL,
+                pending_after INTEGER NOT NULL,
+                debt_after INTEGER NOT NULL,
+                cause_id TEXT NOT NULL,
+                order_id TEXT,
+                event BLOB NOT NULL,
+                PRIMARY KEY(member, sequence)
+            ) WITHOUT ROWID;
+            -- What was asked and not done, with the reason.
+            CREATE TABLE refusals(
+                refusal_id TEXT PRIMARY KEY,
+                member TEXT NOT NULL,
+                time INTEGER NOT NULL,
+                reason TEXT NOT NULL,
+                event BLOB NOT NULL
+            ) WITHOUT ROWID;
+            -- Events of members not registered yet, kept until they register or the wait ends.
+            CREATE TABLE parked(
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                member TEXT NOT NULL,
+                event_id TEXT NOT NULL UNIQUE,
+                time INTEGER NOT NULL,
+                rank INTEGER NOT NULL,
+                topic TEXT NOT NULL,
+                partition INTEGER NOT NULL,
+                record_offset INTEGER NOT NULL,
+                key BLOB,
+                value BLOB NOT NULL
+            );
+            CREATE INDEX parked_by_member ON parked(member, time, rank, seq);
+            """),
+    ]
+}

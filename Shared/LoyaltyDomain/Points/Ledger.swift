@@ -1,0 +1,86 @@
+/// The kind of a ledger entry.
+public enum EntryKind: String, Sendable, Equatable {
+    /// Points credited (pending or available).
+    case earned
+    /// Pending points became available.
+    case released
+    /// Points taken back by a refund.
+    case reversed
+}
+
+/// A change of one lot within an entry.
+public struct LotChange: Sendable, Equatable {
+    public var lotID: String
+    public var delta: Int64
+
+    public init(lotID: String, delta: Int64) {
+        self.lotID = lotID
+        self.delta = delta
+    }
+}
+
+/// One append-only ledger entry, with the balance after it. Every balance is explained
+/// by its entries: `balanceAfter.net` is the sum of `points` of entries 1…sequence.
+public struct LedgerEntry: Sendable, Equatable {
+    /// Deterministic: derived from the cause and the rule, so a re-emission is recognisable.
+    public var id: String
+    public var member: String
+    /// 1, 2, 3, … per member.
+    public var sequence: Int64
+    public var time: EventTime
+    public var kind: EntryKind
+    /// What earned or lost the points: `base`, `tier-bonus`, `campaign-bonus`, `campaign-reward`,
+    /// `check-in`, `review`, `share`, `task`, `referral`.
+    public var source: String
+    /// The event (or timer) that caused the entry.
+    public var causeID: String
+    public var orderID: String?
+    public var refundID: String?
+    /// Net change: available + pending − debt.
+    public var points: Int64
+    public var availableDelta: Int64
+    public var pendingDelta: Int64
+    public var debtDelta: Int64
+    public var balanceAfter: Balance
+    public var lots: [LotChange]
+    /// Further facts, e.g. the streak day, the task, the referee, the campaign.
+    public var details: [(key: String, value: String)]
+
+    public static func == (lhs: LedgerEntry, rhs: LedgerEntry) -> Bool {
+        lhs.id == rhs.id && lhs.member == rhs.member && lhs.sequence == rhs.sequence && lhs.time == rhs.time
+            && lhs.kind == rhs.kind && lhs.source == rhs.source && lhs.causeID == rhs.causeID
+            && lhs.orderID == rhs.orderID && lhs.refundID == rhs.refundID && lhs.points == rhs.points
+            && lhs.availableDelta == rhs.availableDelta && lhs.pendingDelta == rhs.pendingDelta
+            && lhs.debtDelta == rhs.debtDelta && lhs.balanceAfter == rhs.balanceAfter && lhs.lots == rhs.lots
+            && lhs.details.map(\.key) == rhs.details.map(\.key) && lhs.details.map(\.value) == rhs.details.map(\.value)
+    }
+}
+
+/// Something asked of the points service that it did not do, with the reason code
+/// (DOMAIN.md, "Refusal codes"). Refusals change no balance and are not ledger entries.
+public struct Refusal: Sendable, Equatable {
+    public var id: String
+    /// The member the refused event is listed against.
+    public var member: String
+    public var time: EventTime
+    public var causeID: String
+    /// What was refused: `order`, `refund`, `check-in`, `review`, `share`, `task`, `referral`, `registration`, a grant component.
+    public var subject: String
+    public var reason: String
+    public var orderID: String?
+    public var refundID: String?
+    public var detail: String?
+
+    public init(id: String, member: String, time: EventTime, causeID: String, subject: String, reason: String,
+                orderID: String? = nil, refundID: String? = nil, detail: String? = nil) {
+        self.id = id
+        self.member = member
+        self.time = time
+        self.causeID = causeID
+        self.subject = subject
+        self.reason = reason
+        self.orderID = orderID
+        self.refundID = refundID
+        self.detail = detail
+    }
+}

@@ -1,0 +1,146 @@
+/// A member's points balance: available to spend, pending (order components in their
+/// waiting period), and debt (clawed back beyond what was there). Available and debt are
+/// never both above zero.
+public struct Balance: Sendable, Equatable {
+    public var available: Int64 = 0
+    public var pending: Int64 = 0
+    public var debt: Int64 = 0
+
+    public init(available: Int64 = 0, pending: Int64 = 0, debt: Int64 = 0) {
+        self.available = available
+        self.pending = pending
+        self.debt = debt
+    }
+
+    /// available + pending − debt: the sum of every ledger entry.
+    public var net: Int64 { available + pending - debt }
+}
+
+/// Totals over the member's life, kept apart by kind (DOMAIN.md, "Lifetime figures").
+public struct LifetimeTotals: Sendable, Equatable {
+    /// Every earning credit as granted, pending included, not reduced by refunds.
+    public var earned: Int64 = 0
+    /// Points taken back by refunds (including what went into debt).
+    public var reversed: Int64 = 0
+
+    public init(earned: Int64 = 0, reversed: Int64 = 0) {
+        self.earned = earned
+        self.reversed = reversed
+    }
+}
+
+/// Points from one earning, spent and expired as a unit of account.
+public struct Lot: Sendable, Equatable {
+    /// Unique within the member: `L1`, `L2`, …
+    public var id: String
+    /// What earned it: `base`, `tier-bonus`, `check-in`, …
+    public var source: String
+    public var orderID: String?
+    /// Creation order within the member, the tie-break after expiry.
+    public var number: Int64
+    public var earnedAt: EventTime
+    public var availableAt: EventTime
+    public var expiresAt: EventTime
+    /// Points at creation.
+    public var points: Int64
+    /// Points still in the lot.
+    public var remaining: Int64
+    /// Still in the waiting period.
+    public var pending: Bool
+
+    public init(id: String, source: String, orderID: String?, number: Int64, earnedAt: EventTime, availableAt: EventTime,
+                expiresAt: EventTime, points: Int64, remaining: Int64, pending: Bool) {
+        self.id = id
+        self.source = source
+        self.orderID = orderID
+        self.number = number
+        self.earnedAt = earnedAt
+        self.availableAt = availableAt
+        self.expiresAt = expiresAt
+        self.points = points
+        self.remaining = remaining
+        self.pending = pending
+    }
+}
+
+/// One component of an order's points (base, tier bonus, campaign bonus).
+public struct OrderComponent: Sendable, Equatable {
+    public var points: Int64
+    public var reversed: Int64
+    /// The component's own lot (none for 0 points).
+    public var lotID: String?
+
+    public init(points: Int64, reversed: Int64 = 0, lotID: String?) {
+        self.points = points
+        self.reversed = reversed
+        self.lotID = lotID
+    }
+}
+
+/// What the points service remembers of an order.
+public struct OrderRecord: Sendable, Equatable {
+    public var id: String
+    /// False while only a bonus grant for the order has been seen (it arrived before the order).
+    public var accepted: Bool
+    public var time: EventTime
+    public var paidMinor: Int64
+    public var refundedMinor: Int64
+    /// Components by name: `base`, `tier-bonus`, `campaign-bonus`.
+    public var components: [String: OrderComponent]
+
+    public init(id: String, accepted: Bool, time: EventTime, paidMinor: Int64, refundedMinor: Int64 = 0,
+                components: [String: OrderComponent] = [:]) {
+        self.id = id
+        self.accepted = accepted
+        self.time = time
+        self.paidMinor = paidMinor
+        self.refundedMinor = refundedMinor
+        self.components = components
+    }
+}
+
+/// A count of rewarded actions within one calendar period (a day or a month number).
+public struct PeriodCount: Sendable, Equatable {
+    public var period: Int64
+    public var count: Int64
+
+    public init(period: Int64, count: Int64) {
+        self.period = period
+        self.count = count
+    }
+
+    /// The count within `period` (0 in a new period).
+    public func count(in period: Int64) -> Int64 { self.period == period ? count : 0 }
+}
+
+/// Everything the points rules know of one member.
+public struct PointsAccount: Sendable, Equatable {
+    public var member: String
+    public var registeredAt: EventTime
+    public var closed: Bool = false
+    public var balance = Balance()
+    public var lifetime = LifetimeTotals()
+    /// Lots with points left, in creation order.
+    public var lots: [Lot] = []
+    public var lotsCreated: Int64 = 0
+    /// Ledger entries made so far (the next entry's sequence is this + 1).
+    public var entries: Int64 = 0
+    public var orders: [String: OrderRecord] = [:]
+    public var acceptedRefundIDs: Set<String> = []
+    public var lastPaidOrderAt: EventTime?
+    /// Local day number of the last rewarded check-in, and the streak length then.
+    public var lastCheckInDay: Int64?
+    public var streakLength: Int64 = 0
+    public var reviewsToday = PeriodCount(period: .min, count: 0)
+    public var sharesToday = PeriodCount(period: .min, count: 0)
+    /// Per task, the period (day number, month index, or 0 for once) it was last rewarded in.
+    public var taskPeriods: [String: Int64] = [:]
+    /// Rewarded referrals in the current calendar month.
+    public var referralsThisMonth = PeriodCount(period: .min, count: 0)
+    public var referralsRewarded: Int64 = 0
+
+    public init(member: String, registeredAt: EventTime) {
+        self.member = member
+        self.registeredAt = registeredAt
+    }
+}

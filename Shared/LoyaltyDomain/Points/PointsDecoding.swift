@@ -1,0 +1,107 @@
+/// Why an event's data cannot be read; the service dead-letters it with `code`.
+public struct InputError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// `unknown-type` or `invalid-event`.
+    public var code: String
+    public var detail: String
+
+    public init(code: String, detail: String) {
+        self.code = code
+        self.detail = detail
+    }
+
+    public var description: String { "\(code): \(detail)" }
+}
+
+extension PointsInput {
+    /// Reads the data of an event of `type`.
+    public static func decode(type: String, data: JSONValue) throws(InputError) -> PointsInput {
+        let object = data.objectValue ?? JSONObject()
+        if !data.isNull && data.objectValue == nil {
+            throw InputError(code: "invalid-event", detail: "data must be a JSON object")
+        }
+        do {
+            return try decodeFields(type: type, object)
+        } catch let error as InputError {
+            throw error
+        } catch let error as JSONFieldError {
+            throw InputError(code: "invalid-event", detail: "data.\(error.description)")
+        } catch {
+            throw InputError(code: "invalid-event", detail: "\(error)")
+        }
+    }
+
+    private static func decodeFields(type: String, _ data: JSONObject) throws -> PointsInput {
+        switch type {
+        case EventType.memberRegistered:
+            return .registered(referrerID: try nonEmpty(data.optionalString("referrerId"), "referrerId"))
+        case EventType.memberUpdated:
+            return .memberUpdated
+        case EventType.memberClosed:
+            return .memberClosed
+        case EventType.orderPaid:
+            let orderID = try required(data.string("orderId"), "orderId")
+            let paid = try data.int64("paidMinor")
+            guard paid > 0 else { throw InputError(code: "invalid-event", detail: "data.paidMinor must be greater than 0") }
+            var lines: [OrderLine] = []
+            for (index, raw) in (try data.optionalArray("lines") ?? []).enumerated() {
+                let path = "lines[\(index)]"
+                guard let line = raw.objectValue else { throw InputError(code: "invalid-event", detail: "data.\(path) must be an object") }
+                let linePaid = try line.int64("paidMinor", at: path)
+                guard linePaid >= 0 else { throw InputError(code: "invalid-event", detail: "data.\(path).paidMinor must not be negative") }
+                lines.append(OrderLine(category: try line.optionalString("category", at: path) ?? "", paidMinor: linePaid))
+            }
+            return .orderPaid(OrderPaid(orderID: orderID, paidMinor: paid, lines: lines))
+        case EventType.orderRefunded:
+            return .orderRefunded(OrderRefunded(
+                orderID: try required(data.string("orderId"), "orderId"),
+                refundID: try required(data.string("refundId"), "refundId"),
+                refundMinor: data["refundMinor"]?.int64Value))
+        case EventType.checkedIn:
+            return .checkedIn
+        case EventType.reviewPosted:
+            return .reviewPosted
+        case EventType.contentShared:
+            return .contentShared
+        case EventType.taskCompleted:
+            return .taskCompleted(task: try required(data.string("task"), "task"))
+        case EventType.pointsGrant, EventType.pointsReverse:
+            let componentText = try data.string("component")
+            guard let component = GrantComponent(rawValue: componentText) else {
+                throw InputError(code: "invalid-event", detail: "data.component: unknown component \(componentText)")
+            }
+            let points = try data.int64("points")
+            guard points > 0 else { throw InputError(code: "invalid-event", detail: "data.points must be greater than 0") }
+            if type == EventType.pointsGrant {
+                let orderID = try nonEmpty(data.optionalString("orderId"), "orderId")
+                if component.belongsToOrder && orderID == nil {
+                    throw InputError(code: "invalid-event", detail: "data.orderId is required for a \(component.rawValue) grant")
+                }
+                return .grant(PointsGrant(
+                    component: component, points: points, orderID: orderID,
+                    campaignID: try nonEmpty(data.optionalString("campaignId"), "campaignId")))
+            }
+            guard component.belongsToOrder else {
+                throw InputError(code: "invalid-event", detail: "data.component: only order components can be reversed")
+            }
+            return .reversal(PointsReversal(
+                component: component, points: points, orderID: try required(data.string("orderId"), "orderId"),
+                refundID: try required(data.string("refundId"), "refundId")))
+        case EventType.referralReward:
+            return .referralReward(ReferralReward(
+                refereeID: try required(data.string("refereeId"), "refereeId"),
+                registrationID: try required(data.string("registrationId"), "registrationId")))
+        default:
+            throw InputError(code: "unknown-type", detail: "the points service does not know event type \(type)")
+        }
+    }
+
+    private static func required(_ text: String, _ field: String) throws -> String {
+        guard !text.isEmpty else { throw InputError(code: "invalid-event", detail: "data.\(field) must not be empty") }
+        return text
+    }
+
+    private static func nonEmpty(_ text: String?, _ field: String) throws -> String? {
+        guard let text else { return nil }
+        return try required(text, field)
+    }
+}

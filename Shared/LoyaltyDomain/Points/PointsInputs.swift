@@ -1,0 +1,153 @@
+/// The event types of the platform and their order at equal event times
+/// (DOMAIN.md, "Order": member events, orders, refunds, engagement, points commands, grants).
+public enum EventType {
+    public static let memberRegistered = "member.registered"
+    public static let memberUpdated = "member.updated"
+    public static let memberClosed = "member.closed"
+    public static let orderPaid = "order.paid"
+    public static let orderRefunded = "order.refunded"
+    public static let checkedIn = "engagement.checked-in"
+    public static let reviewPosted = "engagement.review-posted"
+    public static let contentShared = "engagement.content-shared"
+    public static let taskCompleted = "engagement.task-completed"
+    public static let pointsGrant = "points.grant"
+    public static let pointsReverse = "points.reverse"
+    public static let referralReward = "points.referral-reward"
+
+    /// Rank of a type among inputs of equal event time; lower applies first.
+    public static func rank(of type: String) -> Int {
+        switch type {
+        case memberRegistered, memberUpdated, memberClosed: 0
+        case orderPaid: 1
+        case orderRefunded: 2
+        case checkedIn, reviewPosted, contentShared, taskCompleted: 3
+        case pointsGrant, pointsReverse, referralReward: 5
+        default: 4  // the shop's points commands
+        }
+    }
+}
+
+/// One line of a paid order.
+public struct OrderLine: Sendable, Equatable {
+    public var category: String
+    public var paidMinor: Int64
+
+    public init(category: String, paidMinor: Int64) {
+        self.category = category
+        self.paidMinor = paidMinor
+    }
+}
+
+/// A paid order.
+public struct OrderPaid: Sendable, Equatable {
+    public var orderID: String
+    public var paidMinor: Int64
+    public var lines: [OrderLine]
+
+    public init(orderID: String, paidMinor: Int64, lines: [OrderLine] = []) {
+        self.orderID = orderID
+        self.paidMinor = paidMinor
+        self.lines = lines
+    }
+}
+
+/// A refund of (part of) an order. The amount is kept as sent: a refund with an invalid
+/// amount is refused (`invalid-amount`), not dropped as undecodable.
+public struct OrderRefunded: Sendable, Equatable {
+    public var orderID: String
+    public var refundID: String
+    /// nil when the amount was not an integer.
+    public var refundMinor: Int64?
+
+    public init(orderID: String, refundID: String, refundMinor: Int64?) {
+        self.orderID = orderID
+        self.refundID = refundID
+        self.refundMinor = refundMinor
+    }
+}
+
+/// The kind of bonus another service grants.
+public enum GrantComponent: String, Sendable, Equatable, CaseIterable {
+    /// The tier bonus of an order (tiers service); pending with the order.
+    case tierBonus = "tier-bonus"
+    /// The campaign bonus of an order (campaigns service); pending with the order.
+    case campaignBonus = "campaign-bonus"
+    /// Points a campaign awards outright (birthday, streak, referral champion); available at once.
+    case campaignReward = "campaign-reward"
+
+    /// Whether the component belongs to an order (and so needs its id and is pending with it).
+    public var belongsToOrder: Bool { self != .campaignReward }
+}
+
+/// A grant of points by another service.
+public struct PointsGrant: Sendable, Equatable {
+    public var component: GrantComponent
+    public var points: Int64
+    public var orderID: String?
+    public var campaignID: String?
+
+    public init(component: GrantComponent, points: Int64, orderID: String? = nil, campaignID: String? = nil) {
+        self.component = component
+        self.points = points
+        self.orderID = orderID
+        self.campaignID = campaignID
+    }
+}
+
+/// The reversal of (part of) a granted order component, sent by its owner on a refund.
+public struct PointsReversal: Sendable, Equatable {
+    public var component: GrantComponent
+    public var points: Int64
+    public var orderID: String
+    public var refundID: String
+
+    public init(component: GrantComponent, points: Int64, orderID: String, refundID: String) {
+        self.component = component
+        self.points = points
+        self.orderID = orderID
+        self.refundID = refundID
+    }
+}
+
+/// The referrer's reward for a registration naming it, sent to the referrer's partition.
+public struct ReferralReward: Sendable, Equatable {
+    public var refereeID: String
+    public var registrationID: String
+
+    public init(refereeID: String, registrationID: String) {
+        self.refereeID = refereeID
+        self.registrationID = registrationID
+    }
+}
+
+/// What an input asks of the points service.
+public enum PointsInput: Sendable, Equatable {
+    case registered(referrerID: String?)
+    /// Profile changes and closing matter to other services; the points service notes them.
+    case memberUpdated
+    case memberClosed
+    case orderPaid(OrderPaid)
+    case orderRefunded(OrderRefunded)
+    case checkedIn
+    case reviewPosted
+    case contentShared
+    case taskCompleted(task: String)
+    case grant(PointsGrant)
+    case reversal(PointsReversal)
+    case referralReward(ReferralReward)
+}
+
+/// An input with its envelope.
+public struct PointsEvent: Sendable, Equatable {
+    public var id: String
+    public var time: EventTime
+    public var member: String
+    public var input: PointsInput
+
+    public init(id: String, time: EventTime, member: String, input: PointsInput) {
+        self.id = id
+        self.time = time
+        self.member = member
+        self.input = input
+    }
+}

@@ -1,0 +1,206 @@
+/// JSON forms of the points outputs (the contract in docs/event-catalogue.md) and of the
+/// account as the points service stores it. Field order is fixed, so equal values always
+/// give equal bytes.
+extension Balance {
+    func write(to writer: inout JSONWriter) {
+        writer.beginObject()
+        writer.key("available"); writer.int(available)
+        writer.key("pending"); writer.int(pending)
+        writer.key("debt"); writer.int(debt)
+        writer.endObject()
+    }
+}
+
+extension LedgerEntry {
+    /// The `data` of a ledger event.
+    public var json: JSONValue {
+        var writer = JSONWriter()
+        write(to: &writer)
+        // The writer's output is valid JSON by construction.
+        return try! JSONValue.parse(writer.bytes)
+    }
+
+    /// Writes the `data` of a ledger event.
+    public func write(to writer: inout JSONWriter) {
+        writer.beginObject()
+        writer.key("entryId"); writer.string(id)
+        writer.key("memberId"); writer.string(member)
+        writer.key("sequence"); writer.int(sequence)
+        writer.key("kind"); writer.string(kind.rawValue)
+        writer.key("source"); writer.string(source)
+        writer.key("causeId"); writer.string(causeID)
+        if let orderID { writer.key("orderId"); writer.string(orderID) }
+        if let refundID { writer.key("refundId"); writer.string(refundID) }
+        writer.key("points"); writer.int(points)
+        writer.key("delta")
+        Balance(available: availableDelta, pending: pendingDelta, debt: debtDelta).write(to: &writer)
+        writer.key("balanceAfter")
+        balanceAfter.write(to: &writer)
+        writer.key("lots")
+        writer.beginArray()
+        for change in lots {
+            writer.beginObject()
+            writer.key("lotId"); writer.string(change.lotID)
+            writer.key("delta"); writer.int(change.delta)
+            writer.endObject()
+        }
+        writer.endArray()
+        if !details.isEmpty {
+            writer.key("details")
+            writer.beginObject()
+            for (key, value) in details { writer.key(key); writer.string(value) }
+            writer.endObject()
+        }
+        writer.endObject()
+    }
+
+    /// The CloudEvents type of the ledger event.
+    public var eventType: String { "points.\(kind.rawValue)" }
+}
+
+extension Refusal {
+    /// The `data` of a `points.refused` event.
+    public var json: JSONValue {
+        var object = JSONObject()
+        object["refusalId"] = .string(id)
+        object["memberId"] = .string(member)
+        object["subject"] = .string(subject)
+        object["reason"] = .string(reason)
+        object["causeId"] = .string(causeID)
+        if let orderID { object["orderId"] = .string(orderID) }
+        if let refundID { object["refundId"] = .string(refundID) }
+        if let detail { object["detail"] = .string(detail) }
+        return .object(object)
+    }
+}
+
+extension PointsAccount {
+    /// The `data` of a member balance record.
+    public var balanceJSON: JSONValue {
+        var object = JSONObject()
+        object["memberId"] = .string(member)
+        object["available"] = .int(balance.available)
+        object["pending"] = .int(balance.pending)
+        object["debt"] = .int(balance.debt)
+        object["lifetimeEarned"] = .int(lifetime.earned)
+        object["lifetimeReversed"] = .int(lifetime.reversed)
+        object["entries"] = .int(entries)
+        return .object(object)
+    }
+}
+
+// MARK: Stored form of an account
+
+extension PointsAccount {
+    /// The account as stored by the points service.
+    public func encoded() -> [UInt8] {
+        var w = JSONWriter()
+        w.beginObject()
+        w.key("v"); w.int(1)
+        w.key("member"); w.string(member)
+        w.key("registeredAt"); w.int(registeredAt.millis)
+        w.key("closed"); w.bool(closed)
+        w.key("balance"); balance.write(to: &w)
+        w.key("earned"); w.int(lifetime.earned)
+        w.key("reversed"); w.int(lifetime.reversed)
+        w.key("lotsCreated"); w.int(lotsCreated)
+        w.key("entries"); w.int(entries)
+        w.key("lots"); w.beginArray()
+        for lot in lots {
+            w.beginArray()
+            w.string(lot.id); w.string(lot.source)
+            if let order = lot.orderID { w.string(order) } else { w.null() }
+            w.int(lot.number); w.int(lot.earnedAt.millis); w.int(lot.availableAt.millis); w.int(lot.expiresAt.millis)
+            w.int(lot.points); w.int(lot.remaining); w.bool(lot.pending)
+            w.endArray()
+        }
+        w.endArray()
+        w.key("orders"); w.beginArray()
+        for order in orders.values.sorted(by: { $0.id < $1.id }) {
+            w.beginArray()
+            w.string(order.id); w.bool(order.accepted); w.int(order.time.millis); w.int(order.paidMinor); w.int(order.refundedMinor)
+            w.beginArray()
+            for (name, component) in order.components.sorted(by: { $0.key < $1.key }) {
+                w.beginArray()
+                w.string(name); w.int(component.points); w.int(component.reversed)
+                if let lot = component.lotID { w.string(lot) } else { w.null() }
+                w.endArray()
+            }
+            w.endArray()
+            w.endArray()
+        }
+        w.endArray()
+        w.key("refundIds"); w.beginArray()
+        for id in acceptedRefundIDs.sorted() { w.string(id) }
+        w.endArray()
+        if let lastPaidOrderAt { w.key("lastPaidOrderAt"); w.int(lastPaidOrderAt.millis) }
+        if let lastCheckInDay { w.key("lastCheckInDay"); w.int(lastCheckInDay) }
+        w.key("streak"); w.int(streakLength)
+        w.key("reviews"); w.beginArray(); w.int(reviewsToday.period); w.int(reviewsToday.count); w.endArray()
+        w.key("shares"); w.beginArray(); w.int(sharesToday.period); w.int(sharesToday.count); w.endArray()
+        w.key("tasks"); w.beginObject()
+        for (task, period) in taskPeriods.sorted(by: { $0.key < $1.key }) { w.key(task); w.int(period) }
+        w.endObject()
+        w.key("referrals"); w.beginArray(); w.int(referralsThisMonth.period); w.int(referralsThisMonth.count); w.int(referralsRewarded); w.endArray()
+        w.endObject()
+        return w.bytes
+    }
+
+    /// Reads an account stored by `encoded()`.
+    public static func decode(_ bytes: [UInt8]) throws -> PointsAccount {
+        guard let root = try JSONValue.parse(bytes).objectValue else {
+            throw JSONFieldError(path: "account", problem: "expected an object")
+        }
+        func int(_ value: JSONValue?) throws -> Int64 {
+            guard let number = value?.int64Value else { throw JSONFieldError(path: "account", problem: "expected an integer") }
+            return number
+        }
+        func text(_ value: JSONValue?) throws -> String {
+            guard let string = value?.stringValue else { throw JSONFieldError(path: "account", problem: "expected a string") }
+            return string
+        }
+        func list(_ value: JSONValue?) throws -> [JSONValue] {
+            guard let array = value?.arrayValue else { throw JSONFieldError(path: "account", problem: "expected an array") }
+            return array
+        }
+        var account = PointsAccount(member: try root.string("member"), registeredAt: EventTime(millis: try root.int64("registeredAt")))
+        account.closed = try root.bool("closed")
+        let balance = try root.object("balance")
+        account.balance = Balance(available: try balance.int64("available"), pending: try balance.int64("pending"), debt: try balance.int64("debt"))
+        account.lifetime = LifetimeTotals(earned: try root.int64("earned"), reversed: try root.int64("reversed"))
+        account.lotsCreated = try root.int64("lotsCreated")
+        account.entries = try root.int64("entries")
+        account.lots = try root.array("lots").map { raw in
+            let f = try list(raw)
+            return Lot(
+                id: try text(f[0]), source: try text(f[1]), orderID: f[2].stringValue, number: try int(f[3]),
+                earnedAt: EventTime(millis: try int(f[4])), availableAt: EventTime(millis: try int(f[5])),
+                expiresAt: EventTime(millis: try int(f[6])), points: try int(f[7]), remaining: try int(f[8]),
+                pending: f[9].boolValue ?? false)
+        }
+        for raw in try root.array("orders") {
+            let f = try list(raw)
+            var order = OrderRecord(
+                id: try text(f[0]), accepted: f[1].boolValue ?? false, time: EventTime(millis: try int(f[2])),
+                paidMinor: try int(f[3]), refundedMinor: try int(f[4]))
+            for rawComponent in try list(f[5]) {
+                let c = try list(rawComponent)
+                order.components[try text(c[0])] = OrderComponent(points: try int(c[1]), reversed: try int(c[2]), lotID: c[3].stringValue)
+            }
+            account.orders[order.id] = order
+        }
+        account.acceptedRefundIDs = Set(try root.array("refundIds").map { try text($0) })
+        account.lastPaidOrderAt = try root.optionalInt64("lastPaidOrderAt").map(EventTime.init(millis:))
+        account.lastCheckInDay = try root.optionalInt64("lastCheckInDay")
+        account.streakLength = try root.int64("streak")
+        let reviews = try root.array("reviews")
+        account.reviewsToday = PeriodCount(period: try int(reviews[0]), count: try int(reviews[1]))
+        let shares = try root.array("shares")
+        account.sharesToday = PeriodCount(period: try int(shares[0]), count: try int(shares[1]))
+        for member in try root.object("tasks").members { account.taskPeriods[member.key] = try int(member.value) }
+        let referrals = try root.array("referrals")
+        account.referralsThisMonth = PeriodCount(period: try int(referrals[0]), count: try int(referrals[1]))
+        account.referralsRewarded = try int(referrals[2])
+        return account
+    }
+}

@@ -1,0 +1,429 @@
+/// What applying one input (or timer) decided.
+public struct PointsDecision: Sendable, Equatable {
+    public var entries: [LedgerEntry] = []
+    public var refusals: [Refusal] = []
+    /// Pending lots to release when their waiting period ends.
+    public var releases: [PendingRelease] = []
+    /// Commands for other members (their partitions apply them).
+    public var commands: [PointsCommand] = []
+    /// The member is not registered: keep the event until it is.
+    public var memberUnknown = false
+
+    public init() {}
+}
+
+/// A pending lot's release, due at the end of its waiting period.
+public struct PendingRelease: Sendable, Equatable {
+    public var lotID: String
+    public var due: EventTime
+}
+
+/// A command the points service sends itself for another member.
+public enum PointsCommand: Sendable, Equatable {
+    /// Reward `referrer` for the registration of `reward.refereeID`; carries the registration's time.
+    case referralReward(referrer: String, reward: ReferralReward, time: EventTime)
+}
+
+/// The points rules (DOMAIN.md, "Points: earning" and "Points: refunds"), as pure functions
+/// of (account, input, program) → (account, decision).
+public struct PointsRules: Sendable {
+    public let program: Program
+
+    public init(program: Program) {
+        self.program = program
+    }
+
+    // MARK: Formulas
+
+    /// The base component of a paid order:
+    /// `floor(sum(line.paidMinor × categoryMultiplier) / 100)`, or `floor(paidMinor / 100)`
+    /// without lines. Multipliers are exact tenths, so this is integer arithmetic.
+    public func basePoints(_ order: OrderPaid) -> Int64 {
+        let perPoint = program.earning.minorUnitsPerPoint
+        guard !order.lines.isEmpty else { return order.paidMinor / perPoint }
+        var weightedTenths: (high: Int64, low: UInt64) = (0, 0)
+        for line in order.lines {
+            let tenths = program.earning.categoryMultiplierTenths[line.category] ?? program.earning.defaultCategoryMultiplierTenths
+            let product = line.paidMinor.multipliedFullWidth(by: tenths)
+            let (low, carry) = weightedTenths.low.addingReportingOverflow(product.low)
+            weightedTenths = (weightedTenths.high + product.high + (carry ? 1 : 0), low)
+        }
+        let (quotient, _) = (perPoint * 10).dividingFullWidth(weightedTenths)
+        return quotient
+    }
+
+    /// How much of a component `refundedSoFar` reverses in total:
+    /// `floor(component × refundedSoFar / paidMinor)`.
+    public static func reversedSoFar(component: Int64, refundedSoFar: Int64, paidMinor: Int64) -> Int64 {
+        precondition(paidMinor > 0)
+        return paidMinor.dividingFullWidth(component.multipliedFullWidth(by: refundedSoFar)).quotient
+    }
+
+    /// When points that become available at `availableAt` expire: 00:00 local on the 1st of
+    /// the month after the month `expiryMonthsAfterAvailable` months on.
+    public func expiry(availableAt: EventTime) -> EventTime {
+        let month = program.calendar.localDate(of: availableAt).monthIndex
+        return program.calendar.startOfMonth(monthIndex: month + program.lots.expiryMonthsAfterAvailable + 1)
+    }
+
+    // MARK: Applying inputs
+
+    /// Applies one input to the member's account (nil when the member is not registered).
+    public func apply(_ event: PointsEvent, to account: inout PointsAccount?) -> PointsDecision {
+        var decision = PointsDecision()
+        switch event.input {
+        case .registered(let referrerID):
+            if account != nil {
+                decision.refusals.append(refusal(event, subject: "registration", reason: "already-registered"))
+                return decision
+            }
+            account = PointsAccount(member: event.member, registeredAt: event.time)
+            if let referrerID {
+                if referrerID == event.member {
+                    decision.refusals.append(refusal(event, subject: "referral", reason: "self-referral"))
+                } else {
+                    decision.commands.append(.referralReward(
+                        referrer: referrerID, reward: ReferralReward(refereeID: event.member, registrationID: event.id),
+                        time: event.time))
+                }
+            }
+            return decision
+        case .referralReward(let reward):
+            // Refusals of a referral are listed against the registration (the referee).
+            guard var referrer = account, referrer.registeredAt <= event.time else {
+                decision.refusals.append(Refusal(
+                    id: "\(event.id)/refused", member: reward.refereeID, time: event.time, causeID: reward.registrationID,
+                    subject: "referral", reason: "unknown-referrer", detail: "referrer \(event.member)"))
+                return decision
+            }
+            rewardReferral(event, reward, &referrer, &decision)
+            account = referrer
+            return decision
+        default:
+            guard var member = account else {
+                decision.memberUnknown = true
+                return decision
+            }
+            applyToMember(event, &member, &decision)
+            account = member
+            return decision
+        }
+    }
+
+    private func applyToMember(_ event: PointsEvent, _ account: inout PointsAccount, _ decision: inout PointsDecision) {
+        let calendar = program.calendar
+        switch event.input {
+        case .registered, .referralReward:
+            break  // handled by `apply`
+        case .memberUpdated:
+            break
+        case .memberClosed:
+            account.closed = true
+        case .orderPaid(let order):
+            payOrder(event, order, &account, &decision)
+        case .orderRefunded(let refund):
+            refundOrder(event, refund, &account, &decision)
+        case .checkedIn:
+            let day = calendar.localDate(of: event.time).dayNumber
+            if let last = account.lastCheckInDay, last == day {
+                decision.refusals.append(refusal(event, subject: "check-in", reason: "already-checked-in-today"))
+                return
+            }
+            var streakDay = account.streakLength
+            if let last = account.lastCheckInDay, day < last {
+                // An out-of-order check-in for an earlier day: rewarded plainly, streak left alone.
+                streakDay = 1
+            } else {
+                streakDay = account.lastCheckInDay == day - 1 ? account.streakLength + 1 : 1
+                account.lastCheckInDay = day
+                account.streakLength = streakDay
+            }
+            let points = streakDay >= program.checkIn.streakBonusFromDay ? program.checkIn.streakPoints : program.checkIn.points
+            credit(event, points: points, source: "check-in", rule: "check-in", details: [("streakDay", String(streakDay))], &account, &decision)
+        case .reviewPosted:
+            let day = calendar.localDate(of: event.time).dayNumber
+            let done = account.reviewsToday.count(in: day)
+            guard done < program.reviews.dailyCap else {
+                decision.refusals.append(refusal(event, subject: "review", reason: "review-daily-cap"))
+                return
+            }
+            account.reviewsToday = PeriodCount(period: day, count: done + 1)
+            credit(event, points: program.reviews.points, source: "review", rule: "review", details: [], &account, &decision)
+        case .contentShared:
+            let day = calendar.localDate(of: event.time).dayNumber
+            let done = account.sharesToday.count(in: day)
+            guard done < program.shares.dailyCap else {
+                decision.refusals.append(refusal(event, subject: "share", reason: "share-daily-cap"))
+                return
+            }
+            account.sharesToday = PeriodCount(period: day, count: done + 1)
+            credit(event, points: program.shares.points, source: "share", rule: "share", details: [], &account, &decision)
+        case .taskCompleted(let name):
+            guard let task = program.tasks[name] else {
+                decision.refusals.append(refusal(event, subject: "task", reason: "unknown-task", detail: name))
+                return
+            }
+            let local = calendar.localDate(of: event.time)
+            let period: Int64
+            let reason: String
+            switch task.limit {
+            case .oncePerMember: (period, reason) = (0, "task-already-done")
+            case .oncePerDay: (period, reason) = (local.dayNumber, "task-daily-cap")
+            case .oncePerMonth: (period, reason) = (local.monthIndex, "task-monthly-cap")
+            }
+            if let last = account.taskPeriods[name], task.limit == .oncePerMember || last == period {
+                decision.refusals.append(refusal(event, subject: "task", reason: reason, detail: name))
+                return
+            }
+            account.taskPeriods[name] = period
+            credit(event, points: task.points, source: "task", rule: "task", details: [("task", name)], &account, &decision)
+        case .grant(let grant):
+            applyGrant(event, grant, &account, &decision)
+        case .reversal(let reversal):
+            applyReversal(event, reversal, &account, &decision)
+        }
+    }
+
+    private func payOrder(_ event: PointsEvent, _ order: OrderPaid, _ account: inout PointsAccount, _ decision: inout PointsDecision) {
+        if let known = account.orders[order.orderID], known.accepted {
+            decision.refusals.append(refusal(event, subject: "order", reason: "duplicate-order", orderID: order.orderID))
+            return
+        }
+        // A bonus grant may have arrived first; its components stay with the order.
+        var record = account.orders[order.orderID]
+            ?? OrderRecord(id: order.orderID, accepted: true, time: event.time, paidMinor: order.paidMinor)
+        record.accepted = true
+        record.time = event.time
+        record.paidMinor = order.paidMinor
+        account.lastPaidOrderAt = max(account.lastPaidOrderAt ?? event.time, event.time)
+        let base = basePoints(order)
+        var lotID: String?
+        if base > 0 {
+            lotID = creditOrderComponent(
+                event, points: base, source: "base", orderID: order.orderID, rule: "base", details: [], &account, &decision)
+        }
+        record.components["base"] = OrderComponent(points: base, lotID: lotID)
+        account.orders[order.orderID] = record
+    }
+
+    private func refundOrder(_ event: PointsEvent, _ refund: OrderRefunded, _ account: inout PointsAccount, _ decision: inout PointsDecision) {
+        func refuse(_ reason: String) {
+            decision.refusals.append(refusal(event, subject: "refund", reason: reason, orderID: refund.orderID, refundID: refund.refundID))
+        }
+        if account.acceptedRefundIDs.contains(refund.refundID) { return refuse("duplicate-refund-id") }
+        guard var order = account.orders[refund.orderID], order.accepted else { return refuse("unknown-order") }
+        guard let amount = refund.refundMinor, amount > 0 else { return refuse("invalid-amount") }
+        guard amount <= order.paidMinor - order.refundedMinor else { return refuse("refund-exceeds-order") }
+        account.acceptedRefundIDs.insert(refund.refundID)
+        order.refundedMinor += amount
+        // The points service owns the base component; bonus owners send their own reversals.
+        if var base = order.components["base"], base.points > 0 {
+            let target = Self.reversedSoFar(component: base.points, refundedSoFar: order.refundedMinor, paidMinor: order.paidMinor)
+            let delta = target - base.reversed
+            if delta > 0 {
+                base.reversed = target
+                reverse(
+                    event, points: delta, source: "base", ownLot: base.lotID, orderID: order.id, refundID: refund.refundID,
+                    rule: "base-reversal", &account, &decision)
+            }
+            order.components["base"] = base
+        }
+        account.orders[order.id] = order
+    }
+
+    private func applyGrant(_ event: PointsEvent, _ grant: PointsGrant, _ account: inout PointsAccount, _ decision: inout PointsDecision) {
+        var details: [(String, String)] = []
+        if let campaign = grant.campaignID { details.append(("campaign", campaign)) }
+        guard grant.component.belongsToOrder, let orderID = grant.orderID else {
+            credit(event, points: grant.points, source: grant.component.rawValue, rule: grant.component.rawValue, details: details, &account, &decision)
+            return
+        }
+        var order = account.orders[orderID] ?? OrderRecord(id: orderID, accepted: false, time: event.time, paidMinor: 0)
+        if order.components[grant.component.rawValue] != nil {
+            decision.refusals.append(refusal(
+                event, subject: grant.component.rawValue, reason: "duplicate-component", orderID: orderID))
+            return
+        }
+        let lotID = creditOrderComponent(
+            event, points: grant.points, source: grant.component.rawValue, orderID: orderID, rule: grant.component.rawValue,
+            details: details, &account, &decision)
+        order.components[grant.component.rawValue] = OrderComponent(points: grant.points, lotID: lotID)
+        account.orders[orderID] = order
+    }
+
+    private func applyReversal(_ event: PointsEvent, _ reversal: PointsReversal, _ account: inout PointsAccount, _ decision: inout PointsDecision) {
+        guard var order = account.orders[reversal.orderID], var component = order.components[reversal.component.rawValue] else {
+            decision.refusals.append(refusal(
+                event, subject: reversal.component.rawValue, reason: "unknown-component", orderID: reversal.orderID,
+                refundID: reversal.refundID))
+            return
+        }
+        guard reversal.points <= component.points - component.reversed else {
+            decision.refusals.append(refusal(
+                event, subject: reversal.component.rawValue, reason: "reversal-exceeds-component", orderID: reversal.orderID,
+                refundID: reversal.refundID))
+            return
+        }
+        component.reversed += reversal.points
+        order.components[reversal.component.rawValue] = component
+        account.orders[reversal.orderID] = order
+        reverse(
+            event, points: reversal.points, source: reversal.component.rawValue, ownLot: component.lotID,
+            orderID: reversal.orderID, refundID: reversal.refundID, rule: "\(reversal.component.rawValue)-reversal",
+            &account, &decision)
+    }
+
+    private func rewardReferral(_ event: PointsEvent, _ reward: ReferralReward, _ account: inout PointsAccount, _ decision: inout PointsDecision) {
+        let month = program.calendar.localDate(of: event.time).monthIndex
+        let done = account.referralsThisMonth.count(in: month)
+        guard done < program.referral.monthlyCap else {
+            decision.refusals.append(Refusal(
+                id: "\(event.id)/refused", member: reward.refereeID, time: event.time, causeID: reward.registrationID,
+                subject: "referral", reason: "referral-monthly-cap", detail: "referrer \(account.member)"))
+            return
+        }
+        account.referralsThisMonth = PeriodCount(period: month, count: done + 1)
+        account.referralsRewarded += 1
+        credit(event, points: program.referral.referrerPoints, source: "referral", rule: "referral",
+               details: [("referee", reward.refereeID)], &account, &decision)
+    }
+
+    // MARK: Timers
+
+    /// Releases a pending lot at the end of its waiting period; debt is repaid from it first.
+    public func release(lotID: String, at due: EventTime, account: inout PointsAccount) -> PointsDecision {
+        var decision = PointsDecision()
+        guard let index = account.lots.firstIndex(where: { $0.id == lotID }), account.lots[index].pending else {
+            return decision  // fully reversed while pending: nothing left to release
+        }
+        var lot = account.lots[index]
+        let amount = lot.remaining
+        let repaid = min(account.balance.debt, amount)
+        lot.pending = false
+        lot.remaining -= repaid
+        account.balance.pending -= amount
+        account.balance.available += amount - repaid
+        account.balance.debt -= repaid
+        var changes: [LotChange] = []
+        if repaid > 0 { changes.append(LotChange(lotID: lot.id, delta: -repaid)) }
+        if lot.remaining == 0 { account.lots.remove(at: index) } else { account.lots[index] = lot }
+        decision.entries.append(entry(
+            account: &account, id: "release/\(account.member)/\(lot.id)", time: due, kind: .released, source: lot.source,
+            causeID: "release/\(account.member)/\(lot.id)", orderID: lot.orderID, refundID: nil, points: 0,
+            available: amount - repaid, pending: -amount, debt: -repaid, lots: changes, details: [("lot", lot.id)]))
+        return decision
+    }
+
+    // MARK: Building blocks
+
+    /// Credits an order component as a pending lot (available at once if the waiting period is 0).
+    private func creditOrderComponent(
+        _ event: PointsEvent, points: Int64, source: String, orderID: String, rule: String, details: [(String, String)],
+        _ account: inout PointsAccount, _ decision: inout PointsDecision
+    ) -> String {
+        let availableAt = event.time.adding(hours: program.earning.pendingHours)
+        if availableAt <= event.time {
+            return credit(event, points: points, source: source, orderID: orderID, rule: rule, details: details, &account, &decision)
+        }
+        let lot = newLot(&account, source: source, orderID: orderID, earnedAt: event.time, availableAt: availableAt, points: points, pending: true)
+        account.lots.append(lot)
+        account.balance.pending += points
+        account.lifetime.earned += points
+        decision.releases.append(PendingRelease(lotID: lot.id, due: availableAt))
+        decision.entries.append(entry(
+            account: &account, id: "\(event.id)/\(rule)", time: event.time, kind: .earned, source: source, causeID: event.id,
+            orderID: orderID, refundID: nil, points: points, available: 0, pending: points, debt: 0,
+            lots: [LotChange(lotID: lot.id, delta: points)], details: details))
+        return lot.id
+    }
+
+    /// Credits points available at once; debt is repaid from them first.
+    @discardableResult
+    private func credit(
+        _ event: PointsEvent, points: Int64, source: String, orderID: String? = nil, rule: String, details: [(String, String)],
+        _ account: inout PointsAccount, _ decision: inout PointsDecision
+    ) -> String {
+        var lot = newLot(&account, source: source, orderID: orderID, earnedAt: event.time, availableAt: event.time, points: points, pending: false)
+        let repaid = min(account.balance.debt, points)
+        lot.remaining -= repaid
+        if lot.remaining > 0 { account.lots.append(lot) }
+        account.balance.debt -= repaid
+        account.balance.available += points - repaid
+        account.lifetime.earned += points
+        decision.entries.append(entry(
+            account: &account, id: "\(event.id)/\(rule)", time: event.time, kind: .earned, source: source, causeID: event.id,
+            orderID: orderID, refundID: nil, points: points, available: points - repaid, pending: 0, debt: -repaid,
+            lots: [LotChange(lotID: lot.id, delta: points - repaid)], details: details))
+        return lot.id
+    }
+
+    /// Takes `points` back: from the component's own lot first (pending or available), then
+    /// from other available lots soonest-expiring first, and the rest as debt.
+    private func reverse(
+        _ event: PointsEvent, points: Int64, source: String, ownLot: String?, orderID: String, refundID: String, rule: String,
+        _ account: inout PointsAccount, _ decision: inout PointsDecision
+    ) {
+        var left = points
+        var available: Int64 = 0
+        var pending: Int64 = 0
+        var changes: [LotChange] = []
+        func take(at index: Int) {
+            let taken = min(left, account.lots[index].remaining)
+            guard taken > 0 else { return }
+            account.lots[index].remaining -= taken
+            left -= taken
+            if account.lots[index].pending { pending -= taken } else { available -= taken }
+            changes.append(LotChange(lotID: account.lots[index].id, delta: -taken))
+        }
+        if let ownLot, let index = account.lots.firstIndex(where: { $0.id == ownLot }) {
+            take(at: index)
+        }
+        if left > 0 {
+            let order = account.lots.indices
+                .filter { !account.lots[$0].pending && account.lots[$0].remaining > 0 }
+                .sorted { (account.lots[$0].expiresAt, account.lots[$0].number) < (account.lots[$1].expiresAt, account.lots[$1].number) }
+            for index in order where left > 0 { take(at: index) }
+        }
+        account.lots.removeAll { $0.remaining == 0 }
+        account.balance.available += available
+        account.balance.pending += pending
+        account.balance.debt += left
+        account.lifetime.reversed += points
+        decision.entries.append(entry(
+            account: &account, id: "\(event.id)/\(rule)", time: event.time, kind: .reversed, source: source, causeID: event.id,
+            orderID: orderID, refundID: refundID, points: -points, available: available, pending: pending, debt: left,
+            lots: changes, details: []))
+    }
+
+    private func newLot(
+        _ account: inout PointsAccount, source: String, orderID: String?, earnedAt: EventTime, availableAt: EventTime,
+        points: Int64, pending: Bool
+    ) -> Lot {
+        account.lotsCreated += 1
+        return Lot(
+            id: "L\(account.lotsCreated)", source: source, orderID: orderID, number: account.lotsCreated, earnedAt: earnedAt,
+            availableAt: availableAt, expiresAt: expiry(availableAt: availableAt), points: points, remaining: points,
+            pending: pending)
+    }
+
+    private func entry(
+        account: inout PointsAccount, id: String, time: EventTime, kind: EntryKind, source: String, causeID: String,
+        orderID: String?, refundID: String?, points: Int64, available: Int64, pending: Int64, debt: Int64,
+        lots: [LotChange], details: [(String, String)]
+    ) -> LedgerEntry {
+        account.entries += 1
+        return LedgerEntry(
+            id: id, member: account.member, sequence: account.entries, time: time, kind: kind, source: source,
+            causeID: causeID, orderID: orderID, refundID: refundID, points: points, availableDelta: available,
+            pendingDelta: pending, debtDelta: debt, balanceAfter: account.balance, lots: lots,
+            details: details.map { (key: $0.0, value: $0.1) })
+    }
+
+    private func refusal(
+        _ event: PointsEvent, subject: String, reason: String, orderID: String? = nil, refundID: String? = nil, detail: String? = nil
+    ) -> Refusal {
+        Refusal(
+            id: "\(event.id)/refused", member: event.member, time: event.time, causeID: event.id, subject: subject,
+            reason: reason, orderID: orderID, refundID: refundID, detail: detail)
+    }
+}

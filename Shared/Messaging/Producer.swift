@@ -1,0 +1,183 @@
+import CRdKafka
+import Synchronization
+
+/// The outcome of one produced record, tied to it by the tag given to `send`.
+public struct DeliveryReport: Sendable {
+    /// The caller's tag for the record (for the outbox: its row sequence number).
+    public var tag: UInt64
+    /// nil when the broker acknowledged the record.
+    public var error: KafkaError?
+    public var partition: Int32
+    public var offset: Int64
+}
+
+/// Settings of the producer.
+public struct ProducerConfiguration: Sendable {
+    public var bootstrapServers: String
+    /// Extra librdkafka settings, applied last.
+    public var extra: [String: String] = [:]
+
+    public init(bootstrapServers: String, extra: [String: String] = [:]) {
+        self.bootstrapServers = bootstrapServers
+        self.extra = extra
+    }
+
+    var settings: [(String, String)] {
+        var settings: [(String, String)] = [
+            ("bootstrap.servers", bootstrapServers),
+            // Exactly-once toward the broker: no duplicates or reordering from retries.
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            // The Java client's partitioner, so every producer puts a member on the same partition.
+            ("partitioner", "murmur2_random"),
+            ("linger.ms", "5"),
+            ("batch.num.messages", "10000"),
+            ("queue.buffering.max.messages", "500000"),
+            ("compression.type", "none"),
+        ]
+        settings.append(contentsOf: extra.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
+        return settings
+    }
+}
+
+/// An idempotent producer whose delivery reports name the record they are about.
+///
+/// Delivery reports are collected while `poll` (or `flush`) runs and handed out by
+/// `takeDeliveryReports`, so the caller decides on which thread it acts on them.
+public final class KafkaProducer: @unchecked Sendable {
+    // Safe to share: librdkafka's producer handle is thread-safe; `topics` and `reports`
+    // are guarded by mutexes.
+    private let handle: OpaquePointer
+    private let context: Unmanaged<ProducerContext>
+    private let topics = Mutex<[String: OpaquePointer]>([:])
+
+    public init(_ configuration: ProducerConfiguration) throws {
+        let conf = try makeConfiguration(configuration.settings)
+        let context = Unmanaged.passRetained(ProducerContext())
+        rd_kafka_conf_set_opaque(conf, context.toOpaque())
+        rd_kafka_conf_set_dr_msg_cb(conf) { _, message, opaque in
+            guard let message, let opaque else { return }
+            let context = Unmanaged<ProducerContext>.fromOpaque(opaque).takeUnretainedValue()
+            let tag = UInt64(UInt(bitPattern: message.pointee._private))
+            let err = message.pointee.err
+            let report = DeliveryReport(
+                tag: tag,
+                error: err == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : KafkaError(err, context: "delivery failed"),
+                partition: message.pointee.partition, offset: message.pointee.offset)
+            context.reports.withLock { $0.append(report) }
+        }
+        rd_kafka_conf_set_error_cb(conf) { _, err, reason, opaque in
+            guard let opaque else { return }
+            let context = Unmanaged<ProducerContext>.fromOpaque(opaque).takeUnretainedValue()
+            let text = reason.map { String(cString: $0) } ?? ""
+            context.errors.withLock { $0.append(KafkaError(code: err, message: text)) }
+        }
+        do {
+            handle = try makeClient(RD_KAFKA_PRODUCER, conf)
+        } catch {
+            context.release()
+            throw error
+        }
+        self.context = context
+    }
+
+    deinit {
+        topics.withLock { topics in
+            for (_, topic) in topics { rd_kafka_topic_destroy(topic) }
+        }
+        rd_kafka_destroy(handle)
+        context.release()
+    }
+
+    private func topicHandle(_ name: String) throws -> OpaquePointer {
+        try topics.withLock { topics in
+            if let topic = topics[name] { return topic }
+            guard let topic = rd_kafka_topic_new(handle, name, nil) else {
+                throw KafkaError(rd_kafka_last_error(), context: "cannot open topic \(name)")
+            }
+            topics[name] = topic
+            return topic
+        }
+    }
+
+    /// Queues one record; its delivery report will carry `tag`. When the local queue is full
+    /// this serves delivery reports until there is room, so it never drops a record.
+    public func send(topic: String, key: [UInt8]?, value: [UInt8]?, tag: UInt64 = 0) throws {
+        let topicHandle = try topicHandle(topic)
+        let opaque = UnsafeMutableRawPointer(bitPattern: UInt(tag))
+        while true {
+            let result: Int32 = withOptionalBytes(value) { valuePointer, valueCount in
+                withOptionalBytes(key) { keyPointer, keyCount in
+                    rd_kafka_produce(
+                        topicHandle, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY,
+                        valuePointer, valueCount, keyPointer, keyCount, opaque)
+                }
+            }
+            if result == 0 { return }
+            let err = rd_kafka_last_error()
+            if err == RD_KAFKA_RESP_ERR__QUEUE_FULL {
+                rd_kafka_poll(handle, 10)
+                continue
+            }
+            throw KafkaError(err, context: "produce to \(topic) failed")
+        }
+    }
+
+    /// Serves delivery reports and errors, waiting at most `timeoutMilliseconds`.
+    public func poll(timeoutMilliseconds: Int32 = 0) {
+        rd_kafka_poll(handle, timeoutMilliseconds)
+    }
+
+    /// Waits until every queued record is delivered or failed, at most `timeoutMilliseconds`.
+    /// Returns false when records are still outstanding.
+    @discardableResult
+    public func flush(timeoutMilliseconds: Int32) -> Bool {
+        rd_kafka_flush(handle, timeoutMilliseconds) == RD_KAFKA_RESP_ERR_NO_ERROR
+    }
+
+    /// Records queued or in flight and not yet reported.
+    public var outstanding: Int { Int(rd_kafka_outq_len(handle)) }
+
+    /// Delivery reports collected since the last call.
+    public func takeDeliveryReports() -> [DeliveryReport] {
+        context.value.reports.withLock { reports in
+            defer { reports.removeAll(keepingCapacity: true) }
+            return reports
+        }
+    }
+
+    /// Client errors collected since the last call (most are transient and retried by librdkafka).
+    public func takeErrors() -> [KafkaError] {
+        context.value.errors.withLock { errors in
+            defer { errors.removeAll() }
+            return errors
+        }
+    }
+
+    /// A fatal error (for example the idempotent producer's sequence was lost), if one was raised.
+    public var fatalError: KafkaError? {
+        var text = [CChar](repeating: 0, count: 512)
+        let err = rd_kafka_fatal_error(handle, &text, text.count)
+        if err == RD_KAFKA_RESP_ERR_NO_ERROR { return nil }
+        return KafkaError(code: err.rawValue, message: text.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })
+    }
+}
+
+/// What the C callbacks write into; reached through librdkafka's opaque pointer.
+final class ProducerContext: Sendable {
+    let reports = Mutex<[DeliveryReport]>([])
+    let errors = Mutex<[KafkaError]>([])
+}
+
+extension Unmanaged where Instance == ProducerContext {
+    var value: ProducerContext { takeUnretainedValue() }
+}
+
+/// Calls `body` with a pointer and length for optional bytes (NULL, 0 for nil).
+@inline(__always)
+func withOptionalBytes<R>(_ bytes: [UInt8]?, _ body: (UnsafeMutableRawPointer?, Int) -> R) -> R {
+    guard let bytes else { return body(nil, 0) }
+    return bytes.withUnsafeBytes { buffer in
+        body(UnsafeMutableRawPointer(mutating: buffer.baseAddress), buffer.count)
+    }
+}

@@ -1,0 +1,73 @@
+/// Every topic of the platform in one place: its name, what it carries, how it is keyed,
+/// and how many partitions it has. Input topics a service reads together must have the same
+/// partition count (they are co-partitioned by member id).
+public struct TopicSpec: Sendable, Hashable {
+    /// The Kafka topic name.
+    public var name: String
+    /// Number of partitions.
+    public var partitions: Int32
+    /// Whether the topic keeps only the latest record per key (a table, not a stream).
+    public var compacted: Bool
+    /// What the key is, for the event catalogue.
+    public var key: String
+    /// Who writes it and what it carries.
+    public var summary: String
+}
+
+/// The topic catalogue.
+public enum Topics {
+    /// The partition count every co-partitioned topic uses.
+    public static let partitionCount: Int32 = 6
+
+    /// Member lifecycle written by the shop: `member.registered`, `member.updated`, `member.closed`.
+    public static let members = TopicSpec(
+        name: "loyalty.members", partitions: partitionCount, compacted: false,
+        key: "member id", summary: "member lifecycle events from the shop")
+    /// Orders written by the shop: `order.paid`, `order.refunded`.
+    public static let orders = TopicSpec(
+        name: "loyalty.orders", partitions: partitionCount, compacted: false,
+        key: "member id", summary: "paid and refunded orders from the shop")
+    /// Engagement written by the shop: check-ins, reviews, shares, tasks.
+    public static let engagement = TopicSpec(
+        name: "loyalty.engagement", partitions: partitionCount, compacted: false,
+        key: "member id", summary: "check-ins, reviews, shares and tasks from the shop")
+    /// Commands to the points service, from the shop and from other services.
+    public static let pointsCommands = TopicSpec(
+        name: "loyalty.points.commands", partitions: partitionCount, compacted: false,
+        key: "member id (the member whose points change)",
+        summary: "grants, reversals and referral rewards for the points service")
+    /// Every ledger entry the points service makes.
+    public static let pointsLedger = TopicSpec(
+        name: "loyalty.points.ledger", partitions: partitionCount, compacted: false,
+        key: "member id", summary: "points ledger events")
+    /// The latest balance of each member.
+    public static let pointsBalances = TopicSpec(
+        name: "loyalty.points.balances", partitions: partitionCount, compacted: true,
+        key: "member id", summary: "member balance records (compacted)")
+    /// Records no service could apply, with the reason.
+    public static let deadLetters = TopicSpec(
+        name: "loyalty.dead-letters", partitions: partitionCount, compacted: false,
+        key: "the original record's key", summary: "records that could not be applied, with a reason code")
+
+    /// Every topic, in the order the embedded broker creates them.
+    public static let all: [TopicSpec] = [
+        members, orders, engagement, pointsCommands, pointsLedger, pointsBalances, deadLetters,
+    ]
+
+    /// Looks a topic up by name.
+    public static func spec(named name: String) -> TopicSpec? {
+        all.first { $0.name == name }
+    }
+}
+
+extension Topics {
+    /// The input topic an event type belongs on, by its prefix: `member.*`, `order.*`,
+    /// `engagement.*`, `points.*`.
+    public static func inputTopic(forEventType type: String) -> TopicSpec? {
+        if type.hasPrefix("member.") { return members }
+        if type.hasPrefix("order.") { return orders }
+        if type.hasPrefix("engagement.") { return engagement }
+        if type.hasPrefix("points.") { return pointsCommands }
+        return nil
+    }
+}

@@ -1,0 +1,91 @@
+import Foundation
+import LoyaltyDomain
+import Messaging
+import Storage
+
+/// A committed outbox row, to be published by the relay.
+public struct OutboxRow: Sendable, Equatable {
+    public var seq: Int64
+    public var topic: String
+    public var key: [UInt8]?
+    public var value: [UInt8]?
+}
+
+/// The open transaction of one batch, as a service sees it: the database, and the only ways
+/// to have an effect outside it (outbox rows, timers, dead letters).
+public final class Batch {
+    /// The service's database, inside the batch's transaction.
+    public let database: Database
+    /// The task (partition number) of the input being applied.
+    public internal(set) var task: Int32 = 0
+    /// Stream time of that task before the input: the latest event time applied.
+    public internal(set) var streamTime: EventTime = EventTime(millis: 0)
+
+    let service: String
+    var outbox: [OutboxRow] = []
+    /// Earliest due time among timers set in this batch, per task.
+    var scheduled: [Int32: Int64] = [:]
+    private let insertOutbox: Statement
+    private let insertTimer: Statement
+    private let deleteTimers: Statement
+
+    init(database: Database, service: String) throws {
+        self.database = database
+        self.service = service
+        insertOutbox = try database.prepare("INSERT INTO outbox(topic, key, value) VALUES(?, ?, ?)")
+        insertTimer = try database.prepare(
+            "INSERT OR REPLACE INTO timers(task, due, rank, member, kind, ref, payload) VALUES(?, ?, ?, ?, ?, ?, ?)")
+        deleteTimers = try database.prepare("DELETE FROM timers WHERE member = ? AND kind = ? AND ref = ?")
+    }
+
+    /// Adds a record to the outbox; it is published after the batch commits.
+    public func emit(topic: String, key: String?, value: [UInt8]) throws {
+        let keyBytes = key.map { Array($0.utf8) }
+        try insertOutbox.run(.text(topic), keyBytes.map { .blob($0) } ?? .null, .blob(value))
+        outbox.append(OutboxRow(seq: database.lastInsertRowID, topic: topic, key: keyBytes, value: value))
+    }
+
+    /// Adds an event to the outbox, keyed by its subject.
+    public func emit(_ event: CloudEvent, to topic: String) throws {
+        try emit(topic: topic, key: event.subject, value: event.encoded())
+    }
+
+    /// Sets a timer in the current task (replacing one with the same name and due time).
+    public func schedule(_ timer: TimerRequest) throws {
+        try insertTimer.run(
+            .integer(Int64(task)), .integer(timer.due.millis), .integer(Int64(timer.rank)),
+            .text(timer.member), .text(timer.kind), .text(timer.ref), .blob(timer.payload))
+        scheduled[task] = min(scheduled[task] ?? .max, timer.due.millis)
+    }
+
+    /// Removes the timers of a member with this kind and ref.
+    public func cancelTimers(member: String, kind: String, ref: String) throws {
+        try deleteTimers.run(.text(member), .text(kind), .text(ref))
+    }
+
+    /// Sends a record to the dead-letter topic with a reason code, in this transaction.
+    public func deadLetter(_ record: ConsumedRecord, reason: Rejection) throws {
+        var data = JSONObject()
+        data["reason"] = .string(reason.code)
+        data["detail"] = .string(reason.detail)
+        data["service"] = .string(service)
+        data["topic"] = .string(record.topic)
+        data["partition"] = .int(Int64(record.partition))
+        data["offset"] = .int(record.offset)
+        if let key = record.keyString { data["key"] = .string(key) }
+        if let value = record.value {
+            if let text = String(validating: value, as: UTF8.self) {
+                data["payload"] = .string(text)
+            } else {
+                data["payloadBase64"] = .string(Data(value).base64EncodedString())
+            }
+        } else {
+            data["payload"] = .null
+        }
+        let event = CloudEvent(
+            id: "dead-letter/\(service)/\(record.topic)/\(record.partition)/\(record.offset)",
+            source: "loyalty/\(service)", type: "loyalty.dead-letter", time: streamTime,
+            subject: record.keyString, data: .object(data))
+        try emit(topic: Topics.deadLetters.name, key: record.keyString, value: event.encoded())
+    }
+}

@@ -1,0 +1,218 @@
+import LoyaltyDomain
+import Messaging
+import Storage
+
+/// A polled record with its decoding outcome.
+public struct PolledRecord<Body> {
+    public var record: ConsumedRecord
+    public var decoded: Result<Decoded<Body>, Rejection>
+
+    public init(record: ConsumedRecord, decoded: Result<Decoded<Body>, Rejection>) {
+        self.record = record
+        self.decoded = decoded
+    }
+}
+
+/// What one batch did, for metrics.
+public struct BatchOutcome: Sendable, Equatable {
+    public var applied = 0
+    public var duplicates = 0
+    public var deadLettered = 0
+    public var skippedBehindOffset = 0
+    public var timersFired = 0
+    public var outbox: [OutboxRow] = []
+}
+
+/// Steps 2 of the exactly-once loop, without Kafka: applies a batch of records in one
+/// `BEGIN IMMEDIATE` transaction holding inbox, state, outbox, timers and offsets.
+/// A crash anywhere leaves either all of the batch or none of it.
+public final class BatchApplier<Processor: StreamProcessor> {
+    public let database: Database
+    public let processor: Processor
+    public let timerMode: TimerMode
+
+    /// Stream time per task, as committed.
+    private var streamTimes: [Int32: Int64] = [:]
+    /// Earliest timer due per task, as committed; `Int64.max` when there is none.
+    private var earliestTimer: [Int32: Int64] = [:]
+
+    public init(database: Database, processor: Processor, timerMode: TimerMode) throws {
+        self.database = database
+        self.processor = processor
+        self.timerMode = timerMode
+        _ = try database.migrate(RuntimeSchema.migrations + processor.migrations)
+    }
+
+    /// The stored next offsets of these partitions (nil: never read).
+    public func storedOffsets(_ partitions: [TopicPartition]) throws -> [TopicPartition: Int64] {
+        let select = try database.prepare("SELECT next_offset FROM offsets WHERE topic = ? AND partition = ?")
+        var result: [TopicPartition: Int64] = [:]
+        for partition in partitions {
+            if let offset = try select.queryOne(.text(partition.topic), .integer(Int64(partition.partition)), row: { $0.int64(0) }) {
+                result[partition] = offset
+            }
+        }
+        return result
+    }
+
+    /// Forgets cached state of tasks another instance may now change.
+    public func forget(tasks: [Int32]) {
+        for task in tasks {
+            streamTimes[task] = nil
+            earliestTimer[task] = nil
+        }
+    }
+
+    /// Applies `records` (already in the order to apply them), fires due timers, deletes the
+    /// outbox rows Kafka acknowledged, and commits. In wall-clock mode, `wallClock` fires the
+    /// timers of `tasks` due by then.
+    public func apply(
+        _ records: [PolledRecord<Processor.Body>], deliveredOutbox: [UInt64] = [],
+        wallClock: EventTime? = nil, tasks: [Int32] = []
+    ) throws -> BatchOutcome {
+        var outcome = BatchOutcome()
+        var pendingStreamTimes: [Int32: Int64] = [:]
+        do {
+            try database.transaction {
+                let batch = try Batch(database: database, service: processor.name)
+                if !deliveredOutbox.isEmpty {
+                    let delete = try database.prepare("DELETE FROM outbox WHERE seq = ?")
+                    for seq in deliveredOutbox { try delete.run(.integer(Int64(bitPattern: seq))) }
+                }
+                let inboxLookup = try database.prepare("SELECT payload_hash FROM inbox WHERE event_id = ?")
+                let inboxInsert = try database.prepare(
+                    "INSERT INTO inbox(event_id, payload_hash, task, event_time) VALUES(?, ?, ?, ?)")
+                // Offsets are read inside the transaction: after a rebalance another instance
+                // sharing this database may have applied some of these records already.
+                var nextOffsets = try storedOffsets(Array(Set(records.map(\.record.topicPartition))))
+
+                for polled in records {
+                    let record = polled.record
+                    let partition = record.topicPartition
+                    if let next = nextOffsets[partition], record.offset < next {
+                        outcome.skippedBehindOffset += 1
+                        continue
+                    }
+                    let task = record.partition
+                    let streamTime = try pendingStreamTimes[task] ?? storedStreamTime(task)
+                    batch.task = task
+                    batch.streamTime = EventTime(millis: streamTime)
+                    switch polled.decoded {
+                    case .failure(let rejection):
+                        try batch.deadLetter(record, reason: rejection)
+                        outcome.deadLettered += 1
+                    case .success(let input):
+                        if timerMode == .streamTime {
+                            outcome.timersFired += try fireTimers(task: task, upTo: max(streamTime, input.time.millis), batch: batch)
+                        }
+                        if let known = try inboxLookup.queryOne(.text(input.eventID), row: { $0.int64(0) }) {
+                            if known == input.payloadHash {
+                                outcome.duplicates += 1
+                            } else {
+                                try batch.deadLetter(record, reason: Rejection(
+                                    code: "conflicting-duplicate",
+                                    detail: "event id \(input.eventID) was applied before with a different payload"))
+                                outcome.deadLettered += 1
+                            }
+                        } else {
+                            try inboxInsert.run(
+                                .text(input.eventID), .integer(input.payloadHash), .integer(Int64(task)),
+                                .integer(input.time.millis))
+                            try processor.apply(input, in: batch)
+                            outcome.applied += 1
+                            pendingStreamTimes[task] = max(streamTime, input.time.millis)
+                        }
+                    }
+                    nextOffsets[partition] = record.offset + 1
+                }
+
+                // Timers set during the batch that are already due (a late record's pending
+                // release, say) fire now rather than wait for the next record.
+                if timerMode == .streamTime {
+                    for (task, time) in pendingStreamTimes.sorted(by: { $0.key < $1.key }) {
+                        batch.task = task
+                        batch.streamTime = EventTime(millis: time)
+                        outcome.timersFired += try fireTimers(task: task, upTo: time, batch: batch)
+                    }
+                } else if let wallClock {
+                    for task in tasks {
+                        batch.task = task
+                        batch.streamTime = EventTime(millis: try pendingStreamTimes[task] ?? storedStreamTime(task))
+                        outcome.timersFired += try fireTimers(task: task, upTo: wallClock.millis, batch: batch)
+                    }
+                }
+                try processor.finish(batch)
+
+                let saveOffset = try database.prepare(
+                    "INSERT INTO offsets(topic, partition, next_offset) VALUES(?, ?, ?) "
+                        + "ON CONFLICT(topic, partition) DO UPDATE SET next_offset = excluded.next_offset")
+                for (partition, offset) in nextOffsets {
+                    try saveOffset.run(.text(partition.topic), .integer(Int64(partition.partition)), .integer(offset))
+                }
+                let saveClock = try database.prepare(
+                    "INSERT INTO task_clock(task, stream_time) VALUES(?, ?) "
+                        + "ON CONFLICT(task) DO UPDATE SET stream_time = excluded.stream_time")
+                for (task, time) in pendingStreamTimes {
+                    try saveClock.run(.integer(Int64(task)), .integer(time))
+                }
+                for (task, due) in batch.scheduled {
+                    if let known = earliestTimer[task] { earliestTimer[task] = min(known, due) }
+                }
+                outcome.outbox = batch.outbox
+            }
+        } catch {
+            // The transaction rolled back: cached views of it are void.
+            streamTimes.removeAll()
+            earliestTimer.removeAll()
+            processor.abandon()
+            throw error
+        }
+        for (task, time) in pendingStreamTimes { streamTimes[task] = time }
+        return outcome
+    }
+
+    private func storedStreamTime(_ task: Int32) throws -> Int64 {
+        if let cached = streamTimes[task] { return cached }
+        let time = try database.prepare("SELECT stream_time FROM task_clock WHERE task = ?")
+            .queryOne(.integer(Int64(task)), row: { $0.int64(0) }) ?? Int64.min
+        streamTimes[task] = time
+        return time
+    }
+
+    private func earliestTimerDue(_ task: Int32) throws -> Int64 {
+        if let cached = earliestTimer[task] { return cached }
+        let due = try database.prepare("SELECT MIN(due) FROM timers WHERE task = ?")
+            .queryOne(.integer(Int64(task)), row: { $0.optionalInt64(0) }) ?? nil
+        earliestTimer[task] = due ?? .max
+        return due ?? .max
+    }
+
+    /// Fires the task's timers due at or before `limit`, in (due, rank, member, kind, ref)
+    /// order, including timers that firing sets.
+    private func fireTimers(task: Int32, upTo limit: Int64, batch: Batch) throws -> Int {
+        var fired = 0
+        let select = try database.prepare(
+            "SELECT due, rank, member, kind, ref, payload FROM timers WHERE task = ? AND due <= ? "
+                + "ORDER BY due, rank, member, kind, ref LIMIT 256")
+        let delete = try database.prepare(
+            "DELETE FROM timers WHERE task = ? AND due = ? AND rank = ? AND member = ? AND kind = ? AND ref = ?")
+        while min(try earliestTimerDue(task), batch.scheduled[task] ?? .max) <= limit {
+            let due = try select.query(.integer(Int64(task)), .integer(limit)) { row in
+                DueTimer(
+                    task: task, due: EventTime(millis: row.int64(0)), rank: row.int(1), member: row.string(2),
+                    kind: row.string(3), ref: row.string(4), payload: row.blob(5))
+            }
+            batch.scheduled[task] = nil
+            earliestTimer[task] = nil
+            if due.isEmpty { break }
+            for timer in due {
+                try delete.run(
+                    .integer(Int64(task)), .integer(timer.due.millis), .integer(Int64(timer.rank)),
+                    .text(timer.member), .text(timer.kind), .text(timer.ref))
+                try processor.fire(timer, in: batch)
+                fired += 1
+            }
+        }
+        return fired
+    }
+}

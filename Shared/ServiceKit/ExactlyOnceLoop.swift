@@ -1,0 +1,181 @@
+import Dispatch
+import Foundation
+import LoyaltyDomain
+import Messaging
+import Storage
+
+/// The loop every service runs (ARCHITECTURE.md, "The exactly-once loop"): poll, merge each
+/// task's partitions by event time, apply a batch in one transaction, publish its outbox.
+/// Runs on the calling thread, which it keeps until a stop is requested.
+public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListener {
+    private let configuration: ServiceConfiguration
+    private let applier: BatchApplier<Processor>
+    private let logger: Logger
+    private let stop: StopSignal
+    private var consumer: KafkaConsumer!
+    private let relay: OutboxRelay
+    private var merger: EventTimeMerger<PolledRecord<Processor.Body>>
+    private var paused: Set<TopicPartition> = []
+    private var committedOffsets: [TopicPartition: Int64] = [:]
+    private var startupError: Error?
+    /// Records a partition may buffer before it is paused (the merge waits on its siblings).
+    private let pauseThreshold = 50_000
+
+    /// Totals since start, for logs and tests.
+    public private(set) var totals = BatchOutcome()
+
+    public init(configuration: ServiceConfiguration, processor: Processor, logger: Logger, stop: StopSignal) throws {
+        self.configuration = configuration
+        self.logger = logger
+        self.stop = stop
+        let directory = (configuration.databasePath as NSString).deletingLastPathComponent
+        if !directory.isEmpty {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        }
+        let database = try Database(DatabaseConfiguration(path: configuration.databasePath, synchronous: configuration.synchronous))
+        applier = try BatchApplier(database: database, processor: processor, timerMode: configuration.timerMode)
+        merger = EventTimeMerger(topics: processor.inputTopics, idleMilliseconds: configuration.taskIdleMilliseconds)
+        let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: configuration.bootstrapServers))
+        relay = OutboxRelay(producer: producer, logger: logger)
+    }
+
+    /// Runs until a stop is requested; then finishes the batch in hand, flushes the outbox
+    /// and leaves the group.
+    public func run() throws {
+        let processor = applier.processor
+        let republished = try relay.republishUnsent(from: applier.database)
+        logger.info("starting", [
+            "bootstrap": configuration.bootstrapServers, "database": configuration.databasePath,
+            "group": configuration.groupID, "topics": processor.inputTopics.joined(separator: ","),
+            "timers": configuration.timerMode.rawValue, "republished": String(republished),
+        ])
+        var consumerConfiguration = ConsumerConfiguration(bootstrapServers: configuration.bootstrapServers, groupID: configuration.groupID)
+        consumerConfiguration.sessionTimeoutMilliseconds = configuration.sessionTimeoutMilliseconds
+        consumer = try KafkaConsumer(consumerConfiguration, listener: self)
+        try consumer.subscribe(processor.inputTopics)
+
+        var lastReport = monotonicMilliseconds()
+        var lastCommit = lastReport
+        while !stop.isRequested {
+            pollInto(maxRecords: configuration.maxBatchRecords, timeoutMilliseconds: 20)
+            if let startupError { throw startupError }
+            try relay.poll()
+            let records = drain(max: configuration.maxBatchRecords)
+            let wallClock = configuration.timerMode == .wallClock
+                ? EventTime(millis: Int64(Date().timeIntervalSince1970 * 1000)) : nil
+            if !records.isEmpty || !relay.rowsToDelete.isEmpty || wallClock != nil {
+                try applyBatch(records, wallClock: wallClock)
+            }
+            let now = monotonicMilliseconds()
+            if now - lastCommit >= 2_000 {
+                consumer.commitAdvisory(committedOffsets)
+                lastCommit = now
+            }
+            if now - lastReport >= 10_000 {
+                logger.info("progress", [
+                    "applied": String(totals.applied), "duplicates": String(totals.duplicates),
+                    "deadLettered": String(totals.deadLettered), "timersFired": String(totals.timersFired),
+                    "buffered": String(merger.bufferedCount), "outboxInFlight": String(relay.inFlightCount),
+                ])
+                lastReport = now
+            }
+        }
+        logger.info("stopping: flushing the outbox")
+        let drained = try relay.drain(timeoutMilliseconds: 30_000)
+        if !relay.rowsToDelete.isEmpty { try applyBatch([], wallClock: nil) }
+        consumer.commitAdvisory(committedOffsets)
+        consumer.close()
+        logger.info("stopped", ["applied": String(totals.applied), "outboxDrained": String(drained)])
+    }
+
+    private func applyBatch(_ records: [PolledRecord<Processor.Body>], wallClock: EventTime?) throws {
+        let delivered = relay.rowsToDelete
+        let outcome = try applier.apply(records, deliveredOutbox: delivered, wallClock: wallClock, tasks: merger.assignedTasks)
+        relay.deleted(delivered.count)
+        for polled in records {
+            committedOffsets[polled.record.topicPartition] = polled.record.offset + 1
+        }
+        totals.applied += outcome.applied
+        totals.duplicates += outcome.duplicates
+        totals.deadLettered += outcome.deadLettered
+        totals.skippedBehindOffset += outcome.skippedBehindOffset
+        totals.timersFired += outcome.timersFired
+        try relay.publish(outcome.outbox)
+    }
+
+    /// Moves up to `maxRecords` records from Kafka into the merge buffers.
+    private func pollInto(maxRecords: Int, timeoutMilliseconds: Int32) {
+        var timeout = timeoutMilliseconds
+        for _ in 0..<maxRecords {
+            guard let event = consumer.poll(timeoutMilliseconds: timeout) else { return }
+            timeout = 0
+            switch event {
+            case .record(let record):
+                let decoded: Result<Decoded<Processor.Body>, Rejection>
+                do { decoded = .success(try applier.processor.decode(record)) } catch { decoded = .failure(error) }
+                let partition = record.topicPartition
+                switch decoded {
+                case .success(let input):
+                    merger.add(PolledRecord(record: record, decoded: decoded), time: input.time.millis, rank: input.rank, from: partition)
+                case .failure:
+                    // Undecodable records have no time: they go first and straight to dead letters.
+                    merger.add(PolledRecord(record: record, decoded: decoded), time: .min, rank: .min, from: partition)
+                }
+                if merger.bufferedCount(partition) >= pauseThreshold, !paused.contains(partition) {
+                    consumer.pause([partition])
+                    paused.insert(partition)
+                }
+            case .endOfPartition(let partition, _):
+                merger.markCaughtUp(partition)
+            case .error(let error):
+                logger.warning("consumer error", ["error": error.description])
+            }
+        }
+    }
+
+    /// Takes the records that are ready, in the order to apply them.
+    private func drain(max: Int) -> [PolledRecord<Processor.Body>] {
+        var records: [PolledRecord<Processor.Body>] = []
+        let now = monotonicMilliseconds()
+        while records.count < max, let next = merger.next(now: now) {
+            records.append(next.item)
+        }
+        let resumable = paused.filter { merger.bufferedCount($0) < pauseThreshold / 2 }
+        if !resumable.isEmpty {
+            consumer.resume(Array(resumable))
+            paused.subtract(resumable)
+        }
+        return records
+    }
+
+    // MARK: RebalanceListener
+
+    public func partitionsAssigned(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] {
+        do {
+            let offsets = try applier.storedOffsets(partitions)
+            applier.forget(tasks: partitions.map(\.partition))
+            merger.assign(partitions)
+            logger.info("partitions assigned", ["partitions": partitions.map(\.description).sorted().joined(separator: ",")])
+            return offsets
+        } catch {
+            // Cannot read our own offsets: refuse to consume rather than start from a wrong place.
+            startupError = error
+            logger.error("cannot read stored offsets", ["error": "\(error)"])
+            stop.request()
+            return [:]
+        }
+    }
+
+    public func partitionsRevoked(_ partitions: [TopicPartition]) {
+        merger.revoke(partitions)
+        applier.forget(tasks: partitions.map(\.partition))
+        paused.subtract(partitions)
+        for partition in partitions { committedOffsets[partition] = nil }
+        logger.info("partitions revoked", ["partitions": partitions.map(\.description).sorted().joined(separator: ",")])
+    }
+}
+
+/// Milliseconds of a monotonic clock, for waits and reports only.
+func monotonicMilliseconds() -> Int64 {
+    Int64(DispatchTime.now().uptimeNanoseconds / 1_000_000)
+}

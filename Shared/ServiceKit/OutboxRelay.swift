@@ -1,0 +1,82 @@
+import Messaging
+import Storage
+
+/// Step 3 of the exactly-once loop: publishes committed outbox rows with the idempotent
+/// producer and remembers which ones Kafka acknowledged, so the next transaction deletes
+/// them. A row whose delivery failed is sent again; rows left from an earlier run are
+/// republished at start (downstream de-duplicates by event id).
+public final class OutboxRelay {
+    private let producer: KafkaProducer
+    private let logger: Logger
+    /// Rows sent and not yet acknowledged, by sequence number.
+    private var inFlight: [UInt64: OutboxRow] = [:]
+    /// Acknowledged rows still present in the outbox table.
+    private var acknowledged: [UInt64] = []
+
+    public init(producer: KafkaProducer, logger: Logger) {
+        self.producer = producer
+        self.logger = logger
+    }
+
+    /// Rows sent and not yet acknowledged.
+    public var inFlightCount: Int { inFlight.count }
+
+    /// Sends every row of the outbox table, oldest first (used at start).
+    public func republishUnsent(from database: Database) throws -> Int {
+        let rows = try database.prepare("SELECT seq, topic, key, value FROM outbox ORDER BY seq").query { row in
+            OutboxRow(
+                seq: row.int64(0), topic: row.string(1),
+                key: row.isNull(2) ? nil : row.blob(2), value: row.isNull(3) ? nil : row.blob(3))
+        }
+        try publish(rows)
+        return rows.count
+    }
+
+    /// Sends committed rows.
+    public func publish(_ rows: [OutboxRow]) throws {
+        for row in rows {
+            let tag = UInt64(bitPattern: row.seq)
+            inFlight[tag] = row
+            try producer.send(topic: row.topic, key: row.key, value: row.value, tag: tag)
+        }
+    }
+
+    /// Serves delivery reports; failed rows are sent again.
+    public func poll(timeoutMilliseconds: Int32 = 0) throws {
+        producer.poll(timeoutMilliseconds: timeoutMilliseconds)
+        for report in producer.takeDeliveryReports() {
+            guard let row = inFlight[report.tag] else { continue }
+            if let error = report.error {
+                logger.warning("delivery failed, sending again", ["seq": String(row.seq), "topic": row.topic, "error": error.description])
+                try producer.send(topic: row.topic, key: row.key, value: row.value, tag: report.tag)
+            } else {
+                inFlight[report.tag] = nil
+                acknowledged.append(report.tag)
+            }
+        }
+        for error in producer.takeErrors() {
+            logger.warning("producer error", ["error": error.description])
+        }
+        if let fatal = producer.fatalError {
+            throw fatal
+        }
+    }
+
+    /// The acknowledged rows to delete in the next transaction; call `deleted` once it commits.
+    public var rowsToDelete: [UInt64] { acknowledged }
+
+    /// Forgets rows whose deletion committed.
+    public func deleted(_ count: Int) {
+        acknowledged.removeFirst(min(count, acknowledged.count))
+    }
+
+    /// Waits until every sent row is acknowledged, at most `timeoutMilliseconds`.
+    public func drain(timeoutMilliseconds: Int) throws -> Bool {
+        var waited = 0
+        while !inFlight.isEmpty && waited < timeoutMilliseconds {
+            try poll(timeoutMilliseconds: 50)
+            waited += 50
+        }
+        return inFlight.isEmpty
+    }
+}

@@ -1,0 +1,49 @@
+import Storage
+
+/// The tables of the exactly-once loop, shared by every service. Services number their
+/// own migrations from 100 up.
+public enum RuntimeSchema {
+    public static let migrations: [Migration] = [
+        Migration(version: 1, name: "exactly-once runtime", sql: """
+            -- Event ids already applied, with a hash of the payload to tell re-sends from conflicts.
+            CREATE TABLE inbox(
+                event_id TEXT PRIMARY KEY,
+                payload_hash INTEGER NOT NULL,
+                task INTEGER NOT NULL,
+                event_time INTEGER NOT NULL
+            ) WITHOUT ROWID;
+            -- Records committed but not yet acknowledged by Kafka. AUTOINCREMENT: a sequence
+            -- number is never reused, so a late delivery report cannot delete a newer row.
+            CREATE TABLE outbox(
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                topic TEXT NOT NULL,
+                key BLOB,
+                value BLOB
+            );
+            -- The next offset to read, per input partition: the offsets that count.
+            CREATE TABLE offsets(
+                topic TEXT NOT NULL,
+                partition INTEGER NOT NULL,
+                next_offset INTEGER NOT NULL,
+                PRIMARY KEY(topic, partition)
+            ) WITHOUT ROWID;
+            -- Stream time of each task: the latest event time applied.
+            CREATE TABLE task_clock(
+                task INTEGER PRIMARY KEY,
+                stream_time INTEGER NOT NULL
+            );
+            -- Timers, fired in (due, rank, member, kind, ref) order.
+            CREATE TABLE timers(
+                task INTEGER NOT NULL,
+                due INTEGER NOT NULL,
+                rank INTEGER NOT NULL,
+                member TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                ref TEXT NOT NULL,
+                payload BLOB,
+                PRIMARY KEY(task, due, rank, member, kind, ref)
+            ) WITHOUT ROWID;
+            CREATE INDEX timers_by_ref ON timers(member, kind, ref);
+            """),
+    ]
+}

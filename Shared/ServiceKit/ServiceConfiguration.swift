@@ -1,0 +1,116 @@
+import Foundation
+import Storage
+
+/// When timers fire.
+public enum TimerMode: String, Sendable {
+    /// On stream time: before the first record whose event time reaches the due time.
+    /// Replays and simulations use this, so a year of history gives the same ledger.
+    case streamTime = "stream"
+    /// On the machine clock, for live operation where events can be sparse.
+    case wallClock = "wall-clock"
+}
+
+/// A configuration value that could not be used.
+public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
+    public var variable: String
+    public var problem: String
+    public var description: String { "\(variable): \(problem)" }
+}
+
+/// Everything a service needs to start, read from environment variables with documented
+/// defaults (docs/operations.md lists them).
+public struct ServiceConfiguration: Sendable {
+    /// The service's name: `points`, `tiers`, …
+    public var service: String
+    /// `LOYALTY_BOOTSTRAP_SERVERS`; default: the address the embedded broker wrote to
+    /// `<data dir>/broker.address`, else `127.0.0.1:9092`.
+    public var bootstrapServers: String
+    /// `LOYALTY_DATA_DIR`, default `.loyalty`: where databases and the broker address live.
+    public var dataDirectory: String
+    /// `LOYALTY_DATABASE`, default `<data dir>/<service>.sqlite`.
+    public var databasePath: String
+    /// `LOYALTY_PROGRAM_FILE`; default: the reference program shipped with the platform.
+    public var programFile: String?
+    /// `LOYALTY_GROUP_ID`, default `loyalty-<service>`.
+    public var groupID: String
+    /// `LOYALTY_TIMERS`: `stream` (default) or `wall-clock`.
+    public var timerMode: TimerMode
+    /// `LOYALTY_TASK_IDLE_MS`, default 1000: how long a task waits for a partition that may
+    /// still hold older records before applying what it has.
+    public var taskIdleMilliseconds: Int64
+    /// `LOYALTY_BATCH_RECORDS`, default 2000: records applied in one transaction at most.
+    public var maxBatchRecords: Int
+    /// `LOYALTY_SQLITE_SYNCHRONOUS`: `normal` (default; survives process crashes) or `full`
+    /// (also survives power loss).
+    public var synchronous: DatabaseConfiguration.Synchronous
+    /// `LOYALTY_SESSION_TIMEOUT_MS`, default 6000: how soon the group reassigns a dead instance's partitions.
+    public var sessionTimeoutMilliseconds: Int
+    /// `LOYALTY_LOG_LEVEL`: `debug`, `info` (default), `warning`, `error`.
+    public var logLevel: LogLevel
+
+    /// Reads the configuration of `service` from `environment`.
+    public static func fromEnvironment(
+        service: String, environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws -> ServiceConfiguration {
+        func value(_ name: String) -> String? {
+            guard let text = environment[name]?.trimmingCharacters(in: .whitespaces), !text.isEmpty else { return nil }
+            return text
+        }
+        func integer(_ name: String, default fallback: Int, range: ClosedRange<Int>) throws -> Int {
+            guard let text = value(name) else { return fallback }
+            guard let number = Int(text), range.contains(number) else {
+                throw ConfigurationError(variable: name, problem: "expected a whole number in \(range), got \(text)")
+            }
+            return number
+        }
+        let dataDirectory = value("LOYALTY_DATA_DIR") ?? ".loyalty"
+        let bootstrap = value("LOYALTY_BOOTSTRAP_SERVERS") ?? EmbeddedBrokerAddress.read(dataDirectory: dataDirectory) ?? "127.0.0.1:9092"
+        let timerText = value("LOYALTY_TIMERS") ?? TimerMode.streamTime.rawValue
+        guard let timerMode = TimerMode(rawValue: timerText) else {
+            throw ConfigurationError(variable: "LOYALTY_TIMERS", problem: "expected stream or wall-clock, got \(timerText)")
+        }
+        let syncText = (value("LOYALTY_SQLITE_SYNCHRONOUS") ?? "normal").lowercased()
+        let synchronous: DatabaseConfiguration.Synchronous
+        switch syncText {
+        case "normal": synchronous = .normal
+        case "full": synchronous = .full
+        default: throw ConfigurationError(variable: "LOYALTY_SQLITE_SYNCHRONOUS", problem: "expected normal or full, got \(syncText)")
+        }
+        let levelText = value("LOYALTY_LOG_LEVEL") ?? "info"
+        guard let logLevel = LogLevel(name: levelText) else {
+            throw ConfigurationError(variable: "LOYALTY_LOG_LEVEL", problem: "expected debug, info, warning or error, got \(levelText)")
+        }
+        return ServiceConfiguration(
+            service: service,
+            bootstrapServers: bootstrap,
+            dataDirectory: dataDirectory,
+            databasePath: value("LOYALTY_DATABASE") ?? "\(dataDirectory)/\(service).sqlite",
+            programFile: value("LOYALTY_PROGRAM_FILE"),
+            groupID: value("LOYALTY_GROUP_ID") ?? "loyalty-\(service)",
+            timerMode: timerMode,
+            taskIdleMilliseconds: Int64(try integer("LOYALTY_TASK_IDLE_MS", default: 1000, range: 0...600_000)),
+            maxBatchRecords: try integer("LOYALTY_BATCH_RECORDS", default: 2000, range: 1...1_000_000),
+            synchronous: synchronous,
+            sessionTimeoutMilliseconds: try integer("LOYALTY_SESSION_TIMEOUT_MS", default: 6000, range: 1000...300_000),
+            logLevel: logLevel)
+    }
+}
+
+/// The file in which `loyalty broker` publishes the embedded broker's address.
+public enum EmbeddedBrokerAddress {
+    /// The path of the address file in a data directory.
+    public static func path(dataDirectory: String) -> String { "\(dataDirectory)/broker.address" }
+
+    /// The address written there, if any.
+    public static func read(dataDirectory: String) -> String? {
+        guard let text = try? String(contentsOfFile: path(dataDirectory: dataDirectory), encoding: .utf8) else { return nil }
+        let address = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        return address.isEmpty ? nil : address
+    }
+
+    /// Writes the address atomically, creating the data directory if needed.
+    public static func write(_ address: String, dataDirectory: String) throws {
+        try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+        try Data((address + "\n").utf8).write(to: URL(fileURLWithPath: path(dataDirectory: dataDirectory)), options: .atomic)
+    }
+}

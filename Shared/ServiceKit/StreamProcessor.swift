@@ -1,0 +1,67 @@
+import LoyaltyDomain
+import Messaging
+import Storage
+
+/// A decoded input record: the envelope fields the loop needs, and the service's own value.
+public struct Decoded<Body> {
+    /// The event id, for the inbox.
+    public var eventID: String
+    /// Event time: the order of application and the clock of every rule.
+    public var time: EventTime
+    /// Order among inputs of equal time (DOMAIN.md, "Order"): lower goes first.
+    public var rank: Int
+    /// The member the record is about.
+    public var member: String
+    /// Hash of the canonical payload, to tell re-sends from conflicts.
+    public var payloadHash: Int64
+    /// The service's decoded value.
+    public var body: Body
+
+    public init(eventID: String, time: EventTime, rank: Int, member: String, payloadHash: Int64, body: Body) {
+        self.eventID = eventID
+        self.time = time
+        self.rank = rank
+        self.member = member
+        self.payloadHash = payloadHash
+        self.body = body
+    }
+}
+
+/// Why a record cannot be applied; it goes to the dead-letter topic with this reason code.
+public struct Rejection: Error, Sendable, Equatable, CustomStringConvertible {
+    /// A stable, kebab-case reason code (docs/event-catalogue.md lists them).
+    public var code: String
+    /// Details for a person.
+    public var detail: String
+
+    public init(code: String, detail: String) {
+        self.code = code
+        self.detail = detail
+    }
+
+    public var description: String { "\(code): \(detail)" }
+}
+
+/// A service's part in the exactly-once loop: decoding records, applying them, firing timers.
+/// Every call but `decode` happens inside the batch's one SQLite transaction.
+public protocol StreamProcessor: AnyObject {
+    associatedtype Body
+
+    /// Service name, used in logs, dead letters and default names.
+    var name: String { get }
+    /// The co-partitioned topics the service reads.
+    var inputTopics: [String] { get }
+    /// The service's own tables, versions 100 and up.
+    var migrations: [Migration] { get }
+
+    /// Decodes a record; throws a rejection for records that cannot be applied.
+    func decode(_ record: ConsumedRecord) throws(Rejection) -> Decoded<Body>
+    /// Applies one input. Throws only for failures of storage, which abort the batch.
+    func apply(_ input: Decoded<Body>, in batch: Batch) throws
+    /// Acts on a timer that came due.
+    func fire(_ timer: DueTimer, in batch: Batch) throws
+    /// Called once per batch before commit: write what was kept in memory during it.
+    func finish(_ batch: Batch) throws
+    /// Called after a batch rolled back: forget what was kept in memory during it.
+    func abandon()
+}

@@ -1,0 +1,43 @@
+/// How to open and tune a ``Database`` connection.
+public struct DatabaseConfiguration: Sendable {
+    /// How often SQLite waits for data to reach stable storage (`PRAGMA synchronous`).
+    ///
+    /// With the WAL journal that ``Database`` always uses on files:
+    /// - ``normal`` survives a crash of the process (even `SIGKILL`): a committed transaction is in the
+    ///   WAL file, which the operating system still holds. Only a power loss or OS crash can undo the
+    ///   last commits, and never corrupts the database.
+    /// - ``full`` also survives power loss, at the cost of an `fsync` per commit.
+    /// - ``off`` hands data to the OS without any `fsync`; for throwaway data only.
+    public enum Synchronous: String, Sendable {
+        case off = "OFF"
+        case normal = "NORMAL"
+        case full = "FULL"
+    }
+
+    /// The database file. `":memory:"` opens a private in-memory database and `""` a private temporary
+    /// one; neither can use WAL, so neither is held to it.
+    public var path: String
+    /// How long a statement waits for another connection's lock before failing with `SQLITE_BUSY`.
+    /// Zero or less disables waiting.
+    public var busyTimeoutMilliseconds: Int32
+    /// The durability level; see ``Synchronous``.
+    public var synchronous: Synchronous
+    /// The page cache size per connection, in KiB. Must not be negative.
+    public var cacheSizeKiB: Int
+
+    /// Creates a configuration with defaults suited to a service that owns its database file.
+    public init(
+        path: String,
+        busyTimeoutMilliseconds: Int32 = 10_000,
+        synchronous: Synchronous = .normal,
+        cacheSizeKiB: Int = 16_384
+    ) {
+        self.path = path
+        self.busyTimeoutMilliseconds = busyTimeoutMilliseconds
+        self.synchronous = synchronous
+        self.cacheSizeKiB = cacheSizeKiB
+    }
+
+    /// Whether ``path`` names a database that lives only as long as the connection.
+    var isTransient: Bool { path == ":memory:" || path.isEmpty }
+}

@@ -1,0 +1,387 @@
+import Testing
+@testable import LoyaltyDomain
+
+/// Parses `text`, expecting failure, and returns the error.
+private func parseError(_ text: String) -> JSONError? {
+    do {
+        let value = try JSONValue.parse(text)
+        Issue.record("expected \(text) to be rejected, got \(value)")
+        return nil
+    } catch {
+        return error
+    }
+}
+
+private func parseError(bytes: [UInt8]) -> JSONError? {
+    do {
+        let value = try JSONValue.parse(bytes)
+        Issue.record("expected \(bytes) to be rejected, got \(value)")
+        return nil
+    } catch {
+        return error
+    }
+}
+
+@Suite struct JSONTests {
+    // MARK: Parsing
+
+    @Test func parsesEveryKindOfValue() throws {
+        let value = try JSONValue.parse(#" { "a" : [1, -2.50, 3e+2, true, false, null, "x"], "b": {} , "c": [] } "#)
+        #expect(value == [
+            "a": [.number("1"), .number("-2.50"), .number("3e+2"), true, false, nil, "x"],
+            "b": .object(JSONObject()),
+            "c": [],
+        ])
+    }
+
+    @Test func parsesScalarsAtTopLevel() throws {
+        #expect(try JSONValue.parse("0") == .number("0"))
+        #expect(try JSONValue.parse("-0.0e-0") == .number("-0.0e-0"))
+        #expect(try JSONValue.parse(" \"hi\"\n") == "hi")
+        #expect(try JSONValue.parse("null") == .null)
+        #expect(try JSONValue.parse("\t true \r\n") == true)
+    }
+
+    @Test func parsesFromByteCollectionsWithoutContiguousStorage() throws {
+        let text = #"{"k":["v",1]}"#
+        let fromArray = try JSONValue.parse(Array(text.utf8))
+        let fromSlice = try JSONValue.parse(Array("xx\(text)".utf8)[2...])
+        let fromLazy = try JSONValue.parse(text.utf8.lazy.map { $0 })  // not contiguous: exercises the fallback
+        #expect(fromArray == ["k": ["v", 1]])
+        #expect(fromSlice == fromArray)
+        #expect(fromLazy == fromArray)
+    }
+
+    @Test func decodesEscapes() throws {
+        let value = try JSONValue.parse(#""a\"b\\c\/d\be\ff\ng\rh\ti\u0041\u00e9\u4e2d\u0000""#)
+        #expect(value == .string("a\"b\\c/d\u{08}e\u{0C}f\ng\rh\ti" + "A\u{E9}\u{4E2D}\u{0}"))
+    }
+
+    @Test func decodesSurrogatePairs() throws {
+        #expect(try JSONValue.parse(#""\uD83D\uDE00""#) == "😀")
+        #expect(try JSONValue.parse(#""x\ud83d\ude00y""#) == "x😀y")
+        #expect(try JSONValue.parse(#""\uDBFF\uDFFF""#) == .string("\u{10FFFF}"))
+    }
+
+    @Test func rejectsUnpairedSurrogates() {
+        #expect(parseError(#""ab\uD83D""#)?.offset == 3)
+        #expect(parseError(#""ab\uD83Dx""#)?.offset == 3)
+        #expect(parseError(#""\uD83D\u0041""#)?.offset == 1)
+        #expect(parseError(#""\uDE00""#)?.offset == 1)
+        #expect(parseError(#""\uDE00""#)?.message == #"unpaired surrogate \uDE00 in string at byte 1"#)
+    }
+
+    @Test func keepsRawUTF8() throws {
+        let text = #"{"名前":"zürich 😀"}"#
+        let value = try JSONValue.parse(text)
+        #expect(value["名前"] == "zürich 😀")
+        #expect(value.jsonString == text)
+    }
+
+    @Test func rejectsInvalidUTF8() {
+        let cases: [(bytes: [UInt8], offset: Int)] = [
+            ([0x22, 0x61, 0xFF, 0x22], 2),              // never valid
+            ([0x22, 0x80, 0x22], 1),                    // lone continuation byte
+            ([0x22, 0xC3, 0x22], 1),                    // truncated two-byte sequence
+            ([0x22, 0xC0, 0xAF, 0x22], 1),              // overlong "/"
+            ([0x22, 0xE0, 0x80, 0xAF, 0x22], 1),        // overlong three-byte
+            ([0x22, 0xED, 0xA0, 0x80, 0x22], 1),        // encoded surrogate U+D800
+            ([0x22, 0xF4, 0x90, 0x80, 0x80, 0x22], 1),  // beyond U+10FFFF
+            ([0x22, 0x61, 0x62, 0xE4, 0xB8], 3),        // truncated at end of input
+            ([0xC3, 0xA9], 0),                          // non-ASCII outside a string
+        ]
+        for (bytes, offset) in cases {
+            #expect(parseError(bytes: bytes)?.offset == offset, "\(bytes)")
+        }
+        #expect(parseError(bytes: [0x22, 0x61, 0xFF, 0x22])?.message == "invalid UTF-8 byte 0xFF in string at byte 2")
+    }
+
+    @Test func rejectsTrailingCommas() {
+        #expect(parseError("[1,2,]")?.offset == 4)
+        #expect(parseError("[1,2,]")?.message == "trailing comma at byte 4")
+        #expect(parseError(#"{"a":1 , }"#)?.offset == 7)
+        #expect(parseError("[,1]")?.offset == 1)
+    }
+
+    @Test func rejectsComments() {
+        #expect(parseError("[1] // note")?.offset == 4)
+        #expect(parseError("/* c */ 1")?.offset == 0)
+        #expect(parseError("[1, /* c */ 2]")?.offset == 4)
+    }
+
+    @Test func rejectsLeadingZeros() {
+        #expect(parseError("01")?.offset == 0)
+        #expect(parseError("[-007]")?.offset == 2)
+        #expect(parseError("01")?.message == "leading zero in number at byte 0")
+    }
+
+    @Test func rejectsMalformedNumbers() {
+        #expect(parseError("NaN")?.message == "unexpected character 'N' at byte 0 (expected a value)")
+        #expect(parseError("[Infinity]")?.offset == 1)
+        #expect(parseError("-Infinity")?.offset == 1)
+        #expect(parseError("+1")?.offset == 0)
+        #expect(parseError(".5")?.offset == 0)
+        #expect(parseError("1.")?.message == "unexpected end of input at byte 2 (expected a digit after the decimal point)")
+        #expect(parseError("1.e3")?.offset == 2)
+        #expect(parseError("1e")?.offset == 2)
+        #expect(parseError("1e+")?.offset == 3)
+        #expect(parseError("-")?.offset == 1)
+        #expect(parseError("0x1F")?.offset == 1)
+    }
+
+    @Test func rejectsControlCharactersInStrings() {
+        #expect(parseError("\"a\nb\"")?.offset == 2)
+        #expect(parseError("\"a\nb\"")?.message == "unescaped control character 0x0A in string at byte 2")
+        #expect(parseError("\"\u{0}\"")?.offset == 1)
+        #expect(parseError("\"tab\there\"")?.offset == 4)
+    }
+
+    @Test func rejectsBadEscapes() {
+        #expect(parseError(#""a\x""#)?.offset == 2)
+        #expect(parseError(#""a\x""#)?.message == #"invalid escape sequence '\x' at byte 2"#)
+        #expect(parseError(#""\u12G4""#)?.offset == 5)
+        #expect(parseError(#""\u12"#)?.offset == 5)
+        #expect(parseError(#""\'""#)?.offset == 1)
+    }
+
+    @Test func rejectsUnterminatedInput() {
+        #expect(parseError("")?.message == "unexpected end of input at byte 0 (expected a value)")
+        #expect(parseError("   ")?.offset == 3)
+        #expect(parseError(#""abc"#)?.message == "unterminated string at byte 4")
+        #expect(parseError(#"{"a":1"#)?.offset == 6)
+        #expect(parseError(#"{"a""#)?.offset == 4)
+        #expect(parseError("[1")?.offset == 2)
+        #expect(parseError("tru")?.message == "unexpected end of input at byte 3 (expected 'true')")
+        #expect(parseError("nul1")?.offset == 3)
+    }
+
+    @Test func rejectsStructuralErrors() {
+        #expect(parseError(#"{"a" 1}"#)?.message == "unexpected character '1' at byte 5 (expected ':' after the key)")
+        #expect(parseError(#"{a:1}"#)?.offset == 1)
+        #expect(parseError(#"{"a":1 "b":2}"#)?.offset == 7)
+        #expect(parseError("[1 2]")?.offset == 3)
+        #expect(parseError("{'a':1}")?.offset == 1)
+        #expect(parseError("]")?.offset == 0)
+    }
+
+    @Test func rejectsTrailingContent() {
+        #expect(parseError("1 x")?.message == "unexpected character 'x' after the JSON value at byte 2")
+        #expect(parseError("{} {}")?.offset == 3)
+        #expect(parseError("[1]]")?.offset == 3)
+        #expect(parseError("\"a\"\u{0}")?.message == "unexpected byte 0x00 after the JSON value at byte 3")
+    }
+
+    @Test func rejectsDuplicateKeys() {
+        let text = #"{"memberId":"M1","paidMinor":100,"paidMinor":200}"#
+        #expect(parseError(text)?.offset == 33)
+        #expect(parseError(text)?.message == #"duplicate key "paidMinor" at byte 33"#)
+        // Equal after unescaping is still a duplicate.
+        #expect(parseError(#"{"a":1,"\u0061":2}"#)?.offset == 7)
+        // Nested objects have their own key spaces.
+        #expect(throws: Never.self) { try JSONValue.parse(#"{"a":{"a":1},"b":{"a":2}}"#) }
+    }
+
+    @Test func rejectsDuplicateKeysInLargeObjects() throws {
+        // Past the linear-scan limit the parser switches to a set; both paths must agree.
+        let members = (0..<40).map { "\"k\($0)\":\($0)" }
+        let unique = try JSONValue.parse("{" + members.joined(separator: ",") + "}")
+        #expect(unique.objectValue?.members.count == 40)
+        #expect(unique["k39"] == 39)
+
+        let duplicated = "{" + members.joined(separator: ",") + ",\"k3\":0}"
+        let error = parseError(duplicated)
+        #expect(error?.message.hasPrefix(#"duplicate key "k3" at byte"#) == true)
+        #expect(error?.offset == duplicated.utf8.count - 7)
+    }
+
+    @Test func limitsNestingDepth() throws {
+        let deepest = String(repeating: "[", count: 128) + String(repeating: "]", count: 128)
+        #expect(throws: Never.self) { try JSONValue.parse(deepest) }
+
+        let tooDeep = String(repeating: "[", count: 129) + String(repeating: "]", count: 129)
+        #expect(parseError(tooDeep)?.offset == 128)
+        #expect(parseError(tooDeep)?.message == "nesting deeper than 128 levels at byte 128")
+
+        let mixed = String(repeating: #"{"a":["#, count: 65)
+        #expect(parseError(mixed)?.offset == 64 * 6)
+
+        // Far deeper input must fail cleanly rather than overflow the stack.
+        #expect(parseError(String(repeating: "[", count: 100_000))?.offset == 128)
+    }
+
+    @Test func roundTripsThroughSerialization() throws {
+        let texts = [
+            #"{"id":"e-1","at":"2026-03-15T02:00:00Z","paidMinor":12500,"rate":1.5,"tags":["a","b"],"meta":{"x":null,"y":false,"z":-1e-3}}"#,
+            #"[[],{},"",0,-0,"\u0001\u001f","\"\\\n\r\t\b\f",12345678901234567890]"#,
+            #""日本語 😀 /slash""#,
+        ]
+        for text in texts {
+            let first = try JSONValue.parse(text)
+            let bytes = first.serialized()
+            #expect(String(decoding: bytes, as: UTF8.self) == text)
+            #expect(try JSONValue.parse(bytes) == first)
+        }
+    }
+
+    @Test func canonicalizesWhitespaceAndEscapes() throws {
+        let value = try JSONValue.parse(" { \"b\" : \"\\u0041\\/\\u00e9\\u001F\" ,\n \"a\" : [ 1 , 2 ] } ")
+        #expect(value.jsonString == #"{"b":"A/é\u001f","a":[1,2]}"#)
+    }
+
+    // MARK: Writing
+
+    @Test func writesCanonicalBytesForAKnownObject() {
+        let value: JSONValue = [
+            "z": 1,
+            "a": "quote\" backslash\\ slash/ nl\n cr\r tab\t bs\u{08} ff\u{0C} nul\u{0} us\u{1F} del\u{7F} é",
+            "n": nil,
+            "t": true,
+            "list": [.number("-3.50"), .int(Int64.min), [:]],
+        ]
+        let expected = #"{"z":1,"a":"quote\" backslash\\ slash/ nl\n cr\r tab\t bs\b ff\f nul\u0000 us\u001f del"#
+            + "\u{7F} é\"," + #""n":null,"t":true,"list":[-3.50,-9223372036854775808,{}]}"#
+        #expect(value.serialized() == Array(expected.utf8))
+        #expect(value.description == expected)
+    }
+
+    @Test func writerHandlesCommasAndNesting() {
+        var writer = JSONWriter(capacity: 64)
+        writer.beginObject()
+        writer.key("memberId"); writer.string("M-1")
+        writer.key("paidMinor"); writer.int(Int64(1250))
+        writer.key("count"); writer.int(-7)
+        writer.key("rate"); writer.raw("1.5")
+        writer.key("flags"); writer.beginArray(); writer.bool(true); writer.bool(false); writer.null(); writer.endArray()
+        writer.key("nested"); writer.beginObject(); writer.endObject()
+        writer.key("tree"); writer.value(["a": [1, "b"]])
+        writer.key("empty"); writer.beginArray(); writer.endArray()
+        writer.endObject()
+        let expected = #"{"memberId":"M-1","paidMinor":1250,"count":-7,"rate":1.5,"flags":[true,false,null],"#
+            + #""nested":{},"tree":{"a":[1,"b"]},"empty":[]}"#
+        #expect(String(decoding: writer.bytes, as: UTF8.self) == expected)
+
+        writer.reset()
+        writer.beginArray(); writer.int(0); writer.int(Int64.max); writer.endArray()
+        #expect(String(decoding: writer.bytes, as: UTF8.self) == "[0,9223372036854775807]")
+    }
+
+    // MARK: Objects and literals
+
+    @Test func objectSubscriptReplacesAppendsAndRemoves() {
+        var object: JSONObject = ["a": 1, "b": 2]
+        object["a"] = "one"
+        object["c"] = .null
+        #expect(object.members.map(\.key) == ["a", "b", "c"])
+        #expect(object["a"] == "one")
+        #expect(object["c"] == .null)
+        object["b"] = nil
+        object["missing"] = nil
+        #expect(JSONValue.object(object).jsonString == #"{"a":"one","c":null}"#)
+        #expect(JSONObject(["x": true, "w": false]).members.map(\.key) == ["x", "w"])
+    }
+
+    @Test func literalsAndConstructors() {
+        #expect(JSONValue.int(Int64(-42)) == .number("-42"))
+        #expect(JSONValue.int(7) == .number("7"))
+        #expect((12 as JSONValue) == .number("12"))
+        #expect((nil as JSONValue).isNull)
+        #expect(("s" as JSONValue).stringValue == "s")
+        let dictionary: JSONValue = ["second": 2, "first": 1]
+        #expect(dictionary.objectValue?.members.map(\.key) == ["second", "first"])
+    }
+
+    @Test func accessorsReturnNilForOtherTypes() {
+        let number: JSONValue = 5
+        #expect(number.stringValue == nil)
+        #expect(number.boolValue == nil)
+        #expect(number.arrayValue == nil)
+        #expect(number.objectValue == nil)
+        #expect(!number.isNull)
+        #expect(number["key"] == nil)
+        #expect(JSONValue.string("5").int64Value == nil)
+        #expect(JSONValue.bool(true).tenthsValue == nil)
+        #expect(JSONValue.array([1]).boolValue == nil)
+    }
+
+    @Test(arguments: [
+        ("12", 12 as Int64?), ("-0", 0), ("0", 0),
+        ("9223372036854775807", Int64.max), ("-9223372036854775808", Int64.min),
+        ("9223372036854775808", nil), ("-9223372036854775809", nil), ("99999999999999999999", nil),
+        ("12.0", nil), ("1e3", nil), ("-1E0", nil), ("012", nil), ("", nil), ("-", nil), ("1a", nil), ("+1", nil),
+    ])
+    func int64Values(literal: String, expected: Int64?) {
+        #expect(JSONValue.number(literal).int64Value == expected)
+        #expect(JSONValue.number(literal).intValue == expected.map { Int($0) })
+    }
+
+    @Test(arguments: [
+        ("2", 20 as Int64?), ("2.0", 20), ("1.5", 15), ("1.50", 15), ("1.500000", 15), ("-0.5", -5), ("-0", 0),
+        ("0.1", 1), ("-12.3", -123), ("922337203685477580.7", Int64.max), ("-922337203685477580.8", Int64.min),
+        ("922337203685477580.8", nil), ("922337203685477581", nil),
+        ("1.25", nil), ("0.05", nil), ("1e1", nil), ("1.5e0", nil), ("1.", nil), (".5", nil), ("01.5", nil),
+    ])
+    func tenthsValues(literal: String, expected: Int64?) {
+        #expect(JSONValue.number(literal).tenthsValue == expected)
+    }
+
+    @Test func validatesNumberLiterals() {
+        for valid in ["0", "-0", "12", "1.5", "-0.0e-0", "1E+9", "123e45"] {
+            #expect(JSONNumberLiteral.isValid(valid), "\(valid)")
+        }
+        for invalid in ["", "-", "01", "1.", ".5", "1e", "+1", "1e+", "NaN", "1 ", "0x1"] {
+            #expect(!JSONNumberLiteral.isValid(invalid), "\(invalid)")
+        }
+    }
+
+    // MARK: Typed fields
+
+    @Test func readsTypedFields() throws {
+        let object = try #require(JSONValue.parse(#"""
+            {"id":"e1","n":42,"big":9223372036854775807,"flag":true,"rate":1.5,
+             "payment":{"paidMinor":1250},"items":[1,2],"none":null}
+            """#).objectValue)
+        #expect(try object.string("id") == "e1")
+        #expect(try object.int64("big") == Int64.max)
+        #expect(try object.int("n") == 42)
+        #expect(try object.bool("flag"))
+        #expect(try object.tenths("rate") == 15)
+        #expect(try object.tenths("n") == 420)
+        #expect(try object.array("items") == [1, 2])
+        #expect(try object.object("payment").int64("paidMinor", at: "payment") == 1250)
+
+        #expect(try object.optionalString("absent") == nil)
+        #expect(try object.optionalString("none") == nil)
+        #expect(try object.optionalInt64("n") == 42)
+        #expect(try object.optionalInt("none") == nil)
+        #expect(try object.optionalBool("flag") == true)
+        #expect(try object.optionalObject("absent") == nil)
+        #expect(try object.optionalArray("items")?.count == 2)
+        #expect(try object.optionalTenths("none") == nil)
+    }
+
+    @Test func reportsFieldErrorsWithPaths() throws {
+        let object: JSONObject = ["id": 5, "rate": .number("1.25"), "amount": .number("12.0"), "none": nil]
+        func fieldError(_ read: (JSONObject) throws(JSONFieldError) -> Void) -> JSONFieldError? {
+            do {
+                try read(object)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        #expect(fieldError { o throws(JSONFieldError) in _ = try o.string("missing") }
+            == JSONFieldError(path: "missing", problem: "missing"))
+        #expect(fieldError { o throws(JSONFieldError) in _ = try o.string("id", at: "event") }
+            == JSONFieldError(path: "event.id", problem: "expected a string"))
+        #expect(fieldError { o throws(JSONFieldError) in _ = try o.optionalString("id", at: "a.b") }?.description
+            == "a.b.id: expected a string")
+        #expect(fieldError { o throws(JSONFieldError) in _ = try o.int64("amount", at: "payment") }?.description
+            == "payment.amount: expected an integer")
+        #expect(fieldError { o throws(JSONFieldError) in _ = try o.int("none") }?.problem == "expected an integer")
+        #expect(fieldError { o throws(JSONFieldError) in _ = try o.tenths("rate", at: "rules[0]") }?.description
+            == "rules[0].rate: expected a number with at most one decimal place")
+        #expect(fieldError { o throws(JSONFieldError) in _ = try o.bool("id") }?.problem == "expected a boolean")
+        #expect(fieldError { o throws(JSONFieldError) in _ = try o.object("id") }?.problem == "expected an object")
+        #expect(fieldError { o throws(JSONFieldError) in _ = try o.optionalArray("id") }?.problem == "expected an array")
+    }
+}
