@@ -96,7 +96,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
                     let task = record.partition
                     let streamTime = try pendingStreamTimes[task] ?? storedStreamTime(task)
                     batch.task = task
-                    batch.streamTime = EventTime(millis: streamTime)
+                    batch.streamTime = EventTime(millis: max(streamTime, 0))
                     switch polled.decoded {
                     case .failure(let rejection):
                         try batch.deadLetter(record, reason: rejection)
@@ -137,7 +137,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
                 } else if let wallClock {
                     for task in tasks {
                         batch.task = task
-                        batch.streamTime = EventTime(millis: try pendingStreamTimes[task] ?? storedStreamTime(task))
+                        batch.streamTime = EventTime(millis: max(try pendingStreamTimes[task] ?? storedStreamTime(task), 0))
                         outcome.timersFired += try fireTimers(task: task, upTo: wallClock.millis, batch: batch)
                     }
                 }

@@ -24,7 +24,7 @@ public struct MergeKey: Comparable, Sendable {
 public struct EventTimeMerger<Item> {
     struct Buffer {
         var items = FIFO<(key: MergeKey, item: Item)>()
-        /// Read to the end of the partition and nothing newer buffered.
+        /// Everything the partition held has been read (what is buffered is the rest of it).
         var caughtUp = false
     }
 
@@ -78,10 +78,11 @@ public struct EventTimeMerger<Item> {
         buffers[partition]!.caughtUp = false
     }
 
-    /// Notes that the partition has been read to its end.
+    /// Notes that the partition has been read to its end: once its buffer drains, the task
+    /// need not wait for it. A record arriving later clears the mark.
     public mutating func markCaughtUp(_ partition: TopicPartition) {
         guard buffers[partition] != nil else { return }
-        if buffers[partition]!.items.isEmpty { buffers[partition]!.caughtUp = true }
+        buffers[partition]!.caughtUp = true
     }
 
     /// The next record to apply, or nil when every task is empty or waiting.

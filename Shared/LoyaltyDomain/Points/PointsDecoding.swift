@@ -13,6 +13,10 @@ public struct InputError: Error, Sendable, Equatable, CustomStringConvertible {
 }
 
 extension PointsInput {
+    /// The largest amount an order or refund may carry (one trillion CNY in fen): beyond any
+    /// real order, and small enough that every points formula stays within 64-bit integers.
+    public static let maximumAmountMinor: Int64 = 100_000_000_000_000
+
     /// Reads the data of an event of `type`.
     public static func decode(type: String, data: JSONValue) throws(InputError) -> PointsInput {
         let object = data.objectValue ?? JSONObject()
@@ -41,14 +45,21 @@ extension PointsInput {
         case EventType.orderPaid:
             let orderID = try required(data.string("orderId"), "orderId")
             let paid = try data.int64("paidMinor")
-            guard paid > 0 else { throw InputError(code: "invalid-event", detail: "data.paidMinor must be greater than 0") }
+            guard paid > 0, paid <= maximumAmountMinor else {
+                throw InputError(code: "invalid-event", detail: "data.paidMinor must be between 1 and \(maximumAmountMinor)")
+            }
             var lines: [OrderLine] = []
             for (index, raw) in (try data.optionalArray("lines") ?? []).enumerated() {
                 let path = "lines[\(index)]"
                 guard let line = raw.objectValue else { throw InputError(code: "invalid-event", detail: "data.\(path) must be an object") }
                 let linePaid = try line.int64("paidMinor", at: path)
-                guard linePaid >= 0 else { throw InputError(code: "invalid-event", detail: "data.\(path).paidMinor must not be negative") }
+                guard linePaid >= 0, linePaid <= maximumAmountMinor else {
+                    throw InputError(code: "invalid-event", detail: "data.\(path).paidMinor must be between 0 and \(maximumAmountMinor)")
+                }
                 lines.append(OrderLine(category: try line.optionalString("category", at: path) ?? "", paidMinor: linePaid))
+            }
+            guard lines.count <= 10_000, lines.reduce(0, { $0 + $1.paidMinor }) <= maximumAmountMinor else {
+                throw InputError(code: "invalid-event", detail: "data.lines: at most 10000 lines adding up to at most \(maximumAmountMinor)")
             }
             return .orderPaid(OrderPaid(orderID: orderID, paidMinor: paid, lines: lines))
         case EventType.orderRefunded:
@@ -70,7 +81,9 @@ extension PointsInput {
                 throw InputError(code: "invalid-event", detail: "data.component: unknown component \(componentText)")
             }
             let points = try data.int64("points")
-            guard points > 0 else { throw InputError(code: "invalid-event", detail: "data.points must be greater than 0") }
+            guard points > 0, points <= maximumAmountMinor else {
+                throw InputError(code: "invalid-event", detail: "data.points must be between 1 and \(maximumAmountMinor)")
+            }
             if type == EventType.pointsGrant {
                 let orderID = try nonEmpty(data.optionalString("orderId"), "orderId")
                 if component.belongsToOrder && orderID == nil {

@@ -34,6 +34,10 @@ extension Program {
         }
     }
 
+    /// Multipliers above ×100 are refused: no programme needs them, and the bound keeps the
+    /// points formulas within 64-bit integers.
+    static let maximumMultiplierTenths: Int64 = 1000
+
     init(_ root: JSONObject) throws {
         version = try root.string("version")
         let zone = try root.object("timeZone")
@@ -51,12 +55,15 @@ extension Program {
             guard let tenths = member.value.tenthsValue else {
                 throw ProgramError(path: "earning.categoryMultipliers.\(member.key)", problem: "expected a number with at most one decimal place")
             }
-            multipliers[member.key] = try Self.positive(tenths, "earning.categoryMultipliers.\(member.key)")
+            guard tenths > 0, tenths <= Self.maximumMultiplierTenths else {
+                throw ProgramError(path: "earning.categoryMultipliers.\(member.key)", problem: "must be above 0 and at most 100")
+            }
+            multipliers[member.key] = tenths
         }
         self.earning = Earning(
             minorUnitsPerPoint: try Self.positive(try earning.int64("minorUnitsPerPoint", at: "earning"), "earning.minorUnitsPerPoint"),
             categoryMultiplierTenths: multipliers,
-            defaultCategoryMultiplierTenths: try Self.positive(try earning.tenths("defaultCategoryMultiplier", at: "earning"), "earning.defaultCategoryMultiplier"),
+            defaultCategoryMultiplierTenths: try Self.multiplier(try earning.tenths("defaultCategoryMultiplier", at: "earning"), "earning.defaultCategoryMultiplier"),
             pendingHours: try Self.nonNegative(try earning.int64("pendingHours", at: "earning"), "earning.pendingHours"))
 
         let checkIn = try root.object("checkIn")
@@ -93,6 +100,11 @@ extension Program {
         CappedAction(
             points: try nonNegative(try object.int64("points", at: path), "\(path).points"),
             dailyCap: try nonNegative(try object.int64("dailyCap", at: path), "\(path).dailyCap"))
+    }
+
+    private static func multiplier(_ tenths: Int64, _ path: String) throws -> Int64 {
+        guard tenths > 0, tenths <= maximumMultiplierTenths else { throw ProgramError(path: path, problem: "must be above 0 and at most 100") }
+        return tenths
     }
 
     private static func positive(_ value: Int64, _ path: String) throws -> Int64 {

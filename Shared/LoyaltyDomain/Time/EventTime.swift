@@ -36,8 +36,14 @@ public struct EventTime: Sendable, Hashable, Comparable, CustomStringConvertible
         }
     }
 
-    /// The instant in UTC with milliseconds, e.g. `2026-03-15T02:00:00.000Z`.
+    /// 0001-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z: the range RFC 3339 can write.
+    public static let earliestWritable: Int64 = -62_135_596_800_000
+    public static let latestWritable: Int64 = 253_402_300_799_999
+
+    /// The instant in UTC with milliseconds, e.g. `2026-03-15T02:00:00.000Z`. Instants outside
+    /// years 0001–9999 are written as the nearest end of that range.
     public var rfc3339: String {
+        let millis = min(max(self.millis, Self.earliestWritable), Self.latestWritable)
         let dayNumber = CivilCalendar.floorDivide(millis, Self.dayMillis)
         let millisOfDay = UInt64(millis - dayNumber * Self.dayMillis)
         let civil = CivilCalendar.civil(fromDayNumber: dayNumber)

@@ -1,0 +1,147 @@
+import Foundation
+import LoyaltyDomain
+import Messaging
+import Storage
+import Testing
+
+@testable import ServiceKit
+
+/// The exactly-once transaction, without Kafka.
+@Suite struct BatchApplierTests {
+    let topics = ["in.a", "in.b"]
+
+    func makeApplier(_ directory: URL, timerMode: TimerMode = .streamTime) throws -> (BatchApplier<CountingProcessor>, CountingProcessor) {
+        let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("state.sqlite").path))
+        let processor = CountingProcessor(inputTopics: topics, outputTopic: "out")
+        return (try BatchApplier(database: database, processor: processor, timerMode: timerMode), processor)
+    }
+
+    func polled(_ processor: CountingProcessor, topic: String = "in.a", partition: Int32 = 0, offset: Int64, value: [UInt8]?) -> PolledRecord<CountingProcessor.Body> {
+        let record = ConsumedRecord(topic: topic, partition: partition, offset: offset, key: Array("m".utf8), value: value)
+        let decoded: Result<Decoded<CountingProcessor.Body>, Rejection>
+        do { decoded = .success(try processor.decode(record)) } catch { decoded = .failure(error) }
+        return PolledRecord(record: record, decoded: decoded)
+    }
+
+    func outputs(_ outcome: BatchOutcome, topic: String) throws -> [CloudEvent] {
+        try outcome.outbox.filter { $0.topic == topic }.map { try CloudEvent.decode($0.value!) }
+    }
+
+    @Test func duplicatesAreSkippedAndConflictsDeadLettered() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (applier, processor) = try makeApplier(directory)
+        let outcome = try applier.apply([
+            polled(processor, offset: 0, value: countEvent("e1", member: "m", n: 5, time: 1000)),
+            polled(processor, offset: 1, value: countEvent("e1", member: "m", n: 5, time: 1000)),   // re-sent: same payload
+            polled(processor, offset: 2, value: countEvent("e1", member: "m", n: 7, time: 1000)),   // same id, other payload
+            polled(processor, offset: 3, value: countEvent("e2", member: "m", n: 1, time: 2000)),
+        ])
+        #expect(outcome.applied == 2)
+        #expect(outcome.duplicates == 1)
+        #expect(outcome.deadLettered == 1)
+        #expect(try applier.database.count("SELECT total FROM counts WHERE member = 'm'") == 6)
+        let letters = try outputs(outcome, topic: Topics.deadLetters.name)
+        #expect(letters.count == 1)
+        #expect(letters.first?.data["reason"]?.stringValue == "conflicting-duplicate")
+        #expect(letters.first?.data["offset"]?.int64Value == 2)
+        #expect(try applier.storedOffsets([TopicPartition(topic: "in.a", partition: 0)]) == [TopicPartition(topic: "in.a", partition: 0): 4])
+        // Outbox rows are in the table until the relay reports them delivered.
+        #expect(try applier.database.count("SELECT COUNT(*) FROM outbox") == Int64(outcome.outbox.count))
+        let delivered = outcome.outbox.map { UInt64($0.seq) }
+        _ = try applier.apply([], deliveredOutbox: delivered)
+        #expect(try applier.database.count("SELECT COUNT(*) FROM outbox") == 0)
+    }
+
+    @Test func undecodableRecordsAreDeadLetteredWithTheirReasonAndTheOffsetMoves() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (applier, processor) = try makeApplier(directory)
+        let outcome = try applier.apply([
+            polled(processor, offset: 10, value: Array("{broken".utf8)),
+            polled(processor, offset: 11, value: nil),
+            polled(processor, offset: 12, value: countEvent("e1", member: "m", n: 3, time: 1000)),
+        ])
+        let letters = try outputs(outcome, topic: Topics.deadLetters.name)
+        #expect(letters.map { $0.data["reason"]?.stringValue } == ["not-json", "empty-payload"])
+        #expect(letters.first?.data["payload"]?.stringValue == "{broken")
+        #expect(letters.first?.id == "dead-letter/counting/in.a/0/10")
+        #expect(outcome.applied == 1)
+        #expect(try applier.storedOffsets([TopicPartition(topic: "in.a", partition: 0)]).values.first == 13)
+    }
+
+    @Test func recordsBehindTheStoredOffsetAreNotAppliedAgain() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (applier, processor) = try makeApplier(directory)
+        _ = try applier.apply([polled(processor, offset: 0, value: countEvent("e1", member: "m", n: 1, time: 1))])
+        // Another owner's copy of the same record, e.g. after a rebalance.
+        let again = try applier.apply([polled(processor, offset: 0, value: countEvent("e1-copy", member: "m", n: 1, time: 1))])
+        #expect(again.skippedBehindOffset == 1)
+        #expect(try applier.database.count("SELECT total FROM counts") == 1)
+    }
+
+    @Test func aFailingBatchLeavesNothingBehind() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (applier, processor) = try makeApplier(directory)
+        processor.failOnMember = "bad"
+        let good = polled(processor, offset: 0, value: countEvent("e1", member: "m", n: 1, time: 1))
+        var bad = polled(processor, offset: 1, value: countEvent("e2", member: "bad", n: 1, time: 2))
+        bad.record.key = Array("bad".utf8)
+        #expect(throws: CountingProcessor.Failure.self) { try applier.apply([good, bad]) }
+        #expect(try applier.database.count("SELECT COUNT(*) FROM counts") == 0)
+        #expect(try applier.database.count("SELECT COUNT(*) FROM inbox") == 0)
+        #expect(try applier.database.count("SELECT COUNT(*) FROM outbox") == 0)
+        #expect(try applier.database.count("SELECT COUNT(*) FROM offsets") == 0)
+        processor.failOnMember = nil
+        let retried = try applier.apply([good])
+        #expect(retried.applied == 1)
+    }
+
+    @Test func timersFireOnStreamTimeBeforeTheRecordThatPassesThem() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (applier, processor) = try makeApplier(directory)
+        // Reminders due at 1500 and 1200 (set in that order), then a record at 1000, then one at 2000.
+        let first = try applier.apply([
+            polled(processor, offset: 0, value: countEvent("r1", member: "m", n: 500, time: 1000, type: "count.remind")),
+            polled(processor, offset: 1, value: countEvent("r2", member: "m", n: 200, time: 1000, type: "count.remind")),
+            polled(processor, offset: 2, value: countEvent("e1", member: "m", n: 1, time: 1100)),
+        ])
+        #expect(first.timersFired == 0)
+        let second = try applier.apply([polled(processor, offset: 3, value: countEvent("e2", member: "m", n: 1, time: 2000))])
+        #expect(second.timersFired == 2)
+        let events = try second.outbox.map { try CloudEvent.decode($0.value!) }
+        // Both reminders come out before the record at 2000, earliest due first, at their due times.
+        #expect(events.map(\.id) == ["reminder/r2", "reminder/r1", "out/e2"])
+        #expect(events.map(\.time.millis) == [1200, 1500, 2000])
+        #expect(try applier.database.count("SELECT COUNT(*) FROM timers") == 0)
+    }
+
+    @Test func aTimerSetInThePastFiresInTheSameBatch() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (applier, processor) = try makeApplier(directory)
+        _ = try applier.apply([polled(processor, offset: 0, value: countEvent("e1", member: "m", n: 1, time: 10_000))])
+        // A late record (time 1000) sets a timer due at 1100, long before stream time 10000.
+        let outcome = try applier.apply([polled(processor, offset: 1, value: countEvent("r1", member: "m", n: 100, time: 1000, type: "count.remind"))])
+        #expect(outcome.timersFired == 1)
+        #expect(try outputs(outcome, topic: "out").map(\.id) == ["reminder/r1"])
+    }
+
+    @Test func wallClockModeFiresByTheClockNotByRecords() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (applier, processor) = try makeApplier(directory, timerMode: .wallClock)
+        let set = try applier.apply([
+            polled(processor, offset: 0, value: countEvent("r1", member: "m", n: 100, time: 1000, type: "count.remind")),
+            polled(processor, offset: 1, value: countEvent("e1", member: "m", n: 1, time: 5000)),
+        ])
+        #expect(set.timersFired == 0)
+        let early = try applier.apply([], wallClock: EventTime(millis: 1099), tasks: [0])
+        #expect(early.timersFired == 0)
+        let due = try applier.apply([], wallClock: EventTime(millis: 1100), tasks: [0])
+        #expect(due.timersFired == 1)
+    }
+}

@@ -1,0 +1,82 @@
+import Foundation
+import LoyaltyDomain
+import Messaging
+import Storage
+
+@testable import ServiceKit
+
+/// A minimal service for testing the runtime: adds `data.n` to a per-member total, and on
+/// `count.remind` sets a timer that emits a reminder when it fires.
+final class CountingProcessor: StreamProcessor {
+    struct Body { var type: String; var n: Int64 }
+
+    let name = "counting"
+    let inputTopics: [String]
+    let outputTopic: String
+    var failOnMember: String?
+    var migrations: [Migration] {
+        [Migration(version: 100, name: "counts", sql: "CREATE TABLE counts(member TEXT PRIMARY KEY, total INTEGER NOT NULL, applied INTEGER NOT NULL);")]
+    }
+
+    init(inputTopics: [String], outputTopic: String) {
+        self.inputTopics = inputTopics
+        self.outputTopic = outputTopic
+    }
+
+    struct Failure: Error {}
+
+    func decode(_ record: ConsumedRecord) throws(Rejection) -> Decoded<Body> {
+        guard let value = record.value else { throw Rejection(code: "empty-payload", detail: "no value") }
+        let event: CloudEvent
+        do { event = try CloudEvent.decode(value) } catch { throw Rejection(code: error.code, detail: error.detail) }
+        guard let member = event.subject, let n = event.data["n"]?.int64Value else {
+            throw Rejection(code: "invalid-event", detail: "subject and data.n are required")
+        }
+        return Decoded(
+            eventID: event.id, time: event.time, rank: 0, member: member, payloadHash: payloadHash(event.encoded()),
+            body: Body(type: event.type, n: n))
+    }
+
+    func apply(_ input: Decoded<Body>, in batch: Batch) throws {
+        if input.member == failOnMember { throw Failure() }
+        if input.body.type == "count.remind" {
+            try batch.schedule(TimerRequest(due: input.time.adding(milliseconds: input.body.n), rank: 0, member: input.member, kind: "remind", ref: input.eventID))
+            return
+        }
+        try batch.database.prepare(
+            "INSERT INTO counts(member, total, applied) VALUES(?, ?, 1) ON CONFLICT(member) DO UPDATE SET total = total + excluded.total, applied = applied + 1"
+        ).run(.text(input.member), .integer(input.body.n))
+        let total = try batch.database.prepare("SELECT total FROM counts WHERE member = ?").queryOne(.text(input.member)) { $0.int64(0) } ?? 0
+        let out = CloudEvent(
+            id: "out/\(input.eventID)", source: "test", type: "count.total", time: input.time, subject: input.member,
+            data: .object(JSONObject(["total": .int(total)])))
+        try batch.emit(out, to: outputTopic)
+    }
+
+    func fire(_ timer: DueTimer, in batch: Batch) throws {
+        let out = CloudEvent(
+            id: "reminder/\(timer.ref)", source: "test", type: "count.reminded", time: timer.due, subject: timer.member,
+            data: .object(JSONObject(["streamTime": .int(batch.streamTime.millis)])))
+        try batch.emit(out, to: outputTopic)
+    }
+
+    func finish(_ batch: Batch) throws {}
+    func abandon() {}
+}
+
+func countEvent(_ id: String, member: String, n: Int64, time: Int64, type: String = "count.add") -> [UInt8] {
+    CloudEvent(id: id, source: "test", type: type, time: EventTime(millis: time), subject: member,
+               data: .object(JSONObject(["n": .int(n)]))).encoded()
+}
+
+func temporaryDirectory() throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("servicekit-tests-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url
+}
+
+extension Database {
+    func count(_ sql: String) throws -> Int64 {
+        try prepare(sql).queryOne { $0.int64(0) } ?? 0
+    }
+}
