@@ -12,6 +12,14 @@ public struct TopicSpec: Sendable, Hashable {
     public var key: String
     /// Who writes it and what it carries.
     public var summary: String
+
+    public init(name: String, partitions: Int32, compacted: Bool = false, key: String = "member id", summary: String = "") {
+        self.name = name
+        self.partitions = partitions
+        self.compacted = compacted
+        self.key = key
+        self.summary = summary
+    }
 }
 
 /// The topic catalogue.

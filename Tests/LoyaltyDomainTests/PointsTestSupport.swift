@@ -1,0 +1,209 @@
+import Testing
+import ReferenceProgram
+@testable import LoyaltyDomain
+
+// Shared helpers for the points rules tests. Expected values in the tests are worked out by
+// hand from DOMAIN.md; these helpers only drive the rules and collect what they decide.
+
+/// An instant from an RFC 3339 literal written in a test (a typo is a test bug).
+func at(_ text: String) -> EventTime {
+    do {
+        return try EventTime.parse(text)
+    } catch {
+        fatalError("bad time literal in a test: \(text): \(error)")
+    }
+}
+
+/// The reference program (DOMAIN.md's figures).
+func referenceProgram() throws -> Program {
+    try Program.load(json: ReferenceProgram.bytes())
+}
+
+/// The points rules of the reference program.
+func referenceRules() throws -> PointsRules {
+    PointsRules(program: try referenceProgram())
+}
+
+/// One member's account driven through the rules, with everything decided kept in order.
+struct PointsHarness {
+    let rules: PointsRules
+    let member: String
+    var account: PointsAccount?
+    var entries: [LedgerEntry] = []
+    var refusals: [Refusal] = []
+    var releases: [PendingRelease] = []
+    var commands: [PointsCommand] = []
+    private var counter = 0
+    /// When set, `checkInvariants` runs after every step.
+    var checkEveryStep = false
+
+    init(member: String = "m1", rules: PointsRules) {
+        self.member = member
+        self.rules = rules
+    }
+
+    /// A harness whose member registered at `registeredAt`.
+    static func registered(_ member: String = "m1", at registeredAt: String, rules: PointsRules) -> PointsHarness {
+        var harness = PointsHarness(member: member, rules: rules)
+        harness.apply(.registered(referrerID: nil), at: registeredAt, id: "reg-\(member)")
+        return harness
+    }
+
+    /// Applies `input` at `time`; the event id is `id` or a fresh `e1`, `e2`, ….
+    @discardableResult
+    mutating func apply(_ input: PointsInput, at time: String, id: String? = nil) -> PointsDecision {
+        apply(input, at: at(time), id: id)
+    }
+
+    @discardableResult
+    mutating func apply(_ input: PointsInput, at time: EventTime, id: String? = nil) -> PointsDecision {
+        counter += 1
+        let event = PointsEvent(id: id ?? "e\(counter)", time: time, member: member, input: input)
+        let decision = rules.apply(event, to: &account)
+        record(decision)
+        return decision
+    }
+
+    /// Fires the release timer of `lotID` at `time`.
+    @discardableResult
+    mutating func release(_ lotID: String, at time: String) -> PointsDecision {
+        release(lotID, at: at(time))
+    }
+
+    @discardableResult
+    mutating func release(_ lotID: String, at time: EventTime) -> PointsDecision {
+        guard var current = account else {
+            Issue.record("release of \(lotID) for an unregistered member")
+            return PointsDecision()
+        }
+        let decision = rules.release(lotID: lotID, at: time, account: &current)
+        account = current
+        record(decision)
+        return decision
+    }
+
+    /// Fires every release timer collected so far that is due at or before `time` and not yet fired.
+    mutating func releaseDue(upTo time: EventTime) {
+        let due = releases.filter { $0.due <= time }.sorted { $0.due < $1.due }
+        releases.removeAll { $0.due <= time }
+        for release in due { self.release(release.lotID, at: release.due) }
+    }
+
+    private mutating func record(_ decision: PointsDecision) {
+        entries += decision.entries
+        refusals += decision.refusals
+        releases += decision.releases
+        commands += decision.commands
+        if checkEveryStep { checkInvariants() }
+    }
+
+    /// The account, which must exist.
+    var acct: PointsAccount {
+        guard let account else {
+            Issue.record("member \(member) is not registered")
+            return PointsAccount(member: member, registeredAt: EventTime(millis: 0))
+        }
+        return account
+    }
+
+    var balance: Balance { acct.balance }
+
+    func lot(_ id: String) -> Lot? { acct.lots.first { $0.id == id } }
+
+    /// DOMAIN.md's invariants of a member's points:
+    /// - available + pending − debt equals the sum of ledger entries;
+    /// - entry sequences are 1, 2, 3, …; each entry's balanceAfter is the running balance;
+    /// - the last entry's balanceAfter is the account's balance;
+    /// - available > 0 and debt > 0 never hold together;
+    /// - lots explain available and pending;
+    /// - lifetime earned = sum of earned entries; lifetime reversed = sum of reversals.
+    func checkInvariants(sourceLocation: SourceLocation = #_sourceLocation) {
+        guard let account else { return }
+        let sum = entries.reduce(Int64(0)) { $0 + $1.points }
+        #expect(account.balance.net == sum, "net balance is the sum of ledger entries", sourceLocation: sourceLocation)
+        #expect(entries.map(\.sequence) == (0..<entries.count).map { Int64($0 + 1) },
+                "entry sequences are 1, 2, 3, …", sourceLocation: sourceLocation)
+        #expect(account.entries == Int64(entries.count), sourceLocation: sourceLocation)
+        var running: Int64 = 0
+        for entry in entries {
+            running += entry.points
+            #expect(entry.balanceAfter.net == running, "entry \(entry.sequence) balanceAfter", sourceLocation: sourceLocation)
+            #expect(entry.points == entry.availableDelta + entry.pendingDelta - entry.debtDelta,
+                    "entry \(entry.sequence) deltas add up to its points", sourceLocation: sourceLocation)
+            #expect(!(entry.balanceAfter.available > 0 && entry.balanceAfter.debt > 0),
+                    "entry \(entry.sequence): available and debt both above 0", sourceLocation: sourceLocation)
+        }
+        if let last = entries.last {
+            #expect(last.balanceAfter == account.balance, "last entry's balanceAfter is the balance", sourceLocation: sourceLocation)
+        }
+        #expect(!(account.balance.available > 0 && account.balance.debt > 0), sourceLocation: sourceLocation)
+        #expect(account.balance.available >= 0 && account.balance.pending >= 0 && account.balance.debt >= 0,
+                sourceLocation: sourceLocation)
+        let availableInLots = account.lots.filter { !$0.pending }.reduce(Int64(0)) { $0 + $1.remaining }
+        let pendingInLots = account.lots.filter(\.pending).reduce(Int64(0)) { $0 + $1.remaining }
+        #expect(availableInLots == account.balance.available, "available = sum of available lots", sourceLocation: sourceLocation)
+        #expect(pendingInLots == account.balance.pending, "pending = sum of pending lots", sourceLocation: sourceLocation)
+        let earned = entries.filter { $0.kind == .earned }.reduce(Int64(0)) { $0 + $1.points }
+        let reversed = entries.filter { $0.kind == .reversed }.reduce(Int64(0)) { $0 - $1.points }
+        #expect(account.lifetime.earned == earned, "lifetime earned", sourceLocation: sourceLocation)
+        #expect(account.lifetime.reversed == reversed, "lifetime reversed", sourceLocation: sourceLocation)
+    }
+
+    /// Stands in for a redemption (not part of these rules): takes `points` from the available
+    /// lots soonest-expiring first (then by creation), as DOMAIN.md's spending rule says.
+    /// It makes no ledger entry, so a test that uses it does not check the entry-sum invariant.
+    mutating func spend(_ points: Int64) {
+        guard var current = account else { return }
+        precondition(current.balance.available >= points)
+        var left = points
+        let order = current.lots.indices.filter { !current.lots[$0].pending }
+            .sorted { (current.lots[$0].expiresAt, current.lots[$0].number) < (current.lots[$1].expiresAt, current.lots[$1].number) }
+        for index in order where left > 0 {
+            let taken = min(left, current.lots[index].remaining)
+            current.lots[index].remaining -= taken
+            left -= taken
+        }
+        current.lots.removeAll { $0.remaining == 0 }
+        current.balance.available -= points
+        account = current
+    }
+}
+
+extension PointsHarness {
+    /// An order without lines.
+    @discardableResult
+    mutating func pay(_ orderID: String, _ paidMinor: Int64, at time: String, lines: [OrderLine] = []) -> PointsDecision {
+        apply(.orderPaid(OrderPaid(orderID: orderID, paidMinor: paidMinor, lines: lines)), at: time, id: "pay-\(orderID)-\(time)")
+    }
+
+    @discardableResult
+    mutating func refund(_ orderID: String, _ refundID: String, _ refundMinor: Int64?, at time: String) -> PointsDecision {
+        apply(.orderRefunded(OrderRefunded(orderID: orderID, refundID: refundID, refundMinor: refundMinor)), at: time)
+    }
+
+    @discardableResult
+    mutating func grant(_ component: GrantComponent, _ points: Int64, order: String? = nil, campaign: String? = nil, at time: String) -> PointsDecision {
+        apply(.grant(PointsGrant(component: component, points: points, orderID: order, campaignID: campaign)), at: time)
+    }
+
+    @discardableResult
+    mutating func reverse(_ component: GrantComponent, _ points: Int64, order: String, refund: String, at time: String) -> PointsDecision {
+        apply(.reversal(PointsReversal(component: component, points: points, orderID: order, refundID: refund)), at: time)
+    }
+}
+
+/// The one refusal of a decision, with no entries and nothing else (a refusal changes nothing).
+func onlyRefusal(_ decision: PointsDecision, sourceLocation: SourceLocation = #_sourceLocation) -> Refusal? {
+    #expect(decision.entries.isEmpty, "a refusal makes no ledger entry", sourceLocation: sourceLocation)
+    #expect(decision.releases.isEmpty, sourceLocation: sourceLocation)
+    #expect(decision.commands.isEmpty, sourceLocation: sourceLocation)
+    #expect(decision.refusals.count == 1, "exactly one refusal, got \(decision.refusals.map(\.reason))", sourceLocation: sourceLocation)
+    return decision.refusals.first
+}
+
+/// The one entry of a decision that refused nothing.
+func onlyEntry(_ decision: PointsDecision, sourceLocation: SourceLocation = #_sourceLocation) -> LedgerEntry? {
+    #expect(decision.refusals.isEmpty, "unexpected refusals \(decision.refusals.map(\.reason))", sourceLocation: sourceLocation)
+    #expect(decision.entries.count == 1, "exactly one entry, got \(decision.entries.count)", sourceLocation: sourceLocation)
+    return decision.entries.first
+}

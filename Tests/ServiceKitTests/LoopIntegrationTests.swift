@@ -1,0 +1,197 @@
+import Foundation
+import LoyaltyDomain
+import Messaging
+import Storage
+import Synchronization
+import Testing
+
+@testable import ServiceKit
+
+/// One service instance running the loop on its own thread, as a process would.
+final class LoopInstance: Sendable {
+    final class Outcome: Sendable {
+        let value = Mutex<(done: Bool, error: String?)>((false, nil))
+        let applied = Mutex<Int>(0)
+    }
+
+    let stop = StopSignal()
+    private let finished = Outcome()
+
+    init(environment: [String: String], topics: [String], output: String) {
+        let thread = Thread { [stop, finished] in
+            do {
+                let configuration = try ServiceConfiguration.fromEnvironment(service: "counting", environment: environment)
+                let processor = CountingProcessor(inputTopics: topics, outputTopic: output)
+                let loop = try ExactlyOnceLoop(
+                    configuration: configuration, processor: processor,
+                    logger: Logger(service: "counting", minimumLevel: .warning), stop: stop)
+                try loop.run()
+                finished.applied.withLock { $0 = loop.totals.applied }
+                finished.value.withLock { $0 = (true, nil) }
+            } catch {
+                finished.value.withLock { $0 = (true, "\(error)") }
+            }
+        }
+        thread.start()
+    }
+
+    /// Events this instance applied (known once it has stopped).
+    var applied: Int { finished.applied.withLock { $0 } }
+
+    /// Asks for a graceful stop and waits for it.
+    func stopAndWait(seconds: Double = 60) -> (done: Bool, error: String?) {
+        stop.request()
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            let state = finished.value.withLock { $0 }
+            if state.done { return state }
+            usleep(20_000)
+        }
+        return (false, "did not stop")
+    }
+}
+
+/// Reads a topic from the beginning.
+final class TopicReader: RebalanceListener {
+    var records: [ConsumedRecord] = []
+
+    init(bootstrap: String, topics: [String]) throws {
+        let consumer = try KafkaConsumer(ConsumerConfiguration(bootstrapServers: bootstrap, groupID: "reader-\(UUID())"), listener: self)
+        try consumer.subscribe(topics)
+        self.consumerBox = consumer
+    }
+
+    private var consumerBox: KafkaConsumer?
+
+    func partitionsAssigned(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] { [:] }
+    func partitionsRevoked(_ partitions: [TopicPartition]) {}
+
+    /// Reads until `done` holds or the time is up.
+    func read(seconds: Double, until done: ([ConsumedRecord]) -> Bool) {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline && !done(records) {
+            if case .record(let record) = consumerBox!.poll(timeoutMilliseconds: 100) { records.append(record) }
+        }
+    }
+
+    func close() { consumerBox?.close() }
+}
+
+@Suite(.serialized) struct LoopIntegrationTests {
+    let inputA = TopicSpec(name: "sk.in.a", partitions: 4, compacted: false, key: "member", summary: "")
+    let inputB = TopicSpec(name: "sk.in.b", partitions: 4, compacted: false, key: "member", summary: "")
+    let output = TopicSpec(name: "sk.out", partitions: 4, compacted: false, key: "member", summary: "")
+
+    func environment(_ broker: EmbeddedBroker, database: String) -> [String: String] {
+        [
+            "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATABASE": database,
+            "LOYALTY_GROUP_ID": "counting", "LOYALTY_TASK_IDLE_MS": "200", "LOYALTY_SESSION_TIMEOUT_MS": "3000",
+            "LOYALTY_LOG_LEVEL": "warning", "LOYALTY_BATCH_RECORDS": "200",
+        ]
+    }
+
+    /// Produces `count` events starting at `first`, alternating between the two input topics.
+    func produce(_ producer: KafkaProducer, from first: Int, count: Int) throws {
+        for index in first..<(first + count) {
+            let member = "m\(index % 50)"
+            let topic = index % 2 == 0 ? inputA.name : inputB.name
+            try producer.send(topic: topic, key: Array(member.utf8), value: countEvent("e\(index)", member: member, n: Int64(index), time: Int64(index) * 1000))
+        }
+        #expect(producer.flush(timeoutMilliseconds: 20_000))
+    }
+
+    func waitForApplied(_ database: Database, _ expected: Int64, seconds: Double = 90) throws -> Int64 {
+        let deadline = Date().addingTimeInterval(seconds)
+        var applied: Int64 = 0
+        while Date() < deadline {
+            applied = try database.count("SELECT COUNT(*) FROM inbox")
+            if applied >= expected { break }
+            usleep(100_000)
+        }
+        return applied
+    }
+
+    @Test func aRebalanceBetweenTwoInstancesLosesAndDuplicatesNothing() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let broker = try EmbeddedBroker(topics: [inputA, inputB, output, Topics.deadLetters])
+        let databasePath = directory.appendingPathComponent("counting.sqlite").path
+        let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+        let observer = try Database(DatabaseConfiguration(path: databasePath))
+        _ = try observer.migrate(RuntimeSchema.migrations + CountingProcessor(inputTopics: [], outputTopic: "").migrations)
+
+        let first = LoopInstance(environment: environment(broker, database: databasePath), topics: [inputA.name, inputB.name], output: output.name)
+        try produce(producer, from: 0, count: 2000)
+        #expect(try waitForApplied(observer, 500) >= 500)
+
+        // A second instance joins the group: the partitions are split between the two.
+        let second = LoopInstance(environment: environment(broker, database: databasePath), topics: [inputA.name, inputB.name], output: output.name)
+        try produce(producer, from: 2000, count: 2000)
+        usleep(4_000_000)
+        // The first leaves: the second takes every partition.
+        let stopped = first.stopAndWait()
+        #expect(stopped.done && stopped.error == nil)
+        try produce(producer, from: 4000, count: 1000)
+        #expect(try waitForApplied(observer, 5000) == 5000)
+        let secondStopped = second.stopAndWait()
+        #expect(secondStopped.done && secondStopped.error == nil)
+        // Both instances did part of the work, and together applied each event once.
+        #expect(first.applied > 0 && second.applied > 0)
+        #expect(first.applied + second.applied == 5000)
+
+        // State: every member's total is exactly the sum of its events.
+        let totals = try observer.prepare("SELECT member, total, applied FROM counts").query { ($0.string(0), $0.int64(1), $0.int64(2)) }
+        #expect(totals.count == 50)
+        for (member, total, applied) in totals {
+            let index = Int(member.dropFirst())!
+            let mine = stride(from: index, to: 5000, by: 50)
+            #expect(total == Int64(mine.reduce(0, +)), "\(member)")
+            #expect(applied == Int64(mine.underestimatedCount), "\(member)")
+        }
+        // Outputs: one per event, none with two payloads, none lost.
+        let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: [output.name, Topics.deadLetters.name])
+        reader.read(seconds: 60) { $0.count >= 5000 }
+        usleep(500_000)
+        reader.read(seconds: 1) { _ in false }
+        reader.close()
+        var payloadByID: [String: [UInt8]] = [:]
+        var conflicting = 0
+        for record in reader.records where record.topic == output.name {
+            let event = try CloudEvent.decode(record.value!)
+            if let known = payloadByID[event.id], known != record.value! { conflicting += 1 }
+            payloadByID[event.id] = record.value!
+        }
+        #expect(payloadByID.count == 5000)
+        #expect(conflicting == 0)
+        #expect(reader.records.filter { $0.topic == Topics.deadLetters.name }.isEmpty)
+        #expect(try observer.count("SELECT COUNT(*) FROM outbox") == 0)
+    }
+
+    @Test func anUndecodableRecordIsDeadLetteredAndProcessingGoesOn() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let broker = try EmbeddedBroker(topics: [inputA, inputB, output, Topics.deadLetters])
+        let databasePath = directory.appendingPathComponent("counting.sqlite").path
+        let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+        let instance = LoopInstance(environment: environment(broker, database: databasePath), topics: [inputA.name, inputB.name], output: output.name)
+
+        try producer.send(topic: inputA.name, key: Array("m1".utf8), value: countEvent("ok-1", member: "m1", n: 1, time: 1000))
+        try producer.send(topic: inputA.name, key: Array("m1".utf8), value: Array("this is not JSON".utf8))
+        try producer.send(topic: inputB.name, key: Array("m1".utf8), value: Array(#"{"specversion":"1.0","id":"x","source":"s","type":"count.add","time":"2026-01-01T00:00:00Z","subject":"m1","data":{}}"#.utf8))
+        try producer.send(topic: inputA.name, key: Array("m1".utf8), value: countEvent("ok-2", member: "m1", n: 2, time: 2000))
+        #expect(producer.flush(timeoutMilliseconds: 10_000))
+
+        let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: [output.name, Topics.deadLetters.name])
+        reader.read(seconds: 60) { $0.count >= 4 }
+        reader.close()
+        #expect(instance.stopAndWait().error == nil)
+
+        let letters = try reader.records.filter { $0.topic == Topics.deadLetters.name }.map { try CloudEvent.decode($0.value!) }
+        let reasons = Set(letters.compactMap { $0.data["reason"]?.stringValue })
+        #expect(reasons == ["not-json", "invalid-event"])
+        #expect(letters.first { $0.data["reason"]?.stringValue == "not-json" }?.data["payload"]?.stringValue == "this is not JSON")
+        #expect(letters.allSatisfy { $0.subject == "m1" && $0.data["service"]?.stringValue == "counting" })
+        let outputs = try reader.records.filter { $0.topic == output.name }.map { try CloudEvent.decode($0.value!).id }
+        #expect(Set(outputs) == ["out/ok-1", "out/ok-2"])
+    }
+}
