@@ -99,18 +99,33 @@ public struct OrderRecord: Sendable, Equatable {
     }
 }
 
-/// A count of rewarded actions within one calendar period (a day or a month number).
-public struct PeriodCount: Sendable, Equatable {
-    public var period: Int64
-    public var count: Int64
+/// Counts of rewarded actions per calendar period (a local day number or a month index), so a
+/// late event is counted against its own day or month. Periods more than `retention` behind
+/// the latest one are forgotten, which bounds the state; an event later than that counts as
+/// a fresh period.
+public struct PeriodCounts: Sendable, Equatable {
+    public private(set) var counts: [Int64: Int64] = [:]
+    public let retention: Int64
 
-    public init(period: Int64, count: Int64) {
-        self.period = period
-        self.count = count
+    /// Days kept for daily caps, months kept for monthly caps.
+    public static let dailyRetention: Int64 = 62
+    public static let monthlyRetention: Int64 = 13
+
+    public init(retention: Int64, counts: [Int64: Int64] = [:]) {
+        self.retention = retention
+        self.counts = counts
     }
 
-    /// The count within `period` (0 in a new period).
-    public func count(in period: Int64) -> Int64 { self.period == period ? count : 0 }
+    /// Rewarded actions in `period`.
+    public func count(in period: Int64) -> Int64 { counts[period] ?? 0 }
+
+    /// Counts one more action in `period`.
+    public mutating func add(in period: Int64) {
+        counts[period, default: 0] += 1
+        if let latest = counts.keys.max() {
+            counts = counts.filter { $0.key >= latest - retention }
+        }
+    }
 }
 
 /// Everything the points rules know of one member.
@@ -128,15 +143,17 @@ public struct PointsAccount: Sendable, Equatable {
     public var orders: [String: OrderRecord] = [:]
     public var acceptedRefundIDs: Set<String> = []
     public var lastPaidOrderAt: EventTime?
-    /// Local day number of the last rewarded check-in, and the streak length then.
+    /// Local day number of the latest rewarded check-in, and the streak length then.
     public var lastCheckInDay: Int64?
     public var streakLength: Int64 = 0
-    public var reviewsToday = PeriodCount(period: .min, count: 0)
-    public var sharesToday = PeriodCount(period: .min, count: 0)
-    /// Per task, the period (day number, month index, or 0 for once) it was last rewarded in.
-    public var taskPeriods: [String: Int64] = [:]
-    /// Rewarded referrals in the current calendar month.
-    public var referralsThisMonth = PeriodCount(period: .min, count: 0)
+    /// Local days with a rewarded check-in.
+    public var checkInDays = PeriodCounts(retention: PeriodCounts.dailyRetention)
+    public var reviewsByDay = PeriodCounts(retention: PeriodCounts.dailyRetention)
+    public var sharesByDay = PeriodCounts(retention: PeriodCounts.dailyRetention)
+    /// Per task, the periods (day number, month index, or 0 for once) it was rewarded in.
+    public var taskPeriods: [String: PeriodCounts] = [:]
+    /// Rewarded referrals per calendar month (by the registration's month).
+    public var referralsByMonth = PeriodCounts(retention: PeriodCounts.monthlyRetention)
     public var referralsRewarded: Int64 = 0
 
     public init(member: String, registeredAt: EventTime) {

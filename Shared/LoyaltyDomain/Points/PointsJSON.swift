@@ -136,12 +136,14 @@ extension PointsAccount {
         if let lastPaidOrderAt { w.key("lastPaidOrderAt"); w.int(lastPaidOrderAt.millis) }
         if let lastCheckInDay { w.key("lastCheckInDay"); w.int(lastCheckInDay) }
         w.key("streak"); w.int(streakLength)
-        w.key("reviews"); w.beginArray(); w.int(reviewsToday.period); w.int(reviewsToday.count); w.endArray()
-        w.key("shares"); w.beginArray(); w.int(sharesToday.period); w.int(sharesToday.count); w.endArray()
+        w.key("checkIns"); checkInDays.write(to: &w)
+        w.key("reviews"); reviewsByDay.write(to: &w)
+        w.key("shares"); sharesByDay.write(to: &w)
         w.key("tasks"); w.beginObject()
-        for (task, period) in taskPeriods.sorted(by: { $0.key < $1.key }) { w.key(task); w.int(period) }
+        for (task, periods) in taskPeriods.sorted(by: { $0.key < $1.key }) { w.key(task); periods.write(to: &w) }
         w.endObject()
-        w.key("referrals"); w.beginArray(); w.int(referralsThisMonth.period); w.int(referralsThisMonth.count); w.int(referralsRewarded); w.endArray()
+        w.key("referrals"); referralsByMonth.write(to: &w)
+        w.key("referralsRewarded"); w.int(referralsRewarded)
         w.endObject()
         return w.bytes
     }
@@ -159,8 +161,10 @@ extension PointsAccount {
             guard let string = value?.stringValue else { throw JSONFieldError(path: "account", problem: "expected a string") }
             return string
         }
-        func list(_ value: JSONValue?) throws -> [JSONValue] {
-            guard let array = value?.arrayValue else { throw JSONFieldError(path: "account", problem: "expected an array") }
+        func list(_ value: JSONValue?, count: Int) throws -> [JSONValue] {
+            guard let array = value?.arrayValue, array.count == count else {
+                throw JSONFieldError(path: "account", problem: "expected an array of \(count)")
+            }
             return array
         }
         var account = PointsAccount(member: try root.string("member"), registeredAt: EventTime(millis: try root.int64("registeredAt")))
@@ -171,7 +175,7 @@ extension PointsAccount {
         account.lotsCreated = try root.int64("lotsCreated")
         account.entries = try root.int64("entries")
         account.lots = try root.array("lots").map { raw in
-            let f = try list(raw)
+            let f = try list(raw, count: 10)
             return Lot(
                 id: try text(f[0]), source: try text(f[1]), orderID: f[2].stringValue, number: try int(f[3]),
                 earnedAt: EventTime(millis: try int(f[4])), availableAt: EventTime(millis: try int(f[5])),
@@ -179,12 +183,12 @@ extension PointsAccount {
                 pending: f[9].boolValue ?? false)
         }
         for raw in try root.array("orders") {
-            let f = try list(raw)
+            let f = try list(raw, count: 6)
             var order = OrderRecord(
                 id: try text(f[0]), accepted: f[1].boolValue ?? false, time: EventTime(millis: try int(f[2])),
                 paidMinor: try int(f[3]), refundedMinor: try int(f[4]))
-            for rawComponent in try list(f[5]) {
-                let c = try list(rawComponent)
+            for rawComponent in f[5].arrayValue ?? [] {
+                let c = try list(rawComponent, count: 4)
                 order.components[try text(c[0])] = OrderComponent(points: try int(c[1]), reversed: try int(c[2]), lotID: c[3].stringValue)
             }
             account.orders[order.id] = order
@@ -193,14 +197,34 @@ extension PointsAccount {
         account.lastPaidOrderAt = try root.optionalInt64("lastPaidOrderAt").map(EventTime.init(millis:))
         account.lastCheckInDay = try root.optionalInt64("lastCheckInDay")
         account.streakLength = try root.int64("streak")
-        let reviews = try root.array("reviews")
-        account.reviewsToday = PeriodCount(period: try int(reviews[0]), count: try int(reviews[1]))
-        let shares = try root.array("shares")
-        account.sharesToday = PeriodCount(period: try int(shares[0]), count: try int(shares[1]))
-        for member in try root.object("tasks").members { account.taskPeriods[member.key] = try int(member.value) }
-        let referrals = try root.array("referrals")
-        account.referralsThisMonth = PeriodCount(period: try int(referrals[0]), count: try int(referrals[1]))
-        account.referralsRewarded = try int(referrals[2])
+        account.checkInDays = try PeriodCounts.read(root["checkIns"])
+        account.reviewsByDay = try PeriodCounts.read(root["reviews"])
+        account.sharesByDay = try PeriodCounts.read(root["shares"])
+        for member in try root.object("tasks").members { account.taskPeriods[member.key] = try PeriodCounts.read(member.value) }
+        account.referralsByMonth = try PeriodCounts.read(root["referrals"])
+        account.referralsRewarded = try root.int64("referralsRewarded")
         return account
+    }
+}
+
+extension PeriodCounts {
+    /// Stored as `[retention, period, count, period, count, …]`, periods ascending.
+    func write(to w: inout JSONWriter) {
+        w.beginArray()
+        w.int(retention)
+        for (period, count) in counts.sorted(by: { $0.key < $1.key }) {
+            w.int(period)
+            w.int(count)
+        }
+        w.endArray()
+    }
+
+    static func read(_ value: JSONValue?) throws -> PeriodCounts {
+        guard let numbers = value?.arrayValue?.compactMap(\.int64Value), numbers.count % 2 == 1 else {
+            throw JSONFieldError(path: "account", problem: "expected period counts")
+        }
+        var counts: [Int64: Int64] = [:]
+        for index in stride(from: 1, to: numbers.count, by: 2) { counts[numbers[index]] = numbers[index + 1] }
+        return PeriodCounts(retention: numbers[0], counts: counts)
     }
 }

@@ -125,13 +125,14 @@ public struct PointsRules: Sendable {
             refundOrder(event, refund, &account, &decision)
         case .checkedIn:
             let day = calendar.localDate(of: event.time).dayNumber
-            if let last = account.lastCheckInDay, last == day {
+            if account.checkInDays.count(in: day) > 0 {
                 decision.refusals.append(refusal(event, subject: "check-in", reason: "already-checked-in-today"))
                 return
             }
-            var streakDay = account.streakLength
+            account.checkInDays.add(in: day)
+            let streakDay: Int64
             if let last = account.lastCheckInDay, day < last {
-                // An out-of-order check-in for an earlier day: rewarded plainly, streak left alone.
+                // A late check-in for an earlier day: rewarded plainly, the streak left alone.
                 streakDay = 1
             } else {
                 streakDay = account.lastCheckInDay == day - 1 ? account.streakLength + 1 : 1
@@ -142,21 +143,19 @@ public struct PointsRules: Sendable {
             credit(event, points: points, source: "check-in", rule: "check-in", details: [("streakDay", String(streakDay))], &account, &decision)
         case .reviewPosted:
             let day = calendar.localDate(of: event.time).dayNumber
-            let done = account.reviewsToday.count(in: day)
-            guard done < program.reviews.dailyCap else {
+            guard account.reviewsByDay.count(in: day) < program.reviews.dailyCap else {
                 decision.refusals.append(refusal(event, subject: "review", reason: "review-daily-cap"))
                 return
             }
-            account.reviewsToday = PeriodCount(period: day, count: done + 1)
+            account.reviewsByDay.add(in: day)
             credit(event, points: program.reviews.points, source: "review", rule: "review", details: [], &account, &decision)
         case .contentShared:
             let day = calendar.localDate(of: event.time).dayNumber
-            let done = account.sharesToday.count(in: day)
-            guard done < program.shares.dailyCap else {
+            guard account.sharesByDay.count(in: day) < program.shares.dailyCap else {
                 decision.refusals.append(refusal(event, subject: "share", reason: "share-daily-cap"))
                 return
             }
-            account.sharesToday = PeriodCount(period: day, count: done + 1)
+            account.sharesByDay.add(in: day)
             credit(event, points: program.shares.points, source: "share", rule: "share", details: [], &account, &decision)
         case .taskCompleted(let name):
             guard let task = program.tasks[name] else {
@@ -166,16 +165,19 @@ public struct PointsRules: Sendable {
             let local = calendar.localDate(of: event.time)
             let period: Int64
             let reason: String
+            let retention: Int64
             switch task.limit {
-            case .oncePerMember: (period, reason) = (0, "task-already-done")
-            case .oncePerDay: (period, reason) = (local.dayNumber, "task-daily-cap")
-            case .oncePerMonth: (period, reason) = (local.monthIndex, "task-monthly-cap")
+            case .oncePerMember: (period, reason, retention) = (0, "task-already-done", 0)
+            case .oncePerDay: (period, reason, retention) = (local.dayNumber, "task-daily-cap", PeriodCounts.dailyRetention)
+            case .oncePerMonth: (period, reason, retention) = (local.monthIndex, "task-monthly-cap", PeriodCounts.monthlyRetention)
             }
-            if let last = account.taskPeriods[name], task.limit == .oncePerMember || last == period {
+            var periods = account.taskPeriods[name] ?? PeriodCounts(retention: retention)
+            if periods.count(in: period) > 0 {
                 decision.refusals.append(refusal(event, subject: "task", reason: reason, detail: name))
                 return
             }
-            account.taskPeriods[name] = period
+            periods.add(in: period)
+            account.taskPeriods[name] = periods
             credit(event, points: task.points, source: "task", rule: "task", details: [("task", name)], &account, &decision)
         case .grant(let grant):
             applyGrant(event, grant, &account, &decision)
@@ -275,14 +277,13 @@ public struct PointsRules: Sendable {
 
     private func rewardReferral(_ event: PointsEvent, _ reward: ReferralReward, _ account: inout PointsAccount, _ decision: inout PointsDecision) {
         let month = program.calendar.localDate(of: event.time).monthIndex
-        let done = account.referralsThisMonth.count(in: month)
-        guard done < program.referral.monthlyCap else {
+        guard account.referralsByMonth.count(in: month) < program.referral.monthlyCap else {
             decision.refusals.append(Refusal(
                 id: "\(event.id)/refused", member: reward.refereeID, time: event.time, causeID: reward.registrationID,
                 subject: "referral", reason: "referral-monthly-cap", detail: "referrer \(account.member)"))
             return
         }
-        account.referralsThisMonth = PeriodCount(period: month, count: done + 1)
+        account.referralsByMonth.add(in: month)
         account.referralsRewarded += 1
         credit(event, points: program.referral.referrerPoints, source: "referral", rule: "referral",
                details: [("referee", reward.refereeID)], &account, &decision)

@@ -1,0 +1,133 @@
+import Foundation
+import LoyaltyDomain
+import Messaging
+import Synchronization
+
+/// A service executable of this build, run as a child process.
+final class ServiceProcess {
+    let name: String
+    let environment: [String: String]
+    let log: URL
+    private(set) var process: Process?
+
+    init(name: String, environment: [String: String], log: URL) {
+        self.name = name
+        self.environment = environment
+        self.log = log
+    }
+
+    /// The build's products folder: the test bundle sits next to the executables.
+    static var productsDirectory: URL {
+        let path = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        var url = URL(fileURLWithPath: path)
+        while url.pathExtension != "xctest" && url.path != "/" { url.deleteLastPathComponent() }
+        return url.deletingLastPathComponent()
+    }
+
+    static func executable(_ name: String) throws -> URL {
+        let url = productsDirectory.appendingPathComponent(name)
+        guard FileManager.default.isExecutableFile(atPath: url.path) else {
+            throw TestFailure("\(url.path) is missing: run `swift build` before the end-to-end tests (scripts/test does)")
+        }
+        return url
+    }
+
+    func start() throws {
+        let process = Process()
+        process.executableURL = try Self.executable(name)
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        if !FileManager.default.fileExists(atPath: log.path) { _ = FileManager.default.createFile(atPath: log.path, contents: nil) }
+        let handle = try FileHandle(forWritingTo: log)
+        handle.seekToEndOfFile()
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        self.process = process
+    }
+
+    /// Kills the process without warning, as a crash or an OOM killer would.
+    func kill() {
+        guard let process, process.isRunning else { return }
+        Foundation.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    /// Asks for a graceful stop and returns the exit status.
+    func stop() -> Int32 {
+        guard let process else { return -1 }
+        if process.isRunning { process.terminate() }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    var isRunning: Bool { process?.isRunning ?? false }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Reads topics from the beginning (no group offsets kept).
+final class TopicReader: RebalanceListener {
+    private var consumer: KafkaConsumer?
+    private(set) var records: [ConsumedRecord] = []
+    private var ended: Set<TopicPartition> = []
+    private var assigned: Set<TopicPartition> = []
+
+    init(bootstrap: String, topics: [String]) throws {
+        let consumer = try KafkaConsumer(ConsumerConfiguration(bootstrapServers: bootstrap, groupID: "reader-\(UUID())"), listener: self)
+        try consumer.subscribe(topics)
+        self.consumer = consumer
+    }
+
+    func partitionsAssigned(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] {
+        assigned.formUnion(partitions)
+        return [:]
+    }
+
+    func partitionsRevoked(_ partitions: [TopicPartition]) {}
+
+    /// Reads what has arrived, for at most `milliseconds`.
+    func poll(milliseconds: Int) {
+        let deadline = Date().addingTimeInterval(Double(milliseconds) / 1000)
+        while Date() < deadline {
+            switch consumer!.poll(timeoutMilliseconds: 50) {
+            case .record(let record):
+                records.append(record)
+                ended.remove(record.topicPartition)
+            case .endOfPartition(let partition, _):
+                ended.insert(partition)
+            default:
+                break
+            }
+        }
+    }
+
+    /// Reads until every assigned partition has been read to its end.
+    func readToEnd(seconds: Double) {
+        let deadline = Date().addingTimeInterval(seconds)
+        repeat { poll(milliseconds: 200) } while (assigned.isEmpty || !assigned.isSubset(of: ended)) && Date() < deadline
+    }
+
+    func close() { consumer?.close() }
+}
+
+/// A deterministic random number generator (SplitMix64), so every run sees the same events.
+struct SeededRandom: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+func temporaryDirectory(_ prefix: String) throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url
+}
