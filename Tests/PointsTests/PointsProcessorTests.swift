@@ -1,0 +1,159 @@
+import Foundation
+import LoyaltyDomain
+import Messaging
+import ReferenceProgram
+import ServiceKit
+import Storage
+import Testing
+
+@testable import PointsService
+
+/// The points service's handlers on a real database, driven through the exactly-once
+/// transaction without Kafka.
+@Suite struct PointsProcessorTests {
+    final class Harness {
+        let directory: URL
+        let applier: BatchApplier<PointsProcessor>
+        var offsets: [String: Int64] = [:]
+
+        init() throws {
+            directory = FileManager.default.temporaryDirectory.appendingPathComponent("points-tests-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("points.sqlite").path))
+            let processor = PointsProcessor(program: try Program.load(json: ReferenceProgram.bytes()))
+            applier = try BatchApplier(database: database, processor: processor, timerMode: .streamTime)
+        }
+
+        deinit { try? FileManager.default.removeItem(at: directory) }
+
+        /// Applies events as one batch (all in partition 0 of their topics) and returns what went to the outbox.
+        @discardableResult
+        func apply(_ events: [CloudEvent]) throws -> [(topic: String, event: CloudEvent)] {
+            let polled = events.map { event -> PolledRecord<PointsRecord> in
+                let topic = Topics.inputTopic(forEventType: event.type)!.name
+                let offset = offsets[topic, default: 0]
+                offsets[topic] = offset + 1
+                let record = ConsumedRecord(topic: topic, partition: 0, offset: offset, key: event.subject.map { Array($0.utf8) }, value: event.encoded())
+                let decoded: Result<Decoded<PointsRecord>, Rejection>
+                do throws(Rejection) { decoded = .success(try applier.processor.decode(record)) } catch { decoded = .failure(error) }
+                return PolledRecord(record: record, decoded: decoded)
+            }
+            let outcome = try applier.apply(polled)
+            return try outcome.outbox.map { ($0.topic, try CloudEvent.decode($0.value!)) }
+        }
+
+        func count(_ sql: String) throws -> Int64 {
+            try applier.database.prepare(sql).queryOne { $0.int64(0) } ?? 0
+        }
+    }
+
+    func event(_ id: String, _ type: String, _ member: String, _ time: String, _ data: JSONObject = JSONObject()) throws -> CloudEvent {
+        CloudEvent(id: id, source: "test", type: type, time: try EventTime.parse(time), subject: member, data: .object(data))
+    }
+
+    @Test func eventsOfAnUnknownMemberWaitForItsRegistration() throws {
+        let harness = try Harness()
+        let early = try harness.apply([
+            try event("o1", EventType.orderPaid, "dana", "2026-03-03T18:00:00+08:00", ["orderId": "D-1", "paidMinor": 8_800]),
+            try event("c1", EventType.checkedIn, "dana", "2026-03-03T19:00:00+08:00"),
+        ])
+        #expect(early.isEmpty)
+        #expect(try harness.count("SELECT COUNT(*) FROM parked") == 2)
+
+        let registered = try harness.apply([try event("r1", EventType.memberRegistered, "dana", "2026-03-04T09:00:00+08:00")])
+        let ledger = registered.filter { $0.topic == Topics.pointsLedger.name }.map(\.event)
+        #expect(ledger.map(\.id) == ["o1/base", "c1/check-in"])
+        #expect(ledger.first?.time.rfc3339 == "2026-03-03T10:00:00.000Z", "a kept event keeps its own time")
+        #expect(try harness.count("SELECT COUNT(*) FROM parked") == 0)
+        #expect(try harness.count("SELECT COUNT(*) FROM timers WHERE kind = 'unknown-member'") == 0)
+        let balance = try #require(registered.last { $0.topic == Topics.pointsBalances.name }?.event)
+        #expect(balance.data["pending"]?.int64Value == 88)
+        #expect(balance.data["available"]?.int64Value == 1)
+    }
+
+    @Test func eventsOfAMemberThatNeverRegistersAreDeadLetteredAfterTheWait() throws {
+        let harness = try Harness()
+        try harness.apply([try event("o1", EventType.orderPaid, "ghost", "2026-03-01T10:00:00+08:00", ["orderId": "G-1", "paidMinor": 1_000])])
+        // Stream time moves on: just under 168 hours later nothing happens, at 168 hours the event goes.
+        let before = try harness.apply([try event("x1", EventType.memberRegistered, "other", "2026-03-08T09:59:59+08:00")])
+        #expect(!before.contains { $0.topic == Topics.deadLetters.name })
+        let after = try harness.apply([try event("x2", EventType.checkedIn, "other", "2026-03-08T10:00:00+08:00")])
+        let letter = try #require(after.first { $0.topic == Topics.deadLetters.name }?.event)
+        #expect(letter.data["reason"]?.stringValue == "member-not-registered")
+        #expect(letter.subject == "ghost")
+        #expect(try CloudEvent.decode(Array(letter.data["payload"]!.stringValue!.utf8)).id == "o1")
+        #expect(try harness.count("SELECT COUNT(*) FROM parked") == 0)
+        // Registering later does not bring it back.
+        let late = try harness.apply([try event("r1", EventType.memberRegistered, "ghost", "2026-03-09T10:00:00+08:00")])
+        #expect(!late.contains { $0.event.id == "o1/base" })
+    }
+
+    @Test func aReferralTravelsAsACommandToTheReferrer() throws {
+        let harness = try Harness()
+        try harness.apply([try event("ra", EventType.memberRegistered, "alice", "2026-03-01T09:00:00+08:00")])
+        let registration = try harness.apply([
+            try event("rb", EventType.memberRegistered, "bob", "2026-03-02T10:00:00+08:00", ["referrerId": "alice"]),
+        ])
+        let command = try #require(registration.first { $0.topic == Topics.pointsCommands.name })
+        #expect(command.event.type == EventType.referralReward)
+        #expect(command.event.subject == "alice")
+        #expect(command.event.time.rfc3339 == "2026-03-02T02:00:00.000Z")
+        // The command comes back on the commands topic; the referrer earns 10.
+        let reward = try harness.apply([command.event])
+        let entry = try #require(reward.first { $0.topic == Topics.pointsLedger.name }?.event)
+        #expect(entry.id == "referral/rb/referral")
+        #expect(entry.data["points"]?.int64Value == 10)
+        #expect(entry.data["details"]?["referee"]?.stringValue == "bob")
+        // Re-delivered, it is applied once.
+        let again = try harness.apply([command.event])
+        #expect(again.isEmpty)
+    }
+
+    @Test func aReferralToAnUnknownReferrerIsRefusedAgainstTheReferee() throws {
+        let harness = try Harness()
+        let registration = try harness.apply([
+            try event("rb", EventType.memberRegistered, "bob", "2026-03-02T10:00:00+08:00", ["referrerId": "nobody"]),
+        ])
+        let command = try #require(registration.first { $0.topic == Topics.pointsCommands.name }?.event)
+        let refused = try harness.apply([command])
+        let refusal = try #require(refused.first?.event)
+        #expect(refusal.type == "points.refused")
+        #expect(refusal.subject == "bob")
+        #expect(refusal.data["reason"]?.stringValue == "unknown-referrer")
+        #expect(try harness.count("SELECT COUNT(*) FROM parked") == 0, "a referral is not kept for a referrer that may never come")
+    }
+
+    @Test func theLedgerTableExplainsEveryBalance() throws {
+        let harness = try Harness()
+        try harness.apply([
+            try event("r", EventType.memberRegistered, "m", "2026-03-01T09:00:00+08:00"),
+            try event("o", EventType.orderPaid, "m", "2026-03-01T10:00:00+08:00", ["orderId": "O", "paidMinor": 50_000]),
+            try event("f", EventType.orderRefunded, "m", "2026-03-02T10:00:00+08:00", ["orderId": "O", "refundId": "F", "refundMinor": 20_000]),
+            try event("c", EventType.checkedIn, "m", "2026-03-09T10:00:00+08:00"),
+        ])
+        let sum = try harness.count("SELECT SUM(points) FROM ledger WHERE member = 'm'")
+        let last = try harness.applier.database.prepare(
+            "SELECT available_after + pending_after - debt_after, sequence FROM ledger WHERE member = 'm' ORDER BY sequence DESC LIMIT 1"
+        ).queryOne { ($0.int64(0), $0.int64(1)) }
+        let row = try harness.applier.database.prepare("SELECT available, pending, debt FROM accounts WHERE member = 'm'").queryOne { ($0.int64(0), $0.int64(1), $0.int64(2)) }
+        // 500 earned, 200 reversed, released on 03-08, then 1 for the check-in.
+        #expect(sum == 301)
+        #expect(last?.0 == 301)
+        #expect(last?.1 == 4)  // base, reversal, release, check-in
+        #expect(row?.0 == 301 && row?.1 == 0 && row?.2 == 0)
+    }
+
+    @Test func recordsWithoutAMatchingKeyOrSubjectAreDeadLettered() throws {
+        let harness = try Harness()
+        let record = ConsumedRecord(
+            topic: Topics.orders.name, partition: 0, offset: 0, key: Array("someone-else".utf8),
+            value: try event("o", EventType.orderPaid, "m", "2026-03-01T10:00:00+08:00", ["orderId": "O", "paidMinor": 100]).encoded())
+        #expect(throws: Rejection(code: "key-mismatch", detail: "record key someone-else differs from subject m")) {
+            try harness.applier.processor.decode(record)
+        }
+        let noSubject = ConsumedRecord(
+            topic: Topics.orders.name, partition: 0, offset: 1, key: nil,
+            value: CloudEvent(id: "x", source: "s", type: EventType.orderPaid, time: EventTime(millis: 0), subject: nil, data: .object(JSONObject())).encoded())
+        #expect(throws: Rejection.self) { try harness.applier.processor.decode(noSubject) }
+    }
+}
