@@ -22,6 +22,9 @@ let usage = """
     embedded broker's address file); see docs/operations.md.
     """
 
+// Line by line even into a pipe or a file, so `loyalty dev` reports as things happen.
+setvbuf(stdout, nil, _IOLBF, 0)
+
 let arguments = Array(CommandLine.arguments.dropFirst())
 let dataDirectory = ProcessInfo.processInfo.environment["LOYALTY_DATA_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? ".loyalty"
 

@@ -171,6 +171,12 @@ public final class BatchApplier<Processor: StreamProcessor> {
         return outcome
     }
 
+    /// Whether any of `tasks` has a timer due at or before `time` (read outside a
+    /// transaction, from the cache where it can).
+    public func hasTimersDue(tasks: [Int32], by time: EventTime) throws -> Bool {
+        try tasks.contains { try earliestTimerDue($0) <= time.millis }
+    }
+
     private func storedStreamTime(_ task: Int32) throws -> Int64 {
         if let cached = streamTimes[task] { return cached }
         let time = try database.prepare("SELECT stream_time FROM task_clock WHERE task = ?")

@@ -61,8 +61,11 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             if let startupError { throw startupError }
             try relay.poll()
             let records = drain(max: configuration.maxBatchRecords)
-            let wallClock = configuration.timerMode == .wallClock
-                ? EventTime(millis: Int64(Date().timeIntervalSince1970 * 1000)) : nil
+            var wallClock: EventTime?
+            if configuration.timerMode == .wallClock {
+                let now = EventTime(millis: Int64(Date().timeIntervalSince1970 * 1000))
+                if try applier.hasTimersDue(tasks: merger.assignedTasks, by: now) { wallClock = now }
+            }
             if !records.isEmpty || !relay.rowsToDelete.isEmpty || wallClock != nil {
                 try applyBatch(records, wallClock: wallClock)
             }
