@@ -22,8 +22,11 @@ let usage = """
     embedded broker's address file); see docs/operations.md.
     """
 
-// Line by line even into a pipe or a file, so `loyalty dev` reports as things happen.
-setvbuf(stdout, nil, _IOLBF, 0)
+/// Writes a line at once (unbuffered), so `loyalty dev` and `broker` report as things happen
+/// even into a pipe or a file.
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
 
 let arguments = Array(CommandLine.arguments.dropFirst())
 let dataDirectory = ProcessInfo.processInfo.environment["LOYALTY_DATA_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? ".loyalty"
@@ -54,7 +57,7 @@ do {
         stop.install()
         let broker = try EmbeddedBroker()
         try EmbeddedBrokerAddress.write(broker.bootstrapServers, dataDirectory: dataDirectory)
-        print("embedded broker on \(broker.bootstrapServers) (written to \(EmbeddedBrokerAddress.path(dataDirectory: dataDirectory))); Ctrl-C stops it")
+        say("embedded broker on \(broker.bootstrapServers) (written to \(EmbeddedBrokerAddress.path(dataDirectory: dataDirectory))); Ctrl-C stops it")
         waitForStop(stop)
         try? FileManager.default.removeItem(atPath: EmbeddedBrokerAddress.path(dataDirectory: dataDirectory))
     case "dev":
@@ -62,13 +65,13 @@ do {
         stop.install()
         let broker = try EmbeddedBroker()
         try EmbeddedBrokerAddress.write(broker.bootstrapServers, dataDirectory: dataDirectory)
-        print("embedded broker on \(broker.bootstrapServers)")
+        say("embedded broker on \(broker.bootstrapServers)")
         let children = ChildProcesses()
         for name in ServiceExecutables.names {
             try children.start(name, environment: ["LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": dataDirectory], log: nil)
-            print("started \(name)")
+            say("started \(name)")
         }
-        print("running; Ctrl-C stops everything")
+        say("running; Ctrl-C stops everything")
         waitForStop(stop, whileChildrenRun: children)
         let failed = children.stopAll()
         try? FileManager.default.removeItem(atPath: EmbeddedBrokerAddress.path(dataDirectory: dataDirectory))
