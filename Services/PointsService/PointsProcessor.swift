@@ -11,7 +11,11 @@ public final class PointsProcessor: StreamProcessor {
 
     public let name = "points"
     public let inputTopics = [Topics.members.name, Topics.orders.name, Topics.engagement.name, Topics.pointsCommands.name]
+    /// Shop commands, other services' grants and the service's own commands share this topic.
+    public let sortedInputTopics: Set<String> = [Topics.pointsCommands.name]
     public var migrations: [Migration] { PointsSchema.migrations }
+
+    public func rank(of eventType: String) -> Int { EventType.rank(of: eventType) }
 
     public let rules: PointsRules
     /// Accounts read or changed in the current batch, written back in `finish`.
@@ -177,16 +181,11 @@ public final class PointsProcessor: StreamProcessor {
         for command in decision.commands {
             switch command {
             case .referralReward(let referrer, let reward, let time):
-                let value = CloudEvent.encode(
+                let command = CloudEvent(
                     id: "referral/\(reward.registrationID)", source: Self.source, type: EventType.referralReward, time: time,
                     subject: referrer,
-                    data: { writer in
-                        writer.beginObject()
-                        writer.key("refereeId"); writer.string(reward.refereeID)
-                        writer.key("registrationId"); writer.string(reward.registrationID)
-                        writer.endObject()
-                    })
-                try batch.emit(topic: Topics.pointsCommands.name, key: referrer, value: value)
+                    data: .object(JSONObject(["refereeId": .string(reward.refereeID), "registrationId": .string(reward.registrationID)])))
+                try batch.emit(command, to: Topics.pointsCommands.name)
             }
         }
     }

@@ -23,15 +23,23 @@ public final class Batch {
 
     let service: String
     var outbox: [OutboxRow] = []
+    /// Commands sent to the service's own input topics in this batch.
+    var echoes: [(key: MergeKey, partition: TopicPartition)] = []
+    private let selfTopics: [String: Int32]
+    private let rank: (String) -> Int
+    private let insertEcho: Statement
     /// Earliest due time among timers set in this batch, per task.
     var scheduled: [Int32: Int64] = [:]
     private let insertOutbox: Statement
     private let insertTimer: Statement
     private let deleteTimers: Statement
 
-    init(database: Database, service: String) throws {
+    init(database: Database, service: String, selfTopics: [String: Int32], rank: @escaping (String) -> Int) throws {
         self.database = database
         self.service = service
+        self.selfTopics = selfTopics
+        self.rank = rank
+        insertEcho = try database.prepare("INSERT OR REPLACE INTO echoes(event_id, topic, task, time, rank) VALUES(?, ?, ?, ?, ?)")
         insertOutbox = try database.prepare("INSERT INTO outbox(topic, key, value) VALUES(?, ?, ?)")
         insertTimer = try database.prepare(
             "INSERT OR REPLACE INTO timers(task, due, rank, member, kind, ref, payload) VALUES(?, ?, ?, ?, ?, ?, ?)")
@@ -45,9 +53,17 @@ public final class Batch {
         outbox.append(OutboxRow(seq: database.lastInsertRowID, topic: topic, key: keyBytes, value: value))
     }
 
-    /// Adds an event to the outbox, keyed by its subject.
+    /// Adds an event to the outbox, keyed by its subject. An event for one of the service's
+    /// own input topics is a command to itself: it is remembered as an echo, so that records
+    /// sorting after it wait until it has come back and been applied.
     public func emit(_ event: CloudEvent, to topic: String) throws {
         try emit(topic: topic, key: event.subject, value: event.encoded())
+        if let partitions = selfTopics[topic], let subject = event.subject {
+            let task = Murmur2Partitioner.partition(of: Array(subject.utf8), partitions: partitions)
+            let key = MergeKey(time: event.time.millis, rank: rank(event.type), id: event.id)
+            try insertEcho.run(.text(event.id), .text(topic), .integer(Int64(task)), .integer(key.time), .integer(Int64(key.rank)))
+            echoes.append((key, TopicPartition(topic: topic, partition: task)))
+        }
     }
 
     /// Sets a timer in the current task (replacing one with the same name and due time).

@@ -14,13 +14,15 @@ public struct PolledRecord<Body> {
 }
 
 /// What one batch did, for metrics.
-public struct BatchOutcome: Sendable, Equatable {
+public struct BatchOutcome: Sendable {
     public var applied = 0
     public var duplicates = 0
     public var deadLettered = 0
     public var skippedBehindOffset = 0
     public var timersFired = 0
     public var outbox: [OutboxRow] = []
+    /// Commands sent to the service's own input topics, to wait for.
+    public var echoes: [(key: MergeKey, partition: TopicPartition)] = []
 }
 
 /// Steps 2 of the exactly-once loop, without Kafka: applies a batch of records in one
@@ -36,10 +38,14 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// Earliest timer due per task, as committed; `Int64.max` when there is none.
     private var earliestTimer: [Int32: Int64] = [:]
 
-    public init(database: Database, processor: Processor, timerMode: TimerMode) throws {
+    /// Partition count of the input topics (co-partitioned), to place commands sent to them.
+    public let partitionCount: Int32
+
+    public init(database: Database, processor: Processor, timerMode: TimerMode, partitionCount: Int32 = Topics.partitionCount) throws {
         self.database = database
         self.processor = processor
         self.timerMode = timerMode
+        self.partitionCount = partitionCount
         _ = try database.migrate(RuntimeSchema.migrations + processor.migrations)
     }
 
@@ -55,6 +61,18 @@ public final class BatchApplier<Processor: StreamProcessor> {
         return result
     }
 
+    /// Commands to these partitions that were sent and not applied yet.
+    public func storedEchoes(_ partitions: [TopicPartition]) throws -> [(key: MergeKey, partition: TopicPartition)] {
+        let select = try database.prepare("SELECT event_id, time, rank FROM echoes WHERE topic = ? AND task = ?")
+        var result: [(key: MergeKey, partition: TopicPartition)] = []
+        for partition in partitions {
+            result += try select.query(.text(partition.topic), .integer(Int64(partition.partition))) { row in
+                (MergeKey(time: row.int64(1), rank: row.int(2), id: row.string(0)), partition)
+            }
+        }
+        return result
+    }
+
     /// Forgets cached state of tasks another instance may now change.
     public func forget(tasks: [Int32]) {
         for task in tasks {
@@ -64,17 +82,22 @@ public final class BatchApplier<Processor: StreamProcessor> {
     }
 
     /// Applies `records` (already in the order to apply them), fires due timers, deletes the
-    /// outbox rows Kafka acknowledged, and commits. In wall-clock mode, `wallClock` fires the
-    /// timers of `tasks` due by then.
+    /// outbox rows Kafka acknowledged, stores `committableOffsets` (every record below them has
+    /// been handed out; by default, each record's partition up to it), and commits. In
+    /// wall-clock mode, `wallClock` fires the timers of `tasks` due by then.
     public func apply(
-        _ records: [PolledRecord<Processor.Body>], deliveredOutbox: [UInt64] = [],
-        wallClock: EventTime? = nil, tasks: [Int32] = []
+        _ records: [PolledRecord<Processor.Body>], committableOffsets: [TopicPartition: Int64]? = nil,
+        deliveredOutbox: [UInt64] = [], wallClock: EventTime? = nil, tasks: [Int32] = []
     ) throws -> BatchOutcome {
         var outcome = BatchOutcome()
         var pendingStreamTimes: [Int32: Int64] = [:]
         do {
             try database.transaction {
-                let batch = try Batch(database: database, service: processor.name)
+                let processor = self.processor
+                let batch = try Batch(
+                    database: database, service: processor.name,
+                    selfTopics: Dictionary(uniqueKeysWithValues: processor.inputTopics.map { ($0, partitionCount) }),
+                    rank: { processor.rank(of: $0) })
                 if !deliveredOutbox.isEmpty {
                     let delete = try database.prepare("DELETE FROM outbox WHERE seq = ?")
                     for seq in deliveredOutbox { try delete.run(.integer(Int64(bitPattern: seq))) }
@@ -82,14 +105,17 @@ public final class BatchApplier<Processor: StreamProcessor> {
                 let inboxLookup = try database.prepare("SELECT payload_hash FROM inbox WHERE event_id = ?")
                 let inboxInsert = try database.prepare(
                     "INSERT INTO inbox(event_id, payload_hash, task, event_time) VALUES(?, ?, ?, ?)")
+                let deleteEcho = try database.prepare("DELETE FROM echoes WHERE event_id = ?")
                 // Offsets are read inside the transaction: after a rebalance another instance
                 // sharing this database may have applied some of these records already.
-                var nextOffsets = try storedOffsets(Array(Set(records.map(\.record.topicPartition))))
+                let touched = Set(records.map(\.record.topicPartition)).union(committableOffsets?.keys ?? [:].keys)
+                let storedOffsets = try storedOffsets(Array(touched))
+                var nextOffsets = storedOffsets
 
                 for polled in records {
                     let record = polled.record
                     let partition = record.topicPartition
-                    if let next = nextOffsets[partition], record.offset < next {
+                    if let next = storedOffsets[partition], record.offset < next {
                         outcome.skippedBehindOffset += 1
                         continue
                     }
@@ -102,6 +128,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
                         try batch.deadLetter(record, reason: rejection)
                         outcome.deadLettered += 1
                     case .success(let input):
+                        try deleteEcho.run(.text(input.eventID))
                         if timerMode == .streamTime {
                             outcome.timersFired += try fireTimers(task: task, upTo: max(streamTime, input.time.millis), batch: batch)
                         }
@@ -123,7 +150,13 @@ public final class BatchApplier<Processor: StreamProcessor> {
                             pendingStreamTimes[task] = max(streamTime, input.time.millis)
                         }
                     }
-                    nextOffsets[partition] = record.offset + 1
+                    nextOffsets[partition] = max(nextOffsets[partition] ?? 0, record.offset + 1)
+                }
+                if let committableOffsets {
+                    nextOffsets = storedOffsets
+                    for (partition, offset) in committableOffsets where offset > (storedOffsets[partition] ?? -1) {
+                        nextOffsets[partition] = offset
+                    }
                 }
 
                 // Timers set during the batch that are already due (a late record's pending
@@ -146,7 +179,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
                 let saveOffset = try database.prepare(
                     "INSERT INTO offsets(topic, partition, next_offset) VALUES(?, ?, ?) "
                         + "ON CONFLICT(topic, partition) DO UPDATE SET next_offset = excluded.next_offset")
-                for (partition, offset) in nextOffsets {
+                for (partition, offset) in nextOffsets where offset != storedOffsets[partition] {
                     try saveOffset.run(.text(partition.topic), .integer(Int64(partition.partition)), .integer(offset))
                 }
                 let saveClock = try database.prepare(
@@ -159,6 +192,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
                     if let known = earliestTimer[task] { earliestTimer[task] = min(known, due) }
                 }
                 outcome.outbox = batch.outbox
+                outcome.echoes = batch.echoes
             }
         } catch {
             // The transaction rolled back: cached views of it are void.

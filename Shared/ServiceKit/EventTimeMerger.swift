@@ -1,130 +1,178 @@
 import LoyaltyDomain
 import Messaging
 
-/// Where a buffered record sorts within its task: event time, then the type's rank at equal
-/// times (DOMAIN.md, "Order"), then arrival.
-public struct MergeKey: Comparable, Sendable {
+/// Where a buffered record sorts: event time, then the type's rank at equal times
+/// (DOMAIN.md, "Order"), then the event id, so the order never depends on arrival.
+public struct MergeKey: Comparable, Sendable, Hashable {
     public var time: Int64
     public var rank: Int
-    public var arrival: UInt64
+    public var id: String
+
+    public init(time: Int64, rank: Int, id: String) {
+        self.time = time
+        self.rank = rank
+        self.id = id
+    }
 
     public static func < (lhs: MergeKey, rhs: MergeKey) -> Bool {
         if lhs.time != rhs.time { return lhs.time < rhs.time }
         if lhs.rank != rhs.rank { return lhs.rank < rhs.rank }
-        return lhs.arrival < rhs.arrival
+        return lhs.id < rhs.id
     }
 }
 
-/// Applies the records of one task (partition p of every input topic) in event-time order,
-/// the way Kafka Streams synchronises its partitions: the earliest head record goes first,
-/// but only once every partition of the task either has a record buffered, has been read to
-/// its end, or has kept the task waiting longer than the idle time.
+/// Applies the records of every assigned partition in one event-time order, the way Kafka
+/// Streams synchronises the partitions of a task, across all of this instance's tasks:
+///
+/// - The earliest head record goes first, but only once every partition either has a record
+///   buffered, has been read to its end, or has kept the merge waiting longer than the idle time.
+/// - Partitions of *sorted* topics (where several writers interleave, like a service's command
+///   topic) are kept sorted by key rather than in arrival order.
+/// - *Echoes*: a command this instance sent to one of its own partitions holds back every
+///   record that sorts after it until it has come back, so a derived command is applied at
+///   its event time, not whenever it happens to arrive.
 ///
 /// Pure bookkeeping: it never touches Kafka; the loop feeds it and drains it.
 public struct EventTimeMerger<Item> {
-    struct Buffer {
-        var items = FIFO<(key: MergeKey, item: Item)>()
+    /// The input topics.
+    public let topics: [String]
+    /// Topics whose partitions are buffered sorted by key.
+    public let sortedTopics: Set<String>
+    /// How long the merge waits for an empty partition that may still hold older records.
+    public let idleMilliseconds: Int64
+
+    private var lanes: [TopicPartition: Lane] = [:]
+    private var echoes: [String: (key: MergeKey, partition: TopicPartition)] = [:]
+    private var blockedSince: Int64?
+
+    struct Entry {
+        var key: MergeKey
+        var offset: Int64
+        var item: Item
+    }
+
+    /// One partition's buffer.
+    struct Lane {
+        var fifo = FIFO<Entry>()
+        var sorted = Heap<Entry> { $0.key < $1.key }
+        var isSorted: Bool
         /// Everything the partition held has been read (what is buffered is the rest of it).
         var caughtUp = false
+        /// Offsets buffered and not yet handed out, for the committable offset.
+        var pendingOffsets = Heap<Int64> { $0 < $1 }
+        var releasedOffsets: Set<Int64> = []
+        var nextOffsetToRead: Int64?
+
+        var count: Int { isSorted ? sorted.count : fifo.count }
+        var head: Entry? { isSorted ? sorted.first : fifo.first }
+
+        mutating func append(_ entry: Entry) {
+            if isSorted { sorted.insert(entry) } else { fifo.append(entry) }
+            pendingOffsets.insert(entry.offset)
+            nextOffsetToRead = max(nextOffsetToRead ?? 0, entry.offset + 1)
+        }
+
+        mutating func removeHead() -> Entry {
+            let entry = isSorted ? sorted.removeFirst() : fifo.removeFirst()
+            releasedOffsets.insert(entry.offset)
+            while let lowest = pendingOffsets.first, releasedOffsets.contains(lowest) {
+                releasedOffsets.remove(pendingOffsets.removeFirst())
+            }
+            return entry
+        }
+
+        /// The offset below which every record has been handed out.
+        var committableOffset: Int64? { pendingOffsets.first ?? nextOffsetToRead }
     }
 
-    /// The input topics; partition p of each forms task p.
-    public let topics: [String]
-    /// How long a task waits for an empty partition that may still hold older records.
-    public let idleMilliseconds: Int64
-    private var buffers: [TopicPartition: Buffer] = [:]
-    private var tasks: [Int32: TaskState] = [:]
-    private var arrivals: UInt64 = 0
-    private var nextTaskCursor = 0
-
-    struct TaskState {
-        var blockedSince: Int64?
-    }
-
-    public init(topics: [String], idleMilliseconds: Int64) {
+    public init(topics: [String], sortedTopics: Set<String> = [], idleMilliseconds: Int64) {
         self.topics = topics
+        self.sortedTopics = sortedTopics
         self.idleMilliseconds = idleMilliseconds
     }
 
-    /// Tasks with at least one assigned partition.
-    public var assignedTasks: [Int32] { tasks.keys.sorted() }
+    /// Tasks (partition numbers) with at least one assigned partition.
+    public var assignedTasks: [Int32] { Set(lanes.keys.map(\.partition)).sorted() }
 
     /// Records buffered across all partitions.
-    public var bufferedCount: Int { buffers.values.reduce(0) { $0 + $1.items.count } }
+    public var bufferedCount: Int { lanes.values.reduce(0) { $0 + $1.count } }
 
     /// Records buffered for one partition.
-    public func bufferedCount(_ partition: TopicPartition) -> Int { buffers[partition]?.items.count ?? 0 }
+    public func bufferedCount(_ partition: TopicPartition) -> Int { lanes[partition]?.count ?? 0 }
+
+    /// Commands sent to this instance's own partitions that have not come back yet.
+    public var pendingEchoes: Int { echoes.count }
 
     /// Starts buffering these partitions (empty, not caught up).
     public mutating func assign(_ partitions: [TopicPartition]) {
         for partition in partitions {
-            buffers[partition] = Buffer()
-            if tasks[partition.partition] == nil { tasks[partition.partition] = TaskState() }
+            lanes[partition] = Lane(isSorted: sortedTopics.contains(partition.topic))
         }
     }
 
-    /// Drops these partitions and whatever was buffered for them (the next owner re-reads it).
+    /// Drops these partitions, what was buffered for them and the echoes expected on them
+    /// (the next owner re-reads them).
     public mutating func revoke(_ partitions: [TopicPartition]) {
-        for partition in partitions { buffers[partition] = nil }
-        let remaining = Set(buffers.keys.map(\.partition))
-        for task in tasks.keys where !remaining.contains(task) { tasks[task] = nil }
+        let revoked = Set(partitions)
+        for partition in partitions { lanes[partition] = nil }
+        echoes = echoes.filter { !revoked.contains($0.value.partition) }
     }
 
     /// Buffers a record of an assigned partition; records of other partitions are ignored.
-    public mutating func add(_ item: Item, time: Int64, rank: Int, from partition: TopicPartition) {
-        guard buffers[partition] != nil else { return }
-        arrivals &+= 1
-        buffers[partition]!.items.append((MergeKey(time: time, rank: rank, arrival: arrivals), item))
-        buffers[partition]!.caughtUp = false
+    /// A record that is an expected echo releases the records waiting for it.
+    public mutating func add(_ item: Item, key: MergeKey, offset: Int64, from partition: TopicPartition) {
+        guard lanes[partition] != nil else { return }
+        lanes[partition]!.append(Entry(key: key, offset: offset, item: item))
+        lanes[partition]!.caughtUp = false
+        if let echo = echoes[key.id], echo.partition == partition { echoes[key.id] = nil }
     }
 
-    /// Notes that the partition has been read to its end: once its buffer drains, the task
+    /// Expects a command sent to an assigned partition to come back there; records that sort
+    /// after it wait for it. Commands to partitions of other instances are not waited for.
+    public mutating func expectEcho(_ key: MergeKey, on partition: TopicPartition) {
+        guard lanes[partition] != nil else { return }
+        echoes[key.id] = (key, partition)
+    }
+
+    /// Notes that the partition has been read to its end: once its buffer drains, the merge
     /// need not wait for it. A record arriving later clears the mark.
     public mutating func markCaughtUp(_ partition: TopicPartition) {
-        guard buffers[partition] != nil else { return }
-        buffers[partition]!.caughtUp = true
+        guard lanes[partition] != nil else { return }
+        lanes[partition]!.caughtUp = true
     }
 
-    /// The next record to apply, or nil when every task is empty or waiting.
+    /// The offset to store for each partition: every record below it has been handed out.
+    public var committableOffsets: [TopicPartition: Int64] {
+        lanes.compactMapValues(\.committableOffset)
+    }
+
+    /// The next record to apply, or nil when everything is empty or waiting.
     /// `now` is a monotonic clock in milliseconds (only for the idle time, never for a rule).
     public mutating func next(now: Int64) -> (item: Item, partition: TopicPartition)? {
-        let taskIDs = tasks.keys.sorted()
-        guard !taskIDs.isEmpty else { return nil }
-        for step in 0..<taskIDs.count {
-            let task = taskIDs[(nextTaskCursor + step) % taskIDs.count]
-            if let found = nextInTask(task, now: now) {
-                nextTaskCursor = (nextTaskCursor + step) % taskIDs.count
-                return found
-            }
-        }
-        return nil
-    }
-
-    private mutating func nextInTask(_ task: Int32, now: Int64) -> (item: Item, partition: TopicPartition)? {
         var best: (key: MergeKey, partition: TopicPartition)?
         var waitingForData = false
-        for topic in topics {
-            let partition = TopicPartition(topic: topic, partition: task)
-            guard let buffer = buffers[partition] else { continue }
-            if let head = buffer.items.first {
+        for (partition, lane) in lanes {
+            if let head = lane.head {
                 if best == nil || head.key < best!.key { best = (head.key, partition) }
-            } else if !buffer.caughtUp {
+            } else if !lane.caughtUp {
                 waitingForData = true
             }
         }
         guard let chosen = best else {
-            tasks[task]?.blockedSince = nil
+            blockedSince = nil
             return nil
         }
+        // A command this instance sent that sorts earlier is still on its way.
+        if echoes.values.contains(where: { $0.key < chosen.key }) { return nil }
         if waitingForData {
-            let since = tasks[task]?.blockedSince ?? now
-            tasks[task]?.blockedSince = since
+            let since = blockedSince ?? now
+            blockedSince = since
             if now - since < idleMilliseconds { return nil }
         } else {
-            tasks[task]?.blockedSince = nil
+            blockedSince = nil
         }
-        let item = buffers[chosen.partition]!.items.removeFirst().item
-        return (item, chosen.partition)
+        let entry = lanes[chosen.partition]!.removeHead()
+        return (entry.item, chosen.partition)
     }
 }
 
@@ -150,5 +198,49 @@ struct FIFO<Element> {
             head = 0
         }
         return element
+    }
+}
+
+/// A binary min-heap ordered by `areInIncreasingOrder`.
+struct Heap<Element> {
+    private var storage: [Element] = []
+    private let areInIncreasingOrder: (Element, Element) -> Bool
+
+    init(_ areInIncreasingOrder: @escaping (Element, Element) -> Bool) {
+        self.areInIncreasingOrder = areInIncreasingOrder
+    }
+
+    var count: Int { storage.count }
+    var first: Element? { storage.first }
+
+    mutating func insert(_ element: Element) {
+        storage.append(element)
+        var child = storage.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard areInIncreasingOrder(storage[child], storage[parent]) else { break }
+            storage.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    mutating func removeFirst() -> Element {
+        let top = storage[0]
+        let last = storage.removeLast()
+        if !storage.isEmpty {
+            storage[0] = last
+            var parent = 0
+            while true {
+                let left = 2 * parent + 1
+                let right = left + 1
+                var smallest = parent
+                if left < storage.count && areInIncreasingOrder(storage[left], storage[smallest]) { smallest = left }
+                if right < storage.count && areInIncreasingOrder(storage[right], storage[smallest]) { smallest = right }
+                if smallest == parent { break }
+                storage.swapAt(parent, smallest)
+                parent = smallest
+            }
+        }
+        return top
     }
 }

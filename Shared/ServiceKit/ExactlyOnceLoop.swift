@@ -34,7 +34,9 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         }
         let database = try Database(DatabaseConfiguration(path: configuration.databasePath, synchronous: configuration.synchronous))
         applier = try BatchApplier(database: database, processor: processor, timerMode: configuration.timerMode)
-        merger = EventTimeMerger(topics: processor.inputTopics, idleMilliseconds: configuration.taskIdleMilliseconds)
+        merger = EventTimeMerger(
+            topics: processor.inputTopics, sortedTopics: processor.sortedInputTopics,
+            idleMilliseconds: configuration.taskIdleMilliseconds)
         let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: configuration.bootstrapServers))
         relay = OutboxRelay(producer: producer, logger: logger)
     }
@@ -61,13 +63,14 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             if let startupError { throw startupError }
             try relay.poll()
             let records = drain(max: configuration.maxBatchRecords)
+            let offsets = merger.committableOffsets
             var wallClock: EventTime?
             if configuration.timerMode == .wallClock {
                 let now = EventTime(millis: Int64(Date().timeIntervalSince1970 * 1000))
                 if try applier.hasTimersDue(tasks: merger.assignedTasks, by: now) { wallClock = now }
             }
             if !records.isEmpty || !relay.rowsToDelete.isEmpty || wallClock != nil {
-                try applyBatch(records, wallClock: wallClock)
+                try applyBatch(records, offsets: offsets, wallClock: wallClock)
             }
             let now = monotonicMilliseconds()
             if now - lastCommit >= 2_000 {
@@ -79,25 +82,26 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                     "applied": String(totals.applied), "duplicates": String(totals.duplicates),
                     "deadLettered": String(totals.deadLettered), "timersFired": String(totals.timersFired),
                     "buffered": String(merger.bufferedCount), "outboxInFlight": String(relay.inFlightCount),
+                    "echoesPending": String(merger.pendingEchoes),
                 ])
                 lastReport = now
             }
         }
         logger.info("stopping: flushing the outbox")
         let drained = try relay.drain(timeoutMilliseconds: 30_000)
-        if !relay.rowsToDelete.isEmpty { try applyBatch([], wallClock: nil) }
+        if !relay.rowsToDelete.isEmpty { try applyBatch([], offsets: [:], wallClock: nil) }
         consumer.commitAdvisory(committedOffsets)
         consumer.close()
         logger.info("stopped", ["applied": String(totals.applied), "outboxDrained": String(drained)])
     }
 
-    private func applyBatch(_ records: [PolledRecord<Processor.Body>], wallClock: EventTime?) throws {
+    private func applyBatch(_ records: [PolledRecord<Processor.Body>], offsets: [TopicPartition: Int64], wallClock: EventTime?) throws {
         let delivered = relay.rowsToDelete
-        let outcome = try applier.apply(records, deliveredOutbox: delivered, wallClock: wallClock, tasks: merger.assignedTasks)
+        let outcome = try applier.apply(
+            records, committableOffsets: offsets, deliveredOutbox: delivered, wallClock: wallClock, tasks: merger.assignedTasks)
         relay.deleted(delivered.count)
-        for polled in records {
-            committedOffsets[polled.record.topicPartition] = polled.record.offset + 1
-        }
+        committedOffsets.merge(offsets) { $1 }
+        for echo in outcome.echoes { merger.expectEcho(echo.key, on: echo.partition) }
         totals.applied += outcome.applied
         totals.duplicates += outcome.duplicates
         totals.deadLettered += outcome.deadLettered
@@ -117,14 +121,18 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 let decoded: Result<Decoded<Processor.Body>, Rejection>
                 do { decoded = .success(try applier.processor.decode(record)) } catch { decoded = .failure(error) }
                 let partition = record.topicPartition
+                let key: MergeKey
                 switch decoded {
                 case .success(let input):
-                    merger.add(PolledRecord(record: record, decoded: decoded), time: input.time.millis, rank: input.rank, from: partition)
+                    key = MergeKey(time: input.time.millis, rank: input.rank, id: input.eventID)
                 case .failure:
                     // Undecodable records have no time: they go first and straight to dead letters.
-                    merger.add(PolledRecord(record: record, decoded: decoded), time: .min, rank: .min, from: partition)
+                    key = MergeKey(time: .min, rank: .min, id: "\(partition)@\(record.offset)")
                 }
-                if merger.bufferedCount(partition) >= pauseThreshold, !paused.contains(partition) {
+                merger.add(PolledRecord(record: record, decoded: decoded), key: key, offset: record.offset, from: partition)
+                // Sorted partitions are never paused: an echo the merge waits for may be in them.
+                if merger.bufferedCount(partition) >= pauseThreshold, !paused.contains(partition),
+                   !merger.sortedTopics.contains(partition.topic) {
                     consumer.pause([partition])
                     paused.insert(partition)
                 }
@@ -158,6 +166,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             let offsets = try applier.storedOffsets(partitions)
             applier.forget(tasks: partitions.map(\.partition))
             merger.assign(partitions)
+            for echo in try applier.storedEchoes(partitions) { merger.expectEcho(echo.key, on: echo.partition) }
             logger.info("partitions assigned", ["partitions": partitions.map(\.description).sorted().joined(separator: ",")])
             return offsets
         } catch {

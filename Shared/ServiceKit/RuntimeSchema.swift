@@ -45,5 +45,17 @@ public enum RuntimeSchema {
             ) WITHOUT ROWID;
             CREATE INDEX timers_by_ref ON timers(member, kind, ref);
             """),
+        Migration(version: 2, name: "echoes", sql: """
+            -- Commands the service sent to its own input topics and has not applied yet. While
+            -- one is on its way, records of this instance that sort after it wait for it.
+            CREATE TABLE echoes(
+                event_id TEXT PRIMARY KEY,
+                topic TEXT NOT NULL,
+                task INTEGER NOT NULL,
+                time INTEGER NOT NULL,
+                rank INTEGER NOT NULL
+            ) WITHOUT ROWID;
+            CREATE INDEX echoes_by_task ON echoes(topic, task);
+            """),
     ]
 }

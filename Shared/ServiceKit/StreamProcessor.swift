@@ -51,8 +51,14 @@ public protocol StreamProcessor: AnyObject {
     var name: String { get }
     /// The co-partitioned topics the service reads.
     var inputTopics: [String] { get }
+    /// Input topics several writers interleave (a command topic): their partitions are
+    /// buffered sorted by (time, rank, id) instead of in arrival order.
+    var sortedInputTopics: Set<String> { get }
     /// The service's own tables, versions 100 and up.
     var migrations: [Migration] { get }
+
+    /// The rank `decode` gives an event type; used for the commands the service sends itself.
+    func rank(of eventType: String) -> Int
 
     /// Decodes a record; throws a rejection for records that cannot be applied.
     func decode(_ record: ConsumedRecord) throws(Rejection) -> Decoded<Body>

@@ -136,10 +136,12 @@ import Testing
         #expect(mismatches.isEmpty, "\(mismatches.prefix(5))")
         #expect(published.deadLetterReasons == scenario.expectedDeadLetters)
 
-        // The inbox holds each distinct event once.
+        // The inbox holds each distinct event, and each command the service sent itself, once.
         let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("points.sqlite").path))
         let inbox = try database.prepare("SELECT COUNT(*) FROM inbox").queryOne { $0.int64(0) }
-        #expect(inbox == Int64(scenario.events.count))
+        #expect(inbox == Int64(scenario.events.count + scenario.derivedCommands))
+        let echoes = try database.prepare("SELECT COUNT(*) FROM echoes").queryOne { $0.int64(0) }
+        #expect(echoes == 0, "every command sent to itself came back")
         let outbox = try database.prepare("SELECT COUNT(*) FROM outbox").queryOne { $0.int64(0) }
         #expect(outbox == 0, "a graceful stop flushes the outbox")
     }

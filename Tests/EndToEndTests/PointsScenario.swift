@@ -11,6 +11,11 @@ struct PointsScenario {
     /// Records published as they are: the events, plus re-sent duplicates and bad records.
     var records: [(topic: String, key: String, value: [UInt8])] = []
     var expected: [String: ExpectedMember] = [:]
+    /// Commands the points service sends itself (one per registration naming a referrer);
+    /// they pass through its inbox like any input.
+    var derivedCommands: Int {
+        events.filter { $0.type == EventType.memberRegistered && $0.data["referrerId"] != nil }.count
+    }
     /// Dead letters the bad records must produce, by reason.
     var expectedDeadLetters: [String: Int] = [:]
 
@@ -30,7 +35,7 @@ struct PointsScenario {
 
     /// Builds `members` members' worth of events over `days` days, with `duplicateShare`
     /// of the events re-sent and a few bad records mixed in.
-    init(members: Int, days: Int, seed: UInt64, duplicateShare: Double = 0.03, badRecords: Bool = true, grants: Bool = false) {
+    init(members: Int, days: Int, seed: UInt64, duplicateShare: Double = 0.03, badRecords: Bool = true, grants: Bool = false, referrals: Bool = true) {
         var random = SeededRandom(seed: seed)
         var pending: [(time: Int64, rank: Int, seq: Int, event: CloudEvent)] = []
         var seq = 0
@@ -43,7 +48,12 @@ struct PointsScenario {
         }
         for index in 0..<members {
             let member = "m\(index)"
-            add(EventType.memberRegistered, member, Self.epoch + Int64.random(in: 0..<Self.hour * 6, using: &random))
+            var registration = JSONObject()
+            // Some name an earlier member as referrer, who may or may not have registered by then.
+            if referrals, index > 0, Double.random(in: 0..<1, using: &random) < 0.2 {
+                registration["referrerId"] = .string("m\(Int.random(in: 0..<index, using: &random))")
+            }
+            add(EventType.memberRegistered, member, Self.epoch + Int64.random(in: 0..<Self.hour * 6, using: &random), registration)
             var orderNumber = 0
             for dayNumber in 1...days {
                 let dayStart = Self.epoch + Int64(dayNumber) * Self.day
@@ -137,6 +147,7 @@ struct PointsScenario {
             var orders: [String: Order] = [:]
         }
         var states: [String: State] = [:]
+        var registeredAt: [String: Int64] = [:]
         let offset: Int64 = 8 * Self.hour
         for event in events {
             let member = event.subject!
@@ -145,6 +156,17 @@ struct PointsScenario {
             let localDay = (event.time.millis + offset) / Self.day
             let data = event.data.objectValue!
             switch event.type {
+            case EventType.memberRegistered:
+                registeredAt[member] = event.time.millis
+                if let referrer = data["referrerId"]?.stringValue {
+                    if let since = registeredAt[referrer], since <= event.time.millis {
+                        expected[referrer]!.earned += 10
+                        expected[referrer]!.entryIDs.insert("referral/\(event.id)/referral")
+                        expectation = expected[member]!
+                    } else {
+                        expectation.refusalIDs.insert("referral/\(event.id)/refused")
+                    }
+                }
             case EventType.checkedIn:
                 if state.lastCheckInDay == localDay {
                     expectation.refusalIDs.insert("\(event.id)/refused")
