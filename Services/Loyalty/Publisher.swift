@@ -7,11 +7,18 @@ import ServiceKit
 enum Publisher {
     /// Publishes every event and waits until the broker has acknowledged them all.
     static func publish(_ events: [CloudEvent], producer: KafkaProducer) throws {
-        for event in events {
+        // Check everything first, so a bad event publishes nothing rather than part of the file.
+        let routed = try events.map { event in
             guard let topic = Topics.inputTopic(forEventType: event.type) else {
                 throw CLIError("event \(event.id): no input topic for type \(event.type)")
             }
-            try producer.send(topic: topic.name, key: event.subject.map { Array($0.utf8) }, value: event.encoded())
+            guard let subject = event.subject else {
+                throw CLIError("event \(event.id): subject (the member id, used as the key) is required")
+            }
+            return (topic.name, Array(subject.utf8), event.encoded())
+        }
+        for (topic, key, value) in routed {
+            try producer.send(topic: topic, key: key, value: value)
         }
         guard producer.flush(timeoutMilliseconds: 30_000) else { throw CLIError("the broker did not acknowledge every event") }
         if let failed = producer.takeDeliveryReports().first(where: { $0.error != nil }) {

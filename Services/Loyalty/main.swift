@@ -37,6 +37,19 @@ func bootstrapServers() throws -> String {
     throw CLIError("no broker address: start `loyalty broker` or set LOYALTY_BOOTSTRAP_SERVERS")
 }
 
+/// A new embedded broker starts empty, so service state left in the data directory from an
+/// earlier one would point past the end of its partitions: remove it.
+func removeStaleServiceState() {
+    for name in ServiceExecutables.names {
+        for suffix in ["", "-wal", "-shm"] {
+            let path = "\(dataDirectory)/\(name).sqlite\(suffix)"
+            if (try? FileManager.default.removeItem(atPath: path)) != nil, suffix.isEmpty {
+                say("removed \(path), the state of \(name) for an earlier embedded broker")
+            }
+        }
+    }
+}
+
 /// Blocks until SIGINT or SIGTERM.
 func waitForStop(_ stop: StopSignal, whileChildrenRun children: ChildProcesses? = nil) {
     while !stop.isRequested {
@@ -55,6 +68,7 @@ do {
     case "broker":
         let stop = StopSignal()
         stop.install()
+        removeStaleServiceState()
         let broker = try EmbeddedBroker()
         try EmbeddedBrokerAddress.write(broker.bootstrapServers, dataDirectory: dataDirectory)
         say("embedded broker on \(broker.bootstrapServers) (written to \(EmbeddedBrokerAddress.path(dataDirectory: dataDirectory))); Ctrl-C stops it")
@@ -63,6 +77,7 @@ do {
     case "dev":
         let stop = StopSignal()
         stop.install()
+        removeStaleServiceState()
         let broker = try EmbeddedBroker()
         try EmbeddedBrokerAddress.write(broker.bootstrapServers, dataDirectory: dataDirectory)
         say("embedded broker on \(broker.bootstrapServers)")

@@ -20,7 +20,7 @@ public final class PointsProcessor: StreamProcessor {
     public let rules: PointsRules
     /// Accounts read or changed in the current batch, written back in `finish`.
     private var accounts: [String: CachedAccount] = [:]
-    private static let source = "loyalty/points"
+    static let source = "loyalty/points"
 
     struct CachedAccount {
         var account: PointsAccount?
@@ -57,6 +57,10 @@ public final class PointsProcessor: StreamProcessor {
         // The key places the member on its partition; a different subject would split its state.
         guard key == member else {
             throw Rejection(code: "key-mismatch", detail: "record key \(key ?? "(none)") differs from subject \(member)")
+        }
+        // Referral rewards are the service's own commands; from anyone else they would mint points.
+        if event.type == EventType.referralReward && event.source != Self.source {
+            throw Rejection(code: "forbidden-source", detail: "\(event.type) is accepted only from \(Self.source), not \(event.source)")
         }
         let input: PointsInput
         do {

@@ -1,3 +1,4 @@
+import Foundation
 import LoyaltyDomain
 
 /// A CloudEvents 1.0 event in structured JSON mode, the envelope of every record on the
@@ -78,8 +79,12 @@ extension CloudEvent {
             }
             subject = text
         }
-        if let contentType = object["datacontenttype"]?.stringValue, contentType != "application/json" {
-            throw CloudEventError(code: "bad-data", detail: "datacontenttype must be application/json")
+        if let raw = object["datacontenttype"], !raw.isNull {
+            // A media type, possibly with parameters: `application/json; charset=utf-8`.
+            let mediaType = raw.stringValue?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased()
+            guard mediaType == "application/json" else {
+                throw CloudEventError(code: "bad-data", detail: "datacontenttype must be application/json")
+            }
         }
         return CloudEvent(id: id, source: source, type: type, time: time, subject: subject, data: object["data"] ?? .null)
     }

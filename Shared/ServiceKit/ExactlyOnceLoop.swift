@@ -164,15 +164,26 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     public func partitionsAssigned(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] {
         do {
             let offsets = try applier.storedOffsets(partitions)
+            // An offset past the end means the state belongs to another cluster (say, an
+            // earlier embedded broker) or the broker lost data: refuse rather than skip records.
+            for (partition, offset) in offsets.sorted(by: { $0.key.description < $1.key.description }) {
+                let end = try consumer.watermarks(of: partition).high
+                if offset > end {
+                    throw ConfigurationError(
+                        variable: "LOYALTY_DATABASE",
+                        problem: "stored offset \(offset) of \(partition) is past the end of the partition (\(end)): "
+                            + "the database belongs to another Kafka cluster or the broker lost data; start with a fresh data directory")
+                }
+            }
             applier.forget(tasks: partitions.map(\.partition))
             merger.assign(partitions)
             for echo in try applier.storedEchoes(partitions) { merger.expectEcho(echo.key, on: echo.partition) }
             logger.info("partitions assigned", ["partitions": partitions.map(\.description).sorted().joined(separator: ",")])
             return offsets
         } catch {
-            // Cannot read our own offsets: refuse to consume rather than start from a wrong place.
+            // Cannot trust our own offsets: refuse to consume rather than start from a wrong place.
             startupError = error
-            logger.error("cannot read stored offsets", ["error": "\(error)"])
+            logger.error("cannot start from the stored offsets", ["error": "\(error)"])
             stop.request()
             return [:]
         }

@@ -962,3 +962,22 @@ import ReferenceProgram
         m.checkInvariants()
     }
 }
+
+@Suite struct ZeroRewardTests {
+    @Test func aRewardSetToZeroInTheProgramMakesNoEntryAndNoLot() throws {
+        var program = try referenceProgram()
+        program.checkIn.points = 0
+        program.reviews.points = 0
+        var m = PointsHarness.registered(at: "2026-03-01T09:00:00+08:00", rules: PointsRules(program: program))
+        let checkIn = m.apply(.checkedIn, at: "2026-03-01T10:00:00+08:00")
+        let review = m.apply(.reviewPosted, at: "2026-03-01T11:00:00+08:00")
+        #expect(checkIn.entries.isEmpty && checkIn.refusals.isEmpty)
+        #expect(review.entries.isEmpty)
+        #expect(m.acct.lots.isEmpty)
+        #expect(m.acct.lotsCreated == 0)
+        #expect(m.acct.entries == 0)
+        // The check-in still counts for the day and the streak.
+        #expect(m.apply(.checkedIn, at: "2026-03-01T12:00:00+08:00").refusals.first?.reason == "already-checked-in-today")
+        #expect(m.acct.streakLength == 1)
+    }
+}

@@ -45,6 +45,15 @@ import Testing
         }
     }
 
+    @Test func aJSONMediaTypeWithParametersIsAccepted() throws {
+        let text = #"{"specversion":"1.0","id":"e","source":"s","type":"t","time":"2026-03-15T10:00:00Z","datacontenttype":"application/json; charset=utf-8","data":{}}"#
+        #expect(try CloudEvent.decode(Array(text.utf8)).id == "e")
+        let notText = #"{"specversion":"1.0","id":"e","source":"s","type":"t","time":"2026-03-15T10:00:00Z","datacontenttype":5}"#
+        #expect(throws: CloudEventError(code: "bad-data", detail: "datacontenttype must be application/json")) {
+            try CloudEvent.decode(Array(notText.utf8))
+        }
+    }
+
     @Test func everyEventTypeHasAnInputTopic() {
         #expect(Topics.inputTopic(forEventType: "member.registered") == Topics.members)
         #expect(Topics.inputTopic(forEventType: "order.refunded") == Topics.orders)

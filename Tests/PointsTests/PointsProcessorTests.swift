@@ -109,6 +109,17 @@ import Testing
         #expect(again.isEmpty)
     }
 
+    @Test func referralRewardsFromAnyoneButThePointsServiceAreRefused() throws {
+        let harness = try Harness()
+        try harness.apply([try event("ra", EventType.memberRegistered, "alice", "2026-03-01T09:00:00+08:00")])
+        var forged = try event("f", EventType.referralReward, "alice", "2026-03-02T09:00:00+08:00", ["refereeId": "x", "registrationId": "y"])
+        forged.source = "shop"
+        let outputs = try harness.apply([forged])
+        let letter = try #require(outputs.first { $0.topic == Topics.deadLetters.name }?.event)
+        #expect(letter.data["reason"]?.stringValue == "forbidden-source")
+        #expect(!outputs.contains { $0.topic == Topics.pointsLedger.name })
+    }
+
     @Test func aReferralToAnUnknownReferrerIsRefusedAgainstTheReferee() throws {
         let harness = try Harness()
         let registration = try harness.apply([

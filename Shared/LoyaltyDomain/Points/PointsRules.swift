@@ -321,7 +321,7 @@ public struct PointsRules: Sendable {
     private func creditOrderComponent(
         _ event: PointsEvent, points: Int64, source: String, orderID: String, rule: String, details: [(String, String)],
         _ account: inout PointsAccount, _ decision: inout PointsDecision
-    ) -> String {
+    ) -> String? {
         let availableAt = event.time.adding(hours: program.earning.pendingHours)
         if availableAt <= event.time {
             return credit(event, points: points, source: source, orderID: orderID, rule: rule, details: details, &account, &decision)
@@ -338,12 +338,14 @@ public struct PointsRules: Sendable {
         return lot.id
     }
 
-    /// Credits points available at once; debt is repaid from them first.
+    /// Credits points available at once; debt is repaid from them first. Nothing for 0 points
+    /// (a program may set a reward to 0): no entry, no lot.
     @discardableResult
     private func credit(
         _ event: PointsEvent, points: Int64, source: String, orderID: String? = nil, rule: String, details: [(String, String)],
         _ account: inout PointsAccount, _ decision: inout PointsDecision
-    ) -> String {
+    ) -> String? {
+        guard points > 0 else { return nil }
         var lot = newLot(&account, source: source, orderID: orderID, earnedAt: event.time, availableAt: event.time, points: points, pending: false)
         let repaid = min(account.balance.debt, points)
         lot.remaining -= repaid
