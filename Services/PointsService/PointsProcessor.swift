@@ -58,8 +58,9 @@ public final class PointsProcessor: StreamProcessor {
         guard key == member else {
             throw Rejection(code: "key-mismatch", detail: "record key \(key ?? "(none)") differs from subject \(member)")
         }
-        // Referral rewards are the service's own commands; from anyone else they would mint points.
-        if event.type == EventType.referralReward && event.source != Self.source {
+        // Referral rewards and transfer legs are the service's own commands; from anyone else
+        // they would mint points.
+        if EventType.internalCommands.contains(event.type) && event.source != Self.source {
             throw Rejection(code: "forbidden-source", detail: "\(event.type) is accepted only from \(Self.source), not \(event.source)")
         }
         let input: PointsInput
@@ -80,7 +81,9 @@ public final class PointsProcessor: StreamProcessor {
         let event = input.body.event
         var cached = try load(event.member, batch.database)
         let wasRegistered = cached.account != nil
-        let decision = rules.apply(event, to: &cached.account)
+        var stock: Int64?
+        if case .redeem(let redemption) = event.input { stock = try stockLeft(of: redemption.rewardID, batch.database) }
+        let decision = rules.apply(event, to: &cached.account, stockLeft: { _ in stock })
         if decision.memberUnknown {
             try park(input, batch)
             return
@@ -98,6 +101,22 @@ public final class PointsProcessor: StreamProcessor {
             var cached = try load(timer.member, batch.database)
             guard var account = cached.account else { return }
             let decision = rules.release(lotID: timer.ref, at: timer.due, account: &account)
+            cached.account = account
+            try record(decision, into: &cached, batch)
+            accounts[timer.member] = cached
+        case TimerKind.expiry, TimerKind.expiryWarning, TimerKind.inactivity:
+            var cached = try load(timer.member, batch.database)
+            guard var account = cached.account else { return }
+            let decision: PointsDecision
+            switch timer.kind {
+            case TimerKind.expiry:
+                decision = rules.expire(at: timer.due, account: &account)
+            case TimerKind.expiryWarning:
+                guard let expiresAt = Int64(timer.ref) else { return }
+                decision = rules.warnOfExpiry(at: EventTime(millis: expiresAt), warnedAt: timer.due, account: account)
+            default:
+                decision = rules.deductForInactivity(at: timer.due, account: &account)
+            }
             cached.account = account
             try record(decision, into: &cached, batch)
             accounts[timer.member] = cached
@@ -133,6 +152,13 @@ public final class PointsProcessor: StreamProcessor {
     }
 
     // MARK: Pieces
+
+    /// Units of a catalogue reward still in stock (nil: unlimited).
+    private func stockLeft(of rewardID: String, _ database: Database) throws -> Int64? {
+        guard let stock = rules.program.catalogue[rewardID]?.stock else { return nil }
+        let taken = try database.prepare("SELECT taken FROM reward_stock WHERE reward_id = ?").queryOne(.text(rewardID)) { $0.int64(0) } ?? 0
+        return stock - taken
+    }
 
     private func load(_ member: String, _ database: Database) throws -> CachedAccount {
         if let cached = accounts[member] { return cached }
@@ -182,15 +208,63 @@ public final class PointsProcessor: StreamProcessor {
             try batch.schedule(TimerRequest(
                 due: release.due, rank: TimerKind.rank(TimerKind.release), member: member, kind: TimerKind.release, ref: release.lotID))
         }
+        if let member = cached.account?.member {
+            try scheduleTimers(of: decision, member: member, batch)
+        }
+        for warning in decision.warnings {
+            let event = CloudEvent(
+                id: warning.id, source: Self.source, type: "points.expiry-warning", time: warning.time, subject: warning.member,
+                data: .object(JSONObject([
+                    "memberId": .string(warning.member), "expiresAt": .string(warning.expiresAt.rfc3339), "points": .int(warning.points),
+                ])))
+            try batch.emit(event, to: Topics.pointsLedger.name)
+        }
+        if !decision.stockTaken.isEmpty {
+            let take = try database.prepare(
+                "INSERT INTO reward_stock(reward_id, taken) VALUES(?, ?) ON CONFLICT(reward_id) DO UPDATE SET taken = taken + excluded.taken")
+            for taken in decision.stockTaken { try take.run(.text(taken.rewardID), .integer(taken.quantity)) }
+        }
         for command in decision.commands {
-            switch command {
-            case .referralReward(let referrer, let reward, let time):
-                let command = CloudEvent(
-                    id: "referral/\(reward.registrationID)", source: Self.source, type: EventType.referralReward, time: time,
-                    subject: referrer,
-                    data: .object(JSONObject(["refereeId": .string(reward.refereeID), "registrationId": .string(reward.registrationID)])))
-                try batch.emit(command, to: Topics.pointsCommands.name)
-            }
+            try batch.emit(Self.event(for: command), to: Topics.pointsCommands.name)
+        }
+    }
+
+    /// Expiry and warning timers for new lots, and the moved inactivity clock.
+    private func scheduleTimers(of decision: PointsDecision, member: String, _ batch: Batch) throws {
+        for expiresAt in decision.expiries.sorted() {
+            let ref = String(expiresAt.millis)
+            try batch.schedule(TimerRequest(due: expiresAt, rank: TimerKind.rank(TimerKind.expiry), member: member, kind: TimerKind.expiry, ref: ref))
+            try batch.schedule(TimerRequest(
+                due: rules.warningTime(for: expiresAt), rank: TimerKind.rank(TimerKind.expiryWarning), member: member,
+                kind: TimerKind.expiryWarning, ref: ref))
+        }
+        if let due = decision.inactivityDue {
+            try batch.cancelTimers(member: member, kind: TimerKind.inactivity, ref: TimerKind.inactivity)
+            try batch.schedule(TimerRequest(
+                due: due, rank: TimerKind.rank(TimerKind.inactivity), member: member, kind: TimerKind.inactivity, ref: TimerKind.inactivity))
+        }
+    }
+
+    /// The event of a command the service sends itself. Ids derive from the cause, so a
+    /// re-emission after a crash is the same command.
+    static func event(for command: PointsCommand) -> CloudEvent {
+        switch command {
+        case .referralReward(let referrer, let reward, let time):
+            return CloudEvent(
+                id: "referral/\(reward.registrationID)", source: source, type: EventType.referralReward, time: time, subject: referrer,
+                data: .object(JSONObject(["refereeId": .string(reward.refereeID), "registrationId": .string(reward.registrationID)])))
+        case .transferCredit(let recipient, let leg, let time):
+            return CloudEvent(
+                id: "transfer-credit/\(leg.transferID)", source: source, type: EventType.transferCredit, time: time, subject: recipient,
+                data: .object(JSONObject([
+                    "fromMemberId": .string(leg.counterpart), "transferId": .string(leg.transferID), "points": .int(leg.points),
+                ])))
+        case .transferReturned(let sender, let leg, let time):
+            return CloudEvent(
+                id: "transfer-returned/\(leg.transferID)", source: source, type: EventType.transferReturned, time: time, subject: sender,
+                data: .object(JSONObject([
+                    "toMemberId": .string(leg.counterpart), "transferId": .string(leg.transferID), "points": .int(leg.points),
+                ])))
         }
     }
 
@@ -262,11 +336,17 @@ public struct PointsRecord: Sendable {
 /// The points service's timers and their order at equal due times (DOMAIN.md, "Order").
 enum TimerKind {
     static let release = "release"
+    static let expiry = "expiry"
+    static let expiryWarning = "expiry-warning"
+    static let inactivity = "inactivity"
     static let unknownMember = "unknown-member"
 
     static func rank(_ kind: String) -> Int {
         switch kind {
         case release: 0
+        case expiry: 1
+        case expiryWarning: 2
+        case inactivity: 3
         case unknownMember: 10
         default: 9
         }

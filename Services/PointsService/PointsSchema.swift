@@ -53,5 +53,12 @@ enum PointsSchema {
             );
             CREATE INDEX parked_by_member ON parked(member, time, rank, seq);
             """),
+        Migration(version: 101, name: "reward stock", sql: """
+            -- Units of each catalogue reward redeemed; what is left is the program's stock minus this.
+            CREATE TABLE reward_stock(
+                reward_id TEXT PRIMARY KEY,
+                taken INTEGER NOT NULL
+            ) WITHOUT ROWID;
+            """),
     ]
 }

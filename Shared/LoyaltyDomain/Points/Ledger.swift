@@ -6,6 +6,35 @@ public enum EntryKind: String, Sendable, Equatable {
     case released
     /// Points taken back by a refund.
     case reversed
+    /// Points spent on a catalogue reward.
+    case redeemed
+    /// Points paid at checkout.
+    case cashOffset = "cash-offset"
+    /// Points sent to another member.
+    case transferredOut = "transferred-out"
+    /// Points received from another member.
+    case transferredIn = "transferred-in"
+    /// A transfer given back because its recipient does not exist.
+    case returned
+    /// Points that reached their expiry.
+    case expired
+    /// An inactivity deduction.
+    case deducted
+    /// An operator's correction.
+    case adjusted
+}
+
+/// A warning that points will expire, sent `lots.expiryWarningDays` before.
+public struct ExpiryWarning: Sendable, Equatable {
+    public var member: String
+    public var expiresAt: EventTime
+    /// Points of that expiry still left when warned.
+    public var points: Int64
+    /// When the warning was given.
+    public var time: EventTime
+
+    /// Deterministic: one warning per member and expiry instant.
+    public var id: String { "expiry-warning/\(member)/\(expiresAt.millis)" }
 }
 
 /// A change of one lot within an entry.

@@ -22,11 +22,26 @@ public struct LifetimeTotals: Sendable, Equatable {
     public var earned: Int64 = 0
     /// Points taken back by refunds (including what went into debt).
     public var reversed: Int64 = 0
+    public var redeemed: Int64 = 0
+    /// Points paid at checkout.
+    public var cashOffset: Int64 = 0
+    public var transferredOut: Int64 = 0
+    public var transferredIn: Int64 = 0
+    /// Transfers that came back because the recipient did not exist.
+    public var givenBack: Int64 = 0
+    public var expired: Int64 = 0
+    /// Inactivity deductions.
+    public var deducted: Int64 = 0
+    public var adjustedUp: Int64 = 0
+    public var adjustedDown: Int64 = 0
 
     public init(earned: Int64 = 0, reversed: Int64 = 0) {
         self.earned = earned
         self.reversed = reversed
     }
+
+    /// Points spent: redeemed, paid at checkout, and sent to other members.
+    public var spent: Int64 { redeemed + cashOffset + transferredOut }
 }
 
 /// Points from one earning, spent and expired as a unit of account.
@@ -119,9 +134,9 @@ public struct PeriodCounts: Sendable, Equatable {
     /// Rewarded actions in `period`.
     public func count(in period: Int64) -> Int64 { counts[period] ?? 0 }
 
-    /// Counts one more action in `period`.
-    public mutating func add(in period: Int64) {
-        counts[period, default: 0] += 1
+    /// Counts `amount` more (one action by default) in `period`.
+    public mutating func add(in period: Int64, amount: Int64 = 1) {
+        counts[period, default: 0] += amount
         if let latest = counts.keys.max() {
             counts = counts.filter { $0.key >= latest - retention }
         }
@@ -155,9 +170,21 @@ public struct PointsAccount: Sendable, Equatable {
     /// Rewarded referrals per calendar month (by the registration's month).
     public var referralsByMonth = PeriodCounts(retention: PeriodCounts.monthlyRetention)
     public var referralsRewarded: Int64 = 0
+    /// Points sent in accepted transfers per local day (returned ones included).
+    public var transfersByDay = PeriodCounts(retention: PeriodCounts.dailyRetention)
+    /// When the next inactivity deduction is due (the clock restarts at each paid order).
+    public var inactivityDue: EventTime?
 
     public init(member: String, registeredAt: EventTime) {
         self.member = member
         self.registeredAt = registeredAt
+    }
+}
+
+extension PointsAccount {
+    /// The soonest expiry among lots with points left, and how many points expire then.
+    public var nextExpiry: (at: EventTime, points: Int64)? {
+        guard let soonest = lots.filter({ $0.remaining > 0 }).map(\.expiresAt).min() else { return nil }
+        return (soonest, lots.filter { $0.expiresAt == soonest }.reduce(0) { $0 + $1.remaining })
     }
 }

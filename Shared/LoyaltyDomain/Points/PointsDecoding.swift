@@ -1,3 +1,5 @@
+import Foundation
+
 /// Why an event's data cannot be read; the service dead-letters it with `code`.
 public struct InputError: Error, Sendable, Equatable, CustomStringConvertible {
     /// `unknown-type` or `invalid-event`.
@@ -103,6 +105,31 @@ extension PointsInput {
             return .referralReward(ReferralReward(
                 refereeID: try required(data.string("refereeId"), "refereeId"),
                 registrationID: try required(data.string("registrationId"), "registrationId")))
+        case EventType.redeem:
+            let quantity = try data.optionalInt64("quantity") ?? 1
+            guard (1...1000).contains(quantity) else { throw InputError(code: "invalid-event", detail: "data.quantity must be from 1 to 1000") }
+            return .redeem(Redemption(rewardID: try required(data.string("rewardId"), "rewardId"), quantity: quantity))
+        case EventType.cashOffset:
+            return .cashOffset(CashOffset(
+                orderID: try required(data.string("orderId"), "orderId"),
+                orderMinor: try amount(data.int64("orderMinor"), "orderMinor"),
+                points: try amount(data.int64("points"), "points")))
+        case EventType.transfer:
+            return .transfer(Transfer(
+                recipient: try required(data.string("toMemberId"), "toMemberId"), points: try amount(data.int64("points"), "points")))
+        case EventType.adjust:
+            let points = try data.int64("points")
+            guard points != 0, abs(points) <= maximumAmountMinor else {
+                throw InputError(code: "invalid-event", detail: "data.points must be non-zero and at most \(maximumAmountMinor) either way")
+            }
+            let reason = try data.optionalString("reason")?.trimmingCharacters(in: .whitespacesAndNewlines)
+            return .adjust(Adjustment(points: points, reason: reason?.isEmpty == true ? nil : reason))
+        case EventType.transferCredit, EventType.transferReturned:
+            let leg = TransferLeg(
+                counterpart: try required(data.string(type == EventType.transferCredit ? "fromMemberId" : "toMemberId"), "memberId"),
+                transferID: try required(data.string("transferId"), "transferId"),
+                points: try amount(data.int64("points"), "points"))
+            return type == EventType.transferCredit ? .transferCredit(leg) : .transferReturned(leg)
         default:
             throw InputError(code: "unknown-type", detail: "the points service does not know event type \(type)")
         }
@@ -111,6 +138,13 @@ extension PointsInput {
     private static func required(_ text: String, _ field: String) throws -> String {
         guard !text.isEmpty else { throw InputError(code: "invalid-event", detail: "data.\(field) must not be empty") }
         return text
+    }
+
+    private static func amount(_ value: Int64, _ field: String) throws -> Int64 {
+        guard value > 0, value <= maximumAmountMinor else {
+            throw InputError(code: "invalid-event", detail: "data.\(field) must be between 1 and \(maximumAmountMinor)")
+        }
+        return value
     }
 
     private static func nonEmpty(_ text: String?, _ field: String) throws -> String? {

@@ -13,6 +13,15 @@ public enum EventType {
     public static let pointsGrant = "points.grant"
     public static let pointsReverse = "points.reverse"
     public static let referralReward = "points.referral-reward"
+    public static let redeem = "points.redeem"
+    public static let cashOffset = "points.cash-offset"
+    public static let transfer = "points.transfer"
+    public static let adjust = "points.adjust"
+    public static let transferCredit = "points.transfer-credit"
+    public static let transferReturned = "points.transfer-returned"
+
+    /// Commands only the points service itself may send (they move points between members).
+    public static let internalCommands: Set<String> = [referralReward, transferCredit, transferReturned]
 
     /// Rank of a type among inputs of equal event time; lower applies first.
     public static func rank(of type: String) -> Int {
@@ -21,7 +30,7 @@ public enum EventType {
         case orderPaid: 1
         case orderRefunded: 2
         case checkedIn, reviewPosted, contentShared, taskCompleted: 3
-        case pointsGrant, pointsReverse, referralReward: 5
+        case pointsGrant, pointsReverse, referralReward, transferCredit, transferReturned: 5
         default: 4  // the shop's points commands
         }
     }
@@ -120,6 +129,67 @@ public struct ReferralReward: Sendable, Equatable {
     }
 }
 
+/// A redemption of a catalogue reward.
+public struct Redemption: Sendable, Equatable {
+    public var rewardID: String
+    public var quantity: Int64
+
+    public init(rewardID: String, quantity: Int64 = 1) {
+        self.rewardID = rewardID
+        self.quantity = quantity
+    }
+}
+
+/// Points paying part of an order at checkout.
+public struct CashOffset: Sendable, Equatable {
+    public var orderID: String
+    public var orderMinor: Int64
+    public var points: Int64
+
+    public init(orderID: String, orderMinor: Int64, points: Int64) {
+        self.orderID = orderID
+        self.orderMinor = orderMinor
+        self.points = points
+    }
+}
+
+/// Points a member gives another.
+public struct Transfer: Sendable, Equatable {
+    public var recipient: String
+    public var points: Int64
+
+    public init(recipient: String, points: Int64) {
+        self.recipient = recipient
+        self.points = points
+    }
+}
+
+/// An operator's correction, up or down, with its reason.
+public struct Adjustment: Sendable, Equatable {
+    public var points: Int64
+    public var reason: String?
+
+    public init(points: Int64, reason: String?) {
+        self.points = points
+        self.reason = reason
+    }
+}
+
+/// A transfer's points arriving at the recipient (or, returned, back at the sender).
+public struct TransferLeg: Sendable, Equatable {
+    /// The other member: the sender for a credit, the recipient for a return.
+    public var counterpart: String
+    /// The id of the sender's `points.transfer` event.
+    public var transferID: String
+    public var points: Int64
+
+    public init(counterpart: String, transferID: String, points: Int64) {
+        self.counterpart = counterpart
+        self.transferID = transferID
+        self.points = points
+    }
+}
+
 /// What an input asks of the points service.
 public enum PointsInput: Sendable, Equatable {
     case registered(referrerID: String?)
@@ -135,6 +205,12 @@ public enum PointsInput: Sendable, Equatable {
     case grant(PointsGrant)
     case reversal(PointsReversal)
     case referralReward(ReferralReward)
+    case redeem(Redemption)
+    case cashOffset(CashOffset)
+    case transfer(Transfer)
+    case adjust(Adjustment)
+    case transferCredit(TransferLeg)
+    case transferReturned(TransferLeg)
 }
 
 /// An input with its envelope.

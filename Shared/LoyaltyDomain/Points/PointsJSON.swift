@@ -82,8 +82,21 @@ extension PointsAccount {
         object["available"] = .int(balance.available)
         object["pending"] = .int(balance.pending)
         object["debt"] = .int(balance.debt)
+        if let next = nextExpiry {
+            object["nextExpiry"] = .object(JSONObject(["at": .string(next.at.rfc3339), "points": .int(next.points)]))
+        }
         object["lifetimeEarned"] = .int(lifetime.earned)
         object["lifetimeReversed"] = .int(lifetime.reversed)
+        object["lifetimeSpent"] = .int(lifetime.spent)
+        object["lifetimeRedeemed"] = .int(lifetime.redeemed)
+        object["lifetimeCashOffset"] = .int(lifetime.cashOffset)
+        object["lifetimeTransferredOut"] = .int(lifetime.transferredOut)
+        object["lifetimeTransferredIn"] = .int(lifetime.transferredIn)
+        object["lifetimeGivenBack"] = .int(lifetime.givenBack)
+        object["lifetimeExpired"] = .int(lifetime.expired)
+        object["lifetimeDeducted"] = .int(lifetime.deducted)
+        object["lifetimeAdjustedUp"] = .int(lifetime.adjustedUp)
+        object["lifetimeAdjustedDown"] = .int(lifetime.adjustedDown)
         object["entries"] = .int(entries)
         return .object(object)
     }
@@ -101,8 +114,11 @@ extension PointsAccount {
         w.key("registeredAt"); w.int(registeredAt.millis)
         w.key("closed"); w.bool(closed)
         w.key("balance"); balance.write(to: &w)
-        w.key("earned"); w.int(lifetime.earned)
-        w.key("reversed"); w.int(lifetime.reversed)
+        w.key("lifetime"); w.beginArray()
+        for value in [lifetime.earned, lifetime.reversed, lifetime.redeemed, lifetime.cashOffset, lifetime.transferredOut,
+                      lifetime.transferredIn, lifetime.givenBack, lifetime.expired, lifetime.deducted, lifetime.adjustedUp,
+                      lifetime.adjustedDown] { w.int(value) }
+        w.endArray()
         w.key("lotsCreated"); w.int(lotsCreated)
         w.key("entries"); w.int(entries)
         w.key("lots"); w.beginArray()
@@ -144,6 +160,8 @@ extension PointsAccount {
         w.endObject()
         w.key("referrals"); referralsByMonth.write(to: &w)
         w.key("referralsRewarded"); w.int(referralsRewarded)
+        w.key("transfers"); transfersByDay.write(to: &w)
+        if let inactivityDue { w.key("inactivityDue"); w.int(inactivityDue.millis) }
         w.endObject()
         return w.bytes
     }
@@ -171,7 +189,17 @@ extension PointsAccount {
         account.closed = try root.bool("closed")
         let balance = try root.object("balance")
         account.balance = Balance(available: try balance.int64("available"), pending: try balance.int64("pending"), debt: try balance.int64("debt"))
-        account.lifetime = LifetimeTotals(earned: try root.int64("earned"), reversed: try root.int64("reversed"))
+        let totals = try list(root["lifetime"], count: 11).map { try int($0) }
+        account.lifetime = LifetimeTotals(earned: totals[0], reversed: totals[1])
+        account.lifetime.redeemed = totals[2]
+        account.lifetime.cashOffset = totals[3]
+        account.lifetime.transferredOut = totals[4]
+        account.lifetime.transferredIn = totals[5]
+        account.lifetime.givenBack = totals[6]
+        account.lifetime.expired = totals[7]
+        account.lifetime.deducted = totals[8]
+        account.lifetime.adjustedUp = totals[9]
+        account.lifetime.adjustedDown = totals[10]
         account.lotsCreated = try root.int64("lotsCreated")
         account.entries = try root.int64("entries")
         account.lots = try root.array("lots").map { raw in
@@ -203,6 +231,8 @@ extension PointsAccount {
         for member in try root.object("tasks").members { account.taskPeriods[member.key] = try PeriodCounts.read(member.value) }
         account.referralsByMonth = try PeriodCounts.read(root["referrals"])
         account.referralsRewarded = try root.int64("referralsRewarded")
+        account.transfersByDay = try PeriodCounts.read(root["transfers"])
+        account.inactivityDue = try root.optionalInt64("inactivityDue").map(EventTime.init(millis:))
         return account
     }
 }

@@ -6,6 +6,13 @@ public struct PointsDecision: Sendable, Equatable {
     public var releases: [PendingRelease] = []
     /// Commands for other members (their partitions apply them).
     public var commands: [PointsCommand] = []
+    /// Expiry instants of lots created: each needs its expiry and warning timers.
+    public var expiries: Set<EventTime> = []
+    /// The member's next inactivity deduction, when it moved.
+    public var inactivityDue: EventTime?
+    public var warnings: [ExpiryWarning] = []
+    /// Catalogue stock taken by redemptions.
+    public var stockTaken: [StockTaken] = []
     /// The member is not registered: keep the event until it is.
     public var memberUnknown = false
 
@@ -18,10 +25,20 @@ public struct PendingRelease: Sendable, Equatable {
     public var due: EventTime
 }
 
+/// Units of a catalogue reward a redemption took.
+public struct StockTaken: Sendable, Equatable {
+    public var rewardID: String
+    public var quantity: Int64
+}
+
 /// A command the points service sends itself for another member.
 public enum PointsCommand: Sendable, Equatable {
     /// Reward `referrer` for the registration of `reward.refereeID`; carries the registration's time.
     case referralReward(referrer: String, reward: ReferralReward, time: EventTime)
+    /// Credit a transfer to its recipient; carries the transfer's time.
+    case transferCredit(recipient: String, leg: TransferLeg, time: EventTime)
+    /// Give a transfer back to its sender (the recipient does not exist).
+    case transferReturned(sender: String, leg: TransferLeg, time: EventTime)
 }
 
 /// The points rules (DOMAIN.md, "Points: earning" and "Points: refunds"), as pure functions
@@ -69,7 +86,11 @@ public struct PointsRules: Sendable {
     // MARK: Applying inputs
 
     /// Applies one input to the member's account (nil when the member is not registered).
-    public func apply(_ event: PointsEvent, to account: inout PointsAccount?) -> PointsDecision {
+    /// `stockLeft` tells how many units of a catalogue reward are left (nil: its program stock,
+    /// or unlimited).
+    public func apply(
+        _ event: PointsEvent, to account: inout PointsAccount?, stockLeft: (String) -> Int64? = { _ in nil }
+    ) -> PointsDecision {
         var decision = PointsDecision()
         switch event.input {
         case .registered(let referrerID):
@@ -77,7 +98,10 @@ public struct PointsRules: Sendable {
                 decision.refusals.append(refusal(event, subject: "registration", reason: "already-registered"))
                 return decision
             }
-            account = PointsAccount(member: event.member, registeredAt: event.time)
+            var member = PointsAccount(member: event.member, registeredAt: event.time)
+            member.inactivityDue = event.time.adding(days: program.inactivity.afterDays)
+            decision.inactivityDue = member.inactivityDue
+            account = member
             if let referrerID {
                 if referrerID == event.member {
                     decision.refusals.append(refusal(event, subject: "referral", reason: "self-referral"))
@@ -99,12 +123,26 @@ public struct PointsRules: Sendable {
             rewardReferral(event, reward, &referrer, &decision)
             account = referrer
             return decision
+        case .transferCredit(let leg):
+            // A transfer to a member that does not exist (yet) goes back to its sender.
+            guard var recipient = account, recipient.registeredAt <= event.time else {
+                decision.commands.append(.transferReturned(
+                    sender: leg.counterpart, leg: TransferLeg(counterpart: event.member, transferID: leg.transferID, points: leg.points),
+                    time: event.time))
+                return decision
+            }
+            credit(event, points: leg.points, kind: .transferredIn, source: "transfer", rule: "transfer-in",
+                   details: [("from", leg.counterpart), ("transfer", leg.transferID)], &recipient, &decision)
+            recipient.lifetime.transferredIn += leg.points
+            account = recipient
+            return decision
         default:
             guard var member = account else {
                 decision.memberUnknown = true
                 return decision
             }
             applyToMember(event, &member, &decision)
+            applySpending(event, &member, &decision, stockLeft: stockLeft)
             account = member
             return decision
         }
@@ -183,6 +221,8 @@ public struct PointsRules: Sendable {
             applyGrant(event, grant, &account, &decision)
         case .reversal(let reversal):
             applyReversal(event, reversal, &account, &decision)
+        case .redeem, .cashOffset, .transfer, .adjust, .transferCredit, .transferReturned:
+            break  // spending: `applySpending`
         }
     }
 
@@ -198,6 +238,12 @@ public struct PointsRules: Sendable {
         record.time = event.time
         record.paidMinor = order.paidMinor
         account.lastPaidOrderAt = max(account.lastPaidOrderAt ?? event.time, event.time)
+        // A paid order restarts the inactivity clock.
+        let inactivityDue = account.lastPaidOrderAt!.adding(days: program.inactivity.afterDays)
+        if account.inactivityDue != inactivityDue {
+            account.inactivityDue = inactivityDue
+            decision.inactivityDue = inactivityDue
+        }
         let base = basePoints(order)
         var lotID: String?
         if base > 0 {
@@ -315,6 +361,174 @@ public struct PointsRules: Sendable {
         return decision
     }
 
+    // MARK: Spending
+
+    private func applySpending(
+        _ event: PointsEvent, _ account: inout PointsAccount, _ decision: inout PointsDecision, stockLeft: (String) -> Int64?
+    ) {
+        let spending = program.spending
+        switch event.input {
+        case .redeem(let redemption):
+            func refuse(_ reason: String) {
+                decision.refusals.append(refusal(event, subject: "redemption", reason: reason, detail: redemption.rewardID))
+            }
+            guard let reward = program.catalogue[redemption.rewardID] else { return refuse("unknown-reward") }
+            let cost = reward.points * redemption.quantity
+            if cost < spending.minimumRedemptionPoints { return refuse("below-minimum") }
+            if account.balance.debt > 0 { return refuse("negative-balance") }
+            if account.balance.available < cost { return refuse("insufficient-balance") }
+            if let stock = stockLeft(reward.id) ?? reward.stock, stock < redemption.quantity { return refuse("out-of-stock") }
+            spend(event, points: cost, kind: .redeemed, source: reward.kind.rawValue, rule: "redeemed",
+                  details: [("reward", reward.id), ("quantity", String(redemption.quantity))], &account, &decision)
+            account.lifetime.redeemed += cost
+            if reward.stock != nil { decision.stockTaken.append(StockTaken(rewardID: reward.id, quantity: redemption.quantity)) }
+        case .cashOffset(let offset):
+            func refuse(_ reason: String) {
+                decision.refusals.append(refusal(event, subject: "cash-offset", reason: reason, orderID: offset.orderID))
+            }
+            // 100 / pointsPerCNY fen per point: the program guarantees it divides.
+            let valueMinor = offset.points * (100 / spending.cashOffsetPointsPerCNY)
+            if valueMinor > offset.orderMinor * spending.cashOffsetMaxPercentOfOrder / 100 { return refuse("exceeds-offset-limit") }
+            if account.balance.debt > 0 { return refuse("negative-balance") }
+            if account.balance.available < offset.points { return refuse("insufficient-balance") }
+            spend(event, points: offset.points, kind: .cashOffset, source: "checkout", orderID: offset.orderID, rule: "cash-offset",
+                  details: [("valueMinor", String(valueMinor))], &account, &decision)
+            account.lifetime.cashOffset += offset.points
+        case .transfer(let transfer):
+            func refuse(_ reason: String) {
+                decision.refusals.append(refusal(event, subject: "transfer", reason: reason, detail: transfer.recipient))
+            }
+            let day = program.calendar.localDate(of: event.time).dayNumber
+            if transfer.recipient == account.member { return refuse("self-transfer") }
+            if transfer.points < spending.transferMinimumPoints { return refuse("below-minimum") }
+            if account.balance.debt > 0 { return refuse("negative-balance") }
+            if account.transfersByDay.count(in: day) + transfer.points > spending.transferDailyLimitPoints { return refuse("daily-limit") }
+            if account.balance.available < transfer.points { return refuse("insufficient-balance") }
+            spend(event, points: transfer.points, kind: .transferredOut, source: "transfer", rule: "transfer-out",
+                  details: [("to", transfer.recipient)], &account, &decision)
+            account.transfersByDay.add(in: day, amount: transfer.points)
+            account.lifetime.transferredOut += transfer.points
+            decision.commands.append(.transferCredit(
+                recipient: transfer.recipient, leg: TransferLeg(counterpart: account.member, transferID: event.id, points: transfer.points),
+                time: event.time))
+        case .transferReturned(let leg):
+            // A fresh lot, with a fresh expiry, at the transfer's time.
+            credit(event, points: leg.points, kind: .returned, source: "transfer", rule: "returned",
+                   details: [("to", leg.counterpart), ("transfer", leg.transferID)], &account, &decision)
+            account.lifetime.givenBack += leg.points
+        case .adjust(let adjustment):
+            guard let reason = adjustment.reason else {
+                decision.refusals.append(refusal(event, subject: "adjustment", reason: "missing-reason"))
+                return
+            }
+            if adjustment.points > 0 {
+                credit(event, points: adjustment.points, kind: .adjusted, source: "adjustment", rule: "adjusted",
+                       details: [("reason", reason)], &account, &decision)
+                account.lifetime.adjustedUp += adjustment.points
+            } else {
+                spend(event, points: -adjustment.points, kind: .adjusted, source: "adjustment", rule: "adjusted",
+                      details: [("reason", reason)], allowDebt: true, &account, &decision)
+                account.lifetime.adjustedDown -= adjustment.points
+            }
+        default:
+            break
+        }
+    }
+
+    /// Takes `points` from available lots, soonest-expiring first (then oldest); with
+    /// `allowDebt`, what the lots cannot cover becomes debt.
+    private func spend(
+        _ event: PointsEvent, points: Int64, kind: EntryKind, source: String, orderID: String? = nil, rule: String,
+        details: [(String, String)], allowDebt: Bool = false, _ account: inout PointsAccount, _ decision: inout PointsDecision
+    ) {
+        let (taken, changes) = takeFromAvailableLots(points, &account)
+        let debt = allowDebt ? points - taken : 0
+        account.balance.available -= taken
+        account.balance.debt += debt
+        decision.entries.append(entry(
+            account: &account, id: "\(event.id)/\(rule)", time: event.time, kind: kind, source: source, causeID: event.id,
+            orderID: orderID, refundID: nil, points: -(taken + debt), available: -taken, pending: 0, debt: debt,
+            lots: changes, details: details))
+    }
+
+    /// Removes up to `points` from available lots in (expiry, creation) order.
+    private func takeFromAvailableLots(_ points: Int64, _ account: inout PointsAccount) -> (taken: Int64, changes: [LotChange]) {
+        var left = points
+        var changes: [LotChange] = []
+        let order = account.lots.indices
+            .filter { !account.lots[$0].pending && account.lots[$0].remaining > 0 }
+            .sorted { (account.lots[$0].expiresAt, account.lots[$0].number) < (account.lots[$1].expiresAt, account.lots[$1].number) }
+        for index in order where left > 0 {
+            let taken = min(left, account.lots[index].remaining)
+            account.lots[index].remaining -= taken
+            left -= taken
+            changes.append(LotChange(lotID: account.lots[index].id, delta: -taken))
+        }
+        account.lots.removeAll { $0.remaining == 0 }
+        return (points - left, changes)
+    }
+
+    // MARK: Expiry and inactivity
+
+    /// Expires what is left of the lots that expire at `expiresAt`.
+    public func expire(at expiresAt: EventTime, account: inout PointsAccount) -> PointsDecision {
+        var decision = PointsDecision()
+        var changes: [LotChange] = []
+        var total: Int64 = 0
+        for index in account.lots.indices where account.lots[index].expiresAt == expiresAt && !account.lots[index].pending {
+            let amount = account.lots[index].remaining
+            guard amount > 0 else { continue }
+            account.lots[index].remaining = 0
+            total += amount
+            changes.append(LotChange(lotID: account.lots[index].id, delta: -amount))
+        }
+        account.lots.removeAll { $0.remaining == 0 }
+        guard total > 0 else { return decision }
+        account.balance.available -= total
+        account.lifetime.expired += total
+        let id = "expiry/\(account.member)/\(expiresAt.millis)"
+        decision.entries.append(entry(
+            account: &account, id: id, time: expiresAt, kind: .expired, source: "expiry", causeID: id, orderID: nil,
+            refundID: nil, points: -total, available: -total, pending: 0, debt: 0, lots: changes, details: []))
+        return decision
+    }
+
+    /// Warns of the points that will expire at `expiresAt`, if any are left.
+    public func warnOfExpiry(at expiresAt: EventTime, warnedAt: EventTime, account: PointsAccount) -> PointsDecision {
+        var decision = PointsDecision()
+        let points = account.lots.filter { $0.expiresAt == expiresAt }.reduce(0) { $0 + $1.remaining }
+        if points > 0 {
+            decision.warnings.append(ExpiryWarning(member: account.member, expiresAt: expiresAt, points: points, time: warnedAt))
+        }
+        return decision
+    }
+
+    /// When the warning for an expiry is due.
+    public func warningTime(for expiresAt: EventTime) -> EventTime {
+        expiresAt.adding(days: -program.lots.expiryWarningDays)
+    }
+
+    /// Deducts `deductionPercent` of the available balance when the inactivity clock runs out,
+    /// and sets the next deduction `afterDays` later. A timer that no longer matches the
+    /// member's clock (a paid order restarted it) does nothing.
+    public func deductForInactivity(at due: EventTime, account: inout PointsAccount) -> PointsDecision {
+        var decision = PointsDecision()
+        guard account.inactivityDue == due else { return decision }
+        let next = due.adding(days: program.inactivity.afterDays)
+        account.inactivityDue = next
+        decision.inactivityDue = next
+        let amount = account.balance.available * program.inactivity.deductionPercent / 100
+        guard amount > 0 else { return decision }
+        let id = "inactivity/\(account.member)/\(due.millis)"
+        let (taken, changes) = takeFromAvailableLots(amount, &account)
+        account.balance.available -= taken
+        account.lifetime.deducted += taken
+        decision.entries.append(entry(
+            account: &account, id: id, time: due, kind: .deducted, source: "inactivity", causeID: id, orderID: nil,
+            refundID: nil, points: -taken, available: -taken, pending: 0, debt: 0, lots: changes, details: []))
+        return decision
+    }
+
     // MARK: Building blocks
 
     /// Credits an order component as a pending lot (available at once if the waiting period is 0).
@@ -327,6 +541,7 @@ public struct PointsRules: Sendable {
             return credit(event, points: points, source: source, orderID: orderID, rule: rule, details: details, &account, &decision)
         }
         let lot = newLot(&account, source: source, orderID: orderID, earnedAt: event.time, availableAt: availableAt, points: points, pending: true)
+        decision.expiries.insert(lot.expiresAt)
         account.lots.append(lot)
         account.balance.pending += points
         account.lifetime.earned += points
@@ -342,19 +557,20 @@ public struct PointsRules: Sendable {
     /// (a program may set a reward to 0): no entry, no lot.
     @discardableResult
     private func credit(
-        _ event: PointsEvent, points: Int64, source: String, orderID: String? = nil, rule: String, details: [(String, String)],
-        _ account: inout PointsAccount, _ decision: inout PointsDecision
+        _ event: PointsEvent, points: Int64, kind: EntryKind = .earned, source: String, orderID: String? = nil, rule: String,
+        details: [(String, String)], _ account: inout PointsAccount, _ decision: inout PointsDecision
     ) -> String? {
         guard points > 0 else { return nil }
         var lot = newLot(&account, source: source, orderID: orderID, earnedAt: event.time, availableAt: event.time, points: points, pending: false)
+        decision.expiries.insert(lot.expiresAt)
         let repaid = min(account.balance.debt, points)
         lot.remaining -= repaid
         if lot.remaining > 0 { account.lots.append(lot) }
         account.balance.debt -= repaid
         account.balance.available += points - repaid
-        account.lifetime.earned += points
+        if kind == .earned { account.lifetime.earned += points }
         decision.entries.append(entry(
-            account: &account, id: "\(event.id)/\(rule)", time: event.time, kind: .earned, source: source, causeID: event.id,
+            account: &account, id: "\(event.id)/\(rule)", time: event.time, kind: kind, source: source, causeID: event.id,
             orderID: orderID, refundID: nil, points: points, available: points - repaid, pending: 0, debt: -repaid,
             lots: [LotChange(lotID: lot.id, delta: points - repaid)], details: details))
         return lot.id

@@ -16,6 +16,47 @@ public struct Program: Sendable, Equatable {
     public var referral: Referral
     public var lots: Lots
     public var members: Members
+    public var spending: Spending
+    /// Catalogue rewards by id.
+    public var catalogue: [String: Reward]
+    public var inactivity: Inactivity
+
+    /// Limits on spending points.
+    public struct Spending: Sendable, Equatable {
+        /// The least a redemption may cost.
+        public var minimumRedemptionPoints: Int64
+        /// Points worth one CNY at checkout (100: one point is one fen).
+        public var cashOffsetPointsPerCNY: Int64
+        /// The largest share of an order's amount points may pay, in percent.
+        public var cashOffsetMaxPercentOfOrder: Int64
+        /// The least a transfer may carry.
+        public var transferMinimumPoints: Int64
+        /// The most a member may send in transfers in a calendar day.
+        public var transferDailyLimitPoints: Int64
+    }
+
+    /// What a catalogue reward is.
+    public enum RewardKind: String, Sendable, Equatable {
+        case goods, coupon, service, charity
+    }
+
+    /// A reward members redeem points for.
+    public struct Reward: Sendable, Equatable {
+        public var id: String
+        public var kind: RewardKind
+        public var name: String
+        public var points: Int64
+        /// Units available over the program's life; nil for unlimited.
+        public var stock: Int64?
+    }
+
+    /// Deductions from members who stop buying.
+    public struct Inactivity: Sendable, Equatable {
+        /// Days without a paid order (or since registering) before a deduction, and between deductions.
+        public var afterDays: Int64
+        /// The share of the available balance deducted, in percent (floored).
+        public var deductionPercent: Int64
+    }
 
     /// How paid orders earn their base component.
     public struct Earning: Sendable, Equatable {
@@ -68,6 +109,8 @@ public struct Program: Sendable, Equatable {
         /// A lot expires at the end of the month this many months after the month it became
         /// available (12: available 2026-03-15 → expires 2027-04-01 00:00).
         public var expiryMonthsAfterAvailable: Int64
+        /// Members are warned this many days before points expire.
+        public var expiryWarningDays: Int64
     }
 
     /// Members not yet registered.

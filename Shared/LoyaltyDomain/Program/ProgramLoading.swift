@@ -91,7 +91,42 @@ extension Program {
             referrerPoints: try Self.nonNegative(try referral.int64("referrerPoints", at: "referral"), "referral.referrerPoints"),
             monthlyCap: try Self.nonNegative(try referral.int64("monthlyCap", at: "referral"), "referral.monthlyCap"))
         let lots = try root.object("lots")
-        self.lots = Lots(expiryMonthsAfterAvailable: try Self.positive(try lots.int64("expiryMonthsAfterAvailable", at: "lots"), "lots.expiryMonthsAfterAvailable"))
+        self.lots = Lots(
+            expiryMonthsAfterAvailable: try Self.positive(try lots.int64("expiryMonthsAfterAvailable", at: "lots"), "lots.expiryMonthsAfterAvailable"),
+            expiryWarningDays: try Self.nonNegative(try lots.int64("expiryWarningDays", at: "lots"), "lots.expiryWarningDays"))
+        let spending = try root.object("spending")
+        self.spending = Spending(
+            minimumRedemptionPoints: try Self.positive(try spending.int64("minimumRedemptionPoints", at: "spending"), "spending.minimumRedemptionPoints"),
+            cashOffsetPointsPerCNY: try Self.positive(try spending.int64("cashOffsetPointsPerCNY", at: "spending"), "spending.cashOffsetPointsPerCNY"),
+            cashOffsetMaxPercentOfOrder: try Self.percent(try spending.int64("cashOffsetMaxPercentOfOrder", at: "spending"), "spending.cashOffsetMaxPercentOfOrder"),
+            transferMinimumPoints: try Self.positive(try spending.int64("transferMinimumPoints", at: "spending"), "spending.transferMinimumPoints"),
+            transferDailyLimitPoints: try Self.positive(try spending.int64("transferDailyLimitPoints", at: "spending"), "spending.transferDailyLimitPoints"))
+        guard 100 % self.spending.cashOffsetPointsPerCNY == 0 else {
+            throw ProgramError(path: "spending.cashOffsetPointsPerCNY", problem: "must divide 100, so that points pay whole fen")
+        }
+        var catalogue: [String: Reward] = [:]
+        for (index, raw) in try root.array("catalogue").enumerated() {
+            let path = "catalogue[\(index)]"
+            guard let reward = raw.objectValue else { throw ProgramError(path: path, problem: "expected an object") }
+            let id = try reward.string("id", at: path)
+            let kindText = try reward.string("kind", at: path)
+            guard let kind = RewardKind(rawValue: kindText) else {
+                throw ProgramError(path: "\(path).kind", problem: "expected goods, coupon, service or charity, got \(kindText)")
+            }
+            let points = try reward.int64("points", at: path)
+            guard points >= self.spending.minimumRedemptionPoints else {
+                throw ProgramError(path: "\(path).points", problem: "must be at least spending.minimumRedemptionPoints (\(self.spending.minimumRedemptionPoints))")
+            }
+            let stock = try reward.optionalInt64("stock", at: path)
+            if let stock, stock < 0 { throw ProgramError(path: "\(path).stock", problem: "must not be negative") }
+            guard catalogue[id] == nil else { throw ProgramError(path: "\(path).id", problem: "\(id) appears twice") }
+            catalogue[id] = Reward(id: id, kind: kind, name: try reward.string("name", at: path), points: points, stock: stock)
+        }
+        self.catalogue = catalogue
+        let inactivity = try root.object("inactivity")
+        self.inactivity = Inactivity(
+            afterDays: try Self.positive(try inactivity.int64("afterDays", at: "inactivity"), "inactivity.afterDays"),
+            deductionPercent: try Self.percent(try inactivity.int64("deductionPercent", at: "inactivity"), "inactivity.deductionPercent"))
         let members = try root.object("members")
         self.members = Members(unknownMemberWaitHours: try Self.nonNegative(try members.int64("unknownMemberWaitHours", at: "members"), "members.unknownMemberWaitHours"))
     }
@@ -105,6 +140,11 @@ extension Program {
     private static func multiplier(_ tenths: Int64, _ path: String) throws -> Int64 {
         guard tenths > 0, tenths <= maximumMultiplierTenths else { throw ProgramError(path: path, problem: "must be above 0 and at most 100") }
         return tenths
+    }
+
+    private static func percent(_ value: Int64, _ path: String) throws -> Int64 {
+        guard (0...100).contains(value) else { throw ProgramError(path: path, problem: "must be a percentage from 0 to 100") }
+        return value
     }
 
     private static func positive(_ value: Int64, _ path: String) throws -> Int64 {
