@@ -30,6 +30,9 @@ public struct ConsumerConfiguration: Sendable {
             ("enable.partition.eof", "true"),
             ("session.timeout.ms", String(sessionTimeoutMilliseconds)),
             ("heartbeat.interval.ms", String(max(100, sessionTimeoutMilliseconds / 6))),
+            // Also the rebalance timeout: how long a rebalance waits for members to rejoin. The
+            // loop polls between short batches, so a minute is ample.
+            ("max.poll.interval.ms", "60000"),
             ("fetch.wait.max.ms", "50"),
             ("topic.metadata.refresh.interval.ms", "10000"),
         ]

@@ -89,6 +89,21 @@ public final class BatchApplier<Processor: StreamProcessor> {
         _ records: [PolledRecord<Processor.Body>], committableOffsets: [TopicPartition: Int64]? = nil,
         deliveredOutbox: [UInt64] = [], wallClock: EventTime? = nil, tasks: [Int32] = []
     ) throws -> BatchOutcome {
+        var iterator = records.makeIterator()
+        return try apply(
+            nextRecord: { _ in iterator.next() }, committableOffsets: { committableOffsets },
+            deliveredOutbox: deliveredOutbox, wallClock: wallClock, tasks: tasks)
+    }
+
+    /// The same, pulling records one at a time: before each pull, `nextRecord` is told of the
+    /// commands the batch has just sent itself, so that records sorting after them are held
+    /// back within this very batch (the merge's echo barrier). `committableOffsets` is asked
+    /// once pulling is over.
+    public func apply(
+        nextRecord: (_ newEchoes: ArraySlice<(key: MergeKey, partition: TopicPartition)>) -> PolledRecord<Processor.Body>?,
+        committableOffsets: () -> [TopicPartition: Int64]?,
+        deliveredOutbox: [UInt64] = [], wallClock: EventTime? = nil, tasks: [Int32] = []
+    ) throws -> BatchOutcome {
         var outcome = BatchOutcome()
         var pendingStreamTimes: [Int32: Int64] = [:]
         do {
@@ -108,14 +123,21 @@ public final class BatchApplier<Processor: StreamProcessor> {
                 let deleteEcho = try database.prepare("DELETE FROM echoes WHERE event_id = ?")
                 // Offsets are read inside the transaction: after a rebalance another instance
                 // sharing this database may have applied some of these records already.
-                let touched = Set(records.map(\.record.topicPartition)).union(committableOffsets?.keys ?? [:].keys)
-                let storedOffsets = try storedOffsets(Array(touched))
-                var nextOffsets = storedOffsets
+                var storedOffsets: [TopicPartition: Int64?] = [:]
+                func storedOffset(_ partition: TopicPartition) throws -> Int64? {
+                    if let known = storedOffsets[partition] { return known }
+                    let offset = try self.storedOffsets([partition])[partition]
+                    storedOffsets[partition] = .some(offset)
+                    return offset
+                }
+                var nextOffsets: [TopicPartition: Int64] = [:]
+                var echoesSeen = 0
 
-                for polled in records {
+                while let polled = nextRecord(batch.echoes[echoesSeen...]) {
+                    echoesSeen = batch.echoes.count
                     let record = polled.record
                     let partition = record.topicPartition
-                    if let next = storedOffsets[partition], record.offset < next {
+                    if let next = try storedOffset(partition), record.offset < next {
                         outcome.skippedBehindOffset += 1
                         continue
                     }
@@ -152,9 +174,9 @@ public final class BatchApplier<Processor: StreamProcessor> {
                     }
                     nextOffsets[partition] = max(nextOffsets[partition] ?? 0, record.offset + 1)
                 }
-                if let committableOffsets {
-                    nextOffsets = storedOffsets
-                    for (partition, offset) in committableOffsets where offset > (storedOffsets[partition] ?? -1) {
+                if let committable = committableOffsets() {
+                    nextOffsets = [:]
+                    for (partition, offset) in committable where offset > (try storedOffset(partition) ?? -1) {
                         nextOffsets[partition] = offset
                     }
                 }
@@ -179,7 +201,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
                 let saveOffset = try database.prepare(
                     "INSERT INTO offsets(topic, partition, next_offset) VALUES(?, ?, ?) "
                         + "ON CONFLICT(topic, partition) DO UPDATE SET next_offset = excluded.next_offset")
-                for (partition, offset) in nextOffsets where offset != storedOffsets[partition] {
+                for (partition, offset) in nextOffsets where offset != (try storedOffset(partition)) {
                     try saveOffset.run(.text(partition.topic), .integer(Int64(partition.partition)), .integer(offset))
                 }
                 let saveClock = try database.prepare(

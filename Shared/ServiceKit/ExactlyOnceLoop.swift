@@ -62,16 +62,16 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             pollInto(maxRecords: configuration.maxBatchRecords, timeoutMilliseconds: 20)
             if let startupError { throw startupError }
             try relay.poll()
-            let records = drain(max: configuration.maxBatchRecords)
-            let offsets = merger.committableOffsets
+            let first = merger.next(now: monotonicMilliseconds())
             var wallClock: EventTime?
             if configuration.timerMode == .wallClock {
                 let now = EventTime(millis: Int64(Date().timeIntervalSince1970 * 1000))
                 if try applier.hasTimersDue(tasks: merger.assignedTasks, by: now) { wallClock = now }
             }
-            if !records.isEmpty || !relay.rowsToDelete.isEmpty || wallClock != nil {
-                try applyBatch(records, offsets: offsets, wallClock: wallClock)
+            if first != nil || !relay.rowsToDelete.isEmpty || wallClock != nil {
+                try applyBatch(startingWith: first?.item, wallClock: wallClock)
             }
+            resumePartitions()
             let now = monotonicMilliseconds()
             if now - lastCommit >= 2_000 {
                 consumer.commitAdvisory(committedOffsets)
@@ -89,19 +89,42 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         }
         logger.info("stopping: flushing the outbox")
         let drained = try relay.drain(timeoutMilliseconds: 30_000)
-        if !relay.rowsToDelete.isEmpty { try applyBatch([], offsets: [:], wallClock: nil) }
+        if !relay.rowsToDelete.isEmpty { try applyBatch(startingWith: nil, wallClock: nil) }
         consumer.commitAdvisory(committedOffsets)
         consumer.close()
         logger.info("stopped", ["applied": String(totals.applied), "outboxDrained": String(drained)])
     }
 
-    private func applyBatch(_ records: [PolledRecord<Processor.Body>], offsets: [TopicPartition: Int64], wallClock: EventTime?) throws {
+    /// Applies one batch: `first` and then whatever the merge releases, up to the batch size,
+    /// with the echoes the batch sends itself holding back what sorts after them.
+    private func applyBatch(startingWith first: PolledRecord<Processor.Body>?, wallClock: EventTime?) throws {
         let delivered = relay.rowsToDelete
+        var pending = first
+        var pulled = 0
+        let limit = configuration.maxBatchRecords
+        let now = monotonicMilliseconds()
         let outcome = try applier.apply(
-            records, committableOffsets: offsets, deliveredOutbox: delivered, wallClock: wallClock, tasks: merger.assignedTasks)
+            nextRecord: { newEchoes in
+                for echo in newEchoes { merger.expectEcho(echo.key, on: echo.partition) }
+                if let record = pending {
+                    pending = nil
+                    pulled += 1
+                    return record
+                }
+                guard first != nil, pulled < limit, let next = merger.next(now: now) else { return nil }
+                pulled += 1
+                return next.item
+            },
+            committableOffsets: { merger.committableOffsets },
+            deliveredOutbox: delivered, wallClock: wallClock, tasks: merger.assignedTasks)
         relay.deleted(delivered.count)
-        committedOffsets.merge(offsets) { $1 }
+        committedOffsets.merge(merger.committableOffsets) { $1 }
         for echo in outcome.echoes { merger.expectEcho(echo.key, on: echo.partition) }
+        if let marker = configuration.faultKillAfterCommit.map({ Array($0.utf8) }),
+           outcome.outbox.contains(where: { $0.value.map { $0.contains(marker) } ?? false }) {
+            logger.warning("LOYALTY_FAULT_KILL_AFTER_COMMIT: killing the process after commit, before publishing")
+            kill(getpid(), SIGKILL)
+        }
         totals.applied += outcome.applied
         totals.duplicates += outcome.duplicates
         totals.deadLettered += outcome.deadLettered
@@ -144,19 +167,13 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         }
     }
 
-    /// Takes the records that are ready, in the order to apply them.
-    private func drain(max: Int) -> [PolledRecord<Processor.Body>] {
-        var records: [PolledRecord<Processor.Body>] = []
-        let now = monotonicMilliseconds()
-        while records.count < max, let next = merger.next(now: now) {
-            records.append(next.item)
-        }
+    /// Resumes paused partitions whose buffers have drained.
+    private func resumePartitions() {
         let resumable = paused.filter { merger.bufferedCount($0) < pauseThreshold / 2 }
         if !resumable.isEmpty {
             consumer.resume(Array(resumable))
             paused.subtract(resumable)
         }
-        return records
     }
 
     // MARK: RebalanceListener

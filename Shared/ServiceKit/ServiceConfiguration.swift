@@ -47,6 +47,10 @@ public struct ServiceConfiguration: Sendable {
     public var sessionTimeoutMilliseconds: Int
     /// `LOYALTY_LOG_LEVEL`: `debug`, `info` (default), `warning`, `error`.
     public var logLevel: LogLevel
+    /// `LOYALTY_FAULT_KILL_AFTER_COMMIT`, for failure tests only: the service kills itself
+    /// (SIGKILL) right after committing a batch whose outbox holds a record containing this
+    /// text, before publishing it. Unset in production.
+    public var faultKillAfterCommit: String?
 
     /// Reads the configuration of `service` from `environment`.
     public static func fromEnvironment(
@@ -92,7 +96,8 @@ public struct ServiceConfiguration: Sendable {
             maxBatchRecords: try integer("LOYALTY_BATCH_RECORDS", default: 2000, range: 1...1_000_000),
             synchronous: synchronous,
             sessionTimeoutMilliseconds: try integer("LOYALTY_SESSION_TIMEOUT_MS", default: 6000, range: 1000...300_000),
-            logLevel: logLevel)
+            logLevel: logLevel,
+            faultKillAfterCommit: value("LOYALTY_FAULT_KILL_AFTER_COMMIT"))
     }
 }
 

@@ -207,3 +207,116 @@ func onlyEntry(_ decision: PointsDecision, sourceLocation: SourceLocation = #_so
     #expect(decision.entries.count == 1, "exactly one entry, got \(decision.entries.count)", sourceLocation: sourceLocation)
     return decision.entries.first
 }
+
+// MARK: Spending, expiry and inactivity
+
+extension PointsHarness {
+    /// Applies `input` at `time`, telling the rules how many units of a reward are left.
+    @discardableResult
+    mutating func apply(_ input: PointsInput, at time: String, id: String? = nil, stockLeft: (String) -> Int64?) -> PointsDecision {
+        counter += 1
+        let event = PointsEvent(id: id ?? "e\(counter)", time: at(time), member: member, input: input)
+        let decision = rules.apply(event, to: &account, stockLeft: stockLeft)
+        record(decision)
+        return decision
+    }
+
+    /// Points available at once, as one lot: a campaign reward of `points` granted at `time`.
+    @discardableResult
+    mutating func earnAtOnce(_ points: Int64, at time: String) -> PointsDecision {
+        grant(.campaignReward, points, campaign: "test-credit", at: time)
+    }
+
+    @discardableResult
+    mutating func redeem(_ rewardID: String, quantity: Int64 = 1, at time: String, id: String? = nil,
+                         stockLeft: (String) -> Int64? = { _ in nil }) -> PointsDecision {
+        apply(.redeem(Redemption(rewardID: rewardID, quantity: quantity)), at: time, id: id, stockLeft: stockLeft)
+    }
+
+    @discardableResult
+    mutating func cashOffset(_ points: Int64, order orderID: String, orderMinor: Int64, at time: String, id: String? = nil) -> PointsDecision {
+        apply(.cashOffset(CashOffset(orderID: orderID, orderMinor: orderMinor, points: points)), at: time, id: id)
+    }
+
+    @discardableResult
+    mutating func transfer(_ points: Int64, to recipient: String, at time: String, id: String? = nil) -> PointsDecision {
+        apply(.transfer(Transfer(recipient: recipient, points: points)), at: time, id: id)
+    }
+
+    @discardableResult
+    mutating func adjust(_ points: Int64, reason: String?, at time: String, id: String? = nil) -> PointsDecision {
+        apply(.adjust(Adjustment(points: points, reason: reason)), at: time, id: id)
+    }
+
+    /// Applies a transfer command addressed to this member (a credit to the recipient, or a
+    /// give-back to the sender) at the time it carries, as the points service does.
+    @discardableResult
+    mutating func deliver(_ command: PointsCommand, sourceLocation: SourceLocation = #_sourceLocation) -> PointsDecision {
+        switch command {
+        case .transferCredit(let recipient, let leg, let time):
+            #expect(recipient == member, "credit for \(recipient) delivered to \(member)", sourceLocation: sourceLocation)
+            return apply(.transferCredit(leg), at: time, id: "\(leg.transferID)/credit")
+        case .transferReturned(let sender, let leg, let time):
+            #expect(sender == member, "give-back for \(sender) delivered to \(member)", sourceLocation: sourceLocation)
+            return apply(.transferReturned(leg), at: time, id: "\(leg.transferID)/returned")
+        case .referralReward(let referrer, let reward, let time):
+            #expect(referrer == member, sourceLocation: sourceLocation)
+            return apply(.referralReward(reward), at: time)
+        }
+    }
+
+    /// Fires the expiry timer of `expiresAt`.
+    @discardableResult
+    mutating func expire(at expiresAt: String) -> PointsDecision {
+        guard var current = account else {
+            Issue.record("expiry for an unregistered member")
+            return PointsDecision()
+        }
+        let decision = rules.expire(at: at(expiresAt), account: &current)
+        account = current
+        record(decision)
+        return decision
+    }
+
+    /// Fires the expiry warning timer of `expiresAt` at `warnedAt`.
+    func warn(of expiresAt: String, at warnedAt: String) -> PointsDecision {
+        rules.warnOfExpiry(at: at(expiresAt), warnedAt: at(warnedAt), account: acct)
+    }
+
+    /// Fires an inactivity timer due at `due`.
+    @discardableResult
+    mutating func deduct(at due: String) -> PointsDecision {
+        guard var current = account else {
+            Issue.record("inactivity deduction for an unregistered member")
+            return PointsDecision()
+        }
+        let decision = rules.deductForInactivity(at: at(due), account: &current)
+        account = current
+        record(decision)
+        return decision
+    }
+
+    /// `checkInvariants`, plus what the spending, expiry and inactivity rules must keep:
+    /// no lot below 0 (and no empty lot kept), and each lifetime figure equals its entries.
+    func checkLifecycleInvariants(sourceLocation: SourceLocation = #_sourceLocation) {
+        checkInvariants(sourceLocation: sourceLocation)
+        guard let account else { return }
+        #expect(account.lots.allSatisfy { $0.remaining > 0 && $0.remaining <= $0.points }, "lots hold 1…points",
+                sourceLocation: sourceLocation)
+        #expect(Set(account.lots.map(\.id)).count == account.lots.count, "lot ids are unique", sourceLocation: sourceLocation)
+        func total(_ kind: EntryKind) -> Int64 { entries.filter { $0.kind == kind }.reduce(Int64(0)) { $0 + $1.points } }
+        let lifetime = account.lifetime
+        #expect(lifetime.redeemed == -total(.redeemed), "lifetime redeemed", sourceLocation: sourceLocation)
+        #expect(lifetime.cashOffset == -total(.cashOffset), "lifetime cash offset", sourceLocation: sourceLocation)
+        #expect(lifetime.transferredOut == -total(.transferredOut), "lifetime transferred out", sourceLocation: sourceLocation)
+        #expect(lifetime.transferredIn == total(.transferredIn), "lifetime transferred in", sourceLocation: sourceLocation)
+        #expect(lifetime.givenBack == total(.returned), "lifetime given back", sourceLocation: sourceLocation)
+        #expect(lifetime.expired == -total(.expired), "lifetime expired", sourceLocation: sourceLocation)
+        #expect(lifetime.deducted == -total(.deducted), "lifetime deducted", sourceLocation: sourceLocation)
+        let adjusted = entries.filter { $0.kind == .adjusted }
+        #expect(lifetime.adjustedUp == adjusted.filter { $0.points > 0 }.reduce(Int64(0)) { $0 + $1.points },
+                "lifetime adjusted up", sourceLocation: sourceLocation)
+        #expect(lifetime.adjustedDown == adjusted.filter { $0.points < 0 }.reduce(Int64(0)) { $0 - $1.points },
+                "lifetime adjusted down", sourceLocation: sourceLocation)
+    }
+}
