@@ -45,6 +45,6 @@ let package = Package(
         .testTarget(name: "MessagingTests", dependencies: ["Messaging", "LoyaltyDomain"]),
         .testTarget(name: "ServiceKitTests", dependencies: ["ServiceKit", "Messaging", "Storage", "LoyaltyDomain"]),
         .testTarget(name: "PointsTests", dependencies: ["PointsService", "ServiceKit", "Storage", "LoyaltyDomain", "ReferenceProgram"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["Messaging", "LoyaltyDomain", "Storage"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["Messaging", "LoyaltyDomain", "Storage", "ReferenceProgram"]),
     ]
 )

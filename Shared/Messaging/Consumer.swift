@@ -33,7 +33,8 @@ public struct ConsumerConfiguration: Sendable {
             // Also the rebalance timeout: how long a rebalance waits for members to rejoin. The
             // loop polls between short batches, so a minute is ample.
             ("max.poll.interval.ms", "60000"),
-            ("fetch.wait.max.ms", "50"),
+            // Short: a command a service sends itself holds its merge back until it is read again.
+            ("fetch.wait.max.ms", "10"),
             ("topic.metadata.refresh.interval.ms", "10000"),
         ]
         settings.append(contentsOf: extra.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })

@@ -30,7 +30,8 @@ public struct ProducerConfiguration: Sendable {
             ("acks", "all"),
             // The Java client's partitioner, so every producer puts a member on the same partition.
             ("partitioner", "murmur2_random"),
-            ("linger.ms", "5"),
+            // The outbox hands over whole batches at once; waiting longer would only add latency.
+            ("linger.ms", "1"),
             ("batch.num.messages", "10000"),
             ("queue.buffering.max.messages", "500000"),
             ("compression.type", "none"),

@@ -125,8 +125,9 @@ extension PointsInput {
             let reason = try data.optionalString("reason")?.trimmingCharacters(in: .whitespacesAndNewlines)
             return .adjust(Adjustment(points: points, reason: reason?.isEmpty == true ? nil : reason))
         case EventType.transferCredit, EventType.transferReturned:
+            let counterpartField = type == EventType.transferCredit ? "fromMemberId" : "toMemberId"
             let leg = TransferLeg(
-                counterpart: try required(data.string(type == EventType.transferCredit ? "fromMemberId" : "toMemberId"), "memberId"),
+                counterpart: try required(data.string(counterpartField), counterpartField),
                 transferID: try required(data.string("transferId"), "transferId"),
                 points: try amount(data.int64("points"), "points"))
             return type == EventType.transferCredit ? .transferCredit(leg) : .transferReturned(leg)
