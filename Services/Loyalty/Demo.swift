@@ -64,7 +64,7 @@ enum Demo {
             }
             lastArrival = Date()
             guard let value = record.value, let event = try? CloudEvent.decode(value), seen.insert(event.id).inserted,
-                  let data = event.data.objectValue else { continue }
+                  let data = event.data.objectValue, event.type != "points.expiry-warning" else { continue }
             let member = event.subject ?? "-"
             switch record.topic {
             case Topics.pointsBalances.name: outputs.balances[member] = data
@@ -83,10 +83,10 @@ enum Demo {
         func lpad(_ text: String, _ width: Int) -> String { text.count >= width ? text : String(repeating: " ", count: width - text.count) + text }
 
         print("balances")
-        print("  \(pad("member", 8)) \(lpad("available", 9)) \(lpad("pending", 8)) \(lpad("debt", 6)) \(lpad("earned", 8)) \(lpad("reversed", 9)) \(lpad("entries", 8))")
+        print("  \(pad("member", 8)) \(lpad("available", 9)) \(lpad("pending", 8)) \(lpad("debt", 6)) \(lpad("earned", 8)) \(lpad("reversed", 9)) \(lpad("spent", 6)) \(lpad("entries", 8))")
         for member in SampleStream.members {
             let balance = outputs.balances[member]
-            print("  \(pad(member, 8)) \(lpad(String(int(balance, "available")), 9)) \(lpad(String(int(balance, "pending")), 8)) \(lpad(String(int(balance, "debt")), 6)) \(lpad(String(int(balance, "lifetimeEarned")), 8)) \(lpad(String(int(balance, "lifetimeReversed")), 9)) \(lpad(String(int(balance, "entries")), 8))")
+            print("  \(pad(member, 8)) \(lpad(String(int(balance, "available")), 9)) \(lpad(String(int(balance, "pending")), 8)) \(lpad(String(int(balance, "debt")), 6)) \(lpad(String(int(balance, "lifetimeEarned")), 8)) \(lpad(String(int(balance, "lifetimeReversed")), 9)) \(lpad(String(int(balance, "lifetimeSpent")), 6)) \(lpad(String(int(balance, "entries")), 8))")
         }
         print("\nledger summary (points by kind and source; refusals with their reason)")
         for member in SampleStream.members {

@@ -2,7 +2,7 @@ import LoyaltyDomain
 import Messaging
 
 /// The sample stream of `loyalty demo`: a few members over three weeks of March 2026,
-/// chosen so that every earning and refund rule shows up once.
+/// chosen so that every earning, refund and spending rule shows up once.
 enum SampleStream {
     static let members = ["alice", "bob", "chen", "dana", "eli", "fang"]
 
@@ -77,6 +77,14 @@ enum SampleStream {
         for minute in 10...15 {
             try add(EventType.reviewPosted, "fang", "2026-03-08T11:\(minute):00+08:00")
         }
+
+        // Spending, once the orders' points are available: a redemption, transfers (one to a
+        // member who does not exist, given back), one below the minimum, an adjustment.
+        try add(EventType.transfer, "bob", "2026-03-15T10:00:00+08:00", .object(JSONObject(["toMemberId": "alice", "points": 100])))
+        try add(EventType.adjust, "fang", "2026-03-16T10:00:00+08:00", .object(JSONObject(["points": 200, "reason": "late delivery"])))
+        try add(EventType.transfer, "fang", "2026-03-17T10:00:00+08:00", .object(JSONObject(["toMemberId": "zed", "points": 150])))
+        try add(EventType.transfer, "dana", "2026-03-17T11:00:00+08:00", .object(JSONObject(["toMemberId": "eli", "points": 50])))
+        try add(EventType.redeem, "alice", "2026-03-18T12:00:00+08:00", .object(JSONObject(["rewardId": "express-delivery"])))
 
         // Everyone checks in on 20 March, after every order's 7-day pending period.
         for member in members {
