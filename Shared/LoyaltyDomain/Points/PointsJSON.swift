@@ -109,7 +109,7 @@ extension PointsAccount {
     public func encoded() -> [UInt8] {
         var w = JSONWriter()
         w.beginObject()
-        w.key("v"); w.int(1)
+        w.key("v"); w.int(Self.storedFormVersion)
         w.key("member"); w.string(member)
         w.key("registeredAt"); w.int(registeredAt.millis)
         w.key("closed"); w.bool(closed)
@@ -166,10 +166,16 @@ extension PointsAccount {
         return w.bytes
     }
 
+    /// The version of the stored form `encoded()` writes and `decode` reads.
+    public static let storedFormVersion: Int64 = 2
+
     /// Reads an account stored by `encoded()`.
     public static func decode(_ bytes: [UInt8]) throws -> PointsAccount {
         guard let root = try JSONValue.parse(bytes).objectValue else {
             throw JSONFieldError(path: "account", problem: "expected an object")
+        }
+        guard root["v"]?.int64Value == storedFormVersion else {
+            throw JSONFieldError(path: "account.v", problem: "stored form \(root["v"]?.jsonString ?? "none") is not \(storedFormVersion): written by another build")
         }
         func int(_ value: JSONValue?) throws -> Int64 {
             guard let number = value?.int64Value else { throw JSONFieldError(path: "account", problem: "expected an integer") }
