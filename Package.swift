@@ -36,7 +36,7 @@ let package = Package(
         .executableTarget(
             name: "PointsMain", dependencies: ["PointsService", "ServiceKit"], path: "Services/Points"),
         .executableTarget(
-            name: "Loyalty", dependencies: ["LoyaltyDomain", "Messaging", "ServiceKit", "ReferenceProgram"],
+            name: "Loyalty", dependencies: ["LoyaltyDomain", "Messaging", "Storage", "ServiceKit", "ReferenceProgram", "PointsService"],
             path: "Services/Loyalty"),
 
         // Tests.

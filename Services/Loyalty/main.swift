@@ -14,6 +14,9 @@ let usage = """
       broker               run the embedded broker (librdkafka's mock cluster) until Ctrl-C, with
                            every catalogue topic; its address goes to <data dir>/broker.address
       dev                  run the embedded broker and every service until Ctrl-C
+      bench [--events N] [--members N] [--rate N] [--latency-seconds N]
+                           measure the points pipeline against the raw Kafka and SQLite ceilings
+                           (build with -c release first)
       publish <file>       publish CloudEvents (one JSON object per line) to the topic of their type
       tail <topic>         print a topic's records from the beginning until Ctrl-C
       topics               list the topic catalogue
@@ -65,6 +68,8 @@ do {
     switch arguments.first {
     case "demo":
         try Demo.run()
+    case "bench":
+        try Bench.run(arguments: Array(arguments.dropFirst()))
     case "broker":
         let stop = StopSignal()
         stop.install()

@@ -239,7 +239,7 @@ public final class PointsProcessor: StreamProcessor {
                 kind: TimerKind.expiryWarning, ref: ref))
         }
         if let due = decision.inactivityDue {
-            try batch.cancelTimers(member: member, kind: TimerKind.inactivity, ref: TimerKind.inactivity)
+            // The only inactivity timer of the member has just fired (or this is its first).
             try batch.schedule(TimerRequest(
                 due: due, rank: TimerKind.rank(TimerKind.inactivity), member: member, kind: TimerKind.inactivity, ref: TimerKind.inactivity))
         }

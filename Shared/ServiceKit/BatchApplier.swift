@@ -150,7 +150,8 @@ public final class BatchApplier<Processor: StreamProcessor> {
                         try batch.deadLetter(record, reason: rejection)
                         outcome.deadLettered += 1
                     case .success(let input):
-                        try deleteEcho.run(.text(input.eventID))
+                        // Commands a service sends itself go to its sorted (command) topics.
+                        if processor.sortedInputTopics.contains(record.topic) { try deleteEcho.run(.text(input.eventID)) }
                         if timerMode == .streamTime {
                             outcome.timersFired += try fireTimers(task: task, upTo: max(streamTime, input.time.millis), batch: batch)
                         }

@@ -238,12 +238,9 @@ public struct PointsRules: Sendable {
         record.time = event.time
         record.paidMinor = order.paidMinor
         account.lastPaidOrderAt = max(account.lastPaidOrderAt ?? event.time, event.time)
-        // A paid order restarts the inactivity clock.
-        let inactivityDue = account.lastPaidOrderAt!.adding(days: program.inactivity.afterDays)
-        if account.inactivityDue != inactivityDue {
-            account.inactivityDue = inactivityDue
-            decision.inactivityDue = inactivityDue
-        }
+        // A paid order restarts the inactivity clock. The timer set for the old time stays: when
+        // it fires early it re-arms itself for this one, which saves a timer write per order.
+        account.inactivityDue = account.lastPaidOrderAt!.adding(days: program.inactivity.afterDays)
         let base = basePoints(order)
         var lotID: String?
         if base > 0 {
@@ -509,11 +506,14 @@ public struct PointsRules: Sendable {
     }
 
     /// Deducts `deductionPercent` of the available balance when the inactivity clock runs out,
-    /// and sets the next deduction `afterDays` later. A timer that no longer matches the
-    /// member's clock (a paid order restarted it) does nothing.
+    /// and sets the next deduction `afterDays` later. A timer that fires before the member's
+    /// clock (a paid order restarted it) only re-arms itself for the new time.
     public func deductForInactivity(at due: EventTime, account: inout PointsAccount) -> PointsDecision {
         var decision = PointsDecision()
-        guard account.inactivityDue == due else { return decision }
+        guard let clock = account.inactivityDue, clock <= due else {
+            decision.inactivityDue = account.inactivityDue
+            return decision
+        }
         let next = due.adding(days: program.inactivity.afterDays)
         account.inactivityDue = next
         decision.inactivityDue = next
@@ -541,7 +541,7 @@ public struct PointsRules: Sendable {
             return credit(event, points: points, source: source, orderID: orderID, rule: rule, details: details, &account, &decision)
         }
         let lot = newLot(&account, source: source, orderID: orderID, earnedAt: event.time, availableAt: availableAt, points: points, pending: true)
-        decision.expiries.insert(lot.expiresAt)
+        noteExpiry(of: lot, account, &decision)
         account.lots.append(lot)
         account.balance.pending += points
         account.lifetime.earned += points
@@ -562,7 +562,7 @@ public struct PointsRules: Sendable {
     ) -> String? {
         guard points > 0 else { return nil }
         var lot = newLot(&account, source: source, orderID: orderID, earnedAt: event.time, availableAt: event.time, points: points, pending: false)
-        decision.expiries.insert(lot.expiresAt)
+        noteExpiry(of: lot, account, &decision)
         let repaid = min(account.balance.debt, points)
         lot.remaining -= repaid
         if lot.remaining > 0 { account.lots.append(lot) }
@@ -612,6 +612,14 @@ public struct PointsRules: Sendable {
             account: &account, id: "\(event.id)/\(rule)", time: event.time, kind: .reversed, source: source, causeID: event.id,
             orderID: orderID, refundID: refundID, points: -points, available: available, pending: pending, debt: left,
             lots: changes, details: []))
+    }
+
+    /// Asks for the expiry and warning timers of a new lot's expiry instant, unless a lot of
+    /// the member already has them.
+    private func noteExpiry(of lot: Lot, _ account: PointsAccount, _ decision: inout PointsDecision) {
+        if !account.lots.contains(where: { $0.expiresAt == lot.expiresAt && $0.remaining > 0 }) {
+            decision.expiries.insert(lot.expiresAt)
+        }
     }
 
     private func newLot(

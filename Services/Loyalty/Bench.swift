@@ -1,0 +1,275 @@
+import Foundation
+import LoyaltyDomain
+import Messaging
+import PointsService
+import ReferenceProgram
+import ServiceKit
+import Storage
+
+/// `loyalty bench`: how many events a second the points service takes with every guarantee on,
+/// against the raw Kafka and SQLite ceilings measured in the same run, on the embedded broker.
+enum Bench {
+    struct Options {
+        var events = 200_000
+        var members = 100_000
+        var rate = 5_000
+        var latencySeconds = 10
+        /// Events produced ahead of what has come back: the embedded broker keeps only about
+        /// 5 MiB a partition, so a backlog must not outgrow it.
+        var window = 20_000
+
+        init(arguments: [String]) throws {
+            var iterator = arguments.makeIterator()
+            while let flag = iterator.next() {
+                guard let text = iterator.next(), let value = Int(text), value > 0 else {
+                    throw CLIError("usage: loyalty bench [--events N] [--members N] [--rate N] [--latency-seconds N]")
+                }
+                switch flag {
+                case "--events": events = value
+                case "--members": members = value
+                case "--rate": rate = value
+                case "--latency-seconds": latencySeconds = value
+                default: throw CLIError("unknown option \(flag)")
+                }
+            }
+        }
+    }
+
+    final class FromBeginning: RebalanceListener {
+        func partitionsAssigned(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] { [:] }
+        func partitionsRevoked(_ partitions: [TopicPartition]) {}
+    }
+
+    static let epoch: Int64 = 1_767_196_800_000  // 2026-01-01T00:00:00+08:00
+
+    /// A realistic paid order: two lines, one of them high-margin (about 400 bytes).
+    static func order(_ index: Int, member: String, time: Int64) -> CloudEvent {
+        CloudEvent(
+            id: "bench-order-\(index)", source: "bench-shop", type: EventType.orderPaid, time: EventTime(millis: time), subject: member,
+            data: .object([
+                "orderId": .string("B-\(index)"), "paidMinor": 25_800, "currency": "CNY",
+                "lines": .array([
+                    .object(["sku": "SKU-10021", "category": "apparel", "paidMinor": 15_800]),
+                    .object(["sku": "SKU-88310", "category": "high-margin", "paidMinor": 10_000]),
+                ]),
+            ]))
+    }
+
+    static func member(_ index: Int, of members: Int) -> String { "bench-m\(index % members)" }
+
+    static func run(arguments: [String]) throws {
+        let options = try Options(arguments: arguments)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("loyalty-bench-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let started = Date()
+        say("loyalty bench: \(options.events) order events, \(options.members) members, \(ProcessInfo.processInfo.activeProcessorCount) cores")
+
+        let kafka = try kafkaCeiling(options)
+        say("  Kafka ceiling measured")
+        let sqlite = try sqliteCeiling(options, directory: directory)
+        say("  SQLite ceiling measured")
+        let pipeline = try pointsPipeline(options, directory: directory)
+
+        let ceiling = min(kafka, sqlite)
+        func number(_ value: Double) -> String {
+            let formatter = NumberFormatter()
+            formatter.numberStyle = .decimal
+            formatter.maximumFractionDigits = 0
+            return formatter.string(from: NSNumber(value: value)) ?? String(Int(value))
+        }
+        func ms(_ value: Double) -> String { String(format: "%.1f ms", value) }
+        let rows: [(String, String)] = [
+            ("Kafka ceiling: produce + consume through Messaging", "\(number(kafka)) records/s"),
+            ("SQLite ceiling: the points writes, no Kafka", "\(number(sqlite)) events/s"),
+            ("points pipeline, exactly-once, real executable", "\(number(pipeline.throughput)) events/s"),
+            ("  as a share of the smaller ceiling", String(format: "%.0f %%", 100 * pipeline.throughput / ceiling)),
+            ("latency at \(number(Double(options.rate))) events/s, order → ledger event",
+             "p50 \(ms(pipeline.p50))  p99 \(ms(pipeline.p99))  max \(ms(pipeline.max))"),
+            ("points peak RSS with \(number(Double(options.members))) members", String(format: "%.1f MiB", pipeline.peakRSSMiB)),
+            ("database size per member", "\(number(pipeline.bytesPerMember)) bytes"),
+        ]
+        let width = rows.map(\.0.count).max()!
+        say("")
+        for (label, value) in rows {
+            say("  \(label.padding(toLength: width, withPad: " ", startingAt: 0))   \(value)")
+        }
+        say(String(format: "\n  (%.0f s in all; release build recommended: swift build -c release)", Date().timeIntervalSince(started)))
+    }
+
+    // MARK: Ceilings
+
+    /// Produces and consumes `events` orders through the project's own producer and consumer.
+    static func kafkaCeiling(_ options: Options) throws -> Double {
+        let topic = TopicSpec(name: "bench.kafka", partitions: Topics.partitionCount)
+        let broker = try EmbeddedBroker(topics: [topic])
+        let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+        let listener = FromBeginning()
+        let consumer = try KafkaConsumer(ConsumerConfiguration(bootstrapServers: broker.bootstrapServers, groupID: "bench"), listener: listener)
+        try consumer.subscribe([topic.name])
+        let payloads = (0..<1000).map { order($0, member: member($0, of: options.members), time: epoch).encoded() }
+        // Join the group before the clock starts.
+        try producer.send(topic: topic.name, key: Array("warm-up".utf8), value: payloads[0])
+        _ = producer.flush(timeoutMilliseconds: 10_000)
+        while true { if case .record = consumer.poll(timeoutMilliseconds: 100) { break } }
+
+        let start = Date()
+        var produced = 0
+        var consumed = 0
+        while consumed < options.events {
+            while produced < options.events && produced - consumed < options.window {
+                let key = Array(member(produced, of: options.members).utf8)
+                try producer.send(topic: topic.name, key: key, value: payloads[produced % payloads.count])
+                produced += 1
+            }
+            producer.poll()
+            if case .record = consumer.poll(timeoutMilliseconds: 5) { consumed += 1 }
+            while case .record = consumer.poll(timeoutMilliseconds: 0) { consumed += 1 }
+        }
+        let seconds = Date().timeIntervalSince(start)
+        consumer.close()
+        return Double(options.events) / seconds
+    }
+
+    /// Applies the points writes of `events` orders (inbox, ledger entry, account with its lots
+    /// and balance, two outbox rows, release timer, offsets) straight to a fresh database with
+    /// the points schema and the service's durability settings, in batches of the service's size.
+    static func sqliteCeiling(_ options: Options, directory: URL) throws -> Double {
+        let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("ceiling.sqlite").path))
+        let processor = PointsProcessor(program: try Program.load(json: ReferenceProgram.bytes()))
+        _ = try database.migrate(RuntimeSchema.migrations + processor.migrations)
+        let rules = processor.rules
+        let inbox = try database.prepare("INSERT INTO inbox(event_id, payload_hash, task, event_time) VALUES(?, ?, ?, ?)")
+        let ledger = try database.prepare(
+            "INSERT INTO ledger(member, sequence, entry_id, time, kind, source, points, available_after, pending_after, debt_after, cause_id, order_id, event) "
+                + "VALUES(?, ?, ?, ?, 'earned', 'base', ?, 0, ?, 0, ?, ?, ?)")
+        let account = try database.prepare(
+            "INSERT INTO accounts(member, task, available, pending, debt, state) VALUES(?, 0, 0, ?, 0, ?) "
+                + "ON CONFLICT(member) DO UPDATE SET pending = excluded.pending, state = excluded.state")
+        let outbox = try database.prepare("INSERT INTO outbox(topic, key, value) VALUES(?, ?, ?)")
+        let timer = try database.prepare("INSERT OR REPLACE INTO timers(task, due, rank, member, kind, ref, payload) VALUES(0, ?, 0, ?, 'release', ?, x'')")
+        let offset = try database.prepare(
+            "INSERT INTO offsets(topic, partition, next_offset) VALUES('loyalty.orders', 0, ?) ON CONFLICT(topic, partition) DO UPDATE SET next_offset = excluded.next_offset")
+        let sample = order(0, member: "bench-m0", time: epoch)
+        let ledgerEvent = sample.encoded() + sample.encoded()  // about the size of a ledger event
+        var state = PointsAccount(member: "bench-m0", registeredAt: EventTime(millis: epoch)).encoded()
+        state += Array(repeating: UInt8(ascii: " "), count: 250)
+        let batchSize = 2_000
+        let start = Date()
+        var index = 0
+        while index < options.events {
+            try database.transaction {
+                for _ in 0..<min(batchSize, options.events - index) {
+                    let memberID = member(index, of: options.members)
+                    let base = rules.basePoints(OrderPaid(orderID: "B", paidMinor: 25_800, lines: [OrderLine(category: "apparel", paidMinor: 15_800), OrderLine(category: "high-margin", paidMinor: 10_000)]))
+                    try inbox.run(.text("bench-order-\(index)"), .integer(Int64(index)), .integer(0), .integer(epoch))
+                    try ledger.run(.text(memberID), .integer(Int64(index / options.members + 1)), .text("bench-order-\(index)/base"), .integer(epoch),
+                                   .integer(base), .integer(base), .text("bench-order-\(index)"), .text("B-\(index)"), .blob(ledgerEvent))
+                    try account.run(.text(memberID), .integer(base), .blob(state))
+                    try outbox.run(.text(Topics.pointsLedger.name), .blob(Array(memberID.utf8)), .blob(ledgerEvent))
+                    try outbox.run(.text(Topics.pointsBalances.name), .blob(Array(memberID.utf8)), .blob(state))
+                    try timer.run(.integer(epoch + 168 * 3_600_000), .text(memberID), .text("L\(index)"))
+                    index += 1
+                }
+                try offset.run(.integer(Int64(index)))
+            }
+        }
+        return Double(options.events) / Date().timeIntervalSince(start)
+    }
+
+    // MARK: The pipeline
+
+    struct PipelineFigures {
+        var throughput: Double
+        var p50: Double
+        var p99: Double
+        var max: Double
+        var peakRSSMiB: Double
+        var bytesPerMember: Double
+    }
+
+    static func pointsPipeline(_ options: Options, directory: URL) throws -> PipelineFigures {
+        let broker = try EmbeddedBroker()
+        let children = ChildProcesses()
+        defer { children.stopAll() }
+        let data = directory.appendingPathComponent("points")
+        try children.start(
+            "points", environment: ["LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": data.path, "LOYALTY_TASK_IDLE_MS": "50"],
+            log: directory.appendingPathComponent("points.log"))
+        let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+        let listener = FromBeginning()
+        let consumer = try KafkaConsumer(ConsumerConfiguration(bootstrapServers: broker.bootstrapServers, groupID: "bench-ledger"), listener: listener)
+        try consumer.subscribe([Topics.pointsLedger.name])
+
+        /// Sends `count` units of events from `make`, each of which earns one ledger entry, and
+        /// waits for as many entries, keeping at most a window in flight; `arrived` is told of each.
+        func pump(_ count: Int, pace: Double? = nil, make: (Int) -> [CloudEvent], arrived: (CloudEvent, Date) -> Void = { _, _ in }) throws -> TimeInterval {
+            var produced = 0
+            var received = 0
+            let start = Date()
+            while received < count {
+                if let exited = children.exited { throw CLIError("\(exited.name) exited with status \(exited.status)") }
+                while produced < count && produced - received < options.window {
+                    if let pace, Date().timeIntervalSince(start) < Double(produced) / pace { break }
+                    for event in make(produced) {
+                        try producer.send(topic: Topics.inputTopic(forEventType: event.type)!.name, key: Array(event.subject!.utf8), value: event.encoded())
+                    }
+                    produced += 1
+                }
+                producer.poll()
+                var next = consumer.poll(timeoutMilliseconds: 1)
+                while let event = next {
+                    if case .record(let record) = event, let value = record.value, let decoded = try? CloudEvent.decode(value),
+                       decoded.type == "points.earned" || decoded.type == "points.refused" {
+                        received += 1
+                        arrived(decoded, Date())
+                    }
+                    next = consumer.poll(timeoutMilliseconds: 0)
+                }
+            }
+            return Date().timeIntervalSince(start)
+        }
+
+        // Members first: events of unregistered members would only be kept, not earned. A
+        // registration earns nothing, so a check-in after it marks each member done.
+        say("  registering \(options.members) members…")
+        _ = try pump(options.members) { index in
+            let id = member(index, of: options.members)
+            return [
+                CloudEvent(id: "bench-registered-\(index)", source: "bench-shop", type: EventType.memberRegistered,
+                           time: EventTime(millis: epoch), subject: id, data: .object([:])),
+                CloudEvent(id: "bench-checkin-\(index)", source: "bench-shop", type: EventType.checkedIn,
+                           time: EventTime(millis: epoch + 60_000), subject: id, data: .object([:])),
+            ]
+        }
+        say("  pipeline…")
+        let seconds = try pump(options.events) { index in [order(index, member: member(index, of: options.members), time: epoch + 3_600_000 + Int64(index))] }
+        let throughput = Double(options.events) / seconds
+
+        say("  latency at \(options.rate) events/s…")
+        let latencyEvents = options.rate * options.latencySeconds
+        var sentAt: [String: Date] = [:]
+        var latencies: [Double] = []
+        latencies.reserveCapacity(latencyEvents)
+        _ = try pump(latencyEvents, pace: Double(options.rate), make: { index in
+            let event = order(options.events + index, member: member(index, of: options.members), time: epoch + 7_200_000 + Int64(index))
+            sentAt[event.id] = Date()
+            return [event]
+        }, arrived: { event, at in
+            if let cause = event.data["causeId"]?.stringValue, let sent = sentAt[cause] { latencies.append(at.timeIntervalSince(sent) * 1000) }
+        })
+        latencies.sort()
+        func percentile(_ p: Double) -> Double { latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))] }
+
+        let pid = children.processes.first!.process.processIdentifier
+        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        let peakKiB = status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") }
+            .flatMap { Double($0.split(separator: " ").dropFirst().first ?? "") } ?? 0
+        consumer.close()
+        children.stopAll()
+        let size = (try? FileManager.default.attributesOfItem(atPath: data.appendingPathComponent("points.sqlite").path)[.size] as? Int) ?? 0
+        return PipelineFigures(
+            throughput: throughput, p50: percentile(0.5), p99: percentile(0.99), max: latencies.last ?? 0,
+            peakRSSMiB: peakKiB / 1024, bytesPerMember: Double(size) / Double(options.members))
+    }
+}
