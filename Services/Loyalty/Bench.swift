@@ -127,6 +127,7 @@ enum Bench {
             while case .record = consumer.poll(timeoutMilliseconds: 0) { consumed += 1 }
         }
         let seconds = Date().timeIntervalSince(start)
+        _ = producer.flush(timeoutMilliseconds: 5_000)
         consumer.close()
         return Double(options.events) / seconds
     }
@@ -138,10 +139,15 @@ enum Bench {
         let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("ceiling.sqlite").path))
         let processor = PointsProcessor(program: try Program.load(json: ReferenceProgram.bytes()))
         _ = try database.migrate(RuntimeSchema.migrations + processor.migrations)
+        // Checkpoints as the service does them: on a connection of their own.
+        try database.execute("PRAGMA wal_autocheckpoint = 0")
+        let checkpointer = try WALCheckpointer(
+            path: directory.appendingPathComponent("ceiling.sqlite").path, intervalMilliseconds: 200, logger: Logger(service: "bench"))
+        defer { checkpointer.stop() }
         let rules = processor.rules
         let inbox = try database.prepare("INSERT INTO inbox(event_id, payload_hash, task, event_time) VALUES(?, ?, ?, ?)")
         let ledger = try database.prepare(
-            "INSERT INTO ledger(member, sequence, entry_id, time, kind, source, points, available_after, pending_after, debt_after, cause_id, order_id, event) "
+            "INSERT INTO ledger(member, sequence, entry_id, time, kind, source, points, available_after, pending_after, debt_after, cause_id, order_id, lots) "
                 + "VALUES(?, ?, ?, ?, 'earned', 'base', ?, 0, ?, 0, ?, ?, ?)")
         let account = try database.prepare(
             "INSERT INTO accounts(member, task, available, pending, debt, state) VALUES(?, 0, 0, ?, 0, ?) "
@@ -164,7 +170,7 @@ enum Bench {
                     let base = rules.basePoints(OrderPaid(orderID: "B", paidMinor: 25_800, lines: [OrderLine(category: "apparel", paidMinor: 15_800), OrderLine(category: "high-margin", paidMinor: 10_000)]))
                     try inbox.run(.text("bench-order-\(index)"), .integer(Int64(index)), .integer(0), .integer(epoch))
                     try ledger.run(.text(memberID), .integer(Int64(index / options.members + 1)), .text("bench-order-\(index)/base"), .integer(epoch),
-                                   .integer(base), .integer(base), .text("bench-order-\(index)"), .text("B-\(index)"), .blob(ledgerEvent))
+                                   .integer(base), .integer(base), .text("bench-order-\(index)"), .text("B-\(index)"), .text("L\(index):+\(base)"))
                     try account.run(.text(memberID), .integer(base), .blob(state))
                     try outbox.run(.text(Topics.pointsLedger.name), .blob(Array(memberID.utf8)), .blob(ledgerEvent))
                     try outbox.run(.text(Topics.pointsBalances.name), .blob(Array(memberID.utf8)), .blob(state))

@@ -140,7 +140,7 @@ public final class PointsProcessor: StreamProcessor {
             if account.entries != cached.entriesWhenLoaded, let time = cached.lastEntryTime {
                 let value = CloudEvent.encode(
                     id: "balance/\(member)/\(account.entries)", source: Self.source, type: "points.balance", time: time,
-                    subject: member, data: { $0.value(account.balanceJSON) })
+                    subject: member, data: { account.writeBalance(to: &$0) })
                 try batch.emit(topic: Topics.pointsBalances.name, key: member, value: value)
             }
         }
@@ -177,7 +177,7 @@ public final class PointsProcessor: StreamProcessor {
         if !decision.entries.isEmpty {
             let insert = try database.prepare(
                 "INSERT INTO ledger(member, sequence, entry_id, time, kind, source, points, available_after, pending_after, "
-                    + "debt_after, cause_id, order_id, event) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                    + "debt_after, cause_id, order_id, lots) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
             for entry in decision.entries {
                 let event = CloudEvent.encode(
                     id: entry.id, source: Self.source, type: entry.eventType, time: entry.time, subject: entry.member,
@@ -187,7 +187,7 @@ public final class PointsProcessor: StreamProcessor {
                     .text(entry.kind.rawValue), .text(entry.source), .integer(entry.points),
                     .integer(entry.balanceAfter.available), .integer(entry.balanceAfter.pending),
                     .integer(entry.balanceAfter.debt), .text(entry.causeID), entry.orderID.map { .text($0) } ?? .null,
-                    .blob(event))
+                    .text(entry.lots.map { "\($0.lotID):\($0.delta >= 0 ? "+" : "")\($0.delta)" }.joined(separator: " ")))
                 try batch.emit(topic: Topics.pointsLedger.name, key: entry.member, value: event)
                 cached.lastEntryTime = entry.time
             }

@@ -27,7 +27,8 @@ enum PointsSchema {
                 debt_after INTEGER NOT NULL,
                 cause_id TEXT NOT NULL,
                 order_id TEXT,
-                event BLOB NOT NULL,
+                -- The lots the entry touched, as `L1:+440 L3:-20` (the published event has the rest).
+                lots TEXT NOT NULL,
                 PRIMARY KEY(member, sequence)
             ) WITHOUT ROWID;
             -- What was asked and not done, with the reason.

@@ -41,7 +41,9 @@ public struct EventTimeMerger<Item> {
     /// How long the merge waits for an empty partition that may still hold older records.
     public let idleMilliseconds: Int64
 
-    private var lanes: [TopicPartition: Lane] = [:]
+    /// Lanes in an array (indexed through `laneIndex`) so the hot loop reads them in place.
+    private var lanes: [Lane] = []
+    private var laneIndex: [TopicPartition: Int] = [:]
     private var echoes: [String: (key: MergeKey, partition: TopicPartition)] = [:]
     private var blockedSince: Int64?
 
@@ -56,6 +58,7 @@ public struct EventTimeMerger<Item> {
         var fifo = FIFO<Entry>()
         var sorted = Heap<Entry> { $0.key < $1.key }
         var isSorted: Bool
+        let partition: TopicPartition
         /// Everything the partition held has been read (what is buffered is the rest of it).
         var caughtUp = false
         /// Offsets buffered and not yet handed out, for the committable offset.
@@ -65,6 +68,7 @@ public struct EventTimeMerger<Item> {
 
         var count: Int { isSorted ? sorted.count : fifo.count }
         var head: Entry? { isSorted ? sorted.first : fifo.first }
+        var headKey: MergeKey? { isSorted ? sorted.first?.key : fifo.first?.key }
 
         mutating func append(_ entry: Entry) {
             if isSorted { sorted.insert(entry) } else { fifo.append(entry) }
@@ -92,13 +96,13 @@ public struct EventTimeMerger<Item> {
     }
 
     /// Tasks (partition numbers) with at least one assigned partition.
-    public var assignedTasks: [Int32] { Set(lanes.keys.map(\.partition)).sorted() }
+    public var assignedTasks: [Int32] { Set(laneIndex.keys.map(\.partition)).sorted() }
 
     /// Records buffered across all partitions.
-    public var bufferedCount: Int { lanes.values.reduce(0) { $0 + $1.count } }
+    public var bufferedCount: Int { lanes.reduce(0) { $0 + $1.count } }
 
     /// Records buffered for one partition.
-    public func bufferedCount(_ partition: TopicPartition) -> Int { lanes[partition]?.count ?? 0 }
+    public func bufferedCount(_ partition: TopicPartition) -> Int { laneIndex[partition].map { lanes[$0].count } ?? 0 }
 
     /// Commands sent to this instance's own partitions that have not come back yet.
     public var pendingEchoes: Int { echoes.count }
@@ -106,7 +110,13 @@ public struct EventTimeMerger<Item> {
     /// Starts buffering these partitions (empty, not caught up).
     public mutating func assign(_ partitions: [TopicPartition]) {
         for partition in partitions {
-            lanes[partition] = Lane(isSorted: sortedTopics.contains(partition.topic))
+            let lane = Lane(isSorted: sortedTopics.contains(partition.topic), partition: partition)
+            if let index = laneIndex[partition] {
+                lanes[index] = lane
+            } else {
+                laneIndex[partition] = lanes.count
+                lanes.append(lane)
+            }
         }
     }
 
@@ -114,47 +124,50 @@ public struct EventTimeMerger<Item> {
     /// (the next owner re-reads them).
     public mutating func revoke(_ partitions: [TopicPartition]) {
         let revoked = Set(partitions)
-        for partition in partitions { lanes[partition] = nil }
+        lanes.removeAll { revoked.contains($0.partition) }
+        laneIndex = Dictionary(uniqueKeysWithValues: lanes.enumerated().map { ($1.partition, $0) })
         echoes = echoes.filter { !revoked.contains($0.value.partition) }
     }
 
     /// Buffers a record of an assigned partition; records of other partitions are ignored.
     /// A record that is an expected echo releases the records waiting for it.
     public mutating func add(_ item: Item, key: MergeKey, offset: Int64, from partition: TopicPartition) {
-        guard lanes[partition] != nil else { return }
-        lanes[partition]!.append(Entry(key: key, offset: offset, item: item))
-        lanes[partition]!.caughtUp = false
+        guard let index = laneIndex[partition] else { return }
+        lanes[index].append(Entry(key: key, offset: offset, item: item))
+        lanes[index].caughtUp = false
         if let echo = echoes[key.id], echo.partition == partition { echoes[key.id] = nil }
     }
 
     /// Expects a command sent to an assigned partition to come back there; records that sort
     /// after it wait for it. Commands to partitions of other instances are not waited for.
     public mutating func expectEcho(_ key: MergeKey, on partition: TopicPartition) {
-        guard lanes[partition] != nil else { return }
+        guard laneIndex[partition] != nil else { return }
         echoes[key.id] = (key, partition)
     }
 
     /// Notes that the partition has been read to its end: once its buffer drains, the merge
     /// need not wait for it. A record arriving later clears the mark.
     public mutating func markCaughtUp(_ partition: TopicPartition) {
-        guard lanes[partition] != nil else { return }
-        lanes[partition]!.caughtUp = true
+        guard let index = laneIndex[partition] else { return }
+        lanes[index].caughtUp = true
     }
 
     /// The offset to store for each partition: every record below it has been handed out.
     public var committableOffsets: [TopicPartition: Int64] {
-        lanes.compactMapValues(\.committableOffset)
+        var offsets: [TopicPartition: Int64] = [:]
+        for lane in lanes { if let offset = lane.committableOffset { offsets[lane.partition] = offset } }
+        return offsets
     }
 
     /// The next record to apply, or nil when everything is empty or waiting.
     /// `now` is a monotonic clock in milliseconds (only for the idle time, never for a rule).
     public mutating func next(now: Int64) -> (item: Item, partition: TopicPartition)? {
-        var best: (key: MergeKey, partition: TopicPartition)?
+        var best: Int?
         var waitingForData = false
-        for (partition, lane) in lanes {
-            if let head = lane.head {
-                if best == nil || head.key < best!.key { best = (head.key, partition) }
-            } else if !lane.caughtUp {
+        for index in lanes.indices {
+            if let head = lanes[index].headKey {
+                if best == nil || head < lanes[best!].headKey! { best = index }
+            } else if !lanes[index].caughtUp {
                 waitingForData = true
             }
         }
@@ -162,8 +175,9 @@ public struct EventTimeMerger<Item> {
             blockedSince = nil
             return nil
         }
+        let chosenKey = lanes[chosen].headKey!
         // A command this instance sent that sorts earlier is still on its way.
-        if echoes.values.contains(where: { $0.key < chosen.key }) { return nil }
+        if !echoes.isEmpty, echoes.values.contains(where: { $0.key < chosenKey }) { return nil }
         if waitingForData {
             let since = blockedSince ?? now
             blockedSince = since
@@ -171,8 +185,8 @@ public struct EventTimeMerger<Item> {
         } else {
             blockedSince = nil
         }
-        let entry = lanes[chosen.partition]!.removeHead()
-        return (entry.item, chosen.partition)
+        let entry = lanes[chosen].removeHead()
+        return (entry.item, lanes[chosen].partition)
     }
 }
 

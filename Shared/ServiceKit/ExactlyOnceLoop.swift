@@ -14,6 +14,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     private let stop: StopSignal
     private var consumer: KafkaConsumer!
     private let relay: OutboxRelay
+    private let checkpointer: WALCheckpointer
     private var merger: EventTimeMerger<PolledRecord<Processor.Body>>
     private var paused: Set<TopicPartition> = []
     private var committedOffsets: [TopicPartition: Int64] = [:]
@@ -34,6 +35,9 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         }
         let database = try Database(DatabaseConfiguration(path: configuration.databasePath, synchronous: configuration.synchronous))
         applier = try BatchApplier(database: database, processor: processor, timerMode: configuration.timerMode)
+        // Checkpoints happen on a connection of their own, not inside the loop's commits.
+        try database.execute("PRAGMA wal_autocheckpoint = 0")
+        checkpointer = try WALCheckpointer(path: configuration.databasePath, intervalMilliseconds: 200, logger: logger)
         merger = EventTimeMerger(
             topics: processor.inputTopics, sortedTopics: processor.sortedInputTopics,
             idleMilliseconds: configuration.taskIdleMilliseconds)
@@ -92,6 +96,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         if !relay.rowsToDelete.isEmpty { try applyBatch(startingWith: nil, wallClock: nil) }
         consumer.commitAdvisory(committedOffsets)
         consumer.close()
+        checkpointer.stop()
         logger.info("stopped", ["applied": String(totals.applied), "outboxDrained": String(drained)])
     }
 

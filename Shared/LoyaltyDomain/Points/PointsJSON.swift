@@ -77,28 +77,34 @@ extension Refusal {
 extension PointsAccount {
     /// The `data` of a member balance record.
     public var balanceJSON: JSONValue {
-        var object = JSONObject()
-        object["memberId"] = .string(member)
-        object["available"] = .int(balance.available)
-        object["pending"] = .int(balance.pending)
-        object["debt"] = .int(balance.debt)
+        var writer = JSONWriter()
+        writeBalance(to: &writer)
+        // The writer's output is valid JSON by construction.
+        return try! JSONValue.parse(writer.bytes)
+    }
+
+    /// Writes the `data` of a member balance record.
+    public func writeBalance(to w: inout JSONWriter) {
+        w.beginObject()
+        w.key("memberId"); w.string(member)
+        w.key("available"); w.int(balance.available)
+        w.key("pending"); w.int(balance.pending)
+        w.key("debt"); w.int(balance.debt)
         if let next = nextExpiry {
-            object["nextExpiry"] = .object(JSONObject(["at": .string(next.at.rfc3339), "points": .int(next.points)]))
+            w.key("nextExpiry"); w.beginObject()
+            w.key("at"); w.string(next.at.rfc3339)
+            w.key("points"); w.int(next.points)
+            w.endObject()
         }
-        object["lifetimeEarned"] = .int(lifetime.earned)
-        object["lifetimeReversed"] = .int(lifetime.reversed)
-        object["lifetimeSpent"] = .int(lifetime.spent)
-        object["lifetimeRedeemed"] = .int(lifetime.redeemed)
-        object["lifetimeCashOffset"] = .int(lifetime.cashOffset)
-        object["lifetimeTransferredOut"] = .int(lifetime.transferredOut)
-        object["lifetimeTransferredIn"] = .int(lifetime.transferredIn)
-        object["lifetimeGivenBack"] = .int(lifetime.givenBack)
-        object["lifetimeExpired"] = .int(lifetime.expired)
-        object["lifetimeDeducted"] = .int(lifetime.deducted)
-        object["lifetimeAdjustedUp"] = .int(lifetime.adjustedUp)
-        object["lifetimeAdjustedDown"] = .int(lifetime.adjustedDown)
-        object["entries"] = .int(entries)
-        return .object(object)
+        let figures: [(String, Int64)] = [
+            ("lifetimeEarned", lifetime.earned), ("lifetimeReversed", lifetime.reversed), ("lifetimeSpent", lifetime.spent),
+            ("lifetimeRedeemed", lifetime.redeemed), ("lifetimeCashOffset", lifetime.cashOffset),
+            ("lifetimeTransferredOut", lifetime.transferredOut), ("lifetimeTransferredIn", lifetime.transferredIn),
+            ("lifetimeGivenBack", lifetime.givenBack), ("lifetimeExpired", lifetime.expired), ("lifetimeDeducted", lifetime.deducted),
+            ("lifetimeAdjustedUp", lifetime.adjustedUp), ("lifetimeAdjustedDown", lifetime.adjustedDown), ("entries", entries),
+        ]
+        for (key, value) in figures { w.key(key); w.int(value) }
+        w.endObject()
     }
 }
 
