@@ -20,6 +20,7 @@ public struct Program: Sendable, Equatable {
     /// Catalogue rewards by id.
     public var catalogue: [String: Reward]
     public var inactivity: Inactivity
+    public var tiers: TierPolicy
 
     /// Limits on spending points.
     public struct Spending: Sendable, Equatable {

@@ -127,6 +127,7 @@ extension Program {
         self.inactivity = Inactivity(
             afterDays: try Self.positive(try inactivity.int64("afterDays", at: "inactivity"), "inactivity.afterDays"),
             deductionPercent: try Self.percent(try inactivity.int64("deductionPercent", at: "inactivity"), "inactivity.deductionPercent"))
+        self.tiers = try Self.tierPolicy(root)
         let members = try root.object("members")
         self.members = Members(unknownMemberWaitHours: try Self.nonNegative(try members.int64("unknownMemberWaitHours", at: "members"), "members.unknownMemberWaitHours"))
     }
