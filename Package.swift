@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "points", targets: ["PointsMain"]),
+        .executable(name: "tiers", targets: ["TiersMain"]),
         .executable(name: "loyalty", targets: ["Loyalty"]),
     ],
     targets: [
@@ -35,6 +36,11 @@ let package = Package(
             path: "Services/PointsService"),
         .executableTarget(
             name: "PointsMain", dependencies: ["PointsService", "ServiceKit"], path: "Services/Points"),
+        .target(
+            name: "TiersService", dependencies: ["LoyaltyDomain", "Storage", "ServiceKit"],
+            path: "Services/TiersService"),
+        .executableTarget(
+            name: "TiersMain", dependencies: ["TiersService", "ServiceKit"], path: "Services/Tiers"),
         .executableTarget(
             name: "Loyalty", dependencies: ["LoyaltyDomain", "Messaging", "Storage", "ServiceKit", "ReferenceProgram", "PointsService"],
             path: "Services/Loyalty"),
@@ -45,6 +51,7 @@ let package = Package(
         .testTarget(name: "MessagingTests", dependencies: ["Messaging", "LoyaltyDomain"]),
         .testTarget(name: "ServiceKitTests", dependencies: ["ServiceKit", "Messaging", "Storage", "LoyaltyDomain"]),
         .testTarget(name: "PointsTests", dependencies: ["PointsService", "ServiceKit", "Storage", "LoyaltyDomain", "ReferenceProgram"]),
+        .testTarget(name: "TiersTests", dependencies: ["TiersService", "ServiceKit", "Storage", "LoyaltyDomain", "ReferenceProgram"]),
         .testTarget(name: "EndToEndTests", dependencies: ["Messaging", "LoyaltyDomain", "Storage", "ReferenceProgram"]),
     ]
 )

@@ -10,4 +10,6 @@ create loyalty.engagement
 create loyalty.points.commands
 create loyalty.points.ledger
 create loyalty.points.balances --config cleanup.policy=compact
+create loyalty.tiers.changes
+create loyalty.tiers.status --config cleanup.policy=compact
 create loyalty.dead-letters

@@ -42,6 +42,7 @@ enum Demo {
         var ledger: [String: [JSONObject]] = [:]
         var refusals: [String: [JSONObject]] = [:]
         var balances: [String: JSONObject] = [:]
+        var tiers: [String: JSONObject] = [:]
         var deadLetters: [JSONObject] = []
     }
 
@@ -50,7 +51,7 @@ enum Demo {
         let listener = FromBeginning()
         let consumer = try KafkaConsumer(
             ConsumerConfiguration(bootstrapServers: bootstrapServers, groupID: "loyalty-demo-\(UUID().uuidString)"), listener: listener)
-        try consumer.subscribe([Topics.pointsLedger.name, Topics.pointsBalances.name, Topics.deadLetters.name])
+        try consumer.subscribe([Topics.pointsLedger.name, Topics.pointsBalances.name, Topics.tierStatus.name, Topics.deadLetters.name])
         var outputs = Outputs()
         var seen = Set<String>()
         var lastArrival = Date()
@@ -68,6 +69,7 @@ enum Demo {
             let member = event.subject ?? "-"
             switch record.topic {
             case Topics.pointsBalances.name: outputs.balances[member] = data
+            case Topics.tierStatus.name: outputs.tiers[member] = data
             case Topics.deadLetters.name: outputs.deadLetters.append(data)
             default:
                 if event.type == "points.refused" { outputs.refusals[member, default: []].append(data) } else { outputs.ledger[member, default: []].append(data) }
@@ -87,6 +89,16 @@ enum Demo {
         for member in SampleStream.members {
             let balance = outputs.balances[member]
             print("  \(pad(member, 8)) \(lpad(String(int(balance, "available")), 9)) \(lpad(String(int(balance, "pending")), 8)) \(lpad(String(int(balance, "debt")), 6)) \(lpad(String(int(balance, "lifetimeEarned")), 8)) \(lpad(String(int(balance, "lifetimeReversed")), 9)) \(lpad(String(int(balance, "lifetimeSpent")), 6)) \(lpad(String(int(balance, "entries")), 8))")
+        }
+        print("\ntiers")
+        for member in SampleStream.members {
+            guard let tier = outputs.tiers[member] else {
+                print("  \(pad(member, 8)) Newcomer (no paid order yet)")
+                continue
+            }
+            var line = "  \(pad(member, 8)) \(tier["tierName"]?.stringValue ?? "?"), qualifying spend \(int(tier, "qualifyingSpendMinor") / 100) CNY"
+            if let next = tier["nextTier"]?.stringValue { line += ", \(int(tier, "amountToNextTierMinor") / 100) CNY to \(next)" }
+            print(line)
         }
         print("\nledger summary (points by kind and source; refusals with their reason)")
         for member in SampleStream.members {

@@ -52,6 +52,14 @@ public enum Topics {
     public static let pointsBalances = TopicSpec(
         name: "loyalty.points.balances", partitions: partitionCount, compacted: true,
         key: "member id", summary: "member balance records (compacted)")
+    /// Tier changes: upgraded, downgraded, at risk.
+    public static let tierChanges = TopicSpec(
+        name: "loyalty.tiers.changes", partitions: partitionCount, compacted: false,
+        key: "member id", summary: "tier changes with the figures that decided them")
+    /// The latest tier status of each member.
+    public static let tierStatus = TopicSpec(
+        name: "loyalty.tiers.status", partitions: partitionCount, compacted: true,
+        key: "member id", summary: "member tier status records (compacted)")
     /// Records no service could apply, with the reason.
     public static let deadLetters = TopicSpec(
         name: "loyalty.dead-letters", partitions: partitionCount, compacted: false,
@@ -59,7 +67,7 @@ public enum Topics {
 
     /// Every topic, in the order the embedded broker creates them.
     public static let all: [TopicSpec] = [
-        members, orders, engagement, pointsCommands, pointsLedger, pointsBalances, deadLetters,
+        members, orders, engagement, pointsCommands, pointsLedger, pointsBalances, tierChanges, tierStatus, deadLetters,
     ]
 
     /// Looks a topic up by name.

@@ -1,0 +1,136 @@
+import LoyaltyDomain
+import Messaging
+import ServiceKit
+import Storage
+
+/// The tiers service in the exactly-once loop: reads paid and refunded orders, keeps each
+/// member's qualifying figures and tier, sends the tier bonus of each order (decided on the
+/// tier held just before it) to the points service as a grant, reverses it on refunds, and
+/// publishes tier changes and a compacted tier status per member.
+public final class TiersProcessor: StreamProcessor {
+    public typealias Body = TierInput
+
+    public let name = "tiers"
+    public let inputTopics = [Topics.orders.name]
+    public let sortedInputTopics: Set<String> = []
+    public var migrations: [Migration] {
+        [Migration(version: 100, name: "tier members", sql: """
+            -- Each member's tier and the figures that decide it, in one row.
+            CREATE TABLE tier_members(member TEXT PRIMARY KEY, level TEXT NOT NULL, state BLOB NOT NULL) WITHOUT ROWID;
+            """)]
+    }
+
+    public let rules: TierRules
+    static let source = "loyalty/tiers"
+    static let monthEnd = "month-end"
+    /// Month-end tiers rank after pending release, expiry, warnings and inactivity (DOMAIN.md).
+    static let monthEndRank = 4
+
+    private var members: [String: (member: TierMember, changed: Bool, time: EventTime)] = [:]
+
+    public init(program: Program) {
+        rules = TierRules(program: program)
+    }
+
+    public func rank(of eventType: String) -> Int { EventType.rank(of: eventType) }
+
+    public func decode(_ record: ConsumedRecord) throws(Rejection) -> Decoded<TierInput> {
+        guard let value = record.value else { throw Rejection(code: "empty-payload", detail: "the record has no value") }
+        let event: CloudEvent
+        do { event = try CloudEvent.decode(value) } catch { throw Rejection(code: error.code, detail: error.detail) }
+        guard let member = event.subject else { throw Rejection(code: "missing-attribute", detail: "subject (the member id) is required") }
+        guard record.keyString == member else {
+            throw Rejection(code: "key-mismatch", detail: "record key \(record.keyString ?? "(none)") differs from subject \(member)")
+        }
+        let input: PointsInput
+        do { input = try PointsInput.decode(type: event.type, data: event.data) } catch { throw Rejection(code: error.code, detail: error.detail) }
+        let body: TierInput
+        switch input {
+        case .orderPaid(let order): body = .paid(order)
+        case .orderRefunded(let refund): body = .refunded(refund)
+        default: throw Rejection(code: "unknown-type", detail: "the tiers service does not read \(event.type) on \(record.topic)")
+        }
+        return Decoded(eventID: event.id, time: event.time, rank: EventType.rank(of: event.type), member: member,
+                       payloadHash: payloadHash(event.encoded()), body: body)
+    }
+
+    public func apply(_ input: Decoded<TierInput>, in batch: Batch) throws {
+        var member = try load(input.member, batch.database, since: input.time)
+        let wasAbove = member.level > 0
+        let decision: TierDecision
+        switch input.body {
+        case .paid(let order): decision = rules.pay(order, at: input.time, member: &member)
+        case .refunded(let refund): decision = rules.refund(refund, at: input.time, member: &member)
+        }
+        for grant in decision.grants {
+            try batch.emit(CloudEvent(
+                id: "tier-bonus/\(input.eventID)", source: Self.source, type: EventType.pointsGrant, time: input.time, subject: input.member,
+                data: .object(["component": "tier-bonus", "orderId": .string(grant.orderID), "points": .int(grant.points)])),
+                to: Topics.pointsCommands.name)
+        }
+        for reversal in decision.reversals {
+            try batch.emit(CloudEvent(
+                id: "tier-bonus-reversal/\(input.eventID)", source: Self.source, type: EventType.pointsReverse, time: input.time,
+                subject: input.member,
+                data: .object([
+                    "component": "tier-bonus", "orderId": .string(reversal.orderID), "refundId": .string(reversal.refundID ?? ""),
+                    "points": .int(reversal.points),
+                ])),
+                to: Topics.pointsCommands.name)
+        }
+        try publish(decision.changes, of: member, cause: input.eventID, batch)
+        if !wasAbove && member.level > 0 { try scheduleMonthEnd(after: input.time, member: input.member, batch) }
+        members[input.member] = (member, true, input.time)
+    }
+
+    public func fire(_ timer: DueTimer, in batch: Batch) throws {
+        guard timer.kind == Self.monthEnd else { return }
+        var member = try load(timer.member, batch.database, since: timer.due)
+        let decision = rules.monthEnd(at: timer.due, member: &member)
+        try publish(decision.changes, of: member, cause: "month-end/\(timer.due.millis)", batch)
+        if member.level > 0 { try scheduleMonthEnd(after: timer.due, member: timer.member, batch) }
+        members[timer.member] = (member, true, timer.due)
+    }
+
+    public func finish(_ batch: Batch) throws {
+        let save = try batch.database.prepare(
+            "INSERT INTO tier_members(member, level, state) VALUES(?, ?, ?) ON CONFLICT(member) DO UPDATE SET level = excluded.level, state = excluded.state")
+        for (id, entry) in members.sorted(by: { $0.key < $1.key }) where entry.changed {
+            try save.run(.text(id), .text(rules.program.tiers.levels[entry.member.level].id), .blob(entry.member.encoded()))
+            let status = CloudEvent.encode(
+                id: "tier-status/\(id)/\(entry.time.millis)", source: Self.source, type: "tier.status", time: entry.time, subject: id,
+                data: { rules.writeStatus(of: entry.member, at: entry.time, to: &$0) })
+            try batch.emit(topic: Topics.tierStatus.name, key: id, value: status)
+        }
+        members.removeAll(keepingCapacity: true)
+    }
+
+    public func abandon() { members.removeAll() }
+
+    private func load(_ id: String, _ database: Database, since: EventTime) throws -> TierMember {
+        if let cached = members[id] { return cached.member }
+        let stored = try database.prepare("SELECT state FROM tier_members WHERE member = ?").queryOne(.text(id)) { $0.blob(0) }
+        return try stored.map { try TierMember.decode($0) } ?? TierMember(member: id, since: since)
+    }
+
+    private func publish(_ changes: [TierChange], of member: TierMember, cause: String, _ batch: Batch) throws {
+        for change in changes {
+            let value = CloudEvent.encode(
+                id: "tier-change/\(member.member)/\(cause)", source: Self.source, type: "tier.\(change.kind.rawValue)", time: change.time,
+                subject: member.member, data: { rules.write(change, member: member.member, to: &$0) })
+            try batch.emit(topic: Topics.tierChanges.name, key: member.member, value: value)
+        }
+    }
+
+    private func scheduleMonthEnd(after time: EventTime, member: String, _ batch: Batch) throws {
+        let calendar = rules.program.calendar
+        let next = calendar.startOfMonth(monthIndex: calendar.localDate(of: time).monthIndex + 1)
+        try batch.schedule(TimerRequest(due: next, rank: Self.monthEndRank, member: member, kind: Self.monthEnd, ref: Self.monthEnd))
+    }
+}
+
+/// What the tiers service reads.
+public enum TierInput: Sendable {
+    case paid(OrderPaid)
+    case refunded(OrderRefunded)
+}

@@ -1,0 +1,99 @@
+/// The stored form of a member's tier state, and the JSON of the tier outputs.
+extension TierMember {
+    /// The member as the tiers service stores it.
+    public func encoded() -> [UInt8] {
+        var w = JSONWriter()
+        w.beginObject()
+        w.key("v"); w.int(1)
+        w.key("member"); w.string(member)
+        w.key("level"); w.int(Int64(level))
+        w.key("since"); w.int(levelSince.millis)
+        w.key("payments"); Self.write(payments, to: &w)
+        w.key("refunds"); Self.write(refunds, to: &w)
+        w.key("orders"); ordersByMonth.write(to: &w)
+        w.key("known"); w.beginArray()
+        for (id, order) in orders.sorted(by: { $0.key < $1.key }) {
+            w.beginArray()
+            w.string(id); w.int(order.paidMinor); w.int(order.refundedMinor); w.int(order.bonus); w.int(order.bonusReversed)
+            w.endArray()
+        }
+        w.endArray()
+        w.key("refundIds"); w.beginArray()
+        for id in refundIDs.sorted() { w.string(id) }
+        w.endArray()
+        w.endObject()
+        return w.bytes
+    }
+
+    private static func write(_ amounts: [TimedAmount], to w: inout JSONWriter) {
+        w.beginArray()
+        for amount in amounts { w.int(amount.time.millis); w.int(amount.amountMinor) }
+        w.endArray()
+    }
+
+    private static func read(_ value: JSONValue?) throws -> [TimedAmount] {
+        guard let numbers = value?.arrayValue?.compactMap(\.int64Value), numbers.count % 2 == 0 else {
+            throw JSONFieldError(path: "tier member", problem: "expected time and amount pairs")
+        }
+        return stride(from: 0, to: numbers.count, by: 2).map { TimedAmount(time: EventTime(millis: numbers[$0]), amountMinor: numbers[$0 + 1]) }
+    }
+
+    /// Reads a member stored by `encoded()`.
+    public static func decode(_ bytes: [UInt8]) throws -> TierMember {
+        guard let root = try JSONValue.parse(bytes).objectValue, root["v"]?.int64Value == 1 else {
+            throw JSONFieldError(path: "tier member", problem: "not a stored tier member of version 1")
+        }
+        var member = TierMember(member: try root.string("member"), since: EventTime(millis: try root.int64("since")))
+        member.level = try root.int("level")
+        member.payments = try read(root["payments"])
+        member.refunds = try read(root["refunds"])
+        member.ordersByMonth = try PeriodCounts.read(root["orders"])
+        for raw in try root.array("known") {
+            guard let f = raw.arrayValue, f.count == 5, let id = f[0].stringValue,
+                  let paid = f[1].int64Value, let refunded = f[2].int64Value, let bonus = f[3].int64Value, let reversed = f[4].int64Value else {
+                throw JSONFieldError(path: "tier member.known", problem: "expected [id, paid, refunded, bonus, reversed]")
+            }
+            member.orders[id] = TierOrder(paidMinor: paid, refundedMinor: refunded, bonus: bonus, bonusReversed: reversed)
+        }
+        member.refundIDs = Set(try root.array("refundIds").compactMap(\.stringValue))
+        return member
+    }
+}
+
+extension TierRules {
+    /// The `data` of a member's tier status record: tier, since, qualifying spend, the next tier
+    /// and the amount still needed for it, and the benefits of the current tier.
+    public func writeStatus(of member: TierMember, at time: EventTime, to w: inout JSONWriter) {
+        let level = policy.levels[member.level]
+        let spend = qualifyingSpend(of: member, at: time)
+        w.beginObject()
+        w.key("memberId"); w.string(member.member)
+        w.key("tier"); w.string(level.id)
+        w.key("tierName"); w.string(level.name)
+        w.key("since"); w.string(member.levelSince.rfc3339)
+        w.key("multiplier"); w.raw(String(level.multiplierTenths / 10) + "." + String(level.multiplierTenths % 10))
+        w.key("qualifyingSpendMinor"); w.int(spend)
+        if member.level + 1 < policy.levels.count {
+            let next = policy.levels[member.level + 1]
+            w.key("nextTier"); w.string(next.id)
+            w.key("amountToNextTierMinor"); w.int(max(0, next.qualifyingSpendMinor - spend))
+        }
+        w.key("benefits"); w.beginArray()
+        for benefit in level.benefits { w.string(benefit) }
+        w.endArray()
+        w.endObject()
+    }
+
+    /// The `data` of a tier change event.
+    public func write(_ change: TierChange, member: String, to w: inout JSONWriter) {
+        w.beginObject()
+        w.key("memberId"); w.string(member)
+        w.key("change"); w.string(change.kind.rawValue)
+        w.key("from"); w.string(change.from)
+        w.key("to"); w.string(change.to)
+        w.key("reason"); w.string(change.reason)
+        w.key("qualifyingSpendMinor"); w.int(change.qualifyingSpendMinor)
+        w.key("ordersThisMonth"); w.int(change.ordersThisMonth)
+        w.endObject()
+    }
+}

@@ -1,0 +1,98 @@
+import Foundation
+import LoyaltyDomain
+import Messaging
+import ReferenceProgram
+import ServiceKit
+import Storage
+import Testing
+
+@testable import TiersService
+
+/// The tiers service's handlers on a real database, through the exactly-once transaction.
+@Suite struct TiersProcessorTests {
+    final class Harness {
+        let directory: URL
+        let applier: BatchApplier<TiersProcessor>
+        var offset: Int64 = 0
+
+        init() throws {
+            directory = FileManager.default.temporaryDirectory.appendingPathComponent("tiers-tests-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("tiers.sqlite").path))
+            applier = try BatchApplier(database: database, processor: TiersProcessor(program: try Program.load(json: ReferenceProgram.bytes())), timerMode: .streamTime)
+        }
+
+        deinit { try? FileManager.default.removeItem(at: directory) }
+
+        @discardableResult
+        func apply(_ events: [CloudEvent]) throws -> [(topic: String, event: CloudEvent)] {
+            let polled = events.map { event -> PolledRecord<TierInput> in
+                offset += 1
+                let record = ConsumedRecord(topic: Topics.orders.name, partition: 0, offset: offset, key: Array(event.subject!.utf8), value: event.encoded())
+                let decoded: Result<Decoded<TierInput>, Rejection>
+                do throws(Rejection) { decoded = .success(try applier.processor.decode(record)) } catch { decoded = .failure(error) }
+                return PolledRecord(record: record, decoded: decoded)
+            }
+            return try applier.apply(polled).outbox.map { ($0.topic, try CloudEvent.decode($0.value!)) }
+        }
+    }
+
+    func paid(_ id: String, _ member: String, _ paid: Int64, _ time: String) throws -> CloudEvent {
+        CloudEvent(id: id, source: "shop", type: EventType.orderPaid, time: try EventTime.parse(time), subject: member,
+                   data: .object(["orderId": .string("O-\(id)"), "paidMinor": .int(paid)]))
+    }
+
+    @Test func ordersEarnTheBonusOfTheTierBeforeThemAndMoveTheMemberUp() throws {
+        let harness = try Harness()
+        let first = try harness.apply([try paid("o1", "m", 600_000, "2026-03-01T10:00:00+08:00")])
+        // At Newcomer no bonus; the member becomes Gold.
+        #expect(!first.contains { $0.topic == Topics.pointsCommands.name })
+        let change = try #require(first.first { $0.topic == Topics.tierChanges.name }?.event)
+        #expect(change.type == "tier.upgraded")
+        #expect(change.data["to"]?.stringValue == "gold")
+        let status = try #require(first.last { $0.topic == Topics.tierStatus.name }?.event)
+        #expect(status.data["tier"]?.stringValue == "gold")
+        #expect(status.data["nextTier"]?.stringValue == "platinum")
+        #expect(status.data["amountToNextTierMinor"]?.int64Value == 1_400_000)
+        #expect(status.data["benefits"]?.arrayValue?.compactMap(\.stringValue) == ["free-shipping"])
+
+        // The next order is counted at Gold: base 1,000 → bonus 500, a grant to the points service.
+        let second = try harness.apply([try paid("o2", "m", 100_000, "2026-03-02T10:00:00+08:00")])
+        let grant = try #require(second.first { $0.topic == Topics.pointsCommands.name }?.event)
+        #expect(grant.id == "tier-bonus/o2")
+        #expect(grant.type == EventType.pointsGrant)
+        #expect(grant.source == "loyalty/tiers")
+        #expect(grant.data["points"]?.int64Value == 500)
+        #expect(grant.data["orderId"]?.stringValue == "O-o2")
+        #expect(grant.time.rfc3339 == "2026-03-02T02:00:00.000Z")
+
+        // A refund of half of it reverses half the bonus.
+        let refund = CloudEvent(id: "f1", source: "shop", type: EventType.orderRefunded, time: try EventTime.parse("2026-03-03T10:00:00+08:00"),
+                                subject: "m", data: .object(["orderId": "O-o2", "refundId": "R-1", "refundMinor": 50_000]))
+        let reversal = try #require(try harness.apply([refund]).first { $0.topic == Topics.pointsCommands.name }?.event)
+        #expect(reversal.type == EventType.pointsReverse)
+        #expect(reversal.data["points"]?.int64Value == 250)
+        #expect(reversal.data["refundId"]?.stringValue == "R-1")
+    }
+
+    @Test func monthEndsFireOnStreamTime() throws {
+        let harness = try Harness()
+        try harness.apply([try paid("o1", "m", 600_000, "2026-01-20T10:00:00+08:00")])
+        // Another member's order in April moves stream time past 1 February, 1 March and 1 April.
+        let later = try harness.apply([try paid("x1", "other", 100, "2026-04-02T10:00:00+08:00")])
+        let changes = later.filter { $0.topic == Topics.tierChanges.name }.map(\.event)
+        #expect(changes.map(\.type) == ["tier.at-risk", "tier.downgraded"])
+        #expect(changes.map { $0.time.rfc3339 } == ["2026-02-28T16:00:00.000Z", "2026-03-31T16:00:00.000Z"])
+        #expect(changes.last?.data["to"]?.stringValue == "growth")
+        let stored = try harness.applier.database.prepare("SELECT level FROM tier_members WHERE member = 'm'").queryOne { $0.string(0) }
+        #expect(stored == "growth")
+    }
+
+    @Test func otherEventTypesOnTheOrdersTopicAreDeadLettered() throws {
+        let harness = try Harness()
+        let odd = CloudEvent(id: "z", source: "shop", type: EventType.checkedIn, time: try EventTime.parse("2026-03-01T10:00:00+08:00"), subject: "m", data: .object([:]))
+        let outputs = try harness.apply([odd])
+        #expect(outputs.first?.topic == Topics.deadLetters.name)
+        #expect(outputs.first?.event.data["reason"]?.stringValue == "unknown-type")
+    }
+}
