@@ -36,28 +36,14 @@ public final class PointsProcessor: StreamProcessor {
     // MARK: Decoding
 
     public func decode(_ record: ConsumedRecord) throws(Rejection) -> Decoded<PointsRecord> {
-        guard let value = record.value else {
-            throw Rejection(code: "empty-payload", detail: "the record has no value")
-        }
-        let event: CloudEvent
-        do {
-            event = try CloudEvent.decode(value)
-        } catch {
-            throw Rejection(code: error.code, detail: error.detail)
-        }
-        var decoded = try Self.decode(event, raw: value, key: record.keyString)
+        let (event, raw) = try record.cloudEvent()
+        var decoded = try Self.decode(event, raw: raw, key: record.keyString)
         decoded.body.origin = (record.topic, record.partition, record.offset)
         return decoded
     }
 
     static func decode(_ event: CloudEvent, raw: [UInt8], key: String?) throws(Rejection) -> Decoded<PointsRecord> {
-        guard let member = event.subject else {
-            throw Rejection(code: "missing-attribute", detail: "subject (the member id) is required")
-        }
-        // The key places the member on its partition; a different subject would split its state.
-        guard key == member else {
-            throw Rejection(code: "key-mismatch", detail: "record key \(key ?? "(none)") differs from subject \(member)")
-        }
+        let member = try event.member(keyedBy: key)
         // Referral rewards and transfer legs are the service's own commands; from anyone else
         // they would mint points.
         if EventType.internalCommands.contains(event.type) && event.source != Self.source {

@@ -35,13 +35,8 @@ public final class TiersProcessor: StreamProcessor {
     public func rank(of eventType: String) -> Int { EventType.rank(of: eventType) }
 
     public func decode(_ record: ConsumedRecord) throws(Rejection) -> Decoded<TierInput> {
-        guard let value = record.value else { throw Rejection(code: "empty-payload", detail: "the record has no value") }
-        let event: CloudEvent
-        do { event = try CloudEvent.decode(value) } catch { throw Rejection(code: error.code, detail: error.detail) }
-        guard let member = event.subject else { throw Rejection(code: "missing-attribute", detail: "subject (the member id) is required") }
-        guard record.keyString == member else {
-            throw Rejection(code: "key-mismatch", detail: "record key \(record.keyString ?? "(none)") differs from subject \(member)")
-        }
+        let (event, _) = try record.cloudEvent()
+        let member = try event.member(keyedBy: record.keyString)
         let input: PointsInput
         do { input = try PointsInput.decode(type: event.type, data: event.data) } catch { throw Rejection(code: error.code, detail: error.detail) }
         let body: TierInput
