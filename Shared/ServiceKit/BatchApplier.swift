@@ -147,6 +147,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
                     batch.streamTime = EventTime(millis: max(streamTime, 0))
                     switch polled.decoded {
                     case .failure(let rejection):
+                        if let id = record.eventID { try deleteEcho.run(.text(id)) }
                         try batch.deadLetter(record, reason: rejection)
                         outcome.deadLettered += 1
                     case .success(let input):

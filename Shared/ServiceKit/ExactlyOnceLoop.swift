@@ -154,8 +154,9 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 case .success(let input):
                     key = MergeKey(time: input.time.millis, rank: input.rank, id: input.eventID)
                 case .failure:
-                    // Undecodable records have no time: they go first and straight to dead letters.
-                    key = MergeKey(time: .min, rank: .min, id: "\(partition)@\(record.offset)")
+                    // Rejected records go first and straight to dead letters. Keyed by their event
+                    // id when there is one, so a rejected echo still releases what waits for it.
+                    key = MergeKey(time: .min, rank: .min, id: record.eventID ?? "\(partition)@\(record.offset)")
                 }
                 merger.add(PolledRecord(record: record, decoded: decoded), key: key, offset: record.offset, from: partition)
                 // Sorted partitions are never paused: an echo the merge waits for may be in them.
