@@ -49,6 +49,10 @@ public final class PointsProcessor: StreamProcessor {
         if EventType.internalCommands.contains(event.type) && event.source != Self.source {
             throw Rejection(code: "forbidden-source", detail: "\(event.type) is accepted only from \(Self.source), not \(event.source)")
         }
+        // Grants and reversals come from the platform's services (tiers, campaigns), never a shop.
+        if (event.type == EventType.pointsGrant || event.type == EventType.pointsReverse) && !event.source.hasPrefix("loyalty/") {
+            throw Rejection(code: "forbidden-source", detail: "\(event.type) is accepted only from loyalty/* services, not \(event.source)")
+        }
         let input: PointsInput
         do {
             input = try PointsInput.decode(type: event.type, data: event.data)
@@ -195,7 +199,7 @@ public final class PointsProcessor: StreamProcessor {
                 due: release.due, rank: TimerKind.rank(TimerKind.release), member: member, kind: TimerKind.release, ref: release.lotID))
         }
         if let member = cached.account?.member {
-            try scheduleTimers(of: decision, member: member, batch)
+            try scheduleTimers(of: decision, member: member, now: batch.streamTime, batch)
         }
         for warning in decision.warnings {
             let event = CloudEvent(
@@ -216,13 +220,17 @@ public final class PointsProcessor: StreamProcessor {
     }
 
     /// Expiry and warning timers for new lots, and the moved inactivity clock.
-    private func scheduleTimers(of decision: PointsDecision, member: String, _ batch: Batch) throws {
+    private func scheduleTimers(of decision: PointsDecision, member: String, now: EventTime, _ batch: Batch) throws {
         for expiresAt in decision.expiries.sorted() {
             let ref = String(expiresAt.millis)
             try batch.schedule(TimerRequest(due: expiresAt, rank: TimerKind.rank(TimerKind.expiry), member: member, kind: TimerKind.expiry, ref: ref))
-            try batch.schedule(TimerRequest(
-                due: rules.warningTime(for: expiresAt), rank: TimerKind.rank(TimerKind.expiryWarning), member: member,
-                kind: TimerKind.expiryWarning, ref: ref))
+            // A warning whose time has passed (a late credit) is not given: it would come late,
+            // and its id may already be taken by the warning given on time.
+            let warning = rules.warningTime(for: expiresAt)
+            if warning > now {
+                try batch.schedule(TimerRequest(
+                    due: warning, rank: TimerKind.rank(TimerKind.expiryWarning), member: member, kind: TimerKind.expiryWarning, ref: ref))
+            }
         }
         if let due = decision.inactivityDue {
             // The only inactivity timer of the member has just fired (or this is its first).

@@ -91,10 +91,13 @@ public final class TiersProcessor: StreamProcessor {
         let save = try batch.database.prepare(
             "INSERT INTO tier_members(member, level, state) VALUES(?, ?, ?) ON CONFLICT(member) DO UPDATE SET level = excluded.level, state = excluded.state")
         for (id, entry) in members.sorted(by: { $0.key < $1.key }) where entry.changed {
-            try save.run(.text(id), .text(rules.program.tiers.levels[entry.member.level].id), .blob(entry.member.encoded()))
+            var member = entry.member
+            member.statusVersion += 1
+            let levels = rules.program.tiers.levels
+            try save.run(.text(id), .text(levels[member.level].id), .blob(member.encoded(levels: levels)))
             let status = CloudEvent.encode(
-                id: "tier-status/\(id)/\(entry.time.millis)", source: Self.source, type: "tier.status", time: entry.time, subject: id,
-                data: { rules.writeStatus(of: entry.member, at: entry.time, to: &$0) })
+                id: "tier-status/\(id)/\(member.statusVersion)", source: Self.source, type: "tier.status", time: entry.time, subject: id,
+                data: { rules.writeStatus(of: member, at: entry.time, to: &$0) })
             try batch.emit(topic: Topics.tierStatus.name, key: id, value: status)
         }
         members.removeAll(keepingCapacity: true)
@@ -105,7 +108,7 @@ public final class TiersProcessor: StreamProcessor {
     private func load(_ id: String, _ database: Database, since: EventTime) throws -> TierMember {
         if let cached = members[id] { return cached.member }
         let stored = try database.prepare("SELECT state FROM tier_members WHERE member = ?").queryOne(.text(id)) { $0.blob(0) }
-        return try stored.map { try TierMember.decode($0) } ?? TierMember(member: id, since: since)
+        return try stored.map { try TierMember.decode($0, levels: rules.program.tiers.levels) } ?? TierMember(member: id, since: since)
     }
 
     private func publish(_ changes: [TierChange], of member: TierMember, cause: String, _ batch: Batch) throws {

@@ -153,9 +153,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
                     case .success(let input):
                         // Commands a service sends itself go to its sorted (command) topics.
                         if processor.sortedInputTopics.contains(record.topic) { try deleteEcho.run(.text(input.eventID)) }
-                        if timerMode == .streamTime {
-                            outcome.timersFired += try fireTimers(task: task, upTo: max(streamTime, input.time.millis), batch: batch)
-                        }
+                        // The inbox first: a re-sent or conflicting record must not move timers.
                         if let known = try inboxLookup.queryOne(.text(input.eventID), row: { $0.int64(0) }) {
                             if known == input.payloadHash {
                                 outcome.duplicates += 1
@@ -166,6 +164,9 @@ public final class BatchApplier<Processor: StreamProcessor> {
                                 outcome.deadLettered += 1
                             }
                         } else {
+                            if timerMode == .streamTime {
+                                outcome.timersFired += try fireTimers(task: task, upTo: max(streamTime, input.time.millis), batch: batch)
+                            }
                             try inboxInsert.run(
                                 .text(input.eventID), .integer(input.payloadHash), .integer(Int64(task)),
                                 .integer(input.time.millis))

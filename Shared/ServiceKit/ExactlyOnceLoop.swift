@@ -201,6 +201,9 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             applier.forget(tasks: partitions.map(\.partition))
             merger.assign(partitions)
             for echo in try applier.storedEchoes(partitions) { merger.expectEcho(echo.key, on: echo.partition) }
+            // Rows another instance committed but did not publish (an echo awaited here among them).
+            let republished = try relay.republishUnsent(from: applier.database)
+            if republished > 0 { logger.info("republished unsent outbox rows", ["rows": String(republished)]) }
             logger.info("partitions assigned", ["partitions": partitions.map(\.description).sorted().joined(separator: ",")])
             return offsets
         } catch {

@@ -21,13 +21,16 @@ public final class OutboxRelay {
     /// Rows sent and not yet acknowledged.
     public var inFlightCount: Int { inFlight.count }
 
-    /// Sends every row of the outbox table, oldest first (used at start).
+    /// Sends every row of the outbox table this relay has not sent itself, oldest first: at
+    /// start, and when partitions are assigned (an instance sharing the database may have
+    /// died between committing rows and publishing them).
     public func republishUnsent(from database: Database) throws -> Int {
+        let known = Set(inFlight.keys).union(acknowledged)
         let rows = try database.prepare("SELECT seq, topic, key, value FROM outbox ORDER BY seq").query { row in
             OutboxRow(
                 seq: row.int64(0), topic: row.string(1),
                 key: row.isNull(2) ? nil : row.blob(2), value: row.isNull(3) ? nil : row.blob(3))
-        }
+        }.filter { !known.contains(UInt64(bitPattern: $0.seq)) }
         try publish(rows)
         return rows.count
     }

@@ -41,8 +41,10 @@ struct PointsScenario {
         var seq = 0
         func add(_ type: String, _ member: String, _ time: Int64, _ data: JSONObject = JSONObject()) {
             seq += 1
+            // Grants come from a platform service, as the tiers service sends them.
+            let source = type == EventType.pointsGrant ? "loyalty/tiers" : "test-shop"
             let event = CloudEvent(
-                id: "\(member)-\(seq)", source: "test-shop", type: type, time: EventTime(millis: time), subject: member,
+                id: "\(member)-\(seq)", source: source, type: type, time: EventTime(millis: time), subject: member,
                 data: .object(data))
             pending.append((time, EventType.rank(of: type), seq, event))
         }

@@ -120,6 +120,34 @@ import Testing
         #expect(!outputs.contains { $0.topic == Topics.pointsLedger.name })
     }
 
+    @Test func aLateCreditForAnExpiryThatAlreadyFiredExpiresUnderItsOwnID() throws {
+        let harness = try Harness()
+        try harness.apply([
+            try event("r", EventType.memberRegistered, "m", "2026-01-01T09:00:00+08:00"),
+            try event("c1", EventType.checkedIn, "m", "2026-01-02T09:00:00+08:00"),  // expires 2027-02-01
+        ])
+        let fired = try harness.apply([try event("x", EventType.memberRegistered, "other", "2027-02-02T09:00:00+08:00")])
+        let first = try #require(fired.first { $0.event.type == "points.expired" }?.event)
+        // A check-in for an earlier day arrives late: its lot has the same, already passed, expiry.
+        let late = try harness.apply([try event("c0", EventType.checkedIn, "m", "2026-01-05T09:00:00+08:00")])
+        let second = try #require(late.first { $0.event.type == "points.expired" }?.event)
+        #expect(first.id != second.id)
+        #expect(second.data["points"]?.int64Value == -1)
+        #expect(!late.contains { $0.event.type == "points.expiry-warning" }, "no warning once its time has passed")
+    }
+
+    @Test func grantsAreAcceptedOnlyFromPlatformServices() throws {
+        let harness = try Harness()
+        try harness.apply([try event("r", EventType.memberRegistered, "m", "2026-03-01T09:00:00+08:00")])
+        var forged = try event("g", EventType.pointsGrant, "m", "2026-03-02T09:00:00+08:00", ["component": "campaign-reward", "points": 1000])
+        forged.source = "shop"
+        let outputs = try harness.apply([forged])
+        #expect(outputs.first { $0.topic == Topics.deadLetters.name }?.event.data["reason"]?.stringValue == "forbidden-source")
+        var genuine = try event("g2", EventType.pointsGrant, "m", "2026-03-02T09:00:00+08:00", ["component": "campaign-reward", "points": 10])
+        genuine.source = "loyalty/campaigns"
+        #expect(try harness.apply([genuine]).contains { $0.event.id == "g2/campaign-reward" })
+    }
+
     @Test func aReferralToAnUnknownReferrerIsRefusedAgainstTheReferee() throws {
         let harness = try Harness()
         let registration = try harness.apply([

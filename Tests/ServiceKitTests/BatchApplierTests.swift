@@ -119,6 +119,19 @@ import Testing
         #expect(try applier.database.count("SELECT COUNT(*) FROM timers") == 0)
     }
 
+    @Test func aConflictingDuplicateFromTheFarFutureFiresNoTimer() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (applier, processor) = try makeApplier(directory)
+        _ = try applier.apply([polled(processor, offset: 0, value: countEvent("r1", member: "m", n: 500, time: 1000, type: "count.remind"))])
+        // The same id again, with another payload and a time years ahead: dead-lettered, and the
+        // timer due at 1500 stays where it is.
+        let outcome = try applier.apply([polled(processor, offset: 1, value: countEvent("r1", member: "m", n: 7, time: 9_999_999_999))])
+        #expect(outcome.deadLettered == 1)
+        #expect(outcome.timersFired == 0)
+        #expect(try applier.database.count("SELECT COUNT(*) FROM timers") == 1)
+    }
+
     @Test func aTimerSetInThePastFiresInTheSameBatch() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }

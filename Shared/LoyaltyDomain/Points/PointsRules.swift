@@ -483,7 +483,8 @@ public struct PointsRules: Sendable {
         guard total > 0 else { return decision }
         account.balance.available -= total
         account.lifetime.expired += total
-        let id = "expiry/\(account.member)/\(expiresAt.millis)"
+        // The sequence keeps the id unique when a late credit brings an expiry instant back.
+        let id = "expiry/\(account.member)/\(expiresAt.millis)/\(account.entries + 1)"
         decision.entries.append(entry(
             account: &account, id: id, time: expiresAt, kind: .expired, source: "expiry", causeID: id, orderID: nil,
             refundID: nil, points: -total, available: -total, pending: 0, debt: 0, lots: changes, details: []))

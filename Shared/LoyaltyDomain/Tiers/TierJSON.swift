@@ -1,12 +1,15 @@
 /// The stored form of a member's tier state, and the JSON of the tier outputs.
 extension TierMember {
     /// The member as the tiers service stores it.
-    public func encoded() -> [UInt8] {
+    /// The member as the tiers service stores it; the level by its id, so that a program
+    /// whose ladder changed still reads it (`levels` maps ids to the current ladder).
+    public func encoded(levels: [TierPolicy.Level]) -> [UInt8] {
         var w = JSONWriter()
         w.beginObject()
         w.key("v"); w.int(1)
         w.key("member"); w.string(member)
-        w.key("level"); w.int(Int64(level))
+        w.key("level"); w.string(levels[level].id)
+        w.key("statusVersion"); w.int(statusVersion)
         w.key("since"); w.int(levelSince.millis)
         w.key("payments"); Self.write(payments, to: &w)
         w.key("refunds"); Self.write(refunds, to: &w)
@@ -38,13 +41,16 @@ extension TierMember {
         return stride(from: 0, to: numbers.count, by: 2).map { TimedAmount(time: EventTime(millis: numbers[$0]), amountMinor: numbers[$0 + 1]) }
     }
 
-    /// Reads a member stored by `encoded()`.
-    public static func decode(_ bytes: [UInt8]) throws -> TierMember {
+    /// Reads a member stored by `encoded(levels:)`. A level no longer on the ladder reads as the
+    /// highest level below where it stood, or the first.
+    public static func decode(_ bytes: [UInt8], levels: [TierPolicy.Level]) throws -> TierMember {
         guard let root = try JSONValue.parse(bytes).objectValue, root["v"]?.int64Value == 1 else {
             throw JSONFieldError(path: "tier member", problem: "not a stored tier member of version 1")
         }
         var member = TierMember(member: try root.string("member"), since: EventTime(millis: try root.int64("since")))
-        member.level = try root.int("level")
+        let levelID = try root.string("level")
+        member.level = levels.firstIndex { $0.id == levelID } ?? 0
+        member.statusVersion = try root.int64("statusVersion")
         member.payments = try read(root["payments"])
         member.refunds = try read(root["refunds"])
         member.ordersByMonth = try PeriodCounts.read(root["orders"])

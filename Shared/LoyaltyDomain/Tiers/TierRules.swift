@@ -26,6 +26,8 @@ public struct TierMember: Sendable, Equatable {
     public var ordersByMonth = PeriodCounts(retention: PeriodCounts.monthlyRetention)
     public var orders: [String: TierOrder] = [:]
     public var refundIDs: Set<String> = []
+    /// Status records published so far: the next one's version.
+    public var statusVersion: Int64 = 0
 
     public init(member: String, since: EventTime) {
         self.member = member
