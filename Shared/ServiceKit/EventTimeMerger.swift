@@ -67,7 +67,6 @@ public struct EventTimeMerger<Item> {
         var nextOffsetToRead: Int64?
 
         var count: Int { isSorted ? sorted.count : fifo.count }
-        var head: Entry? { isSorted ? sorted.first : fifo.first }
         var headKey: MergeKey? { isSorted ? sorted.first?.key : fifo.first?.key }
 
         mutating func append(_ entry: Entry) {

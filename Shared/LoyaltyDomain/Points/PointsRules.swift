@@ -587,24 +587,19 @@ public struct PointsRules: Sendable {
         var available: Int64 = 0
         var pending: Int64 = 0
         var changes: [LotChange] = []
-        func take(at index: Int) {
-            let taken = min(left, account.lots[index].remaining)
-            guard taken > 0 else { return }
-            account.lots[index].remaining -= taken
-            left -= taken
-            if account.lots[index].pending { pending -= taken } else { available -= taken }
-            changes.append(LotChange(lotID: account.lots[index].id, delta: -taken))
-        }
         if let ownLot, let index = account.lots.firstIndex(where: { $0.id == ownLot }) {
-            take(at: index)
+            let taken = min(left, account.lots[index].remaining)
+            if taken > 0 {
+                account.lots[index].remaining -= taken
+                left -= taken
+                if account.lots[index].pending { pending -= taken } else { available -= taken }
+                changes.append(LotChange(lotID: account.lots[index].id, delta: -taken))
+            }
         }
-        if left > 0 {
-            let order = account.lots.indices
-                .filter { !account.lots[$0].pending && account.lots[$0].remaining > 0 }
-                .sorted { (account.lots[$0].expiresAt, account.lots[$0].number) < (account.lots[$1].expiresAt, account.lots[$1].number) }
-            for index in order where left > 0 { take(at: index) }
-        }
-        account.lots.removeAll { $0.remaining == 0 }
+        let (taken, others) = takeFromAvailableLots(left, &account)
+        left -= taken
+        available -= taken
+        changes += others
         account.balance.available += available
         account.balance.pending += pending
         account.balance.debt += left
