@@ -35,10 +35,6 @@ enum Bench {
         }
     }
 
-    final class FromBeginning: RebalanceListener {
-        func partitionsAssigned(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] { [:] }
-        func partitionsRevoked(_ partitions: [TopicPartition]) {}
-    }
 
     static let epoch: Int64 = 1_767_196_800_000  // 2026-01-01T00:00:00+08:00
 
@@ -104,7 +100,7 @@ enum Bench {
         let topic = TopicSpec(name: "bench.kafka", partitions: Topics.partitionCount)
         let broker = try EmbeddedBroker(topics: [topic])
         let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
-        let listener = FromBeginning()
+        let listener = ReadFromBeginning()
         let consumer = try KafkaConsumer(ConsumerConfiguration(bootstrapServers: broker.bootstrapServers, groupID: "bench"), listener: listener)
         try consumer.subscribe([topic.name])
         let payloads = (0..<1000).map { order($0, member: member($0, of: options.members), time: epoch).encoded() }
@@ -160,6 +156,10 @@ enum Bench {
         let ledgerEvent = sample.encoded() + sample.encoded()  // about the size of a ledger event
         var state = PointsAccount(member: "bench-m0", registeredAt: EventTime(millis: epoch)).encoded()
         state += Array(repeating: UInt8(ascii: " "), count: 250)
+        // The rules are not part of this ceiling: the base of the sample order, once.
+        let base = rules.basePoints(OrderPaid(orderID: "B", paidMinor: 25_800, lines: [
+            OrderLine(category: "apparel", paidMinor: 15_800), OrderLine(category: "high-margin", paidMinor: 10_000),
+        ]))
         let batchSize = 2_000
         let start = Date()
         var index = 0
@@ -167,7 +167,6 @@ enum Bench {
             try database.transaction {
                 for _ in 0..<min(batchSize, options.events - index) {
                     let memberID = member(index, of: options.members)
-                    let base = rules.basePoints(OrderPaid(orderID: "B", paidMinor: 25_800, lines: [OrderLine(category: "apparel", paidMinor: 15_800), OrderLine(category: "high-margin", paidMinor: 10_000)]))
                     try inbox.run(.text("bench-order-\(index)"), .integer(Int64(index)), .integer(0), .integer(epoch))
                     try ledger.run(.text(memberID), .integer(Int64(index / options.members + 1)), .text("bench-order-\(index)/base"), .integer(epoch),
                                    .integer(base), .integer(base), .text("bench-order-\(index)"), .text("B-\(index)"), .text("L\(index):+\(base)"))
@@ -203,7 +202,7 @@ enum Bench {
             "points", environment: ["LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": data.path, "LOYALTY_TASK_IDLE_MS": "50"],
             log: directory.appendingPathComponent("points.log"))
         let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
-        let listener = FromBeginning()
+        let listener = ReadFromBeginning()
         let consumer = try KafkaConsumer(ConsumerConfiguration(bootstrapServers: broker.bootstrapServers, groupID: "bench-ledger"), listener: listener)
         try consumer.subscribe([Topics.pointsLedger.name])
 

@@ -5,11 +5,6 @@ import ServiceKit
 
 /// `loyalty demo`: the main job on the embedded broker, start to finish.
 enum Demo {
-    /// Starts from the beginning of every partition.
-    final class FromBeginning: RebalanceListener {
-        func partitionsAssigned(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] { [:] }
-        func partitionsRevoked(_ partitions: [TopicPartition]) {}
-    }
 
     static func run() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("loyalty-demo-\(UUID().uuidString)")
@@ -48,7 +43,7 @@ enum Demo {
 
     /// Reads the service outputs until every member has a balance and nothing new arrived for two seconds.
     static func collectOutputs(bootstrapServers: String, members: Set<String>, children: ChildProcesses) throws -> Outputs {
-        let listener = FromBeginning()
+        let listener = ReadFromBeginning()
         let consumer = try KafkaConsumer(
             ConsumerConfiguration(bootstrapServers: bootstrapServers, groupID: "loyalty-demo-\(UUID().uuidString)"), listener: listener)
         try consumer.subscribe([Topics.pointsLedger.name, Topics.pointsBalances.name, Topics.tierStatus.name, Topics.deadLetters.name])

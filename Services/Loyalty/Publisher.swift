@@ -46,13 +46,9 @@ enum Publisher {
 
 /// Prints a topic's records.
 enum Tail {
-    final class StartAtBeginning: RebalanceListener {
-        func partitionsAssigned(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] { [:] }
-        func partitionsRevoked(_ partitions: [TopicPartition]) {}
-    }
 
     static func run(topic: String, bootstrapServers: String, stop: StopSignal) throws {
-        let listener = StartAtBeginning()
+        let listener = ReadFromBeginning()
         let consumer = try KafkaConsumer(
             ConsumerConfiguration(bootstrapServers: bootstrapServers, groupID: "loyalty-tail-\(UUID().uuidString)"), listener: listener)
         try consumer.subscribe([topic])
