@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "points", targets: ["PointsMain"]),
         .executable(name: "tiers", targets: ["TiersMain"]),
+        .executable(name: "campaigns", targets: ["CampaignsMain"]),
         .executable(name: "loyalty", targets: ["Loyalty"]),
     ],
     targets: [
@@ -22,7 +23,7 @@ let package = Package(
         .target(name: "LoyaltyDomain", path: "Shared/LoyaltyDomain"),
         .target(
             name: "ReferenceProgram", path: "Shared/ReferenceProgram",
-            resources: [.copy("Resources/reference-program.json")]),
+            resources: [.copy("Resources/reference-program.json"), .copy("Resources/reference-campaigns.json")]),
         .target(name: "Messaging", dependencies: ["CRdKafka", "LoyaltyDomain"], path: "Shared/Messaging"),
         .target(name: "Storage", dependencies: ["CSQLite"], path: "Shared/Storage"),
         .target(
@@ -41,6 +42,11 @@ let package = Package(
             path: "Services/TiersService"),
         .executableTarget(
             name: "TiersMain", dependencies: ["TiersService", "ServiceKit"], path: "Services/Tiers"),
+        .target(
+            name: "CampaignsService", dependencies: ["LoyaltyDomain", "Storage", "ServiceKit"],
+            path: "Services/CampaignsService"),
+        .executableTarget(
+            name: "CampaignsMain", dependencies: ["CampaignsService", "ServiceKit", "ReferenceProgram", "LoyaltyDomain"], path: "Services/Campaigns"),
         .executableTarget(
             name: "Loyalty", dependencies: ["LoyaltyDomain", "Messaging", "Storage", "ServiceKit", "ReferenceProgram", "PointsService"],
             path: "Services/Loyalty"),
@@ -52,6 +58,7 @@ let package = Package(
         .testTarget(name: "ServiceKitTests", dependencies: ["ServiceKit", "Messaging", "Storage", "LoyaltyDomain"]),
         .testTarget(name: "PointsTests", dependencies: ["PointsService", "ServiceKit", "Storage", "LoyaltyDomain", "ReferenceProgram"]),
         .testTarget(name: "TiersTests", dependencies: ["TiersService", "ServiceKit", "Storage", "LoyaltyDomain", "ReferenceProgram"]),
+        .testTarget(name: "CampaignsTests", dependencies: ["CampaignsService", "ServiceKit", "Storage", "LoyaltyDomain", "ReferenceProgram", "Messaging"]),
         .testTarget(name: "EndToEndTests", dependencies: ["Messaging", "LoyaltyDomain", "Storage", "ReferenceProgram"]),
     ]
 )

@@ -60,6 +60,19 @@ public enum Topics {
     public static let tierStatus = TopicSpec(
         name: "loyalty.tiers.status", partitions: partitionCount, compacted: true,
         key: "member id", summary: "member tier status records (compacted)")
+    /// Campaign definitions, one key per campaign: every instance of the campaigns service
+    /// reads the whole topic (it is not split into tasks).
+    public static let campaignDefinitions = TopicSpec(
+        name: "loyalty.campaigns.definitions", partitions: 1, compacted: true,
+        key: "campaign id", summary: "versioned campaign definitions and retirements (compacted)")
+    /// Rewards campaigns give members: points, coupons, badges.
+    public static let campaignRewards = TopicSpec(
+        name: "loyalty.campaigns.rewards", partitions: partitionCount, compacted: false,
+        key: "member id", summary: "campaign rewards given to members")
+    /// The running results of each campaign.
+    public static let campaignResults = TopicSpec(
+        name: "loyalty.campaigns.results", partitions: 1, compacted: true,
+        key: "campaign id", summary: "campaign results: reach, points, budget, uplift (compacted)")
     /// Records no service could apply, with the reason.
     public static let deadLetters = TopicSpec(
         name: "loyalty.dead-letters", partitions: partitionCount, compacted: false,
@@ -67,7 +80,8 @@ public enum Topics {
 
     /// Every topic, in the order the embedded broker creates them.
     public static let all: [TopicSpec] = [
-        members, orders, engagement, pointsCommands, pointsLedger, pointsBalances, tierChanges, tierStatus, deadLetters,
+        members, orders, engagement, pointsCommands, pointsLedger, pointsBalances, tierChanges, tierStatus,
+        campaignDefinitions, campaignRewards, campaignResults, deadLetters,
     ]
 
     /// Looks a topic up by name.

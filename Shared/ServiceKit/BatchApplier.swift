@@ -150,6 +150,8 @@ public final class BatchApplier<Processor: StreamProcessor> {
                         if let id = record.eventID { try deleteEcho.run(.text(id)) }
                         try batch.deadLetter(record, reason: rejection)
                         outcome.deadLettered += 1
+                    case .success(let input) where !input.isRelevant:
+                        break
                     case .success(let input):
                         // Commands a service sends itself go to its sorted (command) topics.
                         if processor.sortedInputTopics.contains(record.topic) { try deleteEcho.run(.text(input.eventID)) }
@@ -227,6 +229,40 @@ public final class BatchApplier<Processor: StreamProcessor> {
             throw error
         }
         for (task, time) in pendingStreamTimes { streamTimes[task] = time }
+        return outcome
+    }
+
+    /// Applies records of broadcast topics in one transaction with their offsets. Offsets
+    /// only move forward: instances sharing the database each read these topics whole.
+    public func applyBroadcast(_ records: [ConsumedRecord]) throws -> BatchOutcome {
+        var outcome = BatchOutcome()
+        do {
+            try database.transaction {
+                let processor = self.processor
+                let batch = try Batch(
+                    database: database, service: processor.name,
+                    selfTopics: Dictionary(uniqueKeysWithValues: processor.inputTopics.map { ($0, partitionCount) }),
+                    rank: { processor.rank(of: $0) })
+                var nextOffsets: [TopicPartition: Int64] = [:]
+                for record in records {
+                    batch.task = record.partition
+                    try processor.applyBroadcast(record, in: batch)
+                    outcome.applied += 1
+                    nextOffsets[record.topicPartition] = max(nextOffsets[record.topicPartition] ?? 0, record.offset + 1)
+                }
+                try processor.finish(batch)
+                let saveOffset = try database.prepare(
+                    "INSERT INTO offsets(topic, partition, next_offset) VALUES(?, ?, ?) "
+                        + "ON CONFLICT(topic, partition) DO UPDATE SET next_offset = MAX(next_offset, excluded.next_offset)")
+                for (partition, offset) in nextOffsets {
+                    try saveOffset.run(.text(partition.topic), .integer(Int64(partition.partition)), .integer(offset))
+                }
+                outcome.outbox = batch.outbox
+            }
+        } catch {
+            processor.abandon()
+            throw error
+        }
         return outcome
     }
 

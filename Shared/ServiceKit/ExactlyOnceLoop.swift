@@ -13,6 +13,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     private let logger: Logger
     private let stop: StopSignal
     private var consumer: KafkaConsumer!
+    private var broadcast: BroadcastReader?
     private let relay: OutboxRelay
     private let checkpointer: WALCheckpointer
     private var merger: EventTimeMerger<PolledRecord<Processor.Body>>
@@ -55,6 +56,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             "group": configuration.groupID, "topics": processor.inputTopics.joined(separator: ","),
             "timers": configuration.timerMode.rawValue, "republished": String(republished),
         ])
+        if !processor.broadcastTopics.isEmpty { try catchUpWithBroadcastTopics(processor.broadcastTopics) }
         var consumerConfiguration = ConsumerConfiguration(bootstrapServers: configuration.bootstrapServers, groupID: configuration.groupID)
         consumerConfiguration.sessionTimeoutMilliseconds = configuration.sessionTimeoutMilliseconds
         consumer = try KafkaConsumer(consumerConfiguration, listener: self)
@@ -63,6 +65,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         var lastReport = monotonicMilliseconds()
         var lastCommit = lastReport
         while !stop.isRequested {
+            try applyBroadcastRecords(timeoutMilliseconds: 0)
             pollInto(maxRecords: configuration.maxBatchRecords, timeoutMilliseconds: 20)
             if let startupError { throw startupError }
             try relay.poll()
@@ -96,8 +99,35 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         if !relay.rowsToDelete.isEmpty { try applyBatch(startingWith: nil, wallClock: nil) }
         consumer.commitAdvisory(committedOffsets)
         consumer.close()
+        broadcast?.close()
         checkpointer.stop()
         logger.info("stopped", ["applied": String(totals.applied), "outboxDrained": String(drained)])
+    }
+
+    /// Reads the broadcast topics to their end before any task record is applied, so that a
+    /// fresh instance decides on the same definitions as the one before it.
+    private func catchUpWithBroadcastTopics(_ topics: [String]) throws {
+        let reader = try BroadcastReader(configuration: configuration, topics: topics, logger: logger) { [applier] partitions in
+            try applier.storedOffsets(partitions)
+        }
+        broadcast = reader
+        let deadline = monotonicMilliseconds() + 30_000
+        while !reader.isCaughtUp && !stop.isRequested {
+            guard monotonicMilliseconds() < deadline else {
+                throw ConfigurationError(variable: "LOYALTY_BOOTSTRAP_SERVERS", problem: "could not read \(topics.joined(separator: ", ")) to its end within 30 s")
+            }
+            try applyBroadcastRecords(timeoutMilliseconds: 100)
+        }
+        logger.info("broadcast topics read", ["topics": topics.joined(separator: ",")])
+    }
+
+    /// Applies the broadcast records that have arrived, in a batch of their own.
+    private func applyBroadcastRecords(timeoutMilliseconds: Int32) throws {
+        guard let broadcast else { return }
+        let records = broadcast.poll(maxRecords: 500, timeoutMilliseconds: timeoutMilliseconds)
+        guard !records.isEmpty else { return }
+        let outcome = try applier.applyBroadcast(records)
+        try relay.publish(outcome.outbox)
     }
 
     /// Applies one batch: `first` and then whatever the merge releases, up to the batch size,

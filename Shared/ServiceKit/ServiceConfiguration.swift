@@ -15,6 +15,11 @@ public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
     public var variable: String
     public var problem: String
     public var description: String { "\(variable): \(problem)" }
+
+    public init(variable: String, problem: String) {
+        self.variable = variable
+        self.problem = problem
+    }
 }
 
 /// Everything a service needs to start, read from environment variables with documented

@@ -16,6 +16,9 @@ public struct Decoded<Body> {
     public var payloadHash: Int64
     /// The service's decoded value.
     public var body: Body
+    /// False for a record the service reads past (another service's output it has no use
+    /// for): it moves the offsets only, without an inbox row, timers or `apply`.
+    public var isRelevant = true
 
     public init(eventID: String, time: EventTime, rank: Int, member: String, payloadHash: Int64, body: Body) {
         self.eventID = eventID
@@ -66,8 +69,19 @@ public protocol StreamProcessor: AnyObject {
     func apply(_ input: Decoded<Body>, in batch: Batch) throws
     /// Acts on a timer that came due.
     func fire(_ timer: DueTimer, in batch: Batch) throws
+    /// Topics every instance reads whole, outside the group's tasks (campaign definitions):
+    /// read to their end before the first task record, then applied as they arrive, each
+    /// in a batch of its own.
+    var broadcastTopics: [String] { get }
+    /// Applies a record of a broadcast topic. Throws only for failures of storage.
+    func applyBroadcast(_ record: ConsumedRecord, in batch: Batch) throws
     /// Called once per batch before commit: write what was kept in memory during it.
     func finish(_ batch: Batch) throws
     /// Called after a batch rolled back: forget what was kept in memory during it.
     func abandon()
+}
+
+extension StreamProcessor {
+    public var broadcastTopics: [String] { [] }
+    public func applyBroadcast(_ record: ConsumedRecord, in batch: Batch) throws {}
 }

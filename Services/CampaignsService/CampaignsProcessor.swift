@@ -1,0 +1,369 @@
+import LoyaltyDomain
+import Messaging
+import ServiceKit
+import Storage
+
+/// The campaigns service in the exactly-once loop. It reads members, orders and the points
+/// ledger (check-in streaks, rewarded referrals), and the campaign definitions topic whole;
+/// decides every campaign on the definitions in effect at the event's time; sends points to
+/// the points service as grants and reversals; publishes rewards and running results.
+public final class CampaignsProcessor: StreamProcessor {
+    public typealias Body = CampaignInput
+
+    public let name = "campaigns"
+    public let inputTopics = [Topics.members.name, Topics.orders.name, Topics.pointsLedger.name]
+    public let sortedInputTopics: Set<String> = []
+    public let broadcastTopics = [Topics.campaignDefinitions.name]
+    public var migrations: [Migration] { CampaignsSchema.migrations }
+
+    public let rules: CampaignRules
+    /// Every version of every campaign: the defaults, then what the definitions topic brought.
+    public private(set) var registry: CampaignRegistry
+    private let defaults: [CampaignDefinition]
+    private let tierIDs: [String]
+    static let source = "loyalty/campaigns"
+    static let pointsSource = "loyalty/points"
+    static let birthdayRank = 5
+    static let dormantRank = 6
+
+    /// Members and results read or changed in the current batch, written back in `finish`.
+    private var members: [String: (member: CampaignMember, changed: Bool)] = [:]
+    private var totals: [String: CampaignResults]?
+    private var touched: Set<String> = []
+    private var latestTime = EventTime(millis: 0)
+    private var registryLoaded = false
+
+    /// `defaults` are in effect from the beginning of time unless the topic supersedes them.
+    public init(program: Program, defaults: [CampaignDefinition]) {
+        rules = CampaignRules(program: program)
+        self.defaults = defaults
+        registry = CampaignRegistry(defaults: defaults)
+        tierIDs = program.tiers.levels.map(\.id)
+    }
+
+    public func rank(of eventType: String) -> Int { EventType.rank(of: eventType) }
+
+    // MARK: Decoding
+
+    private static let earnedMarker = Array("\"points.earned\"".utf8)
+
+    public func decode(_ record: ConsumedRecord) throws(Rejection) -> Decoded<CampaignInput> {
+        // The ledger carries every entry; only rewarded check-ins and referrals matter here,
+        // so anything else is passed over before it is parsed.
+        if record.topic == Topics.pointsLedger.name, let value = record.value, !value.contains(Self.earnedMarker) {
+            var skipped = Decoded(eventID: "", time: EventTime(millis: 0), rank: 0, member: record.keyString ?? "", payloadHash: 0, body: CampaignInput.ignored)
+            skipped.isRelevant = false
+            return skipped
+        }
+        let (event, raw) = try record.cloudEvent()
+        let member = try event.member(keyedBy: record.keyString)
+        let body = try Self.body(of: event, topic: record.topic)
+        var decoded = Decoded(
+            eventID: event.id, time: event.time, rank: EventType.rank(of: event.type), member: member,
+            payloadHash: payloadHash(raw), body: body)
+        if case .ignored = body { decoded.isRelevant = false }
+        if record.topic == Topics.pointsLedger.name { decoded.rank = 5 }
+        return decoded
+    }
+
+    static func body(of event: CloudEvent, topic: String) throws(Rejection) -> CampaignInput {
+        let data = event.data.objectValue ?? JSONObject()
+        if !event.data.isNull && event.data.objectValue == nil {
+            throw Rejection(code: "invalid-event", detail: "data must be a JSON object")
+        }
+        switch event.type {
+        case EventType.memberRegistered, EventType.memberUpdated:
+            // Checked here so that a bad profile is dead-lettered with its reason.
+            var profile = MemberProfile()
+            do { try profile.update(from: data) } catch { throw Rejection(code: "invalid-event", detail: "data.\(error.description)") }
+            return event.type == EventType.memberRegistered ? .registered(data) : .updated(data)
+        case EventType.memberClosed:
+            return .closed
+        case EventType.orderPaid, EventType.orderRefunded:
+            do {
+                switch try PointsInput.decode(type: event.type, data: event.data) {
+                case .orderPaid(let order): return .paid(order)
+                case .orderRefunded(let refund): return .refunded(refund)
+                default: return .ignored
+                }
+            } catch {
+                throw Rejection(code: error.code, detail: error.detail)
+            }
+        case "points.earned" where topic == Topics.pointsLedger.name:
+            guard event.source == pointsSource else {
+                throw Rejection(code: "forbidden-source", detail: "ledger entries are accepted only from \(pointsSource), not \(event.source)")
+            }
+            let details = data["details"]?.objectValue ?? JSONObject()
+            switch data["source"]?.stringValue {
+            case "check-in":
+                guard let day = details["streakDay"]?.stringValue.flatMap({ Int64($0) }) else {
+                    throw Rejection(code: "invalid-event", detail: "data.details.streakDay: expected the streak day of a check-in entry")
+                }
+                return .checkedIn(streakDay: day)
+            case "referral":
+                return .referred(referee: details["referee"]?.stringValue ?? "")
+            default:
+                return .ignored
+            }
+        default:
+            if topic == Topics.pointsLedger.name { return .ignored }
+            throw Rejection(code: "unknown-type", detail: "the campaigns service does not read \(event.type) on \(topic)")
+        }
+    }
+
+    // MARK: Applying
+
+    public func apply(_ input: Decoded<CampaignInput>, in batch: Batch) throws {
+        try loadRegistryIfNeeded(batch.database)
+        var member = try load(input.member, batch.database, since: input.time)
+        let campaigns = registry.inEffect(at: input.time)
+        var totals = try loadTotals(batch.database)
+        let decision: CampaignDecision
+        switch input.body {
+        case .registered(let data):
+            decision = (try? rules.register(data, at: input.time, member: &member, campaigns: campaigns)) ?? CampaignDecision()
+        case .updated(let data):
+            decision = (try? rules.update(data, at: input.time, member: &member)) ?? CampaignDecision()
+        case .closed:
+            member.closed = true
+            decision = CampaignDecision()
+        case .paid(let order):
+            decision = rules.pay(order, at: input.time, member: &member, campaigns: campaigns, totals: &totals)
+        case .refunded(let refund):
+            decision = rules.refund(refund, at: input.time, member: &member, totals: &totals)
+        case .checkedIn(let day):
+            decision = rules.checkIn(streakDay: day, at: input.time, member: &member, campaigns: campaigns, totals: &totals)
+        case .referred(let referee):
+            decision = rules.referral(referee: referee, at: input.time, member: &member, campaigns: campaigns, totals: &totals)
+        case .ignored:
+            return
+        }
+        self.totals = totals
+        try record(decision, member: member, cause: input.eventID, time: input.time, batch)
+    }
+
+    public func fire(_ timer: DueTimer, in batch: Batch) throws {
+        try loadRegistryIfNeeded(batch.database)
+        var member = try load(timer.member, batch.database, since: timer.due)
+        let campaigns = registry.inEffect(at: timer.due)
+        var totals = try loadTotals(batch.database)
+        let decision: CampaignDecision
+        let cause: String
+        switch timer.kind {
+        case CampaignTimer.Kind.birthday.rawValue:
+            decision = rules.birthday(at: timer.due, member: &member, campaigns: campaigns, totals: &totals)
+            cause = "birthday/\(timer.member)/\(timer.due.millis)"
+        case CampaignTimer.Kind.dormant.rawValue:
+            decision = rules.dormant(campaign: timer.ref, at: timer.due, member: &member, campaigns: campaigns, totals: &totals)
+            cause = "dormant/\(timer.member)/\(timer.due.millis)"
+        default:
+            return
+        }
+        self.totals = totals
+        try record(decision, member: member, cause: cause, time: timer.due, batch)
+    }
+
+    /// Writes a decision: commands to the points service, reward events, timers.
+    private func record(_ decision: CampaignDecision, member: CampaignMember, cause: String, time: EventTime, _ batch: Batch) throws {
+        let id = member.member
+        members[id] = (member, true)
+        latestTime = max(latestTime, time)
+        touched.formUnion(decision.touched)
+        for grant in decision.grants {
+            var data: JSONObject = [
+                "component": .string(grant.orderID == nil ? GrantComponent.campaignReward.rawValue : GrantComponent.campaignBonus.rawValue),
+                "points": .int(grant.points), "campaignId": .string(grant.campaign),
+            ]
+            if let order = grant.orderID { data["orderId"] = .string(order) }
+            try batch.emit(CloudEvent(
+                id: "campaign-grant/\(grant.campaign)/\(cause)", source: Self.source, type: EventType.pointsGrant, time: time, subject: id,
+                data: .object(data)), to: Topics.pointsCommands.name)
+        }
+        for reversal in decision.reversals {
+            try batch.emit(CloudEvent(
+                id: "campaign-reversal/\(reversal.campaign)/\(cause)", source: Self.source, type: EventType.pointsReverse, time: time, subject: id,
+                data: .object([
+                    "component": .string(GrantComponent.campaignBonus.rawValue), "orderId": .string(reversal.orderID),
+                    "refundId": .string(reversal.refundID), "points": .int(reversal.points), "campaignId": .string(reversal.campaign),
+                ])), to: Topics.pointsCommands.name)
+        }
+        for award in decision.awards {
+            let value = CloudEvent.encode(
+                id: "campaign-reward/\(award.campaign)/\(cause)", source: Self.source, type: "campaign.rewarded", time: time, subject: id,
+                data: { award.write(member: id, to: &$0) })
+            try batch.emit(topic: Topics.campaignRewards.name, key: id, value: value)
+        }
+        if decision.cancelsDormantTimers {
+            for campaign in registry.entries.keys.sorted() {
+                try batch.cancelTimers(member: id, kind: CampaignTimer.Kind.dormant.rawValue, ref: campaign)
+            }
+        }
+        for timer in decision.timers {
+            try batch.cancelTimers(member: id, kind: timer.kind.rawValue, ref: timer.ref)
+            try batch.schedule(TimerRequest(
+                due: timer.due, rank: timer.kind == .birthday ? Self.birthdayRank : Self.dormantRank, member: id,
+                kind: timer.kind.rawValue, ref: timer.ref))
+        }
+    }
+
+    public func finish(_ batch: Batch) throws {
+        let database = batch.database
+        let save = try database.prepare(
+            "INSERT INTO campaign_members(member, state, tier) VALUES(?, ?, ?) "
+                + "ON CONFLICT(member) DO UPDATE SET state = excluded.state, tier = excluded.tier")
+        let levels = rules.program.tiers.levels
+        for (id, entry) in members.sorted(by: { $0.key < $1.key }) where entry.changed {
+            try save.run(.text(id), .blob(entry.member.encoded()), .blob(entry.member.tier.encoded(levels: levels)))
+        }
+        if let totals, !touched.isEmpty {
+            let saveResults = try database.prepare(
+                "INSERT INTO campaign_results(campaign, results) VALUES(?, ?) ON CONFLICT(campaign) DO UPDATE SET results = excluded.results")
+            for campaign in touched.sorted() {
+                let results = totals[campaign] ?? CampaignResults()
+                let budget = registry.latest(campaign)?.definition?.budgetPoints
+                var writer = JSONWriter()
+                results.write(campaign: campaign, budgetPoints: budget, to: &writer)
+                try saveResults.run(.text(campaign), .blob(writer.bytes))
+                let value = CloudEvent.encode(
+                    id: "campaign-results/\(campaign)/\(results.revision)", source: Self.source, type: "campaign.results",
+                    time: latestTime, subject: campaign, data: { results.write(campaign: campaign, budgetPoints: budget, to: &$0) })
+                try batch.emit(topic: Topics.campaignResults.name, key: campaign, value: value)
+            }
+        }
+        forgetBatch()
+    }
+
+    public func abandon() {
+        forgetBatch()
+        // A definition applied in the rolled-back batch is read again from the database.
+        registryLoaded = false
+    }
+
+    private func forgetBatch() {
+        members.removeAll(keepingCapacity: true)
+        totals = nil
+        touched.removeAll()
+    }
+
+    // MARK: Definitions
+
+    public func applyBroadcast(_ record: ConsumedRecord, in batch: Batch) throws {
+        try loadRegistryIfNeeded(batch.database)
+        let entry: CampaignRegistry.Entry
+        let raw: [UInt8]
+        do {
+            (entry, raw) = try decodeDefinition(record)
+        } catch {
+            try batch.deadLetter(record, reason: error)
+            return
+        }
+        do {
+            guard try registry.add(entry) == .added else { return }
+        } catch {
+            try batch.deadLetter(record, reason: Rejection(code: "invalid-campaign", detail: error.description))
+            return
+        }
+        try batch.database.prepare(
+            "INSERT INTO campaign_definitions(campaign, version, effective, definition) VALUES(?, ?, ?, ?)")
+            .run(.text(entry.campaign), .integer(entry.version), .integer(entry.effective.millis), entry.definition == nil ? .null : .blob(raw))
+    }
+
+    /// A `campaign.defined` record (data: the definition) or `campaign.retired` record
+    /// (data: `campaignId`, `version`); the record's time is when it takes effect.
+    private func decodeDefinition(_ record: ConsumedRecord) throws(Rejection) -> (CampaignRegistry.Entry, [UInt8]) {
+        let (event, _) = try record.cloudEvent()
+        guard let campaign = event.subject, record.keyString == campaign else {
+            throw Rejection(code: "key-mismatch", detail: "a campaign record is keyed by its campaign id, its subject")
+        }
+        switch event.type {
+        case "campaign.defined":
+            let definition: CampaignDefinition
+            do { definition = try CampaignDefinition.load(event.data, tiers: tierIDs) } catch {
+                throw Rejection(code: "invalid-campaign", detail: error.description)
+            }
+            guard definition.id == campaign else {
+                throw Rejection(code: "invalid-campaign", detail: "data.id \(definition.id) differs from subject \(campaign)")
+            }
+            return (CampaignRegistry.Entry(campaign: campaign, version: definition.version, effective: event.time, definition: definition),
+                    Array(event.data.jsonString.utf8))
+        case "campaign.retired":
+            guard let version = event.data.objectValue?["version"]?.int64Value, version >= 1 else {
+                throw Rejection(code: "invalid-campaign", detail: "data.version: a retirement names the new version, at least 1")
+            }
+            return (CampaignRegistry.Entry(campaign: campaign, version: version, effective: event.time, definition: nil), [])
+        default:
+            throw Rejection(code: "unknown-type", detail: "the definitions topic carries campaign.defined and campaign.retired, not \(event.type)")
+        }
+    }
+
+    /// The registry is the defaults plus every stored version, in the order they were added.
+    private func loadRegistryIfNeeded(_ database: Database) throws {
+        guard !registryLoaded else { return }
+        var registry = CampaignRegistry(defaults: defaults)
+        let rows = try database.prepare(
+            "SELECT campaign, version, effective, definition FROM campaign_definitions ORDER BY seq"
+        ).query { ($0.string(0), $0.int64(1), $0.int64(2), $0.optionalBlob(3)) }
+        for (campaign, version, effective, raw) in rows {
+            let definition = try raw.map { try CampaignDefinition.load(try JSONValue.parse($0), tiers: tierIDs) }
+            _ = try? registry.add(CampaignRegistry.Entry(campaign: campaign, version: version, effective: EventTime(millis: effective), definition: definition))
+        }
+        self.registry = registry
+        registryLoaded = true
+    }
+
+    // MARK: State
+
+    private func load(_ id: String, _ database: Database, since: EventTime) throws -> CampaignMember {
+        if let cached = members[id] { return cached.member }
+        let stored = try database.prepare("SELECT state, tier FROM campaign_members WHERE member = ?")
+            .queryOne(.text(id)) { ($0.blob(0), $0.blob(1)) }
+        guard let (state, tier) = stored else { return CampaignMember(member: id, since: since) }
+        let levels = rules.program.tiers.levels
+        return try CampaignMember.decode(state, tier: try TierMember.decode(tier, levels: levels))
+    }
+
+    private func loadTotals(_ database: Database) throws -> [String: CampaignResults] {
+        if let totals { return totals }
+        var loaded: [String: CampaignResults] = [:]
+        let rows = try database.prepare("SELECT campaign, results FROM campaign_results").query { ($0.string(0), $0.blob(1)) }
+        for (campaign, raw) in rows {
+            guard let object = try JSONValue.parse(raw).objectValue else { continue }
+            loaded[campaign] = try CampaignResults.read(object)
+        }
+        totals = loaded
+        return loaded
+    }
+}
+
+/// What the campaigns service reads.
+public enum CampaignInput: Sendable {
+    case registered(JSONObject)
+    case updated(JSONObject)
+    case closed
+    case paid(OrderPaid)
+    case refunded(OrderRefunded)
+    /// A rewarded check-in on this day of a streak (points ledger).
+    case checkedIn(streakDay: Int64)
+    /// A rewarded referral of the member (points ledger).
+    case referred(referee: String)
+    /// A ledger record of no interest to campaigns.
+    case ignored
+}
+
+extension CampaignAward {
+    /// The `data` of a `campaign.rewarded` event.
+    func write(member: String, to w: inout JSONWriter) {
+        w.beginObject()
+        w.key("campaignId"); w.string(campaign)
+        w.key("campaignVersion"); w.int(version)
+        w.key("campaignName"); w.string(name)
+        w.key("memberId"); w.string(member)
+        w.key("trigger"); w.string(trigger)
+        w.key("points"); w.int(points)
+        if let multiplierTenths { w.key("multiplier"); w.raw(String(multiplierTenths / 10) + "." + String(multiplierTenths % 10)) }
+        if let coupon { w.key("coupon"); w.string(coupon) }
+        if let badge { w.key("badge"); w.string(badge) }
+        if let orderID { w.key("orderId"); w.string(orderID) }
+        w.endObject()
+    }
+}
