@@ -21,6 +21,7 @@ enum Demo {
                 log: directory.appendingPathComponent("\(name).log"))
         }
         print("started \(ServiceExecutables.names.joined(separator: ", "))")
+        try waitUntilAssigned(ServiceExecutables.names, logs: directory, children: children)
 
         let events = try SampleStream.events()
         try Publisher.publish(events, producer: try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers)))
@@ -33,11 +34,29 @@ enum Demo {
         if !failed.isEmpty { throw CLIError("services that did not stop cleanly: \(failed.joined(separator: ", "))") }
     }
 
+    /// Waits until every service has its partitions, so that the summary is read after all of
+    /// them have worked through the sample, not while one is still joining its group.
+    static func waitUntilAssigned(_ names: [String], logs: URL, children: ChildProcesses) throws {
+        let deadline = Date().addingTimeInterval(60)
+        var waiting = Set(names)
+        while !waiting.isEmpty {
+            if let exited = children.exited { throw CLIError("\(exited.name) exited with status \(exited.status)") }
+            guard Date() < deadline else { throw CLIError("\(waiting.sorted().joined(separator: ", ")) did not get partitions within 60 s") }
+            for name in waiting {
+                let log = FileManager.default.contents(atPath: logs.appendingPathComponent("\(name).log").path) ?? Data()
+                if String(decoding: log, as: UTF8.self).contains("partitions assigned") { waiting.remove(name) }
+            }
+            usleep(100_000)
+        }
+    }
+
     struct Outputs {
         var ledger: [String: [JSONObject]] = [:]
         var refusals: [String: [JSONObject]] = [:]
         var balances: [String: JSONObject] = [:]
         var tiers: [String: JSONObject] = [:]
+        var campaignRewards: [String: [JSONObject]] = [:]
+        var campaignResults: [String: JSONObject] = [:]
         var deadLetters: [JSONObject] = []
     }
 
@@ -46,7 +65,10 @@ enum Demo {
         let listener = ReadFromBeginning()
         let consumer = try KafkaConsumer(
             ConsumerConfiguration(bootstrapServers: bootstrapServers, groupID: "loyalty-demo-\(UUID().uuidString)"), listener: listener)
-        try consumer.subscribe([Topics.pointsLedger.name, Topics.pointsBalances.name, Topics.tierStatus.name, Topics.deadLetters.name])
+        try consumer.subscribe([
+            Topics.pointsLedger.name, Topics.pointsBalances.name, Topics.tierStatus.name, Topics.campaignRewards.name,
+            Topics.campaignResults.name, Topics.deadLetters.name,
+        ])
         var outputs = Outputs()
         var seen = Set<String>()
         var lastArrival = Date()
@@ -65,6 +87,11 @@ enum Demo {
             switch record.topic {
             case Topics.pointsBalances.name: outputs.balances[member] = data
             case Topics.tierStatus.name: outputs.tiers[member] = data
+            case Topics.campaignRewards.name: outputs.campaignRewards[member, default: []].append(data)
+            case Topics.campaignResults.name:
+                if (data["revision"]?.int64Value ?? 0) >= (outputs.campaignResults[member]?["revision"]?.int64Value ?? -1) {
+                    outputs.campaignResults[member] = data
+                }
             case Topics.deadLetters.name: outputs.deadLetters.append(data)
             default:
                 if event.type == "points.refused" { outputs.refusals[member, default: []].append(data) } else { outputs.ledger[member, default: []].append(data) }
@@ -94,6 +121,21 @@ enum Demo {
             var line = "  \(pad(member, 8)) \(tier["tierName"]?.stringValue ?? "?"), qualifying spend \(int(tier, "qualifyingSpendMinor") / 100) CNY"
             if let next = tier["nextTier"]?.stringValue { line += ", \(int(tier, "amountToNextTierMinor") / 100) CNY to \(next)" }
             print(line)
+        }
+        print("\ncampaigns (results, then each member's rewards)")
+        for campaign in outputs.campaignResults.keys.sorted() {
+            print(CampaignCommands.describe(campaign, outputs.campaignResults[campaign]!).split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+        }
+        for member in SampleStream.members {
+            let rewards = (outputs.campaignRewards[member] ?? []).map { reward in
+                var parts = [reward["campaignId"]?.stringValue ?? "?"]
+                if int(reward, "points") > 0 { parts.append("+\(int(reward, "points"))") }
+                if let coupon = reward["coupon"]?.stringValue { parts.append("coupon \(coupon)") }
+                if let badge = reward["badge"]?.stringValue { parts.append("badge \(badge)") }
+                if let order = reward["orderId"]?.stringValue { parts.append("on \(order)") }
+                return parts.joined(separator: " ")
+            }
+            if !rewards.isEmpty { print("  \(pad(member, 8)) \(rewards.joined(separator: "; "))") }
         }
         print("\nledger summary (points by kind and source; refusals with their reason)")
         for member in SampleStream.members {

@@ -34,7 +34,7 @@ enum SampleStream {
         }
 
         // alice: a high-margin order, a ten-day check-in streak, a review, a share, the newcomer task.
-        try add(EventType.memberRegistered, "alice", "2026-03-01T09:00:00+08:00")
+        try add(EventType.memberRegistered, "alice", "2026-03-01T09:00:00+08:00", .object(JSONObject(["birthday": "1990-03-10"])))
         for day in 1...10 {
             try add(EventType.checkedIn, "alice", "2026-03-\(day < 10 ? "0" : "")\(day)T08:30:00+08:00")
         }
@@ -53,6 +53,7 @@ enum SampleStream {
         try add(EventType.orderPaid, "chen", "2026-03-04T15:30:00+08:00", order("C-3001", 99_999))
         try add(EventType.orderRefunded, "chen", "2026-03-06T09:00:00+08:00", refund("C-3001", "R-2", 60_000))
         try add(EventType.orderRefunded, "chen", "2026-03-06T09:30:00+08:00", refund("C-3001", "R-3", 39_999))
+        try add(EventType.orderPaid, "chen", "2026-03-18T15:00:00+08:00", order("C-3002", 20_000))  // member day: ×2
         for day in [2, 3, 5, 6] {
             try add(EventType.checkedIn, "chen", "2026-03-0\(day)T07:45:00+08:00")
         }

@@ -18,6 +18,8 @@ let usage = """
                            measure the points pipeline against the raw Kafka and SQLite ceilings
                            (build with -c release first)
       publish <file>       publish CloudEvents (one JSON object per line) to the topic of their type
+      campaigns publish <file> [--from <time>] | retire <id> [--from <time>] | list | show <id>
+                           publish, retire and list campaign definitions; show a campaign's results
       tail <topic>         print a topic's records from the beginning until Ctrl-C
       topics               list the topic catalogue
 
@@ -100,6 +102,8 @@ do {
         guard arguments.count == 2 else { throw CLIError("usage: loyalty publish <file>") }
         let published = try Publisher.publishFile(arguments[1], bootstrapServers: try bootstrapServers())
         print("published \(published) events")
+    case "campaigns":
+        try CampaignCommands.run(Array(arguments.dropFirst()), bootstrapServers: bootstrapServers)
     case "tail":
         guard arguments.count == 2 else { throw CLIError("usage: loyalty tail <topic>") }
         let stop = StopSignal()

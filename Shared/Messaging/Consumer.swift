@@ -107,6 +107,18 @@ public final class KafkaConsumer: @unchecked Sendable {
         if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "subscribe failed") }
     }
 
+    /// Reads these partitions from these offsets without joining the group (no rebalances;
+    /// nil offset: from the beginning). For topics every instance reads whole.
+    public func assign(_ partitions: [TopicPartition: Int64?]) throws {
+        let list = rd_kafka_topic_partition_list_new(Int32(partitions.count))!
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        for (partition, offset) in partitions.sorted(by: { $0.key.description < $1.key.description }) {
+            rd_kafka_topic_partition_list_add(list, partition.topic, partition.partition)?.pointee.offset = offset ?? Int64(RD_KAFKA_OFFSET_BEGINNING)
+        }
+        let err = rd_kafka_assign(handle, list)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "assign failed") }
+    }
+
     /// Waits up to `timeoutMilliseconds` for the next record or event; serves rebalances.
     public func poll(timeoutMilliseconds: Int32) -> ConsumerEvent? {
         guard let message = rd_kafka_consumer_poll(handle, timeoutMilliseconds) else { return nil }

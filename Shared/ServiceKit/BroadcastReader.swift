@@ -2,29 +2,34 @@ import Foundation
 import Messaging
 
 /// Reads a service's broadcast topics (campaign definitions) whole, in every instance, from
-/// the offsets kept in the service's database. A consumer group of its own per process gives
-/// it every partition; Kafka-side offsets are never used.
+/// the offsets kept in the service's database. It assigns itself every partition of the
+/// topics directly, without a group: Kafka-side offsets are never used.
 final class BroadcastReader: RebalanceListener {
     private var consumer: KafkaConsumer!
-    private let storedOffsets: ([TopicPartition]) throws -> [TopicPartition: Int64]
     private let logger: Logger
-    private var assigned: Set<TopicPartition> = []
+    private let assigned: Set<TopicPartition>
     private var caughtUp: Set<TopicPartition> = []
 
     init(configuration: ServiceConfiguration, topics: [String], logger: Logger,
-         storedOffsets: @escaping ([TopicPartition]) throws -> [TopicPartition: Int64]) throws {
-        self.storedOffsets = storedOffsets
+         storedOffsets: ([TopicPartition]) throws -> [TopicPartition: Int64]) throws {
         self.logger = logger
-        var consumerConfiguration = ConsumerConfiguration(
-            bootstrapServers: configuration.bootstrapServers,
-            groupID: "\(configuration.groupID)-broadcast-\(UUID().uuidString.lowercased())")
-        consumerConfiguration.sessionTimeoutMilliseconds = configuration.sessionTimeoutMilliseconds
-        consumer = try KafkaConsumer(consumerConfiguration, listener: self)
-        try consumer.subscribe(topics)
+        var partitions: [TopicPartition] = []
+        for topic in topics {
+            guard let spec = Topics.spec(named: topic) else {
+                throw ConfigurationError(variable: "topics", problem: "\(topic) is not in the topic catalogue")
+            }
+            partitions += (0..<spec.partitions).map { TopicPartition(topic: topic, partition: $0) }
+        }
+        assigned = Set(partitions)
+        let offsets = try storedOffsets(partitions)
+        consumer = try KafkaConsumer(
+            ConsumerConfiguration(bootstrapServers: configuration.bootstrapServers, groupID: "\(configuration.groupID)-broadcast"),
+            listener: self)
+        try consumer.assign(Dictionary(uniqueKeysWithValues: partitions.map { ($0, offsets[$0]) }))
     }
 
     /// Whether every partition has been read to its end once.
-    var isCaughtUp: Bool { !assigned.isEmpty && caughtUp.isSuperset(of: assigned) }
+    var isCaughtUp: Bool { caughtUp.isSuperset(of: assigned) }
 
     /// Up to `maxRecords` records, waiting at most `timeoutMilliseconds` for the first.
     func poll(maxRecords: Int, timeoutMilliseconds: Int32) -> [ConsumedRecord] {
@@ -43,18 +48,7 @@ final class BroadcastReader: RebalanceListener {
 
     func close() { consumer.close() }
 
-    func partitionsAssigned(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] {
-        assigned = Set(partitions)
-        do {
-            return try storedOffsets(partitions)
-        } catch {
-            // Reading again from the start is safe: applying a known definition changes nothing.
-            logger.warning("cannot read broadcast offsets; reading from the start", ["error": "\(error)"])
-            return [:]
-        }
-    }
-
-    func partitionsRevoked(_ partitions: [TopicPartition]) {
-        assigned.subtract(partitions)
-    }
+    // Never called: the reader joins no group.
+    func partitionsAssigned(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] { [:] }
+    func partitionsRevoked(_ partitions: [TopicPartition]) {}
 }

@@ -1,0 +1,199 @@
+import Foundation
+import LoyaltyDomain
+import Messaging
+import ReferenceProgram
+import ServiceKit
+
+/// `loyalty campaigns …`: publish, list, retire campaign definitions and show their results.
+enum CampaignCommands {
+    static let usage = """
+        usage: loyalty campaigns publish <file> [--from <time>]
+               loyalty campaigns retire <campaign id> [--from <time>]
+               loyalty campaigns list
+               loyalty campaigns show <campaign id>
+        <file> holds {"campaigns": [ … ]} or one campaign object (docs/campaigns.md); <time> is
+        RFC 3339, by default now. A definition applies to events from its time on.
+        """
+
+    static func run(_ arguments: [String], bootstrapServers: () throws -> String) throws {
+        var rest = Array(arguments.dropFirst())
+        var from: EventTime?
+        if let index = rest.firstIndex(of: "--from") {
+            guard index + 1 < rest.count else { throw CLIError("--from needs a time") }
+            do { from = try EventTime.parse(rest[index + 1]) } catch { throw CLIError("--from: \(error)") }
+            rest.removeSubrange(index...(index + 1))
+        }
+        let time = from ?? EventTime(millis: Int64(Date().timeIntervalSince1970 * 1000))
+        switch (arguments.first, rest.count) {
+        case ("publish", 1):
+            let published = try publish(file: rest[0], at: time, bootstrapServers: try bootstrapServers())
+            print("published \(published.map { "\($0.id) v\($0.version)" }.joined(separator: ", ")), in effect from \(time.rfc3339)")
+        case ("retire", 1):
+            let version = try retire(rest[0], at: time, bootstrapServers: try bootstrapServers())
+            print("retired \(rest[0]) as version \(version), from \(time.rfc3339)")
+        case ("list", 0):
+            try list(bootstrapServers: try bootstrapServers())
+        case ("show", 1):
+            try show(rest[0], bootstrapServers: try bootstrapServers())
+        default:
+            throw CLIError(usage)
+        }
+    }
+
+    /// The program's tier ids (LOYALTY_PROGRAM_FILE or the reference program), to check audiences.
+    static func tierIDs() throws -> [String] {
+        let bytes: [UInt8]
+        if let path = ProcessInfo.processInfo.environment["LOYALTY_PROGRAM_FILE"], !path.isEmpty {
+            guard let data = FileManager.default.contents(atPath: path) else { throw CLIError("cannot read \(path)") }
+            bytes = Array(data)
+        } else {
+            bytes = try ReferenceProgram.bytes()
+        }
+        return try Program.load(json: bytes).tiers.levels.map(\.id)
+    }
+
+    /// The default campaigns the service runs with (LOYALTY_CAMPAIGNS_FILE or the reference set).
+    static func defaults() throws -> [CampaignDefinition] {
+        let bytes: [UInt8]
+        if let path = ProcessInfo.processInfo.environment["LOYALTY_CAMPAIGNS_FILE"], !path.isEmpty {
+            guard let data = FileManager.default.contents(atPath: path) else { throw CLIError("cannot read \(path)") }
+            bytes = Array(data)
+        } else {
+            bytes = try ReferenceProgram.campaignsBytes()
+        }
+        return try CampaignDefinition.loadFile(json: bytes, tiers: try tierIDs())
+    }
+
+    /// Checks every definition in the file, then publishes them all (or none).
+    static func publish(file: String, at time: EventTime, bootstrapServers: String) throws -> [CampaignDefinition] {
+        guard let data = FileManager.default.contents(atPath: file) else { throw CLIError("cannot read \(file)") }
+        let tiers = try tierIDs()
+        let root = try JSONValue.parse(Array(data))
+        let raws = root.objectValue?["campaigns"]?.arrayValue ?? [root]
+        var definitions: [(CampaignDefinition, JSONValue)] = []
+        for raw in raws {
+            do { definitions.append((try CampaignDefinition.load(raw, tiers: tiers), raw)) } catch { throw CLIError("\(file): \(error)") }
+        }
+        let events = definitions.map { definition, raw in
+            CloudEvent(
+                id: "campaign-definition/\(definition.id)/\(definition.version)", source: "loyalty/cli", type: "campaign.defined",
+                time: time, subject: definition.id, data: raw)
+        }
+        try sendDefinitions(events, bootstrapServers: bootstrapServers)
+        return definitions.map(\.0)
+    }
+
+    /// Publishes a retirement as the campaign's next version.
+    static func retire(_ campaign: String, at time: EventTime, bootstrapServers: String) throws -> Int64 {
+        let latest = try latestVersions(bootstrapServers: bootstrapServers)
+        let defaultVersion = try defaults().first { $0.id == campaign }?.version
+        guard let current = latest[campaign]?.version ?? defaultVersion else { throw CLIError("no campaign \(campaign)") }
+        let version = current + 1
+        try sendDefinitions([CloudEvent(
+            id: "campaign-retired/\(campaign)/\(version)", source: "loyalty/cli", type: "campaign.retired", time: time, subject: campaign,
+            data: .object(["campaignId": .string(campaign), "version": .int(version)]))], bootstrapServers: bootstrapServers)
+        return version
+    }
+
+    static func sendDefinitions(_ events: [CloudEvent], bootstrapServers: String) throws {
+        let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: bootstrapServers))
+        for event in events {
+            try producer.send(topic: Topics.campaignDefinitions.name, key: Array(event.subject!.utf8), value: event.encoded())
+        }
+        guard producer.flush(timeoutMilliseconds: 30_000) else { throw CLIError("the broker did not acknowledge the definitions") }
+        if let failed = producer.takeDeliveryReports().first(where: { $0.error != nil }) { throw CLIError("not delivered: \(failed.error!)") }
+    }
+
+    /// The latest published record per campaign: version, effective time, and the definition
+    /// (nil when retired).
+    static func latestVersions(bootstrapServers: String) throws -> [String: (version: Int64, effective: EventTime, definition: JSONObject?)] {
+        var latest: [String: (version: Int64, effective: EventTime, definition: JSONObject?)] = [:]
+        for event in try readToEnd(Topics.campaignDefinitions, bootstrapServers: bootstrapServers) {
+            guard let campaign = event.subject, let data = event.data.objectValue else { continue }
+            let version = data["version"]?.int64Value ?? 0
+            if version > latest[campaign]?.version ?? 0 {
+                latest[campaign] = (version, event.time, event.type == "campaign.retired" ? nil : data)
+            }
+        }
+        return latest
+    }
+
+    static func list(bootstrapServers: String) throws {
+        let latest = try latestVersions(bootstrapServers: bootstrapServers)
+        let defaults = try defaults()
+        let ids = Set(latest.keys).union(defaults.map(\.id)).sorted()
+        print("campaign          version  status    in effect from              name")
+        for id in ids {
+            let line: (Int64, String, String, String)
+            if let published = latest[id] {
+                line = (published.version, published.definition == nil ? "retired" : "active", published.effective.rfc3339,
+                        published.definition?["name"]?.stringValue ?? "")
+            } else {
+                let definition = defaults.first { $0.id == id }!
+                line = (definition.version, "default", "always", definition.name)
+            }
+            print("\(id.padding(toLength: 17, withPad: " ", startingAt: 0)) \(String(line.0).padding(toLength: 8, withPad: " ", startingAt: 0)) "
+                + "\(line.1.padding(toLength: 9, withPad: " ", startingAt: 0)) \(line.2.padding(toLength: 27, withPad: " ", startingAt: 0)) \(line.3)")
+        }
+    }
+
+    static func show(_ campaign: String, bootstrapServers: String) throws {
+        guard let results = try latestResults(bootstrapServers: bootstrapServers)[campaign] else {
+            print("\(campaign): no results yet (no member has triggered it)")
+            return
+        }
+        print(describe(campaign, results))
+    }
+
+    /// The newest results record of every campaign.
+    static func latestResults(bootstrapServers: String) throws -> [String: JSONObject] {
+        var newest: [String: JSONObject] = [:]
+        for event in try readToEnd(Topics.campaignResults, bootstrapServers: bootstrapServers) {
+            guard let campaign = event.subject, let data = event.data.objectValue else { continue }
+            if (data["revision"]?.int64Value ?? 0) >= (newest[campaign]?["revision"]?.int64Value ?? -1) { newest[campaign] = data }
+        }
+        return newest
+    }
+
+    /// Results as a few lines for people.
+    static func describe(_ campaign: String, _ r: JSONObject) -> String {
+        func int(_ object: JSONObject?, _ key: String) -> Int64 { object?[key]?.int64Value ?? 0 }
+        var lines = ["\(campaign): \(int(r, "membersReached")) members reached, \(int(r, "rewards")) rewards, "
+            + "\(int(r, "pointsGranted")) points granted (\(int(r, "pointsReversed")) reversed by refunds)"]
+        if let budget = r["budgetPoints"]?.int64Value { lines.append("  budget \(budget), left \(int(r, "budgetLeft"))") }
+        if int(r, "couponsIssued") > 0 || int(r, "badgesAwarded") > 0 {
+            lines.append("  coupons issued \(int(r, "couponsIssued")), badges awarded \(int(r, "badgesAwarded"))")
+        }
+        let treated = r["treated"]?.objectValue, control = r["control"]?.objectValue
+        if int(control, "members") > 0 || int(treated, "members") > 0 {
+            for (name, group) in [("treated", treated), ("control", control)] {
+                lines.append("  \(name): \(int(group, "members")) members, \(int(group, "triggers")) triggers, "
+                    + "\(int(group, "orders")) orders and \(int(group, "revenueMinor") / 100) CNY in the 14 days after")
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// Every record of a topic up to its current end.
+    static func readToEnd(_ topic: TopicSpec, bootstrapServers: String) throws -> [CloudEvent] {
+        let consumer = try KafkaConsumer(
+            ConsumerConfiguration(bootstrapServers: bootstrapServers, groupID: "loyalty-cli-\(UUID().uuidString)"), listener: ReadFromBeginning())
+        defer { consumer.close() }
+        try consumer.subscribe([topic.name])
+        var ended = Set<Int32>()
+        var events: [CloudEvent] = []
+        let deadline = Date().addingTimeInterval(20)
+        while ended.count < Int(topic.partitions) {
+            guard Date() < deadline else { throw CLIError("could not read \(topic.name) to its end within 20 s") }
+            switch consumer.poll(timeoutMilliseconds: 100) {
+            case .record(let record):
+                if let value = record.value, let event = try? CloudEvent.decode(value) { events.append(event) }
+            case .endOfPartition(let partition, _):
+                ended.insert(partition.partition)
+            default:
+                break
+            }
+        }
+        return events
+    }
+}
