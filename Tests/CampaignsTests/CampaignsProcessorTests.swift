@@ -1,0 +1,166 @@
+import Foundation
+import LoyaltyDomain
+import Messaging
+import ReferenceProgram
+import ServiceKit
+import Storage
+import Testing
+
+@testable import CampaignsService
+
+/// The campaigns service's handlers on a real database, through the exactly-once transaction.
+@Suite struct CampaignsProcessorTests {
+    final class Harness {
+        let directory: URL
+        let applier: BatchApplier<CampaignsProcessor>
+        var offsets: [String: Int64] = [:]
+
+        init() throws {
+            directory = FileManager.default.temporaryDirectory.appendingPathComponent("campaigns-tests-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            applier = try Self.open(directory)
+        }
+
+        static func open(_ directory: URL) throws -> BatchApplier<CampaignsProcessor> {
+            let program = try Program.load(json: ReferenceProgram.bytes())
+            let defaults = try CampaignDefinition.loadFile(json: ReferenceProgram.campaignsBytes(), tiers: program.tiers.levels.map(\.id))
+            let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("campaigns.sqlite").path))
+            return try BatchApplier(database: database, processor: CampaignsProcessor(program: program, defaults: defaults), timerMode: .streamTime)
+        }
+
+        deinit { try? FileManager.default.removeItem(at: directory) }
+
+        func record(_ event: CloudEvent, topic: String) -> ConsumedRecord {
+            offsets[topic, default: 0] += 1
+            return ConsumedRecord(topic: topic, partition: 0, offset: offsets[topic]!, key: Array(event.subject!.utf8), value: event.encoded())
+        }
+
+        @discardableResult
+        func apply(_ events: [(CloudEvent, String)]) throws -> [(topic: String, event: CloudEvent)] {
+            let polled = events.map { event, topic -> PolledRecord<CampaignInput> in
+                let record = record(event, topic: topic)
+                let decoded: Result<Decoded<CampaignInput>, Rejection>
+                do throws(Rejection) { decoded = .success(try applier.processor.decode(record)) } catch { decoded = .failure(error) }
+                return PolledRecord(record: record, decoded: decoded)
+            }
+            return try applier.apply(polled).outbox.map { ($0.topic, try CloudEvent.decode($0.value!)) }
+        }
+
+        @discardableResult
+        func define(_ events: [CloudEvent]) throws -> [(topic: String, event: CloudEvent)] {
+            try applier.applyBroadcast(events.map { record($0, topic: Topics.campaignDefinitions.name) })
+                .outbox.map { ($0.topic, try CloudEvent.decode($0.value!)) }
+        }
+    }
+
+    static func event(_ id: String, _ type: String, _ member: String, _ time: String, _ data: JSONObject = [:], source: String = "shop") throws -> CloudEvent {
+        CloudEvent(id: id, source: source, type: type, time: try EventTime.parse(time), subject: member, data: .object(data))
+    }
+    static func registered(_ member: String, _ time: String, _ data: JSONObject = [:]) throws -> (CloudEvent, String) {
+        (try event("reg-\(member)", EventType.memberRegistered, member, time, data), Topics.members.name)
+    }
+    static func paid(_ id: String, _ member: String, _ paid: Int64, _ time: String) throws -> (CloudEvent, String) {
+        (try event(id, EventType.orderPaid, member, time, ["orderId": .string("O-\(id)"), "paidMinor": .int(paid)]), Topics.orders.name)
+    }
+    static func definition(_ json: String, from time: String) throws -> CloudEvent {
+        let data = try JSONValue.parse(Array(json.utf8))
+        let id = data["id"]!.stringValue!
+        return CloudEvent(id: "def-\(id)-\(data["version"]!.int64Value!)", source: "loyalty/cli", type: "campaign.defined",
+                          time: try EventTime.parse(time), subject: id, data: data)
+    }
+
+    func grants(_ outputs: [(topic: String, event: CloudEvent)]) -> [(campaign: String, points: Int64)] {
+        outputs.filter { $0.topic == Topics.pointsCommands.name && $0.event.type == EventType.pointsGrant }
+            .map { ($0.event.data["campaignId"]?.stringValue ?? "", $0.event.data["points"]?.int64Value ?? 0) }
+    }
+
+    @Test func aPaidOrderOnMemberDaySendsTheBonusAsAGrantAndPublishesRewardAndResults() throws {
+        let h = try Harness()
+        try h.apply([try Self.registered("m", "2026-01-01T10:00:00+08:00"), try Self.paid("o0", "m", 100, "2026-01-02T10:00:00+08:00")])
+        let out = try h.apply([try Self.paid("o1", "m", 12_345, "2026-03-18T10:00:00+08:00")])
+        let grant = try #require(out.first { $0.topic == Topics.pointsCommands.name }?.event)
+        #expect(grant.type == EventType.pointsGrant && grant.source == "loyalty/campaigns")
+        #expect(grant.id == "campaign-grant/member-day/o1")
+        #expect(grant.time == (try EventTime.parse("2026-03-18T10:00:00+08:00")), "the grant carries its cause's event time")
+        #expect(grant.data["component"]?.stringValue == "campaign-bonus" && grant.data["orderId"]?.stringValue == "O-o1")
+        #expect(grant.data["points"]?.int64Value == 123)
+        let reward = try #require(out.first { $0.topic == Topics.campaignRewards.name }?.event)
+        #expect(reward.type == "campaign.rewarded" && reward.data["multiplier"]?.stringValue == nil && reward.data["points"]?.int64Value == 123)
+        let results = try #require(out.last { $0.topic == Topics.campaignResults.name && $0.event.subject == "member-day" }?.event)
+        #expect(results.data["pointsGranted"]?.int64Value == 123 && results.data["membersReached"]?.int64Value == 1)
+    }
+
+    @Test func aChangedDefinitionAppliesFromItsTimeOnAndABadOneIsDeadLettered() throws {
+        let h = try Harness()
+        try h.apply([try Self.registered("m", "2026-01-01T10:00:00+08:00"), try Self.paid("o0", "m", 100, "2026-01-02T10:00:00+08:00")])
+        let v2 = #"{"id":"member-day","version":2,"name":"Member day x3","schedule":{"daysOfMonth":[18]},"trigger":{"event":"order.paid"},"reward":{"orderPointsMultiplier":3}}"#
+        #expect(try h.define([try Self.definition(v2, from: "2026-04-18T12:00:00+08:00")]).isEmpty)
+        // Before its time the old version holds, from it the new one: decided on event time.
+        #expect(grants(try h.apply([try Self.paid("o1", "m", 10_000, "2026-04-18T11:59:59+08:00")])).map(\.points) == [100])
+        #expect(grants(try h.apply([try Self.paid("o2", "m", 10_000, "2026-04-18T12:00:00+08:00")])).map(\.points) == [200])
+
+        let bad = try h.define([
+            try Self.definition(#"{"id":"oops","version":1,"name":"Oops","trigger":{"event":"order.paid","when":"order.total > 1"},"reward":{"points":5}}"#, from: "2026-04-19T00:00:00+08:00"),
+            try Self.definition(v2.replacingOccurrences(of: "x3", with: "x4"), from: "2026-04-19T00:00:00+08:00"),
+        ])
+        #expect(bad.map(\.event.type) == ["loyalty.dead-letter", "loyalty.dead-letter"])
+        #expect(bad[0].event.data["reason"]?.stringValue == "invalid-campaign")
+        #expect(bad[0].event.data["detail"]?.stringValue?.contains("trigger.when: column 1: unknown field order.total") == true)
+        #expect(bad[1].event.data["detail"]?.stringValue?.contains("version 2 is already defined differently") == true)
+        #expect(grants(try h.apply([try Self.paid("o3", "m", 10_000, "2026-05-18T12:00:00+08:00")])).map(\.points) == [200], "the service went on")
+
+        // Retired: nothing from its time on. A restart reads every version back from the database.
+        let retire = CloudEvent(id: "ret", source: "loyalty/cli", type: "campaign.retired", time: try EventTime.parse("2026-06-01T00:00:00+08:00"),
+                                subject: "member-day", data: .object(["campaignId": "member-day", "version": 3]))
+        try h.define([retire])
+        let reopened = try Harness.open(h.directory)
+        let polled = [try Self.paid("o4", "m", 10_000, "2026-05-18T13:00:00+08:00"), try Self.paid("o5", "m", 10_000, "2026-06-18T13:00:00+08:00")].map { event, topic in
+            let record = h.record(event, topic: topic)
+            return PolledRecord(record: record, decoded: Result<Decoded<CampaignInput>, Rejection> { () throws(Rejection) in try reopened.processor.decode(record) })
+        }
+        let after = try reopened.apply(polled).outbox.map { ($0.topic, try CloudEvent.decode($0.value!)) }
+        #expect(grants(after).map(\.points) == [200], "v2 on 18 May, nothing after the retirement on 1 June")
+    }
+
+    @Test func theBudgetHoldsUnderRedeliveryAndGrantsExactlyWhatIsLeft() throws {
+        let h = try Harness()
+        try h.define([try Self.definition(
+            #"{"id":"tiny","version":1,"name":"Tiny","trigger":{"event":"order.paid"},"reward":{"points":40},"budgetPoints":100}"#,
+            from: "2026-01-01T00:00:00+08:00")])
+        var members: [(CloudEvent, String)] = []
+        for index in 0..<5 { members.append(try Self.registered("m\(index)", "2026-01-01T10:00:00+08:00")) }
+        try h.apply(members)
+        let orders = try (0..<5).map { try Self.paid("o\($0)", "m\($0)", 100, "2026-02-0\($0 + 1)T10:00:00+08:00") }
+        let first = grants(try h.apply(orders)).filter { $0.campaign == "tiny" }.map(\.points)
+        // The same records again (a redelivery after a crash): the inbox drops them.
+        let again = grants(try h.apply(orders)).filter { $0.campaign == "tiny" }
+        #expect(first == [40, 40, 20])
+        #expect(again.isEmpty)
+    }
+
+    @Test func ledgerEntriesDriveStreakAndReferralBadgesAndOthersArePassedOver() throws {
+        let h = try Harness()
+        try h.apply([try Self.registered("m", "2026-01-01T10:00:00+08:00")])
+        func entry(_ id: String, source: String, details: JSONObject, from: String = "loyalty/points") throws -> (CloudEvent, String) {
+            (try Self.event(id, "points.earned", "m", "2026-02-01T08:00:00+08:00", ["source": .string(source), "details": .object(details)], source: from),
+             Topics.pointsLedger.name)
+        }
+        let out = try h.apply([
+            try entry("e1", source: "check-in", details: ["streakDay": "30"]),
+            try entry("e2", source: "base", details: [:]),
+            (try Self.event("e3", "points.released", "m", "2026-02-01T08:00:00+08:00", [:], source: "loyalty/points"), Topics.pointsLedger.name),
+            try entry("e4", source: "check-in", details: ["streakDay": "30"], from: "shop"),
+        ])
+        #expect(out.filter { $0.topic == Topics.campaignRewards.name }.map { $0.event.data["badge"]?.stringValue } == ["streak-30"])
+        #expect(grants(out).map(\.points) == [50])
+        let dead = out.filter { $0.topic == Topics.deadLetters.name }
+        #expect(dead.map { $0.event.data["reason"]?.stringValue } == ["forbidden-source"])
+    }
+
+    @Test func badProfilesAreDeadLetteredWithTheirReason() throws {
+        let h = try Harness()
+        let out = try h.apply([try Self.registered("m", "2026-01-01T10:00:00+08:00", ["birthday": "1990-13-01"])])
+        #expect(out.map(\.event.type) == ["loyalty.dead-letter"])
+        #expect(out[0].event.data["detail"]?.stringValue == "data.birthday: expected MM-DD or YYYY-MM-DD")
+    }
+}
