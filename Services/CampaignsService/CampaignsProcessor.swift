@@ -8,7 +8,7 @@ import Storage
 /// decides every campaign on the definitions in effect at the event's time; sends points to
 /// the points service as grants and reversals; publishes rewards and running results.
 public final class CampaignsProcessor: StreamProcessor {
-    public typealias Body = CampaignInput
+    public typealias Body = CampaignRecord
 
     public let name = "campaigns"
     public let inputTopics = [Topics.members.name, Topics.orders.name, Topics.pointsLedger.name]
@@ -25,6 +25,8 @@ public final class CampaignsProcessor: StreamProcessor {
     static let pointsSource = "loyalty/points"
     static let birthdayRank = 5
     static let dormantRank = 6
+    static let unknownMemberRank = 10
+    static let unknownMember = "unknown-member"
 
     /// Members and results read or changed in the current batch, written back in `finish`.
     private var members: [String: (member: CampaignMember, changed: Bool)] = [:]
@@ -47,11 +49,13 @@ public final class CampaignsProcessor: StreamProcessor {
 
     private static let earnedMarker = Array("\"points.earned\"".utf8)
 
-    public func decode(_ record: ConsumedRecord) throws(Rejection) -> Decoded<CampaignInput> {
+    public func decode(_ record: ConsumedRecord) throws(Rejection) -> Decoded<CampaignRecord> {
         // The ledger carries every entry; only rewarded check-ins and referrals matter here,
         // so anything else is passed over before it is parsed.
         if record.topic == Topics.pointsLedger.name, let value = record.value, !value.contains(Self.earnedMarker) {
-            var skipped = Decoded(eventID: "", time: EventTime(millis: 0), rank: 0, member: record.keyString ?? "", payloadHash: 0, body: CampaignInput.ignored)
+            var skipped = Decoded(
+                eventID: "", time: EventTime(millis: 0), rank: 0, member: record.keyString ?? "", payloadHash: 0,
+                body: CampaignRecord(input: .ignored, record: record))
             skipped.isRelevant = false
             return skipped
         }
@@ -60,9 +64,14 @@ public final class CampaignsProcessor: StreamProcessor {
         let body = try Self.body(of: event, topic: record.topic)
         var decoded = Decoded(
             eventID: event.id, time: event.time, rank: EventType.rank(of: event.type), member: member,
-            payloadHash: payloadHash(raw), body: body)
+            payloadHash: payloadHash(raw), body: CampaignRecord(input: body, record: record))
         if case .ignored = body { decoded.isRelevant = false }
-        if record.topic == Topics.pointsLedger.name { decoded.rank = 5 }
+        if record.topic == Topics.pointsLedger.name {
+            decoded.rank = 5
+            // The ledger runs behind or ahead of the shop's topics: the dormancy and birthday
+            // timers follow members and orders only.
+            decoded.movesStreamTime = false
+        }
         return decoded
     }
 
@@ -113,13 +122,13 @@ public final class CampaignsProcessor: StreamProcessor {
 
     // MARK: Applying
 
-    public func apply(_ input: Decoded<CampaignInput>, in batch: Batch) throws {
+    public func apply(_ input: Decoded<CampaignRecord>, in batch: Batch) throws {
         try loadRegistryIfNeeded(batch.database)
         var member = try load(input.member, batch.database, since: input.time)
         let campaigns = registry.inEffect(at: input.time)
         var totals = try loadTotals(batch.database)
         let decision: CampaignDecision
-        switch input.body {
+        switch input.body.input {
         case .registered(let data):
             decision = (try? rules.register(data, at: input.time, member: &member, campaigns: campaigns)) ?? CampaignDecision()
         case .updated(let data):
@@ -127,19 +136,76 @@ public final class CampaignsProcessor: StreamProcessor {
         case .closed:
             member.closed = true
             decision = CampaignDecision()
-        case .paid(let order):
-            decision = rules.pay(order, at: input.time, member: &member, campaigns: campaigns, totals: &totals)
-        case .refunded(let refund):
-            decision = rules.refund(refund, at: input.time, member: &member, totals: &totals)
-        case .checkedIn(let day):
-            decision = rules.checkIn(streakDay: day, at: input.time, member: &member, campaigns: campaigns, totals: &totals)
-        case .referred(let referee):
-            decision = rules.referral(referee: referee, at: input.time, member: &member, campaigns: campaigns, totals: &totals)
         case .ignored:
             return
+        case .paid, .refunded, .checkedIn, .referred:
+            // Events can arrive before the member's registration (another topic): they wait
+            // for it, like the points service's, and are then applied in event-time order.
+            guard member.registeredAt != nil else { return try park(input, batch) }
+            decision = decide(input.body.input, at: input.time, member: &member, campaigns: campaigns, totals: &totals)
         }
         self.totals = totals
         try record(decision, member: member, cause: input.eventID, time: input.time, batch)
+        if case .registered = input.body.input { try applyParkedEvents(of: input.member, batch) }
+    }
+
+    private func decide(_ input: CampaignInput, at time: EventTime, member: inout CampaignMember, campaigns: [CampaignDefinition],
+                        totals: inout [String: CampaignResults]) -> CampaignDecision {
+        switch input {
+        case .paid(let order): rules.pay(order, at: time, member: &member, campaigns: campaigns, totals: &totals)
+        case .refunded(let refund): rules.refund(refund, at: time, member: &member, totals: &totals)
+        case .checkedIn(let day): rules.checkIn(streakDay: day, at: time, member: &member, campaigns: campaigns, totals: &totals)
+        case .referred(let referee): rules.referral(referee: referee, at: time, member: &member, campaigns: campaigns, totals: &totals)
+        case .registered, .updated, .closed, .ignored: CampaignDecision()
+        }
+    }
+
+    // MARK: Members not registered yet
+
+    private func park(_ input: Decoded<CampaignRecord>, _ batch: Batch) throws {
+        let record = input.body.record
+        try batch.database.prepare(
+            "INSERT OR IGNORE INTO campaign_parked(member, event_id, time, rank, topic, partition, record_offset, value) VALUES(?, ?, ?, ?, ?, ?, ?, ?)"
+        ).run(
+            .text(input.member), .text(input.eventID), .integer(input.time.millis), .integer(Int64(input.rank)),
+            .text(record.topic), .integer(Int64(record.partition)), .integer(record.offset), .blob(record.value ?? []))
+        try batch.schedule(TimerRequest(
+            due: input.time.adding(hours: rules.program.members.unknownMemberWaitHours), rank: Self.unknownMemberRank,
+            member: input.member, kind: Self.unknownMember, ref: input.eventID))
+    }
+
+    private func applyParkedEvents(of member: String, _ batch: Batch) throws {
+        let parked = try batch.database.prepare(
+            "SELECT seq, event_id, topic, partition, record_offset, value FROM campaign_parked WHERE member = ? ORDER BY time, rank, event_id"
+        ).query(.text(member)) { row in
+            (seq: row.int64(0), eventID: row.string(1),
+             record: ConsumedRecord(topic: row.string(2), partition: Int32(row.int64(3)), offset: row.int64(4), key: Array(member.utf8), value: row.blob(5)))
+        }
+        let delete = try batch.database.prepare("DELETE FROM campaign_parked WHERE seq = ?")
+        for row in parked {
+            try delete.run(.integer(row.seq))
+            try batch.cancelTimers(member: member, kind: Self.unknownMember, ref: row.eventID)
+            // It decoded when it arrived; the stored bytes are the same.
+            guard let input = try? decode(row.record) else { continue }
+            var state = try load(member, batch.database, since: input.time)
+            var totals = try loadTotals(batch.database)
+            let decision = decide(input.body.input, at: input.time, member: &state, campaigns: registry.inEffect(at: input.time), totals: &totals)
+            self.totals = totals
+            try record(decision, member: state, cause: input.eventID, time: input.time, batch)
+        }
+    }
+
+    private func deadLetterParked(eventID: String, _ batch: Batch) throws {
+        guard let row = try batch.database.prepare(
+            "SELECT seq, member, topic, partition, record_offset, value FROM campaign_parked WHERE event_id = ?"
+        ).queryOne(.text(eventID), row: { row in
+            (seq: row.int64(0), record: ConsumedRecord(
+                topic: row.string(2), partition: Int32(row.int64(3)), offset: row.int64(4), key: Array(row.string(1).utf8), value: row.blob(5)))
+        }) else { return }
+        try batch.database.prepare("DELETE FROM campaign_parked WHERE seq = ?").run(.integer(row.seq))
+        try batch.deadLetter(row.record, reason: Rejection(
+            code: "member-not-registered",
+            detail: "no member.registered within \(rules.program.members.unknownMemberWaitHours) hours of the event"))
     }
 
     public func fire(_ timer: DueTimer, in batch: Batch) throws {
@@ -153,6 +219,8 @@ public final class CampaignsProcessor: StreamProcessor {
         case CampaignTimer.Kind.birthday.rawValue:
             decision = rules.birthday(at: timer.due, member: &member, campaigns: campaigns, totals: &totals)
             cause = "birthday/\(timer.member)/\(timer.due.millis)"
+        case Self.unknownMember:
+            return try deadLetterParked(eventID: timer.ref, batch)
         case CampaignTimer.Kind.dormant.rawValue:
             decision = rules.dormant(campaign: timer.ref, at: timer.due, member: &member, campaigns: campaigns, totals: &totals)
             cause = "dormant/\(timer.member)/\(timer.due.millis)"
@@ -333,6 +401,12 @@ public final class CampaignsProcessor: StreamProcessor {
         totals = loaded
         return loaded
     }
+}
+
+/// A decoded input with the record it came from (kept when the event waits for a registration).
+public struct CampaignRecord: Sendable {
+    public var input: CampaignInput
+    public var record: ConsumedRecord
 }
 
 /// What the campaigns service reads.

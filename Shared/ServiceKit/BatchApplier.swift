@@ -166,7 +166,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
                                 outcome.deadLettered += 1
                             }
                         } else {
-                            if timerMode == .streamTime {
+                            if timerMode == .streamTime && input.movesStreamTime {
                                 outcome.timersFired += try fireTimers(task: task, upTo: max(streamTime, input.time.millis), batch: batch)
                             }
                             try inboxInsert.run(
@@ -174,7 +174,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
                                 .integer(input.time.millis))
                             try processor.apply(input, in: batch)
                             outcome.applied += 1
-                            pendingStreamTimes[task] = max(streamTime, input.time.millis)
+                            if input.movesStreamTime { pendingStreamTimes[task] = max(streamTime, input.time.millis) }
                         }
                     }
                     nextOffsets[partition] = max(nextOffsets[partition] ?? 0, record.offset + 1)

@@ -19,6 +19,10 @@ public struct Decoded<Body> {
     /// False for a record the service reads past (another service's output it has no use
     /// for): it moves the offsets only, without an inbox row, timers or `apply`.
     public var isRelevant = true
+    /// False for records of another service's output (the points ledger read by campaigns):
+    /// applied at their own time, they neither fire timers nor move the task's stream time,
+    /// since they may run ahead of the shop's topics that the timers follow.
+    public var movesStreamTime = true
 
     public init(eventID: String, time: EventTime, rank: Int, member: String, payloadHash: Int64, body: Body) {
         self.eventID = eventID

@@ -37,9 +37,9 @@ import Testing
 
         @discardableResult
         func apply(_ events: [(CloudEvent, String)]) throws -> [(topic: String, event: CloudEvent)] {
-            let polled = events.map { event, topic -> PolledRecord<CampaignInput> in
+            let polled = events.map { event, topic -> PolledRecord<CampaignRecord> in
                 let record = record(event, topic: topic)
-                let decoded: Result<Decoded<CampaignInput>, Rejection>
+                let decoded: Result<Decoded<CampaignRecord>, Rejection>
                 do throws(Rejection) { decoded = .success(try applier.processor.decode(record)) } catch { decoded = .failure(error) }
                 return PolledRecord(record: record, decoded: decoded)
             }
@@ -116,7 +116,7 @@ import Testing
         let reopened = try Harness.open(h.directory)
         let polled = [try Self.paid("o4", "m", 10_000, "2026-05-18T13:00:00+08:00"), try Self.paid("o5", "m", 10_000, "2026-06-18T13:00:00+08:00")].map { event, topic in
             let record = h.record(event, topic: topic)
-            return PolledRecord(record: record, decoded: Result<Decoded<CampaignInput>, Rejection> { () throws(Rejection) in try reopened.processor.decode(record) })
+            return PolledRecord(record: record, decoded: Result<Decoded<CampaignRecord>, Rejection> { () throws(Rejection) in try reopened.processor.decode(record) })
         }
         let after = try reopened.apply(polled).outbox.map { ($0.topic, try CloudEvent.decode($0.value!)) }
         #expect(grants(after).map(\.points) == [200], "v2 on 18 May, nothing after the retirement on 1 June")
@@ -155,6 +155,20 @@ import Testing
         #expect(grants(out).map(\.points) == [50])
         let dead = out.filter { $0.topic == Topics.deadLetters.name }
         #expect(dead.map { $0.event.data["reason"]?.stringValue } == ["forbidden-source"])
+    }
+
+    @Test func anOrderReadBeforeItsRegistrationWaitsForIt() throws {
+        let h = try Harness()
+        // The order topic was read first: the order (after registering, in event time) waits.
+        #expect(grants(try h.apply([try Self.paid("o1", "m", 10_000, "2026-03-02T10:00:00+08:00")])).isEmpty)
+        let out = try h.apply([try Self.registered("m", "2026-03-01T10:00:00+08:00")])
+        #expect(grants(out).map(\.campaign) == ["first-order"], "the first order, 1 day after registering: ×5")
+        #expect(grants(out).map(\.points) == [400])
+        // A member who never registers: the waiting event is dead-lettered after the wait.
+        try h.apply([try Self.paid("o2", "ghost", 10_000, "2026-03-02T10:00:00+08:00")])
+        let later = try h.apply([try Self.registered("n", "2026-03-10T10:00:00+08:00")])
+        let dead = later.filter { $0.topic == Topics.deadLetters.name }
+        #expect(dead.map { $0.event.data["reason"]?.stringValue } == ["member-not-registered"])
     }
 
     @Test func badProfilesAreDeadLetteredWithTheirReason() throws {
