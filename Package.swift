@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "points", targets: ["PointsMain"]),
         .executable(name: "tiers", targets: ["TiersMain"]),
         .executable(name: "campaigns", targets: ["CampaignsMain"]),
+        .executable(name: "notifications", targets: ["NotificationsMain"]),
         .executable(name: "loyalty", targets: ["Loyalty"]),
     ],
     targets: [
@@ -23,7 +24,7 @@ let package = Package(
         .target(name: "LoyaltyDomain", path: "Shared/LoyaltyDomain"),
         .target(
             name: "ReferenceProgram", path: "Shared/ReferenceProgram",
-            resources: [.copy("Resources/reference-program.json"), .copy("Resources/reference-campaigns.json")]),
+            resources: [.copy("Resources/reference-program.json"), .copy("Resources/reference-campaigns.json"), .copy("Resources/reference-templates.json")]),
         .target(name: "Messaging", dependencies: ["CRdKafka", "LoyaltyDomain"], path: "Shared/Messaging"),
         .target(name: "Storage", dependencies: ["CSQLite"], path: "Shared/Storage"),
         .target(
@@ -47,6 +48,12 @@ let package = Package(
             path: "Services/CampaignsService"),
         .executableTarget(
             name: "CampaignsMain", dependencies: ["CampaignsService", "ServiceKit", "ReferenceProgram", "LoyaltyDomain"], path: "Services/Campaigns"),
+        .target(
+            name: "NotificationsService", dependencies: ["LoyaltyDomain", "Storage", "ServiceKit"],
+            path: "Services/NotificationsService"),
+        .executableTarget(
+            name: "NotificationsMain", dependencies: ["NotificationsService", "ServiceKit", "ReferenceProgram", "LoyaltyDomain"],
+            path: "Services/Notifications"),
         .executableTarget(
             name: "Loyalty", dependencies: ["LoyaltyDomain", "Messaging", "Storage", "ServiceKit", "ReferenceProgram", "PointsService"],
             path: "Services/Loyalty"),
@@ -59,6 +66,7 @@ let package = Package(
         .testTarget(name: "PointsTests", dependencies: ["PointsService", "ServiceKit", "Storage", "LoyaltyDomain", "ReferenceProgram"]),
         .testTarget(name: "TiersTests", dependencies: ["TiersService", "ServiceKit", "Storage", "LoyaltyDomain", "ReferenceProgram"]),
         .testTarget(name: "CampaignsTests", dependencies: ["CampaignsService", "ServiceKit", "Storage", "LoyaltyDomain", "ReferenceProgram", "Messaging"]),
+        .testTarget(name: "NotificationsTests", dependencies: ["NotificationsService", "ServiceKit", "Storage", "LoyaltyDomain", "ReferenceProgram", "Messaging"]),
         .testTarget(name: "EndToEndTests", dependencies: ["Messaging", "LoyaltyDomain", "Storage", "ReferenceProgram"]),
     ]
 )

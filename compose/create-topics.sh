@@ -15,4 +15,5 @@ create loyalty.tiers.status --config cleanup.policy=compact
 PARTITIONS=1 create loyalty.campaigns.definitions --config cleanup.policy=compact
 create loyalty.campaigns.rewards
 PARTITIONS=1 create loyalty.campaigns.results --config cleanup.policy=compact
+create loyalty.notifications
 create loyalty.dead-letters

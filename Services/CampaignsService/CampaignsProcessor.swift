@@ -25,8 +25,6 @@ public final class CampaignsProcessor: StreamProcessor {
     static let pointsSource = "loyalty/points"
     static let birthdayRank = 5
     static let dormantRank = 6
-    static let unknownMemberRank = 10
-    static let unknownMember = "unknown-member"
 
     /// Members and results read or changed in the current batch, written back in `finish`.
     private var members: [String: (member: CampaignMember, changed: Bool)] = [:]
@@ -163,49 +161,20 @@ public final class CampaignsProcessor: StreamProcessor {
     // MARK: Members not registered yet
 
     private func park(_ input: Decoded<CampaignRecord>, _ batch: Batch) throws {
-        let record = input.body.record
-        try batch.database.prepare(
-            "INSERT OR IGNORE INTO campaign_parked(member, event_id, time, rank, topic, partition, record_offset, value) VALUES(?, ?, ?, ?, ?, ?, ?, ?)"
-        ).run(
-            .text(input.member), .text(input.eventID), .integer(input.time.millis), .integer(Int64(input.rank)),
-            .text(record.topic), .integer(Int64(record.partition)), .integer(record.offset), .blob(record.value ?? []))
-        try batch.schedule(TimerRequest(
-            due: input.time.adding(hours: rules.program.members.unknownMemberWaitHours), rank: Self.unknownMemberRank,
-            member: input.member, kind: Self.unknownMember, ref: input.eventID))
+        try ParkedRecords.park(
+            input, record: input.body.record, until: input.time.adding(hours: rules.program.members.unknownMemberWaitHours), in: batch)
     }
 
     private func applyParkedEvents(of member: String, _ batch: Batch) throws {
-        let parked = try batch.database.prepare(
-            "SELECT seq, event_id, topic, partition, record_offset, value FROM campaign_parked WHERE member = ? ORDER BY time, rank, event_id"
-        ).query(.text(member)) { row in
-            (seq: row.int64(0), eventID: row.string(1),
-             record: ConsumedRecord(topic: row.string(2), partition: Int32(row.int64(3)), offset: row.int64(4), key: Array(member.utf8), value: row.blob(5)))
-        }
-        let delete = try batch.database.prepare("DELETE FROM campaign_parked WHERE seq = ?")
-        for row in parked {
-            try delete.run(.integer(row.seq))
-            try batch.cancelTimers(member: member, kind: Self.unknownMember, ref: row.eventID)
+        for parked in try ParkedRecords.take(member: member, in: batch) {
             // It decoded when it arrived; the stored bytes are the same.
-            guard let input = try? decode(row.record) else { continue }
+            guard let input = try? decode(parked) else { continue }
             var state = try load(member, batch.database, since: input.time)
             var totals = try loadTotals(batch.database)
             let decision = decide(input.body.input, at: input.time, member: &state, campaigns: registry.inEffect(at: input.time), totals: &totals)
             self.totals = totals
             try record(decision, member: state, cause: input.eventID, time: input.time, batch)
         }
-    }
-
-    private func deadLetterParked(eventID: String, _ batch: Batch) throws {
-        guard let row = try batch.database.prepare(
-            "SELECT seq, member, topic, partition, record_offset, value FROM campaign_parked WHERE event_id = ?"
-        ).queryOne(.text(eventID), row: { row in
-            (seq: row.int64(0), record: ConsumedRecord(
-                topic: row.string(2), partition: Int32(row.int64(3)), offset: row.int64(4), key: Array(row.string(1).utf8), value: row.blob(5)))
-        }) else { return }
-        try batch.database.prepare("DELETE FROM campaign_parked WHERE seq = ?").run(.integer(row.seq))
-        try batch.deadLetter(row.record, reason: Rejection(
-            code: "member-not-registered",
-            detail: "no member.registered within \(rules.program.members.unknownMemberWaitHours) hours of the event"))
     }
 
     public func fire(_ timer: DueTimer, in batch: Batch) throws {
@@ -219,8 +188,8 @@ public final class CampaignsProcessor: StreamProcessor {
         case CampaignTimer.Kind.birthday.rawValue:
             decision = rules.birthday(at: timer.due, member: &member, campaigns: campaigns, totals: &totals)
             cause = "birthday/\(timer.member)/\(timer.due.millis)"
-        case Self.unknownMember:
-            return try deadLetterParked(eventID: timer.ref, batch)
+        case ParkedRecords.timerKind:
+            return try ParkedRecords.expire(timer, waitHours: rules.program.members.unknownMemberWaitHours, in: batch)
         case CampaignTimer.Kind.dormant.rawValue:
             decision = rules.dormant(campaign: timer.ref, at: timer.due, member: &member, campaigns: campaigns, totals: &totals)
             cause = "dormant/\(timer.member)/\(timer.due.millis)"

@@ -12,12 +12,6 @@ public enum CampaignsSchema {
                 effective INTEGER NOT NULL, definition BLOB, UNIQUE(campaign, version));
             -- Running results per campaign; the budget is checked against pointsGranted.
             CREATE TABLE campaign_results(campaign TEXT PRIMARY KEY, results BLOB NOT NULL) WITHOUT ROWID;
-            -- Events of members not registered yet, kept until they register or the wait ends.
-            CREATE TABLE campaign_parked(
-                seq INTEGER PRIMARY KEY AUTOINCREMENT, member TEXT NOT NULL, event_id TEXT NOT NULL UNIQUE,
-                time INTEGER NOT NULL, rank INTEGER NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
-                record_offset INTEGER NOT NULL, value BLOB NOT NULL);
-            CREATE INDEX campaign_parked_by_member ON campaign_parked(member, time, rank, event_id);
             """),
     ]
 }

@@ -57,6 +57,7 @@ enum Demo {
         var tiers: [String: JSONObject] = [:]
         var campaignRewards: [String: [JSONObject]] = [:]
         var campaignResults: [String: JSONObject] = [:]
+        var notifications: [String: [JSONObject]] = [:]
         var deadLetters: [JSONObject] = []
     }
 
@@ -67,7 +68,7 @@ enum Demo {
             ConsumerConfiguration(bootstrapServers: bootstrapServers, groupID: "loyalty-demo-\(UUID().uuidString)"), listener: listener)
         try consumer.subscribe([
             Topics.pointsLedger.name, Topics.pointsBalances.name, Topics.tierStatus.name, Topics.campaignRewards.name,
-            Topics.campaignResults.name, Topics.deadLetters.name,
+            Topics.campaignResults.name, Topics.notifications.name, Topics.deadLetters.name,
         ])
         var outputs = Outputs()
         var seen = Set<String>()
@@ -88,6 +89,7 @@ enum Demo {
             case Topics.pointsBalances.name: outputs.balances[member] = data
             case Topics.tierStatus.name: outputs.tiers[member] = data
             case Topics.campaignRewards.name: outputs.campaignRewards[member, default: []].append(data)
+            case Topics.notifications.name: outputs.notifications[member, default: []].append(data)
             case Topics.campaignResults.name:
                 if (data["revision"]?.int64Value ?? 0) >= (outputs.campaignResults[member]?["revision"]?.int64Value ?? -1) {
                     outputs.campaignResults[member] = data
@@ -136,6 +138,17 @@ enum Demo {
                 return parts.joined(separator: " ")
             }
             if !rewards.isEmpty { print("  \(pad(member, 8)) \(rewards.joined(separator: "; "))") }
+        }
+        print("\nmessages that would be sent (channel, local send time, text)")
+        for member in SampleStream.members {
+            let messages = (outputs.notifications[member] ?? []).sorted { ($0["sendAt"]?.stringValue ?? "") < ($1["sendAt"]?.stringValue ?? "") }
+            for message in messages {
+                let sendAt = (try? EventTime.parse(message["sendAt"]?.stringValue ?? "")).map { time -> String in
+                    let local = time.adding(hours: 8).rfc3339
+                    return String(local.dropLast(8).replacingOccurrences(of: "T", with: " "))
+                } ?? "?"
+                print("  \(pad(member, 8)) \(pad(message["channel"]?.stringValue ?? "?", 6)) \(sendAt)  \(message["text"]?.stringValue ?? "")")
+            }
         }
         print("\nledger summary (points by kind and source; refusals with their reason)")
         for member in SampleStream.members {

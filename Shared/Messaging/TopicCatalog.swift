@@ -73,6 +73,10 @@ public enum Topics {
     public static let campaignResults = TopicSpec(
         name: "loyalty.campaigns.results", partitions: 1, compacted: true,
         key: "campaign id", summary: "campaign results: reach, points, budget, uplift (compacted)")
+    /// Outbound messages for the senders (SMS, e-mail, push and WeChat gateways run by others).
+    public static let notifications = TopicSpec(
+        name: "loyalty.notifications", partitions: partitionCount, compacted: false,
+        key: "member id", summary: "outbound notifications for the senders, each with an idempotency key")
     /// Records no service could apply, with the reason.
     public static let deadLetters = TopicSpec(
         name: "loyalty.dead-letters", partitions: partitionCount, compacted: false,
@@ -81,7 +85,7 @@ public enum Topics {
     /// Every topic, in the order the embedded broker creates them.
     public static let all: [TopicSpec] = [
         members, orders, engagement, pointsCommands, pointsLedger, pointsBalances, tierChanges, tierStatus,
-        campaignDefinitions, campaignRewards, campaignResults, deadLetters,
+        campaignDefinitions, campaignRewards, campaignResults, notifications, deadLetters,
     ]
 
     /// Looks a topic up by name.

@@ -14,6 +14,11 @@ public enum ReferenceProgram {
         try resource("reference-campaigns")
     }
 
+    /// The reference message templates (`{"version": …, "templates": { … }}`).
+    public static func templatesBytes() throws -> [UInt8] {
+        try resource("reference-templates")
+    }
+
     private static func resource(_ name: String) throws -> [UInt8] {
         guard let url = Bundle.module.url(forResource: name, withExtension: "json") else {
             throw CocoaError(.fileNoSuchFile)

@@ -79,6 +79,19 @@ public final class Batch {
         try deleteTimers.run(.text(member), .text(kind), .text(ref))
     }
 
+    /// Sends a dead letter about something the service derived (no input record of its own,
+    /// e.g. a message for a member with no channel), in this transaction.
+    public func deadLetter(id: String, key: String?, reason: Rejection, about details: JSONObject) throws {
+        var data = details
+        data["reason"] = .string(reason.code)
+        data["detail"] = .string(reason.detail)
+        data["service"] = .string(service)
+        let event = CloudEvent(
+            id: "dead-letter/\(service)/\(id)", source: "loyalty/\(service)", type: "loyalty.dead-letter", time: streamTime,
+            subject: key, data: .object(data))
+        try emit(topic: Topics.deadLetters.name, key: key, value: event.encoded())
+    }
+
     /// Sends a record to the dead-letter topic with a reason code, in this transaction.
     public func deadLetter(_ record: ConsumedRecord, reason: Rejection) throws {
         var data = JSONObject()

@@ -57,5 +57,21 @@ public enum RuntimeSchema {
             ) WITHOUT ROWID;
             CREATE INDEX echoes_by_task ON echoes(topic, task);
             """),
+        Migration(version: 3, name: "parked records", sql: """
+            -- Records of members not registered yet (ParkedRecords), kept until the member
+            -- registers or the wait ends.
+            CREATE TABLE parked_records(
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                member TEXT NOT NULL,
+                event_id TEXT NOT NULL UNIQUE,
+                time INTEGER NOT NULL,
+                rank INTEGER NOT NULL,
+                topic TEXT NOT NULL,
+                partition INTEGER NOT NULL,
+                record_offset INTEGER NOT NULL,
+                value BLOB NOT NULL
+            );
+            CREATE INDEX parked_records_by_member ON parked_records(member, time, rank, event_id);
+            """),
     ]
 }

@@ -26,8 +26,12 @@ struct CampaignScenario {
     static let day: Int64 = 86_400_000
     static let offset: Int64 = 8 * 3_600_000
 
-    init(members count: Int, seed: UInt64) {
+    /// `spending` adds redemptions and transfers (for the notifications test); profiles
+    /// (channels, locale, consent) come from a generator of their own, so the rest of the year
+    /// is the same either way.
+    init(members count: Int, seed: UInt64, spending: Bool = false) {
         var random = SeededRandom(seed: seed)
+        var profiles = SeededRandom(seed: seed &+ 1)
         var pending: [(time: Int64, rank: Int, id: String, event: CloudEvent)] = []
         var counter = 0
         func add(_ type: String, _ member: String, _ time: Int64, _ data: JSONObject) {
@@ -55,7 +59,27 @@ struct CampaignScenario {
                 data["referrerId"] = .string("c\(referrer)")
                 referralsOf[referrer, default: 0] += 1
             }
+            // Contact data: most members have a channel or two, some none; most consent.
+            var channels: JSONObject = [:]
+            if Int.random(in: 0..<10, using: &profiles) < 6 { channels["push"] = .string("push-\(member)") }
+            if Int.random(in: 0..<10, using: &profiles) < 3 { channels["wechat"] = .string("wx-\(member)") }
+            if Int.random(in: 0..<10, using: &profiles) < 4 { channels["sms"] = .string(String(format: "139%08d", index)) }
+            if Int.random(in: 0..<10, using: &profiles) < 4 { channels["email"] = .string("\(member)@example.com") }
+            data["channels"] = .object(channels)
+            if Bool.random(using: &profiles), let preferred = ["push", "wechat", "sms", "email"].randomElement(using: &profiles) {
+                data["preferredChannel"] = .string(preferred)
+            }
+            data["locale"] = .string(Bool.random(using: &profiles) ? "en" : "zh-CN")
+            data["marketingConsent"] = .bool(Int.random(in: 0..<10, using: &profiles) < 7)
             add(EventType.memberRegistered, member, joined, data)
+            if spending && index % 5 == 2 {
+                // A redemption some can afford and some cannot, and a transfer to the member before.
+                let when = max(joined, Self.start + 150 * Self.day) + Int64.random(in: 0...(150 * Self.day), using: &profiles)
+                add(EventType.redeem, member, when, ["rewardId": .string(index % 2 == 0 ? "plant-a-tree" : "tea-set")])
+                if index > 0 {
+                    add(EventType.transfer, member, when + 3_600_000, ["toMemberId": .string("c\(index - 1)"), "points": 100])
+                }
+            }
 
             let habit = Int.random(in: 0..<4, using: &random)
             let (perWeek, amounts): (Double, ClosedRange<Int64>) = [(0.1, 2_000...20_000), (0.4, 5_000...40_000), (0.7, 20_000...200_000), (0.3, 100_000...900_000)][habit]

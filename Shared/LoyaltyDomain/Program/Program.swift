@@ -21,6 +21,7 @@ public struct Program: Sendable, Equatable {
     public var catalogue: [String: Reward]
     public var inactivity: Inactivity
     public var tiers: TierPolicy
+    public var notifications: NotificationPolicy
 
     /// Limits on spending points.
     public struct Spending: Sendable, Equatable {
@@ -112,6 +113,26 @@ public struct Program: Sendable, Equatable {
         public var expiryMonthsAfterAvailable: Int64
         /// Members are warned this many days before points expire.
         public var expiryWarningDays: Int64
+    }
+
+    /// When and how messages go out (DOMAIN.md, "Notifications").
+    public struct NotificationPolicy: Sendable, Equatable {
+        /// Quiet hours in local minutes of the day, [from, to), spanning midnight when from > to.
+        public var quietFromMinute: Int
+        public var quietToMinute: Int
+        /// Marketing messages a member may get a local day.
+        public var marketingDailyCap: Int64
+        /// Local minute of the day the digest of the day before goes out.
+        public var digestMinute: Int
+        /// Channels tried, in order, when the member's preferred one has no address.
+        public var channelFallback: [Channel]
+
+        /// Whether a local minute of the day falls in quiet hours.
+        public func isQuiet(minute: Int) -> Bool {
+            quietFromMinute > quietToMinute
+                ? minute >= quietFromMinute || minute < quietToMinute
+                : minute >= quietFromMinute && minute < quietToMinute
+        }
     }
 
     /// Members not yet registered.

@@ -130,6 +130,41 @@ extension Program {
         self.tiers = try Self.tierPolicy(root)
         let members = try root.object("members")
         self.members = Members(unknownMemberWaitHours: try Self.nonNegative(try members.int64("unknownMemberWaitHours", at: "members"), "members.unknownMemberWaitHours"))
+        self.notifications = try Self.notificationPolicy(try root.object("notifications"))
+    }
+
+    private static func notificationPolicy(_ object: JSONObject) throws -> NotificationPolicy {
+        let quiet = try object.object("quietHours", at: "notifications")
+        let from = try minute(try quiet.string("from", at: "notifications.quietHours"), "notifications.quietHours.from")
+        let to = try minute(try quiet.string("to", at: "notifications.quietHours"), "notifications.quietHours.to")
+        guard from != to else { throw ProgramError(path: "notifications.quietHours", problem: "from and to must differ") }
+        let cap = try object.int64("marketingDailyCap", at: "notifications")
+        guard (0...100).contains(cap) else { throw ProgramError(path: "notifications.marketingDailyCap", problem: "must be from 0 to 100") }
+        var fallback: [Channel] = []
+        for (index, raw) in try object.array("channelFallback", at: "notifications").enumerated() {
+            guard let text = raw.stringValue, let channel = Channel(rawValue: text), !fallback.contains(channel) else {
+                throw ProgramError(path: "notifications.channelFallback[\(index)]", problem: "expected push, wechat, sms or email, each once")
+            }
+            fallback.append(channel)
+        }
+        guard !fallback.isEmpty else { throw ProgramError(path: "notifications.channelFallback", problem: "name at least one channel") }
+        let policy = NotificationPolicy(
+            quietFromMinute: from, quietToMinute: to, marketingDailyCap: cap,
+            digestMinute: try minute(try object.string("digestAt", at: "notifications"), "notifications.digestAt"), channelFallback: fallback)
+        guard !policy.isQuiet(minute: policy.digestMinute) else {
+            throw ProgramError(path: "notifications.digestAt", problem: "must fall outside quiet hours")
+        }
+        return policy
+    }
+
+    /// `HH:MM` as minutes of the day.
+    private static func minute(_ text: String, _ path: String) throws -> Int {
+        let parts = text.split(separator: ":")
+        guard parts.count == 2, parts[0].count == 2, parts[1].count == 2, let hour = Int(parts[0]), let minute = Int(parts[1]),
+              (0...23).contains(hour), (0...59).contains(minute) else {
+            throw ProgramError(path: path, problem: "expected HH:MM, 00:00 to 23:59")
+        }
+        return hour * 60 + minute
     }
 
     private static func cappedAction(_ object: JSONObject, _ path: String) throws -> CappedAction {

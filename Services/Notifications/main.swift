@@ -1,0 +1,26 @@
+import Foundation
+import LoyaltyDomain
+import NotificationsService
+import ReferenceProgram
+import ServiceKit
+
+ServiceRunner.run(service: "notifications") { configuration, program in
+    // The message templates: LOYALTY_TEMPLATES_FILE, or the reference templates. A template
+    // naming a field its message type does not provide stops the service here.
+    let bytes: [UInt8]
+    if let path = ProcessInfo.processInfo.environment["LOYALTY_TEMPLATES_FILE"], !path.isEmpty {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigurationError(variable: "LOYALTY_TEMPLATES_FILE", problem: "cannot read \(path)")
+        }
+        bytes = Array(data)
+    } else {
+        bytes = try ReferenceProgram.templatesBytes()
+    }
+    do {
+        var logger = Logger(service: "notifications")
+        logger.minimumLevel = configuration.logLevel
+        return NotificationsProcessor(program: program, templates: try MessageTemplates.load(json: bytes), logger: logger)
+    } catch {
+        throw ConfigurationError(variable: "LOYALTY_TEMPLATES_FILE", problem: "templates refused: \(error)")
+    }
+}

@@ -1,0 +1,272 @@
+import LoyaltyDomain
+import Messaging
+import ServiceKit
+import Storage
+
+/// The notifications service in the exactly-once loop. It reads member profiles, the points
+/// ledger, tier changes and campaign rewards; decides every message by the notification
+/// policy on event time; and publishes outbound messages for the senders on
+/// `loyalty.notifications`, each with an idempotency key.
+public final class NotificationsProcessor: StreamProcessor {
+    public typealias Body = NotificationRecord
+
+    public let name = "notifications"
+    public let inputTopics = [Topics.members.name, Topics.pointsLedger.name, Topics.tierChanges.name, Topics.campaignRewards.name]
+    public let sortedInputTopics: Set<String> = []
+    public var migrations: [Migration] { NotificationsSchema.migrations }
+    public let rules: NotificationRules
+    private let logger: Logger?
+    static let source = "loyalty/notifications"
+    static let digestRank = 6
+    static let heldRank = 7
+
+    private var members: [String: (member: NotificationMember, changed: Bool)] = [:]
+
+    public init(program: Program, templates: MessageTemplates, logger: Logger? = nil) {
+        rules = NotificationRules(program: program, templates: templates)
+        self.logger = logger
+    }
+
+    public func rank(of eventType: String) -> Int { EventType.rank(of: eventType) }
+
+    // MARK: Decoding
+
+    /// Ledger types that call for a message; the rest of the ledger is passed over unparsed.
+    private static let ledgerMarkers = ["points.earned", "points.expiry-warning", "points.redeemed", "points.refused", "points.transferred-in"]
+        .map { Array("\"type\":\"\($0)\"".utf8) }
+
+    public func decode(_ record: ConsumedRecord) throws(Rejection) -> Decoded<NotificationRecord> {
+        if record.topic == Topics.pointsLedger.name, let value = record.value, !Self.ledgerMarkers.contains(where: { value.contains($0) }) {
+            var skipped = Decoded(
+                eventID: "", time: EventTime(millis: 0), rank: 0, member: record.keyString ?? "", payloadHash: 0,
+                body: NotificationRecord(input: .ignored, record: record))
+            skipped.isRelevant = false
+            return skipped
+        }
+        let (event, raw) = try record.cloudEvent()
+        let member = try event.member(keyedBy: record.keyString)
+        let input = try input(of: event, topic: record.topic)
+        var decoded = Decoded(
+            eventID: event.id, time: event.time, rank: rank(of: event.type), member: member, payloadHash: payloadHash(raw),
+            body: NotificationRecord(input: input, record: record))
+        if case .ignored = input { decoded.isRelevant = false }
+        if record.topic != Topics.members.name { decoded.rank = 5 }
+        return decoded
+    }
+
+    func input(of event: CloudEvent, topic: String) throws(Rejection) -> NotificationInput {
+        let data = event.data.objectValue ?? JSONObject()
+        if !event.data.isNull && event.data.objectValue == nil { throw Rejection(code: "invalid-event", detail: "data must be a JSON object") }
+        func requireSource(_ source: String) throws(Rejection) {
+            guard event.source == source else { throw Rejection(code: "forbidden-source", detail: "\(event.type) is accepted only from \(source), not \(event.source)") }
+        }
+        func int(_ key: String) -> Int64 { data[key]?.int64Value ?? 0 }
+        func text(_ key: String) -> String { data[key]?.stringValue ?? "" }
+        let details = data["details"]?.objectValue ?? JSONObject()
+        let program = rules.program
+        func tierName(_ id: String) -> String { program.tiers.levels.first { $0.id == id }?.name ?? id }
+        func rewardName(_ id: String) -> String { program.catalogue[id]?.name ?? id }
+        switch (topic, event.type) {
+        case (Topics.members.name, EventType.memberRegistered), (Topics.members.name, EventType.memberUpdated):
+            var profile = MemberProfile()
+            do { try profile.update(from: data) } catch { throw Rejection(code: "invalid-event", detail: "data.\(error.description)") }
+            return event.type == EventType.memberRegistered ? .registered(data) : .updated(data)
+        case (Topics.members.name, EventType.memberClosed):
+            return .closed
+        case (Topics.members.name, _):
+            throw Rejection(code: "unknown-type", detail: "the notifications service does not read \(event.type) on \(topic)")
+        case (Topics.pointsLedger.name, "points.earned"):
+            try requireSource("loyalty/points")
+            return .earned(points: int("points"))
+        case (Topics.pointsLedger.name, "points.expiry-warning"):
+            try requireSource("loyalty/points")
+            let expiresAt = (try? EventTime.parse(text("expiresAt"))) ?? event.time
+            let lastDay = program.calendar.localDate(of: expiresAt.adding(milliseconds: -1))
+            return .message(.pointsExpiring, ["points": String(int("points")), "lastDay": lastDay.description])
+        case (Topics.pointsLedger.name, "points.redeemed"):
+            try requireSource("loyalty/points")
+            return .message(.redemptionDone, ["reward": rewardName(details["reward"]?.stringValue ?? ""), "points": String(abs(int("points")))])
+        case (Topics.pointsLedger.name, "points.refused"):
+            try requireSource("loyalty/points")
+            guard text("subject") == "redemption" else { return .ignored }
+            return .message(.redemptionRefused, ["reward": rewardName(text("detail")), "reason": text("reason")])
+        case (Topics.pointsLedger.name, "points.transferred-in"):
+            try requireSource("loyalty/points")
+            return .message(.transferReceived, ["points": String(int("points")), "from": details["from"]?.stringValue ?? ""])
+        case (Topics.pointsLedger.name, _):
+            return .ignored
+        case (Topics.tierChanges.name, _):
+            try requireSource("loyalty/tiers")
+            switch event.type {
+            case "tier.upgraded": return .message(.tierUp, ["tier": tierName(text("to")), "previousTier": tierName(text("from"))])
+            case "tier.downgraded": return .message(.tierDown, ["tier": tierName(text("to")), "previousTier": tierName(text("from"))])
+            case "tier.at-risk": return .message(.tierAtRisk, ["tier": tierName(text("to"))])
+            default: throw Rejection(code: "unknown-type", detail: "the notifications service does not read \(event.type) on \(topic)")
+            }
+        case (Topics.campaignRewards.name, "campaign.rewarded"):
+            try requireSource("loyalty/campaigns")
+            switch text("trigger") {
+            case "birthday": return .message(.birthday, ["points": String(int("points"))])
+            case "dormant" where data["coupon"] != nil: return .message(.winBack, ["coupon": text("coupon")])
+            default:
+                return .message(.campaignReward, [
+                    "campaign": text("campaignName"), "points": String(int("points")), "coupon": text("coupon"), "badge": text("badge"),
+                ])
+            }
+        default:
+            throw Rejection(code: "unknown-type", detail: "the notifications service does not read \(event.type) on \(topic)")
+        }
+    }
+
+    // MARK: Applying
+
+    public func apply(_ input: Decoded<NotificationRecord>, in batch: Batch) throws {
+        var member = try load(input.member, batch.database)
+        var decision = NotificationDecision()
+        switch input.body.input {
+        case .registered(let data):
+            try? rules.register(data, member: &member)
+        case .updated(let data):
+            try? rules.update(data, member: &member)
+        case .closed:
+            rules.close(member: &member)
+            try batch.database.prepare("DELETE FROM parked_records WHERE member = ?").run(.text(input.member))
+        case .ignored:
+            return
+        case .earned, .message:
+            // A ledger entry or a tier change can be read before the member's registration.
+            guard member.registered || member.closed else {
+                return try ParkedRecords.park(
+                    input, record: input.body.record, until: input.time.adding(hours: rules.program.members.unknownMemberWaitHours), in: batch)
+            }
+            decision = decide(input.body.input, cause: input.eventID, at: input.time, member: &member)
+        }
+        try record(decision, member: member, batch)
+        if case .registered = input.body.input { try applyParked(of: input.member, batch) }
+    }
+
+    private func decide(_ input: NotificationInput, cause: String, at time: EventTime, member: inout NotificationMember) -> NotificationDecision {
+        switch input {
+        case .earned(let points): rules.earned(points: points, cause: cause, at: time, member: &member)
+        case .message(let type, let fields): rules.notify(type, fields: fields, cause: cause, at: time, member: &member)
+        case .registered, .updated, .closed, .ignored: NotificationDecision()
+        }
+    }
+
+    private func applyParked(of id: String, _ batch: Batch) throws {
+        for parked in try ParkedRecords.take(member: id, in: batch) {
+            guard let input = try? decode(parked) else { continue }
+            var member = try load(id, batch.database)
+            let decision = decide(input.body.input, cause: input.eventID, at: input.time, member: &member)
+            try record(decision, member: member, batch)
+        }
+    }
+
+    public func fire(_ timer: DueTimer, in batch: Batch) throws {
+        if timer.kind == ParkedRecords.timerKind {
+            return try ParkedRecords.expire(timer, waitHours: rules.program.members.unknownMemberWaitHours, in: batch)
+        }
+        var member = try load(timer.member, batch.database)
+        let decision: NotificationDecision
+        switch timer.kind {
+        case NotificationTimer.Kind.digest.rawValue:
+            guard let day = Int64(timer.ref) else { return }
+            decision = rules.digest(day: day, at: timer.due, member: &member)
+        case NotificationTimer.Kind.held.rawValue:
+            decision = rules.releaseHeld(at: timer.due, member: &member)
+        default:
+            return
+        }
+        try record(decision, member: member, batch)
+    }
+
+    /// Writes a decision: outbound messages, suppressions, dead letters for members with no channel, timers.
+    private func record(_ decision: NotificationDecision, member: NotificationMember, _ batch: Batch) throws {
+        let id = member.member
+        members[id] = (member, true)
+        for message in decision.messages {
+            let value = CloudEvent.encode(
+                id: "notification/\(message.idempotencyKey)", source: Self.source, type: "notification.requested", time: message.sendAt,
+                subject: id, data: { message.write(member: id, to: &$0) })
+            try batch.emit(topic: Topics.notifications.name, key: id, value: value)
+            logger?.debug("notification", [
+                "member": id, "type": message.type.rawValue, "channel": message.channel.rawValue,
+                "to": ContactMask.mask(message.address, channel: message.channel), "sendAt": message.sendAt.rfc3339,
+            ])
+        }
+        if !decision.suppressed.isEmpty {
+            let insert = try batch.database.prepare(
+                "INSERT INTO notification_suppressed(member, type, reason, causes, time) VALUES(?, ?, ?, ?, ?)")
+            for suppressed in decision.suppressed {
+                try insert.run(.text(id), .text(suppressed.type.rawValue), .text(suppressed.reason),
+                               .text(suppressed.causes.joined(separator: ",")), .integer(suppressed.time.millis))
+            }
+        }
+        for message in decision.undeliverable {
+            try batch.deadLetter(
+                id: "no-channel/\(message.type.rawValue)/\(message.causes.first ?? id)", key: id,
+                reason: Rejection(code: "no-channel", detail: "member \(id) has no address on any channel for a \(message.type.rawValue) message"),
+                about: ["memberId": .string(id), "messageType": .string(message.type.rawValue), "causes": .array(message.causes.map { .string($0) })])
+        }
+        for timer in decision.timers {
+            try batch.schedule(TimerRequest(
+                due: timer.due, rank: timer.kind == .digest ? Self.digestRank : Self.heldRank, member: id, kind: timer.kind.rawValue, ref: timer.ref))
+        }
+    }
+
+    public func finish(_ batch: Batch) throws {
+        let save = try batch.database.prepare(
+            "INSERT INTO notification_members(member, state) VALUES(?, ?) ON CONFLICT(member) DO UPDATE SET state = excluded.state")
+        for (id, entry) in members.sorted(by: { $0.key < $1.key }) where entry.changed {
+            try save.run(.text(id), .blob(entry.member.encoded()))
+        }
+        members.removeAll(keepingCapacity: true)
+    }
+
+    public func abandon() { members.removeAll() }
+
+    private func load(_ id: String, _ database: Database) throws -> NotificationMember {
+        if let cached = members[id] { return cached.member }
+        let stored = try database.prepare("SELECT state FROM notification_members WHERE member = ?").queryOne(.text(id)) { $0.blob(0) }
+        return try stored.map { try NotificationMember.decode($0) } ?? NotificationMember(member: id)
+    }
+}
+
+/// A decoded input with the record it came from (kept when it waits for a registration).
+public struct NotificationRecord: Sendable {
+    public var input: NotificationInput
+    public var record: ConsumedRecord
+}
+
+/// What the notifications service reads.
+public enum NotificationInput: Sendable {
+    case registered(JSONObject)
+    case updated(JSONObject)
+    case closed
+    /// Points earned (for the daily digest).
+    case earned(points: Int64)
+    /// A message an event calls for, with its template fields.
+    case message(MessageType, [String: String])
+    case ignored
+}
+
+extension OutboundMessage {
+    /// The `data` of a `notification.requested` event (docs/notifications.md).
+    func write(member: String, to w: inout JSONWriter) {
+        w.beginObject()
+        w.key("memberId"); w.string(member)
+        w.key("type"); w.string(type.rawValue)
+        w.key("category"); w.string(type.category.rawValue)
+        w.key("channel"); w.string(channel.rawValue)
+        w.key("address"); w.string(address)
+        w.key("locale"); w.string(locale)
+        w.key("text"); w.string(text)
+        w.key("sendAt"); w.string(sendAt.rfc3339)
+        w.key("templateVersion"); w.string(templateVersion)
+        w.key("idempotencyKey"); w.string(idempotencyKey)
+        w.key("causes"); w.beginArray()
+        for cause in causes { w.string(cause) }
+        w.endArray()
+        w.endObject()
+    }
+}

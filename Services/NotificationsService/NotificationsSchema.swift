@@ -1,0 +1,15 @@
+import Storage
+
+/// The notifications service's tables (versions 100 and up; the runtime's are below).
+public enum NotificationsSchema {
+    public static let migrations = [
+        Migration(version: 100, name: "notifications", sql: """
+            -- Each member's profile, pending digests, held messages and marketing counts.
+            CREATE TABLE notification_members(member TEXT PRIMARY KEY, state BLOB NOT NULL) WITHOUT ROWID;
+            -- Messages the policy held back, with the reason (no-consent, daily-cap, member-closed).
+            CREATE TABLE notification_suppressed(
+                seq INTEGER PRIMARY KEY AUTOINCREMENT, member TEXT NOT NULL, type TEXT NOT NULL, reason TEXT NOT NULL,
+                causes TEXT NOT NULL, time INTEGER NOT NULL);
+            """),
+    ]
+}

@@ -1,0 +1,81 @@
+/// The stored form of a member's notification state.
+extension NotificationMember {
+    public func encoded() -> [UInt8] {
+        var w = JSONWriter()
+        w.beginObject()
+        w.key("v"); w.int(1)
+        w.key("member"); w.string(member)
+        w.key("registered"); w.bool(registered)
+        w.key("closed"); w.bool(closed)
+        w.key("locale"); w.string(profile.locale)
+        w.key("consent"); w.bool(profile.marketingConsent)
+        if let preferred = profile.preferredChannel { w.key("preferredChannel"); w.string(preferred.rawValue) }
+        w.key("channels"); w.beginObject()
+        for channel in Channel.allCases { if let address = profile.channels[channel] { w.key(channel.rawValue); w.string(address) } }
+        w.endObject()
+        if let lastDigestDay { w.key("lastDigestDay"); w.int(lastDigestDay) }
+        w.key("digests"); w.beginArray()
+        for (day, digest) in digests.sorted(by: { $0.key < $1.key }) {
+            w.beginArray(); w.int(day); w.int(digest.points)
+            for cause in digest.causes { w.string(cause) }
+            w.endArray()
+        }
+        w.endArray()
+        w.key("marketingSent"); w.beginArray()
+        for (day, count) in marketingSent.sorted(by: { $0.key < $1.key }) { w.beginArray(); w.int(day); w.int(count); w.endArray() }
+        w.endArray()
+        w.key("held"); w.beginArray()
+        for message in held {
+            w.beginObject()
+            w.key("type"); w.string(message.type.rawValue)
+            w.key("time"); w.int(message.time.millis)
+            w.key("causes"); w.beginArray(); for cause in message.causes { w.string(cause) }; w.endArray()
+            w.key("fields"); w.beginObject()
+            for (key, value) in message.fields.sorted(by: { $0.key < $1.key }) { w.key(key); w.string(value) }
+            w.endObject()
+            w.endObject()
+        }
+        w.endArray()
+        w.endObject()
+        return w.bytes
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws -> NotificationMember {
+        guard let root = try JSONValue.parse(bytes).objectValue, root["v"]?.int64Value == 1 else {
+            throw JSONFieldError(path: "notification member", problem: "not a stored notification member of version 1")
+        }
+        var member = NotificationMember(member: try root.string("member"))
+        member.registered = try root.bool("registered")
+        member.closed = try root.bool("closed")
+        member.profile.locale = try root.string("locale")
+        member.profile.marketingConsent = try root.bool("consent")
+        member.profile.preferredChannel = try root.optionalString("preferredChannel").flatMap(Channel.init(rawValue:))
+        for entry in try root.object("channels").members {
+            if let channel = Channel(rawValue: entry.key), let address = entry.value.stringValue { member.profile.channels[channel] = address }
+        }
+        member.lastDigestDay = try root.optionalInt64("lastDigestDay")
+        for raw in try root.array("digests") {
+            guard let f = raw.arrayValue, f.count >= 2, let day = f[0].int64Value, let points = f[1].int64Value else {
+                throw JSONFieldError(path: "notification member.digests", problem: "expected [day, points, causes…]")
+            }
+            member.digests[day] = PendingDigest(points: points, causes: f.dropFirst(2).compactMap(\.stringValue))
+        }
+        for raw in try root.array("marketingSent") {
+            guard let f = raw.arrayValue, f.count == 2, let day = f[0].int64Value, let count = f[1].int64Value else {
+                throw JSONFieldError(path: "notification member.marketingSent", problem: "expected [day, count]")
+            }
+            member.marketingSent[day] = count
+        }
+        for raw in try root.array("held") {
+            guard let object = raw.objectValue, let type = MessageType(rawValue: try object.string("type")) else {
+                throw JSONFieldError(path: "notification member.held", problem: "expected a held message")
+            }
+            var fields: [String: String] = [:]
+            for entry in try object.object("fields").members { fields[entry.key] = entry.value.stringValue ?? "" }
+            member.held.append(HeldMessage(
+                type: type, fields: fields, causes: try object.array("causes").compactMap(\.stringValue),
+                time: EventTime(millis: try object.int64("time"))))
+        }
+        return member
+    }
+}

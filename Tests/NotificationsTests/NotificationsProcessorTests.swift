@@ -1,0 +1,106 @@
+import Foundation
+import LoyaltyDomain
+import Messaging
+import ReferenceProgram
+import ServiceKit
+import Storage
+import Testing
+
+@testable import NotificationsService
+
+/// The notifications service's handlers on a real database, through the exactly-once transaction.
+@Suite struct NotificationsProcessorTests {
+    final class Harness {
+        let directory: URL
+        let applier: BatchApplier<NotificationsProcessor>
+        var offsets: [String: Int64] = [:]
+
+        init() throws {
+            directory = FileManager.default.temporaryDirectory.appendingPathComponent("notifications-tests-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("notifications.sqlite").path))
+            let processor = NotificationsProcessor(
+                program: try Program.load(json: ReferenceProgram.bytes()), templates: try MessageTemplates.load(json: ReferenceProgram.templatesBytes()))
+            applier = try BatchApplier(database: database, processor: processor, timerMode: .streamTime)
+        }
+
+        deinit { try? FileManager.default.removeItem(at: directory) }
+
+        @discardableResult
+        func apply(_ events: [(CloudEvent, String)]) throws -> [(topic: String, event: CloudEvent)] {
+            let polled = events.map { event, topic -> PolledRecord<NotificationRecord> in
+                offsets[topic, default: 0] += 1
+                let record = ConsumedRecord(topic: topic, partition: 0, offset: offsets[topic]!, key: Array(event.subject!.utf8), value: event.encoded())
+                let decoded: Result<Decoded<NotificationRecord>, Rejection>
+                do throws(Rejection) { decoded = .success(try applier.processor.decode(record)) } catch { decoded = .failure(error) }
+                return PolledRecord(record: record, decoded: decoded)
+            }
+            return try applier.apply(polled).outbox.map { ($0.topic, try CloudEvent.decode($0.value!)) }
+        }
+
+        func stored(_ member: String) throws -> String {
+            let blob = try applier.database.prepare("SELECT state FROM notification_members WHERE member = ?").queryOne(.text(member)) { $0.blob(0) }
+            return String(decoding: blob ?? [], as: UTF8.self)
+        }
+    }
+
+    static func event(_ id: String, _ type: String, _ member: String, _ time: String, _ data: JSONObject, source: String) throws -> CloudEvent {
+        CloudEvent(id: id, source: source, type: type, time: try EventTime.parse(time), subject: member, data: .object(data))
+    }
+    static func registered(_ member: String, _ data: JSONObject) throws -> (CloudEvent, String) {
+        (try event("reg-\(member)", EventType.memberRegistered, member, "2026-01-01T10:00:00+08:00", data, source: "shop"), Topics.members.name)
+    }
+    static func upgraded(_ id: String, _ member: String, _ time: String, source: String = "loyalty/tiers") throws -> (CloudEvent, String) {
+        (try event(id, "tier.upgraded", member, time, ["memberId": .string(member), "from": "growth", "to": "gold"], source: source), Topics.tierChanges.name)
+    }
+
+    @Test func aTierChangeReadBeforeTheRegistrationWaitsAndThenGoesOnThePreferredChannel() throws {
+        let h = try Harness()
+        #expect(try h.apply([try Self.upgraded("t1", "m", "2026-01-02T10:00:00+08:00")]).isEmpty)
+        let out = try h.apply([try Self.registered("m", [
+            "locale": "en", "channels": ["sms": "13800138000", "email": "m@example.com"], "preferredChannel": "email",
+        ])])
+        let message = try #require(out.first { $0.topic == Topics.notifications.name }?.event)
+        let expectedTime = try EventTime.parse("2026-01-02T10:00:00+08:00")
+        #expect(message.type == "notification.requested" && message.time == expectedTime)
+        #expect(message.data["channel"]?.stringValue == "email" && message.data["address"]?.stringValue == "m@example.com")
+        #expect(message.data["text"]?.stringValue == "Congratulations! You moved up from Growth to Gold.")
+        #expect(message.data["causes"]?.arrayValue == ["t1"])
+        #expect(message.id == "notification/\(message.data["idempotencyKey"]!.stringValue!)")
+    }
+
+    @Test func noChannelIsADeadLetterAndAForgedSourceIsRefused() throws {
+        let h = try Harness()
+        try h.apply([try Self.registered("m", [:])])
+        let out = try h.apply([try Self.upgraded("t1", "m", "2026-01-02T10:00:00+08:00"), try Self.upgraded("t2", "m", "2026-01-02T11:00:00+08:00", source: "shop")])
+        #expect(out.map(\.topic) == [Topics.deadLetters.name, Topics.deadLetters.name])
+        #expect(out.map { $0.event.data["reason"]?.stringValue } == ["no-channel", "forbidden-source"])
+    }
+
+    @Test func closingAMemberErasesItsContactDataFromTheDatabase() throws {
+        let h = try Harness()
+        try h.apply([try Self.registered("m", ["channels": ["sms": "13800138000"], "birthday": "03-04"])])
+        #expect(try h.stored("m").contains("13800138000"))
+        try h.apply([(try Self.event("close", EventType.memberClosed, "m", "2026-02-01T10:00:00+08:00", [:], source: "shop"), Topics.members.name)])
+        #expect(try !h.stored("m").contains("13800138000"))
+        let after = try h.apply([try Self.upgraded("t1", "m", "2026-02-02T10:00:00+08:00")])
+        #expect(after.isEmpty, "nothing more is sent")
+        let reason = try h.applier.database.prepare("SELECT reason FROM notification_suppressed").queryOne { $0.string(0) }
+        #expect(reason == "member-closed")
+    }
+
+    @Test func earnedPointsAreDigestedTheNextMorning() throws {
+        let h = try Harness()
+        try h.apply([try Self.registered("m", ["channels": ["push": "tok"], "locale": "en"])])
+        func earned(_ id: String, _ points: Int64, _ time: String) throws -> (CloudEvent, String) {
+            (try Self.event(id, "points.earned", "m", time, ["points": .int(points), "source": "check-in"], source: "loyalty/points"), Topics.pointsLedger.name)
+        }
+        #expect(try h.apply([try earned("e1", 1, "2026-01-05T09:00:00+08:00"), try earned("e2", 2, "2026-01-05T21:00:00+08:00")]).isEmpty)
+        let next = try h.apply([try earned("e3", 2, "2026-01-06T09:00:00+08:00")])
+        let digest = try #require(next.first { $0.topic == Topics.notifications.name }?.event)
+        let eight = try EventTime.parse("2026-01-06T08:00:00+08:00")
+        #expect(digest.time == eight)
+        #expect(digest.data["text"]?.stringValue == "You earned 3 points on 2026-01-05 (2 entries).")
+        #expect(digest.data["category"]?.stringValue == "digest")
+    }
+}
