@@ -121,8 +121,6 @@ import Testing
             if count("campaigns", "inbox") >= relevant && count("campaigns", "outbox") == 0 && count("points", "outbox") == 0
                 && outcome.ledger.count >= wantedEntries { break }
         }
-        let waited = Date().timeIntervalSince(deadline.addingTimeInterval(-300))
-        FileHandle.standardError.write(Data("campaigns e2e: \(scenario.events.count) events; waited \(Int(waited)) s; inbox \(count("campaigns", "inbox")) of \(relevant); ledger \(outcome.ledger.count) of \(wantedEntries)\n".utf8))
         reader.poll(milliseconds: 3_000)
         try collect(reader.records[consumed...], into: &outcome)
         #expect(outcome.deadLetters.isEmpty, "\(outcome.deadLetters.prefix(3))")
