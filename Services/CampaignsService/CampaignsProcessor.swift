@@ -51,11 +51,7 @@ public final class CampaignsProcessor: StreamProcessor {
         // The ledger carries every entry; only rewarded check-ins and referrals matter here,
         // so anything else is passed over before it is parsed.
         if record.topic == Topics.pointsLedger.name, let value = record.value, !value.contains(Self.earnedMarker) {
-            var skipped = Decoded(
-                eventID: "", time: EventTime(millis: 0), rank: 0, member: record.keyString ?? "", payloadHash: 0,
-                body: CampaignRecord(input: .ignored, record: record))
-            skipped.isRelevant = false
-            return skipped
+            return .passedOver(record, body: CampaignRecord(input: .ignored, record: record))
         }
         let (event, raw) = try record.cloudEvent()
         let member = try event.member(keyedBy: record.keyString)

@@ -37,11 +37,8 @@ public final class NotificationsProcessor: StreamProcessor {
 
     public func decode(_ record: ConsumedRecord) throws(Rejection) -> Decoded<NotificationRecord> {
         if record.topic == Topics.pointsLedger.name, let value = record.value, !Self.ledgerMarkers.contains(where: { value.contains($0) }) {
-            var skipped = Decoded(
-                eventID: "", time: EventTime(millis: 0), rank: 0, member: record.keyString ?? "", payloadHash: 0,
-                body: NotificationRecord(input: .ignored, record: record))
-            skipped.isRelevant = false
-            return skipped
+            // Most of the ledger (releases, reversals, spending) calls for no message.
+            return .passedOver(record, body: NotificationRecord(input: .ignored, record: record))
         }
         let (event, raw) = try record.cloudEvent()
         let member = try event.member(keyedBy: record.keyString)

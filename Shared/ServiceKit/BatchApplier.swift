@@ -109,10 +109,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
         do {
             try database.transaction {
                 let processor = self.processor
-                let batch = try Batch(
-                    database: database, service: processor.name,
-                    selfTopics: Dictionary(uniqueKeysWithValues: processor.inputTopics.map { ($0, partitionCount) }),
-                    rank: { processor.rank(of: $0) })
+                let batch = try makeBatch()
                 if !deliveredOutbox.isEmpty {
                     let delete = try database.prepare("DELETE FROM outbox WHERE seq = ?")
                     for seq in deliveredOutbox { try delete.run(.integer(Int64(bitPattern: seq))) }
@@ -232,6 +229,15 @@ public final class BatchApplier<Processor: StreamProcessor> {
         return outcome
     }
 
+    /// The batch of a transaction: commands to the service's own input topics are echoes.
+    private func makeBatch() throws -> Batch {
+        let processor = self.processor
+        return try Batch(
+            database: database, service: processor.name,
+            selfTopics: Dictionary(uniqueKeysWithValues: processor.inputTopics.map { ($0, partitionCount) }),
+            rank: { processor.rank(of: $0) })
+    }
+
     /// Applies records of broadcast topics in one transaction with their offsets. Offsets
     /// only move forward: instances sharing the database each read these topics whole.
     public func applyBroadcast(_ records: [ConsumedRecord]) throws -> BatchOutcome {
@@ -239,10 +245,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
         do {
             try database.transaction {
                 let processor = self.processor
-                let batch = try Batch(
-                    database: database, service: processor.name,
-                    selfTopics: Dictionary(uniqueKeysWithValues: processor.inputTopics.map { ($0, partitionCount) }),
-                    rank: { processor.rank(of: $0) })
+                let batch = try makeBatch()
                 var nextOffsets: [TopicPartition: Int64] = [:]
                 for record in records {
                     batch.task = record.partition

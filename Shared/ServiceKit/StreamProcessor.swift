@@ -34,6 +34,15 @@ public struct Decoded<Body> {
     }
 }
 
+extension Decoded {
+    /// A record the service reads past without parsing it (see `isRelevant`).
+    public static func passedOver(_ record: ConsumedRecord, body: Body) -> Decoded {
+        var decoded = Decoded(eventID: "", time: EventTime(millis: 0), rank: 0, member: record.keyString ?? "", payloadHash: 0, body: body)
+        decoded.isRelevant = false
+        return decoded
+    }
+}
+
 /// Why a record cannot be applied; it goes to the dead-letter topic with this reason code.
 public struct Rejection: Error, Sendable, Equatable, CustomStringConvertible {
     /// A stable, kebab-case reason code (docs/event-catalogue.md lists them).
