@@ -4,221 +4,223 @@ import Messaging
 import Storage
 import Testing
 
-/// The real `points`, `tiers` and `campaigns` executables on the embedded broker: a year for
-/// 1,000 members on stream time, the campaigns service killed three times; every member's
-/// campaign points equal those computed independently, and a small-budget campaign grants
-/// exactly its budget. And a definition published mid-stream changes grants from its time on.
-@Suite(.serialized) struct CampaignsEndToEndTests {
-    static let budgetCampaign = #"{"id":"budget-test","version":1,"name":"Small budget","trigger":{"event":"order.paid"},"reward":{"points":7},"budgetPoints":5000}"#
+extension EndToEnd {
+    /// The real `points`, `tiers` and `campaigns` executables on the embedded broker: a year for
+    /// 1,000 members on stream time, the campaigns service killed three times; every member's
+    /// campaign points equal those computed independently, and a small-budget campaign grants
+    /// exactly its budget. And a definition published mid-stream changes grants from its time on.
+    @Suite struct CampaignsEndToEndTests {
+        static let budgetCampaign = #"{"id":"budget-test","version":1,"name":"Small budget","trigger":{"event":"order.paid"},"reward":{"points":7},"budgetPoints":5000}"#
 
-    static func definitionEvent(_ json: String, from time: EventTime) throws -> CloudEvent {
-        let data = try JSONValue.parse(Array(json.utf8))
-        let id = data["id"]!.stringValue!
-        return CloudEvent(id: "definition/\(id)/\(data["version"]!.int64Value!)", source: "loyalty/test", type: "campaign.defined",
-                          time: time, subject: id, data: data)
-    }
+        static func definitionEvent(_ json: String, from time: EventTime) throws -> CloudEvent {
+            let data = try JSONValue.parse(Array(json.utf8))
+            let id = data["id"]!.stringValue!
+            return CloudEvent(id: "definition/\(id)/\(data["version"]!.int64Value!)", source: "loyalty/test", type: "campaign.defined",
+                              time: time, subject: id, data: data)
+        }
 
-    struct Outcome {
-        var ledger: [String: (member: String, kind: String, campaign: String, points: Int64)] = [:]
-        var rewards: [String: JSONObject] = [:]
-        var results: [String: JSONObject] = [:]
-        var conflicting: Set<String> = []
-        var rawRewards: [String: [UInt8]] = [:]
-        var deadLetters: [String] = []
-    }
+        struct Outcome {
+            var ledger: [String: (member: String, kind: String, campaign: String, points: Int64)] = [:]
+            var rewards: [String: JSONObject] = [:]
+            var results: [String: JSONObject] = [:]
+            var conflicting: Set<String> = []
+            var rawRewards: [String: [UInt8]] = [:]
+            var deadLetters: [String] = []
+        }
 
-    func collect(_ records: ArraySlice<ConsumedRecord>, into outcome: inout Outcome) throws {
-        for record in records {
-            guard let value = record.value else { continue }
-            switch record.topic {
-            case Topics.pointsLedger.name:
-                // Only campaign entries matter here; skip the rest before parsing.
-                guard value.containsBytes(Array("campaign-".utf8)) else { continue }
-                let event = try CloudEvent.decode(value)
-                guard let source = event.data["source"]?.stringValue, source.hasPrefix("campaign-"),
-                      event.type == "points.earned" || event.type == "points.reversed" else { continue }
-                outcome.ledger[event.id] = (event.subject!, event.type, event.data["details"]?["campaign"]?.stringValue ?? "?", event.data["points"]?.int64Value ?? 0)
-            case Topics.campaignRewards.name:
-                let event = try CloudEvent.decode(value)
-                if let known = outcome.rawRewards[event.id], known != value { outcome.conflicting.insert(event.id) }
-                outcome.rawRewards[event.id] = value
-                outcome.rewards[event.id] = event.data.objectValue
-            case Topics.deadLetters.name:
-                let event = try CloudEvent.decode(value)
-                outcome.deadLetters.append("\(event.data["service"]?.stringValue ?? "?"): \(event.data["reason"]?.stringValue ?? "?") \(event.data["detail"]?.stringValue ?? "")")
-            case Topics.campaignResults.name:
-                let event = try CloudEvent.decode(value)
-                let data = event.data.objectValue!
-                if (data["revision"]?.int64Value ?? 0) >= (outcome.results[event.subject!]?["revision"]?.int64Value ?? -1) { outcome.results[event.subject!] = data }
-            default:
-                break
+        func collect(_ records: ArraySlice<ConsumedRecord>, into outcome: inout Outcome) throws {
+            for record in records {
+                guard let value = record.value else { continue }
+                switch record.topic {
+                case Topics.pointsLedger.name:
+                    // Only campaign entries matter here; skip the rest before parsing.
+                    guard value.containsBytes(Array("campaign-".utf8)) else { continue }
+                    let event = try CloudEvent.decode(value)
+                    guard let source = event.data["source"]?.stringValue, source.hasPrefix("campaign-"),
+                          event.type == "points.earned" || event.type == "points.reversed" else { continue }
+                    outcome.ledger[event.id] = (event.subject!, event.type, event.data["details"]?["campaign"]?.stringValue ?? "?", event.data["points"]?.int64Value ?? 0)
+                case Topics.campaignRewards.name:
+                    let event = try CloudEvent.decode(value)
+                    if let known = outcome.rawRewards[event.id], known != value { outcome.conflicting.insert(event.id) }
+                    outcome.rawRewards[event.id] = value
+                    outcome.rewards[event.id] = event.data.objectValue
+                case Topics.deadLetters.name:
+                    let event = try CloudEvent.decode(value)
+                    outcome.deadLetters.append("\(event.data["service"]?.stringValue ?? "?"): \(event.data["reason"]?.stringValue ?? "?") \(event.data["detail"]?.stringValue ?? "")")
+                case Topics.campaignResults.name:
+                    let event = try CloudEvent.decode(value)
+                    let data = event.data.objectValue!
+                    if (data["revision"]?.int64Value ?? 0) >= (outcome.results[event.subject!]?["revision"]?.int64Value ?? -1) { outcome.results[event.subject!] = data }
+                default:
+                    break
+                }
             }
         }
-    }
 
-    @Test func aYearOfCampaignsWithThreeKillsMatchesTheRulesAndTheBudgetIsExact() throws {
-        let scenario = CampaignScenario(members: 1_000, seed: 55)
-        for campaign in ["first-order", "multiplier-x2", "birthday", "streak-30", "referral-5", "win-back"] {
-            #expect((scenario.expectedRewards[campaign] ?? 0) > 0, "the year sets off \(campaign)")
-        }
-        let directory = try temporaryDirectory("campaigns-e2e")
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let broker = try EmbeddedBroker()
-        let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
-        let definition = try Self.definitionEvent(Self.budgetCampaign, from: EventTime(millis: CampaignScenario.start))
-        try producer.send(topic: Topics.campaignDefinitions.name, key: Array("budget-test".utf8), value: definition.encoded())
-        // Every shop event is published before the services start, so that each task's topics
-        // are merged in event-time order: a topic read to its end does not hold the merge back.
-        for record in scenario.records {
-            try producer.send(topic: record.topic, key: Array(record.key.utf8), value: record.value)
-        }
-        #expect(producer.flush(timeoutMilliseconds: 60_000))
+        @Test func aYearOfCampaignsWithThreeKillsMatchesTheRulesAndTheBudgetIsExact() throws {
+            let scenario = CampaignScenario(members: 1_000, seed: 55)
+            for campaign in ["first-order", "multiplier-x2", "birthday", "streak-30", "referral-5", "win-back"] {
+                #expect((scenario.expectedRewards[campaign] ?? 0) > 0, "the year sets off \(campaign)")
+            }
+            let directory = try temporaryDirectory("campaigns-e2e")
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let broker = try EmbeddedBroker()
+            let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+            let definition = try Self.definitionEvent(Self.budgetCampaign, from: EventTime(millis: CampaignScenario.start))
+            try producer.send(topic: Topics.campaignDefinitions.name, key: Array("budget-test".utf8), value: definition.encoded())
+            // Every shop event is published before the services start, so that each task's topics
+            // are merged in event-time order: a topic read to its end does not hold the merge back.
+            for record in scenario.records {
+                try producer.send(topic: record.topic, key: Array(record.key.utf8), value: record.value)
+            }
+            #expect(producer.flush(timeoutMilliseconds: 60_000))
 
-        let reader = try TopicReader(
-            bootstrap: broker.bootstrapServers,
-            topics: [Topics.pointsLedger.name, Topics.campaignRewards.name, Topics.campaignResults.name, Topics.deadLetters.name])
-        defer { reader.close() }
-        let environment = [
-            "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path,
-            "LOYALTY_SESSION_TIMEOUT_MS": "3000", "LOYALTY_TASK_IDLE_MS": "2000",
-        ]
-        let services = ["points", "tiers", "campaigns"].map {
-            ServiceProcess(name: $0, environment: environment, log: directory.appendingPathComponent("\($0).log"))
-        }
-        for service in services { try service.start() }
-        let campaigns = services[2]
-        func count(_ service: String, _ table: String) -> Int64 {
-            guard let database = try? Database(DatabaseConfiguration(path: directory.appendingPathComponent("\(service).sqlite").path)) else { return -1 }
-            return (try? database.prepare("SELECT COUNT(*) FROM \(table)").queryOne(row: { $0.int64(0) })) ?? -1
-        }
+            let reader = try TopicReader(
+                bootstrap: broker.bootstrapServers,
+                topics: [Topics.pointsLedger.name, Topics.campaignRewards.name, Topics.campaignResults.name, Topics.deadLetters.name])
+            defer { reader.close() }
+            let environment = [
+                "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path,
+                "LOYALTY_SESSION_TIMEOUT_MS": "3000", "LOYALTY_TASK_IDLE_MS": "2000",
+            ]
+            let services = ["points", "tiers", "campaigns"].map {
+                ServiceProcess(name: $0, environment: environment, log: directory.appendingPathComponent("\($0).log"))
+            }
+            for service in services { try service.start() }
+            let campaigns = services[2]
+            func count(_ service: String, _ table: String) -> Int64 {
+                guard let database = try? Database(DatabaseConfiguration(path: directory.appendingPathComponent("\(service).sqlite").path)) else { return -1 }
+                return (try? database.prepare("SELECT COUNT(*) FROM \(table)").queryOne(row: { $0.int64(0) })) ?? -1
+            }
 
-        // The campaigns service is killed three times while it works through the year.
-        var outcome = Outcome()
-        var consumed = 0
-        let shopEvents = scenario.events.filter { !$0.type.hasPrefix("engagement.") }.count
-        let relevant = Int64(shopEvents + scenario.rewardedCheckIns + scenario.rewardedReferrals)
-        var kills = 0
-        for share in [0.2, 0.45, 0.7] {
-            let deadline = Date().addingTimeInterval(120)
-            while count("campaigns", "inbox") < Int64(Double(relevant) * share) && Date() < deadline {
-                reader.poll(milliseconds: 200)
+            // The campaigns service is killed three times while it works through the year.
+            var outcome = Outcome()
+            var consumed = 0
+            let shopEvents = scenario.events.filter { !$0.type.hasPrefix("engagement.") }.count
+            let relevant = Int64(shopEvents + scenario.rewardedCheckIns + scenario.rewardedReferrals)
+            var kills = 0
+            for share in [0.2, 0.45, 0.7] {
+                let deadline = Date().addingTimeInterval(120)
+                while count("campaigns", "inbox") < Int64(Double(relevant) * share) && Date() < deadline {
+                    reader.poll(milliseconds: 200)
+                    try collect(reader.records[consumed...], into: &outcome)
+                    consumed = reader.records.count
+                }
+                #expect(campaigns.isRunning, "see \(directory.path)/campaigns.log")
+                campaigns.kill()
+                try campaigns.start()
+                kills += 1
+            }
+            #expect(kills == 3)
+
+            let wantedEntries = scenario.expectedLedgerEntries + 715  // 5,000 / 7 rounded up: the budget's grants
+            let deadline = Date().addingTimeInterval(300)
+            while Date() < deadline {
+                reader.poll(milliseconds: 1_000)
                 try collect(reader.records[consumed...], into: &outcome)
                 consumed = reader.records.count
+                if count("campaigns", "inbox") >= relevant && count("campaigns", "outbox") == 0 && count("points", "outbox") == 0
+                    && outcome.ledger.count >= wantedEntries { break }
             }
-            #expect(campaigns.isRunning, "see \(directory.path)/campaigns.log")
-            campaigns.kill()
-            try campaigns.start()
-            kills += 1
-        }
-        #expect(kills == 3)
-
-        let wantedEntries = scenario.expectedLedgerEntries + 715  // 5,000 / 7 rounded up: the budget's grants
-        let deadline = Date().addingTimeInterval(300)
-        while Date() < deadline {
-            reader.poll(milliseconds: 1_000)
+            reader.poll(milliseconds: 3_000)
             try collect(reader.records[consumed...], into: &outcome)
-            consumed = reader.records.count
-            if count("campaigns", "inbox") >= relevant && count("campaigns", "outbox") == 0 && count("points", "outbox") == 0
-                && outcome.ledger.count >= wantedEntries { break }
-        }
-        reader.poll(milliseconds: 3_000)
-        try collect(reader.records[consumed...], into: &outcome)
-        #expect(outcome.deadLetters.isEmpty, "\(outcome.deadLetters.prefix(3))")
-        for service in services { #expect(service.stop() == 0, "\(service) stops cleanly") }
+            #expect(outcome.deadLetters.isEmpty, "\(outcome.deadLetters.prefix(3))")
+            for service in services { #expect(service.stop() == 0, "\(service) stops cleanly") }
 
-        // Every member's campaign points (reference campaigns), as the points ledger applied them.
-        var points: [String: Int64] = [:]
-        var budgetGranted: Int64 = 0
-        for entry in outcome.ledger.values {
-            let signed = entry.kind == "points.reversed" ? -abs(entry.points) : entry.points
-            if entry.campaign == "budget-test" { budgetGranted += signed } else { points[entry.member, default: 0] += signed }
-        }
-        var mismatches: [String] = []
-        for (member, expected) in scenario.expectedPoints where (points[member] ?? 0) != expected {
-            mismatches.append("\(member): \(points[member] ?? 0) != \(expected)")
-        }
-        #expect(mismatches.isEmpty, "\(mismatches.count) members differ: \(mismatches.prefix(5))")
-        #expect(budgetGranted == 5_000, "the small budget is granted exactly, however often the service was killed")
-        #expect(outcome.results["budget-test"]?["pointsGranted"]?.int64Value == 5_000)
-        #expect(outcome.results["budget-test"]?["budgetLeft"]?.int64Value == 0)
+            // Every member's campaign points (reference campaigns), as the points ledger applied them.
+            var points: [String: Int64] = [:]
+            var budgetGranted: Int64 = 0
+            for entry in outcome.ledger.values {
+                let signed = entry.kind == "points.reversed" ? -abs(entry.points) : entry.points
+                if entry.campaign == "budget-test" { budgetGranted += signed } else { points[entry.member, default: 0] += signed }
+            }
+            var mismatches: [String] = []
+            for (member, expected) in scenario.expectedPoints where (points[member] ?? 0) != expected {
+                mismatches.append("\(member): \(points[member] ?? 0) != \(expected)")
+            }
+            #expect(mismatches.isEmpty, "\(mismatches.count) members differ: \(mismatches.prefix(5))")
+            #expect(budgetGranted == 5_000, "the small budget is granted exactly, however often the service was killed")
+            #expect(outcome.results["budget-test"]?["pointsGranted"]?.int64Value == 5_000)
+            #expect(outcome.results["budget-test"]?["budgetLeft"]?.int64Value == 0)
 
-        // Rewards: once each, the same bytes after every kill, coupons only outside the control group.
-        #expect(outcome.conflicting.isEmpty)
-        var byCampaign: [String: Int] = [:]
-        var coupons: [String: Int] = [:]
-        for reward in outcome.rewards.values {
-            let campaign = reward["campaignId"]!.stringValue!
-            byCampaign[["member-day", "double-11", "birthday-month"].contains(campaign) ? "multiplier-x2" : campaign, default: 0] += 1
-            if reward["coupon"] != nil { coupons[reward["memberId"]!.stringValue!, default: 0] += 1 }
+            // Rewards: once each, the same bytes after every kill, coupons only outside the control group.
+            #expect(outcome.conflicting.isEmpty)
+            var byCampaign: [String: Int] = [:]
+            var coupons: [String: Int] = [:]
+            for reward in outcome.rewards.values {
+                let campaign = reward["campaignId"]!.stringValue!
+                byCampaign[["member-day", "double-11", "birthday-month"].contains(campaign) ? "multiplier-x2" : campaign, default: 0] += 1
+                if reward["coupon"] != nil { coupons[reward["memberId"]!.stringValue!, default: 0] += 1 }
+            }
+            for campaign in ["first-order", "multiplier-x2", "birthday", "streak-30", "referral-5", "win-back"] {
+                #expect(byCampaign[campaign] == scenario.expectedRewards[campaign], "\(campaign)")
+            }
+            #expect(coupons == scenario.expectedCoupons)
+            let winBack = outcome.results["win-back"]
+            #expect((winBack?["control"]?["members"]?.int64Value ?? 0) > 0, "the control group was held out and measured")
+            #expect(winBack?["couponsIssued"]?.int64Value == Int64(scenario.expectedRewards["win-back"] ?? -1))
         }
-        for campaign in ["first-order", "multiplier-x2", "birthday", "streak-30", "referral-5", "win-back"] {
-            #expect(byCampaign[campaign] == scenario.expectedRewards[campaign], "\(campaign)")
-        }
-        #expect(coupons == scenario.expectedCoupons)
-        let winBack = outcome.results["win-back"]
-        #expect((winBack?["control"]?["members"]?.int64Value ?? 0) > 0, "the control group was held out and measured")
-        #expect(winBack?["couponsIssued"]?.int64Value == Int64(scenario.expectedRewards["win-back"] ?? -1))
-    }
 
-    @Test func aDefinitionPublishedMidStreamChangesGrantsFromItsTimeWithoutARestart() throws {
-        let directory = try temporaryDirectory("campaigns-change")
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let broker = try EmbeddedBroker()
-        let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
-        func send(_ event: CloudEvent, to topic: String) throws {
-            try producer.send(topic: topic, key: Array(event.subject!.utf8), value: event.encoded())
-        }
-        func at(_ text: String) -> EventTime { try! EventTime.parse(text) }
-        let members = (0..<30).map { "mid\($0)" }
-        for member in members {
-            try send(CloudEvent(id: "reg-\(member)", source: "shop", type: EventType.memberRegistered, time: at("2026-01-01T09:00:00+08:00"),
-                                subject: member, data: .object([:])), to: Topics.members.name)
-        }
-        func orders(on day: String, _ suffix: String) throws {
+        @Test func aDefinitionPublishedMidStreamChangesGrantsFromItsTimeWithoutARestart() throws {
+            let directory = try temporaryDirectory("campaigns-change")
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let broker = try EmbeddedBroker()
+            let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+            func send(_ event: CloudEvent, to topic: String) throws {
+                try producer.send(topic: topic, key: Array(event.subject!.utf8), value: event.encoded())
+            }
+            func at(_ text: String) -> EventTime { try! EventTime.parse(text) }
+            let members = (0..<30).map { "mid\($0)" }
             for member in members {
-                try send(CloudEvent(id: "\(member)-\(suffix)", source: "shop", type: EventType.orderPaid, time: at("\(day)T12:00:00+08:00"),
-                                    subject: member, data: .object(["orderId": .string("\(member)-\(suffix)"), "paidMinor": 10_000])), to: Topics.orders.name)
+                try send(CloudEvent(id: "reg-\(member)", source: "shop", type: EventType.memberRegistered, time: at("2026-01-01T09:00:00+08:00"),
+                                    subject: member, data: .object([:])), to: Topics.members.name)
             }
-        }
-        try orders(on: "2026-01-02", "first")  // first orders (×5), so member days below are ×2 or ×3
-        try orders(on: "2026-01-18", "jan")
-        #expect(producer.flush(timeoutMilliseconds: 10_000))
-
-        let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: [Topics.pointsCommands.name])
-        defer { reader.close() }
-        let campaigns = ServiceProcess(
-            name: "campaigns",
-            environment: ["LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path, "LOYALTY_SESSION_TIMEOUT_MS": "3000"],
-            log: directory.appendingPathComponent("campaigns.log"))
-        try campaigns.start()
-        func grants() throws -> [String: Int64] {
-            var result: [String: Int64] = [:]
-            for record in reader.records {
-                let event = try CloudEvent.decode(record.value!)
-                if event.data["campaignId"]?.stringValue == "member-day" { result[event.data["orderId"]!.stringValue!] = event.data["points"]!.int64Value! }
+            func orders(on day: String, _ suffix: String) throws {
+                for member in members {
+                    try send(CloudEvent(id: "\(member)-\(suffix)", source: "shop", type: EventType.orderPaid, time: at("\(day)T12:00:00+08:00"),
+                                        subject: member, data: .object(["orderId": .string("\(member)-\(suffix)"), "paidMinor": 10_000])), to: Topics.orders.name)
+                }
             }
-            return result
+            try orders(on: "2026-01-02", "first")  // first orders (×5), so member days below are ×2 or ×3
+            try orders(on: "2026-01-18", "jan")
+            #expect(producer.flush(timeoutMilliseconds: 10_000))
+
+            let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: [Topics.pointsCommands.name])
+            defer { reader.close() }
+            let campaigns = ServiceProcess(
+                name: "campaigns",
+                environment: ["LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path, "LOYALTY_SESSION_TIMEOUT_MS": "3000"],
+                log: directory.appendingPathComponent("campaigns.log"))
+            try campaigns.start()
+            func grants() throws -> [String: Int64] {
+                var result: [String: Int64] = [:]
+                for record in reader.records {
+                    let event = try CloudEvent.decode(record.value!)
+                    if event.data["campaignId"]?.stringValue == "member-day" { result[event.data["orderId"]!.stringValue!] = event.data["points"]!.int64Value! }
+                }
+                return result
+            }
+            var deadline = Date().addingTimeInterval(60)
+            while try grants().count < members.count && Date() < deadline { reader.poll(milliseconds: 200) }
+
+            // Marketing triples member day from 1 February, while the service runs.
+            let v2 = #"{"id":"member-day","version":2,"name":"Member day x3","schedule":{"daysOfMonth":[18]},"trigger":{"event":"order.paid"},"reward":{"orderPointsMultiplier":3.0}}"#
+            let change = try Self.definitionEvent(v2, from: at("2026-02-01T00:00:00+08:00"))
+            try producer.send(topic: Topics.campaignDefinitions.name, key: Array("member-day".utf8), value: change.encoded())
+            #expect(producer.flush(timeoutMilliseconds: 10_000))
+            Thread.sleep(forTimeInterval: 1)
+            try orders(on: "2026-02-18", "feb")
+            #expect(producer.flush(timeoutMilliseconds: 10_000))
+            deadline = Date().addingTimeInterval(60)
+            while try grants().count < 2 * members.count && Date() < deadline { reader.poll(milliseconds: 200) }
+            #expect(campaigns.stop() == 0)
+
+            let granted = try grants()
+            #expect(members.allSatisfy { granted["\($0)-jan"] == 100 }, "January: version 1, ×2")
+            #expect(members.allSatisfy { granted["\($0)-feb"] == 200 }, "February: version 2, ×3, without a restart")
+            let log = String(decoding: FileManager.default.contents(atPath: directory.appendingPathComponent("campaigns.log").path) ?? Data(), as: UTF8.self)
+            #expect(log.components(separatedBy: "\"msg\":\"starting\"").count == 2, "started once")
         }
-        var deadline = Date().addingTimeInterval(60)
-        while try grants().count < members.count && Date() < deadline { reader.poll(milliseconds: 200) }
-
-        // Marketing triples member day from 1 February, while the service runs.
-        let v2 = #"{"id":"member-day","version":2,"name":"Member day x3","schedule":{"daysOfMonth":[18]},"trigger":{"event":"order.paid"},"reward":{"orderPointsMultiplier":3.0}}"#
-        let change = try Self.definitionEvent(v2, from: at("2026-02-01T00:00:00+08:00"))
-        try producer.send(topic: Topics.campaignDefinitions.name, key: Array("member-day".utf8), value: change.encoded())
-        #expect(producer.flush(timeoutMilliseconds: 10_000))
-        Thread.sleep(forTimeInterval: 1)
-        try orders(on: "2026-02-18", "feb")
-        #expect(producer.flush(timeoutMilliseconds: 10_000))
-        deadline = Date().addingTimeInterval(60)
-        while try grants().count < 2 * members.count && Date() < deadline { reader.poll(milliseconds: 200) }
-        #expect(campaigns.stop() == 0)
-
-        let granted = try grants()
-        #expect(members.allSatisfy { granted["\($0)-jan"] == 100 }, "January: version 1, ×2")
-        #expect(members.allSatisfy { granted["\($0)-feb"] == 200 }, "February: version 2, ×3, without a restart")
-        let log = String(decoding: FileManager.default.contents(atPath: directory.appendingPathComponent("campaigns.log").path) ?? Data(), as: UTF8.self)
-        #expect(log.components(separatedBy: "\"msg\":\"starting\"").count == 2, "started once")
     }
 }
 

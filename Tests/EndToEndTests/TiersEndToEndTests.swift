@@ -4,138 +4,140 @@ import Messaging
 import Storage
 import Testing
 
-/// The real `points` and `tiers` executables on the embedded broker over a year for 1,000
-/// members: tiers, tier changes, tier bonuses and balances equal those computed independently,
-/// with the tiers service killed three times mid-stream, and however late its grants arrive.
-@Suite(.serialized) struct TiersEndToEndTests {
-    struct Outcome {
-        var tiers: [String: String] = [:]
-        var changes: [String: [UInt8]] = [:]
-        var conflicting: Set<String> = []
-        var bonuses: [String: Int64] = [:]
-        var balances: [String: JSONObject] = [:]
-    }
+extension EndToEnd {
+    /// The real `points` and `tiers` executables on the embedded broker over a year for 1,000
+    /// members: tiers, tier changes, tier bonuses and balances equal those computed independently,
+    /// with the tiers service killed three times mid-stream, and however late its grants arrive.
+    @Suite struct TiersEndToEndTests {
+        struct Outcome {
+            var tiers: [String: String] = [:]
+            var changes: [String: [UInt8]] = [:]
+            var conflicting: Set<String> = []
+            var bonuses: [String: Int64] = [:]
+            var balances: [String: JSONObject] = [:]
+        }
 
-    func collect(_ records: ArraySlice<ConsumedRecord>, into outcome: inout Outcome) throws {
-        for record in records {
-            let event = try CloudEvent.decode(record.value!)
-            switch record.topic {
-            case Topics.tierStatus.name:
-                outcome.tiers[event.subject!] = event.data["tier"]?.stringValue
-            case Topics.tierChanges.name:
-                if let known = outcome.changes[event.id], known != record.value! { outcome.conflicting.insert(event.id) }
-                outcome.changes[event.id] = record.value!
-            case Topics.pointsBalances.name:
-                let data = event.data.objectValue!
-                if (data["entries"]?.int64Value ?? 0) >= (outcome.balances[event.subject!]?["entries"]?.int64Value ?? -1) {
-                    outcome.balances[event.subject!] = data
-                }
-            default:
-                if event.type == "points.earned", event.data["source"]?.stringValue == "tier-bonus" {
-                    outcome.bonuses[event.id] = event.data["points"]?.int64Value
+        func collect(_ records: ArraySlice<ConsumedRecord>, into outcome: inout Outcome) throws {
+            for record in records {
+                let event = try CloudEvent.decode(record.value!)
+                switch record.topic {
+                case Topics.tierStatus.name:
+                    outcome.tiers[event.subject!] = event.data["tier"]?.stringValue
+                case Topics.tierChanges.name:
+                    if let known = outcome.changes[event.id], known != record.value! { outcome.conflicting.insert(event.id) }
+                    outcome.changes[event.id] = record.value!
+                case Topics.pointsBalances.name:
+                    let data = event.data.objectValue!
+                    if (data["entries"]?.int64Value ?? 0) >= (outcome.balances[event.subject!]?["entries"]?.int64Value ?? -1) {
+                        outcome.balances[event.subject!] = data
+                    }
+                default:
+                    if event.type == "points.earned", event.data["source"]?.stringValue == "tier-bonus" {
+                        outcome.bonuses[event.id] = event.data["points"]?.int64Value
+                    }
                 }
             }
         }
-    }
 
-    /// Runs both services over the scenario; `killTiers` kills the tiers service three times
-    /// while it works, `tiersLate` starts it only once the points service has applied every
-    /// shop event.
-    func run(_ scenario: TierScenario, killTiers: Bool, tiersLate: Bool) throws -> Outcome {
-        let directory = try temporaryDirectory("tiers-e2e")
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let broker = try EmbeddedBroker()
-        let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
-        for record in scenario.records { try producer.send(topic: record.topic, key: Array(record.key.utf8), value: record.value) }
-        #expect(producer.flush(timeoutMilliseconds: 60_000))
-        let reader = try TopicReader(
-            bootstrap: broker.bootstrapServers,
-            topics: [Topics.pointsLedger.name, Topics.pointsBalances.name, Topics.tierChanges.name, Topics.tierStatus.name])
-        defer { reader.close() }
-        let environment = [
-            "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path,
-            "LOYALTY_SESSION_TIMEOUT_MS": "3000", "LOYALTY_TASK_IDLE_MS": "2000",
-        ]
-        let points = ServiceProcess(name: "points", environment: environment, log: directory.appendingPathComponent("points.log"))
-        let tiers = ServiceProcess(name: "tiers", environment: environment, log: directory.appendingPathComponent("tiers.log"))
-        try points.start()
-        func count(_ service: String, _ table: String) -> Int64 {
-            guard let database = try? Database(DatabaseConfiguration(path: directory.appendingPathComponent("\(service).sqlite").path)) else { return -1 }
-            return (try? database.prepare("SELECT COUNT(*) FROM \(table)").queryOne(row: { $0.int64(0) })) ?? -1
-        }
-        if tiersLate {
-            let deadline = Date().addingTimeInterval(240)
-            while count("points", "inbox") < Int64(scenario.events.count) && Date() < deadline { reader.poll(milliseconds: 500) }
-        }
-        try tiers.start()
-        if killTiers {
-            for _ in 0..<3 {
-                let before = reader.records.count
-                let deadline = Date().addingTimeInterval(60)
-                while reader.records.count < before + 2_000 && Date() < deadline { reader.poll(milliseconds: 100) }
-                #expect(tiers.isRunning, "see \(directory.path)/tiers.log")
-                tiers.kill()
-                try tiers.start()
+        /// Runs both services over the scenario; `killTiers` kills the tiers service three times
+        /// while it works, `tiersLate` starts it only once the points service has applied every
+        /// shop event.
+        func run(_ scenario: TierScenario, killTiers: Bool, tiersLate: Bool) throws -> Outcome {
+            let directory = try temporaryDirectory("tiers-e2e")
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let broker = try EmbeddedBroker()
+            let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+            for record in scenario.records { try producer.send(topic: record.topic, key: Array(record.key.utf8), value: record.value) }
+            #expect(producer.flush(timeoutMilliseconds: 60_000))
+            let reader = try TopicReader(
+                bootstrap: broker.bootstrapServers,
+                topics: [Topics.pointsLedger.name, Topics.pointsBalances.name, Topics.tierChanges.name, Topics.tierStatus.name])
+            defer { reader.close() }
+            let environment = [
+                "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path,
+                "LOYALTY_SESSION_TIMEOUT_MS": "3000", "LOYALTY_TASK_IDLE_MS": "2000",
+            ]
+            let points = ServiceProcess(name: "points", environment: environment, log: directory.appendingPathComponent("points.log"))
+            let tiers = ServiceProcess(name: "tiers", environment: environment, log: directory.appendingPathComponent("tiers.log"))
+            try points.start()
+            func count(_ service: String, _ table: String) -> Int64 {
+                guard let database = try? Database(DatabaseConfiguration(path: directory.appendingPathComponent("\(service).sqlite").path)) else { return -1 }
+                return (try? database.prepare("SELECT COUNT(*) FROM \(table)").queryOne(row: { $0.int64(0) })) ?? -1
             }
-        }
-        let orderEvents = Int64(scenario.events.filter { $0.type != EventType.memberRegistered }.count)
-        let wantedBonuses = scenario.expectedBonus.filter { $0.value > 0 }.count
-        var outcome = Outcome()
-        var consumed = 0
-        let deadline = Date().addingTimeInterval(300)
-        while Date() < deadline {
-            reader.poll(milliseconds: 1_000)
+            if tiersLate {
+                let deadline = Date().addingTimeInterval(240)
+                while count("points", "inbox") < Int64(scenario.events.count) && Date() < deadline { reader.poll(milliseconds: 500) }
+            }
+            try tiers.start()
+            if killTiers {
+                for _ in 0..<3 {
+                    let before = reader.records.count
+                    let deadline = Date().addingTimeInterval(60)
+                    while reader.records.count < before + 2_000 && Date() < deadline { reader.poll(milliseconds: 100) }
+                    #expect(tiers.isRunning, "see \(directory.path)/tiers.log")
+                    tiers.kill()
+                    try tiers.start()
+                }
+            }
+            let orderEvents = Int64(scenario.events.filter { $0.type != EventType.memberRegistered }.count)
+            let wantedBonuses = scenario.expectedBonus.filter { $0.value > 0 }.count
+            var outcome = Outcome()
+            var consumed = 0
+            let deadline = Date().addingTimeInterval(300)
+            while Date() < deadline {
+                reader.poll(milliseconds: 1_000)
+                try collect(reader.records[consumed...], into: &outcome)
+                consumed = reader.records.count
+                if count("tiers", "inbox") >= orderEvents && count("tiers", "outbox") == 0 && count("points", "outbox") == 0
+                    && outcome.bonuses.count >= wantedBonuses && outcome.changes.count >= scenario.expectedChanges.count { break }
+            }
+            reader.poll(milliseconds: 3_000)
             try collect(reader.records[consumed...], into: &outcome)
-            consumed = reader.records.count
-            if count("tiers", "inbox") >= orderEvents && count("tiers", "outbox") == 0 && count("points", "outbox") == 0
-                && outcome.bonuses.count >= wantedBonuses && outcome.changes.count >= scenario.expectedChanges.count { break }
+            #expect(tiers.stop() == 0)
+            #expect(points.stop() == 0)
+            return outcome
         }
-        reader.poll(milliseconds: 3_000)
-        try collect(reader.records[consumed...], into: &outcome)
-        #expect(tiers.stop() == 0)
-        #expect(points.stop() == 0)
-        return outcome
-    }
 
-    func check(_ outcome: Outcome, _ scenario: TierScenario) {
-        var tierMismatches: [String] = []
-        for (member, tier) in scenario.expectedTier where (outcome.tiers[member] ?? "newcomer") != tier {
-            tierMismatches.append("\(member): \(outcome.tiers[member] ?? "newcomer") != \(tier)")
-        }
-        #expect(tierMismatches.isEmpty, "\(tierMismatches.prefix(5))")
-        #expect(outcome.conflicting.isEmpty, "no tier change published with two payloads")
-        #expect(Set(outcome.changes.keys) == Set(scenario.expectedChanges.keys), "every tier change once, none lost")
-        let kinds = outcome.changes.mapValues { (try? CloudEvent.decode($0))?.data["change"]?.stringValue ?? "" }
-        #expect(kinds == scenario.expectedChanges)
-        // Every order's tier bonus is the one of the tier held just before it.
-        var bonusMismatches: [String] = []
-        for (order, bonus) in scenario.expectedBonus {
-            let published = outcome.bonuses["tier-bonus/\(order)/tier-bonus"] ?? 0
-            if published != bonus { bonusMismatches.append("\(order): \(published) != \(bonus)") }
-        }
-        #expect(bonusMismatches.isEmpty, "\(bonusMismatches.prefix(5))")
-        var balanceMismatches: [String] = []
-        for (member, net) in scenario.expectedNet {
-            let balance = outcome.balances[member]
-            // Inactivity deductions (members who stop buying) are the points rules' business,
-            // tested elsewhere; here the balance plus what they took must be the model's.
-            let actual = (balance?["available"]?.int64Value ?? 0) + (balance?["pending"]?.int64Value ?? 0)
-                - (balance?["debt"]?.int64Value ?? 0) + (balance?["lifetimeDeducted"]?.int64Value ?? 0)
-            if actual != net || balance?["lifetimeEarned"]?.int64Value != scenario.expectedEarned[member] {
-                balanceMismatches.append("\(member): \(actual) != \(net)")
+        func check(_ outcome: Outcome, _ scenario: TierScenario) {
+            var tierMismatches: [String] = []
+            for (member, tier) in scenario.expectedTier where (outcome.tiers[member] ?? "newcomer") != tier {
+                tierMismatches.append("\(member): \(outcome.tiers[member] ?? "newcomer") != \(tier)")
             }
+            #expect(tierMismatches.isEmpty, "\(tierMismatches.prefix(5))")
+            #expect(outcome.conflicting.isEmpty, "no tier change published with two payloads")
+            #expect(Set(outcome.changes.keys) == Set(scenario.expectedChanges.keys), "every tier change once, none lost")
+            let kinds = outcome.changes.mapValues { (try? CloudEvent.decode($0))?.data["change"]?.stringValue ?? "" }
+            #expect(kinds == scenario.expectedChanges)
+            // Every order's tier bonus is the one of the tier held just before it.
+            var bonusMismatches: [String] = []
+            for (order, bonus) in scenario.expectedBonus {
+                let published = outcome.bonuses["tier-bonus/\(order)/tier-bonus"] ?? 0
+                if published != bonus { bonusMismatches.append("\(order): \(published) != \(bonus)") }
+            }
+            #expect(bonusMismatches.isEmpty, "\(bonusMismatches.prefix(5))")
+            var balanceMismatches: [String] = []
+            for (member, net) in scenario.expectedNet {
+                let balance = outcome.balances[member]
+                // Inactivity deductions (members who stop buying) are the points rules' business,
+                // tested elsewhere; here the balance plus what they took must be the model's.
+                let actual = (balance?["available"]?.int64Value ?? 0) + (balance?["pending"]?.int64Value ?? 0)
+                    - (balance?["debt"]?.int64Value ?? 0) + (balance?["lifetimeDeducted"]?.int64Value ?? 0)
+                if actual != net || balance?["lifetimeEarned"]?.int64Value != scenario.expectedEarned[member] {
+                    balanceMismatches.append("\(member): \(actual) != \(net)")
+                }
+            }
+            #expect(balanceMismatches.isEmpty, "\(balanceMismatches.prefix(5))")
         }
-        #expect(balanceMismatches.isEmpty, "\(balanceMismatches.prefix(5))")
-    }
 
-    @Test func aYearOfTiersWithThreeKillsAndWithLateGrantsMatchesTheRules() throws {
-        let scenario = TierScenario(members: 1_000, seed: 44)
-        #expect(Set(scenario.expectedTier.values).count >= 4, "the year reaches most tiers")
-        #expect(scenario.expectedChanges.values.contains("downgraded") && scenario.expectedChanges.values.contains("at-risk"))
-        #expect(scenario.expectedBonus.values.contains { $0 > 0 })
-        let concurrent = try run(scenario, killTiers: true, tiersLate: false)
-        check(concurrent, scenario)
-        let late = try run(scenario, killTiers: false, tiersLate: true)
-        check(late, scenario)
+        @Test func aYearOfTiersWithThreeKillsAndWithLateGrantsMatchesTheRules() throws {
+            let scenario = TierScenario(members: 1_000, seed: 44)
+            #expect(Set(scenario.expectedTier.values).count >= 4, "the year reaches most tiers")
+            #expect(scenario.expectedChanges.values.contains("downgraded") && scenario.expectedChanges.values.contains("at-risk"))
+            #expect(scenario.expectedBonus.values.contains { $0 > 0 })
+            let concurrent = try run(scenario, killTiers: true, tiersLate: false)
+            check(concurrent, scenario)
+            let late = try run(scenario, killTiers: false, tiersLate: true)
+            check(late, scenario)
+        }
     }
 }
