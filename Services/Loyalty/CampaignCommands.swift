@@ -42,25 +42,13 @@ enum CampaignCommands {
 
     /// The program's tier ids (LOYALTY_PROGRAM_FILE or the reference program), to check audiences.
     static func tierIDs() throws -> [String] {
-        let bytes: [UInt8]
-        if let path = ProcessInfo.processInfo.environment["LOYALTY_PROGRAM_FILE"], !path.isEmpty {
-            guard let data = FileManager.default.contents(atPath: path) else { throw CLIError("cannot read \(path)") }
-            bytes = Array(data)
-        } else {
-            bytes = try ReferenceProgram.bytes()
-        }
+        let bytes = try ConfiguredFile.bytes(variable: "LOYALTY_PROGRAM_FILE", fallback: ReferenceProgram.bytes)
         return try Program.load(json: bytes).tiers.levels.map(\.id)
     }
 
     /// The default campaigns the service runs with (LOYALTY_CAMPAIGNS_FILE or the reference set).
     static func defaults() throws -> [CampaignDefinition] {
-        let bytes: [UInt8]
-        if let path = ProcessInfo.processInfo.environment["LOYALTY_CAMPAIGNS_FILE"], !path.isEmpty {
-            guard let data = FileManager.default.contents(atPath: path) else { throw CLIError("cannot read \(path)") }
-            bytes = Array(data)
-        } else {
-            bytes = try ReferenceProgram.campaignsBytes()
-        }
+        let bytes = try ConfiguredFile.bytes(variable: "LOYALTY_CAMPAIGNS_FILE", fallback: ReferenceProgram.campaignsBytes)
         return try CampaignDefinition.loadFile(json: bytes, tiers: try tierIDs())
     }
 

@@ -1,4 +1,3 @@
-import Foundation
 import LoyaltyDomain
 import NotificationsService
 import ReferenceProgram
@@ -7,15 +6,7 @@ import ServiceKit
 ServiceRunner.run(service: "notifications") { configuration, program in
     // The message templates: LOYALTY_TEMPLATES_FILE, or the reference templates. A template
     // naming a field its message type does not provide stops the service here.
-    let bytes: [UInt8]
-    if let path = ProcessInfo.processInfo.environment["LOYALTY_TEMPLATES_FILE"], !path.isEmpty {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw ConfigurationError(variable: "LOYALTY_TEMPLATES_FILE", problem: "cannot read \(path)")
-        }
-        bytes = Array(data)
-    } else {
-        bytes = try ReferenceProgram.templatesBytes()
-    }
+    let bytes = try ConfiguredFile.bytes(variable: "LOYALTY_TEMPLATES_FILE", fallback: ReferenceProgram.templatesBytes)
     do {
         var logger = Logger(service: "notifications")
         logger.minimumLevel = configuration.logLevel

@@ -2,19 +2,30 @@ import Foundation
 import LoyaltyDomain
 import ReferenceProgram
 
+/// A data file the platform ships a default for (the program, campaigns, templates), which an
+/// environment variable may replace with a file of the operator's.
+public enum ConfiguredFile {
+    /// The bytes of the file at `path` (named by `variable`), or `fallback()` when there is no path.
+    public static func bytes(at path: String?, variable: String, fallback: () throws -> [UInt8]) throws -> [UInt8] {
+        guard let path else { return try fallback() }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigurationError(variable: variable, problem: "cannot read \(path)")
+        }
+        return Array(data)
+    }
+
+    /// The same, with the path read from `variable` in the environment (blank counts as unset).
+    public static func bytes(variable: String, fallback: () throws -> [UInt8]) throws -> [UInt8] {
+        let path = ProcessInfo.processInfo.environment[variable]?.trimmingCharacters(in: .whitespaces)
+        return try bytes(at: path?.isEmpty == false ? path : nil, variable: variable, fallback: fallback)
+    }
+}
+
 /// Reads the program file a service runs with.
 public enum ProgramSource {
     /// The file named by the configuration, or the reference program shipped with the platform.
     public static func load(_ configuration: ServiceConfiguration) throws -> Program {
-        let bytes: [UInt8]
-        if let path = configuration.programFile {
-            guard let data = FileManager.default.contents(atPath: path) else {
-                throw ConfigurationError(variable: "LOYALTY_PROGRAM_FILE", problem: "cannot read \(path)")
-            }
-            bytes = Array(data)
-        } else {
-            bytes = try ReferenceProgram.bytes()
-        }
+        let bytes = try ConfiguredFile.bytes(at: configuration.programFile, variable: "LOYALTY_PROGRAM_FILE", fallback: ReferenceProgram.bytes)
         do {
             return try Program.load(json: bytes)
         } catch {
