@@ -174,6 +174,9 @@ public final class CampaignsProcessor: StreamProcessor {
     }
 
     public func fire(_ timer: DueTimer, in batch: Batch) throws {
+        if timer.kind == ParkedRecords.timerKind {
+            return try ParkedRecords.expire(timer, waitHours: rules.program.members.unknownMemberWaitHours, in: batch)
+        }
         try loadRegistryIfNeeded(batch.database)
         var member = try load(timer.member, batch.database, since: timer.due)
         let campaigns = registry.inEffect(at: timer.due)
@@ -184,8 +187,6 @@ public final class CampaignsProcessor: StreamProcessor {
         case CampaignTimer.Kind.birthday.rawValue:
             decision = rules.birthday(at: timer.due, member: &member, campaigns: campaigns, totals: &totals)
             cause = "birthday/\(timer.member)/\(timer.due.millis)"
-        case ParkedRecords.timerKind:
-            return try ParkedRecords.expire(timer, waitHours: rules.program.members.unknownMemberWaitHours, in: batch)
         case CampaignTimer.Kind.dormant.rawValue:
             decision = rules.dormant(campaign: timer.ref, at: timer.due, member: &member, campaigns: campaigns, totals: &totals)
             cause = "dormant/\(timer.member)/\(timer.due.millis)"
@@ -227,7 +228,7 @@ public final class CampaignsProcessor: StreamProcessor {
             try batch.emit(topic: Topics.campaignRewards.name, key: id, value: value)
         }
         if decision.cancelsDormantTimers {
-            for campaign in registry.entries.keys.sorted() {
+            for campaign in registry.campaigns {
                 try batch.cancelTimers(member: id, kind: CampaignTimer.Kind.dormant.rawValue, ref: campaign)
             }
         }

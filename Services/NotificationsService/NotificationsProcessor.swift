@@ -127,7 +127,7 @@ public final class NotificationsProcessor: StreamProcessor {
             try? rules.update(data, member: &member)
         case .closed:
             rules.close(member: &member)
-            try batch.database.prepare("DELETE FROM parked_records WHERE member = ?").run(.text(input.member))
+            try ParkedRecords.discard(member: input.member, in: batch)
         case .ignored:
             return
         case .earned, .message:

@@ -38,6 +38,11 @@ public enum ParkedRecords {
         return rows.map(\.record)
     }
 
+    /// Drops the member's kept records and their timers (an account closed before registering).
+    public static func discard(member: String, in batch: Batch) throws {
+        _ = try take(member: member, in: batch)
+    }
+
     /// Ends the wait of one record: removes it and dead-letters it with `member-not-registered`.
     public static func expire(_ timer: DueTimer, waitHours: Int64, in batch: Batch) throws {
         guard let row = try batch.database.prepare(

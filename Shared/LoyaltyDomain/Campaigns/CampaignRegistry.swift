@@ -25,11 +25,14 @@ public struct CampaignRegistry: Sendable, Equatable {
 
     /// Entries per campaign, in the order they were added (versions increasing).
     public private(set) var entries: [String: [Entry]] = [:]
+    /// Every campaign id, sorted: kept rather than sorted again for every event.
+    public private(set) var campaigns: [String] = []
 
     public init(defaults: [CampaignDefinition] = []) {
         for definition in defaults {
             entries[definition.id] = [Entry(campaign: definition.id, version: definition.version, effective: EventTime(millis: .min), definition: definition)]
         }
+        campaigns = entries.keys.sorted()
     }
 
     /// Adds a version. A version not above the campaign's latest is refused, unless it is that
@@ -47,6 +50,7 @@ public struct CampaignRegistry: Sendable, Equatable {
                 campaign: entry.campaign, path: "version",
                 problem: "version \(entry.version) is older than version \(latest.version) already in effect")
         }
+        if known.isEmpty { campaigns.insert(entry.campaign, at: campaigns.firstIndex { $0 > entry.campaign } ?? campaigns.endIndex) }
         entries[entry.campaign, default: []].append(entry)
         return .added
     }
@@ -55,7 +59,7 @@ public struct CampaignRegistry: Sendable, Equatable {
     /// effective instant is at or before `time`.
     public func inEffect(at time: EventTime) -> [CampaignDefinition] {
         var result: [CampaignDefinition] = []
-        for id in entries.keys.sorted() {
+        for id in campaigns {
             let current = entries[id]!.last { $0.effective <= time }
             if let definition = current?.definition { result.append(definition) }
         }
