@@ -88,10 +88,7 @@ extension EndToEnd {
             }
             for service in services { try service.start() }
             let campaigns = services[2]
-            func count(_ service: String, _ table: String) -> Int64 {
-                guard let database = try? Database(DatabaseConfiguration(path: directory.appendingPathComponent("\(service).sqlite").path)) else { return -1 }
-                return (try? database.prepare("SELECT COUNT(*) FROM \(table)").queryOne(row: { $0.int64(0) })) ?? -1
-            }
+            func count(_ service: String, _ table: String) -> Int64 { serviceCount(in: directory, service, "SELECT COUNT(*) FROM \(table)") }
 
             // The campaigns service is killed three times while it works through the year.
             var outcome = Outcome()

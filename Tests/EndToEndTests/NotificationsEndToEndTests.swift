@@ -40,10 +40,7 @@ extension EndToEnd {
             }
             for service in services { try service.start() }
             let notifications = services[3]
-            func count(_ service: String, _ sql: String) -> Int64 {
-                guard let database = try? Database(DatabaseConfiguration(path: directory.appendingPathComponent("\(service).sqlite").path)) else { return -1 }
-                return (try? database.prepare(sql).queryOne(row: { $0.int64(0) })) ?? -1
-            }
+            func count(_ service: String, _ sql: String) -> Int64 { serviceCount(in: directory, service, sql) }
             // Killed twice while it works.
             for threshold in [1_000, 3_000] {
                 let deadline = Date().addingTimeInterval(120)

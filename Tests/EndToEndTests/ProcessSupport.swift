@@ -1,6 +1,7 @@
 import Foundation
 import LoyaltyDomain
 import Messaging
+import Storage
 import Synchronization
 
 /// A service executable of this build, run as a child process.
@@ -124,6 +125,13 @@ struct SeededRandom: RandomNumberGenerator {
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
     }
+}
+
+/// A count from the database of a service running in `directory` (`SELECT COUNT(*) …`), or -1
+/// while the file cannot be read yet: how far the service has got.
+func serviceCount(in directory: URL, _ service: String, _ sql: String) -> Int64 {
+    guard let database = try? Database(DatabaseConfiguration(path: directory.appendingPathComponent("\(service).sqlite").path)) else { return -1 }
+    return (try? database.prepare(sql).queryOne(row: { $0.int64(0) })) ?? -1
 }
 
 func temporaryDirectory(_ prefix: String) throws -> URL {

@@ -60,10 +60,7 @@ extension EndToEnd {
             let points = ServiceProcess(name: "points", environment: environment, log: directory.appendingPathComponent("points.log"))
             let tiers = ServiceProcess(name: "tiers", environment: environment, log: directory.appendingPathComponent("tiers.log"))
             try points.start()
-            func count(_ service: String, _ table: String) -> Int64 {
-                guard let database = try? Database(DatabaseConfiguration(path: directory.appendingPathComponent("\(service).sqlite").path)) else { return -1 }
-                return (try? database.prepare("SELECT COUNT(*) FROM \(table)").queryOne(row: { $0.int64(0) })) ?? -1
-            }
+            func count(_ service: String, _ table: String) -> Int64 { serviceCount(in: directory, service, "SELECT COUNT(*) FROM \(table)") }
             if tiersLate {
                 let deadline = Date().addingTimeInterval(240)
                 while count("points", "inbox") < Int64(scenario.events.count) && Date() < deadline { reader.poll(milliseconds: 500) }
