@@ -135,18 +135,13 @@ struct CampaignScenario {
 
     /// DOMAIN.md, "Campaigns", "Tiers" and "Exact semantics" for the reference program.
     private mutating func computeExpectations() {
-        let thresholds: [Int64] = [0, 100_000, 500_000, 2_000_000, 5_000_000]
         struct Order { var paid: Int64; var bonus: Int64; var refunded: Int64 = 0; var bonusBack: Int64 = 0 }
         struct Member {
             var registered: Int64
             var birthday: (month: Int, day: Int)?
-            var level = 0
-            var payments: [(Int64, Int64)] = []
-            var refunds: [(Int64, Int64)] = []
-            var ordersByMonth: [Int64: Int64] = [:]
+            var tier = TierModel()
             var orders: [String: Order] = [:]
             var paidOrders = 0
-            var nextBoundary = 1
             var dormantFrom: Int64
             var dormantRewarded = false
             var nextBirthday: Int64?
@@ -156,8 +151,6 @@ struct CampaignScenario {
             var points: Int64 = 0
         }
         func localDate(_ time: Int64) -> LocalDate { LocalDate(dayNumber: Int64((Double(time + Self.offset) / Double(Self.day)).rounded(.down))) }
-        func month(_ time: Int64) -> Int64 { let d = localDate(time); return Int64((d.year - 2026) * 12 + d.month - 1) }
-        func boundary(_ n: Int) -> Int64 { LocalDate(year: 2026 + n / 12, month: n % 12 + 1, day: 1)!.dayNumber * Self.day - Self.offset }
         func birthdayInstant(after time: Int64, _ b: (month: Int, day: Int)) -> Int64 {
             var year = localDate(time).year
             while true {
@@ -191,13 +184,6 @@ struct CampaignScenario {
                 }
             }
         }
-        func applyBoundaries(upTo time: Int64, _ m: inout Member) {
-            while boundary(m.nextBoundary) <= time {
-                let current = month(boundary(m.nextBoundary))
-                if m.level > 0, m.ordersByMonth[current - 1, default: 0] == 0, m.ordersByMonth[current - 2, default: 0] == 0 { m.level -= 1 }
-                m.nextBoundary += 1
-            }
-        }
         var referrerOf: [String: String] = [:]
         for event in events where event.type == EventType.memberRegistered {
             if let referrer = event.data["referrerId"]?.stringValue { referrerOf[event.subject!] = referrer }
@@ -226,7 +212,7 @@ struct CampaignScenario {
             }
             var m = members[id]!
             fireTimers(id, upTo: time, &m)
-            applyBoundaries(upTo: time, &m)
+            _ = m.tier.monthEnds(upTo: time)
             switch event.type {
             case EventType.orderPaid:
                 let paid = data["paidMinor"]!.int64Value!
@@ -236,23 +222,15 @@ struct CampaignScenario {
                 if m.paidOrders == 0 && time <= m.registered + 30 * Self.day { multiplier = max(multiplier, 50) }
                 if date.day == 18 { multiplier = max(multiplier, 20) }
                 if date.month == 11 && date.day == 11 { multiplier = max(multiplier, 20) }
-                if m.level >= 2, let b = m.birthday, b.month == date.month { multiplier = max(multiplier, 20) }
+                if m.tier.level >= 2, let b = m.birthday, b.month == date.month { multiplier = max(multiplier, 20) }
                 let bonus = base * (multiplier - 10) / 10
                 if bonus > 0 {
                     let campaign = multiplier == 50 ? "first-order" : "multiplier-x2"
                     reward(campaign, bonus, &m)
                 }
                 m.orders[data["orderId"]!.stringValue!] = Order(paid: paid, bonus: bonus)
-                m.payments.append((time, paid))
-                m.ordersByMonth[month(time), default: 0] += 1
+                _ = m.tier.pay(paid, at: time)
                 m.paidOrders += 1
-                let from = time - 365 * Self.day
-                let spend = m.payments.filter { $0.0 > from && $0.0 <= time }.reduce(0) { $0 + $1.1 }
-                    - m.refunds.filter { $0.0 > from && $0.0 <= time }.reduce(0) { $0 + $1.1 }
-                var level = 0
-                for index in thresholds.indices.reversed() where index > 0 && spend >= thresholds[index] { level = index; break }
-                if level < 1 && m.ordersByMonth[month(time), default: 0] >= 3 { level = 1 }
-                m.level = max(m.level, level)
                 m.dormantFrom = time
                 m.dormantRewarded = false
             case EventType.orderRefunded:
@@ -260,7 +238,7 @@ struct CampaignScenario {
                 var order = m.orders[orderID]!
                 let amount = data["refundMinor"]!.int64Value!
                 order.refunded += amount
-                m.refunds.append((time, amount))
+                m.tier.refund(amount, at: time)
                 let back = order.bonus * order.refunded / order.paid
                 if back > order.bonusBack {
                     m.points -= back - order.bonusBack

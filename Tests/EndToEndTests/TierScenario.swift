@@ -17,7 +17,6 @@ struct TierScenario {
 
     static let start: Int64 = 1_767_196_800_000  // 2026-01-01T00:00:00+08:00
     static let day: Int64 = 86_400_000
-    static let offset: Int64 = 8 * 3_600_000
 
     init(members: Int, seed: UInt64) {
         var random = SeededRandom(seed: seed)
@@ -65,24 +64,11 @@ struct TierScenario {
     /// DOMAIN.md's tier rules for the reference ladder, written out plainly.
     private mutating func computeExpectations() {
         let ids = ["newcomer", "growth", "gold", "platinum", "black-diamond"]
-        let thresholds: [Int64] = [0, 100_000, 500_000, 2_000_000, 5_000_000]
         let multipliers: [Int64] = [10, 12, 15, 18, 20]
         struct Order { var paid: Int64; var base: Int64; var bonus: Int64; var refunded: Int64 = 0; var baseBack: Int64 = 0; var bonusBack: Int64 = 0 }
         struct Member {
-            var level = 0
-            var payments: [(Int64, Int64)] = []
-            var refunds: [(Int64, Int64)] = []
-            var ordersByMonth: [Int64: Int64] = [:]
+            var tier = TierModel()
             var orders: [String: Order] = [:]
-            var nextBoundary: Int = 1  // month number (1 = February 2026) of the next boundary to apply
-        }
-        func month(_ time: Int64) -> Int64 {  // months since January 2026, local
-            let date = LocalDate(dayNumber: Int64((Double(time + Self.offset) / Double(Self.day)).rounded(.down)))
-            return Int64((date.year - 2026) * 12 + date.month - 1)
-        }
-        func boundary(_ monthNumber: Int) -> Int64 {  // local 00:00 on the 1st of that month
-            let date = LocalDate(year: 2026 + monthNumber / 12, month: monthNumber % 12 + 1, day: 1)!
-            return date.dayNumber * Self.day - Self.offset
         }
         var members: [String: Member] = [:]
         for event in events {
@@ -90,47 +76,24 @@ struct TierScenario {
             var m = members[id] ?? Member()
             let time = event.time.millis
             // Month boundaries at or before this event fire first (above Newcomer only).
-            while boundary(m.nextBoundary) <= time {
-                let b = boundary(m.nextBoundary)
-                let current = month(b)
-                if m.level > 0 {
-                    let last = m.ordersByMonth[current - 1, default: 0]
-                    let before = m.ordersByMonth[current - 2, default: 0]
-                    if last == 0 && before == 0 {
-                        m.level -= 1
-                        expectedChanges["tier-change/\(id)/month-end/\(b)"] = "downgraded"
-                    } else if last == 0 {
-                        expectedChanges["tier-change/\(id)/month-end/\(b)"] = "at-risk"
-                    }
-                }
-                m.nextBoundary += 1
+            for change in m.tier.monthEnds(upTo: time) {
+                expectedChanges["tier-change/\(id)/month-end/\(change.boundary)"] = change.change
             }
             let data = event.data.objectValue ?? JSONObject()
             switch event.type {
             case EventType.orderPaid:
                 let paid = data["paidMinor"]!.int64Value!
                 let base = paid / 100
-                let bonus = base * (multipliers[m.level] - 10) / 10
+                let bonus = base * (multipliers[m.tier.level] - 10) / 10
                 expectedBonus[event.id] = bonus
                 m.orders[data["orderId"]!.stringValue!] = Order(paid: paid, base: base, bonus: bonus)
-                m.payments.append((time, paid))
-                m.ordersByMonth[month(time), default: 0] += 1
-                let from = time - 365 * Self.day
-                let spend = m.payments.filter { $0.0 > from && $0.0 <= time }.reduce(0) { $0 + $1.1 }
-                    - m.refunds.filter { $0.0 > from && $0.0 <= time }.reduce(0) { $0 + $1.1 }
-                var level = 0
-                for index in thresholds.indices.reversed() where index > 0 && spend >= thresholds[index] { level = index; break }
-                if level < 1 && m.ordersByMonth[month(time), default: 0] >= 3 { level = 1 }
-                if level > m.level {
-                    m.level = level
-                    expectedChanges["tier-change/\(id)/\(event.id)"] = "upgraded"
-                }
+                if m.tier.pay(paid, at: time) { expectedChanges["tier-change/\(id)/\(event.id)"] = "upgraded" }
             case EventType.orderRefunded:
                 let orderID = data["orderId"]!.stringValue!
                 var order = m.orders[orderID]!
                 let amount = data["refundMinor"]!.int64Value!
                 order.refunded += amount
-                m.refunds.append((time, amount))
+                m.tier.refund(amount, at: time)
                 order.baseBack = order.base * order.refunded / order.paid
                 order.bonusBack = order.bonus * order.refunded / order.paid
                 m.orders[orderID] = order
@@ -140,7 +103,7 @@ struct TierScenario {
             members[id] = m
         }
         for (id, m) in members {
-            expectedTier[id] = ids[m.level]
+            expectedTier[id] = ids[m.tier.level]
             let earned = m.orders.values.reduce(0) { $0 + $1.base + $1.bonus }
             expectedEarned[id] = earned
             expectedNet[id] = earned - m.orders.values.reduce(0) { $0 + $1.baseBack + $1.bonusBack }
