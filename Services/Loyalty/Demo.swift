@@ -1,6 +1,7 @@
 import Foundation
 import LoyaltyDomain
 import Messaging
+import ReferenceProgram
 import ServiceKit
 
 /// `loyalty demo`: the main job on the embedded broker, start to finish.
@@ -29,7 +30,9 @@ enum Demo {
 
         let outputs = try collectOutputs(bootstrapServers: broker.bootstrapServers, members: Set(SampleStream.members), children: children)
         let failed = children.stopAll()
-        printSummary(outputs)
+        // Local times in the program's time zone, the one the demo's services run with.
+        let program = try Program.load(json: ConfiguredFile.bytes(variable: "LOYALTY_PROGRAM_FILE", fallback: ReferenceProgram.bytes))
+        printSummary(outputs, calendar: program.calendar)
         print("\nservice logs: \(directory.path)/*.log")
         if !failed.isEmpty { throw CLIError("services that did not stop cleanly: \(failed.joined(separator: ", "))") }
     }
@@ -103,7 +106,7 @@ enum Demo {
         return outputs
     }
 
-    static func printSummary(_ outputs: Outputs) {
+    static func printSummary(_ outputs: Outputs, calendar: ProgramCalendar) {
         func int(_ object: JSONObject?, _ key: String) -> Int64 { object?[key]?.int64Value ?? 0 }
         func pad(_ text: String, _ width: Int) -> String { text.count >= width ? text : text + String(repeating: " ", count: width - text.count) }
         func lpad(_ text: String, _ width: Int) -> String { text.count >= width ? text : String(repeating: " ", count: width - text.count) + text }
@@ -144,8 +147,8 @@ enum Demo {
             let messages = (outputs.notifications[member] ?? []).sorted { ($0["sendAt"]?.stringValue ?? "") < ($1["sendAt"]?.stringValue ?? "") }
             for message in messages {
                 let sendAt = (try? EventTime.parse(message["sendAt"]?.stringValue ?? "")).map { time -> String in
-                    let local = time.adding(hours: 8).rfc3339
-                    return String(local.dropLast(8).replacingOccurrences(of: "T", with: " "))
+                    let minute = calendar.localMinuteOfDay(of: time)
+                    return "\(calendar.localDate(of: time)) \(minute / 60 < 10 ? "0" : "")\(minute / 60):\(minute % 60 < 10 ? "0" : "")\(minute % 60)"
                 } ?? "?"
                 print("  \(pad(member, 8)) \(pad(message["channel"]?.stringValue ?? "?", 6)) \(sendAt)  \(message["text"]?.stringValue ?? "")")
             }
