@@ -28,7 +28,9 @@ public final class CampaignsProcessor: StreamProcessor {
 
     /// Members and results read or changed in the current batch, written back in `finish`.
     private var members: [String: (member: CampaignMember, changed: Bool)] = [:]
-    private var totals: [String: CampaignResults]?
+    /// Every campaign's results, read once per batch (the budgets are checked against them).
+    private var totals: [String: CampaignResults] = [:]
+    private var totalsLoaded = false
     private var touched: Set<String> = []
     private var latestTime = EventTime(millis: 0)
     private var registryLoaded = false
@@ -120,7 +122,7 @@ public final class CampaignsProcessor: StreamProcessor {
         try loadRegistryIfNeeded(batch.database)
         var member = try load(input.member, batch.database, since: input.time)
         let campaigns = registry.inEffect(at: input.time)
-        var totals = try loadTotals(batch.database)
+        try loadTotalsIfNeeded(batch.database)
         let decision: CampaignDecision
         switch input.body.input {
         case .registered(let data):
@@ -136,15 +138,13 @@ public final class CampaignsProcessor: StreamProcessor {
             // Events can arrive before the member's registration (another topic): they wait
             // for it, like the points service's, and are then applied in event-time order.
             guard member.registeredAt != nil else { return try park(input, batch) }
-            decision = decide(input.body.input, at: input.time, member: &member, campaigns: campaigns, totals: &totals)
+            decision = decide(input.body.input, at: input.time, member: &member, campaigns: campaigns)
         }
-        self.totals = totals
         try record(decision, member: member, cause: input.eventID, time: input.time, batch)
         if case .registered = input.body.input { try applyParkedEvents(of: input.member, batch) }
     }
 
-    private func decide(_ input: CampaignInput, at time: EventTime, member: inout CampaignMember, campaigns: [CampaignDefinition],
-                        totals: inout [String: CampaignResults]) -> CampaignDecision {
+    private func decide(_ input: CampaignInput, at time: EventTime, member: inout CampaignMember, campaigns: [CampaignDefinition]) -> CampaignDecision {
         switch input {
         case .paid(let order): rules.pay(order, at: time, member: &member, campaigns: campaigns, totals: &totals)
         case .refunded(let refund): rules.refund(refund, at: time, member: &member, totals: &totals)
@@ -166,9 +166,8 @@ public final class CampaignsProcessor: StreamProcessor {
             // It decoded when it arrived; the stored bytes are the same.
             guard let input = try? decode(parked) else { continue }
             var state = try load(member, batch.database, since: input.time)
-            var totals = try loadTotals(batch.database)
-            let decision = decide(input.body.input, at: input.time, member: &state, campaigns: registry.inEffect(at: input.time), totals: &totals)
-            self.totals = totals
+            try loadTotalsIfNeeded(batch.database)
+            let decision = decide(input.body.input, at: input.time, member: &state, campaigns: registry.inEffect(at: input.time))
             try record(decision, member: state, cause: input.eventID, time: input.time, batch)
         }
     }
@@ -180,7 +179,7 @@ public final class CampaignsProcessor: StreamProcessor {
         try loadRegistryIfNeeded(batch.database)
         var member = try load(timer.member, batch.database, since: timer.due)
         let campaigns = registry.inEffect(at: timer.due)
-        var totals = try loadTotals(batch.database)
+        try loadTotalsIfNeeded(batch.database)
         let decision: CampaignDecision
         let cause: String
         switch timer.kind {
@@ -193,7 +192,6 @@ public final class CampaignsProcessor: StreamProcessor {
         default:
             return
         }
-        self.totals = totals
         try record(decision, member: member, cause: cause, time: timer.due, batch)
     }
 
@@ -249,7 +247,7 @@ public final class CampaignsProcessor: StreamProcessor {
         for (id, entry) in members.sorted(by: { $0.key < $1.key }) where entry.changed {
             try save.run(.text(id), .blob(entry.member.encoded()), .blob(entry.member.tier.encoded(levels: levels)))
         }
-        if let totals, !touched.isEmpty {
+        if !touched.isEmpty {
             let saveResults = try database.prepare(
                 "INSERT INTO campaign_results(campaign, results) VALUES(?, ?) ON CONFLICT(campaign) DO UPDATE SET results = excluded.results")
             for campaign in touched.sorted() {
@@ -275,7 +273,8 @@ public final class CampaignsProcessor: StreamProcessor {
 
     private func forgetBatch() {
         members.removeAll(keepingCapacity: true)
-        totals = nil
+        totals = [:]
+        totalsLoaded = false
         touched.removeAll()
     }
 
@@ -356,16 +355,14 @@ public final class CampaignsProcessor: StreamProcessor {
         return try CampaignMember.decode(state, tier: try TierMember.decode(tier, levels: levels))
     }
 
-    private func loadTotals(_ database: Database) throws -> [String: CampaignResults] {
-        if let totals { return totals }
-        var loaded: [String: CampaignResults] = [:]
+    private func loadTotalsIfNeeded(_ database: Database) throws {
+        guard !totalsLoaded else { return }
         let rows = try database.prepare("SELECT campaign, results FROM campaign_results").query { ($0.string(0), $0.blob(1)) }
         for (campaign, raw) in rows {
             guard let object = try JSONValue.parse(raw).objectValue else { continue }
-            loaded[campaign] = try CampaignResults.read(object)
+            totals[campaign] = try CampaignResults.read(object)
         }
-        totals = loaded
-        return loaded
+        totalsLoaded = true
     }
 }
 
