@@ -13,6 +13,7 @@ public final class CampaignsProcessor: StreamProcessor {
     public let name = "campaigns"
     public let inputTopics = [Topics.members.name, Topics.orders.name, Topics.pointsLedger.name]
     public let sortedInputTopics: Set<String> = []
+    public let serviceInputTopics: Set<String> = [Topics.pointsLedger.name]
     public let broadcastTopics = [Topics.campaignDefinitions.name]
     public var migrations: [Migration] { CampaignsSchema.migrations }
 

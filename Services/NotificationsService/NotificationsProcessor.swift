@@ -13,6 +13,7 @@ public final class NotificationsProcessor: StreamProcessor {
     public let name = "notifications"
     public let inputTopics = [Topics.members.name, Topics.pointsLedger.name, Topics.tierChanges.name, Topics.campaignRewards.name]
     public let sortedInputTopics: Set<String> = []
+    public let serviceInputTopics: Set<String> = [Topics.pointsLedger.name, Topics.tierChanges.name, Topics.campaignRewards.name]
     public var migrations: [Migration] { NotificationsSchema.migrations }
     public let rules: NotificationRules
     private let logger: Logger?

@@ -169,6 +169,16 @@ public final class KafkaConsumer: @unchecked Sendable {
         return (low, high)
     }
 
+    /// The partition's low and high watermarks as the last fetch response reported them,
+    /// without asking the broker (nil: not known yet). Cheap: a lookup in librdkafka's cache.
+    public func cachedWatermarks(of partition: TopicPartition) -> (low: Int64, high: Int64)? {
+        var low: Int64 = -1
+        var high: Int64 = -1
+        let err = rd_kafka_get_watermark_offsets(handle, partition.topic, partition.partition, &low, &high)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, high >= 0 else { return nil }
+        return (low, high)
+    }
+
     /// Leaves the group (revoking partitions through the listener) and stops the consumer.
     public func close() {
         guard !closed else { return }

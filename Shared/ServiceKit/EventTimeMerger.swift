@@ -22,10 +22,16 @@ public struct MergeKey: Comparable, Sendable, Hashable {
 }
 
 /// Applies the records of every assigned partition in one event-time order, the way Kafka
-/// Streams synchronises the partitions of a task, across all of this instance's tasks:
+/// Streams synchronises the partitions of a task (KIP-695), across all of this instance's tasks:
 ///
-/// - The earliest head record goes first, but only once every partition either has a record
-///   buffered, has been read to its end, or has kept the merge waiting longer than the idle time.
+/// - The earliest head record goes first, but only once every other partition either has a
+///   record buffered or has been read to its end. A partition whose read position is behind
+///   the end the broker last reported (or whose end is not known yet) holds the merge for as
+///   long as it takes: records that exist are never passed over, however slow their fetch.
+/// - A partition read to its end holds the merge for the *grace* (`idleMilliseconds`) after it
+///   was found empty, for records its writers have not written yet, then is passed over until
+///   it has data again. Partitions of topics written by services (`serviceTopics`: commands,
+///   the ledger) have no grace: echoes synchronise them.
 /// - Partitions of *sorted* topics (where several writers interleave, like a service's command
 ///   topic) are kept sorted by key rather than in arrival order.
 /// - *Echoes*: a command this instance sent to one of its own partitions holds back every
@@ -38,14 +44,16 @@ public struct EventTimeMerger<Item> {
     public let topics: [String]
     /// Topics whose partitions are buffered sorted by key.
     public let sortedTopics: Set<String>
-    /// How long the merge waits for an empty partition that may still hold older records.
+    /// Topics written by services rather than shops: a partition read to its end never waits
+    /// for the grace.
+    public let serviceTopics: Set<String>
+    /// The grace: how long a partition read to its end holds the merge once found empty.
     public let idleMilliseconds: Int64
 
     /// Lanes in an array (indexed through `laneIndex`) so the hot loop reads them in place.
     private var lanes: [Lane] = []
     private var laneIndex: [TopicPartition: Int] = [:]
     private var echoes: [String: (key: MergeKey, partition: TopicPartition)] = [:]
-    private var blockedSince: Int64?
 
     struct Entry {
         var key: MergeKey
@@ -58,21 +66,37 @@ public struct EventTimeMerger<Item> {
         var fifo = FIFO<Entry>()
         var sorted = Heap<Entry> { $0.key < $1.key }
         var isSorted: Bool
+        var hasGrace: Bool
         let partition: TopicPartition
-        /// Everything the partition held has been read (what is buffered is the rest of it).
-        var caughtUp = false
+        /// The next offset the consumer will hand out (nil: not known yet).
+        var position: Int64?
+        /// The partition's end (high watermark) as the broker last reported it (nil: unknown).
+        var knownEnd: Int64?
+        /// When the lane, read to its end and empty, started holding the merge for the grace.
+        var idleSince: Int64?
+        /// When the lane, behind its end and empty, started holding the merge (for reports).
+        var heldSince: Int64?
         /// Offsets buffered and not yet handed out, for the committable offset.
         var pendingOffsets = Heap<Int64> { $0 < $1 }
         var releasedOffsets: Set<Int64> = []
-        var nextOffsetToRead: Int64?
 
         var count: Int { isSorted ? sorted.count : fifo.count }
         var headKey: MergeKey? { isSorted ? sorted.first?.key : fifo.first?.key }
 
+        /// Everything the partition held when the broker last reported its end has been read.
+        var isReadToEnd: Bool {
+            guard let position, let knownEnd else { return false }
+            return position >= knownEnd
+        }
+
         mutating func append(_ entry: Entry) {
             if isSorted { sorted.insert(entry) } else { fifo.append(entry) }
             pendingOffsets.insert(entry.offset)
-            nextOffsetToRead = max(nextOffsetToRead ?? 0, entry.offset + 1)
+            position = max(position ?? 0, entry.offset + 1)
+            // An end below what was just read is stale: the end is unknown until reported again.
+            if let end = knownEnd, end < position! { knownEnd = nil }
+            idleSince = nil
+            heldSince = nil
         }
 
         mutating func removeHead() -> Entry {
@@ -85,12 +109,13 @@ public struct EventTimeMerger<Item> {
         }
 
         /// The offset below which every record has been handed out.
-        var committableOffset: Int64? { pendingOffsets.first ?? nextOffsetToRead }
+        var committableOffset: Int64? { pendingOffsets.first ?? position }
     }
 
-    public init(topics: [String], sortedTopics: Set<String> = [], idleMilliseconds: Int64) {
+    public init(topics: [String], sortedTopics: Set<String> = [], serviceTopics: Set<String> = [], idleMilliseconds: Int64) {
         self.topics = topics
         self.sortedTopics = sortedTopics
+        self.serviceTopics = serviceTopics.union(sortedTopics)
         self.idleMilliseconds = idleMilliseconds
     }
 
@@ -106,10 +131,23 @@ public struct EventTimeMerger<Item> {
     /// Commands sent to this instance's own partitions that have not come back yet.
     public var pendingEchoes: Int { echoes.count }
 
-    /// Starts buffering these partitions (empty, not caught up).
-    public mutating func assign(_ partitions: [TopicPartition]) {
+    /// Partitions with nothing buffered: the ones whose end is worth asking about.
+    public var emptyPartitions: [TopicPartition] { lanes.filter { $0.count == 0 }.map(\.partition) }
+
+    /// Partitions that hold the merge although records exist (or may exist) in them, and for
+    /// how long they have, in milliseconds: a stalled input, for the progress log.
+    public func heldPartitions(now: Int64) -> [(partition: TopicPartition, milliseconds: Int64)] {
+        lanes.compactMap { lane in lane.heldSince.map { (lane.partition, now - $0) } }
+    }
+
+    /// Starts buffering these partitions (empty, end unknown), each read from its offset in
+    /// `positions` when known.
+    public mutating func assign(_ partitions: [TopicPartition], positions: [TopicPartition: Int64] = [:]) {
         for partition in partitions {
-            let lane = Lane(isSorted: sortedTopics.contains(partition.topic), partition: partition)
+            var lane = Lane(
+                isSorted: sortedTopics.contains(partition.topic), hasGrace: !serviceTopics.contains(partition.topic),
+                partition: partition)
+            lane.position = positions[partition]
             if let index = laneIndex[partition] {
                 lanes[index] = lane
             } else {
@@ -133,7 +171,6 @@ public struct EventTimeMerger<Item> {
     public mutating func add(_ item: Item, key: MergeKey, offset: Int64, from partition: TopicPartition) {
         guard let index = laneIndex[partition] else { return }
         lanes[index].append(Entry(key: key, offset: offset, item: item))
-        lanes[index].caughtUp = false
         if let echo = echoes[key.id], echo.partition == partition { echoes[key.id] = nil }
     }
 
@@ -144,11 +181,21 @@ public struct EventTimeMerger<Item> {
         echoes[key.id] = (key, partition)
     }
 
-    /// Notes that the partition has been read to its end: once its buffer drains, the merge
-    /// need not wait for it. A record arriving later clears the mark.
-    public mutating func markCaughtUp(_ partition: TopicPartition) {
+    /// Notes that the consumer has read the partition to its end, `offset` (the consumer's
+    /// end-of-partition event); nil: to the position of the last record buffered.
+    public mutating func markCaughtUp(_ partition: TopicPartition, at offset: Int64? = nil) {
         guard let index = laneIndex[partition] else { return }
-        lanes[index].caughtUp = true
+        let end = offset ?? lanes[index].position ?? 0
+        lanes[index].position = max(lanes[index].position ?? end, end)
+        lanes[index].knownEnd = end
+    }
+
+    /// Notes the partition's end as the broker last reported it (a fetch response's high
+    /// watermark). An end below the position is stale and ignored.
+    public mutating func updateEnd(_ partition: TopicPartition, to end: Int64) {
+        guard let index = laneIndex[partition], end >= 0 else { return }
+        if let position = lanes[index].position, end < position { return }
+        lanes[index].knownEnd = end
     }
 
     /// The offset to store for each partition: every record below it has been handed out.
@@ -159,31 +206,31 @@ public struct EventTimeMerger<Item> {
     }
 
     /// The next record to apply, or nil when everything is empty or waiting.
-    /// `now` is a monotonic clock in milliseconds (only for the idle time, never for a rule).
+    /// `now` is a monotonic clock in milliseconds (only for the grace and reports, never for a rule).
     public mutating func next(now: Int64) -> (item: Item, partition: TopicPartition)? {
         var best: Int?
-        var waitingForData = false
         for index in lanes.indices {
-            if let head = lanes[index].headKey {
-                if best == nil || head < lanes[best!].headKey! { best = index }
-            } else if !lanes[index].caughtUp {
-                waitingForData = true
-            }
+            if let head = lanes[index].headKey, best == nil || head < lanes[best!].headKey! { best = index }
         }
-        guard let chosen = best else {
-            blockedSince = nil
-            return nil
-        }
+        guard let chosen = best else { return nil }
         let chosenKey = lanes[chosen].headKey!
         // A command this instance sent that sorts earlier is still on its way.
         if !echoes.isEmpty, echoes.values.contains(where: { $0.key < chosenKey }) { return nil }
-        if waitingForData {
-            let since = blockedSince ?? now
-            blockedSince = since
-            if now - since < idleMilliseconds { return nil }
-        } else {
-            blockedSince = nil
+        var waiting = false
+        for index in lanes.indices where lanes[index].count == 0 {
+            if !lanes[index].isReadToEnd {
+                // Records exist (or may): wait for them, however long the fetch takes.
+                if lanes[index].heldSince == nil { lanes[index].heldSince = now }
+                waiting = true
+            } else {
+                lanes[index].heldSince = nil
+                guard lanes[index].hasGrace, idleMilliseconds > 0 else { continue }
+                let since = lanes[index].idleSince ?? now
+                lanes[index].idleSince = since
+                if now - since < idleMilliseconds { waiting = true }
+            }
         }
+        if waiting { return nil }
         let entry = lanes[chosen].removeHead()
         return (entry.item, lanes[chosen].partition)
     }

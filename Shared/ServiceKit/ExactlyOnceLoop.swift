@@ -41,7 +41,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         checkpointer = try WALCheckpointer(path: configuration.databasePath, intervalMilliseconds: 200, logger: logger)
         merger = EventTimeMerger(
             topics: processor.inputTopics, sortedTopics: processor.sortedInputTopics,
-            idleMilliseconds: configuration.taskIdleMilliseconds)
+            serviceTopics: processor.serviceInputTopics, idleMilliseconds: configuration.taskIdleMilliseconds)
         let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: configuration.bootstrapServers))
         relay = OutboxRelay(producer: producer, logger: logger)
     }
@@ -69,6 +69,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             pollInto(maxRecords: configuration.maxBatchRecords, timeoutMilliseconds: 20)
             if let startupError { throw startupError }
             try relay.poll()
+            refreshEnds()
             let first = merger.next(now: monotonicMilliseconds())
             var wallClock: EventTime?
             if configuration.timerMode == .wallClock {
@@ -90,6 +91,9 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                     "deadLettered": String(totals.deadLettered), "timersFired": String(totals.timersFired),
                     "buffered": String(merger.bufferedCount), "outboxInFlight": String(relay.inFlightCount),
                     "echoesPending": String(merger.pendingEchoes),
+                    "heldBy": merger.heldPartitions(now: now)
+                        .sorted { $0.partition.description < $1.partition.description }
+                        .map { "\($0.partition)(\($0.milliseconds) ms)" }.joined(separator: ","),
                 ])
                 lastReport = now
             }
@@ -195,11 +199,19 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                     consumer.pause([partition])
                     paused.insert(partition)
                 }
-            case .endOfPartition(let partition, _):
-                merger.markCaughtUp(partition)
+            case .endOfPartition(let partition, let offset):
+                merger.markCaughtUp(partition, at: offset)
             case .error(let error):
                 logger.warning("consumer error", ["error": error.description])
             }
+        }
+    }
+
+    /// Tells the merge where the broker last said each empty partition ends, so a partition
+    /// with records fetched but not yet polled holds the merge.
+    private func refreshEnds() {
+        for partition in merger.emptyPartitions {
+            if let marks = consumer.cachedWatermarks(of: partition) { merger.updateEnd(partition, to: marks.high) }
         }
     }
 
@@ -229,7 +241,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 }
             }
             applier.forget(tasks: partitions.map(\.partition))
-            merger.assign(partitions)
+            merger.assign(partitions, positions: offsets)
             for echo in try applier.storedEchoes(partitions) { merger.expectEcho(echo.key, on: echo.partition) }
             // Rows another instance committed but did not publish (an echo awaited here among them).
             let republished = try relay.republishUnsent(from: applier.database)

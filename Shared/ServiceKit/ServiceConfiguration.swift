@@ -40,8 +40,9 @@ public struct ServiceConfiguration: Sendable {
     public var groupID: String
     /// `LOYALTY_TIMERS`: `stream` (default) or `wall-clock`.
     public var timerMode: TimerMode
-    /// `LOYALTY_TASK_IDLE_MS`, default 1000: how long a task waits for a partition that may
-    /// still hold older records before applying what it has.
+    /// `LOYALTY_TASK_IDLE_MS`, default 0: the grace a shop partition read to its end holds the
+    /// merge, for records its writer has not written yet (Kafka Streams' `max.task.idle.ms`).
+    /// A partition known to hold unread records always holds the merge, whatever this is.
     public var taskIdleMilliseconds: Int64
     /// `LOYALTY_BATCH_RECORDS`, default 2000: records applied in one transaction at most.
     public var maxBatchRecords: Int
@@ -97,7 +98,7 @@ public struct ServiceConfiguration: Sendable {
             programFile: value("LOYALTY_PROGRAM_FILE"),
             groupID: value("LOYALTY_GROUP_ID") ?? "loyalty-\(service)",
             timerMode: timerMode,
-            taskIdleMilliseconds: Int64(try integer("LOYALTY_TASK_IDLE_MS", default: 1000, range: 0...600_000)),
+            taskIdleMilliseconds: Int64(try integer("LOYALTY_TASK_IDLE_MS", default: 0, range: 0...600_000)),
             maxBatchRecords: try integer("LOYALTY_BATCH_RECORDS", default: 2000, range: 1...1_000_000),
             synchronous: synchronous,
             sessionTimeoutMilliseconds: try integer("LOYALTY_SESSION_TIMEOUT_MS", default: 6000, range: 1000...300_000),

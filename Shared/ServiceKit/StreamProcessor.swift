@@ -70,6 +70,10 @@ public protocol StreamProcessor: AnyObject {
     /// Input topics several writers interleave (a command topic): their partitions are
     /// buffered sorted by (time, rank, id) instead of in arrival order.
     var sortedInputTopics: Set<String> { get }
+    /// Input topics written by services rather than shops (commands, another service's
+    /// output): a partition of these read to its end does not hold the merge for the grace.
+    /// Sorted topics are always among them.
+    var serviceInputTopics: Set<String> { get }
     /// The service's own tables, versions 100 and up.
     var migrations: [Migration] { get }
 
@@ -95,6 +99,7 @@ public protocol StreamProcessor: AnyObject {
 }
 
 extension StreamProcessor {
+    public var serviceInputTopics: Set<String> { sortedInputTopics }
     public var broadcastTopics: [String] { [] }
     public func applyBroadcast(_ record: ConsumedRecord, in batch: Batch) throws {}
 }

@@ -19,7 +19,7 @@ import Testing
     }
 
     @Test func appliesPartitionsInEventTimeOrder() {
-        var merger = EventTimeMerger<String>(topics: ["a", "b"], idleMilliseconds: 1000)
+        var merger = EventTimeMerger<String>(topics: ["a", "b"], idleMilliseconds: 0)
         merger.assign([a0, b0])
         merger.add("a@10", key: key(10, 0, "a10"), offset: 0, from: a0)
         merger.add("a@30", key: key(30, 0, "a30"), offset: 1, from: a0)
@@ -56,17 +56,69 @@ import Testing
         #expect(drain(&merger) == ["x-b", "y-a"])
     }
 
-    @Test func waitsForAnEmptyPartitionUntilTheIdleTimePasses() {
+    @Test func aPartitionBehindItsEndHoldsTheMergeHoweverLong() {
         var merger = EventTimeMerger<String>(topics: ["a", "b"], idleMilliseconds: 500)
-        merger.assign([a0, b0])
+        merger.assign([a0, b0], positions: [b0: 3])
         merger.add("a@10", key: key(10, 0, "a"), offset: 0, from: a0)
-        #expect(merger.next(now: 1000) == nil)  // b0 not read to its end yet: wait
-        #expect(merger.next(now: 1499) == nil)
-        #expect(merger.next(now: 1500)?.item == "a@10")
+        merger.markCaughtUp(a0)
+        // b0's end is not known yet: it may hold something earlier, so wait, with no time limit.
+        #expect(merger.next(now: 1000) == nil)
+        #expect(merger.next(now: 10_000_000) == nil)
+        #expect(merger.heldPartitions(now: 10_000_500).map(\.partition) == [b0])
+        #expect(merger.heldPartitions(now: 10_000_500).map(\.milliseconds) == [9_999_500])
+        // The broker says b0 ends at 5 while we stand at 3: two records are on their way.
+        merger.updateEnd(b0, to: 5)
+        #expect(merger.next(now: 20_000_000) == nil)
+        // Read to its end: now only the grace is left, counted from when it was found empty.
+        merger.markCaughtUp(b0, at: 5)
+        #expect(merger.next(now: 30_000_000) == nil)
+        #expect(merger.heldPartitions(now: 30_000_000).isEmpty)
+        #expect(merger.next(now: 30_000_499) == nil)
+        #expect(merger.next(now: 30_000_500)?.item == "a@10")
+    }
+
+    @Test func recordsFetchedButNotYetPolledHoldTheMerge() {
+        var merger = EventTimeMerger<String>(topics: ["a", "b"], idleMilliseconds: 0)
+        merger.assign([a0, b0], positions: [a0: 0, b0: 0])
+        merger.markCaughtUp(b0, at: 0)
+        merger.add("a@10", key: key(10, 0, "a10"), offset: 0, from: a0)
+        merger.add("a@20", key: key(20, 0, "a20"), offset: 1, from: a0)
+        merger.markCaughtUp(a0, at: 2)
+        #expect(merger.next(now: 0)?.item == "a@10")
+        // A fetch reported b0's end at 1: its record is in the client's queue, not here yet.
+        merger.updateEnd(b0, to: 1)
+        #expect(merger.next(now: 0) == nil)
+        merger.add("b@15", key: key(15, 0, "b15"), offset: 0, from: b0)
+        #expect(drain(&merger) == ["b@15", "a@20"])
+        // A stale end (below what was read) changes nothing.
+        merger.updateEnd(b0, to: 0)
+        #expect(merger.committableOffsets[b0] == 1)
+    }
+
+    @Test func aRecordPastTheKnownEndMakesTheEndUnknownAgain() {
+        var merger = EventTimeMerger<String>(topics: ["a", "b"], idleMilliseconds: 0)
+        merger.assign([a0, b0])
+        merger.markCaughtUp(b0, at: 4)
+        merger.add("b@5", key: key(5, 0, "b5"), offset: 4, from: b0)
+        merger.add("a@10", key: key(10, 0, "a10"), offset: 0, from: a0)
+        merger.markCaughtUp(a0, at: 1)
+        // b0 has grown past the end last reported: it may hold more before a@10.
+        #expect(drain(&merger) == ["b@5"])
+        merger.markCaughtUp(b0, at: 5)
+        #expect(drain(&merger) == ["a@10"])
+    }
+
+    @Test func servicePartitionsReadToTheirEndHaveNoGrace() {
+        var merger = EventTimeMerger<String>(topics: ["a", "ledger"], serviceTopics: ["ledger"], idleMilliseconds: 60_000)
+        merger.assign([a0, TopicPartition(topic: "ledger", partition: 0)])
+        merger.markCaughtUp(TopicPartition(topic: "ledger", partition: 0), at: 0)
+        merger.add("a@10", key: key(10, 0, "a10"), offset: 0, from: a0)
+        merger.markCaughtUp(a0, at: 1)
+        #expect(merger.next(now: 0)?.item == "a@10")
     }
 
     @Test func allTasksOfTheInstanceShareOneOrder() {
-        var merger = EventTimeMerger<String>(topics: ["a", "b"], idleMilliseconds: 10_000)
+        var merger = EventTimeMerger<String>(topics: ["a", "b"], idleMilliseconds: 0)
         merger.assign([a0, b0, a1, b1])
         merger.add("t1-a@50", key: key(50, 0, "1a"), offset: 0, from: a1)
         merger.add("t0-a@10", key: key(10, 0, "0a"), offset: 0, from: a0)
