@@ -56,12 +56,12 @@ public final class CampaignsProcessor: StreamProcessor {
         if record.topic == Topics.pointsLedger.name, let value = record.value, !value.contains(Self.earnedMarker) {
             return .passedOver(record, body: CampaignRecord(input: .ignored, record: record))
         }
-        let (event, raw) = try record.cloudEvent()
+        let (event, _) = try record.cloudEvent()
         let member = try event.member(keyedBy: record.keyString)
         let body = try Self.body(of: event, topic: record.topic)
         var decoded = Decoded(
             eventID: event.id, time: event.time, rank: EventType.rank(of: event.type), member: member,
-            payloadHash: payloadHash(raw), body: CampaignRecord(input: body, record: record))
+            payloadHash: canonicalPayloadHash(event), body: CampaignRecord(input: body, record: record))
         if case .ignored = body { decoded.isRelevant = false }
         if record.topic == Topics.pointsLedger.name {
             decoded.rank = 5
@@ -127,9 +127,17 @@ public final class CampaignsProcessor: StreamProcessor {
         let decision: CampaignDecision
         switch input.body.input {
         case .registered(let data):
-            decision = (try? rules.register(data, at: input.time, member: &member, campaigns: campaigns)) ?? CampaignDecision()
+            do {
+                decision = try rules.register(data, at: input.time, member: &member, campaigns: campaigns)
+            } catch {
+                return try batch.deadLetter(input.body.record, reason: Rejection(code: "invalid-event", detail: "data.\(error)"))
+            }
         case .updated(let data):
-            decision = (try? rules.update(data, at: input.time, member: &member)) ?? CampaignDecision()
+            do {
+                decision = try rules.update(data, at: input.time, member: &member)
+            } catch {
+                return try batch.deadLetter(input.body.record, reason: Rejection(code: "invalid-event", detail: "data.\(error)"))
+            }
         case .closed:
             member.closed = true
             decision = CampaignDecision()
@@ -164,8 +172,12 @@ public final class CampaignsProcessor: StreamProcessor {
 
     private func applyParkedEvents(of member: String, _ batch: Batch) throws {
         for parked in try ParkedRecords.take(member: member, in: batch) {
-            // It decoded when it arrived; the stored bytes are the same.
-            guard let input = try? decode(parked) else { continue }
+            // It decoded when it arrived, but the service may have been restarted with other rules since.
+            let input: Decoded<CampaignRecord>
+            do { input = try decode(parked) } catch {
+                try batch.deadLetter(parked, reason: error)
+                continue
+            }
             var state = try load(member, batch.database, since: input.time)
             try loadTotalsIfNeeded(batch.database)
             let decision = decide(input.body.input, at: input.time, member: &state, campaigns: registry.inEffect(at: input.time))
@@ -339,7 +351,15 @@ public final class CampaignsProcessor: StreamProcessor {
         ).query { ($0.string(0), $0.int64(1), $0.int64(2), $0.optionalBlob(3)) }
         for (campaign, version, effective, raw) in rows {
             let definition = try raw.map { try CampaignDefinition.load(try JSONValue.parse($0), tiers: tierIDs) }
-            _ = try? registry.add(CampaignRegistry.Entry(campaign: campaign, version: version, effective: EventTime(millis: effective), definition: definition))
+            // Stored versions were checked against the registry when they arrived; one refused now
+            // means the defaults were changed under them at a restart: a configuration error.
+            do {
+                _ = try registry.add(CampaignRegistry.Entry(campaign: campaign, version: version, effective: EventTime(millis: effective), definition: definition))
+            } catch {
+                throw ConfigurationError(
+                    variable: "LOYALTY_CAMPAIGNS_FILE",
+                    problem: "the default campaigns conflict with version \(version) of \(campaign) stored from the definitions topic: \(error)")
+            }
         }
         self.registry = registry
         registryLoaded = true

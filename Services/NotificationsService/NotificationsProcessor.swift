@@ -41,11 +41,11 @@ public final class NotificationsProcessor: StreamProcessor {
             // Most of the ledger (releases, reversals, spending) calls for no message.
             return .passedOver(record, body: NotificationRecord(input: .ignored, record: record))
         }
-        let (event, raw) = try record.cloudEvent()
+        let (event, _) = try record.cloudEvent()
         let member = try event.member(keyedBy: record.keyString)
         let input = try input(of: event, topic: record.topic)
         var decoded = Decoded(
-            eventID: event.id, time: event.time, rank: rank(of: event.type), member: member, payloadHash: payloadHash(raw),
+            eventID: event.id, time: event.time, rank: rank(of: event.type), member: member, payloadHash: canonicalPayloadHash(event),
             body: NotificationRecord(input: input, record: record))
         if case .ignored = input { decoded.isRelevant = false }
         if record.topic != Topics.members.name { decoded.rank = 5 }
@@ -78,7 +78,10 @@ public final class NotificationsProcessor: StreamProcessor {
             return .earned(points: int("points"))
         case (Topics.pointsLedger.name, "points.expiry-warning"):
             try requireSource("loyalty/points")
-            let expiresAt = (try? EventTime.parse(text("expiresAt"))) ?? event.time
+            let expiresAt: EventTime
+            do { expiresAt = try EventTime.parse(text("expiresAt")) } catch {
+                throw Rejection(code: "invalid-event", detail: "data.expiresAt: \(error)")
+            }
             let lastDay = program.calendar.localDate(of: expiresAt.adding(milliseconds: -1))
             return .message(.pointsExpiring, ["points": String(int("points")), "lastDay": lastDay.description])
         case (Topics.pointsLedger.name, "points.redeemed"):
@@ -123,9 +126,13 @@ public final class NotificationsProcessor: StreamProcessor {
         var decision = NotificationDecision()
         switch input.body.input {
         case .registered(let data):
-            try? rules.register(data, member: &member)
+            do { try rules.register(data, member: &member) } catch {
+                return try batch.deadLetter(input.body.record, reason: Rejection(code: "invalid-event", detail: "data.\(error)"))
+            }
         case .updated(let data):
-            try? rules.update(data, member: &member)
+            do { try rules.update(data, member: &member) } catch {
+                return try batch.deadLetter(input.body.record, reason: Rejection(code: "invalid-event", detail: "data.\(error)"))
+            }
         case .closed:
             rules.close(member: &member)
             try ParkedRecords.discard(member: input.member, in: batch)
@@ -153,7 +160,12 @@ public final class NotificationsProcessor: StreamProcessor {
 
     private func applyParked(of id: String, _ batch: Batch) throws {
         for parked in try ParkedRecords.take(member: id, in: batch) {
-            guard let input = try? decode(parked) else { continue }
+            // It decoded when it arrived, but the service may have been restarted with other rules since.
+            let input: Decoded<NotificationRecord>
+            do { input = try decode(parked) } catch {
+                try batch.deadLetter(parked, reason: error)
+                continue
+            }
             var member = try load(id, batch.database)
             let decision = decide(input.body.input, cause: input.eventID, at: input.time, member: &member)
             try record(decision, member: member, batch)

@@ -61,7 +61,7 @@ public final class PointsProcessor: StreamProcessor {
         }
         return Decoded(
             eventID: event.id, time: event.time, rank: EventType.rank(of: event.type), member: member,
-            payloadHash: payloadHash(event.encoded()),
+            payloadHash: canonicalPayloadHash(event),
             body: PointsRecord(event: PointsEvent(id: event.id, time: event.time, member: member, input: input), raw: raw))
     }
 
@@ -282,16 +282,26 @@ public final class PointsProcessor: StreamProcessor {
     /// Applies the kept events of a member who just registered, in event-time order.
     private func applyParkedEvents(of member: String, _ batch: Batch) throws {
         let parked = try batch.database.prepare(
-            "SELECT seq, event_id, value FROM parked WHERE member = ? ORDER BY time, rank, seq"
-        ).query(.text(member)) { row in (seq: row.int64(0), eventID: row.string(1), value: row.blob(2)) }
+            "SELECT seq, event_id, value, topic, partition, record_offset FROM parked WHERE member = ? ORDER BY time, rank, seq"
+        ).query(.text(member)) { row in
+            (seq: row.int64(0), eventID: row.string(1), value: row.blob(2), topic: row.string(3), partition: Int32(row.int64(4)), offset: row.int64(5))
+        }
         guard !parked.isEmpty else { return }
         let delete = try batch.database.prepare("DELETE FROM parked WHERE seq = ?")
         for row in parked {
             try delete.run(.integer(row.seq))
             try batch.cancelTimers(member: member, kind: TimerKind.unknownMember, ref: row.eventID)
-            // It decoded when it arrived; the stored bytes are the same.
-            guard let event = try? CloudEvent.decode(row.value),
-                  let decoded = try? Self.decode(event, raw: row.value, key: member) else { continue }
+            // It decoded when it arrived, but the service may have been restarted with other rules since.
+            let decoded: Decoded<PointsRecord>
+            do throws(Rejection) {
+                let event: CloudEvent
+                do { event = try CloudEvent.decode(row.value) } catch { throw Rejection(code: error.code, detail: error.detail) }
+                decoded = try Self.decode(event, raw: row.value, key: member)
+            } catch {
+                let record = ConsumedRecord(topic: row.topic, partition: row.partition, offset: row.offset, key: Array(member.utf8), value: row.value)
+                try batch.deadLetter(record, reason: error)
+                continue
+            }
             var cached = try load(member, batch.database)
             let decision = rules.apply(decoded.body.event, to: &cached.account)
             try record(decision, into: &cached, batch)

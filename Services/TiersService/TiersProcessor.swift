@@ -46,7 +46,7 @@ public final class TiersProcessor: StreamProcessor {
         default: throw Rejection(code: "unknown-type", detail: "the tiers service does not read \(event.type) on \(record.topic)")
         }
         return Decoded(eventID: event.id, time: event.time, rank: EventType.rank(of: event.type), member: member,
-                       payloadHash: payloadHash(event.encoded()), body: body)
+                       payloadHash: canonicalPayloadHash(event), body: body)
     }
 
     public func apply(_ input: Decoded<TierInput>, in batch: Batch) throws {
