@@ -11,9 +11,13 @@ let usage = """
       demo                 start the embedded broker and every service, publish a sample stream of
                            members, orders, refunds and check-ins, and print each member's balance
                            and ledger summary
-      broker               run the embedded broker (librdkafka's mock cluster) until Ctrl-C, with
+      broker [--reset-state] [--fault SPEC]...
+                           run the embedded broker (librdkafka's mock cluster) until Ctrl-C, with
                            every catalogue topic; its address goes to <data dir>/broker.address
-      dev                  run the embedded broker and every service until Ctrl-C
+      dev [--reset-state] [--fault SPEC]...
+                           run the embedded broker and every service until Ctrl-C
+      fault SPEC           inject a fault (latency, broker down, request errors) into the running
+                           broker; `loyalty fault --help` lists them
       bench [--events N] [--members N] [--rate N] [--latency-seconds N]
                            measure the points pipeline against the raw Kafka and SQLite ceilings
                            (build with -c release first)
@@ -42,19 +46,6 @@ func bootstrapServers() throws -> String {
     throw CLIError("no broker address: start `loyalty broker` or set LOYALTY_BOOTSTRAP_SERVERS")
 }
 
-/// A new embedded broker starts empty, so service state left in the data directory from an
-/// earlier one would point past the end of its partitions: remove it.
-func removeStaleServiceState() {
-    for name in ServiceExecutables.names {
-        for suffix in ["", "-wal", "-shm"] {
-            let path = "\(dataDirectory)/\(name).sqlite\(suffix)"
-            if (try? FileManager.default.removeItem(atPath: path)) != nil, suffix.isEmpty {
-                say("removed \(path), the state of \(name) for an earlier embedded broker")
-            }
-        }
-    }
-}
-
 /// Blocks until SIGINT or SIGTERM.
 func waitForStop(_ stop: StopSignal, whileChildrenRun children: ChildProcesses? = nil) {
     while !stop.isRequested {
@@ -73,20 +64,18 @@ do {
     case "bench":
         try Bench.run(arguments: Array(arguments.dropFirst()))
     case "broker":
+        guard let options = try BrokerCommand.parse(Array(arguments.dropFirst()), usage: BrokerCommand.brokerUsage) else { break }
         let stop = StopSignal()
         stop.install()
-        removeStaleServiceState()
-        let broker = try EmbeddedBroker()
-        try EmbeddedBrokerAddress.write(broker.bootstrapServers, dataDirectory: dataDirectory)
+        let broker = try BrokerCommand.startBroker(options, dataDirectory: dataDirectory, stop: stop)
         say("embedded broker on \(broker.bootstrapServers) (written to \(EmbeddedBrokerAddress.path(dataDirectory: dataDirectory))); Ctrl-C stops it")
         waitForStop(stop)
-        try? FileManager.default.removeItem(atPath: EmbeddedBrokerAddress.path(dataDirectory: dataDirectory))
+        BrokerCommand.stopBroker(dataDirectory: dataDirectory)
     case "dev":
+        guard let options = try BrokerCommand.parse(Array(arguments.dropFirst()), usage: BrokerCommand.devUsage) else { break }
         let stop = StopSignal()
         stop.install()
-        removeStaleServiceState()
-        let broker = try EmbeddedBroker()
-        try EmbeddedBrokerAddress.write(broker.bootstrapServers, dataDirectory: dataDirectory)
+        let broker = try BrokerCommand.startBroker(options, dataDirectory: dataDirectory, stop: stop)
         say("embedded broker on \(broker.bootstrapServers)")
         let children = ChildProcesses()
         for name in ServiceExecutables.names {
@@ -96,8 +85,10 @@ do {
         say("running; Ctrl-C stops everything")
         waitForStop(stop, whileChildrenRun: children)
         let failed = children.stopAll()
-        try? FileManager.default.removeItem(atPath: EmbeddedBrokerAddress.path(dataDirectory: dataDirectory))
+        BrokerCommand.stopBroker(dataDirectory: dataDirectory)
         if !failed.isEmpty { throw CLIError("services that did not stop cleanly: \(failed.joined(separator: ", "))") }
+    case "fault":
+        try BrokerCommand.fault(Array(arguments.dropFirst()), dataDirectory: dataDirectory)
     case "publish":
         guard arguments.count == 2 else { throw CLIError("usage: loyalty publish <file>") }
         let published = try Publisher.publishFile(arguments[1], bootstrapServers: try bootstrapServers())

@@ -7,6 +7,9 @@ public struct ConsumerConfiguration: Sendable {
     public var groupID: String
     /// How long the group waits for a silent member before reassigning its partitions.
     public var sessionTimeoutMilliseconds: Int = 6_000
+    /// Where to read from when the offset to read is gone (below the log start or past the
+    /// end): `earliest`, or `error` to be told (a `.error` event for the partition) and decide.
+    public var offsetResetPolicy = "earliest"
     /// Extra librdkafka settings, applied last.
     public var extra: [String: String] = [:]
 
@@ -23,7 +26,7 @@ public struct ConsumerConfiguration: Sendable {
             // Offsets live in the service's database; Kafka-side commits are advisory only.
             ("enable.auto.commit", "false"),
             ("enable.auto.offset.store", "false"),
-            ("auto.offset.reset", "earliest"),
+            ("auto.offset.reset", offsetResetPolicy),
             // One instance owns partition p of every input topic: a whole task.
             ("partition.assignment.strategy", "range"),
             // End-of-partition events tell the event-time merge that a partition is caught up.
@@ -48,8 +51,9 @@ public enum ConsumerEvent: Sendable {
     case record(ConsumedRecord)
     /// The consumer has read everything the partition held when it fetched.
     case endOfPartition(TopicPartition, offset: Int64)
-    /// A client error; librdkafka retries most of them by itself.
-    case error(KafkaError)
+    /// A client error; librdkafka retries most of them by itself. `partition` and `offset`
+    /// are set for errors of one partition (an offset out of range, say).
+    case error(KafkaError, partition: TopicPartition?, offset: Int64)
 }
 
 /// Decides where assigned partitions start and learns of revoked ones. Both are called
@@ -134,7 +138,9 @@ public final class KafkaConsumer: @unchecked Sendable {
         case RD_KAFKA_RESP_ERR__PARTITION_EOF:
             return .endOfPartition(TopicPartition(topic: topic, partition: m.partition), offset: m.offset)
         default:
-            return .error(KafkaError(m.err, context: "consumer"))
+            let partition = topic.isEmpty || m.partition < 0 ? nil : TopicPartition(topic: topic, partition: m.partition)
+            let detail = m.payload.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: m.len), as: UTF8.self) }
+            return .error(KafkaError(m.err, context: detail ?? "consumer"), partition: partition, offset: m.offset)
         }
     }
 
@@ -169,6 +175,40 @@ public final class KafkaConsumer: @unchecked Sendable {
         return (low, high)
     }
 
+    /// The first and next offsets of each partition, asked of the broker in two requests
+    /// (blocks up to the timeout for each).
+    public func logBounds(of partitions: [TopicPartition], timeoutMilliseconds: Int32 = 10_000) throws -> [TopicPartition: (low: Int64, high: Int64)] {
+        func ask(_ which: Int64) throws -> [TopicPartition: Int64] {
+            guard !partitions.isEmpty else { return [:] }
+            let list = rd_kafka_topic_partition_list_new(Int32(partitions.count))!
+            defer { rd_kafka_topic_partition_list_destroy(list) }
+            for partition in partitions {
+                rd_kafka_topic_partition_list_add(list, partition.topic, partition.partition)?.pointee.offset = which
+            }
+            let err = rd_kafka_offsets_for_times(handle, list, timeoutMilliseconds)
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "cannot read the bounds of \(partitions.count) partitions") }
+            var result: [TopicPartition: Int64] = [:]
+            for index in 0..<Int(list.pointee.cnt) {
+                let element = list.pointee.elems[index]
+                let partition = TopicPartition(topic: String(cString: element.topic), partition: element.partition)
+                if element.err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(element.err, context: "cannot read the bounds of \(partition)") }
+                result[partition] = element.offset
+            }
+            return result
+        }
+        // ListOffsets' special timestamps: -2 the log start, -1 the end.
+        let lows = try ask(Int64(RD_KAFKA_OFFSET_BEGINNING))
+        let highs = try ask(Int64(RD_KAFKA_OFFSET_END))
+        var bounds: [TopicPartition: (low: Int64, high: Int64)] = [:]
+        for partition in partitions {
+            guard let low = lows[partition], let high = highs[partition] else {
+                throw KafkaError(message: "the broker did not report the bounds of \(partition)")
+            }
+            bounds[partition] = (low, high)
+        }
+        return bounds
+    }
+
     /// The partition's low and high watermarks as the last fetch response reported them,
     /// without asking the broker (nil: not known yet). Cheap: a lookup in librdkafka's cache.
     public func cachedWatermarks(of partition: TopicPartition) -> (low: Int64, high: Int64)? {
@@ -177,6 +217,35 @@ public final class KafkaConsumer: @unchecked Sendable {
         let err = rd_kafka_get_watermark_offsets(handle, partition.topic, partition.partition, &low, &high)
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR, high >= 0 else { return nil }
         return (low, high)
+    }
+
+    /// The partition count of each of these topics, from the cluster's metadata. Throws when
+    /// a topic does not exist or reports an error.
+    public func partitionCounts(of topics: [String], timeoutMilliseconds: Int32 = 10_000) throws -> [String: Int32] {
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        let err = rd_kafka_metadata(handle, 1, nil, &metadata, timeoutMilliseconds)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else { throw KafkaError(err, context: "cannot read the cluster's metadata") }
+        defer { rd_kafka_metadata_destroy(metadata) }
+        var counts: [String: Int32] = [:]
+        for index in 0..<Int(metadata.pointee.topic_cnt) {
+            let topic = metadata.pointee.topics[index]
+            let name = String(cString: topic.topic)
+            guard topics.contains(name) else { continue }
+            if topic.err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(topic.err, context: "topic \(name)") }
+            counts[name] = topic.partition_cnt
+        }
+        for topic in topics where counts[topic] == nil {
+            throw KafkaError(message: "topic \(topic) does not exist in the cluster (create it; compose/create-topics.sh lists them)")
+        }
+        return counts
+    }
+
+    /// The id of the Kafka cluster the consumer is connected to, or nil if the broker did not
+    /// answer within the timeout.
+    public func clusterID(timeoutMilliseconds: Int32 = 10_000) -> String? {
+        guard let text = rd_kafka_clusterid(handle, timeoutMilliseconds) else { return nil }
+        defer { rd_kafka_mem_free(handle, text) }
+        return String(cString: text)
     }
 
     /// Leaves the group (revoking partitions through the listener) and stops the consumer.

@@ -18,6 +18,9 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
     }
 
     public var description: String { "kafka error \(code): \(message)" }
+
+    /// librdkafka's code for an offset outside the partition's log (with `auto.offset.reset=error`).
+    public static let offsetOutOfRange = RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET.rawValue
 }
 
 /// Applies key/value settings to a fresh librdkafka configuration object.

@@ -38,8 +38,9 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// Earliest timer due per task, as committed; `Int64.max` when there is none.
     private var earliestTimer: [Int32: Int64] = [:]
 
-    /// Partition count of the input topics (co-partitioned), to place commands sent to them.
-    public let partitionCount: Int32
+    /// Partition count of the input topics (co-partitioned), to place commands sent to them:
+    /// the catalogue's until the loop has read the real one from the cluster.
+    public var partitionCount: Int32
 
     public init(database: Database, processor: Processor, timerMode: TimerMode, partitionCount: Int32 = Topics.partitionCount) throws {
         self.database = database
@@ -59,6 +60,24 @@ public final class BatchApplier<Processor: StreamProcessor> {
             }
         }
         return result
+    }
+
+    /// The id of the Kafka cluster this store's offsets belong to, recorded on first use; a
+    /// store built from another cluster is refused, since its offsets mean nothing there.
+    public func claimCluster(_ clusterID: String) throws {
+        try database.transaction {
+            let known = try database.prepare("SELECT value FROM store_identity WHERE name = 'kafka-cluster-id'")
+                .queryOne(row: { $0.string(0) })
+            if let known, known != clusterID {
+                throw ConfigurationError(
+                    variable: "LOYALTY_DATABASE",
+                    problem: "\(database.configuration.path) was built from Kafka cluster \(known), but the broker is cluster \(clusterID): "
+                        + "its offsets mean nothing here. Point the service at its own cluster, or give it a fresh data directory")
+            }
+            if known == nil {
+                try database.prepare("INSERT INTO store_identity(name, value) VALUES('kafka-cluster-id', ?)").run(.text(clusterID))
+            }
+        }
     }
 
     /// Commands to these partitions that were sent and not applied yet.

@@ -7,24 +7,22 @@ import Messaging
 final class BroadcastReader: RebalanceListener {
     private var consumer: KafkaConsumer!
     private let logger: Logger
-    private let assigned: Set<TopicPartition>
+    private var assigned: Set<TopicPartition> = []
     private var caughtUp: Set<TopicPartition> = []
 
     init(configuration: ServiceConfiguration, topics: [String], logger: Logger,
          storedOffsets: ([TopicPartition]) throws -> [TopicPartition: Int64]) throws {
         self.logger = logger
-        var partitions: [TopicPartition] = []
-        for topic in topics {
-            guard let spec = Topics.spec(named: topic) else {
-                throw ConfigurationError(variable: "topics", problem: "\(topic) is not in the topic catalogue")
-            }
-            partitions += (0..<spec.partitions).map { TopicPartition(topic: topic, partition: $0) }
-        }
-        assigned = Set(partitions)
-        let offsets = try storedOffsets(partitions)
         consumer = try KafkaConsumer(
             ConsumerConfiguration(bootstrapServers: configuration.bootstrapServers, groupID: "\(configuration.groupID)-broadcast"),
             listener: self)
+        // Every partition the cluster has, whatever the catalogue's default.
+        var partitions: [TopicPartition] = []
+        for (topic, count) in try consumer.partitionCounts(of: topics) {
+            partitions += (0..<count).map { TopicPartition(topic: topic, partition: $0) }
+        }
+        assigned = Set(partitions)
+        let offsets = try storedOffsets(partitions)
         try consumer.assign(Dictionary(uniqueKeysWithValues: partitions.map { ($0, offsets[$0]) }))
     }
 
@@ -40,7 +38,7 @@ final class BroadcastReader: RebalanceListener {
             switch event {
             case .record(let record): records.append(record)
             case .endOfPartition(let partition, _): caughtUp.insert(partition)
-            case .error(let error): logger.warning("broadcast consumer error", ["error": error.description])
+            case .error(let error, _, _): logger.warning("broadcast consumer error", ["error": error.description])
             }
         }
         return records

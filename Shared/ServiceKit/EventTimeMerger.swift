@@ -53,7 +53,7 @@ public struct EventTimeMerger<Item> {
     /// Lanes in an array (indexed through `laneIndex`) so the hot loop reads them in place.
     private var lanes: [Lane] = []
     private var laneIndex: [TopicPartition: Int] = [:]
-    private var echoes: [String: (key: MergeKey, partition: TopicPartition)] = [:]
+    private var echoes: [String: (key: MergeKey, partition: TopicPartition, since: Int64)] = [:]
 
     struct Entry {
         var key: MergeKey
@@ -134,10 +134,15 @@ public struct EventTimeMerger<Item> {
     /// Partitions with nothing buffered: the ones whose end is worth asking about.
     public var emptyPartitions: [TopicPartition] { lanes.filter { $0.count == 0 }.map(\.partition) }
 
-    /// Partitions that hold the merge although records exist (or may exist) in them, and for
-    /// how long they have, in milliseconds: a stalled input, for the progress log.
-    public func heldPartitions(now: Int64) -> [(partition: TopicPartition, milliseconds: Int64)] {
-        lanes.compactMap { lane in lane.heldSince.map { (lane.partition, now - $0) } }
+    /// Partitions that held the merge the last time it was asked for a record, and for how long
+    /// they have, in milliseconds: behind their end (a stalled input), or read to their end
+    /// and within the grace. For the progress log.
+    public func heldPartitions(now: Int64) -> [(partition: TopicPartition, milliseconds: Int64, inGrace: Bool)] {
+        lanes.compactMap { lane in
+            if let since = lane.heldSince { return (lane.partition, now - since, false) }
+            if let since = lane.idleSince, lane.count == 0, now - since < idleMilliseconds { return (lane.partition, now - since, true) }
+            return nil
+        }
     }
 
     /// Starts buffering these partitions (empty, end unknown), each read from its offset in
@@ -176,9 +181,18 @@ public struct EventTimeMerger<Item> {
 
     /// Expects a command sent to an assigned partition to come back there; records that sort
     /// after it wait for it. Commands to partitions of other instances are not waited for.
-    public mutating func expectEcho(_ key: MergeKey, on partition: TopicPartition) {
+    /// `now` (the monotonic clock) dates the wait, for `overdueEchoes`.
+    public mutating func expectEcho(_ key: MergeKey, on partition: TopicPartition, now: Int64 = 0) {
         guard laneIndex[partition] != nil else { return }
-        echoes[key.id] = (key, partition)
+        echoes[key.id] = (key, partition, echoes[key.id]?.since ?? now)
+    }
+
+    /// Echoes awaited for longer than `milliseconds`, oldest first: a command that does not
+    /// come back (a topic the producer cannot reach, say) holds the merge, and the log says so.
+    public func overdueEchoes(now: Int64, after milliseconds: Int64) -> [(id: String, partition: TopicPartition, milliseconds: Int64)] {
+        echoes.filter { now - $0.value.since > milliseconds }
+            .map { ($0.key, $0.value.partition, now - $0.value.since) }
+            .sorted { ($0.milliseconds, $0.id) > ($1.milliseconds, $1.id) }
     }
 
     /// Notes that the consumer has read the partition to its end, `offset` (the consumer's

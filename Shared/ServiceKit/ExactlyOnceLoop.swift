@@ -16,10 +16,13 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     private var broadcast: BroadcastReader?
     private let relay: OutboxRelay
     private let checkpointer: WALCheckpointer
+    /// Tells `loyalty broker --reset-state` that the database is open here.
+    private let useLock: FileUseLock
     private var merger: EventTimeMerger<PolledRecord<Processor.Body>>
     private var paused: Set<TopicPartition> = []
     private var committedOffsets: [TopicPartition: Int64] = [:]
     private var startupError: Error?
+    private var everAssigned = false
     /// Records a partition may buffer before it is paused (the merge waits on its siblings).
     private let pauseThreshold = 50_000
 
@@ -35,6 +38,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         }
         let database = try Database(DatabaseConfiguration(path: configuration.databasePath, synchronous: configuration.synchronous))
+        useLock = try FileUseLock(path: configuration.databasePath)
         applier = try BatchApplier(database: database, processor: processor, timerMode: configuration.timerMode)
         // Checkpoints happen on a connection of their own, not inside the loop's commits.
         try database.execute("PRAGMA wal_autocheckpoint = 0")
@@ -56,14 +60,19 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             "group": configuration.groupID, "topics": processor.inputTopics.joined(separator: ","),
             "timers": configuration.timerMode.rawValue, "republished": String(republished),
         ])
-        if !processor.broadcastTopics.isEmpty { try catchUpWithBroadcastTopics(processor.broadcastTopics) }
         var consumerConfiguration = ConsumerConfiguration(bootstrapServers: configuration.bootstrapServers, groupID: configuration.groupID)
         consumerConfiguration.sessionTimeoutMilliseconds = configuration.sessionTimeoutMilliseconds
+        // A lost offset is the loop's to report, never librdkafka's to skip over.
+        consumerConfiguration.offsetResetPolicy = "error"
         consumer = try KafkaConsumer(consumerConfiguration, listener: self)
+        guard try claimCluster() else { return }
+        applier.partitionCount = try coPartitionedCount(of: processor.inputTopics)
+        if !processor.broadcastTopics.isEmpty { try catchUpWithBroadcastTopics(processor.broadcastTopics) }
         try consumer.subscribe(processor.inputTopics)
 
         var lastReport = monotonicMilliseconds()
         var lastCommit = lastReport
+        let subscribedAt = lastReport
         while !stop.isRequested {
             try applyBroadcastRecords(timeoutMilliseconds: 0)
             pollInto(maxRecords: configuration.maxBatchRecords, timeoutMilliseconds: 20)
@@ -93,8 +102,22 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                     "echoesPending": String(merger.pendingEchoes),
                     "heldBy": merger.heldPartitions(now: now)
                         .sorted { $0.partition.description < $1.partition.description }
-                        .map { "\($0.partition)(\($0.milliseconds) ms)" }.joined(separator: ","),
+                        .map { "\($0.partition)(\($0.inGrace ? "grace" : "unread records") \($0.milliseconds) ms)" }.joined(separator: ","),
                 ])
+                let overdue = merger.overdueEchoes(now: now, after: 30_000)
+                if let oldest = overdue.first {
+                    logger.warning("commands sent to this service have not come back", [
+                        "count": String(overdue.count), "oldest": oldest.id, "partition": oldest.partition.description,
+                        "seconds": String(oldest.milliseconds / 1000),
+                    ])
+                }
+                if !everAssigned {
+                    logger.warning("no partitions assigned yet", [
+                        "seconds": String((now - subscribedAt) / 1000), "group": configuration.groupID,
+                        "hint": "the group may be refusing this member (a session timeout outside the broker's bounds, "
+                            + "an unreachable coordinator), or other instances own every task",
+                    ])
+                }
                 lastReport = now
             }
         }
@@ -106,6 +129,35 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         broadcast?.close()
         checkpointer.stop()
         logger.info("stopped", ["applied": String(totals.applied), "outboxDrained": String(drained)])
+    }
+
+    /// Waits for the cluster to answer (saying so in the log while it does not) and checks that
+    /// the store belongs to it. False when a stop was requested first.
+    private func claimCluster() throws -> Bool {
+        while !stop.isRequested {
+            if let clusterID = consumer.clusterID(timeoutMilliseconds: 5_000) {
+                try applier.claimCluster(clusterID)
+                logger.info("connected", ["cluster": clusterID])
+                return true
+            }
+            logger.error("cannot reach the Kafka cluster; retrying", ["bootstrap": configuration.bootstrapServers])
+        }
+        return false
+    }
+
+    /// The partition count the input topics share, from the cluster. Topics with different
+    /// counts would put one member on different tasks: refuse to start, naming them.
+    private func coPartitionedCount(of topics: [String]) throws -> Int32 {
+        let counts = try consumer.partitionCounts(of: topics)
+        guard let count = counts.values.first, counts.values.allSatisfy({ $0 == count }) else {
+            throw ConfigurationError(
+                variable: "topics",
+                problem: "the input topics are not co-partitioned: "
+                    + counts.sorted { $0.key < $1.key }.map { "\($0.key) has \($0.value)" }.joined(separator: ", ")
+                    + "; every input topic of a service needs the same partition count")
+        }
+        logger.info("input topics co-partitioned", ["partitions": String(count)])
+        return count
     }
 
     /// Reads the broadcast topics to their end before any task record is applied, so that a
@@ -144,7 +196,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         let now = monotonicMilliseconds()
         let outcome = try applier.apply(
             nextRecord: { newEchoes in
-                for echo in newEchoes { merger.expectEcho(echo.key, on: echo.partition) }
+                for echo in newEchoes { merger.expectEcho(echo.key, on: echo.partition, now: now) }
                 if let record = pending {
                     pending = nil
                     pulled += 1
@@ -158,7 +210,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             deliveredOutbox: delivered, wallClock: wallClock, tasks: merger.assignedTasks)
         relay.deleted(delivered.count)
         committedOffsets.merge(merger.committableOffsets) { $1 }
-        for echo in outcome.echoes { merger.expectEcho(echo.key, on: echo.partition) }
+        for echo in outcome.echoes { merger.expectEcho(echo.key, on: echo.partition, now: now) }
         if let marker = configuration.faultKillAfterCommit.map({ Array($0.utf8) }),
            outcome.outbox.contains(where: { $0.value.map { $0.contains(marker) } ?? false }) {
             logger.warning("LOYALTY_FAULT_KILL_AFTER_COMMIT: killing the process after commit, before publishing")
@@ -170,6 +222,19 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         totals.skippedBehindOffset += outcome.skippedBehindOffset
         totals.timersFired += outcome.timersFired
         try relay.publish(outcome.outbox)
+        try boundWriteAheadLog()
+    }
+
+    /// Keeps the write-ahead log within `LOYALTY_WAL_LIMIT_MB`. The checkpointer's passive
+    /// checkpoints never block the loop, but under a steady stream of commits they never catch
+    /// up either, and SQLite restarts the log only after a checkpoint that did. So past the
+    /// limit the loop checkpoints itself, between batches, and truncates the log.
+    private func boundWriteAheadLog() throws {
+        guard configuration.walLimitBytes > 0 else { return }
+        var info = stat()
+        guard stat(configuration.databasePath + "-wal", &info) == 0, Int64(info.st_size) > configuration.walLimitBytes else { return }
+        let busy = try applier.database.prepare("PRAGMA wal_checkpoint(TRUNCATE)").queryOne { $0.int64(0) } ?? 1
+        if busy != 0 { logger.debug("WAL over its limit; checkpoint busy, retrying after the next batch") }
     }
 
     /// Moves up to `maxRecords` records from Kafka into the merge buffers.
@@ -201,7 +266,13 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 }
             case .endOfPartition(let partition, let offset):
                 merger.markCaughtUp(partition, at: offset)
-            case .error(let error):
+            case .error(let error, let partition, let offset):
+                if error.code == KafkaError.offsetOutOfRange, let partition {
+                    startupError = inputLost(partition, readingAt: offset)
+                    logger.error("input lost", ["error": "\(startupError!)"])
+                    stop.request()
+                    return
+                }
                 logger.warning("consumer error", ["error": error.description])
             }
         }
@@ -213,6 +284,12 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         for partition in merger.emptyPartitions {
             if let marks = consumer.cachedWatermarks(of: partition) { merger.updateEnd(partition, to: marks.high) }
         }
+    }
+
+    /// The error for a partition whose records from `offset` on are gone from the broker.
+    private func inputLost(_ partition: TopicPartition, readingAt offset: Int64) -> Error {
+        let marks = try? consumer.watermarks(of: partition)
+        return InputLostError(partition: partition, offset: offset, logStart: marks?.low, logEnd: marks?.high)
     }
 
     /// Resumes paused partitions whose buffers have drained.
@@ -230,22 +307,24 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         do {
             let offsets = try applier.storedOffsets(partitions)
             // An offset past the end means the state belongs to another cluster (say, an
-            // earlier embedded broker) or the broker lost data: refuse rather than skip records.
-            for (partition, offset) in offsets.sorted(by: { $0.key.description < $1.key.description }) {
-                let end = try consumer.watermarks(of: partition).high
-                if offset > end {
-                    throw ConfigurationError(
-                        variable: "LOYALTY_DATABASE",
-                        problem: "stored offset \(offset) of \(partition) is past the end of the partition (\(end)): "
-                            + "the database belongs to another Kafka cluster or the broker lost data; start with a fresh data directory")
+            // earlier embedded broker) or the broker lost data; one below the log start, or a
+            // partition never read whose beginning is gone, means records were deleted unread.
+            // Either way: refuse rather than skip records.
+            let bounds = try consumer.logBounds(of: partitions)
+            for partition in partitions.sorted(by: { $0.description < $1.description }) {
+                let marks = bounds[partition]!
+                let offset = offsets[partition] ?? 0
+                if offset > marks.high || offset < marks.low {
+                    throw InputLostError(partition: partition, offset: offset, logStart: marks.low, logEnd: marks.high)
                 }
             }
             applier.forget(tasks: partitions.map(\.partition))
             merger.assign(partitions, positions: offsets)
-            for echo in try applier.storedEchoes(partitions) { merger.expectEcho(echo.key, on: echo.partition) }
+            for echo in try applier.storedEchoes(partitions) { merger.expectEcho(echo.key, on: echo.partition, now: monotonicMilliseconds()) }
             // Rows another instance committed but did not publish (an echo awaited here among them).
             let republished = try relay.republishUnsent(from: applier.database)
             if republished > 0 { logger.info("republished unsent outbox rows", ["rows": String(republished)]) }
+            everAssigned = true
             logger.info("partitions assigned", ["partitions": partitions.map(\.description).sorted().joined(separator: ",")])
             return offsets
         } catch {
@@ -263,6 +342,31 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         paused.subtract(partitions)
         for partition in partitions { committedOffsets[partition] = nil }
         logger.info("partitions revoked", ["partitions": partitions.map(\.description).sorted().joined(separator: ",")])
+    }
+}
+
+/// Records a service must read are not in the broker: deleted by retention before the
+/// service read them, or the store's offsets belong to another cluster.
+public struct InputLostError: Error, CustomStringConvertible {
+    public var partition: TopicPartition
+    /// The next offset the service must read.
+    public var offset: Int64
+    /// The partition's first and next offsets, when the broker answered.
+    public var logStart: Int64?
+    public var logEnd: Int64?
+
+    public var description: String {
+        guard let logStart, let logEnd else {
+            return "\(partition): cannot read from offset \(offset), which the broker no longer holds; stopping rather than skip records"
+        }
+        if offset > logEnd {
+            return "\(partition): the stored offset \(offset) is past the end of the partition (\(logEnd)): the store belongs to "
+                + "another Kafka cluster or the broker lost data; stopping rather than skip records. Start with a fresh data directory "
+                + "only if that is what you mean"
+        }
+        return "\(partition): records \(offset)..<\(logStart) were deleted (retention) before the service read them; the partition "
+            + "now holds \(logStart)..<\(logEnd). Stopping rather than skip them: republish what was lost, or restore the store, "
+            + "before starting again"
     }
 }
 

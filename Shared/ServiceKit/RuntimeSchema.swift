@@ -73,5 +73,12 @@ public enum RuntimeSchema {
             );
             CREATE INDEX parked_records_by_member ON parked_records(member, time, rank, event_id);
             """),
+        Migration(version: 4, name: "store identity", sql: """
+            -- Facts about where the store comes from: the Kafka cluster id its offsets belong to.
+            CREATE TABLE store_identity(
+                name TEXT PRIMARY KEY,
+                value TEXT NOT NULL
+            ) WITHOUT ROWID;
+            """),
     ]
 }

@@ -49,8 +49,13 @@ public struct ServiceConfiguration: Sendable {
     /// `LOYALTY_SQLITE_SYNCHRONOUS`: `normal` (default; survives process crashes) or `full`
     /// (also survives power loss).
     public var synchronous: DatabaseConfiguration.Synchronous
-    /// `LOYALTY_SESSION_TIMEOUT_MS`, default 6000: how soon the group reassigns a dead instance's partitions.
+    /// `LOYALTY_SESSION_TIMEOUT_MS`, default 6000, from 3000 to 300000: how soon the group
+    /// reassigns a dead instance's partitions. Apache Kafka refuses less than its
+    /// `group.min.session.timeout.ms` (6000 by default); shorter ones churn the group.
     public var sessionTimeoutMilliseconds: Int
+    /// `LOYALTY_WAL_LIMIT_MB`, default 64: past this size the loop checkpoints the write-ahead
+    /// log itself and truncates it (0: never; the background checkpointer alone).
+    public var walLimitBytes: Int64
     /// `LOYALTY_LOG_LEVEL`: `debug`, `info` (default), `warning`, `error`.
     public var logLevel: LogLevel
     /// `LOYALTY_FAULT_KILL_AFTER_COMMIT`, for failure tests only: the service kills itself
@@ -101,7 +106,8 @@ public struct ServiceConfiguration: Sendable {
             taskIdleMilliseconds: Int64(try integer("LOYALTY_TASK_IDLE_MS", default: 0, range: 0...600_000)),
             maxBatchRecords: try integer("LOYALTY_BATCH_RECORDS", default: 2000, range: 1...1_000_000),
             synchronous: synchronous,
-            sessionTimeoutMilliseconds: try integer("LOYALTY_SESSION_TIMEOUT_MS", default: 6000, range: 1000...300_000),
+            sessionTimeoutMilliseconds: try integer("LOYALTY_SESSION_TIMEOUT_MS", default: 6000, range: 3000...300_000),
+            walLimitBytes: Int64(try integer("LOYALTY_WAL_LIMIT_MB", default: 64, range: 0...65_536)) * 1_048_576,
             logLevel: logLevel,
             faultKillAfterCommit: value("LOYALTY_FAULT_KILL_AFTER_COMMIT"))
     }

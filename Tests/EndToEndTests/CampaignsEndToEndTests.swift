@@ -81,7 +81,7 @@ extension EndToEnd {
             defer { reader.close() }
             let environment = [
                 "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path,
-                "LOYALTY_SESSION_TIMEOUT_MS": "3000", "LOYALTY_TASK_IDLE_MS": "2000",
+                "LOYALTY_SESSION_TIMEOUT_MS": "3000",
             ]
             let services = ["points", "tiers", "campaigns"].map {
                 ServiceProcess(name: $0, environment: environment, log: directory.appendingPathComponent("\($0).log"))

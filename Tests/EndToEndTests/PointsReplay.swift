@@ -31,7 +31,6 @@ enum PointsReplay {
 
         var environment = [
             "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path,
-            "LOYALTY_TASK_IDLE_MS": "10000",
         ]
         if let programFile { environment["LOYALTY_PROGRAM_FILE"] = programFile.path }
         // Read the ledger while it is written: the embedded broker keeps only about 5 MiB a partition.

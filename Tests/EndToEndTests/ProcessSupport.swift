@@ -33,9 +33,13 @@ final class ServiceProcess {
         return url
     }
 
-    func start() throws {
+    func start() throws { try startWith(arguments: []) }
+
+    /// Starts the executable with command-line arguments (for `loyalty`).
+    func startWith(arguments: [String]) throws {
         let process = Process()
         process.executableURL = try Self.executable(name)
+        process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         if !FileManager.default.fileExists(atPath: log.path) { _ = FileManager.default.createFile(atPath: log.path, contents: nil) }
         let handle = try FileHandle(forWritingTo: log)

@@ -1,47 +1,119 @@
 import Foundation
 import LoyaltyDomain
 import Messaging
+import Storage
 import Testing
 
 extension EndToEnd {
-    /// A service whose database belongs to another cluster refuses to start instead of
-    /// skipping the new cluster's records as if it had applied them.
+    /// Input is never skipped silently: a store from another cluster, records deleted by
+    /// retention before the service read them, and `loyalty broker` beside running services.
     @Suite struct StaleStateTests {
-        func publishRegistrations(_ broker: EmbeddedBroker, count: Int) throws {
+        func publish(_ broker: EmbeddedBroker, count: Int, member: String = "same-member", padding: Int = 0, from first: Int = 0) throws {
             let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
-            for index in 0..<count {
-                let event = CloudEvent(id: "r\(index)", source: "shop", type: EventType.memberRegistered, time: EventTime(millis: 1_767_542_400_000),
-                                       subject: "same-member", data: .object(JSONObject()))
-                try producer.send(topic: Topics.members.name, key: Array("same-member".utf8), value: event.encoded())
+            let pad = String(repeating: "x", count: padding)
+            for index in first..<(first + count) {
+                let event = CloudEvent(id: "r\(index)", source: "shop", type: EventType.memberUpdated, time: EventTime(millis: 1_767_542_400_000 + Int64(index)),
+                                       subject: member, data: .object(JSONObject(["note": .string(pad)])))
+                try producer.send(topic: Topics.members.name, key: Array(member.utf8), value: event.encoded())
+                if index % 1_000 == 999 { _ = producer.flush(timeoutMilliseconds: 30_000) }
             }
-            #expect(producer.flush(timeoutMilliseconds: 10_000))
+            #expect(producer.flush(timeoutMilliseconds: 30_000))
         }
 
-        @Test func stateFromAnEarlierBrokerIsRefusedWithAClearError() throws {
-            let directory = try temporaryDirectory("points-stale")
-            defer { try? FileManager.default.removeItem(at: directory) }
-            let log = directory.appendingPathComponent("points.log")
+        func waitForLog(_ log: URL, _ text: String, seconds: Double = 60) -> Bool {
+            let deadline = Date().addingTimeInterval(seconds)
+            while Date() < deadline {
+                if (try? String(contentsOf: log, encoding: .utf8))?.contains(text) ?? false { return true }
+                usleep(200_000)
+            }
+            return false
+        }
 
-            let first = try EmbeddedBroker()
-            try publishRegistrations(first, count: 30)
-            let run = ServiceProcess(name: "points", environment: ["LOYALTY_BOOTSTRAP_SERVERS": first.bootstrapServers, "LOYALTY_DATA_DIR": directory.path], log: log)
+        /// Runs points until it has applied `count` records, then stops it.
+        func runPoints(_ broker: EmbeddedBroker, directory: URL, log: URL, until count: Int64) throws {
+            let run = ServiceProcess(name: "points", environment: ["LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path], log: log)
             try run.start()
             let deadline = Date().addingTimeInterval(60)
-            while Date() < deadline, !((try? String(contentsOf: log, encoding: .utf8))?.contains("partitions assigned") ?? false) { usleep(200_000) }
-            usleep(2_000_000)
+            while Date() < deadline, serviceCount(in: directory, "points", "SELECT COALESCE(SUM(next_offset), 0) FROM offsets") < count { usleep(200_000) }
             #expect(run.stop() == 0)
+        }
 
-            // A new, empty cluster with fewer records than the database has applied.
-            let second = try EmbeddedBroker()
-            try publishRegistrations(second, count: 2)
-            let again = ServiceProcess(name: "points", environment: ["LOYALTY_BOOTSTRAP_SERVERS": second.bootstrapServers, "LOYALTY_DATA_DIR": directory.path], log: log)
+        /// Starts points and expects it to refuse to run, saying `reason`.
+        func expectRefusal(_ broker: EmbeddedBroker, directory: URL, log: URL, saying reason: String) throws {
+            let again = ServiceProcess(name: "points", environment: ["LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path], log: log)
             try again.start()
             let exitDeadline = Date().addingTimeInterval(60)
             while again.isRunning && Date() < exitDeadline { usleep(200_000) }
             #expect(!again.isRunning, "the service refuses to run")
             #expect(again.stop() == 1)
             let text = try String(contentsOf: log, encoding: .utf8)
-            #expect(text.contains("is past the end of the partition"))
+            #expect(text.contains(reason), "see \(log.path)")
+        }
+
+        @Test func stateFromAnotherClusterIsRefusedWhetherItHasMoreRecordsOrFewer() throws {
+            for laterCount in [2, 100] {
+                let directory = try temporaryDirectory("points-stale")
+                defer { try? FileManager.default.removeItem(at: directory) }
+                let log = directory.appendingPathComponent("points.log")
+                let first = try EmbeddedBroker()
+                try publish(first, count: 30)
+                try runPoints(first, directory: directory, log: log, until: 30)
+                // A new cluster, with fewer records than the store has read, or more: either way its
+                // offsets mean nothing here, and skipping to them would lose records silently.
+                let second = try EmbeddedBroker()
+                try publish(second, count: laterCount)
+                try expectRefusal(second, directory: directory, log: log, saying: "was built from Kafka cluster")
+            }
+        }
+
+        @Test func recordsDeletedBeforeTheServiceReadThemStopItNamingTheLostOffsets() throws {
+            let directory = try temporaryDirectory("points-retention")
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let log = directory.appendingPathComponent("points.log")
+            let broker = try EmbeddedBroker()
+            try publish(broker, count: 10)
+            try runPoints(broker, directory: directory, log: log, until: 10)
+            // While the service is stopped, more than the embedded broker keeps of a partition
+            // (about 5 MiB): the oldest records it has not read are deleted.
+            try publish(broker, count: 7_000, padding: 1_000, from: 10)
+            try expectRefusal(broker, directory: directory, log: log, saying: "were deleted (retention) before the service read them")
+            let text = try String(contentsOf: log, encoding: .utf8)
+            #expect(text.contains("records 10..<"), "the lost range starts at the stored offset")
+        }
+
+        @Test func theBrokerCommandNeverRemovesADatabaseInUse() throws {
+            let directory = try temporaryDirectory("broker-beside")
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let broker = try EmbeddedBroker()
+            let log = directory.appendingPathComponent("points.log")
+            let points = ServiceProcess(name: "points", environment: ["LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path], log: log)
+            try points.start()
+            #expect(waitForLog(log, "partitions assigned"))
+            let database = directory.appendingPathComponent("points.sqlite").path
+
+            // Asked to reset the state while points has it open: refused, nothing removed.
+            let cliLog = directory.appendingPathComponent("loyalty.log")
+            let reset = ServiceProcess(name: "loyalty", environment: ["LOYALTY_DATA_DIR": directory.path], log: cliLog)
+            try reset.startWith(arguments: ["broker", "--reset-state"])
+            #expect(reset.stop() == 1)
+            #expect(try String(contentsOf: cliLog, encoding: .utf8).contains("open in a running service"))
+            #expect(FileManager.default.fileExists(atPath: database))
+            #expect(points.isRunning)
+            #expect(points.stop() == 0)
+
+            // Not asked: it says the state is stale and leaves it.
+            let plain = ServiceProcess(name: "loyalty", environment: ["LOYALTY_DATA_DIR": directory.path], log: cliLog)
+            try plain.startWith(arguments: ["broker"])
+            #expect(waitForLog(cliLog, "belong to an earlier broker"))
+            #expect(plain.stop() == 0)
+            #expect(FileManager.default.fileExists(atPath: database))
+
+            // Asked, with nothing running: it says what it removes.
+            let asked = ServiceProcess(name: "loyalty", environment: ["LOYALTY_DATA_DIR": directory.path], log: cliLog)
+            try asked.startWith(arguments: ["broker", "--reset-state"])
+            #expect(waitForLog(cliLog, "removed \(directory.path)/points.sqlite (--reset-state)"))
+            #expect(asked.stop() == 0)
+            #expect(!FileManager.default.fileExists(atPath: database))
         }
     }
 }

@@ -55,7 +55,7 @@ extension EndToEnd {
             defer { reader.close() }
             let environment = [
                 "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path,
-                "LOYALTY_SESSION_TIMEOUT_MS": "3000", "LOYALTY_TASK_IDLE_MS": "2000",
+                "LOYALTY_SESSION_TIMEOUT_MS": "3000",
             ]
             let points = ServiceProcess(name: "points", environment: environment, log: directory.appendingPathComponent("points.log"))
             let tiers = ServiceProcess(name: "tiers", environment: environment, log: directory.appendingPathComponent("tiers.log"))

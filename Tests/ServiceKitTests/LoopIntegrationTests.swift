@@ -194,4 +194,32 @@ final class TopicReader: RebalanceListener {
         let outputs = try reader.records.filter { $0.topic == output.name }.map { try CloudEvent.decode($0.value!).id }
         #expect(Set(outputs) == ["out/ok-1", "out/ok-2"])
     }
+
+    @Test func theWriteAheadLogStaysWithinItsLimitThroughALongRun() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let broker = try EmbeddedBroker(topics: [inputA, inputB, output, Topics.deadLetters])
+        let databasePath = directory.appendingPathComponent("counting.sqlite").path
+        let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+        try produce(producer, from: 0, count: 30_000)
+        let observer = try Database(DatabaseConfiguration(path: databasePath))
+        _ = try observer.migrate(RuntimeSchema.migrations + CountingProcessor(inputTopics: [], outputTopic: "").migrations)
+
+        var environment = environment(broker, database: databasePath)
+        environment["LOYALTY_WAL_LIMIT_MB"] = "1"
+        let instance = LoopInstance(environment: environment, topics: [inputA.name, inputB.name], output: output.name)
+        // Sample the log's size all through the run.
+        var largest: Int64 = 0
+        let deadline = Date().addingTimeInterval(180)
+        while Date() < deadline, try observer.count("SELECT COUNT(*) FROM inbox") < 30_000 {
+            let size = (try? FileManager.default.attributesOfItem(atPath: databasePath + "-wal")[.size] as? Int).flatMap { $0 } ?? 0
+            largest = max(largest, Int64(size))
+            usleep(20_000)
+        }
+        #expect(try observer.count("SELECT COUNT(*) FROM inbox") == 30_000)
+        #expect(instance.stopAndWait().error == nil)
+        // The limit, plus at most what one batch of 200 records writes past it.
+        #expect(largest > 0)
+        #expect(largest <= 3 * 1_048_576, "the write-ahead log reached \(largest) bytes")
+    }
 }
