@@ -19,6 +19,8 @@ public struct BatchOutcome: Sendable {
     public var duplicates = 0
     public var deadLettered = 0
     public var skippedBehindOffset = 0
+    /// Records applied although their task's stream time had passed their event time.
+    public var late = 0
     public var timersFired = 0
     public var outbox: [OutboxRow] = []
     /// Commands sent to the service's own input topics, to wait for.
@@ -38,14 +40,27 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// Earliest timer due per task, as committed; `Int64.max` when there is none.
     private var earliestTimer: [Int32: Int64] = [:]
 
+    /// How far behind its task's stream time an event may be, in milliseconds, and still be
+    /// told from a duplicate: inbox rows applied longer ago than this (in stream time) are
+    /// pruned, and a shop record older than this is dead-lettered (`older-than-inbox-horizon`)
+    /// rather than risk applying it twice. Nil: the inbox is never pruned.
+    public let inboxHorizon: Int64?
+    /// Stream time at which each task's inbox was last pruned (not persisted: a restart
+    /// prunes once more, which deletes nothing new).
+    private var prunedAt: [Int32: Int64] = [:]
+
     /// Partition count of the input topics (co-partitioned), to place commands sent to them:
     /// the catalogue's until the loop has read the real one from the cluster.
     public var partitionCount: Int32
 
-    public init(database: Database, processor: Processor, timerMode: TimerMode, partitionCount: Int32 = Topics.partitionCount) throws {
+    public init(
+        database: Database, processor: Processor, timerMode: TimerMode, partitionCount: Int32 = Topics.partitionCount,
+        inboxHorizon: Int64? = nil
+    ) throws {
         self.database = database
         self.processor = processor
         self.timerMode = timerMode
+        self.inboxHorizon = inboxHorizon
         self.partitionCount = partitionCount
         _ = try database.migrate(RuntimeSchema.migrations + processor.migrations)
     }
@@ -168,6 +183,16 @@ public final class BatchApplier<Processor: StreamProcessor> {
                         outcome.deadLettered += 1
                     case .success(let input) where !input.isRelevant:
                         break
+                    case .success(let input) where input.movesStreamTime && streamTime != .min
+                        && inboxHorizon.map({ input.time.millis < streamTime - $0 }) ?? false:
+                        // Its inbox row, if it ever had one, may be pruned: it cannot be told from a
+                        // duplicate. (Other services' records are never refused for their lag.)
+                        if processor.sortedInputTopics.contains(record.topic) { try deleteEcho.run(.text(input.eventID)) }
+                        try batch.deadLetter(record, reason: Rejection(
+                            code: "older-than-inbox-horizon",
+                            detail: "event time \(input.time) is more than \(inboxHorizon! / 86_400_000) days behind the stream time "
+                                + "\(EventTime(millis: streamTime)): too old to tell from a duplicate"))
+                        outcome.deadLettered += 1
                     case .success(let input):
                         // Commands a service sends itself go to its sorted (command) topics.
                         if processor.sortedInputTopics.contains(record.topic) { try deleteEcho.run(.text(input.eventID)) }
@@ -185,11 +210,13 @@ public final class BatchApplier<Processor: StreamProcessor> {
                             if timerMode == .streamTime && input.movesStreamTime {
                                 outcome.timersFired += try fireTimers(task: task, upTo: max(streamTime, input.time.millis), batch: batch)
                             }
+                            // Dated by the stream time it was applied at (for pruning), never earlier.
                             try inboxInsert.run(
                                 .text(input.eventID), .integer(input.payloadHash), .integer(Int64(task)),
-                                .integer(input.time.millis))
+                                .integer(max(input.time.millis, streamTime)))
                             try processor.apply(input, in: batch)
                             outcome.applied += 1
+                            if input.movesStreamTime && input.time.millis < streamTime { outcome.late += 1 }
                             if input.movesStreamTime { pendingStreamTimes[task] = max(streamTime, input.time.millis) }
                         }
                     }
@@ -231,6 +258,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
                 for (task, time) in pendingStreamTimes {
                     try saveClock.run(.integer(Int64(task)), .integer(time))
                 }
+                try pruneInbox(streamTimes: pendingStreamTimes)
                 for (task, due) in batch.scheduled {
                     if let known = earliestTimer[task] { earliestTimer[task] = min(known, due) }
                 }
@@ -241,6 +269,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
             // The transaction rolled back: cached views of it are void.
             streamTimes.removeAll()
             earliestTimer.removeAll()
+            prunedAt.removeAll()
             processor.abandon()
             throw error
         }
@@ -292,6 +321,17 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// transaction, from the cache where it can).
     public func hasTimersDue(tasks: [Int32], by time: EventTime) throws -> Bool {
         try tasks.contains { try earliestTimerDue($0) <= time.millis }
+    }
+
+    /// Deletes inbox rows older than the horizon, each time a task's stream time has moved an
+    /// hour on since the last time.
+    private func pruneInbox(streamTimes: [Int32: Int64]) throws {
+        guard let inboxHorizon else { return }
+        let prune = try database.prepare("DELETE FROM inbox WHERE task = ? AND event_time < ?")
+        for (task, time) in streamTimes.sorted(by: { $0.key < $1.key }) where prunedAt[task].map({ time - $0 >= 3_600_000 }) ?? true {
+            try prune.run(.integer(Int64(task)), .integer(time - inboxHorizon))
+            prunedAt[task] = time
+        }
     }
 
     private func storedStreamTime(_ task: Int32) throws -> Int64 {

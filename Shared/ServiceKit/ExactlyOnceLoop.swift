@@ -39,7 +39,9 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         }
         let database = try Database(DatabaseConfiguration(path: configuration.databasePath, synchronous: configuration.synchronous))
         useLock = try FileUseLock(path: configuration.databasePath)
-        applier = try BatchApplier(database: database, processor: processor, timerMode: configuration.timerMode)
+        applier = try BatchApplier(
+            database: database, processor: processor, timerMode: configuration.timerMode,
+            inboxHorizon: configuration.inboxHorizonDays > 0 ? Int64(configuration.inboxHorizonDays) * 86_400_000 : nil)
         // Checkpoints happen on a connection of their own, not inside the loop's commits.
         try database.execute("PRAGMA wal_autocheckpoint = 0")
         checkpointer = try WALCheckpointer(path: configuration.databasePath, intervalMilliseconds: 200, logger: logger)
@@ -98,6 +100,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 logger.info("progress", [
                     "applied": String(totals.applied), "duplicates": String(totals.duplicates),
                     "deadLettered": String(totals.deadLettered), "timersFired": String(totals.timersFired),
+                    "late": String(totals.late),
                     "buffered": String(merger.bufferedCount), "outboxInFlight": String(relay.inFlightCount),
                     "echoesPending": String(merger.pendingEchoes),
                     "heldBy": merger.heldPartitions(now: now)
@@ -220,6 +223,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         totals.duplicates += outcome.duplicates
         totals.deadLettered += outcome.deadLettered
         totals.skippedBehindOffset += outcome.skippedBehindOffset
+        totals.late += outcome.late
         totals.timersFired += outcome.timersFired
         try relay.publish(outcome.outbox)
         try boundWriteAheadLog()

@@ -80,5 +80,9 @@ public enum RuntimeSchema {
                 value TEXT NOT NULL
             ) WITHOUT ROWID;
             """),
+        Migration(version: 5, name: "inbox horizon", sql: """
+            -- The inbox is pruned by event time, task by task (BatchApplier.inboxHorizon).
+            CREATE INDEX inbox_by_task_time ON inbox(task, event_time);
+            """),
     ]
 }

@@ -56,6 +56,11 @@ public struct ServiceConfiguration: Sendable {
     /// `LOYALTY_WAL_LIMIT_MB`, default 64: past this size the loop checkpoints the write-ahead
     /// log itself and truncates it (0: never; the background checkpointer alone).
     public var walLimitBytes: Int64
+    /// `LOYALTY_INBOX_HORIZON_DAYS`, default 90: inbox rows older than this (in event time,
+    /// behind the task's stream time) are pruned, and an event older than this is dead-lettered
+    /// with `older-than-inbox-horizon`, since it can no longer be told from a duplicate. 0 keeps
+    /// every row forever.
+    public var inboxHorizonDays: Int
     /// `LOYALTY_LOG_LEVEL`: `debug`, `info` (default), `warning`, `error`.
     public var logLevel: LogLevel
     /// `LOYALTY_FAULT_KILL_AFTER_COMMIT`, for failure tests only: the service kills itself
@@ -108,6 +113,7 @@ public struct ServiceConfiguration: Sendable {
             synchronous: synchronous,
             sessionTimeoutMilliseconds: try integer("LOYALTY_SESSION_TIMEOUT_MS", default: 6000, range: 3000...300_000),
             walLimitBytes: Int64(try integer("LOYALTY_WAL_LIMIT_MB", default: 64, range: 0...65_536)) * 1_048_576,
+            inboxHorizonDays: try integer("LOYALTY_INBOX_HORIZON_DAYS", default: 90, range: 0...36_500),
             logLevel: logLevel,
             faultKillAfterCommit: value("LOYALTY_FAULT_KILL_AFTER_COMMIT"))
     }

@@ -10,10 +10,10 @@ import Testing
 @Suite struct BatchApplierTests {
     let topics = ["in.a", "in.b"]
 
-    func makeApplier(_ directory: URL, timerMode: TimerMode = .streamTime) throws -> (BatchApplier<CountingProcessor>, CountingProcessor) {
+    func makeApplier(_ directory: URL, timerMode: TimerMode = .streamTime, inboxHorizon: Int64? = nil) throws -> (BatchApplier<CountingProcessor>, CountingProcessor) {
         let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("state.sqlite").path))
         let processor = CountingProcessor(inputTopics: topics, outputTopic: "out")
-        return (try BatchApplier(database: database, processor: processor, timerMode: timerMode), processor)
+        return (try BatchApplier(database: database, processor: processor, timerMode: timerMode, inboxHorizon: inboxHorizon), processor)
     }
 
     func polled(_ processor: CountingProcessor, topic: String = "in.a", partition: Int32 = 0, offset: Int64, value: [UInt8]?) -> PolledRecord<CountingProcessor.Body> {
@@ -51,6 +51,32 @@ import Testing
         let delivered = outcome.outbox.map { UInt64($0.seq) }
         _ = try applier.apply([], deliveredOutbox: delivered)
         #expect(try applier.database.count("SELECT COUNT(*) FROM outbox") == 0)
+    }
+
+    @Test func theInboxKeepsEventsWithinTheHorizonAndRefusesOlderOnes() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let day: Int64 = 86_400_000
+        let (applier, processor) = try makeApplier(directory, inboxHorizon: 10 * day)
+        // One event a day for 30 days.
+        let days = (0..<30).map { polled(processor, offset: Int64($0), value: countEvent("d\($0)", member: "m", n: 1, time: Int64($0) * day)) }
+        _ = try applier.apply(days)
+        // Only the last ten days' rows are kept.
+        #expect(try applier.database.count("SELECT COUNT(*) FROM inbox") == 11)
+        #expect(try applier.database.count("SELECT MIN(event_time) FROM inbox") == 19 * day)
+        let outcome = try applier.apply([
+            // A re-send within the horizon is still a duplicate.
+            polled(processor, offset: 30, value: countEvent("d25", member: "m", n: 1, time: 25 * day)),
+            // A late event within the horizon is applied, and counted as late.
+            polled(processor, offset: 31, value: countEvent("late", member: "m", n: 1, time: 22 * day)),
+            // One older than the horizon may have been applied before: refused, with the reason.
+            polled(processor, offset: 32, value: countEvent("d3", member: "m", n: 1, time: 3 * day)),
+        ])
+        #expect(outcome.duplicates == 1)
+        #expect(outcome.applied == 1 && outcome.late == 1)
+        #expect(outcome.deadLettered == 1)
+        #expect(try outputs(outcome, topic: Topics.deadLetters.name).first?.data["reason"]?.stringValue == "older-than-inbox-horizon")
+        #expect(try applier.database.count("SELECT total FROM counts WHERE member = 'm'") == 31)
     }
 
     @Test func undecodableRecordsAreDeadLetteredWithTheirReasonAndTheOffsetMoves() throws {
