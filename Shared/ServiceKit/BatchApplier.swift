@@ -140,6 +140,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
     ) throws -> BatchOutcome {
         var outcome = BatchOutcome()
         var pendingStreamTimes: [Int32: Int64] = [:]
+        var appliedPerTask: [Int32: Int64] = [:]
         do {
             try database.transaction {
                 let processor = self.processor
@@ -216,6 +217,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
                                 .integer(max(input.time.millis, streamTime)))
                             try processor.apply(input, in: batch)
                             outcome.applied += 1
+                            appliedPerTask[task, default: 0] += 1
                             if input.movesStreamTime && input.time.millis < streamTime { outcome.late += 1 }
                             if input.movesStreamTime { pendingStreamTimes[task] = max(streamTime, input.time.millis) }
                         }
@@ -253,10 +255,11 @@ public final class BatchApplier<Processor: StreamProcessor> {
                     try saveOffset.run(.text(partition.topic), .integer(Int64(partition.partition)), .integer(offset))
                 }
                 let saveClock = try database.prepare(
-                    "INSERT INTO task_clock(task, stream_time) VALUES(?, ?) "
-                        + "ON CONFLICT(task) DO UPDATE SET stream_time = excluded.stream_time")
-                for (task, time) in pendingStreamTimes {
-                    try saveClock.run(.integer(Int64(task)), .integer(time))
+                    "INSERT INTO task_clock(task, stream_time, applied) VALUES(?, ?, ?) "
+                        + "ON CONFLICT(task) DO UPDATE SET stream_time = excluded.stream_time, applied = applied + excluded.applied")
+                for task in Set(pendingStreamTimes.keys).union(appliedPerTask.keys).sorted() {
+                    let time = try pendingStreamTimes[task] ?? storedStreamTime(task)
+                    try saveClock.run(.integer(Int64(task)), .integer(time), .integer(appliedPerTask[task] ?? 0))
                 }
                 try pruneInbox(streamTimes: pendingStreamTimes)
                 for (task, due) in batch.scheduled {

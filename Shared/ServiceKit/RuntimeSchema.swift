@@ -83,6 +83,8 @@ public enum RuntimeSchema {
         Migration(version: 5, name: "inbox horizon", sql: """
             -- The inbox is pruned by event time, task by task (BatchApplier.inboxHorizon).
             CREATE INDEX inbox_by_task_time ON inbox(task, event_time);
+            -- Records applied per task since the store began: progress, now that the inbox forgets.
+            ALTER TABLE task_clock ADD COLUMN applied INTEGER NOT NULL DEFAULT 0;
             """),
     ]
 }

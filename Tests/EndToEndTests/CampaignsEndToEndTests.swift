@@ -98,7 +98,7 @@ extension EndToEnd {
             var kills = 0
             for share in [0.2, 0.45, 0.7] {
                 let deadline = Date().addingTimeInterval(120)
-                while count("campaigns", "inbox") < Int64(Double(relevant) * share) && Date() < deadline {
+                while serviceApplied(in: directory, "campaigns") < Int64(Double(relevant) * share) && Date() < deadline {
                     reader.poll(milliseconds: 200)
                     try collect(reader.records[consumed...], into: &outcome)
                     consumed = reader.records.count
@@ -116,7 +116,7 @@ extension EndToEnd {
                 reader.poll(milliseconds: 1_000)
                 try collect(reader.records[consumed...], into: &outcome)
                 consumed = reader.records.count
-                if count("campaigns", "inbox") >= relevant && count("campaigns", "outbox") == 0 && count("points", "outbox") == 0
+                if serviceApplied(in: directory, "campaigns") >= relevant && count("campaigns", "outbox") == 0 && count("points", "outbox") == 0
                     && outcome.ledger.count >= wantedEntries { break }
             }
             reader.poll(milliseconds: 3_000)

@@ -58,7 +58,7 @@ extension EndToEnd {
                 reader.poll(milliseconds: 1_000)
                 if reader.records.count != lastCount { lastCount = reader.records.count; quietSince = Date() }
                 let outboxes = ["points", "tiers", "campaigns", "notifications"].map { count($0, "SELECT COUNT(*) FROM outbox") }
-                if count("campaigns", "SELECT COUNT(*) FROM inbox") >= shopEvents && outboxes.allSatisfy({ $0 == 0 }) && Date().timeIntervalSince(quietSince) > 5 { break }
+                if serviceApplied(in: directory, "campaigns") >= shopEvents && outboxes.allSatisfy({ $0 == 0 }) && Date().timeIntervalSince(quietSince) > 5 { break }
             }
             for service in services { #expect(service.stop() == 0, "\(service) stops cleanly") }
 

@@ -13,10 +13,54 @@ enum PointsReplay {
         var events: [CloudEvent]
     }
 
+    /// A replay while it runs, for a disturbance to act on: the broker, the main instance (which
+    /// it may kill and start again) and extra instances sharing its store.
+    final class Run {
+        let broker: EmbeddedBroker
+        let environment: [String: String]
+        let directory: URL
+        private(set) var main: ServiceProcess
+        private(set) var extras: [ServiceProcess] = []
+        private var started = 0
+
+        init(broker: EmbeddedBroker, environment: [String: String], directory: URL) {
+            self.broker = broker
+            self.environment = environment
+            self.directory = directory
+            main = ServiceProcess(name: "points", environment: environment, log: directory.appendingPathComponent("points.log"))
+        }
+
+        /// Kills the main instance with SIGKILL, as a crash would, and starts it again.
+        func killAndRestartMain() throws {
+            main.kill()
+            try main.start()
+        }
+
+        /// Starts another instance of the service on the same store: the group rebalances.
+        func startExtra() throws {
+            started += 1
+            let extra = ServiceProcess(name: "points", environment: environment, log: directory.appendingPathComponent("points-extra-\(started).log"))
+            try extra.start()
+            extras.append(extra)
+        }
+
+        /// Stops the oldest extra instance gracefully: the group rebalances again.
+        func stopExtra() {
+            guard !extras.isEmpty else { return }
+            #expect(extras.removeFirst().stop() == 0, "an extra instance stops cleanly")
+        }
+
+        func stopAll() {
+            while !extras.isEmpty { stopExtra() }
+        }
+    }
+
     /// Publishes `records`, starts the service, waits until it has applied at least `inputs`
     /// events and nothing is left in flight, stops it, and reads the ledger to its end.
+    /// `disturb` is called about once a second with the number of events applied so far.
     static func run(
-        _ records: [(topic: String, key: String, value: [UInt8])], inputs: Int, programFile: URL? = nil, seconds: Double = 400
+        _ records: [(topic: String, key: String, value: [UInt8])], inputs: Int, programFile: URL? = nil, seconds: Double = 600,
+        disturb: ((Run, _ applied: Int64) throws -> Void)? = nil
     ) throws -> Result {
         let directory = try temporaryDirectory("points-replay")
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -31,32 +75,69 @@ enum PointsReplay {
 
         var environment = [
             "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path,
+            "LOYALTY_SESSION_TIMEOUT_MS": "3000",
         ]
         if let programFile { environment["LOYALTY_PROGRAM_FILE"] = programFile.path }
         // Read the ledger while it is written: the embedded broker keeps only about 5 MiB a partition.
         let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: [Topics.pointsLedger.name])
         defer { reader.close() }
-        let service = ServiceProcess(name: "points", environment: environment, log: directory.appendingPathComponent("points.log"))
-        try service.start()
+        let run = Run(broker: broker, environment: environment, directory: directory)
+        try run.main.start()
         let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("points.sqlite").path))
         func count(_ table: String) -> Int64? { try? database.prepare("SELECT COUNT(*) FROM \(table)").queryOne(row: { $0.int64(0) }) }
         let deadline = Date().addingTimeInterval(seconds)
         var last: Int64 = -1
         while Date() < deadline {
             reader.poll(milliseconds: 1_000)
-            guard let applied = count("inbox"), let unsent = count("outbox"), let echoes = count("echoes") else { continue }
-            if applied >= Int64(inputs) && unsent == 0 && echoes == 0 && applied == last { break }
+            guard let applied = try? database.prepare("SELECT COALESCE(SUM(applied), 0) FROM task_clock").queryOne(row: { $0.int64(0) }),
+                  let unsent = count("outbox"), let echoes = count("echoes") else { continue }
+            try disturb?(run, applied)
+            if applied >= Int64(inputs) && unsent == 0 && echoes == 0 && applied == last && run.extras.isEmpty { break }
             last = applied
         }
-        #expect(service.isRunning, "see \(directory.path)/points.log")
-        #expect(service.stop() == 0)
+        #expect(run.main.isRunning, "see \(directory.path)/points.log")
+        run.stopAll()
+        #expect(run.main.stop() == 0)
 
         reader.readToEnd(seconds: 120)
         var byPartition: [Int32: [[UInt8]]] = [:]
         for record in reader.records.sorted(by: { ($0.partition, $0.offset) < ($1.partition, $1.offset) }) {
             byPartition[record.partition, default: []].append(record.value!)
         }
-        return Result(ledgerByPartition: byPartition, events: try reader.records.map { try CloudEvent.decode($0.value!) })
+        // Keep each id's first copy: a crash may publish a record twice, with the same bytes.
+        var seen: Set<String> = []
+        var events: [CloudEvent] = []
+        for record in reader.records {
+            let event = try CloudEvent.decode(record.value!)
+            if seen.insert(event.id).inserted { events.append(event) }
+        }
+        return Result(ledgerByPartition: byPartition, events: events)
+    }
+
+    /// The same, with a record published twice (a crash between its delivery and its outbox
+    /// row's deletion, or a new owner republishing rows in flight) counted once: each
+    /// partition's records by their first copy. A second copy with other bytes is a difference.
+    static func distinctDifferences(_ first: Result, _ second: Result) throws -> [String] {
+        func distinct(_ result: Result) throws -> (Result, [String]) {
+            var problems: [String] = []
+            var byID: [String: [UInt8]] = [:]
+            var partitions: [Int32: [[UInt8]]] = [:]
+            for (partition, values) in result.ledgerByPartition {
+                for value in values {
+                    let id = try CloudEvent.decode(value).id
+                    if let known = byID[id] {
+                        if known != value { problems.append("\(id) published with two payloads") }
+                        continue
+                    }
+                    byID[id] = value
+                    partitions[partition, default: []].append(value)
+                }
+            }
+            return (Result(ledgerByPartition: partitions, events: result.events), problems)
+        }
+        let (a, problemsA) = try distinct(first)
+        let (b, problemsB) = try distinct(second)
+        return problemsA + problemsB + differences(a, b)
     }
 
     /// Records where two replays' ledgers differ (empty when byte-identical).

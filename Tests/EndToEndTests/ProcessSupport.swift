@@ -138,6 +138,12 @@ func serviceCount(in directory: URL, _ service: String, _ sql: String) -> Int64 
     return (try? database.prepare(sql).queryOne(row: { $0.int64(0) })) ?? -1
 }
 
+/// Records a service running in `directory` has applied (its inbox forgets old events, this
+/// count does not), or -1 while the file cannot be read yet.
+func serviceApplied(in directory: URL, _ service: String) -> Int64 {
+    serviceCount(in: directory, service, "SELECT COALESCE(SUM(applied), 0) FROM task_clock")
+}
+
 func temporaryDirectory(_ prefix: String) throws -> URL {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)

@@ -63,7 +63,7 @@ extension EndToEnd {
             func count(_ service: String, _ table: String) -> Int64 { serviceCount(in: directory, service, "SELECT COUNT(*) FROM \(table)") }
             if tiersLate {
                 let deadline = Date().addingTimeInterval(240)
-                while count("points", "inbox") < Int64(scenario.events.count) && Date() < deadline { reader.poll(milliseconds: 500) }
+                while serviceApplied(in: directory, "points") < Int64(scenario.events.count) && Date() < deadline { reader.poll(milliseconds: 500) }
             }
             try tiers.start()
             if killTiers {
@@ -85,7 +85,7 @@ extension EndToEnd {
                 reader.poll(milliseconds: 1_000)
                 try collect(reader.records[consumed...], into: &outcome)
                 consumed = reader.records.count
-                if count("tiers", "inbox") >= orderEvents && count("tiers", "outbox") == 0 && count("points", "outbox") == 0
+                if serviceApplied(in: directory, "tiers") >= orderEvents && count("tiers", "outbox") == 0 && count("points", "outbox") == 0
                     && outcome.bonuses.count >= wantedBonuses && outcome.changes.count >= scenario.expectedChanges.count { break }
             }
             reader.poll(milliseconds: 3_000)
