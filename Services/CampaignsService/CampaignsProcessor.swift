@@ -68,6 +68,7 @@ public final class CampaignsProcessor: StreamProcessor {
             // The ledger runs behind or ahead of the shop's topics: the dormancy and birthday
             // timers follow members and orders only.
             decoded.movesStreamTime = false
+            decoded.isExternalInput = false
         }
         return decoded
     }

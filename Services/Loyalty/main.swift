@@ -21,6 +21,9 @@ let usage = """
       bench [--events N] [--members N] [--rate N] [--latency-seconds N]
                            measure the points pipeline against the raw Kafka and SQLite ceilings
                            (build with -c release first)
+      flood [--orders N] [--members N]
+                           publish more orders than the embedded broker keeps while points runs, and
+                           account for every one: read, or named as lost by the service
       publish <file>       publish CloudEvents (one JSON object per line) to the topic of their type
       campaigns publish <file> [--from <time>] | retire <id> [--from <time>] | list | show <id>
                            publish, retire and list campaign definitions; show a campaign's results
@@ -87,6 +90,8 @@ do {
         let failed = children.stopAll()
         BrokerCommand.stopBroker(dataDirectory: dataDirectory)
         if !failed.isEmpty { throw CLIError("services that did not stop cleanly: \(failed.joined(separator: ", "))") }
+    case "flood":
+        try Flood.run(arguments: Array(arguments.dropFirst()))
     case "fault":
         try BrokerCommand.fault(Array(arguments.dropFirst()), dataDirectory: dataDirectory)
     case "publish":

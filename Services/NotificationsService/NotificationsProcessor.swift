@@ -48,7 +48,10 @@ public final class NotificationsProcessor: StreamProcessor {
             eventID: event.id, time: event.time, rank: rank(of: event.type), member: member, payloadHash: canonicalPayloadHash(event),
             body: NotificationRecord(input: input, record: record))
         if case .ignored = input { decoded.isRelevant = false }
-        if record.topic != Topics.members.name { decoded.rank = 5 }
+        if record.topic != Topics.members.name {
+            decoded.rank = 5
+            decoded.isExternalInput = false
+        }
         return decoded
     }
 

@@ -59,10 +59,14 @@ public final class PointsProcessor: StreamProcessor {
         } catch {
             throw Rejection(code: error.code, detail: error.detail)
         }
-        return Decoded(
+        var decoded = Decoded(
             eventID: event.id, time: event.time, rank: EventType.rank(of: event.type), member: member,
             payloadHash: canonicalPayloadHash(event),
             body: PointsRecord(event: PointsEvent(id: event.id, time: event.time, member: member, input: input), raw: raw))
+        // Commands only the platform's services may send (checked above), whatever the lag they arrive with.
+        decoded.isExternalInput = !(EventType.internalCommands.contains(event.type)
+            || event.type == EventType.pointsGrant || event.type == EventType.pointsReverse)
+        return decoded
     }
 
     // MARK: Applying

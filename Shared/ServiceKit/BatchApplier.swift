@@ -184,7 +184,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
                         outcome.deadLettered += 1
                     case .success(let input) where !input.isRelevant:
                         break
-                    case .success(let input) where input.movesStreamTime && streamTime != .min
+                    case .success(let input) where input.isExternalInput && streamTime != .min
                         && inboxHorizon.map({ input.time.millis < streamTime - $0 }) ?? false:
                         // Its inbox row, if it ever had one, may be pruned: it cannot be told from a
                         // duplicate. (Other services' records are never refused for their lag.)

@@ -9,6 +9,8 @@ final class BroadcastReader: RebalanceListener {
     private let logger: Logger
     private var assigned: Set<TopicPartition> = []
     private var caughtUp: Set<TopicPartition> = []
+    /// The next offset to read of each partition.
+    private var positions: [TopicPartition: Int64] = [:]
 
     init(configuration: ServiceConfiguration, topics: [String], logger: Logger,
          storedOffsets: ([TopicPartition]) throws -> [TopicPartition: Int64]) throws {
@@ -23,11 +25,22 @@ final class BroadcastReader: RebalanceListener {
         }
         assigned = Set(partitions)
         let offsets = try storedOffsets(partitions)
+        positions = offsets
         try consumer.assign(Dictionary(uniqueKeysWithValues: partitions.map { ($0, offsets[$0]) }))
     }
 
     /// Whether every partition has been read to its end once.
     var isCaughtUp: Bool { caughtUp.isSuperset(of: assigned) }
+
+    /// Whether the broker has reported records of a partition that have not been read yet
+    /// (the high watermark of the last fetch, a cache lookup): task records wait for them, so
+    /// a definition is never passed over because its fetch was slow.
+    var isBehind: Bool {
+        assigned.contains { partition in
+            guard let high = consumer.cachedWatermarks(of: partition)?.high else { return false }
+            return (positions[partition] ?? 0) < high
+        }
+    }
 
     /// Up to `maxRecords` records, waiting at most `timeoutMilliseconds` for the first.
     func poll(maxRecords: Int, timeoutMilliseconds: Int32) -> [ConsumedRecord] {
@@ -36,8 +49,12 @@ final class BroadcastReader: RebalanceListener {
         while records.count < maxRecords, let event = consumer.poll(timeoutMilliseconds: timeout) {
             timeout = 0
             switch event {
-            case .record(let record): records.append(record)
-            case .endOfPartition(let partition, _): caughtUp.insert(partition)
+            case .record(let record):
+                records.append(record)
+                positions[record.topicPartition] = record.offset + 1
+            case .endOfPartition(let partition, let offset):
+                caughtUp.insert(partition)
+                positions[partition] = max(positions[partition] ?? offset, offset)
             case .error(let error, _, _): logger.warning("broadcast consumer error", ["error": error.description])
             }
         }

@@ -81,7 +81,8 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             if let startupError { throw startupError }
             try relay.poll()
             refreshEnds()
-            let first = merger.next(now: monotonicMilliseconds())
+            // Broadcast records the broker has and this instance has not read hold the tasks.
+            let first = broadcast?.isBehind == true ? nil : merger.next(now: monotonicMilliseconds())
             var wallClock: EventTime?
             if configuration.timerMode == .wallClock {
                 let now = EventTime(millis: Int64(Date().timeIntervalSince1970 * 1000))

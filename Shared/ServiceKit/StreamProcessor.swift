@@ -23,6 +23,10 @@ public struct Decoded<Body> {
     /// applied at their own time, they neither fire timers nor move the task's stream time,
     /// since they may run ahead of the shop's topics that the timers follow.
     public var movesStreamTime = true
+    /// False for records written by the platform's services rather than from outside (a
+    /// grant from tiers, the ledger): only outside input is refused when it is older than the
+    /// inbox horizon; a service's record is never refused for how far behind its writer runs.
+    public var isExternalInput = true
 
     public init(eventID: String, time: EventTime, rank: Int, member: String, payloadHash: Int64, body: Body) {
         self.eventID = eventID

@@ -49,17 +49,25 @@ extension EndToEnd {
                 notifications.kill()
                 try notifications.start()
             }
-            // Done when every service has read its inputs to the end and nothing new arrives.
-            let shopEvents = Int64(scenario.events.filter { !$0.type.hasPrefix("engagement.") && !$0.type.hasPrefix("points.") }.count)
-            var quietSince = Date()
-            var lastCount = reader.records.count
+            // Done when every service has read its inputs to their ends with nothing left to
+            // publish, twice in a row (one service's output is another's input).
+            let probe = try EndProbe(bootstrap: broker.bootstrapServers)
+            let inputs = [
+                "points": [Topics.members.name, Topics.orders.name, Topics.engagement.name, Topics.pointsCommands.name],
+                "tiers": [Topics.orders.name],
+                "campaigns": [Topics.members.name, Topics.orders.name, Topics.pointsLedger.name],
+                "notifications": [Topics.members.name, Topics.pointsLedger.name, Topics.tierChanges.name, Topics.campaignRewards.name],
+            ]
+            var settled = 0
             let deadline = Date().addingTimeInterval(300)
-            while Date() < deadline {
+            while Date() < deadline && settled < 2 {
                 reader.poll(milliseconds: 1_000)
-                if reader.records.count != lastCount { lastCount = reader.records.count; quietSince = Date() }
-                let outboxes = ["points", "tiers", "campaigns", "notifications"].map { count($0, "SELECT COUNT(*) FROM outbox") }
-                if serviceApplied(in: directory, "campaigns") >= shopEvents && outboxes.allSatisfy({ $0 == 0 }) && Date().timeIntervalSince(quietSince) > 5 { break }
+                let done = inputs.allSatisfy { service, topics in
+                    count(service, "SELECT COUNT(*) FROM outbox") == 0 && probe.hasReadToEnd(service, in: directory, topics: topics)
+                }
+                settled = done ? settled + 1 : 0
             }
+            #expect(settled == 2, "every service read its inputs to the end")
             for service in services { #expect(service.stop() == 0, "\(service) stops cleanly") }
 
             // What the notifications service read, and what it published.

@@ -138,6 +138,32 @@ func serviceCount(in directory: URL, _ service: String, _ sql: String) -> Int64 
     return (try? database.prepare(sql).queryOne(row: { $0.int64(0) })) ?? -1
 }
 
+/// Asks the broker where partitions end, to tell when a service has read its inputs whole.
+final class EndProbe: RebalanceListener {
+    private var consumer: KafkaConsumer?
+
+    init(bootstrap: String) throws {
+        consumer = try KafkaConsumer(ConsumerConfiguration(bootstrapServers: bootstrap, groupID: "probe-\(UUID())"), listener: self)
+    }
+
+    func partitionsAssigned(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] { [:] }
+    func partitionsRevoked(_ partitions: [TopicPartition]) {}
+
+    /// Whether the service running in `directory` has stored offsets at the end of every
+    /// partition of `topics` (false while anything cannot be read).
+    func hasReadToEnd(_ service: String, in directory: URL, topics: [String]) -> Bool {
+        guard let consumer, let counts = try? consumer.partitionCounts(of: topics) else { return false }
+        let partitions = counts.flatMap { topic, count in (0..<count).map { TopicPartition(topic: topic, partition: $0) } }
+        guard let bounds = try? consumer.logBounds(of: partitions) else { return false }
+        return partitions.allSatisfy { partition in
+            let stored = serviceCount(
+                in: directory, service,
+                "SELECT COALESCE(MAX(next_offset), 0) FROM offsets WHERE topic = '\(partition.topic)' AND partition = \(partition.partition)")
+            return stored >= bounds[partition]!.high
+        }
+    }
+}
+
 /// Records a service running in `directory` has applied (its inbox forgets old events, this
 /// count does not), or -1 while the file cannot be read yet.
 func serviceApplied(in directory: URL, _ service: String) -> Int64 {
