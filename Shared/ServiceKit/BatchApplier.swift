@@ -13,6 +13,17 @@ public struct PolledRecord<Body> {
     }
 }
 
+/// A record whose application failed (a storage error): the batch rolls back, and the error
+/// names the record, so that a failure that recurs at every start can be traced to it.
+public struct ApplyFailure: Error, CustomStringConvertible {
+    public var eventID: String
+    public var partition: TopicPartition
+    public var offset: Int64
+    public var underlying: Error
+
+    public var description: String { "applying \(eventID) (\(partition)@\(offset)): \(underlying)" }
+}
+
 /// What one batch did, for metrics.
 public struct BatchOutcome: Sendable {
     public var applied = 0
@@ -164,12 +175,22 @@ public final class BatchApplier<Processor: StreamProcessor> {
                 }
                 var nextOffsets: [TopicPartition: Int64] = [:]
                 var echoesSeen = 0
+                let appliedAbove = try database.prepare(
+                    "SELECT 1 FROM applied_offsets WHERE topic = ? AND partition = ? AND record_offset = ?")
+                let markApplied = try database.prepare(
+                    "INSERT OR IGNORE INTO applied_offsets(topic, partition, record_offset) VALUES(?, ?, ?)")
 
                 while let polled = nextRecord(batch.echoes[echoesSeen...]) {
                     echoesSeen = batch.echoes.count
                     let record = polled.record
                     let partition = record.topicPartition
                     if let next = try storedOffset(partition), record.offset < next {
+                        outcome.skippedBehindOffset += 1
+                        continue
+                    }
+                    let isSorted = processor.sortedInputTopics.contains(record.topic)
+                    let location: [SQLValue] = [.text(partition.topic), .integer(Int64(partition.partition)), .integer(record.offset)]
+                    if isSorted, try appliedAbove.queryOne(location, row: { _ in true }) == true {
                         outcome.skippedBehindOffset += 1
                         continue
                     }
@@ -215,7 +236,9 @@ public final class BatchApplier<Processor: StreamProcessor> {
                             try inboxInsert.run(
                                 .text(input.eventID), .integer(input.payloadHash), .integer(Int64(task)),
                                 .integer(max(input.time.millis, streamTime)))
-                            try processor.apply(input, in: batch)
+                            do { try processor.apply(input, in: batch) } catch {
+                                throw ApplyFailure(eventID: input.eventID, partition: partition, offset: record.offset, underlying: error)
+                            }
                             outcome.applied += 1
                             appliedPerTask[task, default: 0] += 1
                             if input.movesStreamTime && input.time.millis < streamTime { outcome.late += 1 }
@@ -223,6 +246,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
                         }
                     }
                     nextOffsets[partition] = max(nextOffsets[partition] ?? 0, record.offset + 1)
+                    if isSorted { try markApplied.run(location) }
                 }
                 if let committable = committableOffsets() {
                     nextOffsets = [:]
@@ -251,8 +275,13 @@ public final class BatchApplier<Processor: StreamProcessor> {
                 let saveOffset = try database.prepare(
                     "INSERT INTO offsets(topic, partition, next_offset) VALUES(?, ?, ?) "
                         + "ON CONFLICT(topic, partition) DO UPDATE SET next_offset = excluded.next_offset")
+                let forgetApplied = try database.prepare(
+                    "DELETE FROM applied_offsets WHERE topic = ? AND partition = ? AND record_offset < ?")
                 for (partition, offset) in nextOffsets where offset != (try storedOffset(partition)) {
                     try saveOffset.run(.text(partition.topic), .integer(Int64(partition.partition)), .integer(offset))
+                    if processor.sortedInputTopics.contains(partition.topic) {
+                        try forgetApplied.run(.text(partition.topic), .integer(Int64(partition.partition)), .integer(offset))
+                    }
                 }
                 let saveClock = try database.prepare(
                     "INSERT INTO task_clock(task, stream_time, applied) VALUES(?, ?, ?) "

@@ -85,6 +85,15 @@ public enum RuntimeSchema {
             CREATE INDEX inbox_by_task_time ON inbox(task, event_time);
             -- Records applied per task since the store began: progress, now that the inbox forgets.
             ALTER TABLE task_clock ADD COLUMN applied INTEGER NOT NULL DEFAULT 0;
+            -- Records of sorted (command) partitions handed out above the stored offset: they leave
+            -- out of offset order, so after a restart they are read again, and recognised here
+            -- rather than by an inbox row that may have been pruned.
+            CREATE TABLE applied_offsets(
+                topic TEXT NOT NULL,
+                partition INTEGER NOT NULL,
+                record_offset INTEGER NOT NULL,
+                PRIMARY KEY(topic, partition, record_offset)
+            ) WITHOUT ROWID;
             """),
     ]
 }

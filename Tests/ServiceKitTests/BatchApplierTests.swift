@@ -79,6 +79,41 @@ import Testing
         #expect(try applier.database.count("SELECT total FROM counts WHERE member = 'm'") == 31)
     }
 
+    @Test func sortedRecordsReadAgainAfterARestartAreRecognisedByTheirOffsetsOnceTheInboxForgetsThem() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let day: Int64 = 86_400_000
+        let b0 = TopicPartition(topic: "in.b", partition: 0)
+        func start() throws -> (BatchApplier<CountingProcessor>, CountingProcessor) {
+            let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("state.sqlite").path))
+            let processor = CountingProcessor(inputTopics: topics, outputTopic: "out")
+            processor.sortedInputTopics = ["in.b"]
+            return (try BatchApplier(database: database, processor: processor, timerMode: .streamTime, inboxHorizon: 10 * day), processor)
+        }
+        var (applier, processor) = try start()
+        // A sorted partition hands out offsets 1 and 2 (early times) while offset 0 (a later
+        // time) is still waiting, so the stored offset stays at 0.
+        _ = try applier.apply([
+            polled(processor, topic: "in.b", offset: 1, value: countEvent("c1", member: "m", n: 1, time: 1 * day)),
+            polled(processor, topic: "in.b", offset: 2, value: countEvent("c2", member: "m", n: 2, time: 2 * day)),
+        ], committableOffsets: [b0: 0])
+        // Stream time moves on past the horizon: the inbox forgets c1 and c2.
+        _ = try applier.apply([polled(processor, offset: 0, value: countEvent("later", member: "m", n: 4, time: 40 * day))])
+        #expect(try applier.database.count("SELECT COUNT(*) FROM inbox WHERE event_id IN ('c1', 'c2')") == 0)
+        // A restart reads the partition again from offset 0: 1 and 2 are recognised, 0 is applied.
+        (applier, processor) = try start()
+        let again = try applier.apply([
+            polled(processor, topic: "in.b", offset: 1, value: countEvent("c1", member: "m", n: 1, time: 1 * day)),
+            polled(processor, topic: "in.b", offset: 2, value: countEvent("c2", member: "m", n: 2, time: 2 * day)),
+            polled(processor, topic: "in.b", offset: 0, value: countEvent("c0", member: "m", n: 8, time: 41 * day)),
+        ], committableOffsets: [b0: 3])
+        #expect(again.skippedBehindOffset == 2)
+        #expect(again.applied == 1)
+        #expect(try applier.database.count("SELECT total FROM counts WHERE member = 'm'") == 15)
+        // Once the stored offset has passed them, their marks are gone.
+        #expect(try applier.database.count("SELECT COUNT(*) FROM applied_offsets") == 0)
+    }
+
     @Test func undecodableRecordsAreDeadLetteredWithTheirReasonAndTheOffsetMoves() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -115,7 +150,9 @@ import Testing
         let good = polled(processor, offset: 0, value: countEvent("e1", member: "m", n: 1, time: 1))
         var bad = polled(processor, offset: 1, value: countEvent("e2", member: "bad", n: 1, time: 2))
         bad.record.key = Array("bad".utf8)
-        #expect(throws: CountingProcessor.Failure.self) { try applier.apply([good, bad]) }
+        // The error names the record it failed on.
+        let failure = #expect(throws: ApplyFailure.self) { try applier.apply([good, bad]) }
+        #expect(failure?.eventID == "e2" && failure?.offset == 1 && failure?.underlying is CountingProcessor.Failure)
         #expect(try applier.database.count("SELECT COUNT(*) FROM counts") == 0)
         #expect(try applier.database.count("SELECT COUNT(*) FROM inbox") == 0)
         #expect(try applier.database.count("SELECT COUNT(*) FROM outbox") == 0)

@@ -14,7 +14,7 @@ final class CountingProcessor: StreamProcessor {
     let inputTopics: [String]
     let outputTopic: String
     var failOnMember: String?
-    let sortedInputTopics: Set<String> = []
+    var sortedInputTopics: Set<String> = []
     func rank(of eventType: String) -> Int { 0 }
     var migrations: [Migration] {
         [Migration(version: 100, name: "counts", sql: "CREATE TABLE counts(member TEXT PRIMARY KEY, total INTEGER NOT NULL, applied INTEGER NOT NULL);")]
