@@ -42,6 +42,7 @@ enum Flood {
         let log = directory.appendingPathComponent("points.log")
         try children.start("points", environment: ["LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path], log: log)
         say("loyalty flood: \(orders) orders for \(members) members; points logs to \(log.path)")
+        try Demo.waitUntilAssigned(["points"], logs: directory, children: children)
 
         let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
         let epoch: Int64 = 1_767_196_800_000
