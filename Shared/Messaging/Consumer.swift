@@ -166,15 +166,6 @@ public final class KafkaConsumer: @unchecked Sendable {
         _ = rd_kafka_commit(handle, list, 1)
     }
 
-    /// The partition's low and high watermarks, asked of the broker (blocks up to the timeout).
-    public func watermarks(of partition: TopicPartition, timeoutMilliseconds: Int32 = 5_000) throws -> (low: Int64, high: Int64) {
-        var low: Int64 = 0
-        var high: Int64 = 0
-        let err = rd_kafka_query_watermark_offsets(handle, partition.topic, partition.partition, &low, &high, timeoutMilliseconds)
-        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "cannot read the end of \(partition)") }
-        return (low, high)
-    }
-
     /// The first and next offsets of each partition, asked of the broker in two requests
     /// (blocks up to the timeout for each).
     public func logBounds(of partitions: [TopicPartition], timeoutMilliseconds: Int32 = 10_000) throws -> [TopicPartition: (low: Int64, high: Int64)] {

@@ -209,7 +209,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
                         && inboxHorizon.map({ input.time.millis < streamTime - $0 }) ?? false:
                         // Its inbox row, if it ever had one, may be pruned: it cannot be told from a
                         // duplicate. (Other services' records are never refused for their lag.)
-                        if processor.sortedInputTopics.contains(record.topic) { try deleteEcho.run(.text(input.eventID)) }
+                        if isSorted { try deleteEcho.run(.text(input.eventID)) }
                         try batch.deadLetter(record, reason: Rejection(
                             code: "older-than-inbox-horizon",
                             detail: "event time \(input.time) is more than \(inboxHorizon! / 86_400_000) days behind the stream time "
@@ -217,7 +217,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
                         outcome.deadLettered += 1
                     case .success(let input):
                         // Commands a service sends itself go to its sorted (command) topics.
-                        if processor.sortedInputTopics.contains(record.topic) { try deleteEcho.run(.text(input.eventID)) }
+                        if isSorted { try deleteEcho.run(.text(input.eventID)) }
                         // The inbox first: a re-sent or conflicting record must not move timers.
                         if let known = try inboxLookup.queryOne(.text(input.eventID), row: { $0.int64(0) }) {
                             if known == input.payloadHash {

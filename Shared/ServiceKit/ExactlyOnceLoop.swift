@@ -293,7 +293,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
 
     /// The error for a partition whose records from `offset` on are gone from the broker.
     private func inputLost(_ partition: TopicPartition, readingAt offset: Int64) -> Error {
-        let marks = try? consumer.watermarks(of: partition)
+        let marks = (try? consumer.logBounds(of: [partition]))?[partition]
         return InputLostError(partition: partition, offset: offset, logStart: marks?.low, logEnd: marks?.high)
     }
 
