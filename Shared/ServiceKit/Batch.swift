@@ -46,8 +46,20 @@ public final class Batch {
         deleteTimers = try database.prepare("DELETE FROM timers WHERE member = ? AND kind = ? AND ref = ?")
     }
 
-    /// Adds a record to the outbox; it is published after the batch commits.
+    /// How much of a dead record's value a dead letter carries (escaped, at most about six
+    /// times this): enough to read it, never more than the producer accepts.
+    public static let payloadExcerptBytes = 16 * 1024
+    /// The largest record the outbox takes: below librdkafka's default `message.max.bytes`
+    /// (1,000,000), so that a committed row can always be published.
+    public static let maximumRecordBytes = 900_000
+
+    /// Adds a record to the outbox; it is published after the batch commits. A record the
+    /// producer would refuse is refused here, before it is committed (`OutputTooLarge`).
     public func emit(topic: String, key: String?, value: [UInt8]) throws {
+        let size = value.count + (key?.utf8.count ?? 0)
+        guard size <= Self.maximumRecordBytes else {
+            throw OutputTooLarge(topic: topic, bytes: size, limit: Self.maximumRecordBytes)
+        }
         let keyBytes = key.map { Array($0.utf8) }
         try insertOutbox.run(.text(topic), keyBytes.map { .blob($0) } ?? .null, .blob(value))
         outbox.append(OutboxRow(seq: database.lastInsertRowID, topic: topic, key: keyBytes, value: value))
@@ -103,10 +115,17 @@ public final class Batch {
         data["offset"] = .int(record.offset)
         if let key = record.keyString { data["key"] = .string(key) }
         if let value = record.value {
-            if let text = String(validating: value, as: UTF8.self) {
+            // An excerpt at most: the whole record stays on its topic, at the offset named here.
+            let excerpt = value.count > Self.payloadExcerptBytes ? Array(value.prefix(Self.payloadExcerptBytes)) : value
+            if value.count > excerpt.count {
+                data["payloadBytes"] = .int(Int64(value.count))
+                data["payloadTruncated"] = .bool(true)
+            }
+            let truncated = value.count > excerpt.count
+            if let text = truncated ? Self.validUTF8Prefix(excerpt) : String(validating: excerpt, as: UTF8.self) {
                 data["payload"] = .string(text)
             } else {
-                data["payloadBase64"] = .string(Data(value).base64EncodedString())
+                data["payloadBase64"] = .string(Data(excerpt).base64EncodedString())
             }
         } else {
             data["payload"] = .null
@@ -117,4 +136,23 @@ public final class Batch {
             subject: record.keyString, data: .object(data))
         try emit(topic: Topics.deadLetters.name, key: record.keyString, value: event.encoded())
     }
+}
+
+extension Batch {
+    /// The bytes as text when they are UTF-8, allowing a character cut at the end.
+    static func validUTF8Prefix(_ bytes: [UInt8]) -> String? {
+        for cut in 0...min(3, bytes.count) {
+            if let text = String(validating: bytes.dropLast(cut), as: UTF8.self) { return text }
+        }
+        return nil
+    }
+}
+
+/// A record too large to publish: refused before its batch commits, so that no row the
+/// producer cannot send ever sits in the outbox.
+public struct OutputTooLarge: Error, CustomStringConvertible {
+    public var topic: String
+    public var bytes: Int
+    public var limit: Int
+    public var description: String { "a record of \(bytes) bytes for \(topic) is over the \(limit)-byte limit" }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import LoyaltyDomain
 import Messaging
 import Storage
@@ -63,6 +64,54 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// Partition count of the input topics (co-partitioned), to place commands sent to them:
     /// the catalogue's until the loop has read the real one from the cluster.
     public var partitionCount: Int32
+
+    /// How far ahead of the clock it is measured against an event may be (milliseconds): in
+    /// stream mode its task's stream time (for a task's first record, the newest of the
+    /// store's other tasks; none for the store's very first), in wall-clock mode `clock`.
+    /// An event further ahead is dead-lettered with `time-out-of-range` and moves no clock.
+    public var futureMargin: Int64?
+    /// The machine clock, read only in wall-clock mode, for the bound above.
+    public var clock: () -> EventTime = { EventTime(millis: Int64(Date().timeIntervalSince1970 * 1000)) }
+
+    /// Told which record is being applied, so that a crash can be pinned on it.
+    public var crashNote: CrashNote?
+    /// The record the service failed on at two starts in a row: dead-lettered when it comes.
+    public var poisonRecord: (partition: TopicPartition, offset: Int64, cause: String)?
+
+    /// The dead-letter reason for `record` when it is the poison record.
+    public func poisonRejection(for record: ConsumedRecord) -> Rejection? {
+        guard let poisonRecord, poisonRecord.partition == record.topicPartition, poisonRecord.offset == record.offset else { return nil }
+        return Rejection(
+            code: "poison-record",
+            detail: "the service failed on this record at two starts in a row (\(poisonRecord.cause)); set aside so that the records behind it are applied")
+    }
+
+    /// Counts a failure on the record `note` names (nil: the last run left no note) and
+    /// returns the record that has failed twice in a row, if any. A note naming another
+    /// record starts the count again.
+    public func recordStrike(_ note: (partition: TopicPartition, offset: Int64, cause: String)?) throws
+        -> (partition: TopicPartition, offset: Int64, cause: String, strikes: Int64)?
+    {
+        try database.transaction {
+            if let note {
+                let location: [SQLValue] = [.text(note.partition.topic), .integer(Int64(note.partition.partition)), .integer(note.offset)]
+                let known = try database.prepare(
+                    "SELECT strikes FROM crash_strikes WHERE topic = ? AND partition = ? AND record_offset = ?"
+                ).queryOne(location) { $0.int64(0) } ?? 0
+                try database.execute("DELETE FROM crash_strikes")
+                try database.prepare("INSERT INTO crash_strikes(topic, partition, record_offset, strikes, cause) VALUES(?, ?, ?, ?, ?)")
+                    .run(location + [.integer(known + 1), .text(note.cause)])
+            }
+            return try database.prepare("SELECT topic, partition, record_offset, strikes, cause FROM crash_strikes").queryOne { row in
+                (TopicPartition(topic: row.string(0), partition: Int32(row.int64(1))), row.int64(2), row.string(4), row.int64(3))
+            }
+        }
+    }
+
+    /// Forgets the failures counted against a record the service has now got past.
+    public func clearStrikes() throws {
+        try database.execute("DELETE FROM crash_strikes")
+    }
 
     public init(
         database: Database, processor: Processor, timerMode: TimerMode, partitionCount: Int32 = Topics.partitionCount,
@@ -198,6 +247,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
                     let streamTime = try pendingStreamTimes[task] ?? storedStreamTime(task)
                     batch.task = task
                     batch.streamTime = EventTime(millis: max(streamTime, 0))
+                    let futureLimit = try latestAcceptable(task: task, streamTime: streamTime, pending: pendingStreamTimes)
                     switch polled.decoded {
                     case .failure(let rejection):
                         if let id = record.eventID { try deleteEcho.run(.text(id)) }
@@ -214,6 +264,14 @@ public final class BatchApplier<Processor: StreamProcessor> {
                             code: "older-than-inbox-horizon",
                             detail: "event time \(input.time) is more than \(inboxHorizon! / 86_400_000) days behind the stream time "
                                 + "\(EventTime(millis: streamTime)): too old to tell from a duplicate"))
+                        outcome.deadLettered += 1
+                    case .success(let input) where input.movesStreamTime && futureLimit.map({ input.time.millis > $0 }) ?? false:
+                        let limit = futureLimit!
+                        if isSorted { try deleteEcho.run(.text(input.eventID)) }
+                        try batch.deadLetter(record, reason: Rejection(
+                            code: "time-out-of-range",
+                            detail: "event time \(input.time) is more than the allowed margin ahead of \(EventTime(millis: limit - futureMargin!)) "
+                                + "(\(timerMode == .streamTime ? "stream time" : "the machine clock")); it moves no clock"))
                         outcome.deadLettered += 1
                     case .success(let input):
                         // Commands a service sends itself go to its sorted (command) topics.
@@ -236,6 +294,8 @@ public final class BatchApplier<Processor: StreamProcessor> {
                             try inboxInsert.run(
                                 .text(input.eventID), .integer(input.payloadHash), .integer(Int64(task)),
                                 .integer(max(input.time.millis, streamTime)))
+                            crashNote?.working(on: record)
+                            defer { crashNote?.idle() }
                             do { try processor.apply(input, in: batch) } catch {
                                 throw ApplyFailure(eventID: input.eventID, partition: partition, offset: record.offset, underlying: error)
                             }
@@ -329,8 +389,17 @@ public final class BatchApplier<Processor: StreamProcessor> {
                 var nextOffsets: [TopicPartition: Int64] = [:]
                 for record in records {
                     batch.task = record.partition
-                    try processor.applyBroadcast(record, in: batch)
-                    outcome.applied += 1
+                    if let poison = poisonRejection(for: record) {
+                        try batch.deadLetter(record, reason: poison)
+                        outcome.deadLettered += 1
+                    } else {
+                        crashNote?.working(on: record)
+                        defer { crashNote?.idle() }
+                        do { try processor.applyBroadcast(record, in: batch) } catch {
+                            throw ApplyFailure(eventID: record.eventID ?? "", partition: record.topicPartition, offset: record.offset, underlying: error)
+                        }
+                        outcome.applied += 1
+                    }
                     nextOffsets[record.topicPartition] = max(nextOffsets[record.topicPartition] ?? 0, record.offset + 1)
                 }
                 try processor.finish(batch)
@@ -364,6 +433,17 @@ public final class BatchApplier<Processor: StreamProcessor> {
             try prune.run(.integer(Int64(task)), .integer(time - inboxHorizon))
             prunedAt[task] = time
         }
+    }
+
+    /// The latest event time acceptable now in `task` (see `futureMargin`); nil: no bound.
+    private func latestAcceptable(task: Int32, streamTime: Int64, pending: [Int32: Int64]) throws -> Int64? {
+        guard let futureMargin else { return nil }
+        if timerMode == .wallClock { return clock().millis + futureMargin }
+        if streamTime != .min { return streamTime + futureMargin }
+        let stored = try database.prepare("SELECT MAX(stream_time) FROM task_clock WHERE task != ?")
+            .queryOne(.integer(Int64(task)), row: { $0.isNull(0) ? nil : $0.int64(0) }) ?? nil
+        let newest = ([stored].compactMap { $0 } + pending.filter { $0.key != task }.map(\.value)).max()
+        return newest.map { $0 + futureMargin }
     }
 
     private func storedStreamTime(_ task: Int32) throws -> Int64 {

@@ -16,6 +16,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     private var broadcast: BroadcastReader?
     private let relay: OutboxRelay
     private let checkpointer: WALCheckpointer
+    private let crashNote: CrashNote
     /// Tells `loyalty broker --reset-state` that the database is open here.
     private let useLock: FileUseLock
     private var merger: EventTimeMerger<PolledRecord<Processor.Body>>
@@ -25,6 +26,9 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     private var everAssigned = false
     /// Records a partition may buffer before it is paused (the merge waits on its siblings).
     private let pauseThreshold = 50_000
+
+    /// The record failures are counted against, until the loop gets past it.
+    private var strikeAgainst: (partition: TopicPartition, offset: Int64)?
 
     /// Totals since start, for logs and tests.
     public private(set) var totals = BatchOutcome()
@@ -42,6 +46,22 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         applier = try BatchApplier(
             database: database, processor: processor, timerMode: configuration.timerMode,
             inboxHorizon: configuration.inboxHorizonDays > 0 ? Int64(configuration.inboxHorizonDays) * 86_400_000 : nil)
+        applier.futureMargin = configuration.futureMarginMilliseconds
+        // A record this service failed on at the last start (trap, fault or error) counts a
+        // strike; at two in a row it is dead-lettered when it comes (`poison-record`).
+        let notePath = configuration.databasePath + ".crash"
+        let note = CrashNote.take(at: notePath)
+        crashNote = try CrashNote(path: notePath)
+        applier.crashNote = crashNote
+        if let strike = try applier.recordStrike(note) {
+            logger.warning("the last start failed on an input record", [
+                "partition": strike.partition.description, "offset": String(strike.offset), "cause": strike.cause,
+                "startsInARow": String(strike.strikes),
+                "then": strike.strikes >= 2 ? "it is dead-lettered as poison-record" : "trying it once more",
+            ])
+            if strike.strikes >= 2 { applier.poisonRecord = (strike.partition, strike.offset, strike.cause) }
+            strikeAgainst = (strike.partition, strike.offset)
+        }
         // Checkpoints happen on a connection of their own, not inside the loop's commits.
         try database.execute("PRAGMA wal_autocheckpoint = 0")
         checkpointer = try WALCheckpointer(path: configuration.databasePath, intervalMilliseconds: 200, logger: logger)
@@ -186,7 +206,17 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         guard let broadcast else { return }
         let records = broadcast.poll(maxRecords: 500, timeoutMilliseconds: timeoutMilliseconds)
         guard !records.isEmpty else { return }
-        let outcome = try applier.applyBroadcast(records)
+        let outcome: BatchOutcome
+        do {
+            outcome = try applier.applyBroadcast(records)
+        } catch let failure as ApplyFailure where !(failure.underlying is SQLiteError) {
+            crashNote.failed(on: failure.partition, offset: failure.offset, because: "\(failure.underlying)")
+            throw failure
+        }
+        if let strike = strikeAgainst, records.contains(where: { $0.topicPartition == strike.partition && $0.offset >= strike.offset }) {
+            try applier.clearStrikes()
+            strikeAgainst = nil
+        }
         try relay.publish(outcome.outbox)
     }
 
@@ -198,7 +228,9 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         var pulled = 0
         let limit = configuration.maxBatchRecords
         let now = monotonicMilliseconds()
-        let outcome = try applier.apply(
+        let outcome: BatchOutcome
+        do {
+            outcome = try applier.apply(
             nextRecord: { newEchoes in
                 for echo in newEchoes { merger.expectEcho(echo.key, on: echo.partition, now: now) }
                 if let record = pending {
@@ -212,7 +244,17 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             },
             committableOffsets: { merger.committableOffsets },
             deliveredOutbox: delivered, wallClock: wallClock, tasks: merger.assignedTasks)
+        } catch let failure as ApplyFailure where !(failure.underlying is SQLiteError) {
+            // The record's own fault, not the machine's (a full disk is no reason to set a
+            // record aside): noted, so that a second failure in a row dead-letters it.
+            crashNote.failed(on: failure.partition, offset: failure.offset, because: "\(failure.underlying)")
+            throw failure
+        }
         relay.deleted(delivered.count)
+        if let strike = strikeAgainst, let next = merger.committableOffsets[strike.partition], next > strike.offset {
+            try applier.clearStrikes()
+            strikeAgainst = nil
+        }
         committedOffsets.merge(merger.committableOffsets) { $1 }
         for echo in outcome.echoes { merger.expectEcho(echo.key, on: echo.partition, now: now) }
         if let marker = configuration.faultKillAfterCommit.map({ Array($0.utf8) }),
@@ -251,7 +293,16 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             switch event {
             case .record(let record):
                 let decoded: Result<Decoded<Processor.Body>, Rejection>
-                do { decoded = .success(try applier.processor.decode(record)) } catch { decoded = .failure(error) }
+                if let poison = applier.poisonRejection(for: record) {
+                    decoded = .failure(poison)
+                } else {
+                    crashNote.working(on: record)
+                    if let marker = configuration.faultCrashOn, let value = record.value, value.contains(Array(marker.utf8)) {
+                        fatalError("LOYALTY_FAULT_CRASH_ON: a trap injected on \(record.topicPartition)@\(record.offset)")
+                    }
+                    do { decoded = .success(try applier.processor.decode(record)) } catch { decoded = .failure(error) }
+                    crashNote.idle()
+                }
                 let partition = record.topicPartition
                 let key: MergeKey
                 switch decoded {

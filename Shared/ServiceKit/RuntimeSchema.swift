@@ -95,5 +95,17 @@ public enum RuntimeSchema {
                 PRIMARY KEY(topic, partition, record_offset)
             ) WITHOUT ROWID;
             """),
+        Migration(version: 6, name: "poison records", sql: """
+            -- The input record the service last failed on (CrashNote), and how many starts in a row
+            -- it did: at two it is dead-lettered as a poison record. One row at most.
+            CREATE TABLE crash_strikes(
+                topic TEXT NOT NULL,
+                partition INTEGER NOT NULL,
+                record_offset INTEGER NOT NULL,
+                strikes INTEGER NOT NULL,
+                cause TEXT NOT NULL,
+                PRIMARY KEY(topic, partition, record_offset)
+            ) WITHOUT ROWID;
+            """),
     ]
 }

@@ -63,6 +63,15 @@ public struct ServiceConfiguration: Sendable {
     public var inboxHorizonDays: Int
     /// `LOYALTY_LOG_LEVEL`: `debug`, `info` (default), `warning`, `error`.
     public var logLevel: LogLevel
+    /// How far ahead an event may be and still be applied, in milliseconds. In stream mode
+    /// (`LOYALTY_STREAM_TIME_MARGIN_DAYS`, default 366): ahead of its task's stream time, or
+    /// for a task's first record, of the newest stream time of the store's other tasks. In
+    /// wall-clock mode (`LOYALTY_CLOCK_MARGIN_HOURS`, default 24): ahead of the machine clock.
+    /// An event further ahead is dead-lettered (`time-out-of-range`) and moves no clock.
+    public var futureMarginMilliseconds: Int64 = 366 * 86_400_000
+    /// `LOYALTY_FAULT_CRASH_ON`, for failure tests only: the service traps (as an overflow
+    /// would) while decoding a record whose value contains this text. Unset in production.
+    public var faultCrashOn: String?
     /// `LOYALTY_FAULT_KILL_AFTER_COMMIT`, for failure tests only: the service kills itself
     /// (SIGKILL) right after committing a batch whose outbox holds a record containing this
     /// text, before publishing it. Unset in production.
@@ -115,6 +124,10 @@ public struct ServiceConfiguration: Sendable {
             walLimitBytes: Int64(try integer("LOYALTY_WAL_LIMIT_MB", default: 64, range: 0...65_536)) * 1_048_576,
             inboxHorizonDays: try integer("LOYALTY_INBOX_HORIZON_DAYS", default: 90, range: 0...36_500),
             logLevel: logLevel,
+            futureMarginMilliseconds: timerMode == .streamTime
+                ? Int64(try integer("LOYALTY_STREAM_TIME_MARGIN_DAYS", default: 366, range: 1...36_500)) * 86_400_000
+                : Int64(try integer("LOYALTY_CLOCK_MARGIN_HOURS", default: 24, range: 1...87_600)) * 3_600_000,
+            faultCrashOn: value("LOYALTY_FAULT_CRASH_ON"),
             faultKillAfterCommit: value("LOYALTY_FAULT_KILL_AFTER_COMMIT"))
     }
 }

@@ -29,6 +29,23 @@ import ReferenceProgram
         #expect(byID["win-back"]?.reward.coupon == "WINBACK10" && byID["win-back"]?.controlSharePercent == 10)
     }
 
+    @Test func deeplyNestedOrOverlongConditionsAreRefusedNamingTheColumn() throws {
+        let fields = CampaignDefinition.conditionFields(for: "order.paid")
+        func error(_ text: String) -> ConditionError? {
+            do { _ = try Condition(text, fields: fields); return nil } catch { return error }
+        }
+        // 100,000 brackets once overflowed the parser's stack.
+        let brackets = String(repeating: "(", count: 100_000) + "true" + String(repeating: ")", count: 100_000)
+        #expect(error(brackets)?.column == Condition.maximumLength + 1)
+        let deep = String(repeating: "(", count: 40) + "true" + String(repeating: ")", count: 40)
+        #expect(error(deep)?.column == Condition.maximumNesting + 1)
+        #expect(error(deep)?.message.contains("nested more than 32") == true)
+        let negations = String(repeating: "!", count: 33) + "true"
+        #expect(error(negations)?.column == 33)
+        let fine = String(repeating: "(", count: 32) + "true" + String(repeating: ")", count: 32)
+        #expect(error(fine) == nil)
+    }
+
     @Test func conditionsCompareFieldsAndLiterals() throws {
         let fields = CampaignDefinition.conditionFields(for: "order.paid")
         let values: ConditionValues = [

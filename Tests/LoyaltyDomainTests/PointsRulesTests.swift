@@ -980,4 +980,30 @@ import ReferenceProgram
         #expect(m.apply(.checkedIn, at: "2026-03-01T12:00:00+08:00").refusals.first?.reason == "already-checked-in-today")
         #expect(m.acct.streakLength == 1)
     }
+
+    @Test func figuresThatWouldPassTheSafeMagnitudeAreRefusedNotTrapped() throws {
+        var member = PointsHarness.registered(at: "2026-01-01T10:00:00+08:00", rules: try referenceRules())
+        // The largest adjustment an event may carry, again and again: once trapped on overflow.
+        // (Ten thousand of them reach the bound; the account starts two short of it.)
+        let step = PointsInput.maximumAmountMinor
+        member.apply(.adjust(Adjustment(points: step, reason: "attack")), at: "2026-01-02T09:00:00+08:00")
+        member.account?.balance.available = PointsAccount.safeMagnitude - 2 * step
+        member.account?.lifetime.adjustedUp = PointsAccount.safeMagnitude - 2 * step
+        member.account?.lots[0].points = PointsAccount.safeMagnitude - 2 * step
+        member.account?.lots[0].remaining = PointsAccount.safeMagnitude - 2 * step
+        for _ in 0..<5 {
+            member.apply(.adjust(Adjustment(points: step, reason: "attack")), at: "2026-01-02T10:00:00+08:00")
+        }
+        let accepted = PointsAccount.safeMagnitude / step
+        #expect(member.account?.balance.available == accepted * step)
+        #expect(member.refusals.count == 3)
+        #expect(member.refusals.allSatisfy { $0.reason == "amount-out-of-range" })
+        // Spending still works; the lifetime total of adjustments stays at the bound, so a
+        // further credit of that kind is refused even with room in the balance.
+        member.apply(.adjust(Adjustment(points: -step, reason: "correction")), at: "2026-01-03T10:00:00+08:00")
+        #expect(member.account?.balance.available == (accepted - 1) * step)
+        member.apply(.adjust(Adjustment(points: step, reason: "again")), at: "2026-01-03T11:00:00+08:00")
+        #expect(member.account?.balance.available == (accepted - 1) * step)
+        #expect(member.refusals.count == 4)
+    }
 }

@@ -100,6 +100,15 @@ private func loaded(setting path: String, to value: JSONValue?) throws -> Progra
         }
     }
 
+    @Test func figuresThatCouldOverflowAreRefusedAtLoadNamingTheField() throws {
+        for path in ["checkIn.points", "earning.pendingHours", "reviews.points", "inactivity.afterDays", "referral.referrerPoints"] {
+            let error = try loadError(setting: path, to: .number("5000000000000000000"))
+            #expect(error?.path == path, "\(path) = 5e18")
+            #expect(error?.problem == "must be at most 1000000000", "\(path) = 5e18")
+        }
+        #expect(try loaded(setting: "checkIn.points", to: .number("1000000000")).checkIn.points == 1_000_000_000)
+    }
+
     @Test func multipliersMustBeExactTenths() throws {
         let multiplier = try loadError(setting: "earning.categoryMultipliers.high-margin", to: .number("1.25"))
         #expect(multiplier?.path == "earning.categoryMultipliers.high-margin")

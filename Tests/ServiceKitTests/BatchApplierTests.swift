@@ -220,4 +220,95 @@ import Testing
         let due = try applier.apply([], wallClock: EventTime(millis: 1100), tasks: [0])
         #expect(due.timersFired == 1)
     }
+
+    // MARK: Hostile records
+
+    @Test func anEventTooFarAheadIsDeadLetteredAndMovesNoClock() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let day: Int64 = 86_400_000
+        let (applier, processor) = try makeApplier(directory)
+        applier.futureMargin = 30 * day
+        let start: Int64 = 1_767_225_600_000
+        // Task 1's first record is measured against the newest other task (task 0).
+        let outcome = try applier.apply([
+            polled(processor, partition: 0, offset: 0, value: countEvent("a1", member: "m", n: 1, time: start)),
+            polled(processor, partition: 0, offset: 1, value: countEvent("a2", member: "m", n: 1, time: 253_402_214_400_000)),  // 9999-12-31
+            polled(processor, partition: 0, offset: 2, value: countEvent("a3", member: "m", n: 1, time: start + 29 * day)),
+            polled(processor, partition: 1, offset: 0, value: countEvent("b1", member: "m", n: 1, time: start + 60 * day)),
+            polled(processor, partition: 1, offset: 1, value: countEvent("b2", member: "m", n: 1, time: start + 20 * day)),
+        ])
+        #expect(outcome.applied == 3)
+        let letters = try outputs(outcome, topic: Topics.deadLetters.name)
+        #expect(letters.map { $0.data["reason"]?.stringValue } == ["time-out-of-range", "time-out-of-range"])
+        #expect(letters.map { $0.data["offset"]?.int64Value } == [1, 0])
+        #expect(try applier.database.count("SELECT stream_time FROM task_clock WHERE task = 0") == start + 29 * day)
+        #expect(try applier.database.count("SELECT stream_time FROM task_clock WHERE task = 1") == start + 20 * day)
+
+        // In wall-clock mode the bound is the machine clock's.
+        let clockDirectory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: clockDirectory) }
+        let (clocked, clockedProcessor) = try makeApplier(clockDirectory, timerMode: .wallClock)
+        clocked.futureMargin = day
+        clocked.clock = { EventTime(millis: start) }
+        let clockedOutcome = try clocked.apply([
+            polled(clockedProcessor, offset: 0, value: countEvent("c1", member: "m", n: 1, time: start + day - 1)),
+            polled(clockedProcessor, offset: 1, value: countEvent("c2", member: "m", n: 1, time: start + day + 1)),
+        ])
+        #expect(clockedOutcome.applied == 1)
+        #expect(try outputs(clockedOutcome, topic: Topics.deadLetters.name).map { $0.data["reason"]?.stringValue } == ["time-out-of-range"])
+    }
+
+    @Test func aDeadLetterCarriesABoundedExcerptAndWhereTheRecordIs() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (applier, processor) = try makeApplier(directory)
+        // 600 KB of quotes: escaped whole, twice the size, more than the producer takes.
+        let quotes = [UInt8](repeating: UInt8(ascii: "\""), count: 600_000)
+        let outcome = try applier.apply([polled(processor, offset: 7, value: quotes)])
+        #expect(outcome.deadLettered == 1)
+        let row = try #require(outcome.outbox.first { $0.topic == Topics.deadLetters.name })
+        #expect(row.value!.count < 120_000)
+        let letter = try CloudEvent.decode(row.value!)
+        #expect(letter.data["payload"]?.stringValue == String(repeating: "\"", count: Batch.payloadExcerptBytes))
+        #expect(letter.data["payloadBytes"]?.int64Value == 600_000)
+        #expect(letter.data["payloadTruncated"] == .bool(true))
+        #expect(letter.data["offset"]?.int64Value == 7)
+        #expect(letter.data["topic"]?.stringValue == "in.a")
+    }
+
+    @Test func aRecordTooLargeToPublishIsRefusedBeforeItIsCommitted() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("state.sqlite").path))
+        _ = try database.migrate(RuntimeSchema.migrations)
+        let batch = try Batch(database: database, service: "test", selfTopics: [:], rank: { _ in 0 })
+        #expect(throws: OutputTooLarge.self) {
+            try batch.emit(topic: "out", key: "m", value: [UInt8](repeating: 0x61, count: Batch.maximumRecordBytes + 1))
+        }
+        try batch.emit(topic: "out", key: nil, value: [UInt8](repeating: 0x61, count: Batch.maximumRecordBytes))
+        #expect(try database.count("SELECT COUNT(*) FROM outbox") == 1)
+    }
+
+    @Test func failuresAreCountedAgainstARecordOnlyInARow() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (applier, _) = try makeApplier(directory)
+        let partition = TopicPartition(topic: "in.a", partition: 3)
+        #expect(try applier.recordStrike(nil) == nil)
+        #expect(try applier.recordStrike((partition, 41, "trap"))?.strikes == 1)
+        // A start that left no note (a kill from outside) neither counts nor forgets.
+        #expect(try applier.recordStrike(nil)?.strikes == 1)
+        #expect(try applier.recordStrike((partition, 41, "trap"))?.strikes == 2)
+        // Another record starts the count again.
+        let other = try applier.recordStrike((partition, 42, "overflow"))
+        #expect(other?.offset == 42 && other?.strikes == 1)
+        try applier.clearStrikes()
+        #expect(try applier.recordStrike(nil) == nil)
+
+        applier.poisonRecord = (partition, 42, "overflow")
+        let record = ConsumedRecord(topic: "in.a", partition: 3, offset: 42, key: nil, value: nil)
+        #expect(applier.poisonRejection(for: record)?.code == "poison-record")
+        #expect(applier.poisonRejection(for: ConsumedRecord(topic: "in.a", partition: 3, offset: 43, key: nil, value: nil)) == nil)
+    }
 }

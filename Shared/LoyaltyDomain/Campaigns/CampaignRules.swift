@@ -341,10 +341,10 @@ public struct CampaignRules: Sendable {
             multiplierTenths: definition.reward.multiplierTenths, coupon: definition.reward.coupon, badge: definition.reward.badge,
             orderID: orderID))
         stats.rewards += 1
-        stats.points += points
+        stats.points = stats.points.saturatingAdd(points)
         if stats.rewards == 1 { results.membersReached += 1 }
         results.rewards += 1
-        results.pointsGranted += points
+        results.pointsGranted = results.pointsGranted.saturatingAdd(points)
         if definition.reward.coupon != nil { results.couponsIssued += 1 }
         if definition.reward.badge != nil { results.badgesAwarded += 1 }
         if measured {
@@ -366,10 +366,10 @@ public struct CampaignRules: Sendable {
             var results = totals[exposure.campaign] ?? CampaignResults()
             if exposure.control {
                 results.control.orders += 1
-                results.control.revenueMinor += orderMinor
+                results.control.revenueMinor = results.control.revenueMinor.saturatingAdd(orderMinor)
             } else {
                 results.treated.orders += 1
-                results.treated.revenueMinor += orderMinor
+                results.treated.revenueMinor = results.treated.revenueMinor.saturatingAdd(orderMinor)
             }
             results.revision += 1
             totals[exposure.campaign] = results

@@ -5,12 +5,23 @@
 ///     order.paidMinor >= 10000 && "high-margin" in order.categories
 ///     member.tier in ["gold", "platinum"] || !(time.weekday in [6, 7])
 public struct Condition: Sendable, Equatable, CustomStringConvertible {
+    /// The longest condition accepted, in characters.
+    public static let maximumLength = 4096
+    /// The deepest nesting of `(` and `!` accepted.
+    public static let maximumNesting = 32
+
     /// The text it was parsed from.
     public let source: String
     let root: Node
 
     /// Parses and checks `source` against the fields a trigger offers.
     public init(_ source: String, fields: [String: ValueType]) throws(ConditionError) {
+        // Bounded, so that no definition can exhaust the stack of the parser, the evaluator or
+        // the tree's release: marketing conditions are a line, not a program.
+        let length = source.unicodeScalars.count
+        guard length <= Self.maximumLength else {
+            throw ConditionError(column: Self.maximumLength + 1, message: "a condition may be at most \(Self.maximumLength) characters; this one has \(length)")
+        }
         var parser = Parser(tokens: try Lexer.tokens(of: source), fields: fields)
         let (node, type) = try parser.expression()
         try parser.expectEnd()
@@ -179,6 +190,8 @@ private struct Parser {
     let tokens: [(token: Token, column: Int)]
     let fields: [String: ValueType]
     var position = 0
+    /// Open `(` and `!` around the current position.
+    var nesting = 0
 
     init(tokens: [(token: Token, column: Int)], fields: [String: ValueType]) {
         self.tokens = tokens
@@ -187,6 +200,14 @@ private struct Parser {
 
     var current: Token { tokens[position].token }
     var column: Int { tokens[position].column }
+
+    /// One level deeper, refused past `Condition.maximumNesting`.
+    mutating func enter(_ at: Int) throws(ConditionError) {
+        nesting += 1
+        guard nesting <= Condition.maximumNesting else {
+            throw ConditionError(column: at, message: "nested more than \(Condition.maximumNesting) deep")
+        }
+    }
 
     mutating func expectEnd() throws(ConditionError) {
         guard current == .end else { throw ConditionError(column: column, message: "unexpected \(describe(current)) after the end of the condition") }
@@ -220,6 +241,8 @@ private struct Parser {
         guard current == .symbol("!") else { return try comparison() }
         let at = column
         position += 1
+        try enter(at)
+        defer { nesting -= 1 }
         let (operand, type) = try negation()
         guard type == .bool else { throw ConditionError(column: at, message: "! needs true or false, not \(type)") }
         return (.not(operand), .bool)
@@ -274,6 +297,8 @@ private struct Parser {
             return (.field(name, type), type)
         case .symbol("("):
             position += 1
+            try enter(at)
+            defer { nesting -= 1 }
             let inner = try expression()
             guard current == .symbol(")") else { throw ConditionError(column: column, message: "expected ) to close the ( at column \(at)") }
             position += 1

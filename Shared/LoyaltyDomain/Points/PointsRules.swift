@@ -88,8 +88,28 @@ public struct PointsRules: Sendable {
     /// Applies one input to the member's account (nil when the member is not registered).
     /// `stockLeft` tells how many units of a catalogue reward are left (nil: its program stock,
     /// or unlimited).
+    /// An event that would take any of the member's figures past `PointsAccount.safeMagnitude`
+    /// is refused `amount-out-of-range`, and the account is left as it was.
     public func apply(
         _ event: PointsEvent, to account: inout PointsAccount?, stockLeft: (String) -> Int64? = { _ in nil }
+    ) -> PointsDecision {
+        var working = account
+        let decision = applyWithinBounds(event, to: &working, stockLeft: stockLeft)
+        if let result = working, result.exceedsSafeMagnitude {
+            var refused = PointsDecision()
+            refused.refusals.append(refusal(
+                event, subject: "points", reason: "amount-out-of-range",
+                detail: "the member's points would pass \(PointsAccount.safeMagnitude)"))
+            return refused
+        }
+        account = working
+        return decision
+    }
+
+    /// `apply` for an account whose figures are within `safeMagnitude`: one event moves them by
+    /// far less than the headroom to `Int64.max`, so nothing here can overflow.
+    private func applyWithinBounds(
+        _ event: PointsEvent, to account: inout PointsAccount?, stockLeft: (String) -> Int64?
     ) -> PointsDecision {
         var decision = PointsDecision()
         switch event.input {

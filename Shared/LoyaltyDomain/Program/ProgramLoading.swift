@@ -113,12 +113,12 @@ extension Program {
             guard let kind = RewardKind(rawValue: kindText) else {
                 throw ProgramError(path: "\(path).kind", problem: "expected goods, coupon, service or charity, got \(kindText)")
             }
-            let points = try reward.int64("points", at: path)
+            let points = try Self.positive(try reward.int64("points", at: path), "\(path).points")
             guard points >= self.spending.minimumRedemptionPoints else {
                 throw ProgramError(path: "\(path).points", problem: "must be at least spending.minimumRedemptionPoints (\(self.spending.minimumRedemptionPoints))")
             }
             let stock = try reward.optionalInt64("stock", at: path)
-            if let stock, stock < 0 { throw ProgramError(path: "\(path).stock", problem: "must not be negative") }
+            if let stock { _ = try Self.nonNegative(stock, "\(path).stock") }
             guard catalogue[id] == nil else { throw ProgramError(path: "\(path).id", problem: "\(id) appears twice") }
             catalogue[id] = Reward(id: id, kind: kind, name: try reward.string("name", at: path), points: points, stock: stock)
         }
@@ -183,13 +183,22 @@ extension Program {
         return value
     }
 
+    /// The largest figure a program may hold (points, days, hours, caps): far above any real
+    /// programme, far enough below 64-bit overflow that the rules' arithmetic cannot trap.
+    static let maximumFigure: Int64 = 1_000_000_000
+
     private static func positive(_ value: Int64, _ path: String) throws -> Int64 {
         guard value > 0 else { throw ProgramError(path: path, problem: "must be greater than 0") }
-        return value
+        return try atMostMaximum(value, path)
     }
 
     private static func nonNegative(_ value: Int64, _ path: String) throws -> Int64 {
         guard value >= 0 else { throw ProgramError(path: path, problem: "must not be negative") }
+        return try atMostMaximum(value, path)
+    }
+
+    private static func atMostMaximum(_ value: Int64, _ path: String) throws -> Int64 {
+        guard value <= maximumFigure else { throw ProgramError(path: path, problem: "must be at most \(maximumFigure)") }
         return value
     }
 }

@@ -80,8 +80,10 @@ public struct TierRules: Sendable {
     public func qualifyingSpend(of member: TierMember, at time: EventTime) -> Int64 {
         let from = time.adding(days: -policy.qualifyingWindowDays)
         func inWindow(_ amount: TimedAmount) -> Bool { amount.time > from && amount.time <= time }
-        return member.payments.filter(inWindow).reduce(0) { $0 + $1.amountMinor }
-            - member.refunds.filter(inWindow).reduce(0) { $0 + $1.amountMinor }
+        // Saturating: no run of huge orders may trap the service (refunds never pass payments).
+        let paid = member.payments.filter(inWindow).reduce(Int64(0)) { $0.saturatingAdd($1.amountMinor) }
+        let refunded = member.refunds.filter(inWindow).reduce(Int64(0)) { $0.saturatingAdd($1.amountMinor) }
+        return paid.saturatingAdd(-refunded)
     }
 
     /// The highest level the member qualifies for at `time`, and why.
