@@ -1,0 +1,129 @@
+import Foundation
+import LoyaltyDomain
+import Messaging
+import Testing
+
+extension EndToEnd {
+    /// Records written to the shop-facing topics by someone who means harm: none of them stops
+    /// a service or moves a clock; each is dead-lettered with its reason and the good records
+    /// behind it are applied.
+    @Suite struct HostileInputTests {
+        static func event(_ id: String, _ type: String, _ time: String, _ member: String, _ data: String) -> [UInt8] {
+            Array(#"{"specversion":"1.0","id":"\#(id)","source":"shop","type":"\#(type)","time":"\#(time)","subject":"\#(member)","data":\#(data)}"#.utf8)
+        }
+
+        static func deadLetters(_ broker: EmbeddedBroker, until enough: ([CloudEvent]) -> Bool, seconds: Double = 90) throws -> [CloudEvent] {
+            let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: [Topics.deadLetters.name])
+            defer { reader.close() }
+            let deadline = Date().addingTimeInterval(seconds)
+            var letters: [CloudEvent] = []
+            while Date() < deadline {
+                reader.poll(milliseconds: 500)
+                letters = try reader.records.map { try CloudEvent.decode($0.value!) }
+                if enough(letters) { break }
+            }
+            return letters
+        }
+
+        @Test func poisonPayloadsAndFarFutureEventsAreDeadLetteredAndTheServicesGoOn() throws {
+            let directory = try temporaryDirectory("hostile-e2e")
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let broker = try EmbeddedBroker()
+            let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+            func send(_ topic: TopicSpec, _ value: [UInt8]) throws {
+                try producer.send(topic: topic.name, key: Array("mallory".utf8), value: value)
+            }
+            try send(Topics.members, Self.event("h-reg", EventType.memberRegistered, "2026-03-01T09:00:00+08:00", "mallory", "{}"))
+            // 600 KB of quotes: once escaped whole into a dead letter the producer refused,
+            // stopping points, tiers and campaigns at every start.
+            try send(Topics.orders, [UInt8](repeating: UInt8(ascii: "\""), count: 600_000))
+            // A check-in dated 9999: once moved the partition's clock to the end of time.
+            try send(Topics.engagement, Self.event("h-far", EventType.checkedIn, "9999-12-31T00:00:00+08:00", "mallory", "{}"))
+            try send(Topics.orders, Self.event("h-ord", EventType.orderPaid, "2026-03-02T10:00:00+08:00", "mallory", #"{"orderId":"H-1","paidMinor":10000}"#))
+            try send(Topics.engagement, Self.event("h-chk", EventType.checkedIn, "2026-03-02T11:00:00+08:00", "mallory", "{}"))
+            #expect(producer.flush(timeoutMilliseconds: 10_000))
+
+            let names = ["points", "tiers", "campaigns"]
+            let services = names.map { name in
+                ServiceProcess(
+                    name: name, environment: ["LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path],
+                    log: directory.appendingPathComponent("\(name).log"))
+            }
+            for service in services { try service.start() }
+            defer { for service in services { _ = service.stop() } }
+
+            let expected: Set<String> = ["points:not-json", "points:time-out-of-range", "tiers:not-json", "campaigns:not-json"]
+            let letters = try Self.deadLetters(broker) { letters in
+                expected.isSubset(of: Set(letters.map { "\($0.data["service"]?.stringValue ?? ""):\($0.data["reason"]?.stringValue ?? "")" }))
+            }
+            let seen = Set(letters.map { "\($0.data["service"]?.stringValue ?? ""):\($0.data["reason"]?.stringValue ?? "")" })
+            #expect(seen == expected, "\(letters.map { $0.data["detail"]?.stringValue ?? "" })")
+            for letter in letters where letter.data["reason"]?.stringValue == "not-json" {
+                #expect(letter.data["payloadTruncated"] == .bool(true))
+                #expect(letter.data["payloadBytes"]?.int64Value == 600_000)
+                #expect(letter.data["topic"]?.stringValue == Topics.orders.name)
+            }
+            // The good records behind them are applied, and the clock stayed in 2026.
+            let deadline = Date().addingTimeInterval(60)
+            while Date() < deadline,
+                  serviceCount(in: directory, "points", "SELECT COUNT(*) FROM inbox WHERE event_id IN ('h-ord', 'h-chk')") < 2 { usleep(200_000) }
+            #expect(serviceCount(in: directory, "points", "SELECT COUNT(*) FROM inbox WHERE event_id IN ('h-ord', 'h-chk')") == 2)
+            let year2027 = try EventTime.parse("2027-01-01T00:00:00+08:00").millis
+            #expect(serviceCount(in: directory, "points", "SELECT MAX(stream_time) FROM task_clock") < year2027)
+            // Timers run from the good records' times (expiry 13 months on), none from the year 9999.
+            let year2100 = try EventTime.parse("2100-01-01T00:00:00+08:00").millis
+            #expect(serviceCount(in: directory, "points", "SELECT COUNT(*) FROM timers WHERE due > \(year2100)") == 0)
+            #expect(serviceCount(in: directory, "points", "SELECT COUNT(*) FROM timers") > 0)
+            for service in services { #expect(service.isRunning, "\(service.name) keeps running") }
+        }
+
+        @Test func aRecordAServiceFailsOnAtTwoStartsInARowIsSetAsideAsPoison() throws {
+            let directory = try temporaryDirectory("poison-e2e")
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let broker = try EmbeddedBroker()
+            let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+            func send(_ topic: TopicSpec, _ value: [UInt8]) throws {
+                try producer.send(topic: topic.name, key: Array("pat".utf8), value: value)
+            }
+            try send(Topics.members, Self.event("p-reg", EventType.memberRegistered, "2026-03-01T09:00:00+08:00", "pat", "{}"))
+            try send(Topics.orders, Self.event("p-1", EventType.orderPaid, "2026-03-02T10:00:00+08:00", "pat", #"{"orderId":"P-1","paidMinor":10000}"#))
+            // The injected trap stands for any crash a record provokes (an overflow, a stack overflow).
+            try send(Topics.orders, Self.event("p-bad", EventType.orderPaid, "2026-03-03T10:00:00+08:00", "pat", #"{"orderId":"TRAP-HERE","paidMinor":10000}"#))
+            try send(Topics.orders, Self.event("p-3", EventType.orderPaid, "2026-03-04T10:00:00+08:00", "pat", #"{"orderId":"P-3","paidMinor":20000}"#))
+            #expect(producer.flush(timeoutMilliseconds: 10_000))
+
+            let log = directory.appendingPathComponent("points.log")
+            let environment = [
+                "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path,
+                "LOYALTY_FAULT_CRASH_ON": "TRAP-HERE",
+            ]
+            // Two starts die on the record: a service that crashes at the same place every time.
+            for start in 1...2 {
+                let points = ServiceProcess(name: "points", environment: environment, log: log)
+                try points.start()
+                let deadline = Date().addingTimeInterval(60)
+                while points.isRunning && Date() < deadline { usleep(100_000) }
+                #expect(!points.isRunning, "start \(start) dies on the record")
+                #expect(points.stop() != 0)
+            }
+            // The third sets it aside and goes on.
+            let points = ServiceProcess(name: "points", environment: environment, log: log)
+            try points.start()
+            defer { _ = points.stop() }
+            let letters = try Self.deadLetters(broker) { $0.contains { $0.data["reason"]?.stringValue == "poison-record" } }
+            let poison = try #require(letters.first { $0.data["reason"]?.stringValue == "poison-record" })
+            #expect(letters.count == 1)
+            #expect(poison.data["topic"]?.stringValue == Topics.orders.name)
+            #expect(poison.data["payload"]?.stringValue?.contains("TRAP-HERE") == true)
+            #expect(poison.data["detail"]?.stringValue?.contains("two starts in a row") == true)
+            let deadline = Date().addingTimeInterval(60)
+            while Date() < deadline, serviceCount(in: directory, "points", "SELECT COUNT(*) FROM inbox WHERE event_id = 'p-3'") < 1 { usleep(200_000) }
+            #expect(serviceCount(in: directory, "points", "SELECT COUNT(*) FROM inbox WHERE event_id IN ('p-reg', 'p-1', 'p-3')") == 3)
+            #expect(serviceCount(in: directory, "points", "SELECT COUNT(*) FROM inbox WHERE event_id = 'p-bad'") == 0)
+            #expect(points.isRunning)
+            let text = try String(contentsOf: log, encoding: .utf8)
+            #expect(text.contains("the last start failed on an input record"))
+            #expect(text.contains("it is dead-lettered as poison-record"))
+        }
+    }
+}
