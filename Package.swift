@@ -67,6 +67,9 @@ let package = Package(
         .testTarget(name: "TiersTests", dependencies: ["TiersService", "ServiceKit", "Storage", "LoyaltyDomain", "ReferenceProgram"]),
         .testTarget(name: "CampaignsTests", dependencies: ["CampaignsService", "ServiceKit", "Storage", "LoyaltyDomain", "ReferenceProgram", "Messaging"]),
         .testTarget(name: "NotificationsTests", dependencies: ["NotificationsService", "ServiceKit", "Storage", "LoyaltyDomain", "ReferenceProgram", "Messaging"]),
+        .testTarget(
+            name: "FuzzTests",
+            dependencies: ["PointsService", "TiersService", "CampaignsService", "NotificationsService", "ServiceKit", "Storage", "LoyaltyDomain", "ReferenceProgram", "Messaging"]),
         .testTarget(name: "EndToEndTests", dependencies: ["Messaging", "LoyaltyDomain", "Storage", "ReferenceProgram"]),
     ]
 )
