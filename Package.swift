@@ -70,6 +70,6 @@ let package = Package(
         .testTarget(
             name: "FuzzTests",
             dependencies: ["PointsService", "TiersService", "CampaignsService", "NotificationsService", "ServiceKit", "Storage", "LoyaltyDomain", "ReferenceProgram", "Messaging"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["Messaging", "LoyaltyDomain", "Storage", "ReferenceProgram"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["Messaging", "LoyaltyDomain", "Storage", "ReferenceProgram", "ServiceKit"]),
     ]
 )

@@ -3,12 +3,12 @@ import LoyaltyDomain
 import ReferenceProgram
 import ServiceKit
 
-ServiceRunner.run(service: "campaigns") { _, program in
+ServiceRunner.run(service: "campaigns") { configuration, program in
     // The default campaigns: LOYALTY_CAMPAIGNS_FILE, or the reference campaigns.
     let bytes = try ConfiguredFile.bytes(variable: "LOYALTY_CAMPAIGNS_FILE", fallback: ReferenceProgram.campaignsBytes)
     do {
         let defaults = try CampaignDefinition.loadFile(json: bytes, tiers: program.tiers.levels.map(\.id))
-        return CampaignsProcessor(program: program, defaults: defaults)
+        return CampaignsProcessor(program: program, defaults: defaults, commandKeys: try configuration.commandKeys())
     } catch {
         throw ConfigurationError(variable: "LOYALTY_CAMPAIGNS_FILE", problem: "campaigns refused: \(error)")
     }

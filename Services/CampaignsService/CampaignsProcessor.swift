@@ -15,6 +15,8 @@ public final class CampaignsProcessor: StreamProcessor {
     public let sortedInputTopics: Set<String> = []
     public let serviceInputTopics: Set<String> = [Topics.pointsLedger.name]
     public let broadcastTopics = [Topics.campaignDefinitions.name]
+    /// Campaign points and their reversals go to points signed.
+    public let commandTopics: Set<String> = [Topics.pointsCommands.name]
     public var migrations: [Migration] { CampaignsSchema.migrations }
 
     public let rules: CampaignRules
@@ -37,7 +39,11 @@ public final class CampaignsProcessor: StreamProcessor {
     private var registryLoaded = false
 
     /// `defaults` are in effect from the beginning of time unless the topic supersedes them.
-    public init(program: Program, defaults: [CampaignDefinition]) {
+    /// Checks the signatures of campaign definitions.
+    public let commandKeys: CommandKeys
+
+    public init(program: Program, defaults: [CampaignDefinition], commandKeys: CommandKeys) {
+        self.commandKeys = commandKeys
         rules = CampaignRules(program: program)
         self.defaults = defaults
         registry = CampaignRegistry(defaults: defaults)
@@ -322,6 +328,8 @@ public final class CampaignsProcessor: StreamProcessor {
         guard let campaign = event.subject, record.keyString == campaign else {
             throw Rejection(code: "key-mismatch", detail: "a campaign record is keyed by its campaign id, its subject")
         }
+        // Definitions spend points: only an operator holding a command key may publish them.
+        if let rejection = commandKeys.verify(event) { throw rejection }
         switch event.type {
         case "campaign.defined":
             let definition: CampaignDefinition

@@ -133,7 +133,7 @@ enum Bench {
     /// the points schema and the service's durability settings, in batches of the service's size.
     static func sqliteCeiling(_ options: Options, directory: URL) throws -> Double {
         let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("ceiling.sqlite").path))
-        let processor = PointsProcessor(program: try Program.load(json: ReferenceProgram.bytes()))
+        let processor = PointsProcessor(program: try Program.load(json: ReferenceProgram.bytes()), commandKeys: try CommandKeys.parse("bench=bench-secret-0123456789"))
         _ = try database.migrate(RuntimeSchema.migrations + processor.migrations)
         // Checkpoints as the service does them: on a connection of their own.
         try database.execute("PRAGMA wal_autocheckpoint = 0")

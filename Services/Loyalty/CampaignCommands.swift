@@ -85,7 +85,9 @@ enum CampaignCommands {
 
     static func sendDefinitions(_ events: [CloudEvent], bootstrapServers: String) throws {
         let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: bootstrapServers))
-        for event in events {
+        // Definitions spend points: the campaigns service takes only signed ones.
+        let keys = try commandKeys()
+        for event in events.map(keys.sign) {
             try producer.send(topic: Topics.campaignDefinitions.name, key: Array(event.subject!.utf8), value: event.encoded())
         }
         guard producer.flush(timeoutMilliseconds: 30_000) else { throw CLIError("the broker did not acknowledge the definitions") }

@@ -24,7 +24,9 @@ enum Demo {
         print("started \(ServiceExecutables.names.joined(separator: ", "))")
         try waitUntilAssigned(ServiceExecutables.names, logs: directory, children: children)
 
-        let events = try SampleStream.events()
+        // The operator's adjustment among them is signed with the installation's command key.
+        let keys = try CommandKeys.ofDataDirectory(directory.path)
+        let events = try SampleStream.events().map { $0.type == EventType.adjust ? keys.sign($0) : $0 }
         try Publisher.publish(events, producer: try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers)))
         print("published \(events.count) events for \(SampleStream.members.count) members\n")
 

@@ -90,7 +90,7 @@ enum SampleStream {
         // Spending, once the orders' points are available: a redemption, transfers (one to a
         // member who does not exist, given back), one below the minimum, an adjustment.
         try add(EventType.transfer, "bob", "2026-03-15T10:00:00+08:00", .object(JSONObject(["toMemberId": "alice", "points": 100])))
-        try add(EventType.adjust, "fang", "2026-03-16T10:00:00+08:00", .object(JSONObject(["points": 200, "reason": "late delivery"])))
+        try add(EventType.adjust, "fang", "2026-03-16T10:00:00+08:00", .object(JSONObject(["points": 200, "reason": "late delivery", "operator": "demo-support"])))
         try add(EventType.transfer, "fang", "2026-03-17T10:00:00+08:00", .object(JSONObject(["toMemberId": "zed", "points": 150])))
         try add(EventType.transfer, "dana", "2026-03-17T11:00:00+08:00", .object(JSONObject(["toMemberId": "eli", "points": 50])))
         try add(EventType.redeem, "alice", "2026-03-18T12:00:00+08:00", .object(JSONObject(["rewardId": "express-delivery"])))

@@ -25,13 +25,16 @@ let usage = """
                            publish more orders than the embedded broker keeps while points runs, and
                            account for every one: read, or named as lost by the service
       publish <file>       publish CloudEvents (one JSON object per line) to the topic of their type
+      adjust <member> <points> --reason TEXT --operator ID [--at TIME]
+                           correct a member's points (either way), signed with the command key
       campaigns publish <file> [--from <time>] | retire <id> [--from <time>] | list | show <id>
                            publish, retire and list campaign definitions; show a campaign's results
       tail <topic>         print a topic's records from the beginning until Ctrl-C
       topics               list the topic catalogue
 
     environment: LOYALTY_DATA_DIR (default .loyalty), LOYALTY_BOOTSTRAP_SERVERS (default: the
-    embedded broker's address file); see docs/operations.md.
+    embedded broker's address file), LOYALTY_COMMAND_KEYS (default: <data dir>/command-keys);
+    see docs/operations.md.
     """
 
 /// Writes a line at once (unbuffered), so `loyalty dev` and `broker` report as things happen
@@ -42,6 +45,11 @@ func say(_ line: String) {
 
 let arguments = Array(CommandLine.arguments.dropFirst())
 let dataDirectory = ProcessInfo.processInfo.environment["LOYALTY_DATA_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? ".loyalty"
+
+/// The keys the CLI signs operator commands with: LOYALTY_COMMAND_KEYS, or the data directory's.
+func commandKeys() throws -> CommandKeys {
+    try CommandKeys.fromEnvironment(ProcessInfo.processInfo.environment, dataDirectory: dataDirectory)
+}
 
 func bootstrapServers() throws -> String {
     if let servers = ProcessInfo.processInfo.environment["LOYALTY_BOOTSTRAP_SERVERS"], !servers.isEmpty { return servers }
@@ -98,6 +106,10 @@ do {
         guard arguments.count == 2 else { throw CLIError("usage: loyalty publish <file>") }
         let published = try Publisher.publishFile(arguments[1], bootstrapServers: try bootstrapServers())
         print("published \(published) events")
+    case "adjust":
+        let adjustment = try Adjust.parse(Array(arguments.dropFirst()))
+        try Adjust.publish(adjustment, keys: try commandKeys(), bootstrapServers: try bootstrapServers())
+        print("published adjustment \(adjustment.id): \(adjustment.points) points for \(adjustment.member)")
     case "campaigns":
         try CampaignCommands.run(Array(arguments.dropFirst()), bootstrapServers: bootstrapServers)
     case "tail":

@@ -1,6 +1,8 @@
 import PointsService
 import ServiceKit
 
-ServiceRunner.run(service: "points") { _, program in
-    PointsProcessor(program: program)
+ServiceRunner.run(service: "points") { configuration, program in
+    PointsProcessor(
+        program: program, commandKeys: try configuration.commandKeys(),
+        adjustmentLimit: Int64(try ServiceConfiguration.integer("LOYALTY_ADJUSTMENT_LIMIT", default: 100_000, range: 1...1_000_000_000)))
 }

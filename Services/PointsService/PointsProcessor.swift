@@ -10,9 +10,16 @@ public final class PointsProcessor: StreamProcessor {
     public typealias Body = PointsRecord
 
     public let name = "points"
-    public let inputTopics = [Topics.members.name, Topics.orders.name, Topics.engagement.name, Topics.pointsCommands.name]
-    /// Shop commands, other services' grants and the service's own commands share this topic.
+    public let inputTopics = [
+        Topics.members.name, Topics.orders.name, Topics.engagement.name, Topics.pointsRequests.name, Topics.pointsCommands.name,
+    ]
+    /// Other services' grants and the service's own commands share this topic.
     public let sortedInputTopics: Set<String> = [Topics.pointsCommands.name]
+    /// Transfer legs and referral rewards go out signed.
+    public let commandTopics: Set<String> = [Topics.pointsCommands.name]
+    /// Commands only the platform sends, each signed with a command key: from anyone else they
+    /// would mint points.
+    static let signedTypes: Set<String> = EventType.internalCommands.union([EventType.pointsGrant, EventType.pointsReverse, EventType.adjust])
     public var migrations: [Migration] { PointsSchema.migrations }
 
     public func rank(of eventType: String) -> Int { EventType.rank(of: eventType) }
@@ -29,20 +36,27 @@ public final class PointsProcessor: StreamProcessor {
         var changed: Bool
     }
 
-    public init(program: Program) {
+    /// Checks the signatures of the platform's commands.
+    public let commandKeys: CommandKeys
+    /// The largest adjustment (either way) an operator may make in one command.
+    public let adjustmentLimit: Int64
+
+    public init(program: Program, commandKeys: CommandKeys, adjustmentLimit: Int64 = 100_000) {
         rules = PointsRules(program: program)
+        self.commandKeys = commandKeys
+        self.adjustmentLimit = adjustmentLimit
     }
 
     // MARK: Decoding
 
     public func decode(_ record: ConsumedRecord) throws(Rejection) -> Decoded<PointsRecord> {
         let (event, raw) = try record.cloudEvent()
-        var decoded = try Self.decode(event, raw: raw, key: record.keyString)
+        var decoded = try decode(event, raw: raw, key: record.keyString)
         decoded.body.origin = (record.topic, record.partition, record.offset)
         return decoded
     }
 
-    static func decode(_ event: CloudEvent, raw: [UInt8], key: String?) throws(Rejection) -> Decoded<PointsRecord> {
+    func decode(_ event: CloudEvent, raw: [UInt8], key: String?) throws(Rejection) -> Decoded<PointsRecord> {
         let member = try event.member(keyedBy: key)
         // Referral rewards and transfer legs are the service's own commands; from anyone else
         // they would mint points.
@@ -53,11 +67,22 @@ public final class PointsProcessor: StreamProcessor {
         if (event.type == EventType.pointsGrant || event.type == EventType.pointsReverse) && !event.source.hasPrefix("loyalty/") {
             throw Rejection(code: "forbidden-source", detail: "\(event.type) is accepted only from loyalty/* services, not \(event.source)")
         }
+        // A source is only a claim: the signature proves the platform sent it.
+        if Self.signedTypes.contains(event.type), let rejection = commandKeys.verify(event) { throw rejection }
         let input: PointsInput
         do {
             input = try PointsInput.decode(type: event.type, data: event.data)
         } catch {
             throw Rejection(code: error.code, detail: error.detail)
+        }
+        if case .adjust(let adjustment) = input {
+            // An operator's correction, not a way to print points: named, and bounded.
+            guard let operatorID = event.data["operator"]?.stringValue, !operatorID.isEmpty else {
+                throw Rejection(code: "invalid-event", detail: "data.operator: an adjustment names the operator who made it")
+            }
+            guard adjustment.points.magnitude <= adjustmentLimit.magnitude else {
+                throw Rejection(code: "adjustment-over-limit", detail: "data.points: at most \(adjustmentLimit) either way in one adjustment")
+            }
         }
         var decoded = Decoded(
             eventID: event.id, time: event.time, rank: EventType.rank(of: event.type), member: member,
@@ -300,7 +325,7 @@ public final class PointsProcessor: StreamProcessor {
             do throws(Rejection) {
                 let event: CloudEvent
                 do { event = try CloudEvent.decode(row.value) } catch { throw Rejection(code: error.code, detail: error.detail) }
-                decoded = try Self.decode(event, raw: row.value, key: member)
+                decoded = try decode(event, raw: row.value, key: member)
             } catch {
                 let record = ConsumedRecord(topic: row.topic, partition: row.partition, offset: row.offset, key: Array(member.utf8), value: row.value)
                 try batch.deadLetter(record, reason: error)

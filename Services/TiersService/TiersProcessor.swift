@@ -13,6 +13,8 @@ public final class TiersProcessor: StreamProcessor {
     public let name = "tiers"
     public let inputTopics = [Topics.orders.name]
     public let sortedInputTopics: Set<String> = []
+    /// Tier bonuses and their reversals go to points signed.
+    public let commandTopics: Set<String> = [Topics.pointsCommands.name]
     public var migrations: [Migration] {
         [Migration(version: 100, name: "tier members", sql: """
             -- Each member's tier and the figures that decide it, in one row.

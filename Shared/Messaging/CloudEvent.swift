@@ -11,14 +11,19 @@ public struct CloudEvent: Sendable, Equatable {
     /// The member the event is about (also the record key).
     public var subject: String?
     public var data: JSONValue
+    /// The `signature` extension attribute of a command one part of the platform sends
+    /// another: `<key id>:<HMAC-SHA256 in hex>` over the event without it (ServiceKit's
+    /// `CommandKeys`). Nil on shop events.
+    public var signature: String?
 
-    public init(id: String, source: String, type: String, time: EventTime, subject: String?, data: JSONValue) {
+    public init(id: String, source: String, type: String, time: EventTime, subject: String?, data: JSONValue, signature: String? = nil) {
         self.id = id
         self.source = source
         self.type = type
         self.time = time
         self.subject = subject
         self.data = data
+        self.signature = signature
     }
 }
 
@@ -86,19 +91,24 @@ extension CloudEvent {
                 throw CloudEventError(code: "bad-data", detail: "datacontenttype must be application/json")
             }
         }
-        return CloudEvent(id: id, source: source, type: type, time: time, subject: subject, data: object["data"] ?? .null)
+        var signature: String?
+        if let raw = object["signature"], !raw.isNull {
+            guard let text = raw.stringValue else { throw CloudEventError(code: "missing-attribute", detail: "signature must be a string") }
+            signature = text
+        }
+        return CloudEvent(id: id, source: source, type: type, time: time, subject: subject, data: object["data"] ?? .null, signature: signature)
     }
 
     /// The event as structured-mode JSON, attributes in a fixed order so that the same event
     /// always has the same bytes.
     public func encoded() -> [UInt8] {
-        Self.encode(id: id, source: source, type: type, time: time, subject: subject) { $0.value(data) }
+        Self.encode(id: id, source: source, type: type, time: time, subject: subject, signature: signature) { $0.value(data) }
     }
 
     /// Encodes an event whose data is written straight into the output, without building
     /// a `JSONValue` first (the fast path for services' outputs).
     public static func encode(
-        id: String, source: String, type: String, time: EventTime, subject: String?,
+        id: String, source: String, type: String, time: EventTime, subject: String?, signature: String? = nil,
         data writeData: (inout JSONWriter) -> Void
     ) -> [UInt8] {
         var writer = JSONWriter()
@@ -110,6 +120,9 @@ extension CloudEvent {
         writer.key("time"); writer.string(time.rfc3339)
         if let subject {
             writer.key("subject"); writer.string(subject)
+        }
+        if let signature {
+            writer.key("signature"); writer.string(signature)
         }
         writer.key("datacontenttype"); writer.string("application/json")
         writer.key("data")

@@ -39,11 +39,19 @@ public enum Topics {
     public static let engagement = TopicSpec(
         name: "loyalty.engagement", partitions: partitionCount, compacted: false,
         key: "member id", summary: "check-ins, reviews, shares and tasks from the shop")
-    /// Commands to the points service, from the shop and from other services.
+    /// Members' requests to spend points, written by the shop: redemptions, cash offsets,
+    /// transfers.
+    public static let pointsRequests = TopicSpec(
+        name: "loyalty.points.requests", partitions: partitionCount, compacted: false,
+        key: "member id (the member who spends)",
+        summary: "redemption, cash-offset and transfer requests from the shop")
+    /// Signed commands to the points service from the platform itself: grants and reversals
+    /// (tiers, campaigns), transfer legs and referral rewards (points), adjustments (the CLI).
+    /// Shops have no write access here.
     public static let pointsCommands = TopicSpec(
         name: "loyalty.points.commands", partitions: partitionCount, compacted: false,
         key: "member id (the member whose points change)",
-        summary: "grants, reversals and referral rewards for the points service")
+        summary: "signed grants, reversals, transfer legs, referral rewards and adjustments for the points service")
     /// Every ledger entry the points service makes.
     public static let pointsLedger = TopicSpec(
         name: "loyalty.points.ledger", partitions: partitionCount, compacted: false,
@@ -84,7 +92,7 @@ public enum Topics {
 
     /// Every topic, in the order the embedded broker creates them.
     public static let all: [TopicSpec] = [
-        members, orders, engagement, pointsCommands, pointsLedger, pointsBalances, tierChanges, tierStatus,
+        members, orders, engagement, pointsRequests, pointsCommands, pointsLedger, pointsBalances, tierChanges, tierStatus,
         campaignDefinitions, campaignRewards, campaignResults, notifications, deadLetters,
     ]
 
@@ -95,12 +103,16 @@ public enum Topics {
 }
 
 extension Topics {
-    /// The input topic an event type belongs on, by its prefix: `member.*`, `order.*`,
-    /// `engagement.*`, `points.*`.
+    /// The shop's spending requests, which go on `pointsRequests`.
+    public static let requestTypes: Set<String> = ["points.redeem", "points.cash-offset", "points.transfer"]
+
+    /// The input topic an event type belongs on: `member.*`, `order.*`, `engagement.*`, the
+    /// shop's spending requests, and the platform's own `points.*` commands.
     public static func inputTopic(forEventType type: String) -> TopicSpec? {
         if type.hasPrefix("member.") { return members }
         if type.hasPrefix("order.") { return orders }
         if type.hasPrefix("engagement.") { return engagement }
+        if requestTypes.contains(type) { return pointsRequests }
         if type.hasPrefix("points.") { return pointsCommands }
         return nil
     }

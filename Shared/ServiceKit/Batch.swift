@@ -22,6 +22,8 @@ public final class Batch {
     public internal(set) var streamTime: EventTime = EventTime(millis: 0)
 
     let service: String
+    /// The keys that sign events sent to these command topics.
+    var signer: (keys: CommandKeys, topics: Set<String>)?
     var outbox: [OutboxRow] = []
     /// Commands sent to the service's own input topics in this batch.
     var echoes: [(key: MergeKey, partition: TopicPartition)] = []
@@ -69,6 +71,8 @@ public final class Batch {
     /// own input topics is a command to itself: it is remembered as an echo, so that records
     /// sorting after it wait until it has come back and been applied.
     public func emit(_ event: CloudEvent, to topic: String) throws {
+        var event = event
+        if let signer, signer.topics.contains(topic) { event = signer.keys.sign(event) }
         try emit(topic: topic, key: event.subject, value: event.encoded())
         if let partitions = selfTopics[topic], let subject = event.subject {
             let task = Murmur2Partitioner.partition(of: Array(subject.utf8), partitions: partitions)

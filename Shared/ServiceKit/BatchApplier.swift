@@ -73,6 +73,9 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// The machine clock, read only in wall-clock mode, for the bound above.
     public var clock: () -> EventTime = { EventTime(millis: Int64(Date().timeIntervalSince1970 * 1000)) }
 
+    /// Signs what the service sends to its command topics (`StreamProcessor.commandTopics`).
+    public var commandKeys: CommandKeys?
+
     /// Told which record is being applied, so that a crash can be pinned on it.
     public var crashNote: CrashNote?
     /// The record the service failed on at two starts in a row: dead-lettered when it comes.
@@ -247,7 +250,10 @@ public final class BatchApplier<Processor: StreamProcessor> {
                     let streamTime = try pendingStreamTimes[task] ?? storedStreamTime(task)
                     batch.task = task
                     batch.streamTime = EventTime(millis: max(streamTime, 0))
-                    let futureLimit = try latestAcceptable(task: task, streamTime: streamTime, pending: pendingStreamTimes)
+                    var futureLimit: Int64?
+                    if case .success(let input) = polled.decoded, input.movesStreamTime {
+                        futureLimit = try exceededFutureLimit(input.time.millis, task: task, streamTime: streamTime, pending: pendingStreamTimes)
+                    }
                     switch polled.decoded {
                     case .failure(let rejection):
                         if let id = record.eventID { try deleteEcho.run(.text(id)) }
@@ -265,7 +271,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
                             detail: "event time \(input.time) is more than \(inboxHorizon! / 86_400_000) days behind the stream time "
                                 + "\(EventTime(millis: streamTime)): too old to tell from a duplicate"))
                         outcome.deadLettered += 1
-                    case .success(let input) where input.movesStreamTime && futureLimit.map({ input.time.millis > $0 }) ?? false:
+                    case .success(let input) where futureLimit != nil:
                         let limit = futureLimit!
                         if isSorted { try deleteEcho.run(.text(input.eventID)) }
                         try batch.deadLetter(record, reason: Rejection(
@@ -372,10 +378,12 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// The batch of a transaction: commands to the service's own input topics are echoes.
     private func makeBatch() throws -> Batch {
         let processor = self.processor
-        return try Batch(
+        let batch = try Batch(
             database: database, service: processor.name,
             selfTopics: Dictionary(uniqueKeysWithValues: processor.inputTopics.map { ($0, partitionCount) }),
             rank: { processor.rank(of: $0) })
+        batch.signer = commandKeys.map { ($0, processor.commandTopics) }
+        return batch
     }
 
     /// Applies records of broadcast topics in one transaction with their offsets. Offsets
@@ -435,15 +443,22 @@ public final class BatchApplier<Processor: StreamProcessor> {
         }
     }
 
-    /// The latest event time acceptable now in `task` (see `futureMargin`); nil: no bound.
-    private func latestAcceptable(task: Int32, streamTime: Int64, pending: [Int32: Int64]) throws -> Int64? {
+    /// The latest acceptable time when `time` is past it (see `futureMargin`); nil when `time`
+    /// is acceptable. In stream mode the reference is the newest stream time of the task and
+    /// the store's other tasks, so that a partition quiet for longer than the margin is let back
+    /// in once the others have moved on, and the store's very first record has no bound.
+    private func exceededFutureLimit(_ time: Int64, task: Int32, streamTime: Int64, pending: [Int32: Int64]) throws -> Int64? {
         guard let futureMargin else { return nil }
-        if timerMode == .wallClock { return clock().millis + futureMargin }
-        if streamTime != .min { return streamTime + futureMargin }
+        if timerMode == .wallClock {
+            let limit = clock().millis + futureMargin
+            return time > limit ? limit : nil
+        }
+        if streamTime != .min && time <= streamTime + futureMargin { return nil }
         let stored = try database.prepare("SELECT MAX(stream_time) FROM task_clock WHERE task != ?")
             .queryOne(.integer(Int64(task)), row: { $0.isNull(0) ? nil : $0.int64(0) }) ?? nil
-        let newest = ([stored].compactMap { $0 } + pending.filter { $0.key != task }.map(\.value)).max()
-        return newest.map { $0 + futureMargin }
+        let others = [stored].compactMap { $0 } + pending.filter { $0.key != task }.map(\.value)
+        guard let newest = (others + (streamTime == .min ? [] : [streamTime])).max() else { return nil }
+        return time > newest + futureMargin ? newest + futureMargin : nil
     }
 
     private func storedStreamTime(_ task: Int32) throws -> Int64 {

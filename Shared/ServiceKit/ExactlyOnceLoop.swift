@@ -47,6 +47,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             database: database, processor: processor, timerMode: configuration.timerMode,
             inboxHorizon: configuration.inboxHorizonDays > 0 ? Int64(configuration.inboxHorizonDays) * 86_400_000 : nil)
         applier.futureMargin = configuration.futureMarginMilliseconds
+        applier.commandKeys = try configuration.commandKeys()
         // A record this service failed on at the last start (trap, fault or error) counts a
         // strike; at two in a row it is dead-lettered when it comes (`poison-record`).
         let notePath = configuration.databasePath + ".crash"

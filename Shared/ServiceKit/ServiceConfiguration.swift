@@ -69,6 +69,8 @@ public struct ServiceConfiguration: Sendable {
     /// wall-clock mode (`LOYALTY_CLOCK_MARGIN_HOURS`, default 24): ahead of the machine clock.
     /// An event further ahead is dead-lettered (`time-out-of-range`) and moves no clock.
     public var futureMarginMilliseconds: Int64 = 366 * 86_400_000
+    /// `LOYALTY_COMMAND_KEYS` as given (nil: the data directory's keys); see `commandKeys()`.
+    public var commandKeysText: String?
     /// `LOYALTY_FAULT_CRASH_ON`, for failure tests only: the service traps (as an overflow
     /// would) while decoding a record whose value contains this text. Unset in production.
     public var faultCrashOn: String?
@@ -76,6 +78,24 @@ public struct ServiceConfiguration: Sendable {
     /// (SIGKILL) right after committing a batch whose outbox holds a record containing this
     /// text, before publishing it. Unset in production.
     public var faultKillAfterCommit: String?
+
+    /// The keys that sign and check commands: `LOYALTY_COMMAND_KEYS`, or on a single machine
+    /// the data directory's (made on first use).
+    public func commandKeys() throws -> CommandKeys {
+        if let commandKeysText { return try CommandKeys.parse(commandKeysText) }
+        return try CommandKeys.ofDataDirectory(dataDirectory)
+    }
+
+    /// A whole-number setting of one service from the environment, checked against `range`.
+    public static func integer(
+        _ name: String, default fallback: Int, range: ClosedRange<Int>, environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws -> Int {
+        guard let text = environment[name]?.trimmingCharacters(in: .whitespaces), !text.isEmpty else { return fallback }
+        guard let number = Int(text), range.contains(number) else {
+            throw ConfigurationError(variable: name, problem: "expected a whole number in \(range), got \(text)")
+        }
+        return number
+    }
 
     /// Reads the configuration of `service` from `environment`.
     public static func fromEnvironment(
@@ -127,6 +147,7 @@ public struct ServiceConfiguration: Sendable {
             futureMarginMilliseconds: timerMode == .streamTime
                 ? Int64(try integer("LOYALTY_STREAM_TIME_MARGIN_DAYS", default: 366, range: 1...36_500)) * 86_400_000
                 : Int64(try integer("LOYALTY_CLOCK_MARGIN_HOURS", default: 24, range: 1...87_600)) * 3_600_000,
+            commandKeysText: value("LOYALTY_COMMAND_KEYS"),
             faultCrashOn: value("LOYALTY_FAULT_CRASH_ON"),
             faultKillAfterCommit: value("LOYALTY_FAULT_KILL_AFTER_COMMIT"))
     }

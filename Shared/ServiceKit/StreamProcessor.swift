@@ -80,6 +80,9 @@ public protocol StreamProcessor: AnyObject {
     var serviceInputTopics: Set<String> { get }
     /// The service's own tables, versions 100 and up.
     var migrations: [Migration] { get }
+    /// Topics of commands other parts of the platform act on: every event the service sends
+    /// to them is signed with the first of its `CommandKeys`.
+    var commandTopics: Set<String> { get }
 
     /// The rank `decode` gives an event type; used for the commands the service sends itself.
     func rank(of eventType: String) -> Int
@@ -105,5 +108,6 @@ public protocol StreamProcessor: AnyObject {
 extension StreamProcessor {
     public var serviceInputTopics: Set<String> { sortedInputTopics }
     public var broadcastTopics: [String] { [] }
+    public var commandTopics: Set<String> { [] }
     public func applyBroadcast(_ record: ConsumedRecord, in batch: Batch) throws {}
 }

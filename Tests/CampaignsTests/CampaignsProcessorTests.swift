@@ -25,7 +25,7 @@ import Testing
             let program = try Program.load(json: ReferenceProgram.bytes())
             let defaults = try CampaignDefinition.loadFile(json: ReferenceProgram.campaignsBytes(), tiers: program.tiers.levels.map(\.id))
             let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("campaigns.sqlite").path))
-            return try BatchApplier(database: database, processor: CampaignsProcessor(program: program, defaults: defaults), timerMode: .streamTime)
+            return try BatchApplier(database: database, processor: CampaignsProcessor(program: program, defaults: defaults, commandKeys: testKeys), timerMode: .streamTime)
         }
 
         deinit { try? FileManager.default.removeItem(at: directory) }
@@ -65,8 +65,8 @@ import Testing
     static func definition(_ json: String, from time: String) throws -> CloudEvent {
         let data = try JSONValue.parse(Array(json.utf8))
         let id = data["id"]!.stringValue!
-        return CloudEvent(id: "def-\(id)-\(data["version"]!.int64Value!)", source: "loyalty/cli", type: "campaign.defined",
-                          time: try EventTime.parse(time), subject: id, data: data)
+        return testKeys.sign(CloudEvent(id: "def-\(id)-\(data["version"]!.int64Value!)", source: "loyalty/cli", type: "campaign.defined",
+                                        time: try EventTime.parse(time), subject: id, data: data))
     }
 
     func grants(_ outputs: [(topic: String, event: CloudEvent)]) -> [(campaign: String, points: Int64)] {
@@ -112,7 +112,9 @@ import Testing
         // Retired: nothing from its time on. A restart reads every version back from the database.
         let retire = CloudEvent(id: "ret", source: "loyalty/cli", type: "campaign.retired", time: try EventTime.parse("2026-06-01T00:00:00+08:00"),
                                 subject: "member-day", data: .object(["campaignId": "member-day", "version": 3]))
-        try h.define([retire])
+        // Unsigned, a retirement is refused like any definition; signed, it takes effect.
+        #expect(try h.define([retire]).first?.event.data["reason"]?.stringValue == "unauthenticated-command")
+        try h.define([testKeys.sign(retire)])
         let reopened = try Harness.open(h.directory)
         let polled = [try Self.paid("o4", "m", 10_000, "2026-05-18T13:00:00+08:00"), try Self.paid("o5", "m", 10_000, "2026-06-18T13:00:00+08:00")].map { event, topic in
             let record = h.record(event, topic: topic)
@@ -178,3 +180,6 @@ import Testing
         #expect(out[0].event.data["detail"]?.stringValue == "data.birthday: expected MM-DD or YYYY-MM-DD")
     }
 }
+
+/// The command key campaign definitions are signed with in these tests.
+let testKeys = try! CommandKeys.parse("test=campaigns-test-secret-001")

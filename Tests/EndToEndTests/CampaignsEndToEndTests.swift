@@ -15,8 +15,9 @@ extension EndToEnd {
         static func definitionEvent(_ json: String, from time: EventTime) throws -> CloudEvent {
             let data = try JSONValue.parse(Array(json.utf8))
             let id = data["id"]!.stringValue!
-            return CloudEvent(id: "definition/\(id)/\(data["version"]!.int64Value!)", source: "loyalty/test", type: "campaign.defined",
-                              time: time, subject: id, data: data)
+            return testCommandKeys.sign(CloudEvent(
+                id: "definition/\(id)/\(data["version"]!.int64Value!)", source: "loyalty/test", type: "campaign.defined",
+                time: time, subject: id, data: data))
         }
 
         struct Outcome {

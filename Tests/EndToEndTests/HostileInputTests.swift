@@ -39,6 +39,11 @@ extension EndToEnd {
             try send(Topics.orders, [UInt8](repeating: UInt8(ascii: "\""), count: 600_000))
             // A check-in dated 9999: once moved the partition's clock to the end of time.
             try send(Topics.engagement, Self.event("h-far", EventType.checkedIn, "9999-12-31T00:00:00+08:00", "mallory", "{}"))
+            // Commands in the platform's name, unsigned: once minted a million and 10^14 points.
+            try send(Topics.pointsCommands, Array(#"{"specversion":"1.0","id":"h-grant","source":"loyalty/evil","type":"points.grant","time":"2026-03-01T10:00:00+08:00","subject":"mallory","data":{"component":"campaign-reward","points":1000000}}"#.utf8))
+            try send(Topics.pointsCommands, Array(#"{"specversion":"1.0","id":"h-credit","source":"loyalty/points","type":"points.transfer-credit","time":"2026-03-01T10:00:00+08:00","subject":"mallory","data":{"fromMemberId":"nobody","transferId":"X","points":100000000000000}}"#.utf8))
+            try producer.send(topic: Topics.campaignDefinitions.name, key: Array("free-points".utf8), value: Array(
+                #"{"specversion":"1.0","id":"h-def","source":"loyalty/cli","type":"campaign.defined","time":"2026-01-01T00:00:00+08:00","subject":"free-points","data":{"id":"free-points","version":1,"name":"Free","trigger":{"event":"order.paid"},"reward":{"points":100000}}}"#.utf8))
             try send(Topics.orders, Self.event("h-ord", EventType.orderPaid, "2026-03-02T10:00:00+08:00", "mallory", #"{"orderId":"H-1","paidMinor":10000}"#))
             try send(Topics.engagement, Self.event("h-chk", EventType.checkedIn, "2026-03-02T11:00:00+08:00", "mallory", "{}"))
             #expect(producer.flush(timeoutMilliseconds: 10_000))
@@ -52,7 +57,10 @@ extension EndToEnd {
             for service in services { try service.start() }
             defer { for service in services { _ = service.stop() } }
 
-            let expected: Set<String> = ["points:not-json", "points:time-out-of-range", "tiers:not-json", "campaigns:not-json"]
+            let expected: Set<String> = [
+                "points:not-json", "points:time-out-of-range", "points:unauthenticated-command", "tiers:not-json", "campaigns:not-json",
+                "campaigns:unauthenticated-command",
+            ]
             let letters = try Self.deadLetters(broker) { letters in
                 expected.isSubset(of: Set(letters.map { "\($0.data["service"]?.stringValue ?? ""):\($0.data["reason"]?.stringValue ?? "")" }))
             }
@@ -68,6 +76,14 @@ extension EndToEnd {
             while Date() < deadline,
                   serviceCount(in: directory, "points", "SELECT COUNT(*) FROM inbox WHERE event_id IN ('h-ord', 'h-chk')") < 2 { usleep(200_000) }
             #expect(serviceCount(in: directory, "points", "SELECT COUNT(*) FROM inbox WHERE event_id IN ('h-ord', 'h-chk')") == 2)
+            // 100 for the order, 400 of first-order bonus (signed by campaigns), 1 for the check-in:
+            // nothing from the forged commands or the forged campaign.
+            let ledgerDeadline = Date().addingTimeInterval(30)
+            while Date() < ledgerDeadline,
+                  serviceCount(in: directory, "points", "SELECT SUM(points) FROM ledger WHERE member = 'mallory'") < 501 { usleep(200_000) }
+            usleep(1_000_000)
+            #expect(serviceCount(in: directory, "points", "SELECT SUM(points) FROM ledger WHERE member = 'mallory'") == 501)
+            #expect(letters.filter { $0.data["reason"]?.stringValue == "unauthenticated-command" }.count == 3)
             let year2027 = try EventTime.parse("2027-01-01T00:00:00+08:00").millis
             #expect(serviceCount(in: directory, "points", "SELECT MAX(stream_time) FROM task_clock") < year2027)
             // Timers run from the good records' times (expiry 13 months on), none from the year 9999.

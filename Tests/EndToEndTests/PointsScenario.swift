@@ -1,6 +1,7 @@
 import Foundation
 import LoyaltyDomain
 import Messaging
+import ServiceKit
 
 /// A generated stream of shop events for many members, and what the points service must make
 /// of it, computed here independently of the service's code from DOMAIN.md's rules for the
@@ -43,9 +44,10 @@ struct PointsScenario {
             seq += 1
             // Grants come from a platform service, as the tiers service sends them.
             let source = type == EventType.pointsGrant ? "loyalty/tiers" : "test-shop"
-            let event = CloudEvent(
+            var event = CloudEvent(
                 id: "\(member)-\(seq)", source: source, type: type, time: EventTime(millis: time), subject: member,
                 data: .object(data))
+            if type == EventType.pointsGrant { event = testCommandKeys.sign(event) }
             pending.append((time, EventType.rank(of: type), seq, event))
         }
         for index in 0..<members {

@@ -1,8 +1,13 @@
 import Foundation
 import LoyaltyDomain
 import Messaging
+import ServiceKit
 import Storage
 import Synchronization
+
+/// The command key every service of the end-to-end tests runs with, and signs test commands.
+let testCommandKeysText = "e2e=end-to-end-test-secret-0001"
+let testCommandKeys = try! CommandKeys.parse(testCommandKeysText)
 
 /// A service executable of this build, run as a child process.
 final class ServiceProcess {
@@ -40,7 +45,9 @@ final class ServiceProcess {
         let process = Process()
         process.executableURL = try Self.executable(name)
         process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        process.environment = ProcessInfo.processInfo.environment
+            .merging(["LOYALTY_COMMAND_KEYS": testCommandKeysText]) { $1 }
+            .merging(environment) { $1 }
         if !FileManager.default.fileExists(atPath: log.path) { _ = FileManager.default.createFile(atPath: log.path, contents: nil) }
         let handle = try FileHandle(forWritingTo: log)
         handle.seekToEndOfFile()

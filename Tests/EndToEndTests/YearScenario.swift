@@ -1,6 +1,7 @@
 import Foundation
 import LoyaltyDomain
 import Messaging
+import ServiceKit
 
 /// A year of a shop's events for many members, spending included: orders and refunds,
 /// check-ins, reviews, redemptions, cash offsets, transfers (some to members who do not
@@ -19,8 +20,10 @@ struct YearScenario {
         func add(_ type: String, _ member: String, _ time: Int64, _ data: JSONObject = JSONObject()) {
             counter += 1
             let id = "y\(counter)"
-            pending.append((time, EventType.rank(of: type), id, CloudEvent(
-                id: id, source: "year-shop", type: type, time: EventTime(millis: time), subject: member, data: .object(data))))
+            var event = CloudEvent(id: id, source: "year-shop", type: type, time: EventTime(millis: time), subject: member, data: .object(data))
+            // Adjustments are an operator's, signed with the command key.
+            if type == EventType.adjust { event = testCommandKeys.sign(event) }
+            pending.append((time, EventType.rank(of: type), id, event))
         }
         let rewards = ["tea-set", "coupon-20", "express-delivery", "plant-a-tree"]
         for index in 0..<members {
@@ -68,7 +71,7 @@ struct YearScenario {
                     add(EventType.transfer, member, at(5, 11), ["toMemberId": .string(recipient), "points": .int(Int64.random(in: 100...1_500, using: &random))])
                 }
                 if Double.random(in: 0..<1, using: &random) < 0.01 {
-                    var adjustment: JSONObject = ["points": .int(Int64.random(in: -500...500, using: &random) | 1)]
+                    var adjustment: JSONObject = ["points": .int(Int64.random(in: -500...500, using: &random) | 1), "operator": "support-7"]
                     if Double.random(in: 0..<1, using: &random) < 0.9 { adjustment["reason"] = "service recovery" }
                     add(EventType.adjust, member, at(1, 10), adjustment)
                 }

@@ -21,7 +21,7 @@ import TiersService
     static let seed: UInt64 = 20_261_129
 
     @Test func pointsSurvivesHostileRecords() throws {
-        let processor = PointsProcessor(program: try Program.load(json: ReferenceProgram.bytes()))
+        let processor = PointsProcessor(program: try Program.load(json: ReferenceProgram.bytes()), commandKeys: fuzzKeys)
         let run = try FuzzRun(processor: processor, seed: Self.seed)
         try run.throwRecords(Self.recordsPerService)
         run.report()
@@ -54,7 +54,7 @@ import TiersService
     @Test func campaignsSurvivesHostileRecordsAndDefinitions() throws {
         let program = try Program.load(json: ReferenceProgram.bytes())
         let defaults = try CampaignDefinition.loadFile(json: ReferenceProgram.campaignsBytes(), tiers: program.tiers.levels.map(\.id))
-        let run = try FuzzRun(processor: CampaignsProcessor(program: program, defaults: defaults), seed: Self.seed)
+        let run = try FuzzRun(processor: CampaignsProcessor(program: program, defaults: defaults, commandKeys: fuzzKeys), seed: Self.seed)
         try run.throwDefinitions(300)
         try run.throwRecords(Self.recordsPerService)
         run.report()
@@ -102,6 +102,7 @@ final class FuzzRun<Processor: StreamProcessor> {
         let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("\(processor.name).sqlite").path))
         applier = try BatchApplier(database: database, processor: processor, timerMode: .streamTime, inboxHorizon: 90 * 86_400_000)
         applier.futureMargin = 366 * 86_400_000
+        applier.commandKeys = fuzzKeys
         random = FuzzRandom(seed: seed)
         var corpus: [(String, JSONValue)] = []
         let start = try EventTime.parse("2026-01-01T09:00:00+08:00").millis
@@ -132,15 +133,21 @@ final class FuzzRun<Processor: StreamProcessor> {
                 if round % 5 == 2 { corpus.append(event(EventType.reviewPosted, member, [:])) }
                 if round % 6 == 3 { corpus.append(event(EventType.redeem, member, ["rewardId": "express-delivery", "quantity": 1])) }
                 if round % 7 == 4 { corpus.append(event(EventType.transfer, member, ["toMemberId": .string(members[(index + 1) % members.count]), "transferId": .string("T-\(order)"), "points": 20])) }
-                if round % 8 == 5 { corpus.append(event(EventType.adjust, member, ["points": 15, "reason": "goodwill"])) }
+                if round % 8 == 5 { corpus.append(event(EventType.adjust, member, ["points": 15, "reason": "goodwill", "operator": "ops"])) }
                 if round % 9 == 6 { corpus.append(event(EventType.pointsGrant, member, ["component": "campaign-bonus", "points": 30, "orderId": .string(order), "campaignId": "member-day"])) }
                 if round % 10 == 7 { corpus.append(event(EventType.taskCompleted, member, ["task": "newcomer"])) }
                 if round % 11 == 8 { corpus.append(event(EventType.memberUpdated, member, ["locale": "zh-CN"])) }
             }
         }
         corpus.append(event(EventType.memberClosed, members[3], [:]))
-        // Each service gets the records of the topics it reads.
-        self.corpus = corpus.filter { processor.inputTopics.contains($0.0) }
+        // Each service gets the records of the topics it reads; the platform's commands signed
+        // (mutants of them then carry a signature that no longer fits).
+        self.corpus = corpus.filter { processor.inputTopics.contains($0.0) }.map { topic, event in
+            guard let type = event["type"]?.stringValue, [EventType.adjust, EventType.pointsGrant].contains(type),
+                  let decoded = try? CloudEvent.decode(event), let signed = try? JSONValue.parse(fuzzKeys.sign(decoded).encoded())
+            else { return (topic, event) }
+            return (topic, signed)
+        }
         latestValidTime = time
     }
 
@@ -239,7 +246,7 @@ final class FuzzRun<Processor: StreamProcessor> {
             base.event = replacing(base.event, "id", with: .string("fz-mutant-\(position)"))
         }
         let key = base.event["subject"]?.stringValue.map { Array($0.utf8) }
-        let kind = random.below(12)
+        let kind = random.below(14)
         let name: String
         var value: [UInt8]?
         switch kind {
@@ -249,6 +256,9 @@ final class FuzzRun<Processor: StreamProcessor> {
         case 4:
             name = "field mutated"
             value = random.mutate(base.event).serialized()
+        case 12, 13:
+            name = "re-signed"
+            value = replacing(base.event, "signature", with: .string("fuzz:\(String(repeating: "0", count: 64))")).serialized()
         case 5:
             name = "truncated"
             let bytes = base.event.serialized()
@@ -259,6 +269,7 @@ final class FuzzRun<Processor: StreamProcessor> {
             value = base.event.serialized()
         case 7:
             name = "re-typed"
+            // (A signed type in place of another: its signature must not fit.)
             let types = [EventType.orderPaid, EventType.memberClosed, EventType.adjust, EventType.transferCredit, EventType.referralReward,
                          "campaign.defined", "points.earned", "order.unknown", "", "tier.changed"]
             value = replacing(base.event, "type", with: .string(types[random.below(types.count)])).serialized()
@@ -338,3 +349,6 @@ struct FuzzRandom: RandomNumberGenerator {
         }
     }
 }
+
+/// The command key of the fuzz runs.
+let fuzzKeys = try! CommandKeys.parse("fuzz=fuzz-test-secret-000001")

@@ -15,13 +15,15 @@ import Testing
         let directory: URL
         let applier: BatchApplier<PointsProcessor>
         var offsets: [String: Int64] = [:]
+        let keys = try! CommandKeys.parse("current=points-test-secret-0001,retired=points-test-secret-0000")
 
         init() throws {
             directory = FileManager.default.temporaryDirectory.appendingPathComponent("points-tests-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("points.sqlite").path))
-            let processor = PointsProcessor(program: try Program.load(json: ReferenceProgram.bytes()))
+            let processor = PointsProcessor(program: try Program.load(json: ReferenceProgram.bytes()), commandKeys: keys, adjustmentLimit: 1_000)
             applier = try BatchApplier(database: database, processor: processor, timerMode: .streamTime)
+            applier.commandKeys = keys
         }
 
         deinit { try? FileManager.default.removeItem(at: directory) }
@@ -145,7 +147,55 @@ import Testing
         #expect(outputs.first { $0.topic == Topics.deadLetters.name }?.event.data["reason"]?.stringValue == "forbidden-source")
         var genuine = try event("g2", EventType.pointsGrant, "m", "2026-03-02T09:00:00+08:00", ["component": "campaign-reward", "points": 10])
         genuine.source = "loyalty/campaigns"
-        #expect(try harness.apply([genuine]).contains { $0.event.id == "g2/campaign-reward" })
+        #expect(try harness.apply([harness.keys.sign(genuine)]).contains { $0.event.id == "g2/campaign-reward" })
+    }
+
+    @Test func commandsWithoutAValidSignatureAreDeadLetteredAndMintNothing() throws {
+        let harness = try Harness()
+        try harness.apply([try event("r", EventType.memberRegistered, "m", "2026-03-01T09:00:00+08:00")])
+        func reason(_ event: CloudEvent) throws -> String? {
+            try harness.apply([event]).first { $0.topic == Topics.deadLetters.name }?.event.data["reason"]?.stringValue
+        }
+        // A grant claiming to be from a platform service, unsigned.
+        var grant = try event("g1", EventType.pointsGrant, "m", "2026-03-02T09:00:00+08:00", ["component": "campaign-reward", "points": 1_000_000])
+        grant.source = "loyalty/evil"
+        #expect(try reason(grant) == "unauthenticated-command")
+        // A transfer credit in the points service's own name, signed with a key it does not hold.
+        var credit = try event("t1", EventType.transferCredit, "m", "2026-03-02T09:00:00+08:00",
+                               ["fromMemberId": "x", "transferId": "T", "points": 100_000_000_000_000])
+        credit.source = "loyalty/points"
+        #expect(try reason(try CommandKeys.parse("current=someone-elses-secret-01").sign(credit)) == "unauthenticated-command")
+        // A genuine signature on an event changed afterwards.
+        var tampered = harness.keys.sign(try event("g2", EventType.pointsGrant, "m", "2026-03-02T09:00:00+08:00",
+                                                   ["component": "campaign-reward", "points": 10]).withSource("loyalty/campaigns"))
+        tampered.data = .object(["component": "campaign-reward", "points": 10_000])
+        #expect(try reason(tampered) == "unauthenticated-command")
+        // A referral reward nobody signed.
+        var referral = try event("rr", EventType.referralReward, "m", "2026-03-02T09:00:00+08:00", ["refereeId": "x", "registrationId": "y"])
+        referral.source = "loyalty/points"
+        #expect(try reason(referral) == "unauthenticated-command")
+        #expect(try harness.count("SELECT COUNT(*) FROM ledger WHERE member = 'm'") == 0, "nothing was credited")
+
+        // Signed with the retired key (still listed, for rotation): accepted.
+        let retired = try CommandKeys.parse("retired=points-test-secret-0000")
+        let applied = try harness.apply([retired.sign(try event("g3", EventType.pointsGrant, "m", "2026-03-02T10:00:00+08:00",
+                                                                 ["component": "campaign-reward", "points": 10]).withSource("loyalty/campaigns"))])
+        #expect(applied.contains { $0.event.id == "g3/campaign-reward" })
+    }
+
+    @Test func adjustmentsNameTheirOperatorAndStayWithinTheLimit() throws {
+        let harness = try Harness()
+        try harness.apply([try event("r", EventType.memberRegistered, "m", "2026-03-01T09:00:00+08:00")])
+        func outcome(_ id: String, _ data: JSONObject) throws -> [(topic: String, event: CloudEvent)] {
+            try harness.apply([harness.keys.sign(try event(id, EventType.adjust, "m", "2026-03-02T09:00:00+08:00", data))])
+        }
+        let anonymous = try outcome("a1", ["points": 50, "reason": "goodwill"])
+        #expect(anonymous.first { $0.topic == Topics.deadLetters.name }?.event.data["detail"]?.stringValue?.contains("data.operator") == true)
+        let large = try outcome("a2", ["points": -1_001, "reason": "goodwill", "operator": "ops-1"])
+        #expect(large.first { $0.topic == Topics.deadLetters.name }?.event.data["reason"]?.stringValue == "adjustment-over-limit")
+        let fine = try outcome("a3", ["points": 1_000, "reason": "goodwill", "operator": "ops-1"])
+        #expect(!fine.contains { $0.topic == Topics.deadLetters.name })
+        #expect(try harness.count("SELECT COALESCE(SUM(points), 0) FROM ledger WHERE member = 'm'") == 1_000)
     }
 
     @Test func aReferralToAnUnknownReferrerIsRefusedAgainstTheReferee() throws {
@@ -194,5 +244,13 @@ import Testing
             topic: Topics.orders.name, partition: 0, offset: 1, key: nil,
             value: CloudEvent(id: "x", source: "s", type: EventType.orderPaid, time: EventTime(millis: 0), subject: nil, data: .object(JSONObject())).encoded())
         #expect(throws: Rejection.self) { try harness.applier.processor.decode(noSubject) }
+    }
+}
+
+extension CloudEvent {
+    func withSource(_ source: String) -> CloudEvent {
+        var event = self
+        event.source = source
+        return event
     }
 }

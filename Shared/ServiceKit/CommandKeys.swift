@@ -1,0 +1,117 @@
+import Foundation
+import LoyaltyDomain
+import Messaging
+
+/// The keys that authenticate commands one part of the platform sends another (grants,
+/// reversals, transfer legs, referral rewards, adjustments, campaign definitions): HMAC-SHA256
+/// over the event's canonical form, in its `signature` attribute as `<key id>:<hex>`.
+///
+/// `LOYALTY_COMMAND_KEYS` lists `id=secret` pairs separated by commas. The first signs; all
+/// verify, so a key is rotated by putting the new one first everywhere, then removing the old
+/// one once nothing signed with it is left to read.
+public struct CommandKeys: Sendable {
+    public struct Key: Sendable {
+        public var id: String
+        public var secret: [UInt8]
+    }
+
+    /// The keys, the signing one first.
+    public let keys: [Key]
+
+    public init(keys: [Key]) {
+        precondition(!keys.isEmpty, "at least one command key")
+        self.keys = keys
+    }
+
+    /// Reads `id=secret[,id=secret…]`. Secrets of fewer than 16 bytes are refused.
+    public static func parse(_ text: String, variable: String = "LOYALTY_COMMAND_KEYS") throws(ConfigurationError) -> CommandKeys {
+        var keys: [Key] = []
+        for pair in text.split(separator: ",") {
+            let parts = pair.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard parts.count == 2, !parts[0].isEmpty, !parts[0].contains(":") else {
+                throw ConfigurationError(variable: variable, problem: "expected id=secret pairs separated by commas (ids without ':')")
+            }
+            guard parts[1].utf8.count >= 16 else {
+                throw ConfigurationError(variable: variable, problem: "the secret of key \(parts[0]) is shorter than 16 bytes")
+            }
+            guard !keys.contains(where: { $0.id == parts[0] }) else {
+                throw ConfigurationError(variable: variable, problem: "key \(parts[0]) appears twice")
+            }
+            keys.append(Key(id: parts[0], secret: Array(parts[1].utf8)))
+        }
+        guard !keys.isEmpty else { throw ConfigurationError(variable: variable, problem: "no key given") }
+        return CommandKeys(keys: keys)
+    }
+
+    /// The event, signed with the first key.
+    public func sign(_ event: CloudEvent) -> CloudEvent {
+        var signed = event
+        signed.signature = "\(keys[0].id):\(hex(code(of: event, under: keys[0])))"
+        return signed
+    }
+
+    /// Whether the event carries a valid signature of one of the keys; the reason when not.
+    public func verify(_ event: CloudEvent) -> Rejection? {
+        guard let signature = event.signature else {
+            return Rejection(code: "unauthenticated-command", detail: "\(event.type) must be signed by the platform (no signature)")
+        }
+        let parts = signature.split(separator: ":", maxSplits: 1)
+        guard parts.count == 2, let key = keys.first(where: { $0.id == parts[0] }) else {
+            return Rejection(code: "unauthenticated-command", detail: "\(event.type) is signed with an unknown key")
+        }
+        guard HMACSHA256.equal(Array(hex(code(of: event, under: key)).utf8), Array(parts[1].utf8)) else {
+            return Rejection(code: "unauthenticated-command", detail: "\(event.type) has a signature that does not match it")
+        }
+        return nil
+    }
+
+    private func code(of event: CloudEvent, under key: Key) -> [UInt8] {
+        let canonical = CloudEvent.encode(id: event.id, source: event.source, type: event.type, time: event.time, subject: event.subject) {
+            $0.canonical(event.data)
+        }
+        return HMACSHA256.authenticationCode(for: canonical, key: key.secret)
+    }
+
+    private func hex(_ bytes: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count * 2)
+        for byte in bytes {
+            out.append(digits[Int(byte >> 4)])
+            out.append(digits[Int(byte & 0x0f)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
+extension CommandKeys {
+    /// The keys of a single-machine installation that sets no `LOYALTY_COMMAND_KEYS`: a random
+    /// key kept in `<data dir>/command-keys`, made by whichever process needs it first. Every
+    /// service and the CLI on the machine then share it; across machines, set the variable.
+    public static func ofDataDirectory(_ directory: String) throws -> CommandKeys {
+        let path = "\(directory)/command-keys"
+        if let existing = try? String(contentsOfFile: path, encoding: .utf8), !existing.isEmpty {
+            return try parse(existing.trimmingCharacters(in: .whitespacesAndNewlines), variable: path)
+        }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var generator = SystemRandomNumberGenerator()
+        let secret = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+        let id = "local-\(secret.prefix(8))"
+        // Written aside and linked into place: a process racing this one reads a whole file.
+        let draft = "\(path).\(getpid()).draft"
+        try "\(id)=\(secret)\n".write(toFile: draft, atomically: false, encoding: .utf8)
+        chmod(draft, 0o600)
+        _ = link(draft, path)
+        unlink(draft)
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        return try parse(text.trimmingCharacters(in: .whitespacesAndNewlines), variable: path)
+    }
+
+    /// `LOYALTY_COMMAND_KEYS` when set, else the data directory's keys.
+    public static func fromEnvironment(_ environment: [String: String], dataDirectory: String) throws -> CommandKeys {
+        if let text = environment["LOYALTY_COMMAND_KEYS"]?.trimmingCharacters(in: .whitespaces), !text.isEmpty {
+            return try parse(text)
+        }
+        return try ofDataDirectory(dataDirectory)
+    }
+}
