@@ -7,6 +7,7 @@ create() { $kt --bootstrap-server $server --create --if-not-exists --topic "$1" 
 create loyalty.members
 create loyalty.orders
 create loyalty.engagement
+create loyalty.points.requests
 create loyalty.points.commands
 create loyalty.points.ledger
 create loyalty.points.balances --config cleanup.policy=compact
