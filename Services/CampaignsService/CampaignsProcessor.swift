@@ -52,6 +52,24 @@ public final class CampaignsProcessor: StreamProcessor {
 
     public func rank(of eventType: String) -> Int { EventType.rank(of: eventType) }
 
+    /// The member's campaign rewards and points by campaign, paid orders and rewarded
+    /// referrals, as stored (the latest; `asOf` is not kept per member here).
+    public func memberView(_ member: String, in database: Database, asOf: EventTime?) throws -> JSONValue? {
+        guard let state = try database.prepare("SELECT state FROM campaign_members WHERE member = ?").queryOne(.text(member), row: { $0.blob(0) }),
+              let stored = try JSONValue.parse(state).objectValue
+        else { return nil }
+        let campaigns: [JSONValue] = (stored["stats"]?.arrayValue ?? []).compactMap { row in
+            guard let fields = row.arrayValue, fields.count >= 4 else { return nil }
+            return .object(["campaign": fields[0], "rewards": fields[1], "points": fields[2], "controlGroup": fields.count > 4 ? fields[4] : .bool(false)])
+        }
+        var view: JSONObject = [
+            "member": .string(member), "paidOrders": stored["paidOrders"] ?? .int(0), "rewardedReferrals": stored["referrals"] ?? .int(0),
+            "campaigns": .array(campaigns),
+        ]
+        if asOf != nil { view["note"] = "campaigns keeps each member's latest state only; asOf is not applied" }
+        return .object(view)
+    }
+
     // MARK: Decoding
 
     private static let earnedMarker = Array("\"points.earned\"".utf8)

@@ -27,6 +27,9 @@ let usage = """
       publish <file>       publish CloudEvents (one JSON object per line) to the topic of their type
       adjust <member> <points> --reason TEXT --operator ID [--at TIME]
                            correct a member's points (either way), signed with the command key
+      member <id> [--as-of TIME] [--json]
+                           one member as the services see them (balance, lots, entries with their
+                           causes, tier, campaigns, messages), from their HTTP APIs
       campaigns publish <file> [--from <time>] | retire <id> [--from <time>] | list | show <id>
                            publish, retire and list campaign definitions; show a campaign's results
       tail <topic>         print a topic's records from the beginning until Ctrl-C
@@ -90,7 +93,10 @@ do {
         say("embedded broker on \(broker.bootstrapServers)")
         let children = ChildProcesses()
         for name in ServiceExecutables.names {
-            try children.start(name, environment: ["LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": dataDirectory], log: nil)
+            // Each service's API on a free local port, written to <data dir>/<service>.http for `loyalty member`.
+            try children.start(name, environment: [
+                "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": dataDirectory, "LOYALTY_HTTP_ADDRESS": "127.0.0.1:0",
+            ], log: nil)
             say("started \(name)")
         }
         say("running; Ctrl-C stops everything")
@@ -110,6 +116,8 @@ do {
         let adjustment = try Adjust.parse(Array(arguments.dropFirst()))
         try Adjust.publish(adjustment, keys: try commandKeys(), bootstrapServers: try bootstrapServers())
         print("published adjustment \(adjustment.id): \(adjustment.points) points for \(adjustment.member)")
+    case "member":
+        try MemberCommand.run(Array(arguments.dropFirst()), dataDirectory: dataDirectory)
     case "campaigns":
         try CampaignCommands.run(Array(arguments.dropFirst()), bootstrapServers: bootstrapServers)
     case "tail":

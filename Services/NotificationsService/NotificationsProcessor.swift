@@ -23,6 +23,30 @@ public final class NotificationsProcessor: StreamProcessor {
 
     private var members: [String: (member: NotificationMember, changed: Bool)] = [:]
 
+    /// The member's channels (masked), consent, held messages and pending digest, and the
+    /// messages suppressed with their reasons (up to `asOf` when given).
+    public func memberView(_ member: String, in database: Database, asOf: EventTime?) throws -> JSONValue? {
+        guard let state = try database.prepare("SELECT state FROM notification_members WHERE member = ?").queryOne(.text(member), row: { $0.blob(0) }),
+              var stored = try JSONValue.parse(state).objectValue
+        else { return nil }
+        var channels = JSONObject()
+        for member in stored["channels"]?.objectValue?.members ?? [] {
+            if let channel = Channel(rawValue: member.key), let address = member.value.stringValue {
+                channels[member.key] = .string(ContactMask.mask(address, channel: channel))
+            }
+        }
+        stored["channels"] = .object(channels)
+        stored["v"] = nil
+        let suppressed = try database.prepare(
+            "SELECT type, reason, causes, time FROM notification_suppressed WHERE member = ? AND time <= ? ORDER BY time, seq"
+        ).query(.text(member), .integer(asOf?.millis ?? .max)) { row -> JSONValue in
+            .object(["type": .string(row.string(0)), "reason": .string(row.string(1)), "causes": .string(row.string(2)),
+                     "time": .string(EventTime(millis: row.int64(3)).description)])
+        }
+        stored["suppressed"] = .array(suppressed)
+        return .object(stored)
+    }
+
     public init(program: Program, templates: MessageTemplates, logger: Logger? = nil) {
         rules = NotificationRules(program: program, templates: templates)
         self.logger = logger

@@ -25,6 +25,9 @@ public final class PointsProcessor: StreamProcessor {
     public func rank(of eventType: String) -> Int { EventType.rank(of: eventType) }
 
     public let rules: PointsRules
+    /// Refusals by reason: of the current batch, and since start (for metrics).
+    private var batchRefusals: [String: Int] = [:]
+    private var refusalTotals: [String: Int] = [:]
     /// Accounts read or changed in the current batch, written back in `finish`.
     private var accounts: [String: CachedAccount] = [:]
     static let source = "loyalty/points"
@@ -164,10 +167,81 @@ public final class PointsProcessor: StreamProcessor {
             }
         }
         accounts.removeAll(keepingCapacity: true)
+        for (reason, count) in batchRefusals { refusalTotals[reason, default: 0] += count }
+        batchRefusals.removeAll()
     }
 
     public func abandon() {
         accounts.removeAll()
+        batchRefusals.removeAll()
+    }
+
+    // MARK: Operators' views
+
+    public func metricLines() -> [String] {
+        ["# HELP loyalty_points_refusals_total Requests the points rules refused, by reason.",
+         "# TYPE loyalty_points_refusals_total counter"]
+            + refusalTotals.sorted { $0.key < $1.key }.map { "loyalty_points_refusals_total{service=\"points\",reason=\"\($0.key)\"} \($0.value)" }
+    }
+
+    /// Balance, lots with their expiry, every ledger entry with its cause, and refusals. As of a
+    /// past instant: the entries dated up to it, the balance after the last of them, and each
+    /// lot's points left then (from the entries' lot movements).
+    public func memberView(_ member: String, in database: Database, asOf: EventTime?) throws -> JSONValue? {
+        guard let state = try database.prepare("SELECT state FROM accounts WHERE member = ?").queryOne(.text(member), row: { $0.blob(0) })
+        else { return nil }
+        let account = try PointsAccount.decode(state)
+        let limit = asOf?.millis ?? .max
+        let rows = try database.prepare(
+            "SELECT sequence, entry_id, time, kind, source, points, available_after, pending_after, debt_after, cause_id, order_id, lots "
+                + "FROM ledger WHERE member = ? AND time <= ? ORDER BY sequence"
+        ).query(.text(member), .integer(limit)) { row in
+            (sequence: row.int64(0), id: row.string(1), time: row.int64(2), kind: row.string(3), source: row.string(4), points: row.int64(5),
+             available: row.int64(6), pending: row.int64(7), debt: row.int64(8), cause: row.string(9),
+             order: row.isNull(10) ? nil : row.string(10), lots: row.string(11))
+        }
+        var balance = asOf == nil ? account.balance : Balance()
+        if asOf != nil, let last = rows.last {
+            balance = Balance(available: last.available, pending: last.pending, debt: last.debt)
+        }
+        // Points left in each lot: its movements up to the instant.
+        var left: [String: Int64] = [:]
+        for row in rows {
+            for movement in row.lots.split(separator: " ") {
+                let parts = movement.split(separator: ":")
+                if parts.count == 2, let delta = Int64(parts[1].replacingOccurrences(of: "+", with: "")) { left[String(parts[0]), default: 0] += delta }
+            }
+        }
+        let lots: [JSONValue] = account.lots.compactMap { lot in
+            let remaining = asOf == nil ? lot.remaining : (left[lot.id] ?? 0)
+            guard remaining != 0 || asOf == nil else { return nil }
+            if asOf != nil && lot.earnedAt > asOf! { return nil }
+            return .object([
+                "lotId": .string(lot.id), "source": .string(lot.source), "points": .int(lot.points), "remaining": .int(remaining),
+                "pending": .bool(asOf.map { lot.availableAt > $0 } ?? lot.pending),
+                "availableAt": .string(lot.availableAt.description), "expiresAt": .string(lot.expiresAt.description),
+            ])
+        }
+        let entries: [JSONValue] = rows.map { row in
+            var entry: JSONObject = [
+                "sequence": .int(row.sequence), "entryId": .string(row.id), "time": .string(EventTime(millis: row.time).description),
+                "kind": .string(row.kind), "source": .string(row.source), "points": .int(row.points), "causeId": .string(row.cause),
+                "balanceAfter": ["available": .int(row.available), "pending": .int(row.pending), "debt": .int(row.debt)],
+            ]
+            if let order = row.order { entry["orderId"] = .string(order) }
+            return .object(entry)
+        }
+        let refusals = try database.prepare("SELECT refusal_id, time, reason FROM refusals WHERE member = ? AND time <= ? ORDER BY time, refusal_id")
+            .query(.text(member), .integer(limit)) { row -> JSONValue in
+                .object(["refusalId": .string(row.string(0)), "time": .string(EventTime(millis: row.int64(1)).description), "reason": .string(row.string(2))])
+            }
+        var view: JSONObject = [
+            "member": .string(member), "registeredAt": .string(account.registeredAt.description), "closed": .bool(account.closed),
+            "balance": ["available": .int(balance.available), "pending": .int(balance.pending), "debt": .int(balance.debt), "net": .int(balance.net)],
+            "lots": .array(lots), "entries": .array(entries), "refusals": .array(refusals),
+        ]
+        if let asOf { view["asOf"] = .string(asOf.description) }
+        return .object(view)
     }
 
     // MARK: Pieces
@@ -215,6 +289,7 @@ public final class PointsProcessor: StreamProcessor {
             let insert = try database.prepare(
                 "INSERT OR IGNORE INTO refusals(refusal_id, member, time, reason, event) VALUES(?, ?, ?, ?, ?)")
             for refusal in decision.refusals {
+                batchRefusals[refusal.reason, default: 0] += 1
                 let event = CloudEvent.encode(
                     id: refusal.id, source: Self.source, type: "points.refused", time: refusal.time, subject: refusal.member,
                     data: { $0.value(refusal.json) })

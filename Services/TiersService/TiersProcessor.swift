@@ -34,6 +34,29 @@ public final class TiersProcessor: StreamProcessor {
         rules = TierRules(program: program)
     }
 
+    /// The member's tier, since when, the qualifying spend in the window at the instant (the
+    /// latest payment, or `asOf`) and what the next level needs. The tier itself is the one in
+    /// force now: tier history is on `loyalty.tiers.changes`.
+    public func memberView(_ member: String, in database: Database, asOf: EventTime?) throws -> JSONValue? {
+        guard let state = try database.prepare("SELECT state FROM tier_members WHERE member = ?").queryOne(.text(member), row: { $0.blob(0) })
+        else { return nil }
+        let levels = rules.program.tiers.levels
+        let account = try TierMember.decode(state, levels: levels)
+        let at = asOf ?? account.payments.map(\.time).max() ?? account.levelSince
+        let spend = rules.qualifyingSpend(of: account, at: at)
+        var view: JSONObject = [
+            "member": .string(member), "tier": .string(levels[account.level].id), "tierSince": .string(account.levelSince.description),
+            "qualifyingSpendMinor": .int(spend), "measuredAt": .string(at.description),
+            "windowDays": .int(rules.program.tiers.qualifyingWindowDays),
+        ]
+        if account.level + 1 < levels.count {
+            let next = levels[account.level + 1]
+            view["next"] = ["tier": .string(next.id), "qualifyingSpendMinor": .int(next.qualifyingSpendMinor),
+                            "missingMinor": .int(max(0, next.qualifyingSpendMinor - spend))]
+        }
+        return .object(view)
+    }
+
     public func rank(of eventType: String) -> Int { EventType.rank(of: eventType) }
 
     public func decode(_ record: ConsumedRecord) throws(Rejection) -> Decoded<TierInput> {

@@ -38,6 +38,7 @@ func makeConfiguration(_ settings: [(String, String)]) throws -> OpaquePointer {
             throw KafkaError(message: "invalid setting \(key)=\(value): \(detail)")
         }
     }
+    KafkaLog.attach(to: conf)
     return conf
 }
 

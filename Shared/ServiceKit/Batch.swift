@@ -22,6 +22,8 @@ public final class Batch {
     public internal(set) var streamTime: EventTime = EventTime(millis: 0)
 
     let service: String
+    /// Dead letters written in this batch, by reason (for metrics).
+    var deadLetterReasons: [String: Int] = [:]
     /// The keys that sign events sent to these command topics.
     var signer: (keys: CommandKeys, topics: Set<String>)?
     var outbox: [OutboxRow] = []
@@ -98,6 +100,7 @@ public final class Batch {
     /// Sends a dead letter about something the service derived (no input record of its own,
     /// e.g. a message for a member with no channel), in this transaction.
     public func deadLetter(id: String, key: String?, reason: Rejection, about details: JSONObject) throws {
+        deadLetterReasons[reason.code, default: 0] += 1
         var data = details
         data["reason"] = .string(reason.code)
         data["detail"] = .string(reason.detail)
@@ -110,6 +113,7 @@ public final class Batch {
 
     /// Sends a record to the dead-letter topic with a reason code, in this transaction.
     public func deadLetter(_ record: ConsumedRecord, reason: Rejection) throws {
+        deadLetterReasons[reason.code, default: 0] += 1
         var data = JSONObject()
         data["reason"] = .string(reason.code)
         data["detail"] = .string(reason.detail)

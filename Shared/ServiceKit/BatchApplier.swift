@@ -35,6 +35,8 @@ public struct BatchOutcome: Sendable {
     public var late = 0
     public var timersFired = 0
     public var outbox: [OutboxRow] = []
+    /// Dead letters by reason.
+    public var deadLettersByReason: [String: Int] = [:]
     /// Commands sent to the service's own input topics, to wait for.
     public var echoes: [(key: MergeKey, partition: TopicPartition)] = []
 }
@@ -171,6 +173,11 @@ public final class BatchApplier<Processor: StreamProcessor> {
     }
 
     /// Forgets cached state of tasks another instance may now change.
+    /// A task's stream time as last committed, when this applier has it at hand.
+    public func knownStreamTime(_ task: Int32) -> Int64? {
+        streamTimes[task].flatMap { $0 == .min ? nil : $0 }
+    }
+
     public func forget(tasks: [Int32]) {
         for task in tasks {
             streamTimes[task] = nil
@@ -362,6 +369,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
                 }
                 outcome.outbox = batch.outbox
                 outcome.echoes = batch.echoes
+                outcome.deadLettersByReason = batch.deadLetterReasons
             }
         } catch {
             // The transaction rolled back: cached views of it are void.
@@ -418,6 +426,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
                     try saveOffset.run(.text(partition.topic), .integer(Int64(partition.partition)), .integer(offset))
                 }
                 outcome.outbox = batch.outbox
+                outcome.deadLettersByReason = batch.deadLetterReasons
             }
         } catch {
             processor.abandon()

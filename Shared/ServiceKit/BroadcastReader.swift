@@ -16,7 +16,7 @@ final class BroadcastReader: RebalanceListener {
          storedOffsets: ([TopicPartition]) throws -> [TopicPartition: Int64]) throws {
         self.logger = logger
         consumer = try KafkaConsumer(
-            ConsumerConfiguration(bootstrapServers: configuration.bootstrapServers, groupID: "\(configuration.groupID)-broadcast"),
+            ConsumerConfiguration(bootstrapServers: configuration.bootstrapServers, groupID: "\(configuration.groupID)-broadcast", extra: configuration.kafkaSettings),
             listener: self)
         // Every partition the cluster has, whatever the catalogue's default.
         var partitions: [TopicPartition] = []

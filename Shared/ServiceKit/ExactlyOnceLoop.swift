@@ -27,6 +27,11 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// Records a partition may buffer before it is paused (the merge waits on its siblings).
     private let pauseThreshold = 50_000
 
+    /// What `/ready` and `/metrics` report.
+    public let status: ServiceStatus
+    private var httpServer: HTTPServer?
+    /// Partitions read to their end at least once since they were assigned.
+    private var reachedEnd: Set<TopicPartition> = []
     /// The record failures are counted against, until the loop gets past it.
     private var strikeAgainst: (partition: TopicPartition, offset: Int64)?
 
@@ -37,6 +42,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         self.configuration = configuration
         self.logger = logger
         self.stop = stop
+        status = ServiceStatus(service: configuration.service)
         let directory = (configuration.databasePath as NSString).deletingLastPathComponent
         if !directory.isEmpty {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -69,7 +75,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         merger = EventTimeMerger(
             topics: processor.inputTopics, sortedTopics: processor.sortedInputTopics,
             serviceTopics: processor.serviceInputTopics, idleMilliseconds: configuration.taskIdleMilliseconds)
-        let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: configuration.bootstrapServers))
+        let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: configuration.bootstrapServers, extra: configuration.kafkaSettings))
         relay = OutboxRelay(producer: producer, logger: logger)
     }
 
@@ -83,18 +89,23 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             "group": configuration.groupID, "topics": processor.inputTopics.joined(separator: ","),
             "timers": configuration.timerMode.rawValue, "republished": String(republished),
         ])
-        var consumerConfiguration = ConsumerConfiguration(bootstrapServers: configuration.bootstrapServers, groupID: configuration.groupID)
+        var consumerConfiguration = ConsumerConfiguration(
+            bootstrapServers: configuration.bootstrapServers, groupID: configuration.groupID, extra: configuration.kafkaSettings)
         consumerConfiguration.sessionTimeoutMilliseconds = configuration.sessionTimeoutMilliseconds
         // A lost offset is the loop's to report, never librdkafka's to skip over.
         consumerConfiguration.offsetResetPolicy = "error"
         consumer = try KafkaConsumer(consumerConfiguration, listener: self)
+        try startHTTP()
         guard try claimCluster() else { return }
+        status.update { $0.connected = true }
         applier.partitionCount = try coPartitionedCount(of: processor.inputTopics)
+        status.update { [count = applier.partitionCount] in $0.partitionCount = count }
         if !processor.broadcastTopics.isEmpty { try catchUpWithBroadcastTopics(processor.broadcastTopics) }
         try consumer.subscribe(processor.inputTopics)
 
         var lastReport = monotonicMilliseconds()
         var lastCommit = lastReport
+        var lastStatus = lastReport
         let subscribedAt = lastReport
         while !stop.isRequested {
             try applyBroadcastRecords(timeoutMilliseconds: 0)
@@ -114,6 +125,10 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             }
             resumePartitions()
             let now = monotonicMilliseconds()
+            if now - lastStatus >= 500 {
+                refreshStatus(now: now)
+                lastStatus = now
+            }
             if now - lastCommit >= 2_000 {
                 consumer.commitAdvisory(committedOffsets)
                 lastCommit = now
@@ -153,6 +168,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         consumer.close()
         broadcast?.close()
         checkpointer.stop()
+        httpServer?.stop()
         logger.info("stopped", ["applied": String(totals.applied), "outboxDrained": String(drained)])
     }
 
@@ -263,6 +279,19 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             logger.warning("LOYALTY_FAULT_KILL_AFTER_COMMIT: killing the process after commit, before publishing")
             kill(getpid(), SIGKILL)
         }
+        let records = outcome.applied + outcome.duplicates + outcome.deadLettered
+        let seconds = Double(monotonicMilliseconds() - now) / 1000
+        status.update { snapshot in
+            snapshot.applied += outcome.applied
+            snapshot.duplicates += outcome.duplicates
+            snapshot.deadLettered += outcome.deadLettered
+            snapshot.late += outcome.late
+            snapshot.timersFired += outcome.timersFired
+            for (reason, count) in outcome.deadLettersByReason { snapshot.deadLettersByReason[reason, default: 0] += count }
+            snapshot.batches += 1
+            if records > 0 { snapshot.batchRecords.observe(Double(records)) }
+            snapshot.commitSeconds.observe(seconds)
+        }
         totals.applied += outcome.applied
         totals.duplicates += outcome.duplicates
         totals.deadLettered += outcome.deadLettered
@@ -271,6 +300,47 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         totals.timersFired += outcome.timersFired
         try relay.publish(outcome.outbox)
         try boundWriteAheadLog()
+    }
+
+    /// Starts the HTTP API when `LOYALTY_HTTP_ADDRESS` is set, and writes where it listens to
+    /// `<data dir>/<service>.http` for the CLI.
+    private func startHTTP() throws {
+        guard let address = configuration.httpAddress else { return }
+        let processor = UncheckedSendable(applier.processor)
+        let endpoints = ServiceEndpoints(
+            status: status, databasePath: configuration.databasePath, token: configuration.httpToken,
+            memberView: { member, database, asOf in try processor.value.memberView(member, in: database, asOf: asOf) })
+        let server = try HTTPServer(address: address) { endpoints.handle($0) }
+        httpServer = server
+        try? (server.boundAddress + "\n").write(
+            toFile: "\(configuration.dataDirectory)/\(configuration.service).http", atomically: true, encoding: .utf8)
+        logger.info("http listening", ["address": server.boundAddress, "token": configuration.httpToken == nil ? "none" : "set"])
+    }
+
+    /// Brings what `/ready` and `/metrics` report up to date.
+    private func refreshStatus(now: Int64) {
+        let committed = committedOffsets
+        var ends: [TopicPartition: Int64] = [:]
+        for partition in status.snapshot.partitions.keys {
+            if let marks = consumer.cachedWatermarks(of: partition) { ends[partition] = marks.high }
+        }
+        let streamTimes = Dictionary(merger.assignedTasks.compactMap { task in applier.knownStreamTime(task).map { (task, $0) } }) { $1 }
+        let inFlight = relay.inFlightCount
+        let oldest = relay.oldestInFlightMilliseconds(now: now)
+        let extra = applier.processor.metricLines()
+        let reached = reachedEnd
+        status.update { snapshot in
+            for (partition, var state) in snapshot.partitions {
+                if let offset = committed[partition] { state.committed = offset }
+                if let end = ends[partition] { state.end = end }
+                state.reachedEnd = reached.contains(partition)
+                state.streamTime = streamTimes[partition.partition]
+                snapshot.partitions[partition] = state
+            }
+            snapshot.outboxInFlight = inFlight
+            snapshot.outboxOldestMilliseconds = oldest
+            snapshot.extraMetrics = extra
+        }
     }
 
     /// Keeps the write-ahead log within `LOYALTY_WAL_LIMIT_MB`. The checkpointer's passive
@@ -323,6 +393,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 }
             case .endOfPartition(let partition, let offset):
                 merger.markCaughtUp(partition, at: offset)
+                reachedEnd.insert(partition)
             case .error(let error, let partition, let offset):
                 if error.code == KafkaError.offsetOutOfRange, let partition {
                     startupError = inputLost(partition, readingAt: offset)
@@ -382,6 +453,13 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             let republished = try relay.republishUnsent(from: applier.database)
             if republished > 0 { logger.info("republished unsent outbox rows", ["rows": String(republished)]) }
             everAssigned = true
+            status.update { snapshot in
+                snapshot.rebalances += 1
+                for partition in partitions {
+                    snapshot.partitions[partition] = ServiceStatus.Partition(
+                        committed: offsets[partition] ?? 0, end: nil, reachedEnd: false, streamTime: nil)
+                }
+            }
             logger.info("partitions assigned", ["partitions": partitions.map(\.description).sorted().joined(separator: ",")])
             return offsets
         } catch {
@@ -394,6 +472,11 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     }
 
     public func partitionsRevoked(_ partitions: [TopicPartition]) {
+        reachedEnd.subtract(partitions)
+        status.update { snapshot in
+            snapshot.rebalances += 1
+            for partition in partitions { snapshot.partitions[partition] = nil }
+        }
         merger.revoke(partitions)
         applier.forget(tasks: partitions.map(\.partition))
         paused.subtract(partitions)

@@ -10,6 +10,8 @@ public final class OutboxRelay {
     private let logger: Logger
     /// Rows sent and not yet acknowledged, by sequence number.
     private var inFlight: [UInt64: OutboxRow] = [:]
+    /// When each row in flight was first sent (monotonic milliseconds), for readiness.
+    private var sentAt: [UInt64: Int64] = [:]
     /// Acknowledged rows still present in the outbox table.
     private var acknowledged: [UInt64] = []
 
@@ -20,6 +22,11 @@ public final class OutboxRelay {
 
     /// Rows sent and not yet acknowledged.
     public var inFlightCount: Int { inFlight.count }
+
+    /// How long the oldest row in flight has waited for its acknowledgement.
+    public func oldestInFlightMilliseconds(now: Int64) -> Int64 {
+        sentAt.values.min().map { now - $0 } ?? 0
+    }
 
     /// Sends every row of the outbox table this relay has not sent itself, oldest first: at
     /// start, and when partitions are assigned (an instance sharing the database may have
@@ -40,6 +47,7 @@ public final class OutboxRelay {
         for row in rows {
             let tag = UInt64(bitPattern: row.seq)
             inFlight[tag] = row
+            sentAt[tag] = monotonicMilliseconds()
             try producer.send(topic: row.topic, key: row.key, value: row.value, tag: tag)
         }
     }
@@ -54,6 +62,7 @@ public final class OutboxRelay {
                 try producer.send(topic: row.topic, key: row.key, value: row.value, tag: report.tag)
             } else {
                 inFlight[report.tag] = nil
+                sentAt[report.tag] = nil
                 acknowledged.append(report.tag)
             }
         }

@@ -1,4 +1,5 @@
 import Foundation
+import Messaging
 import Storage
 
 /// When timers fire.
@@ -69,6 +70,16 @@ public struct ServiceConfiguration: Sendable {
     /// wall-clock mode (`LOYALTY_CLOCK_MARGIN_HOURS`, default 24): ahead of the machine clock.
     /// An event further ahead is dead-lettered (`time-out-of-range`) and moves no clock.
     public var futureMarginMilliseconds: Int64 = 366 * 86_400_000
+    /// librdkafka settings for every producer and consumer of the service, from
+    /// `LOYALTY_KAFKA_<PROPERTY>` variables: `LOYALTY_KAFKA_SECURITY_PROTOCOL=SASL_SSL` sets
+    /// `security.protocol`. Checked at start; a setting librdkafka refuses stops the service.
+    public var kafkaSettings: [String: String] = [:]
+    /// `LOYALTY_HTTP_ADDRESS`: where the HTTP API listens (`host:port`, port 0 for any); nil:
+    /// no HTTP API. The bound address is written to `<data dir>/<service>.http`.
+    public var httpAddress: String?
+    /// `LOYALTY_HTTP_TOKEN`: the bearer token member endpoints require (nil: none; set one in
+    /// production).
+    public var httpToken: String?
     /// `LOYALTY_COMMAND_KEYS` as given (nil: the data directory's keys); see `commandKeys()`.
     public var commandKeysText: String?
     /// `LOYALTY_FAULT_CRASH_ON`, for failure tests only: the service traps (as an overflow
@@ -84,6 +95,23 @@ public struct ServiceConfiguration: Sendable {
     public func commandKeys() throws -> CommandKeys {
         if let commandKeysText { return try CommandKeys.parse(commandKeysText) }
         return try CommandKeys.ofDataDirectory(dataDirectory)
+    }
+
+    /// The librdkafka settings named by `LOYALTY_KAFKA_*` variables, checked by librdkafka.
+    public static func kafkaSettings(_ environment: [String: String]) throws -> [String: String] {
+        var settings: [String: String] = [:]
+        var variables: [String: String] = [:]
+        for (name, value) in environment where name.hasPrefix("LOYALTY_KAFKA_") && name.count > "LOYALTY_KAFKA_".count {
+            let property = name.dropFirst("LOYALTY_KAFKA_".count).lowercased().replacingOccurrences(of: "_", with: ".")
+            settings[property] = value
+            variables[property] = name
+        }
+        for (property, value) in settings.sorted(by: { $0.key < $1.key }) {
+            do { try validateKafkaSettings([property: value]) } catch {
+                throw ConfigurationError(variable: variables[property]!, problem: "librdkafka refuses \(property)=\(value): \(error)")
+            }
+        }
+        return settings
     }
 
     /// A whole-number setting of one service from the environment, checked against `range`.
@@ -147,6 +175,9 @@ public struct ServiceConfiguration: Sendable {
             futureMarginMilliseconds: timerMode == .streamTime
                 ? Int64(try integer("LOYALTY_STREAM_TIME_MARGIN_DAYS", default: 366, range: 1...36_500)) * 86_400_000
                 : Int64(try integer("LOYALTY_CLOCK_MARGIN_HOURS", default: 24, range: 1...87_600)) * 3_600_000,
+            kafkaSettings: try kafkaSettings(environment),
+            httpAddress: value("LOYALTY_HTTP_ADDRESS"),
+            httpToken: value("LOYALTY_HTTP_TOKEN"),
             commandKeysText: value("LOYALTY_COMMAND_KEYS"),
             faultCrashOn: value("LOYALTY_FAULT_CRASH_ON"),
             faultKillAfterCommit: value("LOYALTY_FAULT_KILL_AFTER_COMMIT"))

@@ -1,4 +1,5 @@
 import Foundation
+import Messaging
 import LoyaltyDomain
 import ReferenceProgram
 
@@ -44,6 +45,12 @@ public enum ServiceRunner {
         do {
             let configuration = try ServiceConfiguration.fromEnvironment(service: service)
             logger.minimumLevel = configuration.logLevel
+            // librdkafka's own lines into the same JSON stream, at their syslog severity.
+            let kafkaLogger = logger
+            KafkaLog.install { level, facility, message in
+                let mapped: LogLevel = level <= 3 ? .error : level == 4 ? .warning : level <= 6 ? .info : .debug
+                kafkaLogger.log(mapped, "librdkafka", ["facility": facility, "message": message])
+            }
             let stop = StopSignal()
             stop.install()
             let program = try ProgramSource.load(configuration)

@@ -99,6 +99,12 @@ public protocol StreamProcessor: AnyObject {
     var broadcastTopics: [String] { get }
     /// Applies a record of a broadcast topic. Throws only for failures of storage.
     func applyBroadcast(_ record: ConsumedRecord, in batch: Batch) throws
+    /// The service's view of a member for `GET /members/<id>` (nil: unknown here), as of
+    /// `asOf` when given. Called on the HTTP server's thread with a connection of its own: it
+    /// must read nothing but that database and the processor's immutable settings.
+    func memberView(_ member: String, in database: Database, asOf: EventTime?) throws -> JSONValue?
+    /// Service-specific metrics, as Prometheus text lines; asked on the loop's thread.
+    func metricLines() -> [String]
     /// Called once per batch before commit: write what was kept in memory during it.
     func finish(_ batch: Batch) throws
     /// Called after a batch rolled back: forget what was kept in memory during it.
@@ -109,5 +115,7 @@ extension StreamProcessor {
     public var serviceInputTopics: Set<String> { sortedInputTopics }
     public var broadcastTopics: [String] { [] }
     public var commandTopics: Set<String> { [] }
+    public func memberView(_ member: String, in database: Database, asOf: EventTime?) throws -> JSONValue? { nil }
+    public func metricLines() -> [String] { [] }
     public func applyBroadcast(_ record: ConsumedRecord, in batch: Batch) throws {}
 }

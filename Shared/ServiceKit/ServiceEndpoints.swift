@@ -1,0 +1,83 @@
+import Foundation
+import LoyaltyDomain
+import Messaging
+import Storage
+import Synchronization
+
+/// The HTTP API every service serves on `LOYALTY_HTTP_ADDRESS`: `/health`, `/ready`,
+/// `/metrics`, and `/members/<id>` (the service's own view of a member, `?asOf=` a past
+/// instant). Member views need `Authorization: Bearer <LOYALTY_HTTP_TOKEN>` when a token is set.
+public final class ServiceEndpoints: @unchecked Sendable {
+    // The database connection and the view are used only on the server's thread, one request
+    // at a time (`lock`); the status is Sendable.
+    private let status: ServiceStatus
+    private let databasePath: String
+    private let token: String?
+    private let memberView: (String, Database, EventTime?) throws -> JSONValue?
+    private let lock = Mutex(())
+    private var database: Database?
+
+    /// `memberView` runs on the server's thread with a connection of its own: it must read
+    /// nothing but that database.
+    public init(
+        status: ServiceStatus, databasePath: String, token: String?,
+        memberView: @escaping (String, Database, EventTime?) throws -> JSONValue?
+    ) {
+        self.status = status
+        self.databasePath = databasePath
+        self.token = token
+        self.memberView = memberView
+    }
+
+    public func handle(_ request: HTTPRequest) -> HTTPResponse {
+        switch request.path {
+        case "/health":
+            return json(200, ["status": "live", "service": .string(status.snapshot.service)])
+        case "/ready":
+            let (ready, reasons) = status.readiness()
+            return json(ready ? 200 : 503, ["ready": .bool(ready), "reasons": .array(reasons.map { .string($0) })])
+        case "/metrics":
+            return HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4", body: Array(status.prometheusText().utf8))
+        case let path where path.hasPrefix("/members/"):
+            return member(String(path.dropFirst("/members/".count)), request)
+        default:
+            return .error(404, "no such endpoint; try /health, /ready, /metrics or /members/<id>")
+        }
+    }
+
+    private func member(_ id: String, _ request: HTTPRequest) -> HTTPResponse {
+        if let token {
+            guard let given = request.headers["authorization"], given == "Bearer \(token)" else {
+                return .error(401, "member data needs Authorization: Bearer <LOYALTY_HTTP_TOKEN>")
+            }
+        }
+        guard !id.isEmpty, !id.contains("/") else { return .error(400, "expected /members/<member id>") }
+        var asOf: EventTime?
+        if let text = request.query["asOf"] {
+            guard let time = try? EventTime.parse(text) else { return .error(400, "asOf: expected an RFC 3339 time, got \(text)") }
+            asOf = time
+        }
+        let snapshot = status.snapshot
+        let task = Murmur2Partitioner.partition(of: Array(id.utf8), partitions: snapshot.partitionCount)
+        guard snapshot.partitions.keys.contains(where: { $0.partition == task }) else {
+            let owned = Set(snapshot.partitions.keys.map(\.partition)).sorted().map { JSONValue.int(Int64($0)) }
+            return json(421, [
+                "error": "this instance does not own the member's task; ask the instance that does",
+                "task": .int(Int64(task)), "ownedTasks": .array(owned),
+            ])
+        }
+        return lock.withLock { _ in
+            do {
+                if database == nil { database = try Database(DatabaseConfiguration(path: databasePath)) }
+                guard let view = try memberView(id, database!, asOf) else { return .error(404, "no member \(id) here") }
+                return HTTPResponse(status: 200, body: Array(view.jsonString.utf8) + [10])
+            } catch {
+                return .error(500, "\(error)")
+            }
+        }
+    }
+
+    private func json(_ status: Int, _ object: JSONObject) -> HTTPResponse {
+        HTTPResponse(status: status, body: Array(JSONValue.object(object).jsonString.utf8) + [10])
+    }
+}
