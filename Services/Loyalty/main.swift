@@ -27,6 +27,10 @@ let usage = """
       publish <file>       publish CloudEvents (one JSON object per line) to the topic of their type
       adjust <member> <points> --reason TEXT --operator ID [--at TIME]
                            correct a member's points (either way), signed with the command key
+      dlq list [--reason R] [--since TIME] | show <id> | redrive <id>... | --reason R
+                           list dead letters, show one with its original record, send records
+                           back to their topics once the cause is fixed
+      status               per service and partition: stored offset, end, lag, stream time
       member <id> [--as-of TIME] [--json]
                            one member as the services see them (balance, lots, entries with their
                            causes, tier, campaigns, messages), from their HTTP APIs
@@ -116,6 +120,10 @@ do {
         let adjustment = try Adjust.parse(Array(arguments.dropFirst()))
         try Adjust.publish(adjustment, keys: try commandKeys(), bootstrapServers: try bootstrapServers())
         print("published adjustment \(adjustment.id): \(adjustment.points) points for \(adjustment.member)")
+    case "dlq":
+        try DeadLetterCommands.run(Array(arguments.dropFirst()), bootstrapServers: bootstrapServers)
+    case "status":
+        try StatusCommand.run(Array(arguments.dropFirst()), dataDirectory: dataDirectory)
     case "member":
         try MemberCommand.run(Array(arguments.dropFirst()), dataDirectory: dataDirectory)
     case "campaigns":

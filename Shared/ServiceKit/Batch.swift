@@ -140,13 +140,21 @@ public final class Batch {
         }
         let event = CloudEvent(
             id: "dead-letter/\(service)/\(record.topic)/\(record.partition)/\(record.offset)",
-            source: "loyalty/\(service)", type: "loyalty.dead-letter", time: streamTime,
+            source: "loyalty/\(service)", type: "loyalty.dead-letter", time: deadLetterTime(of: record),
             subject: record.keyString, data: .object(data))
         try emit(topic: Topics.deadLetters.name, key: record.keyString, value: event.encoded())
     }
 }
 
 extension Batch {
+    /// A dead letter's time: the task's stream time; before the task has one, the record's own
+    /// time when it has a readable one, else the machine clock (an operational stamp only).
+    func deadLetterTime(of record: ConsumedRecord) -> EventTime {
+        if streamTime.millis > 0 { return streamTime }
+        if let value = record.value, let event = try? CloudEvent.decode(value), event.time.millis > 0 { return event.time }
+        return EventTime(millis: Int64(Date().timeIntervalSince1970 * 1000))
+    }
+
     /// The bytes as text when they are UTF-8, allowing a character cut at the end.
     static func validUTF8Prefix(_ bytes: [UInt8]) -> String? {
         for cut in 0...min(3, bytes.count) {
