@@ -7,7 +7,19 @@ import ServiceKit
 /// `loyalty demo`: the main job on the embedded broker, start to finish.
 enum Demo {
 
+    /// Ctrl-C or SIGTERM: the demo stops its services before it exits.
+    static let stop: StopSignal = {
+        let signal = StopSignal()
+        signal.install()
+        return signal
+    }()
+
+    static func checkStop() throws {
+        if stop.isRequested { throw CLIError("stopped; the services were stopped too") }
+    }
+
     static func run() throws {
+        _ = stop
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("loyalty-demo-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let broker = try EmbeddedBroker()
@@ -45,6 +57,7 @@ enum Demo {
         let deadline = Date().addingTimeInterval(60)
         var waiting = Set(names)
         while !waiting.isEmpty {
+            try checkStop()
             if let exited = children.exited { throw CLIError("\(exited.name) exited with status \(exited.status)") }
             guard Date() < deadline else { throw CLIError("\(waiting.sorted().joined(separator: ", ")) did not get partitions within 60 s") }
             for name in waiting {
@@ -80,6 +93,7 @@ enum Demo {
         var lastArrival = Date()
         let deadline = Date().addingTimeInterval(120)
         while Date() < deadline {
+            try checkStop()
             if let exited = children.exited { throw CLIError("\(exited.name) exited with status \(exited.status)") }
             guard case .record(let record) = consumer.poll(timeoutMilliseconds: 100) else {
                 let quiet = Date().timeIntervalSince(lastArrival) > 2

@@ -75,7 +75,29 @@ func waitForStop(_ stop: StopSignal, whileChildrenRun children: ChildProcesses? 
     }
 }
 
+/// Each command's help: `loyalty <command> --help` prints it and does nothing else.
+let commandHelp: [String: String] = [
+    "demo": "usage: loyalty demo\n  start an embedded broker and every service in a temporary directory, publish a sample stream,\n  print each member's balance, tier, campaigns, messages and ledger, and stop everything",
+    "bench": "usage: loyalty bench [--events N] [--members N] [--rate N] [--latency-seconds N]\n  measure the points pipeline against the raw Kafka and SQLite ceilings (build with -c release first)",
+    "broker": BrokerCommand.brokerUsage,
+    "dev": BrokerCommand.devUsage,
+    "flood": Flood.usage,
+    "fault": BrokerCommand.faultUsage,
+    "publish": "usage: loyalty publish <file>\n  publish CloudEvents (one JSON object per line) to the input topic of their type, keyed by subject;\n  every line is checked first, and nothing is sent if one is wrong",
+    "adjust": Adjust.usage,
+    "campaigns": CampaignCommands.usage,
+    "dlq": DeadLetterCommands.usage,
+    "status": "usage: loyalty status\n  per service and partition: stored offset, lag and stream time, from each service's /metrics",
+    "member": MemberCommand.usage,
+    "tail": "usage: loyalty tail <topic>\n  print a topic's records from the beginning until Ctrl-C (`loyalty topics` lists them)",
+    "topics": "usage: loyalty topics\n  list the topic catalogue: name, partitions, compacted or stream, key, summary",
+]
+
 do {
+    if let command = arguments.first, let help = commandHelp[command], arguments.dropFirst().contains(where: { $0 == "--help" || $0 == "-h" }) {
+        print(help)
+        exit(0)
+    }
     switch arguments.first {
     case "demo":
         try Demo.run()
@@ -113,7 +135,8 @@ do {
     case "fault":
         try BrokerCommand.fault(Array(arguments.dropFirst()), dataDirectory: dataDirectory)
     case "publish":
-        guard arguments.count == 2 else { throw CLIError("usage: loyalty publish <file>") }
+        guard arguments.count == 2 else { throw CLIError(commandHelp["publish"]!) }
+        guard FileManager.default.isReadableFile(atPath: arguments[1]) else { throw CLIError("cannot read \(arguments[1])") }
         let published = try Publisher.publishFile(arguments[1], bootstrapServers: try bootstrapServers())
         print("published \(published) events")
     case "adjust":
@@ -129,7 +152,10 @@ do {
     case "campaigns":
         try CampaignCommands.run(Array(arguments.dropFirst()), bootstrapServers: bootstrapServers)
     case "tail":
-        guard arguments.count == 2 else { throw CLIError("usage: loyalty tail <topic>") }
+        guard arguments.count == 2 else { throw CLIError(commandHelp["tail"]!) }
+        guard Topics.spec(named: arguments[1]) != nil else {
+            throw CLIError("no topic \(arguments[1]) in the catalogue; `loyalty topics` lists them")
+        }
         let stop = StopSignal()
         stop.install()
         try Tail.run(topic: arguments[1], bootstrapServers: try bootstrapServers(), stop: stop)

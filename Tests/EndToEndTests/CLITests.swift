@@ -1,0 +1,51 @@
+import Foundation
+import Testing
+
+extension EndToEnd {
+    /// The `loyalty` command line: help that does nothing else, errors that say what is wrong.
+    @Suite struct CLITests {
+        func run(_ arguments: [String], in directory: URL, environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
+            let log = directory.deletingLastPathComponent().appendingPathComponent("cli-\(UUID().uuidString).log")
+            defer { try? FileManager.default.removeItem(at: log) }
+            let process = ServiceProcess(
+                name: "loyalty", environment: ["LOYALTY_DATA_DIR": directory.path, "LOYALTY_BOOTSTRAP_SERVERS": "127.0.0.1:1"].merging(environment) { $1 },
+                log: log)
+            try process.startWith(arguments: arguments)
+            let deadline = Date().addingTimeInterval(30)
+            while process.isRunning && Date() < deadline { usleep(50_000) }
+            let status = process.stop()
+            return (status, try String(contentsOf: log, encoding: .utf8))
+        }
+
+        @Test func everyCommandsHelpExitsZeroAndChangesNothingOnDisk() throws {
+            let parent = try temporaryDirectory("cli-help")
+            defer { try? FileManager.default.removeItem(at: parent) }
+            let directory = parent.appendingPathComponent("data")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            try "keep".write(to: directory.appendingPathComponent("points.sqlite"), atomically: true, encoding: .utf8)
+            let commands = ["demo", "bench", "broker", "dev", "flood", "fault", "publish", "adjust", "campaigns", "dlq", "status", "member", "tail", "topics"]
+            for command in commands {
+                for flag in ["--help", "-h"] {
+                    let (status, output) = try run([command, flag], in: directory)
+                    #expect(status == 0, "\(command) \(flag): \(output)")
+                    #expect(output.contains("usage: loyalty \(command)"), "\(command) \(flag) prints its usage: \(output)")
+                }
+            }
+            #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path) == ["points.sqlite"], "nothing made, nothing removed")
+            #expect(try String(contentsOf: directory.appendingPathComponent("points.sqlite"), encoding: .utf8) == "keep")
+        }
+
+        @Test func errorsNameWhatIsWrong() throws {
+            let directory = try temporaryDirectory("cli-errors")
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let missing = try run(["publish", "/nonexistent/events.jsonl"], in: directory)
+            #expect(missing.status == 1 && missing.output.contains("cannot read /nonexistent/events.jsonl"), "\(missing.output)")
+            let topic = try run(["tail", "no.such.topic"], in: directory)
+            #expect(topic.status == 1 && topic.output.contains("no topic no.such.topic"), "\(topic.output)")
+            let unknown = try run(["frobnicate"], in: directory)
+            #expect(unknown.status == 1 && unknown.output.contains("unknown command frobnicate"))
+            let adjust = try run(["adjust", "alice", "50"], in: directory)
+            #expect(adjust.status == 1 && adjust.output.contains("--reason is required"), "\(adjust.output)")
+        }
+    }
+}
