@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
 # Creates the topic catalogue on a real Kafka (the embedded broker does this by itself).
+# Input topics keep every record (retention.ms=-1): a store is rebuilt, or a new instance
+# started, by reading them from the beginning. Outputs keep the broker's default (7 days).
 set -euo pipefail
 kt=/opt/kafka/bin/kafka-topics.sh
 server=kafka:9092
 create() { $kt --bootstrap-server $server --create --if-not-exists --topic "$1" --partitions "${PARTITIONS:-6}" --replication-factor 1 "${@:2}"; }
-create loyalty.members
-create loyalty.orders
-create loyalty.engagement
-create loyalty.points.requests
-create loyalty.points.commands
-create loyalty.points.ledger
+keep=(--config retention.ms=-1)
+create loyalty.members "${keep[@]}"
+create loyalty.orders "${keep[@]}"
+create loyalty.engagement "${keep[@]}"
+create loyalty.points.requests "${keep[@]}"
+create loyalty.points.commands "${keep[@]}"
+create loyalty.points.ledger "${keep[@]}"
 create loyalty.points.balances --config cleanup.policy=compact
-create loyalty.tiers.changes
+create loyalty.tiers.changes "${keep[@]}"
 create loyalty.tiers.status --config cleanup.policy=compact
 PARTITIONS=1 create loyalty.campaigns.definitions --config cleanup.policy=compact
-create loyalty.campaigns.rewards
+create loyalty.campaigns.rewards "${keep[@]}"
 PARTITIONS=1 create loyalty.campaigns.results --config cleanup.policy=compact
 create loyalty.notifications
 create loyalty.dead-letters

@@ -90,6 +90,7 @@ let commandHelp: [String: String] = [
     "status": "usage: loyalty status\n  per service and partition: stored offset, lag and stream time, from each service's /metrics",
     "member": MemberCommand.usage,
     "tail": "usage: loyalty tail <topic>\n  print a topic's records from the beginning until Ctrl-C (`loyalty topics` lists them)",
+    "probe": "usage: loyalty probe <path>\n  GET <path> (e.g. /ready) from the service API at LOYALTY_HTTP_ADDRESS; exit 0 on 200 (container healthchecks)",
     "topics": "usage: loyalty topics\n  list the topic catalogue: name, partitions, compacted or stream, key, summary",
 ]
 
@@ -147,6 +148,15 @@ do {
         try DeadLetterCommands.run(Array(arguments.dropFirst()), bootstrapServers: bootstrapServers)
     case "status":
         try StatusCommand.run(Array(arguments.dropFirst()), dataDirectory: dataDirectory)
+    case "probe":
+        // For container healthchecks: GET a path of this container's service API, 0 on 200.
+        guard arguments.count == 2, arguments[1].hasPrefix("/") else { throw CLIError(commandHelp["probe"]!) }
+        guard let address = ProcessInfo.processInfo.environment["LOYALTY_HTTP_ADDRESS"].flatMap({ $0.isEmpty ? nil : $0 }) else {
+            throw CLIError("probe: LOYALTY_HTTP_ADDRESS is not set")
+        }
+        let local = address.hasPrefix("0.0.0.0:") ? "127.0.0.1:" + address.dropFirst("0.0.0.0:".count) : address
+        let (status, body) = try HTTPClient.get(local, arguments[1], timeoutSeconds: 4)
+        guard status == 200 else { throw CLIError("probe: \(arguments[1]) answered \(status): \(String(decoding: body, as: UTF8.self))") }
     case "member":
         try MemberCommand.run(Array(arguments.dropFirst()), dataDirectory: dataDirectory)
     case "campaigns":
