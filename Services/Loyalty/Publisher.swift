@@ -26,6 +26,23 @@ enum Publisher {
         }
     }
 
+    /// What the services would refuse in a shop event, checked by the same decoders they use
+    /// (docs/schemas describes the same rules): nil when it is fine.
+    static func problem(with event: CloudEvent) -> String? {
+        guard event.subject != nil else { return "missing-attribute: subject (the member id) is required" }
+        guard let topic = Topics.inputTopic(forEventType: event.type) else { return "unknown-type: no input topic for \(event.type)" }
+        if topic == Topics.members {
+            var profile = MemberProfile()
+            do { try profile.update(from: event.data.objectValue ?? JSONObject()) } catch { return "invalid-event: data.\(error)" }
+            if event.type == EventType.memberRegistered, let referrer = event.data["referrerId"], referrer.stringValue?.isEmpty != false {
+                return "invalid-event: data.referrerId must be a non-empty string"
+            }
+            return nil
+        }
+        do { _ = try PointsInput.decode(type: event.type, data: event.data) } catch { return "\(error.code): \(error.detail)" }
+        return nil
+    }
+
     /// Publishes a file of CloudEvents, one JSON object per line; stops at the first bad line.
     static func publishFile(_ path: String, bootstrapServers: String) throws -> Int {
         guard let data = FileManager.default.contents(atPath: path) else { throw CLIError("cannot read \(path)") }
@@ -34,7 +51,9 @@ enum Publisher {
             let text = line.trimmingCharacters(in: .whitespaces)
             if text.isEmpty { continue }
             do {
-                events.append(try CloudEvent.decode(Array(text.utf8)))
+                let event = try CloudEvent.decode(Array(text.utf8))
+                if let problem = problem(with: event) { throw CLIError(problem) }
+                events.append(event)
             } catch {
                 throw CLIError("\(path):\(number + 1): \(error)")
             }

@@ -42,6 +42,13 @@ extension EndToEnd {
             #expect(missing.status == 1 && missing.output.contains("cannot read /nonexistent/events.jsonl"), "\(missing.output)")
             let topic = try run(["tail", "no.such.topic"], in: directory)
             #expect(topic.status == 1 && topic.output.contains("no topic no.such.topic"), "\(topic.output)")
+            let file = directory.appendingPathComponent("events.jsonl")
+            try """
+                {"specversion":"1.0","id":"e1","source":"shop","type":"order.paid","time":"2026-03-01T10:00:00+08:00","subject":"a","data":{"orderId":"O","paidMinor":100}}
+                {"specversion":"1.0","id":"e2","source":"shop","type":"order.paid","time":"2026-03-01T10:00:00+08:00","subject":"a","data":{"orderId":"O2","paidMinor":-5}}
+                """.write(to: file, atomically: true, encoding: .utf8)
+            let invalid = try run(["publish", file.path], in: directory)
+            #expect(invalid.status == 1 && invalid.output.contains("events.jsonl:2: invalid-event: data.paidMinor"), "\(invalid.output)")
             let unknown = try run(["frobnicate"], in: directory)
             #expect(unknown.status == 1 && unknown.output.contains("unknown command frobnicate"))
             let adjust = try run(["adjust", "alice", "50"], in: directory)
