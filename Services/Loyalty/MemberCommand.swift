@@ -42,7 +42,11 @@ enum MemberCommand {
                 continue
             }
             do {
-                let (status, body) = try HTTPClient.get(address, path, token: token)
+                var (status, body) = try HTTPClient.get(address, path, token: token)
+                // Another instance owns the member's task: ask the one the directory names.
+                if status == 421, let owner = (try? JSONValue.parse(body))?["owner"]?.stringValue {
+                    (status, body) = try HTTPClient.get(owner, path, token: token)
+                }
                 switch status {
                 case 200: views[service] = try JSONValue.parse(body)
                 case 404: views[service] = .null

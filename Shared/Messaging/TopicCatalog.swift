@@ -90,10 +90,17 @@ public enum Topics {
         name: "loyalty.dead-letters", partitions: partitionCount, compacted: false,
         key: "the original record's key", summary: "records that could not be applied, with a reason code")
 
+    /// Which instance of which service serves which tasks, and at which HTTP address: each
+    /// instance announces itself when its assignment changes, so that any instance can send a
+    /// member lookup to the one that owns the member.
+    public static let instances = TopicSpec(
+        name: "loyalty.instances", partitions: 1, compacted: true,
+        key: "<service>@<HTTP address>", summary: "instances of the services, their tasks and HTTP addresses (compacted)")
+
     /// Every topic, in the order the embedded broker creates them.
     public static let all: [TopicSpec] = [
         members, orders, engagement, pointsRequests, pointsCommands, pointsLedger, pointsBalances, tierChanges, tierStatus,
-        campaignDefinitions, campaignRewards, campaignResults, notifications, deadLetters,
+        campaignDefinitions, campaignRewards, campaignResults, notifications, deadLetters, instances,
     ]
 
     /// Looks a topic up by name.

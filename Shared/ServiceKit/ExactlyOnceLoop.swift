@@ -30,6 +30,10 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// What `/ready` and `/metrics` report.
     public let status: ServiceStatus
     private var httpServer: HTTPServer?
+    /// The address other instances are told to send member lookups to.
+    private var advertisedAddress: String?
+    /// The assignment changed: announce it on `loyalty.instances` (when serving HTTP).
+    private var announcementDue = false
     /// Partitions read to their end at least once since they were assigned.
     private var reachedEnd: Set<TopicPartition> = []
     /// The record failures are counted against, until the loop gets past it.
@@ -125,6 +129,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             }
             resumePartitions()
             let now = monotonicMilliseconds()
+            if announcementDue { try announce(tasks: merger.assignedTasks) }
             if now - lastStatus >= 500 {
                 refreshStatus(now: now)
                 lastStatus = now
@@ -161,6 +166,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 lastReport = now
             }
         }
+        if advertisedAddress != nil { try? announce(tasks: []) }
         logger.info("stopping: flushing the outbox")
         let drained = try relay.drain(timeoutMilliseconds: 30_000)
         if !relay.rowsToDelete.isEmpty { try applyBatch(startingWith: nil, wallClock: nil) }
@@ -307,14 +313,25 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     private func startHTTP() throws {
         guard let address = configuration.httpAddress else { return }
         let processor = UncheckedSendable(applier.processor)
+        let (service, servers, settings) = (configuration.service, configuration.bootstrapServers, configuration.kafkaSettings)
         let endpoints = ServiceEndpoints(
             status: status, databasePath: configuration.databasePath, token: configuration.httpToken,
-            memberView: { member, database, asOf in try processor.value.memberView(member, in: database, asOf: asOf) })
+            memberView: { member, database, asOf in try processor.value.memberView(member, in: database, asOf: asOf) },
+            owner: { task in try? InstanceDirectory.owner(of: task, service: service, bootstrapServers: servers, kafkaSettings: settings) })
         let server = try HTTPServer(address: address) { endpoints.handle($0) }
+        advertisedAddress = configuration.httpAdvertisedAddress ?? server.boundAddress
         httpServer = server
         try? (server.boundAddress + "\n").write(
             toFile: "\(configuration.dataDirectory)/\(configuration.service).http", atomically: true, encoding: .utf8)
         logger.info("http listening", ["address": server.boundAddress, "token": configuration.httpToken == nil ? "none" : "set"])
+    }
+
+    /// Tells the other instances which tasks this one serves, at which address.
+    private func announce(tasks: [Int32]) throws {
+        announcementDue = false
+        guard let advertisedAddress else { return }
+        let record = InstanceDirectory.announcement(service: configuration.service, address: advertisedAddress, tasks: tasks)
+        try relay.sendUntracked(topic: Topics.instances.name, key: record.key, value: record.value)
     }
 
     /// Brings what `/ready` and `/metrics` report up to date.
@@ -453,6 +470,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             let republished = try relay.republishUnsent(from: applier.database)
             if republished > 0 { logger.info("republished unsent outbox rows", ["rows": String(republished)]) }
             everAssigned = true
+            announcementDue = true
             status.update { snapshot in
                 snapshot.rebalances += 1
                 for partition in partitions {
@@ -473,6 +491,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
 
     public func partitionsRevoked(_ partitions: [TopicPartition]) {
         reachedEnd.subtract(partitions)
+        announcementDue = true
         status.update { snapshot in
             snapshot.rebalances += 1
             for partition in partitions { snapshot.partitions[partition] = nil }

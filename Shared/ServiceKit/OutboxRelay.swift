@@ -42,6 +42,12 @@ public final class OutboxRelay {
         return rows.count
     }
 
+    /// Sends an operational record that is no part of any state (an instance's announcement):
+    /// not tracked, not retried.
+    public func sendUntracked(topic: String, key: [UInt8]?, value: [UInt8]?) throws {
+        try producer.send(topic: topic, key: key, value: value, tag: 0)
+    }
+
     /// Sends committed rows.
     public func publish(_ rows: [OutboxRow]) throws {
         for row in rows {

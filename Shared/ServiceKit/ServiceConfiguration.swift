@@ -77,6 +77,9 @@ public struct ServiceConfiguration: Sendable {
     /// `LOYALTY_HTTP_ADDRESS`: where the HTTP API listens (`host:port`, port 0 for any); nil:
     /// no HTTP API. The bound address is written to `<data dir>/<service>.http`.
     public var httpAddress: String?
+    /// `LOYALTY_HTTP_ADVERTISED_ADDRESS`: the address other instances send member lookups to
+    /// (default: the bound address; set it when binding 0.0.0.0 or behind NAT).
+    public var httpAdvertisedAddress: String?
     /// `LOYALTY_HTTP_TOKEN`: the bearer token member endpoints require (nil: none; set one in
     /// production).
     public var httpToken: String?
@@ -177,6 +180,7 @@ public struct ServiceConfiguration: Sendable {
                 : Int64(try integer("LOYALTY_CLOCK_MARGIN_HOURS", default: 24, range: 1...87_600)) * 3_600_000,
             kafkaSettings: try kafkaSettings(environment),
             httpAddress: value("LOYALTY_HTTP_ADDRESS"),
+            httpAdvertisedAddress: value("LOYALTY_HTTP_ADVERTISED_ADDRESS"),
             httpToken: value("LOYALTY_HTTP_TOKEN"),
             commandKeysText: value("LOYALTY_COMMAND_KEYS"),
             faultCrashOn: value("LOYALTY_FAULT_CRASH_ON"),

@@ -14,6 +14,8 @@ public final class ServiceEndpoints: @unchecked Sendable {
     private let databasePath: String
     private let token: String?
     private let memberView: (String, Database, EventTime?) throws -> JSONValue?
+    /// The HTTP address of the instance that owns a task, when another instance asks.
+    private let owner: @Sendable (Int32) -> String?
     private let lock = Mutex(())
     private var database: Database?
 
@@ -21,8 +23,10 @@ public final class ServiceEndpoints: @unchecked Sendable {
     /// nothing but that database.
     public init(
         status: ServiceStatus, databasePath: String, token: String?,
-        memberView: @escaping (String, Database, EventTime?) throws -> JSONValue?
+        memberView: @escaping (String, Database, EventTime?) throws -> JSONValue?,
+        owner: @escaping @Sendable (Int32) -> String? = { _ in nil }
     ) {
+        self.owner = owner
         self.status = status
         self.databasePath = databasePath
         self.token = token
@@ -61,10 +65,12 @@ public final class ServiceEndpoints: @unchecked Sendable {
         let task = Murmur2Partitioner.partition(of: Array(id.utf8), partitions: snapshot.partitionCount)
         guard snapshot.partitions.keys.contains(where: { $0.partition == task }) else {
             let owned = Set(snapshot.partitions.keys.map(\.partition)).sorted().map { JSONValue.int(Int64($0)) }
-            return json(421, [
+            var answer: JSONObject = [
                 "error": "this instance does not own the member's task; ask the instance that does",
                 "task": .int(Int64(task)), "ownedTasks": .array(owned),
-            ])
+            ]
+            if let address = owner(task) { answer["owner"] = .string(address) }
+            return json(421, answer)
         }
         return lock.withLock { _ in
             do {

@@ -67,7 +67,19 @@ public final class Database: @unchecked Sendable {
 
         // journal_mode answers with the mode actually in force; it stays on the old one (silently)
         // when, for example, the file system cannot provide the shared memory WAL needs.
-        let journal = try withTemporaryStatement("PRAGMA journal_mode = WAL") { try $0.queryOne { $0.string(0) } }
+        // Two processes opening a new file at once: the one that does not get to switch the
+        // journal is told SQLITE_BUSY without the busy handler being asked, so wait here.
+        var journal: String?
+        var waited: Int32 = 0
+        while true {
+            do {
+                journal = try withTemporaryStatement("PRAGMA journal_mode = WAL") { try $0.queryOne { $0.string(0) } }
+                break
+            } catch let error as SQLiteError where error.code == SQLITE_BUSY && waited < configuration.busyTimeoutMilliseconds {
+                sqlite3_sleep(20)
+                waited += 20
+            }
+        }
         if journal != "wal" && !configuration.isTransient {
             throw SQLiteError(
                 code: SQLITE_ERROR,

@@ -20,6 +20,24 @@ struct DatabaseTests {
         }
     }
 
+    @Test func twoConnectionsOpeningANewFileAtOnceBothGetIt() throws {
+        // Two instances of a service starting together on a fresh data directory.
+        for round in 0..<20 {
+            try withDatabasePath { path in
+                let failures = Mutex<[String]>([])
+                DispatchQueue.concurrentPerform(iterations: 2) { _ in
+                    do {
+                        let database = try Database(DatabaseConfiguration(path: path))
+                        database.close()
+                    } catch {
+                        failures.withLock { $0.append("round \(round): \(error)") }
+                    }
+                }
+                #expect(failures.withLock { $0 }.isEmpty)
+            }
+        }
+    }
+
     @Test func synchronousFullIsApplied() throws {
         try withDatabasePath { path in
             let database = try Database(DatabaseConfiguration(path: path, synchronous: .full))
