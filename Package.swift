@@ -24,7 +24,7 @@ let package = Package(
         .target(name: "LoyaltyDomain", path: "Shared/LoyaltyDomain"),
         .target(
             name: "ReferenceProgram", path: "Shared/ReferenceProgram",
-            resources: [.copy("Resources/reference-program.json"), .copy("Resources/reference-campaigns.json"), .copy("Resources/reference-templates.json")]),
+            resources: [.copy("Resources/reference-program.json"), .copy("Resources/reference-campaigns.json"), .copy("Resources/reference-templates.json"), .copy("Resources/event-schemas")]),
         .target(name: "Messaging", dependencies: ["CRdKafka", "LoyaltyDomain"], path: "Shared/Messaging"),
         .target(name: "Storage", dependencies: ["CSQLite"], path: "Shared/Storage"),
         .target(
@@ -62,7 +62,7 @@ let package = Package(
         .testTarget(name: "LoyaltyDomainTests", dependencies: ["LoyaltyDomain", "ReferenceProgram"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage"]),
         .testTarget(name: "MessagingTests", dependencies: ["Messaging", "LoyaltyDomain"]),
-        .testTarget(name: "ServiceKitTests", dependencies: ["ServiceKit", "Messaging", "Storage", "LoyaltyDomain"]),
+        .testTarget(name: "ServiceKitTests", dependencies: ["ServiceKit", "Messaging", "Storage", "LoyaltyDomain", "ReferenceProgram"]),
         .testTarget(name: "PointsTests", dependencies: ["PointsService", "ServiceKit", "Storage", "LoyaltyDomain", "ReferenceProgram"]),
         .testTarget(name: "TiersTests", dependencies: ["TiersService", "ServiceKit", "Storage", "LoyaltyDomain", "ReferenceProgram"]),
         .testTarget(name: "CampaignsTests", dependencies: ["CampaignsService", "ServiceKit", "Storage", "LoyaltyDomain", "ReferenceProgram", "Messaging"]),

@@ -1,6 +1,7 @@
 import Foundation
 import LoyaltyDomain
 import Messaging
+import ReferenceProgram
 import ServiceKit
 
 /// Publishes CloudEvents to the input topic of their type, keyed by subject.
@@ -47,11 +48,16 @@ enum Publisher {
     static func publishFile(_ path: String, bootstrapServers: String) throws -> Int {
         guard let data = FileManager.default.contents(atPath: path) else { throw CLIError("cannot read \(path)") }
         var events: [CloudEvent] = []
+        let schemas = try EventSchemas(files: ReferenceProgram.eventSchemaFiles())
         for (number, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let text = line.trimmingCharacters(in: .whitespaces)
             if text.isEmpty { continue }
             do {
                 let event = try CloudEvent.decode(Array(text.utf8))
+                if let topic = Topics.inputTopic(forEventType: event.type) {
+                    let found = schemas.problems(of: try JSONValue.parse(Array(text.utf8)), on: topic.name)
+                    if !found.isEmpty { throw CLIError("does not match its schema (docs/schemas/\(topic.name)/\(event.type).schema.json): \(found.joined(separator: "; "))") }
+                }
                 if let problem = problem(with: event) { throw CLIError(problem) }
                 events.append(event)
             } catch {
