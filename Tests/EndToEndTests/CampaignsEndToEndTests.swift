@@ -123,6 +123,7 @@ extension EndToEnd {
             reader.poll(milliseconds: 3_000)
             try collect(reader.records[consumed...], into: &outcome)
             #expect(outcome.deadLetters.isEmpty, "\(outcome.deadLetters.prefix(3))")
+            try expectRecordsMatchTheirSchemas(reader.records, in: directory)
             for service in services { #expect(service.stop() == 0, "\(service) stops cleanly") }
 
             // Every member's campaign points (reference campaigns), as the points ledger applied them.

@@ -77,6 +77,8 @@ extension EndToEnd {
             var marketing: [String: (member: String, time: EventTime)] = [:]
             var earned: [String: (member: String, points: Int64, time: EventTime)] = [:]
             var messages: [String: Message] = [:]
+            // Every record the four services published in the year matches its schema.
+            try expectRecordsMatchTheirSchemas(reader.records, in: directory)
             var raw: [String: [UInt8]] = [:]
             var conflicting = 0
             var noChannel = 0

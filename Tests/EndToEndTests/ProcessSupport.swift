@@ -4,6 +4,7 @@ import Messaging
 import ServiceKit
 import Storage
 import Synchronization
+import Testing
 
 /// The command key every service of the end-to-end tests runs with, and signs test commands.
 let testCommandKeysText = "e2e=end-to-end-test-secret-0001"
@@ -181,4 +182,29 @@ func temporaryDirectory(_ prefix: String) throws -> URL {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url
+}
+
+/// Checks records against their JSON Schemas in docs/schemas with scripts/validate-events
+/// (Python's jsonschema in a venv) and records an issue for any that does not match. Records
+/// of `loyalty.instances` (not events) are left out.
+func expectRecordsMatchTheirSchemas(_ records: [ConsumedRecord], in directory: URL, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    var root = ServiceProcess.productsDirectory
+    while !FileManager.default.fileExists(atPath: root.appendingPathComponent("Package.swift").path) && root.path != "/" { root.deleteLastPathComponent() }
+    let lines = records.filter { $0.topic != Topics.instances.name }.map { record in
+        JSONValue.object(["topic": .string(record.topic), "value": .string(String(decoding: record.value ?? [], as: UTF8.self))]).jsonString
+    }
+    let file = directory.appendingPathComponent("records-\(UUID().uuidString).jsonl")
+    try (lines.joined(separator: "\n") + "\n").write(to: file, atomically: true, encoding: .utf8)
+    let report = directory.appendingPathComponent("validation-\(UUID().uuidString).txt")
+    FileManager.default.createFile(atPath: report.path, contents: nil)
+    let handle = try FileHandle(forWritingTo: report)
+    let validator = Process()
+    validator.executableURL = root.appendingPathComponent("scripts/validate-events")
+    validator.arguments = [file.path]
+    validator.standardOutput = handle
+    validator.standardError = handle
+    try validator.run()
+    validator.waitUntilExit()
+    let text = try String(contentsOf: report, encoding: .utf8)
+    #expect(validator.terminationStatus == 0 && text.contains(" 0 problems"), "\(text.suffix(3_000))", sourceLocation: sourceLocation)
 }
