@@ -62,9 +62,26 @@ public final class CampaignsProcessor: StreamProcessor {
             guard let fields = row.arrayValue, fields.count >= 4 else { return nil }
             return .object(["campaign": fields[0], "rewards": fields[1], "points": fields[2], "controlGroup": fields.count > 4 ? fields[4] : .bool(false)])
         }
+        // Badges and coupons: each reward of a campaign whose latest version gives one.
+        var rewardKinds: [String: (badge: String?, coupon: String?)] = [:]
+        for definition in defaults { rewardKinds[definition.id] = (definition.reward.badge, definition.reward.coupon) }
+        let published = try database.prepare("SELECT definition FROM campaign_definitions WHERE definition IS NOT NULL ORDER BY seq")
+            .query { $0.blob(0) }
+        for raw in published {
+            if let definition = try? CampaignDefinition.load(try JSONValue.parse(raw), tiers: tierIDs) {
+                rewardKinds[definition.id] = (definition.reward.badge, definition.reward.coupon)
+            }
+        }
+        var badges: [JSONValue] = []
+        var coupons: [JSONValue] = []
+        for entry in campaigns {
+            guard let campaign = entry["campaign"]?.stringValue, let times = entry["rewards"]?.int64Value, times > 0 else { continue }
+            if let badge = rewardKinds[campaign]?.badge { badges.append(.object(["badge": .string(badge), "campaign": .string(campaign), "times": .int(times)])) }
+            if let coupon = rewardKinds[campaign]?.coupon { coupons.append(.object(["coupon": .string(coupon), "campaign": .string(campaign), "times": .int(times)])) }
+        }
         var view: JSONObject = [
             "member": .string(member), "paidOrders": stored["paidOrders"] ?? .int(0), "rewardedReferrals": stored["referrals"] ?? .int(0),
-            "campaigns": .array(campaigns),
+            "campaigns": .array(campaigns), "badges": .array(badges), "coupons": .array(coupons),
         ]
         if asOf != nil { view["note"] = "campaigns keeps each member's latest state only; asOf is not applied" }
         return .object(view)

@@ -44,6 +44,12 @@ public final class NotificationsProcessor: StreamProcessor {
                      "time": .string(EventTime(millis: row.int64(3)).description)])
         }
         stored["suppressed"] = .array(suppressed)
+        stored["sent"] = .array(try database.prepare(
+            "SELECT type, channel, send_at, causes, idempotency_key FROM notification_sent WHERE member = ? AND send_at <= ? ORDER BY send_at, idempotency_key"
+        ).query(.text(member), .integer(asOf?.millis ?? .max)) { row -> JSONValue in
+            .object(["type": .string(row.string(0)), "channel": .string(row.string(1)), "sendAt": .string(EventTime(millis: row.int64(2)).description),
+                     "causes": .string(row.string(3)), "idempotencyKey": .string(row.string(4))])
+        })
         return .object(stored)
     }
 
@@ -226,6 +232,10 @@ public final class NotificationsProcessor: StreamProcessor {
                 id: "notification/\(message.idempotencyKey)", source: Self.source, type: "notification.requested", time: message.sendAt,
                 subject: id, data: { message.write(member: id, to: &$0) })
             try batch.emit(topic: Topics.notifications.name, key: id, value: value)
+            try batch.database.prepare(
+                "INSERT OR IGNORE INTO notification_sent(idempotency_key, member, type, channel, send_at, causes) VALUES(?, ?, ?, ?, ?, ?)"
+            ).run(.text(message.idempotencyKey), .text(id), .text(message.type.rawValue), .text(message.channel.rawValue),
+                  .integer(message.sendAt.millis), .text(message.causes.joined(separator: ",")))
             logger?.debug("notification", [
                 "member": id, "type": message.type.rawValue, "channel": message.channel.rawValue,
                 "to": ContactMask.mask(message.address, channel: message.channel), "sendAt": message.sendAt.rfc3339,

@@ -11,5 +11,12 @@ public enum NotificationsSchema {
                 seq INTEGER PRIMARY KEY AUTOINCREMENT, member TEXT NOT NULL, type TEXT NOT NULL, reason TEXT NOT NULL,
                 causes TEXT NOT NULL, time INTEGER NOT NULL);
             """),
+        Migration(version: 101, name: "sent messages", sql: """
+            -- Every message handed to the senders, without its address or text (the member view).
+            CREATE TABLE notification_sent(
+                idempotency_key TEXT PRIMARY KEY, member TEXT NOT NULL, type TEXT NOT NULL, channel TEXT NOT NULL,
+                send_at INTEGER NOT NULL, causes TEXT NOT NULL) WITHOUT ROWID;
+            CREATE INDEX notification_sent_by_member ON notification_sent(member, send_at);
+            """),
     ]
 }

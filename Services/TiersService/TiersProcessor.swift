@@ -19,6 +19,12 @@ public final class TiersProcessor: StreamProcessor {
         [Migration(version: 100, name: "tier members", sql: """
             -- Each member's tier and the figures that decide it, in one row.
             CREATE TABLE tier_members(member TEXT PRIMARY KEY, level TEXT NOT NULL, state BLOB NOT NULL) WITHOUT ROWID;
+            """),
+         Migration(version: 101, name: "tier history", sql: """
+            -- Every tier change of every member, for the member view (the topic has them too).
+            CREATE TABLE tier_history(member TEXT NOT NULL, time INTEGER NOT NULL, change TEXT NOT NULL, from_tier TEXT NOT NULL,
+                                      to_tier TEXT NOT NULL, reason TEXT NOT NULL, event_id TEXT PRIMARY KEY) WITHOUT ROWID;
+            CREATE INDEX tier_history_by_member ON tier_history(member, time);
             """)]
     }
 
@@ -44,10 +50,16 @@ public final class TiersProcessor: StreamProcessor {
         let account = try TierMember.decode(state, levels: levels)
         let at = asOf ?? account.payments.map(\.time).max() ?? account.levelSince
         let spend = rules.qualifyingSpend(of: account, at: at)
+        let history = try database.prepare(
+            "SELECT time, change, from_tier, to_tier, reason FROM tier_history WHERE member = ? AND time <= ? ORDER BY time, event_id"
+        ).query(.text(member), .integer(asOf?.millis ?? .max)) { row -> JSONValue in
+            .object(["time": .string(EventTime(millis: row.int64(0)).description), "change": .string(row.string(1)),
+                     "from": .string(row.string(2)), "to": .string(row.string(3)), "reason": .string(row.string(4))])
+        }
         var view: JSONObject = [
             "member": .string(member), "tier": .string(levels[account.level].id), "tierSince": .string(account.levelSince.description),
             "qualifyingSpendMinor": .int(spend), "measuredAt": .string(at.description),
-            "windowDays": .int(rules.program.tiers.qualifyingWindowDays),
+            "windowDays": .int(rules.program.tiers.qualifyingWindowDays), "history": .array(history),
         ]
         if account.level + 1 < levels.count {
             let next = levels[account.level + 1]
@@ -142,6 +154,10 @@ public final class TiersProcessor: StreamProcessor {
                 id: "tier-change/\(member.member)/\(cause)", source: Self.source, type: "tier.\(change.kind.rawValue)", time: change.time,
                 subject: member.member, data: { rules.write(change, member: member.member, to: &$0) })
             try batch.emit(topic: Topics.tierChanges.name, key: member.member, value: value)
+            try batch.database.prepare(
+                "INSERT OR IGNORE INTO tier_history(member, time, change, from_tier, to_tier, reason, event_id) VALUES(?, ?, ?, ?, ?, ?, ?)"
+            ).run(.text(member.member), .integer(change.time.millis), .text(change.kind.rawValue), .text(change.from), .text(change.to),
+                  .text(change.reason), .text("tier-change/\(member.member)/\(cause)/\(change.kind.rawValue)"))
         }
     }
 

@@ -110,6 +110,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         var lastReport = monotonicMilliseconds()
         var lastCommit = lastReport
         var lastStatus = lastReport
+        var lastTimerCount = lastReport - 2_000
         let subscribedAt = lastReport
         while !stop.isRequested {
             try applyBroadcastRecords(timeoutMilliseconds: 0)
@@ -137,6 +138,12 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             if now - lastCommit >= 2_000 {
                 consumer.commitAdvisory(committedOffsets)
                 lastCommit = now
+            }
+            if now - lastTimerCount >= 2_000 {
+                if let timers = try? applier.timerCounts(now: EventTime(millis: Int64(Date().timeIntervalSince1970 * 1000))) {
+                    status.update { $0.timers = timers }
+                }
+                lastTimerCount = now
             }
             if now - lastReport >= 10_000 {
                 logger.info("progress", [

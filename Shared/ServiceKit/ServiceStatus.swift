@@ -57,6 +57,8 @@ public final class ServiceStatus: Sendable {
         public var outboxOldestMilliseconds: Int64 = 0
         public var batchRecords = Histogram(bounds: [1, 10, 100, 500, 1_000, 2_000, 5_000, 10_000])
         public var commitSeconds = Histogram(bounds: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5])
+        /// Timers per task: set, and due but not fired.
+        public var timers: [Int32: (pending: Int64, due: Int64)] = [:]
         /// Service-specific metric lines (Prometheus text), from the processor.
         public var extraMetrics: [String] = []
     }
@@ -119,6 +121,10 @@ public final class ServiceStatus: Sendable {
         for (partition, state) in s.partitions { if let time = state.streamTime { tasks[partition.partition] = time } }
         metric("task_stream_time_seconds", "gauge", "Stream time of each task (latest event time applied), as a Unix time.",
                tasks.sorted { $0.key < $1.key }.map { ("{\(service),task=\"\($0.key)\"}", String(format: "%.3f", Double($0.value) / 1000)) })
+        let timers = s.timers.sorted { $0.key < $1.key }
+        metric("timers_pending", "gauge", "Timers set and not yet fired, per task.", timers.map { ("{\(service),task=\"\($0.key)\"}", "\($0.value.pending)") })
+        metric("timers_due", "gauge", "Timers due (by stream time, or the clock in wall-clock mode) and not yet fired, per task.",
+               timers.map { ("{\(service),task=\"\($0.key)\"}", "\($0.value.due)") })
         histogram("batch_records", "Records per committed batch.", s.batchRecords, service, &lines)
         histogram("commit_seconds", "Time to apply and commit a batch.", s.commitSeconds, service, &lines)
         lines.append(contentsOf: s.extraMetrics)

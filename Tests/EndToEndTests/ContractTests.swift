@@ -59,8 +59,9 @@ extension EndToEnd {
 
             let names = ["points", "tiers", "campaigns", "notifications"]
             let services = names.map { name in
-                ServiceProcess(name: name, environment: ["LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path],
-                               log: directory.appendingPathComponent("\(name).log"))
+                ServiceProcess(name: name, environment: [
+                    "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path, "LOYALTY_HTTP_ADDRESS": "127.0.0.1:0",
+                ], log: directory.appendingPathComponent("\(name).log"))
             }
             for service in services { try service.start() }
             defer { for service in services { _ = service.stop() } }
@@ -90,6 +91,24 @@ extension EndToEnd {
             #expect(types.isSuperset(of: ["points.earned", "points.released", "points.reversed", "points.redeemed", "points.refused", "points.balance",
                                           "points.grant", "tier.upgraded", "tier.status", "campaign.rewarded", "campaign.results",
                                           "notification.requested", "loyalty.dead-letter"]), "\(types.sorted())")
+            // The four member views, assembled by `loyalty member`, agree with what was published.
+            let cli = ServiceProcess(name: "loyalty", environment: ["LOYALTY_DATA_DIR": directory.path], log: directory.appendingPathComponent("ann.json"))
+            try cli.startWith(arguments: ["member", "ann", "--json"])
+            cli.process?.waitUntilExit()
+            let page = try JSONValue.parse(Array(try #require(
+                try String(contentsOf: directory.appendingPathComponent("ann.json"), encoding: .utf8).split(separator: "\n").first { $0.hasPrefix("{") }).utf8))
+            #expect(page["problems"] == nil, "\(page["problems"]?.jsonString ?? "")")
+            let entries = reader.records.filter { $0.topic == Topics.pointsLedger.name }.compactMap { try? CloudEvent.decode($0.value ?? []) }
+                .filter { $0.subject == "ann" && $0.data["balanceAfter"] != nil }
+            #expect(page["points"]?["entries"]?.arrayValue?.count == entries.count)
+            #expect(page["points"]?["balance"]?["net"]?.int64Value == entries.reduce(0) { $0 + ($1.data["points"]?.int64Value ?? 0) })
+            let changes = reader.records.filter { $0.topic == Topics.tierChanges.name }.compactMap { try? CloudEvent.decode($0.value ?? []) }.filter { $0.subject == "ann" }
+            #expect(page["tiers"]?["history"]?.arrayValue?.map { $0["to"]?.stringValue } == changes.map { $0.data["to"]?.stringValue })
+            #expect(page["campaigns"]?["badges"]?.arrayValue?.contains { $0["badge"]?.stringValue == "streak-30" } == true, "31 check-ins in a row")
+            let messages = reader.records.filter { $0.topic == Topics.notifications.name }.compactMap { try? CloudEvent.decode($0.value ?? []) }.filter { $0.subject == "ann" }
+            #expect(page["notifications"]?["sent"]?.arrayValue?.count == messages.count)
+            #expect(page["notifications"]?["channels"]?["sms"]?.stringValue == "138****8000", "addresses masked")
+
             let sent = history.map { topic, json in ConsumedRecord(topic: topic, partition: 0, offset: 0, key: nil, value: Array(json.utf8)) }
             try expectRecordsMatchTheirSchemas(reader.records + sent, in: directory)
         }

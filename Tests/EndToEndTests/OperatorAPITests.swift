@@ -69,8 +69,13 @@ extension EndToEnd {
             while serviceApplied(in: directory, "points") < 4 && Date() < deadline { usleep(100_000) }
 
             // Metrics: Prometheus text, every sample line `name{labels} value`.
-            usleep(1_000_000)
-            let metrics = String(decoding: try HTTPClient.get(api, "/metrics").body, as: UTF8.self)
+            // (Timer counts are refreshed every 2 s.)
+            var metrics = ""
+            while Date() < deadline {
+                metrics = String(decoding: try HTTPClient.get(api, "/metrics").body, as: UTF8.self)
+                if metrics.contains("loyalty_timers_pending{") && metrics.contains("loyalty_records_applied_total{service=\"points\"} 4") { break }
+                usleep(300_000)
+            }
             var samples: [String: Double] = [:]
             for line in metrics.split(separator: "\n") where !line.hasPrefix("#") {
                 let parts = line.split(separator: " ")
@@ -83,6 +88,8 @@ extension EndToEnd {
             #expect(samples["loyalty_points_refusals_total{service=\"points\",reason=\"insufficient-balance\"}"] == 1)
             #expect(samples.keys.contains { $0.hasPrefix("loyalty_partition_lag_records{") })
             #expect(samples.keys.contains { $0.hasPrefix("loyalty_commit_seconds_bucket{") })
+            #expect(samples.keys.contains { $0.hasPrefix("loyalty_timers_pending{") }, "the order's lot expiry and inactivity timers")
+            #expect(samples.keys.filter { $0.hasPrefix("loyalty_timers_due{") }.allSatisfy { samples[$0] == 0 }, "stream mode fires what is due")
 
             // Member views need the token.
             #expect(try HTTPClient.get(api, "/members/hana").status == 401)
