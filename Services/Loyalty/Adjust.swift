@@ -18,21 +18,8 @@ enum Adjust {
     static let usage = "usage: loyalty adjust <member> <points> --reason TEXT --operator ID [--at TIME]"
 
     static func parse(_ arguments: [String]) throws -> Adjustment {
-        var positional: [String] = []
-        var options: [String: String] = [:]
-        var index = 0
-        while index < arguments.count {
-            let argument = arguments[index]
-            if argument == "--help" || argument == "-h" { throw CLIError(usage) }
-            if argument.hasPrefix("--") {
-                guard index + 1 < arguments.count else { throw CLIError("\(argument) needs a value\n\(usage)") }
-                options[String(argument.dropFirst(2))] = arguments[index + 1]
-                index += 2
-            } else {
-                positional.append(argument)
-                index += 1
-            }
-        }
+        let options = try CommandOptions(arguments, known: ["reason", "operator", "at"], usage: usage)
+        let positional = options.positional
         guard positional.count == 2, let points = Int64(positional[1]), points != 0 else {
             throw CLIError("expected a member and a non-zero whole number of points\n\(usage)")
         }
@@ -40,8 +27,6 @@ enum Adjust {
             throw CLIError("--reason is required: say why\n\(usage)")
         }
         guard let operatorID = options["operator"], !operatorID.isEmpty else { throw CLIError("--operator is required: who makes it\n\(usage)") }
-        let unknown = Set(options.keys).subtracting(["reason", "operator", "at"])
-        guard unknown.isEmpty else { throw CLIError("unknown option --\(unknown.sorted()[0])\n\(usage)") }
         let time = try options["at"].map { try EventTime.parse($0) } ?? EventTime(millis: Int64(Date().timeIntervalSince1970 * 1000))
         return Adjustment(
             id: "adjustment/\(UUID().uuidString.lowercased())", member: positional[0], points: points, reason: reason,

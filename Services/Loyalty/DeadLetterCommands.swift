@@ -25,23 +25,8 @@ enum DeadLetterCommands {
 
     static func run(_ arguments: [String], bootstrapServers: () throws -> String) throws {
         guard let command = arguments.first, !["--help", "-h"].contains(command) else { print(usage); return }
-        var options: [String: String] = [:]
-        var ids: [String] = []
-        var index = 1
-        while index < arguments.count {
-            let argument = arguments[index]
-            if argument == "--help" || argument == "-h" { print(usage); return }
-            if argument.hasPrefix("--") {
-                guard index + 1 < arguments.count else { throw CLIError("\(argument) needs a value\n\(usage)") }
-                options[String(argument.dropFirst(2))] = arguments[index + 1]
-                index += 2
-            } else {
-                ids.append(argument)
-                index += 1
-            }
-        }
-        let unknown = Set(options.keys).subtracting(["reason", "since"])
-        guard unknown.isEmpty else { throw CLIError("unknown option --\(unknown.sorted()[0])\n\(usage)") }
+        let options = try CommandOptions(arguments.dropFirst(), known: ["reason", "since"], usage: usage)
+        let ids = options.positional
         let since = try options["since"].map { text in
             do { return try EventTime.parse(text) } catch { throw CLIError("--since: expected an RFC 3339 time, got \(text)") }
         }

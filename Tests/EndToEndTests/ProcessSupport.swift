@@ -126,18 +126,6 @@ final class TopicReader: RebalanceListener {
     func close() { consumer?.close() }
 }
 
-/// A deterministic random number generator (SplitMix64), so every run sees the same events.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// A count from the database of a service running in `directory` (`SELECT COUNT(*) …`), or -1
 /// while the file cannot be read yet: how far the service has got.
