@@ -17,6 +17,8 @@ public final class CampaignsProcessor: StreamProcessor {
     public let broadcastTopics = [Topics.campaignDefinitions.name]
     /// Campaign points and their reversals go to points signed.
     public let commandTopics: Set<String> = [Topics.pointsCommands.name]
+    /// Member profiles carry contact data and birthdays: kept out of dead letters.
+    public let personalDataTopics: Set<String> = [Topics.members.name]
     public var migrations: [Migration] { CampaignsSchema.migrations }
 
     public let rules: CampaignRules

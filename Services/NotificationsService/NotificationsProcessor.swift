@@ -14,6 +14,8 @@ public final class NotificationsProcessor: StreamProcessor {
     public let inputTopics = [Topics.members.name, Topics.pointsLedger.name, Topics.tierChanges.name, Topics.campaignRewards.name]
     public let sortedInputTopics: Set<String> = []
     public let serviceInputTopics: Set<String> = [Topics.pointsLedger.name, Topics.tierChanges.name, Topics.campaignRewards.name]
+    /// Member profiles carry contact data and birthdays: kept out of dead letters.
+    public let personalDataTopics: Set<String> = [Topics.members.name]
     public var migrations: [Migration] { NotificationsSchema.migrations }
     public let rules: NotificationRules
     private let logger: Logger?

@@ -20,6 +20,8 @@ public final class PointsProcessor: StreamProcessor {
     /// Commands only the platform sends, each signed with a command key: from anyone else they
     /// would mint points.
     static let signedTypes: Set<String> = EventType.internalCommands.union([EventType.pointsGrant, EventType.pointsReverse, EventType.adjust])
+    /// Member profiles carry contact data and birthdays: kept out of dead letters.
+    public let personalDataTopics: Set<String> = [Topics.members.name]
     public var migrations: [Migration] { PointsSchema.migrations }
 
     public func rank(of eventType: String) -> Int { EventType.rank(of: eventType) }

@@ -22,6 +22,8 @@ public final class Batch {
     public internal(set) var streamTime: EventTime = EventTime(millis: 0)
 
     let service: String
+    /// Topics whose records carry personal data: their dead letters carry no payload.
+    var personalDataTopics: Set<String> = []
     /// Dead letters written in this batch, by reason (for metrics).
     var deadLetterReasons: [String: Int] = [:]
     /// The keys that sign events sent to these command topics.
@@ -122,7 +124,12 @@ public final class Batch {
         data["partition"] = .int(Int64(record.partition))
         data["offset"] = .int(record.offset)
         if let key = record.keyString { data["key"] = .string(key) }
-        if let value = record.value {
+        if let value = record.value, personalDataTopics.contains(record.topic) {
+            // Contact data stays out of dead letters: the record is on its topic, at the offset
+            // named here (`loyalty dlq show` fetches it), under the shop's retention.
+            data["payloadBytes"] = .int(Int64(value.count))
+            data["payloadWithheld"] = "the topic carries personal data; fetch the record from its topic"
+        } else if let value = record.value {
             // An excerpt at most: the whole record stays on its topic, at the offset named here.
             let excerpt = value.count > Self.payloadExcerptBytes ? Array(value.prefix(Self.payloadExcerptBytes)) : value
             if value.count > excerpt.count {

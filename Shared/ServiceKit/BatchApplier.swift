@@ -404,6 +404,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
             selfTopics: Dictionary(uniqueKeysWithValues: processor.inputTopics.map { ($0, partitionCount) }),
             rank: { processor.rank(of: $0) })
         batch.signer = commandKeys.map { ($0, processor.commandTopics) }
+        batch.personalDataTopics = processor.personalDataTopics
         return batch
     }
 

@@ -80,6 +80,9 @@ public protocol StreamProcessor: AnyObject {
     var serviceInputTopics: Set<String> { get }
     /// The service's own tables, versions 100 and up.
     var migrations: [Migration] { get }
+    /// Input topics whose records carry personal data (contact data, birthdays): their dead
+    /// letters name the record's place but carry none of its value.
+    var personalDataTopics: Set<String> { get }
     /// Topics of commands other parts of the platform act on: every event the service sends
     /// to them is signed with the first of its `CommandKeys`.
     var commandTopics: Set<String> { get }
@@ -115,6 +118,7 @@ extension StreamProcessor {
     public var serviceInputTopics: Set<String> { sortedInputTopics }
     public var broadcastTopics: [String] { [] }
     public var commandTopics: Set<String> { [] }
+    public var personalDataTopics: Set<String> { [] }
     public func memberView(_ member: String, in database: Database, asOf: EventTime?) throws -> JSONValue? { nil }
     public func metricLines() -> [String] { [] }
     public func applyBroadcast(_ record: ConsumedRecord, in batch: Batch) throws {}

@@ -277,6 +277,21 @@ import Testing
         #expect(letter.data["topic"]?.stringValue == "in.a")
     }
 
+    @Test func deadLettersOfRecordsWithPersonalDataCarryNoneOfIt() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (applier, processor) = try makeApplier(directory)
+        processor.personalDataTopics = ["in.b"]
+        let profile = Array(#"{"phone":"13800138000","email":"pat@example.com"}"#.utf8)
+        let outcome = try applier.apply([polled(processor, topic: "in.b", offset: 3, value: profile)])
+        let row = try #require(outcome.outbox.first { $0.topic == Topics.deadLetters.name })
+        let text = String(decoding: row.value!, as: UTF8.self)
+        #expect(!text.contains("13800138000") && !text.contains("pat@example.com"))
+        let letter = try CloudEvent.decode(row.value!)
+        #expect(letter.data["payload"] == nil && letter.data["payloadBytes"]?.int64Value == Int64(profile.count))
+        #expect(letter.data["topic"]?.stringValue == "in.b" && letter.data["offset"]?.int64Value == 3)
+    }
+
     @Test func aRecordTooLargeToPublishIsRefusedBeforeItIsCommitted() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }

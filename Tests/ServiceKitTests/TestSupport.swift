@@ -15,6 +15,7 @@ final class CountingProcessor: StreamProcessor {
     let outputTopic: String
     var failOnMember: String?
     var sortedInputTopics: Set<String> = []
+    var personalDataTopics: Set<String> = []
     func rank(of eventType: String) -> Int { 0 }
     var migrations: [Migration] {
         [Migration(version: 100, name: "counts", sql: "CREATE TABLE counts(member TEXT PRIMARY KEY, total INTEGER NOT NULL, applied INTEGER NOT NULL);")]
