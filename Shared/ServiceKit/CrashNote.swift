@@ -26,6 +26,10 @@ public final class CrashNote {
         // The note of the previous run was read by `CrashNote.take` before this.
         ftruncate(descriptor, 0)
         crashNoteDescriptor = descriptor
+        // Globals are made on first use, which must not be inside the signal handler.
+        crashNoteScratch[0] = 0
+        crashNoteTopic[0] = 0
+        _ = crashNoteCause.count
         // A stack overflow leaves no stack for the handler: give it one of its own.
         let stackSize = 256 * 1024
         alternateStack = UnsafeMutableRawPointer.allocate(byteCount: stackSize, alignment: 16)
@@ -43,29 +47,36 @@ public final class CrashNote {
         }
     }
 
-    /// The loop is about to decode or apply this record.
+    /// The loop is about to decode or apply this record. Called for every record, so it only
+    /// stores the location; the signal handler formats the note.
     public func working(on record: ConsumedRecord) {
-        set(Array("\(record.topic)\t\(record.partition)\t\(record.offset)\tthe service crashed (a trap or fault signal)".utf8))
+        if record.topic != lastTopic {
+            let bytes = Array(record.topic.utf8.prefix(Self.capacity / 2))
+            crashNoteTopicLength = 0
+            bytes.withUnsafeBufferPointer { crashNoteTopic.update(from: $0.baseAddress!, count: bytes.count) }
+            crashNoteTopicLength = bytes.count
+            lastTopic = record.topic
+        }
+        crashNotePartition = Int64(record.partition)
+        crashNoteOffset = record.offset
+        crashNoteActive = true
     }
 
     /// The loop is between records: a crash now is no record's fault.
     public func idle() {
-        crashNoteLength = 0
+        crashNoteActive = false
     }
 
     /// Writes the note now, for a record that failed with an error rather than a signal.
     public func failed(on partition: TopicPartition, offset: Int64, because cause: String) {
+        crashNoteActive = false
         let text = cause.replacingOccurrences(of: "\t", with: " ").replacingOccurrences(of: "\n", with: " ")
-        set(Array("\(partition.topic)\t\(partition.partition)\t\(offset)\t\(text)".utf8))
-        writeCrashNote()
+        let note = Array("\(partition.topic)\t\(partition.partition)\t\(offset)\t\(text)".utf8.prefix(Self.capacity))
+        _ = ftruncate(crashNoteDescriptor, 0)
+        _ = note.withUnsafeBufferPointer { pwrite(crashNoteDescriptor, $0.baseAddress, $0.count, 0) }
     }
 
-    private func set(_ bytes: [UInt8]) {
-        let count = min(bytes.count, Self.capacity)
-        crashNoteLength = 0
-        bytes.withUnsafeBufferPointer { crashNoteBuffer.update(from: $0.baseAddress!, count: count) }
-        crashNoteLength = count
-    }
+    private var lastTopic = ""
 
     /// The note a previous run left, removed from disk: the record it names and why.
     public static func take(at path: String) -> (partition: TopicPartition, offset: Int64, cause: String)? {
@@ -79,14 +90,52 @@ public final class CrashNote {
 }
 
 // The handler can reach only globals. One loop runs per process, so one note.
-nonisolated(unsafe) private let crashNoteBuffer = UnsafeMutablePointer<UInt8>.allocate(capacity: 1024)
-nonisolated(unsafe) private var crashNoteLength = 0
+nonisolated(unsafe) private let crashNoteTopic = UnsafeMutablePointer<UInt8>.allocate(capacity: 512)
+nonisolated(unsafe) private var crashNoteTopicLength = 0
+nonisolated(unsafe) private var crashNotePartition: Int64 = 0
+nonisolated(unsafe) private var crashNoteOffset: Int64 = 0
+nonisolated(unsafe) private var crashNoteActive = false
 nonisolated(unsafe) private var crashNoteDescriptor: Int32 = -1
+/// Where the handler formats the note: no allocation in a signal handler.
+nonisolated(unsafe) private let crashNoteScratch = UnsafeMutablePointer<UInt8>.allocate(capacity: 1024)
+private let crashNoteCause = Array("the service crashed (a trap or fault signal)".utf8)
 
+/// `topic \t partition \t offset \t cause`, formatted with nothing but stores.
 private func writeCrashNote() {
-    guard crashNoteDescriptor >= 0, crashNoteLength > 0 else { return }
+    guard crashNoteDescriptor >= 0, crashNoteActive else { return }
+    var length = 0
+    func put(_ byte: UInt8) {
+        guard length < 1024 else { return }
+        crashNoteScratch[length] = byte
+        length += 1
+    }
+    func putNumber(_ value: Int64) {
+        if value < 0 { put(UInt8(ascii: "-")) }
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var count = 0
+        var rest = value.magnitude
+        withUnsafeMutableBytes(of: &digits) { buffer in
+            repeat {
+                buffer[count] = UInt8(ascii: "0") + UInt8(rest % 10)
+                rest /= 10
+                count += 1
+            } while rest > 0
+            while count > 0 {
+                count -= 1
+                put(buffer[count])
+            }
+        }
+    }
+    for index in 0..<crashNoteTopicLength { put(crashNoteTopic[index]) }
+    put(9)
+    putNumber(crashNotePartition)
+    put(9)
+    putNumber(crashNoteOffset)
+    put(9)
+    crashNoteCause.withUnsafeBufferPointer { cause in for byte in cause { put(byte) } }
     _ = ftruncate(crashNoteDescriptor, 0)
-    _ = pwrite(crashNoteDescriptor, crashNoteBuffer, crashNoteLength, 0)
+    _ = pwrite(crashNoteDescriptor, crashNoteScratch, length, 0)
 }
 
 private let crashNoteHandler: @convention(c) (Int32) -> Void = { signal in
