@@ -100,7 +100,7 @@ enum Bench {
         let topic = TopicSpec(name: "bench.kafka", partitions: Topics.partitionCount)
         let broker = try EmbeddedBroker(topics: [topic])
         let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
-        let listener = ReadFromBeginning()
+        let listener = StartingOffsets()
         let consumer = try KafkaConsumer(ConsumerConfiguration(bootstrapServers: broker.bootstrapServers, groupID: "bench"), listener: listener)
         try consumer.subscribe([topic.name])
         let payloads = (0..<1000).map { order($0, member: member($0, of: options.members), time: epoch).encoded() }
@@ -202,7 +202,7 @@ enum Bench {
             "points", environment: ["LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": data.path, "LOYALTY_TASK_IDLE_MS": "50"],
             log: directory.appendingPathComponent("points.log"))
         let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
-        let listener = ReadFromBeginning()
+        let listener = StartingOffsets()
         let consumer = try KafkaConsumer(ConsumerConfiguration(bootstrapServers: broker.bootstrapServers, groupID: "bench-ledger"), listener: listener)
         try consumer.subscribe([Topics.pointsLedger.name])
 

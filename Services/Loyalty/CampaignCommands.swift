@@ -167,7 +167,7 @@ enum CampaignCommands {
     /// Every record of a topic up to its current end.
     static func readToEnd(_ topic: TopicSpec, bootstrapServers: String) throws -> [CloudEvent] {
         let consumer = try KafkaConsumer(
-            ConsumerConfiguration(bootstrapServers: bootstrapServers, groupID: "loyalty-cli-\(UUID().uuidString)"), listener: ReadFromBeginning())
+            ConsumerConfiguration(bootstrapServers: bootstrapServers, groupID: "loyalty-cli-\(UUID().uuidString)"), listener: StartingOffsets())
         defer { consumer.close() }
         try consumer.subscribe([topic.name])
         var ended = Set<Int32>()

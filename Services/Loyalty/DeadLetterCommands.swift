@@ -89,7 +89,7 @@ enum DeadLetterCommands {
         let wanted = TopicPartition(topic: location.topic, partition: location.partition)
         let consumer = try KafkaConsumer(
             ConsumerConfiguration(bootstrapServers: bootstrapServers, groupID: "loyalty-cli-\(UUID().uuidString)"),
-            listener: StartAt([wanted: location.offset]))
+            listener: StartingOffsets([wanted: location.offset]))
         defer { consumer.close() }
         try consumer.subscribe([location.topic])
         let deadline = Date().addingTimeInterval(20)
@@ -108,12 +108,4 @@ enum DeadLetterCommands {
         }
         throw CLIError("could not read \(location.topic)[\(location.partition)] within 20 s")
     }
-}
-
-/// Starts chosen partitions at chosen offsets, the others at their beginning.
-final class StartAt: RebalanceListener {
-    let offsets: [TopicPartition: Int64]
-    init(_ offsets: [TopicPartition: Int64]) { self.offsets = offsets }
-    func partitionsAssigned(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] { offsets.filter { partitions.contains($0.key) } }
-    func partitionsRevoked(_ partitions: [TopicPartition]) {}
 }

@@ -81,7 +81,7 @@ enum Demo {
 
     /// Reads the service outputs until every member has a balance and nothing new arrived for two seconds.
     static func collectOutputs(bootstrapServers: String, members: Set<String>, children: ChildProcesses) throws -> Outputs {
-        let listener = ReadFromBeginning()
+        let listener = StartingOffsets()
         let consumer = try KafkaConsumer(
             ConsumerConfiguration(bootstrapServers: bootstrapServers, groupID: "loyalty-demo-\(UUID().uuidString)"), listener: listener)
         try consumer.subscribe([

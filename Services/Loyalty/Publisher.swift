@@ -73,7 +73,7 @@ enum Publisher {
 enum Tail {
 
     static func run(topic: String, bootstrapServers: String, stop: StopSignal) throws {
-        let listener = ReadFromBeginning()
+        let listener = StartingOffsets()
         let consumer = try KafkaConsumer(
             ConsumerConfiguration(bootstrapServers: bootstrapServers, groupID: "loyalty-tail-\(UUID().uuidString)"), listener: listener)
         try consumer.subscribe([topic])

@@ -154,8 +154,7 @@ do {
         guard let address = ProcessInfo.processInfo.environment["LOYALTY_HTTP_ADDRESS"].flatMap({ $0.isEmpty ? nil : $0 }) else {
             throw CLIError("probe: LOYALTY_HTTP_ADDRESS is not set")
         }
-        let local = address.hasPrefix("0.0.0.0:") ? "127.0.0.1:" + address.dropFirst("0.0.0.0:".count) : address
-        let (status, body) = try HTTPClient.get(local, arguments[1], timeoutSeconds: 4)
+        let (status, body) = try HTTPClient.get(address, arguments[1], timeoutSeconds: 4)
         guard status == 200 else { throw CLIError("probe: \(arguments[1]) answered \(status): \(String(decoding: body, as: UTF8.self))") }
     case "member":
         try MemberCommand.run(Array(arguments.dropFirst()), dataDirectory: dataDirectory)

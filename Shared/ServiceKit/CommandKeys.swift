@@ -46,7 +46,7 @@ public struct CommandKeys: Sendable {
     /// The event, signed with the first key.
     public func sign(_ event: CloudEvent) -> CloudEvent {
         var signed = event
-        signed.signature = "\(keys[0].id):\(hex(code(of: event, under: keys[0])))"
+        signed.signature = "\(keys[0].id):\(SHA256.lowercaseHex(code(of: event, under: keys[0])))"
         return signed
     }
 
@@ -59,7 +59,7 @@ public struct CommandKeys: Sendable {
         guard parts.count == 2, let key = keys.first(where: { $0.id == parts[0] }) else {
             return Rejection(code: "unauthenticated-command", detail: "\(event.type) is signed with an unknown key")
         }
-        guard HMACSHA256.equal(Array(hex(code(of: event, under: key)).utf8), Array(parts[1].utf8)) else {
+        guard HMACSHA256.equal(Array(SHA256.lowercaseHex(code(of: event, under: key)).utf8), Array(parts[1].utf8)) else {
             return Rejection(code: "unauthenticated-command", detail: "\(event.type) has a signature that does not match it")
         }
         return nil
@@ -70,17 +70,6 @@ public struct CommandKeys: Sendable {
             $0.canonical(event.data)
         }
         return HMACSHA256.authenticationCode(for: canonical, key: key.secret)
-    }
-
-    private func hex(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count * 2)
-        for byte in bytes {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0x0f)])
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 }
 
@@ -95,7 +84,7 @@ extension CommandKeys {
         }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var generator = SystemRandomNumberGenerator()
-        let secret = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+        let secret = SHA256.lowercaseHex((0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) })
         let id = "local-\(secret.prefix(8))"
         // Written aside and linked into place: a process racing this one reads a whole file.
         let draft = "\(path).\(getpid()).draft"

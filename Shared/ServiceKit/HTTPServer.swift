@@ -1,4 +1,5 @@
 import Foundation
+import LoyaltyDomain
 import Synchronization
 
 /// A request the HTTP server accepted: GET only, no body.
@@ -25,16 +26,7 @@ public struct HTTPResponse: Sendable {
 
     /// A JSON error body `{"error": …}`.
     public static func error(_ status: Int, _ message: String) -> HTTPResponse {
-        var escaped = ""
-        for scalar in message.unicodeScalars {
-            switch scalar {
-            case "\"": escaped += "\\\""
-            case "\\": escaped += "\\\\"
-            case _ where scalar.value < 0x20: escaped += String(format: "\\u%04x", scalar.value)
-            default: escaped.unicodeScalars.append(scalar)
-            }
-        }
-        return HTTPResponse(status: status, body: Array("{\"error\":\"\(escaped)\"}\n".utf8))
+        HTTPResponse(status: status, body: Array(JSONValue.object(["error": .string(message)]).jsonString.utf8) + [10])
     }
 }
 
@@ -56,17 +48,8 @@ public final class HTTPServer: @unchecked Sendable {
 
     /// Binds `address` (`host:port`; port 0 lets the system choose) and starts serving.
     public init(address: String, handler: @escaping @Sendable (HTTPRequest) -> HTTPResponse) throws {
-        let parts = address.split(separator: ":", omittingEmptySubsequences: false)
-        guard parts.count == 2, let port = UInt16(parts[1]) else {
-            throw ConfigurationError(variable: "LOYALTY_HTTP_ADDRESS", problem: "expected host:port, got \(address)")
-        }
-        let host = parts[0].isEmpty ? "0.0.0.0" : String(parts[0])
-        var bindAddress = sockaddr_in()
-        bindAddress.sin_family = sa_family_t(AF_INET)
-        bindAddress.sin_port = port.bigEndian
-        guard inet_pton(AF_INET, host, &bindAddress.sin_addr) == 1 else {
-            throw ConfigurationError(variable: "LOYALTY_HTTP_ADDRESS", problem: "expected an IPv4 address, got \(host)")
-        }
+        let (host, socketAddress) = try ipv4SocketAddress(address, variable: "LOYALTY_HTTP_ADDRESS")
+        var bindAddress = socketAddress
         let listener = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard listener >= 0 else { throw ConfigurationError(variable: "LOYALTY_HTTP_ADDRESS", problem: "socket: \(String(cString: strerror(errno)))") }
         var yes: Int32 = 1
@@ -104,9 +87,7 @@ public final class HTTPServer: @unchecked Sendable {
                 if errno == EINTR { continue }
                 return
             }
-            var timeout = timeval(tv_sec: Self.readTimeoutSeconds, tv_usec: 0)
-            setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            setsockopt(connection, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            setTimeouts(connection, seconds: Self.readTimeoutSeconds)
             let response = respond(readHead(connection))
             send(response, on: connection)
             close(connection)
@@ -191,19 +172,13 @@ struct HTTPResponseError: Error {
 public enum HTTPClient {
     /// GETs `path` from `address` (`host:port`): the status and the body.
     public static func get(_ address: String, _ path: String, token: String? = nil, timeoutSeconds: Int = 10) throws -> (status: Int, body: [UInt8]) {
-        let parts = address.split(separator: ":")
-        guard parts.count == 2, let port = UInt16(parts[1]) else { throw ConfigurationError(variable: "address", problem: "expected host:port, got \(address)") }
-        var target = sockaddr_in()
-        target.sin_family = sa_family_t(AF_INET)
-        target.sin_port = port.bigEndian
-        let host = parts[0] == "0.0.0.0" ? "127.0.0.1" : String(parts[0])
-        guard inet_pton(AF_INET, host, &target.sin_addr) == 1 else { throw ConfigurationError(variable: "address", problem: "expected an IPv4 address, got \(host)") }
+        var (host, target) = try ipv4SocketAddress(address, variable: "address")
+        // A server listening on every interface is reached on loopback.
+        if host == "0.0.0.0" { inet_pton(AF_INET, "127.0.0.1", &target.sin_addr) }
         let connection = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard connection >= 0 else { throw ConfigurationError(variable: "address", problem: "socket: \(String(cString: strerror(errno)))") }
         defer { close(connection) }
-        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
-        setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(connection, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setTimeouts(connection, seconds: timeoutSeconds)
         let connected = withUnsafePointer(to: &target) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(connection, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
@@ -228,4 +203,27 @@ public enum HTTPClient {
         else { throw ConfigurationError(variable: "address", problem: "no HTTP response from \(address)") }
         return (status, Array(response[end.upperBound...]))
     }
+}
+
+/// `host:port` as an IPv4 socket address (an empty host is every interface).
+func ipv4SocketAddress(_ address: String, variable: String) throws -> (host: String, address: sockaddr_in) {
+    let parts = address.split(separator: ":", omittingEmptySubsequences: false)
+    guard parts.count == 2, let port = UInt16(parts[1]) else {
+        throw ConfigurationError(variable: variable, problem: "expected host:port, got \(address)")
+    }
+    let host = parts[0].isEmpty ? "0.0.0.0" : String(parts[0])
+    var socketAddress = sockaddr_in()
+    socketAddress.sin_family = sa_family_t(AF_INET)
+    socketAddress.sin_port = port.bigEndian
+    guard inet_pton(AF_INET, host, &socketAddress.sin_addr) == 1 else {
+        throw ConfigurationError(variable: variable, problem: "expected an IPv4 address, got \(host)")
+    }
+    return (host, socketAddress)
+}
+
+/// How long a socket's reads and writes may block.
+func setTimeouts(_ socket: Int32, seconds: Int) {
+    var timeout = timeval(tv_sec: seconds, tv_usec: 0)
+    setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    setsockopt(socket, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
 }

@@ -20,7 +20,7 @@ public enum InstanceDirectory {
     public static func owner(of task: Int32, service: String, bootstrapServers: String, kafkaSettings: [String: String]) throws -> String? {
         let consumer = try KafkaConsumer(
             ConsumerConfiguration(bootstrapServers: bootstrapServers, groupID: "loyalty-directory-\(UUID().uuidString)", extra: kafkaSettings),
-            listener: FromTheBeginning())
+            listener: StartingOffsets())
         defer { consumer.close() }
         try consumer.subscribe([Topics.instances.name])
         var latest: [String: JSONObject] = [:]
@@ -39,10 +39,5 @@ public enum InstanceDirectory {
         return latest.values.first { entry in
             entry["service"]?.stringValue == service && (entry["tasks"]?.arrayValue ?? []).contains { $0.int64Value == Int64(task) }
         }?["address"]?.stringValue
-    }
-
-    private final class FromTheBeginning: RebalanceListener {
-        func partitionsAssigned(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] { [:] }
-        func partitionsRevoked(_ partitions: [TopicPartition]) {}
     }
 }

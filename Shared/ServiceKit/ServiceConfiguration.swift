@@ -137,11 +137,7 @@ public struct ServiceConfiguration: Sendable {
             return text
         }
         func integer(_ name: String, default fallback: Int, range: ClosedRange<Int>) throws -> Int {
-            guard let text = value(name) else { return fallback }
-            guard let number = Int(text), range.contains(number) else {
-                throw ConfigurationError(variable: name, problem: "expected a whole number in \(range), got \(text)")
-            }
-            return number
+            try Self.integer(name, default: fallback, range: range, environment: environment)
         }
         let dataDirectory = value("LOYALTY_DATA_DIR") ?? ".loyalty"
         let bootstrap = value("LOYALTY_BOOTSTRAP_SERVERS") ?? EmbeddedBrokerAddress.read(dataDirectory: dataDirectory) ?? "127.0.0.1:9092"

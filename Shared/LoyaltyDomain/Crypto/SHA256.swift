@@ -42,8 +42,13 @@ public enum SHA256 {
 
     /// The digest as lowercase hexadecimal.
     public static func hex(_ message: [UInt8]) -> String {
+        lowercaseHex(digest(message))
+    }
+
+    /// Bytes as lowercase hexadecimal.
+    public static func lowercaseHex(_ bytes: [UInt8]) -> String {
         let digits = Array("0123456789abcdef")
-        return String(digest(message).flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 15)]] })
+        return String(bytes.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 15)]] })
     }
 
     private static func rotate(_ value: UInt32, _ count: UInt32) -> UInt32 {
