@@ -82,6 +82,8 @@ public final class BatchApplier<Processor: StreamProcessor> {
     public var crashNote: CrashNote?
     /// The record the service failed on at two starts in a row: dead-lettered when it comes.
     public var poisonRecord: (partition: TopicPartition, offset: Int64, cause: String)?
+    /// The record failures are counted against, until a batch commits offsets past it.
+    private var strikeAgainst: (partition: TopicPartition, offset: Int64)?
 
     /// The dead-letter reason for `record` when it is the poison record.
     public func poisonRejection(for record: ConsumedRecord) -> Rejection? {
@@ -92,8 +94,8 @@ public final class BatchApplier<Processor: StreamProcessor> {
     }
 
     /// Counts a failure on the record `note` names (nil: the last run left no note) and
-    /// returns the record that has failed twice in a row, if any. A note naming another
-    /// record starts the count again.
+    /// returns the record failures are counted against, if any; at two in a row it becomes
+    /// `poisonRecord`. A note naming another record starts the count again.
     public func recordStrike(_ note: (partition: TopicPartition, offset: Int64, cause: String)?) throws
         -> (partition: TopicPartition, offset: Int64, cause: String, strikes: Int64)?
     {
@@ -107,15 +109,31 @@ public final class BatchApplier<Processor: StreamProcessor> {
                 try database.prepare("INSERT INTO crash_strikes(topic, partition, record_offset, strikes, cause) VALUES(?, ?, ?, ?, ?)")
                     .run(location + [.integer(known + 1), .text(note.cause)])
             }
-            return try database.prepare("SELECT topic, partition, record_offset, strikes, cause FROM crash_strikes").queryOne { row in
-                (TopicPartition(topic: row.string(0), partition: Int32(row.int64(1))), row.int64(2), row.string(4), row.int64(3))
+            let strike = try database.prepare("SELECT topic, partition, record_offset, strikes, cause FROM crash_strikes").queryOne { row in
+                (partition: TopicPartition(topic: row.string(0), partition: Int32(row.int64(1))), offset: row.int64(2), cause: row.string(4),
+                 strikes: row.int64(3))
             }
+            strikeAgainst = strike.map { ($0.partition, $0.offset) }
+            poisonRecord = strike.flatMap { $0.strikes >= 2 ? ($0.partition, $0.offset, $0.cause) : nil }
+            return strike
         }
     }
 
-    /// Forgets the failures counted against a record the service has now got past.
-    public func clearStrikes() throws {
+    /// Forgets the failures counted against a record, in the transaction that stores offsets
+    /// past it.
+    func clearStrikes(ifPast offsets: [TopicPartition: Int64]) throws -> Bool {
+        guard let strike = strikeAgainst, let next = offsets[strike.partition], next > strike.offset else { return false }
         try database.execute("DELETE FROM crash_strikes")
+        return true
+    }
+
+    /// The error for a record the processor failed on. Unless the failure is the database's
+    /// (a full disk is no reason to set a record aside), the crash note names the record, so
+    /// that a second failure in a row dead-letters it.
+    private func failure(_ error: Error, eventID: String, on record: ConsumedRecord) -> ApplyFailure {
+        let failure = ApplyFailure(eventID: eventID, partition: record.topicPartition, offset: record.offset, underlying: error)
+        if !(error is SQLiteError) { crashNote?.failed(on: failure.partition, offset: failure.offset, because: "\(error)") }
+        return failure
     }
 
     public init(
@@ -222,6 +240,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
         deliveredOutbox: [UInt64] = [], wallClock: EventTime? = nil, tasks: [Int32] = []
     ) throws -> BatchOutcome {
         var outcome = BatchOutcome()
+        var strikeCleared = false
         var pendingStreamTimes: [Int32: Int64] = [:]
         var appliedPerTask: [Int32: Int64] = [:]
         do {
@@ -323,7 +342,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
                             crashNote?.working(on: record)
                             defer { crashNote?.idle() }
                             do { try processor.apply(input, in: batch) } catch {
-                                throw ApplyFailure(eventID: input.eventID, partition: partition, offset: record.offset, underlying: error)
+                                throw failure(error, eventID: input.eventID, on: record)
                             }
                             outcome.applied += 1
                             appliedPerTask[task, default: 0] += 1
@@ -363,6 +382,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
                         + "ON CONFLICT(topic, partition) DO UPDATE SET next_offset = excluded.next_offset")
                 let forgetApplied = try database.prepare(
                     "DELETE FROM applied_offsets WHERE topic = ? AND partition = ? AND record_offset < ?")
+                strikeCleared = try clearStrikes(ifPast: nextOffsets)
                 for (partition, offset) in nextOffsets where offset != (try storedOffset(partition)) {
                     try saveOffset.run(.text(partition.topic), .integer(Int64(partition.partition)), .integer(offset))
                     if processor.sortedInputTopics.contains(partition.topic) {
@@ -393,6 +413,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
             throw error
         }
         for (task, time) in pendingStreamTimes { streamTimes[task] = time }
+        if strikeCleared { strikeAgainst = nil }
         return outcome
     }
 
@@ -412,6 +433,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// only move forward: instances sharing the database each read these topics whole.
     public func applyBroadcast(_ records: [ConsumedRecord]) throws -> BatchOutcome {
         var outcome = BatchOutcome()
+        var strikeCleared = false
         do {
             try database.transaction {
                 let processor = self.processor
@@ -426,7 +448,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
                         crashNote?.working(on: record)
                         defer { crashNote?.idle() }
                         do { try processor.applyBroadcast(record, in: batch) } catch {
-                            throw ApplyFailure(eventID: record.eventID ?? "", partition: record.topicPartition, offset: record.offset, underlying: error)
+                            throw failure(error, eventID: record.eventID ?? "", on: record)
                         }
                         outcome.applied += 1
                     }
@@ -436,6 +458,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
                 let saveOffset = try database.prepare(
                     "INSERT INTO offsets(topic, partition, next_offset) VALUES(?, ?, ?) "
                         + "ON CONFLICT(topic, partition) DO UPDATE SET next_offset = MAX(next_offset, excluded.next_offset)")
+                strikeCleared = try clearStrikes(ifPast: nextOffsets)
                 for (partition, offset) in nextOffsets {
                     try saveOffset.run(.text(partition.topic), .integer(Int64(partition.partition)), .integer(offset))
                 }
@@ -446,6 +469,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
             processor.abandon()
             throw error
         }
+        if strikeCleared { strikeAgainst = nil }
         return outcome
     }
 

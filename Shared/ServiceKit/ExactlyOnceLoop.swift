@@ -36,8 +36,6 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     private var announcementDue = false
     /// Partitions read to their end at least once since they were assigned.
     private var reachedEnd: Set<TopicPartition> = []
-    /// The record failures are counted against, until the loop gets past it.
-    private var strikeAgainst: (partition: TopicPartition, offset: Int64)?
 
     /// Totals since start, for logs and tests.
     public private(set) var totals = BatchOutcome()
@@ -70,8 +68,6 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 "startsInARow": String(strike.strikes),
                 "then": strike.strikes >= 2 ? "it is dead-lettered as poison-record" : "trying it once more",
             ])
-            if strike.strikes >= 2 { applier.poisonRecord = (strike.partition, strike.offset, strike.cause) }
-            strikeAgainst = (strike.partition, strike.offset)
         }
         // Checkpoints happen on a connection of their own, not inside the loop's commits.
         try database.execute("PRAGMA wal_autocheckpoint = 0")
@@ -236,17 +232,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         guard let broadcast else { return }
         let records = broadcast.poll(maxRecords: 500, timeoutMilliseconds: timeoutMilliseconds)
         guard !records.isEmpty else { return }
-        let outcome: BatchOutcome
-        do {
-            outcome = try applier.applyBroadcast(records)
-        } catch let failure as ApplyFailure where !(failure.underlying is SQLiteError) {
-            crashNote.failed(on: failure.partition, offset: failure.offset, because: "\(failure.underlying)")
-            throw failure
-        }
-        if let strike = strikeAgainst, records.contains(where: { $0.topicPartition == strike.partition && $0.offset >= strike.offset }) {
-            try applier.clearStrikes()
-            strikeAgainst = nil
-        }
+        let outcome = try applier.applyBroadcast(records)
         try relay.publish(outcome.outbox)
     }
 
@@ -258,9 +244,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         var pulled = 0
         let limit = configuration.maxBatchRecords
         let now = monotonicMilliseconds()
-        let outcome: BatchOutcome
-        do {
-            outcome = try applier.apply(
+        let outcome = try applier.apply(
             nextRecord: { newEchoes in
                 for echo in newEchoes { merger.expectEcho(echo.key, on: echo.partition, now: now) }
                 if let record = pending {
@@ -274,17 +258,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             },
             committableOffsets: { merger.committableOffsets },
             deliveredOutbox: delivered, wallClock: wallClock, tasks: merger.assignedTasks)
-        } catch let failure as ApplyFailure where !(failure.underlying is SQLiteError) {
-            // The record's own fault, not the machine's (a full disk is no reason to set a
-            // record aside): noted, so that a second failure in a row dead-letters it.
-            crashNote.failed(on: failure.partition, offset: failure.offset, because: "\(failure.underlying)")
-            throw failure
-        }
         relay.deleted(delivered.count)
-        if let strike = strikeAgainst, let next = merger.committableOffsets[strike.partition], next > strike.offset {
-            try applier.clearStrikes()
-            strikeAgainst = nil
-        }
         committedOffsets.merge(merger.committableOffsets) { $1 }
         for echo in outcome.echoes { merger.expectEcho(echo.key, on: echo.partition, now: now) }
         if let marker = configuration.faultKillAfterCommit.map({ Array($0.utf8) }),

@@ -315,10 +315,13 @@ import Testing
         // A start that left no note (a kill from outside) neither counts nor forgets.
         #expect(try applier.recordStrike(nil)?.strikes == 1)
         #expect(try applier.recordStrike((partition, 41, "trap"))?.strikes == 2)
+        #expect(applier.poisonRecord?.offset == 41, "two in a row: set aside when it comes")
         // Another record starts the count again.
         let other = try applier.recordStrike((partition, 42, "overflow"))
         #expect(other?.offset == 42 && other?.strikes == 1)
-        try applier.clearStrikes()
+        // Counted until a batch stores offsets past the record.
+        #expect(try applier.clearStrikes(ifPast: [partition: 42]) == false)
+        #expect(try applier.clearStrikes(ifPast: [partition: 43]) == true)
         #expect(try applier.recordStrike(nil) == nil)
 
         applier.poisonRecord = (partition, 42, "overflow")
