@@ -19,6 +19,8 @@ public final class CampaignsProcessor: StreamProcessor {
     public let commandTopics: Set<String> = [Topics.pointsCommands.name]
     /// Member profiles carry contact data and birthdays: kept out of dead letters.
     public let personalDataTopics: Set<String> = [Topics.members.name]
+    /// Birthdays, for birthday campaigns (erased at `member.closed`).
+    public let storesPersonalData = true
     public var migrations: [Migration] { CampaignsSchema.migrations }
 
     public let rules: CampaignRules
@@ -94,6 +96,10 @@ public final class CampaignsProcessor: StreamProcessor {
     private static let earnedMarker = Array("\"points.earned\"".utf8)
 
     public func decode(_ record: ConsumedRecord) throws(Rejection) -> Decoded<CampaignRecord> {
+        if record.value == nil && record.topic == Topics.members.name {
+            // A tombstone: the shop erasing a closed member's records from its compacted topic.
+            return .passedOver(record, body: CampaignRecord(input: .ignored, record: record))
+        }
         // The ledger carries every entry; only rewarded check-ins and referrals matter here,
         // so anything else is passed over before it is parsed.
         if record.topic == Topics.pointsLedger.name, let value = record.value, !value.contains(Self.earnedMarker) {
@@ -183,14 +189,23 @@ public final class CampaignsProcessor: StreamProcessor {
                 return try batch.deadLetter(input.body.record, reason: Rejection(code: "invalid-event", detail: "data.\(error)"))
             }
         case .closed:
-            member.closed = true
+            // A closed member is never rewarded again: the birthday has no more use, and goes.
+            rules.close(member: &member)
+            try batch.cancelTimers(member: input.member, kind: CampaignTimer.Kind.birthday.rawValue, ref: "birthday")
+            batch.noteErasure()
             decision = CampaignDecision()
         case .ignored:
             return
         case .paid, .refunded, .checkedIn, .referred:
             // Events can arrive before the member's registration (another topic): they wait
             // for it, like the points service's, and are then applied in event-time order.
-            guard member.registeredAt != nil else { return try park(input, batch) }
+            guard let registeredAt = member.registeredAt else { return try park(input, batch) }
+            let waitHours = rules.program.members.unknownMemberWaitHours
+            if input.isExternalInput, MemberLifetime.isTooEarly(input.time, registeredAt: registeredAt, waitHours: waitHours) {
+                // Had it come before the registration, its wait would have run out first.
+                return try batch.deadLetter(input.body.record, reason: Rejection(
+                    code: "member-not-registered", detail: MemberLifetime.tooEarlyDetail(input.time, registeredAt: registeredAt, waitHours: waitHours)))
+            }
             decision = decide(input.body.input, at: input.time, member: &member, campaigns: campaigns)
         }
         try record(decision, member: member, cause: input.eventID, time: input.time, batch)

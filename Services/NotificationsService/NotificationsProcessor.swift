@@ -16,6 +16,8 @@ public final class NotificationsProcessor: StreamProcessor {
     public let serviceInputTopics: Set<String> = [Topics.pointsLedger.name, Topics.tierChanges.name, Topics.campaignRewards.name]
     /// Member profiles carry contact data and birthdays: kept out of dead letters.
     public let personalDataTopics: Set<String> = [Topics.members.name]
+    /// The one store of the platform that keeps contact addresses (erased at `member.closed`).
+    public let storesPersonalData = true
     public var migrations: [Migration] { NotificationsSchema.migrations }
     public let rules: NotificationRules
     private let logger: Logger?
@@ -55,6 +57,24 @@ public final class NotificationsProcessor: StreamProcessor {
         return .object(stored)
     }
 
+    /// `contacts/<channel>`: the address senders deliver a message to, looked up when they send
+    /// it (messages carry none). A closed member's contact data is gone for good: 410.
+    public func memberResource(_ member: String, _ resource: String, in database: Database) throws -> MemberResource {
+        let parts = resource.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, parts[0] == "contacts" else {
+            return .notFound("no resource \(resource); try contacts/<channel>")
+        }
+        guard let channel = Channel(rawValue: String(parts[1])) else {
+            return .notFound("no channel \(parts[1]) (push, wechat, sms, email)")
+        }
+        guard let state = try database.prepare("SELECT state FROM notification_members WHERE member = ?").queryOne(.text(member), row: { $0.blob(0) })
+        else { return .notFound("no member \(member) here") }
+        let stored = try NotificationMember.decode(state)
+        if stored.closed { return .gone("member \(member) is closed: their contact data was erased") }
+        guard let address = stored.profile.channels[channel] else { return .notFound("member \(member) has no \(channel.rawValue) address") }
+        return .found(.object(["memberId": .string(member), "channel": .string(channel.rawValue), "address": .string(address)]))
+    }
+
     public init(program: Program, templates: MessageTemplates, logger: Logger? = nil) {
         rules = NotificationRules(program: program, templates: templates)
         self.logger = logger
@@ -69,6 +89,10 @@ public final class NotificationsProcessor: StreamProcessor {
         .map { Array("\"type\":\"\($0)\"".utf8) }
 
     public func decode(_ record: ConsumedRecord) throws(Rejection) -> Decoded<NotificationRecord> {
+        if record.value == nil && record.topic == Topics.members.name {
+            // A tombstone: the shop erasing a closed member's records from its compacted topic.
+            return .passedOver(record, body: NotificationRecord(input: .ignored, record: record))
+        }
         if record.topic == Topics.pointsLedger.name, let value = record.value, !Self.ledgerMarkers.contains(where: { value.contains($0) }) {
             // Most of the ledger (releases, reversals, spending) calls for no message.
             return .passedOver(record, body: NotificationRecord(input: .ignored, record: record))
@@ -171,6 +195,7 @@ public final class NotificationsProcessor: StreamProcessor {
         case .closed:
             rules.close(member: &member)
             try ParkedRecords.discard(member: input.member, in: batch)
+            batch.noteErasure()
         case .ignored:
             return
         case .earned, .message:
@@ -307,7 +332,8 @@ extension OutboundMessage {
         w.key("type"); w.string(type.rawValue)
         w.key("category"); w.string(type.category.rawValue)
         w.key("channel"); w.string(channel.rawValue)
-        w.key("address"); w.string(address)
+        // No address: senders look it up when they send (`GET /members/<id>/contacts/<channel>`),
+        // so that no topic keeps a copy past the member's closure.
         w.key("locale"); w.string(locale)
         w.key("text"); w.string(text)
         w.key("sendAt"); w.string(sendAt.rfc3339)

@@ -55,9 +55,19 @@ public final class PointsProcessor: StreamProcessor {
     // MARK: Decoding
 
     public func decode(_ record: ConsumedRecord) throws(Rejection) -> Decoded<PointsRecord> {
+        if record.value == nil && record.topic == Topics.members.name {
+            // A tombstone: the shop erasing a closed member's records from its compacted topic.
+            return .passedOver(record, body: PointsRecord(event: PointsEvent(id: "", time: EventTime(millis: 0), member: "", input: .memberUpdated), raw: []))
+        }
         let (event, raw) = try record.cloudEvent()
         var decoded = try decode(event, raw: raw, key: record.keyString)
         decoded.body.origin = (record.topic, record.partition, record.offset)
+        if case .memberUpdated = decoded.body.event.input {
+            // A profile (contact data, birthday) changes nothing here: read past, never kept,
+            // not even while the member is unknown.
+            decoded.isRelevant = false
+            decoded.body.raw = []
+        }
         return decoded
     }
 
@@ -105,6 +115,13 @@ public final class PointsProcessor: StreamProcessor {
         let event = input.body.event
         var cached = try load(event.member, batch.database)
         let wasRegistered = cached.account != nil
+        let waitHours = rules.program.members.unknownMemberWaitHours
+        if input.isExternalInput, let registeredAt = cached.account?.registeredAt, !event.input.isRegistration,
+           MemberLifetime.isTooEarly(event.time, registeredAt: registeredAt, waitHours: waitHours) {
+            // Had it come before the registration, its wait would have run out first.
+            return try batch.deadLetter(input.body.consumedRecord, reason: Rejection(
+                code: "member-not-registered", detail: MemberLifetime.tooEarlyDetail(event.time, registeredAt: registeredAt, waitHours: waitHours)))
+        }
         var stock: Int64?
         if case .redeem(let redemption) = event.input { stock = try stockLeft(of: redemption.rewardID, batch.database) }
         let decision = rules.apply(event, to: &cached.account, stockLeft: { _ in stock })
@@ -440,6 +457,12 @@ public struct PointsRecord: Sendable {
         self.event = event
         self.raw = raw
         self.origin = origin
+    }
+
+    /// The record it was read from, for a dead letter.
+    var consumedRecord: ConsumedRecord {
+        ConsumedRecord(topic: origin?.topic ?? "", partition: origin?.partition ?? 0, offset: origin?.offset ?? 0,
+                       key: Array(event.member.utf8), value: raw)
     }
 }
 

@@ -31,6 +31,8 @@ public final class Batch {
     var outbox: [OutboxRow] = []
     /// Commands sent to the service's own input topics in this batch.
     var echoes: [(key: MergeKey, partition: TopicPartition)] = []
+    /// Whether the batch erased personal data, so no copy may outlive it in the write-ahead log.
+    var erasedPersonalData = false
     private let selfTopics: [String: Int32]
     private let rank: (String) -> Int
     private let insertEcho: Statement
@@ -92,6 +94,13 @@ public final class Batch {
             .integer(Int64(task)), .integer(timer.due.millis), .integer(Int64(timer.rank)),
             .text(timer.member), .text(timer.kind), .text(timer.ref), .blob(timer.payload))
         scheduled[task] = min(scheduled[task] ?? .max, timer.due.millis)
+    }
+
+    /// Says that this batch erased personal data: once it commits, the loop checkpoints the
+    /// write-ahead log and truncates it, so the old pages are gone from disk, not only from
+    /// the database (whose freed pages the store's `secure_delete` already zeroes).
+    public func noteErasure() {
+        erasedPersonalData = true
     }
 
     /// Removes the timers of a member with this kind and ref.

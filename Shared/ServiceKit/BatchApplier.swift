@@ -39,6 +39,8 @@ public struct BatchOutcome: Sendable {
     public var deadLettersByReason: [String: Int] = [:]
     /// Commands sent to the service's own input topics, to wait for.
     public var echoes: [(key: MergeKey, partition: TopicPartition)] = []
+    /// Whether the batch erased personal data (``Batch/noteErasure()``).
+    public var erasedPersonalData = false
 }
 
 /// Steps 2 of the exactly-once loop, without Kafka: applies a batch of records in one
@@ -403,6 +405,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
                 outcome.outbox = batch.outbox
                 outcome.echoes = batch.echoes
                 outcome.deadLettersByReason = batch.deadLetterReasons
+                outcome.erasedPersonalData = batch.erasedPersonalData
             }
         } catch {
             // The transaction rolled back: cached views of it are void.

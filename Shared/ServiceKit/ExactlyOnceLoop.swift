@@ -36,6 +36,8 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     private var announcementDue = false
     /// Partitions read to their end at least once since they were assigned.
     private var reachedEnd: Set<TopicPartition> = []
+    /// A batch erased personal data and the write-ahead log has not been truncated since.
+    private var erasurePending = false
 
     /// Totals since start, for logs and tests.
     public private(set) var totals = BatchOutcome()
@@ -68,6 +70,12 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 "startsInARow": String(strike.strikes),
                 "then": strike.strikes >= 2 ? "it is dead-lettered as poison-record" : "trying it once more",
             ])
+        }
+        // Personal data the service erases is overwritten in the file, not merely unlinked.
+        if processor.storesPersonalData {
+            try database.execute("PRAGMA secure_delete = ON")
+            // An erasure committed just before the last stop may still be in the log.
+            _ = try database.prepare("PRAGMA wal_checkpoint(TRUNCATE)").queryOne { $0.int64(0) }
         }
         // Checkpoints happen on a connection of their own, not inside the loop's commits.
         try database.execute("PRAGMA wal_autocheckpoint = 0")
@@ -125,6 +133,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 try applyBatch(startingWith: first?.item, wallClock: wallClock)
             }
             resumePartitions()
+            if erasurePending { try boundWriteAheadLog() }
             let now = monotonicMilliseconds()
             if announcementDue { try announce(tasks: merger.assignedTasks) }
             if now - lastStatus >= 500 {
@@ -286,6 +295,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         totals.late += outcome.late
         totals.timersFired += outcome.timersFired
         try relay.publish(outcome.outbox)
+        if outcome.erasedPersonalData { erasurePending = true }
         try boundWriteAheadLog()
     }
 
@@ -298,6 +308,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         let endpoints = ServiceEndpoints(
             status: status, databasePath: configuration.databasePath, token: configuration.httpToken,
             memberView: { member, database, asOf in try processor.value.memberView(member, in: database, asOf: asOf) },
+            memberResource: { member, resource, database in try processor.value.memberResource(member, resource, in: database) },
             owner: { task in try? InstanceDirectory.owner(of: task, service: service, bootstrapServers: servers, kafkaSettings: settings) })
         let server = try HTTPServer(address: address) { endpoints.handle($0) }
         advertisedAddress = configuration.httpAdvertisedAddress ?? server.boundAddress
@@ -346,6 +357,13 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// up either, and SQLite restarts the log only after a checkpoint that did. So past the
     /// limit the loop checkpoints itself, between batches, and truncates the log.
     private func boundWriteAheadLog() throws {
+        if erasurePending {
+            // The log still holds the pages as they were before the erasure: copy it into the
+            // database (whose freed space `secure_delete` zeroes) and cut it to nothing.
+            let busy = try applier.database.prepare("PRAGMA wal_checkpoint(TRUNCATE)").queryOne { $0.int64(0) } ?? 1
+            if busy == 0 { erasurePending = false } else { logger.debug("erasure checkpoint busy, retrying after the next batch") }
+            return
+        }
         guard configuration.walLimitBytes > 0 else { return }
         var info = stat()
         guard stat(configuration.databasePath + "-wal", &info) == 0, Int64(info.st_size) > configuration.walLimitBytes else { return }

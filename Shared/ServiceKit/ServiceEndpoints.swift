@@ -6,7 +6,8 @@ import Synchronization
 
 /// The HTTP API every service serves on `LOYALTY_HTTP_ADDRESS`: `/health`, `/ready`,
 /// `/metrics`, and `/members/<id>` (the service's own view of a member, `?asOf=` a past
-/// instant). Member views need `Authorization: Bearer <LOYALTY_HTTP_TOKEN>` when a token is set.
+/// instant) with its parts `/members/<id>/<resource>`. Member data needs
+/// `Authorization: Bearer <LOYALTY_HTTP_TOKEN>` when a token is set.
 public final class ServiceEndpoints: @unchecked Sendable {
     // The database connection and the view are used only on the server's thread, one request
     // at a time (`lock`); the status is Sendable.
@@ -14,6 +15,7 @@ public final class ServiceEndpoints: @unchecked Sendable {
     private let databasePath: String
     private let token: String?
     private let memberView: (String, Database, EventTime?) throws -> JSONValue?
+    private let memberResource: (String, String, Database) throws -> MemberResource
     /// The HTTP address of the instance that owns a task, when another instance asks.
     private let owner: @Sendable (Int32) -> String?
     private let lock = Mutex(())
@@ -24,6 +26,7 @@ public final class ServiceEndpoints: @unchecked Sendable {
     public init(
         status: ServiceStatus, databasePath: String, token: String?,
         memberView: @escaping (String, Database, EventTime?) throws -> JSONValue?,
+        memberResource: @escaping (String, String, Database) throws -> MemberResource = { _, resource, _ in .notFound("no resource \(resource)") },
         owner: @escaping @Sendable (Int32) -> String? = { _ in nil }
     ) {
         self.owner = owner
@@ -31,6 +34,7 @@ public final class ServiceEndpoints: @unchecked Sendable {
         self.databasePath = databasePath
         self.token = token
         self.memberView = memberView
+        self.memberResource = memberResource
     }
 
     public func handle(_ request: HTTPRequest) -> HTTPResponse {
@@ -55,7 +59,13 @@ public final class ServiceEndpoints: @unchecked Sendable {
                 return .error(401, "member data needs Authorization: Bearer <LOYALTY_HTTP_TOKEN>")
             }
         }
-        guard !id.isEmpty, !id.contains("/") else { return .error(400, "expected /members/<member id>") }
+        // `/members/<id>` or `/members/<id>/<resource>`: the first slash ends the member id.
+        let parts = id.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+        let id = parts[0]
+        let resource = parts.count > 1 ? parts[1] : nil
+        guard !id.isEmpty, resource.map({ !$0.isEmpty }) ?? true else {
+            return .error(400, "expected /members/<member id> or /members/<member id>/<resource>")
+        }
         var asOf: EventTime?
         if let text = request.query["asOf"] {
             guard let time = try? EventTime.parse(text) else { return .error(400, "asOf: expected an RFC 3339 time, got \(text)") }
@@ -75,6 +85,13 @@ public final class ServiceEndpoints: @unchecked Sendable {
         return lock.withLock { _ in
             do {
                 if database == nil { database = try Database(DatabaseConfiguration(path: databasePath)) }
+                if let resource {
+                    switch try memberResource(id, resource, database!) {
+                    case .found(let body): return HTTPResponse(status: 200, body: Array(body.jsonString.utf8) + [10])
+                    case .notFound(let reason): return .error(404, reason)
+                    case .gone(let reason): return .error(410, reason)
+                    }
+                }
                 guard let view = try memberView(id, database!, asOf) else { return .error(404, "no member \(id) here") }
                 return HTTPResponse(status: 200, body: Array(view.jsonString.utf8) + [10])
             } catch {

@@ -83,6 +83,9 @@ public protocol StreamProcessor: AnyObject {
     /// Input topics whose records carry personal data (contact data, birthdays): their dead
     /// letters name the record's place but carry none of its value.
     var personalDataTopics: Set<String> { get }
+    /// Whether the store keeps personal data: it is then opened with `secure_delete`, so that
+    /// rows the service erases are overwritten in the file, not only unlinked.
+    var storesPersonalData: Bool { get }
     /// Topics of commands other parts of the platform act on: every event the service sends
     /// to them is signed with the first of its `CommandKeys`.
     var commandTopics: Set<String> { get }
@@ -106,6 +109,9 @@ public protocol StreamProcessor: AnyObject {
     /// `asOf` when given. Called on the HTTP server's thread with a connection of its own: it
     /// must read nothing but that database and the processor's immutable settings.
     func memberView(_ member: String, in database: Database, asOf: EventTime?) throws -> JSONValue?
+    /// A part of a member for `GET /members/<id>/<resource>` (for example a contact address the
+    /// senders fetch), under the same rules as ``memberView(_:in:asOf:)``.
+    func memberResource(_ member: String, _ resource: String, in database: Database) throws -> MemberResource
     /// Service-specific metrics, as Prometheus text lines; asked on the loop's thread.
     func metricLines() -> [String]
     /// Called once per batch before commit: write what was kept in memory during it.
@@ -119,7 +125,21 @@ extension StreamProcessor {
     public var broadcastTopics: [String] { [] }
     public var commandTopics: Set<String> { [] }
     public var personalDataTopics: Set<String> { [] }
+    public var storesPersonalData: Bool { false }
     public func memberView(_ member: String, in database: Database, asOf: EventTime?) throws -> JSONValue? { nil }
+    public func memberResource(_ member: String, _ resource: String, in database: Database) throws -> MemberResource {
+        .notFound("no resource \(resource) of members here")
+    }
     public func metricLines() -> [String] { [] }
     public func applyBroadcast(_ record: ConsumedRecord, in batch: Batch) throws {}
+}
+
+/// What `GET /members/<id>/<resource>` answers.
+public enum MemberResource: Sendable, Equatable {
+    /// 200 with this body.
+    case found(JSONValue)
+    /// 404, and why.
+    case notFound(String)
+    /// 410: it existed and was erased for good (a closed member's contact data).
+    case gone(String)
 }

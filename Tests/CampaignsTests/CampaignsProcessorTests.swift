@@ -74,6 +74,33 @@ import Testing
             .map { ($0.event.data["campaignId"]?.stringValue ?? "", $0.event.data["points"]?.int64Value ?? 0) }
     }
 
+    @Test func closingAMemberErasesTheBirthdayAndItsTimer() throws {
+        let h = try Harness()
+        try h.apply([try Self.registered("m", "2026-01-01T10:00:00+08:00", ["birthday": "1990-07-15"])])
+        func stored() throws -> String {
+            String(decoding: try h.applier.database.prepare("SELECT state FROM campaign_members WHERE member = 'm'").queryOne { $0.blob(0) } ?? [], as: UTF8.self)
+        }
+        func birthdayTimers() throws -> Int64 {
+            try h.applier.database.prepare("SELECT count(*) FROM timers WHERE member = 'm' AND kind = 'birthday'").queryOne { $0.int64(0) } ?? -1
+        }
+        #expect(try stored().contains("07-15") && birthdayTimers() == 1)
+        try h.apply([(try Self.event("close", EventType.memberClosed, "m", "2026-02-01T10:00:00+08:00"), Topics.members.name)])
+        #expect(try !stored().contains("07-15"), "the birthday is gone from the store")
+        #expect(try birthdayTimers() == 0, "and so is the timer whose due time would tell it")
+        try h.apply([(try Self.event("upd", EventType.memberUpdated, "m", "2026-02-02T10:00:00+08:00", ["birthday": "08-01"]), Topics.members.name)])
+        #expect(try !stored().contains("08-01") && birthdayTimers() == 0, "a closed member's profile stays erased")
+    }
+
+    @Test func anOrderDatedFarBeforeTheRegistrationIsDeadLetteredAsIfItHadComeFirst() throws {
+        let h = try Harness()
+        try h.apply([try Self.registered("m", "2026-03-01T10:00:00+08:00")])
+        // A week is the wait of an unknown member's events (reference program): eight days is past it.
+        let out = try h.apply([try Self.paid("early", "m", 10_000, "2026-02-21T10:00:00+08:00"), try Self.paid("near", "m", 10_000, "2026-02-25T10:00:00+08:00")])
+        let deadLetters = out.filter { $0.topic == Topics.deadLetters.name }
+        #expect(deadLetters.map { $0.event.data["reason"]?.stringValue } == ["member-not-registered"])
+        #expect(deadLetters.first?.event.data["detail"]?.stringValue?.contains("before the member's registration") == true)
+    }
+
     @Test func aPaidOrderOnMemberDaySendsTheBonusAsAGrantAndPublishesRewardAndResults() throws {
         let h = try Harness()
         try h.apply([try Self.registered("m", "2026-01-01T10:00:00+08:00"), try Self.paid("o0", "m", 100, "2026-01-02T10:00:00+08:00")])

@@ -90,6 +90,29 @@ import Testing
         #expect(!late.contains { $0.event.id == "o1/base" })
     }
 
+    @Test func anEventDatedFarBeforeTheRegistrationIsDeadLetteredWhicheverCameFirst() throws {
+        let harness = try Harness()
+        try harness.apply([try event("r1", EventType.memberRegistered, "erin", "2026-03-10T10:00:00+08:00")])
+        // Read after the registration, but dated eight days before it: past the week an unknown
+        // member's event may wait, as it would have been had it come first. Six days is within.
+        let out = try harness.apply([
+            try event("c-far", EventType.checkedIn, "erin", "2026-03-02T10:00:00+08:00"),
+            try event("c-near", EventType.checkedIn, "erin", "2026-03-04T10:00:00+08:00"),
+        ])
+        let letter = try #require(out.first { $0.topic == Topics.deadLetters.name }?.event)
+        #expect(letter.data["reason"]?.stringValue == "member-not-registered")
+        #expect(try CloudEvent.decode(Array(letter.data["payload"]!.stringValue!.utf8)).id == "c-far")
+        #expect(out.filter { $0.topic == Topics.pointsLedger.name }.map(\.event.id) == ["c-near/check-in"])
+    }
+
+    @Test func profileUpdatesOfAnUnknownMemberAreNeverKept() throws {
+        let harness = try Harness()
+        let out = try harness.apply([try event("u1", EventType.memberUpdated, "finn", "2026-03-01T10:00:00+08:00",
+                                               ["channels": ["sms": "13700137000"], "birthday": "05-06"])])
+        #expect(out.isEmpty)
+        #expect(try harness.count("SELECT COUNT(*) FROM parked") == 0, "a profile changes nothing here, so it waits for nothing")
+    }
+
     @Test func aReferralTravelsAsACommandToTheReferrer() throws {
         let harness = try Harness()
         try harness.apply([try event("ra", EventType.memberRegistered, "alice", "2026-03-01T09:00:00+08:00")])

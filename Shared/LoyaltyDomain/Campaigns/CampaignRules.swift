@@ -86,12 +86,20 @@ public struct CampaignRules: Sendable {
     /// `member.updated`: the profile; a changed birthday moves the birthday timer.
     public func update(_ data: JSONObject, at time: EventTime, member: inout CampaignMember) throws(JSONFieldError) -> CampaignDecision {
         var decision = CampaignDecision()
+        // A closed member's profile is erased and stays so.
+        guard !member.closed else { return decision }
         let before = member.profile.birthday
         try member.profile.update(from: data)
         if member.registeredAt != nil, let birthday = member.profile.birthday, birthday != before {
             decision.timers.append(CampaignTimer(kind: .birthday, ref: "birthday", due: birthday.next(after: time, calendar: calendar)))
         }
         return decision
+    }
+
+    /// `member.closed`: never rewarded again; the birthday, kept only for birthday campaigns, is erased.
+    public func close(member: inout CampaignMember) {
+        member.closed = true
+        member.profile.birthday = nil
     }
 
     // MARK: Orders

@@ -123,3 +123,20 @@ public struct MemberProfile: Sendable, Equatable {
         }
     }
 }
+
+/// When a member's events count (DOMAIN.md, "Members"): an event of a member not yet registered
+/// waits for the registration at most `unknownMemberWaitHours` of event time, else it is
+/// dead-lettered. An event that arrives after the registration is held to the same bound, so
+/// its fate does not depend on which of the two was read first.
+public enum MemberLifetime {
+    /// Whether an event at `time` lies further before the registration than an unknown
+    /// member's events may wait for it.
+    public static func isTooEarly(_ time: EventTime, registeredAt: EventTime, waitHours: Int64) -> Bool {
+        time < registeredAt.adding(hours: -waitHours)
+    }
+
+    /// The dead letter's explanation.
+    public static func tooEarlyDetail(_ time: EventTime, registeredAt: EventTime, waitHours: Int64) -> String {
+        "event time \(time) is more than \(waitHours) hours before the member's registration at \(registeredAt)"
+    }
+}

@@ -192,6 +192,11 @@ public struct TransferLeg: Sendable, Equatable {
 
 /// What an input asks of the points service.
 public enum PointsInput: Sendable, Equatable {
+    /// Whether it is the member's registration.
+    public var isRegistration: Bool {
+        if case .registered = self { true } else { false }
+    }
+
     case registered(referrerID: String?)
     /// Profile changes and closing matter to other services; the points service notes them.
     case memberUpdated
