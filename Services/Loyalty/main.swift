@@ -34,6 +34,9 @@ let usage = """
       member <id> [--as-of TIME] [--json]
                            one member as the services see them (balance, lots, entries with their
                            causes, tier, campaigns, messages), from their HTTP APIs
+      contact <member> <channel>
+                           the address a sender delivers a message to (messages carry none); fails
+                           once the member was closed and their contact data erased
       campaigns publish <file> [--from <time>] | retire <id> [--from <time>] | list | show <id>
                            publish, retire and list campaign definitions; show a campaign's results
       tail <topic>         print a topic's records from the beginning until Ctrl-C
@@ -89,6 +92,7 @@ let commandHelp: [String: String] = [
     "dlq": DeadLetterCommands.usage,
     "status": "usage: loyalty status\n  per service and partition: stored offset, lag and stream time, from each service's /metrics",
     "member": MemberCommand.usage,
+    "contact": ContactCommand.usage,
     "tail": "usage: loyalty tail <topic>\n  print a topic's records from the beginning until Ctrl-C (`loyalty topics` lists them)",
     "probe": "usage: loyalty probe <path>\n  GET <path> (e.g. /ready) from the service API at LOYALTY_HTTP_ADDRESS; exit 0 on 200 (container healthchecks)",
     "topics": "usage: loyalty topics\n  list the topic catalogue: name, partitions, compacted or stream, key, summary",
@@ -158,6 +162,8 @@ do {
         guard status == 200 else { throw CLIError("probe: \(arguments[1]) answered \(status): \(String(decoding: body, as: UTF8.self))") }
     case "member":
         try MemberCommand.run(Array(arguments.dropFirst()), dataDirectory: dataDirectory)
+    case "contact":
+        try ContactCommand.run(Array(arguments.dropFirst()), dataDirectory: dataDirectory)
     case "campaigns":
         try CampaignCommands.run(Array(arguments.dropFirst()), bootstrapServers: bootstrapServers)
     case "tail":
