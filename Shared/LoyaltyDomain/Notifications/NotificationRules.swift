@@ -206,7 +206,9 @@ public struct NotificationRules: Sendable {
         }
         let locale = member.profile.locale
         let text = templates.render(type, locale: locale, fields: fields)
-        let key = SHA256.hex(Array([causes.joined(separator: ","), channel.rawValue, address, text, templates.version].joined(separator: "|").utf8))
+        // Not the address: senders look it up when they send, and a hash of a phone number is
+        // easily reversed.
+        let key = SHA256.hex(Array([member.member, causes.joined(separator: ","), channel.rawValue, text, templates.version].joined(separator: "|").utf8))
         decision.messages.append(OutboundMessage(
             type: type, channel: channel, address: address, locale: locale, text: text, causes: causes, sendAt: time,
             templateVersion: templates.version, idempotencyKey: key))
