@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Creates the topic catalogue on a real Kafka (the embedded broker does this by itself).
 # Input topics keep every record (retention.ms=-1): a store is rebuilt, or a new instance
-# started, by reading them from the beginning. Outputs keep the broker's default (7 days).
+# started, by reading them from the beginning; members are the exception, compacted for
+# erasure. Outputs keep the broker's default (7 days).
 set -euo pipefail
 kt=/opt/kafka/bin/kafka-topics.sh
 server=kafka:9092
 create() { $kt --bootstrap-server $server --create --if-not-exists --topic "$1" --partitions "${PARTITIONS:-6}" --replication-factor 1 "${@:2}"; }
 keep=(--config retention.ms=-1)
-create loyalty.members "${keep[@]}"
+# Members carry contact data: compacted, so that the shop's tombstone after member.closed
+# removes every record of the member (docs/operations.md, "Erasure").
+create loyalty.members --config cleanup.policy=compact --config min.compaction.lag.ms=604800000 --config delete.retention.ms=86400000
 create loyalty.orders "${keep[@]}"
 create loyalty.engagement "${keep[@]}"
 create loyalty.points.requests "${keep[@]}"
