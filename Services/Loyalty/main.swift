@@ -27,6 +27,9 @@ let usage = """
       publish <file>       publish CloudEvents (one JSON object per line) to the topic of their type
       adjust <member> <points> --reason TEXT --operator ID [--at TIME]
                            correct a member's points (either way), signed with the command key
+      import-balances <file> --system NAME --operator ID --at TIME
+                           bring members' balances over from the shop's earlier system, as lots
+                           with their own expiry (signed; one per member; a re-run changes nothing)
       dlq list [--reason R] [--since TIME] | show <id> | redrive <id>... | --reason R
                            list dead letters, show one with its original record, send records
                            back to their topics once the cause is fixed
@@ -88,6 +91,7 @@ let commandHelp: [String: String] = [
     "fault": BrokerCommand.faultUsage,
     "publish": "usage: loyalty publish <file>\n  publish CloudEvents (one JSON object per line) to the input topic of their type, keyed by subject;\n  every line is checked first, and nothing is sent if one is wrong",
     "adjust": Adjust.usage,
+    "import-balances": ImportBalances.usage,
     "campaigns": CampaignCommands.usage,
     "dlq": DeadLetterCommands.usage,
     "status": "usage: loyalty status\n  per service and partition: stored offset, lag and stream time, from each service's /metrics",
@@ -148,6 +152,8 @@ do {
         let adjustment = try Adjust.parse(Array(arguments.dropFirst()))
         try Adjust.publish(adjustment, keys: try commandKeys(), bootstrapServers: try bootstrapServers())
         print("published adjustment \(adjustment.id): \(adjustment.points) points for \(adjustment.member)")
+    case "import-balances":
+        try ImportBalances.run(Array(arguments.dropFirst()), keys: commandKeys, bootstrapServers: bootstrapServers)
     case "dlq":
         try DeadLetterCommands.run(Array(arguments.dropFirst()), bootstrapServers: bootstrapServers)
     case "status":

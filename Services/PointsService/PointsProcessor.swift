@@ -19,7 +19,9 @@ public final class PointsProcessor: StreamProcessor {
     public let commandTopics: Set<String> = [Topics.pointsCommands.name]
     /// Commands only the platform sends, each signed with a command key: from anyone else they
     /// would mint points.
-    static let signedTypes: Set<String> = EventType.internalCommands.union([EventType.pointsGrant, EventType.pointsReverse, EventType.adjust])
+    static let signedTypes: Set<String> = EventType.internalCommands.union([
+        EventType.pointsGrant, EventType.pointsReverse, EventType.adjust, EventType.openingBalance,
+    ])
     /// Member profiles carry contact data and birthdays: kept out of dead letters.
     public let personalDataTopics: Set<String> = [Topics.members.name]
     public var migrations: [Migration] { PointsSchema.migrations }
@@ -89,6 +91,12 @@ public final class PointsProcessor: StreamProcessor {
             input = try PointsInput.decode(type: event.type, data: event.data)
         } catch {
             throw Rejection(code: error.code, detail: error.detail)
+        }
+        if case .openingBalance = input {
+            // A migration brings balances over under someone's name, like an adjustment.
+            guard let operatorID = event.data["operator"]?.stringValue, !operatorID.isEmpty else {
+                throw Rejection(code: "invalid-event", detail: "data.operator: an opening balance names the operator who imported it")
+            }
         }
         if case .adjust(let adjustment) = input {
             // An operator's correction, not a way to print points: named, and bounded.

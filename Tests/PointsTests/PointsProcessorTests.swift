@@ -221,6 +221,46 @@ import Testing
         #expect(try harness.count("SELECT COALESCE(SUM(points), 0) FROM ledger WHERE member = 'm'") == 1_000)
     }
 
+    @Test func anOpeningBalanceBecomesLotsWithTheirOwnExpiryOncePerMember() throws {
+        let harness = try Harness()
+        try harness.apply([try event("r", EventType.memberRegistered, "m", "2026-03-01T09:00:00+08:00")])
+        func opening(_ id: String, system: String = "old-crm", lots: [(Int64, String)], signed: Bool = true) throws -> [(topic: String, event: CloudEvent)] {
+            let data: JSONObject = [
+                "system": .string(system), "operator": "migration-1",
+                "lots": .array(lots.map { .object(["points": .int($0.0), "expiresAt": .string($0.1)]) }),
+            ]
+            let command = try event(id, EventType.openingBalance, "m", "2026-03-02T00:00:00+08:00", data).withSource("loyalty/cli")
+            return try harness.apply([signed ? harness.keys.sign(command) : command])
+        }
+        func reason(_ out: [(topic: String, event: CloudEvent)]) -> String? {
+            out.first { $0.topic == Topics.deadLetters.name || $0.event.type == "points.refused" }?.event.data["reason"]?.stringValue
+        }
+        #expect(reason(try opening("unsigned", lots: [(100, "2026-06-01T00:00:00+08:00")], signed: false)) == "unauthenticated-command")
+        #expect(reason(try opening("stale", lots: [(100, "2026-06-01T00:00:00+08:00"), (50, "2026-03-01T00:00:00+08:00")])) == "lot-already-expired",
+                "all or nothing")
+        #expect(try harness.count("SELECT COALESCE(SUM(points), 0) FROM ledger WHERE member = 'm'") == 0)
+
+        let imported = try opening("opening-balance/old-crm/m", lots: [(300, "2026-04-01T00:00:00+08:00"), (200, "2027-01-01T00:00:00+08:00")])
+        let entries = imported.filter { $0.topic == Topics.pointsLedger.name }.map(\.event)
+        #expect(entries.map(\.type) == ["points.imported", "points.imported"])
+        #expect(entries.map(\.id) == ["opening-balance/old-crm/m/imported/1", "opening-balance/old-crm/m/imported/2"])
+        let balance = try #require(imported.last { $0.topic == Topics.pointsBalances.name }?.event)
+        #expect(balance.data["available"]?.int64Value == 500 && balance.data["lifetimeImported"]?.int64Value == 500)
+        #expect(balance.data["lifetimeEarned"]?.int64Value == 0, "imported, not earned here")
+        #expect(balance.data["nextExpiry"]?["points"]?.int64Value == 300)
+
+        #expect(try opening("opening-balance/old-crm/m", lots: [(300, "2026-04-01T00:00:00+08:00"), (200, "2027-01-01T00:00:00+08:00")]).isEmpty,
+                "the same import again is a duplicate")
+        #expect(reason(try opening("opening-balance/other/m", system: "other", lots: [(999, "2027-01-01T00:00:00+08:00")])) == "already-imported")
+
+        // Each lot expires at its own time, not the program's.
+        let later = try harness.apply([try event("c", EventType.checkedIn, "m", "2026-04-02T10:00:00+08:00")])
+        let expired = try #require(later.first { $0.event.type == "points.expired" }?.event)
+        let expiry = try EventTime.parse("2026-04-01T00:00:00+08:00")
+        #expect(expired.data["points"]?.int64Value == -300 && expired.time == expiry)
+        #expect(try harness.count("SELECT COALESCE(SUM(points), 0) FROM ledger WHERE member = 'm'") == 201)
+    }
+
     @Test func aReferralToAnUnknownReferrerIsRefusedAgainstTheReferee() throws {
         let harness = try Harness()
         let registration = try harness.apply([

@@ -22,6 +22,8 @@ public enum EntryKind: String, Sendable, Equatable {
     case deducted
     /// An operator's correction.
     case adjusted
+    /// An opening balance brought over from the shop's earlier system.
+    case imported
 }
 
 /// A warning that points will expire, sent `lots.expiryWarningDays` before.

@@ -40,6 +40,9 @@ public struct LifetimeTotals: Sendable, Equatable {
         self.reversed = reversed
     }
 
+    /// Points brought over as an opening balance from the shop's earlier system.
+    public var imported: Int64 = 0
+
     /// Points spent: redeemed, paid at checkout, and sent to other members.
     public var spent: Int64 { redeemed + cashOffset + transferredOut }
 }
@@ -148,6 +151,8 @@ public struct PointsAccount: Sendable, Equatable {
     public var member: String
     public var registeredAt: EventTime
     public var closed: Bool = false
+    /// The system an opening balance was imported from; a member gets one at most.
+    public var importedFrom: String?
     public var balance = Balance()
     public var lifetime = LifetimeTotals()
     /// Lots with points left, in creation order.

@@ -124,6 +124,28 @@ extension PointsInput {
             }
             let reason = try data.optionalString("reason")?.trimmingCharacters(in: .whitespacesAndNewlines)
             return .adjust(Adjustment(points: points, reason: reason?.isEmpty == true ? nil : reason))
+        case EventType.openingBalance:
+            let system = try required(data.string("system"), "system")
+            let raw = try data.optionalArray("lots") ?? []
+            guard (1...OpeningBalance.maximumLots).contains(raw.count) else {
+                throw InputError(code: "invalid-event", detail: "data.lots: from 1 to \(OpeningBalance.maximumLots) lots")
+            }
+            var lots: [OpeningBalance.ImportedLot] = []
+            for (index, value) in raw.enumerated() {
+                let path = "lots[\(index)]"
+                guard let lot = value.objectValue else { throw InputError(code: "invalid-event", detail: "data.\(path) must be an object") }
+                let points = try lot.int64("points", at: path)
+                guard points > 0, points <= OpeningBalance.maximumLotPoints else {
+                    throw InputError(code: "invalid-event", detail: "data.\(path).points must be between 1 and \(OpeningBalance.maximumLotPoints)")
+                }
+                let expiresText = try lot.string("expiresAt", at: path)
+                let expiresAt: EventTime
+                do { expiresAt = try EventTime.parse(expiresText) } catch {
+                    throw InputError(code: "invalid-event", detail: "data.\(path).expiresAt: \(error)")
+                }
+                lots.append(.init(points: points, expiresAt: expiresAt))
+            }
+            return .openingBalance(OpeningBalance(system: system, lots: lots))
         case EventType.transferCredit, EventType.transferReturned:
             let counterpartField = type == EventType.transferCredit ? "fromMemberId" : "toMemberId"
             let leg = TransferLeg(

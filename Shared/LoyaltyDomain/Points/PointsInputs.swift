@@ -19,6 +19,8 @@ public enum EventType {
     public static let adjust = "points.adjust"
     public static let transferCredit = "points.transfer-credit"
     public static let transferReturned = "points.transfer-returned"
+    /// A member's balance brought over from another system, as lots with their own expiry.
+    public static let openingBalance = "points.opening-balance"
 
     /// Commands only the points service itself may send (they move points between members).
     public static let internalCommands: Set<String> = [referralReward, transferCredit, transferReturned]
@@ -175,6 +177,34 @@ public struct Adjustment: Sendable, Equatable {
     }
 }
 
+/// A balance brought over from the loyalty system a shop used before: lots, each with its
+/// own expiry, imported once per member.
+public struct OpeningBalance: Sendable, Equatable {
+    public struct ImportedLot: Sendable, Equatable {
+        public var points: Int64
+        public var expiresAt: EventTime
+
+        public init(points: Int64, expiresAt: EventTime) {
+            self.points = points
+            self.expiresAt = expiresAt
+        }
+    }
+
+    /// At most this many lots in one opening balance.
+    public static let maximumLots = 100
+    /// At most this many points in one lot (a program figure's bound).
+    public static let maximumLotPoints: Int64 = 1_000_000_000
+
+    /// The system the balance comes from, for the ledger entries' details.
+    public var system: String
+    public var lots: [ImportedLot]
+
+    public init(system: String, lots: [ImportedLot]) {
+        self.system = system
+        self.lots = lots
+    }
+}
+
 /// A transfer's points arriving at the recipient (or, returned, back at the sender).
 public struct TransferLeg: Sendable, Equatable {
     /// The other member: the sender for a credit, the recipient for a return.
@@ -214,6 +244,7 @@ public enum PointsInput: Sendable, Equatable {
     case cashOffset(CashOffset)
     case transfer(Transfer)
     case adjust(Adjustment)
+    case openingBalance(OpeningBalance)
     case transferCredit(TransferLeg)
     case transferReturned(TransferLeg)
 }

@@ -104,6 +104,8 @@ extension PointsAccount {
             ("lifetimeAdjustedUp", lifetime.adjustedUp), ("lifetimeAdjustedDown", lifetime.adjustedDown), ("entries", entries),
         ]
         for (key, value) in figures { w.key(key); w.int(value) }
+        // Only members who brought a balance over have this figure.
+        if lifetime.imported != 0 { w.key("lifetimeImported"); w.int(lifetime.imported) }
         w.endObject()
     }
 }
@@ -119,6 +121,12 @@ extension PointsAccount {
         w.key("member"); w.string(member)
         w.key("registeredAt"); w.int(registeredAt.millis)
         w.key("closed"); w.bool(closed)
+        if let importedFrom {
+            w.key("imported"); w.beginObject()
+            w.key("from"); w.string(importedFrom)
+            w.key("points"); w.int(lifetime.imported)
+            w.endObject()
+        }
         w.key("balance"); balance.write(to: &w)
         w.key("lifetime"); w.beginArray()
         for value in [lifetime.earned, lifetime.reversed, lifetime.redeemed, lifetime.cashOffset, lifetime.transferredOut,
@@ -212,6 +220,10 @@ extension PointsAccount {
         account.lifetime.deducted = totals[8]
         account.lifetime.adjustedUp = totals[9]
         account.lifetime.adjustedDown = totals[10]
+        if let imported = root["imported"]?.objectValue {
+            account.importedFrom = try imported.string("from")
+            account.lifetime.imported = try imported.int64("points")
+        }
         account.lotsCreated = try root.int64("lotsCreated")
         account.entries = try root.int64("entries")
         account.lots = try root.array("lots").map { raw in

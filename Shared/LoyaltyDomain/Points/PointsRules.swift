@@ -241,7 +241,7 @@ public struct PointsRules: Sendable {
             applyGrant(event, grant, &account, &decision)
         case .reversal(let reversal):
             applyReversal(event, reversal, &account, &decision)
-        case .redeem, .cashOffset, .transfer, .adjust, .transferCredit, .transferReturned:
+        case .redeem, .cashOffset, .transfer, .adjust, .openingBalance, .transferCredit, .transferReturned:
             break  // spending: `applySpending`
         }
     }
@@ -447,6 +447,23 @@ public struct PointsRules: Sendable {
                       details: [("reason", reason)], allowDebt: true, &account, &decision)
                 account.lifetime.adjustedDown -= adjustment.points
             }
+        case .openingBalance(let opening):
+            guard account.importedFrom == nil else {
+                decision.refusals.append(refusal(event, subject: "opening-balance", reason: "already-imported", detail: account.importedFrom))
+                return
+            }
+            // All or nothing: a lot that expired before its import would make the balance
+            // differ from the one the member was told.
+            if let index = opening.lots.firstIndex(where: { $0.expiresAt <= event.time }) {
+                decision.refusals.append(refusal(event, subject: "opening-balance", reason: "lot-already-expired", detail: "lots[\(index)]"))
+                return
+            }
+            for (index, lot) in opening.lots.enumerated() {
+                credit(event, points: lot.points, kind: .imported, source: "opening-balance", rule: "imported/\(index + 1)",
+                       details: [("system", opening.system)], expiresAt: lot.expiresAt, &account, &decision)
+                account.lifetime.imported += lot.points
+            }
+            account.importedFrom = opening.system
         default:
             break
         }
@@ -579,10 +596,11 @@ public struct PointsRules: Sendable {
     @discardableResult
     private func credit(
         _ event: PointsEvent, points: Int64, kind: EntryKind = .earned, source: String, orderID: String? = nil, rule: String,
-        details: [(String, String)], _ account: inout PointsAccount, _ decision: inout PointsDecision
+        details: [(String, String)], expiresAt: EventTime? = nil, _ account: inout PointsAccount, _ decision: inout PointsDecision
     ) -> String? {
         guard points > 0 else { return nil }
         var lot = newLot(&account, source: source, orderID: orderID, earnedAt: event.time, availableAt: event.time, points: points, pending: false)
+        if let expiresAt { lot.expiresAt = expiresAt }
         noteExpiry(of: lot, account, &decision)
         let repaid = min(account.balance.debt, points)
         lot.remaining -= repaid
