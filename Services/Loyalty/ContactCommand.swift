@@ -23,11 +23,7 @@ enum ContactCommand {
         let token = ProcessInfo.processInfo.environment["LOYALTY_HTTP_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
         let encoded = member.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(["/"])) ?? member
         let path = "/members/\(encoded)/contacts/\(channel)"
-        var (status, body) = try HTTPClient.get(address, path, token: token)
-        // Another instance owns the member's task: ask the one the directory names.
-        if status == 421, let owner = (try? JSONValue.parse(body))?["owner"]?.stringValue {
-            (status, body) = try HTTPClient.get(owner, path, token: token)
-        }
+        let (status, body) = try HTTPClient.getFollowingOwner(address, path, token: token)
         let answer = try? JSONValue.parse(body)
         guard status == 200, let contact = answer?["address"]?.stringValue else {
             throw CLIError(answer?["error"]?.stringValue ?? "HTTP \(status) \(String(decoding: body, as: UTF8.self))")

@@ -42,11 +42,7 @@ enum MemberCommand {
                 continue
             }
             do {
-                var (status, body) = try HTTPClient.get(address, path, token: token)
-                // Another instance owns the member's task: ask the one the directory names.
-                if status == 421, let owner = (try? JSONValue.parse(body))?["owner"]?.stringValue {
-                    (status, body) = try HTTPClient.get(owner, path, token: token)
-                }
+                let (status, body) = try HTTPClient.getFollowingOwner(address, path, token: token)
                 switch status {
                 case 200: views[service] = try JSONValue.parse(body)
                 case 404: views[service] = .null

@@ -170,6 +170,14 @@ struct HTTPResponseError: Error {
 /// A minimal HTTP/1.1 GET over a POSIX socket, for the CLI and tests: no dependency, no TLS
 /// (the service API listens on a private address).
 public enum HTTPClient {
+    /// GETs a member's data: when the instance asked answers 421 (another instance owns the
+    /// member's task), asks the owner it names.
+    public static func getFollowingOwner(_ address: String, _ path: String, token: String? = nil) throws -> (status: Int, body: [UInt8]) {
+        let answer = try get(address, path, token: token)
+        guard answer.status == 421, let owner = (try? JSONValue.parse(answer.body))?["owner"]?.stringValue else { return answer }
+        return try get(owner, path, token: token)
+    }
+
     /// GETs `path` from `address` (`host:port`): the status and the body.
     public static func get(_ address: String, _ path: String, token: String? = nil, timeoutSeconds: Int = 10) throws -> (status: Int, body: [UInt8]) {
         var (host, target) = try ipv4SocketAddress(address, variable: "address")
