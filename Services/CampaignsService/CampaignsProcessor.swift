@@ -200,12 +200,7 @@ public final class CampaignsProcessor: StreamProcessor {
             // Events can arrive before the member's registration (another topic): they wait
             // for it, like the points service's, and are then applied in event-time order.
             guard let registeredAt = member.registeredAt else { return try park(input, batch) }
-            let waitHours = rules.program.members.unknownMemberWaitHours
-            if input.isExternalInput, MemberLifetime.isTooEarly(input.time, registeredAt: registeredAt, waitHours: waitHours) {
-                // Had it come before the registration, its wait would have run out first.
-                return try batch.deadLetter(input.body.record, reason: Rejection(
-                    code: "member-not-registered", detail: MemberLifetime.tooEarlyDetail(input.time, registeredAt: registeredAt, waitHours: waitHours)))
-            }
+            if let rejection = tooEarly(input, registeredAt: registeredAt) { return try batch.deadLetter(input.body.record, reason: rejection) }
             decision = decide(input.body.input, at: input.time, member: &member, campaigns: campaigns)
         }
         try record(decision, member: member, cause: input.eventID, time: input.time, batch)
@@ -229,6 +224,14 @@ public final class CampaignsProcessor: StreamProcessor {
             input, record: input.body.record, until: input.time.adding(hours: rules.program.members.unknownMemberWaitHours), in: batch)
     }
 
+    /// A shop's event dated further before its member's registration than an unknown member's
+    /// events may wait: had it come before the registration, its wait would have run out first.
+    private func tooEarly(_ input: Decoded<CampaignRecord>, registeredAt: EventTime) -> Rejection? {
+        let waitHours = rules.program.members.unknownMemberWaitHours
+        guard input.isExternalInput, MemberLifetime.isTooEarly(input.time, registeredAt: registeredAt, waitHours: waitHours) else { return nil }
+        return Rejection(code: "member-not-registered", detail: MemberLifetime.tooEarlyDetail(input.time, registeredAt: registeredAt, waitHours: waitHours))
+    }
+
     private func applyParkedEvents(of member: String, _ batch: Batch) throws {
         for parked in try ParkedRecords.take(member: member, in: batch) {
             // It decoded when it arrived, but the service may have been restarted with other rules since.
@@ -238,6 +241,10 @@ public final class CampaignsProcessor: StreamProcessor {
                 continue
             }
             var state = try load(member, batch.database, since: input.time)
+            if let registeredAt = state.registeredAt, let rejection = tooEarly(input, registeredAt: registeredAt) {
+                try batch.deadLetter(parked, reason: rejection)
+                continue
+            }
             try loadTotalsIfNeeded(batch.database)
             let decision = decide(input.body.input, at: input.time, member: &state, campaigns: registry.inEffect(at: input.time))
             try record(decision, member: state, cause: input.eventID, time: input.time, batch)

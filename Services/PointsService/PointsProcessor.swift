@@ -123,12 +123,8 @@ public final class PointsProcessor: StreamProcessor {
         let event = input.body.event
         var cached = try load(event.member, batch.database)
         let wasRegistered = cached.account != nil
-        let waitHours = rules.program.members.unknownMemberWaitHours
-        if input.isExternalInput, let registeredAt = cached.account?.registeredAt, !event.input.isRegistration,
-           MemberLifetime.isTooEarly(event.time, registeredAt: registeredAt, waitHours: waitHours) {
-            // Had it come before the registration, its wait would have run out first.
-            return try batch.deadLetter(input.body.consumedRecord, reason: Rejection(
-                code: "member-not-registered", detail: MemberLifetime.tooEarlyDetail(event.time, registeredAt: registeredAt, waitHours: waitHours)))
+        if let rejection = tooEarly(input, registeredAt: cached.account?.registeredAt) {
+            return try batch.deadLetter(input.body.consumedRecord, reason: rejection)
         }
         var stock: Int64?
         if case .redeem(let redemption) = event.input { stock = try stockLeft(of: redemption.rewardID, batch.database) }
@@ -410,6 +406,17 @@ public final class PointsProcessor: StreamProcessor {
             ref: input.eventID))
     }
 
+    /// A shop's event dated further before its member's registration than an unknown member's
+    /// events may wait: had it come before the registration, its wait would have run out first.
+    /// (Operators' commands, an import or an adjustment, are dated by the operator.)
+    private func tooEarly(_ input: Decoded<PointsRecord>, registeredAt: EventTime?) -> Rejection? {
+        let event = input.body.event
+        guard input.isExternalInput, let registeredAt, !event.input.isRegistration, !event.input.isOperatorCommand else { return nil }
+        let waitHours = rules.program.members.unknownMemberWaitHours
+        guard MemberLifetime.isTooEarly(event.time, registeredAt: registeredAt, waitHours: waitHours) else { return nil }
+        return Rejection(code: "member-not-registered", detail: MemberLifetime.tooEarlyDetail(event.time, registeredAt: registeredAt, waitHours: waitHours))
+    }
+
     /// Applies the kept events of a member who just registered, in event-time order.
     private func applyParkedEvents(of member: String, _ batch: Batch) throws {
         let parked = try batch.database.prepare(
@@ -434,6 +441,11 @@ public final class PointsProcessor: StreamProcessor {
                 continue
             }
             var cached = try load(member, batch.database)
+            if let rejection = tooEarly(decoded, registeredAt: cached.account?.registeredAt) {
+                let record = ConsumedRecord(topic: row.topic, partition: row.partition, offset: row.offset, key: Array(member.utf8), value: row.value)
+                try batch.deadLetter(record, reason: rejection)
+                continue
+            }
             let decision = rules.apply(decoded.body.event, to: &cached.account)
             try record(decision, into: &cached, batch)
             accounts[member] = cached

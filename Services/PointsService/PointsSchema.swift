@@ -61,5 +61,13 @@ enum PointsSchema {
                 taken INTEGER NOT NULL
             ) WITHOUT ROWID;
             """),
+        Migration(version: 102, name: "no profiles kept", sql: """
+            -- Earlier builds kept member.updated events (with contact data) of members not yet
+            -- registered; they change nothing here, so they go, overwritten, with their timers.
+            PRAGMA secure_delete = ON;
+            DELETE FROM timers WHERE kind = 'unknown-member' AND ref IN (
+                SELECT event_id FROM parked WHERE topic = 'loyalty.members' AND CAST(value AS TEXT) LIKE '%"type":"member.updated"%');
+            DELETE FROM parked WHERE topic = 'loyalty.members' AND CAST(value AS TEXT) LIKE '%"type":"member.updated"%';
+            """),
     ]
 }

@@ -38,6 +38,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     private var reachedEnd: Set<TopicPartition> = []
     /// A batch erased personal data and the write-ahead log has not been truncated since.
     private var erasurePending = false
+    private var lastErasureAttempt: Int64 = 0
 
     /// Totals since start, for logs and tests.
     public private(set) var totals = BatchOutcome()
@@ -75,7 +76,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         if processor.storesPersonalData {
             try database.execute("PRAGMA secure_delete = ON")
             // An erasure committed just before the last stop may still be in the log.
-            _ = try database.prepare("PRAGMA wal_checkpoint(TRUNCATE)").queryOne { $0.int64(0) }
+            erasurePending = true
         }
         // Checkpoints happen on a connection of their own, not inside the loop's commits.
         try database.execute("PRAGMA wal_autocheckpoint = 0")
@@ -133,7 +134,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 try applyBatch(startingWith: first?.item, wallClock: wallClock)
             }
             resumePartitions()
-            if erasurePending { try boundWriteAheadLog() }
+            if erasurePending && monotonicMilliseconds() - lastErasureAttempt >= 1_000 { try boundWriteAheadLog() }
             let now = monotonicMilliseconds()
             if announcementDue { try announce(tasks: merger.assignedTasks) }
             if now - lastStatus >= 500 {
@@ -294,8 +295,8 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         totals.skippedBehindOffset += outcome.skippedBehindOffset
         totals.late += outcome.late
         totals.timersFired += outcome.timersFired
-        try relay.publish(outcome.outbox)
         if outcome.erasedPersonalData { erasurePending = true }
+        try relay.publish(outcome.outbox)
         try boundWriteAheadLog()
     }
 
@@ -359,9 +360,13 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     private func boundWriteAheadLog() throws {
         if erasurePending {
             // The log still holds the pages as they were before the erasure: copy it into the
-            // database (whose freed space `secure_delete` zeroes) and cut it to nothing.
-            let busy = try applier.database.prepare("PRAGMA wal_checkpoint(TRUNCATE)").queryOne { $0.int64(0) } ?? 1
-            if busy == 0 { erasurePending = false } else { logger.debug("erasure checkpoint busy, retrying after the next batch") }
+            // database (whose freed space `secure_delete` zeroes) and cut it to nothing. Without
+            // waiting for readers (an HTTP lookup): when one is there, try again a second later.
+            lastErasureAttempt = monotonicMilliseconds()
+            try applier.database.execute("PRAGMA busy_timeout = 0")
+            defer { try? applier.database.execute("PRAGMA busy_timeout = \(DatabaseConfiguration(path: "").busyTimeoutMilliseconds)") }
+            let busy = (try? applier.database.prepare("PRAGMA wal_checkpoint(TRUNCATE)").queryOne { $0.int64(0) }) ?? 1
+            if busy == 0 { erasurePending = false } else { logger.debug("erasure checkpoint busy, retrying in a second") }
             return
         }
         guard configuration.walLimitBytes > 0 else { return }

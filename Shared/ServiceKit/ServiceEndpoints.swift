@@ -58,6 +58,10 @@ public final class ServiceEndpoints: @unchecked Sendable {
             guard let given = request.headers["authorization"], given == "Bearer \(token)" else {
                 return .error(401, "member data needs Authorization: Bearer <LOYALTY_HTTP_TOKEN>")
             }
+        } else if id.contains("/") {
+            // Parts of a member beyond the view (a contact address) are never open to anyone
+            // who can reach the port.
+            return .error(403, "member resources need LOYALTY_HTTP_TOKEN set on the service")
         }
         // `/members/<id>` or `/members/<id>/<resource>`: the first slash ends the member id.
         let parts = id.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)

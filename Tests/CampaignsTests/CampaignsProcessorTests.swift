@@ -91,6 +91,15 @@ import Testing
         #expect(try !stored().contains("08-01") && birthdayTimers() == 0, "a closed member's profile stays erased")
     }
 
+    @Test func aRegistrationReadAfterTheClosureKeepsNoBirthday() throws {
+        let h = try Harness()
+        try h.apply([(try Self.event("close", EventType.memberClosed, "m", "2026-02-01T10:00:00+08:00"), Topics.members.name)])
+        try h.apply([try Self.registered("m", "2026-01-01T10:00:00+08:00", ["birthday": "1990-07-15"])])
+        let state = String(decoding: try h.applier.database.prepare("SELECT state FROM campaign_members WHERE member = 'm'").queryOne { $0.blob(0) } ?? [], as: UTF8.self)
+        #expect(!state.contains("07-15"))
+        #expect(try h.applier.database.prepare("SELECT count(*) FROM timers WHERE member = 'm'").queryOne { $0.int64(0) } == 0, "no birthday, no dormancy timers")
+    }
+
     @Test func anOrderDatedFarBeforeTheRegistrationIsDeadLetteredAsIfItHadComeFirst() throws {
         let h = try Harness()
         try h.apply([try Self.registered("m", "2026-03-01T10:00:00+08:00")])

@@ -241,8 +241,9 @@ import Testing
         #expect(try harness.count("SELECT COALESCE(SUM(points), 0) FROM ledger WHERE member = 'm'") == 0)
 
         let imported = try opening("opening-balance/old-crm/m", lots: [(300, "2026-04-01T00:00:00+08:00"), (200, "2027-01-01T00:00:00+08:00")])
-        let entries = imported.filter { $0.topic == Topics.pointsLedger.name }.map(\.event)
+        let entries = imported.filter { $0.topic == Topics.pointsLedger.name && $0.event.type != "points.expiry-warning" }.map(\.event)
         #expect(entries.map(\.type) == ["points.imported", "points.imported"])
+        #expect(imported.contains { $0.event.type == "points.expiry-warning" && $0.event.data["points"]?.int64Value == 300 }, "the lot expiring within 30 days")
         #expect(entries.map(\.id) == ["opening-balance/old-crm/m/imported/1", "opening-balance/old-crm/m/imported/2"])
         let balance = try #require(imported.last { $0.topic == Topics.pointsBalances.name }?.event)
         #expect(balance.data["available"]?.int64Value == 500 && balance.data["lifetimeImported"]?.int64Value == 500)
@@ -259,6 +260,28 @@ import Testing
         let expiry = try EventTime.parse("2026-04-01T00:00:00+08:00")
         #expect(expired.data["points"]?.int64Value == -300 && expired.time == expiry)
         #expect(try harness.count("SELECT COALESCE(SUM(points), 0) FROM ledger WHERE member = 'm'") == 201)
+    }
+
+    @Test func anOpeningBalanceWarnsOfLotsExpiringSoonAndRestartsTheInactivityClock() throws {
+        let harness = try Harness()
+        // Registered long ago in the old system, no order here yet.
+        try harness.apply([try event("r", EventType.memberRegistered, "m", "2025-01-01T09:00:00+08:00")])
+        let data: JSONObject = [
+            "system": "old-crm", "operator": "migration-1",
+            "lots": [["points": 300, "expiresAt": "2025-12-20T00:00:00+08:00"], ["points": 700, "expiresAt": "2026-12-31T00:00:00+08:00"]],
+        ]
+        let imported = try harness.apply([harness.keys.sign(
+            try event("opening-balance/old-crm/m", EventType.openingBalance, "m", "2025-12-01T00:00:00+08:00", data).withSource("loyalty/cli"))])
+        let warning = try #require(imported.first { $0.event.type == "points.expiry-warning" }?.event, "a lot expiring within the warning period is warned of at once")
+        let cutOver = try EventTime.parse("2025-12-01T00:00:00+08:00")
+        #expect(warning.data["points"]?.int64Value == 300 && warning.time == cutOver)
+        // The clock ran from the registration; the import restarts it: nothing is deducted until 90 days after it.
+        let quiet = try harness.apply([try event("c1", EventType.checkedIn, "m", "2026-02-27T10:00:00+08:00")])
+        #expect(!quiet.contains { $0.event.type == "points.deducted" })
+        let later = try harness.apply([try event("c2", EventType.checkedIn, "m", "2026-03-02T10:00:00+08:00")])
+        let deducted = try #require(later.first { $0.event.type == "points.deducted" }?.event)
+        let due = try EventTime.parse("2026-03-01T00:00:00+08:00")
+        #expect(deducted.time == due)
     }
 
     @Test func aReferralToAnUnknownReferrerIsRefusedAgainstTheReferee() throws {

@@ -72,7 +72,8 @@ public struct CampaignRules: Sendable {
     /// `member.registered`: the profile, the dormancy clock, the birthday timer and dormant timers.
     public func register(_ data: JSONObject, at time: EventTime, member: inout CampaignMember, campaigns: [CampaignDefinition]) throws(JSONFieldError) -> CampaignDecision {
         var decision = CampaignDecision()
-        guard member.registeredAt == nil else { return decision }
+        // A closure read before the registration: the member stays closed, the profile unkept.
+        guard member.registeredAt == nil, !member.closed else { return decision }
         try member.profile.update(from: data)
         member.registeredAt = time
         member.dormantSince = time

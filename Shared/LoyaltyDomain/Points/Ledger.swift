@@ -43,10 +43,14 @@ public struct ExpiryWarning: Sendable, Equatable {
 public struct LotChange: Sendable, Equatable {
     public var lotID: String
     public var delta: Int64
+    /// When the lot expires, on the change that creates it: so the ledger alone tells what
+    /// will expire when (the points-health report's forecast).
+    public var expiresAt: EventTime?
 
-    public init(lotID: String, delta: Int64) {
+    public init(lotID: String, delta: Int64, expiresAt: EventTime? = nil) {
         self.lotID = lotID
         self.delta = delta
+        self.expiresAt = expiresAt
     }
 }
 

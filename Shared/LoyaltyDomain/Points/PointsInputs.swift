@@ -227,6 +227,14 @@ public enum PointsInput: Sendable, Equatable {
         if case .registered = self { true } else { false }
     }
 
+    /// Whether an operator sent it (an adjustment, an opening balance), not the shop.
+    public var isOperatorCommand: Bool {
+        switch self {
+        case .adjust, .openingBalance: true
+        default: false
+        }
+    }
+
     case registered(referrerID: String?)
     /// Profile changes and closing matter to other services; the points service notes them.
     case memberUpdated

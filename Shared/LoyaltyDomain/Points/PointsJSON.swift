@@ -42,6 +42,7 @@ extension LedgerEntry {
             writer.beginObject()
             writer.key("lotId"); writer.string(change.lotID)
             writer.key("delta"); writer.int(change.delta)
+            if let expiresAt = change.expiresAt { writer.key("expiresAt"); writer.string(expiresAt.rfc3339) }
             writer.endObject()
         }
         writer.endArray()

@@ -464,6 +464,16 @@ public struct PointsRules: Sendable {
                 account.lifetime.imported += lot.points
             }
             account.importedFrom = opening.system
+            // The cut-over starts the member's life here: the inactivity clock runs from it (a
+            // timer set for an earlier time re-arms itself when it fires).
+            account.inactivityDue = max(account.inactivityDue ?? event.time, event.time.adding(days: program.inactivity.afterDays))
+            // A lot expiring within the warning period is warned of at once, not never.
+            for expiresAt in Set(opening.lots.map(\.expiresAt)).sorted() where warningTime(for: expiresAt) <= event.time {
+                let points = account.lots.filter { $0.expiresAt == expiresAt }.reduce(0) { $0 + $1.remaining }
+                if points > 0 {
+                    decision.warnings.append(ExpiryWarning(member: account.member, expiresAt: expiresAt, points: points, time: event.time))
+                }
+            }
         default:
             break
         }
@@ -587,7 +597,7 @@ public struct PointsRules: Sendable {
         decision.entries.append(entry(
             account: &account, id: "\(event.id)/\(rule)", time: event.time, kind: .earned, source: source, causeID: event.id,
             orderID: orderID, refundID: nil, points: points, available: 0, pending: points, debt: 0,
-            lots: [LotChange(lotID: lot.id, delta: points)], details: details))
+            lots: [LotChange(lotID: lot.id, delta: points, expiresAt: lot.expiresAt)], details: details))
         return lot.id
     }
 
@@ -611,7 +621,7 @@ public struct PointsRules: Sendable {
         decision.entries.append(entry(
             account: &account, id: "\(event.id)/\(rule)", time: event.time, kind: kind, source: source, causeID: event.id,
             orderID: orderID, refundID: nil, points: points, available: points - repaid, pending: 0, debt: -repaid,
-            lots: [LotChange(lotID: lot.id, delta: points - repaid)], details: details))
+            lots: [LotChange(lotID: lot.id, delta: points - repaid, expiresAt: lot.expiresAt)], details: details))
         return lot.id
     }
 

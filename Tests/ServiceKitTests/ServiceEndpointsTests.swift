@@ -1,0 +1,43 @@
+import Foundation
+import LoyaltyDomain
+import Messaging
+import Storage
+import Testing
+
+@testable import ServiceKit
+
+/// The member routes of the HTTP API, without a server: who may see what.
+@Suite struct ServiceEndpointsTests {
+    static func endpoints(token: String?, directory: URL) -> ServiceEndpoints {
+        let status = ServiceStatus(service: "test")
+        status.update { snapshot in
+            snapshot.partitionCount = 1
+            snapshot.partitions[TopicPartition(topic: "t", partition: 0)] = .init(committed: 0, end: nil, reachedEnd: false, streamTime: nil)
+        }
+        return ServiceEndpoints(
+            status: status, databasePath: directory.appendingPathComponent("test.sqlite").path, token: token,
+            memberView: { member, _, _ in ["member": .string(member)] },
+            memberResource: { member, resource, _ in
+                resource == "contacts/sms" ? .found(["address": "13800138000"]) : member == "gone" ? .gone("erased") : .notFound("no \(resource)")
+            })
+    }
+
+    static func get(_ endpoints: ServiceEndpoints, _ path: String, token: String? = nil) -> Int {
+        endpoints.handle(HTTPRequest(path: path, query: [:], headers: token.map { ["authorization": "Bearer \($0)"] } ?? [:])).status
+    }
+
+    @Test func memberResourcesNeedATokenAndAnswerFoundMissingOrGone() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("endpoints-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let open = Self.endpoints(token: nil, directory: directory)
+        #expect(Self.get(open, "/members/m") == 200, "a member view, as before")
+        #expect(Self.get(open, "/members/m/contacts/sms") == 403, "an address is never served without a token")
+        let guarded = Self.endpoints(token: "s3cret", directory: directory)
+        #expect(Self.get(guarded, "/members/m/contacts/sms") == 401)
+        #expect(Self.get(guarded, "/members/m/contacts/sms", token: "s3cret") == 200)
+        #expect(Self.get(guarded, "/members/m/contacts/fax", token: "s3cret") == 404)
+        #expect(Self.get(guarded, "/members/gone/contacts/email", token: "s3cret") == 410)
+        #expect(Self.get(guarded, "/members/m/", token: "s3cret") == 400)
+    }
+}
