@@ -27,6 +27,7 @@ let package = Package(
             resources: [.copy("Resources/reference-program.json"), .copy("Resources/reference-campaigns.json"), .copy("Resources/reference-templates.json"), .copy("Resources/event-schemas")]),
         .target(name: "Messaging", dependencies: ["CRdKafka", "LoyaltyDomain"], path: "Shared/Messaging"),
         .target(name: "Storage", dependencies: ["CSQLite"], path: "Shared/Storage"),
+        .target(name: "Reporting", dependencies: ["LoyaltyDomain", "Messaging"], path: "Shared/Reporting"),
         .target(
             name: "ServiceKit",
             dependencies: ["LoyaltyDomain", "Messaging", "Storage", "ReferenceProgram"],
@@ -55,7 +56,7 @@ let package = Package(
             name: "NotificationsMain", dependencies: ["NotificationsService", "ServiceKit", "ReferenceProgram", "LoyaltyDomain"],
             path: "Services/Notifications"),
         .executableTarget(
-            name: "Loyalty", dependencies: ["LoyaltyDomain", "Messaging", "Storage", "ServiceKit", "ReferenceProgram", "PointsService"],
+            name: "Loyalty", dependencies: ["LoyaltyDomain", "Messaging", "Storage", "ServiceKit", "ReferenceProgram", "PointsService", "Reporting"],
             path: "Services/Loyalty"),
 
         // Tests.
@@ -70,6 +71,6 @@ let package = Package(
         .testTarget(
             name: "FuzzTests",
             dependencies: ["PointsService", "TiersService", "CampaignsService", "NotificationsService", "ServiceKit", "Storage", "LoyaltyDomain", "ReferenceProgram", "Messaging"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["Messaging", "LoyaltyDomain", "Storage", "ReferenceProgram", "ServiceKit"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["Messaging", "LoyaltyDomain", "Storage", "ReferenceProgram", "ServiceKit", "Reporting"]),
     ]
 )

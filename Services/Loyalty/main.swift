@@ -37,6 +37,9 @@ let usage = """
       member <id> [--as-of TIME] [--json]
                            one member as the services see them (balance, lots, entries with their
                            causes, tier, campaigns, messages), from their HTTP APIs
+      report [--as-of TIME] [--locale en|zh-CN] [--out FILE]
+                           the points-health report as one HTML file: flows per month, liability and
+                           its expiry forecast, tiers, campaigns' cost and uplift, dead letters
       contact <member> <channel>
                            the address a sender delivers a message to (messages carry none); fails
                            once the member was closed and their contact data erased
@@ -97,6 +100,7 @@ let commandHelp: [String: String] = [
     "status": "usage: loyalty status\n  per service and partition: stored offset, lag and stream time, from each service's /metrics",
     "member": MemberCommand.usage,
     "contact": ContactCommand.usage,
+    "report": ReportCommand.usage,
     "tail": "usage: loyalty tail <topic>\n  print a topic's records from the beginning until Ctrl-C (`loyalty topics` lists them)",
     "probe": "usage: loyalty probe <path>\n  GET <path> (e.g. /ready) from the service API at LOYALTY_HTTP_ADDRESS; exit 0 on 200 (container healthchecks)",
     "topics": "usage: loyalty topics\n  list the topic catalogue: name, partitions, compacted or stream, key, summary",
@@ -170,6 +174,8 @@ do {
         try MemberCommand.run(Array(arguments.dropFirst()), dataDirectory: dataDirectory)
     case "contact":
         try ContactCommand.run(Array(arguments.dropFirst()), dataDirectory: dataDirectory)
+    case "report":
+        try ReportCommand.run(Array(arguments.dropFirst()), bootstrapServers: bootstrapServers)
     case "campaigns":
         try CampaignCommands.run(Array(arguments.dropFirst()), bootstrapServers: bootstrapServers)
     case "tail":

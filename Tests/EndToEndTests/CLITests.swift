@@ -23,7 +23,7 @@ extension EndToEnd {
             let directory = parent.appendingPathComponent("data")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             try "keep".write(to: directory.appendingPathComponent("points.sqlite"), atomically: true, encoding: .utf8)
-            let commands = ["demo", "bench", "broker", "dev", "flood", "fault", "publish", "adjust", "import-balances", "campaigns", "dlq", "status", "member", "contact", "probe", "tail", "topics"]
+            let commands = ["demo", "bench", "broker", "dev", "flood", "fault", "publish", "adjust", "import-balances", "campaigns", "dlq", "status", "member", "contact", "report", "probe", "tail", "topics"]
             for command in commands {
                 for flag in ["--help", "-h"] {
                     let (status, output) = try run([command, flag], in: directory)

@@ -1,0 +1,226 @@
+import LoyaltyDomain
+import Messaging
+
+/// The figures of the points-health report, computed from what the platform published (the
+/// ledger, tier changes, campaign definitions and results, dead letters) as of an instant.
+/// Pure: the same events give the same figures.
+public struct PointsHealth: Sendable, Equatable {
+    /// Points moved in one local month, by kind, and the liability at its end.
+    public struct Month: Sendable, Equatable {
+        /// `YYYY-MM` in the program's time zone.
+        public var label: String
+        public var issued: Int64 = 0
+        public var redeemed: Int64 = 0
+        public var expired: Int64 = 0
+        public var deducted: Int64 = 0
+        public var reversed: Int64 = 0
+        public var adjusted: Int64 = 0
+        /// Points outstanding at the month's end (available + pending − debt, all members).
+        public var liability: Int64 = 0
+    }
+
+    /// Members moving between two tiers in one month.
+    public struct TierFlow: Sendable, Equatable {
+        public var month: String
+        public var from: String
+        public var to: String
+        public var members: Int
+    }
+
+    /// One campaign's reach, cost and measured effect.
+    public struct Campaign: Sendable, Equatable {
+        public struct Group: Sendable, Equatable {
+            public var members: Int64 = 0
+            public var triggers: Int64 = 0
+            public var orders: Int64 = 0
+            public var revenueMinor: Int64 = 0
+
+            public init(members: Int64 = 0, triggers: Int64 = 0, orders: Int64 = 0, revenueMinor: Int64 = 0) {
+                self.members = members
+                self.triggers = triggers
+                self.orders = orders
+                self.revenueMinor = revenueMinor
+            }
+        }
+
+        public var id: String
+        public var name: String
+        public var membersReached: Int64 = 0
+        public var rewards: Int64 = 0
+        /// Points granted less points reversed.
+        public var pointsCost: Int64 = 0
+        public var couponsIssued: Int64 = 0
+        public var treated = Group()
+        public var control = Group()
+        /// Orders per trigger, treated minus control, with a 95 % interval; nil without a
+        /// control group that was triggered.
+        public var uplift: (estimate: Double, low: Double, high: Double)?
+
+        public static func == (a: Campaign, b: Campaign) -> Bool {
+            a.id == b.id && a.name == b.name && a.membersReached == b.membersReached && a.rewards == b.rewards
+                && a.pointsCost == b.pointsCost && a.couponsIssued == b.couponsIssued && a.treated == b.treated && a.control == b.control
+                && a.uplift?.estimate == b.uplift?.estimate && a.uplift?.low == b.uplift?.low && a.uplift?.high == b.uplift?.high
+        }
+    }
+
+    public var asOf: EventTime
+    public var months: [Month] = []
+    /// Points left in lots that expire in each of the twelve months after `asOf`.
+    public var expiryForecast: [(month: String, points: Int64)] = []
+    /// Members per tier id, in the program's order (members not seen in any tier change are in the first).
+    public var tiers: [(tier: String, name: String, members: Int)] = []
+    public var tierFlows: [TierFlow] = []
+    public var campaigns: [Campaign] = []
+    public var deadLetters: [(reason: String, count: Int)] = []
+    public var refusals: [(reason: String, count: Int)] = []
+
+    public var totalIssued: Int64 { months.reduce(0) { $0 + $1.issued } }
+    public var totalRedeemed: Int64 { months.reduce(0) { $0 + $1.redeemed } }
+    public var totalExpired: Int64 { months.reduce(0) { $0 + $1.expired } }
+    public var totalDeducted: Int64 { months.reduce(0) { $0 + $1.deducted } }
+    public var liability: Int64 { months.last?.liability ?? 0 }
+
+    public static func == (a: PointsHealth, b: PointsHealth) -> Bool {
+        a.asOf == b.asOf && a.months == b.months && a.tierFlows == b.tierFlows && a.campaigns == b.campaigns
+            && a.expiryForecast.map { "\($0.month)=\($0.points)" } == b.expiryForecast.map { "\($0.month)=\($0.points)" }
+            && a.tiers.map { "\($0.tier)=\($0.members)" } == b.tiers.map { "\($0.tier)=\($0.members)" }
+            && a.deadLetters.map { "\($0.reason)=\($0.count)" } == b.deadLetters.map { "\($0.reason)=\($0.count)" }
+            && a.refusals.map { "\($0.reason)=\($0.count)" } == b.refusals.map { "\($0.reason)=\($0.count)" }
+    }
+}
+
+extension PointsHealth {
+    /// The figures as of `asOf` from the published events of each topic (any order).
+    public init(
+        asOf: EventTime, program: Program, ledger: [CloudEvent], tierChanges: [CloudEvent],
+        campaignDefinitions: [CloudEvent], campaignResults: [CloudEvent], deadLetters: [CloudEvent]
+    ) {
+        self.asOf = asOf
+        let calendar = program.calendar
+        func monthIndex(_ time: EventTime) -> Int64 { calendar.localDate(of: time).monthIndex }
+        func label(_ index: Int64) -> String {
+            let first = LocalDate.firstDay(ofMonthIndex: index)
+            return "\(first.year)-\(first.month < 10 ? "0" : "")\(first.month)"
+        }
+        // Entries up to `asOf`, in time and sequence order.
+        let entries = ledger.filter { $0.time <= asOf && $0.type != "points.refused" && $0.type != "points.expiry-warning" }
+            .sorted { ($0.time, $0.data["sequence"]?.int64Value ?? 0) < ($1.time, $1.data["sequence"]?.int64Value ?? 0) }
+        var members = Set<String>()
+        var byMonth: [Int64: Month] = [:]
+        // Lots: points left and expiry, by member and lot id.
+        var lots: [String: (left: Int64, expiresAt: EventTime?)] = [:]
+        for event in entries {
+            let data = event.data
+            let points = data["points"]?.int64Value ?? 0
+            let member = data["memberId"]?.stringValue ?? event.subject ?? ""
+            members.insert(member)
+            let index = monthIndex(event.time)
+            var month = byMonth[index] ?? Month(label: label(index))
+            switch data["kind"]?.stringValue ?? "" {
+            case "earned", "imported": month.issued += points
+            case "redeemed", "cash-offset": month.redeemed -= points
+            case "expired": month.expired -= points
+            case "deducted": month.deducted -= points
+            case "reversed": month.reversed -= points
+            case "adjusted": month.adjusted += points
+            default: break
+            }
+            byMonth[index] = month
+            for change in data["lots"]?.arrayValue ?? [] {
+                guard let lot = change["lotId"]?.stringValue else { continue }
+                let key = member + "\u{0}" + lot
+                var state = lots[key] ?? (0, nil)
+                state.left += change["delta"]?.int64Value ?? 0
+                if let text = change["expiresAt"]?.stringValue, let time = try? EventTime.parse(text) { state.expiresAt = time }
+                lots[key] = state
+            }
+        }
+        // Every month from the first entry to `asOf`, with the running liability.
+        if let first = byMonth.keys.min() {
+            var running: Int64 = 0
+            let sums = Dictionary(grouping: entries) { monthIndex($0.time) }.mapValues { $0.reduce(0) { $0 + ($1.data["points"]?.int64Value ?? 0) } }
+            for index in first...max(first, monthIndex(asOf)) {
+                running += sums[index] ?? 0
+                var month = byMonth[index] ?? Month(label: label(index))
+                month.liability = running
+                months.append(month)
+            }
+        }
+        // The month of `asOf` (what is left of it) and the eleven after it.
+        let nowIndex = monthIndex(asOf)
+        var forecast: [Int64: Int64] = [:]
+        for lot in lots.values where lot.left > 0 {
+            guard let expiresAt = lot.expiresAt, expiresAt > asOf else { continue }
+            // A lot expiring at local 00:00 of the 1st is the previous month's last points.
+            forecast[monthIndex(expiresAt.adding(milliseconds: -1)), default: 0] += lot.left
+        }
+        expiryForecast = (nowIndex..<(nowIndex + 12)).map { (label($0), forecast[$0] ?? 0) }
+
+        // Tiers: each member's last change up to `asOf`; the flows per month.
+        var tierOf: [String: String] = [:]
+        var flows: [String: Int] = [:]
+        for change in tierChanges.filter({ $0.time <= asOf && ($0.type == "tier.upgraded" || $0.type == "tier.downgraded") })
+            .sorted(by: { $0.time < $1.time }) {
+            let member = change.data["memberId"]?.stringValue ?? change.subject ?? ""
+            let from = change.data["from"]?.stringValue ?? "", to = change.data["to"]?.stringValue ?? ""
+            tierOf[member] = to
+            members.insert(member)
+            flows["\(label(monthIndex(change.time)))\u{0}\(from)\u{0}\(to)", default: 0] += 1
+        }
+        let levels = program.tiers.levels
+        let lowest = levels.first?.id ?? ""
+        var counts: [String: Int] = [:]
+        for member in members where !member.isEmpty { counts[tierOf[member] ?? lowest, default: 0] += 1 }
+        tiers = levels.map { ($0.id, $0.name, counts[$0.id] ?? 0) }
+        tierFlows = flows.map { key, count in
+            let parts = key.split(separator: "\u{0}", omittingEmptySubsequences: false).map(String.init)
+            return TierFlow(month: parts[0], from: parts[1], to: parts[2], members: count)
+        }.sorted { ($0.month, $0.from, $0.to) < ($1.month, $1.from, $1.to) }
+
+        // Campaigns: the newest results revision up to `asOf`, named by their definitions.
+        var names: [String: String] = [:]
+        for definition in campaignDefinitions where definition.type == "campaign.defined" {
+            if let id = definition.data["id"]?.stringValue, let name = definition.data["name"]?.stringValue { names[id] = name }
+        }
+        var newest: [String: CloudEvent] = [:]
+        for result in campaignResults where result.time <= asOf {
+            guard let id = result.subject else { continue }
+            if (result.data["revision"]?.int64Value ?? 0) >= (newest[id]?.data["revision"]?.int64Value ?? -1) { newest[id] = result }
+        }
+        campaigns = newest.keys.sorted().map { id in
+            let data = newest[id]!.data
+            func int(_ key: String) -> Int64 { data[key]?.int64Value ?? 0 }
+            func group(_ key: String) -> Campaign.Group {
+                let object = data[key]
+                return Campaign.Group(
+                    members: object?["members"]?.int64Value ?? 0, triggers: object?["triggers"]?.int64Value ?? 0,
+                    orders: object?["orders"]?.int64Value ?? 0, revenueMinor: object?["revenueMinor"]?.int64Value ?? 0)
+            }
+            var campaign = Campaign(id: id, name: names[id] ?? id)
+            campaign.membersReached = int("membersReached")
+            campaign.rewards = int("rewards")
+            campaign.pointsCost = int("pointsGranted") - int("pointsReversed")
+            campaign.couponsIssued = int("couponsIssued")
+            campaign.treated = group("treated")
+            campaign.control = group("control")
+            campaign.uplift = Self.uplift(treated: campaign.treated, control: campaign.control)
+            return campaign
+        }
+
+        func tally(_ reasons: [String]) -> [(reason: String, count: Int)] {
+            Dictionary(grouping: reasons) { $0 }.map { ($0.key, $0.value.count) }.sorted { ($1.count, $0.reason) < ($0.count, $1.reason) }
+        }
+        self.deadLetters = tally(deadLetters.filter { $0.time <= asOf }.map { $0.data["reason"]?.stringValue ?? "?" })
+        refusals = tally(ledger.filter { $0.time <= asOf && $0.type == "points.refused" }.map { $0.data["reason"]?.stringValue ?? "?" })
+    }
+
+    /// Orders per trigger, treated minus control, with a 95 % interval treating each group's
+    /// order count as Poisson: `d ± 1.96 √(o_t/n_t² + o_c/n_c²)`.
+    public static func uplift(treated: Campaign.Group, control: Campaign.Group) -> (estimate: Double, low: Double, high: Double)? {
+        guard treated.triggers > 0, control.triggers > 0 else { return nil }
+        let nt = Double(treated.triggers), nc = Double(control.triggers)
+        let estimate = Double(treated.orders) / nt - Double(control.orders) / nc
+        let error = 1.96 * (Double(treated.orders) / (nt * nt) + Double(control.orders) / (nc * nc)).squareRoot()
+        return (estimate, estimate - error, estimate + error)
+    }
+}
