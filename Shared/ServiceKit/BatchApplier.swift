@@ -241,171 +241,28 @@ public final class BatchApplier<Processor: StreamProcessor> {
         committableOffsets: () -> [TopicPartition: Int64]?,
         deliveredOutbox: [UInt64] = [], wallClock: EventTime? = nil, tasks: [Int32] = []
     ) throws -> BatchOutcome {
-        var outcome = BatchOutcome()
+        var progress = BatchProgress()
         var strikeCleared = false
-        var pendingStreamTimes: [Int32: Int64] = [:]
-        var appliedPerTask: [Int32: Int64] = [:]
         do {
             try database.transaction {
-                let processor = self.processor
                 let batch = try makeBatch()
-                if !deliveredOutbox.isEmpty {
-                    let delete = try database.prepare("DELETE FROM outbox WHERE seq = ?")
-                    for seq in deliveredOutbox { try delete.run(.integer(Int64(bitPattern: seq))) }
-                }
-                let inboxLookup = try database.prepare("SELECT payload_hash FROM inbox WHERE event_id = ?")
-                let inboxInsert = try database.prepare(
-                    "INSERT INTO inbox(event_id, payload_hash, task, event_time) VALUES(?, ?, ?, ?)")
-                let deleteEcho = try database.prepare("DELETE FROM echoes WHERE event_id = ?")
-                // Offsets are read inside the transaction: after a rebalance another instance
-                // sharing this database may have applied some of these records already.
-                var storedOffsets: [TopicPartition: Int64?] = [:]
-                func storedOffset(_ partition: TopicPartition) throws -> Int64? {
-                    if let known = storedOffsets[partition] { return known }
-                    let offset = try self.storedOffsets([partition])[partition]
-                    storedOffsets[partition] = .some(offset)
-                    return offset
-                }
-                var nextOffsets: [TopicPartition: Int64] = [:]
+                try deleteDelivered(deliveredOutbox)
                 var echoesSeen = 0
-                let appliedAbove = try database.prepare(
-                    "SELECT 1 FROM applied_offsets WHERE topic = ? AND partition = ? AND record_offset = ?")
-                let markApplied = try database.prepare(
-                    "INSERT OR IGNORE INTO applied_offsets(topic, partition, record_offset) VALUES(?, ?, ?)")
-
                 while let polled = nextRecord(batch.echoes[echoesSeen...]) {
                     echoesSeen = batch.echoes.count
-                    let record = polled.record
-                    let partition = record.topicPartition
-                    if let next = try storedOffset(partition), record.offset < next {
-                        outcome.skippedBehindOffset += 1
-                        continue
-                    }
-                    let isSorted = processor.sortedInputTopics.contains(record.topic)
-                    let location: [SQLValue] = [.text(partition.topic), .integer(Int64(partition.partition)), .integer(record.offset)]
-                    if isSorted, try appliedAbove.queryOne(location, row: { _ in true }) == true {
-                        outcome.skippedBehindOffset += 1
-                        continue
-                    }
-                    let task = record.partition
-                    let streamTime = try pendingStreamTimes[task] ?? storedStreamTime(task)
-                    batch.task = task
-                    batch.streamTime = EventTime(millis: max(streamTime, 0))
-                    var futureLimit: Int64?
-                    if case .success(let input) = polled.decoded, input.movesStreamTime {
-                        futureLimit = try exceededFutureLimit(input.time.millis, task: task, streamTime: streamTime, pending: pendingStreamTimes)
-                    }
-                    switch polled.decoded {
-                    case .failure(let rejection):
-                        if let id = record.eventID { try deleteEcho.run(.text(id)) }
-                        try batch.deadLetter(record, reason: rejection)
-                        outcome.deadLettered += 1
-                    case .success(let input) where !input.isRelevant:
-                        break
-                    case .success(let input) where input.isExternalInput && streamTime != .min
-                        && inboxHorizon.map({ input.time.millis < streamTime - $0 }) ?? false:
-                        // Its inbox row, if it ever had one, may be pruned: it cannot be told from a
-                        // duplicate. (Other services' records are never refused for their lag.)
-                        if isSorted { try deleteEcho.run(.text(input.eventID)) }
-                        try batch.deadLetter(record, reason: Rejection(
-                            code: "older-than-inbox-horizon",
-                            detail: "event time \(input.time) is more than \(inboxHorizon! / 86_400_000) days behind the stream time "
-                                + "\(EventTime(millis: streamTime)): too old to tell from a duplicate"))
-                        outcome.deadLettered += 1
-                    case .success(let input) where futureLimit != nil:
-                        let limit = futureLimit!
-                        if isSorted { try deleteEcho.run(.text(input.eventID)) }
-                        try batch.deadLetter(record, reason: Rejection(
-                            code: "time-out-of-range",
-                            detail: "event time \(input.time) is more than the allowed margin ahead of \(EventTime(millis: limit - futureMargin!)) "
-                                + "(\(timerMode == .streamTime ? "stream time" : "the machine clock")); it moves no clock"))
-                        outcome.deadLettered += 1
-                    case .success(let input):
-                        // Commands a service sends itself go to its sorted (command) topics.
-                        if isSorted { try deleteEcho.run(.text(input.eventID)) }
-                        // The inbox first: a re-sent or conflicting record must not move timers.
-                        if let known = try inboxLookup.queryOne(.text(input.eventID), row: { $0.int64(0) }) {
-                            if known == input.payloadHash {
-                                outcome.duplicates += 1
-                            } else {
-                                try batch.deadLetter(record, reason: Rejection(
-                                    code: "conflicting-duplicate",
-                                    detail: "event id \(input.eventID) was applied before with a different payload"))
-                                outcome.deadLettered += 1
-                            }
-                        } else {
-                            if timerMode == .streamTime && input.movesStreamTime {
-                                outcome.timersFired += try fireTimers(task: task, upTo: max(streamTime, input.time.millis), batch: batch)
-                            }
-                            // Dated by the stream time it was applied at (for pruning), never earlier.
-                            try inboxInsert.run(
-                                .text(input.eventID), .integer(input.payloadHash), .integer(Int64(task)),
-                                .integer(max(input.time.millis, streamTime)))
-                            crashNote?.working(on: record)
-                            defer { crashNote?.idle() }
-                            do { try processor.apply(input, in: batch) } catch {
-                                throw failure(error, eventID: input.eventID, on: record)
-                            }
-                            outcome.applied += 1
-                            appliedPerTask[task, default: 0] += 1
-                            if input.movesStreamTime && input.time.millis < streamTime { outcome.late += 1 }
-                            if input.movesStreamTime { pendingStreamTimes[task] = max(streamTime, input.time.millis) }
-                        }
-                    }
-                    nextOffsets[partition] = max(nextOffsets[partition] ?? 0, record.offset + 1)
-                    if isSorted { try markApplied.run(location) }
+                    try take(polled, in: batch, &progress)
                 }
-                if let committable = committableOffsets() {
-                    nextOffsets = [:]
-                    for (partition, offset) in committable where offset > (try storedOffset(partition) ?? -1) {
-                        nextOffsets[partition] = offset
-                    }
-                }
-
-                // Timers set during the batch that are already due (a late record's pending
-                // release, say) fire now rather than wait for the next record.
-                if timerMode == .streamTime {
-                    for (task, time) in pendingStreamTimes.sorted(by: { $0.key < $1.key }) {
-                        batch.task = task
-                        batch.streamTime = EventTime(millis: time)
-                        outcome.timersFired += try fireTimers(task: task, upTo: time, batch: batch)
-                    }
-                } else if let wallClock {
-                    for task in tasks {
-                        batch.task = task
-                        batch.streamTime = EventTime(millis: max(try pendingStreamTimes[task] ?? storedStreamTime(task), 0))
-                        outcome.timersFired += try fireTimers(task: task, upTo: wallClock.millis, batch: batch)
-                    }
-                }
+                if let committable = committableOffsets() { try settle(on: committable, &progress) }
+                try fireTimersLeftDue(in: batch, wallClock: wallClock, tasks: tasks, &progress)
                 try processor.finish(batch)
-
-                let saveOffset = try database.prepare(
-                    "INSERT INTO offsets(topic, partition, next_offset) VALUES(?, ?, ?) "
-                        + "ON CONFLICT(topic, partition) DO UPDATE SET next_offset = excluded.next_offset")
-                let forgetApplied = try database.prepare(
-                    "DELETE FROM applied_offsets WHERE topic = ? AND partition = ? AND record_offset < ?")
-                strikeCleared = try clearStrikes(ifPast: nextOffsets)
-                for (partition, offset) in nextOffsets where offset != (try storedOffset(partition)) {
-                    try saveOffset.run(.text(partition.topic), .integer(Int64(partition.partition)), .integer(offset))
-                    if processor.sortedInputTopics.contains(partition.topic) {
-                        try forgetApplied.run(.text(partition.topic), .integer(Int64(partition.partition)), .integer(offset))
-                    }
-                }
-                let saveClock = try database.prepare(
-                    "INSERT INTO task_clock(task, stream_time, applied) VALUES(?, ?, ?) "
-                        + "ON CONFLICT(task) DO UPDATE SET stream_time = excluded.stream_time, applied = applied + excluded.applied")
-                for task in Set(pendingStreamTimes.keys).union(appliedPerTask.keys).sorted() {
-                    let time = try pendingStreamTimes[task] ?? storedStreamTime(task)
-                    try saveClock.run(.integer(Int64(task)), .integer(time), .integer(appliedPerTask[task] ?? 0))
-                }
-                try pruneInbox(streamTimes: pendingStreamTimes)
+                strikeCleared = try store(progress)
                 for (task, due) in batch.scheduled {
                     if let known = earliestTimer[task] { earliestTimer[task] = min(known, due) }
                 }
-                outcome.outbox = batch.outbox
-                outcome.echoes = batch.echoes
-                outcome.deadLettersByReason = batch.deadLetterReasons
-                outcome.erasedPersonalData = batch.erasedPersonalData
+                progress.outcome.outbox = batch.outbox
+                progress.outcome.echoes = batch.echoes
+                progress.outcome.deadLettersByReason = batch.deadLetterReasons
+                progress.outcome.erasedPersonalData = batch.erasedPersonalData
             }
         } catch {
             // The transaction rolled back: cached views of it are void.
@@ -415,9 +272,205 @@ public final class BatchApplier<Processor: StreamProcessor> {
             processor.abandon()
             throw error
         }
-        for (task, time) in pendingStreamTimes { streamTimes[task] = time }
+        for (task, time) in progress.pendingStreamTimes { streamTimes[task] = time }
         if strikeCleared { strikeAgainst = nil }
-        return outcome
+        return progress.outcome
+    }
+
+    /// What a batch's transaction has done so far.
+    private struct BatchProgress {
+        var outcome = BatchOutcome()
+        /// Stream time per task as this batch moved it.
+        var pendingStreamTimes: [Int32: Int64] = [:]
+        var appliedPerTask: [Int32: Int64] = [:]
+        /// Stored offsets, read inside the transaction: after a rebalance another instance
+        /// sharing the database may have applied some of these records already.
+        var storedOffsets: [TopicPartition: Int64?] = [:]
+        /// The offsets to store: past each record handed out.
+        var nextOffsets: [TopicPartition: Int64] = [:]
+    }
+
+    /// What becomes of one record.
+    private enum Verdict {
+        /// Read past without effect (`isRelevant` false).
+        case passOver
+        /// Dead-lettered; `echo` names the command awaited back, if it was one.
+        case refuse(Rejection, echo: String?)
+        case apply(Decoded<Processor.Body>)
+    }
+
+    /// Step 1: the outbox rows Kafka acknowledged go.
+    private func deleteDelivered(_ seqs: [UInt64]) throws {
+        guard !seqs.isEmpty else { return }
+        let delete = try database.prepare("DELETE FROM outbox WHERE seq = ?")
+        for seq in seqs { try delete.run(.integer(Int64(bitPattern: seq))) }
+    }
+
+    /// Step 2, for each record: skipped if already applied, else refused, read past or applied.
+    private func take(_ polled: PolledRecord<Processor.Body>, in batch: Batch, _ progress: inout BatchProgress) throws {
+        let record = polled.record
+        let partition = record.topicPartition
+        let isSorted = processor.sortedInputTopics.contains(record.topic)
+        let location: [SQLValue] = [.text(partition.topic), .integer(Int64(partition.partition)), .integer(record.offset)]
+        if let next = try storedOffset(partition, &progress), record.offset < next {
+            progress.outcome.skippedBehindOffset += 1
+            return
+        }
+        if isSorted, try database.prepare("SELECT 1 FROM applied_offsets WHERE topic = ? AND partition = ? AND record_offset = ?")
+            .queryOne(location, row: { _ in true }) == true {
+            progress.outcome.skippedBehindOffset += 1
+            return
+        }
+        let task = record.partition
+        let streamTime = try progress.pendingStreamTimes[task] ?? storedStreamTime(task)
+        batch.task = task
+        batch.streamTime = EventTime(millis: max(streamTime, 0))
+        switch try verdict(on: polled, isSorted: isSorted, task: task, streamTime: streamTime, progress) {
+        case .passOver:
+            break
+        case .refuse(let rejection, let echo):
+            if let echo { try forgetEcho(echo) }
+            try batch.deadLetter(record, reason: rejection)
+            progress.outcome.deadLettered += 1
+        case .apply(let input):
+            // Commands a service sends itself go to its sorted (command) topics.
+            if isSorted { try forgetEcho(input.eventID) }
+            try applyOnce(input, from: record, task: task, streamTime: streamTime, in: batch, &progress)
+        }
+        progress.nextOffsets[partition] = max(progress.nextOffsets[partition] ?? 0, record.offset + 1)
+        if isSorted {
+            try database.prepare("INSERT OR IGNORE INTO applied_offsets(topic, partition, record_offset) VALUES(?, ?, ?)").run(location)
+        }
+    }
+
+    /// Whether a decoded record may be applied: not when it failed to decode, lies behind the
+    /// inbox horizon (it could not be told from a duplicate) or too far ahead (it would drag
+    /// the clock).
+    private func verdict(on polled: PolledRecord<Processor.Body>, isSorted: Bool, task: Int32, streamTime: Int64, _ progress: BatchProgress) throws -> Verdict {
+        let input: Decoded<Processor.Body>
+        switch polled.decoded {
+        case .failure(let rejection): return .refuse(rejection, echo: polled.record.eventID)
+        case .success(let decoded): input = decoded
+        }
+        guard input.isRelevant else { return .passOver }
+        let echo = isSorted ? input.eventID : nil
+        if input.isExternalInput, streamTime != .min, let inboxHorizon, input.time.millis < streamTime - inboxHorizon {
+            // Its inbox row, if it ever had one, may be pruned. (Other services' records are never
+            // refused for their lag.)
+            return .refuse(Rejection(
+                code: "older-than-inbox-horizon",
+                detail: "event time \(input.time) is more than \(inboxHorizon / 86_400_000) days behind the stream time "
+                    + "\(EventTime(millis: streamTime)): too old to tell from a duplicate"), echo: echo)
+        }
+        if input.movesStreamTime,
+           let limit = try exceededFutureLimit(input.time.millis, task: task, streamTime: streamTime, pending: progress.pendingStreamTimes) {
+            return .refuse(Rejection(
+                code: "time-out-of-range",
+                detail: "event time \(input.time) is more than the allowed margin ahead of \(EventTime(millis: limit - futureMargin!)) "
+                    + "(\(timerMode == .streamTime ? "stream time" : "the machine clock")); it moves no clock"), echo: echo)
+        }
+        return .apply(input)
+    }
+
+    /// The inbox first: a re-sent record counts as a duplicate and a conflicting one is
+    /// dead-lettered, neither moving timers; a new one fires the timers due before it, is
+    /// noted in the inbox and handed to the processor.
+    private func applyOnce(
+        _ input: Decoded<Processor.Body>, from record: ConsumedRecord, task: Int32, streamTime: Int64, in batch: Batch,
+        _ progress: inout BatchProgress
+    ) throws {
+        if let known = try database.prepare("SELECT payload_hash FROM inbox WHERE event_id = ?").queryOne(.text(input.eventID), row: { $0.int64(0) }) {
+            if known == input.payloadHash {
+                progress.outcome.duplicates += 1
+            } else {
+                try batch.deadLetter(record, reason: Rejection(
+                    code: "conflicting-duplicate", detail: "event id \(input.eventID) was applied before with a different payload"))
+                progress.outcome.deadLettered += 1
+            }
+            return
+        }
+        if timerMode == .streamTime && input.movesStreamTime {
+            progress.outcome.timersFired += try fireTimers(task: task, upTo: max(streamTime, input.time.millis), batch: batch)
+        }
+        // Dated by the stream time it was applied at (for pruning), never earlier.
+        try database.prepare("INSERT INTO inbox(event_id, payload_hash, task, event_time) VALUES(?, ?, ?, ?)").run(
+            .text(input.eventID), .integer(input.payloadHash), .integer(Int64(task)), .integer(max(input.time.millis, streamTime)))
+        crashNote?.working(on: record)
+        defer { crashNote?.idle() }
+        do { try processor.apply(input, in: batch) } catch {
+            throw failure(error, eventID: input.eventID, on: record)
+        }
+        progress.outcome.applied += 1
+        progress.appliedPerTask[task, default: 0] += 1
+        if input.movesStreamTime && input.time.millis < streamTime { progress.outcome.late += 1 }
+        if input.movesStreamTime { progress.pendingStreamTimes[task] = max(streamTime, input.time.millis) }
+    }
+
+    /// Step 3: the offsets the merge says are safe to store (every record below them was
+    /// handed out), instead of each record's own, when it knows them.
+    private func settle(on committable: [TopicPartition: Int64], _ progress: inout BatchProgress) throws {
+        progress.nextOffsets = [:]
+        for (partition, offset) in committable where offset > (try storedOffset(partition, &progress) ?? -1) {
+            progress.nextOffsets[partition] = offset
+        }
+    }
+
+    /// Step 4: timers set during the batch that are already due (a late record's pending
+    /// release, say) fire now rather than wait for the next record; in wall-clock mode, the
+    /// timers due by the clock.
+    private func fireTimersLeftDue(in batch: Batch, wallClock: EventTime?, tasks: [Int32], _ progress: inout BatchProgress) throws {
+        if timerMode == .streamTime {
+            for (task, time) in progress.pendingStreamTimes.sorted(by: { $0.key < $1.key }) {
+                batch.task = task
+                batch.streamTime = EventTime(millis: time)
+                progress.outcome.timersFired += try fireTimers(task: task, upTo: time, batch: batch)
+            }
+        } else if let wallClock {
+            for task in tasks {
+                batch.task = task
+                batch.streamTime = EventTime(millis: max(try progress.pendingStreamTimes[task] ?? storedStreamTime(task), 0))
+                progress.outcome.timersFired += try fireTimers(task: task, upTo: wallClock.millis, batch: batch)
+            }
+        }
+    }
+
+    /// Step 5: offsets, task clocks and the inbox's pruning, in the batch's transaction.
+    /// Returns whether a strike against a record was cleared (the offsets moved past it).
+    private func store(_ progress: BatchProgress) throws -> Bool {
+        var progress = progress
+        let saveOffset = try database.prepare(
+            "INSERT INTO offsets(topic, partition, next_offset) VALUES(?, ?, ?) "
+                + "ON CONFLICT(topic, partition) DO UPDATE SET next_offset = excluded.next_offset")
+        let forgetApplied = try database.prepare(
+            "DELETE FROM applied_offsets WHERE topic = ? AND partition = ? AND record_offset < ?")
+        let strikeCleared = try clearStrikes(ifPast: progress.nextOffsets)
+        for (partition, offset) in progress.nextOffsets where offset != (try storedOffset(partition, &progress)) {
+            try saveOffset.run(.text(partition.topic), .integer(Int64(partition.partition)), .integer(offset))
+            if processor.sortedInputTopics.contains(partition.topic) {
+                try forgetApplied.run(.text(partition.topic), .integer(Int64(partition.partition)), .integer(offset))
+            }
+        }
+        let saveClock = try database.prepare(
+            "INSERT INTO task_clock(task, stream_time, applied) VALUES(?, ?, ?) "
+                + "ON CONFLICT(task) DO UPDATE SET stream_time = excluded.stream_time, applied = applied + excluded.applied")
+        for task in Set(progress.pendingStreamTimes.keys).union(progress.appliedPerTask.keys).sorted() {
+            let time = try progress.pendingStreamTimes[task] ?? storedStreamTime(task)
+            try saveClock.run(.integer(Int64(task)), .integer(time), .integer(progress.appliedPerTask[task] ?? 0))
+        }
+        try pruneInbox(streamTimes: progress.pendingStreamTimes)
+        return strikeCleared
+    }
+
+    private func storedOffset(_ partition: TopicPartition, _ progress: inout BatchProgress) throws -> Int64? {
+        if let known = progress.storedOffsets[partition] { return known }
+        let offset = try storedOffsets([partition])[partition]
+        progress.storedOffsets[partition] = .some(offset)
+        return offset
+    }
+
+    /// A command the service sent itself has come back: it is no longer awaited.
+    private func forgetEcho(_ eventID: String) throws {
+        try database.prepare("DELETE FROM echoes WHERE event_id = ?").run(.text(eventID))
     }
 
     /// The batch of a transaction: commands to the service's own input topics are echoes.
