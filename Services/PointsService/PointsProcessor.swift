@@ -165,8 +165,8 @@ public final class PointsProcessor: StreamProcessor {
             cached.account = account
             try record(decision, into: &cached, batch)
             accounts[timer.member] = cached
-        case TimerKind.unknownMember:
-            try deadLetterParked(eventID: timer.ref, batch)
+        case ParkedRecords.timerKind:
+            try ParkedRecords.expire(timer, waitHours: rules.program.members.unknownMemberWaitHours, in: batch)
         default:
             break
         }
@@ -392,18 +392,8 @@ public final class PointsProcessor: StreamProcessor {
     /// Keeps an event of a member not registered yet, with a timer that dead-letters it if
     /// the member does not register within the wait.
     private func park(_ input: Decoded<PointsRecord>, _ batch: Batch) throws {
-        let record = input.body
-        try batch.database.prepare(
-            "INSERT OR IGNORE INTO parked(member, event_id, time, rank, topic, partition, record_offset, key, value) "
-                + "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ).run(
-            .text(input.member), .text(input.eventID), .integer(input.time.millis), .integer(Int64(input.rank)),
-            .text(record.origin?.topic ?? ""), .integer(Int64(record.origin?.partition ?? batch.task)),
-            .integer(record.origin?.offset ?? -1), .blob(Array(input.member.utf8)), .blob(record.raw))
-        let due = input.time.adding(hours: rules.program.members.unknownMemberWaitHours)
-        try batch.schedule(TimerRequest(
-            due: due, rank: TimerKind.rank(TimerKind.unknownMember), member: input.member, kind: TimerKind.unknownMember,
-            ref: input.eventID))
+        try ParkedRecords.park(
+            input, record: input.body.consumedRecord, until: input.time.adding(hours: rules.program.members.unknownMemberWaitHours), in: batch)
     }
 
     /// A shop's event dated further before its member's registration than an unknown member's
@@ -419,51 +409,22 @@ public final class PointsProcessor: StreamProcessor {
 
     /// Applies the kept events of a member who just registered, in event-time order.
     private func applyParkedEvents(of member: String, _ batch: Batch) throws {
-        let parked = try batch.database.prepare(
-            "SELECT seq, event_id, value, topic, partition, record_offset FROM parked WHERE member = ? ORDER BY time, rank, seq"
-        ).query(.text(member)) { row in
-            (seq: row.int64(0), eventID: row.string(1), value: row.blob(2), topic: row.string(3), partition: Int32(row.int64(4)), offset: row.int64(5))
-        }
-        guard !parked.isEmpty else { return }
-        let delete = try batch.database.prepare("DELETE FROM parked WHERE seq = ?")
-        for row in parked {
-            try delete.run(.integer(row.seq))
-            try batch.cancelTimers(member: member, kind: TimerKind.unknownMember, ref: row.eventID)
+        for parked in try ParkedRecords.take(member: member, in: batch) {
             // It decoded when it arrived, but the service may have been restarted with other rules since.
             let decoded: Decoded<PointsRecord>
-            do throws(Rejection) {
-                let event: CloudEvent
-                do { event = try CloudEvent.decode(row.value) } catch { throw Rejection(code: error.code, detail: error.detail) }
-                decoded = try decode(event, raw: row.value, key: member)
-            } catch {
-                let record = ConsumedRecord(topic: row.topic, partition: row.partition, offset: row.offset, key: Array(member.utf8), value: row.value)
-                try batch.deadLetter(record, reason: error)
+            do { decoded = try decode(parked) } catch {
+                try batch.deadLetter(parked, reason: error)
                 continue
             }
             var cached = try load(member, batch.database)
             if let rejection = tooEarly(decoded, registeredAt: cached.account?.registeredAt) {
-                let record = ConsumedRecord(topic: row.topic, partition: row.partition, offset: row.offset, key: Array(member.utf8), value: row.value)
-                try batch.deadLetter(record, reason: rejection)
+                try batch.deadLetter(parked, reason: rejection)
                 continue
             }
             let decision = rules.apply(decoded.body.event, to: &cached.account)
             try record(decision, into: &cached, batch)
             accounts[member] = cached
         }
-    }
-
-    private func deadLetterParked(eventID: String, _ batch: Batch) throws {
-        let select = try batch.database.prepare(
-            "SELECT seq, topic, partition, record_offset, key, value FROM parked WHERE event_id = ?")
-        guard let row = try select.queryOne(.text(eventID), row: { row in
-            (seq: row.int64(0), record: ConsumedRecord(
-                topic: row.string(1), partition: Int32(row.int64(2)), offset: row.int64(3),
-                key: row.isNull(4) ? nil : row.blob(4), value: row.blob(5)))
-        }) else { return }
-        try batch.database.prepare("DELETE FROM parked WHERE seq = ?").run(.integer(row.seq))
-        try batch.deadLetter(row.record, reason: Rejection(
-            code: "member-not-registered",
-            detail: "no member.registered within \(rules.program.members.unknownMemberWaitHours) hours of the event"))
     }
 }
 
@@ -492,7 +453,6 @@ enum TimerKind {
     static let expiry = "expiry"
     static let expiryWarning = "expiry-warning"
     static let inactivity = "inactivity"
-    static let unknownMember = "unknown-member"
 
     static func rank(_ kind: String) -> Int {
         switch kind {
@@ -500,7 +460,7 @@ enum TimerKind {
         case expiry: 1
         case expiryWarning: 2
         case inactivity: 3
-        case unknownMember: 10
+        case ParkedRecords.timerKind: ParkedRecords.timerRank
         default: 9
         }
     }

@@ -69,5 +69,12 @@ enum PointsSchema {
                 SELECT event_id FROM parked WHERE topic = 'loyalty.members' AND CAST(value AS TEXT) LIKE '%"type":"member.updated"%');
             DELETE FROM parked WHERE topic = 'loyalty.members' AND CAST(value AS TEXT) LIKE '%"type":"member.updated"%';
             """),
+        Migration(version: 103, name: "one parking mechanism", sql: """
+            -- Events of unknown members wait in the runtime's parked_records, as in every service;
+            -- their timers (kind unknown-member, ref the event id) stay as they are.
+            INSERT OR IGNORE INTO parked_records(member, event_id, time, rank, topic, partition, record_offset, value)
+                SELECT member, event_id, time, rank, topic, partition, record_offset, value FROM parked ORDER BY seq;
+            DROP TABLE parked;
+            """),
     ]
 }

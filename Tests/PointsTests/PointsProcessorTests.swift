@@ -60,13 +60,13 @@ import Testing
             try event("c1", EventType.checkedIn, "dana", "2026-03-03T19:00:00+08:00"),
         ])
         #expect(early.isEmpty)
-        #expect(try harness.count("SELECT COUNT(*) FROM parked") == 2)
+        #expect(try harness.count("SELECT COUNT(*) FROM parked_records") == 2)
 
         let registered = try harness.apply([try event("r1", EventType.memberRegistered, "dana", "2026-03-04T09:00:00+08:00")])
         let ledger = registered.filter { $0.topic == Topics.pointsLedger.name }.map(\.event)
         #expect(ledger.map(\.id) == ["o1/base", "c1/check-in"])
         #expect(ledger.first?.time.rfc3339 == "2026-03-03T10:00:00.000Z", "a kept event keeps its own time")
-        #expect(try harness.count("SELECT COUNT(*) FROM parked") == 0)
+        #expect(try harness.count("SELECT COUNT(*) FROM parked_records") == 0)
         #expect(try harness.count("SELECT COUNT(*) FROM timers WHERE kind = 'unknown-member'") == 0)
         let balance = try #require(registered.last { $0.topic == Topics.pointsBalances.name }?.event)
         #expect(balance.data["pending"]?.int64Value == 88)
@@ -84,7 +84,7 @@ import Testing
         #expect(letter.data["reason"]?.stringValue == "member-not-registered")
         #expect(letter.subject == "ghost")
         #expect(try CloudEvent.decode(Array(letter.data["payload"]!.stringValue!.utf8)).id == "o1")
-        #expect(try harness.count("SELECT COUNT(*) FROM parked") == 0)
+        #expect(try harness.count("SELECT COUNT(*) FROM parked_records") == 0)
         // Registering later does not bring it back.
         let late = try harness.apply([try event("r1", EventType.memberRegistered, "ghost", "2026-03-09T10:00:00+08:00")])
         #expect(!late.contains { $0.event.id == "o1/base" })
@@ -110,7 +110,7 @@ import Testing
         let out = try harness.apply([try event("u1", EventType.memberUpdated, "finn", "2026-03-01T10:00:00+08:00",
                                                ["channels": ["sms": "13700137000"], "birthday": "05-06"])])
         #expect(out.isEmpty)
-        #expect(try harness.count("SELECT COUNT(*) FROM parked") == 0, "a profile changes nothing here, so it waits for nothing")
+        #expect(try harness.count("SELECT COUNT(*) FROM parked_records") == 0, "a profile changes nothing here, so it waits for nothing")
     }
 
     @Test func aReferralTravelsAsACommandToTheReferrer() throws {
@@ -284,6 +284,40 @@ import Testing
         #expect(deducted.time == due)
     }
 
+    @Test func aStoreFromAnEarlierBuildKeepsItsWaitingEventsAndLosesTheProfilesItKept() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("points-upgrade-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("points.sqlite").path
+        // The schema of the build before: an order and a profile waiting in points' own table.
+        do {
+            let old = try Database(DatabaseConfiguration(path: path))
+            _ = try old.migrate(RuntimeSchema.migrations + PointsSchema.migrations.filter { $0.version <= 101 })
+            let order = try event("o1", EventType.orderPaid, "zoe", "2026-03-01T10:00:00+08:00", ["orderId": "Z-1", "paidMinor": 5_000])
+            let profile = try event("u1", EventType.memberUpdated, "zoe", "2026-03-01T11:00:00+08:00", ["channels": ["sms": "13600136000"]])
+            for (index, waiting) in [order, profile].enumerated() {
+                try old.prepare("INSERT INTO parked(member, event_id, time, rank, topic, partition, record_offset, key, value) VALUES(?, ?, ?, ?, ?, 0, ?, ?, ?)")
+                    .run(.text("zoe"), .text(waiting.id), .integer(waiting.time.millis), .integer(Int64(EventType.rank(of: waiting.type))),
+                         .text(Topics.inputTopic(forEventType: waiting.type)!.name), .integer(Int64(index)), .blob(Array("zoe".utf8)), .blob(waiting.encoded()))
+                try old.prepare("INSERT INTO timers(task, due, rank, member, kind, ref) VALUES(0, ?, 10, 'zoe', 'unknown-member', ?)")
+                    .run(.integer(waiting.time.adding(hours: 168).millis), .text(waiting.id))
+            }
+            old.close()
+        }
+        let keys = try CommandKeys.parse("current=points-test-secret-0001")
+        let applier = try BatchApplier(
+            database: try Database(DatabaseConfiguration(path: path)),
+            processor: PointsProcessor(program: try Program.load(json: ReferenceProgram.bytes()), commandKeys: keys), timerMode: .streamTime)
+        func count(_ sql: String) throws -> Int64 { try applier.database.prepare(sql).queryOne { $0.int64(0) } ?? -1 }
+        #expect(try count("SELECT COUNT(*) FROM parked_records") == 1, "the order waits on; the profile is gone")
+        #expect(try count("SELECT COUNT(*) FROM timers WHERE kind = 'unknown-member'") == 1)
+        #expect(try count("SELECT COUNT(*) FROM sqlite_master WHERE name = 'parked'") == 0)
+        let registration = try event("r1", EventType.memberRegistered, "zoe", "2026-03-02T09:00:00+08:00")
+        let record = ConsumedRecord(topic: Topics.members.name, partition: 0, offset: 0, key: Array("zoe".utf8), value: registration.encoded())
+        let out = try applier.apply([PolledRecord(record: record, decoded: .success(try applier.processor.decode(record)))])
+        #expect(out.outbox.compactMap { try? CloudEvent.decode($0.value!) }.contains { $0.id == "o1/base" }, "applied at the registration")
+    }
+
     @Test func aReferralToAnUnknownReferrerIsRefusedAgainstTheReferee() throws {
         let harness = try Harness()
         let registration = try harness.apply([
@@ -295,7 +329,7 @@ import Testing
         #expect(refusal.type == "points.refused")
         #expect(refusal.subject == "bob")
         #expect(refusal.data["reason"]?.stringValue == "unknown-referrer")
-        #expect(try harness.count("SELECT COUNT(*) FROM parked") == 0, "a referral is not kept for a referrer that may never come")
+        #expect(try harness.count("SELECT COUNT(*) FROM parked_records") == 0, "a referral is not kept for a referrer that may never come")
     }
 
     @Test func theLedgerTableExplainsEveryBalance() throws {
