@@ -307,7 +307,7 @@ private func refusedReason(
         #expect(into.points == 500)
         #expect(into.availableDelta == 500)
         #expect(into.debtDelta == 0)
-        #expect(into.lots == [LotChange(lotID: "L2", delta: 500)])
+        #expect(into.lots == [LotChange(lotID: "L2", delta: 500, expiresAt: at("2027-04-01T00:00:00+08:00"))])
         #expect(into.balanceAfter == Balance(available: 501, pending: 0, debt: 0))
         #expect(into.details.contains { $0.key == "transfer" && $0.value == "t1" })
         #expect(into.details.contains { $0.key == "from" && $0.value == "m1" })
@@ -365,7 +365,7 @@ private func refusedReason(
         #expect(returned.time == at("2026-03-12T10:00:00+08:00"))
         #expect(returned.points == 4_000)
         #expect(returned.availableDelta == 4_000)
-        #expect(returned.lots == [LotChange(lotID: "L2", delta: 4_000)])
+        #expect(returned.lots == [LotChange(lotID: "L2", delta: 4_000, expiresAt: at("2027-04-01T00:00:00+08:00"))])
         #expect(returned.balanceAfter == Balance(available: 10_000, pending: 0, debt: 0))
         #expect(returned.details.contains { $0.key == "transfer" && $0.value == "t1" })
         // A new lot with a fresh expiry (the points left L1, which expires 2027-02-01).

@@ -79,7 +79,7 @@ import ReferenceProgram
         #expect(earned.availableDelta == 0)
         #expect(earned.debtDelta == 0)
         #expect(earned.balanceAfter == Balance(available: 0, pending: 199, debt: 0))
-        #expect(earned.lots == [LotChange(lotID: "L1", delta: 199)])
+        #expect(earned.lots == [LotChange(lotID: "L1", delta: 199, expiresAt: at("2027-04-01T00:00:00+08:00"))], "a new lot says when it expires")
         // 168 hours after the order's event time.
         #expect(paid.releases == [PendingRelease(lotID: "L1", due: at("2026-03-15T10:00:00+08:00"))])
 

@@ -32,7 +32,7 @@ import Testing
         let giveBack = try #require(atGhost.commands.first)
         let returned = try #require(onlyEntry(mei.deliver(giveBack)))
         #expect(returned.kind == .returned)
-        #expect(returned.lots == [LotChange(lotID: "L3", delta: 100)])
+        #expect(returned.lots == [LotChange(lotID: "L3", delta: 100, expiresAt: at("2027-04-01T00:00:00+08:00"))])
         #expect(mei.lot("L3")?.expiresAt == at("2027-04-01T00:00:00+08:00"))
         #expect(mei.balance.available == 101)
 
