@@ -107,6 +107,9 @@ public final class CampaignsProcessor: StreamProcessor {
         }
         let (event, _) = try record.cloudEvent()
         let member = try event.member(keyedBy: record.keyString)
+        if rules.program.isBeforeStart(event.time, type: event.type) {
+            throw Rejection(code: "before-program-start", detail: rules.program.beforeStartDetail(event.time))
+        }
         let body = try Self.body(of: event, topic: record.topic)
         var decoded = Decoded(
             eventID: event.id, time: event.time, rank: EventType.rank(of: event.type), member: member,

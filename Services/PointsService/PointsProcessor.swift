@@ -86,6 +86,9 @@ public final class PointsProcessor: StreamProcessor {
         }
         // A source is only a claim: the signature proves the platform sent it.
         if Self.signedTypes.contains(event.type), let rejection = commandKeys.verify(event) { throw rejection }
+        if rules.program.isBeforeStart(event.time, type: event.type) {
+            throw Rejection(code: "before-program-start", detail: rules.program.beforeStartDetail(event.time))
+        }
         let input: PointsInput
         do {
             input = try PointsInput.decode(type: event.type, data: event.data)

@@ -74,6 +74,9 @@ public final class TiersProcessor: StreamProcessor {
     public func decode(_ record: ConsumedRecord) throws(Rejection) -> Decoded<TierInput> {
         let (event, _) = try record.cloudEvent()
         let member = try event.member(keyedBy: record.keyString)
+        if rules.program.isBeforeStart(event.time, type: event.type) {
+            throw Rejection(code: "before-program-start", detail: rules.program.beforeStartDetail(event.time))
+        }
         let input: PointsInput
         do { input = try PointsInput.decode(type: event.type, data: event.data) } catch { throw Rejection(code: error.code, detail: error.detail) }
         let body: TierInput

@@ -52,6 +52,19 @@ private func loaded(setting path: String, to value: JSONValue?) throws -> Progra
 }
 
 @Suite struct ProgramTests {
+    @Test func aStartDateRefusesTheShopsActivityBeforeItButNotItsMembers() throws {
+        #expect(try referenceProgram().startsAt == nil, "the reference program has none: nothing is refused for its date")
+        let program = try loaded(setting: "startsAt", to: "2026-03-01T00:00:00+08:00")
+        let before = try EventTime.parse("2026-02-28T23:59:59+08:00"), after = try EventTime.parse("2026-03-01T00:00:00+08:00")
+        #expect(program.isBeforeStart(before, type: EventType.orderPaid))
+        #expect(program.isBeforeStart(before, type: EventType.checkedIn))
+        #expect(program.isBeforeStart(before, type: EventType.redeem))
+        #expect(!program.isBeforeStart(after, type: EventType.orderPaid), "from the start on")
+        #expect(!program.isBeforeStart(before, type: EventType.memberRegistered), "members may have joined long before")
+        #expect(!program.isBeforeStart(before, type: EventType.pointsGrant), "commands follow from checked activity")
+        #expect(try loadError(setting: "startsAt", to: "March")?.path == "startsAt")
+    }
+
     @Test func referenceProgramHasDomainNumbers() throws {
         let program = try referenceProgram()
         #expect(program.timeZoneName == "Asia/Shanghai")

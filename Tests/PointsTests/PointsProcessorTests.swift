@@ -318,6 +318,31 @@ import Testing
         #expect(out.outbox.compactMap { try? CloudEvent.decode($0.value!) }.contains { $0.id == "o1/base" }, "applied at the registration")
     }
 
+    @Test func theShopsActivityBeforeTheProgrammesStartIsDeadLetteredButMembersMayPredateIt() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("points-start-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var program = try Program.load(json: ReferenceProgram.bytes())
+        program.startsAt = try EventTime.parse("2026-03-01T00:00:00+08:00")
+        let applier = try BatchApplier(
+            database: try Database(DatabaseConfiguration(path: directory.appendingPathComponent("points.sqlite").path)),
+            processor: PointsProcessor(program: program, commandKeys: try CommandKeys.parse("k=points-test-secret-0001")), timerMode: .streamTime)
+        var offset: Int64 = 0
+        func apply(_ event: CloudEvent) throws -> [CloudEvent] {
+            offset += 1
+            let record = ConsumedRecord(topic: Topics.inputTopic(forEventType: event.type)!.name, partition: 0, offset: offset, key: Array("m".utf8), value: event.encoded())
+            let decoded: Result<Decoded<PointsRecord>, Rejection>
+            do throws(Rejection) { decoded = .success(try applier.processor.decode(record)) } catch { decoded = .failure(error) }
+            return try applier.apply([PolledRecord(record: record, decoded: decoded)]).outbox.map { try CloudEvent.decode($0.value!) }
+        }
+        #expect(try apply(try event("r", EventType.memberRegistered, "m", "2025-06-01T09:00:00+08:00")).isEmpty)
+        #expect(try applier.database.prepare("SELECT COUNT(*) FROM accounts").queryOne { $0.int64(0) } == 1, "registered before the start")
+        let early = try apply(try event("o1", EventType.orderPaid, "m", "2026-02-28T10:00:00+08:00", ["orderId": "M-1", "paidMinor": 10_000]))
+        #expect(early.map { $0.data["reason"]?.stringValue } == ["before-program-start"])
+        let onTime = try apply(try event("o2", EventType.orderPaid, "m", "2026-03-01T10:00:00+08:00", ["orderId": "M-2", "paidMinor": 10_000]))
+        #expect(onTime.contains { $0.id == "o2/base" })
+    }
+
     @Test func aReferralToAnUnknownReferrerIsRefusedAgainstTheReferee() throws {
         let harness = try Harness()
         let registration = try harness.apply([

@@ -42,6 +42,21 @@ import Testing
                    data: .object(["orderId": .string("O-\(id)"), "paidMinor": .int(paid)]))
     }
 
+    @Test func anOrderBeforeTheProgrammesStartIsRefused() throws {
+        var program = try Program.load(json: ReferenceProgram.bytes())
+        program.startsAt = try EventTime.parse("2026-03-01T00:00:00+08:00")
+        let processor = TiersProcessor(program: program)
+        func record(_ time: String) -> ConsumedRecord {
+            let event = CloudEvent(id: "o-\(time)", source: "shop", type: EventType.orderPaid, time: try! EventTime.parse(time), subject: "m",
+                                   data: ["orderId": .string("O-\(time)"), "paidMinor": 10_000])
+            return ConsumedRecord(topic: Topics.orders.name, partition: 0, offset: 0, key: Array("m".utf8), value: event.encoded())
+        }
+        #expect(throws: Rejection(code: "before-program-start", detail: "event time 2026-02-28T02:00:00.000Z is before the programme's start 2026-02-28T16:00:00.000Z")) {
+            try processor.decode(record("2026-02-28T10:00:00+08:00"))
+        }
+        #expect(try processor.decode(record("2026-03-01T10:00:00+08:00")).eventID == "o-2026-03-01T10:00:00+08:00")
+    }
+
     @Test func ordersEarnTheBonusOfTheTierBeforeThemAndMoveTheMemberUp() throws {
         let harness = try Harness()
         let first = try harness.apply([try paid("o1", "m", 600_000, "2026-03-01T10:00:00+08:00")])

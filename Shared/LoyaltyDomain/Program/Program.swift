@@ -5,6 +5,9 @@ public struct Program: Sendable, Equatable {
     public var version: String
     /// The calendar days, months and birthdays are counted in.
     public var calendar: ProgramCalendar
+    /// When the programme starts, if it says: a shop's activity dated before it counts for
+    /// nothing (``isBeforeStart(_:type:)``). Members may have registered long before.
+    public var startsAt: EventTime?
     /// Name of the time zone, for people (the offset is what counts).
     public var timeZoneName: String
     public var earning: Earning
@@ -140,5 +143,27 @@ public struct Program: Sendable, Equatable {
         /// Events for an unknown member are kept this long (event time) before they are
         /// dead-lettered.
         public var unknownMemberWaitHours: Int64
+    }
+}
+
+extension Program {
+    /// The shop's activity that earns, spends or counts towards a tier: none of it before the
+    /// programme's start. Member events may predate it, and the platform's own commands follow
+    /// from activity already checked (or, from an operator, carry the operator's date).
+    public static let activityTypes: Set<String> = [
+        EventType.orderPaid, EventType.orderRefunded, EventType.checkedIn, EventType.reviewPosted, EventType.contentShared,
+        EventType.taskCompleted, EventType.redeem, EventType.cashOffset, EventType.transfer,
+    ]
+
+    /// Whether an event of `type` at `time` lies before the programme's start, and so is refused
+    /// (`before-program-start`) by every service that reads it.
+    public func isBeforeStart(_ time: EventTime, type: String) -> Bool {
+        guard let startsAt, Self.activityTypes.contains(type) else { return false }
+        return time < startsAt
+    }
+
+    /// The dead letter's explanation.
+    public func beforeStartDetail(_ time: EventTime) -> String {
+        "event time \(time) is before the programme's start \(startsAt.map(\.description) ?? "")"
     }
 }

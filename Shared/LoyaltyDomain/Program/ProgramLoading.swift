@@ -48,6 +48,12 @@ extension Program {
             throw ProgramError(path: "timeZone.utcOffset", problem: error.description)
         }
 
+        if let text = try root.optionalString("startsAt") {
+            do { startsAt = try EventTime.parse(text) } catch {
+                throw ProgramError(path: "startsAt", problem: "expected an RFC 3339 instant: \(error)")
+            }
+        }
+
         let earning = try root.object("earning")
         var multipliers: [String: Int64] = [:]
         let categories = try earning.object("categoryMultipliers", at: "earning")
