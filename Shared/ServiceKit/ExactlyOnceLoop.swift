@@ -134,7 +134,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 try applyBatch(startingWith: first?.item, wallClock: wallClock)
             }
             resumePartitions()
-            if erasurePending && monotonicMilliseconds() - lastErasureAttempt >= 1_000 { try boundWriteAheadLog() }
+            if erasurePending { try boundWriteAheadLog() }
             let now = monotonicMilliseconds()
             if announcementDue { try announce(tasks: merger.assignedTasks) }
             if now - lastStatus >= 500 {
@@ -358,7 +358,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// up either, and SQLite restarts the log only after a checkpoint that did. So past the
     /// limit the loop checkpoints itself, between batches, and truncates the log.
     private func boundWriteAheadLog() throws {
-        if erasurePending {
+        if erasurePending && monotonicMilliseconds() - lastErasureAttempt >= 1_000 {
             // The log still holds the pages as they were before the erasure: copy it into the
             // database (whose freed space `secure_delete` zeroes) and cut it to nothing. Without
             // waiting for readers (an HTTP lookup): when one is there, try again a second later.
