@@ -170,13 +170,16 @@ enum CampaignCommands {
             ConsumerConfiguration(bootstrapServers: bootstrapServers, groupID: "loyalty-cli-\(UUID().uuidString)"), listener: StartingOffsets())
         defer { consumer.close() }
         try consumer.subscribe([topic.name])
+        // The broker's partition count: an operator may have created the topic with another.
+        let partitions = Int(try consumer.partitionCounts(of: [topic.name])[topic.name] ?? topic.partitions)
         var ended = Set<Int32>()
         var events: [CloudEvent] = []
-        let deadline = Date().addingTimeInterval(20)
-        while ended.count < Int(topic.partitions) {
-            guard Date() < deadline else { throw CLIError("could not read \(topic.name) to its end within 20 s") }
+        var deadline = Date().addingTimeInterval(20)
+        while ended.count < partitions {
+            guard Date() < deadline else { throw CLIError("could not read \(topic.name) to its end: nothing came for 20 s") }
             switch consumer.poll(timeoutMilliseconds: 100) {
             case .record(let record):
+                deadline = Date().addingTimeInterval(20)
                 if let value = record.value, let event = try? CloudEvent.decode(value) { events.append(event) }
             case .endOfPartition(let partition, _):
                 ended.insert(partition.partition)

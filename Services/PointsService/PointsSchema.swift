@@ -66,8 +66,8 @@ enum PointsSchema {
             -- registered; they change nothing here, so they go, overwritten, with their timers.
             PRAGMA secure_delete = ON;
             DELETE FROM timers WHERE kind = 'unknown-member' AND ref IN (
-                SELECT event_id FROM parked WHERE topic = 'loyalty.members' AND CAST(value AS TEXT) LIKE '%"type":"member.updated"%');
-            DELETE FROM parked WHERE topic = 'loyalty.members' AND CAST(value AS TEXT) LIKE '%"type":"member.updated"%';
+                SELECT event_id FROM parked WHERE topic = 'loyalty.members' AND json_extract(CAST(value AS TEXT), '$.type') = 'member.updated');
+            DELETE FROM parked WHERE topic = 'loyalty.members' AND json_extract(CAST(value AS TEXT), '$.type') = 'member.updated';
             """),
         Migration(version: 103, name: "one parking mechanism", sql: """
             -- Events of unknown members wait in the runtime's parked_records, as in every service;

@@ -67,10 +67,14 @@ public struct PointsHealth: Sendable, Equatable {
     public var months: [Month] = []
     /// Points left in lots that expire in each of the twelve months after `asOf`.
     public var expiryForecast: [(month: String, points: Int64)] = []
-    /// Members per tier id, in the program's order (members not seen in any tier change are in the first).
+    /// Points left in lots whose ledger entries predate `expiresAt` (an earlier version's).
+    public var unknownExpiryPoints: Int64 = 0
+    /// Members per tier id, in the program's order: every member seen in the ledger or a tier
+    /// change, those with no change in the first tier.
     public var tiers: [(tier: String, name: String, members: Int)] = []
     public var tierFlows: [TierFlow] = []
     public var campaigns: [Campaign] = []
+    /// Dead letters by reason and service (one bad record may be refused by several).
     public var deadLetters: [(reason: String, count: Int)] = []
     public var refusals: [(reason: String, count: Int)] = []
 
@@ -82,7 +86,7 @@ public struct PointsHealth: Sendable, Equatable {
 
     public static func == (a: PointsHealth, b: PointsHealth) -> Bool {
         a.asOf == b.asOf && a.months == b.months && a.tierFlows == b.tierFlows && a.campaigns == b.campaigns
-            && a.expiryForecast.map { "\($0.month)=\($0.points)" } == b.expiryForecast.map { "\($0.month)=\($0.points)" }
+            && a.unknownExpiryPoints == b.unknownExpiryPoints && a.expiryForecast.map { "\($0.month)=\($0.points)" } == b.expiryForecast.map { "\($0.month)=\($0.points)" }
             && a.tiers.map { "\($0.tier)=\($0.members)" } == b.tiers.map { "\($0.tier)=\($0.members)" }
             && a.deadLetters.map { "\($0.reason)=\($0.count)" } == b.deadLetters.map { "\($0.reason)=\($0.count)" }
             && a.refusals.map { "\($0.reason)=\($0.count)" } == b.refusals.map { "\($0.reason)=\($0.count)" }
@@ -150,7 +154,11 @@ extension PointsHealth {
         let nowIndex = monthIndex(asOf)
         var forecast: [Int64: Int64] = [:]
         for lot in lots.values where lot.left > 0 {
-            guard let expiresAt = lot.expiresAt, expiresAt > asOf else { continue }
+            guard let expiresAt = lot.expiresAt else {
+                unknownExpiryPoints += lot.left
+                continue
+            }
+            guard expiresAt > asOf else { continue }
             // A lot expiring at local 00:00 of the 1st is the previous month's last points.
             forecast[monthIndex(expiresAt.adding(milliseconds: -1)), default: 0] += lot.left
         }
@@ -210,7 +218,9 @@ extension PointsHealth {
         func tally(_ reasons: [String]) -> [(reason: String, count: Int)] {
             Dictionary(grouping: reasons) { $0 }.map { ($0.key, $0.value.count) }.sorted { ($1.count, $0.reason) < ($0.count, $1.reason) }
         }
-        self.deadLetters = tally(deadLetters.filter { $0.time <= asOf }.map { $0.data["reason"]?.stringValue ?? "?" })
+        self.deadLetters = tally(deadLetters.filter { $0.time <= asOf }.map {
+            "\($0.data["reason"]?.stringValue ?? "?") (\($0.data["service"]?.stringValue ?? "?"))"
+        })
         refusals = tally(ledger.filter { $0.time <= asOf && $0.type == "points.refused" }.map { $0.data["reason"]?.stringValue ?? "?" })
     }
 

@@ -34,7 +34,8 @@ public enum ReportPage {
         body += section(
             id: "expiry", title: t.expiryTitle,
             chart: barChart(id: "chart-expiry", labels: health.expiryForecast.map(\.month), series: [(t.expiring, "#e07a5f", health.expiryForecast.map(\.points))]),
-            table: table([t.month, t.expiring], health.expiryForecast.map { [escape($0.month), number($0.points)] }))
+            table: table([t.month, t.expiring], health.expiryForecast.map { [escape($0.month), number($0.points)] }
+                + (health.unknownExpiryPoints > 0 ? [[t.expiryUnknown, number(health.unknownExpiryPoints, id: "expiry-unknown")]] : [])))
         body += section(
             id: "tiers", title: t.tiersTitle,
             chart: barChart(id: "chart-tiers", labels: health.tiers.map(\.name), series: [(t.members, "#2b7a78", health.tiers.map { Int64($0.members) })]),
@@ -195,7 +196,7 @@ public enum ReportPage {
 struct ReportText {
     let language: String
     let title, asOf, summary, figure, points, issued, redeemed, expired, deducted, reversed, adjusted, liability: String
-    let flowsTitle, liabilityTitle, expiryTitle, expiring, month, tiersTitle, tier, members, from, to: String
+    let flowsTitle, liabilityTitle, expiryTitle, expiring, expiryUnknown, month, tiersTitle, tier, members, from, to: String
     let campaignsTitle, campaign, reach, rewards, cost, coupons, treated, control, uplift, upliftNote: String
     let problemsTitle, deadLetters, refusals, count: String
 
@@ -205,7 +206,7 @@ struct ReportText {
             title = "积分健康报告"; asOf = "截至"; summary = "总览"; figure = "项目"; points = "积分"
             issued = "发放"; redeemed = "兑换"; expired = "过期"; deducted = "扣减"; reversed = "退款冲回"; adjusted = "人工调整"
             liability = "未兑付积分"; flowsTitle = "每月积分发放、兑换、过期与扣减"; liabilityTitle = "每月末未兑付积分"
-            expiryTitle = "未来 12 个月将过期的积分"; expiring = "将过期"; month = "月份"; tiersTitle = "各等级会员数与等级流转"
+            expiryTitle = "未来 12 个月将过期的积分"; expiring = "将过期"; expiryUnknown = "过期时间未知（早期版本的账目）"; month = "月份"; tiersTitle = "各等级会员数与等级流转"
             tier = "等级"; members = "会员数"; from = "原等级"; to = "新等级"; campaignsTitle = "营销活动：覆盖、成本与增量"
             campaign = "活动"; reach = "覆盖会员"; rewards = "奖励次数"; cost = "积分成本"; coupons = "发券数"
             treated = "实验组 触发/订单"; control = "对照组 触发/订单"; uplift = "每次触发增量订单 [95% 区间]"
@@ -217,7 +218,7 @@ struct ReportText {
             issued = "Issued"; redeemed = "Redeemed"; expired = "Expired"; deducted = "Deducted"; reversed = "Reversed by refunds"
             adjusted = "Adjusted"; liability = "Outstanding liability"; flowsTitle = "Points issued, redeemed, expired and deducted per month"
             liabilityTitle = "Outstanding liability at each month's end"; expiryTitle = "Points expiring in the next 12 months"
-            expiring = "Expiring"; month = "Month"; tiersTitle = "Members per tier, and moves between tiers"; tier = "Tier"
+            expiring = "Expiring"; expiryUnknown = "Expiry unknown (entries of an earlier version)"; month = "Month"; tiersTitle = "Members per tier, and moves between tiers"; tier = "Tier"
             members = "Members"; from = "From"; to = "To"; campaignsTitle = "Campaigns: reach, cost and uplift"; campaign = "Campaign"
             reach = "Members reached"; rewards = "Rewards"; cost = "Points cost"; coupons = "Coupons"
             treated = "Treated triggers / orders"; control = "Control triggers / orders"; uplift = "Uplift in orders per trigger [95 % interval]"

@@ -358,7 +358,9 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// up either, and SQLite restarts the log only after a checkpoint that did. So past the
     /// limit the loop checkpoints itself, between batches, and truncates the log.
     private func boundWriteAheadLog() throws {
-        if erasurePending && monotonicMilliseconds() - lastErasureAttempt >= 1_000 {
+        if erasurePending {
+            // Tried again a second after a reader held the log; never the WAL limit's waiting checkpoint meanwhile.
+            guard monotonicMilliseconds() - lastErasureAttempt >= 1_000 else { return }
             // The log still holds the pages as they were before the erasure: copy it into the
             // database (whose freed space `secure_delete` zeroes) and cut it to nothing. Without
             // waiting for readers (an HTTP lookup): when one is there, try again a second later.

@@ -94,18 +94,33 @@ extension EndToEnd {
                 usleep(500_000)
             }
             #expect(Date() < deadline, "the services read the year")
+            // and published what they committed.
+            while Date() < deadline, ["points", "tiers", "campaigns"].contains(where: { serviceCount(in: directory, $0, "SELECT COUNT(*) FROM outbox") != 0 }) {
+                usleep(200_000)
+            }
 
             // The ledger as published: what the page's totals must equal.
-            let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: [Topics.pointsLedger.name])
+            let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: [Topics.pointsLedger.name, Topics.pointsBalances.name])
             defer { reader.close() }
             reader.readToEnd(seconds: 30)
-            let ledger = try reader.records.map { try CloudEvent.decode($0.value!) }.filter { $0.type != "points.refused" && $0.type != "points.expiry-warning" }
+            let ledger = try reader.records.filter { $0.topic == Topics.pointsLedger.name }.map { try CloudEvent.decode($0.value!) }
+                .filter { $0.type != "points.refused" && $0.type != "points.expiry-warning" }
+            // The liability from another source: each member's latest published balance.
+            var latest: [String: JSONValue] = [:]
+            for record in reader.records where record.topic == Topics.pointsBalances.name {
+                let balance = try CloudEvent.decode(record.value!)
+                latest[balance.subject ?? ""] = balance.data
+            }
+            let owed = latest.values.reduce(Int64(0)) {
+                $0 + ($1["available"]?.int64Value ?? 0) + ($1["pending"]?.int64Value ?? 0) - ($1["debt"]?.int64Value ?? 0)
+            }
             func sum(_ kinds: Set<String>) -> Int64 {
                 ledger.filter { kinds.contains($0.data["kind"]?.stringValue ?? "") }.reduce(0) { $0 + ($1.data["points"]?.int64Value ?? 0) }
             }
             let issued = sum(["earned", "imported"]), redeemed = -sum(["redeemed", "cash-offset"])
             let liability = ledger.reduce(0) { $0 + ($1.data["points"]?.int64Value ?? 0) }
             #expect(issued > 0 && redeemed > 0 && liability > 0)
+            #expect(liability == owed, "the ledger's sum is what the members' balances add up to")
 
             for locale in ["en", "zh-CN"] {
                 let page = directory.appendingPathComponent("report-\(locale).html")
@@ -127,7 +142,8 @@ extension EndToEnd {
                 }
                 #expect(value("total-issued") == issued, "\(locale): issued")
                 #expect(value("total-redeemed") == redeemed, "\(locale): redeemed")
-                #expect(value("liability") == liability, "\(locale): liability")
+                #expect(value("liability") == owed, "\(locale): liability")
+                #expect(value("total-expired") == -sum(["expired"]) && value("total-deducted") == -sum(["deducted"]), "\(locale): expired and deducted")
                 #expect(dom.contains(locale == "en" ? "Points health" : "积分健康报告"))
             }
 

@@ -298,7 +298,9 @@ import Testing
             for (index, waiting) in [order, profile].enumerated() {
                 try old.prepare("INSERT INTO parked(member, event_id, time, rank, topic, partition, record_offset, key, value) VALUES(?, ?, ?, ?, ?, 0, ?, ?, ?)")
                     .run(.text("zoe"), .text(waiting.id), .integer(waiting.time.millis), .integer(Int64(EventType.rank(of: waiting.type))),
-                         .text(Topics.inputTopic(forEventType: waiting.type)!.name), .integer(Int64(index)), .blob(Array("zoe".utf8)), .blob(waiting.encoded()))
+                         .text(Topics.inputTopic(forEventType: waiting.type)!.name), .integer(Int64(index)), .blob(Array("zoe".utf8)),
+                         // The shop's own spacing, kept as it came.
+                         .blob(Array(String(decoding: waiting.encoded(), as: UTF8.self).replacingOccurrences(of: "\"type\":", with: "\"type\": ").utf8)))
                 try old.prepare("INSERT INTO timers(task, due, rank, member, kind, ref) VALUES(0, ?, 10, 'zoe', 'unknown-member', ?)")
                     .run(.integer(waiting.time.adding(hours: 168).millis), .text(waiting.id))
             }
