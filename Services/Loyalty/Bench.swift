@@ -65,9 +65,12 @@ enum Bench {
         say("  Kafka ceiling measured")
         let sqlite = try sqliteCeiling(options, directory: directory)
         say("  SQLite ceiling measured")
+        let reference = try referenceCeiling(options, directory: directory)
+        say("  reference ceiling measured")
         let pipeline = try pointsPipeline(options, directory: directory)
 
         let ceiling = min(kafka, sqlite)
+        let fixed = min(kafka, reference)
         func number(_ value: Double) -> String {
             let formatter = NumberFormatter()
             formatter.numberStyle = .decimal
@@ -78,8 +81,10 @@ enum Bench {
         let rows: [(String, String)] = [
             ("Kafka ceiling: produce + consume through Messaging", "\(number(kafka)) records/s"),
             ("SQLite ceiling: the points writes, no Kafka", "\(number(sqlite)) events/s"),
+            ("reference ceiling: one 100 B insert + one 200 B upsert an event", "\(number(reference)) events/s"),
             ("points pipeline, exactly-once, real executable", "\(number(pipeline.throughput)) events/s"),
             ("  as a share of the smaller ceiling", String(format: "%.0f %%", 100 * pipeline.throughput / ceiling)),
+            ("  as a share of Kafka and the reference, the smaller", String(format: "%.0f %%", 100 * pipeline.throughput / fixed)),
             ("latency at \(number(Double(options.rate))) events/s, order → ledger event",
              "p50 \(ms(pipeline.p50))  p99 \(ms(pipeline.p99))  max \(ms(pipeline.max))"),
             ("points peak RSS with \(number(Double(options.members))) members", String(format: "%.1f MiB", pipeline.peakRSSMiB)),
@@ -177,6 +182,39 @@ enum Bench {
                     index += 1
                 }
                 try offset.run(.integer(Int64(index)))
+            }
+        }
+        return Double(options.events) / Date().timeIntervalSince(start)
+    }
+
+    /// A ceiling that does not move when the design does: per event, one ~100-byte INSERT keyed
+    /// by (member, sequence) and one ~200-byte UPSERT of the member's row, in transactions of
+    /// 2,000, WAL, `synchronous=NORMAL` (the store's settings). Whatever the services' schema
+    /// becomes, a share of this one compares across versions.
+    static func referenceCeiling(_ options: Options, directory: URL) throws -> Double {
+        let path = directory.appendingPathComponent("reference.sqlite").path
+        let database = try Database(DatabaseConfiguration(path: path))
+        try database.execute("""
+            CREATE TABLE entries(member TEXT NOT NULL, sequence INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY(member, sequence)) WITHOUT ROWID;
+            CREATE TABLE members(member TEXT PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID;
+            """)
+        try database.execute("PRAGMA wal_autocheckpoint = 0")
+        let checkpointer = try WALCheckpointer(path: path, intervalMilliseconds: 200, logger: Logger(service: "bench"))
+        defer { checkpointer.stop() }
+        let insert = try database.prepare("INSERT INTO entries(member, sequence, body) VALUES(?, ?, ?)")
+        let upsert = try database.prepare("INSERT INTO members(member, body) VALUES(?, ?) ON CONFLICT(member) DO UPDATE SET body = excluded.body")
+        let entry = [UInt8](repeating: UInt8(ascii: "e"), count: 100 - 24)  // with its key, about 100 bytes
+        let row = [UInt8](repeating: UInt8(ascii: "m"), count: 200 - 12)
+        let start = Date()
+        var index = 0
+        while index < options.events {
+            try database.transaction {
+                for _ in 0..<min(2_000, options.events - index) {
+                    let memberID = member(index, of: options.members)
+                    try insert.run(.text(memberID), .integer(Int64(index / options.members + 1)), .blob(entry))
+                    try upsert.run(.text(memberID), .blob(row))
+                    index += 1
+                }
             }
         }
         return Double(options.events) / Date().timeIntervalSince(start)
