@@ -4,7 +4,7 @@ import Messaging
 /// The figures of the points-health report, computed from what the platform published (the
 /// ledger, tier changes, campaign definitions and results, dead letters) as of an instant.
 /// Pure: the same events give the same figures.
-public struct PointsHealth: Sendable, Equatable {
+public struct PointsHealth: Sendable {
     /// Points moved in one local month, by kind, and the liability at its end.
     public struct Month: Sendable, Equatable {
         /// `YYYY-MM` in the program's time zone.
@@ -28,7 +28,7 @@ public struct PointsHealth: Sendable, Equatable {
     }
 
     /// One campaign's reach, cost and measured effect.
-    public struct Campaign: Sendable, Equatable {
+    public struct Campaign: Sendable {
         public struct Group: Sendable, Equatable {
             public var members: Int64 = 0
             public var triggers: Int64 = 0
@@ -55,12 +55,6 @@ public struct PointsHealth: Sendable, Equatable {
         /// Orders per trigger, treated minus control, with a 95 % interval; nil without a
         /// control group that was triggered.
         public var uplift: (estimate: Double, low: Double, high: Double)?
-
-        public static func == (a: Campaign, b: Campaign) -> Bool {
-            a.id == b.id && a.name == b.name && a.membersReached == b.membersReached && a.rewards == b.rewards
-                && a.pointsCost == b.pointsCost && a.couponsIssued == b.couponsIssued && a.treated == b.treated && a.control == b.control
-                && a.uplift?.estimate == b.uplift?.estimate && a.uplift?.low == b.uplift?.low && a.uplift?.high == b.uplift?.high
-        }
     }
 
     public var asOf: EventTime
@@ -83,14 +77,6 @@ public struct PointsHealth: Sendable, Equatable {
     public var totalExpired: Int64 { months.reduce(0) { $0 + $1.expired } }
     public var totalDeducted: Int64 { months.reduce(0) { $0 + $1.deducted } }
     public var liability: Int64 { months.last?.liability ?? 0 }
-
-    public static func == (a: PointsHealth, b: PointsHealth) -> Bool {
-        a.asOf == b.asOf && a.months == b.months && a.tierFlows == b.tierFlows && a.campaigns == b.campaigns
-            && a.unknownExpiryPoints == b.unknownExpiryPoints && a.expiryForecast.map { "\($0.month)=\($0.points)" } == b.expiryForecast.map { "\($0.month)=\($0.points)" }
-            && a.tiers.map { "\($0.tier)=\($0.members)" } == b.tiers.map { "\($0.tier)=\($0.members)" }
-            && a.deadLetters.map { "\($0.reason)=\($0.count)" } == b.deadLetters.map { "\($0.reason)=\($0.count)" }
-            && a.refusals.map { "\($0.reason)=\($0.count)" } == b.refusals.map { "\($0.reason)=\($0.count)" }
-    }
 }
 
 extension PointsHealth {
