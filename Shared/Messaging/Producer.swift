@@ -102,15 +102,16 @@ public final class KafkaProducer: @unchecked Sendable {
     }
 
     /// Queues one record; its delivery report will carry `tag`. When the local queue is full
-    /// this serves delivery reports until there is room, so it never drops a record.
-    public func send(topic: String, key: [UInt8]?, value: [UInt8]?, tag: UInt64 = 0) throws {
+    /// this serves delivery reports until there is room, so it never drops a record. The
+    /// partition is the key's (murmur2) unless `partition` names one.
+    public func send(topic: String, key: [UInt8]?, value: [UInt8]?, partition: Int32? = nil, tag: UInt64 = 0) throws {
         let topicHandle = try topicHandle(topic)
         let opaque = UnsafeMutableRawPointer(bitPattern: UInt(tag))
         while true {
             let result: Int32 = withOptionalBytes(value) { valuePointer, valueCount in
                 withOptionalBytes(key) { keyPointer, keyCount in
                     rd_kafka_produce(
-                        topicHandle, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY,
+                        topicHandle, partition ?? RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY,
                         valuePointer, valueCount, keyPointer, keyCount, opaque)
                 }
             }

@@ -9,6 +9,16 @@ public struct OutboxRow: Sendable, Equatable {
     public var topic: String
     public var key: [UInt8]?
     public var value: [UInt8]?
+    /// The partition, when not the key's (a progress mark goes to a task's own partition).
+    public var partition: Int32?
+
+    public init(seq: Int64, topic: String, key: [UInt8]?, value: [UInt8]?, partition: Int32? = nil) {
+        self.seq = seq
+        self.topic = topic
+        self.key = key
+        self.value = value
+        self.partition = partition
+    }
 }
 
 /// The open transaction of one batch, as a service sees it: the database, and the only ways
@@ -48,7 +58,7 @@ public final class Batch {
         self.selfTopics = selfTopics
         self.rank = rank
         insertEcho = try database.prepare("INSERT OR REPLACE INTO echoes(event_id, topic, task, time, rank) VALUES(?, ?, ?, ?, ?)")
-        insertOutbox = try database.prepare("INSERT INTO outbox(topic, key, value) VALUES(?, ?, ?)")
+        insertOutbox = try database.prepare("INSERT INTO outbox(topic, key, value, partition) VALUES(?, ?, ?, ?)")
         insertTimer = try database.prepare(
             "INSERT OR REPLACE INTO timers(task, due, rank, member, kind, ref, payload) VALUES(?, ?, ?, ?, ?, ?, ?)")
         deleteTimers = try database.prepare("DELETE FROM timers WHERE member = ? AND kind = ? AND ref = ?")
@@ -63,14 +73,14 @@ public final class Batch {
 
     /// Adds a record to the outbox; it is published after the batch commits. A record the
     /// producer would refuse is refused here, before it is committed (`OutputTooLarge`).
-    public func emit(topic: String, key: String?, value: [UInt8]) throws {
+    public func emit(topic: String, key: String?, value: [UInt8], partition: Int32? = nil) throws {
         let size = value.count + (key?.utf8.count ?? 0)
         guard size <= Self.maximumRecordBytes else {
             throw OutputTooLarge(topic: topic, bytes: size, limit: Self.maximumRecordBytes)
         }
         let keyBytes = key.map { Array($0.utf8) }
-        try insertOutbox.run(.text(topic), keyBytes.map { .blob($0) } ?? .null, .blob(value))
-        outbox.append(OutboxRow(seq: database.lastInsertRowID, topic: topic, key: keyBytes, value: value))
+        try insertOutbox.run(.text(topic), keyBytes.map { .blob($0) } ?? .null, .blob(value), partition.map { .integer(Int64($0)) } ?? .null)
+        outbox.append(OutboxRow(seq: database.lastInsertRowID, topic: topic, key: keyBytes, value: value, partition: partition))
     }
 
     /// Adds an event to the outbox, keyed by its subject. An event for one of the service's
@@ -86,6 +96,14 @@ public final class Batch {
             try insertEcho.run(.text(event.id), .text(topic), .integer(Int64(task)), .integer(key.time), .integer(Int64(key.rank)))
             echoes.append((key, TopicPartition(topic: topic, partition: task)))
         }
+    }
+
+    /// Publishes a progress mark on its task's partition of `topic`, after everything this
+    /// batch sends there (signed when `topic` is a command topic).
+    func emit(_ mark: ProgressMark, to topic: String) throws {
+        var event = mark.event(source: "loyalty/\(service)")
+        if let signer, signer.topics.contains(topic) { event = signer.keys.sign(event) }
+        try emit(topic: topic, key: nil, value: event.encoded(), partition: mark.task)
     }
 
     /// Sets a timer in the current task (replacing one with the same name and due time).

@@ -43,6 +43,14 @@ public struct BatchOutcome: Sendable {
     public var erasedPersonalData = false
 }
 
+/// A batch's view of its tasks' clocks, inside its transaction.
+public struct TaskClocks {
+    /// The task's stream time as the batch leaves it (nil: nothing applied yet).
+    public let streamTime: (Int32) throws -> Int64?
+    /// The due time of the task's next timer (nil: none). Never later than the real one.
+    public let nextTimerDue: (Int32) throws -> Int64?
+}
+
 /// Steps 2 of the exactly-once loop, without Kafka: applies a batch of records in one
 /// `BEGIN IMMEDIATE` transaction holding inbox, state, outbox, timers and offsets.
 /// A crash anywhere leaves either all of the batch or none of it.
@@ -150,6 +158,35 @@ public final class BatchApplier<Processor: StreamProcessor> {
         _ = try database.migrate(RuntimeSchema.migrations + processor.migrations)
     }
 
+    /// The progress marks stored for these partitions, with the offsets they were read at.
+    public func storedMarks(_ partitions: [TopicPartition]) throws -> [TopicPartition: [(mark: ProgressMark, offset: Int64)]] {
+        let select = try database.prepare(
+            "SELECT producer, time, idle, record_offset, positions FROM upstream_progress WHERE topic = ? AND partition = ? ORDER BY producer")
+        var result: [TopicPartition: [(mark: ProgressMark, offset: Int64)]] = [:]
+        for partition in partitions {
+            let marks = try select.query(.text(partition.topic), .integer(Int64(partition.partition))) { row in
+                (mark: ProgressMark(
+                    producer: row.string(0), task: partition.partition, time: row.int64(1), idle: row.int64(2) != 0,
+                    positions: ProgressMark.positions(parsing: row.string(4))),
+                 offset: row.int64(3))
+            }
+            if !marks.isEmpty { result[partition] = marks }
+        }
+        return result
+    }
+
+    /// Stores progress marks read from upstream producers, in the batch's transaction.
+    public func storeMarks(_ marks: [(partition: TopicPartition, mark: ProgressMark, offset: Int64)]) throws {
+        guard !marks.isEmpty else { return }
+        let save = try database.prepare(
+            "INSERT OR REPLACE INTO upstream_progress(topic, partition, producer, time, idle, positions, record_offset) VALUES(?, ?, ?, ?, ?, ?, ?)")
+        for entry in marks {
+            try save.run(
+                .text(entry.partition.topic), .integer(Int64(entry.partition.partition)), .text(entry.mark.producer),
+                .integer(entry.mark.time), .integer(entry.mark.idle ? 1 : 0), .text(entry.mark.positionsText), .integer(entry.offset))
+        }
+    }
+
     /// The stored next offsets of these partitions (nil: never read).
     public func storedOffsets(_ partitions: [TopicPartition]) throws -> [TopicPartition: Int64] {
         let select = try database.prepare("SELECT next_offset FROM offsets WHERE topic = ? AND partition = ?")
@@ -206,6 +243,19 @@ public final class BatchApplier<Processor: StreamProcessor> {
         return Dictionary(uniqueKeysWithValues: rows.map { (Int32($0.0), (pending: $0.1, due: $0.2)) })
     }
 
+    /// The task clocks as committed, read from the store where not cached (outside transactions).
+    public func currentClocks() -> TaskClocks {
+        TaskClocks(
+            streamTime: { task in
+                let time = try self.storedStreamTime(task)
+                return time == .min ? nil : time
+            },
+            nextTimerDue: { task in
+                let due = try self.earliestTimerDue(task)
+                return due == .max ? nil : due
+            })
+    }
+
     /// A task's stream time as last committed, when this applier has it at hand.
     public func knownStreamTime(_ task: Int32) -> Int64? {
         streamTimes[task].flatMap { $0 == .min ? nil : $0 }
@@ -236,10 +286,13 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// commands the batch has just sent itself, so that records sorting after them are held
     /// back within this very batch (the merge's echo barrier). `committableOffsets` is asked
     /// once pulling is over.
+    /// `beforeCommit` writes last, inside the transaction, seeing the task clocks as the batch
+    /// leaves them (the loop's progress marks).
     public func apply(
         nextRecord: (_ newEchoes: ArraySlice<(key: MergeKey, partition: TopicPartition)>) -> PolledRecord<Processor.Body>?,
         committableOffsets: () -> [TopicPartition: Int64]?,
-        deliveredOutbox: [UInt64] = [], wallClock: EventTime? = nil, tasks: [Int32] = []
+        deliveredOutbox: [UInt64] = [], wallClock: EventTime? = nil, tasks: [Int32] = [],
+        beforeCommit: ((Batch, TaskClocks) throws -> Void)? = nil
     ) throws -> BatchOutcome {
         var progress = BatchProgress()
         var strikeCleared = false
@@ -258,6 +311,18 @@ public final class BatchApplier<Processor: StreamProcessor> {
                 strikeCleared = try store(progress)
                 for (task, due) in batch.scheduled {
                     if let known = earliestTimer[task] { earliestTimer[task] = min(known, due) }
+                }
+                if let beforeCommit {
+                    let pending = progress.pendingStreamTimes
+                    try beforeCommit(batch, TaskClocks(
+                        streamTime: { task in
+                            let time = try pending[task] ?? self.storedStreamTime(task)
+                            return time == .min ? nil : time
+                        },
+                        nextTimerDue: { task in
+                            let due = min(try self.earliestTimerDue(task), batch.scheduled[task] ?? .max)
+                            return due == .max ? nil : due
+                        }))
                 }
                 progress.outcome.outbox = batch.outbox
                 progress.outcome.echoes = batch.echoes
@@ -294,6 +359,8 @@ public final class BatchApplier<Processor: StreamProcessor> {
     private enum Verdict {
         /// Read past without effect (`isRelevant` false).
         case passOver
+        /// Read past, its time moving the task's clock (`onlyMovesStreamTime`).
+        case advanceClock(EventTime)
         /// Dead-lettered; `echo` names the command awaited back, if it was one.
         case refuse(Rejection, echo: String?)
         case apply(Decoded<Processor.Body>)
@@ -328,6 +395,11 @@ public final class BatchApplier<Processor: StreamProcessor> {
         switch try verdict(on: polled, isSorted: isSorted, task: task, streamTime: streamTime, progress) {
         case .passOver:
             break
+        case .advanceClock(let time):
+            if timerMode == .streamTime {
+                progress.outcome.timersFired += try fireTimers(task: task, upTo: max(streamTime, time.millis), batch: batch)
+            }
+            progress.pendingStreamTimes[task] = max(streamTime, time.millis)
         case .refuse(let rejection, let echo):
             if let echo { try forgetEcho(echo) }
             try batch.deadLetter(record, reason: rejection)
@@ -352,7 +424,12 @@ public final class BatchApplier<Processor: StreamProcessor> {
         case .failure(let rejection): return .refuse(rejection, echo: polled.record.eventID)
         case .success(let decoded): input = decoded
         }
-        guard input.isRelevant else { return .passOver }
+        guard input.isRelevant else {
+            guard input.onlyMovesStreamTime,
+                  try exceededFutureLimit(input.time.millis, task: task, streamTime: streamTime, pending: progress.pendingStreamTimes) == nil
+            else { return .passOver }
+            return .advanceClock(input.time)
+        }
         let echo = isSorted ? input.eventID : nil
         if input.isExternalInput, streamTime != .min, let inboxHorizon, input.time.millis < streamTime - inboxHorizon {
             // Its inbox row, if it ever had one, may be pruned. (Other services' records are never

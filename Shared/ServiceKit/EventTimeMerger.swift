@@ -37,6 +37,10 @@ public struct MergeKey: Comparable, Sendable, Hashable {
 /// - *Echoes*: a command this instance sent to one of its own partitions holds back every
 ///   record that sorts after it until it has come back, so a derived command is applied at
 ///   its event time, not whenever it happens to arrive.
+/// - *Progress*: a partition of a topic other services write for this one holds back every
+///   record of its task until each producer the service waits for has promised, with a
+///   ``ProgressMark`` read on that partition, to send nothing earlier (`admits`). A mark
+///   counts once everything before it on the partition has been read.
 ///
 /// Pure bookkeeping: it never touches Kafka; the loop feeds it and drains it.
 public struct EventTimeMerger<Item> {
@@ -49,6 +53,8 @@ public struct EventTimeMerger<Item> {
     public let serviceTopics: Set<String>
     /// The grace: how long a partition read to its end holds the merge once found empty.
     public let idleMilliseconds: Int64
+    /// Per topic, the producers whose progress marks a task waits for.
+    public let awaitedProducers: [String: Set<String>]
 
     /// Lanes in an array (indexed through `laneIndex`) so the hot loop reads them in place.
     private var lanes: [Lane] = []
@@ -79,6 +85,14 @@ public struct EventTimeMerger<Item> {
         /// Offsets buffered and not yet handed out, for the committable offset.
         var pendingOffsets = Heap<Int64> { $0 < $1 }
         var releasedOffsets: Set<Int64> = []
+        /// Producers whose progress marks this partition's task waits for.
+        var awaited: Set<String> = []
+        /// The latest mark of each producer, with the offset it was read at.
+        var marks: [String: (mark: ProgressMark, offset: Int64)] = [:]
+        /// Marks changed since the store last took them.
+        var marksChanged = false
+        /// When a producer's promise started holding the merge, and whose (for reports).
+        var progressHeld: (producer: String, since: Int64)?
 
         var count: Int { isSorted ? sorted.count : fifo.count }
         var headKey: MergeKey? { isSorted ? sorted.first?.key : fifo.first?.key }
@@ -110,13 +124,27 @@ public struct EventTimeMerger<Item> {
 
         /// The offset below which every record has been handed out.
         var committableOffset: Int64? { pendingOffsets.first ?? position }
+
+        /// The first awaited producer whose promise does not reach `time` yet: no mark, one
+        /// whose records before it may still be unread, or one that does not admit the time for
+        /// a task read to `readTo`.
+        func unmetProducer(at time: Int64, readTo: [String: Int64]) -> String? {
+            awaited.sorted().first { producer in
+                guard let (mark, offset) = marks[producer], let position, position > offset else { return true }
+                return !mark.admits(time, readTo: readTo)
+            }
+        }
     }
 
-    public init(topics: [String], sortedTopics: Set<String> = [], serviceTopics: Set<String> = [], idleMilliseconds: Int64) {
+    public init(
+        topics: [String], sortedTopics: Set<String> = [], serviceTopics: Set<String> = [], idleMilliseconds: Int64,
+        awaitedProducers: [String: Set<String>] = [:]
+    ) {
         self.topics = topics
         self.sortedTopics = sortedTopics
         self.serviceTopics = serviceTopics.union(sortedTopics)
         self.idleMilliseconds = idleMilliseconds
+        self.awaitedProducers = awaitedProducers.filter { !$0.value.isEmpty }
     }
 
     /// Tasks (partition numbers) with at least one assigned partition.
@@ -145,14 +173,76 @@ public struct EventTimeMerger<Item> {
         }
     }
 
+    /// Partitions whose task waited for a producer's progress the last time the merge was asked
+    /// for a record: which producer, and for how long (milliseconds). For the progress log and
+    /// `/ready`: a producer that is down holds its consumers back, and this says so.
+    public func progressWaits(now: Int64) -> [(partition: TopicPartition, producer: String, milliseconds: Int64)] {
+        lanes.compactMap { lane in lane.progressHeld.map { (lane.partition, $0.producer, now - $0.since) } }
+    }
+
+    /// Notes a producer's progress mark read on an assigned partition at `offset`. Marks of
+    /// producers this service does not wait for move the read position only.
+    public mutating func noteProgress(_ mark: ProgressMark, offset: Int64, from partition: TopicPartition) {
+        guard let index = laneIndex[partition] else { return }
+        lanes[index].position = max(lanes[index].position ?? 0, offset + 1)
+        if let end = lanes[index].knownEnd, end < lanes[index].position! { lanes[index].knownEnd = nil }
+        guard lanes[index].awaited.contains(mark.producer) else { return }
+        lanes[index].marks[mark.producer] = (mark, offset)
+        lanes[index].marksChanged = true
+    }
+
+    /// The marks of partitions whose marks changed since the last call, for the store.
+    public mutating func takeChangedMarks() -> [(partition: TopicPartition, mark: ProgressMark, offset: Int64)] {
+        var changed: [(partition: TopicPartition, mark: ProgressMark, offset: Int64)] = []
+        for index in lanes.indices where lanes[index].marksChanged {
+            lanes[index].marksChanged = false
+            for (_, entry) in lanes[index].marks.sorted(by: { $0.key < $1.key }) {
+                changed.append((lanes[index].partition, entry.mark, entry.offset))
+            }
+        }
+        return changed
+    }
+
+    /// Per task, what is still to be applied, for this instance's own progress marks.
+    public func pendingWork() -> [Int32: PendingWork] {
+        var work: [Int32: PendingWork] = [:]
+        for lane in lanes {
+            let task = lane.partition.partition
+            var entry = work[task] ?? PendingWork(earliestBuffered: nil, hasEmptyPartition: false, isIdle: true, earliestEcho: nil)
+            entry.positions[lane.partition.topic] = lane.position ?? 0
+            if let head = lane.headKey?.time {
+                entry.earliestBuffered = min(entry.earliestBuffered ?? .max, head)
+                entry.isIdle = false
+            } else {
+                entry.hasEmptyPartition = true
+                if !lane.isReadToEnd { entry.isIdle = false }
+            }
+            work[task] = entry
+        }
+        for echo in echoes.values {
+            guard var entry = work[echo.partition.partition] else { continue }
+            entry.earliestEcho = min(entry.earliestEcho ?? .max, echo.key.time)
+            entry.isIdle = false
+            work[echo.partition.partition] = entry
+        }
+        return work
+    }
+
     /// Starts buffering these partitions (empty, end unknown), each read from its offset in
     /// `positions` when known.
-    public mutating func assign(_ partitions: [TopicPartition], positions: [TopicPartition: Int64] = [:]) {
+    public mutating func assign(
+        _ partitions: [TopicPartition], positions: [TopicPartition: Int64] = [:],
+        marks: [TopicPartition: [(mark: ProgressMark, offset: Int64)]] = [:]
+    ) {
         for partition in partitions {
             var lane = Lane(
                 isSorted: sortedTopics.contains(partition.topic), hasGrace: !serviceTopics.contains(partition.topic),
                 partition: partition)
             lane.position = positions[partition]
+            lane.awaited = awaitedProducers[partition.topic] ?? []
+            for entry in marks[partition] ?? [] where lane.awaited.contains(entry.mark.producer) {
+                lane.marks[entry.mark.producer] = entry
+            }
             if let index = laneIndex[partition] {
                 lanes[index] = lane
             } else {
@@ -226,11 +316,29 @@ public struct EventTimeMerger<Item> {
         for index in lanes.indices {
             if let head = lanes[index].headKey, best == nil || head < lanes[best!].headKey! { best = index }
         }
-        guard let chosen = best else { return nil }
+        guard let chosen = best else {
+            if !awaitedProducers.isEmpty { for index in lanes.indices { lanes[index].progressHeld = nil } }
+            return nil
+        }
         let chosenKey = lanes[chosen].headKey!
         // A command this instance sent that sorts earlier is still on its way.
         if !echoes.isEmpty, echoes.values.contains(where: { $0.key < chosenKey }) { return nil }
         var waiting = false
+        if !awaitedProducers.isEmpty {
+            // A producer that has not promised past the record's time may still send something earlier.
+            let task = lanes[chosen].partition.partition
+            var readTo: [String: Int64] = [:]
+            for lane in lanes where lane.partition.partition == task { readTo[lane.partition.topic] = lane.position ?? 0 }
+            for index in lanes.indices where !lanes[index].awaited.isEmpty {
+                guard lanes[index].partition.partition == task, let producer = lanes[index].unmetProducer(at: chosenKey.time, readTo: readTo) else {
+                    lanes[index].progressHeld = nil
+                    continue
+                }
+                if lanes[index].progressHeld?.producer != producer { lanes[index].progressHeld = (producer, now) }
+                waiting = true
+            }
+            if waiting { return nil }
+        }
         for index in lanes.indices where lanes[index].count == 0 {
             if !lanes[index].isReadToEnd {
                 // Records exist (or may): wait for them, however long the fetch takes.
@@ -318,3 +426,4 @@ struct Heap<Element> {
         return top
     }
 }
+

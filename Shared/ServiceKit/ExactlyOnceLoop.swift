@@ -39,6 +39,9 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// A batch erased personal data and the write-ahead log has not been truncated since.
     private var erasurePending = false
     private var lastErasureAttempt: Int64 = 0
+    /// The progress marks last published, per task (``ProgressMark``).
+    private var publishedMarks: [Int32: ProgressMark] = [:]
+    private var lastMarkCheck: Int64 = 0
 
     /// Totals since start, for logs and tests.
     public private(set) var totals = BatchOutcome()
@@ -83,7 +86,8 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         checkpointer = try WALCheckpointer(path: configuration.databasePath, intervalMilliseconds: 200, logger: logger)
         merger = EventTimeMerger(
             topics: processor.inputTopics, sortedTopics: processor.sortedInputTopics,
-            serviceTopics: processor.serviceInputTopics, idleMilliseconds: configuration.taskIdleMilliseconds)
+            serviceTopics: processor.serviceInputTopics, idleMilliseconds: configuration.taskIdleMilliseconds,
+            awaitedProducers: try configuration.awaitedProducers(declared: processor.upstreamProducers))
         let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: configuration.bootstrapServers, extra: configuration.kafkaSettings))
         relay = OutboxRelay(producer: producer, logger: logger)
     }
@@ -107,7 +111,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         try startHTTP()
         guard try claimCluster() else { return }
         status.update { $0.connected = true }
-        applier.partitionCount = try coPartitionedCount(of: processor.inputTopics)
+        applier.partitionCount = try coPartitionedCount(of: processor.inputTopics + processor.progressTopics)
         status.update { [count = applier.partitionCount] in $0.partitionCount = count }
         if !processor.broadcastTopics.isEmpty { try catchUpWithBroadcastTopics(processor.broadcastTopics) }
         try consumer.subscribe(processor.inputTopics)
@@ -132,6 +136,13 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             }
             if first != nil || !relay.rowsToDelete.isEmpty || wallClock != nil {
                 try applyBatch(startingWith: first?.item, wallClock: wallClock)
+            } else if monotonicMilliseconds() - lastMarkCheck >= 50 {
+                // Nothing to apply, but the promise may have grown (a partition read to its end),
+                // or records read past (progress marks) may have moved the offsets to store.
+                lastMarkCheck = monotonicMilliseconds()
+                let promised = try !processor.progressTopics.isEmpty && !marksToPublish(applier.currentClocks()).isEmpty
+                let readPast = merger.committableOffsets.contains { committedOffsets[$0.key] != $0.value }
+                if promised || readPast { try applyBatch(startingWith: nil, wallClock: nil) }
             }
             resumePartitions()
             if erasurePending { try boundWriteAheadLog() }
@@ -161,6 +172,9 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                     "heldBy": merger.heldPartitions(now: now)
                         .sorted { $0.partition.description < $1.partition.description }
                         .map { "\($0.partition)(\($0.inGrace ? "grace" : "unread records") \($0.milliseconds) ms)" }.joined(separator: ","),
+                    "waitingFor": merger.progressWaits(now: now)
+                        .sorted { $0.partition.description < $1.partition.description }
+                        .map { "\($0.producer) on \($0.partition) (\($0.milliseconds) ms)" }.joined(separator: ","),
                 ])
                 let overdue = merger.overdueEchoes(now: now, after: 30_000)
                 if let oldest = overdue.first {
@@ -254,6 +268,8 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         var pulled = 0
         let limit = configuration.maxBatchRecords
         let now = monotonicMilliseconds()
+        let progressTopics = applier.processor.progressTopics
+        var published: [ProgressMark] = []
         let outcome = try applier.apply(
             nextRecord: { newEchoes in
                 for echo in newEchoes { merger.expectEcho(echo.key, on: echo.partition, now: now) }
@@ -267,7 +283,15 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 return next.item
             },
             committableOffsets: { merger.committableOffsets },
-            deliveredOutbox: delivered, wallClock: wallClock, tasks: merger.assignedTasks)
+            deliveredOutbox: delivered, wallClock: wallClock, tasks: merger.assignedTasks,
+            beforeCommit: { batch, clocks in
+                try self.applier.storeMarks(self.merger.takeChangedMarks())
+                published = try self.marksToPublish(clocks, echoes: batch.echoes)
+                for mark in published {
+                    for topic in progressTopics { try batch.emit(mark, to: topic) }
+                }
+            })
+        for mark in published { publishedMarks[mark.task] = mark }
         relay.deleted(delivered.count)
         committedOffsets.merge(merger.committableOffsets) { $1 }
         for echo in outcome.echoes { merger.expectEcho(echo.key, on: echo.partition, now: now) }
@@ -298,6 +322,43 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         if outcome.erasedPersonalData { erasurePending = true }
         try relay.publish(outcome.outbox)
         try boundWriteAheadLog()
+    }
+
+    /// The progress marks that differ from those last published: what this instance can promise
+    /// now for each of its tasks, from its merge and the task clocks (`echoes`: commands the batch
+    /// in hand sent itself, not yet known to the merge).
+    private func marksToPublish(_ clocks: TaskClocks, echoes: [(key: MergeKey, partition: TopicPartition)] = []) throws -> [ProgressMark] {
+        guard !applier.processor.progressTopics.isEmpty else { return [] }
+        var pending = merger.pendingWork()
+        for echo in echoes {
+            guard var work = pending[echo.partition.partition] else { continue }
+            work.earliestEcho = min(work.earliestEcho ?? .max, echo.key.time)
+            work.isIdle = false
+            pending[echo.partition.partition] = work
+        }
+        var streamTimes: [Int32: Int64] = [:]
+        var timers: [Int32: Int64] = [:]
+        for task in pending.keys {
+            streamTimes[task] = try clocks.streamTime(task)
+            timers[task] = try clocks.nextTimerDue(task)
+        }
+        return ProgressMark.marks(producer: applier.processor.name, pending: pending, streamTimes: streamTimes, nextTimers: timers)
+            .filter { publishedMarks[$0.task] != $0 }
+    }
+
+    /// A progress mark read from an input partition, checked like a command where commands are
+    /// signed; the reason when it is not a valid one.
+    private func readMark(_ record: ConsumedRecord) -> Result<ProgressMark, Rejection> {
+        do throws(Rejection) {
+            let event: CloudEvent
+            do { event = try CloudEvent.decode(record.value ?? []) } catch { throw Rejection(code: error.code, detail: error.detail) }
+            if applier.processor.commandTopics.contains(record.topic), let keys = applier.commandKeys, let rejection = keys.verify(event) {
+                throw rejection
+            }
+            return .success(try ProgressMark.decode(event, partition: record.partition))
+        } catch {
+            return .failure(error)
+        }
     }
 
     /// Starts the HTTP API when `LOYALTY_HTTP_ADDRESS` is set, and writes where it listens to
@@ -339,7 +400,9 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         let oldest = relay.oldestInFlightMilliseconds(now: now)
         let extra = applier.processor.metricLines()
         let reached = reachedEnd
+        let waits = merger.progressWaits(now: now)
         status.update { snapshot in
+            snapshot.progressWaits = waits
             for (partition, var state) in snapshot.partitions {
                 if let offset = committed[partition] { state.committed = offset }
                 if let end = ends[partition] { state.end = end }
@@ -389,6 +452,14 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 let decoded: Result<Decoded<Processor.Body>, Rejection>
                 if let poison = applier.poisonRejection(for: record) {
                     decoded = .failure(poison)
+                } else if ProgressMark.isCandidate(record) {
+                    switch readMark(record) {
+                    case .success(let mark):
+                        merger.noteProgress(mark, offset: record.offset, from: record.topicPartition)
+                        continue
+                    case .failure(let rejection):
+                        decoded = .failure(rejection)
+                    }
                 } else {
                     crashNote.working(on: record)
                     if let marker = configuration.faultCrashOn, let value = record.value, value.contains(Array(marker.utf8)) {
@@ -470,7 +541,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 }
             }
             applier.forget(tasks: partitions.map(\.partition))
-            merger.assign(partitions, positions: offsets)
+            merger.assign(partitions, positions: offsets, marks: try applier.storedMarks(partitions))
             for echo in try applier.storedEchoes(partitions) { merger.expectEcho(echo.key, on: echo.partition, now: monotonicMilliseconds()) }
             // Rows another instance committed but did not publish (an echo awaited here among them).
             let republished = try relay.republishUnsent(from: applier.database)
@@ -504,6 +575,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         }
         merger.revoke(partitions)
         applier.forget(tasks: partitions.map(\.partition))
+        for partition in partitions { publishedMarks[partition.partition] = nil }
         paused.subtract(partitions)
         for partition in partitions { committedOffsets[partition] = nil }
         logger.info("partitions revoked", ["partitions": partitions.map(\.description).sorted().joined(separator: ",")])

@@ -33,10 +33,11 @@ public final class OutboxRelay {
     /// died between committing rows and publishing them).
     public func republishUnsent(from database: Database) throws -> Int {
         let known = Set(inFlight.keys).union(acknowledged)
-        let rows = try database.prepare("SELECT seq, topic, key, value FROM outbox ORDER BY seq").query { row in
+        let rows = try database.prepare("SELECT seq, topic, key, value, partition FROM outbox ORDER BY seq").query { row in
             OutboxRow(
                 seq: row.int64(0), topic: row.string(1),
-                key: row.isNull(2) ? nil : row.blob(2), value: row.isNull(3) ? nil : row.blob(3))
+                key: row.isNull(2) ? nil : row.blob(2), value: row.isNull(3) ? nil : row.blob(3),
+                partition: row.isNull(4) ? nil : Int32(row.int64(4)))
         }.filter { !known.contains(UInt64(bitPattern: $0.seq)) }
         try publish(rows)
         return rows.count
@@ -54,7 +55,7 @@ public final class OutboxRelay {
             let tag = UInt64(bitPattern: row.seq)
             inFlight[tag] = row
             sentAt[tag] = monotonicMilliseconds()
-            try producer.send(topic: row.topic, key: row.key, value: row.value, tag: tag)
+            try producer.send(topic: row.topic, key: row.key, value: row.value, partition: row.partition, tag: tag)
         }
     }
 
@@ -65,7 +66,7 @@ public final class OutboxRelay {
             guard let row = inFlight[report.tag] else { continue }
             if let error = report.error {
                 logger.warning("delivery failed, sending again", ["seq": String(row.seq), "topic": row.topic, "error": error.description])
-                try producer.send(topic: row.topic, key: row.key, value: row.value, tag: report.tag)
+                try producer.send(topic: row.topic, key: row.key, value: row.value, partition: row.partition, tag: report.tag)
             } else {
                 inFlight[report.tag] = nil
                 sentAt[report.tag] = nil

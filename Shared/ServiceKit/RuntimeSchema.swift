@@ -107,5 +107,21 @@ public enum RuntimeSchema {
                 PRIMARY KEY(topic, partition, record_offset)
             ) WITHOUT ROWID;
             """),
+        Migration(version: 7, name: "progress between services", sql: """
+            -- A record for a chosen partition rather than its key's (a task's progress mark).
+            ALTER TABLE outbox ADD COLUMN partition INTEGER;
+            -- The latest progress mark of each awaited producer on each input partition, and the
+            -- offset it was read at: it counts once the partition has been read past that offset.
+            CREATE TABLE upstream_progress(
+                topic TEXT NOT NULL,
+                partition INTEGER NOT NULL,
+                producer TEXT NOT NULL,
+                time INTEGER NOT NULL,
+                idle INTEGER NOT NULL,
+                positions TEXT NOT NULL,
+                record_offset INTEGER NOT NULL,
+                PRIMARY KEY(topic, partition, producer)
+            ) WITHOUT ROWID;
+            """),
     ]
 }

@@ -92,6 +92,27 @@ public struct ServiceConfiguration: Sendable {
     /// (SIGKILL) right after committing a batch whose outbox holds a record containing this
     /// text, before publishing it. Unset in production.
     public var faultKillAfterCommit: String?
+    /// `LOYALTY_WAIT_FOR`: the producing services whose progress this service waits for before
+    /// it applies a record (comma-separated, or `none`); nil: every producer the service
+    /// declares (`StreamProcessor.upstreamProducers`). Waiting for a producer that is not
+    /// running holds the service back; not waiting for one that is makes results depend on
+    /// how far behind it runs.
+    public var waitFor: Set<String>? = nil
+
+    /// The producers to wait for on each input topic: the service's own list, narrowed to
+    /// `LOYALTY_WAIT_FOR` when it is set. A service that waits for producers refuses a name it
+    /// does not know (a typo would silently stop the waiting); one that waits for none
+    /// ignores the variable, so a deployment may set it for all services alike.
+    public func awaitedProducers(declared: [String: Set<String>]) throws -> [String: Set<String>] {
+        let known = declared.values.reduce(into: Set<String>()) { $0.formUnion($1) }
+        guard let waitFor, !known.isEmpty else { return declared }
+        if let unknown = waitFor.subtracting(known).sorted().first {
+            throw ConfigurationError(
+                variable: "LOYALTY_WAIT_FOR",
+                problem: "\(service) reads nothing from \(unknown); it can wait for \(known.sorted().joined(separator: ", ")), or none")
+        }
+        return declared.mapValues { $0.intersection(waitFor) }.filter { !$0.value.isEmpty }
+    }
 
     /// The keys that sign and check commands: `LOYALTY_COMMAND_KEYS`, or on a single machine
     /// the data directory's (made on first use).
@@ -129,6 +150,12 @@ public struct ServiceConfiguration: Sendable {
     }
 
     /// Reads the configuration of `service` from `environment`.
+    /// A comma-separated list of service names; `none` (or nothing) is the empty set.
+    static func serviceList(_ text: String) -> Set<String> {
+        let names = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        return names == ["none"] ? [] : Set(names)
+    }
+
     public static func fromEnvironment(
         service: String, environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws -> ServiceConfiguration {
@@ -180,7 +207,8 @@ public struct ServiceConfiguration: Sendable {
             httpToken: value("LOYALTY_HTTP_TOKEN"),
             commandKeysText: value("LOYALTY_COMMAND_KEYS"),
             faultCrashOn: value("LOYALTY_FAULT_CRASH_ON"),
-            faultKillAfterCommit: value("LOYALTY_FAULT_KILL_AFTER_COMMIT"))
+            faultKillAfterCommit: value("LOYALTY_FAULT_KILL_AFTER_COMMIT"),
+            waitFor: value("LOYALTY_WAIT_FOR").map(Self.serviceList))
     }
 }
 

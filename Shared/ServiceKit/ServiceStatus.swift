@@ -61,6 +61,8 @@ public final class ServiceStatus: Sendable {
         public var timers: [Int32: (pending: Int64, due: Int64)] = [:]
         /// Service-specific metric lines (Prometheus text), from the processor.
         public var extraMetrics: [String] = []
+        /// Tasks waiting for a producer's progress: on which partition, for whom, since how long (ms).
+        public var progressWaits: [(partition: TopicPartition, producer: String, milliseconds: Int64)] = []
     }
 
     private let state: Mutex<Snapshot>
@@ -85,6 +87,9 @@ public final class ServiceStatus: Sendable {
         if snapshot.partitions.isEmpty { reasons.append("no partitions assigned") }
         let behind = snapshot.partitions.filter { !$0.value.reachedEnd }.map(\.key.description).sorted()
         if !behind.isEmpty { reasons.append("not yet read to the end: \(behind.joined(separator: ", "))") }
+        for wait in snapshot.progressWaits where wait.milliseconds > 30_000 {
+            reasons.append("waiting \(wait.milliseconds / 1000) s for the progress of \(wait.producer) on \(wait.partition): is it running?")
+        }
         if snapshot.outboxOldestMilliseconds > 30_000 {
             reasons.append("outbox rows unacknowledged for \(snapshot.outboxOldestMilliseconds / 1000) s")
         }
@@ -125,6 +130,11 @@ public final class ServiceStatus: Sendable {
         metric("timers_pending", "gauge", "Timers set and not yet fired, per task.", timers.map { ("{\(service),task=\"\($0.key)\"}", "\($0.value.pending)") })
         metric("timers_due", "gauge", "Timers due (by stream time, or the clock in wall-clock mode) and not yet fired, per task.",
                timers.map { ("{\(service),task=\"\($0.key)\"}", "\($0.value.due)") })
+        metric("progress_wait_seconds", "gauge", "How long a task has waited for a producing service's progress.",
+               s.progressWaits.sorted { ($0.partition.description, $0.producer) < ($1.partition.description, $1.producer) }.map {
+                   ("{\(service),producer=\"\($0.producer)\",topic=\"\($0.partition.topic)\",partition=\"\($0.partition.partition)\"}",
+                    String(format: "%.3f", Double($0.milliseconds) / 1000))
+               })
         histogram("batch_records", "Records per committed batch.", s.batchRecords, service, &lines)
         histogram("commit_seconds", "Time to apply and commit a batch.", s.commitSeconds, service, &lines)
         lines.append(contentsOf: s.extraMetrics)

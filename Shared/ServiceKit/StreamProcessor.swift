@@ -27,6 +27,11 @@ public struct Decoded<Body> {
     /// grant from tiers, the ledger): only outside input is refused when it is older than the
     /// inbox horizon; a service's record is never refused for how far behind its writer runs.
     public var isExternalInput = true
+    /// For a record read past (`isRelevant` false): it still moves its task's stream time and
+    /// fires the timers due before it. A service whose progress others wait for reads the
+    /// shop's topics it has no other use for this way, so that its promise keeps up with its
+    /// consumers' input (see ``ProgressMark``).
+    public var onlyMovesStreamTime = false
 
     public init(eventID: String, time: EventTime, rank: Int, member: String, payloadHash: Int64, body: Body) {
         self.eventID = eventID
@@ -43,6 +48,17 @@ extension Decoded {
     public static func passedOver(_ record: ConsumedRecord, body: Body) -> Decoded {
         var decoded = Decoded(eventID: "", time: EventTime(millis: 0), rank: 0, member: record.keyString ?? "", payloadHash: 0, body: body)
         decoded.isRelevant = false
+        return decoded
+    }
+
+    /// A record of a topic the service reads only for its clock (see `onlyMovesStreamTime`):
+    /// its event time moves the task's stream time when it is a readable event that `counts`;
+    /// anything else (a tombstone, a record the services that use it dead-letter) is passed over.
+    public static func clockOnly(_ record: ConsumedRecord, body: Body, counts: (CloudEvent) -> Bool = { _ in true }) -> Decoded {
+        var decoded = passedOver(record, body: body)
+        guard let value = record.value, let event = try? CloudEvent.decode(value), counts(event) else { return decoded }
+        decoded.time = event.time
+        decoded.onlyMovesStreamTime = true
         return decoded
     }
 }
@@ -89,6 +105,12 @@ public protocol StreamProcessor: AnyObject {
     /// Topics of commands other parts of the platform act on: every event the service sends
     /// to them is signed with the first of its `CommandKeys`.
     var commandTopics: Set<String> { get }
+    /// Topics the service writes for other services that wait on its progress: after every
+    /// batch it publishes a ``ProgressMark`` per task on that task's partition of each.
+    var progressTopics: [String] { get }
+    /// Input topics other services write, and the producers whose progress marks a record of
+    /// a task waits for (narrowed by `LOYALTY_WAIT_FOR`).
+    var upstreamProducers: [String: Set<String>] { get }
 
     /// The rank `decode` gives an event type; used for the commands the service sends itself.
     func rank(of eventType: String) -> Int
@@ -124,6 +146,8 @@ extension StreamProcessor {
     public var serviceInputTopics: Set<String> { sortedInputTopics }
     public var broadcastTopics: [String] { [] }
     public var commandTopics: Set<String> { [] }
+    public var progressTopics: [String] { [] }
+    public var upstreamProducers: [String: Set<String>] { [:] }
     public var personalDataTopics: Set<String> { [] }
     public var storesPersonalData: Bool { false }
     public func memberView(_ member: String, in database: Database, asOf: EventTime?) throws -> JSONValue? { nil }

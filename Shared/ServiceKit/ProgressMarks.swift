@@ -1,0 +1,182 @@
+import LoyaltyDomain
+import Messaging
+
+/// A producing service's promise about one task, published in-band on the partition of that
+/// task of each topic it writes for another service (`StreamProcessor.progressTopics`),
+/// after the records it covers: "for this task, nothing I send from now on has an event
+/// time before `time`". An *idle* mark adds: "I have read my input topics to their ends, at
+/// `positions`: nothing more comes from me until the shop writes more". Only input that
+/// reaches the producer after it has read its topics to their end (a late record) can break
+/// the promise.
+///
+/// A consumer applies a record of time T in a task only once every producer it waits for has
+/// promised past T for that task (``admits(_:readTo:)``), so a grant is applied at its event
+/// time however far behind its producer runs: the result never depends on scheduling.
+public struct ProgressMark: Sendable, Equatable {
+    /// The CloudEvents type of a progress mark.
+    public static let eventType = "stream.progress"
+
+    /// The producing service.
+    public var producer: String
+    /// The task (partition number) the promise is about.
+    public var task: Int32
+    /// No record sent from now on for the task has an earlier event time (milliseconds).
+    public var time: Int64
+    /// The producer had read all of its input: nothing more at `time` either.
+    public var idle: Bool
+    /// For an idle mark, how far the producer had read each of its input topics on the task's
+    /// partition (the next offset).
+    public var positions: [String: Int64]
+
+    public init(producer: String, task: Int32, time: Int64, idle: Bool, positions: [String: Int64] = [:]) {
+        self.producer = producer
+        self.task = task
+        self.time = time
+        self.idle = idle
+        self.positions = positions
+    }
+
+    /// Whether a record of event time `time` may be applied as far as this producer goes, for
+    /// a consumer that has read the task's partitions to `readTo` (topic → next offset): yes
+    /// when the producer promised past it; and when the producer is idle, has read every topic
+    /// the consumer shares with it at least as far, and so will send nothing more unless the
+    /// shop writes more, whatever the time (a record of the shop's that the producer has not
+    /// read yet is not covered: it waits for the producer to catch up).
+    public func admits(_ time: Int64, readTo: [String: Int64]) -> Bool {
+        if self.time > time || (self.time == time && idle) { return true }
+        guard idle, !positions.isEmpty else { return false }
+        return readTo.allSatisfy { topic, offset in positions[topic].map { offset <= $0 } ?? true }
+    }
+
+    /// The mark as a CloudEvent (signed by the batch when the topic is a command topic).
+    public func event(source: String) -> CloudEvent {
+        CloudEvent(
+            id: "progress/\(producer)/\(task)/\(time)/\(idle ? "idle" : "busy")", source: source, type: Self.eventType,
+            time: EventTime(millis: time), subject: nil,
+            data: .object([
+                "producer": .string(producer), "task": .int(Int64(task)), "idle": .bool(idle),
+                "positions": .object(positionsObject),
+            ]))
+    }
+
+    private static let typeMarker = Array("\"\(eventType)\"".utf8)
+
+    /// Whether a record looks like a progress mark: no key, and the type in its bytes. Only
+    /// those are parsed as marks; anything else goes to the service as usual.
+    public static func isCandidate(_ record: ConsumedRecord) -> Bool {
+        guard record.key == nil, let value = record.value else { return false }
+        return value.contains(typeMarker)
+    }
+
+    /// The mark a record carries, or why it is not a valid one.
+    public static func decode(_ event: CloudEvent, partition: Int32) throws(Rejection) -> ProgressMark {
+        guard event.type == eventType, let producer = event.data["producer"]?.stringValue, !producer.isEmpty,
+              let task = event.data["task"]?.int64Value, let idle = event.data["idle"]?.boolValue
+        else {
+            throw Rejection(code: "invalid-progress-mark", detail: "a \(eventType) record needs data.producer, data.task and data.idle")
+        }
+        guard task == Int64(partition) else {
+            throw Rejection(code: "invalid-progress-mark", detail: "a mark for task \(task) on partition \(partition)")
+        }
+        var positions: [String: Int64] = [:]
+        for member in event.data["positions"]?.objectValue?.members ?? [] {
+            guard let offset = member.value.int64Value, offset >= 0 else {
+                throw Rejection(code: "invalid-progress-mark", detail: "data.positions.\(member.key): expected an offset")
+            }
+            positions[member.key] = offset
+        }
+        return ProgressMark(producer: producer, task: partition, time: event.time.millis, idle: idle, positions: positions)
+    }
+}
+
+extension ProgressMark {
+    /// `positions` as a JSON object of topic → offset, topics in order.
+    var positionsObject: JSONObject {
+        JSONObject(positions.sorted { $0.key < $1.key }.map { JSONMember(key: $0.key, value: .int($0.value)) })
+    }
+
+    /// `positions` as stored.
+    var positionsText: String { JSONValue.object(positionsObject).jsonString }
+
+    /// Positions stored by `positionsText`; nothing for text that is not such an object.
+    static func positions(parsing text: String) -> [String: Int64] {
+        guard let object = (try? JSONValue.parse(Array(text.utf8)))?.objectValue else { return [:] }
+        var positions: [String: Int64] = [:]
+        for member in object.members { if let offset = member.value.int64Value { positions[member.key] = offset } }
+        return positions
+    }
+}
+
+/// What a producer's merge still holds for one of its tasks, from which its promise follows.
+public struct PendingWork: Sendable, Equatable {
+    /// The earliest event time among the next records of the task's partitions (nil: none
+    /// buffered). A record buffered behind a later one is late, like any out-of-order input.
+    public var earliestBuffered: Int64?
+    /// Some partition of the task has nothing buffered: its next record will not be earlier than
+    /// the task's stream time (unless it arrives late).
+    public var hasEmptyPartition: Bool
+    /// Every partition of the task is empty and read to its end, and no command to it is on its way.
+    public var isIdle: Bool
+    /// The earliest event time among commands sent to the task and not back yet (nil: none).
+    public var earliestEcho: Int64?
+    /// How far each of the task's partitions has been read (topic → next offset).
+    public var positions: [String: Int64]
+
+    public init(earliestBuffered: Int64?, hasEmptyPartition: Bool, isIdle: Bool, earliestEcho: Int64?, positions: [String: Int64] = [:]) {
+        self.earliestBuffered = earliestBuffered
+        self.hasEmptyPartition = hasEmptyPartition
+        self.isIdle = isIdle
+        self.earliestEcho = earliestEcho
+        self.positions = positions
+    }
+}
+
+extension ProgressMark {
+    /// The marks a producer can publish for its tasks: per task, the earliest time anything it
+    /// still has to apply could carry (buffered records, the stream time for an empty
+    /// partition, commands on their way, the next timer), lowered to that of every other task
+    /// that is not idle, since a task may send commands to another. A task without a promise
+    /// yet (nothing applied, nothing buffered) has no mark, and neither has any task while one
+    /// of the others has none. Pure: the loop hands in what its merge and store know.
+    public static func marks(
+        producer: String, pending: [Int32: PendingWork], streamTimes: [Int32: Int64], nextTimers: [Int32: Int64]
+    ) -> [ProgressMark] {
+        var local: [Int32: Int64?] = [:]
+        for (task, work) in pending {
+            let streamTime = streamTimes[task]
+            if work.isIdle {
+                local[task] = streamTime
+                continue
+            }
+            var bound = Int64.max
+            if let time = work.earliestBuffered { bound = min(bound, time) }
+            if let time = work.earliestEcho { bound = min(bound, time) }
+            if let due = nextTimers[task] { bound = min(bound, due) }
+            if work.hasEmptyPartition {
+                guard let streamTime else {
+                    local[task] = .some(nil)
+                    continue
+                }
+                bound = min(bound, streamTime)
+            }
+            local[task] = bound
+        }
+        let busy = pending.filter { !$0.value.isIdle }.map(\.key)
+        var marks: [ProgressMark] = []
+        for task in pending.keys.sorted() {
+            guard var time = local[task] ?? nil else { continue }
+            var complete = true
+            for other in busy where other != task {
+                guard let bound = local[other] ?? nil else {
+                    complete = false
+                    break
+                }
+                time = min(time, bound)
+            }
+            guard complete else { continue }
+            let idle = pending[task]!.isIdle && busy.isEmpty
+            marks.append(ProgressMark(producer: producer, task: task, time: time, idle: idle, positions: idle ? pending[task]!.positions : [:]))
+        }
+        return marks
+    }
+}

@@ -1,0 +1,147 @@
+import LoyaltyDomain
+import Messaging
+import Testing
+
+@testable import ServiceKit
+
+/// Progress between services: a producer's promise per task, and a consumer that applies a
+/// record only once every producer it waits for has promised past it.
+@Suite struct ProgressMarkTests {
+    let shop0 = TopicPartition(topic: "shop", partition: 0)
+    let cmd0 = TopicPartition(topic: "cmd", partition: 0)
+    let shop1 = TopicPartition(topic: "shop", partition: 1)
+    let cmd1 = TopicPartition(topic: "cmd", partition: 1)
+
+    func key(_ time: Int64, _ rank: Int = 0, _ id: String) -> MergeKey { MergeKey(time: time, rank: rank, id: id) }
+
+    func drain(_ merger: inout EventTimeMerger<String>) -> [String] {
+        var out: [String] = []
+        while let next = merger.next(now: 0) { out.append(next.item) }
+        return out
+    }
+
+    func consumer() -> EventTimeMerger<String> {
+        var merger = EventTimeMerger<String>(
+            topics: ["shop", "cmd"], sortedTopics: ["cmd"], idleMilliseconds: 0, awaitedProducers: ["cmd": ["tiers", "campaigns"]])
+        merger.assign([shop0, cmd0, shop1, cmd1], positions: [shop0: 0, cmd0: 0, shop1: 0, cmd1: 0])
+        merger.markCaughtUp(shop1, at: 0)
+        merger.markCaughtUp(cmd1, at: 0)
+        return merger
+    }
+
+    @Test func aRecordWaitsUntilEveryProducerHasPromisedPastItsTime() {
+        var merger = consumer()
+        merger.add("order@10", key: key(10, 1, "o10"), offset: 0, from: shop0)
+        merger.add("order@30", key: key(30, 1, "o30"), offset: 1, from: shop0)
+        merger.markCaughtUp(shop0)
+        merger.markCaughtUp(cmd0, at: 0)
+        #expect(drain(&merger).isEmpty, "no producer has said anything yet")
+        #expect(merger.progressWaits(now: 5).map(\.producer) == ["campaigns"])
+        merger.noteProgress(ProgressMark(producer: "tiers", task: 0, time: 20, idle: false), offset: 0, from: cmd0)
+        #expect(drain(&merger).isEmpty, "campaigns has not")
+        merger.noteProgress(ProgressMark(producer: "campaigns", task: 0, time: 10, idle: false), offset: 1, from: cmd0)
+        #expect(drain(&merger).isEmpty, "a promise of 10 that is not idle does not cover a record of 10")
+        // The grant tiers sends for the order at 10 arrives before its next promise.
+        merger.add("grant@10", key: key(10, 5, "g10"), offset: 2, from: cmd0)
+        merger.noteProgress(ProgressMark(producer: "campaigns", task: 0, time: 25, idle: false), offset: 3, from: cmd0)
+        merger.markCaughtUp(cmd0)
+        #expect(drain(&merger) == ["order@10", "grant@10"], "the grant in its place; order@30 waits for tiers past 30")
+        merger.noteProgress(ProgressMark(producer: "tiers", task: 0, time: 30, idle: true), offset: 4, from: cmd0)
+        merger.noteProgress(ProgressMark(producer: "campaigns", task: 0, time: 30, idle: true), offset: 5, from: cmd0)
+        merger.markCaughtUp(cmd0)
+        #expect(drain(&merger) == ["order@30"], "idle producers promise their stream time itself")
+        #expect(merger.committableOffsets[cmd0] == 6, "marks are read past like records")
+    }
+
+    @Test func anIdleProducerThatHasReadWhatTheConsumerHasCoversEveryTime() {
+        let idle = ProgressMark(producer: "tiers", task: 0, time: 40, idle: true, positions: ["shop": 12])
+        let unplaced = ProgressMark(producer: "tiers", task: 0, time: 40, idle: true)
+        #expect(unplaced.admits(40, readTo: [:]) && !unplaced.admits(41, readTo: [:]), "without positions, the stream time itself")
+        #expect(idle.admits(99_999, readTo: ["shop": 12, "cmd": 70]), "the consumer has read nothing the producer has not")
+        #expect(!idle.admits(99_999, readTo: ["shop": 13]), "a shop record the producer has not read yet may bring a grant")
+        let busy = ProgressMark(producer: "tiers", task: 0, time: 40, idle: false, positions: ["shop": 12])
+        #expect(!busy.admits(40, readTo: ["shop": 12]) && busy.admits(39, readTo: ["shop": 12]))
+
+        // The tail of a history: points has a transfer credit later than anything tiers will
+        // ever read for the task; tiers has read it all, so the credit goes.
+        var merger = EventTimeMerger<String>(topics: ["shop", "cmd"], sortedTopics: ["cmd"], idleMilliseconds: 0, awaitedProducers: ["cmd": ["tiers"]])
+        merger.assign([shop0, cmd0], positions: [shop0: 0, cmd0: 0])
+        merger.add("order@10", key: key(10, 1, "o10"), offset: 0, from: shop0)
+        merger.markCaughtUp(shop0)
+        merger.add("credit@500", key: key(500, 5, "c500"), offset: 0, from: cmd0)
+        merger.noteProgress(ProgressMark(producer: "tiers", task: 0, time: 10, idle: true, positions: ["shop": 0]), offset: 1, from: cmd0)
+        merger.markCaughtUp(cmd0)
+        #expect(drain(&merger) == ["order@10"], "tiers' idle mark at offset 0 predates the order")
+        merger.noteProgress(ProgressMark(producer: "tiers", task: 0, time: 10, idle: true, positions: ["shop": 1]), offset: 2, from: cmd0)
+        merger.markCaughtUp(cmd0)
+        #expect(drain(&merger) == ["credit@500"])
+    }
+
+    @Test func aStoredMarkCountsOnlyOnceThePartitionIsReadPastIt() {
+        var merger = EventTimeMerger<String>(topics: ["shop", "cmd"], sortedTopics: ["cmd"], idleMilliseconds: 0, awaitedProducers: ["cmd": ["tiers"]])
+        // After a restart the store holds a mark read at offset 7, but the partition is read again from 5:
+        // the grants at 5 and 6, which it covers, must be read before it counts.
+        merger.assign([shop0, cmd0], positions: [shop0: 0, cmd0: 5], marks: [cmd0: [(ProgressMark(producer: "tiers", task: 0, time: 100, idle: false), 7)]])
+        merger.add("order@50", key: key(50, 1, "o50"), offset: 0, from: shop0)
+        merger.markCaughtUp(shop0)
+        merger.add("grant@40", key: key(40, 5, "g40"), offset: 5, from: cmd0)
+        #expect(drain(&merger).isEmpty)
+        merger.add("grant@45", key: key(45, 5, "g45"), offset: 6, from: cmd0)
+        merger.noteProgress(ProgressMark(producer: "tiers", task: 0, time: 100, idle: false), offset: 7, from: cmd0)
+        merger.markCaughtUp(cmd0)
+        #expect(drain(&merger) == ["grant@40", "grant@45", "order@50"])
+    }
+
+    @Test func marksOfOtherProducersAndOtherTasksDoNotCount() {
+        var merger = consumer()
+        merger.add("order@10", key: key(10, 1, "o10"), offset: 0, from: shop0)
+        merger.markCaughtUp(shop0)
+        merger.markCaughtUp(shop1)
+        merger.markCaughtUp(cmd1)
+        merger.noteProgress(ProgressMark(producer: "tiers", task: 1, time: 99, idle: true), offset: 0, from: cmd1)
+        merger.noteProgress(ProgressMark(producer: "campaigns", task: 1, time: 99, idle: true), offset: 1, from: cmd1)
+        merger.noteProgress(ProgressMark(producer: "stranger", task: 0, time: 99, idle: true), offset: 0, from: cmd0)
+        merger.markCaughtUp(cmd0)
+        #expect(drain(&merger).isEmpty)
+        #expect(merger.takeChangedMarks().map(\.mark.producer).sorted() == ["campaigns", "tiers"], "only awaited producers' marks are kept")
+    }
+
+    @Test func aProducerPromisesTheEarliestOfWhatItStillHolds() {
+        func marks(_ pending: [Int32: PendingWork], _ streamTimes: [Int32: Int64], _ timers: [Int32: Int64] = [:]) -> [Int32: ProgressMark] {
+            Dictionary(uniqueKeysWithValues: ProgressMark.marks(producer: "p", pending: pending, streamTimes: streamTimes, nextTimers: timers).map { ($0.task, $0) })
+        }
+        let full = PendingWork(earliestBuffered: 50, hasEmptyPartition: false, isIdle: false, earliestEcho: nil)
+        let waiting = PendingWork(earliestBuffered: 70, hasEmptyPartition: true, isIdle: false, earliestEcho: nil)
+        let idle = PendingWork(earliestBuffered: nil, hasEmptyPartition: true, isIdle: true, earliestEcho: nil)
+        // Buffered heads, then a timer due earlier, bound the promise; so does another busy task.
+        #expect(marks([0: full], [0: 40])[0] == ProgressMark(producer: "p", task: 0, time: 50, idle: false))
+        #expect(marks([0: full], [0: 40], [0: 45])[0]?.time == 45)
+        #expect(marks([0: full, 1: waiting], [0: 40, 1: 60])[0]?.time == 50)
+        #expect(marks([0: full, 1: waiting], [0: 40, 1: 60])[1]?.time == 50, "task 0 may still send task 1 a command at 50")
+        // An idle task promises its stream time, idle (with how far it read) only when every task is.
+        var readIdle = idle
+        readIdle.positions = ["shop": 7]
+        #expect(marks([0: readIdle, 1: idle], [0: 80, 1: 90])[0] == ProgressMark(producer: "p", task: 0, time: 80, idle: true, positions: ["shop": 7]))
+        #expect(marks([0: idle, 1: waiting], [0: 80, 1: 60])[0] == ProgressMark(producer: "p", task: 0, time: 60, idle: false))
+        // A command on its way to the task holds its promise at the command's time.
+        var echoed = idle
+        echoed.earliestEcho = 75
+        echoed.isIdle = false
+        #expect(marks([0: echoed], [0: 80])[0]?.time == 75)
+        // Nothing applied and nothing to go by: no promise, for any task.
+        #expect(marks([0: waiting, 1: full], [1: 40]).isEmpty)
+    }
+
+    @Test func markEventsRoundTripAndBadOnesAreRefused() throws {
+        let mark = ProgressMark(producer: "tiers", task: 3, time: 1_767_225_600_000, idle: true, positions: ["loyalty.orders": 41])
+        let event = mark.event(source: "loyalty/tiers")
+        #expect(try ProgressMark.decode(CloudEvent.decode(event.encoded()), partition: 3) == mark)
+        #expect(throws: Rejection.self) { try ProgressMark.decode(event, partition: 2) }
+        var broken = event
+        broken.data = .object(["producer": "tiers"])
+        #expect(throws: Rejection.self) { try ProgressMark.decode(broken, partition: 3) }
+        let record = ConsumedRecord(topic: "cmd", partition: 3, offset: 0, key: nil, value: event.encoded())
+        #expect(ProgressMark.isCandidate(record))
+        #expect(!ProgressMark.isCandidate(ConsumedRecord(topic: "cmd", partition: 3, offset: 0, key: Array("m".utf8), value: event.encoded())))
+    }
+}
