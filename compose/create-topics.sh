@@ -20,6 +20,7 @@ create loyalty.points.balances --config cleanup.policy=compact
 create loyalty.tiers.changes "${keep[@]}"
 create loyalty.tiers.status --config cleanup.policy=compact
 PARTITIONS=1 create loyalty.campaigns.definitions --config cleanup.policy=compact
+create loyalty.campaigns.commands "${keep[@]}"
 create loyalty.campaigns.rewards "${keep[@]}"
 PARTITIONS=1 create loyalty.campaigns.results --config cleanup.policy=compact
 create loyalty.notifications

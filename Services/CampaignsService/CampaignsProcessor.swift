@@ -3,20 +3,28 @@ import Messaging
 import ServiceKit
 import Storage
 
-/// The campaigns service in the exactly-once loop. It reads members, orders and the points
-/// ledger (check-in streaks, rewarded referrals), and the campaign definitions topic whole;
-/// decides every campaign on the definitions in effect at the event's time; sends points to
-/// the points service as grants and reversals; publishes rewards and running results.
+/// The campaigns service in the exactly-once loop. It reads members, orders and check-ins from
+/// the shop, and the campaign definitions topic whole; counts check-in streaks and referrals by
+/// the rules points rewards them by (never from points' output, which would make each service
+/// wait for the other); decides every campaign on the definitions in effect at the event's
+/// time; sends points to the points service as grants and reversals, with its progress;
+/// publishes rewards and running results.
 public final class CampaignsProcessor: StreamProcessor {
     public typealias Body = CampaignRecord
 
     public let name = "campaigns"
-    public let inputTopics = [Topics.members.name, Topics.orders.name, Topics.pointsLedger.name]
-    public let sortedInputTopics: Set<String> = []
-    public let serviceInputTopics: Set<String> = [Topics.pointsLedger.name]
+    /// The shop's topics (spending requests for their time only, so that the progress campaigns
+    /// promises points keeps up with everything points reads from the shop), and the referrals
+    /// campaigns sends itself.
+    public let inputTopics = [
+        Topics.members.name, Topics.orders.name, Topics.engagement.name, Topics.pointsRequests.name, Topics.campaignCommands.name,
+    ]
+    public let sortedInputTopics: Set<String> = [Topics.campaignCommands.name]
     public let broadcastTopics = [Topics.campaignDefinitions.name]
-    /// Campaign points and their reversals go to points signed.
-    public let commandTopics: Set<String> = [Topics.pointsCommands.name]
+    /// Campaign points and their reversals go to points signed; so do referrals to itself.
+    public let commandTopics: Set<String> = [Topics.pointsCommands.name, Topics.campaignCommands.name]
+    /// Points waits for campaigns' progress before it applies what could precede a campaign grant.
+    public let progressTopics = [Topics.pointsCommands.name]
     /// Member profiles carry contact data and birthdays: kept out of dead letters.
     public let personalDataTopics: Set<String> = [Topics.members.name]
     /// Birthdays, for birthday campaigns (erased at `member.closed`).
@@ -29,7 +37,6 @@ public final class CampaignsProcessor: StreamProcessor {
     private let defaults: [CampaignDefinition]
     private let tierIDs: [String]
     static let source = "loyalty/campaigns"
-    static let pointsSource = "loyalty/points"
     static let birthdayRank = 5
     static let dormantRank = 6
 
@@ -93,35 +100,39 @@ public final class CampaignsProcessor: StreamProcessor {
 
     // MARK: Decoding
 
-    private static let earnedMarker = Array("\"points.earned\"".utf8)
+    private static let checkInMarker = Array("\"\(EventType.checkedIn)\"".utf8)
 
     public func decode(_ record: ConsumedRecord) throws(Rejection) -> Decoded<CampaignRecord> {
         if record.value == nil && record.topic == Topics.members.name {
             // A tombstone: the shop erasing a closed member's records from its compacted topic.
             return .passedOver(record, body: CampaignRecord(input: .ignored, record: record))
         }
-        // The ledger carries every entry; only rewarded check-ins and referrals matter here,
-        // so anything else is passed over before it is parsed.
-        if record.topic == Topics.pointsLedger.name, let value = record.value, !value.contains(Self.earnedMarker) {
-            return .passedOver(record, body: CampaignRecord(input: .ignored, record: record))
+        // Of the shop's engagement only check-ins count here, and of its requests nothing: the
+        // rest moves the clock only (points dead-letters what is unreadable).
+        if record.topic == Topics.pointsRequests.name
+            || (record.topic == Topics.engagement.name && !(record.value ?? []).contains(Self.checkInMarker)) {
+            return .clockOnly(record, body: CampaignRecord(input: .ignored, record: record)) {
+                !rules.program.isBeforeStart($0.time, type: $0.type)
+            }
         }
         let (event, _) = try record.cloudEvent()
         let member = try event.member(keyedBy: record.keyString)
         if rules.program.isBeforeStart(event.time, type: event.type) {
             throw Rejection(code: "before-program-start", detail: rules.program.beforeStartDetail(event.time))
         }
+        if record.topic == Topics.campaignCommands.name {
+            // Only this service writes here; a forged referral is refused, never counted.
+            guard event.source == Self.source else {
+                throw Rejection(code: "forbidden-source", detail: "\(record.topic) is written by \(Self.source) only, not \(event.source)")
+            }
+            if let rejection = commandKeys.verify(event) { throw rejection }
+        }
         let body = try Self.body(of: event, topic: record.topic)
         var decoded = Decoded(
             eventID: event.id, time: event.time, rank: EventType.rank(of: event.type), member: member,
             payloadHash: canonicalPayloadHash(event), body: CampaignRecord(input: body, record: record))
         if case .ignored = body { decoded.isRelevant = false }
-        if record.topic == Topics.pointsLedger.name {
-            decoded.rank = 5
-            // The ledger runs behind or ahead of the shop's topics: the dormancy and birthday
-            // timers follow members and orders only.
-            decoded.movesStreamTime = false
-            decoded.isExternalInput = false
-        }
+        if record.topic == Topics.campaignCommands.name { decoded.isExternalInput = false }
         return decoded
     }
 
@@ -135,7 +146,16 @@ public final class CampaignsProcessor: StreamProcessor {
             // Checked here so that a bad profile is dead-lettered with its reason.
             var profile = MemberProfile()
             do { try profile.update(from: data) } catch { throw Rejection(code: "invalid-event", detail: "data.\(error.description)") }
-            return event.type == EventType.memberRegistered ? .registered(data) : .updated(data)
+            guard event.type == EventType.memberRegistered else { return .updated(data) }
+            // The referrer as points reads it, so that both count the same referrals.
+            let referrer: String?
+            do {
+                guard case .registered(let id) = try PointsInput.decode(type: event.type, data: event.data) else { return .registered(data, referrer: nil) }
+                referrer = id
+            } catch {
+                throw Rejection(code: error.code, detail: error.detail)
+            }
+            return .registered(data, referrer: referrer)
         case EventType.memberClosed:
             return .closed
         case EventType.orderPaid, EventType.orderRefunded:
@@ -148,24 +168,15 @@ public final class CampaignsProcessor: StreamProcessor {
             } catch {
                 throw Rejection(code: error.code, detail: error.detail)
             }
-        case "points.earned" where topic == Topics.pointsLedger.name:
-            guard event.source == pointsSource else {
-                throw Rejection(code: "forbidden-source", detail: "ledger entries are accepted only from \(pointsSource), not \(event.source)")
+        case EventType.checkedIn where topic == Topics.engagement.name:
+            do { _ = try PointsInput.decode(type: event.type, data: event.data) } catch { throw Rejection(code: error.code, detail: error.detail) }
+            return .checkedIn
+        case EventType.campaignsReferral where topic == Topics.campaignCommands.name:
+            guard let referee = data["referee"]?.stringValue, !referee.isEmpty else {
+                throw Rejection(code: "invalid-event", detail: "data.referee: expected the referred member")
             }
-            let details = data["details"]?.objectValue ?? JSONObject()
-            switch data["source"]?.stringValue {
-            case "check-in":
-                guard let day = details["streakDay"]?.stringValue.flatMap({ Int64($0) }) else {
-                    throw Rejection(code: "invalid-event", detail: "data.details.streakDay: expected the streak day of a check-in entry")
-                }
-                return .checkedIn(streakDay: day)
-            case "referral":
-                return .referred(referee: details["referee"]?.stringValue ?? "")
-            default:
-                return .ignored
-            }
+            return .referred(referee: referee)
         default:
-            if topic == Topics.pointsLedger.name { return .ignored }
             throw Rejection(code: "unknown-type", detail: "the campaigns service does not read \(event.type) on \(topic)")
         }
     }
@@ -179,7 +190,15 @@ public final class CampaignsProcessor: StreamProcessor {
         try loadTotalsIfNeeded(batch.database)
         let decision: CampaignDecision
         switch input.body.input {
-        case .registered(let data):
+        case .registered(let data, let referrer):
+            // Points rewards the referrer of a member's first registration, under the referrer's
+            // monthly cap: the referrer's task counts it, at the registration's time.
+            if member.registeredAt == nil, let referrer, referrer != input.member {
+                try batch.emit(CloudEvent(
+                    id: "\(input.eventID)/referral", source: Self.source, type: EventType.campaignsReferral, time: input.time,
+                    subject: referrer, data: .object(["referee": .string(input.member), "registrationId": .string(input.eventID)])),
+                    to: Topics.campaignCommands.name)
+            }
             do {
                 decision = try rules.register(data, at: input.time, member: &member, campaigns: campaigns)
             } catch {
@@ -199,7 +218,14 @@ public final class CampaignsProcessor: StreamProcessor {
             decision = CampaignDecision()
         case .ignored:
             return
-        case .paid, .refunded, .checkedIn, .referred:
+        case .referred(let referee):
+            // Like points: a referrer unknown at the registration's time is not rewarded (points
+            // refuses it `unknown-referrer`), and nothing waits for one.
+            guard let registeredAt = member.registeredAt, registeredAt <= input.time,
+                  EngagementRules.admitReferral(at: input.time, counts: &member.referralsByMonth, program: rules.program)
+            else { return }
+            decision = rules.referral(referee: referee, at: input.time, member: &member, campaigns: campaigns, totals: &totals)
+        case .paid, .refunded, .checkedIn:
             // Events can arrive before the member's registration (another topic): they wait
             // for it, like the points service's, and are then applied in event-time order.
             guard let registeredAt = member.registeredAt else { return try park(input, batch) }
@@ -214,9 +240,16 @@ public final class CampaignsProcessor: StreamProcessor {
         switch input {
         case .paid(let order): rules.pay(order, at: time, member: &member, campaigns: campaigns, totals: &totals)
         case .refunded(let refund): rules.refund(refund, at: time, member: &member, totals: &totals)
-        case .checkedIn(let day): rules.checkIn(streakDay: day, at: time, member: &member, campaigns: campaigns, totals: &totals)
-        case .referred(let referee): rules.referral(referee: referee, at: time, member: &member, campaigns: campaigns, totals: &totals)
-        case .registered, .updated, .closed, .ignored: CampaignDecision()
+        case .checkedIn:
+            // Counted by the rule points rewards by: a second check-in the same day counts nothing.
+            if let day = EngagementRules.checkIn(
+                on: rules.program.calendar.localDate(of: time).dayNumber, days: &member.checkInDays, lastDay: &member.lastCheckInDay,
+                streakLength: &member.streakLength) {
+                rules.checkIn(streakDay: day, at: time, member: &member, campaigns: campaigns, totals: &totals)
+            } else {
+                CampaignDecision()
+            }
+        case .registered, .updated, .closed, .referred, .ignored: CampaignDecision()
         }
     }
 
@@ -466,16 +499,16 @@ public struct CampaignRecord: Sendable {
 
 /// What the campaigns service reads.
 public enum CampaignInput: Sendable {
-    case registered(JSONObject)
+    case registered(JSONObject, referrer: String?)
     case updated(JSONObject)
     case closed
     case paid(OrderPaid)
     case refunded(OrderRefunded)
-    /// A rewarded check-in on this day of a streak (points ledger).
-    case checkedIn(streakDay: Int64)
-    /// A rewarded referral of the member (points ledger).
+    /// A check-in (its streak day is counted when it is applied).
+    case checkedIn
+    /// A registration naming the member as its referrer (from this service's own commands).
     case referred(referee: String)
-    /// A ledger record of no interest to campaigns.
+    /// A record of no interest to campaigns.
     case ignored
 }
 

@@ -237,7 +237,11 @@ enum Bench {
         defer { children.stopAll() }
         let data = directory.appendingPathComponent("points")
         try children.start(
-            "points", environment: ["LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": data.path, "LOYALTY_TASK_IDLE_MS": "50"],
+            // The points service alone: it waits for no producer here.
+            "points", environment: [
+                "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": data.path, "LOYALTY_TASK_IDLE_MS": "50",
+                "LOYALTY_WAIT_FOR": "none",
+            ],
             log: directory.appendingPathComponent("points.log"))
         let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
         let listener = StartingOffsets()

@@ -17,6 +17,8 @@ public final class PointsProcessor: StreamProcessor {
     public let sortedInputTopics: Set<String> = [Topics.pointsCommands.name]
     /// Transfer legs and referral rewards go out signed.
     public let commandTopics: Set<String> = [Topics.pointsCommands.name]
+    /// Grants and reversals from tiers and campaigns wait for both to have promised past them.
+    public let upstreamProducers: [String: Set<String>] = [Topics.pointsCommands.name: ["tiers", "campaigns"]]
     /// Commands only the platform sends, each signed with a command key: from anyone else they
     /// would mint points.
     static let signedTypes: Set<String> = EventType.internalCommands.union([

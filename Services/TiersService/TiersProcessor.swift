@@ -11,7 +11,11 @@ public final class TiersProcessor: StreamProcessor {
     public typealias Body = TierInput
 
     public let name = "tiers"
-    public let inputTopics = [Topics.orders.name]
+    /// Orders; and the shop's other topics for their time only, so that the progress tiers
+    /// promises points keeps up with everything points reads from the shop.
+    public let inputTopics = [Topics.orders.name, Topics.members.name, Topics.engagement.name, Topics.pointsRequests.name]
+    /// Points waits for tiers' progress before it applies what could precede a tier bonus.
+    public let progressTopics = [Topics.pointsCommands.name]
     public let sortedInputTopics: Set<String> = []
     /// Tier bonuses and their reversals go to points signed.
     public let commandTopics: Set<String> = [Topics.pointsCommands.name]
@@ -72,6 +76,9 @@ public final class TiersProcessor: StreamProcessor {
     public func rank(of eventType: String) -> Int { EventType.rank(of: eventType) }
 
     public func decode(_ record: ConsumedRecord) throws(Rejection) -> Decoded<TierInput> {
+        if record.topic != Topics.orders.name {
+            return .clockOnly(record, body: .clock) { !rules.program.isBeforeStart($0.time, type: $0.type) }
+        }
         let (event, _) = try record.cloudEvent()
         let member = try event.member(keyedBy: record.keyString)
         if rules.program.isBeforeStart(event.time, type: event.type) {
@@ -96,6 +103,7 @@ public final class TiersProcessor: StreamProcessor {
         switch input.body {
         case .paid(let order): decision = rules.pay(order, at: input.time, member: &member)
         case .refunded(let refund): decision = rules.refund(refund, at: input.time, member: &member)
+        case .clock: return
         }
         for grant in decision.grants {
             try batch.emit(CloudEvent(
@@ -175,4 +183,6 @@ public final class TiersProcessor: StreamProcessor {
 public enum TierInput: Sendable {
     case paid(OrderPaid)
     case refunded(OrderRefunded)
+    /// A record of the shop's other topics, read for its time only.
+    case clock
 }

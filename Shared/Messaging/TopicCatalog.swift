@@ -77,6 +77,11 @@ public enum Topics {
     public static let campaignRewards = TopicSpec(
         name: "loyalty.campaigns.rewards", partitions: partitionCount, compacted: false,
         key: "member id", summary: "campaign rewards given to members")
+    /// Signed commands the campaigns service sends itself: a registration naming a referrer,
+    /// counted on the referrer's task.
+    public static let campaignCommands = TopicSpec(
+        name: "loyalty.campaigns.commands", partitions: partitionCount, compacted: false,
+        key: "member id (the referrer)", summary: "signed referrals the campaigns service sends to the referrer's task")
     /// The running results of each campaign.
     public static let campaignResults = TopicSpec(
         name: "loyalty.campaigns.results", partitions: 1, compacted: true,
@@ -100,7 +105,7 @@ public enum Topics {
     /// Every topic, in the order the embedded broker creates them.
     public static let all: [TopicSpec] = [
         members, orders, engagement, pointsRequests, pointsCommands, pointsLedger, pointsBalances, tierChanges, tierStatus,
-        campaignDefinitions, campaignRewards, campaignResults, notifications, deadLetters, instances,
+        campaignDefinitions, campaignCommands, campaignRewards, campaignResults, notifications, deadLetters, instances,
     ]
 
     /// Looks a topic up by name.

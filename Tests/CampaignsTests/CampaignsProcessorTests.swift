@@ -25,7 +25,10 @@ import Testing
             let program = try Program.load(json: ReferenceProgram.bytes())
             let defaults = try CampaignDefinition.loadFile(json: ReferenceProgram.campaignsBytes(), tiers: program.tiers.levels.map(\.id))
             let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("campaigns.sqlite").path))
-            return try BatchApplier(database: database, processor: CampaignsProcessor(program: program, defaults: defaults, commandKeys: testKeys), timerMode: .streamTime)
+            let applier = try BatchApplier(
+                database: database, processor: CampaignsProcessor(program: program, defaults: defaults, commandKeys: testKeys), timerMode: .streamTime)
+            applier.commandKeys = testKeys
+            return applier
         }
 
         deinit { try? FileManager.default.removeItem(at: directory) }
@@ -176,23 +179,51 @@ import Testing
         #expect(again.isEmpty)
     }
 
-    @Test func ledgerEntriesDriveStreakAndReferralBadgesAndOthersArePassedOver() throws {
+    @Test func checkInStreaksAreCountedByThePointsRuleFromTheShopsCheckIns() throws {
         let h = try Harness()
-        try h.apply([try Self.registered("m", "2026-01-01T10:00:00+08:00")])
-        func entry(_ id: String, source: String, details: JSONObject, from: String = "loyalty/points") throws -> (CloudEvent, String) {
-            (try Self.event(id, "points.earned", "m", "2026-02-01T08:00:00+08:00", ["source": .string(source), "details": .object(details)], source: from),
-             Topics.pointsLedger.name)
+        try h.apply([try Self.registered("m", "2025-12-31T10:00:00+08:00")])
+        var inputs: [(CloudEvent, String)] = []
+        for day in 1...30 {
+            let date = "2026-01-\(day < 10 ? "0" : "")\(day)"
+            inputs.append((try Self.event("ci-\(day)", EventType.checkedIn, "m", "\(date)T08:00:00+08:00"), Topics.engagement.name))
+            // A second check-in the same day counts nothing, as points refuses it.
+            if day == 29 { inputs.append((try Self.event("ci-again", EventType.checkedIn, "m", "\(date)T20:00:00+08:00"), Topics.engagement.name)) }
         }
-        let out = try h.apply([
-            try entry("e1", source: "check-in", details: ["streakDay": "30"]),
-            try entry("e2", source: "base", details: [:]),
-            (try Self.event("e3", "points.released", "m", "2026-02-01T08:00:00+08:00", [:], source: "loyalty/points"), Topics.pointsLedger.name),
-            try entry("e4", source: "check-in", details: ["streakDay": "30"], from: "shop"),
-        ])
+        // Reviews and redemptions are read for their time only: neither applied nor dead-lettered.
+        inputs.append((try Self.event("review", EventType.reviewPosted, "m", "2026-01-30T09:00:00+08:00"), Topics.engagement.name))
+        inputs.append((try Self.event("redeem", EventType.redeem, "m", "2026-01-30T09:30:00+08:00", ["points": 100]), Topics.pointsRequests.name))
+        let out = try h.apply(inputs)
         #expect(out.filter { $0.topic == Topics.campaignRewards.name }.map { $0.event.data["badge"]?.stringValue } == ["streak-30"])
+        #expect(out.first { $0.topic == Topics.campaignRewards.name }?.event.time == (try EventTime.parse("2026-01-30T08:00:00+08:00")))
         #expect(grants(out).map(\.points) == [50])
-        let dead = out.filter { $0.topic == Topics.deadLetters.name }
-        #expect(dead.map { $0.event.data["reason"]?.stringValue } == ["forbidden-source"])
+        #expect(out.filter { $0.topic == Topics.deadLetters.name }.isEmpty)
+        // A break of a day starts the streak again: day 30 of the new one is a month away.
+        let later = try h.apply([(try Self.event("ci-gap", EventType.checkedIn, "m", "2026-02-01T08:00:00+08:00"), Topics.engagement.name)])
+        #expect(later.filter { $0.topic == Topics.campaignRewards.name }.isEmpty)
+    }
+
+    @Test func referralsAreSentToTheReferrersTaskAndCountedUnderTheMonthlyCap() throws {
+        let h = try Harness()
+        try h.apply([try Self.registered("boss", "2026-01-01T10:00:00+08:00")])
+        var registrations: [(CloudEvent, String)] = []
+        for index in 0..<5 {
+            registrations.append(try Self.registered("friend\(index)", "2026-01-0\(index + 2)T10:00:00+08:00", ["referrerId": "boss"]))
+        }
+        registrations.append(try Self.registered("self", "2026-01-08T10:00:00+08:00", ["referrerId": "self"]))
+        let sent = try h.apply(registrations)
+        let referrals = sent.filter { $0.topic == Topics.campaignCommands.name }
+        #expect(referrals.count == 5, "a self-referral is never counted")
+        #expect(referrals.allSatisfy { $0.event.subject == "boss" && $0.event.type == EventType.campaignsReferral && $0.event.signature != nil })
+        // The referrer's task applies them (here the same harness): the fifth earns the champion badge.
+        let counted = try h.apply(referrals.map { ($0.event, $0.topic) })
+        #expect(counted.filter { $0.topic == Topics.campaignRewards.name }.map { $0.event.data["badge"]?.stringValue } == ["referral-5"])
+        #expect(grants(counted).map(\.points) == [200])
+        // A referral forged by anyone else is dead-lettered, never counted.
+        var forged = referrals[0].event
+        forged.id = "forged"
+        forged.source = "shop"
+        let refused = try h.apply([(forged, Topics.campaignCommands.name)])
+        #expect(refused.filter { $0.topic == Topics.deadLetters.name }.map { $0.event.data["reason"]?.stringValue } == ["forbidden-source"])
     }
 
     @Test func anOrderReadBeforeItsRegistrationWaitsForIt() throws {

@@ -184,7 +184,7 @@ public struct CampaignRules: Sendable {
 
     // MARK: Achievements
 
-    /// A rewarded check-in on `streakDay` of a streak, from the points ledger.
+    /// A check-in on `streakDay` of a streak (`EngagementRules.checkIn`).
     public func checkIn(streakDay: Int64, at time: EventTime, member: inout CampaignMember, campaigns: [CampaignDefinition],
                         totals: inout [String: CampaignResults]) -> CampaignDecision {
         catchUpTier(to: time, &member)
@@ -193,7 +193,7 @@ public struct CampaignRules: Sendable {
         return achievement("check-in", values: values, at: time, member: &member, campaigns: campaigns, totals: &totals)
     }
 
-    /// A rewarded referral of the member (the referrer), from the points ledger.
+    /// A referral of the member (the referrer) admitted under the monthly cap.
     public func referral(referee: String, at time: EventTime, member: inout CampaignMember, campaigns: [CampaignDefinition],
                          totals: inout [String: CampaignResults]) -> CampaignDecision {
         catchUpTier(to: time, &member)

@@ -13,8 +13,14 @@ public struct CampaignMember: Sendable, Equatable {
     public var paidOrders: Int64 = 0
     /// Start of the dormancy clock: registration, then each accepted paid order.
     public var dormantSince: EventTime?
-    /// Rewarded referrals so far, from the points ledger.
+    /// Rewarded referrals so far: admitted under the monthly cap by the rule points rewards by.
     public var rewardedReferrals: Int64 = 0
+    /// Referrals admitted per local month (`EngagementRules.admitReferral`).
+    public var referralsByMonth = PeriodCounts(retention: PeriodCounts.monthlyRetention)
+    /// Days checked in, the latest day and the streak then (`EngagementRules.checkIn`).
+    public var checkInDays = PeriodCounts(retention: PeriodCounts.dailyRetention)
+    public var lastCheckInDay: Int64?
+    public var streakLength: Int64 = 0
     /// Orders that earned a campaign bonus, for reversing it on refunds.
     public var bonusOrders: [String: BonusOrder] = [:]
     /// What the member has had from each campaign.
@@ -102,6 +108,10 @@ extension CampaignMember {
         w.key("paidOrders"); w.int(paidOrders)
         if let dormantSince { w.key("dormantSince"); w.int(dormantSince.millis) }
         w.key("referrals"); w.int(rewardedReferrals)
+        w.key("referralsByMonth"); referralsByMonth.write(to: &w)
+        w.key("checkInDays"); checkInDays.write(to: &w)
+        if let lastCheckInDay { w.key("lastCheckInDay"); w.int(lastCheckInDay) }
+        w.key("streak"); w.int(streakLength)
         w.key("bonusOrders"); w.beginArray()
         for (id, order) in bonusOrders.sorted(by: { $0.key < $1.key }) {
             w.beginArray(); w.string(id); w.string(order.campaign); w.int(order.paidMinor); w.int(order.bonus); w.int(order.reversed); w.endArray()
@@ -137,6 +147,11 @@ extension CampaignMember {
         member.paidOrders = try root.int64("paidOrders")
         member.dormantSince = try root.optionalInt64("dormantSince").map { EventTime(millis: $0) }
         member.rewardedReferrals = try root.int64("referrals")
+        // Stores from before campaigns counted streaks and referrals themselves start empty.
+        if root["referralsByMonth"] != nil { member.referralsByMonth = try PeriodCounts.read(root["referralsByMonth"]) }
+        if root["checkInDays"] != nil { member.checkInDays = try PeriodCounts.read(root["checkInDays"]) }
+        member.lastCheckInDay = try root.optionalInt64("lastCheckInDay")
+        member.streakLength = try root.optionalInt64("streak") ?? 0
         for raw in try root.array("bonusOrders") {
             guard let f = raw.arrayValue, f.count == 5, let id = f[0].stringValue, let campaign = f[1].stringValue,
                   let paid = f[2].int64Value, let bonus = f[3].int64Value, let reversed = f[4].int64Value else {

@@ -21,6 +21,8 @@ public enum EventType {
     public static let transferReturned = "points.transfer-returned"
     /// A member's balance brought over from another system, as lots with their own expiry.
     public static let openingBalance = "points.opening-balance"
+    /// A registration naming a referrer, sent by the campaigns service to the referrer's task.
+    public static let campaignsReferral = "campaigns.referral"
 
     /// Commands only the points service itself may send (they move points between members).
     public static let internalCommands: Set<String> = [referralReward, transferCredit, transferReturned]
@@ -32,7 +34,7 @@ public enum EventType {
         case orderPaid: 1
         case orderRefunded: 2
         case checkedIn, reviewPosted, contentShared, taskCompleted: 3
-        case pointsGrant, pointsReverse, referralReward, transferCredit, transferReturned: 5
+        case pointsGrant, pointsReverse, referralReward, transferCredit, transferReturned, campaignsReferral: 5
         default: 4  // the shop's points commands
         }
     }

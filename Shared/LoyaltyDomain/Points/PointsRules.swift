@@ -183,19 +183,11 @@ public struct PointsRules: Sendable {
             refundOrder(event, refund, &account, &decision)
         case .checkedIn:
             let day = calendar.localDate(of: event.time).dayNumber
-            if account.checkInDays.count(in: day) > 0 {
+            guard let streakDay = EngagementRules.checkIn(
+                on: day, days: &account.checkInDays, lastDay: &account.lastCheckInDay, streakLength: &account.streakLength)
+            else {
                 decision.refusals.append(refusal(event, subject: "check-in", reason: "already-checked-in-today"))
                 return
-            }
-            account.checkInDays.add(in: day)
-            let streakDay: Int64
-            if let last = account.lastCheckInDay, day < last {
-                // A late check-in for an earlier day: rewarded plainly, the streak left alone.
-                streakDay = 1
-            } else {
-                streakDay = account.lastCheckInDay == day - 1 ? account.streakLength + 1 : 1
-                account.lastCheckInDay = day
-                account.streakLength = streakDay
             }
             let points = streakDay >= program.checkIn.streakBonusFromDay ? program.checkIn.streakPoints : program.checkIn.points
             credit(event, points: points, source: "check-in", rule: "check-in", details: [("streakDay", String(streakDay))], &account, &decision)
@@ -339,14 +331,12 @@ public struct PointsRules: Sendable {
     }
 
     private func rewardReferral(_ event: PointsEvent, _ reward: ReferralReward, _ account: inout PointsAccount, _ decision: inout PointsDecision) {
-        let month = program.calendar.localDate(of: event.time).monthIndex
-        guard account.referralsByMonth.count(in: month) < program.referral.monthlyCap else {
+        guard EngagementRules.admitReferral(at: event.time, counts: &account.referralsByMonth, program: program) else {
             decision.refusals.append(Refusal(
                 id: "\(event.id)/refused", member: reward.refereeID, time: event.time, causeID: reward.registrationID,
                 subject: "referral", reason: "referral-monthly-cap", detail: "referrer \(account.member)"))
             return
         }
-        account.referralsByMonth.add(in: month)
         account.referralsRewarded += 1
         credit(event, points: program.referral.referrerPoints, source: "referral", rule: "referral",
                details: [("referee", reward.refereeID)], &account, &decision)
