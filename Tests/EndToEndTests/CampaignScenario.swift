@@ -17,7 +17,7 @@ struct CampaignScenario {
     var expectedCoupons: [String: Int] = [:]
     /// Campaign grants and reversals the points service must apply (reference campaigns).
     var expectedLedgerEntries = 0
-    /// Check-ins and rewarded referrals: the ledger entries the campaigns service reads.
+    /// Check-ins that count on a streak, and referrals rewarded.
     var rewardedCheckIns = 0
     var rewardedReferrals = 0
 

@@ -82,7 +82,7 @@ extension EndToEnd {
             defer { reader.close() }
             let environment = [
                 "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path,
-                "LOYALTY_SESSION_TIMEOUT_MS": "3000",
+                "LOYALTY_SESSION_TIMEOUT_MS": "3000", "LOYALTY_WAIT_FOR": "tiers,campaigns",
             ]
             let services = ["points", "tiers", "campaigns"].map {
                 ServiceProcess(name: $0, environment: environment, log: directory.appendingPathComponent("\($0).log"))
@@ -95,7 +95,10 @@ extension EndToEnd {
             var outcome = Outcome()
             var consumed = 0
             let shopEvents = scenario.events.filter { !$0.type.hasPrefix("engagement.") }.count
-            let relevant = Int64(shopEvents + scenario.rewardedCheckIns + scenario.rewardedReferrals)
+            // Every check-in is applied (a second one the same day counts nothing), and each referral
+            // once more, on the referrer's task.
+            let checkIns = scenario.events.filter { $0.type == EventType.checkedIn }.count
+            let relevant = Int64(shopEvents + checkIns + scenario.rewardedReferrals)
             var kills = 0
             for share in [0.2, 0.45, 0.7] {
                 let deadline = Date().addingTimeInterval(120)

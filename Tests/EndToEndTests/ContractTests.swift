@@ -68,7 +68,7 @@ extension EndToEnd {
             let probe = try EndProbe(bootstrap: broker.bootstrapServers)
             let inputs: [String: [String]] = [
                 "points": [Topics.members.name, Topics.orders.name, Topics.engagement.name, Topics.pointsRequests.name, Topics.pointsCommands.name],
-                "tiers": [Topics.orders.name], "campaigns": [Topics.members.name, Topics.orders.name, Topics.pointsLedger.name],
+                "tiers": [Topics.orders.name], "campaigns": [Topics.members.name, Topics.orders.name, Topics.engagement.name],
                 "notifications": [Topics.members.name, Topics.pointsLedger.name, Topics.tierChanges.name, Topics.campaignRewards.name],
             ]
             // Until every service has read all of its inputs, twice in a row a second apart.

@@ -80,6 +80,7 @@ extension EndToEnd {
                 ServiceProcess(name: name, environment: [
                     "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path,
                     "LOYALTY_HTTP_ADDRESS": "127.0.0.1:0", "LOYALTY_LOG_LEVEL": "debug", "LOYALTY_HTTP_TOKEN": "sender-token",
+                    "LOYALTY_WAIT_FOR": "tiers,campaigns",
                 ], log: directory.appendingPathComponent("\(name).log"))
             }
             for service in services { try service.start() }
@@ -92,7 +93,7 @@ extension EndToEnd {
             while Date() < deadline {
                 let done = probe.hasReadToEnd("points", in: directory, topics: [Topics.members.name, Topics.orders.name, Topics.pointsCommands.name])
                     && probe.hasReadToEnd("tiers", in: directory, topics: [Topics.orders.name])
-                    && probe.hasReadToEnd("campaigns", in: directory, topics: [Topics.members.name, Topics.orders.name, Topics.pointsLedger.name])
+                    && probe.hasReadToEnd("campaigns", in: directory, topics: [Topics.members.name, Topics.orders.name, Topics.engagement.name])
                     && probe.hasReadToEnd("notifications", in: directory, topics: [
                         Topics.members.name, Topics.pointsLedger.name, Topics.tierChanges.name, Topics.campaignRewards.name,
                     ])

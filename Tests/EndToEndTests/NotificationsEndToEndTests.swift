@@ -33,7 +33,7 @@ extension EndToEnd {
             defer { reader.close() }
             let environment = [
                 "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path,
-                "LOYALTY_SESSION_TIMEOUT_MS": "3000", "LOYALTY_LOG_LEVEL": "debug",
+                "LOYALTY_SESSION_TIMEOUT_MS": "3000", "LOYALTY_LOG_LEVEL": "debug", "LOYALTY_WAIT_FOR": "tiers,campaigns",
             ]
             let services = ["points", "tiers", "campaigns", "notifications"].map {
                 ServiceProcess(name: $0, environment: environment, log: directory.appendingPathComponent("\($0).log"))
@@ -55,7 +55,7 @@ extension EndToEnd {
             let inputs = [
                 "points": [Topics.members.name, Topics.orders.name, Topics.engagement.name, Topics.pointsCommands.name],
                 "tiers": [Topics.orders.name],
-                "campaigns": [Topics.members.name, Topics.orders.name, Topics.pointsLedger.name],
+                "campaigns": [Topics.members.name, Topics.orders.name, Topics.engagement.name],
                 "notifications": [Topics.members.name, Topics.pointsLedger.name, Topics.tierChanges.name, Topics.campaignRewards.name],
             ]
             var settled = 0

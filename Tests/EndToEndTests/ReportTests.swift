@@ -77,7 +77,9 @@ extension EndToEnd {
                 try producer.send(topic: record.topic, key: Array(record.key.utf8), value: record.value)
             }
             #expect(producer.flush(timeoutMilliseconds: 60_000))
-            let environment = ["LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path]
+            let environment = [
+                "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path, "LOYALTY_WAIT_FOR": "tiers,campaigns",
+            ]
             let services = ["points", "tiers", "campaigns"].map {
                 ServiceProcess(name: $0, environment: environment, log: directory.appendingPathComponent("\($0).log"))
             }
@@ -87,7 +89,7 @@ extension EndToEnd {
             let deadline = Date().addingTimeInterval(240)
             while Date() < deadline {
                 if probe.hasReadToEnd("tiers", in: directory, topics: [Topics.orders.name])
-                    && probe.hasReadToEnd("campaigns", in: directory, topics: [Topics.members.name, Topics.orders.name, Topics.pointsLedger.name])
+                    && probe.hasReadToEnd("campaigns", in: directory, topics: [Topics.members.name, Topics.orders.name, Topics.engagement.name])
                     && probe.hasReadToEnd("points", in: directory, topics: [
                         Topics.members.name, Topics.orders.name, Topics.engagement.name, Topics.pointsRequests.name, Topics.pointsCommands.name,
                     ]) { break }

@@ -1,0 +1,184 @@
+import Foundation
+import LoyaltyDomain
+import Messaging
+import Testing
+
+extension EndToEnd {
+    /// The real `points`, `tiers` and `campaigns` executables over a year for 1,000 members,
+    /// points waiting for the progress of the other two: tiers and campaigns killed three times
+    /// each, or started late, and every output (the ledger partition by partition, balances,
+    /// tier changes and status, campaign rewards and results) is byte for byte that of an
+    /// undisturbed run of the same history, for more than one history.
+    @Suite struct PlatformFaultTests {
+        /// What the services published, for comparing runs.
+        struct Outputs {
+            /// The ledger, partition by partition, each record's first copy.
+            var ledger: [Int32: [[UInt8]]] = [:]
+            /// Records by topic and id (first copy); compacted topics by key, their latest value.
+            var records: [String: [String: [UInt8]]] = [:]
+            /// Ids published twice with different bytes.
+            var conflicts: [String] = []
+        }
+
+        /// A run in progress: the services by name, to kill or start.
+        final class Run {
+            let services: [String: ServiceProcess]
+            init(services: [String: ServiceProcess]) { self.services = services }
+
+            func killAndRestart(_ name: String) throws {
+                #expect(services[name]!.isRunning, "\(name) was running")
+                services[name]!.kill()
+                try services[name]!.start()
+            }
+        }
+
+        static let compacted: Set<String> = [Topics.pointsBalances.name, Topics.tierStatus.name, Topics.campaignResults.name]
+
+        /// Publishes the history, starts points (and `startedLate` only when `disturb` starts
+        /// them), waits until every service has read all of its input with nothing left to
+        /// publish, and collects the outputs.
+        static func run(_ scenario: CampaignScenario, startedLate: Set<String> = [], disturb: (Run, _ pointsApplied: Int64) throws -> Void = { _, _ in })
+            throws -> Outputs
+        {
+            let directory = try temporaryDirectory("platform-faults")
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let broker = try EmbeddedBroker()
+            let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+            for record in scenario.records { try producer.send(topic: record.topic, key: Array(record.key.utf8), value: record.value) }
+            #expect(producer.flush(timeoutMilliseconds: 60_000))
+            let topics = [
+                Topics.pointsLedger.name, Topics.pointsBalances.name, Topics.tierChanges.name, Topics.tierStatus.name,
+                Topics.campaignRewards.name, Topics.campaignResults.name,
+            ]
+            let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: topics)
+            defer { reader.close() }
+            let environment = [
+                "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path,
+                "LOYALTY_SESSION_TIMEOUT_MS": "3000", "LOYALTY_WAIT_FOR": "tiers,campaigns",
+            ]
+            let names = ["points", "tiers", "campaigns"]
+            let services = Dictionary(uniqueKeysWithValues: names.map {
+                ($0, ServiceProcess(name: $0, environment: environment, log: directory.appendingPathComponent("\($0).log")))
+            })
+            for name in names where !startedLate.contains(name) { try services[name]!.start() }
+            let run = Run(services: services)
+            let probe = try EndProbe(bootstrap: broker.bootstrapServers)
+            let inputs = [
+                "points": [Topics.members.name, Topics.orders.name, Topics.engagement.name, Topics.pointsRequests.name, Topics.pointsCommands.name],
+                "tiers": [Topics.orders.name, Topics.members.name, Topics.engagement.name, Topics.pointsRequests.name],
+                "campaigns": [
+                    Topics.members.name, Topics.orders.name, Topics.engagement.name, Topics.pointsRequests.name, Topics.campaignCommands.name,
+                ],
+            ]
+            var settled = 0
+            let deadline = Date().addingTimeInterval(600)
+            while settled < 2 && Date() < deadline {
+                reader.poll(milliseconds: 1_000)
+                try disturb(run, serviceApplied(in: directory, "points"))
+                let done = names.allSatisfy { name in
+                    services[name]!.isRunning && probe.hasReadToEnd(name, in: directory, topics: inputs[name]!)
+                        && serviceCount(in: directory, name, "SELECT COUNT(*) FROM outbox") == 0
+                }
+                settled = done ? settled + 1 : 0
+            }
+            #expect(settled == 2, "every service read all of its input; see \(directory.path)")
+            for name in names { #expect(services[name]!.stop() == 0, "\(name) stops cleanly") }
+            reader.readToEnd(seconds: 120)
+
+            var outputs = Outputs()
+            for record in reader.records.sorted(by: { ($0.topic, $0.partition, $0.offset) < ($1.topic, $1.partition, $1.offset) }) {
+                guard let value = record.value else { continue }
+                let event = try CloudEvent.decode(value)
+                if compacted.contains(record.topic) {
+                    // Published once per batch that changed them: only the latest counts, and without
+                    // its revision number and stamp, which follow the batches.
+                    var data = event.data.objectValue ?? [:]
+                    data["revision"] = nil
+                    outputs.records[record.topic, default: [:]][event.subject ?? ""] = Array(JSONValue.object(data).jsonString.utf8)
+                    continue
+                }
+                if let known = outputs.records[record.topic]?[event.id] {
+                    if known != value { outputs.conflicts.append("\(record.topic) \(event.id)") }
+                    continue
+                }
+                outputs.records[record.topic, default: [:]][event.id] = value
+                if record.topic == Topics.pointsLedger.name { outputs.ledger[record.partition, default: []].append(value) }
+            }
+            return outputs
+        }
+
+        /// Where two runs differ (empty when they are the same, byte for byte).
+        static func differences(_ expected: Outputs, _ actual: Outputs) -> [String] {
+            var differences = actual.conflicts.map { "published with two payloads: \($0)" }
+            for partition in Set(expected.ledger.keys).union(actual.ledger.keys).sorted() {
+                let a = expected.ledger[partition] ?? []
+                let b = actual.ledger[partition] ?? []
+                if a.count != b.count { differences.append("ledger partition \(partition): \(a.count) records vs \(b.count)") }
+                if let index = (0..<min(a.count, b.count)).first(where: { a[$0] != b[$0] }) {
+                    differences.append("ledger partition \(partition) record \(index):\n\(String(decoding: a[index], as: UTF8.self))\n\(String(decoding: b[index], as: UTF8.self))")
+                }
+            }
+            for topic in Set(expected.records.keys).union(actual.records.keys).sorted() {
+                let a = expected.records[topic] ?? [:]
+                let b = actual.records[topic] ?? [:]
+                let missing = Set(a.keys).symmetricDifference(b.keys)
+                if !missing.isEmpty { differences.append("\(topic): \(missing.count) records in one run only, e.g. \(missing.sorted().prefix(2))") }
+                for (id, value) in a.sorted(by: { $0.key < $1.key }) where b[id] != nil && b[id] != value {
+                    differences.append("\(topic) \(id):\n\(String(decoding: value, as: UTF8.self))\n\(String(decoding: b[id]!, as: UTF8.self))")
+                    break
+                }
+            }
+            return differences
+        }
+
+        func expectSameOutputs(seed: UInt64, _ what: Comment, startedLate: Set<String> = [], disturb: @escaping (Run, Int64) throws -> Void) throws {
+            let scenario = CampaignScenario(members: 1_000, seed: seed)
+            let undisturbed = try Self.run(scenario)
+            #expect((undisturbed.records[Topics.campaignRewards.name]?.count ?? 0) > 100, "campaigns rewarded members")
+            #expect(undisturbed.ledger.values.reduce(0) { $0 + $1.count } > scenario.events.count / 2, "the ledger has content")
+            let disturbed = try Self.run(scenario, startedLate: startedLate, disturb: disturb)
+            let differences = Self.differences(undisturbed, disturbed)
+            #expect(differences.isEmpty, "\(what): \(differences.count) differences: \(differences.prefix(3))")
+        }
+
+        /// Kills tiers and campaigns three times each while points works through the year.
+        func killsOfTiersAndCampaigns(seed: UInt64) throws {
+            let total = Double(CampaignScenario(members: 1_000, seed: seed).events.count)
+            var steps: [(share: Double, service: String)] = [
+                (0.10, "tiers"), (0.20, "campaigns"), (0.35, "tiers"), (0.50, "campaigns"), (0.65, "tiers"), (0.80, "campaigns"),
+            ]
+            try expectSameOutputs(seed: seed, "SIGKILLs of tiers and campaigns") { run, applied in
+                while let step = steps.first, Double(applied) >= step.share * total {
+                    steps.removeFirst()
+                    try run.killAndRestart(step.service)
+                }
+            }
+            #expect(steps.isEmpty, "every kill happened")
+        }
+
+        /// (f) Three SIGKILLs each of tiers and campaigns, in two histories.
+        @Test func killingTiersAndCampaignsChangesNoOutput() throws {
+            try killsOfTiersAndCampaigns(seed: 71)
+            try killsOfTiersAndCampaigns(seed: 72)
+        }
+
+        /// (g) Points starts alone and waits; campaigns starts seconds later and tiers later still.
+        @Test func startingTiersAndCampaignsLateChangesNoOutput() throws {
+            var started = 0
+            var begin: Date?
+            try expectSameOutputs(seed: 71, "tiers and campaigns started late", startedLate: ["tiers", "campaigns"]) { run, applied in
+                let seconds = Date().timeIntervalSince(begin ?? Date())
+                if begin == nil { begin = Date() }
+                if started == 0 && seconds > 5 {
+                    #expect(applied == 0, "points waits for the producers it has not heard from")
+                    try run.services["campaigns"]!.start()
+                    started = 1
+                } else if started == 1 && seconds > 10 {
+                    try run.services["tiers"]!.start()
+                    started = 2
+                }
+            }
+            #expect(started == 2)
+        }
+    }
+}
