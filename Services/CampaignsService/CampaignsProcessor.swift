@@ -23,8 +23,9 @@ public final class CampaignsProcessor: StreamProcessor {
     public let broadcastTopics = [Topics.campaignDefinitions.name]
     /// Campaign points and their reversals go to points signed; so do referrals to itself.
     public let commandTopics: Set<String> = [Topics.pointsCommands.name, Topics.campaignCommands.name]
-    /// Points waits for campaigns' progress before it applies what could precede a campaign grant.
-    public let progressTopics = [Topics.pointsCommands.name]
+    /// Points waits for campaigns' progress before it applies what could precede a campaign
+    /// grant; notifications before it applies what could precede a reward.
+    public let progressTopics = [Topics.pointsCommands.name, Topics.campaignRewards.name]
     /// Member profiles carry contact data and birthdays: kept out of dead letters.
     public let personalDataTopics: Set<String> = [Topics.members.name]
     /// Birthdays, for birthday campaigns (erased at `member.closed`).

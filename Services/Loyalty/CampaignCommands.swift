@@ -180,7 +180,8 @@ enum CampaignCommands {
             switch consumer.poll(timeoutMilliseconds: 100) {
             case .record(let record):
                 deadline = Date().addingTimeInterval(20)
-                if let value = record.value, let event = try? CloudEvent.decode(value) { events.append(event) }
+                // Progress marks are for the services that wait on them, not for people.
+                if let value = record.value, let event = try? CloudEvent.decode(value), event.type != ProgressMark.eventType { events.append(event) }
             case .endOfPartition(let partition, _):
                 ended.insert(partition.partition)
             default:

@@ -102,7 +102,7 @@ enum Demo {
             }
             lastArrival = Date()
             guard let value = record.value, let event = try? CloudEvent.decode(value), seen.insert(event.id).inserted,
-                  let data = event.data.objectValue, event.type != "points.expiry-warning" else { continue }
+                  let data = event.data.objectValue, event.type != "points.expiry-warning", event.type != ProgressMark.eventType else { continue }
             let member = event.subject ?? "-"
             switch record.topic {
             case Topics.pointsBalances.name: outputs.balances[member] = data

@@ -14,6 +14,11 @@ public final class NotificationsProcessor: StreamProcessor {
     public let inputTopics = [Topics.members.name, Topics.pointsLedger.name, Topics.tierChanges.name, Topics.campaignRewards.name]
     public let sortedInputTopics: Set<String> = []
     public let serviceInputTopics: Set<String> = [Topics.pointsLedger.name, Topics.tierChanges.name, Topics.campaignRewards.name]
+    /// Each output read waits for its producer's progress, so messages never depend on which
+    /// service runs behind.
+    public let upstreamProducers: [String: Set<String>] = [
+        Topics.pointsLedger.name: ["points"], Topics.tierChanges.name: ["tiers"], Topics.campaignRewards.name: ["campaigns"],
+    ]
     /// Member profiles carry contact data and birthdays: kept out of dead letters.
     public let personalDataTopics: Set<String> = [Topics.members.name]
     /// The one store of the platform that keeps contact addresses (erased at `member.closed`).

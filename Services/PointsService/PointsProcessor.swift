@@ -19,6 +19,8 @@ public final class PointsProcessor: StreamProcessor {
     public let commandTopics: Set<String> = [Topics.pointsCommands.name]
     /// Grants and reversals from tiers and campaigns wait for both to have promised past them.
     public let upstreamProducers: [String: Set<String>] = [Topics.pointsCommands.name: ["tiers", "campaigns"]]
+    /// Notifications waits for points' progress on the ledger.
+    public let progressTopics = [Topics.pointsLedger.name]
     /// Commands only the platform sends, each signed with a command key: from anyone else they
     /// would mint points.
     static let signedTypes: Set<String> = EventType.internalCommands.union([

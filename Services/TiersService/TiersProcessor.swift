@@ -14,8 +14,9 @@ public final class TiersProcessor: StreamProcessor {
     /// Orders; and the shop's other topics for their time only, so that the progress tiers
     /// promises points keeps up with everything points reads from the shop.
     public let inputTopics = [Topics.orders.name, Topics.members.name, Topics.engagement.name, Topics.pointsRequests.name]
-    /// Points waits for tiers' progress before it applies what could precede a tier bonus.
-    public let progressTopics = [Topics.pointsCommands.name]
+    /// Points waits for tiers' progress before it applies what could precede a tier bonus;
+    /// notifications before it applies what could precede a tier change.
+    public let progressTopics = [Topics.pointsCommands.name, Topics.tierChanges.name]
     public let sortedInputTopics: Set<String> = []
     /// Tier bonuses and their reversals go to points signed.
     public let commandTopics: Set<String> = [Topics.pointsCommands.name]

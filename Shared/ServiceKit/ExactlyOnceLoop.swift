@@ -87,7 +87,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         merger = EventTimeMerger(
             topics: processor.inputTopics, sortedTopics: processor.sortedInputTopics,
             serviceTopics: processor.serviceInputTopics, idleMilliseconds: configuration.taskIdleMilliseconds,
-            awaitedProducers: try configuration.awaitedProducers(declared: processor.upstreamProducers))
+            awaitedProducers: configuration.awaitedProducers(declared: processor.upstreamProducers))
         let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: configuration.bootstrapServers, extra: configuration.kafkaSettings))
         relay = OutboxRelay(producer: producer, logger: logger)
     }
@@ -101,6 +101,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             "bootstrap": configuration.bootstrapServers, "database": configuration.databasePath,
             "group": configuration.groupID, "topics": processor.inputTopics.joined(separator: ","),
             "timers": configuration.timerMode.rawValue, "republished": String(republished),
+            "waitsFor": merger.awaitedProducers.values.reduce(into: Set<String>()) { $0.formUnion($1) }.sorted().joined(separator: ","),
         ])
         var consumerConfiguration = ConsumerConfiguration(
             bootstrapServers: configuration.bootstrapServers, groupID: configuration.groupID, extra: configuration.kafkaSettings)

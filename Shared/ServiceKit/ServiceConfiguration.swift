@@ -92,25 +92,19 @@ public struct ServiceConfiguration: Sendable {
     /// (SIGKILL) right after committing a batch whose outbox holds a record containing this
     /// text, before publishing it. Unset in production.
     public var faultKillAfterCommit: String?
-    /// `LOYALTY_WAIT_FOR`: the producing services whose progress this service waits for before
-    /// it applies a record (comma-separated, or `none`); nil: every producer the service
-    /// declares (`StreamProcessor.upstreamProducers`). Waiting for a producer that is not
-    /// running holds the service back; not waiting for one that is makes results depend on
-    /// how far behind it runs.
+    /// `LOYALTY_WAIT_FOR`: the producing services that are deployed, whose progress a service
+    /// reading their output waits for before it applies a record (comma-separated, or `none`);
+    /// nil: every producer the service declares (`StreamProcessor.upstreamProducers`). Waiting
+    /// for a producer that is not running holds the service back; not waiting for one that is
+    /// makes results depend on how far behind it runs.
     public var waitFor: Set<String>? = nil
 
     /// The producers to wait for on each input topic: the service's own list, narrowed to
-    /// `LOYALTY_WAIT_FOR` when it is set. A service that waits for producers refuses a name it
-    /// does not know (a typo would silently stop the waiting); one that waits for none
-    /// ignores the variable, so a deployment may set it for all services alike.
-    public func awaitedProducers(declared: [String: Set<String>]) throws -> [String: Set<String>] {
-        let known = declared.values.reduce(into: Set<String>()) { $0.formUnion($1) }
-        guard let waitFor, !known.isEmpty else { return declared }
-        if let unknown = waitFor.subtracting(known).sorted().first {
-            throw ConfigurationError(
-                variable: "LOYALTY_WAIT_FOR",
-                problem: "\(service) reads nothing from \(unknown); it can wait for \(known.sorted().joined(separator: ", ")), or none")
-        }
+    /// `LOYALTY_WAIT_FOR` when it is set. Names of services this one reads nothing from are
+    /// ignored, so a deployment may give every service the same list; the `starting` log line
+    /// says whom the service waits for.
+    public func awaitedProducers(declared: [String: Set<String>]) -> [String: Set<String>] {
+        guard let waitFor else { return declared }
         return declared.mapValues { $0.intersection(waitFor) }.filter { !$0.value.isEmpty }
     }
 

@@ -80,7 +80,7 @@ extension EndToEnd {
                 ServiceProcess(name: name, environment: [
                     "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path,
                     "LOYALTY_HTTP_ADDRESS": "127.0.0.1:0", "LOYALTY_LOG_LEVEL": "debug", "LOYALTY_HTTP_TOKEN": "sender-token",
-                    "LOYALTY_WAIT_FOR": "tiers,campaigns",
+                    "LOYALTY_WAIT_FOR": "points,tiers,campaigns",
                 ], log: directory.appendingPathComponent("\(name).log"))
             }
             for service in services { try service.start() }

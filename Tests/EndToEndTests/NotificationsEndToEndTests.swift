@@ -33,7 +33,7 @@ extension EndToEnd {
             defer { reader.close() }
             let environment = [
                 "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path,
-                "LOYALTY_SESSION_TIMEOUT_MS": "3000", "LOYALTY_LOG_LEVEL": "debug", "LOYALTY_WAIT_FOR": "tiers,campaigns",
+                "LOYALTY_SESSION_TIMEOUT_MS": "3000", "LOYALTY_LOG_LEVEL": "debug", "LOYALTY_WAIT_FOR": "points,tiers,campaigns",
             ]
             let services = ["points", "tiers", "campaigns", "notifications"].map {
                 ServiceProcess(name: $0, environment: environment, log: directory.appendingPathComponent("\($0).log"))

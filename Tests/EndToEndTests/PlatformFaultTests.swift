@@ -4,11 +4,11 @@ import Messaging
 import Testing
 
 extension EndToEnd {
-    /// The real `points`, `tiers` and `campaigns` executables over a year for 1,000 members,
-    /// points waiting for the progress of the other two: tiers and campaigns killed three times
-    /// each, or started late, and every output (the ledger partition by partition, balances,
-    /// tier changes and status, campaign rewards and results) is byte for byte that of an
-    /// undisturbed run of the same history, for more than one history.
+    /// The four real executables over a year for 1,000 members, points waiting for the progress
+    /// of tiers and campaigns, notifications for that of all three: tiers and campaigns killed
+    /// three times each, or started late, and every output (the ledger partition by partition,
+    /// balances, tier changes and status, campaign rewards and results, messages) is byte for
+    /// byte that of an undisturbed run of the same history, for more than one history.
     @Suite struct PlatformFaultTests {
         /// What the services published, for comparing runs.
         struct Outputs {
@@ -48,15 +48,15 @@ extension EndToEnd {
             #expect(producer.flush(timeoutMilliseconds: 60_000))
             let topics = [
                 Topics.pointsLedger.name, Topics.pointsBalances.name, Topics.tierChanges.name, Topics.tierStatus.name,
-                Topics.campaignRewards.name, Topics.campaignResults.name,
+                Topics.campaignRewards.name, Topics.campaignResults.name, Topics.notifications.name,
             ]
             let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: topics)
             defer { reader.close() }
             let environment = [
                 "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path,
-                "LOYALTY_SESSION_TIMEOUT_MS": "3000", "LOYALTY_WAIT_FOR": "tiers,campaigns",
+                "LOYALTY_SESSION_TIMEOUT_MS": "3000", "LOYALTY_WAIT_FOR": "points,tiers,campaigns",
             ]
-            let names = ["points", "tiers", "campaigns"]
+            let names = ["points", "tiers", "campaigns", "notifications"]
             let services = Dictionary(uniqueKeysWithValues: names.map {
                 ($0, ServiceProcess(name: $0, environment: environment, log: directory.appendingPathComponent("\($0).log")))
             })
@@ -69,6 +69,7 @@ extension EndToEnd {
                 "campaigns": [
                     Topics.members.name, Topics.orders.name, Topics.engagement.name, Topics.pointsRequests.name, Topics.campaignCommands.name,
                 ],
+                "notifications": [Topics.members.name, Topics.pointsLedger.name, Topics.tierChanges.name, Topics.campaignRewards.name],
             ]
             var settled = 0
             let deadline = Date().addingTimeInterval(600)
@@ -132,9 +133,10 @@ extension EndToEnd {
         }
 
         func expectSameOutputs(seed: UInt64, _ what: Comment, startedLate: Set<String> = [], disturb: @escaping (Run, Int64) throws -> Void) throws {
-            let scenario = CampaignScenario(members: 1_000, seed: seed)
+            let scenario = CampaignScenario(members: 1_000, seed: seed, spending: true)
             let undisturbed = try Self.run(scenario)
             #expect((undisturbed.records[Topics.campaignRewards.name]?.count ?? 0) > 100, "campaigns rewarded members")
+            #expect((undisturbed.records[Topics.notifications.name]?.count ?? 0) > 1_000, "members were told")
             #expect(undisturbed.ledger.values.reduce(0) { $0 + $1.count } > scenario.events.count / 2, "the ledger has content")
             let disturbed = try Self.run(scenario, startedLate: startedLate, disturb: disturb)
             let differences = Self.differences(undisturbed, disturbed)
@@ -143,7 +145,7 @@ extension EndToEnd {
 
         /// Kills tiers and campaigns three times each while points works through the year.
         func killsOfTiersAndCampaigns(seed: UInt64) throws {
-            let total = Double(CampaignScenario(members: 1_000, seed: seed).events.count)
+            let total = Double(CampaignScenario(members: 1_000, seed: seed, spending: true).events.count)
             var steps: [(share: Double, service: String)] = [
                 (0.10, "tiers"), (0.20, "campaigns"), (0.35, "tiers"), (0.50, "campaigns"), (0.65, "tiers"), (0.80, "campaigns"),
             ]
@@ -162,7 +164,7 @@ extension EndToEnd {
             try killsOfTiersAndCampaigns(seed: 72)
         }
 
-        /// (g) Points starts alone and waits; campaigns starts seconds later and tiers later still.
+        /// (g) Points and notifications start alone and wait; campaigns starts seconds later and tiers later still.
         @Test func startingTiersAndCampaignsLateChangesNoOutput() throws {
             var started = 0
             var begin: Date?

@@ -109,7 +109,8 @@ final class TopicReader: RebalanceListener {
         while Date() < deadline {
             switch consumer!.poll(timeoutMilliseconds: 50) {
             case .record(let record):
-                records.append(record)
+                // The services' progress marks are not outputs: tests compare what they publish.
+                if !ProgressMark.isCandidate(record) { records.append(record) }
                 ended.remove(record.topicPartition)
             case .endOfPartition(let partition, _):
                 ended.insert(partition)
