@@ -1,6 +1,7 @@
 import Foundation
 import LoyaltyDomain
 import Messaging
+import Synchronization
 import Testing
 
 extension EndToEnd {
@@ -20,10 +21,14 @@ extension EndToEnd {
             var conflicts: [String] = []
         }
 
-        /// A run in progress: the services by name, to kill or start.
+        /// A run in progress: the broker and the services by name, to disturb, kill or start.
         final class Run {
+            let broker: EmbeddedBroker
             let services: [String: ServiceProcess]
-            init(services: [String: ServiceProcess]) { self.services = services }
+            init(broker: EmbeddedBroker, services: [String: ServiceProcess]) {
+                self.broker = broker
+                self.services = services
+            }
 
             func killAndRestart(_ name: String) throws {
                 #expect(services[name]!.isRunning, "\(name) was running")
@@ -61,7 +66,7 @@ extension EndToEnd {
                 ($0, ServiceProcess(name: $0, environment: environment, log: directory.appendingPathComponent("\($0).log")))
             })
             for name in names where !startedLate.contains(name) { try services[name]!.start() }
-            let run = Run(services: services)
+            let run = Run(broker: broker, services: services)
             let probe = try EndProbe(bootstrap: broker.bootstrapServers)
             let inputs = [
                 "points": [Topics.members.name, Topics.orders.name, Topics.engagement.name, Topics.pointsRequests.name, Topics.pointsCommands.name],
@@ -132,12 +137,24 @@ extension EndToEnd {
             return differences
         }
 
+        /// The undisturbed run of each history, made once.
+        static let baselines = Mutex<[UInt64: Outputs]>([:])
+
+        func undisturbed(_ scenario: CampaignScenario, seed: UInt64) throws -> Outputs {
+            try Self.baselines.withLock { known in
+                if let outputs = known[seed] { return outputs }
+                let outputs = try Self.run(scenario)
+                #expect((outputs.records[Topics.campaignRewards.name]?.count ?? 0) > 100, "campaigns rewarded members")
+                #expect((outputs.records[Topics.notifications.name]?.count ?? 0) > 1_000, "members were told")
+                #expect(outputs.ledger.values.reduce(0) { $0 + $1.count } > scenario.events.count / 2, "the ledger has content")
+                known[seed] = outputs
+                return outputs
+            }
+        }
+
         func expectSameOutputs(seed: UInt64, _ what: Comment, startedLate: Set<String> = [], disturb: @escaping (Run, Int64) throws -> Void) throws {
             let scenario = CampaignScenario(members: 1_000, seed: seed, spending: true)
-            let undisturbed = try Self.run(scenario)
-            #expect((undisturbed.records[Topics.campaignRewards.name]?.count ?? 0) > 100, "campaigns rewarded members")
-            #expect((undisturbed.records[Topics.notifications.name]?.count ?? 0) > 1_000, "members were told")
-            #expect(undisturbed.ledger.values.reduce(0) { $0 + $1.count } > scenario.events.count / 2, "the ledger has content")
+            let undisturbed = try undisturbed(scenario, seed: seed)
             let disturbed = try Self.run(scenario, startedLate: startedLate, disturb: disturb)
             let differences = Self.differences(undisturbed, disturbed)
             #expect(differences.isEmpty, "\(what): \(differences.count) differences: \(differences.prefix(3))")
@@ -156,6 +173,41 @@ extension EndToEnd {
                 }
             }
             #expect(steps.isEmpty, "every kill happened")
+        }
+
+        /// (a)–(c) The broker: fetches delayed 2.5 s, then down for 10 s, then errors on fetch,
+        /// produce and offset-commit requests, then every response delayed 2 s for 5 s.
+        @Test func aSlowAndFailingBrokerChangesNoOutput() throws {
+            let total = Double(CampaignScenario(members: 1_000, seed: 71, spending: true).events.count)
+            var steps: [(share: Double, act: (Run) throws -> Void)] = [
+                (0.1, { $0.broker.inject(.requestLatency(.fetch, milliseconds: 2_500, count: 20)) }),
+                (0.3, { $0.broker.schedule([ScheduledFault(.down, forMilliseconds: 10_000)]) }),
+                (0.5, { run in
+                    for request in [KafkaRequest.fetch, .produce, .offsetCommit] {
+                        run.broker.inject(.requestErrors(request, error: try kafkaErrorCode(named: "NOT_LEADER_FOR_PARTITION"), count: 5))
+                    }
+                }),
+                (0.7, { $0.broker.schedule([ScheduledFault(.latency(milliseconds: 2_000), forMilliseconds: 5_000)]) }),
+            ]
+            try expectSameOutputs(seed: 71, "broker faults") { run, applied in
+                while let step = steps.first, Double(applied) >= step.share * total {
+                    steps.removeFirst()
+                    try step.act(run)
+                }
+            }
+            #expect(steps.isEmpty, "every fault happened")
+        }
+
+        /// (d) Every core busy for the whole run.
+        @Test func aBusyMachineChangesNoOutput() throws {
+            let scenario = CampaignScenario(members: 1_000, seed: 72, spending: true)
+            let expected = try undisturbed(scenario, seed: 72)
+            let hog = try PointsFaultTests.CPUHog()
+            defer { hog.stop() }
+            let busy = try Self.run(scenario)
+            hog.stop()
+            let differences = Self.differences(expected, busy)
+            #expect(differences.isEmpty, "every core busy: \(differences.count) differences: \(differences.prefix(3))")
         }
 
         /// (f) Three SIGKILLs each of tiers and campaigns, in two histories.
