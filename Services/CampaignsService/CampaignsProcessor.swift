@@ -143,12 +143,9 @@ public final class CampaignsProcessor: StreamProcessor {
             throw Rejection(code: "invalid-event", detail: "data must be a JSON object")
         }
         switch event.type {
-        case EventType.memberRegistered, EventType.memberUpdated:
-            // Checked here so that a bad profile is dead-lettered with its reason.
-            var profile = MemberProfile()
-            do { try profile.update(from: data) } catch { throw Rejection(code: "invalid-event", detail: "data.\(error.description)") }
-            guard event.type == EventType.memberRegistered else { return .updated(data) }
-            // The referrer as points reads it, so that both count the same referrals.
+        case EventType.memberRegistered:
+            // The referrer as points reads it, so that both count the same referrals: points
+            // registers a member whose profile campaigns refuses, and rewards the referrer.
             let referrer: String?
             do {
                 guard case .registered(let id) = try PointsInput.decode(type: event.type, data: event.data) else { return .registered(data, referrer: nil) }
@@ -156,7 +153,16 @@ public final class CampaignsProcessor: StreamProcessor {
             } catch {
                 throw Rejection(code: error.code, detail: error.detail)
             }
+            var profile = MemberProfile()
+            do { try profile.update(from: data) } catch {
+                return .refusedRegistration(referrer: referrer, Rejection(code: "invalid-event", detail: "data.\(error.description)"))
+            }
             return .registered(data, referrer: referrer)
+        case EventType.memberUpdated:
+            // Checked here so that a bad profile is dead-lettered with its reason.
+            var profile = MemberProfile()
+            do { try profile.update(from: data) } catch { throw Rejection(code: "invalid-event", detail: "data.\(error.description)") }
+            return .updated(data)
         case EventType.memberClosed:
             return .closed
         case EventType.orderPaid, EventType.orderRefunded:
@@ -191,15 +197,11 @@ public final class CampaignsProcessor: StreamProcessor {
         try loadTotalsIfNeeded(batch.database)
         let decision: CampaignDecision
         switch input.body.input {
+        case .refusedRegistration(let referrer, let rejection):
+            try sendReferral(to: referrer, of: input, member: &member, batch)
+            return try batch.deadLetter(input.body.record, reason: rejection)
         case .registered(let data, let referrer):
-            // Points rewards the referrer of a member's first registration, under the referrer's
-            // monthly cap: the referrer's task counts it, at the registration's time.
-            if member.registeredAt == nil, let referrer, referrer != input.member {
-                try batch.emit(CloudEvent(
-                    id: "\(input.eventID)/referral", source: Self.source, type: EventType.campaignsReferral, time: input.time,
-                    subject: referrer, data: .object(["referee": .string(input.member), "registrationId": .string(input.eventID)])),
-                    to: Topics.campaignCommands.name)
-            }
+            try sendReferral(to: referrer, of: input, member: &member, batch)
             do {
                 decision = try rules.register(data, at: input.time, member: &member, campaigns: campaigns)
             } catch {
@@ -237,6 +239,20 @@ public final class CampaignsProcessor: StreamProcessor {
         if case .registered = input.body.input { try applyParkedEvents(of: input.member, batch) }
     }
 
+    /// Points rewards the referrer named by a member's first registration, under the referrer's
+    /// monthly cap: the referrer's task counts it, at the registration's time, ordered among
+    /// its inputs like points' own `referral/<registration>` command.
+    private func sendReferral(to referrer: String?, of input: Decoded<CampaignRecord>, member: inout CampaignMember, _ batch: Batch) throws {
+        guard !member.registrationRead else { return }
+        member.registrationRead = true
+        members[input.member] = (member, true)
+        guard let referrer, referrer != input.member else { return }
+        try batch.emit(CloudEvent(
+            id: "referral/\(input.eventID)", source: Self.source, type: EventType.campaignsReferral, time: input.time,
+            subject: referrer, data: .object(["referee": .string(input.member), "registrationId": .string(input.eventID)])),
+            to: Topics.campaignCommands.name)
+    }
+
     private func decide(_ input: CampaignInput, at time: EventTime, member: inout CampaignMember, campaigns: [CampaignDefinition]) -> CampaignDecision {
         switch input {
         case .paid(let order): rules.pay(order, at: time, member: &member, campaigns: campaigns, totals: &totals)
@@ -250,7 +266,7 @@ public final class CampaignsProcessor: StreamProcessor {
             } else {
                 CampaignDecision()
             }
-        case .registered, .updated, .closed, .referred, .ignored: CampaignDecision()
+        case .registered, .refusedRegistration, .updated, .closed, .referred, .ignored: CampaignDecision()
         }
     }
 
@@ -501,6 +517,8 @@ public struct CampaignRecord: Sendable {
 /// What the campaigns service reads.
 public enum CampaignInput: Sendable {
     case registered(JSONObject, referrer: String?)
+    /// A registration whose profile campaigns cannot read: dead-lettered, its referral counted.
+    case refusedRegistration(referrer: String?, Rejection)
     case updated(JSONObject)
     case closed
     case paid(OrderPaid)

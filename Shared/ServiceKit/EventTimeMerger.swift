@@ -225,7 +225,25 @@ public struct EventTimeMerger<Item> {
             entry.isIdle = false
             work[echo.partition.partition] = entry
         }
+        if !awaitedProducers.isEmpty {
+            for task in work.keys { work[task]!.upstream = upstreamPromise(task: task) }
+        }
         return work
+    }
+
+    /// What the producers the task waits for have promised (see `PendingWork.upstream`).
+    func upstreamPromise(task: Int32) -> Int64?? {
+        var readTo: [String: Int64] = [:]
+        for lane in lanes where lane.partition.partition == task { readTo[lane.partition.topic] = lane.position ?? 0 }
+        var earliest: Int64?
+        for lane in lanes where lane.partition.partition == task {
+            for producer in lane.awaited {
+                guard let (mark, offset) = lane.marks[producer], let position = lane.position, position > offset else { return .none }
+                if mark.admits(.max, readTo: readTo) { continue }
+                earliest = min(earliest ?? .max, mark.time)
+            }
+        }
+        return .some(earliest)
     }
 
     /// Starts buffering these partitions (empty, end unknown), each read from its offset in

@@ -88,7 +88,12 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             topics: processor.inputTopics, sortedTopics: processor.sortedInputTopics,
             serviceTopics: processor.serviceInputTopics, idleMilliseconds: configuration.taskIdleMilliseconds,
             awaitedProducers: configuration.awaitedProducers(declared: processor.upstreamProducers))
-        let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: configuration.bootstrapServers, extra: configuration.kafkaSettings))
+        // No gaps: a batch the producer gives up on after retries is a fatal error (the service
+        // stops and republishes its outbox in order at the next start) rather than a hole that
+        // later rows, a progress mark behind a command, would be delivered past.
+        let producer = try KafkaProducer(ProducerConfiguration(
+            bootstrapServers: configuration.bootstrapServers,
+            extra: ["enable.gapless.guarantee": "true"].merging(configuration.kafkaSettings) { $1 }))
         relay = OutboxRelay(producer: producer, logger: logger)
     }
 
@@ -343,7 +348,9 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             streamTimes[task] = try clocks.streamTime(task)
             timers[task] = try clocks.nextTimerDue(task)
         }
-        return ProgressMark.marks(producer: applier.processor.name, pending: pending, streamTimes: streamTimes, nextTimers: timers)
+        return ProgressMark.marks(
+            producer: applier.processor.name, pending: pending, streamTimes: streamTimes, nextTimers: timers,
+            timersFireWithoutInput: configuration.timerMode == .wallClock)
             .filter { publishedMarks[$0.task] != $0 }
     }
 

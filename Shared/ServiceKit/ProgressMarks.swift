@@ -121,37 +121,61 @@ public struct PendingWork: Sendable, Equatable {
     public var earliestEcho: Int64?
     /// How far each of the task's partitions has been read (topic → next offset).
     public var positions: [String: Int64]
+    /// What the producers this service waits for have promised for the task: nil when one has
+    /// not promised anything yet; otherwise the earliest time they may still send something at
+    /// (nil inside: nothing, they are idle and caught up). What they send may move what this
+    /// service sends, so its own promise goes no further.
+    public var upstream: Int64??
 
-    public init(earliestBuffered: Int64?, hasEmptyPartition: Bool, isIdle: Bool, earliestEcho: Int64?, positions: [String: Int64] = [:]) {
+    public init(
+        earliestBuffered: Int64?, hasEmptyPartition: Bool, isIdle: Bool, earliestEcho: Int64?, positions: [String: Int64] = [:],
+        upstream: Int64?? = .some(nil)
+    ) {
         self.earliestBuffered = earliestBuffered
         self.hasEmptyPartition = hasEmptyPartition
         self.isIdle = isIdle
         self.earliestEcho = earliestEcho
         self.positions = positions
+        self.upstream = upstream
     }
 }
 
 extension ProgressMark {
     /// The marks a producer can publish for its tasks: per task, the earliest time anything it
     /// still has to apply could carry (buffered records, the stream time for an empty
-    /// partition, commands on their way, the next timer), lowered to that of every other task
-    /// that is not idle, since a task may send commands to another. A task without a promise
-    /// yet (nothing applied, nothing buffered) has no mark, and neither has any task while one
-    /// of the others has none. Pure: the loop hands in what its merge and store know.
+    /// partition, commands on their way, the next timer, what the producers it waits for may
+    /// still send), lowered to that of every other task that is not idle, since a task may send
+    /// commands to another. A task is idle when it has read everything, has nothing on its way
+    /// and waits for no one; with `timersFireWithoutInput` (wall-clock timers) a task with a
+    /// timer set is not idle either. A busy task without a promise yet (nothing applied and a
+    /// partition empty, or a producer it waits for silent) has no mark, and neither has any
+    /// task while one of the others has none; an idle task that never applied anything promises
+    /// from time 0, which its positions make good. Pure: the loop hands in what its merge and
+    /// store know.
     public static func marks(
-        producer: String, pending: [Int32: PendingWork], streamTimes: [Int32: Int64], nextTimers: [Int32: Int64]
+        producer: String, pending: [Int32: PendingWork], streamTimes: [Int32: Int64], nextTimers: [Int32: Int64],
+        timersFireWithoutInput: Bool = false
     ) -> [ProgressMark] {
+        var pending = pending
+        for (task, work) in pending where work.isIdle {
+            if work.upstream != .some(nil) || (timersFireWithoutInput && nextTimers[task] != nil) { pending[task]!.isIdle = false }
+        }
         var local: [Int32: Int64?] = [:]
         for (task, work) in pending {
             let streamTime = streamTimes[task]
             if work.isIdle {
-                local[task] = streamTime
+                local[task] = streamTime ?? 0
+                continue
+            }
+            guard case .some(let upstream) = work.upstream else {
+                local[task] = .some(nil)
                 continue
             }
             var bound = Int64.max
             if let time = work.earliestBuffered { bound = min(bound, time) }
             if let time = work.earliestEcho { bound = min(bound, time) }
             if let due = nextTimers[task] { bound = min(bound, due) }
+            if let upstream { bound = min(bound, upstream) }
             if work.hasEmptyPartition {
                 guard let streamTime else {
                     local[task] = .some(nil)

@@ -207,12 +207,18 @@ import Testing
         try h.apply([try Self.registered("boss", "2026-01-01T10:00:00+08:00")])
         var registrations: [(CloudEvent, String)] = []
         for index in 0..<5 {
-            registrations.append(try Self.registered("friend\(index)", "2026-01-0\(index + 2)T10:00:00+08:00", ["referrerId": "boss"]))
+            // The last one's profile campaigns cannot read: points still registers it and rewards the referrer.
+            let profile: JSONObject = index == 4 ? ["referrerId": "boss", "birthday": "1990-13-01"] : ["referrerId": "boss"]
+            registrations.append(try Self.registered("friend\(index)", "2026-01-0\(index + 2)T10:00:00+08:00", profile))
         }
         registrations.append(try Self.registered("self", "2026-01-08T10:00:00+08:00", ["referrerId": "self"]))
+        // A second registration of a member: points refuses it (already-registered), and counts nothing.
+        registrations.append((try Self.event("again", EventType.memberRegistered, "friend0", "2026-01-09T10:00:00+08:00", ["referrerId": "boss"]), Topics.members.name))
         let sent = try h.apply(registrations)
         let referrals = sent.filter { $0.topic == Topics.campaignCommands.name }
-        #expect(referrals.count == 5, "a self-referral is never counted")
+        #expect(referrals.count == 5, "a self-referral and a second registration are never counted")
+        #expect(sent.filter { $0.topic == Topics.deadLetters.name }.map { $0.event.data["reason"]?.stringValue } == ["invalid-event"])
+        #expect(referrals.map(\.event.id).contains("referral/reg-friend4"))
         #expect(referrals.allSatisfy { $0.event.subject == "boss" && $0.event.type == EventType.campaignsReferral && $0.event.signature != nil })
         // The referrer's task applies them (here the same harness): the fifth earns the champion badge.
         let counted = try h.apply(referrals.map { ($0.event, $0.topic) })

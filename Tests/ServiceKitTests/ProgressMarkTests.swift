@@ -130,6 +130,21 @@ import Testing
         #expect(marks([0: echoed], [0: 80])[0]?.time == 75)
         // Nothing applied and nothing to go by: no promise, for any task.
         #expect(marks([0: waiting, 1: full], [1: 40]).isEmpty)
+        // Read everything and applied nothing (all passed over): an idle promise from time 0.
+        #expect(marks([0: readIdle], [:])[0] == ProgressMark(producer: "p", task: 0, time: 0, idle: true, positions: ["shop": 7]))
+        // A service that waits for others promises no more than they have.
+        var capped = full
+        capped.upstream = .some(30)
+        #expect(marks([0: capped], [0: 20])[0]?.time == 30)
+        var silent = full
+        silent.upstream = .none
+        #expect(marks([0: silent], [0: 20]).isEmpty, "a producer it waits for has said nothing yet")
+        var waitingIdle = readIdle
+        waitingIdle.upstream = .some(90)
+        #expect(marks([0: waitingIdle], [0: 80])[0] == ProgressMark(producer: "p", task: 0, time: 80, idle: false))
+        // Wall-clock timers fire without input: a task with one set is never idle.
+        let clocked = ProgressMark.marks(producer: "p", pending: [0: readIdle], streamTimes: [0: 80], nextTimers: [0: 500], timersFireWithoutInput: true)
+        #expect(clocked.first?.idle == false && clocked.first?.time == 80)
     }
 
     @Test func markEventsRoundTripAndBadOnesAreRefused() throws {

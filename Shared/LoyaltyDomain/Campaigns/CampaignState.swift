@@ -2,6 +2,9 @@
 public struct CampaignMember: Sendable, Equatable {
     public var member: String
     public var registeredAt: EventTime?
+    /// A `member.registered` of the member has been read (even one refused, or read after a
+    /// closure): points counts a referral for the first one only.
+    public var registrationRead = false
     public var closed = false
     public var profile = MemberProfile()
     /// The member's tier, kept with the shared tier rules so that "the tier before the order"
@@ -100,6 +103,7 @@ extension CampaignMember {
         w.key("v"); w.int(1)
         w.key("member"); w.string(member)
         if let registeredAt { w.key("registeredAt"); w.int(registeredAt.millis) }
+        w.key("registrationRead"); w.bool(registrationRead)
         w.key("closed"); w.bool(closed)
         if let birthday = profile.birthday { w.key("birthday"); w.string(birthday.description) }
         w.key("locale"); w.string(profile.locale)
@@ -139,6 +143,7 @@ extension CampaignMember {
         var member = CampaignMember(member: try root.string("member"), since: tier.levelSince)
         member.tier = tier
         member.registeredAt = try root.optionalInt64("registeredAt").map { EventTime(millis: $0) }
+        member.registrationRead = root["registrationRead"]?.boolValue ?? (member.registeredAt != nil)
         member.closed = try root.bool("closed")
         member.profile.birthday = try root.optionalString("birthday").flatMap(Birthday.parse)
         member.profile.locale = try root.string("locale")
