@@ -62,9 +62,10 @@ public struct CampaignDefinition: Sendable, Equatable {
     public enum Trigger: Sendable, Equatable {
         /// A paid order (the points service's base component is the multiplier's base).
         case orderPaid(Condition?)
-        /// A rewarded check-in, as the points ledger records it with its streak day.
+        /// A check-in that counts (the first of its local day), with its streak day
+        /// (`EngagementRules.checkIn`, the rule points rewards by).
         case checkIn(Condition?)
-        /// A rewarded referral of the member, as the points ledger records it.
+        /// A referral of the member admitted under the monthly cap, as points rewards it.
         case referral(Condition?)
         /// 00:00 of the member's birthday.
         case birthday
