@@ -226,15 +226,21 @@ public struct EventTimeMerger<Item> {
             work[echo.partition.partition] = entry
         }
         if !awaitedProducers.isEmpty {
-            for task in work.keys { work[task]!.upstream = upstreamPromise(task: task) }
+            for task in work.keys { work[task]!.upstream = upstreamPromise(task: task, readTo: work[task]!.positions) }
         }
         return work
     }
 
-    /// What the producers the task waits for have promised (see `PendingWork.upstream`).
-    func upstreamPromise(task: Int32) -> Int64?? {
-        var readTo: [String: Int64] = [:]
-        for lane in lanes where lane.partition.partition == task { readTo[lane.partition.topic] = lane.position ?? 0 }
+    /// How far each partition of the task has been read (topic → next offset).
+    private func readPositions(of task: Int32) -> [String: Int64] {
+        var positions: [String: Int64] = [:]
+        for lane in lanes where lane.partition.partition == task { positions[lane.partition.topic] = lane.position ?? 0 }
+        return positions
+    }
+
+    /// What the producers the task waits for have promised (see `PendingWork.upstream`), for a
+    /// task read to `readTo`.
+    func upstreamPromise(task: Int32, readTo: [String: Int64]) -> Int64?? {
         var earliest: Int64?
         for lane in lanes where lane.partition.partition == task {
             for producer in lane.awaited {
@@ -345,8 +351,7 @@ public struct EventTimeMerger<Item> {
         if !awaitedProducers.isEmpty {
             // A producer that has not promised past the record's time may still send something earlier.
             let task = lanes[chosen].partition.partition
-            var readTo: [String: Int64] = [:]
-            for lane in lanes where lane.partition.partition == task { readTo[lane.partition.topic] = lane.position ?? 0 }
+            let readTo = readPositions(of: task)
             for index in lanes.indices where !lanes[index].awaited.isEmpty {
                 guard lanes[index].partition.partition == task, let producer = lanes[index].unmetProducer(at: chosenKey.time, readTo: readTo) else {
                     lanes[index].progressHeld = nil

@@ -116,14 +116,9 @@ extension EndToEnd {
         /// Where two runs differ (empty when they are the same, byte for byte).
         static func differences(_ expected: Outputs, _ actual: Outputs) -> [String] {
             var differences = actual.conflicts.map { "published with two payloads: \($0)" }
-            for partition in Set(expected.ledger.keys).union(actual.ledger.keys).sorted() {
-                let a = expected.ledger[partition] ?? []
-                let b = actual.ledger[partition] ?? []
-                if a.count != b.count { differences.append("ledger partition \(partition): \(a.count) records vs \(b.count)") }
-                if let index = (0..<min(a.count, b.count)).first(where: { a[$0] != b[$0] }) {
-                    differences.append("ledger partition \(partition) record \(index):\n\(String(decoding: a[index], as: UTF8.self))\n\(String(decoding: b[index], as: UTF8.self))")
-                }
-            }
+            differences += PointsReplay.differences(
+                PointsReplay.Result(ledgerByPartition: expected.ledger, events: []), PointsReplay.Result(ledgerByPartition: actual.ledger, events: [])
+            ).map { "ledger \($0)" }
             for topic in Set(expected.records.keys).union(actual.records.keys).sorted() {
                 let a = expected.records[topic] ?? [:]
                 let b = actual.records[topic] ?? [:]
