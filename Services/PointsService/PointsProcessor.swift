@@ -45,6 +45,8 @@ public final class PointsProcessor: StreamProcessor {
         var entriesWhenLoaded: Int64
         var lastEntryTime: EventTime?
         var changed: Bool
+        /// The member's task (a batch spans several).
+        var task: Int32
     }
 
     /// Checks the signatures of the platform's commands.
@@ -128,7 +130,7 @@ public final class PointsProcessor: StreamProcessor {
 
     public func apply(_ input: Decoded<PointsRecord>, in batch: Batch) throws {
         let event = input.body.event
-        var cached = try load(event.member, batch.database)
+        var cached = try load(event.member, batch)
         let wasRegistered = cached.account != nil
         if let rejection = tooEarly(input, registeredAt: cached.account?.registeredAt) {
             return try batch.deadLetter(input.body.consumedRecord, reason: rejection)
@@ -150,14 +152,14 @@ public final class PointsProcessor: StreamProcessor {
     public func fire(_ timer: DueTimer, in batch: Batch) throws {
         switch timer.kind {
         case TimerKind.release:
-            var cached = try load(timer.member, batch.database)
+            var cached = try load(timer.member, batch)
             guard var account = cached.account else { return }
             let decision = rules.release(lotID: timer.ref, at: timer.due, account: &account)
             cached.account = account
             try record(decision, into: &cached, batch)
             accounts[timer.member] = cached
         case TimerKind.expiry, TimerKind.expiryWarning, TimerKind.inactivity:
-            var cached = try load(timer.member, batch.database)
+            var cached = try load(timer.member, batch)
             guard var account = cached.account else { return }
             let decision: PointsDecision
             switch timer.kind {
@@ -187,7 +189,7 @@ public final class PointsProcessor: StreamProcessor {
         for (member, cached) in accounts.sorted(by: { $0.key < $1.key }) where cached.changed {
             guard let account = cached.account else { continue }
             try save.run(
-                .text(member), .integer(Int64(batch.task)), .integer(account.balance.available),
+                .text(member), .integer(Int64(cached.task)), .integer(account.balance.available),
                 .integer(account.balance.pending), .integer(account.balance.debt), .blob(account.encoded()))
             if account.entries != cached.entriesWhenLoaded, let time = cached.lastEntryTime {
                 let value = CloudEvent.encode(
@@ -283,12 +285,15 @@ public final class PointsProcessor: StreamProcessor {
         return stock - taken
     }
 
-    private func load(_ member: String, _ database: Database) throws -> CachedAccount {
+    /// The member's account, from the batch's cache or the store; loaded while applying an
+    /// input or timer of the member's own task.
+    private func load(_ member: String, _ batch: Batch) throws -> CachedAccount {
         if let cached = accounts[member] { return cached }
-        let state = try database.prepare("SELECT state FROM accounts WHERE member = ?")
+        let state = try batch.database.prepare("SELECT state FROM accounts WHERE member = ?")
             .queryOne(.text(member)) { $0.blob(0) }
         let account = try state.map { try PointsAccount.decode($0) }
-        let cached = CachedAccount(account: account, entriesWhenLoaded: account?.entries ?? 0, lastEntryTime: nil, changed: false)
+        let cached = CachedAccount(
+            account: account, entriesWhenLoaded: account?.entries ?? 0, lastEntryTime: nil, changed: false, task: batch.task)
         accounts[member] = cached
         return cached
     }
@@ -423,7 +428,7 @@ public final class PointsProcessor: StreamProcessor {
                 try batch.deadLetter(parked, reason: error)
                 continue
             }
-            var cached = try load(member, batch.database)
+            var cached = try load(member, batch)
             if let rejection = tooEarly(decoded, registeredAt: cached.account?.registeredAt) {
                 try batch.deadLetter(parked, reason: rejection)
                 continue

@@ -124,6 +124,8 @@ public final class TiersProcessor: StreamProcessor {
         }
         try publish(decision.changes, of: member, cause: input.eventID, batch)
         if !wasAbove && member.level > 0 { try scheduleMonthEnd(after: input.time, member: input.member, batch) }
+        // Counted per change, not per batch: the version is the same however the inputs were batched.
+        member.statusVersion += 1
         members[input.member] = (member, true, input.time)
     }
 
@@ -133,6 +135,7 @@ public final class TiersProcessor: StreamProcessor {
         let decision = rules.monthEnd(at: timer.due, member: &member)
         try publish(decision.changes, of: member, cause: "month-end/\(timer.due.millis)", batch)
         if member.level > 0 { try scheduleMonthEnd(after: timer.due, member: timer.member, batch) }
+        member.statusVersion += 1
         members[timer.member] = (member, true, timer.due)
     }
 
@@ -140,8 +143,7 @@ public final class TiersProcessor: StreamProcessor {
         let save = try batch.database.prepare(
             "INSERT INTO tier_members(member, level, state) VALUES(?, ?, ?) ON CONFLICT(member) DO UPDATE SET level = excluded.level, state = excluded.state")
         for (id, entry) in members.sorted(by: { $0.key < $1.key }) where entry.changed {
-            var member = entry.member
-            member.statusVersion += 1
+            let member = entry.member
             let levels = rules.program.tiers.levels
             try save.run(.text(id), .text(levels[member.level].id), .blob(member.encoded(levels: levels)))
             let status = CloudEvent.encode(

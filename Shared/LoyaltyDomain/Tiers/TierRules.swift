@@ -26,7 +26,7 @@ public struct TierMember: Sendable, Equatable {
     public var ordersByMonth = PeriodCounts(retention: PeriodCounts.monthlyRetention)
     public var orders: [String: TierOrder] = [:]
     public var refundIDs: Set<String> = []
-    /// Status records published so far: the next one's version.
+    /// Inputs and month-ends applied to the member so far: the version of its status record.
     public var statusVersion: Int64 = 0
 
     public init(member: String, since: EventTime) {
