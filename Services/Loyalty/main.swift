@@ -40,6 +40,9 @@ let usage = """
       report [--as-of TIME] [--locale en|zh-CN] [--out FILE]
                            the points-health report as one HTML file: flows per month, liability and
                            its expiry forecast, tiers, campaigns' cost and uplift, dead letters
+      replay <service> [--store FILE] [--into DIR]
+                           rebuild a service's store from the topics and compare it with the store
+                           in use, table by table: "the same", or the first difference
       contact <member> <channel>
                            the address a sender delivers a message to (messages carry none); fails
                            once the member was closed and their contact data erased
@@ -101,6 +104,7 @@ let commandHelp: [String: String] = [
     "member": MemberCommand.usage,
     "contact": ContactCommand.usage,
     "report": ReportCommand.usage,
+    "replay": ReplayCommand.usage,
     "tail": "usage: loyalty tail <topic>\n  print a topic's records from the beginning until Ctrl-C (`loyalty topics` lists them)",
     "probe": "usage: loyalty probe <path>\n  GET <path> (e.g. /ready) from the service API at LOYALTY_HTTP_ADDRESS; exit 0 on 200 (container healthchecks)",
     "topics": "usage: loyalty topics\n  list the topic catalogue: name, partitions, compacted or stream, key, summary",
@@ -176,6 +180,8 @@ do {
         try ContactCommand.run(Array(arguments.dropFirst()), dataDirectory: dataDirectory)
     case "report":
         try ReportCommand.run(Array(arguments.dropFirst()), bootstrapServers: bootstrapServers)
+    case "replay":
+        exit(try ReplayCommand.run(Array(arguments.dropFirst()), dataDirectory: dataDirectory, bootstrapServers: bootstrapServers))
     case "campaigns":
         try CampaignCommands.run(Array(arguments.dropFirst()), bootstrapServers: bootstrapServers)
     case "tail":

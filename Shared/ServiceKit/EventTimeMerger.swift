@@ -60,6 +60,8 @@ public struct EventTimeMerger<Item> {
     private var lanes: [Lane] = []
     private var laneIndex: [TopicPartition: Int] = [:]
     private var echoes: [String: (key: MergeKey, partition: TopicPartition, since: Int64)] = [:]
+    /// Records held until this instance sends them itself (``add(_:key:offset:from:heldUntilSent:)``).
+    private var held: [String: (entry: Entry, partition: TopicPartition)] = [:]
 
     struct Entry {
         var key: MergeKey
@@ -105,8 +107,13 @@ public struct EventTimeMerger<Item> {
 
         mutating func append(_ entry: Entry) {
             if isSorted { sorted.insert(entry) } else { fifo.append(entry) }
-            pendingOffsets.insert(entry.offset)
-            position = max(position ?? 0, entry.offset + 1)
+            noteRead(entry.offset, pending: true)
+        }
+
+        /// Moves the position past a record read at `offset`, still to be handed out when `pending`.
+        mutating func noteRead(_ offset: Int64, pending: Bool) {
+            if pending { pendingOffsets.insert(offset) }
+            position = max(position ?? 0, offset + 1)
             // An end below what was just read is stale: the end is unknown until reported again.
             if let end = knownEnd, end < position! { knownEnd = nil }
             idleSince = nil
@@ -283,21 +290,61 @@ public struct EventTimeMerger<Item> {
         lanes.removeAll { revoked.contains($0.partition) }
         laneIndex = Dictionary(uniqueKeysWithValues: lanes.enumerated().map { ($1.partition, $0) })
         echoes = echoes.filter { !revoked.contains($0.value.partition) }
+        held = held.filter { !revoked.contains($0.value.partition) }
     }
 
     /// Buffers a record of an assigned partition; records of other partitions are ignored.
     /// A record that is an expected echo releases the records waiting for it.
-    public mutating func add(_ item: Item, key: MergeKey, offset: Int64, from partition: TopicPartition) {
+    ///
+    /// `heldUntilSent`: a command this service sent itself in an earlier life, read again while
+    /// its store is rebuilt from the topics (`loyalty replay`). Unless this instance has sent
+    /// it already, it is kept out of the merge until it does (``expectEcho(_:on:now:)``), so it
+    /// is applied where it was the first time, never before the record that caused it.
+    public mutating func add(_ item: Item, key: MergeKey, offset: Int64, from partition: TopicPartition, heldUntilSent: Bool = false) {
         guard let index = laneIndex[partition] else { return }
-        lanes[index].append(Entry(key: key, offset: offset, item: item))
-        if let echo = echoes[key.id], echo.partition == partition { echoes[key.id] = nil }
+        let entry = Entry(key: key, offset: offset, item: item)
+        if let echo = echoes[key.id], echo.partition == partition {
+            echoes[key.id] = nil
+        } else if heldUntilSent {
+            lanes[index].noteRead(offset, pending: true)
+            held[key.id] = (entry, partition)
+            return
+        }
+        lanes[index].append(entry)
+    }
+
+    /// Notes a record of an assigned partition that is read past without being merged (one
+    /// beyond what a rebuilt store is to apply): the position moves, nothing is buffered.
+    public mutating func readPast(_ offset: Int64, from partition: TopicPartition) {
+        guard let index = laneIndex[partition] else { return }
+        lanes[index].noteRead(offset, pending: false)
+    }
+
+    /// Records held until this instance sends them (see `add`).
+    public var heldCount: Int { held.count }
+
+    /// The ids of some held records, lowest first (for reports).
+    public func heldIDs(limit: Int) -> [String] { held.values.map(\.entry.key).sorted().prefix(limit).map(\.id) }
+
+    /// The key of the earliest record buffered, if any (for reports).
+    public var earliestBuffered: MergeKey? { lanes.compactMap(\.headKey).min() }
+
+    /// The next offset the consumer hands out for a partition, when known.
+    public func position(of partition: TopicPartition) -> Int64? {
+        laneIndex[partition].flatMap { lanes[$0].position }
     }
 
     /// Expects a command sent to an assigned partition to come back there; records that sort
     /// after it wait for it. Commands to partitions of other instances are not waited for.
-    /// `now` (the monotonic clock) dates the wait, for `overdueEchoes`.
+    /// `now` (the monotonic clock) dates the wait, for `overdueEchoes`. A copy already read
+    /// and held (see `add`) joins the merge instead.
     public mutating func expectEcho(_ key: MergeKey, on partition: TopicPartition, now: Int64 = 0) {
-        guard laneIndex[partition] != nil else { return }
+        guard let index = laneIndex[partition] else { return }
+        if let copy = held[key.id], copy.partition == partition {
+            held[key.id] = nil
+            if lanes[index].isSorted { lanes[index].sorted.insert(copy.entry) } else { lanes[index].fifo.append(copy.entry) }
+            return
+        }
         echoes[key.id] = (key, partition, echoes[key.id]?.since ?? now)
     }
 

@@ -42,12 +42,20 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// The progress marks last published, per task (``ProgressMark``).
     private var publishedMarks: [Int32: ProgressMark] = [:]
     private var lastMarkCheck: Int64 = 0
+    /// Rebuilding the store from history (`loyalty replay`): the records to apply, and how far
+    /// the rebuild has come.
+    private let replay: ReplayPlan?
+    private var replayProgress = ReplayProgress()
 
     /// Totals since start, for logs and tests.
     public private(set) var totals = BatchOutcome()
 
-    public init(configuration: ServiceConfiguration, processor: Processor, logger: Logger, stop: StopSignal) throws {
+    /// `replay`: rebuild the store at `configuration.databasePath` from the topics instead of
+    /// serving: apply exactly the records the plan names, publish nothing, and return once
+    /// they are all applied.
+    public init(configuration: ServiceConfiguration, processor: Processor, logger: Logger, stop: StopSignal, replay: ReplayPlan? = nil) throws {
         self.configuration = configuration
+        self.replay = replay
         self.logger = logger
         self.stop = stop
         status = ServiceStatus(service: configuration.service)
@@ -91,10 +99,14 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         // No gaps: a batch the producer gives up on after retries is a fatal error (the service
         // stops and republishes its outbox in order at the next start) rather than a hole that
         // later rows, a progress mark behind a command, would be delivered past.
-        let producer = try KafkaProducer(ProducerConfiguration(
-            bootstrapServers: configuration.bootstrapServers,
-            extra: ["enable.gapless.guarantee": "true"].merging(configuration.kafkaSettings) { $1 }))
-        relay = OutboxRelay(producer: producer, logger: logger)
+        if replay != nil {
+            relay = OutboxRelay(discardingWith: logger)
+        } else {
+            let producer = try KafkaProducer(ProducerConfiguration(
+                bootstrapServers: configuration.bootstrapServers,
+                extra: ["enable.gapless.guarantee": "true"].merging(configuration.kafkaSettings) { $1 }))
+            relay = OutboxRelay(producer: producer, logger: logger)
+        }
     }
 
     /// Runs until a stop is requested; then finishes the batch in hand, flushes the outbox
@@ -152,6 +164,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             }
             resumePartitions()
             if erasurePending { try boundWriteAheadLog() }
+            if let replay, replayIsDone(replay, now: monotonicMilliseconds()) { break }
             let now = monotonicMilliseconds()
             if announcementDue { try announce(tasks: merger.assignedTasks) }
             if now - lastStatus >= 500 {
@@ -276,9 +289,14 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         let now = monotonicMilliseconds()
         let progressTopics = applier.processor.progressTopics
         var published: [ProgressMark] = []
+        // Echoes the merge was told of while the batch ran (a rebuild may have merged their copy since).
+        var expectedInBatch: Set<String> = []
         let outcome = try applier.apply(
             nextRecord: { newEchoes in
-                for echo in newEchoes { merger.expectEcho(echo.key, on: echo.partition, now: now) }
+                for echo in newEchoes {
+                    merger.expectEcho(echo.key, on: echo.partition, now: now)
+                    expectedInBatch.insert(echo.key.id)
+                }
                 if let record = pending {
                     pending = nil
                     pulled += 1
@@ -300,7 +318,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         for mark in published { publishedMarks[mark.task] = mark }
         relay.deleted(delivered.count)
         committedOffsets.merge(merger.committableOffsets) { $1 }
-        for echo in outcome.echoes { merger.expectEcho(echo.key, on: echo.partition, now: now) }
+        for echo in outcome.echoes where !expectedInBatch.contains(echo.key.id) { merger.expectEcho(echo.key, on: echo.partition, now: now) }
         if let marker = configuration.faultKillAfterCommit.map({ Array($0.utf8) }),
            outcome.outbox.contains(where: { $0.value.map { $0.contains(marker) } ?? false }) {
             logger.warning("LOYALTY_FAULT_KILL_AFTER_COMMIT: killing the process after commit, before publishing")
@@ -457,6 +475,11 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             timeout = 0
             switch event {
             case .record(let record):
+                if let replay, !replay.includes(record.offset, of: record.topicPartition), !ProgressMark.isCandidate(record) {
+                    // Beyond what the store in use has applied: not part of the rebuild.
+                    merger.readPast(record.offset, from: record.topicPartition)
+                    continue
+                }
                 let decoded: Result<Decoded<Processor.Body>, Rejection>
                 if let poison = applier.poisonRejection(for: record) {
                     decoded = .failure(poison)
@@ -486,7 +509,9 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                     // id when there is one, so a rejected echo still releases what waits for it.
                     key = MergeKey(time: .min, rank: .min, id: record.eventID ?? "\(partition)@\(record.offset)")
                 }
-                merger.add(PolledRecord(record: record, decoded: decoded), key: key, offset: record.offset, from: partition)
+                merger.add(
+                    PolledRecord(record: record, decoded: decoded), key: key, offset: record.offset, from: partition,
+                    heldUntilSent: replay != nil && isOwnCommand(record, decoded))
                 // Sorted partitions are never paused: an echo the merge waits for may be in them.
                 if merger.bufferedCount(partition) >= pauseThreshold, !paused.contains(partition),
                    !merger.sortedTopics.contains(partition.topic) {
@@ -529,6 +554,57 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             consumer.resume(Array(resumable))
             paused.subtract(resumable)
         }
+    }
+
+    // MARK: Replay
+
+    /// Whether a record is a command this service sent itself (on one of its sorted input
+    /// topics, from its own source): a rebuild holds it until it sends it again.
+    private func isOwnCommand(_ record: ConsumedRecord, _ decoded: Result<Decoded<Processor.Body>, Rejection>) -> Bool {
+        guard case .success = decoded, merger.sortedTopics.contains(record.topic), let value = record.value,
+              let event = try? CloudEvent.decode(value) else { return false }
+        return event.source == "loyalty/\(applier.processor.name)"
+    }
+
+    /// Whether the rebuild has applied every record of its plan; says how far it is every two
+    /// seconds. A rebuild that has read everything and applies nothing more for ten seconds
+    /// also ends (saying what it holds): the comparison then shows what is missing.
+    private func replayIsDone(_ plan: ReplayPlan, now: Int64) -> Bool {
+        guard everAssigned, applier.partitionCount > 0 else { return false }
+        var read: Int64 = 0
+        var total: Int64 = 0
+        var complete = merger.assignedTasks.count == Int(applier.partitionCount)
+        for topic in applier.processor.inputTopics {
+            for task in 0..<applier.partitionCount {
+                let partition = TopicPartition(topic: topic, partition: task)
+                let end = plan.end(of: partition)
+                let position = merger.position(of: partition) ?? 0
+                read += min(position, end)
+                total += end
+                if position < end { complete = false }
+            }
+        }
+        let done = totals.applied + totals.duplicates + totals.deadLettered + totals.timersFired
+        if read != replayProgress.read || done != replayProgress.done {
+            replayProgress = ReplayProgress(read: read, done: done, changedAt: now, reportedAt: replayProgress.reportedAt)
+        }
+        let finished = complete && merger.bufferedCount == 0 && merger.heldCount == 0 && relay.rowsToDelete.isEmpty
+        let stalled = complete && now - replayProgress.changedAt >= 10_000
+        if finished || stalled || now - replayProgress.reportedAt >= 2_000 {
+            replayProgress.reportedAt = now
+            let share = total == 0 ? 100 : Int(read * 100 / total)
+            ReplayOutput.say("replaying \(applier.processor.name): read \(share)% (\(read) of \(total) records), "
+                + "applied \(totals.applied), timers fired \(totals.timersFired), dead-lettered \(totals.deadLettered)")
+        }
+        if stalled && !finished {
+            ReplayOutput.say("the rebuild applies nothing more: \(merger.bufferedCount) records still wait, "
+                + "\(merger.heldCount) commands it never sent, \(merger.pendingEchoes) it sent and never read; waiting for: "
+                + merger.progressWaits(now: now).map { "\($0.producer) on \($0.partition)" }.joined(separator: ", ")
+                + "; earliest waiting: \(merger.earliestBuffered.map { "\($0.id) at \(EventTime(millis: $0.time))" } ?? "none")"
+                + "; not sent: \(merger.heldIDs(limit: 3).joined(separator: ", "))"
+                + "; not read: \(merger.overdueEchoes(now: now, after: -1).prefix(3).map(\.id).joined(separator: ", "))")
+        }
+        return finished || stalled
     }
 
     // MARK: RebalanceListener
@@ -612,6 +688,22 @@ public struct InputLostError: Error, CustomStringConvertible {
         return "\(partition): records \(offset)..<\(logStart) were deleted (retention) before the service read them; the partition "
             + "now holds \(logStart)..<\(logEnd). Stopping rather than skip them: republish what was lost, or restore the store, "
             + "before starting again"
+    }
+}
+
+/// How far a rebuild (`loyalty replay`) has come, for its progress lines.
+struct ReplayProgress {
+    var read: Int64 = 0
+    var done = 0
+    var changedAt: Int64 = monotonicMilliseconds()
+    var reportedAt: Int64 = 0
+}
+
+/// Lines for the person running `loyalty replay`, on standard output (the log is on standard error).
+public enum ReplayOutput {
+    public static func say(_ line: String) {
+        let bytes = Array((line + "\n").utf8)
+        bytes.withUnsafeBytes { _ = write(STDOUT_FILENO, $0.baseAddress, $0.count) }
     }
 }
 

@@ -6,7 +6,8 @@ import Storage
 /// them. A row whose delivery failed is sent again; rows left from an earlier run are
 /// republished at start (downstream de-duplicates by event id).
 public final class OutboxRelay {
-    private let producer: KafkaProducer
+    /// nil: a relay that publishes nothing (``init(discardingWith:)``).
+    private let producer: KafkaProducer?
     private let logger: Logger
     /// Rows sent and not yet acknowledged, by sequence number.
     private var inFlight: [UInt64: OutboxRow] = [:]
@@ -17,6 +18,14 @@ public final class OutboxRelay {
 
     public init(producer: KafkaProducer, logger: Logger) {
         self.producer = producer
+        self.logger = logger
+    }
+
+    /// A relay for a store rebuilt from history (`loyalty replay`): what it would publish was
+    /// published the first time, so each committed row counts as delivered at once and is
+    /// deleted by the next transaction.
+    public init(discardingWith logger: Logger) {
+        producer = nil
         self.logger = logger
     }
 
@@ -46,11 +55,15 @@ public final class OutboxRelay {
     /// Sends an operational record that is no part of any state (an instance's announcement):
     /// not tracked, not retried.
     public func sendUntracked(topic: String, key: [UInt8]?, value: [UInt8]?) throws {
-        try producer.send(topic: topic, key: key, value: value, tag: 0)
+        try producer?.send(topic: topic, key: key, value: value, tag: 0)
     }
 
     /// Sends committed rows.
     public func publish(_ rows: [OutboxRow]) throws {
+        guard let producer else {
+            acknowledged += rows.map { UInt64(bitPattern: $0.seq) }
+            return
+        }
         for row in rows {
             let tag = UInt64(bitPattern: row.seq)
             inFlight[tag] = row
@@ -61,6 +74,7 @@ public final class OutboxRelay {
 
     /// Serves delivery reports; failed rows are sent again.
     public func poll(timeoutMilliseconds: Int32 = 0) throws {
+        guard let producer else { return }
         producer.poll(timeoutMilliseconds: timeoutMilliseconds)
         for report in producer.takeDeliveryReports() {
             guard let row = inFlight[report.tag] else { continue }

@@ -98,6 +98,10 @@ public struct ServiceConfiguration: Sendable {
     /// for a producer that is not running holds the service back; not waiting for one that is
     /// makes results depend on how far behind it runs.
     public var waitFor: Set<String>? = nil
+    /// `LOYALTY_REPLAY_OF`: the path of a store in use. When set, the service does not serve:
+    /// it rebuilds its own (empty) store from the topics, applying exactly what that store has
+    /// applied and publishing nothing, then compares the two (`loyalty replay`).
+    public var replayOf: String? = nil
 
     /// The producers to wait for on each input topic: the service's own list, narrowed to
     /// `LOYALTY_WAIT_FOR` when it is set. Names of services this one reads nothing from are
@@ -202,7 +206,8 @@ public struct ServiceConfiguration: Sendable {
             commandKeysText: value("LOYALTY_COMMAND_KEYS"),
             faultCrashOn: value("LOYALTY_FAULT_CRASH_ON"),
             faultKillAfterCommit: value("LOYALTY_FAULT_KILL_AFTER_COMMIT"),
-            waitFor: value("LOYALTY_WAIT_FOR").map(Self.serviceList))
+            waitFor: value("LOYALTY_WAIT_FOR").map(Self.serviceList),
+            replayOf: value("LOYALTY_REPLAY_OF"))
     }
 }
 

@@ -55,12 +55,57 @@ public enum ServiceRunner {
             stop.install()
             let program = try ProgramSource.load(configuration)
             let processor = try makeProcessor(configuration, program)
+            if configuration.replayOf != nil { exit(try replay(configuration, processor: processor, logger: logger, stop: stop)) }
             let loop = try ExactlyOnceLoop(configuration: configuration, processor: processor, logger: logger, stop: stop)
             try loop.run()
             exit(0)
         } catch {
             logger.error("service failed", ["error": "\(error)"])
             exit(1)
+        }
+    }
+
+    /// Exit status of a rebuild whose store differs from the one in use.
+    public static let replayDiffers: Int32 = 3
+    /// Exit status of a rebuild the store in use moved away from while it ran.
+    public static let replayMoved: Int32 = 4
+
+    /// Rebuilds the store at `configuration.databasePath` from the topics, exactly as far as
+    /// the store at `configuration.replayOf` has come, and compares the two; the exit status
+    /// says how it went (0: the same).
+    static func replay<Processor: StreamProcessor>(
+        _ configuration: ServiceConfiguration, processor: Processor, logger: Logger, stop: StopSignal
+    ) throws -> Int32 {
+        var configuration = configuration
+        let live = configuration.replayOf!
+        guard URL(fileURLWithPath: live).standardizedFileURL != URL(fileURLWithPath: configuration.databasePath).standardizedFileURL else {
+            throw ConfigurationError(variable: "LOYALTY_REPLAY_OF", problem: "the store to compare with is the one to rebuild")
+        }
+        guard !FileManager.default.fileExists(atPath: configuration.databasePath) else {
+            throw ConfigurationError(variable: "LOYALTY_DATABASE", problem: "a rebuild starts from nothing: \(configuration.databasePath) exists")
+        }
+        let plan = try ReplayPlan.read(store: live)
+        // The rebuild waits for the producers the store waited for, so it applies in the same order.
+        configuration.waitFor = plan.awaitedProducers
+        ReplayOutput.say("rebuilding \(configuration.service) from the topics: \(plan.recordCount) records, as far as \(live) has applied; "
+            + "waiting for \(plan.awaitedProducers.isEmpty ? "no other service" : plan.awaitedProducers.sorted().joined(separator: ", "))")
+        let loop = try ExactlyOnceLoop(configuration: configuration, processor: processor, logger: logger, stop: stop, replay: plan)
+        try loop.run()
+        if stop.isRequested { return 1 }
+        try plan.settle(rebuilt: configuration.databasePath)
+        guard try ReplayPlan.read(store: live) == plan else {
+            ReplayOutput.say("the store in use moved on while the rebuild ran (its service is applying records): "
+                + "stop the service, or run the replay again when it is idle")
+            return replayMoved
+        }
+        switch try ReplayPlan.compare(store: live, rebuilt: configuration.databasePath) {
+        case .success(let summary):
+            ReplayOutput.say("the same: the rebuilt store equals \(live) in all \(summary.tables) tables, \(summary.rows) rows "
+                + "(bookkeeping tables left out: \(ReplayPlan.bookkeepingTables.sorted().joined(separator: ", ")))")
+            return 0
+        case .failure(let difference):
+            ReplayOutput.say("DIFFERENT: \(difference)")
+            return replayDiffers
         }
     }
 }

@@ -42,9 +42,12 @@ extension EndToEnd {
         /// Publishes the history, starts points (and `startedLate` only when `disturb` starts
         /// them), waits until every service has read all of its input with nothing left to
         /// publish, and collects the outputs.
-        static func run(_ scenario: CampaignScenario, startedLate: Set<String> = [], disturb: (Run, _ pointsApplied: Int64) throws -> Void = { _, _ in })
-            throws -> Outputs
-        {
+        /// `whenStopped` runs once the services have stopped, with their data directory and the
+        /// broker still up.
+        static func run(
+            _ scenario: CampaignScenario, startedLate: Set<String> = [], disturb: (Run, _ pointsApplied: Int64) throws -> Void = { _, _ in },
+            whenStopped: (_ directory: URL, _ broker: EmbeddedBroker) throws -> Void = { _, _ in }
+        ) throws -> Outputs {
             let directory = try temporaryDirectory("platform-faults")
             defer { try? FileManager.default.removeItem(at: directory) }
             let broker = try EmbeddedBroker()
@@ -90,6 +93,7 @@ extension EndToEnd {
             #expect(settled == 2, "every service read all of its input; see \(directory.path)")
             for name in names { #expect(services[name]!.stop() == 0, "\(name) stops cleanly") }
             reader.readToEnd(seconds: 120)
+            try whenStopped(directory, broker)
 
             var outputs = Outputs()
             for record in reader.records.sorted(by: { ($0.topic, $0.partition, $0.offset) < ($1.topic, $1.partition, $1.offset) }) {

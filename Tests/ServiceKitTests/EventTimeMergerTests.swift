@@ -191,4 +191,50 @@ import Testing
         merger.add("ignored", key: key(1, 0, "i"), offset: 1, from: a0)
         #expect(merger.bufferedCount == 0)
     }
+
+    /// A rebuild (`loyalty replay`) reads the service's own earlier commands before it sends
+    /// them again: each waits out of the merge until it is sent, then takes its place by key.
+    @Test func aCommandReadBeforeItIsSentWaitsUntilItIsSent() {
+        var merger = EventTimeMerger<String>(topics: ["a", "cmd"], sortedTopics: ["cmd"], idleMilliseconds: 0)
+        merger.assign([a0, c0])
+        merger.add("credit@20", key: key(20, 5, "credit"), offset: 0, from: c0, heldUntilSent: true)
+        merger.add("grant@15", key: key(15, 5, "grant"), offset: 1, from: c0)
+        merger.add("transfer@20", key: key(20, 1, "transfer"), offset: 0, from: a0)
+        merger.add("order@30", key: key(30, 1, "order"), offset: 1, from: a0)
+        merger.markCaughtUp(a0)
+        merger.markCaughtUp(c0)
+        #expect(merger.heldCount == 1)
+        // The credit sorts before the order, but nothing has sent it yet.
+        #expect(merger.next(now: 0)?.item == "grant@15")
+        #expect(merger.next(now: 0)?.item == "transfer@20")
+        #expect(merger.committableOffsets[c0] == 0, "the held command's offset is not committed")
+        // Applying the transfer sends the credit (the loop tells the merge at once): it joins
+        // the merge ahead of the order.
+        merger.expectEcho(key(20, 5, "credit"), on: c0)
+        #expect(merger.heldCount == 0 && merger.pendingEchoes == 0)
+        #expect(drain(&merger) == ["credit@20", "order@30"])
+        #expect(merger.committableOffsets[c0] == 2)
+        // Sent before it is read: the echo waits for it as usual.
+        merger.add("transfer@40", key: key(40, 1, "transfer2"), offset: 2, from: a0)
+        merger.expectEcho(key(40, 5, "credit2"), on: c0)
+        merger.add("order@50", key: key(50, 1, "order2"), offset: 3, from: a0)
+        merger.markCaughtUp(a0)
+        #expect(drain(&merger) == ["transfer@40"])
+        merger.add("credit@40", key: key(40, 5, "credit2"), offset: 2, from: c0, heldUntilSent: true)
+        merger.markCaughtUp(c0)
+        #expect(drain(&merger) == ["credit@40", "order@50"])
+    }
+
+    @Test func aRecordReadPastMovesThePositionWithoutBuffering() {
+        var merger = EventTimeMerger<String>(topics: ["a"], idleMilliseconds: 0)
+        merger.assign([a0])
+        merger.add("a@10", key: key(10, 0, "a10"), offset: 0, from: a0)
+        merger.readPast(1, from: a0)
+        merger.readPast(2, from: a0)
+        #expect(merger.position(of: a0) == 3)
+        #expect(merger.bufferedCount == 1)
+        merger.markCaughtUp(a0, at: 3)
+        #expect(drain(&merger) == ["a@10"])
+        #expect(merger.committableOffsets[a0] == 3)
+    }
 }
