@@ -14,6 +14,9 @@ enum Bench {
         var members = 100_000
         var rate = 5_000
         var latencySeconds = 10
+        /// The four-service pipeline: orders, and the members they come from.
+        var platformOrders = 20_000
+        var platformMembers = 5_000
         /// Events produced ahead of what has come back: the embedded broker keeps only about
         /// 5 MiB a partition, so a backlog must not outgrow it.
         var window = 20_000
@@ -22,13 +25,15 @@ enum Bench {
             var iterator = arguments.makeIterator()
             while let flag = iterator.next() {
                 guard let text = iterator.next(), let value = Int(text), value > 0 else {
-                    throw CLIError("usage: loyalty bench [--events N] [--members N] [--rate N] [--latency-seconds N]")
+                    throw CLIError("usage: loyalty bench [--events N] [--members N] [--rate N] [--latency-seconds N] [--platform-orders N] [--platform-members N]")
                 }
                 switch flag {
                 case "--events": events = value
                 case "--members": members = value
                 case "--rate": rate = value
                 case "--latency-seconds": latencySeconds = value
+                case "--platform-orders": platformOrders = value
+                case "--platform-members": platformMembers = value
                 default: throw CLIError("unknown option \(flag)")
                 }
             }
@@ -68,6 +73,8 @@ enum Bench {
         let reference = try referenceCeiling(options, directory: directory)
         say("  reference ceiling measured")
         let pipeline = try pointsPipeline(options, directory: directory)
+        let platform = try platformPipeline(
+            orders: options.platformOrders, members: options.platformMembers, window: options.window / 4, directory: directory)
 
         let ceiling = min(kafka, sqlite)
         let fixed = min(kafka, reference)
@@ -89,7 +96,13 @@ enum Bench {
              "p50 \(ms(pipeline.p50))  p99 \(ms(pipeline.p99))  max \(ms(pipeline.max))"),
             ("points peak RSS with \(number(Double(options.members))) members", String(format: "%.1f MiB", pipeline.peakRSSMiB)),
             ("database size per member", "\(number(pipeline.bytesPerMember)) bytes"),
-        ]
+            ("four services, \(number(Double(platform.orders))) orders of \(number(Double(platform.members))) members, until all is out",
+             "\(number(platform.throughput)) orders/s"),
+            ("  as a share of the smaller ceiling", String(format: "%.0f %%", 100 * platform.throughput / ceiling)),
+        ] + ["points", "tiers", "campaigns", "notifications"].map { service in
+            ("  \(service): peak RSS, database per member",
+             String(format: "%.1f MiB, ", platform.peakRSSMiB[service] ?? 0) + "\(number(platform.bytesPerMember[service] ?? 0)) bytes")
+        }
         let width = rows.map(\.0.count).max()!
         say("")
         for (label, value) in rows {

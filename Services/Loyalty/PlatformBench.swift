@@ -1,0 +1,134 @@
+import Foundation
+import LoyaltyDomain
+import Messaging
+import Storage
+
+/// The whole pipeline in `loyalty bench`: the four service executables on one embedded broker,
+/// orders in, until every service has applied everything it reads and published all it owes.
+extension Bench {
+    struct PlatformFigures {
+        var orders: Int
+        var members: Int
+        var throughput: Double
+        /// Per service: peak RSS (MiB) and database bytes per member.
+        var peakRSSMiB: [String: Double]
+        var bytesPerMember: [String: Double]
+    }
+
+    /// What each service reads (the catalogue's co-partitioned inputs of each).
+    static let serviceInputs: [(service: String, topics: [String])] = [
+        ("points", [Topics.members.name, Topics.orders.name, Topics.engagement.name, Topics.pointsRequests.name, Topics.pointsCommands.name]),
+        ("tiers", [Topics.orders.name, Topics.members.name, Topics.engagement.name, Topics.pointsRequests.name]),
+        ("campaigns", [Topics.members.name, Topics.orders.name, Topics.engagement.name, Topics.pointsRequests.name, Topics.campaignCommands.name]),
+        ("notifications", [Topics.members.name, Topics.pointsLedger.name, Topics.tierChanges.name, Topics.campaignRewards.name]),
+    ]
+
+    /// Registers `members` members, then sends `orders` paid orders as fast as the services
+    /// take them (a window ahead of the slowest), and times the orders from the first sent until
+    /// every service has stored offsets at the end of all its inputs with an empty outbox: each
+    /// order's points, tier bonus and status, campaign grants and messages are out by then.
+    static func platformPipeline(orders: Int, members: Int, window: Int, directory: URL) throws -> PlatformFigures {
+        let broker = try EmbeddedBroker()
+        let children = ChildProcesses()
+        defer { children.stopAll() }
+        let data = directory.appendingPathComponent("platform")
+        for (service, _) in serviceInputs {
+            try children.start(
+                service, environment: [
+                    "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": data.path, "LOYALTY_TASK_IDLE_MS": "50",
+                    "LOYALTY_WAIT_FOR": "points,tiers,campaigns",
+                ],
+                log: directory.appendingPathComponent("\(service).log"))
+        }
+        let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+        let probe = try KafkaConsumer(ConsumerConfiguration(bootstrapServers: broker.bootstrapServers, groupID: "bench-probe"), listener: StartingOffsets())
+        defer { probe.close() }
+        let partitions = serviceInputs.map { entry in
+            (entry.service, entry.topics.flatMap { topic in (0..<Topics.partitionCount).map { TopicPartition(topic: topic, partition: $0) } })
+        }
+
+        /// Offsets a service has stored, by partition (empty while its store cannot be read).
+        func stored(_ service: String) -> [TopicPartition: Int64] {
+            let path = data.appendingPathComponent("\(service).sqlite").path
+            guard FileManager.default.fileExists(atPath: path), let database = try? Database(DatabaseConfiguration(path: path)) else { return [:] }
+            defer { database.close() }
+            let rows = (try? database.prepare("SELECT topic, partition, next_offset FROM offsets").query {
+                (TopicPartition(topic: $0.string(0), partition: Int32($0.int64(1))), $0.int64(2))
+            }) ?? []
+            return Dictionary(rows) { $1 }
+        }
+        func outboxIsEmpty(_ service: String) -> Bool {
+            guard let database = try? Database(DatabaseConfiguration(path: data.appendingPathComponent("\(service).sqlite").path)) else { return false }
+            defer { database.close() }
+            return ((try? database.prepare("SELECT COUNT(*) FROM outbox").queryOne { $0.int64(0) }) ?? 1) == 0
+        }
+        /// Whether every service has read all of its input and published everything.
+        func drained() throws -> Bool {
+            let ends = try probe.logBounds(of: Array(Set(partitions.flatMap(\.1))))
+            for (service, inputs) in partitions {
+                let offsets = stored(service)
+                guard inputs.allSatisfy({ (offsets[$0] ?? 0) >= ends[$0]!.high }), outboxIsEmpty(service) else { return false }
+            }
+            return true
+        }
+        /// Orders the slowest of the services that read them has stored offsets past.
+        func ordersTaken() -> Int64 {
+            ["points", "tiers", "campaigns"].map { service in
+                stored(service).filter { $0.key.topic == Topics.orders.name }.values.reduce(0, +)
+            }.min() ?? 0
+        }
+        func waitUntilDrained() throws {
+            while try !drained() {
+                if let exited = children.exited { throw CLIError("\(exited.name) exited with status \(exited.status)") }
+                producer.poll()
+                Thread.sleep(forTimeInterval: 0.1)
+            }
+        }
+
+        say("  four services: registering \(members) members…")
+        for index in 0..<members {
+            let id = "bench-p\(index)"
+            let event = CloudEvent(id: "bench-p-registered-\(index)", source: "bench-shop", type: EventType.memberRegistered,
+                                   time: EventTime(millis: epoch), subject: id,
+                                   data: .object(["channels": .object(["email": .string("\(id)@example.com")]), "marketingConsent": true]))
+            try producer.send(topic: Topics.members.name, key: Array(id.utf8), value: event.encoded())
+            if index % 5_000 == 4_999 { _ = producer.flush(timeoutMilliseconds: 30_000) }
+        }
+        _ = producer.flush(timeoutMilliseconds: 30_000)
+        try waitUntilDrained()
+
+        say("  four services: \(orders) orders…")
+        let start = Date()
+        var sent = 0
+        while sent < orders {
+            if let exited = children.exited { throw CLIError("\(exited.name) exited with status \(exited.status)") }
+            let taken = Int(ordersTaken())
+            while sent < orders && sent - taken < window {
+                let id = "bench-p\(sent % members)"
+                // An hour apart per member, spread over the year: tiers move, campaigns fire, messages go out.
+                let time = epoch + 3_600_000 + Int64(sent) * (300 * 86_400_000 / Int64(orders))
+                try producer.send(topic: Topics.orders.name, key: Array(id.utf8), value: order(sent, member: id, time: time).encoded())
+                sent += 1
+            }
+            producer.poll()
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        _ = producer.flush(timeoutMilliseconds: 30_000)
+        try waitUntilDrained()
+        let seconds = Date().timeIntervalSince(start)
+
+        var rss: [String: Double] = [:]
+        for (name, process) in children.processes {
+            let status = (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8)) ?? ""
+            rss[name] = (status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") }
+                .flatMap { Double($0.split(separator: " ").dropFirst().first ?? "") } ?? 0) / 1024
+        }
+        children.stopAll()
+        var bytes: [String: Double] = [:]
+        for (service, _) in serviceInputs {
+            let size = (try? FileManager.default.attributesOfItem(atPath: data.appendingPathComponent("\(service).sqlite").path)[.size] as? Int) ?? 0
+            bytes[service] = Double(size) / Double(members)
+        }
+        return PlatformFigures(orders: orders, members: members, throughput: Double(orders) / seconds, peakRSSMiB: rss, bytesPerMember: bytes)
+    }
+}
