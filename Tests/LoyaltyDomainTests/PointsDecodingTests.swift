@@ -196,6 +196,16 @@ private func expectInvalid(
         let decoded = try PointsAccount.decode(bytes)
         #expect(decoded == account)
         #expect(decoded.encoded() == bytes)
+        // A store written by an earlier build holds the JSON form: it still reads, and the
+        // compact form is far smaller.
+        let json = account.encodedAsJSON()
+        #expect(try PointsAccount.decode(json) == account)
+        #expect(bytes.count * 2 < json.count, "compact \(bytes.count) bytes, JSON \(json.count)")
+        // Damaged state is an error, never a trap.
+        for cut in [1, bytes.count / 3, bytes.count - 1] {
+            #expect(throws: CompactFormError.self) { try PointsAccount.decode(Array(bytes.prefix(cut))) }
+        }
+        #expect(throws: CompactFormError.self) { try PointsAccount.decode(bytes + [0]) }
 
         // Debt, too (it cannot arise from earning alone).
         var inDebt = account

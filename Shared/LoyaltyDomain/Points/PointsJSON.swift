@@ -114,8 +114,9 @@ extension PointsAccount {
 // MARK: Stored form of an account
 
 extension PointsAccount {
-    /// The account as stored by the points service.
-    public func encoded() -> [UInt8] {
+    /// The account in the JSON stored form of earlier builds (version 2), which `decode` still
+    /// reads: the service now stores the compact form (`encoded()`).
+    public func encodedAsJSON() -> [UInt8] {
         var w = JSONWriter()
         w.beginObject()
         w.key("v"); w.int(Self.storedFormVersion)
@@ -181,11 +182,12 @@ extension PointsAccount {
         return w.bytes
     }
 
-    /// The version of the stored form `encoded()` writes and `decode` reads.
+    /// The version of the JSON stored form `encodedAsJSON()` writes.
     public static let storedFormVersion: Int64 = 2
 
-    /// Reads an account stored by `encoded()`.
+    /// Reads an account stored by `encoded()`, or by an earlier build in JSON.
     public static func decode(_ bytes: [UInt8]) throws -> PointsAccount {
+        if bytes.first == compactFormTag { return try decodeCompact(bytes) }
         guard let root = try JSONValue.parse(bytes).objectValue else {
             throw JSONFieldError(path: "account", problem: "expected an object")
         }
