@@ -366,11 +366,25 @@ public final class BatchApplier<Processor: StreamProcessor> {
         case apply(Decoded<Processor.Body>)
     }
 
-    /// Step 1: the outbox rows Kafka acknowledged go.
+    /// Step 1: the outbox rows Kafka acknowledged go, a run of consecutive rows at a time
+    /// (acknowledgements come mostly in order, so a batch's rows are usually one run).
     private func deleteDelivered(_ seqs: [UInt64]) throws {
         guard !seqs.isEmpty else { return }
-        let delete = try database.prepare("DELETE FROM outbox WHERE seq = ?")
-        for seq in seqs { try delete.run(.integer(Int64(bitPattern: seq))) }
+        let delete = try database.prepare("DELETE FROM outbox WHERE seq BETWEEN ? AND ?")
+        for run in Self.runs(of: seqs) { try delete.run(.integer(run.lowerBound), .integer(run.upperBound)) }
+    }
+
+    /// The sequence numbers as runs of consecutive numbers, ascending.
+    static func runs(of seqs: [UInt64]) -> [ClosedRange<Int64>] {
+        var runs: [ClosedRange<Int64>] = []
+        for seq in seqs.map({ Int64(bitPattern: $0) }).sorted() {
+            if let last = runs.last, seq <= last.upperBound + 1 {
+                runs[runs.count - 1] = last.lowerBound...max(last.upperBound, seq)
+            } else {
+                runs.append(seq...seq)
+            }
+        }
+        return runs
     }
 
     /// Step 2, for each record: skipped if already applied, else refused, read past or applied.

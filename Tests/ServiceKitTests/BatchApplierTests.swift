@@ -329,4 +329,10 @@ import Testing
         #expect(applier.poisonRejection(for: record)?.code == "poison-record")
         #expect(applier.poisonRejection(for: ConsumedRecord(topic: "in.a", partition: 3, offset: 43, key: nil, value: nil)) == nil)
     }
+
+    @Test func acknowledgedOutboxRowsAreDeletedAsRunsOfConsecutiveRows() {
+        #expect(BatchApplier<CountingProcessor>.runs(of: [7, 5, 6, 9, 12, 11, 9]) == [5...7, 9...9, 11...12])
+        #expect(BatchApplier<CountingProcessor>.runs(of: [3]) == [3...3])
+        #expect(BatchApplier<CountingProcessor>.runs(of: []).isEmpty)
+    }
 }
