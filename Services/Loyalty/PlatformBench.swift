@@ -71,11 +71,28 @@ extension Bench {
             }
             return true
         }
-        /// Orders the slowest of the services that read them has stored offsets past.
-        func ordersTaken() -> Int64 {
-            ["points", "tiers", "campaigns"].map { service in
-                stored(service).filter { $0.key.topic == Topics.orders.name }.values.reduce(0, +)
-            }.min() ?? 0
+        /// Records of `topic` the slowest of the services has stored offsets past.
+        func taken(_ topic: String) -> Int {
+            Int(serviceInputs.filter { $0.topics.contains(topic) }.map { entry in
+                stored(entry.service).filter { $0.key.topic == topic }.values.reduce(0, +)
+            }.min() ?? 0)
+        }
+        /// Sends `count` records made by `make`, at most a window ahead of the slowest reader:
+        /// the embedded broker keeps only so much of a partition.
+        func send(_ count: Int, to topic: String, make: (Int) -> (key: String, value: [UInt8])) throws {
+            var sent = 0
+            while sent < count {
+                if let exited = children.exited { throw CLIError("\(exited.name) exited with status \(exited.status)") }
+                let read = taken(topic)
+                while sent < count && sent - read < window {
+                    let record = make(sent)
+                    try producer.send(topic: topic, key: Array(record.key.utf8), value: record.value)
+                    sent += 1
+                }
+                producer.poll()
+                Thread.sleep(forTimeInterval: 0.02)
+            }
+            _ = producer.flush(timeoutMilliseconds: 30_000)
         }
         func waitUntilDrained() throws {
             while try !drained() {
@@ -86,34 +103,23 @@ extension Bench {
         }
 
         say("  four services: registering \(members) members…")
-        for index in 0..<members {
+        try send(members, to: Topics.members.name) { index in
             let id = "bench-p\(index)"
             let event = CloudEvent(id: "bench-p-registered-\(index)", source: "bench-shop", type: EventType.memberRegistered,
                                    time: EventTime(millis: epoch), subject: id,
                                    data: .object(["channels": .object(["email": .string("\(id)@example.com")]), "marketingConsent": true]))
-            try producer.send(topic: Topics.members.name, key: Array(id.utf8), value: event.encoded())
-            if index % 5_000 == 4_999 { _ = producer.flush(timeoutMilliseconds: 30_000) }
+            return (id, event.encoded())
         }
-        _ = producer.flush(timeoutMilliseconds: 30_000)
         try waitUntilDrained()
 
         say("  four services: \(orders) orders…")
         let start = Date()
-        var sent = 0
-        while sent < orders {
-            if let exited = children.exited { throw CLIError("\(exited.name) exited with status \(exited.status)") }
-            let taken = Int(ordersTaken())
-            while sent < orders && sent - taken < window {
-                let id = "bench-p\(sent % members)"
-                // An hour apart per member, spread over the year: tiers move, campaigns fire, messages go out.
-                let time = epoch + 3_600_000 + Int64(sent) * (300 * 86_400_000 / Int64(orders))
-                try producer.send(topic: Topics.orders.name, key: Array(id.utf8), value: order(sent, member: id, time: time).encoded())
-                sent += 1
-            }
-            producer.poll()
-            Thread.sleep(forTimeInterval: 0.02)
+        try send(orders, to: Topics.orders.name) { index in
+            let id = "bench-p\(index % members)"
+            // Spread over the year: tiers move, campaigns fire, messages go out.
+            let time = epoch + 3_600_000 + Int64(index) * (300 * 86_400_000 / Int64(orders))
+            return (id, order(index, member: id, time: time).encoded())
         }
-        _ = producer.flush(timeoutMilliseconds: 30_000)
         try waitUntilDrained()
         let seconds = Date().timeIntervalSince(start)
 
