@@ -50,6 +50,9 @@ enum ReplayCommand {
         process.environment = environment
         try process.run()
         process.waitUntilExit()
+        guard process.terminationReason == .exit else {
+            throw CLIError("the rebuild of \(service) crashed (signal \(process.terminationStatus)); its log is above")
+        }
         if keep { say("the rebuilt store is in \(into)") }
         return process.terminationStatus
     }

@@ -69,8 +69,8 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// pruned, and a shop record older than this is dead-lettered (`older-than-inbox-horizon`)
     /// rather than risk applying it twice. Nil: the inbox is never pruned.
     public let inboxHorizon: Int64?
-    /// Stream time at which each task's inbox was last pruned (not persisted: a restart
-    /// prunes once more, which deletes nothing new).
+    /// Per task, the cutoff the inbox was last pruned to (not persisted: a restart prunes once
+    /// more, which deletes nothing new).
     private var prunedAt: [Int32: Int64] = [:]
 
     /// Partition count of the input topics (co-partitioned), to place commands sent to them:
@@ -626,14 +626,17 @@ public final class BatchApplier<Processor: StreamProcessor> {
         try tasks.contains { try earliestTimerDue($0) <= time.millis }
     }
 
-    /// Deletes inbox rows older than the horizon, each time a task's stream time has moved an
-    /// hour on since the last time.
+    /// Deletes inbox rows older than the horizon, rounded down to a whole hour, each time that
+    /// hour moves on: what is left does not depend on how the inputs were batched (a store
+    /// rebuilt from history prunes the same rows).
     private func pruneInbox(streamTimes: [Int32: Int64]) throws {
         guard let inboxHorizon else { return }
         let prune = try database.prepare("DELETE FROM inbox WHERE task = ? AND event_time < ?")
-        for (task, time) in streamTimes.sorted(by: { $0.key < $1.key }) where prunedAt[task].map({ time - $0 >= 3_600_000 }) ?? true {
-            try prune.run(.integer(Int64(task)), .integer(time - inboxHorizon))
-            prunedAt[task] = time
+        for (task, time) in streamTimes.sorted(by: { $0.key < $1.key }) {
+            let cutoff = (time - inboxHorizon).roundedDown(to: 3_600_000)
+            guard cutoff > prunedAt[task] ?? .min else { continue }
+            try prune.run(.integer(Int64(task)), .integer(cutoff))
+            prunedAt[task] = cutoff
         }
     }
 
@@ -698,5 +701,13 @@ public final class BatchApplier<Processor: StreamProcessor> {
             }
         }
         return fired
+    }
+}
+
+extension Int64 {
+    /// The largest multiple of `step` at or below the value.
+    func roundedDown(to step: Int64) -> Int64 {
+        let remainder = self % step
+        return remainder < 0 ? self - remainder - step : self - remainder
     }
 }

@@ -55,13 +55,20 @@ public struct EventTimeMerger<Item> {
     public let idleMilliseconds: Int64
     /// Per topic, the producers whose progress marks a task waits for.
     public let awaitedProducers: [String: Set<String>]
+    /// Rebuilding a store from history (`loyalty replay`): commands sent are remembered, so a
+    /// copy read later is never held (see `add`).
+    public var rebuilding = false
 
     /// Lanes in an array (indexed through `laneIndex`) so the hot loop reads them in place.
     private var lanes: [Lane] = []
     private var laneIndex: [TopicPartition: Int] = [:]
     private var echoes: [String: (key: MergeKey, partition: TopicPartition, since: Int64)] = [:]
-    /// Records held until this instance sends them itself (``add(_:key:offset:from:heldUntilSent:)``).
-    private var held: [String: (entry: Entry, partition: TopicPartition)] = [:]
+    /// Records held until this instance sends them itself (``add(_:key:offset:from:heldUntilSent:)``),
+    /// every copy read (an outbox republished after a crash puts a second one on the topic).
+    private var held: [String: [(entry: Entry, partition: TopicPartition)]] = [:]
+    /// While rebuilding a store: the commands this instance has sent, so a copy read after
+    /// that is merged at once (and found a duplicate, as it was the first time).
+    private var sent: Set<String> = []
 
     struct Entry {
         var key: MergeKey
@@ -95,6 +102,9 @@ public struct EventTimeMerger<Item> {
         var marksChanged = false
         /// When a producer's promise started holding the merge, and whose (for reports).
         var progressHeld: (producer: String, since: Int64)?
+        /// While rebuilding a store: the offset it reads this partition to, however far the
+        /// partition goes on.
+        var readCap: Int64?
 
         var count: Int { isSorted ? sorted.count : fifo.count }
         var headKey: MergeKey? { isSorted ? sorted.first?.key : fifo.first?.key }
@@ -290,7 +300,10 @@ public struct EventTimeMerger<Item> {
         lanes.removeAll { revoked.contains($0.partition) }
         laneIndex = Dictionary(uniqueKeysWithValues: lanes.enumerated().map { ($1.partition, $0) })
         echoes = echoes.filter { !revoked.contains($0.value.partition) }
-        held = held.filter { !revoked.contains($0.value.partition) }
+        held = held.compactMapValues { copies in
+            let kept = copies.filter { !revoked.contains($0.partition) }
+            return kept.isEmpty ? nil : kept
+        }
     }
 
     /// Buffers a record of an assigned partition; records of other partitions are ignored.
@@ -305,12 +318,20 @@ public struct EventTimeMerger<Item> {
         let entry = Entry(key: key, offset: offset, item: item)
         if let echo = echoes[key.id], echo.partition == partition {
             echoes[key.id] = nil
-        } else if heldUntilSent {
+        } else if heldUntilSent && !sent.contains(key.id) {
             lanes[index].noteRead(offset, pending: true)
-            held[key.id] = (entry, partition)
+            held[key.id, default: []].append((entry, partition))
             return
         }
         lanes[index].append(entry)
+    }
+
+    /// Reads `partition` no further than `offset` while rebuilding a store: its end counts as
+    /// there, whatever the broker reports, and the caller drops the records beyond.
+    public mutating func capRead(_ partition: TopicPartition, at offset: Int64) {
+        guard let index = laneIndex[partition] else { return }
+        lanes[index].readCap = offset
+        if let end = lanes[index].knownEnd { lanes[index].knownEnd = min(end, offset) }
     }
 
     /// Notes a record of an assigned partition that is read past without being merged (one
@@ -321,10 +342,10 @@ public struct EventTimeMerger<Item> {
     }
 
     /// Records held until this instance sends them (see `add`).
-    public var heldCount: Int { held.count }
+    public var heldCount: Int { held.values.reduce(0) { $0 + $1.count } }
 
     /// The ids of some held records, lowest first (for reports).
-    public func heldIDs(limit: Int) -> [String] { held.values.map(\.entry.key).sorted().prefix(limit).map(\.id) }
+    public func heldIDs(limit: Int) -> [String] { held.values.compactMap(\.first?.entry.key).sorted().prefix(limit).map(\.id) }
 
     /// The key of the earliest record buffered, if any (for reports).
     public var earliestBuffered: MergeKey? { lanes.compactMap(\.headKey).min() }
@@ -340,11 +361,14 @@ public struct EventTimeMerger<Item> {
     /// and held (see `add`) joins the merge instead.
     public mutating func expectEcho(_ key: MergeKey, on partition: TopicPartition, now: Int64 = 0) {
         guard let index = laneIndex[partition] else { return }
-        if let copy = held[key.id], copy.partition == partition {
-            held[key.id] = nil
-            if lanes[index].isSorted { lanes[index].sorted.insert(copy.entry) } else { lanes[index].fifo.append(copy.entry) }
+        if let copies = held.removeValue(forKey: key.id) {
+            sent.insert(key.id)
+            for copy in copies where copy.partition == partition {
+                if lanes[index].isSorted { lanes[index].sorted.insert(copy.entry) } else { lanes[index].fifo.append(copy.entry) }
+            }
             return
         }
+        if rebuilding { sent.insert(key.id) }
         echoes[key.id] = (key, partition, echoes[key.id]?.since ?? now)
     }
 
@@ -360,7 +384,8 @@ public struct EventTimeMerger<Item> {
     /// end-of-partition event); nil: to the position of the last record buffered.
     public mutating func markCaughtUp(_ partition: TopicPartition, at offset: Int64? = nil) {
         guard let index = laneIndex[partition] else { return }
-        let end = offset ?? lanes[index].position ?? 0
+        var end = offset ?? lanes[index].position ?? 0
+        if let cap = lanes[index].readCap { end = min(end, cap) }
         lanes[index].position = max(lanes[index].position ?? end, end)
         lanes[index].knownEnd = end
     }
@@ -369,6 +394,7 @@ public struct EventTimeMerger<Item> {
     /// watermark). An end below the position is stale and ignored.
     public mutating func updateEnd(_ partition: TopicPartition, to end: Int64) {
         guard let index = laneIndex[partition], end >= 0 else { return }
+        let end = lanes[index].readCap.map { min($0, end) } ?? end
         if let position = lanes[index].position, end < position { return }
         lanes[index].knownEnd = end
     }

@@ -46,6 +46,9 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// the rebuild has come.
     private let replay: ReplayPlan?
     private var replayProgress = ReplayProgress()
+    /// The rebuild ended without applying everything its plan names (it applied nothing more
+    /// for a long while): no proof, and no store to put in place.
+    public private(set) var rebuildIsIncomplete = false
 
     /// Totals since start, for logs and tests.
     public private(set) var totals = BatchOutcome()
@@ -96,6 +99,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             topics: processor.inputTopics, sortedTopics: processor.sortedInputTopics,
             serviceTopics: processor.serviceInputTopics, idleMilliseconds: configuration.taskIdleMilliseconds,
             awaitedProducers: configuration.awaitedProducers(declared: processor.upstreamProducers))
+        merger.rebuilding = replay != nil
         // No gaps: a batch the producer gives up on after retries is a fatal error (the service
         // stops and republishes its outbox in order at the next start) rather than a hole that
         // later rows, a progress mark behind a command, would be delivered past.
@@ -131,6 +135,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         status.update { $0.connected = true }
         applier.partitionCount = try coPartitionedCount(of: processor.inputTopics + processor.progressTopics)
         status.update { [count = applier.partitionCount] in $0.partitionCount = count }
+        if let replay { try checkReplayable(replay) }
         if !processor.broadcastTopics.isEmpty { try catchUpWithBroadcastTopics(processor.broadcastTopics) }
         try consumer.subscribe(processor.inputTopics)
 
@@ -273,7 +278,9 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// Applies the broadcast records that have arrived, in a batch of their own.
     private func applyBroadcastRecords(timeoutMilliseconds: Int32) throws {
         guard let broadcast else { return }
-        let records = broadcast.poll(maxRecords: 500, timeoutMilliseconds: timeoutMilliseconds)
+        var records = broadcast.poll(maxRecords: 500, timeoutMilliseconds: timeoutMilliseconds)
+        // A rebuild applies only the definitions the store in use had read.
+        if let replay { records.removeAll { !replay.includes($0.offset, of: $0.topicPartition) } }
         guard !records.isEmpty else { return }
         let outcome = try applier.applyBroadcast(records)
         try relay.publish(outcome.outbox)
@@ -475,10 +482,16 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             timeout = 0
             switch event {
             case .record(let record):
-                if let replay, !replay.includes(record.offset, of: record.topicPartition), !ProgressMark.isCandidate(record) {
-                    // Beyond what the store in use has applied: not part of the rebuild.
-                    merger.readPast(record.offset, from: record.topicPartition)
-                    continue
+                if let replay, !replay.includes(record.offset, of: record.topicPartition) {
+                    // Beyond what the store in use has applied: not part of the rebuild. Partitions
+                    // with producers to wait for are read on for their progress marks; the others
+                    // end where the plan does (`capRead`), as if nothing came after.
+                    let awaited = merger.awaitedProducers[record.topic]?.isEmpty == false
+                    if !awaited { continue }
+                    if !ProgressMark.isCandidate(record) {
+                        merger.readPast(record.offset, from: record.topicPartition)
+                        continue
+                    }
                 }
                 let decoded: Result<Decoded<Processor.Body>, Rejection>
                 if let poison = applier.poisonRejection(for: record) {
@@ -558,6 +571,26 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
 
     // MARK: Replay
 
+    /// Refuses a rebuild on a broker that cannot hold what the store in use has read: another
+    /// cluster, or one whose partitions end before the store's offsets.
+    private func checkReplayable(_ plan: ReplayPlan) throws {
+        if let expected = plan.clusterID, let actual = consumer.clusterID(timeoutMilliseconds: 5_000), expected != actual {
+            throw ConfigurationError(
+                variable: "LOYALTY_BOOTSTRAP_SERVERS",
+                problem: "the store was built from Kafka cluster \(expected), but the broker is cluster \(actual): rebuild against the service's own broker")
+        }
+        let partitions = Array(plan.offsets.keys) + Array(plan.appliedAbove.keys)
+        let bounds = try consumer.logBounds(of: Array(Set(partitions)))
+        for partition in Set(partitions).sorted(by: { $0.description < $1.description }) {
+            guard let high = bounds[partition]?.high, plan.end(of: partition) <= high else {
+                throw ConfigurationError(
+                    variable: "LOYALTY_REPLAY_OF",
+                    problem: "the store has read \(partition) to \(plan.end(of: partition)), but the broker holds \(bounds[partition].map { String($0.high) } ?? "no such partition"): "
+                        + "rebuild against the service's own broker")
+            }
+        }
+    }
+
     /// Whether a record is a command this service sent itself (on one of its sorted input
     /// topics, from its own source): a rebuild holds it until it sends it again.
     private func isOwnCommand(_ record: ConsumedRecord, _ decoded: Result<Decoded<Processor.Body>, Rejection>) -> Bool {
@@ -589,14 +622,16 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             replayProgress = ReplayProgress(read: read, done: done, changedAt: now, reportedAt: replayProgress.reportedAt)
         }
         let finished = complete && merger.bufferedCount == 0 && merger.heldCount == 0 && relay.rowsToDelete.isEmpty
-        let stalled = complete && now - replayProgress.changedAt >= 10_000
+        // Long enough for the grace of every empty partition, and then some.
+        let stalled = !finished && complete && now - replayProgress.changedAt >= max(30_000, 3 * configuration.taskIdleMilliseconds)
         if finished || stalled || now - replayProgress.reportedAt >= 2_000 {
             replayProgress.reportedAt = now
             let share = total == 0 ? 100 : Int(read * 100 / total)
             ReplayOutput.say("replaying \(applier.processor.name): read \(share)% (\(read) of \(total) records), "
                 + "applied \(totals.applied), timers fired \(totals.timersFired), dead-lettered \(totals.deadLettered)")
         }
-        if stalled && !finished {
+        if stalled {
+            rebuildIsIncomplete = true
             ReplayOutput.say("the rebuild applies nothing more: \(merger.bufferedCount) records still wait, "
                 + "\(merger.heldCount) commands it never sent, \(merger.pendingEchoes) it sent and never read; waiting for: "
                 + merger.progressWaits(now: now).map { "\($0.producer) on \($0.partition)" }.joined(separator: ", ")
@@ -626,6 +661,11 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             }
             applier.forget(tasks: partitions.map(\.partition))
             merger.assign(partitions, positions: offsets, marks: try applier.storedMarks(partitions))
+            if let replay {
+                for partition in partitions where merger.awaitedProducers[partition.topic]?.isEmpty ?? true {
+                    merger.capRead(partition, at: replay.end(of: partition))
+                }
+            }
             for echo in try applier.storedEchoes(partitions) { merger.expectEcho(echo.key, on: echo.partition, now: monotonicMilliseconds()) }
             // Rows another instance committed but did not publish (an echo awaited here among them).
             let republished = try relay.republishUnsent(from: applier.database)

@@ -17,6 +17,8 @@ public struct ReplayPlan: Sendable, Equatable {
     /// The producers whose progress marks the store waited for (``ProgressMark``): the rebuild
     /// waits for the same ones, so it applies in the same order.
     public var awaitedProducers: Set<String>
+    /// The Kafka cluster the store's offsets belong to, when it recorded one.
+    public var clusterID: String?
 
     /// Runtime tables that say how a store was fed (its outbox, read positions, the marks and
     /// crashes it saw), not what it holds: a rebuilt store differs there and is not compared.
@@ -46,7 +48,7 @@ public struct ReplayPlan: Sendable, Equatable {
         }
         let database = try Database(DatabaseConfiguration(path: path))
         defer { database.close() }
-        var plan = ReplayPlan(offsets: [:], appliedAbove: [:], awaitedProducers: [])
+        var plan = ReplayPlan(offsets: [:], appliedAbove: [:], awaitedProducers: [], clusterID: nil)
         for (topic, partition, offset) in try database.prepare("SELECT topic, partition, next_offset FROM offsets").query(row: {
             ($0.string(0), Int32($0.int64(1)), $0.int64(2))
         }) {
@@ -59,17 +61,28 @@ public struct ReplayPlan: Sendable, Equatable {
             if offset >= plan.offsets[place] ?? 0 { plan.appliedAbove[place, default: []].insert(offset) }
         }
         plan.awaitedProducers = Set(try database.prepare("SELECT DISTINCT producer FROM upstream_progress").query { $0.string(0) })
+        plan.clusterID = try database.prepare("SELECT value FROM store_identity WHERE name = 'kafka-cluster-id'").queryOne { $0.string(0) }
         return plan
     }
 
-    /// Gives the rebuilt store at `path` the read positions of the store it reproduces: it has
-    /// applied exactly the plan's records (it read past the others), so with these offsets it
-    /// can take that store's place and go on from where the store left off.
-    public func settle(rebuilt path: String) throws {
+    /// Gives the rebuilt store at `path` the read positions of the store at `store` that it
+    /// reproduces, and that store's outbox (rows committed there and not yet published: the
+    /// rebuild published nothing, so they are still owed): it has applied exactly the plan's
+    /// records (it read past the others), so it can take that store's place and go on from
+    /// where the store left off.
+    public func settle(rebuilt path: String, from store: String) throws {
         let database = try Database(DatabaseConfiguration(path: path))
         defer { database.close() }
+        let live = try Database(DatabaseConfiguration(path: store))
+        defer { live.close() }
+        let owed = try live.prepare("SELECT topic, key, value, partition FROM outbox ORDER BY seq").query {
+            [SQLValue.text($0.string(0)), $0.isNull(1) ? .null : .blob($0.blob(1)), $0.isNull(2) ? .null : .blob($0.blob(2)),
+             $0.isNull(3) ? .null : .integer($0.int64(3))]
+        }
         try database.transaction {
-            try database.execute("DELETE FROM offsets; DELETE FROM applied_offsets")
+            try database.execute("DELETE FROM offsets; DELETE FROM applied_offsets; DELETE FROM outbox")
+            let outbox = try database.prepare("INSERT INTO outbox(topic, key, value, partition) VALUES(?, ?, ?, ?)")
+            for row in owed { try outbox.run(row) }
             let offset = try database.prepare("INSERT INTO offsets(topic, partition, next_offset) VALUES(?, ?, ?)")
             for (partition, next) in offsets {
                 try offset.run(.text(partition.topic), .integer(Int64(partition.partition)), .integer(next))

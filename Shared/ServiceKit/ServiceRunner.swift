@@ -92,19 +92,24 @@ public enum ServiceRunner {
         let loop = try ExactlyOnceLoop(configuration: configuration, processor: processor, logger: logger, stop: stop, replay: plan)
         try loop.run()
         if stop.isRequested { return 1 }
-        try plan.settle(rebuilt: configuration.databasePath)
         guard try ReplayPlan.read(store: live) == plan else {
             ReplayOutput.say("the store in use moved on while the rebuild ran (its service is applying records): "
                 + "stop the service, or run the replay again when it is idle")
             return replayMoved
         }
+        // Only a complete rebuild may take the place of the store in use.
+        if !loop.rebuildIsIncomplete { try plan.settle(rebuilt: configuration.databasePath, from: live) }
         switch try ReplayPlan.compare(store: live, rebuilt: configuration.databasePath) {
+        case .success where loop.rebuildIsIncomplete:
+            ReplayOutput.say("INCOMPLETE: the rebuild stopped short of the store in use (above), so it is no proof and must not take its place")
+            return replayDiffers
         case .success(let summary):
             ReplayOutput.say("the same: the rebuilt store equals \(live) in all \(summary.tables) tables, \(summary.rows) rows "
                 + "(bookkeeping tables left out: \(ReplayPlan.bookkeepingTables.sorted().joined(separator: ", ")))")
             return 0
         case .failure(let difference):
             ReplayOutput.say("DIFFERENT: \(difference)")
+            if loop.rebuildIsIncomplete { ReplayOutput.say("(the rebuild stopped short of the store in use, above: it must not take its place)") }
             return replayDiffers
         }
     }

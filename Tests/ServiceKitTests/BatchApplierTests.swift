@@ -335,4 +335,26 @@ import Testing
         #expect(BatchApplier<CountingProcessor>.runs(of: [3]) == [3...3])
         #expect(BatchApplier<CountingProcessor>.runs(of: []).isEmpty)
     }
+
+    /// A store rebuilt from history (`loyalty replay`) batches its inputs differently from the
+    /// store it is compared with: the inbox it keeps must not depend on that.
+    @Test func theInboxKeptPastTheHorizonDoesNotDependOnBatching() throws {
+        let day: Int64 = 86_400_000
+        let events = (0..<1_800).map { index in (id: "e\(index)", time: Int64(index) * 600_000 + 7 * 60_000) }  // every 10 minutes
+        var kept: [[String]] = []
+        for batchSize in [1, 7, 1_800] {
+            let directory = try temporaryDirectory()
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let (applier, processor) = try makeApplier(directory, inboxHorizon: 10 * day)
+            for start in stride(from: 0, to: events.count, by: batchSize) {
+                let batch = events[start..<min(start + batchSize, events.count)].enumerated().map { offset, event in
+                    polled(processor, offset: Int64(start + offset), value: countEvent(event.id, member: "m", n: 1, time: event.time))
+                }
+                _ = try applier.apply(batch)
+            }
+            kept.append(try applier.database.prepare("SELECT event_id FROM inbox ORDER BY event_time").query { $0.string(0) })
+        }
+        #expect(kept[0].count < events.count, "the inbox was pruned")
+        #expect(kept[1] == kept[0] && kept[2] == kept[0], "kept \(kept.map(\.count))")
+    }
 }

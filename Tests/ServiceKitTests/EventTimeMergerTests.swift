@@ -225,6 +225,42 @@ import Testing
         #expect(drain(&merger) == ["credit@40", "order@50"])
     }
 
+    /// An outbox republished after a crash put a command on the topic twice: both copies are
+    /// merged once it is sent (the second is then a duplicate, as it was the first time), and a
+    /// copy read after the send is never held.
+    @Test func everyCopyOfAResentCommandIsReleased() {
+        var merger = EventTimeMerger<String>(topics: ["a", "cmd"], sortedTopics: ["cmd"], idleMilliseconds: 0)
+        merger.rebuilding = true
+        merger.assign([a0, c0])
+        merger.add("credit", key: key(20, 5, "credit"), offset: 0, from: c0, heldUntilSent: true)
+        merger.add("credit again", key: key(20, 5, "credit"), offset: 1, from: c0, heldUntilSent: true)
+        #expect(merger.heldCount == 2)
+        merger.expectEcho(key(20, 5, "credit"), on: c0)
+        merger.markCaughtUp(a0)
+        merger.markCaughtUp(c0)
+        #expect(Set(drain(&merger)) == ["credit", "credit again"])
+        #expect(merger.committableOffsets[c0] == 2)
+        merger.add("credit a third time", key: key(20, 5, "credit"), offset: 2, from: c0, heldUntilSent: true)
+        #expect(merger.heldCount == 0)
+        merger.markCaughtUp(c0)
+        #expect(drain(&merger) == ["credit a third time"])
+    }
+
+    /// A rebuild reads a partition only as far as the store it reproduces: the end counts as
+    /// there, whatever the broker says.
+    @Test func aCappedPartitionEndsWhereTheCapIs() {
+        var merger = EventTimeMerger<String>(topics: ["a", "b"], idleMilliseconds: 0)
+        merger.assign([a0, b0])
+        merger.capRead(a0, at: 1)
+        merger.add("a@10", key: key(10, 0, "a10"), offset: 0, from: a0)
+        merger.updateEnd(a0, to: 50)
+        merger.add("b@20", key: key(20, 0, "b20"), offset: 0, from: b0)
+        merger.markCaughtUp(b0)
+        #expect(drain(&merger) == ["a@10", "b@20"], "a0 read to its cap holds nothing")
+        merger.markCaughtUp(a0, at: 50)
+        #expect(merger.position(of: a0) == 1)
+    }
+
     @Test func aRecordReadPastMovesThePositionWithoutBuffering() {
         var merger = EventTimeMerger<String>(topics: ["a"], idleMilliseconds: 0)
         merger.assign([a0])
