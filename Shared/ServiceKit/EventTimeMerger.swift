@@ -76,8 +76,10 @@ public struct EventTimeMerger<Item> {
         var item: Item
     }
 
-    /// One partition's buffer.
-    struct Lane {
+    /// One partition's buffer. A class: the hot loop reads lanes many times a record, and the
+    /// merge, generic over its items, would copy a struct lane (every buffer in it) on each read.
+    /// So the merge itself is not to be copied: a copy would share its lanes.
+    final class Lane {
         var fifo = FIFO<Entry>()
         var sorted = Heap<Entry> { $0.key < $1.key }
         var isSorted: Bool
@@ -95,7 +97,10 @@ public struct EventTimeMerger<Item> {
         var pendingOffsets = Heap<Int64> { $0 < $1 }
         var releasedOffsets: Set<Int64> = []
         /// Producers whose progress marks this partition's task waits for.
-        var awaited: Set<String> = []
+        var awaited: Set<String> = [] {
+            didSet { awaitedInOrder = awaited.sorted() }
+        }
+        private(set) var awaitedInOrder: [String] = []
         /// The latest mark of each producer, with the offset it was read at.
         var marks: [String: (mark: ProgressMark, offset: Int64)] = [:]
         /// Marks changed since the store last took them.
@@ -115,13 +120,19 @@ public struct EventTimeMerger<Item> {
             return position >= knownEnd
         }
 
-        mutating func append(_ entry: Entry) {
+        init(isSorted: Bool, hasGrace: Bool, partition: TopicPartition) {
+            self.isSorted = isSorted
+            self.hasGrace = hasGrace
+            self.partition = partition
+        }
+
+        func append(_ entry: Entry) {
             if isSorted { sorted.insert(entry) } else { fifo.append(entry) }
             noteRead(entry.offset, pending: true)
         }
 
         /// Moves the position past a record read at `offset`, still to be handed out when `pending`.
-        mutating func noteRead(_ offset: Int64, pending: Bool) {
+        func noteRead(_ offset: Int64, pending: Bool) {
             if pending { pendingOffsets.insert(offset) }
             position = max(position ?? 0, offset + 1)
             // An end below what was just read is stale: the end is unknown until reported again.
@@ -130,7 +141,7 @@ public struct EventTimeMerger<Item> {
             heldSince = nil
         }
 
-        mutating func removeHead() -> Entry {
+        func removeHead() -> Entry {
             let entry = isSorted ? sorted.removeFirst() : fifo.removeFirst()
             releasedOffsets.insert(entry.offset)
             while let lowest = pendingOffsets.first, releasedOffsets.contains(lowest) {
@@ -145,11 +156,14 @@ public struct EventTimeMerger<Item> {
         /// The first awaited producer whose promise does not reach `time` yet: no mark, one
         /// whose records before it may still be unread, or one that does not admit the time for
         /// a task read to `readTo`.
-        func unmetProducer(at time: Int64, readTo: [String: Int64]) -> String? {
-            awaited.sorted().first { producer in
-                guard let (mark, offset) = marks[producer], let position, position > offset else { return true }
-                return !mark.admits(time, readTo: readTo)
+        /// (`readTo` is asked only when a mark's time alone does not decide.)
+        func unmetProducer(at time: Int64, readTo: () -> [String: Int64]) -> String? {
+            for producer in awaitedInOrder {
+                guard let (mark, offset) = marks[producer], let position, position > offset else { return producer }
+                if mark.time > time || (mark.time == time && mark.idle) { continue }
+                if !mark.admits(time, readTo: readTo()) { return producer }
             }
+            return nil
         }
     }
 
@@ -249,7 +263,7 @@ public struct EventTimeMerger<Item> {
     }
 
     /// How far each partition of the task has been read (topic → next offset).
-    private func readPositions(of task: Int32) -> [String: Int64] {
+    private static func readPositions(of task: Int32, in lanes: [Lane]) -> [String: Int64] {
         var positions: [String: Int64] = [:]
         for lane in lanes where lane.partition.partition == task { positions[lane.partition.topic] = lane.position ?? 0 }
         return positions
@@ -276,7 +290,7 @@ public struct EventTimeMerger<Item> {
         marks: [TopicPartition: [(mark: ProgressMark, offset: Int64)]] = [:]
     ) {
         for partition in partitions {
-            var lane = Lane(
+            let lane = Lane(
                 isSorted: sortedTopics.contains(partition.topic), hasGrace: !serviceTopics.contains(partition.topic),
                 partition: partition)
             lane.position = positions[partition]
@@ -424,7 +438,12 @@ public struct EventTimeMerger<Item> {
         if !awaitedProducers.isEmpty {
             // A producer that has not promised past the record's time may still send something earlier.
             let task = lanes[chosen].partition.partition
-            let readTo = readPositions(of: task)
+            var positions: [String: Int64]?
+            let readTo = { [lanes] () -> [String: Int64] in
+                if let positions { return positions }
+                positions = Self.readPositions(of: task, in: lanes)
+                return positions!
+            }
             for index in lanes.indices where !lanes[index].awaited.isEmpty {
                 guard lanes[index].partition.partition == task, let producer = lanes[index].unmetProducer(at: chosenKey.time, readTo: readTo) else {
                     lanes[index].progressHeld = nil
