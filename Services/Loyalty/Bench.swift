@@ -125,12 +125,22 @@ enum Bench {
         // Join the group before the clock starts.
         try producer.send(topic: topic.name, key: Array("warm-up".utf8), value: payloads[0])
         _ = producer.flush(timeoutMilliseconds: 10_000)
-        while true { if case .record = consumer.poll(timeoutMilliseconds: 100) { break } }
+        let joinBy = Date().addingTimeInterval(60)
+        while true {
+            if case .record = consumer.poll(timeoutMilliseconds: 100) { break }
+            guard Date() < joinBy else { throw CLIError("Kafka ceiling: the consumer got nothing from the embedded broker within 60 s") }
+        }
 
         let start = Date()
         var produced = 0
         var consumed = 0
+        var lastProgress = (consumed: 0, at: Date())
         while consumed < options.events {
+            if consumed != lastProgress.consumed {
+                lastProgress = (consumed, Date())
+            } else if Date().timeIntervalSince(lastProgress.at) > 60 {
+                throw CLIError("Kafka ceiling: nothing consumed for 60 s after \(consumed) of \(options.events) records")
+            }
             while produced < options.events && produced - consumed < options.window {
                 let key = Array(member(produced, of: options.members).utf8)
                 try producer.send(topic: topic.name, key: key, value: payloads[produced % payloads.count])

@@ -112,7 +112,9 @@ public struct EventTimeMerger<Item> {
         var readCap: Int64?
 
         var count: Int { isSorted ? sorted.count : fifo.count }
-        var headKey: MergeKey? { isSorted ? sorted.first?.key : fifo.first?.key }
+        /// The key of the record handed out next: kept as the buffer changes, because the merge
+        /// reads it for every lane on every record.
+        private(set) var headKey: MergeKey?
 
         /// Everything the partition held when the broker last reported its end has been read.
         var isReadToEnd: Bool {
@@ -127,8 +129,19 @@ public struct EventTimeMerger<Item> {
         }
 
         func append(_ entry: Entry) {
-            if isSorted { sorted.insert(entry) } else { fifo.append(entry) }
+            buffer(entry)
             noteRead(entry.offset, pending: true)
+        }
+
+        /// Puts an entry in the buffer (its offset already noted).
+        func buffer(_ entry: Entry) {
+            if isSorted {
+                sorted.insert(entry)
+                if headKey.map({ entry.key < $0 }) ?? true { headKey = entry.key }
+            } else {
+                fifo.append(entry)
+                if headKey == nil { headKey = entry.key }
+            }
         }
 
         /// Moves the position past a record read at `offset`, still to be handed out when `pending`.
@@ -143,6 +156,7 @@ public struct EventTimeMerger<Item> {
 
         func removeHead() -> Entry {
             let entry = isSorted ? sorted.removeFirst() : fifo.removeFirst()
+            headKey = isSorted ? sorted.first?.key : fifo.first?.key
             releasedOffsets.insert(entry.offset)
             while let lowest = pendingOffsets.first, releasedOffsets.contains(lowest) {
                 releasedOffsets.remove(pendingOffsets.removeFirst())
@@ -378,7 +392,7 @@ public struct EventTimeMerger<Item> {
         if let copies = held.removeValue(forKey: key.id) {
             sent.insert(key.id)
             for copy in copies where copy.partition == partition {
-                if lanes[index].isSorted { lanes[index].sorted.insert(copy.entry) } else { lanes[index].fifo.append(copy.entry) }
+                lanes[index].buffer(copy.entry)
             }
             return
         }
