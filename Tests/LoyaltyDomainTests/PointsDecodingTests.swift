@@ -206,6 +206,13 @@ private func expectInvalid(
             #expect(throws: CompactFormError.self) { try PointsAccount.decode(Array(bytes.prefix(cut))) }
         }
         #expect(throws: CompactFormError.self) { try PointsAccount.decode(bytes + [0]) }
+        // Numbers at the limits, and one longer than any this writes.
+        var writer = CompactWriter(tag: 0x01)
+        for value in [Int64.min, -1, 0, 1, Int64.max] { writer.int(value) }
+        var reader = try CompactReader(writer.bytes, tag: 0x01, what: "numbers")
+        #expect(try [reader.int(), reader.int(), reader.int(), reader.int(), reader.int()] == [Int64.min, -1, 0, 1, Int64.max])
+        var overLong = try CompactReader([0x01] + Array(repeating: 0xFF, count: 9) + [0x02], tag: 0x01, what: "numbers")
+        #expect(throws: CompactFormError.self) { try overLong.int() }
 
         // Debt, too (it cannot arise from earning alone).
         var inDebt = account

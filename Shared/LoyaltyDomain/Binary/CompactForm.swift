@@ -60,6 +60,8 @@ public struct CompactReader {
             guard index < bytes.count, shift < 64 else { throw CompactFormError(what: what, problem: "truncated number at byte \(index)") }
             let byte = bytes[index]
             index += 1
+            // The tenth byte holds the last bit: anything more is not a number this wrote.
+            guard shift < 63 || byte <= 1 else { throw CompactFormError(what: what, problem: "an over-long number at byte \(index - 1)") }
             result |= UInt64(byte & 0x7F) << shift
             if byte < 0x80 { break }
             shift += 7
