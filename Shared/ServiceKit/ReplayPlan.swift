@@ -92,6 +92,8 @@ public struct ReplayPlan: Sendable, Equatable {
                 for record in above { try applied.run(.text(partition.topic), .integer(Int64(partition.partition)), .integer(record)) }
             }
         }
+        // All of it in the database file, none in a write-ahead log: the file alone can be moved.
+        try database.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     }
 
     /// Compares the store in use with the rebuilt one (see ``bookkeepingTables``).

@@ -34,6 +34,9 @@ extension EndToEnd {
                     ["tiers", "--store", directory.appendingPathComponent("tiers.sqlite").path, "--into", kept.path],
                     directory: directory, broker: servers)
                 #expect(explicit.status == 0, "\(explicit.output.suffix(800))")
+                #expect(!FileManager.default.fileExists(atPath: kept.appendingPathComponent("tiers.sqlite-wal").path)
+                        || ((try? FileManager.default.attributesOfItem(atPath: kept.appendingPathComponent("tiers.sqlite-wal").path)[.size] as? Int) ?? 0) == 0,
+                        "the kept store is all in its file, with no write-ahead log to move along")
                 // Kept with the offsets of the store it reproduces: it can take that store's place.
                 func offsets(_ path: URL) throws -> [String] {
                     let database = try Database(DatabaseConfiguration(path: path.path))
