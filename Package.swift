@@ -56,7 +56,11 @@ let package = Package(
             name: "NotificationsMain", dependencies: ["NotificationsService", "ServiceKit", "ReferenceProgram", "LoyaltyDomain"],
             path: "Services/Notifications"),
         .executableTarget(
-            name: "Loyalty", dependencies: ["LoyaltyDomain", "Messaging", "Storage", "ServiceKit", "ReferenceProgram", "PointsService", "Reporting"],
+            name: "Loyalty",
+            dependencies: [
+                "LoyaltyDomain", "Messaging", "Storage", "ServiceKit", "ReferenceProgram", "PointsService", "TiersService", "CampaignsService",
+                "NotificationsService", "Reporting",
+            ],
             path: "Services/Loyalty"),
 
         // Tests.

@@ -43,6 +43,9 @@ let usage = """
       replay <service> [--store FILE] [--into DIR]
                            rebuild a service's store from the topics and compare it with the store
                            in use, table by table: "the same", or the first difference
+      simulate --history FILE|kafka [--program FILE] [--campaigns FILE] [--baseline in-force] [--out DIR]
+                           run a history through all four services' rules in this process, with the
+                           rules in force or proposed ones, beside a baseline; figures and end states
       contact <member> <channel>
                            the address a sender delivers a message to (messages carry none); fails
                            once the member was closed and their contact data erased
@@ -105,6 +108,7 @@ let commandHelp: [String: String] = [
     "contact": ContactCommand.usage,
     "report": ReportCommand.usage,
     "replay": ReplayCommand.usage,
+    "simulate": SimulateCommand.usage,
     "tail": "usage: loyalty tail <topic>\n  print a topic's records from the beginning until Ctrl-C (`loyalty topics` lists them)",
     "probe": "usage: loyalty probe <path>\n  GET <path> (e.g. /ready) from the service API at LOYALTY_HTTP_ADDRESS; exit 0 on 200 (container healthchecks)",
     "topics": "usage: loyalty topics\n  list the topic catalogue: name, partitions, compacted or stream, key, summary",
@@ -182,6 +186,8 @@ do {
         try ReportCommand.run(Array(arguments.dropFirst()), bootstrapServers: bootstrapServers)
     case "replay":
         exit(try ReplayCommand.run(Array(arguments.dropFirst()), dataDirectory: dataDirectory, bootstrapServers: bootstrapServers))
+    case "simulate":
+        try SimulateCommand.run(Array(arguments.dropFirst()), dataDirectory: dataDirectory, bootstrapServers: bootstrapServers)
     case "campaigns":
         try CampaignCommands.run(Array(arguments.dropFirst()), bootstrapServers: bootstrapServers)
     case "tail":

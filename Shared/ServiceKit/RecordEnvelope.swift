@@ -28,7 +28,7 @@ extension CloudEvent {
 
 extension ConsumedRecord {
     /// The CloudEvent id of the record when it has one, even if the service rejects the record.
-    var eventID: String? {
+    public var eventID: String? {
         guard let value, let object = try? JSONValue.parse(value).objectValue, let id = object["id"]?.stringValue, !id.isEmpty else {
             return nil
         }

@@ -1,0 +1,174 @@
+import CampaignsService
+import Foundation
+import LoyaltyDomain
+import Messaging
+import ReferenceProgram
+import ServiceKit
+
+/// `loyalty simulate`: a history through the rules of all four services in this process, with
+/// the program and campaigns in force or proposed ones, and optionally a baseline beside it.
+enum SimulateCommand {
+    static let usage = """
+        usage: loyalty simulate --history FILE|kafka [--program FILE] [--campaigns FILE] [--templates FILE]
+                                [--baseline in-force] [--baseline-program FILE] [--baseline-campaigns FILE] [--out DIR]
+          run a history through the rules of all four services, in event-time order, without Kafka:
+          FILE holds one CloudEvent per line (as `loyalty publish` takes them); `kafka` reads the shop's
+          topics and the campaign definitions of the running system. The program, campaigns and templates
+          default to the ones in force (LOYALTY_PROGRAM_FILE, LOYALTY_CAMPAIGNS_FILE, LOYALTY_TEMPLATES_FILE,
+          else the reference ones). Writes to --out (default loyalty-simulation) what the services would
+          publish (<topic>.jsonl), each member's end state (members.jsonl) and the figures (summary.txt),
+          and prints the figures. With a baseline (--baseline in-force: the program and campaigns in force;
+          --baseline-program, --baseline-campaigns: others), it runs the history under both and prints them
+          side by side with the difference; the baseline's files go to <out>/baseline
+        """
+
+    static func run(_ arguments: [String], dataDirectory: String, bootstrapServers: () throws -> String) throws {
+        let options = try CommandOptions(
+            arguments, known: ["history", "program", "campaigns", "templates", "baseline", "baseline-program", "baseline-campaigns", "out"],
+            usage: usage)
+        guard options.positional.isEmpty, let source = options["history"] else { throw CLIError(usage) }
+        if let baseline = options["baseline"], baseline != "in-force" { throw CLIError("--baseline: in-force is the only value\n\(usage)") }
+        let out = options["out"] ?? "loyalty-simulation"
+        let environment = ProcessInfo.processInfo.environment
+
+        func bytes(_ path: String?, variable: String, fallback: () throws -> [UInt8]) throws -> [UInt8] {
+            guard let path else { return try ConfiguredFile.bytes(variable: variable, fallback: fallback) }
+            guard let data = FileManager.default.contents(atPath: path) else { throw CLIError("cannot read \(path)") }
+            return Array(data)
+        }
+        func rules(program: String?, campaigns: String?) throws -> PlatformSimulation.Rules {
+            let programBytes = try bytes(program, variable: "LOYALTY_PROGRAM_FILE", fallback: ReferenceProgram.bytes)
+            let loaded: Program
+            do { loaded = try Program.load(json: programBytes) } catch { throw CLIError("program \(program ?? "in force") refused: \(error)") }
+            let campaignBytes = try bytes(campaigns, variable: "LOYALTY_CAMPAIGNS_FILE", fallback: ReferenceProgram.campaignsBytes)
+            let definitions: [CampaignDefinition]
+            do { definitions = try CampaignDefinition.loadFile(json: campaignBytes, tiers: loaded.tiers.levels.map(\.id)) } catch {
+                throw CLIError("campaigns \(campaigns ?? "in force") refused: \(error)")
+            }
+            let templateBytes = try bytes(options["templates"], variable: "LOYALTY_TEMPLATES_FILE", fallback: ReferenceProgram.templatesBytes)
+            let templates: MessageTemplates
+            do { templates = try MessageTemplates.load(json: templateBytes) } catch { throw CLIError("templates refused: \(error)") }
+            return PlatformSimulation.Rules(program: loaded, programBytes: programBytes, campaigns: definitions, templates: templates)
+        }
+
+        let proposal = try rules(program: options["program"], campaigns: options["campaigns"])
+        let wantsBaseline = options["baseline"] != nil || options["baseline-program"] != nil || options["baseline-campaigns"] != nil
+        let baseline = wantsBaseline ? try rules(program: options["baseline-program"], campaigns: options["baseline-campaigns"]) : nil
+        let settings = try Self.settings(environment: environment, dataDirectory: dataDirectory)
+
+        let history: [PlatformSimulation.Record]
+        if source == "kafka" {
+            history = try historyFromTopics(bootstrapServers: try bootstrapServers())
+        } else {
+            guard let data = FileManager.default.contents(atPath: source) else { throw CLIError("cannot read \(source)") }
+            history = try PlatformSimulation.readHistory(Array(data), name: source)
+        }
+        say("simulating \(history.count) events\(baseline == nil ? "" : " under the proposal and the baseline")")
+
+        let started = Date()
+        let result = try PlatformSimulation.run(history, rules: proposal, settings: settings, progress: say)
+        let seconds = Date().timeIntervalSince(started)
+        say(String(format: "%d events in %.1f s: %.0f events/s (%d records applied by the four services)",
+                   history.count, seconds, Double(history.count) / max(seconds, 0.001), result.recordsApplied))
+        let summary = SimulationSummary(result, program: proposal.program)
+        try write(result, summary: summary, to: out)
+
+        guard let baseline else {
+            print(table(summary.rows.map { [$0.label, grouped($0.value)] }, header: ["", "simulated"]))
+            say("wrote \(out): what the services would publish, members.jsonl, summary.txt")
+            return
+        }
+        let baselineResult = try PlatformSimulation.run(history, rules: baseline, settings: settings, progress: say)
+        let baselineSummary = SimulationSummary(baselineResult, program: baseline.program)
+        try write(baselineResult, summary: baselineSummary, to: "\(out)/baseline")
+        print(comparison(baseline: baselineSummary, proposal: summary))
+        say("wrote \(out) (the proposal) and \(out)/baseline")
+    }
+
+    /// The settings the services would run with, from the same variables.
+    static func settings(environment: [String: String], dataDirectory: String) throws -> PlatformSimulation.Settings {
+        // The platform's keys when there are any (so that signed operator commands in the
+        // history verify); else keys of this run only, for the commands the services sign.
+        let keys: CommandKeys
+        if environment["LOYALTY_COMMAND_KEYS"]?.isEmpty == false || FileManager.default.fileExists(atPath: "\(dataDirectory)/command-keys") {
+            keys = try CommandKeys.fromEnvironment(environment, dataDirectory: dataDirectory)
+        } else {
+            keys = try CommandKeys.parse("simulation=\(UUID().uuidString)")
+        }
+        var settings = PlatformSimulation.Settings(commandKeys: keys)
+        settings.inboxHorizonDays = try ServiceConfiguration.integer("LOYALTY_INBOX_HORIZON_DAYS", default: 90, range: 0...36_500, environment: environment)
+        settings.futureMarginMilliseconds = Int64(try ServiceConfiguration.integer(
+            "LOYALTY_STREAM_TIME_MARGIN_DAYS", default: 366, range: 1...36_500, environment: environment)) * 86_400_000
+        settings.adjustmentLimit = Int64(try ServiceConfiguration.integer(
+            "LOYALTY_ADJUSTMENT_LIMIT", default: 100_000, range: 1...1_000_000_000, environment: environment))
+        return settings
+    }
+
+    /// The shop's topics and the campaign definitions of a running system, read to their ends.
+    static func historyFromTopics(bootstrapServers: String) throws -> [PlatformSimulation.Record] {
+        var records: [PlatformSimulation.Record] = []
+        for topic in [Topics.members, Topics.orders, Topics.engagement, Topics.pointsRequests, Topics.campaignDefinitions] {
+            for event in try CampaignCommands.readToEnd(topic, bootstrapServers: bootstrapServers) {
+                records.append(PlatformSimulation.Record(topic: topic.name, key: event.subject.map { Array($0.utf8) }, value: event.encoded()))
+            }
+        }
+        return records
+    }
+
+    /// Writes the published records by topic, the members' end states and the figures.
+    static func write(_ result: PlatformSimulation.Result, summary: SimulationSummary, to directory: String) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var byTopic: [String: [UInt8]] = [:]
+        for row in result.published.flatMap(\.rows) {
+            guard let value = row.value else { continue }
+            byTopic[row.topic, default: []] += value + [UInt8(ascii: "\n")]
+        }
+        for (topic, bytes) in byTopic { try Data(bytes).write(to: URL(fileURLWithPath: "\(directory)/\(topic).jsonl")) }
+        var members: [UInt8] = []
+        for (member, state) in result.members {
+            var line = state
+            line["member"] = .string(member)
+            members += Array(JSONValue.object(line).jsonString.utf8) + [UInt8(ascii: "\n")]
+        }
+        try Data(members).write(to: URL(fileURLWithPath: "\(directory)/members.jsonl"))
+        try (table(summary.rows.map { [$0.label, grouped($0.value)] }, header: ["", "simulated"]) + "\n")
+            .write(toFile: "\(directory)/summary.txt", atomically: true, encoding: .utf8)
+    }
+
+    /// The two summaries side by side, with the difference (proposal − baseline).
+    static func comparison(baseline: SimulationSummary, proposal: SimulationSummary) -> String {
+        let before = Dictionary(baseline.rows.map { ($0.label, $0.value) }, uniquingKeysWith: { $1 })
+        let after = Dictionary(proposal.rows.map { ($0.label, $0.value) }, uniquingKeysWith: { $1 })
+        var labels = baseline.rows.map(\.label)
+        for row in proposal.rows where before[row.label] == nil { labels.append(row.label) }
+        let rows = labels.map { label -> [String] in
+            let a = before[label] ?? 0
+            let b = after[label] ?? 0
+            return [label, grouped(a), grouped(b), b == a ? "0" : (b > a ? "+" : "") + grouped(b - a)]
+        }
+        return table(rows, header: ["", "baseline", "proposal", "difference"])
+    }
+
+    /// Rows as a text table: the first column left-aligned, the others right-aligned.
+    static func table(_ rows: [[String]], header: [String]) -> String {
+        let all = [header] + rows
+        let widths = (0..<header.count).map { column in all.map { $0[column].count }.max() ?? 0 }
+        return all.map { row in
+            row.enumerated().map { column, cell in
+                let pad = String(repeating: " ", count: widths[column] - cell.count)
+                return column == 0 ? cell + pad : pad + cell
+            }.joined(separator: "  ")
+        }.joined(separator: "\n")
+    }
+
+    /// 1234567 as 1,234,567.
+    static func grouped(_ value: Int64) -> String {
+        let digits = String(value.magnitude)
+        var out = ""
+        for (index, digit) in digits.enumerated() {
+            if index > 0 && (digits.count - index) % 3 == 0 { out.append(",") }
+            out.append(digit)
+        }
+        return value < 0 ? "-" + out : out
+    }
+}

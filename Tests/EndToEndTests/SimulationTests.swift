@@ -1,0 +1,133 @@
+import Foundation
+import LoyaltyDomain
+import Messaging
+import Testing
+
+extension EndToEnd {
+    /// `loyalty simulate`: a history run through the four services' rules in one process equals
+    /// what the four running services publish for it, and a baseline comparison shows what a
+    /// changed campaign would have cost, member by member.
+    @Suite struct SimulationTests {
+        /// Runs `loyalty simulate` with `arguments`; returns its exit status and standard output.
+        static func simulate(_ arguments: [String], directory: URL, environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
+            let log = directory.appendingPathComponent("simulate-\(UUID().uuidString.prefix(6)).out")
+            let cli = ServiceProcess(name: "loyalty", environment: ["LOYALTY_DATA_DIR": directory.path].merging(environment) { $1 }, log: log)
+            try cli.startWith(arguments: ["simulate"] + arguments)
+            cli.process!.waitUntilExit()
+            return (cli.process!.terminationStatus, try String(contentsOf: log, encoding: .utf8))
+        }
+
+        /// The history's events, one per line, as the shop published them.
+        static func writeHistory(_ events: [CloudEvent], to file: URL) throws {
+            var bytes: [UInt8] = []
+            for event in events { bytes += event.encoded() + [UInt8(ascii: "\n")] }
+            try Data(bytes).write(to: file)
+        }
+
+        /// The events of a file the simulation wrote, one per line.
+        static func events(in file: URL) throws -> [(bytes: [UInt8], event: CloudEvent)] {
+            guard let data = FileManager.default.contents(atPath: file.path) else { return [] }
+            return try Array(data).split(separator: UInt8(ascii: "\n")).map { line in (Array(line), try CloudEvent.decode(Array(line))) }
+        }
+
+        /// What the simulation published, in the form the platform tests compare runs in.
+        static func outputs(in directory: URL) throws -> PlatformFaultTests.Outputs {
+            var outputs = PlatformFaultTests.Outputs()
+            let topics = [
+                Topics.pointsLedger.name, Topics.pointsBalances.name, Topics.tierChanges.name, Topics.tierStatus.name,
+                Topics.campaignRewards.name, Topics.campaignResults.name, Topics.notifications.name,
+            ]
+            for topic in topics {
+                for (bytes, event) in try events(in: directory.appendingPathComponent("\(topic).jsonl")) {
+                    if PlatformFaultTests.compacted.contains(topic) {
+                        var data = event.data.objectValue ?? [:]
+                        data["revision"] = nil
+                        outputs.records[topic, default: [:]][event.subject ?? ""] = Array(JSONValue.object(data).jsonString.utf8)
+                        continue
+                    }
+                    if let known = outputs.records[topic]?[event.id] {
+                        if known != bytes { outputs.conflicts.append("\(topic) \(event.id)") }
+                        continue
+                    }
+                    outputs.records[topic, default: [:]][event.id] = bytes
+                    if topic == Topics.pointsLedger.name {
+                        let partition = Murmur2Partitioner.partition(of: Array((event.subject ?? "").utf8), partitions: Topics.partitionCount)
+                        outputs.ledger[partition, default: []].append(bytes)
+                    }
+                }
+            }
+            return outputs
+        }
+
+        /// Each member's end state from the simulation's members.jsonl.
+        static func members(in directory: URL) throws -> [String: JSONValue] {
+            guard let data = FileManager.default.contents(atPath: directory.appendingPathComponent("members.jsonl").path) else { return [:] }
+            var members: [String: JSONValue] = [:]
+            for line in Array(data).split(separator: UInt8(ascii: "\n")) {
+                let value = try JSONValue.parse(Array(line))
+                members[value["member"]?.stringValue ?? ""] = value
+            }
+            return members
+        }
+
+        @Test func aSimulatedYearEqualsWhatTheServicesPublishMemberByMember() throws {
+            let scenario = CampaignScenario(members: 1_000, seed: 71, spending: true)
+            let published = try PlatformFaultTests().undisturbed(scenario, seed: 71)
+            let directory = try temporaryDirectory("simulate")
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let history = directory.appendingPathComponent("history.jsonl")
+            try Self.writeHistory(scenario.events, to: history)
+            let out = directory.appendingPathComponent("out")
+            let (status, output) = try Self.simulate(["--history", history.path, "--out", out.path], directory: directory)
+            #expect(status == 0, "\(output.suffix(2_000))")
+            #expect(output.contains("simulated notifications"), "progress is told: \(output.prefix(600))")
+
+            // Every output, record for record (the compacted topics' latest value per key).
+            let simulated = try Self.outputs(in: out)
+            let differences = PlatformFaultTests.differences(published, simulated)
+            #expect(differences.isEmpty, "\(differences.count) differences: \(differences.prefix(3))")
+
+            // Every member's end state, field by field, against what the services published.
+            func bySubject(_ topic: String) throws -> [String: [CloudEvent]] {
+                try Dictionary(grouping: (published.records[topic] ?? [:]).values.map { try CloudEvent.decode($0) }) { $0.subject ?? "" }
+            }
+            let rewards = try bySubject(Topics.campaignRewards.name)
+            let messages = try bySubject(Topics.notifications.name)
+            let members = try Self.members(in: out)
+            #expect(members.count == 1_000, "every registered member has an end state")
+            var compared = (balances: 0, tiers: 0, campaigns: 0, messages: 0)
+            for (member, state) in members.sorted(by: { $0.key < $1.key }) {
+                let balanceBytes = try #require(published.records[Topics.pointsBalances.name]?[member], "\(member) has a balance")
+                let balance = try JSONValue.parse(balanceBytes)
+                for field in ["available", "pending", "debt"] {
+                    #expect(state["points"]?["balance"]?[field] == balance[field], "\(member) \(field)")
+                }
+                #expect(state["points"]?["entries"]?.arrayValue?.count == balance["entries"]?.int64Value.map(Int.init), "\(member) ledger entries")
+                compared.balances += 1
+                if let bytes = published.records[Topics.tierStatus.name]?[member] {
+                    let status = try JSONValue.parse(bytes)
+                    #expect(state["tiers"]?["tier"] == status["tier"], "\(member) tier")
+                    #expect(state["tiers"]?["tierSince"]?.stringValue.flatMap { try? EventTime.parse($0) }
+                            == status["since"]?.stringValue.flatMap { try? EventTime.parse($0) }, "\(member) tier since")
+                    compared.tiers += 1
+                }
+                // Rewards per campaign: as many as the member was published.
+                var published: [String: Int64] = [:]
+                for event in rewards[member] ?? [] { published[event.data["campaignId"]?.stringValue ?? "", default: 0] += 1 }
+                var simulated: [String: Int64] = [:]
+                for entry in state["campaigns"]?["campaigns"]?.arrayValue ?? [] {
+                    if let times = entry["rewards"]?.int64Value, times > 0 { simulated[entry["campaign"]?.stringValue ?? ""] = times }
+                }
+                #expect(simulated == published, "\(member) rewards by campaign")
+                if !published.isEmpty { compared.campaigns += 1 }
+                // Messages: the same idempotency keys.
+                let sent = Set((state["notifications"]?["sent"]?.arrayValue ?? []).compactMap { $0["idempotencyKey"]?.stringValue })
+                let told = Set((messages[member] ?? []).compactMap { $0.data["idempotencyKey"]?.stringValue })
+                #expect(sent == told, "\(member) messages")
+                if !told.isEmpty { compared.messages += 1 }
+            }
+            #expect(compared.balances == 1_000 && compared.tiers > 500 && compared.campaigns > 300 && compared.messages > 500,
+                    "members compared: \(compared)")
+        }
+    }
+}
