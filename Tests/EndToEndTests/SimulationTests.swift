@@ -1,6 +1,7 @@
 import Foundation
 import LoyaltyDomain
 import Messaging
+import ReferenceProgram
 import Testing
 
 extension EndToEnd {
@@ -128,6 +129,69 @@ extension EndToEnd {
             }
             #expect(compared.balances == 1_000 && compared.tiers > 500 && compared.campaigns > 300 && compared.messages > 500,
                     "members compared: \(compared)")
+        }
+
+        /// Member day at ×3 instead of ×2: each member-day order earns its base once more
+        /// (DOMAIN.md: a multiplier campaign grants floor(base × (multiplier − 1)), base
+        /// floor(paidMinor / 100)), and nothing else changes.
+        @Test func aBaselineComparisonShowsWhatATripleMemberDayWouldHaveCost() throws {
+            let directory = try temporaryDirectory("simulate-baseline")
+            defer { try? FileManager.default.removeItem(at: directory) }
+            var events: [CloudEvent] = []
+            func add(_ type: String, _ member: String, _ time: String, _ data: JSONObject) throws {
+                events.append(CloudEvent(
+                    id: "e\(events.count + 1)", source: "shop", type: type, time: try EventTime.parse(time), subject: member, data: .object(data)))
+            }
+            for member in ["m1", "m2", "m3"] { try add(EventType.memberRegistered, member, "2026-01-02T09:00:00+08:00", [:]) }
+            // Member days are the 18th; orders come long after the first-order campaign's 30 days.
+            try add(EventType.orderPaid, "m1", "2026-03-18T10:00:00+08:00", ["orderId": "m1-a", "paidMinor": 12_345])
+            try add(EventType.orderPaid, "m1", "2026-03-20T10:00:00+08:00", ["orderId": "m1-b", "paidMinor": 50_000])
+            try add(EventType.orderPaid, "m2", "2026-04-18T23:59:00+08:00", ["orderId": "m2-a", "paidMinor": 99_999])
+            try add(EventType.orderPaid, "m2", "2026-05-18T00:01:00+08:00", ["orderId": "m2-b", "paidMinor": 5_050])
+            try add(EventType.orderPaid, "m3", "2026-03-10T10:00:00+08:00", ["orderId": "m3-a", "paidMinor": 30_000])
+            try add(EventType.orderPaid, "m3", "2026-05-19T00:00:00+08:00", ["orderId": "m3-b", "paidMinor": 7_000])
+            let history = directory.appendingPathComponent("history.jsonl")
+            try Self.writeHistory(events, to: history)
+            let reference = String(decoding: try ReferenceProgram.campaignsBytes(), as: UTF8.self)
+            let memberDay = "\"reward\": {\"orderPointsMultiplier\": 2.0}"
+            let triple = try #require(reference.range(of: memberDay), "the reference member day doubles order points")
+            let proposal = directory.appendingPathComponent("campaigns-proposal.json")
+            try reference.replacingCharacters(in: triple, with: "\"reward\": {\"orderPointsMultiplier\": 3.0}")
+                .write(to: proposal, atomically: true, encoding: .utf8)
+
+            let out = directory.appendingPathComponent("out")
+            let (status, output) = try Self.simulate(
+                ["--history", history.path, "--campaigns", proposal.path, "--baseline", "in-force", "--out", out.path], directory: directory)
+            #expect(status == 0, "\(output.suffix(1_500))")
+
+            let expected: [String: Int64] = ["m1": 12_345 / 100, "m2": 99_999 / 100 + 5_050 / 100, "m3": 0]
+            let before = try Self.members(in: out.appendingPathComponent("baseline"))
+            let after = try Self.members(in: out)
+            for (member, difference) in expected {
+                func points(_ state: JSONValue?) -> Int64 {
+                    (state?["points"]?["balance"]?["available"]?.int64Value ?? 0) + (state?["points"]?["balance"]?["pending"]?.int64Value ?? 0)
+                }
+                #expect(before[member] != nil && after[member] != nil)
+                #expect(points(after[member]) - points(before[member]) == difference, "\(member): \(points(before[member])) → \(points(after[member]))")
+            }
+            // The side-by-side figures show the same cost, for the campaign and for the points issued.
+            let total = expected.values.reduce(0, +)
+            let lines = output.split(separator: "\n").map(String.init)
+            for label in ["member-day: points", "points issued", "outstanding liability"] {
+                let line = try #require(lines.first { $0.hasPrefix(label + " ") }, "\(label) in: \(output.suffix(2_000))")
+                #expect(line.hasSuffix("+\(SimulationTests.grouped(total))"), "\(line)")
+            }
+            for label in ["points reversed", "members in growth", "win-back: coupons"] {
+                let unchanged = try #require(lines.first { $0.hasPrefix(label + " ") }, "\(label) in: \(output.suffix(2_000))")
+                #expect(unchanged.hasSuffix(" 0"), "\(unchanged)")
+            }
+        }
+
+        static func grouped(_ value: Int64) -> String {
+            let formatter = NumberFormatter()
+            formatter.numberStyle = .decimal
+            formatter.locale = Locale(identifier: "en_US")
+            return formatter.string(from: NSNumber(value: value)) ?? String(value)
         }
     }
 }
