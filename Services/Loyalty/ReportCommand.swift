@@ -9,15 +9,16 @@ import ServiceKit
 /// the services published (ledger, tier changes, campaign definitions and results, dead letters).
 enum ReportCommand {
     static let usage = """
-        usage: loyalty report [--as-of TIME] [--locale en|zh-CN] [--out FILE]
-          write the points-health report (one self-contained HTML file, default loyalty-report.html):
+        usage: loyalty report [--as-of TIME] [--locale en|zh-CN] [--out FILE] [--simulation DIR]
+          write the points-health report (one self-contained HTML file, default loyalty-report.html)
+          of the running system, or of a simulation (the directory `loyalty simulate` wrote):
           points issued, redeemed, expired and deducted per month, outstanding liability and the
           expiry forecast, members per tier and moves between tiers, campaigns' reach, cost and uplift,
           dead letters and refusals by reason; --as-of a past instant (default: the newest ledger entry)
         """
 
     static func run(_ arguments: [String], bootstrapServers: () throws -> String) throws {
-        let options = try CommandOptions(arguments, known: ["as-of", "locale", "out"], usage: usage)
+        let options = try CommandOptions(arguments, known: ["as-of", "locale", "out", "simulation"], usage: usage)
         guard options.positional.isEmpty else { throw CLIError(usage) }
         let locale = options["locale"] ?? "en"
         guard ["en", "zh-CN"].contains(locale) else { throw CLIError("--locale: en or zh-CN\n\(usage)") }
@@ -28,8 +29,11 @@ enum ReportCommand {
         }
         let out = options["out"] ?? "loyalty-report.html"
         let program = try Program.load(json: ConfiguredFile.bytes(variable: "LOYALTY_PROGRAM_FILE", fallback: ReferenceProgram.bytes))
-        let servers = try bootstrapServers()
-        func read(_ topic: TopicSpec) throws -> [CloudEvent] { try CampaignCommands.readToEnd(topic, bootstrapServers: servers) }
+        let simulation = options["simulation"]
+        func read(_ topic: TopicSpec) throws -> [CloudEvent] {
+            guard let simulation else { return try CampaignCommands.readToEnd(topic, bootstrapServers: try bootstrapServers()) }
+            return try SimulateCommand.published(topic.name, in: simulation)
+        }
         let ledger = try read(Topics.pointsLedger)
         let health = PointsHealth(
             asOf: asOf ?? ledger.map(\.time).max() ?? EventTime(millis: 0), program: program, ledger: ledger,

@@ -123,6 +123,8 @@ enum SimulateCommand {
             guard let value = row.value else { continue }
             byTopic[row.topic, default: []] += value + [UInt8(ascii: "\n")]
         }
+        // The definitions the history carried, for a report of the simulation (`loyalty report --simulation`).
+        for event in result.definitions { byTopic[Topics.campaignDefinitions.name, default: []] += event.encoded() + [UInt8(ascii: "\n")] }
         for (topic, bytes) in byTopic { try Data(bytes).write(to: URL(fileURLWithPath: "\(directory)/\(topic).jsonl")) }
         var members: [UInt8] = []
         for (member, state) in result.members {
@@ -133,6 +135,15 @@ enum SimulateCommand {
         try Data(members).write(to: URL(fileURLWithPath: "\(directory)/members.jsonl"))
         try (table(summary.rows.map { [$0.label, grouped($0.value)] }, header: ["", "simulated"]) + "\n")
             .write(toFile: "\(directory)/summary.txt", atomically: true, encoding: .utf8)
+    }
+
+    /// The events of `topic` a simulation wrote to `directory` (none when it published none).
+    static func published(_ topic: String, in directory: String) throws -> [CloudEvent] {
+        guard FileManager.default.fileExists(atPath: directory) else { throw CLIError("no simulation at \(directory)") }
+        guard let data = FileManager.default.contents(atPath: "\(directory)/\(topic).jsonl") else { return [] }
+        return try Array(data).split(separator: UInt8(ascii: "\n")).enumerated().map { number, line in
+            do { return try CloudEvent.decode(Array(line)) } catch { throw CLIError("\(directory)/\(topic).jsonl:\(number + 1): \(error)") }
+        }
     }
 
     /// The two summaries side by side, with the difference (proposal − baseline).

@@ -185,6 +185,23 @@ extension EndToEnd {
                 let unchanged = try #require(lines.first { $0.hasPrefix(label + " ") }, "\(label) in: \(output.suffix(2_000))")
                 #expect(unchanged.hasSuffix(" 0"), "\(unchanged)")
             }
+
+            // Each simulation's report: the points issued are those of its ledger, and differ by the cost.
+            var issuedByRun: [Int64] = []
+            for run in [out, out.appendingPathComponent("baseline")] {
+                let issued = try Self.events(in: run.appendingPathComponent("\(Topics.pointsLedger.name).jsonl"))
+                    .filter { $0.event.data["kind"]?.stringValue == "earned" }.reduce(Int64(0)) { $0 + ($1.event.data["points"]?.int64Value ?? 0) }
+                issuedByRun.append(issued)
+                let page = directory.appendingPathComponent("report-\(run.lastPathComponent).html")
+                let log = directory.appendingPathComponent("report-\(run.lastPathComponent).out")
+                let cli = ServiceProcess(name: "loyalty", environment: ["LOYALTY_DATA_DIR": directory.path], log: log)
+                try cli.startWith(arguments: ["report", "--simulation", run.path, "--out", page.path])
+                cli.process!.waitUntilExit()
+                #expect(cli.process!.terminationStatus == 0, "\((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
+                let html = try String(contentsOf: page, encoding: .utf8)
+                #expect(html.contains("id=\"total-issued\" data-value=\"\(issued)\""), "\(run.lastPathComponent): issued \(issued)")
+            }
+            #expect(issuedByRun[0] - issuedByRun[1] == total)
         }
 
         static func grouped(_ value: Int64) -> String {
