@@ -20,12 +20,21 @@ enum Bench {
         /// Events produced ahead of what has come back: the embedded broker keeps only about
         /// 5 MiB a partition, so a backlog must not outgrow it.
         var window = 20_000
+        /// `loyalty simulate` over a year of this many members.
+        var simulationMembers = 5_000
+        /// Only the simulation section (`--only simulate`).
+        var onlySimulation = false
 
         init(arguments: [String]) throws {
             var iterator = arguments.makeIterator()
             while let flag = iterator.next() {
+                if flag == "--only" {
+                    guard iterator.next() == "simulate" else { throw CLIError("--only: simulate is the only section run alone") }
+                    onlySimulation = true
+                    continue
+                }
                 guard let text = iterator.next(), let value = Int(text), value > 0 else {
-                    throw CLIError("usage: loyalty bench [--events N] [--members N] [--rate N] [--latency-seconds N] [--platform-orders N] [--platform-members N]")
+                    throw CLIError("usage: loyalty bench [--events N] [--members N] [--rate N] [--latency-seconds N] [--platform-orders N] [--platform-members N] [--simulate-members N] [--only simulate]")
                 }
                 switch flag {
                 case "--events": events = value
@@ -34,6 +43,7 @@ enum Bench {
                 case "--latency-seconds": latencySeconds = value
                 case "--platform-orders": platformOrders = value
                 case "--platform-members": platformMembers = value
+                case "--simulate-members": simulationMembers = value
                 default: throw CLIError("unknown option \(flag)")
                 }
             }
@@ -65,6 +75,11 @@ enum Bench {
         defer { try? FileManager.default.removeItem(at: directory) }
         let started = Date()
         say("loyalty bench: \(options.events) order events, \(options.members) members, \(ProcessInfo.processInfo.activeProcessorCount) cores")
+        if options.onlySimulation {
+            let simulation = try simulation(members: options.simulationMembers)
+            say(simulationLine(simulation))
+            return
+        }
 
         let kafka = try kafkaCeiling(options)
         say("  Kafka ceiling measured")
@@ -75,6 +90,7 @@ enum Bench {
         let pipeline = try pointsPipeline(options, directory: directory)
         let platform = try platformPipeline(
             orders: options.platformOrders, members: options.platformMembers, window: options.window / 4, directory: directory)
+        let simulation = try simulation(members: options.simulationMembers)
 
         let ceiling = min(kafka, sqlite)
         let fixed = min(kafka, reference)
@@ -85,7 +101,7 @@ enum Bench {
             return formatter.string(from: NSNumber(value: value)) ?? String(Int(value))
         }
         func ms(_ value: Double) -> String { String(format: "%.1f ms", value) }
-        let rows: [(String, String)] = [
+        var rows: [(String, String)] = [
             ("Kafka ceiling: produce + consume through Messaging", "\(number(kafka)) records/s"),
             ("SQLite ceiling: the points writes, no Kafka", "\(number(sqlite)) events/s"),
             ("reference ceiling: one 100 B insert + one 200 B upsert an event", "\(number(reference)) events/s"),
@@ -103,12 +119,22 @@ enum Bench {
             ("  \(service): peak RSS, database per member",
              String(format: "%.1f MiB, ", platform.peakRSSMiB[service] ?? 0) + "\(number(platform.bytesPerMember[service] ?? 0)) bytes")
         }
+        rows += [
+            ("loyalty simulate: a year of \(number(Double(simulation.members))) members, \(number(Double(simulation.events))) events, one core",
+             "\(number(simulation.eventsPerSecond)) events/s"),
+            ("  as a share of the smaller ceiling", String(format: "%.0f %%", 100 * simulation.eventsPerSecond / ceiling)),
+        ]
         let width = rows.map(\.0.count).max()!
         say("")
         for (label, value) in rows {
             say("  \(label.padding(toLength: width, withPad: " ", startingAt: 0))   \(value)")
         }
         say(String(format: "\n  (%.0f s in all; release build recommended: swift build -c release)", Date().timeIntervalSince(started)))
+    }
+
+    static func simulationLine(_ figures: SimulationFigures) -> String {
+        String(format: "  loyalty simulate: a year of %d members, %d events (%d records applied by the four services) in %.1f s: %.0f events/s",
+               figures.members, figures.events, figures.recordsApplied, figures.seconds, figures.eventsPerSecond)
     }
 
     // MARK: Ceilings
