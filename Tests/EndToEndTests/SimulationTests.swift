@@ -204,6 +204,35 @@ extension EndToEnd {
             #expect(issuedByRun[0] - issuedByRun[1] == total)
         }
 
+        /// A history with a line that is not a CloudEvent of a known type is refused before
+        /// anything runs, naming the line; so are rule files that do not load.
+        @Test func aBadHistoryOrRuleFileIsRefusedWithItsPlace() throws {
+            let directory = try temporaryDirectory("simulate-refused")
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let good = CloudEvent(
+                id: "e1", source: "shop", type: EventType.memberRegistered, time: try EventTime.parse("2026-01-02T09:00:00+08:00"), subject: "m1",
+                data: .object([:]))
+            let cases: [(lines: [String], says: String)] = [
+                ([String(decoding: good.encoded(), as: UTF8.self), "", "{\"id\": 3"], "history.jsonl:3: not a CloudEvent"),
+                ([String(decoding: good.encoded(), as: UTF8.self).replacingOccurrences(of: "member.registered", with: "teleport.started")],
+                 "history.jsonl:1: no input topic takes events of type teleport.started"),
+            ]
+            for (lines, says) in cases {
+                let history = directory.appendingPathComponent("history.jsonl")
+                try (lines.joined(separator: "\n") + "\n").write(to: history, atomically: true, encoding: .utf8)
+                let out = directory.appendingPathComponent("out-\(UUID().uuidString.prefix(4))")
+                let (status, output) = try Self.simulate(["--history", history.path, "--out", out.path], directory: directory)
+                #expect(status != 0 && output.contains(says), "\(output.suffix(600))")
+                #expect(!FileManager.default.fileExists(atPath: out.path), "nothing is written")
+            }
+            let history = directory.appendingPathComponent("history.jsonl")
+            try Self.writeHistory([good], to: history)
+            let campaigns = directory.appendingPathComponent("campaigns.json")
+            try "{\"campaigns\": [{\"id\": \"x\"}]}".write(to: campaigns, atomically: true, encoding: .utf8)
+            let (status, output) = try Self.simulate(["--history", history.path, "--campaigns", campaigns.path], directory: directory)
+            #expect(status != 0 && output.contains("campaigns \(campaigns.path) refused"), "\(output.suffix(600))")
+        }
+
         static func grouped(_ value: Int64) -> String {
             let formatter = NumberFormatter()
             formatter.numberStyle = .decimal

@@ -14,6 +14,8 @@ final class ServiceSimulation<Processor: StreamProcessor> {
         let partition: TopicPartition
         let sorted: Bool
         var entries: [(key: MergeKey, polled: PolledRecord<Processor.Body>)] = []
+        /// The offsets of `entries`, in the same order (read without copying the records).
+        var offsets: [Int64] = []
         var head = 0
         var nextOffset: Int64 = 0
 
@@ -25,7 +27,11 @@ final class ServiceSimulation<Processor: StreamProcessor> {
         var headKey: MergeKey? { head < entries.count ? entries[head].key : nil }
 
         func add(_ key: MergeKey, _ polled: PolledRecord<Processor.Body>, afterLoading loading: Bool) {
-            guard sorted, !loading else { return entries.append((key, polled)) }
+            guard sorted, !loading else {
+                entries.append((key, polled))
+                offsets.append(polled.record.offset)
+                return
+            }
             // A command sent mid-run goes where its key sorts among those not applied yet.
             var low = head
             var high = entries.count
@@ -34,6 +40,7 @@ final class ServiceSimulation<Processor: StreamProcessor> {
                 if entries[middle].key < key { low = middle + 1 } else { high = middle }
             }
             entries.insert((key, polled), at: low)
+            offsets.insert(polled.record.offset, at: low)
         }
 
         func take() -> PolledRecord<Processor.Body> {
@@ -107,6 +114,7 @@ final class ServiceSimulation<Processor: StreamProcessor> {
             loading = false
             for lane in order where lane.sorted {
                 lane.entries.sort { $0.key < $1.key }
+                lane.offsets = lane.entries.map(\.polled.record.offset)
             }
             // Definitions are read whole before the first task record, as the loop does.
             if !broadcast.isEmpty {
@@ -136,10 +144,8 @@ final class ServiceSimulation<Processor: StreamProcessor> {
     private func committableOffsets() -> [TopicPartition: Int64] {
         var offsets: [TopicPartition: Int64] = [:]
         for lane in order {
-            let waiting = lane.entries[lane.head...]
-            offsets[lane.partition] = lane.sorted
-                ? waiting.lazy.map(\.polled.record.offset).min() ?? lane.nextOffset
-                : waiting.first?.polled.record.offset ?? lane.nextOffset
+            let waiting = lane.offsets[lane.head...]
+            offsets[lane.partition] = (lane.sorted ? waiting.min() : waiting.first) ?? lane.nextOffset
         }
         return offsets
     }
