@@ -47,34 +47,33 @@ extension Bench {
             (entry.service, entry.topics.flatMap { topic in (0..<Topics.partitionCount).map { TopicPartition(topic: topic, partition: $0) } })
         }
 
-        /// Offsets a service has stored, by partition (empty while its store cannot be read).
-        func stored(_ service: String) -> [TopicPartition: Int64] {
+        /// Offsets a service has stored, by partition (empty while its store cannot be read), and
+        /// whether its outbox is empty: one connection for both.
+        func progress(_ service: String) -> (offsets: [TopicPartition: Int64], outboxIsEmpty: Bool) {
             let path = data.appendingPathComponent("\(service).sqlite").path
-            guard FileManager.default.fileExists(atPath: path), let database = try? Database(DatabaseConfiguration(path: path)) else { return [:] }
+            guard FileManager.default.fileExists(atPath: path), let database = try? Database(DatabaseConfiguration(path: path)) else {
+                return ([:], false)
+            }
             defer { database.close() }
             let rows = (try? database.prepare("SELECT topic, partition, next_offset FROM offsets").query {
                 (TopicPartition(topic: $0.string(0), partition: Int32($0.int64(1))), $0.int64(2))
             }) ?? []
-            return Dictionary(rows) { $1 }
-        }
-        func outboxIsEmpty(_ service: String) -> Bool {
-            guard let database = try? Database(DatabaseConfiguration(path: data.appendingPathComponent("\(service).sqlite").path)) else { return false }
-            defer { database.close() }
-            return ((try? database.prepare("SELECT COUNT(*) FROM outbox").queryOne { $0.int64(0) }) ?? 1) == 0
+            let outbox = (try? database.prepare("SELECT COUNT(*) FROM outbox").queryOne { $0.int64(0) }) ?? 1
+            return (Dictionary(rows) { $1 }, outbox == 0)
         }
         /// Whether every service has read all of its input and published everything.
         func drained() throws -> Bool {
             let ends = try probe.logBounds(of: Array(Set(partitions.flatMap(\.1))))
             for (service, inputs) in partitions {
-                let offsets = stored(service)
-                guard inputs.allSatisfy({ (offsets[$0] ?? 0) >= ends[$0]!.high }), outboxIsEmpty(service) else { return false }
+                let (offsets, outboxIsEmpty) = progress(service)
+                guard outboxIsEmpty, inputs.allSatisfy({ (offsets[$0] ?? 0) >= ends[$0]!.high }) else { return false }
             }
             return true
         }
         /// Records of `topic` the slowest of the services has stored offsets past.
         func taken(_ topic: String) -> Int {
             Int(serviceInputs.filter { $0.topics.contains(topic) }.map { entry in
-                stored(entry.service).filter { $0.key.topic == topic }.values.reduce(0, +)
+                progress(entry.service).offsets.filter { $0.key.topic == topic }.values.reduce(0, +)
             }.min() ?? 0)
         }
         /// Sends `count` records made by `make`, at most a window ahead of the slowest reader:
