@@ -21,39 +21,42 @@ let package = Package(
             providers: [.apt(["libsqlite3-dev"]), .brew(["sqlite"])]),
 
         // Shared modules.
-        .target(name: "LoyaltyDomain", path: "Shared/LoyaltyDomain"),
+        .target(name: "Basics", path: "Shared/Basics"),
+        .target(name: "LoyaltyDomain", dependencies: ["Basics"], path: "Shared/LoyaltyDomain"),
         .target(
             name: "ReferenceProgram", path: "Shared/ReferenceProgram",
             resources: [.copy("Resources/reference-program.json"), .copy("Resources/reference-campaigns.json"), .copy("Resources/reference-templates.json"), .copy("Resources/event-schemas")]),
-        .target(name: "Messaging", dependencies: ["CRdKafka", "LoyaltyDomain"], path: "Shared/Messaging"),
+        .target(name: "Messaging", dependencies: ["CRdKafka", "Basics"], path: "Shared/Messaging"),
         .target(name: "Storage", dependencies: ["CSQLite"], path: "Shared/Storage"),
         .target(name: "Reporting", dependencies: ["LoyaltyDomain", "Messaging"], path: "Shared/Reporting"),
         .target(
             name: "ServiceKit",
-            dependencies: ["LoyaltyDomain", "Messaging", "Storage", "ReferenceProgram"],
+            dependencies: ["Basics", "Messaging", "Storage"],
             path: "Shared/ServiceKit"),
+        // What the loyalty services share on top of the runtime: their topics and rule files.
+        .target(name: "LoyaltyService", dependencies: ["LoyaltyDomain", "ReferenceProgram", "ServiceKit"], path: "Shared/LoyaltyService"),
 
         // Services.
         .target(
-            name: "PointsService", dependencies: ["LoyaltyDomain", "Storage", "ServiceKit"],
+            name: "PointsService", dependencies: ["LoyaltyDomain", "LoyaltyService", "Storage", "ServiceKit"],
             path: "Services/PointsService"),
         .executableTarget(
-            name: "PointsMain", dependencies: ["PointsService", "ServiceKit"], path: "Services/Points"),
+            name: "PointsMain", dependencies: ["PointsService", "LoyaltyService", "ServiceKit"], path: "Services/Points"),
         .target(
-            name: "TiersService", dependencies: ["LoyaltyDomain", "Storage", "ServiceKit"],
+            name: "TiersService", dependencies: ["LoyaltyDomain", "LoyaltyService", "Storage", "ServiceKit"],
             path: "Services/TiersService"),
         .executableTarget(
-            name: "TiersMain", dependencies: ["TiersService", "ServiceKit"], path: "Services/Tiers"),
+            name: "TiersMain", dependencies: ["TiersService", "LoyaltyService", "ServiceKit"], path: "Services/Tiers"),
         .target(
-            name: "CampaignsService", dependencies: ["LoyaltyDomain", "Storage", "ServiceKit"],
+            name: "CampaignsService", dependencies: ["LoyaltyDomain", "LoyaltyService", "Storage", "ServiceKit"],
             path: "Services/CampaignsService"),
         .executableTarget(
-            name: "CampaignsMain", dependencies: ["CampaignsService", "ServiceKit", "ReferenceProgram", "LoyaltyDomain"], path: "Services/Campaigns"),
+            name: "CampaignsMain", dependencies: ["CampaignsService", "LoyaltyService", "ServiceKit", "ReferenceProgram", "LoyaltyDomain"], path: "Services/Campaigns"),
         .target(
-            name: "NotificationsService", dependencies: ["LoyaltyDomain", "Storage", "ServiceKit"],
+            name: "NotificationsService", dependencies: ["LoyaltyDomain", "LoyaltyService", "Storage", "ServiceKit"],
             path: "Services/NotificationsService"),
         .executableTarget(
-            name: "NotificationsMain", dependencies: ["NotificationsService", "ServiceKit", "ReferenceProgram", "LoyaltyDomain"],
+            name: "NotificationsMain", dependencies: ["NotificationsService", "LoyaltyService", "ServiceKit", "ReferenceProgram", "LoyaltyDomain"],
             path: "Services/Notifications"),
         .executableTarget(
             name: "Loyalty",
@@ -64,7 +67,7 @@ let package = Package(
             path: "Services/Loyalty"),
 
         // Tests.
-        .testTarget(name: "LoyaltyDomainTests", dependencies: ["LoyaltyDomain", "ReferenceProgram"]),
+        .testTarget(name: "LoyaltyDomainTests", dependencies: ["Basics", "LoyaltyDomain", "ReferenceProgram"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage"]),
         .testTarget(name: "MessagingTests", dependencies: ["Messaging", "LoyaltyDomain"]),
         .testTarget(name: "ServiceKitTests", dependencies: ["ServiceKit", "Messaging", "Storage", "LoyaltyDomain", "ReferenceProgram"]),

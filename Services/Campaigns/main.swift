@@ -1,9 +1,11 @@
 import CampaignsService
 import LoyaltyDomain
+import LoyaltyService
 import ReferenceProgram
 import ServiceKit
 
-ServiceRunner.run(service: "campaigns") { configuration, program in
+ServiceRunner.run(service: "campaigns") { configuration in
+    let program = try ProgramSource.load(configuration)
     // The default campaigns: LOYALTY_CAMPAIGNS_FILE, or the reference campaigns.
     let bytes = try ConfiguredFile.bytes(variable: "LOYALTY_CAMPAIGNS_FILE", fallback: ReferenceProgram.campaignsBytes)
     do {

@@ -1,4 +1,5 @@
 import LoyaltyDomain
+import LoyaltyService
 import Messaging
 import ServiceKit
 import Storage
@@ -13,6 +14,7 @@ public final class CampaignsProcessor: StreamProcessor {
     public typealias Body = CampaignRecord
 
     public let name = "campaigns"
+    public let runtimeTopics = RuntimeTopics.loyalty
     /// The shop's topics (spending requests for their time only, so that the progress campaigns
     /// promises points keeps up with everything points reads from the shop), and the referrals
     /// campaigns sends itself.

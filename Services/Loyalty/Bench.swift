@@ -281,7 +281,7 @@ enum Bench {
     }
 
     static func pointsPipeline(_ options: Options, directory: URL) throws -> PipelineFigures {
-        let broker = try EmbeddedBroker()
+        let broker = try EmbeddedBroker(topics: Topics.all)
         let children = ChildProcesses()
         defer { children.stopAll() }
         let data = directory.appendingPathComponent("points")

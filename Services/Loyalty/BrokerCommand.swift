@@ -1,4 +1,5 @@
 import Foundation
+import LoyaltyDomain
 import Messaging
 import ServiceKit
 import Storage
@@ -74,7 +75,7 @@ enum BrokerCommand {
     /// scheduled, the address published, the fault file watched.
     static func startBroker(_ options: Options, dataDirectory: String, stop: StopSignal) throws -> EmbeddedBroker {
         try checkServiceState(reset: options.resetState, dataDirectory: dataDirectory)
-        let broker = try EmbeddedBroker()
+        let broker = try EmbeddedBroker(topics: Topics.all)
         try EmbeddedBrokerAddress.write(broker.bootstrapServers, dataDirectory: dataDirectory)
         broker.schedule(options.faults) { say($0) }
         let faults = faultFile(dataDirectory: dataDirectory)

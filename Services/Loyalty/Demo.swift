@@ -22,7 +22,7 @@ enum Demo {
         _ = stop
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("loyalty-demo-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let broker = try EmbeddedBroker()
+        let broker = try EmbeddedBroker(topics: Topics.all)
         print("embedded broker on \(broker.bootstrapServers); state in \(directory.path)")
 
         let children = ChildProcesses()

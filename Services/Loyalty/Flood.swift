@@ -36,7 +36,7 @@ enum Flood {
 
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("loyalty-flood-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let broker = try EmbeddedBroker()
+        let broker = try EmbeddedBroker(topics: Topics.all)
         let children = ChildProcesses()
         defer { children.stopAll() }
         let log = directory.appendingPathComponent("points.log")

@@ -28,7 +28,7 @@ extension Bench {
     /// every service has stored offsets at the end of all its inputs with an empty outbox: each
     /// order's points, tier bonus and status, campaign grants and messages are out by then.
     static func platformPipeline(orders: Int, members: Int, window: Int, directory: URL) throws -> PlatformFigures {
-        let broker = try EmbeddedBroker()
+        let broker = try EmbeddedBroker(topics: Topics.all)
         let children = ChildProcesses()
         defer { children.stopAll() }
         let data = directory.appendingPathComponent("platform")

@@ -1,9 +1,11 @@
 import LoyaltyDomain
+import LoyaltyService
 import NotificationsService
 import ReferenceProgram
 import ServiceKit
 
-ServiceRunner.run(service: "notifications") { configuration, program in
+ServiceRunner.run(service: "notifications") { configuration in
+    let program = try ProgramSource.load(configuration)
     // The message templates: LOYALTY_TEMPLATES_FILE, or the reference templates. A template
     // naming a field its message type does not provide stops the service here.
     let bytes = try ConfiguredFile.bytes(variable: "LOYALTY_TEMPLATES_FILE", fallback: ReferenceProgram.templatesBytes)

@@ -1,6 +1,7 @@
+import LoyaltyService
 import ServiceKit
 import TiersService
 
-ServiceRunner.run(service: "tiers") { _, program in
-    TiersProcessor(program: program)
+ServiceRunner.run(service: "tiers") { configuration in
+    TiersProcessor(program: try ProgramSource.load(configuration))
 }

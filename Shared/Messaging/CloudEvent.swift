@@ -1,5 +1,5 @@
+import Basics
 import Foundation
-import LoyaltyDomain
 
 /// A CloudEvents 1.0 event in structured JSON mode, the envelope of every record on the
 /// platform's topics. `time` is required here: every rule is decided on event time.

@@ -1,3 +1,4 @@
+import Basics
 import CRdKafka
 import Foundation
 
@@ -16,7 +17,7 @@ public final class EmbeddedBroker: @unchecked Sendable {
     public let brokerCount: Int32
 
     /// Starts a cluster of `brokers` brokers and creates `topics` on it.
-    public init(brokers: Int32 = 1, topics: [TopicSpec] = Topics.all) throws {
+    public init(brokers: Int32 = 1, topics: [TopicSpec]) throws {
         let conf = try makeConfiguration([("log_level", "3")])
         handle = try makeClient(RD_KAFKA_PRODUCER, conf)
         guard let cluster = rd_kafka_mock_cluster_new(handle, brokers) else {

@@ -1,5 +1,5 @@
 import Foundation
-import LoyaltyDomain
+import Basics
 import Messaging
 import Storage
 
@@ -32,6 +32,8 @@ public final class Batch {
     public internal(set) var streamTime: EventTime = EventTime(millis: 0)
 
     let service: String
+    /// Where dead letters go.
+    let deadLetterTopic: String
     /// Topics whose records carry personal data: their dead letters carry no payload.
     var personalDataTopics: Set<String> = []
     /// Dead letters written in this batch, by reason (for metrics).
@@ -52,9 +54,10 @@ public final class Batch {
     private let insertTimer: Statement
     private let deleteTimers: Statement
 
-    init(database: Database, service: String, selfTopics: [String: Int32], rank: @escaping (String) -> Int) throws {
+    init(database: Database, service: String, deadLetterTopic: String, selfTopics: [String: Int32], rank: @escaping (String) -> Int) throws {
         self.database = database
         self.service = service
+        self.deadLetterTopic = deadLetterTopic
         self.selfTopics = selfTopics
         self.rank = rank
         insertEcho = try database.prepare("INSERT OR REPLACE INTO echoes(event_id, topic, task, time, rank) VALUES(?, ?, ?, ?, ?)")
@@ -137,7 +140,7 @@ public final class Batch {
         let event = CloudEvent(
             id: "dead-letter/\(service)/\(id)", source: "loyalty/\(service)", type: "loyalty.dead-letter", time: streamTime,
             subject: key, data: .object(data))
-        try emit(topic: Topics.deadLetters.name, key: key, value: event.encoded())
+        try emit(topic: deadLetterTopic, key: key, value: event.encoded())
     }
 
     /// Sends a record to the dead-letter topic with a reason code, in this transaction.
@@ -176,7 +179,7 @@ public final class Batch {
             id: "dead-letter/\(service)/\(record.topic)/\(record.partition)/\(record.offset)",
             source: "loyalty/\(service)", type: "loyalty.dead-letter", time: deadLetterTime(of: record),
             subject: record.keyString, data: .object(data))
-        try emit(topic: Topics.deadLetters.name, key: record.keyString, value: event.encoded())
+        try emit(topic: deadLetterTopic, key: record.keyString, value: event.encoded())
     }
 }
 

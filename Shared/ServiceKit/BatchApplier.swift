@@ -1,5 +1,5 @@
 import Foundation
-import LoyaltyDomain
+import Basics
 import Messaging
 import Storage
 
@@ -147,14 +147,14 @@ public final class BatchApplier<Processor: StreamProcessor> {
     }
 
     public init(
-        database: Database, processor: Processor, timerMode: TimerMode, partitionCount: Int32 = Topics.partitionCount,
+        database: Database, processor: Processor, timerMode: TimerMode, partitionCount: Int32? = nil,
         inboxHorizon: Int64? = nil
     ) throws {
         self.database = database
         self.processor = processor
         self.timerMode = timerMode
         self.inboxHorizon = inboxHorizon
-        self.partitionCount = partitionCount
+        self.partitionCount = partitionCount ?? processor.runtimeTopics.partitionCount
         _ = try database.migrate(RuntimeSchema.migrations + processor.migrations)
     }
 
@@ -568,7 +568,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
     private func makeBatch() throws -> Batch {
         let processor = self.processor
         let batch = try Batch(
-            database: database, service: processor.name,
+            database: database, service: processor.name, deadLetterTopic: processor.runtimeTopics.deadLetters,
             selfTopics: Dictionary(uniqueKeysWithValues: processor.inputTopics.map { ($0, partitionCount) }),
             rank: { processor.rank(of: $0) })
         batch.signer = commandKeys.map { ($0, processor.commandTopics) }

@@ -1,5 +1,5 @@
 import Foundation
-import LoyaltyDomain
+import Basics
 import Messaging
 
 /// The keys that authenticate commands one part of the platform sends another (grants,

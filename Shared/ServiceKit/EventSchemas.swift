@@ -1,5 +1,5 @@
 import Foundation
-import LoyaltyDomain
+import Basics
 
 /// The event schemas of docs/schemas, checked in Swift for `loyalty publish`: the subset of
 /// JSON Schema 2020-12 they use (`type`, `const`, `enum`, `properties`, `required`,

@@ -1,4 +1,4 @@
-import LoyaltyDomain
+import Basics
 import Messaging
 
 /// Where a buffered record sorts: event time, then the type's rank at equal times

@@ -1,6 +1,6 @@
 import Dispatch
 import Foundation
-import LoyaltyDomain
+import Basics
 import Messaging
 import Storage
 
@@ -73,6 +73,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             inboxHorizon: configuration.inboxHorizonDays > 0 ? Int64(configuration.inboxHorizonDays) * 86_400_000 : nil)
         applier.futureMargin = configuration.futureMarginMilliseconds
         applier.commandKeys = try configuration.commandKeys()
+        status.update { [count = applier.partitionCount] in $0.partitionCount = count }
         // A record this service failed on at the last start (trap, fault or error) counts a
         // strike; at two in a row it is dead-lettered when it comes (`poison-record`).
         let notePath = configuration.databasePath + ".crash"
@@ -400,11 +401,14 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         guard let address = configuration.httpAddress else { return }
         let processor = UncheckedSendable(applier.processor)
         let (service, servers, settings) = (configuration.service, configuration.bootstrapServers, configuration.kafkaSettings)
+        let instances = applier.processor.runtimeTopics.instances
         let endpoints = ServiceEndpoints(
             status: status, databasePath: configuration.databasePath, token: configuration.httpToken,
             memberView: { member, database, asOf in try processor.value.memberView(member, in: database, asOf: asOf) },
             memberResource: { member, resource, database in try processor.value.memberResource(member, resource, in: database) },
-            owner: { task in try? InstanceDirectory.owner(of: task, service: service, bootstrapServers: servers, kafkaSettings: settings) })
+            owner: { task in
+                try? InstanceDirectory.owner(of: task, service: service, topic: instances, bootstrapServers: servers, kafkaSettings: settings)
+            })
         let server = try HTTPServer(address: address) { endpoints.handle($0) }
         advertisedAddress = configuration.httpAdvertisedAddress ?? server.boundAddress
         httpServer = server
@@ -418,7 +422,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         announcementDue = false
         guard let advertisedAddress else { return }
         let record = InstanceDirectory.announcement(service: configuration.service, address: advertisedAddress, tasks: tasks)
-        try relay.sendUntracked(topic: Topics.instances.name, key: record.key, value: record.value)
+        try relay.sendUntracked(topic: applier.processor.runtimeTopics.instances, key: record.key, value: record.value)
     }
 
     /// Brings what `/ready` and `/metrics` report up to date.

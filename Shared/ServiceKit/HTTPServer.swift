@@ -1,5 +1,5 @@
 import Foundation
-import LoyaltyDomain
+import Basics
 import Synchronization
 
 /// A request the HTTP server accepted: GET only, no body.

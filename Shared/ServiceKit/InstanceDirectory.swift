@@ -1,8 +1,8 @@
 import Foundation
-import LoyaltyDomain
+import Basics
 import Messaging
 
-/// Which instance of a service serves which tasks, on `loyalty.instances`: each instance
+/// Which instance of a service serves which tasks, on the instances topic: each instance
 /// announces its tasks and HTTP address when its assignment changes (and an empty list when it
 /// stops); a member lookup that reaches the wrong instance finds the owner here. Operational
 /// only: nothing here decides a rule.
@@ -17,12 +17,14 @@ public enum InstanceDirectory {
 
     /// The HTTP address of the instance of `service` that last announced `task`, read from the
     /// topic's beginning (a few records); nil when none did.
-    public static func owner(of task: Int32, service: String, bootstrapServers: String, kafkaSettings: [String: String]) throws -> String? {
+    public static func owner(
+        of task: Int32, service: String, topic: String, bootstrapServers: String, kafkaSettings: [String: String]
+    ) throws -> String? {
         let consumer = try KafkaConsumer(
             ConsumerConfiguration(bootstrapServers: bootstrapServers, groupID: "loyalty-directory-\(UUID().uuidString)", extra: kafkaSettings),
             listener: StartingOffsets())
         defer { consumer.close() }
-        try consumer.subscribe([Topics.instances.name])
+        try consumer.subscribe([topic])
         var latest: [String: JSONObject] = [:]
         let deadline = Date().addingTimeInterval(5)
         reading: while Date() < deadline {

@@ -1,4 +1,4 @@
-import LoyaltyDomain
+import Basics
 import Messaging
 
 /// A stable 64-bit FNV-1a hash of a payload, kept in the inbox to tell a harmless re-send

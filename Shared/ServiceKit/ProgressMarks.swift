@@ -1,4 +1,4 @@
-import LoyaltyDomain
+import Basics
 import Messaging
 
 /// A producing service's promise about one task, published in-band on the partition of that

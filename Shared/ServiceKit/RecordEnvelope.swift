@@ -1,4 +1,4 @@
-import LoyaltyDomain
+import Basics
 import Messaging
 
 extension ConsumedRecord {

@@ -1,5 +1,5 @@
 import Foundation
-import LoyaltyDomain
+import Basics
 import Messaging
 import Storage
 import Synchronization

@@ -1,7 +1,6 @@
 import Foundation
 import Messaging
-import LoyaltyDomain
-import ReferenceProgram
+import Basics
 
 /// A data file the platform ships a default for (the program, campaigns, templates), which an
 /// environment variable may replace with a file of the operator's.
@@ -22,24 +21,12 @@ public enum ConfiguredFile {
     }
 }
 
-/// Reads the program file a service runs with.
-public enum ProgramSource {
-    /// The file named by the configuration, or the reference program shipped with the platform.
-    public static func load(_ configuration: ServiceConfiguration) throws -> Program {
-        let bytes = try ConfiguredFile.bytes(at: configuration.programFile, variable: "LOYALTY_PROGRAM_FILE", fallback: ReferenceProgram.bytes)
-        do {
-            return try Program.load(json: bytes)
-        } catch {
-            throw ConfigurationError(variable: "LOYALTY_PROGRAM_FILE", problem: "program refused: \(error.description)")
-        }
-    }
-}
-
-/// The `main` of every service: configuration from the environment, signals, the program,
-/// the loop; exits 0 after a requested stop and 1 (with the error logged) on failure.
+/// The `main` of every service: configuration from the environment, signals, the processor
+/// the service makes from it (with its rule files), the loop; exits 0 after a requested stop
+/// and 1 (with the error logged) on failure.
 public enum ServiceRunner {
     public static func run<Processor: StreamProcessor>(
-        service: String, makeProcessor: (ServiceConfiguration, Program) throws -> Processor
+        service: String, makeProcessor: (ServiceConfiguration) throws -> Processor
     ) -> Never {
         var logger = Logger(service: service)
         do {
@@ -53,8 +40,7 @@ public enum ServiceRunner {
             }
             let stop = StopSignal()
             stop.install()
-            let program = try ProgramSource.load(configuration)
-            let processor = try makeProcessor(configuration, program)
+            let processor = try makeProcessor(configuration)
             if configuration.replayOf != nil { exit(try replay(configuration, processor: processor, logger: logger, stop: stop)) }
             let loop = try ExactlyOnceLoop(configuration: configuration, processor: processor, logger: logger, stop: stop)
             try loop.run()

@@ -42,7 +42,7 @@ public final class ServiceStatus: Sendable {
         public var service: String
         public var connected = false
         /// Partition count of the input topics, to tell which task owns a member.
-        public var partitionCount: Int32 = Topics.partitionCount
+        public var partitionCount: Int32 = 0
         public var partitions: [TopicPartition: Partition] = [:]
         public var applied = 0
         public var duplicates = 0

@@ -1,4 +1,4 @@
-import LoyaltyDomain
+import Basics
 
 /// A timer to set: `kind` and `ref` name it (one timer per member, kind and ref),
 /// `rank` orders timers due at the same instant (DOMAIN.md, "Order").

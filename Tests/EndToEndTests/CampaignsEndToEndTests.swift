@@ -65,7 +65,7 @@ extension EndToEnd {
             }
             let directory = try temporaryDirectory("campaigns-e2e")
             defer { try? FileManager.default.removeItem(at: directory) }
-            let broker = try EmbeddedBroker()
+            let broker = try EmbeddedBroker(topics: Topics.all)
             let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
             let definition = try Self.definitionEvent(Self.budgetCampaign, from: EventTime(millis: CampaignScenario.start))
             try producer.send(topic: Topics.campaignDefinitions.name, key: Array("budget-test".utf8), value: definition.encoded())
@@ -166,7 +166,7 @@ extension EndToEnd {
         @Test func aDefinitionPublishedMidStreamChangesGrantsFromItsTimeWithoutARestart() throws {
             let directory = try temporaryDirectory("campaigns-change")
             defer { try? FileManager.default.removeItem(at: directory) }
-            let broker = try EmbeddedBroker()
+            let broker = try EmbeddedBroker(topics: Topics.all)
             let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
             func send(_ event: CloudEvent, to topic: String) throws {
                 try producer.send(topic: topic, key: Array(event.subject!.utf8), value: event.encoded())

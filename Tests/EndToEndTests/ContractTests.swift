@@ -44,7 +44,7 @@ extension EndToEnd {
         @Test func everyRecordPublishedMatchesItsSchema() throws {
             let directory = try temporaryDirectory("contracts-e2e")
             defer { try? FileManager.default.removeItem(at: directory) }
-            let broker = try EmbeddedBroker()
+            let broker = try EmbeddedBroker(topics: Topics.all)
             let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
             let history = Self.history()
             for (topic, json) in history {

@@ -19,7 +19,7 @@ extension EndToEnd {
         @Test func aDeadLetterIsRedrivenAfterItsCauseIsFixedAndAppliedOnce() throws {
             let directory = try temporaryDirectory("dlq-e2e")
             defer { try? FileManager.default.removeItem(at: directory) }
-            let broker = try EmbeddedBroker()
+            let broker = try EmbeddedBroker(topics: Topics.all)
             let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
             try producer.send(topic: Topics.members.name, key: Array("ivy".utf8), value: Array(
                 #"{"specversion":"1.0","id":"ir","source":"shop","type":"member.registered","time":"2026-03-01T09:00:00+08:00","subject":"ivy","data":{}}"#.utf8))

@@ -24,7 +24,7 @@ extension EndToEnd {
         @Test func aReSendLaidOutDifferentlyIsADuplicateInEveryService() throws {
             let directory = try temporaryDirectory("duplicates-e2e")
             defer { try? FileManager.default.removeItem(at: directory) }
-            let broker = try EmbeddedBroker()
+            let broker = try EmbeddedBroker(topics: Topics.all)
             let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
             func send(_ name: String, _ json: String) throws {
                 try producer.send(topic: name, key: Array("dana".utf8), value: Array(json.utf8))

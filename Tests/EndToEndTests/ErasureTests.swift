@@ -36,7 +36,7 @@ extension EndToEnd {
         @Test func afterClosureNoContactDataOfTheMemberIsReadableAnywhereThePlatformWrites() throws {
             let directory = try temporaryDirectory("erasure-e2e")
             defer { try? FileManager.default.removeItem(at: directory) }
-            let broker = try EmbeddedBroker()
+            let broker = try EmbeddedBroker(topics: Topics.all)
             let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
             func send(_ topic: TopicSpec, _ member: String, _ value: [UInt8]) throws {
                 try producer.send(topic: topic.name, key: Array(member.utf8), value: value)

@@ -28,7 +28,7 @@ extension EndToEnd {
         @Test func poisonPayloadsAndFarFutureEventsAreDeadLetteredAndTheServicesGoOn() throws {
             let directory = try temporaryDirectory("hostile-e2e")
             defer { try? FileManager.default.removeItem(at: directory) }
-            let broker = try EmbeddedBroker()
+            let broker = try EmbeddedBroker(topics: Topics.all)
             let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
             func send(_ topic: TopicSpec, _ value: [UInt8]) throws {
                 try producer.send(topic: topic.name, key: Array("mallory".utf8), value: value)
@@ -102,7 +102,7 @@ extension EndToEnd {
         @Test func aRecordAServiceFailsOnAtTwoStartsInARowIsSetAsideAsPoison() throws {
             let directory = try temporaryDirectory("poison-e2e")
             defer { try? FileManager.default.removeItem(at: directory) }
-            let broker = try EmbeddedBroker()
+            let broker = try EmbeddedBroker(topics: Topics.all)
             let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
             func send(_ topic: TopicSpec, _ value: [UInt8]) throws {
                 try producer.send(topic: topic.name, key: Array("pat".utf8), value: value)

@@ -11,7 +11,7 @@ extension EndToEnd {
         @Test func aLookupAtTheWrongInstanceNamesTheOwner() throws {
             let directory = try temporaryDirectory("routing-e2e")
             defer { try? FileManager.default.removeItem(at: directory) }
-            let broker = try EmbeddedBroker()
+            let broker = try EmbeddedBroker(topics: Topics.all)
             let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
             let members = (0..<12).map { "router-\($0)" }
             for member in members {

@@ -20,7 +20,7 @@ extension EndToEnd {
         @Test func openingBalancesAreImportedOnceWithTheirOwnExpiry() throws {
             let directory = try temporaryDirectory("migration-e2e")
             defer { try? FileManager.default.removeItem(at: directory) }
-            let broker = try EmbeddedBroker()
+            let broker = try EmbeddedBroker(topics: Topics.all)
             let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
             for member in ["mia", "noah"] {
                 try producer.send(topic: Topics.members.name, key: Array(member.utf8), value: Array(

@@ -34,7 +34,7 @@ extension EndToEnd {
         @Test func healthReadinessMetricsAndMemberViewsOverHTTP() throws {
             let directory = try temporaryDirectory("http-e2e")
             defer { try? FileManager.default.removeItem(at: directory) }
-            let broker = try EmbeddedBroker()
+            let broker = try EmbeddedBroker(topics: Topics.all)
             let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
             func send(_ topic: TopicSpec, _ json: String) throws { try producer.send(topic: topic.name, key: Array("hana".utf8), value: Array(json.utf8)) }
             try send(Topics.members, #"{"specversion":"1.0","id":"hr","source":"shop","type":"member.registered","time":"2026-03-01T09:00:00+08:00","subject":"hana","data":{}}"#)

@@ -54,7 +54,7 @@ extension EndToEnd {
             #expect(scenario.records.count >= 20_000)
             let directory = try temporaryDirectory("points-crash")
             defer { try? FileManager.default.removeItem(at: directory) }
-            let broker = try EmbeddedBroker()
+            let broker = try EmbeddedBroker(topics: Topics.all)
             let service = ServiceProcess(
                 name: "points",
                 environment: [

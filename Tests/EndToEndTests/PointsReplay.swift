@@ -64,7 +64,7 @@ enum PointsReplay {
     ) throws -> Result {
         let directory = try temporaryDirectory("points-replay")
         defer { try? FileManager.default.removeItem(at: directory) }
-        let broker = try EmbeddedBroker()
+        let broker = try EmbeddedBroker(topics: Topics.all)
         let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
         for (index, record) in records.enumerated() {
             try producer.send(topic: record.topic, key: Array(record.key.utf8), value: record.value)

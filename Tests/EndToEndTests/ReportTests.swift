@@ -71,7 +71,7 @@ extension EndToEnd {
             let scenario = CampaignScenario(members: 150, seed: 77, spending: true)
             let directory = try temporaryDirectory("report-e2e")
             defer { try? FileManager.default.removeItem(at: directory) }
-            let broker = try EmbeddedBroker()
+            let broker = try EmbeddedBroker(topics: Topics.all)
             let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
             for record in scenario.records {
                 try producer.send(topic: record.topic, key: Array(record.key.utf8), value: record.value)

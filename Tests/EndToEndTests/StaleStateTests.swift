@@ -55,12 +55,12 @@ extension EndToEnd {
                 let directory = try temporaryDirectory("points-stale")
                 defer { try? FileManager.default.removeItem(at: directory) }
                 let log = directory.appendingPathComponent("points.log")
-                let first = try EmbeddedBroker()
+                let first = try EmbeddedBroker(topics: Topics.all)
                 try publish(first, count: 30)
                 try runPoints(first, directory: directory, log: log, until: 30)
                 // A new cluster, with fewer records than the store has read, or more: either way its
                 // offsets mean nothing here, and skipping to them would lose records silently.
-                let second = try EmbeddedBroker()
+                let second = try EmbeddedBroker(topics: Topics.all)
                 try publish(second, count: laterCount)
                 try expectRefusal(second, directory: directory, log: log, saying: "was built from Kafka cluster")
             }
@@ -70,7 +70,7 @@ extension EndToEnd {
             let directory = try temporaryDirectory("points-retention")
             defer { try? FileManager.default.removeItem(at: directory) }
             let log = directory.appendingPathComponent("points.log")
-            let broker = try EmbeddedBroker()
+            let broker = try EmbeddedBroker(topics: Topics.all)
             try publish(broker, count: 10)
             try runPoints(broker, directory: directory, log: log, until: 10)
             // While the service is stopped, more than the embedded broker keeps of a partition
@@ -84,7 +84,7 @@ extension EndToEnd {
         @Test func theBrokerCommandNeverRemovesADatabaseInUse() throws {
             let directory = try temporaryDirectory("broker-beside")
             defer { try? FileManager.default.removeItem(at: directory) }
-            let broker = try EmbeddedBroker()
+            let broker = try EmbeddedBroker(topics: Topics.all)
             let log = directory.appendingPathComponent("points.log")
             let points = ServiceProcess(name: "points", environment: ["LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path], log: log)
             try points.start()

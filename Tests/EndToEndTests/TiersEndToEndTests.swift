@@ -45,7 +45,7 @@ extension EndToEnd {
         func run(_ scenario: TierScenario, killTiers: Bool, tiersLate: Bool) throws -> Outcome {
             let directory = try temporaryDirectory("tiers-e2e")
             defer { try? FileManager.default.removeItem(at: directory) }
-            let broker = try EmbeddedBroker()
+            let broker = try EmbeddedBroker(topics: Topics.all)
             let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
             for record in scenario.records { try producer.send(topic: record.topic, key: Array(record.key.utf8), value: record.value) }
             #expect(producer.flush(timeoutMilliseconds: 60_000))

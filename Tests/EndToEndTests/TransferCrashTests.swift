@@ -10,7 +10,7 @@ extension EndToEnd {
         @Test func aTransferKilledBetweenDebitAndCreditIsCreditedOnce() throws {
             let directory = try temporaryDirectory("points-transfer")
             defer { if ProcessInfo.processInfo.environment["KEEP_TEST_STATE"] == nil { try? FileManager.default.removeItem(at: directory) } }
-            let broker = try EmbeddedBroker()
+            let broker = try EmbeddedBroker(topics: Topics.all)
             let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
             func publish(_ id: String, _ type: String, _ member: String, _ time: String, _ data: JSONObject = JSONObject()) throws {
                 let event = CloudEvent(id: id, source: "shop", type: type, time: try EventTime.parse(time), subject: member, data: .object(data))

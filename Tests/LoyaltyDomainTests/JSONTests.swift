@@ -1,4 +1,5 @@
 import Testing
+@testable import Basics
 @testable import LoyaltyDomain
 
 /// Parses `text`, expecting failure, and returns the error.

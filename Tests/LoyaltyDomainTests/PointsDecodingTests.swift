@@ -1,5 +1,6 @@
-import Testing
 import ReferenceProgram
+import Testing
+@testable import Basics
 @testable import LoyaltyDomain
 
 private func decoded(_ type: String, _ data: JSONValue, sourceLocation: SourceLocation = #_sourceLocation) -> PointsInput? {

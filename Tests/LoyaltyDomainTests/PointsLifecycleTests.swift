@@ -1,5 +1,6 @@
-import Testing
 import ReferenceProgram
+import Testing
+@testable import Basics
 @testable import LoyaltyDomain
 
 // The points lifecycle against DOMAIN.md ("Points: spending", "Points: expiry and inactivity",

@@ -1,5 +1,6 @@
-import Testing
 import ReferenceProgram
+import Testing
+@testable import Basics
 @testable import LoyaltyDomain
 
 // The points rules against DOMAIN.md ("Points: earning", "Points: refunds", "Exact semantics"),

@@ -1,5 +1,6 @@
-import Testing
 import ReferenceProgram
+import Testing
+@testable import Basics
 @testable import LoyaltyDomain
 
 // Shared helpers for the points rules tests. Expected values in the tests are worked out by

@@ -1,5 +1,6 @@
-import Testing
 import ReferenceProgram
+import Testing
+@testable import Basics
 @testable import LoyaltyDomain
 
 /// The reference program file as a JSON tree, to edit.

@@ -1,5 +1,6 @@
 import Testing
 
+@testable import Basics
 @testable import LoyaltyDomain
 
 /// The tier rules against DOMAIN.md, "Tiers" and "Exact semantics".

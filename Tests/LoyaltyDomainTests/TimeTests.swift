@@ -1,4 +1,5 @@
 import Testing
+@testable import Basics
 @testable import LoyaltyDomain
 
 private func timeError(_ text: String) -> TimeParseError? {

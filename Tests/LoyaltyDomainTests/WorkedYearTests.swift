@@ -1,5 +1,6 @@
 import Testing
 
+@testable import Basics
 @testable import LoyaltyDomain
 
 /// The worked year of docs/points-lifecycle.md, step by step: if this fails, the doc is wrong.

@@ -297,7 +297,7 @@ import Testing
         defer { try? FileManager.default.removeItem(at: directory) }
         let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("state.sqlite").path))
         _ = try database.migrate(RuntimeSchema.migrations)
-        let batch = try Batch(database: database, service: "test", selfTopics: [:], rank: { _ in 0 })
+        let batch = try Batch(database: database, service: "test", deadLetterTopic: "dead-letters", selfTopics: [:], rank: { _ in 0 })
         #expect(throws: OutputTooLarge.self) {
             try batch.emit(topic: "out", key: "m", value: [UInt8](repeating: 0x61, count: Batch.maximumRecordBytes + 1))
         }

@@ -11,6 +11,7 @@ final class CountingProcessor: StreamProcessor {
     struct Body { var type: String; var n: Int64 }
 
     let name = "counting"
+    let runtimeTopics = RuntimeTopics(deadLetters: Topics.deadLetters.name, instances: Topics.instances.name, partitionCount: Topics.partitionCount)
     let inputTopics: [String]
     let outputTopic: String
     var failOnMember: String?

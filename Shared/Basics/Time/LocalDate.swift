@@ -103,12 +103,12 @@ public struct LocalDate: Sendable, Hashable, Comparable, CustomStringConvertible
 /// The trick is to start the year on March 1: the leap day then falls at the end of
 /// the year, and month lengths from March on follow a simple linear pattern. Years
 /// are grouped into 400-year eras of exactly 146 097 days, so no loops are needed.
-enum CivilCalendar {
+public enum CivilCalendar {
     private static let daysPerEra: Int64 = 146_097
     /// Days from 0000-03-01 (the start of era 0) to 1970-01-01.
     private static let epochShift: Int64 = 719_468
 
-    static func dayNumber(year: Int64, month: Int64, day: Int64) -> Int64 {
+    public static func dayNumber(year: Int64, month: Int64, day: Int64) -> Int64 {
         let marchYear = month <= 2 ? year - 1 : year
         let era = floorDivide(marchYear, 400)
         let yearOfEra = marchYear - era * 400                          // 0...399
@@ -118,7 +118,7 @@ enum CivilCalendar {
         return era * daysPerEra + dayOfEra - epochShift
     }
 
-    static func civil(fromDayNumber dayNumber: Int64) -> (year: Int64, month: Int64, day: Int64) {
+    public static func civil(fromDayNumber dayNumber: Int64) -> (year: Int64, month: Int64, day: Int64) {
         let shifted = dayNumber + epochShift
         let era = floorDivide(shifted, daysPerEra)
         let dayOfEra = shifted - era * daysPerEra                      // 0...146096
@@ -133,18 +133,18 @@ enum CivilCalendar {
     }
 
     /// Division rounding toward negative infinity, so instants before 1970 land on the right day.
-    static func floorDivide(_ dividend: Int64, _ divisor: Int64) -> Int64 {
+    public static func floorDivide(_ dividend: Int64, _ divisor: Int64) -> Int64 {
         let quotient = dividend / divisor
         return (dividend % divisor != 0 && (dividend < 0) != (divisor < 0)) ? quotient - 1 : quotient
     }
 
     /// The remainder matching ``floorDivide(_:_:)``; has the sign of the divisor.
-    static func floorModulo(_ dividend: Int64, _ divisor: Int64) -> Int64 {
+    public static func floorModulo(_ dividend: Int64, _ divisor: Int64) -> Int64 {
         dividend - floorDivide(dividend, divisor) * divisor
     }
 
     /// Appends `YYYY-MM-DD`.
-    static func appendDate(year: Int64, month: Int, day: Int, to text: inout [UInt8]) {
+    public static func appendDate(year: Int64, month: Int, day: Int, to text: inout [UInt8]) {
         if year < 0 { text.append(UInt8(ascii: "-")) }
         appendPadded(year.magnitude, width: 4, to: &text)
         text.append(UInt8(ascii: "-"))
@@ -154,7 +154,7 @@ enum CivilCalendar {
     }
 
     /// Appends `value` in decimal, left-padded with zeros to at least `width` digits.
-    static func appendPadded(_ value: UInt64, width: Int, to text: inout [UInt8]) {
+    public static func appendPadded(_ value: UInt64, width: Int, to text: inout [UInt8]) {
         let start = text.count
         var remaining = value
         repeat {

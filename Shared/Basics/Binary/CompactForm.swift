@@ -98,4 +98,9 @@ public struct CompactFormError: Error, Sendable, Equatable, CustomStringConverti
     public var what: String
     public var problem: String
     public var description: String { "\(what): \(problem)" }
+
+    public init(what: String, problem: String) {
+        self.what = what
+        self.problem = problem
+    }
 }
