@@ -166,28 +166,46 @@ enum CampaignCommands {
 
     /// Every record of a topic up to its current end.
     static func readToEnd(_ topic: TopicSpec, bootstrapServers: String) throws -> [CloudEvent] {
+        // Progress marks are for the services that wait on them, not for people.
+        try readRecordsToEnd(topic, bootstrapServers: bootstrapServers).records.compactMap { record in
+            guard let value = record.value, let event = try? CloudEvent.decode(value), event.type != ProgressMark.eventType else { return nil }
+            return event
+        }
+    }
+
+    /// Every record of a topic up to its current end, as it is on the broker, with the topic's
+    /// partition count there.
+    static func readRecordsToEnd(_ topic: TopicSpec, bootstrapServers: String) throws -> (records: [ConsumedRecord], partitions: Int32) {
+        let read = try readRecordsToEnd([topic], bootstrapServers: bootstrapServers)
+        return (read.records, read.partitions[topic.name] ?? topic.partitions)
+    }
+
+    /// The same for several topics at once, with one consumer (one group join).
+    static func readRecordsToEnd(_ topics: [TopicSpec], bootstrapServers: String) throws -> (records: [ConsumedRecord], partitions: [String: Int32]) {
         let consumer = try KafkaConsumer(
             ConsumerConfiguration(bootstrapServers: bootstrapServers, groupID: "loyalty-cli-\(UUID().uuidString)"), listener: StartingOffsets())
         defer { consumer.close() }
-        try consumer.subscribe([topic.name])
-        // The broker's partition count: an operator may have created the topic with another.
-        let partitions = Int(try consumer.partitionCounts(of: [topic.name])[topic.name] ?? topic.partitions)
-        var ended = Set<Int32>()
-        var events: [CloudEvent] = []
+        try consumer.subscribe(topics.map(\.name))
+        // The broker's partition counts: an operator may have created a topic with another.
+        let partitions = try consumer.partitionCounts(of: topics.map(\.name))
+        let expected = topics.reduce(0) { $0 + Int(partitions[$1.name] ?? $1.partitions) }
+        var ended = Set<TopicPartition>()
+        var records: [ConsumedRecord] = []
         var deadline = Date().addingTimeInterval(20)
-        while ended.count < partitions {
-            guard Date() < deadline else { throw CLIError("could not read \(topic.name) to its end: nothing came for 20 s") }
+        while ended.count < expected {
+            guard Date() < deadline else {
+                throw CLIError("could not read \(topics.map(\.name).joined(separator: ", ")) to their ends: nothing came for 20 s")
+            }
             switch consumer.poll(timeoutMilliseconds: 100) {
             case .record(let record):
                 deadline = Date().addingTimeInterval(20)
-                // Progress marks are for the services that wait on them, not for people.
-                if let value = record.value, let event = try? CloudEvent.decode(value), event.type != ProgressMark.eventType { events.append(event) }
+                records.append(record)
             case .endOfPartition(let partition, _):
-                ended.insert(partition.partition)
+                ended.insert(partition)
             default:
                 break
             }
         }
-        return events
+        return (records, partitions)
     }
 }

@@ -28,8 +28,10 @@ enum ReportCommand {
             asOf = time
         }
         let out = options["out"] ?? "loyalty-report.html"
-        let program = try Program.load(json: ConfiguredFile.bytes(variable: "LOYALTY_PROGRAM_FILE", fallback: ReferenceProgram.bytes))
         let simulation = options["simulation"]
+        // A simulation's own program: its calendar and tiers are the ones its figures follow.
+        let program = try simulation.map { try SimulateCommand.program(in: $0) }
+            ?? Program.load(json: ConfiguredFile.bytes(variable: "LOYALTY_PROGRAM_FILE", fallback: ReferenceProgram.bytes))
         func read(_ topic: TopicSpec) throws -> [CloudEvent] {
             guard let simulation else { return try CampaignCommands.readToEnd(topic, bootstrapServers: try bootstrapServers()) }
             return try SimulateCommand.published(topic.name, in: simulation)

@@ -3,6 +3,7 @@ import Foundation
 import LoyaltyDomain
 import Messaging
 import ReferenceProgram
+import Reporting
 import ServiceKit
 
 /// `loyalty simulate`: a history through the rules of all four services in this process, with
@@ -11,9 +12,11 @@ enum SimulateCommand {
     static let usage = """
         usage: loyalty simulate --history FILE|kafka [--program FILE] [--campaigns FILE] [--templates FILE]
                                 [--baseline in-force] [--baseline-program FILE] [--baseline-campaigns FILE] [--out DIR]
+                                [--partitions N]
           run a history through the rules of all four services, in event-time order, without Kafka:
-          FILE holds one CloudEvent per line (as `loyalty publish` takes them); `kafka` reads the shop's
-          topics and the campaign definitions of the running system. The program, campaigns and templates
+          FILE holds one CloudEvent per line (as `loyalty publish` takes them), on topics of N partitions
+          (default the catalogue's 6, as the services' topics have); `kafka` reads the shop's topics, the
+          campaign definitions and the operators' commands of the running system, as its broker keeps them. The program, campaigns and templates
           default to the ones in force (LOYALTY_PROGRAM_FILE, LOYALTY_CAMPAIGNS_FILE, LOYALTY_TEMPLATES_FILE,
           else the reference ones). Writes to --out (default loyalty-simulation) what the services would
           publish (<topic>.jsonl), each member's end state (members.jsonl) and the figures (summary.txt),
@@ -24,7 +27,7 @@ enum SimulateCommand {
 
     static func run(_ arguments: [String], dataDirectory: String, bootstrapServers: () throws -> String) throws {
         let options = try CommandOptions(
-            arguments, known: ["history", "program", "campaigns", "templates", "baseline", "baseline-program", "baseline-campaigns", "out"],
+            arguments, known: ["history", "program", "campaigns", "templates", "baseline", "baseline-program", "baseline-campaigns", "out", "partitions"],
             usage: usage)
         guard options.positional.isEmpty, let source = options["history"] else { throw CLIError(usage) }
         if let baseline = options["baseline"], baseline != "in-force" { throw CLIError("--baseline: in-force is the only value\n\(usage)") }
@@ -54,34 +57,41 @@ enum SimulateCommand {
         let proposal = try rules(program: options["program"], campaigns: options["campaigns"])
         let wantsBaseline = options["baseline"] != nil || options["baseline-program"] != nil || options["baseline-campaigns"] != nil
         let baseline = wantsBaseline ? try rules(program: options["baseline-program"], campaigns: options["baseline-campaigns"]) : nil
-        let settings = try Self.settings(environment: environment, dataDirectory: dataDirectory)
 
+        var settings = try Self.settings(environment: environment, dataDirectory: dataDirectory)
         let history: [PlatformSimulation.Record]
         if source == "kafka" {
-            history = try historyFromTopics(bootstrapServers: try bootstrapServers())
+            let read = try historyFromTopics(bootstrapServers: try bootstrapServers())
+            history = read.records
+            settings.partitionCount = read.partitions
         } else {
             guard let data = FileManager.default.contents(atPath: source) else { throw CLIError("cannot read \(source)") }
             history = try PlatformSimulation.readHistory(Array(data), name: source)
+            if let text = options["partitions"] {
+                guard let count = Int32(text), (1...1_000).contains(count) else { throw CLIError("--partitions: a count from 1 to 1000\n\(usage)") }
+                settings.partitionCount = count
+            }
         }
         say("simulating \(history.count) events\(baseline == nil ? "" : " under the proposal and the baseline")")
 
+        try prepare(out)
         let started = Date()
         let result = try PlatformSimulation.run(history, rules: proposal, settings: settings, progress: say)
         let seconds = Date().timeIntervalSince(started)
         say(String(format: "%d events in %.1f s: %.0f events/s (%d records applied by the four services)",
                    history.count, seconds, Double(history.count) / max(seconds, 0.001), result.recordsApplied))
         let summary = SimulationSummary(result, program: proposal.program)
-        try write(result, summary: summary, to: out)
+        try write(result, rules: proposal, summary: summary, to: out)
 
         guard let baseline else {
-            print(table(summary.rows.map { [$0.label, grouped($0.value)] }, header: ["", "simulated"]))
+            say(table(summary.rows.map { [$0.label, ReportPage.grouped($0.value)] }, header: ["", "simulated"]))
             say("wrote \(out): what the services would publish, members.jsonl, summary.txt")
             return
         }
         let baselineResult = try PlatformSimulation.run(history, rules: baseline, settings: settings, progress: say)
         let baselineSummary = SimulationSummary(baselineResult, program: baseline.program)
-        try write(baselineResult, summary: baselineSummary, to: "\(out)/baseline")
-        print(comparison(baseline: baselineSummary, proposal: summary))
+        try write(baselineResult, rules: baseline, summary: baselineSummary, to: "\(out)/baseline")
+        say(comparison(baseline: baselineSummary, proposal: summary))
         say("wrote \(out) (the proposal) and \(out)/baseline")
     }
 
@@ -104,20 +114,54 @@ enum SimulateCommand {
         return settings
     }
 
-    /// The shop's topics and the campaign definitions of a running system, read to their ends.
-    static func historyFromTopics(bootstrapServers: String) throws -> [PlatformSimulation.Record] {
+    /// The shop's topics, the campaign definitions and the operators' commands of a running
+    /// system, read to their ends as the broker has them (keys and bytes as written), and the
+    /// partition count of its topics. What the services wrote to the command topic is left out:
+    /// the simulation sends its own.
+    static func historyFromTopics(bootstrapServers: String) throws -> (records: [PlatformSimulation.Record], partitions: Int32) {
         var records: [PlatformSimulation.Record] = []
-        for topic in [Topics.members, Topics.orders, Topics.engagement, Topics.pointsRequests, Topics.campaignDefinitions] {
-            for event in try CampaignCommands.readToEnd(topic, bootstrapServers: bootstrapServers) {
-                records.append(PlatformSimulation.Record(topic: topic.name, key: event.subject.map { Array($0.utf8) }, value: event.encoded()))
+        var partitions = Topics.partitionCount
+        let services: Set<String> = ["loyalty/points", "loyalty/tiers", "loyalty/campaigns"]
+        let topics = [Topics.members, Topics.orders, Topics.engagement, Topics.pointsRequests, Topics.pointsCommands, Topics.campaignDefinitions]
+        let read = try CampaignCommands.readRecordsToEnd(topics, bootstrapServers: bootstrapServers)
+        partitions = read.partitions[Topics.members.name] ?? partitions
+        // In their order on each partition; the partitions one after another, as the merge takes them.
+        for record in read.records.sorted(by: { ($0.topic, $0.partition, $0.offset) < ($1.topic, $1.partition, $1.offset) }) {
+            // A tombstone (an erased member on a compacted topic) is read past by every service.
+            guard let value = record.value else { continue }
+            if record.topic == Topics.pointsCommands.name, let event = try? CloudEvent.decode(value),
+               services.contains(event.source) || event.type == ProgressMark.eventType {
+                continue
             }
+            records.append(PlatformSimulation.Record(topic: record.topic, key: record.key, value: value))
         }
-        return records
+        return (records, partitions)
     }
 
-    /// Writes the published records by topic, the members' end states and the figures.
-    static func write(_ result: PlatformSimulation.Result, summary: SimulationSummary, to directory: String) throws {
+    /// The file that marks a directory as a simulation's: only such a directory is replaced.
+    static let marker = "simulation.txt"
+
+    /// Makes `directory` ready for a simulation's files: created, or emptied when an earlier
+    /// simulation wrote it (so no file of another run is left to mix with this one's). Any
+    /// other directory with something in it is refused, never emptied.
+    static func prepare(_ directory: String) throws {
+        let files = FileManager.default
+        if let contents = try? files.contentsOfDirectory(atPath: directory), !contents.isEmpty {
+            guard contents.contains(marker) else {
+                throw CLIError("--out \(directory) holds files that are not a simulation's: name a new or empty directory")
+            }
+            try files.removeItem(atPath: directory)
+        }
+        try files.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+
+    /// Writes the published records by topic, the members' end states, the figures, and the
+    /// program it ran with (which `loyalty report --simulation` reads).
+    static func write(_ result: PlatformSimulation.Result, rules: PlatformSimulation.Rules, summary: SimulationSummary, to directory: String) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try "written by loyalty simulate: the records the services would publish (<topic>.jsonl), members.jsonl, summary.txt, program.json\n"
+            .write(toFile: "\(directory)/\(marker)", atomically: true, encoding: .utf8)
+        try Data(rules.programBytes).write(to: URL(fileURLWithPath: "\(directory)/program.json"))
         var byTopic: [String: [UInt8]] = [:]
         for row in result.published.flatMap(\.rows) {
             guard let value = row.value else { continue }
@@ -133,13 +177,21 @@ enum SimulateCommand {
             members += Array(JSONValue.object(line).jsonString.utf8) + [UInt8(ascii: "\n")]
         }
         try Data(members).write(to: URL(fileURLWithPath: "\(directory)/members.jsonl"))
-        try (table(summary.rows.map { [$0.label, grouped($0.value)] }, header: ["", "simulated"]) + "\n")
+        try (table(summary.rows.map { [$0.label, ReportPage.grouped($0.value)] }, header: ["", "simulated"]) + "\n")
             .write(toFile: "\(directory)/summary.txt", atomically: true, encoding: .utf8)
+    }
+
+    /// The program a simulation ran with, from the directory it wrote.
+    static func program(in directory: String) throws -> Program {
+        guard FileManager.default.fileExists(atPath: "\(directory)/\(marker)"),
+              let data = FileManager.default.contents(atPath: "\(directory)/program.json")
+        else { throw CLIError("no simulation at \(directory): `loyalty simulate --out \(directory)` writes one") }
+        do { return try Program.load(json: Array(data)) } catch { throw CLIError("\(directory)/program.json: \(error)") }
     }
 
     /// The events of `topic` a simulation wrote to `directory` (none when it published none).
     static func published(_ topic: String, in directory: String) throws -> [CloudEvent] {
-        guard FileManager.default.fileExists(atPath: directory) else { throw CLIError("no simulation at \(directory)") }
+        guard FileManager.default.fileExists(atPath: "\(directory)/\(marker)") else { throw CLIError("no simulation at \(directory)") }
         guard let data = FileManager.default.contents(atPath: "\(directory)/\(topic).jsonl") else { return [] }
         return try Array(data).split(separator: UInt8(ascii: "\n")).enumerated().map { number, line in
             do { return try CloudEvent.decode(Array(line)) } catch { throw CLIError("\(directory)/\(topic).jsonl:\(number + 1): \(error)") }
@@ -155,7 +207,7 @@ enum SimulateCommand {
         let rows = labels.map { label -> [String] in
             let a = before[label] ?? 0
             let b = after[label] ?? 0
-            return [label, grouped(a), grouped(b), b == a ? "0" : (b > a ? "+" : "") + grouped(b - a)]
+            return [label, ReportPage.grouped(a), ReportPage.grouped(b), b == a ? "0" : (b > a ? "+" : "") + ReportPage.grouped(b - a)]
         }
         return table(rows, header: ["", "baseline", "proposal", "difference"])
     }
@@ -170,16 +222,5 @@ enum SimulateCommand {
                 return column == 0 ? cell + pad : pad + cell
             }.joined(separator: "  ")
         }.joined(separator: "\n")
-    }
-
-    /// 1234567 as 1,234,567.
-    static func grouped(_ value: Int64) -> String {
-        let digits = String(value.magnitude)
-        var out = ""
-        for (index, digit) in digits.enumerated() {
-            if index > 0 && (digits.count - index) % 3 == 0 { out.append(",") }
-            out.append(digit)
-        }
-        return value < 0 ? "-" + out : out
     }
 }

@@ -100,7 +100,7 @@ public enum ReportPage {
     }
 
     /// Thousands separated by commas.
-    static func grouped(_ value: Int64) -> String {
+    public static func grouped(_ value: Int64) -> String {
         let digits = String(value.magnitude)
         var out = ""
         for (index, character) in digits.enumerated() {

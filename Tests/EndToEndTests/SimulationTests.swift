@@ -202,6 +202,18 @@ extension EndToEnd {
                 #expect(html.contains("id=\"total-issued\" data-value=\"\(issued)\""), "\(run.lastPathComponent): issued \(issued)")
             }
             #expect(issuedByRun[0] - issuedByRun[1] == total)
+
+            // Run again into the same directory: the earlier run's files go (the baseline with them);
+            // a directory of other files is never emptied.
+            let again = try Self.simulate(["--history", history.path, "--out", out.path], directory: directory)
+            #expect(again.status == 0, "\(again.output.suffix(600))")
+            #expect(!FileManager.default.fileExists(atPath: out.appendingPathComponent("baseline").path), "no file of the earlier run is left")
+            let foreign = directory.appendingPathComponent("notes")
+            try FileManager.default.createDirectory(at: foreign, withIntermediateDirectories: true)
+            try "mine".write(to: foreign.appendingPathComponent("notes.txt"), atomically: true, encoding: .utf8)
+            let refused = try Self.simulate(["--history", history.path, "--out", foreign.path], directory: directory)
+            #expect(refused.status != 0 && refused.output.contains("not a simulation's"), "\(refused.output.suffix(600))")
+            #expect(FileManager.default.fileExists(atPath: foreign.appendingPathComponent("notes.txt").path))
         }
 
         /// A history with a line that is not a CloudEvent of a known type is refused before
@@ -231,6 +243,58 @@ extension EndToEnd {
             try "{\"campaigns\": [{\"id\": \"x\"}]}".write(to: campaigns, atomically: true, encoding: .utf8)
             let (status, output) = try Self.simulate(["--history", history.path, "--campaigns", campaigns.path], directory: directory)
             #expect(status != 0 && output.contains("campaigns \(campaigns.path) refused"), "\(output.suffix(600))")
+        }
+
+        /// `--history kafka` reads the running system's history: the shop's topics, the
+        /// operators' signed commands on the command topic (not what the services sent there),
+        /// with the keys as written; the same history from a file gives the same figures.
+        @Test func theHistoryOfARunningSystemIsReadFromItsTopics() throws {
+            let directory = try temporaryDirectory("simulate-kafka")
+            defer { try? FileManager.default.removeItem(at: directory) }
+            func event(_ id: String, _ type: String, _ member: String, _ time: String, _ data: JSONObject, source: String = "shop") throws -> CloudEvent {
+                CloudEvent(id: id, source: source, type: type, time: try EventTime.parse(time), subject: member, data: .object(data))
+            }
+            let shop = [
+                try event("k1", EventType.memberRegistered, "k-ann", "2026-01-02T09:00:00+08:00", [:]),
+                try event("k2", EventType.memberRegistered, "k-bo", "2026-01-02T09:30:00+08:00", [:]),
+                try event("k3", EventType.orderPaid, "k-ann", "2026-02-03T10:00:00+08:00", ["orderId": "a1", "paidMinor": 25_000]),
+                try event("k4", EventType.orderPaid, "k-bo", "2026-02-04T10:00:00+08:00", ["orderId": "b1", "paidMinor": 8_800]),
+                try event("k5", EventType.checkedIn, "k-bo", "2026-02-05T08:00:00+08:00", [:]),
+            ]
+            let adjustment = testCommandKeys.sign(try event(
+                "k-adjust", EventType.adjust, "k-ann", "2026-02-06T10:00:00+08:00", ["points": 30, "reason": "goodwill", "operator": "ops-1"],
+                source: "loyalty/cli"))
+            // What a service sent to the command topic is not history: the simulation sends its own.
+            let grant = testCommandKeys.sign(try event(
+                "tier-bonus/k3", EventType.pointsGrant, "k-ann", "2026-02-03T10:00:00+08:00",
+                ["component": "tier-bonus", "orderId": "a1", "points": 999], source: "loyalty/tiers"))
+            let history = directory.appendingPathComponent("history.jsonl")
+            try Self.writeHistory(shop + [adjustment], to: history)
+
+            let broker = try EmbeddedBroker(topics: Topics.all)
+            let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+            for event in shop + [adjustment, grant] {
+                let topic = Topics.inputTopic(forEventType: event.type)!
+                try producer.send(topic: topic.name, key: Array(event.subject!.utf8), value: event.encoded())
+            }
+            #expect(producer.flush(timeoutMilliseconds: 10_000))
+
+            let fromFile = directory.appendingPathComponent("from-file")
+            let fromKafka = directory.appendingPathComponent("from-kafka")
+            let file = try Self.simulate(["--history", history.path, "--out", fromFile.path], directory: directory)
+            let kafka = try Self.simulate(
+                ["--history", "kafka", "--out", fromKafka.path], directory: directory,
+                environment: ["LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers])
+            #expect(file.status == 0 && kafka.status == 0, "\(file.output.suffix(500))\n\(kafka.output.suffix(500))")
+            #expect(kafka.output.contains("simulating 6 events"), "five shop events and the adjustment: \(kafka.output.prefix(300))")
+            let filed = try Self.events(in: fromFile.appendingPathComponent("\(Topics.pointsLedger.name).jsonl")).map(\.bytes)
+            let read = try Self.events(in: fromKafka.appendingPathComponent("\(Topics.pointsLedger.name).jsonl")).map(\.bytes)
+            #expect(!filed.isEmpty && Set(filed) == Set(read), "the same ledger from the file and from the topics")
+            let members = try Self.members(in: fromKafka)
+            #expect(members["k-ann"]?["points"]?["entries"]?.arrayValue?.contains { $0["causeId"]?.stringValue == "k-adjust" && $0["points"]?.int64Value == 30 } == true,
+                    "the operator's adjustment is applied")
+            #expect(try Self.events(in: fromKafka.appendingPathComponent("\(Topics.pointsLedger.name).jsonl"))
+                .allSatisfy { $0.event.data["points"]?.int64Value != 999 }, "the service's earlier grant is not taken as history")
         }
 
         static func grouped(_ value: Int64) -> String {
