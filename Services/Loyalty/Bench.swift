@@ -21,7 +21,7 @@ enum Bench {
         /// 5 MiB a partition, so a backlog must not outgrow it.
         var window = 20_000
         /// `loyalty simulate` over a year of this many members.
-        var simulationMembers = 5_000
+        var simulationMembers = 2_000
         /// Only the simulation section (`--only simulate`).
         var onlySimulation = false
 
