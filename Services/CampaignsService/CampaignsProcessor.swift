@@ -40,8 +40,6 @@ public final class CampaignsProcessor: StreamProcessor {
     private let defaults: [CampaignDefinition]
     private let tierIDs: [String]
     static let source = "loyalty/campaigns"
-    static let birthdayRank = 5
-    static let dormantRank = 6
 
     /// Members and results read or changed in the current batch, written back in `finish`.
     private var members: [String: (member: CampaignMember, changed: Bool)] = [:]
@@ -64,7 +62,7 @@ public final class CampaignsProcessor: StreamProcessor {
         tierIDs = program.tiers.levels.map(\.id)
     }
 
-    public func rank(of eventType: String) -> Int { EventType.rank(of: eventType) }
+    public func rank(of eventType: String) -> Int { Rank.of(eventType: eventType) }
 
     /// The member's campaign rewards and points by campaign, paid orders and rewarded
     /// referrals, as stored (the latest; `asOf` is not kept per member here).
@@ -132,7 +130,7 @@ public final class CampaignsProcessor: StreamProcessor {
         }
         let body = try Self.body(of: event, topic: record.topic)
         var decoded = Decoded(
-            eventID: event.id, time: event.time, rank: EventType.rank(of: event.type), member: member,
+            eventID: event.id, time: event.time, rank: Rank.of(eventType: event.type), member: member,
             payloadHash: canonicalPayloadHash(event), body: CampaignRecord(input: body, record: record))
         if case .ignored = body { decoded.isRelevant = false }
         if record.topic == Topics.campaignCommands.name { decoded.isExternalInput = false }
@@ -367,7 +365,7 @@ public final class CampaignsProcessor: StreamProcessor {
         for timer in decision.timers {
             try batch.cancelTimers(member: id, kind: timer.kind.rawValue, ref: timer.ref)
             try batch.schedule(TimerRequest(
-                due: timer.due, rank: timer.kind == .birthday ? Self.birthdayRank : Self.dormantRank, member: id,
+                due: timer.due, rank: timer.kind == .birthday ? Rank.birthday : Rank.dormant, member: id,
                 kind: timer.kind.rawValue, ref: timer.ref))
         }
     }

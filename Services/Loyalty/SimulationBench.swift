@@ -23,7 +23,7 @@ extension Bench {
         let day: Int64 = 86_400_000
         func add(_ type: String, _ member: String, _ time: Int64, _ data: JSONObject) {
             let id = "s\(events.count)"
-            events.append((time, EventType.rank(of: type), id, CloudEvent(
+            events.append((time, Rank.of(eventType: type), id, CloudEvent(
                 id: id, source: "bench-shop", type: type, time: EventTime(millis: time), subject: member, data: .object(data))))
         }
         for index in 0..<members {

@@ -29,8 +29,6 @@ public final class NotificationsProcessor: StreamProcessor {
     public let rules: NotificationRules
     private let logger: Logger?
     static let source = "loyalty/notifications"
-    static let digestRank = 6
-    static let heldRank = 7
 
     private var members: [String: (member: NotificationMember, changed: Bool)] = [:]
 
@@ -87,7 +85,7 @@ public final class NotificationsProcessor: StreamProcessor {
         self.logger = logger
     }
 
-    public func rank(of eventType: String) -> Int { EventType.rank(of: eventType) }
+    public func rank(of eventType: String) -> Int { Rank.of(eventType: eventType) }
 
     // MARK: Decoding
 
@@ -112,7 +110,7 @@ public final class NotificationsProcessor: StreamProcessor {
             body: NotificationRecord(input: input, record: record))
         if case .ignored = input { decoded.isRelevant = false }
         if record.topic != Topics.members.name {
-            decoded.rank = 5
+            decoded.rank = Rank.serviceOutput
             decoded.isExternalInput = false
         }
         return decoded
@@ -291,7 +289,7 @@ public final class NotificationsProcessor: StreamProcessor {
         }
         for timer in decision.timers {
             try batch.schedule(TimerRequest(
-                due: timer.due, rank: timer.kind == .digest ? Self.digestRank : Self.heldRank, member: id, kind: timer.kind.rawValue, ref: timer.ref))
+                due: timer.due, rank: timer.kind == .digest ? Rank.digest : Rank.heldMessage, member: id, kind: timer.kind.rawValue, ref: timer.ref))
         }
     }
 

@@ -32,7 +32,7 @@ public final class PointsProcessor: StreamProcessor {
     public let personalDataTopics: Set<String> = [Topics.members.name]
     public var migrations: [Migration] { PointsSchema.migrations }
 
-    public func rank(of eventType: String) -> Int { EventType.rank(of: eventType) }
+    public func rank(of eventType: String) -> Int { Rank.of(eventType: eventType) }
 
     public let rules: PointsRules
     /// Refusals by reason: of the current batch, and since start (for metrics).
@@ -119,7 +119,7 @@ public final class PointsProcessor: StreamProcessor {
             }
         }
         var decoded = Decoded(
-            eventID: event.id, time: event.time, rank: EventType.rank(of: event.type), member: member,
+            eventID: event.id, time: event.time, rank: Rank.of(eventType: event.type), member: member,
             payloadHash: canonicalPayloadHash(event),
             body: PointsRecord(event: PointsEvent(id: event.id, time: event.time, member: member, input: input), raw: raw))
         // Commands only the platform's services may send (checked above), whatever the lag they arrive with.
@@ -470,10 +470,10 @@ enum TimerKind {
 
     static func rank(_ kind: String) -> Int {
         switch kind {
-        case release: 0
-        case expiry: 1
-        case expiryWarning: 2
-        case inactivity: 3
+        case release: Rank.pendingRelease
+        case expiry: Rank.expiry
+        case expiryWarning: Rank.expiryWarning
+        case inactivity: Rank.inactivity
         case ParkedRecords.timerKind: ParkedRecords.timerRank
         default: 9
         }

@@ -38,8 +38,6 @@ public final class TiersProcessor: StreamProcessor {
     public let rules: TierRules
     static let source = "loyalty/tiers"
     static let monthEnd = "month-end"
-    /// Month-end tiers rank after pending release, expiry, warnings and inactivity (DOMAIN.md).
-    static let monthEndRank = 4
 
     private var members: [String: (member: TierMember, changed: Bool, time: EventTime)] = [:]
 
@@ -76,7 +74,7 @@ public final class TiersProcessor: StreamProcessor {
         return .object(view)
     }
 
-    public func rank(of eventType: String) -> Int { EventType.rank(of: eventType) }
+    public func rank(of eventType: String) -> Int { Rank.of(eventType: eventType) }
 
     public func decode(_ record: ConsumedRecord) throws(Rejection) -> Decoded<TierInput> {
         if record.topic != Topics.orders.name {
@@ -95,7 +93,7 @@ public final class TiersProcessor: StreamProcessor {
         case .orderRefunded(let refund): body = .refunded(refund)
         default: throw Rejection(code: "unknown-type", detail: "the tiers service does not read \(event.type) on \(record.topic)")
         }
-        return Decoded(eventID: event.id, time: event.time, rank: EventType.rank(of: event.type), member: member,
+        return Decoded(eventID: event.id, time: event.time, rank: Rank.of(eventType: event.type), member: member,
                        payloadHash: canonicalPayloadHash(event), body: body)
     }
 
@@ -180,7 +178,7 @@ public final class TiersProcessor: StreamProcessor {
     private func scheduleMonthEnd(after time: EventTime, member: String, _ batch: Batch) throws {
         let calendar = rules.program.calendar
         let next = calendar.startOfMonth(monthIndex: calendar.localDate(of: time).monthIndex + 1)
-        try batch.schedule(TimerRequest(due: next, rank: Self.monthEndRank, member: member, kind: Self.monthEnd, ref: Self.monthEnd))
+        try batch.schedule(TimerRequest(due: next, rank: Rank.monthEnd, member: member, kind: Self.monthEnd, ref: Self.monthEnd))
     }
 }
 

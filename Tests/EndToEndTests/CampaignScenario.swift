@@ -37,7 +37,7 @@ struct CampaignScenario {
         func add(_ type: String, _ member: String, _ time: Int64, _ data: JSONObject) {
             counter += 1
             let id = "c\(counter)"
-            pending.append((time, EventType.rank(of: type), id, CloudEvent(
+            pending.append((time, Rank.of(eventType: type), id, CloudEvent(
                 id: id, source: "campaign-shop", type: type, time: EventTime(millis: time), subject: member, data: .object(data))))
         }
         var registeredAt: [Int64] = []

@@ -48,7 +48,7 @@ struct PointsScenario {
                 id: "\(member)-\(seq)", source: source, type: type, time: EventTime(millis: time), subject: member,
                 data: .object(data))
             if type == EventType.pointsGrant { event = testCommandKeys.sign(event) }
-            pending.append((time, EventType.rank(of: type), seq, event))
+            pending.append((time, Rank.of(eventType: type), seq, event))
         }
         for index in 0..<members {
             let member = "m\(index)"

@@ -25,7 +25,7 @@ struct TierScenario {
         func add(_ type: String, _ member: String, _ time: Int64, _ data: JSONObject) {
             counter += 1
             let id = "t\(counter)"
-            pending.append((time, EventType.rank(of: type), id, CloudEvent(
+            pending.append((time, Rank.of(eventType: type), id, CloudEvent(
                 id: id, source: "tier-shop", type: type, time: EventTime(millis: time), subject: member, data: .object(data))))
         }
         for index in 0..<members {

@@ -23,7 +23,7 @@ struct YearScenario {
             var event = CloudEvent(id: id, source: "year-shop", type: type, time: EventTime(millis: time), subject: member, data: .object(data))
             // Adjustments are an operator's, signed with the command key.
             if type == EventType.adjust { event = testCommandKeys.sign(event) }
-            pending.append((time, EventType.rank(of: type), id, event))
+            pending.append((time, Rank.of(eventType: type), id, event))
         }
         let rewards = ["tea-set", "coupon-20", "express-delivery", "plant-a-tree"]
         for index in 0..<members {

@@ -1006,15 +1006,15 @@ private func expectInvalidCommand(
 
     @Test func pointsCommandsOrderBetweenEngagementAndGrants() {
         // Equal times: member events, orders, refunds, engagement, points commands, grants.
-        let engagement = EventType.rank(of: "engagement.checked-in")
-        let grants = EventType.rank(of: "points.grant")
+        let engagement = Rank.of(eventType: "engagement.checked-in")
+        let grants = Rank.of(eventType: "points.grant")
         for type in ["points.redeem", "points.cash-offset", "points.transfer", "points.adjust"] {
-            #expect(EventType.rank(of: type) > engagement, "\(type)")
-            #expect(EventType.rank(of: type) < grants, "\(type)")
+            #expect(Rank.of(eventType: type) > engagement, "\(type)")
+            #expect(Rank.of(eventType: type) < grants, "\(type)")
         }
         // Transfer credits and give-backs are commands one service derives for another, like grants.
-        #expect(EventType.rank(of: "points.transfer-credit") == grants)
-        #expect(EventType.rank(of: "points.transfer-returned") == grants)
+        #expect(Rank.of(eventType: "points.transfer-credit") == grants)
+        #expect(Rank.of(eventType: "points.transfer-returned") == grants)
         // Only the points service may send them.
         #expect(EventType.internalCommands.isSuperset(of: ["points.transfer-credit", "points.transfer-returned"]))
         #expect(!EventType.internalCommands.contains("points.transfer"))

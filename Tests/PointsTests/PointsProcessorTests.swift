@@ -297,7 +297,7 @@ import Testing
             let profile = try event("u1", EventType.memberUpdated, "zoe", "2026-03-01T11:00:00+08:00", ["channels": ["sms": "13600136000"]])
             for (index, waiting) in [order, profile].enumerated() {
                 try old.prepare("INSERT INTO parked(member, event_id, time, rank, topic, partition, record_offset, key, value) VALUES(?, ?, ?, ?, ?, 0, ?, ?, ?)")
-                    .run(.text("zoe"), .text(waiting.id), .integer(waiting.time.millis), .integer(Int64(EventType.rank(of: waiting.type))),
+                    .run(.text("zoe"), .text(waiting.id), .integer(waiting.time.millis), .integer(Int64(Rank.of(eventType: waiting.type))),
                          .text(Topics.inputTopic(forEventType: waiting.type)!.name), .integer(Int64(index)), .blob(Array("zoe".utf8)),
                          // The shop's own spacing, kept as it came.
                          .blob(Array(String(decoding: waiting.encoded(), as: UTF8.self).replacingOccurrences(of: "\"type\":", with: "\"type\": ").utf8)))

@@ -26,18 +26,6 @@ public enum EventType {
 
     /// Commands only the points service itself may send (they move points between members).
     public static let internalCommands: Set<String> = [referralReward, transferCredit, transferReturned]
-
-    /// Rank of a type among inputs of equal event time; lower applies first.
-    public static func rank(of type: String) -> Int {
-        switch type {
-        case memberRegistered, memberUpdated, memberClosed: 0
-        case orderPaid: 1
-        case orderRefunded: 2
-        case checkedIn, reviewPosted, contentShared, taskCompleted: 3
-        case pointsGrant, pointsReverse, referralReward, transferCredit, transferReturned, campaignsReferral: 5
-        default: 4  // the shop's points commands
-        }
-    }
 }
 
 /// One line of a paid order.
