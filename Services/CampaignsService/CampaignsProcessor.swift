@@ -119,12 +119,12 @@ public final class CampaignsProcessor: StreamProcessor {
         let (event, _) = try record.cloudEvent()
         let member = try event.member(keyedBy: record.keyString)
         if rules.program.isBeforeStart(event.time, type: event.type) {
-            throw Rejection(code: "before-program-start", detail: rules.program.beforeStartDetail(event.time))
+            throw Rejection(code: .beforeProgramStart, detail: rules.program.beforeStartDetail(event.time))
         }
         if record.topic == Topics.campaignCommands.name {
             // Only this service writes here; a forged referral is refused, never counted.
             guard event.source == Self.source else {
-                throw Rejection(code: "forbidden-source", detail: "\(record.topic) is written by \(Self.source) only, not \(event.source)")
+                throw Rejection(code: .forbiddenSource, detail: "\(record.topic) is written by \(Self.source) only, not \(event.source)")
             }
             if let rejection = commandKeys.verify(event) { throw rejection }
         }
@@ -140,7 +140,7 @@ public final class CampaignsProcessor: StreamProcessor {
     static func body(of event: CloudEvent, topic: String) throws(Rejection) -> CampaignInput {
         let data = event.data.objectValue ?? JSONObject()
         if !event.data.isNull && event.data.objectValue == nil {
-            throw Rejection(code: "invalid-event", detail: "data must be a JSON object")
+            throw Rejection(code: .invalidEvent, detail: "data must be a JSON object")
         }
         switch event.type {
         case EventType.memberRegistered:
@@ -155,13 +155,13 @@ public final class CampaignsProcessor: StreamProcessor {
             }
             var profile = MemberProfile()
             do { try profile.update(from: data) } catch {
-                return .refusedRegistration(referrer: referrer, Rejection(code: "invalid-event", detail: "data.\(error.description)"))
+                return .refusedRegistration(referrer: referrer, Rejection(code: .invalidEvent, detail: "data.\(error.description)"))
             }
             return .registered(data, referrer: referrer)
         case EventType.memberUpdated:
             // Checked here so that a bad profile is dead-lettered with its reason.
             var profile = MemberProfile()
-            do { try profile.update(from: data) } catch { throw Rejection(code: "invalid-event", detail: "data.\(error.description)") }
+            do { try profile.update(from: data) } catch { throw Rejection(code: .invalidEvent, detail: "data.\(error.description)") }
             return .updated(data)
         case EventType.memberClosed:
             return .closed
@@ -180,11 +180,11 @@ public final class CampaignsProcessor: StreamProcessor {
             return .checkedIn
         case EventType.campaignsReferral where topic == Topics.campaignCommands.name:
             guard let referee = data["referee"]?.stringValue, !referee.isEmpty else {
-                throw Rejection(code: "invalid-event", detail: "data.referee: expected the referred member")
+                throw Rejection(code: .invalidEvent, detail: "data.referee: expected the referred member")
             }
             return .referred(referee: referee)
         default:
-            throw Rejection(code: "unknown-type", detail: "the campaigns service does not read \(event.type) on \(topic)")
+            throw Rejection(code: .unknownType, detail: "the campaigns service does not read \(event.type) on \(topic)")
         }
     }
 
@@ -205,13 +205,13 @@ public final class CampaignsProcessor: StreamProcessor {
             do {
                 decision = try rules.register(data, at: input.time, member: &member, campaigns: campaigns)
             } catch {
-                return try batch.deadLetter(input.body.record, reason: Rejection(code: "invalid-event", detail: "data.\(error)"))
+                return try batch.deadLetter(input.body.record, reason: Rejection(code: .invalidEvent, detail: "data.\(error)"))
             }
         case .updated(let data):
             do {
                 decision = try rules.update(data, at: input.time, member: &member)
             } catch {
-                return try batch.deadLetter(input.body.record, reason: Rejection(code: "invalid-event", detail: "data.\(error)"))
+                return try batch.deadLetter(input.body.record, reason: Rejection(code: .invalidEvent, detail: "data.\(error)"))
             }
         case .closed:
             // A closed member is never rewarded again: the birthday has no more use, and goes.
@@ -282,7 +282,7 @@ public final class CampaignsProcessor: StreamProcessor {
     private func tooEarly(_ input: Decoded<CampaignRecord>, registeredAt: EventTime) -> Rejection? {
         let waitHours = rules.program.members.unknownMemberWaitHours
         guard input.isExternalInput, MemberLifetime.isTooEarly(input.time, registeredAt: registeredAt, waitHours: waitHours) else { return nil }
-        return Rejection(code: "member-not-registered", detail: MemberLifetime.tooEarlyDetail(input.time, registeredAt: registeredAt, waitHours: waitHours))
+        return Rejection(code: .memberNotRegistered, detail: MemberLifetime.tooEarlyDetail(input.time, registeredAt: registeredAt, waitHours: waitHours))
     }
 
     private func applyParkedEvents(of member: String, _ batch: Batch) throws {
@@ -425,7 +425,7 @@ public final class CampaignsProcessor: StreamProcessor {
         do {
             guard try registry.add(entry) == .added else { return }
         } catch {
-            try batch.deadLetter(record, reason: Rejection(code: "invalid-campaign", detail: error.description))
+            try batch.deadLetter(record, reason: Rejection(code: .invalidCampaign, detail: error.description))
             return
         }
         try batch.database.prepare(
@@ -438,7 +438,7 @@ public final class CampaignsProcessor: StreamProcessor {
     private func decodeDefinition(_ record: ConsumedRecord) throws(Rejection) -> (CampaignRegistry.Entry, [UInt8]) {
         let (event, _) = try record.cloudEvent()
         guard let campaign = event.subject, record.keyString == campaign else {
-            throw Rejection(code: "key-mismatch", detail: "a campaign record is keyed by its campaign id, its subject")
+            throw Rejection(code: .keyMismatch, detail: "a campaign record is keyed by its campaign id, its subject")
         }
         // Definitions spend points: only an operator holding a command key may publish them.
         if let rejection = commandKeys.verify(event) { throw rejection }
@@ -446,20 +446,20 @@ public final class CampaignsProcessor: StreamProcessor {
         case "campaign.defined":
             let definition: CampaignDefinition
             do { definition = try CampaignDefinition.load(event.data, tiers: tierIDs) } catch {
-                throw Rejection(code: "invalid-campaign", detail: error.description)
+                throw Rejection(code: .invalidCampaign, detail: error.description)
             }
             guard definition.id == campaign else {
-                throw Rejection(code: "invalid-campaign", detail: "data.id \(definition.id) differs from subject \(campaign)")
+                throw Rejection(code: .invalidCampaign, detail: "data.id \(definition.id) differs from subject \(campaign)")
             }
             return (CampaignRegistry.Entry(campaign: campaign, version: definition.version, effective: event.time, definition: definition),
                     Array(event.data.jsonString.utf8))
         case "campaign.retired":
             guard let version = event.data.objectValue?["version"]?.int64Value, version >= 1 else {
-                throw Rejection(code: "invalid-campaign", detail: "data.version: a retirement names the new version, at least 1")
+                throw Rejection(code: .invalidCampaign, detail: "data.version: a retirement names the new version, at least 1")
             }
             return (CampaignRegistry.Entry(campaign: campaign, version: version, effective: event.time, definition: nil), [])
         default:
-            throw Rejection(code: "unknown-type", detail: "the definitions topic carries campaign.defined and campaign.retired, not \(event.type)")
+            throw Rejection(code: .unknownType, detail: "the definitions topic carries campaign.defined and campaign.retired, not \(event.type)")
         }
     }
 

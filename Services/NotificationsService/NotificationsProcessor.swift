@@ -118,9 +118,9 @@ public final class NotificationsProcessor: StreamProcessor {
 
     func input(of event: CloudEvent, topic: String) throws(Rejection) -> NotificationInput {
         let data = event.data.objectValue ?? JSONObject()
-        if !event.data.isNull && event.data.objectValue == nil { throw Rejection(code: "invalid-event", detail: "data must be a JSON object") }
+        if !event.data.isNull && event.data.objectValue == nil { throw Rejection(code: .invalidEvent, detail: "data must be a JSON object") }
         func requireSource(_ source: String) throws(Rejection) {
-            guard event.source == source else { throw Rejection(code: "forbidden-source", detail: "\(event.type) is accepted only from \(source), not \(event.source)") }
+            guard event.source == source else { throw Rejection(code: .forbiddenSource, detail: "\(event.type) is accepted only from \(source), not \(event.source)") }
         }
         func int(_ key: String) -> Int64 { data[key]?.int64Value ?? 0 }
         func text(_ key: String) -> String { data[key]?.stringValue ?? "" }
@@ -131,12 +131,12 @@ public final class NotificationsProcessor: StreamProcessor {
         switch (topic, event.type) {
         case (Topics.members.name, EventType.memberRegistered), (Topics.members.name, EventType.memberUpdated):
             var profile = MemberProfile()
-            do { try profile.update(from: data) } catch { throw Rejection(code: "invalid-event", detail: "data.\(error.description)") }
+            do { try profile.update(from: data) } catch { throw Rejection(code: .invalidEvent, detail: "data.\(error.description)") }
             return event.type == EventType.memberRegistered ? .registered(data) : .updated(data)
         case (Topics.members.name, EventType.memberClosed):
             return .closed
         case (Topics.members.name, _):
-            throw Rejection(code: "unknown-type", detail: "the notifications service does not read \(event.type) on \(topic)")
+            throw Rejection(code: .unknownType, detail: "the notifications service does not read \(event.type) on \(topic)")
         case (Topics.pointsLedger.name, "points.earned"):
             try requireSource("loyalty/points")
             return .earned(points: int("points"))
@@ -144,7 +144,7 @@ public final class NotificationsProcessor: StreamProcessor {
             try requireSource("loyalty/points")
             let expiresAt: EventTime
             do { expiresAt = try EventTime.parse(text("expiresAt")) } catch {
-                throw Rejection(code: "invalid-event", detail: "data.expiresAt: \(error)")
+                throw Rejection(code: .invalidEvent, detail: "data.expiresAt: \(error)")
             }
             let lastDay = program.calendar.localDate(of: expiresAt.adding(milliseconds: -1))
             return .message(.pointsExpiring, ["points": String(int("points")), "lastDay": lastDay.description])
@@ -166,7 +166,7 @@ public final class NotificationsProcessor: StreamProcessor {
             case "tier.upgraded": return .message(.tierUp, ["tier": tierName(text("to")), "previousTier": tierName(text("from"))])
             case "tier.downgraded": return .message(.tierDown, ["tier": tierName(text("to")), "previousTier": tierName(text("from"))])
             case "tier.at-risk": return .message(.tierAtRisk, ["tier": tierName(text("to"))])
-            default: throw Rejection(code: "unknown-type", detail: "the notifications service does not read \(event.type) on \(topic)")
+            default: throw Rejection(code: .unknownType, detail: "the notifications service does not read \(event.type) on \(topic)")
             }
         case (Topics.campaignRewards.name, "campaign.rewarded"):
             try requireSource("loyalty/campaigns")
@@ -179,7 +179,7 @@ public final class NotificationsProcessor: StreamProcessor {
                 ])
             }
         default:
-            throw Rejection(code: "unknown-type", detail: "the notifications service does not read \(event.type) on \(topic)")
+            throw Rejection(code: .unknownType, detail: "the notifications service does not read \(event.type) on \(topic)")
         }
     }
 
@@ -191,11 +191,11 @@ public final class NotificationsProcessor: StreamProcessor {
         switch input.body.input {
         case .registered(let data):
             do { try rules.register(data, member: &member) } catch {
-                return try batch.deadLetter(input.body.record, reason: Rejection(code: "invalid-event", detail: "data.\(error)"))
+                return try batch.deadLetter(input.body.record, reason: Rejection(code: .invalidEvent, detail: "data.\(error)"))
             }
         case .updated(let data):
             do { try rules.update(data, member: &member) } catch {
-                return try batch.deadLetter(input.body.record, reason: Rejection(code: "invalid-event", detail: "data.\(error)"))
+                return try batch.deadLetter(input.body.record, reason: Rejection(code: .invalidEvent, detail: "data.\(error)"))
             }
         case .closed:
             rules.close(member: &member)
@@ -284,7 +284,7 @@ public final class NotificationsProcessor: StreamProcessor {
         for message in decision.undeliverable {
             try batch.deadLetter(
                 id: "no-channel/\(message.type.rawValue)/\(message.causes.first ?? id)", key: id,
-                reason: Rejection(code: "no-channel", detail: "member \(id) has no address on any channel for a \(message.type.rawValue) message"),
+                reason: Rejection(code: .noChannel, detail: "member \(id) has no address on any channel for a \(message.type.rawValue) message"),
                 about: ["memberId": .string(id), "messageType": .string(message.type.rawValue), "causes": .array(message.causes.map { .string($0) })])
         }
         for timer in decision.timers {

@@ -86,16 +86,16 @@ public final class PointsProcessor: StreamProcessor {
         // Referral rewards and transfer legs are the service's own commands; from anyone else
         // they would mint points.
         if EventType.internalCommands.contains(event.type) && event.source != Self.source {
-            throw Rejection(code: "forbidden-source", detail: "\(event.type) is accepted only from \(Self.source), not \(event.source)")
+            throw Rejection(code: .forbiddenSource, detail: "\(event.type) is accepted only from \(Self.source), not \(event.source)")
         }
         // Grants and reversals come from the platform's services (tiers, campaigns), never a shop.
         if (event.type == EventType.pointsGrant || event.type == EventType.pointsReverse) && !event.source.hasPrefix("loyalty/") {
-            throw Rejection(code: "forbidden-source", detail: "\(event.type) is accepted only from loyalty/* services, not \(event.source)")
+            throw Rejection(code: .forbiddenSource, detail: "\(event.type) is accepted only from loyalty/* services, not \(event.source)")
         }
         // A source is only a claim: the signature proves the platform sent it.
         if Self.signedTypes.contains(event.type), let rejection = commandKeys.verify(event) { throw rejection }
         if rules.program.isBeforeStart(event.time, type: event.type) {
-            throw Rejection(code: "before-program-start", detail: rules.program.beforeStartDetail(event.time))
+            throw Rejection(code: .beforeProgramStart, detail: rules.program.beforeStartDetail(event.time))
         }
         let input: PointsInput
         do {
@@ -106,16 +106,16 @@ public final class PointsProcessor: StreamProcessor {
         if case .openingBalance = input {
             // A migration brings balances over under someone's name, like an adjustment.
             guard let operatorID = event.data["operator"]?.stringValue, !operatorID.isEmpty else {
-                throw Rejection(code: "invalid-event", detail: "data.operator: an opening balance names the operator who imported it")
+                throw Rejection(code: .invalidEvent, detail: "data.operator: an opening balance names the operator who imported it")
             }
         }
         if case .adjust(let adjustment) = input {
             // An operator's correction, not a way to print points: named, and bounded.
             guard let operatorID = event.data["operator"]?.stringValue, !operatorID.isEmpty else {
-                throw Rejection(code: "invalid-event", detail: "data.operator: an adjustment names the operator who made it")
+                throw Rejection(code: .invalidEvent, detail: "data.operator: an adjustment names the operator who made it")
             }
             guard adjustment.points.magnitude <= adjustmentLimit.magnitude else {
-                throw Rejection(code: "adjustment-over-limit", detail: "data.points: at most \(adjustmentLimit) either way in one adjustment")
+                throw Rejection(code: .adjustmentOverLimit, detail: "data.points: at most \(adjustmentLimit) either way in one adjustment")
             }
         }
         var decoded = Decoded(
@@ -326,11 +326,11 @@ public final class PointsProcessor: StreamProcessor {
             let insert = try database.prepare(
                 "INSERT OR IGNORE INTO refusals(refusal_id, member, time, reason, event) VALUES(?, ?, ?, ?, ?)")
             for refusal in decision.refusals {
-                batchRefusals[refusal.reason, default: 0] += 1
+                batchRefusals[refusal.reason.rawValue, default: 0] += 1
                 let event = CloudEvent.encode(
                     id: refusal.id, source: Self.source, type: "points.refused", time: refusal.time, subject: refusal.member,
                     data: { $0.value(refusal.json) })
-                try insert.run(.text(refusal.id), .text(refusal.member), .integer(refusal.time.millis), .text(refusal.reason), .blob(event))
+                try insert.run(.text(refusal.id), .text(refusal.member), .integer(refusal.time.millis), .text(refusal.reason.rawValue), .blob(event))
                 try batch.emit(topic: Topics.pointsLedger.name, key: refusal.member, value: event)
             }
         }
@@ -418,7 +418,7 @@ public final class PointsProcessor: StreamProcessor {
         guard input.isExternalInput, let registeredAt, !event.input.isRegistration, !event.input.isOperatorCommand else { return nil }
         let waitHours = rules.program.members.unknownMemberWaitHours
         guard MemberLifetime.isTooEarly(event.time, registeredAt: registeredAt, waitHours: waitHours) else { return nil }
-        return Rejection(code: "member-not-registered", detail: MemberLifetime.tooEarlyDetail(event.time, registeredAt: registeredAt, waitHours: waitHours))
+        return Rejection(code: .memberNotRegistered, detail: MemberLifetime.tooEarlyDetail(event.time, registeredAt: registeredAt, waitHours: waitHours))
     }
 
     /// Applies the kept events of a member who just registered, in event-time order.

@@ -83,7 +83,7 @@ public final class TiersProcessor: StreamProcessor {
         let (event, _) = try record.cloudEvent()
         let member = try event.member(keyedBy: record.keyString)
         if rules.program.isBeforeStart(event.time, type: event.type) {
-            throw Rejection(code: "before-program-start", detail: rules.program.beforeStartDetail(event.time))
+            throw Rejection(code: .beforeProgramStart, detail: rules.program.beforeStartDetail(event.time))
         }
         let input: PointsInput
         do { input = try PointsInput.decode(type: event.type, data: event.data) } catch { throw Rejection(code: error.code, detail: error.detail) }
@@ -91,7 +91,7 @@ public final class TiersProcessor: StreamProcessor {
         switch input {
         case .orderPaid(let order): body = .paid(order)
         case .orderRefunded(let refund): body = .refunded(refund)
-        default: throw Rejection(code: "unknown-type", detail: "the tiers service does not read \(event.type) on \(record.topic)")
+        default: throw Rejection(code: .unknownType, detail: "the tiers service does not read \(event.type) on \(record.topic)")
         }
         return Decoded(eventID: event.id, time: event.time, rank: Rank.of(eventType: event.type), member: member,
                        payloadHash: canonicalPayloadHash(event), body: body)

@@ -30,10 +30,10 @@ public struct CloudEvent: Sendable, Equatable {
 /// Why a record is not a usable CloudEvent; `code` is the dead-letter reason code.
 public struct CloudEventError: Error, Sendable, Equatable, CustomStringConvertible {
     /// `not-json`, `not-an-object`, `bad-specversion`, `missing-attribute`, `bad-time`, `bad-data`.
-    public var code: String
+    public var code: ReasonCode
     public var detail: String
 
-    public init(code: String, detail: String) {
+    public init(code: ReasonCode, detail: String) {
         self.code = code
         self.detail = detail
     }
@@ -48,7 +48,7 @@ extension CloudEvent {
         do {
             value = try JSONValue.parse(bytes)
         } catch {
-            throw CloudEventError(code: "not-json", detail: error.description)
+            throw CloudEventError(code: .notJson, detail: error.description)
         }
         return try decode(value)
     }
@@ -56,14 +56,14 @@ extension CloudEvent {
     /// Decodes a structured-mode CloudEvent from parsed JSON.
     public static func decode(_ value: JSONValue) throws(CloudEventError) -> CloudEvent {
         guard let object = value.objectValue else {
-            throw CloudEventError(code: "not-an-object", detail: "a CloudEvent is a JSON object")
+            throw CloudEventError(code: .notAnObject, detail: "a CloudEvent is a JSON object")
         }
         guard object["specversion"]?.stringValue == "1.0" else {
-            throw CloudEventError(code: "bad-specversion", detail: "specversion must be \"1.0\"")
+            throw CloudEventError(code: .badSpecversion, detail: "specversion must be \"1.0\"")
         }
         func attribute(_ name: String) throws(CloudEventError) -> String {
             guard let text = object[name]?.stringValue, !text.isEmpty else {
-                throw CloudEventError(code: "missing-attribute", detail: "\(name) must be a non-empty string")
+                throw CloudEventError(code: .missingAttribute, detail: "\(name) must be a non-empty string")
             }
             return text
         }
@@ -75,12 +75,12 @@ extension CloudEvent {
         do {
             time = try EventTime.parse(timeText)
         } catch {
-            throw CloudEventError(code: "bad-time", detail: error.description)
+            throw CloudEventError(code: .badTime, detail: error.description)
         }
         var subject: String?
         if let raw = object["subject"], !raw.isNull {
             guard let text = raw.stringValue, !text.isEmpty else {
-                throw CloudEventError(code: "missing-attribute", detail: "subject must be a non-empty string")
+                throw CloudEventError(code: .missingAttribute, detail: "subject must be a non-empty string")
             }
             subject = text
         }
@@ -88,12 +88,12 @@ extension CloudEvent {
             // A media type, possibly with parameters: `application/json; charset=utf-8`.
             let mediaType = raw.stringValue?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased()
             guard mediaType == "application/json" else {
-                throw CloudEventError(code: "bad-data", detail: "datacontenttype must be application/json")
+                throw CloudEventError(code: .badData, detail: "datacontenttype must be application/json")
             }
         }
         var signature: String?
         if let raw = object["signature"], !raw.isNull {
-            guard let text = raw.stringValue else { throw CloudEventError(code: "missing-attribute", detail: "signature must be a string") }
+            guard let text = raw.stringValue else { throw CloudEventError(code: .missingAttribute, detail: "signature must be a string") }
             signature = text
         }
         return CloudEvent(id: id, source: source, type: type, time: time, subject: subject, data: object["data"] ?? .null, signature: signature)

@@ -132,9 +132,9 @@ public final class Batch {
     /// Sends a dead letter about something the service derived (no input record of its own,
     /// e.g. a message for a member with no channel), in this transaction.
     public func deadLetter(id: String, key: String?, reason: Rejection, about details: JSONObject) throws {
-        deadLetterReasons[reason.code, default: 0] += 1
+        deadLetterReasons[reason.code.rawValue, default: 0] += 1
         var data = details
-        data["reason"] = .string(reason.code)
+        data["reason"] = .string(reason.code.rawValue)
         data["detail"] = .string(reason.detail)
         data["service"] = .string(service)
         let event = CloudEvent(
@@ -145,9 +145,9 @@ public final class Batch {
 
     /// Sends a record to the dead-letter topic with a reason code, in this transaction.
     public func deadLetter(_ record: ConsumedRecord, reason: Rejection) throws {
-        deadLetterReasons[reason.code, default: 0] += 1
+        deadLetterReasons[reason.code.rawValue, default: 0] += 1
         var data = JSONObject()
-        data["reason"] = .string(reason.code)
+        data["reason"] = .string(reason.code.rawValue)
         data["detail"] = .string(reason.detail)
         data["service"] = .string(service)
         data["topic"] = .string(record.topic)

@@ -99,7 +99,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
     public func poisonRejection(for record: ConsumedRecord) -> Rejection? {
         guard let poisonRecord, poisonRecord.partition == record.topicPartition, poisonRecord.offset == record.offset else { return nil }
         return Rejection(
-            code: "poison-record",
+            code: .poisonRecord,
             detail: "the service failed on this record at two starts in a row (\(poisonRecord.cause)); set aside so that the records behind it are applied")
     }
 
@@ -449,14 +449,14 @@ public final class BatchApplier<Processor: StreamProcessor> {
             // Its inbox row, if it ever had one, may be pruned. (Other services' records are never
             // refused for their lag.)
             return .refuse(Rejection(
-                code: "older-than-inbox-horizon",
+                code: .olderThanInboxHorizon,
                 detail: "event time \(input.time) is more than \(inboxHorizon / 86_400_000) days behind the stream time "
                     + "\(EventTime(millis: streamTime)): too old to tell from a duplicate"), echo: echo)
         }
         if input.movesStreamTime,
            let limit = try exceededFutureLimit(input.time.millis, task: task, streamTime: streamTime, pending: progress.pendingStreamTimes) {
             return .refuse(Rejection(
-                code: "time-out-of-range",
+                code: .timeOutOfRange,
                 detail: "event time \(input.time) is more than the allowed margin ahead of \(EventTime(millis: limit - futureMargin!)) "
                     + "(\(timerMode == .streamTime ? "stream time" : "the machine clock")); it moves no clock"), echo: echo)
         }
@@ -475,7 +475,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
                 progress.outcome.duplicates += 1
             } else {
                 try batch.deadLetter(record, reason: Rejection(
-                    code: "conflicting-duplicate", detail: "event id \(input.eventID) was applied before with a different payload"))
+                    code: .conflictingDuplicate, detail: "event id \(input.eventID) was applied before with a different payload"))
                 progress.outcome.deadLettered += 1
             }
             return

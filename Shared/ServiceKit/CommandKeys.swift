@@ -53,14 +53,14 @@ public struct CommandKeys: Sendable {
     /// Whether the event carries a valid signature of one of the keys; the reason when not.
     public func verify(_ event: CloudEvent) -> Rejection? {
         guard let signature = event.signature else {
-            return Rejection(code: "unauthenticated-command", detail: "\(event.type) must be signed by the platform (no signature)")
+            return Rejection(code: .unauthenticatedCommand, detail: "\(event.type) must be signed by the platform (no signature)")
         }
         let parts = signature.split(separator: ":", maxSplits: 1)
         guard parts.count == 2, let key = keys.first(where: { $0.id == parts[0] }) else {
-            return Rejection(code: "unauthenticated-command", detail: "\(event.type) is signed with an unknown key")
+            return Rejection(code: .unauthenticatedCommand, detail: "\(event.type) is signed with an unknown key")
         }
         guard HMACSHA256.equal(Array(SHA256.lowercaseHex(code(of: event, under: key)).utf8), Array(parts[1].utf8)) else {
-            return Rejection(code: "unauthenticated-command", detail: "\(event.type) has a signature that does not match it")
+            return Rejection(code: .unauthenticatedCommand, detail: "\(event.type) has a signature that does not match it")
         }
         return nil
     }

@@ -53,6 +53,6 @@ public enum ParkedRecords {
         }) else { return }
         try batch.database.prepare("DELETE FROM parked_records WHERE seq = ?").run(.integer(row.seq))
         try batch.deadLetter(row.record, reason: Rejection(
-            code: "member-not-registered", detail: "no member.registered within \(waitHours) hours of the event"))
+            code: .memberNotRegistered, detail: "no member.registered within \(waitHours) hours of the event"))
     }
 }

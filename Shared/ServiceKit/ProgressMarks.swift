@@ -73,15 +73,15 @@ public struct ProgressMark: Sendable, Equatable {
         guard event.type == eventType, let producer = event.data["producer"]?.stringValue, !producer.isEmpty,
               let task = event.data["task"]?.int64Value, let idle = event.data["idle"]?.boolValue
         else {
-            throw Rejection(code: "invalid-progress-mark", detail: "a \(eventType) record needs data.producer, data.task and data.idle")
+            throw Rejection(code: .invalidProgressMark, detail: "a \(eventType) record needs data.producer, data.task and data.idle")
         }
         guard task == Int64(partition) else {
-            throw Rejection(code: "invalid-progress-mark", detail: "a mark for task \(task) on partition \(partition)")
+            throw Rejection(code: .invalidProgressMark, detail: "a mark for task \(task) on partition \(partition)")
         }
         var positions: [String: Int64] = [:]
         for member in event.data["positions"]?.objectValue?.members ?? [] {
             guard let offset = member.value.int64Value, offset >= 0 else {
-                throw Rejection(code: "invalid-progress-mark", detail: "data.positions.\(member.key): expected an offset")
+                throw Rejection(code: .invalidProgressMark, detail: "data.positions.\(member.key): expected an offset")
             }
             positions[member.key] = offset
         }

@@ -5,7 +5,7 @@ extension ConsumedRecord {
     /// The record's CloudEvent and its bytes, or the rejection every service gives a record it
     /// cannot read (`empty-payload`, or the CloudEvents codec's reason).
     public func cloudEvent() throws(Rejection) -> (event: CloudEvent, raw: [UInt8]) {
-        guard let value else { throw Rejection(code: "empty-payload", detail: "the record has no value") }
+        guard let value else { throw Rejection(code: .emptyPayload, detail: "the record has no value") }
         do {
             return (try CloudEvent.decode(value), value)
         } catch {
@@ -18,9 +18,9 @@ extension CloudEvent {
     /// The member the event is about. The key places the member on its partition, so a key
     /// other than the subject would split the member's state: `key-mismatch`.
     public func member(keyedBy key: String?) throws(Rejection) -> String {
-        guard let subject else { throw Rejection(code: "missing-attribute", detail: "subject (the member id) is required") }
+        guard let subject else { throw Rejection(code: .missingAttribute, detail: "subject (the member id) is required") }
         guard key == subject else {
-            throw Rejection(code: "key-mismatch", detail: "record key \(key ?? "(none)") differs from subject \(subject)")
+            throw Rejection(code: .keyMismatch, detail: "record key \(key ?? "(none)") differs from subject \(subject)")
         }
         return subject
     }

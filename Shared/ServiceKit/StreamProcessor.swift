@@ -66,11 +66,11 @@ extension Decoded {
 /// Why a record cannot be applied; it goes to the dead-letter topic with this reason code.
 public struct Rejection: Error, Sendable, Equatable, CustomStringConvertible {
     /// A stable, kebab-case reason code (docs/event-catalogue.md lists them).
-    public var code: String
+    public var code: ReasonCode
     /// Details for a person.
     public var detail: String
 
-    public init(code: String, detail: String) {
+    public init(code: ReasonCode, detail: String) {
         self.code = code
         self.detail = detail
     }

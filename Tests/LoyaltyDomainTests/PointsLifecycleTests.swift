@@ -42,7 +42,7 @@ private func refusedReason(
     #expect(m.account == before, "a refusal changes nothing", sourceLocation: sourceLocation)
     #expect(refusal?.subject == subject, sourceLocation: sourceLocation)
     #expect(refusal?.member == m.member, sourceLocation: sourceLocation)
-    return refusal?.reason
+    return refusal?.reason.rawValue
 }
 
 @Suite struct PointsLifecycleTests {
@@ -832,7 +832,7 @@ private func refusedReason(
         let back = ghost.deliver(try #require(toGhost.commands.first))
         m1.deliver(try #require(back.commands.first))  // L4: 100, expires 2027-03-01
         // 200 + 100 (given back, still counted) + 4701 > 5000.
-        #expect(onlyRefusal(m1.transfer(4_701, to: "m2", at: "2026-02-06T12:00:00+08:00"))?.reason == "daily-limit")
+        #expect(onlyRefusal(m1.transfer(4_701, to: "m2", at: "2026-02-06T12:00:00+08:00"))?.reason.rawValue == "daily-limit")
         #expect(m1.balance == Balance(available: 300, pending: 0, debt: 0))
         m1.pay("o2", 30_000, at: "2026-02-10T10:00:00+08:00")  // L5: 300 pending, expires 2027-03-01
         // floor(800 × 50000 / 80000) = 500: o1's own lot is spent, so L3 (200) and L4 (100) by
@@ -840,7 +840,7 @@ private func refusedReason(
         let refund = try #require(onlyEntry(m1.refund("o1", "rf1", 50_000, at: "2026-02-11T10:00:00+08:00")))
         #expect(refund.lots == [LotChange(lotID: "L3", delta: -200), LotChange(lotID: "L4", delta: -100)])
         #expect(m1.balance == Balance(available: 0, pending: 300, debt: 200))
-        #expect(onlyRefusal(m1.redeem("plant-a-tree", at: "2026-02-12T10:00:00+08:00"))?.reason == "negative-balance")
+        #expect(onlyRefusal(m1.redeem("plant-a-tree", at: "2026-02-12T10:00:00+08:00"))?.reason.rawValue == "negative-balance")
         m1.adjust(150, reason: "goodwill", at: "2026-02-13T10:00:00+08:00")  // L6 goes to the debt: 50 left
         #expect(m1.balance == Balance(available: 0, pending: 300, debt: 50))
         m1.release("L5", at: "2026-02-17T10:00:00+08:00")  // 50 to the debt, 250 left
@@ -889,7 +889,7 @@ private func refusedReason(
         #expect(lifetime.expired == 728)
         #expect(lifetime.spent == 1_101)
         #expect(m1.entries.count == 22)
-        #expect(m1.refusals.map(\.reason) == ["daily-limit", "negative-balance"])
+        #expect(m1.refusals.map(\.reason.rawValue) == ["daily-limit", "negative-balance"])
         #expect(Set(m1.entries.map(\.id)).count == m1.entries.count)
         m1.checkLifecycleInvariants()
 
@@ -919,7 +919,7 @@ private func expectInvalidCommand(
         let input = try PointsInput.decode(type: type, data: data)
         Issue.record("expected \(type) \(data) to be refused, got \(input)", sourceLocation: sourceLocation)
     } catch {
-        #expect(error.code == "invalid-event", sourceLocation: sourceLocation)
+        #expect(error.code.rawValue == "invalid-event", sourceLocation: sourceLocation)
         #expect(error.detail.contains(field), "detail \"\(error.detail)\" should name \(field)", sourceLocation: sourceLocation)
     }
 }
@@ -985,7 +985,7 @@ private func expectInvalidCommand(
         let input = try #require(decodedCommand("points.adjust", ["points": 300]))
         var m = PointsHarness.registered(at: "2026-03-01T09:00:00+08:00", rules: try referenceRules())
         let before = m.account
-        #expect(onlyRefusal(m.apply(input, at: "2026-03-02T10:00:00+08:00"))?.reason == "missing-reason")
+        #expect(onlyRefusal(m.apply(input, at: "2026-03-02T10:00:00+08:00"))?.reason.rawValue == "missing-reason")
         #expect(m.account == before)
     }
 

@@ -135,7 +135,7 @@ import Testing
         #expect(m.balance == Balance())
         // The order is still an accepted order.
         #expect(m.acct.orders["o1"]?.accepted == true)
-        #expect(onlyRefusal(m.pay("o1", 99, at: "2026-03-08T11:00:00+08:00"))?.reason == "duplicate-order")
+        #expect(onlyRefusal(m.pay("o1", 99, at: "2026-03-08T11:00:00+08:00"))?.reason.rawValue == "duplicate-order")
         let refund = m.refund("o1", "r1", 99, at: "2026-03-09T10:00:00+08:00")
         #expect(refund.refusals.isEmpty)
         #expect(refund.entries.isEmpty)
@@ -148,7 +148,7 @@ import Testing
         let before = m.account
         let again = m.pay("o1", 50_000, at: "2026-03-08T11:00:00+08:00")
         let refusal = try #require(onlyRefusal(again))
-        #expect(refusal.reason == "duplicate-order")
+        #expect(refusal.reason.rawValue == "duplicate-order")
         #expect(refusal.subject == "order")
         #expect(refusal.orderID == "o1")
         #expect(refusal.member == "m1")
@@ -262,7 +262,7 @@ import Testing
         #expect(m.acct.orders["o1"]?.components["base"]?.reversed == 333)
         #expect(m.acct.lifetime.earned == 333)
         #expect(m.acct.lifetime.reversed == 333)
-        #expect(onlyRefusal(m.refund("o1", "r4", 1, at: "2026-03-12T10:00:00+08:00"))?.reason == "refund-exceeds-order")
+        #expect(onlyRefusal(m.refund("o1", "r4", 1, at: "2026-03-12T10:00:00+08:00"))?.reason.rawValue == "refund-exceeds-order")
     }
 
     @Test func smallRefundsAccumulateBeforeTheyReverseAPoint() throws {
@@ -383,7 +383,7 @@ import Testing
             #expect(refusal.orderID == order, sourceLocation: sourceLocation)
             #expect(refusal.refundID == refund, sourceLocation: sourceLocation)
             #expect(m.account == before, "a refused refund changes nothing", sourceLocation: sourceLocation)
-            return refusal.reason
+            return refusal.reason.rawValue
         }
         // duplicate-refund-id comes first: it wins over an unknown order, an invalid amount, too much.
         #expect(refused("o1", "r1", 1_000) == "duplicate-refund-id")
@@ -404,18 +404,18 @@ import Testing
         #expect(refused("o2", "r2", 10_001) == "refund-exceeds-order")
 
         #expect(onlyEntry(m.refund("o1", "r2", 6_000, at: "2026-03-05T10:00:00+08:00"))?.points == -60)
-        #expect(onlyRefusal(m.refund("o1", "r3", 1, at: "2026-03-05T11:00:00+08:00"))?.reason == "refund-exceeds-order")
+        #expect(onlyRefusal(m.refund("o1", "r3", 1, at: "2026-03-05T11:00:00+08:00"))?.reason.rawValue == "refund-exceeds-order")
     }
 
     @Test func aRefusedRefundDoesNotUseUpItsID() throws {
         var m = PointsHarness.registered(at: "2026-03-01T09:00:00+08:00", rules: try referenceRules())
         m.pay("o1", 10_000, at: "2026-03-02T10:00:00+08:00")
-        #expect(onlyRefusal(m.refund("o1", "r1", 0, at: "2026-03-03T10:00:00+08:00"))?.reason == "invalid-amount")
-        #expect(onlyRefusal(m.refund("o9", "r1", 100, at: "2026-03-03T10:01:00+08:00"))?.reason == "unknown-order")
-        #expect(onlyRefusal(m.refund("o1", "r1", 20_000, at: "2026-03-03T10:02:00+08:00"))?.reason == "refund-exceeds-order")
+        #expect(onlyRefusal(m.refund("o1", "r1", 0, at: "2026-03-03T10:00:00+08:00"))?.reason.rawValue == "invalid-amount")
+        #expect(onlyRefusal(m.refund("o9", "r1", 100, at: "2026-03-03T10:01:00+08:00"))?.reason.rawValue == "unknown-order")
+        #expect(onlyRefusal(m.refund("o1", "r1", 20_000, at: "2026-03-03T10:02:00+08:00"))?.reason.rawValue == "refund-exceeds-order")
         #expect(!m.acct.acceptedRefundIDs.contains("r1"))
         #expect(onlyEntry(m.refund("o1", "r1", 2_500, at: "2026-03-03T10:03:00+08:00"))?.points == -25)
-        #expect(onlyRefusal(m.refund("o1", "r1", 2_500, at: "2026-03-03T10:04:00+08:00"))?.reason == "duplicate-refund-id")
+        #expect(onlyRefusal(m.refund("o1", "r1", 2_500, at: "2026-03-03T10:04:00+08:00"))?.reason.rawValue == "duplicate-refund-id")
         #expect(m.acct.orders["o1"]?.refundedMinor == 2_500)
     }
 
@@ -423,7 +423,7 @@ import Testing
         var m = PointsHarness.registered(at: "2026-03-01T09:00:00+08:00", rules: try referenceRules())
         m.grant(.tierBonus, 30, order: "o7", at: "2026-03-02T10:00:00+08:00")
         let before = m.account
-        #expect(onlyRefusal(m.refund("o7", "r1", 100, at: "2026-03-03T10:00:00+08:00"))?.reason == "unknown-order")
+        #expect(onlyRefusal(m.refund("o7", "r1", 100, at: "2026-03-03T10:00:00+08:00"))?.reason.rawValue == "unknown-order")
         #expect(m.account == before)
     }
 
@@ -472,13 +472,13 @@ import Testing
         m.grant(.tierBonus, 40, order: "o1", at: "2026-03-08T10:00:00+08:00")
         let before = m.account
         let again = try #require(onlyRefusal(m.grant(.tierBonus, 41, order: "o1", at: "2026-03-08T10:00:00+08:00")))
-        #expect(again.reason == "duplicate-component")
+        #expect(again.reason.rawValue == "duplicate-component")
         #expect(again.subject == "tier-bonus")
         #expect(again.orderID == "o1")
         #expect(m.account == before)
         // Another component of the same order is still welcome.
         #expect(onlyEntry(m.grant(.campaignBonus, 200, order: "o1", at: "2026-03-08T10:00:00+08:00"))?.points == 200)
-        #expect(onlyRefusal(m.grant(.campaignBonus, 200, order: "o1", at: "2026-03-08T10:00:00+08:00"))?.reason == "duplicate-component")
+        #expect(onlyRefusal(m.grant(.campaignBonus, 200, order: "o1", at: "2026-03-08T10:00:00+08:00"))?.reason.rawValue == "duplicate-component")
     }
 
     @Test func campaignRewardWithoutOrderIsAvailableAtOnce() throws {
@@ -517,7 +517,7 @@ import Testing
         #expect(order.components["base"]?.points == 150)
         #expect(order.components["tier-bonus"]?.points == 30)
         // Now the order is known: a second order.paid is a duplicate, and refunds work.
-        #expect(onlyRefusal(m.pay("o5", 15_000, at: "2026-03-08T11:00:00+08:00"))?.reason == "duplicate-order")
+        #expect(onlyRefusal(m.pay("o5", 15_000, at: "2026-03-08T11:00:00+08:00"))?.reason.rawValue == "duplicate-order")
         #expect(onlyEntry(m.refund("o5", "r1", 5_000, at: "2026-03-09T10:00:00+08:00"))?.points == -50)  // floor(150 × 5000/15000)
         #expect(onlyEntry(m.reverse(.tierBonus, 10, order: "o5", refund: "r1", at: "2026-03-09T10:00:00+08:00"))?.points == -10)
         #expect(m.balance == Balance(available: 0, pending: 120, debt: 0))
@@ -550,12 +550,12 @@ import Testing
         }
         // 20 of the 40 are left.
         let exceeds = try #require(refusedReversal(.tierBonus, 21, order: "o1"))
-        #expect(exceeds.reason == "reversal-exceeds-component")
+        #expect(exceeds.reason.rawValue == "reversal-exceeds-component")
         #expect(exceeds.subject == "tier-bonus")
         #expect(exceeds.orderID == "o1")
         #expect(exceeds.refundID == "r2")
-        #expect(refusedReversal(.campaignBonus, 1, order: "o1")?.reason == "unknown-component")  // the order has no campaign bonus
-        #expect(refusedReversal(.tierBonus, 1, order: "o9")?.reason == "unknown-component")  // unknown order
+        #expect(refusedReversal(.campaignBonus, 1, order: "o1")?.reason.rawValue == "unknown-component")  // the order has no campaign bonus
+        #expect(refusedReversal(.tierBonus, 1, order: "o9")?.reason.rawValue == "unknown-component")  // unknown order
 
         m.releaseDue(upTo: at("2026-03-09T10:00:00+08:00"))
         #expect(m.balance == Balance(available: 121, pending: 0, debt: 0))
@@ -564,7 +564,7 @@ import Testing
         #expect(second.lots == [LotChange(lotID: "L2", delta: -20)])
         #expect(second.availableDelta == -20)
         #expect(m.balance == Balance(available: 101, pending: 0, debt: 0))
-        #expect(onlyRefusal(m.reverse(.tierBonus, 1, order: "o1", refund: "r3", at: "2026-03-10T11:00:00+08:00"))?.reason
+        #expect(onlyRefusal(m.reverse(.tierBonus, 1, order: "o1", refund: "r3", at: "2026-03-10T11:00:00+08:00"))?.reason.rawValue
             == "reversal-exceeds-component")
         #expect(m.acct.lifetime.reversed == 140)
     }
@@ -608,7 +608,7 @@ import Testing
         let before = m.account
         for time in ["2026-03-15T15:30:00Z", "2026-03-15T10:00:00+08:00", "2026-03-15T23:59:59+08:00"] {
             let refusal = try #require(onlyRefusal(m.apply(.checkedIn, at: time)))
-            #expect(refusal.reason == "already-checked-in-today")
+            #expect(refusal.reason.rawValue == "already-checked-in-today")
             #expect(refusal.subject == "check-in")
             #expect(refusal.member == "m1")
             #expect(m.account == before)
@@ -635,7 +635,7 @@ import Testing
         }
         let before = m.account
         let sixth = try #require(onlyRefusal(m.apply(.reviewPosted, at: "2026-03-15T23:59:59+08:00")))
-        #expect(sixth.reason == "review-daily-cap")
+        #expect(sixth.reason.rawValue == "review-daily-cap")
         #expect(sixth.subject == "review")
         #expect(m.account == before)
         #expect(onlyEntry(m.apply(.reviewPosted, at: "2026-03-15T16:00:00Z"))?.points == 3)  // 03-16 local
@@ -651,7 +651,7 @@ import Testing
         }
         let before = m.account
         let fourth = try #require(onlyRefusal(m.apply(.contentShared, at: "2026-03-15T15:59:59Z")))
-        #expect(fourth.reason == "share-daily-cap")
+        #expect(fourth.reason.rawValue == "share-daily-cap")
         #expect(fourth.subject == "share")
         #expect(m.account == before)
         #expect(onlyEntry(m.apply(.contentShared, at: "2026-03-15T16:00:00Z"))?.points == 5)  // 03-16 local
@@ -667,7 +667,7 @@ import Testing
             let refusal = onlyRefusal(task(name, time), sourceLocation: sourceLocation)
             #expect(refusal?.subject == "task", sourceLocation: sourceLocation)
             #expect(m.account == before, sourceLocation: sourceLocation)
-            return refusal?.reason
+            return refusal?.reason.rawValue
         }
 
         let newcomer = try #require(onlyEntry(task("newcomer", "2026-03-02T10:00:00+08:00")))
@@ -705,7 +705,7 @@ import Testing
         #expect(onlyEntry(m.apply(.checkedIn, at: "2026-03-10T08:00:00+08:00"))?.points == 1)
         let before = m.account
         // A second check-in on 03-09, applied late: 03-09 already had its check-in.
-        #expect(onlyRefusal(m.apply(.checkedIn, at: "2026-03-09T20:00:00+08:00"))?.reason == "already-checked-in-today")
+        #expect(onlyRefusal(m.apply(.checkedIn, at: "2026-03-09T20:00:00+08:00"))?.reason.rawValue == "already-checked-in-today")
         #expect(m.account == before)
         #expect(m.balance.available == 2)
     }
@@ -718,8 +718,8 @@ import Testing
         m.apply(.contentShared, at: "2026-03-16T11:00:00+08:00")
         #expect(m.balance.available == 6 * 3 + 4 * 5)
         // A sixth review and a fourth share of 03-15, applied late.
-        #expect(onlyRefusal(m.apply(.reviewPosted, at: "2026-03-15T22:00:00+08:00"))?.reason == "review-daily-cap")
-        #expect(onlyRefusal(m.apply(.contentShared, at: "2026-03-15T22:00:00+08:00"))?.reason == "share-daily-cap")
+        #expect(onlyRefusal(m.apply(.reviewPosted, at: "2026-03-15T22:00:00+08:00"))?.reason.rawValue == "review-daily-cap")
+        #expect(onlyRefusal(m.apply(.contentShared, at: "2026-03-15T22:00:00+08:00"))?.reason.rawValue == "share-daily-cap")
         #expect(m.balance.available == 38)
     }
 
@@ -731,8 +731,8 @@ import Testing
         m.apply(.taskCompleted(task: "browse-5"), at: "2026-04-06T10:00:00+08:00")
         #expect(m.balance.available == 220)
         // March's member day was done; 04-05's browse-5 was done.
-        #expect(onlyRefusal(m.apply(.taskCompleted(task: "member-day"), at: "2026-03-25T10:00:00+08:00"))?.reason == "task-monthly-cap")
-        #expect(onlyRefusal(m.apply(.taskCompleted(task: "browse-5"), at: "2026-04-05T20:00:00+08:00"))?.reason == "task-daily-cap")
+        #expect(onlyRefusal(m.apply(.taskCompleted(task: "member-day"), at: "2026-03-25T10:00:00+08:00"))?.reason.rawValue == "task-monthly-cap")
+        #expect(onlyRefusal(m.apply(.taskCompleted(task: "browse-5"), at: "2026-04-05T20:00:00+08:00"))?.reason.rawValue == "task-daily-cap")
         #expect(m.balance.available == 220)
     }
 
@@ -770,7 +770,7 @@ import Testing
         #expect(decision.entries.isEmpty)
         let refusal = try #require(decision.refusals.first)
         #expect(decision.refusals.count == 1)
-        #expect(refusal.reason == "self-referral")
+        #expect(refusal.reason.rawValue == "self-referral")
         #expect(refusal.subject == "referral")
         #expect(refusal.member == "m1")
     }
@@ -781,7 +781,7 @@ import Testing
         var ghost = PointsHarness(member: "m9", rules: rules)
         let reward = ReferralReward(refereeID: "m2", registrationID: "reg-m2")
         let refusal = try #require(onlyRefusal(ghost.apply(.referralReward(reward), at: "2026-03-15T10:00:00+08:00")))
-        #expect(refusal.reason == "unknown-referrer")
+        #expect(refusal.reason.rawValue == "unknown-referrer")
         #expect(refusal.subject == "referral")
         #expect(refusal.member == "m2")  // listed against the registration
         #expect(refusal.causeID == "reg-m2")
@@ -791,7 +791,7 @@ import Testing
         var late = PointsHarness.registered("m9", at: "2026-03-15T10:00:01+08:00", rules: rules)
         let before = late.account
         let lateRefusal = try #require(onlyRefusal(late.apply(.referralReward(reward), at: "2026-03-15T10:00:00+08:00")))
-        #expect(lateRefusal.reason == "unknown-referrer")
+        #expect(lateRefusal.reason.rawValue == "unknown-referrer")
         #expect(lateRefusal.member == "m2")
         #expect(late.account == before)
     }
@@ -809,7 +809,7 @@ import Testing
         }
         let before = m.account
         let capped = try #require(onlyRefusal(reward(51, at("2026-03-31T23:59:59+08:00"))))
-        #expect(capped.reason == "referral-monthly-cap")
+        #expect(capped.reason.rawValue == "referral-monthly-cap")
         #expect(capped.subject == "referral")
         #expect(capped.member == "r51")  // listed against the registration
         #expect(capped.causeID == "reg-r51")
@@ -830,7 +830,7 @@ import Testing
         for n in 1...50 { #expect(onlyEntry(reward(n, "2026-03-20T10:00:00+08:00"))?.points == 10) }
         #expect(onlyEntry(reward(51, "2026-04-02T10:00:00+08:00"))?.points == 10)
         // A March registration whose reward comes late: the 51st rewarded referral of March.
-        #expect(onlyRefusal(reward(52, "2026-03-21T10:00:00+08:00"))?.reason == "referral-monthly-cap")
+        #expect(onlyRefusal(reward(52, "2026-03-21T10:00:00+08:00"))?.reason.rawValue == "referral-monthly-cap")
         #expect(m.balance.available == 510)
     }
 
@@ -840,7 +840,7 @@ import Testing
         let before = m.account
         let decision = m.apply(.registered(referrerID: "m5"), at: "2026-03-03T09:00:00+08:00")
         let refusal = try #require(onlyRefusal(decision))
-        #expect(refusal.reason == "already-registered")
+        #expect(refusal.reason.rawValue == "already-registered")
         #expect(refusal.subject == "registration")
         #expect(m.account == before)
         #expect(m.acct.registeredAt == at("2026-03-01T09:00:00+08:00"))
@@ -927,14 +927,14 @@ import Testing
         m.apply(.referralReward(ReferralReward(refereeID: "m7", registrationID: "reg-m7")), at: "2026-03-05T10:00:00+08:00")  // 10
         m.pay("o2", 9_999, at: "2026-03-06T10:00:00+08:00")  // 99
         m.grant(.campaignBonus, 396, order: "o2", campaign: "first-order", at: "2026-03-06T10:00:00+08:00")  // floor(99 × 4)
-        #expect(onlyRefusal(m.pay("o2", 9_999, at: "2026-03-06T11:00:00+08:00"))?.reason == "duplicate-order")
-        #expect(onlyRefusal(m.refund("o2", "rf2", 0, at: "2026-03-06T12:00:00+08:00"))?.reason == "invalid-amount")
+        #expect(onlyRefusal(m.pay("o2", 9_999, at: "2026-03-06T11:00:00+08:00"))?.reason.rawValue == "duplicate-order")
+        #expect(onlyRefusal(m.refund("o2", "rf2", 0, at: "2026-03-06T12:00:00+08:00"))?.reason.rawValue == "invalid-amount")
         m.releaseDue(upTo: at("2026-03-09T10:00:00+08:00"))  // o1's base (280 left) and tier bonus (56 left)
         #expect(m.balance == Balance(available: 70 + 336, pending: 495, debt: 0))
         // The rest of o1: base 350 − 70 = 280; tier 70 − 14 = 56.
         #expect(onlyEntry(m.refund("o1", "rf3", 20_000, at: "2026-03-10T10:00:00+08:00"))?.points == -280)
         m.reverse(.tierBonus, 56, order: "o1", refund: "rf3", at: "2026-03-10T10:00:00+08:00")
-        #expect(onlyRefusal(m.refund("o1", "rf4", 1, at: "2026-03-10T11:00:00+08:00"))?.reason == "refund-exceeds-order")
+        #expect(onlyRefusal(m.refund("o1", "rf4", 1, at: "2026-03-10T11:00:00+08:00"))?.reason.rawValue == "refund-exceeds-order")
         m.grant(.campaignReward, 200, campaign: "referral-5", at: "2026-03-11T10:00:00+08:00")
         for minute in 0..<6 {
             m.apply(.reviewPosted, at: "2026-03-12T10:0\(minute):00+08:00")  // 5 × 3, the 6th refused
@@ -954,7 +954,7 @@ import Testing
         #expect(m.balance == Balance(available: 558, pending: 0, debt: 0))
         #expect(m.entries.count == 30)  // 20 earned, 6 reversed, 4 released
         #expect(m.entries.filter { $0.kind == .released }.count == 4)
-        #expect(m.refusals.map(\.reason) == [
+        #expect(m.refusals.map(\.reason.rawValue) == [
             "duplicate-order", "invalid-amount", "refund-exceeds-order", "review-daily-cap", "task-daily-cap", "share-daily-cap",
         ])
         #expect(m.entries.map(\.sequence) == Array(1...30))
@@ -978,7 +978,7 @@ import Testing
         #expect(m.acct.lotsCreated == 0)
         #expect(m.acct.entries == 0)
         // The check-in still counts for the day and the streak.
-        #expect(m.apply(.checkedIn, at: "2026-03-01T12:00:00+08:00").refusals.first?.reason == "already-checked-in-today")
+        #expect(m.apply(.checkedIn, at: "2026-03-01T12:00:00+08:00").refusals.first?.reason.rawValue == "already-checked-in-today")
         #expect(m.acct.streakLength == 1)
     }
 
@@ -998,7 +998,7 @@ import Testing
         let accepted = PointsAccount.safeMagnitude / step
         #expect(member.account?.balance.available == accepted * step)
         #expect(member.refusals.count == 3)
-        #expect(member.refusals.allSatisfy { $0.reason == "amount-out-of-range" })
+        #expect(member.refusals.allSatisfy { $0.reason.rawValue == "amount-out-of-range" })
         // Spending still works; the lifetime total of adjustments stays at the bound, so a
         // further credit of that kind is refused even with room in the balance.
         member.apply(.adjust(Adjustment(points: -step, reason: "correction")), at: "2026-01-03T10:00:00+08:00")

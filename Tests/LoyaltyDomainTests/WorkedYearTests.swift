@@ -17,7 +17,7 @@ import Testing
         mei.apply(.checkedIn, at: "2026-02-03T10:00:00+08:00")
         #expect(mei.balance.available == 601)
 
-        #expect(onlyRefusal(mei.redeem("coupon-20", at: "2026-02-14T12:00:00+08:00"))?.reason == "insufficient-balance")
+        #expect(onlyRefusal(mei.redeem("coupon-20", at: "2026-02-14T12:00:00+08:00"))?.reason.rawValue == "insufficient-balance")
         let redeemed = try #require(onlyEntry(mei.redeem("express-delivery", at: "2026-02-14T12:05:00+08:00")))
         #expect(redeemed.lots == [LotChange(lotID: "L1", delta: -500)])
         #expect(mei.balance.available == 101)

@@ -41,7 +41,7 @@ import Testing
         do {
             _ = try CloudEvent.decode(Array(text.utf8))
         } catch {
-            #expect(error.code == code)
+            #expect(error.code.rawValue == code)
         }
     }
 
@@ -49,7 +49,7 @@ import Testing
         let text = #"{"specversion":"1.0","id":"e","source":"s","type":"t","time":"2026-03-15T10:00:00Z","datacontenttype":"application/json; charset=utf-8","data":{}}"#
         #expect(try CloudEvent.decode(Array(text.utf8)).id == "e")
         let notText = #"{"specversion":"1.0","id":"e","source":"s","type":"t","time":"2026-03-15T10:00:00Z","datacontenttype":5}"#
-        #expect(throws: CloudEventError(code: "bad-data", detail: "datacontenttype must be application/json")) {
+        #expect(throws: CloudEventError(code: .badData, detail: "datacontenttype must be application/json")) {
             try CloudEvent.decode(Array(notText.utf8))
         }
     }

@@ -384,7 +384,7 @@ import Testing
         let record = ConsumedRecord(
             topic: Topics.orders.name, partition: 0, offset: 0, key: Array("someone-else".utf8),
             value: try event("o", EventType.orderPaid, "m", "2026-03-01T10:00:00+08:00", ["orderId": "O", "paidMinor": 100]).encoded())
-        #expect(throws: Rejection(code: "key-mismatch", detail: "record key someone-else differs from subject m")) {
+        #expect(throws: Rejection(code: .keyMismatch, detail: "record key someone-else differs from subject m")) {
             try harness.applier.processor.decode(record)
         }
         let noSubject = ConsumedRecord(

@@ -326,7 +326,7 @@ import Testing
 
         applier.poisonRecord = (partition, 42, "overflow")
         let record = ConsumedRecord(topic: "in.a", partition: 3, offset: 42, key: nil, value: nil)
-        #expect(applier.poisonRejection(for: record)?.code == "poison-record")
+        #expect(applier.poisonRejection(for: record)?.code.rawValue == "poison-record")
         #expect(applier.poisonRejection(for: ConsumedRecord(topic: "in.a", partition: 3, offset: 43, key: nil, value: nil)) == nil)
     }
 

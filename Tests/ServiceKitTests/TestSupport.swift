@@ -30,11 +30,11 @@ final class CountingProcessor: StreamProcessor {
     struct Failure: Error {}
 
     func decode(_ record: ConsumedRecord) throws(Rejection) -> Decoded<Body> {
-        guard let value = record.value else { throw Rejection(code: "empty-payload", detail: "no value") }
+        guard let value = record.value else { throw Rejection(code: .emptyPayload, detail: "no value") }
         let event: CloudEvent
         do { event = try CloudEvent.decode(value) } catch { throw Rejection(code: error.code, detail: error.detail) }
         guard let member = event.subject, let n = event.data["n"]?.int64Value else {
-            throw Rejection(code: "invalid-event", detail: "subject and data.n are required")
+            throw Rejection(code: .invalidEvent, detail: "subject and data.n are required")
         }
         return Decoded(
             eventID: event.id, time: event.time, rank: 0, member: member, payloadHash: payloadHash(event.encoded()),

@@ -51,7 +51,7 @@ import Testing
                                    data: ["orderId": .string("O-\(time)"), "paidMinor": 10_000])
             return ConsumedRecord(topic: Topics.orders.name, partition: 0, offset: 0, key: Array("m".utf8), value: event.encoded())
         }
-        #expect(throws: Rejection(code: "before-program-start", detail: "event time 2026-02-28T02:00:00.000Z is before the programme's start 2026-02-28T16:00:00.000Z")) {
+        #expect(throws: Rejection(code: .beforeProgramStart, detail: "event time 2026-02-28T02:00:00.000Z is before the programme's start 2026-02-28T16:00:00.000Z")) {
             try processor.decode(record("2026-02-28T10:00:00+08:00"))
         }
         #expect(try processor.decode(record("2026-03-01T10:00:00+08:00")).eventID == "o-2026-03-01T10:00:00+08:00")

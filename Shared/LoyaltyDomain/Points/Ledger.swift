@@ -101,12 +101,12 @@ public struct Refusal: Sendable, Equatable {
     public var causeID: String
     /// What was refused: `order`, `refund`, `check-in`, `review`, `share`, `task`, `referral`, `registration`, a grant component.
     public var subject: String
-    public var reason: String
+    public var reason: ReasonCode
     public var orderID: String?
     public var refundID: String?
     public var detail: String?
 
-    public init(id: String, member: String, time: EventTime, causeID: String, subject: String, reason: String,
+    public init(id: String, member: String, time: EventTime, causeID: String, subject: String, reason: ReasonCode,
                 orderID: String? = nil, refundID: String? = nil, detail: String? = nil) {
         self.id = id
         self.member = member

@@ -3,10 +3,10 @@ import Foundation
 /// Why an event's data cannot be read; the service dead-letters it with `code`.
 public struct InputError: Error, Sendable, Equatable, CustomStringConvertible {
     /// `unknown-type` or `invalid-event`.
-    public var code: String
+    public var code: ReasonCode
     public var detail: String
 
-    public init(code: String, detail: String) {
+    public init(code: ReasonCode, detail: String) {
         self.code = code
         self.detail = detail
     }
@@ -23,16 +23,16 @@ extension PointsInput {
     public static func decode(type: String, data: JSONValue) throws(InputError) -> PointsInput {
         let object = data.objectValue ?? JSONObject()
         if !data.isNull && data.objectValue == nil {
-            throw InputError(code: "invalid-event", detail: "data must be a JSON object")
+            throw InputError(code: .invalidEvent, detail: "data must be a JSON object")
         }
         do {
             return try decodeFields(type: type, object)
         } catch let error as InputError {
             throw error
         } catch let error as JSONFieldError {
-            throw InputError(code: "invalid-event", detail: "data.\(error.description)")
+            throw InputError(code: .invalidEvent, detail: "data.\(error.description)")
         } catch {
-            throw InputError(code: "invalid-event", detail: "\(error)")
+            throw InputError(code: .invalidEvent, detail: "\(error)")
         }
     }
 
@@ -48,20 +48,20 @@ extension PointsInput {
             let orderID = try required(data.string("orderId"), "orderId")
             let paid = try data.int64("paidMinor")
             guard paid > 0, paid <= maximumAmountMinor else {
-                throw InputError(code: "invalid-event", detail: "data.paidMinor must be between 1 and \(maximumAmountMinor)")
+                throw InputError(code: .invalidEvent, detail: "data.paidMinor must be between 1 and \(maximumAmountMinor)")
             }
             var lines: [OrderLine] = []
             for (index, raw) in (try data.optionalArray("lines") ?? []).enumerated() {
                 let path = "lines[\(index)]"
-                guard let line = raw.objectValue else { throw InputError(code: "invalid-event", detail: "data.\(path) must be an object") }
+                guard let line = raw.objectValue else { throw InputError(code: .invalidEvent, detail: "data.\(path) must be an object") }
                 let linePaid = try line.int64("paidMinor", at: path)
                 guard linePaid >= 0, linePaid <= maximumAmountMinor else {
-                    throw InputError(code: "invalid-event", detail: "data.\(path).paidMinor must be between 0 and \(maximumAmountMinor)")
+                    throw InputError(code: .invalidEvent, detail: "data.\(path).paidMinor must be between 0 and \(maximumAmountMinor)")
                 }
                 lines.append(OrderLine(category: try line.optionalString("category", at: path) ?? "", paidMinor: linePaid))
             }
             guard lines.count <= 10_000, lines.reduce(0, { $0 + $1.paidMinor }) <= maximumAmountMinor else {
-                throw InputError(code: "invalid-event", detail: "data.lines: at most 10000 lines adding up to at most \(maximumAmountMinor)")
+                throw InputError(code: .invalidEvent, detail: "data.lines: at most 10000 lines adding up to at most \(maximumAmountMinor)")
             }
             return .orderPaid(OrderPaid(orderID: orderID, paidMinor: paid, lines: lines))
         case EventType.orderRefunded:
@@ -80,23 +80,23 @@ extension PointsInput {
         case EventType.pointsGrant, EventType.pointsReverse:
             let componentText = try data.string("component")
             guard let component = GrantComponent(rawValue: componentText) else {
-                throw InputError(code: "invalid-event", detail: "data.component: unknown component \(componentText)")
+                throw InputError(code: .invalidEvent, detail: "data.component: unknown component \(componentText)")
             }
             let points = try data.int64("points")
             guard points > 0, points <= maximumAmountMinor else {
-                throw InputError(code: "invalid-event", detail: "data.points must be between 1 and \(maximumAmountMinor)")
+                throw InputError(code: .invalidEvent, detail: "data.points must be between 1 and \(maximumAmountMinor)")
             }
             if type == EventType.pointsGrant {
                 let orderID = try nonEmpty(data.optionalString("orderId"), "orderId")
                 if component.belongsToOrder && orderID == nil {
-                    throw InputError(code: "invalid-event", detail: "data.orderId is required for a \(component.rawValue) grant")
+                    throw InputError(code: .invalidEvent, detail: "data.orderId is required for a \(component.rawValue) grant")
                 }
                 return .grant(PointsGrant(
                     component: component, points: points, orderID: orderID,
                     campaignID: try nonEmpty(data.optionalString("campaignId"), "campaignId")))
             }
             guard component.belongsToOrder else {
-                throw InputError(code: "invalid-event", detail: "data.component: only order components can be reversed")
+                throw InputError(code: .invalidEvent, detail: "data.component: only order components can be reversed")
             }
             return .reversal(PointsReversal(
                 component: component, points: points, orderID: try required(data.string("orderId"), "orderId"),
@@ -107,7 +107,7 @@ extension PointsInput {
                 registrationID: try required(data.string("registrationId"), "registrationId")))
         case EventType.redeem:
             let quantity = try data.optionalInt64("quantity") ?? 1
-            guard (1...1000).contains(quantity) else { throw InputError(code: "invalid-event", detail: "data.quantity must be from 1 to 1000") }
+            guard (1...1000).contains(quantity) else { throw InputError(code: .invalidEvent, detail: "data.quantity must be from 1 to 1000") }
             return .redeem(Redemption(rewardID: try required(data.string("rewardId"), "rewardId"), quantity: quantity))
         case EventType.cashOffset:
             return .cashOffset(CashOffset(
@@ -120,7 +120,7 @@ extension PointsInput {
         case EventType.adjust:
             let points = try data.int64("points")
             guard points != 0, abs(points) <= maximumAmountMinor else {
-                throw InputError(code: "invalid-event", detail: "data.points must be non-zero and at most \(maximumAmountMinor) either way")
+                throw InputError(code: .invalidEvent, detail: "data.points must be non-zero and at most \(maximumAmountMinor) either way")
             }
             let reason = try data.optionalString("reason")?.trimmingCharacters(in: .whitespacesAndNewlines)
             return .adjust(Adjustment(points: points, reason: reason?.isEmpty == true ? nil : reason))
@@ -128,20 +128,20 @@ extension PointsInput {
             let system = try required(data.string("system"), "system")
             let raw = try data.optionalArray("lots") ?? []
             guard (1...OpeningBalance.maximumLots).contains(raw.count) else {
-                throw InputError(code: "invalid-event", detail: "data.lots: from 1 to \(OpeningBalance.maximumLots) lots")
+                throw InputError(code: .invalidEvent, detail: "data.lots: from 1 to \(OpeningBalance.maximumLots) lots")
             }
             var lots: [OpeningBalance.ImportedLot] = []
             for (index, value) in raw.enumerated() {
                 let path = "lots[\(index)]"
-                guard let lot = value.objectValue else { throw InputError(code: "invalid-event", detail: "data.\(path) must be an object") }
+                guard let lot = value.objectValue else { throw InputError(code: .invalidEvent, detail: "data.\(path) must be an object") }
                 let points = try lot.int64("points", at: path)
                 guard points > 0, points <= OpeningBalance.maximumLotPoints else {
-                    throw InputError(code: "invalid-event", detail: "data.\(path).points must be between 1 and \(OpeningBalance.maximumLotPoints)")
+                    throw InputError(code: .invalidEvent, detail: "data.\(path).points must be between 1 and \(OpeningBalance.maximumLotPoints)")
                 }
                 let expiresText = try lot.string("expiresAt", at: path)
                 let expiresAt: EventTime
                 do { expiresAt = try EventTime.parse(expiresText) } catch {
-                    throw InputError(code: "invalid-event", detail: "data.\(path).expiresAt: \(error)")
+                    throw InputError(code: .invalidEvent, detail: "data.\(path).expiresAt: \(error)")
                 }
                 lots.append(.init(points: points, expiresAt: expiresAt))
             }
@@ -154,18 +154,18 @@ extension PointsInput {
                 points: try amount(data.int64("points"), "points"))
             return type == EventType.transferCredit ? .transferCredit(leg) : .transferReturned(leg)
         default:
-            throw InputError(code: "unknown-type", detail: "the points service does not know event type \(type)")
+            throw InputError(code: .unknownType, detail: "the points service does not know event type \(type)")
         }
     }
 
     private static func required(_ text: String, _ field: String) throws -> String {
-        guard !text.isEmpty else { throw InputError(code: "invalid-event", detail: "data.\(field) must not be empty") }
+        guard !text.isEmpty else { throw InputError(code: .invalidEvent, detail: "data.\(field) must not be empty") }
         return text
     }
 
     private static func amount(_ value: Int64, _ field: String) throws -> Int64 {
         guard value > 0, value <= maximumAmountMinor else {
-            throw InputError(code: "invalid-event", detail: "data.\(field) must be between 1 and \(maximumAmountMinor)")
+            throw InputError(code: .invalidEvent, detail: "data.\(field) must be between 1 and \(maximumAmountMinor)")
         }
         return value
     }

@@ -66,7 +66,7 @@ extension Refusal {
         object["refusalId"] = .string(id)
         object["memberId"] = .string(member)
         object["subject"] = .string(subject)
-        object["reason"] = .string(reason)
+        object["reason"] = .string(reason.rawValue)
         object["causeId"] = .string(causeID)
         if let orderID { object["orderId"] = .string(orderID) }
         if let refundID { object["refundId"] = .string(refundID) }

@@ -98,7 +98,7 @@ public struct PointsRules: Sendable {
         if let result = working, result.exceedsSafeMagnitude {
             var refused = PointsDecision()
             refused.refusals.append(refusal(
-                event, subject: "points", reason: "amount-out-of-range",
+                event, subject: "points", reason: .amountOutOfRange,
                 detail: "the member's points would pass \(PointsAccount.safeMagnitude)"))
             return refused
         }
@@ -115,7 +115,7 @@ public struct PointsRules: Sendable {
         switch event.input {
         case .registered(let referrerID):
             if account != nil {
-                decision.refusals.append(refusal(event, subject: "registration", reason: "already-registered"))
+                decision.refusals.append(refusal(event, subject: "registration", reason: .alreadyRegistered))
                 return decision
             }
             var member = PointsAccount(member: event.member, registeredAt: event.time)
@@ -124,7 +124,7 @@ public struct PointsRules: Sendable {
             account = member
             if let referrerID {
                 if referrerID == event.member {
-                    decision.refusals.append(refusal(event, subject: "referral", reason: "self-referral"))
+                    decision.refusals.append(refusal(event, subject: "referral", reason: .selfReferral))
                 } else {
                     decision.commands.append(.referralReward(
                         referrer: referrerID, reward: ReferralReward(refereeID: event.member, registrationID: event.id),
@@ -137,7 +137,7 @@ public struct PointsRules: Sendable {
             guard var referrer = account, referrer.registeredAt <= event.time else {
                 decision.refusals.append(Refusal(
                     id: "\(event.id)/refused", member: reward.refereeID, time: event.time, causeID: reward.registrationID,
-                    subject: "referral", reason: "unknown-referrer", detail: "referrer \(event.member)"))
+                    subject: "referral", reason: .unknownReferrer, detail: "referrer \(event.member)"))
                 return decision
             }
             rewardReferral(event, reward, &referrer, &decision)
@@ -186,7 +186,7 @@ public struct PointsRules: Sendable {
             guard let streakDay = EngagementRules.checkIn(
                 on: day, days: &account.checkInDays, lastDay: &account.lastCheckInDay, streakLength: &account.streakLength)
             else {
-                decision.refusals.append(refusal(event, subject: "check-in", reason: "already-checked-in-today"))
+                decision.refusals.append(refusal(event, subject: "check-in", reason: .alreadyCheckedInToday))
                 return
             }
             let points = streakDay >= program.checkIn.streakBonusFromDay ? program.checkIn.streakPoints : program.checkIn.points
@@ -194,7 +194,7 @@ public struct PointsRules: Sendable {
         case .reviewPosted:
             let day = calendar.localDate(of: event.time).dayNumber
             guard account.reviewsByDay.count(in: day) < program.reviews.dailyCap else {
-                decision.refusals.append(refusal(event, subject: "review", reason: "review-daily-cap"))
+                decision.refusals.append(refusal(event, subject: "review", reason: .reviewDailyCap))
                 return
             }
             account.reviewsByDay.add(in: day)
@@ -202,24 +202,24 @@ public struct PointsRules: Sendable {
         case .contentShared:
             let day = calendar.localDate(of: event.time).dayNumber
             guard account.sharesByDay.count(in: day) < program.shares.dailyCap else {
-                decision.refusals.append(refusal(event, subject: "share", reason: "share-daily-cap"))
+                decision.refusals.append(refusal(event, subject: "share", reason: .shareDailyCap))
                 return
             }
             account.sharesByDay.add(in: day)
             credit(event, points: program.shares.points, source: "share", rule: "share", details: [], &account, &decision)
         case .taskCompleted(let name):
             guard let task = program.tasks[name] else {
-                decision.refusals.append(refusal(event, subject: "task", reason: "unknown-task", detail: name))
+                decision.refusals.append(refusal(event, subject: "task", reason: .unknownTask, detail: name))
                 return
             }
             let local = calendar.localDate(of: event.time)
             let period: Int64
-            let reason: String
+            let reason: ReasonCode
             let retention: Int64
             switch task.limit {
-            case .oncePerMember: (period, reason, retention) = (0, "task-already-done", 0)
-            case .oncePerDay: (period, reason, retention) = (local.dayNumber, "task-daily-cap", PeriodCounts.dailyRetention)
-            case .oncePerMonth: (period, reason, retention) = (local.monthIndex, "task-monthly-cap", PeriodCounts.monthlyRetention)
+            case .oncePerMember: (period, reason, retention) = (0, .taskAlreadyDone, 0)
+            case .oncePerDay: (period, reason, retention) = (local.dayNumber, .taskDailyCap, PeriodCounts.dailyRetention)
+            case .oncePerMonth: (period, reason, retention) = (local.monthIndex, .taskMonthlyCap, PeriodCounts.monthlyRetention)
             }
             var periods = account.taskPeriods[name] ?? PeriodCounts(retention: retention)
             if periods.count(in: period) > 0 {
@@ -240,7 +240,7 @@ public struct PointsRules: Sendable {
 
     private func payOrder(_ event: PointsEvent, _ order: OrderPaid, _ account: inout PointsAccount, _ decision: inout PointsDecision) {
         if let known = account.orders[order.orderID], known.accepted {
-            decision.refusals.append(refusal(event, subject: "order", reason: "duplicate-order", orderID: order.orderID))
+            decision.refusals.append(refusal(event, subject: "order", reason: .duplicateOrder, orderID: order.orderID))
             return
         }
         // A bonus grant may have arrived first; its components stay with the order.
@@ -264,13 +264,13 @@ public struct PointsRules: Sendable {
     }
 
     private func refundOrder(_ event: PointsEvent, _ refund: OrderRefunded, _ account: inout PointsAccount, _ decision: inout PointsDecision) {
-        func refuse(_ reason: String) {
+        func refuse(_ reason: ReasonCode) {
             decision.refusals.append(refusal(event, subject: "refund", reason: reason, orderID: refund.orderID, refundID: refund.refundID))
         }
-        if account.acceptedRefundIDs.contains(refund.refundID) { return refuse("duplicate-refund-id") }
-        guard var order = account.orders[refund.orderID], order.accepted else { return refuse("unknown-order") }
-        guard let amount = refund.refundMinor, amount > 0 else { return refuse("invalid-amount") }
-        guard amount <= order.paidMinor - order.refundedMinor else { return refuse("refund-exceeds-order") }
+        if account.acceptedRefundIDs.contains(refund.refundID) { return refuse(.duplicateRefundId) }
+        guard var order = account.orders[refund.orderID], order.accepted else { return refuse(.unknownOrder) }
+        guard let amount = refund.refundMinor, amount > 0 else { return refuse(.invalidAmount) }
+        guard amount <= order.paidMinor - order.refundedMinor else { return refuse(.refundExceedsOrder) }
         account.acceptedRefundIDs.insert(refund.refundID)
         order.refundedMinor += amount
         // The points service owns the base component; bonus owners send their own reversals.
@@ -298,7 +298,7 @@ public struct PointsRules: Sendable {
         var order = account.orders[orderID] ?? OrderRecord(id: orderID, accepted: false, time: event.time, paidMinor: 0)
         if order.components[grant.component.rawValue] != nil {
             decision.refusals.append(refusal(
-                event, subject: grant.component.rawValue, reason: "duplicate-component", orderID: orderID))
+                event, subject: grant.component.rawValue, reason: .duplicateComponent, orderID: orderID))
             return
         }
         let lotID = creditOrderComponent(
@@ -311,13 +311,13 @@ public struct PointsRules: Sendable {
     private func applyReversal(_ event: PointsEvent, _ reversal: PointsReversal, _ account: inout PointsAccount, _ decision: inout PointsDecision) {
         guard var order = account.orders[reversal.orderID], var component = order.components[reversal.component.rawValue] else {
             decision.refusals.append(refusal(
-                event, subject: reversal.component.rawValue, reason: "unknown-component", orderID: reversal.orderID,
+                event, subject: reversal.component.rawValue, reason: .unknownComponent, orderID: reversal.orderID,
                 refundID: reversal.refundID))
             return
         }
         guard reversal.points <= component.points - component.reversed else {
             decision.refusals.append(refusal(
-                event, subject: reversal.component.rawValue, reason: "reversal-exceeds-component", orderID: reversal.orderID,
+                event, subject: reversal.component.rawValue, reason: .reversalExceedsComponent, orderID: reversal.orderID,
                 refundID: reversal.refundID))
             return
         }
@@ -334,7 +334,7 @@ public struct PointsRules: Sendable {
         guard EngagementRules.admitReferral(at: event.time, counts: &account.referralsByMonth, program: program) else {
             decision.refusals.append(Refusal(
                 id: "\(event.id)/refused", member: reward.refereeID, time: event.time, causeID: reward.registrationID,
-                subject: "referral", reason: "referral-monthly-cap", detail: "referrer \(account.member)"))
+                subject: "referral", reason: .referralMonthlyCap, detail: "referrer \(account.member)"))
             return
         }
         account.referralsRewarded += 1
@@ -376,41 +376,41 @@ public struct PointsRules: Sendable {
         let spending = program.spending
         switch event.input {
         case .redeem(let redemption):
-            func refuse(_ reason: String) {
+            func refuse(_ reason: ReasonCode) {
                 decision.refusals.append(refusal(event, subject: "redemption", reason: reason, detail: redemption.rewardID))
             }
-            guard let reward = program.catalogue[redemption.rewardID] else { return refuse("unknown-reward") }
+            guard let reward = program.catalogue[redemption.rewardID] else { return refuse(.unknownReward) }
             let cost = reward.points * redemption.quantity
-            if cost < spending.minimumRedemptionPoints { return refuse("below-minimum") }
-            if account.balance.debt > 0 { return refuse("negative-balance") }
-            if account.balance.available < cost { return refuse("insufficient-balance") }
-            if let stock = stockLeft(reward.id) ?? reward.stock, stock < redemption.quantity { return refuse("out-of-stock") }
+            if cost < spending.minimumRedemptionPoints { return refuse(.belowMinimum) }
+            if account.balance.debt > 0 { return refuse(.negativeBalance) }
+            if account.balance.available < cost { return refuse(.insufficientBalance) }
+            if let stock = stockLeft(reward.id) ?? reward.stock, stock < redemption.quantity { return refuse(.outOfStock) }
             spend(event, points: cost, kind: .redeemed, source: reward.kind.rawValue, rule: "redeemed",
                   details: [("reward", reward.id), ("quantity", String(redemption.quantity))], &account, &decision)
             account.lifetime.redeemed += cost
             if reward.stock != nil { decision.stockTaken.append(StockTaken(rewardID: reward.id, quantity: redemption.quantity)) }
         case .cashOffset(let offset):
-            func refuse(_ reason: String) {
+            func refuse(_ reason: ReasonCode) {
                 decision.refusals.append(refusal(event, subject: "cash-offset", reason: reason, orderID: offset.orderID))
             }
             // 100 / pointsPerCNY fen per point: the program guarantees it divides.
             let valueMinor = offset.points * (100 / spending.cashOffsetPointsPerCNY)
-            if valueMinor > offset.orderMinor * spending.cashOffsetMaxPercentOfOrder / 100 { return refuse("exceeds-offset-limit") }
-            if account.balance.debt > 0 { return refuse("negative-balance") }
-            if account.balance.available < offset.points { return refuse("insufficient-balance") }
+            if valueMinor > offset.orderMinor * spending.cashOffsetMaxPercentOfOrder / 100 { return refuse(.exceedsOffsetLimit) }
+            if account.balance.debt > 0 { return refuse(.negativeBalance) }
+            if account.balance.available < offset.points { return refuse(.insufficientBalance) }
             spend(event, points: offset.points, kind: .cashOffset, source: "checkout", orderID: offset.orderID, rule: "cash-offset",
                   details: [("valueMinor", String(valueMinor))], &account, &decision)
             account.lifetime.cashOffset += offset.points
         case .transfer(let transfer):
-            func refuse(_ reason: String) {
+            func refuse(_ reason: ReasonCode) {
                 decision.refusals.append(refusal(event, subject: "transfer", reason: reason, detail: transfer.recipient))
             }
             let day = program.calendar.localDate(of: event.time).dayNumber
-            if transfer.recipient == account.member { return refuse("self-transfer") }
-            if transfer.points < spending.transferMinimumPoints { return refuse("below-minimum") }
-            if account.balance.debt > 0 { return refuse("negative-balance") }
-            if account.transfersByDay.count(in: day) + transfer.points > spending.transferDailyLimitPoints { return refuse("daily-limit") }
-            if account.balance.available < transfer.points { return refuse("insufficient-balance") }
+            if transfer.recipient == account.member { return refuse(.selfTransfer) }
+            if transfer.points < spending.transferMinimumPoints { return refuse(.belowMinimum) }
+            if account.balance.debt > 0 { return refuse(.negativeBalance) }
+            if account.transfersByDay.count(in: day) + transfer.points > spending.transferDailyLimitPoints { return refuse(.dailyLimit) }
+            if account.balance.available < transfer.points { return refuse(.insufficientBalance) }
             spend(event, points: transfer.points, kind: .transferredOut, source: "transfer", rule: "transfer-out",
                   details: [("to", transfer.recipient)], &account, &decision)
             account.transfersByDay.add(in: day, amount: transfer.points)
@@ -425,7 +425,7 @@ public struct PointsRules: Sendable {
             account.lifetime.givenBack += leg.points
         case .adjust(let adjustment):
             guard let reason = adjustment.reason else {
-                decision.refusals.append(refusal(event, subject: "adjustment", reason: "missing-reason"))
+                decision.refusals.append(refusal(event, subject: "adjustment", reason: .missingReason))
                 return
             }
             if adjustment.points > 0 {
@@ -439,13 +439,13 @@ public struct PointsRules: Sendable {
             }
         case .openingBalance(let opening):
             guard account.importedFrom == nil else {
-                decision.refusals.append(refusal(event, subject: "opening-balance", reason: "already-imported", detail: account.importedFrom))
+                decision.refusals.append(refusal(event, subject: "opening-balance", reason: .alreadyImported, detail: account.importedFrom))
                 return
             }
             // All or nothing: a lot that expired before its import would make the balance
             // differ from the one the member was told.
             if let index = opening.lots.firstIndex(where: { $0.expiresAt <= event.time }) {
-                decision.refusals.append(refusal(event, subject: "opening-balance", reason: "lot-already-expired", detail: "lots[\(index)]"))
+                decision.refusals.append(refusal(event, subject: "opening-balance", reason: .lotAlreadyExpired, detail: "lots[\(index)]"))
                 return
             }
             for (index, lot) in opening.lots.enumerated() {
@@ -681,7 +681,7 @@ public struct PointsRules: Sendable {
     }
 
     private func refusal(
-        _ event: PointsEvent, subject: String, reason: String, orderID: String? = nil, refundID: String? = nil, detail: String? = nil
+        _ event: PointsEvent, subject: String, reason: ReasonCode, orderID: String? = nil, refundID: String? = nil, detail: String? = nil
     ) -> Refusal {
         Refusal(
             id: "\(event.id)/refused", member: event.member, time: event.time, causeID: event.id, subject: subject,
