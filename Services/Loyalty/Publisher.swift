@@ -30,13 +30,13 @@ enum Publisher {
     /// What the services would refuse in a shop event, checked by the same decoders they use
     /// (docs/schemas describes the same rules): nil when it is fine.
     static func problem(with event: CloudEvent) -> String? {
-        guard event.subject != nil else { return "missing-attribute: subject (the member id) is required" }
-        guard let topic = Topics.inputTopic(forEventType: event.type) else { return "unknown-type: no input topic for \(event.type)" }
+        guard event.subject != nil else { return "\(ReasonCode.missingAttribute): subject (the member id) is required" }
+        guard let topic = Topics.inputTopic(forEventType: event.type) else { return "\(ReasonCode.unknownType): no input topic for \(event.type)" }
         if topic == Topics.members {
             var profile = MemberProfile()
-            do { try profile.update(from: event.data.objectValue ?? JSONObject()) } catch { return "invalid-event: data.\(error)" }
+            do { try profile.update(from: event.data.objectValue ?? JSONObject()) } catch { return "\(ReasonCode.invalidEvent): data.\(error)" }
             if event.type == EventType.memberRegistered, let referrer = event.data["referrerId"], referrer.stringValue?.isEmpty != false {
-                return "invalid-event: data.referrerId must be a non-empty string"
+                return "\(ReasonCode.invalidEvent): data.referrerId must be a non-empty string"
             }
             return nil
         }

@@ -76,6 +76,7 @@ public final class ServiceEndpoints: @unchecked Sendable {
             asOf = time
         }
         let snapshot = status.snapshot
+        guard snapshot.partitionCount > 0 else { return .error(503, "the service does not know its partition count yet; try again") }
         let task = Murmur2Partitioner.partition(of: Array(id.utf8), partitions: snapshot.partitionCount)
         guard snapshot.partitions.keys.contains(where: { $0.partition == task }) else {
             let owned = Set(snapshot.partitions.keys.map(\.partition)).sorted().map { JSONValue.int(Int64($0)) }

@@ -1,7 +1,6 @@
 /// Every topic of the platform in one place: its name, what it carries, how it is keyed,
 /// and how many partitions it has. Input topics a service reads together must have the same
 /// partition count (they are co-partitioned by member id).
-/// The topic catalogue.
 public enum Topics {
     /// The partition count every co-partitioned topic uses.
     public static let partitionCount: Int32 = 6
