@@ -9,27 +9,43 @@ import Storage
 /// first, each partition in the order it was written (sorted by key where the service sorts
 /// it), and a command the service sends itself joining its partition once its batch commits.
 final class ServiceSimulation<Processor: StreamProcessor> {
-    /// A partition of an input topic, as the merge sees it.
+    /// A partition of an input topic, as the merge sees it. A partition in arrival order keeps
+    /// its records as they were written and decodes each when it becomes the head; a sorted one
+    /// decodes on arrival, to sort. Applied records are let go as the run goes on, so that
+    /// memory holds what is still to apply rather than all that was.
     private final class Lane {
+        typealias Entry = (key: MergeKey, polled: PolledRecord<Processor.Body>)
         let partition: TopicPartition
         let sorted: Bool
-        var entries: [(key: MergeKey, polled: PolledRecord<Processor.Body>)] = []
-        /// The offsets of `entries`, in the same order (read without copying the records).
-        var offsets: [Int64] = []
-        var head = 0
+        private let decode: (ConsumedRecord) -> Entry
+        /// In arrival order: the records not applied yet from `head` on, and the head decoded.
+        private var records: [ConsumedRecord] = []
+        private var decodedHead: Entry?
+        /// Sorted: the entries by key from `head` on, with their offsets (read without copying).
+        private var entries: [Entry] = []
+        private var offsets: [Int64] = []
+        private var head = 0
         var nextOffset: Int64 = 0
 
-        init(partition: TopicPartition, sorted: Bool) {
+        init(partition: TopicPartition, sorted: Bool, decode: @escaping (ConsumedRecord) -> Entry) {
             self.partition = partition
             self.sorted = sorted
+            self.decode = decode
         }
 
-        var headKey: MergeKey? { head < entries.count ? entries[head].key : nil }
+        var headKey: MergeKey? {
+            if sorted { return head < entries.count ? entries[head].key : nil }
+            if decodedHead == nil, head < records.count { decodedHead = decode(records[head]) }
+            return decodedHead?.key
+        }
 
-        func add(_ key: MergeKey, _ polled: PolledRecord<Processor.Body>, afterLoading loading: Bool) {
-            guard sorted, !loading else {
-                entries.append((key, polled))
-                offsets.append(polled.record.offset)
+        /// Adds a record; while `loading`, a sorted partition appends and sorts once at the end.
+        func add(_ record: ConsumedRecord, loading: Bool) {
+            guard sorted else { return records.append(record) }
+            let entry = decode(record)
+            guard !loading else {
+                entries.append(entry)
+                offsets.append(record.offset)
                 return
             }
             // A command sent mid-run goes where its key sorts among those not applied yet.
@@ -37,15 +53,47 @@ final class ServiceSimulation<Processor: StreamProcessor> {
             var high = entries.count
             while low < high {
                 let middle = (low + high) / 2
-                if entries[middle].key < key { low = middle + 1 } else { high = middle }
+                if entries[middle].key < entry.key { low = middle + 1 } else { high = middle }
             }
-            entries.insert((key, polled), at: low)
-            offsets.insert(polled.record.offset, at: low)
+            entries.insert(entry, at: low)
+            offsets.insert(record.offset, at: low)
+        }
+
+        /// Sorts what was added while loading.
+        func sortLoaded() {
+            guard sorted else { return }
+            entries.sort { $0.key < $1.key }
+            offsets = entries.map(\.polled.record.offset)
         }
 
         func take() -> PolledRecord<Processor.Body> {
-            defer { head += 1 }
-            return entries[head].polled
+            let polled: PolledRecord<Processor.Body>
+            if sorted {
+                polled = entries[head].polled
+            } else {
+                polled = (decodedHead ?? decode(records[head])).polled
+                decodedHead = nil
+            }
+            head += 1
+            letGoOfApplied()
+            return polled
+        }
+
+        /// The offset below which every record of the partition has been applied.
+        var committableOffset: Int64 {
+            sorted ? offsets[head...].min() ?? nextOffset : (head < records.count ? records[head].offset : nextOffset)
+        }
+
+        /// Drops applied records once they are most of what is kept.
+        private func letGoOfApplied() {
+            guard head >= 4_096, head * 2 >= (sorted ? entries.count : records.count) else { return }
+            if sorted {
+                entries.removeFirst(head)
+                offsets.removeFirst(head)
+            } else {
+                records.removeFirst(head)
+            }
+            head = 0
         }
     }
 
@@ -88,7 +136,17 @@ final class ServiceSimulation<Processor: StreamProcessor> {
         let number = partition ?? key.map { Murmur2Partitioner.partition(of: $0, partitions: partitionCount) } ?? 0
         let place = TopicPartition(topic: topic, partition: number)
         let lane = lanes[place] ?? {
-            let lane = Lane(partition: place, sorted: processor.sortedInputTopics.contains(topic))
+            let lane = Lane(partition: place, sorted: processor.sortedInputTopics.contains(topic)) { record in
+                let decoded: Result<Decoded<Processor.Body>, Rejection>
+                do throws(Rejection) { decoded = .success(try processor.decode(record)) } catch { decoded = .failure(error) }
+                let key: MergeKey
+                switch decoded {
+                case .success(let input): key = MergeKey(time: input.time.millis, rank: input.rank, id: input.eventID)
+                // Rejected records go first, as in the loop's merge.
+                case .failure: key = MergeKey(time: .min, rank: .min, id: record.eventID ?? "\(place)@\(record.offset)")
+                }
+                return (key, PolledRecord(record: record, decoded: decoded))
+            }
             lanes[place] = lane
             order.append(lane)
             return lane
@@ -96,14 +154,7 @@ final class ServiceSimulation<Processor: StreamProcessor> {
         let record = ConsumedRecord(topic: topic, partition: number, offset: lane.nextOffset, key: key, value: value)
         lane.nextOffset += 1
         if ProgressMark.isCandidate(record) { return }
-        let decoded: Result<Decoded<Processor.Body>, Rejection>
-        do { decoded = .success(try processor.decode(record)) } catch { decoded = .failure(error) }
-        let mergeKey: MergeKey
-        switch decoded {
-        case .success(let input): mergeKey = MergeKey(time: input.time.millis, rank: input.rank, id: input.eventID)
-        case .failure: mergeKey = MergeKey(time: .min, rank: .min, id: record.eventID ?? "\(place)@\(record.offset)")
-        }
-        lane.add(mergeKey, PolledRecord(record: record, decoded: decoded), afterLoading: loading)
+        lane.add(record, loading: loading)
         total += 1
     }
 
@@ -112,16 +163,16 @@ final class ServiceSimulation<Processor: StreamProcessor> {
     func run(progress: (ServiceSimulation) -> Void = { _ in }) throws {
         if loading {
             loading = false
-            for lane in order where lane.sorted {
-                lane.entries.sort { $0.key < $1.key }
-                lane.offsets = lane.entries.map(\.polled.record.offset)
-            }
+            for lane in order { lane.sortLoaded() }
             // Definitions are read whole before the first task record, as the loop does.
             if !broadcast.isEmpty {
                 collect(try applier.applyBroadcast(broadcast).outbox)
                 broadcast = []
             }
         }
+        // What a batch published counts as delivered in the next, as the relay's acknowledgements
+        // do: the outbox is emptied as the run goes, rather than holding every output twice.
+        var delivered: [UInt64] = []
         while order.contains(where: { $0.headKey != nil }) {
             var inBatch = 0
             let outcome = try applier.apply(
@@ -131,7 +182,8 @@ final class ServiceSimulation<Processor: StreamProcessor> {
                     inBatch += 1
                     return lane.take()
                 },
-                committableOffsets: { self.committableOffsets() })
+                committableOffsets: { self.committableOffsets() }, deliveredOutbox: delivered)
+            delivered = outcome.outbox.map { UInt64($0.seq) }
             taken += inBatch
             collect(outcome.outbox)
             progress(self)
@@ -143,10 +195,7 @@ final class ServiceSimulation<Processor: StreamProcessor> {
     /// `applied_offsets`, as in the loop.
     private func committableOffsets() -> [TopicPartition: Int64] {
         var offsets: [TopicPartition: Int64] = [:]
-        for lane in order {
-            let waiting = lane.offsets[lane.head...]
-            offsets[lane.partition] = (lane.sorted ? waiting.min() : waiting.first) ?? lane.nextOffset
-        }
+        for lane in order { offsets[lane.partition] = lane.committableOffset }
         return offsets
     }
 
