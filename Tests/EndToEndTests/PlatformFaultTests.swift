@@ -19,6 +19,25 @@ extension EndToEnd {
             var records: [String: [String: [UInt8]]] = [:]
             /// Ids published twice with different bytes.
             var conflicts: [String] = []
+
+            /// Takes one published record, in its partition's order.
+            mutating func add(topic: String, partition: Int32, value: [UInt8]) throws {
+                let event = try CloudEvent.decode(value)
+                if PlatformFaultTests.compacted.contains(topic) {
+                    // Published once per batch that changed them: only the latest counts, and without
+                    // its revision number and stamp, which follow the batches.
+                    var data = event.data.objectValue ?? [:]
+                    data["revision"] = nil
+                    records[topic, default: [:]][event.subject ?? ""] = Array(JSONValue.object(data).jsonString.utf8)
+                    return
+                }
+                if let known = records[topic]?[event.id] {
+                    if known != value { conflicts.append("\(topic) \(event.id)") }
+                    return
+                }
+                records[topic, default: [:]][event.id] = value
+                if topic == Topics.pointsLedger.name { ledger[partition, default: []].append(value) }
+            }
         }
 
         /// A run in progress: the broker and the services by name, to disturb, kill or start.
@@ -37,6 +56,11 @@ extension EndToEnd {
             }
         }
 
+        /// The topics whose records two runs must agree on.
+        static let outputTopics = [
+            Topics.pointsLedger.name, Topics.pointsBalances.name, Topics.tierChanges.name, Topics.tierStatus.name,
+            Topics.campaignRewards.name, Topics.campaignResults.name, Topics.notifications.name,
+        ]
         static let compacted: Set<String> = [Topics.pointsBalances.name, Topics.tierStatus.name, Topics.campaignResults.name]
 
         /// Publishes the history, starts points (and `startedLate` only when `disturb` starts
@@ -54,11 +78,7 @@ extension EndToEnd {
             let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
             for record in scenario.records { try producer.send(topic: record.topic, key: Array(record.key.utf8), value: record.value) }
             #expect(producer.flush(timeoutMilliseconds: 60_000))
-            let topics = [
-                Topics.pointsLedger.name, Topics.pointsBalances.name, Topics.tierChanges.name, Topics.tierStatus.name,
-                Topics.campaignRewards.name, Topics.campaignResults.name, Topics.notifications.name,
-            ]
-            let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: topics)
+            let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: outputTopics)
             defer { reader.close() }
             let environment = [
                 "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path,
@@ -98,21 +118,7 @@ extension EndToEnd {
             var outputs = Outputs()
             for record in reader.records.sorted(by: { ($0.topic, $0.partition, $0.offset) < ($1.topic, $1.partition, $1.offset) }) {
                 guard let value = record.value else { continue }
-                let event = try CloudEvent.decode(value)
-                if compacted.contains(record.topic) {
-                    // Published once per batch that changed them: only the latest counts, and without
-                    // its revision number and stamp, which follow the batches.
-                    var data = event.data.objectValue ?? [:]
-                    data["revision"] = nil
-                    outputs.records[record.topic, default: [:]][event.subject ?? ""] = Array(JSONValue.object(data).jsonString.utf8)
-                    continue
-                }
-                if let known = outputs.records[record.topic]?[event.id] {
-                    if known != value { outputs.conflicts.append("\(record.topic) \(event.id)") }
-                    continue
-                }
-                outputs.records[record.topic, default: [:]][event.id] = value
-                if record.topic == Topics.pointsLedger.name { outputs.ledger[record.partition, default: []].append(value) }
+                try outputs.add(topic: record.topic, partition: record.partition, value: value)
             }
             return outputs
         }

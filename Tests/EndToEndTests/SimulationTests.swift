@@ -2,6 +2,7 @@ import Foundation
 import LoyaltyDomain
 import Messaging
 import ReferenceProgram
+import Reporting
 import Testing
 
 extension EndToEnd {
@@ -34,27 +35,11 @@ extension EndToEnd {
         /// What the simulation published, in the form the platform tests compare runs in.
         static func outputs(in directory: URL) throws -> PlatformFaultTests.Outputs {
             var outputs = PlatformFaultTests.Outputs()
-            let topics = [
-                Topics.pointsLedger.name, Topics.pointsBalances.name, Topics.tierChanges.name, Topics.tierStatus.name,
-                Topics.campaignRewards.name, Topics.campaignResults.name, Topics.notifications.name,
-            ]
-            for topic in topics {
+            for topic in PlatformFaultTests.outputTopics {
                 for (bytes, event) in try events(in: directory.appendingPathComponent("\(topic).jsonl")) {
-                    if PlatformFaultTests.compacted.contains(topic) {
-                        var data = event.data.objectValue ?? [:]
-                        data["revision"] = nil
-                        outputs.records[topic, default: [:]][event.subject ?? ""] = Array(JSONValue.object(data).jsonString.utf8)
-                        continue
-                    }
-                    if let known = outputs.records[topic]?[event.id] {
-                        if known != bytes { outputs.conflicts.append("\(topic) \(event.id)") }
-                        continue
-                    }
-                    outputs.records[topic, default: [:]][event.id] = bytes
-                    if topic == Topics.pointsLedger.name {
-                        let partition = Murmur2Partitioner.partition(of: Array((event.subject ?? "").utf8), partitions: Topics.partitionCount)
-                        outputs.ledger[partition, default: []].append(bytes)
-                    }
+                    // The partition the services' producer would have chosen for the subject.
+                    let partition = Murmur2Partitioner.partition(of: Array((event.subject ?? "").utf8), partitions: Topics.partitionCount)
+                    try outputs.add(topic: topic, partition: partition, value: bytes)
                 }
             }
             return outputs
@@ -179,7 +164,7 @@ extension EndToEnd {
             let lines = output.split(separator: "\n").map(String.init)
             for label in ["member-day: points", "points issued", "outstanding liability"] {
                 let line = try #require(lines.first { $0.hasPrefix(label + " ") }, "\(label) in: \(output.suffix(2_000))")
-                #expect(line.hasSuffix("+\(SimulationTests.grouped(total))"), "\(line)")
+                #expect(line.hasSuffix("+\(ReportPage.grouped(total))"), "\(line)")
             }
             for label in ["points reversed", "members in growth", "win-back: coupons"] {
                 let unchanged = try #require(lines.first { $0.hasPrefix(label + " ") }, "\(label) in: \(output.suffix(2_000))")
@@ -295,13 +280,6 @@ extension EndToEnd {
                     "the operator's adjustment is applied")
             #expect(try Self.events(in: fromKafka.appendingPathComponent("\(Topics.pointsLedger.name).jsonl"))
                 .allSatisfy { $0.event.data["points"]?.int64Value != 999 }, "the service's earlier grant is not taken as history")
-        }
-
-        static func grouped(_ value: Int64) -> String {
-            let formatter = NumberFormatter()
-            formatter.numberStyle = .decimal
-            formatter.locale = Locale(identifier: "en_US")
-            return formatter.string(from: NSNumber(value: value)) ?? String(value)
         }
     }
 }
