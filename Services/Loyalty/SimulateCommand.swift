@@ -84,7 +84,7 @@ enum SimulateCommand {
         try write(result, rules: proposal, summary: summary, to: out)
 
         guard let baseline else {
-            say(table(summary.rows.map { [$0.label, ReportPage.grouped($0.value)] }, header: ["", "simulated"]))
+            say(figures(summary))
             say("wrote \(out): what the services would publish, members.jsonl, summary.txt")
             return
         }
@@ -120,11 +120,10 @@ enum SimulateCommand {
     /// the simulation sends its own.
     static func historyFromTopics(bootstrapServers: String) throws -> (records: [PlatformSimulation.Record], partitions: Int32) {
         var records: [PlatformSimulation.Record] = []
-        var partitions = Topics.partitionCount
         let services: Set<String> = ["loyalty/points", "loyalty/tiers", "loyalty/campaigns"]
         let topics = [Topics.members, Topics.orders, Topics.engagement, Topics.pointsRequests, Topics.pointsCommands, Topics.campaignDefinitions]
         let read = try CampaignCommands.readRecordsToEnd(topics, bootstrapServers: bootstrapServers)
-        partitions = read.partitions[Topics.members.name] ?? partitions
+        let partitions = read.partitions[Topics.members.name] ?? Topics.partitionCount
         // In their order on each partition; the partitions one after another, as the merge takes them.
         for record in read.records.sorted(by: { ($0.topic, $0.partition, $0.offset) < ($1.topic, $1.partition, $1.offset) }) {
             // A tombstone (an erased member on a compacted topic) is read past by every service.
@@ -177,8 +176,7 @@ enum SimulateCommand {
             members += Array(JSONValue.object(line).jsonString.utf8) + [UInt8(ascii: "\n")]
         }
         try Data(members).write(to: URL(fileURLWithPath: "\(directory)/members.jsonl"))
-        try (table(summary.rows.map { [$0.label, ReportPage.grouped($0.value)] }, header: ["", "simulated"]) + "\n")
-            .write(toFile: "\(directory)/summary.txt", atomically: true, encoding: .utf8)
+        try (figures(summary) + "\n").write(toFile: "\(directory)/summary.txt", atomically: true, encoding: .utf8)
     }
 
     /// The program a simulation ran with, from the directory it wrote.
@@ -196,6 +194,11 @@ enum SimulateCommand {
         return try Array(data).split(separator: UInt8(ascii: "\n")).enumerated().map { number, line in
             do { return try CloudEvent.decode(Array(line)) } catch { throw CLIError("\(directory)/\(topic).jsonl:\(number + 1): \(error)") }
         }
+    }
+
+    /// One simulation's figures as a table.
+    static func figures(_ summary: SimulationSummary) -> String {
+        table(summary.rows.map { [$0.label, ReportPage.grouped($0.value)] }, header: ["", "simulated"])
     }
 
     /// The two summaries side by side, with the difference (proposal − baseline).

@@ -19,6 +19,16 @@ public struct MergeKey: Comparable, Sendable, Hashable {
         if lhs.rank != rhs.rank { return lhs.rank < rhs.rank }
         return lhs.id < rhs.id
     }
+
+    /// The key of a record as decoded. Rejected records go first and straight to dead letters,
+    /// keyed by their event id when there is one, so a rejected echo still releases what waits
+    /// for it.
+    public init<Body>(of decoded: Result<Decoded<Body>, Rejection>, record: ConsumedRecord) {
+        switch decoded {
+        case .success(let input): self.init(time: input.time.millis, rank: input.rank, id: input.eventID)
+        case .failure: self.init(time: .min, rank: .min, id: record.eventID ?? "\(record.topicPartition)@\(record.offset)")
+        }
+    }
 }
 
 /// Applies the records of every assigned partition in one event-time order, the way Kafka

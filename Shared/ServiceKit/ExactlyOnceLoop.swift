@@ -517,15 +517,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                     crashNote.idle()
                 }
                 let partition = record.topicPartition
-                let key: MergeKey
-                switch decoded {
-                case .success(let input):
-                    key = MergeKey(time: input.time.millis, rank: input.rank, id: input.eventID)
-                case .failure:
-                    // Rejected records go first and straight to dead letters. Keyed by their event
-                    // id when there is one, so a rejected echo still releases what waits for it.
-                    key = MergeKey(time: .min, rank: .min, id: record.eventID ?? "\(partition)@\(record.offset)")
-                }
+                let key = MergeKey(of: decoded, record: record)
                 merger.add(
                     PolledRecord(record: record, decoded: decoded), key: key, offset: record.offset, from: partition,
                     heldUntilSent: replay != nil && isOwnCommand(record, decoded))

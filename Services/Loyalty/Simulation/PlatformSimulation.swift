@@ -147,13 +147,14 @@ struct SimulationSummary {
 
     init(_ result: PlatformSimulation.Result, program: Program) {
         let ledger = result.events(of: Topics.pointsLedger.name)
-        let notifications = result.events(of: Topics.notifications.name)
+        let deadLetterEvents = result.events(of: Topics.deadLetters.name)
         health = PointsHealth(
             asOf: ledger.map(\.time).max() ?? EventTime(millis: 0), program: program, ledger: ledger,
             tierChanges: result.events(of: Topics.tierChanges.name), campaignDefinitions: result.definitions,
-            campaignResults: result.events(of: Topics.campaignResults.name), deadLetters: result.events(of: Topics.deadLetters.name))
-        messages = notifications.reduce(into: [:]) { counts, event in counts[event.data["type"]?.stringValue ?? "?", default: 0] += 1 }
-        deadLetters = result.events(of: Topics.deadLetters.name).count
+            campaignResults: result.events(of: Topics.campaignResults.name), deadLetters: deadLetterEvents)
+        messages = result.events(of: Topics.notifications.name)
+            .reduce(into: [:]) { counts, event in counts[event.data["type"]?.stringValue ?? "?", default: 0] += 1 }
+        deadLetters = deadLetterEvents.count
     }
 
     /// The figures as labelled rows, in a fixed order: the lines a comparison sets side by side.

@@ -139,13 +139,7 @@ final class ServiceSimulation<Processor: StreamProcessor> {
             let lane = Lane(partition: place, sorted: processor.sortedInputTopics.contains(topic)) { record in
                 let decoded: Result<Decoded<Processor.Body>, Rejection>
                 do throws(Rejection) { decoded = .success(try processor.decode(record)) } catch { decoded = .failure(error) }
-                let key: MergeKey
-                switch decoded {
-                case .success(let input): key = MergeKey(time: input.time.millis, rank: input.rank, id: input.eventID)
-                // Rejected records go first, as in the loop's merge.
-                case .failure: key = MergeKey(time: .min, rank: .min, id: record.eventID ?? "\(place)@\(record.offset)")
-                }
-                return (key, PolledRecord(record: record, decoded: decoded))
+                return (MergeKey(of: decoded, record: record), PolledRecord(record: record, decoded: decoded))
             }
             lanes[place] = lane
             order.append(lane)
