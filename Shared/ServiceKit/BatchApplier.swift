@@ -217,6 +217,40 @@ public final class BatchApplier<Processor: StreamProcessor> {
         }
     }
 
+    /// For an instance that owns the tasks `owned` of a store it shares with others: the merge
+    /// key up to which it may apply records (``EventTimeMerger/otherTasksBound``). The lowest of
+    /// the frontiers the other tasks' owners last committed (`lowest` for a task none has
+    /// committed yet) and of the commands on their way to any task, read in one statement, so
+    /// that a command sent after a frontier was committed is counted.
+    public func otherTasksBound(owned: Set<Int32>) throws -> MergeKey {
+        let rows = try database.prepare(
+            "SELECT task, time, rank, event_id FROM task_frontier UNION ALL "
+                + "SELECT -1, time, rank, event_id FROM echoes "
+                + "WHERE (time, rank) = (SELECT time, rank FROM echoes ORDER BY time, rank LIMIT 1)"
+        ).query { row -> (task: Int32, key: MergeKey) in
+            let key = row.isNull(1) ? MergeKey.lowest : MergeKey(time: row.int64(1), rank: row.int(2), id: row.string(3))
+            return (Int32(row.int64(0)), key)
+        }
+        var bound = MergeKey.highest
+        var committed: Set<Int32> = []
+        for (task, key) in rows where task < 0 || !owned.contains(task) {
+            bound = min(bound, key)
+            committed.insert(task)
+        }
+        for task in 0..<partitionCount where !owned.contains(task) && !committed.contains(task) { return .lowest }
+        return bound
+    }
+
+    /// Stores the frontiers of the tasks this instance owns, in the batch's transaction.
+    public func storeFrontiers(_ frontiers: [Int32: MergeKey]) throws {
+        guard !frontiers.isEmpty else { return }
+        let save = try database.prepare("INSERT OR REPLACE INTO task_frontier(task, time, rank, event_id) VALUES(?, ?, ?, ?)")
+        for (task, key) in frontiers.sorted(by: { $0.key < $1.key }) {
+            try save.run(
+                .integer(Int64(task)), key == .lowest ? .null : .integer(key.time), .integer(Int64(key.rank)), .text(key.id))
+        }
+    }
+
     /// Commands to these partitions that were sent and not applied yet.
     public func storedEchoes(_ partitions: [TopicPartition]) throws -> [(key: MergeKey, partition: TopicPartition)] {
         let select = try database.prepare("SELECT event_id, time, rank FROM echoes WHERE topic = ? AND task = ?")

@@ -14,6 +14,11 @@ public struct MergeKey: Comparable, Sendable, Hashable {
         self.id = id
     }
 
+    /// Below every record: a frontier that is not known holds everything after it.
+    public static let lowest = MergeKey(time: .min, rank: .min, id: "")
+    /// Above every record: a task with nothing left to apply.
+    public static let highest = MergeKey(time: .max, rank: .max, id: "")
+
     public static func < (lhs: MergeKey, rhs: MergeKey) -> Bool {
         if lhs.time != rhs.time { return lhs.time < rhs.time }
         if lhs.rank != rhs.rank { return lhs.rank < rhs.rank }
@@ -51,6 +56,10 @@ public struct MergeKey: Comparable, Sendable, Hashable {
 ///   record of its task until each producer the service waits for has promised, with a
 ///   ``ProgressMark`` read on that partition, to send nothing earlier (`admits`). A mark
 ///   counts once everything before it on the partition has been read.
+/// - *Other instances*: when instances share the store, records wait until every task another
+///   instance owns has applied everything that sorts before them (`otherTasksBound`, from the
+///   frontiers those instances commit; ``frontier(of:now:)``), so a command such a task sends
+///   here is applied at its event time, as if one instance ran every task.
 ///
 /// Pure bookkeeping: it never touches Kafka; the loop feeds it and drains it.
 public struct EventTimeMerger<Item> {
@@ -79,6 +88,15 @@ public struct EventTimeMerger<Item> {
     /// While rebuilding a store: the commands this instance has sent, so a copy read after
     /// that is merged at once (and found a duplicate, as it was the first time).
     private var sent: Set<String> = []
+    /// With instances sharing the store: the merge key up to which records may be handed out as
+    /// far as the tasks of other instances go, that is the lowest frontier among those tasks and
+    /// the commands on their way (nil: this instance owns every task). A record sorting after it
+    /// may yet be preceded by a command one of those tasks sends.
+    public var otherTasksBound: MergeKey? {
+        didSet { if otherTasksBound == nil { heldByOtherTasksSince = nil } }
+    }
+    /// When the bound started holding the merge (for reports and a quicker poll).
+    private var heldByOtherTasksSince: Int64?
 
     struct Entry {
         var key: MergeKey
@@ -233,6 +251,38 @@ public struct EventTimeMerger<Item> {
     /// `/ready`: a producer that is down holds its consumers back, and this says so.
     public func progressWaits(now: Int64) -> [(partition: TopicPartition, producer: String, milliseconds: Int64)] {
         lanes.compactMap { lane in lane.progressHeld.map { (lane.partition, $0.producer, now - $0.since) } }
+    }
+
+    /// How long the tasks of other instances have held the merge, in milliseconds (nil: they do
+    /// not hold it).
+    public func heldByOtherTasks(now: Int64) -> Int64? { heldByOtherTasksSince.map { now - $0 } }
+
+    /// The task's frontier: the merge key below which it has nothing left to apply, as far as
+    /// this merge knows. The earliest record buffered for it, or the earliest time a producer it
+    /// waits for may still send at; `lowest` while a partition of it is behind its end (records
+    /// exist that are not read yet) or within its grace, or a producer has not promised anything;
+    /// `highest` when it has read everything. A command the task sends is caused by a record it
+    /// applies, so it is sent from the frontier on (its key may be earlier: a timer's or a
+    /// parked record's, released by that record; it is then applied as soon as it arrives, as it
+    /// would be with one instance). Commands on their way to the task are not counted here: they
+    /// are in the store's `echoes`, which the bound reads with the frontiers.
+    public func frontier(of task: Int32, now: Int64) -> MergeKey {
+        var frontier = MergeKey.highest
+        for lane in lanes where lane.partition.partition == task {
+            if let head = lane.headKey {
+                frontier = min(frontier, head)
+            } else if !lane.isReadToEnd {
+                return .lowest
+            } else if lane.hasGrace, idleMilliseconds > 0, now - (lane.idleSince ?? now) < idleMilliseconds {
+                return .lowest
+            }
+        }
+        guard !awaitedProducers.isEmpty else { return frontier }
+        switch upstreamPromise(task: task, readTo: Self.readPositions(of: task, in: lanes)) {
+        case .none: return .lowest
+        case .some(nil): return frontier
+        case .some(let time?): return min(frontier, MergeKey(time: time, rank: .min, id: ""))
+        }
     }
 
     /// Notes a producer's progress mark read on an assigned partition at `offset`. Marks of
@@ -394,11 +444,17 @@ public struct EventTimeMerger<Item> {
     }
 
     /// Expects a command sent to an assigned partition to come back there; records that sort
-    /// after it wait for it. Commands to partitions of other instances are not waited for.
+    /// after it wait for it. A command to a partition of another instance lowers
+    /// `otherTasksBound` to it, when instances share the store.
     /// `now` (the monotonic clock) dates the wait, for `overdueEchoes`. A copy already read
     /// and held (see `add`) joins the merge instead.
     public mutating func expectEcho(_ key: MergeKey, on partition: TopicPartition, now: Int64 = 0) {
-        guard let index = laneIndex[partition] else { return }
+        guard let index = laneIndex[partition] else {
+            // A command to a task of another instance: what sorts after it waits until that task
+            // has applied it (the store's echoes say so once this batch commits).
+            if let bound = otherTasksBound { otherTasksBound = min(bound, key) }
+            return
+        }
         if let copies = held.removeValue(forKey: key.id) {
             sent.insert(key.id)
             for copy in copies where copy.partition == partition {
@@ -458,6 +514,14 @@ public struct EventTimeMerger<Item> {
         let chosenKey = lanes[chosen].headKey!
         // A command this instance sent that sorts earlier is still on its way.
         if !echoes.isEmpty, echoes.values.contains(where: { $0.key < chosenKey }) { return nil }
+        // A task of another instance may still send something earlier.
+        if let bound = otherTasksBound {
+            if bound < chosenKey {
+                if heldByOtherTasksSince == nil { heldByOtherTasksSince = now }
+                return nil
+            }
+            heldByOtherTasksSince = nil
+        }
         var waiting = false
         if !awaitedProducers.isEmpty {
             // A producer that has not promised past the record's time may still send something earlier.

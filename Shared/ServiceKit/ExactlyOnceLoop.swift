@@ -41,6 +41,9 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     private var lastErasureAttempt: Int64 = 0
     /// The progress marks last published, per task (``ProgressMark``).
     private var publishedMarks: [Int32: ProgressMark] = [:]
+    /// The frontiers last committed for the tasks this instance owns, while it shares the
+    /// store's tasks with other instances (``EventTimeMerger/frontier(of:now:)``).
+    private var committedFrontiers: [Int32: MergeKey] = [:]
     private var lastMarkCheck: Int64 = 0
     /// Rebuilding the store from history (`loyalty replay`): the records to apply, and how far
     /// the rebuild has come.
@@ -147,10 +150,13 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         let subscribedAt = lastReport
         while !stop.isRequested {
             try applyBroadcastRecords(timeoutMilliseconds: 0)
-            pollInto(maxRecords: configuration.maxBatchRecords, timeoutMilliseconds: 20)
+            // Held by another instance's tasks: their owner commits their next frontier any moment.
+            let heldByOthers = merger.heldByOtherTasks(now: 0) != nil
+            pollInto(maxRecords: configuration.maxBatchRecords, timeoutMilliseconds: heldByOthers ? 1 : 20)
             if let startupError { throw startupError }
             try relay.poll()
             refreshEnds()
+            try refreshOtherTasksBound()
             // Broadcast records the broker has and this instance has not read hold the tasks.
             let first = broadcast?.isBehind == true ? nil : merger.next(now: monotonicMilliseconds())
             var wallClock: EventTime?
@@ -167,6 +173,9 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 let promised = try !processor.progressTopics.isEmpty && !marksToPublish(applier.currentClocks()).isEmpty
                 let readPast = merger.committableOffsets.contains { committedOffsets[$0.key] != $0.value }
                 if promised || readPast { try applyBatch(startingWith: nil, wallClock: nil) }
+            } else if !frontiersToCommit(now: monotonicMilliseconds()).isEmpty {
+                // Other instances wait for this one's frontiers (records fetched, say).
+                try applyBatch(startingWith: nil, wallClock: nil)
             }
             resumePartitions()
             if erasurePending { try boundWriteAheadLog() }
@@ -194,6 +203,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                     "late": String(totals.late),
                     "buffered": String(merger.bufferedCount), "outboxInFlight": String(relay.inFlightCount),
                     "echoesPending": String(merger.pendingEchoes),
+                    "heldByOtherInstancesMs": merger.heldByOtherTasks(now: now).map { String($0) } ?? "0",
                     "heldBy": merger.heldPartitions(now: now)
                         .sorted { $0.partition.description < $1.partition.description }
                         .map { "\($0.partition)(\($0.inGrace ? "grace" : "unread records") \($0.milliseconds) ms)" }.joined(separator: ","),
@@ -297,6 +307,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         let now = monotonicMilliseconds()
         let progressTopics = applier.processor.progressTopics
         var published: [ProgressMark] = []
+        var frontiers: [Int32: MergeKey] = [:]
         // Echoes the merge was told of while the batch ran (a rebuild may have merged their copy since).
         var expectedInBatch: Set<String> = []
         let outcome = try applier.apply(
@@ -318,12 +329,15 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             deliveredOutbox: delivered, wallClock: wallClock, tasks: merger.assignedTasks,
             beforeCommit: { batch, clocks in
                 try self.applier.storeMarks(self.merger.takeChangedMarks())
+                frontiers = self.frontiersToCommit(now: now)
+                try self.applier.storeFrontiers(frontiers)
                 published = try self.marksToPublish(clocks, echoes: batch.echoes)
                 for mark in published {
                     for topic in progressTopics { try batch.emit(mark, to: topic) }
                 }
             })
         for mark in published { publishedMarks[mark.task] = mark }
+        committedFrontiers.merge(frontiers) { $1 }
         relay.deleted(delivered.count)
         committedOffsets.merge(merger.committableOffsets) { $1 }
         for echo in outcome.echoes where !expectedInBatch.contains(echo.key.id) { merger.expectEcho(echo.key, on: echo.partition, now: now) }
@@ -356,12 +370,46 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         try boundWriteAheadLog()
     }
 
+    /// With other instances owning some of the tasks: refreshes the merge's bound from the
+    /// frontiers they committed and the commands on their way (nil when this instance owns
+    /// every task, or rebuilds a store).
+    private func refreshOtherTasksBound() throws {
+        let owned = merger.assignedTasks
+        guard replay == nil, !owned.isEmpty, owned.count < Int(applier.partitionCount) else {
+            merger.otherTasksBound = nil
+            return
+        }
+        merger.otherTasksBound = try applier.otherTasksBound(owned: Set(owned))
+    }
+
+    /// The frontiers of this instance's tasks that differ from those last committed, while it
+    /// shares the tasks with other instances.
+    private func frontiersToCommit(now: Int64) -> [Int32: MergeKey] {
+        guard merger.otherTasksBound != nil else { return [:] }
+        var changed: [Int32: MergeKey] = [:]
+        for task in merger.assignedTasks {
+            let frontier = merger.frontier(of: task, now: now)
+            if committedFrontiers[task] != frontier { changed[task] = frontier }
+        }
+        return changed
+    }
+
     /// The progress marks that differ from those last published: what this instance can promise
     /// now for each of its tasks, from its merge and the task clocks (`echoes`: commands the batch
     /// in hand sent itself, not yet known to the merge).
     private func marksToPublish(_ clocks: TaskClocks, echoes: [(key: MergeKey, partition: TopicPartition)] = []) throws -> [ProgressMark] {
         guard !applier.processor.progressTopics.isEmpty else { return [] }
         var pending = merger.pendingWork()
+        // Commands from tasks of other instances may come no earlier than their bound.
+        if let bound = merger.otherTasksBound, bound != .highest {
+            for task in pending.keys {
+                if bound == .lowest {
+                    pending[task]!.upstream = .none
+                } else if case .some(let upstream) = pending[task]!.upstream {
+                    pending[task]!.upstream = .some(min(upstream ?? .max, bound.time))
+                }
+            }
+        }
         for echo in echoes {
             guard var work = pending[echo.partition.partition] else { continue }
             work.earliestEcho = min(work.earliestEcho ?? .max, echo.key.time)
@@ -656,6 +704,8 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 }
             }
             applier.forget(tasks: partitions.map(\.partition))
+            // Every owned task's frontier is committed anew after a rebalance.
+            committedFrontiers = [:]
             merger.assign(partitions, positions: offsets, marks: try applier.storedMarks(partitions))
             if let replay {
                 for partition in partitions where merger.awaitedProducers[partition.topic]?.isEmpty ?? true {
@@ -696,6 +746,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         merger.revoke(partitions)
         applier.forget(tasks: partitions.map(\.partition))
         for partition in partitions { publishedMarks[partition.partition] = nil }
+        committedFrontiers = [:]
         paused.subtract(partitions)
         for partition in partitions { committedOffsets[partition] = nil }
         logger.info("partitions revoked", ["partitions": partitions.map(\.description).sorted().joined(separator: ",")])

@@ -123,5 +123,19 @@ public enum RuntimeSchema {
                 PRIMARY KEY(topic, partition, producer)
             ) WITHOUT ROWID;
             """),
+        Migration(version: 8, name: "frontiers of tasks", sql: """
+            -- Per task, the merge key below which its owner has nothing left to apply, as of the
+            -- owner's last commit (TaskFrontier): instances sharing the store hold their merge at
+            -- the lowest frontier of the tasks they do not own, so that a command one of those
+            -- tasks sends is applied at its event time. NULL time: not known (holds everyone).
+            CREATE TABLE task_frontier(
+                task INTEGER PRIMARY KEY,
+                time INTEGER,
+                rank INTEGER NOT NULL,
+                event_id TEXT NOT NULL
+            );
+            -- The earliest command on its way, read with the frontiers.
+            CREATE INDEX echoes_by_key ON echoes(time, rank, event_id);
+            """),
     ]
 }

@@ -95,10 +95,9 @@ extension EndToEnd {
         }
 
         /// (e) A second and a third instance joining and leaving, tasks moving each time. Every
-        /// instance must keep running and every record be applied; the ledger can still differ:
-        /// a transfer credit or give-back sent to a task another instance owns is applied when
-        /// it arrives there, not at its event time, since nothing tells that instance to wait
-        /// for it (progress between instances is not built yet; docs/architecture.md).
+        /// instance keeps running, every record is applied, and a transfer credit or give-back
+        /// sent to a task another instance owns is applied there at its event time (the
+        /// instances hold their merge at the frontiers of each other's tasks).
         @Test func instancesJoiningAndLeavingChangeNothing() throws {
             try expectSameLedger([
                 (0.10, { try $0.startExtra() }),
@@ -107,7 +106,7 @@ extension EndToEnd {
                 (0.40, { try $0.startExtra() }),
                 (0.55, { $0.stopExtra() }),
                 (0.65, { $0.stopExtra() }),
-            ], "rebalances", knownIssue: "commands between the tasks of different instances are not synchronised yet")
+            ], "rebalances")
         }
     }
 }

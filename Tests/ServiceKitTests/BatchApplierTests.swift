@@ -142,6 +142,39 @@ import Testing
         #expect(try applier.database.count("SELECT total FROM counts") == 1)
     }
 
+    /// Two instances on one store: each reads, in one statement, the frontiers the other
+    /// committed for its tasks and the commands on their way; a task nobody has committed a
+    /// frontier for holds everything.
+    @Test func theBoundOfOtherInstancesIsTheirLowestFrontierOrCommandOnItsWay() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (first, _) = try makeApplier(directory)
+        let (second, _) = try makeApplier(directory)
+        #expect(first.partitionCount == 6)
+        let mine: Set<Int32> = [0, 1, 2]
+        let theirs: Set<Int32> = [3, 4, 5]
+        try first.database.transaction {
+            try first.storeFrontiers([0: MergeKey(time: 40, rank: 1, id: "a"), 1: .highest, 2: MergeKey(time: 25, rank: 0, id: "b")])
+        }
+        #expect(try second.otherTasksBound(owned: theirs) == MergeKey(time: 25, rank: 0, id: "b"))
+        #expect(try first.otherTasksBound(owned: mine) == .lowest, "no frontier of tasks 3 to 5 yet")
+        try second.database.transaction {
+            try second.storeFrontiers([3: .highest, 4: MergeKey(time: 90, rank: 0, id: "c"), 5: .lowest])
+        }
+        #expect(try first.otherTasksBound(owned: mine) == .lowest, "task 5 has records not read yet")
+        try second.database.transaction { try second.storeFrontiers([5: .highest]) }
+        #expect(try first.otherTasksBound(owned: mine) == MergeKey(time: 90, rank: 0, id: "c"))
+        // A command on its way to any task bounds both, until it is applied.
+        let insertEcho = try first.database.prepare("INSERT INTO echoes(event_id, topic, task, time, rank) VALUES(?, 'in.a', ?, ?, ?)")
+        try insertEcho.run(.text("credit-z"), .integer(1), .integer(30), .integer(5))
+        try insertEcho.run(.text("credit-y"), .integer(4), .integer(30), .integer(5))
+        try insertEcho.run(.text("credit-late"), .integer(4), .integer(70), .integer(0))
+        #expect(try first.otherTasksBound(owned: mine) == MergeKey(time: 30, rank: 5, id: "credit-y"))
+        #expect(try second.otherTasksBound(owned: theirs) == MergeKey(time: 25, rank: 0, id: "b"))
+        try first.database.execute("DELETE FROM echoes WHERE time = 30")
+        #expect(try first.otherTasksBound(owned: mine) == MergeKey(time: 70, rank: 0, id: "credit-late"))
+    }
+
     @Test func aFailingBatchLeavesNothingBehind() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }

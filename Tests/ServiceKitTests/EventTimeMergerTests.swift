@@ -174,9 +174,64 @@ import Testing
         merger.markCaughtUp(c0)
         #expect(merger.pendingEchoes == 0)
         #expect(drain(&merger) == ["credit", "a@25"])
-        // An echo for a partition another instance owns is not waited for.
+        // An echo for a partition another instance owns is not waited for here.
         merger.expectEcho(key(1, 5, "elsewhere"), on: TopicPartition(topic: "cmd", partition: 3))
         #expect(merger.pendingEchoes == 0)
+    }
+
+    /// Instances sharing the store: records wait at the bound the other instances' tasks set,
+    /// and a command sent to one of those tasks lowers it at once.
+    @Test func recordsWaitForTheTasksOfOtherInstances() {
+        var merger = EventTimeMerger<String>(topics: ["a", "cmd"], sortedTopics: ["cmd"], idleMilliseconds: 0)
+        merger.assign([a0, c0])
+        merger.add("a@10", key: key(10, 0, "a10"), offset: 0, from: a0)
+        merger.add("a@30", key: key(30, 0, "a30"), offset: 1, from: a0)
+        merger.add("a@50", key: key(50, 0, "a50"), offset: 2, from: a0)
+        merger.markCaughtUp(a0)
+        merger.markCaughtUp(c0)
+        merger.otherTasksBound = key(30, 0, "a30")
+        #expect(drain(&merger, now: 7) == ["a@10", "a@30"], "up to the bound, itself included")
+        #expect(merger.heldByOtherTasks(now: 10) == 3)
+        // This instance sends a command at 40 to a task it does not own: a@50 may come after
+        // what that command causes there.
+        merger.otherTasksBound = key(60, 0, "x")
+        merger.expectEcho(key(40, 5, "credit"), on: TopicPartition(topic: "cmd", partition: 3))
+        #expect(merger.otherTasksBound == key(40, 5, "credit"))
+        #expect(drain(&merger) == [])
+        merger.otherTasksBound = nil
+        #expect(merger.heldByOtherTasks(now: 10) == nil)
+        #expect(drain(&merger) == ["a@50"])
+    }
+
+    /// What a task's owner commits for the other instances: the earliest record it holds, or
+    /// nothing known while a partition has records not read yet or a producer has not promised.
+    @Test func aTasksFrontierIsTheEarliestRecordItHasLeft() {
+        var merger = EventTimeMerger<String>(
+            topics: ["a", "cmd"], sortedTopics: ["cmd"], idleMilliseconds: 0, awaitedProducers: ["cmd": ["tiers"]])
+        let c1 = TopicPartition(topic: "cmd", partition: 1)
+        merger.assign([a0, c0, a1, c1])
+        #expect(merger.frontier(of: 0, now: 0) == .lowest, "nothing read yet")
+        merger.markCaughtUp(a1)
+        merger.markCaughtUp(c1)
+        merger.add("a@20", key: key(20, 0, "a20"), offset: 0, from: a0)
+        merger.add("cmd@15", key: key(15, 5, "g15"), offset: 0, from: c0)
+        merger.markCaughtUp(c0)
+        #expect(merger.frontier(of: 0, now: 0) == .lowest, "tiers has promised nothing yet")
+        merger.noteProgress(ProgressMark(producer: "tiers", task: 0, time: 12, idle: false), offset: 1, from: c0)
+        merger.markCaughtUp(c0)
+        #expect(merger.frontier(of: 0, now: 0) == key(12, .min, ""), "tiers may still send at 12")
+        merger.noteProgress(ProgressMark(producer: "tiers", task: 0, time: 100, idle: false), offset: 2, from: c0)
+        merger.markCaughtUp(c0)
+        #expect(merger.frontier(of: 0, now: 0) == key(15, 5, "g15"))
+        #expect(merger.next(now: 0)?.item == "cmd@15")
+        #expect(merger.frontier(of: 0, now: 0) == key(20, 0, "a20"))
+        #expect(merger.next(now: 0)?.item == "a@20")
+        #expect(merger.frontier(of: 0, now: 0) == .lowest, "a0's end is not known")
+        merger.markCaughtUp(a0)
+        #expect(merger.frontier(of: 0, now: 0) == key(100, .min, ""))
+        merger.noteProgress(ProgressMark(producer: "tiers", task: 0, time: 100, idle: true, positions: ["a": 1]), offset: 3, from: c0)
+        merger.markCaughtUp(c0)
+        #expect(merger.frontier(of: 0, now: 0) == .highest, "everything read, and tiers idle")
     }
 
     @Test func revokingDropsBufferedRecordsAndEchoes() {
