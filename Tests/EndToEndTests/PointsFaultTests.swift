@@ -100,12 +100,18 @@ extension EndToEnd {
         /// instances hold their merge at the frontiers of each other's tasks).
         @Test func instancesJoiningAndLeavingChangeNothing() throws {
             try expectSameLedger([
+                (0.05, { try $0.startExtra() }),
                 (0.10, { try $0.startExtra() }),
+                (0.15, { $0.stopExtra() }),
                 (0.20, { try $0.startExtra() }),
+                (0.25, { $0.stopExtra() }),
                 (0.30, { $0.stopExtra() }),
+                (0.35, { try $0.startExtra() }),
                 (0.40, { try $0.startExtra() }),
+                (0.45, { $0.stopExtra() }),
+                (0.50, { try $0.startExtra() }),
                 (0.55, { $0.stopExtra() }),
-                (0.65, { $0.stopExtra() }),
+                (0.60, { $0.stopExtra() }),
             ], "rebalances")
         }
     }
