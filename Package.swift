@@ -61,7 +61,7 @@ let package = Package(
         .executableTarget(
             name: "Loyalty",
             dependencies: [
-                "LoyaltyDomain", "Messaging", "Storage", "ServiceKit", "ReferenceProgram", "PointsService", "TiersService", "CampaignsService",
+                "LoyaltyDomain", "LoyaltyService", "Messaging", "Storage", "ServiceKit", "ReferenceProgram", "PointsService", "TiersService", "CampaignsService",
                 "NotificationsService", "Reporting",
             ],
             path: "Services/Loyalty"),

@@ -4,7 +4,7 @@ import LoyaltyService
 import ReferenceProgram
 import ServiceKit
 
-ServiceRunner.run(service: "campaigns") { configuration in
+ServiceRunner.run(service: "campaigns", platform: .loyalty) { configuration in
     let program = try ProgramSource.load(configuration)
     // The default campaigns: LOYALTY_CAMPAIGNS_FILE, or the reference campaigns.
     let bytes = try ConfiguredFile.bytes(variable: "LOYALTY_CAMPAIGNS_FILE", fallback: ReferenceProgram.campaignsBytes)

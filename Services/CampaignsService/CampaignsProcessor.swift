@@ -14,7 +14,7 @@ public final class CampaignsProcessor: StreamProcessor {
     public typealias Body = CampaignRecord
 
     public let name = "campaigns"
-    public let runtimeTopics = RuntimeTopics.loyalty
+    public let platform = Platform.loyalty
     /// The shop's topics (spending requests for their time only, so that the progress campaigns
     /// promises points keeps up with everything points reads from the shop), and the referrals
     /// campaigns sends itself.

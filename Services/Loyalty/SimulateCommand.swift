@@ -1,6 +1,7 @@
 import CampaignsService
 import Foundation
 import LoyaltyDomain
+import LoyaltyService
 import Messaging
 import ReferenceProgram
 import Reporting
@@ -101,7 +102,7 @@ enum SimulateCommand {
         // history verify); else keys of this run only, for the commands the services sign.
         let keys: CommandKeys
         if environment["LOYALTY_COMMAND_KEYS"]?.isEmpty == false || FileManager.default.fileExists(atPath: "\(dataDirectory)/command-keys") {
-            keys = try CommandKeys.fromEnvironment(environment, dataDirectory: dataDirectory)
+            keys = try CommandKeys.fromEnvironment(environment, dataDirectory: dataDirectory, platform: .loyalty)
         } else {
             keys = try CommandKeys.parse("simulation=\(UUID().uuidString)")
         }

@@ -1,5 +1,6 @@
 import Foundation
 import LoyaltyDomain
+import LoyaltyService
 import Messaging
 import ServiceKit
 
@@ -70,7 +71,7 @@ let dataDirectory = ProcessInfo.processInfo.environment["LOYALTY_DATA_DIR"].flat
 
 /// The keys the CLI signs operator commands with: LOYALTY_COMMAND_KEYS, or the data directory's.
 func commandKeys() throws -> CommandKeys {
-    try CommandKeys.fromEnvironment(ProcessInfo.processInfo.environment, dataDirectory: dataDirectory)
+    try CommandKeys.fromEnvironment(ProcessInfo.processInfo.environment, dataDirectory: dataDirectory, platform: .loyalty)
 }
 
 func bootstrapServers() throws -> String {

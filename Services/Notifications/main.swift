@@ -4,7 +4,7 @@ import NotificationsService
 import ReferenceProgram
 import ServiceKit
 
-ServiceRunner.run(service: "notifications") { configuration in
+ServiceRunner.run(service: "notifications", platform: .loyalty) { configuration in
     let program = try ProgramSource.load(configuration)
     // The message templates: LOYALTY_TEMPLATES_FILE, or the reference templates. A template
     // naming a field its message type does not provide stops the service here.

@@ -12,7 +12,7 @@ public final class NotificationsProcessor: StreamProcessor {
     public typealias Body = NotificationRecord
 
     public let name = "notifications"
-    public let runtimeTopics = RuntimeTopics.loyalty
+    public let platform = Platform.loyalty
     public let inputTopics = [Topics.members.name, Topics.pointsLedger.name, Topics.tierChanges.name, Topics.campaignRewards.name]
     public let sortedInputTopics: Set<String> = []
     public let serviceInputTopics: Set<String> = [Topics.pointsLedger.name, Topics.tierChanges.name, Topics.campaignRewards.name]

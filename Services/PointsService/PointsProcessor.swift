@@ -11,7 +11,7 @@ public final class PointsProcessor: StreamProcessor {
     public typealias Body = PointsRecord
 
     public let name = "points"
-    public let runtimeTopics = RuntimeTopics.loyalty
+    public let platform = Platform.loyalty
     public let inputTopics = [
         Topics.members.name, Topics.orders.name, Topics.engagement.name, Topics.pointsRequests.name, Topics.pointsCommands.name,
     ]

@@ -2,6 +2,6 @@ import LoyaltyService
 import ServiceKit
 import TiersService
 
-ServiceRunner.run(service: "tiers") { configuration in
+ServiceRunner.run(service: "tiers", platform: .loyalty) { configuration in
     TiersProcessor(program: try ProgramSource.load(configuration))
 }

@@ -12,7 +12,7 @@ public final class TiersProcessor: StreamProcessor {
     public typealias Body = TierInput
 
     public let name = "tiers"
-    public let runtimeTopics = RuntimeTopics.loyalty
+    public let platform = Platform.loyalty
     /// Orders; and the shop's other topics for their time only, so that the progress tiers
     /// promises points keeps up with everything points reads from the shop.
     public let inputTopics = [Topics.orders.name, Topics.members.name, Topics.engagement.name, Topics.pointsRequests.name]

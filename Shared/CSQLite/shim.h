@@ -1,4 +1,4 @@
-#ifndef LOYALTY_CSQLITE_SHIM_H
-#define LOYALTY_CSQLITE_SHIM_H
+#ifndef CSQLITE_SHIM_H
+#define CSQLITE_SHIM_H
 #include <sqlite3.h>
 #endif

@@ -57,13 +57,13 @@ public enum BrokerFault: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// A fault with when it starts and how long it lasts, in milliseconds from when it is given to
-/// the broker. Written as text, for `loyalty broker --fault` and `loyalty fault`:
+/// the broker. Written as text, for a broker command's fault flags and control file:
 ///
 ///     latency=2500[,after=S][,for=S]                   every response delayed 2.5 s
 ///     latency=Fetch:2500,count=20[,after=S]            the next 20 fetches delayed 2.5 s
 ///     down[,after=S][,for=S]                           the broker down (and up again after S)
 ///     errors=Produce:NOT_LEADER_FOR_PARTITION,count=5  the next 5 produce requests fail
-///     topic-error=loyalty.orders:LEADER_NOT_AVAILABLE[,for=S]
+///     topic-error=shop.orders:LEADER_NOT_AVAILABLE[,for=S]
 ///
 /// `for` ends a lasting fault (latency, down, topic error); without it the fault stays.
 /// Error codes are librdkafka's names (without `RD_KAFKA_RESP_ERR_`) or numbers.

@@ -58,7 +58,7 @@ public final class EmbeddedBroker: @unchecked Sendable {
         case .requestLatency(let request, let milliseconds, let count):
             for broker in 1...brokerCount {
                 for _ in 0..<count {
-                    _ = loyalty_mock_push_request_error_rtt(cluster, broker, request.rawValue, RD_KAFKA_RESP_ERR_NO_ERROR, Int32(milliseconds))
+                    _ = mock_push_request_error_rtt_shim(cluster, broker, request.rawValue, RD_KAFKA_RESP_ERR_NO_ERROR, Int32(milliseconds))
                 }
             }
         case .down:

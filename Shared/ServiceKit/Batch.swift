@@ -32,8 +32,8 @@ public final class Batch {
     public internal(set) var streamTime: EventTime = EventTime(millis: 0)
 
     let service: String
-    /// Where dead letters go.
-    let deadLetterTopic: String
+    /// The platform: where dead letters go, and the name on what the runtime writes.
+    let platform: Platform
     /// Topics whose records carry personal data: their dead letters carry no payload.
     var personalDataTopics: Set<String> = []
     /// Dead letters written in this batch, by reason (for metrics).
@@ -54,10 +54,10 @@ public final class Batch {
     private let insertTimer: Statement
     private let deleteTimers: Statement
 
-    init(database: Database, service: String, deadLetterTopic: String, selfTopics: [String: Int32], rank: @escaping (String) -> Int) throws {
+    init(database: Database, service: String, platform: Platform, selfTopics: [String: Int32], rank: @escaping (String) -> Int) throws {
         self.database = database
         self.service = service
-        self.deadLetterTopic = deadLetterTopic
+        self.platform = platform
         self.selfTopics = selfTopics
         self.rank = rank
         insertEcho = try database.prepare("INSERT OR REPLACE INTO echoes(event_id, topic, task, time, rank) VALUES(?, ?, ?, ?, ?)")
@@ -104,7 +104,7 @@ public final class Batch {
     /// Publishes a progress mark on its task's partition of `topic`, after everything this
     /// batch sends there (signed when `topic` is a command topic).
     func emit(_ mark: ProgressMark, to topic: String) throws {
-        var event = mark.event(source: "loyalty/\(service)")
+        var event = mark.event(source: platform.source(of: service))
         if let signer, signer.topics.contains(topic) { event = signer.keys.sign(event) }
         try emit(topic: topic, key: nil, value: event.encoded(), partition: mark.task)
     }
@@ -138,9 +138,9 @@ public final class Batch {
         data["detail"] = .string(reason.detail)
         data["service"] = .string(service)
         let event = CloudEvent(
-            id: "dead-letter/\(service)/\(id)", source: "loyalty/\(service)", type: "loyalty.dead-letter", time: streamTime,
+            id: "dead-letter/\(service)/\(id)", source: platform.source(of: service), type: platform.deadLetterType, time: streamTime,
             subject: key, data: .object(data))
-        try emit(topic: deadLetterTopic, key: key, value: event.encoded())
+        try emit(topic: platform.deadLetters, key: key, value: event.encoded())
     }
 
     /// Sends a record to the dead-letter topic with a reason code, in this transaction.
@@ -156,7 +156,7 @@ public final class Batch {
         if let key = record.keyString { data["key"] = .string(key) }
         if let value = record.value, personalDataTopics.contains(record.topic) {
             // Contact data stays out of dead letters: the record is on its topic, at the offset
-            // named here (`loyalty dlq show` fetches it), under the shop's retention.
+            // named here (the platform's dead-letter tools fetch it), under the writer's retention.
             data["payloadBytes"] = .int(Int64(value.count))
             data["payloadWithheld"] = "the topic carries personal data; fetch the record from its topic"
         } else if let value = record.value {
@@ -177,9 +177,9 @@ public final class Batch {
         }
         let event = CloudEvent(
             id: "dead-letter/\(service)/\(record.topic)/\(record.partition)/\(record.offset)",
-            source: "loyalty/\(service)", type: "loyalty.dead-letter", time: deadLetterTime(of: record),
+            source: platform.source(of: service), type: platform.deadLetterType, time: deadLetterTime(of: record),
             subject: record.keyString, data: .object(data))
-        try emit(topic: deadLetterTopic, key: record.keyString, value: event.encoded())
+        try emit(topic: platform.deadLetters, key: record.keyString, value: event.encoded())
     }
 }
 

@@ -154,7 +154,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
         self.processor = processor
         self.timerMode = timerMode
         self.inboxHorizon = inboxHorizon
-        self.partitionCount = partitionCount ?? processor.runtimeTopics.partitionCount
+        self.partitionCount = partitionCount ?? processor.platform.partitionCount
         _ = try database.migrate(RuntimeSchema.migrations + processor.migrations)
     }
 
@@ -207,7 +207,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
                 .queryOne(row: { $0.string(0) })
             if let known, known != clusterID {
                 throw ConfigurationError(
-                    variable: "LOYALTY_DATABASE",
+                    variable: processor.platform.variable("DATABASE"),
                     problem: "\(database.configuration.path) was built from Kafka cluster \(known), but the broker is cluster \(clusterID): "
                         + "its offsets mean nothing here. Point the service at its own cluster, or give it a fresh data directory")
             }
@@ -602,7 +602,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
     private func makeBatch() throws -> Batch {
         let processor = self.processor
         let batch = try Batch(
-            database: database, service: processor.name, deadLetterTopic: processor.runtimeTopics.deadLetters,
+            database: database, service: processor.name, platform: processor.platform,
             selfTopics: Dictionary(uniqueKeysWithValues: processor.inputTopics.map { ($0, partitionCount) }),
             rank: { processor.rank(of: $0) })
         batch.signer = commandKeys.map { ($0, processor.commandTopics) }

@@ -2,11 +2,11 @@ import Foundation
 import Basics
 import Messaging
 
-/// The keys that authenticate commands one part of the platform sends another (grants,
-/// reversals, transfer legs, referral rewards, adjustments, campaign definitions): HMAC-SHA256
-/// over the event's canonical form, in its `signature` attribute as `<key id>:<hex>`.
+/// The keys that authenticate commands one part of the platform sends another (grants and
+/// transfer legs, say): HMAC-SHA256 over the event's canonical form, in its `signature` attribute as
+/// `<key id>:<hex>`.
 ///
-/// `LOYALTY_COMMAND_KEYS` lists `id=secret` pairs separated by commas. The first signs; all
+/// The `<PLATFORM>_COMMAND_KEYS` variable lists `id=secret` pairs separated by commas. The first signs; all
 /// verify, so a key is rotated by putting the new one first everywhere, then removing the old
 /// one once nothing signed with it is left to read.
 public struct CommandKeys: Sendable {
@@ -24,7 +24,8 @@ public struct CommandKeys: Sendable {
     }
 
     /// Reads `id=secret[,id=secret…]`. Secrets of fewer than 16 bytes are refused.
-    public static func parse(_ text: String, variable: String = "LOYALTY_COMMAND_KEYS") throws(ConfigurationError) -> CommandKeys {
+    /// `variable` names where the text came from, for errors.
+    public static func parse(_ text: String, variable: String = "command keys") throws(ConfigurationError) -> CommandKeys {
         var keys: [Key] = []
         for pair in text.split(separator: ",") {
             let parts = pair.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
@@ -74,7 +75,7 @@ public struct CommandKeys: Sendable {
 }
 
 extension CommandKeys {
-    /// The keys of a single-machine installation that sets no `LOYALTY_COMMAND_KEYS`: a random
+    /// The keys of a single-machine installation that sets no `COMMAND_KEYS`: a random
     /// key kept in `<data dir>/command-keys`, made by whichever process needs it first. Every
     /// service and the CLI on the machine then share it; across machines, set the variable.
     public static func ofDataDirectory(_ directory: String) throws -> CommandKeys {
@@ -96,10 +97,11 @@ extension CommandKeys {
         return try parse(text.trimmingCharacters(in: .whitespacesAndNewlines), variable: path)
     }
 
-    /// `LOYALTY_COMMAND_KEYS` when set, else the data directory's keys.
-    public static func fromEnvironment(_ environment: [String: String], dataDirectory: String) throws -> CommandKeys {
-        if let text = environment["LOYALTY_COMMAND_KEYS"]?.trimmingCharacters(in: .whitespaces), !text.isEmpty {
-            return try parse(text)
+    /// The platform's `<PLATFORM>_COMMAND_KEYS` when set, else the data directory's keys.
+    public static func fromEnvironment(_ environment: [String: String], dataDirectory: String, platform: Platform) throws -> CommandKeys {
+        let variable = platform.variable("COMMAND_KEYS")
+        if let text = environment[variable]?.trimmingCharacters(in: .whitespaces), !text.isEmpty {
+            return try parse(text, variable: variable)
         }
         return try ofDataDirectory(dataDirectory)
     }

@@ -21,7 +21,7 @@ public final class CrashNote {
         self.path = path
         let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else {
-            throw ConfigurationError(variable: "LOYALTY_DB_PATH", problem: "cannot open \(path): \(String(cString: strerror(errno)))")
+            throw ConfigurationError(variable: "crash note", problem: "cannot open \(path): \(String(cString: strerror(errno)))")
         }
         // The note of the previous run was read by `CrashNote.take` before this.
         ftruncate(descriptor, 0)

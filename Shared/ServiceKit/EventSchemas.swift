@@ -1,7 +1,7 @@
 import Foundation
 import Basics
 
-/// The event schemas of docs/schemas, checked in Swift for `loyalty publish`: the subset of
+/// The event schemas of docs/schemas, checked in Swift for the platform's publish command: the subset of
 /// JSON Schema 2020-12 they use (`type`, `const`, `enum`, `properties`, `required`,
 /// `additionalProperties`, `items`, `minItems`/`maxItems`, `minLength`, `minimum`/`maximum`,
 /// `pattern`, `allOf`, `not`, `$ref` to a sibling file). `format` is an annotation, as the

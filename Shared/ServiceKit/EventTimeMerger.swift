@@ -74,7 +74,7 @@ public struct EventTimeMerger<Item> {
     public let idleMilliseconds: Int64
     /// Per topic, the producers whose progress marks a task waits for.
     public let awaitedProducers: [String: Set<String>]
-    /// Rebuilding a store from history (`loyalty replay`): commands sent are remembered, so a
+    /// Rebuilding a store from history (a replay): commands sent are remembered, so a
     /// copy read later is never held (see `add`).
     public var rebuilding = false
 
@@ -398,7 +398,7 @@ public struct EventTimeMerger<Item> {
     /// A record that is an expected echo releases the records waiting for it.
     ///
     /// `heldUntilSent`: a command this service sent itself in an earlier life, read again while
-    /// its store is rebuilt from the topics (`loyalty replay`). Unless this instance has sent
+    /// its store is rebuilt from the topics (a replay). Unless this instance has sent
     /// it already, it is kept out of the merge until it does (``expectEcho(_:on:now:)``), so it
     /// is applied where it was the first time, never before the record that caused it.
     public mutating func add(_ item: Item, key: MergeKey, offset: Int64, from partition: TopicPartition, heldUntilSent: Bool = false) {

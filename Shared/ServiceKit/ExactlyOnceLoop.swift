@@ -17,7 +17,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     private let relay: OutboxRelay
     private let checkpointer: WALCheckpointer
     private let crashNote: CrashNote
-    /// Tells `loyalty broker --reset-state` that the database is open here.
+    /// Tells the platform's tools (a broker reset, say) that the database is open here.
     private let useLock: FileUseLock
     private var merger: EventTimeMerger<PolledRecord<Processor.Body>>
     private var paused: Set<TopicPartition> = []
@@ -32,7 +32,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     private var httpServer: HTTPServer?
     /// The address other instances are told to send member lookups to.
     private var advertisedAddress: String?
-    /// The assignment changed: announce it on `loyalty.instances` (when serving HTTP).
+    /// The assignment changed: announce it on the platform's instances topic (when serving HTTP).
     private var announcementDue = false
     /// Partitions read to their end at least once since they were assigned.
     private var reachedEnd: Set<TopicPartition> = []
@@ -45,7 +45,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// store's tasks with other instances (``EventTimeMerger/frontier(of:now:)``).
     private var committedFrontiers: [Int32: MergeKey] = [:]
     private var lastMarkCheck: Int64 = 0
-    /// Rebuilding the store from history (`loyalty replay`): the records to apply, and how far
+    /// Rebuilding the store from history (the platform's replay command): the records to apply, and how far
     /// the rebuild has come.
     private let replay: ReplayPlan?
     private var replayProgress = ReplayProgress()
@@ -64,7 +64,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         self.replay = replay
         self.logger = logger
         self.stop = stop
-        status = ServiceStatus(service: configuration.service)
+        status = ServiceStatus(service: configuration.service, metricPrefix: configuration.platform.metricPrefix)
         let directory = (configuration.databasePath as NSString).deletingLastPathComponent
         if !directory.isEmpty {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -279,7 +279,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         let deadline = monotonicMilliseconds() + 30_000
         while !reader.isCaughtUp && !stop.isRequested {
             guard monotonicMilliseconds() < deadline else {
-                throw ConfigurationError(variable: "LOYALTY_BOOTSTRAP_SERVERS", problem: "could not read \(topics.joined(separator: ", ")) to its end within 30 s")
+                throw ConfigurationError(variable: configuration.platform.variable("BOOTSTRAP_SERVERS"), problem: "could not read \(topics.joined(separator: ", ")) to its end within 30 s")
             }
             try applyBroadcastRecords(timeoutMilliseconds: 100)
         }
@@ -343,7 +343,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         for echo in outcome.echoes where !expectedInBatch.contains(echo.key.id) { merger.expectEcho(echo.key, on: echo.partition, now: now) }
         if let marker = configuration.faultKillAfterCommit.map({ Array($0.utf8) }),
            outcome.outbox.contains(where: { $0.value.map { $0.contains(marker) } ?? false }) {
-            logger.warning("LOYALTY_FAULT_KILL_AFTER_COMMIT: killing the process after commit, before publishing")
+            logger.warning("\(configuration.platform.variable("FAULT_KILL_AFTER_COMMIT")): killing the process after commit, before publishing")
             kill(getpid(), SIGKILL)
         }
         let records = outcome.applied + outcome.duplicates + outcome.deadLettered
@@ -443,21 +443,22 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         }
     }
 
-    /// Starts the HTTP API when `LOYALTY_HTTP_ADDRESS` is set, and writes where it listens to
+    /// Starts the HTTP API when `HTTP_ADDRESS` is set, and writes where it listens to
     /// `<data dir>/<service>.http` for the CLI.
     private func startHTTP() throws {
         guard let address = configuration.httpAddress else { return }
         let processor = UncheckedSendable(applier.processor)
         let (service, servers, settings) = (configuration.service, configuration.bootstrapServers, configuration.kafkaSettings)
-        let instances = applier.processor.runtimeTopics.instances
+        let instances = applier.processor.platform.instances
         let endpoints = ServiceEndpoints(
             status: status, databasePath: configuration.databasePath, token: configuration.httpToken,
+            tokenVariable: configuration.platform.variable("HTTP_TOKEN"),
             memberView: { member, database, asOf in try processor.value.memberView(member, in: database, asOf: asOf) },
             memberResource: { member, resource, database in try processor.value.memberResource(member, resource, in: database) },
             owner: { task in
                 try? InstanceDirectory.owner(of: task, service: service, topic: instances, bootstrapServers: servers, kafkaSettings: settings)
             })
-        let server = try HTTPServer(address: address) { endpoints.handle($0) }
+        let server = try HTTPServer(address: address, variable: configuration.platform.variable("HTTP_ADDRESS")) { endpoints.handle($0) }
         advertisedAddress = configuration.httpAdvertisedAddress ?? server.boundAddress
         httpServer = server
         try? (server.boundAddress + "\n").write(
@@ -470,7 +471,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         announcementDue = false
         guard let advertisedAddress else { return }
         let record = InstanceDirectory.announcement(service: configuration.service, address: advertisedAddress, tasks: tasks)
-        try relay.sendUntracked(topic: applier.processor.runtimeTopics.instances, key: record.key, value: record.value)
+        try relay.sendUntracked(topic: applier.processor.platform.instances, key: record.key, value: record.value)
     }
 
     /// Brings what `/ready` and `/metrics` report up to date.
@@ -501,7 +502,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         }
     }
 
-    /// Keeps the write-ahead log within `LOYALTY_WAL_LIMIT_MB`. The checkpointer's passive
+    /// Keeps the write-ahead log within `WAL_LIMIT_MB`. The checkpointer's passive
     /// checkpoints never block the loop, but under a steady stream of commits they never catch
     /// up either, and SQLite restarts the log only after a checkpoint that did. So past the
     /// limit the loop checkpoints itself, between batches, and truncates the log.
@@ -559,7 +560,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 } else {
                     crashNote.working(on: record)
                     if let marker = configuration.faultCrashOn, let value = record.value, value.contains(Array(marker.utf8)) {
-                        fatalError("LOYALTY_FAULT_CRASH_ON: a trap injected on \(record.topicPartition)@\(record.offset)")
+                        fatalError("\(configuration.platform.variable("FAULT_CRASH_ON")): a trap injected on \(record.topicPartition)@\(record.offset)")
                     }
                     do { decoded = .success(try applier.processor.decode(record)) } catch { decoded = .failure(error) }
                     crashNote.idle()
@@ -620,7 +621,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     private func checkReplayable(_ plan: ReplayPlan) throws {
         if let expected = plan.clusterID, let actual = consumer.clusterID(timeoutMilliseconds: 5_000), expected != actual {
             throw ConfigurationError(
-                variable: "LOYALTY_BOOTSTRAP_SERVERS",
+                variable: configuration.platform.variable("BOOTSTRAP_SERVERS"),
                 problem: "the store was built from Kafka cluster \(expected), but the broker is cluster \(actual): rebuild against the service's own broker")
         }
         let partitions = Array(plan.offsets.keys) + Array(plan.appliedAbove.keys)
@@ -628,7 +629,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         for partition in Set(partitions).sorted(by: { $0.description < $1.description }) {
             guard let high = bounds[partition]?.high, plan.end(of: partition) <= high else {
                 throw ConfigurationError(
-                    variable: "LOYALTY_REPLAY_OF",
+                    variable: configuration.platform.variable("REPLAY_OF"),
                     problem: "the store has read \(partition) to \(plan.end(of: partition)), but the broker holds \(bounds[partition].map { String($0.high) } ?? "no such partition"): "
                         + "rebuild against the service's own broker")
             }
@@ -640,7 +641,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     private func isOwnCommand(_ record: ConsumedRecord, _ decoded: Result<Decoded<Processor.Body>, Rejection>) -> Bool {
         guard case .success = decoded, merger.sortedTopics.contains(record.topic), let value = record.value,
               let event = try? CloudEvent.decode(value) else { return false }
-        return event.source == "loyalty/\(applier.processor.name)"
+        return event.source == applier.processor.platform.source(of: applier.processor.name)
     }
 
     /// Whether the rebuild has applied every record of its plan; says how far it is every two
@@ -778,7 +779,7 @@ public struct InputLostError: Error, CustomStringConvertible {
     }
 }
 
-/// How far a rebuild (`loyalty replay`) has come, for its progress lines.
+/// How far a rebuild (the platform's replay command) has come, for its progress lines.
 struct ReplayProgress {
     var read: Int64 = 0
     var done = 0
@@ -786,7 +787,7 @@ struct ReplayProgress {
     var reportedAt: Int64 = 0
 }
 
-/// Lines for the person running `loyalty replay`, on standard output (the log is on standard error).
+/// Lines for the person running a rebuild, on standard output (the log is on standard error).
 public enum ReplayOutput {
     public static func say(_ line: String) {
         let bytes = Array((line + "\n").utf8)

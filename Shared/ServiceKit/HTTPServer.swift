@@ -47,11 +47,12 @@ public final class HTTPServer: @unchecked Sendable {
     public let boundAddress: String
 
     /// Binds `address` (`host:port`; port 0 lets the system choose) and starts serving.
-    public init(address: String, handler: @escaping @Sendable (HTTPRequest) -> HTTPResponse) throws {
-        let (host, socketAddress) = try ipv4SocketAddress(address, variable: "LOYALTY_HTTP_ADDRESS")
+    /// `variable` names the setting the address came from, for errors.
+    public init(address: String, variable: String = "HTTP address", handler: @escaping @Sendable (HTTPRequest) -> HTTPResponse) throws {
+        let (host, socketAddress) = try ipv4SocketAddress(address, variable: variable)
         var bindAddress = socketAddress
         let listener = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard listener >= 0 else { throw ConfigurationError(variable: "LOYALTY_HTTP_ADDRESS", problem: "socket: \(String(cString: strerror(errno)))") }
+        guard listener >= 0 else { throw ConfigurationError(variable: variable, problem: "socket: \(String(cString: strerror(errno)))") }
         var yes: Int32 = 1
         setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
         let bound = withUnsafePointer(to: &bindAddress) {
@@ -60,7 +61,7 @@ public final class HTTPServer: @unchecked Sendable {
         guard bound == 0, listen(listener, 16) == 0 else {
             let problem = String(cString: strerror(errno))
             close(listener)
-            throw ConfigurationError(variable: "LOYALTY_HTTP_ADDRESS", problem: "cannot listen on \(address): \(problem)")
+            throw ConfigurationError(variable: variable, problem: "cannot listen on \(address): \(problem)")
         }
         var actual = sockaddr_in()
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)

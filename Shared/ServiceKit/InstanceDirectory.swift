@@ -21,7 +21,7 @@ public enum InstanceDirectory {
         of task: Int32, service: String, topic: String, bootstrapServers: String, kafkaSettings: [String: String]
     ) throws -> String? {
         let consumer = try KafkaConsumer(
-            ConsumerConfiguration(bootstrapServers: bootstrapServers, groupID: "loyalty-directory-\(UUID().uuidString)", extra: kafkaSettings),
+            ConsumerConfiguration(bootstrapServers: bootstrapServers, groupID: "\(topic)-reader-\(UUID().uuidString)", extra: kafkaSettings),
             listener: StartingOffsets())
         defer { consumer.close() }
         try consumer.subscribe([topic])

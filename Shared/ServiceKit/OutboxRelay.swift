@@ -21,7 +21,7 @@ public final class OutboxRelay {
         self.logger = logger
     }
 
-    /// A relay for a store rebuilt from history (`loyalty replay`): what it would publish was
+    /// A relay for a store rebuilt from history (a replay): what it would publish was
     /// published the first time, so each committed row counts as delivered at once and is
     /// deleted by the next transaction.
     public init(discardingWith logger: Logger) {

@@ -2,7 +2,7 @@ import Foundation
 import Messaging
 import Storage
 
-/// What rebuilding a service's store from its topics (`loyalty replay`) is to reproduce,
+/// What rebuilding a service's store from its topics (the platform's replay command) is to reproduce,
 /// read from the store in use: the records it has applied, and the producers it waited for.
 ///
 /// The rebuilt store reads the same partitions from their beginning, applies exactly those
@@ -41,10 +41,11 @@ public struct ReplayPlan: Sendable, Equatable {
         offsets.values.reduce(0, +) + Int64(appliedAbove.values.reduce(0) { $0 + $1.count })
     }
 
-    /// Reads the plan from the store at `path`, without changing it.
-    public static func read(store path: String) throws -> ReplayPlan {
+    /// Reads the plan from the store at `path`, without changing it (`variable`: the setting
+    /// that named it, for errors).
+    public static func read(store path: String, variable: String = "store") throws -> ReplayPlan {
         guard FileManager.default.fileExists(atPath: path) else {
-            throw ConfigurationError(variable: "LOYALTY_REPLAY_OF", problem: "no store at \(path)")
+            throw ConfigurationError(variable: variable, problem: "no store at \(path)")
         }
         let database = try Database(DatabaseConfiguration(path: path))
         defer { database.close() }

@@ -24,87 +24,98 @@ public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
 }
 
 /// Everything a service needs to start, read from environment variables with documented
-/// defaults (docs/operations.md lists them).
+/// defaults. Each setting below is named without its platform's prefix: `DATA_DIR` is read
+/// from `SHOP_DATA_DIR` for a platform named `shop` (``Platform/variable(_:)``).
 public struct ServiceConfiguration: Sendable {
-    /// The service's name: `points`, `tiers`, …
+    /// The service's name.
     public var service: String
-    /// `LOYALTY_BOOTSTRAP_SERVERS`; default: the address the embedded broker wrote to
+    /// The platform the service belongs to, whose name prefixes the variables.
+    public var platform: Platform
+    /// `BOOTSTRAP_SERVERS`; default: the address the embedded broker wrote to
     /// `<data dir>/broker.address`, else `127.0.0.1:9092`.
     public var bootstrapServers: String
-    /// `LOYALTY_DATA_DIR`, default `.loyalty`: where databases and the broker address live.
+    /// `DATA_DIR`, default `.<platform>`: where databases and the broker address live.
     public var dataDirectory: String
-    /// `LOYALTY_DATABASE`, default `<data dir>/<service>.sqlite`.
+    /// `DATABASE`, default `<data dir>/<service>.sqlite`.
     public var databasePath: String
-    /// `LOYALTY_PROGRAM_FILE`; default: the reference program shipped with the platform.
-    public var programFile: String?
-    /// `LOYALTY_GROUP_ID`, default `loyalty-<service>`.
+    /// `GROUP_ID`, default `<platform>-<service>`.
     public var groupID: String
-    /// `LOYALTY_TIMERS`: `stream` (default) or `wall-clock`.
+    /// `TIMERS`: `stream` (default) or `wall-clock`.
     public var timerMode: TimerMode
-    /// `LOYALTY_TASK_IDLE_MS`, default 0: the grace a shop partition read to its end holds the
+    /// `TASK_IDLE_MS`, default 0: the grace a shop partition read to its end holds the
     /// merge, for records its writer has not written yet (Kafka Streams' `max.task.idle.ms`).
     /// A partition known to hold unread records always holds the merge, whatever this is.
     public var taskIdleMilliseconds: Int64
-    /// `LOYALTY_BATCH_RECORDS`, default 2000: records applied in one transaction at most.
+    /// `BATCH_RECORDS`, default 2000: records applied in one transaction at most.
     public var maxBatchRecords: Int
-    /// `LOYALTY_SQLITE_SYNCHRONOUS`: `normal` (default; survives process crashes) or `full`
+    /// `SQLITE_SYNCHRONOUS`: `normal` (default; survives process crashes) or `full`
     /// (also survives power loss).
     public var synchronous: DatabaseConfiguration.Synchronous
-    /// `LOYALTY_SESSION_TIMEOUT_MS`, default 6000, from 3000 to 300000: how soon the group
+    /// `SESSION_TIMEOUT_MS`, default 6000, from 3000 to 300000: how soon the group
     /// reassigns a dead instance's partitions. Apache Kafka refuses less than its
     /// `group.min.session.timeout.ms` (6000 by default); shorter ones churn the group.
     public var sessionTimeoutMilliseconds: Int
-    /// `LOYALTY_WAL_LIMIT_MB`, default 64: past this size the loop checkpoints the write-ahead
+    /// `WAL_LIMIT_MB`, default 64: past this size the loop checkpoints the write-ahead
     /// log itself and truncates it (0: never; the background checkpointer alone).
     public var walLimitBytes: Int64
-    /// `LOYALTY_INBOX_HORIZON_DAYS`, default 90: inbox rows older than this (in event time,
+    /// `INBOX_HORIZON_DAYS`, default 90: inbox rows older than this (in event time,
     /// behind the task's stream time) are pruned, and an event older than this is dead-lettered
     /// with `older-than-inbox-horizon`, since it can no longer be told from a duplicate. 0 keeps
     /// every row forever.
     public var inboxHorizonDays: Int
-    /// `LOYALTY_LOG_LEVEL`: `debug`, `info` (default), `warning`, `error`.
+    /// `LOG_LEVEL`: `debug`, `info` (default), `warning`, `error`.
     public var logLevel: LogLevel
     /// How far ahead an event may be and still be applied, in milliseconds. In stream mode
-    /// (`LOYALTY_STREAM_TIME_MARGIN_DAYS`, default 366): ahead of its task's stream time, or
+    /// (`STREAM_TIME_MARGIN_DAYS`, default 366): ahead of its task's stream time, or
     /// for a task's first record, of the newest stream time of the store's other tasks. In
-    /// wall-clock mode (`LOYALTY_CLOCK_MARGIN_HOURS`, default 24): ahead of the machine clock.
+    /// wall-clock mode (`CLOCK_MARGIN_HOURS`, default 24): ahead of the machine clock.
     /// An event further ahead is dead-lettered (`time-out-of-range`) and moves no clock.
     public var futureMarginMilliseconds: Int64 = 366 * 86_400_000
     /// librdkafka settings for every producer and consumer of the service, from
-    /// `LOYALTY_KAFKA_<PROPERTY>` variables: `LOYALTY_KAFKA_SECURITY_PROTOCOL=SASL_SSL` sets
+    /// `KAFKA_<PROPERTY>` variables: `SHOP_KAFKA_SECURITY_PROTOCOL=SASL_SSL` sets
     /// `security.protocol`. Checked at start; a setting librdkafka refuses stops the service.
     public var kafkaSettings: [String: String] = [:]
-    /// `LOYALTY_HTTP_ADDRESS`: where the HTTP API listens (`host:port`, port 0 for any); nil:
+    /// `HTTP_ADDRESS`: where the HTTP API listens (`host:port`, port 0 for any); nil:
     /// no HTTP API. The bound address is written to `<data dir>/<service>.http`.
     public var httpAddress: String?
-    /// `LOYALTY_HTTP_ADVERTISED_ADDRESS`: the address other instances send member lookups to
+    /// `HTTP_ADVERTISED_ADDRESS`: the address other instances send member lookups to
     /// (default: the bound address; set it when binding 0.0.0.0 or behind NAT).
     public var httpAdvertisedAddress: String?
-    /// `LOYALTY_HTTP_TOKEN`: the bearer token member endpoints require (nil: none; set one in
+    /// `HTTP_TOKEN`: the bearer token member endpoints require (nil: none; set one in
     /// production).
     public var httpToken: String?
-    /// `LOYALTY_COMMAND_KEYS` as given (nil: the data directory's keys); see `commandKeys()`.
+    /// `COMMAND_KEYS` as given (nil: the data directory's keys); see `commandKeys()`.
     public var commandKeysText: String?
-    /// `LOYALTY_FAULT_CRASH_ON`, for failure tests only: the service traps (as an overflow
+    /// `FAULT_CRASH_ON`, for failure tests only: the service traps (as an overflow
     /// would) while decoding a record whose value contains this text. Unset in production.
     public var faultCrashOn: String?
-    /// `LOYALTY_FAULT_KILL_AFTER_COMMIT`, for failure tests only: the service kills itself
+    /// `FAULT_KILL_AFTER_COMMIT`, for failure tests only: the service kills itself
     /// (SIGKILL) right after committing a batch whose outbox holds a record containing this
     /// text, before publishing it. Unset in production.
     public var faultKillAfterCommit: String?
-    /// `LOYALTY_WAIT_FOR`: the producing services that are deployed, whose progress a service
+    /// `WAIT_FOR`: the producing services that are deployed, whose progress a service
     /// reading their output waits for before it applies a record (comma-separated, or `none`);
     /// nil: every producer the service declares (`StreamProcessor.upstreamProducers`). Waiting
     /// for a producer that is not running holds the service back; not waiting for one that is
     /// makes results depend on how far behind it runs.
     public var waitFor: Set<String>? = nil
-    /// `LOYALTY_REPLAY_OF`: the path of a store in use. When set, the service does not serve:
+    /// `REPLAY_OF`: the path of a store in use. When set, the service does not serve:
     /// it rebuilds its own (empty) store from the topics, applying exactly what that store has
-    /// applied and publishing nothing, then compares the two (`loyalty replay`).
+    /// applied and publishing nothing, then compares the two (the platform's replay command).
     public var replayOf: String? = nil
+    /// The environment the configuration was read from, for the settings of the platform's own
+    /// (``setting(_:)``).
+    public var environment: [String: String] = [:]
+
+    /// A setting the runtime does not know, which the platform reads for its services (a rule
+    /// file, say): the value of `<PLATFORM>_<setting>`, nil when unset or blank.
+    public func setting(_ setting: String) -> String? {
+        guard let text = environment[platform.variable(setting)]?.trimmingCharacters(in: .whitespaces), !text.isEmpty else { return nil }
+        return text
+    }
 
     /// The producers to wait for on each input topic: the service's own list, narrowed to
-    /// `LOYALTY_WAIT_FOR` when it is set. Names of services this one reads nothing from are
+    /// `WAIT_FOR` when it is set. Names of services this one reads nothing from are
     /// ignored, so a deployment may give every service the same list; the `starting` log line
     /// says whom the service waits for.
     public func awaitedProducers(declared: [String: Set<String>]) -> [String: Set<String>] {
@@ -112,19 +123,20 @@ public struct ServiceConfiguration: Sendable {
         return declared.mapValues { $0.intersection(waitFor) }.filter { !$0.value.isEmpty }
     }
 
-    /// The keys that sign and check commands: `LOYALTY_COMMAND_KEYS`, or on a single machine
+    /// The keys that sign and check commands: `COMMAND_KEYS`, or on a single machine
     /// the data directory's (made on first use).
     public func commandKeys() throws -> CommandKeys {
-        if let commandKeysText { return try CommandKeys.parse(commandKeysText) }
+        if let commandKeysText { return try CommandKeys.parse(commandKeysText, variable: platform.variable("COMMAND_KEYS")) }
         return try CommandKeys.ofDataDirectory(dataDirectory)
     }
 
-    /// The librdkafka settings named by `LOYALTY_KAFKA_*` variables, checked by librdkafka.
-    public static func kafkaSettings(_ environment: [String: String]) throws -> [String: String] {
+    /// The librdkafka settings named by the platform's `<PLATFORM>_KAFKA_*` variables, checked by librdkafka.
+    public static func kafkaSettings(_ environment: [String: String], platform: Platform) throws -> [String: String] {
         var settings: [String: String] = [:]
         var variables: [String: String] = [:]
-        for (name, value) in environment where name.hasPrefix("LOYALTY_KAFKA_") && name.count > "LOYALTY_KAFKA_".count {
-            let property = name.dropFirst("LOYALTY_KAFKA_".count).lowercased().replacingOccurrences(of: "_", with: ".")
+        let prefix = platform.variable("KAFKA_")
+        for (name, value) in environment where name.hasPrefix(prefix) && name.count > prefix.count {
+            let property = name.dropFirst(prefix.count).lowercased().replacingOccurrences(of: "_", with: ".")
             settings[property] = value
             variables[property] = name
         }
@@ -155,63 +167,64 @@ public struct ServiceConfiguration: Sendable {
     }
 
     public static func fromEnvironment(
-        service: String, environment: [String: String] = ProcessInfo.processInfo.environment
+        service: String, platform: Platform, environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws -> ServiceConfiguration {
-        func value(_ name: String) -> String? {
-            guard let text = environment[name]?.trimmingCharacters(in: .whitespaces), !text.isEmpty else { return nil }
+        func value(_ setting: String) -> String? {
+            guard let text = environment[platform.variable(setting)]?.trimmingCharacters(in: .whitespaces), !text.isEmpty else { return nil }
             return text
         }
-        func integer(_ name: String, default fallback: Int, range: ClosedRange<Int>) throws -> Int {
-            try Self.integer(name, default: fallback, range: range, environment: environment)
+        func integer(_ setting: String, default fallback: Int, range: ClosedRange<Int>) throws -> Int {
+            try Self.integer(platform.variable(setting), default: fallback, range: range, environment: environment)
         }
-        let dataDirectory = value("LOYALTY_DATA_DIR") ?? ".loyalty"
-        let bootstrap = value("LOYALTY_BOOTSTRAP_SERVERS") ?? EmbeddedBrokerAddress.read(dataDirectory: dataDirectory) ?? "127.0.0.1:9092"
-        let timerText = value("LOYALTY_TIMERS") ?? TimerMode.streamTime.rawValue
+        let dataDirectory = value("DATA_DIR") ?? ".\(platform.name)"
+        let bootstrap = value("BOOTSTRAP_SERVERS") ?? EmbeddedBrokerAddress.read(dataDirectory: dataDirectory) ?? "127.0.0.1:9092"
+        let timerText = value("TIMERS") ?? TimerMode.streamTime.rawValue
         guard let timerMode = TimerMode(rawValue: timerText) else {
-            throw ConfigurationError(variable: "LOYALTY_TIMERS", problem: "expected stream or wall-clock, got \(timerText)")
+            throw ConfigurationError(variable: platform.variable("TIMERS"), problem: "expected stream or wall-clock, got \(timerText)")
         }
-        let syncText = (value("LOYALTY_SQLITE_SYNCHRONOUS") ?? "normal").lowercased()
+        let syncText = (value("SQLITE_SYNCHRONOUS") ?? "normal").lowercased()
         let synchronous: DatabaseConfiguration.Synchronous
         switch syncText {
         case "normal": synchronous = .normal
         case "full": synchronous = .full
-        default: throw ConfigurationError(variable: "LOYALTY_SQLITE_SYNCHRONOUS", problem: "expected normal or full, got \(syncText)")
+        default: throw ConfigurationError(variable: platform.variable("SQLITE_SYNCHRONOUS"), problem: "expected normal or full, got \(syncText)")
         }
-        let levelText = value("LOYALTY_LOG_LEVEL") ?? "info"
+        let levelText = value("LOG_LEVEL") ?? "info"
         guard let logLevel = LogLevel(name: levelText) else {
-            throw ConfigurationError(variable: "LOYALTY_LOG_LEVEL", problem: "expected debug, info, warning or error, got \(levelText)")
+            throw ConfigurationError(variable: platform.variable("LOG_LEVEL"), problem: "expected debug, info, warning or error, got \(levelText)")
         }
         return ServiceConfiguration(
             service: service,
+            platform: platform,
             bootstrapServers: bootstrap,
             dataDirectory: dataDirectory,
-            databasePath: value("LOYALTY_DATABASE") ?? "\(dataDirectory)/\(service).sqlite",
-            programFile: value("LOYALTY_PROGRAM_FILE"),
-            groupID: value("LOYALTY_GROUP_ID") ?? "loyalty-\(service)",
+            databasePath: value("DATABASE") ?? "\(dataDirectory)/\(service).sqlite",
+            groupID: value("GROUP_ID") ?? platform.groupID(of: service),
             timerMode: timerMode,
-            taskIdleMilliseconds: Int64(try integer("LOYALTY_TASK_IDLE_MS", default: 0, range: 0...600_000)),
-            maxBatchRecords: try integer("LOYALTY_BATCH_RECORDS", default: 2000, range: 1...1_000_000),
+            taskIdleMilliseconds: Int64(try integer("TASK_IDLE_MS", default: 0, range: 0...600_000)),
+            maxBatchRecords: try integer("BATCH_RECORDS", default: 2000, range: 1...1_000_000),
             synchronous: synchronous,
-            sessionTimeoutMilliseconds: try integer("LOYALTY_SESSION_TIMEOUT_MS", default: 6000, range: 3000...300_000),
-            walLimitBytes: Int64(try integer("LOYALTY_WAL_LIMIT_MB", default: 64, range: 0...65_536)) * 1_048_576,
-            inboxHorizonDays: try integer("LOYALTY_INBOX_HORIZON_DAYS", default: 90, range: 0...36_500),
+            sessionTimeoutMilliseconds: try integer("SESSION_TIMEOUT_MS", default: 6000, range: 3000...300_000),
+            walLimitBytes: Int64(try integer("WAL_LIMIT_MB", default: 64, range: 0...65_536)) * 1_048_576,
+            inboxHorizonDays: try integer("INBOX_HORIZON_DAYS", default: 90, range: 0...36_500),
             logLevel: logLevel,
             futureMarginMilliseconds: timerMode == .streamTime
-                ? Int64(try integer("LOYALTY_STREAM_TIME_MARGIN_DAYS", default: 366, range: 1...36_500)) * 86_400_000
-                : Int64(try integer("LOYALTY_CLOCK_MARGIN_HOURS", default: 24, range: 1...87_600)) * 3_600_000,
-            kafkaSettings: try kafkaSettings(environment),
-            httpAddress: value("LOYALTY_HTTP_ADDRESS"),
-            httpAdvertisedAddress: value("LOYALTY_HTTP_ADVERTISED_ADDRESS"),
-            httpToken: value("LOYALTY_HTTP_TOKEN"),
-            commandKeysText: value("LOYALTY_COMMAND_KEYS"),
-            faultCrashOn: value("LOYALTY_FAULT_CRASH_ON"),
-            faultKillAfterCommit: value("LOYALTY_FAULT_KILL_AFTER_COMMIT"),
-            waitFor: value("LOYALTY_WAIT_FOR").map(Self.serviceList),
-            replayOf: value("LOYALTY_REPLAY_OF"))
+                ? Int64(try integer("STREAM_TIME_MARGIN_DAYS", default: 366, range: 1...36_500)) * 86_400_000
+                : Int64(try integer("CLOCK_MARGIN_HOURS", default: 24, range: 1...87_600)) * 3_600_000,
+            kafkaSettings: try kafkaSettings(environment, platform: platform),
+            httpAddress: value("HTTP_ADDRESS"),
+            httpAdvertisedAddress: value("HTTP_ADVERTISED_ADDRESS"),
+            httpToken: value("HTTP_TOKEN"),
+            commandKeysText: value("COMMAND_KEYS"),
+            faultCrashOn: value("FAULT_CRASH_ON"),
+            faultKillAfterCommit: value("FAULT_KILL_AFTER_COMMIT"),
+            waitFor: value("WAIT_FOR").map(Self.serviceList),
+            replayOf: value("REPLAY_OF"),
+            environment: environment)
     }
 }
 
-/// The file in which `loyalty broker` publishes the embedded broker's address.
+/// The file in which the platform's broker command publishes the embedded broker's address.
 public enum EmbeddedBrokerAddress {
     /// The path of the address file in a data directory.
     public static func path(dataDirectory: String) -> String { "\(dataDirectory)/broker.address" }

@@ -4,16 +4,18 @@ import Messaging
 import Storage
 import Synchronization
 
-/// The HTTP API every service serves on `LOYALTY_HTTP_ADDRESS`: `/health`, `/ready`,
+/// The HTTP API every service serves on its `HTTP_ADDRESS`: `/health`, `/ready`,
 /// `/metrics`, and `/members/<id>` (the service's own view of a member, `?asOf=` a past
 /// instant) with its parts `/members/<id>/<resource>`. Member data needs
-/// `Authorization: Bearer <LOYALTY_HTTP_TOKEN>` when a token is set.
+/// `Authorization: Bearer <token>` when the service has an `HTTP_TOKEN`.
 public final class ServiceEndpoints: @unchecked Sendable {
     // The database connection and the view are used only on the server's thread, one request
     // at a time (`lock`); the status is Sendable.
     private let status: ServiceStatus
     private let databasePath: String
     private let token: String?
+    /// The variable that sets the token, for answers that ask for it.
+    private let tokenVariable: String
     private let memberView: (String, Database, EventTime?) throws -> JSONValue?
     private let memberResource: (String, String, Database) throws -> MemberResource
     /// The HTTP address of the instance that owns a task, when another instance asks.
@@ -24,7 +26,7 @@ public final class ServiceEndpoints: @unchecked Sendable {
     /// `memberView` runs on the server's thread with a connection of its own: it must read
     /// nothing but that database.
     public init(
-        status: ServiceStatus, databasePath: String, token: String?,
+        status: ServiceStatus, databasePath: String, token: String?, tokenVariable: String = "HTTP_TOKEN",
         memberView: @escaping (String, Database, EventTime?) throws -> JSONValue?,
         memberResource: @escaping (String, String, Database) throws -> MemberResource = { _, resource, _ in .notFound("no resource \(resource)") },
         owner: @escaping @Sendable (Int32) -> String? = { _ in nil }
@@ -33,6 +35,7 @@ public final class ServiceEndpoints: @unchecked Sendable {
         self.status = status
         self.databasePath = databasePath
         self.token = token
+        self.tokenVariable = tokenVariable
         self.memberView = memberView
         self.memberResource = memberResource
     }
@@ -56,12 +59,12 @@ public final class ServiceEndpoints: @unchecked Sendable {
     private func member(_ id: String, _ request: HTTPRequest) -> HTTPResponse {
         if let token {
             guard let given = request.headers["authorization"], given == "Bearer \(token)" else {
-                return .error(401, "member data needs Authorization: Bearer <LOYALTY_HTTP_TOKEN>")
+                return .error(401, "member data needs Authorization: Bearer <\(tokenVariable)>")
             }
         } else if id.contains("/") {
             // Parts of a member beyond the view (a contact address) are never open to anyone
             // who can reach the port.
-            return .error(403, "member resources need LOYALTY_HTTP_TOKEN set on the service")
+            return .error(403, "member resources need \(tokenVariable) set on the service")
         }
         // `/members/<id>` or `/members/<id>/<resource>`: the first slash ends the member id.
         let parts = id.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)

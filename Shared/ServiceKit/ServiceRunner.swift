@@ -26,11 +26,11 @@ public enum ConfiguredFile {
 /// and 1 (with the error logged) on failure.
 public enum ServiceRunner {
     public static func run<Processor: StreamProcessor>(
-        service: String, makeProcessor: (ServiceConfiguration) throws -> Processor
+        service: String, platform: Platform, makeProcessor: (ServiceConfiguration) throws -> Processor
     ) -> Never {
         var logger = Logger(service: service)
         do {
-            let configuration = try ServiceConfiguration.fromEnvironment(service: service)
+            let configuration = try ServiceConfiguration.fromEnvironment(service: service, platform: platform)
             logger.minimumLevel = configuration.logLevel
             // librdkafka's own lines into the same JSON stream, at their syslog severity.
             let kafkaLogger = logger
@@ -41,6 +41,9 @@ public enum ServiceRunner {
             let stop = StopSignal()
             stop.install()
             let processor = try makeProcessor(configuration)
+            guard processor.platform == platform else {
+                throw ConfigurationError(variable: "platform", problem: "the \(service) processor belongs to \(processor.platform.name), not \(platform.name)")
+            }
             if configuration.replayOf != nil { exit(try replay(configuration, processor: processor, logger: logger, stop: stop)) }
             let loop = try ExactlyOnceLoop(configuration: configuration, processor: processor, logger: logger, stop: stop)
             try loop.run()
@@ -65,12 +68,12 @@ public enum ServiceRunner {
         var configuration = configuration
         let live = configuration.replayOf!
         guard URL(fileURLWithPath: live).standardizedFileURL != URL(fileURLWithPath: configuration.databasePath).standardizedFileURL else {
-            throw ConfigurationError(variable: "LOYALTY_REPLAY_OF", problem: "the store to compare with is the one to rebuild")
+            throw ConfigurationError(variable: configuration.platform.variable("REPLAY_OF"), problem: "the store to compare with is the one to rebuild")
         }
         guard !FileManager.default.fileExists(atPath: configuration.databasePath) else {
-            throw ConfigurationError(variable: "LOYALTY_DATABASE", problem: "a rebuild starts from nothing: \(configuration.databasePath) exists")
+            throw ConfigurationError(variable: configuration.platform.variable("DATABASE"), problem: "a rebuild starts from nothing: \(configuration.databasePath) exists")
         }
-        let plan = try ReplayPlan.read(store: live)
+        let plan = try ReplayPlan.read(store: live, variable: configuration.platform.variable("REPLAY_OF"))
         // The rebuild waits for the producers the store waited for, so it applies in the same order.
         configuration.waitFor = plan.awaitedProducers
         ReplayOutput.say("rebuilding \(configuration.service) from the topics: \(plan.recordCount) records, as far as \(live) has applied; "

@@ -66,9 +66,12 @@ public final class ServiceStatus: Sendable {
     }
 
     private let state: Mutex<Snapshot>
+    /// What every metric name starts with (``Platform/metricPrefix``).
+    public let metricPrefix: String
 
-    public init(service: String) {
+    public init(service: String, metricPrefix: String) {
         state = Mutex(Snapshot(service: service))
+        self.metricPrefix = metricPrefix
     }
 
     /// Changes the snapshot under the lock.
@@ -101,9 +104,9 @@ public final class ServiceStatus: Sendable {
         let s = snapshot
         var lines: [String] = []
         func metric(_ name: String, _ type: String, _ help: String, _ samples: [(labels: String, value: String)]) {
-            lines.append("# HELP loyalty_\(name) \(help)")
-            lines.append("# TYPE loyalty_\(name) \(type)")
-            for sample in samples { lines.append("loyalty_\(name)\(sample.labels) \(sample.value)") }
+            lines.append("# HELP \(metricPrefix)\(name) \(help)")
+            lines.append("# TYPE \(metricPrefix)\(name) \(type)")
+            for sample in samples { lines.append("\(metricPrefix)\(name)\(sample.labels) \(sample.value)") }
         }
         let service = "service=\"\(s.service)\""
         metric("records_applied_total", "counter", "Input records applied.", [("{\(service)}", "\(s.applied)")])
@@ -142,14 +145,14 @@ public final class ServiceStatus: Sendable {
     }
 
     private func histogram(_ name: String, _ help: String, _ histogram: Histogram, _ service: String, _ lines: inout [String]) {
-        lines.append("# HELP loyalty_\(name) \(help)")
-        lines.append("# TYPE loyalty_\(name) histogram")
+        lines.append("# HELP \(metricPrefix)\(name) \(help)")
+        lines.append("# TYPE \(metricPrefix)\(name) histogram")
         for (bound, count) in zip(histogram.bounds, histogram.counts) {
-            lines.append("loyalty_\(name)_bucket{\(service),le=\"\(formatBound(bound))\"} \(count)")
+            lines.append("\(metricPrefix)\(name)_bucket{\(service),le=\"\(formatBound(bound))\"} \(count)")
         }
-        lines.append("loyalty_\(name)_bucket{\(service),le=\"+Inf\"} \(histogram.count)")
-        lines.append("loyalty_\(name)_sum{\(service)} \(histogram.sum)")
-        lines.append("loyalty_\(name)_count{\(service)} \(histogram.count)")
+        lines.append("\(metricPrefix)\(name)_bucket{\(service),le=\"+Inf\"} \(histogram.count)")
+        lines.append("\(metricPrefix)\(name)_sum{\(service)} \(histogram.sum)")
+        lines.append("\(metricPrefix)\(name)_count{\(service)} \(histogram.count)")
     }
 
     private func formatBound(_ bound: Double) -> String {

@@ -78,22 +78,6 @@ public struct Rejection: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String { "\(code): \(detail)" }
 }
 
-/// The topics the runtime writes on a service's behalf, named by the platform that runs it.
-public struct RuntimeTopics: Sendable, Equatable {
-    /// Where records that cannot be applied go, each with its reason.
-    public var deadLetters: String
-    /// Where instances announce their tasks and HTTP addresses (a compacted topic).
-    public var instances: String
-    /// The partition count of the co-partitioned input topics until the cluster says otherwise.
-    public var partitionCount: Int32
-
-    public init(deadLetters: String, instances: String, partitionCount: Int32) {
-        self.deadLetters = deadLetters
-        self.instances = instances
-        self.partitionCount = partitionCount
-    }
-}
-
 /// A service's part in the exactly-once loop: decoding records, applying them, firing timers.
 /// Every call but `decode` happens inside the batch's one SQLite transaction.
 public protocol StreamProcessor: AnyObject {
@@ -101,8 +85,9 @@ public protocol StreamProcessor: AnyObject {
 
     /// Service name, used in logs, dead letters and default names.
     var name: String { get }
-    /// The topics the runtime writes for the service (dead letters, the instance directory).
-    var runtimeTopics: RuntimeTopics { get }
+    /// The platform the service belongs to: the topics the runtime writes for it (dead letters,
+    /// the instance directory) and the name on what the runtime writes.
+    var platform: Platform { get }
     /// The co-partitioned topics the service reads.
     var inputTopics: [String] { get }
     /// Input topics several writers interleave (a command topic): their partitions are
@@ -127,7 +112,7 @@ public protocol StreamProcessor: AnyObject {
     /// batch it publishes a ``ProgressMark`` per task on that task's partition of each.
     var progressTopics: [String] { get }
     /// Input topics other services write, and the producers whose progress marks a record of
-    /// a task waits for (narrowed by `LOYALTY_WAIT_FOR`).
+    /// a task waits for (narrowed by the `WAIT_FOR` setting).
     var upstreamProducers: [String: Set<String>] { get }
 
     /// The rank `decode` gives an event type; used for the commands the service sends itself.

@@ -41,7 +41,7 @@ import Testing
         #expect(outcome.duplicates == 1)
         #expect(outcome.deadLettered == 1)
         #expect(try applier.database.count("SELECT total FROM counts WHERE member = 'm'") == 6)
-        let letters = try outputs(outcome, topic: Topics.deadLetters.name)
+        let letters = try outputs(outcome, topic: acmeDeadLetters.name)
         #expect(letters.count == 1)
         #expect(letters.first?.data["reason"]?.stringValue == "conflicting-duplicate")
         #expect(letters.first?.data["offset"]?.int64Value == 2)
@@ -75,7 +75,7 @@ import Testing
         #expect(outcome.duplicates == 1)
         #expect(outcome.applied == 1 && outcome.late == 1)
         #expect(outcome.deadLettered == 1)
-        #expect(try outputs(outcome, topic: Topics.deadLetters.name).first?.data["reason"]?.stringValue == "older-than-inbox-horizon")
+        #expect(try outputs(outcome, topic: acmeDeadLetters.name).first?.data["reason"]?.stringValue == "older-than-inbox-horizon")
         #expect(try applier.database.count("SELECT total FROM counts WHERE member = 'm'") == 31)
     }
 
@@ -123,7 +123,7 @@ import Testing
             polled(processor, offset: 11, value: nil),
             polled(processor, offset: 12, value: countEvent("e1", member: "m", n: 3, time: 1000)),
         ])
-        let letters = try outputs(outcome, topic: Topics.deadLetters.name)
+        let letters = try outputs(outcome, topic: acmeDeadLetters.name)
         #expect(letters.map { $0.data["reason"]?.stringValue } == ["not-json", "empty-payload"])
         #expect(letters.first?.data["payload"]?.stringValue == "{broken")
         #expect(letters.first?.id == "dead-letter/counting/in.a/0/10")
@@ -272,7 +272,7 @@ import Testing
             polled(processor, partition: 1, offset: 1, value: countEvent("b2", member: "m", n: 1, time: start + 20 * day)),
         ])
         #expect(outcome.applied == 3)
-        let letters = try outputs(outcome, topic: Topics.deadLetters.name)
+        let letters = try outputs(outcome, topic: acmeDeadLetters.name)
         #expect(letters.map { $0.data["reason"]?.stringValue } == ["time-out-of-range", "time-out-of-range"])
         #expect(letters.map { $0.data["offset"]?.int64Value } == [1, 0])
         #expect(try applier.database.count("SELECT stream_time FROM task_clock WHERE task = 0") == start + 29 * day)
@@ -289,7 +289,7 @@ import Testing
             polled(clockedProcessor, offset: 1, value: countEvent("c2", member: "m", n: 1, time: start + day + 1)),
         ])
         #expect(clockedOutcome.applied == 1)
-        #expect(try outputs(clockedOutcome, topic: Topics.deadLetters.name).map { $0.data["reason"]?.stringValue } == ["time-out-of-range"])
+        #expect(try outputs(clockedOutcome, topic: acmeDeadLetters.name).map { $0.data["reason"]?.stringValue } == ["time-out-of-range"])
     }
 
     @Test func aDeadLetterCarriesABoundedExcerptAndWhereTheRecordIs() throws {
@@ -300,7 +300,7 @@ import Testing
         let quotes = [UInt8](repeating: UInt8(ascii: "\""), count: 600_000)
         let outcome = try applier.apply([polled(processor, offset: 7, value: quotes)])
         #expect(outcome.deadLettered == 1)
-        let row = try #require(outcome.outbox.first { $0.topic == Topics.deadLetters.name })
+        let row = try #require(outcome.outbox.first { $0.topic == acmeDeadLetters.name })
         #expect(row.value!.count < 120_000)
         let letter = try CloudEvent.decode(row.value!)
         #expect(letter.data["payload"]?.stringValue == String(repeating: "\"", count: Batch.payloadExcerptBytes))
@@ -317,7 +317,7 @@ import Testing
         processor.personalDataTopics = ["in.b"]
         let profile = Array(#"{"phone":"13800138000","email":"pat@example.com"}"#.utf8)
         let outcome = try applier.apply([polled(processor, topic: "in.b", offset: 3, value: profile)])
-        let row = try #require(outcome.outbox.first { $0.topic == Topics.deadLetters.name })
+        let row = try #require(outcome.outbox.first { $0.topic == acmeDeadLetters.name })
         let text = String(decoding: row.value!, as: UTF8.self)
         #expect(!text.contains("13800138000") && !text.contains("pat@example.com"))
         let letter = try CloudEvent.decode(row.value!)
@@ -330,7 +330,7 @@ import Testing
         defer { try? FileManager.default.removeItem(at: directory) }
         let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("state.sqlite").path))
         _ = try database.migrate(RuntimeSchema.migrations)
-        let batch = try Batch(database: database, service: "test", deadLetterTopic: "dead-letters", selfTopics: [:], rank: { _ in 0 })
+        let batch = try Batch(database: database, service: "test", platform: Platform(name: "test", deadLetters: "dead-letters", instances: "instances", partitionCount: 6), selfTopics: [:], rank: { _ in 0 })
         #expect(throws: OutputTooLarge.self) {
             try batch.emit(topic: "out", key: "m", value: [UInt8](repeating: 0x61, count: Batch.maximumRecordBytes + 1))
         }
@@ -369,7 +369,7 @@ import Testing
         #expect(BatchApplier<CountingProcessor>.runs(of: []).isEmpty)
     }
 
-    /// A store rebuilt from history (`loyalty replay`) batches its inputs differently from the
+    /// A store rebuilt from history (a replay) batches its inputs differently from the
     /// store it is compared with: the inbox it keeps must not depend on that.
     @Test func theInboxKeptPastTheHorizonDoesNotDependOnBatching() throws {
         let day: Int64 = 86_400_000

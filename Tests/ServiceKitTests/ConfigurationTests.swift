@@ -6,22 +6,35 @@ import Testing
 
 /// Settings an operator passes through the environment.
 @Suite struct ConfigurationTests {
-    @Test func kafkaSettingsComeFromLoyaltyKafkaVariablesAndABadOneIsNamed() throws {
+    @Test func kafkaSettingsComeFromThePlatformsKafkaVariablesAndABadOneIsNamed() throws {
         let settings = try ServiceConfiguration.kafkaSettings([
-            "LOYALTY_KAFKA_CLIENT_ID": "points-eu-1", "LOYALTY_KAFKA_SOCKET_KEEPALIVE_ENABLE": "true", "LOYALTY_DATA_DIR": "x",
-        ])
+            "ACME_KAFKA_CLIENT_ID": "points-eu-1", "ACME_KAFKA_SOCKET_KEEPALIVE_ENABLE": "true", "ACME_DATA_DIR": "x",
+            "OTHER_KAFKA_CLIENT_ID": "not ours",
+        ], platform: .acme)
         #expect(settings == ["client.id": "points-eu-1", "socket.keepalive.enable": "true"])
         do {
-            _ = try ServiceConfiguration.kafkaSettings(["LOYALTY_KAFKA_SECURITY_PROTOCOL": "carrier-pigeon"])
+            _ = try ServiceConfiguration.kafkaSettings(["ACME_KAFKA_SECURITY_PROTOCOL": "carrier-pigeon"], platform: .acme)
             Issue.record("an invalid setting must stop the service")
         } catch let error as ConfigurationError {
-            #expect(error.variable == "LOYALTY_KAFKA_SECURITY_PROTOCOL")
+            #expect(error.variable == "ACME_KAFKA_SECURITY_PROTOCOL")
             #expect(error.problem.contains("security.protocol=carrier-pigeon"))
         }
         let configuration = try ServiceConfiguration.fromEnvironment(
-            service: "points", environment: ["LOYALTY_KAFKA_CLIENT_ID": "points-eu-1", "LOYALTY_HTTP_ADDRESS": "127.0.0.1:0"])
+            service: "points", platform: .acme,
+            environment: ["ACME_KAFKA_CLIENT_ID": "points-eu-1", "ACME_HTTP_ADDRESS": "127.0.0.1:0", "ACME_RULES_FILE": " rules.json ", "OTHER_GROUP_ID": "x"])
         #expect(configuration.kafkaSettings["client.id"] == "points-eu-1")
         #expect(configuration.httpAddress == "127.0.0.1:0")
+        // Defaults and settings of the platform's own are named after it too.
+        #expect(configuration.groupID == "acme-points")
+        #expect(configuration.dataDirectory == ".acme")
+        #expect(configuration.setting("RULES_FILE") == "rules.json")
+        #expect(configuration.setting("PROGRAM_FILE") == nil)
+        do {
+            _ = try ServiceConfiguration.fromEnvironment(service: "points", platform: .acme, environment: ["ACME_TIMERS": "sundial"])
+            Issue.record("a bad setting must stop the service")
+        } catch let error as ConfigurationError {
+            #expect(error.variable == "ACME_TIMERS")
+        }
     }
 
     @Test func commandKeysAreParsedAndTheDataDirectoryKeyIsSharedByEveryone() throws {

@@ -20,7 +20,7 @@ final class LoopInstance: Sendable {
     init(environment: [String: String], topics: [String], output: String) {
         let thread = Thread { [stop, finished] in
             do {
-                let configuration = try ServiceConfiguration.fromEnvironment(service: "counting", environment: environment)
+                let configuration = try ServiceConfiguration.fromEnvironment(service: "counting", platform: .acme, environment: environment)
                 let processor = CountingProcessor(inputTopics: topics, outputTopic: output)
                 let loop = try ExactlyOnceLoop(
                     configuration: configuration, processor: processor,
@@ -84,9 +84,9 @@ final class TopicReader: RebalanceListener {
 
     func environment(_ broker: EmbeddedBroker, database: String) -> [String: String] {
         [
-            "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATABASE": database,
-            "LOYALTY_GROUP_ID": "counting", "LOYALTY_TASK_IDLE_MS": "200", "LOYALTY_SESSION_TIMEOUT_MS": "3000",
-            "LOYALTY_LOG_LEVEL": "warning", "LOYALTY_BATCH_RECORDS": "200",
+            "ACME_BOOTSTRAP_SERVERS": broker.bootstrapServers, "ACME_DATABASE": database,
+            "ACME_GROUP_ID": "counting", "ACME_TASK_IDLE_MS": "200", "ACME_SESSION_TIMEOUT_MS": "3000",
+            "ACME_LOG_LEVEL": "warning", "ACME_BATCH_RECORDS": "200",
         ]
     }
 
@@ -114,7 +114,7 @@ final class TopicReader: RebalanceListener {
     @Test func aRebalanceBetweenTwoInstancesLosesAndDuplicatesNothing() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let broker = try EmbeddedBroker(topics: [inputA, inputB, output, Topics.deadLetters])
+        let broker = try EmbeddedBroker(topics: [inputA, inputB, output, acmeDeadLetters])
         let databasePath = directory.appendingPathComponent("counting.sqlite").path
         let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
         let observer = try Database(DatabaseConfiguration(path: databasePath))
@@ -149,7 +149,7 @@ final class TopicReader: RebalanceListener {
             #expect(applied == Int64(mine.underestimatedCount), "\(member)")
         }
         // Outputs: one per event, none with two payloads, none lost.
-        let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: [output.name, Topics.deadLetters.name])
+        let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: [output.name, acmeDeadLetters.name])
         reader.read(seconds: 60) { $0.count >= 5000 }
         usleep(500_000)
         reader.read(seconds: 1) { _ in false }
@@ -163,14 +163,14 @@ final class TopicReader: RebalanceListener {
         }
         #expect(payloadByID.count == 5000)
         #expect(conflicting == 0)
-        #expect(reader.records.filter { $0.topic == Topics.deadLetters.name }.isEmpty)
+        #expect(reader.records.filter { $0.topic == acmeDeadLetters.name }.isEmpty)
         #expect(try observer.count("SELECT COUNT(*) FROM outbox") == 0)
     }
 
     @Test func anUndecodableRecordIsDeadLetteredAndProcessingGoesOn() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let broker = try EmbeddedBroker(topics: [inputA, inputB, output, Topics.deadLetters])
+        let broker = try EmbeddedBroker(topics: [inputA, inputB, output, acmeDeadLetters])
         let databasePath = directory.appendingPathComponent("counting.sqlite").path
         let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
         let instance = LoopInstance(environment: environment(broker, database: databasePath), topics: [inputA.name, inputB.name], output: output.name)
@@ -181,16 +181,18 @@ final class TopicReader: RebalanceListener {
         try producer.send(topic: inputA.name, key: Array("m1".utf8), value: countEvent("ok-2", member: "m1", n: 2, time: 2000))
         #expect(producer.flush(timeoutMilliseconds: 10_000))
 
-        let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: [output.name, Topics.deadLetters.name])
+        let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: [output.name, acmeDeadLetters.name])
         reader.read(seconds: 60) { $0.count >= 4 }
         reader.close()
         #expect(instance.stopAndWait().error == nil)
 
-        let letters = try reader.records.filter { $0.topic == Topics.deadLetters.name }.map { try CloudEvent.decode($0.value!) }
+        let letters = try reader.records.filter { $0.topic == acmeDeadLetters.name }.map { try CloudEvent.decode($0.value!) }
         let reasons = Set(letters.compactMap { $0.data["reason"]?.stringValue })
         #expect(reasons == ["not-json", "invalid-event"])
         #expect(letters.first { $0.data["reason"]?.stringValue == "not-json" }?.data["payload"]?.stringValue == "this is not JSON")
         #expect(letters.allSatisfy { $0.subject == "m1" && $0.data["service"]?.stringValue == "counting" })
+        // The runtime names what it writes after the platform that runs it, never its own.
+        #expect(letters.allSatisfy { $0.type == "acme.dead-letter" && $0.source == "acme/counting" })
         let outputs = try reader.records.filter { $0.topic == output.name }.map { try CloudEvent.decode($0.value!).id }
         #expect(Set(outputs) == ["out/ok-1", "out/ok-2"])
     }
@@ -198,7 +200,7 @@ final class TopicReader: RebalanceListener {
     @Test func theWriteAheadLogStaysWithinItsLimitThroughALongRun() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let broker = try EmbeddedBroker(topics: [inputA, inputB, output, Topics.deadLetters])
+        let broker = try EmbeddedBroker(topics: [inputA, inputB, output, acmeDeadLetters])
         let databasePath = directory.appendingPathComponent("counting.sqlite").path
         let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
         try produce(producer, from: 0, count: 30_000)
@@ -206,7 +208,7 @@ final class TopicReader: RebalanceListener {
         _ = try observer.migrate(RuntimeSchema.migrations + CountingProcessor(inputTopics: [], outputTopic: "").migrations)
 
         var environment = environment(broker, database: databasePath)
-        environment["LOYALTY_WAL_LIMIT_MB"] = "1"
+        environment["ACME_WAL_LIMIT_MB"] = "1"
         let instance = LoopInstance(environment: environment, topics: [inputA.name, inputB.name], output: output.name)
         // Sample the log's size all through the run.
         var largest: Int64 = 0

@@ -9,13 +9,13 @@ import Testing
 /// The member routes of the HTTP API, without a server: who may see what.
 @Suite struct ServiceEndpointsTests {
     static func endpoints(token: String?, directory: URL) -> ServiceEndpoints {
-        let status = ServiceStatus(service: "test")
+        let status = ServiceStatus(service: "test", metricPrefix: "acme_")
         status.update { snapshot in
             snapshot.partitionCount = 1
             snapshot.partitions[TopicPartition(topic: "t", partition: 0)] = .init(committed: 0, end: nil, reachedEnd: false, streamTime: nil)
         }
         return ServiceEndpoints(
-            status: status, databasePath: directory.appendingPathComponent("test.sqlite").path, token: token,
+            status: status, databasePath: directory.appendingPathComponent("test.sqlite").path, token: token, tokenVariable: "ACME_HTTP_TOKEN",
             memberView: { member, _, _ in ["member": .string(member)] },
             memberResource: { member, resource, _ in
                 resource == "contacts/sms" ? .found(["address": "13800138000"]) : member == "gone" ? .gone("erased") : .notFound("no \(resource)")
@@ -39,5 +39,19 @@ import Testing
         #expect(Self.get(guarded, "/members/m/contacts/fax", token: "s3cret") == 404)
         #expect(Self.get(guarded, "/members/gone/contacts/email", token: "s3cret") == 410)
         #expect(Self.get(guarded, "/members/m/", token: "s3cret") == 400)
+    }
+
+    /// Metrics and answers carry the names of the platform the service belongs to.
+    @Test func metricsAndAnswersAreNamedAfterThePlatform() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("endpoints-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let endpoints = Self.endpoints(token: "s3cret", directory: directory)
+        let metrics = endpoints.handle(HTTPRequest(path: "/metrics", query: [:], headers: [:]))
+        let lines = String(decoding: metrics.body, as: UTF8.self).split(separator: "\n")
+        #expect(lines.contains { $0.hasPrefix("acme_records_applied_total{") })
+        #expect(lines.allSatisfy { $0.hasPrefix("acme_") || $0.hasPrefix("# HELP acme_") || $0.hasPrefix("# TYPE acme_") })
+        let refused = endpoints.handle(HTTPRequest(path: "/members/m", query: [:], headers: [:]))
+        #expect(String(decoding: refused.body, as: UTF8.self).contains("ACME_HTTP_TOKEN"))
     }
 }

@@ -5,13 +5,21 @@ import Storage
 
 @testable import ServiceKit
 
+extension Platform {
+    /// A platform that is not the loyalty one: the runtime takes every name it writes from it.
+    static let acme = Platform(name: "acme", deadLetters: acmeDeadLetters.name, instances: "acme.instances", partitionCount: 6)
+}
+
+/// The test platform's dead-letter topic.
+let acmeDeadLetters = TopicSpec(name: "acme.dead-letters", partitions: 6)
+
 /// A minimal service for testing the runtime: adds `data.n` to a per-member total, and on
 /// `count.remind` sets a timer that emits a reminder when it fires.
 final class CountingProcessor: StreamProcessor {
     struct Body { var type: String; var n: Int64 }
 
     let name = "counting"
-    let runtimeTopics = RuntimeTopics(deadLetters: Topics.deadLetters.name, instances: Topics.instances.name, partitionCount: Topics.partitionCount)
+    let platform = Platform.acme
     let inputTopics: [String]
     let outputTopic: String
     var failOnMember: String?
