@@ -221,33 +221,59 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// key up to which it may apply records (``EventTimeMerger/otherTasksBound``). The lowest of
     /// the frontiers the other tasks' owners last committed (`lowest` for a task none has
     /// committed yet) and of the commands on their way to any task, read in one statement, so
-    /// that a command sent after a frontier was committed is counted.
-    public func otherTasksBound(owned: Set<Int32>) throws -> MergeKey {
+    /// that a command sent after a frontier was committed is counted. Also the promises of the
+    /// other tasks (`none` for a task without a row), and the frontiers stored for the owned
+    /// tasks, which the instance checks are its own (`stored`).
+    public func otherTasksBound(owned: Set<Int32>) throws -> (bound: MergeKey, promises: [TaskPromise], stored: [Int32: TaskFrontier]) {
         let rows = try database.prepare(
-            "SELECT task, time, rank, event_id FROM task_frontier UNION ALL "
-                + "SELECT -1, time, rank, event_id FROM echoes "
+            "SELECT task, time, rank, event_id, promise, promise_idle FROM task_frontier UNION ALL "
+                + "SELECT -1, time, rank, event_id, NULL, 0 FROM echoes "
                 + "WHERE (time, rank) = (SELECT time, rank FROM echoes ORDER BY time, rank LIMIT 1)"
-        ).query { row -> (task: Int32, key: MergeKey) in
+        ).query { row -> (task: Int32, frontier: TaskFrontier) in
             let key = row.isNull(1) ? MergeKey.lowest : MergeKey(time: row.int64(1), rank: row.int(2), id: row.string(3))
-            return (Int32(row.int64(0)), key)
+            let promise: TaskPromise = row.isNull(4) ? .none : row.int64(5) != 0 ? .idle(row.int64(4)) : .busy(row.int64(4))
+            return (Int32(row.int64(0)), TaskFrontier(key: key, promise: promise))
         }
         var bound = MergeKey.highest
-        var committed: Set<Int32> = []
-        for (task, key) in rows where task < 0 || !owned.contains(task) {
-            bound = min(bound, key)
-            committed.insert(task)
+        var promises: [Int32: TaskPromise] = [:]
+        var stored: [Int32: TaskFrontier] = [:]
+        for (task, frontier) in rows {
+            if task >= 0 && owned.contains(task) {
+                stored[task] = frontier
+                continue
+            }
+            bound = min(bound, frontier.key)
+            if task >= 0 { promises[task] = frontier.promise }
         }
-        for task in 0..<partitionCount where !owned.contains(task) && !committed.contains(task) { return .lowest }
-        return bound
+        let others = (0..<partitionCount).filter { !owned.contains($0) }
+        if others.contains(where: { promises[$0] == nil }) { bound = .lowest }
+        return (bound, others.map { promises[$0] ?? .none }, stored)
+    }
+
+    /// Marks the frontiers of tasks this instance no longer owns as not known, so that the other
+    /// instances wait for the next owner's rather than go by what this one had read.
+    public func forgetFrontiers(of tasks: [Int32]) throws {
+        guard !tasks.isEmpty else { return }
+        try database.transaction { try storeFrontiers(Dictionary(uniqueKeysWithValues: tasks.map { ($0, TaskFrontier.unknown) })) }
     }
 
     /// Stores the frontiers of the tasks this instance owns, in the batch's transaction.
-    public func storeFrontiers(_ frontiers: [Int32: MergeKey]) throws {
+    public func storeFrontiers(_ frontiers: [Int32: TaskFrontier]) throws {
         guard !frontiers.isEmpty else { return }
-        let save = try database.prepare("INSERT OR REPLACE INTO task_frontier(task, time, rank, event_id) VALUES(?, ?, ?, ?)")
-        for (task, key) in frontiers.sorted(by: { $0.key < $1.key }) {
+        let save = try database.prepare(
+            "INSERT OR REPLACE INTO task_frontier(task, time, rank, event_id, promise, promise_idle) VALUES(?, ?, ?, ?, ?, ?)")
+        for (task, frontier) in frontiers.sorted(by: { $0.key < $1.key }) {
+            let key = frontier.key
+            let promise: SQLValue
+            let idle: Bool
+            switch frontier.promise {
+            case .none: (promise, idle) = (.null, false)
+            case .busy(let time): (promise, idle) = (.integer(time), false)
+            case .idle(let time): (promise, idle) = (.integer(time), true)
+            }
             try save.run(
-                .integer(Int64(task)), key == .lowest ? .null : .integer(key.time), .integer(Int64(key.rank)), .text(key.id))
+                .integer(Int64(task)), key == .lowest ? .null : .integer(key.time), .integer(Int64(key.rank)), .text(key.id),
+                promise, .integer(idle ? 1 : 0))
         }
     }
 

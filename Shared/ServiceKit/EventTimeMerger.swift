@@ -58,7 +58,7 @@ public struct MergeKey: Comparable, Sendable, Hashable {
 ///   counts once everything before it on the partition has been read.
 /// - *Other instances*: when instances share the store, records wait until every task another
 ///   instance owns has applied everything that sorts before them (`otherTasksBound`, from the
-///   frontiers those instances commit; ``frontier(of:now:)``), so a command such a task sends
+///   frontiers those instances commit; ``frontier(of:)``), so a command such a task sends
 ///   here is applied at its event time, as if one instance ran every task.
 ///
 /// Pure bookkeeping: it never touches Kafka; the loop feeds it and drains it.
@@ -260,20 +260,20 @@ public struct EventTimeMerger<Item> {
     /// The task's frontier: the merge key below which it has nothing left to apply, as far as
     /// this merge knows. The earliest record buffered for it, or the earliest time a producer it
     /// waits for may still send at; `lowest` while a partition of it is behind its end (records
-    /// exist that are not read yet) or within its grace, or a producer has not promised anything;
-    /// `highest` when it has read everything. A command the task sends is caused by a record it
+    /// exist that are not read yet) or a producer has not promised anything; `highest` when it
+    /// has read everything. A partition read to its end counts for nothing, within its grace or
+    /// not: the grace waits for records not written yet, which arrive when they arrive, for one
+    /// instance as for several. A command the task sends is caused by a record it
     /// applies, so it is sent from the frontier on (its key may be earlier: a timer's or a
     /// parked record's, released by that record; it is then applied as soon as it arrives, as it
     /// would be with one instance). Commands on their way to the task are not counted here: they
     /// are in the store's `echoes`, which the bound reads with the frontiers.
-    public func frontier(of task: Int32, now: Int64) -> MergeKey {
+    public func frontier(of task: Int32) -> MergeKey {
         var frontier = MergeKey.highest
         for lane in lanes where lane.partition.partition == task {
             if let head = lane.headKey {
                 frontier = min(frontier, head)
             } else if !lane.isReadToEnd {
-                return .lowest
-            } else if lane.hasGrace, idleMilliseconds > 0, now - (lane.idleSince ?? now) < idleMilliseconds {
                 return .lowest
             }
         }
@@ -385,6 +385,7 @@ public struct EventTimeMerger<Item> {
     /// (the next owner re-reads them).
     public mutating func revoke(_ partitions: [TopicPartition]) {
         let revoked = Set(partitions)
+        heldByOtherTasksSince = nil
         lanes.removeAll { revoked.contains($0.partition) }
         laneIndex = Dictionary(uniqueKeysWithValues: lanes.enumerated().map { ($1.partition, $0) })
         echoes = echoes.filter { !revoked.contains($0.value.partition) }
@@ -503,6 +504,9 @@ public struct EventTimeMerger<Item> {
     /// The next record to apply, or nil when everything is empty or waiting.
     /// `now` is a monotonic clock in milliseconds (only for the grace and reports, never for a rule).
     public mutating func next(now: Int64) -> (item: Item, partition: TopicPartition)? {
+        // Held by other instances' tasks only as long as each call finds it so.
+        let heldSince = heldByOtherTasksSince
+        heldByOtherTasksSince = nil
         var best: Int?
         for index in lanes.indices {
             if let head = lanes[index].headKey, best == nil || head < lanes[best!].headKey! { best = index }
@@ -515,12 +519,9 @@ public struct EventTimeMerger<Item> {
         // A command this instance sent that sorts earlier is still on its way.
         if !echoes.isEmpty, echoes.values.contains(where: { $0.key < chosenKey }) { return nil }
         // A task of another instance may still send something earlier.
-        if let bound = otherTasksBound {
-            if bound < chosenKey {
-                if heldByOtherTasksSince == nil { heldByOtherTasksSince = now }
-                return nil
-            }
-            heldByOtherTasksSince = nil
+        if let bound = otherTasksBound, bound < chosenKey {
+            heldByOtherTasksSince = heldSince ?? now
+            return nil
         }
         var waiting = false
         if !awaitedProducers.isEmpty {

@@ -42,8 +42,10 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// The progress marks last published, per task (``ProgressMark``).
     private var publishedMarks: [Int32: ProgressMark] = [:]
     /// The frontiers last committed for the tasks this instance owns, while it shares the
-    /// store's tasks with other instances (``EventTimeMerger/frontier(of:now:)``).
-    private var committedFrontiers: [Int32: MergeKey] = [:]
+    /// store's tasks with other instances (``EventTimeMerger/frontier(of:)``).
+    private var committedFrontiers: [Int32: TaskFrontier] = [:]
+    /// The promises of the tasks other instances own, as last read with their frontiers.
+    private var otherInstancesPromises: [TaskPromise] = []
     private var lastMarkCheck: Int64 = 0
     /// Rebuilding the store from history (the platform's replay command): the records to apply, and how far
     /// the rebuild has come.
@@ -173,7 +175,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 let promised = try !processor.progressTopics.isEmpty && !marksToPublish(applier.currentClocks()).isEmpty
                 let readPast = merger.committableOffsets.contains { committedOffsets[$0.key] != $0.value }
                 if promised || readPast { try applyBatch(startingWith: nil, wallClock: nil) }
-            } else if !frontiersToCommit(now: monotonicMilliseconds()).isEmpty {
+            } else if try !frontiersToCommit(applier.currentClocks()).isEmpty {
                 // Other instances wait for this one's frontiers (records fetched, say).
                 try applyBatch(startingWith: nil, wallClock: nil)
             }
@@ -307,7 +309,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         let now = monotonicMilliseconds()
         let progressTopics = applier.processor.progressTopics
         var published: [ProgressMark] = []
-        var frontiers: [Int32: MergeKey] = [:]
+        var frontiers: [Int32: TaskFrontier] = [:]
         // Echoes the merge was told of while the batch ran (a rebuild may have merged their copy since).
         var expectedInBatch: Set<String> = []
         let outcome = try applier.apply(
@@ -329,7 +331,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             deliveredOutbox: delivered, wallClock: wallClock, tasks: merger.assignedTasks,
             beforeCommit: { batch, clocks in
                 try self.applier.storeMarks(self.merger.takeChangedMarks())
-                frontiers = self.frontiersToCommit(now: now)
+                frontiers = try self.frontiersToCommit(clocks, echoes: batch.echoes)
                 try self.applier.storeFrontiers(frontiers)
                 published = try self.marksToPublish(clocks, echoes: batch.echoes)
                 for mark in published {
@@ -377,21 +379,64 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         let owned = merger.assignedTasks
         guard replay == nil, !owned.isEmpty, owned.count < Int(applier.partitionCount) else {
             merger.otherTasksBound = nil
+            otherInstancesPromises = []
             return
         }
-        merger.otherTasksBound = try applier.otherTasksBound(owned: Set(owned))
+        let (bound, promises, stored) = try applier.otherTasksBound(owned: Set(owned))
+        merger.otherTasksBound = bound
+        otherInstancesPromises = promises
+        // A row another writer changed (an owner of the task before a rebalance, late) is
+        // committed again.
+        for (task, frontier) in committedFrontiers where stored[task] != frontier { committedFrontiers[task] = nil }
     }
 
     /// The frontiers of this instance's tasks that differ from those last committed, while it
     /// shares the tasks with other instances.
-    private func frontiersToCommit(now: Int64) -> [Int32: MergeKey] {
+    private func frontiersToCommit(_ clocks: TaskClocks, echoes: [(key: MergeKey, partition: TopicPartition)] = []) throws -> [Int32: TaskFrontier] {
         guard merger.otherTasksBound != nil else { return [:] }
-        var changed: [Int32: MergeKey] = [:]
+        // The promises only matter to a service that publishes progress marks.
+        let promises = applier.processor.progressTopics.isEmpty ? [:] : try ownPromises(clocks, echoes: echoes)
+        var changed: [Int32: TaskFrontier] = [:]
         for task in merger.assignedTasks {
-            let frontier = merger.frontier(of: task, now: now)
+            let frontier = TaskFrontier(key: merger.frontier(of: task), promise: promises[task] ?? .none)
             if committedFrontiers[task] != frontier { changed[task] = frontier }
         }
         return changed
+    }
+
+    /// What the merge still holds for each owned task, with the commands the batch in hand sent
+    /// itself (not yet known to the merge).
+    private func pendingWork(echoes: [(key: MergeKey, partition: TopicPartition)]) -> [Int32: PendingWork] {
+        var pending = merger.pendingWork()
+        for echo in echoes {
+            guard var work = pending[echo.partition.partition] else { continue }
+            work.earliestEcho = min(work.earliestEcho ?? .max, echo.key.time)
+            work.isIdle = false
+            pending[echo.partition.partition] = work
+        }
+        return pending
+    }
+
+    /// The task clocks the marks need, for these tasks.
+    private func clockTimes(_ clocks: TaskClocks, tasks: Dictionary<Int32, PendingWork>.Keys) throws -> (streamTimes: [Int32: Int64], timers: [Int32: Int64]) {
+        var streamTimes: [Int32: Int64] = [:]
+        var timers: [Int32: Int64] = [:]
+        for task in tasks {
+            streamTimes[task] = try clocks.streamTime(task)
+            timers[task] = try clocks.nextTimerDue(task)
+        }
+        return (streamTimes, timers)
+    }
+
+    /// What each owned task can promise by itself, for the marks of other instances.
+    private func ownPromises(_ clocks: TaskClocks, echoes: [(key: MergeKey, partition: TopicPartition)]) throws -> [Int32: TaskPromise] {
+        let pending = pendingWork(echoes: echoes)
+        let (streamTimes, timers) = try clockTimes(clocks, tasks: pending.keys)
+        return pending.reduce(into: [:]) { promises, entry in
+            promises[entry.key] = ProgressMark.promise(
+                of: entry.value, streamTime: streamTimes[entry.key], nextTimer: timers[entry.key],
+                timersFireWithoutInput: configuration.timerMode == .wallClock)
+        }
     }
 
     /// The progress marks that differ from those last published: what this instance can promise
@@ -399,7 +444,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// in hand sent itself, not yet known to the merge).
     private func marksToPublish(_ clocks: TaskClocks, echoes: [(key: MergeKey, partition: TopicPartition)] = []) throws -> [ProgressMark] {
         guard !applier.processor.progressTopics.isEmpty else { return [] }
-        var pending = merger.pendingWork()
+        var pending = pendingWork(echoes: echoes)
         // Commands from tasks of other instances may come no earlier than their bound.
         if let bound = merger.otherTasksBound, bound != .highest {
             for task in pending.keys {
@@ -410,21 +455,11 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 }
             }
         }
-        for echo in echoes {
-            guard var work = pending[echo.partition.partition] else { continue }
-            work.earliestEcho = min(work.earliestEcho ?? .max, echo.key.time)
-            work.isIdle = false
-            pending[echo.partition.partition] = work
-        }
-        var streamTimes: [Int32: Int64] = [:]
-        var timers: [Int32: Int64] = [:]
-        for task in pending.keys {
-            streamTimes[task] = try clocks.streamTime(task)
-            timers[task] = try clocks.nextTimerDue(task)
-        }
+        let (streamTimes, timers) = try clockTimes(clocks, tasks: pending.keys)
         return ProgressMark.marks(
             producer: applier.processor.name, pending: pending, streamTimes: streamTimes, nextTimers: timers,
-            timersFireWithoutInput: configuration.timerMode == .wallClock)
+            timersFireWithoutInput: configuration.timerMode == .wallClock,
+            otherInstances: merger.otherTasksBound == nil ? [] : otherInstancesPromises)
             .filter { publishedMarks[$0.task] != $0 }
     }
 
@@ -748,6 +783,14 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         applier.forget(tasks: partitions.map(\.partition))
         for partition in partitions { publishedMarks[partition.partition] = nil }
         committedFrontiers = [:]
+        // The next owner commits these tasks' frontiers; until it does, other instances wait.
+        if replay == nil {
+            do {
+                try applier.forgetFrontiers(of: Array(Set(partitions.map(\.partition))).sorted())
+            } catch {
+                logger.warning("could not mark the frontiers of revoked tasks as unknown", ["error": "\(error)"])
+            }
+        }
         paused.subtract(partitions)
         for partition in partitions { committedOffsets[partition] = nil }
         logger.info("partitions revoked", ["partitions": partitions.map(\.description).sorted().joined(separator: ",")])

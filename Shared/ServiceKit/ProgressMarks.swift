@@ -140,66 +140,96 @@ public struct PendingWork: Sendable, Equatable {
     }
 }
 
+/// What one task can promise by itself, before the other tasks lower it (see
+/// ``ProgressMark/marks(producer:pending:streamTimes:nextTimers:timersFireWithoutInput:otherInstances:)``).
+public enum TaskPromise: Sendable, Equatable {
+    /// Nothing yet: it has applied nothing and a partition is empty, or a producer it waits for
+    /// is silent. No task of the service can promise anything while one of them is so.
+    case none
+    /// It may still send something at this time or later.
+    case busy(Int64)
+    /// It has read everything and waits for nothing: from its stream time on, nothing more comes
+    /// unless new input is written.
+    case idle(Int64)
+}
+
 extension ProgressMark {
-    /// The marks a producer can publish for its tasks: per task, the earliest time anything it
+    /// A task's own promise from what its merge and store know: the earliest time anything it
     /// still has to apply could carry (buffered records, the stream time for an empty
     /// partition, commands on their way, the next timer, what the producers it waits for may
-    /// still send), lowered to that of every other task that is not idle, since a task may send
-    /// commands to another. A task is idle when it has read everything, has nothing on its way
-    /// and waits for no one; with `timersFireWithoutInput` (wall-clock timers) a task with a
-    /// timer set is not idle either. A busy task without a promise yet (nothing applied and a
-    /// partition empty, or a producer it waits for silent) has no mark, and neither has any
-    /// task while one of the others has none; an idle task that never applied anything promises
-    /// from time 0, which its positions make good. Pure: the loop hands in what its merge and
-    /// store know.
+    /// still send). A task is idle when it has read everything, has nothing on its way and
+    /// waits for no one; with `timersFireWithoutInput` (wall-clock timers) a task with a timer
+    /// set is not idle either.
+    public static func promise(
+        of work: PendingWork, streamTime: Int64?, nextTimer: Int64?, timersFireWithoutInput: Bool = false
+    ) -> TaskPromise {
+        var isIdle = work.isIdle
+        if isIdle, work.upstream != .some(nil) || (timersFireWithoutInput && nextTimer != nil) { isIdle = false }
+        if isIdle { return .idle(streamTime ?? 0) }
+        guard case .some(let upstream) = work.upstream else { return .none }
+        var bound = Int64.max
+        if let time = work.earliestBuffered { bound = min(bound, time) }
+        if let time = work.earliestEcho { bound = min(bound, time) }
+        if let due = nextTimer { bound = min(bound, due) }
+        if let upstream { bound = min(bound, upstream) }
+        if work.hasEmptyPartition {
+            guard let streamTime else { return .none }
+            bound = min(bound, streamTime)
+        }
+        return .busy(bound)
+    }
+
+    /// The marks a producer can publish for its tasks: per task, its own promise lowered to
+    /// that of every other task that is not idle, since a task may send commands to another;
+    /// the tasks of other instances sharing the store count like its own (`otherInstances`:
+    /// their promises as their owners last committed them). A busy task without a promise has
+    /// no mark, and neither has any task while another has none; an idle task that never
+    /// applied anything promises from time 0, which its positions make good. Pure: the loop
+    /// hands in what its merge and store know.
     public static func marks(
         producer: String, pending: [Int32: PendingWork], streamTimes: [Int32: Int64], nextTimers: [Int32: Int64],
-        timersFireWithoutInput: Bool = false
+        timersFireWithoutInput: Bool = false, otherInstances: [TaskPromise] = []
     ) -> [ProgressMark] {
-        var pending = pending
-        for (task, work) in pending where work.isIdle {
-            if work.upstream != .some(nil) || (timersFireWithoutInput && nextTimers[task] != nil) { pending[task]!.isIdle = false }
-        }
-        var local: [Int32: Int64?] = [:]
+        var promises: [Int32: TaskPromise] = [:]
         for (task, work) in pending {
-            let streamTime = streamTimes[task]
-            if work.isIdle {
-                local[task] = streamTime ?? 0
-                continue
-            }
-            guard case .some(let upstream) = work.upstream else {
-                local[task] = .some(nil)
-                continue
-            }
-            var bound = Int64.max
-            if let time = work.earliestBuffered { bound = min(bound, time) }
-            if let time = work.earliestEcho { bound = min(bound, time) }
-            if let due = nextTimers[task] { bound = min(bound, due) }
-            if let upstream { bound = min(bound, upstream) }
-            if work.hasEmptyPartition {
-                guard let streamTime else {
-                    local[task] = .some(nil)
-                    continue
-                }
-                bound = min(bound, streamTime)
-            }
-            local[task] = bound
+            promises[task] = promise(
+                of: work, streamTime: streamTimes[task], nextTimer: nextTimers[task], timersFireWithoutInput: timersFireWithoutInput)
         }
-        let busy = pending.filter { !$0.value.isIdle }.map(\.key)
+        // The lowest busy promise of all tasks but one, for each: two smallest suffice.
+        var othersBusy: [Int64] = []
+        var othersUnknown = 0
+        for promise in otherInstances {
+            switch promise {
+            case .none: othersUnknown += 1
+            case .busy(let time): othersBusy.append(time)
+            case .idle: break
+            }
+        }
+        let remoteBound = othersBusy.min()
         var marks: [ProgressMark] = []
         for task in pending.keys.sorted() {
-            guard var time = local[task] ?? nil else { continue }
+            let time: Int64
+            switch promises[task]! {
+            case .none: continue
+            case .busy(let own), .idle(let own): time = own
+            }
+            guard othersUnknown == 0 else { continue }
+            var lowered = min(time, remoteBound ?? .max)
             var complete = true
-            for other in busy where other != task {
-                guard let bound = local[other] ?? nil else {
-                    complete = false
-                    break
+            var othersIdle = remoteBound == nil
+            for (other, promise) in promises where other != task {
+                switch promise {
+                case .none: complete = false
+                case .busy(let bound):
+                    lowered = min(lowered, bound)
+                    othersIdle = false
+                case .idle: break
                 }
-                time = min(time, bound)
             }
             guard complete else { continue }
-            let idle = pending[task]!.isIdle && busy.isEmpty
-            marks.append(ProgressMark(producer: producer, task: task, time: time, idle: idle, positions: idle ? pending[task]!.positions : [:]))
+            let idle: Bool
+            if case .idle = promises[task]! { idle = othersIdle } else { idle = false }
+            marks.append(ProgressMark(producer: producer, task: task, time: lowered, idle: idle, positions: idle ? pending[task]!.positions : [:]))
         }
         return marks
     }

@@ -23,7 +23,7 @@ public struct ReplayPlan: Sendable, Equatable {
     /// Runtime tables that say how a store was fed (its outbox, read positions, the marks and
     /// crashes it saw), not what it holds: a rebuilt store differs there and is not compared.
     public static let bookkeepingTables: Set<String> = [
-        "outbox", "offsets", "applied_offsets", "upstream_progress", "crash_strikes", "store_identity",
+        "outbox", "offsets", "applied_offsets", "upstream_progress", "crash_strikes", "store_identity", "task_frontier",
     ]
 
     /// Whether the record at `offset` of `partition` is one the store has applied.

@@ -153,26 +153,35 @@ import Testing
         #expect(first.partitionCount == 6)
         let mine: Set<Int32> = [0, 1, 2]
         let theirs: Set<Int32> = [3, 4, 5]
+        func frontier(_ key: MergeKey, _ promise: TaskPromise = .none) -> TaskFrontier { TaskFrontier(key: key, promise: promise) }
         try first.database.transaction {
-            try first.storeFrontiers([0: MergeKey(time: 40, rank: 1, id: "a"), 1: .highest, 2: MergeKey(time: 25, rank: 0, id: "b")])
+            try first.storeFrontiers([
+                0: frontier(MergeKey(time: 40, rank: 1, id: "a"), .busy(40)), 1: frontier(.highest, .idle(7)),
+                2: frontier(MergeKey(time: 25, rank: 0, id: "b"), .busy(20)),
+            ])
         }
-        #expect(try second.otherTasksBound(owned: theirs) == MergeKey(time: 25, rank: 0, id: "b"))
-        #expect(try first.otherTasksBound(owned: mine) == .lowest, "no frontier of tasks 3 to 5 yet")
+        #expect(try second.otherTasksBound(owned: theirs).bound == MergeKey(time: 25, rank: 0, id: "b"))
+        #expect(try first.otherTasksBound(owned: mine).bound == .lowest, "no frontier of tasks 3 to 5 yet")
         try second.database.transaction {
-            try second.storeFrontiers([3: .highest, 4: MergeKey(time: 90, rank: 0, id: "c"), 5: .lowest])
+            try second.storeFrontiers([3: frontier(.highest), 4: frontier(MergeKey(time: 90, rank: 0, id: "c")), 5: .unknown])
         }
-        #expect(try first.otherTasksBound(owned: mine) == .lowest, "task 5 has records not read yet")
-        try second.database.transaction { try second.storeFrontiers([5: .highest]) }
-        #expect(try first.otherTasksBound(owned: mine) == MergeKey(time: 90, rank: 0, id: "c"))
+        #expect(try first.otherTasksBound(owned: mine).bound == .lowest, "task 5 has records not read yet")
+        try second.database.transaction { try second.storeFrontiers([5: frontier(.highest)]) }
+        #expect(try first.otherTasksBound(owned: mine).bound == MergeKey(time: 90, rank: 0, id: "c"))
+        #expect(try first.otherTasksBound(owned: mine).stored[2] == frontier(MergeKey(time: 25, rank: 0, id: "b"), .busy(20)), "its own, to check")
+        #expect(try second.otherTasksBound(owned: theirs).promises == [.busy(40), .idle(7), .busy(20)], "for the progress marks")
         // A command on its way to any task bounds both, until it is applied.
         let insertEcho = try first.database.prepare("INSERT INTO echoes(event_id, topic, task, time, rank) VALUES(?, 'in.a', ?, ?, ?)")
         try insertEcho.run(.text("credit-z"), .integer(1), .integer(30), .integer(5))
         try insertEcho.run(.text("credit-y"), .integer(4), .integer(30), .integer(5))
         try insertEcho.run(.text("credit-late"), .integer(4), .integer(70), .integer(0))
-        #expect(try first.otherTasksBound(owned: mine) == MergeKey(time: 30, rank: 5, id: "credit-y"))
-        #expect(try second.otherTasksBound(owned: theirs) == MergeKey(time: 25, rank: 0, id: "b"))
+        #expect(try first.otherTasksBound(owned: mine).bound == MergeKey(time: 30, rank: 5, id: "credit-y"))
+        #expect(try second.otherTasksBound(owned: theirs).bound == MergeKey(time: 25, rank: 0, id: "b"))
         try first.database.execute("DELETE FROM echoes WHERE time = 30")
-        #expect(try first.otherTasksBound(owned: mine) == MergeKey(time: 70, rank: 0, id: "credit-late"))
+        #expect(try first.otherTasksBound(owned: mine).bound == MergeKey(time: 70, rank: 0, id: "credit-late"))
+        // Tasks given up are not known until their next owner commits them.
+        try second.forgetFrontiers(of: [4])
+        #expect(try first.otherTasksBound(owned: mine).bound == .lowest)
     }
 
     @Test func aFailingBatchLeavesNothingBehind() throws {

@@ -203,6 +203,30 @@ import Testing
         #expect(drain(&merger) == ["a@50"])
     }
 
+    /// The hold by other instances lasts only while the merge finds it so, and a partition read
+    /// to its end, in its grace or not, leaves the frontier to the rest.
+    @Test func theHoldByOtherInstancesEndsWithItsCauseAndGraceIsNotAFrontier() {
+        var merger = EventTimeMerger<String>(topics: ["a", "b"], idleMilliseconds: 60_000)
+        merger.assign([a0, b0])
+        merger.add("a@10", key: key(10, 0, "a10"), offset: 0, from: a0)
+        merger.markCaughtUp(a0)
+        merger.markCaughtUp(b0)
+        merger.otherTasksBound = key(5, 0, "x")
+        #expect(drain(&merger, now: 1) == [])
+        #expect(merger.heldByOtherTasks(now: 3) == 2)
+        #expect(merger.frontier(of: 0) == key(10, 0, "a10"), "b0 is read to its end: its grace is this instance's own")
+        merger.otherTasksBound = key(50, 0, "x")
+        #expect(drain(&merger, now: 10_000) == [], "this instance's own grace for b0")
+        #expect(drain(&merger, now: 70_000) == ["a@10"])
+        #expect(merger.heldByOtherTasks(now: 70_001) == nil, "nothing left is held by the bound")
+        merger.otherTasksBound = key(5, 0, "x")
+        merger.add("a@20", key: key(20, 0, "a20"), offset: 1, from: a0)
+        merger.markCaughtUp(a0)
+        #expect(drain(&merger, now: 70_002) == [])
+        merger.revoke([a0, b0])
+        #expect(merger.heldByOtherTasks(now: 70_003) == nil)
+    }
+
     /// What a task's owner commits for the other instances: the earliest record it holds, or
     /// nothing known while a partition has records not read yet or a producer has not promised.
     @Test func aTasksFrontierIsTheEarliestRecordItHasLeft() {
@@ -210,28 +234,28 @@ import Testing
             topics: ["a", "cmd"], sortedTopics: ["cmd"], idleMilliseconds: 0, awaitedProducers: ["cmd": ["tiers"]])
         let c1 = TopicPartition(topic: "cmd", partition: 1)
         merger.assign([a0, c0, a1, c1])
-        #expect(merger.frontier(of: 0, now: 0) == .lowest, "nothing read yet")
+        #expect(merger.frontier(of: 0) == .lowest, "nothing read yet")
         merger.markCaughtUp(a1)
         merger.markCaughtUp(c1)
         merger.add("a@20", key: key(20, 0, "a20"), offset: 0, from: a0)
         merger.add("cmd@15", key: key(15, 5, "g15"), offset: 0, from: c0)
         merger.markCaughtUp(c0)
-        #expect(merger.frontier(of: 0, now: 0) == .lowest, "tiers has promised nothing yet")
+        #expect(merger.frontier(of: 0) == .lowest, "tiers has promised nothing yet")
         merger.noteProgress(ProgressMark(producer: "tiers", task: 0, time: 12, idle: false), offset: 1, from: c0)
         merger.markCaughtUp(c0)
-        #expect(merger.frontier(of: 0, now: 0) == key(12, .min, ""), "tiers may still send at 12")
+        #expect(merger.frontier(of: 0) == key(12, .min, ""), "tiers may still send at 12")
         merger.noteProgress(ProgressMark(producer: "tiers", task: 0, time: 100, idle: false), offset: 2, from: c0)
         merger.markCaughtUp(c0)
-        #expect(merger.frontier(of: 0, now: 0) == key(15, 5, "g15"))
+        #expect(merger.frontier(of: 0) == key(15, 5, "g15"))
         #expect(merger.next(now: 0)?.item == "cmd@15")
-        #expect(merger.frontier(of: 0, now: 0) == key(20, 0, "a20"))
+        #expect(merger.frontier(of: 0) == key(20, 0, "a20"))
         #expect(merger.next(now: 0)?.item == "a@20")
-        #expect(merger.frontier(of: 0, now: 0) == .lowest, "a0's end is not known")
+        #expect(merger.frontier(of: 0) == .lowest, "a0's end is not known")
         merger.markCaughtUp(a0)
-        #expect(merger.frontier(of: 0, now: 0) == key(100, .min, ""))
+        #expect(merger.frontier(of: 0) == key(100, .min, ""))
         merger.noteProgress(ProgressMark(producer: "tiers", task: 0, time: 100, idle: true, positions: ["a": 1]), offset: 3, from: c0)
         merger.markCaughtUp(c0)
-        #expect(merger.frontier(of: 0, now: 0) == .highest, "everything read, and tiers idle")
+        #expect(merger.frontier(of: 0) == .highest, "everything read, and tiers idle")
     }
 
     @Test func revokingDropsBufferedRecordsAndEchoes() {

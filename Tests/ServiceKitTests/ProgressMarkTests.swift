@@ -147,6 +147,24 @@ import Testing
         #expect(clocked.first?.idle == false && clocked.first?.time == 80)
     }
 
+    /// Tasks other instances own (sharing the store) lower the marks as the instance's own do.
+    @Test func tasksOfOtherInstancesCountLikeTheInstancesOwn() {
+        func marks(_ pending: [Int32: PendingWork], others: [TaskPromise]) -> [Int32: ProgressMark] {
+            Dictionary(uniqueKeysWithValues: ProgressMark.marks(
+                producer: "p", pending: pending, streamTimes: [0: 80], nextTimers: [:], otherInstances: others).map { ($0.task, $0) })
+        }
+        var readIdle = PendingWork(earliestBuffered: nil, hasEmptyPartition: true, isIdle: true, earliestEcho: nil)
+        readIdle.positions = ["shop": 7]
+        let full = PendingWork(earliestBuffered: 90, hasEmptyPartition: false, isIdle: false, earliestEcho: nil)
+        #expect(ProgressMark.promise(of: full, streamTime: 80, nextTimer: 85) == .busy(85))
+        #expect(ProgressMark.promise(of: readIdle, streamTime: 80, nextTimer: nil) == .idle(80))
+        #expect(marks([0: full], others: [.idle(10), .busy(60)])[0] == ProgressMark(producer: "p", task: 0, time: 60, idle: false))
+        #expect(marks([0: readIdle], others: [.idle(10)])[0] == ProgressMark(producer: "p", task: 0, time: 80, idle: true, positions: ["shop": 7]))
+        #expect(marks([0: readIdle], others: [.busy(95)])[0] == ProgressMark(producer: "p", task: 0, time: 80, idle: false))
+        #expect(marks([0: full], others: [.none]).isEmpty, "a task of another instance has promised nothing yet")
+        #expect(marks([0: full], others: []) == marks([0: full], others: [.idle(0)]))
+    }
+
     @Test func markEventsRoundTripAndBadOnesAreRefused() throws {
         let mark = ProgressMark(producer: "tiers", task: 3, time: 1_767_225_600_000, idle: true, positions: ["loyalty.orders": 41])
         let event = mark.event(source: "loyalty/tiers")
