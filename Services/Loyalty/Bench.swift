@@ -2,6 +2,7 @@ import Foundation
 import LoyaltyDomain
 import Messaging
 import PointsService
+import Reporting
 import ReferenceProgram
 import ServiceKit
 import Storage
@@ -24,17 +25,25 @@ enum Bench {
         var simulationMembers = 2_000
         /// Only the simulation section (`--only simulate`).
         var onlySimulation = false
+        /// The scaling section: order events and members of each of its runs.
+        var scalingEvents = 40_000
+        var scalingMembers = 10_000
+        /// Only the scaling section (`--only scaling`).
+        var onlyScaling = false
 
         init(arguments: [String]) throws {
             var iterator = arguments.makeIterator()
             while let flag = iterator.next() {
                 if flag == "--only" {
-                    guard iterator.next() == "simulate" else { throw CLIError("--only: simulate is the only section run alone") }
-                    onlySimulation = true
+                    switch iterator.next() {
+                    case "simulate": onlySimulation = true
+                    case "scaling": onlyScaling = true
+                    default: throw CLIError("--only: simulate or scaling")
+                    }
                     continue
                 }
                 guard let text = iterator.next(), let value = Int(text), value > 0 else {
-                    throw CLIError("usage: loyalty bench [--events N] [--members N] [--rate N] [--latency-seconds N] [--platform-orders N] [--platform-members N] [--simulate-members N] [--only simulate]")
+                    throw CLIError("usage: loyalty bench [--events N] [--members N] [--rate N] [--latency-seconds N] [--platform-orders N] [--platform-members N] [--simulate-members N] [--scaling-events N] [--scaling-members N] [--only simulate|scaling]")
                 }
                 switch flag {
                 case "--events": events = value
@@ -44,6 +53,8 @@ enum Bench {
                 case "--platform-orders": platformOrders = value
                 case "--platform-members": platformMembers = value
                 case "--simulate-members": simulationMembers = value
+                case "--scaling-events": scalingEvents = value
+                case "--scaling-members": scalingMembers = value
                 default: throw CLIError("unknown option \(flag)")
                 }
             }
@@ -80,6 +91,10 @@ enum Bench {
             say(simulationLine(simulation))
             return
         }
+        if options.onlyScaling {
+            for line in scalingLines(try scaling(options, directory: directory)) { say(line) }
+            return
+        }
 
         let kafka = try kafkaCeiling(options)
         say("  Kafka ceiling measured")
@@ -91,6 +106,7 @@ enum Bench {
         let platform = try platformPipeline(
             orders: options.platformOrders, members: options.platformMembers, window: options.window / 4, directory: directory)
         let simulation = try simulation(members: options.simulationMembers)
+        let scaling = try scaling(options, directory: directory)
 
         let ceiling = min(kafka, sqlite)
         let fixed = min(kafka, reference)
@@ -129,6 +145,7 @@ enum Bench {
         for (label, value) in rows {
             say("  \(label.padding(toLength: width, withPad: " ", startingAt: 0))   \(value)")
         }
+        for line in scalingLines(scaling) { say(line) }
         say(String(format: "\n  (%.0f s in all; release build recommended: swift build -c release)", Date().timeIntervalSince(started)))
     }
 
@@ -280,18 +297,53 @@ enum Bench {
         var bytesPerMember: Double
     }
 
-    static func pointsPipeline(_ options: Options, directory: URL) throws -> PipelineFigures {
+    /// The scaling section: the points pipeline with one instance and with two sharing its
+    /// store, on the same events, in the same run.
+    struct ScalingFigures {
+        var events: Int
+        var members: Int
+        var oneInstance: Double
+        var twoInstances: Double
+    }
+
+    static func scaling(_ options: Options, directory: URL) throws -> ScalingFigures {
+        var small = options
+        small.events = options.scalingEvents
+        small.members = options.scalingMembers
+        say("  scaling: one instance…")
+        let one = try pointsPipeline(small, directory: directory.appendingPathComponent("scaling-1"), measureLatency: false)
+        say("  scaling: two instances on one store…")
+        let two = try pointsPipeline(small, directory: directory.appendingPathComponent("scaling-2"), instances: 2, measureLatency: false)
+        return ScalingFigures(events: small.events, members: small.members, oneInstance: one.throughput, twoInstances: two.throughput)
+    }
+
+    static func scalingLines(_ figures: ScalingFigures) -> [String] {
+        let format = { (value: Double) in ReportPage.grouped(Int64(value.rounded())) }
+        return [
+            "  scaling, points pipeline, \(format(Double(figures.events))) orders of \(format(Double(figures.members))) members:",
+            "    one instance                         \(format(figures.oneInstance)) events/s",
+            "    two instances sharing the store      \(format(figures.twoInstances)) events/s ("
+                + String(format: "%.2f", figures.twoInstances / max(figures.oneInstance, 1)) + "× one; they take turns at each other's frontiers)",
+        ]
+    }
+
+    /// The points service (`instances` of it on one store) from members registered to every
+    /// order's ledger entry out; with `measureLatency`, then orders at a fixed rate.
+    static func pointsPipeline(_ options: Options, directory: URL, instances: Int = 1, measureLatency: Bool = true) throws -> PipelineFigures {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let broker = try EmbeddedBroker(topics: Topics.all)
         let children = ChildProcesses()
         defer { children.stopAll() }
         let data = directory.appendingPathComponent("points")
-        try children.start(
-            // The points service alone: it waits for no producer here.
-            "points", environment: [
-                "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": data.path, "LOYALTY_TASK_IDLE_MS": "50",
-                "LOYALTY_WAIT_FOR": "none",
-            ],
-            log: directory.appendingPathComponent("points.log"))
+        for index in 0..<instances {
+            try children.start(
+                // The points service alone: it waits for no producer here.
+                "points", environment: [
+                    "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": data.path, "LOYALTY_TASK_IDLE_MS": "50",
+                    "LOYALTY_WAIT_FOR": "none",
+                ],
+                log: directory.appendingPathComponent("points-\(index).log"))
+        }
         let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
         let listener = StartingOffsets()
         let consumer = try KafkaConsumer(ConsumerConfiguration(bootstrapServers: broker.bootstrapServers, groupID: "bench-ledger"), listener: listener)
@@ -342,8 +394,8 @@ enum Bench {
         let seconds = try pump(options.events) { index in [order(index, member: member(index, of: options.members), time: epoch + 3_600_000 + Int64(index))] }
         let throughput = Double(options.events) / seconds
 
-        say("  latency at \(options.rate) events/s…")
-        let latencyEvents = options.rate * options.latencySeconds
+        say(measureLatency ? "  latency at \(options.rate) events/s…" : "  (no latency run)")
+        let latencyEvents = measureLatency ? options.rate * options.latencySeconds : 0
         var sentAt: [String: Date] = [:]
         var latencies: [Double] = []
         latencies.reserveCapacity(latencyEvents)
