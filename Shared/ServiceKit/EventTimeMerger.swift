@@ -516,13 +516,13 @@ public struct EventTimeMerger<Item> {
             return nil
         }
         let chosenKey = lanes[chosen].headKey!
-        // A command this instance sent that sorts earlier is still on its way.
-        if !echoes.isEmpty, echoes.values.contains(where: { $0.key < chosenKey }) { return nil }
         // A task of another instance may still send something earlier.
         if let bound = otherTasksBound, bound < chosenKey {
             heldByOtherTasksSince = heldSince ?? now
             return nil
         }
+        // A command this instance sent that sorts earlier is still on its way.
+        if !echoes.isEmpty, echoes.values.contains(where: { $0.key < chosenKey }) { return nil }
         var waiting = false
         if !awaitedProducers.isEmpty {
             // A producer that has not promised past the record's time may still send something earlier.

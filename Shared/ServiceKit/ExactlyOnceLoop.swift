@@ -46,6 +46,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     private var committedFrontiers: [Int32: TaskFrontier] = [:]
     /// The promises of the tasks other instances own, as last read with their frontiers.
     private var otherInstancesPromises: [TaskPromise] = []
+    private var lastFrontierRepair: Int64 = 0
     private var lastMarkCheck: Int64 = 0
     /// Rebuilding the store from history (the platform's replay command): the records to apply, and how far
     /// the rebuild has come.
@@ -154,7 +155,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             try applyBroadcastRecords(timeoutMilliseconds: 0)
             // Held by another instance's tasks: their owner commits their next frontier any moment.
             let heldByOthers = merger.heldByOtherTasks(now: 0) != nil
-            pollInto(maxRecords: configuration.maxBatchRecords, timeoutMilliseconds: heldByOthers ? 1 : 20)
+            pollInto(maxRecords: configuration.maxBatchRecords, timeoutMilliseconds: heldByOthers ? 2 : 20)
             if let startupError { throw startupError }
             try relay.poll()
             refreshEnds()
@@ -175,7 +176,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 let promised = try !processor.progressTopics.isEmpty && !marksToPublish(applier.currentClocks()).isEmpty
                 let readPast = merger.committableOffsets.contains { committedOffsets[$0.key] != $0.value }
                 if promised || readPast { try applyBatch(startingWith: nil, wallClock: nil) }
-            } else if try !frontiersToCommit(applier.currentClocks()).isEmpty {
+            } else if merger.otherTasksBound != nil, try !frontiersToCommit(applier.currentClocks()).isEmpty {
                 // Other instances wait for this one's frontiers (records fetched, say).
                 try applyBatch(startingWith: nil, wallClock: nil)
             }
@@ -386,8 +387,13 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         merger.otherTasksBound = bound
         otherInstancesPromises = promises
         // A row another writer changed (an owner of the task before a rebalance, late) is
-        // committed again.
-        for (task, frontier) in committedFrontiers where stored[task] != frontier { committedFrontiers[task] = nil }
+        // committed again, at most every 100 ms: two instances that both believe they own a
+        // task until the group settles it would otherwise take turns rewriting it.
+        let now = monotonicMilliseconds()
+        if now - lastFrontierRepair >= 100, committedFrontiers.contains(where: { stored[$0.key] != $0.value }) {
+            lastFrontierRepair = now
+            committedFrontiers = committedFrontiers.filter { stored[$0.key] == $0.value }
+        }
     }
 
     /// The frontiers of this instance's tasks that differ from those last committed, while it
@@ -484,14 +490,14 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         guard let address = configuration.httpAddress else { return }
         let processor = UncheckedSendable(applier.processor)
         let (service, servers, settings) = (configuration.service, configuration.bootstrapServers, configuration.kafkaSettings)
-        let instances = applier.processor.platform.instances
+        let platform = applier.processor.platform
         let endpoints = ServiceEndpoints(
             status: status, databasePath: configuration.databasePath, token: configuration.httpToken,
             tokenVariable: configuration.platform.variable("HTTP_TOKEN"),
             memberView: { member, database, asOf in try processor.value.memberView(member, in: database, asOf: asOf) },
             memberResource: { member, resource, database in try processor.value.memberResource(member, resource, in: database) },
             owner: { task in
-                try? InstanceDirectory.owner(of: task, service: service, topic: instances, bootstrapServers: servers, kafkaSettings: settings)
+                try? InstanceDirectory.owner(of: task, service: service, platform: platform, bootstrapServers: servers, kafkaSettings: settings)
             })
         let server = try HTTPServer(address: address, variable: configuration.platform.variable("HTTP_ADDRESS")) { endpoints.handle($0) }
         advertisedAddress = configuration.httpAdvertisedAddress ?? server.boundAddress

@@ -18,10 +18,13 @@ public enum InstanceDirectory {
     /// The HTTP address of the instance of `service` that last announced `task`, read from the
     /// topic's beginning (a few records); nil when none did.
     public static func owner(
-        of task: Int32, service: String, topic: String, bootstrapServers: String, kafkaSettings: [String: String]
+        of task: Int32, service: String, platform: Platform, bootstrapServers: String, kafkaSettings: [String: String]
     ) throws -> String? {
+        // A group of the platform's, so that its ACLs on groups cover it.
+        let group = "\(platform.groupID(of: "directory"))-\(UUID().uuidString)"
+        let topic = platform.instances
         let consumer = try KafkaConsumer(
-            ConsumerConfiguration(bootstrapServers: bootstrapServers, groupID: "\(topic)-reader-\(UUID().uuidString)", extra: kafkaSettings),
+            ConsumerConfiguration(bootstrapServers: bootstrapServers, groupID: group, extra: kafkaSettings),
             listener: StartingOffsets())
         defer { consumer.close() }
         try consumer.subscribe([topic])

@@ -128,18 +128,20 @@ public enum RuntimeSchema {
             -- owner's last commit (TaskFrontier): instances sharing the store hold their merge at
             -- the lowest frontier of the tasks they do not own, so that a command one of those
             -- tasks sends is applied at its event time. NULL time: not known (holds everyone).
-            -- `promise` is what the task can promise by itself, for the others' progress marks
-            -- (NULL: nothing; `promise_idle` 1: it has read everything).
             CREATE TABLE task_frontier(
                 task INTEGER PRIMARY KEY,
                 time INTEGER,
                 rank INTEGER NOT NULL,
-                event_id TEXT NOT NULL,
-                promise INTEGER,
-                promise_idle INTEGER NOT NULL
+                event_id TEXT NOT NULL
             );
             -- The earliest command on its way, read with the frontiers.
             CREATE INDEX echoes_by_key ON echoes(time, rank, event_id);
+            """),
+        Migration(version: 9, name: "promises of tasks", sql: """
+            -- What the task can promise by itself, for the other instances' progress marks
+            -- (NULL: nothing yet; `promise_idle` 1: it has read everything).
+            ALTER TABLE task_frontier ADD COLUMN promise INTEGER;
+            ALTER TABLE task_frontier ADD COLUMN promise_idle INTEGER NOT NULL DEFAULT 0;
             """),
     ]
 }

@@ -26,7 +26,7 @@ public final class ServiceEndpoints: @unchecked Sendable {
     /// `memberView` runs on the server's thread with a connection of its own: it must read
     /// nothing but that database.
     public init(
-        status: ServiceStatus, databasePath: String, token: String?, tokenVariable: String = "HTTP_TOKEN",
+        status: ServiceStatus, databasePath: String, token: String?, tokenVariable: String,
         memberView: @escaping (String, Database, EventTime?) throws -> JSONValue?,
         memberResource: @escaping (String, String, Database) throws -> MemberResource = { _, resource, _ in .notFound("no resource \(resource)") },
         owner: @escaping @Sendable (Int32) -> String? = { _ in nil }

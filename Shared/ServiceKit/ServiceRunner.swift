@@ -81,7 +81,7 @@ public enum ServiceRunner {
         let loop = try ExactlyOnceLoop(configuration: configuration, processor: processor, logger: logger, stop: stop, replay: plan)
         try loop.run()
         if stop.isRequested { return 1 }
-        guard try ReplayPlan.read(store: live) == plan else {
+        guard try ReplayPlan.read(store: live, variable: configuration.platform.variable("REPLAY_OF")) == plan else {
             ReplayOutput.say("the store in use moved on while the rebuild ran (its service is applying records): "
                 + "stop the service, or run the replay again when it is idle")
             return replayMoved

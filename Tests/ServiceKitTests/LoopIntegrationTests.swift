@@ -85,6 +85,7 @@ final class TopicReader: RebalanceListener {
     func environment(_ broker: EmbeddedBroker, database: String) -> [String: String] {
         [
             "ACME_BOOTSTRAP_SERVERS": broker.bootstrapServers, "ACME_DATABASE": database,
+            "ACME_DATA_DIR": (database as NSString).deletingLastPathComponent,
             "ACME_GROUP_ID": "counting", "ACME_TASK_IDLE_MS": "200", "ACME_SESSION_TIMEOUT_MS": "3000",
             "ACME_LOG_LEVEL": "warning", "ACME_BATCH_RECORDS": "200",
         ]
