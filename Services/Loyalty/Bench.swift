@@ -23,27 +23,28 @@ enum Bench {
         var window = 20_000
         /// `loyalty simulate` over a year of this many members.
         var simulationMembers = 2_000
-        /// Only the simulation section (`--only simulate`).
-        var onlySimulation = false
         /// The scaling section: order events and members of each of its runs.
         var scalingEvents = 40_000
         var scalingMembers = 10_000
-        /// Only the scaling section (`--only scaling`).
-        var onlyScaling = false
+        /// One section alone (`--only`), for profiling or a quicker figure; nil runs them all.
+        var only: Section?
+
+        enum Section: String, CaseIterable {
+            case points, platform, simulate, scaling
+        }
 
         init(arguments: [String]) throws {
             var iterator = arguments.makeIterator()
             while let flag = iterator.next() {
                 if flag == "--only" {
-                    switch iterator.next() {
-                    case "simulate": onlySimulation = true
-                    case "scaling": onlyScaling = true
-                    default: throw CLIError("--only: simulate or scaling")
+                    guard let section = iterator.next().flatMap(Section.init(rawValue:)) else {
+                        throw CLIError("--only: " + Section.allCases.map(\.rawValue).joined(separator: ", "))
                     }
+                    only = section
                     continue
                 }
                 guard let text = iterator.next(), let value = Int(text), value > 0 else {
-                    throw CLIError("usage: loyalty bench [--events N] [--members N] [--rate N] [--latency-seconds N] [--platform-orders N] [--platform-members N] [--simulate-members N] [--scaling-events N] [--scaling-members N] [--only simulate|scaling]")
+                    throw CLIError("usage: loyalty bench [--events N] [--members N] [--rate N] [--latency-seconds N] [--platform-orders N] [--platform-members N] [--simulate-members N] [--scaling-events N] [--scaling-members N] [--only points|platform|simulate|scaling]")
                 }
                 switch flag {
                 case "--events": events = value
@@ -86,14 +87,28 @@ enum Bench {
         defer { try? FileManager.default.removeItem(at: directory) }
         let started = Date()
         say("loyalty bench: \(options.events) order events, \(options.members) members, \(ProcessInfo.processInfo.activeProcessorCount) cores")
-        if options.onlySimulation {
-            let simulation = try simulation(members: options.simulationMembers)
-            say(simulationLine(simulation))
+        switch options.only {
+        case .points?:
+            let pipeline = try pointsPipeline(options, directory: directory)
+            say(String(format: "  points pipeline %.0f events/s, latency at %d events/s p50 %.1f / p99 %.1f / max %.1f ms, peak RSS %.1f MiB, %.0f bytes a member",
+                       pipeline.throughput, options.rate, pipeline.p50, pipeline.p99, pipeline.max, pipeline.peakRSSMiB, pipeline.bytesPerMember))
             return
-        }
-        if options.onlyScaling {
+        case .platform?:
+            let platform = try platformPipeline(
+                orders: options.platformOrders, members: options.platformMembers, window: options.window / 4, directory: directory)
+            say(String(format: "  four services %.0f orders/s", platform.throughput))
+            for service in ["points", "tiers", "campaigns", "notifications"] {
+                say("    \(service): " + String(format: "peak RSS %.1f MiB, %.0f bytes a member", platform.peakRSSMiB[service] ?? 0, platform.bytesPerMember[service] ?? 0))
+            }
+            return
+        case .simulate?:
+            say(simulationLine(try simulation(members: options.simulationMembers)))
+            return
+        case .scaling?:
             for line in scalingLines(try scaling(options, directory: directory)) { say(line) }
             return
+        case nil:
+            break
         }
 
         let kafka = try kafkaCeiling(options)
@@ -337,10 +352,10 @@ enum Bench {
         let data = directory.appendingPathComponent("points")
         for index in 0..<instances {
             try children.start(
-                // The points service alone: it waits for no producer here.
+                // The points service alone, as configured by default: it waits for no producer
+                // here, and passes over a shop partition read to its end at once (no grace).
                 "points", environment: [
-                    "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": data.path, "LOYALTY_TASK_IDLE_MS": "50",
-                    "LOYALTY_WAIT_FOR": "none",
+                    "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": data.path, "LOYALTY_WAIT_FOR": "none",
                 ],
                 log: directory.appendingPathComponent("points-\(index).log"))
         }

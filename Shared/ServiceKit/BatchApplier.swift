@@ -289,20 +289,6 @@ public final class BatchApplier<Processor: StreamProcessor> {
         return result
     }
 
-    /// Forgets cached state of tasks another instance may now change.
-    /// Timers per task: how many are set, and how many are due (at or before the task's stream
-    /// time, or `now` in wall-clock mode) and not fired yet. For metrics, outside transactions.
-    public func timerCounts(now: EventTime) throws -> [Int32: (pending: Int64, due: Int64)] {
-        let rows = timerMode == .wallClock
-            ? try database.prepare("SELECT task, COUNT(*), SUM(due <= ?) FROM timers GROUP BY task")
-                .query(.integer(now.millis)) { ($0.int64(0), $0.int64(1), $0.int64(2)) }
-            : try database.prepare(
-                "SELECT t.task, COUNT(*), SUM(c.stream_time IS NOT NULL AND t.due <= c.stream_time) FROM timers t "
-                    + "LEFT JOIN task_clock c ON c.task = t.task GROUP BY t.task"
-            ).query { ($0.int64(0), $0.int64(1), $0.int64(2)) }
-        return Dictionary(uniqueKeysWithValues: rows.map { (Int32($0.0), (pending: $0.1, due: $0.2)) })
-    }
-
     /// The task clocks as committed, read from the store where not cached (outside transactions).
     public func currentClocks() -> TaskClocks {
         TaskClocks(
@@ -321,6 +307,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
         streamTimes[task].flatMap { $0 == .min ? nil : $0 }
     }
 
+    /// Forgets cached state of tasks another instance may now change.
     public func forget(tasks: [Int32]) {
         for task in tasks {
             streamTimes[task] = nil

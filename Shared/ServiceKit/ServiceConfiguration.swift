@@ -56,7 +56,8 @@ public struct ServiceConfiguration: Sendable {
     /// `group.min.session.timeout.ms` (6000 by default); shorter ones churn the group.
     public var sessionTimeoutMilliseconds: Int
     /// `WAL_LIMIT_MB`, default 64: past this size the loop checkpoints the write-ahead
-    /// log itself and truncates it (0: never; the background checkpointer alone).
+    /// log itself, so that it starts over, and the file is cut back to this size (0: never;
+    /// the background checkpointer alone).
     public var walLimitBytes: Int64
     /// `INBOX_HORIZON_DAYS`, default 90: inbox rows older than this (in event time,
     /// behind the task's stream time) are pruned, and an event older than this is dead-lettered

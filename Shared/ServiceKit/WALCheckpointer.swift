@@ -6,6 +6,12 @@ import Synchronization
 /// loop's connection never stops mid-commit for a checkpoint and its `fsync` (SQLite's
 /// automatic checkpoints run inside the committing writer). A PASSIVE checkpoint never blocks
 /// the writer; it copies what it can and tries again on the next turn.
+///
+/// Under a steady stream of commits a passive checkpoint never finds the log all copied, so
+/// SQLite never starts it over and it grows until the writer checkpoints it between its own
+/// commits (see the loop's WAL limit). What that checkpoint still has to copy stops the writer,
+/// so past `hurryAboveBytes` the turns follow each other without the interval: the writer's
+/// checkpoint then finds almost everything copied already.
 public final class WALCheckpointer: Sendable {
     /// Flags shared with the checkpointing thread.
     private final class Flags: Sendable {
@@ -15,15 +21,22 @@ public final class WALCheckpointer: Sendable {
 
     private let flags = Flags()
 
-    /// Starts checkpointing the database at `path` every `intervalMilliseconds`.
-    public init(path: String, intervalMilliseconds: Int, logger: Logger) throws {
+    /// Starts checkpointing the database at `path` every `intervalMilliseconds`, and turn after
+    /// turn while its write-ahead log is larger than `hurryAboveBytes` (nil: never).
+    public init(path: String, intervalMilliseconds: Int, hurryAboveBytes: Int64? = nil, logger: Logger) throws {
         let database = try Database(DatabaseConfiguration(path: path))
         let connection = UncheckedConnection(database: database)
         let thread = Thread { [flags] in
+            var hurried = false
             while !flags.stopped.load(ordering: .relaxed) {
-                usleep(useconds_t(intervalMilliseconds * 1000))
+                // A short pause even in a hurry, so that the writer gets the log's lock between turns.
+                usleep(useconds_t(hurried ? 1_000 : intervalMilliseconds * 1000))
                 do {
                     try connection.database.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    if let hurryAboveBytes {
+                        var info = stat()
+                        hurried = stat(path + "-wal", &info) == 0 && Int64(info.st_size) > hurryAboveBytes
+                    }
                 } catch {
                     logger.warning("WAL checkpoint failed; retrying", ["error": "\(error)"])
                 }
