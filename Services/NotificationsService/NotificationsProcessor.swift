@@ -341,7 +341,7 @@ extension OutboundMessage {
         // so that no topic keeps a copy past the member's closure.
         w.key("locale"); w.string(locale)
         w.key("text"); w.string(text)
-        w.key("sendAt"); w.string(sendAt.rfc3339)
+        w.key("sendAt"); w.time(sendAt)
         w.key("templateVersion"); w.string(templateVersion)
         w.key("idempotencyKey"); w.string(idempotencyKey)
         w.key("causes"); w.beginArray()

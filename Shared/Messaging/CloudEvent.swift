@@ -85,8 +85,11 @@ extension CloudEvent {
             subject = text
         }
         if let raw = object["datacontenttype"], !raw.isNull {
-            // A media type, possibly with parameters: `application/json; charset=utf-8`.
-            let mediaType = raw.stringValue?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased()
+            // A media type, possibly with parameters: `application/json; charset=utf-8`. The
+            // usual form is compared first: Foundation's trimming cost 1.4 % of the points loop.
+            let text = raw.stringValue
+            let mediaType = text == "application/json"
+                ? text : text?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased()
             guard mediaType == "application/json" else {
                 throw CloudEventError(code: .badData, detail: "datacontenttype must be application/json")
             }
@@ -117,7 +120,7 @@ extension CloudEvent {
         writer.key("id"); writer.string(id)
         writer.key("source"); writer.string(source)
         writer.key("type"); writer.string(type)
-        writer.key("time"); writer.string(time.rfc3339)
+        writer.key("time"); writer.time(time)
         if let subject {
             writer.key("subject"); writer.string(subject)
         }

@@ -385,4 +385,21 @@ private func parseError(bytes: [UInt8]) -> JSONError? {
         #expect(fieldError { o throws(JSONFieldError) in _ = try o.object("id") }?.problem == "expected an object")
         #expect(fieldError { o throws(JSONFieldError) in _ = try o.optionalArray("id") }?.problem == "expected an array")
     }
+
+    @Test func writesATimeAsItsRFC3339String() {
+        let times = [
+            EventTime(millis: 0), EventTime(millis: 1_767_196_800_123), EventTime(millis: -1),
+            EventTime(millis: .min), EventTime(millis: .max),  // written as the nearest end of years 1–9999
+        ]
+        for time in times {
+            var direct = JSONWriter()
+            direct.beginArray(); direct.time(time); direct.int(1); direct.endArray()
+            var viaString = JSONWriter()
+            viaString.beginArray(); viaString.string(time.rfc3339); viaString.int(1); viaString.endArray()
+            #expect(direct.bytes == viaString.bytes, "\(time.millis)")
+        }
+        var writer = JSONWriter()
+        writer.time(EventTime(millis: 1_767_196_800_123))
+        #expect(String(decoding: writer.bytes, as: UTF8.self) == "\"2025-12-31T16:00:00.123Z\"")
+    }
 }

@@ -83,6 +83,16 @@ public struct JSONWriter: Sendable {
         needsComma = true
     }
 
+    /// Writes a time as its RFC 3339 string (``EventTime/rfc3339``), the same bytes as
+    /// `string(time.rfc3339)` without making the string or scanning it for escapes.
+    public mutating func time(_ time: EventTime) {
+        separate()
+        bytes.append(UInt8(ascii: "\""))
+        time.appendRFC3339(to: &bytes)
+        bytes.append(UInt8(ascii: "\""))
+        needsComma = true
+    }
+
     /// Writes an integer value.
     public mutating func int(_ value: Int64) {
         separate()

@@ -43,13 +43,20 @@ public struct EventTime: Sendable, Hashable, Comparable, CustomStringConvertible
     /// The instant in UTC with milliseconds, e.g. `2026-03-15T02:00:00.000Z`. Instants outside
     /// years 0001–9999 are written as the nearest end of that range.
     public var rfc3339: String {
+        var text: [UInt8] = []
+        text.reserveCapacity(24)
+        appendRFC3339(to: &text)
+        return String(decoding: text, as: UTF8.self)
+    }
+
+    /// Appends ``rfc3339``'s bytes to `text`, without making a string (writers of JSON call it
+    /// for every time they write).
+    public func appendRFC3339(to text: inout [UInt8]) {
         let millis = min(max(self.millis, Self.earliestWritable), Self.latestWritable)
         let dayNumber = CivilCalendar.floorDivide(millis, Self.dayMillis)
         let millisOfDay = UInt64(millis - dayNumber * Self.dayMillis)
         let civil = CivilCalendar.civil(fromDayNumber: dayNumber)
 
-        var text: [UInt8] = []
-        text.reserveCapacity(24)
         CivilCalendar.appendDate(year: civil.year, month: Int(civil.month), day: Int(civil.day), to: &text)
         text.append(UInt8(ascii: "T"))
         CivilCalendar.appendPadded(millisOfDay / 3_600_000, width: 2, to: &text)
@@ -60,7 +67,6 @@ public struct EventTime: Sendable, Hashable, Comparable, CustomStringConvertible
         text.append(UInt8(ascii: "."))
         CivilCalendar.appendPadded(millisOfDay % 1_000, width: 3, to: &text)
         text.append(UInt8(ascii: "Z"))
-        return String(decoding: text, as: UTF8.self)
     }
 
     /// ``rfc3339``.

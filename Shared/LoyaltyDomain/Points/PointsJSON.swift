@@ -42,7 +42,7 @@ extension LedgerEntry {
             writer.beginObject()
             writer.key("lotId"); writer.string(change.lotID)
             writer.key("delta"); writer.int(change.delta)
-            if let expiresAt = change.expiresAt { writer.key("expiresAt"); writer.string(expiresAt.rfc3339) }
+            if let expiresAt = change.expiresAt { writer.key("expiresAt"); writer.time(expiresAt) }
             writer.endObject()
         }
         writer.endArray()
@@ -93,7 +93,7 @@ extension PointsAccount {
         w.key("debt"); w.int(balance.debt)
         if let next = nextExpiry {
             w.key("nextExpiry"); w.beginObject()
-            w.key("at"); w.string(next.at.rfc3339)
+            w.key("at"); w.time(next.at)
             w.key("points"); w.int(next.points)
             w.endObject()
         }

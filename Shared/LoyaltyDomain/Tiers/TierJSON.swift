@@ -76,7 +76,7 @@ extension TierRules {
         w.key("memberId"); w.string(member.member)
         w.key("tier"); w.string(level.id)
         w.key("tierName"); w.string(level.name)
-        w.key("since"); w.string(member.levelSince.rfc3339)
+        w.key("since"); w.time(member.levelSince)
         w.key("multiplier"); w.raw(String(level.multiplierTenths / 10) + "." + String(level.multiplierTenths % 10))
         w.key("qualifyingSpendMinor"); w.int(spend)
         if member.level + 1 < policy.levels.count {
