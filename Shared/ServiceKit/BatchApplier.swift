@@ -41,6 +41,20 @@ public struct BatchOutcome: Sendable {
     public var echoes: [(key: MergeKey, partition: TopicPartition)] = []
     /// Whether the batch erased personal data (``Batch/noteErasure()``).
     public var erasedPersonalData = false
+
+    /// Adds what a following batch did.
+    mutating func absorb(_ next: BatchOutcome) {
+        applied += next.applied
+        duplicates += next.duplicates
+        deadLettered += next.deadLettered
+        skippedBehindOffset += next.skippedBehindOffset
+        late += next.late
+        timersFired += next.timersFired
+        outbox += next.outbox
+        deadLettersByReason.merge(next.deadLettersByReason, uniquingKeysWith: +)
+        echoes += next.echoes
+        erasedPersonalData = erasedPersonalData || next.erasedPersonalData
+    }
 }
 
 /// A batch's view of its tasks' clocks, inside its transaction.
@@ -58,6 +72,15 @@ public final class BatchApplier<Processor: StreamProcessor> {
     public let database: Database
     public let processor: Processor
     public let timerMode: TimerMode
+
+    /// At most this many timers fire in one batch (nil: no bound). When a record's task has
+    /// more timers due before it than the batch has room for, the record waits for the next
+    /// batch (``carriedRecord``): a day on which every member's timer comes due is spread over
+    /// batches rather than made one transaction, and one outbox in memory, of it all.
+    public var timerBudget: Int?
+    /// A record taken from the merge that waits for its task's timers (see ``timerBudget``):
+    /// the next batch starts with it, and pulls nothing else until it is applied.
+    public private(set) var carriedRecord: PolledRecord<Processor.Body>?
 
     /// Stream time per task, as committed.
     private var streamTimes: [Int32: Int64] = [:]
@@ -313,6 +336,8 @@ public final class BatchApplier<Processor: StreamProcessor> {
             streamTimes[task] = nil
             earliestTimer[task] = nil
         }
+        // Its offset was not stored past: whoever owns the task next reads it again.
+        if let carried = carriedRecord, tasks.contains(carried.record.partition) { carriedRecord = nil }
     }
 
     /// Applies `records` (already in the order to apply them), fires due timers, deletes the
@@ -324,9 +349,15 @@ public final class BatchApplier<Processor: StreamProcessor> {
         deliveredOutbox: [UInt64] = [], wallClock: EventTime? = nil, tasks: [Int32] = []
     ) throws -> BatchOutcome {
         var iterator = records.makeIterator()
-        return try apply(
+        var outcome = try apply(
             nextRecord: { _ in iterator.next() }, committableOffsets: { committableOffsets },
             deliveredOutbox: deliveredOutbox, wallClock: wallClock, tasks: tasks)
+        // A record waiting for its timers (``timerBudget``): batches follow until all are applied.
+        while carriedRecord != nil {
+            outcome.absorb(try apply(
+                nextRecord: { _ in iterator.next() }, committableOffsets: { committableOffsets }, wallClock: wallClock, tasks: tasks))
+        }
+        return outcome
     }
 
     /// The same, pulling records one at a time: before each pull, `nextRecord` is told of the
@@ -341,18 +372,21 @@ public final class BatchApplier<Processor: StreamProcessor> {
         deliveredOutbox: [UInt64] = [], wallClock: EventTime? = nil, tasks: [Int32] = [],
         beforeCommit: ((Batch, TaskClocks) throws -> Void)? = nil
     ) throws -> BatchOutcome {
-        var progress = BatchProgress()
+        var progress = BatchProgress(timersLeft: timerBudget ?? .max)
         var strikeCleared = false
+        let carriedIn = carriedRecord
         do {
             try database.transaction {
                 let batch = try makeBatch()
                 try deleteDelivered(deliveredOutbox)
+                if let carriedIn { try take(carriedIn, in: batch, &progress) }
                 var echoesSeen = 0
-                while let polled = nextRecord(batch.echoes[echoesSeen...]) {
+                while progress.carried == nil, let polled = nextRecord(batch.echoes[echoesSeen...]) {
                     echoesSeen = batch.echoes.count
                     try take(polled, in: batch, &progress)
                 }
                 if let committable = committableOffsets() { try settle(on: committable, &progress) }
+                if let carried = progress.carried { try holdOffset(at: carried.record, &progress) }
                 try fireTimersLeftDue(in: batch, wallClock: wallClock, tasks: tasks, &progress)
                 try processor.finish(batch)
                 strikeCleared = try store(progress)
@@ -378,6 +412,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
             }
         } catch {
             // The transaction rolled back: cached views of it are void.
+            carriedRecord = carriedIn
             streamTimes.removeAll()
             earliestTimer.removeAll()
             prunedAt.removeAll()
@@ -386,12 +421,17 @@ public final class BatchApplier<Processor: StreamProcessor> {
         }
         for (task, time) in progress.pendingStreamTimes { streamTimes[task] = time }
         if strikeCleared { strikeAgainst = nil }
+        carriedRecord = progress.carried
         return progress.outcome
     }
 
     /// What a batch's transaction has done so far.
     private struct BatchProgress {
         var outcome = BatchOutcome()
+        /// Timers the batch may still fire (``timerBudget``).
+        var timersLeft: Int
+        /// The record that waits for the next batch, its task's timers not all fired.
+        var carried: PolledRecord<Processor.Body>?
         /// Stream time per task as this batch moved it.
         var pendingStreamTimes: [Int32: Int64] = [:]
         var appliedPerTask: [Int32: Int64] = [:]
@@ -457,8 +497,9 @@ public final class BatchApplier<Processor: StreamProcessor> {
         case .passOver:
             break
         case .advanceClock(let time):
-            if timerMode == .streamTime {
-                progress.outcome.timersFired += try fireTimers(task: task, upTo: max(streamTime, time.millis), batch: batch)
+            if timerMode == .streamTime, try !fireTimers(task: task, upTo: max(streamTime, time.millis), batch: batch, &progress) {
+                progress.carried = polled
+                return
             }
             progress.pendingStreamTimes[task] = max(streamTime, time.millis)
         case .refuse(let rejection, let echo):
@@ -466,9 +507,12 @@ public final class BatchApplier<Processor: StreamProcessor> {
             try batch.deadLetter(record, reason: rejection)
             progress.outcome.deadLettered += 1
         case .apply(let input):
+            guard try applyOnce(input, from: record, task: task, streamTime: streamTime, in: batch, &progress) else {
+                progress.carried = polled
+                return
+            }
             // Commands a service sends itself go to its sorted (command) topics.
             if isSorted { try forgetEcho(input.eventID) }
-            try applyOnce(input, from: record, task: task, streamTime: streamTime, in: batch, &progress)
         }
         progress.nextOffsets[partition] = max(progress.nextOffsets[partition] ?? 0, record.offset + 1)
         if isSorted {
@@ -513,10 +557,13 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// The inbox first: a re-sent record counts as a duplicate and a conflicting one is
     /// dead-lettered, neither moving timers; a new one fires the timers due before it, is
     /// noted in the inbox and handed to the processor.
+    /// Applies a record unless its event id is in the inbox, after the task's timers due
+    /// before it. Returns false, having applied nothing of it, when the batch has no room for
+    /// those timers (``timerBudget``).
     private func applyOnce(
         _ input: Decoded<Processor.Body>, from record: ConsumedRecord, task: Int32, streamTime: Int64, in batch: Batch,
         _ progress: inout BatchProgress
-    ) throws {
+    ) throws -> Bool {
         if let known = try database.prepare("SELECT payload_hash FROM inbox WHERE event_id = ?").queryOne(.text(input.eventID), row: { $0.int64(0) }) {
             if known == input.payloadHash {
                 progress.outcome.duplicates += 1
@@ -525,10 +572,11 @@ public final class BatchApplier<Processor: StreamProcessor> {
                     code: .conflictingDuplicate, detail: "event id \(input.eventID) was applied before with a different payload"))
                 progress.outcome.deadLettered += 1
             }
-            return
+            return true
         }
-        if timerMode == .streamTime && input.movesStreamTime {
-            progress.outcome.timersFired += try fireTimers(task: task, upTo: max(streamTime, input.time.millis), batch: batch)
+        if timerMode == .streamTime && input.movesStreamTime,
+           try !fireTimers(task: task, upTo: max(streamTime, input.time.millis), batch: batch, &progress) {
+            return false
         }
         // Dated by the stream time it was applied at (for pruning), never earlier.
         try database.prepare("INSERT INTO inbox(event_id, payload_hash, task, event_time) VALUES(?, ?, ?, ?)").run(
@@ -542,6 +590,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
         progress.appliedPerTask[task, default: 0] += 1
         if input.movesStreamTime && input.time.millis < streamTime { progress.outcome.late += 1 }
         if input.movesStreamTime { progress.pendingStreamTimes[task] = max(streamTime, input.time.millis) }
+        return true
     }
 
     /// Step 3: the offsets the merge says are safe to store (every record below them was
@@ -553,21 +602,31 @@ public final class BatchApplier<Processor: StreamProcessor> {
         }
     }
 
+    /// Keeps the stored offset of a carried record's partition at the record: the merge counts
+    /// it handed out, but it is not applied yet, and a restart must read it again.
+    private func holdOffset(at record: ConsumedRecord, _ progress: inout BatchProgress) throws {
+        let partition = record.topicPartition
+        guard let next = progress.nextOffsets[partition], next > record.offset else { return }
+        progress.nextOffsets[partition] = record.offset > (try storedOffset(partition, &progress) ?? -1) ? record.offset : nil
+    }
+
     /// Step 4: timers set during the batch that are already due (a late record's pending
     /// release, say) fire now rather than wait for the next record; in wall-clock mode, the
     /// timers due by the clock.
     private func fireTimersLeftDue(in batch: Batch, wallClock: EventTime?, tasks: [Int32], _ progress: inout BatchProgress) throws {
         if timerMode == .streamTime {
+            // Those the budget leaves for later fire before the task's next record.
             for (task, time) in progress.pendingStreamTimes.sorted(by: { $0.key < $1.key }) {
                 batch.task = task
                 batch.streamTime = EventTime(millis: time)
-                progress.outcome.timersFired += try fireTimers(task: task, upTo: time, batch: batch)
+                _ = try fireTimers(task: task, upTo: time, batch: batch, &progress)
             }
         } else if let wallClock {
+            // Those the budget leaves for later fire in the next batch (the loop finds them due).
             for task in tasks {
                 batch.task = task
                 batch.streamTime = EventTime(millis: max(try progress.pendingStreamTimes[task] ?? storedStreamTime(task), 0))
-                progress.outcome.timersFired += try fireTimers(task: task, upTo: wallClock.millis, batch: batch)
+                _ = try fireTimers(task: task, upTo: wallClock.millis, batch: batch, &progress)
             }
         }
     }
@@ -722,16 +781,17 @@ public final class BatchApplier<Processor: StreamProcessor> {
     }
 
     /// Fires the task's timers due at or before `limit`, in (due, rank, member, kind, ref)
-    /// order, including timers that firing sets.
-    private func fireTimers(task: Int32, upTo limit: Int64, batch: Batch) throws -> Int {
-        var fired = 0
+    /// order, including timers that firing sets, as many as the batch's budget allows.
+    /// Returns whether none due by `limit` is left.
+    private func fireTimers(task: Int32, upTo limit: Int64, batch: Batch, _ progress: inout BatchProgress) throws -> Bool {
         let select = try database.prepare(
             "SELECT due, rank, member, kind, ref, payload FROM timers WHERE task = ? AND due <= ? "
-                + "ORDER BY due, rank, member, kind, ref LIMIT 256")
+                + "ORDER BY due, rank, member, kind, ref LIMIT ?")
         let delete = try database.prepare(
             "DELETE FROM timers WHERE task = ? AND due = ? AND rank = ? AND member = ? AND kind = ? AND ref = ?")
         while min(try earliestTimerDue(task), batch.scheduled[task] ?? .max) <= limit {
-            let due = try select.query(.integer(Int64(task)), .integer(limit)) { row in
+            guard progress.timersLeft > 0 else { return false }
+            let due = try select.query(.integer(Int64(task)), .integer(limit), .integer(Int64(min(256, progress.timersLeft)))) { row in
                 DueTimer(
                     task: task, due: EventTime(millis: row.int64(0)), rank: row.int(1), member: row.string(2),
                     kind: row.string(3), ref: row.string(4), payload: row.blob(5))
@@ -744,10 +804,11 @@ public final class BatchApplier<Processor: StreamProcessor> {
                     .integer(Int64(task)), .integer(timer.due.millis), .integer(Int64(timer.rank)),
                     .text(timer.member), .text(timer.kind), .text(timer.ref))
                 try processor.fire(timer, in: batch)
-                fired += 1
+                progress.outcome.timersFired += 1
+                progress.timersLeft -= 1
             }
         }
-        return fired
+        return true
     }
 }
 

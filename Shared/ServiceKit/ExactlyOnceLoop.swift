@@ -79,6 +79,8 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             database: database, processor: processor, timerMode: configuration.timerMode,
             inboxHorizon: configuration.inboxHorizonDays > 0 ? Int64(configuration.inboxHorizonDays) * 86_400_000 : nil)
         applier.futureMargin = configuration.futureMarginMilliseconds
+        // A batch's timers stay about as many as its records: its outbox stays as small.
+        applier.timerBudget = max(2 * configuration.maxBatchRecords, 1_000)
         applier.commandKeys = try configuration.commandKeys()
         status.update { [count = applier.partitionCount] in $0.partitionCount = count }
         // A record this service failed on at the last start (trap, fault or error) counts a
@@ -170,17 +172,18 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             try relay.poll()
             refreshEnds()
             try refreshOtherTasksBound()
-            // Broadcast records the broker has and this instance has not read hold the tasks.
-            let first = broadcast?.isBehind == true ? nil : merger.next(now: monotonicMilliseconds())
+            // Broadcast records the broker has and this instance has not read hold the tasks; a
+            // record carried over from the last batch goes before anything else.
+            let first = broadcast?.isBehind == true || applier.carriedRecord != nil ? nil : merger.next(now: monotonicMilliseconds())
             var wallClock: EventTime?
             if configuration.timerMode == .wallClock {
                 let now = EventTime(millis: Int64(Date().timeIntervalSince1970 * 1000))
                 if try applier.hasTimersDue(tasks: merger.assignedTasks, by: now) { wallClock = now }
             }
             moreToApply = false
-            if first != nil || !relay.rowsToDelete.isEmpty || wallClock != nil {
+            if first != nil || applier.carriedRecord != nil || !relay.rowsToDelete.isEmpty || wallClock != nil {
                 let applied = try applyBatch(startingWith: first?.item, wallClock: wallClock)
-                moreToApply = applied >= configuration.maxBatchRecords && merger.bufferedCount > 0
+                moreToApply = applier.carriedRecord != nil || (applied >= configuration.maxBatchRecords && merger.bufferedCount > 0)
             } else if monotonicMilliseconds() - lastMarkCheck >= 50 {
                 // Nothing to apply, but the promise may have grown (a partition read to its end),
                 // or records read past (progress marks) may have moved the offsets to store.

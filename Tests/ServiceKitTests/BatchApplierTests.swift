@@ -224,6 +224,61 @@ import Testing
         #expect(try applier.database.count("SELECT COUNT(*) FROM timers") == 0)
     }
 
+    /// A day on which every member's timer comes due is spread over batches: a batch fires no
+    /// more timers than its budget, and the record they come before waits, its offset held,
+    /// until they have all fired. What comes out is what one unbounded batch gives.
+    @Test func aBatchFiresNoMoreTimersThanItsBudgetAndTheRecordBehindThemWaits() throws {
+        let reminders = (1...5).map { index in
+            countEvent("r\(index)", member: "m\(index)", n: Int64(index) * 100, time: 1000, type: "count.remind")
+        }
+        let passing = countEvent("e", member: "m", n: 1, time: 2000)
+        func storedOffset(_ applier: BatchApplier<CountingProcessor>) throws -> Int64? {
+            try applier.database.prepare("SELECT next_offset FROM offsets WHERE topic = 'in.a' AND partition = 0").queryOne { $0.int64(0) }
+        }
+
+        let unboundedDirectory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: unboundedDirectory) }
+        let (unbounded, unboundedProcessor) = try makeApplier(unboundedDirectory)
+        _ = try unbounded.apply(reminders.enumerated().map { polled(unboundedProcessor, offset: Int64($0.offset), value: $0.element) })
+        let expected = try unbounded.apply([polled(unboundedProcessor, offset: 5, value: passing)]).outbox.map(\.value)
+        #expect(expected.count == 6)
+
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (applier, processor) = try makeApplier(directory)
+        applier.timerBudget = 2
+        _ = try applier.apply(reminders.enumerated().map { polled(processor, offset: Int64($0.offset), value: $0.element) })
+        var pending: PolledRecord<CountingProcessor.Body>? = polled(processor, offset: 5, value: passing)
+        var outbox: [[UInt8]?] = []
+        var fired: [Int] = []
+        // The merge handed the record out: it counts offset 6 as committable.
+        for _ in 0..<3 {
+            let outcome = try applier.apply(
+                nextRecord: { _ in defer { pending = nil }; return pending },
+                committableOffsets: { [TopicPartition(topic: "in.a", partition: 0): 6] })
+            outbox += outcome.outbox.map(\.value)
+            fired.append(outcome.timersFired)
+            if applier.carriedRecord != nil {
+                #expect(outcome.applied == 0)
+                #expect(try storedOffset(applier) == 5, "the waiting record's offset is not stored past")
+            }
+        }
+        #expect(fired == [2, 2, 1])
+        #expect(applier.carriedRecord == nil)
+        #expect(try storedOffset(applier) == 6)
+        #expect(outbox == expected)
+
+        // Through the array form, the batches follow one another by themselves.
+        let arrayDirectory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: arrayDirectory) }
+        let (arrayApplier, arrayProcessor) = try makeApplier(arrayDirectory)
+        arrayApplier.timerBudget = 2
+        _ = try arrayApplier.apply(reminders.enumerated().map { polled(arrayProcessor, offset: Int64($0.offset), value: $0.element) })
+        let outcome = try arrayApplier.apply([polled(arrayProcessor, offset: 5, value: passing)])
+        #expect(outcome.timersFired == 5 && outcome.applied == 1)
+        #expect(outcome.outbox.map(\.value) == expected)
+    }
+
     @Test func aConflictingDuplicateFromTheFarFutureFiresNoTimer() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
