@@ -246,6 +246,12 @@ public struct EventTimeMerger<Item> {
         }
     }
 
+    /// Whether the merge, the last time it was asked for a record, waited for a producer's
+    /// progress mark on `partition`.
+    public func waitsForProgress(on partition: TopicPartition) -> Bool {
+        laneIndex[partition].map { lanes[$0].progressHeld != nil } ?? false
+    }
+
     /// Partitions whose task waited for a producer's progress the last time the merge was asked
     /// for a record: which producer, and for how long (milliseconds). For the progress log and
     /// `/ready`: a producer that is down holds its consumers back, and this says so.

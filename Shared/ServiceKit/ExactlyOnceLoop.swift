@@ -26,7 +26,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     private var startupError: Error?
     private var everAssigned = false
     /// Records a partition may buffer before it is paused (the merge waits on its siblings).
-    private let pauseThreshold = 50_000
+    private var pauseThreshold: Int { configuration.pauseRecords }
 
     /// What `/ready` and `/metrics` report.
     public let status: ServiceStatus
@@ -631,9 +631,10 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 merger.add(
                     PolledRecord(record: record, decoded: decoded), key: key, offset: record.offset, from: partition,
                     heldUntilSent: replay != nil && isOwnCommand(record, decoded))
-                // Sorted partitions are never paused: an echo the merge waits for may be in them.
+                // Sorted partitions are never paused: an echo the merge waits for may be in them;
+                // nor one whose producer's progress mark the merge waits for (see `resumePartitions`).
                 if merger.bufferedCount(partition) >= pauseThreshold, !paused.contains(partition),
-                   !merger.sortedTopics.contains(partition.topic) {
+                   !merger.sortedTopics.contains(partition.topic), !merger.waitsForProgress(on: partition) {
                     consumer.pause([partition])
                     paused.insert(partition)
                 }
@@ -668,7 +669,10 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
 
     /// Resumes paused partitions whose buffers have drained.
     private func resumePartitions() {
-        let resumable = paused.filter { merger.bufferedCount($0) < pauseThreshold / 2 }
+        // A partition whose producer's progress mark the merge waits for is read on however
+        // much it holds: the mark comes after the records it holds back, and a paused partition
+        // would never be read to it (the merge, waiting, would never drain it either).
+        let resumable = paused.filter { merger.bufferedCount($0) < pauseThreshold / 2 || merger.waitsForProgress(on: $0) }
         if !resumable.isEmpty {
             consumer.resume(Array(resumable))
             paused.subtract(resumable)

@@ -48,6 +48,10 @@ public struct ServiceConfiguration: Sendable {
     public var taskIdleMilliseconds: Int64
     /// `BATCH_RECORDS`, default 2000: records applied in one transaction at most.
     public var maxBatchRecords: Int
+    /// `PAUSE_RECORDS`, default 50000: records one partition may hold in the merge, waiting
+    /// on its siblings, before the loop stops fetching it until it drains to half. A partition
+    /// on which the merge waits for a producer's progress mark is fetched regardless.
+    public var pauseRecords: Int = 50_000
     /// `SQLITE_SYNCHRONOUS`: `normal` (default; survives process crashes) or `full`
     /// (also survives power loss).
     public var synchronous: DatabaseConfiguration.Synchronous
@@ -204,6 +208,7 @@ public struct ServiceConfiguration: Sendable {
             timerMode: timerMode,
             taskIdleMilliseconds: Int64(try integer("TASK_IDLE_MS", default: 0, range: 0...600_000)),
             maxBatchRecords: try integer("BATCH_RECORDS", default: 2000, range: 1...1_000_000),
+            pauseRecords: try integer("PAUSE_RECORDS", default: 50_000, range: 100...10_000_000),
             synchronous: synchronous,
             sessionTimeoutMilliseconds: try integer("SESSION_TIMEOUT_MS", default: 6000, range: 3000...300_000),
             walLimitBytes: Int64(try integer("WAL_LIMIT_MB", default: 64, range: 0...65_536)) * 1_048_576,

@@ -37,6 +37,9 @@ extension EndToEnd {
             let environment = [
                 "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path,
                 "LOYALTY_SESSION_TIMEOUT_MS": "3000", "LOYALTY_LOG_LEVEL": "debug", "LOYALTY_WAIT_FOR": "points,tiers,campaigns",
+                // Partitions paused at a few hundred records: notifications, waiting for the
+                // marks of the services behind the ledger, must still read on to those marks.
+                "LOYALTY_PAUSE_RECORDS": "200",
             ]
             let services = ["points", "tiers", "campaigns", "notifications"].map {
                 ServiceProcess(name: $0, environment: environment, log: directory.appendingPathComponent("\($0).log"))
