@@ -416,8 +416,12 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         // The promises only matter to a service that publishes progress marks.
         let promises = applier.processor.progressTopics.isEmpty ? [:] : try ownPromises(clocks, echoes: echoes)
         var changed: [Int32: TaskFrontier] = [:]
+        let carried = applier.carriedRecord.map { (task: $0.record.partition, key: MergeKey(of: $0.decoded, record: $0.record)) }
         for task in merger.assignedTasks {
-            let frontier = TaskFrontier(key: merger.frontier(of: task), promise: promises[task] ?? .none)
+            // A record carried over to the next batch left the merge, not the task.
+            let key = carried.map { $0.task == task ? min($0.key, merger.frontier(of: task)) : merger.frontier(of: task) }
+                ?? merger.frontier(of: task)
+            let frontier = TaskFrontier(key: key, promise: promises[task] ?? .none)
             if committedFrontiers[task] != frontier { changed[task] = frontier }
         }
         return changed
@@ -427,6 +431,13 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// itself (not yet known to the merge).
     private func pendingWork(echoes: [(key: MergeKey, partition: TopicPartition)]) -> [Int32: PendingWork] {
         var pending = merger.pendingWork()
+        // A record carried over to the next batch left the merge, not the task.
+        if let carried = applier.carriedRecord, var work = pending[carried.record.partition] {
+            let time = MergeKey(of: carried.decoded, record: carried.record).time
+            work.earliestBuffered = min(work.earliestBuffered ?? .max, time)
+            work.isIdle = false
+            pending[carried.record.partition] = work
+        }
         for echo in echoes {
             guard var work = pending[echo.partition.partition] else { continue }
             work.earliestEcho = min(work.earliestEcho ?? .max, echo.key.time)
@@ -731,7 +742,8 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         if read != replayProgress.read || done != replayProgress.done {
             replayProgress = ReplayProgress(read: read, done: done, changedAt: now, reportedAt: replayProgress.reportedAt)
         }
-        let finished = complete && merger.bufferedCount == 0 && merger.heldCount == 0 && relay.rowsToDelete.isEmpty
+        let finished = complete && merger.bufferedCount == 0 && merger.heldCount == 0 && applier.carriedRecord == nil
+            && relay.rowsToDelete.isEmpty
         // Long enough for the grace of every empty partition, and then some.
         let stalled = !finished && complete && now - replayProgress.changedAt >= max(30_000, 3 * configuration.taskIdleMilliseconds)
         if finished || stalled || now - replayProgress.reportedAt >= 2_000 {
