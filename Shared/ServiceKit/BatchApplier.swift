@@ -81,6 +81,9 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// A record taken from the merge that waits for its task's timers (see ``timerBudget``):
     /// the next batch starts with it, and pulls nothing else until it is applied.
     public private(set) var carriedRecord: PolledRecord<Processor.Body>?
+    /// Tasks whose timers, due by their stream time, the budget left unfired: the next batch
+    /// fires them first, as an unbounded one would have at its end.
+    public private(set) var tasksWithTimersLeft: Set<Int32> = []
 
     /// Stream time per task, as committed.
     private var streamTimes: [Int32: Int64] = [:]
@@ -338,6 +341,8 @@ public final class BatchApplier<Processor: StreamProcessor> {
         }
         // Its offset was not stored past: whoever owns the task next reads it again.
         if let carried = carriedRecord, tasks.contains(carried.record.partition) { carriedRecord = nil }
+        // Whoever owns the task next fires them before its next record.
+        tasksWithTimersLeft.subtract(tasks)
     }
 
     /// Applies `records` (already in the order to apply them), fires due timers, deletes the
@@ -353,7 +358,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
             nextRecord: { _ in iterator.next() }, committableOffsets: { committableOffsets },
             deliveredOutbox: deliveredOutbox, wallClock: wallClock, tasks: tasks)
         // A record waiting for its timers (``timerBudget``): batches follow until all are applied.
-        while carriedRecord != nil {
+        while carriedRecord != nil || !tasksWithTimersLeft.isEmpty {
             outcome.absorb(try apply(
                 nextRecord: { _ in iterator.next() }, committableOffsets: { committableOffsets }, wallClock: wallClock, tasks: tasks))
         }
@@ -375,11 +380,13 @@ public final class BatchApplier<Processor: StreamProcessor> {
         var progress = BatchProgress(timersLeft: timerBudget ?? .max)
         var strikeCleared = false
         let carriedIn = carriedRecord
+        let timersLeftIn = tasksWithTimersLeft
         do {
             try database.transaction {
                 let batch = try makeBatch()
                 try deleteDelivered(deliveredOutbox)
-                if let carriedIn { try take(carriedIn, in: batch, &progress) }
+                try fireTimersLeft(timersLeftIn, in: batch, &progress)
+                if let carriedIn, progress.timersLeftOver.isEmpty { try take(carriedIn, in: batch, &progress) } else { progress.carried = carriedIn }
                 var echoesSeen = 0
                 while progress.carried == nil, let polled = nextRecord(batch.echoes[echoesSeen...]) {
                     echoesSeen = batch.echoes.count
@@ -393,6 +400,9 @@ public final class BatchApplier<Processor: StreamProcessor> {
                 for (task, due) in batch.scheduled {
                     if let known = earliestTimer[task] { earliestTimer[task] = min(known, due) }
                 }
+                // What waits for the next batch belongs to its task already (marks, frontiers).
+                carriedRecord = progress.carried
+                tasksWithTimersLeft = progress.timersLeftOver
                 if let beforeCommit {
                     let pending = progress.pendingStreamTimes
                     try beforeCommit(batch, TaskClocks(
@@ -413,6 +423,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
         } catch {
             // The transaction rolled back: cached views of it are void.
             carriedRecord = carriedIn
+            tasksWithTimersLeft = timersLeftIn
             streamTimes.removeAll()
             earliestTimer.removeAll()
             prunedAt.removeAll()
@@ -432,6 +443,8 @@ public final class BatchApplier<Processor: StreamProcessor> {
         var timersLeft: Int
         /// The record that waits for the next batch, its task's timers not all fired.
         var carried: PolledRecord<Processor.Body>?
+        /// Tasks whose timers due by their stream time wait for the next batch.
+        var timersLeftOver: Set<Int32> = []
         /// Stream time per task as this batch moved it.
         var pendingStreamTimes: [Int32: Int64] = [:]
         var appliedPerTask: [Int32: Int64] = [:]
@@ -615,11 +628,11 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// timers due by the clock.
     private func fireTimersLeftDue(in batch: Batch, wallClock: EventTime?, tasks: [Int32], _ progress: inout BatchProgress) throws {
         if timerMode == .streamTime {
-            // Those the budget leaves for later fire before the task's next record.
+            // Those the budget leaves for later fire first in the next batch.
             for (task, time) in progress.pendingStreamTimes.sorted(by: { $0.key < $1.key }) {
                 batch.task = task
                 batch.streamTime = EventTime(millis: time)
-                _ = try fireTimers(task: task, upTo: time, batch: batch, &progress)
+                if try !fireTimers(task: task, upTo: time, batch: batch, &progress) { progress.timersLeftOver.insert(task) }
             }
         } else if let wallClock {
             // Those the budget leaves for later fire in the next batch (the loop finds them due).
@@ -628,6 +641,17 @@ public final class BatchApplier<Processor: StreamProcessor> {
                 batch.streamTime = EventTime(millis: max(try progress.pendingStreamTimes[task] ?? storedStreamTime(task), 0))
                 _ = try fireTimers(task: task, upTo: wallClock.millis, batch: batch, &progress)
             }
+        }
+    }
+
+    /// Step 1b: the timers an earlier batch's budget left unfired, due by their task's stream
+    /// time, before any record (as an unbounded batch would have fired them at its end).
+    private func fireTimersLeft(_ tasks: Set<Int32>, in batch: Batch, _ progress: inout BatchProgress) throws {
+        for task in tasks.sorted() {
+            let time = try storedStreamTime(task)
+            batch.task = task
+            batch.streamTime = EventTime(millis: max(time, 0))
+            if try !fireTimers(task: task, upTo: time, batch: batch, &progress) { progress.timersLeftOver.insert(task) }
         }
     }
 

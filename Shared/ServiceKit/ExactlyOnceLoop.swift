@@ -174,16 +174,18 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             try refreshOtherTasksBound()
             // Broadcast records the broker has and this instance has not read hold the tasks; a
             // record carried over from the last batch goes before anything else.
-            let first = broadcast?.isBehind == true || applier.carriedRecord != nil ? nil : merger.next(now: monotonicMilliseconds())
+            let waiting = applier.carriedRecord != nil || !applier.tasksWithTimersLeft.isEmpty
+            let first = broadcast?.isBehind == true || waiting ? nil : merger.next(now: monotonicMilliseconds())
             var wallClock: EventTime?
             if configuration.timerMode == .wallClock {
                 let now = EventTime(millis: Int64(Date().timeIntervalSince1970 * 1000))
                 if try applier.hasTimersDue(tasks: merger.assignedTasks, by: now) { wallClock = now }
             }
             moreToApply = false
-            if first != nil || applier.carriedRecord != nil || !relay.rowsToDelete.isEmpty || wallClock != nil {
+            if first != nil || waiting || !relay.rowsToDelete.isEmpty || wallClock != nil {
                 let applied = try applyBatch(startingWith: first?.item, wallClock: wallClock)
-                moreToApply = applier.carriedRecord != nil || (applied >= configuration.maxBatchRecords && merger.bufferedCount > 0)
+                moreToApply = applier.carriedRecord != nil || !applier.tasksWithTimersLeft.isEmpty
+                    || (applied >= configuration.maxBatchRecords && merger.bufferedCount > 0)
             } else if monotonicMilliseconds() - lastMarkCheck >= 50 {
                 // Nothing to apply, but the promise may have grown (a partition read to its end),
                 // or records read past (progress marks) may have moved the offsets to store.
@@ -438,6 +440,8 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             work.isIdle = false
             pending[carried.record.partition] = work
         }
+        // So do timers due that the budget left for the next batch.
+        for task in applier.tasksWithTimersLeft { pending[task]?.isIdle = false }
         for echo in echoes {
             guard var work = pending[echo.partition.partition] else { continue }
             work.earliestEcho = min(work.earliestEcho ?? .max, echo.key.time)
@@ -743,7 +747,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             replayProgress = ReplayProgress(read: read, done: done, changedAt: now, reportedAt: replayProgress.reportedAt)
         }
         let finished = complete && merger.bufferedCount == 0 && merger.heldCount == 0 && applier.carriedRecord == nil
-            && relay.rowsToDelete.isEmpty
+            && applier.tasksWithTimersLeft.isEmpty && relay.rowsToDelete.isEmpty
         // Long enough for the grace of every empty partition, and then some.
         let stalled = !finished && complete && now - replayProgress.changedAt >= max(30_000, 3 * configuration.taskIdleMilliseconds)
         if finished || stalled || now - replayProgress.reportedAt >= 2_000 {

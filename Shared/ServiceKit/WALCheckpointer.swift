@@ -26,17 +26,17 @@ public final class WALCheckpointer: Sendable {
     public init(path: String, intervalMilliseconds: Int, hurryAboveBytes: Int64? = nil, logger: Logger) throws {
         let database = try Database(DatabaseConfiguration(path: path))
         let connection = UncheckedConnection(database: database)
+        let pageSize = try database.prepare("PRAGMA page_size").queryOne { $0.int64(0) } ?? 4096
         let thread = Thread { [flags] in
             var hurried = false
             while !flags.stopped.load(ordering: .relaxed) {
                 // A short pause even in a hurry, so that the writer gets the log's lock between turns.
                 usleep(useconds_t(hurried ? 1_000 : intervalMilliseconds * 1000))
                 do {
-                    try connection.database.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                    if let hurryAboveBytes {
-                        var info = stat()
-                        hurried = stat(path + "-wal", &info) == 0 && Int64(info.st_size) > hurryAboveBytes
-                    }
+                    // The log's content since SQLite last started it over, not the file's size:
+                    // the file stays as large as the limit it is cut back to.
+                    let frames = try connection.database.prepare("PRAGMA wal_checkpoint(PASSIVE)").queryOne { $0.int64(1) } ?? 0
+                    hurried = hurryAboveBytes.map { frames * pageSize > $0 } ?? false
                 } catch {
                     logger.warning("WAL checkpoint failed; retrying", ["error": "\(error)"])
                 }

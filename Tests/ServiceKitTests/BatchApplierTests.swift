@@ -279,6 +279,27 @@ import Testing
         #expect(outcome.outbox.map(\.value) == expected)
     }
 
+    /// Timers set in the past by late records, due by the stream time already: those the
+    /// budget leaves unfired fire first in the next batch, even with no record to come.
+    @Test func timersTheBudgetLeftUnfiredFireInTheNextBatchWithoutARecord() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (applier, processor) = try makeApplier(directory)
+        applier.timerBudget = 1
+        _ = try applier.apply([polled(processor, offset: 0, value: countEvent("e", member: "m", n: 1, time: 10_000))])
+        var late: [PolledRecord<CountingProcessor.Body>] = [
+            polled(processor, offset: 1, value: countEvent("r1", member: "m1", n: 100, time: 1_000, type: "count.remind")),
+            polled(processor, offset: 2, value: countEvent("r2", member: "m2", n: 200, time: 1_000, type: "count.remind")),
+        ]
+        let first = try applier.apply(nextRecord: { _ in late.isEmpty ? nil : late.removeFirst() }, committableOffsets: { nil })
+        #expect(first.applied == 2 && first.timersFired == 1)
+        #expect(applier.tasksWithTimersLeft == [0])
+        let second = try applier.apply(nextRecord: { _ in nil }, committableOffsets: { nil })
+        #expect(try second.outbox.map { try CloudEvent.decode($0.value!).id } == ["reminder/r2"])
+        #expect(applier.tasksWithTimersLeft.isEmpty)
+        #expect(try applier.database.count("SELECT COUNT(*) FROM timers") == 0)
+    }
+
     @Test func aConflictingDuplicateFromTheFarFutureFiresNoTimer() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
