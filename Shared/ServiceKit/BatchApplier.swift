@@ -84,6 +84,8 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// Tasks whose timers, due by their stream time, the budget left unfired: the next batch
     /// fires them first, as an unbounded one would have at its end.
     public private(set) var tasksWithTimersLeft: Set<Int32> = []
+    /// A record or timers wait for the next batch (``timerBudget``), which should follow at once.
+    public var hasWorkLeftOver: Bool { carriedRecord != nil || !tasksWithTimersLeft.isEmpty }
 
     /// Stream time per task, as committed.
     private var streamTimes: [Int32: Int64] = [:]
@@ -358,7 +360,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
             nextRecord: { _ in iterator.next() }, committableOffsets: { committableOffsets },
             deliveredOutbox: deliveredOutbox, wallClock: wallClock, tasks: tasks)
         // A record waiting for its timers (``timerBudget``): batches follow until all are applied.
-        while carriedRecord != nil || !tasksWithTimersLeft.isEmpty {
+        while hasWorkLeftOver {
             outcome.absorb(try apply(
                 nextRecord: { _ in iterator.next() }, committableOffsets: { committableOffsets }, wallClock: wallClock, tasks: tasks))
         }

@@ -173,19 +173,17 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             refreshEnds()
             try refreshOtherTasksBound()
             // Broadcast records the broker has and this instance has not read hold the tasks; a
-            // record carried over from the last batch goes before anything else.
-            let waiting = applier.carriedRecord != nil || !applier.tasksWithTimersLeft.isEmpty
-            let first = broadcast?.isBehind == true || waiting ? nil : merger.next(now: monotonicMilliseconds())
+            // record or timers carried over from the last batch go before anything else.
+            let first = broadcast?.isBehind == true || applier.hasWorkLeftOver ? nil : merger.next(now: monotonicMilliseconds())
             var wallClock: EventTime?
             if configuration.timerMode == .wallClock {
                 let now = EventTime(millis: Int64(Date().timeIntervalSince1970 * 1000))
                 if try applier.hasTimersDue(tasks: merger.assignedTasks, by: now) { wallClock = now }
             }
             moreToApply = false
-            if first != nil || waiting || !relay.rowsToDelete.isEmpty || wallClock != nil {
+            if first != nil || applier.hasWorkLeftOver || !relay.rowsToDelete.isEmpty || wallClock != nil {
                 let applied = try applyBatch(startingWith: first?.item, wallClock: wallClock)
-                moreToApply = applier.carriedRecord != nil || !applier.tasksWithTimersLeft.isEmpty
-                    || (applied >= configuration.maxBatchRecords && merger.bufferedCount > 0)
+                moreToApply = applier.hasWorkLeftOver || (applied >= configuration.maxBatchRecords && merger.bufferedCount > 0)
             } else if monotonicMilliseconds() - lastMarkCheck >= 50 {
                 // Nothing to apply, but the promise may have grown (a partition read to its end),
                 // or records read past (progress marks) may have moved the offsets to store.
@@ -420,9 +418,9 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         var changed: [Int32: TaskFrontier] = [:]
         let carried = applier.carriedRecord.map { (task: $0.record.partition, key: MergeKey(of: $0.decoded, record: $0.record)) }
         for task in merger.assignedTasks {
+            var key = merger.frontier(of: task)
             // A record carried over to the next batch left the merge, not the task.
-            let key = carried.map { $0.task == task ? min($0.key, merger.frontier(of: task)) : merger.frontier(of: task) }
-                ?? merger.frontier(of: task)
+            if let carried, carried.task == task { key = min(key, carried.key) }
             let frontier = TaskFrontier(key: key, promise: promises[task] ?? .none)
             if committedFrontiers[task] != frontier { changed[task] = frontier }
         }
@@ -746,8 +744,8 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         if read != replayProgress.read || done != replayProgress.done {
             replayProgress = ReplayProgress(read: read, done: done, changedAt: now, reportedAt: replayProgress.reportedAt)
         }
-        let finished = complete && merger.bufferedCount == 0 && merger.heldCount == 0 && applier.carriedRecord == nil
-            && applier.tasksWithTimersLeft.isEmpty && relay.rowsToDelete.isEmpty
+        let finished = complete && merger.bufferedCount == 0 && merger.heldCount == 0 && !applier.hasWorkLeftOver
+            && relay.rowsToDelete.isEmpty
         // Long enough for the grace of every empty partition, and then some.
         let stalled = !finished && complete && now - replayProgress.changedAt >= max(30_000, 3 * configuration.taskIdleMilliseconds)
         if finished || stalled || now - replayProgress.reportedAt >= 2_000 {
