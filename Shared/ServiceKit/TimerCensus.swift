@@ -1,49 +1,30 @@
 import Foundation
 import Basics
 import Storage
-import Synchronization
 
 /// Counts the timers of every task for the metrics, on a connection and thread of its own: the
 /// count scans the whole timers table (a timer or more a member), which took the loop 40–60 ms
-/// at 100,000 members, a stop every record behind it waited for. WAL lets this reader run
-/// beside the loop's writes; it sees the last commit.
+/// at 100,000 members, a stop every record behind it waited for. It sees the last commit.
 final class TimerCensus: Sendable {
-    private final class Flags: Sendable {
-        let stopped = Atomic<Bool>(false)
-        let finished = Atomic<Bool>(false)
-    }
+    private let worker: BackgroundWorker
 
-    private let flags = Flags()
-
-    /// Counts the timers of the store at `path` every `intervalMilliseconds` and hands each
-    /// count to `report`.
+    /// Counts the timers of the store at `path` now and every `intervalMilliseconds`, and hands
+    /// each count to `report`.
     init(path: String, mode: TimerMode, intervalMilliseconds: Int, logger: Logger,
          report: @escaping @Sendable ([Int32: (pending: Int64, due: Int64)]) -> Void) throws {
         // A small page cache: the scan reads through the file system's cache, and the service's
         // memory should not grow by a second copy of the store's pages.
         var configuration = DatabaseConfiguration(path: path)
         configuration.cacheSizeKiB = 512
-        let connection = CensusConnection(database: try Database(configuration))
-        let thread = Thread { [flags] in
-            var waited = intervalMilliseconds
-            while !flags.stopped.load(ordering: .relaxed) {
-                // Short naps, so that stopping never waits for a whole interval.
-                usleep(50_000)
-                waited += 50
-                guard waited >= intervalMilliseconds else { continue }
-                waited = 0
-                do {
-                    let now = EventTime(millis: Int64(Date().timeIntervalSince1970 * 1000))
-                    report(try Self.counts(in: connection.database, mode: mode, now: now))
-                } catch {
-                    logger.debug("timer census failed; trying again", ["error": "\(error)"])
-                }
+        worker = try BackgroundWorker(name: "timer-census", store: configuration, firstTurnAfterMilliseconds: 0) { database in
+            do {
+                let now = EventTime(millis: Int64(Date().timeIntervalSince1970 * 1000))
+                report(try Self.counts(in: database, mode: mode, now: now))
+            } catch {
+                logger.debug("timer census failed; trying again", ["error": "\(error)"])
             }
-            connection.database.close()
-            flags.finished.store(true, ordering: .relaxed)
+            return intervalMilliseconds
         }
-        thread.name = "timer-census"
-        thread.start()
     }
 
     /// Timers per task: how many are set, and how many are due (at or before the task's stream
@@ -60,13 +41,5 @@ final class TimerCensus: Sendable {
     }
 
     /// Stops after the current count and waits for it.
-    func stop() {
-        flags.stopped.store(true, ordering: .relaxed)
-        while !flags.finished.load(ordering: .relaxed) { usleep(10_000) }
-    }
-}
-
-/// The census's connection, handed to its thread and used by it alone.
-private struct CensusConnection: @unchecked Sendable {
-    let database: Database
+    func stop() { worker.stop() }
 }

@@ -175,7 +175,7 @@ struct CampaignScenario {
                 if let due = birthdayDue, dormantDue == nil || due <= dormantDue! {
                     if m.registered < due { reward("birthday", 100, &m) }
                     m.nextBirthday = birthdayInstant(after: due, m.birthday!)
-                } else if let due = dormantDue {
+                } else if dormantDue != nil {
                     m.dormantRewarded = true
                     if !ControlGroup.isControl(campaign: "win-back", member: id, sharePercent: 10) {
                         reward("win-back", 0, &m)

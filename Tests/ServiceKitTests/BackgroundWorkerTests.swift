@@ -1,0 +1,58 @@
+import Foundation
+import Storage
+import Synchronization
+import Testing
+
+@testable import ServiceKit
+
+/// The checkpointer's and the timer census's thread: it stops when told, promptly, and at the
+/// latest when the worker is let go, so that no failed start leaves a thread on the store.
+@Suite struct BackgroundWorkerTests {
+    final class Turns: Sendable {
+        let count = Atomic<Int>(0)
+    }
+
+    func waitFor(_ condition: () -> Bool) throws {
+        let deadline = Date().addingTimeInterval(30)
+        while !condition() {
+            guard Date() < deadline else { throw CancellationError() }
+            usleep(1_000)
+        }
+    }
+
+    @Test func aWorkerLetGoStopsTurning() throws {
+        let path = try temporaryDirectory().appendingPathComponent("store.sqlite").path
+        let turns = Turns()
+        var worker: BackgroundWorker? = try BackgroundWorker(
+            name: "test-worker", store: DatabaseConfiguration(path: path), firstTurnAfterMilliseconds: 0
+        ) { database in
+            _ = try? database.prepare("SELECT 1").queryOne { $0.int64(0) }
+            turns.count.add(1, ordering: .relaxed)
+            return 1
+        }
+        try waitFor { turns.count.load(ordering: .relaxed) >= 3 }
+        #expect(worker != nil)
+        worker = nil
+        let afterRelease = turns.count.load(ordering: .relaxed)
+        usleep(100_000)
+        #expect(turns.count.load(ordering: .relaxed) == afterRelease)
+    }
+
+    @Test func stoppingDoesNotWaitOutALongPause() throws {
+        let path = try temporaryDirectory().appendingPathComponent("store.sqlite").path
+        let turns = Turns()
+        let worker = try BackgroundWorker(
+            name: "test-worker", store: DatabaseConfiguration(path: path), firstTurnAfterMilliseconds: 0
+        ) { _ in
+            turns.count.add(1, ordering: .relaxed)
+            return 600_000
+        }
+        try waitFor { turns.count.load(ordering: .relaxed) == 1 }
+        let started = Date()
+        worker.stop()
+        worker.stop()
+        // Naps are at most 50 ms; far less than the ten-minute pause, even on a busy machine.
+        #expect(Date().timeIntervalSince(started) < 10)
+        #expect(turns.count.load(ordering: .relaxed) == 1)
+    }
+}
