@@ -13,17 +13,21 @@ final class BackgroundWorker: Sendable {
     private final class Flags: Sendable {
         let stopped = Atomic<Bool>(false)
         let finished = Atomic<Bool>(false)
+        /// The worker's thread (`pthread_self`): a stop asked on it, by a turn letting go of
+        /// the worker's owner, must not wait for itself.
+        let thread = Atomic<UInt>(0)
     }
 
     private let flags = Flags()
 
     /// Opens a connection to the store `configuration` names and starts a thread called `name`
     /// that calls `turn` with it after `firstTurnAfterMilliseconds`, then again after as many
-    /// milliseconds as each turn returns. The connection is the thread's alone.
+    /// milliseconds as each turn returns (at least one). The connection is the thread's alone.
     init(name: String, store configuration: DatabaseConfiguration, firstTurnAfterMilliseconds: Int,
          turn: @escaping @Sendable (Database) -> Int) throws {
-        let connection = WorkerConnection(database: try Database(configuration))
+        let database = try Database(configuration)
         let thread = Thread { [flags] in
+            flags.thread.store(UInt(bitPattern: Int(bitPattern: pthread_self())), ordering: .relaxed)
             var pause = firstTurnAfterMilliseconds
             while !flags.stopped.load(ordering: .relaxed) {
                 // Naps of at most 50 ms, so that stopping never waits for a whole pause.
@@ -33,10 +37,11 @@ final class BackgroundWorker: Sendable {
                     pause -= nap
                     continue
                 }
-                pause = max(turn(connection.database), 0)
+                // At least a millisecond between turns, so that a turn never spins.
+                pause = max(turn(database), 1)
             }
-            connection.database.close()
-            flags.finished.store(true, ordering: .relaxed)
+            database.close()
+            flags.finished.store(true, ordering: .releasing)
         }
         thread.name = name
         thread.start()
@@ -45,13 +50,9 @@ final class BackgroundWorker: Sendable {
     /// Stops after the current turn and waits for it; stopping again does nothing.
     func stop() {
         flags.stopped.store(true, ordering: .relaxed)
-        while !flags.finished.load(ordering: .relaxed) { usleep(1_000) }
+        guard flags.thread.load(ordering: .relaxed) != UInt(bitPattern: Int(bitPattern: pthread_self())) else { return }
+        while !flags.finished.load(ordering: .acquiring) { usleep(1_000) }
     }
 
     deinit { stop() }
-}
-
-/// A worker's connection, handed to its thread and used by it alone.
-private struct WorkerConnection: @unchecked Sendable {
-    let database: Database
 }
