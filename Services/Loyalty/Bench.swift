@@ -26,14 +26,14 @@ enum Bench {
         /// The scaling section: order events and members of each of its runs.
         var scalingEvents = 40_000
         var scalingMembers = 10_000
-        /// The scale point: the points service with this many members, and orders among them.
-        var scaleMembers = 1_000_000
-        var scaleEvents = 100_000
+        /// The large store: the points service with this many members, and orders among them.
+        var largeMembers = 1_000_000
+        var largeEvents = 100_000
         /// One section alone (`--only`), for profiling or a quicker figure; nil runs them all.
         var only: Section?
 
         enum Section: String, CaseIterable {
-            case points, platform, simulate, scaling, scale
+            case points, platform, simulate, scaling, large
         }
 
         init(arguments: [String]) throws {
@@ -47,7 +47,7 @@ enum Bench {
                     continue
                 }
                 guard let text = iterator.next(), let value = Int(text), value > 0 else {
-                    throw CLIError("usage: loyalty bench [--events N] [--members N] [--rate N] [--latency-seconds N] [--platform-orders N] [--platform-members N] [--simulate-members N] [--scaling-events N] [--scaling-members N] [--scale-members N] [--scale-events N] [--only points|platform|simulate|scaling|scale]")
+                    throw CLIError("usage: loyalty bench [--events N] [--members N] [--rate N] [--latency-seconds N] [--platform-orders N] [--platform-members N] [--simulate-members N] [--scaling-events N] [--scaling-members N] [--large-members N] [--large-events N] [--only points|platform|simulate|scaling|large]")
                 }
                 switch flag {
                 case "--events": events = value
@@ -59,8 +59,8 @@ enum Bench {
                 case "--simulate-members": simulationMembers = value
                 case "--scaling-events": scalingEvents = value
                 case "--scaling-members": scalingMembers = value
-                case "--scale-members": scaleMembers = value
-                case "--scale-events": scaleEvents = value
+                case "--large-members": largeMembers = value
+                case "--large-events": largeEvents = value
                 default: throw CLIError("unknown option \(flag)")
                 }
             }
@@ -112,8 +112,8 @@ enum Bench {
         case .scaling?:
             for line in scalingLines(try scaling(options, directory: directory)) { say(line) }
             return
-        case .scale?:
-            say(scaleLine(try scalePoint(options, directory: directory), options))
+        case .large?:
+            say(largeStoreLine(try largeStore(options, directory: directory), options))
             return
         case nil:
             break
@@ -130,7 +130,7 @@ enum Bench {
             orders: options.platformOrders, members: options.platformMembers, window: options.window / 4, directory: directory)
         let simulation = try simulation(members: options.simulationMembers)
         let scaling = try scaling(options, directory: directory)
-        let scale = try scalePoint(options, directory: directory)
+        let large = try largeStore(options, directory: directory)
 
         let ceiling = min(kafka, sqlite)
         let fixed = min(kafka, reference)
@@ -170,7 +170,7 @@ enum Bench {
             say("  \(label.padding(toLength: width, withPad: " ", startingAt: 0))   \(value)")
         }
         for line in scalingLines(scaling) { say(line) }
-        say(scaleLine(scale, options))
+        say(largeStoreLine(large, options))
         say(String(format: "\n  (%.0f s in all; release build recommended: swift build -c release)", Date().timeIntervalSince(started)))
     }
 
@@ -352,19 +352,22 @@ enum Bench {
         ]
     }
 
-    /// The scale point: the points service's memory and store with many members, registered
-    /// and then ordering (no latency run: the figures are sizes).
-    static func scalePoint(_ options: Options, directory: URL) throws -> PipelineFigures {
+    /// The large store: the points service's memory and store with many members, registered
+    /// and then ordering (no latency run: the figures are sizes). Its directory, about a
+    /// gigabyte, is removed as soon as the figures are taken.
+    static func largeStore(_ options: Options, directory: URL) throws -> PipelineFigures {
         var large = options
-        large.members = options.scaleMembers
-        large.events = options.scaleEvents
-        say("  scale point: \(large.members) members…")
-        return try pointsPipeline(large, directory: directory.appendingPathComponent("scale"), measureLatency: false)
+        large.members = options.largeMembers
+        large.events = options.largeEvents
+        let place = directory.appendingPathComponent("large")
+        defer { try? FileManager.default.removeItem(at: place) }
+        say("  large store: \(large.members) members…")
+        return try pointsPipeline(large, directory: place, measureLatency: false)
     }
 
-    static func scaleLine(_ figures: PipelineFigures, _ options: Options) -> String {
+    static func largeStoreLine(_ figures: PipelineFigures, _ options: Options) -> String {
         let format = { (value: Double) in ReportPage.grouped(Int64(value.rounded())) }
-        return "  scale point, points service with \(format(Double(options.scaleMembers))) members and \(format(Double(options.scaleEvents))) orders: "
+        return "  large store, points service with \(format(Double(options.largeMembers))) members and \(format(Double(options.largeEvents))) orders: "
             + String(format: "peak RSS %.1f MiB, ", figures.peakRSSMiB) + "\(format(figures.bytesPerMember)) bytes a member, "
             + "\(format(figures.throughput)) events/s"
     }

@@ -187,7 +187,7 @@ func expectRecordsMatchTheirSchemas(_ records: [ConsumedRecord], in directory: U
     let file = directory.appendingPathComponent("records-\(UUID().uuidString).jsonl")
     try (lines.joined(separator: "\n") + "\n").write(to: file, atomically: true, encoding: .utf8)
     let report = directory.appendingPathComponent("validation-\(UUID().uuidString).txt")
-    FileManager.default.createFile(atPath: report.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: report.path, contents: nil)
     let handle = try FileHandle(forWritingTo: report)
     let validator = Process()
     validator.executableURL = root.appendingPathComponent("scripts/validate-events")
