@@ -17,8 +17,6 @@ final class ServiceSimulation<Processor: StreamProcessor> {
         typealias Entry = (key: MergeKey, polled: PolledRecord<Processor.Body>)
         let partition: TopicPartition
         let sorted: Bool
-        /// The lane's place in the simulation's `order`: ties between heads go to the first.
-        let index: Int
         private let decode: (ConsumedRecord) -> Entry
         /// In arrival order: the records not applied yet from `head` on, and the head decoded.
         private var records: [ConsumedRecord] = []
@@ -29,10 +27,9 @@ final class ServiceSimulation<Processor: StreamProcessor> {
         private var head = 0
         var nextOffset: Int64 = 0
 
-        init(partition: TopicPartition, sorted: Bool, index: Int, decode: @escaping (ConsumedRecord) -> Entry) {
+        init(partition: TopicPartition, sorted: Bool, decode: @escaping (ConsumedRecord) -> Entry) {
             self.partition = partition
             self.sorted = sorted
-            self.index = index
             self.decode = decode
         }
 
@@ -43,18 +40,13 @@ final class ServiceSimulation<Processor: StreamProcessor> {
         }
 
         /// Adds a record; while `loading`, a sorted partition appends and sorts once at the end.
-        /// True when the record is the partition's head now.
-        @discardableResult
-        func add(_ record: ConsumedRecord, loading: Bool) -> Bool {
-            guard sorted else {
-                records.append(record)
-                return records.count - 1 == head
-            }
+        func add(_ record: ConsumedRecord, loading: Bool) {
+            guard sorted else { return records.append(record) }
             let entry = decode(record)
             guard !loading else {
                 entries.append(entry)
                 offsets.append(record.offset)
-                return false
+                return
             }
             // A command sent mid-run goes where its key sorts among those not applied yet.
             var low = head
@@ -65,7 +57,6 @@ final class ServiceSimulation<Processor: StreamProcessor> {
             }
             entries.insert(entry, at: low)
             offsets.insert(record.offset, at: low)
-            return low == head
         }
 
         /// Sorts what was added while loading.
@@ -112,9 +103,6 @@ final class ServiceSimulation<Processor: StreamProcessor> {
     let batchRecords: Int
     private var lanes: [TopicPartition: Lane] = [:]
     private var order: [Lane] = []
-    /// The lanes' heads by (key, place in `order`), the merge's order. An entry is stale once its
-    /// lane's head moved on; every lane with a head has an entry for it.
-    private var heads = LaneHeap()
     private var broadcast: [ConsumedRecord] = []
     private var loading = true
     /// Everything the service published, in the order its outbox holds it (progress marks left out).
@@ -148,7 +136,7 @@ final class ServiceSimulation<Processor: StreamProcessor> {
         let number = partition ?? key.map { Murmur2Partitioner.partition(of: $0, partitions: partitionCount) } ?? 0
         let place = TopicPartition(topic: topic, partition: number)
         let lane = lanes[place] ?? {
-            let lane = Lane(partition: place, sorted: processor.sortedInputTopics.contains(topic), index: order.count) { record in
+            let lane = Lane(partition: place, sorted: processor.sortedInputTopics.contains(topic)) { record in
                 let decoded: Result<Decoded<Processor.Body>, Rejection>
                 do throws(Rejection) { decoded = .success(try processor.decode(record)) } catch { decoded = .failure(error) }
                 return (MergeKey(of: decoded, record: record), PolledRecord(record: record, decoded: decoded))
@@ -160,11 +148,8 @@ final class ServiceSimulation<Processor: StreamProcessor> {
         let record = ConsumedRecord(topic: topic, partition: number, offset: lane.nextOffset, key: key, value: value)
         lane.nextOffset += 1
         if ProgressMark.isCandidate(record) { return }
-        let isHead = lane.add(record, loading: loading)
+        lane.add(record, loading: loading)
         total += 1
-        // Mid-run, a record may become its lane's head (a command sorting first, or the first
-        // record of an emptied lane).
-        if !loading, isHead, let key = lane.headKey { heads.push(LaneHeap.Entry(key: key, lane: lane.index)) }
     }
 
     /// Applies everything added, and every command the service sends itself on the way;
@@ -172,10 +157,7 @@ final class ServiceSimulation<Processor: StreamProcessor> {
     func run(progress: (ServiceSimulation) -> Void = { _ in }) throws {
         if loading {
             loading = false
-            for lane in order {
-                lane.sortLoaded()
-                if let key = lane.headKey { heads.push(LaneHeap.Entry(key: key, lane: lane.index)) }
-            }
+            for lane in order { lane.sortLoaded() }
             // Definitions are read whole before the first task record, as the loop does.
             if !broadcast.isEmpty {
                 collect(try applier.applyBroadcast(broadcast).outbox)
@@ -185,16 +167,14 @@ final class ServiceSimulation<Processor: StreamProcessor> {
         // What a batch published counts as delivered in the next, as the relay's acknowledgements
         // do: the outbox is emptied as the run goes, rather than holding every output twice.
         var delivered: [UInt64] = []
-        while earliestLane() != nil {
+        while order.contains(where: { $0.headKey != nil }) {
             var inBatch = 0
             let outcome = try applier.apply(
                 nextRecord: { newEchoes in
                     // A command to itself ends the batch: what sorts after it waits until it is in its partition.
                     guard newEchoes.isEmpty, inBatch < batchRecords, let lane = earliestLane() else { return nil }
                     inBatch += 1
-                    let polled = lane.take()
-                    if let key = lane.headKey { self.heads.push(LaneHeap.Entry(key: key, lane: lane.index)) }
-                    return polled
+                    return lane.take()
                 },
                 committableOffsets: { self.committableOffsets() }, deliveredOutbox: delivered)
             delivered = outcome.outbox.map { UInt64($0.seq) }
@@ -213,14 +193,18 @@ final class ServiceSimulation<Processor: StreamProcessor> {
         return offsets
     }
 
-    /// The lane whose head record goes next: the smallest head key, the first lane among equals.
+    /// The lane whose head record goes next.
     private func earliestLane() -> Lane? {
-        while let top = heads.top {
-            let lane = order[top.lane]
-            if lane.headKey == top.key { return lane }
-            heads.pop()
+        var best: Lane?
+        var bestKey: MergeKey?
+        for lane in order {
+            guard let key = lane.headKey else { continue }
+            if bestKey == nil || key < bestKey! {
+                best = lane
+                bestKey = key
+            }
         }
-        return nil
+        return best
     }
 
     /// Keeps what a batch published; commands to the service's own topics rejoin its input.
@@ -233,49 +217,6 @@ final class ServiceSimulation<Processor: StreamProcessor> {
             if inputs.contains(row.topic) {
                 add(topic: row.topic, key: row.key, value: row.value, partition: row.partition)
             }
-        }
-    }
-}
-
-/// A binary min-heap of lane heads, ordered by key and then by lane: the merge's choice among
-/// many partitions in logarithmic time rather than a scan of them all for every record.
-private struct LaneHeap {
-    struct Entry {
-        var key: MergeKey
-        var lane: Int
-
-        func precedes(_ other: Entry) -> Bool { key < other.key || (key == other.key && lane < other.lane) }
-    }
-
-    private var entries: [Entry] = []
-
-    var top: Entry? { entries.first }
-
-    mutating func push(_ entry: Entry) {
-        entries.append(entry)
-        var child = entries.count - 1
-        while child > 0 {
-            let parent = (child - 1) / 2
-            guard entries[child].precedes(entries[parent]) else { break }
-            entries.swapAt(child, parent)
-            child = parent
-        }
-    }
-
-    mutating func pop() {
-        guard !entries.isEmpty else { return }
-        entries.swapAt(0, entries.count - 1)
-        entries.removeLast()
-        var parent = 0
-        while true {
-            let left = 2 * parent + 1
-            let right = left + 1
-            var first = parent
-            if left < entries.count, entries[left].precedes(entries[first]) { first = left }
-            if right < entries.count, entries[right].precedes(entries[first]) { first = right }
-            guard first != parent else { return }
-            entries.swapAt(parent, first)
-            parent = first
         }
     }
 }
