@@ -12,8 +12,10 @@ import Testing
         let count = Atomic<Int>(0)
     }
 
+    /// Waits for `condition`; generous, since a suite run with every core busy starved a
+    /// worker's first turn for over a minute.
     func waitFor(_ condition: () -> Bool) throws {
-        let deadline = Date().addingTimeInterval(30)
+        let deadline = Date().addingTimeInterval(600)
         while !condition() {
             guard Date() < deadline else { throw CancellationError() }
             usleep(1_000)
@@ -38,7 +40,7 @@ import Testing
         #expect(turns.count.load(ordering: .relaxed) == afterRelease)
     }
 
-    @Test(.timeLimit(.minutes(2))) func stoppingDoesNotWaitOutALongPause() throws {
+    @Test(.timeLimit(.minutes(20))) func stoppingDoesNotWaitOutALongPause() throws {
         let path = try temporaryDirectory().appendingPathComponent("store.sqlite").path
         let turns = Turns()
         let worker = try BackgroundWorker(
@@ -52,7 +54,7 @@ import Testing
         worker.stop()
         worker.stop()
         // Naps are at most 50 ms; far less than the hour's pause, even on a busy machine.
-        #expect(Date().timeIntervalSince(started) < 10)
+        #expect(Date().timeIntervalSince(started) < 120)
         #expect(turns.count.load(ordering: .relaxed) == 1)
     }
 }
