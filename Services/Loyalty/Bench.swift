@@ -33,7 +33,7 @@ enum Bench {
         var only: Section?
 
         enum Section: String, CaseIterable {
-            case points, platform, simulate, scaling, large
+            case ceilings, points, platform, simulate, scaling, large
         }
 
         init(arguments: [String]) throws {
@@ -47,7 +47,7 @@ enum Bench {
                     continue
                 }
                 guard let text = iterator.next(), let value = Int(text), value > 0 else {
-                    throw CLIError("usage: loyalty bench [--events N] [--members N] [--rate N] [--latency-seconds N] [--platform-orders N] [--platform-members N] [--simulate-members N] [--scaling-events N] [--scaling-members N] [--large-members N] [--large-events N] [--only points|platform|simulate|scaling|large]")
+                    throw CLIError("usage: loyalty bench [--events N] [--members N] [--rate N] [--latency-seconds N] [--platform-orders N] [--platform-members N] [--simulate-members N] [--scaling-events N] [--scaling-members N] [--large-members N] [--large-events N] [--only ceilings|points|platform|simulate|scaling|large]")
                 }
                 switch flag {
                 case "--events": events = value
@@ -93,6 +93,11 @@ enum Bench {
         let started = Date()
         say("loyalty bench: \(options.events) order events, \(options.members) members, \(ProcessInfo.processInfo.activeProcessorCount) cores")
         switch options.only {
+        case .ceilings?:
+            say("  Kafka ceiling \(grouped(try kafkaCeiling(options))) records/s")
+            say("  SQLite ceiling \(grouped(try sqliteCeiling(options, directory: directory))) events/s")
+            say("  reference ceiling \(grouped(try referenceCeiling(options, directory: directory))) events/s")
+            return
         case .points?:
             let pipeline = try pointsPipeline(options, directory: directory)
             say(String(format: "  points pipeline %.0f events/s, latency at %d events/s p50 %.1f / p99 %.1f / max %.1f ms, peak RSS %.1f MiB, %.0f bytes a member",
@@ -134,34 +139,28 @@ enum Bench {
 
         let ceiling = min(kafka, sqlite)
         let fixed = min(kafka, reference)
-        func number(_ value: Double) -> String {
-            let formatter = NumberFormatter()
-            formatter.numberStyle = .decimal
-            formatter.maximumFractionDigits = 0
-            return formatter.string(from: NSNumber(value: value)) ?? String(Int(value))
-        }
         func ms(_ value: Double) -> String { String(format: "%.1f ms", value) }
         var rows: [(String, String)] = [
-            ("Kafka ceiling: produce + consume through Messaging", "\(number(kafka)) records/s"),
-            ("SQLite ceiling: the points writes, no Kafka", "\(number(sqlite)) events/s"),
-            ("reference ceiling: one 100 B insert + one 200 B upsert an event", "\(number(reference)) events/s"),
-            ("points pipeline, exactly-once, real executable", "\(number(pipeline.throughput)) events/s"),
+            ("Kafka ceiling: produce + consume through Messaging", "\(grouped(kafka)) records/s"),
+            ("SQLite ceiling: the points writes, no Kafka", "\(grouped(sqlite)) events/s"),
+            ("reference ceiling: one 100 B insert + one 200 B upsert an event", "\(grouped(reference)) events/s"),
+            ("points pipeline, exactly-once, real executable", "\(grouped(pipeline.throughput)) events/s"),
             ("  as a share of the smaller ceiling", String(format: "%.0f %%", 100 * pipeline.throughput / ceiling)),
             ("  as a share of Kafka and the reference, the smaller", String(format: "%.0f %%", 100 * pipeline.throughput / fixed)),
-            ("latency at \(number(Double(options.rate))) events/s, order → ledger event",
+            ("latency at \(grouped(Double(options.rate))) events/s, order → ledger event",
              "p50 \(ms(pipeline.p50))  p99 \(ms(pipeline.p99))  max \(ms(pipeline.max))"),
-            ("points peak RSS with \(number(Double(options.members))) members", String(format: "%.1f MiB", pipeline.peakRSSMiB)),
-            ("database size per member", "\(number(pipeline.bytesPerMember)) bytes"),
-            ("four services, \(number(Double(platform.orders))) orders of \(number(Double(platform.members))) members, until all is out",
-             "\(number(platform.throughput)) orders/s"),
+            ("points peak RSS with \(grouped(Double(options.members))) members", String(format: "%.1f MiB", pipeline.peakRSSMiB)),
+            ("database size per member", "\(grouped(pipeline.bytesPerMember)) bytes"),
+            ("four services, \(grouped(Double(platform.orders))) orders of \(grouped(Double(platform.members))) members, until all is out",
+             "\(grouped(platform.throughput)) orders/s"),
             ("  as a share of the smaller ceiling", String(format: "%.0f %%", 100 * platform.throughput / ceiling)),
         ] + ["points", "tiers", "campaigns", "notifications"].map { service in
             ("  \(service): peak RSS, database per member",
-             String(format: "%.1f MiB, ", platform.peakRSSMiB[service] ?? 0) + "\(number(platform.bytesPerMember[service] ?? 0)) bytes")
+             String(format: "%.1f MiB, ", platform.peakRSSMiB[service] ?? 0) + "\(grouped(platform.bytesPerMember[service] ?? 0)) bytes")
         }
         rows += [
-            ("loyalty simulate: a year of \(number(Double(simulation.members))) members, \(number(Double(simulation.events))) events, one core",
-             "\(number(simulation.eventsPerSecond)) events/s"),
+            ("loyalty simulate: a year of \(grouped(Double(simulation.members))) members, \(grouped(Double(simulation.events))) events, one core",
+             "\(grouped(simulation.eventsPerSecond)) events/s"),
             ("  as a share of the smaller ceiling", String(format: "%.0f %%", 100 * simulation.eventsPerSecond / ceiling)),
         ]
         let width = rows.map(\.0.count).max()!
@@ -187,7 +186,11 @@ enum Bench {
         let broker = try EmbeddedBroker(topics: [topic])
         let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
         let listener = StartingOffsets()
-        let consumer = try KafkaConsumer(ConsumerConfiguration(bootstrapServers: broker.bootstrapServers, groupID: "bench"), listener: listener)
+        // Records the embedded broker deleted before they were read are an error here, not a
+        // silent jump to what it still has (which would leave the count short for good).
+        var consumerSettings = ConsumerConfiguration(bootstrapServers: broker.bootstrapServers, groupID: "bench")
+        consumerSettings.offsetResetPolicy = "error"
+        let consumer = try KafkaConsumer(consumerSettings, listener: listener)
         try consumer.subscribe([topic.name])
         let payloads = (0..<1000).map { order($0, member: member($0, of: options.members), time: epoch).encoded() }
         // Join the group before the clock starts.
@@ -203,20 +206,49 @@ enum Bench {
         var produced = 0
         var consumed = 0
         var lastProgress = (consumed: 0, at: Date())
+        // The window holds per partition: the embedded broker keeps about 5 MiB of each, and a
+        // partition whose fetches pause for a moment while the others run on would otherwise
+        // fall behind what it keeps.
+        let partitionWindow = max(options.window / Int(topic.partitions), 1)
+        var inFlight = [Int](repeating: 0, count: Int(topic.partitions))
+        let keys = (0..<options.events).map { Array(member($0, of: options.members).utf8) }
+        func take(_ event: ConsumerEvent?) throws -> Bool {
+            switch event {
+            case .record(let record)?:
+                consumed += 1
+                inFlight[Int(record.partition)] -= 1
+            case .error(let error, let partition?, let offset)? where error.code == KafkaError.offsetOutOfRange:
+                throw CLIError("Kafka ceiling: the embedded broker deleted records of \(partition) from \(offset) on before they were read")
+            case .error, .endOfPartition, nil:
+                break
+            }
+            return event != nil
+        }
         while consumed < options.events {
             if consumed != lastProgress.consumed {
                 lastProgress = (consumed, Date())
             } else if Date().timeIntervalSince(lastProgress.at) > 60 {
-                throw CLIError("Kafka ceiling: nothing consumed for 60 s after \(consumed) of \(options.events) records")
+                throw CLIError("Kafka ceiling: nothing consumed for 60 s after \(consumed) of \(options.events) records "
+                    + "(\(producer.outstanding) still queued in the producer)")
             }
-            while produced < options.events && produced - consumed < options.window {
-                let key = Array(member(produced, of: options.members).utf8)
-                try producer.send(topic: topic.name, key: key, value: payloads[produced % payloads.count])
-                produced += 1
+            // Round the partitions with room: one whose fetches pause holds back only itself.
+            var sentThisRound = true
+            while produced < options.events && sentThisRound {
+                sentThisRound = false
+                for partition in inFlight.indices where produced < options.events && inFlight[partition] < partitionWindow {
+                    try producer.send(topic: topic.name, key: keys[produced], value: payloads[produced % payloads.count], partition: Int32(partition))
+                    inFlight[partition] += 1
+                    produced += 1
+                    sentThisRound = true
+                }
             }
             producer.poll()
-            if case .record = consumer.poll(timeoutMilliseconds: 5) { consumed += 1 }
-            while case .record = consumer.poll(timeoutMilliseconds: 0) { consumed += 1 }
+            if let failed = producer.takeDeliveryReports().first(where: { $0.error != nil })?.error {
+                throw CLIError("Kafka ceiling: a record was not delivered: \(failed)")
+            }
+            if try take(consumer.poll(timeoutMilliseconds: 5)) {
+                while try take(consumer.poll(timeoutMilliseconds: 0)) {}
+            }
         }
         let seconds = Date().timeIntervalSince(start)
         _ = producer.flush(timeoutMilliseconds: 5_000)
@@ -342,12 +374,14 @@ enum Bench {
         return ScalingFigures(events: small.events, members: small.members, oneInstance: one.throughput, twoInstances: two.throughput)
     }
 
+    /// A figure rounded to a whole number, its thousands separated by commas.
+    static func grouped(_ value: Double) -> String { ReportPage.grouped(Int64(value.rounded())) }
+
     static func scalingLines(_ figures: ScalingFigures) -> [String] {
-        let format = { (value: Double) in ReportPage.grouped(Int64(value.rounded())) }
         return [
-            "  scaling, points pipeline, \(format(Double(figures.events))) orders of \(format(Double(figures.members))) members:",
-            "    one instance                         \(format(figures.oneInstance)) events/s",
-            "    two instances sharing the store      \(format(figures.twoInstances)) events/s ("
+            "  scaling, points pipeline, \(grouped(Double(figures.events))) orders of \(grouped(Double(figures.members))) members:",
+            "    one instance                         \(grouped(figures.oneInstance)) events/s",
+            "    two instances sharing the store      \(grouped(figures.twoInstances)) events/s ("
                 + String(format: "%.2f", figures.twoInstances / max(figures.oneInstance, 1)) + "× one; they take turns at each other's frontiers)",
         ]
     }
@@ -366,10 +400,9 @@ enum Bench {
     }
 
     static func largeStoreLine(_ figures: PipelineFigures, _ options: Options) -> String {
-        let format = { (value: Double) in ReportPage.grouped(Int64(value.rounded())) }
-        return "  large store, points service with \(format(Double(options.largeMembers))) members and \(format(Double(options.largeEvents))) orders: "
-            + String(format: "peak RSS %.1f MiB, ", figures.peakRSSMiB) + "\(format(figures.bytesPerMember)) bytes a member, "
-            + "\(format(figures.throughput)) events/s"
+        return "  large store, points service with \(grouped(Double(options.largeMembers))) members and \(grouped(Double(options.largeEvents))) orders: "
+            + String(format: "peak RSS %.1f MiB, ", figures.peakRSSMiB) + "\(grouped(figures.bytesPerMember)) bytes a member, "
+            + "\(grouped(figures.throughput)) events/s"
     }
 
     /// The points service (`instances` of it on one store) from members registered to every
@@ -391,7 +424,10 @@ enum Bench {
         }
         let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
         let listener = StartingOffsets()
-        let consumer = try KafkaConsumer(ConsumerConfiguration(bootstrapServers: broker.bootstrapServers, groupID: "bench-ledger"), listener: listener)
+        // Ledger records deleted before they were read would leave the count short for good.
+        var consumerSettings = ConsumerConfiguration(bootstrapServers: broker.bootstrapServers, groupID: "bench-ledger")
+        consumerSettings.offsetResetPolicy = "error"
+        let consumer = try KafkaConsumer(consumerSettings, listener: listener)
         try consumer.subscribe([Topics.pointsLedger.name])
 
         /// Sends `count` units of events from `make`, each of which earns one ledger entry, and
@@ -416,6 +452,9 @@ enum Bench {
                        decoded.type == "points.earned" || decoded.type == "points.refused" {
                         received += 1
                         arrived(decoded, Date())
+                    }
+                    if case .error(let error, let partition?, let offset) = event, error.code == KafkaError.offsetOutOfRange {
+                        throw CLIError("the embedded broker deleted ledger records of \(partition) from \(offset) on before the bench read them")
                     }
                     next = consumer.poll(timeoutMilliseconds: 0)
                 }

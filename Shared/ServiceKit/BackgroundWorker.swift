@@ -20,12 +20,21 @@ final class BackgroundWorker: Sendable {
 
     private let flags = Flags()
 
-    /// Opens a connection to the store `configuration` names and starts a thread called `name`
-    /// that calls `turn` with it after `firstTurnAfterMilliseconds`, then again after as many
-    /// milliseconds as each turn returns (at least one). The connection is the thread's alone.
-    init(name: String, store configuration: DatabaseConfiguration, firstTurnAfterMilliseconds: Int,
-         turn: @escaping @Sendable (Database) -> Int) throws {
+    /// Opens a connection to the store `configuration` names, reads what the turns need once
+    /// with `setUp` (on the caller's thread, before the worker's starts), and starts a thread
+    /// called `name` that calls `turn` with the connection and that after
+    /// `firstTurnAfterMilliseconds`, then again after as many milliseconds as each turn returns
+    /// (at least one). The connection is the thread's alone.
+    init<Context: Sendable>(
+        name: String, store configuration: DatabaseConfiguration, firstTurnAfterMilliseconds: Int,
+        setUp: (Database) throws -> Context, turn: @escaping @Sendable (Database, Context) -> Int
+    ) throws {
         let database = try Database(configuration)
+        let context: Context
+        do { context = try setUp(database) } catch {
+            database.close()
+            throw error
+        }
         let thread = Thread { [flags] in
             flags.thread.store(UInt(bitPattern: Int(bitPattern: pthread_self())), ordering: .relaxed)
             var pause = firstTurnAfterMilliseconds
@@ -38,13 +47,21 @@ final class BackgroundWorker: Sendable {
                     continue
                 }
                 // At least a millisecond between turns, so that a turn never spins.
-                pause = max(turn(database), 1)
+                pause = max(turn(database, context), 1)
             }
             database.close()
             flags.finished.store(true, ordering: .releasing)
         }
         thread.name = name
         thread.start()
+    }
+
+    /// The same, for turns that need nothing read beforehand.
+    convenience init(name: String, store configuration: DatabaseConfiguration, firstTurnAfterMilliseconds: Int,
+                     turn: @escaping @Sendable (Database) -> Int) throws {
+        try self.init(
+            name: name, store: configuration, firstTurnAfterMilliseconds: firstTurnAfterMilliseconds,
+            setUp: { _ in () }, turn: { database, _ in turn(database) })
     }
 
     /// Stops after the current turn and waits for it; stopping again does nothing.

@@ -18,14 +18,14 @@ public final class WALCheckpointer: Sendable {
     /// turn while its write-ahead log is larger than `hurryAboveBytes` (nil: never).
     public init(path: String, intervalMilliseconds: Int, hurryAboveBytes: Int64? = nil, logger: Logger) throws {
         worker = try BackgroundWorker(
-            name: "wal-checkpointer", store: DatabaseConfiguration(path: path), firstTurnAfterMilliseconds: intervalMilliseconds
-        ) { database in
+            name: "wal-checkpointer", store: DatabaseConfiguration(path: path), firstTurnAfterMilliseconds: intervalMilliseconds,
+            // A store's page size is fixed once it has pages (the loop's connection made them).
+            setUp: { database in try database.prepare("PRAGMA page_size").queryOne { $0.int64(0) } ?? 4096 }
+        ) { database, pageSize in
             do {
                 // The log's content since SQLite last started it over, not the file's size:
                 // the file stays as large as the limit it is cut back to.
                 let frames = try database.prepare("PRAGMA wal_checkpoint(PASSIVE)").queryOne { $0.int64(1) } ?? 0
-                // Read each turn (a cached statement): the connection is the worker's.
-                let pageSize = try database.prepare("PRAGMA page_size").queryOne { $0.int64(0) } ?? 4096
                 // A short pause even in a hurry, so that the writer gets the log's lock between turns.
                 if let hurryAboveBytes, frames * pageSize > hurryAboveBytes { return 1 }
             } catch {
