@@ -196,12 +196,18 @@ enum Bench {
         // Join the group before the clock starts.
         try producer.send(topic: topic.name, key: Array("warm-up".utf8), value: payloads[0])
         _ = producer.flush(timeoutMilliseconds: 10_000)
+        // Where each partition's reading has got to: a record read again (after a rebalance) counts once.
+        var nextOffsets = [Int64](repeating: 0, count: Int(topic.partitions))
         let joinBy = Date().addingTimeInterval(60)
         while true {
-            if case .record = consumer.poll(timeoutMilliseconds: 100) { break }
+            if case .record(let warmUp) = consumer.poll(timeoutMilliseconds: 100) {
+                nextOffsets[Int(warmUp.partition)] = warmUp.offset + 1
+                break
+            }
             guard Date() < joinBy else { throw CLIError("Kafka ceiling: the consumer got nothing from the embedded broker within 60 s") }
         }
 
+        let keys = (0..<options.events).map { Array(member($0, of: options.members).utf8) }
         let start = Date()
         var produced = 0
         var consumed = 0
@@ -211,15 +217,15 @@ enum Bench {
         // fall behind what it keeps.
         let partitionWindow = max(options.window / Int(topic.partitions), 1)
         var inFlight = [Int](repeating: 0, count: Int(topic.partitions))
-        let keys = (0..<options.events).map { Array(member($0, of: options.members).utf8) }
         func take(_ event: ConsumerEvent?) throws -> Bool {
             switch event {
-            case .record(let record)?:
+            case .record(let record)? where record.offset >= nextOffsets[Int(record.partition)]:
+                nextOffsets[Int(record.partition)] = record.offset + 1
                 consumed += 1
                 inFlight[Int(record.partition)] -= 1
             case .error(let error, let partition?, let offset)? where error.code == KafkaError.offsetOutOfRange:
                 throw CLIError("Kafka ceiling: the embedded broker deleted records of \(partition) from \(offset) on before they were read")
-            case .error, .endOfPartition, nil:
+            case .record?, .error?, .endOfPartition?, nil:
                 break
             }
             return event != nil
@@ -436,8 +442,17 @@ enum Bench {
             var produced = 0
             var received = 0
             let start = Date()
+            var lastProgress = (received: 0, at: start)
             while received < count {
                 if let exited = children.exited { throw CLIError("\(exited.name) exited with status \(exited.status)") }
+                if received != lastProgress.received {
+                    lastProgress = (received, Date())
+                } else if Date().timeIntervalSince(lastProgress.at) > 120 {
+                    throw CLIError("no ledger entry for 120 s after \(received) of \(count) (\(produced) sent, \(producer.outstanding) still queued in the producer)")
+                }
+                if let failed = producer.takeDeliveryReports().first(where: { $0.error != nil })?.error {
+                    throw CLIError("an event was not delivered: \(failed)")
+                }
                 while produced < count && produced - received < options.window {
                     if let pace, Date().timeIntervalSince(start) < Double(produced) / pace { break }
                     for event in make(produced) {

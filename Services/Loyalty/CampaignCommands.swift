@@ -180,15 +180,24 @@ enum CampaignCommands {
         return (read.records, read.partitions[topic.name] ?? topic.partitions)
     }
 
-    /// The same for several topics at once, with one consumer (one group join).
+    /// The same for several topics at once, with one consumer (one group join). A partition
+    /// whose first records the broker has deleted (retention) is named on standard error, since
+    /// what is read of it is not its whole history; records deleted while they are being read
+    /// stop the read.
     static func readRecordsToEnd(_ topics: [TopicSpec], bootstrapServers: String) throws -> (records: [ConsumedRecord], partitions: [String: Int32]) {
-        let consumer = try KafkaConsumer(
-            ConsumerConfiguration(bootstrapServers: bootstrapServers, groupID: "loyalty-cli-\(UUID().uuidString)"), listener: StartingOffsets())
+        var settings = ConsumerConfiguration(bootstrapServers: bootstrapServers, groupID: "loyalty-cli-\(UUID().uuidString)")
+        settings.offsetResetPolicy = "error"
+        let consumer = try KafkaConsumer(settings, listener: StartingOffsets())
         defer { consumer.close() }
         try consumer.subscribe(topics.map(\.name))
         // The broker's partition counts: an operator may have created a topic with another.
         let partitions = try consumer.partitionCounts(of: topics.map(\.name))
         let expected = topics.reduce(0) { $0 + Int(partitions[$1.name] ?? $1.partitions) }
+        let all = topics.flatMap { topic in (0..<(partitions[topic.name] ?? topic.partitions)).map { TopicPartition(topic: topic.name, partition: $0) } }
+        for (partition, bounds) in try consumer.logBounds(of: all).sorted(by: { $0.key.description < $1.key.description }) where bounds.low > 0 {
+            FileHandle.standardError.write(Data(
+                "loyalty: \(partition) starts at offset \(bounds.low): the broker has deleted its first records (retention), so what follows leaves them out\n".utf8))
+        }
         var ended = Set<TopicPartition>()
         var records: [ConsumedRecord] = []
         var deadline = Date().addingTimeInterval(20)
@@ -202,7 +211,9 @@ enum CampaignCommands {
                 records.append(record)
             case .endOfPartition(let partition, _):
                 ended.insert(partition)
-            default:
+            case .error(let error, let partition?, let offset) where error.code == KafkaError.offsetOutOfRange:
+                throw CLIError("\(partition): the broker deleted records from offset \(offset) on while they were being read (retention); read again, or keep the topic longer")
+            case .error, nil:
                 break
             }
         }

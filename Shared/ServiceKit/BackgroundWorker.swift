@@ -22,17 +22,24 @@ final class BackgroundWorker: Sendable {
 
     /// Opens a connection to the store `configuration` names, reads what the turns need once
     /// with `setUp` (on the caller's thread, before the worker's starts), and starts a thread
-    /// called `name` that calls `turn` with the connection and that after
-    /// `firstTurnAfterMilliseconds`, then again after as many milliseconds as each turn returns
+    /// called `name` that calls `turn` with the connection and what `setUp` returned: first
+    /// after `firstTurnAfterMilliseconds`, then after as many milliseconds as each turn returns
     /// (at least one). The connection is the thread's alone.
     init<Context: Sendable>(
         name: String, store configuration: DatabaseConfiguration, firstTurnAfterMilliseconds: Int,
         setUp: (Database) throws -> Context, turn: @escaping @Sendable (Database, Context) -> Int
     ) throws {
-        let database = try Database(configuration)
+        let database: Database
         let context: Context
-        do { context = try setUp(database) } catch {
-            database.close()
+        do {
+            database = try Database(configuration)
+            do { context = try setUp(database) } catch {
+                database.close()
+                throw error
+            }
+        } catch {
+            // No thread to wait for: `deinit`, which runs for a failed init too, stops at once.
+            flags.finished.store(true, ordering: .releasing)
             throw error
         }
         let thread = Thread { [flags] in

@@ -57,4 +57,29 @@ import Testing
         #expect(Date().timeIntervalSince(started) < 120)
         #expect(turns.count.load(ordering: .relaxed) == 1)
     }
+
+    struct SetUpFailed: Error {}
+
+    /// A worker whose set-up fails throws, takes no turn, and leaves nothing to wait for: the
+    /// loop that started it gets the error rather than hanging in the worker's `deinit`.
+    @Test(.timeLimit(.minutes(20))) func aFailedSetUpThrowsWithoutHanging() throws {
+        let path = try temporaryDirectory().appendingPathComponent("store.sqlite").path
+        let turns = Turns()
+        #expect(throws: SetUpFailed.self) {
+            _ = try BackgroundWorker(
+                name: "test-worker", store: DatabaseConfiguration(path: path), firstTurnAfterMilliseconds: 0,
+                setUp: { _ -> Int in throw SetUpFailed() }
+            ) { _, _ in
+                turns.count.add(1, ordering: .relaxed)
+                return 1
+            }
+        }
+        #expect(turns.count.load(ordering: .relaxed) == 0)
+        // A store that cannot be opened fails the same way.
+        #expect(throws: (any Error).self) {
+            _ = try BackgroundWorker(
+                name: "test-worker", store: DatabaseConfiguration(path: "/nonexistent-directory/store.sqlite"), firstTurnAfterMilliseconds: 0
+            ) { _ in 1 }
+        }
+    }
 }
