@@ -164,10 +164,11 @@ enum CampaignCommands {
         return lines.joined(separator: "\n")
     }
 
-    /// Every record of a topic up to its current end.
-    static func readToEnd(_ topic: TopicSpec, bootstrapServers: String) throws -> [CloudEvent] {
+    /// Every record of a topic up to its current end; `whole`: what is read is summed from its
+    /// beginning (see `readRecordsToEnd`).
+    static func readToEnd(_ topic: TopicSpec, bootstrapServers: String, whole: Bool = false) throws -> [CloudEvent] {
         // Progress marks are for the services that wait on them, not for people.
-        try readRecordsToEnd(topic, bootstrapServers: bootstrapServers).records.compactMap { record in
+        try readRecordsToEnd([topic], bootstrapServers: bootstrapServers, whole: whole ? [topic.name] : []).records.compactMap { record in
             guard let value = record.value, let event = try? CloudEvent.decode(value), event.type != ProgressMark.eventType else { return nil }
             return event
         }
@@ -180,11 +181,13 @@ enum CampaignCommands {
         return (read.records, read.partitions[topic.name] ?? topic.partitions)
     }
 
-    /// The same for several topics at once, with one consumer (one group join). A partition
-    /// whose first records the broker has deleted (retention) is named on standard error, since
-    /// what is read of it is not its whole history; records deleted while they are being read
-    /// stop the read.
-    static func readRecordsToEnd(_ topics: [TopicSpec], bootstrapServers: String) throws -> (records: [ConsumedRecord], partitions: [String: Int32]) {
+    /// The same for several topics at once, with one consumer (one group join). Records
+    /// deleted while they are being read (retention) stop the read. A partition of the `whole`
+    /// topics (those a caller sums from the beginning, such as the ledger) whose first records
+    /// the broker has deleted is named on standard error: what is read of it is not all of it.
+    static func readRecordsToEnd(
+        _ topics: [TopicSpec], bootstrapServers: String, whole: Set<String> = []
+    ) throws -> (records: [ConsumedRecord], partitions: [String: Int32]) {
         var settings = ConsumerConfiguration(bootstrapServers: bootstrapServers, groupID: "loyalty-cli-\(UUID().uuidString)")
         settings.offsetResetPolicy = "error"
         let consumer = try KafkaConsumer(settings, listener: StartingOffsets())
@@ -193,8 +196,12 @@ enum CampaignCommands {
         // The broker's partition counts: an operator may have created a topic with another.
         let partitions = try consumer.partitionCounts(of: topics.map(\.name))
         let expected = topics.reduce(0) { $0 + Int(partitions[$1.name] ?? $1.partitions) }
-        let all = topics.flatMap { topic in (0..<(partitions[topic.name] ?? topic.partitions)).map { TopicPartition(topic: topic.name, partition: $0) } }
-        for (partition, bounds) in try consumer.logBounds(of: all).sorted(by: { $0.key.description < $1.key.description }) where bounds.low > 0 {
+        let summed = topics.filter { whole.contains($0.name) }.flatMap { topic in
+            (0..<(partitions[topic.name] ?? topic.partitions)).map { TopicPartition(topic: topic.name, partition: $0) }
+        }
+        // A warning only: a broker that cannot say now does not stop the read.
+        let bounds = summed.isEmpty ? [:] : (try? consumer.logBounds(of: summed)) ?? [:]
+        for (partition, bounds) in bounds.sorted(by: { $0.key.description < $1.key.description }) where bounds.low > 0 {
             FileHandle.standardError.write(Data(
                 "loyalty: \(partition) starts at offset \(bounds.low): the broker has deleted its first records (retention), so what follows leaves them out\n".utf8))
         }

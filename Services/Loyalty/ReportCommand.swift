@@ -33,7 +33,11 @@ enum ReportCommand {
         let program = try simulation.map { try SimulateCommand.program(in: $0) }
             ?? Program.load(json: ConfiguredFile.bytes(variable: "LOYALTY_PROGRAM_FILE", fallback: ReferenceProgram.bytes))
         func read(_ topic: TopicSpec) throws -> [CloudEvent] {
-            guard let simulation else { return try CampaignCommands.readToEnd(topic, bootstrapServers: try bootstrapServers()) }
+            guard let simulation else {
+                // The ledger's and the tier changes' sums (liability, flows) need them from the start.
+                let whole = topic.name == Topics.pointsLedger.name || topic.name == Topics.tierChanges.name
+                return try CampaignCommands.readToEnd(topic, bootstrapServers: try bootstrapServers(), whole: whole)
+            }
             return try SimulateCommand.published(topic.name, in: simulation)
         }
         let ledger = try read(Topics.pointsLedger)

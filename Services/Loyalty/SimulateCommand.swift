@@ -123,7 +123,10 @@ enum SimulateCommand {
         var records: [PlatformSimulation.Record] = []
         let services: Set<String> = ["loyalty/points", "loyalty/tiers", "loyalty/campaigns"]
         let topics = [Topics.members, Topics.orders, Topics.engagement, Topics.pointsRequests, Topics.pointsCommands, Topics.campaignDefinitions]
-        let read = try CampaignCommands.readRecordsToEnd(topics, bootstrapServers: bootstrapServers)
+        // A history that has lost its beginning to retention is named (compacted topics keep theirs).
+        let read = try CampaignCommands.readRecordsToEnd(
+            topics, bootstrapServers: bootstrapServers,
+            whole: [Topics.orders.name, Topics.engagement.name, Topics.pointsRequests.name, Topics.pointsCommands.name])
         let partitions = read.partitions[Topics.members.name] ?? Topics.partitionCount
         // In their order on each partition; the partitions one after another, as the merge takes them.
         for record in read.records.sorted(by: { ($0.topic, $0.partition, $0.offset) < ($1.topic, $1.partition, $1.offset) }) {
