@@ -442,23 +442,29 @@ enum Bench {
         let consumer = try KafkaConsumer(consumerSettings, listener: listener)
         try consumer.subscribe([Topics.pointsLedger.name])
 
+        /// Stops a wait that can no longer end: a service gone, an event not delivered, or
+        /// `done` unchanged for 120 s (`stuck` says what, with `done`).
+        var lastProgress = (done: -1, at: Date())
+        func checkProgress(_ done: Int, stuck: (Int) -> String) throws {
+            if let exited = children.exited { throw CLIError("\(exited.name) exited with status \(exited.status)") }
+            if let failed = producer.takeDeliveryReports().first(where: { $0.error != nil })?.error {
+                throw CLIError("an event was not delivered: \(failed)")
+            }
+            if done != lastProgress.done {
+                lastProgress = (done, Date())
+            } else if Date().timeIntervalSince(lastProgress.at) > 120 {
+                throw CLIError(stuck(done))
+            }
+        }
+
         /// Sends `count` units of events from `make`, each of which earns one ledger entry, and
         /// waits for as many entries, keeping at most a window in flight; `arrived` is told of each.
         func pump(_ count: Int, pace: Double? = nil, make: (Int) -> [CloudEvent], arrived: (CloudEvent, Date) -> Void = { _, _ in }) throws -> TimeInterval {
             var produced = 0
             var received = 0
             let start = Date()
-            var lastProgress = (received: 0, at: start)
             while received < count {
-                if let exited = children.exited { throw CLIError("\(exited.name) exited with status \(exited.status)") }
-                if received != lastProgress.received {
-                    lastProgress = (received, Date())
-                } else if Date().timeIntervalSince(lastProgress.at) > 120 {
-                    throw CLIError("no ledger entry for 120 s after \(received) of \(count) (\(produced) sent, \(producer.outstanding) still queued in the producer)")
-                }
-                if let failed = producer.takeDeliveryReports().first(where: { $0.error != nil })?.error {
-                    throw CLIError("an event was not delivered: \(failed)")
-                }
+                try checkProgress(received) { "no ledger entry for 120 s after \($0) of \(count) (\(produced) sent, \(producer.outstanding) still queued in the producer)" }
                 while produced < count && produced - received < options.window {
                     if let pace, Date().timeIntervalSince(start) < Double(produced) / pace { break }
                     for event in make(produced) {
@@ -496,19 +502,10 @@ enum Bench {
                 return Int(sum ?? 0)
             }
             var sent = 0
-            var lastProgress = (applied: 0, at: Date())
             while true {
                 let done = applied()
                 guard done < count else { break }
-                if let exited = children.exited { throw CLIError("\(exited.name) exited with status \(exited.status)") }
-                if done != lastProgress.applied {
-                    lastProgress = (done, Date())
-                } else if Date().timeIntervalSince(lastProgress.at) > 120 {
-                    throw CLIError("no registration applied for 120 s after \(done) of \(count) (\(sent) sent)")
-                }
-                if let failed = producer.takeDeliveryReports().first(where: { $0.error != nil })?.error {
-                    throw CLIError("a registration was not delivered: \(failed)")
-                }
+                try checkProgress(done) { "no registration applied for 120 s after \($0) of \(count) (\(sent) sent)" }
                 while sent < count && sent - done < options.window {
                     let event = make(sent)
                     try producer.send(topic: Topics.members.name, key: Array(event.subject!.utf8), value: event.encoded())
