@@ -61,14 +61,18 @@ extension Bench {
             let outbox = (try? database.prepare("SELECT COUNT(*) FROM outbox").queryOne { $0.int64(0) }) ?? 1
             return (Dictionary(rows) { $1 }, outbox == 0)
         }
-        /// Whether every service has read all of its input and published everything.
-        func drained() throws -> Bool {
+        /// Whether every service has read all of its input and published everything; `read`
+        /// gets the offsets all services have stored, in all (how far they are).
+        func drained(read: inout Int64) throws -> Bool {
             let ends = try probe.logBounds(of: Array(Set(partitions.flatMap(\.1))))
+            var isDrained = true
+            read = 0
             for (service, inputs) in partitions {
                 let (offsets, outboxIsEmpty) = progress(service)
-                guard outboxIsEmpty, inputs.allSatisfy({ (offsets[$0] ?? 0) >= ends[$0]!.high }) else { return false }
+                read += offsets.values.reduce(0, +)
+                if !outboxIsEmpty || !inputs.allSatisfy({ (offsets[$0] ?? 0) >= ends[$0]!.high }) { isDrained = false }
             }
-            return true
+            return isDrained
         }
         /// Records of `topic` the slowest of the services has stored offsets past.
         func taken(_ topic: String) -> Int {
@@ -93,9 +97,20 @@ extension Bench {
             }
             _ = producer.flush(timeoutMilliseconds: 30_000)
         }
+        /// Waits for `drained`; stops when a service exits, or when none has read anything more
+        /// for 120 s without being drained (a service that waits for a producer's progress that
+        /// never comes, say, or an outbox that does not empty).
         func waitUntilDrained() throws {
-            while try !drained() {
+            var read: Int64 = 0
+            var lastProgress = (read: Int64(-1), at: Date())
+            while try !drained(read: &read) {
                 if let exited = children.exited { throw CLIError("\(exited.name) exited with status \(exited.status)") }
+                if read != lastProgress.read {
+                    lastProgress = (read, Date())
+                } else if Date().timeIntervalSince(lastProgress.at) > 120 {
+                    let behind = partitions.map { service, _ in "\(service) has read \(progress(service).offsets.values.reduce(0, +))" }
+                    throw CLIError("four services: nothing more read for 120 s and not everything published (" + behind.joined(separator: ", ") + ")")
+                }
                 producer.poll()
                 Thread.sleep(forTimeInterval: 0.1)
             }
