@@ -108,7 +108,8 @@ public final class Database: @unchecked Sendable {
         self.handle = nil
     }
 
-    private func connection(for sql: String? = nil) throws -> OpaquePointer {
+    /// The open connection, for the module's own use of SQLite's C API (sessions).
+    func connection(for sql: String? = nil) throws -> OpaquePointer {
         guard let handle else { throw SQLiteError.closed(sql) }
         return handle
     }

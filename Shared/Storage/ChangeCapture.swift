@@ -1,0 +1,172 @@
+import CSQLite
+
+/// Records what the transactions of one connection change, with SQLite's session extension,
+/// and hands each transaction's changes over as the new states of its rows (``RowChange``):
+/// what a changelog needs for a store to be rebuilt elsewhere. It also applies such changes
+/// to a store, which is how that store is rebuilt.
+///
+/// Every logged table must have a primary key: the session extension ignores the others, and
+/// a change without a key could not be named.
+public final class ChangeCapture {
+    private struct Shape {
+        var columns: [String]
+        /// Indices of the primary-key columns, in column order.
+        var keyColumns: [Int]
+    }
+
+    private let database: Database
+    private let shapes: [String: Shape]
+    private var session: OpaquePointer?
+
+    /// Logs every table of `database` except SQLite's own and `excluding` (tables the loop
+    /// keeps for itself, such as the outbox).
+    /// - Throws: ``SQLiteError`` naming a table without a primary key.
+    public init(database: Database, excluding: Set<String>) throws {
+        self.database = database
+        let names = try database.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+            .query { $0.string(0) }.filter { !excluding.contains($0) }
+        var shapes: [String: Shape] = [:]
+        for name in names {
+            let columns = try database.prepare("SELECT name, pk FROM pragma_table_info(?) ORDER BY cid").query(.text(name)) {
+                (name: $0.string(0), key: $0.int(1) > 0)
+            }
+            let keyColumns = columns.indices.filter { columns[$0].key }
+            guard !keyColumns.isEmpty else {
+                throw SQLiteError(code: SQLITE_MISUSE, message: "table \(name) has no primary key, so its changes cannot be logged")
+            }
+            shapes[name] = Shape(columns: columns.map(\.name), keyColumns: keyColumns)
+        }
+        self.shapes = shapes
+    }
+
+    deinit {
+        if let session { sqlite3session_delete(session) }
+    }
+
+    /// The tables whose changes are recorded.
+    public var loggedTables: [String] { shapes.keys.sorted() }
+
+    /// Starts recording; call inside the transaction, before its first change.
+    public func begin() throws {
+        discard()
+        let connection = try database.connection()
+        var created: OpaquePointer?
+        var rc = sqlite3session_create(connection, "main", &created)
+        guard rc == SQLITE_OK, let created else { throw SQLiteError(connection: connection, code: rc, sql: nil, context: "cannot start a session") }
+        session = created
+        for table in shapes.keys {
+            rc = sqlite3session_attach(created, table)
+            guard rc == SQLITE_OK else { throw SQLiteError(connection: connection, code: rc, sql: nil, context: "cannot log table \(table)") }
+        }
+    }
+
+    /// Stops recording without a result (the transaction rolled back).
+    public func discard() {
+        if let session { sqlite3session_delete(session) }
+        session = nil
+    }
+
+    /// Stops recording and returns the state, after the transaction, of every row it changed;
+    /// call inside the transaction, after its last change to a logged table. A row changed
+    /// and changed back is left out.
+    public func end() throws -> [RowChange] {
+        guard let session else { return [] }
+        defer { discard() }
+        let connection = try database.connection()
+        var size: Int32 = 0
+        var bytes: UnsafeMutableRawPointer?
+        let rc = sqlite3session_changeset(session, &size, &bytes)
+        defer { sqlite3_free(bytes) }
+        guard rc == SQLITE_OK else { throw SQLiteError(connection: connection, code: rc, sql: nil, context: "cannot read the session's changes") }
+        guard size > 0, let bytes else { return [] }
+        var iterator: OpaquePointer?
+        guard sqlite3changeset_start(&iterator, size, bytes) == SQLITE_OK, let iterator else {
+            throw SQLiteError(code: SQLITE_CORRUPT, message: "cannot read the session's changeset")
+        }
+        defer { sqlite3changeset_finalize(iterator) }
+        var keys: [(table: String, key: [SQLValue], deleted: Bool)] = []
+        while sqlite3changeset_next(iterator) == SQLITE_ROW {
+            var name: UnsafePointer<CChar>?
+            var columnCount: Int32 = 0
+            var operation: Int32 = 0
+            var indirect: Int32 = 0
+            guard sqlite3changeset_op(iterator, &name, &columnCount, &operation, &indirect) == SQLITE_OK, let name else { continue }
+            let table = String(cString: name)
+            guard let shape = shapes[table] else { continue }
+            let key = shape.keyColumns.map { column -> SQLValue in
+                var value: OpaquePointer?
+                // An update keeps its key (one that changes the key is a delete and an insert).
+                if operation == SQLITE_INSERT { sqlite3changeset_new(iterator, Int32(column), &value) } else {
+                    sqlite3changeset_old(iterator, Int32(column), &value)
+                }
+                return Self.value(value)
+            }
+            keys.append((table, key, operation == SQLITE_DELETE))
+        }
+        // An update names only the columns it changed: the whole row is read from the store.
+        return try keys.map { change in
+            guard !change.deleted else { return RowChange(table: change.table, key: change.key, row: nil) }
+            let shape = shapes[change.table]!
+            let row = try database.prepare(Self.selectRow(change.table, shape)).queryOne(change.key) { statement in
+                (0..<Int32(shape.columns.count)).map { statement.value($0) }
+            }
+            return RowChange(table: change.table, key: change.key, row: row)
+        }
+    }
+
+    /// Applies a row's state to the store (inside the caller's transaction): the row is
+    /// written whole, or deleted for a tombstone. A row logged before its table gained
+    /// columns fills only the columns it has; the others take their defaults.
+    /// - Throws: ``RowChangeFormatError`` for a change that does not fit the store's tables.
+    public func apply(_ change: RowChange) throws {
+        guard let shape = shapes[change.table] else {
+            throw RowChangeFormatError(detail: "the store has no logged table \(change.table)")
+        }
+        guard change.key.count == shape.keyColumns.count else {
+            throw RowChangeFormatError(detail: "\(change.table) has \(shape.keyColumns.count) key columns, the change names \(change.key.count)")
+        }
+        guard let row = change.row else {
+            try database.prepare(Self.deleteRow(change.table, shape)).run(change.key)
+            return
+        }
+        guard row.count <= shape.columns.count, shape.keyColumns.allSatisfy({ $0 < row.count }),
+              shape.keyColumns.map({ row[$0] }) == change.key
+        else {
+            throw RowChangeFormatError(detail: "a row of \(change.table) does not match its key or the table's \(shape.columns.count) columns")
+        }
+        let columns = shape.columns[..<row.count].map(quoted).joined(separator: ", ")
+        let marks = Array(repeating: "?", count: row.count).joined(separator: ", ")
+        try database.prepare("INSERT OR REPLACE INTO \(quoted(change.table))(\(columns)) VALUES(\(marks))").run(row)
+    }
+
+    private static func selectRow(_ table: String, _ shape: Shape) -> String {
+        "SELECT \(shape.columns.map(quoted).joined(separator: ", ")) FROM \(quoted(table)) WHERE \(keyCondition(shape))"
+    }
+
+    private static func deleteRow(_ table: String, _ shape: Shape) -> String {
+        "DELETE FROM \(quoted(table)) WHERE \(keyCondition(shape))"
+    }
+
+    private static func keyCondition(_ shape: Shape) -> String {
+        shape.keyColumns.map { "\(quoted(shape.columns[$0])) IS ?" }.joined(separator: " AND ")
+    }
+
+    private static func value(_ value: OpaquePointer?) -> SQLValue {
+        guard let value else { return .null }
+        switch sqlite3_value_type(value) {
+        case SQLITE_INTEGER: return .integer(sqlite3_value_int64(value))
+        case SQLITE_FLOAT: return .real(sqlite3_value_double(value))
+        case SQLITE_TEXT:
+            let count = Int(sqlite3_value_bytes(value))
+            guard let text = sqlite3_value_text(value) else { return .text("") }
+            return .text(String(decoding: UnsafeBufferPointer(start: text, count: count), as: UTF8.self))
+        case SQLITE_BLOB:
+            let count = Int(sqlite3_value_bytes(value))
+            guard count > 0, let blob = sqlite3_value_blob(value) else { return .blob([]) }
+            return .blob(Array(UnsafeRawBufferPointer(start: blob, count: count)))
+        default: return .null
+        }
+    }
+}
+
+private func quoted(_ name: String) -> String { StoreComparison.quoted(name) }
