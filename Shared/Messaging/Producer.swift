@@ -48,7 +48,7 @@ public struct ProducerConfiguration: Sendable {
 public final class KafkaProducer: @unchecked Sendable {
     // Safe to share: librdkafka's producer handle is thread-safe; `topics` and `reports`
     // are guarded by mutexes.
-    private let handle: OpaquePointer
+    fileprivate let handle: OpaquePointer
     private let context: Unmanaged<ProducerContext>
     private let topics = Mutex<[String: OpaquePointer]>([:])
 
@@ -162,6 +162,50 @@ public final class KafkaProducer: @unchecked Sendable {
         let err = rd_kafka_fatal_error(handle, &text, text.count)
         if err == RD_KAFKA_RESP_ERR_NO_ERROR { return nil }
         return KafkaError(code: err.rawValue, message: text.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })
+    }
+}
+
+/// A failed step of a transaction, with what librdkafka says may be done about it.
+public struct KafkaTransactionError: Error, Sendable, CustomStringConvertible {
+    public var error: KafkaError
+    /// The producer can no longer be used (fenced by a newer one with its `transactional.id`).
+    public var isFatal: Bool
+    /// The transaction must be aborted; then a new one may start.
+    public var requiresAbort: Bool
+    public var description: String { "\(error)\(isFatal ? " (fatal)" : requiresAbort ? " (the transaction must be aborted)" : "")" }
+}
+
+extension KafkaProducer {
+    /// The first call of a producer configured with a `transactional.id`: it fences every
+    /// older producer with that id and completes or aborts the transaction it left open.
+    public func initTransactions(timeoutMilliseconds: Int32) throws {
+        try check(rd_kafka_init_transactions(handle, timeoutMilliseconds), "cannot start the transactional producer")
+    }
+
+    /// Starts a transaction: what is sent until its commit becomes visible to readers
+    /// (`read_committed`) all at once, or not at all.
+    public func beginTransaction() throws {
+        try check(rd_kafka_begin_transaction(handle), "cannot begin a transaction")
+    }
+
+    /// Delivers everything sent in the transaction and commits it, waiting at most
+    /// `timeoutMilliseconds`.
+    public func commitTransaction(timeoutMilliseconds: Int32) throws {
+        try check(rd_kafka_commit_transaction(handle, timeoutMilliseconds), "cannot commit the transaction")
+    }
+
+    /// Aborts the transaction: nothing sent in it becomes visible.
+    public func abortTransaction(timeoutMilliseconds: Int32) throws {
+        try check(rd_kafka_abort_transaction(handle, timeoutMilliseconds), "cannot abort the transaction")
+    }
+
+    private func check(_ error: OpaquePointer?, _ context: String) throws {
+        guard let error else { return }
+        defer { rd_kafka_error_destroy(error) }
+        let code = rd_kafka_error_code(error)
+        throw KafkaTransactionError(
+            error: KafkaError(code: code.rawValue, message: "\(context): \(String(cString: rd_kafka_error_string(error)))"),
+            isFatal: rd_kafka_error_is_fatal(error) != 0, requiresAbort: rd_kafka_error_txn_requires_abort(error) != 0)
     }
 }
 

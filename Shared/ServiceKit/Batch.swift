@@ -86,6 +86,16 @@ public final class Batch {
         outbox.append(OutboxRow(seq: database.lastInsertRowID, topic: topic, key: keyBytes, value: value, partition: partition))
     }
 
+    /// Adds a record with a binary key to the outbox, on `partition`; a nil value is a tombstone.
+    func emit(topic: String, key: [UInt8], value: [UInt8]?, partition: Int32) throws {
+        let size = key.count + (value?.count ?? 0)
+        guard size <= Self.maximumRecordBytes else {
+            throw OutputTooLarge(topic: topic, bytes: size, limit: Self.maximumRecordBytes)
+        }
+        try insertOutbox.run(.text(topic), .blob(key), value.map { .blob($0) } ?? .null, .integer(Int64(partition)))
+        outbox.append(OutboxRow(seq: database.lastInsertRowID, topic: topic, key: key, value: value, partition: partition))
+    }
+
     /// Adds an event to the outbox, keyed by its subject. An event for one of the service's
     /// own input topics is a command to itself: it is remembered as an echo, so that records
     /// sorting after it wait until it has come back and been applied.

@@ -118,6 +118,8 @@ public final class BatchApplier<Processor: StreamProcessor> {
 
     /// Told which record is being applied, so that a crash can be pinned on it.
     public var crashNote: CrashNote?
+    /// Where each batch's row changes go (`CHANGELOG`), and what records them; nil: nowhere.
+    public var changelog: (capture: ChangeCapture, topic: String)?
     /// The record the service failed on at two starts in a row: dead-lettered when it comes.
     public var poisonRecord: (partition: TopicPartition, offset: Int64, cause: String)?
     /// The record failures are counted against, until a batch commits offsets past it.
@@ -385,6 +387,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
         let timersLeftIn = tasksWithTimersLeft
         do {
             try database.transaction {
+                try changelog?.capture.begin()
                 let batch = try makeBatch()
                 try deleteDelivered(deliveredOutbox)
                 try fireTimersLeft(timersLeftIn, in: batch, &progress)
@@ -417,6 +420,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
                             return due == .max ? nil : due
                         }))
                 }
+                try logChanges(in: batch)
                 progress.outcome.outbox = batch.outbox
                 progress.outcome.echoes = batch.echoes
                 progress.outcome.deadLettersByReason = batch.deadLetterReasons
@@ -424,6 +428,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
             }
         } catch {
             // The transaction rolled back: cached views of it are void.
+            changelog?.capture.discard()
             carriedRecord = carriedIn
             tasksWithTimersLeft = timersLeftIn
             streamTimes.removeAll()
@@ -715,6 +720,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
         var strikeCleared = false
         do {
             try database.transaction {
+                try changelog?.capture.begin()
                 let processor = self.processor
                 let batch = try makeBatch()
                 var nextOffsets: [TopicPartition: Int64] = [:]
@@ -741,15 +747,33 @@ public final class BatchApplier<Processor: StreamProcessor> {
                 for (partition, offset) in nextOffsets {
                     try saveOffset.run(.text(partition.topic), .integer(Int64(partition.partition)), .integer(offset))
                 }
+                try logChanges(in: batch)
                 outcome.outbox = batch.outbox
                 outcome.deadLettersByReason = batch.deadLetterReasons
             }
         } catch {
+            changelog?.capture.discard()
             processor.abandon()
             throw error
         }
         if strikeCleared { strikeAgainst = nil }
         return outcome
+    }
+
+    /// Sends the row changes of the batch's transaction to the changelog, behind everything
+    /// else the batch sends: the relay publishes a changelog row only once every row before it
+    /// is acknowledged, so a store restored from the changelog never stands past an output
+    /// that was not published.
+    /// All of them go to partition 0 (one store, one partition: their order is the commits'),
+    /// closed by a batch-end record: a restore applies no batch it has not seen the end of.
+    private func logChanges(in batch: Batch) throws {
+        guard let changelog else { return }
+        let changes = try changelog.capture.end()
+        guard !changes.isEmpty else { return }
+        for change in changes {
+            try batch.emit(topic: changelog.topic, key: change.encodedKey, value: change.encodedValue, partition: 0)
+        }
+        try batch.emit(topic: changelog.topic, key: ChangelogRestore.batchEndKey, value: Array(String(changes.count).utf8), partition: 0)
     }
 
     /// Whether any of `tasks` has a timer due at or before `time` (read outside a

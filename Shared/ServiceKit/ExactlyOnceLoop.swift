@@ -73,6 +73,12 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         if !directory.isEmpty {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         }
+        // A changelog is one store's, written by one instance in commit order.
+        if configuration.changelog && replay == nil && FileUseLock.isInUse(path: configuration.databasePath) {
+            throw ConfigurationError(
+                variable: configuration.platform.variable("CHANGELOG"),
+                problem: "\(configuration.databasePath) is in use by another instance: with a changelog, each instance keeps its own data directory")
+        }
         let database = try Database(DatabaseConfiguration(path: configuration.databasePath, synchronous: configuration.synchronous))
         useLock = try FileUseLock(path: configuration.databasePath)
         applier = try BatchApplier(
@@ -82,6 +88,24 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         // A batch's timers stay about as many as its records: its outbox stays as small.
         applier.timerBudget = max(2 * configuration.maxBatchRecords, 1_000)
         applier.commandKeys = try configuration.commandKeys()
+        var changelogProducer: KafkaProducer?
+        if configuration.changelog && replay == nil {
+            let capture = try ChangeCapture(database: database, excluding: RuntimeSchema.unloggedTables)
+            let topic = configuration.platform.changelog(of: configuration.service)
+            // First, so that an older producer of this store (a dead or stalled instance) is
+            // fenced, and the transaction it left open aborted, before the changelog is read.
+            let producer = try KafkaProducer(ProducerConfiguration(
+                bootstrapServers: configuration.bootstrapServers,
+                extra: ["transactional.id": "\(configuration.groupID)-changelog"].merging(configuration.kafkaSettings) { $1 }))
+            try producer.initTransactions(timeoutMilliseconds: 60_000)
+            changelogProducer = producer
+            // A store that has applied nothing (a new host, a lost data directory) starts from
+            // what the changelog holds, and goes on from the offsets it restores.
+            if try ChangelogRestore.storeIsEmpty(database) {
+                _ = try ChangelogRestore.restore(into: database, capture: capture, topic: topic, configuration: configuration, logger: logger)
+            }
+            applier.changelog = (capture, topic)
+        }
         status.update { [count = applier.partitionCount] in $0.partitionCount = count }
         // A record this service failed on at the last start (trap, fault or error) counts a
         // strike; at two in a row it is dead-lettered when it comes (`poison-record`).
@@ -127,6 +151,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 bootstrapServers: configuration.bootstrapServers,
                 extra: ["enable.gapless.guarantee": "true"].merging(configuration.kafkaSettings) { $1 }))
             relay = OutboxRelay(producer: producer, logger: logger)
+            if let changelogProducer, let topic = applier.changelog?.topic { relay.sendChangelog(to: topic, through: changelogProducer) }
         }
     }
 

@@ -15,6 +15,14 @@ public final class OutboxRelay {
     private var sentAt: [UInt64: Int64] = [:]
     /// Acknowledged rows still present in the outbox table.
     private var acknowledged: [UInt64] = []
+    /// The changelog topic and the transactional producer its rows go through (nil: none).
+    private var changelog: (topic: String, producer: KafkaProducer)?
+    /// Changelog rows committed and not sent yet, oldest first.
+    private var held: [OutboxRow] = []
+    /// Sequence numbers of the other rows, in the (ascending) order they were first sent;
+    /// those before `outputsHead` are acknowledged.
+    private var outputsSent: [Int64] = []
+    private var outputsHead = 0
 
     public init(producer: KafkaProducer, logger: Logger) {
         self.producer = producer
@@ -29,8 +37,8 @@ public final class OutboxRelay {
         self.logger = logger
     }
 
-    /// Rows sent and not yet acknowledged.
-    public var inFlightCount: Int { inFlight.count }
+    /// Rows sent and not yet acknowledged, and changelog rows waiting to be sent.
+    public var inFlightCount: Int { inFlight.count + held.count }
 
     /// How long the oldest row in flight has waited for its acknowledgement.
     public func oldestInFlightMilliseconds(now: Int64) -> Int64 {
@@ -41,7 +49,7 @@ public final class OutboxRelay {
     /// start, and when partitions are assigned (an instance sharing the database may have
     /// died between committing rows and publishing them).
     public func republishUnsent(from database: Database) throws -> Int {
-        let known = Set(inFlight.keys).union(acknowledged)
+        let known = Set(inFlight.keys).union(acknowledged).union(held.map { UInt64(bitPattern: $0.seq) })
         let rows = try database.prepare("SELECT seq, topic, key, value, partition FROM outbox ORDER BY seq").query { row in
             OutboxRow(
                 seq: row.int64(0), topic: row.string(1),
@@ -65,11 +73,62 @@ public final class OutboxRelay {
             return
         }
         for row in rows {
-            let tag = UInt64(bitPattern: row.seq)
-            inFlight[tag] = row
-            sentAt[tag] = monotonicMilliseconds()
-            try producer.send(topic: row.topic, key: row.key, value: row.value, partition: row.partition, tag: tag)
+            if row.topic == changelog?.topic {
+                held.append(row)
+            } else {
+                try send(row, with: producer)
+            }
         }
+        try sendHeldChangelog(with: producer)
+    }
+
+    private func send(_ row: OutboxRow, with producer: KafkaProducer) throws {
+        let tag = UInt64(bitPattern: row.seq)
+        if let changelog, row.topic != changelog.topic { outputsSent.append(row.seq) }
+        inFlight[tag] = row
+        sentAt[tag] = monotonicMilliseconds()
+        try producer.send(topic: row.topic, key: row.key, value: row.value, partition: row.partition, tag: tag)
+    }
+
+    /// Sends the store's row changes through `producer` (configured with a `transactional.id`
+    /// and started with ``KafkaProducer/initTransactions(timeoutMilliseconds:)``) instead of the
+    /// relay's own producer.
+    public func sendChangelog(to topic: String, through producer: KafkaProducer) {
+        changelog = (topic, producer)
+    }
+
+    /// Sends, in one Kafka transaction, the changelog rows that no unacknowledged output
+    /// precedes, and counts them acknowledged once it commits. A store restored from the
+    /// changelog then never stands past an output Kafka does not have (an output delivered
+    /// before the changelog rows behind it is merely sent again after a restore, with its id,
+    /// and dropped by its consumers as a repeat), and holds all of a batch's changes or none.
+    /// Rows go in commit order, so the last record of a key is its row's latest state.
+    private func sendHeldChangelog(with producer: KafkaProducer) throws {
+        guard let changelog, !held.isEmpty else { return }
+        while outputsHead < outputsSent.count, inFlight[UInt64(bitPattern: outputsSent[outputsHead])] == nil { outputsHead += 1 }
+        if outputsHead > 4_096 && outputsHead * 2 > outputsSent.count {
+            outputsSent.removeFirst(outputsHead)
+            outputsHead = 0
+        }
+        let firstOutput = outputsHead < outputsSent.count ? outputsSent[outputsHead] : nil
+        let ready = held.prefix { firstOutput == nil || $0.seq < firstOutput! }
+        guard !ready.isEmpty else { return }
+        do {
+            try changelog.producer.beginTransaction()
+            for row in ready {
+                try changelog.producer.send(topic: row.topic, key: row.key, value: row.value, partition: row.partition, tag: UInt64(bitPattern: row.seq))
+            }
+            try changelog.producer.commitTransaction(timeoutMilliseconds: 60_000)
+        } catch let error as KafkaTransactionError where !error.isFatal {
+            // Nothing of it is visible to readers; the rows are sent again in the next one.
+            logger.warning("changelog transaction failed, sending it again", ["error": error.description])
+            try changelog.producer.abortTransaction(timeoutMilliseconds: 60_000)
+            _ = changelog.producer.takeDeliveryReports()
+            return
+        }
+        _ = changelog.producer.takeDeliveryReports()
+        acknowledged += ready.map { UInt64(bitPattern: $0.seq) }
+        held.removeFirst(ready.count)
     }
 
     /// Serves delivery reports; failed rows are sent again.
@@ -87,6 +146,7 @@ public final class OutboxRelay {
                 acknowledged.append(report.tag)
             }
         }
+        try sendHeldChangelog(with: producer)
         for error in producer.takeErrors() {
             logger.warning("producer error", ["error": error.description])
         }
@@ -106,10 +166,10 @@ public final class OutboxRelay {
     /// Waits until every sent row is acknowledged, at most `timeoutMilliseconds`.
     public func drain(timeoutMilliseconds: Int) throws -> Bool {
         var waited = 0
-        while !inFlight.isEmpty && waited < timeoutMilliseconds {
+        while (!inFlight.isEmpty || !held.isEmpty) && waited < timeoutMilliseconds {
             try poll(timeoutMilliseconds: 50)
             waited += 50
         }
-        return inFlight.isEmpty
+        return inFlight.isEmpty && held.isEmpty
     }
 }

@@ -33,6 +33,10 @@ public struct Platform: Sendable, Equatable {
     /// The prefix of every metric name.
     public var metricPrefix: String { "\(name)_" }
 
+    /// The compacted topic a service's store changes go to when it keeps a changelog
+    /// (`<name>.<service>.changelog`), from which a lost store is restored.
+    public func changelog(of service: String) -> String { "\(name).\(service).changelog" }
+
     /// The default consumer group of a service.
     public func groupID(of service: String) -> String { "\(name)-\(service)" }
 }

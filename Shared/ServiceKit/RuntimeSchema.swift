@@ -3,6 +3,14 @@ import Storage
 /// The tables of the exactly-once loop, shared by every service. Services number their
 /// own migrations from 100 up.
 public enum RuntimeSchema {
+    /// Tables a changelog leaves out: rows the relay deletes as Kafka acknowledges them, what
+    /// one host or one running instance knows (failures counted against a record, the cluster
+    /// the store was claimed for, frontiers of live instances), and the migrations a new store
+    /// runs itself.
+    public static let unloggedTables: Set<String> = [
+        "outbox", "crash_strikes", "store_identity", "task_frontier", "schema_migrations",
+    ]
+
     public static let migrations: [Migration] = [
         Migration(version: 1, name: "exactly-once runtime", sql: """
             -- Event ids already applied, with a hash of the payload to tell re-sends from conflicts.

@@ -70,6 +70,11 @@ public struct ServiceConfiguration: Sendable {
     public var inboxHorizonDays: Int
     /// `LOG_LEVEL`: `debug`, `info` (default), `warning`, `error`.
     public var logLevel: LogLevel
+    /// `CHANGELOG`: `on` or `off` (default). On: every batch's row changes also go, through
+    /// the outbox, to the service's compacted changelog topic (``Platform/changelog(of:)``),
+    /// and a store that has applied nothing yet is first restored from that topic, so that an
+    /// instance that lost its data directory (or its host) goes on where the store had come.
+    public var changelog: Bool = false
     /// How far ahead an event may be and still be applied, in milliseconds. In stream mode
     /// (`STREAM_TIME_MARGIN_DAYS`, default 366): ahead of its task's stream time, or
     /// for a task's first record, of the newest stream time of the store's other tasks. In
@@ -198,6 +203,10 @@ public struct ServiceConfiguration: Sendable {
         guard let logLevel = LogLevel(name: levelText) else {
             throw ConfigurationError(variable: platform.variable("LOG_LEVEL"), problem: "expected debug, info, warning or error, got \(levelText)")
         }
+        let changelogText = (value("CHANGELOG") ?? "off").lowercased()
+        guard ["on", "off"].contains(changelogText) else {
+            throw ConfigurationError(variable: platform.variable("CHANGELOG"), problem: "expected on or off, got \(changelogText)")
+        }
         return ServiceConfiguration(
             service: service,
             platform: platform,
@@ -214,6 +223,7 @@ public struct ServiceConfiguration: Sendable {
             walLimitBytes: Int64(try integer("WAL_LIMIT_MB", default: 64, range: 0...65_536)) * 1_048_576,
             inboxHorizonDays: try integer("INBOX_HORIZON_DAYS", default: 90, range: 0...36_500),
             logLevel: logLevel,
+            changelog: changelogText == "on",
             futureMarginMilliseconds: timerMode == .streamTime
                 ? Int64(try integer("STREAM_TIME_MARGIN_DAYS", default: 366, range: 1...36_500)) * 86_400_000
                 : Int64(try integer("CLOCK_MARGIN_HOURS", default: 24, range: 1...87_600)) * 3_600_000,

@@ -83,6 +83,7 @@ extension EndToEnd {
             // Every topic the platform writes (the instance directory is operational, not an event).
             let outputs = Topics.all.map(\.name).filter {
                 ![Topics.members.name, Topics.orders.name, Topics.engagement.name, Topics.pointsRequests.name, Topics.instances.name].contains($0)
+                    && !Topics.changelogs.map(\.name).contains($0)
             }
             let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: outputs)
             defer { reader.close() }

@@ -22,6 +22,8 @@ enum PointsReplay {
         private(set) var main: ServiceProcess
         private(set) var extras: [ServiceProcess] = []
         private var started = 0
+        /// How many times the main instance's host was lost (its data directory deleted).
+        private(set) var hostsLost = 0
 
         init(broker: EmbeddedBroker, environment: [String: String], directory: URL) {
             self.broker = broker
@@ -33,6 +35,17 @@ enum PointsReplay {
         /// Kills the main instance with SIGKILL, as a crash would, and starts it again.
         func killAndRestartMain() throws {
             main.kill()
+            try main.start()
+        }
+
+        /// Loses the main instance's host: SIGKILL, and every file of its data directory but
+        /// the logs deleted. A new instance starts with the empty directory.
+        func loseMainHostAndStartAfresh() throws {
+            main.kill()
+            for name in try FileManager.default.contentsOfDirectory(atPath: directory.path) where !name.hasSuffix(".log") {
+                try FileManager.default.removeItem(at: directory.appendingPathComponent(name))
+            }
+            hostsLost += 1
             try main.start()
         }
 
@@ -60,10 +73,11 @@ enum PointsReplay {
     /// `disturb` is called about once a second with the number of events applied so far.
     static func run(
         _ records: [(topic: String, key: String, value: [UInt8])], inputs: Int, programFile: URL? = nil, seconds: Double = 600,
+        settings: [String: String] = [:],
         disturb: ((Run, _ applied: Int64) throws -> Void)? = nil
     ) throws -> Result {
         let directory = try temporaryDirectory("points-replay")
-        defer { try? FileManager.default.removeItem(at: directory) }
+        defer { if ProcessInfo.processInfo.environment["KEEP_TEST_STATE"] == nil { try? FileManager.default.removeItem(at: directory) } }
         let broker = try EmbeddedBroker(topics: Topics.all)
         let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
         for (index, record) in records.enumerated() {
@@ -78,17 +92,27 @@ enum PointsReplay {
             "LOYALTY_SESSION_TIMEOUT_MS": "3000",
         ]
         if let programFile { environment["LOYALTY_PROGRAM_FILE"] = programFile.path }
+        environment.merge(settings) { $1 }
         // Read the ledger while it is written: the embedded broker keeps only about 5 MiB a partition.
         let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: [Topics.pointsLedger.name])
         defer { reader.close() }
         let run = Run(broker: broker, environment: environment, directory: directory)
         try run.main.start()
-        let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("points.sqlite").path))
+        let storePath = directory.appendingPathComponent("points.sqlite").path
+        var database = try Database(DatabaseConfiguration(path: storePath))
         func count(_ table: String) -> Int64? { try? database.prepare("SELECT COUNT(*) FROM \(table)").queryOne(row: { $0.int64(0) }) }
         let deadline = Date().addingTimeInterval(seconds)
         var last: Int64 = -1
+        var hostsLost = 0
         while Date() < deadline {
             reader.poll(milliseconds: 1_000)
+            // A lost host's store is gone: read the one its successor makes.
+            if run.hostsLost != hostsLost {
+                database.close()
+                guard FileManager.default.fileExists(atPath: storePath) else { continue }
+                database = try Database(DatabaseConfiguration(path: storePath))
+                hostsLost = run.hostsLost
+            }
             guard let applied = try? database.prepare("SELECT COALESCE(SUM(applied), 0) FROM task_clock").queryOne(row: { $0.int64(0) }),
                   let unsent = count("outbox"), let echoes = count("echoes") else { continue }
             try disturb?(run, applied)

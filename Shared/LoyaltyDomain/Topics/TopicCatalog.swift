@@ -80,11 +80,21 @@ public enum Topics {
         name: "loyalty.instances", partitions: 1, compacted: true,
         key: "<service>@<HTTP address>", summary: "instances of the services, their tasks and HTTP addresses (compacted)")
 
+    /// Each service's store changes, row by row, when it keeps a changelog (`LOYALTY_CHANGELOG=on`):
+    /// what a lost store is restored from. Keyed by table and primary key; compacted, so each
+    /// row's latest state stays. One partition: a service has one store, whose commits it keeps
+    /// in order. Not CloudEvents: the runtime's binary row format.
+    public static let changelogs: [TopicSpec] = ["points", "tiers", "campaigns", "notifications"].map { service in
+        TopicSpec(
+            name: "loyalty.\(service).changelog", partitions: 1, compacted: true,
+            key: "table and primary key", summary: "the \(service) service's store, row by row, to restore it from (compacted)")
+    }
+
     /// Every topic, in the order the embedded broker creates them.
     public static let all: [TopicSpec] = [
         members, orders, engagement, pointsRequests, pointsCommands, pointsLedger, pointsBalances, tierChanges, tierStatus,
         campaignDefinitions, campaignCommands, campaignRewards, campaignResults, notifications, deadLetters, instances,
-    ]
+    ] + changelogs
 
     /// Looks a topic up by name.
     public static func spec(named name: String) -> TopicSpec? {

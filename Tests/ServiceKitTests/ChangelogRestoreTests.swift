@@ -1,0 +1,107 @@
+import Foundation
+import Messaging
+import Storage
+import Testing
+
+@testable import ServiceKit
+
+/// A store restored from its service's changelog alone, by the runtime, for a service the
+/// runtime knows nothing of (the counting service of platform `acme`).
+@Suite(.serialized) struct ChangelogRestoreTests {
+    let input = TopicSpec(name: "cl.in", partitions: 4, compacted: false, key: "member", summary: "")
+    let output = TopicSpec(name: "cl.out", partitions: 4, compacted: false, key: "member", summary: "")
+    let changelog = TopicSpec(name: Platform.acme.changelog(of: "counting"), partitions: 1, compacted: true, key: "row", summary: "")
+
+    func environment(_ broker: EmbeddedBroker, database: String) -> [String: String] {
+        [
+            "ACME_BOOTSTRAP_SERVERS": broker.bootstrapServers, "ACME_DATABASE": database,
+            "ACME_DATA_DIR": (database as NSString).deletingLastPathComponent,
+            "ACME_GROUP_ID": "counting", "ACME_SESSION_TIMEOUT_MS": "3000", "ACME_LOG_LEVEL": "warning",
+            "ACME_BATCH_RECORDS": "150", "ACME_CHANGELOG": "on", "ACME_COMMAND_KEYS": "k1=0123456789abcdef0123",
+        ]
+    }
+
+    func produce(_ producer: KafkaProducer, _ range: Range<Int>) throws {
+        for index in range {
+            let member = "m\(index % 40)"
+            try producer.send(topic: input.name, key: Array(member.utf8), value: countEvent("e\(index)", member: member, n: Int64(index), time: Int64(index) * 1000))
+        }
+        #expect(producer.flush(timeoutMilliseconds: 20_000))
+    }
+
+    func waitForApplied(_ path: String, _ expected: Int64, seconds: Double = 90) throws -> Int64 {
+        let deadline = Date().addingTimeInterval(seconds)
+        var applied: Int64 = 0
+        while Date() < deadline {
+            if FileManager.default.fileExists(atPath: path) {
+                let database = try Database(DatabaseConfiguration(path: path))
+                applied = (try? database.count("SELECT COUNT(*) FROM inbox")) ?? 0
+                database.close()
+                if applied >= expected { break }
+            }
+            usleep(100_000)
+        }
+        return applied
+    }
+
+    @Test func aStoreRestoredFromTheChangelogAloneEqualsTheOriginalTableByTableAndGoesOn() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let broker = try EmbeddedBroker(topics: [input, output, changelog, acmeDeadLetters])
+        let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+        let originalPath = directory.appendingPathComponent("original/counting.sqlite").path
+        let restoredPath = directory.appendingPathComponent("restored/counting.sqlite").path
+
+        let original = LoopInstance(environment: environment(broker, database: originalPath), topics: [input.name], output: output.name)
+        try produce(producer, 0..<1_000)
+        #expect(try waitForApplied(originalPath, 1_000) == 1_000)
+        #expect(original.stopAndWait().error == nil)
+
+        // Another host, an empty data directory: the store comes from the changelog alone.
+        let restored = LoopInstance(environment: environment(broker, database: restoredPath), topics: [input.name], output: output.name)
+        usleep(3_000_000)
+        #expect(restored.stopAndWait().error == nil)
+        #expect(restored.applied == 0, "every input was already applied in the restored store")
+        let expected = try Database(DatabaseConfiguration(path: originalPath))
+        let actual = try Database(DatabaseConfiguration(path: restoredPath))
+        switch try StoreComparison.compare(expected, actual, skippingTables: RuntimeSchema.unloggedTables) {
+        case .success(let summary): #expect(summary.rows > 1_000, "inbox, counts, offsets, clocks")
+        case .failure(let difference): Issue.record("the restored store differs: \(difference)")
+        }
+        actual.close()
+
+        // The restored store goes on from the offsets it holds: no event twice, none lost.
+        let next = LoopInstance(environment: environment(broker, database: restoredPath), topics: [input.name], output: output.name)
+        try produce(producer, 1_000..<1_500)
+        #expect(try waitForApplied(restoredPath, 1_500) == 1_500)
+        #expect(next.stopAndWait().error == nil)
+        #expect(next.applied == 500)
+        let after = try Database(DatabaseConfiguration(path: restoredPath))
+        let totals = try after.prepare("SELECT member, total, applied FROM counts")
+            .query { ($0.string(0), $0.int64(1), $0.int64(2)) }
+        #expect(totals.count == 40)
+        for (member, total, applied) in totals {
+            let mine = stride(from: Int(member.dropFirst())!, to: 1_500, by: 40)
+            #expect(total == Int64(mine.reduce(0, +)) && applied == Int64(mine.underestimatedCount), "\(member)")
+        }
+        let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: [output.name, acmeDeadLetters.name])
+        reader.read(seconds: 60) { $0.count >= 1_500 }
+        reader.close()
+        #expect(Set(try reader.records.filter { $0.topic == output.name }.map { try CloudEvent.decode($0.value!).id }).count == 1_500)
+        #expect(!reader.records.contains { $0.topic == acmeDeadLetters.name })
+    }
+
+    @Test func aSecondInstanceOnAStoreWithAChangelogIsRefused() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let broker = try EmbeddedBroker(topics: [input, output, changelog, acmeDeadLetters])
+        let path = directory.appendingPathComponent("counting.sqlite").path
+        let first = LoopInstance(environment: environment(broker, database: path), topics: [input.name], output: output.name)
+        _ = try waitForApplied(path, 0)
+        usleep(1_000_000)
+        let second = LoopInstance(environment: environment(broker, database: path), topics: [input.name], output: output.name)
+        let refused = second.stopAndWait()
+        #expect(refused.error?.contains("in use by another instance") == true, "\(refused)")
+        #expect(first.stopAndWait().error == nil)
+    }
+}
