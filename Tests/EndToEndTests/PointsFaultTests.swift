@@ -72,14 +72,10 @@ extension EndToEnd {
 
         /// Replays the year with `disturbance` acting on it, and compares the ledger with the
         /// undisturbed run's, counting a record published twice with the same bytes once.
-        func expectSameLedger(
-            _ steps: [(Double, (PointsReplay.Run) throws -> Void)], _ what: Comment, settings: [String: String] = [:], knownIssue: Comment? = nil
-        ) throws {
+        func expectSameLedger(_ steps: [(Double, (PointsReplay.Run) throws -> Void)], _ what: Comment, knownIssue: Comment? = nil) throws {
             let expected = try undisturbed()
             let timeline = Timeline(total: Self.scenario.events.count, steps)
-            let disturbed = try PointsReplay.run(Self.scenario.records, inputs: Self.scenario.events.count, settings: settings) {
-                try timeline.advance($0, applied: $1)
-            }
+            let disturbed = try PointsReplay.run(Self.scenario.records, inputs: Self.scenario.events.count) { try timeline.advance($0, applied: $1) }
             #expect(timeline.isDone, "every disturbance happened")
             let differences = try PointsReplay.distinctDifferences(expected, disturbed)
             if let knownIssue {
@@ -96,17 +92,6 @@ extension EndToEnd {
                 (0.45, { try $0.killAndRestartMain() }),
                 (0.7, { try $0.killAndRestartMain() }),
             ], "SIGKILLs")
-        }
-
-        /// (g) Lost hosts: the service keeps a changelog, and twice its instance is killed and
-        /// its data directory deleted; a new instance starts with an empty directory, restores
-        /// the store from the changelog and goes on from there. The command keys come from the
-        /// environment, as on hosts that share nothing else.
-        @Test func lostHostsChangeNothingWithAChangelog() throws {
-            try expectSameLedger([
-                (0.3, { try $0.loseMainHostAndStartAfresh() }),
-                (0.65, { try $0.loseMainHostAndStartAfresh() }),
-            ], "lost hosts", settings: ["LOYALTY_CHANGELOG": "on", "LOYALTY_COMMAND_KEYS": "fault-test=0123456789abcdef0123"])
         }
 
         /// (e) A second and a third instance joining and leaving, tasks moving each time. Every

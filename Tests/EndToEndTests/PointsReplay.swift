@@ -74,7 +74,8 @@ enum PointsReplay {
     static func run(
         _ records: [(topic: String, key: String, value: [UInt8])], inputs: Int, programFile: URL? = nil, seconds: Double = 600,
         settings: [String: String] = [:],
-        disturb: ((Run, _ applied: Int64) throws -> Void)? = nil
+        disturb: ((Run, _ applied: Int64) throws -> Void)? = nil,
+        afterStop: ((Run) throws -> Void)? = nil
     ) throws -> Result {
         let directory = try temporaryDirectory("points-replay")
         defer { if ProcessInfo.processInfo.environment["KEEP_TEST_STATE"] == nil { try? FileManager.default.removeItem(at: directory) } }
@@ -122,6 +123,7 @@ enum PointsReplay {
         #expect(run.main.isRunning, "see \(directory.path)/points.log")
         run.stopAll()
         #expect(run.main.stop() == 0)
+        try afterStop?(run)
 
         reader.readToEnd(seconds: 120)
         var byPartition: [Int32: [[UInt8]]] = [:]

@@ -91,6 +91,25 @@ import Testing
         #expect(!reader.records.contains { $0.topic == acmeDeadLetters.name })
     }
 
+    @Test func aChangelogThatLostItsBeginningIsRefusedNotRestoredInPart() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let broker = try EmbeddedBroker(topics: [input, output, changelog, acmeDeadLetters])
+        // More than the embedded broker keeps of a partition (5 MiB): it drops the oldest.
+        let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+        let row = RowChange(table: "counts", key: [.text("m1")], row: [.text("m1"), .integer(1), .integer(1)])
+        for _ in 0..<300 {
+            for _ in 0..<100 { try producer.send(topic: changelog.name, key: row.encodedKey, value: row.encodedValue! + Array(repeating: 0, count: 200), partition: 0) }
+            producer.flush(timeoutMilliseconds: 10_000)
+        }
+        let path = directory.appendingPathComponent("counting.sqlite").path
+        let instance = LoopInstance(environment: environment(broker, database: path), topics: [input.name], output: output.name)
+        let outcome = instance.stopAndWait()
+        #expect(outcome.error?.contains("deleted the first records of the changelog") == true, "\(outcome)")
+        let store = try Database(DatabaseConfiguration(path: path))
+        #expect(try store.count("SELECT COUNT(*) FROM counts") == 0, "nothing of it was restored")
+    }
+
     @Test func aSecondInstanceOnAStoreWithAChangelogIsRefused() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
