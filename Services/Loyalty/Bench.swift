@@ -367,7 +367,21 @@ enum Bench {
         var members: Int
         var oneInstance: Double
         var twoInstances: Double
+        /// One instance keeping a changelog (`LOYALTY_CHANGELOG=on`).
+        var withChangelog: Double
+        var restore: RestoreFigures
     }
+
+    /// A store restored from its changelog by a new instance with an empty data directory.
+    struct RestoreFigures {
+        var members: Int
+        var rows: Int
+        var seconds: Double
+    }
+
+    /// Members of the store the restore is timed on: its changelog must fit in what the
+    /// embedded broker keeps of a partition (5 MiB; no compaction there).
+    static let restoreMembers = 3_000
 
     static func scaling(_ options: Options, directory: URL) throws -> ScalingFigures {
         var small = options
@@ -377,7 +391,51 @@ enum Bench {
         let one = try pointsPipeline(small, directory: directory.appendingPathComponent("scaling-1"), measureLatency: false)
         say("  scaling: two instances on one store…")
         let two = try pointsPipeline(small, directory: directory.appendingPathComponent("scaling-2"), instances: 2, measureLatency: false)
-        return ScalingFigures(events: small.events, members: small.members, oneInstance: one.throughput, twoInstances: two.throughput)
+        say("  scaling: one instance keeping a changelog…")
+        let logged = try pointsPipeline(
+            small, directory: directory.appendingPathComponent("scaling-changelog"), measureLatency: false, settings: ["LOYALTY_CHANGELOG": "on"])
+        say("  scaling: a store restored from its changelog…")
+        var restoring = options
+        restoring.members = restoreMembers
+        restoring.events = restoreMembers
+        var restore: RestoreFigures?
+        let place = directory.appendingPathComponent("scaling-restore")
+        _ = try pointsPipeline(
+            restoring, directory: place, measureLatency: false, checkInAfterRegistering: false, settings: ["LOYALTY_CHANGELOG": "on"]
+        ) { broker in
+            restore = try timeRestore(broker: broker, members: restoreMembers, directory: place)
+        }
+        return ScalingFigures(
+            events: small.events, members: small.members, oneInstance: one.throughput, twoInstances: two.throughput,
+            withChangelog: logged.throughput, restore: restore!)
+    }
+
+    /// Starts a points instance with an empty data directory beside a stopped one whose store
+    /// kept a changelog, and reads from its log how long the restore took and how many rows it
+    /// applied.
+    static func timeRestore(broker: EmbeddedBroker, members: Int, directory: URL) throws -> RestoreFigures {
+        let children = ChildProcesses()
+        defer { _ = children.stopAll() }
+        let log = directory.appendingPathComponent("points-restored.log")
+        try children.start("points", environment: [
+            "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.appendingPathComponent("new-host").path,
+            "LOYALTY_WAIT_FOR": "none", "LOYALTY_CHANGELOG": "on",
+        ], log: log)
+        let deadline = Date().addingTimeInterval(300)
+        while Date() < deadline {
+            if let exited = children.exited { throw CLIError("the restoring instance exited with status \(exited.status); see \(log.path)") }
+            let lines = ((try? String(contentsOf: log, encoding: .utf8)) ?? "").split(separator: "\n")
+            func line(_ message: String) -> JSONObject? {
+                lines.lazy.compactMap { try? JSONValue.parse(Array($0.utf8)).objectValue }.first { $0["msg"]?.stringValue == message }
+            }
+            if let done = line("restored the store from the changelog"), let begun = line("restoring the store from the changelog"),
+               let end = done["ts"]?.stringValue.flatMap({ try? EventTime.parse($0) }), let start = begun["ts"]?.stringValue.flatMap({ try? EventTime.parse($0) }),
+               let rows = done["rows"]?.stringValue.flatMap({ Int($0) }) {
+                return RestoreFigures(members: members, rows: rows, seconds: Double(end.millis - start.millis) / 1000)
+            }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        throw CLIError("the restoring instance did not restore within 300 s; see \(log.path)")
     }
 
     /// A figure rounded to a whole number, its thousands separated by commas.
@@ -389,6 +447,13 @@ enum Bench {
             "    one instance                         \(grouped(figures.oneInstance)) events/s",
             "    two instances sharing the store      \(grouped(figures.twoInstances)) events/s ("
                 + String(format: "%.2f", figures.twoInstances / max(figures.oneInstance, 1)) + "× one; they take turns at each other's frontiers)",
+            "    one instance keeping a changelog     \(grouped(figures.withChangelog)) events/s ("
+                + String(format: "%.2f", figures.withChangelog / max(figures.oneInstance, 1)) + "× one without)",
+            "  restore from the changelog, \(grouped(Double(figures.restore.members))) members with an order each: "
+                + "\(grouped(Double(figures.restore.rows))) rows in " + String(format: "%.2f s", figures.restore.seconds)
+                + " (\(grouped(Double(figures.restore.rows) / max(figures.restore.seconds, 0.001))) rows/s; at that rate 100,000 such members, "
+                + String(format: "%.0f s", figures.restore.seconds * 100_000 / Double(figures.restore.members))
+                + ", a projection: the embedded broker keeps 5 MiB of a partition)",
         ]
     }
 
@@ -418,7 +483,8 @@ enum Bench {
     /// waits for the check-ins' ledger entries; without, it waits for the service's stored
     /// offsets past the registrations (which publish nothing).
     static func pointsPipeline(
-        _ options: Options, directory: URL, instances: Int = 1, measureLatency: Bool = true, checkInAfterRegistering: Bool = true
+        _ options: Options, directory: URL, instances: Int = 1, measureLatency: Bool = true, checkInAfterRegistering: Bool = true,
+        settings: [String: String] = [:], afterStop: ((EmbeddedBroker) throws -> Void)? = nil
     ) throws -> PipelineFigures {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let broker = try EmbeddedBroker(topics: Topics.all)
@@ -431,7 +497,7 @@ enum Bench {
                 // here, and passes over a shop partition read to its end at once (no grace).
                 "points", environment: [
                     "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": data.path, "LOYALTY_WAIT_FOR": "none",
-                ],
+                ].merging(settings) { $1 },
                 log: directory.appendingPathComponent("points-\(index).log"))
         }
         let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
@@ -560,6 +626,7 @@ enum Bench {
             .flatMap { Double($0.split(separator: " ").dropFirst().first ?? "") } ?? 0
         consumer.close()
         children.stopAll()
+        try afterStop?(broker)
         let size = (try? FileManager.default.attributesOfItem(atPath: data.appendingPathComponent("points.sqlite").path)[.size] as? Int) ?? 0
         return PipelineFigures(
             throughput: throughput, p50: percentile(0.5), p99: percentile(0.99), max: latencies.last ?? 0,

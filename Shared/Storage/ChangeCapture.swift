@@ -12,6 +12,24 @@ public final class ChangeCapture {
         var columns: [String]
         /// Indices of the primary-key columns, in column order.
         var keyColumns: [Int]
+        /// The statements, made once: building them per row cost more than running them.
+        var selectRow: String
+        var deleteRow: String
+        /// `INSERT OR REPLACE` of the first n columns, for n = 1 … all.
+        var replaceRow: [String]
+
+        init(table: String, columns: [String], keyColumns: [Int]) {
+            self.columns = columns
+            self.keyColumns = keyColumns
+            let quotedTable = quoted(table)
+            let names = columns.map(quoted)
+            let condition = keyColumns.map { "\(names[$0]) IS ?" }.joined(separator: " AND ")
+            selectRow = "SELECT \(names.joined(separator: ", ")) FROM \(quotedTable) WHERE \(condition)"
+            deleteRow = "DELETE FROM \(quotedTable) WHERE \(condition)"
+            replaceRow = (1...columns.count).map { count in
+                "INSERT OR REPLACE INTO \(quotedTable)(\(names[..<count].joined(separator: ", "))) VALUES(\(Array(repeating: "?", count: count).joined(separator: ", ")))"
+            }
+        }
     }
 
     private let database: Database
@@ -34,7 +52,7 @@ public final class ChangeCapture {
             guard !keyColumns.isEmpty else {
                 throw SQLiteError(code: SQLITE_MISUSE, message: "table \(name) has no primary key, so its changes cannot be logged")
             }
-            shapes[name] = Shape(columns: columns.map(\.name), keyColumns: keyColumns)
+            shapes[name] = Shape(table: name, columns: columns.map(\.name), keyColumns: keyColumns)
         }
         self.shapes = shapes
     }
@@ -84,7 +102,8 @@ public final class ChangeCapture {
             throw SQLiteError(code: SQLITE_CORRUPT, message: "cannot read the session's changeset")
         }
         defer { sqlite3changeset_finalize(iterator) }
-        var keys: [(table: String, key: [SQLValue], deleted: Bool)] = []
+        // An insert carries the whole row; an update only the columns it changed.
+        var keys: [(table: String, key: [SQLValue], deleted: Bool, inserted: [SQLValue]?)] = []
         while sqlite3changeset_next(iterator) == SQLITE_ROW {
             var name: UnsafePointer<CChar>?
             var columnCount: Int32 = 0
@@ -101,13 +120,19 @@ public final class ChangeCapture {
                 }
                 return Self.value(value)
             }
-            keys.append((table, key, operation == SQLITE_DELETE))
+            let inserted = operation != SQLITE_INSERT ? nil : (0..<Int32(shape.columns.count)).map { column -> SQLValue in
+                var value: OpaquePointer?
+                sqlite3changeset_new(iterator, column, &value)
+                return Self.value(value)
+            }
+            keys.append((table, key, operation == SQLITE_DELETE, inserted))
         }
-        // An update names only the columns it changed: the whole row is read from the store.
+        // The row of an update is read from the store.
         return try keys.map { change in
             guard !change.deleted else { return RowChange(table: change.table, key: change.key, row: nil) }
+            if let inserted = change.inserted { return RowChange(table: change.table, key: change.key, row: inserted) }
             let shape = shapes[change.table]!
-            let row = try database.prepare(Self.selectRow(change.table, shape)).queryOne(change.key) { statement in
+            let row = try database.prepare(shape.selectRow).queryOne(change.key) { statement in
                 (0..<Int32(shape.columns.count)).map { statement.value($0) }
             }
             return RowChange(table: change.table, key: change.key, row: row)
@@ -126,7 +151,7 @@ public final class ChangeCapture {
             throw RowChangeFormatError(detail: "\(change.table) has \(shape.keyColumns.count) key columns, the change names \(change.key.count)")
         }
         guard let row = change.row else {
-            try database.prepare(Self.deleteRow(change.table, shape)).run(change.key)
+            try database.prepare(shape.deleteRow).run(change.key)
             return
         }
         guard row.count <= shape.columns.count, shape.keyColumns.allSatisfy({ $0 < row.count }),
@@ -134,21 +159,7 @@ public final class ChangeCapture {
         else {
             throw RowChangeFormatError(detail: "a row of \(change.table) does not match its key or the table's \(shape.columns.count) columns")
         }
-        let columns = shape.columns[..<row.count].map(quoted).joined(separator: ", ")
-        let marks = Array(repeating: "?", count: row.count).joined(separator: ", ")
-        try database.prepare("INSERT OR REPLACE INTO \(quoted(change.table))(\(columns)) VALUES(\(marks))").run(row)
-    }
-
-    private static func selectRow(_ table: String, _ shape: Shape) -> String {
-        "SELECT \(shape.columns.map(quoted).joined(separator: ", ")) FROM \(quoted(table)) WHERE \(keyCondition(shape))"
-    }
-
-    private static func deleteRow(_ table: String, _ shape: Shape) -> String {
-        "DELETE FROM \(quoted(table)) WHERE \(keyCondition(shape))"
-    }
-
-    private static func keyCondition(_ shape: Shape) -> String {
-        shape.keyColumns.map { "\(quoted(shape.columns[$0])) IS ?" }.joined(separator: " AND ")
+        try database.prepare(shape.replaceRow[row.count - 1]).run(row)
     }
 
     private static func value(_ value: OpaquePointer?) -> SQLValue {
