@@ -172,6 +172,8 @@ public struct KafkaTransactionError: Error, Sendable, CustomStringConvertible {
     public var isFatal: Bool
     /// The transaction must be aborted; then a new one may start.
     public var requiresAbort: Bool
+    /// The same call may be made again (a commit that timed out, say).
+    public var isRetriable: Bool
     public var description: String { "\(error)\(isFatal ? " (fatal)" : requiresAbort ? " (the transaction must be aborted)" : "")" }
 }
 
@@ -205,7 +207,8 @@ extension KafkaProducer {
         let code = rd_kafka_error_code(error)
         throw KafkaTransactionError(
             error: KafkaError(code: code.rawValue, message: "\(context): \(String(cString: rd_kafka_error_string(error)))"),
-            isFatal: rd_kafka_error_is_fatal(error) != 0, requiresAbort: rd_kafka_error_txn_requires_abort(error) != 0)
+            isFatal: rd_kafka_error_is_fatal(error) != 0, requiresAbort: rd_kafka_error_txn_requires_abort(error) != 0,
+            isRetriable: rd_kafka_error_is_retriable(error) != 0)
     }
 }
 

@@ -6,13 +6,45 @@ import Storage
 /// service's batches committed (``ChangeCapture``), read whole and applied in one transaction,
 /// so that a restore cut short leaves the store as empty as it found it.
 enum ChangelogRestore {
-    /// The key of the record that ends a batch's changes. No row change has it: theirs start
-    /// with a table name.
+    /// The key of the record that ends a batch's changes. No row change has a key of one byte
+    /// below 3: theirs start with a table name.
     static let batchEndKey: [UInt8] = [0]
+    /// The key of the record an instance keeping the changelog writes when it starts: changes
+    /// before it that no batch end closed (a dead predecessor's last batch) never count.
+    static let restartKey: [UInt8] = [1]
+    /// The key of the record written when the store stops keeping the changelog: nothing before
+    /// it may be restored, since the store went on without logging.
+    static let endedKey: [UInt8] = [2]
+    /// The `store_identity` row that says the store's whole history is in its changelog.
+    static let loggedSinceEmptyName = "changelog"
 
     /// A changelog that cannot be restored from.
     struct Refused: Error, CustomStringConvertible {
         var description: String
+    }
+
+    /// Whether the store's whole history is in its changelog: it kept one from when it was empty.
+    static func isLoggedSinceEmpty(_ database: Database) throws -> Bool {
+        try database.prepare("SELECT value FROM store_identity WHERE name = ?").queryOne(.text(loggedSinceEmptyName)) { $0.string(0) } == "on"
+    }
+
+    /// Records whether the store's whole history is in its changelog.
+    static func markLoggedSinceEmpty(_ database: Database, _ logged: Bool) throws {
+        try database.transaction {
+            if logged {
+                try database.prepare("INSERT OR REPLACE INTO store_identity(name, value) VALUES(?, 'on')").run(.text(loggedSinceEmptyName))
+            } else {
+                try database.prepare("DELETE FROM store_identity WHERE name = ?").run(.text(loggedSinceEmptyName))
+            }
+        }
+    }
+
+    /// Sends one of the changelog's own records (`restartKey`, `endedKey`) in a transaction.
+    static func send(_ key: [UInt8], to topic: String, through producer: KafkaProducer) throws {
+        try producer.beginTransaction()
+        try producer.send(topic: topic, key: key, value: [], partition: 0)
+        try producer.commitTransaction(timeoutMilliseconds: 60_000)
+        _ = producer.takeDeliveryReports()
     }
 
     /// Whether the store has applied nothing yet: no input offset stored.
@@ -47,11 +79,14 @@ enum ChangelogRestore {
         logger.info("restoring the store from the changelog", ["topic": topic, "records": String(total)])
         try consumer.assign(Dictionary(uniqueKeysWithValues: remaining.keys.map { ($0, Int64(0)) }))
         var applied = 0
+        var unfinished = 0
         var lastProgress = Date()
-        // A batch's changes wait for its end record: on a broker without transactions (the
-        // embedded one) a dead instance may have sent only some of its last batch.
-        var unfinished: [TopicPartition: [ConsumedRecord]] = [:]
+        // Rows are applied as they come, a batch's in a savepoint of their own, released by
+        // the batch's end record: the rows of a batch whose end never came (on a broker without
+        // transactions, the embedded one, a dead instance may have sent part of its last
+        // batch) are rolled back at the restart record after them, or at the end.
         try database.transaction {
+            try database.execute("SAVEPOINT restore_all; SAVEPOINT restore_batch")
             while !remaining.isEmpty {
                 guard Date().timeIntervalSince(lastProgress) < 60 else {
                     throw Refused(description: "the changelog \(topic) gave nothing for 60 s with \(remaining.values.reduce(0, +)) records still to read")
@@ -64,17 +99,27 @@ enum ChangelogRestore {
                     guard let key = record.key else {
                         throw Refused(description: "\(record.topicPartition)@\(record.offset) has no key: it is no row change")
                     }
-                    guard key == batchEndKey else {
-                        unfinished[record.topicPartition, default: []].append(record)
-                        continue
-                    }
-                    for change in unfinished.removeValue(forKey: record.topicPartition) ?? [] {
+                    switch key {
+                    case batchEndKey:
+                        try database.execute("RELEASE restore_batch; SAVEPOINT restore_batch")
+                        applied += unfinished
+                        unfinished = 0
+                    case restartKey:
+                        try database.execute("ROLLBACK TO restore_batch")
+                        unfinished = 0
+                    case endedKey:
+                        // The store went on without logging: nothing before this counts.
+                        try database.execute("ROLLBACK TO restore_all")
+                        try database.execute("SAVEPOINT restore_batch")
+                        applied = 0
+                        unfinished = 0
+                    default:
                         do {
-                            try capture.apply(RowChange(encodedKey: change.key!, encodedValue: change.value))
+                            try capture.apply(RowChange(encodedKey: key, encodedValue: record.value))
                         } catch {
-                            throw Refused(description: "\(change.topicPartition)@\(change.offset): \(error)")
+                            throw Refused(description: "\(record.topicPartition)@\(record.offset): \(error)")
                         }
-                        applied += 1
+                        unfinished += 1
                     }
                 case .endOfPartition(let partition, let offset):
                     if let end = remaining[partition], offset >= end { remaining[partition] = nil }
@@ -86,8 +131,9 @@ enum ChangelogRestore {
                     break
                 }
             }
+            try database.execute("ROLLBACK TO restore_batch; RELEASE restore_all")
         }
-        let leftOut = unfinished.values.reduce(0) { $0 + $1.count }
+        let leftOut = unfinished
         logger.info("restored the store from the changelog", [
             "topic": topic, "rows": String(applied), "leftOut": String(leftOut),
             "why": leftOut > 0 ? "the last batch's end never reached the changelog: the batch is applied again from its input" : "",

@@ -73,14 +73,15 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         if !directory.isEmpty {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         }
-        // A changelog is one store's, written by one instance in commit order.
-        if configuration.changelog && replay == nil && FileUseLock.isInUse(path: configuration.databasePath) {
-            throw ConfigurationError(
-                variable: configuration.platform.variable("CHANGELOG"),
-                problem: "\(configuration.databasePath) is in use by another instance: with a changelog, each instance keeps its own data directory")
-        }
         let database = try Database(DatabaseConfiguration(path: configuration.databasePath, synchronous: configuration.synchronous))
-        useLock = try FileUseLock(path: configuration.databasePath)
+        // A changelog is one store's, written by one instance in commit order: that instance
+        // holds the file alone, and any other is refused, whichever starts first.
+        let keepsChangelog = configuration.changelog && replay == nil
+        do {
+            useLock = try FileUseLock(path: configuration.databasePath, exclusive: keepsChangelog)
+        } catch {
+            throw ConfigurationError(variable: configuration.platform.variable("CHANGELOG"), problem: "\(error)")
+        }
         applier = try BatchApplier(
             database: database, processor: processor, timerMode: configuration.timerMode,
             inboxHorizon: configuration.inboxHorizonDays > 0 ? Int64(configuration.inboxHorizonDays) * 86_400_000 : nil)
@@ -89,7 +90,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         applier.timerBudget = max(2 * configuration.maxBatchRecords, 1_000)
         applier.commandKeys = try configuration.commandKeys()
         var changelogProducer: KafkaProducer?
-        if configuration.changelog && replay == nil {
+        if keepsChangelog {
             let capture = try ChangeCapture(database: database, excluding: RuntimeSchema.unloggedTables)
             let topic = configuration.platform.changelog(of: configuration.service)
             // First, so that an older producer of this store (a dead or stalled instance) is
@@ -103,8 +104,28 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             // what the changelog holds, and goes on from the offsets it restores.
             if try ChangelogRestore.storeIsEmpty(database) {
                 _ = try ChangelogRestore.restore(into: database, capture: capture, topic: topic, configuration: configuration, logger: logger)
+                try ChangelogRestore.markLoggedSinceEmpty(database, true)
+            } else if try !ChangelogRestore.isLoggedSinceEmpty(database) {
+                throw ConfigurationError(
+                    variable: configuration.platform.variable("CHANGELOG"),
+                    problem: "\(configuration.databasePath) has applied records without a changelog: one started now would lack them, "
+                        + "and a store restored from it would be wrong. Keep the changelog off for this store, or start the service "
+                        + "with an empty data directory, which applies the input topics again from their beginning (outputs keep their ids)")
             }
+            // What a dead predecessor left unfinished in the changelog never counts.
+            try ChangelogRestore.send(ChangelogRestore.restartKey, to: topic, through: producer)
             applier.changelog = (capture, topic)
+        } else if replay == nil, try ChangelogRestore.isLoggedSinceEmpty(database) {
+            // The store stops keeping its changelog: what the changelog holds must never be
+            // restored from again, since the store goes on without it.
+            let topic = configuration.platform.changelog(of: configuration.service)
+            let producer = try KafkaProducer(ProducerConfiguration(
+                bootstrapServers: configuration.bootstrapServers,
+                extra: ["transactional.id": "\(configuration.groupID)-changelog"].merging(configuration.kafkaSettings) { $1 }))
+            try producer.initTransactions(timeoutMilliseconds: 60_000)
+            try ChangelogRestore.send(ChangelogRestore.endedKey, to: topic, through: producer)
+            try ChangelogRestore.markLoggedSinceEmpty(database, false)
+            logger.warning("the store no longer keeps a changelog", ["topic": topic, "then": "a store restored from it would start anew"])
         }
         status.update { [count = applier.partitionCount] in $0.partitionCount = count }
         // A record this service failed on at the last start (trap, fault or error) counts a

@@ -113,20 +113,33 @@ public final class OutboxRelay {
         let firstOutput = outputsHead < outputsSent.count ? outputsSent[outputsHead] : nil
         let ready = held.prefix { firstOutput == nil || $0.seq < firstOutput! }
         guard !ready.isEmpty else { return }
+        // Short waits: the loop thread waits here, and the group drops a member that does
+        // not poll for `max.poll.interval.ms`. Whatever does not commit is sent again later.
+        defer {
+            _ = changelog.producer.takeDeliveryReports()
+            for error in changelog.producer.takeErrors() { logger.warning("changelog producer error", ["error": error.description]) }
+        }
         do {
             try changelog.producer.beginTransaction()
             for row in ready {
                 try changelog.producer.send(topic: row.topic, key: row.key, value: row.value, partition: row.partition, tag: UInt64(bitPattern: row.seq))
             }
-            try changelog.producer.commitTransaction(timeoutMilliseconds: 60_000)
+            var attempts = 0
+            while true {
+                do {
+                    try changelog.producer.commitTransaction(timeoutMilliseconds: 10_000)
+                    break
+                } catch let error as KafkaTransactionError where error.isRetriable && attempts < 5 {
+                    attempts += 1
+                    logger.warning("changelog commit not confirmed yet, asking again", ["error": error.description])
+                }
+            }
         } catch let error as KafkaTransactionError where !error.isFatal {
             // Nothing of it is visible to readers; the rows are sent again in the next one.
             logger.warning("changelog transaction failed, sending it again", ["error": error.description])
-            try changelog.producer.abortTransaction(timeoutMilliseconds: 60_000)
-            _ = changelog.producer.takeDeliveryReports()
+            try changelog.producer.abortTransaction(timeoutMilliseconds: 10_000)
             return
         }
-        _ = changelog.producer.takeDeliveryReports()
         acknowledged += ready.map { UInt64(bitPattern: $0.seq) }
         held.removeFirst(ready.count)
     }

@@ -104,29 +104,41 @@ public final class ChangeCapture {
         defer { sqlite3changeset_finalize(iterator) }
         // An insert carries the whole row; an update only the columns it changed.
         var keys: [(table: String, key: [SQLValue], deleted: Bool, inserted: [SQLValue]?)] = []
-        while sqlite3changeset_next(iterator) == SQLITE_ROW {
+        // Any failure to read a change is an error: a change passed over would be lost.
+        func check(_ rc: Int32, _ what: String) throws {
+            guard rc == SQLITE_OK else { throw SQLiteError(code: rc, message: "cannot read the session's changeset: \(what)") }
+        }
+        var step = sqlite3changeset_next(iterator)
+        while step == SQLITE_ROW {
             var name: UnsafePointer<CChar>?
             var columnCount: Int32 = 0
             var operation: Int32 = 0
             var indirect: Int32 = 0
-            guard sqlite3changeset_op(iterator, &name, &columnCount, &operation, &indirect) == SQLITE_OK, let name else { continue }
+            try check(sqlite3changeset_op(iterator, &name, &columnCount, &operation, &indirect), "the operation")
+            guard let name else { throw SQLiteError(code: SQLITE_CORRUPT, message: "a change of the session names no table") }
             let table = String(cString: name)
-            guard let shape = shapes[table] else { continue }
-            let key = shape.keyColumns.map { column -> SQLValue in
+            guard let shape = shapes[table] else {
+                throw SQLiteError(code: SQLITE_MISUSE, message: "the session changed table \(table), which it does not log")
+            }
+            let key = try shape.keyColumns.map { column -> SQLValue in
                 var value: OpaquePointer?
                 // An update keeps its key (one that changes the key is a delete and an insert).
-                if operation == SQLITE_INSERT { sqlite3changeset_new(iterator, Int32(column), &value) } else {
-                    sqlite3changeset_old(iterator, Int32(column), &value)
+                if operation == SQLITE_INSERT {
+                    try check(sqlite3changeset_new(iterator, Int32(column), &value), "a key of \(table)")
+                } else {
+                    try check(sqlite3changeset_old(iterator, Int32(column), &value), "a key of \(table)")
                 }
                 return Self.value(value)
             }
-            let inserted = operation != SQLITE_INSERT ? nil : (0..<Int32(shape.columns.count)).map { column -> SQLValue in
+            let inserted = operation != SQLITE_INSERT ? nil : try (0..<Int32(shape.columns.count)).map { column -> SQLValue in
                 var value: OpaquePointer?
-                sqlite3changeset_new(iterator, column, &value)
+                try check(sqlite3changeset_new(iterator, column, &value), "a value of \(table)")
                 return Self.value(value)
             }
             keys.append((table, key, operation == SQLITE_DELETE, inserted))
+            step = sqlite3changeset_next(iterator)
         }
+        guard step == SQLITE_DONE else { throw SQLiteError(code: step, message: "cannot read the session's changeset to its end") }
         // The row of an update is read from the store.
         return try keys.map { change in
             guard !change.deleted else { return RowChange(table: change.table, key: change.key, row: nil) }

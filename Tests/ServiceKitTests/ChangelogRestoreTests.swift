@@ -110,6 +110,56 @@ import Testing
         #expect(try store.count("SELECT COUNT(*) FROM counts") == 0, "nothing of it was restored")
     }
 
+    /// Rows of a batch whose end never came count for nothing, and nothing before the store
+    /// stopped keeping its changelog counts either.
+    @Test func onlyFinishedBatchesOfTheStoresLastLoggedHistoryAreRestored() throws {
+        func count(_ member: String, _ total: Int64) -> RowChange {
+            RowChange(table: "counts", key: [.text(member)], row: [.text(member), .integer(total), .integer(1)])
+        }
+        func restored(_ records: [(key: [UInt8], value: [UInt8]?)]) throws -> [String: Int64] {
+            let directory = try temporaryDirectory()
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let broker = try EmbeddedBroker(topics: [input, output, changelog, acmeDeadLetters])
+            let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+            for record in records { try producer.send(topic: changelog.name, key: record.key, value: record.value, partition: 0) }
+            #expect(producer.flush(timeoutMilliseconds: 10_000))
+            let path = directory.appendingPathComponent("counting.sqlite").path
+            let instance = LoopInstance(environment: environment(broker, database: path), topics: [input.name], output: output.name)
+            usleep(2_000_000)
+            #expect(instance.stopAndWait().error == nil)
+            let store = try Database(DatabaseConfiguration(path: path))
+            return Dictionary(uniqueKeysWithValues: try store.prepare("SELECT member, total FROM counts").query { ($0.string(0), $0.int64(1)) })
+        }
+        func row(_ change: RowChange) -> (key: [UInt8], value: [UInt8]?) { (change.encodedKey, change.encodedValue) }
+        let end = (key: ChangelogRestore.batchEndKey, value: [UInt8]?([]))
+        let restart = (key: ChangelogRestore.restartKey, value: [UInt8]?([]))
+        let ended = (key: ChangelogRestore.endedKey, value: [UInt8]?([]))
+
+        // A batch, half a batch of an instance that died, its successor's restart and a batch.
+        #expect(try restored([row(count("a", 1)), row(count("b", 1)), end, row(count("a", 99)), row(count("c", 99)), restart,
+                              row(count("b", 2)), end, row(count("d", 1))]) == ["a": 1, "b": 2])
+        // The store stopped keeping the changelog: what came before is not its state any more.
+        #expect(try restored([row(count("a", 1)), end, ended]) == [:])
+        #expect(try restored([row(count("a", 1)), end, ended, restart, row(count("e", 5)), end]) == ["e": 5])
+    }
+
+    @Test func aChangelogIsRefusedForAStoreThatHasAppliedRecordsWithoutOne() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let broker = try EmbeddedBroker(topics: [input, output, changelog, acmeDeadLetters])
+        let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+        let path = directory.appendingPathComponent("counting.sqlite").path
+        var unlogged = environment(broker, database: path)
+        unlogged["ACME_CHANGELOG"] = "off"
+        let first = LoopInstance(environment: unlogged, topics: [input.name], output: output.name)
+        try produce(producer, 0..<100)
+        #expect(try waitForApplied(path, 100) == 100)
+        #expect(first.stopAndWait().error == nil)
+        let logged = LoopInstance(environment: environment(broker, database: path), topics: [input.name], output: output.name)
+        let refused = logged.stopAndWait()
+        #expect(refused.error?.contains("has applied records without a changelog") == true, "\(refused)")
+    }
+
     @Test func aSecondInstanceOnAStoreWithAChangelogIsRefused() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -120,7 +170,7 @@ import Testing
         usleep(1_000_000)
         let second = LoopInstance(environment: environment(broker, database: path), topics: [input.name], output: output.name)
         let refused = second.stopAndWait()
-        #expect(refused.error?.contains("in use by another instance") == true, "\(refused)")
+        #expect(refused.error?.contains("is in use by another process") == true, "\(refused)")
         #expect(first.stopAndWait().error == nil)
     }
 }
