@@ -39,6 +39,16 @@ enum ChangelogRestore {
         }
     }
 
+    /// The store's transactional producer (`transactional.id` `<group id>-changelog`), started:
+    /// starting it fences every older producer of the store and aborts what it left open.
+    static func producer(_ configuration: ServiceConfiguration) throws -> KafkaProducer {
+        let producer = try KafkaProducer(ProducerConfiguration(
+            bootstrapServers: configuration.bootstrapServers,
+            extra: ["transactional.id": "\(configuration.groupID)-changelog"].merging(configuration.kafkaSettings) { $1 }))
+        try producer.initTransactions(timeoutMilliseconds: 60_000)
+        return producer
+    }
+
     /// Sends one of the changelog's own records (`restartKey`, `endedKey`) in a transaction.
     static func send(_ key: [UInt8], to topic: String, through producer: KafkaProducer) throws {
         try producer.beginTransaction()
@@ -133,10 +143,9 @@ enum ChangelogRestore {
             }
             try database.execute("ROLLBACK TO restore_batch; RELEASE restore_all")
         }
-        let leftOut = unfinished
         logger.info("restored the store from the changelog", [
-            "topic": topic, "rows": String(applied), "leftOut": String(leftOut),
-            "why": leftOut > 0 ? "the last batch's end never reached the changelog: the batch is applied again from its input" : "",
+            "topic": topic, "rows": String(applied), "leftOut": String(unfinished),
+            "why": unfinished > 0 ? "the last batch's end never reached the changelog: the batch is applied again from its input" : "",
         ])
         return applied
     }

@@ -95,10 +95,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             let topic = configuration.platform.changelog(of: configuration.service)
             // First, so that an older producer of this store (a dead or stalled instance) is
             // fenced, and the transaction it left open aborted, before the changelog is read.
-            let producer = try KafkaProducer(ProducerConfiguration(
-                bootstrapServers: configuration.bootstrapServers,
-                extra: ["transactional.id": "\(configuration.groupID)-changelog"].merging(configuration.kafkaSettings) { $1 }))
-            try producer.initTransactions(timeoutMilliseconds: 60_000)
+            let producer = try ChangelogRestore.producer(configuration)
             changelogProducer = producer
             // A store that has applied nothing (a new host, a lost data directory) starts from
             // what the changelog holds, and goes on from the offsets it restores.
@@ -119,11 +116,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             // The store stops keeping its changelog: what the changelog holds must never be
             // restored from again, since the store goes on without it.
             let topic = configuration.platform.changelog(of: configuration.service)
-            let producer = try KafkaProducer(ProducerConfiguration(
-                bootstrapServers: configuration.bootstrapServers,
-                extra: ["transactional.id": "\(configuration.groupID)-changelog"].merging(configuration.kafkaSettings) { $1 }))
-            try producer.initTransactions(timeoutMilliseconds: 60_000)
-            try ChangelogRestore.send(ChangelogRestore.endedKey, to: topic, through: producer)
+            try ChangelogRestore.send(ChangelogRestore.endedKey, to: topic, through: ChangelogRestore.producer(configuration))
             try ChangelogRestore.markLoggedSinceEmpty(database, false)
             logger.warning("the store no longer keeps a changelog", ["topic": topic, "then": "a store restored from it would start anew"])
         }

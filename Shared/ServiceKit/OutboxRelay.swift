@@ -79,7 +79,7 @@ public final class OutboxRelay {
                 try send(row, with: producer)
             }
         }
-        try sendHeldChangelog(with: producer)
+        try sendHeldChangelog()
     }
 
     private func send(_ row: OutboxRow, with producer: KafkaProducer) throws {
@@ -103,7 +103,7 @@ public final class OutboxRelay {
     /// before the changelog rows behind it is merely sent again after a restore, with its id,
     /// and dropped by its consumers as a repeat), and holds all of a batch's changes or none.
     /// Rows go in commit order, so the last record of a key is its row's latest state.
-    private func sendHeldChangelog(with producer: KafkaProducer) throws {
+    private func sendHeldChangelog() throws {
         guard let changelog, !held.isEmpty else { return }
         while outputsHead < outputsSent.count, inFlight[UInt64(bitPattern: outputsSent[outputsHead])] == nil { outputsHead += 1 }
         if outputsHead > 4_096 && outputsHead * 2 > outputsSent.count {
@@ -159,7 +159,7 @@ public final class OutboxRelay {
                 acknowledged.append(report.tag)
             }
         }
-        try sendHeldChangelog(with: producer)
+        try sendHeldChangelog()
         for error in producer.takeErrors() {
             logger.warning("producer error", ["error": error.description])
         }
