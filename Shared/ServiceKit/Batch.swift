@@ -96,6 +96,14 @@ public final class Batch {
         outbox.append(OutboxRow(seq: database.lastInsertRowID, topic: topic, key: key, value: value, partition: partition))
     }
 
+    /// Adds a batch's row changes, packed (``ChangelogBatch``), to the outbox for the
+    /// changelog `topic`, as one row without a key: the relay unpacks it into the records.
+    func emitChangelog(topic: String, changes: [RowChange], copy: String) throws {
+        let packed = try ChangelogBatch.pack(changes, copy: copy, topic: topic, limit: Self.maximumRecordBytes)
+        try insertOutbox.run(.text(topic), .null, .blob(packed), .integer(0))
+        outbox.append(OutboxRow(seq: database.lastInsertRowID, topic: topic, key: nil, value: packed, partition: 0))
+    }
+
     /// Adds an event to the outbox, keyed by its subject. An event for one of the service's
     /// own input topics is a command to itself: it is remembered as an echo, so that records
     /// sorting after it wait until it has come back and been applied.

@@ -118,8 +118,9 @@ public final class BatchApplier<Processor: StreamProcessor> {
 
     /// Told which record is being applied, so that a crash can be pinned on it.
     public var crashNote: CrashNote?
-    /// Where each batch's row changes go (`CHANGELOG`), and what records them; nil: nowhere.
-    public var changelog: (capture: ChangeCapture, topic: String)?
+    /// Where each batch's row changes go (`CHANGELOG`), what records them, and the name of this
+    /// copy of the store, which each batch's end record carries; nil: nowhere.
+    public var changelog: (capture: ChangeCapture, topic: String, copy: String)?
     /// The record the service failed on at two starts in a row: dead-lettered when it comes.
     public var poisonRecord: (partition: TopicPartition, offset: Int64, cause: String)?
     /// The record failures are counted against, until a batch commits offsets past it.
@@ -764,16 +765,14 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// else the batch sends: the relay publishes a changelog row only once every row before it
     /// is acknowledged, so a store restored from the changelog never stands past an output
     /// that was not published.
-    /// All of them go to partition 0 (one store, one partition: their order is the commits'),
-    /// closed by a batch-end record: a restore applies no batch it has not seen the end of.
+    /// They go as one outbox row (``ChangelogBatch``), which the relay sends as a record per row
+    /// to partition 0 (one store, one partition: their order is the commits'), closed by a
+    /// batch-end record: a restore applies no batch it has not seen the end of.
     private func logChanges(in batch: Batch) throws {
         guard let changelog else { return }
         let changes = try changelog.capture.end()
         guard !changes.isEmpty else { return }
-        for change in changes {
-            try batch.emit(topic: changelog.topic, key: change.encodedKey, value: change.encodedValue, partition: 0)
-        }
-        try batch.emit(topic: changelog.topic, key: ChangelogRestore.batchEndKey, value: Array(String(changes.count).utf8), partition: 0)
+        try batch.emitChangelog(topic: changelog.topic, changes: changes, copy: changelog.copy)
     }
 
     /// Whether any of `tasks` has a timer due at or before `time` (read outside a

@@ -17,6 +17,10 @@ enum ChangelogRestore {
     static let endedKey: [UInt8] = [2]
     /// The `store_identity` row that says the store's whole history is in its changelog.
     static let loggedSinceEmptyName = "changelog"
+    /// The `store_identity` row naming this copy of the store: given when a copy begins (an
+    /// empty store, or one restored from the changelog), kept across its restarts, and carried
+    /// by every batch-end and restart record it writes to the changelog.
+    static let copyNameRow = "changelog-copy"
 
     /// A changelog that cannot be restored from.
     struct Refused: Error, CustomStringConvertible {
@@ -39,6 +43,91 @@ enum ChangelogRestore {
         }
     }
 
+    /// The name of this copy of the store (nil: none yet, or a store from before copies were
+    /// named).
+    static func copyName(of database: Database) throws -> String? {
+        try database.prepare("SELECT value FROM store_identity WHERE name = ?").queryOne(.text(copyNameRow)) { $0.string(0) }
+    }
+
+    /// Names this copy of the store.
+    static func setCopyName(_ name: String, in database: Database) throws {
+        try database.transaction {
+            try database.prepare("INSERT OR REPLACE INTO store_identity(name, value) VALUES(?, ?)").run(.text(copyNameRow), .text(name))
+        }
+    }
+
+    /// The value of a batch-end record: the batch's number of rows and the copy that wrote it.
+    static func batchEndValue(rows: Int, copy: String) -> [UInt8] {
+        Array("\(rows) \(copy)".utf8)
+    }
+
+    /// What the changelog's last record of its own (batch end, restart or end) says of who
+    /// wrote it.
+    enum LastWriter: Equatable {
+        /// The changelog has none: it is empty, or was deleted and created again.
+        case nobody
+        /// A store stopped keeping it.
+        case ended
+        /// The copy of the store that wrote it (nil: a record from before copies were named).
+        case copy(String?)
+    }
+
+    /// Reads the changelog backwards from its end, a window at a time, to its last record of
+    /// its own. A copy of the store that did not write that record is older than its
+    /// changelog: another copy was restored from it and went on, and resuming this one would
+    /// write a second history over the other's.
+    static func lastWriter(topic: String, configuration: ServiceConfiguration) throws -> LastWriter {
+        let consumer = try changelogConsumer(configuration)
+        defer { consumer.close() }
+        let partition = TopicPartition(topic: topic, partition: 0)
+        guard let bounds = try consumer.logBounds(of: [partition])[partition], bounds.high > bounds.low else { return .nobody }
+        var end = bounds.high
+        var window: Int64 = 1_024
+        while end > bounds.low {
+            let start = max(bounds.low, end - window)
+            try consumer.assign([partition: start])
+            var last: LastWriter?
+            var lastProgress = Date()
+            reading: while true {
+                guard Date().timeIntervalSince(lastProgress) < 60 else {
+                    throw Refused(description: "the changelog \(topic) gave nothing for 60 s while its last records were read")
+                }
+                switch consumer.poll(timeoutMilliseconds: 100) {
+                case .record(let record) where record.topicPartition == partition:
+                    lastProgress = Date()
+                    guard record.offset < end else { break reading }
+                    let value = String(decoding: record.value ?? [], as: UTF8.self)
+                    switch record.key {
+                    case batchEndKey?: last = .copy(value.split(separator: " ", maxSplits: 1).dropFirst().first.map(String.init))
+                    case restartKey?: last = .copy(value.isEmpty ? nil : value)
+                    case endedKey?: last = .ended
+                    default: break
+                    }
+                    if record.offset + 1 >= end { break reading }
+                case .endOfPartition(let at, let offset) where at == partition && offset >= end:
+                    break reading
+                case .error(let error, let at?, let offset) where at == partition && error.code == KafkaError.offsetOutOfRange:
+                    throw Refused(description: "\(partition): the broker deleted records from offset \(offset) on while the changelog's end was read")
+                default:
+                    break
+                }
+            }
+            if let last { return last }
+            end = start
+            window *= 8
+        }
+        return .nobody
+    }
+
+    /// A consumer of the changelog that reads from where it is told, and stops on records
+    /// the broker deleted rather than skipping them.
+    private static func changelogConsumer(_ configuration: ServiceConfiguration) throws -> KafkaConsumer {
+        var settings = ConsumerConfiguration(
+            bootstrapServers: configuration.bootstrapServers, groupID: "\(configuration.groupID)-restore", extra: configuration.kafkaSettings)
+        settings.offsetResetPolicy = "error"
+        return try KafkaConsumer(settings, listener: StartingOffsets())
+    }
+
     /// The store's transactional producer (`transactional.id` `<group id>-changelog`), started:
     /// starting it fences every older producer of the store and aborts what it left open.
     static func producer(_ configuration: ServiceConfiguration) throws -> KafkaProducer {
@@ -49,10 +138,11 @@ enum ChangelogRestore {
         return producer
     }
 
-    /// Sends one of the changelog's own records (`restartKey`, `endedKey`) in a transaction.
-    static func send(_ key: [UInt8], to topic: String, through producer: KafkaProducer) throws {
+    /// Sends one of the changelog's own records (`restartKey` with the copy's name, `endedKey`)
+    /// in a transaction.
+    static func send(_ key: [UInt8], value: [UInt8] = [], to topic: String, through producer: KafkaProducer) throws {
         try producer.beginTransaction()
-        try producer.send(topic: topic, key: key, value: [], partition: 0)
+        try producer.send(topic: topic, key: key, value: value, partition: 0)
         try producer.commitTransaction(timeoutMilliseconds: 60_000)
         _ = producer.takeDeliveryReports()
     }
@@ -66,14 +156,15 @@ enum ChangelogRestore {
     /// every record to the store. A partition whose first records the broker has deleted
     /// (retention, or a topic created without compaction) is refused: a store restored from
     /// part of its changelog would be wrong without saying so.
+    /// With `clearingFirst`, the store's rows go first, in the same transaction (all but its
+    /// identity and schema version): a store older than its changelog is replaced whole, or
+    /// stays as it was if the restore fails.
     /// - Returns: how many row changes were applied.
     static func restore(
-        into database: Database, capture: ChangeCapture, topic: String, configuration: ServiceConfiguration, logger: Logger
+        into database: Database, capture: ChangeCapture, topic: String, configuration: ServiceConfiguration, logger: Logger,
+        clearingFirst: Bool = false
     ) throws -> Int {
-        var settings = ConsumerConfiguration(
-            bootstrapServers: configuration.bootstrapServers, groupID: "\(configuration.groupID)-restore", extra: configuration.kafkaSettings)
-        settings.offsetResetPolicy = "error"
-        let consumer = try KafkaConsumer(settings, listener: StartingOffsets())
+        let consumer = try changelogConsumer(configuration)
         defer { consumer.close() }
         let count = try consumer.partitionCounts(of: [topic])[topic] ?? 0
         let partitions = (0..<count).map { TopicPartition(topic: topic, partition: $0) }
@@ -84,10 +175,10 @@ enum ChangelogRestore {
                 + "Restore the data directory from a copy, or rebuild the store from the input topics (replay)")
         }
         var remaining = bounds.filter { $0.value.high > 0 }.mapValues(\.high)
-        guard !remaining.isEmpty else { return 0 }
+        guard !remaining.isEmpty || clearingFirst else { return 0 }
         let total = remaining.values.reduce(0, +)
         logger.info("restoring the store from the changelog", ["topic": topic, "records": String(total)])
-        try consumer.assign(Dictionary(uniqueKeysWithValues: remaining.keys.map { ($0, Int64(0)) }))
+        if !remaining.isEmpty { try consumer.assign(Dictionary(uniqueKeysWithValues: remaining.keys.map { ($0, Int64(0)) })) }
         var applied = 0
         var unfinished = 0
         var lastProgress = Date()
@@ -96,6 +187,12 @@ enum ChangelogRestore {
         // transactions, the embedded one, a dead instance may have sent part of its last
         // batch) are rolled back at the restart record after them, or at the end.
         try database.transaction {
+            if clearingFirst {
+                let tables = try database.prepare(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT IN ('store_identity', 'schema_migrations')"
+                ).query { $0.string(0) }
+                for table in tables { try database.execute("DELETE FROM \"\(table)\"") }
+            }
             try database.execute("SAVEPOINT restore_all; SAVEPOINT restore_batch")
             while !remaining.isEmpty {
                 guard Date().timeIntervalSince(lastProgress) < 60 else {

@@ -99,19 +99,39 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             changelogProducer = producer
             // A store that has applied nothing (a new host, a lost data directory) starts from
             // what the changelog holds, and goes on from the offsets it restores.
+            var copy = try ChangelogRestore.copyName(of: database)
             if try ChangelogRestore.storeIsEmpty(database) {
                 _ = try ChangelogRestore.restore(into: database, capture: capture, topic: topic, configuration: configuration, logger: logger)
                 try ChangelogRestore.markLoggedSinceEmpty(database, true)
+                copy = nil
             } else if try !ChangelogRestore.isLoggedSinceEmpty(database) {
                 throw ConfigurationError(
                     variable: configuration.platform.variable("CHANGELOG"),
                     problem: "\(configuration.databasePath) has applied records without a changelog: one started now would lack them, "
                         + "and a store restored from it would be wrong. Keep the changelog off for this store, or start the service "
                         + "with an empty data directory, which applies the input topics again from their beginning (outputs keep their ids)")
+            } else if let mine = copy {
+                // A copy the changelog has gone on without (another copy was restored from it
+                // and applied more while this host was away) is replaced by what the changelog
+                // holds: resumed, it would log a second history over the other's.
+                let last = try ChangelogRestore.lastWriter(topic: topic, configuration: configuration)
+                if last != .copy(mine) {
+                    logger.warning("the store is older than its changelog", [
+                        "topic": topic, "thisCopy": mine, "changelogLastWrittenBy": "\(last)",
+                        "then": "restoring the store anew from the changelog",
+                    ])
+                    _ = try ChangelogRestore.restore(
+                        into: database, capture: capture, topic: topic, configuration: configuration, logger: logger, clearingFirst: true)
+                    copy = nil
+                }
             }
+            // A new copy (empty, restored, or from before copies were named) gets a name, kept
+            // in the store before the changelog carries it.
+            let name = copy ?? UUID().uuidString.lowercased()
+            if copy == nil { try ChangelogRestore.setCopyName(name, in: database) }
             // What a dead predecessor left unfinished in the changelog never counts.
-            try ChangelogRestore.send(ChangelogRestore.restartKey, to: topic, through: producer)
-            applier.changelog = (capture, topic)
+            try ChangelogRestore.send(ChangelogRestore.restartKey, value: Array(name.utf8), to: topic, through: producer)
+            applier.changelog = (capture, topic, name)
         } else if replay == nil, try ChangelogRestore.isLoggedSinceEmpty(database) {
             // The store stops keeping its changelog: what the changelog holds must never be
             // restored from again, since the store goes on without it.

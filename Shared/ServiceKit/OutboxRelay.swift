@@ -113,6 +113,12 @@ public final class OutboxRelay {
         let firstOutput = outputsHead < outputsSent.count ? outputsSent[outputsHead] : nil
         let ready = held.prefix { firstOutput == nil || $0.seq < firstOutput! }
         guard !ready.isEmpty else { return }
+        // A row without a key is a batch's changes packed; one with a key is a single record
+        // (rows written before they were packed). Unpacked before the transaction begins, so
+        // a damaged row stops the relay with its reason and leaves no transaction open.
+        let unpacked = try ready.map { row in
+            row.key == nil ? try ChangelogBatch.records(of: row.value ?? []) : [(key: row.key!, value: row.value)]
+        }
         // Short waits: the loop thread waits here, and the group drops a member that does
         // not poll for `max.poll.interval.ms`. Whatever does not commit is sent again later.
         defer {
@@ -121,8 +127,10 @@ public final class OutboxRelay {
         }
         do {
             try changelog.producer.beginTransaction()
-            for row in ready {
-                try changelog.producer.send(topic: row.topic, key: row.key, value: row.value, partition: row.partition, tag: UInt64(bitPattern: row.seq))
+            for (row, records) in zip(ready, unpacked) {
+                for record in records {
+                    try changelog.producer.send(topic: row.topic, key: record.key, value: record.value, partition: row.partition, tag: UInt64(bitPattern: row.seq))
+                }
             }
             var attempts = 0
             while true {

@@ -160,6 +160,63 @@ import Testing
         #expect(refused.error?.contains("has applied records without a changelog") == true, "\(refused)")
     }
 
+    /// A host comes back with its store after another instance restored the store from the
+    /// changelog and went on: the old store is replaced by what the changelog holds, rather
+    /// than resumed, which would log a second history over the other's.
+    @Test func aStoreTheChangelogWentOnWithoutIsReplacedByItNotResumed() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let broker = try EmbeddedBroker(topics: [input, output, changelog, acmeDeadLetters])
+        let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+        let hostA = directory.appendingPathComponent("a/counting.sqlite").path
+        let hostB = directory.appendingPathComponent("b/counting.sqlite").path
+
+        let first = LoopInstance(environment: environment(broker, database: hostA), topics: [input.name], output: output.name)
+        try produce(producer, 0..<300)
+        #expect(try waitForApplied(hostA, 300) == 300)
+        #expect(first.stopAndWait().error == nil)
+
+        let other = LoopInstance(environment: environment(broker, database: hostB), topics: [input.name], output: output.name)
+        try produce(producer, 300..<600)
+        #expect(try waitForApplied(hostB, 600) == 600)
+        #expect(other.stopAndWait().error == nil)
+        #expect(other.applied == 300, "the other host restored the first 300 and applied the rest")
+
+        // Host A comes back with its store of 300.
+        let back = LoopInstance(environment: environment(broker, database: hostA), topics: [input.name], output: output.name)
+        usleep(3_000_000)
+        #expect(back.stopAndWait().error == nil)
+        #expect(back.applied == 0, "the store came back from the changelog with all 600 applied, so nothing was applied again")
+        let expected = try Database(DatabaseConfiguration(path: hostB))
+        let actual = try Database(DatabaseConfiguration(path: hostA))
+        if case .failure(let difference) = try StoreComparison.compare(expected, actual, skippingTables: RuntimeSchema.unloggedTables) {
+            Issue.record("the store that came back differs from the one the changelog went on with: \(difference)")
+        }
+        actual.close()
+
+        // And it goes on from there, each event once: its changelog restores to what it holds.
+        let next = LoopInstance(environment: environment(broker, database: hostA), topics: [input.name], output: output.name)
+        try produce(producer, 600..<700)
+        #expect(try waitForApplied(hostA, 700) == 700)
+        #expect(next.stopAndWait().error == nil)
+        #expect(next.applied == 100)
+        let hostC = directory.appendingPathComponent("c/counting.sqlite").path
+        let restored = LoopInstance(environment: environment(broker, database: hostC), topics: [input.name], output: output.name)
+        usleep(3_000_000)
+        #expect(restored.stopAndWait().error == nil)
+        #expect(restored.applied == 0)
+        let original = try Database(DatabaseConfiguration(path: hostA))
+        let copy = try Database(DatabaseConfiguration(path: hostC))
+        if case .failure(let difference) = try StoreComparison.compare(original, copy, skippingTables: RuntimeSchema.unloggedTables) {
+            Issue.record("a store restored from the changelog differs from the store that wrote it: \(difference)")
+        }
+        let totals = try copy.prepare("SELECT member, total FROM counts").query { ($0.string(0), $0.int64(1)) }
+        #expect(totals.count == 40)
+        for (member, total) in totals {
+            #expect(total == Int64(stride(from: Int(member.dropFirst())!, to: 700, by: 40).reduce(0, +)), "\(member)")
+        }
+    }
+
     @Test func aSecondInstanceOnAStoreWithAChangelogIsRefused() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
