@@ -6,7 +6,7 @@ import Storage
 /// primary key (what compaction and the restore read), then the batch-end record.
 ///
 /// Format: a 4-byte big-endian length and the name of the copy of the store that wrote the
-/// batch (the batch-end record carries it, ``ChangelogRestore/lastWriter(topic:configuration:)``); then
+/// batch (the batch-end record carries it, ``ChangelogRestore/tail(topic:configuration:)``); then
 /// for each change, a 4-byte length and the key, then 0 for a tombstone, or 1, a 4-byte length
 /// and the value.
 enum ChangelogBatch {

@@ -72,21 +72,33 @@ enum ChangelogRestore {
         case copy(String?)
     }
 
+    /// The end of a changelog: who wrote its last record of its own, and how many row changes
+    /// follow that record (a batch whose end never came: an instance died while sending it,
+    /// and the broker shows records of unfinished transactions).
+    struct Tail: Equatable {
+        var lastWriter: LastWriter
+        var unfinishedRows: Int
+    }
+
     /// Reads the changelog backwards from its end, a window at a time, to its last record of
     /// its own. A copy of the store that did not write that record is older than its
     /// changelog: another copy was restored from it and went on, and resuming this one would
     /// write a second history over the other's.
-    static func lastWriter(topic: String, configuration: ServiceConfiguration) throws -> LastWriter {
+    static func tail(topic: String, configuration: ServiceConfiguration) throws -> Tail {
         let consumer = try changelogConsumer(configuration)
         defer { consumer.close() }
         let partition = TopicPartition(topic: topic, partition: 0)
-        guard let bounds = try consumer.logBounds(of: [partition])[partition], bounds.high > bounds.low else { return .nobody }
+        guard let bounds = try consumer.logBounds(of: [partition])[partition], bounds.high > bounds.low else {
+            return Tail(lastWriter: .nobody, unfinishedRows: 0)
+        }
         var end = bounds.high
         var window: Int64 = 1_024
+        var rowsInLaterWindows = 0
         while end > bounds.low {
             let start = max(bounds.low, end - window)
             try consumer.assign([partition: start])
             var last: LastWriter?
+            var rowsAfterLast = 0
             var lastProgress = Date()
             reading: while true {
                 guard Date().timeIntervalSince(lastProgress) < 60 else {
@@ -96,12 +108,12 @@ enum ChangelogRestore {
                 case .record(let record) where record.topicPartition == partition:
                     lastProgress = Date()
                     guard record.offset < end else { break reading }
-                    let value = String(decoding: record.value ?? [], as: UTF8.self)
+                    let words = String(decoding: record.value ?? [], as: UTF8.self).split(separator: " ").map(String.init)
                     switch record.key {
-                    case batchEndKey?: last = .copy(value.split(separator: " ", maxSplits: 1).dropFirst().first.map(String.init))
-                    case restartKey?: last = .copy(value.isEmpty ? nil : value)
-                    case endedKey?: last = .ended
-                    default: break
+                    case batchEndKey?: (last, rowsAfterLast) = (.copy(words.count > 1 ? words[1] : nil), 0)
+                    case restartKey?: (last, rowsAfterLast) = (.copy(words.first), 0)
+                    case endedKey?: (last, rowsAfterLast) = (.ended, 0)
+                    default: rowsAfterLast += 1
                     }
                     if record.offset + 1 >= end { break reading }
                 case .endOfPartition(let at, let offset) where at == partition && offset >= end:
@@ -112,11 +124,18 @@ enum ChangelogRestore {
                     break
                 }
             }
-            if let last { return last }
+            if let last { return Tail(lastWriter: last, unfinishedRows: rowsAfterLast + rowsInLaterWindows) }
+            rowsInLaterWindows += rowsAfterLast
             end = start
             window *= 8
         }
-        return .nobody
+        return Tail(lastWriter: .nobody, unfinishedRows: rowsInLaterWindows)
+    }
+
+    /// The value of a restart record: the copy starting, and how many row changes of an
+    /// unfinished batch lie between the changelog's last record of its own and this one.
+    static func restartValue(copy: String, unfinishedRows: Int) -> [UInt8] {
+        Array("\(copy) \(unfinishedRows)".utf8)
     }
 
     /// A consumer of the changelog that reads from where it is told, and stops on records
@@ -212,7 +231,18 @@ enum ChangelogRestore {
                         applied += unfinished
                         unfinished = 0
                     case restartKey:
-                        try database.execute("ROLLBACK TO restore_batch")
+                        // Only rows the restart record says were left unfinished. On a
+                        // compacted changelog the batch ends before it may be gone (only
+                        // the last of their key is kept), and the rows since the last one
+                        // left are then finished batches. A record without the count (written
+                        // before there was one) rolls back as it always did.
+                        let words = String(decoding: record.value ?? [], as: UTF8.self).split(separator: " ")
+                        if words.count < 2 || words[1] != "0" {
+                            try database.execute("ROLLBACK TO restore_batch")
+                        } else {
+                            try database.execute("RELEASE restore_batch; SAVEPOINT restore_batch")
+                            applied += unfinished
+                        }
                         unfinished = 0
                     case endedKey:
                         // The store went on without logging: nothing before this counts.

@@ -100,6 +100,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             // A store that has applied nothing (a new host, a lost data directory) starts from
             // what the changelog holds, and goes on from the offsets it restores.
             var copy = try ChangelogRestore.copyName(of: database)
+            let tail = try ChangelogRestore.tail(topic: topic, configuration: configuration)
             if try ChangelogRestore.storeIsEmpty(database) {
                 _ = try ChangelogRestore.restore(into: database, capture: capture, topic: topic, configuration: configuration, logger: logger)
                 try ChangelogRestore.markLoggedSinceEmpty(database, true)
@@ -114,10 +115,9 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 // A copy the changelog has gone on without (another copy was restored from it
                 // and applied more while this host was away) is replaced by what the changelog
                 // holds: resumed, it would log a second history over the other's.
-                let last = try ChangelogRestore.lastWriter(topic: topic, configuration: configuration)
-                if last != .copy(mine) {
+                if tail.lastWriter != .copy(mine) {
                     logger.warning("the store is older than its changelog", [
-                        "topic": topic, "thisCopy": mine, "changelogLastWrittenBy": "\(last)",
+                        "topic": topic, "thisCopy": mine, "changelogLastWrittenBy": "\(tail.lastWriter)",
                         "then": "restoring the store anew from the changelog",
                     ])
                     _ = try ChangelogRestore.restore(
@@ -129,8 +129,13 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             // in the store before the changelog carries it.
             let name = copy ?? UUID().uuidString.lowercased()
             if copy == nil { try ChangelogRestore.setCopyName(name, in: database) }
-            // What a dead predecessor left unfinished in the changelog never counts.
-            try ChangelogRestore.send(ChangelogRestore.restartKey, value: Array(name.utf8), to: topic, through: producer)
+            // What a dead predecessor left unfinished in the changelog never counts: the
+            // restart record says how many rows that is (none where the broker hides
+            // unfinished transactions, as Apache Kafka does), so that a restore rolls back
+            // those alone, never finished batches whose end records compaction removed.
+            try ChangelogRestore.send(
+                ChangelogRestore.restartKey, value: ChangelogRestore.restartValue(copy: name, unfinishedRows: tail.unfinishedRows),
+                to: topic, through: producer)
             applier.changelog = (capture, topic, name)
         } else if replay == nil, try ChangelogRestore.isLoggedSinceEmpty(database) {
             // The store stops keeping its changelog: what the changelog holds must never be

@@ -138,9 +138,42 @@ import Testing
         // A batch, half a batch of an instance that died, its successor's restart and a batch.
         #expect(try restored([row(count("a", 1)), row(count("b", 1)), end, row(count("a", 99)), row(count("c", 99)), restart,
                               row(count("b", 2)), end, row(count("d", 1))]) == ["a": 1, "b": 2])
+        // Compaction keeps only the last record of each key, so a batch end before a restart
+        // may be gone: a restart that says it follows no unfinished rows rolls nothing back,
+        // and one that counts them rolls back that batch alone.
+        func restartAfter(_ unfinished: Int) -> (key: [UInt8], value: [UInt8]?) {
+            (ChangelogRestore.restartKey, ChangelogRestore.restartValue(copy: "c", unfinishedRows: unfinished))
+        }
+        #expect(try restored([row(count("a", 1)), row(count("b", 1)), restartAfter(0), row(count("c", 1)), end]) == ["a": 1, "b": 1, "c": 1])
+        #expect(try restored([row(count("a", 1)), end, row(count("b", 99)), restartAfter(1), row(count("c", 1)), end]) == ["a": 1, "c": 1])
         // The store stopped keeping the changelog: what came before is not its state any more.
         #expect(try restored([row(count("a", 1)), end, ended]) == [:])
         #expect(try restored([row(count("a", 1)), end, ended, restart, row(count("e", 5)), end]) == ["e": 5])
+    }
+
+    /// The end of a changelog, read backwards a window at a time: who wrote its last record of
+    /// its own, and the rows of an unfinished batch after it.
+    @Test func theTailNamesTheLastWriterAndCountsTheUnfinishedRowsAfterIt() throws {
+        let broker = try EmbeddedBroker(topics: [input, output, changelog, acmeDeadLetters])
+        let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+        let configuration = try ServiceConfiguration.fromEnvironment(
+            service: "counting", platform: .acme, environment: environment(broker, database: "/nonexistent/counting.sqlite"))
+        let row = RowChange(table: "counts", key: [.text("m1")], row: [.text("m1"), .integer(1), .integer(1)])
+        func send(_ key: [UInt8], _ value: [UInt8]?, times: Int = 1) throws {
+            for _ in 0..<times { try producer.send(topic: changelog.name, key: key, value: value, partition: 0) }
+            #expect(producer.flush(timeoutMilliseconds: 10_000))
+        }
+        #expect(try ChangelogRestore.tail(topic: changelog.name, configuration: configuration) == .init(lastWriter: .nobody, unfinishedRows: 0))
+        try send(row.encodedKey, row.encodedValue, times: 3)
+        #expect(try ChangelogRestore.tail(topic: changelog.name, configuration: configuration) == .init(lastWriter: .nobody, unfinishedRows: 3))
+        try send(ChangelogRestore.batchEndKey, ChangelogRestore.batchEndValue(rows: 3, copy: "first"))
+        #expect(try ChangelogRestore.tail(topic: changelog.name, configuration: configuration) == .init(lastWriter: .copy("first"), unfinishedRows: 0))
+        try send(ChangelogRestore.restartKey, ChangelogRestore.restartValue(copy: "second", unfinishedRows: 0))
+        // More rows after it than the first window (1,024 records) holds.
+        try send(row.encodedKey, row.encodedValue, times: 1_500)
+        #expect(try ChangelogRestore.tail(topic: changelog.name, configuration: configuration) == .init(lastWriter: .copy("second"), unfinishedRows: 1_500))
+        try send(ChangelogRestore.endedKey, [])
+        #expect(try ChangelogRestore.tail(topic: changelog.name, configuration: configuration) == .init(lastWriter: .ended, unfinishedRows: 0))
     }
 
     @Test func aChangelogIsRefusedForAStoreThatHasAppliedRecordsWithoutOne() throws {
