@@ -98,8 +98,8 @@ public final class Batch {
 
     /// Adds a batch's row changes, packed (``ChangelogBatch``), to the outbox for the
     /// changelog `topic`, as one row without a key: the relay unpacks it into the records.
-    func emitChangelog(topic: String, changes: [RowChange], copy: String) throws {
-        let packed = try ChangelogBatch.pack(changes, copy: copy, topic: topic, limit: Self.maximumRecordBytes)
+    func emitChangelog(topic: String, changes: [RowChange], copy: String, sequence: Int64) throws {
+        let packed = try ChangelogBatch.pack(changes, copy: copy, sequence: sequence, topic: topic, limit: Self.maximumRecordBytes)
         try insertOutbox.run(.text(topic), .null, .blob(packed), .integer(0))
         outbox.append(OutboxRow(seq: database.lastInsertRowID, topic: topic, key: nil, value: packed, partition: 0))
     }

@@ -121,6 +121,8 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// Where each batch's row changes go (`CHANGELOG`), what records them, and the name of this
     /// copy of the store, which each batch's end record carries; nil: nowhere.
     public var changelog: (capture: ChangeCapture, topic: String, copy: String)?
+    /// The number of the last batch that logged changes, kept in `store_identity` with it.
+    public var changelogSequence: Int64 = 0
     /// The record the service failed on at two starts in a row: dead-lettered when it comes.
     public var poisonRecord: (partition: TopicPartition, offset: Int64, cause: String)?
     /// The record failures are counted against, until a batch commits offsets past it.
@@ -772,7 +774,12 @@ public final class BatchApplier<Processor: StreamProcessor> {
         guard let changelog else { return }
         let changes = try changelog.capture.end()
         guard !changes.isEmpty else { return }
-        try batch.emitChangelog(topic: changelog.topic, changes: changes, copy: changelog.copy)
+        let sequence = changelogSequence + 1
+        try database.prepare("INSERT OR REPLACE INTO store_identity(name, value) VALUES(?, ?)")
+            .run(.text(ChangelogCopy.sequenceRow), .text(String(sequence)))
+        try batch.emitChangelog(topic: changelog.topic, changes: changes, copy: changelog.copy, sequence: sequence)
+        // Ahead of the store if the transaction fails after all: a gap, never a number twice.
+        changelogSequence = sequence
     }
 
     /// Whether any of `tasks` has a timer due at or before `time` (read outside a

@@ -6,17 +6,18 @@ import Storage
 /// primary key (what compaction and the restore read), then the batch-end record.
 ///
 /// Format: a 4-byte big-endian length and the name of the copy of the store that wrote the
-/// batch (the batch-end record carries it, ``ChangelogRestore/tail(topic:configuration:)``); then
+/// batch, and the batch's 8-byte number (the batch-end record carries both: ``ChangelogCopy``); then
 /// for each change, a 4-byte length and the key, then 0 for a tombstone, or 1, a 4-byte length
 /// and the value.
 enum ChangelogBatch {
     /// Packs `changes`, refusing any whose record would be over `limit` bytes, as an output
     /// of that size is refused.
-    static func pack(_ changes: [RowChange], copy: String, topic: String, limit: Int) throws -> [UInt8] {
+    static func pack(_ changes: [RowChange], copy: String, sequence: Int64, topic: String, limit: Int) throws -> [UInt8] {
         var packed: [UInt8] = []
         packed.reserveCapacity(changes.count * 128)
         appendLength(copy.utf8.count, to: &packed)
         packed += copy.utf8
+        for shift in stride(from: 56, through: 0, by: -8) { packed.append(UInt8(truncatingIfNeeded: UInt64(bitPattern: sequence) >> UInt64(shift))) }
         for change in changes {
             let key = change.encodedKey
             let value = change.encodedValue
@@ -36,7 +37,7 @@ enum ChangelogBatch {
     }
 
     /// The changelog records of a packed batch, in commit order, closed by its batch-end record.
-    /// - Throws: ``ChangelogBatchFormatError`` for bytes ``pack(_:copy:topic:limit:)`` did not write.
+    /// - Throws: ``ChangelogBatchFormatError`` for bytes ``pack(_:copy:sequence:topic:limit:)`` did not write.
     static func records(of packed: [UInt8]) throws -> [(key: [UInt8], value: [UInt8]?)] {
         var records: [(key: [UInt8], value: [UInt8]?)] = []
         var at = 0
@@ -47,6 +48,7 @@ enum ChangelogBatch {
         }
         func length() throws -> Int { try take(4).reduce(0) { $0 << 8 | Int($1) } }
         let copy = String(decoding: try take(try length()), as: UTF8.self)
+        let sequence = Int64(bitPattern: try take(8).reduce(0) { $0 << 8 | UInt64($1) })
         while at < packed.count {
             let key = try take(try length())
             switch try take(1)[0] {
@@ -55,7 +57,7 @@ enum ChangelogBatch {
             default: throw ChangelogBatchFormatError(offset: at - 1)
             }
         }
-        records.append((ChangelogRestore.batchEndKey, ChangelogRestore.batchEndValue(rows: records.count, copy: copy)))
+        records.append((ChangelogRestore.batchEndKey, ChangelogRestore.batchEndValue(rows: records.count, copy: copy, sequence: sequence)))
         return records
     }
 

@@ -17,11 +17,6 @@ enum ChangelogRestore {
     static let endedKey: [UInt8] = [2]
     /// The `store_identity` row that says the store's whole history is in its changelog.
     static let loggedSinceEmptyName = "changelog"
-    /// The `store_identity` row naming this copy of the store: given when a copy begins (an
-    /// empty store, or one restored from the changelog), kept across its restarts, and carried
-    /// by every batch-end and restart record it writes to the changelog.
-    static let copyNameRow = "changelog-copy"
-
     /// A changelog that cannot be restored from.
     struct Refused: Error, CustomStringConvertible {
         var description: String
@@ -32,50 +27,27 @@ enum ChangelogRestore {
         try database.prepare("SELECT value FROM store_identity WHERE name = ?").queryOne(.text(loggedSinceEmptyName)) { $0.string(0) } == "on"
     }
 
-    /// Records whether the store's whole history is in its changelog.
+    /// Records whether the store's whole history is in its changelog, in the caller's transaction.
     static func markLoggedSinceEmpty(_ database: Database, _ logged: Bool) throws {
-        try database.transaction {
-            if logged {
-                try database.prepare("INSERT OR REPLACE INTO store_identity(name, value) VALUES(?, 'on')").run(.text(loggedSinceEmptyName))
-            } else {
-                try database.prepare("DELETE FROM store_identity WHERE name = ?").run(.text(loggedSinceEmptyName))
-            }
+        if logged {
+            try database.prepare("INSERT OR REPLACE INTO store_identity(name, value) VALUES(?, 'on')").run(.text(loggedSinceEmptyName))
+        } else {
+            try database.prepare("DELETE FROM store_identity WHERE name = ?").run(.text(loggedSinceEmptyName))
         }
     }
 
-    /// The name of this copy of the store (nil: none yet, or a store from before copies were
-    /// named).
-    static func copyName(of database: Database) throws -> String? {
-        try database.prepare("SELECT value FROM store_identity WHERE name = ?").queryOne(.text(copyNameRow)) { $0.string(0) }
-    }
-
-    /// Names this copy of the store.
-    static func setCopyName(_ name: String, in database: Database) throws {
-        try database.transaction {
-            try database.prepare("INSERT OR REPLACE INTO store_identity(name, value) VALUES(?, ?)").run(.text(copyNameRow), .text(name))
-        }
-    }
-
-    /// The value of a batch-end record: the batch's number of rows and the copy that wrote it.
-    static func batchEndValue(rows: Int, copy: String) -> [UInt8] {
-        Array("\(rows) \(copy)".utf8)
-    }
-
-    /// What the changelog's last record of its own (batch end, restart or end) says of who
-    /// wrote it.
-    enum LastWriter: Equatable {
-        /// The changelog has none: it is empty, or was deleted and created again.
-        case nobody
-        /// A store stopped keeping it.
-        case ended
-        /// The copy of the store that wrote it (nil: a record from before copies were named).
-        case copy(String?)
+    /// The value of a batch-end record: the batch's number of rows, and the copy that wrote it
+    /// with the batch's number.
+    static func batchEndValue(rows: Int, copy: String, sequence: Int64) -> [UInt8] {
+        Array("\(rows) \(copy) \(sequence)".utf8)
     }
 
     /// The end of a changelog: who wrote its last record of its own, and how many row changes
     /// follow that record (a batch whose end never came: an instance died while sending it,
     /// and the broker shows records of unfinished transactions).
     struct Tail: Equatable {
+        /// The cluster that answered.
+        var clusterID: String
         var lastWriter: LastWriter
         var unfinishedRows: Int
     }
@@ -87,9 +59,12 @@ enum ChangelogRestore {
     static func tail(topic: String, configuration: ServiceConfiguration) throws -> Tail {
         let consumer = try changelogConsumer(configuration)
         defer { consumer.close() }
+        guard let clusterID = consumer.clusterID(timeoutMilliseconds: 10_000) else {
+            throw Refused(description: "the Kafka cluster did not answer within 10 s while the changelog \(topic) was to be read")
+        }
         let partition = TopicPartition(topic: topic, partition: 0)
         guard let bounds = try consumer.logBounds(of: [partition])[partition], bounds.high > bounds.low else {
-            return Tail(lastWriter: .nobody, unfinishedRows: 0)
+            return Tail(clusterID: clusterID, lastWriter: .nobody, unfinishedRows: 0)
         }
         var end = bounds.high
         var window: Int64 = 1_024
@@ -110,8 +85,8 @@ enum ChangelogRestore {
                     guard record.offset < end else { break reading }
                     let words = String(decoding: record.value ?? [], as: UTF8.self).split(separator: " ").map(String.init)
                     switch record.key {
-                    case batchEndKey?: (last, rowsAfterLast) = (.copy(words.count > 1 ? words[1] : nil), 0)
-                    case restartKey?: (last, rowsAfterLast) = (.copy(words.first), 0)
+                    case batchEndKey?: (last, rowsAfterLast) = (.copy(words.count > 1 ? words[1] : nil, sequence: words.count > 2 ? Int64(words[2]) : nil), 0)
+                    case restartKey?: (last, rowsAfterLast) = (.copy(words.first, sequence: words.count > 2 ? Int64(words[2]) : nil), 0)
                     case endedKey?: (last, rowsAfterLast) = (.ended, 0)
                     default: rowsAfterLast += 1
                     }
@@ -124,18 +99,19 @@ enum ChangelogRestore {
                     break
                 }
             }
-            if let last { return Tail(lastWriter: last, unfinishedRows: rowsAfterLast + rowsInLaterWindows) }
+            if let last { return Tail(clusterID: clusterID, lastWriter: last, unfinishedRows: rowsAfterLast + rowsInLaterWindows) }
             rowsInLaterWindows += rowsAfterLast
             end = start
             window *= 8
         }
-        return Tail(lastWriter: .nobody, unfinishedRows: rowsInLaterWindows)
+        return Tail(clusterID: clusterID, lastWriter: .nobody, unfinishedRows: rowsInLaterWindows)
     }
 
-    /// The value of a restart record: the copy starting, and how many row changes of an
-    /// unfinished batch lie between the changelog's last record of its own and this one.
-    static func restartValue(copy: String, unfinishedRows: Int) -> [UInt8] {
-        Array("\(copy) \(unfinishedRows)".utf8)
+    /// The value of a restart record: the copy starting, how many row changes of an unfinished
+    /// batch lie between the changelog's last record of its own and this one, and the number
+    /// of the copy's last logged batch.
+    static func restartValue(copy: String, unfinishedRows: Int, sequence: Int64) -> [UInt8] {
+        Array("\(copy) \(unfinishedRows) \(sequence)".utf8)
     }
 
     /// A consumer of the changelog that reads from where it is told, and stops on records
@@ -177,11 +153,12 @@ enum ChangelogRestore {
     /// part of its changelog would be wrong without saying so.
     /// With `clearingFirst`, the store's rows go first, in the same transaction (all but its
     /// identity and schema version): a store older than its changelog is replaced whole, or
-    /// stays as it was if the restore fails.
+    /// stays as it was if the restore fails. `finish` runs last in that transaction (it names
+    /// the new copy), so a crash leaves the store as it was or restored and named.
     /// - Returns: how many row changes were applied.
     static func restore(
         into database: Database, capture: ChangeCapture, topic: String, configuration: ServiceConfiguration, logger: Logger,
-        clearingFirst: Bool = false
+        clearingFirst: Bool = false, finish: (Database) throws -> Void
     ) throws -> Int {
         let consumer = try changelogConsumer(configuration)
         defer { consumer.close() }
@@ -194,7 +171,10 @@ enum ChangelogRestore {
                 + "Restore the data directory from a copy, or rebuild the store from the input topics (replay)")
         }
         var remaining = bounds.filter { $0.value.high > 0 }.mapValues(\.high)
-        guard !remaining.isEmpty || clearingFirst else { return 0 }
+        guard !remaining.isEmpty || clearingFirst else {
+            try database.transaction { try finish(database) }
+            return 0
+        }
         let total = remaining.values.reduce(0, +)
         logger.info("restoring the store from the changelog", ["topic": topic, "records": String(total)])
         if !remaining.isEmpty { try consumer.assign(Dictionary(uniqueKeysWithValues: remaining.keys.map { ($0, Int64(0)) })) }
@@ -269,6 +249,7 @@ enum ChangelogRestore {
                 }
             }
             try database.execute("ROLLBACK TO restore_batch; RELEASE restore_all")
+            try finish(database)
         }
         logger.info("restored the store from the changelog", [
             "topic": topic, "rows": String(applied), "leftOut": String(unfinished),

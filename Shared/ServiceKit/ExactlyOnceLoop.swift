@@ -89,6 +89,9 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         // A batch's timers stay about as many as its records: its outbox stays as small.
         applier.timerBudget = max(2 * configuration.maxBatchRecords, 1_000)
         applier.commandKeys = try configuration.commandKeys()
+        // Personal data the service erases is overwritten in the file, not merely unlinked:
+        // from the first statement on, a restore's clearing included.
+        if processor.storesPersonalData { try database.execute("PRAGMA secure_delete = ON") }
         var changelogProducer: KafkaProducer?
         if keepsChangelog {
             let capture = try ChangeCapture(database: database, excluding: RuntimeSchema.unloggedTables)
@@ -97,52 +100,66 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             // fenced, and the transaction it left open aborted, before the changelog is read.
             let producer = try ChangelogRestore.producer(configuration)
             changelogProducer = producer
-            // A store that has applied nothing (a new host, a lost data directory) starts from
-            // what the changelog holds, and goes on from the offsets it restores.
-            var copy = try ChangelogRestore.copyName(of: database)
             let tail = try ChangelogRestore.tail(topic: topic, configuration: configuration)
-            if try ChangelogRestore.storeIsEmpty(database) {
-                _ = try ChangelogRestore.restore(into: database, capture: capture, topic: topic, configuration: configuration, logger: logger)
+            // A store of another cluster is refused before anything is restored into it.
+            try applier.claimCluster(tail.clusterID)
+            var copy = try ChangelogCopy.read(from: database)
+            // A restore names the new copy and marks its history as logged in its own
+            // transaction: a crash leaves the store as it was, or restored and named.
+            let beginCopy = { (database: Database) throws in
                 try ChangelogRestore.markLoggedSinceEmpty(database, true)
-                copy = nil
+                copy = try ChangelogCopy.begin(in: database, base: tail.lastWriter)
+            }
+            if try ChangelogRestore.storeIsEmpty(database) {
+                // A store that has applied nothing (a new host, a lost data directory) starts
+                // from what the changelog holds, and goes on from the offsets it restores.
+                _ = try ChangelogRestore.restore(
+                    into: database, capture: capture, topic: topic, configuration: configuration, logger: logger, finish: beginCopy)
             } else if try !ChangelogRestore.isLoggedSinceEmpty(database) {
                 throw ConfigurationError(
                     variable: configuration.platform.variable("CHANGELOG"),
                     problem: "\(configuration.databasePath) has applied records without a changelog: one started now would lack them, "
                         + "and a store restored from it would be wrong. Keep the changelog off for this store, or start the service "
                         + "with an empty data directory, which applies the input topics again from their beginning (outputs keep their ids)")
-            } else if let mine = copy {
-                // A copy the changelog has gone on without (another copy was restored from it
-                // and applied more while this host was away) is replaced by what the changelog
-                // holds: resumed, it would log a second history over the other's.
-                if tail.lastWriter != .copy(mine) {
+            } else {
+                switch copy.verdict(last: tail.lastWriter) {
+                case .resume:
+                    if copy.name == nil { try database.transaction { copy = try ChangelogCopy.begin(in: database, base: tail.lastWriter) } }
+                case .older:
+                    // The changelog went on without this copy (another copy was restored from it
+                    // and applied more while this host was away, or this file is a snapshot of
+                    // an earlier state): resumed, it would log a second history over the other's.
                     logger.warning("the store is older than its changelog", [
-                        "topic": topic, "thisCopy": mine, "changelogLastWrittenBy": "\(tail.lastWriter)",
-                        "then": "restoring the store anew from the changelog",
+                        "topic": topic, "thisCopy": copy.name ?? "unnamed", "thisCopysBatch": String(copy.sequence),
+                        "changelogLastWrittenBy": tail.lastWriter.text, "then": "restoring the store anew from the changelog",
                     ])
                     _ = try ChangelogRestore.restore(
-                        into: database, capture: capture, topic: topic, configuration: configuration, logger: logger, clearingFirst: true)
-                    copy = nil
+                        into: database, capture: capture, topic: topic, configuration: configuration, logger: logger,
+                        clearingFirst: true, finish: beginCopy)
+                case .refused(let reason):
+                    throw ConfigurationError(
+                        variable: configuration.platform.variable("CHANGELOG"),
+                        problem: "\(configuration.databasePath): \(reason). Start the service with an empty data directory (it applies the "
+                            + "input topics again from their beginning, and restores nothing), or keep the changelog off for this store")
                 }
             }
-            // A new copy (empty, restored, or from before copies were named) gets a name, kept
-            // in the store before the changelog carries it.
-            let name = copy ?? UUID().uuidString.lowercased()
-            if copy == nil { try ChangelogRestore.setCopyName(name, in: database) }
+            let name = copy.name!
             // What a dead predecessor left unfinished in the changelog never counts: the
             // restart record says how many rows that is (none where the broker hides
             // unfinished transactions, as Apache Kafka does), so that a restore rolls back
             // those alone, never finished batches whose end records compaction removed.
             try ChangelogRestore.send(
-                ChangelogRestore.restartKey, value: ChangelogRestore.restartValue(copy: name, unfinishedRows: tail.unfinishedRows),
+                ChangelogRestore.restartKey,
+                value: ChangelogRestore.restartValue(copy: name, unfinishedRows: tail.unfinishedRows, sequence: copy.sequence),
                 to: topic, through: producer)
             applier.changelog = (capture, topic, name)
+            applier.changelogSequence = copy.sequence
         } else if replay == nil, try ChangelogRestore.isLoggedSinceEmpty(database) {
             // The store stops keeping its changelog: what the changelog holds must never be
             // restored from again, since the store goes on without it.
             let topic = configuration.platform.changelog(of: configuration.service)
             try ChangelogRestore.send(ChangelogRestore.endedKey, to: topic, through: ChangelogRestore.producer(configuration))
-            try ChangelogRestore.markLoggedSinceEmpty(database, false)
+            try database.transaction { try ChangelogRestore.markLoggedSinceEmpty(database, false) }
             logger.warning("the store no longer keeps a changelog", ["topic": topic, "then": "a store restored from it would start anew"])
         }
         status.update { [count = applier.partitionCount] in $0.partitionCount = count }
@@ -159,9 +176,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 "then": strike.strikes >= 2 ? "it is dead-lettered as poison-record" : "trying it once more",
             ])
         }
-        // Personal data the service erases is overwritten in the file, not merely unlinked.
         if processor.storesPersonalData {
-            try database.execute("PRAGMA secure_delete = ON")
             // An erasure committed just before the last stop may still be in the log.
             erasurePending = true
         }

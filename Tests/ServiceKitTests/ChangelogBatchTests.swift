@@ -14,30 +14,31 @@ import Testing
     ]
 
     @Test func aPackedBatchUnpacksIntoItsRowsInOrderClosedByTheBatchEnd() throws {
-        let records = try ChangelogBatch.records(of: try ChangelogBatch.pack(changes, copy: "w1", topic: "t", limit: 1_000))
+        let records = try ChangelogBatch.records(of: try ChangelogBatch.pack(changes, copy: "w1", sequence: 7, topic: "t", limit: 1_000))
         #expect(records.count == 4)
         for (change, record) in zip(changes, records) {
             #expect(record.key == change.encodedKey && record.value == change.encodedValue)
             #expect(try RowChange(encodedKey: record.key, encodedValue: record.value) == change)
         }
-        #expect(records.last!.key == ChangelogRestore.batchEndKey && records.last!.value == Array("3 w1".utf8), "rows and the copy that wrote them")
+        #expect(records.last!.key == ChangelogRestore.batchEndKey && records.last!.value == Array("3 w1 7".utf8), "rows and the copy that wrote them")
     }
 
     @Test func aRowOverTheRecordLimitIsRefusedNamingTheTopic() throws {
         let large = RowChange(table: "counts", key: [.text("m1")], row: [.blob(Array(repeating: 1, count: 2_000))])
-        #expect(throws: OutputTooLarge.self) { try ChangelogBatch.pack([changes[0], large], copy: "w1", topic: "acme.counting.changelog", limit: 1_000) }
+        #expect(throws: OutputTooLarge.self) { try ChangelogBatch.pack([changes[0], large], copy: "w1", sequence: 7, topic: "acme.counting.changelog", limit: 1_000) }
         do {
-            _ = try ChangelogBatch.pack([large], copy: "w1", topic: "acme.counting.changelog", limit: 1_000)
+            _ = try ChangelogBatch.pack([large], copy: "w1", sequence: 7, topic: "acme.counting.changelog", limit: 1_000)
+            Issue.record("a row over the limit was packed")
         } catch let error as OutputTooLarge {
             #expect(error.topic == "acme.counting.changelog" && error.bytes > 2_000)
         }
     }
 
     @Test func damagedBytesAreRefusedNotSentInPart() throws {
-        let packed = try ChangelogBatch.pack(changes, copy: "w1", topic: "t", limit: 1_000)
+        let packed = try ChangelogBatch.pack(changes, copy: "w1", sequence: 7, topic: "t", limit: 1_000)
         #expect(throws: ChangelogBatchFormatError.self) { try ChangelogBatch.records(of: Array(packed.dropLast())) }
         var badFlag = packed
-        badFlag[4 + 2 + 4 + changes[0].encodedKey.count] = 7
+        badFlag[4 + 2 + 8 + 4 + changes[0].encodedKey.count] = 7
         #expect(throws: ChangelogBatchFormatError.self) { try ChangelogBatch.records(of: badFlag) }
         #expect(throws: ChangelogBatchFormatError.self) { try ChangelogBatch.records(of: [0, 0, 0]) }
     }
@@ -56,7 +57,7 @@ import Testing
         try relay.publish([
             OutboxRow(seq: 1, topic: topic.name, key: older.encodedKey, value: older.encodedValue, partition: 0),
             OutboxRow(seq: 2, topic: topic.name, key: ChangelogRestore.batchEndKey, value: Array("1".utf8), partition: 0),
-            OutboxRow(seq: 3, topic: topic.name, key: nil, value: try ChangelogBatch.pack(changes, copy: "w1", topic: topic.name, limit: 1_000), partition: 0),
+            OutboxRow(seq: 3, topic: topic.name, key: nil, value: try ChangelogBatch.pack(changes, copy: "w1", sequence: 7, topic: topic.name, limit: 1_000), partition: 0),
         ])
         #expect(try relay.drain(timeoutMilliseconds: 30_000))
         #expect(relay.rowsToDelete == [1, 2, 3])
@@ -66,6 +67,6 @@ import Testing
         reader.close()
         let read = reader.records.map { [UInt8]($0.key ?? []) }
         #expect(read == [older.encodedKey, ChangelogRestore.batchEndKey] + changes.map(\.encodedKey) + [ChangelogRestore.batchEndKey])
-        #expect(reader.records.map(\.value) == [older.encodedValue, Array("1".utf8)] + changes.map(\.encodedValue) + [Array("3 w1".utf8)])
+        #expect(reader.records.map(\.value) == [older.encodedValue, Array("1".utf8)] + changes.map(\.encodedValue) + [Array("3 w1 7".utf8)])
     }
 }

@@ -142,7 +142,7 @@ import Testing
         // may be gone: a restart that says it follows no unfinished rows rolls nothing back,
         // and one that counts them rolls back that batch alone.
         func restartAfter(_ unfinished: Int) -> (key: [UInt8], value: [UInt8]?) {
-            (ChangelogRestore.restartKey, ChangelogRestore.restartValue(copy: "c", unfinishedRows: unfinished))
+            (ChangelogRestore.restartKey, ChangelogRestore.restartValue(copy: "c", unfinishedRows: unfinished, sequence: 0))
         }
         #expect(try restored([row(count("a", 1)), row(count("b", 1)), restartAfter(0), row(count("c", 1)), end]) == ["a": 1, "b": 1, "c": 1])
         #expect(try restored([row(count("a", 1)), end, row(count("b", 99)), restartAfter(1), row(count("c", 1)), end]) == ["a": 1, "c": 1])
@@ -163,17 +163,24 @@ import Testing
             for _ in 0..<times { try producer.send(topic: changelog.name, key: key, value: value, partition: 0) }
             #expect(producer.flush(timeoutMilliseconds: 10_000))
         }
-        #expect(try ChangelogRestore.tail(topic: changelog.name, configuration: configuration) == .init(lastWriter: .nobody, unfinishedRows: 0))
+        func tail() throws -> (LastWriter, Int) {
+            let tail = try ChangelogRestore.tail(topic: changelog.name, configuration: configuration)
+            return (tail.lastWriter, tail.unfinishedRows)
+        }
+        #expect(try tail() == (.nobody, 0))
         try send(row.encodedKey, row.encodedValue, times: 3)
-        #expect(try ChangelogRestore.tail(topic: changelog.name, configuration: configuration) == .init(lastWriter: .nobody, unfinishedRows: 3))
-        try send(ChangelogRestore.batchEndKey, ChangelogRestore.batchEndValue(rows: 3, copy: "first"))
-        #expect(try ChangelogRestore.tail(topic: changelog.name, configuration: configuration) == .init(lastWriter: .copy("first"), unfinishedRows: 0))
-        try send(ChangelogRestore.restartKey, ChangelogRestore.restartValue(copy: "second", unfinishedRows: 0))
+        #expect(try tail() == (.nobody, 3))
+        try send(ChangelogRestore.batchEndKey, ChangelogRestore.batchEndValue(rows: 3, copy: "first", sequence: 1))
+        #expect(try tail() == (.copy("first", sequence: 1), 0))
+        try send(ChangelogRestore.restartKey, ChangelogRestore.restartValue(copy: "second", unfinishedRows: 0, sequence: 0))
         // More rows after it than the first window (1,024 records) holds.
         try send(row.encodedKey, row.encodedValue, times: 1_500)
-        #expect(try ChangelogRestore.tail(topic: changelog.name, configuration: configuration) == .init(lastWriter: .copy("second"), unfinishedRows: 1_500))
+        #expect(try tail() == (.copy("second", sequence: 0), 1_500))
         try send(ChangelogRestore.endedKey, [])
-        #expect(try ChangelogRestore.tail(topic: changelog.name, configuration: configuration) == .init(lastWriter: .ended, unfinishedRows: 0))
+        #expect(try tail() == (.ended, 0))
+        // A batch end from before copies were named.
+        try send(ChangelogRestore.batchEndKey, Array("12".utf8))
+        #expect(try tail() == (.copy(nil, sequence: nil), 0))
     }
 
     @Test func aChangelogIsRefusedForAStoreThatHasAppliedRecordsWithoutOne() throws {
@@ -194,8 +201,9 @@ import Testing
     }
 
     /// A host comes back with its store after another instance restored the store from the
-    /// changelog and went on: the old store is replaced by what the changelog holds, rather
-    /// than resumed, which would log a second history over the other's.
+    /// changelog and went on, or a file is put back from a snapshot: the old store is replaced
+    /// by what the changelog holds, rather than resumed, which would log a second history over
+    /// the other's. A plain restart resumes.
     @Test func aStoreTheChangelogWentOnWithoutIsReplacedByItNotResumed() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -203,46 +211,65 @@ import Testing
         let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
         let hostA = directory.appendingPathComponent("a/counting.sqlite").path
         let hostB = directory.appendingPathComponent("b/counting.sqlite").path
-
-        let first = LoopInstance(environment: environment(broker, database: hostA), topics: [input.name], output: output.name)
-        try produce(producer, 0..<300)
-        #expect(try waitForApplied(hostA, 300) == 300)
-        #expect(first.stopAndWait().error == nil)
-
-        let other = LoopInstance(environment: environment(broker, database: hostB), topics: [input.name], output: output.name)
-        try produce(producer, 300..<600)
-        #expect(try waitForApplied(hostB, 600) == 600)
-        #expect(other.stopAndWait().error == nil)
-        #expect(other.applied == 300, "the other host restored the first 300 and applied the rest")
-
-        // Host A comes back with its store of 300.
-        let back = LoopInstance(environment: environment(broker, database: hostA), topics: [input.name], output: output.name)
-        usleep(3_000_000)
-        #expect(back.stopAndWait().error == nil)
-        #expect(back.applied == 0, "the store came back from the changelog with all 600 applied, so nothing was applied again")
-        let expected = try Database(DatabaseConfiguration(path: hostB))
-        let actual = try Database(DatabaseConfiguration(path: hostA))
-        if case .failure(let difference) = try StoreComparison.compare(expected, actual, skippingTables: RuntimeSchema.unloggedTables) {
-            Issue.record("the store that came back differs from the one the changelog went on with: \(difference)")
+        func copyName(_ path: String) throws -> String? {
+            let store = try Database(DatabaseConfiguration(path: path))
+            defer { store.close() }
+            return try ChangelogCopy.read(from: store).name
         }
-        actual.close()
+        func expectSame(_ expectedPath: String, _ actualPath: String, _ what: String) throws {
+            let expected = try Database(DatabaseConfiguration(path: expectedPath))
+            let actual = try Database(DatabaseConfiguration(path: actualPath))
+            defer { expected.close(); actual.close() }
+            if case .failure(let difference) = try StoreComparison.compare(expected, actual, skippingTables: RuntimeSchema.unloggedTables) {
+                Issue.record("\(what): \(difference)")
+            }
+        }
+        func run(_ path: String, producing range: Range<Int>? = nil, until total: Int64) throws -> Int {
+            let instance = LoopInstance(environment: environment(broker, database: path), topics: [input.name], output: output.name)
+            if let range { try produce(producer, range) } else { usleep(3_000_000) }
+            #expect(try waitForApplied(path, total) == total)
+            let outcome = instance.stopAndWait()
+            #expect(outcome.error == nil, "\(outcome)")
+            return instance.applied
+        }
 
-        // And it goes on from there, each event once: its changelog restores to what it holds.
-        let next = LoopInstance(environment: environment(broker, database: hostA), topics: [input.name], output: output.name)
-        try produce(producer, 600..<700)
-        #expect(try waitForApplied(hostA, 700) == 700)
-        #expect(next.stopAndWait().error == nil)
-        #expect(next.applied == 100)
+        #expect(try run(hostA, producing: 0..<300, until: 300) == 300)
+        let firstCopy = try copyName(hostA)
+        #expect(firstCopy != nil)
+        // A plain restart resumes the same copy.
+        #expect(try run(hostA, producing: 300..<350, until: 350) == 50)
+        #expect(try copyName(hostA) == firstCopy, "a plain restart restores nothing")
+
+        // Another host restores the store and goes on; meanwhile host A's file gains a row the
+        // changelog never had.
+        #expect(try run(hostB, producing: 350..<600, until: 600) == 250, "the other host restored the first 350 and applied the rest")
+        let stray = try Database(DatabaseConfiguration(path: hostA))
+        try stray.execute("INSERT INTO counts(member, total, applied) VALUES('stray', 1, 1)")
+        stray.close()
+
+        // Host A comes back: its store is replaced by the changelog's, the stray row with it.
+        #expect(try run(hostA, until: 600) == 0, "the store came back from the changelog with all 600 applied")
+        let secondCopy = try copyName(hostA)
+        #expect(secondCopy != nil && secondCopy != firstCopy)
+        try expectSame(hostB, hostA, "the store that came back differs from the one the changelog went on with")
+
+        // A snapshot of host A now, put back after host A went on: the changelog is ahead of it
+        // under its own name, so it is restored too.
+        let snapshot = directory.appendingPathComponent("snapshot/counting.sqlite").path
+        try FileManager.default.createDirectory(atPath: (snapshot as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        for suffix in ["", "-wal"] where FileManager.default.fileExists(atPath: hostA + suffix) {
+            try FileManager.default.copyItem(atPath: hostA + suffix, toPath: snapshot + suffix)
+        }
+        #expect(try run(hostA, producing: 600..<700, until: 700) == 100)
+        #expect(try copyName(snapshot) == secondCopy)
+        #expect(try run(snapshot, until: 700) == 0, "the snapshot came back from the changelog with all 700 applied")
+        try expectSame(hostA, snapshot, "the snapshot put back differs from the store the changelog went on with")
+
+        // Each event counted once, in a store restored from the changelog alone.
         let hostC = directory.appendingPathComponent("c/counting.sqlite").path
-        let restored = LoopInstance(environment: environment(broker, database: hostC), topics: [input.name], output: output.name)
-        usleep(3_000_000)
-        #expect(restored.stopAndWait().error == nil)
-        #expect(restored.applied == 0)
-        let original = try Database(DatabaseConfiguration(path: hostA))
+        #expect(try run(hostC, until: 700) == 0)
+        try expectSame(snapshot, hostC, "a store restored from the changelog differs from the store that wrote it")
         let copy = try Database(DatabaseConfiguration(path: hostC))
-        if case .failure(let difference) = try StoreComparison.compare(original, copy, skippingTables: RuntimeSchema.unloggedTables) {
-            Issue.record("a store restored from the changelog differs from the store that wrote it: \(difference)")
-        }
         let totals = try copy.prepare("SELECT member, total FROM counts").query { ($0.string(0), $0.int64(1)) }
         #expect(totals.count == 40)
         for (member, total) in totals {
