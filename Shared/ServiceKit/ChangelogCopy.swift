@@ -19,6 +19,19 @@ struct ChangelogCopy: Equatable {
     static let nameRow = "changelog-copy"
     static let sequenceRow = "changelog-sequence"
     static let baseRow = "changelog-base"
+    /// A standby's store: the offset of the changelog it holds everything before.
+    static let standbyRow = "changelog-standby-next-offset"
+
+    /// Where a standby's store stands in the changelog; nil for any other store.
+    static func standbyPosition(of database: Database) throws -> Int64? {
+        try database.prepare("SELECT value FROM store_identity WHERE name = ?").queryOne(.text(standbyRow)) { $0.string(0) }.flatMap { Int64($0) }
+    }
+
+    /// Keeps a standby's place, in the caller's transaction; the store is nobody's copy.
+    static func standBy(at nextOffset: Int64, in database: Database) throws {
+        try database.prepare("DELETE FROM store_identity WHERE name IN ('\(nameRow)', '\(sequenceRow)', '\(baseRow)')").run()
+        try database.prepare("INSERT OR REPLACE INTO store_identity(name, value) VALUES(?, ?)").run(.text(standbyRow), .text(String(nextOffset)))
+    }
 
     /// The copy the store holds.
     static func read(from database: Database) throws -> ChangelogCopy {
@@ -34,6 +47,7 @@ struct ChangelogCopy: Equatable {
     /// `base`, in the caller's transaction.
     static func begin(in database: Database, base: LastWriter) throws -> ChangelogCopy {
         let copy = ChangelogCopy(name: UUID().uuidString.lowercased(), sequence: 0, base: base)
+        try database.prepare("DELETE FROM store_identity WHERE name = ?").run(.text(standbyRow))
         let write = try database.prepare("INSERT OR REPLACE INTO store_identity(name, value) VALUES(?, ?)")
         for (row, value) in [(nameRow, copy.name!), (sequenceRow, "0"), (baseRow, base.text)] {
             try write.run(.text(row), .text(value))

@@ -114,6 +114,14 @@ enum ChangelogRestore {
         Array("\(copy) \(unfinishedRows) \(sequence)".utf8)
     }
 
+    /// Deletes every row of the store but its identity and schema version.
+    private static func clearRows(of database: Database) throws {
+        let tables = try database.prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT IN ('store_identity', 'schema_migrations')"
+        ).query { $0.string(0) }
+        for table in tables { try database.execute("DELETE FROM \"\(table)\"") }
+    }
+
     /// A consumer of the changelog that reads from where it is told, and stops on records
     /// the broker deleted rather than skipping them.
     private static func changelogConsumer(_ configuration: ServiceConfiguration) throws -> KafkaConsumer {
@@ -154,30 +162,47 @@ enum ChangelogRestore {
     /// With `clearingFirst`, the store's rows go first, in the same transaction (all but its
     /// identity and schema version): a store older than its changelog is replaced whole, or
     /// stays as it was if the restore fails. `finish` runs last in that transaction (it names
-    /// the new copy), so a crash leaves the store as it was or restored and named.
-    /// - Returns: how many row changes were applied.
+    /// the new copy, or keeps a standby's place), so a crash leaves the store as it was or
+    /// restored and named. From a `position` above 0 (a standby's store, which holds the
+    /// changelog up to there), only partition 0 is read on from there: the catch-up.
+    /// - Returns: how many row changes were applied, and the offset after the last record of
+    ///   the changelog's own (batch end, restart, end) that was applied: where to go on from.
+    @discardableResult
     static func restore(
         into database: Database, capture: ChangeCapture, topic: String, configuration: ServiceConfiguration, logger: Logger,
-        clearingFirst: Bool = false, finish: (Database) throws -> Void
-    ) throws -> Int {
+        from position: Int64 = 0, clearingFirst: Bool = false, announce: Bool = true, finish: (Database, _ nextOffset: Int64) throws -> Void
+    ) throws -> (rows: Int, nextOffset: Int64) {
         let consumer = try changelogConsumer(configuration)
         defer { consumer.close() }
         let count = try consumer.partitionCounts(of: [topic])[topic] ?? 0
         let partitions = (0..<count).map { TopicPartition(topic: topic, partition: $0) }
-        let bounds = try consumer.logBounds(of: partitions)
-        if let lost = bounds.sorted(by: { $0.key.partition < $1.key.partition }).first(where: { $0.value.low > 0 }) {
+        var bounds = try consumer.logBounds(of: partitions)
+        let first = TopicPartition(topic: topic, partition: 0)
+        if position > 0 {
+            // A catch-up: the records before `position` are in the store already.
+            bounds = bounds.filter { $0.key == first }
+            if let low = bounds[first]?.low, low > position {
+                throw Refused(description: "\(first) starts at offset \(low): the broker has deleted records from \(position) on that this "
+                    + "standby's store has not applied, so it cannot catch up (the topic must be compacted, never deleted by time)")
+            }
+        }
+        if position == 0, let lost = bounds.sorted(by: { $0.key.partition < $1.key.partition }).first(where: { $0.value.low > 0 }) {
             throw Refused(description: "\(lost.key) starts at offset \(lost.value.low): the broker has deleted the first records of the changelog, "
                 + "so the store cannot be restored from it (the topic must be compacted, never deleted by time). "
                 + "Restore the data directory from a copy, or rebuild the store from the input topics (replay)")
         }
-        var remaining = bounds.filter { $0.value.high > 0 }.mapValues(\.high)
+        func start(_ partition: TopicPartition) -> Int64 { partition == first ? position : 0 }
+        var remaining = bounds.filter { $0.value.high > start($0.key) }.mapValues(\.high)
         guard !remaining.isEmpty || clearingFirst else {
-            try database.transaction { try finish(database) }
-            return 0
+            // Nothing to read: a new store still gets its name; a standby stays where it is.
+            if position == 0 { try database.transaction { try finish(database, position) } }
+            return (0, position)
         }
-        let total = remaining.values.reduce(0, +)
-        logger.info("restoring the store from the changelog", ["topic": topic, "records": String(total)])
-        if !remaining.isEmpty { try consumer.assign(Dictionary(uniqueKeysWithValues: remaining.keys.map { ($0, Int64(0)) })) }
+        let total = remaining.map { $0.value - start($0.key) }.reduce(0, +)
+        let log = announce ? logger.info : logger.debug
+        log("restoring the store from the changelog", ["topic": topic, "records": String(total), "from": String(position)])
+        if !remaining.isEmpty { try consumer.assign(Dictionary(uniqueKeysWithValues: remaining.keys.map { ($0, Int64?(start($0))) })) }
+        var nextOffset = position
         var applied = 0
         var unfinished = 0
         var lastProgress = Date()
@@ -186,12 +211,7 @@ enum ChangelogRestore {
         // transactions, the embedded one, a dead instance may have sent part of its last
         // batch) are rolled back at the restart record after them, or at the end.
         try database.transaction {
-            if clearingFirst {
-                let tables = try database.prepare(
-                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT IN ('store_identity', 'schema_migrations')"
-                ).query { $0.string(0) }
-                for table in tables { try database.execute("DELETE FROM \"\(table)\"") }
-            }
+            if clearingFirst { try clearRows(of: database) }
             try database.execute("SAVEPOINT restore_all; SAVEPOINT restore_batch")
             while !remaining.isEmpty {
                 guard Date().timeIntervalSince(lastProgress) < 60 else {
@@ -205,6 +225,7 @@ enum ChangelogRestore {
                     guard let key = record.key else {
                         throw Refused(description: "\(record.topicPartition)@\(record.offset) has no key: it is no row change")
                     }
+                    if record.topicPartition == first, [batchEndKey, restartKey, endedKey].contains(key) { nextOffset = record.offset + 1 }
                     switch key {
                     case batchEndKey:
                         try database.execute("RELEASE restore_batch; SAVEPOINT restore_batch")
@@ -227,6 +248,8 @@ enum ChangelogRestore {
                     case endedKey:
                         // The store went on without logging: nothing before this counts.
                         try database.execute("ROLLBACK TO restore_all")
+                        // A catch-up clears what the store held from before too.
+                        if position > 0 { try clearRows(of: database) }
                         try database.execute("SAVEPOINT restore_batch")
                         applied = 0
                         unfinished = 0
@@ -249,12 +272,12 @@ enum ChangelogRestore {
                 }
             }
             try database.execute("ROLLBACK TO restore_batch; RELEASE restore_all")
-            try finish(database)
+            try finish(database, nextOffset)
         }
-        logger.info("restored the store from the changelog", [
+        log("restored the store from the changelog", [
             "topic": topic, "rows": String(applied), "leftOut": String(unfinished),
             "why": unfinished > 0 ? "the last batch's end never reached the changelog: the batch is applied again from its input" : "",
         ])
-        return applied
+        return (applied, nextOffset)
     }
 }

@@ -20,6 +20,8 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     private let crashNote: CrashNote
     /// Tells the platform's tools (a broker reset, say) that the database is open here.
     private let useLock: FileUseLock
+    /// A standby's change capture (`STANDBY`): `run` keeps the store a copy of the changelog.
+    private var standby: ChangeCapture?
     private var merger: EventTimeMerger<PolledRecord<Processor.Body>>
     private var paused: Set<TopicPartition> = []
     private var committedOffsets: [TopicPartition: Int64] = [:]
@@ -93,7 +95,13 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         // from the first statement on, a restore's clearing included.
         if processor.storesPersonalData { try database.execute("PRAGMA secure_delete = ON") }
         var changelogProducer: KafkaProducer?
-        if keepsChangelog {
+        if keepsChangelog && configuration.standby {
+            // A standby writes nothing to Kafka (no producer, so it fences nobody): it checks
+            // the cluster, and `run` keeps its store a copy of the changelog.
+            let tail = try ChangelogRestore.tail(topic: configuration.platform.changelog(of: configuration.service), configuration: configuration)
+            try applier.claimCluster(tail.clusterID)
+            standby = try ChangeCapture(database: database, excluding: RuntimeSchema.unloggedTables)
+        } else if keepsChangelog {
             let capture = try ChangeCapture(database: database, excluding: RuntimeSchema.unloggedTables)
             let topic = configuration.platform.changelog(of: configuration.service)
             // First, so that an older producer of this store (a dead or stalled instance) is
@@ -106,11 +114,19 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             var copy = try ChangelogCopy.read(from: database)
             // A restore names the new copy and marks its history as logged in its own
             // transaction: a crash leaves the store as it was, or restored and named.
-            let beginCopy = { (database: Database) throws in
+            let beginCopy = { (database: Database, _: Int64) throws in
                 try ChangelogRestore.markLoggedSinceEmpty(database, true)
                 copy = try ChangelogCopy.begin(in: database, base: tail.lastWriter)
             }
-            if try ChangelogRestore.storeIsEmpty(database) {
+            if let position = try ChangelogCopy.standbyPosition(of: database) {
+                // A standby's store takes over: it holds the changelog up to `position`, and
+                // catches up with the rest.
+                let caughtUp = try ChangelogRestore.restore(
+                    into: database, capture: capture, topic: topic, configuration: configuration, logger: logger, from: position, finish: beginCopy)
+                // With nothing to catch up with, the restore named no copy.
+                if copy.name == nil { try database.transaction { try beginCopy(database, caughtUp.nextOffset) } }
+                logger.info("a standby's store takes over", ["from": String(position), "caughtUpTo": String(caughtUp.nextOffset), "rows": String(caughtUp.rows)])
+            } else if try ChangelogRestore.storeIsEmpty(database) {
                 // A store that has applied nothing (a new host, a lost data directory) starts
                 // from what the changelog holds, and goes on from the offsets it restores.
                 _ = try ChangelogRestore.restore(
@@ -212,6 +228,10 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// Runs until a stop is requested; then finishes the batch in hand, flushes the outbox
     /// and leaves the group.
     public func run() throws {
+        if let standby {
+            try keepStandingBy(capture: standby)
+            return
+        }
         let processor = applier.processor
         let republished = try relay.republishUnsent(from: applier.database)
         logger.info("starting", [
@@ -330,6 +350,37 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         timerCensus.stop()
         httpServer?.stop()
         logger.info("stopped", ["applied": String(totals.applied), "outboxDrained": String(drained)])
+    }
+
+    /// A standby's loop: reads the changelog on from where the store stands, every half second,
+    /// until asked to stop. A store that is not a standby's yet (empty, or a copy that wrote)
+    /// is replaced by a full restore first. Each pass is one transaction that also keeps the
+    /// offset the store has come to, so a standby stopped at any point goes on from there.
+    private func keepStandingBy(capture: ChangeCapture) throws {
+        let topic = configuration.platform.changelog(of: configuration.service)
+        let database = applier.database
+        var position = try ChangelogCopy.standbyPosition(of: database)
+        logger.info("standing by", ["topic": topic, "from": position.map(String.init) ?? "the beginning"])
+        var rows = 0
+        var lastReport = monotonicMilliseconds()
+        while !stop.isRequested {
+            let pass = try ChangelogRestore.restore(
+                into: database, capture: capture, topic: topic, configuration: configuration, logger: logger,
+                from: position ?? 0, clearingFirst: position == nil, announce: position == nil
+            ) { database, nextOffset in
+                try ChangelogRestore.markLoggedSinceEmpty(database, true)
+                try ChangelogCopy.standBy(at: nextOffset, in: database)
+            }
+            position = pass.nextOffset
+            rows += pass.rows
+            if monotonicMilliseconds() - lastReport >= 10_000 {
+                logger.info("standby caught up", ["topic": topic, "nextOffset": String(pass.nextOffset), "rowsSinceLastReport": String(rows)])
+                rows = 0
+                lastReport = monotonicMilliseconds()
+            }
+            for _ in 0..<10 where !stop.isRequested { usleep(50_000) }
+        }
+        logger.info("stopped standing by", ["topic": topic, "nextOffset": position.map(String.init) ?? "0"])
     }
 
     /// Waits for the cluster to answer (saying so in the log while it does not) and checks that

@@ -75,6 +75,10 @@ public struct ServiceConfiguration: Sendable {
     /// and a store that has applied nothing yet is first restored from that topic, so that an
     /// instance that lost its data directory (or its host) goes on where the store had come.
     public var changelog: Bool = false
+    /// `STANDBY`: `on` or `off` (default). On (with `CHANGELOG=on`): the instance keeps its
+    /// store a warm copy of the changelog, read as it grows, and never joins the group nor
+    /// writes anything; started later with it off, the store takes over from where it stood.
+    public var standby: Bool = false
     /// How far ahead an event may be and still be applied, in milliseconds. In stream mode
     /// (`STREAM_TIME_MARGIN_DAYS`, default 366): ahead of its task's stream time, or
     /// for a task's first record, of the newest stream time of the store's other tasks. In
@@ -207,6 +211,13 @@ public struct ServiceConfiguration: Sendable {
         guard ["on", "off"].contains(changelogText) else {
             throw ConfigurationError(variable: platform.variable("CHANGELOG"), problem: "expected on or off, got \(changelogText)")
         }
+        let standbyText = (value("STANDBY") ?? "off").lowercased()
+        guard ["on", "off"].contains(standbyText) else {
+            throw ConfigurationError(variable: platform.variable("STANDBY"), problem: "expected on or off, got \(standbyText)")
+        }
+        guard standbyText == "off" || changelogText == "on" else {
+            throw ConfigurationError(variable: platform.variable("STANDBY"), problem: "a standby copies the store's changelog: set \(platform.variable("CHANGELOG"))=on as well")
+        }
         return ServiceConfiguration(
             service: service,
             platform: platform,
@@ -224,6 +235,7 @@ public struct ServiceConfiguration: Sendable {
             inboxHorizonDays: try integer("INBOX_HORIZON_DAYS", default: 90, range: 0...36_500),
             logLevel: logLevel,
             changelog: changelogText == "on",
+            standby: standbyText == "on",
             futureMarginMilliseconds: timerMode == .streamTime
                 ? Int64(try integer("STREAM_TIME_MARGIN_DAYS", default: 366, range: 1...36_500)) * 86_400_000
                 : Int64(try integer("CLOCK_MARGIN_HOURS", default: 24, range: 1...87_600)) * 3_600_000,

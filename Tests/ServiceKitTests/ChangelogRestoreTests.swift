@@ -277,6 +277,67 @@ import Testing
         }
     }
 
+    /// A standby keeps its store a warm copy of the changelog, writing nothing; started as a
+    /// service, it catches up with what it missed and goes on, each event applied once.
+    @Test func aStandbyKeepsAWarmCopyAndTakesOverFromWhereItStood() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let broker = try EmbeddedBroker(topics: [input, output, changelog, acmeDeadLetters])
+        let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+        let activePath = directory.appendingPathComponent("active/counting.sqlite").path
+        let standbyPath = directory.appendingPathComponent("standby/counting.sqlite").path
+        var standingBy = environment(broker, database: standbyPath)
+        standingBy["ACME_STANDBY"] = "on"
+
+        let active = LoopInstance(environment: environment(broker, database: activePath), topics: [input.name], output: output.name)
+        try produce(producer, 0..<200)
+        #expect(try waitForApplied(activePath, 200) == 200)
+        let standby = LoopInstance(environment: standingBy, topics: [input.name], output: output.name)
+        try produce(producer, 200..<400)
+        #expect(try waitForApplied(activePath, 400) == 400)
+        #expect(try waitForApplied(standbyPath, 400) == 400, "the standby's store has every event the active one applied")
+        let stoppedStandby = standby.stopAndWait()
+        #expect(stoppedStandby.error == nil, "\(stoppedStandby)")
+        #expect(standby.applied == 0, "a standby applies no input itself")
+        do {
+            let expected = try Database(DatabaseConfiguration(path: activePath))
+            let actual = try Database(DatabaseConfiguration(path: standbyPath))
+            defer { expected.close(); actual.close() }
+            #expect(try ChangelogCopy.standbyPosition(of: actual) ?? 0 > 0, "the standby keeps where it stands in the changelog")
+            #expect(try ChangelogCopy.read(from: actual).name == nil, "and is nobody's copy: it wrote nothing")
+            // The active store may have committed a batch the changelog does not hold yet.
+            if try expected.count("SELECT COUNT(*) FROM outbox") == 0,
+               case .failure(let difference) = try StoreComparison.compare(expected, actual, skippingTables: RuntimeSchema.unloggedTables) {
+                Issue.record("the standby's store differs from the active one: \(difference)")
+            }
+        }
+        // The active instance goes on while the standby is down, then its host is lost.
+        try produce(producer, 400..<500)
+        #expect(try waitForApplied(activePath, 500) == 500)
+        #expect(active.stopAndWait().error == nil)
+
+        // The standby takes over: it catches up with the 100 it missed from the changelog, not
+        // from the input, and goes on.
+        let promoted = LoopInstance(environment: environment(broker, database: standbyPath), topics: [input.name], output: output.name)
+        try produce(producer, 500..<600)
+        #expect(try waitForApplied(standbyPath, 600) == 600)
+        let stopped = promoted.stopAndWait()
+        #expect(stopped.error == nil, "\(stopped)")
+        #expect(promoted.applied == 100, "only the events after the active instance's last")
+        let store = try Database(DatabaseConfiguration(path: standbyPath))
+        #expect(try ChangelogCopy.standbyPosition(of: store) == nil && ChangelogCopy.read(from: store).name != nil, "a copy of its own now")
+        let totals = try store.prepare("SELECT member, total FROM counts").query { ($0.string(0), $0.int64(1)) }
+        #expect(totals.count == 40)
+        for (member, total) in totals {
+            #expect(total == Int64(stride(from: Int(member.dropFirst())!, to: 600, by: 40).reduce(0, +)), "\(member)")
+        }
+        store.close()
+        let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: [output.name])
+        reader.read(seconds: 60) { $0.count >= 600 }
+        reader.close()
+        #expect(Set(try reader.records.map { try CloudEvent.decode($0.value!).id }).count == 600)
+    }
+
     @Test func aSecondInstanceOnAStoreWithAChangelogIsRefused() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }

@@ -37,6 +37,21 @@ import Testing
         }
     }
 
+    @Test func aStandbyNeedsTheChangelog() throws {
+        let standby = try ServiceConfiguration.fromEnvironment(
+            service: "points", platform: .acme, environment: ["ACME_STANDBY": "ON", "ACME_CHANGELOG": "on"])
+        #expect(standby.standby && standby.changelog)
+        #expect(try !ServiceConfiguration.fromEnvironment(service: "points", platform: .acme, environment: [:]).standby)
+        for environment in [["ACME_STANDBY": "on"], ["ACME_STANDBY": "maybe", "ACME_CHANGELOG": "on"]] {
+            do {
+                _ = try ServiceConfiguration.fromEnvironment(service: "points", platform: .acme, environment: environment)
+                Issue.record("\(environment) must stop the service")
+            } catch let error as ConfigurationError {
+                #expect(error.variable == "ACME_STANDBY")
+            }
+        }
+    }
+
     @Test func commandKeysAreParsedAndTheDataDirectoryKeyIsSharedByEveryone() throws {
         #expect(throws: ConfigurationError.self) { try CommandKeys.parse("short=abc") }
         #expect(throws: ConfigurationError.self) { try CommandKeys.parse("a=0123456789abcdef,a=0123456789abcdef") }
