@@ -124,7 +124,7 @@ enum ChangelogRestore {
 
     /// A consumer of the changelog that reads from where it is told, and stops on records
     /// the broker deleted rather than skipping them.
-    private static func changelogConsumer(_ configuration: ServiceConfiguration) throws -> KafkaConsumer {
+    static func changelogConsumer(_ configuration: ServiceConfiguration) throws -> KafkaConsumer {
         var settings = ConsumerConfiguration(
             bootstrapServers: configuration.bootstrapServers, groupID: "\(configuration.groupID)-restore", extra: configuration.kafkaSettings)
         settings.offsetResetPolicy = "error"
@@ -170,10 +170,11 @@ enum ChangelogRestore {
     @discardableResult
     static func restore(
         into database: Database, capture: ChangeCapture, topic: String, configuration: ServiceConfiguration, logger: Logger,
-        from position: Int64 = 0, clearingFirst: Bool = false, announce: Bool = true, finish: (Database, _ nextOffset: Int64) throws -> Void
+        from position: Int64 = 0, clearingFirst: Bool = false, announce: Bool = true, reading reader: KafkaConsumer? = nil,
+        finish: (Database, _ nextOffset: Int64) throws -> Void
     ) throws -> (rows: Int, nextOffset: Int64) {
-        let consumer = try changelogConsumer(configuration)
-        defer { consumer.close() }
+        let consumer = try reader ?? changelogConsumer(configuration)
+        defer { if reader == nil { consumer.close() } }
         let count = try consumer.partitionCounts(of: [topic])[topic] ?? 0
         let partitions = (0..<count).map { TopicPartition(topic: topic, partition: $0) }
         var bounds = try consumer.logBounds(of: partitions)
@@ -181,6 +182,11 @@ enum ChangelogRestore {
         if position > 0 {
             // A catch-up: the records before `position` are in the store already.
             bounds = bounds.filter { $0.key == first }
+            if let high = bounds[first]?.high, high < position {
+                throw Refused(description: "\(first) ends at offset \(high), before offset \(position) where this standby's store stands: "
+                    + "the changelog was deleted or created anew, and is not the history the store holds. Start the standby with an "
+                    + "empty data directory")
+            }
             if let low = bounds[first]?.low, low > position {
                 throw Refused(description: "\(first) starts at offset \(low): the broker has deleted records from \(position) on that this "
                     + "standby's store has not applied, so it cannot catch up (the topic must be compacted, never deleted by time)")
@@ -220,7 +226,12 @@ enum ChangelogRestore {
                 switch consumer.poll(timeoutMilliseconds: 100) {
                 case .record(let record):
                     lastProgress = Date()
-                    guard let end = remaining[record.topicPartition], record.offset < end else { continue }
+                    guard let end = remaining[record.topicPartition] else { continue }
+                    // Past the end this pass set itself (an active instance writing on): done.
+                    guard record.offset < end else {
+                        remaining[record.topicPartition] = nil
+                        continue
+                    }
                     if record.offset + 1 >= end { remaining[record.topicPartition] = nil }
                     guard let key = record.key else {
                         throw Refused(description: "\(record.topicPartition)@\(record.offset) has no key: it is no row change")
@@ -272,6 +283,9 @@ enum ChangelogRestore {
                 }
             }
             try database.execute("ROLLBACK TO restore_batch; RELEASE restore_all")
+            // Read to the end with nothing unfinished: what lies between the last record of
+            // the changelog's own and the end is transaction markers, not to be read again.
+            if unfinished == 0, remaining[first] == nil, let high = bounds[first]?.high { nextOffset = max(nextOffset, high) }
             try finish(database, nextOffset)
         }
         log("restored the store from the changelog", [

@@ -100,6 +100,13 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             // the cluster, and `run` keeps its store a copy of the changelog.
             let tail = try ChangelogRestore.tail(topic: configuration.platform.changelog(of: configuration.service), configuration: configuration)
             try applier.claimCluster(tail.clusterID)
+            // A standby begins empty: a store that served (or one of another history) is
+            // never cleared to become one.
+            if try !ChangelogRestore.storeIsEmpty(database), try ChangelogCopy.standbyPosition(of: database) == nil {
+                throw ConfigurationError(
+                    variable: configuration.platform.variable("STANDBY"),
+                    problem: "\(configuration.databasePath) holds a store that is not a standby's; a standby starts from an empty data directory")
+            }
             standby = try ChangeCapture(database: database, excluding: RuntimeSchema.unloggedTables)
         } else if keepsChangelog {
             let capture = try ChangeCapture(database: database, excluding: RuntimeSchema.unloggedTables)
@@ -170,6 +177,12 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 to: topic, through: producer)
             applier.changelog = (capture, topic, name)
             applier.changelogSequence = copy.sequence
+        } else if replay == nil, try ChangelogCopy.standbyPosition(of: database) != nil {
+            // Turning the changelog off here would end the history the active instance writes.
+            throw ConfigurationError(
+                variable: configuration.platform.variable("CHANGELOG"),
+                problem: "\(configuration.databasePath) is a standby's copy of the changelog: start it with the changelog on "
+                    + "(and \(configuration.platform.variable("STANDBY"))=off to take over), or give the service an empty data directory")
         } else if replay == nil, try ChangelogRestore.isLoggedSinceEmpty(database) {
             // The store stops keeping its changelog: what the changelog holds must never be
             // restored from again, since the store goes on without it.
@@ -361,15 +374,26 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         let database = applier.database
         var position = try ChangelogCopy.standbyPosition(of: database)
         logger.info("standing by", ["topic": topic, "from": position.map(String.init) ?? "the beginning"])
+        // One reader for every pass: a pass with nothing new costs two offset requests.
+        let reader = try ChangelogRestore.changelogConsumer(configuration)
+        defer { reader.close() }
         var rows = 0
         var lastReport = monotonicMilliseconds()
         while !stop.isRequested {
-            let pass = try ChangelogRestore.restore(
-                into: database, capture: capture, topic: topic, configuration: configuration, logger: logger,
-                from: position ?? 0, clearingFirst: position == nil, announce: position == nil
-            ) { database, nextOffset in
-                try ChangelogRestore.markLoggedSinceEmpty(database, true)
-                try ChangelogCopy.standBy(at: nextOffset, in: database)
+            let pass: (rows: Int, nextOffset: Int64)
+            do {
+                pass = try ChangelogRestore.restore(
+                    into: database, capture: capture, topic: topic, configuration: configuration, logger: logger,
+                    from: position ?? 0, clearingFirst: position == nil, announce: position == nil, reading: reader
+                ) { database, nextOffset in
+                    try ChangelogRestore.markLoggedSinceEmpty(database, true)
+                    try ChangelogCopy.standBy(at: nextOffset, in: database)
+                }
+            } catch let error as KafkaError {
+                // A broker that is slow or restarting: the pass rolled back; try again.
+                logger.warning("a standby pass failed; trying again", ["error": error.description])
+                for _ in 0..<20 where !stop.isRequested { usleep(50_000) }
+                continue
             }
             position = pass.nextOffset
             rows += pass.rows

@@ -172,10 +172,10 @@ import Testing
         #expect(try tail() == (.nobody, 3))
         try send(ChangelogRestore.batchEndKey, ChangelogRestore.batchEndValue(rows: 3, copy: "first", sequence: 1))
         #expect(try tail() == (.copy("first", sequence: 1), 0))
-        try send(ChangelogRestore.restartKey, ChangelogRestore.restartValue(copy: "second", unfinishedRows: 0, sequence: 0))
+        try send(ChangelogRestore.restartKey, ChangelogRestore.restartValue(copy: "second", unfinishedRows: 2, sequence: 9))
         // More rows after it than the first window (1,024 records) holds.
         try send(row.encodedKey, row.encodedValue, times: 1_500)
-        #expect(try tail() == (.copy("second", sequence: 0), 1_500))
+        #expect(try tail() == (.copy("second", sequence: 9), 1_500))
         try send(ChangelogRestore.endedKey, [])
         #expect(try tail() == (.ended, 0))
         // A batch end from before copies were named.
@@ -311,10 +311,19 @@ import Testing
                 Issue.record("the standby's store differs from the active one: \(difference)")
             }
         }
-        // The active instance goes on while the standby is down, then its host is lost.
+        // The active instance goes on while the standby is down, then its host is lost. A row
+        // only the standby's store has shows that it catches up rather than restores anew.
+        let marked = try Database(DatabaseConfiguration(path: standbyPath))
+        try marked.execute("INSERT INTO counts(member, total, applied) VALUES('only-here', 1, 1)")
+        marked.close()
         try produce(producer, 400..<500)
         #expect(try waitForApplied(activePath, 500) == 500)
         #expect(active.stopAndWait().error == nil)
+        // A store that served is never cleared to become a standby.
+        var servedAsStandby = environment(broker, database: activePath)
+        servedAsStandby["ACME_STANDBY"] = "on"
+        let refused = LoopInstance(environment: servedAsStandby, topics: [input.name], output: output.name).stopAndWait()
+        #expect(refused.error?.contains("is not a standby's") == true, "\(refused)")
 
         // The standby takes over: it catches up with the 100 it missed from the changelog, not
         // from the input, and goes on.
@@ -326,7 +335,8 @@ import Testing
         #expect(promoted.applied == 100, "only the events after the active instance's last")
         let store = try Database(DatabaseConfiguration(path: standbyPath))
         #expect(try ChangelogCopy.standbyPosition(of: store) == nil && ChangelogCopy.read(from: store).name != nil, "a copy of its own now")
-        let totals = try store.prepare("SELECT member, total FROM counts").query { ($0.string(0), $0.int64(1)) }
+        #expect(try store.count("SELECT COUNT(*) FROM counts WHERE member = 'only-here'") == 1, "caught up, not restored anew")
+        let totals = try store.prepare("SELECT member, total FROM counts WHERE member != 'only-here'").query { ($0.string(0), $0.int64(1)) }
         #expect(totals.count == 40)
         for (member, total) in totals {
             #expect(total == Int64(stride(from: Int(member.dropFirst())!, to: 600, by: 40).reduce(0, +)), "\(member)")
