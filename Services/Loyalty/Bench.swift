@@ -370,6 +370,8 @@ enum Bench {
         /// One instance keeping a changelog (`LOYALTY_CHANGELOG=on`).
         var withChangelog: Double
         var restore: RestoreFigures
+        /// A warm standby (`LOYALTY_STANDBY=on`) of the same store taking over: its catch-up.
+        var standbyTakeover: RestoreFigures
     }
 
     /// A store restored from its changelog by a new instance with an empty data directory.
@@ -399,26 +401,30 @@ enum Bench {
         restoring.members = restoreMembers
         restoring.events = restoreMembers
         var restore: RestoreFigures?
+        var takeover: RestoreFigures?
         let place = directory.appendingPathComponent("scaling-restore")
         _ = try pointsPipeline(
-            restoring, directory: place, measureLatency: false, checkInAfterRegistering: false, settings: ["LOYALTY_CHANGELOG": "on"]
+            restoring, directory: place, measureLatency: false, checkInAfterRegistering: false, settings: ["LOYALTY_CHANGELOG": "on"],
+            standbyAlongside: true
         ) { broker in
-            restore = try timeRestore(broker: broker, members: restoreMembers, directory: place)
+            // The standby stopped with the active instance; started as a service, it catches up.
+            takeover = try timeRestore(broker: broker, members: restoreMembers, directory: place, dataDirectory: "standby-host")
+            restore = try timeRestore(broker: broker, members: restoreMembers, directory: place, dataDirectory: "new-host")
         }
         return ScalingFigures(
             events: small.events, members: small.members, oneInstance: one.throughput, twoInstances: two.throughput,
-            withChangelog: logged.throughput, restore: restore!)
+            withChangelog: logged.throughput, restore: restore!, standbyTakeover: takeover!)
     }
 
     /// Starts a points instance with an empty data directory beside a stopped one whose store
     /// kept a changelog, and reads from its log how long the restore took and how many rows it
     /// applied.
-    static func timeRestore(broker: EmbeddedBroker, members: Int, directory: URL) throws -> RestoreFigures {
+    static func timeRestore(broker: EmbeddedBroker, members: Int, directory: URL, dataDirectory: String) throws -> RestoreFigures {
         let children = ChildProcesses()
         defer { _ = children.stopAll() }
-        let log = directory.appendingPathComponent("points-restored.log")
+        let log = directory.appendingPathComponent("points-restored-\(dataDirectory).log")
         try children.start("points", environment: [
-            "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.appendingPathComponent("new-host").path,
+            "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.appendingPathComponent(dataDirectory).path,
             "LOYALTY_WAIT_FOR": "none", "LOYALTY_CHANGELOG": "on",
         ], log: log)
         let deadline = Date().addingTimeInterval(300)
@@ -427,6 +433,12 @@ enum Bench {
             let lines = ((try? String(contentsOf: log, encoding: .utf8)) ?? "").split(separator: "\n")
             func line(_ message: String) -> JSONObject? {
                 lines.lazy.compactMap { try? JSONValue.parse(Array($0.utf8)).objectValue }.first { $0["msg"]?.stringValue == message }
+            }
+            func time(_ object: JSONObject?) -> EventTime? { object?["ts"]?.stringValue.flatMap { try? EventTime.parse($0) } }
+            // A standby taking over catches up (and says nothing of restoring when it was up to date).
+            if let done = line("a standby's store takes over"), let end = time(done), let rows = done["rows"]?.stringValue.flatMap({ Int($0) }) {
+                let start = time(line("restoring the store from the changelog")) ?? end
+                return RestoreFigures(members: members, rows: rows, seconds: Double(end.millis - start.millis) / 1000)
             }
             if let done = line("restored the store from the changelog"), let begun = line("restoring the store from the changelog"),
                let end = done["ts"]?.stringValue.flatMap({ try? EventTime.parse($0) }), let start = begun["ts"]?.stringValue.flatMap({ try? EventTime.parse($0) }),
@@ -454,6 +466,8 @@ enum Bench {
                 + " (\(grouped(Double(figures.restore.rows) / max(figures.restore.seconds, 0.001))) rows/s; at that rate 100,000 such members, "
                 + String(format: "%.0f s", figures.restore.seconds * 100_000 / Double(figures.restore.members))
                 + ", a projection: the embedded broker keeps 5 MiB of a partition)",
+            "  a warm standby of that store taking over: caught up \(grouped(Double(figures.standbyTakeover.rows))) rows in "
+                + String(format: "%.2f s", figures.standbyTakeover.seconds) + " (LOYALTY_STANDBY)",
         ]
     }
 
@@ -484,7 +498,7 @@ enum Bench {
     /// offsets past the registrations (which publish nothing).
     static func pointsPipeline(
         _ options: Options, directory: URL, instances: Int = 1, measureLatency: Bool = true, checkInAfterRegistering: Bool = true,
-        settings: [String: String] = [:], afterStop: ((EmbeddedBroker) throws -> Void)? = nil
+        settings: [String: String] = [:], standbyAlongside: Bool = false, afterStop: ((EmbeddedBroker) throws -> Void)? = nil
     ) throws -> PipelineFigures {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let broker = try EmbeddedBroker(topics: Topics.all)
@@ -499,6 +513,14 @@ enum Bench {
                     "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": data.path, "LOYALTY_WAIT_FOR": "none",
                 ].merging(settings) { $1 },
                 log: directory.appendingPathComponent("points-\(index).log"))
+        }
+        if standbyAlongside {
+            // A warm standby of the store, on a host of its own, after the instances (the
+            // figures read the first child).
+            try children.start("points", environment: [
+                "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.appendingPathComponent("standby-host").path,
+                "LOYALTY_WAIT_FOR": "none", "LOYALTY_CHANGELOG": "on", "LOYALTY_STANDBY": "on",
+            ], log: directory.appendingPathComponent("points-standby.log"))
         }
         let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
         let listener = StartingOffsets()
@@ -625,6 +647,9 @@ enum Bench {
         let peakKiB = status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") }
             .flatMap { Double($0.split(separator: " ").dropFirst().first ?? "") } ?? 0
         consumer.close()
+        // A warm standby has read the changelog on by then (a pass every half second): its
+        // takeover catches up with what the active instance committed last.
+        if standbyAlongside { Thread.sleep(forTimeInterval: 2) }
         children.stopAll()
         try afterStop?(broker)
         let size = (try? FileManager.default.attributesOfItem(atPath: data.appendingPathComponent("points.sqlite").path)[.size] as? Int) ?? 0
