@@ -440,9 +440,8 @@ enum Bench {
                 let start = time(line("restoring the store from the changelog")) ?? end
                 return RestoreFigures(members: members, rows: rows, seconds: Double(end.millis - start.millis) / 1000)
             }
-            if let done = line("restored the store from the changelog"), let begun = line("restoring the store from the changelog"),
-               let end = done["ts"]?.stringValue.flatMap({ try? EventTime.parse($0) }), let start = begun["ts"]?.stringValue.flatMap({ try? EventTime.parse($0) }),
-               let rows = done["rows"]?.stringValue.flatMap({ Int($0) }) {
+            if let done = line("restored the store from the changelog"), let end = time(done),
+               let start = time(line("restoring the store from the changelog")), let rows = done["rows"]?.stringValue.flatMap({ Int($0) }) {
                 return RestoreFigures(members: members, rows: rows, seconds: Double(end.millis - start.millis) / 1000)
             }
             Thread.sleep(forTimeInterval: 0.1)

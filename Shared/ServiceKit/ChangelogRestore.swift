@@ -42,6 +42,39 @@ enum ChangelogRestore {
         Array("\(rows) \(copy) \(sequence)".utf8)
     }
 
+    /// A record of the changelog's own (not a row change), read back from its key and value:
+    /// the one reading of what ``batchEndValue(rows:copy:sequence:)`` and
+    /// ``restartValue(copy:unfinishedRows:sequence:)`` write, for the tail and the restore.
+    enum Marker: Equatable {
+        /// A batch's end: the copy that wrote it and the batch's number (nil in older records).
+        case batchEnd(copy: String?, sequence: Int64?)
+        /// A start: the copy, the unfinished rows before it and the copy's batch number (nil
+        /// in older records).
+        case restart(copy: String?, unfinishedRows: Int?, sequence: Int64?)
+        /// A store stopped keeping the changelog.
+        case ended
+
+        /// nil for a row change.
+        init?(key: [UInt8]?, value: [UInt8]?) {
+            let words = String(decoding: value ?? [], as: UTF8.self).split(separator: " ").map(String.init)
+            func word(_ index: Int) -> String? { index < words.count ? words[index] : nil }
+            switch key {
+            case batchEndKey?: self = .batchEnd(copy: word(1), sequence: word(2).flatMap { Int64($0) })
+            case restartKey?: self = .restart(copy: word(0), unfinishedRows: word(1).flatMap { Int($0) }, sequence: word(2).flatMap { Int64($0) })
+            case endedKey?: self = .ended
+            default: return nil
+            }
+        }
+
+        /// Who it says wrote the changelog last.
+        var writer: LastWriter {
+            switch self {
+            case .batchEnd(let copy, let sequence), .restart(let copy, _, let sequence): .copy(copy, sequence: sequence)
+            case .ended: .ended
+            }
+        }
+    }
+
     /// The end of a changelog: who wrote its last record of its own, and how many row changes
     /// follow that record (a batch whose end never came: an instance died while sending it,
     /// and the broker shows records of unfinished transactions).
@@ -83,12 +116,10 @@ enum ChangelogRestore {
                 case .record(let record) where record.topicPartition == partition:
                     lastProgress = Date()
                     guard record.offset < end else { break reading }
-                    let words = String(decoding: record.value ?? [], as: UTF8.self).split(separator: " ").map(String.init)
-                    switch record.key {
-                    case batchEndKey?: (last, rowsAfterLast) = (.copy(words.count > 1 ? words[1] : nil, sequence: words.count > 2 ? Int64(words[2]) : nil), 0)
-                    case restartKey?: (last, rowsAfterLast) = (.copy(words.first, sequence: words.count > 2 ? Int64(words[2]) : nil), 0)
-                    case endedKey?: (last, rowsAfterLast) = (.ended, 0)
-                    default: rowsAfterLast += 1
+                    if let marker = Marker(key: record.key, value: record.value) {
+                        (last, rowsAfterLast) = (marker.writer, 0)
+                    } else {
+                        rowsAfterLast += 1
                     }
                     if record.offset + 1 >= end { break reading }
                 case .endOfPartition(let at, let offset) where at == partition && offset >= end:
@@ -236,27 +267,27 @@ enum ChangelogRestore {
                     guard let key = record.key else {
                         throw Refused(description: "\(record.topicPartition)@\(record.offset) has no key: it is no row change")
                     }
-                    if record.topicPartition == first, [batchEndKey, restartKey, endedKey].contains(key) { nextOffset = record.offset + 1 }
-                    switch key {
-                    case batchEndKey:
+                    let marker = Marker(key: key, value: record.value)
+                    if record.topicPartition == first, marker != nil { nextOffset = record.offset + 1 }
+                    switch marker {
+                    case .batchEnd?:
                         try database.execute("RELEASE restore_batch; SAVEPOINT restore_batch")
                         applied += unfinished
                         unfinished = 0
-                    case restartKey:
+                    case .restart(_, let unfinishedRows, _)?:
                         // Only rows the restart record says were left unfinished. On a
                         // compacted changelog the batch ends before it may be gone (only
                         // the last of their key is kept), and the rows since the last one
                         // left are then finished batches. A record without the count (written
                         // before there was one) rolls back as it always did.
-                        let words = String(decoding: record.value ?? [], as: UTF8.self).split(separator: " ")
-                        if words.count < 2 || words[1] != "0" {
+                        if unfinishedRows != 0 {
                             try database.execute("ROLLBACK TO restore_batch")
                         } else {
                             try database.execute("RELEASE restore_batch; SAVEPOINT restore_batch")
                             applied += unfinished
                         }
                         unfinished = 0
-                    case endedKey:
+                    case .ended?:
                         // The store went on without logging: nothing before this counts.
                         try database.execute("ROLLBACK TO restore_all")
                         // A catch-up clears what the store held from before too.
@@ -264,7 +295,7 @@ enum ChangelogRestore {
                         try database.execute("SAVEPOINT restore_batch")
                         applied = 0
                         unfinished = 0
-                    default:
+                    case nil:
                         do {
                             try capture.apply(RowChange(encodedKey: key, encodedValue: record.value))
                         } catch {

@@ -147,7 +147,8 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             } else {
                 switch copy.verdict(last: tail.lastWriter) {
                 case .resume:
-                    if copy.name == nil { try database.transaction { copy = try ChangelogCopy.begin(in: database, base: tail.lastWriter) } }
+                    // A store from before copies were named gets its name now.
+                    if copy.name == nil { try database.transaction { try beginCopy(database, 0) } }
                 case .older:
                     // The changelog went on without this copy (another copy was restored from it
                     // and applied more while this host was away, or this file is a snapshot of
