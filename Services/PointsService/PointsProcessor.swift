@@ -49,6 +49,13 @@ public final class PointsProcessor: StreamProcessor {
         var changed: Bool
         /// The member's task (a batch spans several).
         var task: Int32
+        /// Orders and refund ids looked up in the store this batch, and the orders as stored, so
+        /// that `finish` writes only what changed. An account written by an earlier build still
+        /// carries its orders in its state; they are not in `storedOrders`, so `finish` moves them.
+        var ordersLookedUp: Set<String> = []
+        var refundIDsLookedUp: Set<String> = []
+        var storedOrders: [String: OrderRecord] = [:]
+        var storedRefundIDs: Set<String> = []
     }
 
     /// Checks the signatures of the platform's commands.
@@ -133,6 +140,7 @@ public final class PointsProcessor: StreamProcessor {
     public func apply(_ input: Decoded<PointsRecord>, in batch: Batch) throws {
         let event = input.body.event
         var cached = try load(event.member, batch)
+        try loadOrder(named: event.input, into: &cached, batch)
         let wasRegistered = cached.account != nil
         if let rejection = tooEarly(input, registeredAt: cached.account?.registeredAt) {
             return try batch.deadLetter(input.body.consumedRecord, reason: rejection)
@@ -188,11 +196,23 @@ public final class PointsProcessor: StreamProcessor {
             "INSERT INTO accounts(member, task, available, pending, debt, state) VALUES(?, ?, ?, ?, ?, ?) "
                 + "ON CONFLICT(member) DO UPDATE SET task = excluded.task, available = excluded.available, "
                 + "pending = excluded.pending, debt = excluded.debt, state = excluded.state")
+        let saveOrder = try batch.database.prepare(
+            "INSERT INTO account_orders(member, order_id, state) VALUES(?, ?, ?) ON CONFLICT(member, order_id) DO UPDATE SET state = excluded.state")
+        let saveRefundID = try batch.database.prepare("INSERT OR IGNORE INTO accepted_refunds(member, refund_id) VALUES(?, ?)")
         for (member, cached) in accounts.sorted(by: { $0.key < $1.key }) where cached.changed {
             guard let account = cached.account else { continue }
+            for (id, order) in account.orders.sorted(by: { $0.key < $1.key }) where cached.storedOrders[id] != order {
+                try saveOrder.run(.text(member), .text(id), .blob(order.encoded()))
+            }
+            for id in account.acceptedRefundIDs.sorted() where !cached.storedRefundIDs.contains(id) {
+                try saveRefundID.run(.text(member), .text(id))
+            }
+            var state = account
+            state.orders = [:]
+            state.acceptedRefundIDs = []
             try save.run(
                 .text(member), .integer(Int64(cached.task)), .integer(account.balance.available),
-                .integer(account.balance.pending), .integer(account.balance.debt), .blob(account.encoded()))
+                .integer(account.balance.pending), .integer(account.balance.debt), .blob(state.encoded()))
             if account.entries != cached.entriesWhenLoaded, let time = cached.lastEntryTime {
                 let value = CloudEvent.encode(
                     id: "balance/\(member)/\(account.entries)", source: Self.source, type: "points.balance", time: time,
@@ -298,6 +318,26 @@ public final class PointsProcessor: StreamProcessor {
             account: account, entriesWhenLoaded: account?.entries ?? 0, lastEntryTime: nil, changed: false, task: batch.task)
         accounts[member] = cached
         return cached
+    }
+
+    /// Puts the order an input names, and whether its refund id was accepted before, into the
+    /// cached account from the store (once a batch), as the rules expect to find them there.
+    private func loadOrder(named input: PointsInput, into cached: inout CachedAccount, _ batch: Batch) throws {
+        guard let reference = input.orderReference, let member = cached.account?.member else { return }
+        if cached.ordersLookedUp.insert(reference.orderID).inserted, cached.account?.orders[reference.orderID] == nil,
+           let state = try batch.database.prepare("SELECT state FROM account_orders WHERE member = ? AND order_id = ?")
+               .queryOne(.text(member), .text(reference.orderID), row: { $0.blob(0) }) {
+            let order = try OrderRecord.decode(state)
+            cached.account?.orders[order.id] = order
+            cached.storedOrders[order.id] = order
+        }
+        if let refundID = reference.refundID, cached.refundIDsLookedUp.insert(refundID).inserted,
+           cached.account?.acceptedRefundIDs.contains(refundID) == false,
+           try batch.database.prepare("SELECT 1 FROM accepted_refunds WHERE member = ? AND refund_id = ?")
+               .queryOne(.text(member), .text(refundID), row: { $0.int64(0) }) != nil {
+            cached.account?.acceptedRefundIDs.insert(refundID)
+            cached.storedRefundIDs.insert(refundID)
+        }
     }
 
     /// Writes a decision's entries, refusals, timers and commands.
@@ -431,6 +471,7 @@ public final class PointsProcessor: StreamProcessor {
                 continue
             }
             var cached = try load(member, batch)
+            try loadOrder(named: decoded.body.event.input, into: &cached, batch)
             if let rejection = tooEarly(decoded, registeredAt: cached.account?.registeredAt) {
                 try batch.deadLetter(parked, reason: rejection)
                 continue

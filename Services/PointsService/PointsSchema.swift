@@ -4,7 +4,7 @@ import Storage
 enum PointsSchema {
     static let migrations: [Migration] = [
         Migration(version: 100, name: "points accounts and ledger", sql: """
-            -- Each member's account as the rules see it (lots, orders, counters), in one row.
+            -- Each member's account as the rules see it (lots, counters), in one row; its orders are in account_orders.
             CREATE TABLE accounts(
                 member TEXT PRIMARY KEY,
                 task INTEGER NOT NULL,
@@ -75,6 +75,22 @@ enum PointsSchema {
             INSERT OR IGNORE INTO parked_records(member, event_id, time, rank, topic, partition, record_offset, value)
                 SELECT member, event_id, time, rank, topic, partition, record_offset, value FROM parked ORDER BY seq;
             DROP TABLE parked;
+            """),
+        Migration(version: 104, name: "orders apart from accounts", sql: """
+            -- What the service remembers of each order, and the member's accepted refund ids, read
+            -- only when an input names them: an account no longer grows with its member's orders.
+            -- Accounts written before keep theirs in their state until their next change moves them here.
+            CREATE TABLE account_orders(
+                member TEXT NOT NULL,
+                order_id TEXT NOT NULL,
+                state BLOB NOT NULL,
+                PRIMARY KEY(member, order_id)
+            ) WITHOUT ROWID;
+            CREATE TABLE accepted_refunds(
+                member TEXT NOT NULL,
+                refund_id TEXT NOT NULL,
+                PRIMARY KEY(member, refund_id)
+            ) WITHOUT ROWID;
             """),
     ]
 }

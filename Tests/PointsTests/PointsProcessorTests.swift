@@ -359,6 +359,66 @@ import Testing
         #expect(try harness.count("SELECT COUNT(*) FROM parked_records") == 0, "a referral is not kept for a referrer that may never come")
     }
 
+    @Test func ordersLiveApartFromTheAccountAndAreReadWhenAnInputNamesThem() throws {
+        let harness = try Harness()
+        try harness.apply([try event("r", EventType.memberRegistered, "m", "2026-03-01T09:00:00+08:00")])
+        for number in 1...30 {
+            try harness.apply([try event(
+                "o\(number)", EventType.orderPaid, "m", "2026-03-02T10:\(String(format: "%02d", number)):00+08:00",
+                ["orderId": .string("O\(number)"), "paidMinor": 10_000])])
+        }
+        func storedAccount() throws -> PointsAccount {
+            try PointsAccount.decode(try #require(try harness.applier.database.prepare("SELECT state FROM accounts WHERE member = 'm'").queryOne { $0.blob(0) }))
+        }
+        func reason(_ outputs: [(topic: String, event: CloudEvent)]) -> String? {
+            outputs.first { $0.event.type == "points.refused" }?.event.data["reason"]?.stringValue
+        }
+        #expect(try storedAccount().orders.isEmpty, "the account does not carry its orders")
+        #expect(try harness.count("SELECT COUNT(*) FROM account_orders WHERE member = 'm'") == 30)
+
+        // Each input finds the order it names in its own batch: a refund, a repeated refund id, a
+        // repeated order, a bonus grant and its repeat.
+        let refund = try harness.apply([try event("f1", EventType.orderRefunded, "m", "2026-03-03T10:00:00+08:00",
+                                                  ["orderId": "O1", "refundId": "F1", "refundMinor": 5_000])])
+        #expect(refund.contains { $0.event.data["points"]?.int64Value == -50 }, "half of O1's 100 points reversed")
+        #expect(try harness.count("SELECT COUNT(*) FROM accepted_refunds WHERE member = 'm' AND refund_id = 'F1'") == 1)
+        #expect(reason(try harness.apply([try event("f2", EventType.orderRefunded, "m", "2026-03-03T11:00:00+08:00",
+                                                   ["orderId": "O2", "refundId": "F1", "refundMinor": 1_000])])) == "duplicate-refund-id")
+        #expect(reason(try harness.apply([try event("o5b", EventType.orderPaid, "m", "2026-03-03T12:00:00+08:00",
+                                                   ["orderId": "O5", "paidMinor": 10_000])])) == "duplicate-order")
+        #expect(reason(try harness.apply([try event("f3", EventType.orderRefunded, "m", "2026-03-03T13:00:00+08:00",
+                                                   ["orderId": "O1", "refundId": "F3", "refundMinor": 6_000])])) == "refund-exceeds-order",
+                "O1 remembers the 5,000 already refunded")
+        func tierBonus(_ id: String) throws -> CloudEvent {
+            var grant = try event(id, EventType.pointsGrant, "m", "2026-03-02T10:03:00+08:00",
+                                  ["component": "tier-bonus", "points": 10, "orderId": "O3"])
+            grant.source = "loyalty/tiers"
+            return harness.keys.sign(grant)
+        }
+        #expect(try harness.apply([try tierBonus("g1")]).contains { $0.event.id == "g1/tier-bonus" })
+        #expect(reason(try harness.apply([try tierBonus("g2")])) == "duplicate-component")
+        #expect(try storedAccount().orders.isEmpty && storedAccount().acceptedRefundIDs.isEmpty)
+
+        // An account an earlier build wrote carries its orders and refund ids in its state: they
+        // are found there, and move to their tables with the account's next change.
+        var legacy = try storedAccount()
+        for (id, state) in try harness.applier.database.prepare("SELECT order_id, state FROM account_orders WHERE member = 'm'")
+            .query(row: { ($0.string(0), $0.blob(1)) }) {
+            legacy.orders[id] = try OrderRecord.decode(state)
+        }
+        legacy.acceptedRefundIDs = ["F1"]
+        try harness.applier.database.execute("DELETE FROM account_orders; DELETE FROM accepted_refunds")
+        try harness.applier.database.prepare("UPDATE accounts SET state = ? WHERE member = 'm'").run(.blob(legacy.encoded()))
+        #expect(reason(try harness.apply([try event("f4", EventType.orderRefunded, "m", "2026-03-04T10:00:00+08:00",
+                                                   ["orderId": "O2", "refundId": "F1", "refundMinor": 1_000])])) == "duplicate-refund-id")
+        #expect(try storedAccount().orders.isEmpty, "moved out with the account's change")
+        #expect(try harness.count("SELECT COUNT(*) FROM account_orders WHERE member = 'm'") == 30)
+        #expect(try harness.count("SELECT COUNT(*) FROM accepted_refunds WHERE member = 'm'") == 1)
+        let second = try harness.apply([try event("f5", EventType.orderRefunded, "m", "2026-03-04T11:00:00+08:00",
+                                                  ["orderId": "O1", "refundId": "F5", "refundMinor": 5_000])])
+        #expect(second.contains { $0.event.data["points"]?.int64Value == -50 }, "the rest of O1, as the moved record remembers it")
+    }
+
     @Test func theLedgerTableExplainsEveryBalance() throws {
         let harness = try Harness()
         try harness.apply([

@@ -27,13 +27,7 @@ extension PointsAccount {
             w.int(lot.points); w.int(lot.remaining); w.bool(lot.pending)
         }
         w.int(orders.count)
-        for order in orders.values.sorted(by: { $0.id < $1.id }) {
-            w.string(order.id); w.bool(order.accepted); w.int(order.time.millis); w.int(order.paidMinor); w.int(order.refundedMinor)
-            w.int(order.components.count)
-            for (name, component) in order.components.sorted(by: { $0.key < $1.key }) {
-                w.string(name); w.int(component.points); w.int(component.reversed); w.optional(component.lotID) { $0.string($1) }
-            }
-        }
+        for order in orders.values.sorted(by: { $0.id < $1.id }) { order.write(to: &w) }
         w.int(acceptedRefundIDs.count)
         for id in acceptedRefundIDs.sorted() { w.string(id) }
         w.optional(lastPaidOrderAt) { $0.int($1.millis) }
@@ -83,14 +77,7 @@ extension PointsAccount {
                 expiresAt: EventTime(millis: try r.int()), points: try r.int(), remaining: try r.int(), pending: try r.bool()))
         }
         for _ in 0..<(try r.count()) {
-            var order = OrderRecord(
-                id: try r.string(), accepted: try r.bool(), time: EventTime(millis: try r.int()), paidMinor: try r.int(),
-                refundedMinor: try r.int())
-            for _ in 0..<(try r.count()) {
-                let name = try r.string()
-                order.components[name] = OrderComponent(
-                    points: try r.int(), reversed: try r.int(), lotID: try r.optional { reader throws(CompactFormError) in try reader.string() })
-            }
+            let order = try OrderRecord.read(&r)
             account.orders[order.id] = order
         }
         for _ in 0..<(try r.count()) { account.acceptedRefundIDs.insert(try r.string()) }
@@ -110,6 +97,48 @@ extension PointsAccount {
         account.inactivityDue = try r.optional { reader throws(CompactFormError) in EventTime(millis: try reader.int()) }
         guard r.isAtEnd else { throw CompactFormError(what: "points account", problem: "bytes left after the account") }
         return account
+    }
+}
+
+extension OrderRecord {
+    /// The first byte of an order's compact form, stored apart from its member's account.
+    static let compactFormTag: UInt8 = 0xB4
+
+    /// The order as the points service stores it apart from the account: read only when an
+    /// input names the order, so an account does not grow with every order its member made.
+    public func encoded() -> [UInt8] {
+        var w = CompactWriter(tag: Self.compactFormTag, capacity: 32 + components.count * 24)
+        write(to: &w)
+        return w.bytes
+    }
+
+    /// Reads an order's compact form.
+    public static func decode(_ bytes: [UInt8]) throws(CompactFormError) -> OrderRecord {
+        var r = try CompactReader(bytes, tag: compactFormTag, what: "order")
+        let order = try read(&r)
+        guard r.isAtEnd else { throw CompactFormError(what: "order", problem: "bytes left after the order") }
+        return order
+    }
+
+    /// Id, acceptance, time, amounts, then the components by name.
+    func write(to w: inout CompactWriter) {
+        w.string(id); w.bool(accepted); w.int(time.millis); w.int(paidMinor); w.int(refundedMinor)
+        w.int(components.count)
+        for (name, component) in components.sorted(by: { $0.key < $1.key }) {
+            w.string(name); w.int(component.points); w.int(component.reversed); w.optional(component.lotID) { $0.string($1) }
+        }
+    }
+
+    static func read(_ r: inout CompactReader) throws(CompactFormError) -> OrderRecord {
+        var order = OrderRecord(
+            id: try r.string(), accepted: try r.bool(), time: EventTime(millis: try r.int()), paidMinor: try r.int(),
+            refundedMinor: try r.int())
+        for _ in 0..<(try r.count()) {
+            let name = try r.string()
+            order.components[name] = OrderComponent(
+                points: try r.int(), reversed: try r.int(), lotID: try r.optional { reader throws(CompactFormError) in try reader.string() })
+        }
+        return order
     }
 }
 

@@ -225,6 +225,18 @@ public enum PointsInput: Sendable, Equatable {
         }
     }
 
+    /// The order whose record the rules read and change for this input, with the refund id they
+    /// check: a store that keeps orders apart from the account loads just these before applying.
+    public var orderReference: (orderID: String, refundID: String?)? {
+        switch self {
+        case .orderPaid(let order): (order.orderID, nil)
+        case .orderRefunded(let refund): (refund.orderID, refund.refundID)
+        case .grant(let grant): grant.component.belongsToOrder ? grant.orderID.map { ($0, nil) } : nil
+        case .reversal(let reversal): (reversal.orderID, nil)
+        default: nil
+        }
+    }
+
     case registered(referrerID: String?)
     /// Profile changes and closing matter to other services; the points service notes them.
     case memberUpdated
