@@ -49,13 +49,17 @@ public final class PointsProcessor: StreamProcessor {
         var changed: Bool
         /// The member's task (a batch spans several).
         var task: Int32
-        /// Orders and refund ids looked up in the store this batch, and the orders as stored, so
-        /// that `finish` writes only what changed. An account written by an earlier build still
-        /// carries its orders in its state; they are not in `storedOrders`, so `finish` moves them.
+        /// Whether some of the member's orders, or accepted refund ids, are kept apart from the
+        /// account (`account_orders`, `accepted_refunds`): only then is a name the account lacks
+        /// looked up there.
+        var ordersApart = false
+        var refundIDsApart = false
+        /// What was looked up apart this batch, and the orders as found there, so that `finish`
+        /// writes back only those that changed.
         var ordersLookedUp: Set<String> = []
         var refundIDsLookedUp: Set<String> = []
-        var storedOrders: [String: OrderRecord] = [:]
-        var storedRefundIDs: Set<String> = []
+        var ordersFoundApart: [String: OrderRecord] = [:]
+        var refundIDsFoundApart: Set<String> = []
     }
 
     /// Checks the signatures of the platform's commands.
@@ -193,26 +197,37 @@ public final class PointsProcessor: StreamProcessor {
 
     public func finish(_ batch: Batch) throws {
         let save = try batch.database.prepare(
-            "INSERT INTO accounts(member, task, available, pending, debt, state) VALUES(?, ?, ?, ?, ?, ?) "
+            "INSERT INTO accounts(member, task, available, pending, debt, state, orders_apart, refunds_apart) VALUES(?, ?, ?, ?, ?, ?, ?, ?) "
                 + "ON CONFLICT(member) DO UPDATE SET task = excluded.task, available = excluded.available, "
-                + "pending = excluded.pending, debt = excluded.debt, state = excluded.state")
+                + "pending = excluded.pending, debt = excluded.debt, state = excluded.state, "
+                + "orders_apart = excluded.orders_apart, refunds_apart = excluded.refunds_apart")
         let saveOrder = try batch.database.prepare(
             "INSERT INTO account_orders(member, order_id, state) VALUES(?, ?, ?) ON CONFLICT(member, order_id) DO UPDATE SET state = excluded.state")
         let saveRefundID = try batch.database.prepare("INSERT OR IGNORE INTO accepted_refunds(member, refund_id) VALUES(?, ?)")
         for (member, cached) in accounts.sorted(by: { $0.key < $1.key }) where cached.changed {
             guard let account = cached.account else { continue }
-            for (id, order) in account.orders.sorted(by: { $0.key < $1.key }) where cached.storedOrders[id] != order {
-                try saveOrder.run(.text(member), .text(id), .blob(order.encoded()))
-            }
-            for id in account.acceptedRefundIDs.sorted() where !cached.storedRefundIDs.contains(id) {
-                try saveRefundID.run(.text(member), .text(id))
-            }
+            // Orders read from apart stay there; the account's own beyond its share move there.
             var state = account
-            state.orders = [:]
-            state.acceptedRefundIDs = []
+            var ordersApart = cached.ordersApart
+            var refundIDsApart = cached.refundIDsApart
+            for (id, found) in cached.ordersFoundApart.sorted(by: { $0.key < $1.key }) {
+                if let order = state.orders.removeValue(forKey: id), order != found { try saveOrder.run(.text(member), .text(id), .blob(order.encoded())) }
+            }
+            for order in Self.ordersToMoveApart(state.orders) {
+                try saveOrder.run(.text(member), .text(order.id), .blob(order.encoded()))
+                state.orders[order.id] = nil
+                ordersApart = true
+            }
+            state.acceptedRefundIDs.subtract(cached.refundIDsFoundApart)
+            for id in Self.refundIDsToMoveApart(state.acceptedRefundIDs) {
+                try saveRefundID.run(.text(member), .text(id))
+                state.acceptedRefundIDs.remove(id)
+                refundIDsApart = true
+            }
             try save.run(
                 .text(member), .integer(Int64(cached.task)), .integer(account.balance.available),
-                .integer(account.balance.pending), .integer(account.balance.debt), .blob(state.encoded()))
+                .integer(account.balance.pending), .integer(account.balance.debt), .blob(state.encoded()),
+                .integer(ordersApart ? 1 : 0), .integer(refundIDsApart ? 1 : 0))
             if account.entries != cached.entriesWhenLoaded, let time = cached.lastEntryTime {
                 let value = CloudEvent.encode(
                     id: "balance/\(member)/\(account.entries)", source: Self.source, type: "points.balance", time: time,
@@ -311,32 +326,53 @@ public final class PointsProcessor: StreamProcessor {
     /// input or timer of the member's own task.
     private func load(_ member: String, _ batch: Batch) throws -> CachedAccount {
         if let cached = accounts[member] { return cached }
-        let state = try batch.database.prepare("SELECT state FROM accounts WHERE member = ?")
-            .queryOne(.text(member)) { $0.blob(0) }
-        let account = try state.map { try PointsAccount.decode($0) }
-        let cached = CachedAccount(
+        let row = try batch.database.prepare("SELECT state, orders_apart, refunds_apart FROM accounts WHERE member = ?")
+            .queryOne(.text(member)) { ($0.blob(0), $0.int64(1) != 0, $0.int64(2) != 0) }
+        let account = try row.map { try PointsAccount.decode($0.0) }
+        var cached = CachedAccount(
             account: account, entriesWhenLoaded: account?.entries ?? 0, lastEntryTime: nil, changed: false, task: batch.task)
+        cached.ordersApart = row?.1 ?? false
+        cached.refundIDsApart = row?.2 ?? false
         accounts[member] = cached
         return cached
     }
 
+    /// How many orders, and accepted refund ids, an account keeps in its own state: the latest,
+    /// which grants, reversals and refunds name far more often than old ones.
+    static let ordersKeptInAccount = 16
+    static let refundIDsKeptInAccount = 16
+
+    /// The account's oldest orders beyond its share (by time, then id): they move apart.
+    static func ordersToMoveApart(_ orders: [String: OrderRecord]) -> [OrderRecord] {
+        guard orders.count > ordersKeptInAccount else { return [] }
+        let oldestFirst = orders.values.sorted { ($0.time, $0.id) < ($1.time, $1.id) }
+        return Array(oldestFirst.prefix(orders.count - ordersKeptInAccount))
+    }
+
+    /// Refund ids beyond the account's share (the first by id: only their presence matters).
+    static func refundIDsToMoveApart(_ ids: Set<String>) -> [String] {
+        guard ids.count > refundIDsKeptInAccount else { return [] }
+        return Array(ids.sorted().prefix(ids.count - refundIDsKeptInAccount))
+    }
+
     /// Puts the order an input names, and whether its refund id was accepted before, into the
-    /// cached account from the store (once a batch), as the rules expect to find them there.
+    /// cached account from where they are kept apart (once a batch), as the rules expect to
+    /// find them in the account.
     private func loadOrder(named input: PointsInput, into cached: inout CachedAccount, _ batch: Batch) throws {
         guard let reference = input.orderReference, let member = cached.account?.member else { return }
-        if cached.ordersLookedUp.insert(reference.orderID).inserted, cached.account?.orders[reference.orderID] == nil,
+        if cached.ordersApart, cached.account?.orders[reference.orderID] == nil, cached.ordersLookedUp.insert(reference.orderID).inserted,
            let state = try batch.database.prepare("SELECT state FROM account_orders WHERE member = ? AND order_id = ?")
                .queryOne(.text(member), .text(reference.orderID), row: { $0.blob(0) }) {
             let order = try OrderRecord.decode(state)
             cached.account?.orders[order.id] = order
-            cached.storedOrders[order.id] = order
+            cached.ordersFoundApart[order.id] = order
         }
-        if let refundID = reference.refundID, cached.refundIDsLookedUp.insert(refundID).inserted,
-           cached.account?.acceptedRefundIDs.contains(refundID) == false,
+        if cached.refundIDsApart, let refundID = reference.refundID, cached.account?.acceptedRefundIDs.contains(refundID) == false,
+           cached.refundIDsLookedUp.insert(refundID).inserted,
            try batch.database.prepare("SELECT 1 FROM accepted_refunds WHERE member = ? AND refund_id = ?")
                .queryOne(.text(member), .text(refundID), row: { $0.int64(0) }) != nil {
             cached.account?.acceptedRefundIDs.insert(refundID)
-            cached.storedRefundIDs.insert(refundID)
+            cached.refundIDsFoundApart.insert(refundID)
         }
     }
 

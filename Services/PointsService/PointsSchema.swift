@@ -4,7 +4,7 @@ import Storage
 enum PointsSchema {
     static let migrations: [Migration] = [
         Migration(version: 100, name: "points accounts and ledger", sql: """
-            -- Each member's account as the rules see it (lots, counters), in one row; its orders are in account_orders.
+            -- Each member's account as the rules see it (lots, orders, counters), in one row.
             CREATE TABLE accounts(
                 member TEXT PRIMARY KEY,
                 task INTEGER NOT NULL,
@@ -76,10 +76,12 @@ enum PointsSchema {
                 SELECT member, event_id, time, rank, topic, partition, record_offset, value FROM parked ORDER BY seq;
             DROP TABLE parked;
             """),
-        Migration(version: 104, name: "orders apart from accounts", sql: """
-            -- What the service remembers of each order, and the member's accepted refund ids, read
-            -- only when an input names them: an account no longer grows with its member's orders.
-            -- Accounts written before keep theirs in their state until their next change moves them here.
+        Migration(version: 104, name: "older orders apart from accounts", sql: """
+            -- An account keeps its member's latest orders and refund ids in its state; older ones
+            -- move here, read only when an input names them, so an account does not grow with
+            -- every order its member ever made. The flags say whether the member has any here.
+            ALTER TABLE accounts ADD COLUMN orders_apart INTEGER NOT NULL DEFAULT 0;
+            ALTER TABLE accounts ADD COLUMN refunds_apart INTEGER NOT NULL DEFAULT 0;
             CREATE TABLE account_orders(
                 member TEXT NOT NULL,
                 order_id TEXT NOT NULL,

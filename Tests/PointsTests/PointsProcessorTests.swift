@@ -359,64 +359,74 @@ import Testing
         #expect(try harness.count("SELECT COUNT(*) FROM parked_records") == 0, "a referral is not kept for a referrer that may never come")
     }
 
-    @Test func ordersLiveApartFromTheAccountAndAreReadWhenAnInputNamesThem() throws {
+    @Test func anAccountKeepsItsLatestOrdersAndFindsOlderOnesApart() throws {
         let harness = try Harness()
-        try harness.apply([try event("r", EventType.memberRegistered, "m", "2026-03-01T09:00:00+08:00")])
+        try harness.apply([try event("r", EventType.memberRegistered, "m", "2026-03-01T09:00:00+08:00"),
+                           try event("r2", EventType.memberRegistered, "light", "2026-03-01T09:00:00+08:00")])
         for number in 1...30 {
             try harness.apply([try event(
                 "o\(number)", EventType.orderPaid, "m", "2026-03-02T10:\(String(format: "%02d", number)):00+08:00",
                 ["orderId": .string("O\(number)"), "paidMinor": 10_000])])
         }
-        func storedAccount() throws -> PointsAccount {
-            try PointsAccount.decode(try #require(try harness.applier.database.prepare("SELECT state FROM accounts WHERE member = 'm'").queryOne { $0.blob(0) }))
+        try harness.apply((1...3).map { number in try event("lo\(number)", EventType.orderPaid, "light", "2026-03-02T10:0\(number):00+08:00",
+                                                          ["orderId": .string("L\(number)"), "paidMinor": 10_000]) })
+        func stored(_ member: String = "m") throws -> PointsAccount {
+            try PointsAccount.decode(try #require(try harness.applier.database.prepare("SELECT state FROM accounts WHERE member = ?")
+                .queryOne(.text(member)) { $0.blob(0) }))
         }
         func reason(_ outputs: [(topic: String, event: CloudEvent)]) -> String? {
             outputs.first { $0.event.type == "points.refused" }?.event.data["reason"]?.stringValue
         }
-        #expect(try storedAccount().orders.isEmpty, "the account does not carry its orders")
-        #expect(try harness.count("SELECT COUNT(*) FROM account_orders WHERE member = 'm'") == 30)
+        var refunds = 0
+        func refund(_ id: String, of order: String, _ minor: Int64, at time: String = "2026-03-03T10:00:00+08:00") throws -> [(topic: String, event: CloudEvent)] {
+            refunds += 1
+            return try harness.apply([try event("refund-\(refunds)", EventType.orderRefunded, "m", time,
+                                         ["orderId": .string(order), "refundId": .string(id), "refundMinor": .int(minor)])])
+        }
+        #expect(try stored().orders.keys.sorted() == (15...30).map { "O\($0)" }.sorted(), "the latest 16 orders stay in the account")
+        #expect(try harness.count("SELECT COUNT(*) FROM account_orders WHERE member = 'm'") == 14)
+        #expect(try harness.count("SELECT orders_apart FROM accounts WHERE member = 'm'") == 1)
+        #expect(try stored("light").orders.count == 3 && harness.count("SELECT COUNT(*) FROM account_orders WHERE member = 'light'") == 0,
+                "a member with few orders keeps them all, and nothing is looked up apart")
 
-        // Each input finds the order it names in its own batch: a refund, a repeated refund id, a
-        // repeated order, a bonus grant and its repeat.
-        let refund = try harness.apply([try event("f1", EventType.orderRefunded, "m", "2026-03-03T10:00:00+08:00",
-                                                  ["orderId": "O1", "refundId": "F1", "refundMinor": 5_000])])
-        #expect(refund.contains { $0.event.data["points"]?.int64Value == -50 }, "half of O1's 100 points reversed")
-        #expect(try harness.count("SELECT COUNT(*) FROM accepted_refunds WHERE member = 'm' AND refund_id = 'F1'") == 1)
-        #expect(reason(try harness.apply([try event("f2", EventType.orderRefunded, "m", "2026-03-03T11:00:00+08:00",
-                                                   ["orderId": "O2", "refundId": "F1", "refundMinor": 1_000])])) == "duplicate-refund-id")
+        // Inputs naming an order kept apart find it, each in its own batch.
+        #expect(try refund("F1", of: "O1", 5_000).contains { $0.event.data["points"]?.int64Value == -50 }, "half of O1's 100 points")
+        #expect(reason(try refund("F1", of: "O2", 1_000)) == "duplicate-refund-id")
         #expect(reason(try harness.apply([try event("o5b", EventType.orderPaid, "m", "2026-03-03T12:00:00+08:00",
                                                    ["orderId": "O5", "paidMinor": 10_000])])) == "duplicate-order")
-        #expect(reason(try harness.apply([try event("f3", EventType.orderRefunded, "m", "2026-03-03T13:00:00+08:00",
-                                                   ["orderId": "O1", "refundId": "F3", "refundMinor": 6_000])])) == "refund-exceeds-order",
-                "O1 remembers the 5,000 already refunded")
+        #expect(reason(try refund("F3", of: "O1", 6_000)) == "refund-exceeds-order", "O1 remembers the 5,000 refunded")
         func tierBonus(_ id: String) throws -> CloudEvent {
-            var grant = try event(id, EventType.pointsGrant, "m", "2026-03-02T10:03:00+08:00",
-                                  ["component": "tier-bonus", "points": 10, "orderId": "O3"])
+            var grant = try event(id, EventType.pointsGrant, "m", "2026-03-02T10:03:00+08:00", ["component": "tier-bonus", "points": 10, "orderId": "O3"])
             grant.source = "loyalty/tiers"
             return harness.keys.sign(grant)
         }
         #expect(try harness.apply([try tierBonus("g1")]).contains { $0.event.id == "g1/tier-bonus" })
         #expect(reason(try harness.apply([try tierBonus("g2")])) == "duplicate-component")
-        #expect(try storedAccount().orders.isEmpty && storedAccount().acceptedRefundIDs.isEmpty)
 
-        // An account an earlier build wrote carries its orders and refund ids in its state: they
-        // are found there, and move to their tables with the account's next change.
-        var legacy = try storedAccount()
+        // Refund ids beyond the account's 16 move apart too, and a repeat is still found.
+        for number in 1...17 { _ = try refund("R\(String(format: "%02d", number))", of: "O\(number + 5)", 100) }
+        #expect(try stored().acceptedRefundIDs.count == 16)
+        #expect(try harness.count("SELECT COUNT(*) FROM accepted_refunds WHERE member = 'm'") == 2)
+        #expect(reason(try refund("F1", of: "O20", 100)) == "duplicate-refund-id")
+        #expect(reason(try refund("R01", of: "O21", 100)) == "duplicate-refund-id")
+
+        // An account an earlier build wrote carries every order and refund id in its state, none
+        // apart: they are found there, and the oldest move apart with the account's next change.
+        var legacy = try stored()
         for (id, state) in try harness.applier.database.prepare("SELECT order_id, state FROM account_orders WHERE member = 'm'")
             .query(row: { ($0.string(0), $0.blob(1)) }) {
             legacy.orders[id] = try OrderRecord.decode(state)
         }
-        legacy.acceptedRefundIDs = ["F1"]
+        legacy.acceptedRefundIDs.formUnion(try harness.applier.database.prepare("SELECT refund_id FROM accepted_refunds").query(row: { $0.string(0) }))
         try harness.applier.database.execute("DELETE FROM account_orders; DELETE FROM accepted_refunds")
-        try harness.applier.database.prepare("UPDATE accounts SET state = ? WHERE member = 'm'").run(.blob(legacy.encoded()))
-        #expect(reason(try harness.apply([try event("f4", EventType.orderRefunded, "m", "2026-03-04T10:00:00+08:00",
-                                                   ["orderId": "O2", "refundId": "F1", "refundMinor": 1_000])])) == "duplicate-refund-id")
-        #expect(try storedAccount().orders.isEmpty, "moved out with the account's change")
-        #expect(try harness.count("SELECT COUNT(*) FROM account_orders WHERE member = 'm'") == 30)
-        #expect(try harness.count("SELECT COUNT(*) FROM accepted_refunds WHERE member = 'm'") == 1)
-        let second = try harness.apply([try event("f5", EventType.orderRefunded, "m", "2026-03-04T11:00:00+08:00",
-                                                  ["orderId": "O1", "refundId": "F5", "refundMinor": 5_000])])
-        #expect(second.contains { $0.event.data["points"]?.int64Value == -50 }, "the rest of O1, as the moved record remembers it")
+        try harness.applier.database.prepare("UPDATE accounts SET state = ?, orders_apart = 0, refunds_apart = 0 WHERE member = 'm'")
+            .run(.blob(legacy.encoded()))
+        #expect(reason(try refund("F1", of: "O2", 1_000, at: "2026-03-04T10:00:00+08:00")) == "duplicate-refund-id")
+        #expect(try stored().orders.count == 16 && stored().acceptedRefundIDs.count == 16)
+        #expect(try harness.count("SELECT COUNT(*) FROM account_orders WHERE member = 'm'") == 14)
+        #expect(try harness.count("SELECT COUNT(*) FROM accepted_refunds WHERE member = 'm'") == 2)
+        #expect(try refund("F5", of: "O1", 5_000, at: "2026-03-04T11:00:00+08:00").contains { $0.event.data["points"]?.int64Value == -50 },
+                "the rest of O1, as the moved record remembers it")
     }
 
     @Test func theLedgerTableExplainsEveryBalance() throws {
