@@ -337,19 +337,23 @@ public final class PointsProcessor: StreamProcessor {
         return cached
     }
 
-    /// How many orders, and accepted refund ids, an account keeps in its own state: the latest,
-    /// which grants, reversals and refunds name far more often than old ones.
+    /// How many paid orders, and accepted refund ids, an account keeps in its own state.
     static let ordersKeptInAccount = 16
     static let refundIDsKeptInAccount = 16
 
-    /// The account's oldest orders beyond its share (by time, then id): they move apart.
+    /// The account's paid orders beyond its share, oldest first (by time, then id): they move
+    /// apart. A paid order's time never changes, so the account holds the latest 16 however its
+    /// inputs were batched; an order only a bonus grant has named yet (its time is the grant's
+    /// until it is paid) stays in the account.
     static func ordersToMoveApart(_ orders: [String: OrderRecord]) -> [OrderRecord] {
-        guard orders.count > ordersKeptInAccount else { return [] }
-        let oldestFirst = orders.values.sorted { ($0.time, $0.id) < ($1.time, $1.id) }
-        return Array(oldestFirst.prefix(orders.count - ordersKeptInAccount))
+        let paid = orders.values.filter(\.accepted)
+        guard paid.count > ordersKeptInAccount else { return [] }
+        let oldestFirst = paid.sorted { ($0.time, $0.id) < ($1.time, $1.id) }
+        return Array(oldestFirst.prefix(paid.count - ordersKeptInAccount))
     }
 
-    /// Refund ids beyond the account's share (the first by id: only their presence matters).
+    /// Refund ids beyond the account's share, the first by id (only their presence matters, and
+    /// an order by id alone keeps the account's share the same however inputs were batched).
     static func refundIDsToMoveApart(_ ids: Set<String>) -> [String] {
         guard ids.count > refundIDsKeptInAccount else { return [] }
         return Array(ids.sorted().prefix(ids.count - refundIDsKeptInAccount))

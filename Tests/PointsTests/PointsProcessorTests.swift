@@ -429,6 +429,43 @@ import Testing
                 "the rest of O1, as the moved record remembers it")
     }
 
+    @Test func whichOrdersAnAccountKeepsDoesNotDependOnBatching() throws {
+        // A bonus for Z comes before Z is paid, 16 orders later; then refunds, some of old orders.
+        func at(_ minute: Int) -> String { "2026-03-02T1\(minute / 60):\(String(format: "%02d", minute % 60)):00+08:00" }
+        let keys = try Harness().keys
+        var grant = try event("g", EventType.pointsGrant, "m", at(1), ["component": "tier-bonus", "points": 10, "orderId": "Z"])
+        grant.source = "loyalty/tiers"
+        var events = [try event("r", EventType.memberRegistered, "m", "2026-03-01T09:00:00+08:00"), keys.sign(grant)]
+        for number in 2...17 {
+            events.append(try event("o\(number)", EventType.orderPaid, "m", at(number), ["orderId": .string("O\(number)"), "paidMinor": 10_000]))
+        }
+        events.append(try event("z", EventType.orderPaid, "m", at(18), ["orderId": "Z", "paidMinor": 10_000]))
+        for number in 1...20 {
+            events.append(try event("f\(number)", EventType.orderRefunded, "m", at(20 + number),
+                                    ["orderId": .string("O\(number % 16 + 2)"), "refundId": .string("F\(number)"), "refundMinor": 100]))
+        }
+        let oneBatch = try Harness()
+        let published = try oneBatch.apply(events).map(\.event.id)
+        let eventByEvent = try Harness()
+        var publishedOneByOne: [String] = []
+        for event in events { publishedOneByOne += try eventByEvent.apply([event]).map(\.event.id) }
+        // Balance records follow the batches (one per member and batch); every other output is the same.
+        #expect(publishedOneByOne.filter { !$0.hasPrefix("balance/") } == published.filter { !$0.hasPrefix("balance/") })
+        func stored(_ harness: Harness) throws -> [[UInt8]] {
+            let accounts = try harness.applier.database.prepare("SELECT state, orders_apart, refunds_apart FROM accounts ORDER BY member")
+                .query { $0.blob(0) + [UInt8($0.int64(1)), UInt8($0.int64(2))] }
+            let orders = try harness.applier.database.prepare("SELECT order_id, state FROM account_orders ORDER BY member, order_id")
+                .query { Array($0.string(0).utf8) + $0.blob(1) }
+            let refunds = try harness.applier.database.prepare("SELECT refund_id FROM accepted_refunds ORDER BY member, refund_id")
+                .query { Array($0.string(0).utf8) }
+            return accounts + orders + refunds
+        }
+        #expect(try stored(oneBatch) == stored(eventByEvent))
+        let account = try PointsAccount.decode(try #require(try oneBatch.applier.database.prepare("SELECT state FROM accounts").queryOne { $0.blob(0) }))
+        #expect(account.orders.keys.sorted() == (["Z"] + (3...17).map { "O\($0)" }).sorted(), "the latest 16 paid orders, Z by its payment")
+        #expect(try oneBatch.count("SELECT COUNT(*) FROM accepted_refunds") == 4)
+    }
+
     @Test func theLedgerTableExplainsEveryBalance() throws {
         let harness = try Harness()
         try harness.apply([

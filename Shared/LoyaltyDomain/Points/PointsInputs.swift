@@ -233,7 +233,9 @@ public enum PointsInput: Sendable, Equatable {
         case .orderRefunded(let refund): (refund.orderID, refund.refundID)
         case .grant(let grant): grant.component.belongsToOrder ? grant.orderID.map { ($0, nil) } : nil
         case .reversal(let reversal): (reversal.orderID, nil)
-        default: nil
+        // Listed one by one: an input whose rule comes to read an order must be named above.
+        case .registered, .memberUpdated, .memberClosed, .checkedIn, .reviewPosted, .contentShared, .taskCompleted,
+             .referralReward, .redeem, .cashOffset, .transfer, .adjust, .openingBalance, .transferCredit, .transferReturned: nil
         }
     }
 
