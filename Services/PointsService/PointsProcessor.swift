@@ -337,26 +337,17 @@ public final class PointsProcessor: StreamProcessor {
         return cached
     }
 
-    /// How many paid orders, and accepted refund ids, an account keeps in its own state.
-    static let ordersKeptInAccount = 16
-    static let refundIDsKeptInAccount = 16
-
     /// The account's paid orders beyond its share, oldest first (by time, then id): they move
     /// apart. A paid order's time never changes, so the account holds the latest 16 however its
     /// inputs were batched; an order only a bonus grant has named yet (its time is the grant's
     /// until it is paid) stays in the account.
     static func ordersToMoveApart(_ orders: [String: OrderRecord]) -> [OrderRecord] {
-        let paid = orders.values.filter(\.accepted)
-        guard paid.count > ordersKeptInAccount else { return [] }
-        let oldestFirst = paid.sorted { ($0.time, $0.id) < ($1.time, $1.id) }
-        return Array(oldestFirst.prefix(paid.count - ordersKeptInAccount))
+        KeptApart.overflow(orders.values.filter(\.accepted)) { ($0.time, $0.id) < ($1.time, $1.id) }
     }
 
-    /// Refund ids beyond the account's share, the first by id (only their presence matters, and
-    /// an order by id alone keeps the account's share the same however inputs were batched).
+    /// Refund ids beyond the account's share, the first by id (only their presence matters).
     static func refundIDsToMoveApart(_ ids: Set<String>) -> [String] {
-        guard ids.count > refundIDsKeptInAccount else { return [] }
-        return Array(ids.sorted().prefix(ids.count - refundIDsKeptInAccount))
+        KeptApart.overflow(ids, by: <)
     }
 
     /// Puts the order an input names, and whether its refund id was accepted before, into the

@@ -32,6 +32,17 @@ public final class TiersProcessor: StreamProcessor {
             CREATE TABLE tier_history(member TEXT NOT NULL, time INTEGER NOT NULL, change TEXT NOT NULL, from_tier TEXT NOT NULL,
                                       to_tier TEXT NOT NULL, reason TEXT NOT NULL, event_id TEXT PRIMARY KEY) WITHOUT ROWID;
             CREATE INDEX tier_history_by_member ON tier_history(member, time);
+            """),
+         Migration(version: 102, name: "older orders apart from tier members", sql: """
+            -- A member's state keeps its latest 16 orders and 16 refund ids (the last by id); the
+            -- others live here, read only when an order or refund names them, so the state does
+            -- not grow with every order. The flags say whether the member has any here.
+            ALTER TABLE tier_members ADD COLUMN orders_apart INTEGER NOT NULL DEFAULT 0;
+            ALTER TABLE tier_members ADD COLUMN refunds_apart INTEGER NOT NULL DEFAULT 0;
+            CREATE TABLE tier_orders(member TEXT NOT NULL, order_id TEXT NOT NULL, time INTEGER NOT NULL, paid_minor INTEGER NOT NULL,
+                                     refunded_minor INTEGER NOT NULL, bonus INTEGER NOT NULL, bonus_reversed INTEGER NOT NULL,
+                                     PRIMARY KEY(member, order_id)) WITHOUT ROWID;
+            CREATE TABLE tier_refund_ids(member TEXT NOT NULL, refund_id TEXT NOT NULL, PRIMARY KEY(member, refund_id)) WITHOUT ROWID;
             """)]
     }
 
@@ -39,7 +50,22 @@ public final class TiersProcessor: StreamProcessor {
     static let source = "loyalty/tiers"
     static let monthEnd = "month-end"
 
-    private var members: [String: (member: TierMember, changed: Bool, time: EventTime)] = [:]
+    /// Members read or changed in the current batch, written back in `finish`.
+    private var members: [String: CachedMember] = [:]
+
+    struct CachedMember {
+        var member: TierMember
+        var changed = false
+        var time: EventTime
+        /// Whether some of the member's orders, or refund ids, are kept apart (`tier_orders`,
+        /// `tier_refund_ids`), what was looked up there this batch, and the orders as found.
+        var ordersApart = false
+        var refundIDsApart = false
+        var ordersLookedUp: Set<String> = []
+        var refundIDsLookedUp: Set<String> = []
+        var ordersFoundApart: [String: TierOrder] = [:]
+        var refundIDsFoundApart: Set<String> = []
+    }
 
     public init(program: Program) {
         rules = TierRules(program: program)
@@ -98,7 +124,10 @@ public final class TiersProcessor: StreamProcessor {
     }
 
     public func apply(_ input: Decoded<TierInput>, in batch: Batch) throws {
-        var member = try load(input.member, batch.database, since: input.time)
+        guard input.body.orderReference != nil else { return }
+        var cached = try load(input.member, batch.database, since: input.time)
+        try loadOrder(named: input.body, into: &cached, batch.database)
+        var member = cached.member
         let wasAbove = member.level > 0
         let decision: TierDecision
         switch input.body {
@@ -126,26 +155,61 @@ public final class TiersProcessor: StreamProcessor {
         if !wasAbove && member.level > 0 { try scheduleMonthEnd(after: input.time, member: input.member, batch) }
         // Counted per change, not per batch: the version is the same however the inputs were batched.
         member.statusVersion += 1
-        members[input.member] = (member, true, input.time)
+        cached.member = member
+        cached.changed = true
+        cached.time = input.time
+        members[input.member] = cached
     }
 
     public func fire(_ timer: DueTimer, in batch: Batch) throws {
         guard timer.kind == Self.monthEnd else { return }
-        var member = try load(timer.member, batch.database, since: timer.due)
+        var cached = try load(timer.member, batch.database, since: timer.due)
+        var member = cached.member
         let decision = rules.monthEnd(at: timer.due, member: &member)
         try publish(decision.changes, of: member, cause: "month-end/\(timer.due.millis)", batch)
         if member.level > 0 { try scheduleMonthEnd(after: timer.due, member: timer.member, batch) }
         member.statusVersion += 1
-        members[timer.member] = (member, true, timer.due)
+        cached.member = member
+        cached.changed = true
+        cached.time = timer.due
+        members[timer.member] = cached
     }
 
     public func finish(_ batch: Batch) throws {
         let save = try batch.database.prepare(
-            "INSERT INTO tier_members(member, level, state) VALUES(?, ?, ?) ON CONFLICT(member) DO UPDATE SET level = excluded.level, state = excluded.state")
+            "INSERT INTO tier_members(member, level, state, orders_apart, refunds_apart) VALUES(?, ?, ?, ?, ?) ON CONFLICT(member) DO UPDATE SET "
+                + "level = excluded.level, state = excluded.state, orders_apart = excluded.orders_apart, refunds_apart = excluded.refunds_apart")
+        let saveOrder = try batch.database.prepare(
+            "INSERT INTO tier_orders(member, order_id, time, paid_minor, refunded_minor, bonus, bonus_reversed) VALUES(?, ?, ?, ?, ?, ?, ?) "
+                + "ON CONFLICT(member, order_id) DO UPDATE SET refunded_minor = excluded.refunded_minor, bonus_reversed = excluded.bonus_reversed")
+        let saveRefundID = try batch.database.prepare("INSERT OR IGNORE INTO tier_refund_ids(member, refund_id) VALUES(?, ?)")
         for (id, entry) in members.sorted(by: { $0.key < $1.key }) where entry.changed {
             let member = entry.member
+            // Orders read from apart stay there; the state's own beyond its share move there.
+            var state = member
+            var ordersApart = entry.ordersApart
+            var refundIDsApart = entry.refundIDsApart
+            func moveApart(_ orderID: String, _ order: TierOrder) throws {
+                try saveOrder.run(.text(id), .text(orderID), .integer(order.time.millis), .integer(order.paidMinor),
+                                  .integer(order.refundedMinor), .integer(order.bonus), .integer(order.bonusReversed))
+            }
+            for (orderID, found) in entry.ordersFoundApart.sorted(by: { $0.key < $1.key }) {
+                if let order = state.orders.removeValue(forKey: orderID), order != found { try moveApart(orderID, order) }
+            }
+            for (orderID, order) in KeptApart.overflow(state.orders, by: { ($0.value.time, $0.key) < ($1.value.time, $1.key) }) {
+                try moveApart(orderID, order)
+                state.orders[orderID] = nil
+                ordersApart = true
+            }
+            state.refundIDs.subtract(entry.refundIDsFoundApart)
+            for refundID in KeptApart.overflow(state.refundIDs, by: <) {
+                try saveRefundID.run(.text(id), .text(refundID))
+                state.refundIDs.remove(refundID)
+                refundIDsApart = true
+            }
             let levels = rules.program.tiers.levels
-            try save.run(.text(id), .text(levels[member.level].id), .blob(member.encoded(levels: levels)))
+            try save.run(.text(id), .text(levels[member.level].id), .blob(state.encoded(levels: levels)),
+                         .integer(ordersApart ? 1 : 0), .integer(refundIDsApart ? 1 : 0))
             let status = CloudEvent.encode(
                 id: "tier-status/\(id)/\(member.statusVersion)", source: Self.source, type: "tier.status", time: entry.time, subject: id,
                 data: { rules.writeStatus(of: member, at: entry.time, to: &$0) })
@@ -156,10 +220,37 @@ public final class TiersProcessor: StreamProcessor {
 
     public func abandon() { members.removeAll() }
 
-    private func load(_ id: String, _ database: Database, since: EventTime) throws -> TierMember {
-        if let cached = members[id] { return cached.member }
-        let stored = try database.prepare("SELECT state FROM tier_members WHERE member = ?").queryOne(.text(id)) { $0.blob(0) }
-        return try stored.map { try TierMember.decode($0, levels: rules.program.tiers.levels) } ?? TierMember(member: id, since: since)
+    private func load(_ id: String, _ database: Database, since: EventTime) throws -> CachedMember {
+        if let cached = members[id] { return cached }
+        let row = try database.prepare("SELECT state, orders_apart, refunds_apart FROM tier_members WHERE member = ?")
+            .queryOne(.text(id)) { ($0.blob(0), $0.int64(1) != 0, $0.int64(2) != 0) }
+        let member = try row.map { try TierMember.decode($0.0, levels: rules.program.tiers.levels) } ?? TierMember(member: id, since: since)
+        return CachedMember(member: member, time: since, ordersApart: row?.1 ?? false, refundIDsApart: row?.2 ?? false)
+    }
+
+    /// Puts the order an input names, and whether its refund id was accepted before, into the
+    /// cached member from where they are kept apart (once a batch), as the rules expect to find
+    /// them in the member's state.
+    private func loadOrder(named input: TierInput, into cached: inout CachedMember, _ database: Database) throws {
+        guard let reference = input.orderReference else { return }
+        let id = cached.member.member
+        if cached.ordersApart, cached.member.orders[reference.orderID] == nil, cached.ordersLookedUp.insert(reference.orderID).inserted,
+           let order = try database.prepare(
+               "SELECT time, paid_minor, refunded_minor, bonus, bonus_reversed FROM tier_orders WHERE member = ? AND order_id = ?"
+           ).queryOne(.text(id), .text(reference.orderID), row: {
+               TierOrder(time: EventTime(millis: $0.int64(0)), paidMinor: $0.int64(1), refundedMinor: $0.int64(2), bonus: $0.int64(3),
+                         bonusReversed: $0.int64(4))
+           }) {
+            cached.member.orders[reference.orderID] = order
+            cached.ordersFoundApart[reference.orderID] = order
+        }
+        if cached.refundIDsApart, let refundID = reference.refundID, !cached.member.refundIDs.contains(refundID),
+           cached.refundIDsLookedUp.insert(refundID).inserted,
+           try database.prepare("SELECT 1 FROM tier_refund_ids WHERE member = ? AND refund_id = ?")
+               .queryOne(.text(id), .text(refundID), row: { $0.int64(0) }) != nil {
+            cached.member.refundIDs.insert(refundID)
+            cached.refundIDsFoundApart.insert(refundID)
+        }
     }
 
     private func publish(_ changes: [TierChange], of member: TierMember, cause: String, _ batch: Batch) throws {
@@ -188,4 +279,13 @@ public enum TierInput: Sendable {
     case refunded(OrderRefunded)
     /// A record of the shop's other topics, read for its time only.
     case clock
+
+    /// The order the tier rules read for this input, with the refund id they check.
+    var orderReference: (orderID: String, refundID: String?)? {
+        switch self {
+        case .paid(let order): (order.orderID, nil)
+        case .refunded(let refund): (refund.orderID, refund.refundID)
+        case .clock: nil
+        }
+    }
 }

@@ -90,6 +90,53 @@ import Testing
         #expect(reversal.data["refundId"]?.stringValue == "R-1")
     }
 
+    @Test func aMemberKeepsItsLatestOrdersAndFindsOlderOnesApartWhateverTheBatching() throws {
+        func at(_ minute: Int) -> String { "2026-03-02T1\(minute / 60):\(String(format: "%02d", minute % 60)):00+08:00" }
+        func refund(_ id: String, of order: String, _ minor: Int64, _ minute: Int) -> CloudEvent {
+            CloudEvent(id: "e-\(id)-\(minute)", source: "shop", type: EventType.orderRefunded, time: try! EventTime.parse(at(minute)),
+                       subject: "m", data: .object(["orderId": .string(order), "refundId": .string(id), "refundMinor": .int(minor)]))
+        }
+        // Gold from the first order on, so every later order earns a bonus of 500.
+        var events = [try paid("o1", "m", 600_000, at(0))]
+        for number in 2...30 { events.append(try paid("o\(number)", "m", 100_000, at(number))) }
+        events.append(refund("R-1", of: "O-o2", 50_000, 40))  // an order kept apart: half its bonus back
+        events.append(refund("R-1", of: "O-o3", 50_000, 41))  // a repeated refund id: nothing
+        events.append(try paid("o3", "m", 100_000, at(42)))   // a repeated order: nothing
+        for number in 1...20 { events.append(refund("F\(number)", of: "O-o\(number + 3)", 1_000, 50 + number)) }
+        events.append(refund("F1", of: "O-o30", 1_000, 80))  // a refund id kept apart: nothing
+
+        let oneBatch = try Harness()
+        let published = try oneBatch.apply(events)
+        let eventByEvent = try Harness()
+        var publishedOneByOne: [(topic: String, event: CloudEvent)] = []
+        for event in events { publishedOneByOne += try eventByEvent.apply([event]) }
+        // Status records follow the batches (one per member and batch); every other output is the same.
+        func withoutStatus(_ outputs: [(topic: String, event: CloudEvent)]) -> [String] {
+            outputs.filter { $0.topic != Topics.tierStatus.name }.map { "\($0.event.id) \($0.event.data["points"]?.int64Value ?? 0)" }
+        }
+        #expect(withoutStatus(publishedOneByOne) == withoutStatus(published))
+        let reversals = published.filter { $0.event.type == EventType.pointsReverse }
+        #expect(reversals.count == 21, "R-1 once and F1…F20; the repeats reverse nothing")
+        #expect(reversals.first?.event.data["points"]?.int64Value == 250 && reversals.first?.event.data["orderId"]?.stringValue == "O-o2")
+        #expect(published.filter { $0.event.type == EventType.pointsGrant }.count == 29, "o2…o30, not the repeated o3")
+
+        func stored(_ harness: Harness) throws -> [String] {
+            let database = harness.applier.database
+            return try database.prepare("SELECT member, state, orders_apart, refunds_apart FROM tier_members").query {
+                "\($0.string(0)) \(String(decoding: $0.blob(1), as: UTF8.self)) \($0.int64(2)) \($0.int64(3))"
+            } + database.prepare("SELECT order_id, time, paid_minor, refunded_minor, bonus, bonus_reversed FROM tier_orders ORDER BY order_id").query {
+                "\($0.string(0)) \($0.int64(1)) \($0.int64(2)) \($0.int64(3)) \($0.int64(4)) \($0.int64(5))"
+            } + database.prepare("SELECT refund_id FROM tier_refund_ids ORDER BY refund_id").query { $0.string(0) }
+        }
+        #expect(try stored(oneBatch) == stored(eventByEvent))
+        let state = try #require(try oneBatch.applier.database.prepare("SELECT state FROM tier_members").queryOne { $0.blob(0) })
+        let member = try TierMember.decode(state, levels: try Program.load(json: ReferenceProgram.bytes()).tiers.levels)
+        #expect(member.orders.keys.sorted() == (15...30).map { "O-o\($0)" }.sorted())
+        #expect(member.refundIDs.count == 16)
+        #expect(try oneBatch.applier.database.prepare("SELECT COUNT(*) FROM tier_orders").queryOne { $0.int64(0) } == 14)
+        #expect(try oneBatch.applier.database.prepare("SELECT COUNT(*) FROM tier_refund_ids").queryOne { $0.int64(0) } == 5)
+    }
+
     @Test func monthEndsFireOnStreamTime() throws {
         let harness = try Harness()
         try harness.apply([try paid("o1", "m", 600_000, "2026-01-20T10:00:00+08:00")])

@@ -18,6 +18,7 @@ extension TierMember {
         for (id, order) in orders.sorted(by: { $0.key < $1.key }) {
             w.beginArray()
             w.string(id); w.int(order.paidMinor); w.int(order.refundedMinor); w.int(order.bonus); w.int(order.bonusReversed)
+            w.int(order.time.millis)
             w.endArray()
         }
         w.endArray()
@@ -55,11 +56,13 @@ extension TierMember {
         member.refunds = try read(root["refunds"])
         member.ordersByMonth = try PeriodCounts.read(root["orders"])
         for raw in try root.array("known") {
-            guard let f = raw.arrayValue, f.count == 5, let id = f[0].stringValue,
-                  let paid = f[1].int64Value, let refunded = f[2].int64Value, let bonus = f[3].int64Value, let reversed = f[4].int64Value else {
-                throw JSONFieldError(path: "tier member.known", problem: "expected [id, paid, refunded, bonus, reversed]")
+            // Earlier builds stored no time: such an order reads as paid at 0, the oldest.
+            guard let f = raw.arrayValue, f.count == 5 || f.count == 6, let id = f[0].stringValue,
+                  let paid = f[1].int64Value, let refunded = f[2].int64Value, let bonus = f[3].int64Value, let reversed = f[4].int64Value,
+                  let time = f.count == 6 ? f[5].int64Value : 0 else {
+                throw JSONFieldError(path: "tier member.known", problem: "expected [id, paid, refunded, bonus, reversed, time]")
             }
-            member.orders[id] = TierOrder(paidMinor: paid, refundedMinor: refunded, bonus: bonus, bonusReversed: reversed)
+            member.orders[id] = TierOrder(time: EventTime(millis: time), paidMinor: paid, refundedMinor: refunded, bonus: bonus, bonusReversed: reversed)
         }
         member.refundIDs = Set(try root.array("refundIds").compactMap(\.stringValue))
         return member

@@ -6,11 +6,21 @@ public struct TimedAmount: Sendable, Equatable {
 
 /// What the tiers service knows of an order.
 public struct TierOrder: Sendable, Equatable {
+    /// When it was paid (0 for an order an earlier build stored without its time).
+    public var time: EventTime
     public var paidMinor: Int64
     public var refundedMinor: Int64 = 0
     /// The tier bonus granted for the order, and how much of it has been reversed.
     public var bonus: Int64
     public var bonusReversed: Int64 = 0
+
+    public init(time: EventTime, paidMinor: Int64, refundedMinor: Int64 = 0, bonus: Int64, bonusReversed: Int64 = 0) {
+        self.time = time
+        self.paidMinor = paidMinor
+        self.refundedMinor = refundedMinor
+        self.bonus = bonus
+        self.bonusReversed = bonusReversed
+    }
 }
 
 /// Everything the tier rules know of one member.
@@ -107,7 +117,7 @@ public struct TierRules: Sendable {
         let multiplier = policy.levels[member.level].multiplierTenths
         let base = points.basePoints(order)
         let bonus = base * (multiplier - 10) / 10
-        member.orders[order.orderID] = TierOrder(paidMinor: order.paidMinor, bonus: bonus)
+        member.orders[order.orderID] = TierOrder(time: time, paidMinor: order.paidMinor, bonus: bonus)
         if bonus > 0 { decision.grants.append(TierBonusCommand(orderID: order.orderID, points: bonus)) }
         member.payments.append(TimedAmount(time: time, amountMinor: order.paidMinor))
         member.ordersByMonth.add(in: program.calendar.localDate(of: time).monthIndex)
