@@ -43,6 +43,22 @@ public final class CampaignsProcessor: StreamProcessor {
 
     /// Members and results read or changed in the current batch, written back in `finish`.
     private var members: [String: (member: CampaignMember, changed: Bool)] = [:]
+    /// Of each member read this batch: whether some of its orders or refund ids are kept apart
+    /// (`campaign_orders`, `campaign_refund_ids`), what was looked up there, and what was found.
+    private var apart: [String: OrdersApart] = [:]
+
+    struct OrdersApart {
+        struct Order: Equatable {
+            var tier: TierOrder
+            var bonus: BonusOrder?
+        }
+        var orders = false
+        var refundIDs = false
+        var ordersLookedUp: Set<String> = []
+        var refundIDsLookedUp: Set<String> = []
+        var ordersFound: [String: Order] = [:]
+        var refundIDsFound: Set<String> = []
+    }
     /// Every campaign's results, read once per batch (the budgets are checked against them).
     private var totals: [String: CampaignResults] = [:]
     private var totalsLoaded = false
@@ -233,6 +249,7 @@ public final class CampaignsProcessor: StreamProcessor {
             // for it, like the points service's, and are then applied in event-time order.
             guard let registeredAt = member.registeredAt else { return try park(input, batch) }
             if let rejection = tooEarly(input, registeredAt: registeredAt) { return try batch.deadLetter(input.body.record, reason: rejection) }
+            try loadOrder(named: input.body.input, into: &member, batch.database)
             decision = decide(input.body.input, at: input.time, member: &member, campaigns: campaigns)
         }
         try record(decision, member: member, cause: input.eventID, time: input.time, batch)
@@ -299,6 +316,7 @@ public final class CampaignsProcessor: StreamProcessor {
                 continue
             }
             try loadTotalsIfNeeded(batch.database)
+            try loadOrder(named: input.body.input, into: &state, batch.database)
             let decision = decide(input.body.input, at: input.time, member: &state, campaigns: registry.inEffect(at: input.time))
             try record(decision, member: state, cause: input.eventID, time: input.time, batch)
         }
@@ -373,11 +391,47 @@ public final class CampaignsProcessor: StreamProcessor {
     public func finish(_ batch: Batch) throws {
         let database = batch.database
         let save = try database.prepare(
-            "INSERT INTO campaign_members(member, state, tier) VALUES(?, ?, ?) "
-                + "ON CONFLICT(member) DO UPDATE SET state = excluded.state, tier = excluded.tier")
+            "INSERT INTO campaign_members(member, state, tier, orders_apart, refunds_apart) VALUES(?, ?, ?, ?, ?) "
+                + "ON CONFLICT(member) DO UPDATE SET state = excluded.state, tier = excluded.tier, "
+                + "orders_apart = excluded.orders_apart, refunds_apart = excluded.refunds_apart")
+        let saveOrder = try database.prepare(
+            "INSERT INTO campaign_orders(member, order_id, time, paid_minor, refunded_minor, tier_bonus, tier_bonus_reversed, "
+                + "bonus_campaign, bonus_paid_minor, bonus, bonus_reversed) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                + "ON CONFLICT(member, order_id) DO UPDATE SET refunded_minor = excluded.refunded_minor, "
+                + "tier_bonus_reversed = excluded.tier_bonus_reversed, bonus_reversed = excluded.bonus_reversed")
+        let saveRefundID = try database.prepare("INSERT OR IGNORE INTO campaign_refund_ids(member, refund_id) VALUES(?, ?)")
         let levels = rules.program.tiers.levels
         for (id, entry) in members.sorted(by: { $0.key < $1.key }) where entry.changed {
-            try save.run(.text(id), .blob(entry.member.encoded()), .blob(entry.member.tier.encoded(levels: levels)))
+            // Orders read from apart stay there; the state's own beyond its share move there.
+            var state = entry.member
+            let found = apart[id] ?? OrdersApart()
+            var ordersApart = found.orders
+            var refundIDsApart = found.refundIDs
+            func moveApart(_ orderID: String, _ order: OrdersApart.Order) throws {
+                try saveOrder.run(
+                    .text(id), .text(orderID), .integer(order.tier.time.millis), .integer(order.tier.paidMinor), .integer(order.tier.refundedMinor),
+                    .integer(order.tier.bonus), .integer(order.tier.bonusReversed), order.bonus.map { .text($0.campaign) } ?? .null,
+                    order.bonus.map { .integer($0.paidMinor) } ?? .null, order.bonus.map { .integer($0.bonus) } ?? .null,
+                    order.bonus.map { .integer($0.reversed) } ?? .null)
+            }
+            for (orderID, before) in found.ordersFound.sorted(by: { $0.key < $1.key }) {
+                guard let tierOrder = state.tier.orders.removeValue(forKey: orderID) else { continue }
+                let order = OrdersApart.Order(tier: tierOrder, bonus: state.bonusOrders.removeValue(forKey: orderID))
+                if order != before { try moveApart(orderID, order) }
+            }
+            for (orderID, tierOrder) in KeptApart.overflow(state.tier.orders, by: { ($0.value.time, $0.key) < ($1.value.time, $1.key) }) {
+                try moveApart(orderID, OrdersApart.Order(tier: tierOrder, bonus: state.bonusOrders.removeValue(forKey: orderID)))
+                state.tier.orders[orderID] = nil
+                ordersApart = true
+            }
+            state.tier.refundIDs.subtract(found.refundIDsFound)
+            for refundID in KeptApart.overflow(state.tier.refundIDs, by: <) {
+                try saveRefundID.run(.text(id), .text(refundID))
+                state.tier.refundIDs.remove(refundID)
+                refundIDsApart = true
+            }
+            try save.run(.text(id), .blob(state.encoded()), .blob(state.tier.encoded(levels: levels)),
+                         .integer(ordersApart ? 1 : 0), .integer(refundIDsApart ? 1 : 0))
         }
         if !touched.isEmpty {
             let saveResults = try database.prepare(
@@ -405,6 +459,7 @@ public final class CampaignsProcessor: StreamProcessor {
 
     private func forgetBatch() {
         members.removeAll(keepingCapacity: true)
+        apart.removeAll(keepingCapacity: true)
         totals = [:]
         totalsLoaded = false
         touched.removeAll()
@@ -490,11 +545,49 @@ public final class CampaignsProcessor: StreamProcessor {
 
     private func load(_ id: String, _ database: Database, since: EventTime) throws -> CampaignMember {
         if let cached = members[id] { return cached.member }
-        let stored = try database.prepare("SELECT state, tier FROM campaign_members WHERE member = ?")
-            .queryOne(.text(id)) { ($0.blob(0), $0.blob(1)) }
-        guard let (state, tier) = stored else { return CampaignMember(member: id, since: since) }
+        let stored = try database.prepare("SELECT state, tier, orders_apart, refunds_apart FROM campaign_members WHERE member = ?")
+            .queryOne(.text(id)) { ($0.blob(0), $0.blob(1), $0.int64(2) != 0, $0.int64(3) != 0) }
+        guard let (state, tier, ordersApart, refundIDsApart) = stored else { return CampaignMember(member: id, since: since) }
+        if apart[id] == nil { apart[id] = OrdersApart(orders: ordersApart, refundIDs: refundIDsApart) }
         let levels = rules.program.tiers.levels
         return try CampaignMember.decode(state, tier: try TierMember.decode(tier, levels: levels))
+    }
+
+    /// Puts the order an input names (its tier record and campaign bonus), and whether its
+    /// refund id was accepted before, into the member from where they are kept apart (once a
+    /// batch), as the rules expect to find them in the member's state. Called only right before
+    /// the member's decision is recorded, so what was looked up is kept with the member.
+    private func loadOrder(named input: CampaignInput, into member: inout CampaignMember, _ database: Database) throws {
+        let reference: (orderID: String, refundID: String?)
+        switch input {
+        case .paid(let order): reference = (order.orderID, nil)
+        case .refunded(let refund): reference = (refund.orderID, refund.refundID)
+        case .registered, .refusedRegistration, .updated, .closed, .checkedIn, .referred, .ignored: return
+        }
+        let id = member.member
+        guard var state = apart[id] else { return }
+        if state.orders, member.tier.orders[reference.orderID] == nil, state.ordersLookedUp.insert(reference.orderID).inserted,
+           let order = try database.prepare(
+               "SELECT time, paid_minor, refunded_minor, tier_bonus, tier_bonus_reversed, bonus_campaign, bonus_paid_minor, bonus, bonus_reversed "
+                   + "FROM campaign_orders WHERE member = ? AND order_id = ?"
+           ).queryOne(.text(id), .text(reference.orderID), row: { row in
+               OrdersApart.Order(
+                   tier: TierOrder(time: EventTime(millis: row.int64(0)), paidMinor: row.int64(1), refundedMinor: row.int64(2),
+                                   bonus: row.int64(3), bonusReversed: row.int64(4)),
+                   bonus: row.isNull(5) ? nil : BonusOrder(campaign: row.string(5), paidMinor: row.int64(6), bonus: row.int64(7), reversed: row.int64(8)))
+           }) {
+            member.tier.orders[reference.orderID] = order.tier
+            if let bonus = order.bonus { member.bonusOrders[reference.orderID] = bonus }
+            state.ordersFound[reference.orderID] = order
+        }
+        if state.refundIDs, let refundID = reference.refundID, !member.tier.refundIDs.contains(refundID),
+           state.refundIDsLookedUp.insert(refundID).inserted,
+           try database.prepare("SELECT 1 FROM campaign_refund_ids WHERE member = ? AND refund_id = ?")
+               .queryOne(.text(id), .text(refundID), row: { $0.int64(0) }) != nil {
+            member.tier.refundIDs.insert(refundID)
+            state.refundIDsFound.insert(refundID)
+        }
+        apart[id] = state
     }
 
     private func loadTotalsIfNeeded(_ database: Database) throws {

@@ -13,5 +13,19 @@ public enum CampaignsSchema {
             -- Running results per campaign; the budget is checked against pointsGranted.
             CREATE TABLE campaign_results(campaign TEXT PRIMARY KEY, results BLOB NOT NULL) WITHOUT ROWID;
             """),
+        Migration(version: 101, name: "older orders apart from campaign members", sql: """
+            -- A member's state keeps its latest 16 orders (its tier's record of each, with the
+            -- order's campaign bonus if it earned one) and 16 refund ids (the last by id); the others
+            -- live here, read only when an order or refund names them. The flags say whether the
+            -- member has any here.
+            ALTER TABLE campaign_members ADD COLUMN orders_apart INTEGER NOT NULL DEFAULT 0;
+            ALTER TABLE campaign_members ADD COLUMN refunds_apart INTEGER NOT NULL DEFAULT 0;
+            CREATE TABLE campaign_orders(
+                member TEXT NOT NULL, order_id TEXT NOT NULL, time INTEGER NOT NULL, paid_minor INTEGER NOT NULL,
+                refunded_minor INTEGER NOT NULL, tier_bonus INTEGER NOT NULL, tier_bonus_reversed INTEGER NOT NULL,
+                bonus_campaign TEXT, bonus_paid_minor INTEGER, bonus INTEGER, bonus_reversed INTEGER,
+                PRIMARY KEY(member, order_id)) WITHOUT ROWID;
+            CREATE TABLE campaign_refund_ids(member TEXT NOT NULL, refund_id TEXT NOT NULL, PRIMARY KEY(member, refund_id)) WITHOUT ROWID;
+            """),
     ]
 }

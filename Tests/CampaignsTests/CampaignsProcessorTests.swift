@@ -129,6 +129,51 @@ import Testing
         #expect(results.data["pointsGranted"]?.int64Value == 123 && results.data["membersReached"]?.int64Value == 1)
     }
 
+    @Test func aMemberKeepsItsLatestOrdersAndFindsOlderOnesApartWhateverTheBatching() throws {
+        func at(_ minute: Int) -> String { "2026-03-18T1\(minute / 60):\(String(format: "%02d", minute % 60)):00+08:00" }
+        func refund(_ id: String, of order: String, _ minor: Int64, _ minute: Int) throws -> (CloudEvent, String) {
+            (try Self.event("e-\(id)-\(minute)", EventType.orderRefunded, "m", at(minute),
+                            ["orderId": .string(order), "refundId": .string(id), "refundMinor": .int(minor)]), Topics.orders.name)
+        }
+        // Thirty orders on member day, each with a campaign bonus; then refunds, some of orders kept apart.
+        var events = [try Self.registered("m", "2026-01-01T10:00:00+08:00"), try Self.paid("o0", "m", 100, "2026-01-02T10:00:00+08:00")]
+        for number in 1...30 { events.append(try Self.paid("o\(number)", "m", 12_000, at(number))) }
+        events.append(try refund("R-1", of: "O-o1", 6_000, 40))  // an order kept apart: half its bonus back
+        events.append(try refund("R-1", of: "O-o2", 6_000, 41))  // a repeated refund id: nothing
+        events.append(try Self.paid("o2", "m", 12_000, at(42)))  // a repeated order: nothing
+        for number in 1...20 { events.append(try refund("F\(number)", of: "O-o\(number + 3)", 1_200, 50 + number)) }
+        events.append(try refund("F1", of: "O-o30", 1_200, 80))  // a refund id kept apart: nothing
+
+        let oneBatch = try Harness()
+        let published = try oneBatch.apply(events)
+        let eventByEvent = try Harness()
+        var publishedOneByOne: [(topic: String, event: CloudEvent)] = []
+        for event in events { publishedOneByOne += try eventByEvent.apply([event]) }
+        // Results records follow the batches (one per campaign and batch); every other output is the same.
+        func withoutResults(_ outputs: [(topic: String, event: CloudEvent)]) -> [String] {
+            outputs.filter { $0.topic != Topics.campaignResults.name }.map { "\($0.event.id) \($0.event.data["points"]?.int64Value ?? 0)" }
+        }
+        #expect(withoutResults(publishedOneByOne) == withoutResults(published))
+        let reversals = published.filter { $0.event.type == EventType.pointsReverse }
+        #expect(reversals.count == 21, "R-1 once and F1…F20; the repeats reverse nothing")
+        #expect(reversals.first?.event.data["points"]?.int64Value == 60 && reversals.first?.event.data["orderId"]?.stringValue == "O-o1")
+        #expect(grants(published).filter { $0.campaign == "member-day" }.count == 30, "o1…o30, not the repeated o2")
+
+        func stored(_ harness: Harness) throws -> [String] {
+            let database = harness.applier.database
+            return try database.prepare("SELECT member, state, tier, orders_apart, refunds_apart FROM campaign_members").query {
+                "\($0.string(0)) \(String(decoding: $0.blob(1), as: UTF8.self)) \(String(decoding: $0.blob(2), as: UTF8.self)) \($0.int64(3)) \($0.int64(4))"
+            } + database.prepare("SELECT * FROM campaign_orders ORDER BY member, order_id").query { row in
+                (0..<11).map { row.isNull($0) ? "-" : row.string($0) }.joined(separator: " ")
+            } + database.prepare("SELECT refund_id FROM campaign_refund_ids ORDER BY refund_id").query { $0.string(0) }
+        }
+        #expect(try stored(oneBatch) == stored(eventByEvent))
+        let count = { (sql: String) in try oneBatch.applier.database.prepare(sql).queryOne { $0.int64(0) } }
+        #expect(try count("SELECT COUNT(*) FROM campaign_orders") == 15, "o0…o14 apart, o15…o30 kept")
+        #expect(try count("SELECT COUNT(*) FROM campaign_orders WHERE bonus_campaign = 'member-day'") == 14)
+        #expect(try count("SELECT COUNT(*) FROM campaign_refund_ids") == 5)
+    }
+
     @Test func aChangedDefinitionAppliesFromItsTimeOnAndABadOneIsDeadLettered() throws {
         let h = try Harness()
         try h.apply([try Self.registered("m", "2026-01-01T10:00:00+08:00"), try Self.paid("o0", "m", 100, "2026-01-02T10:00:00+08:00")])

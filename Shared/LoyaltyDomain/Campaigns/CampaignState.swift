@@ -49,6 +49,13 @@ public struct BonusOrder: Sendable, Equatable {
     public var paidMinor: Int64
     public var bonus: Int64
     public var reversed: Int64 = 0
+
+    public init(campaign: String, paidMinor: Int64, bonus: Int64, reversed: Int64 = 0) {
+        self.campaign = campaign
+        self.paidMinor = paidMinor
+        self.bonus = bonus
+        self.reversed = reversed
+    }
 }
 
 /// A member's tally with one campaign, for the per-member cap and distinct counts.
