@@ -137,6 +137,43 @@ import Testing
         #expect(try oneBatch.applier.database.prepare("SELECT COUNT(*) FROM tier_refund_ids").queryOne { $0.int64(0) } == 5)
     }
 
+    @Test func aMemberStoredByAnEarlierBuildKeepsItsOrdersAndMovesTheOldestApart() throws {
+        // An earlier build stored every order in the member's state as [id, paid, refunded, bonus,
+        // reversed], without its time, and had no tables apart.
+        let harness = try Harness()
+        var events = [try paid("o1", "m", 600_000, "2026-03-01T10:00:00+08:00")]
+        for number in 2...20 { events.append(try paid("o\(number)", "m", 100_000, "2026-03-02T10:\(String(format: "%02d", number)):00+08:00")) }
+        try harness.apply(events)
+        let database = harness.applier.database
+        let levels = try Program.load(json: ReferenceProgram.bytes()).tiers.levels
+        var member = try TierMember.decode(try #require(try database.prepare("SELECT state FROM tier_members").queryOne { $0.blob(0) }), levels: levels)
+        for (id, time, paidMinor, refunded, bonus, reversed) in try database.prepare(
+            "SELECT order_id, time, paid_minor, refunded_minor, bonus, bonus_reversed FROM tier_orders").query(row: {
+                ($0.string(0), $0.int64(1), $0.int64(2), $0.int64(3), $0.int64(4), $0.int64(5)) }) {
+            member.orders[id] = TierOrder(time: EventTime(millis: time), paidMinor: paidMinor, refundedMinor: refunded, bonus: bonus, bonusReversed: reversed)
+        }
+        #expect(member.orders.count == 20)
+        let timeless = try NSRegularExpression(pattern: #",-?[0-9]+\]"#)
+        var legacy = String(decoding: member.encoded(levels: levels), as: UTF8.self)
+        let known = try #require(legacy.range(of: #""known":\[.*?\]\]"#, options: .regularExpression))
+        let knownText = String(legacy[known])
+        legacy.replaceSubrange(known, with: timeless.stringByReplacingMatches(
+            in: knownText, range: NSRange(knownText.startIndex..., in: knownText), withTemplate: "]"))
+        #expect(legacy.contains(#"["O-o1",600000,0,0,0]"#), "five fields, as an earlier build wrote them")
+        try database.execute("DELETE FROM tier_orders")
+        try database.prepare("UPDATE tier_members SET state = ?, orders_apart = 0 WHERE member = 'm'").run(.blob(Array(legacy.utf8)))
+
+        // Its orders are all found in its state: a repeat earns nothing, a refund reverses its bonus.
+        let refund = CloudEvent(id: "f1", source: "shop", type: EventType.orderRefunded, time: try EventTime.parse("2026-03-03T10:00:00+08:00"),
+                                subject: "m", data: .object(["orderId": "O-o2", "refundId": "R-1", "refundMinor": 50_000]))
+        let outputs = try harness.apply([try paid("o3", "m", 100_000, "2026-03-03T09:00:00+08:00"), refund])
+        #expect(!outputs.contains { $0.event.type == EventType.pointsGrant })
+        #expect(outputs.first { $0.event.type == EventType.pointsReverse }?.event.data["points"]?.int64Value == 250)
+        // Read as paid at time 0, the oldest, four of them (by id) move apart; the state keeps 16.
+        #expect(try database.prepare("SELECT COUNT(*) FROM tier_orders WHERE time = 0").queryOne { $0.int64(0) } == 4)
+        #expect(try database.prepare("SELECT orders_apart FROM tier_members").queryOne { $0.int64(0) } == 1)
+    }
+
     @Test func monthEndsFireOnStreamTime() throws {
         let harness = try Harness()
         try harness.apply([try paid("o1", "m", 600_000, "2026-01-20T10:00:00+08:00")])
