@@ -43,21 +43,14 @@ public final class CampaignsProcessor: StreamProcessor {
 
     /// Members and results read or changed in the current batch, written back in `finish`.
     private var members: [String: (member: CampaignMember, changed: Bool)] = [:]
-    /// Of each member read this batch: whether some of its orders or refund ids are kept apart
-    /// (`campaign_orders`, `campaign_refund_ids`), what was looked up there, and what was found.
-    private var apart: [String: OrdersApart] = [:]
+    /// Of each member read this batch: what of its orders and refund ids is kept apart
+    /// (`campaign_orders`, `campaign_refund_ids`), looked up there, and found.
+    private var apart: [String: ApartLookups<OrderApart>] = [:]
 
-    struct OrdersApart {
-        struct Order: Equatable {
-            var tier: TierOrder
-            var bonus: BonusOrder?
-        }
-        var orders = false
-        var refundIDs = false
-        var ordersLookedUp: Set<String> = []
-        var refundIDsLookedUp: Set<String> = []
-        var ordersFound: [String: Order] = [:]
-        var refundIDsFound: Set<String> = []
+    /// An order as kept apart: the tier's record of it and the campaign bonus it earned.
+    struct OrderApart: Equatable {
+        var tier: TierOrder
+        var bonus: BonusOrder?
     }
     /// Every campaign's results, read once per batch (the budgets are checked against them).
     private var totals: [String: CampaignResults] = [:]
@@ -404,10 +397,10 @@ public final class CampaignsProcessor: StreamProcessor {
         for (id, entry) in members.sorted(by: { $0.key < $1.key }) where entry.changed {
             // Orders read from apart stay there; the state's own beyond its share move there.
             var state = entry.member
-            let found = apart[id] ?? OrdersApart()
-            var ordersApart = found.orders
-            var refundIDsApart = found.refundIDs
-            func moveApart(_ orderID: String, _ order: OrdersApart.Order) throws {
+            let found = apart[id] ?? ApartLookups()
+            var ordersApart = found.ordersApart
+            var refundIDsApart = found.refundIDsApart
+            func moveApart(_ orderID: String, _ order: OrderApart) throws {
                 try saveOrder.run(
                     .text(id), .text(orderID), .integer(order.tier.time.millis), .integer(order.tier.paidMinor), .integer(order.tier.refundedMinor),
                     .integer(order.tier.bonus), .integer(order.tier.bonusReversed), order.bonus.map { .text($0.campaign) } ?? .null,
@@ -416,11 +409,11 @@ public final class CampaignsProcessor: StreamProcessor {
             }
             for (orderID, before) in found.ordersFound.sorted(by: { $0.key < $1.key }) {
                 guard let tierOrder = state.tier.orders.removeValue(forKey: orderID) else { continue }
-                let order = OrdersApart.Order(tier: tierOrder, bonus: state.bonusOrders.removeValue(forKey: orderID))
+                let order = OrderApart(tier: tierOrder, bonus: state.bonusOrders.removeValue(forKey: orderID))
                 if order != before { try moveApart(orderID, order) }
             }
             for (orderID, tierOrder) in KeptApart.overflow(state.tier.orders, by: { ($0.value.time, $0.key) < ($1.value.time, $1.key) }) {
-                try moveApart(orderID, OrdersApart.Order(tier: tierOrder, bonus: state.bonusOrders.removeValue(forKey: orderID)))
+                try moveApart(orderID, OrderApart(tier: tierOrder, bonus: state.bonusOrders.removeValue(forKey: orderID)))
                 state.tier.orders[orderID] = nil
                 ordersApart = true
             }
@@ -548,7 +541,7 @@ public final class CampaignsProcessor: StreamProcessor {
         let stored = try database.prepare("SELECT state, tier, orders_apart, refunds_apart FROM campaign_members WHERE member = ?")
             .queryOne(.text(id)) { ($0.blob(0), $0.blob(1), $0.int64(2) != 0, $0.int64(3) != 0) }
         guard let (state, tier, ordersApart, refundIDsApart) = stored else { return CampaignMember(member: id, since: since) }
-        if apart[id] == nil { apart[id] = OrdersApart(orders: ordersApart, refundIDs: refundIDsApart) }
+        if apart[id] == nil { apart[id] = ApartLookups(ordersApart: ordersApart, refundIDsApart: refundIDsApart) }
         let levels = rules.program.tiers.levels
         return try CampaignMember.decode(state, tier: try TierMember.decode(tier, levels: levels))
     }
@@ -565,29 +558,28 @@ public final class CampaignsProcessor: StreamProcessor {
         case .registered, .refusedRegistration, .updated, .closed, .checkedIn, .referred, .ignored: return
         }
         let id = member.member
-        guard var state = apart[id] else { return }
-        if state.orders, member.tier.orders[reference.orderID] == nil, state.ordersLookedUp.insert(reference.orderID).inserted,
-           let order = try database.prepare(
-               "SELECT time, paid_minor, refunded_minor, tier_bonus, tier_bonus_reversed, bonus_campaign, bonus_paid_minor, bonus, bonus_reversed "
-                   + "FROM campaign_orders WHERE member = ? AND order_id = ?"
-           ).queryOne(.text(id), .text(reference.orderID), row: { row in
-               OrdersApart.Order(
-                   tier: TierOrder(time: EventTime(millis: row.int64(0)), paidMinor: row.int64(1), refundedMinor: row.int64(2),
-                                   bonus: row.int64(3), bonusReversed: row.int64(4)),
-                   bonus: row.isNull(5) ? nil : BonusOrder(campaign: row.string(5), paidMinor: row.int64(6), bonus: row.int64(7), reversed: row.int64(8)))
-           }) {
+        guard var lookups = apart[id] else { return }
+        if let order = try lookups.findOrder(reference.orderID, inState: member.tier.orders[reference.orderID] != nil, read: { orderID in
+            try database.prepare(
+                "SELECT time, paid_minor, refunded_minor, tier_bonus, tier_bonus_reversed, bonus_campaign, bonus_paid_minor, bonus, bonus_reversed "
+                    + "FROM campaign_orders WHERE member = ? AND order_id = ?"
+            ).queryOne(.text(id), .text(orderID)) { row in
+                OrderApart(
+                    tier: TierOrder(time: EventTime(millis: row.int64(0)), paidMinor: row.int64(1), refundedMinor: row.int64(2),
+                                    bonus: row.int64(3), bonusReversed: row.int64(4)),
+                    bonus: row.isNull(5) ? nil : BonusOrder(campaign: row.string(5), paidMinor: row.int64(6), bonus: row.int64(7), reversed: row.int64(8)))
+            }
+        }) {
             member.tier.orders[reference.orderID] = order.tier
             if let bonus = order.bonus { member.bonusOrders[reference.orderID] = bonus }
-            state.ordersFound[reference.orderID] = order
         }
-        if state.refundIDs, let refundID = reference.refundID, !member.tier.refundIDs.contains(refundID),
-           state.refundIDsLookedUp.insert(refundID).inserted,
-           try database.prepare("SELECT 1 FROM campaign_refund_ids WHERE member = ? AND refund_id = ?")
-               .queryOne(.text(id), .text(refundID), row: { $0.int64(0) }) != nil {
+        if let refundID = reference.refundID,
+           try lookups.findRefundID(refundID, inState: member.tier.refundIDs.contains(refundID), isApart: { refundID in
+               try database.prepare("SELECT 1 FROM campaign_refund_ids WHERE member = ? AND refund_id = ?").queryOne(.text(id), .text(refundID)) { $0.int64(0) } != nil
+           }) {
             member.tier.refundIDs.insert(refundID)
-            state.refundIDsFound.insert(refundID)
         }
-        apart[id] = state
+        apart[id] = lookups
     }
 
     private func loadTotalsIfNeeded(_ database: Database) throws {

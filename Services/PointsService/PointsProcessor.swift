@@ -49,17 +49,9 @@ public final class PointsProcessor: StreamProcessor {
         var changed: Bool
         /// The member's task (a batch spans several).
         var task: Int32
-        /// Whether some of the member's orders, or accepted refund ids, are kept apart from the
-        /// account (`account_orders`, `accepted_refunds`): only then is a name the account lacks
-        /// looked up there.
-        var ordersApart = false
-        var refundIDsApart = false
-        /// What was looked up apart this batch, and the orders as found there, so that `finish`
-        /// writes back only those that changed.
-        var ordersLookedUp: Set<String> = []
-        var refundIDsLookedUp: Set<String> = []
-        var ordersFoundApart: [String: OrderRecord] = [:]
-        var refundIDsFoundApart: Set<String> = []
+        /// What of the member's orders and accepted refund ids is kept apart from the account
+        /// (`account_orders`, `accepted_refunds`), looked up there this batch, and found.
+        var apart = ApartLookups<OrderRecord>()
     }
 
     /// Checks the signatures of the platform's commands.
@@ -208,9 +200,9 @@ public final class PointsProcessor: StreamProcessor {
             guard let account = cached.account else { continue }
             // Orders read from apart stay there; the account's own beyond its share move there.
             var state = account
-            var ordersApart = cached.ordersApart
-            var refundIDsApart = cached.refundIDsApart
-            for (id, found) in cached.ordersFoundApart.sorted(by: { $0.key < $1.key }) {
+            var ordersApart = cached.apart.ordersApart
+            var refundIDsApart = cached.apart.refundIDsApart
+            for (id, found) in cached.apart.ordersFound.sorted(by: { $0.key < $1.key }) {
                 if let order = state.orders.removeValue(forKey: id), order != found { try saveOrder.run(.text(member), .text(id), .blob(order.encoded())) }
             }
             for order in Self.ordersToMoveApart(state.orders) {
@@ -218,7 +210,7 @@ public final class PointsProcessor: StreamProcessor {
                 state.orders[order.id] = nil
                 ordersApart = true
             }
-            state.acceptedRefundIDs.subtract(cached.refundIDsFoundApart)
+            state.acceptedRefundIDs.subtract(cached.apart.refundIDsFound)
             for id in Self.refundIDsToMoveApart(state.acceptedRefundIDs) {
                 try saveRefundID.run(.text(member), .text(id))
                 state.acceptedRefundIDs.remove(id)
@@ -331,8 +323,7 @@ public final class PointsProcessor: StreamProcessor {
         let account = try row.map { try PointsAccount.decode($0.0) }
         var cached = CachedAccount(
             account: account, entriesWhenLoaded: account?.entries ?? 0, lastEntryTime: nil, changed: false, task: batch.task)
-        cached.ordersApart = row?.1 ?? false
-        cached.refundIDsApart = row?.2 ?? false
+        cached.apart = ApartLookups(ordersApart: row?.1 ?? false, refundIDsApart: row?.2 ?? false)
         accounts[member] = cached
         return cached
     }
@@ -355,19 +346,18 @@ public final class PointsProcessor: StreamProcessor {
     /// find them in the account.
     private func loadOrder(named input: PointsInput, into cached: inout CachedAccount, _ batch: Batch) throws {
         guard let reference = input.orderReference, let member = cached.account?.member else { return }
-        if cached.ordersApart, cached.account?.orders[reference.orderID] == nil, cached.ordersLookedUp.insert(reference.orderID).inserted,
-           let state = try batch.database.prepare("SELECT state FROM account_orders WHERE member = ? AND order_id = ?")
-               .queryOne(.text(member), .text(reference.orderID), row: { $0.blob(0) }) {
-            let order = try OrderRecord.decode(state)
+        let database = batch.database
+        if let order = try cached.apart.findOrder(reference.orderID, inState: cached.account?.orders[reference.orderID] != nil, read: { id in
+            try database.prepare("SELECT state FROM account_orders WHERE member = ? AND order_id = ?")
+                .queryOne(.text(member), .text(id)) { $0.blob(0) }.map { try OrderRecord.decode($0) }
+        }) {
             cached.account?.orders[order.id] = order
-            cached.ordersFoundApart[order.id] = order
         }
-        if cached.refundIDsApart, let refundID = reference.refundID, cached.account?.acceptedRefundIDs.contains(refundID) == false,
-           cached.refundIDsLookedUp.insert(refundID).inserted,
-           try batch.database.prepare("SELECT 1 FROM accepted_refunds WHERE member = ? AND refund_id = ?")
-               .queryOne(.text(member), .text(refundID), row: { $0.int64(0) }) != nil {
+        if let refundID = reference.refundID,
+           try cached.apart.findRefundID(refundID, inState: cached.account?.acceptedRefundIDs.contains(refundID) == true, isApart: { id in
+               try database.prepare("SELECT 1 FROM accepted_refunds WHERE member = ? AND refund_id = ?").queryOne(.text(member), .text(id)) { $0.int64(0) } != nil
+           }) {
             cached.account?.acceptedRefundIDs.insert(refundID)
-            cached.refundIDsFoundApart.insert(refundID)
         }
     }
 

@@ -57,14 +57,9 @@ public final class TiersProcessor: StreamProcessor {
         var member: TierMember
         var changed = false
         var time: EventTime
-        /// Whether some of the member's orders, or refund ids, are kept apart (`tier_orders`,
-        /// `tier_refund_ids`), what was looked up there this batch, and the orders as found.
-        var ordersApart = false
-        var refundIDsApart = false
-        var ordersLookedUp: Set<String> = []
-        var refundIDsLookedUp: Set<String> = []
-        var ordersFoundApart: [String: TierOrder] = [:]
-        var refundIDsFoundApart: Set<String> = []
+        /// What of the member's orders and refund ids is kept apart (`tier_orders`,
+        /// `tier_refund_ids`), looked up there this batch, and found.
+        var apart = ApartLookups<TierOrder>()
     }
 
     public init(program: Program) {
@@ -187,13 +182,13 @@ public final class TiersProcessor: StreamProcessor {
             let member = entry.member
             // Orders read from apart stay there; the state's own beyond its share move there.
             var state = member
-            var ordersApart = entry.ordersApart
-            var refundIDsApart = entry.refundIDsApart
+            var ordersApart = entry.apart.ordersApart
+            var refundIDsApart = entry.apart.refundIDsApart
             func moveApart(_ orderID: String, _ order: TierOrder) throws {
                 try saveOrder.run(.text(id), .text(orderID), .integer(order.time.millis), .integer(order.paidMinor),
                                   .integer(order.refundedMinor), .integer(order.bonus), .integer(order.bonusReversed))
             }
-            for (orderID, found) in entry.ordersFoundApart.sorted(by: { $0.key < $1.key }) {
+            for (orderID, found) in entry.apart.ordersFound.sorted(by: { $0.key < $1.key }) {
                 if let order = state.orders.removeValue(forKey: orderID), order != found { try moveApart(orderID, order) }
             }
             for (orderID, order) in KeptApart.overflow(state.orders, by: { ($0.value.time, $0.key) < ($1.value.time, $1.key) }) {
@@ -201,7 +196,7 @@ public final class TiersProcessor: StreamProcessor {
                 state.orders[orderID] = nil
                 ordersApart = true
             }
-            state.refundIDs.subtract(entry.refundIDsFoundApart)
+            state.refundIDs.subtract(entry.apart.refundIDsFound)
             for refundID in KeptApart.overflow(state.refundIDs, by: <) {
                 try saveRefundID.run(.text(id), .text(refundID))
                 state.refundIDs.remove(refundID)
@@ -225,7 +220,7 @@ public final class TiersProcessor: StreamProcessor {
         let row = try database.prepare("SELECT state, orders_apart, refunds_apart FROM tier_members WHERE member = ?")
             .queryOne(.text(id)) { ($0.blob(0), $0.int64(1) != 0, $0.int64(2) != 0) }
         let member = try row.map { try TierMember.decode($0.0, levels: rules.program.tiers.levels) } ?? TierMember(member: id, since: since)
-        return CachedMember(member: member, time: since, ordersApart: row?.1 ?? false, refundIDsApart: row?.2 ?? false)
+        return CachedMember(member: member, time: since, apart: ApartLookups(ordersApart: row?.1 ?? false, refundIDsApart: row?.2 ?? false))
     }
 
     /// Puts the order an input names, and whether its refund id was accepted before, into the
@@ -234,22 +229,20 @@ public final class TiersProcessor: StreamProcessor {
     private func loadOrder(named input: TierInput, into cached: inout CachedMember, _ database: Database) throws {
         guard let reference = input.orderReference else { return }
         let id = cached.member.member
-        if cached.ordersApart, cached.member.orders[reference.orderID] == nil, cached.ordersLookedUp.insert(reference.orderID).inserted,
-           let order = try database.prepare(
-               "SELECT time, paid_minor, refunded_minor, bonus, bonus_reversed FROM tier_orders WHERE member = ? AND order_id = ?"
-           ).queryOne(.text(id), .text(reference.orderID), row: {
-               TierOrder(time: EventTime(millis: $0.int64(0)), paidMinor: $0.int64(1), refundedMinor: $0.int64(2), bonus: $0.int64(3),
-                         bonusReversed: $0.int64(4))
-           }) {
+        if let order = try cached.apart.findOrder(reference.orderID, inState: cached.member.orders[reference.orderID] != nil, read: { orderID in
+            try database.prepare("SELECT time, paid_minor, refunded_minor, bonus, bonus_reversed FROM tier_orders WHERE member = ? AND order_id = ?")
+                .queryOne(.text(id), .text(orderID)) {
+                    TierOrder(time: EventTime(millis: $0.int64(0)), paidMinor: $0.int64(1), refundedMinor: $0.int64(2), bonus: $0.int64(3),
+                              bonusReversed: $0.int64(4))
+                }
+        }) {
             cached.member.orders[reference.orderID] = order
-            cached.ordersFoundApart[reference.orderID] = order
         }
-        if cached.refundIDsApart, let refundID = reference.refundID, !cached.member.refundIDs.contains(refundID),
-           cached.refundIDsLookedUp.insert(refundID).inserted,
-           try database.prepare("SELECT 1 FROM tier_refund_ids WHERE member = ? AND refund_id = ?")
-               .queryOne(.text(id), .text(refundID), row: { $0.int64(0) }) != nil {
+        if let refundID = reference.refundID,
+           try cached.apart.findRefundID(refundID, inState: cached.member.refundIDs.contains(refundID), isApart: { refundID in
+               try database.prepare("SELECT 1 FROM tier_refund_ids WHERE member = ? AND refund_id = ?").queryOne(.text(id), .text(refundID)) { $0.int64(0) } != nil
+           }) {
             cached.member.refundIDs.insert(refundID)
-            cached.refundIDsFoundApart.insert(refundID)
         }
     }
 
