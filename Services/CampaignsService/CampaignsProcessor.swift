@@ -399,7 +399,6 @@ public final class CampaignsProcessor: StreamProcessor {
             var state = entry.member
             let found = apart[id] ?? ApartLookups()
             var ordersApart = found.ordersApart
-            var refundIDsApart = found.refundIDsApart
             func moveApart(_ orderID: String, _ order: OrderApart) throws {
                 try saveOrder.run(
                     .text(id), .text(orderID), .integer(order.tier.time.millis), .integer(order.tier.paidMinor), .integer(order.tier.refundedMinor),
@@ -417,12 +416,7 @@ public final class CampaignsProcessor: StreamProcessor {
                 state.tier.orders[orderID] = nil
                 ordersApart = true
             }
-            state.tier.refundIDs.subtract(found.refundIDsFound)
-            for refundID in KeptApart.overflow(state.tier.refundIDs, by: <) {
-                try saveRefundID.run(.text(id), .text(refundID))
-                state.tier.refundIDs.remove(refundID)
-                refundIDsApart = true
-            }
+            let refundIDsApart = try found.settleRefundIDs(&state.tier.refundIDs) { try saveRefundID.run(.text(id), .text($0)) }
             try save.run(.text(id), .blob(state.encoded()), .blob(state.tier.encoded(levels: levels)),
                          .integer(ordersApart ? 1 : 0), .integer(refundIDsApart ? 1 : 0))
         }

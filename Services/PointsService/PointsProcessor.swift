@@ -198,24 +198,15 @@ public final class PointsProcessor: StreamProcessor {
         let saveRefundID = try batch.database.prepare("INSERT OR IGNORE INTO accepted_refunds(member, refund_id) VALUES(?, ?)")
         for (member, cached) in accounts.sorted(by: { $0.key < $1.key }) where cached.changed {
             guard let account = cached.account else { continue }
-            // Orders read from apart stay there; the account's own beyond its share move there.
+            // Orders read from apart stay there; the account's own beyond its share move there. An
+            // order only a bonus grant has named yet (its time is the grant's until it is paid)
+            // stays; a paid order's time never changes, so the account keeps the latest 16 paid
+            // orders however its inputs were batched.
             var state = account
-            var ordersApart = cached.apart.ordersApart
-            var refundIDsApart = cached.apart.refundIDsApart
-            for (id, found) in cached.apart.ordersFound.sorted(by: { $0.key < $1.key }) {
-                if let order = state.orders.removeValue(forKey: id), order != found { try saveOrder.run(.text(member), .text(id), .blob(order.encoded())) }
+            let ordersApart = try cached.apart.settleOrders(&state.orders, movable: \.accepted, by: { ($0.value.time, $0.key) < ($1.value.time, $1.key) }) {
+                try saveOrder.run(.text(member), .text($0), .blob($1.encoded()))
             }
-            for order in Self.ordersToMoveApart(state.orders) {
-                try saveOrder.run(.text(member), .text(order.id), .blob(order.encoded()))
-                state.orders[order.id] = nil
-                ordersApart = true
-            }
-            state.acceptedRefundIDs.subtract(cached.apart.refundIDsFound)
-            for id in Self.refundIDsToMoveApart(state.acceptedRefundIDs) {
-                try saveRefundID.run(.text(member), .text(id))
-                state.acceptedRefundIDs.remove(id)
-                refundIDsApart = true
-            }
+            let refundIDsApart = try cached.apart.settleRefundIDs(&state.acceptedRefundIDs) { try saveRefundID.run(.text(member), .text($0)) }
             try save.run(
                 .text(member), .integer(Int64(cached.task)), .integer(account.balance.available),
                 .integer(account.balance.pending), .integer(account.balance.debt), .blob(state.encoded()),
@@ -326,19 +317,6 @@ public final class PointsProcessor: StreamProcessor {
         cached.apart = ApartLookups(ordersApart: row?.1 ?? false, refundIDsApart: row?.2 ?? false)
         accounts[member] = cached
         return cached
-    }
-
-    /// The account's paid orders beyond its share, oldest first (by time, then id): they move
-    /// apart. A paid order's time never changes, so the account holds the latest 16 however its
-    /// inputs were batched; an order only a bonus grant has named yet (its time is the grant's
-    /// until it is paid) stays in the account.
-    static func ordersToMoveApart(_ orders: [String: OrderRecord]) -> [OrderRecord] {
-        KeptApart.overflow(orders.values.filter(\.accepted)) { ($0.time, $0.id) < ($1.time, $1.id) }
-    }
-
-    /// Refund ids beyond the account's share, the first by id (only their presence matters).
-    static func refundIDsToMoveApart(_ ids: Set<String>) -> [String] {
-        KeptApart.overflow(ids, by: <)
     }
 
     /// Puts the order an input names, and whether its refund id was accepted before, into the

@@ -182,26 +182,11 @@ public final class TiersProcessor: StreamProcessor {
             let member = entry.member
             // Orders read from apart stay there; the state's own beyond its share move there.
             var state = member
-            var ordersApart = entry.apart.ordersApart
-            var refundIDsApart = entry.apart.refundIDsApart
-            func moveApart(_ orderID: String, _ order: TierOrder) throws {
-                try saveOrder.run(.text(id), .text(orderID), .integer(order.time.millis), .integer(order.paidMinor),
-                                  .integer(order.refundedMinor), .integer(order.bonus), .integer(order.bonusReversed))
+            let ordersApart = try entry.apart.settleOrders(&state.orders, by: { ($0.value.time, $0.key) < ($1.value.time, $1.key) }) {
+                try saveOrder.run(.text(id), .text($0), .integer($1.time.millis), .integer($1.paidMinor),
+                                  .integer($1.refundedMinor), .integer($1.bonus), .integer($1.bonusReversed))
             }
-            for (orderID, found) in entry.apart.ordersFound.sorted(by: { $0.key < $1.key }) {
-                if let order = state.orders.removeValue(forKey: orderID), order != found { try moveApart(orderID, order) }
-            }
-            for (orderID, order) in KeptApart.overflow(state.orders, by: { ($0.value.time, $0.key) < ($1.value.time, $1.key) }) {
-                try moveApart(orderID, order)
-                state.orders[orderID] = nil
-                ordersApart = true
-            }
-            state.refundIDs.subtract(entry.apart.refundIDsFound)
-            for refundID in KeptApart.overflow(state.refundIDs, by: <) {
-                try saveRefundID.run(.text(id), .text(refundID))
-                state.refundIDs.remove(refundID)
-                refundIDsApart = true
-            }
+            let refundIDsApart = try entry.apart.settleRefundIDs(&state.refundIDs) { try saveRefundID.run(.text(id), .text($0)) }
             let levels = rules.program.tiers.levels
             try save.run(.text(id), .text(levels[member.level].id), .blob(state.encoded(levels: levels)),
                          .integer(ordersApart ? 1 : 0), .integer(refundIDsApart ? 1 : 0))

@@ -41,6 +41,39 @@ public struct ApartLookups<Order: Equatable> {
         return order
     }
 
+    /// Settles the orders a changed state is stored with: those found apart go back there (through
+    /// `moveApart` only if they changed), and of the others, those `movable` beyond the state's
+    /// share, first in `order`, move there too. Returns whether the member has orders apart.
+    public func settleOrders(
+        _ orders: inout [String: Order], movable: (Order) -> Bool = { _ in true }, by order: ((key: String, value: Order), (key: String, value: Order)) -> Bool,
+        moveApart: (String, Order) throws -> Void
+    ) rethrows -> Bool {
+        for (id, found) in ordersFound.sorted(by: { $0.key < $1.key }) {
+            if let kept = orders.removeValue(forKey: id), kept != found { try moveApart(id, kept) }
+        }
+        var anyApart = ordersApart
+        for (id, overflowing) in KeptApart.overflow(orders.filter { movable($0.value) }, by: order) {
+            try moveApart(id, overflowing)
+            orders[id] = nil
+            anyApart = true
+        }
+        return anyApart
+    }
+
+    /// Settles the refund ids a changed state is stored with, as `settleOrders` does orders: those
+    /// found apart stay there, and beyond the state's share the first by id move there. Returns
+    /// whether the member has refund ids apart.
+    public func settleRefundIDs(_ ids: inout Set<String>, moveApart: (String) throws -> Void) rethrows -> Bool {
+        ids.subtract(refundIDsFound)
+        var anyApart = refundIDsApart
+        for id in KeptApart.overflow(ids, by: <) {
+            try moveApart(id)
+            ids.remove(id)
+            anyApart = true
+        }
+        return anyApart
+    }
+
     /// Whether the refund id `id` was accepted and is kept apart (`isApart`), looked up as orders are.
     public mutating func findRefundID(_ id: String, inState: Bool, isApart: (String) throws -> Bool) rethrows -> Bool {
         guard refundIDsApart, !inState, refundIDsLookedUp.insert(id).inserted, try isApart(id) else { return false }
