@@ -133,8 +133,9 @@ public struct EventTimeMerger<Item> {
         var marks: [String: (mark: ProgressMark, offset: Int64)] = [:]
         /// Marks changed since the store last took them.
         var marksChanged = false
-        /// When a producer's promise started holding the merge, and whose (for reports).
-        var progressHeld: (producer: String, since: Int64)?
+        /// When a producer's promise started holding the merge, whose (for reports), and the
+        /// event time it has to promise past.
+        var progressHeld: (producer: String, since: Int64, time: Int64)?
         /// While rebuilding a store: the offset it reads this partition to, however far the
         /// partition goes on.
         var readCap: Int64?
@@ -247,9 +248,13 @@ public struct EventTimeMerger<Item> {
     }
 
     /// Whether the merge, the last time it was asked for a record, waited for a producer's
-    /// progress mark on `partition`.
+    /// progress mark on `partition`, and no mark read since promises what it waits for: the
+    /// partition has to be read on to find one. (A promise kept only by an idle producer's
+    /// positions counts as still awaited: the partition is then read on, as before any mark.)
     public func waitsForProgress(on partition: TopicPartition) -> Bool {
-        laneIndex[partition].map { lanes[$0].progressHeld != nil } ?? false
+        guard let lane = laneIndex[partition].map({ lanes[$0] }), let held = lane.progressHeld else { return false }
+        guard let (mark, offset) = lane.marks[held.producer], let position = lane.position, position > offset else { return true }
+        return !(mark.time > held.time || (mark.time == held.time && mark.idle))
     }
 
     /// Partitions whose task waited for a producer's progress the last time the merge was asked
@@ -544,7 +549,11 @@ public struct EventTimeMerger<Item> {
                     lanes[index].progressHeld = nil
                     continue
                 }
-                if lanes[index].progressHeld?.producer != producer { lanes[index].progressHeld = (producer, now) }
+                if lanes[index].progressHeld?.producer != producer {
+                    lanes[index].progressHeld = (producer, now, chosenKey.time)
+                } else {
+                    lanes[index].progressHeld!.time = chosenKey.time
+                }
                 waiting = true
             }
             if waiting { return nil }

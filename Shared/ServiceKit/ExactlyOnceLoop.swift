@@ -800,7 +800,8 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                     PolledRecord(record: record, decoded: decoded), key: key, offset: record.offset, from: partition,
                     heldUntilSent: replay != nil && isOwnCommand(record, decoded))
                 // Sorted partitions are never paused: an echo the merge waits for may be in them;
-                // nor one whose producer's progress mark the merge waits for (see `resumePartitions`).
+                // nor one read on for a producer's progress mark the merge waits for, until a mark
+                // read promises it (see `resumePartitions`).
                 if merger.bufferedCount(partition) >= pauseThreshold, !paused.contains(partition),
                    !merger.sortedTopics.contains(partition.topic), !merger.waitsForProgress(on: partition) {
                     consumer.pause([partition])
@@ -839,7 +840,9 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     private func resumePartitions() {
         // A partition whose producer's progress mark the merge waits for is read on however
         // much it holds: the mark comes after the records it holds back, and a paused partition
-        // would never be read to it (the merge, waiting, would never drain it either).
+        // would never be read to it (the merge, waiting, would never drain it either). Once a
+        // mark read promises what the merge waits for, it may be paused again: a producer far
+        // ahead is then held in Kafka rather than in this process's memory.
         let resumable = paused.filter { merger.bufferedCount($0) < pauseThreshold / 2 || merger.waitsForProgress(on: $0) }
         if !resumable.isEmpty {
             consumer.resume(Array(resumable))

@@ -53,6 +53,36 @@ import Testing
         #expect(merger.committableOffsets[cmd0] == 6, "marks are read past like records")
     }
 
+    /// The loop reads a partition on, never pausing it, while the merge waits there for a
+    /// producer's promise; once a mark read gives it, the partition may be paused again, so a
+    /// producer far ahead is held in Kafka rather than in the consumer's memory.
+    @Test func aPartitionIsReadOnForAPromiseOnlyUntilAMarkGivesIt() {
+        var merger = EventTimeMerger<String>(
+            topics: ["shop", "out"], idleMilliseconds: 0, awaitedProducers: ["out": ["campaigns"]])
+        let out0 = TopicPartition(topic: "out", partition: 0)
+        merger.assign([shop0, out0], positions: [shop0: 0, out0: 0])
+        merger.add("registered@10", key: key(10, 1, "r10"), offset: 0, from: shop0)
+        merger.add("registered@20", key: key(20, 1, "r20"), offset: 1, from: shop0)
+        merger.markCaughtUp(shop0)
+        merger.add("reward@10", key: key(10, 9, "w10"), offset: 0, from: out0)
+        #expect(drain(&merger).isEmpty, "campaigns has promised nothing")
+        #expect(merger.waitsForProgress(on: out0))
+        #expect(!merger.waitsForProgress(on: shop0), "only the partition the promise comes on")
+
+        merger.noteProgress(ProgressMark(producer: "campaigns", task: 0, time: 5, idle: false), offset: 1, from: out0)
+        #expect(merger.waitsForProgress(on: out0), "a promise short of the record's time")
+        merger.noteProgress(ProgressMark(producer: "campaigns", task: 0, time: 15, idle: false), offset: 2, from: out0)
+        #expect(!merger.waitsForProgress(on: out0), "read far enough: the partition may be paused before the merge is asked again")
+
+        #expect(drain(&merger) == ["registered@10", "reward@10"])
+        #expect(merger.waitsForProgress(on: out0), "registered@20 needs a promise past 20: read on again")
+        merger.noteProgress(ProgressMark(producer: "campaigns", task: 0, time: 20, idle: true), offset: 3, from: out0)
+        #expect(!merger.waitsForProgress(on: out0), "an idle producer's stream time covers its own time")
+        merger.markCaughtUp(out0)
+        #expect(drain(&merger) == ["registered@20"])
+        #expect(!merger.waitsForProgress(on: out0))
+    }
+
     @Test func anIdleProducerThatHasReadWhatTheConsumerHasCoversEveryTime() {
         let idle = ProgressMark(producer: "tiers", task: 0, time: 40, idle: true, positions: ["shop": 12])
         let unplaced = ProgressMark(producer: "tiers", task: 0, time: 40, idle: true)
