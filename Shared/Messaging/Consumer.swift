@@ -1,5 +1,10 @@
 import CRdKafka
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Settings of a consumer-group consumer.
 public struct ConsumerConfiguration: Sendable {
@@ -74,6 +79,9 @@ public final class KafkaConsumer: @unchecked Sendable {
     private let handle: OpaquePointer
     private let context: Unmanaged<ConsumerContext>
     private var closed = false
+    /// Topic names by librdkafka's topic handle: a record's topic is then a shared string
+    /// rather than one allocated per record.
+    private var topicNames: [OpaquePointer: String] = [:]
 
     public init(_ configuration: ConsumerConfiguration, listener: RebalanceListener) throws {
         let conf = try makeConfiguration(configuration.settings)
@@ -128,7 +136,7 @@ public final class KafkaConsumer: @unchecked Sendable {
         guard let message = rd_kafka_consumer_poll(handle, timeoutMilliseconds) else { return nil }
         defer { rd_kafka_message_destroy(message) }
         let m = message.pointee
-        let topic = m.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
+        let topic = m.rkt.map(topicName) ?? ""
         switch m.err {
         case RD_KAFKA_RESP_ERR_NO_ERROR:
             // Copy out: librdkafka owns these buffers until the message is destroyed.
@@ -142,6 +150,17 @@ public final class KafkaConsumer: @unchecked Sendable {
             let detail = m.payload.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: m.len), as: UTF8.self) }
             return .error(KafkaError(m.err, context: detail ?? "consumer"), partition: partition, offset: m.offset)
         }
+    }
+
+    private func topicName(_ topic: OpaquePointer) -> String {
+        let current = rd_kafka_topic_name(topic)!
+        // Compared, not trusted: a handle freed with its topic may come back for another.
+        if let name = topicNames[topic], name.utf8.elementsEqual(UnsafeBufferPointer(start: current, count: strlen(current)).lazy.map { UInt8(bitPattern: $0) }) {
+            return name
+        }
+        let name = String(cString: current)
+        topicNames[topic] = name
+        return name
     }
 
     /// Stops fetching these partitions until `resume`; already fetched records still arrive.
