@@ -163,7 +163,9 @@ public final class KafkaConsumer: @unchecked Sendable {
         return name
     }
 
-    /// Stops fetching these partitions until `resume`; already fetched records still arrive.
+    /// Stops fetching these partitions until `resume`. Records fetched and not yet polled are
+    /// dropped, and fetching resumes after the last record polled: nothing is skipped. The pause
+    /// outlives a rebalance that assigns a partition back: resume it before it is revoked.
     public func pause(_ partitions: [TopicPartition]) {
         withPartitionList(partitions) { rd_kafka_pause_partitions(handle, $0) }
     }

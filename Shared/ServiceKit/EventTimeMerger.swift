@@ -248,13 +248,21 @@ public struct EventTimeMerger<Item> {
     }
 
     /// Whether the merge, the last time it was asked for a record, waited for a producer's
-    /// progress mark on `partition`, and no mark read since promises what it waits for: the
-    /// partition has to be read on to find one. (A promise kept only by an idle producer's
-    /// positions counts as still awaited: the partition is then read on, as before any mark.)
+    /// progress mark on `partition`, and the marks read since do not promise what it waits for,
+    /// from every producer the partition carries: the partition has to be read on to find them.
+    /// (A promise kept only by an idle producer's positions counts as still awaited: the
+    /// partition is then read on, as before any mark.)
     public func waitsForProgress(on partition: TopicPartition) -> Bool {
         guard let lane = laneIndex[partition].map({ lanes[$0] }), let held = lane.progressHeld else { return false }
-        guard let (mark, offset) = lane.marks[held.producer], let position = lane.position, position > offset else { return true }
-        return !(mark.time > held.time || (mark.time == held.time && mark.idle))
+        return lane.awaited.contains { producer in
+            guard let (mark, offset) = lane.marks[producer], let position = lane.position, position > offset else { return true }
+            return !(mark.time > held.time || (mark.time == held.time && mark.idle))
+        }
+    }
+
+    /// Whether `partition` carries progress marks of producers its task waits for.
+    public func carriesProgress(_ partition: TopicPartition) -> Bool {
+        laneIndex[partition].map { !lanes[$0].awaited.isEmpty } ?? false
     }
 
     /// Partitions whose task waited for a producer's progress the last time the merge was asked

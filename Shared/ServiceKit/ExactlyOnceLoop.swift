@@ -803,7 +803,8 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 // nor one read on for a producer's progress mark the merge waits for, until a mark
                 // read promises it (see `resumePartitions`).
                 if merger.bufferedCount(partition) >= pauseThreshold, !paused.contains(partition),
-                   !merger.sortedTopics.contains(partition.topic), !merger.waitsForProgress(on: partition) {
+                   !merger.sortedTopics.contains(partition.topic), !merger.waitsForProgress(on: partition),
+                   !(merger.carriesProgress(partition) && merger.heldByOtherTasks(now: 0) != nil) {
                     consumer.pause([partition])
                     paused.insert(partition)
                 }
@@ -843,7 +844,13 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         // would never be read to it (the merge, waiting, would never drain it either). Once a
         // mark read promises what the merge waits for, it may be paused again: a producer far
         // ahead is then held in Kafka rather than in this process's memory.
-        let resumable = paused.filter { merger.bufferedCount($0) < pauseThreshold / 2 || merger.waitsForProgress(on: $0) }
+        // While other instances' tasks hold the merge, it does not look at promises at all, and
+        // a mark on a paused partition may be what holds this task's frontier, and so theirs:
+        // partitions carrying marks are read on until the hold ends.
+        let heldByOthers = merger.heldByOtherTasks(now: 0) != nil
+        let resumable = paused.filter {
+            merger.bufferedCount($0) < pauseThreshold / 2 || merger.waitsForProgress(on: $0) || (heldByOthers && merger.carriesProgress($0))
+        }
         if !resumable.isEmpty {
             consumer.resume(Array(resumable))
             paused.subtract(resumable)
@@ -993,6 +1000,10 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 logger.warning("could not mark the frontiers of revoked tasks as unknown", ["error": "\(error)"])
             }
         }
+        // librdkafka keeps an application's pause through a rebalance: a partition assigned
+        // back would never be fetched again.
+        let wasPaused = partitions.filter { paused.contains($0) }
+        if !wasPaused.isEmpty { consumer.resume(wasPaused) }
         paused.subtract(partitions)
         for partition in partitions { committedOffsets[partition] = nil }
         logger.info("partitions revoked", ["partitions": partitions.map(\.description).sorted().joined(separator: ",")])

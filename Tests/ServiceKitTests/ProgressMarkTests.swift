@@ -81,6 +81,34 @@ import Testing
         merger.markCaughtUp(out0)
         #expect(drain(&merger) == ["registered@20"])
         #expect(!merger.waitsForProgress(on: out0))
+
+        // Held by the same producer for a later record, then for an earlier one that arrived
+        // meanwhile: the time waited for follows the record the merge would apply next.
+        merger.add("registered@40", key: key(40, 1, "r40"), offset: 2, from: shop0)
+        #expect(drain(&merger).isEmpty && merger.waitsForProgress(on: out0))
+        merger.add("reward@30", key: key(30, 9, "w30"), offset: 4, from: out0)
+        #expect(drain(&merger).isEmpty)
+        merger.noteProgress(ProgressMark(producer: "campaigns", task: 0, time: 35, idle: false), offset: 5, from: out0)
+        #expect(!merger.waitsForProgress(on: out0), "35 promises past 30, the record now waiting")
+    }
+
+    /// A partition carrying the marks of two producers is read on until both have promised.
+    @Test func aPartitionWithTwoProducersIsReadOnUntilBothHavePromised() {
+        var merger = EventTimeMerger<String>(
+            topics: ["shop", "out"], idleMilliseconds: 0, awaitedProducers: ["out": ["campaigns", "tiers"]])
+        let out0 = TopicPartition(topic: "out", partition: 0)
+        merger.assign([shop0, out0], positions: [shop0: 0, out0: 0])
+        merger.add("order@100", key: key(100, 1, "o100"), offset: 0, from: shop0)
+        merger.markCaughtUp(shop0)
+        merger.noteProgress(ProgressMark(producer: "tiers", task: 0, time: 50, idle: false), offset: 0, from: out0)
+        #expect(drain(&merger).isEmpty)
+        #expect(merger.carriesProgress(out0) && !merger.carriesProgress(shop0))
+        merger.noteProgress(ProgressMark(producer: "campaigns", task: 0, time: 120, idle: false), offset: 1, from: out0)
+        #expect(merger.waitsForProgress(on: out0), "campaigns has promised past 100, tiers only 50")
+        merger.noteProgress(ProgressMark(producer: "tiers", task: 0, time: 110, idle: false), offset: 2, from: out0)
+        #expect(!merger.waitsForProgress(on: out0))
+        merger.markCaughtUp(out0)
+        #expect(drain(&merger) == ["order@100"])
     }
 
     @Test func anIdleProducerThatHasReadWhatTheConsumerHasCoversEveryTime() {
