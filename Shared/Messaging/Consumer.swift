@@ -62,7 +62,8 @@ public enum ConsumerEvent: Sendable {
 }
 
 /// Decides where assigned partitions start and learns of revoked ones. Both are called
-/// synchronously inside `poll`, on the polling thread, as librdkafka requires.
+/// synchronously inside `poll`, or inside `close` as the consumer leaves its group, on the
+/// thread that calls them, as librdkafka requires.
 public protocol RebalanceListener: AnyObject {
     /// Returns the offset to start each newly assigned partition at; a missing entry
     /// starts at the beginning of the partition.
