@@ -201,12 +201,18 @@ public struct EventTimeMerger<Item> {
         /// a task read to `readTo`.
         /// (`readTo` is asked only when a mark's time alone does not decide.)
         func unmetProducer(at time: Int64, readTo: () -> [String: Int64]) -> String? {
-            for producer in awaitedInOrder {
+            for producer in awaitedInOrder where !promisesByTime(producer, time) {
                 guard let (mark, offset) = marks[producer], let position, position > offset else { return producer }
-                if mark.time > time || (mark.time == time && mark.idle) { continue }
                 if !mark.admits(time, readTo: readTo()) { return producer }
             }
             return nil
+        }
+
+        /// Whether `producer`'s latest mark, read with everything before it, promises past
+        /// `time` by its time alone (an idle producer's positions aside).
+        func promisesByTime(_ producer: String, _ time: Int64) -> Bool {
+            guard let (mark, offset) = marks[producer], let position, position > offset else { return false }
+            return mark.time > time || (mark.time == time && mark.idle)
         }
     }
 
@@ -254,10 +260,7 @@ public struct EventTimeMerger<Item> {
     /// partition is then read on, as before any mark.)
     public func waitsForProgress(on partition: TopicPartition) -> Bool {
         guard let lane = laneIndex[partition].map({ lanes[$0] }), let held = lane.progressHeld else { return false }
-        return lane.awaited.contains { producer in
-            guard let (mark, offset) = lane.marks[producer], let position = lane.position, position > offset else { return true }
-            return !(mark.time > held.time || (mark.time == held.time && mark.idle))
-        }
+        return lane.awaited.contains { !lane.promisesByTime($0, held.time) }
     }
 
     /// Whether `partition` carries progress marks of producers its task waits for.
@@ -275,6 +278,9 @@ public struct EventTimeMerger<Item> {
     /// How long the tasks of other instances have held the merge, in milliseconds (nil: they do
     /// not hold it).
     public func heldByOtherTasks(now: Int64) -> Int64? { heldByOtherTasksSince.map { now - $0 } }
+
+    /// Whether the tasks of other instances held the merge the last time it was asked.
+    public var isHeldByOtherTasks: Bool { heldByOtherTasksSince != nil }
 
     /// The task's frontier: the merge key below which it has nothing left to apply, as far as
     /// this merge knows. The earliest record buffered for it, or the earliest time a producer it

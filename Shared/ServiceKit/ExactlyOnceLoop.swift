@@ -279,7 +279,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         while !stop.isRequested {
             try applyBroadcastRecords(timeoutMilliseconds: 0)
             // Held by another instance's tasks: their owner commits their next frontier any moment.
-            let heldByOthers = merger.heldByOtherTasks(now: 0) != nil
+            let heldByOthers = merger.isHeldByOtherTasks
             pollInto(maxRecords: configuration.maxBatchRecords, timeoutMilliseconds: moreToApply ? 0 : heldByOthers ? 2 : 20)
             if let startupError { throw startupError }
             try relay.poll()
@@ -804,7 +804,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 // read promises it (see `resumePartitions`).
                 if merger.bufferedCount(partition) >= pauseThreshold, !paused.contains(partition),
                    !merger.sortedTopics.contains(partition.topic), !merger.waitsForProgress(on: partition),
-                   !(merger.carriesProgress(partition) && merger.heldByOtherTasks(now: 0) != nil) {
+                   !(merger.carriesProgress(partition) && merger.isHeldByOtherTasks) {
                     consumer.pause([partition])
                     paused.insert(partition)
                 }
@@ -847,7 +847,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         // While other instances' tasks hold the merge, it does not look at promises at all, and
         // a mark on a paused partition may be what holds this task's frontier, and so theirs:
         // partitions carrying marks are read on until the hold ends.
-        let heldByOthers = merger.heldByOtherTasks(now: 0) != nil
+        let heldByOthers = merger.isHeldByOtherTasks
         let resumable = paused.filter {
             merger.bufferedCount($0) < pauseThreshold / 2 || merger.waitsForProgress(on: $0) || (heldByOthers && merger.carriesProgress($0))
         }
