@@ -156,7 +156,7 @@ public final class KafkaConsumer: @unchecked Sendable {
     private func topicName(_ topic: OpaquePointer) -> String {
         let current = rd_kafka_topic_name(topic)!
         // Compared, not trusted: a handle freed with its topic may come back for another.
-        if let name = topicNames[topic], name.utf8.elementsEqual(UnsafeBufferPointer(start: current, count: strlen(current)).lazy.map { UInt8(bitPattern: $0) }) {
+        if let name = topicNames[topic], name.withCString({ strcmp($0, current) == 0 }) {
             return name
         }
         let name = String(cString: current)
