@@ -112,7 +112,7 @@ enum Bench {
             }
             return
         case .simulate?:
-            say(simulationLine(try simulation(members: options.simulationMembers)))
+            say(simulationLine(try simulation(members: options.simulationMembers, directory: directory)))
             return
         case .scaling?:
             for line in scalingLines(try scaling(options, directory: directory)) { say(line) }
@@ -133,7 +133,7 @@ enum Bench {
         let pipeline = try pointsPipeline(options, directory: directory)
         let platform = try platformPipeline(
             orders: options.platformOrders, members: options.platformMembers, window: options.window / 4, directory: directory)
-        let simulation = try simulation(members: options.simulationMembers)
+        let simulation = try simulation(members: options.simulationMembers, directory: directory)
         let scaling = try scaling(options, directory: directory)
         let large = try largeStore(options, directory: directory)
 
@@ -162,6 +162,7 @@ enum Bench {
             ("loyalty simulate: a year of \(grouped(Double(simulation.members))) members, \(grouped(Double(simulation.events))) events, one core",
              "\(grouped(simulation.eventsPerSecond)) events/s"),
             ("  as a share of the smaller ceiling", String(format: "%.0f %%", 100 * simulation.eventsPerSecond / ceiling)),
+            ("  peak RSS of the command, and per event", String(format: "%.1f MiB, ", simulation.peakRSSMiB) + "\(grouped(simulation.bytesPerEvent)) bytes"),
         ]
         let width = rows.map(\.0.count).max()!
         say("")
@@ -174,8 +175,8 @@ enum Bench {
     }
 
     static func simulationLine(_ figures: SimulationFigures) -> String {
-        String(format: "  loyalty simulate: a year of %d members, %d events (%d records applied by the four services) in %.1f s: %.0f events/s",
-               figures.members, figures.events, figures.recordsApplied, figures.seconds, figures.eventsPerSecond)
+        String(format: "  loyalty simulate: a year of %d members, %d events (%d records applied by the four services) in %.1f s: %.0f events/s; peak RSS %.1f MiB, %.0f bytes an event",
+               figures.members, figures.events, figures.recordsApplied, figures.seconds, figures.eventsPerSecond, figures.peakRSSMiB, figures.bytesPerEvent)
     }
 
     // MARK: Ceilings
@@ -642,9 +643,7 @@ enum Bench {
         func percentile(_ p: Double) -> Double { latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))] }
 
         let pid = children.processes.first!.process.processIdentifier
-        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
-        let peakKiB = status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") }
-            .flatMap { Double($0.split(separator: " ").dropFirst().first ?? "") } ?? 0
+        let peakMiB = PeakMemory.mebibytes(of: pid)
         consumer.close()
         // A warm standby has read the changelog on by then (a pass every half second): its
         // takeover catches up with what the active instance committed last.
@@ -654,6 +653,6 @@ enum Bench {
         let size = (try? FileManager.default.attributesOfItem(atPath: data.appendingPathComponent("points.sqlite").path)[.size] as? Int) ?? 0
         return PipelineFigures(
             throughput: throughput, p50: percentile(0.5), p99: percentile(0.99), max: latencies.last ?? 0,
-            peakRSSMiB: peakKiB / 1024, bytesPerMember: Double(size) / Double(options.members))
+            peakRSSMiB: peakMiB, bytesPerMember: Double(size) / Double(options.members))
     }
 }

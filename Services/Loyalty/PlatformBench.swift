@@ -138,11 +138,7 @@ extension Bench {
         let seconds = Date().timeIntervalSince(start)
 
         var rss: [String: Double] = [:]
-        for (name, process) in children.processes {
-            let status = (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8)) ?? ""
-            rss[name] = (status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") }
-                .flatMap { Double($0.split(separator: " ").dropFirst().first ?? "") } ?? 0) / 1024
-        }
+        for (name, process) in children.processes { rss[name] = PeakMemory.mebibytes(of: process.processIdentifier) }
         children.stopAll()
         var bytes: [String: Double] = [:]
         for (service, _) in serviceInputs {

@@ -75,25 +75,31 @@ enum SimulateCommand {
         }
         say("simulating \(history.count) events\(baseline == nil ? "" : " under the proposal and the baseline")")
 
+        // Each run's result is let go once written: only its summary is kept for the comparison.
+        func simulate(under rules: PlatformSimulation.Rules, to directory: String) throws -> SimulationSummary {
+            let started = Date()
+            let result = try PlatformSimulation.run(history, rules: rules, settings: settings, progress: say)
+            let seconds = Date().timeIntervalSince(started)
+            say(String(format: "%d events in %.1f s: %.0f events/s (%d records applied by the four services)",
+                       history.count, seconds, Double(history.count) / max(seconds, 0.001), result.recordsApplied))
+            let summary = SimulationSummary(result, program: rules.program)
+            try write(result, rules: rules, summary: summary, to: directory)
+            return summary
+        }
+
         try prepare(out)
-        let started = Date()
-        let result = try PlatformSimulation.run(history, rules: proposal, settings: settings, progress: say)
-        let seconds = Date().timeIntervalSince(started)
-        say(String(format: "%d events in %.1f s: %.0f events/s (%d records applied by the four services)",
-                   history.count, seconds, Double(history.count) / max(seconds, 0.001), result.recordsApplied))
-        let summary = SimulationSummary(result, program: proposal.program)
-        try write(result, rules: proposal, summary: summary, to: out)
+        let summary = try simulate(under: proposal, to: out)
 
         guard let baseline else {
             say(figures(summary))
             say("wrote \(out): what the services would publish, members.jsonl, summary.txt")
+            say(String(format: "peak resident memory %.1f MiB", PeakMemory.mebibytes()))
             return
         }
-        let baselineResult = try PlatformSimulation.run(history, rules: baseline, settings: settings, progress: say)
-        let baselineSummary = SimulationSummary(baselineResult, program: baseline.program)
-        try write(baselineResult, rules: baseline, summary: baselineSummary, to: "\(out)/baseline")
+        let baselineSummary = try simulate(under: baseline, to: "\(out)/baseline")
         say(comparison(baseline: baselineSummary, proposal: summary))
         say("wrote \(out) (the proposal) and \(out)/baseline")
+        say(String(format: "peak resident memory %.1f MiB", PeakMemory.mebibytes()))
     }
 
     /// The settings the services would run with, from the same variables.
@@ -165,21 +171,21 @@ enum SimulateCommand {
         try "written by loyalty simulate: the records the services would publish (<topic>.jsonl), members.jsonl, summary.txt, program.json\n"
             .write(toFile: "\(directory)/\(marker)", atomically: true, encoding: .utf8)
         try Data(rules.programBytes).write(to: URL(fileURLWithPath: "\(directory)/program.json"))
-        var byTopic: [String: [UInt8]] = [:]
-        for row in result.published.flatMap(\.rows) {
-            guard let value = row.value else { continue }
-            byTopic[row.topic, default: []] += value + [UInt8(ascii: "\n")]
+        // Appended through a buffer per file: a copy of everything published would double the peak.
+        let files = LineFiles(directory: directory)
+        for (_, rows) in result.published {
+            for row in rows {
+                guard let value = row.value else { continue }
+                try files.append(value, to: "\(row.topic).jsonl")
+            }
         }
         // The definitions the history carried, for a report of the simulation (`loyalty report --simulation`).
-        for event in result.definitions { byTopic[Topics.campaignDefinitions.name, default: []] += event.encoded() + [UInt8(ascii: "\n")] }
-        for (topic, bytes) in byTopic { try Data(bytes).write(to: URL(fileURLWithPath: "\(directory)/\(topic).jsonl")) }
-        var members: [UInt8] = []
-        for (member, state) in result.members {
-            var line = state
-            line["member"] = .string(member)
-            members += Array(JSONValue.object(line).jsonString.utf8) + [UInt8(ascii: "\n")]
+        for event in result.definitions { try files.append(event.encoded(), to: "\(Topics.campaignDefinitions.name).jsonl") }
+        for (member, views) in result.members {
+            try files.append(PlatformSimulation.Result.stateLine(member: member, views: views), to: "members.jsonl")
         }
-        try Data(members).write(to: URL(fileURLWithPath: "\(directory)/members.jsonl"))
+        if result.members.isEmpty { try files.create("members.jsonl") }
+        try files.close()
         try (figures(summary) + "\n").write(toFile: "\(directory)/summary.txt", atomically: true, encoding: .utf8)
     }
 
@@ -229,5 +235,49 @@ enum SimulateCommand {
                 return column == 0 ? cell + pad : pad + cell
             }.joined(separator: "  ")
         }.joined(separator: "\n")
+    }
+}
+
+/// Files of lines in one directory, each written through a buffer of its own: what is
+/// written is never held whole. A file is created (or emptied) by its first line.
+final class LineFiles {
+    private let directory: String
+    private var files: [String: (handle: FileHandle, buffer: [UInt8])] = [:]
+    private static let flushAt = 1 << 20
+
+    init(directory: String) {
+        self.directory = directory
+    }
+
+    /// Appends `line` and a newline to the file `name`.
+    func append(_ line: [UInt8], to name: String) throws {
+        var file = try files.removeValue(forKey: name) ?? open(name)
+        file.buffer += line
+        file.buffer.append(UInt8(ascii: "\n"))
+        if file.buffer.count >= Self.flushAt {
+            try file.handle.write(contentsOf: file.buffer)
+            file.buffer.removeAll(keepingCapacity: true)
+        }
+        files[name] = file
+    }
+
+    /// Creates (or empties) the file `name` with no line in it yet.
+    func create(_ name: String) throws {
+        if files[name] == nil { files[name] = try open(name) }
+    }
+
+    /// Writes what is buffered and closes every file.
+    func close() throws {
+        for (_, file) in files {
+            try file.handle.write(contentsOf: file.buffer)
+            try file.handle.close()
+        }
+        files = [:]
+    }
+
+    private func open(_ name: String) throws -> (handle: FileHandle, buffer: [UInt8]) {
+        let path = "\(directory)/\(name)"
+        guard FileManager.default.createFile(atPath: path, contents: nil) else { throw CLIError("cannot write \(path)") }
+        return (try FileHandle(forWritingTo: URL(fileURLWithPath: path)), [])
     }
 }

@@ -80,9 +80,63 @@ public struct PointsHealth: Sendable {
 }
 
 extension PointsHealth {
+    /// What the figures take from one ledger event: a small fraction of the decoded event, so
+    /// that a whole history's ledger can be held at once (a simulated year has hundreds of
+    /// thousands of entries).
+    public struct LedgerEntry: Sendable {
+        public enum Role: Sendable {
+            /// Points moved (earned, redeemed, expired, …).
+            case movement
+            /// A refusal, with its reason.
+            case refusal(reason: String)
+            /// Neither (an expiry warning).
+            case other
+        }
+
+        public var time: EventTime
+        public var sequence: Int64
+        public var role: Role
+        public var kind: String
+        public var member: String
+        public var points: Int64
+        /// The lots the entry moved: each one's change and, when the entry names it, its expiry.
+        public var lots: [(id: String, delta: Int64, expiresAt: EventTime?)]
+
+        /// The entry of a `points.*` ledger event.
+        public init(_ event: CloudEvent) {
+            let data = event.data
+            time = event.time
+            sequence = data["sequence"]?.int64Value ?? 0
+            switch event.type {
+            case "points.refused": role = .refusal(reason: data["reason"]?.stringValue ?? "?")
+            case "points.expiry-warning": role = .other
+            default: role = .movement
+            }
+            kind = data["kind"]?.stringValue ?? ""
+            member = data["memberId"]?.stringValue ?? event.subject ?? ""
+            points = data["points"]?.int64Value ?? 0
+            lots = (data["lots"]?.arrayValue ?? []).compactMap { change in
+                guard let id = change["lotId"]?.stringValue else { return nil }
+                let expiresAt = change["expiresAt"]?.stringValue.flatMap { try? EventTime.parse($0) }
+                return (id, change["delta"]?.int64Value ?? 0, expiresAt)
+            }
+        }
+    }
+
     /// The figures as of `asOf` from the published events of each topic (any order).
     public init(
         asOf: EventTime, program: Program, ledger: [CloudEvent], tierChanges: [CloudEvent],
+        campaignDefinitions: [CloudEvent], campaignResults: [CloudEvent], deadLetters: [CloudEvent]
+    ) {
+        self.init(
+            asOf: asOf, program: program, ledger: ledger.map(LedgerEntry.init), tierChanges: tierChanges,
+            campaignDefinitions: campaignDefinitions, campaignResults: campaignResults, deadLetters: deadLetters)
+    }
+
+    /// The figures as of `asOf` from the ledger's entries and the published events of the
+    /// other topics (any order).
+    public init(
+        asOf: EventTime, program: Program, ledger: [LedgerEntry], tierChanges: [CloudEvent],
         campaignDefinitions: [CloudEvent], campaignResults: [CloudEvent], deadLetters: [CloudEvent]
     ) {
         self.asOf = asOf
@@ -93,20 +147,21 @@ extension PointsHealth {
             return "\(first.year)-\(first.month < 10 ? "0" : "")\(first.month)"
         }
         // Entries up to `asOf`, in time and sequence order.
-        let entries = ledger.filter { $0.time <= asOf && $0.type != "points.refused" && $0.type != "points.expiry-warning" }
-            .sorted { ($0.time, $0.data["sequence"]?.int64Value ?? 0) < ($1.time, $1.data["sequence"]?.int64Value ?? 0) }
+        let entries = ledger.filter { entry in
+            guard entry.time <= asOf, case .movement = entry.role else { return false }
+            return true
+        }.sorted { ($0.time, $0.sequence) < ($1.time, $1.sequence) }
         var members = Set<String>()
         var byMonth: [Int64: Month] = [:]
         // Lots: points left and expiry, by member and lot id.
         var lots: [String: (left: Int64, expiresAt: EventTime?)] = [:]
-        for event in entries {
-            let data = event.data
-            let points = data["points"]?.int64Value ?? 0
-            let member = data["memberId"]?.stringValue ?? event.subject ?? ""
+        for entry in entries {
+            let points = entry.points
+            let member = entry.member
             members.insert(member)
-            let index = monthIndex(event.time)
+            let index = monthIndex(entry.time)
             var month = byMonth[index] ?? Month(label: label(index))
-            switch data["kind"]?.stringValue ?? "" {
+            switch entry.kind {
             case "earned", "imported": month.issued += points
             case "redeemed", "cash-offset": month.redeemed -= points
             case "expired": month.expired -= points
@@ -116,19 +171,18 @@ extension PointsHealth {
             default: break
             }
             byMonth[index] = month
-            for change in data["lots"]?.arrayValue ?? [] {
-                guard let lot = change["lotId"]?.stringValue else { continue }
-                let key = member + "\u{0}" + lot
+            for change in entry.lots {
+                let key = member + "\u{0}" + change.id
                 var state = lots[key] ?? (0, nil)
-                state.left += change["delta"]?.int64Value ?? 0
-                if let text = change["expiresAt"]?.stringValue, let time = try? EventTime.parse(text) { state.expiresAt = time }
+                state.left += change.delta
+                if let time = change.expiresAt { state.expiresAt = time }
                 lots[key] = state
             }
         }
         // Every month from the first entry to `asOf`, with the running liability.
         if let first = byMonth.keys.min() {
             var running: Int64 = 0
-            let sums = Dictionary(grouping: entries) { monthIndex($0.time) }.mapValues { $0.reduce(0) { $0 + ($1.data["points"]?.int64Value ?? 0) } }
+            let sums = entries.reduce(into: [Int64: Int64]()) { sums, entry in sums[monthIndex(entry.time), default: 0] += entry.points }
             for index in first...max(first, monthIndex(asOf)) {
                 running += sums[index] ?? 0
                 var month = byMonth[index] ?? Month(label: label(index))
@@ -207,7 +261,10 @@ extension PointsHealth {
         self.deadLetters = tally(deadLetters.filter { $0.time <= asOf }.map {
             "\($0.data["reason"]?.stringValue ?? "?") (\($0.data["service"]?.stringValue ?? "?"))"
         })
-        refusals = tally(ledger.filter { $0.time <= asOf && $0.type == "points.refused" }.map { $0.data["reason"]?.stringValue ?? "?" })
+        refusals = tally(ledger.compactMap { entry in
+            guard entry.time <= asOf, case .refusal(let reason) = entry.role else { return nil }
+            return reason
+        })
     }
 
     /// Orders per trigger, treated minus control, with a 95 % interval treating each group's

@@ -266,6 +266,23 @@ private func parseError(bytes: [UInt8]) -> JSONError? {
         #expect(String(decoding: writer.bytes, as: UTF8.self) == "[0,9223372036854775807]")
     }
 
+    @Test func anEmbeddedSerializedValueGivesTheBytesOfItsTree() {
+        let views: [(String, JSONValue)] = [("points", ["balance": 120, "lots": [["id": "l-1"]]]), ("tiers", ["tier": "gold"])]
+        var tree = JSONObject()
+        for (name, view) in views { tree[name] = view }
+        tree["member"] = "M-\"1\""
+        var writer = JSONWriter()
+        writer.beginObject()
+        for (name, view) in views {
+            writer.key(name)
+            writer.embed(serializedValue: view.serialized())
+        }
+        writer.key("member"); writer.string("M-\"1\"")
+        writer.endObject()
+        #expect(writer.bytes == JSONValue.object(tree).serialized())
+        #expect(String(decoding: writer.bytes, as: UTF8.self).hasPrefix(#"{"points":{"balance":120,"#))
+    }
+
     // MARK: Objects and literals
 
     @Test func objectSubscriptReplacesAppendsAndRemoves() {

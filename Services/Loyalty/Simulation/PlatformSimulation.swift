@@ -44,8 +44,9 @@ struct PlatformSimulation {
         /// Everything the four services published, by service in the order they ran, each in
         /// its outbox's order (progress marks left out).
         var published: [(service: String, rows: [OutboxRow])] = []
-        /// Each registered member's end state: every service's member view.
-        var members: [(member: String, state: JSONObject)] = []
+        /// Each registered member's end state: every service's member view, serialized (as
+        /// trees, the views of a year took several times the memory of everything published).
+        var members: [(member: String, views: [(service: String, view: [UInt8])])] = []
         /// Records handed to the four services, their own commands included.
         var recordsApplied = 0
         /// The campaign definitions the history carried.
@@ -53,7 +54,34 @@ struct PlatformSimulation {
 
         /// The published events of `topic`, in publication order.
         func events(of topic: String) -> [CloudEvent] {
-            published.flatMap { $0.rows }.filter { $0.topic == topic }.compactMap { row in row.value.flatMap { try? CloudEvent.decode($0) } }
+            var events: [CloudEvent] = []
+            forEachEvent(of: topic) { events.append($0) }
+            return events
+        }
+
+        /// Calls `body` with each published event of `topic` in publication order, decoding
+        /// one at a time.
+        func forEachEvent(of topic: String, _ body: (CloudEvent) -> Void) {
+            for (_, rows) in published {
+                for row in rows where row.topic == topic {
+                    if let value = row.value, let event = try? CloudEvent.decode(value) { body(event) }
+                }
+            }
+        }
+
+        /// A member's end state as one JSON object: each service's view under the service's
+        /// name, in the order the services ran, then `member`.
+        static func stateLine(member: String, views: [(service: String, view: [UInt8])]) -> [UInt8] {
+            var writer = JSONWriter(capacity: views.reduce(64) { $0 + $1.view.count + 16 })
+            writer.beginObject()
+            for (service, view) in views {
+                writer.key(service)
+                writer.embed(serializedValue: view)
+            }
+            writer.key("member")
+            writer.string(member)
+            writer.endObject()
+            return writer.bytes
         }
     }
 
@@ -88,8 +116,7 @@ struct PlatformSimulation {
     static func run(_ history: [Record], rules: Rules, settings: Settings, progress: (String) -> Void = { _ in }) throws -> Result {
         let keys = settings.commandKeys
         var result = Result()
-        var upstream: [OutboxRow] = []
-        var views: [String: JSONObject] = [:]
+        var views: [String: [(service: String, view: [UInt8])]] = [:]
         let members = orderedMembers(history)
 
         func simulate<Processor: StreamProcessor>(_ processor: Processor) throws {
@@ -99,7 +126,9 @@ struct PlatformSimulation {
                 processor: processor, database: database, inboxHorizonDays: settings.inboxHorizonDays,
                 futureMargin: settings.futureMarginMilliseconds, commandKeys: keys, partitionCount: settings.partitionCount)
             for record in history { simulation.add(topic: record.topic, key: record.key, value: record.value) }
-            for row in upstream { simulation.add(topic: row.topic, key: row.key, value: row.value, partition: row.partition) }
+            for (_, rows) in result.published {
+                for row in rows { simulation.add(topic: row.topic, key: row.key, value: row.value, partition: row.partition) }
+            }
             var lastLine = Date()
             try simulation.run { simulation in
                 guard Date().timeIntervalSince(lastLine) >= 2 else { return }
@@ -109,10 +138,9 @@ struct PlatformSimulation {
             progress("simulated \(processor.name): \(simulation.taken) records applied, \(simulation.published.count) published")
             result.published.append((processor.name, simulation.published))
             result.recordsApplied += simulation.taken
-            upstream += simulation.published
             for member in members {
-                guard let view = try processor.memberView(member, in: database, asOf: nil)?.objectValue else { continue }
-                views[member, default: JSONObject()][processor.name] = .object(view)
+                guard let view = try processor.memberView(member, in: database, asOf: nil), view.objectValue != nil else { continue }
+                views[member, default: []].append((processor.name, view.serialized()))
             }
         }
 
@@ -146,14 +174,18 @@ struct SimulationSummary {
     var deadLetters: Int
 
     init(_ result: PlatformSimulation.Result, program: Program) {
-        let ledger = result.events(of: Topics.pointsLedger.name)
+        // The ledger and the messages are most of what was published: each event is decoded,
+        // kept as what the figures need of it, and let go.
+        var ledger: [PointsHealth.LedgerEntry] = []
+        result.forEachEvent(of: Topics.pointsLedger.name) { ledger.append(PointsHealth.LedgerEntry($0)) }
         let deadLetterEvents = result.events(of: Topics.deadLetters.name)
         health = PointsHealth(
-            asOf: ledger.map(\.time).max() ?? EventTime(millis: 0), program: program, ledger: ledger,
+            asOf: ledger.lazy.map(\.time).max() ?? EventTime(millis: 0), program: program, ledger: ledger,
             tierChanges: result.events(of: Topics.tierChanges.name), campaignDefinitions: result.definitions,
             campaignResults: result.events(of: Topics.campaignResults.name), deadLetters: deadLetterEvents)
-        messages = result.events(of: Topics.notifications.name)
-            .reduce(into: [:]) { counts, event in counts[event.data["type"]?.stringValue ?? "?", default: 0] += 1 }
+        var messages: [String: Int] = [:]
+        result.forEachEvent(of: Topics.notifications.name) { messages[$0.data["type"]?.stringValue ?? "?", default: 0] += 1 }
+        self.messages = messages
         deadLetters = deadLetterEvents.count
     }
 

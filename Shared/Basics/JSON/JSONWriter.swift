@@ -129,6 +129,14 @@ public struct JSONWriter: Sendable {
         needsComma = true
     }
 
+    /// Writes a value serialized earlier by a `JSONWriter` (``JSONValue/serialized()``),
+    /// verbatim: the same bytes as writing its tree, without holding the tree.
+    public mutating func embed(serializedValue bytes: [UInt8]) {
+        separate()
+        self.bytes.append(contentsOf: bytes)
+        needsComma = true
+    }
+
     /// Writes a whole value tree.
     public mutating func value(_ value: JSONValue) {
         switch value {
