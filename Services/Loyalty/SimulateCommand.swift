@@ -75,15 +75,25 @@ enum SimulateCommand {
         }
         say("simulating \(history.count) events\(baseline == nil ? "" : " under the proposal and the baseline")")
 
-        // Each run's result is let go once written: only its summary is kept for the comparison.
+        // What the services publish goes to its files and the figures as it comes, and each
+        // run's result is let go once written: only its summary is kept for the comparison.
         func simulate(under rules: PlatformSimulation.Rules, to directory: String) throws -> SimulationSummary {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            // Marked first: files written before a failure are a simulation's, replaced by the next.
+            try "written by loyalty simulate: the records the services would publish (<topic>.jsonl), members.jsonl, summary.txt, program.json\n"
+                .write(toFile: "\(directory)/\(marker)", atomically: true, encoding: .utf8)
+            let files = LineFiles(directory: directory)
+            var gathering = SimulationSummary.Gathering()
             let started = Date()
-            let result = try PlatformSimulation.run(history, rules: rules, settings: settings, progress: say)
+            let result = try PlatformSimulation.run(history, rules: rules, settings: settings, progress: say) { _, row in
+                gathering.add(row)
+                if let value = row.value { try files.append(value, to: "\(row.topic).jsonl") }
+            }
             let seconds = Date().timeIntervalSince(started)
             say(String(format: "%d events in %.1f s: %.0f events/s (%d records applied by the four services)",
                        history.count, seconds, Double(history.count) / max(seconds, 0.001), result.recordsApplied))
-            let summary = SimulationSummary(result, program: rules.program)
-            try write(result, rules: rules, summary: summary, to: directory)
+            let summary = gathering.summary(program: rules.program, campaignDefinitions: result.definitions)
+            try write(result, rules: rules, summary: summary, files: files, to: directory)
             return summary
         }
 
@@ -164,21 +174,12 @@ enum SimulateCommand {
         try files.createDirectory(atPath: directory, withIntermediateDirectories: true)
     }
 
-    /// Writes the published records by topic, the members' end states, the figures, and the
-    /// program it ran with (which `loyalty report --simulation` reads).
-    static func write(_ result: PlatformSimulation.Result, rules: PlatformSimulation.Rules, summary: SimulationSummary, to directory: String) throws {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        try "written by loyalty simulate: the records the services would publish (<topic>.jsonl), members.jsonl, summary.txt, program.json\n"
-            .write(toFile: "\(directory)/\(marker)", atomically: true, encoding: .utf8)
+    /// Writes, beside the published records `files` holds by topic, the members' end states,
+    /// the figures, and the program it ran with (which `loyalty report --simulation` reads).
+    static func write(
+        _ result: PlatformSimulation.Result, rules: PlatformSimulation.Rules, summary: SimulationSummary, files: LineFiles, to directory: String
+    ) throws {
         try Data(rules.programBytes).write(to: URL(fileURLWithPath: "\(directory)/program.json"))
-        // Appended through a buffer per file: a copy of everything published would double the peak.
-        let files = LineFiles(directory: directory)
-        for (_, rows) in result.published {
-            for row in rows {
-                guard let value = row.value else { continue }
-                try files.append(value, to: "\(row.topic).jsonl")
-            }
-        }
         // The definitions the history carried, for a report of the simulation (`loyalty report --simulation`).
         for event in result.definitions { try files.append(event.encoded(), to: "\(Topics.campaignDefinitions.name).jsonl") }
         for (member, views) in result.members {

@@ -39,11 +39,9 @@ struct PlatformSimulation {
         var partitionCount = Topics.partitionCount
     }
 
-    /// What the simulation produced.
+    /// What the simulation leaves once it has run (what the services published went to the
+    /// `publish` of ``run(_:rules:settings:progress:publish:)`` as it came).
     struct Result {
-        /// Everything the four services published, by service in the order they ran, each in
-        /// its outbox's order (progress marks left out).
-        var published: [(service: String, rows: [OutboxRow])] = []
         /// Each registered member's end state: every service's member view, serialized (as
         /// trees, the views of a year took several times the memory of everything published).
         var members: [(member: String, views: [(service: String, view: [UInt8])])] = []
@@ -51,23 +49,6 @@ struct PlatformSimulation {
         var recordsApplied = 0
         /// The campaign definitions the history carried.
         var definitions: [CloudEvent] = []
-
-        /// The published events of `topic`, in publication order.
-        func events(of topic: String) -> [CloudEvent] {
-            var events: [CloudEvent] = []
-            forEachEvent(of: topic) { events.append($0) }
-            return events
-        }
-
-        /// Calls `body` with each published event of `topic` in publication order, decoding
-        /// one at a time.
-        func forEachEvent(of topic: String, _ body: (CloudEvent) -> Void) {
-            for (_, rows) in published {
-                for row in rows where row.topic == topic {
-                    if let value = row.value, let event = try? CloudEvent.decode(value) { body(event) }
-                }
-            }
-        }
 
         /// A member's end state as one JSON object: each service's view under the service's
         /// name, in the order the services ran, then `member`.
@@ -112,31 +93,39 @@ struct PlatformSimulation {
         return Topics.inputTopic(forEventType: type)?.name
     }
 
-    /// Runs the history through the four services; `progress` gets a line now and then.
-    static func run(_ history: [Record], rules: Rules, settings: Settings, progress: (String) -> Void = { _ in }) throws -> Result {
+    /// Runs the history through the four services; `publish` gets everything each publishes
+    /// (progress marks left out), service by service in the order they run, each in its
+    /// outbox's order, as its batches commit; `progress` gets a line now and then. Of what is
+    /// published, only what a service still to run reads is kept until it has run.
+    static func run(
+        _ history: [Record], rules: Rules, settings: Settings, progress: (String) -> Void = { _ in },
+        publish: (_ service: String, _ row: OutboxRow) throws -> Void
+    ) throws -> Result {
         let keys = settings.commandKeys
         var result = Result()
         var views: [String: [(service: String, view: [UInt8])]] = [:]
         let members = orderedMembers(history)
+        var upstream: [OutboxRow] = []
 
-        func simulate<Processor: StreamProcessor>(_ processor: Processor) throws {
+        func simulate<Processor: StreamProcessor>(_ processor: Processor, readLater: Set<String>) throws {
             let database = try Database(DatabaseConfiguration(path: ":memory:"))
             defer { database.close() }
             let simulation = try ServiceSimulation(
                 processor: processor, database: database, inboxHorizonDays: settings.inboxHorizonDays,
                 futureMargin: settings.futureMarginMilliseconds, commandKeys: keys, partitionCount: settings.partitionCount)
             for record in history { simulation.add(topic: record.topic, key: record.key, value: record.value) }
-            for (_, rows) in result.published {
-                for row in rows { simulation.add(topic: row.topic, key: row.key, value: row.value, partition: row.partition) }
-            }
+            for row in upstream { simulation.add(topic: row.topic, key: row.key, value: row.value, partition: row.partition) }
+            upstream.removeAll { !readLater.contains($0.topic) }
             var lastLine = Date()
-            try simulation.run { simulation in
+            try simulation.run(publish: { row in
+                if readLater.contains(row.topic) { upstream.append(row) }
+                try publish(processor.name, row)
+            }, progress: { simulation in
                 guard Date().timeIntervalSince(lastLine) >= 2 else { return }
                 lastLine = Date()
                 progress("simulating \(processor.name): \(simulation.taken * 100 / max(simulation.total, 1))% of \(simulation.total) records")
-            }
-            progress("simulated \(processor.name): \(simulation.taken) records applied, \(simulation.published.count) published")
-            result.published.append((processor.name, simulation.published))
+            })
+            progress("simulated \(processor.name): \(simulation.taken) records applied, \(simulation.publishedCount) published")
             result.recordsApplied += simulation.taken
             for member in members {
                 guard let view = try processor.memberView(member, in: database, asOf: nil), view.objectValue != nil else { continue }
@@ -145,10 +134,15 @@ struct PlatformSimulation {
         }
 
         // Tiers and campaigns read only the shop; points their commands; notifications all three.
-        try simulate(TiersProcessor(program: rules.program))
-        try simulate(CampaignsProcessor(program: rules.program, defaults: rules.campaigns, commandKeys: keys))
-        try simulate(PointsProcessor(program: rules.program, commandKeys: keys, adjustmentLimit: settings.adjustmentLimit))
-        try simulate(NotificationsProcessor(program: rules.program, templates: rules.templates))
+        let tiers = TiersProcessor(program: rules.program)
+        let campaigns = CampaignsProcessor(program: rules.program, defaults: rules.campaigns, commandKeys: keys)
+        let points = PointsProcessor(program: rules.program, commandKeys: keys, adjustmentLimit: settings.adjustmentLimit)
+        let notifications = NotificationsProcessor(program: rules.program, templates: rules.templates)
+        func reads(_ processor: some StreamProcessor) -> Set<String> { Set(processor.inputTopics + processor.broadcastTopics) }
+        try simulate(tiers, readLater: reads(campaigns).union(reads(points)).union(reads(notifications)))
+        try simulate(campaigns, readLater: reads(points).union(reads(notifications)))
+        try simulate(points, readLater: reads(notifications))
+        try simulate(notifications, readLater: [])
         result.definitions = history.filter { $0.topic == Topics.campaignDefinitions.name }.compactMap { try? CloudEvent.decode($0.value) }
         result.members = members.compactMap { member in views[member].map { (member, $0) } }
         return result
@@ -173,20 +167,34 @@ struct SimulationSummary {
     var messages: [String: Int]
     var deadLetters: Int
 
-    init(_ result: PlatformSimulation.Result, program: Program) {
-        // The ledger and the messages are most of what was published: each event is decoded,
-        // kept as what the figures need of it, and let go.
-        var ledger: [PointsHealth.LedgerEntry] = []
-        result.forEachEvent(of: Topics.pointsLedger.name) { ledger.append(PointsHealth.LedgerEntry($0)) }
-        let deadLetterEvents = result.events(of: Topics.deadLetters.name)
-        health = PointsHealth(
-            asOf: ledger.lazy.map(\.time).max() ?? EventTime(millis: 0), program: program, ledger: ledger,
-            tierChanges: result.events(of: Topics.tierChanges.name), campaignDefinitions: result.definitions,
-            campaignResults: result.events(of: Topics.campaignResults.name), deadLetters: deadLetterEvents)
-        var messages: [String: Int] = [:]
-        result.forEachEvent(of: Topics.notifications.name) { messages[$0.data["type"]?.stringValue ?? "?", default: 0] += 1 }
-        self.messages = messages
-        deadLetters = deadLetterEvents.count
+    /// Gathers from each published record what the figures need, as the records come: the
+    /// ledger and the messages are most of what is published, and are not held.
+    struct Gathering {
+        private var ledger: [PointsHealth.LedgerEntry] = []
+        private var tierChanges: [CloudEvent] = []
+        private var campaignResults: [CloudEvent] = []
+        private var deadLetters: [CloudEvent] = []
+        private var messages: [String: Int] = [:]
+
+        mutating func add(_ row: OutboxRow) {
+            let topics = [Topics.pointsLedger.name, Topics.tierChanges.name, Topics.campaignResults.name, Topics.deadLetters.name, Topics.notifications.name]
+            guard topics.contains(row.topic), let value = row.value, let event = try? CloudEvent.decode(value) else { return }
+            switch row.topic {
+            case Topics.pointsLedger.name: ledger.append(PointsHealth.LedgerEntry(event))
+            case Topics.tierChanges.name: tierChanges.append(event)
+            case Topics.campaignResults.name: campaignResults.append(event)
+            case Topics.deadLetters.name: deadLetters.append(event)
+            default: messages[event.data["type"]?.stringValue ?? "?", default: 0] += 1
+            }
+        }
+
+        /// The figures as of the last ledger entry.
+        func summary(program: Program, campaignDefinitions: [CloudEvent]) -> SimulationSummary {
+            let health = PointsHealth(
+                asOf: ledger.lazy.map(\.time).max() ?? EventTime(millis: 0), program: program, ledger: ledger,
+                tierChanges: tierChanges, campaignDefinitions: campaignDefinitions, campaignResults: campaignResults, deadLetters: deadLetters)
+            return SimulationSummary(health: health, messages: messages, deadLetters: deadLetters.count)
+        }
     }
 
     /// The figures as labelled rows, in a fixed order: the lines a comparison sets side by side.

@@ -105,8 +105,8 @@ final class ServiceSimulation<Processor: StreamProcessor> {
     private var order: [Lane] = []
     private var broadcast: [ConsumedRecord] = []
     private var loading = true
-    /// Everything the service published, in the order its outbox holds it (progress marks left out).
-    private(set) var published: [OutboxRow] = []
+    /// How many records the service published (progress marks left out).
+    private(set) var publishedCount = 0
     /// Records handed to the service, and how many there are in all (for progress lines).
     private(set) var taken = 0
     private(set) var total = 0
@@ -153,14 +153,15 @@ final class ServiceSimulation<Processor: StreamProcessor> {
     }
 
     /// Applies everything added, and every command the service sends itself on the way;
-    /// `progress` is called after each batch.
-    func run(progress: (ServiceSimulation) -> Void = { _ in }) throws {
+    /// `publish` gets what the service publishes (progress marks left out) in the order its
+    /// outbox holds it, as each batch commits; `progress` is called after each batch.
+    func run(publish: (OutboxRow) throws -> Void, progress: (ServiceSimulation) -> Void = { _ in }) throws {
         if loading {
             loading = false
             for lane in order { lane.sortLoaded() }
             // Definitions are read whole before the first task record, as the loop does.
             if !broadcast.isEmpty {
-                collect(try applier.applyBroadcast(broadcast).outbox)
+                try collect(try applier.applyBroadcast(broadcast).outbox, publish: publish)
                 broadcast = []
             }
         }
@@ -179,7 +180,7 @@ final class ServiceSimulation<Processor: StreamProcessor> {
                 committableOffsets: { self.committableOffsets() }, deliveredOutbox: delivered)
             delivered = outcome.outbox.map { UInt64($0.seq) }
             taken += inBatch
-            collect(outcome.outbox)
+            try collect(outcome.outbox, publish: publish)
             progress(self)
         }
     }
@@ -207,13 +208,14 @@ final class ServiceSimulation<Processor: StreamProcessor> {
         return best
     }
 
-    /// Keeps what a batch published; commands to the service's own topics rejoin its input.
-    private func collect(_ rows: [OutboxRow]) {
+    /// Hands on what a batch published; commands to the service's own topics rejoin its input.
+    private func collect(_ rows: [OutboxRow], publish: (OutboxRow) throws -> Void) throws {
         let inputs = Set(applier.processor.inputTopics)
         for row in rows {
             let record = ConsumedRecord(topic: row.topic, partition: row.partition ?? 0, offset: 0, key: row.key, value: row.value)
             if ProgressMark.isCandidate(record) { continue }
-            published.append(row)
+            publishedCount += 1
+            try publish(row)
             if inputs.contains(row.topic) {
                 add(topic: row.topic, key: row.key, value: row.value, partition: row.partition)
             }
