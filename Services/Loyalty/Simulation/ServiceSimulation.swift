@@ -99,7 +99,12 @@ final class ServiceSimulation<Processor: StreamProcessor> {
 
     let applier: BatchApplier<Processor>
     let partitionCount: Int32
-    /// Records per transaction; the results do not depend on it (see `loyalty replay`).
+    /// Records per transaction. The event topics (the ledger, rewards, messages) do not depend
+    /// on it; the latest-value topics (balances, tier status, campaign results) publish a
+    /// member's or campaign's state once per batch that changed it, so larger batches publish
+    /// fewer of them, with the same latest values. A batch's costs (each member's state
+    /// written once, its snapshot encoded) are spread over more records: 10,000 ran a year of
+    /// 1,000 members about a third faster than 1,000, for some 20 MiB more at the peak.
     let batchRecords: Int
     private var lanes: [TopicPartition: Lane] = [:]
     private var order: [Lane] = []
@@ -112,7 +117,7 @@ final class ServiceSimulation<Processor: StreamProcessor> {
     private(set) var total = 0
 
     init(processor: Processor, database: Database, inboxHorizonDays: Int, futureMargin: Int64,
-         commandKeys: CommandKeys, partitionCount: Int32 = Topics.partitionCount, batchRecords: Int = 1_000) throws {
+         commandKeys: CommandKeys, partitionCount: Int32 = Topics.partitionCount, batchRecords: Int = 10_000) throws {
         applier = try BatchApplier(
             database: database, processor: processor, timerMode: .streamTime, partitionCount: partitionCount,
             inboxHorizon: inboxHorizonDays > 0 ? Int64(inboxHorizonDays) * 86_400_000 : nil)
