@@ -182,10 +182,10 @@ enum SimulateCommand {
         try Data(rules.programBytes).write(to: URL(fileURLWithPath: "\(directory)/program.json"))
         // The definitions the history carried, for a report of the simulation (`loyalty report --simulation`).
         for event in result.definitions { try files.append(event.encoded(), to: "\(Topics.campaignDefinitions.name).jsonl") }
-        for (member, views) in result.members {
+        try files.create("members.jsonl")
+        try result.views.forEach { member, views in
             try files.append(PlatformSimulation.Result.stateLine(member: member, views: views), to: "members.jsonl")
         }
-        if result.members.isEmpty { try files.create("members.jsonl") }
         try files.close()
         try (figures(summary) + "\n").write(toFile: "\(directory)/summary.txt", atomically: true, encoding: .utf8)
     }

@@ -42,9 +42,10 @@ struct PlatformSimulation {
     /// What the simulation leaves once it has run (what the services published went to the
     /// `publish` of ``run(_:rules:settings:progress:publish:)`` as it came).
     struct Result {
-        /// Each registered member's end state: every service's member view, serialized (as
-        /// trees, the views of a year took several times the memory of everything published).
-        var members: [(member: String, views: [(service: String, view: [UInt8])])] = []
+        /// Each registered member's end state: every service's member view, kept in scratch
+        /// files until read (held as trees, the views of a year took several times the memory
+        /// of everything published).
+        var views: MemberViews
         /// Records handed to the four services, their own commands included.
         var recordsApplied = 0
         /// The campaign definitions the history carried.
@@ -102,9 +103,7 @@ struct PlatformSimulation {
         publish: (_ service: String, _ row: OutboxRow) throws -> Void
     ) throws -> Result {
         let keys = settings.commandKeys
-        var result = Result()
-        var views: [String: [(service: String, view: [UInt8])]] = [:]
-        let members = orderedMembers(history)
+        var result = Result(views: try MemberViews(members: orderedMembers(history)))
         var upstream: [OutboxRow] = []
 
         func simulate<Processor: StreamProcessor>(_ processor: Processor, readLater: Set<String>) throws {
@@ -127,9 +126,9 @@ struct PlatformSimulation {
             })
             progress("simulated \(processor.name): \(simulation.taken) records applied, \(simulation.publishedCount) published")
             result.recordsApplied += simulation.taken
-            for member in members {
-                guard let view = try processor.memberView(member, in: database, asOf: nil), view.objectValue != nil else { continue }
-                views[member, default: []].append((processor.name, view.serialized()))
+            try result.views.record(service: processor.name) { member in
+                guard let view = try processor.memberView(member, in: database, asOf: nil), view.objectValue != nil else { return nil }
+                return view.serialized()
             }
         }
 
@@ -144,7 +143,6 @@ struct PlatformSimulation {
         try simulate(points, readLater: reads(notifications))
         try simulate(notifications, readLater: [])
         result.definitions = history.filter { $0.topic == Topics.campaignDefinitions.name }.compactMap { try? CloudEvent.decode($0.value) }
-        result.members = members.compactMap { member in views[member].map { (member, $0) } }
         return result
     }
 
