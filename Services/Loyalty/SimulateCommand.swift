@@ -85,7 +85,10 @@ enum SimulateCommand {
             let files = LineFiles(directory: directory)
             var gathering = SimulationSummary.Gathering()
             let started = Date()
-            let result = try PlatformSimulation.run(history, rules: rules, settings: settings, progress: say) { _, row in
+            // The views' scratch files sit in the output directory, so that a run stopped half-way
+            // leaves them where the next run into it replaces them.
+            let scratch = URL(fileURLWithPath: directory).appendingPathComponent(".member-views")
+            let result = try PlatformSimulation.run(history, rules: rules, settings: settings, scratch: scratch, progress: say) { _, row in
                 gathering.add(row)
                 if let value = row.value { try files.append(value, to: "\(row.topic).jsonl") }
             }

@@ -70,8 +70,9 @@ extension Bench {
 
     /// Runs `loyalty simulate` over a year of `members`, as a user would: the history written to
     /// a file in `directory`, the command run as a child process with the reference rules.
-    /// Its events/s are its own figure (the run alone: neither the history's generation nor
-    /// reading and writing files), and its peak resident set covers all of it.
+    /// Its events/s are its own figure (the run, with the files written and the figures
+    /// gathered as it goes; not the history's generation or reading), and its peak resident
+    /// set covers all of it.
     static func simulation(members: Int, directory: URL) throws -> SimulationFigures {
         let history = simulationHistory(members: members)
         let file = directory.appendingPathComponent("simulation-history.jsonl")

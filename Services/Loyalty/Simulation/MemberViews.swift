@@ -10,9 +10,11 @@ final class MemberViews {
     private let directory: URL
     private var services: [(name: String, file: URL)] = []
 
-    init(members: [String]) throws {
+    /// Keeps the scratch files in `directory`, created (or emptied) now and removed with this.
+    init(members: [String], directory: URL) throws {
         self.members = members
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("loyalty-simulate-\(UUID().uuidString)")
+        self.directory = directory
+        try? FileManager.default.removeItem(at: directory)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     }
 

@@ -96,14 +96,15 @@ struct PlatformSimulation {
 
     /// Runs the history through the four services; `publish` gets everything each publishes
     /// (progress marks left out), service by service in the order they run, each in its
-    /// outbox's order, as its batches commit; `progress` gets a line now and then. Of what is
+    /// outbox's order, as its batches commit; `progress` gets a line now and then; `scratch`
+    /// is a directory for the members' views, removed with the result. Of what is
     /// published, only what a service still to run reads is kept until it has run.
     static func run(
-        _ history: [Record], rules: Rules, settings: Settings, progress: (String) -> Void = { _ in },
+        _ history: [Record], rules: Rules, settings: Settings, scratch: URL, progress: (String) -> Void = { _ in },
         publish: (_ service: String, _ row: OutboxRow) throws -> Void
     ) throws -> Result {
         let keys = settings.commandKeys
-        var result = Result(views: try MemberViews(members: orderedMembers(history)))
+        var result = Result(views: try MemberViews(members: orderedMembers(history), directory: scratch))
         var upstream: [OutboxRow] = []
 
         func simulate<Processor: StreamProcessor>(_ processor: Processor, readLater: Set<String>) throws {
