@@ -175,15 +175,21 @@ struct SimulationSummary {
         private var deadLetters: [CloudEvent] = []
         private var messages: [String: Int] = [:]
 
+        /// What each gathered topic's records are to the figures.
+        private enum Role { case ledger, tierChange, campaignResult, deadLetter, message }
+        private static let roles: [String: Role] = [
+            Topics.pointsLedger.name: .ledger, Topics.tierChanges.name: .tierChange, Topics.campaignResults.name: .campaignResult,
+            Topics.deadLetters.name: .deadLetter, Topics.notifications.name: .message,
+        ]
+
         mutating func add(_ row: OutboxRow) {
-            let topics = [Topics.pointsLedger.name, Topics.tierChanges.name, Topics.campaignResults.name, Topics.deadLetters.name, Topics.notifications.name]
-            guard topics.contains(row.topic), let value = row.value, let event = try? CloudEvent.decode(value) else { return }
-            switch row.topic {
-            case Topics.pointsLedger.name: ledger.append(PointsHealth.LedgerEntry(event))
-            case Topics.tierChanges.name: tierChanges.append(event)
-            case Topics.campaignResults.name: campaignResults.append(event)
-            case Topics.deadLetters.name: deadLetters.append(event)
-            default: messages[event.data["type"]?.stringValue ?? "?", default: 0] += 1
+            guard let role = Self.roles[row.topic], let value = row.value, let event = try? CloudEvent.decode(value) else { return }
+            switch role {
+            case .ledger: ledger.append(PointsHealth.LedgerEntry(event))
+            case .tierChange: tierChanges.append(event)
+            case .campaignResult: campaignResults.append(event)
+            case .deadLetter: deadLetters.append(event)
+            case .message: messages[event.data["type"]?.stringValue ?? "?", default: 0] += 1
             }
         }
 
