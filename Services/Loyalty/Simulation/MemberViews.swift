@@ -20,43 +20,34 @@ final class MemberViews {
 
     deinit { try? FileManager.default.removeItem(at: directory) }
 
-    /// Writes `service`'s view of every member (`view` gives nil where the service has none).
+    /// Writes `service`'s view of every member (`view` gives nil where the service has none),
+    /// a line each: compact JSON has no raw newline, and no view is empty, so an empty line
+    /// stands for none.
     func record(service: String, view: (String) throws -> [UInt8]?) throws {
-        let file = directory.appendingPathComponent("\(services.count)-\(service)")
-        guard FileManager.default.createFile(atPath: file.path, contents: nil) else { throw CLIError("cannot write \(file.path)") }
-        let handle = try FileHandle(forWritingTo: file)
-        defer { try? handle.close() }
-        var buffer: [UInt8] = []
-        for member in members {
-            // Each view as its length plus one (0: none), eight bytes little-endian, then its bytes.
-            let bytes = try view(member)
-            withUnsafeBytes(of: UInt64(bytes.map { $0.count + 1 } ?? 0).littleEndian) { buffer += $0 }
-            if let bytes { buffer += bytes }
-            if buffer.count >= 1 << 20 {
-                try handle.write(contentsOf: buffer)
-                buffer.removeAll(keepingCapacity: true)
-            }
-        }
-        try handle.write(contentsOf: buffer)
-        services.append((service, file))
+        let name = "\(services.count)-\(service)"
+        let files = LineFiles(directory: directory.path)
+        try files.create(name)
+        for member in members { try files.append(try view(member) ?? [], to: name) }
+        try files.close()
+        services.append((service, directory.appendingPathComponent(name)))
     }
 
     /// Calls `body` with each member some service has a view of, and those views in the order
     /// the services were recorded.
     func forEach(_ body: (_ member: String, _ views: [(service: String, view: [UInt8])]) throws -> Void) throws {
-        let readers = try services.map { try (name: $0.name, reader: ChunkedReader($0.file)) }
+        let readers = try services.map { try (name: $0.name, reader: LineReader($0.file)) }
         for member in members {
             var views: [(service: String, view: [UInt8])] = []
             for (name, reader) in readers {
-                let length = try reader.read(8).withUnsafeBytes { Int(UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self))) }
-                if length > 0 { views.append((name, try reader.read(length - 1))) }
+                let line = try reader.nextLine()
+                if !line.isEmpty { views.append((name, line)) }
             }
             if !views.isEmpty { try body(member, views) }
         }
     }
 
-    /// Reads a file front to back a megabyte at a time.
-    private final class ChunkedReader {
+    /// Reads a file's lines front to back, a megabyte at a time.
+    private final class LineReader {
         private let handle: FileHandle
         private let file: URL
         private var buffer: [UInt8] = []
@@ -69,18 +60,20 @@ final class MemberViews {
 
         deinit { try? handle.close() }
 
-        /// The next `count` bytes.
-        func read(_ count: Int) throws -> [UInt8] {
-            while buffer.count - position < count {
+        /// The next line, without its newline.
+        func nextLine() throws -> [UInt8] {
+            while true {
+                if let end = buffer[position...].firstIndex(of: UInt8(ascii: "\n")) {
+                    defer { position = end + 1 }
+                    return Array(buffer[position..<end])
+                }
                 buffer.removeFirst(position)
                 position = 0
-                guard let chunk = try handle.read(upToCount: max(1 << 20, count)), !chunk.isEmpty else {
+                guard let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty else {
                     throw CLIError("\(file.path) ends early: a simulation's scratch file was changed while it ran")
                 }
                 buffer += chunk
             }
-            defer { position += count }
-            return Array(buffer[position..<position + count])
         }
     }
 }
