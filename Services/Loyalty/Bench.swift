@@ -100,15 +100,17 @@ enum Bench {
             return
         case .points?:
             let pipeline = try pointsPipeline(options, directory: directory)
-            say(String(format: "  points pipeline %.0f events/s, latency at %d events/s p50 %.1f / p99 %.1f / max %.1f ms, peak RSS %.1f MiB, %.0f bytes a member",
-                       pipeline.throughput, options.rate, pipeline.p50, pipeline.p99, pipeline.max, pipeline.peakRSSMiB, pipeline.bytesPerMember))
+            say(String(format: "  points pipeline %.0f events/s, CPU %.1f µs an event (loop %.1f), latency at %d events/s p50 %.1f / p99 %.1f / max %.1f ms, peak RSS %.1f MiB, %.0f bytes a member",
+                       pipeline.throughput, pipeline.cpuMicrosPerEvent, pipeline.loopMicrosPerEvent, options.rate, pipeline.p50, pipeline.p99,
+                       pipeline.max, pipeline.peakRSSMiB, pipeline.bytesPerMember))
             return
         case .platform?:
             let platform = try platformPipeline(
                 orders: options.platformOrders, members: options.platformMembers, window: options.window / 4, directory: directory)
             say(String(format: "  four services %.0f orders/s", platform.throughput))
             for service in ["points", "tiers", "campaigns", "notifications"] {
-                say("    \(service): " + String(format: "peak RSS %.1f MiB, %.0f bytes a member", platform.peakRSSMiB[service] ?? 0, platform.bytesPerMember[service] ?? 0))
+                say("    \(service): " + String(format: "CPU %.1f µs an order, peak RSS %.1f MiB, %.0f bytes a member",
+                                           platform.cpuMicrosPerOrder[service] ?? 0, platform.peakRSSMiB[service] ?? 0, platform.bytesPerMember[service] ?? 0))
             }
             return
         case .simulate?:
@@ -147,6 +149,7 @@ enum Bench {
             ("points pipeline, exactly-once, real executable", "\(grouped(pipeline.throughput)) events/s"),
             ("  as a share of the smaller ceiling", String(format: "%.0f %%", 100 * pipeline.throughput / ceiling)),
             ("  as a share of Kafka and the reference, the smaller", String(format: "%.0f %%", 100 * pipeline.throughput / fixed)),
+            ("  CPU an event: the service, its loop thread", String(format: "%.1f µs, %.1f µs", pipeline.cpuMicrosPerEvent, pipeline.loopMicrosPerEvent)),
             ("latency at \(grouped(Double(options.rate))) events/s, order → ledger event",
              "p50 \(ms(pipeline.p50))  p99 \(ms(pipeline.p99))  max \(ms(pipeline.max))"),
             ("points peak RSS with \(grouped(Double(options.members))) members", String(format: "%.1f MiB", pipeline.peakRSSMiB)),
@@ -155,8 +158,9 @@ enum Bench {
              "\(grouped(platform.throughput)) orders/s"),
             ("  as a share of the smaller ceiling", String(format: "%.0f %%", 100 * platform.throughput / ceiling)),
         ] + ["points", "tiers", "campaigns", "notifications"].map { service in
-            ("  \(service): peak RSS, database per member",
-             String(format: "%.1f MiB, ", platform.peakRSSMiB[service] ?? 0) + "\(grouped(platform.bytesPerMember[service] ?? 0)) bytes")
+            ("  \(service): CPU an order, peak RSS, database per member",
+             String(format: "%.1f µs, %.1f MiB, ", platform.cpuMicrosPerOrder[service] ?? 0, platform.peakRSSMiB[service] ?? 0)
+                + "\(grouped(platform.bytesPerMember[service] ?? 0)) bytes")
         }
         rows += [
             ("loyalty simulate: a year of \(grouped(Double(simulation.members))) members, \(grouped(Double(simulation.events))) events, one core",
@@ -359,6 +363,10 @@ enum Bench {
         var max: Double
         var peakRSSMiB: Double
         var bytesPerMember: Double
+        /// CPU the service used during the timed pipeline, per event: the whole process, and
+        /// its loop (the main thread), which is what one thread can take at most.
+        var cpuMicrosPerEvent: Double
+        var loopMicrosPerEvent: Double
     }
 
     /// The scaling section: the points pipeline with one instance and with two sharing its
@@ -624,8 +632,11 @@ enum Bench {
             try register(options.members, make: registration)
         }
         say("  pipeline…")
+        let pid = children.processes.first!.process.processIdentifier
+        let cpuBefore = ProcessCPU.of(pid)
         let seconds = try pump(options.events) { index in [order(index, member: member(index, of: options.members), time: epoch + 3_600_000 + Int64(index))] }
         let throughput = Double(options.events) / seconds
+        let cpu = ProcessCPU.of(pid).flatMap { after in cpuBefore.map { after - $0 } } ?? ProcessCPU(process: 0, mainThread: 0)
 
         say(measureLatency ? "  latency at \(options.rate) events/s…" : "  (no latency run)")
         let latencyEvents = measureLatency ? options.rate * options.latencySeconds : 0
@@ -642,7 +653,6 @@ enum Bench {
         latencies.sort()
         func percentile(_ p: Double) -> Double { latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))] }
 
-        let pid = children.processes.first!.process.processIdentifier
         let peakMiB = PeakMemory.mebibytes(of: pid)
         consumer.close()
         // A warm standby has read the changelog on by then (a pass every half second): its
@@ -653,6 +663,7 @@ enum Bench {
         let size = (try? FileManager.default.attributesOfItem(atPath: data.appendingPathComponent("points.sqlite").path)[.size] as? Int) ?? 0
         return PipelineFigures(
             throughput: throughput, p50: percentile(0.5), p99: percentile(0.99), max: latencies.last ?? 0,
-            peakRSSMiB: peakMiB, bytesPerMember: Double(size) / Double(options.members))
+            peakRSSMiB: peakMiB, bytesPerMember: Double(size) / Double(options.members),
+            cpuMicrosPerEvent: cpu.process * 1e6 / Double(options.events), loopMicrosPerEvent: cpu.mainThread * 1e6 / Double(options.events))
     }
 }

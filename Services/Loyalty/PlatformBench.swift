@@ -13,6 +13,8 @@ extension Bench {
         /// Per service: peak RSS (MiB) and database bytes per member.
         var peakRSSMiB: [String: Double]
         var bytesPerMember: [String: Double]
+        /// Per service: CPU it used while the orders were timed, per order, in µs.
+        var cpuMicrosPerOrder: [String: Double]
     }
 
     /// What each service reads (the catalogue's co-partitioned inputs of each).
@@ -128,6 +130,7 @@ extension Bench {
 
         say("  four services: \(orders) orders…")
         let start = Date()
+        let cpuBefore = children.processes.map { ProcessCPU.of($0.process.processIdentifier) }
         try send(orders, to: Topics.orders.name) { index in
             let id = "bench-p\(index % members)"
             // Spread over the year: tiers move, campaigns fire, messages go out.
@@ -136,6 +139,11 @@ extension Bench {
         }
         try waitUntilDrained()
         let seconds = Date().timeIntervalSince(start)
+        var cpu: [String: Double] = [:]
+        for ((name, process), before) in zip(children.processes, cpuBefore) {
+            guard let before, let after = ProcessCPU.of(process.processIdentifier) else { continue }
+            cpu[name] = (after - before).process * 1e6 / Double(orders)
+        }
 
         var rss: [String: Double] = [:]
         for (name, process) in children.processes { rss[name] = PeakMemory.mebibytes(of: process.processIdentifier) }
@@ -145,6 +153,7 @@ extension Bench {
             let size = (try? FileManager.default.attributesOfItem(atPath: data.appendingPathComponent("\(service).sqlite").path)[.size] as? Int) ?? 0
             bytes[service] = Double(size) / Double(members)
         }
-        return PlatformFigures(orders: orders, members: members, throughput: Double(orders) / seconds, peakRSSMiB: rss, bytesPerMember: bytes)
+        return PlatformFigures(orders: orders, members: members, throughput: Double(orders) / seconds, peakRSSMiB: rss, bytesPerMember: bytes,
+            cpuMicrosPerOrder: cpu)
     }
 }

@@ -1,0 +1,33 @@
+import Foundation
+
+/// CPU time a process has used, as Linux reports it (`utime` + `stime` in `/proc/<pid>/stat`),
+/// for the whole process and for its main thread (the service's loop). Unlike events a second,
+/// CPU time an event hardly moves when other work shares the machine, so it shows what a
+/// change costs or saves.
+struct ProcessCPU {
+    /// Seconds of CPU of every thread of the process.
+    var process: Double
+    /// Seconds of CPU of the main thread, where a service runs its loop.
+    var mainThread: Double
+
+    /// `pid`'s CPU time so far; nil where it cannot be read.
+    static func of(_ pid: Int32) -> ProcessCPU? {
+        guard let process = seconds("/proc/\(pid)/stat"), let main = seconds("/proc/\(pid)/task/\(pid)/stat") else { return nil }
+        return ProcessCPU(process: process, mainThread: main)
+    }
+
+    /// The difference from an earlier reading.
+    static func - (later: ProcessCPU, earlier: ProcessCPU) -> ProcessCPU {
+        ProcessCPU(process: later.process - earlier.process, mainThread: later.mainThread - earlier.mainThread)
+    }
+
+    /// Fields 14 and 15 (utime, stime) of a `stat` file, in seconds. The command name (field 2)
+    /// is in parentheses and may hold spaces, so fields are counted after its closing one.
+    private static func seconds(_ path: String) -> Double? {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8), let close = text.lastIndex(of: ")") else { return nil }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        // After the name: state is field 3, so utime (14) and stime (15) are at 11 and 12.
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+}
