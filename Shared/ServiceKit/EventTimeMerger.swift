@@ -79,7 +79,11 @@ public struct EventTimeMerger<Item> {
     public var rebuilding = false
 
     /// Lanes in an array (indexed through `laneIndex`) so the hot loop reads them in place.
-    private var lanes: [Lane] = []
+    /// Every lane is a ``Lane`` (see ``buffer(_:)``), kept as its non-generic base for the scans.
+    private var lanes: [MergeLane] = []
+
+    /// The lane at `index` with its buffer.
+    private func buffer(_ index: Int) -> Lane { unsafeDowncast(lanes[index], to: Lane.self) }
     private var laneIndex: [TopicPartition: Int] = [:]
     private var echoes: [String: (key: MergeKey, partition: TopicPartition, since: Int64)] = [:]
     /// Records held until this instance sends them itself (``add(_:key:offset:from:heldUntilSent:)``),
@@ -104,58 +108,10 @@ public struct EventTimeMerger<Item> {
         var item: Item
     }
 
-    /// One partition's buffer. A class: the hot loop reads lanes many times a record, and the
-    /// merge, generic over its items, would copy a struct lane (every buffer in it) on each read.
-    /// So the merge itself is not to be copied: a copy would share its lanes.
-    final class Lane {
-        var fifo = FIFO<Entry>()
-        var sorted = Heap<Entry> { $0.key < $1.key }
-        var isSorted: Bool
-        var hasGrace: Bool
-        let partition: TopicPartition
-        /// The next offset the consumer will hand out (nil: not known yet).
-        var position: Int64?
-        /// The partition's end (high watermark) as the broker last reported it (nil: unknown).
-        var knownEnd: Int64?
-        /// When the lane, read to its end and empty, started holding the merge for the grace.
-        var idleSince: Int64?
-        /// When the lane, behind its end and empty, started holding the merge (for reports).
-        var heldSince: Int64?
-        /// Offsets buffered and not yet handed out, for the committable offset.
-        var pendingOffsets = Heap<Int64> { $0 < $1 }
-        var releasedOffsets: Set<Int64> = []
-        /// Producers whose progress marks this partition's task waits for.
-        var awaited: Set<String> = [] {
-            didSet { awaitedInOrder = awaited.sorted() }
-        }
-        private(set) var awaitedInOrder: [String] = []
-        /// The latest mark of each producer, with the offset it was read at.
-        var marks: [String: (mark: ProgressMark, offset: Int64)] = [:]
-        /// Marks changed since the store last took them.
-        var marksChanged = false
-        /// When a producer's promise started holding the merge, whose (for reports), and the
-        /// event time it has to promise past.
-        var progressHeld: (producer: String, since: Int64, time: Int64)?
-        /// While rebuilding a store: the offset it reads this partition to, however far the
-        /// partition goes on.
-        var readCap: Int64?
-
-        var count: Int { isSorted ? sorted.count : fifo.count }
-        /// The key of the record handed out next: kept as the buffer changes, because the merge
-        /// reads it for every lane on every record.
-        private(set) var headKey: MergeKey?
-
-        /// Everything the partition held when the broker last reported its end has been read.
-        var isReadToEnd: Bool {
-            guard let position, let knownEnd else { return false }
-            return position >= knownEnd
-        }
-
-        init(isSorted: Bool, hasGrace: Bool, partition: TopicPartition) {
-            self.isSorted = isSorted
-            self.hasGrace = hasGrace
-            self.partition = partition
-        }
+    /// A partition's buffer of items, in arrival order or sorted by key.
+    final class Lane: MergeLane {
+        private var fifo = FIFO<Entry>()
+        private var sorted = Heap<Entry> { $0.key < $1.key }
 
         func append(_ entry: Entry) {
             buffer(entry)
@@ -171,48 +127,18 @@ public struct EventTimeMerger<Item> {
                 fifo.append(entry)
                 if headKey == nil { headKey = entry.key }
             }
-        }
-
-        /// Moves the position past a record read at `offset`, still to be handed out when `pending`.
-        func noteRead(_ offset: Int64, pending: Bool) {
-            if pending { pendingOffsets.insert(offset) }
-            position = max(position ?? 0, offset + 1)
-            // An end below what was just read is stale: the end is unknown until reported again.
-            if let end = knownEnd, end < position! { knownEnd = nil }
-            idleSince = nil
-            heldSince = nil
+            count += 1
         }
 
         func removeHead() -> Entry {
             let entry = isSorted ? sorted.removeFirst() : fifo.removeFirst()
-            headKey = isSorted ? sorted.first?.key : fifo.first?.key
+            headKey = isSorted ? sorted.firstKey() : fifo.firstKey()
+            count -= 1
             releasedOffsets.insert(entry.offset)
             while let lowest = pendingOffsets.first, releasedOffsets.contains(lowest) {
                 releasedOffsets.remove(pendingOffsets.removeFirst())
             }
             return entry
-        }
-
-        /// The offset below which every record has been handed out.
-        var committableOffset: Int64? { pendingOffsets.first ?? position }
-
-        /// The first awaited producer whose promise does not reach `time` yet: no mark, one
-        /// whose records before it may still be unread, or one that does not admit the time for
-        /// a task read to `readTo`.
-        /// (`readTo` is asked only when a mark's time alone does not decide.)
-        func unmetProducer(at time: Int64, readTo: () -> [String: Int64]) -> String? {
-            for producer in awaitedInOrder where !promisesByTime(producer, time) {
-                guard let (mark, offset) = marks[producer], let position, position > offset else { return producer }
-                if !mark.admits(time, readTo: readTo()) { return producer }
-            }
-            return nil
-        }
-
-        /// Whether `producer`'s latest mark, read with everything before it, promises past
-        /// `time` by its time alone (an idle producer's positions aside).
-        func promisesByTime(_ producer: String, _ time: Int64) -> Bool {
-            guard let (mark, offset) = marks[producer], let position, position > offset else { return false }
-            return mark.time > time || (mark.time == time && mark.idle)
         }
     }
 
@@ -362,7 +288,7 @@ public struct EventTimeMerger<Item> {
     }
 
     /// How far each partition of the task has been read (topic → next offset).
-    private static func readPositions(of task: Int32, in lanes: [Lane]) -> [String: Int64] {
+    private static func readPositions(of task: Int32, in lanes: [MergeLane]) -> [String: Int64] {
         var positions: [String: Int64] = [:]
         for lane in lanes where lane.partition.partition == task { positions[lane.partition.topic] = lane.position ?? 0 }
         return positions
@@ -437,7 +363,7 @@ public struct EventTimeMerger<Item> {
             held[key.id, default: []].append((entry, partition))
             return
         }
-        lanes[index].append(entry)
+        buffer(index).append(entry)
     }
 
     /// Reads `partition` no further than `offset` while rebuilding a store: its end counts as
@@ -484,7 +410,7 @@ public struct EventTimeMerger<Item> {
         if let copies = held.removeValue(forKey: key.id) {
             sent.insert(key.id)
             for copy in copies where copy.partition == partition {
-                lanes[index].buffer(copy.entry)
+                buffer(index).buffer(copy.entry)
             }
             return
         }
@@ -533,14 +459,23 @@ public struct EventTimeMerger<Item> {
         let heldSince = heldByOtherTasksSince
         heldByOtherTasksSince = nil
         var best: Int?
-        for index in lanes.indices {
-            if let head = lanes[index].headKey, best == nil || head < lanes[best!].headKey! { best = index }
+        var bestKey = MergeKey.highest
+        var anyEmpty = false
+        for (index, lane) in lanes.enumerated() {
+            guard let head = lane.headKey else {
+                anyEmpty = true
+                continue
+            }
+            if best == nil || head < bestKey {
+                best = index
+                bestKey = head
+            }
         }
         guard let chosen = best else {
             if !awaitedProducers.isEmpty { for index in lanes.indices { lanes[index].progressHeld = nil } }
             return nil
         }
-        let chosenKey = lanes[chosen].headKey!
+        let chosenKey = bestKey
         // A task of another instance may still send something earlier.
         if let bound = otherTasksBound, bound < chosenKey {
             heldByOtherTasksSince = heldSince ?? now
@@ -572,21 +507,21 @@ public struct EventTimeMerger<Item> {
             }
             if waiting { return nil }
         }
-        for index in lanes.indices where lanes[index].count == 0 {
-            if !lanes[index].isReadToEnd {
+        for lane in lanes where anyEmpty && lane.count == 0 {
+            if !lane.isReadToEnd {
                 // Records exist (or may): wait for them, however long the fetch takes.
-                if lanes[index].heldSince == nil { lanes[index].heldSince = now }
+                if lane.heldSince == nil { lane.heldSince = now }
                 waiting = true
             } else {
-                lanes[index].heldSince = nil
-                guard lanes[index].hasGrace, idleMilliseconds > 0 else { continue }
-                let since = lanes[index].idleSince ?? now
-                lanes[index].idleSince = since
+                lane.heldSince = nil
+                guard lane.hasGrace, idleMilliseconds > 0 else { continue }
+                let since = lane.idleSince ?? now
+                lane.idleSince = since
                 if now - since < idleMilliseconds { waiting = true }
             }
         }
         if waiting { return nil }
-        let entry = lanes[chosen].removeHead()
+        let entry = buffer(chosen).removeHead()
         return (entry.item, lanes[chosen].partition)
     }
 }
@@ -599,6 +534,10 @@ struct FIFO<Element> {
     var isEmpty: Bool { head == storage.count }
     var count: Int { storage.count - head }
     var first: Element? { isEmpty ? nil : storage[head] }
+
+    /// The first entry's key, read in place: copying the whole entry out, generic as it is,
+    /// would retain and release everything it holds.
+    func firstKey<Item>() -> MergeKey? where Element == EventTimeMerger<Item>.Entry { isEmpty ? nil : storage[head].key }
 
     mutating func append(_ element: Element) { storage.append(element) }
 
@@ -627,6 +566,9 @@ struct Heap<Element> {
 
     var count: Int { storage.count }
     var first: Element? { storage.first }
+
+    /// The first entry's key, read in place (see ``FIFO/firstKey()``).
+    func firstKey<Item>() -> MergeKey? where Element == EventTimeMerger<Item>.Entry { storage.isEmpty ? nil : storage[0].key }
 
     mutating func insert(_ element: Element) {
         storage.append(element)
@@ -660,3 +602,91 @@ struct Heap<Element> {
     }
 }
 
+/// One partition of the merge: where it is read to, its head, what holds it. A class: the
+/// hot loop reads lanes many times a record, and the merge, generic over its items, would copy
+/// a struct lane (every buffer in it) on each read. So the merge itself is not to be copied: a
+/// copy would share its lanes. Not generic: the merge scans every lane for every record, and a
+/// generic lane's every property read goes through a metadata lookup; the buffer, which holds
+/// the generic items, is in the subclass ``EventTimeMerger/Lane``.
+class MergeLane {
+    var isSorted: Bool
+    var hasGrace: Bool
+    let partition: TopicPartition
+    /// The next offset the consumer will hand out (nil: not known yet).
+    var position: Int64?
+    /// The partition's end (high watermark) as the broker last reported it (nil: unknown).
+    var knownEnd: Int64?
+    /// When the lane, read to its end and empty, started holding the merge for the grace.
+    var idleSince: Int64?
+    /// When the lane, behind its end and empty, started holding the merge (for reports).
+    var heldSince: Int64?
+    /// Offsets buffered and not yet handed out, for the committable offset.
+    var pendingOffsets = Heap<Int64> { $0 < $1 }
+    var releasedOffsets: Set<Int64> = []
+    /// Producers whose progress marks this partition's task waits for.
+    var awaited: Set<String> = [] {
+        didSet { awaitedInOrder = awaited.sorted() }
+    }
+    private(set) var awaitedInOrder: [String] = []
+    /// The latest mark of each producer, with the offset it was read at.
+    var marks: [String: (mark: ProgressMark, offset: Int64)] = [:]
+    /// Marks changed since the store last took them.
+    var marksChanged = false
+    /// When a producer's promise started holding the merge, whose (for reports), and the
+    /// event time it has to promise past.
+    var progressHeld: (producer: String, since: Int64, time: Int64)?
+    /// While rebuilding a store: the offset it reads this partition to, however far the
+    /// partition goes on.
+    var readCap: Int64?
+
+    /// Entries buffered: kept as the buffer changes, for the same reason as `headKey` (the
+    /// buffers are generic, so asking them costs a metadata lookup).
+    fileprivate(set) var count = 0
+    /// The key of the record handed out next: kept as the buffer changes, because the merge
+    /// reads it for every lane on every record.
+    fileprivate(set) var headKey: MergeKey?
+
+    /// Everything the partition held when the broker last reported its end has been read.
+    var isReadToEnd: Bool {
+        guard let position, let knownEnd else { return false }
+        return position >= knownEnd
+    }
+
+    init(isSorted: Bool, hasGrace: Bool, partition: TopicPartition) {
+        self.isSorted = isSorted
+        self.hasGrace = hasGrace
+        self.partition = partition
+    }
+
+    /// Moves the position past a record read at `offset`, still to be handed out when `pending`.
+    func noteRead(_ offset: Int64, pending: Bool) {
+        if pending { pendingOffsets.insert(offset) }
+        position = max(position ?? 0, offset + 1)
+        // An end below what was just read is stale: the end is unknown until reported again.
+        if let end = knownEnd, end < position! { knownEnd = nil }
+        idleSince = nil
+        heldSince = nil
+    }
+
+    /// The offset below which every record has been handed out.
+    var committableOffset: Int64? { pendingOffsets.first ?? position }
+
+    /// The first awaited producer whose promise does not reach `time` yet: no mark, one
+    /// whose records before it may still be unread, or one that does not admit the time for
+    /// a task read to `readTo`.
+    /// (`readTo` is asked only when a mark's time alone does not decide.)
+    func unmetProducer(at time: Int64, readTo: () -> [String: Int64]) -> String? {
+        for producer in awaitedInOrder where !promisesByTime(producer, time) {
+            guard let (mark, offset) = marks[producer], let position, position > offset else { return producer }
+            if !mark.admits(time, readTo: readTo()) { return producer }
+        }
+        return nil
+    }
+
+    /// Whether `producer`'s latest mark, read with everything before it, promises past
+    /// `time` by its time alone (an idle producer's positions aside).
+    func promisesByTime(_ producer: String, _ time: Int64) -> Bool {
+        guard let (mark, offset) = marks[producer], let position, position > offset else { return false }
+        return mark.time > time || (mark.time == time && mark.idle)
+    }
+}

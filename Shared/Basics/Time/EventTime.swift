@@ -50,23 +50,37 @@ public struct EventTime: Sendable, Hashable, Comparable, CustomStringConvertible
     }
 
     /// Appends ``rfc3339``'s bytes to `text`, without making a string (writers of JSON call it
-    /// for every time they write).
+    /// for every time they write). Clamped to years 0001–9999, the form has a fixed width, so
+    /// it is filled in place and appended at once.
     public func appendRFC3339(to text: inout [UInt8]) {
         let millis = min(max(self.millis, Self.earliestWritable), Self.latestWritable)
         let dayNumber = CivilCalendar.floorDivide(millis, Self.dayMillis)
-        let millisOfDay = UInt64(millis - dayNumber * Self.dayMillis)
+        let millisOfDay = Int(millis - dayNumber * Self.dayMillis)
         let civil = CivilCalendar.civil(fromDayNumber: dayNumber)
-
-        CivilCalendar.appendDate(year: civil.year, month: Int(civil.month), day: Int(civil.day), to: &text)
-        text.append(UInt8(ascii: "T"))
-        CivilCalendar.appendPadded(millisOfDay / 3_600_000, width: 2, to: &text)
-        text.append(UInt8(ascii: ":"))
-        CivilCalendar.appendPadded(millisOfDay / 60_000 % 60, width: 2, to: &text)
-        text.append(UInt8(ascii: ":"))
-        CivilCalendar.appendPadded(millisOfDay / 1_000 % 60, width: 2, to: &text)
-        text.append(UInt8(ascii: "."))
-        CivilCalendar.appendPadded(millisOfDay % 1_000, width: 3, to: &text)
-        text.append(UInt8(ascii: "Z"))
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 24) { form in
+            func digits(_ value: Int, width: Int, at start: Int) {
+                var remaining = value
+                for index in stride(from: start + width - 1, through: start, by: -1) {
+                    form[index] = UInt8(ascii: "0") + UInt8(remaining % 10)
+                    remaining /= 10
+                }
+            }
+            digits(Int(civil.year), width: 4, at: 0)
+            form[4] = UInt8(ascii: "-")
+            digits(Int(civil.month), width: 2, at: 5)
+            form[7] = UInt8(ascii: "-")
+            digits(Int(civil.day), width: 2, at: 8)
+            form[10] = UInt8(ascii: "T")
+            digits(millisOfDay / 3_600_000, width: 2, at: 11)
+            form[13] = UInt8(ascii: ":")
+            digits(millisOfDay / 60_000 % 60, width: 2, at: 14)
+            form[16] = UInt8(ascii: ":")
+            digits(millisOfDay / 1_000 % 60, width: 2, at: 17)
+            form[19] = UInt8(ascii: ".")
+            digits(millisOfDay % 1_000, width: 3, at: 20)
+            form[23] = UInt8(ascii: "Z")
+            text.append(contentsOf: UnsafeBufferPointer(form))
+        }
     }
 
     /// ``rfc3339``.
