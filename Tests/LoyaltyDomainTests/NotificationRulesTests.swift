@@ -163,6 +163,29 @@ import ReferenceProgram
         #expect(m.profile.channels.isEmpty, "a closed member's profile is not filled again")
     }
 
+    @Test func aMembersStateReadsBackFromEitherStoredForm() throws {
+        var m = member(channels: ["sms": "13800138000", "email": "a@example.com"], preferred: "email")
+        m.registered = true
+        _ = rules.earned(points: 10, cause: "e1", at: at("2026-05-10T12:00:00+08:00"), member: &m)
+        _ = rules.earned(points: 5, cause: "e2", at: at("2026-05-11T12:00:00+08:00"), member: &m)
+        _ = rules.notify(.birthday, fields: ["points": "100", "name": "阿丽"], cause: "b", at: at("2026-05-10T23:00:00+08:00"), member: &m)
+        m.lastDigestDay = 20_580
+        m.marketingSent = [20_579: 2, 20_580: 1]
+        #expect(!m.held.isEmpty && m.digests.count == 2, "the member holds each part of the state")
+
+        let compact = m.encoded()
+        #expect(try NotificationMember.decode(compact) == m)
+        #expect(compact.count * 2 < m.encodedAsJSON().count, "the compact form is well under half the JSON form")
+        // Stores written by earlier builds hold the JSON form.
+        #expect(try NotificationMember.decode(m.encodedAsJSON()) == m)
+        #expect(try NotificationMember.decode(NotificationMember(member: "new").encoded()) == NotificationMember(member: "new"))
+        // A damaged state is an error, never a trap.
+        for length in [1, compact.count / 2, compact.count - 1] {
+            #expect(throws: (any Error).self) { try NotificationMember.decode(Array(compact.prefix(length))) }
+        }
+        #expect(throws: (any Error).self) { try NotificationMember.decode(compact + [0]) }
+    }
+
     @Test func contactDataIsMaskedForLogs() {
         #expect(ContactMask.mask("13800138000", channel: .sms) == "138****8000")
         #expect(ContactMask.mask("alice@example.com", channel: .email) == "a***@example.com")
