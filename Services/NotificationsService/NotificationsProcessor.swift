@@ -36,7 +36,8 @@ public final class NotificationsProcessor: StreamProcessor {
     /// messages suppressed with their reasons (up to `asOf` when given).
     public func memberView(_ member: String, in database: Database, asOf: EventTime?) throws -> JSONValue? {
         guard let state = try database.prepare("SELECT state FROM notification_members WHERE member = ?").queryOne(.text(member), row: { $0.blob(0) }),
-              var stored = try JSONValue.parse(state).objectValue
+              // The view lists the state as its JSON form did (whichever form is stored).
+              var stored = try JSONValue.parse(NotificationMember.decode(state).encodedAsJSON()).objectValue
         else { return nil }
         var channels = JSONObject()
         for member in stored["channels"]?.objectValue?.members ?? [] {

@@ -73,6 +73,18 @@ import Testing
         #expect(message.id == "notification/\(message.data["idempotencyKey"]!.stringValue!)")
     }
 
+    @Test func theMemberViewShowsTheStoredStateWithMaskedAddresses() throws {
+        let h = try Harness()
+        try h.apply([try Self.registered("m", [
+            "locale": "en", "marketingConsent": true, "channels": ["sms": "13800138000", "email": "m@example.com"], "preferredChannel": "email",
+        ])])
+        let view = try #require(try h.applier.processor.memberView("m", in: h.applier.database, asOf: nil)?.objectValue)
+        #expect(view["member"]?.stringValue == "m" && view["locale"]?.stringValue == "en" && view["registered"] == .bool(true))
+        #expect(view["channels"] == .object(["sms": "138****8000", "email": "m***@example.com"]))
+        #expect(view["preferredChannel"]?.stringValue == "email" && view["v"] == nil)
+        #expect(try h.applier.processor.memberView("nobody", in: h.applier.database, asOf: nil) == nil)
+    }
+
     @Test func noChannelIsADeadLetterAndAForgedSourceIsRefused() throws {
         let h = try Harness()
         try h.apply([try Self.registered("m", [:])])
