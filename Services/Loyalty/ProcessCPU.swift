@@ -1,9 +1,9 @@
 import Foundation
 
 /// CPU time a process has used, as Linux reports it (`utime` + `stime` in `/proc/<pid>/stat`),
-/// for the whole process and for its main thread (the service's loop). Unlike events a second,
-/// CPU time an event hardly moves when other work shares the machine, so it shows what a
-/// change costs or saves.
+/// for the whole process and for its main thread (the service's loop). It leaves out the time
+/// a process waited for a core, so other work on the machine moves CPU time an event less than
+/// events a second (a slower host still moves both).
 struct ProcessCPU {
     /// Seconds of CPU of every thread of the process.
     var process: Double
