@@ -77,7 +77,10 @@ public final class CampaignsProcessor: StreamProcessor {
     /// referrals, as stored (the latest; `asOf` is not kept per member here).
     public func memberView(_ member: String, in database: Database, asOf: EventTime?) throws -> JSONValue? {
         guard let state = try database.prepare("SELECT state FROM campaign_members WHERE member = ?").queryOne(.text(member), row: { $0.blob(0) }),
-              let stored = try JSONValue.parse(state).objectValue
+              // The view lists the state as its JSON form did (whichever form is stored; the
+              // tier, stored apart, is not part of it).
+              let stored = try JSONValue.parse(
+                CampaignMember.decode(state, tier: TierMember(member: member, since: EventTime(millis: 0))).encodedAsJSON()).objectValue
         else { return nil }
         let campaigns: [JSONValue] = (stored["stats"]?.arrayValue ?? []).compactMap { row in
             guard let fields = row.arrayValue, fields.count >= 4 else { return nil }

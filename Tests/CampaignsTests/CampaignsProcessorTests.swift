@@ -129,6 +129,17 @@ import Testing
         #expect(results.data["pointsGranted"]?.int64Value == 123 && results.data["membersReached"]?.int64Value == 1)
     }
 
+    @Test func theMemberViewListsPaidOrdersAndWhatEachCampaignGave() throws {
+        let h = try Harness()
+        try h.apply([try Self.registered("m", "2026-01-01T10:00:00+08:00"), try Self.paid("o0", "m", 100, "2026-01-02T10:00:00+08:00")])
+        try h.apply([try Self.paid("o1", "m", 12_345, "2026-03-18T10:00:00+08:00")])
+        let view = try #require(try h.applier.processor.memberView("m", in: h.applier.database, asOf: nil)?.objectValue)
+        #expect(view["member"]?.stringValue == "m" && view["paidOrders"]?.int64Value == 2 && view["rewardedReferrals"]?.int64Value == 0)
+        let memberDay = view["campaigns"]?.arrayValue?.first { $0["campaign"]?.stringValue == "member-day" }
+        #expect(memberDay?["rewards"]?.int64Value == 1 && memberDay?["points"]?.int64Value == 123 && memberDay?["controlGroup"] == .bool(false))
+        #expect(try h.applier.processor.memberView("nobody", in: h.applier.database, asOf: nil) == nil)
+    }
+
     @Test func aMemberKeepsItsLatestOrdersAndFindsOlderOnesApartWhateverTheBatching() throws {
         func at(_ minute: Int) -> String { "2026-03-18T1\(minute / 60):\(String(format: "%02d", minute % 60)):00+08:00" }
         func refund(_ id: String, of order: String, _ minor: Int64, _ minute: Int) throws -> (CloudEvent, String) {

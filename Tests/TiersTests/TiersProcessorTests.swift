@@ -154,7 +154,7 @@ import Testing
         }
         #expect(member.orders.count == 20)
         let timeless = try NSRegularExpression(pattern: #",-?[0-9]+\]"#)
-        var legacy = String(decoding: member.encoded(levels: levels), as: UTF8.self)
+        var legacy = String(decoding: member.encodedAsJSON(levels: levels), as: UTF8.self)
         let known = try #require(legacy.range(of: #""known":\[.*?\]\]"#, options: .regularExpression))
         let knownText = String(legacy[known])
         legacy.replaceSubrange(known, with: timeless.stringByReplacingMatches(

@@ -103,8 +103,42 @@ public struct CampaignResults: Sendable, Equatable {
 }
 
 extension CampaignMember {
-    /// The member as the campaigns service stores it (the tier separately, see `TierMember`).
+    static let compactFormTag: UInt8 = 0xB7
+
+    /// The member as the campaigns service stores it (the tier separately, see `TierMember`), in
+    /// the compact form (``CompactWriter``): the fields of the JSON form, in its order.
     public func encoded() -> [UInt8] {
+        var w = CompactWriter(tag: Self.compactFormTag, capacity: 128 + bonusOrders.count * 32 + stats.count * 24 + exposures.count * 24)
+        w.string(member)
+        w.optional(registeredAt) { $0.int($1.millis) }
+        w.bool(registrationRead)
+        w.bool(closed)
+        w.optional(profile.birthday) { $0.string($1.description) }
+        w.string(profile.locale)
+        w.bool(profile.marketingConsent)
+        w.optional(tierMonth) { $0.int($1) }
+        w.int(paidOrders)
+        w.optional(dormantSince) { $0.int($1.millis) }
+        w.int(rewardedReferrals)
+        referralsByMonth.write(to: &w)
+        checkInDays.write(to: &w)
+        w.optional(lastCheckInDay) { $0.int($1) }
+        w.int(streakLength)
+        w.int(bonusOrders.count)
+        for (id, order) in bonusOrders.sorted(by: { $0.key < $1.key }) {
+            w.string(id); w.string(order.campaign); w.int(order.paidMinor); w.int(order.bonus); w.int(order.reversed)
+        }
+        w.int(stats.count)
+        for (id, stats) in self.stats.sorted(by: { $0.key < $1.key }) {
+            w.string(id); w.int(stats.rewards); w.int(stats.points); w.bool(stats.treated); w.bool(stats.control)
+        }
+        w.int(exposures.count)
+        for exposure in exposures { w.string(exposure.campaign); w.int(exposure.time.millis); w.bool(exposure.control) }
+        return w.bytes
+    }
+
+    /// The JSON stored form of earlier builds (version 1), which ``decode(_:tier:)`` still reads.
+    public func encodedAsJSON() -> [UInt8] {
         var w = JSONWriter()
         w.beginObject()
         w.key("v"); w.int(1)
@@ -144,6 +178,7 @@ extension CampaignMember {
 
     /// Reads a member stored by `encoded()`, with its tier.
     public static func decode(_ bytes: [UInt8], tier: TierMember) throws -> CampaignMember {
+        if bytes.first == compactFormTag { return try decodeCompact(bytes, tier: tier) }
         guard let root = try JSONValue.parse(bytes).objectValue, root["v"]?.int64Value == 1 else {
             throw JSONFieldError(path: "campaign member", problem: "not a stored campaign member of version 1")
         }
@@ -184,6 +219,46 @@ extension CampaignMember {
             }
             member.exposures.append(Exposure(campaign: id, time: EventTime(millis: time), control: control))
         }
+        return member
+    }
+
+    private static func decodeCompact(_ bytes: [UInt8], tier: TierMember) throws(CompactFormError) -> CampaignMember {
+        var r = try CompactReader(bytes, tag: compactFormTag, what: "campaign member")
+        func problem(_ text: String) -> CompactFormError { CompactFormError(what: "campaign member", problem: text) }
+        var member = CampaignMember(member: try r.string(), since: tier.levelSince)
+        member.tier = tier
+        member.registeredAt = try r.optional { reader throws(CompactFormError) in EventTime(millis: try reader.int()) }
+        member.registrationRead = try r.bool()
+        member.closed = try r.bool()
+        if let birthday = try r.optional({ reader throws(CompactFormError) in try reader.string() }) {
+            guard let parsed = Birthday.parse(birthday) else { throw problem("no birthday \(birthday)") }
+            member.profile.birthday = parsed
+        }
+        member.profile.locale = try r.string()
+        member.profile.marketingConsent = try r.bool()
+        member.tierMonth = try r.optional { reader throws(CompactFormError) in try reader.int() }
+        member.paidOrders = try r.int()
+        member.dormantSince = try r.optional { reader throws(CompactFormError) in EventTime(millis: try reader.int()) }
+        member.rewardedReferrals = try r.int()
+        member.referralsByMonth = try PeriodCounts.read(&r)
+        member.checkInDays = try PeriodCounts.read(&r)
+        member.lastCheckInDay = try r.optional { reader throws(CompactFormError) in try reader.int() }
+        member.streakLength = try r.int()
+        for _ in 0..<(try r.count()) {
+            let (id, campaign) = (try r.string(), try r.string())
+            let (paid, bonus, reversed) = (try r.int(), try r.int(), try r.int())
+            member.bonusOrders[id] = BonusOrder(campaign: campaign, paidMinor: paid, bonus: bonus, reversed: reversed)
+        }
+        for _ in 0..<(try r.count()) {
+            let id = try r.string()
+            let (rewards, points) = (try r.int(), try r.int())
+            member.stats[id] = MemberCampaignStats(rewards: rewards, points: points, treated: try r.bool(), control: try r.bool())
+        }
+        for _ in 0..<(try r.count()) {
+            let (id, time) = (try r.string(), try r.int())
+            member.exposures.append(Exposure(campaign: id, time: EventTime(millis: time), control: try r.bool()))
+        }
+        guard r.isAtEnd else { throw problem("bytes left after the member") }
         return member
     }
 }

@@ -1,9 +1,33 @@
 /// The stored form of a member's tier state, and the JSON of the tier outputs.
 extension TierMember {
-    /// The member as the tiers service stores it.
-    /// The member as the tiers service stores it; the level by its id, so that a program
-    /// whose ladder changed still reads it (`levels` maps ids to the current ladder).
+    static let compactFormTag: UInt8 = 0xB6
+
+    /// The member as the tiers (and campaigns) service stores it, in the compact form
+    /// (``CompactWriter``): the fields of the JSON form, in its order; the level by its id, so
+    /// that a program whose ladder changed still reads it (`levels` maps ids to the current ladder).
     public func encoded(levels: [TierPolicy.Level]) -> [UInt8] {
+        var w = CompactWriter(tag: Self.compactFormTag, capacity: 64 + (payments.count + refunds.count) * 8 + orders.count * 40)
+        w.string(member)
+        w.string(levels[level].id)
+        w.int(statusVersion)
+        w.int(levelSince.millis)
+        for amounts in [payments, refunds] {
+            w.int(amounts.count)
+            for amount in amounts { w.int(amount.time.millis); w.int(amount.amountMinor) }
+        }
+        ordersByMonth.write(to: &w)
+        w.int(orders.count)
+        for (id, order) in orders.sorted(by: { $0.key < $1.key }) {
+            w.string(id); w.int(order.paidMinor); w.int(order.refundedMinor); w.int(order.bonus); w.int(order.bonusReversed)
+            w.int(order.time.millis)
+        }
+        w.int(refundIDs.count)
+        for id in refundIDs.sorted() { w.string(id) }
+        return w.bytes
+    }
+
+    /// The JSON stored form of earlier builds (version 1), which ``decode(_:levels:)`` still reads.
+    public func encodedAsJSON(levels: [TierPolicy.Level]) -> [UInt8] {
         var w = JSONWriter()
         w.beginObject()
         w.key("v"); w.int(1)
@@ -45,6 +69,7 @@ extension TierMember {
     /// Reads a member stored by `encoded(levels:)`. A level no longer on the ladder reads as the
     /// highest level below where it stood, or the first.
     public static func decode(_ bytes: [UInt8], levels: [TierPolicy.Level]) throws -> TierMember {
+        if bytes.first == compactFormTag { return try decodeCompact(bytes, levels: levels) }
         guard let root = try JSONValue.parse(bytes).objectValue, root["v"]?.int64Value == 1 else {
             throw JSONFieldError(path: "tier member", problem: "not a stored tier member of version 1")
         }
@@ -65,6 +90,35 @@ extension TierMember {
             member.orders[id] = TierOrder(time: EventTime(millis: time), paidMinor: paid, refundedMinor: refunded, bonus: bonus, bonusReversed: reversed)
         }
         member.refundIDs = Set(try root.array("refundIds").compactMap(\.stringValue))
+        return member
+    }
+
+    private static func decodeCompact(_ bytes: [UInt8], levels: [TierPolicy.Level]) throws(CompactFormError) -> TierMember {
+        var r = try CompactReader(bytes, tag: compactFormTag, what: "tier member")
+        let memberID = try r.string()
+        let levelID = try r.string()
+        let statusVersion = try r.int()
+        var member = TierMember(member: memberID, since: EventTime(millis: try r.int()))
+        member.level = levels.firstIndex { $0.id == levelID } ?? 0
+        member.statusVersion = statusVersion
+        func amounts() throws(CompactFormError) -> [TimedAmount] {
+            var amounts: [TimedAmount] = []
+            for _ in 0..<(try r.count()) {
+                let time = try r.int()
+                amounts.append(TimedAmount(time: EventTime(millis: time), amountMinor: try r.int()))
+            }
+            return amounts
+        }
+        member.payments = try amounts()
+        member.refunds = try amounts()
+        member.ordersByMonth = try PeriodCounts.read(&r)
+        for _ in 0..<(try r.count()) {
+            let id = try r.string()
+            let (paid, refunded, bonus, reversed) = (try r.int(), try r.int(), try r.int(), try r.int())
+            member.orders[id] = TierOrder(time: EventTime(millis: try r.int()), paidMinor: paid, refundedMinor: refunded, bonus: bonus, bonusReversed: reversed)
+        }
+        for _ in 0..<(try r.count()) { member.refundIDs.insert(try r.string()) }
+        guard r.isAtEnd else { throw CompactFormError(what: "tier member", problem: "bytes left after the member") }
         return member
     }
 }
