@@ -100,17 +100,18 @@ enum Bench {
             return
         case .points?:
             let pipeline = try pointsPipeline(options, directory: directory)
-            say(String(format: "  points pipeline %.0f events/s, CPU %.1f µs an event (loop %.1f), latency at %d events/s p50 %.1f / p99 %.1f / max %.1f ms, peak RSS %.1f MiB, %.0f bytes a member",
-                       pipeline.throughput, pipeline.cpuMicrosPerEvent, pipeline.loopMicrosPerEvent, options.rate, pipeline.p50, pipeline.p99,
-                       pipeline.max, pipeline.peakRSSMiB, pipeline.bytesPerMember))
+            say(String(format: "  points pipeline %.0f events/s, ", pipeline.throughput)
+                + "CPU \(micros(pipeline.cpuMicrosPerEvent)) an event (loop \(micros(pipeline.loopMicrosPerEvent))), "
+                + String(format: "latency at %d events/s p50 %.1f / p99 %.1f / max %.1f ms, peak RSS %.1f MiB, %.0f bytes a member",
+                         options.rate, pipeline.p50, pipeline.p99, pipeline.max, pipeline.peakRSSMiB, pipeline.bytesPerMember))
             return
         case .platform?:
             let platform = try platformPipeline(
                 orders: options.platformOrders, members: options.platformMembers, window: options.window / 4, directory: directory)
             say(String(format: "  four services %.0f orders/s", platform.throughput))
             for service in ["points", "tiers", "campaigns", "notifications"] {
-                say("    \(service): " + String(format: "CPU %.1f µs an order, peak RSS %.1f MiB, %.0f bytes a member",
-                                           platform.cpuMicrosPerOrder[service] ?? 0, platform.peakRSSMiB[service] ?? 0, platform.bytesPerMember[service] ?? 0))
+                say("    \(service): CPU \(micros(platform.cpuMicrosPerOrder[service] ?? .nan)) an order, "
+                    + String(format: "peak RSS %.1f MiB, %.0f bytes a member", platform.peakRSSMiB[service] ?? 0, platform.bytesPerMember[service] ?? 0))
             }
             return
         case .simulate?:
@@ -149,7 +150,7 @@ enum Bench {
             ("points pipeline, exactly-once, real executable", "\(grouped(pipeline.throughput)) events/s"),
             ("  as a share of the smaller ceiling", String(format: "%.0f %%", 100 * pipeline.throughput / ceiling)),
             ("  as a share of Kafka and the reference, the smaller", String(format: "%.0f %%", 100 * pipeline.throughput / fixed)),
-            ("  CPU an event: the service, its loop thread", String(format: "%.1f µs, %.1f µs", pipeline.cpuMicrosPerEvent, pipeline.loopMicrosPerEvent)),
+            ("  CPU an event: the service, its loop thread", "\(micros(pipeline.cpuMicrosPerEvent)), \(micros(pipeline.loopMicrosPerEvent))"),
             ("latency at \(grouped(Double(options.rate))) events/s, order → ledger event",
              "p50 \(ms(pipeline.p50))  p99 \(ms(pipeline.p99))  max \(ms(pipeline.max))"),
             ("points peak RSS with \(grouped(Double(options.members))) members", String(format: "%.1f MiB", pipeline.peakRSSMiB)),
@@ -159,7 +160,7 @@ enum Bench {
             ("  as a share of the smaller ceiling", String(format: "%.0f %%", 100 * platform.throughput / ceiling)),
         ] + ["points", "tiers", "campaigns", "notifications"].map { service in
             ("  \(service): CPU an order, peak RSS, database per member",
-             String(format: "%.1f µs, %.1f MiB, ", platform.cpuMicrosPerOrder[service] ?? 0, platform.peakRSSMiB[service] ?? 0)
+             "\(micros(platform.cpuMicrosPerOrder[service] ?? .nan)), " + String(format: "%.1f MiB, ", platform.peakRSSMiB[service] ?? 0)
                 + "\(grouped(platform.bytesPerMember[service] ?? 0)) bytes")
         }
         rows += [
@@ -461,6 +462,10 @@ enum Bench {
     /// A figure rounded to a whole number, its thousands separated by commas.
     static func grouped(_ value: Double) -> String { ReportPage.grouped(Int64(value.rounded())) }
 
+    /// CPU microseconds to one decimal (steps of the kernel's clock tick over the run), or n/a
+    /// where they could not be read.
+    static func micros(_ value: Double) -> String { value.isNaN ? "n/a" : String(format: "%.1f µs", value) }
+
     static func scalingLines(_ figures: ScalingFigures) -> [String] {
         return [
             "  scaling, points pipeline, \(grouped(Double(figures.events))) orders of \(grouped(Double(figures.members))) members:",
@@ -636,7 +641,8 @@ enum Bench {
         let cpuBefore = ProcessCPU.of(pid)
         let seconds = try pump(options.events) { index in [order(index, member: member(index, of: options.members), time: epoch + 3_600_000 + Int64(index))] }
         let throughput = Double(options.events) / seconds
-        let cpu = ProcessCPU.of(pid).flatMap { after in cpuBefore.map { after - $0 } } ?? ProcessCPU(process: 0, mainThread: 0)
+        // Not a number where /proc cannot be read (printed as n/a).
+        let cpu = ProcessCPU.of(pid).flatMap { after in cpuBefore.map { after - $0 } } ?? ProcessCPU(process: .nan, mainThread: .nan)
 
         say(measureLatency ? "  latency at \(options.rate) events/s…" : "  (no latency run)")
         let latencyEvents = measureLatency ? options.rate * options.latencySeconds : 0

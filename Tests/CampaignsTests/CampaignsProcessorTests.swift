@@ -173,7 +173,7 @@ import Testing
         func stored(_ harness: Harness) throws -> [String] {
             let database = harness.applier.database
             return try database.prepare("SELECT member, state, tier, orders_apart, refunds_apart FROM campaign_members").query {
-                "\($0.string(0)) \(String(decoding: $0.blob(1), as: UTF8.self)) \(String(decoding: $0.blob(2), as: UTF8.self)) \($0.int64(3)) \($0.int64(4))"
+                "\($0.string(0)) \(SHA256.lowercaseHex($0.blob(1))) \(SHA256.lowercaseHex($0.blob(2))) \($0.int64(3)) \($0.int64(4))"
             } + database.prepare("SELECT * FROM campaign_orders ORDER BY member, order_id").query { row in
                 (0..<11).map { row.isNull($0) ? "-" : row.string($0) }.joined(separator: " ")
             } + database.prepare("SELECT refund_id FROM campaign_refund_ids ORDER BY refund_id").query { $0.string(0) }

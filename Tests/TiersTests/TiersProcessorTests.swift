@@ -123,7 +123,7 @@ import Testing
         func stored(_ harness: Harness) throws -> [String] {
             let database = harness.applier.database
             return try database.prepare("SELECT member, state, orders_apart, refunds_apart FROM tier_members").query {
-                "\($0.string(0)) \(String(decoding: $0.blob(1), as: UTF8.self)) \($0.int64(2)) \($0.int64(3))"
+                "\($0.string(0)) \(SHA256.lowercaseHex($0.blob(1))) \($0.int64(2)) \($0.int64(3))"
             } + database.prepare("SELECT order_id, time, paid_minor, refunded_minor, bonus, bonus_reversed FROM tier_orders ORDER BY order_id").query {
                 "\($0.string(0)) \($0.int64(1)) \($0.int64(2)) \($0.int64(3)) \($0.int64(4)) \($0.int64(5))"
             } + database.prepare("SELECT refund_id FROM tier_refund_ids ORDER BY refund_id").query { $0.string(0) }

@@ -66,8 +66,8 @@ extension TierMember {
         return stride(from: 0, to: numbers.count, by: 2).map { TimedAmount(time: EventTime(millis: numbers[$0]), amountMinor: numbers[$0 + 1]) }
     }
 
-    /// Reads a member stored by `encoded(levels:)`. A level no longer on the ladder reads as the
-    /// highest level below where it stood, or the first.
+    /// Reads a member stored by `encoded(levels:)` or, from an earlier build, as JSON. A level
+    /// no longer on the ladder reads as the first.
     public static func decode(_ bytes: [UInt8], levels: [TierPolicy.Level]) throws -> TierMember {
         if bytes.first == compactFormTag { return try decodeCompact(bytes, levels: levels) }
         guard let root = try JSONValue.parse(bytes).objectValue, root["v"]?.int64Value == 1 else {
