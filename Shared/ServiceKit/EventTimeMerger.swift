@@ -79,11 +79,11 @@ public struct EventTimeMerger<Item> {
     public var rebuilding = false
 
     /// Lanes in an array (indexed through `laneIndex`) so the hot loop reads them in place.
-    /// Every lane is a ``Lane`` (see ``buffer(_:)``), kept as its non-generic base for the scans.
+    /// Every lane is a ``Lane`` (see ``bufferedLane(_:)``), kept as its non-generic base for the scans.
     private var lanes: [MergeLane] = []
 
     /// The lane at `index` with its buffer.
-    private func buffer(_ index: Int) -> Lane { unsafeDowncast(lanes[index], to: Lane.self) }
+    private func bufferedLane(_ index: Int) -> Lane { unsafeDowncast(lanes[index], to: Lane.self) }
     private var laneIndex: [TopicPartition: Int] = [:]
     private var echoes: [String: (key: MergeKey, partition: TopicPartition, since: Int64)] = [:]
     /// Records held until this instance sends them itself (``add(_:key:offset:from:heldUntilSent:)``),
@@ -363,7 +363,7 @@ public struct EventTimeMerger<Item> {
             held[key.id, default: []].append((entry, partition))
             return
         }
-        buffer(index).append(entry)
+        bufferedLane(index).append(entry)
     }
 
     /// Reads `partition` no further than `offset` while rebuilding a store: its end counts as
@@ -410,7 +410,7 @@ public struct EventTimeMerger<Item> {
         if let copies = held.removeValue(forKey: key.id) {
             sent.insert(key.id)
             for copy in copies where copy.partition == partition {
-                buffer(index).buffer(copy.entry)
+                bufferedLane(index).buffer(copy.entry)
             }
             return
         }
@@ -460,12 +460,8 @@ public struct EventTimeMerger<Item> {
         heldByOtherTasksSince = nil
         var best: Int?
         var bestKey = MergeKey.highest
-        var anyEmpty = false
         for (index, lane) in lanes.enumerated() {
-            guard let head = lane.headKey else {
-                anyEmpty = true
-                continue
-            }
+            guard let head = lane.headKey else { continue }
             if best == nil || head < bestKey {
                 best = index
                 bestKey = head
@@ -507,7 +503,7 @@ public struct EventTimeMerger<Item> {
             }
             if waiting { return nil }
         }
-        for lane in lanes where anyEmpty && lane.count == 0 {
+        for lane in lanes where lane.count == 0 {
             if !lane.isReadToEnd {
                 // Records exist (or may): wait for them, however long the fetch takes.
                 if lane.heldSince == nil { lane.heldSince = now }
@@ -521,7 +517,7 @@ public struct EventTimeMerger<Item> {
             }
         }
         if waiting { return nil }
-        let entry = buffer(chosen).removeHead()
+        let entry = bufferedLane(chosen).removeHead()
         return (entry.item, lanes[chosen].partition)
     }
 }
@@ -533,7 +529,6 @@ struct FIFO<Element> {
 
     var isEmpty: Bool { head == storage.count }
     var count: Int { storage.count - head }
-    var first: Element? { isEmpty ? nil : storage[head] }
 
     /// The first entry's key, read in place: copying the whole entry out, generic as it is,
     /// would retain and release everything it holds.
