@@ -60,20 +60,19 @@ enum SimulateCommand {
         let baseline = wantsBaseline ? try rules(program: options["baseline-program"], campaigns: options["baseline-campaigns"]) : nil
 
         var settings = try Self.settings(environment: environment, dataDirectory: dataDirectory)
-        let history: [PlatformSimulation.Record]
+        let history: PlatformSimulation.History
         if source == "kafka" {
             let read = try historyFromTopics(bootstrapServers: try bootstrapServers())
-            history = read.records
+            history = try PlatformSimulation.History(read.records)
             settings.partitionCount = read.partitions
         } else {
-            guard let data = FileManager.default.contents(atPath: source) else { throw CLIError("cannot read \(source)") }
-            history = try PlatformSimulation.readHistory(Array(data), name: source)
+            history = try PlatformSimulation.History.read(file: source)
             if let text = options["partitions"] {
                 guard let count = Int32(text), (1...1_000).contains(count) else { throw CLIError("--partitions: a count from 1 to 1000\n\(usage)") }
                 settings.partitionCount = count
             }
         }
-        say("simulating \(history.count) events\(baseline == nil ? "" : " under the proposal and the baseline")")
+        say("simulating \(history.entries.count) events\(baseline == nil ? "" : " under the proposal and the baseline")")
 
         // What the services publish goes to its files and the figures as it comes, and each
         // run's result is let go once written: only its summary is kept for the comparison.
@@ -94,7 +93,7 @@ enum SimulateCommand {
             }
             let seconds = Date().timeIntervalSince(started)
             say(String(format: "%d events in %.1f s: %.0f events/s (%d records applied by the four services)",
-                       history.count, seconds, Double(history.count) / max(seconds, 0.001), result.recordsApplied))
+                       history.entries.count, seconds, Double(history.entries.count) / max(seconds, 0.001), result.recordsApplied))
             let summary = gathering.summary(program: rules.program, campaignDefinitions: result.definitions)
             try write(result, rules: rules, summary: summary, files: files, to: directory)
             return summary

@@ -550,22 +550,27 @@ struct FIFO<Element> {
     }
 }
 
-/// A binary min-heap ordered by `areInIncreasingOrder`.
-struct Heap<Element> {
+/// A binary min-heap ordered by `areInIncreasingOrder`: the merge's sorted partitions, and
+/// whoever else picks the least of many heads (the simulation's lanes).
+public struct Heap<Element> {
     private var storage: [Element] = []
     private let areInIncreasingOrder: (Element, Element) -> Bool
 
-    init(_ areInIncreasingOrder: @escaping (Element, Element) -> Bool) {
+    /// An empty heap whose first element is the least by `areInIncreasingOrder`.
+    public init(_ areInIncreasingOrder: @escaping (Element, Element) -> Bool) {
         self.areInIncreasingOrder = areInIncreasingOrder
     }
 
-    var count: Int { storage.count }
-    var first: Element? { storage.first }
+    /// How many elements it holds.
+    public var count: Int { storage.count }
+    /// The least element, if any.
+    public var first: Element? { storage.first }
 
     /// The first entry's key, read in place (see ``FIFO/firstKey()``).
     func firstKey<Item>() -> MergeKey? where Element == EventTimeMerger<Item>.Entry { storage.isEmpty ? nil : storage[0].key }
 
-    mutating func insert(_ element: Element) {
+    /// Adds `element` in O(log n).
+    public mutating func insert(_ element: Element) {
         storage.append(element)
         var child = storage.count - 1
         while child > 0 {
@@ -576,7 +581,11 @@ struct Heap<Element> {
         }
     }
 
-    mutating func removeFirst() -> Element {
+    /// Empties the heap, keeping its storage for what is inserted next.
+    public mutating func removeAll() { storage.removeAll(keepingCapacity: true) }
+
+    /// Removes and returns the least element in O(log n); the heap must not be empty.
+    public mutating func removeFirst() -> Element {
         let top = storage[0]
         let last = storage.removeLast()
         if !storage.isEmpty {

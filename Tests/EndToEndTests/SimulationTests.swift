@@ -230,6 +230,29 @@ extension EndToEnd {
             #expect(status != 0 && output.contains("campaigns \(campaigns.path) refused"), "\(output.suffix(600))")
         }
 
+        /// A history is read in pieces from its file: lines ending in CRLF, blank lines and a
+        /// last line with no newline are all read, whatever piece they fall in.
+        @Test func aHistoryIsReadWholeWhateverItsLineEndings() throws {
+            let directory = try temporaryDirectory("simulate-line-endings")
+            defer { try? FileManager.default.removeItem(at: directory) }
+            func registered(_ member: String) -> String {
+                String(decoding: CloudEvent(
+                    id: "e-\(member)", source: "shop", type: EventType.memberRegistered, time: EventTime(millis: 1_767_225_600_000), subject: member,
+                    data: .object([:])).encoded(), as: UTF8.self)
+            }
+            // Over 1 MiB of registrations, so that a line straddles the reader's 1 MiB pieces.
+            let members = (0..<8_000).map { "member-\($0)" }
+            let text = members.dropLast().map { registered($0) }.joined(separator: "\r\n") + "\r\n\n" + registered(members.last!)
+            let history = directory.appendingPathComponent("history.jsonl")
+            try text.write(to: history, atomically: true, encoding: .utf8)
+            #expect(text.utf8.count > 1 << 20)
+            let out = directory.appendingPathComponent("out")
+            let (status, output) = try Self.simulate(["--history", history.path, "--out", out.path], directory: directory)
+            #expect(status == 0 && output.contains("simulating \(members.count) events"), "\(output.suffix(600))")
+            let ended = try Self.members(in: out)
+            #expect(ended.count == members.count && ended[members.last!] != nil && ended[members[4_000]] != nil)
+        }
+
         /// `--history kafka` reads the running system's history: the shop's topics, the
         /// operators' signed commands on the command topic (not what the services sent there),
         /// with the keys as written; the same history from a file gives the same figures.

@@ -22,6 +22,63 @@ struct PlatformSimulation {
         var value: [UInt8]
     }
 
+    /// A history to run: each record's topic and key, in the order read, and its bytes in a
+    /// spool (a year of a large shop is more than memory should hold).
+    struct History {
+        struct Entry {
+            var topic: String
+            var key: [UInt8]?
+            var place: RecordSpool.Place
+        }
+        var entries: [Entry] = []
+        let spool: RecordSpool
+
+        /// The records, their bytes moved to a new spool.
+        init(_ records: [Record]) throws {
+            spool = try RecordSpool()
+            entries.reserveCapacity(records.count)
+            for record in records { try add(record) }
+        }
+
+        private init(spool: RecordSpool) { self.spool = spool }
+
+        mutating func add(_ record: Record) throws {
+            entries.append(Entry(topic: record.topic, key: record.key, place: try spool.append(record.value)))
+        }
+
+        /// The bytes of `entry` (nil if the spool cannot give them; its failure says why).
+        func value(_ entry: Entry) -> [UInt8]? { spool.read(entry.place) }
+
+        /// The history in a file, read a megabyte at a time: one CloudEvent per line, each
+        /// routed to the input topic of its type (campaign definitions to theirs), keyed by its
+        /// subject. A line that is not one is an error naming the line; nothing is run on a
+        /// history with such a line.
+        static func read(file path: String) throws -> History {
+            guard let handle = FileHandle(forReadingAtPath: path) else { throw CLIError("cannot read \(path)") }
+            defer { try? handle.close() }
+            var history = History(spool: try RecordSpool())
+            var buffer: [UInt8] = []
+            var start = 0
+            var number = 0
+            while true {
+                let chunk: Data?
+                do { chunk = try handle.read(upToCount: 1 << 20) } catch { throw CLIError("cannot read \(path): \(error)") }
+                let atEnd = chunk?.isEmpty ?? true
+                if let chunk { buffer += chunk }
+                while let end = buffer[start...].firstIndex(of: UInt8(ascii: "\n")) ?? (atEnd && start < buffer.count ? buffer.count : nil) {
+                    number += 1
+                    if let record = try PlatformSimulation.record(fromLine: buffer[start..<end], name: path, number: number) {
+                        try history.add(record)
+                    }
+                    start = min(end + 1, buffer.count)
+                }
+                if atEnd { return history }
+                buffer.removeFirst(start)
+                start = 0
+            }
+        }
+    }
+
     /// The rules to run: the program, the default campaigns and the message templates.
     struct Rules {
         var program: Program
@@ -67,25 +124,17 @@ struct PlatformSimulation {
         }
     }
 
-    /// The history's records: one CloudEvent per line, each routed to the input topic of its
-    /// type (campaign definitions to theirs), keyed by its subject. A line that is not one is
-    /// an error naming the line; nothing is run on a history with such a line.
-    static func readHistory(_ bytes: [UInt8], name: String) throws -> [Record] {
-        var records: [Record] = []
-        var number = 0
-        for line in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
-            number += 1
-            let trimmed = Array(line.drop { $0 == 32 || $0 == 9 || $0 == 13 }.reversed().drop { $0 == 32 || $0 == 9 || $0 == 13 }.reversed())
-            if trimmed.isEmpty { continue }
-            let event: CloudEvent
-            do { event = try CloudEvent.decode(trimmed) } catch { throw CLIError("\(name):\(number): not a CloudEvent: \(error)") }
-            guard let topic = topic(forEventType: event.type) else {
-                throw CLIError("\(name):\(number): no input topic takes events of type \(event.type)")
-            }
-            guard let subject = event.subject else { throw CLIError("\(name):\(number): subject (the key) is required") }
-            records.append(Record(topic: topic, key: Array(subject.utf8), value: trimmed))
+    /// The record a history line holds; nil for a blank line.
+    static func record(fromLine line: ArraySlice<UInt8>, name: String, number: Int) throws -> Record? {
+        let trimmed = Array(line.drop { $0 == 32 || $0 == 9 || $0 == 13 }.reversed().drop { $0 == 32 || $0 == 9 || $0 == 13 }.reversed())
+        if trimmed.isEmpty { return nil }
+        let event: CloudEvent
+        do { event = try CloudEvent.decode(trimmed) } catch { throw CLIError("\(name):\(number): not a CloudEvent: \(error)") }
+        guard let topic = topic(forEventType: event.type) else {
+            throw CLIError("\(name):\(number): no input topic takes events of type \(event.type)")
         }
-        return records
+        guard let subject = event.subject else { throw CLIError("\(name):\(number): subject (the key) is required") }
+        return Record(topic: topic, key: Array(subject.utf8), value: trimmed)
     }
 
     /// The topic a history event belongs to.
@@ -100,25 +149,29 @@ struct PlatformSimulation {
     /// is a directory for the members' views, removed with the result. Of what is
     /// published, only what a service still to run reads is kept until it has run.
     static func run(
-        _ history: [Record], rules: Rules, settings: Settings, scratch: URL, progress: (String) -> Void = { _ in },
+        _ history: History, rules: Rules, settings: Settings, scratch: URL, progress: (String) -> Void = { _ in },
         publish: (_ service: String, _ row: OutboxRow) throws -> Void
     ) throws -> Result {
         let keys = settings.commandKeys
-        var result = Result(views: try MemberViews(members: orderedMembers(history), directory: scratch))
-        var upstream: [OutboxRow] = []
+        var result = Result(views: try MemberViews(members: orderedMembers(history.entries), directory: scratch))
+        // What a service still to run reads of what the others published: the bytes in the spool.
+        let spool = history.spool
+        var upstream: [(topic: String, key: [UInt8]?, partition: Int32?, place: RecordSpool.Place?)] = []
 
         func simulate<Processor: StreamProcessor>(_ processor: Processor, readLater: Set<String>) throws {
-            let database = try Database(DatabaseConfiguration(path: ":memory:"))
+            let database = try Database(DatabaseConfiguration(path: "", synchronous: .off))
             defer { database.close() }
             let simulation = try ServiceSimulation(
                 processor: processor, database: database, inboxHorizonDays: settings.inboxHorizonDays,
-                futureMargin: settings.futureMarginMilliseconds, commandKeys: keys, partitionCount: settings.partitionCount)
-            for record in history { simulation.add(topic: record.topic, key: record.key, value: record.value) }
-            for row in upstream { simulation.add(topic: row.topic, key: row.key, value: row.value, partition: row.partition) }
+                futureMargin: settings.futureMarginMilliseconds, commandKeys: keys, partitionCount: settings.partitionCount, spool: spool)
+            for entry in history.entries { simulation.add(topic: entry.topic, key: entry.key, spooled: entry.place) }
+            for row in upstream { simulation.add(topic: row.topic, key: row.key, spooled: row.place, partition: row.partition) }
             upstream.removeAll { !readLater.contains($0.topic) }
             var lastLine = Date()
             try simulation.run(publish: { row in
-                if readLater.contains(row.topic) { upstream.append(row) }
+                if readLater.contains(row.topic) {
+                    upstream.append((row.topic, row.key, row.partition, try row.value.map { try spool.append($0) }))
+                }
                 try publish(processor.name, row)
             }, progress: { simulation in
                 guard Date().timeIntervalSince(lastLine) >= 2 else { return }
@@ -143,12 +196,15 @@ struct PlatformSimulation {
         try simulate(campaigns, readLater: reads(points).union(reads(notifications)))
         try simulate(points, readLater: reads(notifications))
         try simulate(notifications, readLater: [])
-        result.definitions = history.filter { $0.topic == Topics.campaignDefinitions.name }.compactMap { try? CloudEvent.decode($0.value) }
+        result.definitions = history.entries.filter { $0.topic == Topics.campaignDefinitions.name }.compactMap { entry in
+            history.value(entry).flatMap { try? CloudEvent.decode($0) }
+        }
+        if let failure = spool.failure { throw failure }
         return result
     }
 
     /// Members in the order the history first names them.
-    private static func orderedMembers(_ history: [Record]) -> [String] {
+    private static func orderedMembers(_ history: [History.Entry]) -> [String] {
         var seen = Set<String>()
         var members: [String] = []
         for record in history where record.topic == Topics.members.name {

@@ -10,16 +10,23 @@ import Storage
 /// it), and a command the service sends itself joining its partition once its batch commits.
 final class ServiceSimulation<Processor: StreamProcessor> {
     /// A partition of an input topic, as the merge sees it. A partition in arrival order keeps
-    /// its records as they were written and decodes each when it becomes the head; a sorted one
-    /// decodes on arrival, to sort. Applied records are let go as the run goes on, so that
-    /// memory holds what is still to apply rather than all that was.
+    /// its records as they were written (their bytes in the spool, for what another service
+    /// published) and reads and decodes each when it becomes the head; a sorted one decodes on
+    /// arrival, to sort. Applied records are let go as the run goes on, so that memory holds
+    /// what is still to apply rather than all that was.
     private final class Lane {
         typealias Entry = (key: MergeKey, polled: PolledRecord<Processor.Body>)
+        /// A record not applied yet: its bytes in `record`, or at `spooled` in the spool.
+        struct Waiting {
+            var record: ConsumedRecord
+            var spooled: RecordSpool.Place?
+        }
         let partition: TopicPartition
         let sorted: Bool
         private let decode: (ConsumedRecord) -> Entry
+        private let spool: RecordSpool?
         /// In arrival order: the records not applied yet from `head` on, and the head decoded.
-        private var records: [ConsumedRecord] = []
+        private var records: [Waiting] = []
         private var decodedHead: Entry?
         /// Sorted: the entries by key from `head` on, with their offsets (read without copying).
         private var entries: [Entry] = []
@@ -27,21 +34,32 @@ final class ServiceSimulation<Processor: StreamProcessor> {
         private var head = 0
         var nextOffset: Int64 = 0
 
-        init(partition: TopicPartition, sorted: Bool, decode: @escaping (ConsumedRecord) -> Entry) {
+        init(partition: TopicPartition, sorted: Bool, spool: RecordSpool?, decode: @escaping (ConsumedRecord) -> Entry) {
             self.partition = partition
             self.sorted = sorted
+            self.spool = spool
             self.decode = decode
         }
 
         var headKey: MergeKey? {
             if sorted { return head < entries.count ? entries[head].key : nil }
-            if decodedHead == nil, head < records.count { decodedHead = decode(records[head]) }
+            if decodedHead == nil, head < records.count { decodedHead = decode(read(records[head])) }
             return decodedHead?.key
         }
 
+        /// The record with its bytes (none if the spool cannot give them: its failure then
+        /// stops the run after the batch).
+        private func read(_ waiting: Waiting) -> ConsumedRecord {
+            guard let place = waiting.spooled, let spool else { return waiting.record }
+            var record = waiting.record
+            record.value = spool.read(place)
+            return record
+        }
+
         /// Adds a record; while `loading`, a sorted partition appends and sorts once at the end.
-        func add(_ record: ConsumedRecord, loading: Bool) {
-            guard sorted else { return records.append(record) }
+        func add(_ waiting: Waiting, loading: Bool) {
+            guard sorted else { return records.append(waiting) }
+            let record = read(waiting)
             let entry = decode(record)
             guard !loading else {
                 entries.append(entry)
@@ -71,7 +89,7 @@ final class ServiceSimulation<Processor: StreamProcessor> {
             if sorted {
                 polled = entries[head].polled
             } else {
-                polled = (decodedHead ?? decode(records[head])).polled
+                polled = (decodedHead ?? decode(read(records[head]))).polled
                 decodedHead = nil
             }
             head += 1
@@ -81,7 +99,7 @@ final class ServiceSimulation<Processor: StreamProcessor> {
 
         /// The offset below which every record of the partition has been applied.
         var committableOffset: Int64 {
-            sorted ? offsets[head...].min() ?? nextOffset : (head < records.count ? records[head].offset : nextOffset)
+            sorted ? offsets[head...].min() ?? nextOffset : (head < records.count ? records[head].record.offset : nextOffset)
         }
 
         /// Drops applied records once they are most of what is kept.
@@ -99,6 +117,8 @@ final class ServiceSimulation<Processor: StreamProcessor> {
 
     let applier: BatchApplier<Processor>
     let partitionCount: Int32
+    /// Where the bytes of records added by ``add(topic:key:spooled:partition:)`` are.
+    let spool: RecordSpool?
     /// Records per transaction. The event topics (the ledger, rewards, messages) do not depend
     /// on it; the latest-value topics (balances, tier status, campaign results) publish a
     /// member's or campaign's state once per batch that changed it, so larger batches publish
@@ -108,6 +128,12 @@ final class ServiceSimulation<Processor: StreamProcessor> {
     let batchRecords: Int
     private var lanes: [TopicPartition: Lane] = [:]
     private var order: [Lane] = []
+    /// The lanes with a head, by head key and then by place in `order` (the order a scan of
+    /// the lanes would pick them in): a record is taken in O(log lanes) rather than by reading
+    /// every lane's head (notifications reads some fifty partitions). Rebuilt when a command
+    /// the service sent itself joins a lane, which may move that lane's head.
+    private var heads = Heap<(key: MergeKey, index: Int)> { $0.key < $1.key || ($0.key == $1.key && $0.index < $1.index) }
+    private var headsCurrent = false
     private var broadcast: [ConsumedRecord] = []
     private var loading = true
     /// How many records the service published (progress marks left out).
@@ -117,7 +143,7 @@ final class ServiceSimulation<Processor: StreamProcessor> {
     private(set) var total = 0
 
     init(processor: Processor, database: Database, inboxHorizonDays: Int, futureMargin: Int64,
-         commandKeys: CommandKeys, partitionCount: Int32 = Topics.partitionCount, batchRecords: Int = 10_000) throws {
+         commandKeys: CommandKeys, partitionCount: Int32 = Topics.partitionCount, batchRecords: Int = 10_000, spool: RecordSpool? = nil) throws {
         applier = try BatchApplier(
             database: database, processor: processor, timerMode: .streamTime, partitionCount: partitionCount,
             inboxHorizon: inboxHorizonDays > 0 ? Int64(inboxHorizonDays) * 86_400_000 : nil)
@@ -125,6 +151,7 @@ final class ServiceSimulation<Processor: StreamProcessor> {
         applier.commandKeys = commandKeys
         self.partitionCount = partitionCount
         self.batchRecords = batchRecords
+        self.spool = spool
     }
 
     var processor: Processor { applier.processor }
@@ -132,6 +159,16 @@ final class ServiceSimulation<Processor: StreamProcessor> {
     /// Adds a record as its producer wrote it: to the partition of its key (or the one named).
     /// Records of topics the service does not read are ignored, and so are progress marks.
     func add(topic: String, key: [UInt8]?, value: [UInt8]?, partition: Int32? = nil) {
+        add(topic: topic, key: key, value: value, spooled: nil, partition: partition)
+    }
+
+    /// Adds a record whose bytes are at `place` in the spool (nil: a tombstone), read when the
+    /// record is applied.
+    func add(topic: String, key: [UInt8]?, spooled place: RecordSpool.Place?, partition: Int32? = nil) {
+        add(topic: topic, key: key, value: nil, spooled: place, partition: partition)
+    }
+
+    private func add(topic: String, key: [UInt8]?, value: [UInt8]?, spooled: RecordSpool.Place?, partition: Int32?) {
         let processor = applier.processor
         if processor.broadcastTopics.contains(topic) {
             broadcast.append(ConsumedRecord(topic: topic, partition: 0, offset: Int64(broadcast.count), key: key, value: value))
@@ -141,7 +178,7 @@ final class ServiceSimulation<Processor: StreamProcessor> {
         let number = partition ?? key.map { Murmur2Partitioner.partition(of: $0, partitions: partitionCount) } ?? 0
         let place = TopicPartition(topic: topic, partition: number)
         let lane = lanes[place] ?? {
-            let lane = Lane(partition: place, sorted: processor.sortedInputTopics.contains(topic)) { record in
+            let lane = Lane(partition: place, sorted: processor.sortedInputTopics.contains(topic), spool: spool) { record in
                 let decoded: Result<Decoded<Processor.Body>, Rejection>
                 do throws(Rejection) { decoded = .success(try processor.decode(record)) } catch { decoded = .failure(error) }
                 return (MergeKey(of: decoded, record: record), PolledRecord(record: record, decoded: decoded))
@@ -152,8 +189,10 @@ final class ServiceSimulation<Processor: StreamProcessor> {
         }()
         let record = ConsumedRecord(topic: topic, partition: number, offset: lane.nextOffset, key: key, value: value)
         lane.nextOffset += 1
+        // A spooled record is never a mark: marks are not published on (see `collect`).
         if ProgressMark.isCandidate(record) { return }
-        lane.add(record, loading: loading)
+        lane.add(Lane.Waiting(record: record, spooled: spooled), loading: loading)
+        headsCurrent = false
         total += 1
     }
 
@@ -178,12 +217,13 @@ final class ServiceSimulation<Processor: StreamProcessor> {
             let outcome = try applier.apply(
                 nextRecord: { newEchoes in
                     // A command to itself ends the batch: what sorts after it waits until it is in its partition.
-                    guard newEchoes.isEmpty, inBatch < batchRecords, let lane = earliestLane() else { return nil }
+                    guard newEchoes.isEmpty, inBatch < batchRecords, let polled = takeEarliest() else { return nil }
                     inBatch += 1
-                    return lane.take()
+                    return polled
                 },
                 committableOffsets: { self.committableOffsets() }, deliveredOutbox: delivered)
             delivered = outcome.outbox.map { UInt64($0.seq) }
+            if let failure = spool?.failure { throw failure }
             taken += inBatch
             try collect(outcome.outbox, publish: publish)
             progress(self)
@@ -199,18 +239,22 @@ final class ServiceSimulation<Processor: StreamProcessor> {
         return offsets
     }
 
-    /// The lane whose head record goes next.
-    private func earliestLane() -> Lane? {
-        var best: Lane?
-        var bestKey: MergeKey?
-        for lane in order {
-            guard let key = lane.headKey else { continue }
-            if bestKey == nil || key < bestKey! {
-                best = lane
-                bestKey = key
+    /// Takes the record that goes next: the earliest head of all lanes, the first lane in
+    /// `order` among equal heads.
+    private func takeEarliest() -> PolledRecord<Processor.Body>? {
+        if !headsCurrent {
+            heads.removeAll()
+            for (index, lane) in order.enumerated() {
+                if let key = lane.headKey { heads.insert((key, index)) }
             }
+            headsCurrent = true
         }
-        return best
+        guard heads.count > 0 else { return nil }
+        let index = heads.removeFirst().index
+        let lane = order[index]
+        let polled = lane.take()
+        if let key = lane.headKey { heads.insert((key, index)) }
+        return polled
     }
 
     /// Hands on what a batch published; commands to the service's own topics rejoin its input.
