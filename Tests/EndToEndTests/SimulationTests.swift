@@ -230,6 +230,34 @@ extension EndToEnd {
             #expect(status != 0 && output.contains("campaigns \(campaigns.path) refused"), "\(output.suffix(600))")
         }
 
+        /// A campaign defined in the history (a signed `campaign.defined`, read whole before the
+        /// first record as the campaigns service reads its definitions) grants from its time on.
+        @Test func aCampaignDefinedInTheHistoryGrantsItsReward() throws {
+            let directory = try temporaryDirectory("simulate-definition")
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let definition = try CampaignsEndToEndTests.definitionEvent(
+                #"{"id":"history-bonus","version":1,"name":"Bonus","trigger":{"event":"order.paid"},"reward":{"points":777}}"#,
+                from: try EventTime.parse("2026-01-01T00:00:00+08:00"))
+            let events = [
+                CloudEvent(id: "r1", source: "shop", type: EventType.memberRegistered, time: try EventTime.parse("2026-01-02T09:00:00+08:00"),
+                           subject: "m1", data: .object([:])),
+                definition,
+                CloudEvent(id: "o1", source: "shop", type: EventType.orderPaid, time: try EventTime.parse("2026-03-01T10:00:00+08:00"),
+                           subject: "m1", data: .object(["orderId": "m1-a", "paidMinor": 10_000])),
+            ]
+            let history = directory.appendingPathComponent("history.jsonl")
+            try Self.writeHistory(events, to: history)
+            let out = directory.appendingPathComponent("out")
+            let (status, output) = try Self.simulate(["--history", history.path, "--out", out.path], directory: directory)
+            #expect(status == 0, "\(output.suffix(1_500))")
+            let ledger = try Self.events(in: out.appendingPathComponent("\(Topics.pointsLedger.name).jsonl")).map(\.event)
+            let granted = ledger.filter { $0.data["details"]?["campaign"]?.stringValue == "history-bonus" }
+            #expect(granted.count == 1 && granted.first?.data["points"]?.int64Value == 777 && granted.first?.subject == "m1", "\(ledger.map(\.id))")
+            let deadLetters = try Self.events(in: out.appendingPathComponent("\(Topics.deadLetters.name).jsonl")).map(\.event)
+            #expect(!deadLetters.contains { $0.data["service"]?.stringValue == "campaigns" }, "\(deadLetters.map { $0.data["detail"]?.stringValue ?? "" })")
+            #expect(output.contains("history-bonus: points"), "\(output.suffix(1_500))")
+        }
+
         /// A history is read in pieces from its file: lines ending in CRLF, blank lines and a
         /// last line with no newline are all read, whatever piece they fall in.
         @Test func aHistoryIsReadWholeWhateverItsLineEndings() throws {

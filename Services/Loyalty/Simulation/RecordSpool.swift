@@ -35,6 +35,7 @@ final class RecordSpool {
         path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
         guard descriptor >= 0 else { throw CLIError("cannot create the simulation's scratch file in \(directory): \(String(cString: strerror(errno)))") }
         unlink(path)
+        _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC)
     }
 
     deinit { close(descriptor) }
@@ -76,7 +77,7 @@ final class RecordSpool {
             }
             if count < 0, errno == EINTR { continue }
             guard count > 0 else {
-                let error = CLIError("cannot write the simulation's scratch file \(path): \(String(cString: strerror(errno)))")
+                let error = CLIError("cannot write the simulation's scratch file \(path): \(count < 0 ? String(cString: strerror(errno)) : "nothing was written (is the disk full?)")")
                 failure = failure ?? error
                 throw error
             }

@@ -3,17 +3,20 @@ import Messaging
 import ServiceKit
 import Storage
 
-/// One service's processor run over a whole history in this process: no Kafka, the store in
-/// memory. Records are applied through the service's own `BatchApplier`, in the order its
-/// loop's merge gives them once every record is at hand: the earliest head of all partitions
-/// first, each partition in the order it was written (sorted by key where the service sorts
-/// it), and a command the service sends itself joining its partition once its batch commits.
+/// One service's processor run over a whole history in this process: no Kafka, the store in a
+/// temporary database. Records are applied through the service's own `BatchApplier`, in the
+/// order its loop's merge gives them once every record is at hand: the earliest head of all
+/// partitions first, each partition in the order it was written (sorted by key where the
+/// service sorts it), and a command the service sends itself joining its partition once its
+/// batch commits.
 final class ServiceSimulation<Processor: StreamProcessor> {
     /// A partition of an input topic, as the merge sees it. A partition in arrival order keeps
     /// its records as they were written (their bytes in the spool, for what another service
-    /// published) and reads and decodes each when it becomes the head; a sorted one decodes on
-    /// arrival, to sort. Applied records are let go as the run goes on, so that memory holds
-    /// what is still to apply rather than all that was.
+    /// published) and reads and decodes each when it becomes the head; a sorted one decodes
+    /// each on arrival for its key, to sort, keeps the key and the record, and decodes it again
+    /// when it is taken (a decoded record holds its bytes and body: points' commands, held so,
+    /// were a tenth of a run's peak). Applied records are let go as the run goes on, so that
+    /// memory holds what is still to apply rather than all that was.
     private final class Lane {
         typealias Entry = (key: MergeKey, polled: PolledRecord<Processor.Body>)
         /// A record not applied yet: its bytes in `record`, or at `spooled` in the spool.
@@ -28,8 +31,8 @@ final class ServiceSimulation<Processor: StreamProcessor> {
         /// In arrival order: the records not applied yet from `head` on, and the head decoded.
         private var records: [Waiting] = []
         private var decodedHead: Entry?
-        /// Sorted: the entries by key from `head` on, with their offsets (read without copying).
-        private var entries: [Entry] = []
+        /// Sorted: the records by key from `head` on, with their offsets (read without copying).
+        private var entries: [(key: MergeKey, waiting: Waiting)] = []
         private var offsets: [Int64] = []
         private var head = 0
         var nextOffset: Int64 = 0
@@ -59,11 +62,10 @@ final class ServiceSimulation<Processor: StreamProcessor> {
         /// Adds a record; while `loading`, a sorted partition appends and sorts once at the end.
         func add(_ waiting: Waiting, loading: Bool) {
             guard sorted else { return records.append(waiting) }
-            let record = read(waiting)
-            let entry = decode(record)
+            let entry = (key: decode(read(waiting)).key, waiting: waiting)
             guard !loading else {
                 entries.append(entry)
-                offsets.append(record.offset)
+                offsets.append(waiting.record.offset)
                 return
             }
             // A command sent mid-run goes where its key sorts among those not applied yet.
@@ -74,20 +76,20 @@ final class ServiceSimulation<Processor: StreamProcessor> {
                 if entries[middle].key < entry.key { low = middle + 1 } else { high = middle }
             }
             entries.insert(entry, at: low)
-            offsets.insert(record.offset, at: low)
+            offsets.insert(waiting.record.offset, at: low)
         }
 
         /// Sorts what was added while loading.
         func sortLoaded() {
             guard sorted else { return }
             entries.sort { $0.key < $1.key }
-            offsets = entries.map(\.polled.record.offset)
+            offsets = entries.map(\.waiting.record.offset)
         }
 
         func take() -> PolledRecord<Processor.Body> {
             let polled: PolledRecord<Processor.Body>
             if sorted {
-                polled = entries[head].polled
+                polled = decode(read(entries[head].waiting)).polled
             } else {
                 polled = (decodedHead ?? decode(read(records[head]))).polled
                 decodedHead = nil
@@ -171,7 +173,9 @@ final class ServiceSimulation<Processor: StreamProcessor> {
     private func add(topic: String, key: [UInt8]?, value: [UInt8]?, spooled: RecordSpool.Place?, partition: Int32?) {
         let processor = applier.processor
         if processor.broadcastTopics.contains(topic) {
-            broadcast.append(ConsumedRecord(topic: topic, partition: 0, offset: Int64(broadcast.count), key: key, value: value))
+            // Read whole before the first task record (see `run`), so read from the spool now.
+            let bytes = value ?? spooled.flatMap { spool?.read($0) }
+            broadcast.append(ConsumedRecord(topic: topic, partition: 0, offset: Int64(broadcast.count), key: key, value: bytes))
             return
         }
         guard processor.inputTopics.contains(topic) else { return }
