@@ -35,45 +35,16 @@ final class MemberViews {
     /// Calls `body` with each member some service has a view of, and those views in the order
     /// the services were recorded.
     func forEach(_ body: (_ member: String, _ views: [(service: String, view: [UInt8])]) throws -> Void) throws {
-        let readers = try services.map { try (name: $0.name, reader: LineReader($0.file)) }
+        let readers = try services.map { try (name: $0.name, file: $0.file, reader: LineReader(path: $0.file.path, lastLineWithoutNewline: .error)) }
         for member in members {
             var views: [(service: String, view: [UInt8])] = []
-            for (name, reader) in readers {
-                let line = try reader.nextLine()
+            for (name, file, reader) in readers {
+                guard let line = try reader.nextLine() else {
+                    throw CLIError("\(file.path) ends early: a simulation's scratch file was changed while it ran")
+                }
                 if !line.isEmpty { views.append((name, line)) }
             }
             if !views.isEmpty { try body(member, views) }
-        }
-    }
-
-    /// Reads a file's lines front to back, a megabyte at a time.
-    private final class LineReader {
-        private let handle: FileHandle
-        private let file: URL
-        private var buffer: [UInt8] = []
-        private var position = 0
-
-        init(_ file: URL) throws {
-            self.file = file
-            handle = try FileHandle(forReadingFrom: file)
-        }
-
-        deinit { try? handle.close() }
-
-        /// The next line, without its newline.
-        func nextLine() throws -> [UInt8] {
-            while true {
-                if let end = buffer[position...].firstIndex(of: UInt8(ascii: "\n")) {
-                    defer { position = end + 1 }
-                    return Array(buffer[position..<end])
-                }
-                buffer.removeFirst(position)
-                position = 0
-                guard let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty else {
-                    throw CLIError("\(file.path) ends early: a simulation's scratch file was changed while it ran")
-                }
-                buffer += chunk
-            }
         }
     }
 }

@@ -22,15 +22,20 @@ struct PlatformSimulation {
         var value: [UInt8]
     }
 
+    /// A record whose bytes wait in a spool: its topic, its key, the partition it was
+    /// published to (nil for one the shop wrote, partitioned by its key), and where its bytes
+    /// are (nil for a record with none).
+    struct SpooledRecord {
+        var topic: String
+        var key: [UInt8]?
+        var partition: Int32? = nil
+        var place: RecordSpool.Place?
+    }
+
     /// A history to run: each record's topic and key, in the order read, and its bytes in a
     /// spool (a year of a large shop is more than memory should hold).
     struct History {
-        struct Entry {
-            var topic: String
-            var key: [UInt8]?
-            var place: RecordSpool.Place
-        }
-        var entries: [Entry] = []
+        var entries: [SpooledRecord] = []
         let spool: RecordSpool
 
         /// The records, their bytes moved to a new spool.
@@ -43,39 +48,25 @@ struct PlatformSimulation {
         private init(spool: RecordSpool) { self.spool = spool }
 
         mutating func add(_ record: Record) throws {
-            entries.append(Entry(topic: record.topic, key: record.key, place: try spool.append(record.value)))
+            entries.append(SpooledRecord(topic: record.topic, key: record.key, place: try spool.append(record.value)))
         }
 
         /// The bytes of `entry` (nil if the spool cannot give them; its failure says why).
-        func value(_ entry: Entry) -> [UInt8]? { spool.read(entry.place) }
+        func value(_ entry: SpooledRecord) -> [UInt8]? { entry.place.flatMap(spool.read) }
 
         /// The history in a file, read a megabyte at a time: one CloudEvent per line, each
         /// routed to the input topic of its type (campaign definitions to theirs), keyed by its
         /// subject. A line that is not one is an error naming the line; nothing is run on a
         /// history with such a line.
         static func read(file path: String) throws -> History {
-            guard let handle = FileHandle(forReadingAtPath: path) else { throw CLIError("cannot read \(path)") }
-            defer { try? handle.close() }
+            let lines = try LineReader(path: path, lastLineWithoutNewline: .line)
             var history = History(spool: try RecordSpool())
-            var buffer: [UInt8] = []
-            var start = 0
             var number = 0
-            while true {
-                let chunk: Data?
-                do { chunk = try handle.read(upToCount: 1 << 20) } catch { throw CLIError("cannot read \(path): \(error)") }
-                let atEnd = chunk?.isEmpty ?? true
-                if let chunk { buffer += chunk }
-                while let end = buffer[start...].firstIndex(of: UInt8(ascii: "\n")) ?? (atEnd && start < buffer.count ? buffer.count : nil) {
-                    number += 1
-                    if let record = try PlatformSimulation.record(fromLine: buffer[start..<end], name: path, number: number) {
-                        try history.add(record)
-                    }
-                    start = min(end + 1, buffer.count)
-                }
-                if atEnd { return history }
-                buffer.removeFirst(start)
-                start = 0
+            while let line = try lines.nextLine() {
+                number += 1
+                if let record = try PlatformSimulation.record(fromLine: line[...], name: path, number: number) { try history.add(record) }
             }
+            return history
         }
     }
 
@@ -156,7 +147,7 @@ struct PlatformSimulation {
         var result = Result(views: try MemberViews(members: orderedMembers(history.entries), directory: scratch))
         // What a service still to run reads of what the others published: the bytes in the spool.
         let spool = history.spool
-        var upstream: [(topic: String, key: [UInt8]?, partition: Int32?, place: RecordSpool.Place?)] = []
+        var upstream: [SpooledRecord] = []
 
         func simulate<Processor: StreamProcessor>(_ processor: Processor, readLater: Set<String>) throws {
             let database = try Database(DatabaseConfiguration(path: "", synchronous: .off))
@@ -164,13 +155,14 @@ struct PlatformSimulation {
             let simulation = try ServiceSimulation(
                 processor: processor, database: database, inboxHorizonDays: settings.inboxHorizonDays,
                 futureMargin: settings.futureMarginMilliseconds, commandKeys: keys, partitionCount: settings.partitionCount, spool: spool)
-            for entry in history.entries { simulation.add(topic: entry.topic, key: entry.key, spooled: entry.place) }
-            for row in upstream { simulation.add(topic: row.topic, key: row.key, spooled: row.place, partition: row.partition) }
+            for record in [history.entries, upstream].joined() {
+                simulation.add(topic: record.topic, key: record.key, spooled: record.place, partition: record.partition)
+            }
             upstream.removeAll { !readLater.contains($0.topic) }
             var lastLine = Date()
             try simulation.run(publish: { row in
                 if readLater.contains(row.topic) {
-                    upstream.append((row.topic, row.key, row.partition, try row.value.map { try spool.append($0) }))
+                    upstream.append(SpooledRecord(topic: row.topic, key: row.key, partition: row.partition, place: try row.value.map { try spool.append($0) }))
                 }
                 try publish(processor.name, row)
             }, progress: { simulation in
@@ -204,7 +196,7 @@ struct PlatformSimulation {
     }
 
     /// Members in the order the history first names them.
-    private static func orderedMembers(_ history: [History.Entry]) -> [String] {
+    private static func orderedMembers(_ history: [SpooledRecord]) -> [String] {
         var seen = Set<String>()
         var members: [String] = []
         for record in history where record.topic == Topics.members.name {
