@@ -95,6 +95,8 @@ enum Bench {
         switch options.only {
         case .ceilings?:
             say("  Kafka ceiling \(grouped(try kafkaCeiling(options))) records/s")
+            let hop = try kafkaHopLatency(options)
+            say(String(format: "  Kafka latency at %d records/s, one hop: p50 %.1f / p99 %.1f ms", options.rate, hop.p50, hop.p99))
             say("  SQLite ceiling \(grouped(try sqliteCeiling(options, directory: directory))) events/s")
             say("  reference ceiling \(grouped(try referenceCeiling(options, directory: directory))) events/s")
             return
@@ -102,8 +104,10 @@ enum Bench {
             let pipeline = try pointsPipeline(options, directory: directory)
             say(String(format: "  points pipeline %.0f events/s, ", pipeline.throughput)
                 + "CPU \(micros(pipeline.cpuMicrosPerEvent)) an event (loop \(micros(pipeline.loopMicrosPerEvent))), "
-                + String(format: "latency at %d events/s p50 %.1f / p99 %.1f / max %.1f ms, peak RSS %.1f MiB, %.0f bytes a member",
-                         options.rate, pipeline.p50, pipeline.p99, pipeline.max, pipeline.peakRSSMiB, pipeline.bytesPerMember))
+                + String(format: "latency at %d events/s p50 %.1f / p99 %.1f / max %.1f ms ", options.rate, pipeline.p50, pipeline.p99, pipeline.max)
+                + String(format: "(to the ledger record's send p50 %.1f / p99 %.1f, from it p50 %.1f / p99 %.1f), ",
+                         pipeline.toLedgerSent.p50, pipeline.toLedgerSent.p99, pipeline.ledgerSentToRead.p50, pipeline.ledgerSentToRead.p99)
+                + String(format: "peak RSS %.1f MiB, %.0f bytes a member", pipeline.peakRSSMiB, pipeline.bytesPerMember))
             return
         case .platform?:
             let platform = try platformPipeline(
@@ -128,7 +132,8 @@ enum Bench {
         }
 
         let kafka = try kafkaCeiling(options)
-        say("  Kafka ceiling measured")
+        let hop = try kafkaHopLatency(options)
+        say("  Kafka ceiling and latency measured")
         let sqlite = try sqliteCeiling(options, directory: directory)
         say("  SQLite ceiling measured")
         let reference = try referenceCeiling(options, directory: directory)
@@ -145,6 +150,7 @@ enum Bench {
         func ms(_ value: Double) -> String { String(format: "%.1f ms", value) }
         var rows: [(String, String)] = [
             ("Kafka ceiling: produce + consume through Messaging", "\(grouped(kafka)) records/s"),
+            ("Kafka latency at \(grouped(Double(options.rate))) records/s, one hop (send → read)", "p50 \(ms(hop.p50))  p99 \(ms(hop.p99))"),
             ("SQLite ceiling: the points writes, no Kafka", "\(grouped(sqlite)) events/s"),
             ("reference ceiling: one 100 B insert + one 200 B upsert an event", "\(grouped(reference)) events/s"),
             ("points pipeline, exactly-once, real executable", "\(grouped(pipeline.throughput)) events/s"),
@@ -153,6 +159,8 @@ enum Bench {
             ("  CPU an event: the service, its loop thread", "\(micros(pipeline.cpuMicrosPerEvent)), \(micros(pipeline.loopMicrosPerEvent))"),
             ("latency at \(grouped(Double(options.rate))) events/s, order → ledger event",
              "p50 \(ms(pipeline.p50))  p99 \(ms(pipeline.p99))  max \(ms(pipeline.max))"),
+            ("  order sent → ledger record sent: the broker, the service", "p50 \(ms(pipeline.toLedgerSent.p50))  p99 \(ms(pipeline.toLedgerSent.p99))"),
+            ("  ledger record sent → read: the broker", "p50 \(ms(pipeline.ledgerSentToRead.p50))  p99 \(ms(pipeline.ledgerSentToRead.p99))"),
             ("points peak RSS with \(grouped(Double(options.members))) members", String(format: "%.1f MiB", pipeline.peakRSSMiB)),
             ("database size per member", "\(grouped(pipeline.bytesPerMember)) bytes"),
             ("four services, \(grouped(Double(platform.orders))) orders of \(grouped(Double(platform.members))) members, until all is out",
@@ -187,6 +195,53 @@ enum Bench {
     // MARK: Ceilings
 
     /// Produces and consumes `events` orders through the project's own producer and consumer.
+    /// The embedded broker's own latency, one hop: records of the bench's orders' size sent
+    /// at the latency run's rate for `latencySeconds`, each timed from its send to its read,
+    /// by the same producer and consumer settings the pipeline's bench side uses. An order's
+    /// way to its ledger event crosses the broker twice. Returns p50 and p99 in milliseconds.
+    static func kafkaHopLatency(_ options: Options) throws -> (p50: Double, p99: Double) {
+        let topic = TopicSpec(name: "bench.hop", partitions: Topics.partitionCount)
+        let broker = try EmbeddedBroker(topics: [topic])
+        let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+        let consumer = try KafkaConsumer(ConsumerConfiguration(bootstrapServers: broker.bootstrapServers, groupID: "bench-hop"), listener: StartingOffsets())
+        try consumer.subscribe([topic.name])
+        let payload = order(0, member: member(0, of: options.members), time: epoch).encoded()
+        // Join the group before the clock starts.
+        try producer.send(topic: topic.name, key: Array("warm-up".utf8), value: payload)
+        _ = producer.flush(timeoutMilliseconds: 10_000)
+        let joinBy = Date().addingTimeInterval(60)
+        while true {
+            if case .record = consumer.poll(timeoutMilliseconds: 100) { break }
+            guard Date() < joinBy else { throw CLIError("Kafka latency: the consumer got nothing from the embedded broker within 60 s") }
+        }
+        let count = options.rate * max(options.latencySeconds / 2, 1)
+        var sentAt: [Date] = []
+        sentAt.reserveCapacity(count)
+        var latencies: [Double] = []
+        latencies.reserveCapacity(count)
+        let start = Date()
+        var lastRead = Date()
+        while latencies.count < count {
+            while sentAt.count < count && Date().timeIntervalSince(start) >= Double(sentAt.count) / Double(options.rate) {
+                // The record's index in its key: the key is what the hop keeps as it was sent.
+                try producer.send(topic: topic.name, key: Array(String(sentAt.count).utf8), value: payload)
+                sentAt.append(Date())
+            }
+            producer.poll()
+            var next = consumer.poll(timeoutMilliseconds: 1)
+            while let event = next {
+                if case .record(let record) = event, let index = record.keyString.flatMap({ Int($0) }), index < sentAt.count {
+                    latencies.append(Date().timeIntervalSince(sentAt[index]) * 1000)
+                    lastRead = Date()
+                }
+                next = consumer.poll(timeoutMilliseconds: 0)
+            }
+            guard Date().timeIntervalSince(lastRead) < 60 else { throw CLIError("Kafka latency: nothing read for 60 s after \(latencies.count) of \(count)") }
+        }
+        latencies.sort()
+        return (latencies[count / 2], latencies[min(count - 1, count * 99 / 100)])
+    }
+
     static func kafkaCeiling(_ options: Options) throws -> Double {
         let topic = TopicSpec(name: "bench.kafka", partitions: Topics.partitionCount)
         let broker = try EmbeddedBroker(topics: [topic])
@@ -362,6 +417,11 @@ enum Bench {
         var p50: Double
         var p99: Double
         var max: Double
+        /// The latency split where the ledger record was sent (its Kafka timestamp): from the
+        /// order's send through the broker and the service, and from there through the broker
+        /// to the bench; p50 and p99 of each.
+        var toLedgerSent: (p50: Double, p99: Double)
+        var ledgerSentToRead: (p50: Double, p99: Double)
         var peakRSSMiB: Double
         var bytesPerMember: Double
         /// CPU the service used during the timed pipeline, per event: the whole process, and
@@ -560,7 +620,9 @@ enum Bench {
 
         /// Sends `count` units of events from `make`, each of which earns one ledger entry, and
         /// waits for as many entries, keeping at most a window in flight; `arrived` is told of each.
-        func pump(_ count: Int, pace: Double? = nil, make: (Int) -> [CloudEvent], arrived: (CloudEvent, Date) -> Void = { _, _ in }) throws -> TimeInterval {
+        func pump(
+            _ count: Int, pace: Double? = nil, make: (Int) -> [CloudEvent], arrived: (CloudEvent, ConsumedRecord, Date) -> Void = { _, _, _ in }
+        ) throws -> TimeInterval {
             var produced = 0
             var received = 0
             let start = Date()
@@ -579,7 +641,7 @@ enum Bench {
                     if case .record(let record) = event, let value = record.value, let decoded = try? CloudEvent.decode(value),
                        decoded.type == "points.earned" || decoded.type == "points.refused" {
                         received += 1
-                        arrived(decoded, Date())
+                        arrived(decoded, record, Date())
                     }
                     if case .error(let error, let partition?, let offset) = event, error.code == KafkaError.offsetOutOfRange {
                         throw CLIError("the embedded broker deleted ledger records of \(partition) from \(offset) on before the bench read them")
@@ -648,16 +710,27 @@ enum Bench {
         let latencyEvents = measureLatency ? options.rate * options.latencySeconds : 0
         var sentAt: [String: Date] = [:]
         var latencies: [Double] = []
+        var toLedgerSent: [Double] = []
+        var ledgerSentToRead: [Double] = []
         latencies.reserveCapacity(latencyEvents)
         _ = try pump(latencyEvents, pace: Double(options.rate), make: { index in
             let event = order(options.events + index, member: member(index, of: options.members), time: epoch + 7_200_000 + Int64(index))
             sentAt[event.id] = Date()
             return [event]
-        }, arrived: { event, at in
-            if let cause = event.data["causeId"]?.stringValue, let sent = sentAt[cause] { latencies.append(at.timeIntervalSince(sent) * 1000) }
+        }, arrived: { event, record, at in
+            guard let cause = event.data["causeId"]?.stringValue, let sent = sentAt[cause] else { return }
+            latencies.append(at.timeIntervalSince(sent) * 1000)
+            // The relay's producer stamps the ledger record as it sends it (same host, same clock).
+            if let stamp = record.timestamp.map({ Date(timeIntervalSince1970: Double($0) / 1000) }) {
+                toLedgerSent.append(stamp.timeIntervalSince(sent) * 1000)
+                ledgerSentToRead.append(at.timeIntervalSince(stamp) * 1000)
+            }
         })
         latencies.sort()
-        func percentile(_ p: Double) -> Double { latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))] }
+        func percentile(_ p: Double, of values: [Double]) -> Double { values.isEmpty ? 0 : values[min(values.count - 1, Int(Double(values.count) * p))] }
+        func percentile(_ p: Double) -> Double { percentile(p, of: latencies) }
+        toLedgerSent.sort()
+        ledgerSentToRead.sort()
 
         let peakMiB = PeakMemory.mebibytes(of: pid)
         consumer.close()
@@ -669,6 +742,8 @@ enum Bench {
         let size = (try? FileManager.default.attributesOfItem(atPath: data.appendingPathComponent("points.sqlite").path)[.size] as? Int) ?? 0
         return PipelineFigures(
             throughput: throughput, p50: percentile(0.5), p99: percentile(0.99), max: latencies.last ?? 0,
+            toLedgerSent: (percentile(0.5, of: toLedgerSent), percentile(0.99, of: toLedgerSent)),
+            ledgerSentToRead: (percentile(0.5, of: ledgerSentToRead), percentile(0.99, of: ledgerSentToRead)),
             peakRSSMiB: peakMiB, bytesPerMember: Double(size) / Double(options.members),
             cpuMicrosPerEvent: cpu.process * 1e6 / Double(options.events), loopMicrosPerEvent: cpu.mainThread * 1e6 / Double(options.events))
     }

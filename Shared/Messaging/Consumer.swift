@@ -143,7 +143,9 @@ public final class KafkaConsumer: @unchecked Sendable {
             // Copy out: librdkafka owns these buffers until the message is destroyed.
             let key = m.key.map { Array(UnsafeRawBufferPointer(start: $0, count: m.key_len)) }
             let value = m.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: m.len)) }
-            return .record(ConsumedRecord(topic: topic, partition: m.partition, offset: m.offset, key: key, value: value))
+            let timestamp = rd_kafka_message_timestamp(message, nil)
+            return .record(ConsumedRecord(
+                topic: topic, partition: m.partition, offset: m.offset, key: key, value: value, timestamp: timestamp >= 0 ? timestamp : nil))
         case RD_KAFKA_RESP_ERR__PARTITION_EOF:
             return .endOfPartition(TopicPartition(topic: topic, partition: m.partition), offset: m.offset)
         default:

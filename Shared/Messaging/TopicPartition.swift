@@ -20,13 +20,18 @@ public struct ConsumedRecord: Sendable {
     public var key: [UInt8]?
     /// The record value; nil for a tombstone.
     public var value: [UInt8]?
+    /// The record's Kafka timestamp in milliseconds since 1970 (the producer's send time, or
+    /// the broker's append time if the topic says so); nil when it has none. Only for
+    /// measuring how long records take: it is the writer's to set, so nothing decides on it.
+    public var timestamp: Int64?
 
-    public init(topic: String, partition: Int32, offset: Int64, key: [UInt8]?, value: [UInt8]?) {
+    public init(topic: String, partition: Int32, offset: Int64, key: [UInt8]?, value: [UInt8]?, timestamp: Int64? = nil) {
         self.topic = topic
         self.partition = partition
         self.offset = offset
         self.key = key
         self.value = value
+        self.timestamp = timestamp
     }
 
     public var topicPartition: TopicPartition { TopicPartition(topic: topic, partition: partition) }
