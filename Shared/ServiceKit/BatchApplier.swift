@@ -41,6 +41,10 @@ public struct BatchOutcome: Sendable {
     public var echoes: [(key: MergeKey, partition: TopicPartition)] = []
     /// Whether the batch erased personal data (``Batch/noteErasure()``).
     public var erasedPersonalData = false
+    /// The Kafka timestamps of the records the batch took (applied, repeated, refused or read
+    /// past), for the latency metric; never for a rule. Records already applied, or carried
+    /// over to the next batch, are not among them.
+    public var recordTimestamps: [Int64] = []
 
     /// Adds what a following batch did.
     mutating func absorb(_ next: BatchOutcome) {
@@ -54,6 +58,7 @@ public struct BatchOutcome: Sendable {
         deadLettersByReason.merge(next.deadLettersByReason, uniquingKeysWith: +)
         echoes += next.echoes
         erasedPersonalData = erasedPersonalData || next.erasedPersonalData
+        recordTimestamps += next.recordTimestamps
     }
 }
 
@@ -538,6 +543,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
             if isSorted { try forgetEcho(input.eventID) }
         }
         progress.nextOffsets[partition] = max(progress.nextOffsets[partition] ?? 0, record.offset + 1)
+        if let timestamp = record.timestamp { progress.outcome.recordTimestamps.append(timestamp) }
         if isSorted {
             try database.prepare("INSERT OR IGNORE INTO applied_offsets(topic, partition, record_offset) VALUES(?, ?, ?)").run(location)
         }

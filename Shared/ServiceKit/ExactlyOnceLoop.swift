@@ -480,8 +480,6 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         var frontiers: [Int32: TaskFrontier] = [:]
         // Echoes the merge was told of while the batch ran (a rebuild may have merged their copy since).
         var expectedInBatch: Set<String> = []
-        // The Kafka timestamps of the records pulled, for the latency metric (not for any rule).
-        var sentAt: [Int64] = []
         let outcome = try applier.apply(
             nextRecord: { newEchoes in
                 for echo in newEchoes {
@@ -491,12 +489,10 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 if let record = pending {
                     pending = nil
                     pulled += 1
-                    if let timestamp = record.record.timestamp { sentAt.append(timestamp) }
                     return record
                 }
                 guard first != nil, pulled < limit, let next = merger.next(now: now) else { return nil }
                 pulled += 1
-                if let timestamp = next.item.record.timestamp { sentAt.append(timestamp) }
                 return next.item
             },
             committableOffsets: { merger.committableOffsets },
@@ -522,9 +518,12 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         }
         let records = outcome.applied + outcome.duplicates + outcome.deadLettered
         let seconds = Double(monotonicMilliseconds() - now) / 1000
+        // Observed outside the status lock: a batch may hold many records.
+        var latencies = ServiceStatus.Histogram(bounds: ServiceStatus.Histogram.recordLatencyBounds)
         let committedAt = Int64(Date().timeIntervalSince1970 * 1000)
+        for sent in outcome.recordTimestamps { latencies.observe(Double(max(0, committedAt - sent)) / 1000) }
         status.update { snapshot in
-            for sent in sentAt { snapshot.recordLatencySeconds.observe(Double(max(0, committedAt - sent)) / 1000) }
+            snapshot.recordLatencySeconds.add(latencies)
             snapshot.applied += outcome.applied
             snapshot.duplicates += outcome.duplicates
             snapshot.deadLettered += outcome.deadLettered

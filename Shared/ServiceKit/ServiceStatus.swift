@@ -36,6 +36,17 @@ public final class ServiceStatus: Sendable {
             sum += value
             count += 1
         }
+
+        /// Adds what `other`, a histogram with the same bounds, observed.
+        public mutating func add(_ other: Histogram) {
+            precondition(other.bounds == bounds, "histograms with different bounds")
+            for index in counts.indices { counts[index] += other.counts[index] }
+            sum += other.sum
+            count += other.count
+        }
+
+        /// The bounds of ``Snapshot/recordLatencySeconds``, in seconds.
+        public static let recordLatencyBounds: [Double] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60]
     }
 
     public struct Snapshot: Sendable {
@@ -58,8 +69,8 @@ public final class ServiceStatus: Sendable {
         public var batchRecords = Histogram(bounds: [1, 10, 100, 500, 1_000, 2_000, 5_000, 10_000])
         public var commitSeconds = Histogram(bounds: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5])
         /// From each record's Kafka timestamp (when its writer sent it) to the commit of the
-        /// batch that applied it: Kafka's delivery, the wait in this instance, and the batch.
-        public var recordLatencySeconds = Histogram(bounds: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60])
+        /// batch that took it: Kafka's delivery, the wait in this instance, and the batch.
+        public var recordLatencySeconds = Histogram(bounds: Histogram.recordLatencyBounds)
         /// Timers per task: set, and due but not fired.
         public var timers: [Int32: (pending: Int64, due: Int64)] = [:]
         /// Service-specific metric lines (Prometheus text), from the processor.
@@ -144,7 +155,7 @@ public final class ServiceStatus: Sendable {
         histogram("batch_records", "Records per committed batch.", s.batchRecords, service, &lines)
         histogram("commit_seconds", "Time to apply and commit a batch.", s.commitSeconds, service, &lines)
         histogram(
-            "record_latency_seconds", "Time from a record's Kafka timestamp to the commit of the batch that applied it.",
+            "record_latency_seconds", "Time from a record's Kafka timestamp to the commit of the batch that took it.",
             s.recordLatencySeconds, service, &lines)
         lines.append(contentsOf: s.extraMetrics)
         return lines.joined(separator: "\n") + "\n"
