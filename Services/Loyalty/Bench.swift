@@ -208,14 +208,7 @@ enum Bench {
         defer { consumer.close() }
         try consumer.subscribe([topic.name])
         let payload = order(0, member: member(0, of: options.members), time: epoch).encoded()
-        // Join the group before the clock starts.
-        try producer.send(topic: topic.name, key: Array("warm-up".utf8), value: payload)
-        _ = producer.flush(timeoutMilliseconds: 10_000)
-        let joinBy = Date().addingTimeInterval(60)
-        while true {
-            if case .record = consumer.poll(timeoutMilliseconds: 100) { break }
-            guard Date() < joinBy else { throw CLIError("Kafka latency: the consumer got nothing from the embedded broker within 60 s") }
-        }
+        _ = try warmUp(producer, consumer, topic: topic.name, payload: payload, what: "Kafka latency")
         let count = options.rate * max(options.latencySeconds / 2, 1)
         var sentAt: [Date] = []
         sentAt.reserveCapacity(count)
@@ -248,7 +241,25 @@ enum Bench {
             guard Date().timeIntervalSince(lastRead) < 60 else { throw CLIError("Kafka latency: nothing read for 60 s after \(latencies.count) of \(count)") }
         }
         latencies.sort()
-        return (latencies[count / 2], latencies[min(count - 1, count * 99 / 100)])
+        return (percentile(0.5, of: latencies), percentile(0.99, of: latencies))
+    }
+
+    /// Sends one record and waits until the consumer reads it: the consumer has joined its
+    /// group and been given its partitions, so a clock started after this times records only.
+    /// Returns the record read.
+    static func warmUp(_ producer: KafkaProducer, _ consumer: KafkaConsumer, topic: String, payload: [UInt8], what: String) throws -> ConsumedRecord {
+        try producer.send(topic: topic, key: Array("warm-up".utf8), value: payload)
+        _ = producer.flush(timeoutMilliseconds: 10_000)
+        let joinBy = Date().addingTimeInterval(60)
+        while true {
+            if case .record(let record) = consumer.poll(timeoutMilliseconds: 100) { return record }
+            guard Date() < joinBy else { throw CLIError("\(what): the consumer got nothing from the embedded broker within 60 s") }
+        }
+    }
+
+    /// The value at fraction `p` of `sorted` (0 when it is empty).
+    static func percentile(_ p: Double, of sorted: [Double]) -> Double {
+        sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
     }
 
     /// Produces and consumes `events` orders through the project's own producer and consumer.
@@ -265,18 +276,10 @@ enum Bench {
         try consumer.subscribe([topic.name])
         let payloads = (0..<1000).map { order($0, member: member($0, of: options.members), time: epoch).encoded() }
         // Join the group before the clock starts.
-        try producer.send(topic: topic.name, key: Array("warm-up".utf8), value: payloads[0])
-        _ = producer.flush(timeoutMilliseconds: 10_000)
+        let joined = try warmUp(producer, consumer, topic: topic.name, payload: payloads[0], what: "Kafka ceiling")
         // Where each partition's reading has got to: a record read again (after a rebalance) counts once.
         var nextOffsets = [Int64](repeating: 0, count: Int(topic.partitions))
-        let joinBy = Date().addingTimeInterval(60)
-        while true {
-            if case .record(let warmUp) = consumer.poll(timeoutMilliseconds: 100) {
-                nextOffsets[Int(warmUp.partition)] = warmUp.offset + 1
-                break
-            }
-            guard Date() < joinBy else { throw CLIError("Kafka ceiling: the consumer got nothing from the embedded broker within 60 s") }
-        }
+        nextOffsets[Int(joined.partition)] = joined.offset + 1
 
         let keys = (0..<options.events).map { Array(member($0, of: options.members).utf8) }
         let start = Date()
@@ -737,11 +740,10 @@ enum Bench {
             }
         })
         latencies.sort()
-        func percentile(_ p: Double, of values: [Double]) -> Double { values.isEmpty ? 0 : values[min(values.count - 1, Int(Double(values.count) * p))] }
-        func percentile(_ p: Double) -> Double { percentile(p, of: latencies) }
+        func percentile(_ p: Double) -> Double { Self.percentile(p, of: latencies) }
         // Not a number where the ledger records carried no timestamp (printed as n/a).
         func split(_ values: [Double]) -> (p50: Double, p99: Double) {
-            values.isEmpty ? (.nan, .nan) : (percentile(0.5, of: values), percentile(0.99, of: values))
+            values.isEmpty ? (.nan, .nan) : (Self.percentile(0.5, of: values), Self.percentile(0.99, of: values))
         }
         toLedgerSent.sort()
         ledgerSentToRead.sort()
