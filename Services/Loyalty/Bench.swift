@@ -18,6 +18,9 @@ enum Bench {
         /// The four-service pipeline: orders, and the members they come from.
         var platformOrders = 20_000
         var platformMembers = 5_000
+        /// Then a steady rate of orders to the four services, held this long (0: not measured).
+        var steadyRate = 5_000
+        var steadySeconds = 60
         /// Events produced ahead of what has come back: the embedded broker keeps only about
         /// 5 MiB a partition, so a backlog must not outgrow it.
         var window = 20_000
@@ -46,8 +49,9 @@ enum Bench {
                     only = section
                     continue
                 }
-                guard let text = iterator.next(), let value = Int(text), value > 0 else {
-                    throw CLIError("usage: loyalty bench [--events N] [--members N] [--rate N] [--latency-seconds N] [--platform-orders N] [--platform-members N] [--simulate-members N] [--scaling-events N] [--scaling-members N] [--large-members N] [--large-events N] [--only ceilings|points|platform|simulate|scaling|large]")
+                // A steady run of 0 s is none.
+                guard let text = iterator.next(), let value = Int(text), value > 0 || (value == 0 && flag == "--steady-seconds") else {
+                    throw CLIError("usage: loyalty bench [--events N] [--members N] [--rate N] [--latency-seconds N] [--platform-orders N] [--platform-members N] [--steady-rate N] [--steady-seconds N] [--simulate-members N] [--scaling-events N] [--scaling-members N] [--large-members N] [--large-events N] [--only ceilings|points|platform|simulate|scaling|large]")
                 }
                 switch flag {
                 case "--events": events = value
@@ -56,6 +60,8 @@ enum Bench {
                 case "--latency-seconds": latencySeconds = value
                 case "--platform-orders": platformOrders = value
                 case "--platform-members": platformMembers = value
+                case "--steady-rate": steadyRate = value
+                case "--steady-seconds": steadySeconds = value
                 case "--simulate-members": simulationMembers = value
                 case "--scaling-events": scalingEvents = value
                 case "--scaling-members": scalingMembers = value
@@ -111,12 +117,14 @@ enum Bench {
             return
         case .platform?:
             let platform = try platformPipeline(
-                orders: options.platformOrders, members: options.platformMembers, window: options.window / 4, directory: directory)
+                orders: options.platformOrders, members: options.platformMembers, window: options.window / 4,
+                steadyRate: options.steadyRate, steadySeconds: options.steadySeconds, directory: directory)
             say(String(format: "  four services %.0f orders/s", platform.throughput))
             for service in ["points", "tiers", "campaigns", "notifications"] {
                 say("    \(service): CPU \(micros(platform.cpuMicrosPerOrder[service] ?? .nan)) an order, "
                     + String(format: "peak RSS %.1f MiB, %.0f bytes a member", platform.peakRSSMiB[service] ?? 0, platform.bytesPerMember[service] ?? 0))
             }
+            if let steady = platform.steady { say(steadyLine(steady)) }
             return
         case .simulate?:
             say(simulationLine(try simulation(members: options.simulationMembers, directory: directory)))
@@ -140,7 +148,8 @@ enum Bench {
         say("  reference ceiling measured")
         let pipeline = try pointsPipeline(options, directory: directory)
         let platform = try platformPipeline(
-            orders: options.platformOrders, members: options.platformMembers, window: options.window / 4, directory: directory)
+            orders: options.platformOrders, members: options.platformMembers, window: options.window / 4,
+                steadyRate: options.steadyRate, steadySeconds: options.steadySeconds, directory: directory)
         let simulation = try simulation(members: options.simulationMembers, directory: directory)
         let scaling = try scaling(options, directory: directory)
         let large = try largeStore(options, directory: directory)
@@ -182,6 +191,7 @@ enum Bench {
         for (label, value) in rows {
             say("  \(label.padding(toLength: width, withPad: " ", startingAt: 0))   \(value)")
         }
+        if let steady = platform.steady { say(steadyLine(steady)) }
         for line in scalingLines(scaling) { say(line) }
         say(largeStoreLine(large, options))
         say(String(format: "\n  (%.0f s in all; release build recommended: swift build -c release)", Date().timeIntervalSince(started)))

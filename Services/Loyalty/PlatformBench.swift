@@ -15,6 +15,8 @@ extension Bench {
         var bytesPerMember: [String: Double]
         /// Per service: CPU it used while the orders were timed, per order, in µs.
         var cpuMicrosPerOrder: [String: Double]
+        /// The steady rate held after the timed orders (nil when not asked for).
+        var steady: SteadyFigures?
     }
 
     /// What each service reads (the catalogue's co-partitioned inputs of each).
@@ -29,7 +31,12 @@ extension Bench {
     /// take them (a window ahead of the slowest), and times the orders from the first sent until
     /// every service has stored offsets at the end of all its inputs with an empty outbox: each
     /// order's points, tier bonus and status, campaign grants and messages are out by then.
-    static func platformPipeline(orders: Int, members: Int, window: Int, directory: URL) throws -> PlatformFigures {
+    ///
+    /// Then, with `steadySeconds` above 0, it sends `steadyRate` orders a second to the same
+    /// services for that long (``holdSteadyRate``); peak RSS covers both parts.
+    static func platformPipeline(
+        orders: Int, members: Int, window: Int, steadyRate: Int = 0, steadySeconds: Int = 0, directory: URL
+    ) throws -> PlatformFigures {
         let broker = try EmbeddedBroker(topics: Topics.all)
         let children = ChildProcesses()
         defer { children.stopAll() }
@@ -145,6 +152,17 @@ extension Bench {
             cpu[name] = (after - before).process * 1e6 / Double(orders)
         }
 
+        var steady: SteadyFigures?
+        if steadySeconds > 0 {
+            say("  four services: \(steadyRate) orders/s for \(steadySeconds) s…")
+            let ledger = (0..<Topics.partitionCount).map { TopicPartition(topic: Topics.pointsLedger.name, partition: $0) }
+            steady = try holdSteadyRate(
+                rate: steadyRate, seconds: steadySeconds, members: members, firstIndex: orders,
+                firstTime: epoch + 301 * 86_400_000, bootstrapServers: broker.bootstrapServers,
+                ledgerEnds: try probe.logBounds(of: ledger).mapValues(\.high), producer: producer,
+                notificationsStore: data.appendingPathComponent("notifications.sqlite").path, children: children)
+        }
+
         var rss: [String: Double] = [:]
         for (name, process) in children.processes { rss[name] = PeakMemory.mebibytes(of: process.processIdentifier) }
         children.stopAll()
@@ -154,6 +172,6 @@ extension Bench {
             bytes[service] = Double(size) / Double(members)
         }
         return PlatformFigures(orders: orders, members: members, throughput: Double(orders) / seconds, peakRSSMiB: rss, bytesPerMember: bytes,
-            cpuMicrosPerOrder: cpu)
+            cpuMicrosPerOrder: cpu, steady: steady)
     }
 }

@@ -1,0 +1,156 @@
+import Foundation
+import LoyaltyDomain
+import Messaging
+import Storage
+
+/// The four services at a steady rate of orders in `loyalty bench`: each order timed from its
+/// send until the notifications service has stored its offset past the order's `points.earned`
+/// ledger entry. The services wait for each other's progress (`LOYALTY_WAIT_FOR`), so by then
+/// tiers and campaigns have applied the order too and points has applied their grants before it:
+/// the order's points, tier, campaign outcome and message decision are all out.
+extension Bench {
+    struct SteadyFigures {
+        var rate: Int
+        var secondsAsked: Int
+        /// How long the rate was held: `secondsAsked`, or less when the services fell behind.
+        var secondsHeld: Double
+        var orders: Int
+        /// Set when sending stopped early: the oldest order not through yet was this old (s).
+        var fellBehindBy: Double?
+        var p50: Double
+        var p99: Double
+        var max: Double
+    }
+
+    /// An order not through yet is at most this old before the run stops sending: beyond it the
+    /// backlog would outgrow what the embedded broker keeps of a partition.
+    static let steadyGiveUpSeconds = 10.0
+
+    /// Sends `rate` orders a second for `seconds` (orders `firstIndex` on, event times from
+    /// `firstTime` on, one second apart) to services already running on `bootstrapServers`,
+    /// and times each order through to notifications' store at `notificationsStore`. `ledgerEnds`
+    /// are the ledger's ends before the first order: every entry of these orders comes after.
+    static func holdSteadyRate(
+        rate: Int, seconds: Int, members: Int, firstIndex: Int, firstTime: Int64, bootstrapServers: String,
+        ledgerEnds: [TopicPartition: Int64], producer: KafkaProducer, notificationsStore: String, children: ChildProcesses
+    ) throws -> SteadyFigures {
+        let ledger = Topics.pointsLedger.name
+        var settings = ConsumerConfiguration(bootstrapServers: bootstrapServers, groupID: "bench-steady")
+        settings.offsetResetPolicy = "error"
+        let consumer = try KafkaConsumer(settings, listener: StartingOffsets())
+        defer { consumer.close() }
+        // Assigned, not subscribed: a group's join would hold the first orders' entries for seconds.
+        try consumer.assign(ledgerEnds.mapValues { $0 })
+        let store = try Database(DatabaseConfiguration(path: notificationsStore))
+        defer { store.close() }
+        let offsetsRead = try store.prepare("SELECT partition, next_offset FROM offsets WHERE topic = ?")
+
+        /// By order (0 is `firstIndex`): when it was sent, and whether it is through.
+        var sentAt: [Date] = []
+        var through: [Bool] = []
+        sentAt.reserveCapacity(rate * seconds)
+        /// The earliest order not through yet.
+        var oldest = 0
+        /// Per ledger partition, the orders whose earned entry was read, in offset order, and
+        /// how many of them are through.
+        var waiting: [Int32: [(offset: Int64, order: Int)]] = [:]
+        var taken: [Int32: Int] = [:]
+        var latencies: [Double] = []
+        latencies.reserveCapacity(rate * seconds)
+        var fellBehindBy: Double?
+        var lastProgress = (done: -1, at: Date())
+        let causePrefix = "bench-order-"
+
+        /// Reads the ledger on, and takes as through every order notifications has passed.
+        func settle() throws {
+            while let event = consumer.poll(timeoutMilliseconds: 0) {
+                switch event {
+                case .record(let record):
+                    guard let value = record.value, let entry = try? CloudEvent.decode(value), entry.type == "points.earned",
+                          let cause = entry.data["causeId"]?.stringValue, cause.hasPrefix(causePrefix),
+                          let index = Int(cause.dropFirst(causePrefix.count)), index >= firstIndex, index - firstIndex < sentAt.count
+                    else { continue }
+                    waiting[record.partition, default: []].append((record.offset, index - firstIndex))
+                case .error(let error, let partition?, let offset) where error.code == KafkaError.offsetOutOfRange:
+                    throw CLIError("the embedded broker deleted ledger records of \(partition) from \(offset) on before the bench read them")
+                default:
+                    continue
+                }
+            }
+            let now = Date()
+            for (partition, next) in try offsetsRead.query(.text(ledger), row: { (Int32($0.int64(0)), $0.int64(1)) }) {
+                guard let entries = waiting[partition] else { continue }
+                var head = taken[partition] ?? 0
+                while head < entries.count, entries[head].offset < next {
+                    let order = entries[head].order
+                    if !through[order] {
+                        through[order] = true
+                        latencies.append(now.timeIntervalSince(sentAt[order]) * 1000)
+                    }
+                    head += 1
+                }
+                taken[partition] = head
+            }
+            while oldest < through.count, through[oldest] { oldest += 1 }
+        }
+        /// Stops a run that can no longer end: a service gone, or nothing through for 120 s.
+        func checkProgress() throws {
+            if let exited = children.exited { throw CLIError("\(exited.name) exited with status \(exited.status)") }
+            if let failed = producer.takeDeliveryReports().first(where: { $0.error != nil })?.error {
+                throw CLIError("an order was not delivered: \(failed)")
+            }
+            if latencies.count != lastProgress.done {
+                lastProgress = (latencies.count, Date())
+            } else if Date().timeIntervalSince(lastProgress.at) > 120 {
+                throw CLIError("four services at a steady rate: no order through for 120 s after \(latencies.count) of \(sentAt.count)")
+            }
+        }
+
+        let start = Date()
+        var lastSettle = Date.distantPast
+        while true {
+            // The last tick sends what the whole time is due.
+            let elapsed = min(Date().timeIntervalSince(start), Double(seconds))
+            if oldest < sentAt.count, Date().timeIntervalSince(sentAt[oldest]) > steadyGiveUpSeconds {
+                fellBehindBy = Date().timeIntervalSince(sentAt[oldest])
+                break
+            }
+            let due = min(rate * seconds, Int(Double(rate) * elapsed))
+            while sentAt.count < due {
+                let index = firstIndex + sentAt.count
+                let member = "bench-p\(index % members)"
+                let event = order(index, member: member, time: firstTime + Int64(sentAt.count) * 1_000)
+                sentAt.append(Date())
+                through.append(false)
+                try producer.send(topic: Topics.orders.name, key: Array(member.utf8), value: event.encoded())
+            }
+            producer.poll()
+            if Date().timeIntervalSince(lastSettle) >= 0.01 {
+                try settle()
+                try checkProgress()
+                lastSettle = Date()
+            }
+            guard elapsed < Double(seconds) else { break }
+            Thread.sleep(forTimeInterval: 0.002)
+        }
+        let held = Date().timeIntervalSince(start)
+        _ = producer.flush(timeoutMilliseconds: 30_000)
+        while latencies.count < sentAt.count {
+            try settle()
+            try checkProgress()
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        latencies.sort()
+        return SteadyFigures(
+            rate: rate, secondsAsked: seconds, secondsHeld: fellBehindBy == nil ? Double(seconds) : held, orders: sentAt.count,
+            fellBehindBy: fellBehindBy, p50: percentile(0.5, of: latencies), p99: percentile(0.99, of: latencies), max: latencies.last ?? .nan)
+    }
+
+    static func steadyLine(_ figures: SteadyFigures) -> String {
+        let held = figures.fellBehindBy.map {
+            String(format: "not held: after %.1f s the oldest order still on its way was %.1f s old, so sending stopped", figures.secondsHeld, $0)
+        } ?? "held for \(figures.secondsAsked) s"
+        return String(format: "  four services at %d orders/s: %@; %d orders, order → through notifications p50 %.1f / p99 %.1f / max %.1f ms",
+                      figures.rate, held, figures.orders, figures.p50, figures.p99, figures.max)
+    }
+}
