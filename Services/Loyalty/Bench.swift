@@ -118,7 +118,7 @@ enum Bench {
         case .platform?:
             let platform = try platformPipeline(
                 orders: options.platformOrders, members: options.platformMembers, window: options.window / 4,
-                steadyRate: options.steadyRate, steadySeconds: options.steadySeconds, directory: directory)
+            steadyRate: options.steadyRate, steadySeconds: options.steadySeconds, directory: directory)
             say(String(format: "  four services %.0f orders/s", platform.throughput))
             for service in ["points", "tiers", "campaigns", "notifications"] {
                 say("    \(service): CPU \(micros(platform.cpuMicrosPerOrder[service] ?? .nan)) an order, "
@@ -149,7 +149,7 @@ enum Bench {
         let pipeline = try pointsPipeline(options, directory: directory)
         let platform = try platformPipeline(
             orders: options.platformOrders, members: options.platformMembers, window: options.window / 4,
-                steadyRate: options.steadyRate, steadySeconds: options.steadySeconds, directory: directory)
+            steadyRate: options.steadyRate, steadySeconds: options.steadySeconds, directory: directory)
         let simulation = try simulation(members: options.simulationMembers, directory: directory)
         let scaling = try scaling(options, directory: directory)
         let large = try largeStore(options, directory: directory)

@@ -33,7 +33,8 @@ extension Bench {
     /// order's points, tier bonus and status, campaign grants and messages are out by then.
     ///
     /// Then, with `steadySeconds` above 0, it sends `steadyRate` orders a second to the same
-    /// services for that long (``holdSteadyRate``); peak RSS covers both parts.
+    /// services for that long (``holdSteadyRate``, stopping with four windows on their way);
+    /// peak RSS covers both parts, database bytes the timed orders.
     static func platformPipeline(
         orders: Int, members: Int, window: Int, steadyRate: Int = 0, steadySeconds: Int = 0, directory: URL
     ) throws -> PlatformFigures {
@@ -152,6 +153,18 @@ extension Bench {
             cpu[name] = (after - before).process * 1e6 / Double(orders)
         }
 
+        // The stores' size after the timed orders, before the steady ones: a reader's page
+        // count covers what the write-ahead log holds too (the file alone may lag it).
+        var bytes: [String: Double] = [:]
+        for (service, _) in serviceInputs {
+            let path = data.appendingPathComponent("\(service).sqlite").path
+            let database = try Database(DatabaseConfiguration(path: path))
+            defer { database.close() }
+            let pages = try database.prepare("PRAGMA page_count").queryOne { $0.int64(0) } ?? 0
+            let pageSize = try database.prepare("PRAGMA page_size").queryOne { $0.int64(0) } ?? 0
+            bytes[service] = Double(pages * pageSize) / Double(members)
+        }
+
         var steady: SteadyFigures?
         if steadySeconds > 0 {
             say("  four services: \(steadyRate) orders/s for \(steadySeconds) s…")
@@ -159,18 +172,13 @@ extension Bench {
             steady = try holdSteadyRate(
                 rate: steadyRate, seconds: steadySeconds, members: members, firstIndex: orders,
                 firstTime: epoch + 301 * 86_400_000, bootstrapServers: broker.bootstrapServers,
-                ledgerEnds: try probe.logBounds(of: ledger).mapValues(\.high), producer: producer,
+                ledgerEnds: try probe.logBounds(of: ledger).mapValues(\.high), maxOnTheirWay: 4 * window, producer: producer,
                 notificationsStore: data.appendingPathComponent("notifications.sqlite").path, children: children)
         }
 
         var rss: [String: Double] = [:]
         for (name, process) in children.processes { rss[name] = PeakMemory.mebibytes(of: process.processIdentifier) }
         children.stopAll()
-        var bytes: [String: Double] = [:]
-        for (service, _) in serviceInputs {
-            let size = (try? FileManager.default.attributesOfItem(atPath: data.appendingPathComponent("\(service).sqlite").path)[.size] as? Int) ?? 0
-            bytes[service] = Double(size) / Double(members)
-        }
         return PlatformFigures(orders: orders, members: members, throughput: Double(orders) / seconds, peakRSSMiB: rss, bytesPerMember: bytes,
             cpuMicrosPerOrder: cpu, steady: steady)
     }

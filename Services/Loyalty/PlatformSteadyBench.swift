@@ -15,24 +15,27 @@ extension Bench {
         /// How long the rate was held: `secondsAsked`, or less when the services fell behind.
         var secondsHeld: Double
         var orders: Int
-        /// Set when sending stopped early: the oldest order not through yet was this old (s).
-        var fellBehindBy: Double?
+        /// Set when sending stopped early: why (the oldest order not through yet too old, or
+        /// too many on their way).
+        var fellBehind: String?
         var p50: Double
         var p99: Double
         var max: Double
     }
 
-    /// An order not through yet is at most this old before the run stops sending: beyond it the
-    /// backlog would outgrow what the embedded broker keeps of a partition.
+    /// An order not through yet is at most this old before the run stops sending.
     static let steadyGiveUpSeconds = 10.0
 
     /// Sends `rate` orders a second for `seconds` (orders `firstIndex` on, event times from
     /// `firstTime` on, one second apart) to services already running on `bootstrapServers`,
     /// and times each order through to notifications' store at `notificationsStore`. `ledgerEnds`
     /// are the ledger's ends before the first order: every entry of these orders comes after.
+    /// Sending stops early when the services fall behind: when the oldest order on its way is
+    /// older than ``steadyGiveUpSeconds``, or more than `maxOnTheirWay` orders are (the embedded
+    /// broker keeps only about 5 MiB a partition, so the backlog must stay bounded).
     static func holdSteadyRate(
         rate: Int, seconds: Int, members: Int, firstIndex: Int, firstTime: Int64, bootstrapServers: String,
-        ledgerEnds: [TopicPartition: Int64], producer: KafkaProducer, notificationsStore: String, children: ChildProcesses
+        ledgerEnds: [TopicPartition: Int64], maxOnTheirWay: Int, producer: KafkaProducer, notificationsStore: String, children: ChildProcesses
     ) throws -> SteadyFigures {
         let ledger = Topics.pointsLedger.name
         var settings = ConsumerConfiguration(bootstrapServers: bootstrapServers, groupID: "bench-steady")
@@ -57,7 +60,7 @@ extension Bench {
         var taken: [Int32: Int] = [:]
         var latencies: [Double] = []
         latencies.reserveCapacity(rate * seconds)
-        var fellBehindBy: Double?
+        var fellBehind: String?
         var lastProgress = (done: -1, at: Date())
         let causePrefix = "bench-order-"
 
@@ -112,7 +115,11 @@ extension Bench {
             // The last tick sends what the whole time is due.
             let elapsed = min(Date().timeIntervalSince(start), Double(seconds))
             if oldest < sentAt.count, Date().timeIntervalSince(sentAt[oldest]) > steadyGiveUpSeconds {
-                fellBehindBy = Date().timeIntervalSince(sentAt[oldest])
+                fellBehind = String(format: "the oldest order on its way was %.1f s old", Date().timeIntervalSince(sentAt[oldest]))
+                break
+            }
+            if sentAt.count - latencies.count > maxOnTheirWay {
+                fellBehind = "\(sentAt.count - latencies.count) orders were on their way"
                 break
             }
             let due = min(rate * seconds, Int(Double(rate) * elapsed))
@@ -142,15 +149,15 @@ extension Bench {
         }
         latencies.sort()
         return SteadyFigures(
-            rate: rate, secondsAsked: seconds, secondsHeld: fellBehindBy == nil ? Double(seconds) : held, orders: sentAt.count,
-            fellBehindBy: fellBehindBy, p50: percentile(0.5, of: latencies), p99: percentile(0.99, of: latencies), max: latencies.last ?? .nan)
+            rate: rate, secondsAsked: seconds, secondsHeld: fellBehind == nil ? Double(seconds) : held, orders: sentAt.count,
+            fellBehind: fellBehind, p50: percentile(0.5, of: latencies), p99: percentile(0.99, of: latencies), max: latencies.last ?? .nan)
     }
 
     static func steadyLine(_ figures: SteadyFigures) -> String {
-        let held = figures.fellBehindBy.map {
-            String(format: "not held: after %.1f s the oldest order still on its way was %.1f s old, so sending stopped", figures.secondsHeld, $0)
+        let held = figures.fellBehind.map {
+            "not held: after " + String(format: "%.1f", figures.secondsHeld) + " s \($0), so sending stopped"
         } ?? "held for \(figures.secondsAsked) s"
-        return String(format: "  four services at %d orders/s: %@; %d orders, order → through notifications p50 %.1f / p99 %.1f / max %.1f ms",
-                      figures.rate, held, figures.orders, figures.p50, figures.p99, figures.max)
+        return "  four services at \(figures.rate) orders/s: \(held); \(figures.orders) orders, "
+            + String(format: "order → through notifications p50 %.1f / p99 %.1f / max %.1f ms", figures.p50, figures.p99, figures.max)
     }
 }
