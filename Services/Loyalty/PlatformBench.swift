@@ -169,11 +169,17 @@ extension Bench {
         if steadySeconds > 0 {
             say("  four services: \(steadyRate) orders/s for \(steadySeconds) s…")
             let ledger = (0..<Topics.partitionCount).map { TopicPartition(topic: Topics.pointsLedger.name, partition: $0) }
+            let cpuBeforeSteady = children.processes.map { ProcessCPU.of($0.process.processIdentifier) }
             steady = try holdSteadyRate(
                 rate: steadyRate, seconds: steadySeconds, members: members, firstIndex: orders,
                 firstTime: epoch + 301 * 86_400_000, bootstrapServers: broker.bootstrapServers,
                 ledgerEnds: try probe.logBounds(of: ledger).mapValues(\.high), maxOnTheirWay: 4 * window, producer: producer,
                 notificationsStore: data.appendingPathComponent("notifications.sqlite").path, children: children)
+            // All four services' CPU an order at this rate, against the timed orders' (sent a window ahead).
+            let used = zip(children.processes, cpuBeforeSteady).compactMap { entry, before in
+                before.flatMap { before in ProcessCPU.of(entry.process.processIdentifier).map { ($0 - before).process } }
+            }
+            if let orders = steady?.orders, used.count == cpuBeforeSteady.count { steady?.cpuMicrosPerOrder = used.reduce(0, +) * 1e6 / Double(orders) }
         }
 
         var rss: [String: Double] = [:]

@@ -21,6 +21,8 @@ extension Bench {
         var p50: Double
         var p99: Double
         var max: Double
+        /// The four services' CPU while the orders went through, per order, in µs (set by the caller).
+        var cpuMicrosPerOrder = Double.nan
     }
 
     /// An order not through yet is at most this old before the run stops sending.
@@ -159,5 +161,6 @@ extension Bench {
         } ?? "held for \(figures.secondsAsked) s"
         return "  four services at \(figures.rate) orders/s: \(held); \(figures.orders) orders, "
             + String(format: "order → through notifications p50 %.1f / p99 %.1f / max %.1f ms", figures.p50, figures.p99, figures.max)
+            + "; the four services' CPU \(micros(figures.cpuMicrosPerOrder)) an order"
     }
 }
