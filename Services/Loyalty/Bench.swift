@@ -211,8 +211,14 @@ enum Bench {
     static func kafkaHopLatency(_ options: Options) throws -> (p50: Double, p99: Double) {
         let topic = TopicSpec(name: "bench.hop", partitions: Topics.partitionCount)
         let broker = try EmbeddedBroker(topics: [topic])
-        let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
-        var consumerSettings = ConsumerConfiguration(bootstrapServers: broker.bootstrapServers, groupID: "bench-hop")
+        // The clients go before the broker (they would log its going): they are the callee's.
+        return try withExtendedLifetime(broker) { try hopLatency(options, topic: topic, bootstrapServers: broker.bootstrapServers) }
+    }
+
+    private static func hopLatency(_ options: Options, topic: TopicSpec, bootstrapServers: String) throws -> (p50: Double, p99: Double) {
+        let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: bootstrapServers))
+        defer { _ = producer.flush(timeoutMilliseconds: 5_000) }
+        var consumerSettings = ConsumerConfiguration(bootstrapServers: bootstrapServers, groupID: "bench-hop")
         consumerSettings.offsetResetPolicy = "error"
         let consumer = try KafkaConsumer(consumerSettings, listener: StartingOffsets())
         defer { consumer.close() }
@@ -276,11 +282,16 @@ enum Bench {
     static func kafkaCeiling(_ options: Options) throws -> Double {
         let topic = TopicSpec(name: "bench.kafka", partitions: Topics.partitionCount)
         let broker = try EmbeddedBroker(topics: [topic])
-        let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+        // The clients go before the broker (they would log its going): they are the callee's.
+        return try withExtendedLifetime(broker) { try kafkaCeiling(options, topic: topic, bootstrapServers: broker.bootstrapServers) }
+    }
+
+    private static func kafkaCeiling(_ options: Options, topic: TopicSpec, bootstrapServers: String) throws -> Double {
+        let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: bootstrapServers))
         let listener = StartingOffsets()
         // Records the embedded broker deleted before they were read are an error here, not a
         // silent jump to what it still has (which would leave the count short for good).
-        var consumerSettings = ConsumerConfiguration(bootstrapServers: broker.bootstrapServers, groupID: "bench")
+        var consumerSettings = ConsumerConfiguration(bootstrapServers: bootstrapServers, groupID: "bench")
         consumerSettings.offsetResetPolicy = "error"
         let consumer = try KafkaConsumer(consumerSettings, listener: listener)
         try consumer.subscribe([topic.name])
