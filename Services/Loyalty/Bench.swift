@@ -771,6 +771,8 @@ enum Bench {
 
         let peakMiB = PeakMemory.mebibytes(of: pid)
         consumer.close()
+        // Every order was applied; what the producer still holds are acknowledgements on their way.
+        _ = producer.flush(timeoutMilliseconds: 5_000)
         // A warm standby has read the changelog on by then (a pass every half second): its
         // takeover catches up with what the active instance committed last.
         if standbyAlongside { Thread.sleep(forTimeInterval: 2) }
