@@ -51,7 +51,7 @@ enum Bench {
                 }
                 // A steady run of 0 s is none.
                 guard let text = iterator.next(), let value = Int(text), value > 0 || (value == 0 && flag == "--steady-seconds") else {
-                    throw CLIError("usage: loyalty bench [--events N] [--members N] [--rate N] [--latency-seconds N] [--platform-orders N] [--platform-members N] [--steady-rate N] [--steady-seconds N] [--simulate-members N] [--scaling-events N] [--scaling-members N] [--large-members N] [--large-events N] [--only ceilings|points|platform|simulate|scaling|large]")
+                    throw CLIError(Bench.usage)
                 }
                 switch flag {
                 case "--events": events = value
@@ -73,6 +73,9 @@ enum Bench {
         }
     }
 
+
+    /// The command's usage line, for `--help` and for a wrong option.
+    static let usage = "usage: loyalty bench [--events N] [--members N] [--rate N] [--latency-seconds N] [--platform-orders N] [--platform-members N] [--steady-rate N] [--steady-seconds N] [--simulate-members N] [--scaling-events N] [--scaling-members N] [--large-members N] [--large-events N] [--only ceilings|points|platform|simulate|scaling|large]"
 
     static let epoch: Int64 = 1_767_196_800_000  // 2026-01-01T00:00:00+08:00
 
@@ -118,7 +121,7 @@ enum Bench {
         case .platform?:
             let platform = try platformPipeline(
                 orders: options.platformOrders, members: options.platformMembers, window: options.window / 4,
-            steadyRate: options.steadyRate, steadySeconds: options.steadySeconds, directory: directory)
+                steadyRate: options.steadyRate, steadySeconds: options.steadySeconds, directory: directory)
             say(String(format: "  four services %.0f orders/s", platform.throughput))
             for service in ["points", "tiers", "campaigns", "notifications"] {
                 say("    \(service): CPU \(micros(platform.cpuMicrosPerOrder[service] ?? .nan)) an order, "

@@ -147,11 +147,17 @@ extension Bench {
         }
         try waitUntilDrained()
         let seconds = Date().timeIntervalSince(start)
-        var cpu: [String: Double] = [:]
-        for ((name, process), before) in zip(children.processes, cpuBefore) {
-            guard let before, let after = ProcessCPU.of(process.processIdentifier) else { continue }
-            cpu[name] = (after - before).process * 1e6 / Double(orders)
+        /// Each service's CPU seconds since `before` (one reading a child); a service whose
+        /// reading is missing is left out.
+        func cpuSeconds(since before: [ProcessCPU?]) -> [String: Double] {
+            var used: [String: Double] = [:]
+            for ((name, process), before) in zip(children.processes, before) {
+                guard let before, let after = ProcessCPU.of(process.processIdentifier) else { continue }
+                used[name] = (after - before).process
+            }
+            return used
         }
+        let cpu = cpuSeconds(since: cpuBefore).mapValues { $0 * 1e6 / Double(orders) }
 
         // The stores' size after the timed orders, before the steady ones: a reader's page
         // count covers what the write-ahead log holds too (the file alone may lag it).
@@ -176,10 +182,10 @@ extension Bench {
                 ledgerEnds: try probe.logBounds(of: ledger).mapValues(\.high), maxOnTheirWay: 4 * window, producer: producer,
                 notificationsStore: data.appendingPathComponent("notifications.sqlite").path, children: children)
             // All four services' CPU an order at this rate, against the timed orders' (sent a window ahead).
-            let used = zip(children.processes, cpuBeforeSteady).compactMap { entry, before in
-                before.flatMap { before in ProcessCPU.of(entry.process.processIdentifier).map { ($0 - before).process } }
+            let used = cpuSeconds(since: cpuBeforeSteady)
+            if let orders = steady?.orders, used.count == children.processes.count {
+                steady?.cpuMicrosPerOrder = used.values.reduce(0, +) * 1e6 / Double(orders)
             }
-            if let orders = steady?.orders, used.count == cpuBeforeSteady.count { steady?.cpuMicrosPerOrder = used.reduce(0, +) * 1e6 / Double(orders) }
         }
 
         var rss: [String: Double] = [:]

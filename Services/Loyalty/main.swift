@@ -95,7 +95,7 @@ func waitForStop(_ stop: StopSignal, whileChildrenRun children: ChildProcesses? 
 /// Each command's help: `loyalty <command> --help` prints it and does nothing else.
 let commandHelp: [String: String] = [
     "demo": "usage: loyalty demo\n  start an embedded broker and every service in a temporary directory, publish a sample stream,\n  print each member's balance, tier, campaigns, messages and ledger, and stop everything",
-    "bench": "usage: loyalty bench [--events N] [--members N] [--rate N] [--latency-seconds N] [--platform-orders N] [--platform-members N] [--steady-rate N] [--steady-seconds N] [--simulate-members N] [--scaling-events N] [--scaling-members N] [--large-members N] [--large-events N] [--only ceilings|points|platform|simulate|scaling|large]\n  measure the points pipeline, and all four services together (in bulk, then at a steady rate), against the raw Kafka and SQLite ceilings; then loyalty simulate, one instance against two, and the points service with a million members (build with -c release first)",
+    "bench": Bench.usage + "\n  measure the points pipeline, and all four services together (in bulk, then at a steady rate), against the raw Kafka and SQLite ceilings; then loyalty simulate, one instance against two, and the points service with a million members (build with -c release first)",
     "broker": BrokerCommand.brokerUsage,
     "dev": BrokerCommand.devUsage,
     "flood": Flood.usage,
