@@ -269,10 +269,13 @@ public final class NotificationsProcessor: StreamProcessor {
                 "INSERT OR IGNORE INTO notification_sent(idempotency_key, member, type, channel, send_at, causes) VALUES(?, ?, ?, ?, ?, ?)"
             ).run(.text(message.idempotencyKey), .text(id), .text(message.type.rawValue), .text(message.channel.rawValue),
                   .integer(message.sendAt.millis), .text(message.causes.joined(separator: ",")))
-            logger?.debug("notification", [
-                "member": id, "type": message.type.rawValue, "channel": message.channel.rawValue,
-                "to": ContactMask.mask(message.address, channel: message.channel), "sendAt": message.sendAt.rfc3339,
-            ])
+            // The fields cost a mask and a date format each: built only when someone reads them.
+            if let logger, logger.minimumLevel <= .debug {
+                logger.debug("notification", [
+                    "member": id, "type": message.type.rawValue, "channel": message.channel.rawValue,
+                    "to": ContactMask.mask(message.address, channel: message.channel), "sendAt": message.sendAt.rfc3339,
+                ])
+            }
         }
         if !decision.suppressed.isEmpty {
             let insert = try batch.database.prepare(
