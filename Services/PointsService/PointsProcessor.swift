@@ -96,7 +96,13 @@ public final class PointsProcessor: StreamProcessor {
             throw Rejection(code: .forbiddenSource, detail: "\(event.type) is accepted only from loyalty/* services, not \(event.source)")
         }
         // A source is only a claim: the signature proves the platform sent it.
-        if Self.signedTypes.contains(event.type), let rejection = commandKeys.verify(event) { throw rejection }
+        // The canonical form is encoded once for both the signature and the inbox hash.
+        var canonical: [UInt8]?
+        if Self.signedTypes.contains(event.type) {
+            let form = canonicalForm(of: event)
+            canonical = form
+            if let rejection = commandKeys.verify(event, canonicalForm: form) { throw rejection }
+        }
         if rules.program.isBeforeStart(event.time, type: event.type) {
             throw Rejection(code: .beforeProgramStart, detail: rules.program.beforeStartDetail(event.time))
         }
@@ -123,7 +129,7 @@ public final class PointsProcessor: StreamProcessor {
         }
         var decoded = Decoded(
             eventID: event.id, time: event.time, rank: Rank.of(eventType: event.type), member: member,
-            payloadHash: canonicalPayloadHash(event),
+            payloadHash: payloadHash(canonical ?? canonicalForm(of: event)),
             body: PointsRecord(event: PointsEvent(id: event.id, time: event.time, member: member, input: input), raw: raw))
         // Commands only the platform's services may send (checked above), whatever the lag they arrive with.
         decoded.isExternalInput = !(EventType.internalCommands.contains(event.type)

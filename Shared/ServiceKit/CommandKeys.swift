@@ -52,7 +52,8 @@ public struct CommandKeys: Sendable {
     }
 
     /// Whether the event carries a valid signature of one of the keys; the reason when not.
-    public func verify(_ event: CloudEvent) -> Rejection? {
+    /// `form` is the event's `canonicalForm(of:)` when the caller already has it.
+    public func verify(_ event: CloudEvent, canonicalForm form: [UInt8]? = nil) -> Rejection? {
         guard let signature = event.signature else {
             return Rejection(code: .unauthenticatedCommand, detail: "\(event.type) must be signed by the platform (no signature)")
         }
@@ -60,17 +61,15 @@ public struct CommandKeys: Sendable {
         guard parts.count == 2, let key = keys.first(where: { $0.id == parts[0] }) else {
             return Rejection(code: .unauthenticatedCommand, detail: "\(event.type) is signed with an unknown key")
         }
-        guard HMACSHA256.equal(Array(SHA256.lowercaseHex(code(of: event, under: key)).utf8), Array(parts[1].utf8)) else {
+        let code = HMACSHA256.authenticationCode(for: form ?? canonicalForm(of: event), key: key.secret)
+        guard HMACSHA256.equal(Array(SHA256.lowercaseHex(code).utf8), Array(parts[1].utf8)) else {
             return Rejection(code: .unauthenticatedCommand, detail: "\(event.type) has a signature that does not match it")
         }
         return nil
     }
 
     private func code(of event: CloudEvent, under key: Key) -> [UInt8] {
-        let canonical = CloudEvent.encode(id: event.id, source: event.source, type: event.type, time: event.time, subject: event.subject) {
-            $0.canonical(event.data)
-        }
-        return HMACSHA256.authenticationCode(for: canonical, key: key.secret)
+        HMACSHA256.authenticationCode(for: canonicalForm(of: event), key: key.secret)
     }
 }
 

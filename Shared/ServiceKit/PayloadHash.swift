@@ -18,9 +18,16 @@ public func payloadHash(_ bytes: [UInt8]) -> Int64 {
 /// spelling of a number or an instant (`1e2` and `100`, `+08:00` and `Z`) is the same event, so
 /// every service treats it as a duplicate; any change of a value is a conflict.
 public func canonicalPayloadHash(_ event: CloudEvent) -> Int64 {
-    payloadHash(CloudEvent.encode(id: event.id, source: event.source, type: event.type, time: event.time, subject: event.subject) {
+    payloadHash(canonicalForm(of: event))
+}
+
+/// What the event says in one spelling (members sorted, numbers normalised, no signature):
+/// the bytes its payload hash and its signature are both computed over, so a service that
+/// needs both encodes them once.
+public func canonicalForm(of event: CloudEvent) -> [UInt8] {
+    CloudEvent.encode(id: event.id, source: event.source, type: event.type, time: event.time, subject: event.subject) {
         $0.canonical(event.data)
-    })
+    }
 }
 
 extension JSONWriter {
