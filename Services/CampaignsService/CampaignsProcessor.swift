@@ -36,7 +36,12 @@ public final class CampaignsProcessor: StreamProcessor {
 
     public let rules: CampaignRules
     /// Every version of every campaign: the defaults, then what the definitions topic brought.
-    public private(set) var registry: CampaignRegistry
+    public private(set) var registry: CampaignRegistry {
+        didSet { inEffect = nil }
+    }
+    /// The campaigns in effect over a span of event time: most events of a batch fall in the
+    /// span of the one before, so the registry is walked only when a version takes effect.
+    private var inEffect: (campaigns: [CampaignDefinition], from: EventTime, until: EventTime)?
     private let defaults: [CampaignDefinition]
     private let tierIDs: [String]
     static let source = "loyalty/campaigns"
@@ -209,7 +214,7 @@ public final class CampaignsProcessor: StreamProcessor {
     public func apply(_ input: Decoded<CampaignRecord>, in batch: Batch) throws {
         try loadRegistryIfNeeded(batch.database)
         var member = try load(input.member, batch.database, since: input.time)
-        let campaigns = registry.inEffect(at: input.time)
+        let campaigns = self.campaigns(inEffectAt: input.time)
         try loadTotalsIfNeeded(batch.database)
         let decision: CampaignDecision
         switch input.body.input {
@@ -317,7 +322,7 @@ public final class CampaignsProcessor: StreamProcessor {
             }
             try loadTotalsIfNeeded(batch.database)
             try loadOrder(named: input.body.input, into: &state, batch.database)
-            let decision = decide(input.body.input, at: input.time, member: &state, campaigns: registry.inEffect(at: input.time))
+            let decision = decide(input.body.input, at: input.time, member: &state, campaigns: self.campaigns(inEffectAt: input.time))
             try record(decision, member: state, cause: input.eventID, time: input.time, batch)
         }
     }
@@ -328,7 +333,7 @@ public final class CampaignsProcessor: StreamProcessor {
         }
         try loadRegistryIfNeeded(batch.database)
         var member = try load(timer.member, batch.database, since: timer.due)
-        let campaigns = registry.inEffect(at: timer.due)
+        let campaigns = self.campaigns(inEffectAt: timer.due)
         try loadTotalsIfNeeded(batch.database)
         let decision: CampaignDecision
         let cause: String
@@ -510,6 +515,13 @@ public final class CampaignsProcessor: StreamProcessor {
         default:
             throw Rejection(code: .unknownType, detail: "the definitions topic carries campaign.defined and campaign.retired, not \(event.type)")
         }
+    }
+
+    private func campaigns(inEffectAt time: EventTime) -> [CampaignDefinition] {
+        if let span = inEffect, span.from <= time, time < span.until { return span.campaigns }
+        let span = registry.inEffectSpan(at: time)
+        inEffect = span
+        return span.campaigns
     }
 
     /// The registry is the defaults plus every stored version, in the order they were added.

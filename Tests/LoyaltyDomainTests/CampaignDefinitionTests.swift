@@ -164,6 +164,31 @@ import ReferenceProgram
         #expect(registry.inEffect(at: at("2026-06-30T00:00:00+08:00")).count == 1)
     }
 
+    @Test func aSpanInEffectHoldsTheSameCampaignsThroughoutAndEndsAtTheNextChange() throws {
+        var registry = CampaignRegistry(defaults: [try definition(Self.valid)])
+        let v2 = try definition(Self.valid.replacingOccurrences(of: "\"version\":1", with: "\"version\":2")
+            .replacingOccurrences(of: "\"orderPointsMultiplier\":2", with: "\"orderPointsMultiplier\":3"))
+        let change = at("2026-06-01T00:00:00+08:00")
+        let retired = at("2026-07-01T00:00:00+08:00")
+        _ = try registry.add(.init(campaign: "c", version: 2, effective: change, definition: v2))
+        _ = try registry.add(.init(campaign: "c", version: 3, effective: retired, definition: nil))
+
+        let before = registry.inEffectSpan(at: at("2026-03-01T00:00:00+08:00"))
+        #expect(before.until == change)
+        let middle = registry.inEffectSpan(at: at("2026-06-15T00:00:00+08:00"))
+        #expect(middle.from == change && middle.until == retired)
+        let after = registry.inEffectSpan(at: retired)
+        #expect(after.from == retired && after.until == EventTime(millis: .max))
+        // Every instant of a span is served what the span holds.
+        for span in [before, middle, after] {
+            for instant in [span.from, span.until.adding(milliseconds: -1)] where instant.millis > .min && instant.millis < .max - 1 {
+                #expect(registry.inEffect(at: instant) == span.campaigns)
+            }
+        }
+        #expect(middle.campaigns.first?.reward.multiplierTenths == 30)
+        #expect(after.campaigns.isEmpty)
+    }
+
     @Test func sha256MatchesTheStandardVectors() {
         #expect(SHA256.hex([]) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
         #expect(SHA256.hex(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")

@@ -66,6 +66,24 @@ public struct CampaignRegistry: Sendable, Equatable {
         return result
     }
 
+    /// The campaigns in effect at `time` and the span of event time they stay in effect for:
+    /// from the latest effective instant at or before `time` (of any version) until the first
+    /// one after it. A caller keeps the span and asks again only for a time outside it.
+    public func inEffectSpan(at time: EventTime) -> (campaigns: [CampaignDefinition], from: EventTime, until: EventTime) {
+        var from = EventTime(millis: .min)
+        var until = EventTime(millis: .max)
+        for id in campaigns {
+            for entry in entries[id]! {
+                if entry.effective <= time {
+                    if entry.effective > from { from = entry.effective }
+                } else if entry.effective < until {
+                    until = entry.effective
+                }
+            }
+        }
+        return (inEffect(at: time), from, until)
+    }
+
     /// The campaign's latest version, whatever its effective time.
     public func latest(_ campaign: String) -> Entry? { entries[campaign]?.last }
 }
