@@ -584,16 +584,20 @@ public final class BatchApplier<Processor: StreamProcessor> {
     }
 
     /// The inbox first: a re-sent record counts as a duplicate and a conflicting one is
-    /// dead-lettered, neither moving timers; a new one fires the timers due before it, is
-    /// noted in the inbox and handed to the processor.
-    /// Applies a record unless its event id is in the inbox, after the task's timers due
-    /// before it. Returns false, having applied nothing of it, when the batch has no room for
-    /// those timers (``timerBudget``).
+    /// dead-lettered, neither moving timers; a new one is noted in the inbox, fires the timers
+    /// due before it and is handed to the processor. Returns false, having applied nothing of
+    /// it, when the batch has no room for those timers (``timerBudget``).
     private func applyOnce(
         _ input: Decoded<Processor.Body>, from record: ConsumedRecord, task: Int32, streamTime: Int64, in batch: Batch,
         _ progress: inout BatchProgress
     ) throws -> Bool {
-        if let known = try database.prepare("SELECT payload_hash FROM inbox WHERE event_id = ?").queryOne(.text(input.eventID), row: { $0.int64(0) }) {
+        // One statement for the common case, a new id: the lookup runs only when the id is known.
+        // Dated by the stream time it was applied at (for pruning), never earlier.
+        try database.prepare(
+            "INSERT INTO inbox(event_id, payload_hash, task, event_time) VALUES(?, ?, ?, ?) ON CONFLICT(event_id) DO NOTHING"
+        ).run(.text(input.eventID), .integer(input.payloadHash), .integer(Int64(task)), .integer(max(input.time.millis, streamTime)))
+        if database.changes == 0 {
+            let known = try database.prepare("SELECT payload_hash FROM inbox WHERE event_id = ?").queryOne(.text(input.eventID), row: { $0.int64(0) })
             if known == input.payloadHash {
                 progress.outcome.duplicates += 1
             } else {
@@ -605,11 +609,10 @@ public final class BatchApplier<Processor: StreamProcessor> {
         }
         if timerMode == .streamTime && input.movesStreamTime,
            try !fireTimers(task: task, upTo: max(streamTime, input.time.millis), batch: batch, &progress) {
+            // Carried to the next batch: it is not in the inbox until it is applied.
+            try database.prepare("DELETE FROM inbox WHERE event_id = ?").run(.text(input.eventID))
             return false
         }
-        // Dated by the stream time it was applied at (for pruning), never earlier.
-        try database.prepare("INSERT INTO inbox(event_id, payload_hash, task, event_time) VALUES(?, ?, ?, ?)").run(
-            .text(input.eventID), .integer(input.payloadHash), .integer(Int64(task)), .integer(max(input.time.millis, streamTime)))
         crashNote?.working(on: record)
         defer { crashNote?.idle() }
         do { try processor.apply(input, in: batch) } catch {
