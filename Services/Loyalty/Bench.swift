@@ -309,7 +309,7 @@ enum Bench {
         let start = Date()
         var produced = 0
         var consumed = 0
-        var lastProgress = (consumed: 0, at: Date())
+        var stall = StallGuard(seconds: 60)
         // The window holds per partition: the embedded broker keeps about 5 MiB of each, and a
         // partition whose fetches pause for a moment while the others run on would otherwise
         // fall behind what it keeps.
@@ -329,11 +329,9 @@ enum Bench {
             return event != nil
         }
         while consumed < options.events {
-            if consumed != lastProgress.consumed {
-                lastProgress = (consumed, Date())
-            } else if Date().timeIntervalSince(lastProgress.at) > 60 {
-                throw CLIError("Kafka ceiling: nothing consumed for 60 s after \(consumed) of \(options.events) records "
-                    + "(\(producer.outstanding) still queued in the producer)")
+            try stall.check(consumed) {
+                "Kafka ceiling: nothing consumed for 60 s after \($0) of \(options.events) records "
+                    + "(\(producer.outstanding) still queued in the producer)"
             }
             // Round the partitions with room: one whose fetches pause holds back only itself.
             var sentThisRound = true
@@ -642,17 +640,13 @@ enum Bench {
 
         /// Stops a wait that can no longer end: a service gone, an event not delivered, or
         /// `done` unchanged for 120 s (`stuck` says what, with `done`).
-        var lastProgress = (done: -1, at: Date())
+        var stall = StallGuard(seconds: 120)
         func checkProgress(_ done: Int, stuck: (Int) -> String) throws {
             if let exited = children.exited { throw CLIError("\(exited.name) exited with status \(exited.status)") }
             if let failed = producer.takeDeliveryReports().first(where: { $0.error != nil })?.error {
                 throw CLIError("an event was not delivered: \(failed)")
             }
-            if done != lastProgress.done {
-                lastProgress = (done, Date())
-            } else if Date().timeIntervalSince(lastProgress.at) > 120 {
-                throw CLIError(stuck(done))
-            }
+            try stall.check(done, stuck: stuck)
         }
 
         /// Sends `count` units of events from `make`, each of which earns one ledger entry, and

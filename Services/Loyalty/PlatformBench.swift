@@ -112,14 +112,12 @@ extension Bench {
         /// never comes, say, or an outbox that does not empty).
         func waitUntilDrained() throws {
             var read: Int64 = 0
-            var lastProgress = (read: Int64(-1), at: Date())
+            var stall = StallGuard(seconds: 120)
             while try !drained(read: &read) {
                 if let exited = children.exited { throw CLIError("\(exited.name) exited with status \(exited.status)") }
-                if read != lastProgress.read {
-                    lastProgress = (read, Date())
-                } else if Date().timeIntervalSince(lastProgress.at) > 120 {
+                try stall.check(read) { _ in
                     let behind = partitions.map { service, _ in "\(service) has read \(progress(service).offsets.values.reduce(0, +))" }
-                    throw CLIError("four services: nothing more read for 120 s and not everything published (" + behind.joined(separator: ", ") + ")")
+                    return "four services: nothing more read for 120 s and not everything published (" + behind.joined(separator: ", ") + ")"
                 }
                 producer.poll()
                 Thread.sleep(forTimeInterval: 0.1)

@@ -63,7 +63,7 @@ extension Bench {
         var latencies: [Double] = []
         latencies.reserveCapacity(rate * seconds)
         var fellBehind: String?
-        var lastProgress = (done: -1, at: Date())
+        var stall = StallGuard(seconds: 120)
         let causePrefix = "bench-order-"
 
         /// Reads the ledger on, and takes as through every order notifications has passed.
@@ -104,11 +104,7 @@ extension Bench {
             if let failed = producer.takeDeliveryReports().first(where: { $0.error != nil })?.error {
                 throw CLIError("an order was not delivered: \(failed)")
             }
-            if latencies.count != lastProgress.done {
-                lastProgress = (latencies.count, Date())
-            } else if Date().timeIntervalSince(lastProgress.at) > 120 {
-                throw CLIError("four services at a steady rate: no order through for 120 s after \(latencies.count) of \(sentAt.count)")
-            }
+            try stall.check(latencies.count) { "four services at a steady rate: no order through for 120 s after \($0) of \(sentAt.count)" }
         }
 
         let start = Date()
