@@ -75,7 +75,8 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         if !directory.isEmpty {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         }
-        let database = try Database(DatabaseConfiguration(path: configuration.databasePath, synchronous: configuration.synchronous))
+        let database = try Database(DatabaseConfiguration(
+            path: configuration.databasePath, synchronous: configuration.synchronous, cacheSizeKiB: configuration.cacheMiB * 1024))
         // A changelog is one store's, written by one instance in commit order: that instance
         // holds the file alone, and any other is refused, whichever starts first.
         let keepsChangelog = configuration.changelog && replay == nil

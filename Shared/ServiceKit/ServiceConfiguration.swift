@@ -63,6 +63,10 @@ public struct ServiceConfiguration: Sendable {
     /// log itself, so that it starts over, and the file is cut back to this size (0: never;
     /// the background checkpointer alone).
     public var walLimitBytes: Int64
+    /// `CACHE_MB`, default 16: SQLite's page cache for the store's writer. Pages beyond it are
+    /// read from the file again (the operating system's cache, at best) whenever a batch needs
+    /// them; each mebibyte more is up to a mebibyte more of resident memory.
+    public var cacheMiB: Int = 16
     /// `INBOX_HORIZON_DAYS`, default 90: inbox rows older than this (in event time,
     /// behind the task's stream time) are pruned, and an event older than this is dead-lettered
     /// with `older-than-inbox-horizon`, since it can no longer be told from a duplicate. 0 keeps
@@ -232,6 +236,7 @@ public struct ServiceConfiguration: Sendable {
             synchronous: synchronous,
             sessionTimeoutMilliseconds: try integer("SESSION_TIMEOUT_MS", default: 6000, range: 3000...300_000),
             walLimitBytes: Int64(try integer("WAL_LIMIT_MB", default: 64, range: 0...65_536)) * 1_048_576,
+            cacheMiB: try integer("CACHE_MB", default: 16, range: 1...65_536),
             inboxHorizonDays: try integer("INBOX_HORIZON_DAYS", default: 90, range: 0...36_500),
             logLevel: logLevel,
             changelog: changelogText == "on",

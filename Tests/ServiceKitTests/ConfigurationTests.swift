@@ -37,6 +37,19 @@ import Testing
         }
     }
 
+    @Test func theStoresPageCacheIsSetInMebibytesWithinBounds() throws {
+        #expect(try ServiceConfiguration.fromEnvironment(service: "points", platform: .acme, environment: [:]).cacheMiB == 16)
+        #expect(try ServiceConfiguration.fromEnvironment(service: "points", platform: .acme, environment: ["ACME_CACHE_MB": "64"]).cacheMiB == 64)
+        for text in ["0", "-1", "lots"] {
+            do {
+                _ = try ServiceConfiguration.fromEnvironment(service: "points", platform: .acme, environment: ["ACME_CACHE_MB": text])
+                Issue.record("a cache of \(text) MiB must stop the service")
+            } catch let error as ConfigurationError {
+                #expect(error.variable == "ACME_CACHE_MB")
+            }
+        }
+    }
+
     @Test func aStandbyNeedsTheChangelog() throws {
         let standby = try ServiceConfiguration.fromEnvironment(
             service: "points", platform: .acme, environment: ["ACME_STANDBY": "ON", "ACME_CHANGELOG": "on"])
