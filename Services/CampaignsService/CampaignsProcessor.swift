@@ -139,20 +139,18 @@ public final class CampaignsProcessor: StreamProcessor {
             throw Rejection(code: .beforeProgramStart, detail: rules.program.beforeStartDetail(event.time))
         }
         // The canonical form is encoded once for both the signature and the inbox hash.
-        var canonical: [UInt8]?
+        let canonical = canonicalForm(of: event)
         if record.topic == Topics.campaignCommands.name {
             // Only this service writes here; a forged referral is refused, never counted.
             guard event.source == Self.source else {
                 throw Rejection(code: .forbiddenSource, detail: "\(record.topic) is written by \(Self.source) only, not \(event.source)")
             }
-            let form = canonicalForm(of: event)
-            canonical = form
-            if let rejection = commandKeys.verify(event, canonicalForm: form) { throw rejection }
+            if let rejection = commandKeys.verify(event, canonicalForm: canonical) { throw rejection }
         }
         let body = try Self.body(of: event, topic: record.topic)
         var decoded = Decoded(
             eventID: event.id, time: event.time, rank: Rank.of(eventType: event.type), member: member,
-            payloadHash: payloadHash(canonical ?? canonicalForm(of: event)), body: CampaignRecord(input: body, record: record))
+            payloadHash: payloadHash(canonical), body: CampaignRecord(input: body, record: record))
         if case .ignored = body { decoded.isRelevant = false }
         if record.topic == Topics.campaignCommands.name { decoded.isExternalInput = false }
         return decoded

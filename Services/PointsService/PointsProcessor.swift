@@ -97,12 +97,8 @@ public final class PointsProcessor: StreamProcessor {
         }
         // A source is only a claim: the signature proves the platform sent it.
         // The canonical form is encoded once for both the signature and the inbox hash.
-        var canonical: [UInt8]?
-        if Self.signedTypes.contains(event.type) {
-            let form = canonicalForm(of: event)
-            canonical = form
-            if let rejection = commandKeys.verify(event, canonicalForm: form) { throw rejection }
-        }
+        let canonical = canonicalForm(of: event)
+        if Self.signedTypes.contains(event.type), let rejection = commandKeys.verify(event, canonicalForm: canonical) { throw rejection }
         if rules.program.isBeforeStart(event.time, type: event.type) {
             throw Rejection(code: .beforeProgramStart, detail: rules.program.beforeStartDetail(event.time))
         }
@@ -129,7 +125,7 @@ public final class PointsProcessor: StreamProcessor {
         }
         var decoded = Decoded(
             eventID: event.id, time: event.time, rank: Rank.of(eventType: event.type), member: member,
-            payloadHash: payloadHash(canonical ?? canonicalForm(of: event)),
+            payloadHash: payloadHash(canonical),
             body: PointsRecord(event: PointsEvent(id: event.id, time: event.time, member: member, input: input), raw: raw))
         // Commands only the platform's services may send (checked above), whatever the lag they arrive with.
         decoded.isExternalInput = !(EventType.internalCommands.contains(event.type)

@@ -47,7 +47,7 @@ public struct CommandKeys: Sendable {
     /// The event, signed with the first key.
     public func sign(_ event: CloudEvent) -> CloudEvent {
         var signed = event
-        signed.signature = "\(keys[0].id):\(SHA256.lowercaseHex(code(of: event, under: keys[0])))"
+        signed.signature = "\(keys[0].id):\(SHA256.lowercaseHex(code(of: canonicalForm(of: event), under: keys[0])))"
         return signed
     }
 
@@ -61,15 +61,15 @@ public struct CommandKeys: Sendable {
         guard parts.count == 2, let key = keys.first(where: { $0.id == parts[0] }) else {
             return Rejection(code: .unauthenticatedCommand, detail: "\(event.type) is signed with an unknown key")
         }
-        let code = HMACSHA256.authenticationCode(for: form ?? canonicalForm(of: event), key: key.secret)
-        guard HMACSHA256.equal(Array(SHA256.lowercaseHex(code).utf8), Array(parts[1].utf8)) else {
+        guard HMACSHA256.equal(Array(SHA256.lowercaseHex(code(of: form ?? canonicalForm(of: event), under: key)).utf8), Array(parts[1].utf8)) else {
             return Rejection(code: .unauthenticatedCommand, detail: "\(event.type) has a signature that does not match it")
         }
         return nil
     }
 
-    private func code(of event: CloudEvent, under key: Key) -> [UInt8] {
-        HMACSHA256.authenticationCode(for: canonicalForm(of: event), key: key.secret)
+    /// The code of an event's canonical form under `key`: what a signature carries.
+    private func code(of form: [UInt8], under key: Key) -> [UInt8] {
+        HMACSHA256.authenticationCode(for: form, key: key.secret)
     }
 }
 
