@@ -310,7 +310,8 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 try applyBatch(startingWith: nil, wallClock: nil)
             }
             resumePartitions()
-            if erasurePending { try boundWriteAheadLog() }
+            // Idle, the loop's checkpoint delays no record (and the background one stands aside for it).
+            if erasurePending || checkpointer.writerAsked { try boundWriteAheadLog() }
             if let replay, replayIsDone(replay, now: monotonicMilliseconds()) { break }
             let now = monotonicMilliseconds()
             if announcementDue { try announce(tasks: merger.assignedTasks) }
@@ -735,10 +736,12 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// up either, and SQLite starts the log over only after a checkpoint that did. So past the
     /// limit the loop checkpoints itself, between batches: a passive checkpoint too, which,
     /// with no commit of the only writer in between, copies all there is (unless a reader holds
-    /// an older snapshot: then it tries again after the next batch). The background checkpointer
-    /// stands aside meanwhile: when it kept the checkpoint lock, this one answered busy batch
-    /// after batch through a bulk load and the log grew to ten times the limit, all of which
-    /// the first checkpoint that got through then copied with every record waiting. The next commit starts the
+    /// an older snapshot: then it tries again after the next batch). It first asks the
+    /// background checkpointer to catch up and stand aside (``WALCheckpointer``): when that one
+    /// kept the checkpoint lock, this checkpoint answered busy batch after batch through a bulk
+    /// load and the log grew to ten times the limit, all of which the first checkpoint that got
+    /// through then copied with every record waiting. Once asked, the loop tries when idle too,
+    /// so that a load that ends leaves nothing for the next record to wait on. The next commit starts the
     /// log over and SQLite cuts the file back to the limit (`journal_size_limit`). Truncating
     /// the file to nothing every time cost the loop far more (a stop of 50–110 ms every second
     /// or two at 5,000 events/s; the file system returns the blocks and takes them again).
@@ -758,17 +761,18 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         }
         guard configuration.walLimitBytes > 0 else { return }
         var info = stat()
-        guard stat(configuration.databasePath + "-wal", &info) == 0, Int64(info.st_size) > configuration.walLimitBytes else { return }
-        // The background checkpointer starts no new turn until this one got through: when its
-        // turn under way holds the checkpoint lock, SQLite answers busy, and this is tried again
-        // after the next batch.
-        checkpointer.standAside(true)
+        guard stat(configuration.databasePath + "-wal", &info) == 0, Int64(info.st_size) > configuration.walLimitBytes else {
+            checkpointer.resume()
+            return
+        }
+        // After the background checkpointer caught up and stands aside (a batch or two).
+        guard checkpointer.writerMayCheckpoint() else { return }
         let result = try applier.database.prepare("PRAGMA wal_checkpoint(PASSIVE)").queryOne { ($0.int64(0), $0.int64(1), $0.int64(2)) }
         guard let (busy, logFrames, copied) = result, busy == 0 else { return }
         if copied < logFrames {
             logger.debug("WAL over its limit; a reader holds part of it, retrying after the next batch")
         } else {
-            checkpointer.standAside(false)
+            checkpointer.resume()
         }
     }
 
