@@ -295,6 +295,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 if try applier.hasTimersDue(tasks: merger.assignedTasks, by: now) { wallClock = now }
             }
             moreToApply = false
+            var batchRan = true
             if first != nil || applier.hasWorkLeftOver || !relay.rowsToDelete.isEmpty || wallClock != nil {
                 let applied = try applyBatch(startingWith: first?.item, wallClock: wallClock)
                 moreToApply = applier.hasWorkLeftOver || (applied >= configuration.maxBatchRecords && merger.bufferedCount > 0)
@@ -304,14 +305,17 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 lastMarkCheck = monotonicMilliseconds()
                 let promised = try !processor.progressTopics.isEmpty && !marksToPublish(applier.currentClocks()).isEmpty
                 let readPast = merger.committableOffsets.contains { committedOffsets[$0.key] != $0.value }
-                if promised || readPast { try applyBatch(startingWith: nil, wallClock: nil) }
+                if promised || readPast { try applyBatch(startingWith: nil, wallClock: nil) } else { batchRan = false }
             } else if merger.otherTasksBound != nil, try !frontiersToCommit(applier.currentClocks()).isEmpty {
                 // Other instances wait for this one's frontiers (records fetched, say).
                 try applyBatch(startingWith: nil, wallClock: nil)
+            } else {
+                batchRan = false
             }
             resumePartitions()
-            // Idle, the loop's checkpoint delays no record (and the background one stands aside for it).
-            if erasurePending || checkpointer.writerAsked { try boundWriteAheadLog() }
+            // A batch bounds the log after its commit; idle, the loop's checkpoint delays no
+            // record, and the background checkpointer stands aside for it once asked.
+            if erasurePending || (!batchRan && checkpointer.writerAsked) { try boundWriteAheadLog() }
             if let replay, replayIsDone(replay, now: monotonicMilliseconds()) { break }
             let now = monotonicMilliseconds()
             if announcementDue { try announce(tasks: merger.assignedTasks) }
@@ -731,22 +735,24 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         }
     }
 
-    /// Keeps the write-ahead log within `WAL_LIMIT_MB`. The checkpointer's passive
-    /// checkpoints never block the loop, but under a steady stream of commits they never catch
-    /// up either, and SQLite starts the log over only after a checkpoint that did. So past the
-    /// limit the loop checkpoints itself, between batches: a passive checkpoint too, which,
-    /// with no commit of the only writer in between, copies all there is (unless a reader holds
-    /// an older snapshot: then it tries again after the next batch). It first asks the
-    /// background checkpointer to catch up and stand aside (``WALCheckpointer``): when that one
-    /// kept the checkpoint lock, this checkpoint answered busy batch after batch through a bulk
-    /// load and the log grew to ten times the limit, all of which the first checkpoint that got
-    /// through then copied with every record waiting. Once asked, the loop tries when idle too,
-    /// so that a load that ends leaves nothing for the next record to wait on. The next commit starts the
-    /// log over and SQLite cuts the file back to the limit (`journal_size_limit`). Truncating
-    /// the file to nothing every time cost the loop far more (a stop of 50–110 ms every second
-    /// or two at 5,000 events/s; the file system returns the blocks and takes them again).
+    /// Keeps the write-ahead log within `WAL_LIMIT_MB`. The checkpointer's passive checkpoints
+    /// never block the loop, but under a steady stream of commits they never catch up either, and
+    /// SQLite starts the log over only after a checkpoint that did. So past the limit the loop
+    /// checkpoints itself, between batches: a passive checkpoint too, which, with no commit of the
+    /// only writer in between, copies all there is (unless a reader holds an older snapshot: then
+    /// it tries again after the next batch or when idle). It first asks the background checkpointer
+    /// to catch up and stand aside (``WALCheckpointer``): when that one kept the checkpoint lock,
+    /// this checkpoint answered busy batch after batch through a bulk load and the log grew to ten
+    /// times the limit, all of which the first checkpoint that got through then copied with every
+    /// record waiting. Once asked, the loop tries when idle too, so that a load that ends leaves
+    /// nothing for the next record to wait on. The next commit starts the log over and SQLite cuts
+    /// the file back to the limit (`journal_size_limit`). Truncating the file to nothing every time
+    /// cost the loop far more (a stop of 50–110 ms every second or two at 5,000 events/s; the file
+    /// system returns the blocks and takes them again).
     private func boundWriteAheadLog() throws {
         if erasurePending {
+            // The erasure's checkpoint takes the place of the limit's: the background turns go on.
+            checkpointer.resume()
             // Tried again a second after a reader held the log; never the WAL limit's waiting checkpoint meanwhile.
             guard monotonicMilliseconds() - lastErasureAttempt >= 1_000 else { return }
             // The log still holds the pages as they were before the erasure: copy it into the
@@ -765,12 +771,13 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             checkpointer.resume()
             return
         }
-        // After the background checkpointer caught up and stands aside (a batch or two).
+        // After the background checkpointer caught up and stands aside (a batch or two), or
+        // after a second of waiting for it.
         guard checkpointer.writerMayCheckpoint() else { return }
         let result = try applier.database.prepare("PRAGMA wal_checkpoint(PASSIVE)").queryOne { ($0.int64(0), $0.int64(1), $0.int64(2)) }
         guard let (busy, logFrames, copied) = result, busy == 0 else { return }
         if copied < logFrames {
-            logger.debug("WAL over its limit; a reader holds part of it, retrying after the next batch")
+            logger.debug("WAL over its limit; a reader holds part of it, retrying after the next batch or when idle")
         } else {
             checkpointer.resume()
         }
