@@ -358,10 +358,17 @@ enum Bench {
         return Double(options.events) / seconds
     }
 
+    /// Deletes a ceiling's store once it is measured: the writes still cached for it are then
+    /// dropped rather than written back to the disk while the sections after it run.
+    static func removeStore(at path: String) {
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+    }
+
     /// Applies the points writes of `events` orders (inbox, ledger entry, account with its lots
     /// and balance, two outbox rows, release timer, offsets) straight to a fresh database with
     /// the points schema and the service's durability settings, in batches of the service's size.
     static func sqliteCeiling(_ options: Options, directory: URL) throws -> Double {
+        defer { removeStore(at: directory.appendingPathComponent("ceiling.sqlite").path) }
         let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("ceiling.sqlite").path))
         let processor = PointsProcessor(program: try Program.load(json: ReferenceProgram.bytes()), commandKeys: try CommandKeys.parse("bench=bench-secret-0123456789"))
         _ = try database.migrate(RuntimeSchema.migrations + processor.migrations)
@@ -418,6 +425,7 @@ enum Bench {
     /// becomes, a share of this one compares across versions.
     static func referenceCeiling(_ options: Options, directory: URL) throws -> Double {
         let path = directory.appendingPathComponent("reference.sqlite").path
+        defer { removeStore(at: path) }
         let database = try Database(DatabaseConfiguration(path: path))
         try database.execute("""
             CREATE TABLE entries(member TEXT NOT NULL, sequence INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY(member, sequence)) WITHOUT ROWID;
