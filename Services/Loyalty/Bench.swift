@@ -368,14 +368,14 @@ enum Bench {
     /// and balance, two outbox rows, release timer, offsets) straight to a fresh database with
     /// the points schema and the service's durability settings, in batches of the service's size.
     static func sqliteCeiling(_ options: Options, directory: URL) throws -> Double {
-        defer { removeStore(at: directory.appendingPathComponent("ceiling.sqlite").path) }
-        let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("ceiling.sqlite").path))
+        let path = directory.appendingPathComponent("ceiling.sqlite").path
+        defer { removeStore(at: path) }
+        let database = try Database(DatabaseConfiguration(path: path))
         let processor = PointsProcessor(program: try Program.load(json: ReferenceProgram.bytes()), commandKeys: try CommandKeys.parse("bench=bench-secret-0123456789"))
         _ = try database.migrate(RuntimeSchema.migrations + processor.migrations)
         // Checkpoints as the service does them: on a connection of their own.
         try database.execute("PRAGMA wal_autocheckpoint = 0")
-        let checkpointer = try WALCheckpointer(
-            path: directory.appendingPathComponent("ceiling.sqlite").path, intervalMilliseconds: 200, logger: Logger(service: "bench"))
+        let checkpointer = try WALCheckpointer(path: path, intervalMilliseconds: 200, logger: Logger(service: "bench"))
         defer { checkpointer.stop() }
         let rules = processor.rules
         let inbox = try database.prepare("INSERT INTO inbox(event_id, payload_hash, task, event_time) VALUES(?, ?, ?, ?)")
