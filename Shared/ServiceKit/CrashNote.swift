@@ -9,7 +9,20 @@ import Messaging
 ///
 /// The note is kept in memory, preformatted, so that the signal handler only has to write
 /// bytes (`write` and `ftruncate` are async-signal-safe).
+///
+/// Two threads may work on records at once: the loop applies (``Slot/applying``) while a
+/// worker decodes what was polled after (``Slot/decoding``). Each has a slot of its own, and
+/// the handler writes the slot of the thread that died, so a crash is never blamed on the
+/// record the other thread was working on.
 public final class CrashNote {
+    /// Which thread's record: each slot is written by one thread at a time.
+    public enum Slot: Int, Sendable {
+        /// The loop's thread, applying (or decoding, when nothing decodes ahead).
+        case applying = 0
+        /// The worker that decodes ahead of the loop.
+        case decoding = 1
+    }
+
     /// Where the note goes: `<database>.crash`.
     public let path: String
     private static let capacity = 1024
@@ -28,7 +41,8 @@ public final class CrashNote {
         crashNoteDescriptor = descriptor
         // Globals are made on first use, which must not be inside the signal handler.
         crashNoteScratch[0] = 0
-        crashNoteTopic[0] = 0
+        crashNoteSlots[0].active = false
+        crashNoteSlots[1].active = false
         _ = crashNoteCause.count
         // A stack overflow leaves no stack for the handler: give it one of its own.
         let stackSize = 256 * 1024
@@ -47,36 +61,68 @@ public final class CrashNote {
         }
     }
 
-    /// The loop is about to decode or apply this record. Called for every record, so it only
+    /// A thread is about to decode or apply this record. Called for every record, so it only
     /// stores the location; the signal handler formats the note.
-    public func working(on record: ConsumedRecord) {
-        if record.topic != lastTopic {
+    public func working(on record: ConsumedRecord, in slot: Slot = .applying) {
+        let note = crashNoteSlots.advanced(by: slot.rawValue)
+        if record.topic != lastTopic(slot) {
             let bytes = Array(record.topic.utf8.prefix(Self.capacity / 2))
-            crashNoteTopicLength = 0
-            bytes.withUnsafeBufferPointer { crashNoteTopic.update(from: $0.baseAddress!, count: bytes.count) }
-            crashNoteTopicLength = bytes.count
-            lastTopic = record.topic
+            note.pointee.topicLength = 0
+            bytes.withUnsafeBufferPointer { note.pointee.topic.update(from: $0.baseAddress!, count: bytes.count) }
+            note.pointee.topicLength = bytes.count
+            switch slot {
+            case .applying: lastApplyingTopic = record.topic
+            case .decoding: lastDecodingTopic = record.topic
+            }
         }
-        crashNotePartition = Int64(record.partition)
-        crashNoteOffset = record.offset
-        crashNoteActive = true
+        note.pointee.partition = Int64(record.partition)
+        note.pointee.offset = record.offset
+        note.pointee.thread = pthread_self()
+        note.pointee.active = true
     }
 
-    /// The loop is between records: a crash now is no record's fault.
-    public func idle() {
-        crashNoteActive = false
+    /// The thread is between records: a crash of it now is no record's fault.
+    public func idle(in slot: Slot = .applying) {
+        crashNoteSlots[slot.rawValue].active = false
     }
 
     /// Writes the note now, for a record that failed with an error rather than a signal.
     public func failed(on partition: TopicPartition, offset: Int64, because cause: String) {
-        crashNoteActive = false
+        crashNoteSlots[Slot.applying.rawValue].active = false
         let text = cause.replacingOccurrences(of: "\t", with: " ").replacingOccurrences(of: "\n", with: " ")
         let note = Array("\(partition.topic)\t\(partition.partition)\t\(offset)\t\(text)".utf8.prefix(Self.capacity))
         _ = ftruncate(crashNoteDescriptor, 0)
         _ = note.withUnsafeBufferPointer { pwrite(crashNoteDescriptor, $0.baseAddress, $0.count, 0) }
     }
 
-    private var lastTopic = ""
+    /// The topic in each slot's buffer: a property per slot, each written by its thread alone.
+    private var lastApplyingTopic = ""
+    private var lastDecodingTopic = ""
+
+    private func lastTopic(_ slot: Slot) -> String {
+        switch slot {
+        case .applying: lastApplyingTopic
+        case .decoding: lastDecodingTopic
+        }
+    }
+
+    /// Runs `body` with an alternate signal stack for the calling thread (each thread needs
+    /// its own), so that a stack overflow on a thread other than the loop's (the one that
+    /// decodes ahead) still leaves its note.
+    public static func withAlternateSignalStack(_ body: () -> Void) {
+        let size = 256 * 1024
+        let memory = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
+        var stack = stack_t()
+        stack.ss_sp = memory
+        stack.ss_size = size
+        stack.ss_flags = 0
+        sigaltstack(&stack, nil)
+        body()
+        var disabled = stack_t()
+        disabled.ss_flags = Int32(SS_DISABLE)
+        sigaltstack(&disabled, nil)
+        memory.deallocate()
+    }
 
     /// The note a previous run left, removed from disk: the record it names and why.
     public static func take(at path: String) -> (partition: TopicPartition, offset: Int64, cause: String)? {
@@ -89,20 +135,37 @@ public final class CrashNote {
     }
 }
 
-// The handler can reach only globals. One loop runs per process, so one note.
-nonisolated(unsafe) private let crashNoteTopic = UnsafeMutablePointer<UInt8>.allocate(capacity: 512)
-nonisolated(unsafe) private var crashNoteTopicLength = 0
-nonisolated(unsafe) private var crashNotePartition: Int64 = 0
-nonisolated(unsafe) private var crashNoteOffset: Int64 = 0
-nonisolated(unsafe) private var crashNoteActive = false
+// The handler can reach only globals. One loop runs per process, so one note, with a slot
+// per thread that works on records.
+private struct CrashNoteSlot {
+    let topic = UnsafeMutablePointer<UInt8>.allocate(capacity: 512)
+    var topicLength = 0
+    var partition: Int64 = 0
+    var offset: Int64 = 0
+    var thread = pthread_t()
+    var active = false
+}
+nonisolated(unsafe) private let crashNoteSlots: UnsafeMutablePointer<CrashNoteSlot> = {
+    let slots = UnsafeMutablePointer<CrashNoteSlot>.allocate(capacity: 2)
+    // One at a time: each slot gets a topic buffer of its own.
+    (slots + 0).initialize(to: CrashNoteSlot())
+    (slots + 1).initialize(to: CrashNoteSlot())
+    return slots
+}()
 nonisolated(unsafe) private var crashNoteDescriptor: Int32 = -1
 /// Where the handler formats the note: no allocation in a signal handler.
 nonisolated(unsafe) private let crashNoteScratch = UnsafeMutablePointer<UInt8>.allocate(capacity: 1024)
 private let crashNoteCause = Array("the service crashed (a trap or fault signal)".utf8)
 
-/// `topic \t partition \t offset \t cause`, formatted with nothing but stores.
+/// `topic \t partition \t offset \t cause` of the crashing thread's record, formatted with
+/// nothing but stores.
 private func writeCrashNote() {
-    guard crashNoteDescriptor >= 0, crashNoteActive else { return }
+    guard crashNoteDescriptor >= 0 else { return }
+    let me = pthread_self()
+    var index = 0
+    while index < 2, !(crashNoteSlots[index].active && pthread_equal(crashNoteSlots[index].thread, me) != 0) { index += 1 }
+    guard index < 2 else { return }
+    let note = crashNoteSlots[index]
     var length = 0
     func put(_ byte: UInt8) {
         guard length < 1024 else { return }
@@ -127,11 +190,11 @@ private func writeCrashNote() {
             }
         }
     }
-    for index in 0..<crashNoteTopicLength { put(crashNoteTopic[index]) }
+    for index in 0..<note.topicLength { put(note.topic[index]) }
     put(9)
-    putNumber(crashNotePartition)
+    putNumber(note.partition)
     put(9)
-    putNumber(crashNoteOffset)
+    putNumber(note.offset)
     put(9)
     crashNoteCause.withUnsafeBufferPointer { cause in for byte in cause { put(byte) } }
     _ = ftruncate(crashNoteDescriptor, 0)
