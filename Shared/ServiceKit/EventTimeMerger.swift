@@ -445,6 +445,16 @@ public struct EventTimeMerger<Item> {
         lanes[index].knownEnd = end
     }
 
+    /// Notes that records below `end` have been polled and are on their way to the merge
+    /// (decoded beside the loop): until they are buffered, the partition counts as behind its
+    /// end, as for records fetched and not yet polled. Never lowers a known end, and leaves
+    /// an unknown one unknown (which holds the merge already).
+    public mutating func expectRecords(_ partition: TopicPartition, below end: Int64) {
+        guard let index = laneIndex[partition], let known = lanes[index].knownEnd else { return }
+        let end = lanes[index].readCap.map { min($0, end) } ?? end
+        lanes[index].knownEnd = max(known, end)
+    }
+
     /// The offset to store for each partition: every record below it has been handed out.
     public var committableOffsets: [TopicPartition: Int64] {
         var offsets: [TopicPartition: Int64] = [:]

@@ -96,6 +96,30 @@ import Testing
         #expect(merger.committableOffsets[b0] == 1)
     }
 
+    @Test func recordsPolledAndBeingDecodedHoldTheMergeOnceTheirPartitionIsDrained() {
+        var merger = EventTimeMerger<String>(topics: ["a", "b"], idleMilliseconds: 0)
+        merger.assign([a0, b0], positions: [a0: 0, b0: 0])
+        merger.add("a@10", key: key(10, 0, "a10"), offset: 0, from: a0)
+        merger.markCaughtUp(a0, at: 1)
+        merger.add("b@20", key: key(20, 0, "b20"), offset: 0, from: b0)
+        merger.add("b@40", key: key(40, 0, "b40"), offset: 1, from: b0)
+        merger.markCaughtUp(b0, at: 2)
+        // The next poll brought a0's offsets 1 and 2 (a@30 among them); they are being decoded
+        // beside the loop while it drains what the merge holds.
+        merger.expectRecords(a0, below: 3)
+        // Without that, a0 would count as read to its end, 1, and b@20 and b@40 would go
+        // before a@30.
+        #expect(drain(&merger) == ["a@10"], "b@20 waits: a0 is behind the end its polled records make")
+        merger.add("a@30", key: key(30, 0, "a30"), offset: 1, from: a0)
+        merger.add("a@50", key: key(50, 0, "a50"), offset: 2, from: a0)
+        #expect(drain(&merger) == ["b@20", "a@30", "b@40", "a@50"])
+        // An end already known to be further is never lowered.
+        merger.updateEnd(a0, to: 9)
+        merger.expectRecords(a0, below: 4)
+        merger.add("b@60", key: key(60, 0, "b60"), offset: 2, from: b0)
+        #expect(drain(&merger).isEmpty, "a0 is still behind its end, 9")
+    }
+
     @Test func aRecordPastTheKnownEndMakesTheEndUnknownAgain() {
         var merger = EventTimeMerger<String>(topics: ["a", "b"], idleMilliseconds: 0)
         merger.assign([a0, b0])
