@@ -39,6 +39,8 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     private var announcementDue = false
     /// Partitions read to their end at least once since they were assigned.
     private var reachedEnd: Set<TopicPartition> = []
+    /// Partitions revoked during the poll under way (see `poll`).
+    private var revokedWhilePolling: Set<TopicPartition> = []
     /// A batch erased personal data and the write-ahead log has not been truncated since.
     private var erasurePending = false
     private var lastErasureAttempt: Int64 = 0
@@ -277,12 +279,35 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         // The last turn's batch ended at its size limit with records still buffered: the next
         // turn takes what the consumer has without waiting, since the merge has work already.
         var moreToApply = false
+        // Each turn's poll is decoded there while the turn applies what the merge already holds;
+        // the turn ends by handing the poll to the merge, so no decoding outlives it (a
+        // rebalance, inside the next poll, finds none under way).
+        let decodeAhead = configuration.decodeAhead
+            ? HandOffThread(name: "decode-ahead") { serve in CrashNote.withAlternateSignalStack(serve) } : nil
+        defer { decodeAhead?.stop() }
+        let aheadResults = DecodeResults()
+        let decodingTrap = decodingTrap
         while !stop.isRequested {
             try applyBroadcastRecords(timeoutMilliseconds: 0)
             // Held by another instance's tasks: their owner commits their next frontier any moment.
             let heldByOthers = merger.isHeldByOtherTasks
-            pollInto(maxRecords: configuration.maxBatchRecords, timeoutMilliseconds: moreToApply ? 0 : heldByOthers ? 2 : 20)
+            let polled = poll(maxRecords: configuration.maxBatchRecords, timeoutMilliseconds: moreToApply ? 0 : heldByOthers ? 2 : 20)
             if let startupError { throw startupError }
+            let plan = recordsToDecode(polled)
+            var decodingAhead = false
+            if let decodeAhead, plan.contains(true) {
+                decodeAhead.handOver { [crashNote] in
+                    aheadResults.value = Self.decode(polled, plan: plan, processor: processor, crashNote: crashNote, slot: .decoding, trap: decodingTrap)
+                }
+                decodingAhead = true
+                // Until they are buffered, their partitions count as behind their ends: a
+                // partition the batch drains is never taken for read to its end.
+                for event in polled {
+                    if case .record(let record) = event { merger.expectRecords(record.topicPartition, below: record.offset + 1) }
+                }
+            } else {
+                take(polled, decoded: Self.decode(polled, plan: plan, processor: processor, crashNote: crashNote, slot: .applying, trap: decodingTrap))
+            }
             try relay.poll()
             refreshEnds()
             try refreshOtherTasksBound()
@@ -311,6 +336,12 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 try applyBatch(startingWith: nil, wallClock: nil)
             } else {
                 batchRan = false
+            }
+            if decodingAhead, let decodeAhead {
+                decodeAhead.wait()
+                // Records buffered now are applied next turn, without waiting on the consumer.
+                if take(polled, decoded: aheadResults.value) { moreToApply = true }
+                aheadResults.value = []
             }
             resumePartitions()
             // A batch bounds the log after its commit; idle, the loop's checkpoint delays no
@@ -783,12 +814,91 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         }
     }
 
-    /// Moves up to `maxRecords` records from Kafka into the merge buffers.
-    private func pollInto(maxRecords: Int, timeoutMilliseconds: Int32) {
+    /// What the decode-ahead thread made of a poll, handed back to the loop's thread.
+    private final class DecodeResults: @unchecked Sendable {
+        var value: [Result<Decoded<Processor.Body>, Rejection>?] = []
+    }
+
+    /// Takes up to `maxRecords` events from the consumer, waiting at most
+    /// `timeoutMilliseconds` for the first. A partition whose records are gone from the
+    /// broker stops the loop (`startupError`); other client errors are only logged.
+    private func poll(maxRecords: Int, timeoutMilliseconds: Int32) -> [ConsumerEvent] {
+        var events: [ConsumerEvent] = []
         var timeout = timeoutMilliseconds
+        revokedWhilePolling.removeAll()
         for _ in 0..<maxRecords {
-            guard let event = consumer.poll(timeoutMilliseconds: timeout) else { return }
+            guard let event = consumer.poll(timeoutMilliseconds: timeout) else { break }
             timeout = 0
+            if !revokedWhilePolling.isEmpty {
+                // The merge dropped what it held of them, and so go the events polled before
+                // the revocation, not handed to it yet: the next owner reads them again.
+                events.removeAll { $0.partition.map(revokedWhilePolling.contains) ?? false }
+                revokedWhilePolling.removeAll()
+            }
+            guard case .error(let error, let partition, let offset) = event else {
+                events.append(event)
+                continue
+            }
+            if error.code == KafkaError.offsetOutOfRange, let partition {
+                startupError = inputLost(partition, readingAt: offset)
+                logger.error("input lost", ["error": "\(startupError!)"])
+                stop.request()
+                break
+            }
+            logger.warning("consumer error", ["error": error.description])
+        }
+        return events
+    }
+
+    /// Which of `events` are records for the service to decode: not a progress mark, not the
+    /// poison record (decoding it is what failed), and within a rebuild's plan.
+    private func recordsToDecode(_ events: [ConsumerEvent]) -> [Bool] {
+        events.map { event in
+            guard case .record(let record) = event else { return false }
+            if let replay, !replay.includes(record.offset, of: record.topicPartition) { return false }
+            return applier.poisonRejection(for: record) == nil && !ProgressMark.isCandidate(record)
+        }
+    }
+
+    /// The records of `events` that `plan` marks, decoded (nil for the others). Touches
+    /// nothing but its arguments and the processor's decoding, which reads only immutable
+    /// settings, so it may run on a thread beside the loop's (`DECODE_AHEAD`).
+    private static func decode(
+        _ events: [ConsumerEvent], plan: [Bool], processor: Processor, crashNote: CrashNote, slot: CrashNote.Slot,
+        trap: (marker: [UInt8], variable: String)?
+    ) -> [Result<Decoded<Processor.Body>, Rejection>?] {
+        zip(events, plan).map { event, decodes in
+            guard decodes, case .record(let record) = event else { return nil }
+            return decode(record, processor: processor, crashNote: crashNote, slot: slot, trap: trap)
+        }
+    }
+
+    /// One record decoded, under the crash note's `slot` for the thread decoding it.
+    private static func decode(
+        _ record: ConsumedRecord, processor: Processor, crashNote: CrashNote, slot: CrashNote.Slot,
+        trap: (marker: [UInt8], variable: String)?
+    ) -> Result<Decoded<Processor.Body>, Rejection> {
+        crashNote.working(on: record, in: slot)
+        defer { crashNote.idle(in: slot) }
+        if let trap, let value = record.value, value.contains(trap.marker) {
+            fatalError("\(trap.variable): a trap injected on \(record.topicPartition)@\(record.offset)")
+        }
+        do { return .success(try processor.decode(record)) } catch { return .failure(error) }
+    }
+
+    /// The fault setting's trap, if any: decoding a record that contains it crashes the process.
+    private var decodingTrap: (marker: [UInt8], variable: String)? {
+        configuration.faultCrashOn.map { (Array($0.utf8), configuration.platform.variable("FAULT_CRASH_ON")) }
+    }
+
+    /// Hands polled events to the merge in the order polled: records (with what `decoded`
+    /// made of them, or read as progress marks) and ends of partitions. Returns whether a
+    /// record was buffered.
+    @discardableResult
+    private func take(_ events: [ConsumerEvent], decoded: [Result<Decoded<Processor.Body>, Rejection>?]) -> Bool {
+        precondition(decoded.count == events.count, "an outcome of decoding for every event polled")
+        var buffered = false
+        for (event, decodedRecord) in zip(events, decoded) {
             switch event {
             case .record(let record):
                 if let replay, !replay.includes(record.offset, of: record.topicPartition) {
@@ -813,19 +923,18 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                     case .failure(let rejection):
                         decoded = .failure(rejection)
                     }
+                } else if let decodedRecord {
+                    decoded = decodedRecord
                 } else {
-                    crashNote.working(on: record)
-                    if let marker = configuration.faultCrashOn, let value = record.value, value.contains(Array(marker.utf8)) {
-                        fatalError("\(configuration.platform.variable("FAULT_CRASH_ON")): a trap injected on \(record.topicPartition)@\(record.offset)")
-                    }
-                    do { decoded = .success(try applier.processor.decode(record)) } catch { decoded = .failure(error) }
-                    crashNote.idle()
+                    // Not planned for decoding: decoded here, on the loop's thread.
+                    decoded = Self.decode(record, processor: applier.processor, crashNote: crashNote, slot: .applying, trap: decodingTrap)
                 }
                 let partition = record.topicPartition
                 let key = MergeKey(of: decoded, record: record)
                 merger.add(
                     PolledRecord(record: record, decoded: decoded), key: key, offset: record.offset, from: partition,
                     heldUntilSent: replay != nil && isOwnCommand(record, decoded))
+                buffered = true
                 // Sorted partitions are never paused: an echo the merge waits for may be in them;
                 // nor one read on for a producer's progress mark the merge waits for, until a mark
                 // read promises it (see `resumePartitions`).
@@ -838,16 +947,11 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             case .endOfPartition(let partition, let offset):
                 merger.markCaughtUp(partition, at: offset)
                 reachedEnd.insert(partition)
-            case .error(let error, let partition, let offset):
-                if error.code == KafkaError.offsetOutOfRange, let partition {
-                    startupError = inputLost(partition, readingAt: offset)
-                    logger.error("input lost", ["error": "\(startupError!)"])
-                    stop.request()
-                    return
-                }
-                logger.warning("consumer error", ["error": error.description])
+            case .error:
+                break
             }
         }
+        return buffered
     }
 
     /// Tells the merge where the broker last said each empty partition ends, so a partition
@@ -1009,6 +1113,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     }
 
     public func partitionsRevoked(_ partitions: [TopicPartition]) {
+        revokedWhilePolling.formUnion(partitions)
         reachedEnd.subtract(partitions)
         announcementDue = true
         status.update { snapshot in
@@ -1081,4 +1186,15 @@ public enum ReplayOutput {
 /// Milliseconds of a monotonic clock, for waits and reports only.
 func monotonicMilliseconds() -> Int64 {
     Int64(DispatchTime.now().uptimeNanoseconds / 1_000_000)
+}
+
+extension ConsumerEvent {
+    /// The partition the event is of (nil: a client error of none).
+    fileprivate var partition: TopicPartition? {
+        switch self {
+        case .record(let record): record.topicPartition
+        case .endOfPartition(let partition, _): partition
+        case .error(_, let partition, _): partition
+        }
+    }
 }

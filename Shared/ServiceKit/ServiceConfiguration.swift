@@ -83,6 +83,10 @@ public struct ServiceConfiguration: Sendable {
     /// store a warm copy of the changelog, read as it grows, and never joins the group nor
     /// writes anything; started later with it off, the store takes over from where it stood.
     public var standby: Bool = false
+    /// `DECODE_AHEAD`: `on` (default) or `off`. On: the records of each poll are decoded on a
+    /// thread of their own while the loop applies the ones polled before, so that a second
+    /// core takes the decoding off the loop's thread. The results are the same either way.
+    public var decodeAhead: Bool = true
     /// How far ahead an event may be and still be applied, in milliseconds. In stream mode
     /// (`STREAM_TIME_MARGIN_DAYS`, default 366): ahead of its task's stream time, or
     /// for a task's first record, of the newest stream time of the store's other tasks. In
@@ -219,6 +223,10 @@ public struct ServiceConfiguration: Sendable {
         guard ["on", "off"].contains(standbyText) else {
             throw ConfigurationError(variable: platform.variable("STANDBY"), problem: "expected on or off, got \(standbyText)")
         }
+        let decodeAheadText = (value("DECODE_AHEAD") ?? "on").lowercased()
+        guard ["on", "off"].contains(decodeAheadText) else {
+            throw ConfigurationError(variable: platform.variable("DECODE_AHEAD"), problem: "expected on or off, got \(decodeAheadText)")
+        }
         guard standbyText == "off" || changelogText == "on" else {
             throw ConfigurationError(variable: platform.variable("STANDBY"), problem: "a standby copies the store's changelog: set \(platform.variable("CHANGELOG"))=on as well")
         }
@@ -241,6 +249,7 @@ public struct ServiceConfiguration: Sendable {
             logLevel: logLevel,
             changelog: changelogText == "on",
             standby: standbyText == "on",
+            decodeAhead: decodeAheadText == "on",
             futureMarginMilliseconds: timerMode == .streamTime
                 ? Int64(try integer("STREAM_TIME_MARGIN_DAYS", default: 366, range: 1...36_500)) * 86_400_000
                 : Int64(try integer("CLOCK_MARGIN_HOURS", default: 24, range: 1...87_600)) * 3_600_000,

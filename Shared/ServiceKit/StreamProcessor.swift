@@ -118,7 +118,10 @@ public protocol StreamProcessor: AnyObject {
     /// The rank `decode` gives an event type; used for the commands the service sends itself.
     func rank(of eventType: String) -> Int
 
-    /// Decodes a record; throws a rejection for records that cannot be applied.
+    /// Decodes a record; throws a rejection for records that cannot be applied. With
+    /// `DECODE_AHEAD` on (the default) it is called on a thread of its own, at the same time
+    /// as `apply`, `fire`, `finish` and the rest run on the loop's: it must read nothing but
+    /// the processor's immutable settings.
     func decode(_ record: ConsumedRecord) throws(Rejection) -> Decoded<Body>
     /// Applies one input. Throws only for failures of storage, which abort the batch.
     func apply(_ input: Decoded<Body>, in batch: Batch) throws

@@ -12,6 +12,8 @@ final class LoopInstance: Sendable {
     final class Outcome: Sendable {
         let value = Mutex<(done: Bool, error: String?)>((false, nil))
         let applied = Mutex<Int>(0)
+        /// The threads that decoded records, and whether the loop's own was among them.
+        let decoding = Mutex<(threads: Int, onTheLoopsThread: Bool)>((0, false))
     }
 
     let stop = StopSignal()
@@ -26,6 +28,9 @@ final class LoopInstance: Sendable {
                     configuration: configuration, processor: processor,
                     logger: Logger(service: "counting", minimumLevel: .warning), stop: stop)
                 try loop.run()
+                let loopThread = UInt(pthread_self())
+                let threads = processor.decodingThreads.withLock { $0 }
+                finished.decoding.withLock { $0 = (threads.count, threads.contains(loopThread)) }
                 finished.applied.withLock { $0 = loop.totals.applied }
                 finished.value.withLock { $0 = (true, nil) }
             } catch {
@@ -37,6 +42,8 @@ final class LoopInstance: Sendable {
 
     /// Events this instance applied (known once it has stopped).
     var applied: Int { finished.applied.withLock { $0 } }
+    /// How many threads decoded, and whether the loop's was one (known once it has stopped).
+    var decoding: (threads: Int, onTheLoopsThread: Bool) { finished.decoding.withLock { $0 } }
 
     /// Asks for a graceful stop and waits for it.
     func stopAndWait(seconds: Double = 60) -> (done: Bool, error: String?) {
@@ -166,6 +173,62 @@ final class TopicReader: RebalanceListener {
         #expect(conflicting == 0)
         #expect(reader.records.filter { $0.topic == acmeDeadLetters.name }.isEmpty)
         #expect(try observer.count("SELECT COUNT(*) FROM outbox") == 0)
+    }
+
+    @Test func decodingAheadPublishesExactlyWhatDecodingOnTheLoopsThreadDoes() throws {
+        // Per mode: each output partition's records (key, value), in offset order.
+        var published: [String: [Int32: [String]]] = [:]
+        for mode in ["on", "off"] {
+            let directory = try temporaryDirectory()
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let broker = try EmbeddedBroker(topics: [inputA, inputB, output, acmeDeadLetters])
+            let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+            // Everything is on the topics before the loop starts, so each poll spans many
+            // records of every partition: what the merge hands out depends on all of them.
+            try produce(producer, from: 0, count: 3000)
+            var expected = 3000
+            for index in stride(from: 7, to: 3000, by: 97) {
+                let member = "m\(index % 50)"
+                try producer.send(topic: inputA.name, key: Array(member.utf8), value: Array("not JSON \(index)".utf8))
+                try producer.send(
+                    topic: inputB.name, key: Array(member.utf8),
+                    value: countEvent("r\(index)", member: member, n: 5_000, time: Int64(index) * 1000 + 1, type: "count.remind"))
+                expected += 2
+            }
+            #expect(producer.flush(timeoutMilliseconds: 20_000))
+            var environment = environment(broker, database: directory.appendingPathComponent("counting.sqlite").path)
+            environment["ACME_DECODE_AHEAD"] = mode
+            let instance = LoopInstance(environment: environment, topics: [inputA.name, inputB.name], output: output.name)
+            let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: [output.name, acmeDeadLetters.name])
+            reader.read(seconds: 90) { $0.count >= expected }
+            #expect(instance.stopAndWait().error == nil)
+            reader.read(seconds: 1) { _ in false }
+            reader.close()
+            #expect(reader.records.count >= expected, "decode ahead \(mode): every input has its output or dead letter")
+            // On: one thread beside the loop's decoded everything; off: the loop's own did.
+            #expect(instance.decoding.threads == 1)
+            #expect(instance.decoding.onTheLoopsThread == (mode == "off"))
+            var byPartition: [Int32: [String]] = [:]
+            for record in reader.records.sorted(by: { ($0.topic, $0.partition, $0.offset) < ($1.topic, $1.partition, $1.offset) }) {
+                if record.topic == output.name {
+                    byPartition[record.partition, default: []].append("\(record.keyString ?? "") \(String(decoding: record.value ?? [], as: UTF8.self))")
+                } else {
+                    // A dead letter before its task has a stream time carries the machine's: compared by what it says.
+                    let letter = try CloudEvent.decode(record.value!)
+                    byPartition[100 + record.partition, default: []].append("\(letter.id) \(letter.data["reason"]?.stringValue ?? "")")
+                }
+            }
+            published[mode] = byPartition
+        }
+        let ahead = published["on"] ?? [:], onTheLoop = published["off"] ?? [:]
+        #expect(ahead.values.reduce(0) { $0 + $1.count } > 3000)
+        // The same records, bytes and order, whichever thread decodes; the first difference if not.
+        #expect(ahead.keys.sorted() == onTheLoop.keys.sorted())
+        for partition in ahead.keys.sorted() {
+            let (mine, theirs) = (ahead[partition] ?? [], onTheLoop[partition] ?? [])
+            let first = (0..<max(mine.count, theirs.count)).first { $0 >= mine.count || $0 >= theirs.count || mine[$0] != theirs[$0] }
+            #expect(first == nil, "partition \(partition), record \(first ?? 0): decoded ahead \(first.flatMap { $0 < mine.count ? mine[$0] : nil } ?? "none"), on the loop's thread \(first.flatMap { $0 < theirs.count ? theirs[$0] : nil } ?? "none")")
+        }
     }
 
     @Test func anUndecodableRecordIsDeadLetteredAndProcessingGoesOn() throws {

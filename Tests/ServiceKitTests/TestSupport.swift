@@ -2,6 +2,7 @@ import Foundation
 import LoyaltyDomain
 import Messaging
 import Storage
+import Synchronization
 
 @testable import ServiceKit
 
@@ -25,6 +26,8 @@ final class CountingProcessor: StreamProcessor {
     var failOnMember: String?
     var sortedInputTopics: Set<String> = []
     var personalDataTopics: Set<String> = []
+    /// The threads that decoded records (`pthread_self`).
+    let decodingThreads = Mutex<Set<UInt>>([])
     func rank(of eventType: String) -> Int { 0 }
     var migrations: [Migration] {
         [Migration(version: 100, name: "counts", sql: "CREATE TABLE counts(member TEXT PRIMARY KEY, total INTEGER NOT NULL, applied INTEGER NOT NULL);")]
@@ -38,6 +41,7 @@ final class CountingProcessor: StreamProcessor {
     struct Failure: Error {}
 
     func decode(_ record: ConsumedRecord) throws(Rejection) -> Decoded<Body> {
+        decodingThreads.withLock { _ = $0.insert(UInt(pthread_self())) }
         guard let value = record.value else { throw Rejection(code: .emptyPayload, detail: "no value") }
         let event: CloudEvent
         do { event = try CloudEvent.decode(value) } catch { throw Rejection(code: error.code, detail: error.detail) }
