@@ -279,9 +279,9 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         // The last turn's batch ended at its size limit with records still buffered: the next
         // turn takes what the consumer has without waiting, since the merge has work already.
         var moreToApply = false
-        // Each turn's poll is decoded there while the turn applies what the merge already holds;
-        // the turn ends by handing the poll to the merge, so no decoding outlives it (a
-        // rebalance, inside the next poll, finds none under way).
+        // Each turn's poll is decoded on this thread while the turn applies what the merge
+        // already holds; the turn ends by handing the poll to the merge, so no decoding
+        // outlives it (a rebalance, inside the next poll, finds none under way).
         let decodeAhead = configuration.decodeAhead
             ? HandOffThread(name: "decode-ahead") { serve in CrashNote.withAlternateSignalStack(serve) } : nil
         defer { decodeAhead?.stop() }
