@@ -479,6 +479,8 @@ enum Bench {
         var events: Int
         var members: Int
         var oneInstance: Double
+        /// One instance decoding on the loop's thread (`LOYALTY_DECODE_AHEAD=off`).
+        var decodingOnTheLoop: Double
         var twoInstances: Double
         /// One instance keeping a changelog (`LOYALTY_CHANGELOG=on`).
         var withChangelog: Double
@@ -504,6 +506,9 @@ enum Bench {
         small.members = options.scalingMembers
         say("  scaling: one instance…")
         let one = try pointsPipeline(small, directory: directory.appendingPathComponent("scaling-1"), measureLatency: false)
+        say("  scaling: one instance decoding on the loop's thread…")
+        let decodingOnTheLoop = try pointsPipeline(
+            small, directory: directory.appendingPathComponent("scaling-1-loop-decodes"), measureLatency: false, settings: ["LOYALTY_DECODE_AHEAD": "off"])
         say("  scaling: two instances on one store…")
         let two = try pointsPipeline(small, directory: directory.appendingPathComponent("scaling-2"), instances: 2, measureLatency: false)
         say("  scaling: one instance keeping a changelog…")
@@ -525,7 +530,8 @@ enum Bench {
             restore = try timeRestore(broker: broker, members: restoreMembers, directory: place, dataDirectory: "new-host")
         }
         return ScalingFigures(
-            events: small.events, members: small.members, oneInstance: one.throughput, twoInstances: two.throughput,
+            events: small.events, members: small.members, oneInstance: one.throughput, decodingOnTheLoop: decodingOnTheLoop.throughput,
+            twoInstances: two.throughput,
             withChangelog: logged.throughput, restore: restore!, standbyTakeover: takeover!)
     }
 
@@ -572,7 +578,9 @@ enum Bench {
     static func scalingLines(_ figures: ScalingFigures) -> [String] {
         return [
             "  scaling, points pipeline, \(grouped(Double(figures.events))) orders of \(grouped(Double(figures.members))) members:",
-            "    one instance                         \(grouped(figures.oneInstance)) events/s",
+            "    one instance                         \(grouped(figures.oneInstance)) events/s (decoding on a thread beside the loop)",
+            "    one instance decoding on its loop    \(grouped(figures.decodingOnTheLoop)) events/s ("
+                + String(format: "%.2f", figures.decodingOnTheLoop / max(figures.oneInstance, 1)) + "× decoding beside it; LOYALTY_DECODE_AHEAD=off)",
             "    two instances sharing the store      \(grouped(figures.twoInstances)) events/s ("
                 + String(format: "%.2f", figures.twoInstances / max(figures.oneInstance, 1)) + "× one; they take turns at each other's frontiers)",
             "    one instance keeping a changelog     \(grouped(figures.withChangelog)) events/s ("
