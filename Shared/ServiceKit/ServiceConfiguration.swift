@@ -215,19 +215,18 @@ public struct ServiceConfiguration: Sendable {
         guard let logLevel = LogLevel(name: levelText) else {
             throw ConfigurationError(variable: platform.variable("LOG_LEVEL"), problem: "expected debug, info, warning or error, got \(levelText)")
         }
-        let changelogText = (value("CHANGELOG") ?? "off").lowercased()
-        guard ["on", "off"].contains(changelogText) else {
-            throw ConfigurationError(variable: platform.variable("CHANGELOG"), problem: "expected on or off, got \(changelogText)")
+        /// A setting that is `on` or `off`, in any case.
+        func isOn(_ setting: String, default fallback: Bool) throws -> Bool {
+            switch (value(setting) ?? (fallback ? "on" : "off")).lowercased() {
+            case "on": return true
+            case "off": return false
+            case let text: throw ConfigurationError(variable: platform.variable(setting), problem: "expected on or off, got \(text)")
+            }
         }
-        let standbyText = (value("STANDBY") ?? "off").lowercased()
-        guard ["on", "off"].contains(standbyText) else {
-            throw ConfigurationError(variable: platform.variable("STANDBY"), problem: "expected on or off, got \(standbyText)")
-        }
-        let decodeAheadText = (value("DECODE_AHEAD") ?? "on").lowercased()
-        guard ["on", "off"].contains(decodeAheadText) else {
-            throw ConfigurationError(variable: platform.variable("DECODE_AHEAD"), problem: "expected on or off, got \(decodeAheadText)")
-        }
-        guard standbyText == "off" || changelogText == "on" else {
+        let changelog = try isOn("CHANGELOG", default: false)
+        let standby = try isOn("STANDBY", default: false)
+        let decodeAhead = try isOn("DECODE_AHEAD", default: true)
+        guard !standby || changelog else {
             throw ConfigurationError(variable: platform.variable("STANDBY"), problem: "a standby copies the store's changelog: set \(platform.variable("CHANGELOG"))=on as well")
         }
         return ServiceConfiguration(
@@ -247,9 +246,9 @@ public struct ServiceConfiguration: Sendable {
             cacheMiB: try integer("CACHE_MB", default: 16, range: 1...65_536),
             inboxHorizonDays: try integer("INBOX_HORIZON_DAYS", default: 90, range: 0...36_500),
             logLevel: logLevel,
-            changelog: changelogText == "on",
-            standby: standbyText == "on",
-            decodeAhead: decodeAheadText == "on",
+            changelog: changelog,
+            standby: standby,
+            decodeAhead: decodeAhead,
             futureMarginMilliseconds: timerMode == .streamTime
                 ? Int64(try integer("STREAM_TIME_MARGIN_DAYS", default: 366, range: 1...36_500)) * 86_400_000
                 : Int64(try integer("CLOCK_MARGIN_HOURS", default: 24, range: 1...87_600)) * 3_600_000,
