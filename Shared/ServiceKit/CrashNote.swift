@@ -45,13 +45,7 @@ public final class CrashNote {
         crashNoteSlots[1].active = false
         _ = crashNoteCause.count
         // A stack overflow leaves no stack for the handler: give it one of its own.
-        let stackSize = 256 * 1024
-        alternateStack = UnsafeMutableRawPointer.allocate(byteCount: stackSize, alignment: 16)
-        var stack = stack_t()
-        stack.ss_sp = alternateStack
-        stack.ss_size = stackSize
-        stack.ss_flags = 0
-        sigaltstack(&stack, nil)
+        alternateStack = Self.installAlternateSignalStack()
         for signal in Self.fatalSignals {
             var action = sigaction()
             action.__sigaction_handler.sa_handler = crashNoteHandler
@@ -110,6 +104,16 @@ public final class CrashNote {
     /// its own), so that a stack overflow on a thread other than the loop's (the one that
     /// decodes ahead) still leaves its note.
     public static func withAlternateSignalStack(_ body: () -> Void) {
+        let memory = installAlternateSignalStack()
+        body()
+        var disabled = stack_t()
+        disabled.ss_flags = Int32(SS_DISABLE)
+        sigaltstack(&disabled, nil)
+        memory.deallocate()
+    }
+
+    /// Gives the calling thread an alternate signal stack, and returns its memory.
+    private static func installAlternateSignalStack() -> UnsafeMutableRawPointer {
         let size = 256 * 1024
         let memory = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
         var stack = stack_t()
@@ -117,11 +121,7 @@ public final class CrashNote {
         stack.ss_size = size
         stack.ss_flags = 0
         sigaltstack(&stack, nil)
-        body()
-        var disabled = stack_t()
-        disabled.ss_flags = Int32(SS_DISABLE)
-        sigaltstack(&disabled, nil)
-        memory.deallocate()
+        return memory
     }
 
     /// The note a previous run left, removed from disk: the record it names and why.
