@@ -286,7 +286,8 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             ? HandOffThread(name: "decode-ahead") { serve in CrashNote.withAlternateSignalStack(serve) } : nil
         defer { decodeAhead?.stop() }
         let aheadResults = DecodeResults()
-        let decodingTrap = decodingTrap
+        // The fault setting's trap: decoding a record that contains it crashes the process.
+        let decodingTrap = configuration.faultCrashOn.map { (marker: Array($0.utf8), variable: configuration.platform.variable("FAULT_CRASH_ON")) }
         while !stop.isRequested {
             try applyBroadcastRecords(timeoutMilliseconds: 0)
             // Held by another instance's tasks: their owner commits their next frontier any moment.
@@ -867,28 +868,16 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         _ events: [ConsumerEvent], plan: [Bool], processor: Processor, crashNote: CrashNote, slot: CrashNote.Slot,
         trap: (marker: [UInt8], variable: String)?
     ) -> [Result<Decoded<Processor.Body>, Rejection>?] {
-        zip(events, plan).map { event, decodes in
+        zip(events, plan).map { event, decodes -> Result<Decoded<Processor.Body>, Rejection>? in
             guard decodes, case .record(let record) = event else { return nil }
-            return decode(record, processor: processor, crashNote: crashNote, slot: slot, trap: trap)
+            // Under the crash note's slot for the thread decoding it.
+            crashNote.working(on: record, in: slot)
+            defer { crashNote.idle(in: slot) }
+            if let trap, let value = record.value, value.contains(trap.marker) {
+                fatalError("\(trap.variable): a trap injected on \(record.topicPartition)@\(record.offset)")
+            }
+            do throws(Rejection) { return .success(try processor.decode(record)) } catch { return .failure(error) }
         }
-    }
-
-    /// One record decoded, under the crash note's `slot` for the thread decoding it.
-    private static func decode(
-        _ record: ConsumedRecord, processor: Processor, crashNote: CrashNote, slot: CrashNote.Slot,
-        trap: (marker: [UInt8], variable: String)?
-    ) -> Result<Decoded<Processor.Body>, Rejection> {
-        crashNote.working(on: record, in: slot)
-        defer { crashNote.idle(in: slot) }
-        if let trap, let value = record.value, value.contains(trap.marker) {
-            fatalError("\(trap.variable): a trap injected on \(record.topicPartition)@\(record.offset)")
-        }
-        do { return .success(try processor.decode(record)) } catch { return .failure(error) }
-    }
-
-    /// The fault setting's trap, if any: decoding a record that contains it crashes the process.
-    private var decodingTrap: (marker: [UInt8], variable: String)? {
-        configuration.faultCrashOn.map { (Array($0.utf8), configuration.platform.variable("FAULT_CRASH_ON")) }
     }
 
     /// Hands polled events to the merge in the order polled: records (with what `decoded`
@@ -912,10 +901,14 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                         continue
                     }
                 }
+                // Of the records within a rebuild's plan, `recordsToDecode` left undecoded only
+                // the poison record and progress marks.
                 let decoded: Result<Decoded<Processor.Body>, Rejection>
-                if let poison = applier.poisonRejection(for: record) {
+                if let decodedRecord {
+                    decoded = decodedRecord
+                } else if let poison = applier.poisonRejection(for: record) {
                     decoded = .failure(poison)
-                } else if ProgressMark.isCandidate(record) {
+                } else {
                     switch readMark(record) {
                     case .success(let mark):
                         merger.noteProgress(mark, offset: record.offset, from: record.topicPartition)
@@ -923,11 +916,6 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                     case .failure(let rejection):
                         decoded = .failure(rejection)
                     }
-                } else if let decodedRecord {
-                    decoded = decodedRecord
-                } else {
-                    // Not planned for decoding: decoded here, on the loop's thread.
-                    decoded = Self.decode(record, processor: applier.processor, crashNote: crashNote, slot: .applying, trap: decodingTrap)
                 }
                 let partition = record.topicPartition
                 let key = MergeKey(of: decoded, record: record)
