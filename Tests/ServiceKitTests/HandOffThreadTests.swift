@@ -14,12 +14,12 @@ import Testing
     @Test func eachJobRunsOnTheThreadAndIsDoneWhenWaitReturns() {
         let worker = HandOffThread(name: "test-hand-off")
         let seen = Seen()
-        let caller = UInt(bitPattern: Int(bitPattern: pthread_self()))
+        let caller = UInt(pthread_self())
         for value in 0..<200 {
             worker.handOver {
                 // Slow enough that a wait that did not wait would see the job unfinished.
                 if value % 50 == 0 { usleep(20_000) }
-                seen.threads.withLock { $0.append(UInt(bitPattern: Int(bitPattern: pthread_self()))) }
+                seen.threads.withLock { $0.append(UInt(pthread_self())) }
                 seen.values.withLock { $0.append(value) }
             }
             worker.wait()
