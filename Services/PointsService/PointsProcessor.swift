@@ -258,12 +258,15 @@ public final class PointsProcessor: StreamProcessor {
         if asOf != nil, let last = rows.last {
             balance = Balance(available: last.available, pending: last.pending, debt: last.debt)
         }
-        // Points left in each lot: its movements up to the instant.
+        // Points left in each lot at the instant: its movements up to it (the account holds
+        // what is left now). A movement reads `lot:+5` or `lot:-3`, which `Int64` parses.
         var left: [String: Int64] = [:]
-        for row in rows {
-            for movement in row.lots.split(separator: " ") {
-                let parts = movement.split(separator: ":")
-                if parts.count == 2, let delta = Int64(parts[1].replacingOccurrences(of: "+", with: "")) { left[String(parts[0]), default: 0] += delta }
+        if asOf != nil {
+            for row in rows {
+                for movement in row.lots.split(separator: " ") {
+                    let parts = movement.split(separator: ":")
+                    if parts.count == 2, let delta = Int64(parts[1]) { left[String(parts[0]), default: 0] += delta }
+                }
             }
         }
         let lots: [JSONValue] = account.lots.compactMap { lot in

@@ -109,6 +109,7 @@ extension EndToEnd {
             let before = try JSONValue.parse(try HTTPClient.get(api, "/members/hana?asOf=2026-03-05T00:00:00%2B08:00", token: "s3cret").body)
             #expect(before["balance"]?["pending"]?.int64Value == 123 && before["balance"]?["available"]?.int64Value == 0)
             #expect(before["lots"]?.arrayValue?.first?["pending"]?.boolValue == true)
+            #expect(before["lots"]?.arrayValue?.first?["remaining"]?.int64Value == 123, "the lot's movements up to the instant: +123")
             #expect(try HTTPClient.get(api, "/members/nobody", token: "s3cret").status == 404)
 
             // Hostile requests get a 4xx and the service goes on.
