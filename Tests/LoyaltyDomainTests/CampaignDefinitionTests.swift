@@ -197,6 +197,36 @@ import ReferenceProgram
         #expect(SHA256.hex([UInt8](repeating: 0x61, count: 1_000)) == "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3")
     }
 
+    /// Messages whose padding fits in their last block, needs a block of its own, or follows
+    /// whole blocks read in place (digests from coreutils' `sha256sum`).
+    @Test func sha256PadsEveryLengthAroundABlock() {
+        let expected: [Int: String] = [
+            1: "8e35c2cd3bf6641bdb0e2050b76932cbb2e6034a0ddacc1d9bea82a6ba57f7cf",
+            55: "85528b5baff5639cb8e7daca79d085ac29ac0978e873ed7527158616b2b6c379",
+            56: "f8ce2f8d6990c639668fe404262f35ed72d8bb145ad6bae786af7284447386df",
+            63: "9b49777003a4143d8c3f4d3002eb631c6bda8b030a3ccc87f8a21d5f61c89e87",
+            64: "ee8e658590c9a5e119400a774415a01db104de1ee6e2c29ec69aa73ef46544d2",
+            65: "2b6c3f7f12b1b12fc5409626dc4e5302d8d37082cbeddea7755eac43aba039c8",
+            119: "c8bc8a6e9626586bb888ad131d44ed2bd37fc608e902904ade3c566c4208e6ca",
+            120: "77a2d49d72a11e41678c51f8f0cb67f5cb570f30370c3aeffe266a0d1ee43209",
+            127: "bf378e224a9509327bde4009499f2fe0a210b26b0aa21d4c164b16f23363c817",
+            128: "652713bcb795a6978fa84aa8d071d13e9ee581a8e716e8ab18daa49d1e920360",
+            129: "f0886d9cc70695b46d863ebbe7eb7675ca0c53bc4aec96fadfb85c5318d971b2",
+        ]
+        for (length, digest) in expected {
+            #expect(SHA256.hex([UInt8](repeating: UInt8(ascii: "q"), count: length)) == digest, "\(length) bytes")
+        }
+    }
+
+    /// RFC 4231's test cases 1, 2 and 6 (a key longer than a block is hashed first).
+    @Test func hmacSHA256MatchesTheStandardVectors() {
+        func hex(_ text: String, _ key: [UInt8]) -> String { SHA256.lowercaseHex(HMACSHA256.authenticationCode(for: Array(text.utf8), key: key)) }
+        #expect(hex("Hi There", [UInt8](repeating: 0x0b, count: 20)) == "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7")
+        #expect(hex("what do ya want for nothing?", Array("Jefe".utf8)) == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+        #expect(hex("Test Using Larger Than Block-Size Key - Hash Key First", [UInt8](repeating: 0xaa, count: 131))
+            == "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54")
+    }
+
     @Test func controlGroupsAreStableAndHoldTheirShare() {
         // Buckets computed independently (Python's hashlib): every implementation must agree.
         #expect(ControlGroup.bucket(campaign: "win-back", member: "m-1") == 86)
