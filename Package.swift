@@ -68,7 +68,7 @@ let package = Package(
 
         // Tests.
         .testTarget(name: "LoyaltyDomainTests", dependencies: ["Basics", "LoyaltyDomain", "ReferenceProgram"]),
-        .testTarget(name: "StorageTests", dependencies: ["Storage"]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "CSQLite"]),
         .testTarget(name: "MessagingTests", dependencies: ["Messaging", "LoyaltyDomain"]),
         .testTarget(name: "ServiceKitTests", dependencies: ["ServiceKit", "Messaging", "Storage", "LoyaltyDomain", "ReferenceProgram"]),
         .testTarget(name: "PointsTests", dependencies: ["PointsService", "ServiceKit", "Storage", "LoyaltyDomain", "ReferenceProgram"]),

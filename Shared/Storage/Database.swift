@@ -32,6 +32,7 @@ public final class Database: @unchecked Sendable {
     /// - Throws: ``SQLiteError`` if the file cannot be opened, or WAL cannot be enabled on a file.
     public init(_ configuration: DatabaseConfiguration) throws {
         self.configuration = configuration
+        _ = Self.libraryConfigured
         var connection: OpaquePointer?
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
         let rc = sqlite3_open_v2(configuration.path, &connection, flags, nil)
@@ -55,6 +56,11 @@ public final class Database: @unchecked Sendable {
     deinit {
         close()
     }
+
+    /// Configures the library once, before the first connection initializes it: without
+    /// memory statistics, which serialize every allocation of every connection on one global
+    /// mutex (two threads writing two stores ran no faster than one thread writing one).
+    private static let libraryConfigured: Bool = csqlite_disable_memory_statistics() == SQLITE_OK
 
     private func configure(_ connection: OpaquePointer) throws {
         guard configuration.cacheSizeKiB >= 0 else {

@@ -1,3 +1,4 @@
+import CSQLite
 import Foundation
 import Storage
 import Synchronization
@@ -35,6 +36,17 @@ struct DatabaseTests {
                 }
                 #expect(failures.withLock { $0 }.isEmpty)
             }
+        }
+    }
+
+    @Test func connectionsOnSeveralThreadsShareNoMemoryStatistics() throws {
+        // Counting every allocation takes one lock all connections share: a store per thread
+        // would queue on it. With the statistics off, SQLite counts nothing.
+        try withDatabasePath { path in
+            let database = try Database(DatabaseConfiguration(path: path))
+            try database.execute("CREATE TABLE t (x BLOB); INSERT INTO t VALUES (zeroblob(100000))")
+            #expect(sqlite3_memory_used() == 0)
+            #expect(sqlite3_memory_highwater(0) == 0)
         }
     }
 
