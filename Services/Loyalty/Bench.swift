@@ -107,7 +107,11 @@ enum Bench {
             let hop = try kafkaHopLatency(options)
             say(String(format: "  Kafka latency at %d records/s, one hop: p50 %.1f / p99 %.1f ms", options.rate, hop.p50, hop.p99))
             say("  SQLite ceiling \(grouped(try sqliteCeiling(options, directory: directory))) events/s")
-            say("  reference ceiling \(grouped(try referenceCeiling(options, directory: directory))) events/s")
+            let reference = try referenceCeiling(options, directory: directory)
+            say("  reference ceiling \(grouped(reference)) events/s")
+            let twoStores = try referenceCeiling(options, directory: directory, stores: 2)
+            say("  reference ceiling, two stores on two threads \(grouped(twoStores)) events/s ("
+                + String(format: "%.2f", twoStores / max(reference, 1)) + "× one)")
             return
         case .points?:
             let pipeline = try pointsPipeline(options, directory: directory)
@@ -148,6 +152,7 @@ enum Bench {
         let sqlite = try sqliteCeiling(options, directory: directory)
         say("  SQLite ceiling measured")
         let reference = try referenceCeiling(options, directory: directory)
+        let referenceTwoStores = try referenceCeiling(options, directory: directory, stores: 2)
         say("  reference ceiling measured")
         let pipeline = try pointsPipeline(options, directory: directory)
         let platform = try platformPipeline(
@@ -165,6 +170,8 @@ enum Bench {
             ("Kafka latency at \(grouped(Double(options.rate))) records/s, one hop (send → read)", "p50 \(ms(hop.p50))  p99 \(ms(hop.p99))"),
             ("SQLite ceiling: the points writes, no Kafka", "\(grouped(sqlite)) events/s"),
             ("reference ceiling: one 100 B insert + one 200 B upsert an event", "\(grouped(reference)) events/s"),
+            ("  the same over two stores, each on a thread of its own", "\(grouped(referenceTwoStores)) events/s ("
+                + String(format: "%.2f", referenceTwoStores / max(reference, 1)) + "× one)"),
             ("points pipeline, exactly-once, real executable", "\(grouped(pipeline.throughput)) events/s"),
             ("  as a share of the smaller ceiling", String(format: "%.0f %%", 100 * pipeline.throughput / ceiling)),
             ("  as a share of Kafka and the reference, the smaller", String(format: "%.0f %%", 100 * pipeline.throughput / fixed)),
@@ -423,34 +430,102 @@ enum Bench {
     /// by (member, sequence) and one ~200-byte UPSERT of the member's row, in transactions of
     /// 2,000, WAL, `synchronous=NORMAL` (the store's settings). Whatever the services' schema
     /// becomes, a share of this one compares across versions.
-    static func referenceCeiling(_ options: Options, directory: URL) throws -> Double {
-        let path = directory.appendingPathComponent("reference.sqlite").path
-        defer { removeStore(at: path) }
-        let database = try Database(DatabaseConfiguration(path: path))
-        try database.execute("""
-            CREATE TABLE entries(member TEXT NOT NULL, sequence INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY(member, sequence)) WITHOUT ROWID;
-            CREATE TABLE members(member TEXT PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID;
-            """)
-        try database.execute("PRAGMA wal_autocheckpoint = 0")
-        let checkpointer = try WALCheckpointer(path: path, intervalMilliseconds: 200, logger: Logger(service: "bench"))
-        defer { checkpointer.stop() }
-        let insert = try database.prepare("INSERT INTO entries(member, sequence, body) VALUES(?, ?, ?)")
-        let upsert = try database.prepare("INSERT INTO members(member, body) VALUES(?, ?) ON CONFLICT(member) DO UPDATE SET body = excluded.body")
-        let entry = [UInt8](repeating: UInt8(ascii: "e"), count: 100 - 24)  // with its key, about 100 bytes
-        let row = [UInt8](repeating: UInt8(ascii: "m"), count: 200 - 12)
+    ///
+    /// With `stores` above one, the members are spread over that many stores, each written by
+    /// a thread of its own at the same time: the most that stores per task could give on this
+    /// machine. Events/s of all stores together, from the moment every store is ready.
+    static func referenceCeiling(_ options: Options, directory: URL, stores: Int = 1) throws -> Double {
+        let writers = try (0..<stores).map { store in
+            try ReferenceWriter(path: directory.appendingPathComponent("reference-\(store).sqlite").path)
+        }
+        defer { for writer in writers { writer.close() } }
         let start = Date()
-        var index = 0
-        while index < options.events {
-            try database.transaction {
-                for _ in 0..<min(2_000, options.events - index) {
-                    let memberID = member(index, of: options.members)
-                    try insert.run(.text(memberID), .integer(Int64(index / options.members + 1)), .blob(entry))
-                    try upsert.run(.text(memberID), .blob(row))
-                    index += 1
+        let finished = ReferenceWriter.Outcomes()
+        let threads = writers.enumerated().map { store, writer in
+            Thread {
+                do {
+                    try writer.write(options, share: (store, stores))
+                    finished.record(nil)
+                } catch {
+                    finished.record(error)
                 }
             }
         }
+        for thread in threads { thread.start() }
+        if let error = finished.wait(for: stores) { throw error }
         return Double(options.events) / Date().timeIntervalSince(start)
+    }
+
+    /// One store of the reference ceiling, created and ready before the clock starts.
+    final class ReferenceWriter: @unchecked Sendable {
+        /// Whether each writer got through, once all have.
+        final class Outcomes: @unchecked Sendable {
+            private let condition = NSCondition()
+            private var errors: [Error?] = []
+
+            func record(_ error: Error?) {
+                condition.lock()
+                errors.append(error)
+                condition.broadcast()
+                condition.unlock()
+            }
+
+            /// Waits for `count` writers; the first error, if any.
+            func wait(for count: Int) -> Error? {
+                condition.lock()
+                defer { condition.unlock() }
+                while errors.count < count { condition.wait() }
+                return errors.compactMap { $0 }.first
+            }
+        }
+
+        let path: String
+        // Used by its writing thread alone once the clock starts.
+        private let database: Database
+        private let checkpointer: WALCheckpointer
+        private let insert: Statement
+        private let upsert: Statement
+
+        init(path: String) throws {
+            self.path = path
+            database = try Database(DatabaseConfiguration(path: path))
+            try database.execute("""
+                CREATE TABLE entries(member TEXT NOT NULL, sequence INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY(member, sequence)) WITHOUT ROWID;
+                CREATE TABLE members(member TEXT PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID;
+                """)
+            try database.execute("PRAGMA wal_autocheckpoint = 0")
+            checkpointer = try WALCheckpointer(path: path, intervalMilliseconds: 200, logger: Logger(service: "bench"))
+            insert = try database.prepare("INSERT INTO entries(member, sequence, body) VALUES(?, ?, ?)")
+            upsert = try database.prepare("INSERT INTO members(member, body) VALUES(?, ?) ON CONFLICT(member) DO UPDATE SET body = excluded.body")
+        }
+
+        /// Writes the events of the members in this store's share (member number modulo the
+        /// count of stores), in transactions of 2,000.
+        func write(_ options: Options, share: (store: Int, of: Int)) throws {
+            let entry = [UInt8](repeating: UInt8(ascii: "e"), count: 100 - 24)  // with its key, about 100 bytes
+            let row = [UInt8](repeating: UInt8(ascii: "m"), count: 200 - 12)
+            let mine = (0..<options.events).lazy.filter { ($0 % options.members) % share.of == share.store }
+            var events = mine.makeIterator()
+            var next = events.next()
+            while next != nil {
+                try database.transaction {
+                    var written = 0
+                    while written < 2_000, let index = next {
+                        let memberID = member(index, of: options.members)
+                        try insert.run(.text(memberID), .integer(Int64(index / options.members + 1)), .blob(entry))
+                        try upsert.run(.text(memberID), .blob(row))
+                        written += 1
+                        next = events.next()
+                    }
+                }
+            }
+        }
+
+        func close() {
+            checkpointer.stop()
+            database.close()
+            removeStore(at: path)
+        }
     }
 
     // MARK: The pipeline
