@@ -39,7 +39,7 @@ struct DatabaseTests {
         }
     }
 
-    @Test func connectionsOnSeveralThreadsShareNoMemoryStatistics() throws {
+    @Test func sqliteKeepsNoMemoryStatistics() throws {
         // Counting every allocation takes one lock all connections share: a store per thread
         // would queue on it. With the statistics off, SQLite counts nothing.
         try withDatabasePath { path in
