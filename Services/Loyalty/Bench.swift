@@ -6,6 +6,7 @@ import Reporting
 import ReferenceProgram
 import ServiceKit
 import Storage
+import Synchronization
 
 /// `loyalty bench`: how many events a second the points service takes with every guarantee on,
 /// against the raw Kafka and SQLite ceilings measured in the same run, on the embedded broker.
@@ -440,45 +441,20 @@ enum Bench {
         }
         defer { for writer in writers { writer.close() } }
         let start = Date()
-        let finished = ReferenceWriter.Outcomes()
-        let threads = writers.enumerated().map { store, writer in
-            Thread {
-                do {
-                    try writer.write(options, share: (store, stores))
-                    finished.record(nil)
-                } catch {
-                    finished.record(error)
-                }
+        let errors = Mutex<[Error]>([])
+        DispatchQueue.concurrentPerform(iterations: stores) { store in
+            do {
+                try writers[store].write(options, share: (store, stores))
+            } catch {
+                errors.withLock { $0.append(error) }
             }
         }
-        for thread in threads { thread.start() }
-        if let error = finished.wait(for: stores) { throw error }
+        if let error = errors.withLock({ $0.first }) { throw error }
         return Double(options.events) / Date().timeIntervalSince(start)
     }
 
     /// One store of the reference ceiling, created and ready before the clock starts.
     final class ReferenceWriter: @unchecked Sendable {
-        /// Whether each writer got through, once all have.
-        final class Outcomes: @unchecked Sendable {
-            private let condition = NSCondition()
-            private var errors: [Error?] = []
-
-            func record(_ error: Error?) {
-                condition.lock()
-                errors.append(error)
-                condition.broadcast()
-                condition.unlock()
-            }
-
-            /// Waits for `count` writers; the first error, if any.
-            func wait(for count: Int) -> Error? {
-                condition.lock()
-                defer { condition.unlock() }
-                while errors.count < count { condition.wait() }
-                return errors.compactMap { $0 }.first
-            }
-        }
-
         let path: String
         // Used by its writing thread alone once the clock starts.
         private let database: Database
