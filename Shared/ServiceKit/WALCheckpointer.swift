@@ -127,6 +127,9 @@ public final class WALCheckpointer: Sendable {
         handover.state.store(.notAsked, ordering: .releasing)
     }
 
+    /// Whether the turns stand aside now (not merely the writer waited long enough).
+    var standsAside: Bool { handover.state.load(ordering: .acquiring) == .standingAside }
+
     /// Checkpoints the turns ran so far.
     var checkpoints: Int { handover.checkpoints.load(ordering: .relaxed) }
 
