@@ -17,10 +17,14 @@ public struct CommandKeys: Sendable {
 
     /// The keys, the signing one first.
     public let keys: [Key]
+    /// Each key made ready for HMAC, in the order of `keys` (every command is signed or
+    /// verified: the key's blocks are folded in once, here).
+    private let macKeys: [HMACSHA256.Key]
 
     public init(keys: [Key]) {
         precondition(!keys.isEmpty, "at least one command key")
         self.keys = keys
+        macKeys = keys.map { HMACSHA256.Key($0.secret) }
     }
 
     /// Reads `id=secret[,id=secret…]`. Secrets of fewer than 16 bytes are refused.
@@ -47,7 +51,7 @@ public struct CommandKeys: Sendable {
     /// The event, signed with the first key.
     public func sign(_ event: CloudEvent) -> CloudEvent {
         var signed = event
-        signed.signature = "\(keys[0].id):\(SHA256.lowercaseHex(code(of: canonicalForm(of: event), under: keys[0])))"
+        signed.signature = "\(keys[0].id):\(SHA256.lowercaseHex(code(of: canonicalForm(of: event), under: 0)))"
         return signed
     }
 
@@ -58,7 +62,7 @@ public struct CommandKeys: Sendable {
             return Rejection(code: .unauthenticatedCommand, detail: "\(event.type) must be signed by the platform (no signature)")
         }
         let parts = signature.split(separator: ":", maxSplits: 1)
-        guard parts.count == 2, let key = keys.first(where: { $0.id == parts[0] }) else {
+        guard parts.count == 2, let key = keys.firstIndex(where: { $0.id == parts[0] }) else {
             return Rejection(code: .unauthenticatedCommand, detail: "\(event.type) is signed with an unknown key")
         }
         guard HMACSHA256.equal(Array(SHA256.lowercaseHex(code(of: form ?? canonicalForm(of: event), under: key)).utf8), Array(parts[1].utf8)) else {
@@ -67,9 +71,9 @@ public struct CommandKeys: Sendable {
         return nil
     }
 
-    /// The code of an event's canonical form under `key`: what a signature carries.
-    private func code(of form: [UInt8], under key: Key) -> [UInt8] {
-        HMACSHA256.authenticationCode(for: form, key: key.secret)
+    /// The code of an event's canonical form under the key at `index`: what a signature carries.
+    private func code(of form: [UInt8], under index: Int) -> [UInt8] {
+        HMACSHA256.authenticationCode(for: form, key: macKeys[index])
     }
 }
 

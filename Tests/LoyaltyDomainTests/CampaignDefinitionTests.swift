@@ -227,6 +227,29 @@ import ReferenceProgram
             == "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54")
     }
 
+    /// A key made ready once (as every service's command keys are) gives each message the code
+    /// of the standard, message after message: RFC 4231's cases 6 and 7, whose key is longer
+    /// than a block, and case 7's message too. A state after a block goes on to the digest of
+    /// the whole, whatever the rest's length.
+    @Test func aKeyMadeReadyOnceGivesTheStandardCodes() {
+        let key = HMACSHA256.Key([UInt8](repeating: 0xaa, count: 131))
+        let case6 = Array("Test Using Larger Than Block-Size Key - Hash Key First".utf8)
+        let case7 = Array(("This is a test using a larger than block-size key and a larger than block-size data. "
+            + "The key needs to be hashed before being used by the HMAC algorithm.").utf8)
+        for _ in 0..<2 {
+            #expect(SHA256.lowercaseHex(HMACSHA256.authenticationCode(for: case6, key: key))
+                == "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54")
+            #expect(SHA256.lowercaseHex(HMACSHA256.authenticationCode(for: case7, key: key))
+                == "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2")
+        }
+        let block = [UInt8](repeating: UInt8(ascii: "q"), count: 64)
+        let afterBlock = SHA256.State.initial.folding(block: block)
+        for rest in [0, 1, 55, 56, 63, 64, 65] {
+            let tail = [UInt8](repeating: UInt8(ascii: "q"), count: rest)
+            #expect(SHA256.digest(tail, after: afterBlock) == SHA256.digest(block + tail), "64 + \(rest) bytes")
+        }
+    }
+
     @Test func controlGroupsAreStableAndHoldTheirShare() {
         // Buckets computed independently (Python's hashlib): every implementation must agree.
         #expect(ControlGroup.bucket(campaign: "win-back", member: "m-1") == 86)

@@ -1,11 +1,41 @@
 /// SHA-256 (FIPS 180-4) in pure Swift, for control-group assignment. The domain module has no
 /// C import, and a control group must be the same on every machine and in every language.
 public enum SHA256 {
+    /// The hash's state after whole blocks of a message: what HMAC's key blocks leave, so that a
+    /// key used for many messages is folded in once (``digest(_:after:)``).
+    public struct State: Sendable {
+        fileprivate var words: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32)
+        /// Bytes folded in so far (a multiple of 64).
+        fileprivate var length: Int
+
+        /// The state before any byte.
+        public static let initial = State(
+            words: (0x6a09_e667, 0xbb67_ae85, 0x3c6e_f372, 0xa54f_f53a, 0x510e_527f, 0x9b05_688c, 0x1f83_d9ab, 0x5be0_cd19), length: 0)
+
+        /// The state after `block`, 64 bytes, follows this one.
+        public func folding(block: [UInt8]) -> State {
+            precondition(block.count == 64, "SHA-256 folds whole 64-byte blocks")
+            var next = self
+            block.withUnsafeBufferPointer { bytes in
+                roundConstants.withUnsafeBufferPointer { constants in
+                    withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { schedule in
+                        compress(&next.words, bytes, schedule, constants)
+                    }
+                }
+            }
+            next.length += 64
+            return next
+        }
+    }
+
     /// The 32-byte digest of `message`.
     public static func digest(_ message: [UInt8]) -> [UInt8] {
-        var state: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32) = (
-            0x6a09_e667, 0xbb67_ae85, 0x3c6e_f372, 0xa54f_f53a, 0x510e_527f, 0x9b05_688c, 0x1f83_d9ab, 0x5be0_cd19
-        )
+        digest(message, after: .initial)
+    }
+
+    /// The 32-byte digest of what `state` folded in followed by `message`.
+    public static func digest(_ message: [UInt8], after start: State) -> [UInt8] {
+        var state = start.words
         // Whole blocks are read in place; only the tail and the padding, one or two blocks,
         // are copied (every command's signature and every message's key ends here).
         message.withUnsafeBufferPointer { bytes in
@@ -21,7 +51,7 @@ public enum SHA256 {
                         tail[rest] = 0x80
                         let length = rest + 9 <= 64 ? 64 : 128
                         for index in (rest + 1)..<(length - 8) { tail[index] = 0 }
-                        let bitLength = UInt64(bytes.count) &* 8
+                        let bitLength = UInt64(start.length + bytes.count) &* 8
                         for index in 0..<8 { tail[length - 8 + index] = UInt8(truncatingIfNeeded: bitLength >> UInt64(56 - 8 * index)) }
                         let padding = UnsafeBufferPointer(tail)
                         compress(&state, UnsafeBufferPointer(rebasing: padding[0..<64]), words, constants)
