@@ -62,10 +62,10 @@ public struct CommandKeys: Sendable {
             return Rejection(code: .unauthenticatedCommand, detail: "\(event.type) must be signed by the platform (no signature)")
         }
         let parts = signature.split(separator: ":", maxSplits: 1)
-        guard parts.count == 2, let key = keys.firstIndex(where: { $0.id == parts[0] }) else {
+        guard parts.count == 2, let index = keys.firstIndex(where: { $0.id == parts[0] }) else {
             return Rejection(code: .unauthenticatedCommand, detail: "\(event.type) is signed with an unknown key")
         }
-        guard HMACSHA256.equal(Array(SHA256.lowercaseHex(code(of: form ?? canonicalForm(of: event), under: key)).utf8), Array(parts[1].utf8)) else {
+        guard HMACSHA256.equal(Array(SHA256.lowercaseHex(code(of: form ?? canonicalForm(of: event), under: index)).utf8), Array(parts[1].utf8)) else {
             return Rejection(code: .unauthenticatedCommand, detail: "\(event.type) has a signature that does not match it")
         }
         return nil

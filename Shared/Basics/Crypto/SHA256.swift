@@ -33,7 +33,7 @@ public enum SHA256 {
         digest(message, after: .initial)
     }
 
-    /// The 32-byte digest of what `state` folded in followed by `message`.
+    /// The 32-byte digest of what `start` folded in, followed by `message`.
     public static func digest(_ message: [UInt8], after start: State) -> [UInt8] {
         var state = start.words
         // Whole blocks are read in place; only the tail and the padding, one or two blocks,
