@@ -229,8 +229,8 @@ import ReferenceProgram
 
     /// A key made ready once (as every service's command keys are) gives each message the code
     /// of the standard, message after message: RFC 4231's cases 6 and 7, whose key is longer
-    /// than a block, and case 7's message too. A state after a block goes on to the digest of
-    /// the whole, whatever the rest's length.
+    /// than a block, and case 7's message too; keys of one block and one byte more. A state
+    /// after one or two blocks goes on to the digest of the whole, whatever the rest's length.
     @Test func aKeyMadeReadyOnceGivesTheStandardCodes() {
         let key = HMACSHA256.Key([UInt8](repeating: 0xaa, count: 131))
         let case6 = Array("Test Using Larger Than Block-Size Key - Hash Key First".utf8)
@@ -242,11 +242,20 @@ import ReferenceProgram
             #expect(SHA256.lowercaseHex(HMACSHA256.authenticationCode(for: case7, key: key))
                 == "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2")
         }
+        // A key of exactly one block is used as it is, not hashed first: the data directory's
+        // generated key is 64 characters (codes from Python's hmac).
+        let message = Array("a command signed with a key of one block".utf8)
+        #expect(SHA256.lowercaseHex(HMACSHA256.authenticationCode(for: message, key: HMACSHA256.Key((0..<64).map { UInt8($0) })))
+            == "dfedb8219cf6ee9922585c3bda4b994059e3e503a1957d59b7fe2d58ed4e22c0")
+        #expect(SHA256.lowercaseHex(HMACSHA256.authenticationCode(for: message, key: HMACSHA256.Key((0..<65).map { UInt8($0) })))
+            == "0314bd679a5b659b5465c7e4e78ed628d5626dd9411fb137c89bf18e7546920e")
         let block = [UInt8](repeating: UInt8(ascii: "q"), count: 64)
         let afterBlock = SHA256.State.initial.folding(block: block)
+        let afterTwo = afterBlock.folding(block: block)
         for rest in [0, 1, 55, 56, 63, 64, 65] {
             let tail = [UInt8](repeating: UInt8(ascii: "q"), count: rest)
             #expect(SHA256.digest(tail, after: afterBlock) == SHA256.digest(block + tail), "64 + \(rest) bytes")
+            #expect(SHA256.digest(tail, after: afterTwo) == SHA256.digest(block + block + tail), "128 + \(rest) bytes")
         }
     }
 

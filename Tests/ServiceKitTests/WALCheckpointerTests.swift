@@ -27,6 +27,7 @@ import Testing
     /// so the test waits for the standing aside itself.
     func commitUntilHandedOver(_ checkpointer: WALCheckpointer, _ database: Database, from key: inout Int) throws {
         let deadline = Date().addingTimeInterval(600)
+        // Asking is what sets the turns catching up, so it comes first on every round.
         while !(checkpointer.writerMayCheckpoint() && checkpointer.standsAside) {
             guard Date() < deadline else { throw CancellationError() }
             try commit(key, to: database)

@@ -1,5 +1,6 @@
-/// SHA-256 (FIPS 180-4) in pure Swift, for control-group assignment. The domain module has no
-/// C import, and a control group must be the same on every machine and in every language.
+/// SHA-256 (FIPS 180-4) in pure Swift, for control-group assignment and the commands' HMAC. The
+/// domain module has no C import, and a control group must be the same on every machine and in
+/// every language.
 public enum SHA256 {
     /// The hash's state after whole blocks of a message: what HMAC's key blocks leave, so that a
     /// key used for many messages is folded in once (``digest(_:after:)``).
@@ -12,7 +13,7 @@ public enum SHA256 {
         public static let initial = State(
             words: (0x6a09_e667, 0xbb67_ae85, 0x3c6e_f372, 0xa54f_f53a, 0x510e_527f, 0x9b05_688c, 0x1f83_d9ab, 0x5be0_cd19), length: 0)
 
-        /// The state after `block`, 64 bytes, follows this one.
+        /// This state with the 64-byte `block` folded in.
         public func folding(block: [UInt8]) -> State {
             precondition(block.count == 64, "SHA-256 folds whole 64-byte blocks")
             var next = self
