@@ -25,6 +25,9 @@ public final class NotificationsProcessor: StreamProcessor {
     public let personalDataTopics: Set<String> = [Topics.members.name]
     /// The one store of the platform that keeps contact addresses (erased at `member.closed`).
     public let storesPersonalData = true
+    /// A member's messages and addresses are the member's alone, and notifications sends
+    /// itself nothing.
+    public let tasksAreIndependent = true
     public var migrations: [Migration] { NotificationsSchema.migrations }
     public let rules: NotificationRules
     private let logger: Logger?

@@ -22,6 +22,8 @@ public final class TiersProcessor: StreamProcessor {
     public let sortedInputTopics: Set<String> = []
     /// Tier bonuses and their reversals go to points signed.
     public let commandTopics: Set<String> = [Topics.pointsCommands.name]
+    /// A member's tier is the member's alone, and tiers sends itself nothing.
+    public let tasksAreIndependent = true
     public var migrations: [Migration] {
         [Migration(version: 100, name: "tier members", sql: """
             -- Each member's tier and the figures that decide it, in one row.

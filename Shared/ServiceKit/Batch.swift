@@ -45,6 +45,9 @@ public final class Batch {
     var echoes: [(key: MergeKey, partition: TopicPartition)] = []
     /// Whether the batch erased personal data, so no copy may outlive it in the write-ahead log.
     var erasedPersonalData = false
+    /// Whether records for the service's own input topics are refused (its tasks are
+    /// independent, ``StreamProcessor/tasksAreIndependent``).
+    var refusesSelfCommands = false
     private let selfTopics: [String: Int32]
     private let rank: (String) -> Int
     private let insertEcho: Statement
@@ -77,6 +80,7 @@ public final class Batch {
     /// Adds a record to the outbox; it is published after the batch commits. A record the
     /// producer would refuse is refused here, before it is committed (`OutputTooLarge`).
     public func emit(topic: String, key: String?, value: [UInt8], partition: Int32? = nil) throws {
+        if refusesSelfCommands && selfTopics[topic] != nil { throw SelfCommandRefused(service: service, topic: topic) }
         let size = value.count + (key?.utf8.count ?? 0)
         guard size <= Self.maximumRecordBytes else {
             throw OutputTooLarge(topic: topic, bytes: size, limit: Self.maximumRecordBytes)
@@ -226,4 +230,15 @@ public struct OutputTooLarge: Error, CustomStringConvertible {
     public var bytes: Int
     public var limit: Int
     public var description: String { "a record of \(bytes) bytes for \(topic) is over the \(limit)-byte limit" }
+}
+
+
+/// A record a service whose tasks are independent tried to send to one of its own input
+/// topics: it would reach another task, so the batch is refused before it commits.
+public struct SelfCommandRefused: Error, CustomStringConvertible {
+    public var service: String
+    public var topic: String
+    public var description: String {
+        "\(service) declares its tasks independent, so it may not send records to its own input topic \(topic)"
+    }
 }

@@ -558,6 +558,9 @@ public final class BatchApplier<Processor: StreamProcessor> {
         case .failure(let rejection): return .refuse(rejection, echo: polled.record.eventID)
         case .success(let decoded): input = decoded
         }
+        if let misplaced = misplacement(of: polled.record) {
+            return .refuse(misplaced, echo: isSorted ? input.eventID : nil)
+        }
         guard input.isRelevant else {
             guard input.onlyMovesStreamTime,
                   try exceededFutureLimit(input.time.millis, task: task, streamTime: streamTime, pending: progress.pendingStreamTimes) == nil
@@ -581,6 +584,20 @@ public final class BatchApplier<Processor: StreamProcessor> {
                     + "(\(timerMode == .streamTime ? "stream time" : "the machine clock")); it moves no clock"), echo: echo)
         }
         return .apply(input)
+    }
+
+    /// Why a keyed record may not be applied in the task it was read in: its key belongs to
+    /// another partition (a producer with another partitioner, or one that named the
+    /// partition). Its task holds none of the key's state, and once each task keeps a store of
+    /// its own, applying it would split the key's state in two.
+    func misplacement(of record: ConsumedRecord) -> Rejection? {
+        guard let key = record.key else { return nil }
+        let home = Murmur2Partitioner.partition(of: key, partitions: partitionCount)
+        guard home != record.partition else { return nil }
+        return Rejection(
+            code: .wrongPartition,
+            detail: "the key belongs on partition \(home) of \(partitionCount) (murmur2, the Java client's partitioner), "
+                + "not on partition \(record.partition)")
     }
 
     /// The inbox first: a re-sent record counts as a duplicate and a conflicting one is
@@ -722,6 +739,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
             rank: { processor.rank(of: $0) })
         batch.signer = commandKeys.map { ($0, processor.commandTopics) }
         batch.personalDataTopics = processor.personalDataTopics
+        batch.refusesSelfCommands = processor.tasksAreIndependent
         return batch
     }
 

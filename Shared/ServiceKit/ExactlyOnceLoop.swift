@@ -589,7 +589,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// every task, or rebuilds a store).
     private func refreshOtherTasksBound() throws {
         let owned = merger.assignedTasks
-        guard replay == nil, !owned.isEmpty, owned.count < Int(applier.partitionCount) else {
+        guard replay == nil, !applier.processor.tasksAreIndependent, !owned.isEmpty, owned.count < Int(applier.partitionCount) else {
             merger.otherTasksBound = nil
             otherInstancesPromises = []
             return
@@ -689,6 +689,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         return ProgressMark.marks(
             producer: applier.processor.name, pending: pending, streamTimes: streamTimes, nextTimers: timers,
             timersFireWithoutInput: configuration.timerMode == .wallClock,
+            tasksAreIndependent: applier.processor.tasksAreIndependent,
             otherInstances: merger.otherTasksBound == nil ? [] : otherInstancesPromises)
             .filter { publishedMarks[$0.task] != $0 }
     }

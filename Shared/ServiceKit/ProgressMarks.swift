@@ -141,7 +141,7 @@ public struct PendingWork: Sendable, Equatable {
 }
 
 /// What one task can promise by itself, before the other tasks lower it (see
-/// ``ProgressMark/marks(producer:pending:streamTimes:nextTimers:timersFireWithoutInput:otherInstances:)``).
+/// ``ProgressMark/marks(producer:pending:streamTimes:nextTimers:timersFireWithoutInput:tasksAreIndependent:otherInstances:)``).
 public enum TaskPromise: Sendable, Equatable {
     /// Nothing yet: it has applied nothing and a partition is empty, or a producer it waits for
     /// is silent. No task of the service can promise anything while one of them is so.
@@ -184,11 +184,12 @@ extension ProgressMark {
     /// the tasks of other instances sharing the store count like its own (`otherInstances`:
     /// their promises as their owners last committed them). A busy task without a promise has
     /// no mark, and neither has any task while another has none; an idle task that never
-    /// applied anything promises from time 0, which its positions make good. Pure: the loop
-    /// hands in what its merge and store know.
+    /// applied anything promises from time 0, which its positions make good. With
+    /// `tasksAreIndependent` (no task sends anything to another) each task's mark is its own
+    /// promise. Pure: the loop hands in what its merge and store know.
     public static func marks(
         producer: String, pending: [Int32: PendingWork], streamTimes: [Int32: Int64], nextTimers: [Int32: Int64],
-        timersFireWithoutInput: Bool = false, otherInstances: [TaskPromise] = []
+        timersFireWithoutInput: Bool = false, tasksAreIndependent: Bool = false, otherInstances: [TaskPromise] = []
     ) -> [ProgressMark] {
         var promises: [Int32: TaskPromise] = [:]
         for (task, work) in pending {
@@ -212,6 +213,12 @@ extension ProgressMark {
             switch promises[task]! {
             case .none: continue
             case .busy(let own), .idle(let own): time = own
+            }
+            if tasksAreIndependent {
+                let idle: Bool
+                if case .idle = promises[task]! { idle = true } else { idle = false }
+                marks.append(ProgressMark(producer: producer, task: task, time: time, idle: idle, positions: idle ? pending[task]!.positions : [:]))
+                continue
             }
             guard othersUnknown == 0 else { continue }
             var lowered = min(time, remoteBound ?? .max)

@@ -9,4 +9,5 @@ extension ReasonCode {
     public static let poisonRecord = ReasonCode(rawValue: "poison-record")
     public static let timeOutOfRange = ReasonCode(rawValue: "time-out-of-range")
     public static let unauthenticatedCommand = ReasonCode(rawValue: "unauthenticated-command")
+    public static let wrongPartition = ReasonCode(rawValue: "wrong-partition")
 }

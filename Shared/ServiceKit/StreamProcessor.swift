@@ -114,6 +114,12 @@ public protocol StreamProcessor: AnyObject {
     /// Input topics other services write, and the producers whose progress marks a record of
     /// a task waits for (narrowed by the `WAIT_FOR` setting).
     var upstreamProducers: [String: Set<String>] { get }
+    /// Whether the service's tasks share nothing: every statement it runs is keyed by a key
+    /// of the task at hand, and it sends itself no command. Then a task's progress marks
+    /// promise for that task alone, instances sharing the store do not wait for each other's
+    /// frontiers, and a batch refuses a record for one of the service's own input topics
+    /// (``SelfCommandRefused``), which would tie one task to another.
+    var tasksAreIndependent: Bool { get }
 
     /// The rank `decode` gives an event type; used for the commands the service sends itself.
     func rank(of eventType: String) -> Int
@@ -154,6 +160,7 @@ extension StreamProcessor {
     public var commandTopics: Set<String> { [] }
     public var progressTopics: [String] { [] }
     public var upstreamProducers: [String: Set<String>] { [:] }
+    public var tasksAreIndependent: Bool { false }
     public var personalDataTopics: Set<String> { [] }
     public var storesPersonalData: Bool { false }
     public func memberView(_ member: String, in database: Database, asOf: EventTime?) throws -> JSONValue? { nil }

@@ -25,8 +25,10 @@ import Testing
             let program = try Program.load(json: ReferenceProgram.bytes())
             let defaults = try CampaignDefinition.loadFile(json: ReferenceProgram.campaignsBytes(), tiers: program.tiers.levels.map(\.id))
             let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("campaigns.sqlite").path))
+            // One partition, so that every member's records, all on partition 0, share one task and stream time.
             let applier = try BatchApplier(
-                database: database, processor: CampaignsProcessor(program: program, defaults: defaults, commandKeys: testKeys), timerMode: .streamTime)
+                database: database, processor: CampaignsProcessor(program: program, defaults: defaults, commandKeys: testKeys), timerMode: .streamTime,
+                partitionCount: 1)
             applier.commandKeys = testKeys
             return applier
         }

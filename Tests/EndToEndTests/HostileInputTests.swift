@@ -47,6 +47,13 @@ extension EndToEnd {
                 #"{"specversion":"1.0","id":"h-mark","source":"loyalty/tiers","type":"stream.progress","time":"9999-12-31T00:00:00+08:00","data":{"producer":"tiers","task":0,"idle":true}}"#.utf8))
             try producer.send(topic: Topics.campaignDefinitions.name, key: Array("free-points".utf8), value: Array(
                 #"{"specversion":"1.0","id":"h-def","source":"loyalty/cli","type":"campaign.defined","time":"2026-01-01T00:00:00+08:00","subject":"free-points","data":{"id":"free-points","version":1,"name":"Free","trigger":{"event":"order.paid"},"reward":{"points":100000}}}"#.utf8))
+            // A big order of mallory's put on another partition than the key's (a producer with
+            // another partitioner): its task holds none of mallory's state.
+            let home = Murmur2Partitioner.partition(of: Array("mallory".utf8), partitions: Topics.partitionCount)
+            try producer.send(
+                topic: Topics.orders.name, key: Array("mallory".utf8),
+                value: Self.event("h-stray", EventType.orderPaid, "2026-03-02T09:00:00+08:00", "mallory", #"{"orderId":"H-0","paidMinor":1000000}"#),
+                partition: (home + 1) % Topics.partitionCount)
             try send(Topics.orders, Self.event("h-ord", EventType.orderPaid, "2026-03-02T10:00:00+08:00", "mallory", #"{"orderId":"H-1","paidMinor":10000}"#))
             try send(Topics.engagement, Self.event("h-chk", EventType.checkedIn, "2026-03-02T11:00:00+08:00", "mallory", "{}"))
             #expect(producer.flush(timeoutMilliseconds: 10_000))
@@ -66,6 +73,7 @@ extension EndToEnd {
             let expected: Set<String> = [
                 "points:not-json", "points:time-out-of-range", "points:unauthenticated-command", "tiers:not-json", "campaigns:not-json",
                 "campaigns:unauthenticated-command", "campaigns:time-out-of-range",
+                "points:wrong-partition", "tiers:wrong-partition", "campaigns:wrong-partition",
             ]
             let letters = try Self.deadLetters(broker) { letters in
                 expected.isSubset(of: Set(letters.map { "\($0.data["service"]?.stringValue ?? ""):\($0.data["reason"]?.stringValue ?? "")" }))
@@ -82,8 +90,9 @@ extension EndToEnd {
             while Date() < deadline,
                   serviceCount(in: directory, "points", "SELECT COUNT(*) FROM inbox WHERE event_id IN ('h-ord', 'h-chk')") < 2 { usleep(200_000) }
             #expect(serviceCount(in: directory, "points", "SELECT COUNT(*) FROM inbox WHERE event_id IN ('h-ord', 'h-chk')") == 2)
+            #expect(serviceCount(in: directory, "points", "SELECT COUNT(*) FROM inbox WHERE event_id = 'h-stray'") == 0)
             // 100 for the order, 400 of first-order bonus (signed by campaigns), 1 for the check-in:
-            // nothing from the forged commands or the forged campaign.
+            // nothing from the forged commands, the forged campaign or the stray order.
             let ledgerDeadline = Date().addingTimeInterval(30)
             while Date() < ledgerDeadline,
                   serviceCount(in: directory, "points", "SELECT SUM(points) FROM ledger WHERE member = 'mallory'") < 501 { usleep(200_000) }

@@ -21,7 +21,8 @@ import Testing
             let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("notifications.sqlite").path))
             let processor = NotificationsProcessor(
                 program: try Program.load(json: ReferenceProgram.bytes()), templates: try MessageTemplates.load(json: ReferenceProgram.templatesBytes()))
-            applier = try BatchApplier(database: database, processor: processor, timerMode: .streamTime)
+            // One partition, so that every member's records, all on partition 0, share one task and stream time.
+            applier = try BatchApplier(database: database, processor: processor, timerMode: .streamTime, partitionCount: 1)
         }
 
         deinit { try? FileManager.default.removeItem(at: directory) }

@@ -22,7 +22,8 @@ import Testing
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("points.sqlite").path))
             let processor = PointsProcessor(program: try Program.load(json: ReferenceProgram.bytes()), commandKeys: keys, adjustmentLimit: 1_000)
-            applier = try BatchApplier(database: database, processor: processor, timerMode: .streamTime)
+            // One partition, so that every member's records, all on partition 0, share one task and stream time.
+            applier = try BatchApplier(database: database, processor: processor, timerMode: .streamTime, partitionCount: 1)
             applier.commandKeys = keys
         }
 
@@ -309,7 +310,7 @@ import Testing
         let keys = try CommandKeys.parse("current=points-test-secret-0001")
         let applier = try BatchApplier(
             database: try Database(DatabaseConfiguration(path: path)),
-            processor: PointsProcessor(program: try Program.load(json: ReferenceProgram.bytes()), commandKeys: keys), timerMode: .streamTime)
+            processor: PointsProcessor(program: try Program.load(json: ReferenceProgram.bytes()), commandKeys: keys), timerMode: .streamTime, partitionCount: 1)
         func count(_ sql: String) throws -> Int64 { try applier.database.prepare(sql).queryOne { $0.int64(0) } ?? -1 }
         #expect(try count("SELECT COUNT(*) FROM parked_records") == 1, "the order waits on; the profile is gone")
         #expect(try count("SELECT COUNT(*) FROM timers WHERE kind = 'unknown-member'") == 1)
@@ -328,7 +329,8 @@ import Testing
         program.startsAt = try EventTime.parse("2026-03-01T00:00:00+08:00")
         let applier = try BatchApplier(
             database: try Database(DatabaseConfiguration(path: directory.appendingPathComponent("points.sqlite").path)),
-            processor: PointsProcessor(program: program, commandKeys: try CommandKeys.parse("k=points-test-secret-0001")), timerMode: .streamTime)
+            processor: PointsProcessor(program: program, commandKeys: try CommandKeys.parse("k=points-test-secret-0001")), timerMode: .streamTime,
+            partitionCount: 1)
         var offset: Int64 = 0
         func apply(_ event: CloudEvent) throws -> [CloudEvent] {
             offset += 1

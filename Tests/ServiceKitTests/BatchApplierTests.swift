@@ -17,10 +17,16 @@ import Testing
     }
 
     func polled(_ processor: CountingProcessor, topic: String = "in.a", partition: Int32 = 0, offset: Int64, value: [UInt8]?) -> PolledRecord<CountingProcessor.Body> {
-        let record = ConsumedRecord(topic: topic, partition: partition, offset: offset, key: Array("m".utf8), value: value)
+        let record = ConsumedRecord(topic: topic, partition: partition, offset: offset, key: key(on: partition), value: value)
         let decoded: Result<Decoded<CountingProcessor.Body>, Rejection>
         do { decoded = .success(try processor.decode(record)) } catch { decoded = .failure(error) }
         return PolledRecord(record: record, decoded: decoded)
+    }
+
+    /// A key whose home partition is `partition` (the counting processor reads its member from
+    /// the subject, so any key on the right partition will do).
+    func key(on partition: Int32) -> [UInt8] {
+        (0...).lazy.map { Array("m\($0)".utf8) }.first { Murmur2Partitioner.partition(of: $0, partitions: Platform.acme.partitionCount) == partition }!
     }
 
     func outputs(_ outcome: BatchOutcome, topic: String) throws -> [CloudEvent] {
@@ -184,14 +190,49 @@ import Testing
         #expect(try first.otherTasksBound(owned: mine).bound == .lowest)
     }
 
+    @Test func aRecordOnAnotherPartitionThanItsKeysIsDeadLetteredAndMovesNoClock() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (applier, processor) = try makeApplier(directory)
+        _ = try applier.apply([polled(processor, partition: 2, offset: 0, value: countEvent("e1", member: "m", n: 1, time: 1_000))])
+        // A producer with another partitioner put a key of partition 2 on partition 5, far ahead.
+        var stray = polled(processor, partition: 5, offset: 0, value: countEvent("e2", member: "m", n: 5, time: 9_000))
+        stray.record.key = key(on: 2)
+        let outcome = try applier.apply([stray])
+        #expect(outcome.applied == 0 && outcome.deadLettered == 1)
+        let letter = try #require(try outputs(outcome, topic: acmeDeadLetters.name).first)
+        #expect(letter.data["reason"]?.stringValue == "wrong-partition")
+        #expect(letter.data["detail"]?.stringValue == "the key belongs on partition 2 of 6 (murmur2, the Java client's partitioner), not on partition 5")
+        #expect(try applier.database.count("SELECT total FROM counts WHERE member = 'm'") == 1)
+        #expect(try applier.database.count("SELECT COUNT(*) FROM task_clock WHERE task = 5") == 0, "task 5's clock did not move")
+        #expect(try applier.storedOffsets([TopicPartition(topic: "in.a", partition: 5)])[TopicPartition(topic: "in.a", partition: 5)] == 1)
+    }
+
+    @Test func aServiceWithIndependentTasksMayNotSendItselfARecord() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let processor = CountingProcessor(inputTopics: ["in.a", "in.b"], outputTopic: "in.b")
+        processor.tasksAreIndependent = true
+        let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("state.sqlite").path))
+        let applier = try BatchApplier(database: database, processor: processor, timerMode: .streamTime)
+        let failure = #expect(throws: ApplyFailure.self) {
+            try applier.apply([polled(processor, offset: 0, value: countEvent("e1", member: "m", n: 1, time: 1))])
+        }
+        #expect(failure?.underlying is SelfCommandRefused)
+        #expect(try database.count("SELECT COUNT(*) FROM counts") == 0 && database.count("SELECT COUNT(*) FROM outbox") == 0)
+        // The same processor sending to itself is a command when its tasks are not independent.
+        processor.tasksAreIndependent = false
+        let outcome = try applier.apply([polled(processor, offset: 0, value: countEvent("e1", member: "m", n: 1, time: 1))])
+        #expect(outcome.applied == 1 && outcome.outbox.contains { $0.topic == "in.b" })
+    }
+
     @Test func aFailingBatchLeavesNothingBehind() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let (applier, processor) = try makeApplier(directory)
         processor.failOnMember = "bad"
         let good = polled(processor, offset: 0, value: countEvent("e1", member: "m", n: 1, time: 1))
-        var bad = polled(processor, offset: 1, value: countEvent("e2", member: "bad", n: 1, time: 2))
-        bad.record.key = Array("bad".utf8)
+        let bad = polled(processor, offset: 1, value: countEvent("e2", member: "bad", n: 1, time: 2))
         // The error names the record it failed on.
         let failure = #expect(throws: ApplyFailure.self) { try applier.apply([good, bad]) }
         #expect(failure?.eventID == "e2" && failure?.offset == 1 && failure?.underlying is CountingProcessor.Failure)

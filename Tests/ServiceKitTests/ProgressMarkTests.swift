@@ -205,6 +205,29 @@ import Testing
         #expect(clocked.first?.idle == false && clocked.first?.time == 80)
     }
 
+    /// Tasks that send each other nothing promise for themselves: no task waits for a slower
+    /// one, or for one that has promised nothing yet.
+    @Test func independentTasksPromiseForThemselvesAlone() {
+        func marks(_ pending: [Int32: PendingWork], independent: Bool, others: [TaskPromise] = []) -> [Int32: ProgressMark] {
+            Dictionary(uniqueKeysWithValues: ProgressMark.marks(
+                producer: "p", pending: pending, streamTimes: [0: 40, 1: 60, 2: 80], nextTimers: [:], tasksAreIndependent: independent,
+                otherInstances: others).map { ($0.task, $0) })
+        }
+        let full = PendingWork(earliestBuffered: 50, hasEmptyPartition: false, isIdle: false, earliestEcho: nil)
+        let later = PendingWork(earliestBuffered: 90, hasEmptyPartition: false, isIdle: false, earliestEcho: nil)
+        let unknown = PendingWork(earliestBuffered: 70, hasEmptyPartition: false, isIdle: false, earliestEcho: nil, upstream: .none)
+        var readIdle = PendingWork(earliestBuffered: nil, hasEmptyPartition: true, isIdle: true, earliestEcho: nil)
+        readIdle.positions = ["shop": 7]
+        // Coupled, task 1 is held to task 0's 50 and nothing goes out while task 2 has no promise.
+        #expect(marks([0: full, 1: later], independent: false)[1]?.time == 50)
+        #expect(marks([0: full, 1: later, 2: unknown], independent: false).isEmpty)
+        // Independent, each task's mark is its own promise, idle when it alone is.
+        let own = marks([0: full, 1: later, 2: unknown], independent: true)
+        #expect(own == [0: ProgressMark(producer: "p", task: 0, time: 50, idle: false), 1: ProgressMark(producer: "p", task: 1, time: 90, idle: false)])
+        #expect(marks([0: full, 2: readIdle], independent: true)[2] == ProgressMark(producer: "p", task: 2, time: 80, idle: true, positions: ["shop": 7]))
+        #expect(marks([2: readIdle], independent: true, others: [.none, .busy(10)])[2]?.idle == true, "other instances' tasks send it nothing either")
+    }
+
     /// Tasks other instances own (sharing the store) lower the marks as the instance's own do.
     @Test func tasksOfOtherInstancesCountLikeTheInstancesOwn() {
         func marks(_ pending: [Int32: PendingWork], others: [TaskPromise]) -> [Int32: ProgressMark] {

@@ -26,6 +26,7 @@ final class CountingProcessor: StreamProcessor {
     var failOnMember: String?
     var sortedInputTopics: Set<String> = []
     var personalDataTopics: Set<String> = []
+    var tasksAreIndependent = false
     /// The threads that decoded records (`pthread_self`).
     let decodingThreads = Mutex<Set<UInt>>([])
     func rank(of eventType: String) -> Int { 0 }

@@ -19,7 +19,9 @@ import Testing
             directory = FileManager.default.temporaryDirectory.appendingPathComponent("tiers-tests-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("tiers.sqlite").path))
-            applier = try BatchApplier(database: database, processor: TiersProcessor(program: try Program.load(json: ReferenceProgram.bytes())), timerMode: .streamTime)
+            // One partition, so that every member's records, all on partition 0, share one task and stream time.
+            applier = try BatchApplier(database: database, processor: TiersProcessor(program: try Program.load(json: ReferenceProgram.bytes())), timerMode: .streamTime,
+                partitionCount: 1)
         }
 
         deinit { try? FileManager.default.removeItem(at: directory) }
