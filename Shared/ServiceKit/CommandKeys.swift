@@ -109,3 +109,11 @@ extension CommandKeys {
         return try ofDataDirectory(dataDirectory)
     }
 }
+
+extension CommandKeys.Key: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    /// The key's id and length, never its bytes: a key printed or dumped by mistake (a log
+    /// line, a test's failure message) gives nothing away.
+    public var description: String { "CommandKeys.Key(id: \(id), secret: \(secret.count) bytes, redacted)" }
+    public var debugDescription: String { description }
+    public var customMirror: Mirror { Mirror(self, children: ["id": id, "secret": "\(secret.count) bytes, redacted"]) }
+}

@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 import Messaging
 import Testing
@@ -63,6 +64,22 @@ import Testing
                 #expect(error.variable == "ACME_STANDBY")
             }
         }
+    }
+
+    @Test func commandKeysShowTheirIDsButNeverTheirBytes() throws {
+        let keys = try CommandKeys.parse("k1=0123456789abcdef-secret")
+        var dumped = ""
+        dump(keys, to: &dumped)
+        let secretBytes = Array("0123456789abcdef-secret".utf8).map(String.init).joined(separator: ", ")
+        for text in [dumped, "\(keys)", String(reflecting: keys), "\(keys.keys)", "\(HMACSHA256.Key(keys.keys[0].secret))"] {
+            #expect(text.contains("redacted"), "\(text)")
+            #expect(!text.contains("0123456789abcdef") && !text.contains(secretBytes) && !text.contains("- 48\n- 49"), "\(text)")
+        }
+        #expect("\(keys.keys[0])" == "CommandKeys.Key(id: k1, secret: 23 bytes, redacted)")
+        // The words of the prepared hash states are as good as the secret: none is shown.
+        var words = ""
+        dump(HMACSHA256.Key(keys.keys[0].secret), to: &words)
+        #expect(!words.contains("UInt32") && words.split(separator: "\n").count == 1, "\(words)")
     }
 
     @Test func commandKeysAreParsedAndTheDataDirectoryKeyIsSharedByEveryone() throws {

@@ -36,3 +36,10 @@ public enum HMACSHA256 {
         return difference == 0
     }
 }
+
+extension HMACSHA256.Key: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    /// Nothing of the key: its hash states stand for the secret as well as the secret does.
+    public var description: String { "HMACSHA256.Key(redacted)" }
+    public var debugDescription: String { description }
+    public var customMirror: Mirror { Mirror(self, children: [:]) }
+}
