@@ -558,9 +558,9 @@ public final class BatchApplier<Processor: StreamProcessor> {
         case .failure(let rejection): return .refuse(rejection, echo: polled.record.eventID)
         case .success(let decoded): input = decoded
         }
-        if let misplaced = misplacement(of: polled.record) {
-            return .refuse(misplaced, echo: isSorted ? input.eventID : nil)
-        }
+        // Not an echo even on a sorted topic: the service's own commands go to their key's
+        // partition, so a copy elsewhere must not release the one still on its way.
+        if let misplaced = misplacement(of: polled.record) { return .refuse(misplaced, echo: nil) }
         guard input.isRelevant else {
             guard input.onlyMovesStreamTime,
                   try exceededFutureLimit(input.time.millis, task: task, streamTime: streamTime, pending: progress.pendingStreamTimes) == nil

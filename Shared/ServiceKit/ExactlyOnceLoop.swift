@@ -589,7 +589,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// every task, or rebuilds a store).
     private func refreshOtherTasksBound() throws {
         let owned = merger.assignedTasks
-        guard replay == nil, !applier.processor.tasksAreIndependent, !owned.isEmpty, owned.count < Int(applier.partitionCount) else {
+        guard replay == nil, !owned.isEmpty, owned.count < Int(applier.partitionCount) else {
             merger.otherTasksBound = nil
             otherInstancesPromises = []
             return
@@ -675,8 +675,9 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     private func marksToPublish(_ clocks: TaskClocks, echoes: [(key: MergeKey, partition: TopicPartition)] = []) throws -> [ProgressMark] {
         guard !applier.processor.progressTopics.isEmpty else { return [] }
         var pending = pendingWork(echoes: echoes)
-        // Commands from tasks of other instances may come no earlier than their bound.
-        if let bound = merger.otherTasksBound, bound != .highest {
+        // Commands from tasks of other instances may come no earlier than their bound (tasks
+        // that are independent send none).
+        if !applier.processor.tasksAreIndependent, let bound = merger.otherTasksBound, bound != .highest {
             for task in pending.keys {
                 if bound == .lowest {
                     pending[task]!.upstream = .none

@@ -116,9 +116,10 @@ public protocol StreamProcessor: AnyObject {
     var upstreamProducers: [String: Set<String>] { get }
     /// Whether the service's tasks share nothing: every statement it runs is keyed by a key
     /// of the task at hand, and it sends itself no command. Then a task's progress marks
-    /// promise for that task alone, instances sharing the store do not wait for each other's
-    /// frontiers, and a batch refuses a record for one of the service's own input topics
-    /// (``SelfCommandRefused``), which would tie one task to another.
+    /// promise for that task alone, and a batch refuses a record for one of the service's own
+    /// input topics (``SelfCommandRefused``), which would tie one task to another. (Instances
+    /// sharing a store still keep frontiers between tasks: the store's inbox and the
+    /// time-out-of-range reference span tasks.)
     var tasksAreIndependent: Bool { get }
 
     /// The rank `decode` gives an event type; used for the commands the service sends itself.
