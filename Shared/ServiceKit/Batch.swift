@@ -232,7 +232,6 @@ public struct OutputTooLarge: Error, CustomStringConvertible {
     public var description: String { "a record of \(bytes) bytes for \(topic) is over the \(limit)-byte limit" }
 }
 
-
 /// A record a service whose tasks are independent tried to send to one of its own input
 /// topics: it would reach another task, so the batch is refused before it commits.
 public struct SelfCommandRefused: Error, CustomStringConvertible {

@@ -196,10 +196,13 @@ extension ProgressMark {
             promises[task] = promise(
                 of: work, streamTime: streamTimes[task], nextTimer: nextTimers[task], timersFireWithoutInput: timersFireWithoutInput)
         }
+        // Tasks that send each other nothing promise for themselves alone: no other task, here
+        // or in another instance, lowers them.
+        let others = tasksAreIndependent ? [:] : promises
         // The lowest busy promise of all tasks but one, for each: two smallest suffice.
         var othersBusy: [Int64] = []
         var othersUnknown = 0
-        for promise in otherInstances {
+        for promise in tasksAreIndependent ? [] : otherInstances {
             switch promise {
             case .none: othersUnknown += 1
             case .busy(let time): othersBusy.append(time)
@@ -214,17 +217,11 @@ extension ProgressMark {
             case .none: continue
             case .busy(let own), .idle(let own): time = own
             }
-            if tasksAreIndependent {
-                let idle: Bool
-                if case .idle = promises[task]! { idle = true } else { idle = false }
-                marks.append(ProgressMark(producer: producer, task: task, time: time, idle: idle, positions: idle ? pending[task]!.positions : [:]))
-                continue
-            }
             guard othersUnknown == 0 else { continue }
             var lowered = min(time, remoteBound ?? .max)
             var complete = true
             var othersIdle = remoteBound == nil
-            for (other, promise) in promises where other != task {
+            for (other, promise) in others where other != task {
                 switch promise {
                 case .none: complete = false
                 case .busy(let bound):
