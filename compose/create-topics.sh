@@ -8,12 +8,15 @@ kt=/opt/kafka/bin/kafka-topics.sh
 server=kafka:9092
 create() { $kt --bootstrap-server $server --create --if-not-exists --topic "$1" --partitions "${PARTITIONS:-6}" --replication-factor 1 "${@:2}"; }
 keep=(--config retention.ms=-1)
+# What shops write is stamped by the broker: an event far ahead of its partition's stream time
+# is let in within the margin of that stamp, which no writer can move (docs/operations.md).
+stamped=(--config message.timestamp.type=LogAppendTime)
 # Members carry contact data: compacted, so that the shop's tombstone after member.closed
 # removes every record of the member (docs/operations.md, "Erasure").
-create loyalty.members --config cleanup.policy=compact --config min.compaction.lag.ms=604800000 --config delete.retention.ms=86400000
-create loyalty.orders "${keep[@]}"
-create loyalty.engagement "${keep[@]}"
-create loyalty.points.requests "${keep[@]}"
+create loyalty.members "${stamped[@]}" --config cleanup.policy=compact --config min.compaction.lag.ms=604800000 --config delete.retention.ms=86400000
+create loyalty.orders "${keep[@]}" "${stamped[@]}"
+create loyalty.engagement "${keep[@]}" "${stamped[@]}"
+create loyalty.points.requests "${keep[@]}" "${stamped[@]}"
 create loyalty.points.commands "${keep[@]}"
 create loyalty.points.ledger "${keep[@]}"
 create loyalty.points.balances --config cleanup.policy=compact

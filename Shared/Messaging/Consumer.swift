@@ -143,9 +143,12 @@ public final class KafkaConsumer: @unchecked Sendable {
             // Copy out: librdkafka owns these buffers until the message is destroyed.
             let key = m.key.map { Array(UnsafeRawBufferPointer(start: $0, count: m.key_len)) }
             let value = m.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: m.len)) }
-            let timestamp = rd_kafka_message_timestamp(message, nil)
+            var type = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
+            let timestamp = rd_kafka_message_timestamp(message, &type)
             return .record(ConsumedRecord(
-                topic: topic, partition: m.partition, offset: m.offset, key: key, value: value, timestamp: timestamp >= 0 ? timestamp : nil))
+                topic: topic, partition: m.partition, offset: m.offset, key: key, value: value,
+                timestamp: timestamp >= 0 && type != RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? timestamp : nil,
+                timestampType: type == RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME ? .logAppendTime : .createTime))
         case RD_KAFKA_RESP_ERR__PARTITION_EOF:
             return .endOfPartition(TopicPartition(topic: topic, partition: m.partition), offset: m.offset)
         default:

@@ -21,17 +21,29 @@ public struct ConsumedRecord: Sendable {
     /// The record value; nil for a tombstone.
     public var value: [UInt8]?
     /// The record's Kafka timestamp in milliseconds since 1970 (the producer's send time, or
-    /// the broker's append time if the topic says so); nil when it has none. Only for
-    /// measuring how long records take: it is the writer's to set, so nothing decides on it.
+    /// the broker's append time if the topic says so); nil when it has none.
     public var timestamp: Int64?
+    /// Who set `timestamp`.
+    public var timestampType: TimestampType
 
-    public init(topic: String, partition: Int32, offset: Int64, key: [UInt8]?, value: [UInt8]?, timestamp: Int64? = nil) {
+    /// Who set a record's Kafka timestamp: the writer (`CreateTime`, any value it likes) or
+    /// the broker as it appended the record (the topic's `message.timestamp.type` is
+    /// `LogAppendTime`), which no writer can move.
+    public enum TimestampType: Sendable {
+        case createTime, logAppendTime
+    }
+
+    public init(
+        topic: String, partition: Int32, offset: Int64, key: [UInt8]?, value: [UInt8]?, timestamp: Int64? = nil,
+        timestampType: TimestampType = .createTime
+    ) {
         self.topic = topic
         self.partition = partition
         self.offset = offset
         self.key = key
         self.value = value
         self.timestamp = timestamp
+        self.timestampType = timestampType
     }
 
     public var topicPartition: TopicPartition { TopicPartition(topic: topic, partition: partition) }

@@ -111,8 +111,8 @@ public final class BatchApplier<Processor: StreamProcessor> {
     public var partitionCount: Int32
 
     /// How far ahead of the clock it is measured against an event may be (milliseconds): in
-    /// stream mode its task's stream time (for a task's first record, the newest of the
-    /// store's other tasks; none for the store's very first), in wall-clock mode `clock`.
+    /// stream mode its task's stream time, or the newest of the store's other tasks or the
+    /// record's broker-set timestamp (see `exceededFutureLimit`), in wall-clock mode `clock`.
     /// An event further ahead is dead-lettered with `time-out-of-range` and moves no clock.
     public var futureMargin: Int64?
     /// The machine clock, read only in wall-clock mode, for the bound above.
@@ -563,7 +563,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
         if let misplaced = misplacement(of: polled.record) { return .refuse(misplaced, echo: nil) }
         guard input.isRelevant else {
             guard input.onlyMovesStreamTime,
-                  try exceededFutureLimit(input.time.millis, task: task, streamTime: streamTime, pending: progress.pendingStreamTimes) == nil
+                  try exceededFutureLimit(input.time.millis, of: polled.record, task: task, streamTime: streamTime, pending: progress.pendingStreamTimes) == nil
             else { return .passOver }
             return .advanceClock(input.time)
         }
@@ -577,11 +577,12 @@ public final class BatchApplier<Processor: StreamProcessor> {
                     + "\(EventTime(millis: streamTime)): too old to tell from a duplicate"), echo: echo)
         }
         if input.movesStreamTime,
-           let limit = try exceededFutureLimit(input.time.millis, task: task, streamTime: streamTime, pending: progress.pendingStreamTimes) {
+           let limit = try exceededFutureLimit(input.time.millis, of: polled.record, task: task, streamTime: streamTime, pending: progress.pendingStreamTimes) {
             return .refuse(Rejection(
                 code: .timeOutOfRange,
                 detail: "event time \(input.time) is more than the allowed margin ahead of \(EventTime(millis: limit - futureMargin!)) "
-                    + "(\(timerMode == .streamTime ? "stream time" : "the machine clock")); it moves no clock"), echo: echo)
+                    + "(\(timerMode == .streamTime ? "the newest stream time, or the record's Kafka timestamp" : "the machine clock")); "
+                    + "it moves no clock"), echo: echo)
         }
         return .apply(input)
     }
@@ -830,20 +831,33 @@ public final class BatchApplier<Processor: StreamProcessor> {
     }
 
     /// The latest acceptable time when `time` is past it (see `futureMargin`); nil when `time`
-    /// is acceptable. In stream mode the reference is the newest stream time of the task and
-    /// the store's other tasks, so that a partition quiet for longer than the margin is let back
-    /// in once the others have moved on, and the store's very first record has no bound.
-    private func exceededFutureLimit(_ time: Int64, task: Int32, streamTime: Int64, pending: [Int32: Int64]) throws -> Int64? {
+    /// is acceptable. In stream mode the reference is the newest of:
+    /// - the task's stream time;
+    /// - the stream times of the store's other tasks, so that a partition quiet for longer
+    ///   than the margin is let back in once the others have moved on (in a store of one task,
+    ///   there are none);
+    /// - the record's Kafka timestamp when the broker set it (`LogAppendTime`): no writer moves
+    ///   it, and every read of the record sees the same, so a quiet partition's next real
+    ///   record is let back in by it alone;
+    /// - for the store's first record only, its Kafka timestamp even when the writer set it
+    ///   (bounding a writer's mistake, as good as the writer).
+    /// A store's first record without a timestamp has no bound.
+    private func exceededFutureLimit(_ time: Int64, of record: ConsumedRecord, task: Int32, streamTime: Int64, pending: [Int32: Int64]) throws -> Int64? {
         guard let futureMargin else { return nil }
         if timerMode == .wallClock {
             let limit = clock().millis + futureMargin
             return time > limit ? limit : nil
         }
         if streamTime != .min && time <= streamTime + futureMargin { return nil }
+        let appended = record.timestampType == .logAppendTime ? record.timestamp : nil
+        if let appended, time <= appended + futureMargin { return nil }
         let stored = try database.prepare("SELECT MAX(stream_time) FROM task_clock WHERE task != ?")
             .queryOne(.integer(Int64(task)), row: { $0.isNull(0) ? nil : $0.int64(0) }) ?? nil
-        let others = [stored].compactMap { $0 } + pending.filter { $0.key != task }.map(\.value)
-        guard let newest = (others + (streamTime == .min ? [] : [streamTime])).max() else { return nil }
+        var references = [stored].compactMap { $0 } + pending.filter { $0.key != task }.map(\.value)
+        if streamTime != .min { references.append(streamTime) }
+        if let appended { references.append(appended) }
+        if references.isEmpty, let written = record.timestamp { references.append(written) }
+        guard let newest = references.max() else { return nil }
         return time > newest + futureMargin ? newest + futureMargin : nil
     }
 

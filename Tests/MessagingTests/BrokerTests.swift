@@ -85,9 +85,10 @@ import Testing
         #expect(!listener.revoked.isEmpty)
     }
 
-    @Test func tombstonesAndEndOfPartitionArrive() throws {
+    @Test func tombstonesWithTheirKafkaTimestampAndEndOfPartitionArrive() throws {
         let broker = try EmbeddedBroker(topics: [topicA])
         let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+        let sentAt = Int64(Date().timeIntervalSince1970 * 1000)
         try producer.send(topic: topicA.name, key: Array("k".utf8), value: nil)
         #expect(producer.flush(timeoutMilliseconds: 10_000))
         let consumer = try KafkaConsumer(ConsumerConfiguration(bootstrapServers: broker.bootstrapServers, groupID: "g-\(UUID())"), listener: Listener())
@@ -103,6 +104,11 @@ import Testing
             }
         }
         #expect(tombstone != nil && tombstone?.value == nil)
+        // The embedded broker keeps the writer's timestamp (it has no LogAppendTime), and the
+        // consumer says so: the margin of time-out-of-range trusts only the broker's.
+        #expect(tombstone?.timestampType == .createTime)
+        let timestamp = try #require(tombstone?.timestamp)
+        #expect(timestamp >= sentAt - 1_000 && timestamp <= Int64(Date().timeIntervalSince1970 * 1000) + 1_000)
         #expect(endsSeen.count == 4)
         consumer.close()
     }

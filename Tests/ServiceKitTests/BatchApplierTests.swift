@@ -16,8 +16,12 @@ import Testing
         return (try BatchApplier(database: database, processor: processor, timerMode: timerMode, inboxHorizon: inboxHorizon), processor)
     }
 
-    func polled(_ processor: CountingProcessor, topic: String = "in.a", partition: Int32 = 0, offset: Int64, value: [UInt8]?) -> PolledRecord<CountingProcessor.Body> {
-        let record = ConsumedRecord(topic: topic, partition: partition, offset: offset, key: key(on: partition), value: value)
+    func polled(
+        _ processor: CountingProcessor, topic: String = "in.a", partition: Int32 = 0, offset: Int64, value: [UInt8]?,
+        timestamp: Int64? = nil, timestampType: ConsumedRecord.TimestampType = .createTime
+    ) -> PolledRecord<CountingProcessor.Body> {
+        let record = ConsumedRecord(
+            topic: topic, partition: partition, offset: offset, key: key(on: partition), value: value, timestamp: timestamp, timestampType: timestampType)
         let decoded: Result<Decoded<CountingProcessor.Body>, Rejection>
         do { decoded = .success(try processor.decode(record)) } catch { decoded = .failure(error) }
         return PolledRecord(record: record, decoded: decoded)
@@ -423,6 +427,51 @@ import Testing
         ])
         #expect(clockedOutcome.applied == 1)
         #expect(try outputs(clockedOutcome, topic: acmeDeadLetters.name).map { $0.data["reason"]?.stringValue } == ["time-out-of-range"])
+    }
+
+    /// In a store of one task (as every store will be once tasks keep their own), the margin is
+    /// measured from what the task and the record alone say, so every run decides alike.
+    @Test func theMarginOfATaskAloneComesFromItsStreamTimeAndTheBrokersTimestamp() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let day: Int64 = 86_400_000
+        let (applier, processor) = try makeApplier(directory)
+        applier.futureMargin = 30 * day
+        let start: Int64 = 1_767_225_600_000
+        func reasons(_ outcome: BatchOutcome) throws -> [String?] {
+            try outputs(outcome, topic: acmeDeadLetters.name).map { $0.data["reason"]?.stringValue }
+        }
+        // The store's first record is bounded by its Kafka timestamp, even one its writer set
+        // (a writer's mistake: milliseconds taken for seconds, say).
+        let first = try applier.apply([
+            polled(processor, offset: 0, value: countEvent("a0", member: "m", n: 1, time: start + 31 * day), timestamp: start),
+            polled(processor, offset: 1, value: countEvent("a1", member: "m", n: 1, time: start + 29 * day), timestamp: start),
+        ])
+        #expect(first.applied == 1)
+        #expect(try reasons(first) == ["time-out-of-range"])
+        #expect(try applier.database.count("SELECT stream_time FROM task_clock WHERE task = 0") == start + 29 * day)
+
+        // A year later the partition wakes up. A timestamp the writer set does not let a record
+        // past its task's stream time (a writer could set any); one the broker set does.
+        let later = start + 29 * day + 365 * day
+        let wakingUp = try applier.apply([
+            polled(processor, offset: 2, value: countEvent("b0", member: "m", n: 1, time: later), timestamp: later),
+            polled(processor, offset: 3, value: countEvent("b1", member: "m", n: 1, time: later + 40 * day), timestamp: later, timestampType: .logAppendTime),
+            polled(processor, offset: 4, value: countEvent("b2", member: "m", n: 1, time: later + 1), timestamp: later, timestampType: .logAppendTime),
+            polled(processor, offset: 5, value: countEvent("b3", member: "m", n: 1, time: later + 2), timestamp: later + 2),
+        ])
+        #expect(wakingUp.applied == 2)
+        #expect(try reasons(wakingUp) == ["time-out-of-range", "time-out-of-range"])
+        #expect(try outputs(wakingUp, topic: acmeDeadLetters.name).map { $0.data["offset"]?.int64Value } == [2, 3])
+        #expect(try applier.database.count("SELECT stream_time FROM task_clock WHERE task = 0") == later + 2)
+
+        // A record without a timestamp, first in its store, has no bound (as before).
+        let bareDirectory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: bareDirectory) }
+        let (bare, bareProcessor) = try makeApplier(bareDirectory)
+        bare.futureMargin = 30 * day
+        let bareOutcome = try bare.apply([polled(bareProcessor, offset: 0, value: countEvent("c0", member: "m", n: 1, time: start + 400 * day))])
+        #expect(bareOutcome.applied == 1)
     }
 
     @Test func aDeadLetterCarriesABoundedExcerptAndWhereTheRecordIs() throws {
