@@ -95,8 +95,13 @@ enum BrokerCommand {
     /// of an earlier one, and the services will refuse them. Say so, and remove them only when
     /// asked and when no running service has them open.
     static func checkServiceState(reset: Bool, dataDirectory: String) throws {
-        let databases = ServiceExecutables.names.map { "\(dataDirectory)/\($0).sqlite" }
-            .filter { FileManager.default.fileExists(atPath: $0) }
+        // A service's one store, or its stores per task (`LOYALTY_STORE_LAYOUT=task`).
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: dataDirectory)) ?? []
+        let databases = ServiceExecutables.names.flatMap { service in
+            ["\(service).sqlite"] + files.filter { $0.hasPrefix("\(service).task-") && $0.hasSuffix(".sqlite") }.sorted()
+        }
+        .map { "\(dataDirectory)/\($0)" }
+        .filter { FileManager.default.fileExists(atPath: $0) }
         guard !databases.isEmpty else { return }
         let open = databases.filter { FileUseLock.isInUse(path: $0) }
         if !open.isEmpty {

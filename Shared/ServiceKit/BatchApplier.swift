@@ -167,6 +167,14 @@ public final class BatchApplier<Processor: StreamProcessor> {
         }
     }
 
+    /// Forgets the failures counted against any record: they were of an earlier start than the
+    /// last, which failed on another record (kept in another store).
+    public func forgetStrikes() throws {
+        try database.transaction { try database.execute("DELETE FROM crash_strikes") }
+        strikeAgainst = nil
+        poisonRecord = nil
+    }
+
     /// Forgets the failures counted against a record, in the transaction that stores offsets
     /// past it.
     func clearStrikes(ifPast offsets: [TopicPartition: Int64]) throws -> Bool {

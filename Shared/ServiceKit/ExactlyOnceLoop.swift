@@ -9,22 +9,39 @@ import Storage
 /// Runs on the calling thread, which it keeps until a stop is requested.
 public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListener {
     private let configuration: ServiceConfiguration
-    private let applier: BatchApplier<Processor>
+    private let processor: Processor
+    /// The units the owned tasks are applied in: in the `service` store layout one, of every
+    /// task, for the loop's whole life; in the `task` layout one per task, opened as the task is
+    /// assigned and closed once it is revoked and its outbox is delivered.
+    private var units: [TaskUnit<Processor>] = []
+    /// The `service` layout's one unit: the only layout with broadcast topics, standbys and rebuilds.
+    private var serviceUnit: TaskUnit<Processor> { units[0] }
+    /// The crash note of the last start, until the store of the task it names is opened (the
+    /// `task` layout; the `service` layout counts its strike at once).
+    private var strikeNote: (partition: TopicPartition, offset: Int64, cause: String)?
+    /// Until the first assignment is taken on (the `task` layout): a store opened counts the
+    /// last start's strike if the note names its task, and otherwise forgets its own (they
+    /// are of an earlier start: not two in a row).
+    private var strikesToSettle = false
+    /// The cluster the stores belong to, once the broker said.
+    private var clusterID: String?
+    /// The partition count of the input topics, once the broker said.
+    private var partitionCount: Int32 = 0
+    /// Sends the instance's announcements where no unit lives for the loop's whole life.
+    private var announcer: OutboxRelay?
+    /// Checks the signatures of progress marks on command topics.
+    private let commandKeys: CommandKeys?
     private let logger: Logger
     private let stop: StopSignal
     private var consumer: KafkaConsumer!
     private var broadcast: BroadcastReader?
-    private let relay: OutboxRelay
-    private let checkpointer: WALCheckpointer
-    private let timerCensus: TimerCensus
     private let crashNote: CrashNote
-    /// Tells the platform's tools (a broker reset, say) that the database is open here.
-    private let useLock: FileUseLock
+    /// Tells the platform's tools (a broker reset, say) that the database is open here (the
+    /// `service` layout; in the `task` layout each unit holds its store's).
+    private let useLock: FileUseLock?
     /// A standby's change capture (`STANDBY`): `run` keeps the store a copy of the changelog.
     private var standby: ChangeCapture?
-    private var merger: EventTimeMerger<PolledRecord<Processor.Body>>
     private var paused: Set<TopicPartition> = []
-    private var committedOffsets: [TopicPartition: Int64] = [:]
     private var startupError: Error?
     private var everAssigned = false
     /// Records a partition may buffer before it is paused (the merge waits on its siblings).
@@ -41,18 +58,6 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     private var reachedEnd: Set<TopicPartition> = []
     /// Partitions revoked during the poll under way (see `poll`).
     private var revokedWhilePolling: Set<TopicPartition> = []
-    /// A batch erased personal data and the write-ahead log has not been truncated since.
-    private var erasurePending = false
-    private var lastErasureAttempt: Int64 = 0
-    /// The progress marks last published, per task (``ProgressMark``).
-    private var publishedMarks: [Int32: ProgressMark] = [:]
-    /// The frontiers last committed for the tasks this instance owns, while it shares the
-    /// store's tasks with other instances (``EventTimeMerger/frontier(of:)``).
-    private var committedFrontiers: [Int32: TaskFrontier] = [:]
-    /// The promises of the tasks other instances own, as last read with their frontiers.
-    private var otherInstancesPromises: [TaskPromise] = []
-    private var lastFrontierRepair: Int64 = 0
-    private var lastMarkCheck: Int64 = 0
     /// Rebuilding the store from history (the platform's replay command): the records to apply, and how far
     /// the rebuild has come.
     private let replay: ReplayPlan?
@@ -69,34 +74,35 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// they are all applied.
     public init(configuration: ServiceConfiguration, processor: Processor, logger: Logger, stop: StopSignal, replay: ReplayPlan? = nil) throws {
         self.configuration = configuration
+        self.processor = processor
         self.replay = replay
         self.logger = logger
         self.stop = stop
         status = ServiceStatus(service: configuration.service, metricPrefix: configuration.platform.metricPrefix)
-        let directory = (configuration.databasePath as NSString).deletingLastPathComponent
-        if !directory.isEmpty {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        commandKeys = try configuration.commandKeys()
+        // A record this service failed on at the last start (trap, fault or error) counts a
+        // strike; at two in a row it is dead-lettered when it comes (`poison-record`). The
+        // note is taken once the store (or the layout) is known to be this instance's.
+        let notePath = configuration.databasePath + ".crash"
+        if configuration.storePerTask {
+            try Self.checkStoresPerTask(configuration: configuration, processor: processor, rebuilding: replay != nil)
+            let directory = (configuration.databasePath as NSString).deletingLastPathComponent
+            if !directory.isEmpty { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+            // Each task's store is opened as the task is assigned, and counts the note's strike then.
+            strikeNote = CrashNote.take(at: notePath)
+            strikesToSettle = true
+            crashNote = try CrashNote(path: notePath)
+            useLock = nil
+            return
         }
-        let database = try Database(DatabaseConfiguration(
-            path: configuration.databasePath, synchronous: configuration.synchronous, cacheSizeKiB: configuration.cacheMiB * 1024))
+        try Self.checkNoStoresOfTheOtherLayout(configuration)
         // A changelog is one store's, written by one instance in commit order: that instance
         // holds the file alone, and any other is refused, whichever starts first.
         let keepsChangelog = configuration.changelog && replay == nil
-        do {
-            useLock = try FileUseLock(path: configuration.databasePath, exclusive: keepsChangelog)
-        } catch {
-            throw ConfigurationError(variable: configuration.platform.variable("CHANGELOG"), problem: "\(error)")
-        }
-        applier = try BatchApplier(
-            database: database, processor: processor, timerMode: configuration.timerMode,
-            inboxHorizon: configuration.inboxHorizonDays > 0 ? Int64(configuration.inboxHorizonDays) * 86_400_000 : nil)
-        applier.futureMargin = configuration.futureMarginMilliseconds
-        // A batch's timers stay about as many as its records: its outbox stays as small.
-        applier.timerBudget = max(2 * configuration.maxBatchRecords, 1_000)
-        applier.commandKeys = try configuration.commandKeys()
-        // Personal data the service erases is overwritten in the file, not merely unlinked:
-        // from the first statement on, a restore's clearing included.
-        if processor.storesPersonalData { try database.execute("PRAGMA secure_delete = ON") }
+        let (applier, lock) = try Self.openStore(
+            at: configuration.databasePath, configuration: configuration, processor: processor, exclusive: keepsChangelog)
+        useLock = lock
+        let database = applier.database
         var changelogProducer: KafkaProducer?
         if keepsChangelog && configuration.standby {
             // A standby writes nothing to Kafka (no producer, so it fences nobody): it checks
@@ -196,50 +202,128 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             logger.warning("the store no longer keeps a changelog", ["topic": topic, "then": "a store restored from it would start anew"])
         }
         status.update { [count = applier.partitionCount] in $0.partitionCount = count }
-        // A record this service failed on at the last start (trap, fault or error) counts a
-        // strike; at two in a row it is dead-lettered when it comes (`poison-record`).
-        let notePath = configuration.databasePath + ".crash"
         let note = CrashNote.take(at: notePath)
         crashNote = try CrashNote(path: notePath)
         applier.crashNote = crashNote
-        if let strike = try applier.recordStrike(note) {
-            logger.warning("the last start failed on an input record", [
-                "partition": strike.partition.description, "offset": String(strike.offset), "cause": strike.cause,
-                "startsInARow": String(strike.strikes),
-                "then": strike.strikes >= 2 ? "it is dead-lettered as poison-record" : "trying it once more",
-            ])
+        if let strike = try applier.recordStrike(note) { logStrike(strike) }
+        units = [try TaskUnit(
+            task: nil, databasePath: configuration.databasePath, configuration: configuration, applier: applier, storeLock: nil,
+            changelogProducer: changelogProducer, rebuilding: replay != nil, logger: logger
+        ) { [status] timers in status.update { $0.timers = timers } }]
+    }
+
+    /// Opens (or creates) the store at `path` with the settings every store of the service
+    /// has, and the lock that tells the platform's tools it is in use (`exclusive`: while it
+    /// keeps a changelog).
+    private static func openStore(
+        at path: String, configuration: ServiceConfiguration, processor: Processor, exclusive: Bool
+    ) throws -> (BatchApplier<Processor>, FileUseLock) {
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         }
-        if processor.storesPersonalData {
-            // An erasure committed just before the last stop may still be in the log.
-            erasurePending = true
+        let database = try Database(DatabaseConfiguration(
+            path: path, synchronous: configuration.synchronous, cacheSizeKiB: configuration.cacheMiB * 1024))
+        let lock: FileUseLock
+        do {
+            lock = try FileUseLock(path: path, exclusive: exclusive)
+        } catch {
+            throw ConfigurationError(variable: configuration.platform.variable("CHANGELOG"), problem: "\(error)")
         }
-        // Checkpoints happen on a connection of their own, not inside the loop's commits.
-        try database.execute("PRAGMA wal_autocheckpoint = 0")
-        let walLimit = configuration.walLimitBytes
-        // A log SQLite starts over is cut back to the limit, which is what `boundWriteAheadLog` watches.
-        if walLimit > 0 { try database.execute("PRAGMA journal_size_limit = \(walLimit)") }
-        checkpointer = try WALCheckpointer(
-            path: configuration.databasePath, intervalMilliseconds: 200, hurryAboveBytes: walLimit > 0 ? walLimit / 2 : nil, logger: logger)
-        timerCensus = try TimerCensus(
-            path: configuration.databasePath, mode: configuration.timerMode, intervalMilliseconds: 2_000, logger: logger
-        ) { [status] timers in status.update { $0.timers = timers } }
-        merger = EventTimeMerger(
-            topics: processor.inputTopics, sortedTopics: processor.sortedInputTopics,
-            serviceTopics: processor.serviceInputTopics, idleMilliseconds: configuration.taskIdleMilliseconds,
-            awaitedProducers: configuration.awaitedProducers(declared: processor.upstreamProducers))
-        merger.rebuilding = replay != nil
-        // No gaps: a batch the producer gives up on after retries is a fatal error (the service
-        // stops and republishes its outbox in order at the next start) rather than a hole that
-        // later rows, a progress mark behind a command, would be delivered past.
-        if replay != nil {
-            relay = OutboxRelay(discardingWith: logger)
+        let applier = try BatchApplier(
+            database: database, processor: processor, timerMode: configuration.timerMode,
+            inboxHorizon: configuration.inboxHorizonDays > 0 ? Int64(configuration.inboxHorizonDays) * 86_400_000 : nil)
+        applier.futureMargin = configuration.futureMarginMilliseconds
+        // A batch's timers stay about as many as its records: its outbox stays as small.
+        applier.timerBudget = max(2 * configuration.maxBatchRecords, 1_000)
+        applier.commandKeys = try configuration.commandKeys()
+        // Personal data the service erases is overwritten in the file, not merely unlinked:
+        // from the first statement on, a restore's clearing included.
+        if processor.storesPersonalData { try database.execute("PRAGMA secure_delete = ON") }
+        return (applier, lock)
+    }
+
+    /// A store per task holds one task's rows alone: refused for a service whose tasks reach
+    /// each other (commands to itself, frontiers, global figures), that reads broadcast topics
+    /// (every store would need them), or in a rebuild.
+    private static func checkStoresPerTask(configuration: ServiceConfiguration, processor: Processor, rebuilding: Bool) throws {
+        let problem: String? =
+            !processor.tasksAreIndependent ? "\(configuration.service)'s tasks are not independent (it sends commands to its own tasks)"
+            : !processor.broadcastTopics.isEmpty ? "\(configuration.service) reads broadcast topics, which every task's store would need"
+            : rebuilding ? "a rebuild makes one store" : nil
+        if let problem {
+            throw ConfigurationError(
+                variable: configuration.platform.variable("STORE_LAYOUT"),
+                problem: "a store per task does not work here yet: \(problem); use \(configuration.platform.variable("STORE_LAYOUT"))=service")
+        }
+        try checkNoStoresOfTheOtherLayout(configuration)
+    }
+
+    /// A layout never starts beside the stores of the other: its tasks would start afresh from
+    /// their first offsets, and the other's state would go unread.
+    private static func checkNoStoresOfTheOtherLayout(_ configuration: ServiceConfiguration) throws {
+        let other: [String]
+        if configuration.storePerTask {
+            other = FileManager.default.fileExists(atPath: configuration.databasePath) ? [configuration.databasePath] : []
         } else {
-            let producer = try KafkaProducer(ProducerConfiguration(
-                bootstrapServers: configuration.bootstrapServers,
-                extra: ["enable.gapless.guarantee": "true"].merging(configuration.kafkaSettings) { $1 }))
-            relay = OutboxRelay(producer: producer, logger: logger)
-            if let changelogProducer, let topic = applier.changelog?.topic { relay.sendChangelog(to: topic, through: changelogProducer) }
+            let directory = (configuration.databasePath as NSString).deletingLastPathComponent
+            let prefix = ((configuration.databasePath(ofTask: 0) as NSString).lastPathComponent as NSString)
+                .replacingOccurrences(of: ".task-0.sqlite", with: ".task-")
+            other = ((try? FileManager.default.contentsOfDirectory(atPath: directory.isEmpty ? "." : directory)) ?? [])
+                .filter { $0.hasPrefix(prefix) && $0.hasSuffix(".sqlite") }.sorted()
         }
+        guard let first = other.first else { return }
+        let variable = configuration.platform.variable("STORE_LAYOUT")
+        throw ConfigurationError(
+            variable: variable,
+            problem: "\(first) holds this service's state in the \(configuration.storePerTask ? "service" : "task") layout: "
+                + "started beside it, the \(configuration.storePerTask ? "task" : "service") layout would apply every task again from its "
+                + "first offset. Set \(variable)=\(configuration.storePerTask ? "service" : "task") again, or remove those files to rebuild "
+                + "the state from the input topics")
+    }
+
+    /// Opens the store of `task` (the `task` layout) and the unit that applies it.
+    private func openUnit(ofTask task: Int32) throws -> TaskUnit<Processor> {
+        let path = configuration.databasePath(ofTask: task)
+        let (applier, lock) = try Self.openStore(at: path, configuration: configuration, processor: processor, exclusive: false)
+        if let clusterID { try applier.claimCluster(clusterID) }
+        applier.partitionCount = partitionCount
+        applier.crashNote = crashNote
+        // The crash note names one record: its strike is counted in the store of that record's
+        // task, and every other store opened at this start forgets its own, as the one store
+        // of the `service` layout does when the note names another record.
+        if strikesToSettle, let note = strikeNote {
+            if note.partition.partition == task {
+                if let strike = try applier.recordStrike(note) { logStrike(strike) }
+            } else {
+                try applier.forgetStrikes()
+            }
+        } else if let strike = try applier.recordStrike(nil) {
+            logStrike(strike)
+        }
+        logger.info("task store opened", ["task": String(task), "database": path])
+        return try TaskUnit(
+            task: task, databasePath: path, configuration: configuration, applier: applier, storeLock: lock,
+            changelogProducer: nil, rebuilding: false, logger: logger
+        ) { [status] timers in status.update { $0.timers[task] = timers[task] } }
+    }
+
+    /// The unit that applies `task`, if this instance owns it (or still publishes for it).
+    private func unit(of task: Int32) -> TaskUnit<Processor>? {
+        configuration.storePerTask ? units.first { $0.task == task } : units.first
+    }
+
+    private func logStrike(_ strike: (partition: TopicPartition, offset: Int64, cause: String, strikes: Int64)) {
+        logger.warning("the last start failed on an input record", [
+            "partition": strike.partition.description, "offset": String(strike.offset), "cause": strike.cause,
+            "startsInARow": String(strike.strikes),
+            "then": strike.strikes >= 2 ? "it is dead-lettered as poison-record" : "trying it once more",
+        ])
+    }
+
+    /// The input offsets the units last committed.
+    private var committedOffsets: [TopicPartition: Int64] {
+        units.reduce(into: [:]) { offsets, unit in offsets.merge(unit.committedOffsets) { $1 } }
     }
 
     /// Runs until a stop is requested; then finishes the batch in hand, flushes the outbox
@@ -249,13 +333,16 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             try keepStandingBy(capture: standby)
             return
         }
-        let processor = applier.processor
-        let republished = try relay.republishUnsent(from: applier.database)
+        let processor = self.processor
+        var republished = 0
+        for unit in units { republished += try unit.relay.republishUnsent(from: unit.applier.database) }
+        let awaited = configuration.awaitedProducers(declared: processor.upstreamProducers)
         logger.info("starting", [
-            "bootstrap": configuration.bootstrapServers, "database": configuration.databasePath,
+            "bootstrap": configuration.bootstrapServers,
+            "database": configuration.storePerTask ? configuration.databasePath(ofTask: 0).replacingOccurrences(of: ".task-0.", with: ".task-<task>.") : configuration.databasePath,
             "group": configuration.groupID, "topics": processor.inputTopics.joined(separator: ","),
             "timers": configuration.timerMode.rawValue, "republished": String(republished),
-            "waitsFor": merger.awaitedProducers.values.reduce(into: Set<String>()) { $0.formUnion($1) }.sorted().joined(separator: ","),
+            "waitsFor": awaited.values.reduce(into: Set<String>()) { $0.formUnion($1) }.sorted().joined(separator: ","),
         ])
         var consumerConfiguration = ConsumerConfiguration(
             bootstrapServers: configuration.bootstrapServers, groupID: configuration.groupID, extra: configuration.kafkaSettings)
@@ -266,8 +353,9 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         try startHTTP()
         guard try claimCluster() else { return }
         status.update { $0.connected = true }
-        applier.partitionCount = try coPartitionedCount(of: processor.inputTopics + processor.progressTopics)
-        status.update { [count = applier.partitionCount] in $0.partitionCount = count }
+        partitionCount = try coPartitionedCount(of: processor.inputTopics + processor.progressTopics)
+        for unit in units { unit.applier.partitionCount = partitionCount }
+        status.update { [partitionCount] in $0.partitionCount = partitionCount }
         if let replay { try checkReplayable(replay) }
         if !processor.broadcastTopics.isEmpty { try catchUpWithBroadcastTopics(processor.broadcastTopics) }
         try consumer.subscribe(processor.inputTopics)
@@ -291,7 +379,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         while !stop.isRequested {
             try applyBroadcastRecords(timeoutMilliseconds: 0)
             // Held by another instance's tasks: their owner commits their next frontier any moment.
-            let heldByOthers = merger.isHeldByOtherTasks
+            let heldByOthers = units.contains { $0.merger.isHeldByOtherTasks }
             let polled = poll(maxRecords: configuration.maxBatchRecords, timeoutMilliseconds: moreToApply ? 0 : heldByOthers ? 2 : 20)
             if let startupError { throw startupError }
             let plan = recordsToDecode(polled)
@@ -304,39 +392,38 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 // Until they are buffered, their partitions count as behind their ends: a
                 // partition the batch drains is never taken for read to its end.
                 for event in polled {
-                    if case .record(let record) = event { merger.expectRecords(record.topicPartition, below: record.offset + 1) }
+                    if case .record(let record) = event {
+                        unit(of: record.partition)?.merger.expectRecords(record.topicPartition, below: record.offset + 1)
+                    }
                 }
             } else {
                 take(polled, decoded: Self.decode(polled, plan: plan, processor: processor, crashNote: crashNote, slot: .applying, trap: decodingTrap))
             }
-            try relay.poll()
+            for unit in units { try unit.relay.poll() }
+            try announcer?.poll()
             refreshEnds()
-            try refreshOtherTasksBound()
-            // Broadcast records the broker has and this instance has not read hold the tasks; a
-            // record or timers carried over from the last batch go before anything else.
-            let first = broadcast?.isBehind == true || applier.hasWorkLeftOver ? nil : merger.next(now: monotonicMilliseconds())
-            var wallClock: EventTime?
-            if configuration.timerMode == .wallClock {
-                let now = EventTime(millis: Int64(Date().timeIntervalSince1970 * 1000))
-                if try applier.hasTimersDue(tasks: merger.assignedTasks, by: now) { wallClock = now }
-            }
             moreToApply = false
-            var batchRan = true
-            if first != nil || applier.hasWorkLeftOver || !relay.rowsToDelete.isEmpty || wallClock != nil {
-                let applied = try applyBatch(startingWith: first?.item, wallClock: wallClock)
-                moreToApply = applier.hasWorkLeftOver || (applied >= configuration.maxBatchRecords && merger.bufferedCount > 0)
-            } else if monotonicMilliseconds() - lastMarkCheck >= 50 {
-                // Nothing to apply, but the promise may have grown (a partition read to its end),
-                // or records read past (progress marks) may have moved the offsets to store.
-                lastMarkCheck = monotonicMilliseconds()
-                let promised = try !processor.progressTopics.isEmpty && !marksToPublish(applier.currentClocks()).isEmpty
-                let readPast = merger.committableOffsets.contains { committedOffsets[$0.key] != $0.value }
-                if promised || readPast { try applyBatch(startingWith: nil, wallClock: nil) } else { batchRan = false }
-            } else if merger.otherTasksBound != nil, try !frontiersToCommit(applier.currentClocks()).isEmpty {
-                // Other instances wait for this one's frontiers (records fetched, say).
-                try applyBatch(startingWith: nil, wallClock: nil)
-            } else {
-                batchRan = false
+            var batchRan: [ObjectIdentifier: Bool] = [:]
+            for unit in units {
+                try unit.refreshOtherTasksBound()
+                // Broadcast records the broker has and this instance has not read hold the tasks; a
+                // record or timers carried over from the last batch go before anything else.
+                let first = broadcast?.isBehind == true || unit.applier.hasWorkLeftOver ? nil : unit.merger.next(now: monotonicMilliseconds())
+                var wallClock: EventTime?
+                if configuration.timerMode == .wallClock {
+                    let now = EventTime(millis: Int64(Date().timeIntervalSince1970 * 1000))
+                    if try unit.applier.hasTimersDue(tasks: unit.merger.assignedTasks, by: now) { wallClock = now }
+                }
+                var ran = true
+                if first != nil || unit.hasWorkLeftOver || wallClock != nil {
+                    let applied = try applyBatch(in: unit, startingWith: first?.item, wallClock: wallClock)
+                    if unit.applier.hasWorkLeftOver || (applied >= configuration.maxBatchRecords && unit.merger.bufferedCount > 0) { moreToApply = true }
+                } else if try unit.needsEmptyBatch(now: monotonicMilliseconds()) {
+                    try applyBatch(in: unit, startingWith: nil, wallClock: nil)
+                } else {
+                    ran = false
+                }
+                batchRan[ObjectIdentifier(unit)] = ran
             }
             if decodingAhead, let decodeAhead {
                 decodeAhead.wait()
@@ -345,12 +432,11 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 aheadResults.value = []
             }
             resumePartitions()
-            // A batch bounds the log after its commit; idle, the loop's checkpoint delays no
-            // record, and the background checkpointer stands aside for it once asked.
-            if erasurePending || (!batchRan && checkpointer.writerAsked) { try boundWriteAheadLog() }
+            for unit in units { try unit.checkpointIfDue(batchRan: batchRan[ObjectIdentifier(unit)] ?? false) }
+            closeSettledUnits()
             if let replay, replayIsDone(replay, now: monotonicMilliseconds()) { break }
             let now = monotonicMilliseconds()
-            if announcementDue { try announce(tasks: merger.assignedTasks) }
+            if announcementDue { try announce(tasks: assignedTasks) }
             if now - lastStatus >= 500 {
                 refreshStatus(now: now)
                 lastStatus = now
@@ -364,17 +450,18 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                     "applied": String(totals.applied), "duplicates": String(totals.duplicates),
                     "deadLettered": String(totals.deadLettered), "timersFired": String(totals.timersFired),
                     "late": String(totals.late),
-                    "buffered": String(merger.bufferedCount), "outboxInFlight": String(relay.inFlightCount),
-                    "echoesPending": String(merger.pendingEchoes),
-                    "heldByOtherInstancesMs": merger.heldByOtherTasks(now: now).map { String($0) } ?? "0",
-                    "heldBy": merger.heldPartitions(now: now)
+                    "buffered": String(units.reduce(0) { $0 + $1.merger.bufferedCount }),
+                    "outboxInFlight": String(units.reduce(0) { $0 + $1.relay.inFlightCount }),
+                    "echoesPending": String(units.reduce(0) { $0 + $1.merger.pendingEchoes }),
+                    "heldByOtherInstancesMs": units.compactMap { $0.merger.heldByOtherTasks(now: now) }.max().map { String($0) } ?? "0",
+                    "heldBy": units.flatMap { $0.merger.heldPartitions(now: now) }
                         .sorted { $0.partition.description < $1.partition.description }
                         .map { "\($0.partition)(\($0.inGrace ? "grace" : "unread records") \($0.milliseconds) ms)" }.joined(separator: ","),
-                    "waitingFor": merger.progressWaits(now: now)
+                    "waitingFor": units.flatMap { $0.merger.progressWaits(now: now) }
                         .sorted { $0.partition.description < $1.partition.description }
                         .map { "\($0.producer) on \($0.partition) (\($0.milliseconds) ms)" }.joined(separator: ","),
                 ])
-                let overdue = merger.overdueEchoes(now: now, after: 30_000)
+                let overdue = units.flatMap { $0.merger.overdueEchoes(now: now, after: 30_000) }.sorted { $0.milliseconds > $1.milliseconds }
                 if let oldest = overdue.first {
                     logger.warning("commands sent to this service have not come back", [
                         "count": String(overdue.count), "oldest": oldest.id, "partition": oldest.partition.description,
@@ -393,15 +480,38 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         }
         if advertisedAddress != nil { try? announce(tasks: []) }
         logger.info("stopping: flushing the outbox")
-        let drained = try relay.drain(timeoutMilliseconds: 30_000)
-        if !relay.rowsToDelete.isEmpty { try applyBatch(startingWith: nil, wallClock: nil) }
+        // One 30-second wait for all of the units together.
+        let drainDeadline = monotonicMilliseconds() + 30_000
+        var drained = true
+        for unit in units {
+            let left = Int(max(0, drainDeadline - monotonicMilliseconds()))
+            if try !unit.relay.drain(timeoutMilliseconds: left) { drained = false }
+            if !unit.relay.rowsToDelete.isEmpty { try applyBatch(in: unit, startingWith: nil, wallClock: nil) }
+        }
+        _ = try announcer?.drain(timeoutMilliseconds: 5_000)
         consumer.commitAdvisory(committedOffsets)
         consumer.close()
         broadcast?.close()
-        checkpointer.stop()
-        timerCensus.stop()
+        for unit in units { unit.close() }
         httpServer?.stop()
         logger.info("stopped", ["applied": String(totals.applied), "outboxDrained": String(drained)])
+    }
+
+    /// The tasks this instance owns.
+    private var assignedTasks: [Int32] { units.flatMap { $0.merger.assignedTasks }.sorted() }
+
+    /// Closes the units of revoked tasks (the `task` layout) once their outbox is delivered
+    /// and its rows deleted.
+    private func closeSettledUnits() {
+        guard configuration.storePerTask else { return }
+        let settled = units.filter { $0.merger.assignedTasks.isEmpty && $0.isSettled }
+        guard !settled.isEmpty else { return }
+        for unit in settled {
+            unit.close()
+            if let task = unit.task { status.update { $0.timers[task] = nil } }
+            logger.info("task store closed", ["task": unit.task.map(String.init) ?? "all"])
+        }
+        units.removeAll { unit in settled.contains { $0 === unit } }
     }
 
     /// A standby's loop: reads the changelog on from where the store stands, every half second,
@@ -410,7 +520,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// offset the store has come to, so a standby stopped at any point goes on from there.
     private func keepStandingBy(capture: ChangeCapture) throws {
         let topic = configuration.platform.changelog(of: configuration.service)
-        let database = applier.database
+        let database = serviceUnit.applier.database
         var position = try ChangelogCopy.standbyPosition(of: database)
         logger.info("standing by", ["topic": topic, "from": position.map(String.init) ?? "the beginning"])
         // One reader for every pass: a pass with nothing new costs two offset requests.
@@ -451,7 +561,8 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     private func claimCluster() throws -> Bool {
         while !stop.isRequested {
             if let clusterID = consumer.clusterID(timeoutMilliseconds: 5_000) {
-                try applier.claimCluster(clusterID)
+                self.clusterID = clusterID
+                for unit in units { try unit.applier.claimCluster(clusterID) }
                 logger.info("connected", ["cluster": clusterID])
                 return true
             }
@@ -478,7 +589,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// Reads the broadcast topics to their end before any task record is applied, so that a
     /// fresh instance decides on the same definitions as the one before it.
     private func catchUpWithBroadcastTopics(_ topics: [String]) throws {
-        let reader = try BroadcastReader(configuration: configuration, topics: topics, logger: logger) { [applier] partitions in
+        let reader = try BroadcastReader(configuration: configuration, topics: topics, logger: logger) { [applier = serviceUnit.applier] partitions in
             try applier.storedOffsets(partitions)
         }
         broadcast = reader
@@ -499,61 +610,16 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         // A rebuild applies only the definitions the store in use had read.
         if let replay { records.removeAll { !replay.includes($0.offset, of: $0.topicPartition) } }
         guard !records.isEmpty else { return }
-        let outcome = try applier.applyBroadcast(records)
-        try relay.publish(outcome.outbox)
+        let outcome = try serviceUnit.applier.applyBroadcast(records)
+        try serviceUnit.relay.publish(outcome.outbox)
     }
 
-    /// Applies one batch: `first` and then whatever the merge releases, up to the batch size,
-    /// with the echoes the batch sends itself holding back what sorts after them. Returns the
-    /// records it pulled from the merge.
+    /// Applies one batch in `unit` (``TaskUnit/commitBatch(startingWith:wallClock:)``), counts
+    /// it, and publishes it. Returns the records it pulled from the merge.
     @discardableResult
-    private func applyBatch(startingWith first: PolledRecord<Processor.Body>?, wallClock: EventTime?) throws -> Int {
-        let delivered = relay.rowsToDelete
-        var pending = first
-        var pulled = 0
-        let limit = configuration.maxBatchRecords
+    private func applyBatch(in unit: TaskUnit<Processor>, startingWith first: PolledRecord<Processor.Body>?, wallClock: EventTime?) throws -> Int {
         let now = monotonicMilliseconds()
-        let progressTopics = applier.processor.progressTopics
-        var published: [ProgressMark] = []
-        var frontiers: [Int32: TaskFrontier] = [:]
-        // Echoes the merge was told of while the batch ran (a rebuild may have merged their copy since).
-        var expectedInBatch: Set<String> = []
-        let outcome = try applier.apply(
-            nextRecord: { newEchoes in
-                for echo in newEchoes {
-                    merger.expectEcho(echo.key, on: echo.partition, now: now)
-                    expectedInBatch.insert(echo.key.id)
-                }
-                if let record = pending {
-                    pending = nil
-                    pulled += 1
-                    return record
-                }
-                guard first != nil, pulled < limit, let next = merger.next(now: now) else { return nil }
-                pulled += 1
-                return next.item
-            },
-            committableOffsets: { merger.committableOffsets },
-            deliveredOutbox: delivered, wallClock: wallClock, tasks: merger.assignedTasks,
-            beforeCommit: { batch, clocks in
-                try self.applier.storeMarks(self.merger.takeChangedMarks())
-                frontiers = try self.frontiersToCommit(clocks, echoes: batch.echoes)
-                try self.applier.storeFrontiers(frontiers)
-                published = try self.marksToPublish(clocks, echoes: batch.echoes)
-                for mark in published {
-                    for topic in progressTopics { try batch.emit(mark, to: topic) }
-                }
-            })
-        for mark in published { publishedMarks[mark.task] = mark }
-        committedFrontiers.merge(frontiers) { $1 }
-        relay.deleted(delivered.count)
-        committedOffsets.merge(merger.committableOffsets) { $1 }
-        for echo in outcome.echoes where !expectedInBatch.contains(echo.key.id) { merger.expectEcho(echo.key, on: echo.partition, now: now) }
-        if let marker = configuration.faultKillAfterCommit.map({ Array($0.utf8) }),
-           outcome.outbox.contains(where: { $0.value.map { $0.contains(marker) } ?? false }) {
-            logger.warning("\(configuration.platform.variable("FAULT_KILL_AFTER_COMMIT")): killing the process after commit, before publishing")
-            kill(getpid(), SIGKILL)
-        }
+        let (outcome, pulled) = try unit.commitBatch(startingWith: first, wallClock: wallClock)
         let records = outcome.applied + outcome.duplicates + outcome.deadLettered
         let seconds = Double(monotonicMilliseconds() - now) / 1000
         // Observed outside the status lock: a batch may hold many records.
@@ -578,121 +644,8 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         totals.skippedBehindOffset += outcome.skippedBehindOffset
         totals.late += outcome.late
         totals.timersFired += outcome.timersFired
-        if outcome.erasedPersonalData { erasurePending = true }
-        try relay.publish(outcome.outbox)
-        try boundWriteAheadLog()
+        try unit.publish(outcome)
         return pulled
-    }
-
-    /// With other instances owning some of the tasks: refreshes the merge's bound from the
-    /// frontiers they committed and the commands on their way (nil when this instance owns
-    /// every task, or rebuilds a store).
-    private func refreshOtherTasksBound() throws {
-        let owned = merger.assignedTasks
-        guard replay == nil, !owned.isEmpty, owned.count < Int(applier.partitionCount) else {
-            merger.otherTasksBound = nil
-            otherInstancesPromises = []
-            return
-        }
-        let (bound, promises, stored) = try applier.otherTasksBound(owned: Set(owned))
-        merger.otherTasksBound = bound
-        otherInstancesPromises = promises
-        // A row another writer changed (an owner of the task before a rebalance, late) is
-        // committed again, at most every 100 ms: two instances that both believe they own a
-        // task until the group settles it would otherwise take turns rewriting it.
-        let now = monotonicMilliseconds()
-        if now - lastFrontierRepair >= 100, committedFrontiers.contains(where: { stored[$0.key] != $0.value }) {
-            lastFrontierRepair = now
-            committedFrontiers = committedFrontiers.filter { stored[$0.key] == $0.value }
-        }
-    }
-
-    /// The frontiers of this instance's tasks that differ from those last committed, while it
-    /// shares the tasks with other instances.
-    private func frontiersToCommit(_ clocks: TaskClocks, echoes: [(key: MergeKey, partition: TopicPartition)] = []) throws -> [Int32: TaskFrontier] {
-        guard merger.otherTasksBound != nil else { return [:] }
-        // The promises only matter to a service that publishes progress marks.
-        let promises = applier.processor.progressTopics.isEmpty ? [:] : try ownPromises(clocks, echoes: echoes)
-        var changed: [Int32: TaskFrontier] = [:]
-        let carried = applier.carriedRecord.map { (task: $0.record.partition, key: MergeKey(of: $0.decoded, record: $0.record)) }
-        for task in merger.assignedTasks {
-            var key = merger.frontier(of: task)
-            // A record carried over to the next batch left the merge, not the task.
-            if let carried, carried.task == task { key = min(key, carried.key) }
-            let frontier = TaskFrontier(key: key, promise: promises[task] ?? .none)
-            if committedFrontiers[task] != frontier { changed[task] = frontier }
-        }
-        return changed
-    }
-
-    /// What the merge still holds for each owned task, with the commands the batch in hand sent
-    /// itself (not yet known to the merge).
-    private func pendingWork(echoes: [(key: MergeKey, partition: TopicPartition)]) -> [Int32: PendingWork] {
-        var pending = merger.pendingWork()
-        // A record carried over to the next batch left the merge, not the task.
-        if let carried = applier.carriedRecord, var work = pending[carried.record.partition] {
-            let time = MergeKey(of: carried.decoded, record: carried.record).time
-            work.earliestBuffered = min(work.earliestBuffered ?? .max, time)
-            work.isIdle = false
-            pending[carried.record.partition] = work
-        }
-        // So do timers due that the budget left for the next batch.
-        for task in applier.tasksWithTimersLeft { pending[task]?.isIdle = false }
-        for echo in echoes {
-            guard var work = pending[echo.partition.partition] else { continue }
-            work.earliestEcho = min(work.earliestEcho ?? .max, echo.key.time)
-            work.isIdle = false
-            pending[echo.partition.partition] = work
-        }
-        return pending
-    }
-
-    /// The task clocks the marks need, for these tasks.
-    private func clockTimes(_ clocks: TaskClocks, tasks: Dictionary<Int32, PendingWork>.Keys) throws -> (streamTimes: [Int32: Int64], timers: [Int32: Int64]) {
-        var streamTimes: [Int32: Int64] = [:]
-        var timers: [Int32: Int64] = [:]
-        for task in tasks {
-            streamTimes[task] = try clocks.streamTime(task)
-            timers[task] = try clocks.nextTimerDue(task)
-        }
-        return (streamTimes, timers)
-    }
-
-    /// What each owned task can promise by itself, for the marks of other instances.
-    private func ownPromises(_ clocks: TaskClocks, echoes: [(key: MergeKey, partition: TopicPartition)]) throws -> [Int32: TaskPromise] {
-        let pending = pendingWork(echoes: echoes)
-        let (streamTimes, timers) = try clockTimes(clocks, tasks: pending.keys)
-        return pending.reduce(into: [:]) { promises, entry in
-            promises[entry.key] = ProgressMark.promise(
-                of: entry.value, streamTime: streamTimes[entry.key], nextTimer: timers[entry.key],
-                timersFireWithoutInput: configuration.timerMode == .wallClock)
-        }
-    }
-
-    /// The progress marks that differ from those last published: what this instance can promise
-    /// now for each of its tasks, from its merge and the task clocks (`echoes`: commands the batch
-    /// in hand sent itself, not yet known to the merge).
-    private func marksToPublish(_ clocks: TaskClocks, echoes: [(key: MergeKey, partition: TopicPartition)] = []) throws -> [ProgressMark] {
-        guard !applier.processor.progressTopics.isEmpty else { return [] }
-        var pending = pendingWork(echoes: echoes)
-        // Commands from tasks of other instances may come no earlier than their bound (tasks
-        // that are independent send none).
-        if !applier.processor.tasksAreIndependent, let bound = merger.otherTasksBound, bound != .highest {
-            for task in pending.keys {
-                if bound == .lowest {
-                    pending[task]!.upstream = .none
-                } else if case .some(let upstream) = pending[task]!.upstream {
-                    pending[task]!.upstream = .some(min(upstream ?? .max, bound.time))
-                }
-            }
-        }
-        let (streamTimes, timers) = try clockTimes(clocks, tasks: pending.keys)
-        return ProgressMark.marks(
-            producer: applier.processor.name, pending: pending, streamTimes: streamTimes, nextTimers: timers,
-            timersFireWithoutInput: configuration.timerMode == .wallClock,
-            tasksAreIndependent: applier.processor.tasksAreIndependent,
-            otherInstances: merger.otherTasksBound == nil ? [] : otherInstancesPromises)
-            .filter { publishedMarks[$0.task] != $0 }
     }
 
     /// A progress mark read from an input partition, checked like a command where commands are
@@ -701,7 +654,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         do throws(Rejection) {
             let event: CloudEvent
             do { event = try CloudEvent.decode(record.value ?? []) } catch { throw Rejection(code: error.code, detail: error.detail) }
-            if applier.processor.commandTopics.contains(record.topic), let keys = applier.commandKeys, let rejection = keys.verify(event) {
+            if processor.commandTopics.contains(record.topic), let keys = commandKeys, let rejection = keys.verify(event) {
                 throw rejection
             }
             return .success(try ProgressMark.decode(event, partition: record.partition))
@@ -714,11 +667,13 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// `<data dir>/<service>.http` for the CLI.
     private func startHTTP() throws {
         guard let address = configuration.httpAddress else { return }
-        let processor = UncheckedSendable(applier.processor)
+        let processor = UncheckedSendable(self.processor)
         let (service, servers, settings) = (configuration.service, configuration.bootstrapServers, configuration.kafkaSettings)
-        let platform = applier.processor.platform
+        let platform = self.processor.platform
         let endpoints = ServiceEndpoints(
-            status: status, databasePath: configuration.databasePath, token: configuration.httpToken,
+            status: status,
+            databasePath: { [configuration] task in configuration.storePerTask ? configuration.databasePath(ofTask: task) : configuration.databasePath },
+            token: configuration.httpToken,
             tokenVariable: configuration.platform.variable("HTTP_TOKEN"),
             memberView: { member, database, asOf in try processor.value.memberView(member, in: database, asOf: asOf) },
             memberResource: { member, resource, database in try processor.value.memberResource(member, resource, in: database) },
@@ -738,7 +693,17 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         announcementDue = false
         guard let advertisedAddress else { return }
         let record = InstanceDirectory.announcement(service: configuration.service, address: advertisedAddress, tasks: tasks)
-        try relay.sendUntracked(topic: applier.processor.platform.instances, key: record.key, value: record.value)
+        // The `task` layout's units come and go with their tasks: its announcements have a
+        // producer of their own.
+        if !configuration.storePerTask {
+            try serviceUnit.relay.sendUntracked(topic: processor.platform.instances, key: record.key, value: record.value)
+            return
+        }
+        if announcer == nil {
+            announcer = OutboxRelay(producer: try KafkaProducer(ProducerConfiguration(
+                bootstrapServers: configuration.bootstrapServers, extra: configuration.kafkaSettings)), logger: logger)
+        }
+        try announcer!.sendUntracked(topic: processor.platform.instances, key: record.key, value: record.value)
     }
 
     /// Brings what `/ready` and `/metrics` report up to date.
@@ -748,12 +713,15 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         for partition in status.snapshot.partitions.keys {
             if let marks = consumer.cachedWatermarks(of: partition) { ends[partition] = marks.high }
         }
-        let streamTimes = Dictionary(merger.assignedTasks.compactMap { task in applier.knownStreamTime(task).map { (task, $0) } }) { $1 }
-        let inFlight = relay.inFlightCount
-        let oldest = relay.oldestInFlightMilliseconds(now: now)
-        let extra = applier.processor.metricLines()
+        var streamTimes: [Int32: Int64] = [:]
+        for unit in units {
+            for task in unit.merger.assignedTasks { streamTimes[task] = unit.applier.knownStreamTime(task) }
+        }
+        let inFlight = units.reduce(0) { $0 + $1.relay.inFlightCount }
+        let oldest = units.map { $0.relay.oldestInFlightMilliseconds(now: now) }.max() ?? 0
+        let extra = processor.metricLines()
         let reached = reachedEnd
-        let waits = merger.progressWaits(now: now)
+        let waits = units.flatMap { $0.merger.progressWaits(now: now) }
         status.update { snapshot in
             snapshot.progressWaits = waits
             for (partition, var state) in snapshot.partitions {
@@ -766,54 +734,6 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             snapshot.outboxInFlight = inFlight
             snapshot.outboxOldestMilliseconds = oldest
             snapshot.extraMetrics = extra
-        }
-    }
-
-    /// Keeps the write-ahead log within `WAL_LIMIT_MB`. The checkpointer's passive checkpoints
-    /// never block the loop, but under a steady stream of commits they never catch up either, and
-    /// SQLite starts the log over only after a checkpoint that did. So past the limit the loop
-    /// checkpoints itself, between batches: a passive checkpoint too, which, with no commit of the
-    /// only writer in between, copies all there is (unless a reader holds an older snapshot: then
-    /// it tries again after the next batch or when idle). It first asks the background checkpointer
-    /// to catch up and stand aside (``WALCheckpointer``): when that one kept the checkpoint lock,
-    /// this checkpoint answered busy batch after batch through a bulk load and the log grew to ten
-    /// times the limit, all of which the first checkpoint that got through then copied with every
-    /// record waiting. Once asked, the loop tries when idle too, so that a load that ends leaves
-    /// nothing for the next record to wait on. The next commit starts the log over and SQLite cuts
-    /// the file back to the limit (`journal_size_limit`). Truncating the file to nothing every time
-    /// cost the loop far more (a stop of 50–110 ms every second or two at 5,000 events/s; the file
-    /// system returns the blocks and takes them again).
-    private func boundWriteAheadLog() throws {
-        if erasurePending {
-            // The erasure's checkpoint takes the place of the limit's: the background turns go on.
-            checkpointer.resume()
-            // Tried again a second after a reader held the log; never the WAL limit's waiting checkpoint meanwhile.
-            guard monotonicMilliseconds() - lastErasureAttempt >= 1_000 else { return }
-            // The log still holds the pages as they were before the erasure: copy it into the
-            // database (whose freed space `secure_delete` zeroes) and cut it to nothing. Without
-            // waiting for readers (an HTTP lookup): when one is there, try again a second later.
-            lastErasureAttempt = monotonicMilliseconds()
-            try applier.database.execute("PRAGMA busy_timeout = 0")
-            defer { try? applier.database.execute("PRAGMA busy_timeout = \(DatabaseConfiguration(path: "").busyTimeoutMilliseconds)") }
-            let busy = (try? applier.database.prepare("PRAGMA wal_checkpoint(TRUNCATE)").queryOne { $0.int64(0) }) ?? 1
-            if busy == 0 { erasurePending = false } else { logger.debug("erasure checkpoint busy, retrying in a second") }
-            return
-        }
-        guard configuration.walLimitBytes > 0 else { return }
-        var info = stat()
-        guard stat(configuration.databasePath + "-wal", &info) == 0, Int64(info.st_size) > configuration.walLimitBytes else {
-            checkpointer.resume()
-            return
-        }
-        // After the background checkpointer caught up and stands aside (a batch or two), or
-        // after a second of waiting for it.
-        guard checkpointer.writerMayCheckpoint() else { return }
-        let result = try applier.database.prepare("PRAGMA wal_checkpoint(PASSIVE)").queryOne { ($0.int64(0), $0.int64(1), $0.int64(2)) }
-        guard let (busy, logFrames, copied) = result, busy == 0 else { return }
-        if copied < logFrames {
-            logger.debug("WAL over its limit; a reader holds part of it, retrying after the next batch or when idle")
-        } else {
-            checkpointer.resume()
         }
     }
 
@@ -859,7 +779,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         events.map { event in
             guard case .record(let record) = event else { return false }
             if let replay, !replay.includes(record.offset, of: record.topicPartition) { return false }
-            return applier.poisonRejection(for: record) == nil && !ProgressMark.isCandidate(record)
+            return unit(of: record.partition)?.applier.poisonRejection(for: record) == nil && !ProgressMark.isCandidate(record)
         }
     }
 
@@ -892,14 +812,16 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         for (event, decodedRecord) in zip(events, decoded) {
             switch event {
             case .record(let record):
+                // Polled before its task was revoked, in the same poll.
+                guard let taskUnit = unit(of: record.partition) else { continue }
                 if let replay, !replay.includes(record.offset, of: record.topicPartition) {
                     // Beyond what the store in use has applied: not part of the rebuild. Partitions
                     // with producers to wait for are read on for their progress marks; the others
                     // end where the plan does (`capRead`), as if nothing came after.
-                    let awaited = merger.awaitedProducers[record.topic]?.isEmpty == false
+                    let awaited = taskUnit.merger.awaitedProducers[record.topic]?.isEmpty == false
                     if !awaited { continue }
                     if !ProgressMark.isCandidate(record) {
-                        merger.readPast(record.offset, from: record.topicPartition)
+                        taskUnit.merger.readPast(record.offset, from: record.topicPartition)
                         continue
                     }
                 }
@@ -908,12 +830,12 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 let decoded: Result<Decoded<Processor.Body>, Rejection>
                 if let decodedRecord {
                     decoded = decodedRecord
-                } else if let poison = applier.poisonRejection(for: record) {
+                } else if let poison = taskUnit.applier.poisonRejection(for: record) {
                     decoded = .failure(poison)
                 } else {
                     switch readMark(record) {
                     case .success(let mark):
-                        merger.noteProgress(mark, offset: record.offset, from: record.topicPartition)
+                        taskUnit.merger.noteProgress(mark, offset: record.offset, from: record.topicPartition)
                         continue
                     case .failure(let rejection):
                         decoded = .failure(rejection)
@@ -921,21 +843,21 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 }
                 let partition = record.topicPartition
                 let key = MergeKey(of: decoded, record: record)
-                merger.add(
+                taskUnit.merger.add(
                     PolledRecord(record: record, decoded: decoded), key: key, offset: record.offset, from: partition,
                     heldUntilSent: replay != nil && isOwnCommand(record, decoded))
                 buffered = true
                 // Sorted partitions are never paused: an echo the merge waits for may be in them;
                 // nor one read on for a producer's progress mark the merge waits for, until a mark
                 // read promises it (see `resumePartitions`).
-                if merger.bufferedCount(partition) >= pauseThreshold, !paused.contains(partition),
-                   !merger.sortedTopics.contains(partition.topic), !merger.waitsForProgress(on: partition),
-                   !(merger.carriesProgress(partition) && merger.isHeldByOtherTasks) {
+                if taskUnit.merger.bufferedCount(partition) >= pauseThreshold, !paused.contains(partition),
+                   !taskUnit.merger.sortedTopics.contains(partition.topic), !taskUnit.merger.waitsForProgress(on: partition),
+                   !(taskUnit.merger.carriesProgress(partition) && taskUnit.merger.isHeldByOtherTasks) {
                     consumer.pause([partition])
                     paused.insert(partition)
                 }
             case .endOfPartition(let partition, let offset):
-                merger.markCaughtUp(partition, at: offset)
+                unit(of: partition.partition)?.merger.markCaughtUp(partition, at: offset)
                 reachedEnd.insert(partition)
             case .error:
                 break
@@ -947,8 +869,10 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// Tells the merge where the broker last said each empty partition ends, so a partition
     /// with records fetched but not yet polled holds the merge.
     private func refreshEnds() {
-        for partition in merger.emptyPartitions {
-            if let marks = consumer.cachedWatermarks(of: partition) { merger.updateEnd(partition, to: marks.high) }
+        for taskUnit in units {
+            for partition in taskUnit.merger.emptyPartitions {
+                if let marks = consumer.cachedWatermarks(of: partition) { taskUnit.merger.updateEnd(partition, to: marks.high) }
+            }
         }
     }
 
@@ -968,9 +892,11 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         // While other instances' tasks hold the merge, it does not look at promises at all, and
         // a mark on a paused partition may be what holds this task's frontier, and so theirs:
         // partitions carrying marks are read on until the hold ends.
-        let heldByOthers = merger.isHeldByOtherTasks
-        let resumable = paused.filter {
-            merger.bufferedCount($0) < pauseThreshold / 2 || merger.waitsForProgress(on: $0) || (heldByOthers && merger.carriesProgress($0))
+        let resumable = paused.filter { partition in
+            // A partition of a task no longer owned is resumed: the pause would outlive it.
+            guard let merger = unit(of: partition.partition)?.merger else { return true }
+            return merger.bufferedCount(partition) < pauseThreshold / 2 || merger.waitsForProgress(on: partition)
+                || (merger.isHeldByOtherTasks && merger.carriesProgress(partition))
         }
         if !resumable.isEmpty {
             consumer.resume(Array(resumable))
@@ -1003,24 +929,24 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// Whether a record is a command this service sent itself (on one of its sorted input
     /// topics, from its own source): a rebuild holds it until it sends it again.
     private func isOwnCommand(_ record: ConsumedRecord, _ decoded: Result<Decoded<Processor.Body>, Rejection>) -> Bool {
-        guard case .success = decoded, merger.sortedTopics.contains(record.topic), let value = record.value,
+        guard case .success = decoded, serviceUnit.merger.sortedTopics.contains(record.topic), let value = record.value,
               let event = try? CloudEvent.decode(value) else { return false }
-        return event.source == applier.processor.platform.source(of: applier.processor.name)
+        return event.source == processor.platform.source(of: processor.name)
     }
 
     /// Whether the rebuild has applied every record of its plan; says how far it is every two
     /// seconds. A rebuild that has read everything and applies nothing more for ten seconds
     /// also ends (saying what it holds): the comparison then shows what is missing.
     private func replayIsDone(_ plan: ReplayPlan, now: Int64) -> Bool {
-        guard everAssigned, applier.partitionCount > 0 else { return false }
+        guard everAssigned, partitionCount > 0 else { return false }
         var read: Int64 = 0
         var total: Int64 = 0
-        var complete = merger.assignedTasks.count == Int(applier.partitionCount)
-        for topic in applier.processor.inputTopics {
-            for task in 0..<applier.partitionCount {
+        var complete = serviceUnit.merger.assignedTasks.count == Int(partitionCount)
+        for topic in processor.inputTopics {
+            for task in 0..<partitionCount {
                 let partition = TopicPartition(topic: topic, partition: task)
                 let end = plan.end(of: partition)
-                let position = merger.position(of: partition) ?? 0
+                let position = serviceUnit.merger.position(of: partition) ?? 0
                 read += min(position, end)
                 total += end
                 if position < end { complete = false }
@@ -1030,24 +956,24 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         if read != replayProgress.read || done != replayProgress.done {
             replayProgress = ReplayProgress(read: read, done: done, changedAt: now, reportedAt: replayProgress.reportedAt)
         }
-        let finished = complete && merger.bufferedCount == 0 && merger.heldCount == 0 && !applier.hasWorkLeftOver
-            && relay.rowsToDelete.isEmpty
+        let finished = complete && serviceUnit.merger.bufferedCount == 0 && serviceUnit.merger.heldCount == 0 && !serviceUnit.applier.hasWorkLeftOver
+            && serviceUnit.relay.rowsToDelete.isEmpty
         // Long enough for the grace of every empty partition, and then some.
         let stalled = !finished && complete && now - replayProgress.changedAt >= max(30_000, 3 * configuration.taskIdleMilliseconds)
         if finished || stalled || now - replayProgress.reportedAt >= 2_000 {
             replayProgress.reportedAt = now
             let share = total == 0 ? 100 : Int(read * 100 / total)
-            ReplayOutput.say("replaying \(applier.processor.name): read \(share)% (\(read) of \(total) records), "
+            ReplayOutput.say("replaying \(processor.name): read \(share)% (\(read) of \(total) records), "
                 + "applied \(totals.applied), timers fired \(totals.timersFired), dead-lettered \(totals.deadLettered)")
         }
         if stalled {
             rebuildIsIncomplete = true
-            ReplayOutput.say("the rebuild applies nothing more: \(merger.bufferedCount) records still wait, "
-                + "\(merger.heldCount) commands it never sent, \(merger.pendingEchoes) it sent and never read; waiting for: "
-                + merger.progressWaits(now: now).map { "\($0.producer) on \($0.partition)" }.joined(separator: ", ")
-                + "; earliest waiting: \(merger.earliestBuffered.map { "\($0.id) at \(EventTime(millis: $0.time))" } ?? "none")"
-                + "; not sent: \(merger.heldIDs(limit: 3).joined(separator: ", "))"
-                + "; not read: \(merger.overdueEchoes(now: now, after: -1).prefix(3).map(\.id).joined(separator: ", "))")
+            ReplayOutput.say("the rebuild applies nothing more: \(serviceUnit.merger.bufferedCount) records still wait, "
+                + "\(serviceUnit.merger.heldCount) commands it never sent, \(serviceUnit.merger.pendingEchoes) it sent and never read; waiting for: "
+                + serviceUnit.merger.progressWaits(now: now).map { "\($0.producer) on \($0.partition)" }.joined(separator: ", ")
+                + "; earliest waiting: \(serviceUnit.merger.earliestBuffered.map { "\($0.id) at \(EventTime(millis: $0.time))" } ?? "none")"
+                + "; not sent: \(serviceUnit.merger.heldIDs(limit: 3).joined(separator: ", "))"
+                + "; not read: \(serviceUnit.merger.overdueEchoes(now: now, after: -1).prefix(3).map(\.id).joined(separator: ", "))")
         }
         return finished || stalled
     }
@@ -1056,7 +982,29 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
 
     public func partitionsAssigned(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] {
         do {
-            let offsets = try applier.storedOffsets(partitions)
+            // Each task's partitions go to its unit: in the `task` layout, opened now if it is not
+            // open still (a task revoked and assigned back before its outbox was delivered).
+            var groups: [(unit: TaskUnit<Processor>, partitions: [TopicPartition])] = []
+            if configuration.storePerTask {
+                for (task, taskPartitions) in Dictionary(grouping: partitions, by: \.partition).sorted(by: { $0.key < $1.key }) {
+                    if let open = unit(of: task) {
+                        groups.append((open, taskPartitions))
+                        continue
+                    }
+                    let opened = try openUnit(ofTask: task)
+                    units.append(opened)
+                    groups.append((opened, taskPartitions))
+                }
+                units.sort { ($0.task ?? -1) < ($1.task ?? -1) }
+            } else {
+                groups = [(serviceUnit, partitions)]
+            }
+            // The last start's note counts at the first assignment only: a task given later comes
+            // from another instance, whose start it was not.
+            strikesToSettle = false
+            strikeNote = nil
+            var offsets: [TopicPartition: Int64] = [:]
+            for group in groups { try offsets.merge(group.unit.applier.storedOffsets(group.partitions)) { $1 } }
             // An offset past the end means the state belongs to another cluster (say, an
             // earlier embedded broker) or the broker lost data; one below the log start, or a
             // partition never read whose beginning is gone, means records were deleted unread.
@@ -1069,19 +1017,9 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                     throw InputLostError(partition: partition, offset: offset, logStart: marks.low, logEnd: marks.high)
                 }
             }
-            applier.forget(tasks: partitions.map(\.partition))
-            // Every owned task's frontier is committed anew after a rebalance.
-            committedFrontiers = [:]
-            merger.assign(partitions, positions: offsets, marks: try applier.storedMarks(partitions))
-            if let replay {
-                for partition in partitions where merger.awaitedProducers[partition.topic]?.isEmpty ?? true {
-                    merger.capRead(partition, at: replay.end(of: partition))
-                }
+            for group in groups {
+                try group.unit.assign(group.partitions, offsets: offsets, readUpTo: replay.map { plan in { plan.end(of: $0) } })
             }
-            for echo in try applier.storedEchoes(partitions) { merger.expectEcho(echo.key, on: echo.partition, now: monotonicMilliseconds()) }
-            // Rows another instance committed but did not publish (an echo awaited here among them).
-            let republished = try relay.republishUnsent(from: applier.database)
-            if republished > 0 { logger.info("republished unsent outbox rows", ["rows": String(republished)]) }
             everAssigned = true
             announcementDue = true
             status.update { snapshot in
@@ -1110,24 +1048,18 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             snapshot.rebalances += 1
             for partition in partitions { snapshot.partitions[partition] = nil }
         }
-        merger.revoke(partitions)
-        applier.forget(tasks: partitions.map(\.partition))
-        for partition in partitions { publishedMarks[partition.partition] = nil }
-        committedFrontiers = [:]
-        // The next owner commits these tasks' frontiers; until it does, other instances wait.
-        if replay == nil {
-            do {
-                try applier.forgetFrontiers(of: Array(Set(partitions.map(\.partition))).sorted())
-            } catch {
-                logger.warning("could not mark the frontiers of revoked tasks as unknown", ["error": "\(error)"])
+        if configuration.storePerTask {
+            for (task, taskPartitions) in Dictionary(grouping: partitions, by: \.partition).sorted(by: { $0.key < $1.key }) {
+                unit(of: task)?.revoke(taskPartitions)
             }
+        } else {
+            serviceUnit.revoke(partitions)
         }
         // librdkafka keeps an application's pause through a rebalance: a partition assigned
         // back would never be fetched again.
         let wasPaused = partitions.filter { paused.contains($0) }
         if !wasPaused.isEmpty { consumer.resume(wasPaused) }
         paused.subtract(partitions)
-        for partition in partitions { committedOffsets[partition] = nil }
         logger.info("partitions revoked", ["partitions": partitions.map(\.description).sorted().joined(separator: ",")])
     }
 }

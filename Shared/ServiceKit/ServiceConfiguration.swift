@@ -38,6 +38,12 @@ public struct ServiceConfiguration: Sendable {
     public var dataDirectory: String
     /// `DATABASE`, default `<data dir>/<service>.sqlite`.
     public var databasePath: String
+    /// `STORE_LAYOUT`: `service` (default), one store for all of the service's tasks at
+    /// `databasePath`; or `task`, a store per task (``databasePath(ofTask:)``), opened as the
+    /// task is assigned, for a service whose tasks are independent
+    /// (`StreamProcessor.tasksAreIndependent`). Not yet with `CHANGELOG`, `STANDBY`,
+    /// `REPLAY_OF` or a service that reads broadcast topics.
+    public var storePerTask: Bool = false
     /// `GROUP_ID`, default `<platform>-<service>`.
     public var groupID: String
     /// `TIMERS`: `stream` (default) or `wall-clock`.
@@ -88,9 +94,9 @@ public struct ServiceConfiguration: Sendable {
     /// core takes the decoding off the loop's thread. The results are the same either way.
     public var decodeAhead: Bool = true
     /// How far ahead an event may be and still be applied, in milliseconds. In stream mode
-    /// (`STREAM_TIME_MARGIN_DAYS`, default 366): ahead of its task's stream time, or
-    /// for a task's first record, of the newest stream time of the store's other tasks. In
-    /// wall-clock mode (`CLOCK_MARGIN_HOURS`, default 24): ahead of the machine clock.
+    /// (`STREAM_TIME_MARGIN_DAYS`, default 366): ahead of the newest of its task's stream
+    /// time, the store's other tasks' and its record's broker-set Kafka timestamp (for the
+    /// store's first record, whoever set it; `BatchApplier.futureMargin`). In wall-clock mode (`CLOCK_MARGIN_HOURS`, default 24): ahead of the machine clock.
     /// An event further ahead is dead-lettered (`time-out-of-range`) and moves no clock.
     public var futureMarginMilliseconds: Int64 = 366 * 86_400_000
     /// librdkafka settings for every producer and consumer of the service, from
@@ -181,13 +187,20 @@ public struct ServiceConfiguration: Sendable {
         return number
     }
 
-    /// Reads the configuration of `service` from `environment`.
+    /// The store of task `task` in the `task` layout: `databasePath` with `.task-<task>` before
+    /// its `.sqlite` (`<data dir>/tiers.task-3.sqlite`).
+    public func databasePath(ofTask task: Int32) -> String {
+        let base = databasePath.hasSuffix(".sqlite") ? String(databasePath.dropLast(".sqlite".count)) : databasePath
+        return "\(base).task-\(task).sqlite"
+    }
+
     /// A comma-separated list of service names; `none` (or nothing) is the empty set.
     static func serviceList(_ text: String) -> Set<String> {
         let names = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         return names == ["none"] ? [] : Set(names)
     }
 
+    /// Reads the configuration of `service` from `environment`.
     public static func fromEnvironment(
         service: String, platform: Platform, environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws -> ServiceConfiguration {
@@ -229,12 +242,23 @@ public struct ServiceConfiguration: Sendable {
         guard !standby || changelog else {
             throw ConfigurationError(variable: platform.variable("STANDBY"), problem: "a standby copies the store's changelog: set \(platform.variable("CHANGELOG"))=on as well")
         }
+        let layoutText = (value("STORE_LAYOUT") ?? "service").lowercased()
+        guard layoutText == "service" || layoutText == "task" else {
+            throw ConfigurationError(variable: platform.variable("STORE_LAYOUT"), problem: "expected service or task, got \(layoutText)")
+        }
+        let storePerTask = layoutText == "task"
+        if storePerTask, let other = changelog ? "CHANGELOG" : value("REPLAY_OF") != nil ? "REPLAY_OF" : nil {
+            throw ConfigurationError(
+                variable: platform.variable("STORE_LAYOUT"),
+                problem: "a store per task does not work with \(platform.variable(other)) yet: use \(platform.variable("STORE_LAYOUT"))=service")
+        }
         return ServiceConfiguration(
             service: service,
             platform: platform,
             bootstrapServers: bootstrap,
             dataDirectory: dataDirectory,
             databasePath: value("DATABASE") ?? "\(dataDirectory)/\(service).sqlite",
+            storePerTask: storePerTask,
             groupID: value("GROUP_ID") ?? platform.groupID(of: service),
             timerMode: timerMode,
             taskIdleMilliseconds: Int64(try integer("TASK_IDLE_MS", default: 0, range: 0...600_000)),

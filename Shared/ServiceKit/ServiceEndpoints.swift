@@ -12,7 +12,8 @@ public final class ServiceEndpoints: @unchecked Sendable {
     // The database connection and the view are used only on the server's thread, one request
     // at a time (`lock`); the status is Sendable.
     private let status: ServiceStatus
-    private let databasePath: String
+    /// The path of the store that holds a task.
+    private let databasePath: (Int32) -> String
     private let token: String?
     /// The variable that sets the token, for answers that ask for it.
     private let tokenVariable: String
@@ -21,12 +22,13 @@ public final class ServiceEndpoints: @unchecked Sendable {
     /// The HTTP address of the instance that owns a task, when another instance asks.
     private let owner: @Sendable (Int32) -> String?
     private let lock = Mutex(())
-    private var database: Database?
+    /// Read connections to the stores, by path.
+    private var databases: [String: Database] = [:]
 
     /// `memberView` runs on the server's thread with a connection of its own: it must read
     /// nothing but that database.
     public init(
-        status: ServiceStatus, databasePath: String, token: String?, tokenVariable: String,
+        status: ServiceStatus, databasePath: @escaping @Sendable (Int32) -> String, token: String?, tokenVariable: String,
         memberView: @escaping (String, Database, EventTime?) throws -> JSONValue?,
         memberResource: @escaping (String, String, Database) throws -> MemberResource = { _, resource, _ in .notFound("no resource \(resource)") },
         owner: @escaping @Sendable (Int32) -> String? = { _ in nil }
@@ -92,7 +94,9 @@ public final class ServiceEndpoints: @unchecked Sendable {
         }
         return lock.withLock { _ in
             do {
-                if database == nil { database = try Database(DatabaseConfiguration(path: databasePath)) }
+                let path = databasePath(task)
+                if databases[path] == nil { databases[path] = try Database(DatabaseConfiguration(path: path)) }
+                let database = databases[path]
                 if let resource {
                     switch try memberResource(id, resource, database!) {
                     case .found(let body): return HTTPResponse(status: 200, body: Array(body.jsonString.utf8) + [10])

@@ -108,7 +108,10 @@ extension EndToEnd {
             for service in services { #expect(service.isRunning, "\(service.name) keeps running") }
         }
 
-        @Test func aRecordAServiceFailsOnAtTwoStartsInARowIsSetAsideAsPoison() throws {
+        /// Points with its one store, and tiers with a store per task (where the strikes are
+        /// counted in the store of the record's task).
+        @Test(arguments: [("points", "service"), ("tiers", "task")])
+        func aRecordAServiceFailsOnAtTwoStartsInARowIsSetAsideAsPoison(service: String, layout: String) throws {
             let directory = try temporaryDirectory("poison-e2e")
             defer { try? FileManager.default.removeItem(at: directory) }
             let broker = try EmbeddedBroker(topics: Topics.all)
@@ -123,24 +126,24 @@ extension EndToEnd {
             try send(Topics.orders, Self.event("p-3", EventType.orderPaid, "2026-03-04T10:00:00+08:00", "pat", #"{"orderId":"P-3","paidMinor":20000}"#))
             #expect(producer.flush(timeoutMilliseconds: 10_000))
 
-            let log = directory.appendingPathComponent("points.log")
+            let log = directory.appendingPathComponent("\(service).log")
             let environment = [
                 "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path,
-                "LOYALTY_FAULT_CRASH_ON": "TRAP-HERE",
+                "LOYALTY_FAULT_CRASH_ON": "TRAP-HERE", "LOYALTY_STORE_LAYOUT": layout,
             ]
             // Two starts die on the record: a service that crashes at the same place every time.
             for start in 1...2 {
-                let points = ServiceProcess(name: "points", environment: environment, log: log)
-                try points.start()
+                let instance = ServiceProcess(name: service, environment: environment, log: log)
+                try instance.start()
                 let deadline = Date().addingTimeInterval(60)
-                while points.isRunning && Date() < deadline { usleep(100_000) }
-                #expect(!points.isRunning, "start \(start) dies on the record")
-                #expect(points.stop() != 0)
+                while instance.isRunning && Date() < deadline { usleep(100_000) }
+                #expect(!instance.isRunning, "start \(start) dies on the record")
+                #expect(instance.stop() != 0)
             }
             // The third sets it aside and goes on.
-            let points = ServiceProcess(name: "points", environment: environment, log: log)
-            try points.start()
-            defer { _ = points.stop() }
+            let instance = ServiceProcess(name: service, environment: environment, log: log)
+            try instance.start()
+            defer { _ = instance.stop() }
             let letters = try Self.deadLetters(broker) { $0.contains { $0.data["reason"]?.stringValue == "poison-record" } }
             let poison = try #require(letters.first { $0.data["reason"]?.stringValue == "poison-record" })
             #expect(letters.count == 1)
@@ -148,10 +151,10 @@ extension EndToEnd {
             #expect(poison.data["payload"]?.stringValue?.contains("TRAP-HERE") == true)
             #expect(poison.data["detail"]?.stringValue?.contains("two starts in a row") == true)
             let deadline = Date().addingTimeInterval(60)
-            while Date() < deadline, serviceCount(in: directory, "points", "SELECT COUNT(*) FROM inbox WHERE event_id = 'p-3'") < 1 { usleep(200_000) }
-            #expect(serviceCount(in: directory, "points", "SELECT COUNT(*) FROM inbox WHERE event_id IN ('p-reg', 'p-1', 'p-3')") == 3)
-            #expect(serviceCount(in: directory, "points", "SELECT COUNT(*) FROM inbox WHERE event_id = 'p-bad'") == 0)
-            #expect(points.isRunning)
+            while Date() < deadline, serviceCount(in: directory, service, "SELECT COUNT(*) FROM inbox WHERE event_id = 'p-3'") < 1 { usleep(200_000) }
+            #expect(serviceCount(in: directory, service, "SELECT COUNT(*) FROM inbox WHERE event_id IN ('p-1', 'p-3')") == 2, "the orders around it")
+            #expect(serviceCount(in: directory, service, "SELECT COUNT(*) FROM inbox WHERE event_id = 'p-bad'") == 0)
+            #expect(instance.isRunning)
             let text = try String(contentsOf: log, encoding: .utf8)
             #expect(text.contains("the last start failed on an input record"))
             #expect(text.contains("it is dead-lettered as poison-record"))

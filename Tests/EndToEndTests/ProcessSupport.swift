@@ -131,10 +131,28 @@ final class TopicReader: RebalanceListener {
 
 
 /// A count from the database of a service running in `directory` (`SELECT COUNT(*) …`), or -1
-/// while the file cannot be read yet: how far the service has got.
+/// while the file cannot be read yet: how far the service has got. With a store per task
+/// (`LOYALTY_STORE_LAYOUT=task`), the sum of the count over the task stores.
 func serviceCount(in directory: URL, _ service: String, _ sql: String) -> Int64 {
-    guard let database = try? Database(DatabaseConfiguration(path: directory.appendingPathComponent("\(service).sqlite").path)) else { return -1 }
-    return (try? database.prepare(sql).queryOne(row: { $0.int64(0) })) ?? -1
+    func count(_ file: String) -> Int64 {
+        guard let database = try? Database(DatabaseConfiguration(path: directory.appendingPathComponent(file).path)) else { return -1 }
+        return (try? database.prepare(sql).queryOne(row: { $0.int64(0) })) ?? -1
+    }
+    let taskStores = serviceTaskStores(in: directory, service)
+    guard !taskStores.isEmpty else { return count("\(service).sqlite") }
+    var total: Int64 = 0
+    for file in taskStores {
+        let part = count(file)
+        if part < 0 { return -1 }
+        total += part
+    }
+    return total
+}
+
+/// The task stores of a service in `directory` (`<service>.task-<task>.sqlite`), by name.
+func serviceTaskStores(in directory: URL, _ service: String) -> [String] {
+    ((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? [])
+        .filter { $0.hasPrefix("\(service).task-") && $0.hasSuffix(".sqlite") }.sorted()
 }
 
 /// Asks the broker where partitions end, to tell when a service has read its inputs whole.

@@ -90,6 +90,16 @@ extension EndToEnd {
             try points.start()
             #expect(waitForLog(log, "partitions assigned"))
             let database = directory.appendingPathComponent("points.sqlite").path
+            // Tiers beside it with a store per task: those are the service's state too.
+            let tiersLog = directory.appendingPathComponent("tiers.log")
+            let tiers = ServiceProcess(
+                name: "tiers",
+                environment: ["LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path, "LOYALTY_STORE_LAYOUT": "task"],
+                log: tiersLog)
+            try tiers.start()
+            #expect(waitForLog(tiersLog, "partitions assigned"))
+            let taskStore = directory.appendingPathComponent("tiers.task-0.sqlite").path
+            #expect(FileManager.default.fileExists(atPath: taskStore))
 
             // Asked to reset the state while points has it open: refused, nothing removed.
             let cliLog = directory.appendingPathComponent("loyalty.log")
@@ -100,6 +110,13 @@ extension EndToEnd {
             #expect(FileManager.default.fileExists(atPath: database))
             #expect(points.isRunning)
             #expect(points.stop() == 0)
+            // With points stopped, tiers' task stores are still open: refused again.
+            try reset.startWith(arguments: ["broker", "--reset-state"])
+            #expect(reset.stop() == 1)
+            let refusals = try String(contentsOf: cliLog, encoding: .utf8).components(separatedBy: "\n").filter { $0.contains("open in a running service") }
+            #expect(refusals.count == 2 && refusals.last.map { $0.contains("tiers.task-0.sqlite") && !$0.contains("points.sqlite") } == true)
+            #expect(FileManager.default.fileExists(atPath: taskStore))
+            #expect(tiers.stop() == 0)
 
             // Not asked: it says the state is stale and leaves it.
             let plain = ServiceProcess(name: "loyalty", environment: ["LOYALTY_DATA_DIR": directory.path], log: cliLog)
@@ -112,8 +129,10 @@ extension EndToEnd {
             let asked = ServiceProcess(name: "loyalty", environment: ["LOYALTY_DATA_DIR": directory.path], log: cliLog)
             try asked.startWith(arguments: ["broker", "--reset-state"])
             #expect(waitForLog(cliLog, "removed \(directory.path)/points.sqlite (--reset-state)"))
+            #expect(waitForLog(cliLog, "removed \(taskStore) (--reset-state)"))
             #expect(asked.stop() == 0)
             #expect(!FileManager.default.fileExists(atPath: database))
+            #expect(!FileManager.default.fileExists(atPath: taskStore))
         }
     }
 }

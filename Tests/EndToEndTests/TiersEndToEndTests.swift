@@ -7,7 +7,8 @@ import Testing
 extension EndToEnd {
     /// The real `points` and `tiers` executables on the embedded broker over a year for 1,000
     /// members: tiers, tier changes, tier bonuses and balances equal those computed independently,
-    /// with the tiers service killed three times mid-stream, and however late its grants arrive.
+    /// with the tiers service killed three times mid-stream (keeping a store per task), and
+    /// however late its grants arrive.
     @Suite struct TiersEndToEndTests {
         struct Outcome {
             var tiers: [String: String] = [:]
@@ -41,8 +42,9 @@ extension EndToEnd {
 
         /// Runs both services over the scenario; `killTiers` kills the tiers service three times
         /// while it works, `tiersLate` starts it only once the points service has read its topics
-        /// (and waited, having no word of tiers' progress).
-        func run(_ scenario: TierScenario, killTiers: Bool, tiersLate: Bool) throws -> Outcome {
+        /// (and waited, having no word of tiers' progress); `tiersStorePerTask`: tiers keeps a
+        /// store per task (`LOYALTY_STORE_LAYOUT=task`).
+        func run(_ scenario: TierScenario, killTiers: Bool, tiersLate: Bool, tiersStorePerTask: Bool = false) throws -> Outcome {
             let directory = try temporaryDirectory("tiers-e2e")
             defer { try? FileManager.default.removeItem(at: directory) }
             let broker = try EmbeddedBroker(topics: Topics.all)
@@ -58,7 +60,9 @@ extension EndToEnd {
                 "LOYALTY_SESSION_TIMEOUT_MS": "3000", "LOYALTY_WAIT_FOR": "tiers",
             ]
             let points = ServiceProcess(name: "points", environment: environment, log: directory.appendingPathComponent("points.log"))
-            let tiers = ServiceProcess(name: "tiers", environment: environment, log: directory.appendingPathComponent("tiers.log"))
+            let tiers = ServiceProcess(
+                name: "tiers", environment: environment.merging(["LOYALTY_STORE_LAYOUT": tiersStorePerTask ? "task" : "service"]) { $1 },
+                log: directory.appendingPathComponent("tiers.log"))
             try points.start()
             func count(_ service: String, _ table: String) -> Int64 { serviceCount(in: directory, service, "SELECT COUNT(*) FROM \(table)") }
             if tiersLate {
@@ -96,6 +100,15 @@ extension EndToEnd {
             try collect(reader.records[consumed...], into: &outcome)
             #expect(tiers.stop() == 0)
             #expect(points.stop() == 0)
+            if tiersStorePerTask {
+                // A store per task, each holding its own task alone.
+                #expect(serviceTaskStores(in: directory, "tiers") == (0..<Topics.orders.partitions).map { "tiers.task-\($0).sqlite" })
+                #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("tiers.sqlite").path))
+                for (task, file) in serviceTaskStores(in: directory, "tiers").enumerated() {
+                    let store = try Database(DatabaseConfiguration(path: directory.appendingPathComponent(file).path))
+                    #expect(try store.prepare("SELECT DISTINCT task FROM task_clock").query { $0.int64(0) } == [Int64(task)])
+                }
+            }
             return outcome
         }
 
@@ -135,7 +148,8 @@ extension EndToEnd {
             #expect(Set(scenario.expectedTier.values).count >= 4, "the year reaches most tiers")
             #expect(scenario.expectedChanges.values.contains("downgraded") && scenario.expectedChanges.values.contains("at-risk"))
             #expect(scenario.expectedBonus.values.contains { $0 > 0 })
-            let concurrent = try run(scenario, killTiers: true, tiersLate: false)
+            // Tiers killed three times keeps a store per task: each is opened again at the restart.
+            let concurrent = try run(scenario, killTiers: true, tiersLate: false, tiersStorePerTask: true)
             check(concurrent, scenario)
             let late = try run(scenario, killTiers: false, tiersLate: true)
             check(late, scenario)

@@ -19,11 +19,13 @@ final class LoopInstance: Sendable {
     let stop = StopSignal()
     private let finished = Outcome()
 
-    init(environment: [String: String], topics: [String], output: String) {
+    /// `independentTasks`: the processor declares its tasks independent (as a store per task needs).
+    init(environment: [String: String], topics: [String], output: String, independentTasks: Bool = false) {
         let thread = Thread { [stop, finished] in
             do {
                 let configuration = try ServiceConfiguration.fromEnvironment(service: "counting", platform: .acme, environment: environment)
                 let processor = CountingProcessor(inputTopics: topics, outputTopic: output)
+                processor.tasksAreIndependent = independentTasks
                 let loop = try ExactlyOnceLoop(
                     configuration: configuration, processor: processor,
                     logger: Logger(service: "counting", minimumLevel: .warning), stop: stop)
@@ -229,6 +231,134 @@ final class TopicReader: RebalanceListener {
             let first = (0..<max(mine.count, theirs.count)).first { $0 >= mine.count || $0 >= theirs.count || mine[$0] != theirs[$0] }
             #expect(first == nil, "partition \(partition), record \(first ?? 0): decoded ahead \(first.flatMap { $0 < mine.count ? mine[$0] : nil } ?? "none"), on the loop's thread \(first.flatMap { $0 < theirs.count ? theirs[$0] : nil } ?? "none")")
         }
+    }
+
+    /// Each output partition's records (key and value, or a dead letter's id and reason), in
+    /// offset order.
+    func publishedByPartition(_ records: [ConsumedRecord]) throws -> [Int32: [String]] {
+        var byPartition: [Int32: [String]] = [:]
+        for record in records.sorted(by: { ($0.topic, $0.partition, $0.offset) < ($1.topic, $1.partition, $1.offset) }) {
+            if record.topic == output.name {
+                byPartition[record.partition, default: []].append("\(record.keyString ?? "") \(String(decoding: record.value ?? [], as: UTF8.self))")
+            } else {
+                let letter = try CloudEvent.decode(record.value!)
+                byPartition[100 + record.partition, default: []].append("\(letter.id) \(letter.data["reason"]?.stringValue ?? "")")
+            }
+        }
+        return byPartition
+    }
+
+    @Test func aStorePerTaskPublishesExactlyWhatOneStoreDoesThroughRestartsAndMovingTasks() throws {
+        var published: [String: [Int32: [String]]] = [:]
+        for layout in ["service", "task"] {
+            let directory = try temporaryDirectory()
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let broker = try EmbeddedBroker(topics: [inputA, inputB, output, acmeDeadLetters])
+            let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+            // Counts, reminders whose timers fire on later records, and records that are not JSON.
+            func produceRound(from first: Int, count: Int) throws -> Int {
+                try produce(producer, from: first, count: count)
+                var sent = count
+                for index in stride(from: first + 7, to: first + count, by: 97) {
+                    let member = "m\(index % 50)"
+                    try producer.send(topic: inputA.name, key: Array(member.utf8), value: Array("not JSON \(index)".utf8))
+                    try producer.send(
+                        topic: inputB.name, key: Array(member.utf8),
+                        value: countEvent("r\(index)", member: member, n: 5_000, time: Int64(index) * 1000 + 1, type: "count.remind"))
+                    sent += 2
+                }
+                #expect(producer.flush(timeoutMilliseconds: 20_000))
+                return sent
+            }
+            let databasePath = directory.appendingPathComponent("counting.sqlite").path
+            var environment = environment(broker, database: databasePath)
+            environment["ACME_STORE_LAYOUT"] = layout
+            func start() -> LoopInstance {
+                LoopInstance(environment: environment, topics: [inputA.name, inputB.name], output: output.name, independentTasks: true)
+            }
+            let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: [output.name, acmeDeadLetters.name])
+            // An output or a dead letter for every record (reminders fire besides).
+            func waitForOutputs(atLeast count: Int) { reader.read(seconds: 90) { Set($0.map { "\($0.topic) \($0.partition) \($0.offset)" }).count >= count } }
+            var sent = try produceRound(from: 0, count: 1500)
+            let first = start()
+            waitForOutputs(atLeast: sent)
+            // A second instance takes half the tasks; then the first leaves and comes back.
+            let second = start()
+            sent += try produceRound(from: 1500, count: 1500)
+            waitForOutputs(atLeast: sent)
+            #expect(first.stopAndWait().error == nil)
+            sent += try produceRound(from: 3000, count: 1000)
+            let third = start()
+            sent += try produceRound(from: 4000, count: 1000)
+            waitForOutputs(atLeast: sent)
+            #expect(second.stopAndWait().error == nil)
+            #expect(third.stopAndWait().error == nil)
+            // Stopping flushed every outbox: what is left to read is on the broker.
+            reader.read(seconds: 3) { _ in false }
+            reader.close()
+            #expect(first.applied > 0 && second.applied > 0 && third.applied > 0, "\(layout): every instance had tasks")
+            published[layout] = try publishedByPartition(reader.records)
+
+            let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".sqlite") }.sorted()
+            if layout == "task" {
+                // A file per task, each holding its own task's clock and rows alone.
+                #expect(files == (0..<4).map { "counting.task-\($0).sqlite" })
+                var total: Int64 = 0
+                for task in 0..<4 {
+                    let store = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("counting.task-\(task).sqlite").path))
+                    #expect(try store.prepare("SELECT task FROM task_clock").query { $0.int64(0) } == [Int64(task)])
+                    #expect(try store.count("SELECT COUNT(*) FROM outbox") == 0)
+                    total += try store.count("SELECT COALESCE(SUM(applied), 0) FROM counts")
+                }
+                #expect(total == 5000, "every count applied once")
+            } else {
+                #expect(files == ["counting.sqlite"])
+                let store = try Database(DatabaseConfiguration(path: databasePath))
+                #expect(try store.count("SELECT COALESCE(SUM(applied), 0) FROM counts") == 5000, "every count applied once")
+            }
+        }
+        let oneStore = published["service"] ?? [:], perTask = published["task"] ?? [:]
+        // Outputs are told apart by id, whatever instance published them: compare each
+        // partition's distinct records (a task moving may publish a row twice, same bytes).
+        #expect(oneStore.values.reduce(0) { $0 + $1.count } > 5000)
+        #expect(oneStore.keys.sorted() == perTask.keys.sorted())
+        for partition in oneStore.keys.sorted() {
+            let (mine, theirs) = (Set(perTask[partition] ?? []), Set(oneStore[partition] ?? []))
+            #expect(mine == theirs, "partition \(partition): only per task \(mine.subtracting(theirs).prefix(2)), only in one store \(theirs.subtracting(mine).prefix(2))")
+        }
+    }
+
+    @Test func aStorePerTaskIsRefusedWhereItCannotHoldTheServicesState() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let databasePath = directory.appendingPathComponent("counting.sqlite").path
+        func loop(_ settings: [String: String], independent: Bool = true) throws -> ExactlyOnceLoop<CountingProcessor> {
+            let environment = ["ACME_BOOTSTRAP_SERVERS": "127.0.0.1:1", "ACME_DATABASE": databasePath, "ACME_DATA_DIR": directory.path]
+                .merging(settings) { $1 }
+            let configuration = try ServiceConfiguration.fromEnvironment(service: "counting", platform: .acme, environment: environment)
+            let processor = CountingProcessor(inputTopics: [inputA.name], outputTopic: output.name)
+            processor.tasksAreIndependent = independent
+            return try ExactlyOnceLoop(configuration: configuration, processor: processor, logger: Logger(service: "counting", minimumLevel: .error), stop: StopSignal())
+        }
+        func refusal(_ settings: [String: String], independent: Bool = true) -> String {
+            do {
+                _ = try loop(settings, independent: independent)
+                return "started"
+            } catch {
+                return "\(error)"
+            }
+        }
+        #expect(refusal(["ACME_STORE_LAYOUT": "tasks"]).contains("expected service or task"))
+        #expect(refusal(["ACME_STORE_LAYOUT": "task", "ACME_CHANGELOG": "on"]).contains("does not work with ACME_CHANGELOG"))
+        #expect(refusal(["ACME_STORE_LAYOUT": "task"], independent: false).contains("tasks are not independent"))
+        // Beside the other layout's stores: refused either way, nothing created.
+        _ = try Database(DatabaseConfiguration(path: databasePath))
+        #expect(refusal(["ACME_STORE_LAYOUT": "task"]).contains("counting.sqlite holds this service's state in the service layout"))
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: databasePath + suffix) }
+        _ = try loop(["ACME_STORE_LAYOUT": "task"])
+        _ = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("counting.task-3.sqlite").path))
+        #expect(refusal([:]).contains("counting.task-3.sqlite holds this service's state in the task layout"))
+        #expect(!FileManager.default.fileExists(atPath: databasePath))
     }
 
     @Test func anUndecodableRecordIsDeadLetteredAndProcessingGoesOn() throws {

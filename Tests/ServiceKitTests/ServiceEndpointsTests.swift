@@ -15,7 +15,7 @@ import Testing
             snapshot.partitions[TopicPartition(topic: "t", partition: 0)] = .init(committed: 0, end: nil, reachedEnd: false, streamTime: nil)
         }
         return ServiceEndpoints(
-            status: status, databasePath: directory.appendingPathComponent("test.sqlite").path, token: token, tokenVariable: "ACME_HTTP_TOKEN",
+            status: status, databasePath: { [path = directory.appendingPathComponent("test.sqlite").path] _ in path }, token: token, tokenVariable: "ACME_HTTP_TOKEN",
             memberView: { member, _, _ in ["member": .string(member)] },
             memberResource: { member, resource, _ in
                 resource == "contacts/sms" ? .found(["address": "13800138000"]) : member == "gone" ? .gone("erased") : .notFound("no \(resource)")
@@ -39,6 +39,36 @@ import Testing
         #expect(Self.get(guarded, "/members/m/contacts/fax", token: "s3cret") == 404)
         #expect(Self.get(guarded, "/members/gone/contacts/email", token: "s3cret") == 410)
         #expect(Self.get(guarded, "/members/m/", token: "s3cret") == 400)
+    }
+
+    /// With a store per task, a member is read from the store of the member's task.
+    @Test func aMemberIsReadFromTheStoreOfItsTask() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("endpoints-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        func path(_ task: Int32) -> String { directory.appendingPathComponent("test.task-\(task).sqlite").path }
+        for task: Int32 in 0..<2 {
+            let store = try Database(DatabaseConfiguration(path: path(task)))
+            try store.execute("CREATE TABLE whose(task INTEGER NOT NULL); INSERT INTO whose VALUES(\(task))")
+        }
+        let status = ServiceStatus(service: "test", metricPrefix: "acme_")
+        status.update { snapshot in
+            snapshot.partitionCount = 2
+            for task: Int32 in 0..<2 {
+                snapshot.partitions[TopicPartition(topic: "t", partition: task)] = .init(committed: 0, end: nil, reachedEnd: false, streamTime: nil)
+            }
+        }
+        let endpoints = ServiceEndpoints(
+            status: status, databasePath: { [directory] task in directory.appendingPathComponent("test.task-\(task).sqlite").path },
+            token: nil, tokenVariable: "ACME_HTTP_TOKEN",
+            memberView: { _, database, _ in ["store": .int(try database.prepare("SELECT task FROM whose").queryOne { $0.int64(0) } ?? -1)] })
+        let members = (0..<40).map { "member-\($0)" }
+        for task: Int32 in 0..<2 {
+            let member = try #require(members.first { Murmur2Partitioner.partition(of: Array($0.utf8), partitions: 2) == task })
+            let answer = endpoints.handle(HTTPRequest(path: "/members/\(member)", query: [:], headers: [:]))
+            #expect(answer.status == 200)
+            #expect(String(decoding: answer.body, as: UTF8.self).contains("\"store\":\(task)"), "\(member) is task \(task)'s")
+        }
     }
 
     /// Metrics and answers carry the names of the platform the service belongs to.
