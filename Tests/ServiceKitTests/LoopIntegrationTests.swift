@@ -110,6 +110,24 @@ final class TopicReader: RebalanceListener {
         #expect(producer.flush(timeoutMilliseconds: 20_000))
     }
 
+    /// Produces `count` events starting at `first` as `produce` does, and among them records that
+    /// are not JSON and reminders whose timers fire on later records. Returns how many records
+    /// it sent.
+    func produceWithNoiseAndReminders(_ producer: KafkaProducer, from first: Int, count: Int) throws -> Int {
+        try produce(producer, from: first, count: count)
+        var sent = count
+        for index in stride(from: first + 7, to: first + count, by: 97) {
+            let member = "m\(index % 50)"
+            try producer.send(topic: inputA.name, key: Array(member.utf8), value: Array("not JSON \(index)".utf8))
+            try producer.send(
+                topic: inputB.name, key: Array(member.utf8),
+                value: countEvent("r\(index)", member: member, n: 5_000, time: Int64(index) * 1000 + 1, type: "count.remind"))
+            sent += 2
+        }
+        #expect(producer.flush(timeoutMilliseconds: 20_000))
+        return sent
+    }
+
     func waitForApplied(_ database: Database, _ expected: Int64, seconds: Double = 90) throws -> Int64 {
         let deadline = Date().addingTimeInterval(seconds)
         var applied: Int64 = 0
@@ -187,17 +205,7 @@ final class TopicReader: RebalanceListener {
             let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
             // Everything is on the topics before the loop starts, so each poll spans many
             // records of every partition: what the merge hands out depends on all of them.
-            try produce(producer, from: 0, count: 3000)
-            var expected = 3000
-            for index in stride(from: 7, to: 3000, by: 97) {
-                let member = "m\(index % 50)"
-                try producer.send(topic: inputA.name, key: Array(member.utf8), value: Array("not JSON \(index)".utf8))
-                try producer.send(
-                    topic: inputB.name, key: Array(member.utf8),
-                    value: countEvent("r\(index)", member: member, n: 5_000, time: Int64(index) * 1000 + 1, type: "count.remind"))
-                expected += 2
-            }
-            #expect(producer.flush(timeoutMilliseconds: 20_000))
+            let expected = try produceWithNoiseAndReminders(producer, from: 0, count: 3000)
             var environment = environment(broker, database: directory.appendingPathComponent("counting.sqlite").path)
             environment["ACME_DECODE_AHEAD"] = mode
             let instance = LoopInstance(environment: environment, topics: [inputA.name, inputB.name], output: output.name)
@@ -210,17 +218,7 @@ final class TopicReader: RebalanceListener {
             // On: one thread beside the loop's decoded everything; off: the loop's own did.
             #expect(instance.decoding.threads == 1)
             #expect(instance.decoding.onTheLoopsThread == (mode == "off"))
-            var byPartition: [Int32: [String]] = [:]
-            for record in reader.records.sorted(by: { ($0.topic, $0.partition, $0.offset) < ($1.topic, $1.partition, $1.offset) }) {
-                if record.topic == output.name {
-                    byPartition[record.partition, default: []].append("\(record.keyString ?? "") \(String(decoding: record.value ?? [], as: UTF8.self))")
-                } else {
-                    // A dead letter before its task has a stream time carries the machine's: compared by what it says.
-                    let letter = try CloudEvent.decode(record.value!)
-                    byPartition[100 + record.partition, default: []].append("\(letter.id) \(letter.data["reason"]?.stringValue ?? "")")
-                }
-            }
-            published[mode] = byPartition
+            published[mode] = try publishedByPartition(reader.records)
         }
         let ahead = published["on"] ?? [:], onTheLoop = published["off"] ?? [:]
         #expect(ahead.values.reduce(0) { $0 + $1.count } > 3000)
@@ -241,6 +239,7 @@ final class TopicReader: RebalanceListener {
             if record.topic == output.name {
                 byPartition[record.partition, default: []].append("\(record.keyString ?? "") \(String(decoding: record.value ?? [], as: UTF8.self))")
             } else {
+                // A dead letter before its task has a stream time carries the machine's: compared by what it says.
                 let letter = try CloudEvent.decode(record.value!)
                 byPartition[100 + record.partition, default: []].append("\(letter.id) \(letter.data["reason"]?.stringValue ?? "")")
             }
@@ -255,20 +254,8 @@ final class TopicReader: RebalanceListener {
             defer { try? FileManager.default.removeItem(at: directory) }
             let broker = try EmbeddedBroker(topics: [inputA, inputB, output, acmeDeadLetters])
             let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
-            // Counts, reminders whose timers fire on later records, and records that are not JSON.
             func produceRound(from first: Int, count: Int) throws -> Int {
-                try produce(producer, from: first, count: count)
-                var sent = count
-                for index in stride(from: first + 7, to: first + count, by: 97) {
-                    let member = "m\(index % 50)"
-                    try producer.send(topic: inputA.name, key: Array(member.utf8), value: Array("not JSON \(index)".utf8))
-                    try producer.send(
-                        topic: inputB.name, key: Array(member.utf8),
-                        value: countEvent("r\(index)", member: member, n: 5_000, time: Int64(index) * 1000 + 1, type: "count.remind"))
-                    sent += 2
-                }
-                #expect(producer.flush(timeoutMilliseconds: 20_000))
-                return sent
+                try produceWithNoiseAndReminders(producer, from: first, count: count)
             }
             let databasePath = directory.appendingPathComponent("counting.sqlite").path
             var environment = environment(broker, database: databasePath)
