@@ -123,6 +123,11 @@ public final class BatchApplier<Processor: StreamProcessor> {
 
     /// Told which record is being applied, so that a crash can be pinned on it.
     public var crashNote: CrashNote?
+    /// The crash note's slot of the thread that applies this store's batches.
+    public var crashSlot: CrashNote.Slot = .applying
+    /// For failure tests only (`FAULT_CRASH_APPLYING_ON`): applying a record whose value
+    /// contains this text traps, and the setting's name is in the message.
+    public var applyingTrap: (marker: [UInt8], variable: String)?
     /// Where each batch's row changes go (`CHANGELOG`), what records them, and the name of this
     /// copy of the store, which each batch's end record carries; nil: nowhere.
     public var changelog: (capture: ChangeCapture, topic: String, copy: String)?
@@ -188,7 +193,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// that a second failure in a row dead-letters it.
     private func failure(_ error: Error, eventID: String, on record: ConsumedRecord) -> ApplyFailure {
         let failure = ApplyFailure(eventID: eventID, partition: record.topicPartition, offset: record.offset, underlying: error)
-        if !(error is SQLiteError) { crashNote?.failed(on: failure.partition, offset: failure.offset, because: "\(error)") }
+        if !(error is SQLiteError) { crashNote?.failed(on: failure.partition, offset: failure.offset, because: "\(error)", in: crashSlot) }
         return failure
     }
 
@@ -639,8 +644,11 @@ public final class BatchApplier<Processor: StreamProcessor> {
             try database.prepare("DELETE FROM inbox WHERE event_id = ?").run(.text(input.eventID))
             return false
         }
-        crashNote?.working(on: record)
-        defer { crashNote?.idle() }
+        crashNote?.working(on: record, in: crashSlot)
+        defer { crashNote?.idle(in: crashSlot) }
+        if let trap = applyingTrap, let value = record.value, value.contains(trap.marker) {
+            fatalError("\(trap.variable): a trap injected on \(record.topicPartition)@\(record.offset)")
+        }
         do { try processor.apply(input, in: batch) } catch {
             throw failure(error, eventID: input.eventID, on: record)
         }
@@ -769,8 +777,8 @@ public final class BatchApplier<Processor: StreamProcessor> {
                         try batch.deadLetter(record, reason: poison)
                         outcome.deadLettered += 1
                     } else {
-                        crashNote?.working(on: record)
-                        defer { crashNote?.idle() }
+                        crashNote?.working(on: record, in: crashSlot)
+                        defer { crashNote?.idle(in: crashSlot) }
                         do { try processor.applyBroadcast(record, in: batch) } catch {
                             throw failure(error, eventID: record.eventID ?? "", on: record)
                         }

@@ -10,18 +10,29 @@ import Messaging
 /// The note is kept in memory, preformatted, so that the signal handler only has to write
 /// bytes (`write` and `ftruncate` are async-signal-safe).
 ///
-/// Two threads may work on records at once: the loop applies (``Slot/applying``) while a
-/// worker decodes what was polled after (``Slot/decoding``). Each has a slot of its own, and
-/// the handler writes the slot of the thread that died, so a crash is never blamed on the
-/// record the other thread was working on.
-public final class CrashNote {
+/// Several threads may work on records at once: the loop applies (``Slot/applying``) while a
+/// worker decodes what was polled after (``Slot/decoding``), and in the `task` store layout
+/// further threads apply other tasks (``Slot/applying(onThread:)``). Each has a slot of its
+/// own, and the handler writes the slot of the thread that died, so a crash is never blamed on
+/// the record another thread was working on.
+public final class CrashNote: @unchecked Sendable {
     /// Which thread's record: each slot is written by one thread at a time.
-    public enum Slot: Int, Sendable {
+    public struct Slot: Sendable, Equatable {
+        let index: Int
         /// The loop's thread, applying (or decoding, when nothing decodes ahead).
-        case applying = 0
+        public static let applying = Slot(index: 0)
         /// The worker that decodes ahead of the loop.
-        case decoding = 1
+        public static let decoding = Slot(index: 1)
+        /// The thread that applies the tasks `t` with `t` mod the thread count equal to
+        /// `thread` (0: the loop's own, ``applying``).
+        public static func applying(onThread thread: Int) -> Slot {
+            precondition(thread >= 0 && thread < CrashNote.maximumThreads, "no crash note slot for thread \(thread)")
+            return thread == 0 ? .applying : Slot(index: thread + 1)
+        }
     }
+
+    /// The most threads that apply records at once (`THREADS`).
+    public static let maximumThreads = 64
 
     /// Where the note goes: `<database>.crash`.
     public let path: String
@@ -41,8 +52,7 @@ public final class CrashNote {
         crashNoteDescriptor = descriptor
         // Globals are made on first use, which must not be inside the signal handler.
         crashNoteScratch[0] = 0
-        crashNoteSlots[0].active = false
-        crashNoteSlots[1].active = false
+        for index in 0..<crashNoteSlotCount { crashNoteSlots[index].active = false }
         _ = crashNoteCause.count
         // A stack overflow leaves no stack for the handler: give it one of its own.
         alternateStack = Self.installAlternateSignalStack()
@@ -58,16 +68,14 @@ public final class CrashNote {
     /// A thread is about to decode or apply this record. Called for every record, so it only
     /// stores the location; the signal handler formats the note.
     public func working(on record: ConsumedRecord, in slot: Slot = .applying) {
-        let note = crashNoteSlots.advanced(by: slot.rawValue)
-        if record.topic != lastTopic(slot) {
+        let note = crashNoteSlots.advanced(by: slot.index)
+        let lastTopic = lastTopics[slot.index]
+        if record.topic != lastTopic.name {
             let bytes = Array(record.topic.utf8.prefix(Self.capacity / 2))
             note.pointee.topicLength = 0
             bytes.withUnsafeBufferPointer { note.pointee.topic.update(from: $0.baseAddress!, count: bytes.count) }
             note.pointee.topicLength = bytes.count
-            switch slot {
-            case .applying: lastApplyingTopic = record.topic
-            case .decoding: lastDecodingTopic = record.topic
-            }
+            lastTopic.name = record.topic
         }
         note.pointee.partition = Int64(record.partition)
         note.pointee.offset = record.offset
@@ -77,27 +85,23 @@ public final class CrashNote {
 
     /// The thread is between records: a crash of it now is no record's fault.
     public func idle(in slot: Slot = .applying) {
-        crashNoteSlots[slot.rawValue].active = false
+        crashNoteSlots[slot.index].active = false
     }
 
-    /// Writes the note now, for a record that failed with an error rather than a signal.
-    public func failed(on partition: TopicPartition, offset: Int64, because cause: String) {
-        crashNoteSlots[Slot.applying.rawValue].active = false
+    /// Writes the note now, for a record that failed with an error rather than a signal, on
+    /// the thread of `slot`.
+    public func failed(on partition: TopicPartition, offset: Int64, because cause: String, in slot: Slot = .applying) {
+        crashNoteSlots[slot.index].active = false
         let text = cause.replacingOccurrences(of: "\t", with: " ").replacingOccurrences(of: "\n", with: " ")
         let note = Array("\(partition.topic)\t\(partition.partition)\t\(offset)\t\(text)".utf8.prefix(Self.capacity))
         _ = ftruncate(crashNoteDescriptor, 0)
         _ = note.withUnsafeBufferPointer { pwrite(crashNoteDescriptor, $0.baseAddress, $0.count, 0) }
     }
 
-    /// The topic in each slot's buffer: a property per slot, each written by its thread alone.
-    private var lastApplyingTopic = ""
-    private var lastDecodingTopic = ""
-
-    private func lastTopic(_ slot: Slot) -> String {
-        switch slot {
-        case .applying: lastApplyingTopic
-        case .decoding: lastDecodingTopic
-        }
+    /// The topic in each slot's buffer, each written by its slot's thread alone.
+    private let lastTopics = (0..<crashNoteSlotCount).map { _ in LastTopic() }
+    private final class LastTopic {
+        var name = ""
     }
 
     /// Runs `body` with an alternate signal stack for the calling thread (each thread needs
@@ -145,11 +149,12 @@ private struct CrashNoteSlot {
     var thread = pthread_t()
     var active = false
 }
+/// The decoding thread's slot and one per applying thread.
+private let crashNoteSlotCount = CrashNote.maximumThreads + 1
 nonisolated(unsafe) private let crashNoteSlots: UnsafeMutablePointer<CrashNoteSlot> = {
-    let slots = UnsafeMutablePointer<CrashNoteSlot>.allocate(capacity: 2)
+    let slots = UnsafeMutablePointer<CrashNoteSlot>.allocate(capacity: crashNoteSlotCount)
     // One at a time: each slot gets a topic buffer of its own.
-    (slots + 0).initialize(to: CrashNoteSlot())
-    (slots + 1).initialize(to: CrashNoteSlot())
+    for index in 0..<crashNoteSlotCount { (slots + index).initialize(to: CrashNoteSlot()) }
     return slots
 }()
 nonisolated(unsafe) private var crashNoteDescriptor: Int32 = -1
@@ -163,8 +168,8 @@ private func writeCrashNote() {
     guard crashNoteDescriptor >= 0 else { return }
     let me = pthread_self()
     var index = 0
-    while index < 2, !(crashNoteSlots[index].active && pthread_equal(crashNoteSlots[index].thread, me) != 0) { index += 1 }
-    guard index < 2 else { return }
+    while index < crashNoteSlotCount, !(crashNoteSlots[index].active && pthread_equal(crashNoteSlots[index].thread, me) != 0) { index += 1 }
+    guard index < crashNoteSlotCount else { return }
     let note = crashNoteSlots[index]
     var length = 0
     func put(_ byte: UInt8) {

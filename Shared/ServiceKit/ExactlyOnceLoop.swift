@@ -9,7 +9,14 @@ import Storage
 /// Runs on the calling thread, which it keeps until a stop is requested.
 public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListener {
     private let configuration: ServiceConfiguration
+    /// Decodes every record; in the `service` layout it applies them too.
     private let processor: Processor
+    /// Makes the processor of each task's unit in the `task` layout, so that units apply on
+    /// threads of their own; nil: ``processor`` serves every unit, one after another.
+    private let makeProcessor: (() throws -> Processor)?
+    /// How many threads apply the units (`THREADS` in the `task` layout with a processor
+    /// per task; otherwise 1, the loop's own). Task *p* is applied on thread *p* mod this.
+    private let threadCount: Int
     /// The units the owned tasks are applied in: in the `service` store layout one, of every
     /// task, for the loop's whole life; in the `task` layout one per task, opened as the task is
     /// assigned and closed once it is revoked and its outbox is delivered.
@@ -71,10 +78,16 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
 
     /// `replay`: rebuild the store at `configuration.databasePath` from the topics instead of
     /// serving: apply exactly the records the plan names, publish nothing, and return once
-    /// they are all applied.
-    public init(configuration: ServiceConfiguration, processor: Processor, logger: Logger, stop: StopSignal, replay: ReplayPlan? = nil) throws {
+    /// they are all applied. `makeProcessor`: makes a processor like `processor`, one for each
+    /// task's unit in the `task` layout, which lets the units apply on `THREADS` threads.
+    public init(
+        configuration: ServiceConfiguration, processor: Processor, makeProcessor: (() throws -> Processor)? = nil,
+        logger: Logger, stop: StopSignal, replay: ReplayPlan? = nil
+    ) throws {
         self.configuration = configuration
         self.processor = processor
+        self.makeProcessor = configuration.storePerTask ? makeProcessor : nil
+        threadCount = configuration.storePerTask && makeProcessor != nil ? configuration.threads : 1
         self.replay = replay
         self.logger = logger
         self.stop = stop
@@ -237,6 +250,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         // A batch's timers stay about as many as its records: its outbox stays as small.
         applier.timerBudget = max(2 * configuration.maxBatchRecords, 1_000)
         applier.commandKeys = try configuration.commandKeys()
+        applier.applyingTrap = configuration.faultCrashApplyingOn.map { (Array($0.utf8), configuration.platform.variable("FAULT_CRASH_APPLYING_ON")) }
         // Personal data the service erases is overwritten in the file, not merely unlinked:
         // from the first statement on, a restore's clearing included.
         if processor.storesPersonalData { try database.execute("PRAGMA secure_delete = ON") }
@@ -285,10 +299,12 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// Opens the store of `task` (the `task` layout) and the unit that applies it.
     private func openUnit(ofTask task: Int32) throws -> TaskUnit<Processor> {
         let path = configuration.databasePath(ofTask: task)
-        let (applier, lock) = try Self.openStore(at: path, configuration: configuration, processor: processor, exclusive: false)
+        let (applier, lock) = try Self.openStore(
+            at: path, configuration: configuration, processor: try makeProcessor?() ?? processor, exclusive: false)
         if let clusterID { try applier.claimCluster(clusterID) }
         applier.partitionCount = partitionCount
         applier.crashNote = crashNote
+        applier.crashSlot = .applying(onThread: thread(of: task))
         // The crash note names one record: its strike is counted in the store of that record's
         // task, and every other store opened at this start forgets its own, as the one store
         // of the `service` layout does when the note names another record.
@@ -307,6 +323,9 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             changelogProducer: nil, rebuilding: false, logger: logger
         ) { [status] timers in status.update { $0.timers[task] = timers[task] } }
     }
+
+    /// The thread that applies `task`: 0 is the loop's own.
+    private func thread(of task: Int32) -> Int { Int(task) % threadCount }
 
     /// The unit that applies `task`, if this instance owns it (or still publishes for it).
     private func unit(of task: Int32) -> TaskUnit<Processor>? {
@@ -373,6 +392,11 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         let decodeAhead = configuration.decodeAhead
             ? HandOffThread(name: "decode-ahead") { serve in CrashNote.withAlternateSignalStack(serve) } : nil
         defer { decodeAhead?.stop() }
+        // The loop's thread is the first that applies; the others wait for units to apply.
+        let workers = (1..<max(threadCount, 1)).map { index in
+            HandOffThread(name: "apply-\(index)") { serve in CrashNote.withAlternateSignalStack(serve) }
+        }
+        defer { for worker in workers { worker.stop() } }
         let aheadResults = DecodeResults()
         // The fault setting's trap: decoding a record that contains it crashes the process.
         let decodingTrap = configuration.faultCrashOn.map { (marker: Array($0.utf8), variable: configuration.platform.variable("FAULT_CRASH_ON")) }
@@ -404,26 +428,10 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             refreshEnds()
             moreToApply = false
             var batchRan: [ObjectIdentifier: Bool] = [:]
-            for unit in units {
-                try unit.refreshOtherTasksBound()
-                // Broadcast records the broker has and this instance has not read hold the tasks; a
-                // record or timers carried over from the last batch go before anything else.
-                let first = broadcast?.isBehind == true || unit.applier.hasWorkLeftOver ? nil : unit.merger.next(now: monotonicMilliseconds())
-                var wallClock: EventTime?
-                if configuration.timerMode == .wallClock {
-                    let now = EventTime(millis: Int64(Date().timeIntervalSince1970 * 1000))
-                    if try unit.applier.hasTimersDue(tasks: unit.merger.assignedTasks, by: now) { wallClock = now }
-                }
-                var ran = true
-                if first != nil || unit.hasWorkLeftOver || wallClock != nil {
-                    let applied = try applyBatch(in: unit, startingWith: first?.item, wallClock: wallClock)
-                    if unit.applier.hasWorkLeftOver || (applied >= configuration.maxBatchRecords && unit.merger.bufferedCount > 0) { moreToApply = true }
-                } else if try unit.needsEmptyBatch(now: monotonicMilliseconds()) {
-                    try applyBatch(in: unit, startingWith: nil, wallClock: nil)
-                } else {
-                    ran = false
-                }
-                batchRan[ObjectIdentifier(unit)] = ran
+            for (unit, turn) in try applyTurns(on: workers) {
+                count(turn.outcome)
+                batchRan[ObjectIdentifier(unit)] = turn.ran
+                if turn.moreToApply { moreToApply = true }
             }
             if decodingAhead, let decodeAhead {
                 decodeAhead.wait()
@@ -486,7 +494,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         for unit in units {
             let left = Int(max(0, drainDeadline - monotonicMilliseconds()))
             if try !unit.relay.drain(timeoutMilliseconds: left) { drained = false }
-            if !unit.relay.rowsToDelete.isEmpty { try applyBatch(in: unit, startingWith: nil, wallClock: nil) }
+            if !unit.relay.rowsToDelete.isEmpty { count(try applyBatch(in: unit, startingWith: nil, wallClock: nil).outcome) }
         }
         _ = try announcer?.drain(timeoutMilliseconds: 5_000)
         consumer.commitAdvisory(committedOffsets)
@@ -614,10 +622,12 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         try serviceUnit.relay.publish(outcome.outbox)
     }
 
-    /// Applies one batch in `unit` (``TaskUnit/commitBatch(startingWith:wallClock:)``), counts
-    /// it, and publishes it. Returns the records it pulled from the merge.
-    @discardableResult
-    private func applyBatch(in unit: TaskUnit<Processor>, startingWith first: PolledRecord<Processor.Body>?, wallClock: EventTime?) throws -> Int {
+    /// Applies one batch in `unit` (``TaskUnit/commitBatch(startingWith:wallClock:)``), adds it
+    /// to the status, and publishes it. Returns what it applied (for ``count(_:)``, on the
+    /// loop's thread) and the records it pulled from the merge.
+    private func applyBatch(
+        in unit: TaskUnit<Processor>, startingWith first: PolledRecord<Processor.Body>?, wallClock: EventTime?
+    ) throws -> (outcome: BatchOutcome, pulled: Int) {
         let now = monotonicMilliseconds()
         let (outcome, pulled) = try unit.commitBatch(startingWith: first, wallClock: wallClock)
         let records = outcome.applied + outcome.duplicates + outcome.deadLettered
@@ -638,14 +648,77 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             if records > 0 { snapshot.batchRecords.observe(Double(records)) }
             snapshot.commitSeconds.observe(seconds)
         }
+        try unit.publish(outcome)
+        return (outcome, pulled)
+    }
+
+    /// Adds a batch to ``totals``.
+    private func count(_ outcome: BatchOutcome) {
         totals.applied += outcome.applied
         totals.duplicates += outcome.duplicates
         totals.deadLettered += outcome.deadLettered
         totals.skippedBehindOffset += outcome.skippedBehindOffset
         totals.late += outcome.late
         totals.timersFired += outcome.timersFired
-        try unit.publish(outcome)
-        return pulled
+    }
+
+    /// What one unit did in a turn.
+    private struct UnitTurn {
+        /// A batch was committed (or an empty one was due).
+        var ran = false
+        /// The unit has records or timers left that the next turn should not wait for.
+        var moreToApply = false
+        var outcome = BatchOutcome()
+    }
+
+    /// Applies a batch in every unit that has work: task *p*'s unit on thread *p* mod
+    /// ``threadCount``, the loop's own thread taking the first share, and returns once every
+    /// thread is done (so a rebalance, inside the next poll, never meets a batch under way).
+    /// Units share nothing but the status, which has a lock of its own; the totals are added
+    /// up by the caller.
+    private func applyTurns(on workers: [HandOffThread]) throws -> [(TaskUnit<Processor>, UnitTurn)] {
+        guard !workers.isEmpty, units.count > 1 else { return try units.map { ($0, try applyTurn(in: $0)) } }
+        var shares = Array(repeating: [TaskUnit<Processor>](), count: workers.count + 1)
+        for unit in units { shares[thread(of: unit.task ?? 0)].append(unit) }
+        let results = shares.map { _ in ShareResult() }
+        for (index, worker) in workers.enumerated() where !shares[index + 1].isEmpty {
+            let share = shares[index + 1], result = results[index + 1]
+            worker.handOver { result.value = Result { try share.map { ($0, try self.applyTurn(in: $0)) } } }
+        }
+        results[0].value = Result { try shares[0].map { ($0, try applyTurn(in: $0)) } }
+        for worker in workers { worker.wait() }
+        return try results.flatMap { try $0.value.get() }
+    }
+
+    /// A share's turns, or the error that ended them; written by the thread that ran them.
+    private final class ShareResult: @unchecked Sendable {
+        var value: Result<[(TaskUnit<Processor>, UnitTurn)], Error> = .success([])
+    }
+
+    /// One unit's turn: a batch if the merge releases a record, work is left over or timers
+    /// are due by the clock (wall-clock mode), or an empty one when promises, offsets or
+    /// frontiers are due.
+    private func applyTurn(in unit: TaskUnit<Processor>) throws -> UnitTurn {
+        var turn = UnitTurn(ran: true)
+        try unit.refreshOtherTasksBound()
+        // Broadcast records the broker has and this instance has not read hold the tasks; a
+        // record or timers carried over from the last batch go before anything else.
+        let first = broadcast?.isBehind == true || unit.applier.hasWorkLeftOver ? nil : unit.merger.next(now: monotonicMilliseconds())
+        var wallClock: EventTime?
+        if configuration.timerMode == .wallClock {
+            let now = EventTime(millis: Int64(Date().timeIntervalSince1970 * 1000))
+            if try unit.applier.hasTimersDue(tasks: unit.merger.assignedTasks, by: now) { wallClock = now }
+        }
+        if first != nil || unit.hasWorkLeftOver || wallClock != nil {
+            let (outcome, pulled) = try applyBatch(in: unit, startingWith: first?.item, wallClock: wallClock)
+            turn.outcome = outcome
+            turn.moreToApply = unit.applier.hasWorkLeftOver || (pulled >= configuration.maxBatchRecords && unit.merger.bufferedCount > 0)
+        } else if try unit.needsEmptyBatch(now: monotonicMilliseconds()) {
+            turn.outcome = try applyBatch(in: unit, startingWith: nil, wallClock: nil).outcome
+        } else {
+            turn.ran = false
+        }
+        return turn
     }
 
     /// A progress mark read from an input partition, checked like a command where commands are

@@ -44,6 +44,10 @@ public struct ServiceConfiguration: Sendable {
     /// (`StreamProcessor.tasksAreIndependent`). Not yet with `CHANGELOG`, `STANDBY`,
     /// `REPLAY_OF` or a service that reads broadcast topics.
     public var storePerTask: Bool = false
+    /// `THREADS`, default the number of cores (at most 64): in the `task` layout, how many
+    /// threads apply the tasks, task *p* on thread *p* mod `threads` (the loop's own thread
+    /// is the first). One store (the `service` layout) is applied on the loop's thread alone.
+    public var threads: Int = 1
     /// `GROUP_ID`, default `<platform>-<service>`.
     public var groupID: String
     /// `TIMERS`: `stream` (default) or `wall-clock`.
@@ -117,6 +121,9 @@ public struct ServiceConfiguration: Sendable {
     /// `FAULT_CRASH_ON`, for failure tests only: the service traps (as an overflow
     /// would) while decoding a record whose value contains this text. Unset in production.
     public var faultCrashOn: String?
+    /// `FAULT_CRASH_APPLYING_ON`, for failure tests only: the same trap, taken while applying
+    /// (on the thread of the record's task) rather than while decoding. Unset in production.
+    public var faultCrashApplyingOn: String?
     /// `FAULT_KILL_AFTER_COMMIT`, for failure tests only: the service kills itself
     /// (SIGKILL) right after committing a batch whose outbox holds a record containing this
     /// text, before publishing it. Unset in production.
@@ -259,6 +266,7 @@ public struct ServiceConfiguration: Sendable {
             dataDirectory: dataDirectory,
             databasePath: value("DATABASE") ?? "\(dataDirectory)/\(service).sqlite",
             storePerTask: storePerTask,
+            threads: try integer("THREADS", default: min(ProcessInfo.processInfo.activeProcessorCount, 64), range: 1...64),
             groupID: value("GROUP_ID") ?? platform.groupID(of: service),
             timerMode: timerMode,
             taskIdleMilliseconds: Int64(try integer("TASK_IDLE_MS", default: 0, range: 0...600_000)),
@@ -282,6 +290,7 @@ public struct ServiceConfiguration: Sendable {
             httpToken: value("HTTP_TOKEN"),
             commandKeysText: value("COMMAND_KEYS"),
             faultCrashOn: value("FAULT_CRASH_ON"),
+            faultCrashApplyingOn: value("FAULT_CRASH_APPLYING_ON"),
             faultKillAfterCommit: value("FAULT_KILL_AFTER_COMMIT"),
             waitFor: value("WAIT_FOR").map(Self.serviceList),
             replayOf: value("REPLAY_OF"),

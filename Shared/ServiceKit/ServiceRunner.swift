@@ -26,7 +26,7 @@ public enum ConfiguredFile {
 /// and 1 (with the error logged) on failure.
 public enum ServiceRunner {
     public static func run<Processor: StreamProcessor>(
-        service: String, platform: Platform, makeProcessor: (ServiceConfiguration) throws -> Processor
+        service: String, platform: Platform, makeProcessor: @escaping (ServiceConfiguration) throws -> Processor
     ) -> Never {
         var logger = Logger(service: service)
         do {
@@ -45,7 +45,9 @@ public enum ServiceRunner {
                 throw ConfigurationError(variable: "platform", problem: "the \(service) processor belongs to \(processor.platform.name), not \(platform.name)")
             }
             if configuration.replayOf != nil { exit(try replay(configuration, processor: processor, logger: logger, stop: stop)) }
-            let loop = try ExactlyOnceLoop(configuration: configuration, processor: processor, logger: logger, stop: stop)
+            // In the `task` layout each task's unit gets a processor of its own, to apply on a thread of its own.
+            let loop = try ExactlyOnceLoop(
+                configuration: configuration, processor: processor, makeProcessor: { try makeProcessor(configuration) }, logger: logger, stop: stop)
             try loop.run()
             exit(0)
         } catch {

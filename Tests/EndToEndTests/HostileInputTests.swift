@@ -109,27 +109,34 @@ extension EndToEnd {
         }
 
         /// Points with its one store, and tiers with a store per task (where the strikes are
-        /// counted in the store of the record's task).
-        @Test(arguments: [("points", "service"), ("tiers", "task")])
-        func aRecordAServiceFailsOnAtTwoStartsInARowIsSetAsideAsPoison(service: String, layout: String) throws {
+        /// counted in the store of the record's task); tiers also with the trap taken while
+        /// applying, on a thread of a task's own (a thread per task: the record's task is not
+        /// the loop's thread's).
+        @Test(arguments: [("points", "service", "FAULT_CRASH_ON"), ("tiers", "task", "FAULT_CRASH_ON"), ("tiers", "task", "FAULT_CRASH_APPLYING_ON")])
+        func aRecordAServiceFailsOnAtTwoStartsInARowIsSetAsideAsPoison(service: String, layout: String, fault: String) throws {
             let directory = try temporaryDirectory("poison-e2e")
             defer { try? FileManager.default.removeItem(at: directory) }
             let broker = try EmbeddedBroker(topics: Topics.all)
             let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+            // A member whose task is not applied on the loop's thread (task 0's).
+            let member = try #require(["pat", "pat-2", "pat-3", "pat-4"].first {
+                Murmur2Partitioner.partition(of: Array($0.utf8), partitions: Topics.partitionCount) != 0
+            })
             func send(_ topic: TopicSpec, _ value: [UInt8]) throws {
-                try producer.send(topic: topic.name, key: Array("pat".utf8), value: value)
+                try producer.send(topic: topic.name, key: Array(member.utf8), value: value)
             }
-            try send(Topics.members, Self.event("p-reg", EventType.memberRegistered, "2026-03-01T09:00:00+08:00", "pat", "{}"))
-            try send(Topics.orders, Self.event("p-1", EventType.orderPaid, "2026-03-02T10:00:00+08:00", "pat", #"{"orderId":"P-1","paidMinor":10000}"#))
+            try send(Topics.members, Self.event("p-reg", EventType.memberRegistered, "2026-03-01T09:00:00+08:00", member, "{}"))
+            try send(Topics.orders, Self.event("p-1", EventType.orderPaid, "2026-03-02T10:00:00+08:00", member, #"{"orderId":"P-1","paidMinor":10000}"#))
             // The injected trap stands for any crash a record provokes (an overflow, a stack overflow).
-            try send(Topics.orders, Self.event("p-bad", EventType.orderPaid, "2026-03-03T10:00:00+08:00", "pat", #"{"orderId":"TRAP-HERE","paidMinor":10000}"#))
-            try send(Topics.orders, Self.event("p-3", EventType.orderPaid, "2026-03-04T10:00:00+08:00", "pat", #"{"orderId":"P-3","paidMinor":20000}"#))
+            try send(Topics.orders, Self.event("p-bad", EventType.orderPaid, "2026-03-03T10:00:00+08:00", member, #"{"orderId":"TRAP-HERE","paidMinor":10000}"#))
+            try send(Topics.orders, Self.event("p-3", EventType.orderPaid, "2026-03-04T10:00:00+08:00", member, #"{"orderId":"P-3","paidMinor":20000}"#))
             #expect(producer.flush(timeoutMilliseconds: 10_000))
 
             let log = directory.appendingPathComponent("\(service).log")
             let environment = [
                 "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path,
-                "LOYALTY_FAULT_CRASH_ON": "TRAP-HERE", "LOYALTY_STORE_LAYOUT": layout,
+                "LOYALTY_\(fault)": "TRAP-HERE", "LOYALTY_STORE_LAYOUT": layout,
+                "LOYALTY_THREADS": String(Topics.partitionCount),
             ]
             // Two starts die on the record: a service that crashes at the same place every time.
             for start in 1...2 {
@@ -158,6 +165,7 @@ extension EndToEnd {
             let text = try String(contentsOf: log, encoding: .utf8)
             #expect(text.contains("the last start failed on an input record"))
             #expect(text.contains("it is dead-lettered as poison-record"))
+            #expect(text.contains("LOYALTY_\(fault): a trap injected"), "the trap the test meant")
         }
     }
 }

@@ -14,25 +14,36 @@ final class LoopInstance: Sendable {
         let applied = Mutex<Int>(0)
         /// The threads that decoded records, and whether the loop's own was among them.
         let decoding = Mutex<(threads: Int, onTheLoopsThread: Bool)>((0, false))
+        /// The threads that applied records, and whether the loop's own was among them.
+        let applying = Mutex<(threads: Int, onTheLoopsThread: Bool)>((0, false))
     }
 
     let stop = StopSignal()
     private let finished = Outcome()
 
-    /// `independentTasks`: the processor declares its tasks independent (as a store per task needs).
+    /// `independentTasks`: the processor declares its tasks independent (as a store per task
+    /// needs), and the loop is given a processor per task, as the services' `main` gives it.
     init(environment: [String: String], topics: [String], output: String, independentTasks: Bool = false) {
         let thread = Thread { [stop, finished] in
             do {
                 let configuration = try ServiceConfiguration.fromEnvironment(service: "counting", platform: .acme, environment: environment)
-                let processor = CountingProcessor(inputTopics: topics, outputTopic: output)
-                processor.tasksAreIndependent = independentTasks
+                let applyingThreads = ThreadLog()
+                func makeProcessor() -> CountingProcessor {
+                    let processor = CountingProcessor(inputTopics: topics, outputTopic: output)
+                    processor.tasksAreIndependent = independentTasks
+                    processor.applyingThreads = applyingThreads
+                    return processor
+                }
+                let processor = makeProcessor()
                 let loop = try ExactlyOnceLoop(
-                    configuration: configuration, processor: processor,
+                    configuration: configuration, processor: processor, makeProcessor: independentTasks ? makeProcessor : nil,
                     logger: Logger(service: "counting", minimumLevel: .warning), stop: stop)
                 try loop.run()
                 let loopThread = UInt(pthread_self())
                 let threads = processor.decodingThreads.withLock { $0 }
                 finished.decoding.withLock { $0 = (threads.count, threads.contains(loopThread)) }
+                let applied = applyingThreads.threads.withLock { $0 }
+                finished.applying.withLock { $0 = (applied.count, applied.contains(loopThread)) }
                 finished.applied.withLock { $0 = loop.totals.applied }
                 finished.value.withLock { $0 = (true, nil) }
             } catch {
@@ -46,6 +57,8 @@ final class LoopInstance: Sendable {
     var applied: Int { finished.applied.withLock { $0 } }
     /// How many threads decoded, and whether the loop's was one (known once it has stopped).
     var decoding: (threads: Int, onTheLoopsThread: Bool) { finished.decoding.withLock { $0 } }
+    /// How many threads applied, and whether the loop's was one (known once it has stopped).
+    var applying: (threads: Int, onTheLoopsThread: Bool) { finished.applying.withLock { $0 } }
 
     /// Asks for a graceful stop and waits for it.
     func stopAndWait(seconds: Double = 60) -> (done: Bool, error: String?) {
@@ -247,9 +260,12 @@ final class TopicReader: RebalanceListener {
         return byPartition
     }
 
+    /// One store, a store per task applied on the loop's thread, and a store per task on a
+    /// thread each (`THREADS=4`, four tasks): the same records on every partition.
     @Test func aStorePerTaskPublishesExactlyWhatOneStoreDoesThroughRestartsAndMovingTasks() throws {
         var published: [String: [Int32: [String]]] = [:]
-        for layout in ["service", "task"] {
+        for (layout, threads) in [("service", 4), ("task", 1), ("task", 4)] {
+            let run = "\(layout) layout, \(threads) threads"
             let directory = try temporaryDirectory()
             defer { try? FileManager.default.removeItem(at: directory) }
             let broker = try EmbeddedBroker(topics: [inputA, inputB, output, acmeDeadLetters])
@@ -260,6 +276,7 @@ final class TopicReader: RebalanceListener {
             let databasePath = directory.appendingPathComponent("counting.sqlite").path
             var environment = environment(broker, database: databasePath)
             environment["ACME_STORE_LAYOUT"] = layout
+            environment["ACME_THREADS"] = String(threads)
             func start() -> LoopInstance {
                 LoopInstance(environment: environment, topics: [inputA.name, inputB.name], output: output.name, independentTasks: true)
             }
@@ -283,8 +300,16 @@ final class TopicReader: RebalanceListener {
             // Stopping flushed every outbox: what is left to read is on the broker.
             reader.read(seconds: 3) { _ in false }
             reader.close()
-            #expect(first.applied > 0 && second.applied > 0 && third.applied > 0, "\(layout): every instance had tasks")
-            published[layout] = try publishedByPartition(reader.records)
+            #expect(first.applied > 0 && second.applied > 0 && third.applied > 0, "\(run): every instance had tasks")
+            published[run] = try publishedByPartition(reader.records)
+            // The first instance owned all four tasks for a while: with a thread per task, its
+            // loop's thread applied task 0 and three others applied the rest.
+            let applying = first.applying
+            if layout == "task" && threads == 4 {
+                #expect(applying.threads == 4 && applying.onTheLoopsThread, "\(run): \(applying)")
+            } else {
+                #expect(applying.threads == 1 && applying.onTheLoopsThread, "\(run): \(applying)")
+            }
 
             let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".sqlite") }.sorted()
             if layout == "task" {
@@ -304,14 +329,17 @@ final class TopicReader: RebalanceListener {
                 #expect(try store.count("SELECT COALESCE(SUM(applied), 0) FROM counts") == 5000, "every count applied once")
             }
         }
-        let oneStore = published["service"] ?? [:], perTask = published["task"] ?? [:]
-        // Outputs are told apart by id, whatever instance published them: compare each
-        // partition's distinct records (a task moving may publish a row twice, same bytes).
+        let oneStore = published["service layout, 4 threads"] ?? [:]
         #expect(oneStore.values.reduce(0) { $0 + $1.count } > 5000)
-        #expect(oneStore.keys.sorted() == perTask.keys.sorted())
-        for partition in oneStore.keys.sorted() {
-            let (mine, theirs) = (Set(perTask[partition] ?? []), Set(oneStore[partition] ?? []))
-            #expect(mine == theirs, "partition \(partition): only per task \(mine.subtracting(theirs).prefix(2)), only in one store \(theirs.subtracting(mine).prefix(2))")
+        for run in ["task layout, 1 threads", "task layout, 4 threads"] {
+            // Outputs are told apart by id, whatever instance published them: compare each
+            // partition's distinct records (a task moving may publish a row twice, same bytes).
+            let perTask = published[run] ?? [:]
+            #expect(oneStore.keys.sorted() == perTask.keys.sorted(), "\(run)")
+            for partition in oneStore.keys.sorted() {
+                let (mine, theirs) = (Set(perTask[partition] ?? []), Set(oneStore[partition] ?? []))
+                #expect(mine == theirs, "\(run), partition \(partition): only per task \(mine.subtracting(theirs).prefix(2)), only in one store \(theirs.subtracting(mine).prefix(2))")
+            }
         }
     }
 

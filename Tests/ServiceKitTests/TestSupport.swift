@@ -29,6 +29,8 @@ final class CountingProcessor: StreamProcessor {
     var tasksAreIndependent = false
     /// The threads that decoded records (`pthread_self`).
     let decodingThreads = Mutex<Set<UInt>>([])
+    /// Told the thread of every record applied, when set (shared by the processors of a loop's tasks).
+    var applyingThreads: ThreadLog?
     func rank(of eventType: String) -> Int { 0 }
     var migrations: [Migration] {
         [Migration(version: 100, name: "counts", sql: "CREATE TABLE counts(member TEXT PRIMARY KEY, total INTEGER NOT NULL, applied INTEGER NOT NULL);")]
@@ -55,6 +57,7 @@ final class CountingProcessor: StreamProcessor {
     }
 
     func apply(_ input: Decoded<Body>, in batch: Batch) throws {
+        applyingThreads?.threads.withLock { _ = $0.insert(UInt(pthread_self())) }
         if input.member == failOnMember { throw Failure() }
         if input.body.type == "count.remind" {
             try batch.schedule(TimerRequest(due: input.time.adding(milliseconds: input.body.n), rank: 0, member: input.member, kind: "remind", ref: input.eventID))
@@ -79,6 +82,11 @@ final class CountingProcessor: StreamProcessor {
 
     func finish(_ batch: Batch) throws {}
     func abandon() {}
+}
+
+/// The threads that did something, as `pthread_self` values.
+final class ThreadLog: Sendable {
+    let threads = Mutex<Set<UInt>>([])
 }
 
 func countEvent(_ id: String, member: String, n: Int64, time: Int64, type: String = "count.add") -> [UInt8] {
