@@ -8,10 +8,12 @@ ServiceRunner.run(service: "campaigns", platform: .loyalty) { configuration in
     let program = try ProgramSource.load(configuration)
     // The default campaigns: LOYALTY_CAMPAIGNS_FILE, or the reference campaigns.
     let bytes = try ConfiguredFile.bytes(variable: "LOYALTY_CAMPAIGNS_FILE", fallback: ReferenceProgram.campaignsBytes)
+    let defaults: [CampaignDefinition]
     do {
-        let defaults = try CampaignDefinition.loadFile(json: bytes, tiers: program.tiers.levels.map(\.id))
-        return CampaignsProcessor(program: program, defaults: defaults, commandKeys: try configuration.commandKeys())
+        defaults = try CampaignDefinition.loadFile(json: bytes, tiers: program.tiers.levels.map(\.id))
     } catch {
         throw ConfigurationError(variable: "LOYALTY_CAMPAIGNS_FILE", problem: "campaigns refused: \(error)")
     }
+    let commandKeys = try configuration.commandKeys()
+    return { CampaignsProcessor(program: program, defaults: defaults, commandKeys: commandKeys) }
 }

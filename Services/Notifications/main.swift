@@ -9,11 +9,13 @@ ServiceRunner.run(service: "notifications", platform: .loyalty) { configuration 
     // The message templates: LOYALTY_TEMPLATES_FILE, or the reference templates. A template
     // naming a field its message type does not provide stops the service here.
     let bytes = try ConfiguredFile.bytes(variable: "LOYALTY_TEMPLATES_FILE", fallback: ReferenceProgram.templatesBytes)
+    let templates: MessageTemplates
     do {
-        var logger = Logger(service: "notifications")
-        logger.minimumLevel = configuration.logLevel
-        return NotificationsProcessor(program: program, templates: try MessageTemplates.load(json: bytes), logger: logger)
+        templates = try MessageTemplates.load(json: bytes)
     } catch {
         throw ConfigurationError(variable: "LOYALTY_TEMPLATES_FILE", problem: "templates refused: \(error)")
     }
+    var logger = Logger(service: "notifications")
+    logger.minimumLevel = configuration.logLevel
+    return { NotificationsProcessor(program: program, templates: templates, logger: logger) }
 }

@@ -3,5 +3,6 @@ import ServiceKit
 import TiersService
 
 ServiceRunner.run(service: "tiers", platform: .loyalty) { configuration in
-    TiersProcessor(program: try ProgramSource.load(configuration))
+    let program = try ProgramSource.load(configuration)
+    return { TiersProcessor(program: program) }
 }

@@ -8,7 +8,8 @@ import Messaging
 /// at every start. A kill from outside (SIGKILL, OOM) leaves no note, so it never counts.
 ///
 /// The note is kept in memory, preformatted, so that the signal handler only has to write
-/// bytes (`write` and `ftruncate` are async-signal-safe).
+/// bytes (`pwrite` is async-signal-safe). Each thread's slot has a region of its own in the
+/// file, so threads failing at once never write over each other's notes.
 ///
 /// Several threads may work on records at once: the loop applies (``Slot/applying``) while a
 /// worker decodes what was polled after (``Slot/decoding``), and in the `task` store layout
@@ -36,14 +37,18 @@ public final class CrashNote: @unchecked Sendable {
 
     /// Where the note goes: `<database>.crash`.
     public let path: String
-    private static let capacity = 1024
+    /// Bytes of a slot's region in the file (and of its note, at most).
+    static let capacity = 1024
     private let alternateStack: UnsafeMutableRawPointer
+    /// The note file, which this note's errors are written to (the signal handler writes the
+    /// process's latest, a global).
+    private let descriptor: Int32
     private static let fatalSignals: [Int32] = [SIGILL, SIGTRAP, SIGSEGV, SIGBUS, SIGFPE, SIGABRT]
 
     /// Opens the note file and installs the handlers (process-wide; one loop per process).
     public init(path: String) throws {
         self.path = path
-        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else {
             throw ConfigurationError(variable: "crash note", problem: "cannot open \(path): \(String(cString: strerror(errno)))")
         }
@@ -93,9 +98,9 @@ public final class CrashNote: @unchecked Sendable {
     public func failed(on partition: TopicPartition, offset: Int64, because cause: String, in slot: Slot = .applying) {
         crashNoteSlots[slot.index].active = false
         let text = cause.replacingOccurrences(of: "\t", with: " ").replacingOccurrences(of: "\n", with: " ")
-        let note = Array("\(partition.topic)\t\(partition.partition)\t\(offset)\t\(text)".utf8.prefix(Self.capacity))
-        _ = ftruncate(crashNoteDescriptor, 0)
-        _ = note.withUnsafeBufferPointer { pwrite(crashNoteDescriptor, $0.baseAddress, $0.count, 0) }
+        var note = Array("\(partition.topic)\t\(partition.partition)\t\(offset)\t\(text)".utf8.prefix(Self.capacity))
+        note += Array(repeating: 0, count: Self.capacity - note.count)
+        _ = note.withUnsafeBufferPointer { pwrite(descriptor, $0.baseAddress, $0.count, off_t(slot.index * Self.capacity)) }
     }
 
     /// The topic in each slot's buffer, each written by its slot's thread alone.
@@ -128,14 +133,24 @@ public final class CrashNote: @unchecked Sendable {
         return memory
     }
 
-    /// The note a previous run left, removed from disk: the record it names and why.
-    public static func take(at path: String) -> (partition: TopicPartition, offset: Int64, cause: String)? {
+    /// What a note says: the record a thread failed on, and why.
+    public typealias Note = (partition: TopicPartition, offset: Int64, cause: String)
+
+    /// The notes a previous run left (one per thread that failed, ordered by record), removed
+    /// from disk.
+    public static func take(at path: String) -> [Note] {
         defer { unlink(path) }
-        guard let data = FileManager.default.contents(atPath: path), !data.isEmpty,
-              let text = String(data: data, encoding: .utf8) else { return nil }
-        let fields = text.split(separator: "\t", maxSplits: 3, omittingEmptySubsequences: false)
-        guard fields.count == 4, let partition = Int32(fields[1]), let offset = Int64(fields[2]) else { return nil }
-        return (TopicPartition(topic: String(fields[0]), partition: partition), offset, String(fields[3]))
+        guard let data = FileManager.default.contents(atPath: path) else { return [] }
+        let bytes = Array(data)
+        var notes: [Note] = []
+        for start in stride(from: 0, to: bytes.count, by: capacity) {
+            let region = bytes[start..<min(start + capacity, bytes.count)].prefix { $0 != 0 }
+            guard let text = String(bytes: region, encoding: .utf8) else { continue }
+            let fields = text.split(separator: "\t", maxSplits: 3, omittingEmptySubsequences: false)
+            guard fields.count == 4, let partition = Int32(fields[1]), let offset = Int64(fields[2]) else { continue }
+            notes.append((TopicPartition(topic: String(fields[0]), partition: partition), offset, String(fields[3])))
+        }
+        return notes.sorted { ($0.partition.topic, $0.partition.partition, $0.offset) < ($1.partition.topic, $1.partition.partition, $1.offset) }
     }
 }
 
@@ -159,7 +174,8 @@ nonisolated(unsafe) private let crashNoteSlots: UnsafeMutablePointer<CrashNoteSl
 }()
 nonisolated(unsafe) private var crashNoteDescriptor: Int32 = -1
 /// Where the handler formats the note: no allocation in a signal handler.
-nonisolated(unsafe) private let crashNoteScratch = UnsafeMutablePointer<UInt8>.allocate(capacity: 1024)
+/// A region per slot, so two threads dying at once do not share one.
+nonisolated(unsafe) private let crashNoteScratch = UnsafeMutablePointer<UInt8>.allocate(capacity: CrashNote.capacity * crashNoteSlotCount)
 private let crashNoteCause = Array("the service crashed (a trap or fault signal)".utf8)
 
 /// `topic \t partition \t offset \t cause` of the crashing thread's record, formatted with
@@ -167,14 +183,15 @@ private let crashNoteCause = Array("the service crashed (a trap or fault signal)
 private func writeCrashNote() {
     guard crashNoteDescriptor >= 0 else { return }
     let me = pthread_self()
-    var index = 0
-    while index < crashNoteSlotCount, !(crashNoteSlots[index].active && pthread_equal(crashNoteSlots[index].thread, me) != 0) { index += 1 }
-    guard index < crashNoteSlotCount else { return }
-    let note = crashNoteSlots[index]
+    var slot = 0
+    while slot < crashNoteSlotCount, !(crashNoteSlots[slot].active && pthread_equal(crashNoteSlots[slot].thread, me) != 0) { slot += 1 }
+    guard slot < crashNoteSlotCount else { return }
+    let note = crashNoteSlots[slot]
+    let scratch = crashNoteScratch + slot * CrashNote.capacity
     var length = 0
     func put(_ byte: UInt8) {
-        guard length < 1024 else { return }
-        crashNoteScratch[length] = byte
+        guard length < CrashNote.capacity else { return }
+        scratch[length] = byte
         length += 1
     }
     func putNumber(_ value: Int64) {
@@ -202,8 +219,9 @@ private func writeCrashNote() {
     putNumber(note.offset)
     put(9)
     crashNoteCause.withUnsafeBufferPointer { cause in for byte in cause { put(byte) } }
-    _ = ftruncate(crashNoteDescriptor, 0)
-    _ = pwrite(crashNoteDescriptor, crashNoteScratch, length, 0)
+    // The whole region, so nothing of an earlier note of the slot is left after it.
+    while length < CrashNote.capacity { put(0) }
+    _ = pwrite(crashNoteDescriptor, scratch, CrashNote.capacity, off_t(slot * CrashNote.capacity))
 }
 
 private let crashNoteHandler: @convention(c) (Int32) -> Void = { signal in

@@ -13,7 +13,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     private let processor: Processor
     /// Makes the processor of each task's unit in the `task` layout, so that units apply on
     /// threads of their own; nil: ``processor`` serves every unit, one after another.
-    private let makeProcessor: (() throws -> Processor)?
+    private let makeProcessor: (() -> Processor)?
     /// How many threads apply the units (`THREADS` in the `task` layout with a processor
     /// per task; otherwise 1, the loop's own). Task *p* is applied on thread *p* mod this.
     private let threadCount: Int
@@ -23,9 +23,9 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     private var units: [TaskUnit<Processor>] = []
     /// The `service` layout's one unit: the only layout with broadcast topics, standbys and rebuilds.
     private var serviceUnit: TaskUnit<Processor> { units[0] }
-    /// The crash note of the last start, until the store of the task it names is opened (the
-    /// `task` layout; the `service` layout counts its strike at once).
-    private var strikeNote: (partition: TopicPartition, offset: Int64, cause: String)?
+    /// The crash notes of the last start (one per thread that failed), until the stores of the
+    /// tasks they name are opened (the `task` layout; the `service` layout counts its strike at once).
+    private var strikeNotes: [CrashNote.Note] = []
     /// Until the first assignment is taken on (the `task` layout): a store opened counts the
     /// last start's strike if the note names its task, and otherwise forgets its own (they
     /// are of an earlier start: not two in a row).
@@ -81,7 +81,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// they are all applied. `makeProcessor`: makes a processor like `processor`, one for each
     /// task's unit in the `task` layout, which lets the units apply on `THREADS` threads.
     public init(
-        configuration: ServiceConfiguration, processor: Processor, makeProcessor: (() throws -> Processor)? = nil,
+        configuration: ServiceConfiguration, processor: Processor, makeProcessor: (() -> Processor)? = nil,
         logger: Logger, stop: StopSignal, replay: ReplayPlan? = nil
     ) throws {
         self.configuration = configuration
@@ -102,7 +102,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             let directory = (configuration.databasePath as NSString).deletingLastPathComponent
             if !directory.isEmpty { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
             // Each task's store is opened as the task is assigned, and counts the note's strike then.
-            strikeNote = CrashNote.take(at: notePath)
+            strikeNotes = CrashNote.take(at: notePath)
             strikesToSettle = true
             crashNote = try CrashNote(path: notePath)
             useLock = nil
@@ -215,7 +215,8 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             logger.warning("the store no longer keeps a changelog", ["topic": topic, "then": "a store restored from it would start anew"])
         }
         status.update { [count = applier.partitionCount] in $0.partitionCount = count }
-        let note = CrashNote.take(at: notePath)
+        // One thread applies the one store: a note of its, or of the thread that decodes.
+        let note = CrashNote.take(at: notePath).first
         crashNote = try CrashNote(path: notePath)
         applier.crashNote = crashNote
         if let strike = try applier.recordStrike(note) { logStrike(strike) }
@@ -300,16 +301,17 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     private func openUnit(ofTask task: Int32) throws -> TaskUnit<Processor> {
         let path = configuration.databasePath(ofTask: task)
         let (applier, lock) = try Self.openStore(
-            at: path, configuration: configuration, processor: try makeProcessor?() ?? processor, exclusive: false)
+            at: path, configuration: configuration, processor: makeProcessor?() ?? processor, exclusive: false)
         if let clusterID { try applier.claimCluster(clusterID) }
         applier.partitionCount = partitionCount
         applier.crashNote = crashNote
         applier.crashSlot = .applying(onThread: thread(of: task))
-        // The crash note names one record: its strike is counted in the store of that record's
-        // task, and every other store opened at this start forgets its own, as the one store
-        // of the `service` layout does when the note names another record.
-        if strikesToSettle, let note = strikeNote {
-            if note.partition.partition == task {
+        // A crash note names a record of each thread that failed: a strike is counted in the
+        // store of each named record's task, and every other store opened at this start forgets
+        // its own, as the one store of the `service` layout does when the note names another
+        // record. (Tasks failing in the same turn on two threads each count a strike.)
+        if strikesToSettle, !strikeNotes.isEmpty {
+            if let note = strikeNotes.first(where: { $0.partition.partition == task }) {
                 if let strike = try applier.recordStrike(note) { logStrike(strike) }
             } else {
                 try applier.forgetStrikes()
@@ -687,6 +689,10 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         }
         results[0].value = Result { try shares[0].map { ($0, try applyTurn(in: $0)) } }
         for worker in workers { worker.wait() }
+        // The first thread's error stops the service; any other is logged, not lost.
+        let errors = results.compactMap { result -> Error? in if case .failure(let error) = result.value { error } else { nil } }
+        for error in errors.dropFirst() { logger.error("another task failed in the same turn", ["error": "\(error)"]) }
+        if let first = errors.first { throw first }
         return try results.flatMap { try $0.value.get() }
     }
 
@@ -1075,7 +1081,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             // The last start's note counts at the first assignment only: a task given later comes
             // from another instance, whose start it was not.
             strikesToSettle = false
-            strikeNote = nil
+            strikeNotes = []
             var offsets: [TopicPartition: Int64] = [:]
             for group in groups { try offsets.merge(group.unit.applier.storedOffsets(group.partitions)) { $1 } }
             // An offset past the end means the state belongs to another cluster (say, an

@@ -21,12 +21,12 @@ public enum ConfiguredFile {
     }
 }
 
-/// The `main` of every service: configuration from the environment, signals, the processor
+/// The `main` of every service: configuration from the environment, signals, the processors
 /// the service makes from it (with its rule files), the loop; exits 0 after a requested stop
 /// and 1 (with the error logged) on failure.
 public enum ServiceRunner {
     public static func run<Processor: StreamProcessor>(
-        service: String, platform: Platform, makeProcessor: @escaping (ServiceConfiguration) throws -> Processor
+        service: String, platform: Platform, processors: (ServiceConfiguration) throws -> () -> Processor
     ) -> Never {
         var logger = Logger(service: service)
         do {
@@ -40,14 +40,17 @@ public enum ServiceRunner {
             }
             let stop = StopSignal()
             stop.install()
-            let processor = try makeProcessor(configuration)
+            // The rule files are read here, once: every processor made after (one per task in
+            // the `task` layout) applies the same rules.
+            let makeProcessor = try processors(configuration)
+            let processor = makeProcessor()
             guard processor.platform == platform else {
                 throw ConfigurationError(variable: "platform", problem: "the \(service) processor belongs to \(processor.platform.name), not \(platform.name)")
             }
             if configuration.replayOf != nil { exit(try replay(configuration, processor: processor, logger: logger, stop: stop)) }
             // In the `task` layout each task's unit gets a processor of its own, to apply on a thread of its own.
             let loop = try ExactlyOnceLoop(
-                configuration: configuration, processor: processor, makeProcessor: { try makeProcessor(configuration) }, logger: logger, stop: stop)
+                configuration: configuration, processor: processor, makeProcessor: makeProcessor, logger: logger, stop: stop)
             try loop.run()
             exit(0)
         } catch {

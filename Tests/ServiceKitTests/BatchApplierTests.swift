@@ -241,7 +241,7 @@ import Testing
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let (applier, processor) = try makeApplier(directory)
-        processor.failOnMember = "bad"
+        processor.failOnMembers = ["bad"]
         let good = polled(processor, offset: 0, value: countEvent("e1", member: "m", n: 1, time: 1))
         let bad = polled(processor, offset: 1, value: countEvent("e2", member: "bad", n: 1, time: 2))
         // The error names the record it failed on.
@@ -251,7 +251,7 @@ import Testing
         #expect(try applier.database.count("SELECT COUNT(*) FROM inbox") == 0)
         #expect(try applier.database.count("SELECT COUNT(*) FROM outbox") == 0)
         #expect(try applier.database.count("SELECT COUNT(*) FROM offsets") == 0)
-        processor.failOnMember = nil
+        processor.failOnMembers = []
         let retried = try applier.apply([good])
         #expect(retried.applied == 1)
     }

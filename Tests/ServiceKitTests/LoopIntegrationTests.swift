@@ -23,7 +23,8 @@ final class LoopInstance: Sendable {
 
     /// `independentTasks`: the processor declares its tasks independent (as a store per task
     /// needs), and the loop is given a processor per task, as the services' `main` gives it.
-    init(environment: [String: String], topics: [String], output: String, independentTasks: Bool = false) {
+    /// `failingMembers`: applying a record of one of them throws.
+    init(environment: [String: String], topics: [String], output: String, independentTasks: Bool = false, failingMembers: Set<String> = []) {
         let thread = Thread { [stop, finished] in
             do {
                 let configuration = try ServiceConfiguration.fromEnvironment(service: "counting", platform: .acme, environment: environment)
@@ -32,6 +33,7 @@ final class LoopInstance: Sendable {
                     let processor = CountingProcessor(inputTopics: topics, outputTopic: output)
                     processor.tasksAreIndependent = independentTasks
                     processor.applyingThreads = applyingThreads
+                    processor.failOnMembers = failingMembers
                     return processor
                 }
                 let processor = makeProcessor()
@@ -52,6 +54,9 @@ final class LoopInstance: Sendable {
         }
         thread.start()
     }
+
+    /// Whether the loop has ended (by itself, or asked to), and its error if it failed.
+    var outcome: (done: Bool, error: String?) { finished.value.withLock { $0 } }
 
     /// Events this instance applied (known once it has stopped).
     var applied: Int { finished.applied.withLock { $0 } }
@@ -341,6 +346,61 @@ final class TopicReader: RebalanceListener {
                 #expect(mine == theirs, "\(run), partition \(partition): only per task \(mine.subtracting(theirs).prefix(2)), only in one store \(theirs.subtracting(mine).prefix(2))")
             }
         }
+    }
+
+    /// Two tasks on two threads fail in the same turn, at every start: each record counts its
+    /// own strikes (the crash note keeps a region per thread), so both are set aside as poison
+    /// and the service goes on, rather than the two taking turns at being noted for ever.
+    @Test func recordsFailingOnTwoThreadsInOneTurnAreBothSetAsideAsPoison() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let broker = try EmbeddedBroker(topics: [inputA, output, acmeDeadLetters])
+        let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+        func partition(_ member: String) -> Int32 { Murmur2Partitioner.partition(of: Array(member.utf8), partitions: inputA.partitions) }
+        // A record each of two failing members on tasks 1 and 2 (threads 1 and 2 of four), amid 400 others.
+        let failing = [Int32(1), 2].map { task in (0..<1_000).map { "bad-\($0)" }.first { partition($0) == task }! }
+        for index in 0..<402 {
+            let member = index == 200 || index == 201 ? failing[index - 200] : "m\(index % 40)"
+            let value = countEvent("e\(index)", member: member, n: 1, time: 1_767_225_600_000 + Int64(index) * 60_000)
+            try producer.send(topic: inputA.name, key: Array(member.utf8), value: value, partition: partition(member))
+        }
+        #expect(producer.flush(timeoutMilliseconds: 10_000))
+        var environment = environment(broker, database: directory.appendingPathComponent("counting.sqlite").path)
+        environment["ACME_STORE_LAYOUT"] = "task"
+        environment["ACME_THREADS"] = "4"
+        environment["ACME_BATCH_RECORDS"] = "2000"
+        var failedStarts = 0
+        var last: LoopInstance?
+        // Each start that fails ends by itself; one that sets them aside runs until stopped.
+        for _ in 1...6 {
+            let instance = LoopInstance(
+                environment: environment, topics: [inputA.name], output: output.name, independentTasks: true, failingMembers: Set(failing))
+            let deadline = Date().addingTimeInterval(30)
+            while Date() < deadline, !instance.outcome.done { usleep(100_000) }
+            if instance.outcome.done {
+                failedStarts += 1
+                continue
+            }
+            last = instance
+            break
+        }
+        let survivor = try #require(last, "a start set the two records aside within six")
+        #expect(survivor.stopAndWait().error == nil)
+        #expect(failedStarts >= 2)
+        let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: [acmeDeadLetters.name])
+        reader.read(seconds: 30) { Set($0.compactMap { $0.value.flatMap { try? CloudEvent.decode($0) }?.id }).count >= 2 }
+        reader.close()
+        // A start that failed on one task may have published another's letter without deleting
+        // it from the outbox: it goes out again, with the same id, and counts once.
+        let letters = Dictionary(reader.records.compactMap { $0.value.flatMap { try? CloudEvent.decode($0) } }.map { ($0.id, $0) }) { first, _ in first }.values
+        #expect(letters.allSatisfy { $0.data["reason"]?.stringValue == "poison-record" })
+        #expect(letters.compactMap { $0.data["key"]?.stringValue }.sorted() == failing.sorted(), "each failing record set aside once")
+        var applied: Int64 = 0
+        for task in 0..<4 {
+            let store = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("counting.task-\(task).sqlite").path))
+            applied += try store.count("SELECT COALESCE(SUM(applied), 0) FROM counts")
+        }
+        #expect(applied == 400, "every other record applied once")
     }
 
     @Test func aStorePerTaskIsRefusedWhereItCannotHoldTheServicesState() throws {

@@ -23,7 +23,7 @@ final class CountingProcessor: StreamProcessor {
     let platform = Platform.acme
     let inputTopics: [String]
     let outputTopic: String
-    var failOnMember: String?
+    var failOnMembers: Set<String> = []
     var sortedInputTopics: Set<String> = []
     var personalDataTopics: Set<String> = []
     var tasksAreIndependent = false
@@ -58,7 +58,7 @@ final class CountingProcessor: StreamProcessor {
 
     func apply(_ input: Decoded<Body>, in batch: Batch) throws {
         applyingThreads?.threads.withLock { _ = $0.insert(UInt(pthread_self())) }
-        if input.member == failOnMember { throw Failure() }
+        if failOnMembers.contains(input.member) { throw Failure() }
         if input.body.type == "count.remind" {
             try batch.schedule(TimerRequest(due: input.time.adding(milliseconds: input.body.n), rank: 0, member: input.member, kind: "remind", ref: input.eventID))
             return
