@@ -37,7 +37,7 @@ enum Bench {
         var only: Section?
 
         enum Section: String, CaseIterable {
-            case ceilings, points, platform, simulate, scaling, large
+            case ceilings, points, platform, simulate, scaling, tasks, large
         }
 
         init(arguments: [String]) throws {
@@ -76,7 +76,7 @@ enum Bench {
 
 
     /// The command's usage line, for `--help` and for a wrong option.
-    static let usage = "usage: loyalty bench [--events N] [--members N] [--rate N] [--latency-seconds N] [--platform-orders N] [--platform-members N] [--steady-rate N] [--steady-seconds N] [--simulate-members N] [--scaling-events N] [--scaling-members N] [--large-members N] [--large-events N] [--only ceilings|points|platform|simulate|scaling|large]"
+    static let usage = "usage: loyalty bench [--events N] [--members N] [--rate N] [--latency-seconds N] [--platform-orders N] [--platform-members N] [--steady-rate N] [--steady-seconds N] [--simulate-members N] [--scaling-events N] [--scaling-members N] [--large-members N] [--large-events N] [--only ceilings|points|platform|simulate|scaling|tasks|large]"
 
     static let epoch: Int64 = 1_767_196_800_000  // 2026-01-01T00:00:00+08:00
 
@@ -139,6 +139,10 @@ enum Bench {
             return
         case .scaling?:
             for line in scalingLines(try scaling(options, directory: directory)) { say(line) }
+            return
+        case .tasks?:
+            // The store-per-task part of the scaling section alone.
+            for line in taskScalingLines(try taskScaling(events: options.scalingEvents, members: options.scalingMembers, window: options.window, directory: directory)) { say(line) }
             return
         case .large?:
             say(largeStoreLine(try largeStore(options, directory: directory), options))
@@ -538,6 +542,8 @@ enum Bench {
         var restore: RestoreFigures
         /// A warm standby (`LOYALTY_STANDBY=on`) of the same store taking over: its catch-up.
         var standbyTakeover: RestoreFigures
+        /// Tiers with a store per task, on threads and on instances.
+        var tasks: TaskScalingFigures
     }
 
     /// A store restored from its changelog by a new instance with an empty data directory.
@@ -580,10 +586,11 @@ enum Bench {
             takeover = try timeRestore(broker: broker, members: restoreMembers, directory: place, dataDirectory: "standby-host")
             restore = try timeRestore(broker: broker, members: restoreMembers, directory: place, dataDirectory: "new-host")
         }
+        let tasks = try taskScaling(events: small.events, members: small.members, window: options.window, directory: directory)
         return ScalingFigures(
             events: small.events, members: small.members, oneInstance: one.throughput, decodingOnTheLoop: decodingOnTheLoop.throughput,
             twoInstances: two.throughput,
-            withChangelog: logged.throughput, restore: restore!, standbyTakeover: takeover!)
+            withChangelog: logged.throughput, restore: restore!, standbyTakeover: takeover!, tasks: tasks)
     }
 
     /// Starts a points instance with an empty data directory beside a stopped one whose store
@@ -643,7 +650,7 @@ enum Bench {
                 + ", a projection: the embedded broker keeps 5 MiB of a partition)",
             "  a warm standby of that store taking over: caught up \(grouped(Double(figures.standbyTakeover.rows))) rows in "
                 + String(format: "%.2f s", figures.standbyTakeover.seconds) + " (LOYALTY_STANDBY)",
-        ]
+        ] + taskScalingLines(figures.tasks)
     }
 
     /// The large store: the points service's memory and store with many members, registered

@@ -23,11 +23,30 @@ struct ProcessCPU {
 
     /// Fields 14 and 15 (utime, stime) of a `stat` file, in seconds. The command name (field 2)
     /// is in parentheses and may hold spaces, so fields are counted after its closing one.
-    private static func seconds(_ path: String) -> Double? {
+    fileprivate static func seconds(_ path: String) -> Double? {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8), let close = text.lastIndex(of: ")") else { return nil }
         let fields = text[text.index(after: close)...].split(separator: " ")
         // After the name: state is field 3, so utime (14) and stime (15) are at 11 and 12.
         guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
         return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+}
+
+extension ProcessCPU {
+    /// Seconds of CPU `pid`'s threads have used so far, added up by what they do: `loop` (the
+    /// main thread), `librdkafka` (its `rdk:` threads), and otherwise the thread's name
+    /// (`decode-ahead`, `apply-1`, …). Empty where `/proc` cannot be read.
+    static func byThread(of pid: Int32) -> [String: Double] {
+        let directory = "/proc/\(pid)/task"
+        guard let threads = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return [:] }
+        var seconds: [String: Double] = [:]
+        for thread in threads {
+            guard let used = Self.seconds("\(directory)/\(thread)/stat") else { continue }
+            let name = ((try? String(contentsOfFile: "\(directory)/\(thread)/comm", encoding: .utf8)) ?? "?")
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            let group = thread == String(pid) ? "loop" : name.hasPrefix("rdk:") ? "librdkafka" : name
+            seconds[group, default: 0] += used
+        }
+        return seconds
     }
 }

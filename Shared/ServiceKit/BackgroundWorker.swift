@@ -43,6 +43,7 @@ final class BackgroundWorker: Sendable {
             throw error
         }
         let thread = Thread { [flags] in
+            nameCurrentThread(name)
             flags.thread.store(UInt(bitPattern: Int(bitPattern: pthread_self())), ordering: .relaxed)
             var pause = firstTurnAfterMilliseconds
             while !flags.stopped.load(ordering: .relaxed) {

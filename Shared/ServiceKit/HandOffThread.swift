@@ -21,7 +21,10 @@ final class HandOffThread: @unchecked Sendable {
     /// thread needs set up, an alternate signal stack say). The thread holds on to the
     /// object until ``stop()``.
     init(name: String, around: @escaping @Sendable (_ serveJobs: () -> Void) -> Void = { $0() }) {
-        let thread = Thread { [self] in around { serve() } }
+        let thread = Thread { [self] in
+            nameCurrentThread(name)
+            around { serve() }
+        }
         thread.name = name
         thread.stackSize = 8 << 20
         thread.start()
@@ -70,4 +73,15 @@ final class HandOffThread: @unchecked Sendable {
         condition.broadcast()
         condition.unlock()
     }
+}
+
+/// Names the calling thread for the system (`top -H`, `/proc/<pid>/task/<tid>/comm`, profilers),
+/// which Foundation's `Thread.name` does not do on Linux; at most 15 bytes are kept. Linux
+/// only (through `/proc/thread-self/comm`); elsewhere it does nothing.
+func nameCurrentThread(_ name: String) {
+    let descriptor = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
+    guard descriptor >= 0 else { return }
+    let bytes = Array(name.utf8.prefix(15))
+    _ = bytes.withUnsafeBufferPointer { write(descriptor, $0.baseAddress, $0.count) }
+    close(descriptor)
 }
