@@ -30,7 +30,9 @@ create loyalty.notifications
 create loyalty.dead-letters
 # Changelogs (LOYALTY_CHANGELOG=on): each row's latest state must stay, so compaction only,
 # never deletion by time. They hold what the stores hold (contact data for notifications):
-# an erased row's older states go at the next compaction, so compact within a day.
+# an erased row's older states go at the next compaction, so compact within a day. A partition
+# per task: with LOYALTY_STORE_LAYOUT=task each task's store writes its own (the one store of
+# the service layout writes partition 0).
 for service in points tiers campaigns notifications; do
-  PARTITIONS=1 create loyalty.$service.changelog --config cleanup.policy=compact --config max.compaction.lag.ms=86400000
+  create loyalty.$service.changelog --config cleanup.policy=compact --config max.compaction.lag.ms=86400000
 done

@@ -101,11 +101,11 @@ public final class Batch {
     }
 
     /// Adds a batch's row changes, packed (``ChangelogBatch``), to the outbox for the
-    /// changelog `topic`, as one row without a key: the relay unpacks it into the records.
-    func emitChangelog(topic: String, changes: [RowChange], copy: String, sequence: Int64) throws {
+    /// changelog `topic`'s `partition`, as one row without a key: the relay unpacks it into the records.
+    func emitChangelog(topic: String, partition: Int32, changes: [RowChange], copy: String, sequence: Int64) throws {
         let packed = try ChangelogBatch.pack(changes, copy: copy, sequence: sequence, topic: topic, limit: Self.maximumRecordBytes)
-        try insertOutbox.run(.text(topic), .null, .blob(packed), .integer(0))
-        outbox.append(OutboxRow(seq: database.lastInsertRowID, topic: topic, key: nil, value: packed, partition: 0))
+        try insertOutbox.run(.text(topic), .null, .blob(packed), .integer(Int64(partition)))
+        outbox.append(OutboxRow(seq: database.lastInsertRowID, topic: topic, key: nil, value: packed, partition: partition))
     }
 
     /// Adds an event to the outbox, keyed by its subject. An event for one of the service's

@@ -129,8 +129,9 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// contains this text traps, and the setting's name is in the message.
     public var applyingTrap: (marker: [UInt8], variable: String)?
     /// Where each batch's row changes go (`CHANGELOG`), what records them, and the name of this
-    /// copy of the store, which each batch's end record carries; nil: nowhere.
-    public var changelog: (capture: ChangeCapture, topic: String, copy: String)?
+    /// copy of the store, which each batch's end record carries, and the changelog's partition
+    /// the store writes (its task's, or 0 for the one store of the `service` layout); nil: nowhere.
+    public var changelog: (capture: ChangeCapture, topic: String, copy: String, partition: Int32)?
     /// The number of the last batch that logged changes, kept in `store_identity` with it.
     public var changelogSequence: Int64 = 0
     /// The record the service failed on at two starts in a row: dead-lettered when it comes.
@@ -812,7 +813,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// is acknowledged, so a store restored from the changelog never stands past an output
     /// that was not published.
     /// They go as one outbox row (``ChangelogBatch``), which the relay sends as a record per row
-    /// to partition 0 (one store, one partition: their order is the commits'), closed by a
+    /// to the store's partition (one store, one partition: their order is the commits'), closed by a
     /// batch-end record: a restore applies no batch it has not seen the end of.
     private func logChanges(in batch: Batch) throws {
         guard let changelog else { return }
@@ -821,7 +822,8 @@ public final class BatchApplier<Processor: StreamProcessor> {
         let sequence = changelogSequence + 1
         try database.prepare("INSERT OR REPLACE INTO store_identity(name, value) VALUES(?, ?)")
             .run(.text(ChangelogCopy.sequenceRow), .text(String(sequence)))
-        try batch.emitChangelog(topic: changelog.topic, changes: changes, copy: changelog.copy, sequence: sequence)
+        try batch.emitChangelog(
+            topic: changelog.topic, partition: changelog.partition, changes: changes, copy: changelog.copy, sequence: sequence)
         // Ahead of the store if the transaction fails after all: a gap, never a number twice.
         changelogSequence = sequence
     }

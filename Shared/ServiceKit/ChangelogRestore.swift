@@ -88,14 +88,16 @@ enum ChangelogRestore {
     /// Reads the changelog backwards from its end, a window at a time, to its last record of
     /// its own. A copy of the store that did not write that record is older than its
     /// changelog: another copy was restored from it and went on, and resuming this one would
-    /// write a second history over the other's.
-    static func tail(topic: String, configuration: ServiceConfiguration) throws -> Tail {
+    /// write a second history over the other's. `partition`: the store's (its task's in the
+    /// `task` layout; 0 for the one store of the `service` layout).
+    static func tail(topic: String, partition number: Int32 = 0, configuration: ServiceConfiguration) throws -> Tail {
         let consumer = try changelogConsumer(configuration)
         defer { consumer.close() }
         guard let clusterID = consumer.clusterID(timeoutMilliseconds: 10_000) else {
             throw Refused(description: "the Kafka cluster did not answer within 10 s while the changelog \(topic) was to be read")
         }
-        let partition = TopicPartition(topic: topic, partition: 0)
+        let partition = TopicPartition(topic: topic, partition: number)
+        guard try consumer.partitionCounts(of: [topic])[topic] ?? 0 > number else { throw missingPartition(topic: topic, number) }
         guard let bounds = try consumer.logBounds(of: [partition])[partition], bounds.high > bounds.low else {
             return Tail(clusterID: clusterID, lastWriter: .nobody, unfinishedRows: 0)
         }
@@ -162,21 +164,29 @@ enum ChangelogRestore {
         return try KafkaConsumer(settings, listener: StartingOffsets())
     }
 
-    /// The store's transactional producer (`transactional.id` `<group id>-changelog`), started:
-    /// starting it fences every older producer of the store and aborts what it left open.
-    static func producer(_ configuration: ServiceConfiguration) throws -> KafkaProducer {
+    /// The changelog has no partition for the store: fewer partitions than the input topics.
+    private static func missingPartition(topic: String, _ partition: Int32) -> Refused {
+        Refused(description: "the changelog \(topic) has no partition \(partition) for task \(partition)'s store: a store per task "
+            + "keeps its changelog on its task's partition, so the topic needs as many partitions as the input topics")
+    }
+
+    /// The store's transactional producer (`transactional.id` `<group id>-changelog`, and
+    /// `-<task>` after it for a task's store), started: starting it fences every older
+    /// producer of the store and aborts what it left open.
+    static func producer(_ configuration: ServiceConfiguration, task: Int32? = nil) throws -> KafkaProducer {
+        let id = "\(configuration.groupID)-changelog" + (task.map { "-\($0)" } ?? "")
         let producer = try KafkaProducer(ProducerConfiguration(
             bootstrapServers: configuration.bootstrapServers,
-            extra: ["transactional.id": "\(configuration.groupID)-changelog"].merging(configuration.kafkaSettings) { $1 }))
+            extra: ["transactional.id": id].merging(configuration.kafkaSettings) { $1 }))
         try producer.initTransactions(timeoutMilliseconds: 60_000)
         return producer
     }
 
     /// Sends one of the changelog's own records (`restartKey` with the copy's name, `endedKey`)
     /// in a transaction.
-    static func send(_ key: [UInt8], value: [UInt8] = [], to topic: String, through producer: KafkaProducer) throws {
+    static func send(_ key: [UInt8], value: [UInt8] = [], to topic: String, partition: Int32 = 0, through producer: KafkaProducer) throws {
         try producer.beginTransaction()
-        try producer.send(topic: topic, key: key, value: value, partition: 0)
+        try producer.send(topic: topic, key: key, value: value, partition: partition)
         try producer.commitTransaction(timeoutMilliseconds: 60_000)
         _ = producer.takeDeliveryReports()
     }
@@ -196,20 +206,23 @@ enum ChangelogRestore {
     /// the new copy, or keeps a standby's place), so a crash leaves the store as it was or
     /// restored and named. From a `position` above 0 (a standby's store, which holds the
     /// changelog up to there), only partition 0 is read on from there: the catch-up.
+    /// `partition`: a task's store reads its task's partition alone (nil: every partition,
+    /// the one store of the `service` layout, which writes partition 0).
     /// - Returns: how many row changes were applied, and the offset after the last record of
     ///   the changelog's own (batch end, restart, end) that was applied: where to go on from.
     @discardableResult
     static func restore(
         into database: Database, capture: ChangeCapture, topic: String, configuration: ServiceConfiguration, logger: Logger,
-        from position: Int64 = 0, clearingFirst: Bool = false, announce: Bool = true, reading reader: KafkaConsumer? = nil,
-        finish: (Database, _ nextOffset: Int64) throws -> Void
+        partition only: Int32? = nil, from position: Int64 = 0, clearingFirst: Bool = false, announce: Bool = true,
+        reading reader: KafkaConsumer? = nil, finish: (Database, _ nextOffset: Int64) throws -> Void
     ) throws -> (rows: Int, nextOffset: Int64) {
         let consumer = try reader ?? changelogConsumer(configuration)
         defer { if reader == nil { consumer.close() } }
         let count = try consumer.partitionCounts(of: [topic])[topic] ?? 0
-        let partitions = (0..<count).map { TopicPartition(topic: topic, partition: $0) }
+        if let only, only >= count { throw missingPartition(topic: topic, only) }
+        let partitions = only.map { [TopicPartition(topic: topic, partition: $0)] } ?? (0..<count).map { TopicPartition(topic: topic, partition: $0) }
         var bounds = try consumer.logBounds(of: partitions)
-        let first = TopicPartition(topic: topic, partition: 0)
+        let first = TopicPartition(topic: topic, partition: only ?? 0)
         if position > 0 {
             // A catch-up: the records before `position` are in the store already.
             bounds = bounds.filter { $0.key == first }
@@ -237,7 +250,9 @@ enum ChangelogRestore {
         }
         let total = remaining.map { $0.value - start($0.key) }.reduce(0, +)
         let log = announce ? logger.info : logger.debug
-        log("restoring the store from the changelog", ["topic": topic, "records": String(total), "from": String(position)])
+        log("restoring the store from the changelog", [
+            "topic": topic, "partition": only.map(String.init) ?? "all", "records": String(total), "from": String(position),
+        ])
         if !remaining.isEmpty { try consumer.assign(Dictionary(uniqueKeysWithValues: remaining.keys.map { ($0, Int64?(start($0))) })) }
         var nextOffset = position
         var applied = 0
@@ -320,7 +335,7 @@ enum ChangelogRestore {
             try finish(database, nextOffset)
         }
         log("restored the store from the changelog", [
-            "topic": topic, "rows": String(applied), "leftOut": String(unfinished),
+            "topic": topic, "partition": only.map(String.init) ?? "all", "rows": String(applied), "leftOut": String(unfinished),
             "why": unfinished > 0 ? "the last batch's end never reached the changelog: the batch is applied again from its input" : "",
         ])
         return (applied, nextOffset)

@@ -130,89 +130,8 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                     problem: "\(configuration.databasePath) holds a store that is not a standby's; a standby starts from an empty data directory")
             }
             standby = try ChangeCapture(database: database, excluding: RuntimeSchema.unloggedTables)
-        } else if keepsChangelog {
-            let capture = try ChangeCapture(database: database, excluding: RuntimeSchema.unloggedTables)
-            let topic = configuration.platform.changelog(of: configuration.service)
-            // First, so that an older producer of this store (a dead or stalled instance) is
-            // fenced, and the transaction it left open aborted, before the changelog is read.
-            let producer = try ChangelogRestore.producer(configuration)
-            changelogProducer = producer
-            let tail = try ChangelogRestore.tail(topic: topic, configuration: configuration)
-            // A store of another cluster is refused before anything is restored into it.
-            try applier.claimCluster(tail.clusterID)
-            var copy = try ChangelogCopy.read(from: database)
-            // A restore names the new copy and marks its history as logged in its own
-            // transaction: a crash leaves the store as it was, or restored and named.
-            let beginCopy = { (database: Database, _: Int64) throws in
-                try ChangelogRestore.markLoggedSinceEmpty(database, true)
-                copy = try ChangelogCopy.begin(in: database, base: tail.lastWriter)
-            }
-            if let position = try ChangelogCopy.standbyPosition(of: database) {
-                // A standby's store takes over: it holds the changelog up to `position`, and
-                // catches up with the rest.
-                let caughtUp = try ChangelogRestore.restore(
-                    into: database, capture: capture, topic: topic, configuration: configuration, logger: logger, from: position, finish: beginCopy)
-                // With nothing to catch up with, the restore named no copy.
-                if copy.name == nil { try database.transaction { try beginCopy(database, caughtUp.nextOffset) } }
-                logger.info("a standby's store takes over", ["from": String(position), "caughtUpTo": String(caughtUp.nextOffset), "rows": String(caughtUp.rows)])
-            } else if try ChangelogRestore.storeIsEmpty(database) {
-                // A store that has applied nothing (a new host, a lost data directory) starts
-                // from what the changelog holds, and goes on from the offsets it restores.
-                _ = try ChangelogRestore.restore(
-                    into: database, capture: capture, topic: topic, configuration: configuration, logger: logger, finish: beginCopy)
-            } else if try !ChangelogRestore.isLoggedSinceEmpty(database) {
-                throw ConfigurationError(
-                    variable: configuration.platform.variable("CHANGELOG"),
-                    problem: "\(configuration.databasePath) has applied records without a changelog: one started now would lack them, "
-                        + "and a store restored from it would be wrong. Keep the changelog off for this store, or start the service "
-                        + "with an empty data directory, which applies the input topics again from their beginning (outputs keep their ids)")
-            } else {
-                switch copy.verdict(last: tail.lastWriter) {
-                case .resume:
-                    // A store from before copies were named gets its name now.
-                    if copy.name == nil { try database.transaction { try beginCopy(database, 0) } }
-                case .older:
-                    // The changelog went on without this copy (another copy was restored from it
-                    // and applied more while this host was away, or this file is a snapshot of
-                    // an earlier state): resumed, it would log a second history over the other's.
-                    logger.warning("the store is older than its changelog", [
-                        "topic": topic, "thisCopy": copy.name ?? "unnamed", "thisCopysBatch": String(copy.sequence),
-                        "changelogLastWrittenBy": tail.lastWriter.text, "then": "restoring the store anew from the changelog",
-                    ])
-                    _ = try ChangelogRestore.restore(
-                        into: database, capture: capture, topic: topic, configuration: configuration, logger: logger,
-                        clearingFirst: true, finish: beginCopy)
-                case .refused(let reason):
-                    throw ConfigurationError(
-                        variable: configuration.platform.variable("CHANGELOG"),
-                        problem: "\(configuration.databasePath): \(reason). Start the service with an empty data directory (it applies the "
-                            + "input topics again from their beginning, and restores nothing), or keep the changelog off for this store")
-                }
-            }
-            let name = copy.name!
-            // What a dead predecessor left unfinished in the changelog never counts: the
-            // restart record says how many rows that is (none where the broker hides
-            // unfinished transactions, as Apache Kafka does), so that a restore rolls back
-            // those alone, never finished batches whose end records compaction removed.
-            try ChangelogRestore.send(
-                ChangelogRestore.restartKey,
-                value: ChangelogRestore.restartValue(copy: name, unfinishedRows: tail.unfinishedRows, sequence: copy.sequence),
-                to: topic, through: producer)
-            applier.changelog = (capture, topic, name)
-            applier.changelogSequence = copy.sequence
-        } else if replay == nil, try ChangelogCopy.standbyPosition(of: database) != nil {
-            // Turning the changelog off here would end the history the active instance writes.
-            throw ConfigurationError(
-                variable: configuration.platform.variable("CHANGELOG"),
-                problem: "\(configuration.databasePath) is a standby's copy of the changelog: start it with the changelog on "
-                    + "(and \(configuration.platform.variable("STANDBY"))=off to take over), or give the service an empty data directory")
-        } else if replay == nil, try ChangelogRestore.isLoggedSinceEmpty(database) {
-            // The store stops keeping its changelog: what the changelog holds must never be
-            // restored from again, since the store goes on without it.
-            let topic = configuration.platform.changelog(of: configuration.service)
-            try ChangelogRestore.send(ChangelogRestore.endedKey, to: topic, through: ChangelogRestore.producer(configuration))
-            try database.transaction { try ChangelogRestore.markLoggedSinceEmpty(database, false) }
-            logger.warning("the store no longer keeps a changelog", ["topic": topic, "then": "a store restored from it would start anew"])
+        } else if replay == nil {
+            changelogProducer = try Self.startChangelog(of: applier, at: configuration.databasePath, task: nil, configuration: configuration, logger: logger)
         }
         status.update { [count = applier.partitionCount] in $0.partitionCount = count }
         // One thread applies the one store: a note of its, or of the thread that decodes.
@@ -256,6 +175,106 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         // from the first statement on, a restore's clearing included.
         if processor.storesPersonalData { try database.execute("PRAGMA secure_delete = ON") }
         return (applier, lock)
+    }
+
+    /// Starts the changelog of the store `applier` holds at `path` (`CHANGELOG`; `task`: the
+    /// task's store in the `task` layout, which writes its task's partition of the changelog
+    /// with a producer of its own): fences the store's older producer, restores the store
+    /// from the changelog if it has applied nothing or the changelog went on without it, and
+    /// writes the restart record. With the changelog off, a store that kept one ends its
+    /// history. Returns the producer of the changelog, if the store keeps one.
+    private static func startChangelog(
+        of applier: BatchApplier<Processor>, at path: String, task: Int32?, configuration: ServiceConfiguration, logger: Logger
+    ) throws -> KafkaProducer? {
+        let database = applier.database
+        let topic = configuration.platform.changelog(of: configuration.service)
+        let partition = task ?? 0
+        guard configuration.changelog else {
+            if try ChangelogCopy.standbyPosition(of: database) != nil {
+                // Turning the changelog off here would end the history the active instance writes.
+                throw ConfigurationError(
+                    variable: configuration.platform.variable("CHANGELOG"),
+                    problem: "\(path) is a standby's copy of the changelog: start it with the changelog on "
+                        + "(and \(configuration.platform.variable("STANDBY"))=off to take over), or give the service an empty data directory")
+            }
+            if try ChangelogRestore.isLoggedSinceEmpty(database) {
+                // The store stops keeping its changelog: what the changelog holds must never be
+                // restored from again, since the store goes on without it.
+                try ChangelogRestore.send(
+                    ChangelogRestore.endedKey, to: topic, partition: partition, through: ChangelogRestore.producer(configuration, task: task))
+                try database.transaction { try ChangelogRestore.markLoggedSinceEmpty(database, false) }
+                logger.warning("the store no longer keeps a changelog", ["topic": topic, "then": "a store restored from it would start anew"])
+            }
+            return nil
+        }
+            let capture = try ChangeCapture(database: database, excluding: RuntimeSchema.unloggedTables)
+            // First, so that an older producer of this store (a dead or stalled instance) is
+            // fenced, and the transaction it left open aborted, before the changelog is read.
+            let producer = try ChangelogRestore.producer(configuration, task: task)
+            let tail = try ChangelogRestore.tail(topic: topic, partition: partition, configuration: configuration)
+            // A store of another cluster is refused before anything is restored into it.
+            try applier.claimCluster(tail.clusterID)
+            var copy = try ChangelogCopy.read(from: database)
+            // A restore names the new copy and marks its history as logged in its own
+            // transaction: a crash leaves the store as it was, or restored and named.
+            let beginCopy = { (database: Database, _: Int64) throws in
+                try ChangelogRestore.markLoggedSinceEmpty(database, true)
+                copy = try ChangelogCopy.begin(in: database, base: tail.lastWriter)
+            }
+            if let position = try ChangelogCopy.standbyPosition(of: database) {
+                // A standby's store takes over: it holds the changelog up to `position`, and
+                // catches up with the rest.
+                let caughtUp = try ChangelogRestore.restore(
+                    into: database, capture: capture, topic: topic, configuration: configuration, logger: logger, partition: task, from: position, finish: beginCopy)
+                // With nothing to catch up with, the restore named no copy.
+                if copy.name == nil { try database.transaction { try beginCopy(database, caughtUp.nextOffset) } }
+                logger.info("a standby's store takes over", ["from": String(position), "caughtUpTo": String(caughtUp.nextOffset), "rows": String(caughtUp.rows)])
+            } else if try ChangelogRestore.storeIsEmpty(database) {
+                // A store that has applied nothing (a new host, a lost data directory) starts
+                // from what the changelog holds, and goes on from the offsets it restores.
+                _ = try ChangelogRestore.restore(
+                    into: database, capture: capture, topic: topic, configuration: configuration, logger: logger, partition: task, finish: beginCopy)
+            } else if try !ChangelogRestore.isLoggedSinceEmpty(database) {
+                throw ConfigurationError(
+                    variable: configuration.platform.variable("CHANGELOG"),
+                    problem: "\(path) has applied records without a changelog: one started now would lack them, "
+                        + "and a store restored from it would be wrong. Keep the changelog off for this store, or start the service "
+                        + "with an empty data directory, which applies the input topics again from their beginning (outputs keep their ids)")
+            } else {
+                switch copy.verdict(last: tail.lastWriter) {
+                case .resume:
+                    // A store from before copies were named gets its name now.
+                    if copy.name == nil { try database.transaction { try beginCopy(database, 0) } }
+                case .older:
+                    // The changelog went on without this copy (another copy was restored from it
+                    // and applied more while this host was away, or this file is a snapshot of
+                    // an earlier state): resumed, it would log a second history over the other's.
+                    logger.warning("the store is older than its changelog", [
+                        "topic": topic, "thisCopy": copy.name ?? "unnamed", "thisCopysBatch": String(copy.sequence),
+                        "changelogLastWrittenBy": tail.lastWriter.text, "then": "restoring the store anew from the changelog",
+                    ])
+                    _ = try ChangelogRestore.restore(
+                        into: database, capture: capture, topic: topic, configuration: configuration, logger: logger, partition: task,
+                        clearingFirst: true, finish: beginCopy)
+                case .refused(let reason):
+                    throw ConfigurationError(
+                        variable: configuration.platform.variable("CHANGELOG"),
+                        problem: "\(path): \(reason). Start the service with an empty data directory (it applies the "
+                            + "input topics again from their beginning, and restores nothing), or keep the changelog off for this store")
+                }
+            }
+            let name = copy.name!
+            // What a dead predecessor left unfinished in the changelog never counts: the
+            // restart record says how many rows that is (none where the broker hides
+            // unfinished transactions, as Apache Kafka does), so that a restore rolls back
+            // those alone, never finished batches whose end records compaction removed.
+            try ChangelogRestore.send(
+                ChangelogRestore.restartKey,
+                value: ChangelogRestore.restartValue(copy: name, unfinishedRows: tail.unfinishedRows, sequence: copy.sequence),
+                to: topic, partition: partition, through: producer)
+            applier.changelog = (capture, topic, name, partition)
+            applier.changelogSequence = copy.sequence
+        return producer
     }
 
     /// A store per task holds one task's rows alone: refused for a service whose tasks reach
@@ -303,6 +322,9 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         let (applier, lock) = try Self.openStore(
             at: path, configuration: configuration, processor: makeProcessor?() ?? processor, exclusive: false)
         if let clusterID { try applier.claimCluster(clusterID) }
+        // Restored from the task's partition of the changelog first, if the store is new here
+        // (another host had the task) or the changelog went on without it.
+        let changelogProducer = try Self.startChangelog(of: applier, at: path, task: task, configuration: configuration, logger: logger)
         applier.partitionCount = partitionCount
         applier.crashNote = crashNote
         applier.crashSlot = .applying(onThread: thread(of: task))
@@ -322,7 +344,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         logger.info("task store opened", ["task": String(task), "database": path])
         return try TaskUnit(
             task: task, databasePath: path, configuration: configuration, applier: applier, storeLock: lock,
-            changelogProducer: nil, rebuilding: false, logger: logger
+            changelogProducer: changelogProducer, rebuilding: false, logger: logger
         ) { [status] timers in status.update { $0.timers[task] = timers[task] } }
     }
 
@@ -425,7 +447,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             } else {
                 take(polled, decoded: Self.decode(polled, plan: plan, processor: processor, crashNote: crashNote, slot: .applying, trap: decodingTrap))
             }
-            for unit in units { try unit.relay.poll() }
+            for unit in units { try unit.pollRelay() }
             try announcer?.poll()
             refreshEnds()
             moreToApply = false
@@ -1067,8 +1089,14 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             if configuration.storePerTask {
                 for (task, taskPartitions) in Dictionary(grouping: partitions, by: \.partition).sorted(by: { $0.key < $1.key }) {
                     if let open = unit(of: task) {
-                        groups.append((open, taskPartitions))
-                        continue
+                        if !open.handedOver {
+                            groups.append((open, taskPartitions))
+                            continue
+                        }
+                        // Its changelog went to another instance meanwhile: the store is opened
+                        // anew, and restored from the changelog.
+                        open.close()
+                        units.removeAll { $0 === open }
                     }
                     let opened = try openUnit(ofTask: task)
                     units.append(opened)
@@ -1111,9 +1139,10 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             logger.info("partitions assigned", ["partitions": partitions.map(\.description).sorted().joined(separator: ",")])
             return offsets
         } catch {
-            // Cannot trust our own offsets: refuse to consume rather than start from a wrong place.
+            // Cannot trust our own offsets, or open a task's store: refuse to consume rather
+            // than start from a wrong place.
             startupError = error
-            logger.error("cannot start from the stored offsets", ["error": "\(error)"])
+            logger.error("cannot take the assigned partitions on", ["error": "\(error)"])
             stop.request()
             return [:]
         }

@@ -147,6 +147,11 @@ public final class OutboxRelay {
             logger.warning("changelog transaction failed, sending it again", ["error": error.description])
             try changelog.producer.abortTransaction(timeoutMilliseconds: 10_000)
             return
+        } catch {
+            // A newer producer of the store (the same `transactional.id`) started: another
+            // instance took the store's changelog over. This one may write it no more.
+            if let fatal = changelog.producer.fatalError { throw ChangelogTakenOver(topic: changelog.topic, error: fatal) }
+            throw error
         }
         acknowledged += ready.map { UInt64(bitPattern: $0.seq) }
         held.removeFirst(ready.count)
@@ -193,4 +198,12 @@ public final class OutboxRelay {
         }
         return inFlight.isEmpty && held.isEmpty
     }
+}
+
+/// The changelog's producer was fenced: another instance started a producer of the same store
+/// (a task assigned there), and this relay can send the store's changes no more.
+public struct ChangelogTakenOver: Error, CustomStringConvertible {
+    public var topic: String
+    public var error: KafkaError
+    public var description: String { "another instance took over the store's changelog \(topic): \(error)" }
 }

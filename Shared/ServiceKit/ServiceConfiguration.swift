@@ -254,7 +254,7 @@ public struct ServiceConfiguration: Sendable {
             throw ConfigurationError(variable: platform.variable("STORE_LAYOUT"), problem: "expected service or task, got \(layoutText)")
         }
         let storePerTask = layoutText == "task"
-        if storePerTask, let other = changelog ? "CHANGELOG" : value("REPLAY_OF") != nil ? "REPLAY_OF" : nil {
+        if storePerTask, let other = standby ? "STANDBY" : value("REPLAY_OF") != nil ? "REPLAY_OF" : nil {
             throw ConfigurationError(
                 variable: platform.variable("STORE_LAYOUT"),
                 problem: "a store per task does not work with \(platform.variable(other)) yet: use \(platform.variable("STORE_LAYOUT"))=service")

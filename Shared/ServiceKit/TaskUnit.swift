@@ -93,7 +93,7 @@ final class TaskUnit<Processor: StreamProcessor> {
 
     /// Whether anything waits to be committed without a record: timers or a record carried
     /// over from the last batch, or outbox rows delivered and not yet deleted.
-    var hasWorkLeftOver: Bool { applier.hasWorkLeftOver || !relay.rowsToDelete.isEmpty }
+    var hasWorkLeftOver: Bool { !handedOver && (applier.hasWorkLeftOver || !relay.rowsToDelete.isEmpty) }
 
     /// Whether an empty batch is due: the promise may have grown (a partition read to its end),
     /// records read past (progress marks) may have moved the offsets to store, or other
@@ -168,7 +168,7 @@ final class TaskUnit<Processor: StreamProcessor> {
             kill(getpid(), SIGKILL)
         }
         if outcome.erasedPersonalData { erasurePending = true }
-        try relay.publish(outcome.outbox)
+        try handingOver { try relay.publish(outcome.outbox) }
         try boundWriteAheadLog()
     }
 
@@ -182,7 +182,33 @@ final class TaskUnit<Processor: StreamProcessor> {
 
     /// Whether nothing of the unit is left to publish or to commit, and no erased data is left
     /// in the write-ahead log: a unit whose task was revoked is closed once it is.
-    var isSettled: Bool { relay.inFlightCount == 0 && !hasWorkLeftOver && !erasurePending }
+    var isSettled: Bool { handedOver || (relay.inFlightCount == 0 && !hasWorkLeftOver && !erasurePending) }
+
+    /// The task was revoked here, and another instance took its changelog over before this
+    /// one had sent all of it: the unit sends and commits nothing more. The new owner restored
+    /// the store from what the changelog held and applies the rest again, with the same ids.
+    private(set) var handedOver = false
+
+    /// Serves the relay's delivery reports and sends what waits (``OutboxRelay/poll(timeoutMilliseconds:)``).
+    func pollRelay(timeoutMilliseconds: Int32 = 0) throws {
+        guard !handedOver else { return }
+        try handingOver { try relay.poll(timeoutMilliseconds: timeoutMilliseconds) }
+    }
+
+    /// Runs `work`, which sends through the relay; a revoked task's changelog taken over
+    /// meanwhile hands the unit over rather than failing (an owned one's still fails: this
+    /// instance was dropped from the group without knowing).
+    private func handingOver(_ work: () throws -> Void) throws {
+        do {
+            try work()
+        } catch let error as ChangelogTakenOver where merger.assignedTasks.isEmpty {
+            handedOver = true
+            logger.info("task handed over", [
+                "task": task.map(String.init) ?? "all", "reason": error.description,
+                "then": "the new owner applies again what its changelog lacked",
+            ])
+        }
+    }
 
     /// Stops the background checkpointer and the timer census.
     func close() {

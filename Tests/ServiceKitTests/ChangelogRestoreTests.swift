@@ -91,6 +91,67 @@ import Testing
         #expect(!reader.records.contains { $0.topic == acmeDeadLetters.name })
     }
 
+    /// A store per task (`STORE_LAYOUT=task`) writes its task's partition of the changelog; on
+    /// another host each task's store comes back from its partition alone, equal to the
+    /// original table by table. A changelog with fewer partitions than tasks is refused.
+    @Test func eachTasksStoreIsRestoredFromItsPartitionAloneAndEqualsTheOriginal() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let perTask = TopicSpec(name: changelog.name, partitions: 4, compacted: true, key: "row", summary: "")
+        let broker = try EmbeddedBroker(topics: [input, output, perTask, acmeDeadLetters])
+        let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+        func environment(host: String) -> [String: String] {
+            self.environment(broker, database: directory.appendingPathComponent("\(host)/counting.sqlite").path)
+                .merging(["ACME_STORE_LAYOUT": "task", "ACME_THREADS": "2"]) { $1 }
+        }
+        func taskStore(_ host: String, _ task: Int) -> String { directory.appendingPathComponent("\(host)/counting.task-\(task).sqlite").path }
+        func applied(_ host: String) throws -> Int64 {
+            try (0..<4).reduce(0) { total, task in
+                guard FileManager.default.fileExists(atPath: taskStore(host, task)) else { return total }
+                let store = try Database(DatabaseConfiguration(path: taskStore(host, task)))
+                defer { store.close() }
+                return total + ((try? store.count("SELECT COUNT(*) FROM inbox")) ?? 0)
+            }
+        }
+        let original = LoopInstance(environment: environment(host: "original"), topics: [input.name], output: output.name, independentTasks: true)
+        try produce(producer, 0..<1_000)
+        let deadline = Date().addingTimeInterval(90)
+        while try applied("original") < 1_000, Date() < deadline { usleep(100_000) }
+        #expect(original.stopAndWait().error == nil)
+
+        let restored = LoopInstance(environment: environment(host: "restored"), topics: [input.name], output: output.name, independentTasks: true)
+        let assigned = Date().addingTimeInterval(60)
+        while (0..<4).contains(where: { !FileManager.default.fileExists(atPath: taskStore("restored", $0)) }), Date() < assigned { usleep(100_000) }
+        usleep(2_000_000)
+        #expect(restored.stopAndWait().error == nil)
+        #expect(restored.applied == 0, "every input was already applied in the restored stores")
+        var rows = 0
+        for task in 0..<4 {
+            let expected = try Database(DatabaseConfiguration(path: taskStore("original", task)))
+            let actual = try Database(DatabaseConfiguration(path: taskStore("restored", task)))
+            switch try StoreComparison.compare(expected, actual, skippingTables: RuntimeSchema.unloggedTables) {
+            case .success(let summary): rows += summary.rows
+            case .failure(let difference): Issue.record("task \(task)'s restored store differs: \(difference)")
+            }
+            #expect(try actual.prepare("SELECT DISTINCT partition FROM offsets").query { $0.int64(0) } == [Int64(task)])
+            expected.close()
+            actual.close()
+        }
+        #expect(rows > 1_000, "inbox, counts, offsets, clocks")
+
+        // One partition for four tasks: task 1 has none, and no store of it is made from part of a log.
+        let narrow = try EmbeddedBroker(topics: [input, output, changelog, acmeDeadLetters])
+        let refusedDirectory = directory.appendingPathComponent("narrow")
+        let refused = LoopInstance(
+            environment: self.environment(narrow, database: refusedDirectory.appendingPathComponent("counting.sqlite").path)
+                .merging(["ACME_STORE_LAYOUT": "task"]) { $1 },
+            topics: [input.name], output: output.name, independentTasks: true)
+        let gaveUp = Date().addingTimeInterval(60)
+        while !refused.outcome.done, Date() < gaveUp { usleep(100_000) }
+        let error = refused.stopAndWait().error ?? "no error"
+        #expect(error.contains("has no partition 1 for task 1's store"), "\(error)")
+    }
+
     @Test func aChangelogThatLostItsBeginningIsRefusedNotRestoredInPart() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }

@@ -265,25 +265,34 @@ final class TopicReader: RebalanceListener {
         return byPartition
     }
 
-    /// One store, a store per task applied on the loop's thread, and a store per task on a
-    /// thread each (`THREADS=4`, four tasks): the same records on every partition.
+    /// One store, a store per task applied on the loop's thread, a store per task on a
+    /// thread each (`THREADS=4`, four tasks), and stores per task on hosts that share nothing
+    /// but Kafka (a data directory per instance, the changelog on, the first host lost with
+    /// its directory): the same records on every partition.
     @Test func aStorePerTaskPublishesExactlyWhatOneStoreDoesThroughRestartsAndMovingTasks() throws {
         var published: [String: [Int32: [String]]] = [:]
-        for (layout, threads) in [("service", 4), ("task", 1), ("task", 4)] {
-            let run = "\(layout) layout, \(threads) threads"
+        for (layout, threads, hosts) in [("service", 4, "one"), ("task", 1, "one"), ("task", 4, "one"), ("task", 2, "separate")] {
+            let run = "\(layout) layout, \(threads) threads, \(hosts) host"
+            let separateHosts = hosts == "separate"
             let directory = try temporaryDirectory()
             defer { try? FileManager.default.removeItem(at: directory) }
-            let broker = try EmbeddedBroker(topics: [inputA, inputB, output, acmeDeadLetters])
+            let changelog = TopicSpec(name: Platform.acme.changelog(of: "counting"), partitions: 4, compacted: true, key: "row", summary: "")
+            let broker = try EmbeddedBroker(topics: [inputA, inputB, output, acmeDeadLetters] + (separateHosts ? [changelog] : []))
             let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
             func produceRound(from first: Int, count: Int) throws -> Int {
                 try produceWithNoiseAndReminders(producer, from: first, count: count)
             }
-            let databasePath = directory.appendingPathComponent("counting.sqlite").path
-            var environment = environment(broker, database: databasePath)
-            environment["ACME_STORE_LAYOUT"] = layout
-            environment["ACME_THREADS"] = String(threads)
+            var instances = 0
+            func hostDirectory(_ instance: Int) -> URL {
+                separateHosts ? directory.appendingPathComponent("host-\(instance)") : directory
+            }
             func start() -> LoopInstance {
-                LoopInstance(environment: environment, topics: [inputA.name, inputB.name], output: output.name, independentTasks: true)
+                instances += 1
+                var environment = environment(broker, database: hostDirectory(instances).appendingPathComponent("counting.sqlite").path)
+                environment["ACME_STORE_LAYOUT"] = layout
+                environment["ACME_THREADS"] = String(threads)
+                if separateHosts { environment["ACME_CHANGELOG"] = "on" }
+                return LoopInstance(environment: environment, topics: [inputA.name, inputB.name], output: output.name, independentTasks: true)
             }
             let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: [output.name, acmeDeadLetters.name])
             // An output or a dead letter for every record (reminders fire besides).
@@ -296,6 +305,8 @@ final class TopicReader: RebalanceListener {
             sent += try produceRound(from: 1500, count: 1500)
             waitForOutputs(atLeast: sent)
             #expect(first.stopAndWait().error == nil)
+            // The first host is lost with its disk: its tasks come back from the changelog.
+            if separateHosts { try FileManager.default.removeItem(at: hostDirectory(1)) }
             sent += try produceRound(from: 3000, count: 1000)
             let third = start()
             sent += try produceRound(from: 4000, count: 1000)
@@ -310,12 +321,41 @@ final class TopicReader: RebalanceListener {
             // The first instance owned all four tasks for a while: with a thread per task, its
             // loop's thread applied task 0 and three others applied the rest.
             let applying = first.applying
-            if layout == "task" && threads == 4 {
-                #expect(applying.threads == 4 && applying.onTheLoopsThread, "\(run): \(applying)")
-            } else {
-                #expect(applying.threads == 1 && applying.onTheLoopsThread, "\(run): \(applying)")
-            }
+            #expect(applying.threads == (layout == "task" ? threads : 1) && applying.onTheLoopsThread, "\(run): \(applying)")
 
+            if separateHosts {
+                // Each task's latest store is on the host that owned it last: restored from its
+                // changelog partition where it came from another host, and every count once.
+                var total: Int64 = 0
+                var onTheThirdHost: Int64 = 0
+                for task in 0..<4 {
+                    let path = hostDirectory(3).appendingPathComponent("counting.task-\(task).sqlite").path
+                    guard FileManager.default.fileExists(atPath: path) else { continue }
+                    let store = try Database(DatabaseConfiguration(path: path))
+                    onTheThirdHost += try store.count("SELECT COALESCE(SUM(applied), 0) FROM counts")
+                    store.close()
+                }
+                // The third host began with its tasks' stores restored, not empty: it applied
+                // only what came after, far less than its stores count.
+                #expect(onTheThirdHost - Int64(third.applied) > 1_000, "\(run): the third host holds \(onTheThirdHost), applied \(third.applied)")
+                let changelogReader = try TopicReader(bootstrap: broker.bootstrapServers, topics: [changelog.name])
+                changelogReader.read(seconds: 30) { Set($0.map(\.partition)).count >= 4 }
+                changelogReader.close()
+                #expect(Set(changelogReader.records.map(\.partition)) == [0, 1, 2, 3], "\(run): each task writes its own partition")
+                for task in 0..<4 {
+                    let stores = try [2, 3].compactMap { host -> (clock: Int64, applied: Int64)? in
+                        let path = hostDirectory(host).appendingPathComponent("counting.task-\(task).sqlite").path
+                        guard FileManager.default.fileExists(atPath: path) else { return nil }
+                        let store = try Database(DatabaseConfiguration(path: path))
+                        defer { store.close() }
+                        return (try store.count("SELECT COALESCE(SUM(next_offset), 0) FROM offsets"), try store.count("SELECT COALESCE(SUM(applied), 0) FROM counts"))
+                    }
+                    total += stores.max { $0.clock < $1.clock }?.applied ?? 0
+                }
+                #expect(total == 5000, "\(run): every count applied once")
+                published[run] = try publishedByPartition(reader.records)
+                continue
+            }
             let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".sqlite") }.sorted()
             if layout == "task" {
                 // A file per task, each holding its own task's clock and rows alone.
@@ -330,13 +370,13 @@ final class TopicReader: RebalanceListener {
                 #expect(total == 5000, "every count applied once")
             } else {
                 #expect(files == ["counting.sqlite"])
-                let store = try Database(DatabaseConfiguration(path: databasePath))
+                let store = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("counting.sqlite").path))
                 #expect(try store.count("SELECT COALESCE(SUM(applied), 0) FROM counts") == 5000, "every count applied once")
             }
         }
-        let oneStore = published["service layout, 4 threads"] ?? [:]
+        let oneStore = published["service layout, 4 threads, one host"] ?? [:]
         #expect(oneStore.values.reduce(0) { $0 + $1.count } > 5000)
-        for run in ["task layout, 1 threads", "task layout, 4 threads"] {
+        for run in ["task layout, 1 threads, one host", "task layout, 4 threads, one host", "task layout, 2 threads, separate host"] {
             // Outputs are told apart by id, whatever instance published them: compare each
             // partition's distinct records (a task moving may publish a row twice, same bytes).
             let perTask = published[run] ?? [:]
@@ -424,7 +464,7 @@ final class TopicReader: RebalanceListener {
             }
         }
         #expect(refusal(["ACME_STORE_LAYOUT": "tasks"]).contains("expected service or task"))
-        #expect(refusal(["ACME_STORE_LAYOUT": "task", "ACME_CHANGELOG": "on"]).contains("does not work with ACME_CHANGELOG"))
+        #expect(refusal(["ACME_STORE_LAYOUT": "task", "ACME_CHANGELOG": "on", "ACME_STANDBY": "on"]).contains("does not work with ACME_STANDBY"))
         #expect(refusal(["ACME_STORE_LAYOUT": "task"], independent: false).contains("tasks are not independent"))
         // Beside the other layout's stores: refused either way, nothing created.
         _ = try Database(DatabaseConfiguration(path: databasePath))

@@ -82,11 +82,12 @@ public enum Topics {
 
     /// Each service's store changes, row by row, when it keeps a changelog (`LOYALTY_CHANGELOG=on`):
     /// what a lost store is restored from. Keyed by table and primary key; compacted, so each
-    /// row's latest state stays. One partition: a service has one store, whose commits it keeps
-    /// in order. Not CloudEvents: the runtime's binary row format.
+    /// row's latest state stays. A partition per task: a task's store (`LOYALTY_STORE_LAYOUT=task`)
+    /// writes its task's, in commit order; the one store of the `service` layout writes
+    /// partition 0. Not CloudEvents: the runtime's binary row format.
     public static let changelogs: [TopicSpec] = ["points", "tiers", "campaigns", "notifications"].map { service in
         TopicSpec(
-            name: "loyalty.\(service).changelog", partitions: 1, compacted: true,
+            name: "loyalty.\(service).changelog", partitions: partitionCount, compacted: true,
             key: "table and primary key", summary: "the \(service) service's store, row by row, to restore it from (compacted)")
     }
 
