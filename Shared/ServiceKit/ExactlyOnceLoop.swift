@@ -245,12 +245,16 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 case .resume:
                     // A store from before copies were named gets its name now.
                     if copy.name == nil { try database.transaction { try beginCopy(database, 0) } }
+                    logger.info("the store goes on with its changelog", [
+                        "topic": topic, "partition": String(partition), "thisCopy": copy.name ?? "unnamed",
+                        "thisCopysBatch": String(copy.sequence), "changelogLastWrittenBy": tail.lastWriter.text,
+                    ])
                 case .older:
                     // The changelog went on without this copy (another copy was restored from it
                     // and applied more while this host was away, or this file is a snapshot of
                     // an earlier state): resumed, it would log a second history over the other's.
                     logger.warning("the store is older than its changelog", [
-                        "topic": topic, "thisCopy": copy.name ?? "unnamed", "thisCopysBatch": String(copy.sequence),
+                        "topic": topic, "partition": String(partition), "thisCopy": copy.name ?? "unnamed", "thisCopysBatch": String(copy.sequence),
                         "changelogLastWrittenBy": tail.lastWriter.text, "then": "restoring the store anew from the changelog",
                     ])
                     _ = try ChangelogRestore.restore(
@@ -1089,12 +1093,13 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             if configuration.storePerTask {
                 for (task, taskPartitions) in Dictionary(grouping: partitions, by: \.partition).sorted(by: { $0.key < $1.key }) {
                     if let open = unit(of: task) {
-                        if !open.handedOver {
+                        if !open.handedOver && !configuration.changelog {
                             groups.append((open, taskPartitions))
                             continue
                         }
-                        // Its changelog went to another instance meanwhile: the store is opened
-                        // anew, and restored from the changelog.
+                        // With a changelog, another instance may have had the task meanwhile and
+                        // written to it: the store is opened anew, which resumes it if nobody
+                        // did and restores it from the changelog otherwise.
                         open.close()
                         units.removeAll { $0 === open }
                     }

@@ -143,6 +143,90 @@ extension EndToEnd {
             #expect(balanceMismatches.isEmpty, "\(balanceMismatches.prefix(5))")
         }
 
+        /// Tiers as three instances on hosts that share nothing but Kafka: a data directory
+        /// each, a store per task, the changelog on. During the year one host is lost (killed,
+        /// its directory deleted), a new one starts empty, and another leaves and comes back
+        /// with its old stores, which the changelog has gone on without, and finishes the year
+        /// alone once the others leave. Every task moved is
+        /// restored from its changelog partition; the tiers, tier changes, bonuses and balances
+        /// are still the rules' (`check`), each tier change published with one payload.
+        @Test func aYearOfTiersOnHostsThatShareOnlyKafkaMatchesTheRulesThroughALostHost() throws {
+            let scenario = TierScenario(members: 1_000, seed: 45)
+            let directory = try temporaryDirectory("tiers-hosts")
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let broker = try EmbeddedBroker(topics: Topics.all)
+            let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+            for record in scenario.records { try producer.send(topic: record.topic, key: Array(record.key.utf8), value: record.value) }
+            #expect(producer.flush(timeoutMilliseconds: 60_000))
+            let reader = try TopicReader(
+                bootstrap: broker.bootstrapServers,
+                topics: [Topics.pointsLedger.name, Topics.pointsBalances.name, Topics.tierChanges.name, Topics.tierStatus.name])
+            defer { reader.close() }
+            let environment = [
+                "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path,
+                "LOYALTY_SESSION_TIMEOUT_MS": "3000", "LOYALTY_WAIT_FOR": "tiers",
+            ]
+            let points = ServiceProcess(name: "points", environment: environment, log: directory.appendingPathComponent("points.log"))
+            func host(_ name: String) -> ServiceProcess {
+                ServiceProcess(
+                    name: "tiers",
+                    environment: environment.merging([
+                        "LOYALTY_DATA_DIR": directory.appendingPathComponent(name).path, "LOYALTY_STORE_LAYOUT": "task", "LOYALTY_CHANGELOG": "on",
+                    ]) { $1 },
+                    log: directory.appendingPathComponent("tiers-\(name).log"))
+            }
+            let (a, b, c, d) = (host("a"), host("b"), host("c"), host("d"))
+            try points.start()
+            for tiers in [a, b, c] { try tiers.start() }
+            func advance(by records: Int) {
+                let before = reader.records.count
+                let deadline = Date().addingTimeInterval(60)
+                while reader.records.count < before + records && Date() < deadline { reader.poll(milliseconds: 100) }
+            }
+            advance(by: 2_000)
+            // Host a is lost with its disk.
+            #expect(a.isRunning, "see \(a.log.path)")
+            a.kill()
+            try FileManager.default.removeItem(at: directory.appendingPathComponent("a"))
+            advance(by: 2_000)
+            // A new host with an empty directory.
+            try d.start()
+            advance(by: 2_000)
+            // Host b leaves, and comes back later with stores the changelog went on without.
+            #expect(b.stop() == 0, "see \(b.log.path)")
+            advance(by: 2_000)
+            let bAgain = ServiceProcess(name: "tiers", environment: b.environment, log: directory.appendingPathComponent("tiers-b-again.log"))
+            try bAgain.start()
+            advance(by: 1_000)
+            // The others leave: host b finishes the year alone, with every task.
+            for tiers in [c, d] { #expect(tiers.stop() == 0, "see \(tiers.log.path)") }
+            let wantedBonuses = scenario.expectedBonus.filter { $0.value > 0 }.count
+            var outcome = Outcome()
+            var consumed = 0
+            let deadline = Date().addingTimeInterval(300)
+            func tiersMatch() -> Bool { scenario.expectedTier.allSatisfy { (outcome.tiers[$0.key] ?? "newcomer") == $0.value } }
+            while Date() < deadline {
+                reader.poll(milliseconds: 1_000)
+                try collect(reader.records[consumed...], into: &outcome)
+                consumed = reader.records.count
+                if count(in: directory, "points", "SELECT COUNT(*) FROM outbox") == 0 && outcome.bonuses.count >= wantedBonuses
+                    && outcome.changes.count >= scenario.expectedChanges.count && tiersMatch() { break }
+            }
+            reader.poll(milliseconds: 3_000)
+            try collect(reader.records[consumed...], into: &outcome)
+            #expect(bAgain.stop() == 0, "see \(bAgain.log.path)")
+            #expect(points.stop() == 0)
+            check(outcome, scenario)
+            // Tasks came to hosts without their stores, and were restored from the changelog
+            // with what the hosts before had applied.
+            let logs = try [b, c, d, bAgain].map { try String(contentsOf: $0.log, encoding: .utf8) }.joined(separator: "\n")
+            let restores = logs.split(separator: "\n").filter { $0.contains("restored the store from the changelog") }
+            #expect(restores.contains { !$0.contains(#""rows":"0""#) }, "\(restores.prefix(3))")
+            #expect(try String(contentsOf: bAgain.log, encoding: .utf8).contains("task store opened"), "host b, back, took tasks on")
+        }
+
+        func count(in directory: URL, _ service: String, _ sql: String) -> Int64 { serviceCount(in: directory, service, sql) }
+
         @Test func aYearOfTiersWithThreeKillsAndWithLateGrantsMatchesTheRules() throws {
             let scenario = TierScenario(members: 1_000, seed: 44)
             #expect(Set(scenario.expectedTier.values).count >= 4, "the year reaches most tiers")
