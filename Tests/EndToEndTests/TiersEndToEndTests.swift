@@ -40,13 +40,9 @@ extension EndToEnd {
             }
         }
 
-        /// Runs both services over the scenario; `killTiers` kills the tiers service three times
-        /// while it works, `tiersLate` starts it only once the points service has read its topics
-        /// (and waited, having no word of tiers' progress); `tiersStorePerTask`: tiers keeps a
-        /// store per task (`LOYALTY_STORE_LAYOUT=task`).
-        func run(_ scenario: TierScenario, killTiers: Bool, tiersLate: Bool, tiersStorePerTask: Bool = false) throws -> Outcome {
-            let directory = try temporaryDirectory("tiers-e2e")
-            defer { try? FileManager.default.removeItem(at: directory) }
+        /// A broker holding the scenario's records, a reader of what points and tiers publish,
+        /// and the services' settings for `directory`.
+        func begin(_ scenario: TierScenario, in directory: URL) throws -> (EmbeddedBroker, TopicReader, [String: String]) {
             let broker = try EmbeddedBroker(topics: Topics.all)
             let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
             for record in scenario.records { try producer.send(topic: record.topic, key: Array(record.key.utf8), value: record.value) }
@@ -54,11 +50,23 @@ extension EndToEnd {
             let reader = try TopicReader(
                 bootstrap: broker.bootstrapServers,
                 topics: [Topics.pointsLedger.name, Topics.pointsBalances.name, Topics.tierChanges.name, Topics.tierStatus.name])
-            defer { reader.close() }
             let environment = [
                 "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path,
                 "LOYALTY_SESSION_TIMEOUT_MS": "3000", "LOYALTY_WAIT_FOR": "tiers",
             ]
+            return (broker, reader, environment)
+        }
+
+        /// Runs both services over the scenario; `killTiers` kills the tiers service three times
+        /// while it works, `tiersLate` starts it only once the points service has read its topics
+        /// (and waited, having no word of tiers' progress); `tiersStorePerTask`: tiers keeps a
+        /// store per task (`LOYALTY_STORE_LAYOUT=task`).
+        func run(_ scenario: TierScenario, killTiers: Bool, tiersLate: Bool, tiersStorePerTask: Bool = false) throws -> Outcome {
+            let directory = try temporaryDirectory("tiers-e2e")
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let (broker, reader, environment) = try begin(scenario, in: directory)
+            defer { reader.close() }
+            defer { withExtendedLifetime(broker) {} }
             let points = ServiceProcess(name: "points", environment: environment, log: directory.appendingPathComponent("points.log"))
             let tiers = ServiceProcess(
                 name: "tiers", environment: environment.merging(["LOYALTY_STORE_LAYOUT": tiersStorePerTask ? "task" : "service"]) { $1 },
@@ -154,18 +162,9 @@ extension EndToEnd {
             let scenario = TierScenario(members: 1_000, seed: 45)
             let directory = try temporaryDirectory("tiers-hosts")
             defer { try? FileManager.default.removeItem(at: directory) }
-            let broker = try EmbeddedBroker(topics: Topics.all)
-            let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
-            for record in scenario.records { try producer.send(topic: record.topic, key: Array(record.key.utf8), value: record.value) }
-            #expect(producer.flush(timeoutMilliseconds: 60_000))
-            let reader = try TopicReader(
-                bootstrap: broker.bootstrapServers,
-                topics: [Topics.pointsLedger.name, Topics.pointsBalances.name, Topics.tierChanges.name, Topics.tierStatus.name])
+            let (broker, reader, environment) = try begin(scenario, in: directory)
             defer { reader.close() }
-            let environment = [
-                "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path,
-                "LOYALTY_SESSION_TIMEOUT_MS": "3000", "LOYALTY_WAIT_FOR": "tiers",
-            ]
+            defer { withExtendedLifetime(broker) {} }
             let points = ServiceProcess(name: "points", environment: environment, log: directory.appendingPathComponent("points.log"))
             func host(_ name: String) -> ServiceProcess {
                 ServiceProcess(
@@ -209,7 +208,7 @@ extension EndToEnd {
                 reader.poll(milliseconds: 1_000)
                 try collect(reader.records[consumed...], into: &outcome)
                 consumed = reader.records.count
-                if count(in: directory, "points", "SELECT COUNT(*) FROM outbox") == 0 && outcome.bonuses.count >= wantedBonuses
+                if serviceCount(in: directory, "points", "SELECT COUNT(*) FROM outbox") == 0 && outcome.bonuses.count >= wantedBonuses
                     && outcome.changes.count >= scenario.expectedChanges.count && tiersMatch() { break }
             }
             reader.poll(milliseconds: 3_000)
@@ -224,8 +223,6 @@ extension EndToEnd {
             #expect(restores.contains { !$0.contains(#""rows":"0""#) }, "\(restores.prefix(3))")
             #expect(try String(contentsOf: bAgain.log, encoding: .utf8).contains("task store opened"), "host b, back, took tasks on")
         }
-
-        func count(in directory: URL, _ service: String, _ sql: String) -> Int64 { serviceCount(in: directory, service, sql) }
 
         @Test func aYearOfTiersWithThreeKillsAndWithLateGrantsMatchesTheRules() throws {
             let scenario = TierScenario(members: 1_000, seed: 44)
