@@ -30,6 +30,8 @@ enum Bench {
         /// The scaling section: order events and members of each of its runs.
         var scalingEvents = 40_000
         var scalingMembers = 10_000
+        /// Members whose task stores a new host restores from Kafka in the scaling section.
+        var restoreMembers = 100_000
         /// The large store: the points service with this many members, and orders among them.
         var largeMembers = 1_000_000
         var largeEvents = 100_000
@@ -66,6 +68,7 @@ enum Bench {
                 case "--simulate-members": simulationMembers = value
                 case "--scaling-events": scalingEvents = value
                 case "--scaling-members": scalingMembers = value
+                case "--restore-members": restoreMembers = value
                 case "--large-members": largeMembers = value
                 case "--large-events": largeEvents = value
                 default: throw CLIError("unknown option \(flag)")
@@ -76,7 +79,7 @@ enum Bench {
 
 
     /// The command's usage line, for `--help` and for a wrong option.
-    static let usage = "usage: loyalty bench [--events N] [--members N] [--rate N] [--latency-seconds N] [--platform-orders N] [--platform-members N] [--steady-rate N] [--steady-seconds N] [--simulate-members N] [--scaling-events N] [--scaling-members N] [--large-members N] [--large-events N] [--only ceilings|points|platform|simulate|scaling|tasks|large]"
+    static let usage = "usage: loyalty bench [--events N] [--members N] [--rate N] [--latency-seconds N] [--platform-orders N] [--platform-members N] [--steady-rate N] [--steady-seconds N] [--simulate-members N] [--scaling-events N] [--scaling-members N] [--restore-members N] [--large-members N] [--large-events N] [--only ceilings|points|platform|simulate|scaling|tasks|large]"
 
     static let epoch: Int64 = 1_767_196_800_000  // 2026-01-01T00:00:00+08:00
 
@@ -142,7 +145,9 @@ enum Bench {
             return
         case .tasks?:
             // The store-per-task part of the scaling section alone.
-            for line in taskScalingLines(try taskScaling(events: options.scalingEvents, members: options.scalingMembers, window: options.window, directory: directory)) { say(line) }
+            for line in taskScalingLines(try taskScaling(
+                events: options.scalingEvents, members: options.scalingMembers, restoreMembers: options.restoreMembers, window: options.window,
+                directory: directory)) { say(line) }
             return
         case .large?:
             say(largeStoreLine(try largeStore(options, directory: directory), options))
@@ -586,7 +591,8 @@ enum Bench {
             takeover = try timeRestore(broker: broker, members: restoreMembers, directory: place, dataDirectory: "standby-host")
             restore = try timeRestore(broker: broker, members: restoreMembers, directory: place, dataDirectory: "new-host")
         }
-        let tasks = try taskScaling(events: small.events, members: small.members, window: options.window, directory: directory)
+        let tasks = try taskScaling(
+            events: small.events, members: small.members, restoreMembers: options.restoreMembers, window: options.window, directory: directory)
         return ScalingFigures(
             events: small.events, members: small.members, oneInstance: one.throughput, decodingOnTheLoop: decodingOnTheLoop.throughput,
             twoInstances: two.throughput,
@@ -645,9 +651,8 @@ enum Bench {
                 + String(format: "%.2f", figures.withChangelog / max(figures.oneInstance, 1)) + "× one without)",
             "  restore from the changelog, \(grouped(Double(figures.restore.members))) members with an order each: "
                 + "\(grouped(Double(figures.restore.rows))) rows in " + String(format: "%.2f s", figures.restore.seconds)
-                + " (\(grouped(Double(figures.restore.rows) / max(figures.restore.seconds, 0.001))) rows/s; at that rate 100,000 such members, "
-                + String(format: "%.0f s", figures.restore.seconds * 100_000 / Double(figures.restore.members))
-                + ", a projection: the embedded broker keeps 5 MiB of a partition)",
+                + " (\(grouped(Double(figures.restore.rows) / max(figures.restore.seconds, 0.001))) rows/s; one store's changelog is one "
+                + "partition, of which the embedded broker keeps 5 MiB: many members are restored below, a store per task)",
             "  a warm standby of that store taking over: caught up \(grouped(Double(figures.standbyTakeover.rows))) rows in "
                 + String(format: "%.2f s", figures.standbyTakeover.seconds) + " (LOYALTY_STANDBY)",
         ] + taskScalingLines(figures.tasks)

@@ -6,13 +6,15 @@ import Storage
 extension Bench {
     /// Tiers with a store per task (`LOYALTY_STORE_LAYOUT=task`) on the same orders three
     /// ways: one instance applying its tasks on one thread, one on two threads, and two
-    /// instances of one thread each (tiers, since points cannot keep a store per task yet).
+    /// instances of one thread each (tiers, since points cannot keep a store per task yet);
+    /// and the task stores of many members restored from their changelog by a new host.
     struct TaskScalingFigures {
         var events: Int
         var members: Int
         var oneThread: TaskRun
         var twoThreads: TaskRun
         var twoInstances: TaskRun
+        var restore: RestoreFigures
     }
 
     /// One run: orders applied a second, and the cores its processes used meanwhile (CPU
@@ -25,7 +27,7 @@ extension Bench {
     }
 
     /// `window`: orders sent ahead of those applied at most (the embedded broker keeps little of a partition).
-    static func taskScaling(events: Int, members: Int, window: Int, directory: URL) throws -> TaskScalingFigures {
+    static func taskScaling(events: Int, members: Int, restoreMembers: Int, window: Int, directory: URL) throws -> TaskScalingFigures {
         say("  scaling: tiers, a store per task, one thread…")
         let one = try tiersPipeline(events: events, members: members, directory: directory.appendingPathComponent("tasks-1-thread"), threads: 1, window: window)
         say("  scaling: tiers, a store per task, two threads…")
@@ -33,7 +35,9 @@ extension Bench {
         say("  scaling: tiers, a store per task, two instances of one thread…")
         let instances = try tiersPipeline(
             events: events, members: members, directory: directory.appendingPathComponent("tasks-2-instances"), threads: 1, instances: 2, window: window)
-        return TaskScalingFigures(events: events, members: members, oneThread: one, twoThreads: two, twoInstances: instances)
+        say("  scaling: tiers, the task stores of \(grouped(Double(restoreMembers))) members restored by a new host…")
+        let restore = try taskRestore(members: restoreMembers, window: window, directory: directory.appendingPathComponent("tasks-restore"))
+        return TaskScalingFigures(events: events, members: members, oneThread: one, twoThreads: two, twoInstances: instances, restore: restore)
     }
 
     static func taskScalingLines(_ figures: TaskScalingFigures) -> [String] {
@@ -50,6 +54,10 @@ extension Bench {
             line("one instance, one thread", figures.oneThread),
             line("one instance, two threads", figures.twoThreads, against: figures.oneThread),
             line("two instances, one thread each", figures.twoInstances, against: figures.oneThread),
+            "    restored by a host with an empty data directory, every task from its changelog partition (LOYALTY_CHANGELOG=on), "
+                + "\(grouped(Double(figures.restore.members))) members with an order each: \(grouped(Double(figures.restore.rows))) rows in "
+                + String(format: "%.2f s", figures.restore.seconds)
+                + " (\(grouped(Double(figures.restore.rows) / max(figures.restore.seconds, 0.001))) rows/s)",
         ]
     }
 
@@ -63,54 +71,14 @@ extension Bench {
         defer { children.stopAll() }
         let data = directory.appendingPathComponent("tiers")
         for index in 0..<instances {
-            try children.start("tiers", environment: [
-                "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": data.path, "LOYALTY_WAIT_FOR": "none",
-                "LOYALTY_STORE_LAYOUT": "task", "LOYALTY_THREADS": String(threads),
-            ], log: directory.appendingPathComponent("tiers-\(index).log"))
+            try children.start("tiers", environment: tiersEnvironment(broker: broker, data: data, threads: threads),
+                               log: directory.appendingPathComponent("tiers-\(index).log"))
         }
-        let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
-        var readers: [Int32: Database] = [:]
-        defer { for reader in readers.values { reader.close() } }
-        /// Records of `topic` the task stores have stored offsets past, and how many stores are open.
-        func applied(_ topic: TopicSpec) -> (records: Int, stores: Int) {
-            var sum: Int64 = 0
-            for task in 0..<Topics.partitionCount {
-                let path = data.appendingPathComponent("tiers.task-\(task).sqlite").path
-                if readers[task] == nil, FileManager.default.fileExists(atPath: path) {
-                    readers[task] = try? Database(DatabaseConfiguration(path: path))
-                }
-                let stored = try? readers[task]?.prepare("SELECT COALESCE(SUM(next_offset), 0) FROM offsets WHERE topic = ?")
-                    .queryOne(.text(topic.name)) { $0.int64(0) }
-                sum += stored ?? 0
-            }
-            return (Int(sum), readers.count)
-        }
-        var stall = StallGuard(seconds: 120)
-        /// Waits until every one of `count` records of `topic` is applied.
-        func waitFor(_ count: Int, of topic: TopicSpec) throws {
-            while true {
-                let done = applied(topic).records
-                if done >= count { return }
-                if let exited = children.exited { throw CLIError("\(exited.name) exited with status \(exited.status)") }
-                if let failed = producer.takeDeliveryReports().first(where: { $0.error != nil })?.error {
-                    throw CLIError("an event was not delivered: \(failed)")
-                }
-                try stall.check(done) { "tiers applied nothing of \(topic.name) for 120 s after \($0) of \(count)" }
-                producer.poll()
-                Thread.sleep(forTimeInterval: 0.005)
-            }
-        }
-        func send(_ event: CloudEvent) throws {
-            try producer.send(topic: Topics.inputTopic(forEventType: event.type)!.name, key: Array(event.subject!.utf8), value: event.encoded())
-        }
+        let feed = try TiersFeed(broker: broker, data: data, children: children, window: window)
         // Members first: tiers keeps an order of a member it does not know aside.
-        for index in 0..<members {
-            try send(CloudEvent(id: "bench-registered-\(index)", source: "bench-shop", type: EventType.memberRegistered,
-                                time: EventTime(millis: epoch), subject: member(index, of: members), data: .object([:])))
-        }
-        try waitFor(members, of: Topics.members)
+        try feed.register(members)
         // Every task has its store open (the instances share them out) before the clock starts.
-        while applied(Topics.members).stores < Int(Topics.partitionCount) { Thread.sleep(forTimeInterval: 0.01) }
+        while feed.stores.applied(Topics.members).stores < Int(Topics.partitionCount) { Thread.sleep(forTimeInterval: 0.01) }
         let pids = children.processes.map(\.process.processIdentifier)
         func cpu() -> Double { pids.compactMap { ProcessCPU.of($0)?.process }.reduce(0, +) }
         func cpuByThread() -> [String: Double] {
@@ -119,23 +87,155 @@ extension Bench {
         let cpuBefore = cpu()
         let threadsBefore = cpuByThread()
         let start = Date()
-        for index in 0..<events {
-            try send(order(index, member: member(index, of: members), time: epoch + 3_600_000 + Int64(index)))
+        try feed.order(events, members: members)
+        let seconds = Date().timeIntervalSince(start)
+        let cores = (cpu() - cpuBefore) / seconds
+        let coresByThread = cpuByThread().mapValues { $0 / seconds }.merging(threadsBefore.mapValues { -$0 / seconds }) { $0 + $1 }
+        feed.finish()
+        children.stopAll()
+        return TaskRun(throughput: Double(events) / seconds, cores: cores, coresByThread: coresByThread)
+    }
+
+    /// What a tiers instance of the bench is started with: the embedded broker, a data
+    /// directory, a store per task applied on `threads` threads.
+    static func tiersEnvironment(broker: EmbeddedBroker, data: URL, threads: Int, changelog: Bool = false) -> [String: String] {
+        [
+            "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": data.path, "LOYALTY_WAIT_FOR": "none",
+            "LOYALTY_STORE_LAYOUT": "task", "LOYALTY_THREADS": String(threads), "LOYALTY_CHANGELOG": changelog ? "on" : "off",
+        ]
+    }
+
+    /// The stores of `members` members restored from Kafka by a host that has none: tiers with
+    /// a store per task and a changelog applies each member's registration and an order; then
+    /// it stops, and an instance with an empty data directory takes every task, restoring each
+    /// task's store from its partition of the changelog. Timed from the first task's restore
+    /// starting to the last one's end, as its log says.
+    static func taskRestore(members: Int, window: Int, directory: URL) throws -> RestoreFigures {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let broker = try EmbeddedBroker(topics: Topics.all)
+        let children = ChildProcesses()
+        defer { children.stopAll() }
+        let first = directory.appendingPathComponent("first-host")
+        try children.start("tiers", environment: tiersEnvironment(broker: broker, data: first, threads: 2, changelog: true),
+                           log: directory.appendingPathComponent("tiers-first-host.log"))
+        let feed = try TiersFeed(broker: broker, data: first, children: children, window: window)
+        try feed.register(members)
+        try feed.order(members, members: members)
+        feed.finish()
+        children.stopAll()
+
+        let log = directory.appendingPathComponent("tiers-new-host.log")
+        try children.start("tiers", environment: tiersEnvironment(broker: broker, data: directory.appendingPathComponent("new-host"), threads: 2, changelog: true),
+                           log: log)
+        let deadline = Date().addingTimeInterval(300)
+        while Date() < deadline {
+            if let exited = children.exited { throw CLIError("the restoring instance exited with status \(exited.status); see \(log.path)") }
+            let lines = ((try? String(contentsOf: log, encoding: .utf8)) ?? "").split(separator: "\n")
+                .compactMap { try? JSONValue.parse(Array($0.utf8)).objectValue }
+            func entries(_ message: String) -> [(partition: String, time: Int64, rows: Int)] {
+                lines.filter { $0["msg"]?.stringValue == message }.compactMap { line in
+                    guard let partition = line["partition"]?.stringValue, let time = line["ts"]?.stringValue.flatMap({ try? EventTime.parse($0) }) else { return nil }
+                    return (partition, time.millis, line["rows"]?.stringValue.flatMap { Int($0) } ?? 0)
+                }
+            }
+            let restored = entries("restored the store from the changelog")
+            if Set(restored.map(\.partition)).count == Int(Topics.partitionCount), let end = restored.map(\.time).max(),
+               let start = entries("restoring the store from the changelog").map(\.time).min() {
+                return RestoreFigures(members: members, rows: restored.map(\.rows).reduce(0, +), seconds: Double(end - start) / 1000)
+            }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        throw CLIError("the new host did not restore every task within 300 s; see \(log.path)")
+    }
+}
+
+/// The offsets the task stores of tiers in one data directory hold, read as they grow: how far
+/// the instances have applied each topic.
+final class TaskStoreOffsets {
+    private let data: URL
+    private var readers: [Int32: Database] = [:]
+
+    init(data: URL) { self.data = data }
+    deinit { for reader in readers.values { reader.close() } }
+
+    /// Records of `topic` the task stores have stored offsets past, and how many stores are open.
+    func applied(_ topic: TopicSpec) -> (records: Int, stores: Int) {
+        var sum: Int64 = 0
+        for task in 0..<Topics.partitionCount {
+            let path = data.appendingPathComponent("tiers.task-\(task).sqlite").path
+            if readers[task] == nil, FileManager.default.fileExists(atPath: path) {
+                readers[task] = try? Database(DatabaseConfiguration(path: path))
+            }
+            let stored = try? readers[task]?.prepare("SELECT COALESCE(SUM(next_offset), 0) FROM offsets WHERE topic = ?")
+                .queryOne(.text(topic.name)) { $0.int64(0) }
+            sum += stored ?? 0
+        }
+        return (Int(sum), readers.count)
+    }
+}
+
+/// Sends the bench's members and orders to tiers instances, never more than a window ahead of
+/// what their stores have applied (the embedded broker keeps only about 5 MiB of a partition).
+final class TiersFeed {
+    let stores: TaskStoreOffsets
+    private let producer: KafkaProducer
+    private let children: ChildProcesses
+    private let window: Int
+    private var stall = StallGuard(seconds: 120)
+
+    init(broker: EmbeddedBroker, data: URL, children: ChildProcesses, window: Int) throws {
+        stores = TaskStoreOffsets(data: data)
+        producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+        self.children = children
+        self.window = window
+    }
+
+    /// Registers members 0..<count and waits until tiers has applied every registration.
+    func register(_ count: Int) throws {
+        try send(count, of: Topics.members) { index in
+            CloudEvent(id: "bench-registered-\(index)", source: "bench-shop", type: EventType.memberRegistered,
+                       time: EventTime(millis: Bench.epoch), subject: Bench.member(index, of: count), data: .object([:]))
+        }
+    }
+
+    /// Sends `count` orders, one a millisecond from an hour after the registrations, spread
+    /// over `members`, and waits until tiers has applied every one.
+    func order(_ count: Int, members: Int) throws {
+        try send(count, of: Topics.orders) { index in
+            Bench.order(index, member: Bench.member(index, of: members), time: Bench.epoch + 3_600_000 + Int64(index))
+        }
+    }
+
+    /// Waits for the deliveries still on their way.
+    func finish() { _ = producer.flush(timeoutMilliseconds: 5_000) }
+
+    private func send(_ count: Int, of topic: TopicSpec, event: (Int) -> CloudEvent) throws {
+        let before = stores.applied(topic).records
+        for index in 0..<count {
+            let made = event(index)
+            try producer.send(topic: topic.name, key: Array(made.subject!.utf8), value: made.encoded())
             if index % 1_000 == 999 {
                 producer.poll()
-                // At most a window ahead of what is applied.
-                while index - applied(Topics.orders).records > window {
-                    if let exited = children.exited { throw CLIError("\(exited.name) exited with status \(exited.status)") }
+                while index - (stores.applied(topic).records - before) > window {
+                    try checkChildren()
                     Thread.sleep(forTimeInterval: 0.002)
                 }
             }
         }
-        try waitFor(events, of: Topics.orders)
-        let seconds = Date().timeIntervalSince(start)
-        let cores = (cpu() - cpuBefore) / seconds
-        let coresByThread = cpuByThread().mapValues { $0 / seconds }.merging(threadsBefore.mapValues { -$0 / seconds }) { $0 + $1 }
-        _ = producer.flush(timeoutMilliseconds: 5_000)
-        children.stopAll()
-        return TaskRun(throughput: Double(events) / seconds, cores: cores, coresByThread: coresByThread)
+        while true {
+            let done = stores.applied(topic).records - before
+            if done >= count { return }
+            try checkChildren()
+            if let failed = producer.takeDeliveryReports().first(where: { $0.error != nil })?.error {
+                throw CLIError("an event was not delivered: \(failed)")
+            }
+            try stall.check(done) { "tiers applied nothing of \(topic.name) for 120 s after \($0) of \(count)" }
+            producer.poll()
+            Thread.sleep(forTimeInterval: 0.005)
+        }
+    }
+
+    private func checkChildren() throws {
+        if let exited = children.exited { throw CLIError("\(exited.name) exited with status \(exited.status)") }
     }
 }

@@ -46,8 +46,9 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// Tells the platform's tools (a broker reset, say) that the database is open here (the
     /// `service` layout; in the `task` layout each unit holds its store's).
     private let useLock: FileUseLock?
-    /// A standby's change capture (`STANDBY`): `run` keeps the store a copy of the changelog.
-    private var standby: ChangeCapture?
+    /// A standby's stores (`STANDBY`): `run` keeps each a copy of the changelog, or of its
+    /// task's partition of it (every task's store in the `task` layout).
+    private var standbyCopies: [StandbyCopy] = []
     private var paused: Set<TopicPartition> = []
     private var startupError: Error?
     private var everAssigned = false
@@ -106,6 +107,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             strikesToSettle = true
             crashNote = try CrashNote(path: notePath)
             useLock = nil
+            if configuration.standby { standbyCopies = try Self.openStandbyCopies(configuration: configuration, processor: processor) }
             return
         }
         try Self.checkNoStoresOfTheOtherLayout(configuration)
@@ -122,14 +124,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             // the cluster, and `run` keeps its store a copy of the changelog.
             let tail = try ChangelogRestore.tail(topic: configuration.platform.changelog(of: configuration.service), configuration: configuration)
             try applier.claimCluster(tail.clusterID)
-            // A standby begins empty: a store that served (or one of another history) is
-            // never cleared to become one.
-            if try !ChangelogRestore.storeIsEmpty(database), try ChangelogCopy.standbyPosition(of: database) == nil {
-                throw ConfigurationError(
-                    variable: configuration.platform.variable("STANDBY"),
-                    problem: "\(configuration.databasePath) holds a store that is not a standby's; a standby starts from an empty data directory")
-            }
-            standby = try ChangeCapture(database: database, excluding: RuntimeSchema.unloggedTables)
+            standbyCopies = [try Self.standbyCopy(of: database, at: configuration.databasePath, task: nil, lock: nil, configuration: configuration)]
         } else if replay == nil {
             changelogProducer = try Self.startChangelog(of: applier, at: configuration.databasePath, task: nil, configuration: configuration, logger: logger)
         }
@@ -143,6 +138,39 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             task: nil, databasePath: configuration.databasePath, configuration: configuration, applier: applier, storeLock: nil,
             changelogProducer: changelogProducer, rebuilding: replay != nil, logger: logger
         ) { [status] timers in status.update { $0.timers = timers } }]
+    }
+
+    /// A standby's copy of the store at `path`. A standby begins empty: a store that served
+    /// (or one of another history) is never cleared to become one.
+    private static func standbyCopy(of database: Database, at path: String, task: Int32?, lock: FileUseLock?, configuration: ServiceConfiguration) throws -> StandbyCopy {
+        if try !ChangelogRestore.storeIsEmpty(database), try ChangelogCopy.standbyPosition(of: database) == nil {
+            throw ConfigurationError(
+                variable: configuration.platform.variable("STANDBY"),
+                problem: "\(path) holds a store that is not a standby's; a standby starts from an empty data directory")
+        }
+        return StandbyCopy(task: task, database: database, capture: try ChangeCapture(database: database, excluding: RuntimeSchema.unloggedTables), lock: lock)
+    }
+
+    /// A standby in the `task` layout keeps a copy of every task's store, each from its task's
+    /// partition of the changelog, so that whichever tasks it is given when it takes over are
+    /// warm. It holds the files alone, writes nothing to Kafka and joins no group.
+    private static func openStandbyCopies(configuration: ServiceConfiguration, processor: Processor) throws -> [StandbyCopy] {
+        let topic = configuration.platform.changelog(of: configuration.service)
+        let reader = try ChangelogRestore.changelogConsumer(configuration)
+        defer { reader.close() }
+        guard let clusterID = reader.clusterID(timeoutMilliseconds: 10_000) else {
+            throw ChangelogRestore.Refused(description: "the Kafka cluster did not answer within 10 s while the changelog \(topic) was to be read")
+        }
+        let count = try reader.partitionCounts(of: [topic])[topic] ?? 0
+        guard count > 0 else {
+            throw ChangelogRestore.Refused(description: "the changelog \(topic) does not exist: a standby copies what the active instances write there")
+        }
+        return try (0..<count).map { task in
+            let path = configuration.databasePath(ofTask: task)
+            let (applier, lock) = try openStore(at: path, configuration: configuration, processor: processor, exclusive: true)
+            try applier.claimCluster(clusterID)
+            return try standbyCopy(of: applier.database, at: path, task: task, lock: lock, configuration: configuration)
+        }
     }
 
     /// Opens (or creates) the store at `path` with the settings every store of the service
@@ -352,6 +380,28 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         ) { [status] timers in status.update { $0.timers[task] = timers[task] } }
     }
 
+    /// Opens the stores of `tasks` at once, a thread each: a store's changelog producer, the
+    /// read of its changelog's tail and its restore wait mostly on the broker, so a host that
+    /// takes many tasks over (a lost host's) is ready in about the time of the slowest rather
+    /// than of all of them in turn. Returns the units opened, in the order of `tasks`, and the
+    /// first task's failure if any failed.
+    private func openUnits(ofTasks tasks: [Int32]) -> (opened: [TaskUnit<Processor>], failure: (any Error)?) {
+        let results = OpenedUnits<Processor>()
+        // Unchecked: opening a task touches its own store, producer and consumers, and of the
+        // loop only what is read-only meanwhile or locked (settings, logger, status).
+        let opener = UncheckedTaskOpener { task in results.set(task, Result { try self.openUnit(ofTask: task) }) }
+        if tasks.count == 1 { opener.open(tasks[0]) } else { DispatchQueue.concurrentPerform(iterations: tasks.count) { opener.open(tasks[$0]) } }
+        var opened: [TaskUnit<Processor>] = []
+        var failure: (any Error)?
+        for task in tasks {
+            switch results.take(task) {
+            case .success(let unit): opened.append(unit)
+            case .failure(let error): failure = failure ?? error
+            }
+        }
+        return (opened, failure)
+    }
+
     /// The thread that applies `task`: 0 is the loop's own.
     private func thread(of task: Int32) -> Int { Int(task) % threadCount }
 
@@ -376,8 +426,12 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// Runs until a stop is requested; then finishes the batch in hand, flushes the outbox
     /// and leaves the group.
     public func run() throws {
-        if let standby {
-            try keepStandingBy(capture: standby)
+        if !standbyCopies.isEmpty {
+            defer {
+                for copy in standbyCopies where copy.task != nil { copy.database.close() }
+                standbyCopies = []
+            }
+            try keepStandingBy()
             return
         }
         let processor = self.processor
@@ -550,46 +604,55 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         units.removeAll { unit in settled.contains { $0 === unit } }
     }
 
-    /// A standby's loop: reads the changelog on from where the store stands, every half second,
-    /// until asked to stop. A store that is not a standby's yet (empty, or a copy that wrote)
-    /// is replaced by a full restore first. Each pass is one transaction that also keeps the
-    /// offset the store has come to, so a standby stopped at any point goes on from there.
-    private func keepStandingBy(capture: ChangeCapture) throws {
+    /// A standby's loop: reads the changelog on from where each copy stands (a task's, from its
+    /// task's partition), every half second, until asked to stop. A store that is not a
+    /// standby's yet (empty, or a copy that wrote) is replaced by a full restore first. Each
+    /// pass is one transaction per copy that also keeps the offset the copy has come to, so a
+    /// standby stopped at any point goes on from there.
+    private func keepStandingBy() throws {
         let topic = configuration.platform.changelog(of: configuration.service)
-        let database = serviceUnit.applier.database
-        var position = try ChangelogCopy.standbyPosition(of: database)
-        logger.info("standing by", ["topic": topic, "from": position.map(String.init) ?? "the beginning"])
-        // One reader for every pass: a pass with nothing new costs two offset requests.
+        var positions = try standbyCopies.map { try ChangelogCopy.standbyPosition(of: $0.database) }
+        logger.info("standing by", [
+            "topic": topic, "tasks": standbyCopies.map { $0.task.map(String.init) ?? "all" }.joined(separator: ","),
+            "from": positions.map { $0.map(String.init) ?? "the beginning" }.joined(separator: ","),
+        ])
+        // One reader for every pass: a pass with nothing new costs two offset requests a copy.
         let reader = try ChangelogRestore.changelogConsumer(configuration)
         defer { reader.close() }
         var rows = 0
         var lastReport = monotonicMilliseconds()
         while !stop.isRequested {
-            let pass: (rows: Int, nextOffset: Int64)
-            do {
-                pass = try ChangelogRestore.restore(
-                    into: database, capture: capture, topic: topic, configuration: configuration, logger: logger,
-                    from: position ?? 0, clearingFirst: position == nil, announce: position == nil, reading: reader
-                ) { database, nextOffset in
-                    try ChangelogRestore.markLoggedSinceEmpty(database, true)
-                    try ChangelogCopy.standBy(at: nextOffset, in: database)
+            for (index, copy) in standbyCopies.enumerated() where !stop.isRequested {
+                let pass: (rows: Int, nextOffset: Int64)
+                do {
+                    pass = try ChangelogRestore.restore(
+                        into: copy.database, capture: copy.capture, topic: topic, configuration: configuration, logger: logger,
+                        partition: copy.task, from: positions[index] ?? 0, clearingFirst: positions[index] == nil,
+                        announce: positions[index] == nil, reading: reader
+                    ) { database, nextOffset in
+                        try ChangelogRestore.markLoggedSinceEmpty(database, true)
+                        try ChangelogCopy.standBy(at: nextOffset, in: database)
+                    }
+                } catch let error as KafkaError {
+                    // A broker that is slow or restarting: the pass rolled back; try again.
+                    logger.warning("a standby pass failed; trying again", ["error": error.description])
+                    for _ in 0..<20 where !stop.isRequested { usleep(50_000) }
+                    continue
                 }
-            } catch let error as KafkaError {
-                // A broker that is slow or restarting: the pass rolled back; try again.
-                logger.warning("a standby pass failed; trying again", ["error": error.description])
-                for _ in 0..<20 where !stop.isRequested { usleep(50_000) }
-                continue
+                positions[index] = pass.nextOffset
+                rows += pass.rows
             }
-            position = pass.nextOffset
-            rows += pass.rows
             if monotonicMilliseconds() - lastReport >= 10_000 {
-                logger.info("standby caught up", ["topic": topic, "nextOffset": String(pass.nextOffset), "rowsSinceLastReport": String(rows)])
+                logger.info("standby caught up", [
+                    "topic": topic, "nextOffset": positions.map { $0.map(String.init) ?? "0" }.joined(separator: ","),
+                    "rowsSinceLastReport": String(rows),
+                ])
                 rows = 0
                 lastReport = monotonicMilliseconds()
             }
             for _ in 0..<10 where !stop.isRequested { usleep(50_000) }
         }
-        logger.info("stopped standing by", ["topic": topic, "nextOffset": position.map(String.init) ?? "0"])
+        logger.info("stopped standing by", ["topic": topic, "nextOffset": positions.map { $0.map(String.init) ?? "0" }.joined(separator: ",")])
     }
 
     /// Waits for the cluster to answer (saying so in the log while it does not) and checks that
@@ -1091,10 +1154,12 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             // open still (a task revoked and assigned back before its outbox was delivered).
             var groups: [(unit: TaskUnit<Processor>, partitions: [TopicPartition])] = []
             if configuration.storePerTask {
-                for (task, taskPartitions) in Dictionary(grouping: partitions, by: \.partition).sorted(by: { $0.key < $1.key }) {
+                let byTask = Dictionary(grouping: partitions, by: \.partition)
+                var toOpen: [Int32] = []
+                for task in byTask.keys.sorted() {
                     if let open = unit(of: task) {
                         if !open.handedOver && !configuration.changelog {
-                            groups.append((open, taskPartitions))
+                            groups.append((open, byTask[task]!))
                             continue
                         }
                         // With a changelog, another instance may have had the task meanwhile and
@@ -1103,11 +1168,13 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                         open.close()
                         units.removeAll { $0 === open }
                     }
-                    let opened = try openUnit(ofTask: task)
-                    units.append(opened)
-                    groups.append((opened, taskPartitions))
+                    toOpen.append(task)
                 }
+                let (opened, failure) = openUnits(ofTasks: toOpen)
+                units += opened
                 units.sort { ($0.task ?? -1) < ($1.task ?? -1) }
+                if let failure { throw failure }
+                for unit in opened { groups.append((unit, byTask[unit.task!]!)) }
             } else {
                 groups = [(serviceUnit, partitions)]
             }
@@ -1175,6 +1242,30 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         paused.subtract(partitions)
         logger.info("partitions revoked", ["partitions": partitions.map(\.description).sorted().joined(separator: ",")])
     }
+}
+
+/// A function that opens one task's store, called from several threads at once
+/// (`ExactlyOnceLoop.openUnits`), which makes sure that is safe.
+private struct UncheckedTaskOpener: @unchecked Sendable {
+    let open: (Int32) -> Void
+}
+
+/// A standby's copy of a store (`STANDBY`): the one store, or a task's (`task`).
+private struct StandbyCopy {
+    let task: Int32?
+    let database: Database
+    let capture: ChangeCapture
+    /// A task's store's lock, held while the copy is kept (the one store's is the loop's).
+    let lock: FileUseLock?
+}
+
+/// The units `ExactlyOnceLoop.openUnits` opens on several threads, or why a task's could not be.
+private final class OpenedUnits<Processor: StreamProcessor>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var results: [Int32: Result<TaskUnit<Processor>, any Error>] = [:]
+
+    func set(_ task: Int32, _ result: Result<TaskUnit<Processor>, any Error>) { lock.withLock { results[task] = result } }
+    func take(_ task: Int32) -> Result<TaskUnit<Processor>, any Error> { lock.withLock { results.removeValue(forKey: task)! } }
 }
 
 /// Records a service must read are not in the broker: deleted by retention before the
