@@ -41,8 +41,8 @@ public struct ServiceConfiguration: Sendable {
     /// `STORE_LAYOUT`: `service` (default), one store for all of the service's tasks at
     /// `databasePath`; or `task`, a store per task (``databasePath(ofTask:)``), opened as the
     /// task is assigned, for a service whose tasks are independent
-    /// (`StreamProcessor.tasksAreIndependent`). Not yet with `CHANGELOG`, `STANDBY`,
-    /// `REPLAY_OF` or a service that reads broadcast topics.
+    /// (`StreamProcessor.tasksAreIndependent`). Not yet with `REPLAY_OF` or a service that
+    /// reads broadcast topics.
     public var storePerTask: Bool = false
     /// `THREADS`, default the number of cores (at most 64): in the `task` layout, how many
     /// threads apply the tasks, task *p* on thread *p* mod `threads` (the loop's own thread
@@ -92,6 +92,7 @@ public struct ServiceConfiguration: Sendable {
     /// `STANDBY`: `on` or `off` (default). On (with `CHANGELOG=on`): the instance keeps its
     /// store a warm copy of the changelog, read as it grows, and never joins the group nor
     /// writes anything; started later with it off, the store takes over from where it stood.
+    /// In the `task` layout it keeps a copy of every task's store, each from its partition.
     public var standby: Bool = false
     /// `DECODE_AHEAD`: `on` (default) or `off`. On: the records of each poll are decoded on a
     /// thread of their own while the loop applies the ones polled before, so that a second
@@ -254,10 +255,10 @@ public struct ServiceConfiguration: Sendable {
             throw ConfigurationError(variable: platform.variable("STORE_LAYOUT"), problem: "expected service or task, got \(layoutText)")
         }
         let storePerTask = layoutText == "task"
-        if storePerTask, let other = standby ? "STANDBY" : value("REPLAY_OF") != nil ? "REPLAY_OF" : nil {
+        if storePerTask, value("REPLAY_OF") != nil {
             throw ConfigurationError(
                 variable: platform.variable("STORE_LAYOUT"),
-                problem: "a store per task does not work with \(platform.variable(other)) yet: use \(platform.variable("STORE_LAYOUT"))=service")
+                problem: "a store per task does not work with \(platform.variable("REPLAY_OF")) yet: use \(platform.variable("STORE_LAYOUT"))=service")
         }
         return ServiceConfiguration(
             service: service,

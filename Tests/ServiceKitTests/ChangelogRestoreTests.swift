@@ -409,6 +409,97 @@ import Testing
         #expect(Set(try reader.records.map { try CloudEvent.decode($0.value!).id }).count == 600)
     }
 
+    /// In the `task` layout a standby keeps a copy of every task's store from the task's
+    /// partition of the changelog; started as the service, the tasks it is given take over
+    /// from their copies and catch up with what they missed, each event applied once.
+    @Test func aStandbyKeepsEveryTasksStoreWarmAndTakesOverFromWhereEachStood() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let perTask = TopicSpec(name: changelog.name, partitions: 4, compacted: true, key: "row", summary: "")
+        let broker = try EmbeddedBroker(topics: [input, output, perTask, acmeDeadLetters])
+        let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+        func environment(host: String, _ settings: [String: String] = [:]) -> [String: String] {
+            self.environment(broker, database: directory.appendingPathComponent("\(host)/counting.sqlite").path)
+                .merging(["ACME_STORE_LAYOUT": "task", "ACME_THREADS": "2"].merging(settings) { $1 }) { $1 }
+        }
+        func taskStore(_ host: String, _ task: Int) -> String { directory.appendingPathComponent("\(host)/counting.task-\(task).sqlite").path }
+        func applied(_ host: String, atLeast expected: Int64) -> Int64 {
+            let deadline = Date().addingTimeInterval(90)
+            var total: Int64 = 0
+            repeat {
+                total = (0..<4).reduce(0) { sum, task in
+                    guard FileManager.default.fileExists(atPath: taskStore(host, task)),
+                          let store = try? Database(DatabaseConfiguration(path: taskStore(host, task))) else { return sum }
+                    defer { store.close() }
+                    return sum + ((try? store.count("SELECT COUNT(*) FROM inbox")) ?? 0)
+                }
+                if total >= expected { break }
+                usleep(100_000)
+            } while Date() < deadline
+            return total
+        }
+
+        let active = LoopInstance(environment: environment(host: "active"), topics: [input.name], output: output.name, independentTasks: true)
+        try produce(producer, 0..<200)
+        #expect(applied("active", atLeast: 200) == 200)
+        let standby = LoopInstance(
+            environment: environment(host: "standby", ["ACME_STANDBY": "on"]), topics: [input.name], output: output.name, independentTasks: true)
+        try produce(producer, 200..<400)
+        #expect(applied("active", atLeast: 400) == 400)
+        #expect(applied("standby", atLeast: 400) == 400, "the standby's task stores have every event the active ones applied")
+        let stoppedStandby = standby.stopAndWait()
+        #expect(stoppedStandby.error == nil, "\(stoppedStandby)")
+        #expect(standby.applied == 0, "a standby applies no input itself")
+        for task in 0..<4 {
+            let expected = try Database(DatabaseConfiguration(path: taskStore("active", task)))
+            let actual = try Database(DatabaseConfiguration(path: taskStore("standby", task)))
+            defer { expected.close(); actual.close() }
+            #expect(try ChangelogCopy.standbyPosition(of: actual) ?? 0 > 0, "task \(task)'s copy keeps where it stands in its partition")
+            #expect(try actual.prepare("SELECT DISTINCT partition FROM offsets").query { $0.int64(0) } == [Int64(task)])
+            // The active store may have committed a batch the changelog does not hold yet.
+            if try expected.count("SELECT COUNT(*) FROM outbox") == 0,
+               case .failure(let difference) = try StoreComparison.compare(expected, actual, skippingTables: RuntimeSchema.unloggedTables) {
+                Issue.record("task \(task)'s standby copy differs from the active store: \(difference)")
+            }
+        }
+        // The active instance goes on while the standby is down; then its host is lost. A row
+        // only the standby's copy of task 0 has shows that it catches up rather than restores anew.
+        let marked = try Database(DatabaseConfiguration(path: taskStore("standby", 0)))
+        try marked.execute("INSERT INTO counts(member, total, applied) VALUES('only-here', 1, 1)")
+        marked.close()
+        try produce(producer, 400..<500)
+        #expect(applied("active", atLeast: 500) == 500)
+        #expect(active.stopAndWait().error == nil)
+
+        // The standby takes over every task: each catches up from its partition of the
+        // changelog, not from the input, and goes on.
+        let promoted = LoopInstance(environment: environment(host: "standby"), topics: [input.name], output: output.name, independentTasks: true)
+        try produce(producer, 500..<600)
+        #expect(applied("standby", atLeast: 600) == 600)
+        let stopped = promoted.stopAndWait()
+        #expect(stopped.error == nil, "\(stopped)")
+        #expect(promoted.applied == 100, "only the events after the active instance's last")
+        var totals: [String: Int64] = [:]
+        for task in 0..<4 {
+            let store = try Database(DatabaseConfiguration(path: taskStore("standby", task)))
+            defer { store.close() }
+            #expect(try ChangelogCopy.standbyPosition(of: store) == nil && ChangelogCopy.read(from: store).name != nil, "task \(task)'s copy is its own now")
+            if task == 0 { #expect(try store.count("SELECT COUNT(*) FROM counts WHERE member = 'only-here'") == 1, "caught up, not restored anew") }
+            let rows = try store.prepare("SELECT member, total FROM counts WHERE member != 'only-here'").query { ($0.string(0), $0.int64(1)) }
+            for (member, total) in rows {
+                #expect(totals.updateValue(total, forKey: member) == nil, "\(member) in one task's store alone")
+            }
+        }
+        #expect(totals.count == 40)
+        for (member, total) in totals {
+            #expect(total == Int64(stride(from: Int(member.dropFirst())!, to: 600, by: 40).reduce(0, +)), "\(member)")
+        }
+        let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: [output.name])
+        reader.read(seconds: 60) { $0.count >= 600 }
+        reader.close()
+        #expect(Set(try reader.records.map { try CloudEvent.decode($0.value!).id }).count == 600)
+    }
+
     @Test func aSecondInstanceOnAStoreWithAChangelogIsRefused() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }

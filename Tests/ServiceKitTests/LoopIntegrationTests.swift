@@ -464,7 +464,7 @@ final class TopicReader: RebalanceListener {
             }
         }
         #expect(refusal(["ACME_STORE_LAYOUT": "tasks"]).contains("expected service or task"))
-        #expect(refusal(["ACME_STORE_LAYOUT": "task", "ACME_CHANGELOG": "on", "ACME_STANDBY": "on"]).contains("does not work with ACME_STANDBY"))
+        #expect(refusal(["ACME_STORE_LAYOUT": "task", "ACME_REPLAY_OF": "counting"]).contains("does not work with ACME_REPLAY_OF"))
         #expect(refusal(["ACME_STORE_LAYOUT": "task"], independent: false).contains("tasks are not independent"))
         // Beside the other layout's stores: refused either way, nothing created.
         _ = try Database(DatabaseConfiguration(path: databasePath))
