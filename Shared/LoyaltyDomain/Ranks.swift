@@ -10,13 +10,19 @@ public enum Rank {
         case EventType.orderRefunded: 2
         case EventType.checkedIn, EventType.reviewPosted, EventType.contentShared, EventType.taskCompleted: 3
         case EventType.pointsGrant, EventType.pointsReverse, EventType.referralReward, EventType.transferCredit,
-             EventType.transferReturned, EventType.campaignsReferral: platformCommand
+             EventType.campaignsReferral: platformCommand
+        case EventType.transferReturned: returnedCommand
         default: 4  // the shop's points requests and commands
         }
     }
 
     /// The platform's own commands (grants, reversals, transfer legs, referrals).
     public static let platformCommand = 5
+    /// A command sent because of another platform command (a transfer's credit refused and
+    /// given back): above it, so that whatever a record causes sorts after the record, which
+    /// tasks on their own stores rely on to wait for each other at equal times
+    /// (architecture.md, step 9).
+    public static let returnedCommand = 6
     /// Another service's output read by notifications (ledger entries, tier changes, rewards):
     /// after what the shop sent at the same instant.
     public static let serviceOutput = 5

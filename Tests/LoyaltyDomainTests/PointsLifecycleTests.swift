@@ -1012,9 +1012,12 @@ private func expectInvalidCommand(
             #expect(Rank.of(eventType: type) > engagement, "\(type)")
             #expect(Rank.of(eventType: type) < grants, "\(type)")
         }
-        // Transfer credits and give-backs are commands one service derives for another, like grants.
+        // A transfer's credit is a command derived like a grant; the give-back, caused by the
+        // credit, ranks above it: what a record causes sorts after the record.
         #expect(Rank.of(eventType: "points.transfer-credit") == grants)
-        #expect(Rank.of(eventType: "points.transfer-returned") == grants)
+        #expect(Rank.of(eventType: "points.transfer-credit") > Rank.of(eventType: "points.transfer"))
+        #expect(Rank.of(eventType: "points.transfer-returned") > Rank.of(eventType: "points.transfer-credit"))
+        #expect(Rank.of(eventType: "points.referral-reward") > Rank.of(eventType: "order.paid"))
         // Only the points service may send them.
         #expect(EventType.internalCommands.isSuperset(of: ["points.transfer-credit", "points.transfer-returned"]))
         #expect(!EventType.internalCommands.contains("points.transfer"))
