@@ -28,6 +28,8 @@ public final class CampaignsProcessor: StreamProcessor {
     /// Points waits for campaigns' progress before it applies what could precede a campaign
     /// grant; notifications before it applies what could precede a reward.
     public let progressTopics = [Topics.pointsCommands.name, Topics.campaignRewards.name]
+    /// Budgets and reward counts span every member (architecture.md, step 9).
+    public let figuresSpanTasks = true
     /// Member profiles carry contact data and birthdays: kept out of dead letters.
     public let personalDataTopics: Set<String> = [Topics.members.name]
     /// Birthdays, for birthday campaigns (erased at `member.closed`).

@@ -23,6 +23,9 @@ public final class PointsProcessor: StreamProcessor {
     public let upstreamProducers: [String: Set<String>] = [Topics.pointsCommands.name: ["tiers", "campaigns"]]
     /// Notifications waits for points' progress on the ledger.
     public let progressTopics = [Topics.pointsLedger.name]
+    /// Reward stock spans every member (architecture.md, step 9: to become commands to the
+    /// reward's task).
+    public let figuresSpanTasks = true
     /// Commands only the platform sends, each signed with a command key: from anyone else they
     /// would mint points.
     static let signedTypes: Set<String> = EventType.internalCommands.union([

@@ -48,6 +48,9 @@ public final class Batch {
     /// Whether records for the service's own input topics are refused (its tasks are
     /// independent, ``StreamProcessor/tasksAreIndependent``).
     var refusesSelfCommands = false
+    /// In a task's own store: the task, whose commands to itself alone are echoes to await;
+    /// a command to another task is that task's to wait for, through peer marks.
+    var echoesOnlyFor: Int32?
     private let selfTopics: [String: Int32]
     private let rank: (String) -> Int
     private let insertEcho: Statement
@@ -117,6 +120,8 @@ public final class Batch {
         try emit(topic: topic, key: event.subject, value: event.encoded())
         if let partitions = selfTopics[topic], let subject = event.subject {
             let task = Murmur2Partitioner.partition(of: Array(subject.utf8), partitions: partitions)
+            // A command to another task's own store is that task's to wait for (its peer marks).
+            if let only = echoesOnlyFor, task != only { return }
             let key = MergeKey(time: event.time.millis, rank: rank(event.type), id: event.id)
             try insertEcho.run(.text(event.id), .text(topic), .integer(Int64(task)), .integer(key.time), .integer(Int64(key.rank)))
             echoes.append((key, TopicPartition(topic: topic, partition: task)))
@@ -129,6 +134,14 @@ public final class Batch {
         var event = mark.event(source: platform.source(of: service))
         if let signer, signer.topics.contains(topic) { event = signer.keys.sign(event) }
         try emit(topic: topic, key: nil, value: event.encoded(), partition: mark.task)
+    }
+
+    /// Publishes this task's peer mark on another task's partition of `topic`, after
+    /// everything this batch sends there (signed when `topic` is a command topic).
+    func emit(_ mark: PeerMark, to topic: String, partition: Int32) throws {
+        var event = mark.event(source: platform.source(of: service))
+        if let signer, signer.topics.contains(topic) { event = signer.keys.sign(event) }
+        try emit(topic: topic, key: nil, value: event.encoded(), partition: partition)
     }
 
     /// Sets a timer in the current task (replacing one with the same name and due time).

@@ -109,6 +109,8 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// Partition count of the input topics (co-partitioned), to place commands sent to them:
     /// the catalogue's until the loop has read the real one from the cluster.
     public var partitionCount: Int32
+    /// The task of a task's own store (the `task` layout); nil for the one store of every task.
+    public var ownTask: Int32?
 
     /// How far ahead of the clock it is measured against an event may be (milliseconds): in
     /// stream mode its task's stream time, or the newest of the store's other tasks or the
@@ -236,6 +238,27 @@ public final class BatchApplier<Processor: StreamProcessor> {
             try save.run(
                 .text(entry.partition.topic), .integer(Int64(entry.partition.partition)), .text(entry.mark.producer),
                 .integer(entry.mark.time), .integer(entry.mark.idle ? 1 : 0), .text(entry.mark.positionsText), .integer(entry.offset))
+        }
+    }
+
+    /// The peer marks the store holds (a task's own store; ``PeerMarkBook``).
+    public func storedPeerMarks() throws -> [PeerMark] {
+        try database.prepare("SELECT task, own_time, own_rank, read_time, read_rank FROM peer_marks ORDER BY task").query { row in
+            PeerMark(
+                task: Int32(row.int64(0)), own: MergeKey(time: row.int64(1), rank: Int(row.int64(2)), id: ""),
+                readFromPeers: MergeKey(time: row.int64(3), rank: Int(row.int64(4)), id: ""))
+        }
+    }
+
+    /// Keeps the peer marks read, in the batch's transaction with the offsets read past them.
+    public func storePeerMarks(_ marks: [PeerMark]) throws {
+        guard !marks.isEmpty else { return }
+        let save = try database.prepare(
+            "INSERT OR REPLACE INTO peer_marks(task, own_time, own_rank, read_time, read_rank) VALUES(?, ?, ?, ?, ?)")
+        for mark in marks {
+            try save.run(
+                .integer(Int64(mark.task)), .integer(mark.own.time), .integer(Int64(mark.own.rank)),
+                .integer(mark.readFromPeers.time), .integer(Int64(mark.readFromPeers.rank)))
         }
     }
 
@@ -758,6 +781,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
         batch.signer = commandKeys.map { ($0, processor.commandTopics) }
         batch.personalDataTopics = processor.personalDataTopics
         batch.refusesSelfCommands = processor.tasksAreIndependent
+        batch.echoesOnlyFor = ownTask
         return batch
     }
 

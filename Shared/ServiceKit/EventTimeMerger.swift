@@ -381,6 +381,11 @@ public struct EventTimeMerger<Item> {
         lanes[index].noteRead(offset, pending: false)
     }
 
+    /// The earliest command awaited back on one of `task`'s partitions (``expectEcho(_:on:now:)``), if any.
+    public func earliestEcho(of task: Int32) -> MergeKey? {
+        echoes.values.filter { $0.partition.partition == task }.map(\.key).min()
+    }
+
     /// Records held until this instance sends them (see `add`).
     public var heldCount: Int { held.values.reduce(0) { $0 + $1.count } }
 

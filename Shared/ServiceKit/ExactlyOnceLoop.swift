@@ -313,8 +313,11 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// each other (commands to itself, frontiers, global figures), that reads broadcast topics
     /// (every store would need them), or in a rebuild.
     private static func checkStoresPerTask(configuration: ServiceConfiguration, processor: Processor, rebuilding: Bool) throws {
+        let commandTopics = processor.inputTopics.filter { processor.commandTopics.contains($0) }
         let problem: String? =
-            !processor.tasksAreIndependent ? "\(configuration.service)'s tasks are not independent (it sends commands to its own tasks)"
+            processor.figuresSpanTasks ? "\(configuration.service) keeps figures that span its tasks, which a store per task would split"
+            : !processor.tasksAreIndependent && commandTopics.isEmpty
+                ? "\(configuration.service) sends commands to its own tasks on no signed command topic, where their peer marks would go"
             : !processor.broadcastTopics.isEmpty ? "\(configuration.service) reads broadcast topics, which every task's store would need"
             : rebuilding ? "a rebuild makes one store" : nil
         if let problem {
@@ -358,6 +361,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         // (another host had the task) or the changelog went on without it.
         let changelogProducer = try Self.startChangelog(of: applier, at: path, task: task, configuration: configuration, logger: logger)
         applier.partitionCount = partitionCount
+        applier.ownTask = task
         applier.crashNote = crashNote
         applier.crashSlot = .applying(onThread: thread(of: task))
         // A crash note names a record of each thread that failed: a strike is counted in the
@@ -831,6 +835,26 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         }
     }
 
+    /// Another task's peer mark read on one of this task's command partitions, signed; the
+    /// reason when it is not a valid one, or comes where no task waits for peers.
+    private func readPeerMark(_ record: ConsumedRecord, unit: TaskUnit<Processor>) -> Result<PeerMark, Rejection> {
+        do throws(Rejection) {
+            guard let book = unit.peerBook, processor.commandTopics.contains(record.topic) else {
+                throw Rejection(code: .invalidProgressMark, detail: "a peer mark on \(record.topicPartition), where no task of a store of its own waits for its peers")
+            }
+            let event: CloudEvent
+            do { event = try CloudEvent.decode(record.value ?? []) } catch { throw Rejection(code: error.code, detail: error.detail) }
+            if let keys = commandKeys, let rejection = keys.verify(event) { throw rejection }
+            let mark = try PeerMark.decode(event, tasks: book.tasks)
+            guard mark.task != book.task else {
+                throw Rejection(code: .invalidProgressMark, detail: "a peer mark of task \(mark.task) on its own partition \(record.topicPartition)")
+            }
+            return .success(mark)
+        } catch {
+            return .failure(error)
+        }
+    }
+
     /// Starts the HTTP API when `HTTP_ADDRESS` is set, and writes where it listens to
     /// `<data dir>/<service>.http` for the CLI.
     private func startHTTP() throws {
@@ -948,6 +972,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             guard case .record(let record) = event else { return false }
             if let replay, !replay.includes(record.offset, of: record.topicPartition) { return false }
             return unit(of: record.partition)?.applier.poisonRejection(for: record) == nil && !ProgressMark.isCandidate(record)
+                && !PeerMark.isCandidate(record)
         }
     }
 
@@ -1000,6 +1025,14 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                     decoded = decodedRecord
                 } else if let poison = taskUnit.applier.poisonRejection(for: record) {
                     decoded = .failure(poison)
+                } else if PeerMark.isCandidate(record) {
+                    switch readPeerMark(record, unit: taskUnit) {
+                    case .success(let mark):
+                        taskUnit.notePeerMark(mark, offset: record.offset, from: record.topicPartition)
+                        continue
+                    case .failure(let rejection):
+                        decoded = .failure(rejection)
+                    }
                 } else {
                     switch readMark(record) {
                     case .success(let mark):

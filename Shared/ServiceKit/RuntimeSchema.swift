@@ -151,5 +151,18 @@ public enum RuntimeSchema {
             ALTER TABLE task_frontier ADD COLUMN promise INTEGER;
             ALTER TABLE task_frontier ADD COLUMN promise_idle INTEGER NOT NULL DEFAULT 0;
             """),
+        Migration(version: 10, name: "peer marks", sql: """
+            -- In a task's own store (the `task` layout) of a service whose tasks send each other
+            -- commands: the last mark of each other task read on this task's partition
+            -- (PeerMark), kept with the offsets that read past it, since the peer sends it
+            -- again only once it changes.
+            CREATE TABLE peer_marks(
+                task INTEGER PRIMARY KEY,
+                own_time INTEGER NOT NULL,
+                own_rank INTEGER NOT NULL,
+                read_time INTEGER NOT NULL,
+                read_rank INTEGER NOT NULL
+            );
+            """),
     ]
 }

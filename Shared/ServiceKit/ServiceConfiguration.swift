@@ -40,9 +40,11 @@ public struct ServiceConfiguration: Sendable {
     public var databasePath: String
     /// `STORE_LAYOUT`: `service` (default), one store for all of the service's tasks at
     /// `databasePath`; or `task`, a store per task (``databasePath(ofTask:)``), opened as the
-    /// task is assigned, for a service whose tasks are independent
-    /// (`StreamProcessor.tasksAreIndependent`). Not yet with `REPLAY_OF` or a service that
-    /// reads broadcast topics.
+    /// task is assigned, for a service that keeps no figure spanning its tasks
+    /// (`StreamProcessor.figuresSpanTasks`) and whose tasks are independent or send each
+    /// other commands on signed command topics (they then wait for one another through
+    /// peer marks, ``PeerMark``). Not yet with `REPLAY_OF` or a service that reads broadcast
+    /// topics.
     public var storePerTask: Bool = false
     /// `THREADS`, default the number of cores (at most 64): in the `task` layout, how many
     /// threads apply the tasks, task *p* on thread *p* mod `threads` (the loop's own thread

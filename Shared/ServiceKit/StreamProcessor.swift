@@ -120,7 +120,16 @@ public protocol StreamProcessor: AnyObject {
     /// input topics (``SelfCommandRefused``), which would tie one task to another. (Instances
     /// sharing a store still keep frontiers between tasks: the store's inbox and the
     /// time-out-of-range reference span tasks.)
+    ///
+    /// A service whose tasks are not independent may still keep a store per task, its tasks
+    /// waiting for one another through ``PeerMark``s, if its commands to its own tasks go on
+    /// signed command topics, each ranks above the record that causes it (same time, higher
+    /// rank), no chain of such commands is longer than two, and its timers send none.
     var tasksAreIndependent: Bool { get }
+
+    /// Whether the service keeps figures that span its tasks (a stock, a budget shared by
+    /// every member): a store per task would split them, so the `task` layout is refused.
+    var figuresSpanTasks: Bool { get }
 
     /// The rank `decode` gives an event type; used for the commands the service sends itself.
     func rank(of eventType: String) -> Int
@@ -162,6 +171,7 @@ extension StreamProcessor {
     public var progressTopics: [String] { [] }
     public var upstreamProducers: [String: Set<String>] { [:] }
     public var tasksAreIndependent: Bool { false }
+    public var figuresSpanTasks: Bool { false }
     public var personalDataTopics: Set<String> { [] }
     public var storesPersonalData: Bool { false }
     public func memberView(_ member: String, in database: Database, asOf: EventTime?) throws -> JSONValue? { nil }

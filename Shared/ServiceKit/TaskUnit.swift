@@ -40,6 +40,16 @@ final class TaskUnit<Processor: StreamProcessor> {
     private var committedFrontiers: [Int32: TaskFrontier] = [:]
     /// The promises of the tasks other instances own, as last read with their frontiers.
     private var otherInstancesPromises: [TaskPromise] = []
+    /// In a task's own store of a service whose tasks send each other commands: the marks of
+    /// the other tasks read on this task's partitions, which hold its merge (architecture.md,
+    /// step 9); nil otherwise.
+    private(set) var peerBook: PeerMarkBook?
+    /// The peer marks read since the last commit (to store with the offsets past them).
+    private var peerMarksChanged = false
+    /// This task's peer mark as last published.
+    private var publishedPeerMark: PeerMark?
+    /// The service's own command topics, on whose other partitions the peer mark goes.
+    private let peerTopics: [String]
     private var lastFrontierRepair: Int64 = 0
     private var lastMarkCheck: Int64 = 0
 
@@ -77,6 +87,13 @@ final class TaskUnit<Processor: StreamProcessor> {
             serviceTopics: processor.serviceInputTopics, idleMilliseconds: configuration.taskIdleMilliseconds,
             awaitedProducers: configuration.awaitedProducers(declared: processor.upstreamProducers))
         merger.rebuilding = rebuilding
+        peerTopics = processor.inputTopics.filter { processor.commandTopics.contains($0) }
+        if configuration.storePerTask, let task, !processor.tasksAreIndependent {
+            var book = PeerMarkBook(task: task, tasks: 0..<applier.partitionCount)
+            for mark in try applier.storedPeerMarks() { book.read(mark) }
+            peerBook = book
+            merger.otherTasksBound = book.bound
+        }
         // No gaps: a batch the producer gives up on after retries is a fatal error (the service
         // stops and republishes its outbox in order at the next start) rather than a hole that
         // later rows, a progress mark behind a command, would be delivered past.
@@ -104,9 +121,9 @@ final class TaskUnit<Processor: StreamProcessor> {
             lastMarkCheck = now
             let promised = try !applier.processor.progressTopics.isEmpty && !marksToPublish(applier.currentClocks()).isEmpty
             let readPast = merger.committableOffsets.contains { committedOffsets[$0.key] != $0.value }
-            return promised || readPast
+            return promised || readPast || peerMarksChanged || peerMarkToPublish() != nil
         }
-        return try merger.otherTasksBound != nil && !frontiersToCommit(applier.currentClocks()).isEmpty
+        return try task == nil && merger.otherTasksBound != nil && !frontiersToCommit(applier.currentClocks()).isEmpty
     }
 
     /// Commits one batch: `first` and then whatever the merge releases, up to the batch size,
@@ -122,6 +139,7 @@ final class TaskUnit<Processor: StreamProcessor> {
         let now = monotonicMilliseconds()
         let progressTopics = applier.processor.progressTopics
         var published: [ProgressMark] = []
+        var publishedPeer: PeerMark?
         var frontiers: [Int32: TaskFrontier] = [:]
         // Echoes the merge was told of while the batch ran (a rebuild may have merged their copy since).
         var expectedInBatch: Set<String> = []
@@ -150,8 +168,19 @@ final class TaskUnit<Processor: StreamProcessor> {
                 for mark in published {
                     for topic in progressTopics { try batch.emit(mark, to: topic) }
                 }
+                if let book = self.peerBook {
+                    if self.peerMarksChanged { try self.applier.storePeerMarks(book.marks) }
+                    publishedPeer = self.peerMarkToPublish(echoes: batch.echoes)
+                    if let mark = publishedPeer {
+                        for topic in self.peerTopics {
+                            for other in book.tasks where other != book.task { try batch.emit(mark, to: topic, partition: other) }
+                        }
+                    }
+                }
             })
         for mark in published { publishedMarks[mark.task] = mark }
+        if let publishedPeer { publishedPeerMark = publishedPeer }
+        peerMarksChanged = false
         committedFrontiers.merge(frontiers) { $1 }
         relay.deleted(delivered.count)
         committedOffsets.merge(merger.committableOffsets) { $1 }
@@ -231,6 +260,11 @@ final class TaskUnit<Processor: StreamProcessor> {
             }
         }
         for echo in try applier.storedEchoes(partitions) { merger.expectEcho(echo.key, on: echo.partition, now: monotonicMilliseconds()) }
+        if let peerBook {
+            // Published again: what this task promised before it moved may be older than its store.
+            publishedPeerMark = nil
+            merger.otherTasksBound = peerBook.bound
+        }
         // Rows another instance committed but did not publish (an echo awaited here among them).
         let republished = try relay.republishUnsent(from: applier.database)
         if republished > 0 { logger.info("republished unsent outbox rows", ["rows": String(republished)]) }
@@ -259,6 +293,10 @@ final class TaskUnit<Processor: StreamProcessor> {
     /// frontiers they committed and the commands on their way (nil when this instance owns
     /// every task, or rebuilds a store).
     func refreshOtherTasksBound() throws {
+        if let peerBook {
+            merger.otherTasksBound = peerBook.bound
+            return
+        }
         let owned = merger.assignedTasks
         // A task's own store holds no other task's frontier; its tasks are independent, and
         // need none (`ExactlyOnceLoop`, the `task` layout).
@@ -283,7 +321,7 @@ final class TaskUnit<Processor: StreamProcessor> {
     /// The frontiers of this instance's tasks that differ from those last committed, while it
     /// shares the tasks with other instances.
     private func frontiersToCommit(_ clocks: TaskClocks, echoes: [(key: MergeKey, partition: TopicPartition)] = []) throws -> [Int32: TaskFrontier] {
-        guard merger.otherTasksBound != nil else { return [:] }
+        guard task == nil, merger.otherTasksBound != nil else { return [:] }
         // The promises only matter to a service that publishes progress marks.
         let promises = applier.processor.progressTopics.isEmpty ? [:] : try ownPromises(clocks, echoes: echoes)
         var changed: [Int32: TaskFrontier] = [:]
@@ -296,6 +334,32 @@ final class TaskUnit<Processor: StreamProcessor> {
             if committedFrontiers[task] != frontier { changed[task] = frontier }
         }
         return changed
+    }
+
+    /// Notes another task's peer mark read on this task's `partition` at `offset`.
+    func notePeerMark(_ mark: PeerMark, offset: Int64, from partition: TopicPartition) {
+        merger.readPast(offset, from: partition)
+        guard var book = peerBook else { return }
+        book.read(mark)
+        peerBook = book
+        peerMarksChanged = true
+        merger.otherTasksBound = book.bound
+    }
+
+    /// This task's peer mark, if it differs from the one last published: its own promise is
+    /// the earliest of what its merge holds or awaits (`frontier(of:)`: buffered records, a
+    /// partition behind its end, the producers it waits for), a record carried over to the
+    /// next batch and the commands it sent itself (`echoes`: the batch in hand's, not yet
+    /// known to the merge). Its timers are not counted: a service whose timers send other
+    /// tasks commands would have to.
+    private func peerMarkToPublish(echoes: [(key: MergeKey, partition: TopicPartition)] = []) -> PeerMark? {
+        guard let book = peerBook else { return nil }
+        var earliest = merger.frontier(of: book.task)
+        if let carried = applier.carriedRecord { earliest = min(earliest, MergeKey(of: carried.decoded, record: carried.record)) }
+        if let echo = merger.earliestEcho(of: book.task) { earliest = min(earliest, echo) }
+        for echo in echoes where echo.partition.partition == book.task { earliest = min(earliest, echo.key) }
+        let mark = book.mark(earliestSender: earliest == .highest ? nil : earliest)
+        return mark == publishedPeerMark ? nil : mark
     }
 
     /// What the merge still holds for each owned task, with the commands the batch in hand sent

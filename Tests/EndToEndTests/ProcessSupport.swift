@@ -76,6 +76,13 @@ final class ServiceProcess {
     }
 
     var isRunning: Bool { process?.isRunning ?? false }
+
+    /// The last lines of its log at level error, or not JSON at all (a trap's), for the
+    /// message of a failed expectation: the test's directory goes with the test.
+    var lastErrors: String {
+        let lines = ((try? String(contentsOf: log, encoding: .utf8)) ?? "").split(separator: "\n")
+        return lines.filter { $0.contains(#""level":"error""#) || !$0.hasPrefix("{") }.suffix(5).joined(separator: "\n")
+    }
 }
 
 struct TestFailure: Error, CustomStringConvertible {

@@ -109,7 +109,7 @@ extension EndToEnd {
             #expect(try String(contentsOf: cliLog, encoding: .utf8).contains("open in a running service"))
             #expect(FileManager.default.fileExists(atPath: database))
             #expect(points.isRunning)
-            #expect(points.stop() == 0)
+            #expect(points.stop() == 0, "\(points.lastErrors)")
             // With points stopped, tiers' task stores are still open: refused again.
             try reset.startWith(arguments: ["broker", "--reset-state"])
             #expect(reset.stop() == 1)

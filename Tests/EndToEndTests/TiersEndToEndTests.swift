@@ -107,7 +107,7 @@ extension EndToEnd {
             reader.poll(milliseconds: 3_000)
             try collect(reader.records[consumed...], into: &outcome)
             #expect(tiers.stop() == 0)
-            #expect(points.stop() == 0)
+            #expect(points.stop() == 0, "\(points.lastErrors)")
             if tiersStorePerTask {
                 // A store per task, each holding its own task alone.
                 #expect(serviceTaskStores(in: directory, "tiers") == (0..<Topics.orders.partitions).map { "tiers.task-\($0).sqlite" })
@@ -213,8 +213,8 @@ extension EndToEnd {
             }
             reader.poll(milliseconds: 3_000)
             try collect(reader.records[consumed...], into: &outcome)
-            #expect(bAgain.stop() == 0, "see \(bAgain.log.path)")
-            #expect(points.stop() == 0)
+            #expect(bAgain.stop() == 0, "\(bAgain.lastErrors)")
+            #expect(points.stop() == 0, "\(points.lastErrors)")
             check(outcome, scenario)
             // Tasks came to hosts without their stores, and were restored from the changelog
             // with what the hosts before had applied.

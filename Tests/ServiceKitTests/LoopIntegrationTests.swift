@@ -24,7 +24,11 @@ final class LoopInstance: Sendable {
     /// `independentTasks`: the processor declares its tasks independent (as a store per task
     /// needs), and the loop is given a processor per task, as the services' `main` gives it.
     /// `failingMembers`: applying a record of one of them throws.
-    init(environment: [String: String], topics: [String], output: String, independentTasks: Bool = false, failingMembers: Set<String> = []) {
+    /// `passing`: the processor passes counts on to other members as commands (`CountingProcessor.passing`).
+    init(
+        environment: [String: String], topics: [String], output: String, independentTasks: Bool = false, failingMembers: Set<String> = [],
+        passing: (topic: String, every: Int64)? = nil
+    ) {
         let thread = Thread { [stop, finished] in
             do {
                 let configuration = try ServiceConfiguration.fromEnvironment(service: "counting", platform: .acme, environment: environment)
@@ -34,11 +38,16 @@ final class LoopInstance: Sendable {
                     processor.tasksAreIndependent = independentTasks
                     processor.applyingThreads = applyingThreads
                     processor.failOnMembers = failingMembers
+                    if let passing {
+                        processor.passing = passing
+                        processor.commandTopics = [passing.topic]
+                        processor.sortedInputTopics = [passing.topic]
+                    }
                     return processor
                 }
                 let processor = makeProcessor()
                 let loop = try ExactlyOnceLoop(
-                    configuration: configuration, processor: processor, makeProcessor: independentTasks ? makeProcessor : nil,
+                    configuration: configuration, processor: processor, makeProcessor: independentTasks || passing != nil ? makeProcessor : nil,
                     logger: Logger(service: "counting", minimumLevel: .warning), stop: stop)
                 try loop.run()
                 let loopThread = UInt(pthread_self())
@@ -391,6 +400,57 @@ final class TopicReader: RebalanceListener {
     /// Two tasks on two threads fail in the same turn, at every start: each record counts its
     /// own strikes (the crash note keeps a region per thread), so both are set aside as poison
     /// and the service goes on, rather than the two taking turns at being noted for ever.
+    /// Tasks that send each other commands (`CountingProcessor.passing`), each in a store of
+    /// its own, waiting for one another through peer marks: every task publishes, in order,
+    /// what one store publishes, on two threads and on two hosts with directories of their
+    /// own. Three records share each time, so commands and records of equal times meet.
+    @Test func tasksThatSendEachOtherCommandsPublishInStoresOfTheirOwnWhatOneStoreDoes() throws {
+        let commands = TopicSpec(name: "sk.commands", partitions: 4, compacted: false, key: "member", summary: "")
+        let events = 600
+        let expected = events + stride(from: 0, to: events, by: 7).underestimatedCount
+        func run(_ settings: [[String: String]]) throws -> [Int32: [String]] {
+            let directory = try temporaryDirectory()
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let broker = try EmbeddedBroker(topics: [inputA, inputB, commands, output, acmeDeadLetters])
+            let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+            let instances = settings.enumerated().map { index, extra in
+                LoopInstance(
+                    environment: environment(broker, database: directory.appendingPathComponent("host-\(index)/counting.sqlite").path)
+                        .merging(["ACME_COMMAND_KEYS": "k1=0123456789abcdef0123"].merging(extra) { $1 }) { $1 },
+                    topics: [inputA.name, inputB.name, commands.name], output: output.name, passing: (commands.name, 7))
+            }
+            for index in 0..<events {
+                let member = "m\(index % 40)"
+                try producer.send(
+                    topic: index % 2 == 0 ? inputA.name : inputB.name, key: Array(member.utf8),
+                    value: countEvent("e\(index)", member: member, n: Int64(index), time: Int64(index / 3) * 1000))
+            }
+            #expect(producer.flush(timeoutMilliseconds: 20_000))
+            let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: [output.name, acmeDeadLetters.name])
+            reader.read(seconds: 120) { $0.count >= expected }
+            usleep(500_000)
+            reader.read(seconds: 0.5) { _ in false }
+            reader.close()
+            for instance in instances {
+                let stopped = instance.stopAndWait()
+                #expect(stopped.error == nil, "\(stopped)")
+            }
+            #expect(!reader.records.contains { $0.topic == acmeDeadLetters.name }, "nothing dead-lettered")
+            var byPartition: [Int32: [String]] = [:]
+            for record in reader.records where record.topic == output.name {
+                let event = try CloudEvent.decode(record.value!)
+                byPartition[record.partition, default: []].append("\(event.id) \(event.data["total"]?.int64Value ?? -1)")
+            }
+            #expect(byPartition.values.reduce(0) { $0 + $1.count } == expected, "every count and every pass once")
+            return byPartition
+        }
+        let oneStore = try run([[:]])
+        let twoThreads = try run([["ACME_STORE_LAYOUT": "task", "ACME_THREADS": "2"]])
+        #expect(twoThreads == oneStore, "a store per task on two threads")
+        let twoHosts = try run([["ACME_STORE_LAYOUT": "task", "ACME_THREADS": "1"], ["ACME_STORE_LAYOUT": "task", "ACME_THREADS": "1"]])
+        #expect(twoHosts == oneStore, "a store per task on two hosts")
+    }
+
     @Test func recordsFailingOnTwoThreadsInOneTurnAreBothSetAsideAsPoison() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -465,7 +525,7 @@ final class TopicReader: RebalanceListener {
         }
         #expect(refusal(["ACME_STORE_LAYOUT": "tasks"]).contains("expected service or task"))
         #expect(refusal(["ACME_STORE_LAYOUT": "task", "ACME_REPLAY_OF": "counting"]).contains("does not work with ACME_REPLAY_OF"))
-        #expect(refusal(["ACME_STORE_LAYOUT": "task"], independent: false).contains("tasks are not independent"))
+        #expect(refusal(["ACME_STORE_LAYOUT": "task"], independent: false).contains("sends commands to its own tasks on no signed command topic"))
         // Beside the other layout's stores: refused either way, nothing created.
         _ = try Database(DatabaseConfiguration(path: databasePath))
         #expect(refusal(["ACME_STORE_LAYOUT": "task"]).contains("counting.sqlite holds this service's state in the service layout"))

@@ -1,4 +1,5 @@
 import Basics
+import Messaging
 import Testing
 
 @testable import ServiceKit
@@ -29,6 +30,32 @@ import Testing
         #expect(book.mark(earliestSender: key(9, 1, "x")) == PeerMark(task: 1, own: key(9, 2, ""), readFromPeers: key(10, 2, "")))
         #expect(book.mark(earliestSender: nil).own == .highest, "nothing pending that may send: it holds no one")
         #expect(PeerMark.own(earliestSender: .lowest) == .lowest)
+    }
+
+    @Test func aMarkGoesThroughKafkaAsAnEventAndBadOnesAreRefused() throws {
+        for mark in [
+            PeerMark(task: 2, own: key(1_767_196_800_000, 5, ""), readFromPeers: key(1_767_196_800_000, 2, "")),
+            PeerMark(task: 0, own: .highest, readFromPeers: .lowest),
+            PeerMark(task: 5, own: .lowest, readFromPeers: .highest),
+        ] {
+            let event = try CloudEvent.decode(mark.event(source: "acme/counting").encoded())
+            #expect(try PeerMark.decode(event, tasks: 0..<6) == mark)
+            #expect(PeerMark.isCandidate(ConsumedRecord(topic: "t", partition: 1, offset: 0, key: nil, value: event.encoded())))
+            #expect(!ProgressMark.isCandidate(ConsumedRecord(topic: "t", partition: 1, offset: 0, key: nil, value: event.encoded())))
+        }
+        #expect(PeerMark(task: 1, own: key(7, 1, ""), readFromPeers: key(3, 6, "")).event(source: "s").time.millis == 3, "dated at the lower figure")
+        let good = PeerMark(task: 2, own: key(9, 5, ""), readFromPeers: key(4, 2, "")).event(source: "s")
+        func refusal(_ change: (inout CloudEvent) -> Void, tasks: Range<Int32> = 0..<6) -> Rejection? {
+            var event = good
+            change(&event)
+            do { _ = try PeerMark.decode(event, tasks: tasks); return nil } catch { return error }
+        }
+        #expect(refusal({ _ in }) == nil)
+        #expect(refusal({ _ in }, tasks: 0..<2)?.detail.contains("task 2, which this service does not have") == true)
+        #expect(refusal({ $0.data = .object(["task": 1, "own": "soon", "readFromPeers": "idle"]) })?.code == .invalidProgressMark)
+        #expect(refusal({ $0.data = .object(["task": 1, "own": .object(["time": 3]), "readFromPeers": "idle"]) })?.code == .invalidProgressMark)
+        #expect(refusal({ $0.data = .object(["own": "idle", "readFromPeers": "idle"]) })?.code == .invalidProgressMark)
+        #expect(refusal({ $0.type = "stream.progress" })?.code == .invalidProgressMark)
     }
 
     @Test func tasksOnTheirOwnApplyWhatOneMergeAppliesAndNeverWaitForEachOther() {
@@ -74,6 +101,10 @@ private struct Model {
     let shop: [[Record]]
     let longestChain: Int
     let readAtOnce: Bool
+    /// Promise as the runtime does (`EventTimeMerger.frontier(of:)`): from every pending
+    /// record, whether it may send or not, and from nothing at all while the shop's partition
+    /// has records not read yet and none waiting; otherwise from the records that may send.
+    let asTheMergeDoes: Bool
     let seed: UInt64
 
     init(seed: UInt64, longestChain: Int) {
@@ -93,6 +124,7 @@ private struct Model {
         self.shop = shop
         self.longestChain = longestChain
         readAtOnce = Bool.random(using: &random)
+        asTheMergeDoes = Bool.random(using: &random)
         self.seed = seed
     }
 
@@ -158,9 +190,15 @@ private struct Model {
         /// Publishes the task's mark to every other task if it changed.
         func publish(_ task: Int) {
             let shopDone = state[task].read == shop[task].count
-            var earliest = state[task].pending.filter(maySend).map(\.key).min()
-            // Shop records not read yet sort at or above the last one read.
-            if !shopDone { earliest = min(earliest ?? .highest, state[task].read == 0 ? .lowest : shop[task][state[task].read - 1].key) }
+            var earliest: MergeKey?
+            if asTheMergeDoes {
+                earliest = state[task].pending.map(\.key).min()
+                if !shopDone, !state[task].pending.contains(where: { $0.depth == 0 }) { earliest = .lowest }
+            } else {
+                earliest = state[task].pending.filter(maySend).map(\.key).min()
+                // Shop records not read yet sort at or above the last one read.
+                if !shopDone { earliest = min(earliest ?? .highest, state[task].read == 0 ? .lowest : shop[task][state[task].read - 1].key) }
+            }
             let mark = state[task].book.mark(earliestSender: earliest)
             guard mark != state[task].published else { return }
             state[task].published = mark

@@ -27,11 +27,17 @@ final class CountingProcessor: StreamProcessor {
     var sortedInputTopics: Set<String> = []
     var personalDataTopics: Set<String> = []
     var tasksAreIndependent = false
+    /// The topics its own commands go to (signed), among its input topics.
+    var commandTopics: Set<String> = []
+    /// When set: every `count.add` whose `n` is a multiple of `every` passes `n + 1000` on to
+    /// member `m<(n / every) % 40>`, on `topic`, as a `count.pass` command of the same time,
+    /// ranked above it: a command from one task to another.
+    var passing: (topic: String, every: Int64)?
     /// The threads that decoded records (`pthread_self`).
     let decodingThreads = Mutex<Set<UInt>>([])
     /// Told the thread of every record applied, when set (shared by the processors of a loop's tasks).
     var applyingThreads: ThreadLog?
-    func rank(of eventType: String) -> Int { 0 }
+    func rank(of eventType: String) -> Int { eventType == "count.pass" ? 1 : 0 }
     var migrations: [Migration] {
         [Migration(version: 100, name: "counts", sql: "CREATE TABLE counts(member TEXT PRIMARY KEY, total INTEGER NOT NULL, applied INTEGER NOT NULL);")]
     }
@@ -52,7 +58,7 @@ final class CountingProcessor: StreamProcessor {
             throw Rejection(code: .invalidEvent, detail: "subject and data.n are required")
         }
         return Decoded(
-            eventID: event.id, time: event.time, rank: 0, member: member, payloadHash: payloadHash(event.encoded()),
+            eventID: event.id, time: event.time, rank: rank(of: event.type), member: member, payloadHash: payloadHash(event.encoded()),
             body: Body(type: event.type, n: n))
     }
 
@@ -71,6 +77,11 @@ final class CountingProcessor: StreamProcessor {
             id: "out/\(input.eventID)", source: "test", type: "count.total", time: input.time, subject: input.member,
             data: .object(JSONObject(["total": .int(total)])))
         try batch.emit(out, to: outputTopic)
+        if let passing, input.body.type == "count.add", input.body.n % passing.every == 0 {
+            try batch.emit(CloudEvent(
+                id: "pass/\(input.eventID)", source: "test", type: "count.pass", time: input.time,
+                subject: "m\((input.body.n / passing.every) % 40)", data: .object(JSONObject(["n": .int(input.body.n + 1000)]))), to: passing.topic)
+        }
     }
 
     func fire(_ timer: DueTimer, in batch: Batch) throws {
