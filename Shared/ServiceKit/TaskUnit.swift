@@ -353,7 +353,9 @@ final class TaskUnit<Processor: StreamProcessor> {
     /// known to the merge). Its timers are not counted: a service whose timers send other
     /// tasks commands would have to.
     private func peerMarkToPublish(echoes: [(key: MergeKey, partition: TopicPartition)] = []) -> PeerMark? {
-        guard let book = peerBook else { return nil }
+        // A task revoked here (its unit waits to be closed) has no lanes, so its frontier would
+        // say it holds no one: it promises nothing for its next owner, who publishes anew.
+        guard let book = peerBook, merger.assignedTasks.contains(book.task) else { return nil }
         var earliest = merger.frontier(of: book.task)
         if let carried = applier.carriedRecord { earliest = min(earliest, MergeKey(of: carried.decoded, record: carried.record)) }
         if let echo = merger.earliestEcho(of: book.task) { earliest = min(earliest, echo) }
