@@ -613,23 +613,43 @@ enum Bench {
         let deadline = Date().addingTimeInterval(300)
         while Date() < deadline {
             if let exited = children.exited { throw CLIError("the restoring instance exited with status \(exited.status); see \(log.path)") }
-            let lines = ((try? String(contentsOf: log, encoding: .utf8)) ?? "").split(separator: "\n")
-            func line(_ message: String) -> JSONObject? {
-                lines.lazy.compactMap { try? JSONValue.parse(Array($0.utf8)).objectValue }.first { $0["msg"]?.stringValue == message }
-            }
-            func time(_ object: JSONObject?) -> EventTime? { object?["ts"]?.stringValue.flatMap { try? EventTime.parse($0) } }
+            let lines = ServiceLog(log)
+            let start = lines.entries("restoring the store from the changelog").first
             // A standby taking over catches up (and says nothing of restoring when it was up to date).
-            if let done = line("a standby's store takes over"), let end = time(done), let rows = done["rows"]?.stringValue.flatMap({ Int($0) }) {
-                let start = time(line("restoring the store from the changelog")) ?? end
-                return RestoreFigures(members: members, rows: rows, seconds: Double(end.millis - start.millis) / 1000)
+            if let done = lines.entries("a standby's store takes over").first, let rows = done.rows {
+                return RestoreFigures(members: members, rows: rows, seconds: Double(done.time - (start?.time ?? done.time)) / 1000)
             }
-            if let done = line("restored the store from the changelog"), let end = time(done),
-               let start = time(line("restoring the store from the changelog")), let rows = done["rows"]?.stringValue.flatMap({ Int($0) }) {
-                return RestoreFigures(members: members, rows: rows, seconds: Double(end.millis - start.millis) / 1000)
+            if let done = lines.entries("restored the store from the changelog").first, let start, let rows = done.rows {
+                return RestoreFigures(members: members, rows: rows, seconds: Double(done.time - start.time) / 1000)
             }
             Thread.sleep(forTimeInterval: 0.1)
         }
         throw CLIError("the restoring instance did not restore within 300 s; see \(log.path)")
+    }
+
+    /// The JSON lines of a service's log, as far as it is written.
+    struct ServiceLog {
+        /// One line with a message: when it was written (milliseconds), and its fields.
+        struct Entry {
+            var time: Int64
+            var fields: JSONObject
+            /// The `rows` field, when it has one.
+            var rows: Int? { fields["rows"]?.stringValue.flatMap { Int($0) } }
+        }
+
+        private let lines: [JSONObject]
+
+        init(_ url: URL) {
+            lines = ((try? String(contentsOf: url, encoding: .utf8)) ?? "").split(separator: "\n")
+                .compactMap { try? JSONValue.parse(Array($0.utf8)).objectValue }
+        }
+
+        /// The lines with `message`, in the order written (those without a readable time left out).
+        func entries(_ message: String) -> [Entry] {
+            lines.filter { $0["msg"]?.stringValue == message }.compactMap { line in
+                line["ts"]?.stringValue.flatMap { try? EventTime.parse($0) }.map { Entry(time: $0.millis, fields: line) }
+            }
+        }
     }
 
     /// A figure rounded to a whole number, its thousands separated by commas.

@@ -130,18 +130,11 @@ extension Bench {
         let deadline = Date().addingTimeInterval(300)
         while Date() < deadline {
             if let exited = children.exited { throw CLIError("the restoring instance exited with status \(exited.status); see \(log.path)") }
-            let lines = ((try? String(contentsOf: log, encoding: .utf8)) ?? "").split(separator: "\n")
-                .compactMap { try? JSONValue.parse(Array($0.utf8)).objectValue }
-            func entries(_ message: String) -> [(partition: String, time: Int64, rows: Int)] {
-                lines.filter { $0["msg"]?.stringValue == message }.compactMap { line in
-                    guard let partition = line["partition"]?.stringValue, let time = line["ts"]?.stringValue.flatMap({ try? EventTime.parse($0) }) else { return nil }
-                    return (partition, time.millis, line["rows"]?.stringValue.flatMap { Int($0) } ?? 0)
-                }
-            }
-            let restored = entries("restored the store from the changelog")
-            if Set(restored.map(\.partition)).count == Int(Topics.partitionCount), let end = restored.map(\.time).max(),
-               let start = entries("restoring the store from the changelog").map(\.time).min() {
-                return RestoreFigures(members: members, rows: restored.map(\.rows).reduce(0, +), seconds: Double(end - start) / 1000)
+            let lines = ServiceLog(log)
+            let restored = lines.entries("restored the store from the changelog")
+            if Set(restored.compactMap { $0.fields["partition"]?.stringValue }).count == Int(Topics.partitionCount),
+               let end = restored.map(\.time).max(), let start = lines.entries("restoring the store from the changelog").map(\.time).min() {
+                return RestoreFigures(members: members, rows: restored.map { $0.rows ?? 0 }.reduce(0, +), seconds: Double(end - start) / 1000)
             }
             Thread.sleep(forTimeInterval: 0.1)
         }

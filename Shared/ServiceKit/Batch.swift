@@ -115,8 +115,7 @@ public final class Batch {
     /// own input topics is a command to itself: it is remembered as an echo, so that records
     /// sorting after it wait until it has come back and been applied.
     public func emit(_ event: CloudEvent, to topic: String) throws {
-        var event = event
-        if let signer, signer.topics.contains(topic) { event = signer.keys.sign(event) }
+        let event = signedFor(topic, event)
         try emit(topic: topic, key: event.subject, value: event.encoded())
         if let partitions = selfTopics[topic], let subject = event.subject {
             let task = Murmur2Partitioner.partition(of: Array(subject.utf8), partitions: partitions)
@@ -131,17 +130,19 @@ public final class Batch {
     /// Publishes a progress mark on its task's partition of `topic`, after everything this
     /// batch sends there (signed when `topic` is a command topic).
     func emit(_ mark: ProgressMark, to topic: String) throws {
-        var event = mark.event(source: platform.source(of: service))
-        if let signer, signer.topics.contains(topic) { event = signer.keys.sign(event) }
-        try emit(topic: topic, key: nil, value: event.encoded(), partition: mark.task)
+        try emit(topic: topic, key: nil, value: signedFor(topic, mark.event(source: platform.source(of: service))).encoded(), partition: mark.task)
     }
 
     /// Publishes this task's peer mark on another task's partition of `topic`, after
     /// everything this batch sends there (signed when `topic` is a command topic).
     func emit(_ mark: PeerMark, to topic: String, partition: Int32) throws {
-        var event = mark.event(source: platform.source(of: service))
-        if let signer, signer.topics.contains(topic) { event = signer.keys.sign(event) }
-        try emit(topic: topic, key: nil, value: event.encoded(), partition: partition)
+        try emit(topic: topic, key: nil, value: signedFor(topic, mark.event(source: platform.source(of: service))).encoded(), partition: partition)
+    }
+
+    /// `event`, signed when `topic` is one of the service's command topics.
+    private func signedFor(_ topic: String, _ event: CloudEvent) -> CloudEvent {
+        guard let signer, signer.topics.contains(topic) else { return event }
+        return signer.keys.sign(event)
     }
 
     /// Sets a timer in the current task (replacing one with the same name and due time).

@@ -90,12 +90,18 @@ enum ChangelogRestore {
     /// changelog: another copy was restored from it and went on, and resuming this one would
     /// write a second history over the other's. `partition`: the store's (its task's in the
     /// `task` layout; 0 for the one store of the `service` layout).
-    static func tail(topic: String, partition number: Int32 = 0, configuration: ServiceConfiguration) throws -> Tail {
-        let consumer = try changelogConsumer(configuration)
-        defer { consumer.close() }
+    /// The id of the cluster `consumer` reads `topic` from; refused when it does not answer.
+    static func clusterID(of consumer: KafkaConsumer, reading topic: String) throws -> String {
         guard let clusterID = consumer.clusterID(timeoutMilliseconds: 10_000) else {
             throw Refused(description: "the Kafka cluster did not answer within 10 s while the changelog \(topic) was to be read")
         }
+        return clusterID
+    }
+
+    static func tail(topic: String, partition number: Int32 = 0, configuration: ServiceConfiguration) throws -> Tail {
+        let consumer = try changelogConsumer(configuration)
+        defer { consumer.close() }
+        let clusterID = try clusterID(of: consumer, reading: topic)
         let partition = TopicPartition(topic: topic, partition: number)
         guard try consumer.partitionCounts(of: [topic])[topic] ?? 0 > number else { throw missingPartition(topic: topic, number) }
         guard let bounds = try consumer.logBounds(of: [partition])[partition], bounds.high > bounds.low else {

@@ -158,9 +158,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         let topic = configuration.platform.changelog(of: configuration.service)
         let reader = try ChangelogRestore.changelogConsumer(configuration)
         defer { reader.close() }
-        guard let clusterID = reader.clusterID(timeoutMilliseconds: 10_000) else {
-            throw ChangelogRestore.Refused(description: "the Kafka cluster did not answer within 10 s while the changelog \(topic) was to be read")
-        }
+        let clusterID = try ChangelogRestore.clusterID(of: reader, reading: topic)
         let count = try reader.partitionCounts(of: [topic])[topic] ?? 0
         guard count > 0 else {
             throw ChangelogRestore.Refused(description: "the changelog \(topic) does not exist: a standby copies what the active instances write there")
@@ -313,10 +311,9 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// each other (commands to itself, frontiers, global figures), that reads broadcast topics
     /// (every store would need them), or in a rebuild.
     private static func checkStoresPerTask(configuration: ServiceConfiguration, processor: Processor, rebuilding: Bool) throws {
-        let commandTopics = processor.inputTopics.filter { processor.commandTopics.contains($0) }
         let problem: String? =
             processor.figuresSpanTasks ? "\(configuration.service) keeps figures that span its tasks, which a store per task would split"
-            : !processor.tasksAreIndependent && commandTopics.isEmpty
+            : !processor.tasksAreIndependent && processor.selfCommandTopics.isEmpty
                 ? "\(configuration.service) sends commands to its own tasks on no signed command topic, where their peer marks would go"
             : !processor.broadcastTopics.isEmpty ? "\(configuration.service) reads broadcast topics, which every task's store would need"
             : rebuilding ? "a rebuild makes one store" : nil
@@ -824,15 +821,21 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// signed; the reason when it is not a valid one.
     private func readMark(_ record: ConsumedRecord) -> Result<ProgressMark, Rejection> {
         do throws(Rejection) {
-            let event: CloudEvent
-            do { event = try CloudEvent.decode(record.value ?? []) } catch { throw Rejection(code: error.code, detail: error.detail) }
-            if processor.commandTopics.contains(record.topic), let keys = commandKeys, let rejection = keys.verify(event) {
-                throw rejection
-            }
-            return .success(try ProgressMark.decode(event, partition: record.partition))
+            return .success(try ProgressMark.decode(try markEvent(record), partition: record.partition))
         } catch {
             return .failure(error)
         }
+    }
+
+    /// The event of a mark read on an input partition, its signature checked where commands
+    /// are signed.
+    private func markEvent(_ record: ConsumedRecord) throws(Rejection) -> CloudEvent {
+        let event: CloudEvent
+        do { event = try CloudEvent.decode(record.value ?? []) } catch { throw Rejection(code: error.code, detail: error.detail) }
+        if processor.commandTopics.contains(record.topic), let keys = commandKeys, let rejection = keys.verify(event) {
+            throw rejection
+        }
+        return event
     }
 
     /// Another task's peer mark read on one of this task's command partitions, signed; the
@@ -842,10 +845,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             guard let book = unit.peerBook, processor.commandTopics.contains(record.topic) else {
                 throw Rejection(code: .invalidProgressMark, detail: "a peer mark on \(record.topicPartition), where no task of a store of its own waits for its peers")
             }
-            let event: CloudEvent
-            do { event = try CloudEvent.decode(record.value ?? []) } catch { throw Rejection(code: error.code, detail: error.detail) }
-            if let keys = commandKeys, let rejection = keys.verify(event) { throw rejection }
-            let mark = try PeerMark.decode(event, tasks: book.tasks)
+            let mark = try PeerMark.decode(try markEvent(record), tasks: book.tasks)
             guard mark.task != book.task else {
                 throw Rejection(code: .invalidProgressMark, detail: "a peer mark of task \(mark.task) on its own partition \(record.topicPartition)")
             }

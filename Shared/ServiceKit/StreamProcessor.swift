@@ -172,6 +172,10 @@ extension StreamProcessor {
     public var upstreamProducers: [String: Set<String>] { [:] }
     public var tasksAreIndependent: Bool { false }
     public var figuresSpanTasks: Bool { false }
+
+    /// The service's input topics it also sends signed commands to: where its tasks' peer
+    /// marks go.
+    public var selfCommandTopics: [String] { inputTopics.filter { commandTopics.contains($0) } }
     public var personalDataTopics: Set<String> { [] }
     public var storesPersonalData: Bool { false }
     public func memberView(_ member: String, in database: Database, asOf: EventTime?) throws -> JSONValue? { nil }

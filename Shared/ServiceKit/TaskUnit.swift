@@ -87,12 +87,11 @@ final class TaskUnit<Processor: StreamProcessor> {
             serviceTopics: processor.serviceInputTopics, idleMilliseconds: configuration.taskIdleMilliseconds,
             awaitedProducers: configuration.awaitedProducers(declared: processor.upstreamProducers))
         merger.rebuilding = rebuilding
-        peerTopics = processor.inputTopics.filter { processor.commandTopics.contains($0) }
+        peerTopics = processor.selfCommandTopics
         if configuration.storePerTask, let task, !processor.tasksAreIndependent {
             var book = PeerMarkBook(task: task, tasks: 0..<applier.partitionCount)
             for mark in try applier.storedPeerMarks() { book.read(mark) }
             peerBook = book
-            merger.otherTasksBound = book.bound
         }
         // No gaps: a batch the producer gives up on after retries is a fatal error (the service
         // stops and republishes its outbox in order at the next start) rather than a hole that
@@ -339,11 +338,10 @@ final class TaskUnit<Processor: StreamProcessor> {
     /// Notes another task's peer mark read on this task's `partition` at `offset`.
     func notePeerMark(_ mark: PeerMark, offset: Int64, from partition: TopicPartition) {
         merger.readPast(offset, from: partition)
-        guard var book = peerBook else { return }
-        book.read(mark)
-        peerBook = book
+        guard peerBook != nil else { return }
+        peerBook!.read(mark)
         peerMarksChanged = true
-        merger.otherTasksBound = book.bound
+        merger.otherTasksBound = peerBook!.bound
     }
 
     /// This task's peer mark, if it differs from the one last published: its own promise is
@@ -360,7 +358,7 @@ final class TaskUnit<Processor: StreamProcessor> {
         if let carried = applier.carriedRecord { earliest = min(earliest, MergeKey(of: carried.decoded, record: carried.record)) }
         if let echo = merger.earliestEcho(of: book.task) { earliest = min(earliest, echo) }
         for echo in echoes where echo.partition.partition == book.task { earliest = min(earliest, echo.key) }
-        let mark = book.mark(earliestSender: earliest == .highest ? nil : earliest)
+        let mark = book.mark(earliestSender: earliest)
         return mark == publishedPeerMark ? nil : mark
     }
 
