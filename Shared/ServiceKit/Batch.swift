@@ -51,6 +51,11 @@ public final class Batch {
     /// In a task's own store: the task, whose commands to itself alone are echoes to await;
     /// a command to another task is that task's to wait for, through peer marks.
     var echoesOnlyFor: Int32?
+    /// In a task's own store: the earliest command sent to each other task in this batch.
+    var peerCommands: [Int32: MergeKey] = [:]
+    /// Whether a timer is being fired (in a task's own store, its commands to other tasks
+    /// are refused: ``TimerCommandRefused``).
+    var firingTimer = false
     private let selfTopics: [String: Int32]
     private let rank: (String) -> Int
     private let insertEcho: Statement
@@ -119,9 +124,16 @@ public final class Batch {
         try emit(topic: topic, key: event.subject, value: event.encoded())
         if let partitions = selfTopics[topic], let subject = event.subject {
             let task = Murmur2Partitioner.partition(of: Array(subject.utf8), partitions: partitions)
-            // A command to another task's own store is that task's to wait for (its peer marks).
-            if let only = echoesOnlyFor, task != only { return }
             let key = MergeKey(time: event.time.millis, rank: rank(event.type), id: event.id)
+            // A command to another task's own store is that task's to wait for (its peer
+            // marks); this task waits for its answer (``PeerHold``).
+            if let only = echoesOnlyFor, task != only {
+                // A timer's command would sort below what the task promised its peers: its
+                // timers are no pending input of the marks.
+                if firingTimer { throw TimerCommandRefused(service: service, topic: topic) }
+                peerCommands[task] = min(peerCommands[task] ?? .highest, key)
+                return
+            }
             try insertEcho.run(.text(event.id), .text(topic), .integer(Int64(task)), .integer(key.time), .integer(Int64(key.rank)))
             echoes.append((key, TopicPartition(topic: topic, partition: task)))
         }
@@ -253,5 +265,16 @@ public struct SelfCommandRefused: Error, CustomStringConvertible {
     public var topic: String
     public var description: String {
         "\(service) declares its tasks independent, so it may not send records to its own input topic \(topic)"
+    }
+}
+
+/// A timer of a service whose tasks keep stores of their own tried to send another task a
+/// command: the peer marks count a task's pending input, not its timers, so such a command
+/// could sort below what the task promised its peers. The batch is refused before it commits.
+public struct TimerCommandRefused: Error, CustomStringConvertible {
+    public var service: String
+    public var topic: String
+    public var description: String {
+        "a timer of \(service) sent another task a command on \(topic); with a store per task only input may (its timers are not in its peer marks)"
     }
 }

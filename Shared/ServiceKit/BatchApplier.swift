@@ -241,25 +241,56 @@ public final class BatchApplier<Processor: StreamProcessor> {
         }
     }
 
-    /// The peer marks the store holds (a task's own store; ``PeerMarkBook``).
-    public func storedPeerMarks() throws -> [PeerMark] {
-        try database.prepare("SELECT task, own_time, own_rank, read_time, read_rank FROM peer_marks ORDER BY task").query { row in
-            PeerMark(
-                task: Int32(row.int64(0)), own: MergeKey(time: row.int64(1), rank: Int(row.int64(2)), id: ""),
-                readFromPeers: MergeKey(time: row.int64(3), rank: Int(row.int64(4)), id: ""))
+    /// Task `task`'s side of the peer marks as its store keeps it (``PeerMarkBook``).
+    public func storedPeerBook(task: Int32, tasks: Range<Int32>) throws -> PeerMarkBook {
+        func key(_ row: Statement, _ column: Int32) -> MergeKey { MergeKey(time: row.int64(column), rank: Int(row.int64(column + 1)), id: "") }
+        var owed: Set<Int32> = []
+        let latest = try database.prepare(
+            "SELECT task, sequence, own_time, own_rank, read_time, read_rank, acknowledges, answer_owed FROM peer_marks ORDER BY task"
+        ).query { row in
+            if row.int64(7) != 0 { owed.insert(Int32(row.int64(0))) }
+            return PeerMark(
+                task: Int32(row.int64(0)), sequence: row.int64(1), own: key(row, 2), readFromPeers: key(row, 4), to: task,
+                acknowledges: row.int64(6))
         }
+        let holds = try database.prepare("SELECT task, sequence, time, rank FROM peer_holds ORDER BY task, sequence").query { row in
+            PeerHold(task: Int32(row.int64(0)), sequence: row.int64(1), key: key(row, 2))
+        }
+        let published = try database.prepare(
+            "SELECT sequence, own_time IS NOT NULL, own_time, own_rank, read_time, read_rank FROM peer_mark_published WHERE task = ?"
+        ).queryOne(.integer(Int64(task))) { row in
+            (sequence: row.int64(0), figures: row.int64(1) == 0 ? nil : PeerMarkBook.Figures(own: key(row, 2), readFromPeers: key(row, 4)))
+        }
+        return PeerMarkBook(
+            task: task, tasks: tasks, latest: latest, answersOwed: owed, holds: holds, sequence: published?.sequence ?? 0,
+            published: published?.figures)
     }
 
-    /// Keeps the peer marks read, in the batch's transaction with the offsets read past them.
-    public func storePeerMarks(_ marks: [PeerMark]) throws {
-        guard !marks.isEmpty else { return }
-        let save = try database.prepare(
-            "INSERT OR REPLACE INTO peer_marks(task, own_time, own_rank, read_time, read_rank) VALUES(?, ?, ?, ?, ?)")
-        for mark in marks {
-            try save.run(
-                .integer(Int64(mark.task)), .integer(mark.own.time), .integer(Int64(mark.own.rank)),
-                .integer(mark.readFromPeers.time), .integer(Int64(mark.readFromPeers.rank)))
+    /// Keeps a task's side of the peer marks, in the batch's transaction with the offsets read
+    /// past the marks and the marks it publishes.
+    public func storePeerBook(_ book: PeerMarkBook) throws {
+        try database.execute("DELETE FROM peer_marks")
+        try database.execute("DELETE FROM peer_holds")
+        let saveMark = try database.prepare(
+            "INSERT INTO peer_marks(task, sequence, own_time, own_rank, read_time, read_rank, acknowledges, answer_owed) "
+                + "VALUES(?, ?, ?, ?, ?, ?, ?, ?)")
+        for mark in book.marks {
+            try saveMark.run(
+                .integer(Int64(mark.task)), .integer(mark.sequence), .integer(mark.own.time), .integer(Int64(mark.own.rank)),
+                .integer(mark.readFromPeers.time), .integer(Int64(mark.readFromPeers.rank)), .integer(mark.acknowledges),
+                .integer(book.answersOwed.contains(mark.task) ? 1 : 0))
         }
+        let saveHold = try database.prepare("INSERT OR REPLACE INTO peer_holds(task, sequence, time, rank) VALUES(?, ?, ?, ?)")
+        for hold in book.holds {
+            try saveHold.run(.integer(Int64(hold.task)), .integer(hold.sequence), .integer(hold.key.time), .integer(Int64(hold.key.rank)))
+        }
+        let figures = book.published
+        try database.prepare(
+            "INSERT OR REPLACE INTO peer_mark_published(task, sequence, own_time, own_rank, read_time, read_rank) VALUES(?, ?, ?, ?, ?, ?)"
+        ).run(
+            .integer(Int64(book.task)), .integer(book.sequence), figures.map { .integer($0.own.time) } ?? .null,
+            figures.map { .integer(Int64($0.own.rank)) } ?? .null, figures.map { .integer($0.readFromPeers.time) } ?? .null,
+            figures.map { .integer(Int64($0.readFromPeers.rank)) } ?? .null)
     }
 
     /// The stored next offsets of these partitions (nil: never read).
@@ -438,7 +469,10 @@ public final class BatchApplier<Processor: StreamProcessor> {
                 try fireTimersLeft(timersLeftIn, in: batch, &progress)
                 if let carriedIn, progress.timersLeftOver.isEmpty { try take(carriedIn, in: batch, &progress) } else { progress.carried = carriedIn }
                 var echoesSeen = 0
-                while progress.carried == nil, let polled = nextRecord(batch.echoes[echoesSeen...]) {
+                // A record that sent another task a command ends the batch: what follows may
+                // have to wait for that task's answer (``PeerHold``), which the task's book
+                // only holds once the batch is committed.
+                while progress.carried == nil, batch.peerCommands.isEmpty, let polled = nextRecord(batch.echoes[echoesSeen...]) {
                     echoesSeen = batch.echoes.count
                     try take(polled, in: batch, &progress)
                 }
@@ -942,6 +976,8 @@ public final class BatchApplier<Processor: StreamProcessor> {
                 try delete.run(
                     .integer(Int64(task)), .integer(timer.due.millis), .integer(Int64(timer.rank)),
                     .text(timer.member), .text(timer.kind), .text(timer.ref))
+                batch.firingTimer = true
+                defer { batch.firingTimer = false }
                 try processor.fire(timer, in: batch)
                 progress.outcome.timersFired += 1
                 progress.timersLeft -= 1

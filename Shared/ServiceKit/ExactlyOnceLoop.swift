@@ -313,8 +313,12 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     private static func checkStoresPerTask(configuration: ServiceConfiguration, processor: Processor, rebuilding: Bool) throws {
         let problem: String? =
             processor.figuresSpanTasks ? "\(configuration.service) keeps figures that span its tasks, which a store per task would split"
-            : !processor.tasksAreIndependent && processor.selfCommandTopics.isEmpty
-                ? "\(configuration.service) sends commands to its own tasks on no signed command topic, where their peer marks would go"
+            : !processor.tasksAreIndependent && processor.selfCommandTopics.count != 1
+                ? "\(configuration.service) sends commands to its own tasks on \(processor.selfCommandTopics.count) signed command topics; "
+                    + "their peer marks need exactly one, which every command shares"
+            : !processor.tasksAreIndependent && !processor.sortedInputTopics.contains(processor.selfCommandTopics[0])
+                ? "\(configuration.service)'s command topic \(processor.selfCommandTopics[0]) is not one of its sorted input topics, "
+                    + "which are never paused (its peer marks may not wait behind other records)"
             : !processor.broadcastTopics.isEmpty ? "\(configuration.service) reads broadcast topics, which every task's store would need"
             : rebuilding ? "a rebuild makes one store" : nil
         if let problem {
@@ -848,6 +852,9 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             let mark = try PeerMark.decode(try markEvent(record), tasks: book.tasks)
             guard mark.task != book.task else {
                 throw Rejection(code: .invalidProgressMark, detail: "a peer mark of task \(mark.task) on its own partition \(record.topicPartition)")
+            }
+            guard mark.to == record.partition else {
+                throw Rejection(code: .invalidProgressMark, detail: "a peer mark for task \(mark.to) on \(record.topicPartition)")
             }
             return .success(mark)
         } catch {

@@ -1,10 +1,10 @@
 import Basics
 import Messaging
 
-/// What one task of a service that sends commands to its own tasks promises the others, once
-/// its tasks keep stores of their own (architecture.md, step 9): published on every other
-/// task's partition of the service's command topic, after the commands it sent there, so a
-/// task that reads a mark has read every command the sender sent it before.
+/// What one task of a service that sends commands to its own tasks promises another, once
+/// its tasks keep stores of their own (architecture.md, step 9): published on that task's
+/// partition of the service's command topic, after the commands it sent there, so a task that
+/// reads a mark has read every command the sender sent it before.
 ///
 /// Two figures, so that no task's promise waits on another's and none waits for ever:
 /// - `own`: nothing the task sends from now on *because of its own pending input* sorts
@@ -19,19 +19,45 @@ import Messaging
 /// longer chains would need a figure per further link. A command sorts above the record that
 /// causes it (same time, a higher rank), which keeps two tasks from each waiting for the
 /// other at equal keys.
+///
+/// A sender's figures may rise and fall again (a task that had read everything says it holds
+/// no one, then reads new input), so a receiver must be able to tell a newer mark from an
+/// older one read again: each carries the sender's `sequence`. And the figures of the task a
+/// command went to say nothing of that command until it has read it: the sender asks for an
+/// answer (`asksForAnswer`), and until a mark of the receiver acknowledges the one that asked,
+/// the sender holds its own records that a reply to the command would sort before
+/// (``PeerHold``).
 public struct PeerMark: Sendable, Equatable {
     /// The task that promises.
     public var task: Int32
+    /// The sender's count of the marks it published: higher is newer. It jumps ahead each time
+    /// the task is taken on (``PeerMarkBook/tookOver()``), so that a store restored from a
+    /// changelog a few batches behind what its last owner published still speaks last.
+    public var sequence: Int64
     /// Nothing the task sends from now on, of its own pending input, sorts below this.
     public var own: MergeKey
     /// The lowest `own` of the other tasks, as the task last read them (`MergeKey.lowest`
     /// until it has read a mark of each).
     public var readFromPeers: MergeKey
+    /// The task whose partition this copy goes to: read anywhere else, it is refused.
+    public var to: Int32
+    /// The `sequence` of the last mark of `to` the sender had read (0: none).
+    public var acknowledges: Int64
+    /// The sender sent `to` commands since its previous mark: `to` answers with a mark that
+    /// acknowledges this one.
+    public var asksForAnswer: Bool
 
-    public init(task: Int32, own: MergeKey, readFromPeers: MergeKey) {
+    public init(
+        task: Int32, sequence: Int64, own: MergeKey, readFromPeers: MergeKey, to: Int32, acknowledges: Int64 = 0,
+        asksForAnswer: Bool = false
+    ) {
         self.task = task
+        self.sequence = sequence
         self.own = own
         self.readFromPeers = readFromPeers
+        self.to = to
+        self.acknowledges = acknowledges
+        self.asksForAnswer = asksForAnswer
     }
 
     /// A task's `own` figure, from the earliest of its pending inputs that may send a command
@@ -47,29 +73,86 @@ public struct PeerMark: Sendable, Equatable {
     var bound: MergeKey { min(own, readFromPeers) }
 }
 
-/// The peer marks one task has read on its partition of the command topic, and what they let
-/// it apply. Pure bookkeeping: the task's loop feeds it the marks in the order read.
+/// Commands a task sent a peer before its mark `sequence`: until the peer acknowledges that
+/// mark, what the peer sends back because of them (a bounce) may still come, and it sorts
+/// from `key` (the earliest command's time, a rank above it) on.
+public struct PeerHold: Sendable, Equatable {
+    /// The task the commands went to.
+    public var task: Int32
+    /// The sender's mark that followed them, which the peer is asked to acknowledge.
+    public var sequence: Int64
+    /// Nothing a reply sends sorts below this.
+    public var key: MergeKey
+
+    public init(task: Int32, sequence: Int64, key: MergeKey) {
+        self.task = task
+        self.sequence = sequence
+        self.key = key
+    }
+}
+
+/// One task's side of the peer marks: the marks it has read on its partition, the commands
+/// whose answers it waits for, and what it last published. Pure bookkeeping: the task's loop
+/// feeds it the marks in the order read and asks it what to publish after each batch.
 public struct PeerMarkBook: Sendable, Equatable {
+    /// The two figures a task last published (to every peer alike).
+    public struct Figures: Sendable, Equatable {
+        public var own: MergeKey
+        public var readFromPeers: MergeKey
+
+        public init(own: MergeKey, readFromPeers: MergeKey) {
+            self.own = own
+            self.readFromPeers = readFromPeers
+        }
+    }
+
     /// The task that reads.
     public let task: Int32
     /// The service's tasks, this one among them.
     public let tasks: Range<Int32>
-    private var latest: [Int32: PeerMark] = [:]
+    /// The last mark read of each other task.
+    public private(set) var latest: [Int32: PeerMark] = [:]
+    /// Peers that asked for an answer this task has not published yet.
+    public private(set) var answersOwed: Set<Int32> = []
+    /// Commands sent whose receivers have not acknowledged the mark after them.
+    public private(set) var holds: [PeerHold] = []
+    /// The `sequence` of this task's last published mark.
+    public private(set) var sequence: Int64 = 0
+    /// The figures last published; nil: none since the task was taken on here.
+    public private(set) var published: Figures?
 
     public init(task: Int32, tasks: Range<Int32>) {
         self.task = task
         self.tasks = tasks
     }
 
+    /// A book as a store kept it.
+    public init(
+        task: Int32, tasks: Range<Int32>, latest: [PeerMark], answersOwed: Set<Int32>, holds: [PeerHold], sequence: Int64,
+        published: Figures?
+    ) {
+        self.init(task: task, tasks: tasks)
+        for mark in latest where mark.task != task && tasks.contains(mark.task) { self.latest[mark.task] = mark }
+        self.answersOwed = answersOwed
+        self.holds = holds
+        self.sequence = sequence
+        self.published = published
+    }
+
     /// The marks read, one per peer, for the store.
     public var marks: [PeerMark] { latest.values.sorted { $0.task < $1.task } }
 
-    /// Notes a mark read on the partition: it replaces the sender's earlier one (marks of one
-    /// sender arrive in the order sent). A task's own marks and those of tasks outside the
-    /// service's are not peers' and change nothing.
+    /// Notes a mark read on the partition. It replaces the sender's earlier one, unless it is
+    /// not newer (a mark read again, or republished late): marks of one sender may only move
+    /// it forwards. A mark that acknowledges what this task asked releases its holds on that
+    /// peer. A task's own marks, those of tasks outside the service's and those for another
+    /// task change nothing.
     public mutating func read(_ mark: PeerMark) {
-        guard mark.task != task, tasks.contains(mark.task) else { return }
+        guard mark.task != task, mark.to == task, tasks.contains(mark.task) else { return }
+        if let last = latest[mark.task], mark.sequence <= last.sequence { return }
         latest[mark.task] = mark
+        if mark.asksForAnswer { answersOwed.insert(mark.task) }
+        holds.removeAll { $0.task == mark.task && $0.sequence <= mark.acknowledges }
     }
 
     /// The lowest `own` of the other tasks as read here (`MergeKey.lowest` while one has sent
@@ -77,8 +160,9 @@ public struct PeerMarkBook: Sendable, Equatable {
     public var readFromPeers: MergeKey { lowest(\.own) }
 
     /// Records sorting below this may be applied as far as the other tasks go: nothing they
-    /// may still send this task sorts below it.
-    public var bound: MergeKey { lowest(\.bound) }
+    /// may still send this task sorts below it, whether because of their own input or in
+    /// answer to this task's commands.
+    public var bound: MergeKey { min(lowest(\.bound), holds.map(\.key).min() ?? .highest) }
 
     /// The lowest of a figure over the other tasks' last marks; `MergeKey.lowest` while one
     /// has sent none.
@@ -94,13 +178,38 @@ public struct PeerMarkBook: Sendable, Equatable {
     /// Whether a record of `key` may be applied as far as the other tasks go.
     public func admits(_ key: MergeKey) -> Bool { key < bound }
 
-    /// The mark this task publishes, given the earliest of its pending inputs that may send a
-    /// command (see ``PeerMark/own(earliestSender:)``).
-    public func mark(earliestSender: MergeKey?) -> PeerMark {
-        PeerMark(task: task, own: PeerMark.own(earliestSender: earliestSender), readFromPeers: readFromPeers)
+    /// The marks this task publishes now, one for each other task, and the book once they
+    /// are; nil when there is nothing new to say: its figures are those last published, it
+    /// sent no peer a command and owes none an answer. `earliestSender`: the earliest of its
+    /// pending inputs that may send a command (see ``PeerMark/own(earliestSender:)``);
+    /// `commandsSent`: the earliest command it sent each other task since its last mark.
+    public func publishing(earliestSender: MergeKey?, commandsSent: [Int32: MergeKey] = [:]) -> (marks: [PeerMark], book: PeerMarkBook)? {
+        let figures = Figures(own: PeerMark.own(earliestSender: earliestSender), readFromPeers: readFromPeers)
+        let sentToPeers = commandsSent.filter { $0.key != task && tasks.contains($0.key) }
+        guard figures != published || !sentToPeers.isEmpty || !answersOwed.isEmpty else { return nil }
+        var next = self
+        next.sequence += 1
+        next.published = figures
+        next.answersOwed = []
+        for (peer, key) in sentToPeers.sorted(by: { $0.key < $1.key }) {
+            next.holds.append(PeerHold(task: peer, sequence: next.sequence, key: PeerMark.own(earliestSender: key)))
+        }
+        let marks = tasks.filter { $0 != task }.map { peer in
+            PeerMark(
+                task: task, sequence: next.sequence, own: figures.own, readFromPeers: figures.readFromPeers, to: peer,
+                acknowledges: latest[peer]?.sequence ?? 0, asksForAnswer: sentToPeers[peer] != nil)
+        }
+        return (marks, next)
+    }
+
+    /// The task was taken on here (at a start, or from another instance): what it publishes
+    /// next is numbered past anything a store a few batches behind its last owner's may have
+    /// published, and goes out whatever it says.
+    public mutating func tookOver() {
+        sequence = (sequence >> 32 + 1) << 32
+        published = nil
     }
 }
-
 extension PeerMark {
     /// The CloudEvents type of a peer mark.
     public static let eventType = "stream.peer-progress"
@@ -112,9 +221,12 @@ extension PeerMark {
     public func event(source: String) -> CloudEvent {
         let lower = min(own, readFromPeers)
         return CloudEvent(
-            id: "peer-progress/\(task)/\(Self.text(own))/\(Self.text(readFromPeers))", source: source, type: Self.eventType,
+            id: "peer-progress/\(task)/\(sequence)/\(to)", source: source, type: Self.eventType,
             time: EventTime(millis: lower == .lowest || lower == .highest ? 0 : lower.time), subject: nil,
-            data: .object(["task": .int(Int64(task)), "own": Self.value(own), "readFromPeers": Self.value(readFromPeers)]))
+            data: .object([
+                "task": .int(Int64(task)), "sequence": .int(sequence), "to": .int(Int64(to)), "own": Self.value(own),
+                "readFromPeers": Self.value(readFromPeers), "acknowledges": .int(acknowledges), "asksForAnswer": .bool(asksForAnswer),
+            ]))
     }
 
     private static let typeMarker = Array("\"\(eventType)\"".utf8)
@@ -125,22 +237,28 @@ extension PeerMark {
         return value.contains(typeMarker)
     }
 
-    /// The mark an event carries, or why it is not a valid one. A mark of a task outside the
-    /// service's `tasks` is refused: no such task exists to wait for.
+    /// The mark an event carries, or why it is not a valid one. A mark of or for a task
+    /// outside the service's `tasks` is refused: no such task exists.
     public static func decode(_ event: CloudEvent, tasks: Range<Int32>) throws(Rejection) -> PeerMark {
-        guard event.type == eventType, let task = event.data["task"]?.int64Value, let own = event.data["own"].flatMap(key),
-              let read = event.data["readFromPeers"].flatMap(key)
+        let data = event.data
+        guard event.type == eventType, let task = data["task"]?.int64Value, let to = data["to"]?.int64Value,
+              let sequence = data["sequence"]?.int64Value, sequence > 0, let acknowledges = data["acknowledges"]?.int64Value,
+              acknowledges >= 0, let asks = data["asksForAnswer"]?.boolValue, let own = data["own"].flatMap(key),
+              let read = data["readFromPeers"].flatMap(key)
         else {
-            throw Rejection(code: .invalidProgressMark, detail: "a \(eventType) record needs data.task, data.own and data.readFromPeers")
+            throw Rejection(
+                code: .invalidProgressMark,
+                detail: "a \(eventType) record needs data.task, data.to, data.sequence (1 or more), data.acknowledges (0 or more), "
+                    + "data.asksForAnswer, data.own and data.readFromPeers")
         }
-        guard let sender = Int32(exactly: task), tasks.contains(sender) else {
-            throw Rejection(code: .invalidProgressMark, detail: "a peer mark of task \(task), which this service does not have")
+        for (role, number) in [("of", task), ("for", to)] {
+            guard let value = Int32(exactly: number), tasks.contains(value) else {
+                throw Rejection(code: .invalidProgressMark, detail: "a peer mark \(role) task \(number), which this service does not have")
+            }
         }
-        return PeerMark(task: sender, own: own, readFromPeers: read)
-    }
-
-    private static func text(_ key: MergeKey) -> String {
-        key == .highest ? "idle" : key == .lowest ? "unknown" : "\(key.time).\(key.rank)"
+        return PeerMark(
+            task: Int32(task), sequence: sequence, own: own, readFromPeers: read, to: Int32(to), acknowledges: acknowledges,
+            asksForAnswer: asks)
     }
 
     private static func value(_ key: MergeKey) -> JSONValue {

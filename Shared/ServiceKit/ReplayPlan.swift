@@ -24,6 +24,7 @@ public struct ReplayPlan: Sendable, Equatable {
     /// crashes it saw), not what it holds: a rebuilt store differs there and is not compared.
     public static let bookkeepingTables: Set<String> = [
         "outbox", "offsets", "applied_offsets", "upstream_progress", "crash_strikes", "store_identity", "task_frontier",
+        "peer_marks", "peer_holds", "peer_mark_published",
     ]
 
     /// Whether the record at `offset` of `partition` is one the store has applied.

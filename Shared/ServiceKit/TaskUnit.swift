@@ -46,10 +46,8 @@ final class TaskUnit<Processor: StreamProcessor> {
     private(set) var peerBook: PeerMarkBook?
     /// The peer marks read since the last commit (to store with the offsets past them).
     private var peerMarksChanged = false
-    /// This task's peer mark as last published.
-    private var publishedPeerMark: PeerMark?
-    /// The service's own command topics, on whose other partitions the peer mark goes.
-    private let peerTopics: [String]
+    /// The service's own command topic, on whose other partitions the peer marks go.
+    private let peerTopic: String?
     private var lastFrontierRepair: Int64 = 0
     private var lastMarkCheck: Int64 = 0
 
@@ -87,11 +85,9 @@ final class TaskUnit<Processor: StreamProcessor> {
             serviceTopics: processor.serviceInputTopics, idleMilliseconds: configuration.taskIdleMilliseconds,
             awaitedProducers: configuration.awaitedProducers(declared: processor.upstreamProducers))
         merger.rebuilding = rebuilding
-        peerTopics = processor.selfCommandTopics
+        peerTopic = processor.selfCommandTopics.first
         if configuration.storePerTask, let task, !processor.tasksAreIndependent {
-            var book = PeerMarkBook(task: task, tasks: 0..<applier.partitionCount)
-            for mark in try applier.storedPeerMarks() { book.read(mark) }
-            peerBook = book
+            peerBook = try applier.storedPeerBook(task: task, tasks: 0..<applier.partitionCount)
         }
         // No gaps: a batch the producer gives up on after retries is a fatal error (the service
         // stops and republishes its outbox in order at the next start) rather than a hole that
@@ -120,7 +116,7 @@ final class TaskUnit<Processor: StreamProcessor> {
             lastMarkCheck = now
             let promised = try !applier.processor.progressTopics.isEmpty && !marksToPublish(applier.currentClocks()).isEmpty
             let readPast = merger.committableOffsets.contains { committedOffsets[$0.key] != $0.value }
-            return promised || readPast || peerMarksChanged || peerMarkToPublish() != nil
+            return promised || readPast || peerMarksChanged || peerMarksToPublish() != nil
         }
         return try task == nil && merger.otherTasksBound != nil && !frontiersToCommit(applier.currentClocks()).isEmpty
     }
@@ -138,7 +134,7 @@ final class TaskUnit<Processor: StreamProcessor> {
         let now = monotonicMilliseconds()
         let progressTopics = applier.processor.progressTopics
         var published: [ProgressMark] = []
-        var publishedPeer: PeerMark?
+        var bookPublished: PeerMarkBook?
         var frontiers: [Int32: TaskFrontier] = [:]
         // Echoes the merge was told of while the batch ran (a rebuild may have merged their copy since).
         var expectedInBatch: Set<String> = []
@@ -168,17 +164,22 @@ final class TaskUnit<Processor: StreamProcessor> {
                     for topic in progressTopics { try batch.emit(mark, to: topic) }
                 }
                 if let book = self.peerBook {
-                    if self.peerMarksChanged { try self.applier.storePeerMarks(book.marks) }
-                    publishedPeer = self.peerMarkToPublish(echoes: batch.echoes)
-                    if let mark = publishedPeer {
-                        for topic in self.peerTopics {
-                            for other in book.tasks where other != book.task { try batch.emit(mark, to: topic, partition: other) }
-                        }
+                    if let (marks, next) = self.peerMarksToPublish(echoes: batch.echoes, commandsSent: batch.peerCommands),
+                       let topic = self.peerTopic {
+                        for mark in marks { try batch.emit(mark, to: topic, partition: mark.to) }
+                        bookPublished = next
+                        try self.applier.storePeerBook(next)
+                    } else if self.peerMarksChanged {
+                        try self.applier.storePeerBook(book)
                     }
                 }
             })
         for mark in published { publishedMarks[mark.task] = mark }
-        if let publishedPeer { publishedPeerMark = publishedPeer }
+        if let bookPublished {
+            peerBook = bookPublished
+            // Holds on the peers it just sent commands to.
+            merger.otherTasksBound = bookPublished.bound
+        }
         peerMarksChanged = false
         committedFrontiers.merge(frontiers) { $1 }
         relay.deleted(delivered.count)
@@ -259,10 +260,10 @@ final class TaskUnit<Processor: StreamProcessor> {
             }
         }
         for echo in try applier.storedEchoes(partitions) { merger.expectEcho(echo.key, on: echo.partition, now: monotonicMilliseconds()) }
-        if let peerBook {
-            // Published again: what this task promised before it moved may be older than its store.
-            publishedPeerMark = nil
-            merger.otherTasksBound = peerBook.bound
+        if peerBook != nil {
+            // Published again, numbered past what its last owner may have published.
+            peerBook!.tookOver()
+            merger.otherTasksBound = peerBook!.bound
         }
         // Rows another instance committed but did not publish (an echo awaited here among them).
         let republished = try relay.republishUnsent(from: applier.database)
@@ -344,13 +345,16 @@ final class TaskUnit<Processor: StreamProcessor> {
         merger.otherTasksBound = peerBook!.bound
     }
 
-    /// This task's peer mark, if it differs from the one last published: its own promise is
-    /// the earliest of what its merge holds or awaits (`frontier(of:)`: buffered records, a
+    /// This task's peer marks to publish, and its book once they are (nil: nothing new to
+    /// say, ``PeerMarkBook/publishing(earliestSender:commandsSent:)``). Its own promise is the
+    /// earliest of what its merge holds or awaits (`frontier(of:)`: buffered records, a
     /// partition behind its end, the producers it waits for), a record carried over to the
     /// next batch and the commands it sent itself (`echoes`: the batch in hand's, not yet
-    /// known to the merge). Its timers are not counted: a service whose timers send other
-    /// tasks commands would have to.
-    private func peerMarkToPublish(echoes: [(key: MergeKey, partition: TopicPartition)] = []) -> PeerMark? {
+    /// known to the merge). Its timers are not counted: they may send other tasks no command
+    /// (``TimerCommandRefused``). `commandsSent`: the batch's commands to other tasks.
+    private func peerMarksToPublish(
+        echoes: [(key: MergeKey, partition: TopicPartition)] = [], commandsSent: [Int32: MergeKey] = [:]
+    ) -> (marks: [PeerMark], book: PeerMarkBook)? {
         // A task revoked here (its unit waits to be closed) has no lanes, so its frontier would
         // say it holds no one: it promises nothing for its next owner, who publishes anew.
         guard let book = peerBook, merger.assignedTasks.contains(book.task) else { return nil }
@@ -358,8 +362,7 @@ final class TaskUnit<Processor: StreamProcessor> {
         if let carried = applier.carriedRecord { earliest = min(earliest, MergeKey(of: carried.decoded, record: carried.record)) }
         if let echo = merger.earliestEcho(of: book.task) { earliest = min(earliest, echo) }
         for echo in echoes where echo.partition.partition == book.task { earliest = min(earliest, echo.key) }
-        let mark = book.mark(earliestSender: earliest)
-        return mark == publishedPeerMark ? nil : mark
+        return book.publishing(earliestSender: earliest, commandsSent: commandsSent)
     }
 
     /// What the merge still holds for each owned task, with the commands the batch in hand sent

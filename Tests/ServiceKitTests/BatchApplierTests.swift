@@ -237,6 +237,41 @@ import Testing
         #expect(outcome.applied == 1 && outcome.outbox.contains { $0.topic == "in.b" })
     }
 
+    /// In a task's own store of a service whose tasks send each other commands: a record that
+    /// sends another task a command ends its batch (what follows may wait for the answer), and
+    /// a timer may send none (the peer marks count input, not timers).
+    @Test func inATasksOwnStoreACommandToAnotherTaskEndsTheBatchAndATimerMaySendNone() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let processor = CountingProcessor(inputTopics: ["in.a", "in.b"], outputTopic: "in.b")
+        processor.sortedInputTopics = ["in.b"]
+        let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("state.sqlite").path))
+        let applier = try BatchApplier(database: database, processor: processor, timerMode: .streamTime)
+        applier.ownTask = 0
+        // Members whose outputs (commands, on in.b) go to task 0 and to another task.
+        let home = String(decoding: key(on: 0), as: UTF8.self)
+        let away = String(decoding: key(on: 3), as: UTF8.self)
+        let records = [
+            polled(processor, offset: 0, value: countEvent("e1", member: home, n: 1, time: 1_000)),
+            polled(processor, offset: 1, value: countEvent("e2", member: away, n: 1, time: 2_000)),
+            polled(processor, offset: 2, value: countEvent("e3", member: home, n: 1, time: 3_000)),
+        ]
+        let outcome = try applier.apply(records)
+        #expect(outcome.applied == 2, "the batch ends after the record that sent task 3 a command")
+        #expect(outcome.echoes.map(\.key.id) == ["out/e1"], "a command to its own task is an echo; one to another task is not")
+        #expect(try applier.apply(Array(records[2...])).applied == 1)
+        // A reminder of the away member's fires on the next record past it, and sends task 3 a command.
+        #expect(try applier.apply([polled(processor, offset: 3, value: countEvent("r1", member: away, n: 500, time: 3_100, type: "count.remind"))]).applied == 1)
+        do {
+            _ = try applier.apply([polled(processor, offset: 4, value: countEvent("e4", member: home, n: 1, time: 4_000))])
+            Issue.record("a timer's command to another task was let through")
+        } catch {
+            #expect("\(error)".contains("a timer of counting sent another task a command on in.b"), "\(error)")
+        }
+        #expect(try database.count("SELECT COUNT(*) FROM counts WHERE member = '\(home)'") == 1 && database.count("SELECT total FROM counts WHERE member = '\(home)'") == 2,
+                "nothing of the refused batch stays")
+    }
+
     @Test func aFailingBatchLeavesNothingBehind() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }

@@ -27,7 +27,7 @@ final class LoopInstance: Sendable {
     /// `passing`: the processor passes counts on to other members as commands (`CountingProcessor.passing`).
     init(
         environment: [String: String], topics: [String], output: String, independentTasks: Bool = false, failingMembers: Set<String> = [],
-        passing: (topic: String, every: Int64)? = nil
+        passing: (topic: String, every: Int64)? = nil, bouncing: Bool = false
     ) {
         let thread = Thread { [stop, finished] in
             do {
@@ -40,6 +40,7 @@ final class LoopInstance: Sendable {
                     processor.failOnMembers = failingMembers
                     if let passing {
                         processor.passing = passing
+                        processor.bouncing = bouncing
                         processor.commandTopics = [passing.topic]
                         processor.sortedInputTopics = [passing.topic]
                     }
@@ -397,9 +398,6 @@ final class TopicReader: RebalanceListener {
         }
     }
 
-    /// Two tasks on two threads fail in the same turn, at every start: each record counts its
-    /// own strikes (the crash note keeps a region per thread), so both are set aside as poison
-    /// and the service goes on, rather than the two taking turns at being noted for ever.
     /// Tasks that send each other commands (`CountingProcessor.passing`), each in a store of
     /// its own, waiting for one another through peer marks: every task publishes, in order,
     /// what one store publishes, on two threads and on two hosts with directories of their
@@ -451,6 +449,67 @@ final class TopicReader: RebalanceListener {
         #expect(twoHosts == oneStore, "a store per task on two hosts")
     }
 
+    /// Tasks that last said they were idle, and then one of them reads new input: its passes
+    /// bounce back (`CountingProcessor.bouncing`) when they leave the receiver's total odd, and
+    /// the sender's later records wait for those answers, in a store per task as in one store,
+    /// though the peers' last marks said they held no one (``PeerHold``). Every total the
+    /// tasks publish, partition by partition and in order, is what one store publishes.
+    @Test func aTaskThatWakesUpWaitsForTheAnswersToItsCommandsAsOneStoreDoes() throws {
+        let commands = TopicSpec(name: "sk.commands", partitions: 4, compacted: false, key: "member", summary: "")
+        let members = (0..<40).map { "m\($0)" }
+        func partition(_ member: String) -> Int32 { Murmur2Partitioner.partition(of: Array(member.utf8), partitions: inputA.partitions) }
+        let waking = members.filter { partition($0) == 2 }
+        func run(_ settings: [String: String]) throws -> [Int32: [String]] {
+            let directory = try temporaryDirectory()
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let broker = try EmbeddedBroker(topics: [inputA, commands, output, acmeDeadLetters])
+            let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+            let instance = LoopInstance(
+                environment: environment(broker, database: directory.appendingPathComponent("counting.sqlite").path)
+                    .merging(["ACME_COMMAND_KEYS": "k1=0123456789abcdef0123"].merging(settings) { $1 }) { $1 },
+                topics: [inputA.name, commands.name], output: output.name, passing: (commands.name, 3), bouncing: true)
+            // First every member once, passing nothing (n not a multiple of 3), until every task is idle.
+            for (index, member) in members.enumerated() {
+                try producer.send(topic: inputA.name, key: Array(member.utf8), value: countEvent("a\(index)", member: member, n: 1, time: Int64(index) * 1000))
+            }
+            #expect(producer.flush(timeoutMilliseconds: 20_000))
+            let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: [output.name, acmeDeadLetters.name])
+            reader.read(seconds: 60) { $0.count >= members.count }
+            usleep(1_500_000)
+            // Then one task alone reads new input: every third record passes, within the same second as the next.
+            for index in 0..<60 {
+                let member = waking[index % waking.count]
+                try producer.send(
+                    topic: inputA.name, key: Array(member.utf8),
+                    value: countEvent("b\(index)", member: member, n: Int64(index + 1), time: 100_000 + Int64(index / 2) * 1000))
+            }
+            #expect(producer.flush(timeoutMilliseconds: 20_000))
+            var seen = 0
+            repeat {
+                seen = reader.records.count
+                reader.read(seconds: 3) { _ in false }
+            } while reader.records.count > seen
+            reader.close()
+            let stopped = instance.stopAndWait()
+            #expect(stopped.error == nil, "\(stopped)")
+            #expect(!reader.records.contains { $0.topic == acmeDeadLetters.name }, "nothing dead-lettered")
+            var byPartition: [Int32: [String]] = [:]
+            for record in reader.records where record.topic == output.name {
+                let event = try CloudEvent.decode(record.value!)
+                byPartition[record.partition, default: []].append("\(event.id) \(event.data["total"]?.int64Value ?? -1)")
+            }
+            return byPartition
+        }
+        let oneStore = try run([:])
+        let returned = oneStore.values.joined().filter { $0.hasPrefix("out/returned/") }.count
+        #expect(returned >= 3, "some passes bounce back (\(returned))")
+        let storePerTask = try run(["ACME_STORE_LAYOUT": "task", "ACME_THREADS": "2"])
+        #expect(storePerTask == oneStore, "a store per task, on two threads")
+    }
+
+    /// Two tasks on two threads fail in the same turn, at every start: each record counts its
+    /// own strikes (the crash note keeps a region per thread), so both are set aside as poison
+    /// and the service goes on, rather than the two taking turns at being noted for ever.
     @Test func recordsFailingOnTwoThreadsInOneTurnAreBothSetAsideAsPoison() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -510,17 +569,22 @@ final class TopicReader: RebalanceListener {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let databasePath = directory.appendingPathComponent("counting.sqlite").path
-        func loop(_ settings: [String: String], independent: Bool = true) throws -> ExactlyOnceLoop<CountingProcessor> {
+        /// `commands`: the processor's own command topics among its inputs; `sorted`: its sorted inputs.
+        func loop(
+            _ settings: [String: String], independent: Bool = true, commands: Set<String> = [], sorted: Set<String> = []
+        ) throws -> ExactlyOnceLoop<CountingProcessor> {
             let environment = ["ACME_BOOTSTRAP_SERVERS": "127.0.0.1:1", "ACME_DATABASE": databasePath, "ACME_DATA_DIR": directory.path]
                 .merging(settings) { $1 }
             let configuration = try ServiceConfiguration.fromEnvironment(service: "counting", platform: .acme, environment: environment)
-            let processor = CountingProcessor(inputTopics: [inputA.name], outputTopic: output.name)
+            let processor = CountingProcessor(inputTopics: [inputA.name, inputB.name], outputTopic: output.name)
             processor.tasksAreIndependent = independent
+            processor.commandTopics = commands
+            processor.sortedInputTopics = sorted
             return try ExactlyOnceLoop(configuration: configuration, processor: processor, logger: Logger(service: "counting", minimumLevel: .error), stop: StopSignal())
         }
-        func refusal(_ settings: [String: String], independent: Bool = true) -> String {
+        func refusal(_ settings: [String: String], independent: Bool = true, commands: Set<String> = [], sorted: Set<String> = []) -> String {
             do {
-                _ = try loop(settings, independent: independent)
+                _ = try loop(settings, independent: independent, commands: commands, sorted: sorted)
                 return "started"
             } catch {
                 return "\(error)"
@@ -528,7 +592,14 @@ final class TopicReader: RebalanceListener {
         }
         #expect(refusal(["ACME_STORE_LAYOUT": "tasks"]).contains("expected service or task"))
         #expect(refusal(["ACME_STORE_LAYOUT": "task", "ACME_REPLAY_OF": "counting"]).contains("does not work with ACME_REPLAY_OF"))
-        #expect(refusal(["ACME_STORE_LAYOUT": "task"], independent: false).contains("sends commands to its own tasks on no signed command topic"))
+        // Tasks that send each other commands: their peer marks share one lane with every
+        // command, which is never paused.
+        #expect(refusal(["ACME_STORE_LAYOUT": "task"], independent: false).contains("sends commands to its own tasks on 0 signed command topics"))
+        #expect(refusal(["ACME_STORE_LAYOUT": "task"], independent: false, commands: [inputA.name, inputB.name], sorted: [inputA.name, inputB.name])
+            .contains("on 2 signed command topics; their peer marks need exactly one"))
+        #expect(refusal(["ACME_STORE_LAYOUT": "task"], independent: false, commands: [inputB.name])
+            .contains("command topic sk.in.b is not one of its sorted input topics"))
+        #expect(refusal(["ACME_STORE_LAYOUT": "task"], independent: false, commands: [inputB.name], sorted: [inputB.name]) == "started")
         // Beside the other layout's stores: refused either way, nothing created.
         _ = try Database(DatabaseConfiguration(path: databasePath))
         #expect(refusal(["ACME_STORE_LAYOUT": "task"]).contains("counting.sqlite holds this service's state in the service layout"))

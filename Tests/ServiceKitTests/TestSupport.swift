@@ -17,7 +17,12 @@ let acmeDeadLetters = TopicSpec(name: "acme.dead-letters", partitions: 6)
 /// A minimal service for testing the runtime: adds `data.n` to a per-member total, and on
 /// `count.remind` sets a timer that emits a reminder when it fires.
 final class CountingProcessor: StreamProcessor {
-    struct Body { var type: String; var n: Int64 }
+    struct Body {
+        var type: String
+        var n: Int64
+        /// The member a `count.pass` came from.
+        var from: String? = nil
+    }
 
     let name = "counting"
     let platform = Platform.acme
@@ -33,11 +38,14 @@ final class CountingProcessor: StreamProcessor {
     /// member `m<(n / every) % 40>`, on `topic`, as a `count.pass` command of the same time,
     /// ranked above it: a command from one task to another.
     var passing: (topic: String, every: Int64)?
+    /// With `passing`: a pass that leaves its receiver's total odd bounces back to its sender
+    /// as a `count.returned` of 1, ranked above the pass (a chain of two, as a points transfer's).
+    var bouncing = false
     /// The threads that decoded records (`pthread_self`).
     let decodingThreads = Mutex<Set<UInt>>([])
     /// Told the thread of every record applied, when set (shared by the processors of a loop's tasks).
     var applyingThreads: ThreadLog?
-    func rank(of eventType: String) -> Int { eventType == "count.pass" ? 1 : 0 }
+    func rank(of eventType: String) -> Int { eventType == "count.pass" ? 1 : eventType == "count.returned" ? 2 : 0 }
     var migrations: [Migration] {
         [Migration(version: 100, name: "counts", sql: "CREATE TABLE counts(member TEXT PRIMARY KEY, total INTEGER NOT NULL, applied INTEGER NOT NULL);")]
     }
@@ -59,7 +67,7 @@ final class CountingProcessor: StreamProcessor {
         }
         return Decoded(
             eventID: event.id, time: event.time, rank: rank(of: event.type), member: member, payloadHash: payloadHash(event.encoded()),
-            body: Body(type: event.type, n: n))
+            body: Body(type: event.type, n: n, from: event.data["from"]?.stringValue))
     }
 
     func apply(_ input: Decoded<Body>, in batch: Batch) throws {
@@ -80,7 +88,13 @@ final class CountingProcessor: StreamProcessor {
         if let passing, input.body.type == "count.add", input.body.n % passing.every == 0 {
             try batch.emit(CloudEvent(
                 id: "pass/\(input.eventID)", source: "test", type: "count.pass", time: input.time,
-                subject: "m\((input.body.n / passing.every) % 40)", data: .object(JSONObject(["n": .int(input.body.n + 1000)]))), to: passing.topic)
+                subject: "m\((input.body.n / passing.every) % 40)",
+                data: .object(JSONObject(["n": .int(input.body.n + 1000), "from": .string(input.member)]))), to: passing.topic)
+        }
+        if let passing, bouncing, input.body.type == "count.pass", total % 2 != 0, let from = input.body.from {
+            try batch.emit(CloudEvent(
+                id: "returned/\(input.eventID)", source: "test", type: "count.returned", time: input.time, subject: from,
+                data: .object(JSONObject(["n": 1]))), to: passing.topic)
         }
     }
 
