@@ -56,6 +56,9 @@ public final class Batch {
     /// Whether a timer is being fired (in a task's own store, its commands to other tasks
     /// are refused: ``TimerCommandRefused``).
     var firingTimer = false
+    /// The key of the input being applied, if any: a command to another task must sort above
+    /// it (``CommandBelowItsCause``).
+    var cause: MergeKey?
     private let selfTopics: [String: Int32]
     private let rank: (String) -> Int
     private let insertEcho: Statement
@@ -131,6 +134,10 @@ public final class Batch {
                 // A timer's command would sort below what the task promised its peers: its
                 // timers are no pending input of the marks.
                 if firingTimer { throw TimerCommandRefused(service: service, topic: topic) }
+                // The peers' promises are of what sorts above their pending input.
+                if let cause, (key.time, key.rank) <= (cause.time, cause.rank) {
+                    throw CommandBelowItsCause(service: service, command: key, cause: cause)
+                }
                 peerCommands[task] = min(peerCommands[task] ?? .highest, key)
                 return
             }
@@ -276,5 +283,19 @@ public struct TimerCommandRefused: Error, CustomStringConvertible {
     public var topic: String
     public var description: String {
         "a timer of \(service) sent another task a command on \(topic); with a store per task only input may (its timers are not in its peer marks)"
+    }
+}
+
+/// A record of a service whose tasks keep stores of their own sent another task a command that
+/// does not sort above it (a later time, or the same time and a higher rank): a task's peer
+/// marks promise only what sorts above its pending input, so the command could reach a task
+/// that has applied past it. The batch is refused before it commits.
+public struct CommandBelowItsCause: Error, CustomStringConvertible {
+    public var service: String
+    public var command: MergeKey
+    public var cause: MergeKey
+    public var description: String {
+        "\(service) sent another task the command \(command.id) at (\(command.time), rank \(command.rank)), which does not sort above "
+            + "its cause \(cause.id) at (\(cause.time), rank \(cause.rank)); with a store per task a command must rank above what causes it"
     }
 }

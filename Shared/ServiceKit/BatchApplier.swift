@@ -707,6 +707,8 @@ public final class BatchApplier<Processor: StreamProcessor> {
         if let trap = applyingTrap, let value = record.value, value.contains(trap.marker) {
             fatalError("\(trap.variable): a trap injected on \(record.topicPartition)@\(record.offset)")
         }
+        batch.cause = MergeKey(time: input.time.millis, rank: input.rank, id: input.eventID)
+        defer { batch.cause = nil }
         do { try processor.apply(input, in: batch) } catch {
             throw failure(error, eventID: input.eventID, on: record)
         }

@@ -238,38 +238,61 @@ import Testing
     }
 
     /// In a task's own store of a service whose tasks send each other commands: a record that
-    /// sends another task a command ends its batch (what follows may wait for the answer), and
-    /// a timer may send none (the peer marks count input, not timers).
-    @Test func inATasksOwnStoreACommandToAnotherTaskEndsTheBatchAndATimerMaySendNone() throws {
+    /// sends another task a command ends its batch (what follows may wait for the answer); a
+    /// command must sort above its cause, and a timer may send none (the peer marks promise
+    /// what sorts above a task's pending input, and count input, not timers).
+    @Test func inATasksOwnStoreACommandToAnotherTaskEndsTheBatchAndMustRankAboveItsCause() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let processor = CountingProcessor(inputTopics: ["in.a", "in.b"], outputTopic: "in.b")
-        processor.sortedInputTopics = ["in.b"]
-        let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("state.sqlite").path))
-        let applier = try BatchApplier(database: database, processor: processor, timerMode: .streamTime)
-        applier.ownTask = 0
-        // Members whose outputs (commands, on in.b) go to task 0 and to another task.
-        let home = String(decoding: key(on: 0), as: UTF8.self)
-        let away = String(decoding: key(on: 3), as: UTF8.self)
+        /// Task 0's store; `outputs` the topic its totals go to (`in.b` makes them commands, of rank 0).
+        func taskZero(_ name: String, outputs: String) throws -> (BatchApplier<CountingProcessor>, CountingProcessor) {
+            let processor = CountingProcessor(inputTopics: ["in.a", "in.b"], outputTopic: outputs)
+            processor.sortedInputTopics = ["in.b"]
+            processor.commandTopics = ["in.b"]
+            let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("\(name).sqlite").path))
+            let applier = try BatchApplier(database: database, processor: processor, timerMode: .streamTime)
+            applier.ownTask = 0
+            return (applier, processor)
+        }
+        func partition(_ member: String) -> Int32 { Murmur2Partitioner.partition(of: Array(member.utf8), partitions: Platform.acme.partitionCount) }
+        // Passes (rank 1, above their cause) to member m<n>: e1's to task 0, e2's to another task.
+        let home = (1...).first { partition("m\($0)") == 0 }!
+        let away = (1...).first { partition("m\($0)") != 0 }!
+        let (passing, processor) = try taskZero("passing", outputs: "out")
+        processor.passing = ("in.b", 1)
+        let member = String(decoding: key(on: 0), as: UTF8.self)
         let records = [
-            polled(processor, offset: 0, value: countEvent("e1", member: home, n: 1, time: 1_000)),
-            polled(processor, offset: 1, value: countEvent("e2", member: away, n: 1, time: 2_000)),
-            polled(processor, offset: 2, value: countEvent("e3", member: home, n: 1, time: 3_000)),
+            polled(processor, offset: 0, value: countEvent("e1", member: member, n: Int64(home), time: 1_000)),
+            polled(processor, offset: 1, value: countEvent("e2", member: member, n: Int64(away), time: 2_000)),
+            polled(processor, offset: 2, value: countEvent("e3", member: member, n: 1, time: 3_000)),
         ]
-        let outcome = try applier.apply(records)
-        #expect(outcome.applied == 2, "the batch ends after the record that sent task 3 a command")
-        #expect(outcome.echoes.map(\.key.id) == ["out/e1"], "a command to its own task is an echo; one to another task is not")
-        #expect(try applier.apply(Array(records[2...])).applied == 1)
-        // A reminder of the away member's fires on the next record past it, and sends task 3 a command.
-        #expect(try applier.apply([polled(processor, offset: 3, value: countEvent("r1", member: away, n: 500, time: 3_100, type: "count.remind"))]).applied == 1)
+        #expect(home < 40 && away < 40, "members m<n % 40>")
+        let outcome = try passing.apply(records)
+        #expect(outcome.applied == 2, "the batch ends after the record that sent another task a command")
+        #expect(outcome.echoes.map(\.key.id) == ["pass/e1"], "a command to its own task is an echo; one to another task is not")
+        #expect(try passing.apply(Array(records[2...])).applied == 1)
+
+        // Totals as commands, of rank 0 like the records that cause them.
+        let (totals, counting) = try taskZero("totals", outputs: "in.b")
+        let awayMember = "m\(away)"
+        #expect(try totals.apply([polled(counting, offset: 0, value: countEvent("h1", member: member, n: 1, time: 1_000))]).applied == 1,
+                "a command of the same rank to its own task is an echo, awaited")
         do {
-            _ = try applier.apply([polled(processor, offset: 4, value: countEvent("e4", member: home, n: 1, time: 4_000))])
+            _ = try totals.apply([polled(counting, offset: 1, value: countEvent("a1", member: awayMember, n: 1, time: 2_000))])
+            Issue.record("a command to another task at its cause's rank was let through")
+        } catch {
+            #expect("\(error)".contains("which does not sort above its cause a1"), "\(error)")
+        }
+        // A reminder of the away member's fires on the next record past it, and sends its task a command.
+        #expect(try totals.apply([polled(counting, offset: 1, value: countEvent("r1", member: awayMember, n: 500, time: 3_100, type: "count.remind"))]).applied == 1)
+        do {
+            _ = try totals.apply([polled(counting, offset: 2, value: countEvent("h2", member: member, n: 1, time: 4_000))])
             Issue.record("a timer's command to another task was let through")
         } catch {
             #expect("\(error)".contains("a timer of counting sent another task a command on in.b"), "\(error)")
         }
-        #expect(try database.count("SELECT COUNT(*) FROM counts WHERE member = '\(home)'") == 1 && database.count("SELECT total FROM counts WHERE member = '\(home)'") == 2,
-                "nothing of the refused batch stays")
+        #expect(try totals.database.count("SELECT total FROM counts WHERE member = '\(member)'") == 1, "nothing of the refused batches stays")
+        #expect(try totals.database.count("SELECT COUNT(*) FROM counts WHERE member = '\(awayMember)'") == 0)
     }
 
     @Test func aFailingBatchLeavesNothingBehind() throws {
