@@ -51,13 +51,16 @@ public final class Batch {
     /// In a task's own store: the task, whose commands to itself alone are echoes to await;
     /// a command to another task is that task's to wait for, through peer marks.
     var echoesOnlyFor: Int32?
+    /// In a task's own store: the topic the peer marks go on, the one its commands to other
+    /// tasks must go on.
+    var peerTopic: String?
     /// In a task's own store: the earliest command sent to each other task in this batch.
     var peerCommands: [Int32: MergeKey] = [:]
     /// Whether a timer is being fired (in a task's own store, its commands to other tasks
-    /// are refused: ``TimerCommandRefused``).
+    /// are refused: ``PeerCommandRefused``).
     var firingTimer = false
     /// The key of the input being applied, if any: a command to another task must sort above
-    /// it (``CommandBelowItsCause``).
+    /// it (``PeerCommandRefused``).
     var cause: MergeKey?
     private let selfTopics: [String: Int32]
     private let rank: (String) -> Int
@@ -89,9 +92,16 @@ public final class Batch {
     public static let maximumRecordBytes = 900_000
 
     /// Adds a record to the outbox; it is published after the batch commits. A record the
-    /// producer would refuse is refused here, before it is committed (`OutputTooLarge`).
+    /// producer would refuse is refused here, before it is committed (`OutputTooLarge`). A
+    /// command to the service's own tasks goes through ``emit(_:to:)``, which counts it.
     public func emit(topic: String, key: String?, value: [UInt8], partition: Int32? = nil) throws {
         if refusesSelfCommands && selfTopics[topic] != nil { throw SelfCommandRefused(service: service, topic: topic) }
+        if echoesOnlyFor != nil && selfTopics[topic] != nil { throw PeerCommandRefused(service: service, reason: .uncounted(topic: topic)) }
+        try append(topic: topic, key: key, value: value, partition: partition)
+    }
+
+    /// Adds a record to the outbox, unchecked.
+    private func append(topic: String, key: String?, value: [UInt8], partition: Int32? = nil) throws {
         let size = value.count + (key?.utf8.count ?? 0)
         guard size <= Self.maximumRecordBytes else {
             throw OutputTooLarge(topic: topic, bytes: size, limit: Self.maximumRecordBytes)
@@ -124,38 +134,47 @@ public final class Batch {
     /// sorting after it wait until it has come back and been applied.
     public func emit(_ event: CloudEvent, to topic: String) throws {
         let event = signedFor(topic, event)
-        try emit(topic: topic, key: event.subject, value: event.encoded())
+        if refusesSelfCommands && selfTopics[topic] != nil { throw SelfCommandRefused(service: service, topic: topic) }
         if let partitions = selfTopics[topic], let subject = event.subject {
             let task = Murmur2Partitioner.partition(of: Array(subject.utf8), partitions: partitions)
             let key = MergeKey(time: event.time.millis, rank: rank(event.type), id: event.id)
             // A command to another task's own store is that task's to wait for (its peer
             // marks); this task waits for its answer (``PeerHold``).
             if let only = echoesOnlyFor, task != only {
-                // A timer's command would sort below what the task promised its peers: its
-                // timers are no pending input of the marks.
-                if firingTimer { throw TimerCommandRefused(service: service, topic: topic) }
-                // The peers' promises are of what sorts above their pending input.
-                if let cause, (key.time, key.rank) <= (cause.time, cause.rank) {
-                    throw CommandBelowItsCause(service: service, command: key, cause: cause)
-                }
+                try checkPeerCommand(key, topic: topic)
+                try append(topic: topic, key: event.subject, value: event.encoded())
                 peerCommands[task] = min(peerCommands[task] ?? .highest, key)
                 return
             }
+            try append(topic: topic, key: event.subject, value: event.encoded())
             try insertEcho.run(.text(event.id), .text(topic), .integer(Int64(task)), .integer(key.time), .integer(Int64(key.rank)))
             echoes.append((key, TopicPartition(topic: topic, partition: task)))
+        } else {
+            try append(topic: topic, key: event.subject, value: event.encoded())
+        }
+    }
+
+    /// Refuses a command to another task that the peer marks would not cover: one on another
+    /// topic than theirs, one a timer sends (the marks count input, not timers), or one that
+    /// does not sort above its cause (the marks promise what sorts above pending input).
+    private func checkPeerCommand(_ key: MergeKey, topic: String) throws {
+        if topic != peerTopic { throw PeerCommandRefused(service: service, reason: .offTheMarksTopic(topic: topic, marks: peerTopic)) }
+        if firingTimer { throw PeerCommandRefused(service: service, reason: .fromATimer(topic: topic)) }
+        if let cause, (key.time, key.rank) <= (cause.time, cause.rank) {
+            throw PeerCommandRefused(service: service, reason: .notAboveItsCause(command: key, cause: cause))
         }
     }
 
     /// Publishes a progress mark on its task's partition of `topic`, after everything this
     /// batch sends there (signed when `topic` is a command topic).
     func emit(_ mark: ProgressMark, to topic: String) throws {
-        try emit(topic: topic, key: nil, value: signedFor(topic, mark.event(source: platform.source(of: service))).encoded(), partition: mark.task)
+        try append(topic: topic, key: nil, value: signedFor(topic, mark.event(source: platform.source(of: service))).encoded(), partition: mark.task)
     }
 
     /// Publishes this task's peer mark on another task's partition of `topic`, after
     /// everything this batch sends there (signed when `topic` is a command topic).
     func emit(_ mark: PeerMark, to topic: String, partition: Int32) throws {
-        try emit(topic: topic, key: nil, value: signedFor(topic, mark.event(source: platform.source(of: service))).encoded(), partition: partition)
+        try append(topic: topic, key: nil, value: signedFor(topic, mark.event(source: platform.source(of: service))).encoded(), partition: partition)
     }
 
     /// `event`, signed when `topic` is one of the service's command topics.
@@ -275,27 +294,36 @@ public struct SelfCommandRefused: Error, CustomStringConvertible {
     }
 }
 
-/// A timer of a service whose tasks keep stores of their own tried to send another task a
-/// command: the peer marks count a task's pending input, not its timers, so such a command
-/// could sort below what the task promised its peers. The batch is refused before it commits.
-public struct TimerCommandRefused: Error, CustomStringConvertible {
-    public var service: String
-    public var topic: String
-    public var description: String {
-        "a timer of \(service) sent another task a command on \(topic); with a store per task only input may (its timers are not in its peer marks)"
+/// A command of a service whose tasks keep stores of their own, to another task, that the
+/// peer marks would not cover, so that it could reach a task that has applied past it. The
+/// batch is refused before it commits.
+public struct PeerCommandRefused: Error, CustomStringConvertible {
+    public enum Reason: Sendable, Equatable {
+        /// Sent on another topic than the one the marks go on.
+        case offTheMarksTopic(topic: String, marks: String?)
+        /// Written raw to one of the service's own input topics, not as an event through
+        /// ``Batch/emit(_:to:)``, which counts it.
+        case uncounted(topic: String)
+        /// Sent by a timer: the marks count a task's pending input, not its timers.
+        case fromATimer(topic: String)
+        /// Not sorting above the record that causes it (a later time, or the same time and a
+        /// higher rank): the marks promise what sorts above pending input.
+        case notAboveItsCause(command: MergeKey, cause: MergeKey)
     }
-}
 
-/// A record of a service whose tasks keep stores of their own sent another task a command that
-/// does not sort above it (a later time, or the same time and a higher rank): a task's peer
-/// marks promise only what sorts above its pending input, so the command could reach a task
-/// that has applied past it. The batch is refused before it commits.
-public struct CommandBelowItsCause: Error, CustomStringConvertible {
     public var service: String
-    public var command: MergeKey
-    public var cause: MergeKey
+    public var reason: Reason
     public var description: String {
-        "\(service) sent another task the command \(command.id) at (\(command.time), rank \(command.rank)), which does not sort above "
-            + "its cause \(cause.id) at (\(cause.time), rank \(cause.rank)); with a store per task a command must rank above what causes it"
+        switch reason {
+        case .offTheMarksTopic(let topic, let marks):
+            return "\(service) sent another task a command on \(topic); with a store per task its commands go on \(marks ?? "its one command topic"), with its peer marks"
+        case .uncounted(let topic):
+            return "\(service) wrote a raw record to its own input topic \(topic); with a store per task a command goes as an event through emit(_:to:), which the peer marks count"
+        case .fromATimer(let topic):
+            return "a timer of \(service) sent another task a command on \(topic); with a store per task only input may (its timers are not in its peer marks)"
+        case .notAboveItsCause(let command, let cause):
+            return "\(service) sent another task the command \(command.id) at (\(command.time), rank \(command.rank)), which does not sort above "
+                + "its cause \(cause.id) at (\(cause.time), rank \(cause.rank)); with a store per task a command must rank above what causes it"
+        }
     }
 }

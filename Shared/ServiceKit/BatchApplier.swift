@@ -136,6 +136,10 @@ public final class BatchApplier<Processor: StreamProcessor> {
     public var changelog: (capture: ChangeCapture, topic: String, copy: String, partition: Int32)?
     /// The number of the last batch that logged changes, kept in `store_identity` with it.
     public var changelogSequence: Int64 = 0
+    /// Where the store's changelog ended when this instance took the store on (0: no
+    /// changelog): past every record its earlier owners wrote, restart records included,
+    /// which numbers this owner's peer marks past theirs (``PeerMarkBook/tookOver(atLeast:)``).
+    public var changelogEndAtTakeOver: Int64 = 0
     /// The record the service failed on at two starts in a row: dead-lettered when it comes.
     public var poisonRecord: (partition: TopicPartition, offset: Int64, cause: String)?
     /// The record failures are counted against, until a batch commits offsets past it.
@@ -244,25 +248,27 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// Task `task`'s side of the peer marks as its store keeps it (``PeerMarkBook``).
     public func storedPeerBook(task: Int32, tasks: Range<Int32>) throws -> PeerMarkBook {
         func key(_ row: Statement, _ column: Int32) -> MergeKey { MergeKey(time: row.int64(column), rank: Int(row.int64(column + 1)), id: "") }
+        func number(_ row: Statement, _ column: Int32) -> PeerMark.Number { PeerMark.Number(epoch: row.int64(column), count: row.int64(column + 1)) }
         var owed: Set<Int32> = []
         let latest = try database.prepare(
-            "SELECT task, sequence, own_time, own_rank, read_time, read_rank, acknowledges, answer_owed FROM peer_marks ORDER BY task"
+            "SELECT task, epoch, count, own_time, own_rank, read_time, read_rank, acknowledges_epoch, acknowledges_count, answer_owed "
+                + "FROM peer_marks ORDER BY task"
         ).query { row in
-            if row.int64(7) != 0 { owed.insert(Int32(row.int64(0))) }
+            if row.int64(9) != 0 { owed.insert(Int32(row.int64(0))) }
             return PeerMark(
-                task: Int32(row.int64(0)), sequence: row.int64(1), own: key(row, 2), readFromPeers: key(row, 4), to: task,
-                acknowledges: row.int64(6))
+                task: Int32(row.int64(0)), number: number(row, 1), own: key(row, 3), readFromPeers: key(row, 5), to: task,
+                acknowledges: number(row, 7))
         }
-        let holds = try database.prepare("SELECT task, sequence, time, rank FROM peer_holds ORDER BY task, sequence").query { row in
-            PeerHold(task: Int32(row.int64(0)), sequence: row.int64(1), key: key(row, 2))
+        let holds = try database.prepare("SELECT task, epoch, count, time, rank FROM peer_holds ORDER BY task, epoch, count").query { row in
+            PeerHold(task: Int32(row.int64(0)), number: number(row, 1), key: key(row, 3))
         }
         let published = try database.prepare(
-            "SELECT sequence, own_time IS NOT NULL, own_time, own_rank, read_time, read_rank FROM peer_mark_published WHERE task = ?"
+            "SELECT epoch, count, own_time IS NOT NULL, own_time, own_rank, read_time, read_rank FROM peer_mark_published WHERE task = ?"
         ).queryOne(.integer(Int64(task))) { row in
-            (sequence: row.int64(0), figures: row.int64(1) == 0 ? nil : PeerMarkBook.Figures(own: key(row, 2), readFromPeers: key(row, 4)))
+            (number: number(row, 0), figures: row.int64(2) == 0 ? nil : PeerMarkBook.Figures(own: key(row, 3), readFromPeers: key(row, 5)))
         }
         return PeerMarkBook(
-            task: task, tasks: tasks, latest: latest, answersOwed: owed, holds: holds, sequence: published?.sequence ?? 0,
+            task: task, tasks: tasks, latest: latest, answersOwed: owed, holds: holds, number: published?.number ?? .none,
             published: published?.figures)
     }
 
@@ -272,23 +278,25 @@ public final class BatchApplier<Processor: StreamProcessor> {
         try database.execute("DELETE FROM peer_marks")
         try database.execute("DELETE FROM peer_holds")
         let saveMark = try database.prepare(
-            "INSERT INTO peer_marks(task, sequence, own_time, own_rank, read_time, read_rank, acknowledges, answer_owed) "
-                + "VALUES(?, ?, ?, ?, ?, ?, ?, ?)")
+            "INSERT INTO peer_marks(task, epoch, count, own_time, own_rank, read_time, read_rank, acknowledges_epoch, acknowledges_count, "
+                + "answer_owed) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
         for mark in book.marks {
             try saveMark.run(
-                .integer(Int64(mark.task)), .integer(mark.sequence), .integer(mark.own.time), .integer(Int64(mark.own.rank)),
-                .integer(mark.readFromPeers.time), .integer(Int64(mark.readFromPeers.rank)), .integer(mark.acknowledges),
-                .integer(book.answersOwed.contains(mark.task) ? 1 : 0))
+                .integer(Int64(mark.task)), .integer(mark.number.epoch), .integer(mark.number.count), .integer(mark.own.time),
+                .integer(Int64(mark.own.rank)), .integer(mark.readFromPeers.time), .integer(Int64(mark.readFromPeers.rank)),
+                .integer(mark.acknowledges.epoch), .integer(mark.acknowledges.count), .integer(book.answersOwed.contains(mark.task) ? 1 : 0))
         }
-        let saveHold = try database.prepare("INSERT OR REPLACE INTO peer_holds(task, sequence, time, rank) VALUES(?, ?, ?, ?)")
+        let saveHold = try database.prepare("INSERT OR REPLACE INTO peer_holds(task, epoch, count, time, rank) VALUES(?, ?, ?, ?, ?)")
         for hold in book.holds {
-            try saveHold.run(.integer(Int64(hold.task)), .integer(hold.sequence), .integer(hold.key.time), .integer(Int64(hold.key.rank)))
+            try saveHold.run(
+                .integer(Int64(hold.task)), .integer(hold.number.epoch), .integer(hold.number.count), .integer(hold.key.time),
+                .integer(Int64(hold.key.rank)))
         }
         let figures = book.published
         try database.prepare(
-            "INSERT OR REPLACE INTO peer_mark_published(task, sequence, own_time, own_rank, read_time, read_rank) VALUES(?, ?, ?, ?, ?, ?)"
+            "INSERT OR REPLACE INTO peer_mark_published(task, epoch, count, own_time, own_rank, read_time, read_rank) VALUES(?, ?, ?, ?, ?, ?, ?)"
         ).run(
-            .integer(Int64(book.task)), .integer(book.sequence), figures.map { .integer($0.own.time) } ?? .null,
+            .integer(Int64(book.task)), .integer(book.number.epoch), .integer(book.number.count), figures.map { .integer($0.own.time) } ?? .null,
             figures.map { .integer(Int64($0.own.rank)) } ?? .null, figures.map { .integer($0.readFromPeers.time) } ?? .null,
             figures.map { .integer(Int64($0.readFromPeers.rank)) } ?? .null)
     }
@@ -818,6 +826,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
         batch.personalDataTopics = processor.personalDataTopics
         batch.refusesSelfCommands = processor.tasksAreIndependent
         batch.echoesOnlyFor = ownTask
+        if ownTask != nil { batch.peerTopic = processor.selfCommandTopics.first }
         return batch
     }
 

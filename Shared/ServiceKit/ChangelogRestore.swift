@@ -83,6 +83,8 @@ enum ChangelogRestore {
         var clusterID: String
         var lastWriter: LastWriter
         var unfinishedRows: Int
+        /// The offset past the partition's last record when it was read (0: empty).
+        var end: Int64 = 0
     }
 
     /// Reads the changelog backwards from its end, a window at a time, to its last record of
@@ -138,12 +140,12 @@ enum ChangelogRestore {
                     break
                 }
             }
-            if let last { return Tail(clusterID: clusterID, lastWriter: last, unfinishedRows: rowsAfterLast + rowsInLaterWindows) }
+            if let last { return Tail(clusterID: clusterID, lastWriter: last, unfinishedRows: rowsAfterLast + rowsInLaterWindows, end: bounds.high) }
             rowsInLaterWindows += rowsAfterLast
             end = start
             window *= 8
         }
-        return Tail(clusterID: clusterID, lastWriter: .nobody, unfinishedRows: rowsInLaterWindows)
+        return Tail(clusterID: clusterID, lastWriter: .nobody, unfinishedRows: rowsInLaterWindows, end: bounds.high)
     }
 
     /// The value of a restart record: the copy starting, how many row changes of an unfinished

@@ -219,12 +219,14 @@ public struct EventTimeMerger<Item> {
     /// parked record's, released by that record; it is then applied as soon as it arrives, as it
     /// would be with one instance). Commands on their way to the task are not counted here: they
     /// are in the store's `echoes`, which the bound reads with the frontiers.
-    public func frontier(of task: Int32) -> MergeKey {
+    /// `unreadCountsNothingOn`: topics whose records not read yet are covered otherwise (the
+    /// commands other tasks send a task of its own store: their senders' peer marks cover them).
+    public func frontier(of task: Int32, unreadCountsNothingOn covered: Set<String> = []) -> MergeKey {
         var frontier = MergeKey.highest
         for lane in lanes where lane.partition.partition == task {
             if let head = lane.headKey {
                 frontier = min(frontier, head)
-            } else if !lane.isReadToEnd {
+            } else if !lane.isReadToEnd && !covered.contains(lane.partition.topic) {
                 return .lowest
             }
         }

@@ -304,6 +304,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 to: topic, partition: partition, through: producer)
             applier.changelog = (capture, topic, name, partition)
             applier.changelogSequence = copy.sequence
+            applier.changelogEndAtTakeOver = tail.end
         return producer
     }
 

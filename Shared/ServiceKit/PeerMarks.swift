@@ -22,18 +22,34 @@ import Messaging
 ///
 /// A sender's figures may rise and fall again (a task that had read everything says it holds
 /// no one, then reads new input), so a receiver must be able to tell a newer mark from an
-/// older one read again: each carries the sender's `sequence`. And the figures of the task a
+/// older one read again: each carries the sender's `number`. And the figures of the task a
 /// command went to say nothing of that command until it has read it: the sender asks for an
 /// answer (`asksForAnswer`), and until a mark of the receiver acknowledges the one that asked,
 /// the sender holds its own records that a reply to the command would sort before
 /// (``PeerHold``).
 public struct PeerMark: Sendable, Equatable {
+    /// Which of a sender's marks is newer: its owner's epoch, then its count within it.
+    public struct Number: Comparable, Sendable, Hashable {
+        /// Grows each time the task is taken on (``PeerMarkBook/tookOver(atLeast:)``).
+        public var epoch: Int64
+        /// The marks published in the epoch, this one included.
+        public var count: Int64
+
+        public init(epoch: Int64, count: Int64) {
+            self.epoch = epoch
+            self.count = count
+        }
+
+        /// Before every mark: nothing read yet.
+        public static let none = Number(epoch: 0, count: 0)
+
+        public static func < (lhs: Number, rhs: Number) -> Bool { (lhs.epoch, lhs.count) < (rhs.epoch, rhs.count) }
+    }
+
     /// The task that promises.
     public var task: Int32
-    /// The sender's count of the marks it published: higher is newer. It jumps ahead each time
-    /// the task is taken on (``PeerMarkBook/tookOver()``), so that a store restored from a
-    /// changelog a few batches behind what its last owner published still speaks last.
-    public var sequence: Int64
+    /// Which of the sender's marks this is: higher is newer.
+    public var number: Number
     /// Nothing the task sends from now on, of its own pending input, sorts below this.
     public var own: MergeKey
     /// The lowest `own` of the other tasks, as the task last read them (`MergeKey.lowest`
@@ -41,18 +57,18 @@ public struct PeerMark: Sendable, Equatable {
     public var readFromPeers: MergeKey
     /// The task whose partition this copy goes to: read anywhere else, it is refused.
     public var to: Int32
-    /// The `sequence` of the last mark of `to` the sender had read (0: none).
-    public var acknowledges: Int64
+    /// The `number` of the last mark of `to` the sender had read (`Number.none`: none).
+    public var acknowledges: Number
     /// The sender sent `to` commands since its previous mark: `to` answers with a mark that
     /// acknowledges this one.
     public var asksForAnswer: Bool
 
     public init(
-        task: Int32, sequence: Int64, own: MergeKey, readFromPeers: MergeKey, to: Int32, acknowledges: Int64 = 0,
+        task: Int32, number: Number, own: MergeKey, readFromPeers: MergeKey, to: Int32, acknowledges: Number = .none,
         asksForAnswer: Bool = false
     ) {
         self.task = task
-        self.sequence = sequence
+        self.number = number
         self.own = own
         self.readFromPeers = readFromPeers
         self.to = to
@@ -73,20 +89,20 @@ public struct PeerMark: Sendable, Equatable {
     var bound: MergeKey { min(own, readFromPeers) }
 }
 
-/// Commands a task sent a peer before its mark `sequence`: until the peer acknowledges that
+/// Commands a task sent a peer before its mark `number`: until the peer acknowledges that
 /// mark, what the peer sends back because of them (a bounce) may still come, and it sorts
 /// from `key` (the earliest command's time, a rank above it) on.
 public struct PeerHold: Sendable, Equatable {
     /// The task the commands went to.
     public var task: Int32
     /// The sender's mark that followed them, which the peer is asked to acknowledge.
-    public var sequence: Int64
+    public var number: PeerMark.Number
     /// Nothing a reply sends sorts below this.
     public var key: MergeKey
 
-    public init(task: Int32, sequence: Int64, key: MergeKey) {
+    public init(task: Int32, number: PeerMark.Number, key: MergeKey) {
         self.task = task
-        self.sequence = sequence
+        self.number = number
         self.key = key
     }
 }
@@ -116,8 +132,9 @@ public struct PeerMarkBook: Sendable, Equatable {
     public private(set) var answersOwed: Set<Int32> = []
     /// Commands sent whose receivers have not acknowledged the mark after them.
     public private(set) var holds: [PeerHold] = []
-    /// The `sequence` of this task's last published mark.
-    public private(set) var sequence: Int64 = 0
+    /// The `number` of this task's last published mark (its epoch's count 0: none in this
+    /// epoch yet).
+    public private(set) var number: PeerMark.Number = .none
     /// The figures last published; nil: none since the task was taken on here.
     public private(set) var published: Figures?
 
@@ -128,14 +145,14 @@ public struct PeerMarkBook: Sendable, Equatable {
 
     /// A book as a store kept it.
     public init(
-        task: Int32, tasks: Range<Int32>, latest: [PeerMark], answersOwed: Set<Int32>, holds: [PeerHold], sequence: Int64,
+        task: Int32, tasks: Range<Int32>, latest: [PeerMark], answersOwed: Set<Int32>, holds: [PeerHold], number: PeerMark.Number,
         published: Figures?
     ) {
         self.init(task: task, tasks: tasks)
         for mark in latest where mark.task != task && tasks.contains(mark.task) { self.latest[mark.task] = mark }
         self.answersOwed = answersOwed
         self.holds = holds
-        self.sequence = sequence
+        self.number = number
         self.published = published
     }
 
@@ -149,10 +166,13 @@ public struct PeerMarkBook: Sendable, Equatable {
     /// task change nothing.
     public mutating func read(_ mark: PeerMark) {
         guard mark.task != task, mark.to == task, tasks.contains(mark.task) else { return }
-        if let last = latest[mark.task], mark.sequence <= last.sequence { return }
-        latest[mark.task] = mark
+        if let last = latest[mark.task], mark.number <= last.number { return }
+        // Its request for an answer is kept as an answer owed, until this task publishes.
+        var kept = mark
+        kept.asksForAnswer = false
+        latest[mark.task] = kept
         if mark.asksForAnswer { answersOwed.insert(mark.task) }
-        holds.removeAll { $0.task == mark.task && $0.sequence <= mark.acknowledges }
+        holds.removeAll { $0.task == mark.task && $0.number <= mark.acknowledges }
     }
 
     /// The lowest `own` of the other tasks as read here (`MergeKey.lowest` while one has sent
@@ -188,25 +208,28 @@ public struct PeerMarkBook: Sendable, Equatable {
         let sentToPeers = commandsSent.filter { $0.key != task && tasks.contains($0.key) }
         guard figures != published || !sentToPeers.isEmpty || !answersOwed.isEmpty else { return nil }
         var next = self
-        next.sequence += 1
+        next.number.count += 1
         next.published = figures
         next.answersOwed = []
         for (peer, key) in sentToPeers.sorted(by: { $0.key < $1.key }) {
-            next.holds.append(PeerHold(task: peer, sequence: next.sequence, key: PeerMark.own(earliestSender: key)))
+            next.holds.append(PeerHold(task: peer, number: next.number, key: PeerMark.own(earliestSender: key)))
         }
         let marks = tasks.filter { $0 != task }.map { peer in
             PeerMark(
-                task: task, sequence: next.sequence, own: figures.own, readFromPeers: figures.readFromPeers, to: peer,
-                acknowledges: latest[peer]?.sequence ?? 0, asksForAnswer: sentToPeers[peer] != nil)
+                task: task, number: next.number, own: figures.own, readFromPeers: figures.readFromPeers, to: peer,
+                acknowledges: latest[peer]?.number ?? .none, asksForAnswer: sentToPeers[peer] != nil)
         }
         return (marks, next)
     }
 
     /// The task was taken on here (at a start, or from another instance): what it publishes
-    /// next is numbered past anything a store a few batches behind its last owner's may have
-    /// published, and goes out whatever it says.
-    public mutating func tookOver() {
-        sequence = (sequence >> 32 + 1) << 32
+    /// next opens a new epoch, and goes out whatever it says. The epoch is past the store's
+    /// last one and at least `epoch`: a store restored from a changelog may be a few batches
+    /// behind what its last owner published, so the caller gives where the changelog ended
+    /// when this owner took it (after the last owner's restart record, which it wrote before
+    /// it published anything).
+    public mutating func tookOver(atLeast epoch: Int64 = 0) {
+        number = PeerMark.Number(epoch: max(number.epoch + 1, epoch), count: 0)
         published = nil
     }
 }
@@ -221,11 +244,11 @@ extension PeerMark {
     public func event(source: String) -> CloudEvent {
         let lower = min(own, readFromPeers)
         return CloudEvent(
-            id: "peer-progress/\(task)/\(sequence)/\(to)", source: source, type: Self.eventType,
+            id: "peer-progress/\(task)/\(number.epoch).\(number.count)/\(to)", source: source, type: Self.eventType,
             time: EventTime(millis: lower == .lowest || lower == .highest ? 0 : lower.time), subject: nil,
             data: .object([
-                "task": .int(Int64(task)), "sequence": .int(sequence), "to": .int(Int64(to)), "own": Self.value(own),
-                "readFromPeers": Self.value(readFromPeers), "acknowledges": .int(acknowledges), "asksForAnswer": .bool(asksForAnswer),
+                "task": .int(Int64(task)), "number": Self.value(number), "to": .int(Int64(to)), "own": Self.value(own),
+                "readFromPeers": Self.value(readFromPeers), "acknowledges": Self.value(acknowledges), "asksForAnswer": .bool(asksForAnswer),
             ]))
     }
 
@@ -242,13 +265,13 @@ extension PeerMark {
     public static func decode(_ event: CloudEvent, tasks: Range<Int32>) throws(Rejection) -> PeerMark {
         let data = event.data
         guard event.type == eventType, let task = data["task"]?.int64Value, let to = data["to"]?.int64Value,
-              let sequence = data["sequence"]?.int64Value, sequence > 0, let acknowledges = data["acknowledges"]?.int64Value,
-              acknowledges >= 0, let asks = data["asksForAnswer"]?.boolValue, let own = data["own"].flatMap(key),
+              let number = data["number"].flatMap(Self.number), number.count > 0, let acknowledges = data["acknowledges"].flatMap(Self.number),
+              let asks = data["asksForAnswer"]?.boolValue, let own = data["own"].flatMap(key),
               let read = data["readFromPeers"].flatMap(key)
         else {
             throw Rejection(
                 code: .invalidProgressMark,
-                detail: "a \(eventType) record needs data.task, data.to, data.sequence (1 or more), data.acknowledges (0 or more), "
+                detail: "a \(eventType) record needs data.task, data.to, data.number (its count 1 or more), data.acknowledges, "
                     + "data.asksForAnswer, data.own and data.readFromPeers")
         }
         for (role, number) in [("of", task), ("for", to)] {
@@ -257,8 +280,19 @@ extension PeerMark {
             }
         }
         return PeerMark(
-            task: Int32(task), sequence: sequence, own: own, readFromPeers: read, to: Int32(to), acknowledges: acknowledges,
+            task: Int32(task), number: number, own: own, readFromPeers: read, to: Int32(to), acknowledges: acknowledges,
             asksForAnswer: asks)
+    }
+
+    private static func value(_ number: Number) -> JSONValue {
+        .object(["epoch": .int(number.epoch), "count": .int(number.count)])
+    }
+
+    /// A number as `value` writes it, neither part below 0; nil for anything else.
+    private static func number(_ value: JSONValue) -> Number? {
+        guard let epoch = value.objectValue?["epoch"]?.int64Value, let count = value.objectValue?["count"]?.int64Value,
+              epoch >= 0, count >= 0 else { return nil }
+        return Number(epoch: epoch, count: count)
     }
 
     private static func value(_ key: MergeKey) -> JSONValue {

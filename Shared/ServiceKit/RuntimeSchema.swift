@@ -164,35 +164,40 @@ public enum RuntimeSchema {
                 read_rank INTEGER NOT NULL
             );
             """),
-        Migration(version: 11, name: "peer marks in sequence, with answers and holds", sql: """
+        Migration(version: 11, name: "peer marks numbered, with answers and holds", sql: """
             -- A task's side of the peer marks (PeerMarkBook), kept with the offsets read past
             -- the marks: the last mark of each other task read (a newer one replaces it, an
             -- older one read again does not), whether this task owes it an answer, the
             -- commands this task sent whose receivers have not acknowledged the mark after
-            -- them, and what this task last published.
+            -- them, and what this task last published. A mark's number is its sender's epoch
+            -- (one per take-over) and its count within it.
             DROP TABLE peer_marks;
             CREATE TABLE peer_marks(
                 task INTEGER PRIMARY KEY,
-                sequence INTEGER NOT NULL,
+                epoch INTEGER NOT NULL,
+                count INTEGER NOT NULL,
                 own_time INTEGER NOT NULL,
                 own_rank INTEGER NOT NULL,
                 read_time INTEGER NOT NULL,
                 read_rank INTEGER NOT NULL,
-                acknowledges INTEGER NOT NULL,
+                acknowledges_epoch INTEGER NOT NULL,
+                acknowledges_count INTEGER NOT NULL,
                 answer_owed INTEGER NOT NULL
             );
             CREATE TABLE peer_holds(
                 task INTEGER NOT NULL,
-                sequence INTEGER NOT NULL,
+                epoch INTEGER NOT NULL,
+                count INTEGER NOT NULL,
                 time INTEGER NOT NULL,
                 rank INTEGER NOT NULL,
-                PRIMARY KEY(task, sequence)
+                PRIMARY KEY(task, epoch, count)
             );
-            -- One row: this task's last published sequence, and its figures (NULL: none
+            -- One row: this task's last published number, and its figures (NULL: none
             -- published since it was taken on).
             CREATE TABLE peer_mark_published(
                 task INTEGER PRIMARY KEY,
-                sequence INTEGER NOT NULL,
+                epoch INTEGER NOT NULL,
+                count INTEGER NOT NULL,
                 own_time INTEGER,
                 own_rank INTEGER,
                 read_time INTEGER,

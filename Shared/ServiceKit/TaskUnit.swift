@@ -261,8 +261,8 @@ final class TaskUnit<Processor: StreamProcessor> {
         }
         for echo in try applier.storedEchoes(partitions) { merger.expectEcho(echo.key, on: echo.partition, now: monotonicMilliseconds()) }
         if peerBook != nil {
-            // Published again, numbered past what its last owner may have published.
-            peerBook!.tookOver()
+            // Published again, in an epoch past what its last owners published (see tookOver).
+            peerBook!.tookOver(atLeast: applier.changelogEndAtTakeOver)
             merger.otherTasksBound = peerBook!.bound
         }
         // Rows another instance committed but did not publish (an echo awaited here among them).
@@ -351,14 +351,18 @@ final class TaskUnit<Processor: StreamProcessor> {
     /// partition behind its end, the producers it waits for), a record carried over to the
     /// next batch and the commands it sent itself (`echoes`: the batch in hand's, not yet
     /// known to the merge). Its timers are not counted: they may send other tasks no command
-    /// (``TimerCommandRefused``). `commandsSent`: the batch's commands to other tasks.
+    /// (``PeerCommandRefused``). `commandsSent`: the batch's commands to other tasks.
     private func peerMarksToPublish(
         echoes: [(key: MergeKey, partition: TopicPartition)] = [], commandsSent: [Int32: MergeKey] = [:]
     ) -> (marks: [PeerMark], book: PeerMarkBook)? {
         // A task revoked here (its unit waits to be closed) has no lanes, so its frontier would
         // say it holds no one: it promises nothing for its next owner, who publishes anew.
         guard let book = peerBook, merger.assignedTasks.contains(book.task) else { return nil }
-        var earliest = merger.frontier(of: book.task)
+        // What other tasks sent it and it has not read yet is theirs to cover (their own
+        // figures, as this task read them last, hold it): counted here, a lane that other
+        // tasks' marks keep a little behind its end would hold every task for ever, each
+        // mark putting the next task's lane behind again.
+        var earliest = merger.frontier(of: book.task, unreadCountsNothingOn: peerTopic.map { [$0] } ?? [])
         if let carried = applier.carriedRecord { earliest = min(earliest, MergeKey(of: carried.decoded, record: carried.record)) }
         if let echo = merger.earliestEcho(of: book.task) { earliest = min(earliest, echo) }
         for echo in echoes where echo.partition.partition == book.task { earliest = min(earliest, echo.key) }

@@ -291,8 +291,43 @@ import Testing
         } catch {
             #expect("\(error)".contains("a timer of counting sent another task a command on in.b"), "\(error)")
         }
+        // Totals as commands on an input topic that is not the one the marks go on.
+        let (offTopic, stray) = try taskZero("off-topic", outputs: "in.a")
+        stray.passing = ("in.b", 1_000_000)
+        do {
+            _ = try offTopic.apply([polled(stray, offset: 0, value: countEvent("o1", member: awayMember, n: 1, time: 1_000))])
+            Issue.record("a command to another task off the marks' topic was let through")
+        } catch {
+            #expect("\(error)".contains("sent another task a command on in.a; with a store per task its commands go on in.b"), "\(error)")
+        }
         #expect(try totals.database.count("SELECT total FROM counts WHERE member = '\(member)'") == 1, "nothing of the refused batches stays")
         #expect(try totals.database.count("SELECT COUNT(*) FROM counts WHERE member = '\(awayMember)'") == 0)
+    }
+
+    /// A task's side of the peer marks survives its store: marks read, answers owed, holds and
+    /// what it published; taken on again, it numbers its marks in a new epoch.
+    @Test func aTasksPeerBookIsKeptInItsStore() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (applier, _) = try makeApplier(directory)
+        #expect(try applier.storedPeerBook(task: 1, tasks: 0..<3) == PeerMarkBook(task: 1, tasks: 0..<3), "nothing kept yet")
+        func key(_ time: Int64, _ rank: Int) -> MergeKey { MergeKey(time: time, rank: rank, id: "") }
+        var book = PeerMarkBook(task: 1, tasks: 0..<3)
+        book.tookOver(atLeast: 7)
+        book.read(PeerMark(task: 0, number: .init(epoch: 3, count: 9), own: key(5, 2), readFromPeers: .highest, to: 1))
+        book.read(PeerMark(
+            task: 2, number: .init(epoch: 4, count: 1), own: .highest, readFromPeers: key(4, 1), to: 1,
+            acknowledges: .init(epoch: 2, count: 6), asksForAnswer: true))
+        book = try #require(book.publishing(earliestSender: key(6, 0), commandsSent: [0: key(6, 5), 2: key(8, 5)])).book
+        book.read(PeerMark(task: 0, number: .init(epoch: 3, count: 10), own: key(5, 2), readFromPeers: key(6, 1), to: 1, asksForAnswer: true))
+        #expect(book.holds.count == 2 && book.answersOwed == [0] && book.published != nil && book.number == .init(epoch: 7, count: 1))
+        try applier.database.transaction { try applier.storePeerBook(book) }
+        #expect(try applier.storedPeerBook(task: 1, tasks: 0..<3) == book)
+        var taken = try applier.storedPeerBook(task: 1, tasks: 0..<3)
+        taken.tookOver()
+        try applier.database.transaction { try applier.storePeerBook(taken) }
+        let again = try applier.storedPeerBook(task: 1, tasks: 0..<3)
+        #expect(again.number == .init(epoch: 8, count: 0) && again.published == nil && again.holds == book.holds)
     }
 
     @Test func aFailingBatchLeavesNothingBehind() throws {

@@ -400,23 +400,29 @@ final class TopicReader: RebalanceListener {
 
     /// Tasks that send each other commands (`CountingProcessor.passing`), each in a store of
     /// its own, waiting for one another through peer marks: every task publishes, in order,
-    /// what one store publishes, on two threads and on two hosts with directories of their
-    /// own. Three records share each time, so commands and records of equal times meet.
+    /// what one store publishes, on two threads, on two hosts with directories of their own,
+    /// and on two hosts keeping changelogs, one of them lost with its directory midway and
+    /// replaced by a third that restores its tasks (their marks numbered past the lost
+    /// owner's). Three records share each time, so commands and records of equal times meet.
     @Test func tasksThatSendEachOtherCommandsPublishInStoresOfTheirOwnWhatOneStoreDoes() throws {
         let commands = TopicSpec(name: "sk.commands", partitions: 4, compacted: false, key: "member", summary: "")
-        let events = 600
+        let changelog = TopicSpec(name: Platform.acme.changelog(of: "counting"), partitions: 4, compacted: true, key: "row", summary: "")
+        let events = 1_200
         let expected = events + stride(from: 0, to: events, by: 7).underestimatedCount
-        func run(_ settings: [[String: String]]) throws -> [Int32: [String]] {
+        /// `loseAHost`: the first host is stopped once a third of the outputs are out, and its
+        /// directory removed; a third host with an empty one takes its place.
+        func run(_ settings: [[String: String]], loseAHost: Bool = false) throws -> [Int32: [String]] {
             let directory = try temporaryDirectory()
             defer { try? FileManager.default.removeItem(at: directory) }
-            let broker = try EmbeddedBroker(topics: [inputA, inputB, commands, output, acmeDeadLetters])
+            let broker = try EmbeddedBroker(topics: [inputA, inputB, commands, output, acmeDeadLetters, changelog])
             let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
-            let instances = settings.enumerated().map { index, extra in
+            func host(_ index: Int, _ extra: [String: String]) -> LoopInstance {
                 LoopInstance(
                     environment: environment(broker, database: directory.appendingPathComponent("host-\(index)/counting.sqlite").path)
                         .merging(["ACME_COMMAND_KEYS": "k1=0123456789abcdef0123"].merging(extra) { $1 }) { $1 },
                     topics: [inputA.name, inputB.name, commands.name], output: output.name, passing: (commands.name, 7))
             }
+            var instances = settings.enumerated().map { host($0.offset, $0.element) }
             for index in 0..<events {
                 let member = "m\(index % 40)"
                 try producer.send(
@@ -425,7 +431,15 @@ final class TopicReader: RebalanceListener {
             }
             #expect(producer.flush(timeoutMilliseconds: 20_000))
             let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: [output.name, acmeDeadLetters.name])
-            reader.read(seconds: 120) { $0.count >= expected }
+            func distinct() -> Int { Set(reader.records.map { "\($0.topic) \($0.keyString ?? "") \(String(decoding: $0.value ?? [], as: UTF8.self))" }).count }
+            if loseAHost {
+                reader.read(seconds: 120) { _ in distinct() >= expected / 3 }
+                let lost = instances.removeFirst()
+                #expect(lost.stopAndWait().error == nil)
+                try FileManager.default.removeItem(at: directory.appendingPathComponent("host-0"))
+                instances.append(host(settings.count, settings[0]))
+            }
+            reader.read(seconds: 180) { _ in distinct() >= expected }
             usleep(500_000)
             reader.read(seconds: 0.5) { _ in false }
             reader.close()
@@ -434,10 +448,15 @@ final class TopicReader: RebalanceListener {
                 #expect(stopped.error == nil, "\(stopped)")
             }
             #expect(!reader.records.contains { $0.topic == acmeDeadLetters.name }, "nothing dead-lettered")
+            // A task that moved may publish a record again (same id, same bytes): each counts once,
+            // where it first came.
             var byPartition: [Int32: [String]] = [:]
-            for record in reader.records where record.topic == output.name {
+            var seen: Set<String> = []
+            for record in reader.records.sorted(by: { ($0.partition, $0.offset) < ($1.partition, $1.offset) }) where record.topic == output.name {
                 let event = try CloudEvent.decode(record.value!)
-                byPartition[record.partition, default: []].append("\(event.id) \(event.data["total"]?.int64Value ?? -1)")
+                let line = "\(event.id) \(event.data["total"]?.int64Value ?? -1)"
+                guard seen.insert(line).inserted else { continue }
+                byPartition[record.partition, default: []].append(line)
             }
             #expect(byPartition.values.reduce(0) { $0 + $1.count } == expected, "every count and every pass once")
             return byPartition
@@ -447,6 +466,10 @@ final class TopicReader: RebalanceListener {
         #expect(twoThreads == oneStore, "a store per task on two threads")
         let twoHosts = try run([["ACME_STORE_LAYOUT": "task", "ACME_THREADS": "1"], ["ACME_STORE_LAYOUT": "task", "ACME_THREADS": "1"]])
         #expect(twoHosts == oneStore, "a store per task on two hosts")
+        let hostLost = try run(
+            [["ACME_STORE_LAYOUT": "task", "ACME_THREADS": "1", "ACME_CHANGELOG": "on"], ["ACME_STORE_LAYOUT": "task", "ACME_THREADS": "1", "ACME_CHANGELOG": "on"]],
+            loseAHost: true)
+        #expect(hostLost == oneStore, "a store per task on two hosts with changelogs, one lost with its directory")
     }
 
     /// Tasks that last said they were idle, and then one of them reads new input: its passes
