@@ -136,10 +136,10 @@ public final class BatchApplier<Processor: StreamProcessor> {
     public var changelog: (capture: ChangeCapture, topic: String, copy: String, partition: Int32)?
     /// The number of the last batch that logged changes, kept in `store_identity` with it.
     public var changelogSequence: Int64 = 0
-    /// Where the store's changelog ended when this instance took the store on (0: no
+    /// Where the store's changelog ended when this instance took the store on (nil: no
     /// changelog): past every record its earlier owners wrote, restart records included,
     /// which numbers this owner's peer marks past theirs (``PeerMarkBook/tookOver(atLeast:)``).
-    public var changelogEndAtTakeOver: Int64 = 0
+    public var changelogEndAtTakeOver: Int64?
     /// The record the service failed on at two starts in a row: dead-lettered when it comes.
     public var poisonRecord: (partition: TopicPartition, offset: Int64, cause: String)?
     /// The record failures are counted against, until a batch commits offsets past it.

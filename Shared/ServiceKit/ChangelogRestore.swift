@@ -106,8 +106,9 @@ enum ChangelogRestore {
         let clusterID = try clusterID(of: consumer, reading: topic)
         let partition = TopicPartition(topic: topic, partition: number)
         guard try consumer.partitionCounts(of: [topic])[topic] ?? 0 > number else { throw missingPartition(topic: topic, number) }
-        guard let bounds = try consumer.logBounds(of: [partition])[partition], bounds.high > bounds.low else {
-            return Tail(clusterID: clusterID, lastWriter: .nobody, unfinishedRows: 0)
+        let found = try consumer.logBounds(of: [partition])[partition]
+        guard let bounds = found, bounds.high > bounds.low else {
+            return Tail(clusterID: clusterID, lastWriter: .nobody, unfinishedRows: 0, end: found?.high ?? 0)
         }
         var end = bounds.high
         var window: Int64 = 1_024

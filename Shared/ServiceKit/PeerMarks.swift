@@ -227,7 +227,8 @@ public struct PeerMarkBook: Sendable, Equatable {
     /// last one and at least `epoch`: a store restored from a changelog may be a few batches
     /// behind what its last owner published, so the caller gives where the changelog ended
     /// when this owner took it (after the last owner's restart record, which it wrote before
-    /// it published anything).
+    /// it published anything); a new store on another host, without a changelog, starts its
+    /// epochs over, so the caller gives a floor that has grown since the last owner's.
     public mutating func tookOver(atLeast epoch: Int64 = 0) {
         number = PeerMark.Number(epoch: max(number.epoch + 1, epoch), count: 0)
         published = nil

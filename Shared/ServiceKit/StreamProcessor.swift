@@ -123,9 +123,11 @@ public protocol StreamProcessor: AnyObject {
     ///
     /// A service whose tasks are not independent may still keep a store per task, its tasks
     /// waiting for one another through ``PeerMark``s, if its commands to its own tasks go on
-    /// one signed command topic among its sorted inputs, each ranks above the record that
-    /// causes it (same time, higher rank), no chain of such commands is longer than two, and
-    /// its timers send none (the batch refuses those it can see: ``PeerCommandRefused``).
+    /// one signed command topic among its sorted inputs (written by its own tasks and by the
+    /// producers it waits for alone: a record of any other writer is covered by no mark),
+    /// each ranks above the record that causes it (same time, higher rank), no chain of such
+    /// commands is longer than two, and its timers send none (the batch refuses those it can
+    /// see: ``PeerCommandRefused``).
     var tasksAreIndependent: Bool { get }
 
     /// Whether the service keeps figures that span its tasks (a stock, a budget shared by

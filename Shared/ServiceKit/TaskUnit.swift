@@ -262,7 +262,13 @@ final class TaskUnit<Processor: StreamProcessor> {
         for echo in try applier.storedEchoes(partitions) { merger.expectEcho(echo.key, on: echo.partition, now: monotonicMilliseconds()) }
         if peerBook != nil {
             // Published again, in an epoch past what its last owners published (see tookOver).
-            peerBook!.tookOver(atLeast: applier.changelogEndAtTakeOver)
+            // With a changelog, the new epoch is past where it ended. Without one, a task that
+            // moves to another host starts a new store there, whose own epochs start over: the
+            // machine clock's milliseconds (bookkeeping, no rule's decision) keep the new
+            // owner's past the last's as long as the hosts' clocks agree better than the time
+            // between two take-overs.
+            let floor = applier.changelogEndAtTakeOver ?? Int64(Date().timeIntervalSince1970 * 1000)
+            peerBook!.tookOver(atLeast: floor)
             merger.otherTasksBound = peerBook!.bound
         }
         // Rows another instance committed but did not publish (an echo awaited here among them).
