@@ -135,22 +135,21 @@ public final class Batch {
     public func emit(_ event: CloudEvent, to topic: String) throws {
         let event = signedFor(topic, event)
         if refusesSelfCommands && selfTopics[topic] != nil { throw SelfCommandRefused(service: service, topic: topic) }
-        if let partitions = selfTopics[topic], let subject = event.subject {
-            let task = Murmur2Partitioner.partition(of: Array(subject.utf8), partitions: partitions)
-            let key = MergeKey(time: event.time.millis, rank: rank(event.type), id: event.id)
-            // A command to another task's own store is that task's to wait for (its peer
-            // marks); this task waits for its answer (``PeerHold``).
-            if let only = echoesOnlyFor, task != only {
-                try checkPeerCommand(key, topic: topic)
-                try append(topic: topic, key: event.subject, value: event.encoded())
-                peerCommands[task] = min(peerCommands[task] ?? .highest, key)
-                return
-            }
-            try append(topic: topic, key: event.subject, value: event.encoded())
+        guard let partitions = selfTopics[topic], let subject = event.subject else {
+            return try append(topic: topic, key: event.subject, value: event.encoded())
+        }
+        let task = Murmur2Partitioner.partition(of: Array(subject.utf8), partitions: partitions)
+        let key = MergeKey(time: event.time.millis, rank: rank(event.type), id: event.id)
+        // A command to another task's own store is that task's to wait for (its peer marks);
+        // this task waits for its answer (``PeerHold``).
+        let toAnotherTask = echoesOnlyFor.map { $0 != task } ?? false
+        if toAnotherTask { try checkPeerCommand(key, topic: topic) }
+        try append(topic: topic, key: subject, value: event.encoded())
+        if toAnotherTask {
+            peerCommands[task] = min(peerCommands[task] ?? .highest, key)
+        } else {
             try insertEcho.run(.text(event.id), .text(topic), .integer(Int64(task)), .integer(key.time), .integer(Int64(key.rank)))
             echoes.append((key, TopicPartition(topic: topic, partition: task)))
-        } else {
-            try append(topic: topic, key: event.subject, value: event.encoded())
         }
     }
 

@@ -111,6 +111,9 @@ public final class BatchApplier<Processor: StreamProcessor> {
     public var partitionCount: Int32
     /// The task of a task's own store (the `task` layout); nil for the one store of every task.
     public var ownTask: Int32?
+    /// The service's command topic among its inputs, where its tasks' peer marks go and, in a
+    /// task's own store, every command to another task (``StreamProcessor/selfCommandTopics``).
+    public let peerTopic: String?
 
     /// How far ahead of the clock it is measured against an event may be (milliseconds): in
     /// stream mode its task's stream time, or the newest of the store's other tasks or the
@@ -213,6 +216,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
         self.timerMode = timerMode
         self.inboxHorizon = inboxHorizon
         self.partitionCount = partitionCount ?? processor.platform.partitionCount
+        peerTopic = processor.selfCommandTopics.first
         _ = try database.migrate(RuntimeSchema.migrations + processor.migrations)
     }
 
@@ -826,7 +830,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
         batch.personalDataTopics = processor.personalDataTopics
         batch.refusesSelfCommands = processor.tasksAreIndependent
         batch.echoesOnlyFor = ownTask
-        if ownTask != nil { batch.peerTopic = processor.selfCommandTopics.first }
+        if ownTask != nil { batch.peerTopic = peerTopic }
         return batch
     }
 

@@ -83,8 +83,8 @@ enum ChangelogRestore {
         var clusterID: String
         var lastWriter: LastWriter
         var unfinishedRows: Int
-        /// The offset past the partition's last record when it was read (0: empty).
-        var end: Int64 = 0
+        /// The offset past the partition's last record when it was read (0: no partition bounds).
+        var end: Int64
     }
 
     /// Reads the changelog backwards from its end, a window at a time, to its last record of

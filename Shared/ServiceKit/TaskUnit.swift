@@ -46,8 +46,6 @@ final class TaskUnit<Processor: StreamProcessor> {
     private(set) var peerBook: PeerMarkBook?
     /// The peer marks read since the last commit (to store with the offsets past them).
     private var peerMarksChanged = false
-    /// The service's own command topic, on whose other partitions the peer marks go.
-    private let peerTopic: String?
     private var lastFrontierRepair: Int64 = 0
     private var lastMarkCheck: Int64 = 0
 
@@ -85,7 +83,6 @@ final class TaskUnit<Processor: StreamProcessor> {
             serviceTopics: processor.serviceInputTopics, idleMilliseconds: configuration.taskIdleMilliseconds,
             awaitedProducers: configuration.awaitedProducers(declared: processor.upstreamProducers))
         merger.rebuilding = rebuilding
-        peerTopic = processor.selfCommandTopics.first
         if configuration.storePerTask, let task, !processor.tasksAreIndependent {
             peerBook = try applier.storedPeerBook(task: task, tasks: 0..<applier.partitionCount)
         }
@@ -165,7 +162,7 @@ final class TaskUnit<Processor: StreamProcessor> {
                 }
                 if let book = self.peerBook {
                     if let (marks, next) = self.peerMarksToPublish(echoes: batch.echoes, commandsSent: batch.peerCommands),
-                       let topic = self.peerTopic {
+                       let topic = self.applier.peerTopic {
                         for mark in marks { try batch.emit(mark, to: topic, partition: mark.to) }
                         bookPublished = next
                         try self.applier.storePeerBook(next)
@@ -368,7 +365,7 @@ final class TaskUnit<Processor: StreamProcessor> {
         // figures, as this task read them last, hold it): counted here, a lane that other
         // tasks' marks keep a little behind its end would hold every task for ever, each
         // mark putting the next task's lane behind again.
-        var earliest = merger.frontier(of: book.task, unreadCountsNothingOn: peerTopic.map { [$0] } ?? [])
+        var earliest = merger.frontier(of: book.task, unreadCountsNothingOn: applier.peerTopic.map { [$0] } ?? [])
         if let carried = applier.carriedRecord { earliest = min(earliest, MergeKey(of: carried.decoded, record: carried.record)) }
         if let echo = merger.earliestEcho(of: book.task) { earliest = min(earliest, echo) }
         for echo in echoes where echo.partition.partition == book.task { earliest = min(earliest, echo.key) }
