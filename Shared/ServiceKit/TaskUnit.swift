@@ -481,8 +481,12 @@ final class TaskUnit<Processor: StreamProcessor> {
             return
         }
         // After the background checkpointer caught up and stands aside (a batch or two), or
-        // after a second of waiting for it.
-        guard checkpointer.writerMayCheckpoint() else { return }
+        // after a second of waiting for it. A writer faster than the turns would write on
+        // meanwhile: past twice the limit it writes nothing more until it has checkpointed.
+        if !checkpointer.writerMayCheckpoint() {
+            guard Int64(info.st_size) > 2 * configuration.walLimitBytes else { return }
+            while !checkpointer.writerMayCheckpoint() { usleep(1_000) }
+        }
         let result = try applier.database.prepare("PRAGMA wal_checkpoint(PASSIVE)").queryOne { ($0.int64(0), $0.int64(1), $0.int64(2)) }
         guard let (busy, logFrames, copied) = result, busy == 0 else { return }
         if copied < logFrames {
