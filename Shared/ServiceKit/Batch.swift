@@ -62,6 +62,9 @@ public final class Batch {
     /// The key of the input being applied, if any: a command to another task must sort above
     /// it (``PeerCommandRefused``).
     var cause: MergeKey?
+    /// Whether the processor said the input being applied may send another task a command
+    /// (``StreamProcessor/mayCommandOtherTasks(_:)``): the peer marks promised past it if not.
+    var causeMayCommand = true
     private let selfTopics: [String: Int32]
     private let rank: (String) -> Int
     private let insertEcho: Statement
@@ -162,6 +165,7 @@ public final class Batch {
         if let cause, (key.time, key.rank) <= (cause.time, cause.rank) {
             throw PeerCommandRefused(service: service, reason: .notAboveItsCause(command: key, cause: cause))
         }
+        if let cause, !causeMayCommand { throw PeerCommandRefused(service: service, reason: .undeclared(command: key, cause: cause)) }
     }
 
     /// Publishes a progress mark on its task's partition of `topic`, after everything this
@@ -308,6 +312,9 @@ public struct PeerCommandRefused: Error, CustomStringConvertible {
         /// Not sorting above the record that causes it (a later time, or the same time and a
         /// higher rank): the marks promise what sorts above pending input.
         case notAboveItsCause(command: MergeKey, cause: MergeKey)
+        /// Sent by a record the processor said sends none (``StreamProcessor/mayCommandOtherTasks(_:)``),
+        /// which the peer marks had promised past.
+        case undeclared(command: MergeKey, cause: MergeKey)
     }
 
     public var service: String
@@ -323,6 +330,9 @@ public struct PeerCommandRefused: Error, CustomStringConvertible {
         case .notAboveItsCause(let command, let cause):
             return "\(service) sent another task the command \(command.id) at (\(command.time), rank \(command.rank)), which does not sort above "
                 + "its cause \(cause.id) at (\(cause.time), rank \(cause.rank)); with a store per task a command must rank above what causes it"
+        case .undeclared(let command, let cause):
+            return "\(service) sent another task the command \(command.id) while applying \(cause.id), which its processor said sends "
+                + "none (mayCommandOtherTasks); with a store per task its peer marks had promised past that record"
         }
     }
 }

@@ -720,7 +720,8 @@ public final class BatchApplier<Processor: StreamProcessor> {
             fatalError("\(trap.variable): a trap injected on \(record.topicPartition)@\(record.offset)")
         }
         batch.cause = MergeKey(time: input.time.millis, rank: input.rank, id: input.eventID)
-        defer { batch.cause = nil }
+        if batch.echoesOnlyFor != nil { batch.causeMayCommand = processor.mayCommandOtherTasks(input) }
+        defer { batch.cause = nil; batch.causeMayCommand = true }
         do { try processor.apply(input, in: batch) } catch {
             throw failure(error, eventID: input.eventID, on: record)
         }

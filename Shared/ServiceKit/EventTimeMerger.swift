@@ -102,10 +102,15 @@ public struct EventTimeMerger<Item> {
     /// When the bound started holding the merge (for reports and a quicker poll).
     private var heldByOtherTasksSince: Int64?
 
+    /// Which records may send another task a command when applied (nil: every record): a
+    /// task's peer marks promise past the others (``frontier(of:unreadCountsNothingOn:onlyWhatReachesOtherTasks:)``).
+    public var reachesOtherTasks: ((Item) -> Bool)?
+
     struct Entry {
         var key: MergeKey
         var offset: Int64
         var item: Item
+        var reachesOtherTasks = true
     }
 
     /// A partition's buffer of items, in arrival order or sorted by key.
@@ -120,6 +125,7 @@ public struct EventTimeMerger<Item> {
 
         /// Puts an entry in the buffer (its offset already noted).
         func buffer(_ entry: Entry) {
+            if entry.reachesOtherTasks { reachingCount += 1 }
             if isSorted {
                 sorted.insert(entry)
                 if headKey.map({ entry.key < $0 }) ?? true { headKey = entry.key }
@@ -134,11 +140,26 @@ public struct EventTimeMerger<Item> {
             let entry = isSorted ? sorted.removeFirst() : fifo.removeFirst()
             headKey = isSorted ? sorted.firstKey() : fifo.firstKey()
             count -= 1
+            if entry.reachesOtherTasks { reachingCount -= 1 }
             releasedOffsets.insert(entry.offset)
             while let lowest = pendingOffsets.first, releasedOffsets.contains(lowest) {
                 releasedOffsets.remove(pendingOffsets.removeFirst())
             }
             return entry
+        }
+
+        /// The earliest key among buffered entries that may send another task a command, and
+        /// the latest key buffered. A scan, made once a batch for a peer mark, and only of
+        /// lanes that hold such entries or are behind their end.
+        func reachingBounds() -> (earliestReaching: MergeKey?, latest: MergeKey?) {
+            var earliest: MergeKey?
+            var latest: MergeKey?
+            func visit(_ entry: Entry) {
+                if entry.reachesOtherTasks, earliest.map({ entry.key < $0 }) ?? true { earliest = entry.key }
+                if latest.map({ $0 < entry.key }) ?? true { latest = entry.key }
+            }
+            if isSorted { sorted.forEach(visit) } else { fifo.forEach(visit) }
+            return (earliest, latest)
         }
     }
 
@@ -221,9 +242,22 @@ public struct EventTimeMerger<Item> {
     /// are in the store's `echoes`, which the bound reads with the frontiers.
     /// `unreadCountsNothingOn`: topics whose records not read yet are covered otherwise (the
     /// commands other tasks send a task of its own store: their senders' peer marks cover them).
-    public func frontier(of task: Int32, unreadCountsNothingOn covered: Set<String> = []) -> MergeKey {
+    ///
+    /// `onlyWhatReachesOtherTasks`: buffered records that send no other task a command
+    /// (``reachesOtherTasks``) count for nothing, those not read yet from the latest buffered.
+    /// What a task's peer marks promise, which lets tasks whose records seldom reach each other
+    /// run far apart.
+    public func frontier(of task: Int32, unreadCountsNothingOn covered: Set<String> = [], onlyWhatReachesOtherTasks: Bool = false) -> MergeKey {
         var frontier = MergeKey.highest
-        for lane in lanes where lane.partition.partition == task {
+        for (index, lane) in lanes.enumerated() where lane.partition.partition == task {
+            let unreadCounts = !lane.isReadToEnd && !covered.contains(lane.partition.topic)
+            if onlyWhatReachesOtherTasks, lane.count > 0 {
+                guard lane.reachingCount > 0 || unreadCounts else { continue }
+                let (earliest, latest) = bufferedLane(index).reachingBounds()
+                // Records not read yet come after what is buffered.
+                if let bound = earliest ?? (unreadCounts ? latest : nil) { frontier = min(frontier, bound) }
+                continue
+            }
             if let head = lane.headKey {
                 frontier = min(frontier, head)
             } else if !lane.isReadToEnd && !covered.contains(lane.partition.topic) {
@@ -357,7 +391,7 @@ public struct EventTimeMerger<Item> {
     /// is applied where it was the first time, never before the record that caused it.
     public mutating func add(_ item: Item, key: MergeKey, offset: Int64, from partition: TopicPartition, heldUntilSent: Bool = false) {
         guard let index = laneIndex[partition] else { return }
-        let entry = Entry(key: key, offset: offset, item: item)
+        let entry = Entry(key: key, offset: offset, item: item, reachesOtherTasks: reachesOtherTasks?(item) ?? true)
         if let echo = echoes[key.id], echo.partition == partition {
             echoes[key.id] = nil
         } else if heldUntilSent && !sent.contains(key.id) {
@@ -553,6 +587,11 @@ struct FIFO<Element> {
 
     mutating func append(_ element: Element) { storage.append(element) }
 
+    /// Visits the entries, first to last.
+    func forEach(_ body: (Element) -> Void) {
+        for index in head..<storage.count { body(storage[index]) }
+    }
+
     mutating func removeFirst() -> Element {
         let element = storage[head]
         head += 1
@@ -596,6 +635,11 @@ public struct Heap<Element> {
             storage.swapAt(child, parent)
             child = parent
         }
+    }
+
+    /// Visits the elements, in no particular order.
+    public func forEach(_ body: (Element) -> Void) {
+        for element in storage { body(element) }
     }
 
     /// Empties the heap, keeping its storage for what is inserted next.
@@ -663,6 +707,8 @@ class MergeLane {
     /// Entries buffered: kept as the buffer changes, for the same reason as `headKey` (the
     /// buffers are generic, so asking them costs a metadata lookup).
     fileprivate(set) var count = 0
+    /// Of those, entries that may send another task a command.
+    fileprivate(set) var reachingCount = 0
     /// The key of the record handed out next: kept as the buffer changes, because the merge
     /// reads it for every lane on every record.
     fileprivate(set) var headKey: MergeKey?

@@ -130,6 +130,15 @@ public protocol StreamProcessor: AnyObject {
     /// see: ``PeerCommandRefused``).
     var tasksAreIndependent: Bool { get }
 
+    /// Whether applying `input` may send another of the service's tasks a command, itself or
+    /// through what it sets off (records it releases, the command's own answer). With a store
+    /// per task, a task's peer marks promise past its records that cannot, so tasks whose
+    /// records seldom reach each other are not held in step. Saying false of a record that
+    /// does is caught when it sends the command (``PeerCommandRefused``). Called on the loop's
+    /// thread as records arrive, while `apply` may run on a task's: it must read nothing but
+    /// `input` and the processor's immutable settings. Default: every record may.
+    func mayCommandOtherTasks(_ input: Decoded<Body>) -> Bool
+
     /// Whether the service keeps figures that span its tasks (a stock, a budget shared by
     /// every member): a store per task would split them, so the `task` layout is refused.
     var figuresSpanTasks: Bool { get }
@@ -175,6 +184,7 @@ extension StreamProcessor {
     public var upstreamProducers: [String: Set<String>] { [:] }
     public var tasksAreIndependent: Bool { false }
     public var figuresSpanTasks: Bool { false }
+    public func mayCommandOtherTasks(_ input: Decoded<Body>) -> Bool { true }
 
     /// The service's input topics it also sends signed commands to: where its tasks' peer
     /// marks go.

@@ -85,6 +85,11 @@ final class TaskUnit<Processor: StreamProcessor> {
         merger.rebuilding = rebuilding
         if configuration.storePerTask, let task, !processor.tasksAreIndependent {
             peerBook = try applier.storedPeerBook(task: task, tasks: 0..<applier.partitionCount)
+            // Its peer marks promise past the records that reach no other task.
+            merger.reachesOtherTasks = { polled in
+                guard case .success(let input) = polled.decoded, input.isRelevant else { return false }
+                return processor.mayCommandOtherTasks(input)
+            }
         }
         // No gaps: a batch the producer gives up on after retries is a fatal error (the service
         // stops and republishes its outbox in order at the next start) rather than a hole that
@@ -350,9 +355,9 @@ final class TaskUnit<Processor: StreamProcessor> {
 
     /// This task's peer marks to publish, and its book once they are (nil: nothing new to
     /// say, ``PeerMarkBook/publishing(earliestSender:commandsSent:)``). Its own promise is the
-    /// earliest of what its merge holds or awaits (`frontier(of:)`: buffered records, a
-    /// partition behind its end, the producers it waits for), a record carried over to the
-    /// next batch and the commands it sent itself (`echoes`: the batch in hand's, not yet
+    /// earliest of what its merge holds or awaits (`frontier(of:)`: buffered records that may
+    /// send another task a command, a partition behind its end, the producers it waits for),
+    /// such a record carried over to the next batch and the commands it sent itself (`echoes`: the batch in hand's, not yet
     /// known to the merge). Its timers are not counted: they may send other tasks no command
     /// (``PeerCommandRefused``). `commandsSent`: the batch's commands to other tasks.
     private func peerMarksToPublish(
@@ -365,8 +370,11 @@ final class TaskUnit<Processor: StreamProcessor> {
         // figures, as this task read them last, hold it): counted here, a lane that other
         // tasks' marks keep a little behind its end would hold every task for ever, each
         // mark putting the next task's lane behind again.
-        var earliest = merger.frontier(of: book.task, unreadCountsNothingOn: applier.peerTopic.map { [$0] } ?? [])
-        if let carried = applier.carriedRecord { earliest = min(earliest, MergeKey(of: carried.decoded, record: carried.record)) }
+        var earliest = merger.frontier(
+            of: book.task, unreadCountsNothingOn: applier.peerTopic.map { [$0] } ?? [], onlyWhatReachesOtherTasks: true)
+        if let carried = applier.carriedRecord, merger.reachesOtherTasks?(carried) ?? true {
+            earliest = min(earliest, MergeKey(of: carried.decoded, record: carried.record))
+        }
         if let echo = merger.earliestEcho(of: book.task) { earliest = min(earliest, echo) }
         for echo in echoes where echo.partition.partition == book.task { earliest = min(earliest, echo.key) }
         return book.publishing(earliestSender: earliest, commandsSent: commandsSent)

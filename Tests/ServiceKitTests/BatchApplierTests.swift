@@ -291,6 +291,16 @@ import Testing
         } catch {
             #expect("\(error)".contains("a timer of counting sent another task a command on in.b"), "\(error)")
         }
+        // A pass sent by a record the processor said sends none: its peer marks promised past it.
+        let (undeclared, quiet) = try taskZero("undeclared", outputs: "out")
+        quiet.passing = ("in.b", 1)
+        quiet.saidToSendNone = ["u1"]
+        do {
+            _ = try undeclared.apply([polled(quiet, offset: 0, value: countEvent("u1", member: member, n: Int64(away), time: 1_000))])
+            Issue.record("a command from a record said to send none was let through")
+        } catch {
+            #expect("\(error)".contains("while applying u1, which its processor said sends none"), "\(error)")
+        }
         // Totals as commands on an input topic that is not the one the marks go on.
         let (offTopic, stray) = try taskZero("off-topic", outputs: "in.a")
         stray.passing = ("in.b", 1_000_000)

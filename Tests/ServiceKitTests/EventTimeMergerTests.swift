@@ -251,6 +251,39 @@ import Testing
         #expect(merger.heldByOtherTasks(now: 70_003) == nil)
     }
 
+    /// What a task's peer marks promise: the earliest of its records that may send another
+    /// task a command. The others count for nothing, and a partition's records not read yet
+    /// come after its latest buffered one (what it holds for itself is still every record).
+    @Test func aPeerFigureCountsOnlyTheRecordsThatReachOtherTasks() {
+        var merger = EventTimeMerger<String>(topics: ["a", "b", "cmd"], sortedTopics: ["cmd"], idleMilliseconds: 0)
+        merger.reachesOtherTasks = { $0.hasPrefix("send") }
+        merger.assign([a0, b0, c0])
+        merger.markCaughtUp(c0)
+        merger.add("order@10", key: key(10, 1, "o10"), offset: 0, from: a0)
+        merger.add("send@30", key: key(30, 4, "t30"), offset: 1, from: a0)
+        merger.add("order@40", key: key(40, 1, "o40"), offset: 2, from: a0)
+        merger.add("order@20", key: key(20, 1, "o20"), offset: 0, from: b0)
+        merger.add("order@25", key: key(25, 1, "o25"), offset: 1, from: b0)
+        merger.markCaughtUp(a0)
+        merger.markCaughtUp(b0)
+        #expect(merger.frontier(of: 0) == key(10, 1, "o10"), "every record, as before")
+        #expect(merger.frontier(of: 0, onlyWhatReachesOtherTasks: true) == key(30, 4, "t30"))
+        // b0 has records not read yet: they may send, from after its latest buffered on.
+        merger.add("order@26", key: key(26, 1, "o26"), offset: 2, from: b0)
+        #expect(merger.frontier(of: 0, onlyWhatReachesOtherTasks: true) == key(26, 1, "o26"))
+        merger.markCaughtUp(b0)
+        // A command waiting on the sorted partition may send (its answer) too.
+        merger.add("send-cmd@28", key: key(28, 5, "c28"), offset: 0, from: c0)
+        merger.markCaughtUp(c0)
+        #expect(merger.frontier(of: 0, onlyWhatReachesOtherTasks: true) == key(28, 5, "c28"))
+        #expect(drain(&merger) == ["order@10", "order@20", "order@25", "order@26", "send-cmd@28", "send@30", "order@40"])
+        // Nothing left that may send: the task holds no one.
+        #expect(merger.frontier(of: 0, onlyWhatReachesOtherTasks: true) == .highest)
+        // A record read past the end last reported: a0's end is not known, so what follows may send.
+        merger.add("order@50", key: key(50, 1, "o50"), offset: 3, from: a0)
+        #expect(merger.frontier(of: 0, onlyWhatReachesOtherTasks: true) == key(50, 1, "o50"))
+    }
+
     /// What a task's owner commits for the other instances: the earliest record it holds, or
     /// nothing known while a partition has records not read yet or a producer has not promised.
     @Test func aTasksFrontierIsTheEarliestRecordItHasLeft() {

@@ -41,6 +41,9 @@ final class CountingProcessor: StreamProcessor {
     /// With `passing`: a pass that leaves its receiver's total odd bounces back to its sender
     /// as a `count.returned` of 1, ranked above the pass (a chain of two, as a points transfer's).
     var bouncing = false
+    /// Event ids the processor says send no other task a command (``mayCommandOtherTasks(_:)``).
+    var saidToSendNone: Set<String> = []
+    func mayCommandOtherTasks(_ input: Decoded<Body>) -> Bool { !saidToSendNone.contains(input.eventID) }
     /// The threads that decoded records (`pthread_self`).
     let decodingThreads = Mutex<Set<UInt>>([])
     /// Told the thread of every record applied, when set (shared by the processors of a loop's tasks).
