@@ -23,9 +23,9 @@ public final class PointsProcessor: StreamProcessor {
     public let upstreamProducers: [String: Set<String>] = [Topics.pointsCommands.name: ["tiers", "campaigns"]]
     /// Notifications waits for points' progress on the ledger.
     public let progressTopics = [Topics.pointsLedger.name]
-    /// Reward stock spans every member (architecture.md, step 9: to become commands to the
-    /// reward's task).
-    public let figuresSpanTasks = true
+    /// Reward stock spans every member, but is kept by the task of each reward's key and
+    /// reserved by commands to it (architecture.md, "Global figures"): no figure spans tasks.
+    public let figuresSpanTasks = false
     /// Commands only the platform sends, each signed with a command key: from anyone else they
     /// would mint points.
     static let signedTypes: Set<String> = EventType.internalCommands.union([
@@ -136,19 +136,33 @@ public final class PointsProcessor: StreamProcessor {
         return decoded
     }
 
+    /// What sends another member's task a command: a registration (its referrer's reward, and
+    /// the kept events it releases), a transfer and its credit (given back when the recipient is
+    /// unknown), a redemption of a stocked reward and its reservation (answered). Orders,
+    /// engagement, grants and the rest change their member alone.
+    public func mayCommandOtherTasks(_ input: Decoded<PointsRecord>) -> Bool {
+        switch input.body.event.input {
+        case .registered, .transfer, .transferCredit, .stockReservation: true
+        case .redeem(let redemption): rules.program.catalogue[redemption.rewardID]?.stock != nil
+        case .memberUpdated, .memberClosed, .orderPaid, .orderRefunded, .checkedIn, .reviewPosted, .contentShared, .taskCompleted,
+             .grant, .reversal, .referralReward, .cashOffset, .adjust, .openingBalance, .transferReturned, .stockAnswer: false
+        }
+    }
+
     // MARK: Applying
 
     public func apply(_ input: Decoded<PointsRecord>, in batch: Batch) throws {
         let event = input.body.event
+        if case .stockReservation(let reservation) = event.input {
+            return try reserve(reservation, at: event.time, batch)
+        }
         var cached = try load(event.member, batch)
         try loadOrder(named: event.input, into: &cached, batch)
         let wasRegistered = cached.account != nil
         if let rejection = tooEarly(input, registeredAt: cached.account?.registeredAt) {
             return try batch.deadLetter(input.body.consumedRecord, reason: rejection)
         }
-        var stock: Int64?
-        if case .redeem(let redemption) = event.input { stock = try stockLeft(of: redemption.rewardID, batch.database) }
-        let decision = rules.apply(event, to: &cached.account, stockLeft: { _ in stock })
+        let decision = rules.apply(event, to: &cached.account)
         if decision.memberUnknown {
             try park(input, batch)
             return
@@ -156,7 +170,7 @@ public final class PointsProcessor: StreamProcessor {
         try record(decision, into: &cached, batch)
         accounts[event.member] = cached
         if !wasRegistered, cached.account != nil {
-            try applyParkedEvents(of: event.member, batch)
+            try applyParkedEvents(of: event.member, registeredAt: event.time, batch)
         }
     }
 
@@ -306,11 +320,18 @@ public final class PointsProcessor: StreamProcessor {
 
     // MARK: Pieces
 
-    /// Units of a catalogue reward still in stock (nil: unlimited).
-    private func stockLeft(of rewardID: String, _ database: Database) throws -> Int64? {
-        guard let stock = rules.program.catalogue[rewardID]?.stock else { return nil }
-        let taken = try database.prepare("SELECT taken FROM reward_stock WHERE reward_id = ?").queryOne(.text(rewardID)) { $0.int64(0) } ?? 0
-        return stock - taken
+    /// Decides a reservation of a reward this task owns, takes its units, and answers the
+    /// member's task.
+    private func reserve(_ reservation: StockReservation, at time: EventTime, _ batch: Batch) throws {
+        let taken = try batch.database.prepare("SELECT taken FROM reward_stock WHERE reward_id = ?")
+            .queryOne(.text(reservation.rewardID)) { $0.int64(0) } ?? 0
+        let answer = rules.reserve(reservation, taken: taken)
+        if answer.refusal == nil {
+            try batch.database.prepare(
+                "INSERT INTO reward_stock(reward_id, taken) VALUES(?, ?) ON CONFLICT(reward_id) DO UPDATE SET taken = taken + excluded.taken"
+            ).run(.text(reservation.rewardID), .integer(reservation.quantity))
+        }
+        try batch.emit(Self.event(for: .answerStock(member: reservation.member, answer, time: time)), to: Topics.pointsCommands.name)
     }
 
     /// The member's account, from the batch's cache or the store; loaded while applying an
@@ -397,11 +418,6 @@ public final class PointsProcessor: StreamProcessor {
                 ])))
             try batch.emit(event, to: Topics.pointsLedger.name)
         }
-        if !decision.stockTaken.isEmpty {
-            let take = try database.prepare(
-                "INSERT INTO reward_stock(reward_id, taken) VALUES(?, ?) ON CONFLICT(reward_id) DO UPDATE SET taken = taken + excluded.taken")
-            for taken in decision.stockTaken { try take.run(.text(taken.rewardID), .integer(taken.quantity)) }
-        }
         for command in decision.commands {
             try batch.emit(Self.event(for: command), to: Topics.pointsCommands.name)
         }
@@ -447,6 +463,22 @@ public final class PointsProcessor: StreamProcessor {
                 data: .object(JSONObject([
                     "toMemberId": .string(leg.counterpart), "transferId": .string(leg.transferID), "points": .int(leg.points),
                 ])))
+        case .reserveStock(let reservation, let time):
+            return CloudEvent(
+                id: "stock-reservation/\(reservation.requestID)", source: source, type: EventType.stockReservation, time: time,
+                subject: StockReservation.key(of: reservation.rewardID),
+                data: .object(JSONObject([
+                    "rewardId": .string(reservation.rewardID), "quantity": .int(reservation.quantity),
+                    "memberId": .string(reservation.member), "requestId": .string(reservation.requestID),
+                ])))
+        case .answerStock(let member, let answer, let time):
+            var data = JSONObject([
+                "rewardId": .string(answer.rewardID), "quantity": .int(answer.quantity), "requestId": .string(answer.requestID),
+            ])
+            if let refusal = answer.refusal { data["refusal"] = .string(refusal.rawValue) }
+            return CloudEvent(
+                id: "stock-answer/\(answer.requestID)", source: source, type: EventType.stockAnswer, time: time, subject: member,
+                data: .object(data))
         }
     }
 
@@ -468,8 +500,10 @@ public final class PointsProcessor: StreamProcessor {
         return Rejection(code: .memberNotRegistered, detail: MemberLifetime.tooEarlyDetail(event.time, registeredAt: registeredAt, waitHours: waitHours))
     }
 
-    /// Applies the kept events of a member who just registered, in event-time order.
-    private func applyParkedEvents(of member: String, _ batch: Batch) throws {
+    /// Applies the kept events of a member who just registered, in event-time order. What
+    /// they send other tasks leaves at the registration, which causes it (a transfer's credit
+    /// carries the registration's time, not the transfer's).
+    private func applyParkedEvents(of member: String, registeredAt: EventTime, _ batch: Batch) throws {
         for parked in try ParkedRecords.take(member: member, in: batch) {
             // It decoded when it arrived, but the service may have been restarted with other rules since.
             let decoded: Decoded<PointsRecord>
@@ -483,7 +517,8 @@ public final class PointsProcessor: StreamProcessor {
                 try batch.deadLetter(parked, reason: rejection)
                 continue
             }
-            let decision = rules.apply(decoded.body.event, to: &cached.account)
+            var decision = rules.apply(decoded.body.event, to: &cached.account)
+            decision.commands = decision.commands.map { $0.notBefore(registeredAt) }
             try record(decision, into: &cached, batch)
             accounts[member] = cached
         }

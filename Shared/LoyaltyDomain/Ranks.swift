@@ -10,16 +10,16 @@ public enum Rank {
         case EventType.orderRefunded: 2
         case EventType.checkedIn, EventType.reviewPosted, EventType.contentShared, EventType.taskCompleted: 3
         case EventType.pointsGrant, EventType.pointsReverse, EventType.referralReward, EventType.transferCredit,
-             EventType.campaignsReferral: platformCommand
-        case EventType.transferReturned: returnedCommand
+             EventType.campaignsReferral, EventType.stockReservation: platformCommand
+        case EventType.transferReturned, EventType.stockAnswer: returnedCommand
         default: 4  // the shop's points requests and commands
         }
     }
 
-    /// The platform's own commands (grants, reversals, transfer legs, referrals).
+    /// The platform's own commands (grants, reversals, transfer legs, referrals, reservations of stock).
     public static let platformCommand = 5
     /// A command sent because of another platform command (a transfer's credit refused and
-    /// given back): above it, so that whatever a record causes sorts after the record, which
+    /// given back, a reservation of stock answered): above it, so that whatever a record causes sorts after the record, which
     /// tasks on their own stores rely on to wait for each other at equal times
     /// (architecture.md, step 9).
     public static let returnedCommand = 6

@@ -71,5 +71,37 @@ extension EndToEnd {
             #expect(missing.isEmpty && extra.isEmpty, "missing \(missing.prefix(20)), extra \(extra.prefix(20))")
             #expect(differences.isEmpty, "\(differences.prefix(2))")
         }
+
+        /// Points with a store per task across hosts that share only Kafka: a second host joins
+        /// with a data directory of its own and takes some tasks, the first host is lost (killed,
+        /// its directory deleted, a new instance started with an empty one), and the second
+        /// leaves, its tasks restored on the first from the changelog. Reward stock, transfers
+        /// and referrals cross tasks as commands. The ledger equals one store's undisturbed run.
+        @Test func pointsWithAStorePerTaskOnHostsThatShareOnlyKafkaPublishTheLedgerOfOneStore() throws {
+            let scenario = YearScenario(members: 60, seed: 31)
+            let expected = try PointsReplay.run(scenario.records, inputs: scenario.events.count)
+            #expect(expected.events.contains { $0.data["details"]?["reward"]?.stringValue == "tea-set" }, "the year redeems stocked rewards")
+            let timeline = PointsFaultTests.Timeline(total: scenario.events.count, [
+                (0.2, { try $0.startExtraHost() }),
+                (0.45, { try $0.loseMainHostAndStartAfresh() }),
+                (0.7, { $0.stopExtra() }),
+            ])
+            var restores = 0
+            let disturbed = try PointsReplay.run(
+                scenario.records, inputs: scenario.events.count,
+                settings: ["LOYALTY_STORE_LAYOUT": "task", "LOYALTY_THREADS": "2", "LOYALTY_CHANGELOG": "on"]
+            ) {
+                try timeline.advance($0, applied: $1)
+            } afterStop: { run in
+                for name in try FileManager.default.contentsOfDirectory(atPath: run.directory.path) where name.hasSuffix(".log") {
+                    let log = try String(contentsOf: run.directory.appendingPathComponent(name), encoding: .utf8)
+                    restores += log.split(separator: "\n").filter { $0.contains("restored the store from the changelog") }.count
+                }
+            }
+            #expect(timeline.isDone, "the host joined, was lost, and the other left")
+            #expect(restores > 0, "tasks moved to hosts without their stores and were restored")
+            let differences = try PointsReplay.distinctDifferences(expected, disturbed)
+            #expect(differences.isEmpty, "\(differences.prefix(2))")
+        }
     }
 }

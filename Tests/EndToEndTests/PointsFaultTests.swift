@@ -72,10 +72,14 @@ extension EndToEnd {
 
         /// Replays the year with `disturbance` acting on it, and compares the ledger with the
         /// undisturbed run's, counting a record published twice with the same bytes once.
-        func expectSameLedger(_ steps: [(Double, (PointsReplay.Run) throws -> Void)], _ what: Comment, knownIssue: Comment? = nil) throws {
+        func expectSameLedger(
+            _ steps: [(Double, (PointsReplay.Run) throws -> Void)], _ what: Comment, settings: [String: String] = [:], knownIssue: Comment? = nil
+        ) throws {
             let expected = try undisturbed()
             let timeline = Timeline(total: Self.scenario.events.count, steps)
-            let disturbed = try PointsReplay.run(Self.scenario.records, inputs: Self.scenario.events.count) { try timeline.advance($0, applied: $1) }
+            let disturbed = try PointsReplay.run(Self.scenario.records, inputs: Self.scenario.events.count, settings: settings) {
+                try timeline.advance($0, applied: $1)
+            }
             #expect(timeline.isDone, "every disturbance happened")
             let differences = try PointsReplay.distinctDifferences(expected, disturbed)
             if let knownIssue {
@@ -113,6 +117,20 @@ extension EndToEnd {
                 (0.55, { $0.stopExtra() }),
                 (0.60, { $0.stopExtra() }),
             ], "rebalances")
+        }
+
+        /// A store per task (`LOYALTY_STORE_LAYOUT=task`) on two threads, with instances joining
+        /// and leaving: the tasks no longer share a store or a merge, a transfer credit or a
+        /// reservation of reward stock reaches the task that owns it through Kafka, and the
+        /// tasks wait for one another through their peer marks alone. The ledger is the one
+        /// store's, byte for byte.
+        @Test func aStorePerTaskOnTwoThreadsPublishesTheLedgerOfOneStore() throws {
+            try expectSameLedger([
+                (0.10, { try $0.startExtra() }),
+                (0.30, { try $0.startExtra() }),
+                (0.45, { $0.stopExtra() }),
+                (0.60, { $0.stopExtra() }),
+            ], "a store per task", settings: ["LOYALTY_STORE_LAYOUT": "task", "LOYALTY_THREADS": "2"])
         }
     }
 }

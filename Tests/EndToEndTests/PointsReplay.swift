@@ -21,6 +21,9 @@ enum PointsReplay {
         let directory: URL
         private(set) var main: ServiceProcess
         private(set) var extras: [ServiceProcess] = []
+        /// The data directories of the extra instances, in their order: the main one's for an
+        /// instance beside it, one of its own for an instance on another host.
+        private(set) var extraDirectories: [URL] = []
         private var started = 0
         /// How many times the main instance's host was lost (its data directory deleted).
         private(set) var hostsLost = 0
@@ -55,12 +58,33 @@ enum PointsReplay {
             let extra = ServiceProcess(name: "points", environment: environment, log: directory.appendingPathComponent("points-extra-\(started).log"))
             try extra.start()
             extras.append(extra)
+            extraDirectories.append(directory)
+        }
+
+        /// Starts another instance on a host of its own: a data directory that shares nothing
+        /// with the main one's (beside it, named after it), so its tasks come from Kafka alone.
+        func startExtraHost() throws {
+            started += 1
+            let own = directory.deletingLastPathComponent().appendingPathComponent("\(directory.lastPathComponent)-host-\(started)")
+            try FileManager.default.createDirectory(at: own, withIntermediateDirectories: true)
+            let extra = ServiceProcess(
+                name: "points", environment: environment.merging(["LOYALTY_DATA_DIR": own.path]) { $1 },
+                log: directory.appendingPathComponent("points-host-\(started).log"))
+            try extra.start()
+            extras.append(extra)
+            extraDirectories.append(own)
         }
 
         /// Stops the oldest extra instance gracefully: the group rebalances again.
         func stopExtra() {
             guard !extras.isEmpty else { return }
+            extraDirectories.removeFirst()
             #expect(extras.removeFirst().stop() == 0, "an extra instance stops cleanly")
+        }
+
+        /// Where the running instances keep their stores, each once.
+        var dataDirectories: [URL] {
+            [directory] + extraDirectories.filter { $0 != directory }
         }
 
         func stopAll() {
@@ -78,7 +102,14 @@ enum PointsReplay {
         afterStop: ((Run) throws -> Void)? = nil
     ) throws -> Result {
         let directory = try temporaryDirectory("points-replay")
-        defer { if ProcessInfo.processInfo.environment["KEEP_TEST_STATE"] == nil { try? FileManager.default.removeItem(at: directory) } }
+        defer {
+            if ProcessInfo.processInfo.environment["KEEP_TEST_STATE"] == nil {
+                for name in (try? FileManager.default.contentsOfDirectory(atPath: directory.deletingLastPathComponent().path)) ?? []
+                where name.hasPrefix(directory.lastPathComponent) {
+                    try? FileManager.default.removeItem(at: directory.deletingLastPathComponent().appendingPathComponent(name))
+                }
+            }
+        }
         let broker = try EmbeddedBroker(topics: Topics.all)
         let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
         for (index, record) in records.enumerated() {
@@ -99,23 +130,23 @@ enum PointsReplay {
         defer { reader.close() }
         let run = Run(broker: broker, environment: environment, directory: directory)
         try run.main.start()
-        let storePath = directory.appendingPathComponent("points.sqlite").path
-        var database = try Database(DatabaseConfiguration(path: storePath))
-        func count(_ table: String) -> Int64? { try? database.prepare("SELECT COUNT(*) FROM \(table)").queryOne(row: { $0.int64(0) }) }
+        // Counted over the store, or the task stores, of every running instance (a lost host's
+        // stores are gone, and its successor's count from where they were restored).
+        func count(_ sql: String) -> Int64? {
+            var total: Int64 = 0
+            for directory in run.dataDirectories {
+                let part = serviceCount(in: directory, "points", sql)
+                guard part >= 0 else { return nil }
+                total += part
+            }
+            return total
+        }
         let deadline = Date().addingTimeInterval(seconds)
         var last: Int64 = -1
-        var hostsLost = 0
         while Date() < deadline {
             reader.poll(milliseconds: 1_000)
-            // A lost host's store is gone: read the one its successor makes.
-            if run.hostsLost != hostsLost {
-                database.close()
-                guard FileManager.default.fileExists(atPath: storePath) else { continue }
-                database = try Database(DatabaseConfiguration(path: storePath))
-                hostsLost = run.hostsLost
-            }
-            guard let applied = try? database.prepare("SELECT COALESCE(SUM(applied), 0) FROM task_clock").queryOne(row: { $0.int64(0) }),
-                  let unsent = count("outbox"), let echoes = count("echoes") else { continue }
+            guard let applied = count("SELECT COALESCE(SUM(applied), 0) FROM task_clock"),
+                  let unsent = count("SELECT COUNT(*) FROM outbox"), let echoes = count("SELECT COUNT(*) FROM echoes") else { continue }
             try disturb?(run, applied)
             if applied >= Int64(inputs) && unsent == 0 && echoes == 0 && applied == last && run.extras.isEmpty { break }
             last = applied

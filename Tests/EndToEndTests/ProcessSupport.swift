@@ -142,7 +142,9 @@ final class TopicReader: RebalanceListener {
 /// (`LOYALTY_STORE_LAYOUT=task`), the sum of the count over the task stores.
 func serviceCount(in directory: URL, _ service: String, _ sql: String) -> Int64 {
     func count(_ file: String) -> Int64 {
-        guard let database = try? Database(DatabaseConfiguration(path: directory.appendingPathComponent(file).path)) else { return -1 }
+        // Never made here: a file the service has not made yet would be one of the wrong layout.
+        let path = directory.appendingPathComponent(file).path
+        guard FileManager.default.fileExists(atPath: path), let database = try? Database(DatabaseConfiguration(path: path)) else { return -1 }
         return (try? database.prepare(sql).queryOne(row: { $0.int64(0) })) ?? -1
     }
     let taskStores = serviceTaskStores(in: directory, service)

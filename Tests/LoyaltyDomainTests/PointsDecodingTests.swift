@@ -220,6 +220,19 @@ private func expectInvalid(
         inDebt.lots.removeAll { !$0.pending }
         inDebt.balance = Balance(available: 0, pending: inDebt.lots.reduce(0) { $0 + $1.remaining }, debt: 12)
         #expect(try PointsAccount.decode(inDebt.encoded()) == inDebt)
+
+        // Redemptions waiting for their reward's task, after everything else: an account
+        // without any has the bytes it had before they existed.
+        var holding = account
+        holding.heldRedemptions = [
+            HeldRedemption(requestID: "r1", time: at("2026-03-22T10:00:00+08:00"), rewardID: "tea-set", source: "goods", quantity: 2, points: 6_000),
+            HeldRedemption(requestID: "r2", time: at("2026-03-22T10:00:00+08:00"), rewardID: "mug", source: "goods", quantity: 1, points: 900),
+        ]
+        let holdingBytes = holding.encoded()
+        #expect(try PointsAccount.decode(holdingBytes) == holding)
+        #expect(Array(holdingBytes.prefix(bytes.count)) == bytes)
+        #expect(throws: CompactFormError.self) { try PointsAccount.decode(holdingBytes + [0]) }
+        #expect(throws: CompactFormError.self) { try PointsAccount.decode(Array(holdingBytes.dropLast())) }
     }
 
     @Test func freshAccountRoundTrips() throws {

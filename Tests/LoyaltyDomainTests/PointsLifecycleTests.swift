@@ -35,9 +35,10 @@ private func refusedReason(
     _ step: (inout PointsHarness) -> PointsDecision
 ) -> String? {
     let before = m.account
+    let takenBefore = m.unitsTaken
     let decision = step(&m)
+    #expect(m.unitsTaken == takenBefore, "a refusal takes no stock", sourceLocation: sourceLocation)
     let refusal = onlyRefusal(decision, sourceLocation: sourceLocation)
-    #expect(decision.stockTaken.isEmpty, sourceLocation: sourceLocation)
     #expect(decision.inactivityDue == nil, sourceLocation: sourceLocation)
     #expect(m.account == before, "a refusal changes nothing", sourceLocation: sourceLocation)
     #expect(refusal?.subject == subject, sourceLocation: sourceLocation)
@@ -123,7 +124,7 @@ private func refusedReason(
         #expect(entry.balanceAfter == Balance(available: 1_000, pending: 0, debt: 0))
         #expect(entry.details.contains { $0.key == "reward" && $0.value == "tea-set" })
         #expect(entry.details.contains { $0.key == "quantity" && $0.value == "2" })
-        #expect(tea.stockTaken == [StockTaken(rewardID: "tea-set", quantity: 2)])
+        #expect(m.unitsTaken == ["tea-set": 2])
         #expect(tea.commands.isEmpty)
         #expect(m.acct.lifetime.redeemed == 6_000)
         #expect(m.lot("L1")?.remaining == 1_000)
@@ -132,10 +133,10 @@ private func refusedReason(
         let express = m.redeem("express-delivery", at: "2026-03-03T10:00:00+08:00")
         #expect(onlyEntry(express)?.points == -500)
         #expect(onlyEntry(express)?.kind == .redeemed)
-        #expect(express.stockTaken.isEmpty)
+
         let tree = m.redeem("plant-a-tree", at: "2026-03-04T10:00:00+08:00")  // a charity donation
         #expect(onlyEntry(tree)?.points == -100)
-        #expect(tree.stockTaken.isEmpty)
+        #expect(m.unitsTaken == ["tea-set": 2])
 
         #expect(m.balance == Balance(available: 400, pending: 0, debt: 0))  // 7000 − 6000 − 500 − 100
         #expect(m.acct.lifetime.redeemed == 6_600)
@@ -193,23 +194,106 @@ private func refusedReason(
         // Exactly what is left may be taken.
         let two = m.redeem("tea-set", quantity: 2, at: "2026-03-02T10:00:00+08:00", stockLeft: { _ in 2 })
         #expect(onlyEntry(two)?.points == -6_000)
-        #expect(two.stockTaken == [StockTaken(rewardID: "tea-set", quantity: 2)])
-        // Nothing known of the stock left: the program stock (200 in the reference).
+        #expect(m.unitsTaken == ["tea-set": 2])
+        // Otherwise the reward's task counts from the program's stock (200 in the reference) what it gave out.
         let fromProgram = m.redeem("tea-set", at: "2026-03-03T10:00:00+08:00")
         #expect(onlyEntry(fromProgram)?.points == -3_000)
-        #expect(fromProgram.stockTaken == [StockTaken(rewardID: "tea-set", quantity: 1)])
+        #expect(m.unitsTaken == ["tea-set": 3])
 
         // A program stock of 1: 2 units are out of stock, 1 is not.
         var l = rich(limited)
         #expect(refusedReason(&l, subject: "redemption", redeem(2, stock: nil)) == "out-of-stock")
         let one = l.redeem("tea-set", at: "2026-03-02T10:00:00+08:00")
         #expect(onlyEntry(one)?.points == -3_000)
-        #expect(one.stockTaken == [StockTaken(rewardID: "tea-set", quantity: 1)])
+        #expect(l.unitsTaken == ["tea-set": 1])
         // A reward without stock is unlimited.
         let coupons = l.redeem("coupon-20", quantity: 5, at: "2026-03-03T10:00:00+08:00")
         #expect(onlyEntry(coupons)?.points == -10_000)
-        #expect(coupons.stockTaken.isEmpty)
+        #expect(l.unitsTaken == ["tea-set": 1])
         #expect(l.balance == Balance(available: 7_000, pending: 0, debt: 0))  // 20000 − 3000 − 10000
+    }
+
+    // MARK: Reward stock, reserved from the reward's task
+
+    @Test func aStockedRewardsPointsAreSetAsideUntilItsTaskAnswersAndOnlyThenSpentOrRefused() throws {
+        var m = PointsHarness.registered(at: "2026-01-01T09:00:00+08:00", rules: try referenceRules())
+        m.checkEveryStep = true
+        m.earnAtOnce(7_000, at: "2026-03-01T10:00:00+08:00")
+        let before = m.balance
+        let asked = m.apply(.redeem(Redemption(rewardID: "tea-set", quantity: 2)), at: "2026-03-02T10:00:00+08:00", id: "r1")
+        // Nothing is decided yet: no entry, no refusal, the balance as it was; one reservation
+        // to the reward's key, at the request's time.
+        #expect(asked.entries.isEmpty && asked.refusals.isEmpty)
+        #expect(asked.commands == [.reserveStock(
+            StockReservation(rewardID: "tea-set", quantity: 2, member: "m1", requestID: "r1"), time: at("2026-03-02T10:00:00+08:00"))])
+        #expect(StockReservation.key(of: "tea-set") == "reward/tea-set")
+        #expect(m.balance == before)
+        #expect(m.acct.spendable == 1_000)
+        // A request of the same instant sees the 6,000 gone: whatever it spends is refused
+        // beyond 1,000, and an unlimited reward is spent at once from what is left.
+        #expect(onlyRefusal(m.apply(.redeem(Redemption(rewardID: "coupon-20")), at: "2026-03-02T10:00:00+08:00", id: "r2"))?.reason == .insufficientBalance)
+        #expect(onlyRefusal(m.cashOffset(1_001, order: "o9", orderMinor: 1_000_000, at: "2026-03-02T10:00:00+08:00"))?.reason == .insufficientBalance)
+        #expect(onlyRefusal(m.transfer(1_001, to: "m2", at: "2026-03-02T10:00:00+08:00"))?.reason == .insufficientBalance)
+        #expect(onlyEntry(m.apply(.redeem(Redemption(rewardID: "express-delivery")), at: "2026-03-02T10:00:00+08:00", id: "r3"))?.points == -500)
+        #expect(m.acct.spendable == 500)
+
+        // Granted: the entry is the request's, as if decided when asked.
+        let granted = m.deliver(.answerStock(
+            member: "m1", StockAnswer(rewardID: "tea-set", quantity: 2, requestID: "r1", refusal: nil), time: at("2026-03-02T10:00:00+08:00")))
+        let entry = try #require(onlyEntry(granted))
+        #expect(entry.kind == .redeemed && entry.causeID == "r1" && entry.points == -6_000)
+        #expect(entry.time == at("2026-03-02T10:00:00+08:00"))
+        #expect(entry.details.contains { $0.key == "reward" && $0.value == "tea-set" })
+        #expect(m.balance == Balance(available: 500, pending: 0, debt: 0))
+        #expect(m.acct.heldRedemptions.isEmpty && m.acct.spendable == 500)
+        #expect(m.acct.lifetime.redeemed == 6_500)
+        // An answer again (its request answered already) changes nothing.
+        let account = m.account
+        let again = m.deliver(.answerStock(
+            member: "m1", StockAnswer(rewardID: "tea-set", quantity: 2, requestID: "r1", refusal: nil), time: at("2026-03-02T10:00:00+08:00")))
+        #expect(again == PointsDecision() && m.account == account)
+
+        // Refused: the points are spendable again, and the refusal is the request's.
+        m.earnAtOnce(3_000, at: "2026-03-03T09:00:00+08:00")
+        m.apply(.redeem(Redemption(rewardID: "tea-set")), at: "2026-03-03T10:00:00+08:00", id: "r4")
+        #expect(m.acct.spendable == 500)
+        let refused = try #require(onlyRefusal(m.deliver(.answerStock(
+            member: "m1", StockAnswer(rewardID: "tea-set", quantity: 1, requestID: "r4", refusal: .outOfStock), time: at("2026-03-03T10:00:00+08:00")))))
+        #expect(refused.reason == .outOfStock && refused.causeID == "r4" && refused.id == "r4/refused" && refused.detail == "tea-set")
+        #expect(refused.subject == "redemption" && refused.time == at("2026-03-03T10:00:00+08:00"))
+        #expect(m.acct.spendable == 3_500 && m.balance == Balance(available: 3_500, pending: 0, debt: 0))
+        m.checkLifecycleInvariants()
+    }
+
+    @Test func whatIsTakenAtTheInstantBetweenAskingAndAnswerBecomesDebtAsHadTheRedemptionComeFirst() throws {
+        var m = PointsHarness.registered(at: "2026-01-01T09:00:00+08:00", rules: try referenceRules())
+        m.earnAtOnce(3_000, at: "2026-03-01T10:00:00+08:00")
+        m.apply(.redeem(Redemption(rewardID: "tea-set")), at: "2026-03-02T10:00:00+08:00", id: "r1")
+        // An operator's correction of the same instant takes 2,000 of the 3,000 set aside.
+        m.adjust(-2_000, reason: "duplicate credit", at: "2026-03-02T10:00:00+08:00")
+        let granted = m.deliver(.answerStock(
+            member: "m1", StockAnswer(rewardID: "tea-set", quantity: 1, requestID: "r1", refusal: nil), time: at("2026-03-02T10:00:00+08:00")))
+        #expect(onlyEntry(granted)?.points == -3_000)
+        #expect(m.balance == Balance(available: 0, pending: 0, debt: 2_000))
+        m.checkLifecycleInvariants()
+    }
+
+    @Test func aRewardsTaskGivesUnitsWhileTheProgramsStockLasts() throws {
+        var program = try referenceProgram()
+        program.catalogue["tea-set"]?.stock = 3
+        let rules = PointsRules(program: program)
+        func ask(_ reward: String, _ quantity: Int64, taken: Int64) -> ReasonCode? {
+            rules.reserve(StockReservation(rewardID: reward, quantity: quantity, member: "m1", requestID: "r1"), taken: taken).refusal
+        }
+        #expect(ask("tea-set", 3, taken: 0) == nil)
+        #expect(ask("tea-set", 1, taken: 2) == nil)
+        #expect(ask("tea-set", 2, taken: 2) == .outOfStock)
+        #expect(ask("tea-set", 1, taken: 3) == .outOfStock)
+        // A reward the program no longer lists, or no longer limits, since it was asked for.
+        #expect(ask("retired-reward", 1, taken: 0) == .unknownReward)
+        #expect(ask("coupon-20", 1_000, taken: 5_000) == nil)
+        let answer = rules.reserve(StockReservation(rewardID: "tea-set", quantity: 2, member: "m1", requestID: "r9"), taken: 0)
+        #expect(answer == StockAnswer(rewardID: "tea-set", quantity: 2, requestID: "r9", refusal: nil))
     }
 
     // MARK: Cash offset

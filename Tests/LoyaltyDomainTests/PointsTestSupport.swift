@@ -34,6 +34,8 @@ struct PointsHarness {
     var refusals: [Refusal] = []
     var releases: [PendingRelease] = []
     var commands: [PointsCommand] = []
+    /// Units of stocked rewards given out by `redeem`'s round trips, by reward.
+    var unitsTaken: [String: Int64] = [:]
     private var counter = 0
     /// When set, `checkInvariants` runs after every step.
     var checkEveryStep = false
@@ -212,26 +214,32 @@ func onlyEntry(_ decision: PointsDecision, sourceLocation: SourceLocation = #_so
 // MARK: Spending, expiry and inactivity
 
 extension PointsHarness {
-    /// Applies `input` at `time`, telling the rules how many units of a reward are left.
-    @discardableResult
-    mutating func apply(_ input: PointsInput, at time: String, id: String? = nil, stockLeft: (String) -> Int64?) -> PointsDecision {
-        counter += 1
-        let event = PointsEvent(id: id ?? "e\(counter)", time: at(time), member: member, input: input)
-        let decision = rules.apply(event, to: &account, stockLeft: stockLeft)
-        record(decision)
-        return decision
-    }
-
     /// Points available at once, as one lot: a campaign reward of `points` granted at `time`.
     @discardableResult
     mutating func earnAtOnce(_ points: Int64, at time: String) -> PointsDecision {
         grant(.campaignReward, points, campaign: "test-credit", at: time)
     }
 
+    /// A redemption, and for a stocked reward its round trip as the service makes it: the
+    /// reservation decided by the reward's task (with `stockLeft` units left, or else the
+    /// program's stock less what this harness gave out) and its answer applied. The decision
+    /// returned is the two together, without the reservation.
     @discardableResult
     mutating func redeem(_ rewardID: String, quantity: Int64 = 1, at time: String, id: String? = nil,
                          stockLeft: (String) -> Int64? = { _ in nil }) -> PointsDecision {
-        apply(.redeem(Redemption(rewardID: rewardID, quantity: quantity)), at: time, id: id, stockLeft: stockLeft)
+        var decision = apply(.redeem(Redemption(rewardID: rewardID, quantity: quantity)), at: time, id: id)
+        guard case .reserveStock(let reservation, let reservedAt)? = decision.commands.first else { return decision }
+        decision.commands.removeFirst()
+        commands.removeLast()
+        let stock = rules.program.catalogue[reservation.rewardID]?.stock ?? 0
+        let taken = stockLeft(reservation.rewardID).map { stock - $0 } ?? unitsTaken[reservation.rewardID, default: 0]
+        let answer = rules.reserve(reservation, taken: taken)
+        if answer.refusal == nil { unitsTaken[reservation.rewardID, default: 0] += reservation.quantity }
+        let answered = apply(.stockAnswer(answer), at: reservedAt, id: "stock-answer/\(reservation.requestID)")
+        decision.entries += answered.entries
+        decision.refusals += answered.refusals
+        decision.commands += answered.commands
+        return decision
     }
 
     @discardableResult
@@ -263,6 +271,12 @@ extension PointsHarness {
         case .referralReward(let referrer, let reward, let time):
             #expect(referrer == member, sourceLocation: sourceLocation)
             return apply(.referralReward(reward), at: time)
+        case .answerStock(let asker, let answer, let time):
+            #expect(asker == member, sourceLocation: sourceLocation)
+            return apply(.stockAnswer(answer), at: time, id: "stock-answer/\(answer.requestID)")
+        case .reserveStock:
+            Issue.record("a reservation goes to its reward's task, not to a member", sourceLocation: sourceLocation)
+            return PointsDecision()
         }
     }
 

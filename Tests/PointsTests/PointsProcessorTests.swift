@@ -207,6 +207,85 @@ import Testing
         #expect(applied.contains { $0.event.id == "g3/campaign-reward" })
     }
 
+    @Test func aStockedRewardIsReservedFromItsRewardsTaskAndRedeemedOnlyOnItsAnswer() throws {
+        let harness = try Harness()
+        func opening(_ member: String, _ points: Int64, at time: String) throws -> CloudEvent {
+            harness.keys.sign(try event("open-\(member)", EventType.openingBalance, member, time, [
+                "system": "old-crm", "operator": "migration-1",
+                "lots": [["points": .int(points), "expiresAt": "2028-01-01T00:00:00+08:00"]],
+            ]).withSource("loyalty/cli"))
+        }
+        func commands(_ out: [(topic: String, event: CloudEvent)]) -> [CloudEvent] {
+            out.filter { $0.topic == Topics.pointsCommands.name }.map(\.event)
+        }
+        try harness.apply([
+            try event("ra", EventType.memberRegistered, "ann", "2026-03-01T09:00:00+08:00"),
+            try event("rb", EventType.memberRegistered, "ben", "2026-03-01T09:00:00+08:00"),
+            try opening("ann", 700_000, at: "2026-03-01T10:00:00+08:00"), try opening("ben", 10_000, at: "2026-03-01T10:00:00+08:00"),
+        ])
+        // Two requests of one instant for 201 of the 200 tea sets: each sets its points aside
+        // and asks the reward's task; nothing is spent or refused yet.
+        let asked = try harness.apply([
+            try event("x1", EventType.redeem, "ann", "2026-03-02T10:00:00+08:00", ["rewardId": "tea-set", "quantity": 199]),
+            try event("x2", EventType.redeem, "ben", "2026-03-02T10:00:00+08:00", ["rewardId": "tea-set", "quantity": 2]),
+        ])
+        #expect(!asked.contains { $0.topic == Topics.pointsLedger.name })
+        let reservations = commands(asked)
+        #expect(reservations.map(\.type) == [EventType.stockReservation, EventType.stockReservation])
+        #expect(reservations.map(\.id) == ["stock-reservation/x1", "stock-reservation/x2"])
+        #expect(reservations.allSatisfy { $0.subject == "reward/tea-set" && $0.time.rfc3339 == "2026-03-02T02:00:00.000Z" })
+        #expect(reservations[0].data["memberId"]?.stringValue == "ann" && reservations[0].data["quantity"]?.int64Value == 199)
+        #expect(try harness.count("SELECT COUNT(*) FROM reward_stock") == 0)
+
+        // The reward's task gives the units in the order of its reservations.
+        let answers = commands(try harness.apply(reservations))
+        #expect(answers.map(\.id) == ["stock-answer/x1", "stock-answer/x2"])
+        #expect(answers.map(\.subject) == ["ann", "ben"])
+        #expect(answers[0].data["refusal"] == nil)
+        #expect(answers[1].data["refusal"]?.stringValue == "out-of-stock")
+        #expect(try harness.count("SELECT taken FROM reward_stock WHERE reward_id = 'tea-set'") == 199)
+        #expect(commands(try harness.apply(reservations)).isEmpty, "a reservation read again is applied once")
+
+        // The member's task spends on a grant and gives back on a refusal, as of the request.
+        let settled = try harness.apply(answers)
+        let entry = try #require(settled.first { $0.topic == Topics.pointsLedger.name && $0.event.type != "points.refused" }?.event)
+        #expect(entry.subject == "ann" && entry.data["causeId"]?.stringValue == "x1" && entry.data["points"]?.int64Value == -597_000)
+        #expect(entry.time.rfc3339 == "2026-03-02T02:00:00.000Z")
+        let refusal = try #require(settled.first { $0.event.type == "points.refused" }?.event)
+        #expect(refusal.id == "x2/refused" && refusal.subject == "ben" && refusal.data["reason"]?.stringValue == "out-of-stock")
+        #expect(try harness.count("SELECT available FROM accounts WHERE member = 'ann'") == 103_000)
+        #expect(try harness.count("SELECT available FROM accounts WHERE member = 'ben'") == 10_000)
+        #expect(try harness.count("SELECT COUNT(*) FROM ledger WHERE member = 'ben'") == 1, "the opening balance alone")
+
+        // Only the points service reserves or answers, signed.
+        for forged in [answers[1].withSource("shop"), reservations[1].withSource("loyalty/points")] {
+            let out = try harness.apply([CloudEvent(
+                id: forged.id + "-again", source: forged.source, type: forged.type, time: forged.time, subject: forged.subject, data: forged.data)])
+            #expect(["forbidden-source", "unauthenticated-command"].contains(out.first { $0.topic == Topics.deadLetters.name }?.event.data["reason"]?.stringValue))
+        }
+        #expect(try harness.count("SELECT taken FROM reward_stock WHERE reward_id = 'tea-set'") == 199)
+    }
+
+    @Test func aCommandAKeptEventSendsLeavesAtItsMembersRegistration() throws {
+        let harness = try Harness()
+        try harness.apply([
+            harness.keys.sign(try event("open", EventType.openingBalance, "cara", "2026-03-02T09:00:00+08:00", [
+                "system": "old-crm", "operator": "migration-1", "lots": [["points": 5_000, "expiresAt": "2028-01-01T00:00:00+08:00"]],
+            ]).withSource("loyalty/cli")),
+            try event("x1", EventType.redeem, "cara", "2026-03-02T10:00:00+08:00", ["rewardId": "tea-set"]),
+            try event("t1", EventType.transfer, "cara", "2026-03-02T10:05:00+08:00", ["toMemberId": "dan", "points": 100]),
+        ])
+        let registered = try harness.apply([try event("rc", EventType.memberRegistered, "cara", "2026-03-02T12:00:00+08:00")])
+        let sent = registered.filter { $0.topic == Topics.pointsCommands.name }.map(\.event)
+        #expect(sent.map(\.id) == ["stock-reservation/x1", "transfer-credit/t1"])
+        // Both sort after the registration that sends them, not at the requests' times.
+        #expect(sent.allSatisfy { $0.time.rfc3339 == "2026-03-02T04:00:00.000Z" })
+        // The transfer's debit keeps its own time; the tea set's points wait for its answer.
+        let debit = try #require(registered.first { $0.topic == Topics.pointsLedger.name && $0.event.data["causeId"]?.stringValue == "t1" }?.event)
+        #expect(debit.time.rfc3339 == "2026-03-02T02:05:00.000Z")
+        #expect(try harness.count("SELECT available FROM accounts WHERE member = 'cara'") == 4_900)
+    }
+
     @Test func adjustmentsNameTheirOperatorAndStayWithinTheLimit() throws {
         let harness = try Harness()
         try harness.apply([try event("r", EventType.memberRegistered, "m", "2026-03-01T09:00:00+08:00")])

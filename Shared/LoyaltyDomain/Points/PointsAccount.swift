@@ -146,6 +146,35 @@ public struct PeriodCounts: Sendable, Equatable {
     }
 }
 
+/// Points a member set aside for a redemption of a stocked reward while the reward's task
+/// decides on its stock: still in the balance, no longer spendable.
+public struct HeldRedemption: Sendable, Equatable {
+    /// The id and time of the member's `points.redeem` event.
+    public var requestID: String
+    public var time: EventTime
+    public var rewardID: String
+    /// The reward's kind when asked, the ledger entry's source.
+    public var source: String
+    public var quantity: Int64
+    public var points: Int64
+
+    public init(requestID: String, time: EventTime, rewardID: String, source: String, quantity: Int64, points: Int64) {
+        self.requestID = requestID
+        self.time = time
+        self.rewardID = rewardID
+        self.source = source
+        self.quantity = quantity
+        self.points = points
+    }
+}
+
+extension HeldRedemption {
+    /// The member's request as the rules saw it: the redemption's entry or refusal is its.
+    func request(of member: String) -> PointsEvent {
+        PointsEvent(id: requestID, time: time, member: member, input: .redeem(Redemption(rewardID: rewardID, quantity: quantity)))
+    }
+}
+
 /// Everything the points rules know of one member.
 public struct PointsAccount: Sendable, Equatable {
     public var member: String
@@ -179,6 +208,8 @@ public struct PointsAccount: Sendable, Equatable {
     public var transfersByDay = PeriodCounts(retention: PeriodCounts.dailyRetention)
     /// When the next inactivity deduction is due (the clock restarts at each paid order).
     public var inactivityDue: EventTime?
+    /// Redemptions of stocked rewards waiting for their reward's task, in the order asked.
+    public var heldRedemptions: [HeldRedemption] = []
 
     public init(member: String, registeredAt: EventTime) {
         self.member = member
@@ -187,6 +218,12 @@ public struct PointsAccount: Sendable, Equatable {
 }
 
 extension PointsAccount {
+    /// Available points not set aside for a redemption waiting for its stock: what a request
+    /// may spend.
+    public var spendable: Int64 {
+        max(0, balance.available - heldRedemptions.reduce(0) { $0 + $1.points })
+    }
+
     /// The soonest expiry among lots with points left, and how many points expire then.
     public var nextExpiry: (at: EventTime, points: Int64)? {
         guard let soonest = lots.filter({ $0.remaining > 0 }).map(\.expiresAt).min() else { return nil }

@@ -45,6 +45,14 @@ extension PointsAccount {
         w.int(referralsRewarded)
         transfersByDay.write(to: &w)
         w.optional(inactivityDue) { $0.int($1.millis) }
+        // Last, and only when there are some: the bytes of every other account stay as they were.
+        if !heldRedemptions.isEmpty {
+            w.int(heldRedemptions.count)
+            for held in heldRedemptions {
+                w.string(held.requestID); w.int(held.time.millis); w.string(held.rewardID); w.string(held.source)
+                w.int(held.quantity); w.int(held.points)
+            }
+        }
         return w.bytes
     }
 
@@ -95,6 +103,16 @@ extension PointsAccount {
         account.referralsRewarded = try r.int()
         account.transfersByDay = try PeriodCounts.read(&r)
         account.inactivityDue = try r.optional { reader throws(CompactFormError) in EventTime(millis: try reader.int()) }
+        if !r.isAtEnd {
+            let held = try r.count()
+            // Written only when there are some: a zero is a byte too many, not an empty list.
+            guard held > 0 else { throw CompactFormError(what: "points account", problem: "bytes left after the account") }
+            for _ in 0..<held {
+                account.heldRedemptions.append(HeldRedemption(
+                    requestID: try r.string(), time: EventTime(millis: try r.int()), rewardID: try r.string(), source: try r.string(),
+                    quantity: try r.int(), points: try r.int()))
+            }
+        }
         guard r.isAtEnd else { throw CompactFormError(what: "points account", problem: "bytes left after the account") }
         return account
     }

@@ -106,9 +106,7 @@ extension PointsInput {
                 refereeID: try required(data.string("refereeId"), "refereeId"),
                 registrationID: try required(data.string("registrationId"), "registrationId")))
         case EventType.redeem:
-            let quantity = try data.optionalInt64("quantity") ?? 1
-            guard (1...1000).contains(quantity) else { throw InputError(code: .invalidEvent, detail: "data.quantity must be from 1 to 1000") }
-            return .redeem(Redemption(rewardID: try required(data.string("rewardId"), "rewardId"), quantity: quantity))
+            return .redeem(Redemption(rewardID: try required(data.string("rewardId"), "rewardId"), quantity: try quantity(data)))
         case EventType.cashOffset:
             return .cashOffset(CashOffset(
                 orderID: try required(data.string("orderId"), "orderId"),
@@ -153,9 +151,29 @@ extension PointsInput {
                 transferID: try required(data.string("transferId"), "transferId"),
                 points: try amount(data.int64("points"), "points"))
             return type == EventType.transferCredit ? .transferCredit(leg) : .transferReturned(leg)
+        case EventType.stockReservation:
+            return .stockReservation(StockReservation(
+                rewardID: try required(data.string("rewardId"), "rewardId"), quantity: try quantity(data),
+                member: try required(data.string("memberId"), "memberId"), requestID: try required(data.string("requestId"), "requestId")))
+        case EventType.stockAnswer:
+            // A refusal's reason is one the owner gives; anything else is no answer of its.
+            let refusal = try nonEmpty(data.optionalString("refusal"), "refusal").map(ReasonCode.init(rawValue:))
+            if let refusal, !StockAnswer.refusals.contains(refusal) {
+                throw InputError(code: .invalidEvent, detail: "data.refusal: \(refusal) is not a reason a reward's task refuses for")
+            }
+            return .stockAnswer(StockAnswer(
+                rewardID: try required(data.string("rewardId"), "rewardId"), quantity: try quantity(data),
+                requestID: try required(data.string("requestId"), "requestId"), refusal: refusal))
         default:
             throw InputError(code: .unknownType, detail: "the points service does not know event type \(type)")
         }
+    }
+
+    /// Units of a reward: 1 when not given, at most 1,000.
+    private static func quantity(_ data: JSONObject) throws -> Int64 {
+        let quantity = try data.optionalInt64("quantity") ?? 1
+        guard (1...1000).contains(quantity) else { throw InputError(code: .invalidEvent, detail: "data.quantity must be from 1 to 1000") }
+        return quantity
     }
 
     private static func required(_ text: String, _ field: String) throws -> String {

@@ -19,13 +19,17 @@ public enum EventType {
     public static let adjust = "points.adjust"
     public static let transferCredit = "points.transfer-credit"
     public static let transferReturned = "points.transfer-returned"
+    /// A redemption's request for units of a stocked reward, sent to the reward's task.
+    public static let stockReservation = "points.stock-reservation"
+    /// The reward's task's answer to a reservation, sent back to the member's task.
+    public static let stockAnswer = "points.stock-answer"
     /// A member's balance brought over from another system, as lots with their own expiry.
     public static let openingBalance = "points.opening-balance"
     /// A registration naming a referrer, sent by the campaigns service to the referrer's task.
     public static let campaignsReferral = "campaigns.referral"
 
     /// Commands only the points service itself may send (they move points between members).
-    public static let internalCommands: Set<String> = [referralReward, transferCredit, transferReturned]
+    public static let internalCommands: Set<String> = [referralReward, transferCredit, transferReturned, stockReservation, stockAnswer]
 }
 
 /// One line of a paid order.
@@ -210,6 +214,48 @@ public struct TransferLeg: Sendable, Equatable {
     }
 }
 
+/// A redemption's request to the task that owns a stocked reward (the partition of
+/// ``StockReservation/key(of:)``): take `quantity` units for `member`'s request `requestID`.
+public struct StockReservation: Sendable, Equatable {
+    public var rewardID: String
+    public var quantity: Int64
+    /// The member who asked, whose task the answer goes to.
+    public var member: String
+    /// The id of the member's `points.redeem` event.
+    public var requestID: String
+
+    public init(rewardID: String, quantity: Int64, member: String, requestID: String) {
+        self.rewardID = rewardID
+        self.quantity = quantity
+        self.member = member
+        self.requestID = requestID
+    }
+
+    /// The record key (and subject) of a reward's reservations: its task is the partition of
+    /// this key, and the prefix keeps reward ids apart from member ids.
+    public static func key(of rewardID: String) -> String { "reward/\(rewardID)" }
+}
+
+/// The owner's answer to a ``StockReservation``: the units were taken, or why not.
+public struct StockAnswer: Sendable, Equatable {
+    public var rewardID: String
+    public var quantity: Int64
+    public var requestID: String
+    /// Nil when the units were taken; otherwise why not, one of ``refusals``.
+    public var refusal: ReasonCode?
+
+    /// Why a reward's task refuses a reservation: the units are gone, or the program no longer
+    /// lists the reward.
+    public static let refusals: Set<ReasonCode> = [.outOfStock, .unknownReward]
+
+    public init(rewardID: String, quantity: Int64, requestID: String, refusal: ReasonCode?) {
+        self.rewardID = rewardID
+        self.quantity = quantity
+        self.requestID = requestID
+        self.refusal = refusal
+    }
+}
+
 /// What an input asks of the points service.
 public enum PointsInput: Sendable, Equatable {
     /// Whether it is the member's registration.
@@ -235,7 +281,8 @@ public enum PointsInput: Sendable, Equatable {
         case .reversal(let reversal): (reversal.orderID, nil)
         // Listed one by one: an input whose rule comes to read an order must be named above.
         case .registered, .memberUpdated, .memberClosed, .checkedIn, .reviewPosted, .contentShared, .taskCompleted,
-             .referralReward, .redeem, .cashOffset, .transfer, .adjust, .openingBalance, .transferCredit, .transferReturned: nil
+             .referralReward, .redeem, .cashOffset, .transfer, .adjust, .openingBalance, .transferCredit, .transferReturned,
+             .stockReservation, .stockAnswer: nil
         }
     }
 
@@ -259,6 +306,9 @@ public enum PointsInput: Sendable, Equatable {
     case openingBalance(OpeningBalance)
     case transferCredit(TransferLeg)
     case transferReturned(TransferLeg)
+    /// Applied by the reward's task, keyed by ``StockReservation/key(of:)``, not by a member.
+    case stockReservation(StockReservation)
+    case stockAnswer(StockAnswer)
 }
 
 /// An input with its envelope.

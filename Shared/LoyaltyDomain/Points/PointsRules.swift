@@ -11,8 +11,6 @@ public struct PointsDecision: Sendable, Equatable {
     /// The member's next inactivity deduction, when it moved.
     public var inactivityDue: EventTime?
     public var warnings: [ExpiryWarning] = []
-    /// Catalogue stock taken by redemptions.
-    public var stockTaken: [StockTaken] = []
     /// The member is not registered: keep the event until it is.
     public var memberUnknown = false
 
@@ -25,12 +23,6 @@ public struct PendingRelease: Sendable, Equatable {
     public var due: EventTime
 }
 
-/// Units of a catalogue reward a redemption took.
-public struct StockTaken: Sendable, Equatable {
-    public var rewardID: String
-    public var quantity: Int64
-}
-
 /// A command the points service sends itself for another member.
 public enum PointsCommand: Sendable, Equatable {
     /// Reward `referrer` for the registration of `reward.refereeID`; carries the registration's time.
@@ -39,6 +31,34 @@ public enum PointsCommand: Sendable, Equatable {
     case transferCredit(recipient: String, leg: TransferLeg, time: EventTime)
     /// Give a transfer back to its sender (the recipient does not exist).
     case transferReturned(sender: String, leg: TransferLeg, time: EventTime)
+    /// Ask a stocked reward's task for units of it; carries the redemption's time.
+    case reserveStock(StockReservation, time: EventTime)
+    /// Answer a reservation to the member's task; carries the reservation's time.
+    case answerStock(member: String, StockAnswer, time: EventTime)
+}
+
+extension PointsCommand {
+    /// The instant the command carries, which orders it among the receiver's records.
+    public var time: EventTime {
+        switch self {
+        case .referralReward(_, _, let time), .transferCredit(_, _, let time), .transferReturned(_, _, let time),
+             .reserveStock(_, let time), .answerStock(_, _, let time): time
+        }
+    }
+
+    /// The command leaving no earlier than `instant`: a command sorts after the record that
+    /// sends it, so one that a kept event of a member who just registered causes leaves at
+    /// the registration.
+    public func notBefore(_ instant: EventTime) -> PointsCommand {
+        guard time < instant else { return self }
+        switch self {
+        case .referralReward(let referrer, let reward, _): return .referralReward(referrer: referrer, reward: reward, time: instant)
+        case .transferCredit(let recipient, let leg, _): return .transferCredit(recipient: recipient, leg: leg, time: instant)
+        case .transferReturned(let sender, let leg, _): return .transferReturned(sender: sender, leg: leg, time: instant)
+        case .reserveStock(let reservation, _): return .reserveStock(reservation, time: instant)
+        case .answerStock(let member, let answer, _): return .answerStock(member: member, answer, time: instant)
+        }
+    }
 }
 
 /// The points rules (DOMAIN.md, "Points: earning" and "Points: refunds"), as pure functions
@@ -86,15 +106,14 @@ public struct PointsRules: Sendable {
     // MARK: Applying inputs
 
     /// Applies one input to the member's account (nil when the member is not registered).
-    /// `stockLeft` tells how many units of a catalogue reward are left (nil: its program stock,
-    /// or unlimited).
+    /// A stock reservation is not a member's input: it goes to ``reserve(_:taken:)``.
     /// An event that would take any of the member's figures past `PointsAccount.safeMagnitude`
     /// is refused `amount-out-of-range`, and the account is left as it was.
     public func apply(
-        _ event: PointsEvent, to account: inout PointsAccount?, stockLeft: (String) -> Int64? = { _ in nil }
+        _ event: PointsEvent, to account: inout PointsAccount?
     ) -> PointsDecision {
         var working = account
-        let decision = applyWithinBounds(event, to: &working, stockLeft: stockLeft)
+        let decision = applyWithinBounds(event, to: &working)
         if let result = working, result.exceedsSafeMagnitude {
             var refused = PointsDecision()
             refused.refusals.append(refusal(
@@ -109,7 +128,7 @@ public struct PointsRules: Sendable {
     /// `apply` for an account whose figures are within `safeMagnitude`: one event moves them by
     /// far less than the headroom to `Int64.max`, so nothing here can overflow.
     private func applyWithinBounds(
-        _ event: PointsEvent, to account: inout PointsAccount?, stockLeft: (String) -> Int64?
+        _ event: PointsEvent, to account: inout PointsAccount?
     ) -> PointsDecision {
         var decision = PointsDecision()
         switch event.input {
@@ -162,7 +181,7 @@ public struct PointsRules: Sendable {
                 return decision
             }
             applyToMember(event, &member, &decision)
-            applySpending(event, &member, &decision, stockLeft: stockLeft)
+            applySpending(event, &member, &decision)
             account = member
             return decision
         }
@@ -233,8 +252,10 @@ public struct PointsRules: Sendable {
             applyGrant(event, grant, &account, &decision)
         case .reversal(let reversal):
             applyReversal(event, reversal, &account, &decision)
-        case .redeem, .cashOffset, .transfer, .adjust, .openingBalance, .transferCredit, .transferReturned:
+        case .redeem, .cashOffset, .transfer, .adjust, .openingBalance, .transferCredit, .transferReturned, .stockAnswer:
             break  // spending: `applySpending`
+        case .stockReservation:
+            break  // the reward's task's: `reserve`
         }
     }
 
@@ -370,9 +391,7 @@ public struct PointsRules: Sendable {
 
     // MARK: Spending
 
-    private func applySpending(
-        _ event: PointsEvent, _ account: inout PointsAccount, _ decision: inout PointsDecision, stockLeft: (String) -> Int64?
-    ) {
+    private func applySpending(_ event: PointsEvent, _ account: inout PointsAccount, _ decision: inout PointsDecision) {
         let spending = program.spending
         switch event.input {
         case .redeem(let redemption):
@@ -383,12 +402,27 @@ public struct PointsRules: Sendable {
             let cost = reward.points * redemption.quantity
             if cost < spending.minimumRedemptionPoints { return refuse(.belowMinimum) }
             if account.balance.debt > 0 { return refuse(.negativeBalance) }
-            if account.balance.available < cost { return refuse(.insufficientBalance) }
-            if let stock = stockLeft(reward.id) ?? reward.stock, stock < redemption.quantity { return refuse(.outOfStock) }
-            spend(event, points: cost, kind: .redeemed, source: reward.kind.rawValue, rule: "redeemed",
-                  details: [("reward", reward.id), ("quantity", String(redemption.quantity))], &account, &decision)
-            account.lifetime.redeemed += cost
-            if reward.stock != nil { decision.stockTaken.append(StockTaken(rewardID: reward.id, quantity: redemption.quantity)) }
+            if account.spendable < cost { return refuse(.insufficientBalance) }
+            let held = HeldRedemption(
+                requestID: event.id, time: event.time, rewardID: reward.id, source: reward.kind.rawValue, quantity: redemption.quantity,
+                points: cost)
+            guard reward.stock != nil else { return redeem(held, &account, &decision) }
+            // Stock is the reward's task's to decide (architecture.md, "Global figures"): the
+            // points are set aside now, so that a request after this one sees them gone, and
+            // the redemption is made or refused when the answer comes back.
+            account.heldRedemptions.append(held)
+            decision.commands.append(.reserveStock(
+                StockReservation(rewardID: reward.id, quantity: redemption.quantity, member: account.member, requestID: event.id),
+                time: event.time))
+        case .stockAnswer(let answer):
+            // An answer to no held redemption (one answered already) changes nothing.
+            guard let index = account.heldRedemptions.firstIndex(where: { $0.requestID == answer.requestID }) else { return }
+            let held = account.heldRedemptions.remove(at: index)
+            if let reason = answer.refusal {
+                decision.refusals.append(refusal(held.request(of: account.member), subject: "redemption", reason: reason, detail: held.rewardID))
+            } else {
+                redeem(held, &account, &decision)
+            }
         case .cashOffset(let offset):
             func refuse(_ reason: ReasonCode) {
                 decision.refusals.append(refusal(event, subject: "cash-offset", reason: reason, orderID: offset.orderID))
@@ -397,7 +431,7 @@ public struct PointsRules: Sendable {
             let valueMinor = offset.points * (100 / spending.cashOffsetPointsPerCNY)
             if valueMinor > offset.orderMinor * spending.cashOffsetMaxPercentOfOrder / 100 { return refuse(.exceedsOffsetLimit) }
             if account.balance.debt > 0 { return refuse(.negativeBalance) }
-            if account.balance.available < offset.points { return refuse(.insufficientBalance) }
+            if account.spendable < offset.points { return refuse(.insufficientBalance) }
             spend(event, points: offset.points, kind: .cashOffset, source: "checkout", orderID: offset.orderID, rule: "cash-offset",
                   details: [("valueMinor", String(valueMinor))], &account, &decision)
             account.lifetime.cashOffset += offset.points
@@ -410,7 +444,7 @@ public struct PointsRules: Sendable {
             if transfer.points < spending.transferMinimumPoints { return refuse(.belowMinimum) }
             if account.balance.debt > 0 { return refuse(.negativeBalance) }
             if account.transfersByDay.count(in: day) + transfer.points > spending.transferDailyLimitPoints { return refuse(.dailyLimit) }
-            if account.balance.available < transfer.points { return refuse(.insufficientBalance) }
+            if account.spendable < transfer.points { return refuse(.insufficientBalance) }
             spend(event, points: transfer.points, kind: .transferredOut, source: "transfer", rule: "transfer-out",
                   details: [("to", transfer.recipient)], &account, &decision)
             account.transfersByDay.add(in: day, amount: transfer.points)
@@ -471,6 +505,30 @@ public struct PointsRules: Sendable {
 
     /// Takes `points` from available lots, soonest-expiring first (then oldest); with
     /// `allowDebt`, what the lots cannot cover becomes debt.
+    /// Spends a redemption's points, as of its request. The points were spendable then; for a
+    /// stocked reward, a clawback or expiry at the same instant may have taken them since,
+    /// and the rest becomes debt, as it would have had the redemption come first.
+    private func redeem(_ held: HeldRedemption, _ account: inout PointsAccount, _ decision: inout PointsDecision) {
+        spend(held.request(of: account.member), points: held.points, kind: .redeemed, source: held.source, rule: "redeemed",
+              details: [("reward", held.rewardID), ("quantity", String(held.quantity))], allowDebt: true, &account, &decision)
+        account.lifetime.redeemed += held.points
+    }
+
+    // MARK: Reward stock
+
+    /// The reward's task deciding a reservation, in the order of its reservations: the units
+    /// are taken while the program's stock lasts. `taken` is how many units of the reward
+    /// reservations took so far. A reward the program no longer limits is never out of stock.
+    public func reserve(_ reservation: StockReservation, taken: Int64) -> StockAnswer {
+        var answer = StockAnswer(rewardID: reservation.rewardID, quantity: reservation.quantity, requestID: reservation.requestID, refusal: nil)
+        guard let reward = program.catalogue[reservation.rewardID] else {
+            answer.refusal = .unknownReward
+            return answer
+        }
+        if let stock = reward.stock, stock - taken < reservation.quantity { answer.refusal = .outOfStock }
+        return answer
+    }
+
     private func spend(
         _ event: PointsEvent, points: Int64, kind: EntryKind, source: String, orderID: String? = nil, rule: String,
         details: [(String, String)], allowDebt: Bool = false, _ account: inout PointsAccount, _ decision: inout PointsDecision
