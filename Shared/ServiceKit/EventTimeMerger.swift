@@ -241,7 +241,9 @@ public struct EventTimeMerger<Item> {
     /// would be with one instance). Commands on their way to the task are not counted here: they
     /// are in the store's `echoes`, which the bound reads with the frontiers.
     /// `unreadCountsNothingOn`: topics whose records not read yet are covered otherwise (the
-    /// commands other tasks send a task of its own store: their senders' peer marks cover them).
+    /// commands other tasks send a task of its own store: their senders' peer marks cover them),
+    /// once the partition has been read as far as it went when it was assigned here (what a
+    /// last owner read and answered for, its senders no longer cover).
     ///
     /// `onlyWhatReachesOtherTasks`: buffered records that send no other task a command
     /// (``reachesOtherTasks``) count for nothing, those not read yet from the latest buffered.
@@ -250,7 +252,10 @@ public struct EventTimeMerger<Item> {
     public func frontier(of task: Int32, unreadCountsNothingOn covered: Set<String> = [], onlyWhatReachesOtherTasks: Bool = false) -> MergeKey {
         var frontier = MergeKey.highest
         for (index, lane) in lanes.enumerated() where lane.partition.partition == task {
-            let unreadCounts = !lane.isReadToEnd && !covered.contains(lane.partition.topic)
+            // Covered by others only once read as far as the partition went when it was
+            // assigned here: a task taken on from another owner may have to read again what
+            // that owner had read and answered for, which no sender covers any more.
+            let unreadCounts = !lane.isReadToEnd && !(covered.contains(lane.partition.topic) && lane.hasReadToItsFirstEnd)
             if onlyWhatReachesOtherTasks, lane.count > 0 {
                 guard lane.reachingCount > 0 || unreadCounts else { continue }
                 let (earliest, latest) = bufferedLane(index).reachingBounds()
@@ -260,7 +265,7 @@ public struct EventTimeMerger<Item> {
             }
             if let head = lane.headKey {
                 frontier = min(frontier, head)
-            } else if !lane.isReadToEnd && !covered.contains(lane.partition.topic) {
+            } else if unreadCounts {
                 return .lowest
             }
         }
@@ -475,6 +480,7 @@ public struct EventTimeMerger<Item> {
         if let cap = lanes[index].readCap { end = min(end, cap) }
         lanes[index].position = max(lanes[index].position ?? end, end)
         lanes[index].knownEnd = end
+        if lanes[index].firstEnd == nil { lanes[index].firstEnd = end }
     }
 
     /// Notes the partition's end as the broker last reported it (a fetch response's high
@@ -484,6 +490,7 @@ public struct EventTimeMerger<Item> {
         let end = lanes[index].readCap.map { min($0, end) } ?? end
         if let position = lanes[index].position, end < position { return }
         lanes[index].knownEnd = end
+        if lanes[index].firstEnd == nil { lanes[index].firstEnd = end }
     }
 
     /// Notes that records below `end` have been polled and are on their way to the merge
@@ -681,6 +688,13 @@ class MergeLane {
     var position: Int64?
     /// The partition's end (high watermark) as the broker last reported it (nil: unknown).
     var knownEnd: Int64?
+    /// The first end reported since the partition was assigned here.
+    var firstEnd: Int64?
+    /// Whether the partition has been read as far as it went when it was assigned here.
+    var hasReadToItsFirstEnd: Bool {
+        guard let firstEnd, let position else { return false }
+        return position >= firstEnd
+    }
     /// When the lane, read to its end and empty, started holding the merge for the grace.
     var idleSince: Int64?
     /// When the lane, behind its end and empty, started holding the merge (for reports).
