@@ -544,6 +544,9 @@ enum Bench {
         var twoInstances: Double
         /// One instance keeping a changelog (`LOYALTY_CHANGELOG=on`).
         var withChangelog: Double
+        /// Points with a store per task (`LOYALTY_STORE_LAYOUT=task`): one instance of one thread,
+        /// of two threads, and two instances of one thread each.
+        var pointsPerTask: (oneThread: Double, twoThreads: Double, twoInstances: Double)
         var restore: RestoreFigures
         /// A warm standby (`LOYALTY_STANDBY=on`) of the same store taking over: its catch-up.
         var standbyTakeover: RestoreFigures
@@ -591,12 +594,20 @@ enum Bench {
             takeover = try timeRestore(broker: broker, members: restoreMembers, directory: place, dataDirectory: "standby-host")
             restore = try timeRestore(broker: broker, members: restoreMembers, directory: place, dataDirectory: "new-host")
         }
+        // Points with a store per task: its tasks wait for each other through peer marks alone.
+        func perTask(_ threads: Int, instances: Int) throws -> Double {
+            say("  scaling: points with a store per task, \(instances) instance(s) of \(threads) thread(s)…")
+            return try pointsPipeline(
+                small, directory: directory.appendingPathComponent("scaling-tasks-\(instances)x\(threads)"), instances: instances,
+                measureLatency: false, settings: ["LOYALTY_STORE_LAYOUT": "task", "LOYALTY_THREADS": String(threads)]).throughput
+        }
+        let pointsPerTask = (oneThread: try perTask(1, instances: 1), twoThreads: try perTask(2, instances: 1), twoInstances: try perTask(1, instances: 2))
         let tasks = try taskScaling(
             events: small.events, members: small.members, restoreMembers: options.restoreMembers, window: options.window, directory: directory)
         return ScalingFigures(
             events: small.events, members: small.members, oneInstance: one.throughput, decodingOnTheLoop: decodingOnTheLoop.throughput,
             twoInstances: two.throughput,
-            withChangelog: logged.throughput, restore: restore!, standbyTakeover: takeover!, tasks: tasks)
+            withChangelog: logged.throughput, pointsPerTask: pointsPerTask, restore: restore!, standbyTakeover: takeover!, tasks: tasks)
     }
 
     /// Starts a points instance with an empty data directory beside a stopped one whose store
@@ -669,6 +680,12 @@ enum Bench {
                 + String(format: "%.2f", figures.twoInstances / max(figures.oneInstance, 1)) + "× one; they take turns at each other's frontiers)",
             "    one instance keeping a changelog     \(grouped(figures.withChangelog)) events/s ("
                 + String(format: "%.2f", figures.withChangelog / max(figures.oneInstance, 1)) + "× one without)",
+            "    a store per task, one thread         \(grouped(figures.pointsPerTask.oneThread)) events/s ("
+                + String(format: "%.2f", figures.pointsPerTask.oneThread / max(figures.oneInstance, 1)) + "× one store; tasks wait for each other through peer marks)",
+            "    a store per task, two threads        \(grouped(figures.pointsPerTask.twoThreads)) events/s ("
+                + String(format: "%.2f", figures.pointsPerTask.twoThreads / max(figures.pointsPerTask.oneThread, 1)) + "× one thread)",
+            "    a store per task, two instances      \(grouped(figures.pointsPerTask.twoInstances)) events/s ("
+                + String(format: "%.2f", figures.pointsPerTask.twoInstances / max(figures.pointsPerTask.oneThread, 1)) + "× one instance of one thread)",
             "  restore from the changelog, \(grouped(Double(figures.restore.members))) members with an order each: "
                 + "\(grouped(Double(figures.restore.rows))) rows in " + String(format: "%.2f s", figures.restore.seconds)
                 + " (\(grouped(Double(figures.restore.rows) / max(figures.restore.seconds, 0.001))) rows/s; one store's changelog is one "
