@@ -326,7 +326,7 @@ public final class PointsProcessor: StreamProcessor {
         let taken = try batch.database.prepare("SELECT taken FROM reward_stock WHERE reward_id = ?")
             .queryOne(.text(reservation.rewardID)) { $0.int64(0) } ?? 0
         let answer = rules.reserve(reservation, taken: taken)
-        if answer.refusal == nil {
+        if answer.refusal == nil, rules.program.catalogue[reservation.rewardID]?.stock != nil {
             try batch.database.prepare(
                 "INSERT INTO reward_stock(reward_id, taken) VALUES(?, ?) ON CONFLICT(reward_id) DO UPDATE SET taken = taken + excluded.taken"
             ).run(.text(reservation.rewardID), .integer(reservation.quantity))

@@ -256,6 +256,9 @@ public struct EventTimeMerger<Item> {
             // assigned here: a task taken on from another owner may have to read again what
             // that owner had read and answered for, which no sender covers any more.
             let unreadCounts = !lane.isReadToEnd && !(covered.contains(lane.partition.topic) && lane.hasReadToItsFirstEnd)
+            // Such a partition, taken on and not yet read that far, is written by several
+            // senders in no common order: what it has not read may sort before anything it holds.
+            if unreadCounts && covered.contains(lane.partition.topic) { return .lowest }
             if onlyWhatReachesOtherTasks, lane.count > 0 {
                 guard lane.reachingCount > 0 || unreadCounts else { continue }
                 let (earliest, latest) = bufferedLane(index).reachingBounds()

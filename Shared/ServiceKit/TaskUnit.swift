@@ -171,7 +171,8 @@ final class TaskUnit<Processor: StreamProcessor> {
                         for mark in marks { try batch.emit(mark, to: topic, partition: mark.to) }
                         bookPublished = next
                         try self.applier.storePeerBook(next)
-                    } else if self.peerMarksChanged {
+                    } else if self.peerMarksChanged, self.merger.assignedTasks.contains(book.task) {
+                        // Never by a revoked unit finishing its outbox: the task's next owner keeps the book.
                         try self.applier.storePeerBook(book)
                     }
                 }
@@ -270,6 +271,9 @@ final class TaskUnit<Processor: StreamProcessor> {
             // owner's past the last's as long as the hosts' clocks agree better than the time
             // between two take-overs.
             let floor = applier.changelogEndAtTakeOver ?? Int64(Date().timeIntervalSince1970 * 1000)
+            // From the store: a unit assigned back while still open may hold an older book than
+            // what another instance on this host wrote meanwhile (its holds among it).
+            peerBook = try applier.storedPeerBook(task: peerBook!.task, tasks: 0..<applier.partitionCount)
             peerBook!.tookOver(atLeast: floor)
             merger.otherTasksBound = peerBook!.bound
         }

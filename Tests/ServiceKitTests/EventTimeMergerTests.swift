@@ -284,6 +284,30 @@ import Testing
         #expect(merger.frontier(of: 0, onlyWhatReachesOtherTasks: true) == key(50, 1, "o50"))
     }
 
+    /// A command partition taken on counts as unknown until it has been read as far as it went
+    /// when it was assigned: what its last owner read (and answered for) there, no sender
+    /// covers any more, and its senders write it in no common order. From then on what it has
+    /// not read is its senders' to cover.
+    @Test func aCommandPartitionTakenOnCountsUntilReadToItsEndAtTheAssignment() {
+        var merger = EventTimeMerger<String>(topics: ["cmd"], sortedTopics: ["cmd"], idleMilliseconds: 0)
+        merger.reachesOtherTasks = { _ in true }
+        merger.assign([c0])
+        merger.updateEnd(c0, to: 3)
+        merger.add("credit@50", key: key(50, 5, "c50"), offset: 0, from: c0)
+        #expect(merger.frontier(of: 0, unreadCountsNothingOn: ["cmd"], onlyWhatReachesOtherTasks: true) == .lowest,
+                "offsets 1 and 2 may hold an earlier command its last owner had answered for")
+        merger.add("credit@70", key: key(70, 5, "c70"), offset: 1, from: c0)
+        merger.add("credit@60", key: key(60, 5, "c60"), offset: 2, from: c0)
+        merger.updateEnd(c0, to: 9)
+        #expect(merger.frontier(of: 0, unreadCountsNothingOn: ["cmd"], onlyWhatReachesOtherTasks: true) == key(50, 5, "c50"),
+                "read past its end at the assignment: the rest is its senders' to cover")
+        merger.revoke([c0])
+        merger.assign([c0])
+        merger.updateEnd(c0, to: 12)
+        #expect(merger.frontier(of: 0, unreadCountsNothingOn: ["cmd"], onlyWhatReachesOtherTasks: true) == .lowest,
+                "assigned again: the end it went to then counts anew")
+    }
+
     /// What a task's owner commits for the other instances: the earliest record it holds, or
     /// nothing known while a partition has records not read yet or a producer has not promised.
     @Test func aTasksFrontierIsTheEarliestRecordItHasLeft() {
