@@ -252,13 +252,14 @@ public struct EventTimeMerger<Item> {
     public func frontier(of task: Int32, unreadCountsNothingOn covered: Set<String> = [], onlyWhatReachesOtherTasks: Bool = false) -> MergeKey {
         var frontier = MergeKey.highest
         for (index, lane) in lanes.enumerated() where lane.partition.partition == task {
+            let isCovered = covered.contains(lane.partition.topic)
             // Covered by others only once read as far as the partition went when it was
             // assigned here: a task taken on from another owner may have to read again what
-            // that owner had read and answered for, which no sender covers any more.
-            let unreadCounts = !lane.isReadToEnd && !(covered.contains(lane.partition.topic) && lane.hasReadToItsFirstEnd)
-            // Such a partition, taken on and not yet read that far, is written by several
-            // senders in no common order: what it has not read may sort before anything it holds.
-            if unreadCounts && covered.contains(lane.partition.topic) { return .lowest }
+            // that owner had read and answered for, which no sender covers any more. Its
+            // senders write it in no common order, so what it has not read may sort before
+            // anything it holds.
+            if isCovered && !lane.isReadToEnd && !lane.hasReadToItsFirstEnd { return .lowest }
+            let unreadCounts = !lane.isReadToEnd && !isCovered
             if onlyWhatReachesOtherTasks, lane.count > 0 {
                 guard lane.reachingCount > 0 || unreadCounts else { continue }
                 let (earliest, latest) = bufferedLane(index).reachingBounds()

@@ -361,9 +361,10 @@ final class TaskUnit<Processor: StreamProcessor> {
     /// say, ``PeerMarkBook/publishing(earliestSender:commandsSent:)``). Its own promise is the
     /// earliest of what its merge holds or awaits (`frontier(of:)`: buffered records that may
     /// send another task a command, a partition behind its end, the producers it waits for),
-    /// such a record carried over to the next batch and the commands it sent itself (`echoes`: the batch in hand's, not yet
-    /// known to the merge). Its timers are not counted: they may send other tasks no command
-    /// (``PeerCommandRefused``). `commandsSent`: the batch's commands to other tasks.
+    /// such a record carried over to the next batch and the commands it sent itself
+    /// (`echoes`: the batch in hand's, not yet known to the merge). Its timers are not
+    /// counted: they may send other tasks no command (``PeerCommandRefused``).
+    /// `commandsSent`: the batch's commands to other tasks.
     private func peerMarksToPublish(
         echoes: [(key: MergeKey, partition: TopicPartition)] = [], commandsSent: [Int32: MergeKey] = [:]
     ) -> (marks: [PeerMark], book: PeerMarkBook)? {

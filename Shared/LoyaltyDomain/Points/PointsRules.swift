@@ -503,8 +503,6 @@ public struct PointsRules: Sendable {
         }
     }
 
-    /// Takes `points` from available lots, soonest-expiring first (then oldest); with
-    /// `allowDebt`, what the lots cannot cover becomes debt.
     /// Spends a redemption's points, as of its request. The points were spendable then; for a
     /// stocked reward, a clawback or expiry at the same instant may have taken them since,
     /// and the rest becomes debt, as it would have had the redemption come first.
@@ -529,6 +527,8 @@ public struct PointsRules: Sendable {
         return answer
     }
 
+    /// Takes `points` from available lots, soonest-expiring first (then oldest); with
+    /// `allowDebt`, what the lots cannot cover becomes debt.
     private func spend(
         _ event: PointsEvent, points: Int64, kind: EntryKind, source: String, orderID: String? = nil, rule: String,
         details: [(String, String)], allowDebt: Bool = false, _ account: inout PointsAccount, _ decision: inout PointsDecision
