@@ -151,6 +151,14 @@ public final class PointsProcessor: StreamProcessor {
 
     // MARK: Applying
 
+    /// A grant, reversal or other command sent again after its inbox row was pruned: applied
+    /// before if its member's ledger has an entry it caused. One that was refused, or gave no
+    /// entry, is decided again as the first time, to the same refusal id.
+    public func hasApplied(_ input: Decoded<PointsRecord>, in batch: Batch) throws -> Bool {
+        try batch.database.prepare("SELECT 1 FROM ledger WHERE member = ? AND cause_id = ? LIMIT 1")
+            .queryOne(.text(input.member), .text(input.eventID)) { _ in true } ?? false
+    }
+
     public func apply(_ input: Decoded<PointsRecord>, in batch: Batch) throws {
         let event = input.body.event
         if case .stockReservation(let reservation) = event.input {

@@ -708,6 +708,12 @@ public final class BatchApplier<Processor: StreamProcessor> {
             }
             return true
         }
+        if !input.isExternalInput, streamTime != .min, let inboxHorizon, input.time.millis < streamTime - inboxHorizon,
+           try processor.hasApplied(input, in: batch) {
+            // Its first copy's inbox row is pruned; the row just written remembers it again.
+            progress.outcome.duplicates += 1
+            return true
+        }
         if timerMode == .streamTime && input.movesStreamTime,
            try !fireTimers(task: task, upTo: max(streamTime, input.time.millis), batch: batch, &progress) {
             // Carried to the next batch: it is not in the inbox until it is applied.

@@ -151,6 +151,13 @@ public protocol StreamProcessor: AnyObject {
     /// as `apply`, `fire`, `finish` and the rest run on the loop's: it must read nothing but
     /// the processor's immutable settings.
     func decode(_ record: ConsumedRecord) throws(Rejection) -> Decoded<Body>
+    /// Whether the store already holds the effects of a platform record (`isExternalInput`
+    /// false) whose inbox row may be pruned: one further behind the task's stream time than
+    /// the inbox horizon, sent again by a writer that replayed its outbox (a restored task)
+    /// long after the first copy was applied. The record then counts as a duplicate. Outside
+    /// records that old are refused instead, so only these are asked about. Default: false,
+    /// the service's rules must tell a repeat themselves.
+    func hasApplied(_ input: Decoded<Body>, in batch: Batch) throws -> Bool
     /// Applies one input. Throws only for failures of storage, which abort the batch.
     func apply(_ input: Decoded<Body>, in batch: Batch) throws
     /// Acts on a timer that came due.
@@ -185,6 +192,7 @@ extension StreamProcessor {
     public var tasksAreIndependent: Bool { false }
     public var figuresSpanTasks: Bool { false }
     public func mayCommandOtherTasks(_ input: Decoded<Body>) -> Bool { true }
+    public func hasApplied(_ input: Decoded<Body>, in batch: Batch) throws -> Bool { false }
 
     /// The service's input topics it also sends signed commands to: where its tasks' peer
     /// marks go.

@@ -17,13 +17,15 @@ import Testing
         var offsets: [String: Int64] = [:]
         let keys = try! CommandKeys.parse("current=points-test-secret-0001,retired=points-test-secret-0000")
 
-        init() throws {
+        init(inboxHorizonDays: Int64? = nil) throws {
             directory = FileManager.default.temporaryDirectory.appendingPathComponent("points-tests-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("points.sqlite").path))
             let processor = PointsProcessor(program: try Program.load(json: ReferenceProgram.bytes()), commandKeys: keys, adjustmentLimit: 1_000)
             // One partition, so that every member's records, all on partition 0, share one task and stream time.
-            applier = try BatchApplier(database: database, processor: processor, timerMode: .streamTime, partitionCount: 1)
+            applier = try BatchApplier(
+                database: database, processor: processor, timerMode: .streamTime, partitionCount: 1,
+                inboxHorizon: inboxHorizonDays.map { $0 * 86_400_000 })
             applier.commandKeys = keys
         }
 
@@ -72,6 +74,44 @@ import Testing
         let balance = try #require(registered.last { $0.topic == Topics.pointsBalances.name }?.event)
         #expect(balance.data["pending"]?.int64Value == 88)
         #expect(balance.data["available"]?.int64Value == 1)
+    }
+
+    /// A task of tiers or campaigns restored from a changelog that lagged its outputs sends
+    /// those outputs again, with their ids, maybe months of stream time later, when the inbox
+    /// has pruned their rows: the ledger still knows them, and nothing is credited twice.
+    @Test func commandsSentAgainAfterTheInboxForgotThemChangeNothing() throws {
+        let harness = try Harness(inboxHorizonDays: 30)
+        func signed(_ id: String, _ type: String, _ time: String, from source: String, _ data: JSONObject) throws -> CloudEvent {
+            var command = try event(id, type, "m", time, data)
+            command.source = source
+            return harness.keys.sign(command)
+        }
+        let grant = try signed("g1", EventType.pointsGrant, "2026-03-02T10:05:00+08:00", from: "loyalty/tiers",
+                               ["component": "tier-bonus", "points": 10, "orderId": "O1"])
+        let reversal = try signed("v1", EventType.pointsReverse, "2026-03-03T10:00:00+08:00", from: "loyalty/tiers",
+                                  ["component": "tier-bonus", "orderId": "O1", "refundId": "F1", "points": 5])
+        // The rules alone would credit a reward without an order every time it came.
+        let reward = try signed("c1", EventType.pointsGrant, "2026-03-04T10:00:00+08:00", from: "loyalty/campaigns",
+                                ["component": "campaign-reward", "points": 300])
+        try harness.apply([
+            try event("r", EventType.memberRegistered, "m", "2026-03-01T09:00:00+08:00"),
+            try event("o1", EventType.orderPaid, "m", "2026-03-02T10:00:00+08:00", ["orderId": "O1", "paidMinor": 10_000]),
+            grant, reversal, reward,
+        ])
+        let entries = try harness.count("SELECT COUNT(*) FROM ledger WHERE member = 'm'")
+        #expect(entries == 4)
+        // Two months of check-ins later the inbox has let them go.
+        try harness.apply([try event("k", EventType.checkedIn, "m", "2026-05-10T09:00:00+08:00")])
+        #expect(try harness.count("SELECT COUNT(*) FROM inbox WHERE event_id IN ('g1', 'v1', 'c1')") == 0)
+        let late = try signed("c2", EventType.pointsGrant, "2026-03-05T10:00:00+08:00", from: "loyalty/campaigns",
+                              ["component": "campaign-reward", "points": 7])
+        let before = try harness.count("SELECT COUNT(*) FROM ledger WHERE member = 'm'")
+        let again = try harness.apply([grant, reversal, reward, late])
+        // The three sent again change nothing; a command that late but new is applied.
+        #expect(again.filter { $0.topic == Topics.pointsLedger.name }.map(\.event.id) == ["c2/campaign-reward"])
+        #expect(try harness.count("SELECT COUNT(*) FROM ledger WHERE member = 'm'") == before + 1)
+        #expect(try harness.count("SELECT COUNT(*) FROM ledger WHERE cause_id = 'c1'") == 1)
+        #expect(try harness.count("SELECT COUNT(*) FROM inbox WHERE event_id IN ('g1', 'v1', 'c1', 'c2')") == 4, "remembered again")
     }
 
     @Test func eventsOfAMemberThatNeverRegistersAreDeadLetteredAfterTheWait() throws {

@@ -89,6 +89,31 @@ import Testing
         #expect(try applier.database.count("SELECT total FROM counts WHERE member = 'm'") == 31)
     }
 
+    @Test func aPlatformRecordOlderThanTheHorizonIsAskedAboutAndCountsAsADuplicateWhenApplied() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let day: Int64 = 86_400_000
+        let (applier, processor) = try makeApplier(directory, inboxHorizon: 10 * day)
+        processor.platformTypes = ["count.grant"]
+        _ = try applier.apply([
+            polled(processor, offset: 0, value: countEvent("g1", member: "m", n: 100, time: 1 * day, type: "count.grant")),
+            polled(processor, offset: 1, value: countEvent("recent", member: "m", n: 1, time: 30 * day)),
+        ])
+        #expect(try applier.database.count("SELECT COUNT(*) FROM inbox WHERE event_id = 'g1'") == 0, "pruned")
+        let outcome = try applier.apply([
+            // Sent again by a writer that replayed its outputs: the store says it has it.
+            polled(processor, offset: 2, value: countEvent("g1", member: "m", n: 100, time: 1 * day, type: "count.grant")),
+            // As late, but never seen: applied, not refused (a service's record never is for its lag).
+            polled(processor, offset: 3, value: countEvent("g2", member: "m", n: 10, time: 2 * day, type: "count.grant")),
+            // Within the horizon the inbox answers alone.
+            polled(processor, offset: 4, value: countEvent("g3", member: "m", n: 1_000, time: 25 * day, type: "count.grant")),
+        ])
+        #expect(outcome.duplicates == 1 && outcome.applied == 2 && outcome.deadLettered == 0)
+        #expect(processor.askedWhetherApplied == ["g1", "g2"])
+        #expect(try applier.database.count("SELECT total FROM counts WHERE member = 'm'") == 1_111)
+        #expect(try applier.database.count("SELECT COUNT(*) FROM inbox WHERE event_id = 'g1'") == 1, "remembered again")
+    }
+
     @Test func sortedRecordsReadAgainAfterARestartAreRecognisedByTheirOffsetsOnceTheInboxForgetsThem() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }

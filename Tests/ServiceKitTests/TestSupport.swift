@@ -44,6 +44,15 @@ final class CountingProcessor: StreamProcessor {
     /// Event ids the processor says send no other task a command (``mayCommandOtherTasks(_:)``).
     var saidToSendNone: Set<String> = []
     func mayCommandOtherTasks(_ input: Decoded<Body>) -> Bool { !saidToSendNone.contains(input.eventID) }
+    /// Event types written by the platform's services rather than from outside (`isExternalInput` false).
+    var platformTypes: Set<String> = []
+    /// Ids of the records applied, and those the runtime asked about (``hasApplied(_:in:)``).
+    var appliedIDs: Set<String> = []
+    var askedWhetherApplied: [String] = []
+    func hasApplied(_ input: Decoded<Body>, in batch: Batch) throws -> Bool {
+        askedWhetherApplied.append(input.eventID)
+        return appliedIDs.contains(input.eventID)
+    }
     /// The threads that decoded records (`pthread_self`).
     let decodingThreads = Mutex<Set<UInt>>([])
     /// Told the thread of every record applied, when set (shared by the processors of a loop's tasks).
@@ -68,14 +77,17 @@ final class CountingProcessor: StreamProcessor {
         guard let member = event.subject, let n = event.data["n"]?.int64Value else {
             throw Rejection(code: .invalidEvent, detail: "subject and data.n are required")
         }
-        return Decoded(
+        var decoded = Decoded(
             eventID: event.id, time: event.time, rank: rank(of: event.type), member: member, payloadHash: payloadHash(event.encoded()),
             body: Body(type: event.type, n: n, from: event.data["from"]?.stringValue))
+        decoded.isExternalInput = !platformTypes.contains(event.type)
+        return decoded
     }
 
     func apply(_ input: Decoded<Body>, in batch: Batch) throws {
         applyingThreads?.threads.withLock { _ = $0.insert(UInt(pthread_self())) }
         if failOnMembers.contains(input.member) { throw Failure() }
+        appliedIDs.insert(input.eventID)
         if input.body.type == "count.remind" {
             try batch.schedule(TimerRequest(due: input.time.adding(milliseconds: input.body.n), rank: 0, member: input.member, kind: "remind", ref: input.eventID))
             return
