@@ -258,7 +258,7 @@ public struct EventTimeMerger<Item> {
             // that owner had read and answered for, which no sender covers any more. Its
             // senders write it in no common order, so what it has not read may sort before
             // anything it holds.
-            if isCovered && !lane.isReadToEnd && !lane.hasReadToItsFirstEnd { return .lowest }
+            if isCovered && !lane.hasReadToItsFirstEnd { return .lowest }
             let unreadCounts = !lane.isReadToEnd && !isCovered
             if onlyWhatReachesOtherTasks, lane.count > 0 {
                 guard lane.reachingCount > 0 || unreadCounts else { continue }
@@ -354,16 +354,21 @@ public struct EventTimeMerger<Item> {
     }
 
     /// Starts buffering these partitions (empty, end unknown), each read from its offset in
-    /// `positions` when known.
+    /// `positions` when known. `ends`: where the broker said each partition ended when it was
+    /// assigned (asked then, not the client's cached watermark, which may be one left from an
+    /// earlier assignment here): the first end, which a covered partition must be read to
+    /// (``frontier(of:unreadCountsNothingOn:onlyWhatReachesOtherTasks:)``). Without one, the
+    /// first end reported after the assignment counts.
     public mutating func assign(
         _ partitions: [TopicPartition], positions: [TopicPartition: Int64] = [:],
-        marks: [TopicPartition: [(mark: ProgressMark, offset: Int64)]] = [:]
+        marks: [TopicPartition: [(mark: ProgressMark, offset: Int64)]] = [:], ends: [TopicPartition: Int64] = [:]
     ) {
         for partition in partitions {
             let lane = Lane(
                 isSorted: sortedTopics.contains(partition.topic), hasGrace: !serviceTopics.contains(partition.topic),
                 partition: partition)
             lane.position = positions[partition]
+            lane.firstEnd = ends[partition]
             lane.awaited = awaitedProducers[partition.topic] ?? []
             for entry in marks[partition] ?? [] where lane.awaited.contains(entry.mark.producer) {
                 lane.marks[entry.mark.producer] = entry
@@ -417,6 +422,7 @@ public struct EventTimeMerger<Item> {
         guard let index = laneIndex[partition] else { return }
         lanes[index].readCap = offset
         if let end = lanes[index].knownEnd { lanes[index].knownEnd = min(end, offset) }
+        if let end = lanes[index].firstEnd { lanes[index].firstEnd = min(end, offset) }
     }
 
     /// Notes a record of an assigned partition that is read past without being merged (one
@@ -488,11 +494,13 @@ public struct EventTimeMerger<Item> {
     }
 
     /// Notes the partition's end as the broker last reported it (a fetch response's high
-    /// watermark). An end below the position is stale and ignored.
+    /// watermark). An end below the position, or below the end at the assignment, is stale
+    /// (the client's cache may hold one from an earlier assignment) and ignored.
     public mutating func updateEnd(_ partition: TopicPartition, to end: Int64) {
         guard let index = laneIndex[partition], end >= 0 else { return }
         let end = lanes[index].readCap.map { min($0, end) } ?? end
         if let position = lanes[index].position, end < position { return }
+        if let firstEnd = lanes[index].firstEnd, end < firstEnd { return }
         lanes[index].knownEnd = end
         if lanes[index].firstEnd == nil { lanes[index].firstEnd = end }
     }

@@ -1238,7 +1238,8 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 }
             }
             for group in groups {
-                try group.unit.assign(group.partitions, offsets: offsets, readUpTo: replay.map { plan in { plan.end(of: $0) } })
+                try group.unit.assign(
+                    group.partitions, offsets: offsets, ends: bounds.mapValues(\.high), readUpTo: replay.map { plan in { plan.end(of: $0) } })
             }
             everAssigned = true
             announcementDue = true

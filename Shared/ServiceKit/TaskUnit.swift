@@ -251,12 +251,16 @@ final class TaskUnit<Processor: StreamProcessor> {
     // MARK: Assignment
 
     /// Takes on `partitions`, read from `offsets` (and the marks and echoes the store holds
-    /// for them). `readUpTo`: where a rebuild stops reading a partition, if it does.
-    func assign(_ partitions: [TopicPartition], offsets: [TopicPartition: Int64], readUpTo: ((TopicPartition) -> Int64)?) throws {
+    /// for them). `ends`: where the broker said they ended at the assignment. `readUpTo`: where
+    /// a rebuild stops reading a partition, if it does.
+    func assign(
+        _ partitions: [TopicPartition], offsets: [TopicPartition: Int64], ends: [TopicPartition: Int64] = [:],
+        readUpTo: ((TopicPartition) -> Int64)?
+    ) throws {
         applier.forget(tasks: partitions.map(\.partition))
         // Every owned task's frontier is committed anew after a rebalance.
         committedFrontiers = [:]
-        merger.assign(partitions, positions: offsets, marks: try applier.storedMarks(partitions))
+        merger.assign(partitions, positions: offsets, marks: try applier.storedMarks(partitions), ends: ends)
         if let readUpTo {
             for partition in partitions where merger.awaitedProducers[partition.topic]?.isEmpty ?? true {
                 merger.capRead(partition, at: readUpTo(partition))

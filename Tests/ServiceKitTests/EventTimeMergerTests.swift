@@ -308,6 +308,29 @@ import Testing
                 "assigned again: the end it went to then counts anew")
     }
 
+    /// The end the broker gave at the assignment is the first end, whatever the client's cached
+    /// watermark says afterwards: one left from an earlier assignment here can be behind what
+    /// the last owner read.
+    @Test func theEndAskedOfTheBrokerAtTheAssignmentIsTheFirstEnd() {
+        var merger = EventTimeMerger<String>(topics: ["cmd"], sortedTopics: ["cmd"], idleMilliseconds: 0)
+        merger.reachesOtherTasks = { _ in true }
+        merger.assign([c0], positions: [c0: 0], ends: [c0: 3])
+        merger.add("credit@50", key: key(50, 5, "c50"), offset: 0, from: c0)
+        merger.updateEnd(c0, to: 1)  // a stale cached watermark: as if read to its end
+        #expect(merger.frontier(of: 0, unreadCountsNothingOn: ["cmd"], onlyWhatReachesOtherTasks: true) == .lowest,
+                "offsets 1 and 2 were there at the assignment")
+        merger.add("credit@60", key: key(60, 5, "c60"), offset: 1, from: c0)
+        merger.add("credit@55", key: key(55, 5, "c55"), offset: 2, from: c0)
+        #expect(merger.frontier(of: 0, unreadCountsNothingOn: ["cmd"], onlyWhatReachesOtherTasks: true) == key(50, 5, "c50"))
+        // A rebuild that stops reading before that end needs to read only that far.
+        var capped = EventTimeMerger<String>(topics: ["cmd"], sortedTopics: ["cmd"], idleMilliseconds: 0)
+        capped.reachesOtherTasks = { _ in true }
+        capped.assign([c0], positions: [c0: 0], ends: [c0: 3])
+        capped.capRead(c0, at: 1)
+        capped.add("credit@50", key: key(50, 5, "c50"), offset: 0, from: c0)
+        #expect(capped.frontier(of: 0, unreadCountsNothingOn: ["cmd"], onlyWhatReachesOtherTasks: true) == key(50, 5, "c50"))
+    }
+
     /// What a task's owner commits for the other instances: the earliest record it holds, or
     /// nothing known while a partition has records not read yet or a producer has not promised.
     @Test func aTasksFrontierIsTheEarliestRecordItHasLeft() {
