@@ -189,6 +189,14 @@ public final class NotificationsProcessor: StreamProcessor {
 
     // MARK: Applying
 
+    /// A ledger entry, tier change or reward sent again after its inbox row was pruned (by a
+    /// restored task of its service): applied before if a message sent names it among its
+    /// causes. Counting it again would move the daily cap and a digest's total.
+    public func hasApplied(_ input: Decoded<NotificationRecord>, in batch: Batch) throws -> Bool {
+        try batch.database.prepare("SELECT 1 FROM notification_sent WHERE member = ? AND instr(',' || causes || ',', ?) > 0 LIMIT 1")
+            .queryOne(.text(input.member), .text(",\(input.eventID),")) { _ in true } ?? false
+    }
+
     public func apply(_ input: Decoded<NotificationRecord>, in batch: Batch) throws {
         var member = try load(input.member, batch.database)
         var decision = NotificationDecision()

@@ -15,14 +15,16 @@ import Testing
         let applier: BatchApplier<NotificationsProcessor>
         var offsets: [String: Int64] = [:]
 
-        init() throws {
+        init(inboxHorizonDays: Int64? = nil) throws {
             directory = FileManager.default.temporaryDirectory.appendingPathComponent("notifications-tests-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("notifications.sqlite").path))
             let processor = NotificationsProcessor(
                 program: try Program.load(json: ReferenceProgram.bytes()), templates: try MessageTemplates.load(json: ReferenceProgram.templatesBytes()))
             // One partition, so that every member's records, all on partition 0, share one task and stream time.
-            applier = try BatchApplier(database: database, processor: processor, timerMode: .streamTime, partitionCount: 1)
+            applier = try BatchApplier(
+                database: database, processor: processor, timerMode: .streamTime, partitionCount: 1,
+                inboxHorizon: inboxHorizonDays.map { $0 * 86_400_000 })
         }
 
         deinit { try? FileManager.default.removeItem(at: directory) }
@@ -72,6 +74,20 @@ import Testing
         #expect(message.data["text"]?.stringValue == "Congratulations! You moved up from Growth to Gold.")
         #expect(message.data["causes"]?.arrayValue == ["t1"])
         #expect(message.id == "notification/\(message.data["idempotencyKey"]!.stringValue!)")
+    }
+
+    /// A tier change sent again months later by a restored tiers task, after the inbox let its
+    /// first copy go, gives no second message.
+    @Test func aTierChangeSentAgainAfterTheInboxForgotItGivesNoSecondMessage() throws {
+        let h = try Harness(inboxHorizonDays: 30)
+        try h.apply([try Self.registered("m", ["locale": "en", "channels": ["email": "m@example.com"]])])
+        let first = try h.apply([try Self.upgraded("t1", "m", "2026-01-02T10:00:00+08:00")])
+        #expect(first.filter { $0.topic == Topics.notifications.name }.count == 1)
+        try h.apply([(try Self.event("u", EventType.memberUpdated, "m", "2026-05-02T10:00:00+08:00", ["locale": "en"], source: "shop"), Topics.members.name)])
+        #expect(try h.applier.database.prepare("SELECT COUNT(*) FROM inbox WHERE event_id = 't1'").queryOne { $0.int64(0) } == 0)
+        let again = try h.apply([try Self.upgraded("t1", "m", "2026-01-02T10:00:00+08:00"), try Self.upgraded("t2", "m", "2026-01-03T10:00:00+08:00")])
+        let messages = again.filter { $0.topic == Topics.notifications.name }.map(\.event)
+        #expect(messages.map { $0.data["causes"]?.arrayValue } == [["t2"]], "t1 again gives nothing; t2, as late and new, its message")
     }
 
     @Test func theMemberViewShowsTheStoredStateWithMaskedAddresses() throws {
