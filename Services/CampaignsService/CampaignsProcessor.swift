@@ -211,6 +211,13 @@ public final class CampaignsProcessor: StreamProcessor {
 
     // MARK: Applying
 
+    /// A referral command (the service's one input from the platform) sent again after its
+    /// inbox row was pruned: applied before if its referrer's referrals read name it.
+    public func hasApplied(_ input: Decoded<CampaignRecord>, in batch: Batch) throws -> Bool {
+        try batch.database.prepare("SELECT 1 FROM campaign_referrals WHERE member = ? AND event_id = ?")
+            .queryOne(.text(input.member), .text(input.eventID)) { _ in true } ?? false
+    }
+
     public func apply(_ input: Decoded<CampaignRecord>, in batch: Batch) throws {
         try loadRegistryIfNeeded(batch.database)
         var member = try load(input.member, batch.database, since: input.time)
@@ -243,6 +250,8 @@ public final class CampaignsProcessor: StreamProcessor {
         case .ignored:
             return
         case .referred(let referee):
+            try batch.database.prepare("INSERT OR IGNORE INTO campaign_referrals(member, event_id) VALUES(?, ?)")
+                .run(.text(input.member), .text(input.eventID))
             // Like points: a referrer unknown at the registration's time is not rewarded (points
             // refuses it `unknown-referrer`), and nothing waits for one.
             guard let registeredAt = member.registeredAt, registeredAt <= input.time,

@@ -27,5 +27,10 @@ public enum CampaignsSchema {
                 PRIMARY KEY(member, order_id)) WITHOUT ROWID;
             CREATE TABLE campaign_refund_ids(member TEXT NOT NULL, refund_id TEXT NOT NULL, PRIMARY KEY(member, refund_id)) WITHOUT ROWID;
             """),
+        Migration(version: 102, name: "referrals read", sql: """
+            -- The referral commands applied, by referrer: one sent again after the inbox let it go
+            -- (by a store restored from a changelog that lagged its outputs) is found here.
+            CREATE TABLE campaign_referrals(member TEXT NOT NULL, event_id TEXT NOT NULL, PRIMARY KEY(member, event_id)) WITHOUT ROWID;
+            """),
     ]
 }

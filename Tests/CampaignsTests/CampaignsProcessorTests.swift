@@ -15,20 +15,20 @@ import Testing
         let applier: BatchApplier<CampaignsProcessor>
         var offsets: [String: Int64] = [:]
 
-        init() throws {
+        init(inboxHorizonDays: Int64? = nil) throws {
             directory = FileManager.default.temporaryDirectory.appendingPathComponent("campaigns-tests-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            applier = try Self.open(directory)
+            applier = try Self.open(directory, inboxHorizonDays: inboxHorizonDays)
         }
 
-        static func open(_ directory: URL) throws -> BatchApplier<CampaignsProcessor> {
+        static func open(_ directory: URL, inboxHorizonDays: Int64? = nil) throws -> BatchApplier<CampaignsProcessor> {
             let program = try Program.load(json: ReferenceProgram.bytes())
             let defaults = try CampaignDefinition.loadFile(json: ReferenceProgram.campaignsBytes(), tiers: program.tiers.levels.map(\.id))
             let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("campaigns.sqlite").path))
             // One partition, so that every member's records, all on partition 0, share one task and stream time.
             let applier = try BatchApplier(
                 database: database, processor: CampaignsProcessor(program: program, defaults: defaults, commandKeys: testKeys), timerMode: .streamTime,
-                partitionCount: 1)
+                partitionCount: 1, inboxHorizon: inboxHorizonDays.map { $0 * 86_400_000 })
             applier.commandKeys = testKeys
             return applier
         }
@@ -288,6 +288,24 @@ import Testing
         forged.source = "shop"
         let refused = try h.apply([(forged, Topics.campaignCommands.name)])
         #expect(refused.filter { $0.topic == Topics.deadLetters.name }.map { $0.event.data["reason"]?.stringValue } == ["forbidden-source"])
+    }
+
+    /// Referral commands sent again months later, by a store restored from a changelog that
+    /// lagged its outputs, after the inbox let them go: counted once.
+    @Test func referralsSentAgainAfterTheInboxForgotThemAreCountedOnce() throws {
+        let h = try Harness(inboxHorizonDays: 30)
+        try h.apply([try Self.registered("boss", "2026-01-01T10:00:00+08:00")])
+        let registrations = try (0..<5).map { try Self.registered("friend\($0)", "2026-01-0\($0 + 2)T10:00:00+08:00", ["referrerId": "boss"]) }
+        let referrals = try h.apply(registrations).filter { $0.topic == Topics.campaignCommands.name }.map { ($0.event, $0.topic) }
+        #expect(referrals.count == 5)
+        // Four of them; then the stream goes on for months.
+        try h.apply(Array(referrals.prefix(4)))
+        try h.apply([try Self.registered("later", "2026-05-01T10:00:00+08:00")])
+        // All five again: the first four are known, the fifth (as late, and new) earns the badge.
+        let again = try h.apply(referrals)
+        #expect(again.filter { $0.topic == Topics.campaignRewards.name }.map { $0.event.data["badge"]?.stringValue } == ["referral-5"])
+        let view = try h.applier.processor.memberView("boss", in: h.applier.database, asOf: nil)
+        #expect(view?["rewardedReferrals"]?.int64Value == 5)
     }
 
     @Test func anOrderReadBeforeItsRegistrationWaitsForIt() throws {
