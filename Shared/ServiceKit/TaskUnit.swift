@@ -254,7 +254,7 @@ final class TaskUnit<Processor: StreamProcessor> {
     /// for them). `ends`: where the broker said they ended at the assignment. `readUpTo`: where
     /// a rebuild stops reading a partition, if it does.
     func assign(
-        _ partitions: [TopicPartition], offsets: [TopicPartition: Int64], ends: [TopicPartition: Int64] = [:],
+        _ partitions: [TopicPartition], offsets: [TopicPartition: Int64], ends: [TopicPartition: Int64],
         readUpTo: ((TopicPartition) -> Int64)?
     ) throws {
         applier.forget(tasks: partitions.map(\.partition))
