@@ -153,9 +153,15 @@ public final class PointsProcessor: StreamProcessor {
 
     /// A grant, reversal or other command sent again after its inbox row was pruned: applied
     /// before if its member's ledger has an entry it caused. One that was refused, or gave no
-    /// entry, is decided again as the first time, to the same refusal id.
+    /// entry, is decided again as the first time, to the same refusal id. A reservation of
+    /// reward stock: if its reward's task kept it as decided. (An answer needs no check: one to
+    /// a redemption no longer held changes nothing.)
     public func hasApplied(_ input: Decoded<PointsRecord>, in batch: Batch) throws -> Bool {
-        try batch.database.prepare("SELECT 1 FROM ledger WHERE member = ? AND cause_id = ? LIMIT 1")
+        if case .stockReservation(let reservation) = input.body.event.input {
+            return try batch.database.prepare("SELECT 1 FROM stock_reservations WHERE reward_id = ? AND request_id = ?")
+                .queryOne(.text(reservation.rewardID), .text(reservation.requestID)) { _ in true } ?? false
+        }
+        return try batch.database.prepare("SELECT 1 FROM ledger WHERE member = ? AND cause_id = ? LIMIT 1")
             .queryOne(.text(input.member), .text(input.eventID)) { _ in true } ?? false
     }
 
@@ -334,6 +340,8 @@ public final class PointsProcessor: StreamProcessor {
         let taken = try batch.database.prepare("SELECT taken FROM reward_stock WHERE reward_id = ?")
             .queryOne(.text(reservation.rewardID)) { $0.int64(0) } ?? 0
         let answer = rules.reserve(reservation, taken: taken)
+        try batch.database.prepare("INSERT OR IGNORE INTO stock_reservations(reward_id, request_id) VALUES(?, ?)")
+            .run(.text(reservation.rewardID), .text(reservation.requestID))
         if answer.refusal == nil, rules.program.catalogue[reservation.rewardID]?.stock != nil {
             try batch.database.prepare(
                 "INSERT INTO reward_stock(reward_id, taken) VALUES(?, ?) ON CONFLICT(reward_id) DO UPDATE SET taken = taken + excluded.taken"

@@ -94,5 +94,14 @@ enum PointsSchema {
                 PRIMARY KEY(member, refund_id)
             ) WITHOUT ROWID;
             """),
+        Migration(version: 105, name: "stock reservations applied", sql: """
+            -- The reservations a reward's task decided, so that one sent again after the inbox
+            -- let it go (a restored task repeating its batches) takes no units a second time.
+            CREATE TABLE stock_reservations(
+                reward_id TEXT NOT NULL,
+                request_id TEXT NOT NULL,
+                PRIMARY KEY(reward_id, request_id)
+            ) WITHOUT ROWID;
+            """),
     ]
 }

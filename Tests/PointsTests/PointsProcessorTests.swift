@@ -306,6 +306,30 @@ import Testing
         #expect(try harness.count("SELECT taken FROM reward_stock WHERE reward_id = 'tea-set'") == 199)
     }
 
+    @Test func aStockReservationSentAgainAfterTheInboxForgotItTakesNoUnitsTwice() throws {
+        let harness = try Harness(inboxHorizonDays: 30)
+        try harness.apply([
+            try event("ra", EventType.memberRegistered, "ann", "2026-03-01T09:00:00+08:00"),
+            harness.keys.sign(try event("open-ann", EventType.openingBalance, "ann", "2026-03-01T10:00:00+08:00", [
+                "system": "old-crm", "operator": "migration-1", "lots": [["points": 700_000, "expiresAt": "2028-01-01T00:00:00+08:00"]],
+            ]).withSource("loyalty/cli")),
+        ])
+        let asked = try harness.apply([try event("x1", EventType.redeem, "ann", "2026-03-02T10:00:00+08:00", ["rewardId": "tea-set", "quantity": 50])])
+        let reservation = try #require(asked.first { $0.topic == Topics.pointsCommands.name }?.event)
+        let answers = try harness.apply([reservation]).filter { $0.topic == Topics.pointsCommands.name }
+        #expect(answers.map(\.event.id) == ["stock-answer/x1"])
+        // Two months later the inbox has let it go; a restored task sends it again.
+        try harness.apply([try event("k", EventType.checkedIn, "ann", "2026-05-10T09:00:00+08:00")])
+        #expect(try harness.count("SELECT COUNT(*) FROM inbox WHERE event_id = 'stock-reservation/x1'") == 0)
+        #expect(try harness.apply([reservation]).filter { $0.topic == Topics.pointsCommands.name }.isEmpty)
+        #expect(try harness.count("SELECT taken FROM reward_stock WHERE reward_id = 'tea-set'") == 50)
+        // So the 150 sets left are still there for the next request.
+        let next = try harness.apply([try event("x2", EventType.redeem, "ann", "2026-05-11T10:00:00+08:00", ["rewardId": "tea-set", "quantity": 150])])
+        let answer = try #require(try harness.apply(next.filter { $0.topic == Topics.pointsCommands.name }.map(\.event))
+            .first { $0.topic == Topics.pointsCommands.name }?.event)
+        #expect(answer.id == "stock-answer/x2" && answer.data["refusal"] == nil)
+    }
+
     @Test func aCommandAKeptEventSendsLeavesAtItsMembersRegistration() throws {
         let harness = try Harness()
         try harness.apply([
