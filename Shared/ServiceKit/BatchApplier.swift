@@ -249,46 +249,57 @@ public final class BatchApplier<Processor: StreamProcessor> {
         }
     }
 
-    /// Task `task`'s side of the peer marks as its store keeps it (``PeerMarkBook``).
+    /// Task `task`'s side of the peer marks as its store keeps it (``PeerMarkBook``), with as
+    /// many figures as the processor's chains of commands have links.
     public func storedPeerBook(task: Int32, tasks: Range<Int32>) throws -> PeerMarkBook {
         func key(_ row: Statement, _ column: Int32) -> MergeKey { MergeKey(time: row.int64(column), rank: Int(row.int64(column + 1)), id: "") }
+        func deeper(_ text: String) -> [MergeKey] {
+            text.split(separator: ",").compactMap { pair in
+                let parts = pair.split(separator: ":")
+                guard parts.count == 2, let time = Int64(parts[0]), let rank = Int(parts[1]) else { return nil }
+                return MergeKey(time: time, rank: rank, id: "")
+            }
+        }
         func number(_ row: Statement, _ column: Int32) -> PeerMark.Number { PeerMark.Number(epoch: row.int64(column), count: row.int64(column + 1)) }
         var owed: Set<Int32> = []
         let latest = try database.prepare(
-            "SELECT task, epoch, count, own_time, own_rank, read_time, read_rank, acknowledges_epoch, acknowledges_count, answer_owed "
-                + "FROM peer_marks ORDER BY task"
+            "SELECT task, epoch, count, own_time, own_rank, read_time, read_rank, acknowledges_epoch, acknowledges_count, answer_owed, "
+                + "deeper FROM peer_marks ORDER BY task"
         ).query { row in
             if row.int64(9) != 0 { owed.insert(Int32(row.int64(0))) }
             return PeerMark(
-                task: Int32(row.int64(0)), number: number(row, 1), own: key(row, 3), readFromPeers: key(row, 5), to: task,
-                acknowledges: number(row, 7))
+                task: Int32(row.int64(0)), number: number(row, 1), own: key(row, 3), readFromPeers: key(row, 5), deeper: deeper(row.string(10)),
+                to: task, acknowledges: number(row, 7))
         }
         let holds = try database.prepare("SELECT task, epoch, count, time, rank FROM peer_holds ORDER BY task, epoch, count").query { row in
             PeerHold(task: Int32(row.int64(0)), number: number(row, 1), key: key(row, 3))
         }
         let published = try database.prepare(
-            "SELECT epoch, count, own_time IS NOT NULL, own_time, own_rank, read_time, read_rank FROM peer_mark_published WHERE task = ?"
+            "SELECT epoch, count, own_time IS NOT NULL, own_time, own_rank, read_time, read_rank, deeper FROM peer_mark_published WHERE task = ?"
         ).queryOne(.integer(Int64(task))) { row in
-            (number: number(row, 0), figures: row.int64(2) == 0 ? nil : PeerMarkBook.Figures(own: key(row, 3), readFromPeers: key(row, 5)))
+            (number: number(row, 0), figures: row.int64(2) == 0 ? nil
+                : PeerMarkBook.Figures(own: key(row, 3), readFromPeers: key(row, 5), deeper: row.isNull(7) ? [] : deeper(row.string(7))))
         }
         return PeerMarkBook(
-            task: task, tasks: tasks, latest: latest, answersOwed: owed, holds: holds, number: published?.number ?? .none,
+            task: task, tasks: tasks, levels: processor.longestCommandChain, latest: latest, answersOwed: owed, holds: holds, number: published?.number ?? .none,
             published: published?.figures)
     }
 
     /// Keeps a task's side of the peer marks, in the batch's transaction with the offsets read
     /// past the marks and the marks it publishes.
     public func storePeerBook(_ book: PeerMarkBook) throws {
+        func text(_ deeper: [MergeKey]) -> String { deeper.map { "\($0.time):\($0.rank)" }.joined(separator: ",") }
         try database.execute("DELETE FROM peer_marks")
         try database.execute("DELETE FROM peer_holds")
         let saveMark = try database.prepare(
             "INSERT INTO peer_marks(task, epoch, count, own_time, own_rank, read_time, read_rank, acknowledges_epoch, acknowledges_count, "
-                + "answer_owed) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                + "answer_owed, deeper) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
         for mark in book.marks {
             try saveMark.run(
                 .integer(Int64(mark.task)), .integer(mark.number.epoch), .integer(mark.number.count), .integer(mark.own.time),
                 .integer(Int64(mark.own.rank)), .integer(mark.readFromPeers.time), .integer(Int64(mark.readFromPeers.rank)),
-                .integer(mark.acknowledges.epoch), .integer(mark.acknowledges.count), .integer(book.answersOwed.contains(mark.task) ? 1 : 0))
+                .integer(mark.acknowledges.epoch), .integer(mark.acknowledges.count), .integer(book.answersOwed.contains(mark.task) ? 1 : 0),
+                .text(text(mark.deeper)))
         }
         let saveHold = try database.prepare("INSERT OR REPLACE INTO peer_holds(task, epoch, count, time, rank) VALUES(?, ?, ?, ?, ?)")
         for hold in book.holds {
@@ -298,11 +309,12 @@ public final class BatchApplier<Processor: StreamProcessor> {
         }
         let figures = book.published
         try database.prepare(
-            "INSERT OR REPLACE INTO peer_mark_published(task, epoch, count, own_time, own_rank, read_time, read_rank) VALUES(?, ?, ?, ?, ?, ?, ?)"
+            "INSERT OR REPLACE INTO peer_mark_published(task, epoch, count, own_time, own_rank, read_time, read_rank, deeper) "
+                + "VALUES(?, ?, ?, ?, ?, ?, ?, ?)"
         ).run(
             .integer(Int64(book.task)), .integer(book.number.epoch), .integer(book.number.count), figures.map { .integer($0.own.time) } ?? .null,
             figures.map { .integer(Int64($0.own.rank)) } ?? .null, figures.map { .integer($0.readFromPeers.time) } ?? .null,
-            figures.map { .integer(Int64($0.readFromPeers.rank)) } ?? .null)
+            figures.map { .integer(Int64($0.readFromPeers.rank)) } ?? .null, figures.map { .text(text($0.deeper)) } ?? .null)
     }
 
     /// The stored next offsets of these partitions (nil: never read).

@@ -16,7 +16,8 @@ import Messaging
 ///   `own` holds it.
 ///
 /// That covers a chain of two commands (a transfer's credit, bouncing back); a service with
-/// longer chains would need a figure per further link. A command sorts above the record that
+/// longer chains carries a figure per further link (`deeper`: the lowest `readFromPeers` of
+/// the others as read, and so on; ``StreamProcessor/longestCommandChain``). A command sorts above the record that
 /// causes it (same time, a higher rank), which keeps two tasks from each waiting for the
 /// other at equal keys.
 ///
@@ -57,6 +58,10 @@ public struct PeerMark: Sendable, Equatable {
     public var readFromPeers: MergeKey
     /// The task whose partition this copy goes to: read anywhere else, it is refused.
     public var to: Int32
+    /// Further levels, for a service whose chains of commands are longer than two: the first
+    /// is the lowest `readFromPeers` of the other tasks as this task last read them, each next
+    /// one the lowest of the one before (empty for chains of two).
+    public var deeper: [MergeKey]
     /// The `number` of the last mark of `to` the sender had read (`Number.none`: none).
     public var acknowledges: Number
     /// The sender sent `to` commands since its previous mark: `to` answers with a mark that
@@ -64,13 +69,14 @@ public struct PeerMark: Sendable, Equatable {
     public var asksForAnswer: Bool
 
     public init(
-        task: Int32, number: Number, own: MergeKey, readFromPeers: MergeKey, to: Int32, acknowledges: Number = .none,
-        asksForAnswer: Bool = false
+        task: Int32, number: Number, own: MergeKey, readFromPeers: MergeKey, deeper: [MergeKey] = [], to: Int32,
+        acknowledges: Number = .none, asksForAnswer: Bool = false
     ) {
         self.task = task
         self.number = number
         self.own = own
         self.readFromPeers = readFromPeers
+        self.deeper = deeper
         self.to = to
         self.acknowledges = acknowledges
         self.asksForAnswer = asksForAnswer
@@ -85,8 +91,18 @@ public struct PeerMark: Sendable, Equatable {
         return MergeKey(time: key.time, rank: key.rank + 1, id: "")
     }
 
-    /// The lower of the two figures: how far this task holds every other.
-    var bound: MergeKey { min(own, readFromPeers) }
+    /// The lowest of the figures: how far this task holds every other.
+    var bound: MergeKey { min(own, readFromPeers, deeper.min() ?? .highest) }
+
+    /// The figure of `level` (0: `own`, 1: `readFromPeers`, then `deeper`); a level the mark
+    /// does not carry is its lowest figure.
+    func figure(_ level: Int) -> MergeKey {
+        switch level {
+        case 0: own
+        case 1: readFromPeers
+        default: level - 2 < deeper.count ? deeper[level - 2] : bound
+        }
+    }
 }
 
 /// Commands a task sent a peer before its mark `number`: until the peer acknowledges that
@@ -115,10 +131,12 @@ public struct PeerMarkBook: Sendable, Equatable {
     public struct Figures: Sendable, Equatable {
         public var own: MergeKey
         public var readFromPeers: MergeKey
+        public var deeper: [MergeKey]
 
-        public init(own: MergeKey, readFromPeers: MergeKey) {
+        public init(own: MergeKey, readFromPeers: MergeKey, deeper: [MergeKey] = []) {
             self.own = own
             self.readFromPeers = readFromPeers
+            self.deeper = deeper
         }
     }
 
@@ -126,6 +144,9 @@ public struct PeerMarkBook: Sendable, Equatable {
     public let task: Int32
     /// The service's tasks, this one among them.
     public let tasks: Range<Int32>
+    /// The longest chain of commands the service sends (a command caused by a command …):
+    /// the number of figures a mark carries, at least two.
+    public let levels: Int
     /// The last mark read of each other task.
     public private(set) var latest: [Int32: PeerMark] = [:]
     /// Peers that asked for an answer this task has not published yet.
@@ -138,17 +159,18 @@ public struct PeerMarkBook: Sendable, Equatable {
     /// The figures last published; nil: none since the task was taken on here.
     public private(set) var published: Figures?
 
-    public init(task: Int32, tasks: Range<Int32>) {
+    public init(task: Int32, tasks: Range<Int32>, levels: Int = 2) {
         self.task = task
         self.tasks = tasks
+        self.levels = max(2, levels)
     }
 
     /// A book as a store kept it.
     public init(
-        task: Int32, tasks: Range<Int32>, latest: [PeerMark], answersOwed: Set<Int32>, holds: [PeerHold], number: PeerMark.Number,
-        published: Figures?
+        task: Int32, tasks: Range<Int32>, levels: Int = 2, latest: [PeerMark], answersOwed: Set<Int32>, holds: [PeerHold],
+        number: PeerMark.Number, published: Figures?
     ) {
-        self.init(task: task, tasks: tasks)
+        self.init(task: task, tasks: tasks, levels: levels)
         for mark in latest where mark.task != task && tasks.contains(mark.task) { self.latest[mark.task] = mark }
         self.answersOwed = answersOwed
         self.holds = holds
@@ -179,6 +201,10 @@ public struct PeerMarkBook: Sendable, Equatable {
     /// nothing): this task's `readFromPeers`.
     public var readFromPeers: MergeKey { lowest(\.own) }
 
+    /// This task's figures beyond `readFromPeers`: each the lowest of the level below it over
+    /// the other tasks as read here.
+    public var deeper: [MergeKey] { (2..<levels).map { level in lowest { $0.figure(level - 1) } } }
+
     /// Records sorting below this may be applied as far as the other tasks go: nothing they
     /// may still send this task sorts below it, whether because of their own input or in
     /// answer to this task's commands.
@@ -204,7 +230,7 @@ public struct PeerMarkBook: Sendable, Equatable {
     /// pending inputs that may send a command (see ``PeerMark/own(earliestSender:)``);
     /// `commandsSent`: the earliest command it sent each other task since its last mark.
     public func publishing(earliestSender: MergeKey?, commandsSent: [Int32: MergeKey] = [:]) -> (marks: [PeerMark], book: PeerMarkBook)? {
-        let figures = Figures(own: PeerMark.own(earliestSender: earliestSender), readFromPeers: readFromPeers)
+        let figures = Figures(own: PeerMark.own(earliestSender: earliestSender), readFromPeers: readFromPeers, deeper: deeper)
         let sentToPeers = commandsSent.filter { $0.key != task && tasks.contains($0.key) }
         guard figures != published || !sentToPeers.isEmpty || !answersOwed.isEmpty else { return nil }
         var next = self
@@ -216,7 +242,7 @@ public struct PeerMarkBook: Sendable, Equatable {
         }
         let marks = tasks.filter { $0 != task }.map { peer in
             PeerMark(
-                task: task, number: next.number, own: figures.own, readFromPeers: figures.readFromPeers, to: peer,
+                task: task, number: next.number, own: figures.own, readFromPeers: figures.readFromPeers, deeper: figures.deeper, to: peer,
                 acknowledges: latest[peer]?.number ?? .none, asksForAnswer: sentToPeers[peer] != nil)
         }
         return (marks, next)
@@ -240,17 +266,18 @@ extension PeerMark {
 
     /// The mark as a CloudEvent (signed by the batch, as every record on a command topic).
     /// Each figure is `{"time", "rank"}`, or `"idle"` for a task that holds no one and
-    /// `"unknown"` for one that has not heard from every peer yet; the event's time is the
-    /// lower figure's, or 0.
+    /// `"unknown"` for one that has not heard from every peer yet; `deeper` only when there
+    /// are deeper figures. The event's time is the lowest figure's, or 0.
     public func event(source: String) -> CloudEvent {
-        let lower = min(own, readFromPeers)
+        let lower = bound
+        var data: JSONObject = [
+            "task": .int(Int64(task)), "number": Self.value(number), "to": .int(Int64(to)), "own": Self.value(own),
+            "readFromPeers": Self.value(readFromPeers), "acknowledges": Self.value(acknowledges), "asksForAnswer": .bool(asksForAnswer),
+        ]
+        if !deeper.isEmpty { data["deeper"] = .array(deeper.map(Self.value)) }
         return CloudEvent(
             id: "peer-progress/\(task)/\(number.epoch).\(number.count)/\(to)", source: source, type: Self.eventType,
-            time: EventTime(millis: lower == .lowest || lower == .highest ? 0 : lower.time), subject: nil,
-            data: .object([
-                "task": .int(Int64(task)), "number": Self.value(number), "to": .int(Int64(to)), "own": Self.value(own),
-                "readFromPeers": Self.value(readFromPeers), "acknowledges": Self.value(acknowledges), "asksForAnswer": .bool(asksForAnswer),
-            ]))
+            time: EventTime(millis: lower == .lowest || lower == .highest ? 0 : lower.time), subject: nil, data: .object(data))
     }
 
     private static let typeMarker = Array("\"\(eventType)\"".utf8)
@@ -280,8 +307,15 @@ extension PeerMark {
                 throw Rejection(code: .invalidProgressMark, detail: "a peer mark \(role) task \(number), which this service does not have")
             }
         }
+        var deeper: [MergeKey] = []
+        if let levels = data["deeper"] {
+            guard let figures = levels.arrayValue?.compactMap(key), figures.count == levels.arrayValue?.count else {
+                throw Rejection(code: .invalidProgressMark, detail: "data.deeper of a peer mark is a list of figures")
+            }
+            deeper = figures
+        }
         return PeerMark(
-            task: Int32(task), number: number, own: own, readFromPeers: read, to: Int32(to), acknowledges: acknowledges,
+            task: Int32(task), number: number, own: own, readFromPeers: read, deeper: deeper, to: Int32(to), acknowledges: acknowledges,
             asksForAnswer: asks)
     }
 

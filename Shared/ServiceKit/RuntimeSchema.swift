@@ -204,5 +204,11 @@ public enum RuntimeSchema {
                 read_rank INTEGER
             );
             """),
+        Migration(version: 12, name: "peer marks with deeper figures", sql: """
+            -- For a service whose chains of commands are longer than two: a mark's figures past
+            -- `readFromPeers`, as `time:rank` pairs joined by commas ('' for none).
+            ALTER TABLE peer_marks ADD COLUMN deeper TEXT NOT NULL DEFAULT '';
+            ALTER TABLE peer_mark_published ADD COLUMN deeper TEXT;
+            """),
     ]
 }

@@ -126,7 +126,7 @@ public protocol StreamProcessor: AnyObject {
     /// one signed command topic among its sorted inputs (written by its own tasks and by the
     /// producers it waits for alone: a record of any other writer is covered by no mark),
     /// each ranks above the record that causes it (same time, higher rank), no chain of such
-    /// commands is longer than two, and its timers send none (the batch refuses those it can
+    /// commands is longer than ``longestCommandChain``, and its timers send none (the batch refuses those it can
     /// see: ``PeerCommandRefused``).
     var tasksAreIndependent: Bool { get }
 
@@ -138,6 +138,12 @@ public protocol StreamProcessor: AnyObject {
     /// thread as records arrive, while `apply` may run on a task's: it must read nothing but
     /// `input` and the processor's immutable settings. Default: every record may.
     func mayCommandOtherTasks(_ input: Decoded<Body>) -> Bool
+
+    /// The longest chain of commands between the service's tasks: a record's command (one
+    /// link), a command it causes in turn (two), and so on. Each link past the first costs
+    /// the peer marks one more figure (``PeerMarkBook/levels``), which a chain of that length
+    /// needs (architecture.md, step 9). Default: 2.
+    var longestCommandChain: Int { get }
 
     /// Whether the service keeps figures that span its tasks (a stock, a budget shared by
     /// every member): a store per task would split them, so the `task` layout is refused.
@@ -192,6 +198,7 @@ extension StreamProcessor {
     public var tasksAreIndependent: Bool { false }
     public var figuresSpanTasks: Bool { false }
     public func mayCommandOtherTasks(_ input: Decoded<Body>) -> Bool { true }
+    public var longestCommandChain: Int { 2 }
     public func hasApplied(_ input: Decoded<Body>, in batch: Batch) throws -> Bool { false }
 
     /// The service's input topics it also sends signed commands to: where its tasks' peer

@@ -344,7 +344,7 @@ import Testing
     @Test func aTasksPeerBookIsKeptInItsStore() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let (applier, _) = try makeApplier(directory)
+        let (applier, processor) = try makeApplier(directory)
         #expect(try applier.storedPeerBook(task: 1, tasks: 0..<3) == PeerMarkBook(task: 1, tasks: 0..<3), "nothing kept yet")
         func key(_ time: Int64, _ rank: Int) -> MergeKey { MergeKey(time: time, rank: rank, id: "") }
         var book = PeerMarkBook(task: 1, tasks: 0..<3)
@@ -363,6 +363,18 @@ import Testing
         try applier.database.transaction { try applier.storePeerBook(taken) }
         let again = try applier.storedPeerBook(task: 1, tasks: 0..<3)
         #expect(again.number == .init(epoch: 8, count: 0) && again.published == nil && again.holds == book.holds)
+
+        // A service with chains of three keeps a third figure, read and published.
+        processor.longestCommandChain = 3
+        var deep = try applier.storedPeerBook(task: 1, tasks: 0..<3)
+        #expect(deep.levels == 3)
+        deep.read(PeerMark(task: 0, number: .init(epoch: 3, count: 11), own: key(9, 2), readFromPeers: key(7, 1), deeper: [key(6, 3)], to: 1))
+        deep.read(PeerMark(task: 2, number: .init(epoch: 4, count: 2), own: key(8, 1), readFromPeers: key(9, 4), deeper: [.highest], to: 1))
+        deep = try #require(deep.publishing(earliestSender: nil)).book
+        #expect(deep.published?.deeper == [key(7, 1)], "the lowest readFromPeers read")
+        #expect(deep.bound == key(6, 3), "held at the lowest figure of every level")
+        try applier.database.transaction { try applier.storePeerBook(deep) }
+        #expect(try applier.storedPeerBook(task: 1, tasks: 0..<3) == deep)
     }
 
     @Test func aFailingBatchLeavesNothingBehind() throws {

@@ -107,6 +107,7 @@ import Testing
             PeerMark(task: 2, number: n(7), own: key(1_767_196_800_000, 5, ""), readFromPeers: key(1_767_196_800_000, 2, ""), to: 0),
             PeerMark(task: 0, number: n(1 << 33, epoch: 12_345_678), own: .highest, readFromPeers: .lowest, to: 5, acknowledges: n(12), asksForAnswer: true),
             PeerMark(task: 5, number: n(1, epoch: 0), own: .lowest, readFromPeers: .highest, to: 3, acknowledges: n(0, epoch: 1 << 32)),
+            PeerMark(task: 1, number: n(4), own: key(20, 1, ""), readFromPeers: key(18, 6, ""), deeper: [key(17, 2, ""), .highest], to: 2),
         ] {
             let event = try CloudEvent.decode(mark.event(source: "acme/counting").encoded())
             #expect(try PeerMark.decode(event, tasks: 0..<6) == mark)
@@ -134,6 +135,8 @@ import Testing
         #expect(refusal({ $0["acknowledges"] = .object(["epoch": -1, "count": 0]) })?.code == .invalidProgressMark)
         #expect(refusal({ $0["asksForAnswer"] = "yes" })?.code == .invalidProgressMark)
         #expect(refusal(type: "stream.progress")?.code == .invalidProgressMark)
+        #expect(refusal({ $0["deeper"] = .array(["idle", "soon"]) })?.detail.contains("data.deeper") == true)
+        #expect(refusal({ $0["deeper"] = "idle" })?.code == .invalidProgressMark)
     }
 
     @Test func tasksOnTheirOwnApplyWhatOneMergeAppliesAndNeverWaitForEachOther() {
@@ -157,6 +160,13 @@ import Testing
         #expect(!Self.differing(longestChain: 3).isEmpty)
     }
 
+    /// A figure per further level covers them: with as many figures as links, chains of three
+    /// and of four apply what one merge applies, and none waits for ever.
+    @Test func aFigurePerLevelCoversLongerChains() {
+        #expect(Self.differing(longestChain: 3, levels: 3) == [])
+        #expect(Self.differing(longestChain: 4, levels: 4) == [])
+    }
+
     /// And without answers: a task whose peers last said they were idle reads new input, sends
     /// one a command and applies its later records before the bounce comes back.
     @Test func withoutAnswersNewInputOvertakesABounce() {
@@ -165,9 +175,9 @@ import Testing
 
     /// The seeds (of 400) whose tasks on their own apply something else than one merge; none
     /// may wait for ever.
-    static func differing(longestChain: Int, answers: Bool = true) -> [Int] {
+    static func differing(longestChain: Int, levels: Int = 2, answers: Bool = true) -> [Int] {
         (0..<400).filter { seed in
-            let model = Model(seed: UInt64(seed), longestChain: longestChain, answers: answers)
+            let model = Model(seed: UInt64(seed), longestChain: longestChain, levels: levels, answers: answers)
             guard case .applied(let orders) = model.tasksOnTheirOwn() else {
                 Issue.record("seed \(seed): the tasks wait for each other")
                 return false
@@ -199,6 +209,8 @@ private struct Model {
     /// The later waves: the task each goes to and how many records it writes.
     let laterWaves: [(task: Int, count: Int)]
     let longestChain: Int
+    /// The figures each mark carries (``PeerMarkBook/levels``).
+    let levels: Int
     let readAtOnce: Bool
     /// Whether a task that sent a peer commands waits for its answer (``PeerHold``).
     let answers: Bool
@@ -208,7 +220,7 @@ private struct Model {
     let asTheMergeDoes: Bool
     let seed: UInt64
 
-    init(seed: UInt64, longestChain: Int, answers: Bool = true) {
+    init(seed: UInt64, longestChain: Int, levels: Int = 2, answers: Bool = true) {
         var random = SeededRandom(seed: seed)
         let taskCount = Int32.random(in: 2...4, using: &random)
         func records(for task: Int32, count: Int, times: Range<Int64>, from first: Int) -> [Record] {
@@ -234,6 +246,7 @@ private struct Model {
         firstWave = first
         laterWaves = later
         self.longestChain = longestChain
+        self.levels = levels
         self.answers = answers
         readAtOnce = Bool.random(using: &random)
         asTheMergeDoes = Bool.random(using: &random)
@@ -300,7 +313,7 @@ private struct Model {
             var order: [String] = []
         }
         var random = SeededRandom(seed: seed &+ 7_919)
-        var state = (0..<tasks).map { Task(book: PeerMarkBook(task: $0, tasks: 0..<tasks)) }
+        var state = (0..<tasks).map { Task(book: PeerMarkBook(task: $0, tasks: 0..<tasks, levels: levels)) }
         for task in state.indices { state[task].written = firstWave[task] }
         /// Each sender's records to each task, in the order sent.
         var partitions: [[[Item]]] = Array(repeating: Array(repeating: [], count: Int(tasks)), count: Int(tasks))

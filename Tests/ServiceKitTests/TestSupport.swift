@@ -41,6 +41,8 @@ final class CountingProcessor: StreamProcessor {
     /// With `passing`: a pass that leaves its receiver's total odd bounces back to its sender
     /// as a `count.returned` of 1, ranked above the pass (a chain of two, as a points transfer's).
     var bouncing = false
+    /// The links of its longest chain of commands (its peer marks carry as many figures).
+    var longestCommandChain = 2
     /// Event ids the processor says send no other task a command (``mayCommandOtherTasks(_:)``).
     var saidToSendNone: Set<String> = []
     func mayCommandOtherTasks(_ input: Decoded<Body>) -> Bool { !saidToSendNone.contains(input.eventID) }
