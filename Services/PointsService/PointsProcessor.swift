@@ -177,9 +177,6 @@ public final class PointsProcessor: StreamProcessor {
             return try batch.deadLetter(input.body.consumedRecord, reason: rejection)
         }
         let decision = rules.apply(event, to: &cached.account)
-        if case .stockAnswer(let answer) = event.input {
-            try batch.cancelTimers(member: event.member, kind: TimerKind.stockWait, ref: answer.requestID)
-        }
         if decision.memberUnknown {
             try park(input, batch)
             return
@@ -193,13 +190,6 @@ public final class PointsProcessor: StreamProcessor {
 
     public func fire(_ timer: DueTimer, in batch: Batch) throws {
         switch timer.kind {
-        case TimerKind.stockWait:
-            var cached = try load(timer.member, batch)
-            guard var account = cached.account else { return }
-            let decision = rules.giveBackUnanswered(requestID: timer.ref, at: timer.due, account: &account)
-            cached.account = account
-            try record(decision, into: &cached, batch)
-            accounts[timer.member] = cached
         case TimerKind.release:
             var cached = try load(timer.member, batch)
             guard var account = cached.account else { return }
@@ -446,12 +436,6 @@ public final class PointsProcessor: StreamProcessor {
         }
         for command in decision.commands {
             try batch.emit(Self.event(for: command), to: Topics.pointsCommands.name)
-            if case .reserveStock(let reservation, let time) = command {
-                // Cancelled by the answer, which always comes first unless it was lost.
-                try batch.schedule(TimerRequest(
-                    due: time.adding(hours: PointsRules.stockAnswerWaitHours), rank: TimerKind.rank(TimerKind.stockWait),
-                    member: reservation.member, kind: TimerKind.stockWait, ref: reservation.requestID))
-            }
         }
     }
 
@@ -582,8 +566,6 @@ enum TimerKind {
     static let expiry = "expiry"
     static let expiryWarning = "expiry-warning"
     static let inactivity = "inactivity"
-    /// Points set aside for a stocked reward, given back if its reservation is never answered.
-    static let stockWait = "stock-wait"
 
     static func rank(_ kind: String) -> Int {
         switch kind {
@@ -591,7 +573,6 @@ enum TimerKind {
         case expiry: Rank.expiry
         case expiryWarning: Rank.expiryWarning
         case inactivity: Rank.inactivity
-        case stockWait: Rank.unansweredReservation
         case ParkedRecords.timerKind: ParkedRecords.timerRank
         default: 9
         }

@@ -46,6 +46,4 @@ public enum Rank {
     public static let digest = 6
     /// A marketing message held for quiet hours or the daily cap.
     public static let heldMessage = 7
-    /// Points set aside for a redemption whose reservation of stock was never answered.
-    public static let unansweredReservation = 8
 }

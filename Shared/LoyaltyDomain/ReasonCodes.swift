@@ -25,7 +25,6 @@ extension ReasonCode {
     public static let referralMonthlyCap = ReasonCode(rawValue: "referral-monthly-cap")
     public static let refundExceedsOrder = ReasonCode(rawValue: "refund-exceeds-order")
     public static let reversalExceedsComponent = ReasonCode(rawValue: "reversal-exceeds-component")
-    public static let reservationUnanswered = ReasonCode(rawValue: "reservation-unanswered")
     public static let reviewDailyCap = ReasonCode(rawValue: "review-daily-cap")
     public static let selfReferral = ReasonCode(rawValue: "self-referral")
     public static let selfTransfer = ReasonCode(rawValue: "self-transfer")

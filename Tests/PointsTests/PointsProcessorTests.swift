@@ -330,41 +330,6 @@ import Testing
         #expect(answer.id == "stock-answer/x2" && answer.data["refusal"] == nil)
     }
 
-    @Test func pointsSetAsideForAReservationNeverAnsweredGoBackAfterTheWait() throws {
-        let harness = try Harness()
-        try harness.apply([
-            try event("ra", EventType.memberRegistered, "ann", "2026-03-01T09:00:00+08:00"),
-            harness.keys.sign(try event("open-ann", EventType.openingBalance, "ann", "2026-03-01T10:00:00+08:00", [
-                "system": "old-crm", "operator": "migration-1", "lots": [["points": 10_000, "expiresAt": "2028-01-01T00:00:00+08:00"]],
-            ]).withSource("loyalty/cli")),
-        ])
-        // Answered: the wait is over with the answer.
-        let first = try harness.apply([try event("x1", EventType.redeem, "ann", "2026-03-02T10:00:00+08:00", ["rewardId": "tea-set"])])
-        #expect(try harness.count("SELECT COUNT(*) FROM timers WHERE kind = 'stock-wait'") == 1)
-        let answer = try harness.apply(first.filter { $0.topic == Topics.pointsCommands.name }.map(\.event))
-        try harness.apply(answer.filter { $0.topic == Topics.pointsCommands.name }.map(\.event))
-        #expect(try harness.count("SELECT COUNT(*) FROM timers WHERE kind = 'stock-wait'") == 0)
-        #expect(try harness.count("SELECT available FROM accounts WHERE member = 'ann'") == 7_000)
-
-        // Lost (its reservation dead-lettered, say): the 3,000 points are spendable by nothing
-        // until the wait runs out a day later, then given back with a refusal of the request.
-        let lost = try harness.apply([try event("x2", EventType.redeem, "ann", "2026-03-03T10:00:00+08:00", ["rewardId": "tea-set"])])
-        let reservation = try #require(lost.first { $0.topic == Topics.pointsCommands.name }?.event)
-        let meanwhile = try harness.apply([try event("x3", EventType.redeem, "ann", "2026-03-03T12:00:00+08:00", ["rewardId": "tea-set", "quantity": 2])])
-        #expect(meanwhile.first { $0.event.type == "points.refused" }?.event.data["reason"]?.stringValue == "insufficient-balance")
-        let waited = try harness.apply([try event("k", EventType.checkedIn, "ben", "2026-03-04T10:00:00+08:00")])
-        let refusal = try #require(waited.first { $0.event.type == "points.refused" }?.event)
-        #expect(refusal.id == "x2/refused" && refusal.subject == "ann" && refusal.data["reason"]?.stringValue == "reservation-unanswered")
-        #expect(refusal.time.rfc3339 == "2026-03-04T02:00:00.000Z", "at the end of the wait")
-        #expect(try harness.count("SELECT available FROM accounts WHERE member = 'ann'") == 7_000)
-        // The spendable points are back: a new request may have them.
-        let again = try harness.apply([try event("x4", EventType.redeem, "ann", "2026-03-04T11:00:00+08:00", ["rewardId": "tea-set", "quantity": 2])])
-        #expect(again.contains { $0.event.id == "stock-reservation/x4" })
-        // An answer that still comes later finds nothing set aside and changes nothing.
-        let late = try harness.apply(try harness.apply([reservation]).filter { $0.topic == Topics.pointsCommands.name }.map(\.event))
-        #expect(!late.contains { $0.topic == Topics.pointsLedger.name })
-    }
-
     @Test func aCommandAKeptEventSendsLeavesAtItsMembersRegistration() throws {
         let harness = try Harness()
         try harness.apply([

@@ -514,25 +514,6 @@ public struct PointsRules: Sendable {
 
     // MARK: Reward stock
 
-    /// How long after a redemption of a stocked reward its points stay set aside without an
-    /// answer from the reward's task. The answer carries the request's own instant and the
-    /// member's later records wait for it, so it always comes first unless it was lost (a
-    /// reservation or answer dead-lettered): then the points are given back.
-    public static let stockAnswerWaitHours: Int64 = 24
-
-    /// The wait for a reservation's answer ran out: the points set aside for the request go
-    /// back to the member, refused `reservation-unanswered` at the end of the wait. An answer
-    /// that still comes later finds no held redemption and changes nothing.
-    public func giveBackUnanswered(requestID: String, at due: EventTime, account: inout PointsAccount) -> PointsDecision {
-        var decision = PointsDecision()
-        guard let index = account.heldRedemptions.firstIndex(where: { $0.requestID == requestID }) else { return decision }
-        let held = account.heldRedemptions.remove(at: index)
-        var request = held.request(of: account.member)
-        request.time = due
-        decision.refusals.append(refusal(request, subject: "redemption", reason: .reservationUnanswered, detail: held.rewardID))
-        return decision
-    }
-
     /// The reward's task deciding a reservation, in the order of its reservations: the units
     /// are taken while the program's stock lasts. `taken` is how many units of the reward
     /// reservations took so far. A reward the program no longer limits is never out of stock.
