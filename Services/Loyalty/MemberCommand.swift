@@ -95,6 +95,10 @@ enum MemberCommand {
                 lines.append("    \(entry["time"]?.stringValue ?? "")  \(pad((points > 0 ? "+" : "") + String(points), 8)) \(pad(entry["kind"]?.stringValue ?? "", 15))"
                     + " \(pad(entry["source"]?.stringValue ?? "", 10)) because \(entry["causeId"]?.stringValue ?? "")")
             }
+            for held in points["heldRedemptions"]?.arrayValue ?? [] {
+                lines.append("  set aside \(held["points"]?.int64Value ?? 0) for \(held["quantity"]?.int64Value ?? 0) × \(held["rewardId"]?.stringValue ?? "")"
+                    + " (request \(held["requestId"]?.stringValue ?? ""), \(held["time"]?.stringValue ?? "")), waiting for the reward's stock")
+            }
             for refusal in (points["refusals"]?.arrayValue ?? []).suffix(5) {
                 lines.append("  refused \(refusal["time"]?.stringValue ?? ""): \(refusal["reason"]?.stringValue ?? "") (\(refusal["refusalId"]?.stringValue ?? ""))")
             }

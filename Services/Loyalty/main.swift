@@ -29,6 +29,9 @@ let usage = """
       publish <file>       publish CloudEvents (one JSON object per line) to the topic of their type
       adjust <member> <points> --reason TEXT --operator ID [--at TIME]
                            correct a member's points (either way), signed with the command key
+      release-held <member> <request id> --reason TEXT --operator ID [--at TIME]
+                           give back the points set aside for a redemption whose stock answer was
+                           lost (dead-lettered); signed with the command key
       import-balances <file> --system NAME --operator ID --at TIME
                            bring members' balances over from the shop's earlier system, as lots
                            with their own expiry (signed; one per member; a re-run changes nothing)
@@ -102,6 +105,7 @@ let commandHelp: [String: String] = [
     "fault": BrokerCommand.faultUsage,
     "publish": "usage: loyalty publish <file>\n  publish CloudEvents (one JSON object per line) to the input topic of their type, keyed by subject;\n  every line is checked first, and nothing is sent if one is wrong",
     "adjust": Adjust.usage,
+    "release-held": ReleaseHeld.usage + "\n  give back the points set aside for a redemption of a stocked reward whose reservation or answer was\n  dead-lettered (the request id is in `loyalty member <id>`'s heldRedemptions); signed with the command key",
     "import-balances": ImportBalances.usage,
     "campaigns": CampaignCommands.usage,
     "dlq": DeadLetterCommands.usage,
@@ -166,6 +170,10 @@ do {
         let adjustment = try Adjust.parse(Array(arguments.dropFirst()))
         try Adjust.publish(adjustment, keys: try commandKeys(), bootstrapServers: try bootstrapServers())
         print("published adjustment \(adjustment.id): \(adjustment.points) points for \(adjustment.member)")
+    case "release-held":
+        let release = try ReleaseHeld.parse(Array(arguments.dropFirst()))
+        try ReleaseHeld.publish(release, keys: try commandKeys(), bootstrapServers: try bootstrapServers())
+        print("published release \(release.id): the points set aside for \(release.requestID) of \(release.member)")
     case "import-balances":
         try ImportBalances.run(Array(arguments.dropFirst()), keys: commandKeys, bootstrapServers: bootstrapServers)
     case "dlq":

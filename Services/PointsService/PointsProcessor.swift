@@ -29,7 +29,7 @@ public final class PointsProcessor: StreamProcessor {
     /// Commands only the platform sends, each signed with a command key: from anyone else they
     /// would mint points.
     static let signedTypes: Set<String> = EventType.internalCommands.union([
-        EventType.pointsGrant, EventType.pointsReverse, EventType.adjust, EventType.openingBalance,
+        EventType.pointsGrant, EventType.pointsReverse, EventType.adjust, EventType.openingBalance, EventType.releaseHeld,
     ])
     /// Member profiles carry contact data and birthdays: kept out of dead letters.
     public let personalDataTopics: Set<String> = [Topics.members.name]
@@ -117,6 +117,11 @@ public final class PointsProcessor: StreamProcessor {
                 throw Rejection(code: .invalidEvent, detail: "data.operator: an opening balance names the operator who imported it")
             }
         }
+        if case .releaseHeld = input {
+            guard let operatorID = event.data["operator"]?.stringValue, !operatorID.isEmpty else {
+                throw Rejection(code: .invalidEvent, detail: "data.operator: a release names the operator who made it")
+            }
+        }
         if case .adjust(let adjustment) = input {
             // An operator's correction, not a way to print points: named, and bounded.
             guard let operatorID = event.data["operator"]?.stringValue, !operatorID.isEmpty else {
@@ -145,7 +150,7 @@ public final class PointsProcessor: StreamProcessor {
         case .registered, .transfer, .transferCredit, .stockReservation: true
         case .redeem(let redemption): rules.program.catalogue[redemption.rewardID]?.stock != nil
         case .memberUpdated, .memberClosed, .orderPaid, .orderRefunded, .checkedIn, .reviewPosted, .contentShared, .taskCompleted,
-             .grant, .reversal, .referralReward, .cashOffset, .adjust, .openingBalance, .transferReturned, .stockAnswer: false
+             .grant, .reversal, .referralReward, .cashOffset, .adjust, .openingBalance, .transferReturned, .stockAnswer, .releaseHeld: false
         }
     }
 
@@ -328,6 +333,16 @@ public final class PointsProcessor: StreamProcessor {
             "balance": ["available": .int(balance.available), "pending": .int(balance.pending), "debt": .int(balance.debt), "net": .int(balance.net)],
             "lots": .array(lots), "entries": .array(entries), "refusals": .array(refusals),
         ]
+        // Redemptions waiting for their reward's stock (the latest state: not as of `asOf`);
+        // one whose answer was lost is released by `loyalty release-held`.
+        if asOf == nil && !account.heldRedemptions.isEmpty {
+            view["heldRedemptions"] = .array(account.heldRedemptions.map { held in
+                .object([
+                    "requestId": .string(held.requestID), "time": .string(held.time.description), "rewardId": .string(held.rewardID),
+                    "quantity": .int(held.quantity), "points": .int(held.points),
+                ])
+            })
+        }
         if let asOf { view["asOf"] = .string(asOf.description) }
         return .object(view)
     }

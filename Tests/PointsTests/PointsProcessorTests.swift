@@ -50,6 +50,11 @@ import Testing
         func count(_ sql: String) throws -> Int64 {
             try applier.database.prepare(sql).queryOne { $0.int64(0) } ?? 0
         }
+
+        /// The member as `GET /members/<id>` shows them, as an object.
+        func view(_ member: String) throws -> JSONObject? {
+            try applier.processor.memberView(member, in: applier.database, asOf: nil)?.objectValue
+        }
     }
 
     func event(_ id: String, _ type: String, _ member: String, _ time: String, _ data: JSONObject = JSONObject()) throws -> CloudEvent {
@@ -328,6 +333,53 @@ import Testing
         let answer = try #require(try harness.apply(next.filter { $0.topic == Topics.pointsCommands.name }.map(\.event))
             .first { $0.topic == Topics.pointsCommands.name }?.event)
         #expect(answer.id == "stock-answer/x2" && answer.data["refusal"] == nil)
+    }
+
+    @Test func anOperatorReleasesPointsSetAsideForAnAnswerThatWasLost() throws {
+        let harness = try Harness()
+        func release(_ id: String, _ request: String, operator name: String = "ops-1", at time: String, signed: Bool = true) throws -> CloudEvent {
+            let command = try event(id, EventType.releaseHeld, "ann", time, ["requestId": .string(request), "reason": "answer dead-lettered", "operator": .string(name)])
+                .withSource("loyalty/cli")
+            return signed ? harness.keys.sign(command) : command
+        }
+        try harness.apply([
+            try event("ra", EventType.memberRegistered, "ann", "2026-03-01T09:00:00+08:00"),
+            harness.keys.sign(try event("open-ann", EventType.openingBalance, "ann", "2026-03-01T10:00:00+08:00", [
+                "system": "old-crm", "operator": "migration-1", "lots": [["points": 10_000, "expiresAt": "2028-01-01T00:00:00+08:00"]],
+            ]).withSource("loyalty/cli")),
+        ])
+        // The reservation is lost (dead-lettered at the reward's task, say): 3,000 points stay
+        // set aside, and the member lookup names the request.
+        let asked = try harness.apply([try event("x1", EventType.redeem, "ann", "2026-03-02T10:00:00+08:00", ["rewardId": "tea-set"])])
+        let reservation = try #require(asked.first { $0.topic == Topics.pointsCommands.name }?.event)
+        let held = try #require(try harness.view("ann")?["heldRedemptions"]?.arrayValue)
+        #expect(held.count == 1 && held[0]["requestId"]?.stringValue == "x1" && held[0]["points"]?.int64Value == 3_000)
+        let short = try harness.apply([try event("x2", EventType.redeem, "ann", "2026-03-03T10:00:00+08:00", ["rewardId": "tea-set", "quantity": 3])])
+        #expect(short.first { $0.event.type == "points.refused" }?.event.data["reason"]?.stringValue == "insufficient-balance")
+
+        // Unsigned, or without an operator: dead-lettered; for a request not held: refused.
+        let unsigned = try harness.apply([try release("rel-0", "x1", at: "2026-03-04T10:00:00+08:00", signed: false)])
+        #expect(unsigned.first { $0.topic == Topics.deadLetters.name }?.event.data["reason"]?.stringValue == "unauthenticated-command")
+        let anonymous = try harness.apply([try release("rel-1", "x1", operator: "", at: "2026-03-04T10:00:00+08:00")])
+        #expect(anonymous.first { $0.topic == Topics.deadLetters.name }?.event.data["reason"]?.stringValue == "invalid-event")
+        let unknown = try harness.apply([try release("rel-2", "nope", at: "2026-03-04T10:00:00+08:00")])
+        let notHeld = try #require(unknown.first { $0.event.type == "points.refused" }?.event)
+        #expect(notHeld.id == "rel-2/refused" && notHeld.data["reason"]?.stringValue == "not-held")
+        let reasonless = try harness.apply([harness.keys.sign(try event("rel-2b", EventType.releaseHeld, "ann", "2026-03-04T10:30:00+08:00", [
+            "requestId": "x1", "reason": "  ", "operator": "ops-1"]).withSource("loyalty/cli"))])
+        #expect(reasonless.first { $0.event.type == "points.refused" }?.event.data["reason"]?.stringValue == "missing-reason")
+
+        // Released: the request is refused as of the release, and the points are spendable again.
+        let released = try harness.apply([try release("rel-3", "x1", at: "2026-03-04T11:00:00+08:00")])
+        let refusal = try #require(released.first { $0.event.type == "points.refused" }?.event)
+        #expect(refusal.id == "x1/refused" && refusal.data["reason"]?.stringValue == "released-by-operator")
+        #expect(refusal.time.rfc3339 == "2026-03-04T03:00:00.000Z")
+        #expect(try harness.view("ann")?["heldRedemptions"] == nil)
+        let again = try harness.apply([try event("x3", EventType.redeem, "ann", "2026-03-04T12:00:00+08:00", ["rewardId": "tea-set", "quantity": 3])])
+        #expect(again.contains { $0.event.id == "stock-reservation/x3" })
+        // An answer that still comes finds nothing set aside for x1 and changes nothing.
+        let answer = try harness.apply([reservation]).filter { $0.topic == Topics.pointsCommands.name }.map(\.event)
+        #expect(!(try harness.apply(answer)).contains { $0.topic == Topics.pointsLedger.name })
     }
 
     @Test func aCommandAKeptEventSendsLeavesAtItsMembersRegistration() throws {

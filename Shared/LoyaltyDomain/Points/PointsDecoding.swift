@@ -122,6 +122,9 @@ extension PointsInput {
             }
             let reason = try data.optionalString("reason")?.trimmingCharacters(in: .whitespacesAndNewlines)
             return .adjust(Adjustment(points: points, reason: reason?.isEmpty == true ? nil : reason))
+        case EventType.releaseHeld:
+            let reason = try data.optionalString("reason")?.trimmingCharacters(in: .whitespacesAndNewlines)
+            return .releaseHeld(HeldRelease(requestID: try required(data.string("requestId"), "requestId"), reason: reason?.isEmpty == true ? nil : reason))
         case EventType.openingBalance:
             let system = try required(data.string("system"), "system")
             let raw = try data.optionalArray("lots") ?? []

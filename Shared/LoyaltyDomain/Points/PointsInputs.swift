@@ -25,6 +25,8 @@ public enum EventType {
     public static let stockAnswer = "points.stock-answer"
     /// A member's balance brought over from another system, as lots with their own expiry.
     public static let openingBalance = "points.opening-balance"
+    /// An operator giving back the points set aside for a redemption whose stock answer was lost.
+    public static let releaseHeld = "points.release-held"
     /// A registration naming a referrer, sent by the campaigns service to the referrer's task.
     public static let campaignsReferral = "campaigns.referral"
 
@@ -266,7 +268,7 @@ public enum PointsInput: Sendable, Equatable {
     /// Whether an operator sent it (an adjustment, an opening balance), not the shop.
     public var isOperatorCommand: Bool {
         switch self {
-        case .adjust, .openingBalance: true
+        case .adjust, .openingBalance, .releaseHeld: true
         default: false
         }
     }
@@ -282,7 +284,7 @@ public enum PointsInput: Sendable, Equatable {
         // Listed one by one: an input whose rule comes to read an order must be named above.
         case .registered, .memberUpdated, .memberClosed, .checkedIn, .reviewPosted, .contentShared, .taskCompleted,
              .referralReward, .redeem, .cashOffset, .transfer, .adjust, .openingBalance, .transferCredit, .transferReturned,
-             .stockReservation, .stockAnswer: nil
+             .stockReservation, .stockAnswer, .releaseHeld: nil
         }
     }
 
@@ -309,6 +311,21 @@ public enum PointsInput: Sendable, Equatable {
     /// Applied by the reward's task, keyed by ``StockReservation/key(of:)``, not by a member.
     case stockReservation(StockReservation)
     case stockAnswer(StockAnswer)
+    case releaseHeld(HeldRelease)
+}
+
+/// An operator's release of the points set aside for a redemption of a stocked reward
+/// (`points.release-held`): for a request whose reservation or answer was dead-lettered, which
+/// would otherwise hold them for good.
+public struct HeldRelease: Sendable, Equatable {
+    /// The id of the member's `points.redeem` event.
+    public var requestID: String
+    public var reason: String?
+
+    public init(requestID: String, reason: String?) {
+        self.requestID = requestID
+        self.reason = reason
+    }
 }
 
 /// An input with its envelope.

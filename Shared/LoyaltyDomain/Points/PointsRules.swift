@@ -252,7 +252,7 @@ public struct PointsRules: Sendable {
             applyGrant(event, grant, &account, &decision)
         case .reversal(let reversal):
             applyReversal(event, reversal, &account, &decision)
-        case .redeem, .cashOffset, .transfer, .adjust, .openingBalance, .transferCredit, .transferReturned, .stockAnswer:
+        case .redeem, .cashOffset, .transfer, .adjust, .openingBalance, .transferCredit, .transferReturned, .stockAnswer, .releaseHeld:
             break  // spending: `applySpending`
         case .stockReservation:
             break  // the reward's task's: `reserve`
@@ -423,6 +423,19 @@ public struct PointsRules: Sendable {
             } else {
                 redeem(held, &account, &decision)
             }
+        case .releaseHeld(let release):
+            // The request is refused as of the release; an answer that still comes finds
+            // nothing set aside and changes nothing (units it took stay taken).
+            guard let reason = release.reason else {
+                return decision.refusals.append(refusal(event, subject: "release", reason: .missingReason))
+            }
+            guard let index = account.heldRedemptions.firstIndex(where: { $0.requestID == release.requestID }) else {
+                return decision.refusals.append(refusal(event, subject: "release", reason: .notHeld, detail: release.requestID))
+            }
+            let held = account.heldRedemptions.remove(at: index)
+            var request = held.request(of: account.member)
+            request.time = event.time
+            decision.refusals.append(refusal(request, subject: "redemption", reason: .releasedByOperator, detail: "\(held.rewardID): \(reason)"))
         case .cashOffset(let offset):
             func refuse(_ reason: ReasonCode) {
                 decision.refusals.append(refusal(event, subject: "cash-offset", reason: reason, orderID: offset.orderID))
