@@ -102,11 +102,7 @@ extension EndToEnd {
             #expect(timeline.isDone, "the host joined, was lost, and the other left")
             #expect(restores > 0, "tasks moved to hosts without their stores and were restored")
             let differences = try PointsReplay.distinctDifferences(expected, disturbed)
-            // Equal in each of three runs here; take-overs between instances on one host broke
-            // the order of an answer now and then (`PointsFaultTests`), so this may too.
-            withKnownIssue("a take-over may let a task apply past an answer it awaits", isIntermittent: true) {
-                #expect(differences.isEmpty, "\(differences.prefix(2))")
-            }
+            #expect(differences.isEmpty, "\(differences.prefix(2))")
         }
     }
 }

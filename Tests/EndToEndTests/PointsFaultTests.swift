@@ -72,17 +72,13 @@ extension EndToEnd {
 
         /// Replays the year with `disturbance` acting on it, and compares the ledger with the
         /// undisturbed run's, counting a record published twice with the same bytes once.
-        func expectSameLedger(_ steps: [(Double, (PointsReplay.Run) throws -> Void)], _ what: Comment, knownIssue: Comment? = nil) throws {
+        func expectSameLedger(_ steps: [(Double, (PointsReplay.Run) throws -> Void)], _ what: Comment) throws {
             let expected = try undisturbed()
             let timeline = Timeline(total: Self.scenario.events.count, steps)
             let disturbed = try PointsReplay.run(Self.scenario.records, inputs: Self.scenario.events.count) { try timeline.advance($0, applied: $1) }
             #expect(timeline.isDone, "every disturbance happened")
             let differences = try PointsReplay.distinctDifferences(expected, disturbed)
-            if let knownIssue {
-                withKnownIssue(knownIssue, isIntermittent: true) { #expect(differences.isEmpty, "\(what): \(differences.prefix(2))") }
-            } else {
-                #expect(differences.isEmpty, "\(what): \(differences.prefix(2))")
-            }
+            #expect(differences.isEmpty, "\(what): \(differences.prefix(2))")
         }
 
         /// (f) Three SIGKILLs of the service at different points of the year.
@@ -138,13 +134,10 @@ extension EndToEnd {
             ) { try timeline.advance($0, applied: $1) }
             #expect(timeline.isDone, "every instance joined and left")
             let differences = try PointsReplay.distinctDifferences(expected, disturbed)
-            // Open (architecture.md, step 9, "Take-overs"): with tasks moving between instances,
-            // an answer to a command (a transfer's give-back, a reservation's answer) was now
-            // and then applied after later records of its task, in two runs of three. Without
-            // instances joining and leaving, the ledger was one store's (one run).
-            withKnownIssue("a take-over may let a task apply past an answer it awaits", isIntermittent: true) {
-                #expect(differences.isEmpty, "a store per task: \(differences.prefix(2))")
-            }
+            // Before the take-over fixes (architecture.md, step 9, "Take-overs") an answer to a
+            // command was now and then applied after later records of its task, in two runs of
+            // three; since them, none in 25.
+            #expect(differences.isEmpty, "a store per task: \(differences.prefix(2))")
         }
     }
 }
