@@ -10,39 +10,26 @@ enum Adjust {
         var id: String
         var member: String
         var points: Int64
-        var reason: String
-        var operatorID: String
-        var time: EventTime
+        /// Who makes it, why, and when.
+        var command: OperatorCommand
     }
 
     static let usage = "usage: loyalty adjust <member> <points> --reason TEXT --operator ID [--at TIME]"
 
     static func parse(_ arguments: [String]) throws -> Adjustment {
-        let options = try CommandOptions(arguments, known: ["reason", "operator", "at"], usage: usage)
-        let positional = options.positional
-        guard positional.count == 2, let points = Int64(positional[1]), points != 0 else {
+        let options = try CommandOptions(arguments, known: OperatorCommand.options, usage: usage)
+        guard options.positional.count == 2, let points = Int64(options.positional[1]), points != 0 else {
             throw CLIError("expected a member and a non-zero whole number of points\n\(usage)")
         }
-        guard let reason = options["reason"], !reason.trimmingCharacters(in: .whitespaces).isEmpty else {
-            throw CLIError("--reason is required: say why\n\(usage)")
-        }
-        guard let operatorID = options["operator"], !operatorID.isEmpty else { throw CLIError("--operator is required: who makes it\n\(usage)") }
-        let time = try options["at"].map { try EventTime.parse($0) } ?? EventTime(millis: Int64(Date().timeIntervalSince1970 * 1000))
         return Adjustment(
-            id: "adjustment/\(UUID().uuidString.lowercased())", member: positional[0], points: points, reason: reason,
-            operatorID: operatorID, time: time)
+            id: OperatorCommand.newID("adjustment"), member: options.positional[0], points: points, command: try OperatorCommand(options, usage: usage))
     }
 
     static func event(_ adjustment: Adjustment) -> CloudEvent {
-        CloudEvent(
-            id: adjustment.id, source: "loyalty/cli", type: EventType.adjust, time: adjustment.time, subject: adjustment.member,
-            data: .object([
-                "points": .int(adjustment.points), "reason": .string(adjustment.reason), "operator": .string(adjustment.operatorID),
-            ]))
+        adjustment.command.event(id: adjustment.id, type: EventType.adjust, member: adjustment.member, data: ["points": .int(adjustment.points)])
     }
 
     static func publish(_ adjustment: Adjustment, keys: CommandKeys, bootstrapServers: String) throws {
-        let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: bootstrapServers))
-        try Publisher.publish([keys.sign(event(adjustment))], producer: producer)
+        try OperatorCommand.publish(event(adjustment), keys: keys, bootstrapServers: bootstrapServers)
     }
 }

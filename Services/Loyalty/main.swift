@@ -172,7 +172,7 @@ do {
         print("published adjustment \(adjustment.id): \(adjustment.points) points for \(adjustment.member)")
     case "release-held":
         let release = try ReleaseHeld.parse(Array(arguments.dropFirst()))
-        try ReleaseHeld.publish(release, keys: try commandKeys(), bootstrapServers: try bootstrapServers())
+        try OperatorCommand.publish(ReleaseHeld.event(release), keys: try commandKeys(), bootstrapServers: try bootstrapServers())
         print("published release \(release.id): the points set aside for \(release.requestID) of \(release.member)")
     case "import-balances":
         try ImportBalances.run(Array(arguments.dropFirst()), keys: commandKeys, bootstrapServers: bootstrapServers)
