@@ -23,7 +23,7 @@ extension EndToEnd {
             let directory = parent.appendingPathComponent("data")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             try "keep".write(to: directory.appendingPathComponent("points.sqlite"), atomically: true, encoding: .utf8)
-            let commands = ["demo", "bench", "broker", "dev", "flood", "fault", "publish", "adjust", "import-balances", "campaigns", "dlq", "status", "member", "contact", "report", "probe", "tail", "topics"]
+            let commands = ["demo", "bench", "broker", "dev", "flood", "fault", "publish", "adjust", "release-held", "import-balances", "campaigns", "dlq", "status", "member", "contact", "report", "probe", "tail", "topics"]
             for command in commands {
                 for flag in ["--help", "-h"] {
                     let (status, output) = try run([command, flag], in: directory)
@@ -53,6 +53,10 @@ extension EndToEnd {
             #expect(unknown.status == 1 && unknown.output.contains("unknown command frobnicate"))
             let adjust = try run(["adjust", "alice", "50"], in: directory)
             #expect(adjust.status == 1 && adjust.output.contains("--reason is required"), "\(adjust.output)")
+            let release = try run(["release-held", "alice"], in: directory)
+            #expect(release.status == 1 && release.output.contains("expected a member and the id of the redemption"), "\(release.output)")
+            let anonymous = try run(["release-held", "alice", "x1", "--reason", "answer lost"], in: directory)
+            #expect(anonymous.status == 1 && anonymous.output.contains("--operator is required"), "\(anonymous.output)")
         }
     }
 }
