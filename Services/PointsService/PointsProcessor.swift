@@ -26,6 +26,9 @@ public final class PointsProcessor: StreamProcessor {
     /// Reward stock spans every member, but is kept by the task of each reward's key and
     /// reserved by commands to it (architecture.md, "Global figures"): no figure spans tasks.
     public let figuresSpanTasks = false
+    /// A transfer's credit given back and a reservation's answer go to the task that sent the
+    /// credit or the reservation; nothing else a command causes goes anywhere.
+    public let repliesGoBackToTheSender = true
     /// Commands only the platform sends, each signed with a command key: from anyone else they
     /// would mint points.
     static let signedTypes: Set<String> = EventType.internalCommands.union([

@@ -281,7 +281,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
                 : PeerMarkBook.Figures(own: key(row, 3), readFromPeers: key(row, 5), deeper: row.isNull(7) ? [] : deeper(row.string(7))))
         }
         return PeerMarkBook(
-            task: task, tasks: tasks, levels: processor.longestCommandChain, latest: latest, answersOwed: owed, holds: holds, number: published?.number ?? .none,
+            task: task, tasks: tasks, levels: processor.peerMarkLevels, latest: latest, answersOwed: owed, holds: holds, number: published?.number ?? .none,
             published: published?.figures)
     }
 

@@ -144,8 +144,9 @@ public struct PeerMarkBook: Sendable, Equatable {
     public let task: Int32
     /// The service's tasks, this one among them.
     public let tasks: Range<Int32>
-    /// The longest chain of commands the service sends (a command caused by a command …):
-    /// the number of figures a mark carries, at least two.
+    /// How many figures of a mark the task waits on: the service's longest chain of commands
+    /// (a command caused by a command …), or 1 when every command a command causes goes back
+    /// to the task that sent the cause, which its hold covers (``StreamProcessor/peerMarkLevels``).
     public let levels: Int
     /// The last mark read of each other task.
     public private(set) var latest: [Int32: PeerMark] = [:]
@@ -162,7 +163,7 @@ public struct PeerMarkBook: Sendable, Equatable {
     public init(task: Int32, tasks: Range<Int32>, levels: Int = 2) {
         self.task = task
         self.tasks = tasks
-        self.levels = max(2, levels)
+        self.levels = max(1, levels)
     }
 
     /// A book as a store kept it.
@@ -198,17 +199,19 @@ public struct PeerMarkBook: Sendable, Equatable {
     }
 
     /// The lowest `own` of the other tasks as read here (`MergeKey.lowest` while one has sent
-    /// nothing): this task's `readFromPeers`.
-    public var readFromPeers: MergeKey { lowest(\.own) }
+    /// nothing): this task's `readFromPeers`. With one level it holds no one (`.highest`), so
+    /// a peer's promise moving does not set off a mark from every task that read it.
+    public var readFromPeers: MergeKey { levels == 1 ? .highest : lowest(\.own) }
 
     /// This task's figures beyond `readFromPeers`: each the lowest of the level below it over
     /// the other tasks as read here.
-    public var deeper: [MergeKey] { (2..<levels).map { level in lowest { $0.figure(level - 1) } } }
+    public var deeper: [MergeKey] { (2..<max(2, levels)).map { level in lowest { $0.figure(level - 1) } } }
 
     /// Records sorting below this may be applied as far as the other tasks go: nothing they
     /// may still send this task sorts below it, whether because of their own input or in
-    /// answer to this task's commands.
-    public var bound: MergeKey { min(lowest(\.bound), holds.map(\.key).min() ?? .highest) }
+    /// answer to this task's commands. With one level, their own input alone: what a command
+    /// on its way to another task causes goes back to its sender, not here.
+    public var bound: MergeKey { min(levels == 1 ? lowest(\.own) : lowest(\.bound), holds.map(\.key).min() ?? .highest) }
 
     /// The lowest of a figure over the other tasks' last marks; `MergeKey.lowest` while one
     /// has sent none.

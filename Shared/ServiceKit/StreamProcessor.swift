@@ -145,6 +145,13 @@ public protocol StreamProcessor: AnyObject {
     /// needs (architecture.md, step 9). Default: 2.
     var longestCommandChain: Int { get }
 
+    /// Whether every command a command causes goes back to the task that sent the cause (a
+    /// transfer's credit given back, a reservation answered). Its sender's hold covers it
+    /// (``PeerHold``), so with chains of two no other task waits for it, and peer marks carry
+    /// each task's own promise alone (``peerMarkLevels``): a promise moving then sets off no
+    /// mark from every task that read it. Default: false.
+    var repliesGoBackToTheSender: Bool { get }
+
     /// Whether the service keeps figures that span its tasks (a stock, a budget shared by
     /// every member): a store per task would split them, so the `task` layout is refused.
     var figuresSpanTasks: Bool { get }
@@ -199,6 +206,11 @@ extension StreamProcessor {
     public var figuresSpanTasks: Bool { false }
     public func mayCommandOtherTasks(_ input: Decoded<Body>) -> Bool { true }
     public var longestCommandChain: Int { 2 }
+    public var repliesGoBackToTheSender: Bool { false }
+
+    /// How many figures of a peer mark the service's tasks wait on: one when replies go back
+    /// to their sender and no chain is longer than two, else the longest chain's links.
+    public var peerMarkLevels: Int { repliesGoBackToTheSender && longestCommandChain <= 2 ? 1 : longestCommandChain }
     public func hasApplied(_ input: Decoded<Body>, in batch: Batch) throws -> Bool { false }
 
     /// The service's input topics it also sends signed commands to: where its tasks' peer

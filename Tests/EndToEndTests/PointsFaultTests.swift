@@ -136,7 +136,7 @@ extension EndToEnd {
             let differences = try PointsReplay.distinctDifferences(expected, disturbed)
             // Before the take-over fixes (architecture.md, step 9, "Take-overs") an answer to a
             // command was now and then applied after later records of its task, in two runs of
-            // three; since them, none in 25.
+            // three; since them, none in 27.
             #expect(differences.isEmpty, "a store per task: \(differences.prefix(2))")
         }
     }

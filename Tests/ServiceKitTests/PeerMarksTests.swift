@@ -146,7 +146,7 @@ import Testing
             switch model.tasksOnTheirOwn() {
             case .stuck(let pending):
                 Issue.record("seed \(seed): the tasks wait for each other with \(pending) records unapplied")
-            case .applied(let orders):
+            case .applied(let orders, _):
                 for task in orders.indices where orders[task] != reference[task] {
                     Issue.record("seed \(seed): task \(task) applied \(orders[task]) where one merge applies \(reference[task])")
                 }
@@ -162,6 +162,24 @@ import Testing
 
     /// A figure per further level covers them: with as many figures as links, chains of three
     /// and of four apply what one merge applies, and none waits for ever.
+    /// When every second link goes back to the first one's sender (a bounce), the sender's hold
+    /// covers it and no other task need wait for it: each task's own promise alone applies
+    /// what one merge applies, with far fewer marks, since a promise moving no longer moves the
+    /// `readFromPeers` of every task that read it. A third link to a third task breaks it.
+    @Test func repliesToTheSenderNeedTheOwnFigureAloneAndFewerMarks() {
+        #expect(Self.differing(longestChain: 2, levels: 1) == [])
+        #expect(!Self.differing(longestChain: 3, levels: 1).isEmpty)
+        func marks(levels: Int) -> Int {
+            (0..<400).reduce(0) { total, seed in
+                guard case .applied(_, let marks) = Model(seed: UInt64(seed), longestChain: 2, levels: levels).tasksOnTheirOwn() else { return total }
+                return total + marks
+            }
+        }
+        let (one, two) = (marks(levels: 1), marks(levels: 2))
+        print("peer marks over 400 histories: \(one) with the own figure alone, \(two) with readFromPeers")
+        #expect(one < two)
+    }
+
     @Test func aFigurePerLevelCoversLongerChains() {
         #expect(Self.differing(longestChain: 3, levels: 3) == [])
         #expect(Self.differing(longestChain: 4, levels: 4) == [])
@@ -178,7 +196,7 @@ import Testing
     static func differing(longestChain: Int, levels: Int = 2, answers: Bool = true) -> [Int] {
         (0..<400).filter { seed in
             let model = Model(seed: UInt64(seed), longestChain: longestChain, levels: levels, answers: answers)
-            guard case .applied(let orders) = model.tasksOnTheirOwn() else {
+            guard case .applied(let orders, _) = model.tasksOnTheirOwn() else {
                 Issue.record("seed \(seed): the tasks wait for each other")
                 return false
             }
@@ -292,7 +310,8 @@ private struct Model {
     }
 
     enum Outcome {
-        case applied([[String]])
+        /// What each task applied, in order, and how many marks the tasks published.
+        case applied([[String]], marks: Int)
         case stuck(Int)
     }
 
@@ -318,6 +337,8 @@ private struct Model {
         /// Each sender's records to each task, in the order sent.
         var partitions: [[[Item]]] = Array(repeating: Array(repeating: [], count: Int(tasks)), count: Int(tasks))
 
+        var marksPublished = 0
+
         func readShop(_ task: Int, count: Int) {
             let end = min(state[task].written, state[task].read + count)
             state[task].pending += shop[task][state[task].read..<end]
@@ -338,6 +359,7 @@ private struct Model {
             guard let (marks, book) = state[task].book.publishing(earliestSender: earliest, commandsSent: answers ? sent : [:]) else { return }
             state[task].book = book
             for mark in marks { partitions[task][Int(mark.to)].append(.mark(mark)) }
+            marksPublished += marks.count
         }
         /// The task's next record, if it may be applied: its shop partition has a record
         /// waiting or is read to its end (a partition not read to its end holds the merge),
@@ -401,6 +423,6 @@ private struct Model {
             actions[Int.random(in: 0..<actions.count, using: &random)]()
         }
         let left = state.reduce(0) { $0 + $1.pending.count }
-        return left == 0 ? .applied(state.map(\.order)) : .stuck(left)
+        return left == 0 ? .applied(state.map(\.order), marks: marksPublished) : .stuck(left)
     }
 }
