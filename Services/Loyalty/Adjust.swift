@@ -28,8 +28,4 @@ enum Adjust {
     static func event(_ adjustment: Adjustment) -> CloudEvent {
         adjustment.command.event(id: adjustment.id, type: EventType.adjust, member: adjustment.member, data: ["points": .int(adjustment.points)])
     }
-
-    static func publish(_ adjustment: Adjustment, keys: CommandKeys, bootstrapServers: String) throws {
-        try OperatorCommand.publish(event(adjustment), keys: keys, bootstrapServers: bootstrapServers)
-    }
 }

@@ -168,7 +168,7 @@ do {
         print("published \(published) events")
     case "adjust":
         let adjustment = try Adjust.parse(Array(arguments.dropFirst()))
-        try Adjust.publish(adjustment, keys: try commandKeys(), bootstrapServers: try bootstrapServers())
+        try OperatorCommand.publish(Adjust.event(adjustment), keys: try commandKeys(), bootstrapServers: try bootstrapServers())
         print("published adjustment \(adjustment.id): \(adjustment.points) points for \(adjustment.member)")
     case "release-held":
         let release = try ReleaseHeld.parse(Array(arguments.dropFirst()))

@@ -114,22 +114,17 @@ public final class PointsProcessor: StreamProcessor {
         } catch {
             throw Rejection(code: error.code, detail: error.detail)
         }
-        if case .openingBalance = input {
-            // A migration brings balances over under someone's name, like an adjustment.
-            guard let operatorID = event.data["operator"]?.stringValue, !operatorID.isEmpty else {
-                throw Rejection(code: .invalidEvent, detail: "data.operator: an opening balance names the operator who imported it")
+        if input.isOperatorCommand, (event.data["operator"]?.stringValue ?? "").isEmpty {
+            // An operator's command is made under someone's name.
+            let named = switch input {
+            case .openingBalance: "an opening balance names the operator who imported it"
+            case .releaseHeld: "a release names the operator who made it"
+            default: "an adjustment names the operator who made it"
             }
-        }
-        if case .releaseHeld = input {
-            guard let operatorID = event.data["operator"]?.stringValue, !operatorID.isEmpty else {
-                throw Rejection(code: .invalidEvent, detail: "data.operator: a release names the operator who made it")
-            }
+            throw Rejection(code: .invalidEvent, detail: "data.operator: \(named)")
         }
         if case .adjust(let adjustment) = input {
-            // An operator's correction, not a way to print points: named, and bounded.
-            guard let operatorID = event.data["operator"]?.stringValue, !operatorID.isEmpty else {
-                throw Rejection(code: .invalidEvent, detail: "data.operator: an adjustment names the operator who made it")
-            }
+            // An operator's correction, not a way to print points: bounded.
             guard adjustment.points.magnitude <= adjustmentLimit.magnitude else {
                 throw Rejection(code: .adjustmentOverLimit, detail: "data.points: at most \(adjustmentLimit) either way in one adjustment")
             }

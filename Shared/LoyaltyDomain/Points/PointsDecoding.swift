@@ -120,11 +120,9 @@ extension PointsInput {
             guard points != 0, abs(points) <= maximumAmountMinor else {
                 throw InputError(code: .invalidEvent, detail: "data.points must be non-zero and at most \(maximumAmountMinor) either way")
             }
-            let reason = try data.optionalString("reason")?.trimmingCharacters(in: .whitespacesAndNewlines)
-            return .adjust(Adjustment(points: points, reason: reason?.isEmpty == true ? nil : reason))
+            return .adjust(Adjustment(points: points, reason: try operatorReason(data)))
         case EventType.releaseHeld:
-            let reason = try data.optionalString("reason")?.trimmingCharacters(in: .whitespacesAndNewlines)
-            return .releaseHeld(HeldRelease(requestID: try required(data.string("requestId"), "requestId"), reason: reason?.isEmpty == true ? nil : reason))
+            return .releaseHeld(HeldRelease(requestID: try required(data.string("requestId"), "requestId"), reason: try operatorReason(data)))
         case EventType.openingBalance:
             let system = try required(data.string("system"), "system")
             let raw = try data.optionalArray("lots") ?? []
@@ -177,6 +175,13 @@ extension PointsInput {
         let quantity = try data.optionalInt64("quantity") ?? 1
         guard (1...1000).contains(quantity) else { throw InputError(code: .invalidEvent, detail: "data.quantity must be from 1 to 1000") }
         return quantity
+    }
+
+    /// An operator's `reason`, trimmed; nil when missing or blank (the rules refuse it
+    /// `missing-reason`, so the refusal is on the ledger rather than a dead letter).
+    private static func operatorReason(_ data: JSONObject) throws -> String? {
+        let reason = try data.optionalString("reason")?.trimmingCharacters(in: .whitespacesAndNewlines)
+        return reason?.isEmpty == true ? nil : reason
     }
 
     private static func required(_ text: String, _ field: String) throws -> String {

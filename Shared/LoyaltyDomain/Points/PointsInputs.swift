@@ -265,7 +265,8 @@ public enum PointsInput: Sendable, Equatable {
         if case .registered = self { true } else { false }
     }
 
-    /// Whether an operator sent it (an adjustment, an opening balance), not the shop.
+    /// Whether an operator sent it (an adjustment, an opening balance, a release of held
+    /// points), not the shop: it names the operator.
     public var isOperatorCommand: Bool {
         switch self {
         case .adjust, .openingBalance, .releaseHeld: true
