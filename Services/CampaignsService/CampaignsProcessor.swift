@@ -28,8 +28,11 @@ public final class CampaignsProcessor: StreamProcessor {
     /// Points waits for campaigns' progress before it applies what could precede a campaign
     /// grant; notifications before it applies what could precede a reward.
     public let progressTopics = [Topics.pointsCommands.name, Topics.campaignRewards.name]
-    /// Budgets and reward counts span every member (architecture.md, step 9).
-    public let figuresSpanTasks = true
+    /// A budget spans every member, so all tasks, and has no owner task yet (campaigns.md,
+    /// "Budgets when tasks live on different hosts"): default campaigns with a budget keep the
+    /// service in one store. Results are kept per task, so nothing else spans them; a budgeted
+    /// definition read from the topic into a task's own store is dead-lettered.
+    public var figuresSpanTasks: Bool { defaults.contains { $0.budgetPoints != nil } }
     /// Member profiles carry contact data and birthdays: kept out of dead letters.
     public let personalDataTopics: Set<String> = [Topics.members.name]
     /// Birthdays, for birthday campaigns (erased at `member.closed`).
@@ -59,11 +62,21 @@ public final class CampaignsProcessor: StreamProcessor {
         var tier: TierOrder
         var bonus: BonusOrder?
     }
-    /// Every campaign's results, read once per batch (the budgets are checked against them).
-    private var totals: [String: CampaignResults] = [:]
+    /// The results of the task at hand (``useTask(_:)``) and what each budget has granted in
+    /// all, read once per batch (the budgets are checked against them).
+    private var totals = CampaignTotals()
+    /// The task whose results `totals` holds; the other tasks' results, by task.
+    private var totalsTask: Int32 = -1
+    private var otherTasksResults: [Int32: [String: CampaignResults]] = [:]
     private var totalsLoaded = false
-    private var touched: Set<String> = []
-    private var latestTime = EventTime(millis: 0)
+    /// A campaign's results in one task (each task publishes its own members' share).
+    private struct TaskResults: Hashable, Comparable {
+        var task: Int32
+        var campaign: String
+        static func < (a: TaskResults, b: TaskResults) -> Bool { (a.task, a.campaign) < (b.task, b.campaign) }
+    }
+    /// The results changed in this batch, with the latest event time that changed each.
+    private var touched: [TaskResults: EventTime] = [:]
     private var registryLoaded = false
 
     /// `defaults` are in effect from the beginning of time unless the topic supersedes them.
@@ -79,6 +92,17 @@ public final class CampaignsProcessor: StreamProcessor {
     }
 
     public func rank(of eventType: String) -> Int { Rank.of(eventType: eventType) }
+
+    /// Only a registration naming a referrer sends another task a command (the referral); what
+    /// a registration releases (orders and check-ins that waited for it) and the referral
+    /// itself send points commands alone. With a store per task, the peer marks promise past
+    /// every other record, so tasks hold for each other only around registrations.
+    public func mayCommandOtherTasks(_ input: Decoded<CampaignRecord>) -> Bool {
+        switch input.body.input {
+        case .registered(_, let referrer), .refusedRegistration(let referrer, _): referrer.map { $0 != input.member } ?? false
+        case .updated, .closed, .paid, .refunded, .checkedIn, .referred, .ignored: false
+        }
+    }
 
     /// The member's campaign rewards and points by campaign, paid orders and rewarded
     /// referrals, as stored (the latest; `asOf` is not kept per member here).
@@ -222,7 +246,7 @@ public final class CampaignsProcessor: StreamProcessor {
         try loadRegistryIfNeeded(batch.database)
         var member = try load(input.member, batch.database, since: input.time)
         let campaigns = self.campaigns(inEffectAt: input.time)
-        try loadTotalsIfNeeded(batch.database)
+        try loadTotals(for: batch.task, batch.database)
         let decision: CampaignDecision
         switch input.body.input {
         case .refusedRegistration(let referrer, let rejection):
@@ -329,7 +353,7 @@ public final class CampaignsProcessor: StreamProcessor {
                 try batch.deadLetter(parked, reason: rejection)
                 continue
             }
-            try loadTotalsIfNeeded(batch.database)
+            try loadTotals(for: batch.task, batch.database)
             try loadOrder(named: input.body.input, into: &state, batch.database)
             let decision = decide(input.body.input, at: input.time, member: &state, campaigns: self.campaigns(inEffectAt: input.time))
             try record(decision, member: state, cause: input.eventID, time: input.time, batch)
@@ -343,7 +367,7 @@ public final class CampaignsProcessor: StreamProcessor {
         try loadRegistryIfNeeded(batch.database)
         var member = try load(timer.member, batch.database, since: timer.due)
         let campaigns = self.campaigns(inEffectAt: timer.due)
-        try loadTotalsIfNeeded(batch.database)
+        try loadTotals(for: batch.task, batch.database)
         let decision: CampaignDecision
         let cause: String
         switch timer.kind {
@@ -363,8 +387,10 @@ public final class CampaignsProcessor: StreamProcessor {
     private func record(_ decision: CampaignDecision, member: CampaignMember, cause: String, time: EventTime, _ batch: Batch) throws {
         let id = member.member
         members[id] = (member, true)
-        latestTime = max(latestTime, time)
-        touched.formUnion(decision.touched)
+        for campaign in decision.touched {
+            let key = TaskResults(task: batch.task, campaign: campaign)
+            touched[key] = max(touched[key] ?? time, time)
+        }
         for grant in decision.grants {
             var data: JSONObject = [
                 "component": .string(grant.orderID == nil ? GrantComponent.campaignReward.rawValue : GrantComponent.campaignBonus.rawValue),
@@ -442,18 +468,25 @@ public final class CampaignsProcessor: StreamProcessor {
                          .integer(ordersApart ? 1 : 0), .integer(refundIDsApart ? 1 : 0))
         }
         if !touched.isEmpty {
+            useTask(nil)
             let saveResults = try database.prepare(
-                "INSERT INTO campaign_results(campaign, results) VALUES(?, ?) ON CONFLICT(campaign) DO UPDATE SET results = excluded.results")
-            for campaign in touched.sorted() {
-                let results = totals[campaign] ?? CampaignResults()
+                "INSERT INTO campaign_task_results(campaign, task, results) VALUES(?, ?, ?) "
+                    + "ON CONFLICT(campaign, task) DO UPDATE SET results = excluded.results")
+            for (key, time) in touched.sorted(by: { $0.key < $1.key }) {
+                let (campaign, task) = (key.campaign, key.task)
+                let results = otherTasksResults[task]?[campaign] ?? CampaignResults()
                 let budget = registry.latest(campaign)?.definition?.budgetPoints
-                var writer = JSONWriter()
-                results.write(campaign: campaign, budgetPoints: budget, to: &writer)
-                try saveResults.run(.text(campaign), .blob(writer.bytes))
+                let granted = totals.budgetGranted[campaign] ?? 0
+                func write(_ writer: inout JSONWriter) {
+                    results.write(campaign: campaign, task: task, tasks: batch.taskCount, budgetPoints: budget, budgetGranted: granted, to: &writer)
+                }
+                var stored = JSONWriter()
+                write(&stored)
+                try saveResults.run(.text(campaign), .integer(Int64(task)), .blob(stored.bytes))
                 let value = CloudEvent.encode(
-                    id: "campaign-results/\(campaign)/\(results.revision)", source: Self.source, type: "campaign.results",
-                    time: latestTime, subject: campaign, data: { results.write(campaign: campaign, budgetPoints: budget, to: &$0) })
-                try batch.emit(topic: Topics.campaignResults.name, key: campaign, value: value)
+                    id: "campaign-results/\(campaign)/task-\(task)/\(results.revision)", source: Self.source, type: "campaign.results",
+                    time: time, subject: campaign, data: write)
+                try batch.emit(topic: Topics.campaignResults.name, key: "\(campaign)/task-\(task)", value: value)
             }
         }
         forgetBatch()
@@ -468,7 +501,8 @@ public final class CampaignsProcessor: StreamProcessor {
     private func forgetBatch() {
         members.removeAll(keepingCapacity: true)
         apart.removeAll(keepingCapacity: true)
-        totals = [:]
+        totals = CampaignTotals()
+        otherTasksResults.removeAll()
         totalsLoaded = false
         touched.removeAll()
     }
@@ -484,6 +518,12 @@ public final class CampaignsProcessor: StreamProcessor {
         } catch {
             try batch.deadLetter(record, reason: error)
             return
+        }
+        if batch.storeHoldsOneTask, let budget = entry.definition?.budgetPoints {
+            return try batch.deadLetter(record, reason: Rejection(
+                code: .budgetNeedsOneStore,
+                detail: "campaign \(entry.campaign) version \(entry.version) has a budget (\(budget) points), which spans every task; "
+                    + "a store per task cannot keep it exact yet: run campaigns with LOYALTY_STORE_LAYOUT=service for budgeted campaigns"))
         }
         do {
             guard try registry.add(entry) == .added else { return }
@@ -604,14 +644,29 @@ public final class CampaignsProcessor: StreamProcessor {
         apart[id] = lookups
     }
 
-    private func loadTotalsIfNeeded(_ database: Database) throws {
-        guard !totalsLoaded else { return }
-        let rows = try database.prepare("SELECT campaign, results FROM campaign_results").query { ($0.string(0), $0.blob(1)) }
-        for (campaign, raw) in rows {
-            guard let object = try JSONValue.parse(raw).objectValue else { continue }
-            totals[campaign] = try CampaignResults.read(object)
+    /// Reads every task's results in the store, once per batch, and makes `task`'s those at hand.
+    private func loadTotals(for task: Int32, _ database: Database) throws {
+        if !totalsLoaded {
+            let rows = try database.prepare("SELECT campaign, task, results FROM campaign_task_results").query { ($0.string(0), $0.int64(1), $0.blob(2)) }
+            for (campaign, task, raw) in rows {
+                guard let object = try JSONValue.parse(raw).objectValue else { continue }
+                let results = try CampaignResults.read(object)
+                otherTasksResults[Int32(task), default: [:]][campaign] = results
+                totals.budgetGranted[campaign] = totals.budgetGranted[campaign, default: 0].saturatingAdd(results.pointsGranted)
+            }
+            totalsTask = -1
+            totalsLoaded = true
         }
-        totalsLoaded = true
+        useTask(task)
+    }
+
+    /// Makes `task`'s results those at hand in `totals`, putting back the task's that were
+    /// (nil: puts them back alone).
+    private func useTask(_ task: Int32?) {
+        guard task != totalsTask else { return }
+        if totalsTask >= 0 { otherTasksResults[totalsTask] = totals.results }
+        totals.results = task.flatMap { otherTasksResults.removeValue(forKey: $0) } ?? [:]
+        totalsTask = task ?? -1
     }
 }
 

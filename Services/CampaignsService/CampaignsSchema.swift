@@ -32,5 +32,14 @@ public enum CampaignsSchema {
             -- (by a store restored from a changelog that lagged its outputs) is found here.
             CREATE TABLE campaign_referrals(member TEXT NOT NULL, event_id TEXT NOT NULL, PRIMARY KEY(member, event_id)) WITHOUT ROWID;
             """),
+        Migration(version: 103, name: "results per task", sql: """
+            -- Running results per campaign and task: each task keeps and publishes its own members'
+            -- share, so that no figure spans tasks; a budget is checked against the sum of the
+            -- store's rows. A store's results from before count as task 0's.
+            CREATE TABLE campaign_task_results(
+                campaign TEXT NOT NULL, task INTEGER NOT NULL, results BLOB NOT NULL, PRIMARY KEY(campaign, task)) WITHOUT ROWID;
+            INSERT INTO campaign_task_results(campaign, task, results) SELECT campaign, 0, results FROM campaign_results;
+            DROP TABLE campaign_results;
+            """),
     ]
 }

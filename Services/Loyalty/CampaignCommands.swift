@@ -135,14 +135,14 @@ enum CampaignCommands {
         print(describe(campaign, results))
     }
 
-    /// The newest results record of every campaign.
+    /// Every campaign's newest results, its tasks' added up.
     static func latestResults(bootstrapServers: String) throws -> [String: JSONObject] {
-        var newest: [String: JSONObject] = [:]
+        var board = CampaignResultsBoard()
         for event in try readToEnd(Topics.campaignResults, bootstrapServers: bootstrapServers) {
             guard let campaign = event.subject, let data = event.data.objectValue else { continue }
-            if (data["revision"]?.int64Value ?? 0) >= (newest[campaign]?["revision"]?.int64Value ?? -1) { newest[campaign] = data }
+            board.add(campaign: campaign, time: event.time, data: data)
         }
-        return newest
+        return board.combined
     }
 
     /// Results as a few lines for people.

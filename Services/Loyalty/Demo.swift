@@ -74,7 +74,7 @@ enum Demo {
         var balances: [String: JSONObject] = [:]
         var tiers: [String: JSONObject] = [:]
         var campaignRewards: [String: [JSONObject]] = [:]
-        var campaignResults: [String: JSONObject] = [:]
+        var campaignResults = CampaignResultsBoard()
         var notifications: [String: [JSONObject]] = [:]
         var deadLetters: [JSONObject] = []
     }
@@ -109,10 +109,7 @@ enum Demo {
             case Topics.tierStatus.name: outputs.tiers[member] = data
             case Topics.campaignRewards.name: outputs.campaignRewards[member, default: []].append(data)
             case Topics.notifications.name: outputs.notifications[member, default: []].append(data)
-            case Topics.campaignResults.name:
-                if (data["revision"]?.int64Value ?? 0) >= (outputs.campaignResults[member]?["revision"]?.int64Value ?? -1) {
-                    outputs.campaignResults[member] = data
-                }
+            case Topics.campaignResults.name: outputs.campaignResults.add(campaign: member, time: event.time, data: data)
             case Topics.deadLetters.name: outputs.deadLetters.append(data)
             default:
                 if event.type == "points.refused" { outputs.refusals[member, default: []].append(data) } else { outputs.ledger[member, default: []].append(data) }
@@ -144,8 +141,8 @@ enum Demo {
             print(line)
         }
         print("\ncampaigns (results, then each member's rewards)")
-        for campaign in outputs.campaignResults.keys.sorted() {
-            print(CampaignCommands.describe(campaign, outputs.campaignResults[campaign]!).split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+        for campaign in outputs.campaignResults.campaigns {
+            print(CampaignCommands.describe(campaign, outputs.campaignResults.combined(campaign)!).split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
         }
         for member in SampleStream.members {
             let rewards = (outputs.campaignRewards[member] ?? []).map { reward in

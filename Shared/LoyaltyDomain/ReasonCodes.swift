@@ -7,6 +7,7 @@ extension ReasonCode {
     public static let amountOutOfRange = ReasonCode(rawValue: "amount-out-of-range")
     public static let beforeProgramStart = ReasonCode(rawValue: "before-program-start")
     public static let belowMinimum = ReasonCode(rawValue: "below-minimum")
+    public static let budgetNeedsOneStore = ReasonCode(rawValue: "budget-needs-one-store")
     public static let dailyLimit = ReasonCode(rawValue: "daily-limit")
     public static let duplicateComponent = ReasonCode(rawValue: "duplicate-component")
     public static let duplicateOrder = ReasonCode(rawValue: "duplicate-order")

@@ -230,13 +230,14 @@ extension PointsHealth {
         for definition in campaignDefinitions where definition.type == "campaign.defined" {
             if let id = definition.data["id"]?.stringValue, let name = definition.data["name"]?.stringValue { names[id] = name }
         }
-        var newest: [String: CloudEvent] = [:]
+        var board = CampaignResultsBoard()
         for result in campaignResults where result.time <= asOf {
-            guard let id = result.subject else { continue }
-            if (result.data["revision"]?.int64Value ?? 0) >= (newest[id]?.data["revision"]?.int64Value ?? -1) { newest[id] = result }
+            guard let id = result.subject, let data = result.data.objectValue else { continue }
+            board.add(campaign: id, time: result.time, data: data)
         }
+        let newest = board.combined
         campaigns = newest.keys.sorted().map { id in
-            let data = newest[id]!.data
+            let data = JSONValue.object(newest[id]!)
             func int(_ key: String) -> Int64 { data[key]?.int64Value ?? 0 }
             func group(_ key: String) -> Campaign.Group {
                 let object = data[key]

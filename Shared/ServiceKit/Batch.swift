@@ -30,6 +30,11 @@ public final class Batch {
     public internal(set) var task: Int32 = 0
     /// Stream time of that task before the input: the latest event time applied.
     public internal(set) var streamTime: EventTime = EventTime(millis: 0)
+    /// How many tasks the service has (the partitions of each of its input topics).
+    public internal(set) var taskCount: Int32 = 1
+    /// Whether the store holds one task alone (the `task` layout): no figure that spans tasks
+    /// can be kept in it.
+    public var storeHoldsOneTask: Bool { echoesOnlyFor != nil }
 
     let service: String
     /// The platform: where dead letters go, and the name on what the runtime writes.
@@ -43,6 +48,9 @@ public final class Batch {
     var outbox: [OutboxRow] = []
     /// Commands sent to the service's own input topics in this batch.
     var echoes: [(key: MergeKey, partition: TopicPartition)] = []
+    /// Whether dead letters are written: in the `task` layout every task's store applies the
+    /// broadcast records, and the store of task 0 alone writes their dead letters.
+    var writesDeadLetters = true
     /// Whether the batch erased personal data, so no copy may outlive it in the write-ahead log.
     var erasedPersonalData = false
     /// Whether records for the service's own input topics are refused (its tasks are
@@ -209,6 +217,7 @@ public final class Batch {
     /// Sends a dead letter about something the service derived (no input record of its own,
     /// e.g. a message for a member with no channel), in this transaction.
     public func deadLetter(id: String, key: String?, reason: Rejection, about details: JSONObject) throws {
+        guard writesDeadLetters else { return }
         deadLetterReasons[reason.code.rawValue, default: 0] += 1
         var data = details
         data["reason"] = .string(reason.code.rawValue)
@@ -222,6 +231,7 @@ public final class Batch {
 
     /// Sends a record to the dead-letter topic with a reason code, in this transaction.
     public func deadLetter(_ record: ConsumedRecord, reason: Rejection) throws {
+        guard writesDeadLetters else { return }
         deadLetterReasons[reason.code.rawValue, default: 0] += 1
         var data = JSONObject()
         data["reason"] = .string(reason.code.rawValue)

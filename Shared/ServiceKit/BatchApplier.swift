@@ -845,6 +845,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
             database: database, service: processor.name, platform: processor.platform,
             selfTopics: Dictionary(uniqueKeysWithValues: processor.inputTopics.map { ($0, partitionCount) }),
             rank: { processor.rank(of: $0) })
+        batch.taskCount = partitionCount
         batch.signer = commandKeys.map { ($0, processor.commandTopics) }
         batch.personalDataTopics = processor.personalDataTopics
         batch.refusesSelfCommands = processor.tasksAreIndependent
@@ -863,6 +864,8 @@ public final class BatchApplier<Processor: StreamProcessor> {
                 try changelog?.capture.begin()
                 let processor = self.processor
                 let batch = try makeBatch()
+                // Every task's store applies them: one writes their dead letters.
+                batch.writesDeadLetters = (ownTask ?? 0) == 0
                 var nextOffsets: [TopicPartition: Int64] = [:]
                 for record in records {
                     batch.task = record.partition

@@ -42,6 +42,10 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     private let stop: StopSignal
     private var consumer: KafkaConsumer!
     private var broadcast: BroadcastReader?
+    /// The `task` layout: every broadcast record read since the start, in the order read. Each
+    /// owned task's store applies them from where its own offsets stand, so a store opened or
+    /// assigned later catches up from here.
+    private var broadcastRecords: [ConsumedRecord] = []
     private let crashNote: CrashNote
     /// Tells the platform's tools (a broker reset, say) that the database is open here (the
     /// `service` layout; in the `task` layout each unit holds its store's).
@@ -308,9 +312,9 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         return producer
     }
 
-    /// A store per task holds one task's rows alone: refused for a service whose tasks reach
-    /// each other (commands to itself, frontiers, global figures), that reads broadcast topics
-    /// (every store would need them), or in a rebuild.
+    /// A store per task holds one task's rows alone: refused for a service that keeps figures
+    /// spanning its tasks, whose commands to its own tasks its peer marks cannot cover, or in a
+    /// rebuild. Broadcast topics are applied to every task's store.
     private static func checkStoresPerTask(configuration: ServiceConfiguration, processor: Processor, rebuilding: Bool) throws {
         let problem: String? =
             processor.figuresSpanTasks ? "\(configuration.service) keeps figures that span its tasks, which a store per task would split"
@@ -320,7 +324,6 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             : !processor.tasksAreIndependent && !processor.sortedInputTopics.contains(processor.selfCommandTopics[0])
                 ? "\(configuration.service)'s command topic \(processor.selfCommandTopics[0]) is not one of its sorted input topics, "
                     + "which are never paused (its peer marks may not wait behind other records)"
-            : !processor.broadcastTopics.isEmpty ? "\(configuration.service) reads broadcast topics, which every task's store would need"
             : rebuilding ? "a rebuild makes one store" : nil
         if let problem {
             throw ConfigurationError(
@@ -694,8 +697,10 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// Reads the broadcast topics to their end before any task record is applied, so that a
     /// fresh instance decides on the same definitions as the one before it.
     private func catchUpWithBroadcastTopics(_ topics: [String]) throws {
-        let reader = try BroadcastReader(configuration: configuration, topics: topics, logger: logger) { [applier = serviceUnit.applier] partitions in
-            try applier.storedOffsets(partitions)
+        // One store reads them from its offsets; task stores from where each stands (all from the start).
+        let applier = configuration.storePerTask ? nil : serviceUnit.applier
+        let reader = try BroadcastReader(configuration: configuration, topics: topics, logger: logger) { partitions in
+            try applier?.storedOffsets(partitions) ?? [:]
         }
         broadcast = reader
         let deadline = monotonicMilliseconds() + 30_000
@@ -715,8 +720,23 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         // A rebuild applies only the definitions the store in use had read.
         if let replay { records.removeAll { !replay.includes($0.offset, of: $0.topicPartition) } }
         guard !records.isEmpty else { return }
-        let outcome = try serviceUnit.applier.applyBroadcast(records)
-        try serviceUnit.relay.publish(outcome.outbox)
+        guard configuration.storePerTask else {
+            let outcome = try serviceUnit.applier.applyBroadcast(records)
+            return try serviceUnit.relay.publish(outcome.outbox)
+        }
+        broadcastRecords += records
+        for unit in units where !unit.merger.assignedTasks.isEmpty { try applyBroadcast(records, in: unit) }
+    }
+
+    /// Applies to a task's store, in a batch of their own, those of `records` it has not
+    /// applied yet (its stored offsets say which).
+    private func applyBroadcast(_ records: [ConsumedRecord], in unit: TaskUnit<Processor>) throws {
+        guard !records.isEmpty else { return }
+        let stored = try unit.applier.storedOffsets(Array(Set(records.map(\.topicPartition))))
+        let unread = records.filter { $0.offset >= stored[$0.topicPartition] ?? 0 }
+        guard !unread.isEmpty else { return }
+        let outcome = try unit.applier.applyBroadcast(unread)
+        try unit.relay.publish(outcome.outbox)
     }
 
     /// Applies one batch in `unit` (``TaskUnit/commitBatch(startingWith:wallClock:)``), adds it
@@ -1236,6 +1256,10 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 if offset > marks.high || offset < marks.low {
                     throw InputLostError(partition: partition, offset: offset, logStart: marks.low, logEnd: marks.high)
                 }
+            }
+            // A task's store applies what it lacks of the broadcast topics before its first record.
+            if configuration.storePerTask {
+                for group in groups { try applyBroadcast(broadcastRecords, in: group.unit) }
             }
             for group in groups {
                 try group.unit.assign(

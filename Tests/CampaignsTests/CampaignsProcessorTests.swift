@@ -15,20 +15,21 @@ import Testing
         let applier: BatchApplier<CampaignsProcessor>
         var offsets: [String: Int64] = [:]
 
-        init(inboxHorizonDays: Int64? = nil) throws {
+        /// `partitions` above 1: each record on its key's partition, so members fall in several tasks.
+        init(inboxHorizonDays: Int64? = nil, partitions: Int32 = 1) throws {
             directory = FileManager.default.temporaryDirectory.appendingPathComponent("campaigns-tests-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            applier = try Self.open(directory, inboxHorizonDays: inboxHorizonDays)
+            applier = try Self.open(directory, inboxHorizonDays: inboxHorizonDays, partitions: partitions)
         }
 
-        static func open(_ directory: URL, inboxHorizonDays: Int64? = nil) throws -> BatchApplier<CampaignsProcessor> {
+        static func open(_ directory: URL, inboxHorizonDays: Int64? = nil, partitions: Int32 = 1) throws -> BatchApplier<CampaignsProcessor> {
             let program = try Program.load(json: ReferenceProgram.bytes())
             let defaults = try CampaignDefinition.loadFile(json: ReferenceProgram.campaignsBytes(), tiers: program.tiers.levels.map(\.id))
             let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("campaigns.sqlite").path))
-            // One partition, so that every member's records, all on partition 0, share one task and stream time.
+            // By default one partition, so that every member's records, all on partition 0, share one task and stream time.
             let applier = try BatchApplier(
                 database: database, processor: CampaignsProcessor(program: program, defaults: defaults, commandKeys: testKeys), timerMode: .streamTime,
-                partitionCount: 1, inboxHorizon: inboxHorizonDays.map { $0 * 86_400_000 })
+                partitionCount: partitions, inboxHorizon: inboxHorizonDays.map { $0 * 86_400_000 })
             applier.commandKeys = testKeys
             return applier
         }
@@ -37,18 +38,26 @@ import Testing
 
         func record(_ event: CloudEvent, topic: String) -> ConsumedRecord {
             offsets[topic, default: 0] += 1
-            return ConsumedRecord(topic: topic, partition: 0, offset: offsets[topic]!, key: Array(event.subject!.utf8), value: event.encoded())
+            let key = Array(event.subject!.utf8)
+            let partition = applier.partitionCount > 1 && topic != Topics.campaignDefinitions.name
+                ? Murmur2Partitioner.partition(of: key, partitions: applier.partitionCount) : 0
+            return ConsumedRecord(topic: topic, partition: partition, offset: offsets[topic]!, key: key, value: event.encoded())
         }
 
         @discardableResult
         func apply(_ events: [(CloudEvent, String)]) throws -> [(topic: String, event: CloudEvent)] {
+            try applyRows(events).map { ($0.topic, try CloudEvent.decode($0.value!)) }
+        }
+
+        /// What applying `events` in one batch published, as the outbox holds it.
+        func applyRows(_ events: [(CloudEvent, String)]) throws -> [OutboxRow] {
             let polled = events.map { event, topic -> PolledRecord<CampaignRecord> in
                 let record = record(event, topic: topic)
                 let decoded: Result<Decoded<CampaignRecord>, Rejection>
                 do throws(Rejection) { decoded = .success(try applier.processor.decode(record)) } catch { decoded = .failure(error) }
                 return PolledRecord(record: record, decoded: decoded)
             }
-            return try applier.apply(polled).outbox.map { ($0.topic, try CloudEvent.decode($0.value!)) }
+            return try applier.apply(polled).outbox
         }
 
         @discardableResult
@@ -237,6 +246,43 @@ import Testing
         #expect(again.isEmpty)
     }
 
+    @Test func eachTaskPublishesItsOwnMembersResultsAndOneStoreHoldsTheBudgetAcrossThem() throws {
+        let h = try Harness(partitions: 4)
+        try h.define([try Self.definition(
+            #"{"id":"tiny","version":1,"name":"Tiny","trigger":{"event":"order.paid"},"reward":{"points":40},"budgetPoints":100}"#,
+            from: "2026-01-01T00:00:00+08:00")])
+        let members = (0..<5).map { "m\($0)" }
+        let taskOf = Dictionary(uniqueKeysWithValues: members.map { ($0, Murmur2Partitioner.partition(of: Array($0.utf8), partitions: 4)) })
+        try h.apply(try members.map { try Self.registered($0, "2026-01-01T10:00:00+08:00") })
+        var rows: [OutboxRow] = []
+        for (index, member) in members.enumerated() {
+            rows += try h.applyRows([try Self.paid("o\(index)", member, 100, "2026-02-0\(index + 1)T10:00:00+08:00")])
+        }
+        let events = try rows.map { (row: $0, event: try CloudEvent.decode($0.value!)) }
+        let granted = events.filter { $0.row.topic == Topics.pointsCommands.name && $0.event.data["campaignId"]?.stringValue == "tiny" }
+        #expect(granted.map { $0.event.data["points"]?.int64Value } == [40, 40, 20], "the budget is exact across tasks")
+        let rewardedTasks = Set(granted.compactMap { $0.event.subject.flatMap { taskOf[$0] } })
+        #expect(rewardedTasks.count >= 2, "the rewarded members fall in more than one task: m0–m2 in \(rewardedTasks)")
+
+        let results = events.filter { $0.row.topic == Topics.campaignResults.name && $0.event.subject == "tiny" }
+        for (row, event) in results {
+            let task = try #require(event.data["task"]?.int64Value)
+            #expect(row.key.map { String(decoding: $0, as: UTF8.self) } == "tiny/task-\(task)")
+            #expect(event.id == "campaign-results/tiny/task-\(task)/\(event.data["revision"]?.int64Value ?? -1)")
+            #expect(event.data["tasks"]?.int64Value == 4)
+            // A task's record counts its own members alone.
+            let own = granted.filter { $0.event.subject.flatMap { taskOf[$0] } == Int32(task) && $0.event.time <= event.time }
+            #expect(event.data["pointsGranted"]?.int64Value == own.reduce(0) { $0 + ($1.event.data["points"]?.int64Value ?? 0) })
+        }
+        #expect(Set(results.compactMap { $0.event.data["task"]?.int64Value }) == Set(rewardedTasks.map(Int64.init)))
+        var board = CampaignResultsBoard()
+        for (_, event) in results { board.add(campaign: "tiny", time: event.time, data: try #require(event.data.objectValue)) }
+        let combined = try #require(board.combined("tiny"))
+        #expect(combined["pointsGranted"]?.int64Value == 100 && combined["membersReached"]?.int64Value == 3 && combined["rewards"]?.int64Value == 3)
+        #expect(combined["budgetPoints"]?.int64Value == 100 && combined["budgetLeft"]?.int64Value == 0)
+        #expect(combined["tasksReporting"]?.int64Value == Int64(rewardedTasks.count))
+    }
+
     @Test func checkInStreaksAreCountedByThePointsRuleFromTheShopsCheckIns() throws {
         let h = try Harness()
         try h.apply([try Self.registered("m", "2025-12-31T10:00:00+08:00")])
@@ -332,3 +378,83 @@ import Testing
 
 /// The command key campaign definitions are signed with in these tests.
 let testKeys = try! CommandKeys.parse("test=campaigns-test-secret-001")
+
+/// Results kept before they were per task, and read from the topic.
+@Suite struct CampaignResultsPerTaskTests {
+    @Test func resultsKeptBeforeTasksBecomeTaskZerosAndStillCountAgainstTheBudget() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("campaigns-migration-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("campaigns.sqlite").path))
+        try database.migrate(RuntimeSchema.migrations + CampaignsSchema.migrations.filter { $0.version < 103 })
+        var writer = JSONWriter()
+        writer.beginObject()
+        for (key, value) in [("revision", 7), ("membersReached", 3), ("rewards", 3), ("pointsGranted", 90), ("pointsReversed", 0),
+                             ("couponsIssued", 0), ("badgesAwarded", 0)] as [(String, Int64)] {
+            writer.key(key); writer.int(value)
+        }
+        for group in ["treated", "control"] {
+            writer.key(group); writer.beginObject()
+            for key in ["members", "triggers", "orders", "revenueMinor"] { writer.key(key); writer.int(0) }
+            writer.endObject()
+        }
+        writer.endObject()
+        try database.prepare("INSERT INTO campaign_results(campaign, results) VALUES('tiny', ?)").run(.blob(writer.bytes))
+        #expect(try database.migrate(CampaignsSchema.migrations) == [103])
+        let rows = try database.prepare("SELECT campaign, task FROM campaign_task_results").query { ($0.string(0), $0.int64(1)) }
+        #expect(rows.map { "\($0.0)/\($0.1)" } == ["tiny/0"])
+        database.close()
+
+        // The budget of 100 has 10 left: one member's 40 is cut to 10, in task 0 or not.
+        let applier = try CampaignsProcessorTests.Harness.open(directory, partitions: 4)
+        let define = try CampaignsProcessorTests.definition(
+            #"{"id":"tiny","version":1,"name":"Tiny","trigger":{"event":"order.paid"},"reward":{"points":40},"budgetPoints":100}"#,
+            from: "2026-01-01T00:00:00+08:00")
+        _ = try applier.applyBroadcast([ConsumedRecord(
+            topic: Topics.campaignDefinitions.name, partition: 0, offset: 0, key: Array("tiny".utf8), value: define.encoded())])
+        var offset: Int64 = 0
+        func apply(_ event: (CloudEvent, String)) throws -> [CloudEvent] {
+            offset += 1
+            let key = Array(event.0.subject!.utf8)
+            let record = ConsumedRecord(
+                topic: event.1, partition: Murmur2Partitioner.partition(of: key, partitions: 4), offset: offset, key: key, value: event.0.encoded())
+            let decoded: Result<Decoded<CampaignRecord>, Rejection>
+            do throws(Rejection) { decoded = .success(try applier.processor.decode(record)) } catch { decoded = .failure(error) }
+            return try applier.apply([PolledRecord(record: record, decoded: decoded)]).outbox.map { try CloudEvent.decode($0.value!) }
+        }
+        _ = try apply(try CampaignsProcessorTests.registered("late", "2026-01-01T10:00:00+08:00"))
+        let out = try apply(try CampaignsProcessorTests.paid("o1", "late", 100, "2026-02-01T10:00:00+08:00"))
+        #expect(out.filter { $0.type == EventType.pointsGrant && $0.data["campaignId"]?.stringValue == "tiny" }.map { $0.data["points"]?.int64Value } == [10])
+        let results = try #require(out.last { $0.type == "campaign.results" && $0.subject == "tiny" })
+        #expect(results.data["budgetLeft"]?.int64Value == 0)
+        applier.database.close()
+    }
+
+    @Test func theBoardAddsEachTasksNewestAndSetsAsideRecordsFromBeforeTasks() throws {
+        func record(task: Int64?, revision: Int64, granted: Int64, left: Int64, members: Int64 = 1) -> JSONObject {
+            var data: JSONObject = [
+                "campaignId": "c", "revision": .int(revision), "membersReached": .int(members), "rewards": .int(members),
+                "pointsGranted": .int(granted), "pointsReversed": 0, "budgetPoints": 1_000, "budgetLeft": .int(left),
+                "couponsIssued": 0, "badgesAwarded": 0,
+                "treated": ["members": .int(members), "triggers": 1, "orders": 2, "revenueMinor": 300], "control": ["members": 0, "triggers": 0, "orders": 0, "revenueMinor": 0],
+            ]
+            if let task { data["task"] = .int(task); data["tasks"] = 12 }
+            return data
+        }
+        let t = { (day: Int64) in EventTime(millis: day * 86_400_000) }
+        var board = CampaignResultsBoard()
+        // Before tasks, the whole campaign as one store had it: counts while no task has published.
+        board.add(campaign: "c", time: t(1), data: record(task: nil, revision: 9, granted: 500, left: 500, members: 5))
+        #expect(board.combined("c")?["pointsGranted"]?.int64Value == 500)
+        board.add(campaign: "c", time: t(3), data: record(task: 0, revision: 12, granted: 600, left: 300, members: 6))
+        board.add(campaign: "c", time: t(4), data: record(task: 5, revision: 2, granted: 100, left: 200))
+        // An older revision of task 0, read after the newer one (a compacted topic read again): ignored.
+        board.add(campaign: "c", time: t(2), data: record(task: 0, revision: 11, granted: 550, left: 350, members: 5))
+        let combined = try #require(board.combined("c"))
+        #expect(combined["pointsGranted"]?.int64Value == 700 && combined["membersReached"]?.int64Value == 7)
+        #expect(combined["revision"]?.int64Value == 14 && combined["tasksReporting"]?.int64Value == 2 && combined["tasks"]?.int64Value == 12)
+        #expect(combined["budgetLeft"]?.int64Value == 200, "the newest record says what is left of the whole budget")
+        #expect(combined["treated"]?["orders"]?.int64Value == 4 && combined["treated"]?["revenueMinor"]?.int64Value == 600)
+        #expect(board.campaigns == ["c"] && board.combined("other") == nil)
+    }
+}

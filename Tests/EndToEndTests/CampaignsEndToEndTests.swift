@@ -23,7 +23,9 @@ extension EndToEnd {
         struct Outcome {
             var ledger: [String: (member: String, kind: String, campaign: String, points: Int64)] = [:]
             var rewards: [String: JSONObject] = [:]
-            var results: [String: JSONObject] = [:]
+            /// Each task's newest results: `results` adds them up by campaign.
+            var resultsBoard = CampaignResultsBoard()
+            var results: [String: JSONObject] { resultsBoard.combined }
             var conflicting: Set<String> = []
             var rawRewards: [String: [UInt8]] = [:]
             var deadLetters: [String] = []
@@ -50,8 +52,7 @@ extension EndToEnd {
                     outcome.deadLetters.append("\(event.data["service"]?.stringValue ?? "?"): \(event.data["reason"]?.stringValue ?? "?") \(event.data["detail"]?.stringValue ?? "")")
                 case Topics.campaignResults.name:
                     let event = try CloudEvent.decode(value)
-                    let data = event.data.objectValue!
-                    if (data["revision"]?.int64Value ?? 0) >= (outcome.results[event.subject!]?["revision"]?.int64Value ?? -1) { outcome.results[event.subject!] = data }
+                    outcome.resultsBoard.add(campaign: event.subject!, time: event.time, data: event.data.objectValue!)
                 default:
                     break
                 }
@@ -163,7 +164,115 @@ extension EndToEnd {
             #expect(winBack?["couponsIssued"]?.int64Value == Int64(scenario.expectedRewards["win-back"] ?? -1))
         }
 
-        @Test func aDefinitionPublishedMidStreamChangesGrantsFromItsTimeWithoutARestart() throws {
+        /// Campaigns with a store per task on two hosts that share only Kafka, while points and
+        /// tiers run as before: a second host joins and takes tasks, the first is lost (killed, its
+        /// data directory deleted, a new instance started with an empty one, which restores its
+        /// tasks from the changelog), and the second leaves, its tasks restored on the first.
+        /// Every member's campaign points, every reward, and the campaigns' results added up over
+        /// their tasks equal what the rules give for the year.
+        @Test func aYearOfCampaignsWithAStorePerTaskOnHostsThatShareOnlyKafkaMatchesTheRules() throws {
+            let scenario = CampaignScenario(members: 1_000, seed: 55)
+            let directory = try temporaryDirectory("campaigns-tasks")
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let broker = try EmbeddedBroker(topics: Topics.all)
+            let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+            for record in scenario.records {
+                try producer.send(topic: record.topic, key: Array(record.key.utf8), value: record.value)
+            }
+            #expect(producer.flush(timeoutMilliseconds: 60_000))
+            let reader = try TopicReader(
+                bootstrap: broker.bootstrapServers,
+                topics: [Topics.pointsLedger.name, Topics.campaignRewards.name, Topics.campaignResults.name, Topics.deadLetters.name])
+            defer { reader.close() }
+            let environment = [
+                "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path,
+                "LOYALTY_SESSION_TIMEOUT_MS": "3000", "LOYALTY_WAIT_FOR": "tiers,campaigns",
+            ]
+            let hosts = ["host-a", "host-b"].map { directory.appendingPathComponent($0) }
+            for host in hosts { try FileManager.default.createDirectory(at: host, withIntermediateDirectories: true) }
+            let campaignsOn = hosts.enumerated().map { index, host in
+                ServiceProcess(
+                    name: "campaigns",
+                    environment: environment.merging([
+                        "LOYALTY_DATA_DIR": host.path, "LOYALTY_STORE_LAYOUT": "task", "LOYALTY_THREADS": "2", "LOYALTY_CHANGELOG": "on",
+                    ]) { $1 },
+                    log: directory.appendingPathComponent("campaigns-\(index).log"))
+            }
+            let upstream = ["points", "tiers"].map {
+                ServiceProcess(name: $0, environment: environment, log: directory.appendingPathComponent("\($0).log"))
+            }
+            for service in upstream { try service.start() }
+            try campaignsOn[0].start()
+
+            var outcome = Outcome()
+            var consumed = 0
+            func readOn(until done: () -> Bool, seconds: Double) throws {
+                let deadline = Date().addingTimeInterval(seconds)
+                while !done() && Date() < deadline {
+                    reader.poll(milliseconds: 200)
+                    try collect(reader.records[consumed...], into: &outcome)
+                    consumed = reader.records.count
+                }
+            }
+            let wanted = scenario.expectedLedgerEntries
+            let steps: [(share: Double, act: () throws -> Void)] = [
+                (0.2, { try campaignsOn[1].start() }),
+                (0.45, {
+                    campaignsOn[0].kill()
+                    for name in try FileManager.default.contentsOfDirectory(atPath: hosts[0].path) {
+                        try FileManager.default.removeItem(at: hosts[0].appendingPathComponent(name))
+                    }
+                    try campaignsOn[0].start()
+                }),
+                (0.7, { #expect(campaignsOn[1].stop() == 0, "the second host leaves cleanly") }),
+            ]
+            for step in steps {
+                try readOn(until: { outcome.ledger.count >= Int(Double(wanted) * step.share) }, seconds: 180)
+                #expect(outcome.ledger.count >= Int(Double(wanted) * step.share), "the year got to \(step.share) before the next step")
+                try step.act()
+            }
+            try readOn(until: {
+                outcome.ledger.count >= wanted && serviceCount(in: hosts[0], "campaigns", "SELECT COUNT(*) FROM outbox") == 0
+                    && serviceCount(in: directory, "points", "SELECT COUNT(*) FROM outbox") == 0
+            }, seconds: 300)
+            reader.poll(milliseconds: 3_000)
+            try collect(reader.records[consumed...], into: &outcome)
+            #expect(campaignsOn[0].stop() == 0)
+            for service in upstream { #expect(service.stop() == 0, "\(service) stops cleanly") }
+            #expect(outcome.deadLetters.isEmpty, "\(outcome.deadLetters.prefix(3))")
+            let logs = try (0..<2).map { try String(contentsOf: directory.appendingPathComponent("campaigns-\($0).log"), encoding: .utf8) }
+            #expect(logs.joined().contains("restored the store from the changelog"), "tasks moved to hosts without their stores")
+
+            var points: [String: Int64] = [:]
+            for entry in outcome.ledger.values {
+                points[entry.member, default: 0] += entry.kind == "points.reversed" ? -abs(entry.points) : entry.points
+            }
+            let mismatches = scenario.expectedPoints.filter { (points[$0.key] ?? 0) != $0.value }.map { "\($0.key): \(points[$0.key] ?? 0) != \($0.value)" }
+            #expect(mismatches.isEmpty, "\(mismatches.count) members differ: \(mismatches.prefix(5))")
+            #expect(outcome.conflicting.isEmpty, "a reward published again after a move has the same bytes")
+            var byCampaign: [String: Int] = [:]
+            var coupons: [String: Int] = [:]
+            for reward in outcome.rewards.values {
+                let campaign = reward["campaignId"]!.stringValue!
+                byCampaign[["member-day", "double-11", "birthday-month"].contains(campaign) ? "multiplier-x2" : campaign, default: 0] += 1
+                if reward["coupon"] != nil { coupons[reward["memberId"]!.stringValue!, default: 0] += 1 }
+            }
+            for campaign in ["first-order", "multiplier-x2", "birthday", "streak-30", "referral-5", "win-back"] {
+                #expect(byCampaign[campaign] == scenario.expectedRewards[campaign], "\(campaign)")
+            }
+            #expect(coupons == scenario.expectedCoupons)
+            // Each task published its own members' results; added up, they are the campaign's.
+            let firstOrder = outcome.results["first-order"]
+            #expect((firstOrder?["tasksReporting"]?.int64Value ?? 0) > 1, "more than one task published first-order's results")
+            #expect(firstOrder?["rewards"]?.int64Value == Int64(scenario.expectedRewards["first-order"] ?? -1))
+            let winBack = outcome.results["win-back"]
+            #expect((winBack?["control"]?["members"]?.int64Value ?? 0) > 0, "the control group was held out and measured")
+            #expect(winBack?["couponsIssued"]?.int64Value == Int64(scenario.expectedRewards["win-back"] ?? -1))
+        }
+
+        /// In both store layouts: with a store per task, every task's store applies the definition.
+        @Test(arguments: ["service", "task"])
+        func aDefinitionPublishedMidStreamChangesGrantsFromItsTimeWithoutARestart(layout: String) throws {
             let directory = try temporaryDirectory("campaigns-change")
             defer { try? FileManager.default.removeItem(at: directory) }
             let broker = try EmbeddedBroker(topics: Topics.all)
@@ -185,14 +294,18 @@ extension EndToEnd {
             }
             try orders(on: "2026-01-02", "first")  // first orders (×5), so member days below are ×2 or ×3
             try orders(on: "2026-01-18", "jan")
+            // A budget spans every task: with a store per task it is refused, once, not applied.
+            let budgeted = try Self.definitionEvent(Self.budgetCampaign, from: at("2026-03-01T00:00:00+08:00"))
+            try producer.send(topic: Topics.campaignDefinitions.name, key: Array("budget-test".utf8), value: budgeted.encoded())
             #expect(producer.flush(timeoutMilliseconds: 10_000))
+            #expect(Set(members.map { Murmur2Partitioner.partition(of: Array($0.utf8), partitions: Topics.partitionCount) }).count > 1)
 
-            let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: [Topics.pointsCommands.name])
+            let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: [Topics.pointsCommands.name, Topics.deadLetters.name])
             defer { reader.close() }
-            let campaigns = ServiceProcess(
-                name: "campaigns",
-                environment: ["LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path, "LOYALTY_SESSION_TIMEOUT_MS": "3000"],
-                log: directory.appendingPathComponent("campaigns.log"))
+            var environment = ["LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path, "LOYALTY_SESSION_TIMEOUT_MS": "3000"]
+            environment["LOYALTY_STORE_LAYOUT"] = layout
+            if layout == "task" { environment["LOYALTY_THREADS"] = "2" }
+            let campaigns = ServiceProcess(name: "campaigns", environment: environment, log: directory.appendingPathComponent("campaigns.log"))
             try campaigns.start()
             func grants() throws -> [String: Int64] {
                 var result: [String: Int64] = [:]
@@ -215,6 +328,7 @@ extension EndToEnd {
             #expect(producer.flush(timeoutMilliseconds: 10_000))
             deadline = Date().addingTimeInterval(60)
             while try grants().count < 2 * members.count && Date() < deadline { reader.poll(milliseconds: 200) }
+            reader.poll(milliseconds: 1_000)
             #expect(campaigns.stop() == 0)
 
             let granted = try grants()
@@ -222,6 +336,9 @@ extension EndToEnd {
             #expect(members.allSatisfy { granted["\($0)-feb"] == 200 }, "February: version 2, ×3, without a restart")
             let log = String(decoding: FileManager.default.contents(atPath: directory.appendingPathComponent("campaigns.log").path) ?? Data(), as: UTF8.self)
             #expect(log.components(separatedBy: "\"msg\":\"starting\"").count == 2, "started once")
+            let deadLetters = try reader.records.filter { $0.topic == Topics.deadLetters.name }.map { try CloudEvent.decode($0.value!) }
+            let reasons = deadLetters.map { $0.data["reason"]?.stringValue ?? "?" }
+            #expect(reasons == (layout == "task" ? ["budget-needs-one-store"] : []), "\(deadLetters.map(\.data))")
         }
     }
 }

@@ -28,7 +28,9 @@ extension EndToEnd {
                     // its revision number and stamp, which follow the batches.
                     var data = event.data.objectValue ?? [:]
                     data["revision"] = nil
-                    records[topic, default: [:]][event.subject ?? ""] = Array(JSONValue.object(data).jsonString.utf8)
+                    // Campaign results are kept per task: the same subject, a record per task.
+                    let key = (event.subject ?? "") + (data["task"]?.int64Value.map { "/task-\($0)" } ?? "")
+                    records[topic, default: [:]][key] = Array(JSONValue.object(data).jsonString.utf8)
                     return
                 }
                 if let known = records[topic]?[event.id] {

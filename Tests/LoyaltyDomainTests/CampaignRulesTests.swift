@@ -29,7 +29,7 @@ import ReferenceProgram
     }
 
     func pay(_ m: inout CampaignMember, _ id: String, _ paid: Int64, at time: String, campaigns: [CampaignDefinition]? = nil,
-             totals: inout [String: CampaignResults]) -> CampaignDecision {
+             totals: inout CampaignTotals) -> CampaignDecision {
         rules.pay(OrderPaid(orderID: id, paidMinor: paid), at: at(time), member: &m, campaigns: campaigns ?? reference, totals: &totals)
     }
 
@@ -108,7 +108,7 @@ import ReferenceProgram
     }
 
     @Test func nobodyIsRewardedBeforeRegisteringOrAfterClosing() {
-        var totals: [String: CampaignResults] = [:]
+        var totals = CampaignTotals()
         var stranger = CampaignMember(member: "x", since: at("2026-03-18T10:00:00+08:00"))
         #expect(pay(&stranger, "o1", 10_000, at: "2026-03-18T10:00:00+08:00", totals: &totals).grants.isEmpty)
         var m = member()
@@ -119,7 +119,7 @@ import ReferenceProgram
     // MARK: Multipliers
 
     @Test func onlyTheLargestMatchingMultiplierApplies() {
-        var totals: [String: CampaignResults] = [:]
+        var totals = CampaignTotals()
         var m = member(registered: "2026-11-01T10:00:00+08:00")
         // 11 November, first order within 30 days: double-11 (×2) and first-order (×5) match; ×5 wins.
         let first = pay(&m, "o1", 12_345, at: "2026-11-11T12:00:00+08:00", totals: &totals)
@@ -133,7 +133,7 @@ import ReferenceProgram
     }
 
     @Test func theBirthdayMonthDependsOnTheTierBeforeTheOrder() {
-        var totals: [String: CampaignResults] = [:]
+        var totals = CampaignTotals()
         var m = member(registered: "2025-01-01T10:00:00+08:00", birthday: "1990-04-20")
         // 5,000 CNY reaches Gold, but the order itself is decided on the tier before it.
         #expect(pay(&m, "o1", 500_000, at: "2026-04-02T10:00:00+08:00", totals: &totals).grants.isEmpty)
@@ -142,7 +142,7 @@ import ReferenceProgram
     }
 
     @Test func monthEndDowngradesAreAppliedBeforeTheNextOrder() {
-        var totals: [String: CampaignResults] = [:]
+        var totals = CampaignTotals()
         var m = member(registered: "2025-01-01T10:00:00+08:00", birthday: "06-15")
         _ = pay(&m, "o1", 500_000, at: "2026-02-10T10:00:00+08:00", totals: &totals)
         #expect(m.tier.level == 2)
@@ -157,7 +157,7 @@ import ReferenceProgram
     }
 
     @Test func refundsReverseTheCampaignBonusInProportionCumulatively() {
-        var totals: [String: CampaignResults] = [:]
+        var totals = CampaignTotals()
         var m = member()
         _ = pay(&m, "o1", 10_000, at: "2026-03-18T10:00:00+08:00", campaigns: reference.filter { $0.id == "member-day" }, totals: &totals)
         func refund(_ id: String, _ amount: Int64) -> [CampaignReversal] {
@@ -167,28 +167,28 @@ import ReferenceProgram
         #expect(refund("r1", 3_333).isEmpty, "a repeated refund id")
         #expect(refund("r2", 6_668).isEmpty, "more than is left of the order")
         #expect(refund("r3", 6_667) == [CampaignReversal(campaign: "member-day", points: 67, orderID: "o1", refundID: "r3")])
-        #expect(totals["member-day"]?.pointsReversed == 100)
-        #expect(totals["member-day"]?.pointsGranted == 100, "a reversal does not refill the budget")
+        #expect(totals.results["member-day"]?.pointsReversed == 100)
+        #expect(totals.results["member-day"]?.pointsGranted == 100, "a reversal does not refill the budget")
     }
 
     // MARK: Budgets and caps
 
     @Test func theBudgetIsNeverExceededAndTheLastGrantIsCut() throws {
         let c = try campaign(#"{"id":"small","version":1,"name":"S","trigger":{"event":"order.paid"},"reward":{"orderPointsMultiplier":2},"budgetPoints":250}"#)
-        var totals: [String: CampaignResults] = [:]
+        var totals = CampaignTotals()
         var granted: [Int64] = []
         for index in 0..<5 {
             var m = member("m\(index)")
             granted += pay(&m, "o", 10_000, at: "2026-03-01T10:00:00+08:00", campaigns: [c], totals: &totals).grants.map(\.points)
         }
         #expect(granted == [100, 100, 50])
-        #expect(totals["small"]?.pointsGranted == 250 && totals["small"]?.membersReached == 3)
+        #expect(totals.results["small"]?.pointsGranted == 250 && totals.results["small"]?.membersReached == 3)
     }
 
     @Test func whenTheLargestIsSpentTheNextLargestApplies() throws {
         let big = try campaign(#"{"id":"big","version":1,"name":"B","trigger":{"event":"order.paid"},"reward":{"orderPointsMultiplier":3},"budgetPoints":200}"#)
         let small = try campaign(#"{"id":"small","version":1,"name":"S","trigger":{"event":"order.paid"},"reward":{"orderPointsMultiplier":2}}"#)
-        var totals: [String: CampaignResults] = [:]
+        var totals = CampaignTotals()
         var m = member()
         #expect(pay(&m, "o1", 10_000, at: "2026-03-01T10:00:00+08:00", campaigns: [small, big], totals: &totals).grants.map(\.campaign) == ["big"])
         #expect(pay(&m, "o2", 10_000, at: "2026-03-02T10:00:00+08:00", campaigns: [small, big], totals: &totals).grants.map(\.campaign) == ["small"])
@@ -196,7 +196,7 @@ import ReferenceProgram
 
     @Test func perMemberCapsLimitPointsAndRewards() throws {
         let c = try campaign(#"{"id":"c","version":1,"name":"C","trigger":{"event":"order.paid"},"reward":{"points":40},"memberCap":{"points":100,"rewards":5}}"#)
-        var totals: [String: CampaignResults] = [:]
+        var totals = CampaignTotals()
         var m = member()
         var points: [Int64] = []
         for day in 1...5 { points += pay(&m, "o\(day)", 100, at: "2026-03-0\(day)T10:00:00+08:00", campaigns: [c], totals: &totals).grants.map(\.points) }
@@ -205,13 +205,13 @@ import ReferenceProgram
         var n = member("n")
         let coupons = (1...3).flatMap { pay(&n, "o\($0)", 100, at: "2026-03-0\($0)T10:00:00+08:00", campaigns: [once], totals: &totals).awards.compactMap(\.coupon) }
         #expect(coupons == ["HELLO"])
-        #expect(totals["once"]?.couponsIssued == 1)
+        #expect(totals.results["once"]?.couponsIssued == 1)
     }
 
     // MARK: Achievements and timers
 
     @Test func theStreakBadgeComesWhenAStreakReachesThirtyEachTime() {
-        var totals: [String: CampaignResults] = [:]
+        var totals = CampaignTotals()
         var m = member()
         var badges: [String] = []
         for day: Int64 in [29, 30, 31, 60, 1, 30] {
@@ -223,7 +223,7 @@ import ReferenceProgram
     }
 
     @Test func theReferralBadgeComesOnceOnTheFifthRewardedReferral() {
-        var totals: [String: CampaignResults] = [:]
+        var totals = CampaignTotals()
         var m = member()
         var rewards: [CampaignGrant] = []
         for index in 1...11 {
@@ -233,7 +233,7 @@ import ReferenceProgram
     }
 
     @Test func birthdayPointsAtMidnightOnlyForMembersRegisteredBefore() {
-        var totals: [String: CampaignResults] = [:]
+        var totals = CampaignTotals()
         let m = member(registered: "2026-04-20T00:00:00+08:00", birthday: "04-20")
         let armed = m.registeredAt.map { Birthday.parse("04-20")!.next(after: $0, calendar: rules.program.calendar) }
         #expect(armed == at("2027-04-20T00:00:00+08:00"), "registered at that very instant: not strictly before, next year")
@@ -248,7 +248,7 @@ import ReferenceProgram
     }
 
     @Test func winBackOncePerSpellWithADeterministicControlGroup() {
-        var totals: [String: CampaignResults] = [:]
+        var totals = CampaignTotals()
         // m-42 is in bucket 10 (treated at 10%); m-7 is held out if its bucket is below 10.
         var treated = member("m-42", registered: "2026-01-01T10:00:00+08:00")
         #expect(rules.dormant(campaign: "win-back", at: at("2026-01-31T10:00:00+08:00"), member: &treated, campaigns: reference, totals: &totals)
@@ -256,7 +256,7 @@ import ReferenceProgram
         // A paid order ends the spell and restarts the clock; the old timer now only moves.
         let order = pay(&treated, "o1", 10_000, at: "2026-02-05T10:00:00+08:00", totals: &totals)
         #expect(order.cancelsDormantTimers && order.timers.contains(CampaignTimer(kind: .dormant, ref: "win-back", due: at("2026-03-07T10:00:00+08:00"))))
-        #expect(totals["win-back"]?.treated.orders == 1 && totals["win-back"]?.treated.revenueMinor == 10_000, "an order 5 days after the trigger")
+        #expect(totals.results["win-back"]?.treated.orders == 1 && totals.results["win-back"]?.treated.revenueMinor == 10_000, "an order 5 days after the trigger")
         let early = rules.dormant(campaign: "win-back", at: at("2026-03-01T10:00:00+08:00"), member: &treated, campaigns: reference, totals: &totals)
         #expect(early.awards.isEmpty && early.timers == [CampaignTimer(kind: .dormant, ref: "win-back", due: at("2026-03-07T10:00:00+08:00"))])
 
@@ -265,7 +265,7 @@ import ReferenceProgram
         #expect(rules.dormant(campaign: "win-back", at: at("2026-01-31T10:00:00+08:00"), member: &control, campaigns: reference, totals: &totals).awards.isEmpty)
         _ = pay(&control, "o1", 7_000, at: "2026-02-14T10:00:00+08:00", totals: &totals)
         _ = pay(&control, "o2", 7_000, at: "2026-02-14T10:00:01+08:00", totals: &totals)
-        #expect(totals["win-back"]?.control == CampaignResults.GroupFigures(members: 1, triggers: 1, orders: 1, revenueMinor: 7_000),
+        #expect(totals.results["win-back"]?.control == CampaignResults.GroupFigures(members: 1, triggers: 1, orders: 1, revenueMinor: 7_000),
                 "only orders within 14 days of the trigger count")
     }
 }

@@ -50,8 +50,8 @@ public struct CampaignDecision: Sendable, Equatable {
 }
 
 /// The campaign rules (DOMAIN.md, "Campaigns"), pure functions of (member, input, campaigns in
-/// effect, running results, program). `totals` carries every campaign's results, so budgets
-/// are enforced against what has been granted so far.
+/// effect, running results, program). `totals` carries the running results of the members at
+/// hand and what each budget has granted in all, so budgets are enforced against it.
 public struct CampaignRules: Sendable {
     public let program: Program
     public let tierRules: TierRules
@@ -108,7 +108,7 @@ public struct CampaignRules: Sendable {
     /// A paid order: uplift of earlier triggers, the largest matching multiplier, other order
     /// rewards; then the tier moves and the dormancy clock restarts. A known order id changes nothing.
     public func pay(_ order: OrderPaid, at time: EventTime, member: inout CampaignMember, campaigns: [CampaignDefinition],
-                    totals: inout [String: CampaignResults]) -> CampaignDecision {
+                    totals: inout CampaignTotals) -> CampaignDecision {
         var decision = CampaignDecision()
         guard member.tier.orders[order.orderID] == nil else { return decision }
         catchUpTier(to: time, &member)
@@ -164,7 +164,7 @@ public struct CampaignRules: Sendable {
     /// A refund: the order's campaign bonus is reversed in proportion, cumulatively, as the
     /// points service reverses every component; refunds the tier rules refuse change nothing.
     public func refund(_ refund: OrderRefunded, at time: EventTime, member: inout CampaignMember,
-                       totals: inout [String: CampaignResults]) -> CampaignDecision {
+                       totals: inout CampaignTotals) -> CampaignDecision {
         var decision = CampaignDecision()
         catchUpTier(to: time, &member)
         let before = member.tier.orders[refund.orderID]?.refundedMinor ?? 0
@@ -174,7 +174,7 @@ public struct CampaignRules: Sendable {
         let target = PointsRules.reversedSoFar(component: order.bonus, refundedSoFar: after, paidMinor: order.paidMinor)
         if target > order.reversed {
             decision.reversals.append(CampaignReversal(campaign: order.campaign, points: target - order.reversed, orderID: refund.orderID, refundID: refund.refundID))
-            totals[order.campaign, default: CampaignResults()].pointsReversed += target - order.reversed
+            totals.results[order.campaign, default: CampaignResults()].pointsReversed += target - order.reversed
             decision.touched.insert(order.campaign)
             order.reversed = target
             member.bonusOrders[refund.orderID] = order
@@ -186,7 +186,7 @@ public struct CampaignRules: Sendable {
 
     /// A check-in on `streakDay` of a streak (`EngagementRules.checkIn`).
     public func checkIn(streakDay: Int64, at time: EventTime, member: inout CampaignMember, campaigns: [CampaignDefinition],
-                        totals: inout [String: CampaignResults]) -> CampaignDecision {
+                        totals: inout CampaignTotals) -> CampaignDecision {
         catchUpTier(to: time, &member)
         var values = memberValues(member, at: time)
         values["checkIn.streakDays"] = .int(streakDay)
@@ -195,7 +195,7 @@ public struct CampaignRules: Sendable {
 
     /// A referral of the member (the referrer) admitted under the monthly cap.
     public func referral(referee: String, at time: EventTime, member: inout CampaignMember, campaigns: [CampaignDefinition],
-                         totals: inout [String: CampaignResults]) -> CampaignDecision {
+                         totals: inout CampaignTotals) -> CampaignDecision {
         catchUpTier(to: time, &member)
         member.rewardedReferrals += 1
         var values = memberValues(member, at: time)
@@ -204,7 +204,7 @@ public struct CampaignRules: Sendable {
     }
 
     private func achievement(_ event: String, values: ConditionValues, at time: EventTime, member: inout CampaignMember,
-                             campaigns: [CampaignDefinition], totals: inout [String: CampaignResults]) -> CampaignDecision {
+                             campaigns: [CampaignDefinition], totals: inout CampaignTotals) -> CampaignDecision {
         var decision = CampaignDecision()
         for definition in campaigns where definition.trigger.event == event && applies(definition, to: member, at: time) {
             guard definition.trigger.condition?.holds(values) ?? true else { continue }
@@ -218,7 +218,7 @@ public struct CampaignRules: Sendable {
     /// 00:00 of the member's birthday: birthday campaigns for members registered strictly
     /// before it; the timer is set again for the next birthday.
     public func birthday(at due: EventTime, member: inout CampaignMember, campaigns: [CampaignDefinition],
-                         totals: inout [String: CampaignResults]) -> CampaignDecision {
+                         totals: inout CampaignTotals) -> CampaignDecision {
         var decision = CampaignDecision()
         guard let birthday = member.profile.birthday, !member.closed else { return decision }
         // A birthday changed since the timer was set: the timer set by the change counts.
@@ -236,7 +236,7 @@ public struct CampaignRules: Sendable {
     /// A dormant timer of `campaign`: rewards once per spell when the member has had no paid
     /// order for the campaign's days; a clock restarted since (or a changed definition) moves it.
     public func dormant(campaign: String, at due: EventTime, member: inout CampaignMember, campaigns: [CampaignDefinition],
-                        totals: inout [String: CampaignResults]) -> CampaignDecision {
+                        totals: inout CampaignTotals) -> CampaignDecision {
         var decision = CampaignDecision()
         guard let definition = campaigns.first(where: { $0.id == campaign }), case .dormant(let days) = definition.trigger,
               let since = member.dormantSince, !member.closed else { return decision }
@@ -321,12 +321,12 @@ public struct CampaignRules: Sendable {
     /// per-member cap, or the budget is spent; points are cut to what cap and budget leave.
     /// Returns whether the member was rewarded.
     private func award(_ definition: CampaignDefinition, trigger: String, points wanted: Int64, orderID: String?, at time: EventTime,
-                       _ member: inout CampaignMember, _ totals: inout [String: CampaignResults], _ decision: inout CampaignDecision) -> Bool {
+                       _ member: inout CampaignMember, _ totals: inout CampaignTotals, _ decision: inout CampaignDecision) -> Bool {
         var stats = member.stats[definition.id] ?? MemberCampaignStats()
-        var results = totals[definition.id] ?? CampaignResults()
+        var results = totals.results[definition.id] ?? CampaignResults()
         defer {
             member.stats[definition.id] = stats
-            totals[definition.id] = results
+            totals.results[definition.id] = results
         }
         let measured = definition.controlSharePercent > 0
         if ControlGroup.isControl(campaign: definition.id, member: member.member, sharePercent: definition.controlSharePercent) {
@@ -340,7 +340,7 @@ public struct CampaignRules: Sendable {
         if let cap = definition.memberCap.rewards, stats.rewards >= cap { return false }
         var points = wanted
         if let cap = definition.memberCap.points { points = min(points, max(0, cap - stats.points)) }
-        if let budget = definition.budgetPoints { points = min(points, max(0, budget - results.pointsGranted)) }
+        if let budget = definition.budgetPoints { points = min(points, max(0, budget - totals.budgetGranted[definition.id, default: 0])) }
         let givesPoints = definition.isMultiplier || definition.reward.points != nil
         if givesPoints && points <= 0 { return false }
 
@@ -354,6 +354,7 @@ public struct CampaignRules: Sendable {
         if stats.rewards == 1 { results.membersReached += 1 }
         results.rewards += 1
         results.pointsGranted = results.pointsGranted.saturatingAdd(points)
+        totals.budgetGranted[definition.id, default: 0] = totals.budgetGranted[definition.id, default: 0].saturatingAdd(points)
         if definition.reward.coupon != nil { results.couponsIssued += 1 }
         if definition.reward.badge != nil { results.badgesAwarded += 1 }
         if measured {
@@ -369,10 +370,10 @@ public struct CampaignRules: Sendable {
     /// Counts an order for every trigger in the window before it, then forgets triggers that
     /// no later order can fall after.
     private func countUplift(orderMinor: Int64, at time: EventTime, _ member: inout CampaignMember,
-                             _ totals: inout [String: CampaignResults], _ decision: inout CampaignDecision) {
+                             _ totals: inout CampaignTotals, _ decision: inout CampaignDecision) {
         member.exposures.removeAll { $0.time.adding(days: Self.upliftWindowDays) < time }
         for exposure in member.exposures where exposure.time < time {
-            var results = totals[exposure.campaign] ?? CampaignResults()
+            var results = totals.results[exposure.campaign] ?? CampaignResults()
             if exposure.control {
                 results.control.orders += 1
                 results.control.revenueMinor = results.control.revenueMinor.saturatingAdd(orderMinor)
@@ -381,7 +382,7 @@ public struct CampaignRules: Sendable {
                 results.treated.revenueMinor = results.treated.revenueMinor.saturatingAdd(orderMinor)
             }
             results.revision += 1
-            totals[exposure.campaign] = results
+            totals.results[exposure.campaign] = results
             decision.touched.insert(exposure.campaign)
         }
     }

@@ -74,6 +74,21 @@ public struct Exposure: Sendable, Equatable {
     public var control: Bool
 }
 
+/// What the campaign rules add to as they decide: the running results of the members at hand
+/// (one task's, kept and published per task), and the points each campaign has granted in
+/// all, which its budget is checked against.
+public struct CampaignTotals: Sendable, Equatable {
+    /// By campaign: the results of the members at hand.
+    public var results: [String: CampaignResults] = [:]
+    /// By campaign: points granted to every member, those at hand included.
+    public var budgetGranted: [String: Int64] = [:]
+
+    public init(results: [String: CampaignResults] = [:], budgetGranted: [String: Int64] = [:]) {
+        self.results = results
+        self.budgetGranted = budgetGranted
+    }
+}
+
 /// The running results of one campaign (kept and published by the campaigns service).
 public struct CampaignResults: Sendable, Equatable {
     /// Distinct members rewarded.
@@ -264,10 +279,13 @@ extension CampaignMember {
 }
 
 extension CampaignResults {
-    /// The `data` of a results record (and its stored form).
-    public func write(campaign: String, budgetPoints: Int64?, to w: inout JSONWriter) {
+    /// The `data` of a results record of one task (and its stored form): the task's members'
+    /// results, and the budget as `budgetGranted` leaves it.
+    public func write(campaign: String, task: Int32, tasks: Int32, budgetPoints: Int64?, budgetGranted: Int64, to w: inout JSONWriter) {
         w.beginObject()
         w.key("campaignId"); w.string(campaign)
+        w.key("task"); w.int(Int64(task))
+        w.key("tasks"); w.int(Int64(tasks))
         w.key("revision"); w.int(revision)
         w.key("membersReached"); w.int(membersReached)
         w.key("rewards"); w.int(rewards)
@@ -275,7 +293,7 @@ extension CampaignResults {
         w.key("pointsReversed"); w.int(pointsReversed)
         if let budgetPoints {
             w.key("budgetPoints"); w.int(budgetPoints)
-            w.key("budgetLeft"); w.int(max(0, budgetPoints - pointsGranted))
+            w.key("budgetLeft"); w.int(max(0, budgetPoints - budgetGranted))
         } else {
             w.key("budgetPoints"); w.null()
             w.key("budgetLeft"); w.null()
@@ -293,7 +311,7 @@ extension CampaignResults {
         w.endObject()
     }
 
-    /// Reads results written by `write(campaign:budgetPoints:to:)`.
+    /// Reads results written by `write(campaign:task:tasks:budgetPoints:budgetGranted:to:)`.
     public static func read(_ object: JSONObject) throws -> CampaignResults {
         var results = CampaignResults()
         results.revision = try object.int64("revision")

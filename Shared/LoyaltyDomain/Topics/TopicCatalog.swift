@@ -60,10 +60,10 @@ public enum Topics {
     public static let campaignCommands = TopicSpec(
         name: "loyalty.campaigns.commands", partitions: partitionCount, compacted: false,
         key: "member id (the referrer)", summary: "signed referrals the campaigns service sends to the referrer's task")
-    /// The running results of each campaign.
+    /// The running results of each campaign, one record per task of the campaigns service.
     public static let campaignResults = TopicSpec(
         name: "loyalty.campaigns.results", partitions: 1, compacted: true,
-        key: "campaign id", summary: "campaign results: reach, points, budget, uplift (compacted)")
+        key: "<campaign id>/task-<p>", summary: "campaign results per task: reach, points, budget, uplift (compacted)")
     /// Outbound messages for the senders (SMS, e-mail, push and WeChat gateways run by others).
     public static let notifications = TopicSpec(
         name: "loyalty.notifications", partitions: partitionCount, compacted: false,

@@ -1,0 +1,72 @@
+import Basics
+
+/// A campaign's results as `loyalty.campaigns.results` carries them: each task of the campaigns
+/// service publishes its own members' share, keyed `<campaign>/task-<p>`, so that no figure
+/// spans tasks. The board keeps the newest record of each task (the highest `revision`) and
+/// adds them up into one campaign's results, in the shape of a single record.
+///
+/// Records written before results were kept per task carry no `task`: such a record is the
+/// whole campaign as one store had it, and counts only while no task has published.
+public struct CampaignResultsBoard: Sendable {
+    private struct Entry: Sendable {
+        var time: EventTime
+        var data: JSONObject
+        var revision: Int64 { data["revision"]?.int64Value ?? 0 }
+    }
+
+    /// By campaign, the newest record of each task (nil: a record from before tasks).
+    private var newest: [String: [Int64?: Entry]] = [:]
+
+    public init() {}
+
+    /// Adds a `campaign.results` record (its subject, time and data); an older revision of the
+    /// same task's results than one already read changes nothing.
+    public mutating func add(campaign: String, time: EventTime, data: JSONObject) {
+        let task = data["task"]?.int64Value
+        let entry = Entry(time: time, data: data)
+        if let known = newest[campaign]?[task], known.revision > entry.revision { return }
+        newest[campaign, default: [:]][task] = entry
+    }
+
+    /// The campaigns with results, by id.
+    public var campaigns: [String] { newest.keys.sorted() }
+
+    /// Every campaign's results, combined.
+    public var combined: [String: JSONObject] {
+        var all: [String: JSONObject] = [:]
+        for campaign in newest.keys { all[campaign] = combined(campaign) }
+        return all
+    }
+
+    /// A campaign's results over all its tasks, in the fields of one record: the figures
+    /// summed; `revision` the sum of the tasks' (it grows with every change anywhere);
+    /// `budgetPoints` and `budgetLeft` from the newest record, since each task's record says
+    /// what was left of the whole budget when it was written; `tasks` how many tasks the
+    /// service has and `tasksReporting` how many have results.
+    public func combined(_ campaign: String) -> JSONObject? {
+        guard let byTask = newest[campaign] else { return nil }
+        let tasks = byTask.filter { $0.key != nil }
+        let entries = tasks.isEmpty ? Array(byTask.values) : Array(tasks.values)
+        guard let latest = entries.max(by: { ($0.time, -($0.data["budgetLeft"]?.int64Value ?? 0)) < ($1.time, -($1.data["budgetLeft"]?.int64Value ?? 0)) })
+        else { return nil }
+        func sum(_ key: String, in group: String? = nil) -> JSONValue {
+            .int(entries.reduce(Int64(0)) { total, entry in
+                let object = group.map { entry.data[$0]?.objectValue ?? [:] } ?? entry.data
+                return total.saturatingAdd(object[key]?.int64Value ?? 0)
+            })
+        }
+        func groupSums(_ group: String) -> JSONValue {
+            .object(["members": sum("members", in: group), "triggers": sum("triggers", in: group),
+                     "orders": sum("orders", in: group), "revenueMinor": sum("revenueMinor", in: group)])
+        }
+        return [
+            "campaignId": .string(campaign), "revision": sum("revision"),
+            "tasks": latest.data["tasks"] ?? .int(1), "tasksReporting": .int(Int64(entries.count)),
+            "membersReached": sum("membersReached"), "rewards": sum("rewards"),
+            "pointsGranted": sum("pointsGranted"), "pointsReversed": sum("pointsReversed"),
+            "budgetPoints": latest.data["budgetPoints"] ?? .null, "budgetLeft": latest.data["budgetLeft"] ?? .null,
+            "couponsIssued": sum("couponsIssued"), "badgesAwarded": sum("badgesAwarded"),
+            "treated": groupSums("treated"), "control": groupSums("control"),
+        ]
+    }
+}
