@@ -374,7 +374,9 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         // its own, as the one store of the `service` layout does when the note names another
         // record. (Tasks failing in the same turn on two threads each count a strike.)
         if strikesToSettle, !strikeNotes.isEmpty {
-            if let note = strikeNotes.first(where: { $0.partition.partition == task }) {
+            // A broadcast record is applied in every task's store: its strike counts in each.
+            let broadcastTopics = Set(processor.broadcastTopics)
+            if let note = strikeNotes.first(where: { broadcastTopics.contains($0.partition.topic) || $0.partition.partition == task }) {
                 if let strike = try applier.recordStrike(note) { logStrike(strike) }
             } else {
                 try applier.forgetStrikes()

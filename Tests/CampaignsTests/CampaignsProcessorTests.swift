@@ -276,7 +276,7 @@ import Testing
         }
         #expect(Set(results.compactMap { $0.event.data["task"]?.int64Value }) == Set(rewardedTasks.map(Int64.init)))
         var board = CampaignResultsBoard()
-        for (_, event) in results { board.add(campaign: "tiny", time: event.time, data: try #require(event.data.objectValue)) }
+        for (_, event) in results { board.add(campaign: "tiny", data: try #require(event.data.objectValue)) }
         let combined = try #require(board.combined("tiny"))
         #expect(combined["pointsGranted"]?.int64Value == 100 && combined["membersReached"]?.int64Value == 3 && combined["rewards"]?.int64Value == 3)
         #expect(combined["budgetPoints"]?.int64Value == 100 && combined["budgetLeft"]?.int64Value == 0)
@@ -430,7 +430,7 @@ let testKeys = try! CommandKeys.parse("test=campaigns-test-secret-001")
         applier.database.close()
     }
 
-    @Test func theBoardAddsEachTasksNewestAndSetsAsideRecordsFromBeforeTasks() throws {
+    @Test func theBoardAddsEachTasksNewestAndCountsARecordFromBeforeTasksAsTaskZerosUntilItPublishes() throws {
         func record(task: Int64?, revision: Int64, granted: Int64, left: Int64, members: Int64 = 1) -> JSONObject {
             var data: JSONObject = [
                 "campaignId": "c", "revision": .int(revision), "membersReached": .int(members), "rewards": .int(members),
@@ -441,19 +441,21 @@ let testKeys = try! CommandKeys.parse("test=campaigns-test-secret-001")
             if let task { data["task"] = .int(task); data["tasks"] = 12 }
             return data
         }
-        let t = { (day: Int64) in EventTime(millis: day * 86_400_000) }
         var board = CampaignResultsBoard()
-        // Before tasks, the whole campaign as one store had it: counts while no task has published.
-        board.add(campaign: "c", time: t(1), data: record(task: nil, revision: 9, granted: 500, left: 500, members: 5))
+        // Before tasks, the whole campaign as one store had it (that store's task 0 keeps it on).
+        board.add(campaign: "c", data: record(task: nil, revision: 9, granted: 500, left: 500, members: 5))
         #expect(board.combined("c")?["pointsGranted"]?.int64Value == 500)
-        board.add(campaign: "c", time: t(3), data: record(task: 0, revision: 12, granted: 600, left: 300, members: 6))
-        board.add(campaign: "c", time: t(4), data: record(task: 5, revision: 2, granted: 100, left: 200))
+        // Another task publishes first: the old record still stands for task 0.
+        board.add(campaign: "c", data: record(task: 5, revision: 2, granted: 100, left: 400))
+        #expect(board.combined("c")?["pointsGranted"]?.int64Value == 600 && board.combined("c")?["budgetLeft"]?.int64Value == 400)
+        // Task 0 publishes its results, the old ones among them: the old record is set aside.
+        board.add(campaign: "c", data: record(task: 0, revision: 12, granted: 600, left: 300, members: 6))
         // An older revision of task 0, read after the newer one (a compacted topic read again): ignored.
-        board.add(campaign: "c", time: t(2), data: record(task: 0, revision: 11, granted: 550, left: 350, members: 5))
+        board.add(campaign: "c", data: record(task: 0, revision: 11, granted: 550, left: 350, members: 5))
         let combined = try #require(board.combined("c"))
         #expect(combined["pointsGranted"]?.int64Value == 700 && combined["membersReached"]?.int64Value == 7)
         #expect(combined["revision"]?.int64Value == 14 && combined["tasksReporting"]?.int64Value == 2 && combined["tasks"]?.int64Value == 12)
-        #expect(combined["budgetLeft"]?.int64Value == 200, "the newest record says what is left of the whole budget")
+        #expect(combined["budgetLeft"]?.int64Value == 300, "the budget as the record read last (written last) left it")
         #expect(combined["treated"]?["orders"]?.int64Value == 4 && combined["treated"]?["revenueMinor"]?.int64Value == 600)
         #expect(board.campaigns == ["c"] && board.combined("other") == nil)
     }

@@ -52,7 +52,7 @@ extension EndToEnd {
                     outcome.deadLetters.append("\(event.data["service"]?.stringValue ?? "?"): \(event.data["reason"]?.stringValue ?? "?") \(event.data["detail"]?.stringValue ?? "")")
                 case Topics.campaignResults.name:
                     let event = try CloudEvent.decode(value)
-                    outcome.resultsBoard.add(campaign: event.subject!, time: event.time, data: event.data.objectValue!)
+                    outcome.resultsBoard.add(campaign: event.subject!, data: event.data.objectValue!)
                 default:
                     break
                 }

@@ -178,13 +178,22 @@ final class EndProbe: RebalanceListener {
     /// Whether the service running in `directory` has stored offsets at the end of every
     /// partition of `topics` (false while anything cannot be read).
     func hasReadToEnd(_ service: String, in directory: URL, topics: [String]) -> Bool {
+        hasReadToEnd(service, inAnyOf: [directory], topics: topics)
+    }
+
+    /// Whether instances of the service with stores per task in `directories` (hosts of their
+    /// own) have, between them, stored offsets at the end of every partition of `topics`: a
+    /// partition's task may have moved, so the store that read it furthest counts.
+    func hasReadToEnd(_ service: String, inAnyOf directories: [URL], topics: [String]) -> Bool {
         guard let consumer, let counts = try? consumer.partitionCounts(of: topics) else { return false }
         let partitions = counts.flatMap { topic, count in (0..<count).map { TopicPartition(topic: topic, partition: $0) } }
         guard let bounds = try? consumer.logBounds(of: partitions) else { return false }
         return partitions.allSatisfy { partition in
-            let stored = serviceCount(
-                in: directory, service,
-                "SELECT COALESCE(MAX(next_offset), 0) FROM offsets WHERE topic = '\(partition.topic)' AND partition = \(partition.partition)")
+            let stored = directories.map { directory in
+                serviceCount(
+                    in: directory, service,
+                    "SELECT COALESCE(MAX(next_offset), 0) FROM offsets WHERE topic = '\(partition.topic)' AND partition = \(partition.partition)")
+            }.max() ?? -1
             return stored >= bounds[partition]!.high
         }
     }

@@ -3,27 +3,33 @@ import Basics
 /// A campaign's results as `loyalty.campaigns.results` carries them: each task of the campaigns
 /// service publishes its own members' share, keyed `<campaign>/task-<p>`, so that no figure
 /// spans tasks. The board keeps the newest record of each task (the highest `revision`) and
-/// adds them up into one campaign's results, in the shape of a single record.
+/// adds them up into one campaign's results, in the shape of a single record. Records are
+/// added in the order they were read; the topic has one partition, so that is the order they
+/// were written in.
 ///
 /// Records written before results were kept per task carry no `task`: such a record is the
-/// whole campaign as one store had it, and counts only while no task has published.
+/// whole campaign as one store had it, which that store keeps on as task 0's results
+/// (migration 103). It stands for task 0 until task 0 publishes.
 public struct CampaignResultsBoard: Sendable {
     private struct Entry: Sendable {
-        var time: EventTime
         var data: JSONObject
+        /// Its place among the records read.
+        var sequence: Int
         var revision: Int64 { data["revision"]?.int64Value ?? 0 }
     }
 
     /// By campaign, the newest record of each task (nil: a record from before tasks).
     private var newest: [String: [Int64?: Entry]] = [:]
+    private var read = 0
 
     public init() {}
 
-    /// Adds a `campaign.results` record (its subject, time and data); an older revision of the
-    /// same task's results than one already read changes nothing.
-    public mutating func add(campaign: String, time: EventTime, data: JSONObject) {
+    /// Adds a `campaign.results` record (its subject and data); an older revision of the same
+    /// task's results than one already read changes nothing.
+    public mutating func add(campaign: String, data: JSONObject) {
+        read += 1
         let task = data["task"]?.int64Value
-        let entry = Entry(time: time, data: data)
+        let entry = Entry(data: data, sequence: read)
         if let known = newest[campaign]?[task], known.revision > entry.revision { return }
         newest[campaign, default: [:]][task] = entry
     }
@@ -40,17 +46,16 @@ public struct CampaignResultsBoard: Sendable {
 
     /// A campaign's results over all its tasks, in the fields of one record: the figures
     /// summed; `revision` the sum of the tasks' (it grows with every change anywhere);
-    /// `budgetPoints` and `budgetLeft` from the newest record, since each task's record says
-    /// what was left of the whole budget when it was written; `tasks` how many tasks the
-    /// service has and `tasksReporting` how many have results.
+    /// `budgetPoints` and `budgetLeft` from the record read last, since each record says what
+    /// was left of the whole budget when it was written; `tasks` how many tasks the service
+    /// has and `tasksReporting` how many have results.
     public func combined(_ campaign: String) -> JSONObject? {
         guard let byTask = newest[campaign] else { return nil }
-        let tasks = byTask.filter { $0.key != nil }
-        let entries = tasks.isEmpty ? Array(byTask.values) : Array(tasks.values)
-        guard let latest = entries.max(by: { ($0.time, -($0.data["budgetLeft"]?.int64Value ?? 0)) < ($1.time, -($1.data["budgetLeft"]?.int64Value ?? 0)) })
-        else { return nil }
+        var entries = byTask.filter { $0.key != nil }
+        if entries[0] == nil, let legacy = byTask[nil] { entries[0] = legacy }
+        guard let latest = entries.values.max(by: { $0.sequence < $1.sequence }) else { return nil }
         func sum(_ key: String, in group: String? = nil) -> JSONValue {
-            .int(entries.reduce(Int64(0)) { total, entry in
+            .int(entries.values.reduce(Int64(0)) { total, entry in
                 let object = group.map { entry.data[$0]?.objectValue ?? [:] } ?? entry.data
                 return total.saturatingAdd(object[key]?.int64Value ?? 0)
             })

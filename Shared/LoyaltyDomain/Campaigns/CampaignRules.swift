@@ -175,6 +175,7 @@ public struct CampaignRules: Sendable {
         if target > order.reversed {
             decision.reversals.append(CampaignReversal(campaign: order.campaign, points: target - order.reversed, orderID: refund.orderID, refundID: refund.refundID))
             totals.results[order.campaign, default: CampaignResults()].pointsReversed += target - order.reversed
+            totals.results[order.campaign, default: CampaignResults()].revision += 1
             decision.touched.insert(order.campaign)
             order.reversed = target
             member.bonusOrders[refund.orderID] = order
