@@ -147,7 +147,14 @@ extension EndToEnd {
             #expect(outcome.results["budget-test"]?["budgetLeft"]?.int64Value == 0)
 
             // Rewards: once each, the same bytes after every kill, coupons only outside the control group.
-            #expect(outcome.conflicting.isEmpty)
+            Self.expectRewardsAsTheRulesSay(outcome, scenario)
+        }
+
+        /// Each reward once, with the same bytes whenever published again, as many of each
+        /// campaign as the rules give, coupons only outside the control group, and win-back's
+        /// results (added up over its tasks) counting them and its control group.
+        static func expectRewardsAsTheRulesSay(_ outcome: Outcome, _ scenario: CampaignScenario, sourceLocation: SourceLocation = #_sourceLocation) {
+            #expect(outcome.conflicting.isEmpty, "a reward published again has the same bytes", sourceLocation: sourceLocation)
             var byCampaign: [String: Int] = [:]
             var coupons: [String: Int] = [:]
             for reward in outcome.rewards.values {
@@ -156,12 +163,12 @@ extension EndToEnd {
                 if reward["coupon"] != nil { coupons[reward["memberId"]!.stringValue!, default: 0] += 1 }
             }
             for campaign in ["first-order", "multiplier-x2", "birthday", "streak-30", "referral-5", "win-back"] {
-                #expect(byCampaign[campaign] == scenario.expectedRewards[campaign], "\(campaign)")
+                #expect(byCampaign[campaign] == scenario.expectedRewards[campaign], "\(campaign)", sourceLocation: sourceLocation)
             }
-            #expect(coupons == scenario.expectedCoupons)
+            #expect(coupons == scenario.expectedCoupons, sourceLocation: sourceLocation)
             let winBack = outcome.results["win-back"]
-            #expect((winBack?["control"]?["members"]?.int64Value ?? 0) > 0, "the control group was held out and measured")
-            #expect(winBack?["couponsIssued"]?.int64Value == Int64(scenario.expectedRewards["win-back"] ?? -1))
+            #expect((winBack?["control"]?["members"]?.int64Value ?? 0) > 0, "the control group was held out and measured", sourceLocation: sourceLocation)
+            #expect(winBack?["couponsIssued"]?.int64Value == Int64(scenario.expectedRewards["win-back"] ?? -1), sourceLocation: sourceLocation)
         }
 
         /// Campaigns with a store per task on two hosts that share only Kafka, while points and
@@ -175,11 +182,7 @@ extension EndToEnd {
             let directory = try temporaryDirectory("campaigns-tasks")
             defer { try? FileManager.default.removeItem(at: directory) }
             let broker = try EmbeddedBroker(topics: Topics.all)
-            let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
-            for record in scenario.records {
-                try producer.send(topic: record.topic, key: Array(record.key.utf8), value: record.value)
-            }
-            #expect(producer.flush(timeoutMilliseconds: 60_000))
+            try publish(scenario.records, to: broker)
             let reader = try TopicReader(
                 bootstrap: broker.bootstrapServers,
                 topics: [Topics.pointsLedger.name, Topics.campaignRewards.name, Topics.campaignResults.name, Topics.deadLetters.name])
@@ -249,25 +252,11 @@ extension EndToEnd {
             }
             let mismatches = scenario.expectedPoints.filter { (points[$0.key] ?? 0) != $0.value }.map { "\($0.key): \(points[$0.key] ?? 0) != \($0.value)" }
             #expect(mismatches.isEmpty, "\(mismatches.count) members differ: \(mismatches.prefix(5))")
-            #expect(outcome.conflicting.isEmpty, "a reward published again after a move has the same bytes")
-            var byCampaign: [String: Int] = [:]
-            var coupons: [String: Int] = [:]
-            for reward in outcome.rewards.values {
-                let campaign = reward["campaignId"]!.stringValue!
-                byCampaign[["member-day", "double-11", "birthday-month"].contains(campaign) ? "multiplier-x2" : campaign, default: 0] += 1
-                if reward["coupon"] != nil { coupons[reward["memberId"]!.stringValue!, default: 0] += 1 }
-            }
-            for campaign in ["first-order", "multiplier-x2", "birthday", "streak-30", "referral-5", "win-back"] {
-                #expect(byCampaign[campaign] == scenario.expectedRewards[campaign], "\(campaign)")
-            }
-            #expect(coupons == scenario.expectedCoupons)
+            Self.expectRewardsAsTheRulesSay(outcome, scenario)
             // Each task published its own members' results; added up, they are the campaign's.
             let firstOrder = outcome.results["first-order"]
             #expect((firstOrder?["tasksReporting"]?.int64Value ?? 0) > 1, "more than one task published first-order's results")
             #expect(firstOrder?["rewards"]?.int64Value == Int64(scenario.expectedRewards["first-order"] ?? -1))
-            let winBack = outcome.results["win-back"]
-            #expect((winBack?["control"]?["members"]?.int64Value ?? 0) > 0, "the control group was held out and measured")
-            #expect(winBack?["couponsIssued"]?.int64Value == Int64(scenario.expectedRewards["win-back"] ?? -1))
         }
 
         /// In both store layouts: with a store per task, every task's store applies the definition.

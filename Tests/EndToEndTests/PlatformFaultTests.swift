@@ -64,6 +64,15 @@ extension EndToEnd {
             Topics.campaignRewards.name, Topics.campaignResults.name, Topics.notifications.name,
         ]
         static let compacted: Set<String> = [Topics.pointsBalances.name, Topics.tierStatus.name, Topics.campaignResults.name]
+        /// The topics each service reads, to tell when it has read them to the end.
+        static let inputs = [
+            "points": [Topics.members.name, Topics.orders.name, Topics.engagement.name, Topics.pointsRequests.name, Topics.pointsCommands.name],
+            "tiers": [Topics.orders.name, Topics.members.name, Topics.engagement.name, Topics.pointsRequests.name],
+            "campaigns": [
+                Topics.members.name, Topics.orders.name, Topics.engagement.name, Topics.pointsRequests.name, Topics.campaignCommands.name,
+            ],
+            "notifications": [Topics.members.name, Topics.pointsLedger.name, Topics.tierChanges.name, Topics.campaignRewards.name],
+        ]
 
         /// Publishes the history, starts points (and `startedLate` only when `disturb` starts
         /// them), waits until every service has read all of its input with nothing left to
@@ -93,14 +102,7 @@ extension EndToEnd {
             for name in names where !startedLate.contains(name) { try services[name]!.start() }
             let run = Run(broker: broker, services: services)
             let probe = try EndProbe(bootstrap: broker.bootstrapServers)
-            let inputs = [
-                "points": [Topics.members.name, Topics.orders.name, Topics.engagement.name, Topics.pointsRequests.name, Topics.pointsCommands.name],
-                "tiers": [Topics.orders.name, Topics.members.name, Topics.engagement.name, Topics.pointsRequests.name],
-                "campaigns": [
-                    Topics.members.name, Topics.orders.name, Topics.engagement.name, Topics.pointsRequests.name, Topics.campaignCommands.name,
-                ],
-                "notifications": [Topics.members.name, Topics.pointsLedger.name, Topics.tierChanges.name, Topics.campaignRewards.name],
-            ]
+            let inputs = Self.inputs
             var settled = 0
             let deadline = Date().addingTimeInterval(600)
             while settled < 2 && Date() < deadline {
@@ -234,9 +236,7 @@ extension EndToEnd {
             let directory = try temporaryDirectory("platform-hosts")
             defer { try? FileManager.default.removeItem(at: directory) }
             let broker = try EmbeddedBroker(topics: Topics.all)
-            let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
-            for record in scenario.records { try producer.send(topic: record.topic, key: Array(record.key.utf8), value: record.value) }
-            #expect(producer.flush(timeoutMilliseconds: 60_000))
+            try publish(scenario.records, to: broker)
             let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: Self.outputTopics)
             defer { reader.close() }
             let environment = [
@@ -275,14 +275,7 @@ extension EndToEnd {
                 (0.75, { for instance in onHost(1) { try instance.start() } }),
             ]
             let probe = try EndProbe(bootstrap: broker.bootstrapServers)
-            let inputs = [
-                "points": [Topics.members.name, Topics.orders.name, Topics.engagement.name, Topics.pointsRequests.name, Topics.pointsCommands.name],
-                "tiers": [Topics.orders.name, Topics.members.name, Topics.engagement.name, Topics.pointsRequests.name],
-                "campaigns": [
-                    Topics.members.name, Topics.orders.name, Topics.engagement.name, Topics.pointsRequests.name, Topics.campaignCommands.name,
-                ],
-                "notifications": [Topics.members.name, Topics.pointsLedger.name, Topics.tierChanges.name, Topics.campaignRewards.name],
-            ]
+            let inputs = Self.inputs
             func outputs() throws -> Outputs {
                 var outputs = Outputs()
                 for record in reader.records.sorted(by: { ($0.topic, $0.partition, $0.offset) < ($1.topic, $1.partition, $1.offset) }) {

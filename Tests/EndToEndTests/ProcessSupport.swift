@@ -205,6 +205,14 @@ func serviceApplied(in directory: URL, _ service: String) -> Int64 {
     serviceCount(in: directory, service, "SELECT COALESCE(SUM(applied), 0) FROM task_clock")
 }
 
+/// Publishes a history's records as the shop would (keyed by member), and waits until the
+/// broker has them all.
+func publish(_ records: [(topic: String, key: String, value: [UInt8])], to broker: EmbeddedBroker, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+    for record in records { try producer.send(topic: record.topic, key: Array(record.key.utf8), value: record.value) }
+    #expect(producer.flush(timeoutMilliseconds: 60_000), "the broker has the history", sourceLocation: sourceLocation)
+}
+
 func temporaryDirectory(_ prefix: String) throws -> URL {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
