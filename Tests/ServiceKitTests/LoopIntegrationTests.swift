@@ -444,7 +444,7 @@ final class TopicReader: RebalanceListener {
                 reader.read(seconds: 120) { _ in distinct() >= target }
                 let lost = instances.removeFirst()
                 #expect(lost.stopAndWait().error == nil)
-                try FileManager.default.removeItem(at: lostDirectory)
+                try removeDirectory(lostDirectory)
                 instances.append(host(settings.count, settings[0]))
             }
             reader.read(seconds: 180) { _ in distinct() >= expected }
@@ -702,4 +702,19 @@ final class TopicReader: RebalanceListener {
         #expect(largest > 0)
         #expect(largest <= 3 * 1_048_576, "the write-ahead log reached \(largest) bytes")
     }
+}
+
+/// Removes a directory whose files may still be going away as it is removed: SQLite deletes a
+/// store's `-wal` file when its last connection closes, which a stopped loop's background
+/// checkpointer may do a moment after the loop returned.
+func removeDirectory(_ directory: URL) throws {
+    for _ in 0..<10 {
+        do {
+            return try FileManager.default.removeItem(at: directory)
+        } catch let error as CocoaError where error.code == .fileNoSuchFile {
+            if !FileManager.default.fileExists(atPath: directory.path) { return }
+            usleep(100_000)
+        }
+    }
+    try FileManager.default.removeItem(at: directory)
 }
