@@ -65,7 +65,7 @@ public final class CampaignsProcessor: StreamProcessor {
     /// The results of the task at hand (``useTask(_:)``) and what each budget has granted in
     /// all, read once per batch (the budgets are checked against them).
     private var totals = CampaignTotals()
-    /// The task whose results `totals` holds; the other tasks' results, by task.
+    /// The task whose results `totals` holds (-1: none), and every other task's, by task.
     private var totalsTask: Int32 = -1
     private var otherTasksResults: [Int32: [String: CampaignResults]] = [:]
     private var totalsLoaded = false
@@ -476,16 +476,15 @@ public final class CampaignsProcessor: StreamProcessor {
                 let (campaign, task) = (key.campaign, key.task)
                 let results = otherTasksResults[task]?[campaign] ?? CampaignResults()
                 let budget = registry.latest(campaign)?.definition?.budgetPoints
-                let granted = totals.budgetGranted[campaign] ?? 0
-                func write(_ writer: inout JSONWriter) {
-                    results.write(campaign: campaign, task: task, tasks: batch.taskCount, budgetPoints: budget, budgetGranted: granted, to: &writer)
-                }
-                var stored = JSONWriter()
-                write(&stored)
-                try saveResults.run(.text(campaign), .integer(Int64(task)), .blob(stored.bytes))
+                // The stored form is the record's data: written once, for both.
+                var data = JSONWriter()
+                results.write(
+                    campaign: campaign, task: task, tasks: batch.taskCount, budgetPoints: budget,
+                    budgetGranted: totals.budgetGranted[campaign] ?? 0, to: &data)
+                try saveResults.run(.text(campaign), .integer(Int64(task)), .blob(data.bytes))
                 let value = CloudEvent.encode(
                     id: "campaign-results/\(campaign)/task-\(task)/\(results.revision)", source: Self.source, type: "campaign.results",
-                    time: time, subject: campaign, data: write)
+                    time: time, subject: campaign, data: { $0.embed(serializedValue: data.bytes) })
                 try batch.emit(topic: Topics.campaignResults.name, key: "\(campaign)/task-\(task)", value: value)
             }
         }
@@ -502,6 +501,7 @@ public final class CampaignsProcessor: StreamProcessor {
         members.removeAll(keepingCapacity: true)
         apart.removeAll(keepingCapacity: true)
         totals = CampaignTotals()
+        totalsTask = -1
         otherTasksResults.removeAll()
         totalsLoaded = false
         touched.removeAll()
@@ -654,7 +654,6 @@ public final class CampaignsProcessor: StreamProcessor {
                 otherTasksResults[Int32(task), default: [:]][campaign] = results
                 totals.budgetGranted[campaign] = totals.budgetGranted[campaign, default: 0].saturatingAdd(results.pointsGranted)
             }
-            totalsTask = -1
             totalsLoaded = true
         }
         useTask(task)

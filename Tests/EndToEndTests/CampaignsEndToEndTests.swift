@@ -20,6 +20,21 @@ extension EndToEnd {
                 time: time, subject: id, data: data))
         }
 
+        /// Reads what a year's test collects (`collect`): the ledger, rewards, results, dead letters.
+        static func outputReader(_ broker: EmbeddedBroker) throws -> TopicReader {
+            try TopicReader(
+                bootstrap: broker.bootstrapServers,
+                topics: [Topics.pointsLedger.name, Topics.campaignRewards.name, Topics.campaignResults.name, Topics.deadLetters.name])
+        }
+
+        /// The settings of points, tiers and campaigns for a year: points waits for the other two.
+        static func environment(_ broker: EmbeddedBroker, _ directory: URL) -> [String: String] {
+            [
+                "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path,
+                "LOYALTY_SESSION_TIMEOUT_MS": "3000", "LOYALTY_WAIT_FOR": "tiers,campaigns",
+            ]
+        }
+
         struct Outcome {
             var ledger: [String: (member: String, kind: String, campaign: String, points: Int64)] = [:]
             var rewards: [String: JSONObject] = [:]
@@ -77,14 +92,9 @@ extension EndToEnd {
             }
             #expect(producer.flush(timeoutMilliseconds: 60_000))
 
-            let reader = try TopicReader(
-                bootstrap: broker.bootstrapServers,
-                topics: [Topics.pointsLedger.name, Topics.campaignRewards.name, Topics.campaignResults.name, Topics.deadLetters.name])
+            let reader = try Self.outputReader(broker)
             defer { reader.close() }
-            let environment = [
-                "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path,
-                "LOYALTY_SESSION_TIMEOUT_MS": "3000", "LOYALTY_WAIT_FOR": "tiers,campaigns",
-            ]
+            let environment = Self.environment(broker, directory)
             let services = ["points", "tiers", "campaigns"].map {
                 ServiceProcess(name: $0, environment: environment, log: directory.appendingPathComponent("\($0).log"))
             }
@@ -183,14 +193,9 @@ extension EndToEnd {
             defer { try? FileManager.default.removeItem(at: directory) }
             let broker = try EmbeddedBroker(topics: Topics.all)
             try publish(scenario.records, to: broker)
-            let reader = try TopicReader(
-                bootstrap: broker.bootstrapServers,
-                topics: [Topics.pointsLedger.name, Topics.campaignRewards.name, Topics.campaignResults.name, Topics.deadLetters.name])
+            let reader = try Self.outputReader(broker)
             defer { reader.close() }
-            let environment = [
-                "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path,
-                "LOYALTY_SESSION_TIMEOUT_MS": "3000", "LOYALTY_WAIT_FOR": "tiers,campaigns",
-            ]
+            let environment = Self.environment(broker, directory)
             let hosts = ["host-a", "host-b"].map { directory.appendingPathComponent($0) }
             for host in hosts { try FileManager.default.createDirectory(at: host, withIntermediateDirectories: true) }
             let campaignsOn = hosts.enumerated().map { index, host in

@@ -174,8 +174,10 @@ public struct CampaignRules: Sendable {
         let target = PointsRules.reversedSoFar(component: order.bonus, refundedSoFar: after, paidMinor: order.paidMinor)
         if target > order.reversed {
             decision.reversals.append(CampaignReversal(campaign: order.campaign, points: target - order.reversed, orderID: refund.orderID, refundID: refund.refundID))
-            totals.results[order.campaign, default: CampaignResults()].pointsReversed += target - order.reversed
-            totals.results[order.campaign, default: CampaignResults()].revision += 1
+            var results = totals.results[order.campaign] ?? CampaignResults()
+            results.pointsReversed += target - order.reversed
+            results.revision += 1
+            totals.results[order.campaign] = results
             decision.touched.insert(order.campaign)
             order.reversed = target
             member.bonusOrders[refund.orderID] = order
