@@ -191,11 +191,28 @@ import Testing
         #expect(!Self.differing(longestChain: 2, answers: false).isEmpty)
     }
 
+    /// Timers that send commands (a birthday's budget reservation): a timer fires when its
+    /// task applies a record at or after its due time, and its command sorts just above that
+    /// record (its time, a rank above), as it would with one store. A task promises no more
+    /// than its earliest pending record that fires a timer, so its peers never apply past a
+    /// command it has still to send, and a task with no input does not hold its peers at its
+    /// timers' due times.
+    @Test func timersThatSendCommandsApplyWhatOneMergeAppliesWhenTheRecordsThatFireThemCount() {
+        #expect(Self.differing(longestChain: 2, timers: .counted) == [])
+        #expect(Self.differing(longestChain: 3, levels: 3, timers: .counted) == [])
+    }
+
+    /// The model can tell: a task that promises past the records firing its timers lets a
+    /// peer apply past the command they send.
+    @Test func timersNotCountedInThePromiseLetPeersOvertakeTheirCommands() {
+        #expect(!Self.differing(longestChain: 2, timers: .uncounted).isEmpty)
+    }
+
     /// The seeds (of 400) whose tasks on their own apply something else than one merge; none
     /// may wait for ever.
-    static func differing(longestChain: Int, levels: Int = 2, answers: Bool = true) -> [Int] {
+    fileprivate static func differing(longestChain: Int, levels: Int = 2, answers: Bool = true, timers: Model.Timers = .none) -> [Int] {
         (0..<400).filter { seed in
-            let model = Model(seed: UInt64(seed), longestChain: longestChain, levels: levels, answers: answers)
+            let model = Model(seed: UInt64(seed), longestChain: longestChain, levels: levels, answers: answers, timers: timers)
             guard case .applied(let orders, _) = model.tasksOnTheirOwn() else {
                 Issue.record("seed \(seed): the tasks wait for each other")
                 return false
@@ -208,8 +225,22 @@ import Testing
 /// A history of shop records for a few tasks, some of which send a command to another task (a
 /// transfer), whose receiver may send one back (a bounce), and so on up to `longestChain`. The
 /// shop writes a first wave for every task; once everything is applied and every task has read
-/// its partitions to their ends, later waves come, each to one task.
+/// its partitions to their ends, later waves come, each to one task. With `timers`, each task
+/// also has timers that send a command to a task when they fire.
 private struct Model {
+    /// Whether tasks have timers that send commands, and whether a task's promise counts the
+    /// records that will fire them.
+    enum Timers {
+        case none, counted, uncounted
+    }
+
+    /// A timer: due at `due` in its task, it sends a command to `sendsTo` when it fires.
+    struct Timer {
+        var due: Int64
+        var sendsTo: Int32
+        var id: String
+    }
+
     struct Record {
         var key: MergeKey
         /// The task a shop record sends a command to, if any.
@@ -236,9 +267,12 @@ private struct Model {
     /// record, whether it may send or not, and from nothing at all while the shop's partition
     /// has records not read yet and none waiting; otherwise from the records that may send.
     let asTheMergeDoes: Bool
+    /// Each task's timers, by due time.
+    let timers: [[Timer]]
+    let timersCounted: Bool
     let seed: UInt64
 
-    init(seed: UInt64, longestChain: Int, levels: Int = 2, answers: Bool = true) {
+    init(seed: UInt64, longestChain: Int, levels: Int = 2, answers: Bool = true, timers timerMode: Timers = .none) {
         var random = SeededRandom(seed: seed)
         let taskCount = Int32.random(in: 2...4, using: &random)
         func records(for task: Int32, count: Int, times: Range<Int64>, from first: Int) -> [Record] {
@@ -268,8 +302,34 @@ private struct Model {
         self.answers = answers
         readAtOnce = Bool.random(using: &random)
         asTheMergeDoes = Bool.random(using: &random)
+        // Drawn after everything else, so that a history with timers is the same history.
+        timers = (0..<taskCount).map { task in
+            guard timerMode != .none else { return [] }
+            return (0..<Int.random(in: 1...4, using: &random)).map { index in
+                Timer(due: Int64.random(in: 0..<36, using: &random), sendsTo: Int32.random(in: 0..<taskCount, using: &random), id: "t\(task)-\(index)")
+            }.sorted { ($0.due, $0.id) < ($1.due, $1.id) }
+        }
+        timersCounted = timerMode == .counted
         self.seed = seed
     }
+
+    /// The commands of the timers of `task` that applying `record` fires (those due at or
+    /// before its time that have not fired, `fired` of them so far), each sorted just above
+    /// the record: its time, a rank above.
+    func timerCommands(of record: Record, at task: Int32, fired: inout Int) -> [(to: Int32, Record)] {
+        guard record.depth == 0 else { return [] }
+        var commands: [(to: Int32, Record)] = []
+        while fired < timers[Int(task)].count, timers[Int(task)][fired].due <= record.key.time {
+            let timer = timers[Int(task)][fired]
+            commands.append((timer.sendsTo, Record(
+                key: MergeKey(time: record.key.time, rank: record.key.rank + 1, id: timer.id), sendsTo: nil, depth: 1, origin: task)))
+            fired += 1
+        }
+        return commands
+    }
+
+    /// The due time of the next timer of `task` to fire, if any.
+    func nextTimerDue(_ task: Int, fired: Int) -> Int64? { fired < timers[task].count ? timers[task][fired].due : nil }
 
     /// What applying `record` at a task that has applied `applied` records before sends, and
     /// to which task: a shop record its transfer; a command, every third record the task
@@ -299,9 +359,11 @@ private struct Model {
             waves.append(shop[wave.task][read[wave.task]..<read[wave.task] + wave.count].map { (Int32(wave.task), $0) })
             read[wave.task] += wave.count
         }
+        var fired = Array(repeating: 0, count: Int(tasks))
         for var pending in waves {
             while let index = pending.indices.min(by: { pending[$0].record.key < pending[$1].record.key }) {
                 let (task, record) = pending.remove(at: index)
+                for (target, command) in timerCommands(of: record, at: task, fired: &fired[Int(task)]) { pending.append((target, command)) }
                 for (target, command) in commands(of: record, at: task, applied: orders[Int(task)].count) { pending.append((target, command)) }
                 orders[Int(task)].append(record.key.id)
             }
@@ -330,6 +392,7 @@ private struct Model {
             /// How many of its shop records the shop has written so far.
             var written = 0
             var order: [String] = []
+            var timersFired = 0
         }
         var random = SeededRandom(seed: seed &+ 7_919)
         var state = (0..<tasks).map { Task(book: PeerMarkBook(task: $0, tasks: 0..<tasks, levels: levels)) }
@@ -355,6 +418,11 @@ private struct Model {
                 earliest = state[task].pending.filter(maySend).map(\.key).min()
                 // Shop records not read yet sort at or above the last one read.
                 if !shopDone { earliest = min(earliest ?? .highest, state[task].read == 0 ? .lowest : shop[task][state[task].read - 1].key) }
+                // The first record that fires a timer sends what the timer sends.
+                if timersCounted, let due = nextTimerDue(task, fired: state[task].timersFired),
+                   let firing = state[task].pending.filter({ $0.depth == 0 && $0.key.time >= due }).map(\.key).min() {
+                    earliest = min(earliest ?? .highest, firing)
+                }
             }
             guard let (marks, book) = state[task].book.publishing(earliestSender: earliest, commandsSent: answers ? sent : [:]) else { return }
             state[task].book = book
@@ -400,7 +468,8 @@ private struct Model {
                     actions.append {
                         let record = state[task].pending.remove(at: index)
                         var sent: [Int32: MergeKey] = [:]
-                        for (target, command) in commands(of: record, at: Int32(task), applied: state[task].order.count) {
+                        let timerCommands = timerCommands(of: record, at: Int32(task), fired: &state[task].timersFired)
+                        for (target, command) in timerCommands + commands(of: record, at: Int32(task), applied: state[task].order.count) {
                             // A command to its own task is awaited as an echo: pending at once.
                             if Int(target) == task {
                                 state[task].pending.append(command)
