@@ -186,7 +186,9 @@ enum ChangelogRestore {
         let id = "\(configuration.groupID)-changelog" + (task.map { "-\($0)" } ?? "")
         let producer = try KafkaProducer(ProducerConfiguration(
             bootstrapServers: configuration.bootstrapServers,
-            extra: ["transactional.id": id].merging(configuration.kafkaSettings) { $1 }))
+            // Row images repeat their column names and much of their values: zstd keeps the
+            // changelog a fraction of its size on the broker, and a restore reads fewer bytes.
+            extra: ["transactional.id": id, "compression.type": "zstd"].merging(configuration.kafkaSettings) { $1 }))
         try producer.initTransactions(timeoutMilliseconds: 60_000)
         return producer
     }

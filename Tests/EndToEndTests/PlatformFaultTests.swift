@@ -224,17 +224,17 @@ extension EndToEnd {
         /// one: a host is lost (its three instances killed, its directory deleted) and comes
         /// back empty, another leaves and comes back, so tasks move and are restored from the
         /// changelogs. Every output equals the undisturbed run of one instance per service with
-        /// one store each, byte for byte. A year of 300 members: points' changelog for 1,000
-        /// outgrows what the embedded broker keeps of a partition (about 5 MiB, never
-        /// compacted), and a changelog that lost its beginning is refused, never restored in
-        /// part (`ChangelogRestoreTests`); campaigns' alone is shown with 1,000 members
-        /// (`CampaignsEndToEndTests`).
+        /// one store each, byte for byte. A year of 1,000 members, with the hosts lost and moved
+        /// in its first half: the embedded broker keeps about 5 MiB of a partition and never
+        /// compacts, and points' changelog (compressed with zstd) outgrows that in the second
+        /// half, after which a restore is refused, never made in part
+        /// (`ChangelogRestoreTests`). Apache Kafka compacts it.
         @Test func threeHostsPerServiceThatLoseOneAndMoveTasksChangeNoOutput() throws {
-            let scenario = CampaignScenario(members: 300, seed: 73, spending: true)
+            let scenario = CampaignScenario(members: 1_000, seed: 73, spending: true)
             let expected = try undisturbed(scenario, seed: 73)
             let expectedLedger = expected.ledger.values.reduce(0) { $0 + $1.count }
             let directory = try temporaryDirectory("platform-hosts")
-            defer { try? FileManager.default.removeItem(at: directory) }
+            defer { if ProcessInfo.processInfo.environment["KEEP_TEST_STATE"] == nil { try? FileManager.default.removeItem(at: directory) } }
             let broker = try EmbeddedBroker(topics: Topics.all)
             try publish(scenario.records, to: broker)
             let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: Self.outputTopics)
@@ -263,16 +263,16 @@ extension EndToEnd {
             }
             try notifications.start()
             var steps: [(share: Double, act: () throws -> Void)] = [
-                (0.25, {
+                (0.15, {
                     // A lost host: its instances killed, its directory gone.
                     for instance in onHost(0) { instance.kill() }
                     for name in try FileManager.default.contentsOfDirectory(atPath: hosts[0].path) {
                         try FileManager.default.removeItem(at: hosts[0].appendingPathComponent(name))
                     }
                 }),
-                (0.4, { for instance in onHost(0) { try instance.start() } }),
-                (0.55, { for instance in onHost(1) { #expect(instance.stop() == 0, "an instance leaves cleanly") } }),
-                (0.75, { for instance in onHost(1) { try instance.start() } }),
+                (0.25, { for instance in onHost(0) { try instance.start() } }),
+                (0.35, { for instance in onHost(1) { #expect(instance.stop() == 0, "an instance leaves cleanly") } }),
+                (0.45, { for instance in onHost(1) { try instance.start() } }),
             ]
             let probe = try EndProbe(bootstrap: broker.bootstrapServers)
             let inputs = Self.inputs
