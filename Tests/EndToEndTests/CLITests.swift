@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-extension EndToEnd {
+extension EndToEndSecondLane {
     /// The `loyalty` command line: help that does nothing else, errors that say what is wrong.
     @Suite struct CLITests {
         func run(_ arguments: [String], in directory: URL, environment: [String: String] = [:]) throws -> (status: Int32, output: String) {

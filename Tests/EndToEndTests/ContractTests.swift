@@ -4,7 +4,7 @@ import Messaging
 import ServiceKit
 import Testing
 
-extension EndToEnd {
+extension EndToEndSecondLane {
     /// The published contracts hold: every record the four services publish, and every input
     /// the test sends, validates against its JSON Schema in docs/schemas (checked by Python's
     /// jsonschema, through scripts/validate-events).

@@ -4,7 +4,7 @@ import Messaging
 import ServiceKit
 import Testing
 
-extension EndToEnd {
+extension EndToEndSecondLane {
     /// The dead-letter tools on a running system: a record refused for a cause an operator then
     /// fixes is sent back with `loyalty dlq redrive` and applied once, however often it is sent.
     @Suite struct DeadLetterToolTests {

@@ -3,7 +3,7 @@ import LoyaltyDomain
 import Messaging
 import Testing
 
-extension EndToEnd {
+extension EndToEndSecondLane {
     /// Every service decides "the same event" the same way: a re-send laid out differently is a
     /// duplicate in each service that reads it, and a re-send with a changed value a conflict.
     @Suite struct DuplicatePolicyTests {

@@ -4,7 +4,7 @@ import Messaging
 import ServiceKit
 import Testing
 
-extension EndToEnd {
+extension EndToEndSecondLane {
     /// `member.closed` on the real executables: afterwards none of the member's phone numbers or
     /// e-mail addresses is readable in any topic the platform writes, in any dead letter, in any
     /// file of the data directory (databases and their write-ahead logs included) or in any log.

@@ -4,7 +4,7 @@ import ServiceKit
 import Storage
 import Testing
 
-extension EndToEnd {
+extension EndToEndSecondLane {
     /// The real `points` executable keeping a changelog loses its host twice during a year:
     /// killed, its data directory deleted, and a new instance started with an empty one, which
     /// restores the store from the changelog and goes on. Its ledger equals, byte for byte, that

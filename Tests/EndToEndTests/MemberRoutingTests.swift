@@ -4,7 +4,7 @@ import Messaging
 import ServiceKit
 import Testing
 
-extension EndToEnd {
+extension EndToEndSecondLane {
     /// With two instances of a service, a member lookup sent to the one that does not own the
     /// member's task is answered with the address of the one that does.
     @Suite struct MemberRoutingTests {

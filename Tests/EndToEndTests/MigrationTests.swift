@@ -3,7 +3,7 @@ import LoyaltyDomain
 import Messaging
 import Testing
 
-extension EndToEnd {
+extension EndToEndSecondLane {
     /// A shop moving to the platform brings its members' balances with `loyalty import-balances`.
     @Suite struct MigrationTests {
         func cli(_ arguments: [String], _ directory: URL, broker: EmbeddedBroker) throws -> (status: Int32, output: String) {

@@ -4,7 +4,7 @@ import Messaging
 import Storage
 import Testing
 
-extension EndToEnd {
+extension EndToEndSecondLane {
     /// All four executables on the embedded broker over a year for 600 members, the
     /// notifications service killed twice: every message the policy calls for is published once,
     /// none in quiet hours, none without consent, none over the daily cap; every point earned is in

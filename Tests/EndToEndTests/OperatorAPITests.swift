@@ -4,7 +4,7 @@ import Messaging
 import ServiceKit
 import Testing
 
-extension EndToEnd {
+extension EndToEndSecondLane {
     /// The HTTP API operators use, on the real executables: health, readiness, metrics, member
     /// views behind a token, and requests that must not hurt the service.
     @Suite struct OperatorAPITests {

@@ -211,7 +211,7 @@ extension EndToEnd {
         @Test func aBusyMachineChangesNoOutput() throws {
             let scenario = CampaignScenario(members: 1_000, seed: 72, spending: true)
             let expected = try undisturbed(scenario, seed: 72)
-            let hog = try PointsFaultTests.CPUHog()
+            let hog = try EndToEndSecondLane.PointsFaultTests.CPUHog()
             defer { hog.stop() }
             let busy = try Self.run(scenario)
             hog.stop()

@@ -4,7 +4,7 @@ import Messaging
 import Storage
 import Testing
 
-extension EndToEnd {
+extension EndToEndSecondLane {
     /// The real `points` executable on the embedded broker, killed with SIGKILL mid-stream.
     @Suite struct PointsCrashTests {
         struct Published {

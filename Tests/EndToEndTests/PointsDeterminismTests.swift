@@ -3,7 +3,7 @@ import LoyaltyDomain
 import Messaging
 import Testing
 
-extension EndToEnd {
+extension EndToEndSecondLane {
     /// The same events, published to the input topics in two different interleavings, give
     /// byte-identical ledger output: the service applies its partitions in event-time order,
     /// whatever order the topics were written in.

@@ -5,7 +5,7 @@ import Messaging
 import ReferenceProgram
 import Testing
 
-extension EndToEnd {
+extension EndToEndSecondLane {
     /// The real `points` executable alone replaying a year for 1,000 members while instances
     /// join and leave, and while it crashes. Each run's ledger equals, record for record and
     /// byte for byte, that of an undisturbed run of the same history. (A slow and failing broker

@@ -4,7 +4,7 @@ import Messaging
 import Storage
 import Testing
 
-extension EndToEnd {
+extension EndToEndSecondLane {
     /// Input is never skipped silently: a store from another cluster, records deleted by
     /// retention before the service read them, and `loyalty broker` beside running services.
     @Suite struct StaleStateTests {

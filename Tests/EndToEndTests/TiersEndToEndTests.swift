@@ -4,7 +4,7 @@ import Messaging
 import Storage
 import Testing
 
-extension EndToEnd {
+extension EndToEndSecondLane {
     /// The real `points` and `tiers` executables on the embedded broker over a year for 1,000
     /// members: tiers, tier changes, tier bonuses and balances equal those computed independently,
     /// with the tiers service killed three times mid-stream (keeping a store per task), and

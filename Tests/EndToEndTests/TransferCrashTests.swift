@@ -3,7 +3,7 @@ import LoyaltyDomain
 import Messaging
 import Testing
 
-extension EndToEnd {
+extension EndToEndSecondLane {
     /// A transfer whose debit committed survives a SIGKILL before its credit was even published:
     /// the credit arrives exactly once.
     @Suite struct TransferCrashTests {
