@@ -192,8 +192,8 @@ import Testing
     }
 
     /// Timers that send commands (a birthday's budget reservation): a timer fires when its
-    /// task applies a record at or after its due time, and its command sorts just above that
-    /// record (its time, a rank above), as it would with one store. A task promises no more
+    /// task applies a shop record at or after its due time, and its command sorts just above
+    /// that record (its time, a rank above), as it would with one store. A task promises no more
     /// than its earliest pending record that fires a timer, so its peers never apply past a
     /// command it has still to send, and a task with no input does not hold its peers at its
     /// timers' due times.
