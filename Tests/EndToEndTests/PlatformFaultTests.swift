@@ -211,7 +211,7 @@ extension EndToEnd {
         @Test(MachineUse.alone) func aBusyMachineChangesNoOutput() throws {
             let scenario = CampaignScenario(members: 1_000, seed: 72, spending: true)
             let expected = try undisturbed(scenario, seed: 72)
-            let hog = try EndToEndSecondLane.PointsFaultTests.CPUHog()
+            let hog = try CPUHog()
             defer { hog.stop() }
             let busy = try Self.run(scenario)
             hog.stop()
@@ -235,7 +235,7 @@ extension EndToEnd {
             let expected = try undisturbed(scenario, seed: 73)
             let expectedLedger = expected.ledger.values.reduce(0) { $0 + $1.count }
             let directory = try temporaryDirectory("platform-hosts")
-            defer { if ProcessInfo.processInfo.environment["KEEP_TEST_STATE"] == nil { try? FileManager.default.removeItem(at: directory) } }
+            defer { removeTestState(at: directory) }
             let broker = try EmbeddedBroker(topics: Topics.all)
             try publish(scenario.records, to: broker)
             let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: Self.outputTopics)

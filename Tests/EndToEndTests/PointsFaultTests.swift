@@ -11,31 +11,6 @@ extension EndToEndSecondLane {
     /// byte for byte, that of an undisturbed run of the same history. (A slow and failing broker
     /// and a busy machine are `PlatformFaultTests`' cases, with all four services.)
     @Suite struct PointsFaultTests {
-        /// Runs `yes > /dev/null` on every core until `stop`.
-        final class CPUHog {
-            private var processes: [Process] = []
-
-            init() throws {
-                for _ in 0..<ProcessInfo.processInfo.activeProcessorCount {
-                    let process = Process()
-                    process.executableURL = URL(fileURLWithPath: "/usr/bin/yes")
-                    process.standardOutput = FileHandle.nullDevice
-                    try process.run()
-                    processes.append(process)
-                }
-            }
-
-            func stop() {
-                // SIGKILL: a child started from a test thread inherits its blocked SIGTERM.
-                for process in processes where process.isRunning {
-                    kill(process.processIdentifier, SIGKILL)
-                    process.waitUntilExit()
-                }
-            }
-
-            deinit { stop() }
-        }
-
         /// Calls each step once, the first time the replay has applied its share of the events.
         final class Timeline {
             private var steps: [(share: Double, action: (PointsReplay.Run) throws -> Void)]

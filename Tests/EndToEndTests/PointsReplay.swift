@@ -103,7 +103,7 @@ enum PointsReplay {
     ) throws -> Result {
         let directory = try temporaryDirectory("points-replay")
         defer {
-            if ProcessInfo.processInfo.environment["KEEP_TEST_STATE"] == nil {
+            if !keepsTestState {
                 for name in (try? FileManager.default.contentsOfDirectory(atPath: directory.deletingLastPathComponent().path)) ?? []
                 where name.hasPrefix(directory.lastPathComponent) {
                     try? FileManager.default.removeItem(at: directory.deletingLastPathComponent().appendingPathComponent(name))

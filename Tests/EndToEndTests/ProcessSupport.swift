@@ -213,6 +213,39 @@ func publish(_ records: [(topic: String, key: String, value: [UInt8])], to broke
     #expect(producer.flush(timeoutMilliseconds: 60_000), "the broker has the history", sourceLocation: sourceLocation)
 }
 
+/// Whether tests keep their directories (`KEEP_TEST_STATE` set), to be looked at after a run.
+let keepsTestState = ProcessInfo.processInfo.environment["KEEP_TEST_STATE"] != nil
+
+/// Removes a test's directory, unless tests keep their state (``keepsTestState``).
+func removeTestState(at directory: URL) {
+    if !keepsTestState { try? FileManager.default.removeItem(at: directory) }
+}
+
+/// Runs `yes > /dev/null` on every core until `stop`.
+final class CPUHog {
+    private var processes: [Process] = []
+
+    init() throws {
+        for _ in 0..<ProcessInfo.processInfo.activeProcessorCount {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/yes")
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            processes.append(process)
+        }
+    }
+
+    func stop() {
+        // SIGKILL: a child started from a test thread inherits its blocked SIGTERM.
+        for process in processes where process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+
+    deinit { stop() }
+}
+
 func temporaryDirectory(_ prefix: String) throws -> URL {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)

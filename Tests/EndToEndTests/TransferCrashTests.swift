@@ -9,7 +9,7 @@ extension EndToEndSecondLane {
     @Suite struct TransferCrashTests {
         @Test func aTransferKilledBetweenDebitAndCreditIsCreditedOnce() throws {
             let directory = try temporaryDirectory("points-transfer")
-            defer { if ProcessInfo.processInfo.environment["KEEP_TEST_STATE"] == nil { try? FileManager.default.removeItem(at: directory) } }
+            defer { removeTestState(at: directory) }
             let broker = try EmbeddedBroker(topics: Topics.all)
             let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
             func publish(_ id: String, _ type: String, _ member: String, _ time: String, _ data: JSONObject = JSONObject()) throws {
