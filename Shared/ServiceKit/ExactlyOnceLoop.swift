@@ -53,6 +53,12 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// A standby's stores (`STANDBY`): `run` keeps each a copy of the changelog, or of its
     /// task's partition of it (every task's store in the `task` layout).
     private var standbyCopies: [StandbyCopy] = []
+    /// Warm copies of tasks other instances own (`STANDBY_REPLICAS` in the `task` layout),
+    /// kept beside the loop once it is connected.
+    private var warmCopies: WarmCopies?
+    /// The name this instance announces itself under when it serves no HTTP but keeps warm
+    /// copies (the others must count it among the live instances).
+    private var instanceName: String?
     private var paused: Set<TopicPartition> = []
     private var startupError: Error?
     private var everAssigned = false
@@ -468,6 +474,8 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         partitionCount = try coPartitionedCount(of: processor.inputTopics + processor.progressTopics)
         for unit in units { unit.applier.partitionCount = partitionCount }
         status.update { [partitionCount] in $0.partitionCount = partitionCount }
+        if configuration.storePerTask && configuration.standbyReplicas > 0 && replay == nil { startWarmCopies() }
+        defer { warmCopies?.stop() }
         if let replay { try checkReplayable(replay) }
         if !processor.broadcastTopics.isEmpty { try catchUpWithBroadcastTopics(processor.broadcastTopics) }
         try consumer.subscribe(processor.inputTopics)
@@ -579,7 +587,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 lastReport = now
             }
         }
-        if advertisedAddress != nil { try? announce(tasks: []) }
+        if advertisedAddress != nil || instanceName != nil { try? announce(tasks: []) }
         logger.info("stopping: flushing the outbox")
         // One 30-second wait for all of the units together.
         let drainDeadline = monotonicMilliseconds() + 30_000
@@ -609,6 +617,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         guard !settled.isEmpty else { return }
         for unit in settled {
             unit.close()
+            if let task = unit.task { warmCopies?.give([task]) }
             if let task = unit.task { status.update { $0.timers[task] = nil } }
             logger.info("task store closed", ["task": unit.task.map(String.init) ?? "all"])
         }
@@ -910,11 +919,33 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         logger.info("http listening", ["address": server.boundAddress, "token": configuration.httpToken == nil ? "none" : "set"])
     }
 
+    /// Starts keeping warm copies of the tasks the instance directory places here. An instance
+    /// without HTTP announces itself under a name of its own for it.
+    private func startWarmCopies() {
+        if advertisedAddress == nil { instanceName = "instance-\(UUID().uuidString.lowercased())" }
+        let instance = "\(configuration.service)@\(advertisedAddress ?? instanceName!)"
+        let (configuration, clusterID) = (self.configuration, self.clusterID)
+        let processor = self.processor
+        let makeProcessor = self.makeProcessor
+        let copies = WarmCopies(instance: instance, replicas: configuration.standbyReplicas, configuration: configuration, logger: logger) { task in
+            let path = configuration.databasePath(ofTask: task)
+            let (applier, lock) = try Self.openStore(at: path, configuration: configuration, processor: makeProcessor?() ?? processor, exclusive: false)
+            if let clusterID { try applier.claimCluster(clusterID) }
+            return StandbyCopy(
+                task: task, database: applier.database, capture: try ChangeCapture(database: applier.database, excluding: RuntimeSchema.unloggedTables),
+                lock: lock)
+        }
+        warmCopies = copies
+        copies.start()
+        // Announced at once, so that the others place copies here before this instance owns a task.
+        announcementDue = true
+    }
+
     /// Tells the other instances which tasks this one serves, at which address.
     private func announce(tasks: [Int32]) throws {
         announcementDue = false
-        guard let advertisedAddress else { return }
-        let record = InstanceDirectory.announcement(service: configuration.service, address: advertisedAddress, tasks: tasks)
+        guard advertisedAddress != nil || instanceName != nil else { return }
+        let record = InstanceDirectory.announcement(service: configuration.service, address: advertisedAddress, instance: instanceName, tasks: tasks)
         // The `task` layout's units come and go with their tasks: its announcements have a
         // producer of their own.
         if !configuration.storePerTask {
@@ -1233,6 +1264,8 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                     }
                     toOpen.append(task)
                 }
+                // A warm copy of a task given here is closed first: the store takes over from it.
+                warmCopies?.take(toOpen)
                 let (opened, failure) = openUnits(ofTasks: toOpen)
                 units += opened
                 units.sort { ($0.task ?? -1) < ($1.task ?? -1) }
@@ -1316,15 +1349,6 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
 /// (`ExactlyOnceLoop.openUnits`), which makes sure that is safe.
 private struct UncheckedTaskOpener: @unchecked Sendable {
     let open: (Int32) -> Void
-}
-
-/// A standby's copy of a store (`STANDBY`): the one store, or a task's (`task`).
-private struct StandbyCopy {
-    let task: Int32?
-    let database: Database
-    let capture: ChangeCapture
-    /// A task's store's lock, held while the copy is kept (the one store's is the loop's).
-    let lock: FileUseLock?
 }
 
 /// The units `ExactlyOnceLoop.openUnits` opens on several threads, or why a task's could not be.

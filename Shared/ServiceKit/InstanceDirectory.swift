@@ -7,12 +7,15 @@ import Messaging
 /// stops); a member lookup that reaches the wrong instance finds the owner here. Operational
 /// only: nothing here decides a rule.
 public enum InstanceDirectory {
-    /// The announcement record of one instance.
-    public static func announcement(service: String, address: String, tasks: [Int32]) -> (key: [UInt8], value: [UInt8]) {
-        let value = JSONValue.object([
-            "service": .string(service), "address": .string(address), "tasks": .array(tasks.sorted().map { .int(Int64($0)) }),
-        ])
-        return (Array("\(service)@\(address)".utf8), Array(value.jsonString.utf8))
+    /// The announcement record of one instance, named by its HTTP address. An instance that
+    /// serves no HTTP but keeps warm copies (`STANDBY_REPLICAS`) announces under a name of its
+    /// own (`instance` and no `address`), so that the others count it among the live ones.
+    public static func announcement(service: String, address: String?, instance: String? = nil, tasks: [Int32]) -> (key: [UInt8], value: [UInt8]) {
+        var fields: JSONObject = ["service": .string(service)]
+        if let address { fields["address"] = .string(address) }
+        if let instance { fields["instance"] = .string(instance) }
+        fields["tasks"] = .array(tasks.sorted().map { .int(Int64($0)) })
+        return (Array("\(service)@\(address ?? instance ?? "")".utf8), Array(JSONValue.object(fields).jsonString.utf8))
     }
 
     /// The HTTP address of the instance of `service` that last announced `task`, read from the
@@ -42,7 +45,62 @@ public enum InstanceDirectory {
             }
         }
         return latest.values.first { entry in
-            entry["service"]?.stringValue == service && (entry["tasks"]?.arrayValue ?? []).contains { $0.int64Value == Int64(task) }
+            entry["service"]?.stringValue == service && entry["address"] != nil && (entry["tasks"]?.arrayValue ?? []).contains { $0.int64Value == Int64(task) }
         }?["address"]?.stringValue
+    }
+
+    /// The instances of one service as their announcements tell, read in the topic's order:
+    /// who owns each task, and which tasks' warm copies each instance keeps.
+    public struct Standings: Sendable {
+        public let service: String
+        /// Each instance's last announced tasks, and the place of that announcement in the read.
+        private var latest: [String: (tasks: Set<Int32>, order: Int)] = [:]
+        private var read = 0
+
+        public init(service: String) { self.service = service }
+
+        /// Takes in one record of the instances topic (any service's; a tombstone or a record
+        /// that is not an announcement forgets its key).
+        public mutating func read(key: [UInt8]?, value: [UInt8]?) {
+            guard let key else { return }
+            let name = String(decoding: key, as: UTF8.self)
+            read += 1
+            guard let entry = value.flatMap({ try? JSONValue.parse($0) })?.objectValue, entry["service"]?.stringValue == service else {
+                latest[name] = nil
+                return
+            }
+            let tasks = (entry["tasks"]?.arrayValue ?? []).compactMap { $0.int64Value.flatMap { Int32(exactly: $0) } }
+            latest[name] = (Set(tasks), read)
+        }
+
+        /// The owner of each announced task: the instance that announced it last. An instance
+        /// that died without a word keeps its tasks here until their new owners announce them.
+        public var owners: [Int32: String] {
+            var owners: [Int32: (name: String, order: Int)] = [:]
+            for (name, entry) in latest {
+                for task in entry.tasks where owners[task].map({ $0.order < entry.order }) ?? true { owners[task] = (name, entry.order) }
+            }
+            return owners.mapValues(\.name)
+        }
+
+        /// The tasks whose warm copies `instance` keeps with `replicas` copies a task: the
+        /// instances that own a task, in the order of their names, form a ring, and each
+        /// task's copies live on the `replicas` instances after its owner there (fewer when the
+        /// ring is smaller). Every instance computes the same placement from the same records,
+        /// without talking to the others. An instance that owns no task keeps no copy: it is
+        /// not told apart from one that died.
+        public func standbyTasks(of instance: String, replicas: Int) -> Set<Int32> {
+            let owners = self.owners
+            let ring = Set(owners.values).sorted()
+            guard replicas > 0, let place = ring.firstIndex(of: instance) else { return [] }
+            let copies = min(replicas, ring.count - 1)
+            var tasks: Set<Int32> = []
+            for (task, owner) in owners {
+                let ownerPlace = ring.firstIndex(of: owner)!
+                let distance = (place - ownerPlace + ring.count) % ring.count
+                if distance >= 1 && distance <= copies { tasks.insert(task) }
+            }
+            return tasks
+        }
     }
 }

@@ -96,6 +96,12 @@ public struct ServiceConfiguration: Sendable {
     /// writes anything; started later with it off, the store takes over from where it stood.
     /// In the `task` layout it keeps a copy of every task's store, each from its partition.
     public var standby: Bool = false
+    /// `STANDBY_REPLICAS`: how many other instances keep a warm copy of each task's store
+    /// (default 0; the `task` layout with `CHANGELOG=on`). Each instance reads the changelog
+    /// of the tasks the instance directory places with it (``InstanceDirectory/Standings``)
+    /// on a thread beside its loop, so that a task it is given takes over from its copy
+    /// instead of being restored whole.
+    public var standbyReplicas: Int = 0
     /// `DECODE_AHEAD`: `on` (default) or `off`. On: the records of each poll are decoded on a
     /// thread of their own while the loop applies the ones polled before, so that a second
     /// core takes the decoding off the loop's thread. The results are the same either way.
@@ -262,7 +268,14 @@ public struct ServiceConfiguration: Sendable {
                 variable: platform.variable("STORE_LAYOUT"),
                 problem: "a store per task does not work with \(platform.variable("REPLAY_OF")) yet: use \(platform.variable("STORE_LAYOUT"))=service")
         }
-        return ServiceConfiguration(
+        let standbyReplicas = try integer("STANDBY_REPLICAS", default: 0, range: 0...16)
+        if standbyReplicas > 0 {
+            let problem: String? = !storePerTask ? "warm copies are kept per task: set \(platform.variable("STORE_LAYOUT"))=task"
+                : !changelog ? "warm copies read the tasks' changelog: set \(platform.variable("CHANGELOG"))=on"
+                : standby ? "a standby instance copies every task already" : nil
+            if let problem { throw ConfigurationError(variable: platform.variable("STANDBY_REPLICAS"), problem: problem) }
+        }
+        var configuration = ServiceConfiguration(
             service: service,
             platform: platform,
             bootstrapServers: bootstrap,
@@ -298,6 +311,8 @@ public struct ServiceConfiguration: Sendable {
             waitFor: value("WAIT_FOR").map(Self.serviceList),
             replayOf: value("REPLAY_OF"),
             environment: environment)
+        configuration.standbyReplicas = standbyReplicas
+        return configuration
     }
 }
 

@@ -73,6 +73,61 @@ extension EndToEndSecondLane {
             #expect(differences.isEmpty, "\(differences.prefix(2))")
         }
 
+        /// Warm copies (`LOYALTY_STANDBY_REPLICAS=1`): two hosts each keep a copy of the other's
+        /// tasks, placed by the instance directory. When one host is lost, the other takes its
+        /// tasks over from the copies, reading only what the copies had not yet read of the
+        /// changelog; the host that comes back empty copies the survivor's tasks, and takes them
+        /// over the same way when the survivor leaves. The ledger equals one store's undisturbed run.
+        @Test func warmCopiesOnActiveHostsTakeALostHostsTasksOver() throws {
+            /// Whether a log's last placement of warm copies names tasks.
+            func hasCopies(_ log: String) -> Bool {
+                guard let line = log.split(separator: "\n").last(where: { $0.contains("warm copies placed") }) else { return false }
+                return (try? JSONValue.parse(Array(line.utf8)))?.objectValue?["tasks"]?.stringValue?.isEmpty == false
+            }
+            /// The `from` offsets of a log's takeovers from a copy.
+            func takeovers(_ log: String?) -> [Int64] {
+                (log ?? "").split(separator: "\n").filter { $0.contains("a standby's store takes over") }.compactMap { line in
+                    (try? JSONValue.parse(Array(line.utf8)))?.objectValue?["from"]?.stringValue.flatMap { Int64($0) }
+                }
+            }
+            let scenario = YearScenario(members: 60, seed: 37)
+            let expected = try PointsReplay.run(scenario.records, inputs: scenario.events.count)
+            let timeline = PointsFaultTests.Timeline(total: scenario.events.count, [
+                (0.15, { try $0.startExtraHost() }),
+                (0.4, { run in
+                    // The host is lost once the other keeps copies of its tasks (a host lost
+                    // while the group rebalances has announced none), and the new host starts
+                    // once the survivor has taken the lost host's tasks over.
+                    let log = run.directory.appendingPathComponent("points-host-1.log")
+                    let deadline = Date().addingTimeInterval(60)
+                    while Date() < deadline && !hasCopies((try? String(contentsOf: log, encoding: .utf8)) ?? "") { usleep(200_000) }
+                    usleep(1_000_000)
+                    try run.loseMainHost(startingAfreshWhen: {
+                        takeovers((try? String(contentsOf: log, encoding: .utf8)) ?? "").contains { $0 > 0 }
+                    })
+                }),
+                (0.75, { $0.stopExtra() }),
+            ])
+            var logs: [String: String] = [:]
+            let disturbed = try PointsReplay.run(
+                scenario.records, inputs: scenario.events.count,
+                settings: ["LOYALTY_STORE_LAYOUT": "task", "LOYALTY_THREADS": "2", "LOYALTY_CHANGELOG": "on", "LOYALTY_STANDBY_REPLICAS": "1"]
+            ) {
+                try timeline.advance($0, applied: $1)
+            } afterStop: { run in
+                for name in try FileManager.default.contentsOfDirectory(atPath: run.directory.path) where name.hasSuffix(".log") {
+                    logs[name] = try String(contentsOf: run.directory.appendingPathComponent(name), encoding: .utf8)
+                }
+            }
+            #expect(timeline.isDone, "the host joined, was lost, and the other left")
+            let extra = logs["points-host-1.log"]
+            #expect(extra?.contains("warm copies placed") == true, "the joining host was given copies")
+            #expect(takeovers(extra).contains { $0 > 0 }, "the surviving host took the lost host's tasks over from warm copies")
+            #expect(takeovers(logs["points.log"]).contains { $0 > 0 }, "the host that came back took the leaving host's tasks over from warm copies")
+            let differences = try PointsReplay.distinctDifferences(expected, disturbed)
+            #expect(differences.isEmpty, "\(differences.prefix(2))")
+        }
+
         /// Points with a store per task across hosts that share only Kafka: a second host joins
         /// with a data directory of its own and takes some tasks, the first host is lost (killed,
         /// its directory deleted, a new instance started with an empty one), and the second

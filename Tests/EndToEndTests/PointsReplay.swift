@@ -52,6 +52,20 @@ enum PointsReplay {
             try main.start()
         }
 
+        /// Loses the main instance's host as ``loseMainHostAndStartAfresh()`` does, but starts
+        /// the new instance only once `ready` holds (checked every 200 ms, for up to `seconds`):
+        /// meanwhile the other instances take the lost host's tasks over.
+        func loseMainHost(startingAfreshWhen ready: () -> Bool, seconds: Double = 60) throws {
+            main.kill()
+            for name in try FileManager.default.contentsOfDirectory(atPath: directory.path) where !name.hasSuffix(".log") {
+                try FileManager.default.removeItem(at: directory.appendingPathComponent(name))
+            }
+            hostsLost += 1
+            let deadline = Date().addingTimeInterval(seconds)
+            while !ready() && Date() < deadline { usleep(200_000) }
+            try main.start()
+        }
+
         /// Starts another instance of the service on the same store: the group rebalances.
         func startExtra() throws {
             started += 1
@@ -131,15 +145,11 @@ enum PointsReplay {
         let run = Run(broker: broker, environment: environment, directory: directory)
         try run.main.start()
         // Counted over the store, or the task stores, of every running instance (a lost host's
-        // stores are gone, and its successor's count from where they were restored).
+        // stores are gone, and its successor's count from where they were restored). A task's
+        // store may be on several hosts (one left behind when the task moved, a warm copy):
+        // the one that has come furthest counts.
         func count(_ sql: String) -> Int64? {
-            var total: Int64 = 0
-            for directory in run.dataDirectories {
-                let part = serviceCount(in: directory, "points", sql)
-                guard part >= 0 else { return nil }
-                total += part
-            }
-            return total
+            serviceCountAcrossHosts(in: run.dataDirectories, "points", sql)
         }
         let deadline = Date().addingTimeInterval(seconds)
         var last: Int64 = -1

@@ -158,6 +158,24 @@ func serviceCount(in directory: URL, _ service: String, _ sql: String) -> Int64 
     return total
 }
 
+/// A count over the stores of a service on several hosts (data directories), each store
+/// counted once: where hosts hold a store of the same name (a task's store left behind when
+/// the task moved, or a warm copy), the largest count of those, since the owner's store is
+/// ahead of every other copy of it. nil while a store cannot be read yet.
+func serviceCountAcrossHosts(in directories: [URL], _ service: String, _ sql: String) -> Int64? {
+    var largest: [String: Int64] = [:]
+    for directory in directories {
+        let names = serviceTaskStores(in: directory, service)
+        for name in names.isEmpty ? ["\(service).sqlite"] : names {
+            let path = directory.appendingPathComponent(name).path
+            guard FileManager.default.fileExists(atPath: path), let database = try? Database(DatabaseConfiguration(path: path)),
+                  let count = try? database.prepare(sql).queryOne(row: { $0.int64(0) }) else { return nil }
+            largest[name] = max(largest[name] ?? count, count)
+        }
+    }
+    return largest.values.reduce(0, +)
+}
+
 /// The task stores of a service in `directory` (`<service>.task-<task>.sqlite`), by name.
 func serviceTaskStores(in directory: URL, _ service: String) -> [String] {
     ((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? [])

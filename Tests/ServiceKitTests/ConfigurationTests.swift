@@ -66,6 +66,29 @@ import Testing
         }
     }
 
+    @Test func warmCopiesNeedStoresPerTaskAndTheirChangelog() throws {
+        let copies = try ServiceConfiguration.fromEnvironment(
+            service: "points", platform: .acme,
+            environment: ["ACME_STANDBY_REPLICAS": "2", "ACME_STORE_LAYOUT": "task", "ACME_CHANGELOG": "on"])
+        #expect(copies.standbyReplicas == 2)
+        #expect(try ServiceConfiguration.fromEnvironment(service: "points", platform: .acme, environment: [:]).standbyReplicas == 0)
+        let refused: [([String: String], String)] = [
+            (["ACME_STANDBY_REPLICAS": "1", "ACME_CHANGELOG": "on"], "ACME_STORE_LAYOUT=task"),
+            (["ACME_STANDBY_REPLICAS": "1", "ACME_STORE_LAYOUT": "task"], "ACME_CHANGELOG=on"),
+            (["ACME_STANDBY_REPLICAS": "1", "ACME_STORE_LAYOUT": "task", "ACME_CHANGELOG": "on", "ACME_STANDBY": "on"], "copies every task"),
+            (["ACME_STANDBY_REPLICAS": "-1", "ACME_STORE_LAYOUT": "task", "ACME_CHANGELOG": "on"], "whole number"),
+        ]
+        for (environment, reason) in refused {
+            do {
+                _ = try ServiceConfiguration.fromEnvironment(service: "points", platform: .acme, environment: environment)
+                Issue.record("\(environment) must stop the service")
+            } catch let error as ConfigurationError {
+                #expect(error.variable == "ACME_STANDBY_REPLICAS")
+                #expect(error.problem.contains(reason), "\(error.problem)")
+            }
+        }
+    }
+
     @Test func commandKeysShowTheirIDsButNeverTheirBytes() throws {
         let keys = try CommandKeys.parse("k1=0123456789abcdef-secret")
         var dumped = ""

@@ -1,0 +1,249 @@
+import Foundation
+import Messaging
+import Storage
+
+/// A copy of a store kept from its changelog without applying anything itself: the one store
+/// or a task's on a standby instance (`STANDBY`), or a task's warm copy on an active instance
+/// (`STANDBY_REPLICAS`).
+struct StandbyCopy {
+    let task: Int32?
+    let database: Database
+    let capture: ChangeCapture
+    /// The store's lock while the copy is open (the one store's is the loop's).
+    let lock: FileUseLock?
+}
+
+/// The warm copies an active instance keeps of tasks that other instances own
+/// (`STANDBY_REPLICAS`), on a thread of their own beside the loop. The instance directory
+/// says which tasks: the copies of each task live on the instances after its owner
+/// (``InstanceDirectory/Standings/standbyTasks(of:replicas:)``), so instances agree without
+/// talking. Each copy is read on from its task's changelog partition every half second,
+/// one transaction a copy and pass that also keeps where the copy stands
+/// (``ChangelogCopy/standBy(at:in:)``); a task's store that is no copy yet (empty, or left
+/// behind when the task moved away) is first restored whole, in the background.
+///
+/// A task's file is the loop's or the copier's, never both's: before the loop opens a task's
+/// store it ``take(_:)``s the task, which waits for a pass on it to end and closes the copy;
+/// the loop's store then finds the copy's place and catches up from there instead of
+/// restoring from offset 0 (`a standby's store takes over`). Once the loop has closed a
+/// task's store it ``give(_:)``s the task back.
+final class WarmCopies: @unchecked Sendable {
+    /// The name this instance announces itself under: the directory's key for it.
+    let instance: String
+    private let service: String
+    private let replicas: Int
+    private let configuration: ServiceConfiguration
+    private let logger: Logger
+    /// Opens a task's store as a copy (the loop's settings, its cluster claimed).
+    private let openCopy: (Int32) throws -> StandbyCopy
+
+    private let condition = NSCondition()
+    // Guarded by `condition`.
+    private var copies: [Int32: StandbyCopy] = [:]
+    private var heldByLoop: Set<Int32> = []
+    private var busy: Int32?
+    private var stopping = false
+    private var finished = true
+
+    /// `instance`: the key this instance's announcements carry (`<service>@<address>`).
+    init(
+        instance: String, replicas: Int, configuration: ServiceConfiguration, logger: Logger,
+        openCopy: @escaping (Int32) throws -> StandbyCopy
+    ) {
+        self.instance = instance
+        self.service = configuration.service
+        self.replicas = replicas
+        self.configuration = configuration
+        self.logger = logger
+        self.openCopy = openCopy
+    }
+
+    /// Starts the copier's thread.
+    func start() {
+        condition.lock()
+        finished = false
+        condition.unlock()
+        let thread = Thread { [self] in
+            nameCurrentThread("warm-copies")
+            run()
+            condition.lock()
+            finished = true
+            condition.broadcast()
+            condition.unlock()
+        }
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
+
+    /// Stops the thread once its pass on a copy ends, and closes every copy.
+    func stop() {
+        condition.lock()
+        stopping = true
+        while !finished { condition.wait() }
+        let closing = copies.values
+        copies = [:]
+        condition.unlock()
+        for copy in closing { copy.database.close() }
+    }
+
+    /// The loop is about to open `tasks`' stores: returns once no pass on them runs and their
+    /// copies are closed. They stay the loop's until given back.
+    func take(_ tasks: [Int32]) {
+        condition.lock()
+        heldByLoop.formUnion(tasks)
+        while let busy, tasks.contains(busy) { condition.wait() }
+        let closing = tasks.compactMap { copies.removeValue(forKey: $0) }
+        condition.unlock()
+        for copy in closing { copy.database.close() }
+    }
+
+    /// The loop has closed `tasks`' stores: they may be copies again.
+    func give(_ tasks: [Int32]) {
+        condition.lock()
+        heldByLoop.subtract(tasks)
+        condition.unlock()
+    }
+
+    /// The tasks copied now, for logs and tests.
+    var copiedTasks: [Int32] {
+        condition.lock()
+        defer { condition.unlock() }
+        return copies.keys.sorted()
+    }
+
+    private var isStopping: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return stopping
+    }
+
+    /// Waits up to `milliseconds`, in slices, unless a stop is asked for.
+    private func pause(_ milliseconds: Int) {
+        for _ in 0..<(milliseconds / 50) where !isStopping { usleep(50_000) }
+    }
+
+    private func run() {
+        let topic = configuration.platform.changelog(of: service)
+        var standings = InstanceDirectory.Standings(service: service)
+        var directory: KafkaConsumer?
+        var reader: KafkaConsumer?
+        defer {
+            directory?.close()
+            reader?.close()
+        }
+        var placement: Set<Int32> = []
+        /// Tasks whose copy failed, and when to try again; a copy refused at its place starts anew.
+        var retryAt: [Int32: Int64] = [:]
+        var startAnew: Set<Int32> = []
+        var rows = 0
+        var lastReport = monotonicMilliseconds()
+        while !isStopping {
+            do {
+                if directory == nil { directory = try Self.directoryReader(configuration) }
+                if reader == nil { reader = try ChangelogRestore.changelogConsumer(configuration) }
+            } catch {
+                logger.warning("warm copies cannot read Kafka; trying again", ["error": "\(error)"])
+                pause(1_000)
+                continue
+            }
+            while let event = directory!.poll(timeoutMilliseconds: 0) {
+                if case .record(let record) = event { standings.read(key: record.key, value: record.value) }
+            }
+            let placed = standings.standbyTasks(of: instance, replicas: replicas)
+            if placed != placement {
+                placement = placed
+                logger.info("warm copies placed", [
+                    "tasks": placed.sorted().map(String.init).joined(separator: ","), "replicas": String(replicas), "instance": instance,
+                ])
+            }
+            condition.lock()
+            let wanted = placement.subtracting(heldByLoop)
+            let dropped = copies.keys.filter { !wanted.contains($0) }
+            let closing = dropped.compactMap { copies.removeValue(forKey: $0) }
+            condition.unlock()
+            // A copy no longer placed here stays on disk, and is read on from its place if it comes back.
+            for copy in closing { copy.database.close() }
+            let now = monotonicMilliseconds()
+            for task in wanted.sorted() where !isStopping && (retryAt[task] ?? 0) <= now {
+                condition.lock()
+                guard !heldByLoop.contains(task) else {
+                    condition.unlock()
+                    continue
+                }
+                busy = task
+                var copy = copies[task]
+                condition.unlock()
+                do {
+                    if copy == nil { copy = try openChecked(task) }
+                    let position = startAnew.contains(task) ? nil : try ChangelogCopy.standbyPosition(of: copy!.database)
+                    let pass = try ChangelogRestore.restore(
+                        into: copy!.database, capture: copy!.capture, topic: topic, configuration: configuration, logger: logger,
+                        partition: task, from: position ?? 0, clearingFirst: position == nil, announce: position == nil, reading: reader
+                    ) { database, nextOffset in
+                        try ChangelogRestore.markLoggedSinceEmpty(database, true)
+                        try ChangelogCopy.standBy(at: nextOffset, in: database)
+                    }
+                    startAnew.remove(task)
+                    retryAt[task] = nil
+                    rows += pass.rows
+                    condition.lock()
+                    copies[task] = copy
+                    condition.unlock()
+                } catch {
+                    // The pass rolled back. A broker that is slow or restarting is tried again
+                    // soon; a copy the changelog refuses at its place starts anew later.
+                    let refused = error is ChangelogRestore.Refused
+                    if refused { startAnew.insert(task) }
+                    retryAt[task] = monotonicMilliseconds() + (refused ? 30_000 : 1_000)
+                    logger.warning("a warm copy's pass failed; trying again", [
+                        "task": String(task), "error": "\(error)", "then": refused ? "restoring it anew in 30 s" : "in a second",
+                    ])
+                    condition.lock()
+                    copies[task] = nil
+                    condition.unlock()
+                    copy?.database.close()
+                }
+                condition.lock()
+                busy = nil
+                condition.broadcast()
+                condition.unlock()
+            }
+            if monotonicMilliseconds() - lastReport >= 10_000 {
+                logger.info("warm copies caught up", ["tasks": copiedTasks.map(String.init).joined(separator: ","), "rowsSinceLastReport": String(rows)])
+                rows = 0
+                lastReport = monotonicMilliseconds()
+            }
+            pause(500)
+        }
+    }
+
+    /// Opens a task's store as a copy. A store whose history is not all in the changelog (it
+    /// applied records with the changelog off) is never cleared to become one.
+    private func openChecked(_ task: Int32) throws -> StandbyCopy {
+        let copy = try openCopy(task)
+        let database = copy.database
+        if try !ChangelogRestore.storeIsEmpty(database), try ChangelogCopy.standbyPosition(of: database) == nil,
+           try !ChangelogRestore.isLoggedSinceEmpty(database) {
+            database.close()
+            throw ChangelogRestore.Refused(description: "the store of task \(task) applied records without a changelog: it is not cleared to become a warm copy")
+        }
+        return copy
+    }
+
+    /// A consumer of the instances topic from its beginning, in no group.
+    private static func directoryReader(_ configuration: ServiceConfiguration) throws -> KafkaConsumer {
+        let platform = configuration.platform
+        let consumer = try KafkaConsumer(
+            ConsumerConfiguration(
+                bootstrapServers: configuration.bootstrapServers, groupID: "\(platform.groupID(of: "directory"))-\(UUID().uuidString)",
+                extra: configuration.kafkaSettings),
+            listener: StartingOffsets())
+        let count = try consumer.partitionCounts(of: [platform.instances])[platform.instances] ?? 0
+        guard count > 0 else {
+            consumer.close()
+            throw ChangelogRestore.Refused(description: "the instances topic \(platform.instances) does not exist: warm copies are placed by what instances announce there")
+        }
+        try consumer.assign(Dictionary(uniqueKeysWithValues: (0..<count).map { (TopicPartition(topic: platform.instances, partition: $0), Int64?(0)) }))
+        return consumer
+    }
+}
