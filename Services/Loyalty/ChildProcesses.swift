@@ -52,6 +52,14 @@ final class ChildProcesses {
         return failed
     }
 
+    /// Kills the child at `index` with SIGKILL, as a lost host would go, waits for it, and
+    /// forgets it.
+    func kill(_ index: Int) {
+        let process = processes.remove(at: index).process
+        if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+    }
+
     /// A child that has exited, if any.
     var exited: (name: String, status: Int32)? {
         processes.first { !$0.process.isRunning }.map { ($0.name, $0.process.terminationStatus) }

@@ -15,6 +15,23 @@ extension Bench {
         var twoThreads: TaskRun
         var twoInstances: TaskRun
         var restore: RestoreFigures
+        var warmTakeover: WarmTakeoverFigures
+    }
+
+    /// A lost host's tasks taken over by a host that kept warm copies of them
+    /// (`LOYALTY_STANDBY_REPLICAS=1`).
+    struct WarmTakeoverFigures {
+        /// The tasks taken over, and the rows their copies still had to read.
+        var tasks: Int
+        var rowsCaughtUp: Int
+        /// The longest catch-up of one task's store, from its copy's place.
+        var catchUpSeconds: Double
+        /// The same host restoring its first tasks whole when it joined: their rows and time.
+        var wholeRows: Int
+        var wholeSeconds: Double
+        /// From the kill to the survivor having every task, failure detection included.
+        var failoverSeconds: Double
+        var sessionTimeoutSeconds: Double
     }
 
     /// One run: orders applied a second, and the cores its processes used meanwhile (CPU
@@ -36,8 +53,9 @@ extension Bench {
         let instances = try tiersPipeline(
             events: events, members: members, directory: directory.appendingPathComponent("tasks-2-instances"), threads: 1, instances: 2, window: window)
         say("  scaling: tiers, the task stores of \(grouped(Double(restoreMembers))) members restored by a new host…")
-        let restore = try taskRestore(members: restoreMembers, window: window, directory: directory.appendingPathComponent("tasks-restore"))
-        return TaskScalingFigures(events: events, members: members, oneThread: one, twoThreads: two, twoInstances: instances, restore: restore)
+        let (restore, warm) = try taskRestore(members: restoreMembers, window: window, directory: directory.appendingPathComponent("tasks-restore"))
+        return TaskScalingFigures(
+            events: events, members: members, oneThread: one, twoThreads: two, twoInstances: instances, restore: restore, warmTakeover: warm)
     }
 
     static func taskScalingLines(_ figures: TaskScalingFigures) -> [String] {
@@ -58,6 +76,13 @@ extension Bench {
                 + "\(grouped(Double(figures.restore.members))) members with an order each: \(grouped(Double(figures.restore.rows))) rows in "
                 + String(format: "%.2f s", figures.restore.seconds)
                 + " (\(grouped(Double(figures.restore.rows) / max(figures.restore.seconds, 0.001))) rows/s)",
+            "    a lost host's \(figures.warmTakeover.tasks) tasks taken over from warm copies (LOYALTY_STANDBY_REPLICAS=1): "
+                + "\(grouped(Double(figures.warmTakeover.rowsCaughtUp))) rows caught up, "
+                + String(format: "%.2f s", figures.warmTakeover.catchUpSeconds) + " for the longest task, against "
+                + "\(grouped(Double(figures.warmTakeover.wholeRows))) rows in " + String(format: "%.2f s", figures.warmTakeover.wholeSeconds)
+                + " for the survivor's own first tasks restored whole; "
+                + String(format: "%.1f s", figures.warmTakeover.failoverSeconds) + " from the kill to every task running again, "
+                + String(format: "%.0f s", figures.warmTakeover.sessionTimeoutSeconds) + " of which the group's session timeout",
         ]
     }
 
@@ -110,7 +135,11 @@ extension Bench {
     /// it stops, and an instance with an empty data directory takes every task, restoring each
     /// task's store from its partition of the changelog. Timed from the first task's restore
     /// starting to the last one's end, as its log says.
-    static func taskRestore(members: Int, window: Int, directory: URL) throws -> RestoreFigures {
+    ///
+    /// Then a second host joins, both keeping warm copies of each other's tasks
+    /// (`LOYALTY_STANDBY_REPLICAS=1`), and the first is killed: the second takes its tasks over
+    /// from the copies.
+    static func taskRestore(members: Int, window: Int, directory: URL) throws -> (RestoreFigures, WarmTakeoverFigures) {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let broker = try EmbeddedBroker(topics: Topics.all)
         let children = ChildProcesses()
@@ -125,20 +154,68 @@ extension Bench {
         children.stopAll()
 
         let log = directory.appendingPathComponent("tiers-new-host.log")
-        try children.start("tiers", environment: tiersEnvironment(broker: broker, data: directory.appendingPathComponent("new-host"), threads: 2, changelog: true),
-                           log: log)
-        let deadline = Date().addingTimeInterval(300)
-        while Date() < deadline {
-            if let exited = children.exited { throw CLIError("the restoring instance exited with status \(exited.status); see \(log.path)") }
+        let warmCopies = ["LOYALTY_STANDBY_REPLICAS": "1"]
+        try children.start(
+            "tiers", environment: tiersEnvironment(broker: broker, data: directory.appendingPathComponent("new-host"), threads: 2, changelog: true)
+                .merging(warmCopies) { $1 },
+            log: log)
+        let restore = try waitFor(300, "the new host to restore every task", log: log, children: children) { () -> RestoreFigures? in
             let lines = ServiceLog(log)
             let restored = lines.entries("restored the store from the changelog")
-            if Set(restored.compactMap { $0.fields["partition"]?.stringValue }).count == Int(Topics.partitionCount),
-               let end = restored.map(\.time).max(), let start = lines.entries("restoring the store from the changelog").map(\.time).min() {
-                return RestoreFigures(members: members, rows: restored.map { $0.rows ?? 0 }.reduce(0, +), seconds: Double(end - start) / 1000)
-            }
+            guard Set(restored.compactMap { $0.fields["partition"]?.stringValue }).count == Int(Topics.partitionCount),
+                  let end = restored.map(\.time).max(), let start = lines.entries("restoring the store from the changelog").map(\.time).min() else { return nil }
+            return RestoreFigures(members: members, rows: restored.map { $0.rows ?? 0 }.reduce(0, +), seconds: Double(end - start) / 1000)
+        }
+
+        // A second host joins; once it keeps warm copies of the first's tasks, the first is lost.
+        let secondLog = directory.appendingPathComponent("tiers-second-host.log")
+        try children.start(
+            "tiers", environment: tiersEnvironment(broker: broker, data: directory.appendingPathComponent("second-host"), threads: 2, changelog: true)
+                .merging(warmCopies) { $1 },
+            log: secondLog)
+        let copied = try waitFor(300, "the second host to keep warm copies", log: secondLog, children: children) { () -> Set<String>? in
+            let lines = ServiceLog(secondLog)
+            guard let placed = lines.entries("warm copies placed").last,
+                  let tasks = placed.fields["tasks"]?.stringValue.map({ Set($0.split(separator: ",").map(String.init)) }), !tasks.isEmpty else { return nil }
+            let restored = Set(lines.entries("restored the store from the changelog").filter { $0.time >= placed.time }
+                .compactMap { $0.fields["partition"]?.stringValue })
+            return tasks.isSubset(of: restored) ? tasks : nil
+        }
+        let joined = ServiceLog(secondLog)
+        let firstAssigned = joined.entries("partitions assigned").first?.time ?? 0
+        let whole = joined.entries("restored the store from the changelog").filter { $0.time <= firstAssigned }
+        let wholeStart = joined.entries("restoring the store from the changelog").filter { $0.time <= firstAssigned }.map(\.time).min() ?? 0
+        Thread.sleep(forTimeInterval: 1)
+        let killedAt = Int64(Date().timeIntervalSince1970 * 1000)
+        children.kill(0)
+        let takeovers = try waitFor(300, "the second host to take the lost host's tasks over", log: secondLog, children: children) { () -> [ServiceLog.Entry]? in
+            let lines = ServiceLog(secondLog)
+            let taken = lines.entries("a standby's store takes over").filter { $0.time >= killedAt }
+            return Set(taken.compactMap { $0.fields["partition"]?.stringValue }).isSuperset(of: copied) ? taken : nil
+        }
+        let running = try waitFor(60, "the second host to run every task", log: secondLog, children: children) { () -> Int64? in
+            ServiceLog(secondLog).entries("partitions assigned").last { $0.time >= killedAt }.map(\.time)
+        }
+        let warm = WarmTakeoverFigures(
+            tasks: copied.count, rowsCaughtUp: takeovers.map { $0.rows ?? 0 }.reduce(0, +),
+            catchUpSeconds: takeovers.compactMap { $0.fields["seconds"]?.stringValue.flatMap(Double.init) }.max() ?? 0,
+            wholeRows: whole.map { $0.rows ?? 0 }.reduce(0, +), wholeSeconds: Double((whole.map(\.time).max() ?? wholeStart) - wholeStart) / 1000,
+            failoverSeconds: Double(running - killedAt) / 1000, sessionTimeoutSeconds: 6)
+        return (restore, warm)
+    }
+
+    /// Polls `check` every 100 ms until it gives a value, for up to `seconds`; an instance
+    /// exiting, or the time running out, ends the bench naming `what` and the log.
+    private static func waitFor<Value>(
+        _ seconds: Double, _ what: String, log: URL, children: ChildProcesses, check: () -> Value?
+    ) throws -> Value {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if let exited = children.exited { throw CLIError("\(exited.name) exited with status \(exited.status) while the bench waited for \(what); see \(log.path)") }
+            if let value = check() { return value }
             Thread.sleep(forTimeInterval: 0.1)
         }
-        throw CLIError("the new host did not restore every task within 300 s; see \(log.path)")
+        throw CLIError("the bench waited \(Int(seconds)) s for \(what) in vain; see \(log.path)")
     }
 }
 

@@ -260,11 +260,15 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             if let position = try ChangelogCopy.standbyPosition(of: database) {
                 // A standby's store takes over: it holds the changelog up to `position`, and
                 // catches up with the rest.
+                let started = monotonicMilliseconds()
                 let caughtUp = try ChangelogRestore.restore(
                     into: database, capture: capture, topic: topic, configuration: configuration, logger: logger, partition: task, from: position, finish: beginCopy)
                 // With nothing to catch up with, the restore named no copy.
                 if copy.name == nil { try database.transaction { try beginCopy(database, caughtUp.nextOffset) } }
-                logger.info("a standby's store takes over", ["from": String(position), "caughtUpTo": String(caughtUp.nextOffset), "rows": String(caughtUp.rows)])
+                logger.info("a standby's store takes over", [
+                    "partition": String(partition), "from": String(position), "caughtUpTo": String(caughtUp.nextOffset), "rows": String(caughtUp.rows),
+                    "seconds": String(format: "%.3f", Double(monotonicMilliseconds() - started) / 1000),
+                ])
             } else if try ChangelogRestore.storeIsEmpty(database) {
                 // A store that has applied nothing (a new host, a lost data directory) starts
                 // from what the changelog holds, and goes on from the offsets it restores.
