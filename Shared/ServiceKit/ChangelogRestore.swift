@@ -219,14 +219,15 @@ enum ChangelogRestore {
     /// changelog up to there), only partition 0 is read on from there: the catch-up.
     /// `partition`: a task's store reads its task's partition alone (nil: every partition,
     /// the one store of the `service` layout, which writes partition 0).
-    /// - Returns: how many row changes were applied, and the offset after the last record of
-    ///   the changelog's own (batch end, restart, end) that was applied: where to go on from.
+    /// - Returns: how many row changes were applied, the offset after the last record of the
+    ///   changelog's own (batch end, restart, end) that was applied (where to go on from), and
+    ///   where the changelog's partition ended when the restore began.
     @discardableResult
     static func restore(
         into database: Database, capture: ChangeCapture, topic: String, configuration: ServiceConfiguration, logger: Logger,
         partition only: Int32? = nil, from position: Int64 = 0, clearingFirst: Bool = false, announce: Bool = true,
         reading reader: KafkaConsumer? = nil, finish: (Database, _ nextOffset: Int64) throws -> Void
-    ) throws -> (rows: Int, nextOffset: Int64) {
+    ) throws -> (rows: Int, nextOffset: Int64, end: Int64) {
         let consumer = try reader ?? changelogConsumer(configuration)
         defer { if reader == nil { consumer.close() } }
         let count = try consumer.partitionCounts(of: [topic])[topic] ?? 0
@@ -257,7 +258,7 @@ enum ChangelogRestore {
         guard !remaining.isEmpty || clearingFirst else {
             // Nothing to read: a new store still gets its name; a standby stays where it is.
             if position == 0 { try database.transaction { try finish(database, position) } }
-            return (0, position)
+            return (0, position, bounds[first]?.high ?? position)
         }
         let total = remaining.map { $0.value - start($0.key) }.reduce(0, +)
         let log = announce ? logger.info : logger.debug
@@ -349,6 +350,6 @@ enum ChangelogRestore {
             "topic": topic, "partition": only.map(String.init) ?? "all", "rows": String(applied), "leftOut": String(unfinished),
             "why": unfinished > 0 ? "the last batch's end never reached the changelog: the batch is applied again from its input" : "",
         ])
-        return (applied, nextOffset)
+        return (applied, nextOffset, bounds[first]?.high ?? nextOffset)
     }
 }

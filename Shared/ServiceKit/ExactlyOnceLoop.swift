@@ -647,7 +647,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         var lastReport = monotonicMilliseconds()
         while !stop.isRequested {
             for (index, copy) in standbyCopies.enumerated() where !stop.isRequested {
-                let pass: (rows: Int, nextOffset: Int64)
+                let pass: (rows: Int, nextOffset: Int64, end: Int64)
                 do {
                     pass = try ChangelogRestore.restore(
                         into: copy.database, capture: copy.capture, topic: topic, configuration: configuration, logger: logger,
@@ -931,7 +931,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         let (configuration, clusterID) = (self.configuration, self.clusterID)
         let processor = self.processor
         let makeProcessor = self.makeProcessor
-        let copies = WarmCopies(instance: instance, replicas: configuration.standbyReplicas, configuration: configuration, logger: logger) { task in
+        let copies = WarmCopies(instance: instance, replicas: configuration.standbyReplicas, configuration: configuration, logger: logger, status: status) { task in
             let path = configuration.databasePath(ofTask: task)
             let (applier, lock) = try Self.openStore(at: path, configuration: configuration, processor: makeProcessor?() ?? processor, exclusive: false)
             if let clusterID { try applier.claimCluster(clusterID) }

@@ -73,6 +73,9 @@ public final class ServiceStatus: Sendable {
         public var recordLatencySeconds = Histogram(bounds: Histogram.recordLatencyBounds)
         /// Timers per task: set, and due but not fired.
         public var timers: [Int32: (pending: Int64, due: Int64)] = [:]
+        /// Warm copies kept of other instances' tasks (`STANDBY_REPLICAS`), by task: the
+        /// changelog records each had not read when its last pass began.
+        public var warmCopyLag: [Int32: Int64] = [:]
         /// Service-specific metric lines (Prometheus text), from the processor.
         public var extraMetrics: [String] = []
         /// Tasks waiting for a producer's progress: on which partition, for whom, since how long (ms).
@@ -152,6 +155,10 @@ public final class ServiceStatus: Sendable {
                    ("{\(service),producer=\"\($0.producer)\",topic=\"\($0.partition.topic)\",partition=\"\($0.partition.partition)\"}",
                     String(format: "%.3f", Double($0.milliseconds) / 1000))
                })
+        let copies = s.warmCopyLag.sorted { $0.key < $1.key }
+        metric("warm_copies", "gauge", "Warm copies this instance keeps of tasks other instances own.", [("{\(service)}", "\(copies.count)")])
+        metric("warm_copy_lag_records", "gauge", "Changelog records a warm copy had not read when its last pass began, per task.",
+               copies.map { ("{\(service),task=\"\($0.key)\"}", "\($0.value)") })
         histogram("batch_records", "Records per committed batch.", s.batchRecords, service, &lines)
         histogram("commit_seconds", "Time to apply and commit a batch.", s.commitSeconds, service, &lines)
         histogram(

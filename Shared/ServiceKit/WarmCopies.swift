@@ -36,6 +36,8 @@ final class WarmCopies: @unchecked Sendable {
     private let logger: Logger
     /// Opens a task's store as a copy (the loop's settings, its cluster claimed).
     private let openCopy: (Int32) throws -> StandbyCopy
+    /// Where `/metrics` finds each copy's lag.
+    private let status: ServiceStatus
 
     private let condition = NSCondition()
     // Guarded by `condition`.
@@ -47,9 +49,10 @@ final class WarmCopies: @unchecked Sendable {
 
     /// `instance`: the key this instance's announcements carry (`<service>@<address>`).
     init(
-        instance: String, replicas: Int, configuration: ServiceConfiguration, logger: Logger,
+        instance: String, replicas: Int, configuration: ServiceConfiguration, logger: Logger, status: ServiceStatus,
         openCopy: @escaping (Int32) throws -> StandbyCopy
     ) {
+        self.status = status
         self.instance = instance
         self.service = configuration.service
         self.replicas = replicas
@@ -84,6 +87,7 @@ final class WarmCopies: @unchecked Sendable {
         copies = [:]
         condition.unlock()
         for copy in closing { copy.database.close() }
+        status.update { $0.warmCopyLag = [:] }
     }
 
     /// The loop is about to open `tasks`' stores: returns once no pass on them runs and their
@@ -95,6 +99,11 @@ final class WarmCopies: @unchecked Sendable {
         let closing = tasks.compactMap { copies.removeValue(forKey: $0) }
         condition.unlock()
         for copy in closing { copy.database.close() }
+        forgetLag(of: tasks)
+    }
+
+    private func forgetLag(of tasks: [Int32]) {
+        status.update { snapshot in for task in tasks { snapshot.warmCopyLag[task] = nil } }
     }
 
     /// The loop has closed `tasks`' stores: they may be copies again.
@@ -163,6 +172,7 @@ final class WarmCopies: @unchecked Sendable {
             condition.unlock()
             // A copy no longer placed here stays on disk, and is read on from its place if it comes back.
             for copy in closing { copy.database.close() }
+            forgetLag(of: dropped)
             let now = monotonicMilliseconds()
             for task in wanted.sorted() where !isStopping && (retryAt[task] ?? 0) <= now {
                 condition.lock()
@@ -186,6 +196,8 @@ final class WarmCopies: @unchecked Sendable {
                     startAnew.remove(task)
                     retryAt[task] = nil
                     rows += pass.rows
+                    let lag = max(0, pass.end - (position ?? 0))
+                    status.update { $0.warmCopyLag[task] = lag }
                     condition.lock()
                     copies[task] = copy
                     condition.unlock()
@@ -202,6 +214,7 @@ final class WarmCopies: @unchecked Sendable {
                     copies[task] = nil
                     condition.unlock()
                     copy?.database.close()
+                    forgetLag(of: [task])
                 }
                 condition.lock()
                 busy = nil

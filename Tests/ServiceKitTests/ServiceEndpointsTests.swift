@@ -71,6 +71,19 @@ import Testing
         }
     }
 
+    /// An operator sees how many warm copies an instance keeps and how far each was behind
+    /// its changelog when its last pass began.
+    @Test func warmCopiesAndTheirLagAreMetrics() {
+        let status = ServiceStatus(service: "counting", metricPrefix: "acme_")
+        func lines() -> [Substring] { status.prometheusText().split(separator: "\n") }
+        #expect(lines().contains("acme_warm_copies{service=\"counting\"} 0"))
+        status.update { $0.warmCopyLag = [3: 12, 1: 0] }
+        let text = lines()
+        #expect(text.contains("acme_warm_copies{service=\"counting\"} 2"))
+        let lags = text.filter { $0.hasPrefix("acme_warm_copy_lag_records{") }
+        #expect(lags == ["acme_warm_copy_lag_records{service=\"counting\",task=\"1\"} 0", "acme_warm_copy_lag_records{service=\"counting\",task=\"3\"} 12"])
+    }
+
     /// Metrics and answers carry the names of the platform the service belongs to.
     @Test func metricsAndAnswersAreNamedAfterThePlatform() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("endpoints-\(UUID().uuidString)")
