@@ -92,6 +92,7 @@ extension EndToEndSecondLane {
             }
             let scenario = YearScenario(members: 60, seed: 37)
             let expected = try PointsReplay.run(scenario.records, inputs: scenario.events.count)
+            var copiesInMetrics: Int?
             let timeline = PointsFaultTests.Timeline(total: scenario.events.count, [
                 (0.15, { try $0.startExtraHost() }),
                 (0.4, { run in
@@ -102,6 +103,13 @@ extension EndToEndSecondLane {
                     let deadline = Date().addingTimeInterval(60)
                     while Date() < deadline && !hasCopies((try? String(contentsOf: log, encoding: .utf8)) ?? "") { usleep(200_000) }
                     usleep(1_000_000)
+                    // An operator sees the copies in the joining host's metrics.
+                    if let api = (try? String(contentsOf: run.extraDirectories[0].appendingPathComponent("points.http"), encoding: .utf8))?
+                        .trimmingCharacters(in: .whitespacesAndNewlines),
+                       let metrics = try? HTTPClient.get(api, "/metrics") {
+                        copiesInMetrics = String(decoding: metrics.body, as: UTF8.self).split(separator: "\n")
+                            .first { $0.hasPrefix("loyalty_warm_copies{") }.flatMap { $0.split(separator: " ").last }.flatMap { Int($0) }
+                    }
                     try run.loseMainHost(startingAfreshWhen: {
                         takeovers((try? String(contentsOf: log, encoding: .utf8)) ?? "").contains { $0 > 0 }
                     })
@@ -111,7 +119,11 @@ extension EndToEndSecondLane {
             var logs: [String: String] = [:]
             let disturbed = try PointsReplay.run(
                 scenario.records, inputs: scenario.events.count,
-                settings: ["LOYALTY_STORE_LAYOUT": "task", "LOYALTY_THREADS": "2", "LOYALTY_CHANGELOG": "on", "LOYALTY_STANDBY_REPLICAS": "1"]
+                settings: [
+                    "LOYALTY_STORE_LAYOUT": "task", "LOYALTY_THREADS": "2", "LOYALTY_CHANGELOG": "on", "LOYALTY_STANDBY_REPLICAS": "1",
+                    // Instances are then named in the directory by their HTTP addresses.
+                    "LOYALTY_HTTP_ADDRESS": "127.0.0.1:0",
+                ]
             ) {
                 try timeline.advance($0, applied: $1)
             } afterStop: { run in
@@ -122,6 +134,7 @@ extension EndToEndSecondLane {
             #expect(timeline.isDone, "the host joined, was lost, and the other left")
             let extra = logs["points-host-1.log"]
             #expect(extra?.contains("warm copies placed") == true, "the joining host was given copies")
+            #expect((copiesInMetrics ?? 0) > 0, "the joining host's metrics count its copies: \(String(describing: copiesInMetrics))")
             #expect(takeovers(extra).contains { $0 > 0 }, "the surviving host took the lost host's tasks over from warm copies")
             #expect(takeovers(logs["points.log"]).contains { $0 > 0 }, "the host that came back took the leaving host's tasks over from warm copies")
             let differences = try PointsReplay.distinctDifferences(expected, disturbed)
