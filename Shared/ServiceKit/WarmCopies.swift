@@ -203,12 +203,15 @@ final class WarmCopies: @unchecked Sendable {
                     condition.unlock()
                 } catch {
                     // The pass rolled back. A broker that is slow or restarting is tried again
-                    // soon; a copy the changelog refuses at its place starts anew later.
+                    // soon; a copy the changelog refuses at its place starts anew later;
+                    // anything else (a store of another cluster, say) is tried again later as it is.
                     let refused = error is ChangelogRestore.Refused
+                    let transient = error is KafkaError
                     if refused { startAnew.insert(task) }
-                    retryAt[task] = monotonicMilliseconds() + (refused ? 30_000 : 1_000)
+                    retryAt[task] = monotonicMilliseconds() + (transient ? 1_000 : 30_000)
                     logger.warning("a warm copy's pass failed; trying again", [
-                        "task": String(task), "error": "\(error)", "then": refused ? "restoring it anew in 30 s" : "in a second",
+                        "task": String(task), "error": "\(error)",
+                        "then": transient ? "in a second" : refused ? "restoring it anew in 30 s" : "in 30 s",
                     ])
                     condition.lock()
                     copies[task] = nil
