@@ -649,14 +649,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             for (index, copy) in standbyCopies.enumerated() where !stop.isRequested {
                 let pass: (rows: Int, nextOffset: Int64, end: Int64)
                 do {
-                    pass = try ChangelogRestore.restore(
-                        into: copy.database, capture: copy.capture, topic: topic, configuration: configuration, logger: logger,
-                        partition: copy.task, from: positions[index] ?? 0, clearingFirst: positions[index] == nil,
-                        announce: positions[index] == nil, reading: reader
-                    ) { database, nextOffset in
-                        try ChangelogRestore.markLoggedSinceEmpty(database, true)
-                        try ChangelogCopy.standBy(at: nextOffset, in: database)
-                    }
+                    pass = try copy.readOn(from: positions[index], topic: topic, configuration: configuration, logger: logger, reader: reader)
                 } catch let error as KafkaError {
                     // A broker that is slow or restarting: the pass rolled back; try again.
                     logger.warning("a standby pass failed; trying again", ["error": error.description])

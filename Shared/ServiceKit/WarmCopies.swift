@@ -11,6 +11,21 @@ struct StandbyCopy {
     let capture: ChangeCapture
     /// The store's lock while the copy is open (the one store's is the loop's).
     let lock: FileUseLock?
+
+    /// One pass: reads the copy's changelog partition on from `position` (nil: the copy is
+    /// none yet, and is replaced by a whole restore) to where it ends now, in one transaction
+    /// that also keeps the place the copy has come to.
+    func readOn(
+        from position: Int64?, topic: String, configuration: ServiceConfiguration, logger: Logger, reader: KafkaConsumer
+    ) throws -> (rows: Int, nextOffset: Int64, end: Int64) {
+        try ChangelogRestore.restore(
+            into: database, capture: capture, topic: topic, configuration: configuration, logger: logger,
+            partition: task, from: position ?? 0, clearingFirst: position == nil, announce: position == nil, reading: reader
+        ) { database, nextOffset in
+            try ChangelogRestore.markLoggedSinceEmpty(database, true)
+            try ChangelogCopy.standBy(at: nextOffset, in: database)
+        }
+    }
 }
 
 /// The warm copies an active instance keeps of tasks that other instances own
@@ -186,13 +201,7 @@ final class WarmCopies: @unchecked Sendable {
                 do {
                     if copy == nil { copy = try openChecked(task) }
                     let position = startAnew.contains(task) ? nil : try ChangelogCopy.standbyPosition(of: copy!.database)
-                    let pass = try ChangelogRestore.restore(
-                        into: copy!.database, capture: copy!.capture, topic: topic, configuration: configuration, logger: logger,
-                        partition: task, from: position ?? 0, clearingFirst: position == nil, announce: position == nil, reading: reader
-                    ) { database, nextOffset in
-                        try ChangelogRestore.markLoggedSinceEmpty(database, true)
-                        try ChangelogCopy.standBy(at: nextOffset, in: database)
-                    }
+                    let pass = try copy!.readOn(from: position, topic: topic, configuration: configuration, logger: logger, reader: reader!)
                     startAnew.remove(task)
                     retryAt[task] = nil
                     rows += pass.rows
