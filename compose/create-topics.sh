@@ -28,6 +28,9 @@ create loyalty.campaigns.rewards "${keep[@]}"
 PARTITIONS=1 create loyalty.campaigns.results --config cleanup.policy=compact
 create loyalty.notifications
 create loyalty.dead-letters
+# Which instance serves which tasks (member lookups, and where warm copies go): the latest
+# announcement of each instance.
+PARTITIONS=1 create loyalty.instances --config cleanup.policy=compact
 # Changelogs (LOYALTY_CHANGELOG=on): each row's latest state must stay, so compaction only,
 # never deletion by time. They hold what the stores hold (contact data for notifications):
 # an erased row's older states go at the next compaction, so compact within a day. A partition

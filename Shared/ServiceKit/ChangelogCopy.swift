@@ -27,10 +27,42 @@ struct ChangelogCopy: Equatable {
         try database.prepare("SELECT value FROM store_identity WHERE name = ?").queryOne(.text(standbyRow)) { $0.string(0) }.flatMap { Int64($0) }
     }
 
-    /// Keeps a standby's place, in the caller's transaction; the store is nobody's copy.
-    static func standBy(at nextOffset: Int64, in database: Database) throws {
+    /// A standby's store: when (machine clock, milliseconds) it last read its changelog to the end.
+    static let caughtUpRow = "changelog-standby-caught-up-at"
+    /// How long a standby's store may go without reading its changelog to the end and still be
+    /// read on from its place: half of Kafka's default `delete.retention.ms` (a day). Compaction
+    /// removes a tombstone that long after it cleaned it, so a copy left unread longer may have
+    /// missed deletions (an erased member's rows among them); it is restored whole instead.
+    /// An operational clock, not a rule's: it decides how a copy is rebuilt, never what it holds.
+    static let freshnessMilliseconds: Int64 = 12 * 3_600_000
+
+    /// Keeps a standby's place, in the caller's transaction; the store is nobody's copy. It has
+    /// just read its changelog to `nextOffset`, at `caughtUpAt` (machine clock).
+    static func standBy(at nextOffset: Int64, caughtUpAt: Int64 = wallClockMilliseconds(), in database: Database) throws {
         try database.prepare("DELETE FROM store_identity WHERE name IN ('\(nameRow)', '\(sequenceRow)', '\(baseRow)')").run()
-        try database.prepare("INSERT OR REPLACE INTO store_identity(name, value) VALUES(?, ?)").run(.text(standbyRow), .text(String(nextOffset)))
+        let write = try database.prepare("INSERT OR REPLACE INTO store_identity(name, value) VALUES(?, ?)")
+        try write.run(.text(standbyRow), .text(String(nextOffset)))
+        try write.run(.text(caughtUpRow), .text(String(caughtUpAt)))
+    }
+
+    /// Records that a standby's store read its changelog to the end at `time` (a pass that
+    /// found nothing new writes nothing, so the copier records its last one when it closes the copy).
+    static func markCaughtUp(at time: Int64, in database: Database) throws {
+        try database.transaction {
+            guard try standbyPosition(of: database) != nil else { return }
+            try database.prepare("INSERT OR REPLACE INTO store_identity(name, value) VALUES(?, ?)").run(.text(caughtUpRow), .text(String(time)))
+        }
+    }
+
+    /// Where a standby's store stands, if it read its changelog to the end within
+    /// ``freshnessMilliseconds`` of `now`: nil for any other store, and for one left unread
+    /// longer (or from before the time was kept), which is to be restored whole.
+    static func freshStandbyPosition(of database: Database, now: Int64 = wallClockMilliseconds()) throws -> Int64? {
+        guard let position = try standbyPosition(of: database) else { return nil }
+        let caughtUp = try database.prepare("SELECT value FROM store_identity WHERE name = ?").queryOne(.text(caughtUpRow)) { $0.string(0) }
+            .flatMap { Int64($0) }
+        guard let caughtUp, now - caughtUp <= freshnessMilliseconds else { return nil }
+        return position
     }
 
     /// The copy the store holds.
@@ -47,7 +79,7 @@ struct ChangelogCopy: Equatable {
     /// `base`, in the caller's transaction.
     static func begin(in database: Database, base: LastWriter) throws -> ChangelogCopy {
         let copy = ChangelogCopy(name: UUID().uuidString.lowercased(), sequence: 0, base: base)
-        try database.prepare("DELETE FROM store_identity WHERE name = ?").run(.text(standbyRow))
+        try database.prepare("DELETE FROM store_identity WHERE name IN (?, ?)").run(.text(standbyRow), .text(caughtUpRow))
         let write = try database.prepare("INSERT OR REPLACE INTO store_identity(name, value) VALUES(?, ?)")
         for (row, value) in [(nameRow, copy.name!), (sequenceRow, "0"), (baseRow, base.text)] {
             try write.run(.text(row), .text(value))
@@ -114,3 +146,6 @@ enum LastWriter: Equatable {
         }
     }
 }
+
+/// The machine clock in milliseconds since 1970, for operational decisions only.
+func wallClockMilliseconds() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }

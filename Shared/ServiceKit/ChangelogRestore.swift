@@ -22,6 +22,10 @@ enum ChangelogRestore {
         var description: String
     }
 
+    /// A restore given up because its caller no longer wants it (the loop takes the copy's
+    /// task): rolled back, nothing changed.
+    struct Cancelled: Error {}
+
     /// Whether the store's whole history is in its changelog: it kept one from when it was empty.
     static func isLoggedSinceEmpty(_ database: Database) throws -> Bool {
         try database.prepare("SELECT value FROM store_identity WHERE name = ?").queryOne(.text(loggedSinceEmptyName)) { $0.string(0) } == "on"
@@ -211,6 +215,7 @@ enum ChangelogRestore {
     /// every record to the store. A partition whose first records the broker has deleted
     /// (retention, or a topic created without compaction) is refused: a store restored from
     /// part of its changelog would be wrong without saying so.
+    /// `cancelled` is asked between records: true gives the restore up (``Cancelled``).
     /// With `clearingFirst`, the store's rows go first, in the same transaction (all but its
     /// identity and schema version): a store older than its changelog is replaced whole, or
     /// stays as it was if the restore fails. `finish` runs last in that transaction (it names
@@ -226,7 +231,7 @@ enum ChangelogRestore {
     static func restore(
         into database: Database, capture: ChangeCapture, topic: String, configuration: ServiceConfiguration, logger: Logger,
         partition only: Int32? = nil, from position: Int64 = 0, clearingFirst: Bool = false, announce: Bool = true,
-        reading reader: KafkaConsumer? = nil, finish: (Database, _ nextOffset: Int64) throws -> Void
+        reading reader: KafkaConsumer? = nil, cancelled: () -> Bool = { false }, finish: (Database, _ nextOffset: Int64) throws -> Void
     ) throws -> (rows: Int, nextOffset: Int64, end: Int64) {
         let consumer = try reader ?? changelogConsumer(configuration)
         defer { if reader == nil { consumer.close() } }
@@ -278,6 +283,7 @@ enum ChangelogRestore {
             if clearingFirst { try clearRows(of: database) }
             try database.execute("SAVEPOINT restore_all; SAVEPOINT restore_batch")
             while !remaining.isEmpty {
+                if cancelled() { throw Cancelled() }
                 guard Date().timeIntervalSince(lastProgress) < 60 else {
                     throw Refused(description: "the changelog \(topic) gave nothing for 60 s with \(remaining.values.reduce(0, +)) records still to read")
                 }

@@ -56,6 +56,10 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// Warm copies of tasks other instances own (`STANDBY_REPLICAS` in the `task` layout),
     /// kept beside the loop once it is connected.
     private var warmCopies: WarmCopies?
+    /// The `task` layout's hold on the data directory: shared by instances that share it, and
+    /// held alone by one that keeps warm copies (whose copies are files other instances there
+    /// would open as their task stores).
+    private let directoryLock: FileUseLock?
     /// The name this instance announces itself under when it serves no HTTP but keeps warm
     /// copies (the others must count it among the live instances).
     private var instanceName: String?
@@ -113,6 +117,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             let directory = (configuration.databasePath as NSString).deletingLastPathComponent
             if !directory.isEmpty { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
             // Each task's store is opened as the task is assigned, and counts the note's strike then.
+            directoryLock = try Self.claimDataDirectory(configuration)
             strikeNotes = CrashNote.take(at: notePath)
             strikesToSettle = true
             crashNote = try CrashNote(path: notePath)
@@ -121,6 +126,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             return
         }
         try Self.checkNoStoresOfTheOtherLayout(configuration)
+        directoryLock = nil
         // A changelog is one store's, written by one instance in commit order: that instance
         // holds the file alone, and any other is refused, whichever starts first.
         let keepsChangelog = configuration.changelog && replay == nil
@@ -148,6 +154,31 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             task: nil, databasePath: configuration.databasePath, configuration: configuration, applier: applier, storeLock: nil,
             changelogProducer: changelogProducer, rebuilding: replay != nil, logger: logger
         ) { [status] timers in status.update { $0.timers = timers } }]
+    }
+
+    /// Marks the data directory as used by this instance of the service in the `task` layout:
+    /// instances may share it (they share its task stores), unless one keeps warm copies
+    /// (`STANDBY_REPLICAS`), which are files the others would open as their task stores, so
+    /// that one holds it alone. Refused, naming the setting, when the other kind holds it.
+    private static func claimDataDirectory(_ configuration: ServiceConfiguration) throws -> FileUseLock {
+        let base = configuration.databasePath.hasSuffix(".sqlite") ? String(configuration.databasePath.dropLast(".sqlite".count)) : configuration.databasePath
+        let path = base + ".instances-lock"
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
+        let alone = configuration.standbyReplicas > 0
+        do {
+            return try FileUseLock(path: path, exclusive: alone)
+        } catch {
+            throw ConfigurationError(
+                variable: configuration.platform.variable("STANDBY_REPLICAS"),
+                problem: alone
+                    ? "another instance of \(configuration.service) uses the data directory \(directory.isEmpty ? "." : directory): an instance "
+                        + "keeping warm copies needs a data directory of its own (instances sharing one share its task stores, "
+                        + "which its copies would overwrite)"
+                    : "an instance of \(configuration.service) keeping warm copies holds the data directory \(directory.isEmpty ? "." : directory) "
+                        + "alone: give this instance a data directory of its own, or share one only among instances without warm copies")
+        }
     }
 
     /// A standby's copy of the store at `path`. A standby begins empty: a store that served
@@ -257,7 +288,18 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 try ChangelogRestore.markLoggedSinceEmpty(database, true)
                 copy = try ChangelogCopy.begin(in: database, base: tail.lastWriter)
             }
-            if let position = try ChangelogCopy.standbyPosition(of: database) {
+            let standingBy = try ChangelogCopy.standbyPosition(of: database)
+            let position = try ChangelogCopy.freshStandbyPosition(of: database)
+            if standingBy != nil && position == nil {
+                // A standby's store left unread so long that compaction may have removed
+                // deletions it never read: replaced whole rather than read on.
+                logger.warning("a standby's store was left unread too long to be read on", [
+                    "topic": topic, "partition": String(partition), "then": "restoring the store anew from the changelog",
+                ])
+                _ = try ChangelogRestore.restore(
+                    into: database, capture: capture, topic: topic, configuration: configuration, logger: logger, partition: task,
+                    clearingFirst: true, finish: beginCopy)
+            } else if let position {
                 // A standby's store takes over: it holds the changelog up to `position`, and
                 // catches up with the rest.
                 let started = monotonicMilliseconds()
@@ -635,7 +677,13 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// standby stopped at any point goes on from there.
     private func keepStandingBy() throws {
         let topic = configuration.platform.changelog(of: configuration.service)
-        var positions = try standbyCopies.map { try ChangelogCopy.standbyPosition(of: $0.database) }
+        // A copy left unread too long is restored whole (``ChangelogCopy/freshnessMilliseconds``).
+        var positions = try standbyCopies.map { try ChangelogCopy.freshStandbyPosition(of: $0.database) }
+        // When each copy last read its changelog to the end, kept in its store when it stops.
+        var caughtUpAt: [Int64?] = standbyCopies.map { _ in nil }
+        defer {
+            for (copy, time) in zip(standbyCopies, caughtUpAt) { if let time { try? ChangelogCopy.markCaughtUp(at: time, in: copy.database) } }
+        }
         logger.info("standing by", [
             "topic": topic, "tasks": standbyCopies.map { $0.task.map(String.init) ?? "all" }.joined(separator: ","),
             "from": positions.map { $0.map(String.init) ?? "the beginning" }.joined(separator: ","),
@@ -657,6 +705,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                     continue
                 }
                 positions[index] = pass.nextOffset
+                caughtUpAt[index] = wallClockMilliseconds()
                 rows += pass.rows
             }
             if monotonicMilliseconds() - lastReport >= 10_000 {
@@ -917,10 +966,12 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     }
 
     /// Starts keeping warm copies of the tasks the instance directory places here. An instance
-    /// without HTTP announces itself under a name of its own for it.
+    /// without HTTP, or bound to every interface without an advertised address, announces
+    /// itself under a name of its own for it.
     private func startWarmCopies() {
-        if advertisedAddress == nil { instanceName = "instance-\(UUID().uuidString.lowercased())" }
-        let instance = "\(configuration.service)@\(advertisedAddress ?? instanceName!)"
+        // An address every instance binds alike (0.0.0.0:8080 in a container) names none of them.
+        if advertisedAddress.map({ $0.hasPrefix("0.0.0.0:") }) ?? true { instanceName = "instance-\(UUID().uuidString.lowercased())" }
+        let instance = "\(configuration.service)@\(instanceName ?? advertisedAddress!)"
         let (configuration, clusterID) = (self.configuration, self.clusterID)
         let processor = self.processor
         let makeProcessor = self.makeProcessor

@@ -7,15 +7,16 @@ import Messaging
 /// stops); a member lookup that reaches the wrong instance finds the owner here. Operational
 /// only: nothing here decides a rule.
 public enum InstanceDirectory {
-    /// The announcement record of one instance, named by its HTTP address. An instance that
-    /// serves no HTTP but keeps warm copies (`STANDBY_REPLICAS`) announces under a name of its
-    /// own (`instance` and no `address`), so that the others count it among the live ones.
+    /// The announcement record of one instance, named by its HTTP address, or by `instance`
+    /// when given: an instance keeping warm copies (`STANDBY_REPLICAS`) without an address of
+    /// its own (no HTTP, or bound to every interface) announces under a name of its own, so
+    /// that the others count it among the live ones.
     public static func announcement(service: String, address: String?, instance: String? = nil, tasks: [Int32]) -> (key: [UInt8], value: [UInt8]) {
         var fields: JSONObject = ["service": .string(service)]
         if let address { fields["address"] = .string(address) }
         if let instance { fields["instance"] = .string(instance) }
         fields["tasks"] = .array(tasks.sorted().map { .int(Int64($0)) })
-        return (Array("\(service)@\(address ?? instance ?? "")".utf8), Array(JSONValue.object(fields).jsonString.utf8))
+        return (Array("\(service)@\(instance ?? address ?? "")".utf8), Array(JSONValue.object(fields).jsonString.utf8))
     }
 
     /// The HTTP address of the instance of `service` that last announced `task`, read from the

@@ -16,11 +16,13 @@ struct StandbyCopy {
     /// none yet, and is replaced by a whole restore) to where it ends now, in one transaction
     /// that also keeps the place the copy has come to.
     func readOn(
-        from position: Int64?, topic: String, configuration: ServiceConfiguration, logger: Logger, reader: KafkaConsumer
+        from position: Int64?, topic: String, configuration: ServiceConfiguration, logger: Logger, reader: KafkaConsumer,
+        cancelled: () -> Bool = { false }
     ) throws -> (rows: Int, nextOffset: Int64, end: Int64) {
         try ChangelogRestore.restore(
             into: database, capture: capture, topic: topic, configuration: configuration, logger: logger,
-            partition: task, from: position ?? 0, clearingFirst: position == nil, announce: position == nil, reading: reader
+            partition: task, from: position ?? 0, clearingFirst: position == nil, announce: position == nil, reading: reader,
+            cancelled: cancelled
         ) { database, nextOffset in
             try ChangelogRestore.markLoggedSinceEmpty(database, true)
             try ChangelogCopy.standBy(at: nextOffset, in: database)
@@ -34,14 +36,16 @@ struct StandbyCopy {
 /// (``InstanceDirectory/Standings/standbyTasks(of:replicas:)``), so instances agree without
 /// talking. Each copy is read on from its task's changelog partition every half second,
 /// one transaction a copy and pass that also keeps where the copy stands
-/// (``ChangelogCopy/standBy(at:in:)``); a task's store that is no copy yet (empty, or left
-/// behind when the task moved away) is first restored whole, in the background.
+/// (``ChangelogCopy/standBy(at:caughtUpAt:in:)``); a task's store that is no copy yet (empty,
+/// or left behind when the task moved away), or a copy left unread too long
+/// (``ChangelogCopy/freshnessMilliseconds``), is first restored whole, in the background.
 ///
 /// A task's file is the loop's or the copier's, never both's: before the loop opens a task's
-/// store it ``take(_:)``s the task, which waits for a pass on it to end and closes the copy;
-/// the loop's store then finds the copy's place and catches up from there instead of
-/// restoring from offset 0 (`a standby's store takes over`). Once the loop has closed a
-/// task's store it ``give(_:)``s the task back.
+/// store it ``take(_:)``s the task, which cancels a pass on it and closes the copy; the loop's
+/// store then finds the copy's place and catches up from there instead of restoring from
+/// offset 0 (`a standby's store takes over`). Once the loop has closed a task's store it
+/// ``give(_:)``s the task back. (No other process opens these files: an instance keeping warm
+/// copies holds its data directory alone, `ExactlyOnceLoop`.)
 final class WarmCopies: @unchecked Sendable {
     /// The name this instance announces itself under: the directory's key for it.
     let instance: String
@@ -57,22 +61,25 @@ final class WarmCopies: @unchecked Sendable {
     private let condition = NSCondition()
     // Guarded by `condition`.
     private var copies: [Int32: StandbyCopy] = [:]
+    /// When each open copy last read its changelog to the end (machine clock), kept in its
+    /// store when it is closed.
+    private var caughtUpAt: [Int32: Int64] = [:]
     private var heldByLoop: Set<Int32> = []
     private var busy: Int32?
     private var stopping = false
     private var finished = true
 
-    /// `instance`: the key this instance's announcements carry (`<service>@<address>`).
+    /// `instance`: the key this instance's announcements carry (`<service>@<name>`).
     init(
         instance: String, replicas: Int, configuration: ServiceConfiguration, logger: Logger, status: ServiceStatus,
         openCopy: @escaping (Int32) throws -> StandbyCopy
     ) {
-        self.status = status
         self.instance = instance
         self.service = configuration.service
         self.replicas = replicas
         self.configuration = configuration
         self.logger = logger
+        self.status = status
         self.openCopy = openCopy
     }
 
@@ -93,32 +100,25 @@ final class WarmCopies: @unchecked Sendable {
         thread.start()
     }
 
-    /// Stops the thread once its pass on a copy ends, and closes every copy.
+    /// Stops the thread (a pass under way is given up), and closes every copy.
     func stop() {
         condition.lock()
         stopping = true
         while !finished { condition.wait() }
-        let closing = copies.values
-        copies = [:]
+        closeCopies(Array(copies.keys))
         condition.unlock()
-        for copy in closing { copy.database.close() }
         status.update { $0.warmCopyLag = [:] }
     }
 
-    /// The loop is about to open `tasks`' stores: returns once no pass on them runs and their
-    /// copies are closed. They stay the loop's until given back.
+    /// The loop is about to open `tasks`' stores: gives up a pass on them under way, and
+    /// returns once their copies are closed. They stay the loop's until given back.
     func take(_ tasks: [Int32]) {
         condition.lock()
         heldByLoop.formUnion(tasks)
         while let busy, tasks.contains(busy) { condition.wait() }
-        let closing = tasks.compactMap { copies.removeValue(forKey: $0) }
+        closeCopies(tasks)
         condition.unlock()
-        for copy in closing { copy.database.close() }
         forgetLag(of: tasks)
-    }
-
-    private func forgetLag(of tasks: [Int32]) {
-        status.update { snapshot in for task in tasks { snapshot.warmCopyLag[task] = nil } }
     }
 
     /// The loop has closed `tasks`' stores: they may be copies again.
@@ -135,10 +135,31 @@ final class WarmCopies: @unchecked Sendable {
         return copies.keys.sorted()
     }
 
+    /// Closes the copies of `tasks`, keeping in each when it last read its changelog to the
+    /// end. The caller holds `condition`, and no pass runs on them.
+    private func closeCopies(_ tasks: [Int32]) {
+        for task in tasks {
+            guard let copy = copies.removeValue(forKey: task) else { continue }
+            if let time = caughtUpAt.removeValue(forKey: task) { try? ChangelogCopy.markCaughtUp(at: time, in: copy.database) }
+            copy.database.close()
+        }
+    }
+
+    private func forgetLag(of tasks: [Int32]) {
+        status.update { snapshot in for task in tasks { snapshot.warmCopyLag[task] = nil } }
+    }
+
     private var isStopping: Bool {
         condition.lock()
         defer { condition.unlock() }
         return stopping
+    }
+
+    /// Whether a pass on `task` is to be given up: the loop takes the task, or the copier stops.
+    private func isWantedElsewhere(_ task: Int32) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return stopping || heldByLoop.contains(task)
     }
 
     /// Waits up to `milliseconds`, in slices, unless a stop is asked for.
@@ -163,11 +184,20 @@ final class WarmCopies: @unchecked Sendable {
         var lastReport = monotonicMilliseconds()
         while !isStopping {
             do {
-                if directory == nil { directory = try Self.directoryReader(configuration) }
+                if directory == nil {
+                    directory = try Self.directoryReader(configuration)
+                    // The first placement from the whole directory, not from the first records to arrive.
+                    Self.readToEnd(directory!, into: &standings, seconds: 5)
+                }
                 if reader == nil { reader = try ChangelogRestore.changelogConsumer(configuration) }
             } catch {
-                logger.warning("warm copies cannot read Kafka; trying again", ["error": "\(error)"])
-                pause(1_000)
+                directory?.close()
+                directory = nil
+                let transient = error is KafkaError
+                logger.warning("warm copies cannot read the instance directory or the changelog; trying again", [
+                    "error": "\(error)", "then": transient ? "in a second" : "in 30 s",
+                ])
+                pause(transient ? 1_000 : 30_000)
                 continue
             }
             while let event = directory!.poll(timeoutMilliseconds: 0) {
@@ -182,11 +212,11 @@ final class WarmCopies: @unchecked Sendable {
             }
             condition.lock()
             let wanted = placement.subtracting(heldByLoop)
+            // A copy no longer placed here stays on disk, and is read on from its place if it
+            // comes back soon enough, or taken over by the loop if its task is given here.
             let dropped = copies.keys.filter { !wanted.contains($0) }
-            let closing = dropped.compactMap { copies.removeValue(forKey: $0) }
+            closeCopies(dropped)
             condition.unlock()
-            // A copy no longer placed here stays on disk, and is read on from its place if it comes back.
-            for copy in closing { copy.database.close() }
             forgetLag(of: dropped)
             let now = monotonicMilliseconds()
             for task in wanted.sorted() where !isStopping && (retryAt[task] ?? 0) <= now {
@@ -200,8 +230,10 @@ final class WarmCopies: @unchecked Sendable {
                 condition.unlock()
                 do {
                     if copy == nil { copy = try openChecked(task) }
-                    let position = startAnew.contains(task) ? nil : try ChangelogCopy.standbyPosition(of: copy!.database)
-                    let pass = try copy!.readOn(from: position, topic: topic, configuration: configuration, logger: logger, reader: reader!)
+                    let position = startAnew.contains(task) ? nil : try ChangelogCopy.freshStandbyPosition(of: copy!.database)
+                    let pass = try copy!.readOn(
+                        from: position, topic: topic, configuration: configuration, logger: logger, reader: reader!,
+                        cancelled: { self.isWantedElsewhere(task) })
                     startAnew.remove(task)
                     retryAt[task] = nil
                     rows += pass.rows
@@ -209,23 +241,28 @@ final class WarmCopies: @unchecked Sendable {
                     status.update { $0.warmCopyLag[task] = lag }
                     condition.lock()
                     copies[task] = copy
+                    caughtUpAt[task] = wallClockMilliseconds()
                     condition.unlock()
                 } catch {
-                    // The pass rolled back. A broker that is slow or restarting is tried again
-                    // soon; a copy the changelog refuses at its place starts anew later;
-                    // anything else (a store of another cluster, say) is tried again later as it is.
-                    let refused = error is ChangelogRestore.Refused
+                    // The pass rolled back. Given up for the loop: nothing to say. A broker that
+                    // is slow or restarting is tried again soon; a copy the changelog refuses at
+                    // its place starts anew later; a store that may not become a copy (or one
+                    // of another cluster) is left as it is and looked at again later.
+                    let cancelled = error is ChangelogRestore.Cancelled
                     let transient = error is KafkaError
+                    let refused = error is ChangelogRestore.Refused
                     if refused { startAnew.insert(task) }
-                    retryAt[task] = monotonicMilliseconds() + (transient ? 1_000 : 30_000)
-                    logger.warning("a warm copy's pass failed; trying again", [
-                        "task": String(task), "error": "\(error)",
-                        "then": transient ? "in a second" : refused ? "restoring it anew in 30 s" : "in 30 s",
-                    ])
+                    if !cancelled {
+                        retryAt[task] = monotonicMilliseconds() + (transient ? 1_000 : 30_000)
+                        logger.warning("a warm copy's pass failed; trying again", [
+                            "task": String(task), "error": "\(error)",
+                            "then": transient ? "in a second" : refused ? "restoring it anew in 30 s" : "in 30 s",
+                        ])
+                    }
                     condition.lock()
-                    copies[task] = nil
+                    // Opened for this pass and not kept: closed without a new caught-up time.
+                    if copies[task] == nil { copy?.database.close() } else { closeCopies([task]) }
                     condition.unlock()
-                    copy?.database.close()
                     forgetLag(of: [task])
                 }
                 condition.lock()
@@ -242,6 +279,11 @@ final class WarmCopies: @unchecked Sendable {
         }
     }
 
+    /// A store that may not become a copy: it applied records without a changelog.
+    struct NotACopy: Error, CustomStringConvertible {
+        var description: String
+    }
+
     /// Opens a task's store as a copy. A store whose history is not all in the changelog (it
     /// applied records with the changelog off) is never cleared to become one.
     private func openChecked(_ task: Int32) throws -> StandbyCopy {
@@ -250,9 +292,21 @@ final class WarmCopies: @unchecked Sendable {
         if try !ChangelogRestore.storeIsEmpty(database), try ChangelogCopy.standbyPosition(of: database) == nil,
            try !ChangelogRestore.isLoggedSinceEmpty(database) {
             database.close()
-            throw ChangelogRestore.Refused(description: "the store of task \(task) applied records without a changelog: it is not cleared to become a warm copy")
+            throw NotACopy(description: "the store of task \(task) applied records without a changelog: it is not cleared to become a warm copy")
         }
         return copy
+    }
+
+    /// Reads the directory until its end (or `seconds` pass).
+    private static func readToEnd(_ consumer: KafkaConsumer, into standings: inout InstanceDirectory.Standings, seconds: Double) {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            switch consumer.poll(timeoutMilliseconds: 100) {
+            case .record(let record)?: standings.read(key: record.key, value: record.value)
+            case .endOfPartition?: return
+            default: continue
+            }
+        }
     }
 
     /// A consumer of the instances topic from its beginning, in no group.

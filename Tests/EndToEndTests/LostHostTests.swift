@@ -79,20 +79,46 @@ extension EndToEndSecondLane {
         /// changelog; the host that comes back empty copies the survivor's tasks, and takes them
         /// over the same way when the survivor leaves. The ledger equals one store's undisturbed run.
         @Test func warmCopiesOnActiveHostsTakeALostHostsTasksOver() throws {
-            /// Whether a log's last placement of warm copies names tasks.
-            func hasCopies(_ log: String) -> Bool {
-                guard let line = log.split(separator: "\n").last(where: { $0.contains("warm copies placed") }) else { return false }
-                return (try? JSONValue.parse(Array(line.utf8)))?.objectValue?["tasks"]?.stringValue?.isEmpty == false
+            /// A log's lines as JSON objects, from the last start of its instance on.
+            func lastStart(_ log: String) -> [JSONObject] {
+                let lines = log.split(separator: "\n").compactMap { (try? JSONValue.parse(Array($0.utf8)))?.objectValue }
+                return Array(lines.suffix(from: lines.lastIndex { $0["msg"]?.stringValue == "starting" } ?? 0))
             }
-            /// The `from` offsets of a log's takeovers from a copy.
+            /// The tasks whose copies the instance serving HTTP from `directory` has read on at
+            /// least once, as its metrics say.
+            func copiedTasks(_ directory: URL) -> Set<String> {
+                guard let api = (try? String(contentsOf: directory.appendingPathComponent("points.http"), encoding: .utf8))?
+                    .trimmingCharacters(in: .whitespacesAndNewlines), let metrics = try? HTTPClient.get(api, "/metrics") else { return [] }
+                return Set(String(decoding: metrics.body, as: UTF8.self).split(separator: "\n")
+                    .filter { $0.hasPrefix("loyalty_warm_copy_lag_records{") }
+                    .compactMap { $0.split(separator: "task=\"").last?.split(separator: "\"").first.map(String.init) })
+            }
+            /// Waits up to a minute for the instance of `directory`, logging to `log`, to keep the
+            /// copies it is placed (its last placement since it started names tasks, and its
+            /// metrics show each read), and a second more. Returns how many it keeps.
+            @discardableResult
+            func waitForCopies(_ directory: URL, log: URL) -> Int {
+                let deadline = Date().addingTimeInterval(60)
+                while Date() < deadline {
+                    let lines = lastStart((try? String(contentsOf: log, encoding: .utf8)) ?? "")
+                    if let placed = lines.last(where: { $0["msg"]?.stringValue == "warm copies placed" })?["tasks"]?.stringValue, !placed.isEmpty,
+                       Set(placed.split(separator: ",").map(String.init)).isSubset(of: copiedTasks(directory)) {
+                        usleep(1_000_000)
+                        return copiedTasks(directory).count
+                    }
+                    usleep(200_000)
+                }
+                return 0
+            }
+            /// The `from` offsets of the takeovers from a copy since the log's instance last started.
             func takeovers(_ log: String?) -> [Int64] {
-                (log ?? "").split(separator: "\n").filter { $0.contains("a standby's store takes over") }.compactMap { line in
-                    (try? JSONValue.parse(Array(line.utf8)))?.objectValue?["from"]?.stringValue.flatMap { Int64($0) }
+                lastStart(log ?? "").filter { $0["msg"]?.stringValue == "a standby's store takes over" }.compactMap {
+                    $0["from"]?.stringValue.flatMap { Int64($0) }
                 }
             }
             let scenario = YearScenario(members: 60, seed: 37)
             let expected = try PointsReplay.run(scenario.records, inputs: scenario.events.count)
-            var copiesInMetrics: Int?
+            var copiesInMetrics = 0
             let timeline = PointsFaultTests.Timeline(total: scenario.events.count, [
                 (0.15, { try $0.startExtraHost() }),
                 (0.4, { run in
@@ -100,21 +126,17 @@ extension EndToEndSecondLane {
                     // while the group rebalances has announced none), and the new host starts
                     // once the survivor has taken the lost host's tasks over.
                     let log = run.directory.appendingPathComponent("points-host-1.log")
-                    let deadline = Date().addingTimeInterval(60)
-                    while Date() < deadline && !hasCopies((try? String(contentsOf: log, encoding: .utf8)) ?? "") { usleep(200_000) }
-                    usleep(1_000_000)
                     // An operator sees the copies in the joining host's metrics.
-                    if let api = (try? String(contentsOf: run.extraDirectories[0].appendingPathComponent("points.http"), encoding: .utf8))?
-                        .trimmingCharacters(in: .whitespacesAndNewlines),
-                       let metrics = try? HTTPClient.get(api, "/metrics") {
-                        copiesInMetrics = String(decoding: metrics.body, as: UTF8.self).split(separator: "\n")
-                            .first { $0.hasPrefix("loyalty_warm_copies{") }.flatMap { $0.split(separator: " ").last }.flatMap { Int($0) }
-                    }
+                    copiesInMetrics = waitForCopies(run.extraDirectories[0], log: log)
                     try run.loseMainHost(startingAfreshWhen: {
                         takeovers((try? String(contentsOf: log, encoding: .utf8)) ?? "").contains { $0 > 0 }
                     })
                 }),
-                (0.75, { $0.stopExtra() }),
+                (0.75, { run in
+                    // The survivor leaves once the new host keeps copies of its tasks.
+                    waitForCopies(run.directory, log: run.directory.appendingPathComponent("points.log"))
+                    run.stopExtra()
+                }),
             ])
             var logs: [String: String] = [:]
             let disturbed = try PointsReplay.run(
@@ -134,7 +156,7 @@ extension EndToEndSecondLane {
             #expect(timeline.isDone, "the host joined, was lost, and the other left")
             let extra = logs["points-host-1.log"]
             #expect(extra?.contains("warm copies placed") == true, "the joining host was given copies")
-            #expect((copiesInMetrics ?? 0) > 0, "the joining host's metrics count its copies: \(String(describing: copiesInMetrics))")
+            #expect(copiesInMetrics > 0, "the joining host's metrics show the copies it keeps")
             #expect(takeovers(extra).contains { $0 > 0 }, "the surviving host took the lost host's tasks over from warm copies")
             #expect(takeovers(logs["points.log"]).contains { $0 > 0 }, "the host that came back took the leaving host's tasks over from warm copies")
             let differences = try PointsReplay.distinctDifferences(expected, disturbed)

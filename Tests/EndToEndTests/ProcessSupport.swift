@@ -160,8 +160,9 @@ func serviceCount(in directory: URL, _ service: String, _ sql: String) -> Int64 
 
 /// A count over the stores of a service on several hosts (data directories), each store
 /// counted once: where hosts hold a store of the same name (a task's store left behind when
-/// the task moved, or a warm copy), the largest count of those, since the owner's store is
-/// ahead of every other copy of it. nil while a store cannot be read yet.
+/// the task moved, or a warm copy), the largest count of those, the owner's store being ahead
+/// of the other copies but for one handed over ahead of its changelog (whose count the owner's
+/// reaches again as it applies the rest). nil while a store cannot be read yet.
 func serviceCountAcrossHosts(in directories: [URL], _ service: String, _ sql: String) -> Int64? {
     var largest: [String: Int64] = [:]
     for directory in directories {

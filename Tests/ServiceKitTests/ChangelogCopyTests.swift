@@ -1,3 +1,4 @@
+import Storage
 import Testing
 
 @testable import ServiceKit
@@ -40,5 +41,28 @@ import Testing
             #expect(LastWriter(text: writer.text) == writer)
         }
         #expect(LastWriter(text: "something else") == nil)
+    }
+
+    /// A standby's copy is read on from its place only if it read its changelog to the end
+    /// recently: one left unread longer than compaction keeps tombstones may have missed
+    /// deletions, and is restored whole.
+    @Test func aStandbysPlaceCountsOnlyWhileItWasReadRecently() throws {
+        let database = try Database(DatabaseConfiguration(path: ":memory:"))
+        try database.execute("CREATE TABLE store_identity(name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        let hour: Int64 = 3_600_000
+        let now: Int64 = 1_000 * hour
+        #expect(try ChangelogCopy.freshStandbyPosition(of: database, now: now) == nil, "not a standby's store")
+        try database.transaction { try ChangelogCopy.standBy(at: 420, caughtUpAt: now - 11 * hour, in: database) }
+        #expect(try ChangelogCopy.freshStandbyPosition(of: database, now: now) == 420)
+        #expect(try ChangelogCopy.freshStandbyPosition(of: database, now: now + 2 * hour) == nil, "13 hours unread")
+        #expect(try ChangelogCopy.standbyPosition(of: database) == 420, "still a standby's store, to be restored whole")
+        // A pass that found nothing new, recorded when the copy closes, keeps it fresh.
+        try ChangelogCopy.markCaughtUp(at: now + 2 * hour, in: database)
+        #expect(try ChangelogCopy.freshStandbyPosition(of: database, now: now + 2 * hour) == 420)
+        // A store that became a copy of its own forgets both.
+        _ = try database.transaction { try ChangelogCopy.begin(in: database, base: .nobody) }
+        try ChangelogCopy.markCaughtUp(at: now, in: database)
+        #expect(try ChangelogCopy.standbyPosition(of: database) == nil)
+        #expect(try database.prepare("SELECT COUNT(*) FROM store_identity WHERE name = ?").queryOne(.text(ChangelogCopy.caughtUpRow)) { $0.int64(0) } == 0)
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Basics
 import Testing
 @testable import ServiceKit
@@ -83,5 +84,44 @@ import Testing
         let named = InstanceDirectory.announcement(service: "points", address: nil, instance: "instance-1", tasks: [])
         #expect(String(decoding: named.key, as: UTF8.self) == "points@instance-1")
         #expect(String(decoding: named.value, as: UTF8.self) == #"{"service":"points","instance":"instance-1","tasks":[]}"#)
+    }
+}
+
+/// Instances in the `task` layout may share a data directory, and so their task stores; an
+/// instance keeping warm copies may not, since its copies are those files.
+@Suite struct WarmCopiesDirectoryTests {
+    @Test func anInstanceKeepingWarmCopiesHoldsItsDataDirectoryAlone() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("warm-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        func loop(_ settings: [String: String]) throws -> ExactlyOnceLoop<CountingProcessor> {
+            let environment = [
+                "ACME_DATA_DIR": directory.path, "ACME_STORE_LAYOUT": "task", "ACME_CHANGELOG": "on", "ACME_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+            ].merging(settings) { $1 }
+            let configuration = try ServiceConfiguration.fromEnvironment(service: "counting", platform: .acme, environment: environment)
+            let processor = CountingProcessor(inputTopics: ["in"], outputTopic: "out")
+            processor.tasksAreIndependent = true
+            return try ExactlyOnceLoop(configuration: configuration, processor: processor, logger: Logger(service: "counting", minimumLevel: .error), stop: StopSignal())
+        }
+        func refusal(_ settings: [String: String]) -> String? {
+            do {
+                _ = try loop(settings)
+                return nil
+            } catch let error as ConfigurationError {
+                #expect(error.variable == "ACME_STANDBY_REPLICAS")
+                return error.problem
+            } catch {
+                return "\(error)"
+            }
+        }
+        var copying: ExactlyOnceLoop<CountingProcessor>? = try loop(["ACME_STANDBY_REPLICAS": "1"])
+        #expect(refusal([:])?.contains("keeping warm copies holds the data directory") == true)
+        #expect(refusal(["ACME_STANDBY_REPLICAS": "1"])?.contains("needs a data directory of its own") == true)
+        _ = copying
+        copying = nil
+        // Without copies, instances share the directory; one with copies then cannot join them.
+        let first = try loop([:])
+        let second = try loop([:])
+        #expect(refusal(["ACME_STANDBY_REPLICAS": "1"])?.contains("needs a data directory of its own") == true)
+        withExtendedLifetime((first, second)) {}
     }
 }
