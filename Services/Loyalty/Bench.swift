@@ -621,9 +621,7 @@ enum Bench {
             "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.appendingPathComponent(dataDirectory).path,
             "LOYALTY_WAIT_FOR": "none", "LOYALTY_CHANGELOG": "on",
         ], log: log)
-        let deadline = Date().addingTimeInterval(300)
-        while Date() < deadline {
-            if let exited = children.exited { throw CLIError("the restoring instance exited with status \(exited.status); see \(log.path)") }
+        return try waitFor(300, "the instance to restore its store", log: log, children: children) { () -> RestoreFigures? in
             let lines = ServiceLog(log)
             let start = lines.entries("restoring the store from the changelog").first
             // A standby taking over catches up (and says nothing of restoring when it was up to date).
@@ -633,9 +631,8 @@ enum Bench {
             if let done = lines.entries("restored the store from the changelog").first, let start, let rows = done.rows {
                 return RestoreFigures(members: members, rows: rows, seconds: Double(done.time - start.time) / 1000)
             }
-            Thread.sleep(forTimeInterval: 0.1)
+            return nil
         }
-        throw CLIError("the restoring instance did not restore within 300 s; see \(log.path)")
     }
 
     /// The JSON lines of a service's log, as far as it is written.

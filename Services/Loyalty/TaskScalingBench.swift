@@ -1,6 +1,8 @@
 import Foundation
 import LoyaltyDomain
+import LoyaltyService
 import Messaging
+import ServiceKit
 import Storage
 
 extension Bench {
@@ -169,10 +171,13 @@ extension Bench {
 
         // A second host joins; once it keeps warm copies of the first's tasks, the first is lost.
         let secondLog = directory.appendingPathComponent("tiers-second-host.log")
-        try children.start(
-            "tiers", environment: tiersEnvironment(broker: broker, data: directory.appendingPathComponent("second-host"), threads: 2, changelog: true)
-                .merging(warmCopies) { $1 },
-            log: secondLog)
+        let secondEnvironment = tiersEnvironment(broker: broker, data: directory.appendingPathComponent("second-host"), threads: 2, changelog: true)
+            .merging(warmCopies) { $1 }
+        try children.start("tiers", environment: secondEnvironment, log: secondLog)
+        // The survivor notices the loss once its group session times out: the part of the
+        // failover no copy can shorten.
+        let sessionTimeout = try ServiceConfiguration.fromEnvironment(service: "tiers", platform: .loyalty, environment: secondEnvironment)
+            .sessionTimeoutMilliseconds
         let copied = try waitFor(300, "the second host to keep warm copies", log: secondLog, children: children) { () -> Set<String>? in
             let lines = ServiceLog(secondLog)
             guard let placed = lines.entries("warm copies placed").last,
@@ -200,13 +205,13 @@ extension Bench {
             tasks: copied.count, rowsCaughtUp: takeovers.map { $0.rows ?? 0 }.reduce(0, +),
             catchUpSeconds: takeovers.compactMap { $0.fields["seconds"]?.stringValue.flatMap(Double.init) }.max() ?? 0,
             wholeRows: whole.map { $0.rows ?? 0 }.reduce(0, +), wholeSeconds: Double((whole.map(\.time).max() ?? wholeStart) - wholeStart) / 1000,
-            failoverSeconds: Double(running - killedAt) / 1000, sessionTimeoutSeconds: 6)
+            failoverSeconds: Double(running - killedAt) / 1000, sessionTimeoutSeconds: Double(sessionTimeout) / 1000)
         return (restore, warm)
     }
 
     /// Polls `check` every 100 ms until it gives a value, for up to `seconds`; an instance
     /// exiting, or the time running out, ends the bench naming `what` and the log.
-    private static func waitFor<Value>(
+    static func waitFor<Value>(
         _ seconds: Double, _ what: String, log: URL, children: ChildProcesses, check: () -> Value?
     ) throws -> Value {
         let deadline = Date().addingTimeInterval(seconds)

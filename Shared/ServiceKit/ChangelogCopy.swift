@@ -24,7 +24,17 @@ struct ChangelogCopy: Equatable {
 
     /// Where a standby's store stands in the changelog; nil for any other store.
     static func standbyPosition(of database: Database) throws -> Int64? {
-        try database.prepare("SELECT value FROM store_identity WHERE name = ?").queryOne(.text(standbyRow)) { $0.string(0) }.flatMap { Int64($0) }
+        try identityNumber(standbyRow, in: database)
+    }
+
+    /// A number the store keeps in `store_identity` under `row`.
+    private static func identityNumber(_ row: String, in database: Database) throws -> Int64? {
+        try database.prepare("SELECT value FROM store_identity WHERE name = ?").queryOne(.text(row)) { $0.string(0) }.flatMap { Int64($0) }
+    }
+
+    /// Keeps `value` in `store_identity` under `row`, in the caller's transaction.
+    private static func keepIdentity(_ row: String, _ value: String, in database: Database) throws {
+        try database.prepare("INSERT OR REPLACE INTO store_identity(name, value) VALUES(?, ?)").run(.text(row), .text(value))
     }
 
     /// A standby's store: when (machine clock, milliseconds) it last read its changelog to the end.
@@ -40,9 +50,8 @@ struct ChangelogCopy: Equatable {
     /// just read its changelog to `nextOffset`, at `caughtUpAt` (machine clock).
     static func standBy(at nextOffset: Int64, caughtUpAt: Int64 = wallClockMilliseconds(), in database: Database) throws {
         try database.prepare("DELETE FROM store_identity WHERE name IN ('\(nameRow)', '\(sequenceRow)', '\(baseRow)')").run()
-        let write = try database.prepare("INSERT OR REPLACE INTO store_identity(name, value) VALUES(?, ?)")
-        try write.run(.text(standbyRow), .text(String(nextOffset)))
-        try write.run(.text(caughtUpRow), .text(String(caughtUpAt)))
+        try keepIdentity(standbyRow, String(nextOffset), in: database)
+        try keepIdentity(caughtUpRow, String(caughtUpAt), in: database)
     }
 
     /// Records that a standby's store read its changelog to the end at `time` (a pass that
@@ -50,7 +59,7 @@ struct ChangelogCopy: Equatable {
     static func markCaughtUp(at time: Int64, in database: Database) throws {
         try database.transaction {
             guard try standbyPosition(of: database) != nil else { return }
-            try database.prepare("INSERT OR REPLACE INTO store_identity(name, value) VALUES(?, ?)").run(.text(caughtUpRow), .text(String(time)))
+            try keepIdentity(caughtUpRow, String(time), in: database)
         }
     }
 
@@ -59,9 +68,7 @@ struct ChangelogCopy: Equatable {
     /// longer (or from before the time was kept), which is to be restored whole.
     static func freshStandbyPosition(of database: Database, now: Int64 = wallClockMilliseconds()) throws -> Int64? {
         guard let position = try standbyPosition(of: database) else { return nil }
-        let caughtUp = try database.prepare("SELECT value FROM store_identity WHERE name = ?").queryOne(.text(caughtUpRow)) { $0.string(0) }
-            .flatMap { Int64($0) }
-        guard let caughtUp, now - caughtUp <= freshnessMilliseconds else { return nil }
+        guard let caughtUp = try identityNumber(caughtUpRow, in: database), now - caughtUp <= freshnessMilliseconds else { return nil }
         return position
     }
 
@@ -80,9 +87,8 @@ struct ChangelogCopy: Equatable {
     static func begin(in database: Database, base: LastWriter) throws -> ChangelogCopy {
         let copy = ChangelogCopy(name: UUID().uuidString.lowercased(), sequence: 0, base: base)
         try database.prepare("DELETE FROM store_identity WHERE name IN (?, ?)").run(.text(standbyRow), .text(caughtUpRow))
-        let write = try database.prepare("INSERT OR REPLACE INTO store_identity(name, value) VALUES(?, ?)")
         for (row, value) in [(nameRow, copy.name!), (sequenceRow, "0"), (baseRow, base.text)] {
-            try write.run(.text(row), .text(value))
+            try keepIdentity(row, value, in: database)
         }
         return copy
     }

@@ -161,10 +161,9 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// (`STANDBY_REPLICAS`), which are files the others would open as their task stores, so
     /// that one holds it alone. Refused, naming the setting, when the other kind holds it.
     private static func claimDataDirectory(_ configuration: ServiceConfiguration) throws -> FileUseLock {
-        let base = configuration.databasePath.hasSuffix(".sqlite") ? String(configuration.databasePath.dropLast(".sqlite".count)) : configuration.databasePath
-        let path = base + ".instances-lock"
+        // The caller has made the directory.
+        let path = configuration.storePathBase + ".instances-lock"
         let directory = (path as NSString).deletingLastPathComponent
-        if !directory.isEmpty { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
         if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
         let alone = configuration.standbyReplicas > 0
         do {
@@ -189,7 +188,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 variable: configuration.platform.variable("STANDBY"),
                 problem: "\(path) holds a store that is not a standby's; a standby starts from an empty data directory")
         }
-        return StandbyCopy(task: task, database: database, capture: try ChangeCapture(database: database, excluding: RuntimeSchema.unloggedTables), lock: lock)
+        return try StandbyCopy(task: task, database: database, lock: lock)
     }
 
     /// A standby in the `task` layout keeps a copy of every task's store, each from its task's
@@ -288,6 +287,12 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 try ChangelogRestore.markLoggedSinceEmpty(database, true)
                 copy = try ChangelogCopy.begin(in: database, base: tail.lastWriter)
             }
+            /// Restores the store whole from the changelog, its rows cleared first if it has any.
+            func restoreWhole(clearingFirst: Bool) throws {
+                _ = try ChangelogRestore.restore(
+                    into: database, capture: capture, topic: topic, configuration: configuration, logger: logger, partition: task,
+                    clearingFirst: clearingFirst, finish: beginCopy)
+            }
             let standingBy = try ChangelogCopy.standbyPosition(of: database)
             let position = try ChangelogCopy.freshStandbyPosition(of: database)
             if standingBy != nil && position == nil {
@@ -296,9 +301,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 logger.warning("a standby's store was left unread too long to be read on", [
                     "topic": topic, "partition": String(partition), "then": "restoring the store anew from the changelog",
                 ])
-                _ = try ChangelogRestore.restore(
-                    into: database, capture: capture, topic: topic, configuration: configuration, logger: logger, partition: task,
-                    clearingFirst: true, finish: beginCopy)
+                try restoreWhole(clearingFirst: true)
             } else if let position {
                 // A standby's store takes over: it holds the changelog up to `position`, and
                 // catches up with the rest.
@@ -314,8 +317,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             } else if try ChangelogRestore.storeIsEmpty(database) {
                 // A store that has applied nothing (a new host, a lost data directory) starts
                 // from what the changelog holds, and goes on from the offsets it restores.
-                _ = try ChangelogRestore.restore(
-                    into: database, capture: capture, topic: topic, configuration: configuration, logger: logger, partition: task, finish: beginCopy)
+                try restoreWhole(clearingFirst: false)
             } else if try !ChangelogRestore.isLoggedSinceEmpty(database) {
                 throw ConfigurationError(
                     variable: configuration.platform.variable("CHANGELOG"),
@@ -339,9 +341,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                         "topic": topic, "partition": String(partition), "thisCopy": copy.name ?? "unnamed", "thisCopysBatch": String(copy.sequence),
                         "changelogLastWrittenBy": tail.lastWriter.text, "then": "restoring the store anew from the changelog",
                     ])
-                    _ = try ChangelogRestore.restore(
-                        into: database, capture: capture, topic: topic, configuration: configuration, logger: logger, partition: task,
-                        clearingFirst: true, finish: beginCopy)
+                    try restoreWhole(clearingFirst: true)
                 case .refused(let reason):
                     throw ConfigurationError(
                         variable: configuration.platform.variable("CHANGELOG"),
@@ -663,8 +663,10 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         guard !settled.isEmpty else { return }
         for unit in settled {
             unit.close()
-            if let task = unit.task { warmCopies?.give([task]) }
-            if let task = unit.task { status.update { $0.timers[task] = nil } }
+            if let task = unit.task {
+                warmCopies?.give([task])
+                status.update { $0.timers[task] = nil }
+            }
             logger.info("task store closed", ["task": unit.task.map(String.init) ?? "all"])
         }
         units.removeAll { unit in settled.contains { $0 === unit } }
@@ -979,9 +981,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             let path = configuration.databasePath(ofTask: task)
             let (applier, lock) = try Self.openStore(at: path, configuration: configuration, processor: makeProcessor?() ?? processor, exclusive: false)
             if let clusterID { try applier.claimCluster(clusterID) }
-            return StandbyCopy(
-                task: task, database: applier.database, capture: try ChangeCapture(database: applier.database, excluding: RuntimeSchema.unloggedTables),
-                lock: lock)
+            return try StandbyCopy(task: task, database: applier.database, lock: lock)
         }
         warmCopies = copies
         copies.start()

@@ -24,30 +24,51 @@ public enum InstanceDirectory {
     public static func owner(
         of task: Int32, service: String, platform: Platform, bootstrapServers: String, kafkaSettings: [String: String]
     ) throws -> String? {
-        // A group of the platform's, so that its ACLs on groups cover it.
-        let group = "\(platform.groupID(of: "directory"))-\(UUID().uuidString)"
-        let topic = platform.instances
-        let consumer = try KafkaConsumer(
-            ConsumerConfiguration(bootstrapServers: bootstrapServers, groupID: group, extra: kafkaSettings),
-            listener: StartingOffsets())
+        let consumer = try reader(platform: platform, bootstrapServers: bootstrapServers, kafkaSettings: kafkaSettings)
         defer { consumer.close() }
-        try consumer.subscribe([topic])
         var latest: [String: JSONObject] = [:]
-        let deadline = Date().addingTimeInterval(5)
-        reading: while Date() < deadline {
-            switch consumer.poll(timeoutMilliseconds: 100) {
-            case .record(let record):
-                guard let key = record.keyString else { continue }
-                latest[key] = record.value.flatMap { try? JSONValue.parse($0) }?.objectValue
-            case .endOfPartition:
-                break reading
-            default:
-                continue
-            }
+        readToEnd(consumer, seconds: 5) { record in
+            guard let key = record.keyString else { return }
+            latest[key] = record.value.flatMap { try? JSONValue.parse($0) }?.objectValue
         }
         return latest.values.first { entry in
             entry["service"]?.stringValue == service && entry["address"] != nil && (entry["tasks"]?.arrayValue ?? []).contains { $0.int64Value == Int64(task) }
         }?["address"]?.stringValue
+    }
+
+    /// A consumer of the instances topic from its beginning, in no group (a group id of the
+    /// platform's all the same, so that its ACLs on groups cover it).
+    static func reader(platform: Platform, bootstrapServers: String, kafkaSettings: [String: String]) throws -> KafkaConsumer {
+        let topic = platform.instances
+        let consumer = try KafkaConsumer(
+            ConsumerConfiguration(bootstrapServers: bootstrapServers, groupID: "\(platform.groupID(of: "directory"))-\(UUID().uuidString)", extra: kafkaSettings),
+            listener: StartingOffsets())
+        let count = try consumer.partitionCounts(of: [topic])[topic] ?? 0
+        guard count > 0 else {
+            consumer.close()
+            throw MissingTopic(topic: topic)
+        }
+        try consumer.assign(Dictionary(uniqueKeysWithValues: (0..<count).map { (TopicPartition(topic: topic, partition: $0), Int64?(0)) }))
+        return consumer
+    }
+
+    /// Hands every record `consumer` reads to `each`, until the end of a partition (the topic
+    /// has one) or until `seconds` pass.
+    static func readToEnd(_ consumer: KafkaConsumer, seconds: Double, _ each: (ConsumedRecord) -> Void) {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            switch consumer.poll(timeoutMilliseconds: 100) {
+            case .record(let record)?: each(record)
+            case .endOfPartition?: return
+            default: continue
+            }
+        }
+    }
+
+    /// The instances topic does not exist.
+    struct MissingTopic: Error, CustomStringConvertible {
+        var topic: String
+        var description: String { "the instances topic \(topic) does not exist: instances announce their tasks there" }
     }
 
     /// The instances of one service as their announcements tell, read in the topic's order:

@@ -206,8 +206,12 @@ public struct ServiceConfiguration: Sendable {
     /// The store of task `task` in the `task` layout: `databasePath` with `.task-<task>` before
     /// its `.sqlite` (`<data dir>/tiers.task-3.sqlite`).
     public func databasePath(ofTask task: Int32) -> String {
-        let base = databasePath.hasSuffix(".sqlite") ? String(databasePath.dropLast(".sqlite".count)) : databasePath
-        return "\(base).task-\(task).sqlite"
+        "\(storePathBase).task-\(task).sqlite"
+    }
+
+    /// `databasePath` without its `.sqlite`: what the files beside the store are named after.
+    var storePathBase: String {
+        databasePath.hasSuffix(".sqlite") ? String(databasePath.dropLast(".sqlite".count)) : databasePath
     }
 
     /// A comma-separated list of service names; `none` (or nothing) is the empty set.

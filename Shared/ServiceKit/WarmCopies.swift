@@ -12,6 +12,15 @@ struct StandbyCopy {
     /// The store's lock while the copy is open (the one store's is the loop's).
     let lock: FileUseLock?
 
+    /// A copy of the store `database` holds, capturing the changes of every table the
+    /// changelog carries.
+    init(task: Int32?, database: Database, lock: FileUseLock?) throws {
+        self.task = task
+        self.database = database
+        capture = try ChangeCapture(database: database, excluding: RuntimeSchema.unloggedTables)
+        self.lock = lock
+    }
+
     /// One pass: reads the copy's changelog partition on from `position` (nil: the copy is
     /// none yet, and is replaced by a whole restore) to where it ends now, in one transaction
     /// that also keeps the place the copy has come to.
@@ -185,9 +194,10 @@ final class WarmCopies: @unchecked Sendable {
         while !isStopping {
             do {
                 if directory == nil {
-                    directory = try Self.directoryReader(configuration)
+                    directory = try InstanceDirectory.reader(
+                        platform: configuration.platform, bootstrapServers: configuration.bootstrapServers, kafkaSettings: configuration.kafkaSettings)
                     // The first placement from the whole directory, not from the first records to arrive.
-                    Self.readToEnd(directory!, into: &standings, seconds: 5)
+                    InstanceDirectory.readToEnd(directory!, seconds: 5) { standings.read(key: $0.key, value: $0.value) }
                 }
                 if reader == nil { reader = try ChangelogRestore.changelogConsumer(configuration) }
             } catch {
@@ -295,34 +305,5 @@ final class WarmCopies: @unchecked Sendable {
             throw NotACopy(description: "the store of task \(task) applied records without a changelog: it is not cleared to become a warm copy")
         }
         return copy
-    }
-
-    /// Reads the directory until its end (or `seconds` pass).
-    private static func readToEnd(_ consumer: KafkaConsumer, into standings: inout InstanceDirectory.Standings, seconds: Double) {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            switch consumer.poll(timeoutMilliseconds: 100) {
-            case .record(let record)?: standings.read(key: record.key, value: record.value)
-            case .endOfPartition?: return
-            default: continue
-            }
-        }
-    }
-
-    /// A consumer of the instances topic from its beginning, in no group.
-    private static func directoryReader(_ configuration: ServiceConfiguration) throws -> KafkaConsumer {
-        let platform = configuration.platform
-        let consumer = try KafkaConsumer(
-            ConsumerConfiguration(
-                bootstrapServers: configuration.bootstrapServers, groupID: "\(platform.groupID(of: "directory"))-\(UUID().uuidString)",
-                extra: configuration.kafkaSettings),
-            listener: StartingOffsets())
-        let count = try consumer.partitionCounts(of: [platform.instances])[platform.instances] ?? 0
-        guard count > 0 else {
-            consumer.close()
-            throw ChangelogRestore.Refused(description: "the instances topic \(platform.instances) does not exist: warm copies are placed by what instances announce there")
-        }
-        try consumer.assign(Dictionary(uniqueKeysWithValues: (0..<count).map { (TopicPartition(topic: platform.instances, partition: $0), Int64?(0)) }))
-        return consumer
     }
 }

@@ -44,17 +44,13 @@ enum PointsReplay {
         /// Loses the main instance's host: SIGKILL, and every file of its data directory but
         /// the logs deleted. A new instance starts with the empty directory.
         func loseMainHostAndStartAfresh() throws {
-            main.kill()
-            for name in try FileManager.default.contentsOfDirectory(atPath: directory.path) where !name.hasSuffix(".log") {
-                try FileManager.default.removeItem(at: directory.appendingPathComponent(name))
-            }
-            hostsLost += 1
-            try main.start()
+            try loseMainHost(startingAfreshWhen: { true })
         }
 
-        /// Loses the main instance's host as ``loseMainHostAndStartAfresh()`` does, but starts
-        /// the new instance only once `ready` holds (checked every 200 ms, for up to `seconds`):
-        /// meanwhile the other instances take the lost host's tasks over.
+        /// Loses the main instance's host: SIGKILL, and every file of its data directory but the
+        /// logs deleted. A new instance starts with the empty directory once `ready` holds
+        /// (checked every 200 ms, for up to `seconds`): meanwhile the other instances may take
+        /// the lost host's tasks over.
         func loseMainHost(startingAfreshWhen ready: () -> Bool, seconds: Double = 60) throws {
             main.kill()
             for name in try FileManager.default.contentsOfDirectory(atPath: directory.path) where !name.hasSuffix(".log") {

@@ -141,12 +141,7 @@ final class TopicReader: RebalanceListener {
 /// while the file cannot be read yet: how far the service has got. With a store per task
 /// (`LOYALTY_STORE_LAYOUT=task`), the sum of the count over the task stores.
 func serviceCount(in directory: URL, _ service: String, _ sql: String) -> Int64 {
-    func count(_ file: String) -> Int64 {
-        // Never made here: a file the service has not made yet would be one of the wrong layout.
-        let path = directory.appendingPathComponent(file).path
-        guard FileManager.default.fileExists(atPath: path), let database = try? Database(DatabaseConfiguration(path: path)) else { return -1 }
-        return (try? database.prepare(sql).queryOne(row: { $0.int64(0) })) ?? -1
-    }
+    func count(_ file: String) -> Int64 { storeCount(at: directory.appendingPathComponent(file), sql) ?? -1 }
     let taskStores = serviceTaskStores(in: directory, service)
     guard !taskStores.isEmpty else { return count("\(service).sqlite") }
     var total: Int64 = 0
@@ -168,13 +163,18 @@ func serviceCountAcrossHosts(in directories: [URL], _ service: String, _ sql: St
     for directory in directories {
         let names = serviceTaskStores(in: directory, service)
         for name in names.isEmpty ? ["\(service).sqlite"] : names {
-            let path = directory.appendingPathComponent(name).path
-            guard FileManager.default.fileExists(atPath: path), let database = try? Database(DatabaseConfiguration(path: path)),
-                  let count = try? database.prepare(sql).queryOne(row: { $0.int64(0) }) else { return nil }
+            guard let count = storeCount(at: directory.appendingPathComponent(name), sql) else { return nil }
             largest[name] = max(largest[name] ?? count, count)
         }
     }
     return largest.values.reduce(0, +)
+}
+
+/// A count from the store at `store` (`SELECT COUNT(*) …`), or nil while it cannot be read.
+/// Never makes the file: one the service has not made yet would be of the wrong layout.
+func storeCount(at store: URL, _ sql: String) -> Int64? {
+    guard FileManager.default.fileExists(atPath: store.path), let database = try? Database(DatabaseConfiguration(path: store.path)) else { return nil }
+    return try? database.prepare(sql).queryOne(row: { $0.int64(0) })
 }
 
 /// The task stores of a service in `directory` (`<service>.task-<task>.sqlite`), by name.
