@@ -12,20 +12,21 @@ import Messaging
 /// file, so threads failing at once never write over each other's notes.
 ///
 /// Several threads may work on records at once: the loop applies (``Slot/applying``) while a
-/// worker decodes what was polled after (``Slot/decoding``), and in the `task` store layout
-/// further threads apply other tasks (``Slot/applying(onThread:)``). Each has a slot of its
+/// worker decodes what was polled after (``Slot/decoding``); in the `task` store layout with
+/// several threads, task threads apply (``Slot/applying(onThread:)``) while the loop's thread
+/// decodes (``Slot/decoding``). Each has a slot of its
 /// own, and the handler writes the slot of the thread that died, so a crash is never blamed on
 /// the record another thread was working on.
 public final class CrashNote: @unchecked Sendable {
     /// Which thread's record: each slot is written by one thread at a time.
     public struct Slot: Sendable, Equatable {
         let index: Int
-        /// The loop's thread, applying (or decoding, when nothing decodes ahead).
+        /// The thread that applies, the loop's (or decoding, when nothing decodes ahead).
         public static let applying = Slot(index: 0)
-        /// The worker that decodes ahead of the loop.
+        /// The thread that decodes beside the applying ones.
         public static let decoding = Slot(index: 1)
         /// The thread that applies the tasks `t` with `t` mod the thread count equal to
-        /// `thread` (0: the loop's own, ``applying``).
+        /// `thread` (0: the first, ``applying``).
         public static func applying(onThread thread: Int) -> Slot {
             precondition(thread >= 0 && thread < CrashNote.maximumThreads, "no crash note slot for thread \(thread)")
             return thread == 0 ? .applying : Slot(index: thread + 1)

@@ -15,8 +15,12 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// threads of their own; nil: ``processor`` serves every unit, one after another.
     private let makeProcessor: (() -> Processor)?
     /// How many threads apply the units (`THREADS` in the `task` layout with a processor
-    /// per task; otherwise 1, the loop's own). Task *p* is applied on thread *p* mod this.
+    /// per task; otherwise 1, the loop's own). Task *p* is applied on thread *p* mod this:
+    /// with one, the loop's own; with more, ``turnWorkers``.
     private let threadCount: Int
+    /// The task threads while the loop runs (none with one thread): a rebalance waits for
+    /// their turn (``waitForTurnUnderWay()``).
+    private var turnWorkers: [HandOffThread] = []
     /// The units the owned tasks are applied in: in the `service` store layout one, of every
     /// task, for the loop's whole life; in the `task` layout one per task, opened as the task is
     /// assigned and closed once it is revoked and its outbox is delivered.
@@ -465,7 +469,8 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         return (opened, failure)
     }
 
-    /// The thread that applies `task`: 0 is the loop's own.
+    /// The thread that applies `task`: with one, the loop's own; with more, one of the task
+    /// threads (``turnWorkers``).
     private func thread(of task: Int32) -> Int { Int(task) % threadCount }
 
     /// The unit that applies `task`, if this instance owns it (or still publishes for it).
@@ -533,17 +538,23 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         // The last turn's batch ended at its size limit with records still buffered: the next
         // turn takes what the consumer has without waiting, since the merge has work already.
         var moreToApply = false
-        // Each turn's poll is decoded on this thread while the turn applies what the merge
-        // already holds; the turn ends by handing the poll to the merge, so no decoding
-        // outlives it (a rebalance, inside the next poll, finds none under way).
-        let decodeAhead = configuration.decodeAhead
-            ? HandOffThread(name: "decode-ahead") { serve in CrashNote.withAlternateSignalStack(serve) } : nil
-        defer { decodeAhead?.stop() }
-        // The loop's thread is the first that applies; the others wait for units to apply.
-        let workers = (1..<max(threadCount, 1)).map { index in
+        // With threads of their own for the tasks (`THREADS` above 1), this thread applies
+        // none: it polls and decodes the next turn's records while they apply this turn's, so
+        // no applying thread waits on the consumer. With one, it applies, and each turn's poll
+        // is decoded on a thread beside it meanwhile. Either way a turn ends by handing the
+        // poll to the merge, so no decoding outlives it, and a rebalance inside a poll first
+        // waits for the turn under way (``waitForTurnUnderWay()``).
+        let workers = (threadCount > 1 ? 0..<threadCount : 0..<0).map { index in
             HandOffThread(name: "apply-\(index)") { serve in CrashNote.withAlternateSignalStack(serve) }
         }
-        defer { for worker in workers { worker.stop() } }
+        turnWorkers = workers
+        defer {
+            for worker in workers { worker.stop() }
+            turnWorkers = []
+        }
+        let decodeAhead = configuration.decodeAhead && workers.isEmpty
+            ? HandOffThread(name: "decode-ahead") { serve in CrashNote.withAlternateSignalStack(serve) } : nil
+        defer { decodeAhead?.stop() }
         let aheadResults = DecodeResults()
         // The fault setting's trap: decoding a record that contains it crashes the process.
         let decodingTrap = configuration.faultCrashOn.map { (marker: Array($0.utf8), variable: configuration.platform.variable("FAULT_CRASH_ON")) }
@@ -551,40 +562,59 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             try applyBroadcastRecords(timeoutMilliseconds: 0)
             // Held by another instance's tasks: their owner commits their next frontier any moment.
             let heldByOthers = units.contains { $0.merger.isHeldByOtherTasks }
-            let polled = poll(maxRecords: configuration.maxBatchRecords, timeoutMilliseconds: moreToApply ? 0 : heldByOthers ? 2 : 20)
+            // The task threads apply what the merges hold while this one polls.
+            let turnUnderWay = workers.isEmpty ? nil : startTurns(on: workers)
+            let polled = poll(maxRecords: configuration.maxBatchRecords * max(1, units.count), timeoutMilliseconds: moreToApply ? 0 : heldByOthers ? 2 : 20)
             if let startupError { throw startupError }
             let plan = recordsToDecode(polled)
-            var decodingAhead = false
-            if let decodeAhead, plan.contains(true) {
-                decodeAhead.handOver { [crashNote] in
-                    aheadResults.value = Self.decode(polled, plan: plan, processor: processor, crashNote: crashNote, slot: .decoding, trap: decodingTrap)
-                }
-                decodingAhead = true
-                // Until they are buffered, their partitions count as behind their ends: a
-                // partition the batch drains is never taken for read to its end.
-                for event in polled {
-                    if case .record(let record) = event {
-                        unit(of: record.partition)?.merger.expectRecords(record.topicPartition, below: record.offset + 1)
-                    }
-                }
-            } else {
-                take(polled, decoded: Self.decode(polled, plan: plan, processor: processor, crashNote: crashNote, slot: .applying, trap: decodingTrap))
-            }
-            for unit in units { try unit.pollRelay() }
-            try announcer?.poll()
-            refreshEnds()
-            moreToApply = false
             var batchRan: [ObjectIdentifier: Bool] = [:]
-            for (unit, turn) in try applyTurns(on: workers) {
-                count(turn.outcome)
-                batchRan[ObjectIdentifier(unit)] = turn.ran
-                if turn.moreToApply { moreToApply = true }
-            }
-            if decodingAhead, let decodeAhead {
-                decodeAhead.wait()
-                // Records buffered now are applied next turn, without waiting on the consumer.
-                if take(polled, decoded: aheadResults.value) { moreToApply = true }
-                aheadResults.value = []
+            if let turnUnderWay {
+                let decoded = plan.contains(true)
+                    ? Self.decode(polled, plan: plan, processor: processor, crashNote: crashNote, slot: .decoding, trap: decodingTrap)
+                    : Array(repeating: nil, count: polled.count)
+                moreToApply = false
+                for (unit, turn) in try finishTurns(turnUnderWay, on: workers) {
+                    count(turn.outcome)
+                    batchRan[ObjectIdentifier(unit)] = turn.ran
+                    if turn.moreToApply { moreToApply = true }
+                }
+                if take(polled, decoded: decoded) { moreToApply = true }
+                for unit in units { try unit.pollRelay() }
+                try announcer?.poll()
+                refreshEnds()
+            } else {
+                var decodingAhead = false
+                if let decodeAhead, plan.contains(true) {
+                    decodeAhead.handOver { [crashNote] in
+                        aheadResults.value = Self.decode(polled, plan: plan, processor: processor, crashNote: crashNote, slot: .decoding, trap: decodingTrap)
+                    }
+                    decodingAhead = true
+                    // Until they are buffered, their partitions count as behind their ends: a
+                    // partition the batch drains is never taken for read to its end.
+                    for event in polled {
+                        if case .record(let record) = event {
+                            unit(of: record.partition)?.merger.expectRecords(record.topicPartition, below: record.offset + 1)
+                        }
+                    }
+                } else {
+                    take(polled, decoded: Self.decode(polled, plan: plan, processor: processor, crashNote: crashNote, slot: .applying, trap: decodingTrap))
+                }
+                for unit in units { try unit.pollRelay() }
+                try announcer?.poll()
+                refreshEnds()
+                moreToApply = false
+                for unit in units {
+                    let turn = try applyTurn(in: unit)
+                    count(turn.outcome)
+                    batchRan[ObjectIdentifier(unit)] = turn.ran
+                    if turn.moreToApply { moreToApply = true }
+                }
+                if decodingAhead, let decodeAhead {
+                    decodeAhead.wait()
+                    // Records buffered now are applied next turn, without waiting on the consumer.
+                    if take(polled, decoded: aheadResults.value) { moreToApply = true }
+                    aheadResults.value = []
+                }
             }
             resumePartitions()
             for unit in units { try unit.checkpointIfDue(batchRan: batchRan[ObjectIdentifier(unit)] ?? false) }
@@ -847,27 +877,36 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         var outcome = BatchOutcome()
     }
 
-    /// Applies a batch in every unit that has work: task *p*'s unit on thread *p* mod
-    /// ``threadCount``, the loop's own thread taking the first share, and returns once every
-    /// thread is done (so a rebalance, inside the next poll, never meets a batch under way).
+    /// Hands every unit with its task's thread (task *p*'s unit on thread *p* mod
+    /// ``threadCount``) a turn, and returns at once; ``finishTurns(_:on:)`` waits for them.
     /// Units share nothing but the status, which has a lock of its own; the totals are added
-    /// up by the caller.
-    private func applyTurns(on workers: [HandOffThread]) throws -> [(TaskUnit<Processor>, UnitTurn)] {
-        guard !workers.isEmpty, units.count > 1 else { return try units.map { ($0, try applyTurn(in: $0)) } }
-        var shares = Array(repeating: [TaskUnit<Processor>](), count: workers.count + 1)
+    /// up by the caller, once the turn is over.
+    private func startTurns(on workers: [HandOffThread]) -> [ShareResult] {
+        var shares = Array(repeating: [TaskUnit<Processor>](), count: workers.count)
         for unit in units { shares[thread(of: unit.task ?? 0)].append(unit) }
         let results = shares.map { _ in ShareResult() }
-        for (index, worker) in workers.enumerated() where !shares[index + 1].isEmpty {
-            let share = shares[index + 1], result = results[index + 1]
+        for (index, worker) in workers.enumerated() where !shares[index].isEmpty {
+            let share = shares[index], result = results[index]
             worker.handOver { result.value = Result { try share.map { ($0, try self.applyTurn(in: $0)) } } }
         }
-        results[0].value = Result { try shares[0].map { ($0, try applyTurn(in: $0)) } }
+        return results
+    }
+
+    /// Waits for the turns ``startTurns(on:)`` handed over and returns what each unit did.
+    private func finishTurns(_ results: [ShareResult], on workers: [HandOffThread]) throws -> [(TaskUnit<Processor>, UnitTurn)] {
         for worker in workers { worker.wait() }
         // The first thread's error stops the service; any other is logged, not lost.
         let errors = results.compactMap { result -> Error? in if case .failure(let error) = result.value { error } else { nil } }
         for error in errors.dropFirst() { logger.error("another task failed in the same turn", ["error": "\(error)"]) }
         if let first = errors.first { throw first }
         return try results.flatMap { try $0.value.get() }
+    }
+
+    /// Waits for the task threads' turn, if one is under way: a rebalance, called back inside
+    /// a poll that runs beside the turn, opens and closes units and drops what their merges
+    /// hold, which it must never do to a unit applying a batch.
+    private func waitForTurnUnderWay() {
+        for worker in turnWorkers { worker.wait() }
     }
 
     /// A share's turns, or the error that ended them; written by the thread that ran them.
@@ -1291,6 +1330,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     // MARK: RebalanceListener
 
     public func partitionsAssigned(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] {
+        waitForTurnUnderWay()
         do {
             // Each task's partitions go to its unit: in the `task` layout, opened now if it is not
             // open still (a task revoked and assigned back before its outbox was delivered).
@@ -1370,6 +1410,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     }
 
     public func partitionsRevoked(_ partitions: [TopicPartition]) {
+        waitForTurnUnderWay()
         revokedWhilePolling.formUnion(partitions)
         reachedEnd.subtract(partitions)
         announcementDue = true

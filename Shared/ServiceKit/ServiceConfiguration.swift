@@ -47,8 +47,9 @@ public struct ServiceConfiguration: Sendable {
     /// topics.
     public var storePerTask: Bool = false
     /// `THREADS`, default the number of cores (at most 64): in the `task` layout, how many
-    /// threads apply the tasks, task *p* on thread *p* mod `threads` (the loop's own thread
-    /// is the first). One store (the `service` layout) is applied on the loop's thread alone.
+    /// threads apply the tasks, task *p* on thread *p* mod `threads` (with one, the loop's own;
+    /// with more, threads of their own while the loop's polls and decodes beside them). One
+    /// store (the `service` layout) is applied on the loop's thread alone.
     public var threads: Int = 1
     /// `GROUP_ID`, default `<platform>-<service>`.
     public var groupID: String

@@ -339,10 +339,14 @@ final class TopicReader: RebalanceListener {
             reader.close()
             #expect(first.applied > 0 && second.applied > 0 && third.applied > 0, "\(run): every instance had tasks")
             published[run] = try publishedByPartition(reader.records)
-            // The first instance owned all four tasks for a while: with a thread per task, its
-            // loop's thread applied task 0 and three others applied the rest.
-            let applying = first.applying
-            #expect(applying.threads == (layout == "task" ? threads : 1) && applying.onTheLoopsThread, "\(run): \(applying)")
+            // The first instance owned all four tasks for a while. With one thread its loop's
+            // own applied them; with a thread per task, those applied them while the loop's
+            // thread polled and decoded what came next.
+            let applying = first.applying, taskThreads = layout == "task" && threads > 1
+            #expect(applying.threads == (layout == "task" ? threads : 1) && applying.onTheLoopsThread == !taskThreads, "\(run): \(applying)")
+            if taskThreads {
+                #expect(first.decoding.threads == 1 && first.decoding.onTheLoopsThread, "\(run): \(first.decoding)")
+            }
 
             if separateHosts {
                 // Each task's latest store is on the host that owned it last: restored from its
