@@ -343,8 +343,22 @@ public struct CampaignRules: Sendable {
         if let cap = definition.memberCap.rewards, stats.rewards >= cap { return false }
         var points = wanted
         if let cap = definition.memberCap.points { points = min(points, max(0, cap - stats.points)) }
-        if let budget = definition.budgetPoints { points = min(points, max(0, budget - totals.budgetGranted[definition.id, default: 0])) }
         let givesPoints = definition.isMultiplier || definition.reward.points != nil
+        // A budget bounds the points only: a coupon or badge alone is never refused by it.
+        if let budget = definition.budgetPoints, givesPoints {
+            switch totals.budgetView {
+            case .counted:
+                points = min(points, max(0, budget - totals.budgetGranted[definition.id, default: 0]))
+            case .probing:
+                if points > 0 {
+                    totals.claim.asks.append(BudgetClaim.Ask(
+                        campaign: definition.id, budgetPoints: budget, points: points, inMultiplierWalk: definition.isMultiplier))
+                }
+                return false
+            case .answered(let granted):
+                points = min(points, granted[definition.id] ?? 0)
+            }
+        }
         if givesPoints && points <= 0 { return false }
 
         if points > 0 { decision.grants.append(CampaignGrant(campaign: definition.id, points: points, orderID: definition.isMultiplier ? orderID : nil)) }

@@ -82,6 +82,11 @@ public struct CampaignTotals: Sendable, Equatable {
     public var results: [String: CampaignResults] = [:]
     /// By campaign: points granted to every member, those at hand included.
     public var budgetGranted: [String: Int64] = [:]
+    /// How a budget's points left are learnt: counted from `budgetGranted` (the default), or
+    /// claimed of the keeper of budgets and answered by it.
+    public var budgetView: BudgetView = .counted
+    /// While ``BudgetView/probing``: what the decisions asked of budgets.
+    public var claim = BudgetClaim()
 
     public init(results: [String: CampaignResults] = [:], budgetGranted: [String: Int64] = [:]) {
         self.results = results
