@@ -188,6 +188,8 @@ public struct EventTimeMerger<Item> {
 
     /// Partitions with nothing buffered: the ones whose end is worth asking about.
     public var emptyPartitions: [TopicPartition] { lanes.filter { $0.count == 0 }.map(\.partition) }
+    /// Every partition assigned.
+    public var partitions: [TopicPartition] { lanes.map(\.partition) }
 
     /// Partitions that held the merge the last time it was asked for a record, and for how long
     /// they have, in milliseconds: behind their end (a stalled input), or read to their end

@@ -21,6 +21,8 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// The task threads while the loop runs (none with one thread): a rebalance waits for
     /// their turn (``waitForTurnUnderWay()``).
     private var turnWorkers: [HandOffThread] = []
+    /// The results of the turn the task threads are on, until ``finishTurns(_:on:)`` takes them.
+    private var turnUnderWay: [ShareResult]?
     /// The units the owned tasks are applied in: in the `service` store layout one, of every
     /// task, for the loop's whole life; in the `task` layout one per task, opened as the task is
     /// assigned and closed once it is revoked and its outbox is delivered.
@@ -538,9 +540,10 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         // The last turn's batch ended at its size limit with records still buffered: the next
         // turn takes what the consumer has without waiting, since the merge has work already.
         var moreToApply = false
-        // With threads of their own for the tasks (`THREADS` above 1), this thread applies
-        // none: it polls and decodes the next turn's records while they apply this turn's, so
-        // no applying thread waits on the consumer. With one, it applies, and each turn's poll
+        // With threads of their own for the tasks (`THREADS` above 1), this thread applies no
+        // task's records (only broadcast records and the batch at a stop, with those threads
+        // idle): it polls and decodes the next turn's records while they apply this turn's,
+        // so no applying thread waits on the consumer. With one, it applies, and each turn's poll
         // is decoded on a thread beside it meanwhile. Either way a turn ends by handing the
         // poll to the merge, so no decoding outlives it, and a rebalance inside a poll first
         // waits for the turn under way (``waitForTurnUnderWay()``).
@@ -563,9 +566,17 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             // Held by another instance's tasks: their owner commits their next frontier any moment.
             let heldByOthers = units.contains { $0.merger.isHeldByOtherTasks }
             // The task threads apply what the merges hold while this one polls.
+            if !workers.isEmpty { refreshEnds(everyPartition: true) }
             let turnUnderWay = workers.isEmpty ? nil : startTurns(on: workers)
             let polled = poll(maxRecords: configuration.maxBatchRecords * max(1, units.count), timeoutMilliseconds: moreToApply ? 0 : heldByOthers ? 2 : 20)
-            if let startupError { throw startupError }
+            if let startupError {
+                // A task's failure in the turn is logged, not lost (it may be the cause).
+                if let turnUnderWay, case .failure(let error) = Result(catching: { try finishTurns(turnUnderWay, on: workers) }),
+                   "\(error)" != "\(startupError)" {
+                    logger.error("a task failed in the turn that ended with the loop", ["error": "\(error)"])
+                }
+                throw startupError
+            }
             let plan = recordsToDecode(polled)
             var batchRan: [ObjectIdentifier: Bool] = [:]
             if let turnUnderWay {
@@ -581,7 +592,6 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 if take(polled, decoded: decoded) { moreToApply = true }
                 for unit in units { try unit.pollRelay() }
                 try announcer?.poll()
-                refreshEnds()
             } else {
                 var decodingAhead = false
                 if let decodeAhead, plan.contains(true) {
@@ -879,8 +889,9 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
 
     /// Hands every unit with its task's thread (task *p*'s unit on thread *p* mod
     /// ``threadCount``) a turn, and returns at once; ``finishTurns(_:on:)`` waits for them.
-    /// Units share nothing but the status, which has a lock of its own; the totals are added
-    /// up by the caller, once the turn is over.
+    /// Units share nothing but the status, which has a lock of its own, and the broadcast
+    /// reader, which they only ask whether it is behind (its positions move between turns);
+    /// the totals are added up by the caller, once the turn is over.
     private func startTurns(on workers: [HandOffThread]) -> [ShareResult] {
         var shares = Array(repeating: [TaskUnit<Processor>](), count: workers.count)
         for unit in units { shares[thread(of: unit.task ?? 0)].append(unit) }
@@ -889,12 +900,14 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             let share = shares[index], result = results[index]
             worker.handOver { result.value = Result { try share.map { ($0, try self.applyTurn(in: $0)) } } }
         }
+        turnUnderWay = results
         return results
     }
 
     /// Waits for the turns ``startTurns(on:)`` handed over and returns what each unit did.
     private func finishTurns(_ results: [ShareResult], on workers: [HandOffThread]) throws -> [(TaskUnit<Processor>, UnitTurn)] {
         for worker in workers { worker.wait() }
+        turnUnderWay = nil
         // The first thread's error stops the service; any other is logged, not lost.
         let errors = results.compactMap { result -> Error? in if case .failure(let error) = result.value { error } else { nil } }
         for error in errors.dropFirst() { logger.error("another task failed in the same turn", ["error": "\(error)"]) }
@@ -904,9 +917,17 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
 
     /// Waits for the task threads' turn, if one is under way: a rebalance, called back inside
     /// a poll that runs beside the turn, opens and closes units and drops what their merges
-    /// hold, which it must never do to a unit applying a batch.
-    private func waitForTurnUnderWay() {
+    /// hold, which it must never do to a unit applying a batch. Returns false when a task
+    /// failed in that turn: the loop then stops with that failure, and the rebalance does
+    /// nothing more (no store is opened, fenced or restored on the way out).
+    private func waitForTurnUnderWay() -> Bool {
         for worker in turnWorkers { worker.wait() }
+        guard let failure = turnUnderWay?.lazy.compactMap({ result -> Error? in
+            if case .failure(let error) = result.value { error } else { nil }
+        }).first else { return true }
+        if startupError == nil { startupError = failure }
+        stop.request()
+        return false
     }
 
     /// A share's turns, or the error that ended them; written by the thread that ran them.
@@ -1217,9 +1238,12 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
 
     /// Tells the merge where the broker last said each empty partition ends, so a partition
     /// with records fetched but not yet polled holds the merge.
-    private func refreshEnds() {
+    /// `everyPartition`: those with records buffered too, for a turn that applies while the
+    /// next poll runs: a partition its batch drains then holds the merge if the consumer has
+    /// fetched more of it, as the poll before the turn would have told the merge.
+    private func refreshEnds(everyPartition: Bool = false) {
         for taskUnit in units {
-            for partition in taskUnit.merger.emptyPartitions {
+            for partition in everyPartition ? taskUnit.merger.partitions : taskUnit.merger.emptyPartitions {
                 if let marks = consumer.cachedWatermarks(of: partition) { taskUnit.merger.updateEnd(partition, to: marks.high) }
             }
         }
@@ -1330,7 +1354,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     // MARK: RebalanceListener
 
     public func partitionsAssigned(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] {
-        waitForTurnUnderWay()
+        guard waitForTurnUnderWay() else { return [:] }
         do {
             // Each task's partitions go to its unit: in the `task` layout, opened now if it is not
             // open still (a task revoked and assigned back before its outbox was delivered).
@@ -1410,7 +1434,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     }
 
     public func partitionsRevoked(_ partitions: [TopicPartition]) {
-        waitForTurnUnderWay()
+        guard waitForTurnUnderWay() else { return }
         revokedWhilePolling.formUnion(partitions)
         reachedEnd.subtract(partitions)
         announcementDue = true
