@@ -223,13 +223,14 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// The progress marks stored for these partitions, with the offsets they were read at.
     public func storedMarks(_ partitions: [TopicPartition]) throws -> [TopicPartition: [(mark: ProgressMark, offset: Int64)]] {
         let select = try database.prepare(
-            "SELECT producer, time, idle, record_offset, positions FROM upstream_progress WHERE topic = ? AND partition = ? ORDER BY producer")
+            "SELECT producer, time, idle, record_offset, positions, tie_rank, tie_id FROM upstream_progress WHERE topic = ? AND partition = ? ORDER BY producer")
         var result: [TopicPartition: [(mark: ProgressMark, offset: Int64)]] = [:]
         for partition in partitions {
             let marks = try select.query(.text(partition.topic), .integer(Int64(partition.partition))) { row in
                 (mark: ProgressMark(
                     producer: row.string(0), task: partition.partition, time: row.int64(1), idle: row.int64(2) != 0,
-                    positions: ProgressMark.positions(parsing: row.string(4))),
+                    positions: ProgressMark.positions(parsing: row.string(4)),
+                    tie: row.isNull(5) ? nil : (Int(row.int64(5)), row.string(6))),
                  offset: row.int64(3))
             }
             if !marks.isEmpty { result[partition] = marks }
@@ -241,11 +242,13 @@ public final class BatchApplier<Processor: StreamProcessor> {
     public func storeMarks(_ marks: [(partition: TopicPartition, mark: ProgressMark, offset: Int64)]) throws {
         guard !marks.isEmpty else { return }
         let save = try database.prepare(
-            "INSERT OR REPLACE INTO upstream_progress(topic, partition, producer, time, idle, positions, record_offset) VALUES(?, ?, ?, ?, ?, ?, ?)")
+            "INSERT OR REPLACE INTO upstream_progress(topic, partition, producer, time, idle, positions, record_offset, tie_rank, tie_id) "
+                + "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)")
         for entry in marks {
             try save.run(
                 .text(entry.partition.topic), .integer(Int64(entry.partition.partition)), .text(entry.mark.producer),
-                .integer(entry.mark.time), .integer(entry.mark.idle ? 1 : 0), .text(entry.mark.positionsText), .integer(entry.offset))
+                .integer(entry.mark.time), .integer(entry.mark.idle ? 1 : 0), .text(entry.mark.positionsText), .integer(entry.offset),
+                entry.mark.tie.map { .integer(Int64($0.rank)) } ?? .null, entry.mark.tie.map { .text($0.id) } ?? .null)
         }
     }
 

@@ -209,7 +209,7 @@ public struct EventTimeMerger<Item> {
     /// partition is then read on, as before any mark.)
     public func waitsForProgress(on partition: TopicPartition) -> Bool {
         guard let lane = laneIndex[partition].map({ lanes[$0] }), let held = lane.progressHeld else { return false }
-        return lane.awaited.contains { !lane.promisesByTime($0, held.time) }
+        return lane.awaited.contains { !lane.promisesPast($0, held.key) }
     }
 
     /// Whether `partition` carries progress marks of producers its task waits for.
@@ -562,14 +562,14 @@ public struct EventTimeMerger<Item> {
                 return positions!
             }
             for index in lanes.indices where !lanes[index].awaited.isEmpty {
-                guard lanes[index].partition.partition == task, let producer = lanes[index].unmetProducer(at: chosenKey.time, readTo: readTo) else {
+                guard lanes[index].partition.partition == task, let producer = lanes[index].unmetProducer(at: chosenKey, readTo: readTo) else {
                     lanes[index].progressHeld = nil
                     continue
                 }
                 if lanes[index].progressHeld?.producer != producer {
-                    lanes[index].progressHeld = (producer, now, chosenKey.time)
+                    lanes[index].progressHeld = (producer, now, chosenKey)
                 } else {
-                    lanes[index].progressHeld!.time = chosenKey.time
+                    lanes[index].progressHeld!.key = chosenKey
                 }
                 waiting = true
             }
@@ -726,8 +726,8 @@ class MergeLane {
     /// Marks changed since the store last took them.
     var marksChanged = false
     /// When a producer's promise started holding the merge, whose (for reports), and the
-    /// event time it has to promise past.
-    var progressHeld: (producer: String, since: Int64, time: Int64)?
+    /// merge key it has to promise past.
+    var progressHeld: (producer: String, since: Int64, key: MergeKey)?
     /// While rebuilding a store: the offset it reads this partition to, however far the
     /// partition goes on.
     var readCap: Int64?
@@ -766,22 +766,23 @@ class MergeLane {
     /// The offset below which every record has been handed out.
     var committableOffset: Int64? { pendingOffsets.first ?? position }
 
-    /// The first awaited producer whose promise does not reach `time` yet: no mark, one
-    /// whose records before it may still be unread, or one that does not admit the time for
+    /// The first awaited producer whose promise does not reach `key` yet: no mark, one
+    /// whose records before it may still be unread, or one that does not admit the key for
     /// a task read to `readTo`.
-    /// (`readTo` is asked only when a mark's time alone does not decide.)
-    func unmetProducer(at time: Int64, readTo: () -> [String: Int64]) -> String? {
-        for producer in awaitedInOrder where !promisesByTime(producer, time) {
+    /// (`readTo` is asked only when a mark's key alone does not decide.)
+    func unmetProducer(at key: MergeKey, readTo: () -> [String: Int64]) -> String? {
+        for producer in awaitedInOrder where !promisesPast(producer, key) {
             guard let (mark, offset) = marks[producer], let position, position > offset else { return producer }
-            if !mark.admits(time, readTo: readTo()) { return producer }
+            if !mark.admits(key, readTo: readTo()) { return producer }
         }
         return nil
     }
 
     /// Whether `producer`'s latest mark, read with everything before it, promises past
-    /// `time` by its time alone (an idle producer's positions aside).
-    func promisesByTime(_ producer: String, _ time: Int64) -> Bool {
+    /// `key` by its key alone (an idle producer's positions aside): past its time, or within
+    /// it past the key a mark that promises one names (``ProgressMark/tie``).
+    func promisesPast(_ producer: String, _ key: MergeKey) -> Bool {
         guard let (mark, offset) = marks[producer], let position, position > offset else { return false }
-        return mark.time > time || (mark.time == time && mark.idle)
+        return mark.key > key || (mark.time == key.time && mark.idle)
     }
 }

@@ -22,18 +22,42 @@ public struct ProgressMark: Sendable, Equatable {
     public var task: Int32
     /// No record sent from now on for the task has an earlier event time (milliseconds).
     public var time: Int64
+    /// Within `time`, no record sent from now on sorts before (`rank`, `id`) either: a promise
+    /// to the key rather than the millisecond (``key``), which a processor's own bound may
+    /// need (``StreamProcessor/progressBounds(of:in:)``). Nil: none at `time` is promised.
+    public var tie: (rank: Int, id: String)?
     /// The producer had read all of its input: nothing more at `time` either.
     public var idle: Bool
     /// For an idle mark, how far the producer had read each of its input topics on the task's
     /// partition (the next offset).
     public var positions: [String: Int64]
 
-    public init(producer: String, task: Int32, time: Int64, idle: Bool, positions: [String: Int64] = [:]) {
+    public init(producer: String, task: Int32, time: Int64, idle: Bool, positions: [String: Int64] = [:], tie: (rank: Int, id: String)? = nil) {
         self.producer = producer
         self.task = task
         self.time = time
         self.idle = idle
         self.positions = positions
+        self.tie = tie
+    }
+
+    public static func == (lhs: ProgressMark, rhs: ProgressMark) -> Bool {
+        lhs.producer == rhs.producer && lhs.task == rhs.task && lhs.time == rhs.time && lhs.idle == rhs.idle
+            && lhs.positions == rhs.positions && lhs.tie?.rank == rhs.tie?.rank && lhs.tie?.id == rhs.tie?.id
+    }
+
+    /// The merge key nothing sent from now on sorts before.
+    public var key: MergeKey { MergeKey(time: time, rank: tie?.rank ?? .min, id: tie?.id ?? "") }
+
+    /// The mark lowered to `bound` on one topic: what the producer's processor still owes
+    /// there beyond what its merge and timers say. A bound makes the mark busy: something is
+    /// still to come.
+    public func lowered(to bound: MergeKey?) -> ProgressMark {
+        guard let bound, bound < key || idle else { return self }
+        let lowest = min(bound, key)
+        return ProgressMark(
+            producer: producer, task: task, time: lowest.time, idle: false,
+            tie: lowest.rank == .min && lowest.id.isEmpty ? nil : (lowest.rank, lowest.id))
     }
 
     /// Whether a record of event time `time` may be applied as far as this producer goes, for
@@ -43,7 +67,14 @@ public struct ProgressMark: Sendable, Equatable {
     /// shop writes more, whatever the time (a record of the shop's that the producer has not
     /// read yet is not covered: it waits for the producer to catch up).
     public func admits(_ time: Int64, readTo: [String: Int64]) -> Bool {
-        if self.time > time || (self.time == time && idle) { return true }
+        admits(MergeKey(time: time, rank: .min, id: ""), readTo: readTo)
+    }
+
+    /// Whether a record of merge key `key` may be applied as far as this producer goes: as
+    /// ``admits(_:readTo:)`` for a time, with a promise to a key (``tie``) exact within its
+    /// millisecond.
+    public func admits(_ key: MergeKey, readTo: [String: Int64]) -> Bool {
+        if self.key > key || (time == key.time && idle) { return true }
         guard idle, !positions.isEmpty else { return false }
         return readTo.allSatisfy { topic, offset in positions[topic].map { offset <= $0 } ?? true }
     }
@@ -51,12 +82,12 @@ public struct ProgressMark: Sendable, Equatable {
     /// The mark as a CloudEvent (signed by the batch when the topic is a command topic).
     public func event(source: String) -> CloudEvent {
         CloudEvent(
-            id: "progress/\(producer)/\(task)/\(time)/\(idle ? "idle" : "busy")", source: source, type: Self.eventType,
-            time: EventTime(millis: time), subject: nil,
-            data: .object([
-                "producer": .string(producer), "task": .int(Int64(task)), "idle": .bool(idle),
-                "positions": .object(positionsObject),
-            ]))
+            id: "progress/\(producer)/\(task)/\(time)/\(idle ? "idle" : "busy")" + (tie.map { "/\($0.rank)/\($0.id)" } ?? ""),
+            source: source, type: Self.eventType, time: EventTime(millis: time), subject: nil,
+            data: .object(JSONObject(tieMembers + [
+                JSONMember(key: "producer", value: .string(producer)), JSONMember(key: "task", value: .int(Int64(task))),
+                JSONMember(key: "idle", value: .bool(idle)), JSONMember(key: "positions", value: .object(positionsObject)),
+            ])))
     }
 
     private static let typeMarker = Array("\"\(eventType)\"".utf8)
@@ -78,6 +109,14 @@ public struct ProgressMark: Sendable, Equatable {
         guard task == Int64(partition) else {
             throw Rejection(code: .invalidProgressMark, detail: "a mark for task \(task) on partition \(partition)")
         }
+        var tie: (rank: Int, id: String)?
+        if event.data["rank"] != nil || event.data["id"] != nil {
+            guard let rank = event.data["rank"]?.int64Value, let id = event.data["id"]?.stringValue, !idle,
+                  let bounded = Int(exactly: rank), bounded > Int.min else {
+                throw Rejection(code: .invalidProgressMark, detail: "a mark's data.rank and data.id go together, on a busy mark, the rank an integer")
+            }
+            tie = (bounded, id)
+        }
         var positions: [String: Int64] = [:]
         for member in event.data["positions"]?.objectValue?.members ?? [] {
             guard let offset = member.value.int64Value, offset >= 0 else {
@@ -85,11 +124,17 @@ public struct ProgressMark: Sendable, Equatable {
             }
             positions[member.key] = offset
         }
-        return ProgressMark(producer: producer, task: partition, time: event.time.millis, idle: idle, positions: positions)
+        return ProgressMark(producer: producer, task: partition, time: event.time.millis, idle: idle, positions: positions, tie: tie)
     }
 }
 
 extension ProgressMark {
+    /// `rank` and `id` first in the data, when the mark promises a key.
+    private var tieMembers: [JSONMember] {
+        guard let tie else { return [] }
+        return [JSONMember(key: "id", value: .string(tie.id)), JSONMember(key: "rank", value: .int(Int64(tie.rank)))]
+    }
+
     /// `positions` as a JSON object of topic → offset, topics in order.
     var positionsObject: JSONObject {
         JSONObject(positions.sorted { $0.key < $1.key }.map { JSONMember(key: $0.key, value: .int($0.value)) })

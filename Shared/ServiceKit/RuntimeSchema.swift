@@ -210,5 +210,11 @@ public enum RuntimeSchema {
             ALTER TABLE peer_marks ADD COLUMN deeper TEXT NOT NULL DEFAULT '';
             ALTER TABLE peer_mark_published ADD COLUMN deeper TEXT;
             """),
+        Migration(version: 13, name: "progress marks that promise a key", sql: """
+            -- A mark whose promise within its millisecond goes to a merge key (ProgressMark.tie):
+            -- the rank and event id nothing sorts before; NULL for a promise to the millisecond.
+            ALTER TABLE upstream_progress ADD COLUMN tie_rank INTEGER;
+            ALTER TABLE upstream_progress ADD COLUMN tie_id TEXT;
+            """),
     ]
 }

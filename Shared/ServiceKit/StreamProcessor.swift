@@ -111,6 +111,16 @@ public protocol StreamProcessor: AnyObject {
     /// Topics the service writes for other services that wait on its progress: after every
     /// batch it publishes a ``ProgressMark`` per task on that task's partition of each.
     var progressTopics: [String] { get }
+    /// What tasks may still send on some progress topics beyond what the loop knows from their
+    /// merge, timers and echoes: outputs the processor owes for records it keeps aside itself
+    /// (a member's, until an answer comes), or for an answer still to come. By task, then by
+    /// progress topic, the merge key nothing the task sends there from now on sorts before;
+    /// the task's marks on that topic go no further (``ProgressMark/lowered(to:)``), exact
+    /// within a millisecond. Read from `database` at the end of each batch, inside its
+    /// transaction, and whenever the loop looks for a mark to publish. A bound lowers the marks
+    /// of its own task only: what a task keeps aside must not send its other tasks commands.
+    /// Default: none.
+    func progressBounds(of tasks: [Int32], in database: Database) throws -> [Int32: [String: MergeKey]]
     /// Input topics other services write, and the producers whose progress marks a record of
     /// a task waits for (narrowed by the `WAIT_FOR` setting).
     var upstreamProducers: [String: Set<String>] { get }
@@ -202,6 +212,7 @@ extension StreamProcessor {
     public var commandTopics: Set<String> { [] }
     public var progressTopics: [String] { [] }
     public var upstreamProducers: [String: Set<String>] { [:] }
+    public func progressBounds(of tasks: [Int32], in database: Database) throws -> [Int32: [String: MergeKey]] { [:] }
     public var tasksAreIndependent: Bool { false }
     public var figuresSpanTasks: Bool { false }
     public func mayCommandOtherTasks(_ input: Decoded<Body>) -> Bool { true }

@@ -34,7 +34,8 @@ final class TaskUnit<Processor: StreamProcessor> {
     private var erasurePending = false
     private var lastErasureAttempt: Int64 = 0
     /// The progress marks last published, per task (``ProgressMark``).
-    private var publishedMarks: [Int32: ProgressMark] = [:]
+    /// By progress topic and task: the marks last published.
+    private var publishedMarks: [String: [Int32: ProgressMark]] = [:]
     /// The frontiers last committed for the tasks this instance owns, while it shares the
     /// store's tasks with other instances (``EventTimeMerger/frontier(of:)``).
     private var committedFrontiers: [Int32: TaskFrontier] = [:]
@@ -134,8 +135,7 @@ final class TaskUnit<Processor: StreamProcessor> {
         var pulled = 0
         let limit = configuration.maxBatchRecords
         let now = monotonicMilliseconds()
-        let progressTopics = applier.processor.progressTopics
-        var published: [ProgressMark] = []
+        var published: [(topic: String, mark: ProgressMark)] = []
         var bookPublished: PeerMarkBook?
         var frontiers: [Int32: TaskFrontier] = [:]
         // Echoes the merge was told of while the batch ran (a rebuild may have merged their copy since).
@@ -162,9 +162,7 @@ final class TaskUnit<Processor: StreamProcessor> {
                 frontiers = try self.frontiersToCommit(clocks, echoes: batch.echoes)
                 try self.applier.storeFrontiers(frontiers)
                 published = try self.marksToPublish(clocks, echoes: batch.echoes)
-                for mark in published {
-                    for topic in progressTopics { try batch.emit(mark, to: topic) }
-                }
+                for (topic, mark) in published { try batch.emit(mark, to: topic) }
                 if let book = self.peerBook {
                     if let (marks, next) = self.peerMarksToPublish(echoes: batch.echoes, commandsSent: batch.peerCommands),
                        let topic = self.applier.peerTopic {
@@ -177,7 +175,7 @@ final class TaskUnit<Processor: StreamProcessor> {
                     }
                 }
             })
-        for mark in published { publishedMarks[mark.task] = mark }
+        for (topic, mark) in published { publishedMarks[topic, default: [:]][mark.task] = mark }
         if let bookPublished {
             peerBook = bookPublished
             // Holds on the peers it just sent commands to.
@@ -290,7 +288,9 @@ final class TaskUnit<Processor: StreamProcessor> {
     func revoke(_ partitions: [TopicPartition]) {
         merger.revoke(partitions)
         applier.forget(tasks: partitions.map(\.partition))
-        for partition in partitions { publishedMarks[partition.partition] = nil }
+        for partition in partitions {
+            for topic in publishedMarks.keys { publishedMarks[topic]![partition.partition] = nil }
+        }
         committedFrontiers = [:]
         // The next owner commits these tasks' frontiers; until it does, other instances wait.
         if !rebuilding, task == nil {
@@ -433,10 +433,11 @@ final class TaskUnit<Processor: StreamProcessor> {
         }
     }
 
-    /// The progress marks that differ from those last published: what this instance can promise
-    /// now for each of its tasks, from its merge and the task clocks (`echoes`: commands the batch
-    /// in hand sent itself, not yet known to the merge).
-    private func marksToPublish(_ clocks: TaskClocks, echoes: [(key: MergeKey, partition: TopicPartition)] = []) throws -> [ProgressMark] {
+    /// The progress marks that differ from those last published, by progress topic: what this
+    /// instance can promise now for each of its tasks, from its merge and the task clocks
+    /// (`echoes`: commands the batch in hand sent itself, not yet known to the merge), lowered on
+    /// each topic to what the processor says it still owes there.
+    private func marksToPublish(_ clocks: TaskClocks, echoes: [(key: MergeKey, partition: TopicPartition)] = []) throws -> [(topic: String, mark: ProgressMark)] {
         guard !applier.processor.progressTopics.isEmpty else { return [] }
         var pending = pendingWork(echoes: echoes)
         // Commands from tasks of other instances may come no earlier than their bound (tasks
@@ -451,12 +452,16 @@ final class TaskUnit<Processor: StreamProcessor> {
             }
         }
         let (streamTimes, timers) = try clockTimes(clocks, tasks: pending.keys)
-        return ProgressMark.marks(
+        let marks = ProgressMark.marks(
             producer: applier.processor.name, pending: pending, streamTimes: streamTimes, nextTimers: timers,
             timersFireWithoutInput: configuration.timerMode == .wallClock,
             tasksAreIndependent: applier.processor.tasksAreIndependent,
             otherInstances: merger.otherTasksBound == nil ? [] : otherInstancesPromises)
-            .filter { publishedMarks[$0.task] != $0 }
+        let bounds = try applier.processor.progressBounds(of: marks.map(\.task), in: applier.database)
+        return applier.processor.progressTopics.flatMap { topic in
+            marks.map { (topic: topic, mark: $0.lowered(to: bounds[$0.task]?[topic])) }
+                .filter { publishedMarks[topic]?[$0.mark.task] != $0.mark }
+        }
     }
 
     // MARK: The write-ahead log

@@ -37,6 +37,19 @@ import Testing
         try outcome.outbox.filter { $0.topic == topic }.map { try CloudEvent.decode($0.value!) }
     }
 
+    /// Upstream marks are kept across restarts as read, a promise to a key with its tie.
+    @Test func storedMarksKeepTheKeyTheyPromise() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (applier, _) = try makeApplier(directory)
+        let partition = TopicPartition(topic: "in.a", partition: 2)
+        let tied = ProgressMark(producer: "campaigns", task: 2, time: 40, idle: false, tie: (3, "m-1/claim"))
+        let idle = ProgressMark(producer: "tiers", task: 2, time: 50, idle: true, positions: ["in.b": 9])
+        try applier.database.transaction { try applier.storeMarks([(partition, tied, 7), (partition, idle, 8)]) }
+        let stored = try applier.storedMarks([partition])[partition] ?? []
+        #expect(stored.map(\.mark) == [tied, idle] && stored.map(\.offset) == [7, 8])
+    }
+
     @Test func duplicatesAreSkippedAndConflictsDeadLettered() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }

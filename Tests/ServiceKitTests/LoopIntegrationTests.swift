@@ -27,7 +27,7 @@ final class LoopInstance: Sendable {
     /// `passing`: the processor passes counts on to other members as commands (`CountingProcessor.passing`).
     init(
         environment: [String: String], topics: [String], output: String, independentTasks: Bool = false, failingMembers: Set<String> = [],
-        passing: (topic: String, every: Int64)? = nil, bouncing: Bool = false
+        passing: (topic: String, every: Int64)? = nil, bouncing: Bool = false, progress: (topics: [String], held: String)? = nil
     ) {
         let thread = Thread { [stop, finished] in
             do {
@@ -38,6 +38,10 @@ final class LoopInstance: Sendable {
                     processor.tasksAreIndependent = independentTasks
                     processor.applyingThreads = applyingThreads
                     processor.failOnMembers = failingMembers
+                    if let progress {
+                        processor.progressTopics = progress.topics
+                        processor.heldTopic = progress.held
+                    }
                     if let passing {
                         processor.passing = passing
                         processor.bouncing = bouncing
@@ -221,6 +225,46 @@ final class TopicReader: RebalanceListener {
         #expect(conflicting == 0)
         #expect(reader.records.filter { $0.topic == acmeDeadLetters.name }.isEmpty)
         #expect(try observer.count("SELECT COUNT(*) FROM outbox") == 0)
+    }
+
+    /// A processor that still owes something on one of its progress topics (records it keeps
+    /// aside) holds its marks there at the key it names, busy, while its marks on the others
+    /// follow its merge as ever; the bound's key survives the trip through Kafka.
+    @Test func aProcessorsBoundHoldsItsMarksOnThatTopicAlone() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let held = TopicSpec(name: "sk.held", partitions: 4, compacted: false, key: "member", summary: "")
+        let free = TopicSpec(name: "sk.free", partitions: 4, compacted: false, key: "member", summary: "")
+        let broker = try EmbeddedBroker(topics: [inputA, inputB, output, held, free, acmeDeadLetters])
+        let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+        try produce(producer, from: 10, count: 400)
+        let instance = LoopInstance(
+            environment: environment(broker, database: directory.appendingPathComponent("counting.sqlite").path),
+            topics: [inputA.name, inputB.name], output: output.name, progress: ([held.name, free.name], held.name))
+        let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: [output.name, held.name, free.name])
+        // Every output, then marks that say all of it was read on the free topic.
+        func lastMarks(on topic: String) throws -> [Int32: ProgressMark] {
+            var marks: [Int32: ProgressMark] = [:]
+            for record in reader.records where record.topic == topic {
+                marks[record.partition] = try ProgressMark.decode(CloudEvent.decode(record.value!), partition: record.partition)
+            }
+            return marks
+        }
+        reader.read(seconds: 90) { records in
+            records.filter { $0.topic == output.name }.count >= 400
+                && ((try? lastMarks(on: free.name))?.values.filter(\.idle).count ?? 0) == 4
+        }
+        #expect(instance.stopAndWait().error == nil)
+        reader.read(seconds: 1) { _ in false }
+        reader.close()
+        let freeMarks = try lastMarks(on: free.name), heldMarks = try lastMarks(on: held.name)
+        #expect(freeMarks.count == 4 && freeMarks.values.allSatisfy { $0.idle && $0.tie == nil && $0.time >= 10_000 }, "\(freeMarks)")
+        #expect(heldMarks.count == 4)
+        for (task, mark) in heldMarks {
+            #expect(!mark.idle && mark.time == 5 && mark.tie?.rank == 7 && mark.tie?.id == "kept-\(task)", "task \(task): \(mark)")
+        }
+        // The same promise is published once per task: its repeats are left out.
+        #expect(reader.records.filter { $0.topic == held.name }.count == 4)
     }
 
     @Test func decodingAheadPublishesExactlyWhatDecodingOnTheLoopsThreadDoes() throws {

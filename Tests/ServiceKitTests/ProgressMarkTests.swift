@@ -258,4 +258,50 @@ import Testing
         #expect(ProgressMark.isCandidate(record))
         #expect(!ProgressMark.isCandidate(ConsumedRecord(topic: "cmd", partition: 3, offset: 0, key: Array("m".utf8), value: event.encoded())))
     }
+
+    /// A producer that keeps records aside may promise a merge key rather than a millisecond
+    /// (`ProgressMark.tie`): within the mark's time, what sorts before the key is applied and
+    /// what sorts after it waits. Without a tie a mark is read and written as before.
+    @Test func aMarkThatPromisesAKeyAdmitsWhatSortsBeforeItWithinItsMillisecond() throws {
+        var merger = consumer()
+        merger.add("order@10#a", key: key(10, 1, "a"), offset: 0, from: shop0)
+        merger.add("order@10#c", key: key(10, 1, "c"), offset: 1, from: shop0)
+        merger.add("order@11", key: key(11, 1, "d"), offset: 2, from: shop0)
+        merger.markCaughtUp(shop0)
+        merger.markCaughtUp(cmd0, at: 0)
+        merger.noteProgress(ProgressMark(producer: "tiers", task: 0, time: 50, idle: false), offset: 0, from: cmd0)
+        merger.noteProgress(ProgressMark(producer: "campaigns", task: 0, time: 10, idle: false, tie: (1, "b")), offset: 1, from: cmd0)
+        merger.markCaughtUp(cmd0)
+        #expect(drain(&merger) == ["order@10#a"], "campaigns may still send something at (10, 1, b)")
+        #expect(merger.waitsForProgress(on: cmd0))
+        merger.noteProgress(ProgressMark(producer: "campaigns", task: 0, time: 10, idle: false, tie: (2, "")), offset: 2, from: cmd0)
+        merger.markCaughtUp(cmd0)
+        #expect(drain(&merger) == ["order@10#c"], "a later rank at 10 covers every id of rank 1 there, not 11")
+
+        // Read and written with its tie; a plain mark's bytes carry none.
+        let tied = ProgressMark(producer: "campaigns", task: 3, time: 10, idle: false, tie: (4, "m-7/claim"))
+        let event = tied.event(source: "loyalty/campaigns")
+        #expect(try ProgressMark.decode(CloudEvent.decode(event.encoded()), partition: 3) == tied)
+        let plain = ProgressMark(producer: "campaigns", task: 3, time: 10, idle: false)
+        #expect(plain != tied && plain.event(source: "s").id == "progress/campaigns/3/10/busy" && event.id == "progress/campaigns/3/10/busy/4/m-7/claim")
+        #expect(plain.event(source: "s").data["rank"] == nil && plain.event(source: "s").data["id"] == nil)
+        var idleTied = event
+        idleTied.data = .object(["producer": "campaigns", "task": 3, "idle": true, "rank": 4, "id": "x"])
+        #expect(throws: Rejection.self) { try ProgressMark.decode(idleTied, partition: 3) }
+        var rankAlone = event
+        rankAlone.data = .object(["producer": "campaigns", "task": 3, "idle": false, "rank": 4])
+        #expect(throws: Rejection.self) { try ProgressMark.decode(rankAlone, partition: 3) }
+    }
+
+    /// What a processor still owes on a topic lowers its mark there, and makes it busy.
+    @Test func aBoundLowersAMarkToItsKeyAndEndsItsIdleness() {
+        let busy = ProgressMark(producer: "p", task: 1, time: 100, idle: false)
+        #expect(busy.lowered(to: nil) == busy)
+        #expect(busy.lowered(to: key(120, 0, "x")) == busy, "a bound past the promise changes nothing")
+        #expect(busy.lowered(to: key(90, 3, "x")) == ProgressMark(producer: "p", task: 1, time: 90, idle: false, tie: (3, "x")))
+        #expect(busy.lowered(to: key(100, 3, "x")) == busy, "the millisecond's promise is the lower")
+        let idle = ProgressMark(producer: "p", task: 1, time: 100, idle: true, positions: ["shop": 7])
+        #expect(idle.lowered(to: key(150, 0, "y")) == ProgressMark(producer: "p", task: 1, time: 100, idle: false))
+        #expect(idle.lowered(to: key(60, 2, "y")) == ProgressMark(producer: "p", task: 1, time: 60, idle: false, tie: (2, "y")))
+    }
 }

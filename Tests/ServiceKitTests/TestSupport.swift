@@ -46,6 +46,15 @@ final class CountingProcessor: StreamProcessor {
     /// Event ids the processor says send no other task a command (``mayCommandOtherTasks(_:)``).
     var saidToSendNone: Set<String> = []
     func mayCommandOtherTasks(_ input: Decoded<Body>) -> Bool { !saidToSendNone.contains(input.eventID) }
+    /// Topics it publishes progress marks on, for services that would wait on it.
+    var progressTopics: [String] = []
+    /// One of them on which every task still owes something from (5, 7, `kept-<task>`): its
+    /// marks there go no further (``progressBounds(of:in:)``).
+    var heldTopic: String?
+    func progressBounds(of tasks: [Int32], in database: Database) throws -> [Int32: [String: MergeKey]] {
+        guard let heldTopic else { return [:] }
+        return Dictionary(uniqueKeysWithValues: tasks.map { ($0, [heldTopic: MergeKey(time: 5, rank: 7, id: "kept-\($0)")]) })
+    }
     /// Event types written by the platform's services rather than from outside (`isExternalInput` false).
     var platformTypes: Set<String> = []
     /// Ids of the records applied, and those the runtime asked about (``hasApplied(_:in:)``).
