@@ -1,3 +1,5 @@
+import Basics
+
 /// How the campaign rules learn what a budget has left when they decide an award.
 ///
 /// A budget spans every member. Where one store holds every grant of it, the rules count
@@ -80,5 +82,33 @@ public struct BudgetKeeper: Sendable, Equatable {
             if ask.inMultiplierWalk { walkGranted = true }
         }
         return answer
+    }
+}
+
+extension BudgetClaim {
+    /// The claim as the data of a `campaigns.budget-claim` event: `asks`, each with `campaign`,
+    /// `budgetPoints`, `points` and `inMultiplierWalk`, in the order the rules tried them.
+    public var json: JSONValue {
+        .object(["asks": .array(asks.map { ask in
+            .object([
+                "campaign": .string(ask.campaign), "budgetPoints": .int(ask.budgetPoints), "points": .int(ask.points),
+                "inMultiplierWalk": .bool(ask.inMultiplierWalk),
+            ])
+        })])
+    }
+
+    /// Reads a claim written by ``json``; the first field that is not as written is the error.
+    public init(json data: JSONValue) throws(JSONFieldError) {
+        guard let asks = data["asks"]?.arrayValue, !asks.isEmpty else { throw JSONFieldError(path: "asks", problem: "expected a non-empty array") }
+        self.init()
+        for (index, ask) in asks.enumerated() {
+            let at = "asks[\(index)]"
+            guard let campaign = ask["campaign"]?.stringValue, !campaign.isEmpty else { throw JSONFieldError(path: "\(at).campaign", problem: "expected a campaign id") }
+            guard let budget = ask["budgetPoints"]?.int64Value, budget > 0 else { throw JSONFieldError(path: "\(at).budgetPoints", problem: "expected points above 0") }
+            guard let points = ask["points"]?.int64Value, points > 0 else { throw JSONFieldError(path: "\(at).points", problem: "expected points above 0") }
+            guard let walk = ask["inMultiplierWalk"]?.boolValue else { throw JSONFieldError(path: "\(at).inMultiplierWalk", problem: "expected true or false") }
+            guard !self.asks.contains(where: { $0.campaign == campaign }) else { throw JSONFieldError(path: "\(at).campaign", problem: "\(campaign) is asked twice") }
+            self.asks.append(Ask(campaign: campaign, budgetPoints: budget, points: points, inMultiplierWalk: walk))
+        }
     }
 }

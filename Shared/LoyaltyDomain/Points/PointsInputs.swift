@@ -29,6 +29,10 @@ public enum EventType {
     public static let releaseHeld = "points.release-held"
     /// A registration naming a referrer, sent by the campaigns service to the referrer's task.
     public static let campaignsReferral = "campaigns.referral"
+    /// What a member's trigger asks of campaign budgets, sent by its campaigns task to the keeper of budgets.
+    public static let campaignsBudgetClaim = "campaigns.budget-claim"
+    /// The keeper of budgets' answer to a claim, sent back to the member's task.
+    public static let campaignsBudgetAnswer = "campaigns.budget-answer"
 
     /// Commands only the points service itself may send (they move points between members).
     public static let internalCommands: Set<String> = [referralReward, transferCredit, transferReturned, stockReservation, stockAnswer]
