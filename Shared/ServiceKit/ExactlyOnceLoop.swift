@@ -579,16 +579,20 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             }
             let plan = recordsToDecode(polled)
             var batchRan: [ObjectIdentifier: Bool] = [:]
-            if let turnUnderWay {
-                let decoded = plan.contains(true)
-                    ? Self.decode(polled, plan: plan, processor: processor, crashNote: crashNote, slot: .decoding, trap: decodingTrap)
-                    : Array(repeating: nil, count: polled.count)
+            /// Adds a turn's units to the totals, and notes which ran and whether work is left.
+            func tally(_ turns: [(TaskUnit<Processor>, UnitTurn)]) {
                 moreToApply = false
-                for (unit, turn) in try finishTurns(turnUnderWay, on: workers) {
+                for (unit, turn) in turns {
                     count(turn.outcome)
                     batchRan[ObjectIdentifier(unit)] = turn.ran
                     if turn.moreToApply { moreToApply = true }
                 }
+            }
+            if let turnUnderWay {
+                let decoded = plan.contains(true)
+                    ? Self.decode(polled, plan: plan, processor: processor, crashNote: crashNote, slot: .decoding, trap: decodingTrap)
+                    : Array(repeating: nil, count: polled.count)
+                tally(try finishTurns(turnUnderWay, on: workers))
                 if take(polled, decoded: decoded) { moreToApply = true }
                 for unit in units { try unit.pollRelay() }
                 try announcer?.poll()
@@ -612,13 +616,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 for unit in units { try unit.pollRelay() }
                 try announcer?.poll()
                 refreshEnds()
-                moreToApply = false
-                for unit in units {
-                    let turn = try applyTurn(in: unit)
-                    count(turn.outcome)
-                    batchRan[ObjectIdentifier(unit)] = turn.ran
-                    if turn.moreToApply { moreToApply = true }
-                }
+                tally(try units.map { ($0, try applyTurn(in: $0)) })
                 if decodingAhead, let decodeAhead {
                     decodeAhead.wait()
                     // Records buffered now are applied next turn, without waiting on the consumer.
@@ -909,7 +907,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         for worker in workers { worker.wait() }
         turnUnderWay = nil
         // The first thread's error stops the service; any other is logged, not lost.
-        let errors = results.compactMap { result -> Error? in if case .failure(let error) = result.value { error } else { nil } }
+        let errors = results.compactMap(\.failure)
         for error in errors.dropFirst() { logger.error("another task failed in the same turn", ["error": "\(error)"]) }
         if let first = errors.first { throw first }
         return try results.flatMap { try $0.value.get() }
@@ -922,9 +920,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// nothing more (no store is opened, fenced or restored on the way out).
     private func waitForTurnUnderWay() -> Bool {
         for worker in turnWorkers { worker.wait() }
-        guard let failure = turnUnderWay?.lazy.compactMap({ result -> Error? in
-            if case .failure(let error) = result.value { error } else { nil }
-        }).first else { return true }
+        guard let failure = turnUnderWay?.lazy.compactMap(\.failure).first else { return true }
         if startupError == nil { startupError = failure }
         stop.request()
         return false
@@ -933,6 +929,8 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// A share's turns, or the error that ended them; written by the thread that ran them.
     private final class ShareResult: @unchecked Sendable {
         var value: Result<[(TaskUnit<Processor>, UnitTurn)], Error> = .success([])
+        /// The error that ended the share's turns, if one did.
+        var failure: Error? { if case .failure(let error) = value { error } else { nil } }
     }
 
     /// One unit's turn: a batch if the merge releases a record, work is left over or timers

@@ -33,8 +33,7 @@ final class TaskUnit<Processor: StreamProcessor> {
     /// A batch erased personal data and the write-ahead log has not been truncated since.
     private var erasurePending = false
     private var lastErasureAttempt: Int64 = 0
-    /// The progress marks last published, per task (``ProgressMark``).
-    /// By progress topic and task: the marks last published.
+    /// The progress marks last published (``ProgressMark``), by progress topic and task.
     private var publishedMarks: [String: [Int32: ProgressMark]] = [:]
     /// The frontiers last committed for the tasks this instance owns, while it shares the
     /// store's tasks with other instances (``EventTimeMerger/frontier(of:)``).
