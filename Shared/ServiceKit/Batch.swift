@@ -214,6 +214,25 @@ public final class Batch {
         try deleteTimers.run(.text(member), .text(kind), .text(ref))
     }
 
+    /// Takes out of the timers the member's first one that fires before `bound` (due, then
+    /// rank), for the service to fire itself: one that applies records of a member it kept
+    /// aside, long after the task's stream time passed them, fires the member's timers due in
+    /// between first, as the records' order needs (a timer due at a record's time fires before
+    /// it: pass the record's time and `Int.max`).
+    public func takeTimer(member: String, firingBefore bound: (time: Int64, rank: Int)) throws -> DueTimer? {
+        let select = try database.prepare(
+            "SELECT task, due, rank, kind, ref, payload FROM timers WHERE member = ? AND (due < ? OR (due = ? AND rank < ?)) "
+                + "ORDER BY due, rank, kind, ref LIMIT 1")
+        guard let timer = try select.queryOne(.text(member), .integer(bound.time), .integer(bound.time), .integer(Int64(bound.rank)), row: { row in
+            DueTimer(
+                task: Int32(row.int64(0)), due: EventTime(millis: row.int64(1)), rank: Int(row.int64(2)), member: member,
+                kind: row.string(3), ref: row.string(4), payload: row.isNull(5) ? [] : row.blob(5))
+        }) else { return nil }
+        try database.prepare("DELETE FROM timers WHERE task = ? AND due = ? AND rank = ? AND member = ? AND kind = ? AND ref = ?").run(
+            .integer(Int64(timer.task)), .integer(timer.due.millis), .integer(Int64(timer.rank)), .text(member), .text(timer.kind), .text(timer.ref))
+        return timer
+    }
+
     /// Sends a dead letter about something the service derived (no input record of its own,
     /// e.g. a message for a member with no channel), in this transaction.
     public func deadLetter(id: String, key: String?, reason: Rejection, about details: JSONObject) throws {

@@ -775,8 +775,15 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// timers due by the clock.
     private func fireTimersLeftDue(in batch: Batch, wallClock: EventTime?, tasks: [Int32], _ progress: inout BatchProgress) throws {
         if timerMode == .streamTime {
+            var due = progress.pendingStreamTimes
+            // A timer set already due by a record that moves no clock (one a service kept aside
+            // itself, released by an answer) fires now, not at its task's next record.
+            for (task, earliest) in batch.scheduled where due[task] == nil {
+                let time = try storedStreamTime(task)
+                if time != .min && earliest <= time { due[task] = time }
+            }
             // Those the budget leaves for later fire first in the next batch.
-            for (task, time) in progress.pendingStreamTimes.sorted(by: { $0.key < $1.key }) {
+            for (task, time) in due.sorted(by: { $0.key < $1.key }) {
                 batch.task = task
                 batch.streamTime = EventTime(millis: time)
                 if try !fireTimers(task: task, upTo: time, batch: batch, &progress) { progress.timersLeftOver.insert(task) }

@@ -51,10 +51,12 @@ public struct ProgressMark: Sendable, Equatable {
 
     /// The mark lowered to `bound` on one topic: what the producer's processor still owes
     /// there beyond what its merge and timers say. A bound makes the mark busy: something is
-    /// still to come.
+    /// still to come. An idle mark promised nothing more at its time either, which the busy
+    /// one keeps as a promise to the next millisecond (a record at that time, sent already,
+    /// stays admitted).
     public func lowered(to bound: MergeKey?) -> ProgressMark {
         guard let bound, bound < key || idle else { return self }
-        let lowest = min(bound, key)
+        let lowest = min(bound, idle && time < .max ? MergeKey(time: time + 1, rank: .min, id: "") : key)
         return ProgressMark(
             producer: producer, task: task, time: lowest.time, idle: false,
             tie: lowest.rank == .min && lowest.id.isEmpty ? nil : (lowest.rank, lowest.id))

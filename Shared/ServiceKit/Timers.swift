@@ -29,4 +29,16 @@ public struct DueTimer: Sendable, Equatable {
     public var kind: String
     public var ref: String
     public var payload: [UInt8]
+
+    /// A timer as the runtime hands it over; a service builds one to act on a timer it kept
+    /// aside itself.
+    public init(task: Int32, due: EventTime, rank: Int, member: String, kind: String, ref: String, payload: [UInt8]) {
+        self.task = task
+        self.due = due
+        self.rank = rank
+        self.member = member
+        self.kind = kind
+        self.ref = ref
+        self.payload = payload
+    }
 }

@@ -301,7 +301,10 @@ import Testing
         #expect(busy.lowered(to: key(90, 3, "x")) == ProgressMark(producer: "p", task: 1, time: 90, idle: false, tie: (3, "x")))
         #expect(busy.lowered(to: key(100, 3, "x")) == busy, "the millisecond's promise is the lower")
         let idle = ProgressMark(producer: "p", task: 1, time: 100, idle: true, positions: ["shop": 7])
-        #expect(idle.lowered(to: key(150, 0, "y")) == ProgressMark(producer: "p", task: 1, time: 100, idle: false))
+        #expect(idle.lowered(to: key(150, 0, "y")) == ProgressMark(producer: "p", task: 1, time: 101, idle: false),
+                "idle promised nothing more at its time either: what was sent at 100 stays admitted")
+        #expect(idle.lowered(to: key(150, 0, "y")).admits(key(100, 9, "z"), readTo: [:]))
+        #expect(idle.lowered(to: key(100, 2, "y")) == ProgressMark(producer: "p", task: 1, time: 100, idle: false, tie: (2, "y")))
         #expect(idle.lowered(to: key(60, 2, "y")) == ProgressMark(producer: "p", task: 1, time: 60, idle: false, tie: (2, "y")))
     }
 }
