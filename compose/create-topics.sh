@@ -26,6 +26,9 @@ PARTITIONS=1 create loyalty.campaigns.definitions --config cleanup.policy=compac
 create loyalty.campaigns.commands "${keep[@]}"
 create loyalty.campaigns.rewards "${keep[@]}"
 PARTITIONS=1 create loyalty.campaigns.results --config cleanup.policy=compact
+# Claims on campaign budgets and the keeper's answers: a member waits on them, read soon after.
+create loyalty.campaigns.budget-claims
+create loyalty.campaigns.budget-answers
 create loyalty.notifications
 create loyalty.dead-letters
 # Which instance serves which tasks (member lookups, and where warm copies go): the latest

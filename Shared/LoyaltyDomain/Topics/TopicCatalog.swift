@@ -60,6 +60,16 @@ public enum Topics {
     public static let campaignCommands = TopicSpec(
         name: "loyalty.campaigns.commands", partitions: partitionCount, compacted: false,
         key: "member id (the referrer)", summary: "signed referrals the campaigns service sends to the referrer's task")
+    /// Signed claims on campaign budgets, one per trigger that asks a budget for points: written
+    /// by campaigns' task *p* on partition *p*, read by the keeper of budgets (campaigns.md,
+    /// "Budgets when tasks live on different hosts").
+    public static let campaignBudgetClaims = TopicSpec(
+        name: "loyalty.campaigns.budget-claims", partitions: partitionCount, compacted: false,
+        key: "member id (the member whose trigger asks)", summary: "signed claims of campaigns' tasks on campaign budgets, for the keeper of budgets")
+    /// The keeper's signed answers to claims: the points each budget grants the trigger.
+    public static let campaignBudgetAnswers = TopicSpec(
+        name: "loyalty.campaigns.budget-answers", partitions: partitionCount, compacted: false,
+        key: "member id", summary: "signed answers of the keeper of budgets: the points each budget grants a claim")
     /// The running results of each campaign, one record per task of the campaigns service.
     public static let campaignResults = TopicSpec(
         name: "loyalty.campaigns.results", partitions: 1, compacted: true,
@@ -95,6 +105,7 @@ public enum Topics {
     public static let all: [TopicSpec] = [
         members, orders, engagement, pointsRequests, pointsCommands, pointsLedger, pointsBalances, tierChanges, tierStatus,
         campaignDefinitions, campaignCommands, campaignRewards, campaignResults, notifications, deadLetters, instances,
+        campaignBudgetClaims, campaignBudgetAnswers,
     ] + changelogs
 
     /// Looks a topic up by name.
