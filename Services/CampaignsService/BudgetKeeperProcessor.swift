@@ -8,10 +8,8 @@ import Storage
 /// hosts"): it reads the claims campaigns' tasks send for triggers that ask a budget, in the
 /// order one store applies the triggers (it waits for campaigns' progress marks on the claims
 /// topic), decides each with ``BudgetKeeper``, answers the member's task, and publishes what is
-/// left of each budget. One store holds every budget (`figuresSpanTasks`).
-///
-/// Being built: no executable runs it yet, and campaigns sends no claims yet. Its topics are
-/// handed in until they join the catalogue with the rest.
+/// left of each budget. One store holds every budget (`figuresSpanTasks`). The
+/// `campaign-budgets` executable runs it on the catalogue's topics; tests hand in their own.
 public final class BudgetKeeperProcessor: StreamProcessor {
     /// A claim as read: the member it is for, and what it asks.
     public struct Claim {

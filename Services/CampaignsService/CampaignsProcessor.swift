@@ -18,21 +18,34 @@ public final class CampaignsProcessor: StreamProcessor {
     /// The shop's topics (spending requests for their time only, so that the progress campaigns
     /// promises points keeps up with everything points reads from the shop), and the referrals
     /// campaigns sends itself.
-    public let inputTopics = [
-        Topics.members.name, Topics.orders.name, Topics.engagement.name, Topics.pointsRequests.name, Topics.campaignCommands.name,
-    ]
+    /// With the keeper of budgets, also its answers.
+    public var inputTopics: [String] {
+        [Topics.members.name, Topics.orders.name, Topics.engagement.name, Topics.pointsRequests.name, Topics.campaignCommands.name]
+            + (budgets.topics.map { [$0.answers] } ?? [])
+    }
     public let sortedInputTopics: Set<String> = [Topics.campaignCommands.name]
+    /// The keeper's answers are a service's output: a partition of them read to its end holds
+    /// nothing up.
+    public var serviceInputTopics: Set<String> { sortedInputTopics.union(budgets.topics.map { [$0.answers] } ?? []) }
     public let broadcastTopics = [Topics.campaignDefinitions.name]
-    /// Campaign points and their reversals go to points signed; so do referrals to itself.
-    public let commandTopics: Set<String> = [Topics.pointsCommands.name, Topics.campaignCommands.name]
+    /// Campaign points and their reversals go to points signed; so do referrals to itself, and
+    /// claims to the keeper of budgets.
+    public var commandTopics: Set<String> {
+        Set([Topics.pointsCommands.name, Topics.campaignCommands.name] + (budgets.topics.map { [$0.claims] } ?? []))
+    }
     /// Points waits for campaigns' progress before it applies what could precede a campaign
-    /// grant; notifications before it applies what could precede a reward.
-    public let progressTopics = [Topics.pointsCommands.name, Topics.campaignRewards.name]
-    /// A budget spans every member, so all tasks, and has no owner task yet (campaigns.md,
-    /// "Budgets when tasks live on different hosts"): default campaigns with a budget keep the
-    /// service in one store. Results are kept per task, so nothing else spans them; a budgeted
-    /// definition read from the topic into a task's own store is dead-lettered.
-    public var figuresSpanTasks: Bool { defaults.contains { $0.budgetPoints != nil } }
+    /// grant; notifications before it applies what could precede a reward; the keeper of
+    /// budgets before it decides a claim that could follow another task's.
+    public var progressTopics: [String] {
+        [Topics.pointsCommands.name, Topics.campaignRewards.name] + (budgets.topics.map { [$0.claims] } ?? [])
+    }
+    /// Where budgets are counted (``BudgetDecisions``): with the keeper, nowhere here.
+    public let budgets: BudgetDecisions
+    /// Counted here, a budget spans every member, so all tasks: default campaigns with a budget
+    /// keep the service in one store, and a budgeted definition read from the topic into a
+    /// task's own store is dead-lettered. With the keeper of budgets (campaigns.md, "Budgets
+    /// when tasks live on different hosts") nothing spans tasks: results are kept per task.
+    public var figuresSpanTasks: Bool { budgets.topics == nil && defaults.contains { $0.budgetPoints != nil } }
     /// Member profiles carry contact data and birthdays: kept out of dead letters.
     public let personalDataTopics: Set<String> = [Topics.members.name]
     /// Birthdays, for birthday campaigns (erased at `member.closed`).
@@ -52,7 +65,7 @@ public final class CampaignsProcessor: StreamProcessor {
     static let source = "loyalty/campaigns"
 
     /// Members and results read or changed in the current batch, written back in `finish`.
-    private var members: [String: (member: CampaignMember, changed: Bool)] = [:]
+    var members: [String: (member: CampaignMember, changed: Bool)] = [:]
     /// Of each member read this batch: what of its orders and refund ids is kept apart
     /// (`campaign_orders`, `campaign_refund_ids`), looked up there, and found.
     private var apart: [String: ApartLookups<OrderApart>] = [:]
@@ -64,7 +77,9 @@ public final class CampaignsProcessor: StreamProcessor {
     }
     /// The results of the task at hand (``useTask(_:)``) and what each budget has granted in
     /// all, read once per batch (the budgets are checked against them).
-    private var totals = CampaignTotals()
+    var totals = CampaignTotals()
+    /// Of each member looked up this batch, whether a claim of its waits for the keeper's answer.
+    var waiting: [String: Bool] = [:]
     /// The task whose results `totals` holds (-1: none), and every other task's, by task.
     private var totalsTask: Int32 = -1
     private var otherTasksResults: [Int32: [String: CampaignResults]] = [:]
@@ -83,8 +98,9 @@ public final class CampaignsProcessor: StreamProcessor {
     /// Checks the signatures of campaign definitions.
     public let commandKeys: CommandKeys
 
-    public init(program: Program, defaults: [CampaignDefinition], commandKeys: CommandKeys) {
+    public init(program: Program, defaults: [CampaignDefinition], commandKeys: CommandKeys, budgets: BudgetDecisions = .counted) {
         self.commandKeys = commandKeys
+        self.budgets = budgets
         rules = CampaignRules(program: program)
         self.defaults = defaults
         registry = CampaignRegistry(defaults: defaults)
@@ -100,7 +116,7 @@ public final class CampaignsProcessor: StreamProcessor {
     public func mayCommandOtherTasks(_ input: Decoded<CampaignRecord>) -> Bool {
         switch input.body.input {
         case .registered(_, let referrer), .refusedRegistration(let referrer, _): referrer.map { $0 != input.member } ?? false
-        case .updated, .closed, .paid, .refunded, .checkedIn, .referred, .ignored: false
+        case .updated, .closed, .paid, .refunded, .checkedIn, .referred, .answered, .ignored: false
         }
     }
 
@@ -166,6 +182,9 @@ public final class CampaignsProcessor: StreamProcessor {
         }
         // The canonical form is encoded once for both the signature and the inbox hash.
         let canonical = canonicalForm(of: event)
+        if let topics = budgets.topics, record.topic == topics.answers {
+            return try decodeAnswer(event, member: member, canonicalForm: canonical, record: record)
+        }
         if record.topic == Topics.campaignCommands.name {
             // Only this service writes here; a forged referral is refused, never counted.
             guard event.source == Self.source else {
@@ -244,6 +263,17 @@ public final class CampaignsProcessor: StreamProcessor {
 
     public func apply(_ input: Decoded<CampaignRecord>, in batch: Batch) throws {
         try loadRegistryIfNeeded(batch.database)
+        if case .answered(let claim, let granted) = input.body.input {
+            return try applyAnswer(claim: claim, granted: granted, member: input.member, batch)
+        }
+        // A member whose claim waits for the keeper's answer keeps its later records aside.
+        if try isWaiting(input.member, batch.database) { return try keepAside(.record(input), batch) }
+        try applyTrigger(input, answered: nil, batch)
+    }
+
+    /// Applies a record of a member that waits for no answer: with `answered`, the trigger of a
+    /// claim again, with the keeper's answer.
+    func applyTrigger(_ input: Decoded<CampaignRecord>, answered: [String: Int64]?, _ batch: Batch) throws {
         var member = try load(input.member, batch.database, since: input.time)
         let campaigns = self.campaigns(inEffectAt: input.time)
         try loadTotals(for: batch.task, batch.database)
@@ -254,6 +284,7 @@ public final class CampaignsProcessor: StreamProcessor {
             return try batch.deadLetter(input.body.record, reason: rejection)
         case .registered(let data, let referrer):
             try sendReferral(to: referrer, of: input, member: &member, batch)
+            // A registration asks no budget.
             do {
                 decision = try rules.register(data, at: input.time, member: &member, campaigns: campaigns)
             } catch {
@@ -268,27 +299,32 @@ public final class CampaignsProcessor: StreamProcessor {
         case .closed:
             // A closed member is never rewarded again: the birthday has no more use, and goes.
             rules.close(member: &member)
-            try batch.cancelTimers(member: input.member, kind: CampaignTimer.Kind.birthday.rawValue, ref: "birthday")
+            try cancelTimers(member: input.member, kind: CampaignTimer.Kind.birthday.rawValue, ref: "birthday", batch)
             batch.noteErasure()
             decision = CampaignDecision()
-        case .ignored:
+        case .ignored, .answered:
             return
         case .referred(let referee):
             try batch.database.prepare("INSERT OR IGNORE INTO campaign_referrals(member, event_id) VALUES(?, ?)")
                 .run(.text(input.member), .text(input.eventID))
             // Like points: a referrer unknown at the registration's time is not rewarded (points
             // refuses it `unknown-referrer`), and nothing waits for one.
-            guard let registeredAt = member.registeredAt, registeredAt <= input.time,
-                  EngagementRules.admitReferral(at: input.time, counts: &member.referralsByMonth, program: rules.program)
-            else { return }
-            decision = rules.referral(referee: referee, at: input.time, member: &member, campaigns: campaigns, totals: &totals)
+            guard let registeredAt = member.registeredAt, registeredAt <= input.time else { return }
+            guard let decided = try decideOnce(.record(input), answered: answered, campaigns: campaigns, member: &member, batch, { member, totals in
+                guard EngagementRules.admitReferral(at: input.time, counts: &member.referralsByMonth, program: rules.program) else { return CampaignDecision() }
+                return rules.referral(referee: referee, at: input.time, member: &member, campaigns: campaigns, totals: &totals)
+            }) else { return }
+            decision = decided
         case .paid, .refunded, .checkedIn:
             // Events can arrive before the member's registration (another topic): they wait
             // for it, like the points service's, and are then applied in event-time order.
             guard let registeredAt = member.registeredAt else { return try park(input, batch) }
             if let rejection = tooEarly(input, registeredAt: registeredAt) { return try batch.deadLetter(input.body.record, reason: rejection) }
             try loadOrder(named: input.body.input, into: &member, batch.database)
-            decision = decide(input.body.input, at: input.time, member: &member, campaigns: campaigns)
+            guard let decided = try decideOnce(.record(input), answered: answered, campaigns: campaigns, member: &member, batch, { member, totals in
+                decide(input.body.input, at: input.time, member: &member, campaigns: campaigns, totals: &totals)
+            }) else { return }
+            decision = decided
         }
         try record(decision, member: member, cause: input.eventID, time: input.time, batch)
         if case .registered = input.body.input { try applyParkedEvents(of: input.member, batch) }
@@ -308,7 +344,9 @@ public final class CampaignsProcessor: StreamProcessor {
             to: Topics.campaignCommands.name)
     }
 
-    private func decide(_ input: CampaignInput, at time: EventTime, member: inout CampaignMember, campaigns: [CampaignDefinition]) -> CampaignDecision {
+    private func decide(
+        _ input: CampaignInput, at time: EventTime, member: inout CampaignMember, campaigns: [CampaignDefinition], totals: inout CampaignTotals
+    ) -> CampaignDecision {
         switch input {
         case .paid(let order): rules.pay(order, at: time, member: &member, campaigns: campaigns, totals: &totals)
         case .refunded(let refund): rules.refund(refund, at: time, member: &member, totals: &totals)
@@ -321,7 +359,7 @@ public final class CampaignsProcessor: StreamProcessor {
             } else {
                 CampaignDecision()
             }
-        case .registered, .refusedRegistration, .updated, .closed, .referred, .ignored: CampaignDecision()
+        case .registered, .refusedRegistration, .updated, .closed, .referred, .answered, .ignored: CampaignDecision()
         }
     }
 
@@ -348,19 +386,19 @@ public final class CampaignsProcessor: StreamProcessor {
                 try batch.deadLetter(parked, reason: error)
                 continue
             }
-            var state = try load(member, batch.database, since: input.time)
-            if let registeredAt = state.registeredAt, let rejection = tooEarly(input, registeredAt: registeredAt) {
-                try batch.deadLetter(parked, reason: rejection)
-                continue
-            }
-            try loadTotals(for: batch.task, batch.database)
-            try loadOrder(named: input.body.input, into: &state, batch.database)
-            let decision = decide(input.body.input, at: input.time, member: &state, campaigns: self.campaigns(inEffectAt: input.time))
-            try record(decision, member: state, cause: input.eventID, time: input.time, batch)
+            // One that claims of a budget makes the rest wait behind it.
+            if try isWaiting(member, batch.database) { try keepAside(.record(input), batch) } else { try applyTrigger(input, answered: nil, batch) }
         }
     }
 
     public func fire(_ timer: DueTimer, in batch: Batch) throws {
+        if try isWaiting(timer.member, batch.database) { return try keepAside(.timer(timer), batch) }
+        try fireTrigger(timer, answered: nil, batch)
+    }
+
+    /// Fires a timer of a member that waits for no answer: with `answered`, the trigger of a
+    /// claim again, with the keeper's answer.
+    func fireTrigger(_ timer: DueTimer, answered: [String: Int64]?, _ batch: Batch) throws {
         if timer.kind == ParkedRecords.timerKind {
             return try ParkedRecords.expire(timer, waitHours: rules.program.members.unknownMemberWaitHours, in: batch)
         }
@@ -368,23 +406,25 @@ public final class CampaignsProcessor: StreamProcessor {
         var member = try load(timer.member, batch.database, since: timer.due)
         let campaigns = self.campaigns(inEffectAt: timer.due)
         try loadTotals(for: batch.task, batch.database)
-        let decision: CampaignDecision
-        let cause: String
+        let decided: CampaignDecision?
         switch timer.kind {
         case CampaignTimer.Kind.birthday.rawValue:
-            decision = rules.birthday(at: timer.due, member: &member, campaigns: campaigns, totals: &totals)
-            cause = "birthday/\(timer.member)/\(timer.due.millis)"
+            decided = try decideOnce(.timer(timer), answered: answered, campaigns: campaigns, member: &member, batch) { member, totals in
+                rules.birthday(at: timer.due, member: &member, campaigns: campaigns, totals: &totals)
+            }
         case CampaignTimer.Kind.dormant.rawValue:
-            decision = rules.dormant(campaign: timer.ref, at: timer.due, member: &member, campaigns: campaigns, totals: &totals)
-            cause = "dormant/\(timer.member)/\(timer.due.millis)"
+            decided = try decideOnce(.timer(timer), answered: answered, campaigns: campaigns, member: &member, batch) { member, totals in
+                rules.dormant(campaign: timer.ref, at: timer.due, member: &member, campaigns: campaigns, totals: &totals)
+            }
         default:
             return
         }
-        try record(decision, member: member, cause: cause, time: timer.due, batch)
+        guard let decision = decided else { return }
+        try record(decision, member: member, cause: BudgetTrigger.timer(timer).cause, time: timer.due, batch)
     }
 
     /// Writes a decision: commands to the points service, reward events, timers.
-    private func record(_ decision: CampaignDecision, member: CampaignMember, cause: String, time: EventTime, _ batch: Batch) throws {
+    func record(_ decision: CampaignDecision, member: CampaignMember, cause: String, time: EventTime, _ batch: Batch) throws {
         let id = member.member
         members[id] = (member, true)
         for campaign in decision.touched {
@@ -417,11 +457,11 @@ public final class CampaignsProcessor: StreamProcessor {
         }
         if decision.cancelsDormantTimers {
             for campaign in registry.campaigns {
-                try batch.cancelTimers(member: id, kind: CampaignTimer.Kind.dormant.rawValue, ref: campaign)
+                try cancelTimers(member: id, kind: CampaignTimer.Kind.dormant.rawValue, ref: campaign, batch)
             }
         }
         for timer in decision.timers {
-            try batch.cancelTimers(member: id, kind: timer.kind.rawValue, ref: timer.ref)
+            try cancelTimers(member: id, kind: timer.kind.rawValue, ref: timer.ref, batch)
             try batch.schedule(TimerRequest(
                 due: timer.due, rank: timer.kind == .birthday ? Rank.birthday : Rank.dormant, member: id,
                 kind: timer.kind.rawValue, ref: timer.ref))
@@ -478,9 +518,10 @@ public final class CampaignsProcessor: StreamProcessor {
                 let budget = registry.latest(campaign)?.definition?.budgetPoints
                 // The stored form is the record's data: written once, for both.
                 var data = JSONWriter()
+                // With the keeper, what is left of a budget is the keeper's to say (`<campaign>/budget`).
                 results.write(
                     campaign: campaign, task: task, tasks: batch.taskCount, budgetPoints: budget,
-                    budgetGranted: totals.budgetGranted[campaign] ?? 0, to: &data)
+                    budgetGranted: budgets.topics == nil ? totals.budgetGranted[campaign] ?? 0 : nil, to: &data)
                 try saveResults.run(.text(campaign), .integer(Int64(task)), .blob(data.bytes))
                 let value = CloudEvent.encode(
                     id: "campaign-results/\(campaign)/task-\(task)/\(results.revision)", source: Self.source, type: "campaign.results",
@@ -505,6 +546,7 @@ public final class CampaignsProcessor: StreamProcessor {
         otherTasksResults.removeAll()
         totalsLoaded = false
         touched.removeAll()
+        waiting.removeAll()
     }
 
     // MARK: Definitions
@@ -519,11 +561,11 @@ public final class CampaignsProcessor: StreamProcessor {
             try batch.deadLetter(record, reason: error)
             return
         }
-        if batch.storeHoldsOneTask, let budget = entry.definition?.budgetPoints {
+        if batch.storeHoldsOneTask, budgets.topics == nil, let budget = entry.definition?.budgetPoints {
             return try batch.deadLetter(record, reason: Rejection(
                 code: .budgetNeedsOneStore,
                 detail: "campaign \(entry.campaign) version \(entry.version) has a budget (\(budget) points), which spans every task; "
-                    + "a store per task cannot keep it exact yet: run campaigns with LOYALTY_STORE_LAYOUT=service for budgeted campaigns"))
+                    + "a task's own store cannot count it: claim budgets of the keeper (BudgetDecisions.keeper), as the campaigns executable does"))
         }
         do {
             guard try registry.add(entry) == .added else { return }
@@ -566,7 +608,7 @@ public final class CampaignsProcessor: StreamProcessor {
         }
     }
 
-    private func campaigns(inEffectAt time: EventTime) -> [CampaignDefinition] {
+    func campaigns(inEffectAt time: EventTime) -> [CampaignDefinition] {
         if let span = inEffect, span.from <= time, time < span.until { return span.campaigns }
         let span = registry.inEffectSpan(at: time)
         inEffect = span
@@ -598,7 +640,7 @@ public final class CampaignsProcessor: StreamProcessor {
 
     // MARK: State
 
-    private func load(_ id: String, _ database: Database, since: EventTime) throws -> CampaignMember {
+    func load(_ id: String, _ database: Database, since: EventTime) throws -> CampaignMember {
         if let cached = members[id] { return cached.member }
         let stored = try database.prepare("SELECT state, tier, orders_apart, refunds_apart FROM campaign_members WHERE member = ?")
             .queryOne(.text(id)) { ($0.blob(0), $0.blob(1), $0.int64(2) != 0, $0.int64(3) != 0) }
@@ -617,7 +659,7 @@ public final class CampaignsProcessor: StreamProcessor {
         switch input {
         case .paid(let order): reference = (order.orderID, nil)
         case .refunded(let refund): reference = (refund.orderID, refund.refundID)
-        case .registered, .refusedRegistration, .updated, .closed, .checkedIn, .referred, .ignored: return
+        case .registered, .refusedRegistration, .updated, .closed, .checkedIn, .referred, .answered, .ignored: return
         }
         let id = member.member
         guard var lookups = apart[id] else { return }
@@ -645,7 +687,7 @@ public final class CampaignsProcessor: StreamProcessor {
     }
 
     /// Reads every task's results in the store, once per batch, and makes `task`'s those at hand.
-    private func loadTotals(for task: Int32, _ database: Database) throws {
+    func loadTotals(for task: Int32, _ database: Database) throws {
         if !totalsLoaded {
             let rows = try database.prepare("SELECT campaign, task, results FROM campaign_task_results").query { ($0.string(0), $0.int64(1), $0.blob(2)) }
             for (campaign, task, raw) in rows {
@@ -688,6 +730,8 @@ public enum CampaignInput: Sendable {
     case checkedIn
     /// A registration naming the member as its referrer (from this service's own commands).
     case referred(referee: String)
+    /// The keeper's answer to the member's claim `claim`: the points each budget grants it.
+    case answered(claim: String, granted: [String: Int64])
     /// A record of no interest to campaigns.
     case ignored
 }

@@ -41,5 +41,26 @@ public enum CampaignsSchema {
             INSERT INTO campaign_task_results(campaign, task, results) SELECT campaign, 0, results FROM campaign_results;
             DROP TABLE campaign_results;
             """),
+        Migration(version: 104, name: "budget claims", sql: """
+            -- With the keeper of budgets: each member's trigger whose claim waits for an answer
+            -- (one at most), and the member's later records and timers kept aside behind it. A
+            -- trigger is a record (topic, partition, offset, value, decoded again when applied) or
+            -- a timer (kind, ref, payload); time, rank and cause are its merge key. timers_from:
+            -- the earliest timer the trigger sets (they fire, and may claim, once it is answered).
+            CREATE TABLE campaign_budget_claims(
+                member TEXT PRIMARY KEY, task INTEGER NOT NULL, time INTEGER NOT NULL, rank INTEGER NOT NULL, cause TEXT NOT NULL,
+                topic TEXT, partition INTEGER, record_offset INTEGER, value BLOB, timer_kind TEXT, timer_ref TEXT, timer_payload BLOB,
+                timers_from INTEGER
+            ) WITHOUT ROWID;
+            CREATE INDEX campaign_budget_claims_by_task ON campaign_budget_claims(task, time);
+            CREATE TABLE campaign_kept_aside(
+                member TEXT NOT NULL, task INTEGER NOT NULL, time INTEGER NOT NULL, rank INTEGER NOT NULL, cause TEXT NOT NULL,
+                topic TEXT, partition INTEGER, record_offset INTEGER, value BLOB, timer_kind TEXT, timer_ref TEXT, timer_payload BLOB,
+                PRIMARY KEY(member, time, rank, cause)) WITHOUT ROWID;
+            CREATE INDEX campaign_kept_aside_by_task ON campaign_kept_aside(task, time, rank, cause);
+            -- Answers read before their claims were made (by a store restored or rebuilt from
+            -- older state), kept for the trigger read again: granted is campaign -> points (JSON).
+            CREATE TABLE campaign_budget_answers(member TEXT NOT NULL, claim TEXT NOT NULL, granted BLOB NOT NULL, PRIMARY KEY(member, claim)) WITHOUT ROWID;
+            """),
     ]
 }

@@ -140,7 +140,7 @@ enum CampaignCommands {
         var board = CampaignResultsBoard()
         for event in try readToEnd(Topics.campaignResults, bootstrapServers: bootstrapServers) {
             guard let campaign = event.subject, let data = event.data.objectValue else { continue }
-            board.add(campaign: campaign, data: data)
+            board.add(campaign: campaign, type: event.type, data: data)
         }
         return board.combined
     }

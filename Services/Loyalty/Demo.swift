@@ -109,7 +109,7 @@ enum Demo {
             case Topics.tierStatus.name: outputs.tiers[member] = data
             case Topics.campaignRewards.name: outputs.campaignRewards[member, default: []].append(data)
             case Topics.notifications.name: outputs.notifications[member, default: []].append(data)
-            case Topics.campaignResults.name: outputs.campaignResults.add(campaign: member, data: data)
+            case Topics.campaignResults.name: outputs.campaignResults.add(campaign: member, type: event.type, data: data)
             case Topics.deadLetters.name: outputs.deadLetters.append(data)
             default:
                 if event.type == "points.refused" { outputs.refusals[member, default: []].append(data) } else { outputs.ledger[member, default: []].append(data) }

@@ -233,7 +233,7 @@ extension PointsHealth {
         var board = CampaignResultsBoard()
         for result in campaignResults where result.time <= asOf {
             guard let id = result.subject, let data = result.data.objectValue else { continue }
-            board.add(campaign: id, data: data)
+            board.add(campaign: id, type: result.type, data: data)
         }
         let newest = board.combined
         campaigns = newest.keys.sorted().map { id in

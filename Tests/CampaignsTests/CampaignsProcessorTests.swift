@@ -16,19 +16,21 @@ import Testing
         var offsets: [String: Int64] = [:]
 
         /// `partitions` above 1: each record on its key's partition, so members fall in several tasks.
-        init(inboxHorizonDays: Int64? = nil, partitions: Int32 = 1) throws {
+        init(inboxHorizonDays: Int64? = nil, partitions: Int32 = 1, budgets: BudgetDecisions = .counted) throws {
             directory = FileManager.default.temporaryDirectory.appendingPathComponent("campaigns-tests-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            applier = try Self.open(directory, inboxHorizonDays: inboxHorizonDays, partitions: partitions)
+            applier = try Self.open(directory, inboxHorizonDays: inboxHorizonDays, partitions: partitions, budgets: budgets)
         }
 
-        static func open(_ directory: URL, inboxHorizonDays: Int64? = nil, partitions: Int32 = 1) throws -> BatchApplier<CampaignsProcessor> {
+        static func open(
+            _ directory: URL, inboxHorizonDays: Int64? = nil, partitions: Int32 = 1, budgets: BudgetDecisions = .counted
+        ) throws -> BatchApplier<CampaignsProcessor> {
             let program = try Program.load(json: ReferenceProgram.bytes())
             let defaults = try CampaignDefinition.loadFile(json: ReferenceProgram.campaignsBytes(), tiers: program.tiers.levels.map(\.id))
             let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("campaigns.sqlite").path))
             // By default one partition, so that every member's records, all on partition 0, share one task and stream time.
             let applier = try BatchApplier(
-                database: database, processor: CampaignsProcessor(program: program, defaults: defaults, commandKeys: testKeys), timerMode: .streamTime,
+                database: database, processor: CampaignsProcessor(program: program, defaults: defaults, commandKeys: testKeys, budgets: budgets), timerMode: .streamTime,
                 partitionCount: partitions, inboxHorizon: inboxHorizonDays.map { $0 * 86_400_000 })
             applier.commandKeys = testKeys
             return applier
@@ -400,7 +402,7 @@ let testKeys = try! CommandKeys.parse("test=campaigns-test-secret-001")
         }
         writer.endObject()
         try database.prepare("INSERT INTO campaign_results(campaign, results) VALUES('tiny', ?)").run(.blob(writer.bytes))
-        #expect(try database.migrate(CampaignsSchema.migrations) == [103])
+        #expect(try database.migrate(CampaignsSchema.migrations) == [103, 104])
         let rows = try database.prepare("SELECT campaign, task FROM campaign_task_results").query { ($0.string(0), $0.int64(1)) }
         #expect(rows.map { "\($0.0)/\($0.1)" } == ["tiny/0"])
         database.close()

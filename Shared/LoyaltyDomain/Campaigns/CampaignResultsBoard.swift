@@ -10,7 +10,13 @@ import Basics
 /// Records written before results were kept per task carry no `task`: such a record is the
 /// whole campaign as one store had it, which that store keeps on as task 0's results
 /// (migration 103). It stands for task 0 until task 0 publishes.
+///
+/// What is left of a budget is the keeper of budgets' to say: its `campaign.budget` records
+/// (`<campaign>/budget`) give `budgetPoints` and `budgetLeft` once there is one.
 public struct CampaignResultsBoard: Sendable {
+    /// The type of the keeper's records of what is left of a budget.
+    public static let budgetType = "campaign.budget"
+
     private struct Entry: Sendable {
         var data: JSONObject
         /// Its place among the records read.
@@ -20,6 +26,8 @@ public struct CampaignResultsBoard: Sendable {
 
     /// By campaign, the newest record of each task (nil: a record from before tasks).
     private var newest: [String: [Int64?: Entry]] = [:]
+    /// By campaign, the keeper's newest record of its budget.
+    private var budgets: [String: Entry] = [:]
     private var read = 0
 
     public init() {}
@@ -27,6 +35,20 @@ public struct CampaignResultsBoard: Sendable {
     /// Adds a `campaign.results` record (its subject and data); an older revision of the same
     /// task's results than one already read changes nothing.
     public mutating func add(campaign: String, data: JSONObject) {
+        add(campaign: campaign, type: "campaign.results", data: data)
+    }
+
+    /// Adds a record of the results topic by its type: a task's `campaign.results`, or the
+    /// keeper's `campaign.budget` (the one with more granted is the newer).
+    public mutating func add(campaign: String, type: String, data: JSONObject) {
+        if type == Self.budgetType {
+            read += 1
+            let granted = { (entry: Entry) in entry.data["pointsGranted"]?.int64Value ?? 0 }
+            let entry = Entry(data: data, sequence: read)
+            if let known = budgets[campaign], granted(known) > granted(entry) { return }
+            budgets[campaign] = entry
+            return
+        }
         read += 1
         let task = data["task"]?.int64Value
         let entry = Entry(data: data, sequence: read)
@@ -46,8 +68,9 @@ public struct CampaignResultsBoard: Sendable {
 
     /// A campaign's results over all its tasks, in the fields of one record: the figures
     /// summed; `revision` the sum of the tasks' (it grows with every change anywhere);
-    /// `budgetPoints` and `budgetLeft` from the record read last, since each record says what
-    /// was left of the whole budget when it was written; `tasks` how many tasks the service
+    /// `budgetPoints` and `budgetLeft` from the keeper's newest record of the budget, else from
+    /// the task record read last, since each said what was left of the whole budget when one
+    /// store counted it; `tasks` how many tasks the service
     /// has and `tasksReporting` how many have results.
     public func combined(_ campaign: String) -> JSONObject? {
         guard let byTask = newest[campaign] else { return nil }
@@ -69,7 +92,8 @@ public struct CampaignResultsBoard: Sendable {
             "tasks": latest.data["tasks"] ?? .int(1), "tasksReporting": .int(Int64(entries.count)),
             "membersReached": sum("membersReached"), "rewards": sum("rewards"),
             "pointsGranted": sum("pointsGranted"), "pointsReversed": sum("pointsReversed"),
-            "budgetPoints": latest.data["budgetPoints"] ?? .null, "budgetLeft": latest.data["budgetLeft"] ?? .null,
+            "budgetPoints": (budgets[campaign] ?? latest).data["budgetPoints"] ?? .null,
+            "budgetLeft": (budgets[campaign] ?? latest).data["budgetLeft"] ?? .null,
             "couponsIssued": sum("couponsIssued"), "badgesAwarded": sum("badgesAwarded"),
             "treated": groupSums("treated"), "control": groupSums("control"),
         ]

@@ -285,8 +285,9 @@ extension CampaignMember {
 
 extension CampaignResults {
     /// The `data` of a results record of one task (and its stored form): the task's members'
-    /// results, and the budget as `budgetGranted` leaves it.
-    public func write(campaign: String, task: Int32, tasks: Int32, budgetPoints: Int64?, budgetGranted: Int64, to w: inout JSONWriter) {
+    /// results, and the budget as `budgetGranted` leaves it (nil: `budgetLeft` is null, the
+    /// keeper of budgets publishes it).
+    public func write(campaign: String, task: Int32, tasks: Int32, budgetPoints: Int64?, budgetGranted: Int64?, to w: inout JSONWriter) {
         w.beginObject()
         w.key("campaignId"); w.string(campaign)
         w.key("task"); w.int(Int64(task))
@@ -298,7 +299,8 @@ extension CampaignResults {
         w.key("pointsReversed"); w.int(pointsReversed)
         if let budgetPoints {
             w.key("budgetPoints"); w.int(budgetPoints)
-            w.key("budgetLeft"); w.int(max(0, budgetPoints - budgetGranted))
+            w.key("budgetLeft")
+            if let budgetGranted { w.int(max(0, budgetPoints - budgetGranted)) } else { w.null() }
         } else {
             w.key("budgetPoints"); w.null()
             w.key("budgetLeft"); w.null()
