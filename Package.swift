@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "points", targets: ["PointsMain"]),
         .executable(name: "tiers", targets: ["TiersMain"]),
         .executable(name: "campaigns", targets: ["CampaignsMain"]),
+        .executable(name: "campaign-budgets", targets: ["CampaignBudgetsMain"]),
         .executable(name: "notifications", targets: ["NotificationsMain"]),
         .executable(name: "loyalty", targets: ["Loyalty"]),
     ],
@@ -52,6 +53,9 @@ let package = Package(
             path: "Services/CampaignsService"),
         .executableTarget(
             name: "CampaignsMain", dependencies: ["CampaignsService", "LoyaltyService", "ServiceKit", "ReferenceProgram", "LoyaltyDomain"], path: "Services/Campaigns"),
+        .executableTarget(
+            name: "CampaignBudgetsMain", dependencies: ["CampaignsService", "LoyaltyService", "ServiceKit", "LoyaltyDomain"],
+            path: "Services/CampaignBudgets"),
         .target(
             name: "NotificationsService", dependencies: ["LoyaltyDomain", "LoyaltyService", "Storage", "ServiceKit"],
             path: "Services/NotificationsService"),

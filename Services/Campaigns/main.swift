@@ -15,5 +15,6 @@ ServiceRunner.run(service: "campaigns", platform: .loyalty) { configuration in
         throw ConfigurationError(variable: "LOYALTY_CAMPAIGNS_FILE", problem: "campaigns refused: \(error)")
     }
     let commandKeys = try configuration.commandKeys()
-    return { CampaignsProcessor(program: program, defaults: defaults, commandKeys: commandKeys) }
+    // Budgets are the keeper's (the campaign-budgets executable), in every layout.
+    return { CampaignsProcessor(program: program, defaults: defaults, commandKeys: commandKeys, budgets: .keeperOfTheCatalogue) }
 }

@@ -3,7 +3,7 @@ import Foundation
 /// The services `loyalty dev` and `loyalty demo` run, found next to the `loyalty` executable.
 enum ServiceExecutables {
     /// Every service executable that exists in this build, in start order.
-    static let names = ["points", "tiers", "campaigns", "notifications"]
+    static let names = ["points", "tiers", "campaigns", "campaign-budgets", "notifications"]
 
     static var directory: URL {
         let path = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
