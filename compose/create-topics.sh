@@ -39,6 +39,6 @@ PARTITIONS=1 create loyalty.instances --config cleanup.policy=compact
 # an erased row's older states go at the next compaction, so compact within a day. A partition
 # per task: with LOYALTY_STORE_LAYOUT=task each task's store writes its own (the one store of
 # the service layout writes partition 0).
-for service in points tiers campaigns notifications; do
+for service in points tiers campaigns campaign-budgets notifications; do
   create loyalty.$service.changelog --config cleanup.policy=compact --config max.compaction.lag.ms=86400000
 done

@@ -529,6 +529,37 @@ import Testing
         #expect(try outputs(outcome, topic: "out").map(\.id) == ["reminder/r1"])
     }
 
+    @Test func aTimerSetInThePastByARecordThatMovesNoClockFiresInTheSameBatch() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (applier, processor) = try makeApplier(directory)
+        processor.clocklessTypes = ["count.remind"]
+        _ = try applier.apply([polled(processor, offset: 0, value: countEvent("e1", member: "m", n: 1, time: 10_000))])
+        // An answer-like record dated 1000 sets a timer due at 1100 and moves no clock: the timer
+        // fires at the batch's end, not at the task's next record.
+        let outcome = try applier.apply([polled(processor, offset: 1, value: countEvent("r1", member: "m", n: 100, time: 1000, type: "count.remind"))])
+        #expect(outcome.timersFired == 1)
+        #expect(try outputs(outcome, topic: "out").map(\.id) == ["reminder/r1"])
+        #expect(try applier.database.count("SELECT stream_time FROM task_clock") == 10_000, "the clock stays")
+    }
+
+    @Test func aServiceTakesAMembersTimersDueBeforeAKeyAndFiresThemItself() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (applier, processor) = try makeApplier(directory)
+        processor.clocklessTypes = ["count.take"]
+        _ = try applier.apply([
+            polled(processor, offset: 0, value: countEvent("r1", member: "m", n: 4_000, time: 1000, type: "count.remind")),
+            polled(processor, offset: 1, value: countEvent("r2", member: "m", n: 6_000, time: 1000, type: "count.remind")),
+            polled(processor, offset: 2, value: countEvent("r3", member: "o", n: 4_000, time: 1000, type: "count.remind")),
+        ])
+        // Dated 6000 and moving no clock: m's timer due at 5000 is taken, its one at 7000 and o's stay.
+        let outcome = try applier.apply([polled(processor, offset: 3, value: countEvent("t1", member: "m", n: 0, time: 6000, type: "count.take"))])
+        #expect(try outputs(outcome, topic: "out").map(\.id) == ["taken/r1"])
+        #expect(outcome.timersFired == 0)
+        #expect(try applier.database.count("SELECT COUNT(*) FROM timers") == 2)
+    }
+
     @Test func wallClockModeFiresByTheClockNotByRecords() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }

@@ -57,6 +57,8 @@ final class CountingProcessor: StreamProcessor {
     }
     /// Event types written by the platform's services rather than from outside (`isExternalInput` false).
     var platformTypes: Set<String> = []
+    /// Event types that move no clock (`movesStreamTime` false), as another service's answers.
+    var clocklessTypes: Set<String> = []
     /// Ids of the records applied, and those the runtime asked about (``hasApplied(_:in:)``).
     var appliedIDs: Set<String> = []
     var askedWhetherApplied: [String] = []
@@ -92,6 +94,7 @@ final class CountingProcessor: StreamProcessor {
             eventID: event.id, time: event.time, rank: rank(of: event.type), member: member, payloadHash: payloadHash(event.encoded()),
             body: Body(type: event.type, n: n, from: event.data["from"]?.stringValue))
         decoded.isExternalInput = !platformTypes.contains(event.type)
+        decoded.movesStreamTime = !clocklessTypes.contains(event.type)
         return decoded
     }
 
@@ -101,6 +104,14 @@ final class CountingProcessor: StreamProcessor {
         appliedIDs.insert(input.eventID)
         if input.body.type == "count.remind" {
             try batch.schedule(TimerRequest(due: input.time.adding(milliseconds: input.body.n), rank: 0, member: input.member, kind: "remind", ref: input.eventID))
+            return
+        }
+        if input.body.type == "count.take" {
+            // The member's timers due by the record's time, taken and fired here, in order.
+            while let timer = try batch.takeTimer(member: input.member, firingBefore: (input.time.millis, .max)) {
+                try batch.emit(CloudEvent(
+                    id: "taken/\(timer.ref)", source: "test", type: "count.taken", time: timer.due, subject: timer.member, data: .object([:])), to: outputTopic)
+            }
             return
         }
         try batch.database.prepare(

@@ -95,7 +95,7 @@ public enum Topics {
     /// row's latest state stays. A partition per task: a task's store (`LOYALTY_STORE_LAYOUT=task`)
     /// writes its task's, in commit order; the one store of the `service` layout writes
     /// partition 0. Not CloudEvents: the runtime's binary row format.
-    public static let changelogs: [TopicSpec] = ["points", "tiers", "campaigns", "notifications"].map { service in
+    public static let changelogs: [TopicSpec] = ["points", "tiers", "campaigns", "campaign-budgets", "notifications"].map { service in
         TopicSpec(
             name: "loyalty.\(service).changelog", partitions: partitionCount, compacted: true,
             key: "table and primary key", summary: "the \(service) service's store, row by row, to restore it from (compacted)")
