@@ -155,6 +155,14 @@ public final class CampaignsProcessor: StreamProcessor {
             "campaigns": .array(campaigns), "badges": .array(badges), "coupons": .array(coupons),
         ]
         if asOf != nil { view["note"] = "campaigns keeps each member's latest state only; asOf is not applied" }
+        // A member whose trigger waits for the keeper of budgets, with what waits behind it.
+        if let (cause, time) = try database.prepare("SELECT cause, time FROM campaign_budget_claims WHERE member = ?")
+            .queryOne(.text(member), row: { ($0.string(0), $0.int64(1)) }) {
+            let kept = try database.prepare("SELECT COUNT(*) FROM campaign_kept_aside WHERE member = ?").queryOne(.text(member)) { $0.int64(0) } ?? 0
+            view["waitingForBudget"] = .object([
+                "claim": .string("budget-claim/\(cause)"), "since": .string(EventTime(millis: time).description), "keptAside": .int(kept),
+            ])
+        }
         return .object(view)
     }
 

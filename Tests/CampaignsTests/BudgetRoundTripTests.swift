@@ -249,6 +249,10 @@ extension BudgetRoundTripTests {
             time: try EventTime.parse("2026-02-03T10:00:00+08:00").millis, rank: Rank.of(eventType: EventType.orderPaid), id: "budget-claim/a2"),
             "Ann's later order will claim at its own key; the late one bounds nothing")
         #expect(bounds[Topics.pointsCommands.name] == MergeKey(time: claimTime, rank: .min, id: ""), "the earliest unanswered claim")
+        // The member lookup says what Ann waits for, and how much waits behind it.
+        let waiting = try #require(try processor.memberView("ann", in: database, asOf: nil)?["waitingForBudget"])
+        #expect(waiting["claim"] == "budget-claim/a1" && waiting["keptAside"]?.int64Value == 2)
+        #expect(try processor.memberView("bob", in: database, asOf: nil)?["waitingForBudget"]?["claim"] == "budget-claim/b1")
 
         // A forged answer grants nothing; the keeper's releases Ann's trigger, then what she kept aside, in order.
         let forged = try h.applyRows([Self.answer(to: "budget-claim/a1", member: "ann", at: claim.time, granted: ["bonus": 30], source: "shop")])

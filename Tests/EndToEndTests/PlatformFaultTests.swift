@@ -5,11 +5,13 @@ import Synchronization
 import Testing
 
 extension EndToEnd {
-    /// The four real executables over a year for 1,000 members, points waiting for the progress
-    /// of tiers and campaigns, notifications for that of all three: tiers and campaigns killed
-    /// three times each, or started late, and every output (the ledger partition by partition,
-    /// balances, tier changes and status, campaign rewards and results, messages) is byte for
-    /// byte that of an undisturbed run of the same history, for more than one history.
+    /// The four real executables and the keeper of budgets over a year for 1,000 members, points
+    /// waiting for the progress of tiers and campaigns, notifications for that of all three, a
+    /// small budget spent to the last point: tiers and campaigns killed three times each and
+    /// the keeper once, or started late, and every output (the ledger partition by partition,
+    /// balances, tier changes and status, campaign rewards and results, the budget left,
+    /// messages) is byte for byte that of an undisturbed run of the same history, for more than
+    /// one history.
     @Suite struct PlatformFaultTests {
         /// What the services published, for comparing runs.
         struct Outputs {
@@ -28,8 +30,10 @@ extension EndToEnd {
                     // its revision number and stamp, which follow the batches.
                     var data = event.data.objectValue ?? [:]
                     data["revision"] = nil
-                    // Campaign results are kept per task: the same subject, a record per task.
-                    let key = (event.subject ?? "") + (data["task"]?.int64Value.map { "/task-\($0)" } ?? "")
+                    // Campaign results are kept per task: the same subject, a record per task; and
+                    // the keeper's record of each budget.
+                    let key = (event.subject ?? "")
+                        + (event.type == CampaignResultsBoard.budgetType ? "/budget" : data["task"]?.int64Value.map { "/task-\($0)" } ?? "")
                     records[topic, default: [:]][key] = Array(JSONValue.object(data).jsonString.utf8)
                     return
                 }
@@ -72,7 +76,15 @@ extension EndToEnd {
                 Topics.members.name, Topics.orders.name, Topics.engagement.name, Topics.pointsRequests.name, Topics.campaignCommands.name,
             ],
             "notifications": [Topics.members.name, Topics.pointsLedger.name, Topics.tierChanges.name, Topics.campaignRewards.name],
+            "campaign-budgets": [Topics.campaignBudgetClaims.name],
         ]
+
+        /// The small budget every run's campaigns spend, through the keeper: granted to the last
+        /// point early in the year, then refused to every order after.
+        static func publishBudget(to producer: KafkaProducer) throws {
+            let definition = try CampaignsEndToEndTests.definitionEvent(CampaignsEndToEndTests.budgetCampaign, from: EventTime(millis: CampaignScenario.start))
+            try producer.send(topic: Topics.campaignDefinitions.name, key: Array("budget-test".utf8), value: definition.encoded())
+        }
 
         /// Publishes the history, starts points (and `startedLate` only when `disturb` starts
         /// them), waits until every service has read all of its input with nothing left to
@@ -87,6 +99,7 @@ extension EndToEnd {
             defer { try? FileManager.default.removeItem(at: directory) }
             let broker = try EmbeddedBroker(topics: Topics.all)
             let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+            try publishBudget(to: producer)
             for record in scenario.records { try producer.send(topic: record.topic, key: Array(record.key.utf8), value: record.value) }
             #expect(producer.flush(timeoutMilliseconds: 60_000))
             let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: outputTopics)
@@ -95,7 +108,7 @@ extension EndToEnd {
                 "LOYALTY_BOOTSTRAP_SERVERS": broker.bootstrapServers, "LOYALTY_DATA_DIR": directory.path,
                 "LOYALTY_SESSION_TIMEOUT_MS": "3000", "LOYALTY_WAIT_FOR": "points,tiers,campaigns",
             ]
-            let names = ["points", "tiers", "campaigns", "notifications"]
+            let names = ["points", "tiers", "campaigns", "campaign-budgets", "notifications"]
             let services = Dictionary(uniqueKeysWithValues: names.map {
                 ($0, ServiceProcess(name: $0, environment: environment, log: directory.appendingPathComponent("\($0).log")))
             })
@@ -156,6 +169,8 @@ extension EndToEnd {
                 #expect((outputs.records[Topics.campaignRewards.name]?.count ?? 0) > 100, "campaigns rewarded members")
                 #expect((outputs.records[Topics.notifications.name]?.count ?? 0) > 1_000, "members were told")
                 #expect(outputs.ledger.values.reduce(0) { $0 + $1.count } > scenario.events.count / 2, "the ledger has content")
+                let budget = try outputs.records[Topics.campaignResults.name]?["budget-test/budget"].map { try JSONValue.parse($0) }
+                #expect(budget?["pointsGranted"]?.int64Value == 5_000 && budget?["budgetLeft"]?.int64Value == 0, "the small budget is spent to the last point")
                 known[seed] = outputs
                 return outputs
             }
@@ -173,7 +188,8 @@ extension EndToEnd {
         func killsOfTiersAndCampaigns(seed: UInt64) throws {
             let total = Double(CampaignScenario(members: 1_000, seed: seed, spending: true).events.count)
             var steps: [(share: Double, service: String)] = [
-                (0.10, "tiers"), (0.20, "campaigns"), (0.35, "tiers"), (0.50, "campaigns"), (0.65, "tiers"), (0.80, "campaigns"),
+                (0.10, "tiers"), (0.20, "campaigns"), (0.35, "tiers"), (0.42, "campaign-budgets"), (0.50, "campaigns"), (0.65, "tiers"),
+                (0.80, "campaigns"),
             ]
             try expectSameOutputs(seed: seed, "SIGKILLs of tiers and campaigns") { run, applied in
                 while let step = steps.first, Double(applied) >= step.share * total {
@@ -237,6 +253,9 @@ extension EndToEnd {
             let directory = try temporaryDirectory("platform-hosts")
             defer { removeTestState(at: directory) }
             let broker = try EmbeddedBroker(topics: Topics.all)
+            let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+            try Self.publishBudget(to: producer)
+            #expect(producer.flush(timeoutMilliseconds: 10_000))
             try publish(scenario.records, to: broker)
             let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: Self.outputTopics)
             defer { reader.close() }
@@ -260,12 +279,20 @@ extension EndToEnd {
                 })
             })
             let notifications = ServiceProcess(name: "notifications", environment: environment, log: directory.appendingPathComponent("notifications.log"))
+            // The keeper of budgets: one store, with a changelog, on a host of its own that is lost
+            // too and replaced by an empty one.
+            let keeperHost = directory.appendingPathComponent("keeper-host")
+            try FileManager.default.createDirectory(at: keeperHost, withIntermediateDirectories: true)
+            let keeper = ServiceProcess(
+                name: "campaign-budgets", environment: environment.merging(["LOYALTY_DATA_DIR": keeperHost.path, "LOYALTY_CHANGELOG": "on"]) { $1 },
+                log: directory.appendingPathComponent("campaign-budgets.log"))
             func onHost(_ host: Int) -> [ServiceProcess] { scaled.map { instances[$0]![host] } }
             for host in 0..<3 {
                 try FileManager.default.createDirectory(at: hosts[host], withIntermediateDirectories: true)
                 for instance in onHost(host) { try instance.start() }
             }
             try notifications.start()
+            try keeper.start()
             // Hosts whose instances are meant to be down.
             var down: Set<Int> = []
             var steps: [(share: Double, act: () throws -> Void)] = [
@@ -280,6 +307,12 @@ extension EndToEnd {
                 (0.25, {
                     down.remove(0)
                     for instance in onHost(0) { try instance.start() }
+                    // The keeper's host is lost: a new one restores its store from the changelog.
+                    keeper.kill()
+                    for name in try FileManager.default.contentsOfDirectory(atPath: keeperHost.path) {
+                        try FileManager.default.removeItem(at: keeperHost.appendingPathComponent(name))
+                    }
+                    try keeper.start()
                 }),
                 (0.35, {
                     down.insert(1)
@@ -328,7 +361,7 @@ extension EndToEnd {
                     + "outboxes \(hosts.map { serviceCount(in: $0, name, "SELECT COUNT(*) FROM outbox") })"
             } + ["notifications: read to the end \(probe.hasReadToEnd("notifications", in: directory, topics: inputs["notifications"]!))"]
             #expect(complete, "every output came and every service read all of its input: \(state)")
-            for instance in scaled.flatMap({ instances[$0]! }) + [notifications] { #expect(instance.stop() == 0, "\(instance.log.lastPathComponent): stops cleanly") }
+            for instance in scaled.flatMap({ instances[$0]! }) + [notifications, keeper] { #expect(instance.stop() == 0, "\(instance.log.lastPathComponent): stops cleanly") }
             reader.readToEnd(seconds: 120)
             var restored: [String: Int] = [:]
             for name in scaled {
@@ -338,6 +371,8 @@ extension EndToEnd {
                 }
             }
             #expect(scaled.allSatisfy { (restored[$0] ?? 0) > 0 }, "each service's tasks moved to hosts without their stores: \(restored)")
+            let keeperLog = (try? String(contentsOf: directory.appendingPathComponent("campaign-budgets.log"), encoding: .utf8)) ?? ""
+            #expect(keeperLog.contains("restored the store from the changelog"), "the keeper's lost store was restored on a new host")
             let differences = Self.differences(expected, try outputs())
             #expect(differences.isEmpty, "three hosts a service: \(differences.count) differences: \(differences.prefix(3))")
         }
