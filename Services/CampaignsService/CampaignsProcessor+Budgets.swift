@@ -241,11 +241,13 @@ extension CampaignsProcessor {
         try batch.database.prepare("DELETE FROM campaign_budget_claims WHERE member = ?").run(.text(member))
         waiting[member] = false
         try apply(pending.trigger, answered: granted, batch)
-        // What waited behind the claim, until one of it claims again. The member's timers set
-        // meanwhile and due before the next of it fire first, as they would have then (what is
-        // left of them fires at the end of the batch, or waits behind a new claim).
+        // What waited behind the claim, in the order the task met it (at one time a timer before
+        // a record, as the runtime fires them), until one of it claims again. The member's
+        // timers set meanwhile and due before the next of it fire first, as they would have
+        // then (what is left of them fires at the end of the batch, or waits behind a new claim).
         let next = try batch.database.prepare(
-            "SELECT task, time, rank, cause, \(BudgetTrigger.columnNames) FROM campaign_kept_aside WHERE member = ? ORDER BY time, rank, cause LIMIT 1")
+            "SELECT task, time, rank, cause, \(BudgetTrigger.columnNames) FROM campaign_kept_aside WHERE member = ? "
+                + "ORDER BY time, topic IS NOT NULL, rank, cause LIMIT 1")
         let remove = try batch.database.prepare("DELETE FROM campaign_kept_aside WHERE member = ? AND time = ? AND rank = ? AND cause = ?")
         while try !isWaiting(member, batch.database),
               let kept = try next.queryOne(.text(member), row: { row in
