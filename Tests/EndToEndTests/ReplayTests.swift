@@ -21,7 +21,7 @@ extension EndToEnd {
 
         @Test func everyServiceStoreIsRebuiltFromTheTopicsAndATamperedOneIsCaught() throws {
             let scenario = CampaignScenario(members: 300, seed: 16, spending: true)
-            _ = try PlatformFaultTests.run(scenario, whenStopped: { directory, broker in
+            _ = try PlatformFaultTests.run(scenario, budget: false, whenStopped: { directory, broker in
                 let servers = broker.bootstrapServers
                 for service in ["points", "tiers", "campaigns", "notifications"] {
                     let (status, output) = try Self.replay([service], directory: directory, broker: servers)
