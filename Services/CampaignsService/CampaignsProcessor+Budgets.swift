@@ -99,6 +99,10 @@ enum StoredTrigger {
 }
 
 extension CampaignsProcessor {
+    /// With the keeper, an answer releases what a member kept aside, whose timers may be due
+    /// already: they fire in that batch, so that no promise waits on a record that never comes.
+    public var firesDueTimersAtBatchEnd: Bool { budgets.topics != nil }
+
     /// The keeper's answer: signed by the keeper, for the member it is keyed by, with the
     /// points granted each budget. It waits for nothing and moves no clock: it is dated at its
     /// claim's trigger, long past.

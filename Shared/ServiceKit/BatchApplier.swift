@@ -777,8 +777,9 @@ public final class BatchApplier<Processor: StreamProcessor> {
         if timerMode == .streamTime {
             var due = progress.pendingStreamTimes
             // A timer set already due by a record that moves no clock (one a service kept aside
-            // itself, released by an answer) fires now, not at its task's next record.
-            for (task, earliest) in batch.scheduled where due[task] == nil {
+            // itself, released by an answer) fires now, not at its task's next record, for a
+            // service that asks.
+            for (task, earliest) in batch.scheduled where due[task] == nil && processor.firesDueTimersAtBatchEnd {
                 let time = try storedStreamTime(task)
                 if time != .min && earliest <= time { due[task] = time }
             }

@@ -121,6 +121,10 @@ public protocol StreamProcessor: AnyObject {
     /// of its own task only: what a task keeps aside must not send its other tasks commands.
     /// Default: none.
     func progressBounds(of tasks: [Int32], in database: Database) throws -> [Int32: [String: MergeKey]]
+    /// Whether a timer set already due in a batch of no record that moves its task's clock (an
+    /// answer that releases what the service kept aside) fires at the end of that batch rather
+    /// than before the task's next record, which may never come. Default: false.
+    var firesDueTimersAtBatchEnd: Bool { get }
     /// Input topics other services write, and the producers whose progress marks a record of
     /// a task waits for (narrowed by the `WAIT_FOR` setting).
     var upstreamProducers: [String: Set<String>] { get }
@@ -213,6 +217,7 @@ extension StreamProcessor {
     public var progressTopics: [String] { [] }
     public var upstreamProducers: [String: Set<String>] { [:] }
     public func progressBounds(of tasks: [Int32], in database: Database) throws -> [Int32: [String: MergeKey]] { [:] }
+    public var firesDueTimersAtBatchEnd: Bool { false }
     public var tasksAreIndependent: Bool { false }
     public var figuresSpanTasks: Bool { false }
     public func mayCommandOtherTasks(_ input: Decoded<Body>) -> Bool { true }

@@ -534,9 +534,10 @@ import Testing
         defer { try? FileManager.default.removeItem(at: directory) }
         let (applier, processor) = try makeApplier(directory)
         processor.clocklessTypes = ["count.remind"]
+        processor.firesDueTimersAtBatchEnd = true
         _ = try applier.apply([polled(processor, offset: 0, value: countEvent("e1", member: "m", n: 1, time: 10_000))])
         // An answer-like record dated 1000 sets a timer due at 1100 and moves no clock: the timer
-        // fires at the batch's end, not at the task's next record.
+        // fires at the batch's end, not at the task's next record, as the processor asks.
         let outcome = try applier.apply([polled(processor, offset: 1, value: countEvent("r1", member: "m", n: 100, time: 1000, type: "count.remind"))])
         #expect(outcome.timersFired == 1)
         #expect(try outputs(outcome, topic: "out").map(\.id) == ["reminder/r1"])

@@ -59,6 +59,7 @@ final class CountingProcessor: StreamProcessor {
     var platformTypes: Set<String> = []
     /// Event types that move no clock (`movesStreamTime` false), as another service's answers.
     var clocklessTypes: Set<String> = []
+    var firesDueTimersAtBatchEnd = false
     /// Ids of the records applied, and those the runtime asked about (``hasApplied(_:in:)``).
     var appliedIDs: Set<String> = []
     var askedWhetherApplied: [String] = []
