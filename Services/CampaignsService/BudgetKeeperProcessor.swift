@@ -112,7 +112,7 @@ public final class BudgetKeeperProcessor: StreamProcessor {
         for (campaign, time) in changed.sorted(by: { $0.key < $1.key }) {
             let granted = keeper.granted[campaign] ?? 0, budget = budgets[campaign] ?? 0
             let value = CloudEvent(
-                id: "campaign-budget/\(campaign)/\(granted)", source: Self.source, type: "campaign.budget", time: time, subject: campaign,
+                id: "campaign-budget/\(campaign)/\(granted)", source: Self.source, type: CampaignResultsBoard.budgetType, time: time, subject: campaign,
                 data: .object(["campaign": .string(campaign), "budgetPoints": .int(budget), "pointsGranted": .int(granted),
                                "budgetLeft": .int(max(0, budget - granted))])).encoded()
             try batch.emit(topic: Topics.campaignResults.name, key: "\(campaign)/budget", value: value)

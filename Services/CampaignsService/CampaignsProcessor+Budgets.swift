@@ -136,8 +136,9 @@ extension CampaignsProcessor {
         return decoded
     }
 
-    /// Decides a trigger of a member that waits for no answer. Counted: at once. With the
-    /// keeper: `decide` runs on a copy with the view `probing`; a trigger that asks no budget
+    /// Decides a trigger of a member that waits for no answer. Counted, or with no budgeted
+    /// campaign in effect: at once. With the keeper: `decide` runs on a copy with the view
+    /// `probing`; a trigger that asks no budget
     /// keeps what the copy decided, and one that does sends its claim and returns nil (the
     /// member waits, its state as before the trigger). `answered`: the trigger again, with the
     /// keeper's answer.
@@ -146,6 +147,10 @@ extension CampaignsProcessor {
         _ decide: (inout CampaignMember, inout CampaignTotals) throws -> CampaignDecision
     ) throws -> CampaignDecision? {
         guard let topics = budgets.topics else { return try decide(&member, &totals) }
+        if answered == nil && !campaigns.contains(where: { $0.budgetPoints != nil }) {
+            // Nothing to ask: no copy, no second pass.
+            return try decide(&member, &totals)
+        }
         if let answered {
             totals.budgetView = .answered(answered)
             defer { totals.budgetView = .counted }
