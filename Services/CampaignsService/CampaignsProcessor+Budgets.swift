@@ -201,6 +201,14 @@ extension CampaignsProcessor {
         return granted
     }
 
+    /// Whether the member waits on `claim`, or keeps aside the trigger that sends it.
+    func isWanted(_ claim: String, member: String, _ database: Database) throws -> Bool {
+        let cause = String(claim.dropFirst("budget-claim/".count))
+        return try database.prepare(
+            "SELECT 1 FROM campaign_budget_claims WHERE member = ?1 AND cause = ?2 UNION ALL SELECT 1 FROM campaign_kept_aside WHERE member = ?1 AND cause = ?2"
+        ).queryOne(.text(member), .text(cause)) { _ in true } ?? false
+    }
+
     /// Whether the member waits for an answer to a claim.
     func isWaiting(_ member: String, _ database: Database) throws -> Bool {
         guard budgets.topics != nil else { return false }

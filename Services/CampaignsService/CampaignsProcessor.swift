@@ -262,10 +262,13 @@ public final class CampaignsProcessor: StreamProcessor {
 
     // MARK: Applying
 
-    /// A referral command (the service's one input from the platform) sent again after its
-    /// inbox row was pruned: applied before if its referrer's referrals read name it.
+    /// An input from the platform older than the inbox horizon: a referral command sent again
+    /// after its inbox row was pruned, applied before if its referrer's referrals read name it;
+    /// an answer of the keeper, still wanted only by the claim its member waits on or a trigger
+    /// it keeps aside (an older trigger yet to be read would be older than the horizon too).
     public func hasApplied(_ input: Decoded<CampaignRecord>, in batch: Batch) throws -> Bool {
-        try batch.database.prepare("SELECT 1 FROM campaign_referrals WHERE member = ? AND event_id = ?")
+        if case .answered(let claim, _) = input.body.input { return try !isWanted(claim, member: input.member, batch.database) }
+        return try batch.database.prepare("SELECT 1 FROM campaign_referrals WHERE member = ? AND event_id = ?")
             .queryOne(.text(input.member), .text(input.eventID)) { _ in true } ?? false
     }
 

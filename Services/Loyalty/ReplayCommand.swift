@@ -4,7 +4,7 @@ import Foundation
 /// compares it with the store in use: the operator's proof that a store is sound.
 enum ReplayCommand {
     static let usage = """
-        usage: loyalty replay <points|tiers|campaigns|notifications> [--store FILE] [--into DIR]
+        usage: loyalty replay <points|tiers|campaigns|campaign-budgets|notifications> [--store FILE] [--into DIR]
           rebuild the service's store from the topics, exactly as far as the store in use has applied
           (default <data dir>/<service>.sqlite), and compare the two table by table; prints progress,
           then "the same" (exit 0) or the first difference (exit 3). The rebuild publishes nothing and

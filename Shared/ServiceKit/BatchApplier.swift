@@ -707,21 +707,28 @@ public final class BatchApplier<Processor: StreamProcessor> {
         _ input: Decoded<Processor.Body>, from record: ConsumedRecord, task: Int32, streamTime: Int64, in batch: Batch,
         _ progress: inout BatchProgress
     ) throws -> Bool {
-        // One statement for the common case, a new id: the lookup runs only when the id is known.
-        // Dated by the stream time it was applied at (for pruning), never earlier.
-        try database.prepare(
-            "INSERT INTO inbox(event_id, payload_hash, task, event_time) VALUES(?, ?, ?, ?) ON CONFLICT(event_id) DO NOTHING"
-        ).run(.text(input.eventID), .integer(input.payloadHash), .integer(Int64(task)), .integer(max(input.time.millis, streamTime)))
-        if database.changes == 0 {
-            let known = try database.prepare("SELECT payload_hash FROM inbox WHERE event_id = ?").queryOne(.text(input.eventID), row: { $0.int64(0) })
-            if known == input.payloadHash {
-                progress.outcome.duplicates += 1
-            } else {
-                try batch.deadLetter(record, reason: Rejection(
-                    code: .conflictingDuplicate, detail: "event id \(input.eventID) was applied before with a different payload"))
-                progress.outcome.deadLettered += 1
+        // Dated for pruning by the stream time it was applied at, never earlier. A record that
+        // moves no clock is applied whenever it arrives, so the stream time then says nothing of
+        // it: dated by its own time, and not noted at all when the next pruning would delete it
+        // (the processor's `hasApplied` answers for it below), so that whether its row is kept
+        // depends on nothing but its time and the task's stream time, in every store that applies it.
+        let dated = input.movesStreamTime ? max(input.time.millis, streamTime) : input.time.millis
+        if streamTime == .min || dated >= inboxCutoff(streamTime: streamTime) ?? .min {
+            // One statement for the common case, a new id: the lookup runs only when the id is known.
+            try database.prepare(
+                "INSERT INTO inbox(event_id, payload_hash, task, event_time) VALUES(?, ?, ?, ?) ON CONFLICT(event_id) DO NOTHING"
+            ).run(.text(input.eventID), .integer(input.payloadHash), .integer(Int64(task)), .integer(dated))
+            if database.changes == 0 {
+                let known = try database.prepare("SELECT payload_hash FROM inbox WHERE event_id = ?").queryOne(.text(input.eventID), row: { $0.int64(0) })
+                if known == input.payloadHash {
+                    progress.outcome.duplicates += 1
+                } else {
+                    try batch.deadLetter(record, reason: Rejection(
+                        code: .conflictingDuplicate, detail: "event id \(input.eventID) was applied before with a different payload"))
+                    progress.outcome.deadLettered += 1
+                }
+                return true
             }
-            return true
         }
         if !input.isExternalInput, streamTime != .min, let inboxHorizon, input.time.millis < streamTime - inboxHorizon,
            try processor.hasApplied(input, in: batch) {
@@ -940,15 +947,20 @@ public final class BatchApplier<Processor: StreamProcessor> {
         try tasks.contains { try earliestTimerDue($0) <= time.millis }
     }
 
+    /// The time before which a task's inbox rows are pruned at `streamTime`: the horizon
+    /// before it, rounded down to a whole hour; nil without a horizon.
+    private func inboxCutoff(streamTime: Int64) -> Int64? {
+        inboxHorizon.map { (streamTime - $0).roundedDown(to: 3_600_000) }
+    }
+
     /// Deletes inbox rows older than the horizon, rounded down to a whole hour, each time that
     /// hour moves on: what is left does not depend on how the inputs were batched (a store
     /// rebuilt from history prunes the same rows).
     private func pruneInbox(streamTimes: [Int32: Int64]) throws {
-        guard let inboxHorizon else { return }
+        guard inboxHorizon != nil else { return }
         let prune = try database.prepare("DELETE FROM inbox WHERE task = ? AND event_time < ?")
         for (task, time) in streamTimes.sorted(by: { $0.key < $1.key }) {
-            let cutoff = (time - inboxHorizon).roundedDown(to: 3_600_000)
-            guard cutoff > prunedAt[task] ?? .min else { continue }
+            guard let cutoff = inboxCutoff(streamTime: time), cutoff > prunedAt[task] ?? .min else { continue }
             try prune.run(.integer(Int64(task)), .integer(cutoff))
             prunedAt[task] = cutoff
         }

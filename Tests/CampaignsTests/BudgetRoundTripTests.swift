@@ -272,6 +272,26 @@ extension BudgetRoundTripTests {
         #expect(again.filter { $0.topic != Topics.campaignResults.name }.isEmpty)
     }
 
+    /// An answer that comes back after its task has moved on past the inbox horizon (a keeper
+    /// slow for months of event time) has no inbox row to be remembered by: it is applied while
+    /// its member waits on it, and a copy sent again after that changes nothing, not even a
+    /// kept answer.
+    @Test func anAnswerOlderThanTheInboxHorizonIsAppliedOnceAndACopyChangesNothing() throws {
+        let h = try Campaigns.Harness(inboxHorizonDays: 30, budgets: Self.budgets)
+        try h.define([try Campaigns.definition(Self.definitions[1], from: "2026-01-01T00:00:00+08:00")])
+        try h.apply([try Campaigns.registered("ann", "2026-01-01T10:00:00+08:00"), try Campaigns.registered("bob", "2026-01-01T10:00:00+08:00")])
+        let first = try h.apply([try Self.paid("a1", "ann", 10_000, "2026-02-01T10:00:00+08:00")])
+        let claim = try #require(first.first { $0.topic == BudgetKeeperProcessorTests.claims }?.event)
+        // Cat's registration months later carries the task's stream time past the horizon.
+        try h.apply([try Campaigns.registered("cat", "2026-06-01T10:00:00+08:00")])
+        let answered = try h.apply([Self.answer(to: claim.id, member: "ann", at: claim.time, granted: ["bonus": 30])])
+        #expect(answered.contains { $0.event.id == "campaign-grant/bonus/a1" }, "applied: \(answered.map(\.event.id))")
+        #expect(try h.applier.database.prepare("SELECT COUNT(*) FROM inbox WHERE event_id LIKE 'budget-answer/%'").queryOne { $0.int64(0) } == 0, "older than the horizon: no row")
+        let again = try h.applyRows([Self.answer(to: claim.id, member: "ann", at: claim.time, granted: ["bonus": 30])])
+        #expect(again.filter { $0.topic != Topics.campaignResults.name }.isEmpty)
+        #expect(try h.applier.database.prepare("SELECT COUNT(*) FROM campaign_budget_answers").queryOne { $0.int64(0) } == 0, "nothing kept for a claim answered")
+    }
+
     @Test func withTheKeeperBudgetsSpanNoTaskAndResultsLeaveWhatIsLeftToIt() throws {
         let program = try Program.load(json: ReferenceProgram.bytes())
         let budgeted = try CampaignDefinition.loadFile(

@@ -4,10 +4,11 @@ import Storage
 import Testing
 
 extension EndToEnd {
-    /// `loyalty replay <service>`: each of the four services' stores, built by the real
-    /// executables over a year of 300 members (orders, refunds, redemptions, transfers, check-ins,
-    /// referrals, campaigns, messages), is rebuilt from the topics alone and found the same, table
-    /// by table; a store changed behind the service's back is found different, at the change.
+    /// `loyalty replay <service>`: each of the four services' stores and the keeper of budgets',
+    /// built by the real executables over a year of 300 members (orders, refunds, redemptions,
+    /// transfers, check-ins, referrals, campaigns with a budget spent through the keeper,
+    /// messages), is rebuilt from the topics alone and found the same, table by table; a store
+    /// changed behind the service's back is found different, at the change.
     @Suite struct ReplayTests {
         /// Runs `loyalty replay` with `arguments`; returns its exit status and standard output.
         static func replay(_ arguments: [String], directory: URL, broker: String) throws -> (status: Int32, output: String) {
@@ -21,9 +22,9 @@ extension EndToEnd {
 
         @Test func everyServiceStoreIsRebuiltFromTheTopicsAndATamperedOneIsCaught() throws {
             let scenario = CampaignScenario(members: 300, seed: 16, spending: true)
-            _ = try PlatformFaultTests.run(scenario, budget: false, whenStopped: { directory, broker in
+            _ = try PlatformFaultTests.run(scenario, whenStopped: { directory, broker in
                 let servers = broker.bootstrapServers
-                for service in ["points", "tiers", "campaigns", "notifications"] {
+                for service in ["points", "tiers", "campaigns", "campaign-budgets", "notifications"] {
                     let (status, output) = try Self.replay([service], directory: directory, broker: servers)
                     #expect(status == 0 && output.contains("the same"), "\(service) rebuilt: \(output.suffix(1_500))")
                     #expect(output.contains("replaying \(service): read 100%"), "progress is shown: \(output.suffix(600))")

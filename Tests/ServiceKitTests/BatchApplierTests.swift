@@ -757,4 +757,38 @@ import Testing
         #expect(kept[0].count < events.count, "the inbox was pruned")
         #expect(kept[1] == kept[0] && kept[2] == kept[0], "kept \(kept.map(\.count))")
     }
+
+    /// A record that moves no clock (another service's answer) is applied whenever it arrives,
+    /// early in one store and late in another (a live store waiting on a slow keeper, a rebuild
+    /// reading every answer at once): the inbox row it leaves must not depend on when.
+    @Test func theInboxRowOfARecordThatMovesNoClockDoesNotDependOnWhenItArrived() throws {
+        let day: Int64 = 86_400_000
+        let answers = [("a-old", 2 * day), ("a-recent", 25 * day)]
+        var kept: [[String]] = []
+        var totals: [Int64] = []
+        for arrivesLate in [false, true] {
+            let directory = try temporaryDirectory()
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let (applier, processor) = try makeApplier(directory, inboxHorizon: 10 * day)
+            processor.platformTypes = ["count.answer"]
+            processor.clocklessTypes = ["count.answer"]
+            var offset: Int64 = 0
+            func answer(_ id: String, at time: Int64) -> PolledRecord<CountingProcessor.Body> {
+                defer { offset += 1 }
+                return polled(processor, offset: offset, value: countEvent(id, member: "m", n: 100, time: time, type: "count.answer"))
+            }
+            for dayIndex in Int64(0)...30 {
+                var batch = [polled(processor, offset: offset, value: countEvent("e\(dayIndex)", member: "m", n: 1, time: dayIndex * day + 1))]
+                offset += 1
+                if !arrivesLate, let (id, time) = answers.first(where: { $0.1 / day == dayIndex }) { batch.append(answer(id, at: time)) }
+                _ = try applier.apply(batch)
+            }
+            if arrivesLate { _ = try applier.apply(answers.map { answer($0.0, at: $0.1) }) }
+            kept.append(try applier.database.prepare("SELECT event_id FROM inbox WHERE event_id LIKE 'a-%' ORDER BY event_id").query { $0.string(0) })
+            totals.append(try applier.database.count("SELECT total FROM counts WHERE member = 'm'"))
+            if arrivesLate { #expect(processor.askedWhetherApplied == ["a-old"], "older than the horizon, the processor answers for it") }
+        }
+        #expect(kept[0] == ["a-recent"] && kept[1] == kept[0], "kept \(kept)")
+        #expect(totals == [231, 231], "both answers applied in both stores")
+    }
 }
