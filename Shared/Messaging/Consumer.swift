@@ -132,6 +132,25 @@ public final class KafkaConsumer: @unchecked Sendable {
         if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "assign failed") }
     }
 
+    /// Reads these assigned partitions again from these offsets: what was fetched of them
+    /// and not yet polled is dropped.
+    public func seek(_ offsets: [TopicPartition: Int64]) throws {
+        guard !offsets.isEmpty else { return }
+        let list = rd_kafka_topic_partition_list_new(Int32(offsets.count))!
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        for (partition, offset) in offsets.sorted(by: { $0.key.description < $1.key.description }) {
+            rd_kafka_topic_partition_list_add(list, partition.topic, partition.partition)?.pointee.offset = offset
+        }
+        if let error = rd_kafka_seek_partitions(handle, list, 10_000) {
+            defer { rd_kafka_error_destroy(error) }
+            throw KafkaError(rd_kafka_error_code(error), context: "seek failed: \(String(cString: rd_kafka_error_string(error)))")
+        }
+        for index in 0..<Int(list.pointee.cnt) where list.pointee.elems[index].err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            let element = list.pointee.elems[index]
+            throw KafkaError(element.err, context: "seek of \(String(cString: element.topic))[\(element.partition)] to \(element.offset) failed")
+        }
+    }
+
     /// Waits up to `timeoutMilliseconds` for the next record or event; serves rebalances.
     public func poll(timeoutMilliseconds: Int32) -> ConsumerEvent? {
         guard let message = rd_kafka_consumer_poll(handle, timeoutMilliseconds) else { return nil }

@@ -25,6 +25,15 @@ public struct ApplyFailure: Error, CustomStringConvertible {
     public var description: String { "applying \(eventID) (\(partition)@\(offset)): \(underlying)" }
 }
 
+/// Another instance on the host was given the task of a store shared with it and claimed it
+/// (``BatchApplier/claimTask()``): this one's batch rolled back, and it applies the task no more.
+public struct TaskTakenOver: Error, CustomStringConvertible {
+    public var task: Int32?
+    public var store: String
+
+    public var description: String { "another instance took task \(task.map(String.init) ?? "?") over in \(store)" }
+}
+
 /// What one batch did, for metrics.
 public struct BatchOutcome: Sendable {
     public var applied = 0
@@ -111,6 +120,10 @@ public final class BatchApplier<Processor: StreamProcessor> {
     public var partitionCount: Int32
     /// The task of a task's own store (the `task` layout); nil for the one store of every task.
     public var ownTask: Int32?
+    /// Who applies the task of this store, when instances on one host share its file: the token
+    /// this applier wrote when the task was assigned here (``claimTask()``). Each batch checks
+    /// it is still the store's; nil: nothing is checked.
+    public private(set) var ownerToken: String?
     /// The service's command topic among its inputs, where its tasks' peer marks go and, in a
     /// task's own store, every command to another task (``StreamProcessor/selfCommandTopics``).
     public let peerTopic: String?
@@ -332,6 +345,27 @@ public final class BatchApplier<Processor: StreamProcessor> {
         return result
     }
 
+    /// Takes the store's task over from any instance that had it: from now on a batch of
+    /// theirs fails with ``TaskTakenOver`` and commits nothing. Called when the task is
+    /// assigned, before the task's offsets, peer book and echoes are read: the group may give
+    /// the task to this instance while its last owner, slow, still commits a batch, which
+    /// would otherwise land after those reads (a hold on a peer that the new owner's book
+    /// lacks, and a later record applied before that peer's answer).
+    public func claimTask() throws {
+        let token = UUID().uuidString
+        try database.transaction {
+            try database.prepare("INSERT OR REPLACE INTO store_identity(name, value) VALUES('task-owner', ?)").run(.text(token))
+        }
+        ownerToken = token
+    }
+
+    /// Inside a transaction: fails if another instance claimed the task since this one did.
+    private func checkTaskOwner() throws {
+        guard let ownerToken else { return }
+        let owner = try database.prepare("SELECT value FROM store_identity WHERE name = 'task-owner'").queryOne { $0.string(0) }
+        guard owner == ownerToken else { throw TaskTakenOver(task: ownTask, store: database.configuration.path) }
+    }
+
     /// The id of the Kafka cluster this store's offsets belong to, recorded on first use; a
     /// store built from another cluster is refused, since its offsets mean nothing there.
     public func claimCluster(_ clusterID: String) throws {
@@ -490,6 +524,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
         let timersLeftIn = tasksWithTimersLeft
         do {
             try database.transaction {
+                try checkTaskOwner()
                 try changelog?.capture.begin()
                 let batch = try makeBatch()
                 try deleteDelivered(deliveredOutbox)
@@ -879,6 +914,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
         var strikeCleared = false
         do {
             try database.transaction {
+                try checkTaskOwner()
                 try changelog?.capture.begin()
                 let processor = self.processor
                 let batch = try makeBatch()

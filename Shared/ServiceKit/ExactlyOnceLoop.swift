@@ -627,6 +627,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             resumePartitions()
             for unit in units { try unit.checkpointIfDue(batchRan: batchRan[ObjectIdentifier(unit)] ?? false) }
             closeSettledUnits()
+            try retakeTasksHandedOver(now: monotonicMilliseconds())
             if let replay, replayIsDone(replay, now: monotonicMilliseconds()) { break }
             let now = monotonicMilliseconds()
             if announcementDue { try announce(tasks: assignedTasks) }
@@ -831,8 +832,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         guard !records.isEmpty else { return }
         let stored = try unit.applier.storedOffsets(Array(Set(records.map(\.topicPartition))))
         let unread = records.filter { $0.offset >= stored[$0.topicPartition] ?? 0 }
-        guard !unread.isEmpty else { return }
-        let outcome = try unit.applier.applyBroadcast(unread)
+        guard !unread.isEmpty, !unit.handedOver, let outcome = try unit.whileOwned({ try unit.applier.applyBroadcast(unread) }) else { return }
         try unit.relay.publish(outcome.outbox)
     }
 
@@ -937,6 +937,8 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// are due by the clock (wall-clock mode), or an empty one when promises, offsets or
     /// frontiers are due.
     private func applyTurn(in unit: TaskUnit<Processor>) throws -> UnitTurn {
+        // Taken over by an instance sharing its store: its revocation is on the way.
+        guard !unit.handedOver else { return UnitTurn(ran: false) }
         var turn = UnitTurn(ran: true)
         try unit.refreshOtherTasksBound()
         // Broadcast records the broker has and this instance has not read hold the tasks; a
@@ -1354,62 +1356,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     public func partitionsAssigned(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] {
         guard waitForTurnUnderWay() else { return [:] }
         do {
-            // Each task's partitions go to its unit: in the `task` layout, opened now if it is not
-            // open still (a task revoked and assigned back before its outbox was delivered).
-            var groups: [(unit: TaskUnit<Processor>, partitions: [TopicPartition])] = []
-            if configuration.storePerTask {
-                let byTask = Dictionary(grouping: partitions, by: \.partition)
-                var toOpen: [Int32] = []
-                for task in byTask.keys.sorted() {
-                    if let open = unit(of: task) {
-                        if !open.handedOver && !configuration.changelog {
-                            groups.append((open, byTask[task]!))
-                            continue
-                        }
-                        // With a changelog, another instance may have had the task meanwhile and
-                        // written to it: the store is opened anew, which resumes it if nobody
-                        // did and restores it from the changelog otherwise.
-                        open.close()
-                        units.removeAll { $0 === open }
-                    }
-                    toOpen.append(task)
-                }
-                // A warm copy of a task given here is closed first: the store takes over from it.
-                warmCopies?.take(toOpen)
-                let (opened, failure) = openUnits(ofTasks: toOpen)
-                units += opened
-                units.sort { ($0.task ?? -1) < ($1.task ?? -1) }
-                if let failure { throw failure }
-                for unit in opened { groups.append((unit, byTask[unit.task!]!)) }
-            } else {
-                groups = [(serviceUnit, partitions)]
-            }
-            // The last start's note counts at the first assignment only: a task given later comes
-            // from another instance, whose start it was not.
-            strikesToSettle = false
-            strikeNotes = []
-            var offsets: [TopicPartition: Int64] = [:]
-            for group in groups { try offsets.merge(group.unit.applier.storedOffsets(group.partitions)) { $1 } }
-            // An offset past the end means the state belongs to another cluster (say, an
-            // earlier embedded broker) or the broker lost data; one below the log start, or a
-            // partition never read whose beginning is gone, means records were deleted unread.
-            // Either way: refuse rather than skip records.
-            let bounds = try consumer.logBounds(of: partitions)
-            for partition in partitions.sorted(by: { $0.description < $1.description }) {
-                let marks = bounds[partition]!
-                let offset = offsets[partition] ?? 0
-                if offset > marks.high || offset < marks.low {
-                    throw InputLostError(partition: partition, offset: offset, logStart: marks.low, logEnd: marks.high)
-                }
-            }
-            // A task's store applies what it lacks of the broadcast topics before its first record.
-            if configuration.storePerTask {
-                for group in groups { try applyBroadcast(broadcastRecords, in: group.unit) }
-            }
-            for group in groups {
-                try group.unit.assign(
-                    group.partitions, offsets: offsets, ends: bounds.mapValues(\.high), readUpTo: replay.map { plan in { plan.end(of: $0) } })
-            }
+            let offsets = try takeOn(partitions)
             everAssigned = true
             announcementDue = true
             status.update { snapshot in
@@ -1428,6 +1375,99 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             logger.error("cannot take the assigned partitions on", ["error": "\(error)"])
             stop.request()
             return [:]
+        }
+    }
+
+    /// Takes `partitions` on: opens the stores of their tasks (the `task` layout) and claims
+    /// them, and returns the offsets to read them from, which the stores hold.
+    private func takeOn(_ partitions: [TopicPartition]) throws -> [TopicPartition: Int64] {
+        // Each task's partitions go to its unit: in the `task` layout, opened now if it is not
+        // open still (a task revoked and assigned back before its outbox was delivered).
+        var groups: [(unit: TaskUnit<Processor>, partitions: [TopicPartition])] = []
+        if configuration.storePerTask {
+            let byTask = Dictionary(grouping: partitions, by: \.partition)
+            var toOpen: [Int32] = []
+            for task in byTask.keys.sorted() {
+                if let open = unit(of: task) {
+                    if !open.handedOver && !configuration.changelog {
+                        groups.append((open, byTask[task]!))
+                        continue
+                    }
+                    // Handed over, or with a changelog, another instance may have had the task
+                    // meanwhile and written to it: the store is opened anew, which resumes it
+                    // if nobody did and restores it from the changelog otherwise.
+                    open.close()
+                    units.removeAll { $0 === open }
+                }
+                toOpen.append(task)
+            }
+            // A warm copy of a task given here is closed first: the store takes over from it.
+            warmCopies?.take(toOpen)
+            let (opened, failure) = openUnits(ofTasks: toOpen)
+            units += opened
+            units.sort { ($0.task ?? -1) < ($1.task ?? -1) }
+            if let failure { throw failure }
+            for unit in opened { groups.append((unit, byTask[unit.task!]!)) }
+        } else {
+            groups = [(serviceUnit, partitions)]
+        }
+        // The last start's note counts at the first assignment only: a task given later comes
+        // from another instance, whose start it was not.
+        strikesToSettle = false
+        strikeNotes = []
+        // A task's store is claimed before anything of it is read: a batch its last owner on
+        // this host may still commit now fails rather than land behind those reads.
+        if configuration.storePerTask && replay == nil {
+            for group in groups { try group.unit.applier.claimTask() }
+        }
+        var offsets: [TopicPartition: Int64] = [:]
+        for group in groups { try offsets.merge(group.unit.applier.storedOffsets(group.partitions)) { $1 } }
+        // An offset past the end means the state belongs to another cluster (say, an
+        // earlier embedded broker) or the broker lost data; one below the log start, or a
+        // partition never read whose beginning is gone, means records were deleted unread.
+        // Either way: refuse rather than skip records.
+        let bounds = try consumer.logBounds(of: partitions)
+        for partition in partitions.sorted(by: { $0.description < $1.description }) {
+            let marks = bounds[partition]!
+            let offset = offsets[partition] ?? 0
+            if offset > marks.high || offset < marks.low {
+                throw InputLostError(partition: partition, offset: offset, logStart: marks.low, logEnd: marks.high)
+            }
+        }
+        // A task's store applies what it lacks of the broadcast topics before its first record.
+        if configuration.storePerTask {
+            for group in groups { try applyBroadcast(broadcastRecords, in: group.unit) }
+        }
+        for group in groups {
+            try group.unit.assign(
+                group.partitions, offsets: offsets, ends: bounds.mapValues(\.high), readUpTo: replay.map { plan in { plan.end(of: $0) } })
+        }
+        return offsets
+    }
+
+    /// A task of a store shared on this host that another instance claimed (``TaskTakenOver``)
+    /// while the group still gives it here a while later: that claim came from an assignment
+    /// already past (a slow instance's), and nobody else applies the task. It is taken on
+    /// again: claimed, its state read from the store, and its partitions read again from the
+    /// store's offsets. (Were the claim the newer one after all, its instance takes the task
+    /// back the same way; either way only one instance commits to the store at a time.)
+    private func retakeTasksHandedOver(now: Int64) throws {
+        guard configuration.storePerTask else { return }
+        let window = Int64(2 * configuration.sessionTimeoutMilliseconds)
+        for unit in units where unit.handedOver && !unit.merger.assignedTasks.isEmpty {
+            guard let since = unit.handedOverAt, now - since >= window else { continue }
+            let partitions = unit.merger.partitions
+            logger.warning("taking a task on again", [
+                "task": unit.task.map(String.init) ?? "?", "handedOverSeconds": String((now - since) / 1000),
+                "reason": "another instance claimed its store, and the group still gives it here",
+            ])
+            unit.revoke(partitions)
+            let offsets = try takeOn(partitions)
+            try consumer.seek(offsets)
+            let wasPaused = partitions.filter { paused.contains($0) }
+            if !wasPaused.isEmpty { consumer.resume(wasPaused) }
+            paused.subtract(partitions)
+            reachedEnd.subtract(partitions)
         }
     }
 

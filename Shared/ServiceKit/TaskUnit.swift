@@ -139,7 +139,7 @@ final class TaskUnit<Processor: StreamProcessor> {
         var frontiers: [Int32: TaskFrontier] = [:]
         // Echoes the merge was told of while the batch ran (a rebuild may have merged their copy since).
         var expectedInBatch: Set<String> = []
-        let outcome = try applier.apply(
+        guard let outcome = try whileOwned({ try applier.apply(
             nextRecord: { newEchoes in
                 for echo in newEchoes {
                     merger.expectEcho(echo.key, on: echo.partition, now: now)
@@ -173,7 +173,7 @@ final class TaskUnit<Processor: StreamProcessor> {
                         try self.applier.storePeerBook(book)
                     }
                 }
-            })
+            }) }) else { return (BatchOutcome(), pulled) }
         for (topic, mark) in published { publishedMarks[topic, default: [:]][mark.task] = mark }
         if let bookPublished {
             peerBook = bookPublished
@@ -213,10 +213,32 @@ final class TaskUnit<Processor: StreamProcessor> {
     /// in the write-ahead log: a unit whose task was revoked is closed once it is.
     var isSettled: Bool { handedOver || (relay.inFlightCount == 0 && !hasWorkLeftOver && !erasurePending) }
 
-    /// The task was revoked here, and another instance took its changelog over before this
-    /// one had sent all of it: the unit sends and commits nothing more. The new owner restored
-    /// the store from what the changelog held and applies the rest again, with the same ids.
+    /// Another instance took the task over while this one still sent or applied it: the unit
+    /// sends and commits nothing more. Either the task was revoked here and its changelog
+    /// taken over before this one had sent all of it (the new owner restored the store from
+    /// what the changelog held and applies the rest again, with the same ids), or an instance
+    /// sharing the store's file was given the task and claimed it before this one heard of
+    /// its revocation (the new owner goes on from what the store holds, and sends again what
+    /// this one committed and may not have sent).
     private(set) var handedOver = false
+    /// When the unit was handed over while its task was still assigned here (monotonic milliseconds).
+    private(set) var handedOverAt: Int64?
+
+    /// Runs `work`, which commits to the store; nil, and the unit handed over, if another
+    /// instance claimed the store's task meanwhile (``TaskTakenOver``).
+    func whileOwned<T>(_ work: () throws -> T) throws -> T? {
+        do {
+            return try work()
+        } catch let error as TaskTakenOver {
+            handedOver = true
+            handedOverAt = monotonicMilliseconds()
+            logger.info("task handed over", [
+                "task": task.map(String.init) ?? "all", "reason": error.description,
+                "then": "the instance it was given to goes on from the store",
+            ])
+            return nil
+        }
+    }
 
     /// Serves the relay's delivery reports and sends what waits (``OutboxRelay/poll(timeoutMilliseconds:)``).
     func pollRelay(timeoutMilliseconds: Int32 = 0) throws {

@@ -791,4 +791,29 @@ import Testing
         #expect(kept[0] == ["a-recent"] && kept[1] == kept[0], "kept \(kept)")
         #expect(totals == [231, 231], "both answers applied in both stores")
     }
+
+    /// Two instances on one host share a task's store file; the group gives the task to the
+    /// second while the first, slow, still has a batch to commit. The second claims the store
+    /// before it reads anything of it: the first's batch then commits nothing, and fails so
+    /// that its instance applies the task no more.
+    @Test func aBatchOfAnInstanceWhoseTaskAnotherClaimedCommitsNothing() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (slow, processor) = try makeApplier(directory)
+        slow.ownTask = 0
+        try slow.claimTask()
+        _ = try slow.apply([polled(processor, offset: 0, value: countEvent("e0", member: "m", n: 1, time: 1_000))])
+        let (newOwner, newProcessor) = try makeApplier(directory)
+        newOwner.ownTask = 0
+        try newOwner.claimTask()
+        #expect(throws: TaskTakenOver.self) {
+            _ = try slow.apply([polled(processor, offset: 1, value: countEvent("e1", member: "m", n: 10, time: 2_000))])
+        }
+        #expect(throws: TaskTakenOver.self) { _ = try slow.applyBroadcast([]) }
+        #expect(try newOwner.database.count("SELECT total FROM counts WHERE member = 'm'") == 1, "the slow batch left nothing")
+        #expect(try newOwner.database.count("SELECT COUNT(*) FROM outbox") == 1)
+        let outcome = try newOwner.apply([polled(newProcessor, offset: 1, value: countEvent("e1", member: "m", n: 10, time: 2_000))])
+        #expect(outcome.applied == 1)
+        #expect(try newOwner.database.count("SELECT total FROM counts WHERE member = 'm'") == 11)
+    }
 }

@@ -457,6 +457,47 @@ final class TopicReader: RebalanceListener {
         }
     }
 
+    /// A task's store claimed by another instance of the host whose assignment was already
+    /// past (a slow instance's, come late), while the group still gives the task here: the
+    /// loop's next batch of it commits nothing, and after twice the session timeout the loop
+    /// takes the task on again from its store and reads its partitions again from the store's
+    /// offsets. Every record is applied once and has its output.
+    @Test func aTaskClaimedByAnInstanceWhoseAssignmentIsPastIsTakenOnAgain() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let broker = try EmbeddedBroker(topics: [inputA, inputB, output, acmeDeadLetters])
+        let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+        var environment = environment(broker, database: directory.appendingPathComponent("counting.sqlite").path)
+        environment["ACME_STORE_LAYOUT"] = "task"
+        environment["ACME_THREADS"] = "1"
+        let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: [output.name])
+        func outputs() -> Set<String> { Set(reader.records.map { String(decoding: $0.value ?? [], as: UTF8.self) }.compactMap { try? CloudEvent.decode(Array($0.utf8)).id }) }
+        try produce(producer, from: 0, count: 1_000)
+        let instance = LoopInstance(environment: environment, topics: [inputA.name, inputB.name], output: output.name, independentTasks: true)
+        // Each copy of an output counts once (a task taken on again may send some again).
+        func outputsRead(_ records: [ConsumedRecord]) -> Int { Set(records.map { $0.value ?? [] }).count }
+        reader.read(seconds: 90) { outputsRead($0) >= 1_000 }
+        #expect(outputs().count == 1_000)
+        // The stale claim.
+        let store = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("counting.task-1.sqlite").path))
+        try store.execute("INSERT OR REPLACE INTO store_identity(name, value) VALUES('task-owner', 'an instance whose assignment is past')")
+        try produce(producer, from: 1_000, count: 1_000)
+        reader.read(seconds: 90) { outputsRead($0) >= 2_000 }
+        #expect(outputs() == Set((0..<2_000).map { "out/e\($0)" }), "every record has its output: \(2_000 - outputs().count) missing")
+        #expect(instance.stopAndWait().error == nil)
+        #expect(try store.prepare("SELECT value FROM store_identity WHERE name = 'task-owner'").queryOne { $0.string(0) } != "an instance whose assignment is past",
+                "claimed again")
+        store.close()
+        var total: Int64 = 0
+        for task in 0..<4 {
+            let store = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("counting.task-\(task).sqlite").path))
+            total += try store.count("SELECT COALESCE(SUM(applied), 0) FROM counts")
+            store.close()
+        }
+        #expect(total == 2_000, "every count applied once")
+        reader.close()
+    }
+
     /// Tasks that send each other commands (`CountingProcessor.passing`), each in a store of
     /// its own, waiting for one another through peer marks: every task publishes, in order,
     /// what one store publishes, on two threads, on two hosts with directories of their own,
