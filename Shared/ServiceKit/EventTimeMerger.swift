@@ -92,6 +92,14 @@ public struct EventTimeMerger<Item> {
     /// While rebuilding a store: the commands this instance has sent, so a copy read after
     /// that is merged at once (and found a duplicate, as it was the first time).
     private var sent: Set<String> = []
+    /// A task's own store whose sorted partitions its peers write, and cover by their marks
+    /// (``PeerMarkBook``): until such a partition has been read as far as it went when it was
+    /// assigned, nothing of its task is handed out. A task taken on again may have to read
+    /// again there what it had read and answered for before (an answer to its own command
+    /// among it), which no peer covers any more, since its book was stored as of the marks
+    /// read after it; and its peers write in no common order, so that may sort before
+    /// anything held (as ``frontier(of:unreadCountsNothingOn:onlyWhatReachesOtherTasks:)`` promises nothing).
+    public var peersWriteSortedPartitions = false
     /// With instances sharing the store: the merge key up to which records may be handed out as
     /// far as the tasks of other instances go, that is the lowest frontier among those tasks and
     /// the commands on their way (nil: this instance owns every task). A record sorting after it
@@ -551,6 +559,10 @@ public struct EventTimeMerger<Item> {
         }
         // A command this instance sent that sorts earlier is still on its way.
         if !echoes.isEmpty, echoes.values.contains(where: { $0.key < chosenKey }) { return nil }
+        if peersWriteSortedPartitions {
+            let task = lanes[chosen].partition.partition
+            if lanes.contains(where: { $0.isSorted && $0.partition.partition == task && !$0.hasReadToItsFirstEnd }) { return nil }
+        }
         var waiting = false
         if !awaitedProducers.isEmpty {
             // A producer that has not promised past the record's time may still send something earlier.

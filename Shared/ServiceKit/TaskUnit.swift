@@ -85,6 +85,7 @@ final class TaskUnit<Processor: StreamProcessor> {
         merger.rebuilding = rebuilding
         if configuration.storePerTask, let task, !processor.tasksAreIndependent {
             peerBook = try applier.storedPeerBook(task: task, tasks: 0..<applier.partitionCount)
+            merger.peersWriteSortedPartitions = true
             // Its peer marks promise past the records that reach no other task.
             merger.reachesOtherTasks = { polled in
                 guard case .success(let input) = polled.decoded, input.isRelevant else { return false }

@@ -227,6 +227,25 @@ import Testing
         #expect(drain(&merger) == ["a@50"])
     }
 
+    /// A task of a store of its own taken on again reads its command partition again from its
+    /// stored offset, while its book, stored as of the marks read past that offset, no longer
+    /// holds it for an answer it had read there: until that partition has been read as far as
+    /// it went at the assignment, the answer may be behind a later command and nothing of the
+    /// task is handed out.
+    @Test func aTakenOnTaskWaitsForItsPeersPartitionToBeReadToItsFirstEnd() {
+        var merger = EventTimeMerger<String>(topics: ["a", "cmd"], sortedTopics: ["cmd"], idleMilliseconds: 0)
+        merger.peersWriteSortedPartitions = true
+        merger.assign([a0, c0], positions: [a0: 0, c0: 5], ends: [a0: 1, c0: 8])
+        merger.otherTasksBound = key(100, 0, "x")
+        merger.add("a@38", key: key(38, 0, "a38"), offset: 0, from: a0)
+        merger.markCaughtUp(a0)
+        merger.add("cmd@80", key: key(80, 0, "later command"), offset: 5, from: c0)
+        #expect(drain(&merger) == [], "the answer at 33 may be among offsets 6 and 7")
+        merger.add("cmd@33", key: key(33, 0, "answer"), offset: 6, from: c0)
+        merger.add("cmd@90", key: key(90, 0, "another"), offset: 7, from: c0)
+        #expect(drain(&merger) == ["cmd@33", "a@38", "cmd@80", "cmd@90"])
+    }
+
     /// The hold by other instances lasts only while the merge finds it so, and a partition read
     /// to its end, in its grace or not, leaves the frontier to the rest.
     @Test func theHoldByOtherInstancesEndsWithItsCauseAndGraceIsNotAFrontier() {
