@@ -132,14 +132,14 @@ public final class KafkaConsumer: @unchecked Sendable {
         if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "assign failed") }
     }
 
-    /// Reads these assigned partitions again from these offsets: what was fetched of them
-    /// and not yet polled is dropped.
-    public func seek(_ offsets: [TopicPartition: Int64]) throws {
+    /// Reads these assigned partitions again from these offsets (nil: from the beginning):
+    /// what was fetched of them and not yet polled is dropped.
+    public func seek(_ offsets: [TopicPartition: Int64?]) throws {
         guard !offsets.isEmpty else { return }
         let list = rd_kafka_topic_partition_list_new(Int32(offsets.count))!
         defer { rd_kafka_topic_partition_list_destroy(list) }
         for (partition, offset) in offsets.sorted(by: { $0.key.description < $1.key.description }) {
-            rd_kafka_topic_partition_list_add(list, partition.topic, partition.partition)?.pointee.offset = offset
+            rd_kafka_topic_partition_list_add(list, partition.topic, partition.partition)?.pointee.offset = offset ?? Int64(RD_KAFKA_OFFSET_BEGINNING)
         }
         if let error = rd_kafka_seek_partitions(handle, list, 10_000) {
             defer { rd_kafka_error_destroy(error) }

@@ -767,7 +767,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
         }
         if !input.isExternalInput, streamTime != .min, let inboxHorizon, input.time.millis < streamTime - inboxHorizon,
            try processor.hasApplied(input, in: batch) {
-            // Its first copy's inbox row is pruned; the row just written remembers it again.
+            // Its first copy's inbox row is pruned; the row just written, if any, remembers it again.
             progress.outcome.duplicates += 1
             return true
         }

@@ -937,8 +937,8 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
     /// are due by the clock (wall-clock mode), or an empty one when promises, offsets or
     /// frontiers are due.
     private func applyTurn(in unit: TaskUnit<Processor>) throws -> UnitTurn {
-        // Taken over by an instance sharing its store: its revocation is on the way.
-        guard !unit.handedOver else { return UnitTurn(ran: false) }
+        // A task's store taken over by an instance sharing it: its revocation is on the way.
+        guard !(configuration.storePerTask && unit.handedOver) else { return UnitTurn(ran: false) }
         var turn = UnitTurn(ran: true)
         try unit.refreshOtherTasksBound()
         // Broadcast records the broker has and this instance has not read hold the tasks; a
@@ -1462,8 +1462,10 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
                 "reason": "another instance claimed its store, and the group still gives it here",
             ])
             unit.revoke(partitions)
+            // A failure stops the service, as one taking partitions on at an assignment does.
             let offsets = try takeOn(partitions)
-            try consumer.seek(offsets)
+            // From the beginning where the store has no offset yet, as at an assignment.
+            try consumer.seek(Dictionary(uniqueKeysWithValues: partitions.map { ($0, offsets[$0]) }))
             let wasPaused = partitions.filter { paused.contains($0) }
             if !wasPaused.isEmpty { consumer.resume(wasPaused) }
             paused.subtract(partitions)

@@ -21,7 +21,9 @@ public struct Decoded<Body> {
     public var isRelevant = true
     /// False for records of another service's output (the points ledger read by campaigns):
     /// applied at their own time, they neither fire timers nor move the task's stream time,
-    /// since they may run ahead of the shop's topics that the timers follow.
+    /// since they may run ahead of the shop's topics that the timers follow. Such a record's
+    /// inbox row is dated by its own time, and not written when it is already older than the
+    /// inbox keeps: a copy of it further behind than the horizon is told by `hasApplied`.
     public var movesStreamTime = true
     /// False for records written by the platform's services rather than from outside (a
     /// grant from tiers, the ledger): only outside input is refused when it is older than the
@@ -181,9 +183,10 @@ public protocol StreamProcessor: AnyObject {
     /// Whether the store already holds the effects of a platform record (`isExternalInput`
     /// false) whose inbox row may be pruned: one further behind the task's stream time than
     /// the inbox horizon, sent again by a writer that replayed its outbox (a restored task)
-    /// long after the first copy was applied. The record then counts as a duplicate. Outside
-    /// records that old are refused instead, so only these are asked about. Default: false,
-    /// the service's rules must tell a repeat themselves.
+    /// long after the first copy was applied, or one that moves no stream time and came that
+    /// late even the first time (its row is not written then). The record then counts as a
+    /// duplicate. Outside records that old are refused instead, so only these are asked about.
+    /// Default: false, the service's rules must tell a repeat themselves.
     func hasApplied(_ input: Decoded<Body>, in batch: Batch) throws -> Bool
     /// Applies one input. Throws only for failures of storage, which abort the batch.
     func apply(_ input: Decoded<Body>, in batch: Batch) throws
