@@ -59,7 +59,17 @@ enum BudgetTrigger {
     }
 
     /// The id of the claim the trigger sends, which the keeper orders claims by within their key.
-    var claimID: String { "budget-claim/\(cause)" }
+    var claimID: String { Self.claimID(of: cause) }
+
+    /// The id of the claim a trigger named `cause` sends.
+    static func claimID(of cause: String) -> String { claimPrefix + cause }
+
+    /// The trigger a claim id names, nil if it names none.
+    static func cause(ofClaim claim: String) -> String? {
+        claim.hasPrefix(claimPrefix) ? String(claim.dropFirst(claimPrefix.count)) : nil
+    }
+
+    private static let claimPrefix = "budget-claim/"
 
     /// The trigger's columns in `campaign_budget_claims` and `campaign_kept_aside`, after the
     /// member and task: time, rank, cause, then the record (topic, partition, offset, value) or
@@ -115,7 +125,7 @@ extension CampaignsProcessor {
             throw Rejection(code: .forbiddenSource, detail: "\(record.topic) is written by \(BudgetKeeperProcessor.source) only, not \(event.source)")
         }
         if let rejection = commandKeys.verify(event, canonicalForm: canonicalForm) { throw rejection }
-        guard let claim = event.data["claim"]?.stringValue, claim.hasPrefix("budget-claim/") else {
+        guard let claim = event.data["claim"]?.stringValue, BudgetTrigger.cause(ofClaim: claim) != nil else {
             throw Rejection(code: .invalidEvent, detail: "data.claim: expected the id of the claim answered")
         }
         guard let members = event.data["granted"]?.objectValue?.members else {
@@ -203,7 +213,7 @@ extension CampaignsProcessor {
 
     /// Whether the member waits on `claim`, or keeps aside the trigger that sends it.
     func isWanted(_ claim: String, member: String, _ database: Database) throws -> Bool {
-        let cause = String(claim.dropFirst("budget-claim/".count))
+        guard let cause = BudgetTrigger.cause(ofClaim: claim) else { return false }
         return try database.prepare(
             "SELECT 1 FROM campaign_budget_claims WHERE member = ?1 AND cause = ?2 UNION ALL SELECT 1 FROM campaign_kept_aside WHERE member = ?1 AND cause = ?2"
         ).queryOne(.text(member), .text(cause)) { _ in true } ?? false
@@ -248,7 +258,7 @@ extension CampaignsProcessor {
         ).queryOne(.text(member)) { row in
             (cause: row.string(1), trigger: StoredTrigger(row, from: 2, member: member, task: Int32(row.int64(0))))
         }
-        guard let pending, "budget-claim/\(pending.cause)" == claim else {
+        guard let pending, BudgetTrigger.claimID(of: pending.cause) == claim else {
             // Not the claim that waits: one whose trigger is still to be read again (a store
             // restored or rebuilt), kept until then, or one answered before, kept in vain.
             let stored = JSONValue.object(JSONObject(granted.sorted { $0.key < $1.key }.map { JSONMember(key: $0.key, value: .int($0.value)) }))
@@ -327,7 +337,7 @@ extension CampaignsProcessor {
             }
             var claimsBound = pending?.timers.map { MergeKey(time: $0, rank: .min, id: "") }
             if let (time, rank, cause) = try kept.queryOne(.integer(Int64(task)), row: { ($0.int64(0), $0.int(1), $0.string(2)) }) {
-                claimsBound = min(claimsBound ?? .highest, MergeKey(time: time, rank: rank, id: "budget-claim/\(cause)"))
+                claimsBound = min(claimsBound ?? .highest, MergeKey(time: time, rank: rank, id: BudgetTrigger.claimID(of: cause)))
             }
             if let claimsBound { bounds[task, default: [:]][topics.claims] = claimsBound }
         }

@@ -160,7 +160,7 @@ public final class CampaignsProcessor: StreamProcessor {
             .queryOne(.text(member), row: { ($0.string(0), $0.int64(1)) }) {
             let kept = try database.prepare("SELECT COUNT(*) FROM campaign_kept_aside WHERE member = ?").queryOne(.text(member)) { $0.int64(0) } ?? 0
             view["waitingForBudget"] = .object([
-                "claim": .string("budget-claim/\(cause)"), "since": .string(EventTime(millis: time).description), "keptAside": .int(kept),
+                "claim": .string(BudgetTrigger.claimID(of: cause)), "since": .string(EventTime(millis: time).description), "keptAside": .int(kept),
             ])
         }
         return .object(view)

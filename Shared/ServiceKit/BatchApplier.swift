@@ -123,7 +123,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// Who applies the task of this store, when instances on one host share its file: the token
     /// this applier wrote when the task was assigned here (``claimTask()``). Each batch checks
     /// it is still the store's; nil: nothing is checked.
-    public private(set) var ownerToken: String?
+    private var ownerToken: String?
     /// The service's command topic among its inputs, where its tasks' peer marks go and, in a
     /// task's own store, every command to another task (``StreamProcessor/selfCommandTopics``).
     public let peerTopic: String?

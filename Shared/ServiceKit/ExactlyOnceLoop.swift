@@ -1466,9 +1466,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             let offsets = try takeOn(partitions)
             // From the beginning where the store has no offset yet, as at an assignment.
             try consumer.seek(Dictionary(uniqueKeysWithValues: partitions.map { ($0, offsets[$0]) }))
-            let wasPaused = partitions.filter { paused.contains($0) }
-            if !wasPaused.isEmpty { consumer.resume(wasPaused) }
-            paused.subtract(partitions)
+            resumeIfPaused(partitions)
             reachedEnd.subtract(partitions)
         }
     }
@@ -1491,10 +1489,15 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         }
         // librdkafka keeps an application's pause through a rebalance: a partition assigned
         // back would never be fetched again.
+        resumeIfPaused(partitions)
+        logger.info("partitions revoked", ["partitions": partitions.map(\.description).sorted().joined(separator: ",")])
+    }
+
+    /// Resumes those of `partitions` the loop paused, and forgets their pause.
+    private func resumeIfPaused(_ partitions: [TopicPartition]) {
         let wasPaused = partitions.filter { paused.contains($0) }
         if !wasPaused.isEmpty { consumer.resume(wasPaused) }
         paused.subtract(partitions)
-        logger.info("partitions revoked", ["partitions": partitions.map(\.description).sorted().joined(separator: ",")])
     }
 }
 
