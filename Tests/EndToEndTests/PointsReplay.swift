@@ -103,7 +103,8 @@ enum PointsReplay {
     }
 
     /// Publishes `records`, starts the service, waits until it has applied at least `inputs`
-    /// events and nothing is left in flight, stops it, and reads the ledger to its end.
+    /// events, its stores have read every input partition to its end and nothing is left in
+    /// flight, stops it, and reads the ledger to its end.
     /// `disturb` is called about once a second with the number of events applied so far.
     static func run(
         _ records: [(topic: String, key: String, value: [UInt8])], inputs: Int, programFile: URL? = nil, seconds: Double = 600,
@@ -139,6 +140,13 @@ enum PointsReplay {
         let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: [Topics.pointsLedger.name])
         defer { reader.close() }
         let run = Run(broker: broker, environment: environment, directory: directory)
+        // Done is judged by where the stores have read every input to, not by how many records
+        // they applied: commands points sends itself count as applied too, so a count reaches
+        // `inputs` before the history is through, and a rebalance can hold it still a while.
+        let probe = try EndProbe(bootstrap: broker.bootstrapServers)
+        let inputTopics = [
+            Topics.members.name, Topics.orders.name, Topics.engagement.name, Topics.pointsRequests.name, Topics.pointsCommands.name,
+        ]
         try run.main.start()
         // Counted over the store, or the task stores, of every running instance (a lost host's
         // stores are gone, and its successor's count from where they were restored). A task's
@@ -154,7 +162,8 @@ enum PointsReplay {
             guard let applied = count("SELECT COALESCE(SUM(applied), 0) FROM task_clock"),
                   let unsent = count("SELECT COUNT(*) FROM outbox"), let echoes = count("SELECT COUNT(*) FROM echoes") else { continue }
             try disturb?(run, applied)
-            if applied >= Int64(inputs) && unsent == 0 && echoes == 0 && applied == last && run.extras.isEmpty { break }
+            if applied >= Int64(inputs) && unsent == 0 && echoes == 0 && applied == last && run.extras.isEmpty
+                && probe.hasReadToEnd("points", inAnyOf: run.dataDirectories, topics: inputTopics) { break }
             last = applied
         }
         #expect(run.main.isRunning, "see \(directory.path)/points.log")
