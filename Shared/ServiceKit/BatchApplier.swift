@@ -128,6 +128,17 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// task's own store, every command to another task (``StreamProcessor/selfCommandTopics``).
     public let peerTopic: String?
 
+    /// For a store of every task fed in event-time order across them (the simulation's), nil
+    /// otherwise: whether a task has a record still to read. Before a record, the timers due
+    /// before its time of its own task and of every task that has one fire, in (due, rank,
+    /// member, kind, ref) order across tasks, where each task's would otherwise fire only at its
+    /// own next record. A running task fires them at that record, but promises nothing past them
+    /// until then, so what tasks share through a keeper (campaign budgets) is decided in this
+    /// order; a task with nothing more to read never fires them. A timer due at the record's
+    /// very millisecond still waits for its own task's next record (the keeper orders a shop
+    /// event before a timer of that instant, by rank).
+    public var taskHasRecordToCome: ((_ task: Int32) -> Bool)?
+
     /// How far ahead of the clock it is measured against an event may be (milliseconds): in
     /// stream mode its task's stream time, or the newest of the store's other tasks or the
     /// record's broker-set timestamp (see `exceededFutureLimit`), in wall-clock mode `clock`.
@@ -658,7 +669,9 @@ public final class BatchApplier<Processor: StreamProcessor> {
         case .passOver:
             break
         case .advanceClock(let time):
-            if timerMode == .streamTime, try !fireTimers(task: task, upTo: max(streamTime, time.millis), batch: batch, &progress) {
+            if timerMode == .streamTime,
+               try !fireEveryTasksTimers(before: time.millis, batch: batch, &progress)
+                || !fireTimers(task: task, upTo: max(streamTime, time.millis), batch: batch, &progress) {
                 progress.carried = polled
                 return
             }
@@ -772,7 +785,8 @@ public final class BatchApplier<Processor: StreamProcessor> {
             return true
         }
         if timerMode == .streamTime && input.movesStreamTime,
-           try !fireTimers(task: task, upTo: max(streamTime, input.time.millis), batch: batch, &progress) {
+           try !fireEveryTasksTimers(before: input.time.millis, batch: batch, &progress)
+            || !fireTimers(task: task, upTo: max(streamTime, input.time.millis), batch: batch, &progress) {
             // Carried to the next batch: it is not in the inbox until it is applied.
             try database.prepare("DELETE FROM inbox WHERE event_id = ?").run(.text(input.eventID))
             return false
@@ -1047,6 +1061,56 @@ public final class BatchApplier<Processor: StreamProcessor> {
             .queryOne(.integer(Int64(task)), row: { $0.optionalInt64(0) }) ?? nil
         earliestTimer[task] = due ?? .max
         return due ?? .max
+    }
+
+    /// With ``taskHasRecordToCome``: fires the timers due before `limit` of the batch's current
+    /// task and of every task with a record to come, the earliest of all first, including those
+    /// that firing sets, as many as the batch's budget allows, each in its own task and at its
+    /// task's stream time, as the task would at its next record. Returns whether none due before
+    /// `limit` is left.
+    private func fireEveryTasksTimers(before limit: Int64, batch: Batch, _ progress: inout BatchProgress) throws -> Bool {
+        guard let taskHasRecordToCome else { return true }
+        let (recordTask, recordStreamTime) = (batch.task, batch.streamTime)
+        defer { (batch.task, batch.streamTime) = (recordTask, recordStreamTime) }
+        let first = try database.prepare(
+            "SELECT due, rank, member, kind, ref, payload FROM timers WHERE task = ? AND due < ? ORDER BY due, rank, member, kind, ref LIMIT 1")
+        let delete = try database.prepare(
+            "DELETE FROM timers WHERE task = ? AND due = ? AND rank = ? AND member = ? AND kind = ? AND ref = ?")
+        func key(_ timer: DueTimer) -> (Int64, Int, String, String, String, Int32) {
+            (timer.due.millis, timer.rank, timer.member, timer.kind, timer.ref, timer.task)
+        }
+        while true {
+            var earliest: DueTimer?
+            for task in 0..<partitionCount
+            where min(try earliestTimerDue(task), batch.scheduled[task] ?? .max) < limit && (task == recordTask || taskHasRecordToCome(task)) {
+                let timer = try first.queryOne(.integer(Int64(task)), .integer(limit)) { row in
+                    DueTimer(
+                        task: task, due: EventTime(millis: row.int64(0)), rank: row.int(1), member: row.string(2),
+                        kind: row.string(3), ref: row.string(4), payload: row.blob(5))
+                }
+                guard let timer else {
+                    // Cancelled since it was counted: the task's earliest is read again.
+                    batch.scheduled[task] = nil
+                    earliestTimer[task] = nil
+                    continue
+                }
+                if earliest.map({ key(timer) < key($0) }) ?? true { earliest = timer }
+            }
+            guard let timer = earliest else { return true }
+            guard progress.timersLeft > 0 else { return false }
+            try delete.run(
+                .integer(Int64(timer.task)), .integer(timer.due.millis), .integer(Int64(timer.rank)),
+                .text(timer.member), .text(timer.kind), .text(timer.ref))
+            batch.scheduled[timer.task] = nil
+            earliestTimer[timer.task] = nil
+            batch.task = timer.task
+            batch.streamTime = EventTime(millis: max(try progress.pendingStreamTimes[timer.task] ?? storedStreamTime(timer.task), 0))
+            batch.firingTimer = true
+            defer { batch.firingTimer = false }
+            try processor.fire(timer, in: batch)
+            progress.outcome.timersFired += 1
+            progress.timersLeft -= 1
+        }
     }
 
     /// Fires the task's timers due at or before `limit`, in (due, rank, member, kind, ref)

@@ -96,12 +96,21 @@ extension EndToEnd {
             disturb: (Run, _ pointsApplied: Int64) throws -> Void = { _, _ in },
             whenStopped: (_ directory: URL, _ broker: EmbeddedBroker) throws -> Void = { _, _ in }
         ) throws -> Outputs {
+            try run(records: scenario.records, budget: budget, startedLate: startedLate, disturb: disturb, whenStopped: whenStopped)
+        }
+
+        /// The same for a history of `records` (topic, key, bytes).
+        static func run(
+            records: [(topic: String, key: String, value: [UInt8])], budget: Bool = true, startedLate: Set<String> = [],
+            disturb: (Run, _ pointsApplied: Int64) throws -> Void = { _, _ in },
+            whenStopped: (_ directory: URL, _ broker: EmbeddedBroker) throws -> Void = { _, _ in }
+        ) throws -> Outputs {
             let directory = try temporaryDirectory("platform-faults")
             defer { try? FileManager.default.removeItem(at: directory) }
             let broker = try EmbeddedBroker(topics: Topics.all)
             let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
             if budget { try publishBudget(to: producer) }
-            for record in scenario.records { try producer.send(topic: record.topic, key: Array(record.key.utf8), value: record.value) }
+            for record in records { try producer.send(topic: record.topic, key: Array(record.key.utf8), value: record.value) }
             #expect(producer.flush(timeoutMilliseconds: 60_000))
             let reader = try TopicReader(bootstrap: broker.bootstrapServers, topics: outputTopics)
             defer { reader.close() }

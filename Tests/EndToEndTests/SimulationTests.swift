@@ -56,6 +56,76 @@ extension EndToEnd {
             return members
         }
 
+        /// Where what the services published and what the simulation wrote to `out` differ
+        /// (empty when they agree record for record), but for what is left of `budget`: the
+        /// services' tasks leave it to the keeper's own record, returned, while the simulation
+        /// counts it in its one store.
+        static func differences(
+            _ published: PlatformFaultTests.Outputs, simulatedIn out: URL, budget: String
+        ) throws -> (keeper: JSONValue?, differences: [String]) {
+            var simulated = try outputs(in: out)
+            var publishedByTask = published
+            let results = Topics.campaignResults.name
+            let keeper = try publishedByTask.records[results]?.removeValue(forKey: "\(budget)/budget").map { try JSONValue.parse($0) }
+            for key in simulated.records[results]?.keys.sorted() ?? [] {
+                var data = try JSONValue.parse(simulated.records[results]![key]!).objectValue ?? [:]
+                if data["campaignId"]?.stringValue == budget { data["budgetLeft"] = .null }
+                simulated.records[results]![key] = Array(JSONValue.object(data).jsonString.utf8)
+            }
+            return (keeper, PlatformFaultTests.differences(publishedByTask, simulated))
+        }
+
+        /// A budget with room for one birthday, and two members on tasks of their own: the
+        /// first's birthday comes a day before the second's, but the first's task reads its next
+        /// record (and so fires the birthday) only a week after the second's. The services'
+        /// keeper grants the budget in the order of the birthdays' times, since the first task
+        /// promises nothing past a timer it has not fired; the simulation, which counts the
+        /// budget in one store, fires every task's timers before a later record, and agrees.
+        @Test func aBudgetThatRunsOutBetweenTwoTasksTimersGoesToTheEarlierInTheSimulationToo() throws {
+            let budget = try CampaignsEndToEndTests.definitionEvent(
+                #"{"id":"birthday-budget","version":1,"name":"Birthday on a budget","trigger":{"event":"birthday"},"reward":{"points":100},"budgetPoints":100}"#,
+                from: EventTime(millis: CampaignScenario.start))
+            func task(_ member: String) -> Int32 { Murmur2Partitioner.partition(of: Array(member.utf8), partitions: Topics.partitionCount) }
+            let first = "bday-first"
+            let second = try #require((0..<100).map { "bday-second-\($0)" }.first { task($0) != task(first) })
+            let day = CampaignScenario.day
+            func event(_ type: String, _ member: String, _ time: Int64, _ data: JSONObject = [:]) -> CloudEvent {
+                CloudEvent(id: "\(member)/\(type)/\(time)", source: "campaign-shop", type: type, time: EventTime(millis: time), subject: member, data: .object(data))
+            }
+            let start = CampaignScenario.start
+            let events = [
+                event(EventType.memberRegistered, first, start + 3_600_000, ["birthday": "1990-03-10"]),
+                event(EventType.memberRegistered, second, start + 3_600_000, ["birthday": "1990-03-11"]),
+                // 12 March, 10:00 and 20 March, 10:00 (Shanghai): each member's first record after
+                // the birthdays, the second member's first.
+                event(EventType.checkedIn, second, start + 70 * day + 10 * 3_600_000),
+                event(EventType.checkedIn, first, start + 78 * day + 10 * 3_600_000),
+            ]
+            let history = [budget] + events
+            let published = try PlatformFaultTests.run(
+                records: [(Topics.campaignDefinitions.name, "birthday-budget", budget.encoded())]
+                    + events.map { (Topics.inputTopic(forEventType: $0.type)!.name, $0.subject!, $0.encoded()) },
+                budget: false)
+            let directory = try temporaryDirectory("simulate")
+            defer { removeTestState(at: directory) }
+            let file = directory.appendingPathComponent("history.jsonl")
+            try Self.writeHistory(history, to: file)
+            let out = directory.appendingPathComponent("out")
+            let (status, output) = try Self.simulate(["--history", file.path, "--out", out.path], directory: directory)
+            #expect(status == 0, "\(output.suffix(2_000))")
+
+            func budgetRewards(_ outputs: PlatformFaultTests.Outputs) throws -> [String] {
+                try (outputs.records[Topics.campaignRewards.name] ?? [:]).values.map { try JSONValue.parse($0) }
+                    .filter { $0["data"]?["campaignId"]?.stringValue == "birthday-budget" }.compactMap { $0["data"]?["memberId"]?.stringValue }
+            }
+            let rewards = (services: try budgetRewards(published), simulation: try budgetRewards(try Self.outputs(in: out)))
+            #expect(rewards.services == [first], "the keeper grants the budget to the earlier birthday")
+            #expect(rewards.simulation == [first], "so does the simulation")
+            let (keeper, differences) = try Self.differences(published, simulatedIn: out, budget: "birthday-budget")
+            #expect(keeper?["budgetLeft"]?.int64Value == 0, "the keeper spent the budget")
+            #expect(differences.isEmpty, "\(differences.count) differences: \(differences.prefix(3))")
+        }
+
         @Test func aSimulatedYearEqualsWhatTheServicesPublishMemberByMember() throws {
             let scenario = CampaignScenario(members: 1_000, seed: 71, spending: true)
             let published = try PlatformFaultTests().undisturbed(scenario, seed: 71)
@@ -71,20 +141,9 @@ extension EndToEnd {
             #expect(status == 0, "\(output.suffix(2_000))")
             #expect(output.contains("simulated notifications"), "progress is told: \(output.prefix(600))")
 
-            // Every output, record for record (the compacted topics' latest value per key), but
-            // what is left of a budget: the services' tasks leave it to the keeper's own record,
-            // which says it is spent, while the simulation counts it in its one store.
-            var simulated = try Self.outputs(in: out)
-            var publishedByTask = published
-            let results = Topics.campaignResults.name
-            let keeper = try publishedByTask.records[results]?.removeValue(forKey: "budget-test/budget").map { try JSONValue.parse($0) }
+            // Every output, record for record (the compacted topics' latest value per key).
+            let (keeper, differences) = try Self.differences(published, simulatedIn: out, budget: "budget-test")
             #expect(keeper?["budgetLeft"]?.int64Value == 0 && keeper?["pointsGranted"]?.int64Value == 5_000, "the keeper spent the budget")
-            for key in simulated.records[results]?.keys.sorted() ?? [] {
-                var data = try JSONValue.parse(simulated.records[results]![key]!).objectValue ?? [:]
-                if data["campaignId"]?.stringValue == "budget-test" { data["budgetLeft"] = .null }
-                simulated.records[results]![key] = Array(JSONValue.object(data).jsonString.utf8)
-            }
-            let differences = PlatformFaultTests.differences(publishedByTask, simulated)
             #expect(differences.isEmpty, "\(differences.count) differences: \(differences.prefix(3))")
 
             // Every member's end state, field by field, against what the services published.

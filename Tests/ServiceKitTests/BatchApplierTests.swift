@@ -429,6 +429,37 @@ import Testing
         #expect(try applier.database.count("SELECT COUNT(*) FROM timers") == 0)
     }
 
+    /// A store fed every task's records in one event-time order (the simulation's) may fire,
+    /// before a record, the timers due before its time of every task with a record to come,
+    /// the earliest of all first, where each task's would otherwise wait for its own next
+    /// record; one due at the record's very millisecond still waits for its own task, and a
+    /// task with nothing more to read keeps its timers.
+    @Test func everyTasksTimersMayFireBeforeALaterRecordInEventTimeOrder() throws {
+        for everyTask in [false, true] {
+            let directory = try temporaryDirectory()
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let (applier, processor) = try makeApplier(directory)
+            if everyTask { applier.taskHasRecordToCome = { $0 != 3 } }
+            // Task 3, which reads nothing more, has a reminder due at 1100.
+            _ = try applier.apply([polled(processor, partition: 3, offset: 0, value: countEvent("r3", member: "m", n: 100, time: 1000, type: "count.remind"))])
+            // Task 1's reminder is due at 1500, task 0's at 1200 and at 2000.
+            _ = try applier.apply([
+                polled(processor, partition: 1, offset: 0, value: countEvent("r1", member: "m", n: 500, time: 1000, type: "count.remind")),
+                polled(processor, partition: 0, offset: 0, value: countEvent("r0", member: "m", n: 200, time: 1000, type: "count.remind")),
+                polled(processor, partition: 0, offset: 1, value: countEvent("r0-at-2000", member: "m", n: 1000, time: 1000, type: "count.remind")),
+            ])
+            // A record of task 2 at 2000.
+            let later = try applier.apply([polled(processor, partition: 2, offset: 0, value: countEvent("e", member: "m", n: 1, time: 2000))])
+            let events = try later.outbox.map { try CloudEvent.decode($0.value!) }
+            #expect(events.map(\.id) == (everyTask ? ["reminder/r0", "reminder/r1", "out/e"] : ["out/e"]), "every task's timers first: \(everyTask)")
+            #expect(try applier.database.count("SELECT COUNT(*) FROM timers") == (everyTask ? 2 : 4))
+            // Task 0's record at 2100 fires what is left of its own.
+            let own = try applier.apply([polled(processor, partition: 0, offset: 2, value: countEvent("e0", member: "m", n: 1, time: 2100))])
+            #expect(try own.outbox.map { try CloudEvent.decode($0.value!).id }
+                    == (everyTask ? ["reminder/r0-at-2000", "out/e0"] : ["reminder/r0", "reminder/r0-at-2000", "out/e0"]))
+        }
+    }
+
     /// A day on which every member's timer comes due is spread over batches: a batch fires no
     /// more timers than its budget, and the record they come before waits, its offset held,
     /// until they have all fired. What comes out is what one unbounded batch gives.

@@ -149,12 +149,16 @@ struct PlatformSimulation {
         let spool = history.spool
         var upstream: [SpooledRecord] = []
 
-        func simulate<Processor: StreamProcessor>(_ processor: Processor, readLater: Set<String>) throws {
+        /// `timersInEventTime`: every task's timers fire before a record later than them
+        /// (``ServiceSimulation/firesEveryTasksTimersInEventTime()``), for a service whose tasks
+        /// share a figure.
+        func simulate<Processor: StreamProcessor>(_ processor: Processor, readLater: Set<String>, timersInEventTime: Bool = false) throws {
             let database = try Database(DatabaseConfiguration(path: "", synchronous: .off))
             defer { database.close() }
             let simulation = try ServiceSimulation(
                 processor: processor, database: database, inboxHorizonDays: settings.inboxHorizonDays,
                 futureMargin: settings.futureMarginMilliseconds, commandKeys: keys, partitionCount: settings.partitionCount, spool: spool)
+            if timersInEventTime { simulation.firesEveryTasksTimersInEventTime() }
             for record in [history.entries, upstream].joined() {
                 simulation.add(topic: record.topic, key: record.key, spooled: record.place, partition: record.partition)
             }
@@ -185,7 +189,11 @@ struct PlatformSimulation {
         let notifications = NotificationsProcessor(program: rules.program, templates: rules.templates)
         func reads(_ processor: some StreamProcessor) -> Set<String> { Set(processor.inputTopics + processor.broadcastTopics) }
         try simulate(tiers, readLater: reads(campaigns).union(reads(points)).union(reads(notifications)))
-        try simulate(campaigns, readLater: reads(points).union(reads(notifications)))
+        // Budgets are counted here in one store, where the services' keeper decides them in the
+        // order of their triggers' times, a birthday's or a win-back's at its due time although
+        // its task fires it only at its next record: here it fires before any later record
+        // (if its task has one).
+        try simulate(campaigns, readLater: reads(points).union(reads(notifications)), timersInEventTime: true)
         try simulate(points, readLater: reads(notifications))
         try simulate(notifications, readLater: [])
         result.definitions = history.entries.filter { $0.topic == Topics.campaignDefinitions.name }.compactMap { entry in

@@ -158,6 +158,15 @@ final class ServiceSimulation<Processor: StreamProcessor> {
 
     var processor: Processor { applier.processor }
 
+    /// Fires, before each record, the timers of every task due before it that has a record
+    /// still to read (``BatchApplier/taskHasRecordToCome``): for a service whose tasks share
+    /// a figure that a keeper decides in the order of its triggers' times.
+    func firesEveryTasksTimersInEventTime() {
+        applier.taskHasRecordToCome = { [unowned self] task in
+            order.contains { $0.partition.partition == task && $0.headKey != nil }
+        }
+    }
+
     /// Adds a record as its producer wrote it: to the partition of its key (or the one named).
     /// Records of topics the service does not read are ignored, and so are progress marks.
     func add(topic: String, key: [UInt8]?, value: [UInt8]?, partition: Int32? = nil) {
