@@ -1073,9 +1073,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
         let (recordTask, recordStreamTime) = (batch.task, batch.streamTime)
         defer { (batch.task, batch.streamTime) = (recordTask, recordStreamTime) }
         let first = try database.prepare(
-            "SELECT due, rank, member, kind, ref, payload FROM timers WHERE task = ? AND due < ? ORDER BY due, rank, member, kind, ref LIMIT 1")
-        let delete = try database.prepare(
-            "DELETE FROM timers WHERE task = ? AND due = ? AND rank = ? AND member = ? AND kind = ? AND ref = ?")
+            "SELECT \(Self.timerColumns) FROM timers WHERE task = ? AND due < ? ORDER BY due, rank, member, kind, ref LIMIT 1")
         func key(_ timer: DueTimer) -> (Int64, Int, String, String, String, Int32) {
             (timer.due.millis, timer.rank, timer.member, timer.kind, timer.ref, timer.task)
         }
@@ -1083,11 +1081,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
             var earliest: DueTimer?
             for task in 0..<partitionCount
             where min(try earliestTimerDue(task), batch.scheduled[task] ?? .max) < limit && (task == recordTask || taskHasRecordToCome(task)) {
-                let timer = try first.queryOne(.integer(Int64(task)), .integer(limit)) { row in
-                    DueTimer(
-                        task: task, due: EventTime(millis: row.int64(0)), rank: row.int(1), member: row.string(2),
-                        kind: row.string(3), ref: row.string(4), payload: row.blob(5))
-                }
+                let timer = try first.queryOne(.integer(Int64(task)), .integer(limit)) { Self.timer(of: task, from: $0) }
                 guard let timer else {
                     // Cancelled since it was counted: the task's earliest is read again.
                     batch.scheduled[task] = nil
@@ -1098,19 +1092,34 @@ public final class BatchApplier<Processor: StreamProcessor> {
             }
             guard let timer = earliest else { return true }
             guard progress.timersLeft > 0 else { return false }
-            try delete.run(
-                .integer(Int64(timer.task)), .integer(timer.due.millis), .integer(Int64(timer.rank)),
-                .text(timer.member), .text(timer.kind), .text(timer.ref))
             batch.scheduled[timer.task] = nil
             earliestTimer[timer.task] = nil
             batch.task = timer.task
             batch.streamTime = EventTime(millis: max(try progress.pendingStreamTimes[timer.task] ?? storedStreamTime(timer.task), 0))
-            batch.firingTimer = true
-            defer { batch.firingTimer = false }
-            try processor.fire(timer, in: batch)
-            progress.outcome.timersFired += 1
-            progress.timersLeft -= 1
+            try fire(timer, in: batch, &progress)
         }
+    }
+
+    /// The columns a timer is read back from (``timer(of:from:)``).
+    private static var timerColumns: String { "due, rank, member, kind, ref, payload" }
+
+    /// A timer of `task` read from the ``timerColumns`` of `row`.
+    private static func timer(of task: Int32, from row: Statement) -> DueTimer {
+        DueTimer(
+            task: task, due: EventTime(millis: row.int64(0)), rank: row.int(1), member: row.string(2),
+            kind: row.string(3), ref: row.string(4), payload: row.blob(5))
+    }
+
+    /// Deletes `timer` and has the processor fire it, against the batch's budget.
+    private func fire(_ timer: DueTimer, in batch: Batch, _ progress: inout BatchProgress) throws {
+        try database.prepare("DELETE FROM timers WHERE task = ? AND due = ? AND rank = ? AND member = ? AND kind = ? AND ref = ?").run(
+            .integer(Int64(timer.task)), .integer(timer.due.millis), .integer(Int64(timer.rank)),
+            .text(timer.member), .text(timer.kind), .text(timer.ref))
+        batch.firingTimer = true
+        defer { batch.firingTimer = false }
+        try processor.fire(timer, in: batch)
+        progress.outcome.timersFired += 1
+        progress.timersLeft -= 1
     }
 
     /// Fires the task's timers due at or before `limit`, in (due, rank, member, kind, ref)
@@ -1118,30 +1127,16 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// Returns whether none due by `limit` is left.
     private func fireTimers(task: Int32, upTo limit: Int64, batch: Batch, _ progress: inout BatchProgress) throws -> Bool {
         let select = try database.prepare(
-            "SELECT due, rank, member, kind, ref, payload FROM timers WHERE task = ? AND due <= ? "
-                + "ORDER BY due, rank, member, kind, ref LIMIT ?")
-        let delete = try database.prepare(
-            "DELETE FROM timers WHERE task = ? AND due = ? AND rank = ? AND member = ? AND kind = ? AND ref = ?")
+            "SELECT \(Self.timerColumns) FROM timers WHERE task = ? AND due <= ? ORDER BY due, rank, member, kind, ref LIMIT ?")
         while min(try earliestTimerDue(task), batch.scheduled[task] ?? .max) <= limit {
             guard progress.timersLeft > 0 else { return false }
-            let due = try select.query(.integer(Int64(task)), .integer(limit), .integer(Int64(min(256, progress.timersLeft)))) { row in
-                DueTimer(
-                    task: task, due: EventTime(millis: row.int64(0)), rank: row.int(1), member: row.string(2),
-                    kind: row.string(3), ref: row.string(4), payload: row.blob(5))
+            let due = try select.query(.integer(Int64(task)), .integer(limit), .integer(Int64(min(256, progress.timersLeft)))) {
+                Self.timer(of: task, from: $0)
             }
             batch.scheduled[task] = nil
             earliestTimer[task] = nil
             if due.isEmpty { break }
-            for timer in due {
-                try delete.run(
-                    .integer(Int64(task)), .integer(timer.due.millis), .integer(Int64(timer.rank)),
-                    .text(timer.member), .text(timer.kind), .text(timer.ref))
-                batch.firingTimer = true
-                defer { batch.firingTimer = false }
-                try processor.fire(timer, in: batch)
-                progress.outcome.timersFired += 1
-                progress.timersLeft -= 1
-            }
+            for timer in due { try fire(timer, in: batch, &progress) }
         }
         return true
     }
