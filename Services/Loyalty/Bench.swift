@@ -205,6 +205,7 @@ enum Bench {
              "\(grouped(simulation.eventsPerSecond)) events/s"),
             ("  as a share of the smaller ceiling", String(format: "%.0f %%", 100 * simulation.eventsPerSecond / ceiling)),
             ("  peak RSS of the command, and per event", String(format: "%.1f MiB, ", simulation.peakRSSMiB) + "\(grouped(simulation.bytesPerEvent)) bytes"),
+            ("  time a record applied, service by service", simulation.perServiceText),
         ]
         let width = rows.map(\.0.count).max()!
         say("")
@@ -218,8 +219,9 @@ enum Bench {
     }
 
     static func simulationLine(_ figures: SimulationFigures) -> String {
-        String(format: "  loyalty simulate: a year of %d members, %d events (%d records applied by the four services) in %.1f s: %.0f events/s; peak RSS %.1f MiB, %.0f bytes an event",
+        String(format: "  loyalty simulate: a year of %d members, %d events (%d records applied by the four services) in %.1f s: %.0f events/s; peak RSS %.1f MiB, %.0f bytes an event; ",
                figures.members, figures.events, figures.recordsApplied, figures.seconds, figures.eventsPerSecond, figures.peakRSSMiB, figures.bytesPerEvent)
+            + "a record applied: \(figures.perServiceText)"
     }
 
     // MARK: Ceilings

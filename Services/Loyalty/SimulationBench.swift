@@ -14,6 +14,9 @@ extension Bench {
         var recordsApplied: Int
         /// The peak resident set of the whole command: reading, simulating, writing.
         var peakRSSMiB: Double
+        /// Each service's time a record applied, in the order they ran (from the command's
+        /// `simulated <service>: … µs a record` lines): where the run's time goes.
+        var microsecondsPerRecord: [(service: String, micros: Double)] = []
         var eventsPerSecond: Double { Double(events) / seconds }
         var bytesPerEvent: Double { peakRSSMiB * 1_048_576 / Double(events) }
     }
@@ -101,6 +104,21 @@ extension Bench {
               let seconds = number(after: " events in ", in: timing), let applied = number(after: "events/s (", in: timing),
               let peak = lines.first(where: { $0.hasPrefix("peak resident memory ") }).flatMap({ number(after: "memory ", in: $0) })
         else { throw CLIError("loyalty simulate printed no figures:\n\(printed)") }
-        return SimulationFigures(events: history.count, members: members, seconds: seconds, recordsApplied: Int(applied), peakRSSMiB: peak)
+        // "simulated points: 90911 records applied, 142208 published, in 8.3 s (91 µs a record)"
+        let perService = lines.compactMap { line -> (service: String, micros: Double)? in
+            guard line.hasPrefix("simulated "), line.hasSuffix(" µs a record)"), let colon = line.firstIndex(of: ":"),
+                  let micros = line.components(separatedBy: " (").last?.split(separator: " ").first.flatMap({ Double($0) })
+            else { return nil }
+            return (String(line[line.index(line.startIndex, offsetBy: "simulated ".count)..<colon]), micros)
+        }
+        return SimulationFigures(
+            events: history.count, members: members, seconds: seconds, recordsApplied: Int(applied), peakRSSMiB: peak, microsecondsPerRecord: perService)
+    }
+}
+
+extension Bench.SimulationFigures {
+    /// "tiers 23 µs, campaigns 33 µs, …", or "n/a" when the command printed none.
+    var perServiceText: String {
+        microsecondsPerRecord.isEmpty ? "n/a" : microsecondsPerRecord.map { "\($0.service) \(Int($0.micros.rounded())) µs" }.joined(separator: ", ")
     }
 }

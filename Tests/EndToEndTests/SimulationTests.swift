@@ -140,6 +140,12 @@ extension EndToEnd {
             let (status, output) = try Self.simulate(["--history", history.path, "--out", out.path], directory: directory)
             #expect(status == 0, "\(output.suffix(2_000))")
             #expect(output.contains("simulated notifications"), "progress is told: \(output.prefix(600))")
+            // Each service's line says what it applied and its time a record, from a clock that ran.
+            for service in ["tiers", "campaigns", "points", "notifications"] {
+                let line = output.split(separator: "\n").first { $0.hasPrefix("simulated \(service): ") }
+                let micros = line?.components(separatedBy: " (").last?.split(separator: " ").first.flatMap { Int($0) }
+                #expect(line?.hasSuffix(" µs a record)") == true && (micros ?? 0) > 0, "\(service)'s time is told: \(line ?? "no line")")
+            }
 
             // Every output, record for record (the compacted topics' latest value per key).
             let (keeper, differences) = try Self.differences(published, simulatedIn: out, budget: "budget-test")

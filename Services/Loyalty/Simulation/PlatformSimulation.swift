@@ -163,7 +163,8 @@ struct PlatformSimulation {
                 simulation.add(topic: record.topic, key: record.key, spooled: record.place, partition: record.partition)
             }
             upstream.removeAll { !readLater.contains($0.topic) }
-            var lastLine = Date()
+            let started = Date()
+            var lastLine = started
             try simulation.run(publish: { row in
                 if readLater.contains(row.topic) {
                     upstream.append(SpooledRecord(topic: row.topic, key: row.key, partition: row.partition, place: try row.value.map { try spool.append($0) }))
@@ -174,7 +175,10 @@ struct PlatformSimulation {
                 lastLine = Date()
                 progress("simulating \(processor.name): \(simulation.taken * 100 / max(simulation.total, 1))% of \(simulation.total) records")
             })
-            progress("simulated \(processor.name): \(simulation.taken) records applied, \(simulation.publishedCount) published")
+            // Each service's own time, for where a run's time goes (docs/performance.md).
+            let seconds = Date().timeIntervalSince(started)
+            progress("simulated \(processor.name): \(simulation.taken) records applied, \(simulation.publishedCount) published, in "
+                + "\(String(format: "%.1f", seconds)) s (\(Int((seconds * 1_000_000 / Double(max(simulation.taken, 1))).rounded())) µs a record)")
             result.recordsApplied += simulation.taken
             try result.views.record(service: processor.name) { member in
                 guard let view = try processor.memberView(member, in: database, asOf: nil), view.objectValue != nil else { return nil }
