@@ -177,7 +177,7 @@ struct PlatformSimulation {
             })
             // Each service's own time, for where a run's time goes (docs/performance.md).
             let seconds = Date().timeIntervalSince(started)
-            progress("simulated \(processor.name): \(simulation.taken) records applied, \(simulation.publishedCount) published, in "
+            progress("simulated \(processor.name): \(simulation.taken) records applied, \(simulation.timersFired) timers fired, \(simulation.publishedCount) published, in "
                 + "\(String(format: "%.1f", seconds)) s (\(Int((seconds * 1_000_000 / Double(max(simulation.taken, 1))).rounded())) µs a record)")
             result.recordsApplied += simulation.taken
             try result.views.record(service: processor.name) { member in

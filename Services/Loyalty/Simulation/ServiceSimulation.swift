@@ -143,6 +143,8 @@ final class ServiceSimulation<Processor: StreamProcessor> {
     /// Records handed to the service, and how many there are in all (for progress lines).
     private(set) var taken = 0
     private(set) var total = 0
+    /// Timers the service fired (in stream time, as the records passed their due times).
+    private(set) var timersFired = 0
 
     init(processor: Processor, database: Database, inboxHorizonDays: Int, futureMargin: Int64,
          commandKeys: CommandKeys, partitionCount: Int32 = Topics.partitionCount, batchRecords: Int = 10_000, spool: RecordSpool? = nil) throws {
@@ -238,6 +240,7 @@ final class ServiceSimulation<Processor: StreamProcessor> {
             delivered = outcome.outbox.map { UInt64($0.seq) }
             if let failure = spool?.failure { throw failure }
             taken += inBatch
+            timersFired += outcome.timersFired
             try collect(outcome.outbox, publish: publish)
             progress(self)
         }
