@@ -161,7 +161,9 @@ public final class Statement: @unchecked Sendable {
                 code: SQLITE_RANGE,
                 message: "expected \(expected) parameter values, got \(values.count)", sql: sql)
         }
-        clearBindings()
+        // Every parameter is bound again below, so clearing them first (a pass over all of
+        // them in SQLite) would only cost time; a failure of the last binding is forgotten.
+        bindError = nil
         bind(values)
     }
 
