@@ -1074,6 +1074,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
         defer { (batch.task, batch.streamTime) = (recordTask, recordStreamTime) }
         let first = try database.prepare(
             "SELECT \(Self.timerColumns) FROM timers WHERE task = ? AND due < ? ORDER BY due, rank, member, kind, ref LIMIT 1")
+        var delete: Statement?
         func key(_ timer: DueTimer) -> (Int64, Int, String, String, String, Int32) {
             (timer.due.millis, timer.rank, timer.member, timer.kind, timer.ref, timer.task)
         }
@@ -1096,7 +1097,9 @@ public final class BatchApplier<Processor: StreamProcessor> {
             earliestTimer[timer.task] = nil
             batch.task = timer.task
             batch.streamTime = EventTime(millis: max(try progress.pendingStreamTimes[timer.task] ?? storedStreamTime(timer.task), 0))
-            try fire(timer, in: batch, &progress)
+            let deleteTimer = try delete ?? database.prepare(Self.deleteTimerSQL)
+            delete = deleteTimer
+            try fire(timer, deleting: deleteTimer, in: batch, &progress)
         }
     }
 
@@ -1110,9 +1113,13 @@ public final class BatchApplier<Processor: StreamProcessor> {
             kind: row.string(3), ref: row.string(4), payload: row.blob(5))
     }
 
-    /// Deletes `timer` and has the processor fire it, against the batch's budget.
-    private func fire(_ timer: DueTimer, in batch: Batch, _ progress: inout BatchProgress) throws {
-        try database.prepare("DELETE FROM timers WHERE task = ? AND due = ? AND rank = ? AND member = ? AND kind = ? AND ref = ?").run(
+    /// Deletes one timer (``fire(_:deleting:in:_:)``), prepared once for a pass over many.
+    private static var deleteTimerSQL: String { "DELETE FROM timers WHERE task = ? AND due = ? AND rank = ? AND member = ? AND kind = ? AND ref = ?" }
+
+    /// Deletes `timer` with `delete` (``deleteTimerSQL``) and has the processor fire it,
+    /// against the batch's budget.
+    private func fire(_ timer: DueTimer, deleting delete: Statement, in batch: Batch, _ progress: inout BatchProgress) throws {
+        try delete.run(
             .integer(Int64(timer.task)), .integer(timer.due.millis), .integer(Int64(timer.rank)),
             .text(timer.member), .text(timer.kind), .text(timer.ref))
         batch.firingTimer = true
@@ -1126,17 +1133,21 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// order, including timers that firing sets, as many as the batch's budget allows.
     /// Returns whether none due by `limit` is left.
     private func fireTimers(task: Int32, upTo limit: Int64, batch: Batch, _ progress: inout BatchProgress) throws -> Bool {
-        let select = try database.prepare(
-            "SELECT \(Self.timerColumns) FROM timers WHERE task = ? AND due <= ? ORDER BY due, rank, member, kind, ref LIMIT ?")
+        // Most calls find no timer due: the statements are prepared once one is.
+        var statements: (select: Statement, delete: Statement)?
         while min(try earliestTimerDue(task), batch.scheduled[task] ?? .max) <= limit {
             guard progress.timersLeft > 0 else { return false }
+            let (select, delete) = try statements ?? (
+                database.prepare("SELECT \(Self.timerColumns) FROM timers WHERE task = ? AND due <= ? ORDER BY due, rank, member, kind, ref LIMIT ?"),
+                database.prepare(Self.deleteTimerSQL))
+            statements = (select, delete)
             let due = try select.query(.integer(Int64(task)), .integer(limit), .integer(Int64(min(256, progress.timersLeft)))) {
                 Self.timer(of: task, from: $0)
             }
             batch.scheduled[task] = nil
             earliestTimer[task] = nil
             if due.isEmpty { break }
-            for timer in due { try fire(timer, in: batch, &progress) }
+            for timer in due { try fire(timer, deleting: delete, in: batch, &progress) }
         }
         return true
     }
