@@ -107,7 +107,7 @@ extension Bench {
         // "simulated points: 90911 records applied, 46733 timers fired, 142208 published, in 8.0 s (88 µs a record)"
         let perService = lines.compactMap { line -> (service: String, micros: Double)? in
             guard line.hasPrefix("simulated "), line.hasSuffix(" µs a record)"), let colon = line.firstIndex(of: ":"),
-                  let micros = line.components(separatedBy: " (").last?.split(separator: " ").first.flatMap({ Double($0) })
+                  let micros = number(after: " (", in: line)
             else { return nil }
             return (String(line[line.index(line.startIndex, offsetBy: "simulated ".count)..<colon]), micros)
         }
