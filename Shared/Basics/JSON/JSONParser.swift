@@ -181,7 +181,9 @@ struct JSONParser {
             return !keySet!.insert(key).inserted
         }
         if members.count < Self.linearKeyCheckLimit {
-            return members.contains { $0.key == key }
+            // Most keys differ in length, which is cheaper to compare than their text.
+            let length = key.utf8.count
+            return members.contains { $0.key.utf8.count == length && $0.key == key }
         }
         keySet = Set(members.lazy.map(\.key))
         return !keySet!.insert(key).inserted

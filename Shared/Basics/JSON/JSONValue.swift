@@ -75,7 +75,9 @@ public struct JSONObject: Sendable, Equatable {
     /// setting `nil` removes the member. (To store JSON `null`, set `.null`.)
     public subscript(key: String) -> JSONValue? {
         get {
-            for member in members where member.key == key {
+            // Most keys differ in length, which is cheaper to compare than their text.
+            let length = key.utf8.count
+            for member in members where member.key.utf8.count == length && member.key == key {
                 return member.value
             }
             return nil
