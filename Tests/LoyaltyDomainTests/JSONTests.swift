@@ -266,6 +266,72 @@ private func parseError(bytes: [UInt8]) -> JSONError? {
         #expect(String(decoding: writer.bytes, as: UTF8.self) == "[0,9223372036854775807]")
     }
 
+    @Test func aWriterGrowsFromASmallBufferWithoutLosingWhatItWrote() throws {
+        // Every kind of write crosses the buffer's end somewhere: a long plain string, one whose
+        // escape comes after its first 16 bytes, times, integers at both ends, literals.
+        var tree = JSONObject()
+        var writer = JSONWriter(capacity: 1)
+        writer.beginObject()
+        for index in 0..<40 {
+            let plain = String(repeating: "k", count: index)
+            let escaped = String(repeating: "é", count: index % 9) + "\"quoted\"\n" + plain
+            writer.key("plain\(index)"); writer.string(plain)
+            writer.key("escaped\(index)"); writer.string(escaped)
+            writer.key("min\(index)"); writer.int(Int64.min + Int64(index))
+            writer.key("max\(index)"); writer.int(Int64.max - Int64(index))
+            writer.key("flag\(index)"); writer.bool(index % 2 == 0)
+            writer.key("none\(index)"); writer.null()
+            writer.key("time\(index)"); writer.time(EventTime(millis: Int64(index) * 86_400_123))
+            tree["plain\(index)"] = .string(plain)
+            tree["escaped\(index)"] = .string(escaped)
+            tree["min\(index)"] = .int(Int64.min + Int64(index))
+            tree["max\(index)"] = .int(Int64.max - Int64(index))
+            tree["flag\(index)"] = .bool(index % 2 == 0)
+            tree["none\(index)"] = .null
+            tree["time\(index)"] = .string(EventTime(millis: Int64(index) * 86_400_123).rfc3339)
+        }
+        writer.endObject()
+        #expect(writer.bytes == JSONValue.object(tree).serialized())
+        #expect(try JSONValue.parse(writer.bytes) == .object(tree))
+    }
+
+    @Test func aCharacterToEscapeIsFoundWhereverItStands() {
+        // The writer checks eight bytes at a time: each of these, at every offset of strings of
+        // up to 19 bytes, must be written as a plain per-character escaper writes it.
+        func reference(_ text: String) -> String {
+            var out = "\""
+            for scalar in text.unicodeScalars {
+                switch scalar {
+                case "\"": out += "\\\""
+                case "\\": out += "\\\\"
+                case "\u{08}": out += "\\b"
+                case "\u{0C}": out += "\\f"
+                case "\n": out += "\\n"
+                case "\r": out += "\\r"
+                case "\t": out += "\\t"
+                case _ where scalar.value < 0x20:
+                    let hex = String(scalar.value, radix: 16)
+                    out += "\\u00" + (hex.count == 1 ? "0" + hex : hex)
+                default: out.unicodeScalars.append(scalar)
+                }
+            }
+            return out + "\""
+        }
+        let specials: [Character] = ["\"", "\\", "\u{00}", "\u{1F}", "\n", "\u{7F}", "é", " ", "!", "#", "[", "]", "~"]
+        for length in 1...19 {
+            for offset in 0..<length {
+                for special in specials {
+                    var characters = Array(repeating: Character("a"), count: length)
+                    characters[offset] = special
+                    let text = String(characters)
+                    var writer = JSONWriter(capacity: 4)
+                    writer.string(text)
+                    #expect(String(decoding: writer.bytes, as: UTF8.self) == reference(text), "\(length) \(offset) \(special.unicodeScalars.first!.value)")
+                }
+            }
+        }
+    }
+
     @Test func anEmbeddedSerializedValueGivesTheBytesOfItsTree() {
         let views: [(String, JSONValue)] = [("points", ["balance": 120, "lots": [["id": "l-1"]]]), ("tiers", ["tier": "gold"])]
         var tree = JSONObject()

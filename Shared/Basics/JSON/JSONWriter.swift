@@ -19,22 +19,32 @@
 /// ```
 ///
 /// The writer does not check structure: inside an object, call ``key(_:)`` before each value.
-public struct JSONWriter: Sendable {
-    /// The UTF-8 output written so far.
-    public private(set) var bytes: [UInt8]
+public struct JSONWriter: ~Copyable, @unchecked Sendable {
+    // The output lives in memory the writer alone owns (it cannot be copied), so appending
+    // needs neither the uniqueness check nor the generic growth path of an `Array`: writing
+    // a quoted key that way took about 300 instructions, most of them that bookkeeping.
+    // (Unchecked Sendable: the pointer is the writer's own and moves with it.)
+    private var start: UnsafeMutablePointer<UInt8>
+    private var count = 0
+    private var capacity: Int
 
     /// Whether the next value or key must be preceded by a comma.
     private var needsComma = false
 
     /// Creates a writer whose buffer reserves `capacity` bytes up front.
     public init(capacity: Int = 256) {
-        bytes = []
-        bytes.reserveCapacity(capacity)
+        self.capacity = max(capacity, 16)
+        start = .allocate(capacity: self.capacity)
     }
+
+    deinit { start.deallocate() }
+
+    /// The UTF-8 output written so far.
+    public var bytes: [UInt8] { Array(UnsafeBufferPointer(start: start, count: count)) }
 
     /// Clears the output, keeping the buffer's capacity for reuse.
     public mutating func reset() {
-        bytes.removeAll(keepingCapacity: true)
+        count = 0
         needsComma = false
     }
 
@@ -43,26 +53,26 @@ public struct JSONWriter: Sendable {
     /// Writes `{`.
     public mutating func beginObject() {
         separate()
-        bytes.append(UInt8(ascii: "{"))
+        append(UInt8(ascii: "{"))
         needsComma = false
     }
 
     /// Writes `}`.
     public mutating func endObject() {
-        bytes.append(UInt8(ascii: "}"))
+        append(UInt8(ascii: "}"))
         needsComma = true
     }
 
     /// Writes `[`.
     public mutating func beginArray() {
         separate()
-        bytes.append(UInt8(ascii: "["))
+        append(UInt8(ascii: "["))
         needsComma = false
     }
 
     /// Writes `]`.
     public mutating func endArray() {
-        bytes.append(UInt8(ascii: "]"))
+        append(UInt8(ascii: "]"))
         needsComma = true
     }
 
@@ -70,7 +80,7 @@ public struct JSONWriter: Sendable {
     public mutating func key(_ key: String) {
         separate()
         appendQuoted(key)
-        bytes.append(UInt8(ascii: ":"))
+        append(UInt8(ascii: ":"))
         needsComma = false
     }
 
@@ -87,9 +97,11 @@ public struct JSONWriter: Sendable {
     /// `string(time.rfc3339)` without making the string or scanning it for escapes.
     public mutating func time(_ time: EventTime) {
         separate()
-        bytes.append(UInt8(ascii: "\""))
-        time.appendRFC3339(to: &bytes)
-        bytes.append(UInt8(ascii: "\""))
+        reserve(EventTime.rfc3339Width + 2)
+        start[count] = UInt8(ascii: "\"")
+        time.writeRFC3339(into: start + count + 1)
+        start[count + 1 + EventTime.rfc3339Width] = UInt8(ascii: "\"")
+        count += EventTime.rfc3339Width + 2
         needsComma = true
     }
 
@@ -108,14 +120,14 @@ public struct JSONWriter: Sendable {
     /// Writes `true` or `false`.
     public mutating func bool(_ value: Bool) {
         separate()
-        bytes.append(contentsOf: value ? "true".utf8 : "false".utf8)
+        if value { append("true") } else { append("false") }
         needsComma = true
     }
 
     /// Writes `null`.
     public mutating func null() {
         separate()
-        bytes.append(contentsOf: "null".utf8)
+        append("null")
         needsComma = true
     }
 
@@ -125,7 +137,8 @@ public struct JSONWriter: Sendable {
     public mutating func raw(_ numberLiteral: String) {
         assert(JSONNumberLiteral.isValid(numberLiteral), "not a JSON number literal: \(numberLiteral)")
         separate()
-        bytes.append(contentsOf: numberLiteral.utf8)
+        var literal = numberLiteral
+        literal.withUTF8 { append($0) }
         needsComma = true
     }
 
@@ -133,7 +146,7 @@ public struct JSONWriter: Sendable {
     /// verbatim: the same bytes as writing its tree, without holding the tree.
     public mutating func embed(serializedValue bytes: [UInt8]) {
         separate()
-        self.bytes.append(contentsOf: bytes)
+        bytes.withUnsafeBufferPointer { append($0) }
         needsComma = true
     }
 
@@ -167,26 +180,102 @@ public struct JSONWriter: Sendable {
     // MARK: Encoding
 
     private mutating func separate() {
-        if needsComma { bytes.append(UInt8(ascii: ",")) }
+        if needsComma { append(UInt8(ascii: ",")) }
+    }
+
+    /// Makes room for `extra` more bytes, doubling the buffer when it is full.
+    @inline(__always)
+    private mutating func reserve(_ extra: Int) {
+        if count + extra > capacity { grow(toHold: count + extra) }
+    }
+
+    private mutating func grow(toHold needed: Int) {
+        let newCapacity = max(capacity * 2, needed)
+        let moved = UnsafeMutablePointer<UInt8>.allocate(capacity: newCapacity)
+        moved.initialize(from: start, count: count)
+        start.deallocate()
+        start = moved
+        capacity = newCapacity
+    }
+
+    @inline(__always)
+    private mutating func append(_ byte: UInt8) {
+        reserve(1)
+        start[count] = byte
+        count += 1
+    }
+
+    private mutating func append(_ run: UnsafeBufferPointer<UInt8>) {
+        guard let base = run.baseAddress, !run.isEmpty else { return }
+        reserve(run.count)
+        (start + count).initialize(from: base, count: run.count)
+        count += run.count
+    }
+
+    private mutating func append(_ literal: StaticString) {
+        append(UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
     }
 
     private mutating func appendDecimal(_ value: Int64) {
-        if value < 0 { bytes.append(UInt8(ascii: "-")) }
-        // Emit digits least significant first, then flip them in place: no temporary buffer.
+        // At most 20 characters: a sign and 19 digits.
+        reserve(20)
+        if value < 0 { append(UInt8(ascii: "-")) }
+        // Digits least significant first, then flipped in place: no temporary buffer.
         var magnitude = value.magnitude
-        let start = bytes.count
+        let first = count
         repeat {
-            bytes.append(UInt8(ascii: "0") + UInt8(magnitude % 10))
+            start[count] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+            count += 1
             magnitude /= 10
         } while magnitude != 0
-        bytes[start...].reverse()
+        var digits = UnsafeMutableBufferPointer(start: start + first, count: count - first)
+        digits.reverse()
     }
 
     private mutating func appendQuoted(_ string: String) {
-        bytes.append(UInt8(ascii: "\""))
         var string = string
-        string.withUTF8 { appendEscaped($0) }
-        bytes.append(UInt8(ascii: "\""))
+        string.withUTF8 { appendQuoted($0) }
+    }
+
+    /// The string between quotes. Nearly every key and value needs no escape: those are checked
+    /// eight bytes at a time and copied at once, into room made once for the whole string.
+    private mutating func appendQuoted(_ utf8: UnsafeBufferPointer<UInt8>) {
+        guard let source = utf8.baseAddress, !Self.needsEscaping(utf8) else {
+            append(UInt8(ascii: "\""))
+            appendEscaped(utf8)
+            append(UInt8(ascii: "\""))
+            return
+        }
+        reserve(utf8.count + 2)
+        let destination = start + count
+        destination[0] = UInt8(ascii: "\"")
+        (destination + 1).initialize(from: source, count: utf8.count)
+        destination[utf8.count + 1] = UInt8(ascii: "\"")
+        count += utf8.count + 2
+    }
+
+    /// Whether any byte is a control character, `"` or a backslash. Whole words first: a byte below
+    /// 0x20, or equal to a given one, shows in its high bit after one subtraction (a word
+    /// flagged wrongly would only take the escaping path, which finds nothing to escape).
+    private static func needsEscaping(_ utf8: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard let base = utf8.baseAddress else { return false }
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highBits: UInt64 = 0x8080_8080_8080_8080
+        var index = 0
+        while index + 8 <= utf8.count {
+            let word = UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
+            let quotes = word ^ (ones &* 0x22)
+            let backslashes = word ^ (ones &* 0x5C)
+            let flagged = ((word &- ones &* 0x20) & ~word) | ((quotes &- ones) & ~quotes) | ((backslashes &- ones) & ~backslashes)
+            if flagged & highBits != 0 { return true }
+            index += 8
+        }
+        while index < utf8.count {
+            let byte = base[index]
+            if byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { return true }
+            index += 1
+        }
+        return false
     }
 
     /// Copies runs that need no escaping as whole slices.
@@ -195,24 +284,24 @@ public struct JSONWriter: Sendable {
         for index in utf8.indices {
             let byte = utf8[index]
             guard byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") else { continue }
-            bytes.append(contentsOf: utf8.extracting(runStart..<index))
+            append(UnsafeBufferPointer(rebasing: utf8[runStart..<index]))
             runStart = index + 1
-            bytes.append(UInt8(ascii: "\\"))
+            append(UInt8(ascii: "\\"))
             switch byte {
-            case UInt8(ascii: "\""), UInt8(ascii: "\\"): bytes.append(byte)
-            case 0x08: bytes.append(UInt8(ascii: "b"))
-            case 0x0C: bytes.append(UInt8(ascii: "f"))
-            case 0x0A: bytes.append(UInt8(ascii: "n"))
-            case 0x0D: bytes.append(UInt8(ascii: "r"))
-            case 0x09: bytes.append(UInt8(ascii: "t"))
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"): append(byte)
+            case 0x08: append(UInt8(ascii: "b"))
+            case 0x0C: append(UInt8(ascii: "f"))
+            case 0x0A: append(UInt8(ascii: "n"))
+            case 0x0D: append(UInt8(ascii: "r"))
+            case 0x09: append(UInt8(ascii: "t"))
             default:
                 let hexDigits: StaticString = "0123456789abcdef"
-                bytes.append(contentsOf: "u00".utf8)
-                bytes.append(hexDigits.utf8Start[Int(byte >> 4)])
-                bytes.append(hexDigits.utf8Start[Int(byte & 0x0F)])
+                append("u00")
+                append(hexDigits.utf8Start[Int(byte >> 4)])
+                append(hexDigits.utf8Start[Int(byte & 0x0F)])
             }
         }
-        bytes.append(contentsOf: utf8.extracting(runStart..<utf8.count))
+        append(UnsafeBufferPointer(rebasing: utf8[runStart..<utf8.count]))
     }
 }
 

@@ -49,38 +49,45 @@ public struct EventTime: Sendable, Hashable, Comparable, CustomStringConvertible
         return String(decoding: text, as: UTF8.self)
     }
 
-    /// Appends ``rfc3339``'s bytes to `text`, without making a string (writers of JSON call it
-    /// for every time they write). Clamped to years 0001–9999, the form has a fixed width, so
-    /// it is filled in place and appended at once.
+    /// The length of ``rfc3339``: clamped to years 0001–9999, the form has a fixed width.
+    public static let rfc3339Width = 24
+
+    /// Appends ``rfc3339``'s bytes to `text`, without making a string.
     public func appendRFC3339(to text: inout [UInt8]) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: Self.rfc3339Width) { form in
+            writeRFC3339(into: form.baseAddress!)
+            text.append(contentsOf: UnsafeBufferPointer(form))
+        }
+    }
+
+    /// Writes ``rfc3339``'s ``rfc3339Width`` bytes at `form` (writers of JSON call it for
+    /// every time they write, into their own buffer).
+    public func writeRFC3339(into form: UnsafeMutablePointer<UInt8>) {
         let millis = min(max(self.millis, Self.earliestWritable), Self.latestWritable)
         let dayNumber = CivilCalendar.floorDivide(millis, Self.dayMillis)
         let millisOfDay = Int(millis - dayNumber * Self.dayMillis)
         let civil = CivilCalendar.civil(fromDayNumber: dayNumber)
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 24) { form in
-            func digits(_ value: Int, width: Int, at start: Int) {
-                var remaining = value
-                for index in stride(from: start + width - 1, through: start, by: -1) {
-                    form[index] = UInt8(ascii: "0") + UInt8(remaining % 10)
-                    remaining /= 10
-                }
+        func digits(_ value: Int, width: Int, at start: Int) {
+            var remaining = value
+            for index in stride(from: start + width - 1, through: start, by: -1) {
+                form[index] = UInt8(ascii: "0") + UInt8(remaining % 10)
+                remaining /= 10
             }
-            digits(Int(civil.year), width: 4, at: 0)
-            form[4] = UInt8(ascii: "-")
-            digits(Int(civil.month), width: 2, at: 5)
-            form[7] = UInt8(ascii: "-")
-            digits(Int(civil.day), width: 2, at: 8)
-            form[10] = UInt8(ascii: "T")
-            digits(millisOfDay / 3_600_000, width: 2, at: 11)
-            form[13] = UInt8(ascii: ":")
-            digits(millisOfDay / 60_000 % 60, width: 2, at: 14)
-            form[16] = UInt8(ascii: ":")
-            digits(millisOfDay / 1_000 % 60, width: 2, at: 17)
-            form[19] = UInt8(ascii: ".")
-            digits(millisOfDay % 1_000, width: 3, at: 20)
-            form[23] = UInt8(ascii: "Z")
-            text.append(contentsOf: UnsafeBufferPointer(form))
         }
+        digits(Int(civil.year), width: 4, at: 0)
+        form[4] = UInt8(ascii: "-")
+        digits(Int(civil.month), width: 2, at: 5)
+        form[7] = UInt8(ascii: "-")
+        digits(Int(civil.day), width: 2, at: 8)
+        form[10] = UInt8(ascii: "T")
+        digits(millisOfDay / 3_600_000, width: 2, at: 11)
+        form[13] = UInt8(ascii: ":")
+        digits(millisOfDay / 60_000 % 60, width: 2, at: 14)
+        form[16] = UInt8(ascii: ":")
+        digits(millisOfDay / 1_000 % 60, width: 2, at: 17)
+        form[19] = UInt8(ascii: ".")
+        digits(millisOfDay % 1_000, width: 3, at: 20)
+        form[23] = UInt8(ascii: "Z")
     }
 
     /// ``rfc3339``.
