@@ -94,15 +94,17 @@ public final class NotificationsProcessor: StreamProcessor {
     // MARK: Decoding
 
     /// Ledger types that call for a message; the rest of the ledger is passed over unparsed.
-    private static let ledgerMarkers = ["points.earned", "points.expiry-warning", "points.redeemed", "points.refused", "points.transferred-in"]
-        .map { Array("\"type\":\"\($0)\"".utf8) }
+    /// The ledger's types that may call for a message, as they stand in a record's bytes: the
+    /// part they share, and each one's end.
+    private static let ledgerTypePrefix = Array(#""type":"points."#.utf8)
+    private static let ledgerTypeEnds = ["earned", "expiry-warning", "redeemed", "refused", "transferred-in"].map { Array("\($0)\"".utf8) }
 
     public func decode(_ record: ConsumedRecord) throws(Rejection) -> Decoded<NotificationRecord> {
         if record.value == nil && record.topic == Topics.members.name {
             // A tombstone: the shop erasing a closed member's records from its compacted topic.
             return .passedOver(record, body: NotificationRecord(input: .ignored, record: record))
         }
-        if record.topic == Topics.pointsLedger.name, let value = record.value, !Self.ledgerMarkers.contains(where: { value.contains($0) }) {
+        if record.topic == Topics.pointsLedger.name, let value = record.value, !value.contains(Self.ledgerTypePrefix, followedByAnyOf: Self.ledgerTypeEnds) {
             // Most of the ledger (releases, reversals, spending) calls for no message.
             return .passedOver(record, body: NotificationRecord(input: .ignored, record: record))
         }

@@ -30,4 +30,22 @@ import Testing
             #expect(haystack.contains(needle) == naiveContains(haystack, needle), "\(haystack) \(needle)")
         }
     }
+
+    @Test func aPrefixFollowedByAnyOfItsEndsIsFoundAsEachWholeNeedleWouldBe() {
+        let event = Array(#"{"specversion":"1.0","id":"e1","type":"points.earned","data":{"points":5}}"#.utf8)
+        let prefix = Array(#""type":"points."#.utf8)
+        #expect(event.contains(prefix, followedByAnyOf: [Array("redeemed\"".utf8), Array("earned\"".utf8)]))
+        #expect(!event.contains(prefix, followedByAnyOf: [Array("redeemed\"".utf8), Array("earned!".utf8)]))
+        #expect(!event.contains(prefix, followedByAnyOf: []), "no end, no match")
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<2_000 {
+            let haystack = (0..<Int.random(in: 0...40, using: &generator)).map { _ in UInt8.random(in: 0...3, using: &generator) }
+            let prefix = (0..<Int.random(in: 0...3, using: &generator)).map { _ in UInt8.random(in: 0...3, using: &generator) }
+            let ends = (0..<Int.random(in: 0...3, using: &generator)).map { _ in
+                (0..<Int.random(in: 0...3, using: &generator)).map { _ in UInt8.random(in: 0...3, using: &generator) }
+            }
+            let expected = ends.contains { naiveContains(haystack, prefix + $0) }
+            #expect(haystack.contains(prefix, followedByAnyOf: ends) == expected, "\(haystack) \(prefix) \(ends)")
+        }
+    }
 }
