@@ -254,28 +254,31 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
         count += utf8.count + 2
     }
 
-    /// Whether any byte is a control character, `"` or a backslash. Whole words first: a byte below
-    /// 0x20, or equal to a given one, shows in its high bit after one subtraction (a word
-    /// flagged wrongly would only take the escaping path, which finds nothing to escape).
+    /// Whether any byte is a control character, `"` or a backslash, checked eight bytes at a
+    /// time: a byte below 0x20, or equal to a given one, shows in its high bit after one
+    /// subtraction (a word flagged wrongly would only take the escaping path, which finds
+    /// nothing to escape). The last word overlaps the one before it rather than leaving a tail
+    /// to check byte by byte; a string shorter than a word is padded with spaces.
     private static func needsEscaping(_ utf8: UnsafeBufferPointer<UInt8>) -> Bool {
         guard let base = utf8.baseAddress else { return false }
         let ones: UInt64 = 0x0101_0101_0101_0101
-        let highBits: UInt64 = 0x8080_8080_8080_8080
-        var index = 0
-        while index + 8 <= utf8.count {
-            let word = UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
+        func flagged(_ word: UInt64) -> Bool {
             let quotes = word ^ (ones &* 0x22)
             let backslashes = word ^ (ones &* 0x5C)
-            let flagged = ((word &- ones &* 0x20) & ~word) | ((quotes &- ones) & ~quotes) | ((backslashes &- ones) & ~backslashes)
-            if flagged & highBits != 0 { return true }
+            let found = ((word &- ones &* 0x20) & ~word) | ((quotes &- ones) & ~quotes) | ((backslashes &- ones) & ~backslashes)
+            return found & 0x8080_8080_8080_8080 != 0
+        }
+        guard utf8.count >= 8 else {
+            var word = ones &* 0x20
+            for index in 0..<utf8.count { word = word << 8 | UInt64(base[index]) }
+            return flagged(word)
+        }
+        var index = 0
+        while index + 8 < utf8.count {
+            if flagged(UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)) { return true }
             index += 8
         }
-        while index < utf8.count {
-            let byte = base[index]
-            if byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { return true }
-            index += 1
-        }
-        return false
+        return flagged(UnsafeRawPointer(base + utf8.count - 8).loadUnaligned(as: UInt64.self))
     }
 
     /// Copies runs that need no escaping as whole slices.
