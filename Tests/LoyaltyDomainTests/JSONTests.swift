@@ -332,6 +332,32 @@ private func parseError(bytes: [UInt8]) -> JSONError? {
         }
     }
 
+    @Test func aStringsEndEscapeOrOtherBytesAreFoundWhereverTheyStand() throws {
+        // The parser scans eight bytes at a time: the quote ending a plain string, an escape, a
+        // non-ASCII character or a raw control character (refused), at every offset of strings
+        // of up to 19 characters, with and without more JSON after them.
+        let specials: [(json: String, text: String?)] = [
+            ("x", "x"), (#"\""#, "\""), (#"\\"#, "\\"), (#"\n"#, "\n"), (#"\u00e9"#, "é"), ("é", "é"), ("中", "中"), ("\u{01}", nil), ("\u{1F}", nil),
+        ]
+        for length in 1...19 {
+            for offset in 0..<length {
+                for special in specials {
+                    let before = String(repeating: "a", count: offset)
+                    let after = String(repeating: "b", count: length - offset - 1)
+                    for tail in ["", #",1,"xxxxxxxxxxxxxxxxxxxx"]"#] {
+                        let json = "[\"" + before + special.json + after + "\"" + (tail.isEmpty ? "]" : tail)
+                        if let text = special.text {
+                            let parsed = try JSONValue.parse(json).arrayValue?.first?.stringValue
+                            #expect(parsed == before + text + after, "\(json)")
+                        } else {
+                            #expect(throws: JSONError.self, "\(json)") { try JSONValue.parse(json) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     @Test func anEmbeddedSerializedValueGivesTheBytesOfItsTree() {
         let views: [(String, JSONValue)] = [("points", ["balance": 120, "lots": [["id": "l-1"]]]), ("tiers", ["tier": "gold"])]
         var tree = JSONObject()
