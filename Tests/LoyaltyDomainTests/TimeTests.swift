@@ -21,6 +21,28 @@ private let shanghai = ProgramCalendar(offset: UTCOffset(seconds: 8 * 3_600))
 @Suite struct TimeTests {
     // MARK: EventTime parsing
 
+    @Test func theWrittenFormReadsAsTheSameInstantWrittenWithAnOffset() throws {
+        // The form the platform writes is read at fixed places; spelled with "+00:00" instead
+        // of "Z", the same instant goes through the general reader. Both must agree, and
+        // written-form texts that are not instants must still be refused with their reason.
+        var generator = SystemRandomNumberGenerator()
+        let edges: [Int64] = [EventTime.earliestWritable, EventTime.latestWritable, 0, -1, 951_782_400_000, 4_107_542_399_999]
+        for millis in edges + (0..<2_000).map({ _ in Int64.random(in: EventTime.earliestWritable...EventTime.latestWritable, using: &generator) }) {
+            let written = EventTime(millis: millis).rfc3339
+            let withOffset = String(written.dropLast()) + "+00:00"
+            #expect(try EventTime.parse(written) == EventTime(millis: millis), "\(written)")
+            #expect(try EventTime.parse(withOffset) == EventTime(millis: millis), "\(withOffset)")
+        }
+        #expect(timeError("2026-02-29T00:00:00.000Z")?.description.contains("day 29 does not exist in 2026-02") == true)
+        #expect(try EventTime.parse("2024-02-29T00:00:00.000Z") == EventTime.parse("2024-02-29T00:00:00+00:00"))
+        #expect(timeError("2026-13-01T00:00:00.000Z")?.description.contains("month 13") == true)
+        #expect(timeError("0000-01-01T00:00:00.000Z")?.description.contains("year 0000") == true)
+        #expect(timeError("2026-01-01T24:00:00.000Z")?.description.contains("hour 24") == true)
+        #expect(timeError("2026-01-01T00:60:00.000Z")?.description.contains("minute 60") == true)
+        #expect(timeError("2026-01-01T00:00:60.000Z")?.description.contains("leap second") == true)
+        #expect(timeError("2026-01-01T00:00:0x.000Z") != nil)
+    }
+
     @Test func parsesOffsetsAndZulu() throws {
         let expected = EventTime(millis: 1_773_540_000_000)  // 2026-03-15T02:00:00Z
         #expect(try EventTime.parse("2026-03-15T02:00:00Z") == expected)

@@ -26,7 +26,9 @@ public struct EventTime: Sendable, Hashable, Comparable, CustomStringConvertible
     /// Years must be 0001...9999, and dates must exist. Leap seconds (`:60`) are
     /// rejected, since an instant count has no place for them.
     public static func parse(_ text: String) throws(TimeParseError) -> EventTime {
-        try TimeTextReader.read(text) { (reader: inout TimeTextReader) throws(TimeParseError) in
+        var utf8 = text
+        if let time = utf8.withUTF8(parseWrittenForm) { return time }
+        return try TimeTextReader.read(text) { (reader: inout TimeTextReader) throws(TimeParseError) in
             let date = try reader.readDate()
             try reader.readDateTimeSeparator()
             let millisOfDay = try reader.readTimeOfDay()
@@ -34,6 +36,32 @@ public struct EventTime: Sendable, Hashable, Comparable, CustomStringConvertible
             try reader.expectEnd()
             return EventTime(millis: date.dayNumber * dayMillis + millisOfDay - Int64(offset.seconds) * 1_000)
         }
+    }
+
+    /// The form ``rfc3339`` writes (`YYYY-MM-DDTHH:MM:SS.mmmZ`), which nearly every event
+    /// carries, read at fixed places; nil for any other text, even one the general reader would
+    /// accept or refuse with its reason (a date that does not exist, say).
+    private static func parseWrittenForm(_ bytes: UnsafeBufferPointer<UInt8>) -> EventTime? {
+        guard bytes.count == rfc3339Width, bytes[4] == UInt8(ascii: "-"), bytes[7] == UInt8(ascii: "-"), bytes[10] == UInt8(ascii: "T"),
+              bytes[13] == UInt8(ascii: ":"), bytes[16] == UInt8(ascii: ":"), bytes[19] == UInt8(ascii: "."), bytes[23] == UInt8(ascii: "Z")
+        else { return nil }
+        func number(at start: Int, width: Int) -> Int? {
+            var value = 0
+            for index in start..<(start + width) {
+                let digit = bytes[index] &- UInt8(ascii: "0")
+                guard digit < 10 else { return nil }
+                value = value * 10 + Int(digit)
+            }
+            return value
+        }
+        guard let year = number(at: 0, width: 4), let month = number(at: 5, width: 2), let day = number(at: 8, width: 2),
+              let hour = number(at: 11, width: 2), let minute = number(at: 14, width: 2), let second = number(at: 17, width: 2),
+              let millis = number(at: 20, width: 3),
+              year >= 1, (1...12).contains(month), day >= 1, day <= LocalDate.daysInMonth(year: year, month: month),
+              hour < 24, minute < 60, second < 60
+        else { return nil }
+        let dayNumber = CivilCalendar.dayNumber(year: Int64(year), month: Int64(month), day: Int64(day))
+        return EventTime(millis: dayNumber * dayMillis + Int64(((hour * 60 + minute) * 60 + second) * 1_000 + millis))
     }
 
     /// 0001-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z: the range RFC 3339 can write.
