@@ -181,9 +181,7 @@ struct JSONParser {
             return !keySet!.insert(key).inserted
         }
         if members.count < Self.linearKeyCheckLimit {
-            // Most keys differ in length, which is cheaper to compare than their text.
-            let length = key.utf8.count
-            return members.contains { $0.key.utf8.count == length && $0.key == key }
+            return JSONObject.index(ofKey: key, in: members) != nil
         }
         keySet = Set(members.lazy.map(\.key))
         return !keySet!.insert(key).inserted
@@ -244,22 +242,17 @@ struct JSONParser {
         position += 1  // opening quote
         let start = position
         // Fast path: printable ASCII without escapes, which is nearly every key and value.
-        // Eight bytes at a time while a whole word is left: the first byte that is a quote, a
-        // backslash, a control character or not ASCII shows as the word's lowest flagged byte
-        // (a subtraction's borrow can flag bytes only above a true one).
+        // Eight bytes at a time while a whole word is left, stopping at the first byte that is
+        // a quote, a backslash, a control character or not ASCII (its high bit set).
         if let base = input.baseAddress {
-            let ones: UInt64 = 0x0101_0101_0101_0101
             while position + 8 <= input.count {
                 let word = UInt64(littleEndian: UnsafeRawPointer(base + position).loadUnaligned(as: UInt64.self))
-                let quotes = word ^ (ones &* 0x22)
-                let backslashes = word ^ (ones &* 0x5C)
-                let found = (((word &- ones &* 0x20) & ~word) | ((quotes &- ones) & ~quotes) | ((backslashes &- ones) & ~backslashes) | word)
-                    & 0x8080_8080_8080_8080
-                if found == 0 {
+                let stops = JSONWord.escapedBytes(word) | (word & 0x8080_8080_8080_8080)
+                if stops == 0 {
                     position += 8
                     continue
                 }
-                position += found.trailingZeroBitCount / 8
+                position += stops.trailingZeroBitCount / 8
                 break
             }
         }

@@ -75,15 +75,10 @@ public struct JSONObject: Sendable, Equatable {
     /// setting `nil` removes the member. (To store JSON `null`, set `.null`.)
     public subscript(key: String) -> JSONValue? {
         get {
-            // Most keys differ in length, which is cheaper to compare than their text.
-            let length = key.utf8.count
-            for member in members where member.key.utf8.count == length && member.key == key {
-                return member.value
-            }
-            return nil
+            Self.index(ofKey: key, in: members).map { members[$0].value }
         }
         set {
-            if let index = members.firstIndex(where: { $0.key == key }) {
+            if let index = Self.index(ofKey: key, in: members) {
                 if let newValue {
                     members[index].value = newValue
                 } else {
@@ -93,6 +88,15 @@ public struct JSONObject: Sendable, Equatable {
                 members.append(JSONMember(key: key, value: newValue))
             }
         }
+    }
+}
+
+extension JSONObject {
+    /// Where `key` is among `members`, found by a scan (objects are small). Most keys differ in
+    /// length, which is cheaper to compare than their text.
+    static func index(ofKey key: String, in members: [JSONMember]) -> Int? {
+        let length = key.utf8.count
+        return members.firstIndex { $0.key.utf8.count == length && $0.key == key }
     }
 }
 

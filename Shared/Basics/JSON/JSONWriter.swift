@@ -255,30 +255,22 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
     }
 
     /// Whether any byte is a control character, `"` or a backslash, checked eight bytes at a
-    /// time: a byte below 0x20, or equal to a given one, shows in its high bit after one
-    /// subtraction (a word flagged wrongly would only take the escaping path, which finds
-    /// nothing to escape). The last word overlaps the one before it rather than leaving a tail
-    /// to check byte by byte; a string shorter than a word is padded with spaces.
+    /// time (a word flagged wrongly would only take the escaping path, which finds nothing to
+    /// escape). The last word overlaps the one before it rather than leaving a tail to check
+    /// byte by byte; a string shorter than a word is padded with spaces.
     private static func needsEscaping(_ utf8: UnsafeBufferPointer<UInt8>) -> Bool {
         guard let base = utf8.baseAddress else { return false }
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        func flagged(_ word: UInt64) -> Bool {
-            let quotes = word ^ (ones &* 0x22)
-            let backslashes = word ^ (ones &* 0x5C)
-            let found = ((word &- ones &* 0x20) & ~word) | ((quotes &- ones) & ~quotes) | ((backslashes &- ones) & ~backslashes)
-            return found & 0x8080_8080_8080_8080 != 0
-        }
         guard utf8.count >= 8 else {
-            var word = ones &* 0x20
+            var word: UInt64 = 0x2020_2020_2020_2020
             for index in 0..<utf8.count { word = word << 8 | UInt64(base[index]) }
-            return flagged(word)
+            return JSONWord.escapedBytes(word) != 0
         }
         var index = 0
         while index + 8 < utf8.count {
-            if flagged(UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)) { return true }
+            if JSONWord.escapedBytes(UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)) != 0 { return true }
             index += 8
         }
-        return flagged(UnsafeRawPointer(base + utf8.count - 8).loadUnaligned(as: UInt64.self))
+        return JSONWord.escapedBytes(UnsafeRawPointer(base + utf8.count - 8).loadUnaligned(as: UInt64.self)) != 0
     }
 
     /// Copies runs that need no escaping as whole slices.
@@ -319,5 +311,20 @@ extension JSONValue {
     /// The compact canonical encoding of this value as a string.
     public var jsonString: String {
         String(decoding: serialized(), as: UTF8.self)
+    }
+}
+
+/// Eight bytes of JSON text at a time, for the parser's and the writer's scans of strings.
+enum JSONWord {
+    /// The high bit of each byte that a JSON string must escape: a control character, `"` or a
+    /// backslash. A byte below 0x20, or equal to a given one, shows in its high bit after one
+    /// subtraction; the borrow can also flag bytes above a flagged one, never below it, so the
+    /// lowest flagged byte (the first in memory, read little-endian) is always a true one.
+    @inline(__always)
+    static func escapedBytes(_ word: UInt64) -> UInt64 {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let quotes = word ^ (ones &* 0x22)
+        let backslashes = word ^ (ones &* 0x5C)
+        return (((word &- ones &* 0x20) & ~word) | ((quotes &- ones) & ~quotes) | ((backslashes &- ones) & ~backslashes)) & 0x8080_8080_8080_8080
     }
 }
