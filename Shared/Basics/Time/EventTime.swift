@@ -71,22 +71,14 @@ public struct EventTime: Sendable, Hashable, Comparable, CustomStringConvertible
     /// The instant in UTC with milliseconds, e.g. `2026-03-15T02:00:00.000Z`. Instants outside
     /// years 0001–9999 are written as the nearest end of that range.
     public var rfc3339: String {
-        var text: [UInt8] = []
-        text.reserveCapacity(24)
-        appendRFC3339(to: &text)
-        return String(decoding: text, as: UTF8.self)
+        String(unsafeUninitializedCapacity: Self.rfc3339Width) { text in
+            writeRFC3339(into: text.baseAddress!)
+            return Self.rfc3339Width
+        }
     }
 
     /// The length of ``rfc3339``: clamped to years 0001–9999, the form has a fixed width.
     public static let rfc3339Width = 24
-
-    /// Appends ``rfc3339``'s bytes to `text`, without making a string.
-    public func appendRFC3339(to text: inout [UInt8]) {
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: Self.rfc3339Width) { form in
-            writeRFC3339(into: form.baseAddress!)
-            text.append(contentsOf: UnsafeBufferPointer(form))
-        }
-    }
 
     /// Writes ``rfc3339``'s ``rfc3339Width`` bytes at `form` (writers of JSON call it for
     /// every time they write, into their own buffer).
