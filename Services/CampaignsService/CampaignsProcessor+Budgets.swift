@@ -238,6 +238,13 @@ extension CampaignsProcessor {
             .run(.text(member), .text(kind), .text(ref))
     }
 
+    /// Cancels the member's timers of this kind whatever their ref, set or kept aside.
+    func cancelTimers(member: String, kind: String, _ batch: Batch) throws {
+        try batch.cancelTimers(member: member, kind: kind)
+        guard budgets.topics != nil else { return }
+        try batch.database.prepare("DELETE FROM campaign_kept_aside WHERE member = ? AND timer_kind = ?").run(.text(member), .text(kind))
+    }
+
     /// Keeps a waiting member's record or timer until its claim is answered.
     func keepAside(_ trigger: BudgetTrigger, _ batch: Batch) throws {
         let member = switch trigger {

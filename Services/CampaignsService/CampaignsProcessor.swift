@@ -466,13 +466,16 @@ public final class CampaignsProcessor: StreamProcessor {
                 data: { award.write(member: id, to: &$0) })
             try batch.emit(topic: Topics.campaignRewards.name, key: id, value: value)
         }
+        // A paid order restarts every dormancy clock: the member's dormant timers all go, in
+        // one statement (also those of campaigns no longer defined, which would fire to nothing),
+        // rather than one campaign at a time on every order.
         if decision.cancelsDormantTimers {
-            for campaign in registry.campaigns {
-                try cancelTimers(member: id, kind: CampaignTimer.Kind.dormant.rawValue, ref: campaign, batch)
-            }
+            try cancelTimers(member: id, kind: CampaignTimer.Kind.dormant.rawValue, batch)
         }
         for timer in decision.timers {
-            try cancelTimers(member: id, kind: timer.kind.rawValue, ref: timer.ref, batch)
+            if !(decision.cancelsDormantTimers && timer.kind == .dormant) {
+                try cancelTimers(member: id, kind: timer.kind.rawValue, ref: timer.ref, batch)
+            }
             try batch.schedule(TimerRequest(
                 due: timer.due, rank: timer.kind == .birthday ? Rank.birthday : Rank.dormant, member: id,
                 kind: timer.kind.rawValue, ref: timer.ref))

@@ -214,6 +214,12 @@ public final class Batch {
         try deleteTimers.run(.text(member), .text(kind), .text(ref))
     }
 
+    /// Removes the timers of a member with this kind, whatever their ref: one statement where
+    /// a service would otherwise cancel ref by ref.
+    public func cancelTimers(member: String, kind: String) throws {
+        try database.prepare("DELETE FROM timers WHERE member = ? AND kind = ?").run(.text(member), .text(kind))
+    }
+
     /// Takes out of the timers the member's first one that fires before `bound` (due, then
     /// rank), for the service to fire itself: one that applies records of a member it kept
     /// aside, long after the task's stream time passed them, fires the member's timers due in

@@ -142,6 +142,34 @@ import Testing
         #expect(results.data["pointsGranted"]?.int64Value == 123 && results.data["membersReached"]?.int64Value == 1)
     }
 
+    /// Every paid order restarts each dormancy clock: one timer per dormant campaign stays,
+    /// due that campaign's days after the last order, and the win-back comes once, then.
+    @Test func aPaidOrderMovesEveryWinBackToItsDaysAfterTheLastOrder() throws {
+        let h = try Harness()
+        let comeback = #"{"id":"comeback","version":1,"name":"Comeback","trigger":{"event":"dormant","days":20},"reward":{"points":40}}"#
+        try h.define([try Self.definition(comeback, from: "2025-12-01T00:00:00+08:00")])
+        try h.apply([try Self.registered("m", "2026-01-01T10:00:00+08:00")])
+        try h.apply([try Self.paid("o1", "m", 100, "2026-01-05T10:00:00+08:00")])
+        try h.apply([try Self.paid("o2", "m", 100, "2026-01-10T10:00:00+08:00"), try Self.paid("o3", "m", 100, "2026-01-15T10:00:00+08:00")])
+        func dormantTimers() throws -> [String] {
+            try h.applier.database.prepare("SELECT ref, due FROM timers WHERE member = 'm' AND kind = 'dormant' ORDER BY ref").query {
+                "\($0.string(0)) \(EventTime(millis: $0.int64(1)).rfc3339)"
+            }
+        }
+        let lastOrder = try EventTime.parse("2026-01-15T10:00:00+08:00")
+        #expect(try dormantTimers() == ["comeback \(lastOrder.adding(days: 20).rfc3339)", "win-back \(lastOrder.adding(days: 30).rfc3339)"])
+
+        // Another member's records move the stream time on; the win-backs fire as it passes them.
+        func rewards(_ outputs: [(topic: String, event: CloudEvent)]) -> [String] {
+            outputs.filter { $0.topic == Topics.campaignRewards.name && $0.event.subject == "m" }.compactMap { $0.event.data["campaignId"]?.stringValue }
+        }
+        #expect(rewards(try h.apply([try Self.registered("other", "2026-02-03T10:00:00+08:00")])).isEmpty, "19 days after the last order: nothing yet")
+        #expect(rewards(try h.apply([try Self.paid("x1", "other", 100, "2026-02-04T10:00:01+08:00")])) == ["comeback"])
+        #expect(rewards(try h.apply([try Self.paid("x2", "other", 100, "2026-03-30T10:00:00+08:00")])).filter { $0 == "win-back" }.count
+            == (ControlGroup.isControl(campaign: "win-back", member: "m", sharePercent: 10) ? 0 : 1))
+        #expect(try dormantTimers().isEmpty, "once a spell")
+    }
+
     @Test func theMemberViewListsPaidOrdersAndWhatEachCampaignGave() throws {
         let h = try Harness()
         try h.apply([try Self.registered("m", "2026-01-01T10:00:00+08:00"), try Self.paid("o0", "m", 100, "2026-01-02T10:00:00+08:00")])
