@@ -642,23 +642,29 @@ struct FIFO<Element> {
 /// A binary min-heap ordered by `areInIncreasingOrder`: the merge's sorted partitions, and
 /// whoever else picks the least of many heads (the simulation's lanes).
 public struct Heap<Element> {
-    private var storage: [Element] = []
-    private let areInIncreasingOrder: (Element, Element) -> Bool
+    // Inlinable, so that a module picking heads with it (the simulation) gets it specialised
+    // to its element rather than calling through generic witnesses for every swap.
+    @usableFromInline var storage: [Element] = []
+    @usableFromInline let areInIncreasingOrder: (Element, Element) -> Bool
 
     /// An empty heap whose first element is the least by `areInIncreasingOrder`.
+    @inlinable
     public init(_ areInIncreasingOrder: @escaping (Element, Element) -> Bool) {
         self.areInIncreasingOrder = areInIncreasingOrder
     }
 
     /// How many elements it holds.
+    @inlinable
     public var count: Int { storage.count }
     /// The least element, if any.
+    @inlinable
     public var first: Element? { storage.first }
 
     /// The first entry's key, read in place (see ``FIFO/firstKey()``).
     func firstKey<Item>() -> MergeKey? where Element == EventTimeMerger<Item>.Entry { storage.isEmpty ? nil : storage[0].key }
 
     /// Adds `element` in O(log n).
+    @inlinable
     public mutating func insert(_ element: Element) {
         storage.append(element)
         var child = storage.count - 1
@@ -671,14 +677,17 @@ public struct Heap<Element> {
     }
 
     /// Visits the elements, in no particular order.
+    @inlinable
     public func forEach(_ body: (Element) -> Void) {
         for element in storage { body(element) }
     }
 
     /// Empties the heap, keeping its storage for what is inserted next.
+    @inlinable
     public mutating func removeAll() { storage.removeAll(keepingCapacity: true) }
 
     /// Removes and returns the least element in O(log n); the heap must not be empty.
+    @inlinable
     public mutating func removeFirst() -> Element {
         let top = storage[0]
         let last = storage.removeLast()
