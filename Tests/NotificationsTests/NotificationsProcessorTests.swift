@@ -15,10 +15,12 @@ import Testing
         let applier: BatchApplier<NotificationsProcessor>
         var offsets: [String: Int64] = [:]
 
-        init(inboxHorizonDays: Int64? = nil) throws {
+        /// `before` sees the store before the service migrates it: a store of an older release.
+        init(inboxHorizonDays: Int64? = nil, before: ((Database) throws -> Void)? = nil) throws {
             directory = FileManager.default.temporaryDirectory.appendingPathComponent("notifications-tests-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("notifications.sqlite").path))
+            try before?(database)
             let processor = NotificationsProcessor(
                 program: try Program.load(json: ReferenceProgram.bytes()), templates: try MessageTemplates.load(json: ReferenceProgram.templatesBytes()))
             // One partition, so that every member's records, all on partition 0, share one task and stream time.
@@ -88,6 +90,28 @@ import Testing
         let again = try h.apply([try Self.upgraded("t1", "m", "2026-01-02T10:00:00+08:00"), try Self.upgraded("t2", "m", "2026-01-03T10:00:00+08:00")])
         let messages = again.filter { $0.topic == Topics.notifications.name }.map(\.event)
         #expect(messages.map { $0.data["causes"]?.arrayValue } == [["t2"]], "t1 again gives nothing; t2, as late and new, its message")
+    }
+
+    /// Messages sent before the sent table was keyed by member stay in the member view, and
+    /// still keep a tier change sent again from giving a second message.
+    @Test func messagesSentBeforeTheUpgradeAreKeptAndStillRecogniseTheirCauses() throws {
+        let h = try Harness(inboxHorizonDays: 30) { database in
+            try database.migrate(RuntimeSchema.migrations + NotificationsSchema.migrations.filter { $0.version < 102 })
+            try database.prepare("""
+                INSERT INTO notification_sent(idempotency_key, member, type, channel, send_at, causes)
+                VALUES('k-old', 'm', 'tier-up', 'email', ?, 'before,t1')
+                """).run(.integer(try EventTime.parse("2026-01-02T10:00:00+08:00").millis))
+        }
+        try h.apply([try Self.registered("m", ["locale": "en", "channels": ["email": "m@example.com"]])])
+        let view = try #require(try h.applier.processor.memberView("m", in: h.applier.database, asOf: nil)?.objectValue)
+        #expect(view["sent"]?.arrayValue?.compactMap { $0.objectValue?["idempotencyKey"]?.stringValue } == ["k-old"])
+        // Months later, past the inbox's 30 days, t1 comes again.
+        try h.apply([(try Self.event("u", EventType.memberUpdated, "m", "2026-05-02T10:00:00+08:00", ["locale": "en"], source: "shop"), Topics.members.name)])
+        let again = try h.apply([try Self.upgraded("t1", "m", "2026-01-02T10:00:00+08:00"), try Self.upgraded("t2", "m", "2026-01-03T10:00:00+08:00")])
+        let messages = again.filter { $0.topic == Topics.notifications.name }.map(\.event)
+        #expect(messages.map { $0.data["causes"]?.arrayValue } == [["t2"]], "t1 was a cause of the message sent before the upgrade")
+        let sent = try h.applier.database.prepare("SELECT idempotency_key FROM notification_sent WHERE member = 'm' ORDER BY send_at").query { $0.string(0) }
+        #expect(sent.count == 2 && sent.first == "k-old")
     }
 
     @Test func theMemberViewShowsTheStoredStateWithMaskedAddresses() throws {
