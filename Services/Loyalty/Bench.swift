@@ -440,8 +440,8 @@ enum Bench {
 
     /// A ceiling that does not move when the design does: per event, one ~100-byte INSERT keyed
     /// by (member, sequence) and one ~200-byte UPSERT of the member's row, in transactions of
-    /// 2,000, WAL, `synchronous=NORMAL` (the store's settings). Whatever the services' schema
-    /// becomes, a share of this one compares across versions.
+    /// 2,000, WAL, `synchronous=NORMAL` (the store's settings), SQLite's 4 KiB pages. Whatever
+    /// the services' schema and settings become, a share of this one compares across versions.
     ///
     /// With `stores` above one, the members are spread over that many stores, each written by
     /// a thread of its own at the same time: the most that stores per task could give on this
@@ -475,7 +475,8 @@ enum Bench {
 
         init(path: String) throws {
             self.path = path
-            database = try Database(DatabaseConfiguration(path: path))
+            // SQLite's page size, not the services': the reference stays where it was.
+            database = try Database(DatabaseConfiguration(path: path, pageSize: DatabaseConfiguration.sqliteDefaultPageSize))
             try database.execute("""
                 CREATE TABLE entries(member TEXT NOT NULL, sequence INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY(member, sequence)) WITHOUT ROWID;
                 CREATE TABLE members(member TEXT PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID;

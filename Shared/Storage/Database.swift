@@ -67,9 +67,17 @@ public final class Database: @unchecked Sendable {
             throw SQLiteError(
                 code: SQLITE_MISUSE, message: "cacheSizeKiB must not be negative (got \(configuration.cacheSizeKiB))")
         }
+        let pageSize = configuration.pageSize
+        guard (512...65_536).contains(pageSize), pageSize & (pageSize - 1) == 0 else {
+            throw SQLiteError(
+                code: SQLITE_MISUSE, message: "pageSize must be a power of two from 512 to 65536 (got \(pageSize))")
+        }
         // First, so that switching the journal mode already waits for other connections' locks.
         let rc = sqlite3_busy_timeout(connection, configuration.busyTimeoutMilliseconds)
         guard rc == SQLITE_OK else { throw SQLiteError(connection: connection, code: rc, sql: nil) }
+        // Before the journal mode: a file in WAL mode keeps its page size. SQLite applies it only
+        // to a file with no pages yet, and ignores it for any other.
+        try execute("PRAGMA page_size = \(pageSize)")
 
         // journal_mode answers with the mode actually in force; it stays on the old one (silently)
         // when, for example, the file system cannot provide the shared memory WAL needs.

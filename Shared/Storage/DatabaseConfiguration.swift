@@ -24,18 +24,30 @@ public struct DatabaseConfiguration: Sendable {
     public var synchronous: Synchronous
     /// The page cache size per connection, in KiB. Must not be negative.
     public var cacheSizeKiB: Int
+    /// The page size of a database file created by this connection (`PRAGMA page_size`): a
+    /// power of two from 512 to 65,536. A file that has pages keeps the size it was made with.
+    ///
+    /// 8 KiB rather than SQLite's 4 KiB: a batch writes each page it touched once to the log
+    /// and once more into the file, and with half as many pages per table (and fewer levels
+    /// above them) a batch of the services' random member keys writes fewer frames in all.
+    public var pageSize: Int
+
+    /// SQLite's own page size, for measurements that must not move with this package's choice.
+    public static let sqliteDefaultPageSize = 4_096
 
     /// Creates a configuration with defaults suited to a service that owns its database file.
     public init(
         path: String,
         busyTimeoutMilliseconds: Int32 = 10_000,
         synchronous: Synchronous = .normal,
-        cacheSizeKiB: Int = 16_384
+        cacheSizeKiB: Int = 16_384,
+        pageSize: Int = 8_192
     ) {
         self.path = path
         self.busyTimeoutMilliseconds = busyTimeoutMilliseconds
         self.synchronous = synchronous
         self.cacheSizeKiB = cacheSizeKiB
+        self.pageSize = pageSize
     }
 
     /// Whether ``path`` names a database that lives only as long as the connection.

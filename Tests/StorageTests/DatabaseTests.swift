@@ -21,6 +21,27 @@ struct DatabaseTests {
         }
     }
 
+    /// A new store gets the configured page size; a store made with another keeps its own and
+    /// its rows, since a store in WAL mode cannot change it (an upgrade opens older stores).
+    @Test func aNewFileGetsThePageSizeAndAnOlderFileKeepsItsOwn() throws {
+        try withDatabasePath { path in
+            let database = try Database(DatabaseConfiguration(path: path))
+            #expect(try database.pragma("page_size") == 8_192)
+            database.close()
+        }
+        try withDatabasePath { path in
+            let old = try Database(DatabaseConfiguration(path: path, pageSize: 4_096))
+            try old.execute("CREATE TABLE t(x); INSERT INTO t VALUES(1), (2);")
+            old.close()
+            let reopened = try Database(DatabaseConfiguration(path: path))
+            #expect(try reopened.pragma("page_size") == 4_096)
+            try reopened.execute("INSERT INTO t VALUES(3)")
+            #expect(try reopened.prepare("SELECT SUM(x) FROM t").queryOne { $0.int64(0) } == 6)
+            reopened.close()
+        }
+        #expect(throws: SQLiteError.self) { try Database(DatabaseConfiguration(path: ":memory:", pageSize: 3_000)) }
+    }
+
     @Test func twoConnectionsOpeningANewFileAtOnceBothGetIt() throws {
         // Two instances of a service starting together on a fresh data directory.
         for round in 0..<20 {
