@@ -51,6 +51,7 @@ public final class CampaignsProcessor: StreamProcessor {
     /// Birthdays, for birthday campaigns (erased at `member.closed`).
     public let storesPersonalData = true
     public var migrations: [Migration] { CampaignsSchema.migrations }
+    public var loggedRowUpgrades: [LoggedRowUpgrade] { CampaignsSchema.loggedRowUpgrades }
 
     public let rules: CampaignRules
     /// Every version of every campaign: the defaults, then what the definitions topic brought.

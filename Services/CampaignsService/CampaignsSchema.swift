@@ -63,4 +63,17 @@ public enum CampaignsSchema {
             CREATE TABLE campaign_budget_answers(member TEXT NOT NULL, claim TEXT NOT NULL, granted BLOB NOT NULL, PRIMARY KEY(member, claim)) WITHOUT ROWID;
             """),
     ]
+
+    /// Results a changelog holds from before migration 103, by campaign alone: task 0's, as the
+    /// migration counts a store's results from before.
+    public static let loggedRowUpgrades = [
+        LoggedRowUpgrade(table: "campaign_results", keyColumnCount: 1) { key, row in
+            RowChange(table: "campaign_task_results", key: [key[0], .integer(0)], row: try row.map { row in
+                guard row.count == 2 else {
+                    throw RowChangeFormatError(detail: "campaign_results before migration 103: a row has 2 columns, not \(row.count)")
+                }
+                return [row[0], .integer(0), row[1]]
+            })
+        },
+    ]
 }

@@ -29,6 +29,7 @@ public final class NotificationsProcessor: StreamProcessor {
     /// itself nothing.
     public let tasksAreIndependent = true
     public var migrations: [Migration] { NotificationsSchema.migrations }
+    public var loggedRowUpgrades: [LoggedRowUpgrade] { NotificationsSchema.loggedRowUpgrades }
     public let rules: NotificationRules
     private let logger: Logger?
     static let source = "loyalty/notifications"

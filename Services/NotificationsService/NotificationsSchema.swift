@@ -31,4 +31,18 @@ public enum NotificationsSchema {
             ALTER TABLE notification_sent_by_member_time RENAME TO notification_sent;
             """),
     ]
+
+    /// Sent messages a changelog holds from before migration 102, keyed by their idempotency
+    /// key alone, as the table keeps them now. Sent messages are never deleted, so a deletion
+    /// of that shape is no changelog's.
+    public static let loggedRowUpgrades = [
+        LoggedRowUpgrade(table: "notification_sent", keyColumnCount: 1) { key, row in
+            // (idempotency_key, member, type, channel, send_at, causes) before; (member, send_at,
+            // idempotency_key, type, channel, causes) now.
+            guard let row, row.count == 6 else {
+                throw RowChangeFormatError(detail: "notification_sent before migration 102: a message is logged whole, with 6 columns")
+            }
+            return RowChange(table: "notification_sent", key: [row[1], row[4], row[0]], row: [row[1], row[4], row[0], row[2], row[3], row[5]])
+        },
+    ]
 }

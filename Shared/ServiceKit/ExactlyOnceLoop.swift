@@ -146,7 +146,8 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             // the cluster, and `run` keeps its store a copy of the changelog.
             let tail = try ChangelogRestore.tail(topic: configuration.platform.changelog(of: configuration.service), configuration: configuration)
             try applier.claimCluster(tail.clusterID)
-            standbyCopies = [try Self.standbyCopy(of: database, at: configuration.databasePath, task: nil, lock: nil, configuration: configuration)]
+            standbyCopies = [try Self.standbyCopy(
+                of: database, at: configuration.databasePath, task: nil, lock: nil, configuration: configuration, upgrades: processor.loggedRowUpgrades)]
         } else if replay == nil {
             changelogProducer = try Self.startChangelog(of: applier, at: configuration.databasePath, task: nil, configuration: configuration, logger: logger)
         }
@@ -188,13 +189,15 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
 
     /// A standby's copy of the store at `path`. A standby begins empty: a store that served
     /// (or one of another history) is never cleared to become one.
-    private static func standbyCopy(of database: Database, at path: String, task: Int32?, lock: FileUseLock?, configuration: ServiceConfiguration) throws -> StandbyCopy {
+    private static func standbyCopy(
+        of database: Database, at path: String, task: Int32?, lock: FileUseLock?, configuration: ServiceConfiguration, upgrades: [LoggedRowUpgrade]
+    ) throws -> StandbyCopy {
         if try !ChangelogRestore.storeIsEmpty(database), try ChangelogCopy.standbyPosition(of: database) == nil {
             throw ConfigurationError(
                 variable: configuration.platform.variable("STANDBY"),
                 problem: "\(path) holds a store that is not a standby's; a standby starts from an empty data directory")
         }
-        return try StandbyCopy(task: task, database: database, lock: lock)
+        return try StandbyCopy(task: task, database: database, lock: lock, upgrades: upgrades)
     }
 
     /// A standby in the `task` layout keeps a copy of every task's store, each from its task's
@@ -213,7 +216,8 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             let path = configuration.databasePath(ofTask: task)
             let (applier, lock) = try openStore(at: path, configuration: configuration, processor: processor, exclusive: true)
             try applier.claimCluster(clusterID)
-            return try standbyCopy(of: applier.database, at: path, task: task, lock: lock, configuration: configuration)
+            return try standbyCopy(
+                of: applier.database, at: path, task: task, lock: lock, configuration: configuration, upgrades: processor.loggedRowUpgrades)
         }
     }
 
@@ -279,7 +283,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             }
             return nil
         }
-            let capture = try ChangeCapture(database: database, excluding: RuntimeSchema.unloggedTables)
+            let capture = try ChangeCapture(database: database, excluding: RuntimeSchema.unloggedTables, upgrades: applier.processor.loggedRowUpgrades)
             // First, so that an older producer of this store (a dead or stalled instance) is
             // fenced, and the transaction it left open aborted, before the changelog is read.
             let producer = try ChangelogRestore.producer(configuration, task: task)
@@ -1041,7 +1045,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             let path = configuration.databasePath(ofTask: task)
             let (applier, lock) = try Self.openStore(at: path, configuration: configuration, processor: makeProcessor?() ?? processor, exclusive: false)
             if let clusterID { try applier.claimCluster(clusterID) }
-            return try StandbyCopy(task: task, database: applier.database, lock: lock)
+            return try StandbyCopy(task: task, database: applier.database, lock: lock, upgrades: applier.processor.loggedRowUpgrades)
         }
         warmCopies = copies
         copies.start()

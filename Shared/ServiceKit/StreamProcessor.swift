@@ -101,6 +101,9 @@ public protocol StreamProcessor: AnyObject {
     var serviceInputTopics: Set<String> { get }
     /// The service's own tables, versions 100 and up.
     var migrations: [Migration] { get }
+    /// How rows its changelog holds in the shape of tables before a migration reshaped them
+    /// read now: a restore by this release of a changelog an older one began. Default: none.
+    var loggedRowUpgrades: [LoggedRowUpgrade] { get }
     /// Input topics whose records carry personal data (contact data, birthdays): their dead
     /// letters name the record's place but carry none of its value.
     var personalDataTopics: Set<String> { get }
@@ -237,6 +240,7 @@ extension StreamProcessor {
     public var selfCommandTopics: [String] { inputTopics.filter { commandTopics.contains($0) } }
     public var personalDataTopics: Set<String> { [] }
     public var storesPersonalData: Bool { false }
+    public var loggedRowUpgrades: [LoggedRowUpgrade] { [] }
     public func memberView(_ member: String, in database: Database, asOf: EventTime?) throws -> JSONValue? { nil }
     public func memberResource(_ member: String, _ resource: String, in database: Database) throws -> MemberResource {
         .notFound("no resource \(resource) of members here")

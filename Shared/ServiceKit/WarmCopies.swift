@@ -13,11 +13,11 @@ struct StandbyCopy {
     let lock: FileUseLock?
 
     /// A copy of the store `database` holds, capturing the changes of every table the
-    /// changelog carries.
-    init(task: Int32?, database: Database, lock: FileUseLock?) throws {
+    /// changelog carries (rows in older shapes through `upgrades`).
+    init(task: Int32?, database: Database, lock: FileUseLock?, upgrades: [LoggedRowUpgrade]) throws {
         self.task = task
         self.database = database
-        capture = try ChangeCapture(database: database, excluding: RuntimeSchema.unloggedTables)
+        capture = try ChangeCapture(database: database, excluding: RuntimeSchema.unloggedTables, upgrades: upgrades)
         self.lock = lock
     }
 

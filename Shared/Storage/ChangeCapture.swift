@@ -34,13 +34,16 @@ public final class ChangeCapture {
 
     private let database: Database
     private let shapes: [String: Shape]
+    private let upgrades: [LoggedRowUpgrade]
     private var session: OpaquePointer?
 
     /// Logs every table of `database` except SQLite's own and `excluding` (tables the loop
-    /// keeps for itself, such as the outbox).
+    /// keeps for itself, such as the outbox). `upgrades` read rows logged in older shapes of
+    /// the tables when changes are applied.
     /// - Throws: ``SQLiteError`` naming a table without a primary key.
-    public init(database: Database, excluding: Set<String>) throws {
+    public init(database: Database, excluding: Set<String>, upgrades: [LoggedRowUpgrade] = []) throws {
         self.database = database
+        self.upgrades = upgrades
         let names = try database.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
             .query { $0.string(0) }.filter { !excluding.contains($0) }
         var shapes: [String: Shape] = [:]
@@ -155,8 +158,20 @@ public final class ChangeCapture {
     /// written whole, or deleted for a tombstone. A row logged before its table gained
     /// columns fills only the columns it has; the others take their defaults.
     /// - Throws: ``RowChangeFormatError`` for a change that does not fit the store's tables.
+    /// A row logged in an older shape of its table (another table, or another key) goes
+    /// through the upgrade named for that shape, and then again as the table stands.
     public func apply(_ change: RowChange) throws {
-        guard let shape = shapes[change.table] else {
+        try apply(change, upgradesLeft: upgrades.count)
+    }
+
+    private func apply(_ change: RowChange, upgradesLeft: Int) throws {
+        let shape = shapes[change.table]
+        if shape?.keyColumns.count != change.key.count, upgradesLeft > 0,
+           let upgrade = upgrades.first(where: { $0.table == change.table && $0.keyColumnCount == change.key.count }) {
+            // Each step leaves the shape it read, so a chain ends within the upgrades there are.
+            return try apply(upgrade.upgrade(change.key, change.row), upgradesLeft: upgradesLeft - 1)
+        }
+        guard let shape else {
             throw RowChangeFormatError(detail: "the store has no logged table \(change.table)")
         }
         guard change.key.count == shape.keyColumns.count else {

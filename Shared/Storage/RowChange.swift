@@ -47,6 +47,8 @@ public struct RowChange: Sendable, Equatable {
 /// A changelog record that is not a row change this platform wrote.
 public struct RowChangeFormatError: Error, Sendable, CustomStringConvertible {
     public var detail: String
+    /// Creates the error with what is wrong with the change.
+    public init(detail: String) { self.detail = detail }
     public var description: String { "not a row change: \(detail)" }
 }
 

@@ -460,6 +460,31 @@ let testKeys = try! CommandKeys.parse("test=campaigns-test-secret-001")
         applier.database.close()
     }
 
+    /// A changelog an older release began holds results by campaign alone: a restore by this
+    /// release places them as task 0's, as the migration does, and so does a deletion.
+    @Test func resultsLoggedBeforeTasksAreRestoredAsTaskZeros() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("campaigns-logged-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let applier = try CampaignsProcessorTests.Harness.open(directory, partitions: 4)
+        defer { applier.database.close() }
+        let database = applier.database
+        let capture = try ChangeCapture(database: database, excluding: RuntimeSchema.unloggedTables, upgrades: applier.processor.loggedRowUpgrades)
+        func results() throws -> [String] {
+            try database.prepare("SELECT campaign, task, hex(results) FROM campaign_task_results ORDER BY campaign").query {
+                "\($0.string(0))/\($0.int64(1))/\($0.string(2))"
+            }
+        }
+        try database.transaction {
+            for (campaign, bytes) in [("tiny", [UInt8]([1, 2])), ("gone", [3])] {
+                try capture.apply(RowChange(table: "campaign_results", key: [.text(campaign)], row: [.text(campaign), .blob(bytes)]))
+            }
+        }
+        #expect(try results() == ["gone/0/03", "tiny/0/0102"])
+        try database.transaction { try capture.apply(RowChange(table: "campaign_results", key: [.text("gone")], row: nil)) }
+        #expect(try results() == ["tiny/0/0102"])
+    }
+
     @Test func theBoardAddsEachTasksNewestAndCountsARecordFromBeforeTasksAsTaskZerosUntilItPublishes() throws {
         func record(task: Int64?, revision: Int64, granted: Int64, left: Int64, members: Int64 = 1) -> JSONObject {
             var data: JSONObject = [

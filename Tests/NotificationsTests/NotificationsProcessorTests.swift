@@ -114,6 +114,28 @@ import Testing
         #expect(sent.count == 2 && sent.first == "k-old")
     }
 
+    /// A store restored from a changelog that an older release began: its sent messages are
+    /// logged keyed by their idempotency key alone, and land in the table as it is keyed now.
+    @Test func sentMessagesLoggedBeforeTheUpgradeAreRestoredInTheNewShape() throws {
+        let h = try Harness()
+        let database = h.applier.database
+        let capture = try ChangeCapture(database: database, excluding: RuntimeSchema.unloggedTables, upgrades: h.applier.processor.loggedRowUpgrades)
+        let sendAt = try EventTime.parse("2026-01-02T10:00:00+08:00").millis
+        let logged = RowChange(
+            table: "notification_sent", key: [.text("k-old")],
+            row: [.text("k-old"), .text("m"), .text("tier-up"), .text("email"), .integer(sendAt), .text("t1")])
+        // Through the bytes a changelog record carries.
+        try database.transaction { try capture.apply(RowChange(encodedKey: logged.encodedKey, encodedValue: logged.encodedValue)) }
+        try h.apply([try Self.registered("m", ["locale": "en", "channels": ["email": "m@example.com"]])])
+        let view = try #require(try h.applier.processor.memberView("m", in: database, asOf: nil)?.objectValue)
+        let sent = try #require(view["sent"]?.arrayValue?.first?.objectValue)
+        #expect(sent["idempotencyKey"]?.stringValue == "k-old" && sent["type"]?.stringValue == "tier-up" && sent["channel"]?.stringValue == "email")
+        #expect(sent["sendAt"]?.stringValue == EventTime(millis: sendAt).description && sent["causes"]?.stringValue == "t1")
+        // Without the service's upgrades the row fits no table.
+        let plain = try ChangeCapture(database: database, excluding: RuntimeSchema.unloggedTables)
+        #expect(throws: RowChangeFormatError.self) { try database.transaction { try plain.apply(logged) } }
+    }
+
     @Test func theMemberViewShowsTheStoredStateWithMaskedAddresses() throws {
         let h = try Harness()
         try h.apply([try Self.registered("m", [

@@ -116,6 +116,48 @@ import Testing
         #expect(!reader.records.contains { $0.topic == acmeDeadLetters.name })
     }
 
+    /// A release whose migration replaced a logged table restores a changelog an older release
+    /// began: with its upgrade, the old table's rows land in the new one; without, the restore
+    /// is refused with the reason, and the empty store stays as it was.
+    @Test func aChangelogOfAnOlderReleaseIsRestoredThroughTheNewReleasesUpgrades() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let broker = try EmbeddedBroker(topics: [input, output, changelog, acmeDeadLetters])
+        let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+        let originalPath = directory.appendingPathComponent("original/counting.sqlite").path
+        let original = LoopInstance(environment: environment(broker, database: originalPath), topics: [input.name], output: output.name)
+        try produce(producer, 0..<400)
+        #expect(try waitForApplied(originalPath, 400) == 400)
+        #expect(original.stopAndWait().error == nil)
+        let expected = try Database(DatabaseConfiguration(path: originalPath))
+        let counts = try expected.prepare("SELECT member, total, applied FROM counts ORDER BY member").query { "\($0.string(0)) \($0.int64(1)) \($0.int64(2))" }
+        expected.close()
+        #expect(counts.count == 40)
+
+        let refusedPath = directory.appendingPathComponent("refused/counting.sqlite").path
+        let refused = LoopInstance(
+            environment: environment(broker, database: refusedPath), topics: [input.name], output: output.name, renamedCounts: true)
+        let deadline = Date().addingTimeInterval(60)
+        while !refused.outcome.done && Date() < deadline { usleep(100_000) }
+        let reason = refused.stopAndWait().error ?? ""
+        #expect(reason.contains("the store has no logged table counts"), "\(reason)")
+        let untouched = try Database(DatabaseConfiguration(path: refusedPath))
+        #expect(try untouched.count("SELECT COUNT(*) FROM inbox") == 0 && untouched.count("SELECT COUNT(*) FROM tallies") == 0)
+        untouched.close()
+
+        let upgradedPath = directory.appendingPathComponent("upgraded/counting.sqlite").path
+        let upgraded = LoopInstance(
+            environment: environment(broker, database: upgradedPath), topics: [input.name], output: output.name, renamedCounts: true, upgradesLoggedRows: true)
+        #expect(try waitForApplied(upgradedPath, 400, seconds: 60) == 400)
+        usleep(1_000_000)
+        #expect(upgraded.stopAndWait().error == nil)
+        #expect(upgraded.applied == 0, "every input was already applied in the restored store")
+        let restored = try Database(DatabaseConfiguration(path: upgradedPath))
+        let tallies = try restored.prepare("SELECT member, total, applied FROM tallies ORDER BY member").query { "\($0.string(0)) \($0.int64(1)) \($0.int64(2))" }
+        restored.close()
+        #expect(tallies == counts)
+    }
+
     /// A store per task (`STORE_LAYOUT=task`) writes its task's partition of the changelog; on
     /// another host each task's store comes back from its partition alone, equal to the
     /// original table by table. A changelog with fewer partitions than tasks is refused.

@@ -27,7 +27,8 @@ final class LoopInstance: Sendable {
     /// `passing`: the processor passes counts on to other members as commands (`CountingProcessor.passing`).
     init(
         environment: [String: String], topics: [String], output: String, independentTasks: Bool = false, failingMembers: Set<String> = [],
-        passing: (topic: String, every: Int64)? = nil, bouncing: Bool = false, progress: (topics: [String], held: String)? = nil
+        passing: (topic: String, every: Int64)? = nil, bouncing: Bool = false, progress: (topics: [String], held: String)? = nil,
+        renamedCounts: Bool = false, upgradesLoggedRows: Bool = false
     ) {
         let thread = Thread { [stop, finished] in
             do {
@@ -38,6 +39,8 @@ final class LoopInstance: Sendable {
                     processor.tasksAreIndependent = independentTasks
                     processor.applyingThreads = applyingThreads
                     processor.failOnMembers = failingMembers
+                    processor.renamedCounts = renamedCounts
+                    processor.upgradesLoggedRows = upgradesLoggedRows
                     if let progress {
                         processor.progressTopics = progress.topics
                         processor.heldTopic = progress.held

@@ -72,8 +72,22 @@ final class CountingProcessor: StreamProcessor {
     /// Told the thread of every record applied, when set (shared by the processors of a loop's tasks).
     var applyingThreads: ThreadLog?
     func rank(of eventType: String) -> Int { eventType == "count.pass" ? 1 : eventType == "count.returned" ? 2 : 0 }
+    /// A later release whose migration 101 moved `counts` to `tallies`; with
+    /// `upgradesLoggedRows` it also reads the rows of `counts` a changelog holds from before.
+    var renamedCounts = false
+    var upgradesLoggedRows = false
+    private var countsTable: String { renamedCounts ? "tallies" : "counts" }
     var migrations: [Migration] {
         [Migration(version: 100, name: "counts", sql: "CREATE TABLE counts(member TEXT PRIMARY KEY, total INTEGER NOT NULL, applied INTEGER NOT NULL);")]
+            + (renamedCounts ? [Migration(version: 101, name: "tallies", sql: """
+                CREATE TABLE tallies(member TEXT PRIMARY KEY, total INTEGER NOT NULL, applied INTEGER NOT NULL);
+                INSERT INTO tallies SELECT member, total, applied FROM counts;
+                DROP TABLE counts;
+                """)] : [])
+    }
+    var loggedRowUpgrades: [LoggedRowUpgrade] {
+        guard upgradesLoggedRows else { return [] }
+        return [LoggedRowUpgrade(table: "counts", keyColumnCount: 1) { key, row in RowChange(table: "tallies", key: key, row: row) }]
     }
 
     init(inputTopics: [String], outputTopic: String) {
@@ -116,9 +130,9 @@ final class CountingProcessor: StreamProcessor {
             return
         }
         try batch.database.prepare(
-            "INSERT INTO counts(member, total, applied) VALUES(?, ?, 1) ON CONFLICT(member) DO UPDATE SET total = total + excluded.total, applied = applied + 1"
+            "INSERT INTO \(countsTable)(member, total, applied) VALUES(?, ?, 1) ON CONFLICT(member) DO UPDATE SET total = total + excluded.total, applied = applied + 1"
         ).run(.text(input.member), .integer(input.body.n))
-        let total = try batch.database.prepare("SELECT total FROM counts WHERE member = ?").queryOne(.text(input.member)) { $0.int64(0) } ?? 0
+        let total = try batch.database.prepare("SELECT total FROM \(countsTable) WHERE member = ?").queryOne(.text(input.member)) { $0.int64(0) } ?? 0
         let out = CloudEvent(
             id: "out/\(input.eventID)", source: "test", type: "count.total", time: input.time, subject: input.member,
             data: .object(JSONObject(["total": .int(total)])))

@@ -107,6 +107,39 @@ import Testing
         }
     }
 
+    /// Rows logged before migrations reshaped their tables: `ledger` keyed by id alone became
+    /// `entries` keyed by (member, seq), and `entries` was once keyed by seq alone too. Each goes
+    /// through its upgrade, in a chain where one leads to the next; deletions as well.
+    @Test func rowsLoggedInAnOlderShapeGoThroughTheirUpgrades() throws {
+        let database = try store()
+        let upgrades = [
+            LoggedRowUpgrade(table: "ledger", keyColumnCount: 1) { key, row in
+                // (id, member, body) → entries keyed by seq alone, as they were next.
+                RowChange(table: "entries", key: key, row: row.map { [$0[0], $0[1], $0[2]] })
+            },
+            LoggedRowUpgrade(table: "entries", keyColumnCount: 1) { key, row in
+                guard let row else { throw RowChangeFormatError(detail: "a deleted entry names no member") }
+                return RowChange(table: "entries", key: [row[1], key[0]], row: [row[1], row[0], row[2]])
+            },
+        ]
+        let capture = try ChangeCapture(database: database, excluding: ["outbox"], upgrades: upgrades)
+        let plain = try ChangeCapture(database: database, excluding: ["outbox"])
+        try database.transaction {
+            try capture.apply(RowChange(table: "ledger", key: [.integer(4)], row: [.integer(4), .text("m-1"), .text("from the ledger")]))
+            try capture.apply(RowChange(table: "entries", key: [.integer(5)], row: [.integer(5), .text("m-1"), .text("keyed by seq")]))
+            try capture.apply(RowChange(table: "entries", key: [.text("m-2"), .integer(1)], row: [.text("m-2"), .integer(1), .text("as it stands")]))
+            // A deletion of the present shape goes straight through; one of the old shape that
+            // its upgrade cannot place is refused, with the upgrade's reason.
+            try capture.apply(RowChange(table: "entries", key: [.text("m-2"), .integer(1)], row: nil))
+            let refused = try #require(throws: RowChangeFormatError.self) { try capture.apply(RowChange(table: "entries", key: [.integer(5)], row: nil)) }
+            #expect(refused.detail == "a deleted entry names no member")
+            // Without the upgrades, the old shapes do not fit.
+            #expect(throws: RowChangeFormatError.self) { try plain.apply(RowChange(table: "ledger", key: [.integer(6)], row: [.integer(6), .text("m"), .text("x")])) }
+        }
+        let rows = try database.prepare("SELECT member, seq, body FROM entries ORDER BY member, seq").query { "\($0.string(0))/\($0.int64(1))/\($0.string(2))" }
+        #expect(rows == ["m-1/4/from the ledger", "m-1/5/keyed by seq"])
+    }
+
     @Test func aTableWithoutAPrimaryKeyCannotBeLogged() throws {
         let database = try store()
         try database.execute("CREATE TABLE notes(text TEXT)")
