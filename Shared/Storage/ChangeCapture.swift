@@ -156,10 +156,11 @@ public final class ChangeCapture {
 
     /// Applies a row's state to the store (inside the caller's transaction): the row is
     /// written whole, or deleted for a tombstone. A row logged before its table gained
-    /// columns fills only the columns it has; the others take their defaults.
-    /// - Throws: ``RowChangeFormatError`` for a change that does not fit the store's tables.
-    /// A row logged in an older shape of its table (another table, or another key) goes
-    /// through the upgrade named for that shape, and then again as the table stands.
+    /// columns fills only the columns it has; the others take their defaults. A row logged in
+    /// an older shape of its table (another table, or another key) goes through the upgrade
+    /// named for that shape, and then again as the table stands.
+    /// - Throws: ``RowChangeFormatError`` for a change that fits neither the store's tables nor
+    ///   an upgrade.
     public func apply(_ change: RowChange) throws {
         try apply(change, upgradesLeft: upgrades.count)
     }

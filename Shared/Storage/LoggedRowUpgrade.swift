@@ -3,6 +3,10 @@
 /// store logged before such a migration stay in its changelog as they were written (a
 /// migration runs outside the logged transactions), so a restore by the newer release hands
 /// each row that does not fit the store's tables to the upgrade named for it.
+///
+/// Such rows keep their old record keys, so no later record of the new shape ever takes their
+/// place when the topic is compacted: a re-keyed table whose rows get deleted must map the old
+/// shape's deletions too, or a restore brings back a row whose tombstone compaction dropped.
 public struct LoggedRowUpgrade: Sendable {
     /// The table as the older schema named it.
     public var table: String
