@@ -69,6 +69,15 @@ import Testing
         return applied
     }
 
+    /// An instance of the counting service (the one store, keeping its changelog) applies the
+    /// events of `range` into the store at `path`, and stops.
+    func applyAndStop(_ range: Range<Int>, _ broker: EmbeddedBroker, _ producer: KafkaProducer, into path: String) throws {
+        let instance = LoopInstance(environment: environment(broker, database: path), topics: [input.name], output: output.name)
+        try produce(producer, range)
+        #expect(try waitForApplied(path, Int64(range.count)) == Int64(range.count))
+        #expect(instance.stopAndWait().error == nil)
+    }
+
     @Test func aStoreRestoredFromTheChangelogAloneEqualsTheOriginalTableByTableAndGoesOn() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -77,10 +86,7 @@ import Testing
         let originalPath = directory.appendingPathComponent("original/counting.sqlite").path
         let restoredPath = directory.appendingPathComponent("restored/counting.sqlite").path
 
-        let original = LoopInstance(environment: environment(broker, database: originalPath), topics: [input.name], output: output.name)
-        try produce(producer, 0..<1_000)
-        #expect(try waitForApplied(originalPath, 1_000) == 1_000)
-        #expect(original.stopAndWait().error == nil)
+        try applyAndStop(0..<1_000, broker, producer, into: originalPath)
 
         // Another host, an empty data directory: the store comes from the changelog alone.
         let restored = LoopInstance(environment: environment(broker, database: restoredPath), topics: [input.name], output: output.name)
@@ -125,10 +131,7 @@ import Testing
         let broker = try EmbeddedBroker(topics: [input, output, changelog, acmeDeadLetters])
         let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
         let originalPath = directory.appendingPathComponent("original/counting.sqlite").path
-        let original = LoopInstance(environment: environment(broker, database: originalPath), topics: [input.name], output: output.name)
-        try produce(producer, 0..<400)
-        #expect(try waitForApplied(originalPath, 400) == 400)
-        #expect(original.stopAndWait().error == nil)
+        try applyAndStop(0..<400, broker, producer, into: originalPath)
         let expected = try Database(DatabaseConfiguration(path: originalPath))
         let counts = try expected.prepare("SELECT member, total, applied FROM counts ORDER BY member").query { "\($0.string(0)) \($0.int64(1)) \($0.int64(2))" }
         expected.close()
