@@ -736,6 +736,27 @@ import Testing
         #expect(try database.count("SELECT COUNT(*) FROM outbox") == 1)
     }
 
+    @Test func aTimerSetAgainAsItIsWritesNothingAndANewPayloadReplacesTheOld() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("state.sqlite").path))
+        _ = try database.migrate(RuntimeSchema.migrations)
+        let batch = try Batch(database: database, service: "test", platform: Platform(name: "test", deadLetters: "dead-letters", instances: "instances", partitionCount: 6), selfTopics: [:], rank: { _ in 0 })
+        let timer = TimerRequest(due: EventTime(millis: 86_400_000), rank: 2, member: "m1", kind: "digest", ref: "1", payload: [1, 2])
+        try batch.schedule(timer)
+        #expect(database.changes == 1)
+        // The same timer again (a second entry of the day): no row is deleted or written.
+        try batch.schedule(timer)
+        #expect(database.changes == 0)
+        var moved = timer
+        moved.payload = [3]
+        try batch.schedule(moved)
+        #expect(database.changes == 1)
+        #expect(try database.count("SELECT COUNT(*) FROM timers") == 1)
+        let payload = try database.prepare("SELECT payload FROM timers WHERE member = 'm1'").queryOne { $0.blob(0) }
+        #expect(payload == [3])
+    }
+
     @Test func failuresAreCountedAgainstARecordOnlyInARow() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
