@@ -124,15 +124,21 @@ public struct NotificationRules: Sendable {
     }
 
     /// Points earned: they join the digest of their local day, sent at the digest time the
-    /// day after. Entries arriving after their day's digest went out join the next one.
+    /// day after. Entries arriving after their day's digest went out join the next one. The
+    /// digest's timer is asked for with the day's first entry only.
     public func earned(points: Int64, cause: String, at time: EventTime, member: inout NotificationMember) -> NotificationDecision {
         var decision = NotificationDecision()
         guard points > 0, !member.closed else { return decision }
         var day = calendar.localDate(of: time).dayNumber
         if let last = member.lastDigestDay, day <= last { day = last + 1 }
+        // The day's first entry sets its digest's timer; the timer stays until it fires and
+        // takes the pending digest with it, so later entries of the day need none (a service
+        // would write the same timer row again for each).
+        if member.digests[day] == nil {
+            decision.timers.append(NotificationTimer(kind: .digest, ref: String(day), due: digestTime(of: day)))
+        }
         member.digests[day, default: PendingDigest()].points += points
         member.digests[day]!.causes.append(cause)
-        decision.timers.append(NotificationTimer(kind: .digest, ref: String(day), due: digestTime(of: day)))
         return decision
     }
 
