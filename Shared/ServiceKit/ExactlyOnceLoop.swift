@@ -283,7 +283,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             }
             return nil
         }
-            let capture = try ChangeCapture(database: database, excluding: RuntimeSchema.unloggedTables, upgrades: applier.processor.loggedRowUpgrades)
+            let capture = try RuntimeSchema.changelogCapture(of: database, upgrades: applier.processor.loggedRowUpgrades)
             // First, so that an older producer of this store (a dead or stalled instance) is
             // fenced, and the transaction it left open aborted, before the changelog is read.
             let producer = try ChangelogRestore.producer(configuration, task: task)

@@ -11,6 +11,14 @@ public enum RuntimeSchema {
         "outbox", "crash_strikes", "store_identity", "task_frontier", "schema_migrations",
     ]
 
+    /// The capture of what a store's changelog carries: every table but ``unloggedTables``,
+    /// with rows a changelog holds in an older shape read through `upgrades` (the service's
+    /// ``StreamProcessor/loggedRowUpgrades``). The one capture for logging, restoring and
+    /// keeping copies, so that all three agree on what is logged.
+    public static func changelogCapture(of database: Database, upgrades: [LoggedRowUpgrade]) throws -> ChangeCapture {
+        try ChangeCapture(database: database, excluding: unloggedTables, upgrades: upgrades)
+    }
+
     public static let migrations: [Migration] = [
         Migration(version: 1, name: "exactly-once runtime", sql: """
             -- Event ids already applied, with a hash of the payload to tell re-sends from conflicts.

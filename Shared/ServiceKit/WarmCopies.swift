@@ -17,7 +17,7 @@ struct StandbyCopy {
     init(task: Int32?, database: Database, lock: FileUseLock?, upgrades: [LoggedRowUpgrade]) throws {
         self.task = task
         self.database = database
-        capture = try ChangeCapture(database: database, excluding: RuntimeSchema.unloggedTables, upgrades: upgrades)
+        capture = try RuntimeSchema.changelogCapture(of: database, upgrades: upgrades)
         self.lock = lock
     }
 

@@ -119,7 +119,7 @@ import Testing
     @Test func sentMessagesLoggedBeforeTheUpgradeAreRestoredInTheNewShape() throws {
         let h = try Harness()
         let database = h.applier.database
-        let capture = try ChangeCapture(database: database, excluding: RuntimeSchema.unloggedTables, upgrades: h.applier.processor.loggedRowUpgrades)
+        let capture = try RuntimeSchema.changelogCapture(of: database, upgrades: h.applier.processor.loggedRowUpgrades)
         let sendAt = try EventTime.parse("2026-01-02T10:00:00+08:00").millis
         let logged = RowChange(
             table: "notification_sent", key: [.text("k-old")],
@@ -132,7 +132,7 @@ import Testing
         #expect(sent["idempotencyKey"]?.stringValue == "k-old" && sent["type"]?.stringValue == "tier-up" && sent["channel"]?.stringValue == "email")
         #expect(sent["sendAt"]?.stringValue == EventTime(millis: sendAt).description && sent["causes"]?.stringValue == "t1")
         // Without the service's upgrades the row fits no table.
-        let plain = try ChangeCapture(database: database, excluding: RuntimeSchema.unloggedTables)
+        let plain = try RuntimeSchema.changelogCapture(of: database, upgrades: [])
         #expect(throws: RowChangeFormatError.self) { try database.transaction { try plain.apply(logged) } }
     }
 
