@@ -16,6 +16,14 @@ import Testing
         return (try BatchApplier(database: database, processor: processor, timerMode: timerMode, inboxHorizon: inboxHorizon), processor)
     }
 
+    /// A batch on a new store with the runtime's tables, outside any loop.
+    func makeBatch(_ directory: URL) throws -> (Database, Batch) {
+        let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("state.sqlite").path))
+        _ = try database.migrate(RuntimeSchema.migrations)
+        let platform = Platform(name: "test", deadLetters: "dead-letters", instances: "instances", partitionCount: 6)
+        return (database, try Batch(database: database, service: "test", platform: platform, selfTopics: [:], rank: { _ in 0 }))
+    }
+
     func polled(
         _ processor: CountingProcessor, topic: String = "in.a", partition: Int32 = 0, offset: Int64, value: [UInt8]?,
         timestamp: Int64? = nil, timestampType: ConsumedRecord.TimestampType = .createTime
@@ -726,9 +734,7 @@ import Testing
     @Test func aRecordTooLargeToPublishIsRefusedBeforeItIsCommitted() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("state.sqlite").path))
-        _ = try database.migrate(RuntimeSchema.migrations)
-        let batch = try Batch(database: database, service: "test", platform: Platform(name: "test", deadLetters: "dead-letters", instances: "instances", partitionCount: 6), selfTopics: [:], rank: { _ in 0 })
+        let (database, batch) = try makeBatch(directory)
         #expect(throws: OutputTooLarge.self) {
             try batch.emit(topic: "out", key: "m", value: [UInt8](repeating: 0x61, count: Batch.maximumRecordBytes + 1))
         }
@@ -739,9 +745,7 @@ import Testing
     @Test func aTimerSetAgainAsItIsWritesNothingAndANewPayloadReplacesTheOld() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("state.sqlite").path))
-        _ = try database.migrate(RuntimeSchema.migrations)
-        let batch = try Batch(database: database, service: "test", platform: Platform(name: "test", deadLetters: "dead-letters", instances: "instances", partitionCount: 6), selfTopics: [:], rank: { _ in 0 })
+        let (database, batch) = try makeBatch(directory)
         let timer = TimerRequest(due: EventTime(millis: 86_400_000), rank: 2, member: "m1", kind: "digest", ref: "1", payload: [1, 2])
         try batch.schedule(timer)
         #expect(database.changes == 1)
