@@ -90,7 +90,7 @@ public final class Batch {
         self.rank = rank
         insertEcho = try database.prepare("INSERT OR REPLACE INTO echoes(event_id, topic, task, time, rank) VALUES(?, ?, ?, ?, ?)")
         insertOutbox = try database.prepare("INSERT INTO outbox(topic, key, value, partition) VALUES(?, ?, ?, ?)")
-        // A timer set again as it is (a member's lots often share an expiry) writes nothing:
+        // A timer set again as it is (a held message's, a parked record's) writes nothing:
         // a replace would delete and insert the row in both of its trees.
         insertTimer = try database.prepare(
             "INSERT INTO timers(task, due, rank, member, kind, ref, payload) VALUES(?, ?, ?, ?, ?, ?, ?) "
@@ -197,7 +197,8 @@ public final class Batch {
         return signer.keys.sign(event)
     }
 
-    /// Sets a timer in the current task (replacing one with the same name and due time).
+    /// Sets a timer in the current task; one with the same due time, rank, member, kind and
+    /// ref is the same timer, whose payload the new one replaces.
     public func schedule(_ timer: TimerRequest) throws {
         try insertTimer.run(
             .integer(Int64(task)), .integer(timer.due.millis), .integer(Int64(timer.rank)),

@@ -283,94 +283,94 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             }
             return nil
         }
-            let capture = try RuntimeSchema.changelogCapture(of: database, upgrades: applier.processor.loggedRowUpgrades)
-            // First, so that an older producer of this store (a dead or stalled instance) is
-            // fenced, and the transaction it left open aborted, before the changelog is read.
-            let producer = try ChangelogRestore.producer(configuration, task: task)
-            let tail = try ChangelogRestore.tail(topic: topic, partition: partition, configuration: configuration)
-            // A store of another cluster is refused before anything is restored into it.
-            try applier.claimCluster(tail.clusterID)
-            var copy = try ChangelogCopy.read(from: database)
-            // A restore names the new copy and marks its history as logged in its own
-            // transaction: a crash leaves the store as it was, or restored and named.
-            let beginCopy = { (database: Database, _: Int64) throws in
-                try ChangelogRestore.markLoggedSinceEmpty(database, true)
-                copy = try ChangelogCopy.begin(in: database, base: tail.lastWriter)
-            }
-            /// Restores the store whole from the changelog, its rows cleared first if it has any.
-            func restoreWhole(clearingFirst: Bool) throws {
-                _ = try ChangelogRestore.restore(
-                    into: database, capture: capture, topic: topic, configuration: configuration, logger: logger, partition: task,
-                    clearingFirst: clearingFirst, finish: beginCopy)
-            }
-            let standingBy = try ChangelogCopy.standbyPosition(of: database)
-            let position = try ChangelogCopy.freshStandbyPosition(of: database)
-            if standingBy != nil && position == nil {
-                // A standby's store left unread so long that compaction may have removed
-                // deletions it never read: replaced whole rather than read on.
-                logger.warning("a standby's store was left unread too long to be read on", [
-                    "topic": topic, "partition": String(partition), "then": "restoring the store anew from the changelog",
+        let capture = try RuntimeSchema.changelogCapture(of: database, upgrades: applier.processor.loggedRowUpgrades)
+        // First, so that an older producer of this store (a dead or stalled instance) is
+        // fenced, and the transaction it left open aborted, before the changelog is read.
+        let producer = try ChangelogRestore.producer(configuration, task: task)
+        let tail = try ChangelogRestore.tail(topic: topic, partition: partition, configuration: configuration)
+        // A store of another cluster is refused before anything is restored into it.
+        try applier.claimCluster(tail.clusterID)
+        var copy = try ChangelogCopy.read(from: database)
+        // A restore names the new copy and marks its history as logged in its own
+        // transaction: a crash leaves the store as it was, or restored and named.
+        let beginCopy = { (database: Database, _: Int64) throws in
+            try ChangelogRestore.markLoggedSinceEmpty(database, true)
+            copy = try ChangelogCopy.begin(in: database, base: tail.lastWriter)
+        }
+        /// Restores the store whole from the changelog, its rows cleared first if it has any.
+        func restoreWhole(clearingFirst: Bool) throws {
+            _ = try ChangelogRestore.restore(
+                into: database, capture: capture, topic: topic, configuration: configuration, logger: logger, partition: task,
+                clearingFirst: clearingFirst, finish: beginCopy)
+        }
+        let standingBy = try ChangelogCopy.standbyPosition(of: database)
+        let position = try ChangelogCopy.freshStandbyPosition(of: database)
+        if standingBy != nil && position == nil {
+            // A standby's store left unread so long that compaction may have removed
+            // deletions it never read: replaced whole rather than read on.
+            logger.warning("a standby's store was left unread too long to be read on", [
+                "topic": topic, "partition": String(partition), "then": "restoring the store anew from the changelog",
+            ])
+            try restoreWhole(clearingFirst: true)
+        } else if let position {
+            // A standby's store takes over: it holds the changelog up to `position`, and
+            // catches up with the rest.
+            let started = monotonicMilliseconds()
+            let caughtUp = try ChangelogRestore.restore(
+                into: database, capture: capture, topic: topic, configuration: configuration, logger: logger, partition: task, from: position, finish: beginCopy)
+            // With nothing to catch up with, the restore named no copy.
+            if copy.name == nil { try database.transaction { try beginCopy(database, caughtUp.nextOffset) } }
+            logger.info("a standby's store takes over", [
+                "partition": String(partition), "from": String(position), "caughtUpTo": String(caughtUp.nextOffset), "rows": String(caughtUp.rows),
+                "seconds": String(format: "%.3f", Double(monotonicMilliseconds() - started) / 1000),
+            ])
+        } else if try ChangelogRestore.storeIsEmpty(database) {
+            // A store that has applied nothing (a new host, a lost data directory) starts
+            // from what the changelog holds, and goes on from the offsets it restores.
+            try restoreWhole(clearingFirst: false)
+        } else if try !ChangelogRestore.isLoggedSinceEmpty(database) {
+            throw ConfigurationError(
+                variable: configuration.platform.variable("CHANGELOG"),
+                problem: "\(path) has applied records without a changelog: one started now would lack them, "
+                    + "and a store restored from it would be wrong. Keep the changelog off for this store, or start the service "
+                    + "with an empty data directory, which applies the input topics again from their beginning (outputs keep their ids)")
+        } else {
+            switch copy.verdict(last: tail.lastWriter) {
+            case .resume:
+                // A store from before copies were named gets its name now.
+                if copy.name == nil { try database.transaction { try beginCopy(database, 0) } }
+                logger.info("the store goes on with its changelog", [
+                    "topic": topic, "partition": String(partition), "thisCopy": copy.name ?? "unnamed",
+                    "thisCopysBatch": String(copy.sequence), "changelogLastWrittenBy": tail.lastWriter.text,
+                ])
+            case .older:
+                // The changelog went on without this copy (another copy was restored from it
+                // and applied more while this host was away, or this file is a snapshot of
+                // an earlier state): resumed, it would log a second history over the other's.
+                logger.warning("the store is older than its changelog", [
+                    "topic": topic, "partition": String(partition), "thisCopy": copy.name ?? "unnamed", "thisCopysBatch": String(copy.sequence),
+                    "changelogLastWrittenBy": tail.lastWriter.text, "then": "restoring the store anew from the changelog",
                 ])
                 try restoreWhole(clearingFirst: true)
-            } else if let position {
-                // A standby's store takes over: it holds the changelog up to `position`, and
-                // catches up with the rest.
-                let started = monotonicMilliseconds()
-                let caughtUp = try ChangelogRestore.restore(
-                    into: database, capture: capture, topic: topic, configuration: configuration, logger: logger, partition: task, from: position, finish: beginCopy)
-                // With nothing to catch up with, the restore named no copy.
-                if copy.name == nil { try database.transaction { try beginCopy(database, caughtUp.nextOffset) } }
-                logger.info("a standby's store takes over", [
-                    "partition": String(partition), "from": String(position), "caughtUpTo": String(caughtUp.nextOffset), "rows": String(caughtUp.rows),
-                    "seconds": String(format: "%.3f", Double(monotonicMilliseconds() - started) / 1000),
-                ])
-            } else if try ChangelogRestore.storeIsEmpty(database) {
-                // A store that has applied nothing (a new host, a lost data directory) starts
-                // from what the changelog holds, and goes on from the offsets it restores.
-                try restoreWhole(clearingFirst: false)
-            } else if try !ChangelogRestore.isLoggedSinceEmpty(database) {
+            case .refused(let reason):
                 throw ConfigurationError(
                     variable: configuration.platform.variable("CHANGELOG"),
-                    problem: "\(path) has applied records without a changelog: one started now would lack them, "
-                        + "and a store restored from it would be wrong. Keep the changelog off for this store, or start the service "
-                        + "with an empty data directory, which applies the input topics again from their beginning (outputs keep their ids)")
-            } else {
-                switch copy.verdict(last: tail.lastWriter) {
-                case .resume:
-                    // A store from before copies were named gets its name now.
-                    if copy.name == nil { try database.transaction { try beginCopy(database, 0) } }
-                    logger.info("the store goes on with its changelog", [
-                        "topic": topic, "partition": String(partition), "thisCopy": copy.name ?? "unnamed",
-                        "thisCopysBatch": String(copy.sequence), "changelogLastWrittenBy": tail.lastWriter.text,
-                    ])
-                case .older:
-                    // The changelog went on without this copy (another copy was restored from it
-                    // and applied more while this host was away, or this file is a snapshot of
-                    // an earlier state): resumed, it would log a second history over the other's.
-                    logger.warning("the store is older than its changelog", [
-                        "topic": topic, "partition": String(partition), "thisCopy": copy.name ?? "unnamed", "thisCopysBatch": String(copy.sequence),
-                        "changelogLastWrittenBy": tail.lastWriter.text, "then": "restoring the store anew from the changelog",
-                    ])
-                    try restoreWhole(clearingFirst: true)
-                case .refused(let reason):
-                    throw ConfigurationError(
-                        variable: configuration.platform.variable("CHANGELOG"),
-                        problem: "\(path): \(reason). Start the service with an empty data directory (it applies the "
-                            + "input topics again from their beginning, and restores nothing), or keep the changelog off for this store")
-                }
+                    problem: "\(path): \(reason). Start the service with an empty data directory (it applies the "
+                        + "input topics again from their beginning, and restores nothing), or keep the changelog off for this store")
             }
-            let name = copy.name!
-            // What a dead predecessor left unfinished in the changelog never counts: the
-            // restart record says how many rows that is (none where the broker hides
-            // unfinished transactions, as Apache Kafka does), so that a restore rolls back
-            // those alone, never finished batches whose end records compaction removed.
-            try ChangelogRestore.send(
-                ChangelogRestore.restartKey,
-                value: ChangelogRestore.restartValue(copy: name, unfinishedRows: tail.unfinishedRows, sequence: copy.sequence),
-                to: topic, partition: partition, through: producer)
-            applier.changelog = (capture, topic, name, partition)
-            applier.changelogSequence = copy.sequence
-            applier.changelogEndAtTakeOver = tail.end
+        }
+        let name = copy.name!
+        // What a dead predecessor left unfinished in the changelog never counts: the
+        // restart record says how many rows that is (none where the broker hides
+        // unfinished transactions, as Apache Kafka does), so that a restore rolls back
+        // those alone, never finished batches whose end records compaction removed.
+        try ChangelogRestore.send(
+            ChangelogRestore.restartKey,
+            value: ChangelogRestore.restartValue(copy: name, unfinishedRows: tail.unfinishedRows, sequence: copy.sequence),
+            to: topic, partition: partition, through: producer)
+        applier.changelog = (capture, topic, name, partition)
+        applier.changelogSequence = copy.sequence
+        applier.changelogEndAtTakeOver = tail.end
         return producer
     }
 

@@ -1,6 +1,7 @@
 import Basics
 
-/// A timer to set: `kind` and `ref` name it (one timer per member, kind and ref),
+/// A timer to set: `kind` and `ref` name it among the member's (a cancel takes every timer of
+/// that name, whatever its due time; set again at another due time, it is a second timer),
 /// `rank` orders timers due at the same instant (DOMAIN.md, "Order").
 public struct TimerRequest: Sendable, Equatable {
     public var due: EventTime

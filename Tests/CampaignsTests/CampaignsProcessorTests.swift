@@ -469,7 +469,7 @@ let testKeys = try! CommandKeys.parse("test=campaigns-test-secret-001")
         let applier = try CampaignsProcessorTests.Harness.open(directory, partitions: 4)
         defer { applier.database.close() }
         let database = applier.database
-        let capture = try ChangeCapture(database: database, excluding: RuntimeSchema.unloggedTables, upgrades: applier.processor.loggedRowUpgrades)
+        let capture = try RuntimeSchema.changelogCapture(of: database, upgrades: applier.processor.loggedRowUpgrades)
         func results() throws -> [String] {
             try database.prepare("SELECT campaign, task, hex(results) FROM campaign_task_results ORDER BY campaign").query {
                 "\($0.string(0))/\($0.int64(1))/\($0.string(2))"

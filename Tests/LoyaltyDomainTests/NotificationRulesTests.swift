@@ -128,7 +128,8 @@ import ReferenceProgram
         #expect(rules.digest(day: tenth, at: at("2026-05-11T08:00:00+08:00"), member: &m).messages.map(\.causes) == [["a", "b"]])
         #expect(rules.digest(day: tenth, at: at("2026-05-11T08:00:00+08:00"), member: &m).messages.isEmpty, "once")
         // A late entry of the 10th, after its digest went out, joins the 11th's.
-        _ = rules.earned(points: 5, cause: "late", at: at("2026-05-10T20:00:00+08:00"), member: &m)
+        // The 11th's digest is pending, with its timer: the late entry asks for none.
+        #expect(rules.earned(points: 5, cause: "late", at: at("2026-05-10T20:00:00+08:00"), member: &m).timers.isEmpty)
         let next = rules.digest(day: tenth + 1, at: at("2026-05-12T08:00:00+08:00"), member: &m)
         #expect(next.messages.map(\.causes) == [["c", "late"]])
         #expect(next.messages.first?.text == "You earned 15 points on 2026-05-11 (2 entries).")
