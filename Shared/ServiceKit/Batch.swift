@@ -90,8 +90,8 @@ public final class Batch {
         self.rank = rank
         insertEcho = try database.prepare("INSERT OR REPLACE INTO echoes(event_id, topic, task, time, rank) VALUES(?, ?, ?, ?, ?)")
         insertOutbox = try database.prepare("INSERT INTO outbox(topic, key, value, partition) VALUES(?, ?, ?, ?)")
-        // A timer set again as it is (a held message's, a parked record's) writes nothing:
-        // a replace would delete and insert the row in both of its trees.
+        // A timer set again as it is (every message held in one quiet spell asks for its end)
+        // writes nothing: a replace would delete and insert the row in both of its trees.
         insertTimer = try database.prepare(
             "INSERT INTO timers(task, due, rank, member, kind, ref, payload) VALUES(?, ?, ?, ?, ?, ?, ?) "
                 + "ON CONFLICT(task, due, rank, member, kind, ref) DO UPDATE SET payload = excluded.payload WHERE payload IS NOT excluded.payload")
