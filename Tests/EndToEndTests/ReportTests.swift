@@ -67,6 +67,33 @@ extension EndToEnd {
             #expect(earlier.liability == 600 && earlier.totalRedeemed == 0, "as of a past instant")
         }
 
+        @Test func aLedgerEntryReadFromAPublishedRecordIsTheEntryOfTheWholeEvent() throws {
+            // The simulation's summary reads only what an entry holds of each ledger record.
+            let time = try EventTime.parse("2026-01-10T10:00:00+08:00")
+            let events = [
+                CloudEvent(id: "s1/base", source: "loyalty/points", type: "points.earned", time: time, subject: "m1", data: [
+                    "entryId": "s1/base", "memberId": "m1", "sequence": 3, "kind": "earned", "source": "base", "points": 440,
+                    "delta": ["available": 0, "pending": 440], "details": ["campaign": "first-order"],
+                    "lots": [["lotId": "L1", "delta": 440, "expiresAt": "2027-01-31T16:00:00.000Z"], ["lotId": "L2", "delta": -3]],
+                ]),
+                CloudEvent(id: "r1", source: "loyalty/points", type: "points.refused", time: time, subject: "m2",
+                           data: ["sequence": 4, "kind": "refused", "reason": "insufficient-points", "points": 0]),
+                CloudEvent(id: "w1", source: "loyalty/points", type: "points.expiry-warning", time: time, subject: "m3",
+                           data: ["memberId": "m3", "sequence": 5, "points": 12, "expiresAt": "2027-01-31T16:00:00.000Z"]),
+            ]
+            func fields(_ entry: PointsHealth.LedgerEntry) -> String {
+                "\(entry.time.millis) \(entry.sequence) \(entry.role) \(entry.kind) \(entry.member) \(entry.points) "
+                    + entry.lots.map { "\($0.id) \($0.delta) \($0.expiresAt?.millis ?? -1)" }.joined(separator: ",")
+            }
+            for event in events {
+                let read = try #require(PointsHealth.LedgerEntry(publishedRecord: event.encoded()))
+                #expect(fields(read) == fields(PointsHealth.LedgerEntry(event)))
+            }
+            #expect(fields(try #require(PointsHealth.LedgerEntry(publishedRecord: events[0].encoded()))).hasSuffix(
+                "3 movement earned m1 440 L1 440 1801411200000,L2 -3 -1"))
+            #expect(PointsHealth.LedgerEntry(publishedRecord: Array(#"{"type":"points.earned"}"#.utf8)) == nil, "no time")
+        }
+
         @Test func theReportOfAYearRendersInChromiumWithTheLedgersTotals() throws {
             let scenario = CampaignScenario(members: 150, seed: 77, spending: true)
             let directory = try temporaryDirectory("report-e2e")

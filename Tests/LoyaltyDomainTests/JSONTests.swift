@@ -511,4 +511,76 @@ private func parseError(bytes: [UInt8]) -> JSONError? {
         writer.time(EventTime(millis: 1_767_196_800_123))
         #expect(String(decoding: writer.bytes, as: UTF8.self) == "\"2025-12-31T16:00:00.123Z\"")
     }
+
+    // MARK: Parsing a projection
+
+    /// What a full parse gives, with only the members `projection` names.
+    private func projected(_ value: JSONValue, _ projection: JSONProjection) -> JSONValue {
+        guard let kept = projection.members, let object = value.objectValue else { return value }
+        return .object(JSONObject(object.members.compactMap { member in
+            kept.first { $0.name == member.key }.map { JSONMember(key: member.key, value: projected(member.value, $0.projection)) }
+        }))
+    }
+
+    private let ledgerEntry = #"""
+        {"specversion":"1.0","id":"s1/base","type":"points.earned","time":"2026-01-06T17:28:45.025Z","subject":"m\u00e934",
+         "data":{"entryId":"s1/base","sequence":1,"kind":"earned","points":440,"delta":{"available":0,"pending":440,"n":[1,-2.5e3,true,false,null]},
+         "lots":[{"lotId":"L1","delta":440,"expiresAt":"2027-01-31T16:00:00.000Z"}],"note":"caf\u00e9 \"x\" é"}}
+        """#
+    private let ledgerFields: JSONProjection = ["type": .whole, "subject": .whole, "data": JSONProjection(keeping: ["sequence", "points", "lots"])]
+
+    @Test func aProjectionKeepsTheMembersItNamesAsAFullParseHasThem() throws {
+        let full = try JSONValue.parse(ledgerEntry)
+        let kept = try JSONValue.parse(Array(ledgerEntry.utf8), keeping: ledgerFields)
+        #expect(kept == projected(full, ledgerFields))
+        #expect(kept == [
+            "type": "points.earned", "subject": "mé34",
+            "data": ["sequence": 1, "points": 440, "lots": [["lotId": "L1", "delta": 440, "expiresAt": "2027-01-31T16:00:00.000Z"]]],
+        ])
+        // A key spelled with an escape is the key it decodes to.
+        #expect(try JSONValue.parse(Array(#"{"\u0074ype":"x","b":1}"#.utf8), keeping: ["type": .whole]) == ["type": "x"])
+        // A value that is not an object where the projection expects one is kept whole; so is a document.
+        #expect(try JSONValue.parse(Array(#"{"data":[1,{"a":2}],"b":{}}"#.utf8), keeping: ledgerFields) == ["data": [1, ["a": 2]]])
+        #expect(try JSONValue.parse(Array(#"{"b":{"type":1}}"#.utf8), keeping: ledgerFields) == [:])
+        #expect(try JSONValue.parse(Array("[1,2]".utf8), keeping: ledgerFields) == [1, 2])
+        #expect(try JSONValue.parse(Array(ledgerEntry.utf8), keeping: .whole) == full)
+    }
+
+    @Test func aProjectionRejectsWhatAFullParseRejectsWithTheSameErrorBarDuplicatesItDoesNotRead() {
+        // Every byte of the entry replaced by bytes that break it somewhere, and the entry cut at
+        // every byte: wherever the damage is, in a kept member or one passed over, both parses
+        // agree. Only a duplicate key in a member passed over is not found, as it is not read.
+        let bytes = Array(ledgerEntry.utf8)
+        var variants: [[UInt8]] = (0...bytes.count).map { Array(bytes[..<$0]) }
+        for index in bytes.indices {
+            for replacement: UInt8 in [0x7D, 0x5D, 0x2C, 0x22, 0x5C, 0x78, 0x30, 0x01, 0xFF, 0xC3] {
+                var variant = bytes
+                variant[index] = replacement
+                variants.append(variant)
+            }
+        }
+        var rejected = 0
+        for variant in variants {
+            let full = Result { () throws(JSONError) in try JSONValue.parse(variant) }
+            let kept = Result { () throws(JSONError) in try JSONValue.parse(variant, keeping: ledgerFields) }
+            switch (full, kept) {
+            case (.success(let value), .success(let keptValue)):
+                #expect(keptValue == projected(value, ledgerFields), "\(String(decoding: variant, as: UTF8.self))")
+            case (.failure(let error), .failure(let keptError)):
+                rejected += 1
+                #expect(keptError == error, "\(String(decoding: variant, as: UTF8.self))")
+            case (.failure(let error), .success):
+                #expect(error.message.hasPrefix("duplicate key"), "\(error): \(String(decoding: variant, as: UTF8.self))")
+            case (.success, .failure(let keptError)):
+                Issue.record("only the projection rejects \(String(decoding: variant, as: UTF8.self)): \(keptError)")
+            }
+        }
+        #expect(rejected > variants.count / 2)
+        // A duplicate among the members kept is found as in a full parse.
+        let duplicated = #"{"type":"a","id":1,"type":"b"}"#
+        #expect(throws: JSONError(offset: 19, message: #"duplicate key "type" at byte 19"#)) {
+            try JSONValue.parse(Array(duplicated.utf8), keeping: ledgerFields)
+        }
+        #expect(throws: Never.self) { try JSONValue.parse(Array(#"{"type":"a","id":1,"id":2}"#.utf8), keeping: ledgerFields) }
+    }
 }

@@ -242,14 +242,23 @@ struct SimulationSummary {
             Topics.deadLetters.name: .deadLetter, Topics.notifications.name: .message,
         ]
 
+        /// What of a message its count needs: its type.
+        private static let messageType: JSONProjection = ["data": JSONProjection(keeping: ["type"])]
+
         mutating func add(_ row: OutboxRow) {
-            guard let role = Self.roles[row.topic], let value = row.value, let event = try? CloudEvent.decode(value) else { return }
+            guard let role = Self.roles[row.topic], let value = row.value else { return }
+            // The ledger and the messages, most of what is published, are read only as far as
+            // the figures need.
             switch role {
-            case .ledger: ledger.append(PointsHealth.LedgerEntry(event))
-            case .tierChange: tierChanges.append(event)
-            case .campaignResult: campaignResults.append(event)
-            case .deadLetter: deadLetters.append(event)
-            case .message: messages[event.data["type"]?.stringValue ?? "?", default: 0] += 1
+            case .ledger:
+                if let entry = PointsHealth.LedgerEntry(publishedRecord: value) { ledger.append(entry) }
+            case .message:
+                if let message = try? JSONValue.parse(value, keeping: Self.messageType) {
+                    messages[message["data"]?["type"]?.stringValue ?? "?", default: 0] += 1
+                }
+            case .tierChange: if let event = try? CloudEvent.decode(value) { tierChanges.append(event) }
+            case .campaignResult: if let event = try? CloudEvent.decode(value) { campaignResults.append(event) }
+            case .deadLetter: if let event = try? CloudEvent.decode(value) { deadLetters.append(event) }
             }
         }
 

@@ -42,6 +42,19 @@ extension JSONValue {
         return try text.withUTF8(parseResult).get()
     }
 
+    /// Parses one JSON value from UTF-8 bytes, keeping only the object members `projection`
+    /// names (see ``JSONProjection``): a reader that needs a few fields of a large document
+    /// makes no strings, numbers or containers for the rest.
+    ///
+    /// The members left out are checked as strictly as ``parse(_:)`` checks them, with the
+    /// same errors, except that they are not checked for duplicate keys: they are not read.
+    public static func parse(_ bytes: [UInt8], keeping projection: JSONProjection) throws(JSONError) -> JSONValue {
+        try bytes.withUnsafeBufferPointer { input in
+            var parser = JSONParser(input: input)
+            return Result { () throws(JSONError) in try parser.parseDocument(keeping: projection) }
+        }.get()
+    }
+
     // The buffer-access APIs are `rethrows`, which would erase the typed error,
     // so the parse runs inside them as a non-throwing closure returning a `Result`.
     private static func parseResult(_ input: UnsafeBufferPointer<UInt8>) -> Result<JSONValue, JSONError> {
@@ -69,8 +82,8 @@ struct JSONParser {
         self.input = input
     }
 
-    mutating func parseDocument() throws(JSONError) -> JSONValue {
-        let value = try parseValue()
+    mutating func parseDocument(keeping projection: JSONProjection = .whole) throws(JSONError) -> JSONValue {
+        let value = try parseValue(keeping: projection)
         skipWhitespace()
         guard position == input.count else {
             throw failure("unexpected \(describe(input[position])) after the JSON value", at: position)
@@ -92,6 +105,128 @@ struct JSONParser {
         case UInt8(ascii: "n"): try parseLiteral("null"); return .null
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return .number(try parseNumber())
         default: throw unexpected(expecting: "a value")
+        }
+    }
+
+    /// A value of which only the members `projection` names are kept, when it is an object.
+    private mutating func parseValue(keeping projection: JSONProjection) throws(JSONError) -> JSONValue {
+        guard let members = projection.members else { return try parseValue() }
+        skipWhitespace()
+        guard current == UInt8(ascii: "{") else { return try parseValue() }
+        return .object(try parseObject(keeping: members))
+    }
+
+    /// An object of which only the members named in `kept` are made; the others are checked
+    /// and passed over.
+    private mutating func parseObject(keeping kept: [JSONProjection.Member]) throws(JSONError) -> JSONObject {
+        try enterContainer()
+        defer { depth -= 1 }
+        position += 1  // "{"
+
+        var members: [JSONMember] = []
+        members.reserveCapacity(kept.count)
+        var keySet: Set<String>?
+        skipWhitespace()
+        if current == UInt8(ascii: "}") {
+            position += 1
+            return JSONObject()
+        }
+        while true {
+            skipWhitespace()
+            guard current == UInt8(ascii: "\"") else { throw unexpected(expecting: "a string key") }
+            let keyOffset = position
+            let wanted: JSONProjection.Member?
+            let key: String?
+            if let end = scanPlainString() {
+                let text = input.extracting(keyOffset + 1..<end)
+                wanted = kept.first { $0.key.count == text.count && $0.key.elementsEqual(text) }
+                key = wanted.map { _ in String(decoding: text, as: UTF8.self) }
+            } else {
+                // Escapes or non-ASCII: compared as decoded text, as a full parse would.
+                let text = try parseStringSlowPath(from: keyOffset + 1)
+                wanted = kept.first { $0.name == text }
+                key = text
+            }
+            if wanted != nil, let key, isDuplicate(key, in: members, keySet: &keySet) {
+                throw failure("duplicate key \(quoted(key))", at: keyOffset)
+            }
+
+            skipWhitespace()
+            guard current == UInt8(ascii: ":") else { throw unexpected(expecting: "':' after the key") }
+            position += 1
+            if let wanted, let key {
+                members.append(JSONMember(key: key, value: try parseValue(keeping: wanted.projection)))
+            } else {
+                try skipValue()
+            }
+
+            skipWhitespace()
+            switch current {
+            case UInt8(ascii: ","):
+                let commaOffset = position
+                position += 1
+                skipWhitespace()
+                if current == UInt8(ascii: "}") { throw failure("trailing comma", at: commaOffset) }
+            case UInt8(ascii: "}"):
+                position += 1
+                return JSONObject(members)
+            default:
+                throw unexpected(expecting: "',' or '}'")
+            }
+        }
+    }
+
+    /// Checks the value at `position` as ``parseValue()`` would and moves past it, making nothing.
+    private mutating func skipValue() throws(JSONError) {
+        skipWhitespace()
+        guard position < input.count else { throw unexpected(expecting: "a value") }
+        switch input[position] {
+        case UInt8(ascii: "{"): try skipContainer(closedBy: UInt8(ascii: "}"))
+        case UInt8(ascii: "["): try skipContainer(closedBy: UInt8(ascii: "]"))
+        case UInt8(ascii: "\""): try skipString()
+        case UInt8(ascii: "t"): try parseLiteral("true")
+        case UInt8(ascii: "f"): try parseLiteral("false")
+        case UInt8(ascii: "n"): try parseLiteral("null")
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): _ = try scanNumber()
+        default: throw unexpected(expecting: "a value")
+        }
+    }
+
+    /// Checks an object (`closer` is `}`) or an array (`]`) as a full parse would, apart from
+    /// duplicate keys, and moves past it.
+    private mutating func skipContainer(closedBy closer: UInt8) throws(JSONError) {
+        try enterContainer()
+        defer { depth -= 1 }
+        position += 1  // "{" or "["
+        let isObject = closer == UInt8(ascii: "}")
+        skipWhitespace()
+        if current == closer {
+            position += 1
+            return
+        }
+        while true {
+            if isObject {
+                skipWhitespace()
+                guard current == UInt8(ascii: "\"") else { throw unexpected(expecting: "a string key") }
+                try skipString()
+                skipWhitespace()
+                guard current == UInt8(ascii: ":") else { throw unexpected(expecting: "':' after the key") }
+                position += 1
+            }
+            try skipValue()
+            skipWhitespace()
+            switch current {
+            case UInt8(ascii: ","):
+                let commaOffset = position
+                position += 1
+                skipWhitespace()
+                if current == closer { throw failure("trailing comma", at: commaOffset) }
+            case closer:
+                position += 1
+                return
+            default:
+                throw unexpected(expecting: isObject ? "',' or '}'" : "',' or ']'")
+            }
         }
     }
 
@@ -199,6 +334,11 @@ struct JSONParser {
 
     /// Validates `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?` and returns its text.
     private mutating func parseNumber() throws(JSONError) -> String {
+        String(decoding: input.extracting(try scanNumber()), as: UTF8.self)
+    }
+
+    /// Validates a number (see ``parseNumber()``), moves past it and returns where it is.
+    private mutating func scanNumber() throws(JSONError) -> Range<Int> {
         let start = position
         if current == UInt8(ascii: "-") { position += 1 }
         guard let first = current, JSONNumberLiteral.isDigit(first) else { throw unexpected(expecting: "a digit") }
@@ -219,7 +359,7 @@ struct JSONParser {
             if current == UInt8(ascii: "+") || current == UInt8(ascii: "-") { position += 1 }
             try requireDigits(after: "the exponent")
         }
-        return String(decoding: input.extracting(start..<position), as: UTF8.self)
+        return start..<position
     }
 
     private mutating func requireDigits(after what: String) throws(JSONError) {
@@ -239,8 +379,24 @@ struct JSONParser {
 
     /// Parses a string starting at its opening quote.
     private mutating func parseString() throws(JSONError) -> String {
+        let start = position + 1
+        if let end = scanPlainString() {
+            return String(decoding: input.extracting(start..<end), as: UTF8.self)
+        }
+        return try parseStringSlowPath(from: start)
+    }
+
+    /// Checks a string as ``parseString()`` would and moves past it, making nothing.
+    private mutating func skipString() throws(JSONError) {
+        let start = position + 1
+        if scanPlainString() == nil { _ = try parseStringSlowPath(from: start) }
+    }
+
+    /// Moves past a string of printable ASCII without escapes, starting at its opening quote,
+    /// and returns where its text ends (its closing quote). For any other string, returns nil
+    /// at the first byte that is not such, for ``parseStringSlowPath(from:)`` to go on from.
+    private mutating func scanPlainString() -> Int? {
         position += 1  // opening quote
-        let start = position
         // Fast path: printable ASCII without escapes, which is nearly every key and value.
         // Eight bytes at a time while a whole word is left, stopping at the first byte that is
         // a quote, a backslash, a control character or not ASCII (its high bit set).
@@ -260,12 +416,12 @@ struct JSONParser {
             let byte = input[position]
             if byte == UInt8(ascii: "\"") {
                 position += 1
-                return String(decoding: input.extracting(start..<position - 1), as: UTF8.self)
+                return position - 1
             }
             if byte == UInt8(ascii: "\\") || byte < 0x20 || byte >= 0x80 { break }
             position += 1
         }
-        return try parseStringSlowPath(from: start)
+        return nil
     }
 
     /// Continues a string that contains escapes or non-ASCII, validating both.
