@@ -18,7 +18,8 @@ extension Array where Element == UInt8 {
     /// share (a service that looks for any of several event types scans once, not once a type).
     public func contains(_ prefix: [UInt8], followedByAnyOf suffixes: [[UInt8]]) -> Bool {
         guard !prefix.isEmpty else { return suffixes.contains { contains($0) } }
-        guard let shortest = suffixes.lazy.map(\.count).min() else { return false }
+        // A closure, not `\.count`: a key path here was looked up at run time on every call.
+        guard let shortest = suffixes.lazy.map({ $0.count }).min() else { return false }
         return withUnsafeBufferPointer { haystack in
             anyOccurrence(of: prefix, leaving: shortest) { after in
                 suffixes.contains { suffix in
