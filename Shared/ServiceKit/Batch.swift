@@ -46,6 +46,9 @@ public final class Batch {
     /// The keys that sign events sent to these command topics.
     var signer: (keys: CommandKeys, topics: Set<String>)?
     var outbox: [OutboxRow] = []
+    /// Set when the outbox is kept in memory only (``BatchApplier/outboxInMemoryOnly``): no
+    /// row is stored, and the rows are numbered on from this one.
+    var lastUnstoredSeq: Int64?
     /// Commands sent to the service's own input topics in this batch.
     var echoes: [(key: MergeKey, partition: TopicPartition)] = []
     /// Whether dead letters are written: in the `task` layout every task's store applies the
@@ -120,9 +123,23 @@ public final class Batch {
         guard size <= Self.maximumRecordBytes else {
             throw OutputTooLarge(topic: topic, bytes: size, limit: Self.maximumRecordBytes)
         }
-        let keyBytes = key.map { Array($0.utf8) }
-        try insertOutbox.run(.text(topic), keyBytes.map { .blob($0) } ?? .null, .blob(value), partition.map { .integer(Int64($0)) } ?? .null)
-        outbox.append(OutboxRow(seq: database.lastInsertRowID, topic: topic, key: keyBytes, value: value, partition: partition))
+        try store(OutboxRow(seq: 0, topic: topic, key: key.map { Array($0.utf8) }, value: value, partition: partition))
+    }
+
+    /// Adds `row` to the outbox: stored in the transaction, numbered by the store, unless the
+    /// outbox is kept in memory only.
+    private func store(_ row: OutboxRow) throws {
+        var row = row
+        if let last = lastUnstoredSeq {
+            row.seq = last + 1
+            lastUnstoredSeq = row.seq
+        } else {
+            try insertOutbox.run(
+                .text(row.topic), row.key.map { .blob($0) } ?? .null, row.value.map { .blob($0) } ?? .null,
+                row.partition.map { .integer(Int64($0)) } ?? .null)
+            row.seq = database.lastInsertRowID
+        }
+        outbox.append(row)
     }
 
     /// Adds a record with a binary key to the outbox, on `partition`; a nil value is a tombstone.
@@ -131,16 +148,14 @@ public final class Batch {
         guard size <= Self.maximumRecordBytes else {
             throw OutputTooLarge(topic: topic, bytes: size, limit: Self.maximumRecordBytes)
         }
-        try insertOutbox.run(.text(topic), .blob(key), value.map { .blob($0) } ?? .null, .integer(Int64(partition)))
-        outbox.append(OutboxRow(seq: database.lastInsertRowID, topic: topic, key: key, value: value, partition: partition))
+        try store(OutboxRow(seq: 0, topic: topic, key: key, value: value, partition: partition))
     }
 
     /// Adds a batch's row changes, packed (``ChangelogBatch``), to the outbox for the
     /// changelog `topic`'s `partition`, as one row without a key: the relay unpacks it into the records.
     func emitChangelog(topic: String, partition: Int32, changes: [RowChange], copy: String, sequence: Int64) throws {
         let packed = try ChangelogBatch.pack(changes, copy: copy, sequence: sequence, topic: topic, limit: Self.maximumRecordBytes)
-        try insertOutbox.run(.text(topic), .null, .blob(packed), .integer(Int64(partition)))
-        outbox.append(OutboxRow(seq: database.lastInsertRowID, topic: topic, key: nil, value: packed, partition: partition))
+        try store(OutboxRow(seq: 0, topic: topic, key: nil, value: packed, partition: partition))
     }
 
     /// Adds an event to the outbox, keyed by its subject. An event for one of the service's

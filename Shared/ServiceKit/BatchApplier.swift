@@ -101,6 +101,15 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// A record or timers wait for the next batch (``timerBudget``), which should follow at once.
     public var hasWorkLeftOver: Bool { carriedRecord != nil || !tasksWithTimersLeft.isEmpty }
 
+    /// Whether the outbox is kept in memory only: each batch's rows are handed out in its
+    /// outcome (``BatchOutcome/outbox``) and never stored, so none are delivered and
+    /// deleted. For a simulation, which publishes nothing and keeps nothing past its
+    /// run; a service must store its outbox, or what a batch decided would be lost with the
+    /// process between the commit and the publication.
+    public var outboxInMemoryOnly = false
+    /// The number of the last row of an outbox kept in memory only.
+    private var lastUnstoredSeq: Int64 = 0
+
     /// Stream time per task, as committed.
     private var streamTimes: [Int32: Int64] = [:]
     /// Earliest timer due per task, as committed; `Int64.max` when there is none.
@@ -573,7 +582,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
                         }))
                 }
                 try logChanges(in: batch)
-                progress.outcome.outbox = batch.outbox
+                progress.outcome.outbox = outbox(of: batch)
                 progress.outcome.echoes = batch.echoes
                 progress.outcome.deadLettersByReason = batch.deadLetterReasons
                 progress.outcome.erasedPersonalData = batch.erasedPersonalData
@@ -628,7 +637,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// Step 1: the outbox rows Kafka acknowledged go, a run of consecutive rows at a time
     /// (acknowledgements come mostly in order, so a batch's rows are usually one run).
     private func deleteDelivered(_ seqs: [UInt64]) throws {
-        guard !seqs.isEmpty else { return }
+        guard !seqs.isEmpty, !outboxInMemoryOnly else { return }
         let delete = try database.prepare("DELETE FROM outbox WHERE seq BETWEEN ? AND ?")
         for run in Self.runs(of: seqs) { try delete.run(.integer(run.lowerBound), .integer(run.upperBound)) }
     }
@@ -905,6 +914,13 @@ public final class BatchApplier<Processor: StreamProcessor> {
         try database.prepare("DELETE FROM echoes WHERE event_id = ?").run(.text(eventID))
     }
 
+    /// The rows `batch` added to the outbox; an outbox kept in memory only numbers the next
+    /// batch's rows on from them.
+    private func outbox(of batch: Batch) -> [OutboxRow] {
+        if let last = batch.lastUnstoredSeq { lastUnstoredSeq = last }
+        return batch.outbox
+    }
+
     /// The batch of a transaction: commands to the service's own input topics are echoes.
     private func makeBatch() throws -> Batch {
         let processor = self.processor
@@ -913,6 +929,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
             selfTopics: Dictionary(uniqueKeysWithValues: processor.inputTopics.map { ($0, partitionCount) }),
             rank: { processor.rank(of: $0) })
         batch.taskCount = partitionCount
+        if outboxInMemoryOnly { batch.lastUnstoredSeq = lastUnstoredSeq }
         batch.signer = commandKeys.map { ($0, processor.commandTopics) }
         batch.personalDataTopics = processor.personalDataTopics
         batch.refusesSelfCommands = processor.tasksAreIndependent
@@ -959,7 +976,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
                     try saveOffset.run(.text(partition.topic), .integer(Int64(partition.partition)), .integer(offset))
                 }
                 try logChanges(in: batch)
-                outcome.outbox = batch.outbox
+                outcome.outbox = outbox(of: batch)
                 outcome.deadLettersByReason = batch.deadLetterReasons
             }
         } catch {

@@ -84,6 +84,33 @@ import Testing
         #expect(try applier.database.count("SELECT COUNT(*) FROM outbox") == 0)
     }
 
+    @Test func anOutboxKeptInMemoryOnlyHandsOutTheSameRowsNumberedOnAndStoresNone() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        for name in ["stored", "memory"] {
+            try FileManager.default.createDirectory(at: directory.appendingPathComponent(name), withIntermediateDirectories: true)
+        }
+        let (stored, processor) = try makeApplier(directory.appendingPathComponent("stored"))
+        let (inMemory, _) = try makeApplier(directory.appendingPathComponent("memory"))
+        inMemory.outboxInMemoryOnly = true
+        let batches = [
+            [countEvent("e1", member: "m", n: 5, time: 1000), countEvent("e1", member: "m", n: 7, time: 1000)],
+            [countEvent("e2", member: "m", n: 1, time: 2000)],
+        ]
+        var seqs: [Int64] = []
+        for (index, batch) in batches.enumerated() {
+            let records = batch.enumerated().map { polled(processor, offset: Int64(index * 10 + $0.offset), value: $0.element) }
+            let expected = try stored.apply(records).outbox
+            let outcome = try inMemory.apply(records, deliveredOutbox: seqs.map { UInt64($0) })
+            #expect(!expected.isEmpty)
+            #expect(outcome.outbox.map { [$0.topic: $0.value ?? []] } == expected.map { [$0.topic: $0.value ?? []] })
+            seqs += outcome.outbox.map(\.seq)
+        }
+        #expect(seqs == Array(1...Int64(seqs.count)), "numbered on from batch to batch")
+        #expect(try inMemory.database.count("SELECT COUNT(*) FROM outbox") == 0)
+        #expect(try stored.database.count("SELECT COUNT(*) FROM outbox") > 0)
+    }
+
     @Test func theInboxKeepsEventsWithinTheHorizonAndRefusesOlderOnes() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
