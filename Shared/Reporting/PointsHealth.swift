@@ -108,9 +108,8 @@ extension PointsHealth {
         }
 
         /// The entry of a ledger record the points service published, from its bytes, reading
-        /// only what an entry holds (a year's simulation gathers every entry it publishes:
-        /// decoding each as a whole event took a tenth of the run). Nil when the bytes have no
-        /// type or time.
+        /// only what an entry holds (a simulation gathers every entry it publishes, most of
+        /// what it publishes). Nil when the bytes have no type or time.
         public init?(publishedRecord bytes: [UInt8]) {
             guard let object = (try? JSONValue.parse(bytes, keeping: Self.fields))?.objectValue,
                   let type = object["type"]?.stringValue, let time = object["time"]?.stringValue.flatMap({ try? EventTime.parse($0) })
@@ -118,7 +117,8 @@ extension PointsHealth {
             self.init(type: type, time: time, subject: object["subject"]?.stringValue, data: object["data"] ?? .null)
         }
 
-        /// What of a ledger event an entry is made of.
+        /// What of a ledger event an entry is made of: every member the entry's initialiser
+        /// below reads must be named here.
         private static let fields: JSONProjection = [
             "type": .whole, "time": .whole, "subject": .whole,
             "data": JSONProjection(keeping: ["sequence", "reason", "kind", "memberId", "points", "lots"]),

@@ -3,7 +3,8 @@ import Basics
 import Messaging
 import Storage
 
-/// A committed outbox row, to be published by the relay.
+/// A committed outbox row, to be published by the relay (or, from an outbox kept in memory
+/// only, handed on by the simulation: ``BatchApplier/outboxInMemoryOnly``).
 public struct OutboxRow: Sendable, Equatable {
     public var seq: Int64
     public var topic: String
@@ -46,8 +47,8 @@ public final class Batch {
     /// The keys that sign events sent to these command topics.
     var signer: (keys: CommandKeys, topics: Set<String>)?
     var outbox: [OutboxRow] = []
-    /// Set when the outbox is kept in memory only (``BatchApplier/outboxInMemoryOnly``): no
-    /// row is stored, and the rows are numbered on from this one.
+    /// The number of the last row handed out when the outbox is kept in memory only
+    /// (``BatchApplier/outboxInMemoryOnly``); nil: rows are stored, numbered by the store.
     var lastUnstoredSeq: Int64?
     /// Commands sent to the service's own input topics in this batch.
     var echoes: [(key: MergeKey, partition: TopicPartition)] = []
@@ -123,12 +124,12 @@ public final class Batch {
         guard size <= Self.maximumRecordBytes else {
             throw OutputTooLarge(topic: topic, bytes: size, limit: Self.maximumRecordBytes)
         }
-        try store(OutboxRow(seq: 0, topic: topic, key: key.map { Array($0.utf8) }, value: value, partition: partition))
+        try add(OutboxRow(seq: 0, topic: topic, key: key.map { Array($0.utf8) }, value: value, partition: partition))
     }
 
     /// Adds `row` to the outbox: stored in the transaction, numbered by the store, unless the
     /// outbox is kept in memory only.
-    private func store(_ row: OutboxRow) throws {
+    private func add(_ row: OutboxRow) throws {
         var row = row
         if let last = lastUnstoredSeq {
             row.seq = last + 1
@@ -148,14 +149,14 @@ public final class Batch {
         guard size <= Self.maximumRecordBytes else {
             throw OutputTooLarge(topic: topic, bytes: size, limit: Self.maximumRecordBytes)
         }
-        try store(OutboxRow(seq: 0, topic: topic, key: key, value: value, partition: partition))
+        try add(OutboxRow(seq: 0, topic: topic, key: key, value: value, partition: partition))
     }
 
     /// Adds a batch's row changes, packed (``ChangelogBatch``), to the outbox for the
     /// changelog `topic`'s `partition`, as one row without a key: the relay unpacks it into the records.
     func emitChangelog(topic: String, partition: Int32, changes: [RowChange], copy: String, sequence: Int64) throws {
         let packed = try ChangelogBatch.pack(changes, copy: copy, sequence: sequence, topic: topic, limit: Self.maximumRecordBytes)
-        try store(OutboxRow(seq: 0, topic: topic, key: nil, value: packed, partition: partition))
+        try add(OutboxRow(seq: 0, topic: topic, key: nil, value: packed, partition: partition))
     }
 
     /// Adds an event to the outbox, keyed by its subject. An event for one of the service's

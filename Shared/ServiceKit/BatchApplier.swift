@@ -80,7 +80,8 @@ public struct TaskClocks {
 }
 
 /// Steps 2 of the exactly-once loop, without Kafka: applies a batch of records in one
-/// `BEGIN IMMEDIATE` transaction holding inbox, state, outbox, timers and offsets.
+/// `BEGIN IMMEDIATE` transaction holding inbox, state, outbox (unless it is kept in memory
+/// only, ``outboxInMemoryOnly``), timers and offsets.
 /// A crash anywhere leaves either all of the batch or none of it.
 public final class BatchApplier<Processor: StreamProcessor> {
     public let database: Database
@@ -102,12 +103,11 @@ public final class BatchApplier<Processor: StreamProcessor> {
     public var hasWorkLeftOver: Bool { carriedRecord != nil || !tasksWithTimersLeft.isEmpty }
 
     /// Whether the outbox is kept in memory only: each batch's rows are handed out in its
-    /// outcome (``BatchOutcome/outbox``) and never stored, so none are delivered and
-    /// deleted. For a simulation, which publishes nothing and keeps nothing past its
-    /// run; a service must store its outbox, or what a batch decided would be lost with the
-    /// process between the commit and the publication.
-    public var outboxInMemoryOnly = false
-    /// The number of the last row of an outbox kept in memory only.
+    /// outcome (``BatchOutcome/outbox``) and never stored. For a simulation, which publishes
+    /// nothing later and keeps nothing past its run; a service must store its outbox, or what
+    /// a batch decided would be lost with the process between the commit and the publication.
+    public let outboxInMemoryOnly: Bool
+    /// The number of the last row handed out by an outbox kept in memory only.
     private var lastUnstoredSeq: Int64 = 0
 
     /// Stream time per task, as committed.
@@ -242,9 +242,10 @@ public final class BatchApplier<Processor: StreamProcessor> {
 
     public init(
         database: Database, processor: Processor, timerMode: TimerMode, partitionCount: Int32? = nil,
-        inboxHorizon: Int64? = nil
+        inboxHorizon: Int64? = nil, outboxInMemoryOnly: Bool = false
     ) throws {
         self.database = database
+        self.outboxInMemoryOnly = outboxInMemoryOnly
         self.processor = processor
         self.timerMode = timerMode
         self.inboxHorizon = inboxHorizon
@@ -582,7 +583,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
                         }))
                 }
                 try logChanges(in: batch)
-                progress.outcome.outbox = outbox(of: batch)
+                progress.outcome.outbox = handOutOutbox(of: batch)
                 progress.outcome.echoes = batch.echoes
                 progress.outcome.deadLettersByReason = batch.deadLetterReasons
                 progress.outcome.erasedPersonalData = batch.erasedPersonalData
@@ -637,7 +638,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// Step 1: the outbox rows Kafka acknowledged go, a run of consecutive rows at a time
     /// (acknowledgements come mostly in order, so a batch's rows are usually one run).
     private func deleteDelivered(_ seqs: [UInt64]) throws {
-        guard !seqs.isEmpty, !outboxInMemoryOnly else { return }
+        guard !seqs.isEmpty else { return }
         let delete = try database.prepare("DELETE FROM outbox WHERE seq BETWEEN ? AND ?")
         for run in Self.runs(of: seqs) { try delete.run(.integer(run.lowerBound), .integer(run.upperBound)) }
     }
@@ -914,9 +915,10 @@ public final class BatchApplier<Processor: StreamProcessor> {
         try database.prepare("DELETE FROM echoes WHERE event_id = ?").run(.text(eventID))
     }
 
-    /// The rows `batch` added to the outbox; an outbox kept in memory only numbers the next
-    /// batch's rows on from them.
-    private func outbox(of batch: Batch) -> [OutboxRow] {
+    /// The rows `batch` added to the outbox, the last step before its commit; an outbox kept in
+    /// memory only numbers the next batch's rows on from them (a commit that then fails leaves
+    /// a gap, never a number given twice).
+    private func handOutOutbox(of batch: Batch) -> [OutboxRow] {
         if let last = batch.lastUnstoredSeq { lastUnstoredSeq = last }
         return batch.outbox
     }
@@ -976,7 +978,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
                     try saveOffset.run(.text(partition.topic), .integer(Int64(partition.partition)), .integer(offset))
                 }
                 try logChanges(in: batch)
-                outcome.outbox = outbox(of: batch)
+                outcome.outbox = handOutOutbox(of: batch)
                 outcome.deadLettersByReason = batch.deadLetterReasons
             }
         } catch {

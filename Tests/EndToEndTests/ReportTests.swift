@@ -71,7 +71,8 @@ extension EndToEnd {
             // The simulation's summary reads only what an entry holds of each ledger record.
             let time = try EventTime.parse("2026-01-10T10:00:00+08:00")
             let events = [
-                CloudEvent(id: "s1/base", source: "loyalty/points", type: "points.earned", time: time, subject: "m1", data: [
+                // The member named in the data, not the record's key, is the entry's.
+                CloudEvent(id: "s1/base", source: "loyalty/points", type: "points.earned", time: time, subject: "key-1", data: [
                     "entryId": "s1/base", "memberId": "m1", "sequence": 3, "kind": "earned", "source": "base", "points": 440,
                     "delta": ["available": 0, "pending": 440], "details": ["campaign": "first-order"],
                     "lots": [["lotId": "L1", "delta": 440, "expiresAt": "2027-01-31T16:00:00.000Z"], ["lotId": "L2", "delta": -3]],

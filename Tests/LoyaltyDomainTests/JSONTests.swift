@@ -546,7 +546,7 @@ private func parseError(bytes: [UInt8]) -> JSONError? {
         #expect(try JSONValue.parse(Array(ledgerEntry.utf8), keeping: .whole) == full)
     }
 
-    @Test func aProjectionRejectsWhatAFullParseRejectsWithTheSameErrorBarDuplicatesItDoesNotRead() {
+    @Test func aProjectionRejectsWhatAFullParseRejectsWithTheSameErrorBarDuplicatesItDoesNotRead() throws {
         // Every byte of the entry replaced by bytes that break it somewhere, and the entry cut at
         // every byte: wherever the damage is, in a kept member or one passed over, both parses
         // agree. Only a duplicate key in a member passed over is not found, as it is not read.
@@ -576,6 +576,20 @@ private func parseError(bytes: [UInt8]) -> JSONError? {
             }
         }
         #expect(rejected > variants.count / 2)
+        // Nesting passed over counts against the limit as parsed nesting does (the object is
+        // the first level), and leaving a container passed over gives its level back.
+        for levels in [127, 128] {
+            let nested = Array((#"{"id":"# + String(repeating: "[", count: levels) + String(repeating: "]", count: levels) + #","type":"t"}"#).utf8)
+            let full = Result { () throws(JSONError) in try JSONValue.parse(nested) }
+            let kept = Result { () throws(JSONError) in try JSONValue.parse(nested, keeping: ledgerFields) }
+            switch (full, kept) {
+            case (.success, .success(let value)): #expect(levels == 127 && value == ["type": "t"])
+            case (.failure(let error), .failure(let keptError)): #expect(levels == 128 && keptError == error)
+            default: Issue.record("the parses disagree at \(levels) levels: \(full), \(kept)")
+            }
+        }
+        let siblings = Array((#"{"id":["# + Array(repeating: #"{"a":[[]]}"#, count: 200).joined(separator: ",") + #"],"type":"t"}"#).utf8)
+        #expect(try JSONValue.parse(siblings, keeping: ledgerFields) == ["type": "t"])
         // A duplicate among the members kept is found as in a full parse.
         let duplicated = #"{"type":"a","id":1,"type":"b"}"#
         #expect(throws: JSONError(offset: 19, message: #"duplicate key "type" at byte 19"#)) {

@@ -150,12 +150,12 @@ final class ServiceSimulation<Processor: StreamProcessor> {
          commandKeys: CommandKeys, partitionCount: Int32 = Topics.partitionCount, batchRecords: Int = 10_000, spool: RecordSpool? = nil) throws {
         applier = try BatchApplier(
             database: database, processor: processor, timerMode: .streamTime, partitionCount: partitionCount,
-            inboxHorizon: inboxHorizonDays > 0 ? Int64(inboxHorizonDays) * 86_400_000 : nil)
+            inboxHorizon: inboxHorizonDays > 0 ? Int64(inboxHorizonDays) * 86_400_000 : nil,
+            // What a batch publishes is handed on as it commits; nothing is published later,
+            // so nothing is stored.
+            outboxInMemoryOnly: true)
         applier.futureMargin = futureMargin
         applier.commandKeys = commandKeys
-        // What a batch publishes goes to the next service as the batch commits; nothing is
-        // published later, so nothing needs storing until then.
-        applier.outboxInMemoryOnly = true
         self.partitionCount = partitionCount
         self.batchRecords = batchRecords
         self.spool = spool

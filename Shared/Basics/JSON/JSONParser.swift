@@ -44,7 +44,8 @@ extension JSONValue {
 
     /// Parses one JSON value from UTF-8 bytes, keeping only the object members `projection`
     /// names (see ``JSONProjection``): a reader that needs a few fields of a large document
-    /// makes no strings, numbers or containers for the rest.
+    /// makes no numbers or containers for the rest, and no strings but those with escapes or
+    /// non-ASCII text (decoded to be checked).
     ///
     /// The members left out are checked as strictly as ``parse(_:)`` checks them, with the
     /// same errors, except that they are not checked for duplicate keys: they are not read.
@@ -144,7 +145,7 @@ struct JSONParser {
             } else {
                 // Escapes or non-ASCII: compared as decoded text, as a full parse would.
                 let text = try parseStringSlowPath(from: keyOffset + 1)
-                wanted = kept.first { $0.name == text }
+                wanted = kept.first { $0.name.utf8.count == text.utf8.count && $0.name == text }
                 key = text
             }
             if wanted != nil, let key, isDuplicate(key, in: members, keySet: &keySet) {
@@ -160,19 +161,7 @@ struct JSONParser {
                 try skipValue()
             }
 
-            skipWhitespace()
-            switch current {
-            case UInt8(ascii: ","):
-                let commaOffset = position
-                position += 1
-                skipWhitespace()
-                if current == UInt8(ascii: "}") { throw failure("trailing comma", at: commaOffset) }
-            case UInt8(ascii: "}"):
-                position += 1
-                return JSONObject(members)
-            default:
-                throw unexpected(expecting: "',' or '}'")
-            }
+            if try passSeparator(closedBy: UInt8(ascii: "}")) { return JSONObject(members) }
         }
     }
 
@@ -214,19 +203,7 @@ struct JSONParser {
                 position += 1
             }
             try skipValue()
-            skipWhitespace()
-            switch current {
-            case UInt8(ascii: ","):
-                let commaOffset = position
-                position += 1
-                skipWhitespace()
-                if current == closer { throw failure("trailing comma", at: commaOffset) }
-            case closer:
-                position += 1
-                return
-            default:
-                throw unexpected(expecting: isObject ? "',' or '}'" : "',' or ']'")
-            }
+            if try passSeparator(closedBy: closer) { return }
         }
     }
 
@@ -259,19 +236,7 @@ struct JSONParser {
             position += 1
             members.append(JSONMember(key: key, value: try parseValue()))
 
-            skipWhitespace()
-            switch current {
-            case UInt8(ascii: ","):
-                let commaOffset = position
-                position += 1
-                skipWhitespace()
-                if current == UInt8(ascii: "}") { throw failure("trailing comma", at: commaOffset) }
-            case UInt8(ascii: "}"):
-                position += 1
-                return JSONObject(members)
-            default:
-                throw unexpected(expecting: "',' or '}'")
-            }
+            if try passSeparator(closedBy: UInt8(ascii: "}")) { return JSONObject(members) }
         }
     }
 
@@ -288,19 +253,28 @@ struct JSONParser {
         }
         while true {
             elements.append(try parseValue())
+            if try passSeparator(closedBy: UInt8(ascii: "]")) { return elements }
+        }
+    }
+
+    /// After a member (`closer` is `}`) or an element (`]`): moves past a comma and returns
+    /// false, or past `closer` and returns true. A comma before `closer` is a trailing comma.
+    /// Inlined: a call per member cost more than the four loops' own work (callgrind).
+    @inline(__always)
+    private mutating func passSeparator(closedBy closer: UInt8) throws(JSONError) -> Bool {
+        skipWhitespace()
+        switch current {
+        case UInt8(ascii: ","):
+            let commaOffset = position
+            position += 1
             skipWhitespace()
-            switch current {
-            case UInt8(ascii: ","):
-                let commaOffset = position
-                position += 1
-                skipWhitespace()
-                if current == UInt8(ascii: "]") { throw failure("trailing comma", at: commaOffset) }
-            case UInt8(ascii: "]"):
-                position += 1
-                return elements
-            default:
-                throw unexpected(expecting: "',' or ']'")
-            }
+            if current == closer { throw failure("trailing comma", at: commaOffset) }
+            return false
+        case closer:
+            position += 1
+            return true
+        default:
+            throw unexpected(expecting: closer == UInt8(ascii: "}") ? "',' or '}'" : "',' or ']'")
         }
     }
 
@@ -386,7 +360,7 @@ struct JSONParser {
         return try parseStringSlowPath(from: start)
     }
 
-    /// Checks a string as ``parseString()`` would and moves past it, making nothing.
+    /// Checks a string as ``parseString()`` would and moves past it, making nothing of a plain one.
     private mutating func skipString() throws(JSONError) {
         let start = position + 1
         if scanPlainString() == nil { _ = try parseStringSlowPath(from: start) }
