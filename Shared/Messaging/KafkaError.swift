@@ -19,6 +19,14 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
 
     public var description: String { "kafka error \(code): \(message)" }
 
+    /// Whether the cluster did not answer rather than refused: a request timed out (in
+    /// librdkafka or at the broker), or no broker could be reached (one slow or restarting).
+    /// Asking again later may succeed.
+    public var isUnanswered: Bool {
+        [RD_KAFKA_RESP_ERR__TIMED_OUT, RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT, RD_KAFKA_RESP_ERR__TRANSPORT, RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN]
+            .contains { $0.rawValue == code }
+    }
+
     /// librdkafka's code for an offset outside the partition's log (with `auto.offset.reset=error`).
     public static let offsetOutOfRange = RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET.rawValue
 }

@@ -91,26 +91,56 @@ enum ChangelogRestore {
         var end: Int64
     }
 
+    /// The id of the cluster `consumer` reads `topic` from.
+    static func clusterID(of consumer: KafkaConsumer, reading topic: String) throws -> String {
+        try patiently("its id, while the changelog \(topic) was to be read") { consumer.clusterID(timeoutMilliseconds: 5_000) }
+    }
+
+    /// How long a restore keeps asking a cluster that does not answer (a broker slow or
+    /// restarting) before it gives up: as long as it waits for a changelog's next records.
+    static let patienceMilliseconds: Int64 = 60_000
+
+    /// The answer to `question`, asked again while the cluster does not give one (nil, or a
+    /// ``KafkaError/isUnanswered`` error) for up to ``patienceMilliseconds``: an instance that
+    /// takes a task over on a busy machine waits for the broker rather than stopping.
+    /// Refused then; any other error is thrown at once.
+    static func patiently<Answer>(
+        _ what: String, patienceMilliseconds: Int64 = patienceMilliseconds, _ question: () throws -> Answer?
+    ) throws -> Answer {
+        let deadline = monotonicMilliseconds() + patienceMilliseconds
+        var lastError: KafkaError?
+        while true {
+            do {
+                if let answer = try question() { return answer }
+            } catch let error as KafkaError where error.isUnanswered {
+                lastError = error
+            }
+            guard monotonicMilliseconds() < deadline else {
+                throw Refused(description: "the Kafka cluster gave no answer (\(what)) for \(patienceMilliseconds / 1_000) s"
+                    + (lastError.map { ": \($0)" } ?? ""))
+            }
+            // An unreachable broker fails at once: no tighter loop than this.
+            usleep(100_000)
+        }
+    }
+
+    /// The changelog's partition count, 0 if the cluster does not have it.
+    private static func partitionCount(of topic: String, asking consumer: KafkaConsumer) throws -> Int32 {
+        try patiently("the partitions of \(topic)") { try consumer.partitionCounts(of: [topic]) }[topic] ?? 0
+    }
+
     /// Reads the changelog backwards from its end, a window at a time, to its last record of
     /// its own. A copy of the store that did not write that record is older than its
     /// changelog: another copy was restored from it and went on, and resuming this one would
     /// write a second history over the other's. `partition`: the store's (its task's in the
     /// `task` layout; 0 for the one store of the `service` layout).
-    /// The id of the cluster `consumer` reads `topic` from; refused when it does not answer.
-    static func clusterID(of consumer: KafkaConsumer, reading topic: String) throws -> String {
-        guard let clusterID = consumer.clusterID(timeoutMilliseconds: 10_000) else {
-            throw Refused(description: "the Kafka cluster did not answer within 10 s while the changelog \(topic) was to be read")
-        }
-        return clusterID
-    }
-
     static func tail(topic: String, partition number: Int32 = 0, configuration: ServiceConfiguration) throws -> Tail {
         let consumer = try changelogConsumer(configuration)
         defer { consumer.close() }
         let clusterID = try clusterID(of: consumer, reading: topic)
         let partition = TopicPartition(topic: topic, partition: number)
-        guard try consumer.partitionCounts(of: [topic])[topic] ?? 0 > number else { throw missingPartition(topic: topic, number) }
-        let found = try consumer.logBounds(of: [partition])[partition]
+        guard try partitionCount(of: topic, asking: consumer) > number else { throw missingPartition(topic: topic, number) }
+        let found = try patiently("the bounds of \(partition)") { try consumer.logBounds(of: [partition]) }[partition]
         guard let bounds = found, bounds.high > bounds.low else {
             return Tail(clusterID: clusterID, lastWriter: .nobody, unfinishedRows: 0, end: found?.high ?? 0)
         }
@@ -235,10 +265,10 @@ enum ChangelogRestore {
     ) throws -> (rows: Int, nextOffset: Int64, end: Int64) {
         let consumer = try reader ?? changelogConsumer(configuration)
         defer { if reader == nil { consumer.close() } }
-        let count = try consumer.partitionCounts(of: [topic])[topic] ?? 0
+        let count = try partitionCount(of: topic, asking: consumer)
         if let only, only >= count { throw missingPartition(topic: topic, only) }
         let partitions = only.map { [TopicPartition(topic: topic, partition: $0)] } ?? (0..<count).map { TopicPartition(topic: topic, partition: $0) }
-        var bounds = try consumer.logBounds(of: partitions)
+        var bounds = try patiently("the bounds of \(topic)") { try consumer.logBounds(of: partitions) }
         let first = TopicPartition(topic: topic, partition: only ?? 0)
         if position > 0 {
             // A catch-up: the records before `position` are in the store already.

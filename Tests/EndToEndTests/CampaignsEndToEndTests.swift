@@ -139,7 +139,7 @@ extension EndToEnd {
             try collect(reader.records[consumed...], into: &outcome)
             #expect(outcome.deadLetters.isEmpty, "\(outcome.deadLetters.prefix(3))")
             try expectRecordsMatchTheirSchemas(reader.records, in: directory)
-            for service in services { #expect(service.stop() == 0, "\(service) stops cleanly") }
+            for service in services { #expect(service.stop() == 0, "\(service.name) stops cleanly; last errors: [\(service.lastErrors)]") }
 
             // Every member's campaign points (reference campaigns), as the points ledger applied them.
             var points: [String: Int64] = [:]
@@ -253,7 +253,7 @@ extension EndToEnd {
             reader.poll(milliseconds: 3_000)
             try collect(reader.records[consumed...], into: &outcome)
             #expect(campaignsOn[0].stop() == 0)
-            for service in upstream { #expect(service.stop() == 0, "\(service) stops cleanly") }
+            for service in upstream { #expect(service.stop() == 0, "\(service.name) stops cleanly; last errors: [\(service.lastErrors)]") }
             #expect(outcome.deadLetters.isEmpty, "\(outcome.deadLetters.prefix(3))")
             let logs = try (0..<2).map { try String(contentsOf: directory.appendingPathComponent("campaigns-\($0).log"), encoding: .utf8) }
             #expect(logs.joined().contains("restored the store from the changelog"), "tasks moved to hosts without their stores")

@@ -74,7 +74,7 @@ extension EndToEndSecondLane {
                 settled = done ? settled + 1 : 0
             }
             #expect(settled == 2, "every service read its inputs to the end")
-            for service in services { #expect(service.stop() == 0, "\(service) stops cleanly") }
+            for service in services { #expect(service.stop() == 0, "\(service.name) stops cleanly; last errors: [\(service.lastErrors)]") }
 
             // What the notifications service read, and what it published.
             var profiles: [String: JSONObject] = [:]

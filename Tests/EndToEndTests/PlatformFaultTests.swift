@@ -138,7 +138,7 @@ extension EndToEnd {
                 settled = done ? settled + 1 : 0
             }
             #expect(settled == 2, "every service read all of its input; see \(directory.path)")
-            for name in names { #expect(services[name]!.stop() == 0, "\(name) stops cleanly") }
+            for name in names { #expect(services[name]!.stop() == 0, "\(name) stops cleanly; last errors: [\(services[name]!.lastErrors)]") }
             reader.readToEnd(seconds: 120)
             try whenStopped(directory, broker)
 
@@ -371,11 +371,15 @@ extension EndToEnd {
             }
             #expect(steps.isEmpty, "every host was lost, left and came back")
             let state = scaled.map { name in
-                "\(name): running \(instances[name]!.map(\.isRunning)), read to the end \(probe.hasReadToEnd(name, inAnyOf: hosts, topics: inputs[name]!)), "
+                "\(name): running \(instances[name]!.map(\.isRunning)), "
+                    + instances[name]!.filter { !$0.isRunning }.map { "\($0.log.lastPathComponent) last errors: [\($0.lastErrors)], " }.joined()
+                    + "read to the end \(probe.hasReadToEnd(name, inAnyOf: hosts, topics: inputs[name]!)), "
                     + "outboxes \(hosts.map { serviceCount(in: $0, name, "SELECT COUNT(*) FROM outbox") })"
             } + ["notifications: read to the end \(probe.hasReadToEnd("notifications", in: directory, topics: inputs["notifications"]!))"]
             #expect(complete, "every output came and every service read all of its input: \(state)")
-            for instance in scaled.flatMap({ instances[$0]! }) + [notifications, keeper] { #expect(instance.stop() == 0, "\(instance.log.lastPathComponent): stops cleanly") }
+            for instance in scaled.flatMap({ instances[$0]! }) + [notifications, keeper] {
+                #expect(instance.stop() == 0, "\(instance.log.lastPathComponent): stops cleanly; last errors: [\(instance.lastErrors)]")
+            }
             reader.readToEnd(seconds: 120)
             var restored: [String: Int] = [:]
             for name in scaled {

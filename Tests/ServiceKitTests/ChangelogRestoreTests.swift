@@ -303,6 +303,54 @@ import Testing
         #expect(try tail() == (.copy(nil, sequence: nil), 0))
     }
 
+    /// A broker down for longer than any one request waits (a slow or restarting one, as on a
+    /// busy machine): the tail is read once it is back, rather than the instance stopping.
+    @Test func theTailWaitsForABrokerThatIsDownForAWhile() throws {
+        let broker = try EmbeddedBroker(topics: [input, output, changelog, acmeDeadLetters])
+        let producer = try KafkaProducer(ProducerConfiguration(bootstrapServers: broker.bootstrapServers))
+        let configuration = try ServiceConfiguration.fromEnvironment(
+            service: "counting", platform: .acme, environment: environment(broker, database: "/nonexistent/counting.sqlite"))
+        try producer.send(topic: changelog.name, key: ChangelogRestore.batchEndKey, value: ChangelogRestore.batchEndValue(rows: 0, copy: "c", sequence: 4), partition: 0)
+        #expect(producer.flush(timeoutMilliseconds: 10_000))
+        broker.inject(.down)
+        nonisolated(unsafe) let downBroker = broker
+        let started = Date()
+        // Longer than the 10 s one question of it waits.
+        DispatchQueue.global().asyncAfter(deadline: .now() + 12) { downBroker.end(.down) }
+        let tail = try ChangelogRestore.tail(topic: changelog.name, configuration: configuration)
+        #expect(Date().timeIntervalSince(started) >= 12, "it was down")
+        #expect(tail.lastWriter == .copy("c", sequence: 4))
+    }
+
+    /// The answers the restore waits for: asked again while none comes, at once refused for
+    /// anything but a cluster that does not answer, and refused after its patience.
+    @Test func aQuestionIsAskedAgainOnlyWhileTheClusterGivesNoAnswer() throws {
+        var asked = 0
+        let answer = try ChangelogRestore.patiently("a count") { () throws -> Int? in
+            asked += 1
+            // -185: librdkafka's own timeout; -195: a broker it cannot reach.
+            if asked == 1 { return nil }
+            if asked == 2 { throw KafkaError(code: -185, message: "timed out") }
+            if asked == 3 { throw KafkaError(code: -195, message: "transport") }
+            return 7
+        }
+        #expect(answer == 7 && asked == 4)
+        asked = 0
+        #expect(throws: KafkaError.self) {
+            try ChangelogRestore.patiently("a topic") { () throws -> Int? in
+                asked += 1
+                throw KafkaError(message: "topic cl.none does not exist in the cluster")
+            }
+        }
+        #expect(asked == 1, "a refusal is not asked again")
+        do {
+            _ = try ChangelogRestore.patiently("a count", patienceMilliseconds: 300) { () throws -> Int? in throw KafkaError(code: -185, message: "timed out") }
+            Issue.record("an answer that never comes is refused")
+        } catch let refused as ChangelogRestore.Refused {
+            #expect(refused.description.contains("a count") && refused.description.contains("timed out"))
+        }
+    }
+
     @Test func aChangelogIsRefusedForAStoreThatHasAppliedRecordsWithoutOne() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
