@@ -109,6 +109,14 @@ public final class BatchApplier<Processor: StreamProcessor> {
     public let outboxInMemoryOnly: Bool
     /// The number of the last row handed out by an outbox kept in memory only.
     private var lastUnstoredSeq: Int64 = 0
+    /// Whether the inbox is kept in memory only: the same duplicates found and the same
+    /// pruning, with no rows written. For a simulation, whose store ends with its run; a
+    /// service must store its inbox, or a record sent again after a restart would be applied
+    /// twice.
+    public var inboxInMemoryOnly: Bool { memoryInbox != nil }
+    private var memoryInbox: MemoryInbox?
+    /// How many event ids an inbox kept in memory holds (for tests).
+    var memoryInboxCount: Int? { memoryInbox?.count }
 
     /// Stream time per task, as committed.
     private var streamTimes: [Int32: Int64] = [:]
@@ -242,10 +250,11 @@ public final class BatchApplier<Processor: StreamProcessor> {
 
     public init(
         database: Database, processor: Processor, timerMode: TimerMode, partitionCount: Int32? = nil,
-        inboxHorizon: Int64? = nil, outboxInMemoryOnly: Bool = false
+        inboxHorizon: Int64? = nil, outboxInMemoryOnly: Bool = false, inboxInMemoryOnly: Bool = false
     ) throws {
         self.database = database
         self.outboxInMemoryOnly = outboxInMemoryOnly
+        memoryInbox = inboxInMemoryOnly ? MemoryInbox() : nil
         self.processor = processor
         self.timerMode = timerMode
         self.inboxHorizon = inboxHorizon
@@ -590,6 +599,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
             }
         } catch {
             // The transaction rolled back: cached views of it are void.
+            memoryInbox?.discard()
             changelog?.capture.discard()
             carriedRecord = carriedIn
             tasksWithTimersLeft = timersLeftIn
@@ -599,6 +609,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
             processor.abandon()
             throw error
         }
+        memoryInbox?.commit()
         for (task, time) in progress.pendingStreamTimes { streamTimes[task] = time }
         if strikeCleared { strikeAgainst = nil }
         carriedRecord = progress.carried
@@ -772,12 +783,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
         // depends on nothing but its time and the task's stream time, in every store that applies it.
         let dated = input.movesStreamTime ? max(input.time.millis, streamTime) : input.time.millis
         if streamTime == .min || dated >= inboxCutoff(streamTime: streamTime) ?? .min {
-            // One statement for the common case, a new id: the lookup runs only when the id is known.
-            try database.prepare(
-                "INSERT INTO inbox(event_id, payload_hash, task, event_time) VALUES(?, ?, ?, ?) ON CONFLICT(event_id) DO NOTHING"
-            ).run(.text(input.eventID), .integer(input.payloadHash), .integer(Int64(task)), .integer(dated))
-            if database.changes == 0 {
-                let known = try database.prepare("SELECT payload_hash FROM inbox WHERE event_id = ?").queryOne(.text(input.eventID), row: { $0.int64(0) })
+            if case .known(let known) = try noteInInbox(input, task: task, dated: dated) {
                 if known == input.payloadHash {
                     progress.outcome.duplicates += 1
                 } else {
@@ -798,7 +804,11 @@ public final class BatchApplier<Processor: StreamProcessor> {
            try !fireEveryTasksTimers(before: input.time.millis, batch: batch, &progress)
             || !fireTimers(task: task, upTo: max(streamTime, input.time.millis), batch: batch, &progress) {
             // Carried to the next batch: it is not in the inbox until it is applied.
-            try database.prepare("DELETE FROM inbox WHERE event_id = ?").run(.text(input.eventID))
+            if memoryInbox != nil {
+                memoryInbox!.forget(input.eventID)
+            } else {
+                try database.prepare("DELETE FROM inbox WHERE event_id = ?").run(.text(input.eventID))
+            }
             return false
         }
         crashNote?.working(on: record, in: crashSlot)
@@ -817,6 +827,27 @@ public final class BatchApplier<Processor: StreamProcessor> {
         if input.movesStreamTime && input.time.millis < streamTime { progress.outcome.late += 1 }
         if input.movesStreamTime { progress.pendingStreamTimes[task] = max(streamTime, input.time.millis) }
         return true
+    }
+
+    /// What the inbox said of an event id it was asked to note.
+    private enum InboxAnswer {
+        /// Not there before: noted now.
+        case new
+        /// Noted before, with this payload hash.
+        case known(payloadHash: Int64?)
+    }
+
+    /// Notes the record's event id in the inbox, unless it is there already.
+    private func noteInInbox(_ input: Decoded<Processor.Body>, task: Int32, dated: Int64) throws -> InboxAnswer {
+        if memoryInbox != nil {
+            return memoryInbox!.note(input.eventID, payloadHash: input.payloadHash, task: task, time: dated).map { .known(payloadHash: $0) } ?? .new
+        }
+        // One statement for the common case, a new id: the lookup runs only when the id is known.
+        try database.prepare(
+            "INSERT INTO inbox(event_id, payload_hash, task, event_time) VALUES(?, ?, ?, ?) ON CONFLICT(event_id) DO NOTHING"
+        ).run(.text(input.eventID), .integer(input.payloadHash), .integer(Int64(task)), .integer(dated))
+        guard database.changes == 0 else { return .new }
+        return .known(payloadHash: try database.prepare("SELECT payload_hash FROM inbox WHERE event_id = ?").queryOne(.text(input.eventID), row: { $0.int64(0) }))
     }
 
     /// Step 3: the offsets the merge says are safe to store (every record below them was
@@ -1027,10 +1058,13 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// rebuilt from history prunes the same rows).
     private func pruneInbox(streamTimes: [Int32: Int64]) throws {
         guard inboxHorizon != nil else { return }
-        let prune = try database.prepare("DELETE FROM inbox WHERE task = ? AND event_time < ?")
         for (task, time) in streamTimes.sorted(by: { $0.key < $1.key }) {
             guard let cutoff = inboxCutoff(streamTime: time), cutoff > prunedAt[task] ?? .min else { continue }
-            try prune.run(.integer(Int64(task)), .integer(cutoff))
+            if memoryInbox != nil {
+                memoryInbox!.prune(task: task, before: cutoff)
+            } else {
+                try database.prepare("DELETE FROM inbox WHERE task = ? AND event_time < ?").run(.integer(Int64(task)), .integer(cutoff))
+            }
             prunedAt[task] = cutoff
         }
     }

@@ -11,12 +11,14 @@ import Testing
     let topics = ["in.a", "in.b"]
 
     func makeApplier(
-        _ directory: URL, timerMode: TimerMode = .streamTime, inboxHorizon: Int64? = nil, outboxInMemoryOnly: Bool = false
+        _ directory: URL, timerMode: TimerMode = .streamTime, inboxHorizon: Int64? = nil, outboxInMemoryOnly: Bool = false,
+        inboxInMemoryOnly: Bool = false
     ) throws -> (BatchApplier<CountingProcessor>, CountingProcessor) {
         let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("state.sqlite").path))
         let processor = CountingProcessor(inputTopics: topics, outputTopic: "out")
         let applier = try BatchApplier(
-            database: database, processor: processor, timerMode: timerMode, inboxHorizon: inboxHorizon, outboxInMemoryOnly: outboxInMemoryOnly)
+            database: database, processor: processor, timerMode: timerMode, inboxHorizon: inboxHorizon, outboxInMemoryOnly: outboxInMemoryOnly,
+            inboxInMemoryOnly: inboxInMemoryOnly)
         return (applier, processor)
     }
 
@@ -113,6 +115,66 @@ import Testing
         #expect(seqs == Array(1...Int64(seqs.count)), "numbered on from batch to batch")
         #expect(try inMemory.database.count("SELECT COUNT(*) FROM outbox") == 0)
         #expect(try stored.database.count("SELECT COUNT(*) FROM outbox") > 0)
+    }
+
+    /// The same batches through a stored inbox and one kept in memory: duplicates, conflicts,
+    /// pruning at the horizon, a batch rolled back and a record carried to the next batch
+    /// come out the same, and the memory keeps as many ids as the table has rows.
+    @Test func anInboxKeptInMemoryOnlyAnswersAsTheStoredOneAndStoresNone() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        for name in ["stored", "memory"] {
+            try FileManager.default.createDirectory(at: directory.appendingPathComponent(name), withIntermediateDirectories: true)
+        }
+        let day: Int64 = 86_400_000
+        let pair = [
+            try makeApplier(directory.appendingPathComponent("stored"), inboxHorizon: 10 * day),
+            try makeApplier(directory.appendingPathComponent("memory"), inboxHorizon: 10 * day, inboxInMemoryOnly: true),
+        ]
+        #expect(!pair[0].0.inboxInMemoryOnly && pair[1].0.inboxInMemoryOnly)
+        var offset: Int64 = 0
+        func records(_ values: [[UInt8]], for processor: CountingProcessor) -> [PolledRecord<CountingProcessor.Body>] {
+            values.enumerated().map { polled(processor, offset: offset + Int64($0.offset), value: $0.element) }
+        }
+        func sameOutcome(_ values: [[UInt8]], _ what: String) throws -> BatchOutcome {
+            let outcomes = try pair.map { applier, processor in try applier.apply(records(values, for: processor)) }
+            offset += Int64(values.count)
+            let (stored, memory) = (outcomes[0], outcomes[1])
+            #expect(memory.applied == stored.applied && memory.duplicates == stored.duplicates && memory.late == stored.late, "\(what)")
+            #expect(memory.deadLettersByReason == stored.deadLettersByReason && memory.timersFired == stored.timersFired, "\(what)")
+            #expect(memory.outbox.map(\.value) == stored.outbox.map(\.value), "\(what)")
+            #expect(pair[1].0.memoryInboxCount == Int(try pair[0].0.database.count("SELECT COUNT(*) FROM inbox")), "\(what): as many ids as rows")
+            #expect(try pair[1].0.database.count("SELECT COUNT(*) FROM inbox") == 0, "\(what): no row stored")
+            return stored
+        }
+        let month = try sameOutcome((0..<30).map { countEvent("d\($0)", member: "m", n: 1, time: Int64($0) * day) }, "a month, pruned")
+        #expect(month.applied == 30 && pair[1].0.memoryInboxCount == 11)
+        let resent = try sameOutcome([
+            countEvent("d25", member: "m", n: 1, time: 25 * day), countEvent("d26", member: "m", n: 2, time: 26 * day),
+            countEvent("late", member: "m", n: 1, time: 22 * day), countEvent("d3", member: "m", n: 1, time: 3 * day),
+            countEvent("d20", member: "m", n: 1, time: 20 * day),
+        ], "sent again")
+        #expect(resent.duplicates == 2 && resent.applied == 1 && resent.late == 1)
+        #expect(resent.deadLettersByReason == ["conflicting-duplicate": 1, "older-than-inbox-horizon": 1])
+
+        // A batch that fails keeps none of its ids: sent again, they are applied.
+        for (_, processor) in pair { processor.failOnMembers = ["bad"] }
+        for (applier, processor) in pair {
+            #expect(throws: (any Error).self) {
+                try applier.apply(records([countEvent("x1", member: "m", n: 1, time: 30 * day), countEvent("b1", member: "bad", n: 1, time: 30 * day)], for: processor))
+            }
+        }
+        for (_, processor) in pair { processor.failOnMembers = [] }
+        let again = try sameOutcome([countEvent("x1", member: "m", n: 1, time: 30 * day)], "after a rollback")
+        #expect(again.applied == 1 && again.duplicates == 0)
+
+        // A record carried to the next batch, its timers not all fired, is applied there once.
+        _ = try sameOutcome((1...3).map { countEvent("r\($0)", member: "m\($0)", n: 1_000, time: 31 * day, type: "count.remind") }, "reminders")
+        for (applier, _) in pair { applier.timerBudget = 1 }
+        let carried = try sameOutcome([countEvent("p", member: "m", n: 1, time: 32 * day)], "carried")
+        #expect(carried.applied == 1 && carried.duplicates == 0 && carried.timersFired == 3)
+        let duplicate = try sameOutcome([countEvent("p", member: "m", n: 1, time: 32 * day)], "carried, sent again")
+        #expect(duplicate.duplicates == 1)
     }
 
     @Test func theInboxKeepsEventsWithinTheHorizonAndRefusesOlderOnes() throws {

@@ -152,8 +152,8 @@ final class ServiceSimulation<Processor: StreamProcessor> {
             database: database, processor: processor, timerMode: .streamTime, partitionCount: partitionCount,
             inboxHorizon: inboxHorizonDays > 0 ? Int64(inboxHorizonDays) * 86_400_000 : nil,
             // What a batch publishes is handed on as it commits; nothing is published later,
-            // so nothing is stored.
-            outboxInMemoryOnly: true)
+            // and no record is sent again after a restart: neither box is stored.
+            outboxInMemoryOnly: true, inboxInMemoryOnly: true)
         applier.futureMargin = futureMargin
         applier.commandKeys = commandKeys
         self.partitionCount = partitionCount

@@ -1,0 +1,66 @@
+/// The inbox of a ``BatchApplier`` kept in memory only (``BatchApplier/inboxInMemoryOnly``):
+/// the answers the `inbox` table gives, without its rows. What a batch notes and prunes is held
+/// apart until the batch's transaction commits, and dropped if it rolls back, as the table's
+/// rows would be.
+struct MemoryInbox {
+    private struct Note {
+        var payloadHash: Int64
+        var task: Int32
+        var time: Int64
+    }
+
+    /// The event ids of committed batches.
+    private var notes: [String: Note] = [:]
+    /// Per task, the committed notes by time: pruning takes the oldest first.
+    private var byTime: [Int32: Heap<(time: Int64, id: String)>] = [:]
+    /// The running batch's new notes and prunings.
+    private var pending: [String: Note] = [:]
+    private var pendingPrunes: [(task: Int32, cutoff: Int64)] = []
+
+    /// How many event ids it holds, committed.
+    var count: Int { notes.count }
+
+    /// Notes a new event id and returns nil; for an id already noted, returns the payload hash
+    /// it was noted with and notes nothing.
+    mutating func note(_ eventID: String, payloadHash: Int64, task: Int32, time: Int64) -> Int64? {
+        if let known = pending[eventID] ?? notes[eventID] { return known.payloadHash }
+        pending[eventID] = Note(payloadHash: payloadHash, task: task, time: time)
+        return nil
+    }
+
+    /// Takes back a note of the running batch (a record carried to the next batch).
+    mutating func forget(_ eventID: String) {
+        pending[eventID] = nil
+    }
+
+    /// Drops the task's notes older than `cutoff` once the batch commits.
+    mutating func prune(task: Int32, before cutoff: Int64) {
+        pendingPrunes.append((task, cutoff))
+    }
+
+    /// The batch committed: its notes are kept, then its prunings done (in that order, as in
+    /// its transaction).
+    mutating func commit() {
+        for (eventID, note) in pending {
+            notes[eventID] = note
+            byTime[note.task, default: Heap { $0.time < $1.time }].insert((note.time, eventID))
+        }
+        pending.removeAll(keepingCapacity: true)
+        for (task, cutoff) in pendingPrunes {
+            guard var oldest = byTime[task] else { continue }
+            byTime[task] = nil  // uniquely referenced while it is changed
+            while let first = oldest.first, first.time < cutoff {
+                _ = oldest.removeFirst()
+                if let note = notes[first.id], note.task == task, note.time == first.time { notes[first.id] = nil }
+            }
+            byTime[task] = oldest
+        }
+        pendingPrunes.removeAll(keepingCapacity: true)
+    }
+
+    /// The batch rolled back: nothing it noted or pruned is kept.
+    mutating func discard() {
+        pending.removeAll(keepingCapacity: true)
+        pendingPrunes.removeAll(keepingCapacity: true)
+    }
+}
