@@ -20,11 +20,13 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
     public var description: String { "kafka error \(code): \(message)" }
 
     /// Whether the cluster did not answer rather than refused: a request timed out (in
-    /// librdkafka or at the broker), or no broker could be reached (one slow or restarting).
-    /// Asking again later may succeed.
+    /// librdkafka or at the broker), no broker could be reached, or a partition has no leader
+    /// for now (a broker slow or restarting). Asking again later may succeed.
     public var isUnanswered: Bool {
-        [RD_KAFKA_RESP_ERR__TIMED_OUT, RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT, RD_KAFKA_RESP_ERR__TRANSPORT, RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN]
-            .contains { $0.rawValue == code }
+        [
+            RD_KAFKA_RESP_ERR__TIMED_OUT, RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT, RD_KAFKA_RESP_ERR__TRANSPORT,
+            RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN, RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+        ].contains { $0.rawValue == code }
     }
 
     /// librdkafka's code for an offset outside the partition's log (with `auto.offset.reset=error`).

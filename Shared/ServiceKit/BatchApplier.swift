@@ -80,8 +80,8 @@ public struct TaskClocks {
 }
 
 /// Steps 2 of the exactly-once loop, without Kafka: applies a batch of records in one
-/// `BEGIN IMMEDIATE` transaction holding inbox, state, outbox (unless it is kept in memory
-/// only, ``outboxInMemoryOnly``), timers and offsets.
+/// `BEGIN IMMEDIATE` transaction holding inbox and outbox (unless kept in memory only,
+/// ``inboxInMemoryOnly`` and ``outboxInMemoryOnly``), state, timers and offsets.
 /// A crash anywhere leaves either all of the batch or none of it.
 public final class BatchApplier<Processor: StreamProcessor> {
     public let database: Database
@@ -177,7 +177,10 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// Where each batch's row changes go (`CHANGELOG`), what records them, and the name of this
     /// copy of the store, which each batch's end record carries, and the changelog's partition
     /// the store writes (its task's, or 0 for the one store of the `service` layout); nil: nowhere.
-    public var changelog: (capture: ChangeCapture, topic: String, copy: String, partition: Int32)?
+    public var changelog: (capture: ChangeCapture, topic: String, copy: String, partition: Int32)? {
+        // A store restored from its changelog would lack the inbox it never stored.
+        didSet { precondition(changelog == nil || memoryInbox == nil, "a store that keeps a changelog keeps its inbox in its tables") }
+    }
     /// The number of the last batch that logged changes, kept in `store_identity` with it.
     public var changelogSequence: Int64 = 0
     /// Where the store's changelog ended when this instance took the store on (nil: no
@@ -254,7 +257,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
     ) throws {
         self.database = database
         self.outboxInMemoryOnly = outboxInMemoryOnly
-        memoryInbox = inboxInMemoryOnly ? MemoryInbox() : nil
+        memoryInbox = inboxInMemoryOnly ? MemoryInbox(prunes: inboxHorizon != nil) : nil
         self.processor = processor
         self.timerMode = timerMode
         self.inboxHorizon = inboxHorizon

@@ -100,33 +100,41 @@ enum ChangelogRestore {
     /// restarting) before it gives up: as long as it waits for a changelog's next records.
     static let patienceMilliseconds: Int64 = 60_000
 
-    /// The answer to `question`, asked again while the cluster does not give one (nil, or a
-    /// ``KafkaError/isUnanswered`` error) for up to ``patienceMilliseconds``: an instance that
-    /// takes a task over on a busy machine waits for the broker rather than stopping.
-    /// Refused then; any other error is thrown at once.
+    /// The answer to `question`, asked again while the cluster gives none (nil, or a
+    /// ``KafkaError/isUnanswered`` error) until `patienceMilliseconds` have passed (a question
+    /// under way then is waited for): an instance that takes a task over on a busy machine
+    /// waits for the broker rather than stopping. Then the last error is thrown (``Refused``
+    /// when there was none), as any other error is at once; ``Cancelled`` when `cancelled`
+    /// says so between questions. With a patience of 0 it asks once.
     static func patiently<Answer>(
-        _ what: String, patienceMilliseconds: Int64 = patienceMilliseconds, _ question: () throws -> Answer?
+        _ what: String, patienceMilliseconds: Int64 = patienceMilliseconds, cancelled: () -> Bool = { false },
+        _ question: () throws -> Answer?
     ) throws -> Answer {
         let deadline = monotonicMilliseconds() + patienceMilliseconds
-        var lastError: KafkaError?
         while true {
+            var lastError: KafkaError?
             do {
                 if let answer = try question() { return answer }
             } catch let error as KafkaError where error.isUnanswered {
                 lastError = error
             }
             guard monotonicMilliseconds() < deadline else {
-                throw Refused(description: "the Kafka cluster gave no answer (\(what)) for \(patienceMilliseconds / 1_000) s"
-                    + (lastError.map { ": \($0)" } ?? ""))
+                if let lastError { throw lastError }
+                throw Refused(description: "the Kafka cluster gave no answer (\(what)) for \(Double(patienceMilliseconds) / 1_000) s")
             }
+            if cancelled() { throw Cancelled() }
             // An unreachable broker fails at once: no tighter loop than this.
             usleep(100_000)
         }
     }
 
     /// The changelog's partition count, 0 if the cluster does not have it.
-    private static func partitionCount(of topic: String, asking consumer: KafkaConsumer) throws -> Int32 {
-        try patiently("the partitions of \(topic)") { try consumer.partitionCounts(of: [topic]) }[topic] ?? 0
+    static func partitionCount(
+        of topic: String, asking consumer: KafkaConsumer, patienceMilliseconds: Int64 = patienceMilliseconds, cancelled: () -> Bool = { false }
+    ) throws -> Int32 {
+        try patiently("the partitions of \(topic)", patienceMilliseconds: patienceMilliseconds, cancelled: cancelled) {
+            try consumer.partitionCounts(of: [topic])
+        }[topic] ?? 0
     }
 
     /// Reads the changelog backwards from its end, a window at a time, to its last record of
@@ -261,14 +269,17 @@ enum ChangelogRestore {
     static func restore(
         into database: Database, capture: ChangeCapture, topic: String, configuration: ServiceConfiguration, logger: Logger,
         partition only: Int32? = nil, from position: Int64 = 0, clearingFirst: Bool = false, announce: Bool = true,
-        reading reader: KafkaConsumer? = nil, cancelled: () -> Bool = { false }, finish: (Database, _ nextOffset: Int64) throws -> Void
+        reading reader: KafkaConsumer? = nil, patienceMilliseconds: Int64 = patienceMilliseconds, cancelled: () -> Bool = { false },
+        finish: (Database, _ nextOffset: Int64) throws -> Void
     ) throws -> (rows: Int, nextOffset: Int64, end: Int64) {
         let consumer = try reader ?? changelogConsumer(configuration)
         defer { if reader == nil { consumer.close() } }
-        let count = try partitionCount(of: topic, asking: consumer)
+        let count = try partitionCount(of: topic, asking: consumer, patienceMilliseconds: patienceMilliseconds, cancelled: cancelled)
         if let only, only >= count { throw missingPartition(topic: topic, only) }
         let partitions = only.map { [TopicPartition(topic: topic, partition: $0)] } ?? (0..<count).map { TopicPartition(topic: topic, partition: $0) }
-        var bounds = try patiently("the bounds of \(topic)") { try consumer.logBounds(of: partitions) }
+        var bounds = try patiently("the bounds of \(topic)", patienceMilliseconds: patienceMilliseconds, cancelled: cancelled) {
+            try consumer.logBounds(of: partitions)
+        }
         let first = TopicPartition(topic: topic, partition: only ?? 0)
         if position > 0 {
             // A catch-up: the records before `position` are in the store already.

@@ -208,7 +208,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
         let reader = try ChangelogRestore.changelogConsumer(configuration)
         defer { reader.close() }
         let clusterID = try ChangelogRestore.clusterID(of: reader, reading: topic)
-        let count = try reader.partitionCounts(of: [topic])[topic] ?? 0
+        let count = try ChangelogRestore.partitionCount(of: topic, asking: reader)
         guard count > 0 else {
             throw ChangelogRestore.Refused(description: "the changelog \(topic) does not exist: a standby copies what the active instances write there")
         }

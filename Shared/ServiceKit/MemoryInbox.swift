@@ -10,12 +10,17 @@ struct MemoryInbox {
     }
 
     /// The event ids of committed batches.
-    private var notes: [String: Note] = [:]
+    private var notes: [ExactText: Note] = [:]
     /// Per task, the committed notes by time: pruning takes the oldest first.
-    private var byTime: [Int32: Heap<(time: Int64, id: String)>] = [:]
+    private var byTime: [Int32: Heap<(time: Int64, id: ExactText)>] = [:]
     /// The running batch's new notes and prunings.
-    private var pending: [String: Note] = [:]
+    private var pending: [ExactText: Note] = [:]
     private var pendingPrunes: [(task: Int32, cutoff: Int64)] = []
+
+    /// Whether notes are ever pruned (the applier has an inbox horizon): if not, no heap is kept.
+    private let prunes: Bool
+
+    init(prunes: Bool) { self.prunes = prunes }
 
     /// How many event ids it holds, committed.
     var count: Int { notes.count }
@@ -23,14 +28,15 @@ struct MemoryInbox {
     /// Notes a new event id and returns nil; for an id already noted, returns the payload hash
     /// it was noted with and notes nothing.
     mutating func note(_ eventID: String, payloadHash: Int64, task: Int32, time: Int64) -> Int64? {
-        if let known = pending[eventID] ?? notes[eventID] { return known.payloadHash }
-        pending[eventID] = Note(payloadHash: payloadHash, task: task, time: time)
+        let id = ExactText(eventID)
+        if let known = pending[id] ?? notes[id] { return known.payloadHash }
+        pending[id] = Note(payloadHash: payloadHash, task: task, time: time)
         return nil
     }
 
     /// Takes back a note of the running batch (a record carried to the next batch).
     mutating func forget(_ eventID: String) {
-        pending[eventID] = nil
+        pending[ExactText(eventID)] = nil
     }
 
     /// Drops the task's notes older than `cutoff` once the batch commits.
@@ -43,7 +49,7 @@ struct MemoryInbox {
     mutating func commit() {
         for (eventID, note) in pending {
             notes[eventID] = note
-            byTime[note.task, default: Heap { $0.time < $1.time }].insert((note.time, eventID))
+            if prunes { byTime[note.task, default: Heap { $0.time < $1.time }].insert((note.time, eventID)) }
         }
         pending.removeAll(keepingCapacity: true)
         for (task, cutoff) in pendingPrunes {
@@ -62,5 +68,23 @@ struct MemoryInbox {
     mutating func discard() {
         pending.removeAll(keepingCapacity: true)
         pendingPrunes.removeAll(keepingCapacity: true)
+    }
+}
+
+/// A string that equals another only byte for byte, as SQLite's TEXT keys do: `String` finds
+/// "caf\u{E9}" and "cafe\u{301}" equal (canonically equivalent), the `inbox` table two ids.
+struct ExactText: Hashable {
+    let text: String
+
+    init(_ text: String) { self.text = text }
+
+    // Bytes that are equal are canonically equivalent too: `String`'s own comparison and hash
+    // (fast for the ASCII of nearly every id) rule most pairs out, and the bytes decide the rest.
+    static func == (left: ExactText, right: ExactText) -> Bool {
+        left.text == right.text && left.text.utf8.elementsEqual(right.text.utf8)
+    }
+
+    func hash(into hasher: inout Hasher) {
+        hasher.combine(text)
     }
 }

@@ -31,7 +31,8 @@ struct StandbyCopy {
         try ChangelogRestore.restore(
             into: database, capture: capture, topic: topic, configuration: configuration, logger: logger,
             partition: task, from: position ?? 0, clearingFirst: position == nil, announce: position == nil, reading: reader,
-            cancelled: cancelled
+            // One question a pass: the standby's and warm copies' loops ask again themselves.
+            patienceMilliseconds: 0, cancelled: cancelled
         ) { database, nextOffset in
             try ChangelogRestore.markLoggedSinceEmpty(database, true)
             try ChangelogCopy.standBy(at: nextOffset, in: database)

@@ -315,7 +315,7 @@ import Testing
         broker.inject(.down)
         nonisolated(unsafe) let downBroker = broker
         let started = Date()
-        // Longer than the 10 s one question of it waits.
+        // Down for longer than any one question waits (5 s for the cluster's id, 10 s for bounds).
         DispatchQueue.global().asyncAfter(deadline: .now() + 12) { downBroker.end(.down) }
         let tail = try ChangelogRestore.tail(topic: changelog.name, configuration: configuration)
         #expect(Date().timeIntervalSince(started) >= 12, "it was down")
@@ -323,18 +323,19 @@ import Testing
     }
 
     /// The answers the restore waits for: asked again while none comes, at once refused for
-    /// anything but a cluster that does not answer, and refused after its patience.
+    /// anything but a cluster that does not answer, and after its patience the last error
+    /// thrown as it came (a refusal when the answer was only missing), or at once when cancelled.
     @Test func aQuestionIsAskedAgainOnlyWhileTheClusterGivesNoAnswer() throws {
+        // librdkafka's codes: -185 its own timeout, -195 a broker it cannot reach, 5 no leader.
+        let unanswered: [Int32] = [-185, -195, 5]
         var asked = 0
         let answer = try ChangelogRestore.patiently("a count") { () throws -> Int? in
             asked += 1
-            // -185: librdkafka's own timeout; -195: a broker it cannot reach.
             if asked == 1 { return nil }
-            if asked == 2 { throw KafkaError(code: -185, message: "timed out") }
-            if asked == 3 { throw KafkaError(code: -195, message: "transport") }
+            if asked <= 4 { throw KafkaError(code: unanswered[asked - 2], message: "no answer") }
             return 7
         }
-        #expect(answer == 7 && asked == 4)
+        #expect(answer == 7 && asked == 5)
         asked = 0
         #expect(throws: KafkaError.self) {
             try ChangelogRestore.patiently("a topic") { () throws -> Int? in
@@ -343,12 +344,36 @@ import Testing
             }
         }
         #expect(asked == 1, "a refusal is not asked again")
+        asked = 0
         do {
-            _ = try ChangelogRestore.patiently("a count", patienceMilliseconds: 300) { () throws -> Int? in throw KafkaError(code: -185, message: "timed out") }
-            Issue.record("an answer that never comes is refused")
-        } catch let refused as ChangelogRestore.Refused {
-            #expect(refused.description.contains("a count") && refused.description.contains("timed out"))
+            _ = try ChangelogRestore.patiently("a count", patienceMilliseconds: 300) { () throws -> Int? in
+                asked += 1
+                throw KafkaError(code: -185, message: "timed out")
+            }
+            Issue.record("an answer that never comes is given up")
+        } catch let error as KafkaError {
+            #expect(error.code == -185 && asked > 1, "the last error, as the caller would have had it without patience")
         }
+        do {
+            _ = try ChangelogRestore.patiently("an id", patienceMilliseconds: 300) { () -> String? in nil }
+            Issue.record("an answer that never comes is given up")
+        } catch let refused as ChangelogRestore.Refused {
+            #expect(refused.description.contains("an id"))
+        }
+        asked = 0
+        #expect(throws: ChangelogRestore.Cancelled.self) {
+            try ChangelogRestore.patiently("a count", cancelled: { asked >= 2 }) { () throws -> Int? in
+                asked += 1
+                return nil
+            }
+        }
+        #expect(asked == 2)
+        asked = 0
+        _ = try? ChangelogRestore.patiently("a count", patienceMilliseconds: 0) { () throws -> Int? in
+            asked += 1
+            return nil
+        }
+        #expect(asked == 1, "no patience: asked once")
     }
 
     @Test func aChangelogIsRefusedForAStoreThatHasAppliedRecordsWithoutOne() throws {
