@@ -9,6 +9,5 @@ extension ReasonCode {
     public static let poisonRecord = ReasonCode(rawValue: "poison-record")
     public static let timeOutOfRange = ReasonCode(rawValue: "time-out-of-range")
     public static let unauthenticatedCommand = ReasonCode(rawValue: "unauthenticated-command")
-    public static let unnormalizedMemberID = ReasonCode(rawValue: "unnormalized-member-id")
     public static let wrongPartition = ReasonCode(rawValue: "wrong-partition")
 }

@@ -16,17 +16,11 @@ extension ConsumedRecord {
 
 extension CloudEvent {
     /// The member the event is about. The key places the member on its partition, so a key
-    /// other than the subject would split the member's state: `key-mismatch`, byte for byte.
-    /// A member id must be in Unicode normalization form C (`unnormalized-member-id`): two ids
-    /// `String` finds equal (canonically equivalent) but whose bytes differ would be two rows
-    /// of the store, on two partitions, and one key of the services' in-memory maps.
+    /// other than the subject would split the member's state: `key-mismatch`.
     public func member(keyedBy key: String?) throws(Rejection) -> String {
         guard let subject else { throw Rejection(code: .missingAttribute, detail: "subject (the member id) is required") }
-        guard let key, key.utf8.elementsEqual(subject.utf8) else {
+        guard key == subject else {
             throw Rejection(code: .keyMismatch, detail: "record key \(key ?? "(none)") differs from subject \(subject)")
-        }
-        guard subject.isInNormalizationFormC else {
-            throw Rejection(code: .unnormalizedMemberID, detail: "subject \(subject) is not in Unicode normalization form C (NFC)")
         }
         return subject
     }

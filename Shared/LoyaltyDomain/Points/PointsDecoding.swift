@@ -39,7 +39,7 @@ extension PointsInput {
     private static func decodeFields(type: String, _ data: JSONObject) throws -> PointsInput {
         switch type {
         case EventType.memberRegistered:
-            return .registered(referrerID: try data.optionalString("referrerId").map { try memberID($0, "referrerId") })
+            return .registered(referrerID: try nonEmpty(data.optionalString("referrerId"), "referrerId"))
         case EventType.memberUpdated:
             return .memberUpdated
         case EventType.memberClosed:
@@ -114,7 +114,7 @@ extension PointsInput {
                 points: try amount(data.int64("points"), "points")))
         case EventType.transfer:
             return .transfer(Transfer(
-                recipient: try memberID(data.string("toMemberId"), "toMemberId"), points: try amount(data.int64("points"), "points")))
+                recipient: try required(data.string("toMemberId"), "toMemberId"), points: try amount(data.int64("points"), "points")))
         case EventType.adjust:
             let points = try data.int64("points")
             guard points != 0, abs(points) <= maximumAmountMinor else {
@@ -186,16 +186,6 @@ extension PointsInput {
 
     private static func required(_ text: String, _ field: String) throws -> String {
         guard !text.isEmpty else { throw InputError(code: .invalidEvent, detail: "data.\(field) must not be empty") }
-        return text
-    }
-
-    /// Another member's id, which a command is keyed by: refused here unless it could be a
-    /// subject (non-empty, in normalization form C), so that the command is never refused at
-    /// the other member's task after this one has acted on it (a transfer's points gone).
-    private static func memberID(_ text: String, _ field: String) throws -> String {
-        guard try required(text, field).isInNormalizationFormC else {
-            throw InputError(code: .invalidEvent, detail: "data.\(field) must be in Unicode normalization form C (NFC)")
-        }
         return text
     }
 
