@@ -16,10 +16,12 @@ extension ConsumedRecord {
 
 extension CloudEvent {
     /// The member the event is about. The key places the member on its partition, so a key
-    /// other than the subject would split the member's state: `key-mismatch`.
+    /// other than the subject would split the member's state: `key-mismatch`, byte for byte
+    /// (`String`'s `==` finds canonically equivalent texts equal, whose bytes, and so
+    /// partitions, differ).
     public func member(keyedBy key: String?) throws(Rejection) -> String {
         guard let subject else { throw Rejection(code: .missingAttribute, detail: "subject (the member id) is required") }
-        guard key == subject else {
+        guard let key, key.utf8.elementsEqual(subject.utf8) else {
             throw Rejection(code: .keyMismatch, detail: "record key \(key ?? "(none)") differs from subject \(subject)")
         }
         return subject
