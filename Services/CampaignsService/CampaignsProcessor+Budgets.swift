@@ -196,8 +196,8 @@ extension CampaignsProcessor {
         try batch.database.prepare(
             "INSERT INTO campaign_budget_claims(member, task, \(BudgetTrigger.columnNames), timers_from) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ).run([.text(member.member), .integer(Int64(batch.task))] + trigger.columns + [timersFrom.map { .integer($0) } ?? .null])
-        members[member.member] = (member, true)
-        waiting[member.member] = true
+        members[ExactText(member.member)] = (member, true)
+        waiting[ExactText(member.member)] = true
         return nil
     }
 
@@ -222,9 +222,9 @@ extension CampaignsProcessor {
     /// Whether the member waits for an answer to a claim.
     func isWaiting(_ member: String, _ database: Database) throws -> Bool {
         guard budgets.topics != nil else { return false }
-        if let known = waiting[member] { return known }
+        if let known = waiting[ExactText(member)] { return known }
         let found = try database.prepare("SELECT 1 FROM campaign_budget_claims WHERE member = ?").queryOne(.text(member)) { _ in true } ?? false
-        waiting[member] = found
+        waiting[ExactText(member)] = found
         return found
     }
 
@@ -273,7 +273,7 @@ extension CampaignsProcessor {
                 .run(.text(member), .text(claim), .blob(Array(stored.jsonString.utf8)))
         }
         try batch.database.prepare("DELETE FROM campaign_budget_claims WHERE member = ?").run(.text(member))
-        waiting[member] = false
+        waiting[ExactText(member)] = false
         try apply(pending.trigger, answered: granted, batch)
         // What waited behind the claim, in the order the task met it (at one time a timer before
         // a record, as the runtime fires them), until one of it claims again. The member's

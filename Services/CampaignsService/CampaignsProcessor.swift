@@ -65,11 +65,13 @@ public final class CampaignsProcessor: StreamProcessor {
     private let tierIDs: [String]
     static let source = "loyalty/campaigns"
 
-    /// Members and results read or changed in the current batch, written back in `finish`.
-    var members: [String: (member: CampaignMember, changed: Bool)] = [:]
+    /// Members and results read or changed in the current batch, written back in `finish`. The
+    /// maps of members are keyed by the id's bytes, as the tables are: two lookalike ids are two
+    /// members.
+    var members: [ExactText: (member: CampaignMember, changed: Bool)] = [:]
     /// Of each member read this batch: what of its orders and refund ids is kept apart
     /// (`campaign_orders`, `campaign_refund_ids`), looked up there, and found.
-    private var apart: [String: ApartLookups<OrderApart>] = [:]
+    private var apart: [ExactText: ApartLookups<OrderApart>] = [:]
 
     /// An order as kept apart: the tier's record of it and the campaign bonus it earned.
     struct OrderApart: Equatable {
@@ -80,7 +82,7 @@ public final class CampaignsProcessor: StreamProcessor {
     /// all, read once per batch (the budgets are checked against them).
     var totals = CampaignTotals()
     /// Of each member looked up this batch, whether a claim of its waits for the keeper's answer.
-    var waiting: [String: Bool] = [:]
+    var waiting: [ExactText: Bool] = [:]
     /// The task whose results `totals` holds (-1: none), and every other task's, by task.
     private var totalsTask: Int32 = -1
     private var otherTasksResults: [Int32: [String: CampaignResults]] = [:]
@@ -348,7 +350,7 @@ public final class CampaignsProcessor: StreamProcessor {
     private func sendReferral(to referrer: String?, of input: Decoded<CampaignRecord>, member: inout CampaignMember, _ batch: Batch) throws {
         guard !member.registrationRead else { return }
         member.registrationRead = true
-        members[input.member] = (member, true)
+        members[ExactText(input.member)] = (member, true)
         guard let referrer, referrer != input.member else { return }
         try batch.emit(CloudEvent(
             id: "referral/\(input.eventID)", source: Self.source, type: EventType.campaignsReferral, time: input.time,
@@ -438,7 +440,7 @@ public final class CampaignsProcessor: StreamProcessor {
     /// Writes a decision: commands to the points service, reward events, timers.
     func record(_ decision: CampaignDecision, member: CampaignMember, cause: String, time: EventTime, _ batch: Batch) throws {
         let id = member.member
-        members[id] = (member, true)
+        members[ExactText(id)] = (member, true)
         for campaign in decision.touched {
             let key = TaskResults(task: batch.task, campaign: campaign)
             touched[key] = max(touched[key] ?? time, time)
@@ -496,10 +498,11 @@ public final class CampaignsProcessor: StreamProcessor {
                 + "tier_bonus_reversed = excluded.tier_bonus_reversed, bonus_reversed = excluded.bonus_reversed")
         let saveRefundID = try database.prepare("INSERT OR IGNORE INTO campaign_refund_ids(member, refund_id) VALUES(?, ?)")
         let levels = rules.program.tiers.levels
-        for (id, entry) in members.sorted(by: { $0.key < $1.key }) where entry.changed {
+        for (key, entry) in members.sorted(by: { $0.key < $1.key }) where entry.changed {
+            let id = key.text
             // Orders read from apart stay there; the state's own beyond its share move there.
             var state = entry.member
-            let found = apart[id] ?? ApartLookups()
+            let found = apart[key] ?? ApartLookups()
             var ordersApart = found.ordersApart
             func moveApart(_ orderID: String, _ order: OrderApart) throws {
                 try saveOrder.run(
@@ -656,11 +659,11 @@ public final class CampaignsProcessor: StreamProcessor {
     // MARK: State
 
     func load(_ id: String, _ database: Database, since: EventTime) throws -> CampaignMember {
-        if let cached = members[id] { return cached.member }
+        if let cached = members[ExactText(id)] { return cached.member }
         let stored = try database.prepare("SELECT state, tier, orders_apart, refunds_apart FROM campaign_members WHERE member = ?")
             .queryOne(.text(id)) { ($0.blob(0), $0.blob(1), $0.int64(2) != 0, $0.int64(3) != 0) }
         guard let (state, tier, ordersApart, refundIDsApart) = stored else { return CampaignMember(member: id, since: since) }
-        if apart[id] == nil { apart[id] = ApartLookups(ordersApart: ordersApart, refundIDsApart: refundIDsApart) }
+        if apart[ExactText(id)] == nil { apart[ExactText(id)] = ApartLookups(ordersApart: ordersApart, refundIDsApart: refundIDsApart) }
         let levels = rules.program.tiers.levels
         return try CampaignMember.decode(state, tier: try TierMember.decode(tier, levels: levels))
     }
@@ -677,7 +680,7 @@ public final class CampaignsProcessor: StreamProcessor {
         case .registered, .refusedRegistration, .updated, .closed, .checkedIn, .referred, .answered, .ignored: return
         }
         let id = member.member
-        guard var lookups = apart[id] else { return }
+        guard var lookups = apart[ExactText(id)] else { return }
         if let order = try lookups.findOrder(reference.orderID, inState: member.tier.orders[reference.orderID] != nil, read: { orderID in
             try database.prepare(
                 "SELECT time, paid_minor, refunded_minor, tier_bonus, tier_bonus_reversed, bonus_campaign, bonus_paid_minor, bonus, bonus_reversed "
@@ -698,7 +701,7 @@ public final class CampaignsProcessor: StreamProcessor {
            }) {
             member.tier.refundIDs.insert(refundID)
         }
-        apart[id] = lookups
+        apart[ExactText(id)] = lookups
     }
 
     /// Reads every task's results in the store, once per batch, and makes `task`'s those at hand.

@@ -34,7 +34,9 @@ public final class NotificationsProcessor: StreamProcessor {
     private let logger: Logger?
     static let source = "loyalty/notifications"
 
-    private var members: [String: (member: NotificationMember, changed: Bool)] = [:]
+    /// Members read or changed in the current batch, written back in `finish`; by the member
+    /// id's bytes, as `notification_members` keys them.
+    private var members: [ExactText: (member: NotificationMember, changed: Bool)] = [:]
 
     /// The member's channels (masked), consent, held messages and pending digest, and the
     /// messages suppressed with their reasons (up to `asOf` when given).
@@ -273,7 +275,7 @@ public final class NotificationsProcessor: StreamProcessor {
     /// Writes a decision: outbound messages, suppressions, dead letters for members with no channel, timers.
     private func record(_ decision: NotificationDecision, member: NotificationMember, _ batch: Batch) throws {
         let id = member.member
-        members[id] = (member, true)
+        members[ExactText(id)] = (member, true)
         for message in decision.messages {
             let value = CloudEvent.encode(
                 id: "notification/\(message.idempotencyKey)", source: Self.source, type: "notification.requested", time: message.sendAt,
@@ -315,7 +317,7 @@ public final class NotificationsProcessor: StreamProcessor {
         let save = try batch.database.prepare(
             "INSERT INTO notification_members(member, state) VALUES(?, ?) ON CONFLICT(member) DO UPDATE SET state = excluded.state")
         for (id, entry) in members.sorted(by: { $0.key < $1.key }) where entry.changed {
-            try save.run(.text(id), .blob(entry.member.encoded()))
+            try save.run(.text(id.text), .blob(entry.member.encoded()))
         }
         members.removeAll(keepingCapacity: true)
     }
@@ -323,7 +325,7 @@ public final class NotificationsProcessor: StreamProcessor {
     public func abandon() { members.removeAll() }
 
     private func load(_ id: String, _ database: Database) throws -> NotificationMember {
-        if let cached = members[id] { return cached.member }
+        if let cached = members[ExactText(id)] { return cached.member }
         let stored = try database.prepare("SELECT state FROM notification_members WHERE member = ?").queryOne(.text(id)) { $0.blob(0) }
         return try stored.map { try NotificationMember.decode($0) } ?? NotificationMember(member: id)
     }

@@ -44,8 +44,9 @@ public final class PointsProcessor: StreamProcessor {
     /// Refusals by reason: of the current batch, and since start (for metrics).
     private var batchRefusals: [String: Int] = [:]
     private var refusalTotals: [String: Int] = [:]
-    /// Accounts read or changed in the current batch, written back in `finish`.
-    private var accounts: [String: CachedAccount] = [:]
+    /// Accounts read or changed in the current batch, written back in `finish`; by the member
+    /// id's bytes, as the `accounts` table keys them (two lookalike ids are two members).
+    private var accounts: [ExactText: CachedAccount] = [:]
     static let source = "loyalty/points"
 
     struct CachedAccount {
@@ -185,7 +186,7 @@ public final class PointsProcessor: StreamProcessor {
             return
         }
         try record(decision, into: &cached, batch)
-        accounts[event.member] = cached
+        accounts[ExactText(event.member)] = cached
         if !wasRegistered, cached.account != nil {
             try applyParkedEvents(of: event.member, registeredAt: event.time, batch)
         }
@@ -199,7 +200,7 @@ public final class PointsProcessor: StreamProcessor {
             let decision = rules.release(lotID: timer.ref, at: timer.due, account: &account)
             cached.account = account
             try record(decision, into: &cached, batch)
-            accounts[timer.member] = cached
+            accounts[ExactText(timer.member)] = cached
         case TimerKind.expiry, TimerKind.expiryWarning, TimerKind.inactivity:
             var cached = try load(timer.member, batch)
             guard var account = cached.account else { return }
@@ -215,7 +216,7 @@ public final class PointsProcessor: StreamProcessor {
             }
             cached.account = account
             try record(decision, into: &cached, batch)
-            accounts[timer.member] = cached
+            accounts[ExactText(timer.member)] = cached
         case ParkedRecords.timerKind:
             try ParkedRecords.expire(timer, waitHours: rules.program.members.unknownMemberWaitHours, in: batch)
         default:
@@ -232,8 +233,9 @@ public final class PointsProcessor: StreamProcessor {
         let saveOrder = try batch.database.prepare(
             "INSERT INTO account_orders(member, order_id, state) VALUES(?, ?, ?) ON CONFLICT(member, order_id) DO UPDATE SET state = excluded.state")
         let saveRefundID = try batch.database.prepare("INSERT OR IGNORE INTO accepted_refunds(member, refund_id) VALUES(?, ?)")
-        for (member, cached) in accounts.sorted(by: { $0.key < $1.key }) where cached.changed {
+        for (key, cached) in accounts.sorted(by: { $0.key < $1.key }) where cached.changed {
             guard let account = cached.account else { continue }
+            let member = key.text
             // Orders read from apart stay there; the account's own beyond its share move there. An
             // order only a bonus grant has named yet (its time is the grant's until it is paid)
             // stays; a paid order's time never changes, so the account keeps the latest 16 paid
@@ -366,14 +368,14 @@ public final class PointsProcessor: StreamProcessor {
     /// The member's account, from the batch's cache or the store; loaded while applying an
     /// input or timer of the member's own task.
     private func load(_ member: String, _ batch: Batch) throws -> CachedAccount {
-        if let cached = accounts[member] { return cached }
+        if let cached = accounts[ExactText(member)] { return cached }
         let row = try batch.database.prepare("SELECT state, orders_apart, refunds_apart FROM accounts WHERE member = ?")
             .queryOne(.text(member)) { ($0.blob(0), $0.int64(1) != 0, $0.int64(2) != 0) }
         let account = try row.map { try PointsAccount.decode($0.0) }
         var cached = CachedAccount(
             account: account, entriesWhenLoaded: account?.entries ?? 0, lastEntryTime: nil, changed: false, task: batch.task)
         cached.apart = ApartLookups(ordersApart: row?.1 ?? false, refundIDsApart: row?.2 ?? false)
-        accounts[member] = cached
+        accounts[ExactText(member)] = cached
         return cached
     }
 
@@ -549,7 +551,7 @@ public final class PointsProcessor: StreamProcessor {
             var decision = rules.apply(decoded.body.event, to: &cached.account)
             decision.commands = decision.commands.map { $0.notBefore(registeredAt) }
             try record(decision, into: &cached, batch)
-            accounts[member] = cached
+            accounts[ExactText(member)] = cached
         }
     }
 }

@@ -52,8 +52,9 @@ public final class TiersProcessor: StreamProcessor {
     static let source = "loyalty/tiers"
     static let monthEnd = "month-end"
 
-    /// Members read or changed in the current batch, written back in `finish`.
-    private var members: [String: CachedMember] = [:]
+    /// Members read or changed in the current batch, written back in `finish`; by the member
+    /// id's bytes, as the `tier_members` table keys them.
+    private var members: [ExactText: CachedMember] = [:]
 
     struct CachedMember {
         var member: TierMember
@@ -155,7 +156,7 @@ public final class TiersProcessor: StreamProcessor {
         cached.member = member
         cached.changed = true
         cached.time = input.time
-        members[input.member] = cached
+        members[ExactText(input.member)] = cached
     }
 
     public func fire(_ timer: DueTimer, in batch: Batch) throws {
@@ -169,7 +170,7 @@ public final class TiersProcessor: StreamProcessor {
         cached.member = member
         cached.changed = true
         cached.time = timer.due
-        members[timer.member] = cached
+        members[ExactText(timer.member)] = cached
     }
 
     public func finish(_ batch: Batch) throws {
@@ -180,7 +181,8 @@ public final class TiersProcessor: StreamProcessor {
             "INSERT INTO tier_orders(member, order_id, time, paid_minor, refunded_minor, bonus, bonus_reversed) VALUES(?, ?, ?, ?, ?, ?, ?) "
                 + "ON CONFLICT(member, order_id) DO UPDATE SET refunded_minor = excluded.refunded_minor, bonus_reversed = excluded.bonus_reversed")
         let saveRefundID = try batch.database.prepare("INSERT OR IGNORE INTO tier_refund_ids(member, refund_id) VALUES(?, ?)")
-        for (id, entry) in members.sorted(by: { $0.key < $1.key }) where entry.changed {
+        for (key, entry) in members.sorted(by: { $0.key < $1.key }) where entry.changed {
+            let id = key.text
             let member = entry.member
             // Orders read from apart stay there; the state's own beyond its share move there.
             var state = member
@@ -203,7 +205,7 @@ public final class TiersProcessor: StreamProcessor {
     public func abandon() { members.removeAll() }
 
     private func load(_ id: String, _ database: Database, since: EventTime) throws -> CachedMember {
-        if let cached = members[id] { return cached }
+        if let cached = members[ExactText(id)] { return cached }
         let row = try database.prepare("SELECT state, orders_apart, refunds_apart FROM tier_members WHERE member = ?")
             .queryOne(.text(id)) { ($0.blob(0), $0.int64(1) != 0, $0.int64(2) != 0) }
         let member = try row.map { try TierMember.decode($0.0, levels: rules.program.tiers.levels) } ?? TierMember(member: id, since: since)

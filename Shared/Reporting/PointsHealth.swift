@@ -171,14 +171,15 @@ extension PointsHealth {
             guard entry.time <= asOf, case .movement = entry.role else { return false }
             return true
         }.sorted { ($0.time, $0.sequence) < ($1.time, $1.sequence) }
-        var members = Set<String>()
+        // Members and lots by their ids' bytes: two lookalike member ids are two members.
+        var members = Set<ExactText>()
         var byMonth: [Int64: Month] = [:]
         // Lots: points left and expiry, by member and lot id.
-        var lots: [String: (left: Int64, expiresAt: EventTime?)] = [:]
+        var lots: [ExactText: (left: Int64, expiresAt: EventTime?)] = [:]
         for entry in entries {
             let points = entry.points
             let member = entry.member
-            members.insert(member)
+            members.insert(ExactText(member))
             let index = monthIndex(entry.time)
             var month = byMonth[index] ?? Month(label: label(index))
             switch entry.kind {
@@ -192,7 +193,7 @@ extension PointsHealth {
             }
             byMonth[index] = month
             for change in entry.lots {
-                let key = member + "\u{0}" + change.id
+                let key = ExactText(member + "\u{0}" + change.id)
                 var state = lots[key] ?? (0, nil)
                 state.left += change.delta
                 if let time = change.expiresAt { state.expiresAt = time }
@@ -225,20 +226,20 @@ extension PointsHealth {
         expiryForecast = (nowIndex..<(nowIndex + 12)).map { (label($0), forecast[$0] ?? 0) }
 
         // Tiers: each member's last change up to `asOf`; the flows per month.
-        var tierOf: [String: String] = [:]
+        var tierOf: [ExactText: String] = [:]
         var flows: [String: Int] = [:]
         for change in tierChanges.filter({ $0.time <= asOf && ($0.type == "tier.upgraded" || $0.type == "tier.downgraded") })
             .sorted(by: { $0.time < $1.time }) {
             let member = change.data["memberId"]?.stringValue ?? change.subject ?? ""
             let from = change.data["from"]?.stringValue ?? "", to = change.data["to"]?.stringValue ?? ""
-            tierOf[member] = to
-            members.insert(member)
+            tierOf[ExactText(member)] = to
+            members.insert(ExactText(member))
             flows["\(label(monthIndex(change.time)))\u{0}\(from)\u{0}\(to)", default: 0] += 1
         }
         let levels = program.tiers.levels
         let lowest = levels.first?.id ?? ""
         var counts: [String: Int] = [:]
-        for member in members where !member.isEmpty { counts[tierOf[member] ?? lowest, default: 0] += 1 }
+        for member in members where !member.text.isEmpty { counts[tierOf[member] ?? lowest, default: 0] += 1 }
         tiers = levels.map { ($0.id, $0.name, counts[$0.id] ?? 0) }
         tierFlows = flows.map { key, count in
             let parts = key.split(separator: "\u{0}", omittingEmptySubsequences: false).map(String.init)

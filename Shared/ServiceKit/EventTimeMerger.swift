@@ -19,10 +19,16 @@ public struct MergeKey: Comparable, Sendable, Hashable {
     /// Above every record: a task with nothing left to apply.
     public static let highest = MergeKey(time: .max, rank: .max, id: "")
 
+    /// Ids compare by their bytes where `String` finds them equal: two lookalike ids are two
+    /// records, in the same order whatever order they arrived in.
     public static func < (lhs: MergeKey, rhs: MergeKey) -> Bool {
         if lhs.time != rhs.time { return lhs.time < rhs.time }
         if lhs.rank != rhs.rank { return lhs.rank < rhs.rank }
-        return lhs.id < rhs.id
+        return lhs.id.exactlyPrecedes(rhs.id)
+    }
+
+    public static func == (lhs: MergeKey, rhs: MergeKey) -> Bool {
+        lhs.time == rhs.time && lhs.rank == rhs.rank && lhs.id.isExactly(rhs.id)
     }
 
     /// The key of a record as decoded. Rejected records go first and straight to dead letters,
@@ -85,13 +91,14 @@ public struct EventTimeMerger<Item> {
     /// The lane at `index` with its buffer.
     private func bufferedLane(_ index: Int) -> Lane { unsafeDowncast(lanes[index], to: Lane.self) }
     private var laneIndex: [TopicPartition: Int] = [:]
-    private var echoes: [String: (key: MergeKey, partition: TopicPartition, since: Int64)] = [:]
+    /// The commands awaited back, by their ids' bytes (as the inbox tells records apart).
+    private var echoes: [ExactText: (key: MergeKey, partition: TopicPartition, since: Int64)] = [:]
     /// Records held until this instance sends them itself (``add(_:key:offset:from:heldUntilSent:)``),
     /// every copy read (an outbox republished after a crash puts a second one on the topic).
-    private var held: [String: [(entry: Entry, partition: TopicPartition)]] = [:]
+    private var held: [ExactText: [(entry: Entry, partition: TopicPartition)]] = [:]
     /// While rebuilding a store: the commands this instance has sent, so a copy read after
     /// that is merged at once (and found a duplicate, as it was the first time).
-    private var sent: Set<String> = []
+    private var sent: Set<ExactText> = []
     /// A task's own store whose sorted partitions its peers write, and cover by their marks
     /// (``PeerMarkBook``): until such a partition has been read as far as it went when it was
     /// assigned, nothing of its task is handed out. A task taken on again may have to read
@@ -416,11 +423,12 @@ public struct EventTimeMerger<Item> {
     public mutating func add(_ item: Item, key: MergeKey, offset: Int64, from partition: TopicPartition, heldUntilSent: Bool = false) {
         guard let index = laneIndex[partition] else { return }
         let entry = Entry(key: key, offset: offset, item: item, reachesOtherTasks: reachesOtherTasks?(item) ?? true)
-        if let echo = echoes[key.id], echo.partition == partition {
-            echoes[key.id] = nil
-        } else if heldUntilSent && !sent.contains(key.id) {
+        let id = ExactText(key.id)
+        if let echo = echoes[id], echo.partition == partition {
+            echoes[id] = nil
+        } else if heldUntilSent && !sent.contains(id) {
             lanes[index].noteRead(offset, pending: true)
-            held[key.id, default: []].append((entry, partition))
+            held[id, default: []].append((entry, partition))
             return
         }
         bufferedLane(index).append(entry)
@@ -473,22 +481,23 @@ public struct EventTimeMerger<Item> {
             if let bound = otherTasksBound { otherTasksBound = min(bound, key) }
             return
         }
-        if let copies = held.removeValue(forKey: key.id) {
-            sent.insert(key.id)
+        let id = ExactText(key.id)
+        if let copies = held.removeValue(forKey: id) {
+            sent.insert(id)
             for copy in copies where copy.partition == partition {
                 bufferedLane(index).buffer(copy.entry)
             }
             return
         }
-        if rebuilding { sent.insert(key.id) }
-        echoes[key.id] = (key, partition, echoes[key.id]?.since ?? now)
+        if rebuilding { sent.insert(id) }
+        echoes[id] = (key, partition, echoes[id]?.since ?? now)
     }
 
     /// Echoes awaited for longer than `milliseconds`, oldest first: a command that does not
     /// come back (a topic the producer cannot reach, say) holds the merge, and the log says so.
     public func overdueEchoes(now: Int64, after milliseconds: Int64) -> [(id: String, partition: TopicPartition, milliseconds: Int64)] {
         echoes.filter { now - $0.value.since > milliseconds }
-            .map { ($0.key, $0.value.partition, now - $0.value.since) }
+            .map { ($0.key.text, $0.value.partition, now - $0.value.since) }
             .sorted { ($0.milliseconds, $0.id) > ($1.milliseconds, $1.id) }
     }
 

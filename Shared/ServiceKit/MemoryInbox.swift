@@ -1,3 +1,5 @@
+import Basics
+
 /// The inbox of a ``BatchApplier`` kept in memory only (``BatchApplier/inboxInMemoryOnly``):
 /// the answers the `inbox` table gives, without its rows. What a batch notes and prunes is held
 /// apart until the batch's transaction commits, and dropped if it rolls back, as the table's
@@ -68,23 +70,5 @@ struct MemoryInbox {
     mutating func discard() {
         pending.removeAll(keepingCapacity: true)
         pendingPrunes.removeAll(keepingCapacity: true)
-    }
-}
-
-/// A string that equals another only byte for byte, as SQLite's TEXT keys do: `String` finds
-/// "caf\u{E9}" and "cafe\u{301}" equal (canonically equivalent), the `inbox` table two ids.
-struct ExactText: Hashable {
-    let text: String
-
-    init(_ text: String) { self.text = text }
-
-    // Bytes that are equal are canonically equivalent too: `String`'s own comparison and hash
-    // (fast for the ASCII of nearly every id) rule most pairs out, and the bytes decide the rest.
-    static func == (left: ExactText, right: ExactText) -> Bool {
-        left.text == right.text && left.text.utf8.elementsEqual(right.text.utf8)
-    }
-
-    func hash(into hasher: inout Hasher) {
-        hasher.combine(text)
     }
 }

@@ -139,12 +139,12 @@ final class TaskUnit<Processor: StreamProcessor> {
         var bookPublished: PeerMarkBook?
         var frontiers: [Int32: TaskFrontier] = [:]
         // Echoes the merge was told of while the batch ran (a rebuild may have merged their copy since).
-        var expectedInBatch: Set<String> = []
+        var expectedInBatch: Set<ExactText> = []
         guard let outcome = try whileOwned({ try applier.apply(
             nextRecord: { newEchoes in
                 for echo in newEchoes {
                     merger.expectEcho(echo.key, on: echo.partition, now: now)
-                    expectedInBatch.insert(echo.key.id)
+                    expectedInBatch.insert(ExactText(echo.key.id))
                 }
                 if let record = pending {
                     pending = nil
@@ -185,7 +185,7 @@ final class TaskUnit<Processor: StreamProcessor> {
         committedFrontiers.merge(frontiers) { $1 }
         relay.deleted(delivered.count)
         committedOffsets.merge(merger.committableOffsets) { $1 }
-        for echo in outcome.echoes where !expectedInBatch.contains(echo.key.id) { merger.expectEcho(echo.key, on: echo.partition, now: now) }
+        for echo in outcome.echoes where !expectedInBatch.contains(ExactText(echo.key.id)) { merger.expectEcho(echo.key, on: echo.partition, now: now) }
         return (outcome, pulled)
     }
 

@@ -90,6 +90,28 @@ import Testing
             .map { ($0.event.data["campaignId"]?.stringValue ?? "", $0.event.data["points"]?.int64Value ?? 0) }
     }
 
+    @Test func lookalikeMemberIdsAreTwoMembersWhicheverBatchTheyShare() throws {
+        // One `String`, two record keys and two rows: "Zoé" composed and decomposed.
+        let composed = "Zo\u{E9}"
+        let decomposed = "Zoe\u{301}"
+        let events = [
+            try Self.registered(composed, "2026-03-01T09:00:00+08:00"), try Self.registered(decomposed, "2026-03-01T09:01:00+08:00"),
+            try Self.paid("o1", composed, 600_000, "2026-03-01T10:00:00+08:00"), try Self.paid("o2", decomposed, 10_000, "2026-03-01T10:01:00+08:00"),
+        ]
+        let oneBatch = try Harness()
+        try oneBatch.apply(events)
+        let eventByEvent = try Harness()
+        for event in events { try eventByEvent.apply([event]) }
+        func stored(_ harness: Harness) throws -> [[UInt8]: [UInt8]] {
+            let rows = try harness.applier.database.prepare("SELECT member, tier FROM campaign_members").query { (Array($0.string(0).utf8), $0.blob(1)) }
+            return Dictionary(rows) { $0 + $1 }
+        }
+        let levels = try Program.load(json: ReferenceProgram.bytes()).tiers.levels
+        let members = try stored(oneBatch)
+        #expect(try members.mapValues { try TierMember.decode($0, levels: levels).level } == [Array(composed.utf8): 2, Array(decomposed.utf8): 0])
+        #expect(try stored(eventByEvent) == members)
+    }
+
     @Test func closingAMemberErasesTheBirthdayAndItsTimer() throws {
         let h = try Harness()
         try h.apply([try Self.registered("m", "2026-01-01T10:00:00+08:00", ["birthday": "1990-07-15"])])

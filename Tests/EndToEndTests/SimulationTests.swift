@@ -337,6 +337,39 @@ extension EndToEnd {
             #expect(output.contains("history-bonus: points"), "\(output.suffix(1_500))")
         }
 
+        /// Two member ids that are one `String` but two record keys ("Zoé" composed and
+        /// decomposed) are two members in the simulation, as they are to the services.
+        @Test func lookalikeMemberIdsAreTwoMembersInTheSimulation() throws {
+            let directory = try temporaryDirectory("simulate-lookalikes")
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let composed = "Zo\u{E9}"
+            let decomposed = "Zoe\u{301}"
+            let time = try EventTime.parse("2026-03-01T09:00:00+08:00")
+            let events = [
+                CloudEvent(id: "r1", source: "shop", type: EventType.memberRegistered, time: time, subject: composed, data: .object([:])),
+                CloudEvent(id: "r2", source: "shop", type: EventType.memberRegistered, time: time.adding(milliseconds: 1), subject: decomposed, data: .object([:])),
+                CloudEvent(id: "o1", source: "shop", type: EventType.orderPaid, time: time.adding(milliseconds: 3_600_000), subject: composed,
+                           data: .object(["orderId": "O1", "paidMinor": 50_000])),
+                CloudEvent(id: "o2", source: "shop", type: EventType.orderPaid, time: time.adding(milliseconds: 3_600_001), subject: decomposed,
+                           data: .object(["orderId": "O2", "paidMinor": 20_000])),
+            ]
+            let history = directory.appendingPathComponent("history.jsonl")
+            try Self.writeHistory(events, to: history)
+            let out = directory.appendingPathComponent("out")
+            let (status, output) = try Self.simulate(["--history", history.path, "--out", out.path], directory: directory)
+            #expect(status == 0, "\(output.suffix(1_500))")
+            let lines = try #require(FileManager.default.contents(atPath: out.appendingPathComponent("members.jsonl").path))
+            let members = try Array(lines).split(separator: UInt8(ascii: "\n")).map { try JSONValue.parse(Array($0)) }
+            // Each with its own order: its base points and its spend towards a tier.
+            let views = members.map { member in
+                (Array((member["member"]?.stringValue ?? "").utf8), member["points"]?["entries"]?.arrayValue?.first?["points"]?.int64Value,
+                 member["tiers"]?["qualifyingSpendMinor"]?.int64Value)
+            }
+            #expect(views.count == 2 && views[0] == (Array(composed.utf8), 500, 50_000) && views[1] == (Array(decomposed.utf8), 200, 20_000), "\(members)")
+            let newcomers = output.split(separator: "\n").first { $0.hasPrefix("members in newcomer") }
+            #expect(newcomers?.split(separator: " ").last == "2", "the report counts both: \(output.suffix(1_500))")
+        }
+
         /// A history is read in pieces from its file: lines ending in CRLF, blank lines and a
         /// last line with no newline are all read, whatever piece they fall in.
         @Test func aHistoryIsReadWholeWhateverItsLineEndings() throws {

@@ -59,6 +59,27 @@ import Testing
         (try event(id, "tier.upgraded", member, time, ["memberId": .string(member), "from": "growth", "to": "gold"], source: source), Topics.tierChanges.name)
     }
 
+    @Test func lookalikeMemberIdsAreTwoMembersWhicheverBatchTheyShare() throws {
+        // One `String`, two record keys and two rows: "Zoé" composed and decomposed.
+        let composed = "Zo\u{E9}"
+        let decomposed = "Zoe\u{301}"
+        let events = [
+            try Self.registered(composed, ["locale": "en", "channels": ["email": "first@example.com"]]),
+            try Self.registered(decomposed, ["locale": "en", "channels": ["email": "second@example.com"]]),
+            try Self.upgraded("t1", decomposed, "2026-01-02T10:00:00+08:00"),
+        ]
+        let oneBatch = try Harness()
+        let published = try oneBatch.apply(events)
+        let eventByEvent = try Harness()
+        for event in events { try eventByEvent.apply([event]) }
+        for harness in [oneBatch, eventByEvent] {
+            #expect(try harness.stored(composed).contains("first@example.com") && !harness.stored(composed).contains("second@"))
+            #expect(try harness.stored(decomposed).contains("second@example.com") && !harness.stored(decomposed).contains("first@"))
+        }
+        let message = try #require(published.first { $0.topic == Topics.notifications.name }?.event)
+        #expect(message.subject.map { Array($0.utf8) } == Array(decomposed.utf8))
+    }
+
     @Test func aTierChangeReadBeforeTheRegistrationWaitsAndThenGoesOnThePreferredChannel() throws {
         let h = try Harness()
         #expect(try h.apply([try Self.upgraded("t1", "m", "2026-01-02T10:00:00+08:00")]).isEmpty)

@@ -663,6 +663,37 @@ import Testing
         #expect(try oneBatch.count("SELECT COUNT(*) FROM accepted_refunds") == 4)
     }
 
+    @Test func lookalikeMemberIdsAreTwoAccountsWhicheverBatchTheyShare() throws {
+        // "Zoé" with é as one scalar, and with e and a combining accent: one `String`, two record
+        // keys and two rows of the accounts table.
+        let composed = "Zo\u{E9}"
+        let decomposed = "Zoe\u{301}"
+        #expect(composed == decomposed && !composed.utf8.elementsEqual(decomposed.utf8))
+        let events = [
+            try event("r1", EventType.memberRegistered, composed, "2026-03-01T09:00:00+08:00"),
+            try event("r2", EventType.memberRegistered, decomposed, "2026-03-01T09:01:00+08:00"),
+            try event("o1", EventType.orderPaid, composed, "2026-03-01T10:00:00+08:00", ["orderId": "O1", "paidMinor": 50_000]),
+            try event("o2", EventType.orderPaid, decomposed, "2026-03-01T10:01:00+08:00", ["orderId": "O2", "paidMinor": 20_000]),
+        ]
+        let oneBatch = try Harness()
+        let published = try oneBatch.apply(events)
+        let eventByEvent = try Harness()
+        var publishedOneByOne: [(topic: String, event: CloudEvent)] = []
+        for event in events { publishedOneByOne += try eventByEvent.apply([event]) }
+        func balances(_ harness: Harness) throws -> [[UInt8]: Int64] {
+            let rows = try harness.applier.database.prepare("SELECT member, available + pending FROM accounts").query { (Array($0.string(0).utf8), $0.int64(1)) }
+            return Dictionary(rows, uniquingKeysWith: +)
+        }
+        let expected: [[UInt8]: Int64] = [Array(composed.utf8): 500, Array(decomposed.utf8): 200]
+        #expect(try balances(oneBatch) == expected)
+        #expect(try balances(eventByEvent) == expected)
+        #expect(!published.contains { $0.topic == Topics.deadLetters.name }, "neither registration is a second one")
+        let ledger = { (out: [(topic: String, event: CloudEvent)]) in
+            out.filter { $0.topic == Topics.pointsLedger.name }.map { Array(($0.event.subject ?? "").utf8) + Array($0.event.id.utf8) }
+        }
+        #expect(ledger(published) == ledger(publishedOneByOne))
+    }
+
     @Test func theLedgerTableExplainsEveryBalance() throws {
         let harness = try Harness()
         try harness.apply([

@@ -182,6 +182,39 @@ import Testing
         #expect(merger.committableOffsets[c0] == 9)
     }
 
+    @Test func lookalikeIdsAreTwoRecordsInTheirBytesOrderAndTwoEchoes() {
+        // One `String`, two ids: "Zoé" composed and decomposed ("e" sorts before "é" by bytes).
+        let composed = "credit/Zo\u{E9}"
+        let decomposed = "credit/Zoe\u{301}"
+        #expect(key(5, 1, composed) != key(5, 1, decomposed))
+        for composedFirst in [true, false] {
+            var merger = EventTimeMerger<String>(topics: ["a", "b"], idleMilliseconds: 0)
+            merger.assign([a0, b0])
+            merger.add("composed", key: key(5, 1, composed), offset: 0, from: composedFirst ? a0 : b0)
+            merger.add("decomposed", key: key(5, 1, decomposed), offset: 0, from: composedFirst ? b0 : a0)
+            merger.markCaughtUp(a0)
+            merger.markCaughtUp(b0)
+            #expect(drain(&merger) == ["decomposed", "composed"], "whichever partition holds which")
+        }
+        // Two commands awaited back: the echo of one does not stand for the other.
+        var merger = EventTimeMerger<String>(topics: ["a", "cmd"], sortedTopics: ["cmd"], idleMilliseconds: 0)
+        merger.assign([a0, c0])
+        merger.markCaughtUp(a0)
+        merger.markCaughtUp(c0)
+        merger.expectEcho(key(20, 5, composed), on: c0)
+        merger.expectEcho(key(20, 5, decomposed), on: c0)
+        #expect(merger.pendingEchoes == 2)
+        merger.add("a@25", key: key(25, 0, "a25"), offset: 0, from: a0)
+        merger.markCaughtUp(a0)
+        merger.add("composed", key: key(20, 5, composed), offset: 0, from: c0)
+        merger.markCaughtUp(c0)
+        #expect(merger.pendingEchoes == 1)
+        #expect(drain(&merger).isEmpty, "the decomposed command, still on its way, sorts first")
+        merger.add("decomposed", key: key(20, 5, decomposed), offset: 1, from: c0)
+        merger.markCaughtUp(c0)
+        #expect(drain(&merger) == ["decomposed", "composed", "a@25"])
+    }
+
     @Test func recordsWaitForAnEchoThatSortsBeforeThem() {
         var merger = EventTimeMerger<String>(topics: ["a", "cmd"], sortedTopics: ["cmd"], idleMilliseconds: 0)
         merger.assign([a0, c0])

@@ -59,6 +59,24 @@ import Testing
         #expect(try processor.decode(record("2026-03-01T10:00:00+08:00")).eventID == "o-2026-03-01T10:00:00+08:00")
     }
 
+    @Test func lookalikeMemberIdsAreTwoMembersWhicheverBatchTheyShare() throws {
+        // One `String`, two record keys and two rows: "Zoé" composed and decomposed.
+        let composed = "Zo\u{E9}"
+        let decomposed = "Zoe\u{301}"
+        let orders = [try paid("o1", composed, 600_000, "2026-03-01T10:00:00+08:00"), try paid("o2", decomposed, 10_000, "2026-03-01T10:01:00+08:00")]
+        let oneBatch = try Harness()
+        try oneBatch.apply(orders)
+        let orderByOrder = try Harness()
+        for order in orders { try orderByOrder.apply([order]) }
+        func levels(_ harness: Harness) throws -> [[UInt8]: String] {
+            let rows = try harness.applier.database.prepare("SELECT member, level FROM tier_members").query { (Array($0.string(0).utf8), $0.string(1)) }
+            return Dictionary(rows) { $0 + "+" + $1 }
+        }
+        let expected = [Array(composed.utf8): "gold", Array(decomposed.utf8): "newcomer"]
+        #expect(try levels(oneBatch) == expected)
+        #expect(try levels(orderByOrder) == expected)
+    }
+
     @Test func ordersEarnTheBonusOfTheTierBeforeThemAndMoveTheMemberUp() throws {
         let harness = try Harness()
         let first = try harness.apply([try paid("o1", "m", 600_000, "2026-03-01T10:00:00+08:00")])

@@ -207,12 +207,13 @@ struct PlatformSimulation {
         return result
     }
 
-    /// Members in the order the history first names them.
+    /// Members in the order the history first names them (two lookalike ids are two members,
+    /// as they are to the services).
     private static func orderedMembers(_ history: [SpooledRecord]) -> [String] {
-        var seen = Set<String>()
+        var seen = Set<ExactText>()
         var members: [String] = []
         for record in history where record.topic == Topics.members.name {
-            guard let key = record.key, case let member = String(decoding: key, as: UTF8.self), seen.insert(member).inserted else { continue }
+            guard let key = record.key, case let member = String(decoding: key, as: UTF8.self), seen.insert(ExactText(member)).inserted else { continue }
             members.append(member)
         }
         return members
