@@ -511,13 +511,13 @@ public final class CampaignsProcessor: StreamProcessor {
                     order.bonus.map { .integer($0.paidMinor) } ?? .null, order.bonus.map { .integer($0.bonus) } ?? .null,
                     order.bonus.map { .integer($0.reversed) } ?? .null)
             }
-            for (orderID, before) in found.ordersFound.sorted(by: { $0.key < $1.key }) {
-                guard let tierOrder = state.tier.orders.removeValue(forKey: orderID) else { continue }
-                let order = OrderApart(tier: tierOrder, bonus: state.bonusOrders.removeValue(forKey: orderID))
+            for (orderID, before) in found.ordersFound.sortedByID() {
+                guard let tierOrder = state.tier.orders.removeValue(forID: orderID) else { continue }
+                let order = OrderApart(tier: tierOrder, bonus: state.bonusOrders.removeValue(forID: orderID))
                 if order != before { try moveApart(orderID, order) }
             }
-            for (orderID, tierOrder) in KeptApart.overflow(state.tier.orders, by: { ($0.value.time, $0.key) < ($1.value.time, $1.key) }) {
-                try moveApart(orderID, OrderApart(tier: tierOrder, bonus: state.bonusOrders.removeValue(forKey: orderID)))
+            for (orderID, tierOrder) in KeptApart.overflow(Array(state.tier.orders), by: { ($0.value.time, ExactText($0.key)) < ($1.value.time, ExactText($1.key)) }) {
+                try moveApart(orderID, OrderApart(tier: tierOrder, bonus: state.bonusOrders.removeValue(forID: orderID)))
                 state.tier.orders[orderID] = nil
                 ordersApart = true
             }

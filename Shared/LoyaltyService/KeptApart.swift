@@ -1,3 +1,5 @@
+import Basics
+
 /// How a member's stored state stays bounded while its history grows: the state keeps the latest
 /// few of a growing collection (orders, refund ids) and the rest move to a table of their own,
 /// read back only when an input names one. The rules still find what they look up in the state.
@@ -22,11 +24,12 @@ public enum KeptApart {
 public struct ApartLookups<Order: Equatable> {
     public var ordersApart: Bool
     public var refundIDsApart: Bool
-    public private(set) var ordersLookedUp: Set<String> = []
-    public private(set) var refundIDsLookedUp: Set<String> = []
+    /// By ids as bytes, as the tables apart key them.
+    public private(set) var ordersLookedUp: IDSet = []
+    public private(set) var refundIDsLookedUp: IDSet = []
     /// The orders as they were found apart.
-    public private(set) var ordersFound: [String: Order] = [:]
-    public private(set) var refundIDsFound: Set<String> = []
+    public private(set) var ordersFound: IDDictionary<Order> = [:]
+    public private(set) var refundIDsFound: IDSet = []
 
     public init(ordersApart: Bool = false, refundIDsApart: Bool = false) {
         self.ordersApart = ordersApart
@@ -36,7 +39,7 @@ public struct ApartLookups<Order: Equatable> {
     /// The order `id` from apart (`read`), when the state lacks it, some orders are apart and
     /// it was not looked up before this batch.
     public mutating func findOrder(_ id: String, inState: Bool, read: (String) throws -> Order?) rethrows -> Order? {
-        guard ordersApart, !inState, ordersLookedUp.insert(id).inserted, let order = try read(id) else { return nil }
+        guard ordersApart, !inState, ordersLookedUp.insert(id), let order = try read(id) else { return nil }
         ordersFound[id] = order
         return order
     }
@@ -45,11 +48,11 @@ public struct ApartLookups<Order: Equatable> {
     /// `moveApart` only if they changed), and of the others, those `movable` beyond the state's
     /// share, first in `order`, move there too. Returns whether the member has orders apart.
     public func settleOrders(
-        _ orders: inout [String: Order], movable: (Order) -> Bool = { _ in true }, by order: ((key: String, value: Order), (key: String, value: Order)) -> Bool,
+        _ orders: inout IDDictionary<Order>, movable: (Order) -> Bool = { _ in true }, by order: ((key: String, value: Order), (key: String, value: Order)) -> Bool,
         moveApart: (String, Order) throws -> Void
     ) rethrows -> Bool {
-        for (id, found) in ordersFound.sorted(by: { $0.key < $1.key }) {
-            if let kept = orders.removeValue(forKey: id), kept != found { try moveApart(id, kept) }
+        for (id, found) in ordersFound.sortedByID() {
+            if let kept = orders.removeValue(forID: id), kept != found { try moveApart(id, kept) }
         }
         var anyApart = ordersApart
         for (id, overflowing) in KeptApart.overflow(orders.filter { movable($0.value) }, by: order) {
@@ -63,10 +66,10 @@ public struct ApartLookups<Order: Equatable> {
     /// Settles the refund ids a changed state is stored with, as `settleOrders` does orders: those
     /// found apart stay there, and beyond the state's share the first by id move there. Returns
     /// whether the member has refund ids apart.
-    public func settleRefundIDs(_ ids: inout Set<String>, moveApart: (String) throws -> Void) rethrows -> Bool {
+    public func settleRefundIDs(_ ids: inout IDSet, moveApart: (String) throws -> Void) rethrows -> Bool {
         ids.subtract(refundIDsFound)
         var anyApart = refundIDsApart
-        for id in KeptApart.overflow(ids, by: <) {
+        for id in KeptApart.overflow(ids.sorted(), by: { $0.exactlyPrecedes($1) }) {
             try moveApart(id)
             ids.remove(id)
             anyApart = true
@@ -76,7 +79,7 @@ public struct ApartLookups<Order: Equatable> {
 
     /// Whether the refund id `id` was accepted and is kept apart (`isApart`), looked up as orders are.
     public mutating func findRefundID(_ id: String, inState: Bool, isApart: (String) throws -> Bool) rethrows -> Bool {
-        guard refundIDsApart, !inState, refundIDsLookedUp.insert(id).inserted, try isApart(id) else { return false }
+        guard refundIDsApart, !inState, refundIDsLookedUp.insert(id), try isApart(id) else { return false }
         refundIDsFound.insert(id)
         return true
     }

@@ -265,6 +265,26 @@ private func refusedReason(
         m.checkLifecycleInvariants()
     }
 
+    @Test func anAnswerGoesToTheRequestOfItsExactIdNotToALookalike() throws {
+        // Two requests whose ids are one `String` ("R-é" composed and decomposed) but two rows
+        // of the reward's reservations: each answer settles its own.
+        let composed = "R-\u{E9}"
+        let decomposed = "R-e\u{301}"
+        var m = PointsHarness.registered(at: "2026-01-01T09:00:00+08:00", rules: try referenceRules())
+        m.earnAtOnce(9_000, at: "2026-03-01T10:00:00+08:00")
+        m.apply(.redeem(Redemption(rewardID: "tea-set", quantity: 2)), at: "2026-03-02T10:00:00+08:00", id: composed)
+        m.apply(.redeem(Redemption(rewardID: "tea-set", quantity: 1)), at: "2026-03-02T10:01:00+08:00", id: decomposed)
+        #expect(m.acct.spendable == 0)
+        let refused = try #require(onlyRefusal(m.deliver(.answerStock(
+            member: "m1", StockAnswer(rewardID: "tea-set", quantity: 1, requestID: decomposed, refusal: .outOfStock), time: at("2026-03-02T10:01:00+08:00")))))
+        #expect(Array(refused.causeID.utf8) == Array(decomposed.utf8) && m.acct.spendable == 3_000, "the 3,000 of the one-set request come back")
+        let granted = try #require(onlyEntry(m.deliver(.answerStock(
+            member: "m1", StockAnswer(rewardID: "tea-set", quantity: 2, requestID: composed, refusal: nil), time: at("2026-03-02T10:00:00+08:00")))))
+        #expect(Array(granted.causeID.utf8) == Array(composed.utf8) && granted.points == -6_000)
+        #expect(m.acct.heldRedemptions.isEmpty && m.balance == Balance(available: 3_000, pending: 0, debt: 0))
+        m.checkLifecycleInvariants()
+    }
+
     @Test func whatIsTakenAtTheInstantBetweenAskingAndAnswerBecomesDebtAsHadTheRedemptionComeFirst() throws {
         var m = PointsHarness.registered(at: "2026-01-01T09:00:00+08:00", rules: try referenceRules())
         m.earnAtOnce(3_000, at: "2026-03-01T10:00:00+08:00")

@@ -155,6 +155,24 @@ import Testing
         #expect(m.account == before)
     }
 
+    @Test func lookalikeOrderAndRefundIdsAreTwoOrdersAndTwoRefunds() throws {
+        // "Café" composed and decomposed: one `String`, two ids, as the tables that keep a
+        // member's older orders apart tell them, so the account must tell them too.
+        let composed = "Caf\u{E9}"
+        let decomposed = "Cafe\u{301}"
+        var m = PointsHarness.registered(at: "2026-03-01T09:00:00+08:00", rules: try referenceRules())
+        #expect(onlyEntry(m.pay(composed, 10_000, at: "2026-03-08T10:00:00+08:00"))?.points == 100)
+        #expect(onlyEntry(m.pay(decomposed, 20_000, at: "2026-03-08T11:00:00+08:00"))?.points == 200, "not a duplicate of the other")
+        #expect(m.acct.orders.count == 2 && m.acct.orders[decomposed]?.paidMinor == 20_000 && m.acct.orders[composed]?.paidMinor == 10_000)
+        #expect(onlyEntry(m.refund(decomposed, composed, 20_000, at: "2026-03-09T10:00:00+08:00"))?.points == -200)
+        #expect(onlyEntry(m.refund(composed, decomposed, 10_000, at: "2026-03-09T11:00:00+08:00"))?.points == -100, "a refund id of its own")
+        #expect(onlyRefusal(m.refund(composed, decomposed, 10_000, at: "2026-03-09T12:00:00+08:00"))?.reason.rawValue == "duplicate-refund-id")
+        // Stored and read back, both stay, in their bytes' order.
+        let stored = m.acct.encoded()
+        #expect(try PointsAccount.decode(stored) == m.acct && PointsAccount.decode(m.acct.encodedAsJSON()) == m.acct)
+        #expect(m.acct.orders.sortedByID().map(\.key) == [decomposed, composed])
+    }
+
     @Test func debtIsRepaidFirstFromCreditsAndReleases() throws {
         var m = PointsHarness.registered(at: "2026-01-01T09:00:00+08:00", rules: try referenceRules())
         let o1 = m.pay("o1", 10_000, at: "2026-01-10T10:00:00+08:00")  // 100 pending

@@ -580,7 +580,7 @@ import Testing
             return try harness.apply([try event("refund-\(refunds)", EventType.orderRefunded, "m", time,
                                          ["orderId": .string(order), "refundId": .string(id), "refundMinor": .int(minor)])])
         }
-        #expect(try stored().orders.keys.sorted() == (15...30).map { "O\($0)" }.sorted(), "the latest 16 orders stay in the account")
+        #expect(try stored().orders.ids.sorted() == (15...30).map { "O\($0)" }.sorted(), "the latest 16 orders stay in the account")
         #expect(try harness.count("SELECT COUNT(*) FROM account_orders WHERE member = 'm'") == 14)
         #expect(try harness.count("SELECT orders_apart FROM accounts WHERE member = 'm'") == 1)
         #expect(try stored("light").orders.count == 3 && harness.count("SELECT COUNT(*) FROM account_orders WHERE member = 'light'") == 0,
@@ -659,7 +659,7 @@ import Testing
         }
         #expect(try stored(oneBatch) == stored(eventByEvent))
         let account = try PointsAccount.decode(try #require(try oneBatch.applier.database.prepare("SELECT state FROM accounts").queryOne { $0.blob(0) }))
-        #expect(account.orders.keys.sorted() == (["Z"] + (3...17).map { "O\($0)" }).sorted(), "the latest 16 paid orders, Z by its payment")
+        #expect(account.orders.ids.sorted() == (["Z"] + (3...17).map { "O\($0)" }).sorted(), "the latest 16 paid orders, Z by its payment")
         #expect(try oneBatch.count("SELECT COUNT(*) FROM accepted_refunds") == 4)
     }
 
@@ -692,6 +692,30 @@ import Testing
             out.filter { $0.topic == Topics.pointsLedger.name }.map { Array(($0.event.subject ?? "").utf8) + Array($0.event.id.utf8) }
         }
         #expect(ledger(published) == ledger(publishedOneByOne))
+    }
+
+    @Test func aLookalikeOfAnOrderKeptApartIsDecidedAsWhileItIsInTheAccount() throws {
+        // O-Café composed is paid, then 16 later orders push it apart; then O-Café decomposed
+        // (one `String`, two ids). Whether the first is still in the account (one batch) or
+        // already apart (event by event), the second is an order of its own.
+        func at(_ minute: Int) -> String { "2026-03-02T1\(minute / 60):\(String(format: "%02d", minute % 60)):00+08:00" }
+        var events = [try event("r", EventType.memberRegistered, "m", "2026-03-01T09:00:00+08:00"),
+                      try event("o0", EventType.orderPaid, "m", at(0), ["orderId": "O-Caf\u{E9}", "paidMinor": 10_000])]
+        for number in 1...16 {
+            events.append(try event("o\(number)", EventType.orderPaid, "m", at(number), ["orderId": .string("O\(number)"), "paidMinor": 10_000]))
+        }
+        events.append(try event("o17", EventType.orderPaid, "m", at(17), ["orderId": "O-Cafe\u{301}", "paidMinor": 20_000]))
+        let oneBatch = try Harness()
+        let outputs = try oneBatch.apply(events)
+        let published = outputs.filter { !$0.event.id.hasPrefix("balance/") }.map(\.event.id)
+        let eventByEvent = try Harness()
+        var publishedOneByOne: [String] = []
+        for event in events { publishedOneByOne += try eventByEvent.apply([event]).filter { !$0.event.id.hasPrefix("balance/") }.map(\.event.id) }
+        #expect(published == publishedOneByOne)
+        #expect(published.contains("o17/base") && !outputs.contains { $0.event.type == "points.refused" }, "\(published)")
+        for harness in [oneBatch, eventByEvent] {
+            #expect(try harness.count("SELECT pending FROM accounts WHERE member = 'm'") == 17 * 100 + 200)
+        }
     }
 
     @Test func theLedgerTableExplainsEveryBalance() throws {

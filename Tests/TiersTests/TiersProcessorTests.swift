@@ -151,7 +151,7 @@ import Testing
         #expect(try stored(oneBatch) == stored(eventByEvent))
         let state = try #require(try oneBatch.applier.database.prepare("SELECT state FROM tier_members").queryOne { $0.blob(0) })
         let member = try TierMember.decode(state, levels: try Program.load(json: ReferenceProgram.bytes()).tiers.levels)
-        #expect(member.orders.keys.sorted() == (15...30).map { "O-o\($0)" }.sorted())
+        #expect(member.orders.ids.sorted() == (15...30).map { "O-o\($0)" }.sorted())
         #expect(member.refundIDs.count == 16)
         #expect(try oneBatch.applier.database.prepare("SELECT COUNT(*) FROM tier_orders").queryOne { $0.int64(0) } == 14)
         #expect(try oneBatch.applier.database.prepare("SELECT COUNT(*) FROM tier_refund_ids").queryOne { $0.int64(0) } == 5)

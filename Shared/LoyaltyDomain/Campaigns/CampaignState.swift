@@ -25,7 +25,7 @@ public struct CampaignMember: Sendable, Equatable {
     public var lastCheckInDay: Int64?
     public var streakLength: Int64 = 0
     /// Orders that earned a campaign bonus, for reversing it on refunds.
-    public var bonusOrders: [String: BonusOrder] = [:]
+    public var bonusOrders: IDDictionary<BonusOrder> = [:]
     /// What the member has had from each campaign.
     public var stats: [String: MemberCampaignStats] = [:]
     /// Triggers of campaigns with a control group in the last `upliftWindowDays`.
@@ -145,7 +145,7 @@ extension CampaignMember {
         w.optional(lastCheckInDay) { $0.int($1) }
         w.int(streakLength)
         w.int(bonusOrders.count)
-        for (id, order) in bonusOrders.sorted(by: { $0.key < $1.key }) {
+        for (id, order) in bonusOrders.sortedByID() {
             w.string(id); w.string(order.campaign); w.int(order.paidMinor); w.int(order.bonus); w.int(order.reversed)
         }
         w.int(stats.count)
@@ -178,7 +178,7 @@ extension CampaignMember {
         if let lastCheckInDay { w.key("lastCheckInDay"); w.int(lastCheckInDay) }
         w.key("streak"); w.int(streakLength)
         w.key("bonusOrders"); w.beginArray()
-        for (id, order) in bonusOrders.sorted(by: { $0.key < $1.key }) {
+        for (id, order) in bonusOrders.sortedByID() {
             w.beginArray(); w.string(id); w.string(order.campaign); w.int(order.paidMinor); w.int(order.bonus); w.int(order.reversed); w.endArray()
         }
         w.endArray()

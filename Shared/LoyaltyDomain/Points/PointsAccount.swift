@@ -189,8 +189,10 @@ public struct PointsAccount: Sendable, Equatable {
     public var lotsCreated: Int64 = 0
     /// Ledger entries made so far (the next entry's sequence is this + 1).
     public var entries: Int64 = 0
-    public var orders: [String: OrderRecord] = [:]
-    public var acceptedRefundIDs: Set<String> = []
+    /// By order id and refund id as bytes: two lookalike ids are two orders, as they are two
+    /// rows where older ones are kept apart (``IDDictionary``).
+    public var orders: IDDictionary<OrderRecord> = [:]
+    public var acceptedRefundIDs: IDSet = []
     public var lastPaidOrderAt: EventTime?
     /// Local day number of the latest rewarded check-in, and the streak length then.
     public var lastCheckInDay: Int64?

@@ -27,7 +27,7 @@ extension PointsAccount {
             w.int(lot.points); w.int(lot.remaining); w.bool(lot.pending)
         }
         w.int(orders.count)
-        for order in orders.values.sorted(by: { $0.id < $1.id }) { order.write(to: &w) }
+        for (_, order) in orders.sortedByID() { order.write(to: &w) }
         w.int(acceptedRefundIDs.count)
         for id in acceptedRefundIDs.sorted() { w.string(id) }
         w.optional(lastPaidOrderAt) { $0.int($1.millis) }

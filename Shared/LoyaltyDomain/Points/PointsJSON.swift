@@ -148,7 +148,7 @@ extension PointsAccount {
         }
         w.endArray()
         w.key("orders"); w.beginArray()
-        for order in orders.values.sorted(by: { $0.id < $1.id }) {
+        for (_, order) in orders.sortedByID() {
             w.beginArray()
             w.string(order.id); w.bool(order.accepted); w.int(order.time.millis); w.int(order.paidMinor); w.int(order.refundedMinor)
             w.beginArray()
@@ -248,7 +248,7 @@ extension PointsAccount {
             }
             account.orders[order.id] = order
         }
-        account.acceptedRefundIDs = Set(try root.array("refundIds").map { try text($0) })
+        account.acceptedRefundIDs = IDSet(try root.array("refundIds").map { try text($0) })
         account.lastPaidOrderAt = try root.optionalInt64("lastPaidOrderAt").map(EventTime.init(millis:))
         account.lastCheckInDay = try root.optionalInt64("lastCheckInDay")
         account.streakLength = try root.int64("streak")

@@ -416,7 +416,7 @@ public struct PointsRules: Sendable {
                 time: event.time))
         case .stockAnswer(let answer):
             // An answer to no held redemption (one answered already) changes nothing.
-            guard let index = account.heldRedemptions.firstIndex(where: { $0.requestID == answer.requestID }) else { return }
+            guard let index = account.heldRedemptions.firstIndex(where: { $0.requestID.isExactly(answer.requestID) }) else { return }
             let held = account.heldRedemptions.remove(at: index)
             if let reason = answer.refusal {
                 decision.refusals.append(refusal(held.request(of: account.member), subject: "redemption", reason: reason, detail: held.rewardID))
@@ -429,7 +429,7 @@ public struct PointsRules: Sendable {
             guard let reason = release.reason else {
                 return decision.refusals.append(refusal(event, subject: "release", reason: .missingReason))
             }
-            guard let index = account.heldRedemptions.firstIndex(where: { $0.requestID == release.requestID }) else {
+            guard let index = account.heldRedemptions.firstIndex(where: { $0.requestID.isExactly(release.requestID) }) else {
                 return decision.refusals.append(refusal(event, subject: "release", reason: .notHeld, detail: release.requestID))
             }
             let held = account.heldRedemptions.remove(at: index)

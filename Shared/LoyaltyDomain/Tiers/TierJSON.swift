@@ -17,7 +17,7 @@ extension TierMember {
         }
         ordersByMonth.write(to: &w)
         w.int(orders.count)
-        for (id, order) in orders.sorted(by: { $0.key < $1.key }) {
+        for (id, order) in orders.sortedByID() {
             w.string(id); w.int(order.paidMinor); w.int(order.refundedMinor); w.int(order.bonus); w.int(order.bonusReversed)
             w.int(order.time.millis)
         }
@@ -39,7 +39,7 @@ extension TierMember {
         w.key("refunds"); Self.write(refunds, to: &w)
         w.key("orders"); ordersByMonth.write(to: &w)
         w.key("known"); w.beginArray()
-        for (id, order) in orders.sorted(by: { $0.key < $1.key }) {
+        for (id, order) in orders.sortedByID() {
             w.beginArray()
             w.string(id); w.int(order.paidMinor); w.int(order.refundedMinor); w.int(order.bonus); w.int(order.bonusReversed)
             w.int(order.time.millis)
@@ -89,7 +89,7 @@ extension TierMember {
             }
             member.orders[id] = TierOrder(time: EventTime(millis: time), paidMinor: paid, refundedMinor: refunded, bonus: bonus, bonusReversed: reversed)
         }
-        member.refundIDs = Set(try root.array("refundIds").compactMap(\.stringValue))
+        member.refundIDs = IDSet(try root.array("refundIds").compactMap(\.stringValue))
         return member
     }
 

@@ -34,8 +34,9 @@ public struct TierMember: Sendable, Equatable {
     public var refunds: [TimedAmount] = []
     /// Accepted paid orders per local month (refunded or not).
     public var ordersByMonth = PeriodCounts(retention: PeriodCounts.monthlyRetention)
-    public var orders: [String: TierOrder] = [:]
-    public var refundIDs: Set<String> = []
+    /// By order id and refund id as bytes (``IDDictionary``), as the tables they overflow into.
+    public var orders: IDDictionary<TierOrder> = [:]
+    public var refundIDs: IDSet = []
     /// Inputs and month-ends applied to the member so far: the version of its status record.
     public var statusVersion: Int64 = 0
 
