@@ -265,7 +265,7 @@ extension CampaignsProcessor {
         ).queryOne(.text(member)) { row in
             (cause: row.string(1), trigger: StoredTrigger(row, from: 2, member: member, task: Int32(row.int64(0))))
         }
-        guard let pending, BudgetTrigger.claimID(of: pending.cause) == claim else {
+        guard let pending, BudgetTrigger.claimID(of: pending.cause).isExactly(claim) else {
             // Not the claim that waits: one whose trigger is still to be read again (a store
             // restored or rebuilt), kept until then, or one answered before, kept in vain.
             let stored = JSONValue.object(JSONObject(granted.sorted { $0.key < $1.key }.map { JSONMember(key: $0.key, value: .int($0.value)) }))

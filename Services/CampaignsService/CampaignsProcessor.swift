@@ -351,7 +351,7 @@ public final class CampaignsProcessor: StreamProcessor {
         guard !member.registrationRead else { return }
         member.registrationRead = true
         members[ExactText(input.member)] = (member, true)
-        guard let referrer, referrer != input.member else { return }
+        guard let referrer, !referrer.isExactly(input.member) else { return }
         try batch.emit(CloudEvent(
             id: "referral/\(input.eventID)", source: Self.source, type: EventType.campaignsReferral, time: input.time,
             subject: referrer, data: .object(["referee": .string(input.member), "registrationId": .string(input.eventID)])),

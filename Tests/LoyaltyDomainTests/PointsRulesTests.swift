@@ -170,7 +170,19 @@ import Testing
         // Stored and read back, both stay, in their bytes' order.
         let stored = m.acct.encoded()
         #expect(try PointsAccount.decode(stored) == m.acct && PointsAccount.decode(m.acct.encodedAsJSON()) == m.acct)
-        #expect(m.acct.orders.sortedByID().map(\.key) == [decomposed, composed])
+        #expect(m.acct.orders.sortedByID().map { Array($0.key.utf8) } == [Array(decomposed.utf8), Array(composed.utf8)])
+    }
+
+    @Test func aLookalikeOfTheMemberIsAnotherMemberToReferAndToTransferTo() throws {
+        let composed = "Zo\u{E9}"
+        let decomposed = "Zoe\u{301}"
+        var m = PointsHarness(member: composed, rules: try referenceRules())
+        let registered = m.apply(.registered(referrerID: decomposed), at: "2026-03-01T09:00:00+08:00", id: "reg")
+        #expect(registered.refusals.isEmpty && registered.commands.count == 1, "a referral of another member, not a self-referral")
+        m.earnAtOnce(5_000, at: "2026-03-02T10:00:00+08:00")
+        let sent = m.transfer(1_000, to: decomposed, at: "2026-03-03T10:00:00+08:00")
+        #expect(sent.refusals.isEmpty && sent.commands.count == 1, "\(sent.refusals.map(\.reason))")
+        #expect(onlyRefusal(m.transfer(1_000, to: composed, at: "2026-03-03T11:00:00+08:00"))?.reason == .selfTransfer)
     }
 
     @Test func debtIsRepaidFirstFromCreditsAndReleases() throws {

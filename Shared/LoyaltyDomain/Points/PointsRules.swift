@@ -142,7 +142,7 @@ public struct PointsRules: Sendable {
             decision.inactivityDue = member.inactivityDue
             account = member
             if let referrerID {
-                if referrerID == event.member {
+                if referrerID.isExactly(event.member) {
                     decision.refusals.append(refusal(event, subject: "referral", reason: .selfReferral))
                 } else {
                     decision.commands.append(.referralReward(
@@ -453,7 +453,7 @@ public struct PointsRules: Sendable {
                 decision.refusals.append(refusal(event, subject: "transfer", reason: reason, detail: transfer.recipient))
             }
             let day = program.calendar.localDate(of: event.time).dayNumber
-            if transfer.recipient == account.member { return refuse(.selfTransfer) }
+            if transfer.recipient.isExactly(account.member) { return refuse(.selfTransfer) }
             if transfer.points < spending.transferMinimumPoints { return refuse(.belowMinimum) }
             if account.balance.debt > 0 { return refuse(.negativeBalance) }
             if account.transfersByDay.count(in: day) + transfer.points > spending.transferDailyLimitPoints { return refuse(.dailyLimit) }
