@@ -17,14 +17,15 @@ enum ImportBalances {
     /// The commands for a file's lines, checked by the points service's own decoder.
     static func commands(file text: String, system: String, operatorID: String, at time: EventTime) throws -> [CloudEvent] {
         var events: [CloudEvent] = []
-        var members: Set<String> = []
+        // Two lookalike ids are two members to the services, so here too.
+        var members: IDSet = []
         for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let trimmed = line.trimmingCharacters(in: .whitespaces)
             if trimmed.isEmpty { continue }
             func fail(_ problem: String) -> CLIError { CLIError("line \(number + 1): \(problem)") }
             guard let object = (try? JSONValue.parse(Array(trimmed.utf8)))?.objectValue else { throw fail("not a JSON object") }
             guard let member = object["memberId"]?.stringValue, !member.isEmpty else { throw fail("memberId: a non-empty string is required") }
-            guard members.insert(member).inserted else { throw fail("member \(member) appears twice; a member gets one opening balance") }
+            guard members.insert(member) else { throw fail("member \(member) appears twice; a member gets one opening balance") }
             let data: JSONObject = ["system": .string(system), "operator": .string(operatorID), "lots": object["lots"] ?? .null]
             do {
                 _ = try PointsInput.decode(type: EventType.openingBalance, data: .object(data))
