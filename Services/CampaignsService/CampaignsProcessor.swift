@@ -498,7 +498,9 @@ public final class CampaignsProcessor: StreamProcessor {
                 + "tier_bonus_reversed = excluded.tier_bonus_reversed, bonus_reversed = excluded.bonus_reversed")
         let saveRefundID = try database.prepare("INSERT OR IGNORE INTO campaign_refund_ids(member, refund_id) VALUES(?, ?)")
         let levels = rules.program.tiers.levels
-        for (key, entry) in members.sorted(by: { $0.key < $1.key }) where entry.changed {
+        // The keys sorted, not the entries: a sort moves what it sorts, and a member's state is large.
+        for key in members.keys.sorted() {
+            guard let entry = members[key], entry.changed else { continue }
             let id = key.text
             // Orders read from apart stay there; the state's own beyond its share move there.
             var state = entry.member

@@ -316,7 +316,9 @@ public final class NotificationsProcessor: StreamProcessor {
     public func finish(_ batch: Batch) throws {
         let save = try batch.database.prepare(
             "INSERT INTO notification_members(member, state) VALUES(?, ?) ON CONFLICT(member) DO UPDATE SET state = excluded.state")
-        for (id, entry) in members.sorted(by: { $0.key < $1.key }) where entry.changed {
+        // The keys sorted, not the entries: a sort moves what it sorts, and a member's state is large.
+        for id in members.keys.sorted() {
+            guard let entry = members[id], entry.changed else { continue }
             try save.run(.text(id.text), .blob(entry.member.encoded()))
         }
         members.removeAll(keepingCapacity: true)

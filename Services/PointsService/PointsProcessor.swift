@@ -233,7 +233,9 @@ public final class PointsProcessor: StreamProcessor {
         let saveOrder = try batch.database.prepare(
             "INSERT INTO account_orders(member, order_id, state) VALUES(?, ?, ?) ON CONFLICT(member, order_id) DO UPDATE SET state = excluded.state")
         let saveRefundID = try batch.database.prepare("INSERT OR IGNORE INTO accepted_refunds(member, refund_id) VALUES(?, ?)")
-        for (key, cached) in accounts.sorted(by: { $0.key < $1.key }) where cached.changed {
+        // The keys sorted, not the entries: a sort moves what it sorts, and a member's state is large.
+        for key in accounts.keys.sorted() {
+            guard let cached = accounts[key], cached.changed else { continue }
             guard let account = cached.account else { continue }
             let member = key.text
             // Orders read from apart stay there; the account's own beyond its share move there. An

@@ -181,7 +181,9 @@ public final class TiersProcessor: StreamProcessor {
             "INSERT INTO tier_orders(member, order_id, time, paid_minor, refunded_minor, bonus, bonus_reversed) VALUES(?, ?, ?, ?, ?, ?, ?) "
                 + "ON CONFLICT(member, order_id) DO UPDATE SET refunded_minor = excluded.refunded_minor, bonus_reversed = excluded.bonus_reversed")
         let saveRefundID = try batch.database.prepare("INSERT OR IGNORE INTO tier_refund_ids(member, refund_id) VALUES(?, ?)")
-        for (key, entry) in members.sorted(by: { $0.key < $1.key }) where entry.changed {
+        // The keys sorted, not the entries: a sort moves what it sorts, and a member's state is large.
+        for key in members.keys.sorted() {
+            guard let entry = members[key], entry.changed else { continue }
             let id = key.text
             let member = entry.member
             // Orders read from apart stay there; the state's own beyond its share move there.
