@@ -43,8 +43,7 @@ public struct ProgressMark: Sendable, Equatable {
 
     public static func == (lhs: ProgressMark, rhs: ProgressMark) -> Bool {
         lhs.producer == rhs.producer && lhs.task == rhs.task && lhs.time == rhs.time && lhs.idle == rhs.idle
-            && lhs.positions == rhs.positions && lhs.tie?.rank == rhs.tie?.rank
-            && (lhs.tie == nil) == (rhs.tie == nil) && (lhs.tie?.id ?? "").isExactly(rhs.tie?.id ?? "")
+            && lhs.positions == rhs.positions && lhs.tie?.rank == rhs.tie?.rank && (lhs.tie?.id ?? "").isExactly(rhs.tie?.id ?? "")
     }
 
     /// The merge key nothing sent from now on sorts before.
