@@ -518,7 +518,7 @@ public final class CampaignsProcessor: StreamProcessor {
                 let order = OrderApart(tier: tierOrder, bonus: state.bonusOrders.removeValue(forID: orderID))
                 if order != before { try moveApart(orderID, order) }
             }
-            for (orderID, tierOrder) in KeptApart.overflow(Array(state.tier.orders), by: { ($0.value.time, ExactText($0.key)) < ($1.value.time, ExactText($1.key)) }) {
+            for (orderID, tierOrder) in KeptApart.overflow(Array(state.tier.orders), by: KeptApart.earliestFirst(by: \.time)) {
                 try moveApart(orderID, OrderApart(tier: tierOrder, bonus: state.bonusOrders.removeValue(forID: orderID)))
                 state.tier.orders[orderID] = nil
                 ordersApart = true
@@ -665,7 +665,8 @@ public final class CampaignsProcessor: StreamProcessor {
         let stored = try database.prepare("SELECT state, tier, orders_apart, refunds_apart FROM campaign_members WHERE member = ?")
             .queryOne(.text(id)) { ($0.blob(0), $0.blob(1), $0.int64(2) != 0, $0.int64(3) != 0) }
         guard let (state, tier, ordersApart, refundIDsApart) = stored else { return CampaignMember(member: id, since: since) }
-        if apart[ExactText(id)] == nil { apart[ExactText(id)] = ApartLookups(ordersApart: ordersApart, refundIDsApart: refundIDsApart) }
+        let key = ExactText(id)
+        if apart[key] == nil { apart[key] = ApartLookups(ordersApart: ordersApart, refundIDsApart: refundIDsApart) }
         let levels = rules.program.tiers.levels
         return try CampaignMember.decode(state, tier: try TierMember.decode(tier, levels: levels))
     }

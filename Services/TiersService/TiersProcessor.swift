@@ -188,7 +188,7 @@ public final class TiersProcessor: StreamProcessor {
             let member = entry.member
             // Orders read from apart stay there; the state's own beyond its share move there.
             var state = member
-            let ordersApart = try entry.apart.settleOrders(&state.orders, by: { ($0.value.time, ExactText($0.key)) < ($1.value.time, ExactText($1.key)) }) {
+            let ordersApart = try entry.apart.settleOrders(&state.orders, by: KeptApart.earliestFirst(by: \.time)) {
                 try saveOrder.run(.text(id), .text($0), .integer($1.time.millis), .integer($1.paidMinor),
                                   .integer($1.refundedMinor), .integer($1.bonus), .integer($1.bonusReversed))
             }

@@ -16,6 +16,17 @@ public enum KeptApart {
         guard items.count > kept else { return [] }
         return Array(items.sorted(by: order).prefix(items.count - kept))
     }
+
+    /// The order in which a member's orders move apart: the earliest first by `time` (which
+    /// never changes for a paid order), then by id as bytes, as the tables apart key them.
+    public static func earliestFirst<Order>(
+        by time: KeyPath<Order, EventTime>
+    ) -> ((key: String, value: Order), (key: String, value: Order)) -> Bool {
+        { left, right in
+            let (leftTime, rightTime) = (left.value[keyPath: time], right.value[keyPath: time])
+            return leftTime != rightTime ? leftTime < rightTime : left.key.exactlyPrecedes(right.key)
+        }
+    }
 }
 
 /// Of one member in the current batch: whether some of its orders and refund ids are kept
@@ -69,7 +80,7 @@ public struct ApartLookups<Order: Equatable> {
     public func settleRefundIDs(_ ids: inout IDSet, moveApart: (String) throws -> Void) rethrows -> Bool {
         ids.subtract(refundIDsFound)
         var anyApart = refundIDsApart
-        for id in KeptApart.overflow(ids.sorted(), by: { $0.exactlyPrecedes($1) }) {
+        for id in KeptApart.overflow(Array(ids), by: { $0.exactlyPrecedes($1) }) {
             try moveApart(id)
             ids.remove(id)
             anyApart = true

@@ -21,7 +21,7 @@ extension CloudEvent {
     /// partitions, differ).
     public func member(keyedBy key: String?) throws(Rejection) -> String {
         guard let subject else { throw Rejection(code: .missingAttribute, detail: "subject (the member id) is required") }
-        guard let key, key.utf8.elementsEqual(subject.utf8) else {
+        guard let key, key.isExactly(subject) else {
             throw Rejection(code: .keyMismatch, detail: "record key \(key ?? "(none)") differs from subject \(subject)")
         }
         return subject
