@@ -117,6 +117,11 @@ public final class BatchApplier<Processor: StreamProcessor> {
     private var memoryInbox: MemoryInbox?
     /// How many event ids an inbox kept in memory holds (for tests).
     var memoryInboxCount: Int? { memoryInbox?.count }
+    /// Whether the timers are kept in memory only: set, cancelled, taken and fired as the
+    /// `timers` table's rows would be, in the same order, with none written. For a simulation
+    /// too; a service must store its timers, or those set before a restart would never fire.
+    public var timersInMemoryOnly: Bool { memoryTimers != nil }
+    let memoryTimers: MemoryTimers?
 
     /// Stream time per task, as committed.
     private var streamTimes: [Int32: Int64] = [:]
@@ -179,7 +184,10 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// the store writes (its task's, or 0 for the one store of the `service` layout); nil: nowhere.
     public var changelog: (capture: ChangeCapture, topic: String, copy: String, partition: Int32)? {
         // A store restored from its changelog would lack the inbox it never stored.
-        didSet { precondition(changelog == nil || memoryInbox == nil, "a store that keeps a changelog keeps its inbox in its tables") }
+        didSet {
+            precondition(
+                changelog == nil || (memoryInbox == nil && memoryTimers == nil), "a store that keeps a changelog keeps its inbox and timers in its tables")
+        }
     }
     /// The number of the last batch that logged changes, kept in `store_identity` with it.
     public var changelogSequence: Int64 = 0
@@ -253,11 +261,12 @@ public final class BatchApplier<Processor: StreamProcessor> {
 
     public init(
         database: Database, processor: Processor, timerMode: TimerMode, partitionCount: Int32? = nil,
-        inboxHorizon: Int64? = nil, outboxInMemoryOnly: Bool = false, inboxInMemoryOnly: Bool = false
+        inboxHorizon: Int64? = nil, outboxInMemoryOnly: Bool = false, inboxInMemoryOnly: Bool = false, timersInMemoryOnly: Bool = false
     ) throws {
         self.database = database
         self.outboxInMemoryOnly = outboxInMemoryOnly
         memoryInbox = inboxInMemoryOnly ? MemoryInbox(prunes: inboxHorizon != nil) : nil
+        memoryTimers = timersInMemoryOnly ? MemoryTimers() : nil
         self.processor = processor
         self.timerMode = timerMode
         self.inboxHorizon = inboxHorizon
@@ -603,6 +612,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
         } catch {
             // The transaction rolled back: cached views of it are void.
             memoryInbox?.discard()
+            memoryTimers?.discard()
             changelog?.capture.discard()
             carriedRecord = carriedIn
             tasksWithTimersLeft = timersLeftIn
@@ -613,6 +623,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
             throw error
         }
         memoryInbox?.commit()
+        memoryTimers?.commit()
         for (task, time) in progress.pendingStreamTimes { streamTimes[task] = time }
         if strikeCleared { strikeAgainst = nil }
         carriedRecord = progress.carried
@@ -963,7 +974,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
         let batch = try Batch(
             database: database, service: processor.name, platform: processor.platform,
             selfTopics: Dictionary(uniqueKeysWithValues: processor.inputTopics.map { ($0, partitionCount) }),
-            rank: { processor.rank(of: $0) })
+            rank: { processor.rank(of: $0) }, memoryTimers: memoryTimers)
         batch.taskCount = partitionCount
         if outboxInMemoryOnly { batch.lastUnstoredSeq = lastUnstoredSeq }
         batch.signer = commandKeys.map { ($0, processor.commandTopics) }
@@ -1016,10 +1027,12 @@ public final class BatchApplier<Processor: StreamProcessor> {
                 outcome.deadLettersByReason = batch.deadLetterReasons
             }
         } catch {
+            memoryTimers?.discard()
             changelog?.capture.discard()
             processor.abandon()
             throw error
         }
+        memoryTimers?.commit()
         if strikeCleared { strikeAgainst = nil }
         return outcome
     }
@@ -1112,6 +1125,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
     }
 
     private func earliestTimerDue(_ task: Int32) throws -> Int64 {
+        if let memoryTimers { return memoryTimers.earliestDue(task: task) ?? .max }
         if let cached = earliestTimer[task] { return cached }
         let due = try database.prepare("SELECT MIN(due) FROM timers WHERE task = ?")
             .queryOne(.integer(Int64(task)), row: { $0.optionalInt64(0) }) ?? nil
@@ -1128,9 +1142,9 @@ public final class BatchApplier<Processor: StreamProcessor> {
         guard let taskHasRecordToCome else { return true }
         let (recordTask, recordStreamTime) = (batch.task, batch.streamTime)
         defer { (batch.task, batch.streamTime) = (recordTask, recordStreamTime) }
-        let first = try database.prepare(
-            "SELECT \(Self.timerColumns) FROM timers WHERE task = ? AND due < ? ORDER BY due, rank, member, kind, ref LIMIT 1")
-        var delete: Statement?
+        let first = try memoryTimers == nil
+            ? database.prepare("SELECT \(Self.timerColumns) FROM timers WHERE task = ? AND due < ? ORDER BY due, rank, member, kind, ref LIMIT 1")
+            : nil
         func key(_ timer: DueTimer) -> (Int64, Int, String, String, String, Int32) {
             (timer.due.millis, timer.rank, timer.member, timer.kind, timer.ref, timer.task)
         }
@@ -1138,7 +1152,8 @@ public final class BatchApplier<Processor: StreamProcessor> {
             var earliest: DueTimer?
             for task in 0..<partitionCount
             where min(try earliestTimerDue(task), batch.scheduled[task] ?? .max) < limit && (task == recordTask || taskHasRecordToCome(task)) {
-                let timer = try first.queryOne(.integer(Int64(task)), .integer(limit)) { Self.timer(of: task, from: $0) }
+                let timer = try memoryTimers.map { $0.first(task: task, dueBefore: limit) }
+                    ?? first!.queryOne(.integer(Int64(task)), .integer(limit)) { Self.timer(of: task, from: $0) }
                 guard let timer else {
                     // Cancelled since it was counted: the task's earliest is read again.
                     batch.scheduled[task] = nil
@@ -1153,9 +1168,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
             earliestTimer[timer.task] = nil
             batch.task = timer.task
             batch.streamTime = EventTime(millis: max(try progress.pendingStreamTimes[timer.task] ?? storedStreamTime(timer.task), 0))
-            let deleteTimer = try delete ?? database.prepare(Self.deleteTimerSQL)
-            delete = deleteTimer
-            try fire(timer, deleting: deleteTimer, in: batch, &progress)
+            try fire(timer, in: batch, &progress)
         }
     }
 
@@ -1169,15 +1182,9 @@ public final class BatchApplier<Processor: StreamProcessor> {
             kind: row.string(3), ref: row.string(4), payload: row.blob(5))
     }
 
-    /// Deletes one timer (``fire(_:deleting:in:_:)``), prepared once for a pass over many.
-    private static var deleteTimerSQL: String { "DELETE FROM timers WHERE task = ? AND due = ? AND rank = ? AND member = ? AND kind = ? AND ref = ?" }
-
-    /// Deletes `timer` with `delete` (``deleteTimerSQL``) and has the processor fire it,
-    /// against the batch's budget.
-    private func fire(_ timer: DueTimer, deleting delete: Statement, in batch: Batch, _ progress: inout BatchProgress) throws {
-        try delete.run(
-            .integer(Int64(timer.task)), .integer(timer.due.millis), .integer(Int64(timer.rank)),
-            .text(timer.member), .text(timer.kind), .text(timer.ref))
+    /// Removes `timer` and has the processor fire it, against the batch's budget.
+    private func fire(_ timer: DueTimer, in batch: Batch, _ progress: inout BatchProgress) throws {
+        try batch.removeTimer(timer)
         batch.firingTimer = true
         defer { batch.firingTimer = false }
         try processor.fire(timer, in: batch)
@@ -1189,21 +1196,26 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// order, including timers that firing sets, as many as the batch's budget allows.
     /// Returns whether none due by `limit` is left.
     private func fireTimers(task: Int32, upTo limit: Int64, batch: Batch, _ progress: inout BatchProgress) throws -> Bool {
-        // Most calls find no timer due: the statements are prepared once one is.
-        var statements: (select: Statement, delete: Statement)?
+        // Most calls find no timer due: the statement is prepared once one is.
+        var select: Statement?
         while min(try earliestTimerDue(task), batch.scheduled[task] ?? .max) <= limit {
             guard progress.timersLeft > 0 else { return false }
-            let (select, delete) = try statements ?? (
-                database.prepare("SELECT \(Self.timerColumns) FROM timers WHERE task = ? AND due <= ? ORDER BY due, rank, member, kind, ref LIMIT ?"),
-                database.prepare(Self.deleteTimerSQL))
-            statements = (select, delete)
-            let due = try select.query(.integer(Int64(task)), .integer(limit), .integer(Int64(min(256, progress.timersLeft)))) {
-                Self.timer(of: task, from: $0)
+            // A chunk is read, then each of its timers fired, even one an earlier one cancelled
+            // (its removal finds nothing): a store in memory takes the same chunk.
+            let chunk = min(256, progress.timersLeft)
+            let due: [DueTimer]
+            if let memoryTimers {
+                due = memoryTimers.due(task: task, upTo: limit, count: chunk)
+            } else {
+                let statement = try select ?? database.prepare(
+                    "SELECT \(Self.timerColumns) FROM timers WHERE task = ? AND due <= ? ORDER BY due, rank, member, kind, ref LIMIT ?")
+                select = statement
+                due = try statement.query(.integer(Int64(task)), .integer(limit), .integer(Int64(chunk))) { Self.timer(of: task, from: $0) }
             }
             batch.scheduled[task] = nil
             earliestTimer[task] = nil
             if due.isEmpty { break }
-            for timer in due { try fire(timer, deleting: delete, in: batch, &progress) }
+            for timer in due { try fire(timer, in: batch, &progress) }
         }
         return true
     }

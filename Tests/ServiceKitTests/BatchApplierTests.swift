@@ -197,6 +197,88 @@ import Testing
         #expect(granted.duplicates == 1 && pair.allSatisfy { $0.1.askedWhetherApplied.contains("g1") })
     }
 
+    /// The same batches through a stored `timers` table and timers kept in memory: timers set,
+    /// set again, cancelled by ref and by kind, taken by the service (from a record that moves
+    /// no clock), and fired by stream time
+    /// (some cancelling or setting others as they fire, within a chunk read at once), under a
+    /// budget or not, every task's in event-time order or each its own, and a batch rolled back.
+    /// After each batch both published the same records and hold the same timers.
+    @Test(arguments: [(budget: nil, everyTask: false), (budget: 3, everyTask: false), (budget: nil, everyTask: true), (budget: 2, everyTask: true)] as [(Int?, Bool)])
+    func timersKeptInMemoryOnlyFireAsTheStoredOnes(budget: Int?, everyTask: Bool) throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        for name in ["stored", "memory"] {
+            try FileManager.default.createDirectory(at: directory.appendingPathComponent(name), withIntermediateDirectories: true)
+        }
+        let pair = [
+            try makeApplier(directory.appendingPathComponent("stored")),
+            try BatchApplierTests.memoryTimersApplier(directory.appendingPathComponent("memory"), topics: topics),
+        ]
+        #expect(!pair[0].0.timersInMemoryOnly && pair[1].0.timersInMemoryOnly)
+        for (applier, processor) in pair {
+            processor.clocklessTypes = ["count.churn-aside"]
+            applier.timerBudget = budget
+            if everyTask { applier.taskHasRecordToCome = { $0 != 5 } }
+        }
+        func storedTimers() throws -> [DueTimer] {
+            try pair[0].0.database.prepare("SELECT task, due, rank, member, kind, ref, payload FROM timers ORDER BY task, due, rank, member, kind, ref")
+                .query { row in
+                    DueTimer(
+                        task: Int32(row.int64(0)), due: EventTime(millis: row.int64(1)), rank: row.int(2), member: row.string(3), kind: row.string(4),
+                        ref: row.string(5), payload: row.isNull(6) ? [] : row.blob(6))
+                }
+        }
+        var random = SplitMix(seed: 7 + UInt64(budget ?? 0) + (everyTask ? 100 : 0))
+        var offsets: [Int32: Int64] = [:]
+        var time: Int64 = 10_000
+        var fired = 0
+        var taken = 0
+        for round in 0..<200 {
+            // Mostly forward in time, now and then a late record that sets timers already due.
+            time += Int64(random.next() % 7) * 100
+            let values: [(task: Int32, value: [UInt8])] = (0..<(1 + random.next() % 6)).map { index in
+                let task = Int32(random.next() % 6)
+                // A record set aside moves no clock: dated ahead, it takes the timers due before it.
+                let type = ["count.add", "count.churn", "count.churn", "count.churn-aside"][Int(random.next() % 4)]
+                let dated = type == "count.churn-aside" ? time + 1_500 : random.next() % 8 == 0 ? time - 2_000 : time
+                return (task, countEvent("e\(round)-\(index)", member: "m\(task)", n: Int64(random.next() % 1_000_000), time: dated, type: type))
+            }
+            var next = offsets
+            let placed = values.map { entry -> (task: Int32, offset: Int64, value: [UInt8]) in
+                defer { next[entry.task, default: 0] += 1 }
+                return (entry.task, next[entry.task] ?? 0, entry.value)
+            }
+            func records(for processor: CountingProcessor) -> [PolledRecord<CountingProcessor.Body>] {
+                placed.map { polled(processor, partition: $0.task, offset: $0.offset, value: $0.value) }
+            }
+            // Now and then the batch's last member fails it, after its timers have been worked.
+            if round % 17 == 9 {
+                for (applier, processor) in pair {
+                    processor.failOnMembers = ["m\(values.last!.task)"]
+                    #expect(throws: (any Error).self) { try applier.apply(records(for: processor)) }
+                    processor.failOnMembers = []
+                }
+                continue
+            }
+            offsets = next
+            let outcomes = try pair.map { applier, processor in try applier.apply(records(for: processor)) }
+            #expect(outcomes[1].outbox.map(\.value) == outcomes[0].outbox.map(\.value), "round \(round)")
+            #expect(outcomes[1].timersFired == outcomes[0].timersFired, "round \(round)")
+            fired += outcomes[0].timersFired
+            taken += try outputs(outcomes[0], topic: "out").filter { $0.type == "count.taken" }.count
+            #expect(pair[1].0.memoryTimers!.all == (try storedTimers()), "round \(round)")
+            #expect(try pair[1].0.database.count("SELECT COUNT(*) FROM timers") == 0, "none stored")
+        }
+        #expect(fired > 100 && taken > 20, "the rounds fire and take timers: \(fired), \(taken)")
+        #expect(pair[1].0.memoryTimers!.count > 0, "and leave some set")
+    }
+
+    static func memoryTimersApplier(_ directory: URL, topics: [String]) throws -> (BatchApplier<CountingProcessor>, CountingProcessor) {
+        let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("state.sqlite").path))
+        let processor = CountingProcessor(inputTopics: topics, outputTopic: "out")
+        return (try BatchApplier(database: database, processor: processor, timerMode: .streamTime, timersInMemoryOnly: true), processor)
+    }
+
     @Test func theInboxKeepsEventsWithinTheHorizonAndRefusesOlderOnes() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }

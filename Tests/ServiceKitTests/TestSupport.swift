@@ -121,6 +121,9 @@ final class CountingProcessor: StreamProcessor {
             try batch.schedule(TimerRequest(due: input.time.adding(milliseconds: input.body.n), rank: 0, member: input.member, kind: "remind", ref: input.eventID))
             return
         }
+        if input.body.type.hasPrefix("count.churn") {
+            return try churnTimers(seed: UInt64(input.body.n), at: input.time, takingAll: input.body.type == "count.churn-aside", in: batch)
+        }
         if input.body.type == "count.take" {
             // The member's timers due by the record's time, taken and fired here, in order.
             while let timer = try batch.takeTimer(member: input.member, firingBefore: (input.time.millis, .max)) {
@@ -151,10 +154,64 @@ final class CountingProcessor: StreamProcessor {
     }
 
     func fire(_ timer: DueTimer, in batch: Batch) throws {
+        if timer.kind.hasPrefix("churn") { return try fireChurned(timer, in: batch) }
         let out = CloudEvent(
             id: "reminder/\(timer.ref)", source: "test", type: "count.reminded", time: timer.due, subject: timer.member,
             data: .object(JSONObject(["streamTime": .int(batch.streamTime.millis)])))
         try batch.emit(out, to: outputTopic)
+    }
+
+    /// `count.churn`: a few timer operations drawn from `seed` on the members of the record's
+    /// task (two of them alike but for their bytes): timers set (some already due; due times on
+    /// a coarse grid, so that many tie), cancelled by ref or by kind, and taken; with
+    /// `takingAll`, every member's timers due before the record are taken at the end.
+    private func churnTimers(seed: UInt64, at time: EventTime, takingAll: Bool, in batch: Batch) throws {
+        var random = SplitMix(seed: seed)
+        let members = ["a", "b", "Zo\u{E9}", "Zoe\u{301}"].map { "\($0)-\(batch.task)" }
+        for _ in 0..<(1 + random.next() % 4) {
+            let member = members[Int(random.next() % 4)]
+            let kind = ["churn-x", "churn-y"][Int(random.next() % 2)]
+            let ref = String(random.next() % 3)
+            switch random.next() % 10 {
+            case 0..<5:
+                try batch.schedule(TimerRequest(
+                    due: time.adding(milliseconds: Int64(random.next() % 20) * 100 - 500), rank: Int(random.next() % 2), member: member, kind: kind,
+                    ref: ref, payload: [UInt8(random.next() % 4)]))
+            case 5, 6: try batch.cancelTimers(member: member, kind: kind, ref: ref)
+            case 7: try batch.cancelTimers(member: member, kind: kind)
+            default:
+                while let timer = try batch.takeTimer(member: member, firingBefore: (time.millis, Int(random.next() % 3))) {
+                    try emitFired("taken", timer, in: batch)
+                }
+            }
+        }
+        guard takingAll else { return }
+        for member in members {
+            while let timer = try batch.takeTimer(member: member, firingBefore: (time.millis, 1)) { try emitFired("taken", timer, in: batch) }
+        }
+    }
+
+    /// A churned timer fires: says so, and by its payload cancels the member's timers of the
+    /// other kind (1), sets one due soon after it (2), or sets itself again (3).
+    private func fireChurned(_ timer: DueTimer, in batch: Batch) throws {
+        try emitFired("fired", timer, in: batch)
+        switch timer.payload.first {
+        case 1: try batch.cancelTimers(member: timer.member, kind: timer.kind == "churn-x" ? "churn-y" : "churn-x")
+        case 2:
+            try batch.schedule(TimerRequest(
+                due: timer.due.adding(milliseconds: 1), rank: timer.rank, member: timer.member, kind: timer.kind, ref: timer.ref + "'", payload: [0]))
+        case 3:
+            try batch.schedule(TimerRequest(due: timer.due, rank: timer.rank, member: timer.member, kind: timer.kind, ref: timer.ref, payload: [0]))
+        default: break
+        }
+    }
+
+    private func emitFired(_ how: String, _ timer: DueTimer, in batch: Batch) throws {
+        try batch.emit(CloudEvent(
+            id: "\(how)/\(timer.task)/\(timer.due.millis)/\(timer.rank)/\(timer.kind)/\(timer.ref)", source: "test", type: "count.\(how)",
+            time: timer.due, subject: timer.member,
+            data: .object(JSONObject(["payload": .array(timer.payload.map { .int(Int64($0)) }), "streamTime": .int(batch.streamTime.millis)]))),
+            to: outputTopic)
     }
 
     func finish(_ batch: Batch) throws {}
@@ -164,6 +221,19 @@ final class CountingProcessor: StreamProcessor {
 /// The threads that did something, as `pthread_self` values.
 final class ThreadLog: Sendable {
     let threads = Mutex<Set<UInt>>([])
+}
+
+/// A small seeded generator (SplitMix64): the same draws on every run.
+struct SplitMix {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
 }
 
 func countEvent(_ id: String, member: String, n: Int64, time: Int64, type: String = "count.add") -> [UInt8] {

@@ -152,8 +152,9 @@ final class ServiceSimulation<Processor: StreamProcessor> {
             database: database, processor: processor, timerMode: .streamTime, partitionCount: partitionCount,
             inboxHorizon: inboxHorizonDays > 0 ? Int64(inboxHorizonDays) * 86_400_000 : nil,
             // What a batch publishes is handed on as it commits; nothing is published later,
-            // and no record is sent again after a restart: neither box is stored.
-            outboxInMemoryOnly: true, inboxInMemoryOnly: true)
+            // no record is sent again and no timer waits for a restart: neither box nor the
+            // timers is stored.
+            outboxInMemoryOnly: true, inboxInMemoryOnly: true, timersInMemoryOnly: true)
         applier.futureMargin = futureMargin
         applier.commandKeys = commandKeys
         self.partitionCount = partitionCount
