@@ -66,6 +66,8 @@ final class MemoryTimers {
 
     /// How many timers it holds.
     var count: Int { slots.count }
+    /// How many slots it keeps, those of removed timers included (for tests).
+    var slotCount: Int { keys.count }
 
     /// Every timer, in the table's order within each task, tasks in order (for tests).
     var all: [DueTimer] {

@@ -233,6 +233,7 @@ import Testing
         var time: Int64 = 10_000
         var fired = 0
         var taken = 0
+        var failedFiring = 0
         for round in 0..<200 {
             // Mostly forward in time, now and then a late record that sets timers already due.
             time += Int64(random.next() % 7) * 100
@@ -251,7 +252,8 @@ import Testing
             func records(for processor: CountingProcessor) -> [PolledRecord<CountingProcessor.Body>] {
                 placed.map { polled(processor, partition: $0.task, offset: $0.offset, value: $0.value) }
             }
-            // Now and then the batch's last member fails it, after its timers have been worked.
+            // Now and then the batch's last member fails it, after its timers have been worked;
+            // or a member's timer fails it as it fires, partway through a chunk of due timers.
             if round % 17 == 9 {
                 for (applier, processor) in pair {
                     processor.failOnMembers = ["m\(values.last!.task)"]
@@ -260,17 +262,79 @@ import Testing
                 }
                 continue
             }
+            let failsAsItFires = round % 7 == 3
+            let results = pair.map { applier, processor in
+                processor.failOnMembers = failsAsItFires ? Set((0..<6).map { "b-\($0)" }) : []
+                defer { processor.failOnMembers = [] }
+                return Result { try applier.apply(records(for: processor)) }
+            }
+            guard case .success(let stored) = results[0], case .success(let memory) = results[1] else {
+                #expect(failsAsItFires && (try? results[0].get()) == nil && (try? results[1].get()) == nil, "round \(round): both fail or neither")
+                failedFiring += 1
+                #expect(pair[1].0.memoryTimers!.all.map(Self.exactly) == (try storedTimers()).map(Self.exactly), "round \(round), rolled back")
+                continue
+            }
             offsets = next
-            let outcomes = try pair.map { applier, processor in try applier.apply(records(for: processor)) }
+            let outcomes = [stored, memory]
             #expect(outcomes[1].outbox.map(\.value) == outcomes[0].outbox.map(\.value), "round \(round)")
             #expect(outcomes[1].timersFired == outcomes[0].timersFired, "round \(round)")
             fired += outcomes[0].timersFired
             taken += try outputs(outcomes[0], topic: "out").filter { $0.type == "count.taken" }.count
-            #expect(pair[1].0.memoryTimers!.all == (try storedTimers()), "round \(round)")
+            #expect(pair[1].0.memoryTimers!.all.map(Self.exactly) == (try storedTimers()).map(Self.exactly), "round \(round)")
             #expect(try pair[1].0.database.count("SELECT COUNT(*) FROM timers") == 0, "none stored")
         }
         #expect(fired > 100 && taken > 20, "the rounds fire and take timers: \(fired), \(taken)")
+        #expect(failedFiring > 3 && pair.allSatisfy { $0.1.failedFiring }, "and fail as one fires: \(failedFiring)")
         #expect(pair[1].0.memoryTimers!.count > 0, "and leave some set")
+    }
+
+    /// A timer with its texts as bytes: "Zo\u{E9}" and "Zoe\u{301}" are two members here, as in the table.
+    static func exactly(_ timer: DueTimer) -> [String] {
+        let numbers = [String(timer.task), String(timer.due.millis), String(timer.rank)]
+        let texts = [timer.member, timer.kind, timer.ref].map { Array($0.utf8).description }
+        return numbers + texts + [timer.payload.description]
+    }
+
+    /// Many timers set and most removed: the slots are compacted when the batch commits, and
+    /// the timers left answer as before, their order, the earliest due, a chunk of the due
+    /// and a rollback after it included.
+    @Test func memoryTimersCompactedAfterManyRemovalsAnswerAsBefore() {
+        let timers = MemoryTimers()
+        var random = SplitMix(seed: 11)
+        var model: [DueTimer] = []
+        for index in 0..<6_000 {
+            let request = TimerRequest(
+                due: EventTime(millis: Int64(random.next() % 500) * 10), rank: Int(random.next() % 3), member: ["Zo\u{E9}", "Zoe\u{301}", "a"][index % 3],
+                kind: "k", ref: String(index), payload: [UInt8(index % 256)])
+            let task = Int32(random.next() % 2)
+            timers.schedule(request, task: task)
+            model.append(DueTimer(
+                task: task, due: request.due, rank: request.rank, member: request.member, kind: request.kind, ref: request.ref, payload: request.payload))
+        }
+        timers.commit()
+        for timer in model where Int(timer.ref)! % 5 != 0 { timers.remove(timer) }
+        model.removeAll { Int($0.ref)! % 5 != 0 }
+        #expect(timers.slotCount == 6_000)
+        timers.commit()
+        #expect(timers.slotCount == model.count, "compacted to the timers left")
+        func tableOrder(_ timers: [DueTimer]) -> [[String]] {
+            timers.sorted {
+                ($0.task, $0.due.millis, $0.rank) != ($1.task, $1.due.millis, $1.rank)
+                    ? ($0.task, $0.due.millis, $0.rank) < ($1.task, $1.due.millis, $1.rank)
+                    : ($0.member.utf8.lexicographicallyPrecedes($1.member.utf8) || (Array($0.member.utf8) == Array($1.member.utf8) && $0.ref.utf8.lexicographicallyPrecedes($1.ref.utf8)))
+            }.map(Self.exactly)
+        }
+        #expect(timers.all.map(Self.exactly) == tableOrder(model))
+        for task: Int32 in [0, 1] {
+            let own = tableOrder(model.filter { $0.task == task })
+            #expect(timers.earliestDue(task: task) == model.filter { $0.task == task }.map(\.due.millis).min())
+            let chunk = timers.due(task: task, upTo: 2_000, count: 100)
+            #expect(chunk.map(Self.exactly) == Array(own.prefix { Int64($0[1])! <= 2_000 }.prefix(100)))
+        }
+        // Taken off their queues but not fired: a rollback puts every timer back.
+        timers.discard()
+        #expect(timers.all.map(Self.exactly) == tableOrder(model))
+        #expect(timers.due(task: 0, upTo: .max, count: .max).count == model.filter { $0.task == 0 }.count)
     }
 
     static func memoryTimersApplier(_ directory: URL, topics: [String]) throws -> (BatchApplier<CountingProcessor>, CountingProcessor) {

@@ -29,6 +29,8 @@ final class CountingProcessor: StreamProcessor {
     let inputTopics: [String]
     let outputTopic: String
     var failOnMembers: Set<String> = []
+    /// Whether a churned timer (``fireChurned(_:in:)``) has failed its batch.
+    var failedFiring = false
     var sortedInputTopics: Set<String> = []
     var personalDataTopics: Set<String> = []
     var tasksAreIndependent = false
@@ -195,6 +197,11 @@ final class CountingProcessor: StreamProcessor {
     /// other kind (1), sets one due soon after it (2), or sets itself again (3).
     private func fireChurned(_ timer: DueTimer, in batch: Batch) throws {
         try emitFired("fired", timer, in: batch)
+        // A member that fails fails here, its timer removed and the batch part done.
+        if failOnMembers.contains(timer.member) {
+            failedFiring = true
+            throw Failure()
+        }
         switch timer.payload.first {
         case 1: try batch.cancelTimers(member: timer.member, kind: timer.kind == "churn-x" ? "churn-y" : "churn-x")
         case 2:
