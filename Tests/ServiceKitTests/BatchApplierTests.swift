@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 import LoyaltyDomain
 import Messaging
@@ -228,7 +229,7 @@ import Testing
                         ref: row.string(5), payload: row.isNull(6) ? [] : row.blob(6))
                 }
         }
-        var random = SplitMix(seed: 7 + UInt64(budget ?? 0) + (everyTask ? 100 : 0))
+        var random = SeededRandom(seed: 7 + UInt64(budget ?? 0) + (everyTask ? 100 : 0))
         var offsets: [Int32: Int64] = [:]
         var time: Int64 = 10_000
         var fired = 0
@@ -300,7 +301,7 @@ import Testing
     /// and a rollback after it included.
     @Test func memoryTimersCompactedAfterManyRemovalsAnswerAsBefore() {
         let timers = MemoryTimers()
-        var random = SplitMix(seed: 11)
+        var random = SeededRandom(seed: 11)
         var model: [DueTimer] = []
         for index in 0..<6_000 {
             let request = TimerRequest(

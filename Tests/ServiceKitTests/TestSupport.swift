@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 import LoyaltyDomain
 import Messaging
@@ -168,7 +169,7 @@ final class CountingProcessor: StreamProcessor {
     /// a coarse grid, so that many tie), cancelled by ref or by kind, and taken; with
     /// `takingAll`, every member's timers due before the record are taken at the end.
     private func churnTimers(seed: UInt64, at time: EventTime, takingAll: Bool, in batch: Batch) throws {
-        var random = SplitMix(seed: seed)
+        var random = SeededRandom(seed: seed)
         let members = ["a", "b", "Zo\u{E9}", "Zoe\u{301}"].map { "\($0)-\(batch.task)" }
         for _ in 0..<(1 + random.next() % 4) {
             let member = members[Int(random.next() % 4)]
@@ -228,19 +229,6 @@ final class CountingProcessor: StreamProcessor {
 /// The threads that did something, as `pthread_self` values.
 final class ThreadLog: Sendable {
     let threads = Mutex<Set<UInt>>([])
-}
-
-/// A small seeded generator (SplitMix64): the same draws on every run.
-struct SplitMix {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
 
 func countEvent(_ id: String, member: String, n: Int64, time: Int64, type: String = "count.add") -> [UInt8] {
