@@ -83,17 +83,12 @@ public final class Batch {
     /// Earliest due time among timers set in this batch, per task.
     var scheduled: [Int32: Int64] = [:]
     private let insertOutbox: Statement
-    /// The store's timers when they are kept in memory (``BatchApplier/timersInMemoryOnly``);
-    /// otherwise they are rows of its `timers` table, written with the two statements below.
-    let memoryTimers: MemoryTimers?
-    private let insertTimer: Statement?
-    private let deleteTimers: Statement?
-    /// Deletes one timer, prepared once the batch fires one (``removeTimer(_:)``).
-    private var deleteTimer: Statement?
+    /// The store's timers: its `timers` table's rows, or memory for a simulation.
+    let timers: any TimerStore
 
     init(
         database: Database, service: String, platform: Platform, selfTopics: [String: Int32], rank: @escaping (String) -> Int,
-        memoryTimers: MemoryTimers? = nil
+        timers: any TimerStore
     ) throws {
         self.database = database
         self.service = service
@@ -102,17 +97,7 @@ public final class Batch {
         self.rank = rank
         insertEcho = try database.prepare("INSERT OR REPLACE INTO echoes(event_id, topic, task, time, rank) VALUES(?, ?, ?, ?, ?)")
         insertOutbox = try database.prepare("INSERT INTO outbox(topic, key, value, partition) VALUES(?, ?, ?, ?)")
-        self.memoryTimers = memoryTimers
-        if memoryTimers == nil {
-            // A timer set again as it is (every message held in one quiet spell asks for its
-            // end) writes nothing: a replace would delete and insert the row in both of its trees.
-            insertTimer = try database.prepare(
-                "INSERT INTO timers(task, due, rank, member, kind, ref, payload) VALUES(?, ?, ?, ?, ?, ?, ?) "
-                    + "ON CONFLICT(task, due, rank, member, kind, ref) DO UPDATE SET payload = excluded.payload WHERE payload IS NOT excluded.payload")
-            deleteTimers = try database.prepare("DELETE FROM timers WHERE member = ? AND kind = ? AND ref = ?")
-        } else {
-            (insertTimer, deleteTimers) = (nil, nil)
-        }
+        self.timers = timers
     }
 
     /// How much of a dead record's value a dead letter carries (escaped, at most about six
@@ -229,13 +214,7 @@ public final class Batch {
     /// Sets a timer in the current task; one with the same due time, rank, member, kind and
     /// ref is the same timer, whose payload the new one replaces.
     public func schedule(_ timer: TimerRequest) throws {
-        if let memoryTimers {
-            memoryTimers.schedule(timer, task: task)
-        } else {
-            try insertTimer!.run(
-                .integer(Int64(task)), .integer(timer.due.millis), .integer(Int64(timer.rank)),
-                .text(timer.member), .text(timer.kind), .text(timer.ref), .blob(timer.payload))
-        }
+        try timers.schedule(timer, task: task)
         scheduled[task] = min(scheduled[task] ?? .max, timer.due.millis)
     }
 
@@ -248,15 +227,13 @@ public final class Batch {
 
     /// Removes the timers of a member with this kind and ref.
     public func cancelTimers(member: String, kind: String, ref: String) throws {
-        if let memoryTimers { return memoryTimers.cancel(member: member, kind: kind, ref: ref) }
-        try deleteTimers!.run(.text(member), .text(kind), .text(ref))
+        try timers.cancel(member: member, kind: kind, ref: ref)
     }
 
     /// Removes the timers of a member with this kind, whatever their ref: one statement where
     /// a service would otherwise cancel ref by ref.
     public func cancelTimers(member: String, kind: String) throws {
-        if let memoryTimers { return memoryTimers.cancel(member: member, kind: kind, ref: nil) }
-        try database.prepare("DELETE FROM timers WHERE member = ? AND kind = ?").run(.text(member), .text(kind))
+        try timers.cancel(member: member, kind: kind, ref: nil)
     }
 
     /// Takes out of the timers the member's first one that fires before `bound` (due, then
@@ -265,28 +242,12 @@ public final class Batch {
     /// between first, as the records' order needs (a timer due at a record's time fires before
     /// it: pass the record's time and `Int.max`).
     public func takeTimer(member: String, firingBefore bound: (time: Int64, rank: Int)) throws -> DueTimer? {
-        if let memoryTimers { return memoryTimers.take(member: member, firingBefore: bound) }
-        let select = try database.prepare(
-            "SELECT task, due, rank, kind, ref, payload FROM timers WHERE member = ? AND (due < ? OR (due = ? AND rank < ?)) "
-                + "ORDER BY due, rank, kind, ref LIMIT 1")
-        guard let timer = try select.queryOne(.text(member), .integer(bound.time), .integer(bound.time), .integer(Int64(bound.rank)), row: { row in
-            DueTimer(
-                task: Int32(row.int64(0)), due: EventTime(millis: row.int64(1)), rank: Int(row.int64(2)), member: member,
-                kind: row.string(3), ref: row.string(4), payload: row.isNull(5) ? [] : row.blob(5))
-        }) else { return nil }
-        try removeTimer(timer)
-        return timer
+        try timers.take(member: member, firingBefore: bound)
     }
 
     /// Removes one timer (one about to fire); nothing if it is gone already.
     func removeTimer(_ timer: DueTimer) throws {
-        if let memoryTimers { return memoryTimers.remove(timer) }
-        let delete = try deleteTimer ?? database.prepare(
-            "DELETE FROM timers WHERE task = ? AND due = ? AND rank = ? AND member = ? AND kind = ? AND ref = ?")
-        deleteTimer = delete
-        try delete.run(
-            .integer(Int64(timer.task)), .integer(timer.due.millis), .integer(Int64(timer.rank)),
-            .text(timer.member), .text(timer.kind), .text(timer.ref))
+        try timers.remove(timer)
     }
 
     /// Sends a dead letter about something the service derived (no input record of its own,

@@ -120,13 +120,14 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// Whether the timers are kept in memory only: set, cancelled, taken and fired as the
     /// `timers` table's rows would be, in the same order, with none written. For a simulation
     /// too; a service must store its timers, or those set before a restart would never fire.
-    public var timersInMemoryOnly: Bool { memoryTimers != nil }
-    let memoryTimers: MemoryTimers?
+    public var timersInMemoryOnly: Bool { timers is MemoryTimers }
+    /// The store's timers: its `timers` table's rows, or memory.
+    private let timers: any TimerStore
+    /// The timers when they are kept in memory only (for tests).
+    var memoryTimers: MemoryTimers? { timers as? MemoryTimers }
 
     /// Stream time per task, as committed.
     private var streamTimes: [Int32: Int64] = [:]
-    /// Earliest timer due per task, as committed; `Int64.max` when there is none.
-    private var earliestTimer: [Int32: Int64] = [:]
 
     /// How far behind its task's stream time an event may be, in milliseconds, and still be
     /// told from a duplicate: inbox rows applied longer ago than this (in stream time) are
@@ -186,7 +187,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
         // A store restored from its changelog would lack the inbox it never stored.
         didSet {
             precondition(
-                changelog == nil || (memoryInbox == nil && memoryTimers == nil), "a store that keeps a changelog keeps its inbox and timers in its tables")
+                changelog == nil || (memoryInbox == nil && !timersInMemoryOnly), "a store that keeps a changelog keeps its inbox and timers in its tables")
         }
     }
     /// The number of the last batch that logged changes, kept in `store_identity` with it.
@@ -266,7 +267,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
         self.database = database
         self.outboxInMemoryOnly = outboxInMemoryOnly
         memoryInbox = inboxInMemoryOnly ? MemoryInbox(prunes: inboxHorizon != nil) : nil
-        memoryTimers = timersInMemoryOnly ? MemoryTimers() : nil
+        timers = timersInMemoryOnly ? MemoryTimers() : TableTimers(database: database)
         self.processor = processor
         self.timerMode = timerMode
         self.inboxHorizon = inboxHorizon
@@ -520,8 +521,8 @@ public final class BatchApplier<Processor: StreamProcessor> {
     public func forget(tasks: [Int32]) {
         for task in tasks {
             streamTimes[task] = nil
-            earliestTimer[task] = nil
         }
+        timers.forget(tasks: tasks)
         // Its offset was not stored past: whoever owns the task next reads it again.
         if let carried = carriedRecord, tasks.contains(carried.record.partition) { carriedRecord = nil }
         // Whoever owns the task next fires them before its next record.
@@ -585,9 +586,6 @@ public final class BatchApplier<Processor: StreamProcessor> {
                 try fireTimersLeftDue(in: batch, wallClock: wallClock, tasks: tasks, &progress)
                 try processor.finish(batch)
                 strikeCleared = try store(progress)
-                for (task, due) in batch.scheduled {
-                    if let known = earliestTimer[task] { earliestTimer[task] = min(known, due) }
-                }
                 // What waits for the next batch belongs to its task already (marks, frontiers).
                 carriedRecord = progress.carried
                 tasksWithTimersLeft = progress.timersLeftOver
@@ -612,18 +610,17 @@ public final class BatchApplier<Processor: StreamProcessor> {
         } catch {
             // The transaction rolled back: cached views of it are void.
             memoryInbox?.discard()
-            memoryTimers?.discard()
+            timers.discard()
             changelog?.capture.discard()
             carriedRecord = carriedIn
             tasksWithTimersLeft = timersLeftIn
             streamTimes.removeAll()
-            earliestTimer.removeAll()
             prunedAt.removeAll()
             processor.abandon()
             throw error
         }
         memoryInbox?.commit()
-        memoryTimers?.commit()
+        timers.commit()
         for (task, time) in progress.pendingStreamTimes { streamTimes[task] = time }
         if strikeCleared { strikeAgainst = nil }
         carriedRecord = progress.carried
@@ -974,7 +971,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
         let batch = try Batch(
             database: database, service: processor.name, platform: processor.platform,
             selfTopics: Dictionary(uniqueKeysWithValues: processor.inputTopics.map { ($0, partitionCount) }),
-            rank: { processor.rank(of: $0) }, memoryTimers: memoryTimers)
+            rank: { processor.rank(of: $0) }, timers: timers)
         batch.taskCount = partitionCount
         if outboxInMemoryOnly { batch.lastUnstoredSeq = lastUnstoredSeq }
         batch.signer = commandKeys.map { ($0, processor.commandTopics) }
@@ -1027,12 +1024,12 @@ public final class BatchApplier<Processor: StreamProcessor> {
                 outcome.deadLettersByReason = batch.deadLetterReasons
             }
         } catch {
-            memoryTimers?.discard()
+            timers.discard()
             changelog?.capture.discard()
             processor.abandon()
             throw error
         }
-        memoryTimers?.commit()
+        timers.commit()
         if strikeCleared { strikeAgainst = nil }
         return outcome
     }
@@ -1124,13 +1121,9 @@ public final class BatchApplier<Processor: StreamProcessor> {
         return time
     }
 
+    /// The due time of the task's earliest timer, or one earlier; `Int64.max` when none is set.
     private func earliestTimerDue(_ task: Int32) throws -> Int64 {
-        if let memoryTimers { return memoryTimers.earliestDue(task: task) ?? .max }
-        if let cached = earliestTimer[task] { return cached }
-        let due = try database.prepare("SELECT MIN(due) FROM timers WHERE task = ?")
-            .queryOne(.integer(Int64(task)), row: { $0.optionalInt64(0) }) ?? nil
-        earliestTimer[task] = due ?? .max
-        return due ?? .max
+        try timers.earliestDue(task: task) ?? .max
     }
 
     /// With ``taskHasRecordToCome``: fires the timers due before `limit` of the batch's current
@@ -1142,44 +1135,29 @@ public final class BatchApplier<Processor: StreamProcessor> {
         guard let taskHasRecordToCome else { return true }
         let (recordTask, recordStreamTime) = (batch.task, batch.streamTime)
         defer { (batch.task, batch.streamTime) = (recordTask, recordStreamTime) }
-        let first = try memoryTimers == nil
-            ? database.prepare("SELECT \(Self.timerColumns) FROM timers WHERE task = ? AND due < ? ORDER BY due, rank, member, kind, ref LIMIT 1")
-            : nil
-        func key(_ timer: DueTimer) -> (Int64, Int, String, String, String, Int32) {
-            (timer.due.millis, timer.rank, timer.member, timer.kind, timer.ref, timer.task)
+        // Across tasks, the table's order, then the task's number.
+        func firesBefore(_ timer: DueTimer, _ other: DueTimer) -> Bool {
+            let (key, otherKey) = (MemoryTimers.Key(timer), MemoryTimers.Key(other))
+            return MemoryTimers.Key.fires(key, before: otherKey) || (!MemoryTimers.Key.fires(otherKey, before: key) && timer.task < other.task)
         }
         while true {
             var earliest: DueTimer?
             for task in 0..<partitionCount
             where min(try earliestTimerDue(task), batch.scheduled[task] ?? .max) < limit && (task == recordTask || taskHasRecordToCome(task)) {
-                let timer = try memoryTimers.map { $0.first(task: task, dueBefore: limit) }
-                    ?? first!.queryOne(.integer(Int64(task)), .integer(limit)) { Self.timer(of: task, from: $0) }
-                guard let timer else {
+                guard let timer = try timers.first(task: task, dueBefore: limit) else {
                     // Cancelled since it was counted: the task's earliest is read again.
                     batch.scheduled[task] = nil
-                    earliestTimer[task] = nil
                     continue
                 }
-                if earliest.map({ key(timer) < key($0) }) ?? true { earliest = timer }
+                if earliest.map({ firesBefore(timer, $0) }) ?? true { earliest = timer }
             }
             guard let timer = earliest else { return true }
             guard progress.timersLeft > 0 else { return false }
             batch.scheduled[timer.task] = nil
-            earliestTimer[timer.task] = nil
             batch.task = timer.task
             batch.streamTime = EventTime(millis: max(try progress.pendingStreamTimes[timer.task] ?? storedStreamTime(timer.task), 0))
             try fire(timer, in: batch, &progress)
         }
-    }
-
-    /// The columns a timer is read back from (``timer(of:from:)``).
-    private static var timerColumns: String { "due, rank, member, kind, ref, payload" }
-
-    /// A timer of `task` read from the ``timerColumns`` of `row`.
-    private static func timer(of task: Int32, from row: Statement) -> DueTimer {
-        DueTimer(
-            task: task, due: EventTime(millis: row.int64(0)), rank: row.int(1), member: row.string(2),
-            kind: row.string(3), ref: row.string(4), payload: row.blob(5))
     }
 
     /// Removes `timer` and has the processor fire it, against the batch's budget.
@@ -1196,24 +1174,13 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// order, including timers that firing sets, as many as the batch's budget allows.
     /// Returns whether none due by `limit` is left.
     private func fireTimers(task: Int32, upTo limit: Int64, batch: Batch, _ progress: inout BatchProgress) throws -> Bool {
-        // Most calls find no timer due: the statement is prepared once one is.
-        var select: Statement?
         while min(try earliestTimerDue(task), batch.scheduled[task] ?? .max) <= limit {
             guard progress.timersLeft > 0 else { return false }
             // A chunk is read, then each of its timers fired, even one an earlier one cancelled
             // (its removal finds nothing): a store in memory takes the same chunk.
             let chunk = min(256, progress.timersLeft)
-            let due: [DueTimer]
-            if let memoryTimers {
-                due = memoryTimers.due(task: task, upTo: limit, count: chunk)
-            } else {
-                let statement = try select ?? database.prepare(
-                    "SELECT \(Self.timerColumns) FROM timers WHERE task = ? AND due <= ? ORDER BY due, rank, member, kind, ref LIMIT ?")
-                select = statement
-                due = try statement.query(.integer(Int64(task)), .integer(limit), .integer(Int64(chunk))) { Self.timer(of: task, from: $0) }
-            }
+            let due = try timers.due(task: task, upTo: limit, count: chunk)
             batch.scheduled[task] = nil
-            earliestTimer[task] = nil
             if due.isEmpty { break }
             for timer in due { try fire(timer, in: batch, &progress) }
         }

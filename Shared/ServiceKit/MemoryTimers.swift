@@ -8,7 +8,7 @@ import Basics
 /// task's timers are a heap of slots in the table's order (due, rank, member, kind, ref; text
 /// by its bytes, as the table's `BINARY` keys). A timer removed leaves its slot in the heap,
 /// passed over when it comes to the top: a slot's liveness is checked without hashing its key.
-final class MemoryTimers {
+final class MemoryTimers: TimerStore {
     /// A timer's identity: the table's primary key.
     struct Key: Hashable {
         var task: Int32
@@ -168,6 +168,9 @@ final class MemoryTimers {
         dequeued = false
         rebuild(from: timers)
     }
+
+    /// Nothing: a simulation's store is every task's, for its whole run.
+    func forget(tasks: [Int32]) {}
 
     // MARK: - Private
 

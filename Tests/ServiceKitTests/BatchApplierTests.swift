@@ -28,7 +28,7 @@ import Testing
         let database = try Database(DatabaseConfiguration(path: directory.appendingPathComponent("state.sqlite").path))
         _ = try database.migrate(RuntimeSchema.migrations)
         let platform = Platform(name: "test", deadLetters: "dead-letters", instances: "instances", partitionCount: 6)
-        return (database, try Batch(database: database, service: "test", platform: platform, selfTopics: [:], rank: { _ in 0 }))
+        return (database, try Batch(database: database, service: "test", platform: platform, selfTopics: [:], rank: { _ in 0 }, timers: TableTimers(database: database)))
     }
 
     func polled(
