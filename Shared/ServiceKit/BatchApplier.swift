@@ -113,10 +113,11 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// pruning, with no rows written. For a simulation, whose store ends with its run; a
     /// service must store its inbox, or a record sent again after a restart would be applied
     /// twice.
-    public var inboxInMemoryOnly: Bool { memoryInbox != nil }
-    private var memoryInbox: MemoryInbox?
+    public var inboxInMemoryOnly: Bool { inbox is MemoryInbox }
+    /// The store's inbox: its `inbox` table's rows, or memory.
+    private let inbox: any InboxStore
     /// How many event ids an inbox kept in memory holds (for tests).
-    var memoryInboxCount: Int? { memoryInbox?.count }
+    var memoryInboxCount: Int? { (inbox as? MemoryInbox)?.count }
     /// Whether the timers are kept in memory only: set, cancelled, taken and fired as the
     /// `timers` table's rows would be, in the same order, with none written. For a simulation
     /// too; a service must store its timers, or those set before a restart would never fire.
@@ -187,7 +188,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
         // A store restored from its changelog would lack the inbox it never stored.
         didSet {
             precondition(
-                changelog == nil || (memoryInbox == nil && !timersInMemoryOnly), "a store that keeps a changelog keeps its inbox and timers in its tables")
+                changelog == nil || (!inboxInMemoryOnly && !timersInMemoryOnly), "a store that keeps a changelog keeps its inbox and timers in its tables")
         }
     }
     /// The number of the last batch that logged changes, kept in `store_identity` with it.
@@ -266,7 +267,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
     ) throws {
         self.database = database
         self.outboxInMemoryOnly = outboxInMemoryOnly
-        memoryInbox = inboxInMemoryOnly ? MemoryInbox(prunes: inboxHorizon != nil) : nil
+        inbox = inboxInMemoryOnly ? MemoryInbox(prunes: inboxHorizon != nil) : TableInbox(database: database)
         timers = timersInMemoryOnly ? MemoryTimers() : TableTimers(database: database)
         self.processor = processor
         self.timerMode = timerMode
@@ -609,7 +610,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
             }
         } catch {
             // The transaction rolled back: cached views of it are void.
-            memoryInbox?.discard()
+            inbox.discard()
             timers.discard()
             changelog?.capture.discard()
             carriedRecord = carriedIn
@@ -619,7 +620,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
             processor.abandon()
             throw error
         }
-        memoryInbox?.commit()
+        inbox.commit()
         timers.commit()
         for (task, time) in progress.pendingStreamTimes { streamTimes[task] = time }
         if strikeCleared { strikeAgainst = nil }
@@ -794,7 +795,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
         // depends on nothing but its time and the task's stream time, in every store that applies it.
         let dated = input.movesStreamTime ? max(input.time.millis, streamTime) : input.time.millis
         if streamTime == .min || dated >= inboxCutoff(streamTime: streamTime) ?? .min {
-            if case .known(let known) = try noteInInbox(input, task: task, dated: dated) {
+            if case .known(let known) = try inbox.note(input.eventID, payloadHash: input.payloadHash, task: task, time: dated) {
                 if known == input.payloadHash {
                     progress.outcome.duplicates += 1
                 } else {
@@ -815,11 +816,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
            try !fireEveryTasksTimers(before: input.time.millis, batch: batch, &progress)
             || !fireTimers(task: task, upTo: max(streamTime, input.time.millis), batch: batch, &progress) {
             // Carried to the next batch: it is not in the inbox until it is applied.
-            if memoryInbox != nil {
-                memoryInbox!.forget(input.eventID)
-            } else {
-                try database.prepare("DELETE FROM inbox WHERE event_id = ?").run(.text(input.eventID))
-            }
+            try inbox.forget(input.eventID)
             return false
         }
         crashNote?.working(on: record, in: crashSlot)
@@ -838,27 +835,6 @@ public final class BatchApplier<Processor: StreamProcessor> {
         if input.movesStreamTime && input.time.millis < streamTime { progress.outcome.late += 1 }
         if input.movesStreamTime { progress.pendingStreamTimes[task] = max(streamTime, input.time.millis) }
         return true
-    }
-
-    /// What the inbox said of an event id it was asked to note.
-    private enum InboxAnswer {
-        /// Not there before: noted now.
-        case new
-        /// Noted before, with this payload hash.
-        case known(payloadHash: Int64?)
-    }
-
-    /// Notes the record's event id in the inbox, unless it is there already.
-    private func noteInInbox(_ input: Decoded<Processor.Body>, task: Int32, dated: Int64) throws -> InboxAnswer {
-        if memoryInbox != nil {
-            return memoryInbox!.note(input.eventID, payloadHash: input.payloadHash, task: task, time: dated).map { .known(payloadHash: $0) } ?? .new
-        }
-        // One statement for the common case, a new id: the lookup runs only when the id is known.
-        try database.prepare(
-            "INSERT INTO inbox(event_id, payload_hash, task, event_time) VALUES(?, ?, ?, ?) ON CONFLICT(event_id) DO NOTHING"
-        ).run(.text(input.eventID), .integer(input.payloadHash), .integer(Int64(task)), .integer(dated))
-        guard database.changes == 0 else { return .new }
-        return .known(payloadHash: try database.prepare("SELECT payload_hash FROM inbox WHERE event_id = ?").queryOne(.text(input.eventID), row: { $0.int64(0) }))
     }
 
     /// Step 3: the offsets the merge says are safe to store (every record below them was
@@ -1073,11 +1049,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
         guard inboxHorizon != nil else { return }
         for (task, time) in streamTimes.sorted(by: { $0.key < $1.key }) {
             guard let cutoff = inboxCutoff(streamTime: time), cutoff > prunedAt[task] ?? .min else { continue }
-            if memoryInbox != nil {
-                memoryInbox!.prune(task: task, before: cutoff)
-            } else {
-                try database.prepare("DELETE FROM inbox WHERE task = ? AND event_time < ?").run(.integer(Int64(task)), .integer(cutoff))
-            }
+            try inbox.prune(task: task, before: cutoff)
             prunedAt[task] = cutoff
         }
     }

@@ -4,7 +4,7 @@ import Basics
 /// the answers the `inbox` table gives, without its rows. What a batch notes and prunes is held
 /// apart until the batch's transaction commits, and dropped if it rolls back, as the table's
 /// rows would be.
-struct MemoryInbox {
+final class MemoryInbox: InboxStore {
     private struct Note {
         var payloadHash: Int64
         var task: Int32
@@ -27,28 +27,26 @@ struct MemoryInbox {
     /// How many event ids it holds, committed.
     var count: Int { notes.count }
 
-    /// Notes a new event id and returns nil; for an id already noted, returns the payload hash
-    /// it was noted with and notes nothing.
-    mutating func note(_ eventID: String, payloadHash: Int64, task: Int32, time: Int64) -> Int64? {
+    func note(_ eventID: String, payloadHash: Int64, task: Int32, time: Int64) -> InboxAnswer {
         let id = ExactText(eventID)
-        if let known = pending[id] ?? notes[id] { return known.payloadHash }
+        if let known = pending[id] ?? notes[id] { return .known(payloadHash: known.payloadHash) }
         pending[id] = Note(payloadHash: payloadHash, task: task, time: time)
-        return nil
+        return .new
     }
 
     /// Takes back a note of the running batch (a record carried to the next batch).
-    mutating func forget(_ eventID: String) {
+    func forget(_ eventID: String) {
         pending[ExactText(eventID)] = nil
     }
 
     /// Drops the task's notes older than `cutoff` once the batch commits.
-    mutating func prune(task: Int32, before cutoff: Int64) {
+    func prune(task: Int32, before cutoff: Int64) {
         pendingPrunes.append((task, cutoff))
     }
 
     /// The batch committed: its notes are kept, then its prunings done (in that order, as in
     /// its transaction).
-    mutating func commit() {
+    func commit() {
         for (eventID, note) in pending {
             notes[eventID] = note
             if prunes { byTime[note.task, default: Heap { $0.time < $1.time }].insert((note.time, eventID)) }
@@ -67,7 +65,7 @@ struct MemoryInbox {
     }
 
     /// The batch rolled back: nothing it noted or pruned is kept.
-    mutating func discard() {
+    func discard() {
         pending.removeAll(keepingCapacity: true)
         pendingPrunes.removeAll(keepingCapacity: true)
     }
