@@ -518,9 +518,9 @@ public final class CampaignsProcessor: StreamProcessor {
                 let order = OrderApart(tier: tierOrder, bonus: state.bonusOrders.removeValue(forID: orderID))
                 if order != before { try moveApart(orderID, order) }
             }
-            for (orderID, tierOrder) in KeptApart.overflow(Array(state.tier.orders), by: KeptApart.earliestFirst(by: \.time)) {
+            for orderID in KeptApart.overflowingOrders(state.tier.orders, time: { $0.time }) {
+                guard let tierOrder = state.tier.orders.removeValue(forID: orderID) else { continue }
                 try moveApart(orderID, OrderApart(tier: tierOrder, bonus: state.bonusOrders.removeValue(forID: orderID)))
-                state.tier.orders[orderID] = nil
                 ordersApart = true
             }
             let refundIDsApart = try found.settleRefundIDs(&state.tier.refundIDs) { try saveRefundID.run(.text(id), .text($0)) }

@@ -243,7 +243,7 @@ public final class PointsProcessor: StreamProcessor {
             // stays; a paid order's time never changes, so the account keeps the latest 16 paid
             // orders however its inputs were batched.
             var state = account
-            let ordersApart = try cached.apart.settleOrders(&state.orders, movable: \.accepted, by: KeptApart.earliestFirst(by: \.time)) {
+            let ordersApart = try cached.apart.settleOrders(&state.orders, movable: { $0.accepted }, time: { $0.time }) {
                 try saveOrder.run(.text(member), .text($0), .blob($1.encoded()))
             }
             let refundIDsApart = try cached.apart.settleRefundIDs(&state.acceptedRefundIDs) { try saveRefundID.run(.text(member), .text($0)) }

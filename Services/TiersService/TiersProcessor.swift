@@ -188,7 +188,7 @@ public final class TiersProcessor: StreamProcessor {
             let member = entry.member
             // Orders read from apart stay there; the state's own beyond its share move there.
             var state = member
-            let ordersApart = try entry.apart.settleOrders(&state.orders, by: KeptApart.earliestFirst(by: \.time)) {
+            let ordersApart = try entry.apart.settleOrders(&state.orders, time: { $0.time }) {
                 try saveOrder.run(.text(id), .text($0), .integer($1.time.millis), .integer($1.paidMinor),
                                   .integer($1.refundedMinor), .integer($1.bonus), .integer($1.bonusReversed))
             }

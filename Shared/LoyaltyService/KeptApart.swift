@@ -17,15 +17,21 @@ public enum KeptApart {
         return Array(items.sorted(by: order).prefix(items.count - kept))
     }
 
-    /// The order in which a member's orders move apart: the earliest first by `time` (which
-    /// never changes for a paid order), then by id as bytes, as the tables apart key them.
-    public static func earliestFirst<Order>(
-        by time: KeyPath<Order, EventTime>
-    ) -> ((key: String, value: Order), (key: String, value: Order)) -> Bool {
-        { left, right in
-            let (leftTime, rightTime) = (left.value[keyPath: time], right.value[keyPath: time])
-            return leftTime != rightTime ? leftTime < rightTime : left.key.exactlyPrecedes(right.key)
-        }
+    /// The order in which a member's orders move apart: the earliest first by time (which never
+    /// changes for a paid order), then by id as bytes, as the tables apart key them. Orders are
+    /// sorted by these two alone: sorting the orders themselves, through generic code, copies
+    /// each through its type's value witnesses, and reads a key path's time through the runtime.
+    public static func earliestFirst(_ left: (time: EventTime, id: String), _ right: (time: EventTime, id: String)) -> Bool {
+        left.time != right.time ? left.time < right.time : left.id.exactlyPrecedes(right.id)
+    }
+
+    /// The ids of the orders beyond the `kept` latest (``earliestFirst(_:_:)``), earliest first.
+    public static func overflowingOrders<Order>(
+        _ orders: IDDictionary<Order>, keeping kept: Int = keptInState, movable: (Order) -> Bool = { _ in true }, time: (Order) -> EventTime
+    ) -> [String] {
+        guard orders.count > kept else { return [] }
+        let keys = orders.compactMap { movable($0.value) ? (time: time($0.value), id: $0.key) : nil }
+        return overflow(keys, keeping: kept, by: earliestFirst).map(\.id)
     }
 }
 
@@ -59,16 +65,16 @@ public struct ApartLookups<Order: Equatable> {
     /// `moveApart` only if they changed), and of the others, those `movable` beyond the state's
     /// share, first in `order`, move there too. Returns whether the member has orders apart.
     public func settleOrders(
-        _ orders: inout IDDictionary<Order>, movable: (Order) -> Bool = { _ in true }, by order: ((key: String, value: Order), (key: String, value: Order)) -> Bool,
+        _ orders: inout IDDictionary<Order>, movable: (Order) -> Bool = { _ in true }, time: (Order) -> EventTime,
         moveApart: (String, Order) throws -> Void
     ) rethrows -> Bool {
         for (id, found) in ordersFound.sortedByID() {
             if let kept = orders.removeValue(forID: id), kept != found { try moveApart(id, kept) }
         }
         var anyApart = ordersApart
-        for (id, overflowing) in KeptApart.overflow(orders.filter { movable($0.value) }, by: order) {
+        for id in KeptApart.overflowingOrders(orders, movable: movable, time: time) {
+            guard let overflowing = orders.removeValue(forID: id) else { continue }
             try moveApart(id, overflowing)
-            orders[id] = nil
             anyApart = true
         }
         return anyApart
