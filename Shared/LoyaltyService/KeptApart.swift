@@ -63,7 +63,8 @@ public struct ApartLookups<Order: Equatable> {
 
     /// Settles the orders a changed state is stored with: those found apart go back there (through
     /// `moveApart` only if they changed), and of the others, those `movable` beyond the state's
-    /// share, first in `order`, move there too. Returns whether the member has orders apart.
+    /// share, the earliest first (``KeptApart/earliestFirst(_:_:)``), move there too. Returns
+    /// whether the member has orders apart.
     public func settleOrders(
         _ orders: inout IDDictionary<Order>, movable: (Order) -> Bool = { _ in true }, time: (Order) -> EventTime,
         moveApart: (String, Order) throws -> Void

@@ -245,11 +245,6 @@ public final class Batch {
         try timers.take(member: member, firingBefore: bound)
     }
 
-    /// Removes one timer (one about to fire); nothing if it is gone already.
-    func removeTimer(_ timer: DueTimer) throws {
-        try timers.remove(timer)
-    }
-
     /// Sends a dead letter about something the service derived (no input record of its own,
     /// e.g. a message for a member with no channel), in this transaction.
     public func deadLetter(id: String, key: String?, reason: Rejection, about details: JSONObject) throws {

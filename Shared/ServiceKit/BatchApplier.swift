@@ -1134,7 +1134,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
 
     /// Removes `timer` and has the processor fire it, against the batch's budget.
     private func fire(_ timer: DueTimer, in batch: Batch, _ progress: inout BatchProgress) throws {
-        try batch.removeTimer(timer)
+        try timers.remove(timer)
         batch.firingTimer = true
         defer { batch.firingTimer = false }
         try processor.fire(timer, in: batch)

@@ -31,7 +31,8 @@ final class MemoryTimers: TimerStore {
             self.init(task: timer.task, due: timer.due.millis, rank: timer.rank, member: timer.member, kind: timer.kind, ref: timer.ref)
         }
 
-        /// The table's order among a task's timers.
+        /// The table's order among a task's timers (across tasks, the applier breaks a tie by
+        /// the task's number).
         static func fires(_ left: Key, before right: Key) -> Bool {
             if left.due != right.due { return left.due < right.due }
             if left.rank != right.rank { return left.rank < right.rank }

@@ -33,9 +33,9 @@ protocol TimerStore: AnyObject {
 final class TableTimers: TimerStore {
     private let database: Database
     /// Per task, the earliest due time as last read, lowered by each timer set since;
-    /// `Int64.max` when there was none. Read again once a timer of the task is removed or
-    /// fired, since it may have been the earliest; a cancel or a take leaves it lower than it
-    /// may be, which only costs a read that finds nothing due.
+    /// `Int64.max` when there was none. Read again once a timer of the task is removed (fired
+    /// or taken) or a chunk of due ones read, since it may have been the earliest; a cancel
+    /// leaves it lower than it may be, which only costs a read that finds nothing due.
     private var earliest: [Int32: Int64] = [:]
     // Prepared on first use: most stores never cancel by kind alone, many never take.
     private var insert: Statement?
