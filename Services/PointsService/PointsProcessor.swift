@@ -174,19 +174,22 @@ public final class PointsProcessor: StreamProcessor {
         if case .stockReservation(let reservation) = event.input {
             return try reserve(reservation, at: event.time, batch)
         }
-        var cached = try load(event.member, batch)
-        try loadOrder(named: event.input, into: &cached, batch)
-        let wasRegistered = cached.account != nil
+        let key = ExactText(event.member)
+        var cached = try takeAccount(event.member, batch)
         if let rejection = tooEarly(input, registeredAt: cached.account?.registeredAt) {
+            accounts[key] = cached
             return try batch.deadLetter(input.body.consumedRecord, reason: rejection)
         }
+        try loadOrder(named: event.input, into: &cached, batch)
+        let wasRegistered = cached.account != nil
         let decision = rules.apply(event, to: &cached.account)
         if decision.memberUnknown {
+            accounts[key] = cached
             try park(input, batch)
             return
         }
         try record(decision, into: &cached, batch)
-        accounts[ExactText(event.member)] = cached
+        accounts[key] = cached
         if !wasRegistered, cached.account != nil {
             try applyParkedEvents(of: event.member, registeredAt: event.time, batch)
         }
@@ -194,29 +197,23 @@ public final class PointsProcessor: StreamProcessor {
 
     public func fire(_ timer: DueTimer, in batch: Batch) throws {
         switch timer.kind {
-        case TimerKind.release:
-            var cached = try load(timer.member, batch)
-            guard var account = cached.account else { return }
-            let decision = rules.release(lotID: timer.ref, at: timer.due, account: &account)
-            cached.account = account
-            try record(decision, into: &cached, batch)
-            accounts[ExactText(timer.member)] = cached
-        case TimerKind.expiry, TimerKind.expiryWarning, TimerKind.inactivity:
-            var cached = try load(timer.member, batch)
-            guard var account = cached.account else { return }
+        case TimerKind.release, TimerKind.expiry, TimerKind.expiryWarning, TimerKind.inactivity:
+            var cached = try takeAccount(timer.member, batch)
+            defer { accounts[ExactText(timer.member)] = cached }
+            guard cached.account != nil else { return }
             let decision: PointsDecision
             switch timer.kind {
+            case TimerKind.release:
+                decision = rules.release(lotID: timer.ref, at: timer.due, account: &cached.account!)
             case TimerKind.expiry:
-                decision = rules.expire(at: timer.due, account: &account)
+                decision = rules.expire(at: timer.due, account: &cached.account!)
             case TimerKind.expiryWarning:
                 guard let expiresAt = Int64(timer.ref) else { return }
-                decision = rules.warnOfExpiry(at: EventTime(millis: expiresAt), warnedAt: timer.due, account: account)
+                decision = rules.warnOfExpiry(at: EventTime(millis: expiresAt), warnedAt: timer.due, account: cached.account!)
             default:
-                decision = rules.deductForInactivity(at: timer.due, account: &account)
+                decision = rules.deductForInactivity(at: timer.due, account: &cached.account!)
             }
-            cached.account = account
             try record(decision, into: &cached, batch)
-            accounts[ExactText(timer.member)] = cached
         case ParkedRecords.timerKind:
             try ParkedRecords.expire(timer, waitHours: rules.program.members.unknownMemberWaitHours, in: batch)
         default:
@@ -367,17 +364,18 @@ public final class PointsProcessor: StreamProcessor {
         try batch.emit(Self.event(for: .answerStock(member: reservation.member, answer, time: time)), to: Topics.pointsCommands.name)
     }
 
-    /// The member's account, from the batch's cache or the store; loaded while applying an
-    /// input or timer of the member's own task.
-    private func load(_ member: String, _ batch: Batch) throws -> CachedAccount {
-        if let cached = accounts[ExactText(member)] { return cached }
+    /// The member's account taken out of the batch's cache (read from the store the first time
+    /// in a batch), while applying an input or timer of the member's own task. The caller
+    /// changes it and puts it back: left in the cache as well, each change to its lots or
+    /// orders would copy them all first.
+    private func takeAccount(_ member: String, _ batch: Batch) throws -> CachedAccount {
+        if let cached = accounts.removeValue(forKey: ExactText(member)) { return cached }
         let row = try batch.database.prepare("SELECT state, orders_apart, refunds_apart FROM accounts WHERE member = ?")
             .queryOne(.text(member)) { ($0.blob(0), $0.int64(1) != 0, $0.int64(2) != 0) }
         let account = try row.map { try PointsAccount.decode($0.0) }
         var cached = CachedAccount(
             account: account, entriesWhenLoaded: account?.entries ?? 0, lastEntryTime: nil, changed: false, task: batch.task)
         cached.apart = ApartLookups(ordersApart: row?.1 ?? false, refundIDsApart: row?.2 ?? false)
-        accounts[ExactText(member)] = cached
         return cached
     }
 
@@ -544,12 +542,13 @@ public final class PointsProcessor: StreamProcessor {
                 try batch.deadLetter(parked, reason: error)
                 continue
             }
-            var cached = try load(member, batch)
-            try loadOrder(named: decoded.body.event.input, into: &cached, batch)
+            var cached = try takeAccount(member, batch)
             if let rejection = tooEarly(decoded, registeredAt: cached.account?.registeredAt) {
+                accounts[ExactText(member)] = cached
                 try batch.deadLetter(parked, reason: rejection)
                 continue
             }
+            try loadOrder(named: decoded.body.event.input, into: &cached, batch)
             var decision = rules.apply(decoded.body.event, to: &cached.account)
             decision.commands = decision.commands.map { $0.notBefore(registeredAt) }
             try record(decision, into: &cached, batch)
