@@ -58,7 +58,7 @@ public struct Logger: Sendable {
         writer.key("service"); writer.string(service)
         writer.key("msg"); writer.string(message)
         for (key, value) in fields {
-            writer.key(key); writer.string(value)
+            writer.key(escaping: key); writer.string(value)
         }
         writer.endObject()
         var line = writer.bytes

@@ -37,7 +37,7 @@ extension JSONWriter {
         case .object(let object):
             beginObject()
             for member in object.members.sorted(by: { $0.key < $1.key }) {
-                key(member.key)
+                key(escaping: member.key)
                 canonical(member.value)
             }
             endObject()

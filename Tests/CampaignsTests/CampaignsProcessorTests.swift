@@ -443,11 +443,11 @@ let testKeys = try! CommandKeys.parse("test=campaigns-test-secret-001")
         writer.beginObject()
         for (key, value) in [("revision", 7), ("membersReached", 3), ("rewards", 3), ("pointsGranted", 90), ("pointsReversed", 0),
                              ("couponsIssued", 0), ("badgesAwarded", 0)] as [(String, Int64)] {
-            writer.key(key); writer.int(value)
+            writer.key(escaping: key); writer.int(value)
         }
         for group in ["treated", "control"] {
-            writer.key(group); writer.beginObject()
-            for key in ["members", "triggers", "orders", "revenueMinor"] { writer.key(key); writer.int(0) }
+            writer.key(escaping: group); writer.beginObject()
+            for key in ["members", "triggers", "orders", "revenueMinor"] { writer.key(escaping: key); writer.int(0) }
             writer.endObject()
         }
         writer.endObject()

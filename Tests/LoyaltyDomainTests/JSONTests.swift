@@ -275,13 +275,13 @@ private func parseError(bytes: [UInt8]) -> JSONError? {
         for index in 0..<40 {
             let plain = String(repeating: "k", count: index)
             let escaped = String(repeating: "é", count: index % 9) + "\"quoted\"\n" + plain
-            writer.key("plain\(index)"); writer.string(plain)
-            writer.key("escaped\(index)"); writer.string(escaped)
-            writer.key("min\(index)"); writer.int(Int64.min + Int64(index))
-            writer.key("max\(index)"); writer.int(Int64.max - Int64(index))
-            writer.key("flag\(index)"); writer.bool(index % 2 == 0)
-            writer.key("none\(index)"); writer.null()
-            writer.key("time\(index)"); writer.time(EventTime(millis: Int64(index) * 86_400_123))
+            writer.key(escaping: "plain\(index)"); writer.string(plain)
+            writer.key(escaping: "escaped\(index)"); writer.string(escaped)
+            writer.key(escaping: "min\(index)"); writer.int(Int64.min + Int64(index))
+            writer.key(escaping: "max\(index)"); writer.int(Int64.max - Int64(index))
+            writer.key(escaping: "flag\(index)"); writer.bool(index % 2 == 0)
+            writer.key(escaping: "none\(index)"); writer.null()
+            writer.key(escaping: "time\(index)"); writer.time(EventTime(millis: Int64(index) * 86_400_123))
             tree["plain\(index)"] = .string(plain)
             tree["escaped\(index)"] = .string(escaped)
             tree["min\(index)"] = .int(Int64.min + Int64(index))
@@ -293,6 +293,22 @@ private func parseError(bytes: [UInt8]) -> JSONError? {
         writer.endObject()
         #expect(writer.bytes == JSONValue.object(tree).serialized())
         #expect(try JSONValue.parse(writer.bytes) == .object(tree))
+    }
+
+    @Test func keysInTheCodeAndKeysMadeAtRunTimeWriteTheBytesOfTheTree() {
+        // From a one-byte buffer, so that every key crosses its end: a key of one scalar, short
+        // and long ones, one in Chinese, and a key made at run time that must be escaped.
+        var writer = JSONWriter(capacity: 1)
+        writer.beginObject()
+        writer.key("a"); writer.int(1)
+        writer.key("memberId"); writer.string("m-1")
+        writer.key("a key longer than sixteen bytes"); writer.bool(true)
+        writer.key("会员"); writer.string("x")
+        writer.key(escaping: "say \"hi\"\n"); writer.null()
+        writer.endObject()
+        let tree: JSONObject = ["a": 1, "memberId": "m-1", "a key longer than sixteen bytes": true, "会员": "x", "say \"hi\"\n": nil]
+        #expect(writer.bytes == JSONValue.object(tree).serialized())
+        #expect(String(decoding: writer.bytes, as: UTF8.self).hasSuffix(#","say \"hi\"\n":null}"#))
     }
 
     @Test func aCharacterToEscapeIsFoundWhereverItStands() {
@@ -366,7 +382,7 @@ private func parseError(bytes: [UInt8]) -> JSONError? {
         var writer = JSONWriter()
         writer.beginObject()
         for (name, view) in views {
-            writer.key(name)
+            writer.key(escaping: name)
             writer.embed(serializedValue: view.serialized())
         }
         writer.key("member"); writer.string("M-\"1\"")

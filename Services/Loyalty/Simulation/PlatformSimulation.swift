@@ -105,7 +105,7 @@ struct PlatformSimulation {
             var writer = JSONWriter(capacity: views.reduce(64) { $0 + $1.view.count + 16 })
             writer.beginObject()
             for (service, view) in views {
-                writer.key(service)
+                writer.key(escaping: service)
                 writer.embed(serializedValue: view)
             }
             writer.key("member")

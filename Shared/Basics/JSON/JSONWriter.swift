@@ -76,8 +76,27 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
         needsComma = true
     }
 
-    /// Writes an object member's key and the `:`; write its value next.
-    public mutating func key(_ key: String) {
+    /// Writes an object member's key written in the code, and the `:`; write its value next.
+    /// The key is copied as it stands, without a scan for characters to escape: a key in the
+    /// code has none (checked in debug builds). Keys are most of what an encoder writes, and
+    /// the scan and the trip through `String` were most of writing one.
+    public mutating func key(_ name: StaticString) {
+        separate()
+        name.withUTF8Buffer { utf8 in
+            assert(!Self.needsEscaping(utf8), "a key in the code that needs escaping: \(name)")
+            reserve(utf8.count + 3)
+            start[count] = UInt8(ascii: "\"")
+            if let base = utf8.baseAddress { (start + count + 1).initialize(from: base, count: utf8.count) }
+            start[count + utf8.count + 1] = UInt8(ascii: "\"")
+            start[count + utf8.count + 2] = UInt8(ascii: ":")
+            count += utf8.count + 3
+        }
+        needsComma = false
+    }
+
+    /// Writes an object member's key made at run time (a member's id, a field's name read from
+    /// input), escaped as a string is, and the `:`; write its value next.
+    public mutating func key(escaping key: String) {
         separate()
         appendQuoted(key)
         append(UInt8(ascii: ":"))
@@ -170,7 +189,7 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
         case .object(let object):
             beginObject()
             for member in object.members {
-                key(member.key)
+                key(escaping: member.key)
                 self.value(member.value)
             }
             endObject()
@@ -179,6 +198,7 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
 
     // MARK: Encoding
 
+    @inline(__always)
     private mutating func separate() {
         if needsComma { append(UInt8(ascii: ",")) }
     }

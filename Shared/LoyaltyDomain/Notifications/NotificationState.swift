@@ -48,7 +48,7 @@ extension NotificationMember {
         w.key("consent"); w.bool(profile.marketingConsent)
         if let preferred = profile.preferredChannel { w.key("preferredChannel"); w.string(preferred.rawValue) }
         w.key("channels"); w.beginObject()
-        for channel in Channel.allCases { if let address = profile.channels[channel] { w.key(channel.rawValue); w.string(address) } }
+        for channel in Channel.allCases { if let address = profile.channels[channel] { w.key(escaping: channel.rawValue); w.string(address) } }
         w.endObject()
         if let lastDigestDay { w.key("lastDigestDay"); w.int(lastDigestDay) }
         w.key("digests"); w.beginArray()
@@ -68,7 +68,7 @@ extension NotificationMember {
             w.key("time"); w.int(message.time.millis)
             w.key("causes"); w.beginArray(); for cause in message.causes { w.string(cause) }; w.endArray()
             w.key("fields"); w.beginObject()
-            for (key, value) in message.fields.sorted(by: { $0.key < $1.key }) { w.key(key); w.string(value) }
+            for (key, value) in message.fields.sorted(by: { $0.key < $1.key }) { w.key(escaping: key); w.string(value) }
             w.endObject()
             w.endObject()
         }

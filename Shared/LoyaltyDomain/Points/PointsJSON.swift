@@ -49,7 +49,7 @@ extension LedgerEntry {
         if !details.isEmpty {
             writer.key("details")
             writer.beginObject()
-            for (key, value) in details { writer.key(key); writer.string(value) }
+            for (key, value) in details { writer.key(escaping: key); writer.string(value) }
             writer.endObject()
         }
         writer.endObject()
@@ -104,7 +104,7 @@ extension PointsAccount {
             ("lifetimeGivenBack", lifetime.givenBack), ("lifetimeExpired", lifetime.expired), ("lifetimeDeducted", lifetime.deducted),
             ("lifetimeAdjustedUp", lifetime.adjustedUp), ("lifetimeAdjustedDown", lifetime.adjustedDown), ("entries", entries),
         ]
-        for (key, value) in figures { w.key(key); w.int(value) }
+        for (key, value) in figures { w.key(escaping: key); w.int(value) }
         // Only members who brought a balance over have this figure.
         if lifetime.imported != 0 { w.key("lifetimeImported"); w.int(lifetime.imported) }
         w.endObject()
@@ -172,7 +172,7 @@ extension PointsAccount {
         w.key("reviews"); reviewsByDay.write(to: &w)
         w.key("shares"); sharesByDay.write(to: &w)
         w.key("tasks"); w.beginObject()
-        for (task, periods) in taskPeriods.sorted(by: { $0.key < $1.key }) { w.key(task); periods.write(to: &w) }
+        for (task, periods) in taskPeriods.sorted(by: { $0.key < $1.key }) { w.key(escaping: task); periods.write(to: &w) }
         w.endObject()
         w.key("referrals"); referralsByMonth.write(to: &w)
         w.key("referralsRewarded"); w.int(referralsRewarded)
