@@ -277,6 +277,12 @@ public final class PointsProcessor: StreamProcessor {
     /// past instant: the entries dated up to it, the balance after the last of them, and each
     /// lot's points left then (from the entries' lot movements).
     public func memberView(_ member: String, in database: Database, asOf: EventTime?) throws -> JSONValue? {
+        try serializedMemberView(member, in: database, asOf: asOf).map { try JSONValue.parse($0) }
+    }
+
+    /// ``memberView(_:in:asOf:)`` written straight as JSON: a view holds every ledger entry of
+    /// the member, and a tree of them cost three times the writing.
+    public func serializedMemberView(_ member: String, in database: Database, asOf: EventTime?) throws -> [UInt8]? {
         guard let state = try database.prepare("SELECT state FROM accounts WHERE member = ?").queryOne(.text(member), row: { $0.blob(0) })
         else { return nil }
         let account = try PointsAccount.decode(state)
@@ -304,46 +310,87 @@ public final class PointsProcessor: StreamProcessor {
                 }
             }
         }
-        let lots: [JSONValue] = account.lots.compactMap { lot in
-            let remaining = asOf == nil ? lot.remaining : (left[lot.id] ?? 0)
-            guard remaining != 0 || asOf == nil else { return nil }
-            if asOf != nil && lot.earnedAt > asOf! { return nil }
-            return .object([
-                "lotId": .string(lot.id), "source": .string(lot.source), "points": .int(lot.points), "remaining": .int(remaining),
-                "pending": .bool(asOf.map { lot.availableAt > $0 } ?? lot.pending),
-                "availableAt": .string(lot.availableAt.description), "expiresAt": .string(lot.expiresAt.description),
-            ])
-        }
-        let entries: [JSONValue] = rows.map { row in
-            var entry: JSONObject = [
-                "sequence": .int(row.sequence), "entryId": .string(row.id), "time": .string(EventTime(millis: row.time).description),
-                "kind": .string(row.kind), "source": .string(row.source), "points": .int(row.points), "causeId": .string(row.cause),
-                "balanceAfter": ["available": .int(row.available), "pending": .int(row.pending), "debt": .int(row.debt)],
-            ]
-            if let order = row.order { entry["orderId"] = .string(order) }
-            return .object(entry)
-        }
         let refusals = try database.prepare("SELECT refusal_id, time, reason FROM refusals WHERE member = ? AND time <= ? ORDER BY time, refusal_id")
-            .query(.text(member), .integer(limit)) { row -> JSONValue in
-                .object(["refusalId": .string(row.string(0)), "time": .string(EventTime(millis: row.int64(1)).description), "reason": .string(row.string(2))])
-            }
-        var view: JSONObject = [
-            "member": .string(member), "registeredAt": .string(account.registeredAt.description), "closed": .bool(account.closed),
-            "balance": ["available": .int(balance.available), "pending": .int(balance.pending), "debt": .int(balance.debt), "net": .int(balance.net)],
-            "lots": .array(lots), "entries": .array(entries), "refusals": .array(refusals),
-        ]
+            .query(.text(member), .integer(limit)) { row in (id: row.string(0), time: row.int64(1), reason: row.string(2)) }
+        /// Opens an object with the three figures of a balance; the caller closes it.
+        func beginBalance(_ available: Int64, _ pending: Int64, _ debt: Int64, in writer: inout JSONWriter) {
+            writer.beginObject()
+            writer.key("available"); writer.int(available)
+            writer.key("pending"); writer.int(pending)
+            writer.key("debt"); writer.int(debt)
+        }
+        var writer = JSONWriter(capacity: 512 + rows.count * 256)
+        writer.beginObject()
+        writer.key("member"); writer.string(member)
+        writer.key("registeredAt"); writer.time(account.registeredAt)
+        writer.key("closed"); writer.bool(account.closed)
+        writer.key("balance")
+        beginBalance(balance.available, balance.pending, balance.debt, in: &writer)
+        writer.key("net"); writer.int(balance.net)
+        writer.endObject()
+        writer.key("lots")
+        writer.beginArray()
+        for lot in account.lots {
+            let remaining = asOf == nil ? lot.remaining : (left[lot.id] ?? 0)
+            if let asOf, remaining == 0 || lot.earnedAt > asOf { continue }
+            writer.beginObject()
+            writer.key("lotId"); writer.string(lot.id)
+            writer.key("source"); writer.string(lot.source)
+            writer.key("points"); writer.int(lot.points)
+            writer.key("remaining"); writer.int(remaining)
+            writer.key("pending"); writer.bool(asOf.map { lot.availableAt > $0 } ?? lot.pending)
+            writer.key("availableAt"); writer.time(lot.availableAt)
+            writer.key("expiresAt"); writer.time(lot.expiresAt)
+            writer.endObject()
+        }
+        writer.endArray()
+        writer.key("entries")
+        writer.beginArray()
+        for row in rows {
+            writer.beginObject()
+            writer.key("sequence"); writer.int(row.sequence)
+            writer.key("entryId"); writer.string(row.id)
+            writer.key("time"); writer.time(EventTime(millis: row.time))
+            writer.key("kind"); writer.string(row.kind)
+            writer.key("source"); writer.string(row.source)
+            writer.key("points"); writer.int(row.points)
+            writer.key("causeId"); writer.string(row.cause)
+            writer.key("balanceAfter")
+            beginBalance(row.available, row.pending, row.debt, in: &writer)
+            writer.endObject()
+            if let order = row.order { writer.key("orderId"); writer.string(order) }
+            writer.endObject()
+        }
+        writer.endArray()
+        writer.key("refusals")
+        writer.beginArray()
+        for refusal in refusals {
+            writer.beginObject()
+            writer.key("refusalId"); writer.string(refusal.id)
+            writer.key("time"); writer.time(EventTime(millis: refusal.time))
+            writer.key("reason"); writer.string(refusal.reason)
+            writer.endObject()
+        }
+        writer.endArray()
         // Redemptions waiting for their reward's stock (the latest state: not as of `asOf`);
         // one whose answer was lost is released by `loyalty release-held`.
         if asOf == nil && !account.heldRedemptions.isEmpty {
-            view["heldRedemptions"] = .array(account.heldRedemptions.map { held in
-                .object([
-                    "requestId": .string(held.requestID), "time": .string(held.time.description), "rewardId": .string(held.rewardID),
-                    "quantity": .int(held.quantity), "points": .int(held.points),
-                ])
-            })
+            writer.key("heldRedemptions")
+            writer.beginArray()
+            for held in account.heldRedemptions {
+                writer.beginObject()
+                writer.key("requestId"); writer.string(held.requestID)
+                writer.key("time"); writer.time(held.time)
+                writer.key("rewardId"); writer.string(held.rewardID)
+                writer.key("quantity"); writer.int(held.quantity)
+                writer.key("points"); writer.int(held.points)
+                writer.endObject()
+            }
+            writer.endArray()
         }
-        if let asOf { view["asOf"] = .string(asOf.description) }
-        return .object(view)
+        if let asOf { writer.key("asOf"); writer.time(asOf) }
+        writer.endObject()
+        return writer.bytes
     }
 
     // MARK: Pieces

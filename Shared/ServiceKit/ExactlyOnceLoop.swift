@@ -1018,7 +1018,7 @@ public final class ExactlyOnceLoop<Processor: StreamProcessor>: RebalanceListene
             databasePath: { [configuration] task in configuration.storePerTask ? configuration.databasePath(ofTask: task) : configuration.databasePath },
             token: configuration.httpToken,
             tokenVariable: configuration.platform.variable("HTTP_TOKEN"),
-            memberView: { member, database, asOf in try processor.value.memberView(member, in: database, asOf: asOf) },
+            memberView: { member, database, asOf in try processor.value.serializedMemberView(member, in: database, asOf: asOf) },
             memberResource: { member, resource, database in try processor.value.memberResource(member, resource, in: database) },
             owner: { task in
                 try? InstanceDirectory.owner(of: task, service: service, platform: platform, bootstrapServers: servers, kafkaSettings: settings)

@@ -17,7 +17,8 @@ public final class ServiceEndpoints: @unchecked Sendable {
     private let token: String?
     /// The variable that sets the token, for answers that ask for it.
     private let tokenVariable: String
-    private let memberView: (String, Database, EventTime?) throws -> JSONValue?
+    /// A member's view as the bytes of its JSON (nil: unknown here).
+    private let memberView: (String, Database, EventTime?) throws -> [UInt8]?
     private let memberResource: (String, String, Database) throws -> MemberResource
     /// The HTTP address of the instance that owns a task, when another instance asks.
     private let owner: @Sendable (Int32) -> String?
@@ -29,7 +30,7 @@ public final class ServiceEndpoints: @unchecked Sendable {
     /// nothing but that database.
     public init(
         status: ServiceStatus, databasePath: @escaping @Sendable (Int32) -> String, token: String?, tokenVariable: String,
-        memberView: @escaping (String, Database, EventTime?) throws -> JSONValue?,
+        memberView: @escaping (String, Database, EventTime?) throws -> [UInt8]?,
         memberResource: @escaping (String, String, Database) throws -> MemberResource = { _, resource, _ in .notFound("no resource \(resource)") },
         owner: @escaping @Sendable (Int32) -> String? = { _ in nil }
     ) {
@@ -105,7 +106,7 @@ public final class ServiceEndpoints: @unchecked Sendable {
                     }
                 }
                 guard let view = try memberView(id, database!, asOf) else { return .error(404, "no member \(id) here") }
-                return HTTPResponse(status: 200, body: Array(view.jsonString.utf8) + [10])
+                return HTTPResponse(status: 200, body: view + [10])
             } catch {
                 return .error(500, "\(error)")
             }

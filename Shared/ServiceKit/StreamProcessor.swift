@@ -205,6 +205,9 @@ public protocol StreamProcessor: AnyObject {
     /// `asOf` when given. Called on the HTTP server's thread with a connection of its own: it
     /// must read nothing but that database and the processor's immutable settings.
     func memberView(_ member: String, in database: Database, asOf: EventTime?) throws -> JSONValue?
+    /// ``memberView(_:in:asOf:)`` as the bytes of its JSON, for callers that only pass it on
+    /// (the HTTP lookup, a simulation's end states), under the same rules.
+    func serializedMemberView(_ member: String, in database: Database, asOf: EventTime?) throws -> [UInt8]?
     /// A part of a member for `GET /members/<id>/<resource>` (for example a contact address the
     /// senders fetch), under the same rules as ``memberView(_:in:asOf:)``.
     func memberResource(_ member: String, _ resource: String, in database: Database) throws -> MemberResource
@@ -242,6 +245,9 @@ extension StreamProcessor {
     public var storesPersonalData: Bool { false }
     public var loggedRowUpgrades: [LoggedRowUpgrade] { [] }
     public func memberView(_ member: String, in database: Database, asOf: EventTime?) throws -> JSONValue? { nil }
+    public func serializedMemberView(_ member: String, in database: Database, asOf: EventTime?) throws -> [UInt8]? {
+        try memberView(member, in: database, asOf: asOf)?.serialized()
+    }
     public func memberResource(_ member: String, _ resource: String, in database: Database) throws -> MemberResource {
         .notFound("no resource \(resource) of members here")
     }

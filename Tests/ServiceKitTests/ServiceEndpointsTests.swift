@@ -16,7 +16,7 @@ import Testing
         }
         return ServiceEndpoints(
             status: status, databasePath: { [path = directory.appendingPathComponent("test.sqlite").path] _ in path }, token: token, tokenVariable: "ACME_HTTP_TOKEN",
-            memberView: { member, _, _ in ["member": .string(member)] },
+            memberView: { member, _, _ in JSONValue.object(["member": .string(member)]).serialized() },
             memberResource: { member, resource, _ in
                 resource == "contacts/sms" ? .found(["address": "13800138000"]) : member == "gone" ? .gone("erased") : .notFound("no \(resource)")
             })
@@ -61,7 +61,9 @@ import Testing
         let endpoints = ServiceEndpoints(
             status: status, databasePath: { [directory] task in directory.appendingPathComponent("test.task-\(task).sqlite").path },
             token: nil, tokenVariable: "ACME_HTTP_TOKEN",
-            memberView: { _, database, _ in ["store": .int(try database.prepare("SELECT task FROM whose").queryOne { $0.int64(0) } ?? -1)] })
+            memberView: { _, database, _ in
+                JSONValue.object(["store": .int(try database.prepare("SELECT task FROM whose").queryOne { $0.int64(0) } ?? -1)]).serialized()
+            })
         let members = (0..<40).map { "member-\($0)" }
         for task: Int32 in 0..<2 {
             let member = try #require(members.first { Murmur2Partitioner.partition(of: Array($0.utf8), partitions: 2) == task })

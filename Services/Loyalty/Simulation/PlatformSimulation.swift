@@ -181,8 +181,9 @@ struct PlatformSimulation {
                 + "\(String(format: "%.1f", seconds)) s (\(Int((seconds * 1_000_000 / Double(max(simulation.taken, 1))).rounded())) µs a record)")
             result.recordsApplied += simulation.taken
             try result.views.record(service: processor.name) { member in
-                guard let view = try processor.memberView(member, in: database, asOf: nil), view.objectValue != nil else { return nil }
-                return view.serialized()
+                // A member's state holds each service's view that is an object.
+                guard let view = try processor.serializedMemberView(member, in: database, asOf: nil), view.first == UInt8(ascii: "{") else { return nil }
+                return view
             }
         }
 
