@@ -684,7 +684,8 @@ public final class BatchApplier<Processor: StreamProcessor> {
         let record = polled.record
         let partition = record.topicPartition
         let isSorted = processor.sortedInputTopics.contains(record.topic)
-        let location: [SQLValue] = [.text(partition.topic), .integer(Int64(partition.partition)), .integer(record.offset)]
+        // Only a sorted topic's records are looked up and noted by place.
+        let location: [SQLValue] = isSorted ? [.text(partition.topic), .integer(Int64(partition.partition)), .integer(record.offset)] : []
         if let next = try storedOffset(partition, &progress), record.offset < next {
             progress.outcome.skippedBehindOffset += 1
             return
