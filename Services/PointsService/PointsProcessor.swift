@@ -45,7 +45,8 @@ public final class PointsProcessor: StreamProcessor {
     private var batchRefusals: [String: Int] = [:]
     private var refusalTotals: [String: Int] = [:]
     /// Accounts read or changed in the current batch, written back in `finish`; by the member
-    /// id's bytes, as the `accounts` table keys them (two lookalike ids are two members).
+    /// id's bytes, as the `accounts` table keys them (two lookalike ids are two members). An
+    /// account is out of it while one of its member's inputs or timers is applied.
     private var accounts: [ExactText: CachedAccount] = [:]
     static let source = "loyalty/points"
 
@@ -413,8 +414,9 @@ public final class PointsProcessor: StreamProcessor {
 
     /// The member's account taken out of the batch's cache (read from the store the first time
     /// in a batch), while applying an input or timer of the member's own task. The caller
-    /// changes it and puts it back: left in the cache as well, each change to its lots or
-    /// orders would copy them all first.
+    /// changes it and puts it back: left in the cache as well, a timer's first change to its
+    /// lots or orders would copy them all. (An input's changes are still made to a copy, by
+    /// the rules, which leave the account as it was when they refuse the input.)
     private func takeAccount(_ member: String, _ batch: Batch) throws -> CachedAccount {
         if let cached = accounts.removeValue(forKey: ExactText(member)) { return cached }
         let row = try batch.database.prepare("SELECT state, orders_apart, refunds_apart FROM accounts WHERE member = ?")

@@ -201,12 +201,14 @@ public protocol StreamProcessor: AnyObject {
     var broadcastTopics: [String] { get }
     /// Applies a record of a broadcast topic. Throws only for failures of storage.
     func applyBroadcast(_ record: ConsumedRecord, in batch: Batch) throws
-    /// The service's view of a member for `GET /members/<id>` (nil: unknown here), as of
-    /// `asOf` when given. Called on the HTTP server's thread with a connection of its own: it
-    /// must read nothing but that database and the processor's immutable settings.
+    /// The service's view of a member (nil: unknown here), as of `asOf` when given. Called on
+    /// the HTTP server's thread with a connection of its own: it must read nothing but that
+    /// database and the processor's immutable settings.
     func memberView(_ member: String, in database: Database, asOf: EventTime?) throws -> JSONValue?
     /// ``memberView(_:in:asOf:)`` as the bytes of its JSON, for callers that only pass it on
-    /// (the HTTP lookup, a simulation's end states), under the same rules.
+    /// (`GET /members/<id>`, a simulation's end states), under the same rules. The default
+    /// serialises `memberView`; a service that writes the bytes itself makes `memberView` their
+    /// parse, so that the two cannot differ.
     func serializedMemberView(_ member: String, in database: Database, asOf: EventTime?) throws -> [UInt8]?
     /// A part of a member for `GET /members/<id>/<resource>` (for example a contact address the
     /// senders fetch), under the same rules as ``memberView(_:in:asOf:)``.

@@ -18,7 +18,8 @@
 /// // writer.bytes == #"{"memberId":"M-1","paidMinor":1250}"#.utf8
 /// ```
 ///
-/// The writer does not check structure: inside an object, call ``key(_:)`` before each value.
+/// The writer does not check structure: inside an object, call ``key(_:)`` (a key written in
+/// the code) or ``key(escaping:)`` (one made at run time) before each value.
 public struct JSONWriter: ~Copyable, @unchecked Sendable {
     // The output lives in memory the writer alone owns (it cannot be copied), so appending
     // needs neither the uniqueness check nor the generic growth path of an `Array`: writing

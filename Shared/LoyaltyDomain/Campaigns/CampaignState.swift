@@ -307,8 +307,8 @@ extension CampaignResults {
         }
         w.key("couponsIssued"); w.int(couponsIssued)
         w.key("badgesAwarded"); w.int(badgesAwarded)
-        for (name, group) in [("treated", treated), ("control", control)] {
-            w.key(escaping: name); w.beginObject()
+        for (name, group) in [("treated", treated), ("control", control)] as [(StaticString, GroupFigures)] {
+            w.key(name); w.beginObject()
             w.key("members"); w.int(group.members)
             w.key("triggers"); w.int(group.triggers)
             w.key("orders"); w.int(group.orders)

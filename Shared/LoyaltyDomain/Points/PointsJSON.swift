@@ -97,14 +97,14 @@ extension PointsAccount {
             w.key("points"); w.int(next.points)
             w.endObject()
         }
-        let figures: [(String, Int64)] = [
+        let figures: [(StaticString, Int64)] = [
             ("lifetimeEarned", lifetime.earned), ("lifetimeReversed", lifetime.reversed), ("lifetimeSpent", lifetime.spent),
             ("lifetimeRedeemed", lifetime.redeemed), ("lifetimeCashOffset", lifetime.cashOffset),
             ("lifetimeTransferredOut", lifetime.transferredOut), ("lifetimeTransferredIn", lifetime.transferredIn),
             ("lifetimeGivenBack", lifetime.givenBack), ("lifetimeExpired", lifetime.expired), ("lifetimeDeducted", lifetime.deducted),
             ("lifetimeAdjustedUp", lifetime.adjustedUp), ("lifetimeAdjustedDown", lifetime.adjustedDown), ("entries", entries),
         ]
-        for (key, value) in figures { w.key(escaping: key); w.int(value) }
+        for (key, value) in figures { w.key(key); w.int(value) }
         // Only members who brought a balance over have this figure.
         if lifetime.imported != 0 { w.key("lifetimeImported"); w.int(lifetime.imported) }
         w.endObject()
