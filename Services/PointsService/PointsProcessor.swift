@@ -313,20 +313,16 @@ public final class PointsProcessor: StreamProcessor {
         }
         let refusals = try database.prepare("SELECT refusal_id, time, reason FROM refusals WHERE member = ? AND time <= ? ORDER BY time, refusal_id")
             .query(.text(member), .integer(limit)) { row in (id: row.string(0), time: row.int64(1), reason: row.string(2)) }
-        /// Opens an object with the three figures of a balance; the caller closes it.
-        func beginBalance(_ available: Int64, _ pending: Int64, _ debt: Int64, in writer: inout JSONWriter) {
-            writer.beginObject()
-            writer.key("available"); writer.int(available)
-            writer.key("pending"); writer.int(pending)
-            writer.key("debt"); writer.int(debt)
-        }
         var writer = JSONWriter(capacity: 512 + rows.count * 256)
         writer.beginObject()
         writer.key("member"); writer.string(member)
         writer.key("registeredAt"); writer.time(account.registeredAt)
         writer.key("closed"); writer.bool(account.closed)
         writer.key("balance")
-        beginBalance(balance.available, balance.pending, balance.debt, in: &writer)
+        writer.beginObject()
+        writer.key("available"); writer.int(balance.available)
+        writer.key("pending"); writer.int(balance.pending)
+        writer.key("debt"); writer.int(balance.debt)
         writer.key("net"); writer.int(balance.net)
         writer.endObject()
         writer.key("lots")
@@ -357,8 +353,7 @@ public final class PointsProcessor: StreamProcessor {
             writer.key("points"); writer.int(row.points)
             writer.key("causeId"); writer.string(row.cause)
             writer.key("balanceAfter")
-            beginBalance(row.available, row.pending, row.debt, in: &writer)
-            writer.endObject()
+            Balance(available: row.available, pending: row.pending, debt: row.debt).write(to: &writer)
             if let order = row.order { writer.key("orderId"); writer.string(order) }
             writer.endObject()
         }

@@ -2,7 +2,8 @@
 /// account as the points service stores it. Field order is fixed, so equal values always
 /// give equal bytes.
 extension Balance {
-    func write(to writer: inout JSONWriter) {
+    /// Writes the three figures as a JSON object, as ledger events and member views show them.
+    public func write(to writer: inout JSONWriter) {
         writer.beginObject()
         writer.key("available"); writer.int(available)
         writer.key("pending"); writer.int(pending)
