@@ -222,12 +222,14 @@ struct JSONParser {
         var members: [JSONMember] = []
         members.reserveCapacity(Self.initialMemberCapacity)
         var keySet: Set<String>?
+        var lengths = KeyLengths()
         while true {
             skipWhitespace()
             guard current == UInt8(ascii: "\"") else { throw unexpected(expecting: "a string key") }
             let keyOffset = position
             let key = try parseString()
-            if isDuplicate(key, in: members, keySet: &keySet) {
+            if lengths.mayMatch(key, scanning: members.count < Self.linearKeyCheckLimit && keySet == nil),
+               isDuplicate(key, in: members, keySet: &keySet) {
                 throw failure("duplicate key \(quoted(key))", at: keyOffset)
             }
 
@@ -283,6 +285,23 @@ struct JSONParser {
             throw failure("nesting deeper than \(JSONValue.maximumDepth) levels", at: position)
         }
         depth += 1
+    }
+
+    /// The UTF-8 lengths of an object's keys so far, folded into 64 bits. The scan for a
+    /// duplicate compares lengths before text (``JSONObject/index(ofKey:in:)``), so a key whose
+    /// length no earlier key has cannot match one: its scan is passed over. Most keys of an
+    /// object differ in length, and the scans were 2 % of a simulation (callgrind).
+    private struct KeyLengths {
+        private var seen: UInt64 = 0
+
+        /// Whether the check for `key` must run: always when the object is checked with a set
+        /// (`scanning` false, as the set holds canonically equal keys of any length equal);
+        /// when scanning, only if an earlier key may have its length. Notes the length.
+        mutating func mayMatch(_ key: String, scanning: Bool) -> Bool {
+            let bit: UInt64 = 1 << UInt64(key.utf8.count & 63)
+            defer { seen |= bit }
+            return !scanning || seen & bit != 0
+        }
     }
 
     private func isDuplicate(_ key: String, in members: [JSONMember], keySet: inout Set<String>?) -> Bool {
