@@ -171,6 +171,20 @@ private let shanghai = ProgramCalendar(offset: UTCOffset(seconds: 8 * 3_600))
         #expect(LocalDate.daysInMonth(year: 2028, month: 2) == 29)
     }
 
+    @Test func numbersArePaddedToTheirWidthAndNeverCut() {
+        func padded(_ value: UInt64, _ width: Int) -> String {
+            var text = Array("<".utf8)
+            CivilCalendar.appendPadded(value, width: width, to: &text)
+            return String(decoding: text, as: UTF8.self)
+        }
+        #expect(padded(0, 2) == "<00")
+        #expect(padded(0, 0) == "<0")
+        #expect(padded(7, 4) == "<0007")
+        #expect(padded(10, 2) == "<10")
+        #expect(padded(123_456, 4) == "<123456")
+        #expect(padded(UInt64.max, 2) == "<18446744073709551615")
+    }
+
     @Test func parsesAndDescribesDates() throws {
         #expect(try LocalDate.parse("2026-03-15") == date(2026, 3, 15))
         #expect(try LocalDate.parse("0001-01-01").description == "0001-01-01")

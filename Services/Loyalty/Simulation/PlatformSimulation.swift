@@ -117,8 +117,10 @@ struct PlatformSimulation {
 
     /// The record a history line holds; nil for a blank line.
     static func record(fromLine line: ArraySlice<UInt8>, name: String, number: Int) throws -> Record? {
-        let trimmed = Array(line.drop { $0 == 32 || $0 == 9 || $0 == 13 }.reversed().drop { $0 == 32 || $0 == 9 || $0 == 13 }.reversed())
-        if trimmed.isEmpty { return nil }
+        func isBlank(_ byte: UInt8) -> Bool { byte == 32 || byte == 9 || byte == 13 }
+        // Found by index, not by reversing the line twice: that copied each byte one by one.
+        guard let first = line.firstIndex(where: { !isBlank($0) }), let last = line.lastIndex(where: { !isBlank($0) }) else { return nil }
+        let trimmed = Array(line[first...last])
         let event: CloudEvent
         do { event = try CloudEvent.decode(trimmed) } catch { throw CLIError("\(name):\(number): not a CloudEvent: \(error)") }
         guard let topic = topic(forEventType: event.type) else {
