@@ -24,6 +24,10 @@ public final class Database: @unchecked Sendable {
     // Keyed by SQL text. Every statement this connection prepares for callers lives here, which is
     // what lets `close()` finalize them all before closing the connection.
     private var statements: [String: Statement] = [:]
+    /// The same statements by where their SQL text's bytes are: a literal's are always at one
+    /// place, found without hashing the text (a thousand instructions for a long statement,
+    /// asked for per record). A hit counts only if the text is the same.
+    private var statementsByTextAddress: [UInt: Statement] = [:]
 
     /// Opens (creating if needed) the database at `configuration.path` and configures it:
     /// WAL journal, the configured `synchronous` level, busy timeout and cache size, foreign keys
@@ -117,6 +121,7 @@ public final class Database: @unchecked Sendable {
             statement.finalize()
         }
         statements.removeAll()
+        statementsByTextAddress.removeAll()
         // close_v2 cannot fail once every statement is finalized.
         sqlite3_close_v2(handle)
         self.handle = nil
@@ -159,15 +164,29 @@ public final class Database: @unchecked Sendable {
     /// - Throws: ``SQLiteError`` for a syntax error, an unknown table or column, or more (or less)
     ///   than one statement.
     public func prepare(_ sql: String) throws -> Statement {
-        if let cached = statements[sql] {
+        let address = sql.utf8.withContiguousStorageIfAvailable { UInt(bitPattern: $0.baseAddress) } ?? 0
+        if address != 0, let cached = statementsByTextAddress[address], cached.sql == sql {
             cached.reset()
             cached.clearBindings()
             return cached
         }
-        // PERSISTENT: the statement lives as long as the connection, so SQLite should not take
-        // its memory from the lookaside pool meant for short-lived allocations.
-        let statement = try compile(sql, flags: UInt32(SQLITE_PREPARE_PERSISTENT))
-        statements[sql] = statement
+        let statement: Statement
+        if let cached = statements[sql] {
+            cached.reset()
+            cached.clearBindings()
+            statement = cached
+        } else {
+            // PERSISTENT: the statement lives as long as the connection, so SQLite should not
+            // take its memory from the lookaside pool meant for short-lived allocations.
+            statement = try compile(sql, flags: UInt32(SQLITE_PREPARE_PERSISTENT))
+            statements[sql] = statement
+        }
+        if address != 0 {
+            // Texts built at run time come at ever new places: the map is kept to the
+            // statements' number, so that those cannot grow it.
+            if statementsByTextAddress.count >= 2 * statements.count + 64 { statementsByTextAddress.removeAll(keepingCapacity: true) }
+            statementsByTextAddress[address] = statement
+        }
         return statement
     }
 

@@ -258,6 +258,20 @@ struct StatementTests {
         }
     }
 
+    @Test func textsBuiltAtRunTimeEachGetTheStatementOfTheirOwnText() throws {
+        try withDatabase { database in
+            // Each text is let go before the next is made, so most come where an earlier,
+            // different one was: the cache must not answer by the place alone. Hundreds of
+            // them also pass the bound of the cache by place.
+            for index in 0..<600 {
+                let sql = "SELECT \(index % 7) AS figure_of_a_text_made_at_run_time"
+                #expect(try database.prepare(sql).queryOne { $0.int(0) } == index % 7, "\(sql)")
+                let literal = try database.prepare("SELECT 'a literal' AS figure_of_a_literal_text")
+                #expect(try literal.queryOne { $0.string(0) } == "a literal")
+            }
+        }
+    }
+
     @Test func reusedStatementStartsFreshAfterAPartialStep() throws {
         try withDatabase { database in
             try database.execute("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1), (2), (3)")
