@@ -96,6 +96,11 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// A record taken from the merge that waits for its task's timers (see ``timerBudget``):
     /// the next batch starts with it, and pulls nothing else until it is applied.
     public private(set) var carriedRecord: PolledRecord<Processor.Body>?
+    /// The record the running batch has set aside for the next (``BatchProgress/carries``),
+    /// kept here so that the batch's progress has no type made of the processor's: a value of
+    /// such a type costs a lookup of its type at run time wherever the applier's code, not
+    /// specialised, touches it (some 300 instructions, four times a record).
+    private var carriedByBatch: PolledRecord<Processor.Body>?
     /// Tasks whose timers, due by their stream time, the budget left unfired: the next batch
     /// fires them first, as an unbounded one would have at its end.
     public private(set) var tasksWithTimersLeft: Set<Int32> = []
@@ -565,6 +570,8 @@ public final class BatchApplier<Processor: StreamProcessor> {
         var progress = BatchProgress(timersLeft: timerBudget ?? .max)
         var strikeCleared = false
         let carriedIn = carriedRecord
+        carriedByBatch = nil
+        defer { carriedByBatch = nil }
         let timersLeftIn = tasksWithTimersLeft
         do {
             try database.transaction {
@@ -573,22 +580,24 @@ public final class BatchApplier<Processor: StreamProcessor> {
                 let batch = try makeBatch()
                 try deleteDelivered(deliveredOutbox)
                 try fireTimersLeft(timersLeftIn, in: batch, &progress)
-                if let carriedIn, progress.timersLeftOver.isEmpty { try take(carriedIn, in: batch, &progress) } else { progress.carried = carriedIn }
+                if let carriedIn {
+                    if progress.timersLeftOver.isEmpty { try take(carriedIn, in: batch, &progress) } else { carry(carriedIn, &progress) }
+                }
                 var echoesSeen = 0
                 // A record that sent another task a command ends the batch: what follows may
                 // have to wait for that task's answer (``PeerHold``), which the task's book
                 // only holds once the batch is committed.
-                while progress.carried == nil, batch.peerCommands.isEmpty, let polled = nextRecord(batch.echoes[echoesSeen...]) {
+                while !progress.carries, batch.peerCommands.isEmpty, let polled = nextRecord(batch.echoes[echoesSeen...]) {
                     echoesSeen = batch.echoes.count
                     try take(polled, in: batch, &progress)
                 }
                 if let committable = committableOffsets() { try settle(on: committable, &progress) }
-                if let carried = progress.carried { try holdOffset(at: carried.record, &progress) }
+                if progress.carries, let carried = carriedByBatch { try holdOffset(at: carried.record, &progress) }
                 try fireTimersLeftDue(in: batch, wallClock: wallClock, tasks: tasks, &progress)
                 try processor.finish(batch)
                 strikeCleared = try store(progress)
                 // What waits for the next batch belongs to its task already (marks, frontiers).
-                carriedRecord = progress.carried
+                carriedRecord = progress.carries ? carriedByBatch : nil
                 tasksWithTimersLeft = progress.timersLeftOver
                 if let beforeCommit {
                     let pending = progress.pendingStreamTimes
@@ -624,27 +633,14 @@ public final class BatchApplier<Processor: StreamProcessor> {
         timers.commit()
         for (task, time) in progress.pendingStreamTimes { streamTimes[task] = time }
         if strikeCleared { strikeAgainst = nil }
-        carriedRecord = progress.carried
+        carriedRecord = progress.carries ? carriedByBatch : nil
         return progress.outcome
     }
 
-    /// What a batch's transaction has done so far.
-    private struct BatchProgress {
-        var outcome = BatchOutcome()
-        /// Timers the batch may still fire (``timerBudget``).
-        var timersLeft: Int
-        /// The record that waits for the next batch, its task's timers not all fired.
-        var carried: PolledRecord<Processor.Body>?
-        /// Tasks whose timers due by their stream time wait for the next batch.
-        var timersLeftOver: Set<Int32> = []
-        /// Stream time per task as this batch moved it.
-        var pendingStreamTimes: [Int32: Int64] = [:]
-        var appliedPerTask: [Int32: Int64] = [:]
-        /// Stored offsets, read inside the transaction: after a rebalance another instance
-        /// sharing the database may have applied some of these records already.
-        var storedOffsets: [TopicPartition: Int64?] = [:]
-        /// The offsets to store: past each record handed out.
-        var nextOffsets: [TopicPartition: Int64] = [:]
+    /// Sets `polled` aside for the next batch: its task's timers are not all fired.
+    private func carry(_ polled: PolledRecord<Processor.Body>, _ progress: inout BatchProgress) {
+        carriedByBatch = polled
+        progress.carries = true
     }
 
     /// What becomes of one record.
@@ -706,7 +702,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
             if timerMode == .streamTime,
                try !fireEveryTasksTimers(before: time.millis, batch: batch, &progress)
                 || !fireTimers(task: task, upTo: max(streamTime, time.millis), batch: batch, &progress) {
-                progress.carried = polled
+                carry(polled, &progress)
                 return
             }
             progress.pendingStreamTimes[task] = max(streamTime, time.millis)
@@ -716,7 +712,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
             progress.outcome.deadLettered += 1
         case .apply(let input):
             guard try applyOnce(input, from: record, task: task, streamTime: streamTime, in: batch, &progress) else {
-                progress.carried = polled
+                carry(polled, &progress)
                 return
             }
             // Commands a service sends itself go to its sorted (command) topics.
@@ -1175,4 +1171,24 @@ extension Int64 {
     mutating func raise(to value: Int64) {
         if value > self { self = value }
     }
+}
+
+/// What a batch's transaction has done so far. Not nested in the generic applier, so that it
+/// is a type of its own, known before the program runs (``BatchApplier/carriedByBatch``).
+private struct BatchProgress {
+    var outcome = BatchOutcome()
+    /// Timers the batch may still fire (``BatchApplier/timerBudget``).
+    var timersLeft: Int
+    /// Whether a record waits for the next batch, its task's timers not all fired.
+    var carries = false
+    /// Tasks whose timers due by their stream time wait for the next batch.
+    var timersLeftOver: Set<Int32> = []
+    /// Stream time per task as this batch moved it.
+    var pendingStreamTimes: [Int32: Int64] = [:]
+    var appliedPerTask: [Int32: Int64] = [:]
+    /// Stored offsets, read inside the transaction: after a rebalance another instance
+    /// sharing the database may have applied some of these records already.
+    var storedOffsets: [TopicPartition: Int64?] = [:]
+    /// The offsets to store: past each record handed out.
+    var nextOffsets: [TopicPartition: Int64] = [:]
 }
