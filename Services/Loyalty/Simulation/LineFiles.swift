@@ -4,7 +4,16 @@ import Foundation
 /// written is never held whole. A file is created (or emptied) by its first line.
 final class LineFiles {
     private let directory: String
-    private var files: [String: (handle: FileHandle, buffer: [UInt8])] = [:]
+    /// A file being written and what is buffered for it; a class, so that a line is added to
+    /// its buffer in place, with one lookup of its name.
+    private final class OpenFile {
+        let handle: FileHandle
+        var buffer: [UInt8] = []
+
+        init(_ handle: FileHandle) { self.handle = handle }
+    }
+
+    private var files: [String: OpenFile] = [:]
     private static let flushAt = 1 << 20
 
     init(directory: String) {
@@ -13,14 +22,19 @@ final class LineFiles {
 
     /// Appends `line` and a newline to the file `name`.
     func append(_ line: [UInt8], to name: String) throws {
-        var file = try files.removeValue(forKey: name) ?? open(name)
+        let file: OpenFile
+        if let open = files[name] {
+            file = open
+        } else {
+            file = try open(name)
+            files[name] = file
+        }
         file.buffer += line
         file.buffer.append(UInt8(ascii: "\n"))
         if file.buffer.count >= Self.flushAt {
             try file.handle.write(contentsOf: file.buffer)
             file.buffer.removeAll(keepingCapacity: true)
         }
-        files[name] = file
     }
 
     /// Creates (or empties) the file `name` with no line in it yet.
@@ -37,9 +51,9 @@ final class LineFiles {
         files = [:]
     }
 
-    private func open(_ name: String) throws -> (handle: FileHandle, buffer: [UInt8]) {
+    private func open(_ name: String) throws -> OpenFile {
         let path = "\(directory)/\(name)"
         guard FileManager.default.createFile(atPath: path, contents: nil) else { throw CLIError("cannot write \(path)") }
-        return (try FileHandle(forWritingTo: URL(fileURLWithPath: path)), [])
+        return OpenFile(try FileHandle(forWritingTo: URL(fileURLWithPath: path)))
     }
 }
