@@ -99,7 +99,8 @@ public final class BatchApplier<Processor: StreamProcessor> {
     /// The record the running batch has set aside for the next (``BatchProgress/carries``),
     /// kept here so that the batch's progress has no type made of the processor's: a value of
     /// such a type costs a lookup of its type at run time wherever the applier's code, not
-    /// specialised, touches it (some 300 instructions, four times a record).
+    /// specialised, touches it (some 300 instructions, four times a record). One batch at a
+    /// time: `apply` is not re-entrant (its transaction cannot nest).
     private var carriedByBatch: PolledRecord<Processor.Body>?
     /// Tasks whose timers, due by their stream time, the budget left unfired: the next batch
     /// fires them first, as an unbounded one would have at its end.

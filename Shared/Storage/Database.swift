@@ -24,10 +24,14 @@ public final class Database: @unchecked Sendable {
     // Keyed by SQL text. Every statement this connection prepares for callers lives here, which is
     // what lets `close()` finalize them all before closing the connection.
     private var statements: [String: Statement] = [:]
-    /// The same statements by where their SQL text's bytes are: a literal's are always at one
-    /// place, found without hashing the text (a thousand instructions for a long statement,
-    /// asked for per record). A hit counts only if the text is the same.
+    /// The same statements by where their SQL text's bytes are: a literal's of more than 15
+    /// bytes are always at one place, found without hashing the text (a thousand instructions
+    /// for a long statement, asked for per record). A hit counts only if the text is the same.
     private var statementsByTextAddress: [UInt: Statement] = [:]
+    /// How many places the cache by place holds (for tests of its bound).
+    var cachedTextPlaces: Int { statementsByTextAddress.count }
+    /// How many statements the connection keeps prepared.
+    var cachedStatements: Int { statements.count }
 
     /// Opens (creating if needed) the database at `configuration.path` and configures it:
     /// WAL journal, the configured `synchronous` level, busy timeout and cache size, foreign keys
@@ -164,7 +168,9 @@ public final class Database: @unchecked Sendable {
     /// - Throws: ``SQLiteError`` for a syntax error, an unknown table or column, or more (or less)
     ///   than one statement.
     public func prepare(_ sql: String) throws -> Statement {
-        let address = sql.utf8.withContiguousStorageIfAvailable { UInt(bitPattern: $0.baseAddress) } ?? 0
+        // A text of up to 15 bytes is held in the string itself, and handed out from a copy on
+        // the stack: its address says nothing, and its hash is cheap.
+        let address = sql.utf8.count > 15 ? sql.utf8.withContiguousStorageIfAvailable { UInt(bitPattern: $0.baseAddress) } ?? 0 : 0
         if address != 0, let cached = statementsByTextAddress[address], cached.sql == sql {
             cached.reset()
             cached.clearBindings()

@@ -1,5 +1,6 @@
-import Storage
 import Testing
+
+@testable import Storage
 
 @Suite("Statement")
 struct StatementTests {
@@ -261,14 +262,24 @@ struct StatementTests {
     @Test func textsBuiltAtRunTimeEachGetTheStatementOfTheirOwnText() throws {
         try withDatabase { database in
             // Each text is let go before the next is made, so most come where an earlier,
-            // different one was: the cache must not answer by the place alone. Hundreds of
-            // them also pass the bound of the cache by place.
+            // different one was: the cache must not answer by the place alone.
             for index in 0..<600 {
                 let sql = "SELECT \(index % 7) AS figure_of_a_text_made_at_run_time"
                 #expect(try database.prepare(sql).queryOne { $0.int(0) } == index % 7, "\(sql)")
                 let literal = try database.prepare("SELECT 'a literal' AS figure_of_a_literal_text")
                 #expect(try literal.queryOne { $0.string(0) } == "a literal")
             }
+            // Seven texts made again and again, all kept alive, so at 300 places: more than
+            // the cache by place may hold for so few statements, so it is emptied on the way.
+            // Each is still answered by its own statement, and so are short texts, which have
+            // no place of their own.
+            let kept = (0..<300).map { "SELECT \($0 % 7) AS figure_of_a_text_made_at_run_time" }
+            for (index, sql) in kept.enumerated() {
+                #expect(try database.prepare(sql).queryOne { $0.int(0) } == index % 7, "\(sql)")
+                #expect(try database.prepare("SELECT \(index % 3)").queryOne { $0.int(0) } == index % 3)
+                #expect(database.cachedTextPlaces <= 2 * database.cachedStatements + 64)
+            }
+            #expect(database.cachedStatements == 7 + 1 + 3)
         }
     }
 
