@@ -984,7 +984,7 @@ public final class BatchApplier<Processor: StreamProcessor> {
                         }
                         outcome.applied += 1
                     }
-                    nextOffsets[record.topicPartition] = max(nextOffsets[record.topicPartition] ?? 0, record.offset + 1)
+                    nextOffsets[record.topicPartition, default: 0].raise(to: record.offset + 1)
                 }
                 try processor.finish(batch)
                 let saveOffset = try database.prepare(

@@ -172,15 +172,11 @@ public final class Database: @unchecked Sendable {
         // the stack: its address says nothing, and its hash is cheap.
         let address = sql.utf8.count > 15 ? sql.utf8.withContiguousStorageIfAvailable { UInt(bitPattern: $0.baseAddress) } ?? 0 : 0
         if address != 0, let cached = statementsByTextAddress[address], cached.sql == sql {
-            cached.reset()
-            cached.clearBindings()
-            return cached
+            return reused(cached)
         }
         let statement: Statement
         if let cached = statements[sql] {
-            cached.reset()
-            cached.clearBindings()
-            statement = cached
+            statement = reused(cached)
         } else {
             // PERSISTENT: the statement lives as long as the connection, so SQLite should not
             // take its memory from the lookaside pool meant for short-lived allocations.
@@ -188,11 +184,18 @@ public final class Database: @unchecked Sendable {
             statements[sql] = statement
         }
         if address != 0 {
-            // Texts built at run time come at ever new places: the map is kept to the
-            // statements' number, so that those cannot grow it.
+            // Texts built at run time come at ever new places: the map is kept to at most twice
+            // the statements' number (and 64), so that those cannot grow it.
             if statementsByTextAddress.count >= 2 * statements.count + 64 { statementsByTextAddress.removeAll(keepingCapacity: true) }
             statementsByTextAddress[address] = statement
         }
+        return statement
+    }
+
+    /// A cached statement back at its start, its parameters `NULL`.
+    private func reused(_ statement: Statement) -> Statement {
+        statement.reset()
+        statement.clearBindings()
         return statement
     }
 
