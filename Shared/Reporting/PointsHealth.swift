@@ -108,9 +108,84 @@ extension PointsHealth {
         }
 
         /// The entry of a ledger record the points service published, from its bytes, reading
-        /// only what an entry holds (a simulation gathers every entry it publishes, most of
-        /// what it publishes). Nil when the bytes have no type or time.
+        /// only what an entry holds, where it stands (a simulation gathers every entry it
+        /// publishes, most of what it publishes). Nil when the bytes are not JSON or have no
+        /// type or time. The same entry as ``init(_:)`` of the decoded event, and as reading
+        /// the projection of what it holds (``JSONValue/parse(_:keeping:)``).
         public init?(publishedRecord bytes: [UInt8]) {
+            var type: String?
+            var time: EventTime?
+            var subject: String?
+            var sequence: Int64?
+            var reason: String?
+            var kind: String?
+            var member: String?
+            var points: Int64?
+            var lots: [(id: String, delta: Int64, expiresAt: EventTime?)] = []
+            let read: ()? = try? JSONReader.read(bytes) { (reader: inout JSONReader) throws(JSONError) in
+                try reader.readObject(Self.recordMembers) { (field: Int, reader: inout JSONReader) throws(JSONError) in
+                    switch field {
+                    case 0: type = try reader.string()
+                    case 1: time = try reader.time()
+                    case 2: subject = try reader.string()
+                    default:
+                        try reader.readObject(Self.dataMembers) { (field: Int, reader: inout JSONReader) throws(JSONError) in
+                            switch field {
+                            case 0: sequence = try reader.int64()
+                            case 1: reason = try reader.string()
+                            case 2: kind = try reader.string()
+                            case 3: member = try reader.string()
+                            case 4: points = try reader.int64()
+                            default:
+                                try reader.readArray { (reader: inout JSONReader) throws(JSONError) in
+                                    if let lot = try Self.readLot(&reader) { lots.append(lot) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            guard read != nil, let type, let time else { return nil }
+            self.time = time
+            self.sequence = sequence ?? 0
+            switch type {
+            case "points.refused": role = .refusal(reason: reason ?? "?")
+            case "points.expiry-warning": role = .other
+            default: role = .movement
+            }
+            self.kind = kind ?? ""
+            self.member = member ?? subject ?? ""
+            self.points = points ?? 0
+            self.lots = lots
+        }
+
+        /// A lot's change in the ledger's `lots` (nil, the element read whole, when it is not an
+        /// object with a `lotId` string).
+        private static func readLot(_ reader: inout JSONReader) throws(JSONError) -> (id: String, delta: Int64, expiresAt: EventTime?)? {
+            var id: String?
+            var delta: Int64?
+            var expiresAt: EventTime?
+            // Every member is read (a projection keeps the lots whole).
+            let isObject = try reader.readObject(lotMembers, others: .readWhole) { (field: Int, reader: inout JSONReader) throws(JSONError) in
+                switch field {
+                case 0: id = try reader.string()
+                case 1: delta = try reader.int64()
+                default: expiresAt = try reader.time()
+                }
+            }
+            guard isObject, let id else { return nil }
+            return (id, delta ?? 0, expiresAt)
+        }
+
+        /// The members an entry reads, at each level of a ledger record, in the order the
+        /// readers above number them.
+        private static let recordMembers = JSONReader.Names(["type", "time", "subject", "data"])
+        private static let dataMembers = JSONReader.Names(["sequence", "reason", "kind", "memberId", "points", "lots"])
+        private static let lotMembers = JSONReader.Names(["lotId", "delta", "expiresAt"])
+
+        /// The entry read from the projection of what it holds (``fields``): the reading
+        /// ``init(publishedRecord:)`` stands for, which the tests compare it with.
+        init?(projecting bytes: [UInt8]) {
             guard let object = (try? JSONValue.parse(bytes, keeping: Self.fields))?.objectValue,
                   let type = object["type"]?.stringValue, let time = object["time"]?.stringValue.flatMap({ try? EventTime.parse($0) })
             else { return nil }
@@ -119,7 +194,7 @@ extension PointsHealth {
 
         /// What of a ledger event an entry is made of: every member the entry's initialiser
         /// below reads must be named here.
-        private static let fields: JSONProjection = [
+        static let fields: JSONProjection = [
             "type": .whole, "time": .whole, "subject": .whole,
             "data": JSONProjection(keeping: ["sequence", "reason", "kind", "memberId", "points", "lots"]),
         ]

@@ -2,7 +2,7 @@ import Foundation
 import LoyaltyDomain
 import Messaging
 import ReferenceProgram
-import Reporting
+@testable import Reporting
 import Testing
 
 extension EndToEnd {
@@ -93,6 +93,54 @@ extension EndToEnd {
             #expect(fields(try #require(PointsHealth.LedgerEntry(publishedRecord: events[0].encoded()))).hasSuffix(
                 "3 movement earned m1 440 L1 440 1801411200000,L2 -3 -1"))
             #expect(PointsHealth.LedgerEntry(publishedRecord: Array(#"{"type":"points.earned"}"#.utf8)) == nil, "no time")
+        }
+
+        @Test func aLedgerEntryReadInPlaceIsTheEntryOfItsProjectionWhateverTheBytes() throws {
+            // The summary reads each ledger record where it stands; the projection of what an
+            // entry holds is the reading it stands for. A record with escapes, members passed
+            // over, a refusal and lots, then every byte of it broken and the record cut at
+            // every byte, then duplicates and values of the wrong type where they are read or not.
+            let record = #"""
+                {"specversion":"1.0","id":"s1/base","source":"loyalty/points","type":"points.earned","time":"2026-01-06T17:28:45.025Z",
+                 "subject":"m\u00e934","data":{"entryId":"s1/base","memberId":"m\u0031","sequence":7,"kind":"earned","reason":"x",
+                 "points":440,"delta":{"available":0,"pending":440},"lots":[{"lotId":"L1","delta":440,"expiresAt":"2027-01-31T16:00:00.000Z"},
+                 {"lotId":"L\"2","delta":-3,"note":[1,{"a":null}]},{"delta":5},7,{"lotId":"L3","expiresAt":"2027-01-31T16:00:00+08:00"}],
+                 "details":{"campaign":"first-order"}}}
+                """#
+            let bytes = Array(record.utf8)
+            var variants: [[UInt8]] = [bytes] + (0...bytes.count).map { Array(bytes[..<$0]) }
+            for index in bytes.indices {
+                for replacement: UInt8 in [0x7D, 0x5D, 0x2C, 0x22, 0x5C, 0x78, 0x30, 0x01, 0xFF, 0x7B] {
+                    var variant = bytes
+                    variant[index] = replacement
+                    variants.append(variant)
+                }
+            }
+            for (find, replace) in [
+                (#""type":"points.earned""#, #""type":"points.refused""#), (#""type":"points.earned""#, #""type":"points.expiry-warning""#),
+                (#""subject""#, #""type""#), (#""entryId""#, #""kind""#), (#""entryId""#, #""specversion""#), (#""note""#, #""delta""#),
+                (#""note""#, #""extra""#), (#""note""#, #""x":1,"x""#), (#""details""#, #""lots""#), (#""campaign""#, #""campaign":1,"campaign""#),
+                (#""subject":"m\u00e934""#, #""subject":{"a":1,"a":2}"#), (#""sequence":7"#, #""sequence":{"a":1,"a":2}"#),
+                (#""sequence":7"#, #""sequence":7.0"#), (#""points":440"#, #""points":"440""#), (#""delta":{"#, #""delta":{"x":1,"x":2,"#),
+                (#""lotId":"L1""#, #""lotId":["a",{"b":1,"b":2}]"#), (#""time":"2026-01-06T17:28:45.025Z""#, #""time":"2026-02-30T00:00:00Z""#),
+                (#""time":"2026-01-06T17:28:45.025Z""#, #""time":"2026-01-06T17:28:45+08:00""#), (#""data":{"#, #""data":[{"#),
+                (#""memberId":"m\u0031","#, ""), (#""t\u0079pe":"#, #""type":"#),
+            ] {
+                variants.append(Array(record.replacingOccurrences(of: find, with: replace).utf8))
+            }
+            func fields(_ entry: PointsHealth.LedgerEntry?) -> String {
+                guard let entry else { return "none" }
+                return "\(entry.time.millis) \(entry.sequence) \(entry.role) \(entry.kind) \(entry.member) \(entry.points) "
+                    + entry.lots.map { "\($0.id) \($0.delta) \($0.expiresAt?.millis ?? -1)" }.joined(separator: ",")
+            }
+            var read = 0
+            for variant in variants {
+                let inPlace = PointsHealth.LedgerEntry(publishedRecord: variant)
+                #expect(fields(inPlace) == fields(PointsHealth.LedgerEntry(projecting: variant)), "\(String(decoding: variant, as: UTF8.self))")
+                if inPlace != nil { read += 1 }
+            }
+            #expect(fields(PointsHealth.LedgerEntry(publishedRecord: bytes)) == "1767720525025 7 movement earned m1 440 L1 440 1801411200000,L\"2 -3 -1,L3 0 1801382400000")
+            #expect(read > 100 && read < variants.count / 2)
         }
 
         @Test func theReportOfAYearRendersInChromiumWithTheLedgersTotals() throws {

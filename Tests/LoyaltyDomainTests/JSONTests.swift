@@ -613,4 +613,113 @@ private func parseError(bytes: [UInt8]) -> JSONError? {
         }
         #expect(throws: Never.self) { try JSONValue.parse(Array(#"{"type":"a","id":1,"id":2}"#.utf8), keeping: ledgerFields) }
     }
+
+    // MARK: Reading in place
+
+    /// The projection `ledgerFields` read with a reader: the members it names, values kept whole.
+    private func readLedgerFields(_ bytes: [UInt8]) throws(JSONError) -> JSONValue {
+        let root = JSONReader.Names(["type", "subject", "data"])
+        let data = JSONReader.Names(["sequence", "points", "lots"])
+        return try JSONReader.read(bytes) { (reader: inout JSONReader) throws(JSONError) -> JSONValue in
+            var kept = JSONObject()
+            let isObject = try reader.readObject(root) { (field: Int, reader: inout JSONReader) throws(JSONError) in
+                guard field == 2 else { return kept[["type", "subject"][field]] = try reader.value() }
+                var keptData = JSONObject()
+                let dataIsObject = try reader.readObject(data) { (field: Int, reader: inout JSONReader) throws(JSONError) in
+                    keptData[["sequence", "points", "lots"][field]] = try reader.value()
+                }
+                kept["data"] = dataIsObject ? .object(keptData) : "not an object"
+            }
+            return isObject ? .object(kept) : "not an object"
+        }
+    }
+
+    @Test func aReaderTakesWhatAProjectionKeepsAndChecksWhatItPassesOver() throws {
+        let bytes = Array(ledgerEntry.utf8)
+        #expect(try readLedgerFields(bytes) == JSONValue.parse(bytes, keeping: ledgerFields))
+        // Values taken as what they are, where they stand; as nil when they are something else.
+        let document = Array(#"{"s":"caf\u00e9","n":-12,"f":1.5,"e":1e2,"t":"2026-01-06T17:28:45.025+08:00","w":"2026-01-06T09:28:45.025Z","o":{"a":[1]},"k\u0065y":true,"left":[{"a":1}]}"#.utf8)
+        let names = JSONReader.Names(["s", "n", "f", "e", "t", "w", "o", "key"])
+        let taken = try JSONReader.read(document) { (reader: inout JSONReader) throws(JSONError) -> [String] in
+            var taken: [String] = []
+            try reader.readObject(names) { (field: Int, reader: inout JSONReader) throws(JSONError) in
+                switch field {
+                case 0: taken.append("s=\(try reader.string() ?? "nil")")
+                case 1, 2, 3: taken.append("\(field)=\(try reader.int64().map(String.init) ?? "nil")")
+                case 4, 5: taken.append("\(field)=\(try reader.time()?.millis ?? -1)")
+                case 6: taken.append("o=\(try reader.string() ?? "nil")")
+                default: taken.append("key")
+                }
+            }
+            return taken
+        }
+        #expect(taken == ["s=café", "1=-12", "2=nil", "3=nil", "4=1767691725025", "5=1767691725025", "o=nil", "key"])
+        // What is not read is still checked, and nothing may follow the document.
+        for bad in [#"{"a":[1,}"#, #"{"a":01}"#, #"{"a":"\x"}"#, #"{"a":1} x"#, #"{"a":1"#, #"{"a":{"b":1}"#] {
+            #expect(throws: JSONError.self, "\(bad)") { try JSONReader.read(Array(bad.utf8)) { (_: inout JSONReader) throws(JSONError) in } }
+        }
+        // A key named twice is a duplicate, found at the second as a projection finds it; one
+        // passed over twice is not read; others read whole are checked as a full parse checks them.
+        #expect(throws: JSONError(offset: 19, message: #"duplicate key "type" at byte 19"#)) { try readLedgerFields(Array(#"{"type":"a","id":1,"type":"b"}"#.utf8)) }
+        #expect(try readLedgerFields(Array(#"{"type":"a","id":1,"id":2}"#.utf8)) == ["type": "a"])
+        let twice = Array(#"{"a":1,"b":{"c":1,"c":2}}"#.utf8)
+        #expect(throws: Never.self) { try JSONReader.read(twice) { (reader: inout JSONReader) throws(JSONError) in try reader.readObject(JSONReader.Names(["a"])) { _, _ in } } }
+        #expect(throws: JSONError.self) {
+            try JSONReader.read(twice) { (reader: inout JSONReader) throws(JSONError) in try reader.readObject(JSONReader.Names(["a"]), others: .readWhole) { _, _ in } }
+        }
+        #expect(throws: JSONError(offset: 13, message: #"duplicate key "b" at byte 13"#)) {
+            try JSONReader.read(Array(#"{"b":1,"a":2,"b":3}"#.utf8)) { (reader: inout JSONReader) throws(JSONError) in
+                try reader.readObject(JSONReader.Names(["a"]), others: .readWhole) { _, _ in }
+            }
+        }
+    }
+
+    @Test func aReaderRejectsWhatAProjectionRejectsAndReadsWhatItReads() throws {
+        // The projection's test, for the reader: every byte of the entry broken, and the entry
+        // cut at every byte; the same values, or the same error.
+        let bytes = Array(ledgerEntry.utf8)
+        var variants: [[UInt8]] = (0...bytes.count).map { Array(bytes[..<$0]) }
+        for index in bytes.indices {
+            for replacement: UInt8 in [0x7D, 0x5D, 0x2C, 0x22, 0x5C, 0x78, 0x30, 0x01, 0xFF, 0xC3, 0x7B, 0x5B] {
+                var variant = bytes
+                variant[index] = replacement
+                variants.append(variant)
+            }
+        }
+        var rejected = 0
+        for variant in variants {
+            let kept = Result { () throws(JSONError) in try JSONValue.parse(variant, keeping: ledgerFields) }
+            let read = Result { () throws(JSONError) in try readLedgerFields(variant) }
+            let text = String(decoding: variant, as: UTF8.self)
+            switch (kept, read) {
+            case (.success(var value), .success(let readValue)):
+                // The reader lets go of what is not an object where it reads one; the
+                // projection keeps it whole.
+                if case .object(var object) = value {
+                    if let data = object["data"], data.objectValue == nil { object["data"] = "not an object" }
+                    value = .object(object)
+                } else {
+                    value = "not an object"
+                }
+                #expect(readValue == value, "\(text)")
+            case (.failure(let error), .failure(let readError)):
+                rejected += 1
+                #expect(readError == error, "\(text): \(error) / \(readError)")
+            default:
+                Issue.record("the readings disagree on \(text): \(kept) / \(read)")
+            }
+        }
+        #expect(rejected > variants.count / 2)
+        // Nesting counts against the limit as parsed nesting does, taken or passed over.
+        for levels in [127, 128] {
+            let nested = Array((#"{"id":"# + String(repeating: "[", count: levels) + String(repeating: "]", count: levels) + #","type":"t"}"#).utf8)
+            let kept = Result { () throws(JSONError) in try JSONValue.parse(nested, keeping: ledgerFields) }
+            let read = Result { () throws(JSONError) in try readLedgerFields(nested) }
+            switch (kept, read) {
+            case (.success(let value), .success(let readValue)): #expect(levels == 127 && readValue == value)
+            case (.failure(let error), .failure(let readError)): #expect(levels == 128 && readError == error)
+            default: Issue.record("the readings disagree at \(levels) levels: \(kept), \(read)")
+            }
+        }
+    }
 }

@@ -560,6 +560,90 @@ struct JSONParser {
         }
     }
 
+    // MARK: Reading in place (JSONReader)
+
+    /// The first byte of the value at `position`, past white space; nil at the end.
+    mutating func nextValueByte() -> UInt8? {
+        skipWhitespace()
+        return current
+    }
+
+    /// A value made whole, as ``JSONValue/parse(_:)`` makes it.
+    mutating func readWholeValue() throws(JSONError) -> JSONValue {
+        try parseValue()
+    }
+
+    /// Checks the value at `position` and moves past it, making nothing.
+    mutating func passValue() throws(JSONError) {
+        try skipValue()
+    }
+
+    /// Moves past a number, checked, and returns where its literal is.
+    mutating func readNumberLiteral() throws(JSONError) -> Range<Int> {
+        try scanNumber()
+    }
+
+    /// Moves past a string at `position` (its opening quote): where its text is when it is
+    /// plain (printable ASCII without escapes), else its decoded text.
+    mutating func readStringInPlace() throws(JSONError) -> (plain: Range<Int>?, decoded: String?) {
+        let start = position + 1
+        if let end = scanPlainString() { return (start..<end, nil) }
+        return (nil, try parseStringSlowPath(from: start))
+    }
+
+    /// Enters the object or array at `position` (its opening bracket); true when it is empty
+    /// (and passed, closer and all).
+    mutating func enterReadContainer(closedBy closer: UInt8) throws(JSONError) -> Bool {
+        try enterContainer()
+        position += 1
+        skipWhitespace()
+        guard current == closer else { return false }
+        position += 1
+        depth -= 1
+        return true
+    }
+
+    /// After a member or an element: true when `closer` ended the container (and it is left).
+    mutating func passReadSeparator(closedBy closer: UInt8) throws(JSONError) -> Bool {
+        guard try passSeparator(closedBy: closer) else { return false }
+        depth -= 1
+        return true
+    }
+
+    /// Reads a member's key and its colon, at the key's opening quote (past white space);
+    /// returns the key, and where it began for errors.
+    mutating func readMemberKey() throws(JSONError) -> (plain: Range<Int>?, decoded: String?, offset: Int) {
+        skipWhitespace()
+        guard current == UInt8(ascii: "\"") else { throw unexpected(expecting: "a string key") }
+        let offset = position
+        let key = try readStringInPlace()
+        skipWhitespace()
+        guard current == UInt8(ascii: ":") else { throw unexpected(expecting: "':' after the key") }
+        position += 1
+        return (key.plain, key.decoded, offset)
+    }
+
+    /// The error for a key read twice in one object.
+    func duplicateKey(_ key: String, at offset: Int) -> JSONError {
+        failure("duplicate key \(quoted(key))", at: offset)
+    }
+
+    /// Where the reader is.
+    var readPosition: Int { position }
+
+    /// The input's bytes in `range`.
+    func inputBytes(_ range: Range<Int>) -> UnsafeBufferPointer<UInt8> {
+        input.extracting(range)
+    }
+
+    /// Checks that nothing but white space follows the document's value.
+    mutating func finishDocument() throws(JSONError) {
+        skipWhitespace()
+        guard position == input.count else {
+            throw failure("unexpected \(describe(input[position])) after the JSON value", at: position)
+        }
+    }
+
     // MARK: Errors
 
     private func failure(_ problem: String, at offset: Int) -> JSONError {

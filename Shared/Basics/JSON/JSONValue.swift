@@ -239,7 +239,14 @@ enum JSONNumberLiteral {
     /// Exponents are rejected: they are rare in our inputs and would need a second
     /// overflow analysis for little benefit.
     static func scaledValue(of literal: String, scale: Int, allowsFraction: Bool) -> Int64? {
-        var bytes = literal.utf8.makeIterator()
+        scaledValue(ofBytes: literal.utf8, scale: scale, allowsFraction: allowsFraction)
+    }
+
+    /// ``scaledValue(of:scale:allowsFraction:)`` of a literal's UTF-8 (a reader's number,
+    /// taken where it stands in its document).
+    @inline(__always)
+    static func scaledValue(ofBytes literal: some Sequence<UInt8>, scale: Int, allowsFraction: Bool) -> Int64? {
+        var bytes = literal.makeIterator()
         var byte = bytes.next()
         let isNegative = byte == UInt8(ascii: "-")
         if isNegative { byte = bytes.next() }

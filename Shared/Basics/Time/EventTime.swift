@@ -38,6 +38,12 @@ public struct EventTime: Sendable, Hashable, Comparable, CustomStringConvertible
         }
     }
 
+    /// ``parse(_:)`` of UTF-8 text, nil where it throws: the written form read where it stands
+    /// (a reader's string, in its document), any other text as a string.
+    public static func parse(utf8 bytes: UnsafeBufferPointer<UInt8>) -> EventTime? {
+        parseWrittenForm(bytes) ?? (try? parse(String(decoding: bytes, as: UTF8.self)))
+    }
+
     /// The form ``rfc3339`` writes (`YYYY-MM-DDTHH:MM:SS.mmmZ`), which nearly every event
     /// carries, read at fixed places; nil for any other text, even one the general reader would
     /// accept or refuse with its reason (a date that does not exist, say).
