@@ -110,8 +110,9 @@ extension PointsHealth {
         /// The entry of a ledger record the points service published, from its bytes, reading
         /// only what an entry holds, where it stands (a simulation gathers every entry it
         /// publishes, most of what it publishes). Nil when the bytes are not JSON or have no
-        /// type or time. The same entry as ``init(_:)`` of the decoded event, and as reading
-        /// the projection of what it holds (``JSONValue/parse(_:keeping:)``).
+        /// type or time. The entry of the projection of what it holds, whatever the bytes
+        /// (``init(projecting:)``), and so, for a record that decodes as an event, the entry of
+        /// ``init(_:)``.
         public init?(publishedRecord bytes: [UInt8]) {
             var type: String?
             var time: EventTime?
@@ -178,7 +179,7 @@ extension PointsHealth {
         }
 
         /// The members an entry reads, at each level of a ledger record, in the order the
-        /// readers above number them.
+        /// readers above number them: those of ``fields``.
         private static let recordMembers = JSONReader.Names(["type", "time", "subject", "data"])
         private static let dataMembers = JSONReader.Names(["sequence", "reason", "kind", "memberId", "points", "lots"])
         private static let lotMembers = JSONReader.Names(["lotId", "delta", "expiresAt"])
@@ -193,8 +194,9 @@ extension PointsHealth {
         }
 
         /// What of a ledger event an entry is made of: every member the entry's initialiser
-        /// below reads must be named here.
-        static let fields: JSONProjection = [
+        /// below reads must be named here, and in the readers' ``recordMembers``,
+        /// ``dataMembers`` and ``lotMembers`` (the lots are kept whole).
+        private static let fields: JSONProjection = [
             "type": .whole, "time": .whole, "subject": .whole,
             "data": JSONProjection(keeping: ["sequence", "reason", "kind", "memberId", "points", "lots"]),
         ]

@@ -124,7 +124,16 @@ extension EndToEnd {
                 (#""sequence":7"#, #""sequence":7.0"#), (#""points":440"#, #""points":"440""#), (#""delta":{"#, #""delta":{"x":1,"x":2,"#),
                 (#""lotId":"L1""#, #""lotId":["a",{"b":1,"b":2}]"#), (#""time":"2026-01-06T17:28:45.025Z""#, #""time":"2026-02-30T00:00:00Z""#),
                 (#""time":"2026-01-06T17:28:45.025Z""#, #""time":"2026-01-06T17:28:45+08:00""#), (#""data":{"#, #""data":[{"#),
-                (#""memberId":"m\u0031","#, ""), (#""t\u0079pe":"#, #""type":"#),
+                (#""memberId":"m\u0031","#, ""), (#""type":"points.earned""#, #""t\u0079pe":"points.earned""#),
+                (#""type":"points.earned""#, #""type":"points.earned","t\u0079pe":"x""#), (#""delta":-3"#, #""delta":-3,"lotI\u0064":"y""#),
+                (#""entryId""#, #""type","entryId""#), (#""kind":"earned""#, #""kind":"earned","kind"}"#),
+                // Canonically equal keys of other lengths: a duplicate from an object's 17th member on, as a parse finds it.
+                (#""delta":-3,"#, #""delta":-3,"\u00e9":1,"# + (1...14).map { #""k\#($0)":0,"# }.joined() + #""e\u0301":2,"#),
+                (#""delta":-3,"#, #""delta":-3,"\u00e9":1,"# + (1...13).map { #""k\#($0)":0,"# }.joined() + #""e\u0301":2,"#),
+                // Nesting to the limit and past it inside a lot, and many lots, empty or not.
+                (#""note":[1,{"a":null}]"#, #""note":"# + String(repeating: "[", count: 124) + String(repeating: "]", count: 124)),
+                (#""note":[1,{"a":null}]"#, #""note":"# + String(repeating: "[", count: 125) + String(repeating: "]", count: 125)),
+                (#""lots":["#, #""lots":["# + Array(repeating: #"{},{"lotId":"x"},[[]],"#, count: 200).joined()),
             ] {
                 variants.append(Array(record.replacingOccurrences(of: find, with: replace).utf8))
             }
@@ -141,6 +150,8 @@ extension EndToEnd {
             }
             #expect(fields(PointsHealth.LedgerEntry(publishedRecord: bytes)) == "1767720525025 7 movement earned m1 440 L1 440 1801411200000,L\"2 -3 -1,L3 0 1801382400000")
             #expect(read > 100 && read < variants.count / 2)
+            // The nesting limit is where a parse has it: one level more is refused.
+            #expect(variants.suffix(3).map { PointsHealth.LedgerEntry(publishedRecord: $0) != nil } == [true, false, true])
         }
 
         @Test func theReportOfAYearRendersInChromiumWithTheLedgersTotals() throws {

@@ -662,6 +662,17 @@ private func parseError(bytes: [UInt8]) -> JSONError? {
         // passed over twice is not read; others read whole are checked as a full parse checks them.
         #expect(throws: JSONError(offset: 19, message: #"duplicate key "type" at byte 19"#)) { try readLedgerFields(Array(#"{"type":"a","id":1,"type":"b"}"#.utf8)) }
         #expect(try readLedgerFields(Array(#"{"type":"a","id":1,"id":2}"#.utf8)) == ["type": "a"])
+        // The duplicate is found before what follows its key, as a parse finds it.
+        let broken = Array(#"{"type":"a","type"}"#.utf8)
+        #expect(throws: JSONError(offset: 12, message: #"duplicate key "type" at byte 12"#)) { try readLedgerFields(broken) }
+        #expect(throws: JSONError(offset: 12, message: #"duplicate key "type" at byte 12"#)) { try JSONValue.parse(broken, keeping: ledgerFields) }
+        // A named member left unread, and an element left unread, are read whole.
+        #expect(throws: JSONError.self) {
+            try JSONReader.read(Array(#"{"a":{"c":1,"c":2}}"#.utf8)) { (reader: inout JSONReader) throws(JSONError) in try reader.readObject(JSONReader.Names(["a"])) { _, _ in } }
+        }
+        #expect(throws: JSONError.self) {
+            try JSONReader.read(Array(#"[{"c":1,"c":2}]"#.utf8)) { (reader: inout JSONReader) throws(JSONError) in try reader.readArray { _ in } }
+        }
         let twice = Array(#"{"a":1,"b":{"c":1,"c":2}}"#.utf8)
         #expect(throws: Never.self) { try JSONReader.read(twice) { (reader: inout JSONReader) throws(JSONError) in try reader.readObject(JSONReader.Names(["a"])) { _, _ in } } }
         #expect(throws: JSONError.self) {

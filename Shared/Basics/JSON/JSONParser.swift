@@ -610,18 +610,27 @@ struct JSONParser {
         return true
     }
 
-    /// Reads a member's key and its colon, at the key's opening quote (past white space);
-    /// returns the key, and where it began for errors.
+    /// Reads a member's key, at its opening quote (past white space); returns the key, and
+    /// where it began for errors. The colon is read apart (``readColon()``), after the check
+    /// for a duplicate, as a parse checks them.
     mutating func readMemberKey() throws(JSONError) -> (plain: Range<Int>?, decoded: String?, offset: Int) {
         skipWhitespace()
         guard current == UInt8(ascii: "\"") else { throw unexpected(expecting: "a string key") }
         let offset = position
         let key = try readStringInPlace()
+        return (key.plain, key.decoded, offset)
+    }
+
+    /// Reads the colon after a member's key.
+    mutating func readColon() throws(JSONError) {
         skipWhitespace()
         guard current == UInt8(ascii: ":") else { throw unexpected(expecting: "':' after the key") }
         position += 1
-        return (key.plain, key.decoded, offset)
     }
+
+    /// From how many earlier members a parse checks a key with a set (which finds canonically
+    /// equal keys of other lengths equal) rather than by scanning.
+    static var keySetThreshold: Int { linearKeyCheckLimit }
 
     /// The error for a key read twice in one object.
     func duplicateKey(_ key: String, at offset: Int) -> JSONError {

@@ -1,15 +1,16 @@
-/// Reads a JSON document in one pass without making it a tree: the caller walks the objects
-/// and arrays it needs and takes the values it wants where they stand; the rest is checked as
-/// ``JSONValue/parse(_:)`` checks it and passed over. For a reader of many documents that
-/// needs a few values of each (the simulation reads every ledger entry it publishes for its
-/// figures): it makes no string for a key, no container and no number text.
+/// Reads a JSON document in one pass without making it a tree: the caller names the members
+/// it reads at each level (``Names``) and takes their values where they stand; every other
+/// member is checked as ``JSONValue/parse(_:keeping:)`` checks what a projection passes over
+/// (duplicate keys aside), or read whole (``Others/readWhole``). For a reader of many documents
+/// that needs a few values of each (the simulation reads every ledger entry it publishes for
+/// its figures): it makes no container and no number text, and no string for a plain key.
 ///
-/// The document is held to the same rules as ``JSONValue/parse(_:keeping:)`` with a
-/// projection naming the members the caller reads (``Names``), with the same errors: every
-/// value is checked, and no object may have a named member twice. A value read as a type it
-/// does not have (``string()`` of an object, say) is read whole, with every check of a full
-/// parse, and answered with nil. Messages, read for their type alone, were no cheaper this way
-/// than by a projection (their text is escaped or not ASCII, and decoded either way).
+/// The document is held to the rules of ``JSONValue/parse(_:keeping:)`` with a projection that
+/// keeps what the caller names, with the same errors: a named member found twice is a
+/// duplicate, at the same byte; a named member the caller does not read, a value read as a type
+/// it does not have (``string()`` of an object, say) and an element the caller does not read
+/// are read whole, with every check of a full parse. Each closure reads its value once, lets
+/// every error through, and does not keep the reader: it reads the document's bytes in place.
 public struct JSONReader {
     private var parser: JSONParser
 
@@ -17,8 +18,8 @@ public struct JSONReader {
         self.parser = parser
     }
 
-    /// Reads `bytes` as one JSON document: `body` reads its value (what it leaves of it is
-    /// passed over), and nothing but white space may follow.
+    /// Reads `bytes` as one JSON document: `body` reads its value (or leaves it to be read
+    /// whole), and nothing but white space may follow.
     public static func read<Value>(_ bytes: [UInt8], _ body: (inout JSONReader) throws(JSONError) -> Value) throws(JSONError) -> Value {
         // The parse runs inside `withUnsafeBufferPointer` as a non-throwing closure returning a
         // `Result`, as ``JSONValue/parse(_:)`` does.
@@ -46,6 +47,7 @@ public struct JSONReader {
         /// The members named `names` (at most 64).
         public init(_ names: [String]) {
             precondition(names.count <= 64, "a reader takes at most 64 members of an object")
+            precondition(Set(names).count == names.count, "a name given twice would never be found the second time")
             self.names = names
             utf8 = names.flatMap { Array($0.utf8) }
             starts = names.reduce(into: [0]) { $0.append($0.last! + $1.utf8.count) }
@@ -74,13 +76,13 @@ public struct JSONReader {
     public enum Others: Sendable {
         /// Checked and passed over, as a projection passes them over.
         case passedOver
-        /// Read whole and let go, with every check of a full parse (duplicates among them
-        /// included): for an object a projection would keep whole.
+        /// Read whole and let go, and every key of the object checked for duplicates as a
+        /// parse checks them: for an object a projection would keep whole.
         case readWhole
     }
 
     /// Reads an object: `member` gets the index in `names` of each member named there, and reads
-    /// its value or leaves it to be passed over; the others are passed over or read whole, as
+    /// its value or leaves it to be read whole; the others are passed over or read whole, as
     /// `others` says. A name found twice is a duplicate key. False (the value read whole and
     /// let go) when the value is not an object.
     @discardableResult
@@ -93,8 +95,11 @@ public struct JSONReader {
         }
         if try parser.enterReadContainer(closedBy: UInt8(ascii: "}")) { return true }
         var seen: UInt64 = 0
-        // The keys of the others read whole (rare: none in the documents readers are for).
+        // The keys of the others read whole (rare: none in the documents readers are for), and,
+        // from as many members on as a parse would, every key in a set, as a parse checks them.
         var otherKeys: [String] = []
+        var keySet: Set<String>?
+        var count = 0
         while true {
             let (plain, decoded, offset) = try parser.readMemberKey()
             let index = plain.map { names.index(of: parser.inputBytes($0)) } ?? decoded.flatMap { names.index(of: $0) }
@@ -102,14 +107,28 @@ public struct JSONReader {
                 let bit: UInt64 = 1 << UInt64(index)
                 if seen & bit != 0 { throw parser.duplicateKey(names.names[index], at: offset) }
                 seen |= bit
+            }
+            if case .readWhole = others {
+                let key = decoded ?? plain.map { String(decoding: parser.inputBytes($0), as: UTF8.self) } ?? ""
+                if keySet == nil, count >= JSONParser.keySetThreshold {
+                    keySet = Set(otherKeys + names.names.indices.filter { seen & 1 << UInt64($0) != 0 && $0 != index }.map { names.names[$0] })
+                }
+                if keySet != nil {
+                    if !keySet!.insert(key).inserted { throw parser.duplicateKey(key, at: offset) }
+                } else if index == nil {
+                    if otherKeys.contains(where: { $0.utf8.count == key.utf8.count && $0 == key }) { throw parser.duplicateKey(key, at: offset) }
+                }
+                if index == nil { otherKeys.append(key) }
+            }
+            count += 1
+            try parser.readColon()
+            if let index {
                 _ = parser.nextValueByte()
                 let start = parser.readPosition
                 try member(index, &self)
-                if parser.readPosition == start { try parser.passValue() }
+                // Not read: read whole, as a projection keeps a member it names.
+                if parser.readPosition == start { _ = try parser.readWholeValue() }
             } else if case .readWhole = others {
-                let key = decoded ?? plain.map { String(decoding: parser.inputBytes($0), as: UTF8.self) } ?? ""
-                if otherKeys.contains(where: { $0.utf8.count == key.utf8.count && $0 == key }) { throw parser.duplicateKey(key, at: offset) }
-                otherKeys.append(key)
                 _ = try parser.readWholeValue()
             } else {
                 try parser.passValue()
@@ -118,8 +137,8 @@ public struct JSONReader {
         }
     }
 
-    /// Reads an array element by element: `element` reads each one, or leaves it to be passed
-    /// over. False (the value read whole and let go) when it is not an array.
+    /// Reads an array element by element: `element` reads each one, or leaves it to be read
+    /// whole. False (the value read whole and let go) when it is not an array.
     @discardableResult
     public mutating func readArray(_ element: (inout JSONReader) throws(JSONError) -> Void) throws(JSONError) -> Bool {
         guard parser.nextValueByte() == UInt8(ascii: "[") else {
@@ -171,12 +190,13 @@ public struct JSONReader {
         try parser.readWholeValue()
     }
 
-    /// Runs `body` on the value ahead, and passes over the value if it took none of it.
+    /// Runs `body` on the value ahead, and reads the value whole if it took none of it (as a
+    /// projection keeps a document or an element of what it keeps).
     private mutating func reading<Value>(_ body: (inout JSONReader) throws(JSONError) -> Value) throws(JSONError) -> Value {
         _ = parser.nextValueByte()
         let start = parser.readPosition
         let value = try body(&self)
-        if parser.readPosition == start { try parser.passValue() }
+        if parser.readPosition == start { _ = try parser.readWholeValue() }
         return value
     }
 }

@@ -40,7 +40,7 @@ public struct EventTime: Sendable, Hashable, Comparable, CustomStringConvertible
 
     /// ``parse(_:)`` of UTF-8 text, nil where it throws: the written form read where it stands
     /// (a reader's string, in its document), any other text as a string.
-    public static func parse(utf8 bytes: UnsafeBufferPointer<UInt8>) -> EventTime? {
+    static func parse(utf8 bytes: UnsafeBufferPointer<UInt8>) -> EventTime? {
         parseWrittenForm(bytes) ?? (try? parse(String(decoding: bytes, as: UTF8.self)))
     }
 
