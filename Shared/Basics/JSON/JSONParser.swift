@@ -76,7 +76,7 @@ struct JSONParser {
     private var scratch: [UInt8] = []
 
     /// Objects up to this size check for duplicate keys by scanning; larger ones use a set.
-    private static let linearKeyCheckLimit = 16
+    static let linearKeyCheckLimit = 16
     private static let initialMemberCapacity = 8
 
     init(input: UnsafeBufferPointer<UInt8>) {
@@ -85,16 +85,13 @@ struct JSONParser {
 
     mutating func parseDocument(keeping projection: JSONProjection = .whole) throws(JSONError) -> JSONValue {
         let value = try parseValue(keeping: projection)
-        skipWhitespace()
-        guard position == input.count else {
-            throw failure("unexpected \(describe(input[position])) after the JSON value", at: position)
-        }
+        try finishDocument()
         return value
     }
 
     // MARK: Values
 
-    private mutating func parseValue() throws(JSONError) -> JSONValue {
+    mutating func parseValue() throws(JSONError) -> JSONValue {
         skipWhitespace()
         guard position < input.count else { throw unexpected(expecting: "a value") }
         switch input[position] {
@@ -166,7 +163,7 @@ struct JSONParser {
     }
 
     /// Checks the value at `position` as ``parseValue()`` would and moves past it, making nothing.
-    private mutating func skipValue() throws(JSONError) {
+    mutating func skipValue() throws(JSONError) {
         skipWhitespace()
         guard position < input.count else { throw unexpected(expecting: "a value") }
         switch input[position] {
@@ -331,7 +328,7 @@ struct JSONParser {
     }
 
     /// Validates a number (see ``parseNumber()``), moves past it and returns where it is.
-    private mutating func scanNumber() throws(JSONError) -> Range<Int> {
+    mutating func scanNumber() throws(JSONError) -> Range<Int> {
         let start = position
         if current == UInt8(ascii: "-") { position += 1 }
         guard let first = current, JSONNumberLiteral.isDigit(first) else { throw unexpected(expecting: "a digit") }
@@ -568,21 +565,6 @@ struct JSONParser {
         return current
     }
 
-    /// A value made whole, as ``JSONValue/parse(_:)`` makes it.
-    mutating func readWholeValue() throws(JSONError) -> JSONValue {
-        try parseValue()
-    }
-
-    /// Checks the value at `position` and moves past it, making nothing.
-    mutating func passValue() throws(JSONError) {
-        try skipValue()
-    }
-
-    /// Moves past a number, checked, and returns where its literal is.
-    mutating func readNumberLiteral() throws(JSONError) -> Range<Int> {
-        try scanNumber()
-    }
-
     /// Moves past a string at `position` (its opening quote): where its text is when it is
     /// plain (printable ASCII without escapes), else its decoded text.
     mutating func readStringInPlace() throws(JSONError) -> (plain: Range<Int>?, decoded: String?) {
@@ -627,10 +609,6 @@ struct JSONParser {
         guard current == UInt8(ascii: ":") else { throw unexpected(expecting: "':' after the key") }
         position += 1
     }
-
-    /// From how many earlier members a parse checks a key with a set (which finds canonically
-    /// equal keys of other lengths equal) rather than by scanning.
-    static var keySetThreshold: Int { linearKeyCheckLimit }
 
     /// The error for a key read twice in one object.
     func duplicateKey(_ key: String, at offset: Int) -> JSONError {

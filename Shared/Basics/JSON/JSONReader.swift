@@ -90,7 +90,7 @@ public struct JSONReader {
         _ names: Names, others: Others = .passedOver, _ member: (Int, inout JSONReader) throws(JSONError) -> Void
     ) throws(JSONError) -> Bool {
         guard parser.nextValueByte() == UInt8(ascii: "{") else {
-            _ = try parser.readWholeValue()
+            _ = try parser.parseValue()
             return false
         }
         if try parser.enterReadContainer(closedBy: UInt8(ascii: "}")) { return true }
@@ -110,7 +110,9 @@ public struct JSONReader {
             }
             if case .readWhole = others {
                 let key = decoded ?? plain.map { String(decoding: parser.inputBytes($0), as: UTF8.self) } ?? ""
-                if keySet == nil, count >= JSONParser.keySetThreshold {
+                // A parse checks a key with a set (which finds canonically equal keys of other
+                // lengths equal) from this many earlier members on.
+                if keySet == nil, count >= JSONParser.linearKeyCheckLimit {
                     keySet = Set(otherKeys + names.names.indices.filter { seen & 1 << UInt64($0) != 0 && $0 != index }.map { names.names[$0] })
                 }
                 if keySet != nil {
@@ -127,11 +129,11 @@ public struct JSONReader {
                 let start = parser.readPosition
                 try member(index, &self)
                 // Not read: read whole, as a projection keeps a member it names.
-                if parser.readPosition == start { _ = try parser.readWholeValue() }
+                if parser.readPosition == start { _ = try parser.parseValue() }
             } else if case .readWhole = others {
-                _ = try parser.readWholeValue()
+                _ = try parser.parseValue()
             } else {
-                try parser.passValue()
+                try parser.skipValue()
             }
             if try parser.passReadSeparator(closedBy: UInt8(ascii: "}")) { return true }
         }
@@ -142,7 +144,7 @@ public struct JSONReader {
     @discardableResult
     public mutating func readArray(_ element: (inout JSONReader) throws(JSONError) -> Void) throws(JSONError) -> Bool {
         guard parser.nextValueByte() == UInt8(ascii: "[") else {
-            _ = try parser.readWholeValue()
+            _ = try parser.parseValue()
             return false
         }
         if try parser.enterReadContainer(closedBy: UInt8(ascii: "]")) { return true }
@@ -155,7 +157,7 @@ public struct JSONReader {
     /// The value as a string; nil when it is not one.
     public mutating func string() throws(JSONError) -> String? {
         guard parser.nextValueByte() == UInt8(ascii: "\"") else {
-            _ = try parser.readWholeValue()
+            _ = try parser.parseValue()
             return nil
         }
         let (plain, decoded) = try parser.readStringInPlace()
@@ -166,7 +168,7 @@ public struct JSONReader {
     /// string or not an instant.
     public mutating func time() throws(JSONError) -> EventTime? {
         guard parser.nextValueByte() == UInt8(ascii: "\"") else {
-            _ = try parser.readWholeValue()
+            _ = try parser.parseValue()
             return nil
         }
         let (plain, decoded) = try parser.readStringInPlace()
@@ -178,16 +180,16 @@ public struct JSONReader {
     /// an integer.
     public mutating func int64() throws(JSONError) -> Int64? {
         guard let first = parser.nextValueByte(), first == UInt8(ascii: "-") || JSONNumberLiteral.isDigit(first) else {
-            _ = try parser.readWholeValue()
+            _ = try parser.parseValue()
             return nil
         }
-        let literal = try parser.readNumberLiteral()
+        let literal = try parser.scanNumber()
         return JSONNumberLiteral.scaledValue(ofBytes: parser.inputBytes(literal), scale: 0, allowsFraction: false)
     }
 
     /// The value made whole, as ``JSONValue/parse(_:)`` makes it.
     public mutating func value() throws(JSONError) -> JSONValue {
-        try parser.readWholeValue()
+        try parser.parseValue()
     }
 
     /// Runs `body` on the value ahead, and reads the value whole if it took none of it (as a
@@ -196,7 +198,7 @@ public struct JSONReader {
         _ = parser.nextValueByte()
         let start = parser.readPosition
         let value = try body(&self)
-        if parser.readPosition == start { _ = try parser.readWholeValue() }
+        if parser.readPosition == start { _ = try parser.parseValue() }
         return value
     }
 }
